@@ -1,0 +1,1 @@
+"""Ready-made steps for configs and tests, and the camera demo."""

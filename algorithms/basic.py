@@ -1,0 +1,82 @@
+"""General steps: a counting producer, a file reader, a pass-through, a printer and a JSON-lines writer."""
+
+from __future__ import annotations
+
+import json
+from collections.abc import Iterator
+from typing import Any, TextIO
+
+from traitlets import Bool, Int, Unicode
+
+from pipeline import Component
+
+
+class Counter(Component):
+    """Producer: yields the integers start, start+1, … (count of them)."""
+
+    start = Int(0, help="The first number.").tag(config=True)
+    count = Int(10, help="How many numbers to yield.").tag(config=True)
+
+    def run(self) -> Iterator[int]:
+        """Yield each number."""
+        yield from range(self.start, self.start + self.count)
+
+
+class LineReader(Component):
+    """Producer: yields each line of a text file, without its line ending."""
+
+    path = Unicode(help="The file to read.").tag(config=True)
+    skip_blank = Bool(False, help="Do not yield empty lines.").tag(config=True)
+
+    def run(self) -> Iterator[str]:
+        """Yield each line."""
+        with open(self.path, encoding="utf-8") as lines:
+            for line in lines:
+                line = line.rstrip("\r\n")
+                if line or not self.skip_blank:
+                    yield line
+
+
+class PassThrough(Component):
+    """Stager: sends every message on unchanged."""
+
+    def run(self, msg: Any) -> Any:
+        """Return the message."""
+        return msg
+
+
+class Printer(Component):
+    """Consumer: prints each message on its own line."""
+
+    prefix = Unicode("", help="Text printed before each message.").tag(config=True)
+
+    def run(self, msg: Any) -> None:
+        """Print the message."""
+        print(f"{self.prefix}{msg}", flush=True)
+
+
+class JsonLinesWriter(Component):
+    """Consumer: writes each message as one line of JSON."""
+
+    path = Unicode("output.jsonl", help="The file to write (replaced if it exists).").tag(config=True)
+
+    def init(self) -> None:
+        """Open the file."""
+        self._file: TextIO = open(self.path, "w", encoding="utf-8")  # noqa: SIM115 (closed in finish)
+
+    def run(self, msg: Any) -> None:
+        """Write one line."""
+        self._file.write(json.dumps(msg, default=_jsonable) + "\n")
+
+    def finish(self) -> None:
+        """Close the file."""
+        self._file.close()
+
+
+def _jsonable(value: Any) -> Any:
+    """JSON for the numpy values and other objects json does not know."""
+    if hasattr(value, "tolist"):
+        return value.tolist()
+    if hasattr(value, "item"):
+        return value.item()
+    raise TypeError(f"cannot write a {type(value).__name__} as JSON")

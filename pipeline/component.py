@@ -1,0 +1,54 @@
+"""The base class of every pipeline step: subclass it and write init(), run() and finish()."""
+
+from __future__ import annotations
+
+import logging
+from collections.abc import Callable, Sequence
+from typing import Any
+
+from traitlets.config import LoggingConfigurable
+
+from .errors import RoutingError
+
+#: Signature of the callable a runner installs to carry a step's outputs on.
+Emitter = Callable[[Any, "str | None"], None]
+
+
+class Component(LoggingConfigurable):
+    """A pipeline step: a producer, a stager or a consumer.
+
+    Options are traits tagged ``config=True``; ``init()`` sees their configured values.
+    A producer's ``run()`` is a generator. A stager's ``run(msg)`` returns its output, returns
+    ``None`` to filter, yields several outputs, or calls ``send_msg``. A consumer's ``run(msg)``
+    takes messages and sends nothing.
+    """
+
+    def __init__(self, step_name: str = "", next_steps: Sequence[str] = (), **kwargs: Any) -> None:
+        super().__init__(**kwargs)
+        self.step_name = step_name or type(self).__name__
+        self.next_steps: tuple[str, ...] = tuple(next_steps)
+        self.log = logging.getLogger(f"pipeline.step.{self.step_name}")
+        self._emit: Emitter | None = None
+
+    def init(self) -> None:
+        """Prepare the step before its first message (open files, load tables)."""
+
+    def run(self, msg: Any = None) -> Any:
+        """Process one message (a producer: generate every message)."""
+        raise NotImplementedError(f"{type(self).__name__} must define run()")
+
+    def finish(self) -> None:
+        """Release what init() took, after the last message; it may still call send_msg()."""
+
+    def send_msg(self, msg: Any, next_step: str | None = None) -> None:
+        """Send ``msg`` to every next step, or to the next step named ``next_step`` only."""
+        if not self.next_steps:
+            raise RoutingError(f"step {self.step_name!r} has no next steps to send to")
+        if next_step is not None and next_step not in self.next_steps:
+            raise RoutingError(
+                f"step {self.step_name!r} cannot send to {next_step!r}: "
+                f"its next steps are {', '.join(self.next_steps)}"
+            )
+        if self._emit is None:
+            raise RoutingError(f"step {self.step_name!r} is not running: send_msg() is for init/run/finish")
+        self._emit(msg, next_step)

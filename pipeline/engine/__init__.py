@@ -1,0 +1,5 @@
+"""The threaded ZeroMQ engine."""
+
+from .runner import ThreadedRunner
+
+__all__ = ["ThreadedRunner"]

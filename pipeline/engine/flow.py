@@ -1,0 +1,66 @@
+"""Flow-control limits of the threaded engine, and the memory bound they give.
+
+Per step T with queue limit Q (bounded), W workers and U upstream senders (the producer and
+every worker of every step that sends to T), the messages held for T at any time are at most
+
+    Q                     in T's router queue (it reads input only while queued + B <= Q)
+  + W * (1 + PREFETCH)    at T's workers: one in progress plus at most PREFETCH prefetched
+  + U * 2 * B             in transit: each sender's pipe to T holds at most two packets
+
+where B = batch_limit(Q) is the largest packet a sender sends to T. Each sender also holds at
+most B - 1 outputs per next step that it has not yet sent. A prefetched packet is only sent to a
+worker holding less than PREFETCH_BYTES, so large messages are prefetched one at a time.
+"""
+
+from __future__ import annotations
+
+from typing import TYPE_CHECKING
+
+if TYPE_CHECKING:
+    from ..config import PipelineConfig
+
+#: Most messages in one packet.
+MAX_BATCH = 64
+#: A packet is sent once its messages reach this many bytes.
+MAX_BATCH_BYTES = 256 * 1024
+#: Most messages a worker holds beyond the one in progress.
+PREFETCH = 32
+#: A worker already holding this many bytes of work is sent no more until it is idle.
+PREFETCH_BYTES = 4 * 1024 * 1024
+#: A worker asks for enough messages to keep it busy this long (its window adapts to run() time).
+PREFETCH_SECONDS = 0.001
+#: Pending outputs are sent at least this often while a thread keeps producing them.
+MAX_DELAY_SECONDS = 0.001
+#: A producer whose generator took longer than this to yield sends each message at once.
+SLOW_SOURCE_SECONDS = 0.0001
+#: ZeroMQ high-water mark of every data pipe: a pipe holds at most two packets.
+PIPE_HWM = 1
+
+
+def batch_limit(queue_limit: int) -> int:
+    """The largest packet sent to a step with this queue limit (-1: unbounded)."""
+    if queue_limit < 0:
+        return MAX_BATCH
+    return max(1, min(MAX_BATCH, queue_limit // 4))
+
+
+def window_for(mean_seconds: float) -> int:
+    """How many messages a worker asks to hold, given its recent mean time per message."""
+    if mean_seconds <= 0:
+        return 1 + PREFETCH
+    return max(2, min(1 + PREFETCH, 1 + int(PREFETCH_SECONDS / mean_seconds)))
+
+
+def message_bound(config: PipelineConfig) -> int | None:
+    """Most messages alive in a threaded run of ``config`` (None when a queue is unbounded)."""
+    total = 0
+    for step in config.steps.values():
+        fanout = sum(batch_limit(config.steps[t].queue_limit) - 1 for t in step.next_steps)
+        total += step.nb_thread * fanout  # outputs each thread holds before sending
+        if step.kind == "producer":
+            continue
+        if step.queue_limit < 0:
+            return None
+        senders = sum(config.steps[up].nb_thread for up in config.upstream(step.name))
+        total += step.queue_limit + step.nb_thread * (1 + PREFETCH) + senders * 2 * batch_limit(step.queue_limit)
+    return total

@@ -1,0 +1,45 @@
+"""Sending and receiving multipart messages with the least Python work per frame.
+
+pyzmq's send_multipart/recv_multipart spend several microseconds per call on flag enums,
+RCVMORE queries and, for NOBLOCK, exceptions; these helpers pass plain integer flags, follow
+``Frame.more`` and ask ``EVENTS`` instead. Large frames are sent without copying.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+from typing import Any
+
+import zmq
+
+_SNDMORE = int(zmq.SNDMORE)
+_POLLIN = int(zmq.POLLIN)
+_EVENTS = zmq.EVENTS
+#: Frames at least this large are handed to ZeroMQ by reference instead of copied.
+_ZERO_COPY_BYTES = 64 * 1024
+
+
+def send(socket: zmq.Socket, frames: Sequence[Any]) -> None:
+    """Send ``frames`` as one multipart message (blocks at the high-water mark: backpressure).
+
+    Frames are bytes (copied) or memoryviews (large ones passed by reference).
+    """
+    last = len(frames) - 1
+    for i, frame in enumerate(frames):
+        by_reference = type(frame) is memoryview and frame.nbytes >= _ZERO_COPY_BYTES
+        socket.send(frame, 0 if i == last else _SNDMORE, copy=not by_reference)
+
+
+def recv(socket: zmq.Socket) -> list[zmq.Frame]:
+    """Receive one multipart message as zmq.Frame objects (not copied); blocks until one comes."""
+    frame = socket.recv(0, False)
+    frames = [frame]
+    while frame.more:
+        frame = socket.recv(0, False)
+        frames.append(frame)
+    return frames
+
+
+def waiting(socket: zmq.Socket) -> bool:
+    """True when a message can be received at once."""
+    return bool(socket.getsockopt(_EVENTS) & _POLLIN)

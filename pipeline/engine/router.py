@@ -1,0 +1,145 @@
+"""A step's router thread: holds the step's queue and hands packets to its least recently used worker."""
+
+from __future__ import annotations
+
+import logging
+import threading
+from collections import deque
+
+import zmq
+
+from ..config import StepConfig
+from ..message import DATA, END, FINISH, HEADER, WORK, Packet, packet_from_frames
+from . import frames as io
+from .addresses import Addresses
+from .flow import PIPE_HWM, batch_limit
+from .pool import WorkerPool
+from .protocol import FINISHED, JOIN, READY, parse_control
+
+log = logging.getLogger("pipeline.engine.router")
+
+
+class Router(threading.Thread):
+    """Owns one step's queue (bounded by its queue_limit) and dispatches it to the step's workers.
+
+    The step is drained when every upstream sender has sent its end of stream, the messages
+    received equal the sum they declared, the queue is empty and no worker holds work. Then each
+    worker is told to finish, and the router stops once all have.
+    """
+
+    def __init__(self, context: zmq.Context, step: StepConfig, addresses: Addresses, senders: int) -> None:
+        super().__init__(name=f"router-{step.name}", daemon=True)
+        self.context = context
+        self.step = step
+        self.addresses = addresses
+        self.senders = senders
+        self.bound = threading.Event()
+        self.queue: deque[Packet] = deque()
+        self.queued = 0
+        self.received = 0
+        self.pool = WorkerPool()
+        self.error: BaseException | None = None
+        self._next_seq = 0
+        self._ended = 0
+        self._expected = 0
+        self._finished = 0
+        self._finishing = False
+        # Read input only while a whole packet still fits under the queue limit.
+        limit = step.queue_limit
+        self._read_below = limit - batch_limit(limit) + 1 if limit > 0 else None
+
+    def run(self) -> None:
+        inbox = self.context.socket(zmq.PULL)
+        work = self.context.socket(zmq.ROUTER)
+        try:
+            inbox.rcvhwm = PIPE_HWM
+            inbox.linger = 0
+            inbox.bind(self.addresses.inbox(self.step.name))
+            work.router_mandatory = True
+            work.linger = 0
+            work.bind(self.addresses.work(self.step.name))
+            self.bound.set()
+            self._loop(inbox, work)
+        except BaseException as err:
+            log.exception("router of step %s stopped", self.step.name)
+            self.error = err
+        finally:
+            self.bound.set()
+            inbox.close()
+            work.close()
+
+    def _accepting(self) -> bool:
+        if self._ended == self.senders:
+            return False
+        return self._read_below is None or self.queued < self._read_below
+
+    def _loop(self, inbox: zmq.Socket, work: zmq.Socket) -> None:
+        both = zmq.Poller()
+        both.register(work, zmq.POLLIN)
+        both.register(inbox, zmq.POLLIN)
+        workers_only = zmq.Poller()
+        workers_only.register(work, zmq.POLLIN)
+        while self._finished < self.step.nb_thread:
+            events = dict((both if self._accepting() else workers_only).poll())
+            if work in events:
+                self._read_workers(work)
+            if inbox in events:
+                self._read_inbox(inbox)
+            self._dispatch(work)
+            if self._drained():
+                self._finishing = True
+                for worker in self.pool.workers:
+                    io.send(work, [worker, HEADER.pack(FINISH, 0, 0)])
+
+    def _read_workers(self, work: zmq.Socket) -> None:
+        while io.waiting(work):
+            worker, kind, window = parse_control([f.bytes for f in io.recv(work)])
+            if kind == READY:
+                self.pool.done(worker, window)
+            elif kind == JOIN:
+                self.pool.join(worker, window)
+            elif kind == FINISHED:
+                self._finished += 1
+
+    def _read_inbox(self, inbox: zmq.Socket) -> None:
+        while self._accepting() and io.waiting(inbox):
+            frames = io.recv(inbox)
+            kind, _, value = HEADER.unpack_from(frames[0].bytes)
+            if kind == DATA:
+                packet = packet_from_frames(frames)
+                packet.first_seq = self._next_seq
+                self._next_seq += len(packet)
+                self.received += len(packet)
+                self.queued += len(packet)
+                self.queue.append(packet)
+            elif kind == END:
+                self._ended += 1
+                self._expected += value
+
+    def _dispatch(self, work: zmq.Socket) -> None:
+        pool = self.pool
+        while self.queue:
+            worker = pool.choose()
+            if worker is None:
+                return
+            size = 1 if self.step.ordered else max(1, pool.window(worker) // 2)
+            size = min(size, pool.room(worker))
+            packet = self.queue[0]
+            if len(packet) > size:
+                packet, self.queue[0] = packet.split(size)
+            else:
+                self.queue.popleft()
+            io.send(work, [worker, *packet.frames(WORK)])
+            self.queued -= len(packet)
+            pool.sent(worker, len(packet), packet.nbytes)
+
+    def _drained(self) -> bool:
+        if self._finishing or self._ended < self.senders or self.queue:
+            return False
+        if len(self.pool.workers) < self.step.nb_thread or self.pool.busy():
+            return False
+        if self.received != self._expected:
+            raise RuntimeError(
+                f"step {self.step.name}: received {self.received} messages, senders declared {self._expected}"
+            )
+        return True

@@ -1,0 +1,20 @@
+"""Exceptions that the framework raises to its users."""
+
+
+class PipelineError(Exception):
+    """Base class of every error the framework raises on purpose."""
+
+
+class ConfigError(PipelineError):
+    """A configuration that cannot run: the message names the file, the key and what was expected."""
+
+    def __init__(self, source: str, key: str, problem: str) -> None:
+        self.source = source
+        self.key = key
+        self.problem = problem
+        where = f"{source}: {key}" if key else source
+        super().__init__(f"{where}: {problem}")
+
+
+class RoutingError(PipelineError):
+    """A step sent a message to a step that is not one of its next steps."""

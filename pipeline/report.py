@@ -1,0 +1,59 @@
+"""What a run reports: per-step counts, the first error of each step and the exit status."""
+
+from __future__ import annotations
+
+from dataclasses import asdict, dataclass, field
+
+
+@dataclass
+class StepCounts:
+    """Counters of one step (or one of its threads): plain integers, no locks."""
+
+    received: int = 0  # messages delivered to the step
+    processed: int = 0  # messages whose run() completed
+    emitted: int = 0  # deliveries to next steps (a message sent to two steps counts twice)
+    failed: int = 0  # messages whose run() raised
+
+    def __iadd__(self, other: StepCounts) -> StepCounts:
+        self.received += other.received
+        self.processed += other.processed
+        self.emitted += other.emitted
+        self.failed += other.failed
+        return self
+
+
+@dataclass
+class StepReport:
+    """The final state of one step."""
+
+    name: str
+    counts: StepCounts = field(default_factory=StepCounts)
+    first_error: str | None = None
+
+
+@dataclass
+class RunReport:
+    """The outcome of a run: its exit status and a report per step, in config order."""
+
+    steps: dict[str, StepReport]
+    exit_status: int = 0
+
+    def __getitem__(self, name: str) -> StepCounts:
+        return self.steps[name].counts
+
+    def as_dict(self) -> dict:
+        """A JSON-ready form of the report."""
+        return {"exit_status": self.exit_status, "steps": {n: asdict(s) for n, s in self.steps.items()}}
+
+    def table(self) -> str:
+        """The report as a plain-text table, one line per step."""
+        rows = [("STEP", "RECEIVED", "PROCESSED", "EMITTED", "FAILED")]
+        for step in self.steps.values():
+            c = step.counts
+            rows.append((step.name, str(c.received), str(c.processed), str(c.emitted), str(c.failed)))
+        widths = [max(len(r[i]) for r in rows) for i in range(len(rows[0]))]
+        lines = ["  ".join(cell.ljust(w) if i == 0 else cell.rjust(w) for i, (cell, w) in enumerate(zip(r, widths)))
+                 for r in rows]
+        lines += [f"{s.name}: first error: {s.first_error}" for s in self.steps.values() if s.first_error]
+        lines.append(f"exit status {self.exit_status}")
+        return "\n".join(lines)
