@@ -10,7 +10,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
-from traitlets import TraitError
+from traitlets import HasTraits, TraitError
 from traitlets.config import Config, Configurable
 from traitlets.config.loader import DeferredConfigString, LazyConfigValue
 
@@ -59,6 +59,7 @@ class PipelineConfig:
     source: str
     steps: dict[str, StepConfig]
     config: Config
+    overrides: Config = field(default_factory=Config)  # from the command line: they win over everything
 
     @property
     def name(self) -> str:
@@ -94,6 +95,7 @@ class PipelineConfig:
         config = Config(self.config)
         if step.traits:
             config[step.class_name] = Config({**config.get(step.class_name, {}), **step.traits})
+            config.merge(self.overrides)
         return step.cls(config=config, step_name=step.name, next_steps=step.next_steps)
 
 
@@ -179,7 +181,7 @@ class _Validator:
             self.section(f"{step.key}.config", step.cls, step.traits)
         self.overrides(overrides, classes)
         config.merge(overrides)
-        return PipelineConfig(self.source, steps, config)
+        return PipelineConfig(self.source, steps, config, overrides)
 
     def settings_class(self, name: str, key: str) -> type[Configurable]:
         if name not in self.settings:
@@ -233,7 +235,9 @@ class _Validator:
             raise self.error(f"{key}.nb_thread", f"a producer runs in one thread (expected 1, got {nb_thread!r})")
         queue_limit = entry.get("queue_limit", DEFAULT_QUEUE_LIMIT)
         if not _is_int(queue_limit) or (queue_limit < 1 and queue_limit != -1):
-            raise self.error(f"{key}.queue_limit", f"expected an integer >= 1, or -1 for unbounded, got {queue_limit!r}")
+            raise self.error(
+                f"{key}.queue_limit", f"expected an integer >= 1, or -1 for unbounded, got {queue_limit!r}"
+            )
         ordered = entry.get("ordered", False)
         if not isinstance(ordered, bool):
             raise self.error(f"{key}.ordered", f"expected true or false, got {ordered!r}")
@@ -306,7 +310,7 @@ class _Validator:
             if isinstance(value, DeferredConfigString):
                 value = value.get_value(trait)
             try:
-                trait.validate(None, value)
+                trait.validate(_PROBE, value)
             except TraitError:
                 raise ConfigError(
                     source, f"{key}.{name}", f"expected {trait.info()}, got {_type_name(value)} {value!r}"
@@ -319,6 +323,10 @@ class _Validator:
             if section not in known:
                 raise ConfigError("command line", f"--{section}", "unknown class" + suggest(section, known))
             self.section(f"--{section}", known[section], values, source="command line")
+
+
+#: Container traits validate their elements against an instance; any HasTraits will do.
+_PROBE = HasTraits()
 
 
 def _is_int(value: Any) -> bool:

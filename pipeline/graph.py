@@ -56,7 +56,7 @@ def find_cycle(steps: Mapping[str, StepConfig]) -> list[str]:
         path.append(name)
         for target in steps[name].next_steps:
             if state.get(target) == 1:
-                return path[path.index(target):] + [target]
+                return [*path[path.index(target):], target]
             if target not in state:
                 found = visit(target)
                 if found:

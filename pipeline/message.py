@@ -134,7 +134,7 @@ class Packet:
     lengths: array = field(default_factory=lambda: array("I"))
     oob_counts: array = field(default_factory=lambda: array("H"))
     parts: list[Buffer] = field(default_factory=list)  # the body, whole or as one part per message
-    buffers: list[memoryview] = field(default_factory=list)
+    buffers: list[Buffer] = field(default_factory=list)  # memoryviews, or zmq.Frames as received
     first_seq: int = 0
     nbytes: int = 0
 
@@ -154,7 +154,9 @@ class Packet:
 
     def frames(self, kind: int) -> list[Buffer]:
         """The multipart frames of this packet, as ``kind``."""
-        header = HEADER.pack(kind, len(self.lengths), self.first_seq) + self.lengths.tobytes() + self.oob_counts.tobytes()
+        header = b"".join(
+            (HEADER.pack(kind, len(self.lengths), self.first_seq), self.lengths.tobytes(), self.oob_counts.tobytes())
+        )
         body = self.parts[0] if len(self.parts) == 1 else b"".join(self.parts)
         return [header, body, *self.buffers]
 
@@ -163,7 +165,7 @@ class Packet:
         body = memoryview(self.parts[0] if len(self.parts) == 1 else b"".join(self.parts))
         cut = sum(self.lengths[:count])
         nbuf = sum(self.oob_counts[:count])
-        head_bytes = cut + sum(b.nbytes for b in self.buffers[:nbuf])
+        head_bytes = cut + sum(memoryview(b).nbytes for b in self.buffers[:nbuf])
         head = Packet(self.lengths[:count], self.oob_counts[:count], [body[:cut]], self.buffers[:nbuf],
                       self.first_seq, head_bytes)
         tail = Packet(self.lengths[count:], self.oob_counts[count:], [body[cut:]], self.buffers[nbuf:],
@@ -175,7 +177,7 @@ class Packet:
         body = memoryview(self.parts[0] if len(self.parts) == 1 else b"".join(self.parts))
         offset = 0
         nbuf = 0
-        for i, (length, count) in enumerate(zip(self.lengths, self.oob_counts)):
+        for i, (length, count) in enumerate(zip(self.lengths, self.oob_counts, strict=True)):
             yield self.first_seq + i, body[offset:offset + length], self.buffers[nbuf:nbuf + count]
             offset += length
             nbuf += count
@@ -187,17 +189,19 @@ def parse_header(header: bytes) -> tuple[int, int, int]:
 
 
 def packet_from_frames(frames: Sequence[Any]) -> Packet:
-    """Rebuild a packet from received frames (zmq.Frame objects, not copied)."""
+    """Rebuild a packet from received zmq.Frame objects.
+
+    The frames are kept as they are: forwarding a zmq.Frame only adds a reference to its memory.
+    """
     header = frames[0].bytes
     _, n, first_seq = HEADER.unpack_from(header)
     lengths = array("I")
     lengths.frombytes(header[HEADER.size:HEADER.size + 4 * n])
     oob_counts = array("H")
     oob_counts.frombytes(header[HEADER.size + 4 * n:HEADER.size + 6 * n])
-    body = frames[1].buffer
-    buffers = [f.buffer for f in frames[2:]]
-    nbytes = len(body) + sum(len(f) for f in frames[2:])
-    return Packet(lengths, oob_counts, [body], buffers, first_seq, nbytes)
+    buffers = list(frames[2:])
+    nbytes = sum(len(f) for f in frames[1:])
+    return Packet(lengths, oob_counts, [frames[1]], buffers, first_seq, nbytes)
 
 
 def end_frames(count: int) -> list[bytes]:

@@ -6,7 +6,7 @@ from collections.abc import Mapping
 from pathlib import Path
 from typing import Any
 
-from traitlets import Enum
+from traitlets import Enum, Float
 from traitlets.config import Config, Configurable
 
 from .config import PipelineConfig, load_config
@@ -20,6 +20,10 @@ class Pipeline(Configurable):
         ["threads", "sequential"],
         default_value="threads",
         help="How to run the steps: 'threads' (the ZeroMQ engine) or 'sequential' (one thread, for debugging).",
+    ).tag(config=True)
+
+    shutdown_timeout = Float(
+        10.0, min=0.0, help="Seconds to wait for busy threads when a run is aborted before leaving them behind."
     ).tag(config=True)
 
     def __init__(self, steps: PipelineConfig, **kwargs: Any) -> None:
@@ -41,4 +45,4 @@ class Pipeline(Configurable):
             return SequentialRunner(self.steps).run()
         from .engine import ThreadedRunner
 
-        return ThreadedRunner(self.steps).run()
+        return ThreadedRunner(self.steps, self.shutdown_timeout).run()

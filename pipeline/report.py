@@ -22,6 +22,11 @@ class StepCounts:
         return self
 
 
+def _align(row: tuple[str, ...], widths: list[int]) -> list[str]:
+    """The first cell left-aligned, numbers right-aligned."""
+    return [cell.ljust(w) if i == 0 else cell.rjust(w) for i, (cell, w) in enumerate(zip(row, widths, strict=True))]
+
+
 @dataclass
 class StepReport:
     """The final state of one step."""
@@ -52,8 +57,7 @@ class RunReport:
             c = step.counts
             rows.append((step.name, str(c.received), str(c.processed), str(c.emitted), str(c.failed)))
         widths = [max(len(r[i]) for r in rows) for i in range(len(rows[0]))]
-        lines = ["  ".join(cell.ljust(w) if i == 0 else cell.rjust(w) for i, (cell, w) in enumerate(zip(r, widths)))
-                 for r in rows]
+        lines = ["  ".join(_align(row, widths)) for row in rows]
         lines += [f"{s.name}: first error: {s.first_error}" for s in self.steps.values() if s.first_error]
         lines.append(f"exit status {self.exit_status}")
         return "\n".join(lines)

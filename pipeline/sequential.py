@@ -26,23 +26,24 @@ class SequentialRunner:
         self.components: dict[str, Component] = {}
 
     def run(self) -> RunReport:
-        """Init every step, run the producer to its end, finish every step; return the report."""
-        for step in self.config.topological_order():
-            component = self.config.make_component(step.name)
-            if step.next_steps:
-                component._emit = lambda msg, target, source=step.name: self._emit(source, msg, target)
-            component.init()
-            self.components[step.name] = component
-        producer = self.config.producer
-        try:
-            for message in produce(self.components[producer.name]):
-                if message is not None:
-                    self.reports[producer.name].counts.processed += 1
-                    self._emit(producer.name, message, None)
-        except Exception as err:
-            self._fail(producer.name, err)
-        for step in self.config.topological_order():
-            component = self.components[step.name]
+        """Init every step; if all succeeded run the producer to its end; finish every step; report."""
+        order = self.config.topological_order()
+        for step in order:
+            self._init(step.name)
+        producer = self.config.producer.name
+        if len(self.components) == len(order):
+            try:
+                for message in produce(self.components[producer]):
+                    if message is not None:
+                        self.reports[producer].counts.processed += 1
+                        self._emit(producer, message, None)
+            except Exception as err:
+                self.reports[producer].counts.failed += 1
+                self._fail(producer, err)
+        for step in order:
+            component = self.components.get(step.name)
+            if component is None:
+                continue  # its init() failed: there is nothing to finish
             try:
                 send_outputs(component.finish(), component._emit)
             except Exception as err:
@@ -50,10 +51,22 @@ class SequentialRunner:
         failed = any(r.counts.failed or r.first_error for r in self.reports.values())
         return RunReport(self.reports, exit_status=1 if failed else 0)
 
+    def _init(self, name: str) -> None:
+        """Build and init() one step; it joins the run only if both succeed."""
+        try:
+            component = self.config.make_component(name)
+            if self.config.steps[name].next_steps:
+                component._emit = lambda msg, target: self._emit(name, msg, target)
+            component.init()
+        except Exception as err:
+            self._fail(name, err)
+        else:
+            self.components[name] = component
+
     def _emit(self, source: str, message: Any, target: str | None) -> None:
         targets = self.config.steps[source].next_steps if target is None else (target,)
         # Each delivery is a decoded copy, as in the threaded engine: a step never sees another's changes.
-        for name, copy in zip(targets, encode(message).copies(len(targets))):
+        for name, copy in zip(targets, encode(message).copies(len(targets)), strict=True):
             self.reports[source].counts.emitted += 1
             self._deliver(name, decode(copy.inband, copy.buffers))
 

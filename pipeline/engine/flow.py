@@ -17,7 +17,7 @@ from __future__ import annotations
 from typing import TYPE_CHECKING
 
 if TYPE_CHECKING:
-    from ..config import PipelineConfig
+    from ..config import PipelineConfig, StepConfig
 
 #: Most messages in one packet.
 MAX_BATCH = 64
@@ -41,7 +41,7 @@ def batch_limit(queue_limit: int) -> int:
     """The largest packet sent to a step with this queue limit (-1: unbounded)."""
     if queue_limit < 0:
         return MAX_BATCH
-    return max(1, min(MAX_BATCH, queue_limit // 4))
+    return max(1, min(MAX_BATCH, queue_limit // 2))
 
 
 def window_for(mean_seconds: float) -> int:
@@ -49,6 +49,12 @@ def window_for(mean_seconds: float) -> int:
     if mean_seconds <= 0:
         return 1 + PREFETCH
     return max(2, min(1 + PREFETCH, 1 + int(PREFETCH_SECONDS / mean_seconds)))
+
+
+def sender_count(config: PipelineConfig, step: StepConfig) -> int:
+    """How many threads send to ``step``: each upstream worker, or the router of an ordered step."""
+    ups = [config.steps[name] for name in config.upstream(step.name)]
+    return sum(1 if up.ordered or up.kind == "producer" else up.nb_thread for up in ups)
 
 
 def message_bound(config: PipelineConfig) -> int | None:
@@ -61,6 +67,6 @@ def message_bound(config: PipelineConfig) -> int | None:
             continue
         if step.queue_limit < 0:
             return None
-        senders = sum(config.steps[up].nb_thread for up in config.upstream(step.name))
+        senders = sender_count(config, step)
         total += step.queue_limit + step.nb_thread * (1 + PREFETCH) + senders * 2 * batch_limit(step.queue_limit)
     return total

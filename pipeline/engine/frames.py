@@ -22,11 +22,13 @@ _ZERO_COPY_BYTES = 64 * 1024
 def send(socket: zmq.Socket, frames: Sequence[Any]) -> None:
     """Send ``frames`` as one multipart message (blocks at the high-water mark: backpressure).
 
-    Frames are bytes (copied) or memoryviews (large ones passed by reference).
+    A zmq.Frame is always passed by reference (ZeroMQ counts references to its memory); a large
+    memoryview too (pyzmq then releases it through its garbage-collector thread); the rest is copied.
     """
     last = len(frames) - 1
     for i, frame in enumerate(frames):
-        by_reference = type(frame) is memoryview and frame.nbytes >= _ZERO_COPY_BYTES
+        kind = type(frame)
+        by_reference = kind is zmq.Frame or (kind is memoryview and frame.nbytes >= _ZERO_COPY_BYTES)
         socket.send(frame, 0 if i == last else _SNDMORE, copy=not by_reference)
 
 

@@ -67,7 +67,7 @@ class Outputs:
     def deliver(self, message: Encoded, target: str | None) -> None:
         """Queue an encoded message for ``target`` or every next step."""
         names = self.step.next_steps if target is None else (target,)
-        for name, copy in zip(names, message.copies(len(names))):
+        for name, copy in zip(names, message.copies(len(names)), strict=True):
             self.boxes[name].add(copy)
         self.counts.emitted += len(names)
         if not self.oldest:

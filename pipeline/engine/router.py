@@ -2,24 +2,24 @@
 
 from __future__ import annotations
 
-import logging
-import threading
 from collections import deque
 
 import zmq
 
-from ..config import StepConfig
+from ..config import PipelineConfig, StepConfig
 from ..message import DATA, END, FINISH, HEADER, WORK, Packet, packet_from_frames
+from ..report import StepCounts
 from . import frames as io
 from .addresses import Addresses
-from .flow import PIPE_HWM, batch_limit
+from .control import BOUND, EngineThread, RunControl
+from .flow import PIPE_HWM, batch_limit, sender_count
+from .outputs import Outputs
 from .pool import WorkerPool
 from .protocol import FINISHED, JOIN, READY, parse_control
+from .reorder import RESULT, Reorderer
 
-log = logging.getLogger("pipeline.engine.router")
 
-
-class Router(threading.Thread):
+class Router(EngineThread):
     """Owns one step's queue (bounded by its queue_limit) and dispatches it to the step's workers.
 
     The step is drained when every upstream sender has sent its end of stream, the messages
@@ -27,44 +27,50 @@ class Router(threading.Thread):
     worker is told to finish, and the router stops once all have.
     """
 
-    def __init__(self, context: zmq.Context, step: StepConfig, addresses: Addresses, senders: int) -> None:
-        super().__init__(name=f"router-{step.name}", daemon=True)
+    def __init__(self, context: zmq.Context, control: RunControl, config: PipelineConfig, step: StepConfig,
+                 addresses: Addresses) -> None:
+        super().__init__(f"router-{step.name}", control)
         self.context = context
+        self.config = config
         self.step = step
         self.addresses = addresses
-        self.senders = senders
-        self.bound = threading.Event()
+        self.senders = sender_count(config, step)
+        self.counts = StepCounts()  # an ordered step's router sends its outputs, so it counts them
         self.queue: deque[Packet] = deque()
         self.queued = 0
         self.received = 0
         self.pool = WorkerPool()
-        self.error: BaseException | None = None
         self._next_seq = 0
         self._ended = 0
         self._expected = 0
         self._finished = 0
         self._finishing = False
+        self.reorder: Reorderer | None = None
         # Read input only while a whole packet still fits under the queue limit.
         limit = step.queue_limit
         self._read_below = limit - batch_limit(limit) + 1 if limit > 0 else None
 
-    def run(self) -> None:
+    def work(self) -> None:
         inbox = self.context.socket(zmq.PULL)
         work = self.context.socket(zmq.ROUTER)
+        outputs = None
         try:
+            if self.step.ordered and self.step.next_steps:
+                outputs = Outputs(self.context, self.config, self.step, self.addresses, self.counts)
+                self.reorder = Reorderer(outputs)
             inbox.rcvhwm = PIPE_HWM
             inbox.linger = 0
             inbox.bind(self.addresses.inbox(self.step.name))
             work.router_mandatory = True
             work.linger = 0
             work.bind(self.addresses.work(self.step.name))
-            self.bound.set()
+            self.control.events.put((BOUND, self))  # peers may connect now
             self._loop(inbox, work)
-        except BaseException as err:
-            log.exception("router of step %s stopped", self.step.name)
-            self.error = err
+            if outputs is not None:
+                outputs.end()
         finally:
-            self.bound.set()
+            if outputs is not None:
+                outputs.close()
             inbox.close()
             work.close()
 
@@ -93,13 +99,19 @@ class Router(threading.Thread):
 
     def _read_workers(self, work: zmq.Socket) -> None:
         while io.waiting(work):
-            worker, kind, window = parse_control([f.bytes for f in io.recv(work)])
+            frames = io.recv(work)
+            if self.reorder is not None and frames[1].bytes == RESULT:
+                self.reorder.add(frames[2:])
+                continue
+            worker, kind, window = parse_control([f.bytes for f in frames])
             if kind == READY:
                 self.pool.done(worker, window)
             elif kind == JOIN:
                 self.pool.join(worker, window)
             elif kind == FINISHED:
                 self._finished += 1
+        if self.reorder is not None:
+            self.reorder.outputs.flush()
 
     def _read_inbox(self, inbox: zmq.Socket) -> None:
         while self._accepting() and io.waiting(inbox):
@@ -122,8 +134,7 @@ class Router(threading.Thread):
             worker = pool.choose()
             if worker is None:
                 return
-            size = 1 if self.step.ordered else max(1, pool.window(worker) // 2)
-            size = min(size, pool.room(worker))
+            size = min(max(1, pool.window(worker) // 2), pool.room(worker))
             packet = self.queue[0]
             if len(packet) > size:
                 packet, self.queue[0] = packet.split(size)

@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import logging
-import queue
 import threading
 
 import zmq
@@ -11,7 +10,7 @@ import zmq
 from ..config import PipelineConfig
 from ..report import RunReport, StepReport
 from .addresses import Addresses
-from .ordering import Turn
+from .control import BOUND, ENDED, INIT_DONE, EngineThread, RunControl
 from .router import Router
 from .worker import ProducerThread, StepThread, WorkerThread
 
@@ -21,71 +20,107 @@ log = logging.getLogger("pipeline.engine")
 class ThreadedRunner:
     """Runs a pipeline with one router thread per step and ``nb_thread`` worker threads per step."""
 
-    def __init__(self, config: PipelineConfig) -> None:
+    def __init__(self, config: PipelineConfig, shutdown_timeout: float = 10.0) -> None:
         self.config = config
+        self.shutdown_timeout = shutdown_timeout
         self.addresses = Addresses()
+        self.control = RunControl()
         self.routers: dict[str, Router] = {}
         self.threads: dict[str, list[StepThread]] = {}
+        self.crashed: list[EngineThread] = []
 
     def run(self) -> RunReport:
         """Start every thread, let the producer go once every init() succeeded, wait for the end."""
         context = zmq.Context()
-        go = threading.Event()
-        inits: queue.Queue[StepThread] = queue.Queue()
         try:
             self._start_routers(context)
-            self._start_steps(context, go, inits.put)
-            started = sum(len(t) for t in self.threads.values())
-            all_ok = all(inits.get().init_ok for _ in range(started))
-            producer = self.threads[self.config.producer.name][0]
-            assert isinstance(producer, ProducerThread)
-            producer.cancelled = not all_ok
-            go.set()
-            for thread in [*self.routers.values(), *(t for ts in self.threads.values() for t in ts)]:
-                thread.join()
+            self._start_steps(context)
+            self._wait_for_end()
         finally:
-            go.set()
-            context.term()
+            if self.crashed or self._alive():
+                self._abort(context)
+            else:
+                context.term()
         return self._report()
+
+    def _all_threads(self) -> list[EngineThread]:
+        return [*self.routers.values(), *(t for ts in self.threads.values() for t in ts)]
+
+    def _alive(self) -> list[EngineThread]:
+        return [t for t in self._all_threads() if t.is_alive()]
+
+    def _next_event(self, kind: str) -> EngineThread | None:
+        """The thread of the next event of ``kind``; None once a thread crashed."""
+        while not self.crashed:
+            event, thread = self.control.events.get()
+            if event == ENDED and thread.crash is not None:
+                self.crashed.append(thread)
+            elif event == kind:
+                return thread
+        return None
 
     def _start_routers(self, context: zmq.Context) -> None:
         for step in self.config.steps.values():
-            if step.kind == "producer":
-                continue
-            senders = sum(self.config.steps[up].nb_thread for up in self.config.upstream(step.name))
-            router = Router(context, step, self.addresses, senders)
-            router.start()
-            self.routers[step.name] = router
+            if step.kind != "producer":
+                self.routers[step.name] = Router(context, self.control, self.config, step, self.addresses)
         for router in self.routers.values():
-            router.bound.wait()
+            router.start()
+        for _ in self.routers:
+            if self._next_event(BOUND) is None:
+                return
 
-    def _start_steps(self, context: zmq.Context, go: threading.Event, on_init) -> None:
+    def _start_steps(self, context: zmq.Context) -> None:
+        if self.crashed:
+            return
         for step in self.config.steps.values():
             if step.kind == "producer":
-                threads: list[StepThread] = [
-                    ProducerThread(context, self.config, step, self.addresses, 0, on_init, go=go)
-                ]
+                threads: list[StepThread] = [ProducerThread(context, self.control, self.config, step,
+                                                            self.addresses, 0)]
             else:
-                turn = Turn() if step.ordered else None
-                threads = [
-                    WorkerThread(context, self.config, step, self.addresses, i, on_init, turn=turn)
-                    for i in range(step.nb_thread)
-                ]
+                threads = [WorkerThread(context, self.control, self.config, step, self.addresses, i)
+                           for i in range(step.nb_thread)]
             self.threads[step.name] = threads
             for thread in threads:
                 thread.start()
+        inits_ok = True
+        for _ in range(sum(len(ts) for ts in self.threads.values())):
+            thread = self._next_event(INIT_DONE)
+            if thread is None:
+                return
+            inits_ok = inits_ok and isinstance(thread, StepThread) and thread.init_ok
+        if not inits_ok:
+            self.control.stopping.set()  # an init() failed: the producer does not start
+        self.control.go.set()
+
+    def _wait_for_end(self) -> None:
+        while self._alive() and not self.crashed:
+            self._next_event(ENDED)
+
+    def _abort(self, context: zmq.Context) -> None:
+        """Stop every thread: terminating the context ends their blocking socket calls."""
+        self.control.abort()
+        terminator = threading.Thread(target=context.term, name="context-term", daemon=True)
+        terminator.start()
+        terminator.join(self.shutdown_timeout)
+        for thread in self._alive():
+            thread.join(0.1)
+        stuck = [t.name for t in self._alive()]
+        if stuck:
+            log.critical("threads still busy after %.1f s, left behind: %s", self.shutdown_timeout, ", ".join(stuck))
 
     def _report(self) -> RunReport:
         reports: dict[str, StepReport] = {}
-        failed = False
-        for name, threads in self.threads.items():
+        failed = bool(self.crashed)
+        for name in self.config.steps:
             report = StepReport(name)
-            for thread in threads:
+            for thread in self.threads.get(name, []):
                 report.counts += thread.counts
+            if name in self.routers:
+                report.counts += self.routers[name].counts
                 report.first_error = report.first_error or thread.first_error
-            router = self.routers.get(name)
-            if router is not None and router.error is not None and report.first_error is None:
-                report.first_error = f"router: {type(router.error).__name__}: {router.error}"
+            for thread in [*self.threads.get(name, []), self.routers.get(name)]:
+                if thread is not None and thread.crash is not None and report.first_error is None:
+                    report.first_error = f"internal error in {thread.name}: {thread.crash!r}"
             failed = failed or bool(report.first_error or report.counts.failed)
             reports[name] = report
         return RunReport(reports, exit_status=1 if failed else 0)

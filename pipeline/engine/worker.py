@@ -3,9 +3,7 @@
 from __future__ import annotations
 
 import logging
-import threading
 import time
-from collections.abc import Callable
 from typing import Any
 
 import zmq
@@ -17,10 +15,11 @@ from ..report import StepCounts
 from ..step import failure_line, produce, send_outputs
 from . import frames as io
 from .addresses import Addresses
+from .control import INIT_DONE, EngineThread, RunControl
 from .flow import SLOW_SOURCE_SECONDS, window_for
-from .ordering import Turn
 from .outputs import Outputs
 from .protocol import FINISHED, JOIN, READY, control
+from .reorder import UNORDERED, result_frames
 
 log = logging.getLogger("pipeline.engine")
 
@@ -28,22 +27,22 @@ log = logging.getLogger("pipeline.engine")
 _SMOOTHING = 0.2
 
 
-class StepThread(threading.Thread):
+class StepThread(EngineThread):
     """A thread that owns one Component instance and its sockets; it records its counts and errors."""
 
-    def __init__(self, context: zmq.Context, config: PipelineConfig, step: StepConfig,
-                 addresses: Addresses, index: int, on_init: Callable[[StepThread], None]) -> None:
-        super().__init__(name=f"{step.name}#{index}", daemon=True)
+    def __init__(self, context: zmq.Context, run: RunControl, config: PipelineConfig, step: StepConfig,
+                 addresses: Addresses, index: int) -> None:
+        super().__init__(f"{step.name}#{index}", run)
         self.context = context
         self.config = config
         self.step = step
         self.addresses = addresses
         self.index = index
-        self.on_init = on_init
         self.counts = StepCounts()
         self.first_error: str | None = None
         self.init_ok = False
         self.outputs: Outputs | None = None
+        self.held: list[tuple[Encoded, int | None]] | None = None  # an ordered step's pending outputs
 
     def fail(self, what: str, error: BaseException) -> None:
         """Log an error of this thread with its traceback and keep the first one."""
@@ -63,7 +62,7 @@ class StepThread(threading.Thread):
             self.init_ok = True
         except Exception as err:
             self.fail("init() failed", err)
-        self.on_init(self)
+        self.control.events.put((INIT_DONE, self))
         return component if self.init_ok else None
 
     def finish_component(self, component: Component | None) -> None:
@@ -79,41 +78,34 @@ class StepThread(threading.Thread):
 class ProducerThread(StepThread):
     """Runs the producer's generator and sends each message on, batching while it yields fast."""
 
-    def __init__(self, *args: Any, go: threading.Event, **kwargs: Any) -> None:
-        super().__init__(*args, **kwargs)
-        self.go = go
-        self.cancelled = False
-
-    def run(self) -> None:
+    def work(self) -> None:
         self.outputs = Outputs(self.context, self.config, self.step, self.addresses, self.counts)
         try:
             component = self.start_component()
-            self.go.wait()
-            if component is not None and not self.cancelled:
-                self._produce(component)
+            self.control.go.wait()
+            if component is not None and not self.control.stopping.is_set():
+                self._produce(component, self.outputs)
             self.finish_component(component)
             self.outputs.end()
-        except BaseException as err:
-            self.fail("stopped", err)
         finally:
             self.outputs.close()
 
-    def _produce(self, component: Component) -> None:
-        outputs = self.outputs
-        assert outputs is not None
+    def _produce(self, component: Component, outputs: Outputs) -> None:
         counts = self.counts
+        stopping = self.control.stopping
         try:
-            messages = produce(component)
             before = time.perf_counter()
-            for message in messages:
+            for message in produce(component):
                 after = time.perf_counter()
                 if message is not None:
                     counts.processed += 1
                     outputs.emit(message, None)
                 if after - before > SLOW_SOURCE_SECONDS:
-                    outputs.flush()
+                    outputs.flush()  # a slow source: send each message at once
                 else:
                     outputs.flush_if_due()
+                if stopping.is_set():
+                    break
                 before = time.perf_counter()
         except Exception as err:
             counts.failed += 1
@@ -122,27 +114,30 @@ class ProducerThread(StepThread):
 
 
 class WorkerThread(StepThread):
-    """One worker of a stager or consumer: asks its router for work, runs it, sends the outputs."""
+    """One worker of a stager or consumer: asks its router for work, runs it, sends the outputs.
 
-    def __init__(self, *args: Any, turn: Turn | None = None, **kwargs: Any) -> None:
-        super().__init__(*args, **kwargs)
-        self.turn = turn
+    A worker of an ordered step returns each input's outputs to its router instead (see reorder).
+    """
 
-    def run(self) -> None:
+    def work(self) -> None:
         ctl = self.context.socket(zmq.DEALER)
         ctl.linger = 0
+        self.ctl = ctl
         try:
-            if self.step.next_steps:
+            ordered = self.step.ordered and bool(self.step.next_steps)
+            if self.step.next_steps and not ordered:
                 self.outputs = Outputs(self.context, self.config, self.step, self.addresses, self.counts)
             ctl.connect(self.addresses.work(self.step.name))
             component = self.start_component()
+            if component is not None and ordered:
+                self._return_outputs_to_router(component)
             self._serve(ctl, component)
             self.finish_component(component)
+            if ordered:
+                self._send_held(UNORDERED)
             if self.outputs is not None:
                 self.outputs.end()
             io.send(ctl, control(FINISHED))
-        except BaseException as err:
-            self.fail("stopped", err)
         finally:
             if self.outputs is not None:
                 self.outputs.close()
@@ -151,9 +146,8 @@ class WorkerThread(StepThread):
     def _serve(self, ctl: zmq.Socket, component: Component | None) -> None:
         """Process packets until the router says FINISH; a worker whose init failed takes none."""
         mean = 0.0
-        window = window_for(mean) if component is not None else 0
-        window = min(window, 2)  # start small: the first messages tell how long run() takes
-        io.send(ctl, control(JOIN, window))
+        # Start with a small window: the first messages tell how long run() takes.
+        io.send(ctl, control(JOIN, 2 if component is not None else 0))
         outputs = self.outputs
         while True:
             if outputs is not None and not io.waiting(ctl):
@@ -172,24 +166,31 @@ class WorkerThread(StepThread):
                 outputs.flush_if_due()
 
     def _process(self, component: Component | None, seq: int, inband: Any, buffers: list[Any]) -> None:
-        counts = self.counts
-        counts.received += 1
-        assert component is not None
-        ordered = self.turn is not None and self.outputs is not None
-        held: list[tuple[Encoded, str | None]] = []
-        if ordered:
-            component._emit = lambda msg, target: held.append((encode(msg), target))
+        if component is None:
+            raise RuntimeError(f"worker {self.name} was sent work although its init() failed")
+        self.counts.received += 1
         try:
             send_outputs(component.run(decode(inband, buffers)), component._emit)
-            counts.processed += 1
+            self.counts.processed += 1
         except Exception as err:
-            counts.failed += 1
+            self.counts.failed += 1
             self.fail(f"run() failed on message {seq}", err)
-        if ordered:
-            assert self.turn is not None and self.outputs is not None
-            self.turn.wait(seq)
-            for message, target in held:
-                self.outputs.deliver(message, target)
-            self.outputs.flush()
-            self.turn.done()
-            component._emit = self.outputs.emit
+        if self.held is not None:
+            self._send_held(seq)
+
+    def _return_outputs_to_router(self, component: Component) -> None:
+        """Hold each output of an ordered step until the input's result goes back to the router."""
+        held: list[tuple[Encoded, int | None]] = []
+        index = {name: i for i, name in enumerate(self.step.next_steps)}
+
+        def hold(message: Any, target: str | None) -> None:
+            held.append((encode(message), None if target is None else index[target]))
+
+        component._emit = hold
+        self.held = held
+
+    def _send_held(self, seq: int) -> None:
+        """Send the held outputs of input ``seq`` (even none: the router waits for every input)."""
+        assert self.held is not None
+        io.send(self.ctl, result_frames(seq, self.held))
+        self.held.clear()

@@ -1,0 +1,166 @@
+"""The ``pipeline-run`` command: run a pipeline from its JSON config, with command-line overrides."""
+
+from __future__ import annotations
+
+import logging
+import re
+import sys
+from collections.abc import Iterator, Sequence
+from typing import Any, ClassVar, NoReturn
+
+from traitlets import Unicode, default
+from traitlets.config import Application, Config, Configurable
+from traitlets.config.loader import ArgumentError, KVArgParseConfigLoader
+from traitlets.traitlets import TraitError
+
+from .config import load_config, suggest
+from .errors import ConfigError
+from .pipeline import Pipeline
+
+#: The source that ConfigErrors about the command line name.
+COMMAND_LINE = "command line"
+
+# What traitlets reads as an option name; "-5" is a value, "--Class.trait" is checked by load_config.
+_OPTION_NAME = re.compile(r"--?[A-Za-z][\w-]*")
+
+
+class _Parser(KVArgParseConfigLoader.parser_class):
+    """traitlets' argument parser, raising a one-line ConfigError instead of printing usage."""
+
+    def error(self, message: str) -> NoReturn:
+        """Report a malformed command line (such as an option without its value)."""
+        raise ConfigError(COMMAND_LINE, "", message)
+
+
+class _Loader(KVArgParseConfigLoader):
+    """traitlets' command-line loader with the raising parser."""
+
+    parser_class = _Parser
+
+
+class PipelineRun(Application):
+    """Run a pipeline described by a JSON config file."""
+
+    name = "pipeline-run"
+    description = (
+        "Run a pipeline described by a JSON config file. Any option of a step class can be set with "
+        "--ClassName.trait=value; --help-all --config=FILE lists the options of that config's steps."
+    )
+    examples = """
+pipeline-run --config=configs/chain.json
+pipeline-run --config=configs/chain.json --Counter.count=50 --Pipeline.mode=sequential
+pipeline-run --help-all --config=configs/chain.json
+"""
+
+    config_file = Unicode("", help="The pipeline's JSON config file (required).").tag(config=True)
+
+    classes: ClassVar[list[type[Configurable]]] = [Pipeline]
+    aliases: ClassVar[dict[str, str]] = {"config": "PipelineRun.config_file", "log-level": "Application.log_level"}
+    flags: ClassVar[dict[str, tuple[dict[str, Any], str]]] = {
+        "debug": (
+            {"Application": {"log_level": logging.DEBUG}},
+            "Log at DEBUG level, and show the traceback of a configuration error.",
+        )
+    }
+
+    #: The exit status of the last run (DESIGN.md §5).
+    exit_status = 0
+
+    @default("log_format")
+    def _log_format_default(self) -> str:
+        return "%(asctime)s %(levelname)s %(name)s: %(message)s"
+
+    def get_default_logging_config(self) -> dict[str, Any]:
+        """traitlets' stderr logging, extended to the framework's ``pipeline.*`` loggers."""
+        config = super().get_default_logging_config()
+        # The logger's own level (not only the handler's) keeps disabled debug calls cheap in the engine.
+        config["loggers"]["pipeline"] = {"level": self.log_level, "handlers": ["console"], "propagate": False}
+        return config
+
+    def initialize(self, argv: Sequence[str] | None = None) -> None:
+        """Read the command line; raise a ConfigError for any option or value that cannot work."""
+        argv = list(sys.argv[1:] if argv is None else argv)
+        self.check_option_names(argv)
+        try:
+            # Past traitlets' catch_config_error, which would log the error and exit with status 1.
+            Application.parse_command_line.__wrapped__(self, argv)
+        except (ArgumentError, TraitError) as err:
+            raise ConfigError(COMMAND_LINE, "", str(err)) from err
+        if self.extra_args:
+            raise ConfigError(COMMAND_LINE, self.extra_args[0], "unexpected argument (options are --name=value)")
+        if not self.config_file:
+            raise ConfigError(COMMAND_LINE, "--config", "missing: the pipeline's JSON config file (--config=FILE)")
+
+    def check_option_names(self, argv: Sequence[str]) -> None:
+        """Reject an option this command does not have (traitlets would only warn about ``--name=value``)."""
+        known = {"-h", "--help", "--help-all", *(f"--{name}" for name in [*self.aliases, *self.flags])}
+        for arg in argv:
+            name = arg.split("=", 1)[0]
+            if _OPTION_NAME.fullmatch(name) and name not in known:
+                raise ConfigError(COMMAND_LINE, name, "unknown option" + suggest(name, known))
+
+    def _create_loader(self, argv: Any, aliases: Any, flags: Any, classes: Any) -> KVArgParseConfigLoader:
+        return _Loader(argv, aliases, flags, classes=classes, log=self.log)
+
+    def emit_help(self, classes: bool = False) -> Iterator[str]:
+        """traitlets' help; with --help-all, also the options of the steps that --config names."""
+        path = config_argument(self.argv)
+        if classes and path is not None:
+            self.classes = [*self.classes, *step_classes(path)]
+        yield from super().emit_help(classes)
+        if classes and path is None:
+            yield "The options of a pipeline's steps are listed when its config is given too:"
+            yield f"    {self.name} --help-all --config=FILE"
+
+    def step_overrides(self) -> Config:
+        """The command line's settings for the pipeline and its steps: all but this application's own."""
+        own = {cls.__name__ for cls in type(self).__mro__}
+        return Config({section: values for section, values in self.cli_config.items() if section not in own})
+
+    def start(self) -> None:
+        """Run the pipeline, print its report to stderr and keep its exit status."""
+        report = Pipeline.from_config(self.config_file, self.step_overrides()).run()
+        # stderr: a consumer such as Printer owns stdout.
+        print(report.table(), file=sys.stderr)
+        self.exit_status = report.exit_status
+
+    def execute(self, argv: Sequence[str] | None = None) -> int:
+        """Initialize from ``argv`` and run; return the exit status (--help exits with SystemExit, as in traitlets)."""
+        try:
+            self.initialize(argv)
+            self.start()
+        except ConfigError as err:
+            self.log.debug("configuration error", exc_info=True)
+            print(f"{self.name}: error: {err}", file=sys.stderr)
+            return 2
+        except KeyboardInterrupt:
+            print(f"{self.name}: interrupted", file=sys.stderr)
+            return 130
+        return self.exit_status
+
+    @classmethod
+    def launch_instance(cls, argv: Sequence[str] | None = None, **kwargs: Any) -> NoReturn:
+        """Run the command line ``argv`` (default: ``sys.argv``) and exit with its status."""
+        sys.exit(cls.instance(**kwargs).execute(argv))
+
+
+def config_argument(argv: Sequence[str]) -> str | None:
+    """The file that ``--config=FILE`` or ``--config FILE`` names in ``argv``, read before traitlets parses it."""
+    found = None
+    for i, arg in enumerate(argv):
+        if arg.startswith("--config="):
+            found = arg.removeprefix("--config=")
+        elif arg == "--config" and i + 1 < len(argv):
+            found = argv[i + 1]
+    return found
+
+
+def step_classes(path: str) -> list[type[Configurable]]:
+    """The classes of the steps of the config at ``path``, in config order, each once."""
+    steps = load_config(path, settings=[Pipeline]).steps.values()
+    return list(dict.fromkeys(step.cls for step in steps))
+
+
+def main(argv: Sequence[str] | None = None) -> NoReturn:
+    """The ``pipeline-run`` console script."""
+    PipelineRun.launch_instance(argv)

@@ -1,0 +1,57 @@
+"""What a run's threads share: the stop request, the abort, and the events they report to the runner."""
+
+from __future__ import annotations
+
+import logging
+import queue
+import threading
+
+import zmq
+
+log = logging.getLogger("pipeline.engine")
+
+#: Event kinds a thread reports to the runner.
+BOUND = "bound"  # a router's sockets are bound
+INIT_DONE = "init"  # a step thread's init() returned or raised
+ENDED = "ended"  # a thread ended (its `crash` holds the internal error that ended it, if any)
+
+
+class RunControl:
+    """Shared by every thread of one run."""
+
+    def __init__(self) -> None:
+        self.stopping = threading.Event()  # the producer stops; what is in flight drains
+        self.aborted = threading.Event()  # every thread stops as soon as it can
+        self.go = threading.Event()  # every init() is done: the producer may start
+        self.events: queue.Queue[tuple[str, EngineThread]] = queue.Queue()
+
+    def abort(self) -> None:
+        """Ask every thread to stop now."""
+        self.aborted.set()
+        self.stopping.set()
+        self.go.set()
+
+
+class EngineThread(threading.Thread):
+    """A thread of the engine: reports its end to the runner, with the error that ended it if any."""
+
+    def __init__(self, name: str, control: RunControl) -> None:
+        super().__init__(name=name, daemon=True)
+        self.control = control
+        self.crash: BaseException | None = None
+
+    def run(self) -> None:
+        try:
+            self.work()
+        except zmq.ContextTerminated:
+            pass  # the run was aborted: the context was terminated under a blocking call
+        except BaseException as err:
+            if not self.control.aborted.is_set():
+                log.critical("thread %s stopped on an internal error", self.name, exc_info=err)
+                self.crash = err
+        finally:
+            self.control.events.put((ENDED, self))
+
+    def work(self) -> None:
+        """The thread's job."""
+        raise NotImplementedError

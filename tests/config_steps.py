@@ -1,0 +1,34 @@
+"""Steps for tests/test_config_errors.py and tests/test_cli.py."""
+
+from __future__ import annotations
+
+import threading
+from typing import Any
+
+from traitlets import Int
+
+from pipeline import Component
+
+
+class NotAComponent:
+    """A class that a config may name but cannot run: it is not a Component."""
+
+
+class ThreadNamer(Component):
+    """Stager: replaces each message by the name of the thread that ran it."""
+
+    def run(self, msg: Any) -> str:
+        """Return the current thread's name."""
+        return threading.current_thread().name
+
+
+class FailOn(Component):
+    """Stager: passes messages on, and raises on the message equal to ``value``."""
+
+    value = Int(3, help="The message that makes run() raise.").tag(config=True)
+
+    def run(self, msg: Any) -> Any:
+        """Return the message, or raise ValueError on ``value``."""
+        if msg == self.value:
+            raise ValueError(f"bad message {msg!r}")
+        return msg

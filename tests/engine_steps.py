@@ -1,0 +1,198 @@
+"""Steps for the engine tests: messages are (value, path) tuples so outputs tell which way they went."""
+
+from __future__ import annotations
+
+import threading
+import time
+from collections import defaultdict
+from collections.abc import Iterator
+from typing import Any
+
+import numpy as np
+from traitlets import Float, Int, List, Unicode
+
+from pipeline import Component
+
+#: What each collecting sink received, per run tag and step name (threads of one process share it).
+COLLECTED: dict[str, list[Any]] = defaultdict(list)
+
+
+class Source(Component):
+    """Yields (i, ()) for i in range(count)."""
+
+    count = Int(10, help="How many messages.").tag(config=True)
+
+    def run(self) -> Iterator[tuple[int, tuple[str, ...]]]:
+        """Yield each message."""
+        for i in range(self.count):
+            yield (i, ())
+
+
+class Behave(Component):
+    """A stager whose behaviour the config picks: pass, filter, expand, route or finish-sum.
+
+    It may sleep a per-message delay taken from ``delays`` (seconds, cycled by value).
+    """
+
+    behaviour = Unicode("pass", help="pass | filter | expand | route | sum").tag(config=True)
+    modulo = Int(3, help="filter drops values divisible by it; route picks next step value % n").tag(config=True)
+    delays = List(Float(), default_value=[], help="Per-message sleeps, cycled by value.").tag(config=True)
+
+    def init(self) -> None:
+        """Start the finish-sum at zero."""
+        self.total = 0
+
+    def run(self, msg: tuple[int, tuple[str, ...]]) -> Any:
+        """Transform one message according to ``behaviour``."""
+        value, path = msg
+        if self.delays:
+            time.sleep(self.delays[value % len(self.delays)])
+        out = (value, (*path, self.step_name))
+        if self.behaviour == "filter":
+            return None if value % self.modulo == 0 else out
+        if self.behaviour == "expand":
+            return self._expand(out)
+        if self.behaviour == "route":
+            self.send_msg(out, self.next_steps[value % len(self.next_steps)])
+            return None
+        if self.behaviour == "sum":
+            self.total += value
+        return out
+
+    def _expand(self, out: tuple[int, tuple[str, ...]]) -> Iterator[tuple[int, tuple[str, ...]]]:
+        value, path = out
+        yield (value * 2, path)
+        yield (value * 2 + 1, path)
+
+    def finish(self) -> None:
+        """A sum step sends its total once, at the end."""
+        if self.behaviour == "sum" and self.next_steps:
+            self.send_msg((-1 - self.total, (self.step_name, "total")))
+
+
+class Collect(Component):
+    """A sink that records every message under COLLECTED[tag + step name]."""
+
+    tag = Unicode("", help="Run tag that keeps runs apart.").tag(config=True)
+
+    def run(self, msg: Any) -> None:
+        """Record the message."""
+        COLLECTED[self.tag + self.step_name].append(msg)
+
+
+class Arrays(Component):
+    """Yields count float64 arrays of `size` elements, array i filled with i."""
+
+    count = Int(10, help="How many arrays.").tag(config=True)
+    size = Int(131072, help="Elements per array (131072 = 1 MiB).").tag(config=True)
+
+    def run(self) -> Iterator[np.ndarray]:
+        """Yield each array."""
+        for i in range(self.count):
+            yield np.full(self.size, float(i))
+
+
+class Double(Component):
+    """Returns arr * 2."""
+
+    def run(self, arr: np.ndarray) -> np.ndarray:
+        """Double the array."""
+        return arr * 2
+
+
+class ArraySummer(Component):
+    """Checks each array is uniform and adds its first value to COLLECTED[tag]."""
+
+    tag = Unicode("", help="Run tag.").tag(config=True)
+
+    def run(self, arr: np.ndarray) -> None:
+        """Record the array's value, or a marker if it arrived damaged."""
+        COLLECTED[self.tag].append(float(arr[0]) if (arr == arr[0]).all() and arr.size > 0 else "damaged")
+
+
+class Tiny(Component):
+    """Yields count small dicts (~100 bytes pickled)."""
+
+    count = Int(1000, help="How many messages.").tag(config=True)
+
+    def run(self) -> Iterator[dict[str, Any]]:
+        """Yield each dict."""
+        for i in range(self.count):
+            yield {"i": i, "name": "event", "values": [1.0, 2.0, 3.0], "tag": "x" * 40}
+
+
+class Add(Component):
+    """Sums the ``i`` field of every message; the total and count go to COLLECTED[tag]."""
+
+    tag = Unicode("", help="Run tag.").tag(config=True)
+
+    def init(self) -> None:
+        """Start at zero."""
+        self.total = 0
+        self.count = 0
+
+    def run(self, msg: dict[str, Any]) -> None:
+        """Add one message."""
+        self.total += msg["i"]
+        self.count += 1
+
+    def finish(self) -> None:
+        """Publish the total."""
+        COLLECTED[self.tag].append((self.count, self.total))
+
+
+class Gauge:
+    """Messages alive between a producer and a consumer: produced minus consumed, and the peak."""
+
+    def __init__(self) -> None:
+        self.lock = threading.Lock()
+        self.alive = 0
+        self.peak = 0
+
+    def change(self, delta: int) -> None:
+        """Add delta and keep the peak."""
+        with self.lock:
+            self.alive += delta
+            self.peak = max(self.peak, self.alive)
+
+
+GAUGES: dict[str, Gauge] = defaultdict(Gauge)
+
+
+class CountedSource(Component):
+    """Yields count payloads of `size` bytes, counting each one alive in GAUGES[tag]."""
+
+    tag = Unicode("", help="Run tag.").tag(config=True)
+    count = Int(100, help="How many messages.").tag(config=True)
+    size = Int(100, help="Bytes per payload.").tag(config=True)
+
+    def run(self) -> Iterator[bytes]:
+        """Yield each payload."""
+        for i in range(self.count):
+            GAUGES[self.tag].change(+1)
+            yield bytes([i % 256]) * self.size
+
+
+class SlowCountedSink(Component):
+    """Sleeps `delay` per message and counts it no longer alive in GAUGES[tag]."""
+
+    tag = Unicode("", help="Run tag.").tag(config=True)
+    delay = Float(0.001, help="Seconds per message.").tag(config=True)
+
+    def run(self, msg: bytes) -> None:
+        """Take one message."""
+        GAUGES[self.tag].change(-1)
+        time.sleep(self.delay)
+
+
+class Stuck(Component):
+    """A stager whose run() blocks until `release` is set (or forever)."""
+
+    release = threading.Event()
+    entered = threading.Event()
+
+    def run(self, msg: Any) -> Any:
+        """Block."""
+        Stuck.entered.set()
+        Stuck.release.wait()
+        return msg

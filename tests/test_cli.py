@@ -1,0 +1,195 @@
+"""The pipeline-run command: help, overrides, modes, the report and the exit codes of DESIGN.md §5."""
+
+from __future__ import annotations
+
+import logging
+from collections.abc import Iterator
+from pathlib import Path
+
+import pytest
+
+from pipeline import Pipeline
+from pipeline.app import PipelineRun
+from tests.cli_helpers import ROOT, chain_config, read_lines, run_cli, write_config
+
+CHAIN = "configs/chain.json"
+
+
+def report_rows(stderr: str) -> list[list[str]]:
+    """The cells of the report table that ends ``stderr`` (the header, a row per step, the exit status)."""
+    lines = stderr.splitlines()
+    start = max(i for i, line in enumerate(lines) if line.startswith("STEP "))
+    return [line.split() for line in lines[start:]]
+
+
+@pytest.mark.parametrize("config", [[f"--config={CHAIN}"], ["--config", CHAIN]], ids=["equals", "space"])
+def test_help_all_lists_the_options_of_the_config_steps(config: list[str]) -> None:
+    """--help-all with --config shows each step class's options, with their help and default."""
+    result = run_cli("--help-all", *config)
+    assert result.returncode == 0
+    assert "--Counter.count=<Int>\n    How many numbers to yield.\n    Default: 10\n" in result.stdout
+    assert "--JsonLinesWriter.path=<Unicode>\n    The file to write (replaced if it exists).\n" in result.stdout
+    assert "--Pipeline.mode=<Enum>" in result.stdout
+    assert "listed when its config is given" not in result.stdout
+
+
+def test_help_all_without_config_says_how_to_list_step_options() -> None:
+    """--help-all alone shows the framework's options and how to see a config's step options."""
+    result = run_cli("--help-all")
+    assert result.returncode == 0
+    assert "--Pipeline.mode=<Enum>" in result.stdout
+    assert "--Counter.count=<Int>" not in result.stdout
+    assert "pipeline-run --help-all --config=FILE" in result.stdout.splitlines()[-1]
+
+
+def test_help_all_with_a_broken_config_is_a_config_error(tmp_path: Path) -> None:
+    """Help for a config that cannot load reports why, as a run would."""
+    path = write_config(tmp_path, "{")
+    result = run_cli("--help-all", f"--config={path}")
+    assert result.returncode == 2
+    assert result.stderr == f"pipeline-run: error: {path}: invalid JSON at line 1 column 2: " + (
+        "Expecting property name enclosed in double quotes\n"
+    )
+
+
+def test_success_prints_the_report_table(tmp_path: Path) -> None:
+    """A run that succeeds exits 0 and prints the per-step counts to stderr, not stdout."""
+    output = tmp_path / "out.jsonl"
+    result = run_cli(f"--config={write_config(tmp_path, chain_config(str(output)))}")
+    assert result.returncode == 0
+    assert result.stdout == ""
+    assert report_rows(result.stderr) == [
+        ["STEP", "RECEIVED", "PROCESSED", "EMITTED", "FAILED"],
+        ["COUNT", "0", "5", "5", "0"],
+        ["PASS", "5", "5", "5", "0"],
+        ["WRITE", "5", "5", "0", "0"],
+        ["exit", "status", "0"],
+    ]
+    assert sorted(read_lines(output)) == [0, 1, 2, 3, 4]
+
+
+def test_override_changes_the_count(tmp_path: Path) -> None:
+    """--Counter.count and --JsonLinesWriter.path win over the values in the config file."""
+    output = tmp_path / "out.jsonl"
+    result = run_cli(f"--config={CHAIN}", "--Counter.count=7", f"--JsonLinesWriter.path={output}")
+    assert result.returncode == 0
+    assert sorted(read_lines(output)) == list(range(7))
+
+
+def test_sequential_mode_runs_every_step_in_the_main_thread(tmp_path: Path) -> None:
+    """--Pipeline.mode=sequential reaches the Pipeline: each message is handled in the main thread."""
+    document = chain_config(str(tmp_path / "out.jsonl"))
+    document["Pipeline"]["stagers_conf"][0].update(module="tests.config_steps", **{"class": "ThreadNamer"})
+    path = write_config(tmp_path, document)
+    result = run_cli(f"--config={path}", "--Pipeline.mode=sequential")
+    assert result.returncode == 0
+    assert read_lines(tmp_path / "out.jsonl") == ["MainThread"] * 5
+    threaded = run_cli(f"--config={path}")
+    assert threaded.returncode == 0
+    assert "MainThread" not in read_lines(tmp_path / "out.jsonl")
+
+
+def test_app_options_are_not_step_overrides(tmp_path: Path) -> None:
+    """--debug and --log-level set the application's own traits; the run goes on."""
+    output = tmp_path / "out.jsonl"
+    path = write_config(tmp_path, chain_config(str(output)))
+    result = run_cli("--config", path, "--debug", "--log-level=INFO", "--Pipeline.mode=sequential")
+    assert result.returncode == 0
+    assert read_lines(output) == [0, 1, 2, 3, 4]
+
+
+@pytest.mark.parametrize("mode", ["sequential", "threads"])
+def test_a_failed_step_exits_1(tmp_path: Path, mode: str) -> None:
+    """A step that raises makes the run exit 1; the report names its first error."""
+    output = tmp_path / "out.jsonl"
+    document = chain_config(str(output))
+    document["Pipeline"]["stagers_conf"][0].update(module="tests.config_steps", **{"class": "FailOn"})
+    result = run_cli(f"--config={write_config(tmp_path, document)}", f"--Pipeline.mode={mode}")
+    assert result.returncode == 1
+    assert ["PASS", "5", "4", "4", "1"] in report_rows(result.stderr)
+    assert "PASS: first error: ValueError: bad message 3" in result.stderr
+    assert sorted(read_lines(output)) == [0, 1, 2, 4]
+
+
+@pytest.mark.parametrize(
+    ("argv", "message"),
+    [
+        pytest.param([], "command line: --config: missing: the pipeline's JSON config file (--config=FILE)", id="none"),
+        pytest.param(
+            ["--Counter.count=3"],
+            "command line: --config: missing: the pipeline's JSON config file (--config=FILE)",
+            id="no-config",
+        ),
+        pytest.param(
+            [f"--confg={CHAIN}"], "command line: --confg: unknown option (did you mean '--config'?)", id="typo"
+        ),
+        pytest.param(
+            [f"--config={CHAIN}", "--fast"],
+            "command line: --fast: unknown option (expected one of: --config, --debug, --help, --help-all, "
+            "--log-level, -h)",
+            id="unknown-flag",
+        ),
+        pytest.param(
+            [f"--config={CHAIN}", "-v"],
+            "command line: -v: unknown option (expected one of: --config, --debug, --help, --help-all, "
+            "--log-level, -h)",
+            id="unknown-short",
+        ),
+        pytest.param(
+            [CHAIN], "command line: configs/chain.json: unexpected argument (options are --name=value)", id="positional"
+        ),
+        pytest.param(
+            ["--config"], "command line: argument --PipelineRun.config_file: expected one argument", id="no-value"
+        ),
+        pytest.param(
+            [f"--config={CHAIN}", "--config=other.json"],
+            "command line: Error loading argument PipelineRun.config_file=['configs/chain.json', 'other.json'], "
+            "config_file only accepts one value, got 2: ['configs/chain.json', 'other.json']",
+            id="twice",
+        ),
+        pytest.param(
+            [f"--config={CHAIN}", "--log-level=LOUD"],
+            "command line: The 'log_level' trait of a PipelineRun instance expected any of "
+            "[0, 10, 20, 30, 40, 50, 'DEBUG', 'INFO', 'WARN', 'ERROR', 'CRITICAL'], not the str 'LOUD'.",
+            id="bad-log-level",
+        ),
+    ],
+)
+def test_usage_error_exits_2(argv: list[str], message: str) -> None:
+    """A command line that cannot run: exit 2 and one line on stderr, before any step runs."""
+    result = run_cli(*argv)
+    assert result.returncode == 2
+    assert result.stderr == f"pipeline-run: error: {message}\n"
+    assert result.stdout == ""
+
+
+@pytest.fixture
+def app() -> Iterator[PipelineRun]:
+    """A PipelineRun to call in-process; the logging it sets up is undone afterwards."""
+    loggers = [logging.getLogger(name) for name in ("pipeline", PipelineRun.__name__)]
+    saved = [(logger.handlers[:], logger.level, logger.propagate) for logger in loggers]
+    yield PipelineRun()
+    for logger, (handlers, level, propagate) in zip(loggers, saved, strict=True):
+        logger.handlers[:] = handlers
+        logger.setLevel(level)
+        logger.propagate = propagate
+
+
+def test_interrupt_exits_130(app: PipelineRun, monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture) -> None:
+    """Ctrl+C during the run: exit status 130 and a short note, no traceback."""
+
+    def interrupted(self: Pipeline) -> None:
+        raise KeyboardInterrupt
+
+    monkeypatch.setattr(Pipeline, "run", interrupted)
+    assert app.execute([f"--config={ROOT / CHAIN}"]) == 130
+    assert capsys.readouterr().err == "pipeline-run: interrupted\n"
+
+
+def test_execute_returns_the_report_status(app: PipelineRun, tmp_path: Path, capsys: pytest.CaptureFixture) -> None:
+    """In-process, execute() returns the exit status instead of leaving the interpreter."""
+    output = tmp_path / "out.jsonl"
+    path = write_config(tmp_path, chain_config(str(output)))
+    assert app.execute([f"--config={path}", "--Counter.count=3", "--Pipeline.mode=sequential"]) == 0
+    assert read_lines(output) == [0, 1, 2]
+    assert capsys.readouterr().err.endswith("exit status 0\n")

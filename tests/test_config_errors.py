@@ -1,0 +1,391 @@
+"""Every configuration error: a ConfigError naming the file, the key and what was expected; exit code 2.
+
+Each case is checked in-process through ``Pipeline.from_config`` (the path ``pipeline-run``
+takes), and a subset again through a real ``pipeline-run`` subprocess, whose stderr must be the
+same message on exactly one line.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable, Sequence
+from pathlib import Path
+from typing import Any
+
+import pytest
+from traitlets.config import Config
+from traitlets.config.loader import KVArgParseConfigLoader
+
+from pipeline import ConfigError, Pipeline
+from pipeline.app import COMMAND_LINE
+from tests.cli_helpers import chain_config, run_cli, write_config
+
+#: Turns a valid config document into the one under test (a string: the file's raw text).
+Change = Callable[[dict[str, Any]], Any]
+
+STEPS = "tests.config_steps"
+INVALID_JSON = '{\n  "Pipeline": {\n    "producer_conf": ,\n  }\n}\n'
+
+
+def _locate(document: dict[str, Any], dotted: str) -> tuple[Any, Any]:
+    """The container and the key (or list index) that a dotted path such as ``a.0.b`` names."""
+    *parents, last = dotted.split(".")
+    node: Any = document
+    for part in parents:
+        node = node[int(part)] if isinstance(node, list) else node[part]
+    return node, int(last) if isinstance(node, list) else last
+
+
+def setting(dotted: str, value: Any) -> Change:
+    """Set the value at a dotted path."""
+
+    def change(document: dict[str, Any]) -> dict[str, Any]:
+        node, key = _locate(document, dotted)
+        node[key] = value
+        return document
+
+    return change
+
+
+def removing(dotted: str) -> Change:
+    """Delete the key at a dotted path."""
+
+    def change(document: dict[str, Any]) -> dict[str, Any]:
+        node, key = _locate(document, dotted)
+        del node[key]
+        return document
+
+    return change
+
+
+def renaming(dotted: str, new_name: str) -> Change:
+    """Rename the key at a dotted path, keeping its value."""
+
+    def change(document: dict[str, Any]) -> dict[str, Any]:
+        node, key = _locate(document, dotted)
+        node[new_name] = node.pop(key)
+        return document
+
+    return change
+
+
+def replacing(text: str) -> Change:
+    """Write ``text`` as the whole file."""
+    return lambda document: text
+
+
+def stagers(*entries: tuple[str, str]) -> Change:
+    """Replace the stagers by PassThrough steps given as (name, next_steps)."""
+    conf = [{"name": n, "module": "algorithms.basic", "class": "PassThrough", "next_steps": s} for n, s in entries]
+    return setting("Pipeline.stagers_conf", conf)
+
+
+def stager_class(module: str, cls: str) -> Change:
+    """Make the stager PASS an instance of ``module.cls``."""
+    return setting("Pipeline.stagers_conf.0", {"name": "PASS", "module": module, "class": cls, "next_steps": "WRITE"})
+
+
+PRODUCER = "Pipeline.producer_conf"
+STAGER = "Pipeline.stagers_conf[0]"
+CONSUMER = "Pipeline.consumer_conf"
+
+#: (change, the error's key, a part of its problem that says what was expected)
+FILE_CASES = [
+    pytest.param(replacing(INVALID_JSON), "", "invalid JSON at line 3 column 22: Expecting value", id="invalid-json"),
+    pytest.param(replacing("[]"), "", "expected a JSON object at the top level, got list", id="top-level-list"),
+    pytest.param(setting("version", 2), "version", "expected 1, got 2", id="version"),
+    pytest.param(removing("Pipeline"), "Pipeline", "missing section (expected producer_conf", id="no-pipeline"),
+    pytest.param(setting("Pipeline", []), "Pipeline", "expected an object, got list", id="pipeline-not-object"),
+    pytest.param(removing(PRODUCER), PRODUCER, "missing required key", id="no-producer"),
+    pytest.param(removing(CONSUMER), CONSUMER, "missing required key", id="no-consumer"),
+    pytest.param(
+        renaming("Pipeline.stagers_conf", "stager_conf"),
+        "Pipeline.stager_conf",
+        "unknown key (did you mean 'stagers_conf'?)",
+        id="pipeline-unknown-key",
+    ),
+    pytest.param(
+        setting("Pipeline.stagers_conf", {}),
+        "Pipeline.stagers_conf",
+        "expected a list of steps, got dict",
+        id="stagers-not-list",
+    ),
+    pytest.param(
+        setting("Pipeline.stagers_conf.0", "PASS"),
+        STAGER,
+        "expected an object describing a step, got str",
+        id="step-str",
+    ),
+    pytest.param(
+        renaming("Pipeline.stagers_conf.0.next_steps", "next_step"),
+        f"{STAGER}.next_step",
+        "unknown key (did you mean 'next_steps'?)",
+        id="next-step-typo",
+    ),
+    pytest.param(
+        renaming("Pipeline.stagers_conf.0.nb_thread", "nb_threads"),
+        f"{STAGER}.nb_threads",
+        "unknown key (did you mean 'nb_thread'?)",
+        id="nb-threads-typo",
+    ),
+    *(
+        pytest.param(removing(f"{section}.{key}"), f"{label}.{key}", "missing required key", id=f"no-{key}-{kind}")
+        for key in ("name", "class", "module")
+        for kind, section, label in [
+            ("producer", PRODUCER, PRODUCER),
+            ("stager", "Pipeline.stagers_conf.0", STAGER),
+            ("consumer", CONSUMER, CONSUMER),
+        ]
+    ),
+    pytest.param(
+        setting(f"{PRODUCER}.name", " "), f"{PRODUCER}.name", "expected a non-empty string, got ' '", id="blank-name"
+    ),
+    pytest.param(
+        setting(f"{CONSUMER}.class", 3), f"{CONSUMER}.class", "expected a non-empty string, got 3", id="class-not-str"
+    ),
+    pytest.param(
+        setting(f"{CONSUMER}.next_steps", "PASS"),
+        f"{CONSUMER}.next_steps",
+        "a consumer has no next steps",
+        id="consumer-next-steps",
+    ),
+    pytest.param(
+        removing(f"{PRODUCER}.next_steps"),
+        f"{PRODUCER}.next_steps",
+        "the producer must send to at least one step",
+        id="producer-no-next-steps",
+    ),
+    pytest.param(
+        setting("Pipeline.stagers_conf.0.next_steps", ["WRITE", 3]),
+        f"{STAGER}.next_steps",
+        "expected a comma-separated string or a list of step names, got ['WRITE', 3]",
+        id="next-steps-type",
+    ),
+    *(
+        pytest.param(
+            setting("Pipeline.stagers_conf.0.nb_thread", value),
+            f"{STAGER}.nb_thread",
+            f"expected an integer >= 1, got {value!r}",
+            id=f"nb-thread-{value!r}",
+        )
+        for value in (0, -1, "2", 1.5, True)
+    ),
+    pytest.param(
+        setting(f"{PRODUCER}.nb_thread", 2),
+        f"{PRODUCER}.nb_thread",
+        "a producer runs in one thread (expected 1, got 2)",
+        id="producer-threads",
+    ),
+    *(
+        pytest.param(
+            setting("Pipeline.stagers_conf.0.queue_limit", value),
+            f"{STAGER}.queue_limit",
+            f"expected an integer >= 1, or -1 for unbounded, got {value!r}",
+            id=f"queue-limit-{value!r}",
+        )
+        for value in (0, -2, "64", 2.5)
+    ),
+    pytest.param(
+        setting("Pipeline.stagers_conf.0.ordered", "yes"),
+        f"{STAGER}.ordered",
+        "expected true or false, got 'yes'",
+        id="ordered-str",
+    ),
+    pytest.param(
+        stager_class("no_such_module", "PassThrough"),
+        f"{STAGER}.module",
+        "cannot import module 'no_such_module': ModuleNotFoundError: No module named 'no_such_module'",
+        id="module-missing",
+    ),
+    pytest.param(
+        stager_class("tests.broken_steps", "PassThrough"),
+        f"{STAGER}.module",
+        "cannot import module 'tests.broken_steps': ModuleNotFoundError: No module named 'no_such_dependency'",
+        id="module-import-fails",
+    ),
+    pytest.param(
+        stager_class("algorithms.basic", "PassTrough"),
+        f"{STAGER}.class",
+        "module 'algorithms.basic' has no class 'PassTrough' (did you mean 'PassThrough'?)",
+        id="class-missing",
+    ),
+    pytest.param(
+        stager_class(STEPS, "NotAComponent"),
+        f"{STAGER}.class",
+        f"{STEPS}.NotAComponent is not a pipeline.Component subclass",
+        id="not-a-component",
+    ),
+    pytest.param(
+        setting("Pipeline.stagers_conf.0.name", "COUNT"),
+        f"{STAGER}.name",
+        f"duplicate step name 'COUNT' (also at {PRODUCER})",
+        id="duplicate-name",
+    ),
+    pytest.param(
+        setting("Pipeline.stagers_conf.0.next_steps", "WRTIE"),
+        f"{STAGER}.next_steps",
+        "unknown step 'WRTIE' (steps: COUNT, PASS, WRITE)",
+        id="unknown-next-step",
+    ),
+    pytest.param(
+        setting("Pipeline.stagers_conf.0.next_steps", "COUNT"),
+        f"{STAGER}.next_steps",
+        "the producer 'COUNT' cannot be a next step",
+        id="next-step-producer",
+    ),
+    pytest.param(
+        stagers(("PASS", "BACK"), ("BACK", "PASS, WRITE")),
+        f"{STAGER}.next_steps",
+        "cycle: PASS -> BACK -> PASS",
+        id="cycle",
+    ),
+    pytest.param(
+        stagers(("PASS", "WRITE"), ("LOST", "WRITE")),
+        "Pipeline.stagers_conf[1]",
+        "step 'LOST' is not reached by any path from the producer 'COUNT'",
+        id="unreachable",
+    ),
+    pytest.param(
+        setting("Pipeline.mode", "fast"),
+        "Pipeline.mode",
+        "expected any of ['threads', 'sequential'], got str 'fast'",
+        id="pipeline-mode",
+    ),
+    pytest.param(
+        setting("Countr", {"count": 3}),
+        "Countr",
+        "unknown section: not a step class of this pipeline (did you mean 'Counter'?)",
+        id="unknown-class-section",
+    ),
+    pytest.param(
+        setting("Counter", 5), "Counter", "expected an object of trait values, got int", id="section-not-object"
+    ),
+    pytest.param(
+        setting("Counter", {"count": "many"}), "Counter.count", "expected an int, got str 'many'", id="trait-type"
+    ),
+    pytest.param(
+        setting("Counter", {"cont": 3}),
+        "Counter.cont",
+        "Counter has no option 'cont' (did you mean 'count'?)",
+        id="unknown-trait",
+    ),
+    pytest.param(
+        setting(f"{PRODUCER}.config", 5),
+        f"{PRODUCER}.config",
+        "expected an object of trait values, got int",
+        id="step-config-not-object",
+    ),
+    pytest.param(
+        setting(f"{PRODUCER}.config", {"count": "many"}),
+        f"{PRODUCER}.config.count",
+        "expected an int, got str 'many'",
+        id="step-config-trait-type",
+    ),
+    pytest.param(
+        setting(f"{PRODUCER}.config", {"cont": 3}),
+        f"{PRODUCER}.config.cont",
+        "Counter has no option 'cont' (did you mean 'count'?)",
+        id="step-config-unknown-trait",
+    ),
+]
+
+#: (command-line arguments, the error's key, what it says was expected)
+COMMAND_LINE_CASES = [
+    pytest.param(["--Counter.count=abc"], "--Counter.count", "expected an int, got str 'abc'", id="cli-trait-type"),
+    pytest.param(
+        ["--Counter.cont=3"], "--Counter.cont", "Counter has no option 'cont' (did you mean 'count'?)", id="cli-trait"
+    ),
+    pytest.param(["--Countr.count=3"], "--Countr", "unknown class (did you mean 'Counter'?)", id="cli-class"),
+    pytest.param(
+        ["--Pipeline.mode=fast"],
+        "--Pipeline.mode",
+        "expected any of ['threads', 'sequential'], got str 'fast'",
+        id="cli-pipeline-mode",
+    ),
+]
+
+
+def write(tmp_path: Path, change: Change) -> Path:
+    """Write the valid chain config, changed by ``change``, into ``tmp_path``."""
+    return write_config(tmp_path, change(chain_config(str(tmp_path / "out.jsonl"))))
+
+
+def command_line(argv: Sequence[str]) -> Config:
+    """The overrides that traitlets reads from ``argv``, as pipeline-run passes them on."""
+    return KVArgParseConfigLoader(list(argv)).load_config()
+
+
+def config_error(path: Path, argv: Sequence[str] = ()) -> ConfigError:
+    """The ConfigError that building the pipeline at ``path`` with ``argv`` raises."""
+    with pytest.raises(ConfigError) as raised:
+        Pipeline.from_config(path, command_line(argv))
+    assert "\n" not in str(raised.value)
+    return raised.value
+
+
+def test_the_valid_config_loads(tmp_path: Path) -> None:
+    """The config that every case breaks is itself valid, so each case fails for its own reason."""
+    pipeline = Pipeline.from_config(write(tmp_path, lambda document: document), command_line(["--Counter.count=7"]))
+    assert list(pipeline.steps.steps) == ["COUNT", "PASS", "WRITE"]
+    assert pipeline.steps.config.Counter.count.get_value(None) == "7"
+
+
+@pytest.mark.parametrize(("change", "key", "expected"), FILE_CASES)
+def test_file_error(tmp_path: Path, change: Change, key: str, expected: str) -> None:
+    """A broken config file: the error names the file, the key and what was expected."""
+    path = write(tmp_path, change)
+    error = config_error(path)
+    assert (error.source, error.key) == (str(path), key)
+    assert expected in error.problem
+
+
+def test_unreadable_file(tmp_path: Path) -> None:
+    """A config file that does not exist."""
+    path = tmp_path / "missing.json"
+    error = config_error(path)
+    assert (error.source, error.key) == (str(path), "")
+    assert error.problem == "cannot read the config file: No such file or directory"
+
+
+@pytest.mark.parametrize(("argv", "key", "expected"), COMMAND_LINE_CASES)
+def test_command_line_error(tmp_path: Path, argv: list[str], key: str, expected: str) -> None:
+    """A bad --Class.trait=value: the error names the command line, the option and what was expected."""
+    error = config_error(write(tmp_path, lambda document: document), argv)
+    assert (error.source, error.key) == (COMMAND_LINE, key)
+    assert error.problem == expected
+
+
+#: Cases that run through a real pipeline-run subprocess: (change, command-line arguments).
+SUBPROCESS_CASES = [
+    pytest.param(replacing(INVALID_JSON), [], id="invalid-json"),
+    pytest.param(removing("Pipeline"), [], id="no-pipeline"),
+    pytest.param(setting("Pipeline.stagers_conf.0.nb_thread", 0), [], id="nb-thread-0"),
+    pytest.param(renaming("Pipeline.stagers_conf.0.nb_thread", "nb_threads"), [], id="nb-threads-typo"),
+    pytest.param(stager_class("no_such_module", "PassThrough"), [], id="module-missing"),
+    pytest.param(stager_class(STEPS, "NotAComponent"), [], id="not-a-component"),
+    pytest.param(stagers(("PASS", "BACK"), ("BACK", "PASS,WRITE")), [], id="cycle"),
+    pytest.param(setting("Counter", {"count": "many"}), [], id="trait-type"),
+    pytest.param(lambda document: document, ["--Counter.count=abc"], id="cli-trait-type"),
+    pytest.param(lambda document: document, ["--Counter.cont=3"], id="cli-trait"),
+]
+
+
+@pytest.mark.parametrize(("change", "argv"), SUBPROCESS_CASES)
+def test_pipeline_run_prints_one_line(tmp_path: Path, change: Change, argv: list[str]) -> None:
+    """pipeline-run exits 2 and prints the error on one line of stderr, with no traceback."""
+    path = write(tmp_path, change)
+    expected = config_error(path, argv)
+    result = run_cli(f"--config={path}", *argv)
+    assert result.returncode == 2
+    assert result.stderr == f"pipeline-run: error: {expected}\n"
+    assert result.stdout == ""
+
+
+def test_pipeline_run_debug_shows_the_traceback(tmp_path: Path) -> None:
+    """With --debug, the same error comes after its traceback."""
+    path = write(tmp_path, setting("Pipeline.stagers_conf.0.nb_thread", 0))
+    result = run_cli(f"--config={path}", "--debug")
+    assert result.returncode == 2
+    assert "Traceback (most recent call last)" in result.stderr
+    assert result.stderr.splitlines()[-1] == (
+        f"pipeline-run: error: {path}: {STAGER}.nb_thread: expected an integer >= 1, got 0"
+    )
