@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import logging
 import re
+import signal
 import sys
 from collections.abc import Iterator, Sequence
 from typing import Any, ClassVar, NoReturn
@@ -16,6 +17,7 @@ from traitlets.traitlets import TraitError
 from .config import load_config, suggest
 from .errors import ConfigError
 from .pipeline import Pipeline
+from .signals import SignalGuard
 
 #: The source that ConfigErrors about the command line name.
 COMMAND_LINE = "command line"
@@ -53,9 +55,16 @@ pipeline-run --help-all --config=configs/chain.json
 """
 
     config_file = Unicode("", help="The pipeline's JSON config file (required).").tag(config=True)
+    replay = Unicode(
+        "", help="A dead-letter file (--Pipeline.dead_letter) whose messages are sent again to the steps that failed."
+    ).tag(config=True)
 
     classes: ClassVar[list[type[Configurable]]] = [Pipeline]
-    aliases: ClassVar[dict[str, str]] = {"config": "PipelineRun.config_file", "log-level": "Application.log_level"}
+    aliases: ClassVar[dict[str, str]] = {
+        "config": "PipelineRun.config_file",
+        "replay": "PipelineRun.replay",
+        "log-level": "Application.log_level",
+    }
     flags: ClassVar[dict[str, tuple[dict[str, Any], str]]] = {
         "debug": (
             {"Application": {"log_level": logging.DEBUG}},
@@ -119,7 +128,9 @@ pipeline-run --help-all --config=configs/chain.json
 
     def start(self) -> None:
         """Run the pipeline, print its report to stderr and keep its exit status."""
-        report = Pipeline.from_config(self.config_file, self.step_overrides()).run()
+        pipeline = Pipeline.from_config(self.config_file, self.step_overrides(), replay=self.replay or None)
+        with SignalGuard(pipeline, pipeline.shutdown_timeout):
+            report = pipeline.run()
         # stderr: a consumer such as Printer owns stdout.
         print(report.table(), file=sys.stderr)
         self.exit_status = report.exit_status
@@ -135,7 +146,7 @@ pipeline-run --help-all --config=configs/chain.json
             return 2
         except KeyboardInterrupt:
             print(f"{self.name}: interrupted", file=sys.stderr)
-            return 130
+            return 128 + signal.SIGINT
         return self.exit_status
 
     @classmethod

@@ -15,13 +15,16 @@ from traitlets.config import Config, Configurable
 from traitlets.config.loader import DeferredConfigString, LazyConfigValue
 
 from .component import Component
+from .deadletter import DeadLetterReplay, failed_steps
 from .errors import ConfigError
-from .graph import check_graph
+from .graph import check_graph, reachable
 
 #: A step's queue holds this many messages unless its config says otherwise (-1: unbounded).
 DEFAULT_QUEUE_LIMIT = 64
 
-STEP_KEYS = ("name", "class", "module", "next_steps", "nb_thread", "queue_limit", "ordered", "config")
+STEP_KEYS = ("name", "class", "module", "next_steps", "nb_thread", "queue_limit", "ordered", "on_error", "config")
+#: What a step does when its run() raises: stop the run (drain, finish, exit 1) or skip the message.
+ON_ERROR = ("stop", "skip")
 REQUIRED_STEP_KEYS = ("name", "class", "module")
 SECTIONS = ("producer_conf", "stagers_conf", "consumer_conf")
 
@@ -38,6 +41,7 @@ class StepConfig:
     nb_thread: int = 1
     queue_limit: int = DEFAULT_QUEUE_LIMIT
     ordered: bool = False
+    on_error: str = "stop"
     traits: Mapping[str, Any] = field(default_factory=dict)
     key: str = ""  # where the step stands in the config file, for messages
 
@@ -88,6 +92,23 @@ class PipelineConfig:
                     pending.remove(step)
                     break
         return order
+
+    def for_replay(self, path: str) -> PipelineConfig:
+        """This pipeline fed from a dead-letter file: each message goes again to the step where it failed.
+
+        The producer is replaced by the replay; only the failed steps and the steps after them run.
+        """
+        targets = failed_steps(path)
+        for name in targets:
+            if name not in self.steps or name == self.producer.name:
+                raise ConfigError(path, "step", f"{name!r} is not a stager or consumer of {self.source}")
+        keep = set().union(*(reachable(self.steps, name) for name in targets))
+        replay = StepConfig(
+            name=self.producer.name, kind="producer", cls=DeadLetterReplay, module=DeadLetterReplay.__module__,
+            next_steps=tuple(targets), traits={"path": path}, key="--replay",
+        )
+        steps = {replay.name: replay, **{n: s for n, s in self.steps.items() if n in keep}}
+        return PipelineConfig(self.source, steps, self.config, self.overrides)
 
     def make_component(self, name: str) -> Component:
         """A new instance of step ``name``'s class, configured for that step."""
@@ -241,6 +262,9 @@ class _Validator:
         ordered = entry.get("ordered", False)
         if not isinstance(ordered, bool):
             raise self.error(f"{key}.ordered", f"expected true or false, got {ordered!r}")
+        on_error = entry.get("on_error", "stop")
+        if on_error not in ON_ERROR:
+            raise self.error(f"{key}.on_error", f"expected one of {', '.join(map(repr, ON_ERROR))}, got {on_error!r}")
         traits = entry.get("config", {})
         if not isinstance(traits, dict):
             raise self.error(f"{key}.config", f"expected an object of trait values, got {_type_name(traits)}")
@@ -253,6 +277,7 @@ class _Validator:
             nb_thread=nb_thread,
             queue_limit=queue_limit,
             ordered=ordered,
+            on_error=on_error,
             traits=traits,
             key=key,
         )

@@ -6,10 +6,11 @@ from collections.abc import Mapping
 from pathlib import Path
 from typing import Any
 
-from traitlets import Enum, Float
+from traitlets import Bool, Enum, Float, Int, Unicode
 from traitlets.config import Config, Configurable
 
 from .config import PipelineConfig, load_config
+from .options import RunOptions
 from .report import RunReport
 
 
@@ -21,28 +22,71 @@ class Pipeline(Configurable):
         default_value="threads",
         help="How to run the steps: 'threads' (the ZeroMQ engine) or 'sequential' (one thread, for debugging).",
     ).tag(config=True)
-
+    max_failures = Int(0, min=0, help="Stop the run once this many messages failed in all (0: no limit).").tag(
+        config=True
+    )
+    allow_failures = Bool(
+        False, help="Exit 0 although messages failed in steps with on_error=skip (init/finish errors still fail)."
+    ).tag(config=True)
+    dead_letter = Unicode(
+        "", help="Write every failed message to this JSON-lines file, to inspect it or --replay it."
+    ).tag(config=True)
     shutdown_timeout = Float(
-        10.0, min=0.0, help="Seconds to wait for busy threads when a run is aborted before leaving them behind."
+        10.0, min=0.0, help="Seconds a run stopped by a signal may take to drain before busy threads are left behind."
     ).tag(config=True)
 
     def __init__(self, steps: PipelineConfig, **kwargs: Any) -> None:
         super().__init__(**kwargs)
         self.steps = steps
+        self._runner: Any = None
+        self._interrupts = 0
 
     @classmethod
-    def from_config(cls, source: str | Path | Mapping[str, Any], overrides: Config | Mapping | None = None) -> Pipeline:
-        """Load and validate ``source`` (a JSON file or a dict); ``overrides`` win over its values."""
+    def from_config(cls, source: str | Path | Mapping[str, Any], overrides: Config | Mapping | None = None,
+                    replay: str | None = None) -> Pipeline:
+        """Load and validate ``source`` (a JSON file or a dict); ``overrides`` win over its values.
+
+        With ``replay``, the producer is replaced by the messages of that dead-letter file, each sent
+        again to the step where it failed.
+        """
         overrides = overrides if isinstance(overrides, Config) else Config(overrides or {})
         steps = load_config(source, overrides, settings=[cls])
+        if replay is not None:
+            steps = steps.for_replay(replay)
         return cls(steps, config=steps.config)
+
+    def options(self) -> RunOptions:
+        """The failure and shutdown settings of a run."""
+        return RunOptions(self.max_failures, self.allow_failures, self.dead_letter, self.shutdown_timeout)
 
     def run(self) -> RunReport:
         """Run to the end of the stream and return per-step counts."""
         if self.mode == "sequential":
             from .sequential import SequentialRunner
 
-            return SequentialRunner(self.steps).run()
-        from .engine import ThreadedRunner
+            self._runner = SequentialRunner(self.steps, self.options())
+        else:
+            from .engine import ThreadedRunner
 
-        return ThreadedRunner(self.steps, self.shutdown_timeout).run()
+            self._runner = ThreadedRunner(self.steps, self.options())
+        try:
+            return self._runner.run()
+        finally:
+            self._runner = None
+
+    def interrupt(self, signal: int) -> None:
+        """A signal arrived (from any thread): the first stops the producer and drains what is in
+        flight; the second stops at once, leaving busy threads behind."""
+        self._interrupts += 1
+        runner = self._runner
+        if runner is None:
+            return
+        if self._interrupts == 1:
+            runner.stop(signal)
+        else:
+            runner.abort()
+
+    def busy(self) -> list[str]:
+        """The steps and workers inside their code now (to name them if the run must be abandoned)."""
+        runner = self._runner
+        return runner.busy() if runner is not None else []

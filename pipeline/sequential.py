@@ -10,8 +10,10 @@ from typing import Any
 
 from .component import Component
 from .config import PipelineConfig
-from .message import decode, encode
-from .report import RunReport, StepReport
+from .failures import FailurePolicy
+from .message import Encoded, decode, encode
+from .options import RunOptions
+from .report import RunReport, StepReport, exit_status
 from .step import failure_line, produce, send_outputs
 
 log = logging.getLogger("pipeline.sequential")
@@ -20,36 +22,47 @@ log = logging.getLogger("pipeline.sequential")
 class SequentialRunner:
     """Runs every step in the calling thread: each message goes depth-first through the graph."""
 
-    def __init__(self, config: PipelineConfig) -> None:
+    def __init__(self, config: PipelineConfig, options: RunOptions | None = None) -> None:
         self.config = config
+        self.options = options or RunOptions()
         self.reports = {name: StepReport(name) for name in config.steps}
         self.components: dict[str, Component] = {}
+        self.stopping = False
+        self.signal: int | None = None
+        self.policy = FailurePolicy(self.options.max_failures, self.options.dead_letter, self._stop)
+        self._seq = dict.fromkeys(config.steps, 0)
+        self._busy: tuple[str, int] | None = None  # the step and message in run() now
+
+    def abort(self) -> None:
+        """Nothing can stop a step's code in the calling thread: the caller must give up on it."""
+        self.stop()
+
+    def busy(self) -> list[str]:
+        """The step in its run() now, if any."""
+        return [f"step {self._busy[0]} on message {self._busy[1]}"] if self._busy else []
+
+    def stop(self, signal: int | None = None) -> None:
+        """Stop the producer after its current message; what it sent is still processed."""
+        self.signal = self.signal or signal
+        self.stopping = True
+
+    def _stop(self, reason: str) -> None:
+        self.stopping = True
 
     def run(self) -> RunReport:
         """Init every step; if all succeeded run the producer to its end; finish every step; report."""
         order = self.config.topological_order()
-        for step in order:
-            self._init(step.name)
-        producer = self.config.producer.name
-        if len(self.components) == len(order):
-            try:
-                for message in produce(self.components[producer]):
-                    if message is not None:
-                        self.reports[producer].counts.processed += 1
-                        self._emit(producer, message, None)
-            except Exception as err:
-                self.reports[producer].counts.failed += 1
-                self._fail(producer, err)
-        for step in order:
-            component = self.components.get(step.name)
-            if component is None:
-                continue  # its init() failed: there is nothing to finish
-            try:
-                send_outputs(component.finish(), component._emit)
-            except Exception as err:
-                self._fail(step.name, err)
-        failed = any(r.counts.failed or r.first_error for r in self.reports.values())
-        return RunReport(self.reports, exit_status=1 if failed else 0)
+        try:
+            for step in order:
+                self._init(step.name)
+            if len(self.components) == len(order):
+                self._produce()
+            for step in order:
+                self._finish(step.name)
+        finally:
+            self.policy.close()
+        status = exit_status(self.reports, self.signal, self.policy.stop_reason, self.options.allow_failures)
+        return RunReport(self.reports, status, stop_reason=self.policy.stop_reason)
 
     def _init(self, name: str) -> None:
         """Build and init() one step; it joins the run only if both succeed."""
@@ -59,30 +72,58 @@ class SequentialRunner:
                 component._emit = lambda msg, target: self._emit(name, msg, target)
             component.init()
         except Exception as err:
-            self._fail(name, err)
+            self._lifecycle_error(name, "init()", err)
         else:
             self.components[name] = component
+
+    def _produce(self) -> None:
+        name = self.config.producer.name
+        counts = self.reports[name].counts
+        try:
+            for message in produce(self.components[name]):
+                if message is not None:
+                    counts.processed += 1
+                    self._emit(name, message, None)
+                if self.stopping:
+                    break
+        except Exception as err:
+            counts.failed += 1
+            self._lifecycle_error(name, "run()", err)
+
+    def _finish(self, name: str) -> None:
+        component = self.components.get(name)
+        if component is None:
+            return  # its init() failed: there is nothing to finish
+        try:
+            send_outputs(component.finish(), component._emit)
+        except Exception as err:
+            self._lifecycle_error(name, "finish()", err)
 
     def _emit(self, source: str, message: Any, target: str | None) -> None:
         targets = self.config.steps[source].next_steps if target is None else (target,)
         # Each delivery is a decoded copy, as in the threaded engine: a step never sees another's changes.
         for name, copy in zip(targets, encode(message).copies(len(targets)), strict=True):
             self.reports[source].counts.emitted += 1
-            self._deliver(name, decode(copy.inband, copy.buffers))
+            self._deliver(name, copy)
 
-    def _deliver(self, name: str, message: Any) -> None:
-        counts = self.reports[name].counts
-        counts.received += 1
+    def _deliver(self, name: str, message: Encoded) -> None:
+        report = self.reports[name]
+        report.counts.received += 1
+        seq = self._seq[name]
+        self._seq[name] += 1
         component = self.components[name]
+        outer, self._busy = self._busy, (name, seq)
         try:
-            send_outputs(component.run(message), component._emit)
+            send_outputs(component.run(decode(message.inband, message.buffers)), component._emit)
         except Exception as err:
-            counts.failed += 1
-            self._fail(name, err)
+            report.counts.failed += 1
+            report.add_error(failure_line(err))
+            self.policy.message_failed(self.config.steps[name], 0, seq, err, message)
         else:
-            counts.processed += 1
+            report.counts.processed += 1
+        finally:
+            self._busy = outer
 
-    def _fail(self, name: str, error: Exception) -> None:
-        log.error("step %s failed: %s", name, failure_line(error), exc_info=error)
-        if self.reports[name].first_error is None:
-            self.reports[name].first_error = failure_line(error)
+    def _lifecycle_error(self, name: str, what: str, error: Exception) -> None:
+        log.error("step %s: %s failed: %s", name, what, failure_line(error), exc_info=error)
+        self.reports[name].add_error(f"{what}: {failure_line(error)}", fatal=True)

@@ -34,6 +34,7 @@ class Numbers(Component):
     start = Int(0, help="The first number.").tag(config=True)
     count = Int(10, help="How many numbers to yield.").tag(config=True)
     yield_none = Bool(False, help="Also yield None (which must send nothing) around every number.").tag(config=True)
+    final = Int(-1, help="If >= 0, finish() sends this number with send_msg().").tag(config=True)
 
     def run(self) -> Iterator[int | None]:
         """Yield each number."""
@@ -43,6 +44,11 @@ class Numbers(Component):
             yield n
         if self.yield_none:
             yield None
+
+    def finish(self) -> None:
+        """Send the final number, if there is one."""
+        if self.final >= 0:
+            self.send_msg(self.final)
 
 
 class Records(Component):

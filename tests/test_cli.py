@@ -103,7 +103,7 @@ def test_a_failed_step_exits_1(tmp_path: Path, mode: str) -> None:
     """A step that raises makes the run exit 1; the report names its first error."""
     output = tmp_path / "out.jsonl"
     document = chain_config(str(output))
-    document["Pipeline"]["stagers_conf"][0].update(module="tests.config_steps", **{"class": "FailOn"})
+    document["Pipeline"]["stagers_conf"][0].update(module="tests.config_steps", on_error="skip", **{"class": "FailOn"})
     result = run_cli(f"--config={write_config(tmp_path, document)}", f"--Pipeline.mode={mode}")
     assert result.returncode == 1
     assert ["PASS", "5", "4", "4", "1"] in report_rows(result.stderr)
@@ -126,13 +126,13 @@ def test_a_failed_step_exits_1(tmp_path: Path, mode: str) -> None:
         pytest.param(
             [f"--config={CHAIN}", "--fast"],
             "command line: --fast: unknown option (expected one of: --config, --debug, --help, --help-all, "
-            "--log-level, -h)",
+            "--log-level, --replay, -h)",
             id="unknown-flag",
         ),
         pytest.param(
             [f"--config={CHAIN}", "-v"],
             "command line: -v: unknown option (expected one of: --config, --debug, --help, --help-all, "
-            "--log-level, -h)",
+            "--log-level, --replay, -h)",
             id="unknown-short",
         ),
         pytest.param(

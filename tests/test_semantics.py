@@ -281,21 +281,26 @@ def test_diamond(mode: str, tmp_path: Path, queue_limit: int) -> None:
 
 
 def test_send_msg_to_unknown_step_fails_that_message(mode: str, tmp_path: Path) -> None:
-    """A wrong step name is an error naming the step and its next steps; that message fails, the rest go on."""
+    """A wrong step name is an error naming the step and its next steps; that message counts as failed.
+
+    The bad message is the last one, so every other message was processed before it whatever the
+    run does after a failure (go on, or stop taking input and drain).
+    """
+    n = 10
     config = pipeline_config(
         step("P", "Numbers", "BAD"),
         [step("BAD", "BadRoute", "OUT_A,OUT_B"), collector(tmp_path, "OUT_A", "CollectAndReturn")],
         collector(tmp_path, "OUT_B"),
-        **numbers(10),
-        BadRoute={"bad_on": 3, "bad_target": "NOWHERE"},
+        **numbers(n),
+        BadRoute={"bad_on": n - 1, "bad_target": "NOWHERE"},
     )
     report = run(config, mode)
-    survivors = [n for n in range(10) if n != 3]
+    survivors = list(range(n - 1))
     assert sorted(read(tmp_path, "OUT_A")) == survivors
     assert sorted(read(tmp_path, "OUT_B")) == survivors
     assert report.exit_status == 1
     bad = report["BAD"]
-    assert (bad.received, bad.processed, bad.failed, bad.emitted) == (10, 9, 1, 18)
+    assert (bad.received, bad.processed, bad.failed, bad.emitted) == (n, n - 1, 1, 2 * (n - 1))
     error = report.steps["BAD"].first_error
     assert error is not None
     for word in ("RoutingError", "BAD", "NOWHERE", "OUT_A", "OUT_B"):
@@ -370,6 +375,42 @@ def test_finish_outputs_chain_through_finishing_steps(mode: str, tmp_path: Path)
     assert_ok(report)
     check_counts(report, config)
     assert [report[s].received for s in ("S1", "S2", "S3", "C")] == [10, 1, 1, 1]
+
+
+def test_producer_finish_sends_after_its_messages(mode: str, tmp_path: Path) -> None:
+    """The producer's finish() may send_msg(): it reaches the consumer like the generated messages."""
+    config = pipeline_config(
+        step("P", "Numbers", "S"),
+        [step("S", "Scale", "C")],
+        collector(tmp_path, "C"),
+        **numbers(5, final=100),
+    )
+    report = run(config, mode)
+    assert sorted(read(tmp_path, "C")) == [0, 2, 4, 6, 8, 200]
+    assert_ok(report)
+    check_counts(report, config)
+    assert report["P"].emitted == 6
+
+
+@pytest.mark.timeout(15)
+def test_finish_output_to_a_step_whose_init_failed_ends_the_run(mode: str, tmp_path: Path) -> None:
+    """A consumer's init() fails and an upstream finish() still emits to it: the run ends with status 1.
+
+    The failure is the consumer's; the summing step did nothing wrong and reports no error.
+    """
+    config = pipeline_config(
+        step("P", "Numbers", "SUM"),
+        [step("SUM", "Summer", "C")],
+        step("C", "Collect", config={"path": str(tmp_path / "missing-dir" / "C.jsonl")}),
+        **numbers(5),
+    )
+    report = run(config, mode)
+    assert report.exit_status == 1
+    assert "FileNotFoundError" in (report.steps["C"].first_error or "")
+    assert report.steps["SUM"].first_error is None, report.table()
+    for name in ("SUM", "C"):
+        counts = report[name]
+        assert counts.processed + counts.failed == counts.received, (name, counts)
 
 
 # --------------------------------------------------------------------------- configuration

@@ -8,22 +8,28 @@ import threading
 
 import zmq
 
+from ..failures import FailurePolicy
+from ..options import RunOptions
+
 log = logging.getLogger("pipeline.engine")
 
 #: Event kinds a thread reports to the runner.
 BOUND = "bound"  # a router's sockets are bound
 INIT_DONE = "init"  # a step thread's init() returned or raised
 ENDED = "ended"  # a thread ended (its `crash` holds the internal error that ended it, if any)
+WAKE = "wake"  # the runner was asked to stop or abort (from a signal handler)
 
 
 class RunControl:
     """Shared by every thread of one run."""
 
-    def __init__(self) -> None:
+    def __init__(self, options: RunOptions) -> None:
+        self.options = options
+        self.policy = FailurePolicy(options.max_failures, options.dead_letter, lambda reason: self.stopping.set())
         self.stopping = threading.Event()  # the producer stops; what is in flight drains
         self.aborted = threading.Event()  # every thread stops as soon as it can
         self.go = threading.Event()  # every init() is done: the producer may start
-        self.events: queue.Queue[tuple[str, EngineThread]] = queue.Queue()
+        self.events: queue.Queue[tuple[str, EngineThread | None]] = queue.Queue()
 
     def abort(self) -> None:
         """Ask every thread to stop now."""

@@ -3,31 +3,54 @@
 from __future__ import annotations
 
 import logging
+import queue
 import threading
+import time
 
 import zmq
 
 from ..config import PipelineConfig
-from ..report import RunReport, StepReport
+from ..options import RunOptions
+from ..report import RunReport, StepReport, exit_status
 from .addresses import Addresses
-from .control import BOUND, ENDED, INIT_DONE, EngineThread, RunControl
+from .control import BOUND, ENDED, INIT_DONE, WAKE, EngineThread, RunControl
 from .router import Router
 from .worker import ProducerThread, StepThread, WorkerThread
 
 log = logging.getLogger("pipeline.engine")
 
+#: Seconds an abort waits for threads once the context is terminated, before leaving them behind.
+ABORT_GRACE_SECONDS = 1.0
+
 
 class ThreadedRunner:
     """Runs a pipeline with one router thread per step and ``nb_thread`` worker threads per step."""
 
-    def __init__(self, config: PipelineConfig, shutdown_timeout: float = 10.0) -> None:
+    def __init__(self, config: PipelineConfig, options: RunOptions | None = None) -> None:
         self.config = config
-        self.shutdown_timeout = shutdown_timeout
+        self.options = options or RunOptions()
         self.addresses = Addresses()
-        self.control = RunControl()
+        self.control = RunControl(self.options)
         self.routers: dict[str, Router] = {}
         self.threads: dict[str, list[StepThread]] = {}
         self.crashed: list[EngineThread] = []
+        self.signal: int | None = None
+        self.deadline: float | None = None  # after a signal: when busy threads are given up on
+        self.abort_requested = False
+        self.stuck: list[str] = []
+
+    def stop(self, signal: int | None = None) -> None:
+        """Stop the producer; drain what is in flight; give up on busy threads after shutdown_timeout."""
+        self.signal = self.signal or signal
+        if signal is not None and self.deadline is None:
+            self.deadline = time.monotonic() + self.options.shutdown_timeout
+        self.control.stopping.set()
+        self.control.events.put((WAKE, None))
+
+    def abort(self) -> None:
+        """Stop now: end every blocking socket call and leave busy threads behind."""
+        self.abort_requested = True
+        self.control.events.put((WAKE, None))
 
     def run(self) -> RunReport:
         """Start every thread, let the producer go once every init() succeeded, wait for the end."""
@@ -37,10 +60,11 @@ class ThreadedRunner:
             self._start_steps(context)
             self._wait_for_end()
         finally:
-            if self.crashed or self._alive():
+            if self._alive():
                 self._abort(context)
             else:
                 context.term()
+            self.control.policy.close()
         return self._report()
 
     def _all_threads(self) -> list[EngineThread]:
@@ -50,10 +74,16 @@ class ThreadedRunner:
         return [t for t in self._all_threads() if t.is_alive()]
 
     def _next_event(self, kind: str) -> EngineThread | None:
-        """The thread of the next event of ``kind``; None once a thread crashed."""
-        while not self.crashed:
-            event, thread = self.control.events.get()
-            if event == ENDED and thread.crash is not None:
+        """The thread of the next event of ``kind``; None once a thread crashed, an abort was asked
+        for or the shutdown deadline passed."""
+        while not self.crashed and not self.abort_requested:
+            try:
+                timeout = None if self.deadline is None else max(0.0, self.deadline - time.monotonic())
+                event, thread = self.control.events.get(timeout=timeout)
+            except queue.Empty:
+                log.error("the run did not drain within shutdown_timeout=%.1f s", self.options.shutdown_timeout)
+                return None
+            if event == ENDED and thread is not None and thread.crash is not None:
                 self.crashed.append(thread)
             elif event == kind:
                 return thread
@@ -70,8 +100,8 @@ class ThreadedRunner:
                 return
 
     def _start_steps(self, context: zmq.Context) -> None:
-        if self.crashed:
-            return
+        if self._alive() != self._all_threads():
+            return  # a router did not start
         for step in self.config.steps.values():
             if step.kind == "producer":
                 threads: list[StepThread] = [ProducerThread(context, self.control, self.config, step,
@@ -93,34 +123,51 @@ class ThreadedRunner:
         self.control.go.set()
 
     def _wait_for_end(self) -> None:
-        while self._alive() and not self.crashed:
-            self._next_event(ENDED)
+        while self._alive():
+            if self._next_event(ENDED) is None:
+                return
 
     def _abort(self, context: zmq.Context) -> None:
         """Stop every thread: terminating the context ends their blocking socket calls."""
         self.control.abort()
+        deadline = time.monotonic() + ABORT_GRACE_SECONDS
         terminator = threading.Thread(target=context.term, name="context-term", daemon=True)
         terminator.start()
-        terminator.join(self.shutdown_timeout)
-        for thread in self._alive():
-            thread.join(0.1)
-        stuck = [t.name for t in self._alive()]
-        if stuck:
-            log.critical("threads still busy after %.1f s, left behind: %s", self.shutdown_timeout, ", ".join(stuck))
+        for thread in [terminator, *self._alive()]:
+            thread.join(max(0.0, deadline - time.monotonic()))
+        self.stuck = [self._describe(t) for t in self._alive()]
+        for description in self.stuck:
+            log.critical("left behind, still busy: %s", description)
+
+    def busy(self) -> list[str]:
+        """The workers inside a step's run() now."""
+        return [self._describe(t) for ts in self.threads.values() for t in ts if t.busy_seq is not None]
+
+    @staticmethod
+    def _describe(thread: EngineThread) -> str:
+        if isinstance(thread, StepThread):
+            where = f"in run() on message {thread.busy_seq}" if thread.busy_seq is not None else "in its step code"
+            return f"step {thread.step.name} worker {thread.index} {where}"
+        return thread.name
 
     def _report(self) -> RunReport:
         reports: dict[str, StepReport] = {}
-        failed = bool(self.crashed)
         for name in self.config.steps:
             report = StepReport(name)
             for thread in self.threads.get(name, []):
                 report.counts += thread.counts
+                if thread.first_error:
+                    report.add_error(thread.first_error, fatal=thread.fatal)
             if name in self.routers:
                 report.counts += self.routers[name].counts
-                report.first_error = report.first_error or thread.first_error
             for thread in [*self.threads.get(name, []), self.routers.get(name)]:
-                if thread is not None and thread.crash is not None and report.first_error is None:
-                    report.first_error = f"internal error in {thread.name}: {thread.crash!r}"
-            failed = failed or bool(report.first_error or report.counts.failed)
+                if thread is not None and thread.crash is not None:
+                    report.add_error(f"internal error in {thread.name}: {thread.crash!r}", fatal=True)
             reports[name] = report
-        return RunReport(reports, exit_status=1 if failed else 0)
+        stop_reason = self.control.policy.stop_reason
+        if self.abort_requested:
+            stop_reason = "a second signal stopped the run at once"
+        elif self.stuck:
+            stop_reason = stop_reason or "threads left behind after shutdown_timeout"
+        status = exit_status(reports, self.signal, stop_reason, self.options.allow_failures)
+        return RunReport(reports, status, stop_reason=stop_reason, stuck=self.stuck)

@@ -40,16 +40,18 @@ class StepThread(EngineThread):
         self.index = index
         self.counts = StepCounts()
         self.first_error: str | None = None
+        self.fatal = False
+        self.busy_seq: int | None = None  # the message in run() now, to name a stuck worker
         self.init_ok = False
         self.outputs: Outputs | None = None
         self.held: list[tuple[Encoded, int | None]] | None = None  # an ordered step's pending outputs
 
     def fail(self, what: str, error: BaseException) -> None:
-        """Log an error of this thread with its traceback and keep the first one."""
-        log.error("step %s worker %d: %s: %s", self.step.name, self.index, what, failure_line(error),
+        """Log an init(), finish() or producer error with its traceback: the run will exit 1."""
+        log.error("step %s worker %d: %s failed: %s", self.step.name, self.index, what, failure_line(error),
                   exc_info=error)
-        if self.first_error is None:
-            self.first_error = failure_line(error)
+        self.first_error = self.first_error or f"{what}: {failure_line(error)}"
+        self.fatal = True
 
     def start_component(self) -> Component | None:
         """Build and init() the Component, then report to the runner; None if that failed."""
@@ -61,7 +63,7 @@ class StepThread(EngineThread):
             component.init()
             self.init_ok = True
         except Exception as err:
-            self.fail("init() failed", err)
+            self.fail("init()", err)
         self.control.events.put((INIT_DONE, self))
         return component if self.init_ok else None
 
@@ -72,7 +74,7 @@ class StepThread(EngineThread):
         try:
             send_outputs(component.finish(), component._emit)
         except Exception as err:
-            self.fail("finish() failed", err)
+            self.fail("finish()", err)
 
 
 class ProducerThread(StepThread):
@@ -109,7 +111,7 @@ class ProducerThread(StepThread):
                 before = time.perf_counter()
         except Exception as err:
             counts.failed += 1
-            self.fail("run() failed", err)
+            self.fail("run()", err)
         outputs.flush()
 
 
@@ -169,12 +171,15 @@ class WorkerThread(StepThread):
         if component is None:
             raise RuntimeError(f"worker {self.name} was sent work although its init() failed")
         self.counts.received += 1
+        self.busy_seq = seq
         try:
             send_outputs(component.run(decode(inband, buffers)), component._emit)
             self.counts.processed += 1
         except Exception as err:
             self.counts.failed += 1
-            self.fail(f"run() failed on message {seq}", err)
+            self.first_error = self.first_error or failure_line(err)
+            self.control.policy.message_failed(self.step, self.index, seq, err, Encoded(bytes(inband), buffers))
+        self.busy_seq = None
         if self.held is not None:
             self._send_held(seq)
 

@@ -1,0 +1,132 @@
+"""The ``pipeline-bench`` command: run the workloads, print a table (or JSON) of medians and ratios."""
+
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import platform
+import sys
+from collections.abc import Callable, Sequence
+from dataclasses import replace
+from importlib.metadata import PackageNotFoundError, version
+from typing import Any, NoReturn
+
+import numpy as np
+import zmq
+
+from . import memory, startup, workloads
+from .plan import FULL, QUICK, Plan
+from .report import Workload, as_json, table
+
+#: Every workload, in the order they run.
+WORKLOADS: dict[str, Callable[[Plan, workloads.Progress], Workload]] = {
+    "W1": workloads.tiny,
+    "W2": workloads.large,
+    "W3": workloads.parallel,
+    "W4": workloads.latency,
+    "W5": memory.memory,
+    "W6": startup.startup,
+}
+
+NOISE = ("a shared 2-core machine where other jobs run at the same time: figures are noisy; compare the "
+         "designs measured in one invocation (interleaved repeats), not figures of different runs")
+
+
+def parser() -> argparse.ArgumentParser:
+    """The command line."""
+    cli = argparse.ArgumentParser(
+        prog="pipeline-bench",
+        description="Run the engine's workloads (W1-W6) and, in the same invocation, the baselines (plain "
+                    "threads with queue.Queue, raw pyzmq PUSH/PULL, mpipe if installed); print medians, "
+                    "spreads, ratios and the issue's targets.",
+    )
+    cli.add_argument("--repeat", type=_positive, help="measure each figure N times (default 3; --quick: 1)")
+    cli.add_argument("--quick", action="store_true", help="small sizes: a smoke run of some seconds")
+    cli.add_argument("--json", action="store_true", help="print JSON instead of the table")
+    cli.add_argument("--only", type=_workload_list, default=list(WORKLOADS),
+                     help="comma-separated workloads to run, e.g. W1,W4 (default: all)")
+    return cli
+
+
+def _positive(text: str) -> int:
+    value = int(text)
+    if value < 1:
+        raise argparse.ArgumentTypeError(f"expected an integer >= 1, got {text}")
+    return value
+
+
+def _workload_list(text: str) -> list[str]:
+    keys = [part.strip().upper() for part in text.split(",") if part.strip()]
+    unknown = [k for k in keys if k not in WORKLOADS]
+    if unknown or not keys:
+        raise argparse.ArgumentTypeError(f"unknown workload {', '.join(unknown) or text!r} "
+                                         f"(expected some of {', '.join(WORKLOADS)})")
+    return keys
+
+
+def machine(plan: Plan, quick: bool) -> dict[str, Any]:
+    """What the figures were measured on and with."""
+    cores = os.cpu_count() or 0
+    mpipe = _version("mpipe")
+    info = {
+        "cores": cores,
+        "cpu": _cpu_model(),
+        "python": platform.python_version(),
+        "pyzmq": zmq.__version__,
+        "libzmq": zmq.zmq_version(),
+        "numpy": np.__version__,
+        "mpipe": mpipe,
+        "blas_threads": os.environ.get("OPENBLAS_NUM_THREADS"),
+        "load_average": list(os.getloadavg()),
+        "repeat": plan.repeat,
+        "quick": quick,
+        "noise": NOISE,
+    }
+    info["summary"] = (
+        f"{cores} cores ({info['cpu']}), Python {info['python']}, pyzmq {info['pyzmq']} (libzmq "
+        f"{info['libzmq']}), numpy {info['numpy']}, mpipe {mpipe or 'not installed'}; load average "
+        f"{info['load_average'][0]:.2f}; median of {plan.repeat} run(s){' (--quick sizes)' if quick else ''}"
+    )
+    return info
+
+
+def _cpu_model() -> str:
+    try:
+        with open("/proc/cpuinfo", encoding="utf-8") as cpuinfo:
+            for line in cpuinfo:
+                if line.startswith("model name"):
+                    return line.split(":", 1)[1].strip()
+    except OSError:
+        pass
+    return platform.processor() or "unknown CPU"
+
+
+def _version(package: str) -> str | None:
+    try:
+        return version(package)
+    except PackageNotFoundError:
+        return None
+
+
+def progress(line: str) -> None:
+    """Progress goes to stderr; stdout has the table or the JSON alone."""
+    print(line, file=sys.stderr, flush=True)
+
+
+def main(argv: Sequence[str] | None = None) -> NoReturn:
+    """The ``pipeline-bench`` console script: exit status 0, or 1 when a run's output did not check."""
+    args = parser().parse_args(argv)
+    plan = QUICK if args.quick else FULL
+    if args.repeat:
+        plan = replace(plan, repeat=args.repeat)
+    header = machine(plan, args.quick)
+    progress(f"pipeline-bench: {header['summary']}")
+    workloads.warm_up()
+    results = [WORKLOADS[key](plan, progress) for key in WORKLOADS if key in args.only]
+    header["load_average_end"] = list(os.getloadavg())
+    if args.json:
+        print(json.dumps(as_json(header, results), indent=2))
+    else:
+        print(table(header, results))
+    sys.exit(0 if all(w.verified for w in results) else 1)

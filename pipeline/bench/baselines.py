@@ -1,0 +1,227 @@
+"""The designs the engine is measured against, each running producer -> stage -> consumer.
+
+Each function takes the producer's messages (an iterable), the stage (one callable per worker:
+its output goes on, None is dropped) and the consumer (a callable), runs them to the end and
+returns the wall time in seconds, thread (or process) start-up included as it is for the engine.
+A failing callable does not hang the chain: its thread keeps draining its input and passes the
+end of the stream on, and the error is raised once every thread has stopped.
+"""
+
+from __future__ import annotations
+
+import importlib.util
+import pickle
+import queue
+import threading
+import time
+import uuid
+from collections.abc import Callable, Iterable, Sequence
+from typing import Any
+
+import zmq
+
+Stage = Callable[[Any], Any]
+Sink = Callable[[Any], None]
+
+#: The end of the stream between the threads of ``queue_threads``.
+_END = object()
+
+#: How long a baseline may run before it counts as hung.
+TIMEOUT = 600.0
+
+
+class BaselineError(RuntimeError):
+    """A baseline's callable raised, or the baseline did not end in time."""
+
+
+def mpipe_installed() -> bool:
+    """True when mpipe can be imported."""
+    return importlib.util.find_spec("mpipe") is not None
+
+
+def queue_threads(source: Iterable[Any], stages: Sequence[Stage], sink: Sink, maxsize: int = 64) -> float:
+    """A producer thread, one thread per stage callable and a consumer thread, joined by
+    ``queue.Queue(maxsize)`` passing references (no copies, no serialisation)."""
+    inbox: queue.Queue[Any] = queue.Queue(maxsize)
+    outbox: queue.Queue[Any] = queue.Queue(maxsize)
+    errors: list[BaseException] = []
+
+    def produce() -> None:
+        try:
+            for message in source:
+                inbox.put(message)
+        except Exception as err:
+            errors.append(err)
+        finally:
+            for _ in stages:
+                inbox.put(_END)
+
+    def work(stage: Stage) -> None:
+        failed = False
+        while (message := inbox.get()) is not _END:
+            if failed:
+                continue
+            try:
+                output = stage(message)
+                if output is not None:
+                    outbox.put(output)
+            except Exception as err:
+                errors.append(err)
+                failed = True
+        outbox.put(_END)
+
+    def consume() -> None:
+        ended, failed = 0, False
+        while ended < len(stages):
+            message = outbox.get()
+            if message is _END:
+                ended += 1
+            elif not failed:
+                try:
+                    sink(message)
+                except Exception as err:
+                    errors.append(err)
+                    failed = True
+
+    return _run([produce, *[lambda s=s: work(s) for s in stages], consume], errors)
+
+
+def zmq_push_pull(source: Iterable[Any], stage: Stage, sink: Sink, hwm: int = 64) -> float:
+    """Raw pyzmq: producer, stage and consumer threads joined by inproc PUSH/PULL pairs.
+
+    A message is a pickle (protocol 5) followed by its out-of-band buffers as frames of their
+    own, sent without copying; an empty frame ends the stream.
+    """
+    context = zmq.Context()
+    name = uuid.uuid4().hex
+    stage_in, sink_in = f"inproc://bench-stage-{name}", f"inproc://bench-sink-{name}"
+    errors: list[BaseException] = []
+
+    def socket(kind: int) -> zmq.Socket:
+        sock = context.socket(kind)
+        sock.linger = 0
+        sock.sndhwm = sock.rcvhwm = hwm
+        return sock
+
+    def produce() -> None:
+        push = socket(zmq.PUSH)
+        try:
+            push.connect(stage_in)
+            for message in source:
+                _send(push, message)
+        except Exception as err:
+            errors.append(err)
+        finally:
+            push.send(b"")
+            push.close()
+
+    def work() -> None:
+        pull, push = socket(zmq.PULL), socket(zmq.PUSH)
+        failed = False
+        try:
+            pull.bind(stage_in)
+            push.connect(sink_in)
+            while (message := _recv(pull)) is not _END:
+                if failed:
+                    continue
+                try:
+                    output = stage(message)
+                    if output is not None:
+                        _send(push, output)
+                except Exception as err:
+                    errors.append(err)
+                    failed = True
+            push.send(b"")
+        finally:
+            pull.close()
+            push.close()
+
+    def consume() -> None:
+        pull = socket(zmq.PULL)
+        failed = False
+        try:
+            pull.bind(sink_in)
+            while (message := _recv(pull)) is not _END:
+                if failed:
+                    continue
+                try:
+                    sink(message)
+                except Exception as err:
+                    errors.append(err)
+                    failed = True
+        finally:
+            pull.close()
+
+    try:
+        return _run([produce, work, consume], errors)
+    finally:
+        context.term()
+
+
+def _send(sock: zmq.Socket, message: Any) -> None:
+    buffers: list[pickle.PickleBuffer] = []
+    inband = pickle.dumps(message, protocol=5, buffer_callback=buffers.append)
+    if not buffers:
+        sock.send(inband)
+        return
+    sock.send(inband, zmq.SNDMORE)
+    for buffer in buffers[:-1]:
+        sock.send(buffer.raw(), zmq.SNDMORE, copy=False)
+    sock.send(buffers[-1].raw(), copy=False)
+
+
+def _recv(sock: zmq.Socket) -> Any:
+    inband = sock.recv()
+    if not inband:
+        return _END
+    buffers = []
+    while sock.rcvmore:
+        buffers.append(sock.recv(copy=False).buffer)
+    return pickle.loads(inband, buffers=buffers)
+
+
+def mpipe_ordered(source: Iterable[Any], stage: Stage, sink: Sink) -> float:
+    """mpipe: the stage in an ``OrderedStage`` worker process; producer and consumer threads here."""
+    import mpipe
+
+    errors: list[BaseException] = []
+    start = time.perf_counter()
+    pipe = mpipe.Pipeline(mpipe.OrderedStage(stage, 1))  # forks before any thread of ours starts
+
+    def produce() -> None:
+        try:
+            for message in source:
+                pipe.put(message)
+        except Exception as err:
+            errors.append(err)
+        finally:
+            pipe.put(None)
+
+    def consume() -> None:
+        try:
+            for result in pipe.results():
+                sink(result)
+        except Exception as err:
+            errors.append(err)
+
+    return _run([produce, consume], errors, start)
+
+
+def _run(targets: Sequence[Callable[[], None]], errors: list[BaseException], start: float | None = None) -> float:
+    """Run each target in a thread; the wall time since ``start`` (default: now) until all ended.
+
+    Raise the first error of a target, or BaselineError if one is still running after TIMEOUT.
+    """
+    threads = [threading.Thread(target=t, name=f"bench-{i}", daemon=True) for i, t in enumerate(targets)]
+    start = time.perf_counter() if start is None else start
+    for thread in threads:
+        thread.start()
+    deadline = start + TIMEOUT
+    for thread in threads:
+        thread.join(max(0.0, deadline - time.perf_counter()))
+    elapsed = time.perf_counter() - start
+    if any(thread.is_alive() for thread in threads):
+        raise BaselineError(f"a baseline did not end within {TIMEOUT:.0f} s")
+    if errors:
+        raise BaselineError(f"a baseline step failed: {type(errors[0]).__name__}: {errors[0]}") from errors[0]
+    return elapsed

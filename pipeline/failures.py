@@ -1,0 +1,52 @@
+"""The run-wide failure policy: every failed message is logged once, counted, written as a dead
+letter if asked, and may stop the run (a step's ``on_error: stop``, or ``max_failures`` reached)."""
+
+from __future__ import annotations
+
+import logging
+import threading
+from collections.abc import Callable
+
+from .config import StepConfig
+from .deadletter import DeadLetterWriter
+from .message import Encoded
+from .step import failure_line
+
+log = logging.getLogger("pipeline.failures")
+
+
+class FailurePolicy:
+    """Shared by every thread of a run; calls ``stop(reason)`` when the run must stop taking input."""
+
+    def __init__(self, max_failures: int, dead_letter: str, stop: Callable[[str], None]) -> None:
+        self.max_failures = max_failures
+        self.stop = stop
+        self.total = 0
+        self.stop_reason: str | None = None
+        self._lock = threading.Lock()  # failures are rare: a lock here costs nothing on the hot path
+        self._writer = DeadLetterWriter(dead_letter) if dead_letter else None
+
+    def message_failed(self, step: StepConfig, worker: int, seq: int, error: BaseException,
+                       message: Encoded | None) -> None:
+        """Log, count and record one failed message; stop the run if the policy says so."""
+        log.error("step %s worker %d: run() failed on message %d: %s", step.name, worker, seq,
+                  failure_line(error), exc_info=error)
+        with self._lock:
+            self.total += 1
+            if self._writer is not None:
+                self._writer.write(step.name, worker, seq, error, message)
+            if step.on_error == "stop":
+                self._stop(f"step {step.name} failed on message {seq} (on_error=stop)")
+            elif self.max_failures and self.total >= self.max_failures:
+                self._stop(f"{self.total} messages failed (max_failures={self.max_failures})")
+
+    def _stop(self, reason: str) -> None:
+        if self.stop_reason is None:
+            self.stop_reason = reason
+            log.error("stopping the run: %s; draining what is in flight", reason)
+            self.stop(reason)
+
+    def close(self) -> None:
+        """Close the dead-letter file."""
+        if self._writer is not None:
+            self._writer.close()

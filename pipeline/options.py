@@ -1,0 +1,15 @@
+"""How a run handles failures and shutdown: the settings every runner takes."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+
+@dataclass(frozen=True)
+class RunOptions:
+    """The failure and shutdown settings of one run (the Pipeline traits of the same names)."""
+
+    max_failures: int = 0  # stop the run once this many messages failed in all (0: no limit)
+    allow_failures: bool = False  # exit 0 despite failed messages (with on_error=skip)
+    dead_letter: str = ""  # JSON-lines file for failed messages ("" : none)
+    shutdown_timeout: float = 10.0  # seconds a stopping run may take before busy threads are left behind
