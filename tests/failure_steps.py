@@ -1,0 +1,106 @@
+"""Steps that fail, stall or signal on purpose, for the failure tests (run in pipeline-run subprocesses)."""
+
+from __future__ import annotations
+
+import os
+import threading
+import time
+from collections.abc import Iterator
+from typing import Any
+
+from traitlets import Float, Int
+
+from algorithms.basic import JsonLinesWriter
+from pipeline import Component
+
+
+class FailEvery(Component):
+    """Raises on every message divisible by ``every`` (0: never), else passes it on."""
+
+    every = Int(0, help="Fail on multiples of this (0: never).").tag(config=True)
+    delay = Float(0.0, help="Seconds to sleep per message.").tag(config=True)
+
+    def run(self, msg: int) -> int:
+        """Pass the message on, or raise."""
+        if self.delay:
+            time.sleep(self.delay)
+        if self.every and msg % self.every == 0:
+            raise ValueError(f"bad message {msg}")
+        return msg
+
+
+class FailingInit(Component):
+    """The first instance's init() raises; the others pass messages on and mark finish() in a file."""
+
+    marker = os.environ.get("FAILURE_TEST_MARKER", "")
+    _lock = threading.Lock()
+    _made = 0
+
+    def init(self) -> None:
+        """Fail in the first worker only."""
+        with FailingInit._lock:
+            FailingInit._made += 1
+            first = FailingInit._made == 1
+        if first:
+            raise RuntimeError("cannot open the calibration table")
+
+    def run(self, msg: Any) -> Any:
+        """Pass the message on."""
+        return msg
+
+    def finish(self) -> None:
+        """Leave a trace that finish() ran."""
+        with open(self.marker, "a", encoding="utf-8") as marker:
+            marker.write("finished\n")
+
+
+class FailingFinish(Component):
+    """Passes messages on; finish() raises."""
+
+    def run(self, msg: Any) -> Any:
+        """Pass the message on."""
+        return msg
+
+    def finish(self) -> None:
+        """Fail."""
+        raise OSError("disk full while flushing")
+
+
+class FailingProducer(Component):
+    """Yields 0 .. after-1, then raises."""
+
+    after = Int(5, help="Messages before the failure.").tag(config=True)
+
+    def run(self) -> Iterator[int]:
+        """Yield, then fail."""
+        yield from range(self.after)
+        raise ConnectionError("the source went away")
+
+
+class SignalSelf(Component):
+    """Passes messages on, sending its own process ``signal`` (``times`` times) on message ``at``."""
+
+    at = Int(10, help="The message that triggers the signal.").tag(config=True)
+    signal = Int(2, help="The signal number (2: SIGINT, 15: SIGTERM).").tag(config=True)
+    times = Int(1, help="How many signals to send.").tag(config=True)
+    delay = Float(0.002, help="Seconds per message: a slow step.").tag(config=True)
+    block = Int(0, help="1: after signalling, block forever in run() (a stuck step).").tag(config=True)
+
+    def run(self, msg: int) -> int:
+        """Pass the message on; signal and maybe block on message ``at``."""
+        time.sleep(self.delay)
+        if msg == self.at:
+            for _ in range(self.times):
+                os.kill(os.getpid(), self.signal)
+            if self.block:
+                threading.Event().wait()
+        return msg
+
+
+class MarkedWriter(JsonLinesWriter):
+    """A JsonLinesWriter whose finish() writes a last line {"finished": true}."""
+
+    def finish(self) -> None:
+        """Mark the end, then close."""
+        self.run({"finished": True})
+        super().finish()

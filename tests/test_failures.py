@@ -1,0 +1,189 @@
+"""Failures never lose data or hang: real pipeline-run subprocesses, their exit codes, files and reports."""
+
+from __future__ import annotations
+
+import json
+import os
+import subprocess
+import sys
+from pathlib import Path
+from typing import Any
+
+import pytest
+
+REPO = Path(__file__).resolve().parent.parent
+STEPS = "tests.failure_steps"
+MODES = ["threads", "sequential"]
+
+
+def config(tmp_path: Path, stager: dict[str, Any], producer: dict[str, Any] | None = None,
+           **sections: Any) -> Path:
+    """A producer -> STAGE -> WRITER config (MarkedWriter into tmp_path/out.jsonl), written to a file."""
+    document = {
+        "version": 1,
+        "Pipeline": {
+            "producer_conf": producer or {"name": "COUNT", "module": "algorithms.basic", "class": "Counter",
+                                          "next_steps": "STAGE"},
+            "stagers_conf": [{"name": "STAGE", "module": STEPS, "next_steps": "WRITER", **stager}],
+            "consumer_conf": {"name": "WRITER", "module": STEPS, "class": "MarkedWriter"},
+        },
+        "MarkedWriter": {"path": str(tmp_path / "out.jsonl")},
+        **sections,
+    }
+    path = tmp_path / "pipeline.json"
+    path.write_text(json.dumps(document), encoding="utf-8")
+    return path
+
+
+def pipeline_run(path: Path, *options: str, env: dict[str, str] | None = None) -> subprocess.CompletedProcess:
+    """Run pipeline-run on ``path`` and wait for it (bounded)."""
+    environment = {**os.environ, "PYTHONPATH": str(REPO), **(env or {})}
+    return subprocess.run([sys.executable, "-m", "pipeline", f"--config={path}", *options], cwd=REPO,
+                          env=environment, capture_output=True, text=True, timeout=30)
+
+
+def written(tmp_path: Path) -> list[Any]:
+    """The WRITER's lines; the last is {"finished": true} if its finish() ran."""
+    return [json.loads(line) for line in (tmp_path / "out.jsonl").read_text(encoding="utf-8").splitlines()]
+
+
+def report_row(stderr: str, step: str) -> list[int]:
+    """RECEIVED, PROCESSED, EMITTED, FAILED of ``step`` in the report table."""
+    for line in stderr.splitlines():
+        cells = line.split()
+        if cells and cells[0] == step and len(cells) == 5 and all(c.isdigit() for c in cells[1:]):
+            return [int(c) for c in cells[1:]]
+    raise AssertionError(f"no report row for {step} in:\n{stderr}")
+
+
+@pytest.mark.parametrize("mode", MODES)
+def test_skip_policy_counts_failures_and_goes_on(tmp_path: Path, mode: str) -> None:
+    path = config(tmp_path, {"class": "FailEvery", "nb_thread": 2, "on_error": "skip"},
+                  Counter={"count": 30}, FailEvery={"every": 5})
+    result = pipeline_run(path, f"--Pipeline.mode={mode}")
+    assert result.returncode == 1
+    assert report_row(result.stderr, "STAGE") == [30, 24, 24, 6]
+    assert sorted(written(tmp_path)[:-1]) == [n for n in range(30) if n % 5]
+    assert written(tmp_path)[-1] == {"finished": True}
+    assert "ValueError: bad message 0" in result.stderr and "Traceback" in result.stderr
+    assert "STAGE: first error: ValueError: bad message" in result.stderr
+
+
+@pytest.mark.parametrize("mode", MODES)
+def test_allow_failures_exits_0(tmp_path: Path, mode: str) -> None:
+    path = config(tmp_path, {"class": "FailEvery", "on_error": "skip"}, Counter={"count": 20},
+                  FailEvery={"every": 4})
+    result = pipeline_run(path, f"--Pipeline.mode={mode}", "--Pipeline.allow_failures=True")
+    assert result.returncode == 0
+    assert report_row(result.stderr, "STAGE")[3] == 5
+
+
+@pytest.mark.parametrize("mode", MODES)
+def test_stop_policy_drains_what_is_in_flight(tmp_path: Path, mode: str) -> None:
+    path = config(tmp_path, {"class": "FailEvery", "nb_thread": 2}, Counter={"count": 100_000},
+                  FailEvery={"every": 50})
+    result = pipeline_run(path, f"--Pipeline.mode={mode}")
+    assert result.returncode == 1
+    produced = report_row(result.stderr, "COUNT")[2]
+    received, processed, emitted, failed = report_row(result.stderr, "STAGE")
+    assert produced < 100_000  # the producer stopped early
+    assert received == produced  # everything it produced was drained through STAGE
+    assert failed >= 1 and processed + failed == received
+    assert len(written(tmp_path)) - 1 == processed == report_row(result.stderr, "WRITER")[1]
+    assert "stopped: step STAGE failed on message" in result.stderr
+
+
+@pytest.mark.parametrize("mode", MODES)
+def test_max_failures_stops_the_run(tmp_path: Path, mode: str) -> None:
+    path = config(tmp_path, {"class": "FailEvery", "on_error": "skip"}, Counter={"count": 100_000},
+                  FailEvery={"every": 10})
+    result = pipeline_run(path, f"--Pipeline.mode={mode}", "--Pipeline.max_failures=3")
+    assert result.returncode == 1
+    assert report_row(result.stderr, "COUNT")[2] < 100_000
+    assert report_row(result.stderr, "STAGE")[3] >= 3
+    assert "max_failures=3" in result.stderr
+
+
+@pytest.mark.parametrize("mode", MODES)
+def test_dead_letters_replay_to_success_once_fixed(tmp_path: Path, mode: str) -> None:
+    dead = tmp_path / "dead.jsonl"
+    path = config(tmp_path, {"class": "FailEvery", "on_error": "skip"}, Counter={"count": 20},
+                  FailEvery={"every": 3})
+    result = pipeline_run(path, f"--Pipeline.mode={mode}", f"--Pipeline.dead_letter={dead}")
+    assert result.returncode == 1
+    records = [json.loads(line) for line in dead.read_text(encoding="utf-8").splitlines()]
+    assert len({r["seq"] for r in records}) == len(records) == 7 and {r["step"] for r in records} == {"STAGE"}
+    assert all("ValueError: bad message" in r["error"] and "Traceback" in r["traceback"] for r in records)
+    # the step is fixed (it no longer fails): the replay re-feeds exactly the failed messages
+    replay = pipeline_run(path, f"--Pipeline.mode={mode}", f"--replay={dead}", "--FailEvery.every=0")
+    assert replay.returncode == 0, replay.stderr
+    assert sorted(written(tmp_path)[:-1]) == [0, 3, 6, 9, 12, 15, 18]
+    assert report_row(replay.stderr, "STAGE") == [7, 7, 7, 0]
+
+
+@pytest.mark.parametrize("mode", MODES)
+def test_init_failure_in_one_worker_does_not_start_the_producer(tmp_path: Path, mode: str) -> None:
+    marker = tmp_path / "finished.txt"
+    path = config(tmp_path, {"class": "FailingInit", "nb_thread": 3 if mode == "threads" else 1},
+                  Counter={"count": 10})
+    result = pipeline_run(path, f"--Pipeline.mode={mode}", env={"FAILURE_TEST_MARKER": str(marker)})
+    assert result.returncode == 1
+    assert report_row(result.stderr, "COUNT") == [0, 0, 0, 0]
+    assert written(tmp_path) == [{"finished": True}]  # the writer still ran finish()
+    finished = marker.read_text(encoding="utf-8").count("finished") if marker.exists() else 0
+    assert finished == (2 if mode == "threads" else 0)  # the workers whose init() worked
+    assert "init(): RuntimeError: cannot open the calibration table" in result.stderr
+
+
+@pytest.mark.parametrize("mode", MODES)
+def test_finish_failure_lets_the_others_finish(tmp_path: Path, mode: str) -> None:
+    path = config(tmp_path, {"class": "FailingFinish"}, Counter={"count": 10})
+    result = pipeline_run(path, f"--Pipeline.mode={mode}")
+    assert result.returncode == 1
+    assert written(tmp_path) == [*range(10), {"finished": True}]
+    assert "finish(): OSError: disk full while flushing" in result.stderr
+
+
+@pytest.mark.parametrize("mode", MODES)
+def test_producer_failure_drains_what_it_produced(tmp_path: Path, mode: str) -> None:
+    producer = {"name": "COUNT", "module": STEPS, "class": "FailingProducer", "next_steps": "STAGE"}
+    path = config(tmp_path, {"class": "FailEvery"}, producer, FailingProducer={"after": 7})
+    result = pipeline_run(path, f"--Pipeline.mode={mode}")
+    assert result.returncode == 1
+    assert sorted(written(tmp_path)[:-1]) == list(range(7))
+    assert written(tmp_path)[-1] == {"finished": True}
+    assert "ConnectionError: the source went away" in result.stderr
+
+
+@pytest.mark.parametrize("mode", MODES)
+@pytest.mark.parametrize("signal,status", [(2, 130), (15, 143)])
+def test_signal_drains_and_finishes(tmp_path: Path, mode: str, signal: int, status: int) -> None:
+    path = config(tmp_path, {"class": "SignalSelf", "nb_thread": 2}, Counter={"count": 100_000},
+                  SignalSelf={"at": 20, "signal": signal})
+    result = pipeline_run(path, f"--Pipeline.mode={mode}")
+    assert result.returncode == status
+    produced = report_row(result.stderr, "COUNT")[2]
+    assert 20 < produced < 100_000
+    lines = written(tmp_path)
+    assert lines[-1] == {"finished": True}  # finish() ran
+    assert sorted(lines[:-1]) == list(range(produced))  # every message produced was consumed
+
+
+def test_second_signal_stops_at_once(tmp_path: Path) -> None:
+    path = config(tmp_path, {"class": "SignalSelf"}, Counter={"count": 100_000},
+                  SignalSelf={"at": 5, "signal": 2, "times": 2, "block": 1})
+    result = pipeline_run(path, "--Pipeline.shutdown_timeout=60")
+    assert result.returncode == 130
+    assert "a second signal stopped the run at once" in result.stderr
+    assert "still busy, left behind: step STAGE worker 0 in run() on message 5" in result.stderr
+    assert "messages were sent but never processed" in result.stderr
+
+
+@pytest.mark.parametrize("mode", MODES)
+def test_stuck_step_is_left_behind_after_shutdown_timeout(tmp_path: Path, mode: str) -> None:
+    path = config(tmp_path, {"class": "SignalSelf"}, Counter={"count": 100},
+                  SignalSelf={"at": 5, "signal": 15, "block": 1})
+    result = pipeline_run(path, f"--Pipeline.mode={mode}", "--Pipeline.shutdown_timeout=0.5")
+    assert result.returncode == 143
+    assert "STAGE" in result.stderr and "message 5" in result.stderr
+    assert "still busy" in result.stderr
