@@ -107,11 +107,13 @@ class SequentialRunner:
             self._deliver(name, copy)
 
     def _deliver(self, name: str, message: Encoded) -> None:
+        component = self.components.get(name)
+        if component is None:
+            return  # its init() failed (the run fails): the report counts the message as never processed
         report = self.reports[name]
         report.counts.received += 1
         seq = self._seq[name]
         self._seq[name] += 1
-        component = self.components[name]
         outer, self._busy = self._busy, (name, seq)
         try:
             send_outputs(component.run(decode(message.inband, message.buffers)), component._emit)

@@ -78,11 +78,10 @@ class FailingProducer(Component):
 
 
 class SignalSelf(Component):
-    """Passes messages on, sending its own process ``signal`` (``times`` times) on message ``at``."""
+    """Passes messages on, sending its own process ``signal`` on message ``at``."""
 
     at = Int(10, help="The message that triggers the signal.").tag(config=True)
     signal = Int(2, help="The signal number (2: SIGINT, 15: SIGTERM).").tag(config=True)
-    times = Int(1, help="How many signals to send.").tag(config=True)
     delay = Float(0.002, help="Seconds per message: a slow step.").tag(config=True)
     block = Int(0, help="1: after signalling, block forever in run() (a stuck step).").tag(config=True)
 
@@ -90,8 +89,7 @@ class SignalSelf(Component):
         """Pass the message on; signal and maybe block on message ``at``."""
         time.sleep(self.delay)
         if msg == self.at:
-            for _ in range(self.times):
-                os.kill(os.getpid(), self.signal)
+            os.kill(os.getpid(), self.signal)
             if self.block:
                 threading.Event().wait()
         return msg

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import json
 import os
+import signal
 import subprocess
 import sys
 from pathlib import Path
@@ -156,10 +157,10 @@ def test_producer_failure_drains_what_it_produced(tmp_path: Path, mode: str) -> 
 
 
 @pytest.mark.parametrize("mode", MODES)
-@pytest.mark.parametrize("signal,status", [(2, 130), (15, 143)])
-def test_signal_drains_and_finishes(tmp_path: Path, mode: str, signal: int, status: int) -> None:
+@pytest.mark.parametrize("signum,status", [(2, 130), (15, 143)])
+def test_signal_drains_and_finishes(tmp_path: Path, mode: str, signum: int, status: int) -> None:
     path = config(tmp_path, {"class": "SignalSelf", "nb_thread": 2}, Counter={"count": 100_000},
-                  SignalSelf={"at": 20, "signal": signal})
+                  SignalSelf={"at": 20, "signal": signum})
     result = pipeline_run(path, f"--Pipeline.mode={mode}")
     assert result.returncode == status
     produced = report_row(result.stderr, "COUNT")[2]
@@ -171,12 +172,26 @@ def test_signal_drains_and_finishes(tmp_path: Path, mode: str, signal: int, stat
 
 def test_second_signal_stops_at_once(tmp_path: Path) -> None:
     path = config(tmp_path, {"class": "SignalSelf"}, Counter={"count": 100_000},
-                  SignalSelf={"at": 5, "signal": 2, "times": 2, "block": 1})
-    result = pipeline_run(path, "--Pipeline.shutdown_timeout=60")
-    assert result.returncode == 130
-    assert "a second signal stopped the run at once" in result.stderr
-    assert "still busy, left behind: step STAGE worker 0 in run() on message 5" in result.stderr
-    assert "messages were sent but never processed" in result.stderr
+                  SignalSelf={"at": 5, "signal": 2, "block": 1})
+    process = subprocess.Popen([sys.executable, "-m", "pipeline", f"--config={path}", "--Pipeline.shutdown_timeout=60"],
+                               cwd=REPO, env={**os.environ, "PYTHONPATH": str(REPO)}, stderr=subprocess.PIPE,
+                               text=True)
+    try:
+        seen = []
+        assert process.stderr is not None
+        for line in process.stderr:  # the first SIGINT was handled: send the second
+            seen.append(line)
+            if "stopping after what is in flight" in line:
+                process.send_signal(signal.SIGINT)
+                break
+        _, rest = process.communicate(timeout=30)
+    finally:
+        process.kill()
+    stderr = "".join(seen) + rest
+    assert process.returncode == 130
+    assert "a second signal stopped the run at once" in stderr
+    assert "still busy, left behind: step STAGE worker 0 in run() on message 5" in stderr
+    assert "messages were sent but never processed" in stderr
 
 
 @pytest.mark.parametrize("mode", MODES)

@@ -130,6 +130,12 @@ class Router(EngineThread):
 
     def _dispatch(self, work: zmq.Socket) -> None:
         pool = self.pool
+        if len(pool.workers) == self.step.nb_thread and not any(pool.window(w) for w in pool.workers):
+            # Every worker's init() failed (the run fails): what arrives is never processed, and the
+            # report counts it so; holding it would keep the step from draining.
+            self.queue.clear()
+            self.queued = 0
+            return
         while self.queue:
             worker = pool.choose()
             if worker is None:
