@@ -5,7 +5,9 @@ from __future__ import annotations
 
 import logging
 import threading
+import traceback
 from collections.abc import Callable
+from dataclasses import dataclass
 
 from .config import StepConfig
 from .deadletter import DeadLetterWriter
@@ -13,6 +15,17 @@ from .message import Encoded
 from .step import failure_line
 
 log = logging.getLogger("pipeline.failures")
+
+
+@dataclass(frozen=True)
+class ErrorEvent:
+    """One error, as the monitor reports it."""
+
+    step: str
+    worker: int
+    seq: int | None  # the message's sequence number at the step; None for init()/finish()/a producer
+    error: str  # one line: the exception's type and message
+    traceback: str
 
 
 class FailurePolicy:
@@ -25,12 +38,26 @@ class FailurePolicy:
         self.stop_reason: str | None = None
         self._lock = threading.Lock()  # failures are rare: a lock here costs nothing on the hot path
         self._writer = DeadLetterWriter(dead_letter) if dead_letter else None
+        self.listeners: list[Callable[[ErrorEvent], None]] = []  # told of every error (the monitor)
+
+    def _notify(self, step: str, worker: int, seq: int | None, what: str, error: BaseException) -> None:
+        event = ErrorEvent(step, worker, seq, what + failure_line(error), "".join(traceback.format_exception(error)))
+        for listener in self.listeners:
+            listener(event)
+
+    def lifecycle_failed(self, step: str, worker: int, what: str, error: BaseException) -> str:
+        """Log an init(), finish() or producer error (the run will exit 1); return its one-line form."""
+        line = f"{what}: {failure_line(error)}"
+        log.error("step %s worker %d: %s", step, worker, line, exc_info=error)
+        self._notify(step, worker, None, f"{what}: ", error)
+        return line
 
     def message_failed(self, step: StepConfig, worker: int, seq: int, error: BaseException,
                        message: Encoded | None) -> None:
         """Log, count and record one failed message; stop the run if the policy says so."""
         log.error("step %s worker %d: run() failed on message %d: %s", step.name, worker, seq,
                   failure_line(error), exc_info=error)
+        self._notify(step.name, worker, seq, "", error)
         with self._lock:
             self.total += 1
             if self._writer is not None:

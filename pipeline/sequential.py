@@ -5,7 +5,7 @@ It is the reference semantics of every other mode and the mode for debugging a s
 
 from __future__ import annotations
 
-import logging
+import time
 from typing import Any
 
 from .component import Component
@@ -14,9 +14,8 @@ from .failures import FailurePolicy
 from .message import Encoded, decode, encode
 from .options import RunOptions
 from .report import RunReport, StepReport, exit_status
+from .status import RunStatus, StepStatus
 from .step import failure_line, produce, send_outputs
-
-log = logging.getLogger("pipeline.sequential")
 
 
 class SequentialRunner:
@@ -32,10 +31,18 @@ class SequentialRunner:
         self.policy = FailurePolicy(self.options.max_failures, self.options.dead_letter, self._stop)
         self._seq = dict.fromkeys(config.steps, 0)
         self._busy: tuple[str, int] | None = None  # the step and message in run() now
+        self.status = {name: StepStatus(name, queue_limit=step.queue_limit, counts=self.reports[name].counts)
+                       for name, step in config.steps.items()}
+        self.started = time.monotonic()
+        self.state = "starting"
 
     def abort(self) -> None:
         """Nothing can stop a step's code in the calling thread: the caller must give up on it."""
         self.stop()
+
+    def snapshot(self) -> RunStatus:
+        """The run now (the monitor reads it from its own thread)."""
+        return RunStatus(self.state, time.monotonic() - self.started, list(self.status.values()))
 
     def busy(self) -> list[str]:
         """The step in its run() now, if any."""
@@ -56,7 +63,9 @@ class SequentialRunner:
             for step in order:
                 self._init(step.name)
             if len(self.components) == len(order):
+                self.state = "running"
                 self._produce()
+            self.state = "draining"
             for step in order:
                 self._finish(step.name)
         finally:
@@ -92,12 +101,12 @@ class SequentialRunner:
 
     def _finish(self, name: str) -> None:
         component = self.components.get(name)
-        if component is None:
-            return  # its init() failed: there is nothing to finish
-        try:
-            send_outputs(component.finish(), component._emit)
-        except Exception as err:
-            self._lifecycle_error(name, "finish()", err)
+        if component is not None:  # a step whose init() failed has nothing to finish
+            try:
+                send_outputs(component.finish(), component._emit)
+            except Exception as err:
+                self._lifecycle_error(name, "finish()", err)
+        self.status[name].state = "failed" if self.reports[name].first_error else "finished"
 
     def _emit(self, source: str, message: Any, target: str | None) -> None:
         targets = self.config.steps[source].next_steps if target is None else (target,)
@@ -115,6 +124,9 @@ class SequentialRunner:
         seq = self._seq[name]
         self._seq[name] += 1
         outer, self._busy = self._busy, (name, seq)
+        status = self.status[name]
+        status.state, status.busy = "running", 1
+        start = time.perf_counter()
         try:
             send_outputs(component.run(decode(message.inband, message.buffers)), component._emit)
         except Exception as err:
@@ -125,7 +137,10 @@ class SequentialRunner:
             report.counts.processed += 1
         finally:
             self._busy = outer
+            spent = time.perf_counter() - start
+            status.busy_time += spent
+            status.max_time = max(status.max_time, spent)
+            status.busy = 0
 
     def _lifecycle_error(self, name: str, what: str, error: Exception) -> None:
-        log.error("step %s: %s failed: %s", name, what, failure_line(error), exc_info=error)
-        self.reports[name].add_error(f"{what}: {failure_line(error)}", fatal=True)
+        self.reports[name].add_error(self.policy.lifecycle_failed(name, 0, what, error), fatal=True)

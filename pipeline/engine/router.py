@@ -46,6 +46,7 @@ class Router(EngineThread):
         self._finished = 0
         self._finishing = False
         self.reorder: Reorderer | None = None
+        self.state = "waiting"  # then running, draining (every sender ended), finished
         # Read input only while a whole packet still fits under the queue limit.
         limit = step.queue_limit
         self._read_below = limit - batch_limit(limit) + 1 if limit > 0 else None
@@ -68,6 +69,7 @@ class Router(EngineThread):
             self._loop(inbox, work)
             if outputs is not None:
                 outputs.end()
+            self.state = "finished"
         finally:
             if outputs is not None:
                 outputs.close()
@@ -118,6 +120,7 @@ class Router(EngineThread):
             frames = io.recv(inbox)
             kind, _, value = HEADER.unpack_from(frames[0].bytes)
             if kind == DATA:
+                self.state = "running"
                 packet = packet_from_frames(frames)
                 packet.first_seq = self._next_seq
                 self._next_seq += len(packet)
@@ -127,6 +130,8 @@ class Router(EngineThread):
             elif kind == END:
                 self._ended += 1
                 self._expected += value
+                if self._ended == self.senders:
+                    self.state = "draining"
 
     def _dispatch(self, work: zmq.Socket) -> None:
         pool = self.pool

@@ -11,7 +11,8 @@ import zmq
 
 from ..config import PipelineConfig
 from ..options import RunOptions
-from ..report import RunReport, StepReport, exit_status
+from ..report import RunReport, StepCounts, StepReport, exit_status
+from ..status import RunStatus, StepStatus
 from .addresses import Addresses
 from .control import BOUND, ENDED, INIT_DONE, WAKE, EngineThread, RunControl
 from .router import Router
@@ -31,6 +32,7 @@ class ThreadedRunner:
         self.options = options or RunOptions()
         self.addresses = Addresses()
         self.control = RunControl(self.options)
+        self.policy = self.control.policy
         self.routers: dict[str, Router] = {}
         self.threads: dict[str, list[StepThread]] = {}
         self.crashed: list[EngineThread] = []
@@ -38,6 +40,7 @@ class ThreadedRunner:
         self.deadline: float | None = None  # after a signal: when busy threads are given up on
         self.abort_requested = False
         self.stuck: list[str] = []
+        self.started = time.monotonic()
 
     def stop(self, signal: int | None = None) -> None:
         """Stop the producer; drain what is in flight; give up on busy threads after shutdown_timeout."""
@@ -138,6 +141,39 @@ class ThreadedRunner:
         self.stuck = [self._describe(t) for t in self._alive()]
         for description in self.stuck:
             log.critical("left behind, still busy: %s", description)
+
+    def snapshot(self) -> RunStatus:
+        """The run now, for the monitor (read from another thread: plain attribute reads only)."""
+        steps = [self._step_status(name) for name in self.config.steps]
+        if not self.control.go.is_set():
+            state = "starting"
+        elif self.control.stopping.is_set() or steps[0].state == "finished":
+            state = "draining"
+        else:
+            state = "running"
+        return RunStatus(state, time.monotonic() - self.started, steps)
+
+    def _step_status(self, name: str) -> StepStatus:
+        step = self.config.steps[name]
+        threads = list(self.threads.get(name, []))
+        router = self.routers.get(name)
+        status = StepStatus(name, queue_limit=step.queue_limit, workers=step.nb_thread, counts=StepCounts())
+        for thread in threads:
+            status.counts += thread.counts
+            status.busy += thread.busy_seq is not None
+            status.busy_time += thread.busy_time
+            status.max_time = max(status.max_time, thread.max_time)
+        if router is not None:
+            status.counts += router.counts
+            status.queue = router.queued
+            status.state = router.state
+        elif threads and not threads[0].is_alive():
+            status.state = "finished"
+        elif self.control.go.is_set():
+            status.state = "running"
+        if status.state == "finished" and any(t.first_error for t in threads):
+            status.state = "failed"
+        return status
 
     def busy(self) -> list[str]:
         """The workers inside a step's run() now."""

@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import logging
 import time
 from typing import Any
 
@@ -20,8 +19,6 @@ from .flow import SLOW_SOURCE_SECONDS, window_for
 from .outputs import Outputs
 from .protocol import FINISHED, JOIN, READY, control
 from .reorder import UNORDERED, result_frames
-
-log = logging.getLogger("pipeline.engine")
 
 #: Weight of the newest packet in a worker's running mean of seconds per message.
 _SMOOTHING = 0.2
@@ -42,15 +39,16 @@ class StepThread(EngineThread):
         self.first_error: str | None = None
         self.fatal = False
         self.busy_seq: int | None = None  # the message in run() now, to name a stuck worker
+        self.busy_time = 0.0  # seconds in run() so far
+        self.max_time = 0.0  # the longest run() call
         self.init_ok = False
         self.outputs: Outputs | None = None
         self.held: list[tuple[Encoded, int | None]] | None = None  # an ordered step's pending outputs
 
     def fail(self, what: str, error: BaseException) -> None:
-        """Log an init(), finish() or producer error with its traceback: the run will exit 1."""
-        log.error("step %s worker %d: %s failed: %s", self.step.name, self.index, what, failure_line(error),
-                  exc_info=error)
-        self.first_error = self.first_error or f"{what}: {failure_line(error)}"
+        """Record an init(), finish() or producer error: the run will exit 1."""
+        line = self.control.policy.lifecycle_failed(self.step.name, self.index, what, error)
+        self.first_error = self.first_error or line
         self.fatal = True
 
     def start_component(self) -> Component | None:
@@ -99,6 +97,8 @@ class ProducerThread(StepThread):
             before = time.perf_counter()
             for message in produce(component):
                 after = time.perf_counter()
+                self.busy_time += after - before
+                self.max_time = max(self.max_time, after - before)
                 if message is not None:
                     counts.processed += 1
                     outputs.emit(message, None)
@@ -172,6 +172,7 @@ class WorkerThread(StepThread):
             raise RuntimeError(f"worker {self.name} was sent work although its init() failed")
         self.counts.received += 1
         self.busy_seq = seq
+        start = time.perf_counter()
         try:
             send_outputs(component.run(decode(inband, buffers)), component._emit)
             self.counts.processed += 1
@@ -179,6 +180,10 @@ class WorkerThread(StepThread):
             self.counts.failed += 1
             self.first_error = self.first_error or failure_line(err)
             self.control.policy.message_failed(self.step, self.index, seq, err, Encoded(bytes(inband), buffers))
+        spent = time.perf_counter() - start
+        self.busy_time += spent
+        if spent > self.max_time:
+            self.max_time = spent
         self.busy_seq = None
         if self.held is not None:
             self._send_held(seq)

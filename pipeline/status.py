@@ -1,0 +1,53 @@
+"""A live view of a run, read by the monitor while the run goes on: plain values, no locks.
+
+Counters are plain integers that each thread increments on its own; a reader sums them. A read
+may be a message behind, never torn (integer reads are atomic under the GIL).
+"""
+
+from __future__ import annotations
+
+from dataclasses import asdict, dataclass, field
+
+from .report import StepCounts
+
+#: Step states, in the order a step goes through them ("failed" replaces "finished" after an error).
+STEP_STATES = ("waiting", "running", "draining", "finished", "failed")
+#: Run states.
+RUN_STATES = ("starting", "running", "draining", "finished", "failed", "interrupted")
+
+
+@dataclass
+class StepStatus:
+    """One step now."""
+
+    name: str
+    state: str = "waiting"
+    queue: int = 0  # messages in the step's router queue
+    queue_limit: int = 0  # -1: unbounded
+    busy: int = 0  # workers inside run() now
+    workers: int = 1
+    counts: StepCounts = field(default_factory=StepCounts)
+    busy_time: float = 0.0  # seconds spent in run() so far, all workers
+    max_time: float = 0.0  # longest single run() call, seconds
+
+    @property
+    def mean_time(self) -> float:
+        """Seconds per message in run(), on average."""
+        done = self.counts.processed + self.counts.failed
+        return self.busy_time / done if done else 0.0
+
+    def as_dict(self) -> dict:
+        """A JSON-ready form."""
+        values = asdict(self)
+        values.update(values.pop("counts"))
+        values["mean_time"] = self.mean_time
+        return values
+
+
+@dataclass
+class RunStatus:
+    """The whole run now."""
+
+    state: str
+    elapsed: float
+    steps: list[StepStatus]
