@@ -70,19 +70,25 @@ def encode(obj: Any) -> Encoded:
         return False
 
     try:
-        stream = io.BytesIO()
-        _FastPickler(stream, protocol=5, buffer_callback=keep_small_inband).dump(obj)
-        inband = stream.getvalue()
+        try:
+            inband = pickle.dumps(obj, protocol=5, buffer_callback=keep_small_inband)
+        except TypeError:  # such as a memoryview, which only our reduction can pickle
+            buffers.clear()
+            inband = _dump(_FastPickler, obj, keep_small_inband)
         if len(inband) >= OUT_OF_BAND_BYTES and _holds_large_bytes(obj):
             # The C pickler writes bytes and bytearray in-band before any hook sees them; the
             # Python one asks reducer_override first.
             buffers.clear()
-            stream = io.BytesIO()
-            _BytesPickler(stream, protocol=5, buffer_callback=keep_small_inband).dump(obj)
-            inband = stream.getvalue()
+            inband = _dump(_BytesPickler, obj, keep_small_inband)
     except Exception as err:
         raise MessageError(f"cannot pickle a message of type {type(obj).__name__}: {err}") from err
     return Encoded(inband, buffers)
+
+
+def _dump(pickler: type, obj: Any, buffer_callback: Any) -> bytes:
+    stream = io.BytesIO()
+    pickler(stream, protocol=5, buffer_callback=buffer_callback).dump(obj)
+    return stream.getvalue()
 
 
 def decode(inband: Buffer, buffers: Sequence[Buffer] = ()) -> Any:

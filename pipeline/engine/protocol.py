@@ -1,21 +1,24 @@
-"""Control messages between a router and its workers (data packets are in pipeline.message)."""
+"""Control messages from a worker to its router: one frame, a kind byte and a window.
+
+(Data packets are in pipeline.message; an ordered step's results are in reorder.)
+"""
 
 from __future__ import annotations
 
 import struct
 
-JOIN = b"J"  # worker -> router: initialised, asks to hold `window` messages
-READY = b"R"  # worker -> router: finished its oldest packet, asks to hold `window` messages
-FINISHED = b"F"  # worker -> router: ran finish() and sent its end of stream
+JOIN = ord("J")  # initialised, asks to hold `window` messages (0: its init() failed)
+READY = ord("R")  # finished its oldest packet, asks to hold `window` messages
+FINISHED = ord("F")  # ran finish() and sent its end of stream
 
-WINDOW = struct.Struct("<I")
-
-
-def control(kind: bytes, window: int = 0) -> list[bytes]:
-    """The frames a worker sends its router."""
-    return [kind, WINDOW.pack(window)]
+CONTROL = struct.Struct("<BI")
 
 
-def parse_control(frames: list[bytes]) -> tuple[bytes, bytes, int]:
-    """(worker identity, kind, window) of a control message received by a ROUTER socket."""
-    return frames[0], frames[1], WINDOW.unpack(frames[2])[0]
+def control(kind: int, window: int = 0) -> list[bytes]:
+    """The frames of a control message."""
+    return [CONTROL.pack(kind, window)]
+
+
+def parse_control(payload: bytes) -> tuple[int, int]:
+    """(kind, window) of a control message's frame."""
+    return CONTROL.unpack(payload)

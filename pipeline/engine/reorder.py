@@ -14,10 +14,10 @@ from typing import Any
 from ..message import DATA, Encoded, Packet, packet_from_frames
 from .outputs import Outputs
 
-RESULT = b"O"  # worker -> router: the outputs of one input message (or of finish())
+RESULT = ord("O")  # worker -> router: the outputs of one input message (or of finish())
 #: The sequence number of outputs that keep no order: those of finish().
 UNORDERED = 2**64 - 1
-_SEQ = struct.Struct("<Q")
+_RESULT_HEAD = struct.Struct("<BQ")  # RESULT, the input's sequence number
 _EVERY_NEXT_STEP = 0xFFFF
 
 
@@ -31,7 +31,7 @@ def result_frames(seq: int, outputs: Sequence[tuple[Encoded, int | None]]) -> li
     for message, target in outputs:
         packet.add(message)
         targets.append(_EVERY_NEXT_STEP if target is None else target)
-    return [RESULT, _SEQ.pack(seq), targets.tobytes(), *packet.frames(DATA)]
+    return [_RESULT_HEAD.pack(RESULT, seq), targets.tobytes(), *packet.frames(DATA)]
 
 
 class Reorderer:
@@ -43,8 +43,8 @@ class Reorderer:
         self.held: dict[int, list[tuple[Encoded, str | None]]] = {}
 
     def add(self, frames: Sequence[Any]) -> None:
-        """Take a worker's result (frames after the RESULT kind) and send what is now in order."""
-        seq = _SEQ.unpack(frames[0].bytes)[0]
+        """Take a worker's result (the frames it sent) and send what is now in order."""
+        seq = _RESULT_HEAD.unpack(frames[0].bytes)[1]
         targets = array("H")
         targets.frombytes(frames[1].bytes)
         names = self.outputs.step.next_steps

@@ -102,10 +102,11 @@ class Router(EngineThread):
     def _read_workers(self, work: zmq.Socket) -> None:
         while io.waiting(work):
             frames = io.recv(work)
-            if self.reorder is not None and frames[1].bytes == RESULT:
-                self.reorder.add(frames[2:])
+            worker, payload = frames[0].bytes, frames[1].bytes
+            if self.reorder is not None and payload[0] == RESULT:
+                self.reorder.add(frames[1:])
                 continue
-            worker, kind, window = parse_control([f.bytes for f in frames])
+            kind, window = parse_control(payload)
             if kind == READY:
                 self.pool.done(worker, window)
             elif kind == JOIN:
