@@ -22,7 +22,7 @@ if TYPE_CHECKING:
 #: Most messages in one packet.
 MAX_BATCH = 64
 #: A packet is sent once its messages reach this many bytes.
-MAX_BATCH_BYTES = 256 * 1024
+MAX_BATCH_BYTES = 4 * 1024 * 1024
 #: Most messages a worker holds beyond the one in progress.
 PREFETCH = 32
 #: A worker already holding this many bytes of work is sent no more until it is idle.

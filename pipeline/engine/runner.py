@@ -14,6 +14,7 @@ from ..options import RunOptions
 from ..report import RunReport, StepCounts, StepReport, exit_status
 from ..status import RunStatus, StepStatus
 from .addresses import Addresses
+from .allocator import keep_freed_memory
 from .control import BOUND, ENDED, INIT_DONE, WAKE, EngineThread, RunControl
 from .router import Router
 from .worker import ProducerThread, StepThread, WorkerThread
@@ -57,6 +58,8 @@ class ThreadedRunner:
 
     def run(self) -> RunReport:
         """Start every thread, let the producer go once every init() succeeded, wait for the end."""
+        if self.options.keep_freed_memory:
+            keep_freed_memory()
         context = zmq.Context()
         try:
             self._start_routers(context)
