@@ -41,19 +41,13 @@ BASELINES: dict[str, Baseline] = {
     MPIPE: lambda source, stages, sink: baselines.mpipe_ordered(source, stages[0], sink),
 }
 
-MPIPE_MISSING = "mpipe is not installed (pip install mpipe): its rows are skipped"
-
-
 class Broken(Exception):
     """A run whose report or output does not check: its time must not count."""
 
 
-def step(name: str, cls: str, module: str = BENCH, next_steps: str = "", **extra: Any) -> dict[str, Any]:
-    """One step entry of a config."""
-    entry: dict[str, Any] = {"name": name, "class": cls, "module": module, **extra}
-    if next_steps:
-        entry["next_steps"] = next_steps
-    return entry
+def step(name: str, cls: str, module: str = BENCH, **extra: Any) -> dict[str, Any]:
+    """One step entry of a config (``chain`` adds where it sends to)."""
+    return {"name": name, "class": cls, "module": module, **extra}
 
 
 def chain(producer: dict[str, Any], stager: dict[str, Any], consumer: dict[str, Any], **sections: Any) -> dict:
@@ -82,7 +76,8 @@ def run_engine(document: dict[str, Any], mode: str, expected: int) -> float:
 def check_report(report: RunReport, expected: int) -> None:
     """The run succeeded and its consumer C processed ``expected`` messages."""
     if report.exit_status != 0:
-        raise Broken(f"exit status {report.exit_status}: {report.table()}")
+        errors = [f"{s.name}: {s.first_error}" for s in report.steps.values() if s.first_error]
+        raise Broken(f"exit status {report.exit_status}" + "".join(f"; {e}" for e in errors))
     if report["C"].processed != expected:
         raise Broken(f"consumer processed {report['C'].processed} messages, expected {expected}")
 
@@ -107,7 +102,7 @@ def run_baseline(design: str, source: Iterable[Any], stages: Sequence[Callable[[
 def measure(case: Case, design: str, run: Callable[[], float], progress: Progress) -> float | None:
     """Add one sample of ``run()`` to ``design``'s row of ``case``; None if the row is (now) broken."""
     values = measure_each([case], design, lambda: (run(),), progress)
-    return values[0] if values else None
+    return None if values is None else values[0]
 
 
 def measure_each(cases: Sequence[Case], design: str, run: Callable[[], Sequence[float]],
@@ -139,7 +134,7 @@ def skip_mpipe(case: Case) -> None:
     """Show mpipe's row as skipped when mpipe is not installed."""
     if not baselines.mpipe_installed():
         row = case.row(MPIPE)
-        row.status, row.note = SKIPPED, "not installed"
+        row.status, row.note = SKIPPED, "not installed (pip install mpipe)"
 
 
 def warm_up() -> None:
@@ -213,8 +208,8 @@ def large(plan: Plan, progress: Progress) -> Workload:
     first = work.cases[0]
     skip_mpipe(first)
     if baselines.mpipe_installed() and len(work.cases) > 1:
-        work.notes.append(f"mpipe pickles arrays in-band (~250 MiB/s): it runs the {plan.mpipe_large_mib} MiB "
-                          "case only")
+        work.notes.append(f"mpipe pickles arrays in-band through a pipe to its worker process: it runs the "
+                          f"{plan.mpipe_large_mib} MiB case only")
     work.targets = [
         Target(f"{first.label}: engine threads >= 3,000 MiB/s", first.row(ENGINE).median, 3_000),
         Target(f"{first.label}: engine threads >= 0.6x {QUEUE}", first.ratio(QUEUE), 0.6),
