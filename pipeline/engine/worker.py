@@ -152,9 +152,11 @@ class WorkerThread(StepThread):
         io.send(ctl, control(JOIN, 2 if component is not None else 0))
         outputs = self.outputs
         while True:
-            if outputs is not None and not io.waiting(ctl):
-                outputs.flush()  # about to wait: send what is pending first
-            frames = io.recv(ctl)
+            frames = io.try_recv(ctl)
+            if frames is None:
+                if outputs is not None:
+                    outputs.flush()  # about to wait: send what is pending first
+                frames = io.recv(ctl)
             if HEADER.unpack_from(frames[0].bytes)[0] == FINISH:
                 return
             packet = packet_from_frames(frames)
