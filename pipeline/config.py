@@ -188,7 +188,8 @@ class _Validator:
         config = Config()
         settings_traits = {k: v for k, v in section.items() if k not in SECTIONS}
         if settings_traits:
-            config["Pipeline"] = self.section("Pipeline", self.settings_class("Pipeline", "Pipeline"), settings_traits)
+            # steps() let through only the traits of the settings classes, so "Pipeline" is one of them
+            config["Pipeline"] = self.section("Pipeline", self.settings["Pipeline"], settings_traits)
         classes = self.configurable_classes(steps)
         for key, values in document.items():
             if key in ("version", "Pipeline"):
@@ -203,11 +204,6 @@ class _Validator:
         self.overrides(overrides, classes)
         config.merge(overrides)
         return PipelineConfig(self.source, steps, config, overrides)
-
-    def settings_class(self, name: str, key: str) -> type[Configurable]:
-        if name not in self.settings:
-            raise self.error(key, "unknown section" + suggest(name, self.settings))
-        return self.settings[name]
 
     def steps(self, section: dict[str, Any]) -> dict[str, StepConfig]:
         allowed = set(SECTIONS) | {

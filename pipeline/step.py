@@ -3,15 +3,12 @@
 from __future__ import annotations
 
 import inspect
-from collections.abc import Callable
 from typing import Any
 
-from .component import Component
-
-Emit = Callable[[Any, "str | None"], None]
+from .component import Component, Emitter
 
 
-def send_outputs(result: Any, emit: Emit | None) -> None:
+def send_outputs(result: Any, emit: Emitter | None) -> None:
     """Send what run() or finish() returned: a value, nothing (None), or each value a generator yields.
 
     A sink (``emit`` is None) still runs its generator to the end; its values go nowhere.
