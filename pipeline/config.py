@@ -132,8 +132,10 @@ def load_config(
     """
     if isinstance(source, Mapping):
         name, document = "<config>", dict(source)
-    else:
+    elif isinstance(source, (str, Path)):
         name, document = str(source), _read_json(Path(source))
+    else:
+        raise ConfigError(repr(source), "", "expected a config file path or a dict")
     return _Validator(name, list(settings)).validate(document, overrides or Config())
 
 
@@ -157,6 +159,13 @@ def suggest(word: str, choices: Iterable[str]) -> str:
     if near:
         return f" (did you mean {near[0]!r}?)"
     return f" (expected one of: {', '.join(choices)})" if choices else ""
+
+
+def _expected(trait: Any) -> str:
+    """What a trait accepts, with its bounds (trait.info() leaves them out)."""
+    limits = (("at least", getattr(trait, "min", None)), ("at most", getattr(trait, "max", None)))
+    bounds = [f"{word} {limit}" for word, limit in limits if limit is not None and abs(limit) != float("inf")]
+    return trait.info() + (f" ({', '.join(bounds)})" if bounds else "")
 
 
 def _type_name(value: Any) -> str:
@@ -334,7 +343,7 @@ class _Validator:
                 trait.validate(_PROBE, value)
             except TraitError:
                 raise ConfigError(
-                    source, f"{key}.{name}", f"expected {trait.info()}, got {_type_name(value)} {value!r}"
+                    source, f"{key}.{name}", f"expected {_expected(trait)}, got {_type_name(value)} {value!r}"
                 ) from None
         return Config(values)
 

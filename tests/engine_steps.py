@@ -196,3 +196,15 @@ class Stuck(Component):
         Stuck.entered.set()
         Stuck.release.wait()
         return msg
+
+
+class SlowOnZero(Component):
+    """Passes payloads on; sleeps ``delay`` on those whose first byte is 0 (a late message)."""
+
+    delay = Float(0.2, help="Seconds to sleep on a late message.").tag(config=True)
+
+    def run(self, msg: bytes) -> bytes:
+        """Pass the payload on, late if it starts with 0."""
+        if msg[0] == 0:
+            time.sleep(self.delay)
+        return msg

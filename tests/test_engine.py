@@ -97,6 +97,21 @@ def test_backpressure_bounds_messages_alive(queue_limit: int, size: int) -> None
     assert GAUGES[tag].peak <= bound
 
 
+def test_ordered_step_holds_back_a_bounded_number_of_results() -> None:
+    tag = uuid.uuid4().hex
+    document = chain(step("P", "CountedSource", ["O"]),
+                     [step("O", "SlowOnZero", ["C"], nb_thread=4, ordered=True, queue_limit=8)],
+                     step("C", "SlowCountedSink", queue_limit=8),
+                     CountedSource={"count": 600, "size": 100, "tag": tag},
+                     SlowCountedSink={"delay": 0.0, "tag": tag})
+    report = run(document)
+    bound = message_bound(load_config(document))
+    assert report.exit_status == 0
+    assert report["C"].processed == 600
+    assert bound is not None and bound < 600
+    assert GAUGES[tag].peak <= bound
+
+
 class TrackingContext(zmq.Context):
     """A context that remembers every socket it made."""
 

@@ -1,15 +1,19 @@
 """Flow-control limits of the threaded engine, and the memory bound they give.
 
-Per step T with queue limit Q (bounded), W workers and U upstream senders (the producer and
-every worker of every step that sends to T), the messages held for T at any time are at most
+Per step T with queue limit Q (bounded), W workers and U upstream senders, the messages held
+for T at any time are at most
 
     Q                     in T's router queue (it reads input only while queued + B <= Q)
   + W * (1 + PREFETCH)    at T's workers: one in progress plus at most PREFETCH prefetched
   + U * 2 * B             in transit: each sender's pipe to T holds at most two packets
 
-where B = batch_limit(Q) is the largest packet a sender sends to T. Each sender also holds at
-most B - 1 outputs per next step that it has not yet sent. A prefetched packet is only sent to a
-worker holding less than PREFETCH_BYTES, so large messages are prefetched one at a time.
+where B = batch_limit(Q) is the largest packet a sender sends to T, and the senders are the
+producer, every worker of each upstream step, but only the router of an upstream ordered step
+(it sends for all its workers). Each sender also holds at most B - 1 outputs per next step that
+it has not yet sent. A prefetched packet is only sent to a worker holding less than
+PREFETCH_BYTES, so large messages are prefetched one at a time. An ordered step's router holds
+back the results of at most W * (1 + PREFETCH) inputs that finished out of order: past that it
+hands out no more work until the late one is done.
 """
 
 from __future__ import annotations
@@ -57,6 +61,11 @@ def sender_count(config: PipelineConfig, step: StepConfig) -> int:
     return sum(1 if up.ordered or up.kind == "producer" else up.nb_thread for up in ups)
 
 
+def held_back_limit(step: StepConfig) -> int:
+    """Most inputs whose outputs an ordered step's router holds back, waiting for an earlier one."""
+    return step.nb_thread * (1 + PREFETCH)
+
+
 def message_bound(config: PipelineConfig) -> int | None:
     """Most messages alive in a threaded run of ``config`` (None when a queue is unbounded)."""
     total = 0
@@ -69,4 +78,6 @@ def message_bound(config: PipelineConfig) -> int | None:
             return None
         senders = sender_count(config, step)
         total += step.queue_limit + step.nb_thread * (1 + PREFETCH) + senders * 2 * batch_limit(step.queue_limit)
+        if step.ordered:
+            total += held_back_limit(step)
     return total

@@ -12,7 +12,7 @@ from ..report import StepCounts
 from . import frames as io
 from .addresses import Addresses
 from .control import BOUND, EngineThread, RunControl
-from .flow import PIPE_HWM, batch_limit, sender_count
+from .flow import PIPE_HWM, batch_limit, held_back_limit, sender_count
 from .outputs import Outputs
 from .pool import WorkerPool
 from .protocol import FINISHED, JOIN, READY, parse_control
@@ -142,6 +142,8 @@ class Router(EngineThread):
             self.queue.clear()
             self.queued = 0
             return
+        if self.reorder is not None and len(self.reorder.held) >= held_back_limit(self.step):
+            return  # an early input is late: hand out nothing more until it is done
         while self.queue:
             worker = pool.choose()
             if worker is None:

@@ -60,6 +60,8 @@ class StepThread(EngineThread):
                 component._emit = self.outputs.emit
             component.init()
             self.init_ok = True
+        except zmq.ContextTerminated:
+            raise  # the run is aborted: not the step's failure
         except Exception as err:
             self.fail("init()", err)
         self.control.events.put((INIT_DONE, self))
@@ -71,6 +73,8 @@ class StepThread(EngineThread):
             return
         try:
             send_outputs(component.finish(), component._emit)
+        except zmq.ContextTerminated:
+            raise  # the run is aborted: not the step's failure
         except Exception as err:
             self.fail("finish()", err)
 
@@ -109,6 +113,8 @@ class ProducerThread(StepThread):
                 if stopping.is_set():
                     break
                 before = time.perf_counter()
+        except zmq.ContextTerminated:
+            raise  # the run is aborted: not the step's failure
         except Exception as err:
             counts.failed += 1
             self.fail("run()", err)
@@ -178,6 +184,8 @@ class WorkerThread(StepThread):
         try:
             send_outputs(component.run(decode(inband, buffers)), component._emit)
             self.counts.processed += 1
+        except zmq.ContextTerminated:
+            raise  # the run is aborted: not the step's failure
         except Exception as err:
             self.counts.failed += 1
             self.first_error = self.first_error or failure_line(err)
