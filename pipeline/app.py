@@ -3,19 +3,21 @@
 from __future__ import annotations
 
 import logging
+import os
 import re
 import signal
 import sys
 from collections.abc import Iterator, Sequence
 from typing import Any, ClassVar, NoReturn
 
-from traitlets import Unicode, default
-from traitlets.config import Application, Config, Configurable
+from traitlets import Enum, Unicode, default
+from traitlets.config import Application, Config, Configurable, boolean_flag
 from traitlets.config.loader import ArgumentError, KVArgParseConfigLoader
 from traitlets.traitlets import TraitError
 
 from .config import load_config, suggest
 from .errors import ConfigError
+from .monitor import GRAPH_FORMATS, render_graph
 from .pipeline import Pipeline
 from .signals import SignalGuard
 
@@ -52,24 +54,32 @@ class PipelineRun(Application):
 pipeline-run --config=configs/chain.json
 pipeline-run --config=configs/chain.json --Counter.count=50 --Pipeline.mode=sequential
 pipeline-run --help-all --config=configs/chain.json
+pipeline-run --config=configs/routing.json --graph=mermaid
 """
 
     config_file = Unicode("", help="The pipeline's JSON config file (required).").tag(config=True)
     replay = Unicode(
         "", help="A dead-letter file (--Pipeline.dead_letter) whose messages are sent again to the steps that failed."
     ).tag(config=True)
+    graph = Enum(
+        GRAPH_FORMATS, default_value=None, allow_none=True,
+        help="Print the pipeline's graph in this format (mermaid or dot) and exit without running it.",
+    ).tag(config=True)
 
     classes: ClassVar[list[type[Configurable]]] = [Pipeline]
     aliases: ClassVar[dict[str, str]] = {
         "config": "PipelineRun.config_file",
         "replay": "PipelineRun.replay",
+        "graph": "PipelineRun.graph",
         "log-level": "Application.log_level",
     }
     flags: ClassVar[dict[str, tuple[dict[str, Any], str]]] = {
         "debug": (
             {"Application": {"log_level": logging.DEBUG}},
             "Log at DEBUG level, and show the traceback of a configuration error.",
-        )
+        ),
+        **boolean_flag("progress", "Pipeline.progress", "Show progress on stderr while running (the default).",
+                       "Show no progress while running (the summary table is still printed)."),
     }
 
     #: The exit status of the last run (DESIGN.md §5).
@@ -84,6 +94,9 @@ pipeline-run --help-all --config=configs/chain.json
         config = super().get_default_logging_config()
         # The logger's own level (not only the handler's) keeps disabled debug calls cheap in the engine.
         config["loggers"]["pipeline"] = {"level": self.log_level, "handlers": ["console"], "propagate": False}
+        # Progress lines (stderr not a terminal) show at the default log level; --no-progress turns them off.
+        config["handlers"]["progress"] = {**config["handlers"]["console"], "level": "INFO"}
+        config["loggers"]["pipeline.progress"] = {"level": "INFO", "handlers": ["progress"], "propagate": False}
         return config
 
     def initialize(self, argv: Sequence[str] | None = None) -> None:
@@ -127,8 +140,11 @@ pipeline-run --help-all --config=configs/chain.json
         return Config({section: values for section, values in self.cli_config.items() if section not in own})
 
     def start(self) -> None:
-        """Run the pipeline, print its report to stderr and keep its exit status."""
+        """Run the pipeline, print its summary to stderr and keep its exit status (or print its graph)."""
         pipeline = Pipeline.from_config(self.config_file, self.step_overrides(), replay=self.replay or None)
+        if self.graph:
+            print(render_graph(pipeline.steps, self.graph))
+            return
         with SignalGuard(pipeline, pipeline.shutdown_timeout):
             report = pipeline.run()
         # stderr: a consumer such as Printer owns stdout.
@@ -174,4 +190,7 @@ def step_classes(path: str) -> list[type[Configurable]]:
 
 def main(argv: Sequence[str] | None = None) -> NoReturn:
     """The ``pipeline-run`` console script."""
+    # As `python -m` does: configs may name step modules that live where the command runs.
+    if os.getcwd() not in sys.path and "" not in sys.path:
+        sys.path.insert(0, os.getcwd())
     PipelineRun.launch_instance(argv)

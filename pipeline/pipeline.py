@@ -10,6 +10,7 @@ from traitlets import Bool, Enum, Float, Int, Unicode
 from traitlets.config import Config, Configurable
 
 from .config import PipelineConfig, load_config
+from .monitor import Address, Monitor, MonitorSettings
 from .options import RunOptions
 from .report import RunReport
 
@@ -34,6 +35,25 @@ class Pipeline(Configurable):
     shutdown_timeout = Float(
         10.0, min=0.0, help="Seconds a run stopped by a signal may take to drain before busy threads are left behind."
     ).tag(config=True)
+    keep_freed_memory = Bool(
+        True, help="Tune glibc malloc so that freed large buffers are reused instead of page-faulted afresh "
+        "(threads mode; process-wide)."
+    ).tag(config=True)
+    gui = Bool(True, help="Publish the run's status to gui_address (a JSON stream, docs/protocol.md).").tag(
+        config=True
+    )
+    gui_address = Address(
+        "localhost:5565", help="host:port of the monitor GUI (pipeline-gui binds it; a run connects, never waits)."
+    ).tag(config=True)
+    graph_interval = Float(
+        2.0, min=0.05, help="Seconds between two sends of the graph, for a GUI that connects during the run."
+    ).tag(config=True)
+    progress = Bool(
+        True, help="Show progress on stderr: a live table on a terminal, else a log line every progress_interval s."
+    ).tag(config=True)
+    progress_interval = Float(
+        5.0, min=0.05, help="Seconds between two progress log lines when stderr is not a terminal."
+    ).tag(config=True)
 
     def __init__(self, steps: PipelineConfig, **kwargs: Any) -> None:
         super().__init__(**kwargs)
@@ -57,10 +77,15 @@ class Pipeline(Configurable):
 
     def options(self) -> RunOptions:
         """The failure and shutdown settings of a run."""
-        return RunOptions(self.max_failures, self.allow_failures, self.dead_letter, self.shutdown_timeout)
+        return RunOptions(self.max_failures, self.allow_failures, self.dead_letter, self.shutdown_timeout,
+                          self.keep_freed_memory)
+
+    def monitor_settings(self) -> MonitorSettings:
+        """What the monitor publishes and shows during a run."""
+        return MonitorSettings(self.gui, self.gui_address, self.graph_interval, self.progress, self.progress_interval)
 
     def run(self) -> RunReport:
-        """Run to the end of the stream and return per-step counts."""
+        """Run to the end of the stream, watched by the monitor; return per-step counts and times."""
         if self.mode == "sequential":
             from .sequential import SequentialRunner
 
@@ -70,7 +95,8 @@ class Pipeline(Configurable):
 
             self._runner = ThreadedRunner(self.steps, self.options())
         try:
-            return self._runner.run()
+            with Monitor(self.steps, self._runner, self.monitor_settings()) as monitor:
+                return monitor.close(self._runner.run())
         finally:
             self._runner = None
 

@@ -3,6 +3,10 @@
 from __future__ import annotations
 
 from dataclasses import asdict, dataclass, field
+from typing import TYPE_CHECKING
+
+if TYPE_CHECKING:
+    from .status import RunStatus
 
 
 @dataclass
@@ -35,6 +39,14 @@ class StepReport:
     counts: StepCounts = field(default_factory=StepCounts)
     first_error: str | None = None
     fatal: bool = False  # init() or finish() raised, or the producer's generator did
+    busy_time: float = 0.0  # seconds in run() in all, all workers (the producer: in its generator)
+    max_time: float = 0.0  # the longest single run() call, seconds
+
+    @property
+    def mean_time(self) -> float:
+        """Seconds per message in run(), on average (0 if the step ran none)."""
+        done = self.counts.processed + self.counts.failed
+        return self.busy_time / done if done else 0.0
 
     def add_error(self, error: str, fatal: bool = False) -> None:
         """Keep the first error; a fatal one makes the run fail whatever the failure policy."""
@@ -50,6 +62,7 @@ class RunReport:
     exit_status: int = 0
     stop_reason: str | None = None  # why the run stopped taking input before the producer's end
     stuck: list[str] = field(default_factory=list)  # workers still busy when the run was abandoned
+    wall_time: float = 0.0  # seconds from the runner's start to the end of the run
 
     def __getitem__(self, name: str) -> StepCounts:
         return self.steps[name].counts
@@ -60,20 +73,41 @@ class RunReport:
         sent = sum(s.counts.emitted for s in self.steps.values())
         return sent - sum(s.counts.processed + s.counts.failed for s in list(self.steps.values())[1:])
 
+    @property
+    def state(self) -> str:
+        """How the run ended: "finished" (exit 0), "interrupted" (by a signal) or "failed"."""
+        if self.exit_status == 0:
+            return "finished"
+        return "interrupted" if self.exit_status > 128 else "failed"
+
+    def add_times(self, status: RunStatus) -> None:
+        """Take the run() times of each step and the wall time from the run's last status."""
+        self.wall_time = status.elapsed
+        for step in status.steps:
+            if step.name in self.steps:
+                self.steps[step.name].busy_time = step.busy_time
+                self.steps[step.name].max_time = step.max_time
+
     def as_dict(self) -> dict:
         """A JSON-ready form of the report."""
-        return {"exit_status": self.exit_status, "stop_reason": self.stop_reason, "stuck": self.stuck,
-                "unprocessed": self.unprocessed,
-                "steps": {n: asdict(s) for n, s in self.steps.items()}}
+        return {"exit_status": self.exit_status, "state": self.state, "stop_reason": self.stop_reason,
+                "stuck": self.stuck, "unprocessed": self.unprocessed, "wall_time": self.wall_time,
+                "steps": {n: {**asdict(s), "mean_time": s.mean_time} for n, s in self.steps.items()}}
 
     def table(self) -> str:
-        """The report as a plain-text table, one line per step."""
-        rows = [("STEP", "RECEIVED", "PROCESSED", "EMITTED", "FAILED")]
+        """The summary: the wall time, a line per step (counts, seconds per message in run(), messages
+        processed per second of wall time), then the errors, the stop reason and the exit status."""
+        rows = [("STEP", "RECEIVED", "PROCESSED", "EMITTED", "FAILED", "MEAN_MS", "MAX_MS", "MSG/S")]
         for step in self.steps.values():
             c = step.counts
-            rows.append((step.name, str(c.received), str(c.processed), str(c.emitted), str(c.failed)))
+            ran = c.processed + c.failed > 0
+            rate = c.processed / self.wall_time if self.wall_time > 0 else 0.0
+            rows.append((step.name, str(c.received), str(c.processed), str(c.emitted), str(c.failed),
+                         _milliseconds(step.mean_time) if ran else "-",
+                         _milliseconds(step.max_time) if ran else "-", f"{rate:.0f}"))
         widths = [max(len(r[i]) for r in rows) for i in range(len(rows[0]))]
-        lines = ["  ".join(_align(row, widths)) for row in rows]
+        lines = [f"wall time {self.wall_time:.2f} s, run {self.state}"]
+        lines += ["  ".join(_align(row, widths)) for row in rows]
         lines += [f"{s.name}: first error: {s.first_error}" for s in self.steps.values() if s.first_error]
         if self.stop_reason:
             lines.append(f"stopped: {self.stop_reason}")
@@ -82,6 +116,14 @@ class RunReport:
             lines.append(f"{self.unprocessed} messages were sent but never processed")
         lines.append(f"exit status {self.exit_status}")
         return "\n".join(lines)
+
+
+def _milliseconds(seconds: float) -> str:
+    """Seconds as milliseconds with about three significant digits."""
+    ms = seconds * 1000
+    if ms >= 100:
+        return f"{ms:.0f}"
+    return f"{ms:.1f}" if ms >= 10 else f"{ms:.3f}" if ms < 1 else f"{ms:.2f}"
 
 
 def exit_status(steps: dict[str, StepReport], signal: int | None, stop_reason: str | None,

@@ -16,10 +16,11 @@ CHAIN = "configs/chain.json"
 
 
 def report_rows(stderr: str) -> list[list[str]]:
-    """The cells of the report table that ends ``stderr`` (the header, a row per step, the exit status)."""
+    """The first five cells of each line of the report table that ends ``stderr`` (the header, a row
+    per step, the exit status)."""
     lines = stderr.splitlines()
     start = max(i for i, line in enumerate(lines) if line.startswith("STEP "))
-    return [line.split() for line in lines[start:]]
+    return [line.split()[:5] for line in lines[start:]]
 
 
 @pytest.mark.parametrize("config", [[f"--config={CHAIN}"], ["--config", CHAIN]], ids=["equals", "space"])
@@ -125,14 +126,14 @@ def test_a_failed_step_exits_1(tmp_path: Path, mode: str) -> None:
         ),
         pytest.param(
             [f"--config={CHAIN}", "--fast"],
-            "command line: --fast: unknown option (expected one of: --config, --debug, --help, --help-all, "
-            "--log-level, --replay, -h)",
+            "command line: --fast: unknown option (expected one of: --config, --debug, --graph, --help, --help-all, "
+            "--log-level, --no-progress, --progress, --replay, -h)",
             id="unknown-flag",
         ),
         pytest.param(
             [f"--config={CHAIN}", "-v"],
-            "command line: -v: unknown option (expected one of: --config, --debug, --help, --help-all, "
-            "--log-level, --replay, -h)",
+            "command line: -v: unknown option (expected one of: --config, --debug, --graph, --help, --help-all, "
+            "--log-level, --no-progress, --progress, --replay, -h)",
             id="unknown-short",
         ),
         pytest.param(

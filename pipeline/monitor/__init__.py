@@ -1,0 +1,18 @@
+"""Live monitoring of a run: the JSON status stream to a GUI, progress on the terminal, graph export.
+
+- ``messages``: the wire format (docs/protocol.md) and its JSON Schema, ``protocol.schema.json``;
+- ``publisher``: the non-blocking socket that connects to the GUI's address;
+- ``progress``: progress log lines when stderr is not a terminal, and the choice of display;
+- ``terminal``: the live terminal display (rich, imported only when stderr is a terminal);
+- ``monitor``: the thread that watches a run and feeds the stream and the display;
+- ``graph_export``: a pipeline's graph as Mermaid or DOT;
+- ``overhead``: ``python -m pipeline.monitor.overhead`` measures what the stream costs W1.
+
+The final summary table is ``RunReport.table()`` (pipeline/report.py).
+"""
+
+from .graph_export import GRAPH_FORMATS, render_graph
+from .monitor import Monitor, MonitorSettings
+from .publisher import Address
+
+__all__ = ["GRAPH_FORMATS", "Address", "Monitor", "MonitorSettings", "render_graph"]

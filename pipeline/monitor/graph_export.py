@@ -1,0 +1,82 @@
+"""A pipeline's graph as Mermaid or Graphviz DOT text: steps, classes, workers, queue limits, edges.
+
+``pipeline-run --config=x.json --graph=mermaid`` (or ``--graph=dot``) prints it without running.
+Nodes get generated ids (``s0``, ``s1``, ...) so that any step name is safe; the name, class and
+settings are in the quoted label. Shapes tell the kinds apart: the producer is a stadium (Mermaid)
+or a house (DOT), the consumer a cylinder, stagers boxes.
+"""
+
+from __future__ import annotations
+
+from ..config import PipelineConfig, StepConfig
+
+#: The formats --graph accepts.
+GRAPH_FORMATS = ("mermaid", "dot")
+
+# Mermaid node shapes by kind: opening and closing brackets around the quoted label.
+_MERMAID_SHAPES = {"producer": ("([", "])"), "stager": ("[", "]"), "consumer": ("[(", ")]")}
+_DOT_SHAPES = {"producer": "house", "stager": "box", "consumer": "cylinder"}
+
+
+def render_graph(config: PipelineConfig, fmt: str) -> str:
+    """The graph of ``config`` in ``fmt`` ("mermaid" or "dot")."""
+    if fmt == "mermaid":
+        return mermaid(config)
+    if fmt == "dot":
+        return dot(config)
+    raise ValueError(f"unknown graph format {fmt!r} (expected one of: {', '.join(GRAPH_FORMATS)})")
+
+
+def settings_line(step: StepConfig) -> str:
+    """A step's settings that matter to the flow: workers, queue limit, ordered, on_error=skip."""
+    if step.kind == "producer":
+        parts = ["producer"]
+    else:
+        workers = f"{step.nb_thread} worker" + ("s" if step.nb_thread > 1 else "")
+        queue = "queue unbounded" if step.queue_limit < 0 else f"queue {step.queue_limit}"
+        parts = [workers, queue]
+    if step.ordered:
+        parts.append("ordered")
+    if step.on_error == "skip":
+        parts.append("on_error skip")
+    return ", ".join(parts)
+
+
+def mermaid(config: PipelineConfig) -> str:
+    """A Mermaid flowchart, left to right."""
+    ids = _node_ids(config)
+    lines = ["flowchart LR"]
+    for step in config.steps.values():
+        label = "<br/>".join(_mermaid_text(part) for part in (step.name, step.class_name, settings_line(step)))
+        opening, closing = _MERMAID_SHAPES[step.kind]
+        lines.append(f'    {ids[step.name]}{opening}"{label}"{closing}')
+    lines += [f"    {ids[step.name]} --> {ids[target]}" for step in config.steps.values() for target in step.next_steps]
+    return "\n".join(lines)
+
+
+def dot(config: PipelineConfig) -> str:
+    """A Graphviz digraph, left to right."""
+    ids = _node_ids(config)
+    lines = [f"digraph {_dot_string(config.name)} {{", "    rankdir=LR;",
+             '    node [fontname="Helvetica", fontsize=11];']
+    for step in config.steps.values():
+        label = _dot_string("\n".join((step.name, step.class_name, settings_line(step))))
+        lines.append(f"    {ids[step.name]} [label={label}, shape={_DOT_SHAPES[step.kind]}];")
+    lines += [f"    {ids[step.name]} -> {ids[target]};" for step in config.steps.values() for target in step.next_steps]
+    lines.append("}")
+    return "\n".join(lines)
+
+
+def _node_ids(config: PipelineConfig) -> dict[str, str]:
+    return {name: f"s{i}" for i, name in enumerate(config.steps)}
+
+
+def _mermaid_text(text: str) -> str:
+    """Text for a quoted Mermaid label: quotes and markup characters as entity codes."""
+    return "".join(f"#{ord(char)};" if char in '"#<>&' else char for char in text)
+
+
+def _dot_string(text: str) -> str:
+    """A quoted DOT string (newlines as the centred line break ``\\n``)."""
+    escaped = text.replace("\\", "\\\\").replace('"', '\\"').replace("\n", "\\n")
+    return f'"{escaped}"'

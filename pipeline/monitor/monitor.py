@@ -1,0 +1,213 @@
+"""The monitor: a thread that watches a run and publishes its status stream and its progress.
+
+It reads ``runner.snapshot()`` every POLL_SECONDS (plain attribute reads: the engine takes no
+lock for it) and publishes a ``status`` message at each change of state of the run or of a step,
+and at least every STATUS_SECONDS; the ``graph`` every ``graph_interval`` seconds and whenever a
+subscriber subscribes; each error as the failure policy reports it. Errors arrive from the worker
+threads through a listener that only appends to a deque: the monitor's thread alone sends.
+"""
+
+from __future__ import annotations
+
+import logging
+import threading
+import time
+from collections import deque
+from collections.abc import Mapping
+from dataclasses import dataclass
+from types import TracebackType
+from typing import TYPE_CHECKING, Any
+
+import zmq
+
+from ..config import PipelineConfig
+from ..failures import ErrorEvent
+from ..report import RunReport
+from ..status import RunStatus
+from .messages import ERROR, FINISH, GRAPH, STATUS, Envelope, error_body, finish_body, graph_body, status_body
+from .progress import LogProgress, make_progress
+from .publisher import Publisher
+
+if TYPE_CHECKING:
+    from rich.console import Console
+
+    from .terminal import TerminalProgress
+
+log = logging.getLogger("pipeline.monitor")
+
+#: Seconds between two looks at the run.
+POLL_SECONDS = 0.1
+#: A status message goes out at least this often, and at each change of state.
+STATUS_SECONDS = 0.5
+#: A step's rate is measured over about this many recent seconds.
+RATE_WINDOW_SECONDS = 2.0
+#: Seconds the monitor's thread is given to send its last messages and close once the run ended.
+JOIN_SECONDS = 5.0
+#: Errors waiting for the monitor's thread at most; past this the oldest are not published.
+MAX_PENDING_ERRORS = 1000
+
+
+@dataclass(frozen=True)
+class MonitorSettings:
+    """What the monitor does (the Pipeline traits of the same names)."""
+
+    gui: bool = False  # publish the status stream
+    gui_address: str = "localhost:5565"
+    graph_interval: float = 2.0  # seconds between two graph messages
+    progress: bool = False  # show progress on stderr
+    progress_interval: float = 5.0  # seconds between two progress log lines (stderr not a terminal)
+
+
+class Rates:
+    """Messages processed per second by each step, over the last RATE_WINDOW_SECONDS."""
+
+    def __init__(self) -> None:
+        self._samples: dict[str, deque[tuple[float, int]]] = {}
+
+    def add(self, status: RunStatus, now: float) -> dict[str, float]:
+        """Take the counts of ``status`` seen at ``now``; return each step's recent rate."""
+        rates = {}
+        for step in status.steps:
+            samples = self._samples.setdefault(step.name, deque())
+            samples.append((now, step.counts.processed))
+            while len(samples) > 2 and samples[1][0] <= now - RATE_WINDOW_SECONDS:
+                samples.popleft()
+            (start, first), (end, last) = samples[0], samples[-1]
+            rates[step.name] = (last - first) / (end - start) if end > start else 0.0
+        return rates
+
+
+class Monitor:
+    """Watches one run: ``with Monitor(...) as monitor: report = monitor.close(runner.run())``.
+
+    ``runner`` has ``snapshot()`` and ``policy`` (a FailurePolicy). ``console`` forces the terminal
+    display onto that rich Console (for tests); otherwise it is used only if stderr is a terminal.
+    """
+
+    def __init__(self, config: PipelineConfig, runner: Any, settings: MonitorSettings,
+                 console: Console | None = None) -> None:
+        self.config = config
+        self.runner = runner
+        self.settings = settings
+        self.console = console
+        self.envelope = Envelope.for_run(config)
+        self._graph = graph_body(config)
+        self._errors: deque[ErrorEvent] = deque(maxlen=MAX_PENDING_ERRORS)
+        self._ended = threading.Event()
+        self._report: RunReport | None = None
+        self._last: RunStatus | None = None  # the run's last status, taken when it ended
+        self._final_state = "failed"
+        self._thread = threading.Thread(target=self._watch, name="monitor", daemon=True)
+        self._failures = 0
+        # The publishing loop's state (the monitor's thread only).
+        self._graph_sent = self._status_sent = float("-inf")
+        self._states: tuple[str, ...] = ()
+
+    def __enter__(self) -> Monitor:
+        if self.settings.gui:
+            self.runner.policy.listeners.append(self._errors.append)
+        if self.settings.gui or self.settings.progress:
+            self._thread.start()
+        return self
+
+    def close(self, report: RunReport) -> RunReport:
+        """The run ended with ``report``: add its times, send the last status and the report, stop."""
+        self._last = self.runner.snapshot()
+        report.add_times(self._last)
+        self._report = report
+        self._final_state = report.state
+        self._end()
+        return report
+
+    def __exit__(self, kind: type[BaseException] | None, error: BaseException | None,
+                 tb: TracebackType | None) -> None:
+        if self._report is None:  # the run raised: no report
+            self._final_state = "interrupted" if kind is KeyboardInterrupt else "failed"
+            self._last = self.runner.snapshot()
+            self._end()
+
+    def _end(self) -> None:
+        self._ended.set()
+        if self._thread.ident is not None:
+            self._thread.join(JOIN_SECONDS)
+            if self._thread.is_alive():
+                log.warning("the monitor did not stop within %.0f s; left behind", JOIN_SECONDS)
+
+    def _watch(self) -> None:
+        """The monitor's thread: look at the run every POLL_SECONDS until it ends, then send the end."""
+        tick = time.monotonic()
+        publisher = self._open_publisher() if self.settings.gui else None
+        progress = self._open_progress(tick) if self.settings.progress else None
+        rates = Rates()
+        try:
+            while not self._ended.is_set():
+                self._look(publisher, progress, rates)
+                # Looks on a fixed beat; after a slow look, the next one comes half a beat later.
+                tick = max(tick + POLL_SECONDS, time.monotonic() + POLL_SECONDS / 2)
+                self._ended.wait(tick - time.monotonic())
+        finally:
+            try:
+                if progress is not None:
+                    progress.close()  # before the summary table is printed
+            finally:
+                if publisher is not None:
+                    self._publish_end(publisher, rates)
+                    publisher.close()
+
+    def _look(self, publisher: Publisher | None, progress: TerminalProgress | LogProgress | None, rates: Rates) -> None:
+        """One look at the run; a failure is logged (the first with its traceback) and the next look goes on."""
+        try:
+            status = self.runner.snapshot()
+            now = time.monotonic()
+            current = rates.add(status, now)
+            if publisher is not None:
+                self._publish(publisher, status, current, now)
+            if progress is not None:
+                progress.update(status, current, now)
+        except Exception:
+            self._failures += 1
+            if self._failures == 1:
+                log.exception("the monitor failed to publish or show the run's status; it goes on")
+
+    def _publish(self, publisher: Publisher, status: RunStatus, rates: Mapping[str, float], now: float) -> None:
+        self._publish_errors(publisher)
+        states = (status.state, *(step.state for step in status.steps))
+        graph_due = now - self._graph_sent >= self.settings.graph_interval - POLL_SECONDS / 2
+        if publisher.new_subscribers() or graph_due:
+            publisher.publish(GRAPH, self._graph)
+            self._graph_sent = now
+            self._states = ()  # and a status right after it
+        if states != self._states or now - self._status_sent >= STATUS_SECONDS - POLL_SECONDS / 2:
+            publisher.publish(STATUS, status_body(status, rates, publisher.dropped))
+            self._status_sent = now
+            self._states = states
+
+    def _publish_errors(self, publisher: Publisher) -> None:
+        while self._errors:
+            publisher.publish(ERROR, error_body(self._errors.popleft()))
+
+    def _publish_end(self, publisher: Publisher, rates: Rates) -> None:
+        """The errors not yet sent, the last status (with the run's final state) and the report."""
+        try:
+            self._publish_errors(publisher)
+            last = self._last or self.runner.snapshot()
+            publisher.publish(STATUS, status_body(last, rates.add(last, time.monotonic()), publisher.dropped,
+                                                  self._final_state))
+            if self._report is not None:
+                publisher.publish(FINISH, finish_body(self._report))
+        except Exception:
+            log.exception("the monitor failed to publish the end of the run")
+
+    def _open_progress(self, start: float) -> TerminalProgress | LogProgress | None:
+        try:
+            return make_progress(self.config, self.settings.progress_interval, start, self.console)
+        except Exception:
+            log.exception("cannot show the run's progress")
+            return None
+
+    def _open_publisher(self) -> Publisher | None:
+        try:
+            return Publisher(self.settings.gui_address, self.envelope)
+        except zmq.ZMQError as err:
+            log.error("cannot publish the run's status to %s: %s", self.settings.gui_address, err)
+            return None

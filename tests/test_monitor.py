@@ -1,0 +1,551 @@
+"""The monitor: its JSON status stream read by a real SUB socket, its progress display and log
+lines, and the summary table (docs/protocol.md)."""
+
+from __future__ import annotations
+
+import io
+import json
+import logging
+import queue
+import re
+import socket
+import subprocess
+import sys
+import threading
+import time
+import uuid
+from collections.abc import Callable, Iterator
+from pathlib import Path
+from typing import Any
+
+import jsonschema
+import pytest
+import zmq
+from rich.console import Console
+
+from pipeline import ConfigError, Pipeline
+from pipeline.app import PipelineRun
+from pipeline.config import load_config
+from pipeline.monitor import monitor as monitor_module
+from pipeline.monitor.messages import decode, encode, schema
+from pipeline.monitor.monitor import Monitor, MonitorSettings, Rates
+from pipeline.monitor.progress import LogProgress, make_progress, progress_line
+from pipeline.monitor.publisher import endpoint
+from pipeline.monitor.terminal import TerminalProgress
+from pipeline.report import RunReport, StepCounts, StepReport
+from pipeline.sequential import SequentialRunner
+from pipeline.status import RunStatus, StepStatus
+
+from .cli_helpers import ROOT, write_config
+from .monitor_steps import gate
+
+MODES = ["threads", "sequential"]
+VALIDATOR = jsonschema.Draft202012Validator(schema())
+#: Seconds any wait of these tests may take before it fails.
+WAIT = 20.0
+
+
+def document(tag: str, count: int = 30, before: int = 0, every: int = 5,
+             producer: str = "GatedCounter") -> dict[str, Any]:
+    """SOURCE (a gated counter) -> STAGE (fails on multiples of ``every``, skips them) -> SINK."""
+    return {
+        "version": 1,
+        "Pipeline": {
+            "producer_conf": {"name": "SOURCE", "module": "tests.monitor_steps", "class": producer,
+                              "next_steps": "STAGE"},
+            "stagers_conf": [{"name": "STAGE", "module": "tests.failure_steps", "class": "FailEvery", "nb_thread": 2,
+                              "queue_limit": 8, "on_error": "skip", "next_steps": "SINK"}],
+            "consumer_conf": {"name": "SINK", "module": "algorithms.basic", "class": "PassThrough"},
+        },
+        producer: {"count": count, "before": before, "tag": tag},
+        "FailEvery": {"every": every},
+    }
+
+
+#: The graph that document() describes.
+GRAPH = [
+    {"name": "SOURCE", "class": "GatedCounter", "module": "tests.monitor_steps", "kind": "producer",
+     "next_steps": ["STAGE"], "workers": 1, "queue_limit": 64},
+    {"name": "STAGE", "class": "FailEvery", "module": "tests.failure_steps", "kind": "stager",
+     "next_steps": ["SINK"], "workers": 2, "queue_limit": 8},
+    {"name": "SINK", "class": "PassThrough", "module": "algorithms.basic", "kind": "consumer",
+     "next_steps": [], "workers": 1, "queue_limit": 64},
+]
+
+Received = list[tuple[str, dict[str, Any]]]
+
+
+def _no_constant(name: str) -> Any:
+    raise AssertionError(f"JSON with {name}")
+
+
+def checked(frames: list[bytes]) -> tuple[str, dict[str, Any]]:
+    """The topic and JSON of a message, once it is valid: two frames, valid JSON (no NaN), the schema."""
+    assert len(frames) == 2
+    json.loads(frames[1], parse_constant=_no_constant)
+    topic, message = decode(frames)
+    VALIDATOR.validate(message)
+    assert message["topic"] == topic
+    return topic, message
+
+
+class Subscriber:
+    """A SUB socket bound on a loopback port, as the GUI binds it; it checks every message it reads."""
+
+    def __init__(self, port: int | None = None) -> None:
+        self.context = zmq.Context()
+        self.socket = self.context.socket(zmq.SUB)
+        self.socket.linger = 0
+        self.socket.subscribe(b"")
+        if port is None:
+            self.port = self.socket.bind_to_random_port("tcp://127.0.0.1")
+        else:
+            self.socket.bind(f"tcp://127.0.0.1:{port}")
+            self.port = port
+        self.messages: Received = []
+
+    @property
+    def address(self) -> str:
+        return f"127.0.0.1:{self.port}"
+
+    def receive_until(self, done: Callable[[Received], bool], timeout: float = WAIT) -> Received:
+        """Read messages until ``done(messages)``; fail after ``timeout`` seconds."""
+        deadline = time.monotonic() + timeout
+        while not done(self.messages):
+            remaining = deadline - time.monotonic()
+            if remaining <= 0:
+                raise AssertionError(f"timed out; received {[topic for topic, _ in self.messages]}")
+            if self.socket.poll(int(min(remaining, 0.5) * 1000)):
+                self.messages.append(checked(self.socket.recv_multipart()))
+        return self.messages
+
+    def close(self) -> None:
+        self.socket.close()
+        self.context.term()
+
+
+@pytest.fixture
+def subscriber() -> Iterator[Subscriber]:
+    sub = Subscriber()
+    yield sub
+    sub.close()
+
+
+class Background:
+    """``pipeline.run()`` in a thread (the test reads the stream meanwhile)."""
+
+    def __init__(self, pipeline: Pipeline) -> None:
+        self.report: RunReport | None = None
+        self.error: BaseException | None = None
+        self.thread = threading.Thread(target=self._run, args=(pipeline,), name="test-run")
+        self.thread.start()
+
+    def _run(self, pipeline: Pipeline) -> None:
+        try:
+            self.report = pipeline.run()
+        except BaseException as err:
+            self.error = err
+
+    def result(self) -> RunReport:
+        self.thread.join(WAIT)
+        assert not self.thread.is_alive(), "the run did not end"
+        if self.error is not None:
+            raise self.error
+        assert self.report is not None
+        return self.report
+
+
+def has(topic: str, count: int = 1) -> Callable[[Received], bool]:
+    return lambda messages: sum(t == topic for t, _ in messages) >= count
+
+
+def of(messages: Received, topic: str) -> list[dict[str, Any]]:
+    return [message for t, message in messages if t == topic]
+
+
+def graph_steps(message: dict[str, Any]) -> list[dict[str, Any]]:
+    keys = ("name", "class", "module", "kind", "next_steps", "workers", "queue_limit")
+    return [{key: step[key] for key in keys} for step in message["steps"]]
+
+
+def final_counts(report: RunReport) -> dict[str, list[int]]:
+    return {name: [c.received, c.processed, c.emitted, c.failed] for name, c in
+            ((name, report[name]) for name in report.steps)}
+
+
+def status_counts(message: dict[str, Any]) -> dict[str, list[int]]:
+    return {s["name"]: [s["received"], s["processed"], s["emitted"], s["failed"]] for s in message["steps"]}
+
+
+def free_port() -> int:
+    """A loopback port that nothing listens on now (for a GUI that binds it later)."""
+    with socket.socket() as probe:
+        probe.bind(("127.0.0.1", 0))
+        return probe.getsockname()[1]
+
+
+def failed_values(count: int, every: int) -> set[str]:
+    return {f"ValueError: bad message {n}" for n in range(0, count, every)}
+
+
+# -- the stream, read by a real subscriber ---------------------------------------------------
+
+
+@pytest.mark.parametrize("mode", MODES)
+def test_stream_matches_the_run(subscriber: Subscriber, mode: str) -> None:
+    """Every message validates; the graph matches the config; the last status and the finish
+    report match the run's counts; each injected failure arrives with its traceback."""
+    tag = uuid.uuid4().hex
+    pipeline = Pipeline.from_config(document(tag), {"Pipeline": {
+        "mode": mode, "gui_address": subscriber.address, "progress": False, "allow_failures": True}})
+    run = Background(pipeline)
+    # Subscribed, and the producer waits at its gate: the rest of the run is seen whole.
+    subscriber.receive_until(lambda received: any(m["state"] == "running" for m in of(received, "status")))
+    gate(tag)[1].set()
+    messages = subscriber.receive_until(has("finish"))
+    report = run.result()
+
+    assert report.exit_status == 0 and report["STAGE"].failed == 6
+    assert messages[-1][0] == "finish"
+    envelope = {(m["run_id"], m["pipeline"], m["config"], m["pid"], m["protocol"]) for _, m in messages}
+    assert len(envelope) == 1
+    serials = [m["serial"] for _, m in messages]
+    assert serials == list(range(serials[0], serials[0] + len(serials)))  # nothing lost once subscribed
+
+    for graph in of(messages, "graph"):
+        assert graph_steps(graph) == GRAPH
+
+    statuses = of(messages, "status")
+    assert statuses[-1]["state"] == "finished"
+    assert "running" in {s["state"] for s in statuses}
+    assert status_counts(statuses[-1]) == final_counts(report)
+    assert all(step["rate"] >= 0 and step["mean_time"] >= 0 for s in statuses for step in s["steps"])
+    assert [s["elapsed"] for s in statuses] == sorted(s["elapsed"] for s in statuses)
+
+    finish = of(messages, "finish")[0]
+    assert finish["exit_status"] == 0 and finish["state"] == "finished"
+    assert finish["report"] == json.loads(json.dumps(report.as_dict()))
+    assert {name: list(step["counts"].values()) for name, step in finish["report"]["steps"].items()} \
+        == final_counts(report)
+
+    errors = of(messages, "error")
+    assert {e["error"] for e in errors} == failed_values(30, 5)
+    assert len(errors) == 6
+    for error in errors:
+        assert error["step"] == "STAGE" and error["worker"] in (0, 1) and isinstance(error["seq"], int)
+        assert error["traceback"].startswith("Traceback (most recent call last):")
+        assert 'raise ValueError(f"bad message {msg}")' in error["traceback"]
+        assert error["traceback"].rstrip().endswith(error["error"])
+
+
+@pytest.mark.parametrize("mode", MODES)
+def test_a_producer_error_fails_the_run(subscriber: Subscriber, mode: str) -> None:
+    """A lifecycle error (here the producer's) arrives without a message number; the run ends failed."""
+    tag = uuid.uuid4().hex
+    doc = document(tag, count=3)
+    doc["GatedCounter"]["fail"] = "the source went away"
+    pipeline = Pipeline.from_config(doc, {"Pipeline": {"mode": mode, "gui_address": subscriber.address,
+                                                       "progress": False}})
+    run = Background(pipeline)
+    subscriber.receive_until(lambda received: any(m["state"] == "running" for m in of(received, "status")))
+    gate(tag)[1].set()
+    messages = subscriber.receive_until(has("finish"))
+    report = run.result()
+    errors = {e["step"]: e for e in of(messages, "error")}
+    assert errors["SOURCE"]["seq"] is None and errors["SOURCE"]["worker"] == 0
+    assert errors["SOURCE"]["error"] == "run(): RuntimeError: the source went away"
+    assert "in run\n    raise RuntimeError(self.fail)" in errors["SOURCE"]["traceback"]
+    finish = of(messages, "finish")[0]
+    assert finish["exit_status"] == report.exit_status == 1
+    assert finish["state"] == of(messages, "status")[-1]["state"] == "failed"
+    assert finish["report"]["steps"]["SOURCE"]["fatal"] is True
+
+
+@pytest.mark.parametrize("mode", MODES)
+def test_a_late_subscriber_gets_the_graph(mode: str) -> None:
+    """A GUI that binds after the run started receives the graph, sent again every graph_interval."""
+    tag = uuid.uuid4().hex
+    port = free_port()
+    pipeline = Pipeline.from_config(document(tag, count=10, before=3), {"Pipeline": {
+        "mode": mode, "gui_address": f"127.0.0.1:{port}", "graph_interval": 0.2, "progress": False,
+        "allow_failures": True}})
+    run = Background(pipeline)
+    reached, opened = gate(tag)
+    try:
+        assert reached.wait(WAIT), "the producer did not reach its gate"
+        late = Subscriber(port)  # the run has produced 3 messages by now
+        try:
+            # More than one graph: sent again on a timer, not only when a subscriber subscribes.
+            messages = late.receive_until(has("graph", 3))
+            assert all(graph_steps(graph) == GRAPH for graph in of(messages, "graph"))
+            late.receive_until(lambda received: any(
+                m["state"] == "running" and m["steps"][0]["processed"] == 3 for m in of(received, "status")))
+            opened.set()
+            messages = late.receive_until(has("finish"))
+        finally:
+            late.close()
+    finally:
+        opened.set()
+    report = run.result()
+    assert of(messages, "finish")[0]["report"]["steps"]["SINK"]["counts"]["processed"] == report["SINK"].processed
+
+
+def test_pipeline_run_subprocess_streams_logs_progress_and_prints_the_summary(
+        subscriber: Subscriber, tmp_path: Path) -> None:
+    """A real pipeline-run: the stream, progress log lines (stderr is a pipe) and the summary table."""
+    path = write_config(tmp_path, document("stdin", count=40, before=5, every=10, producer="StdinGatedCounter"))
+    child = subprocess.Popen(
+        [sys.executable, "-m", "pipeline", f"--config={path}", f"--Pipeline.gui_address={subscriber.address}",
+         "--Pipeline.progress_interval=0.1", "--Pipeline.allow_failures=True"],
+        cwd=ROOT, stdin=subprocess.PIPE, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True,
+    )
+    lines: queue.Queue[str | None] = queue.Queue()
+    reader = threading.Thread(target=lambda: [*map(lines.put, child.stderr), lines.put(None)])  # type: ignore[arg-type]
+    reader.start()
+    stderr: list[str] = []
+    try:
+        subscriber.receive_until(lambda received: any(m["state"] == "running" for m in of(received, "status")))
+        deadline = time.monotonic() + WAIT
+        while not any(" INFO pipeline.progress: " in line for line in stderr):
+            line = lines.get(timeout=max(0.0, deadline - time.monotonic()))
+            assert line is not None, "pipeline-run ended early:\n" + "".join(stderr)
+            stderr.append(line)
+        assert child.stdin is not None
+        child.stdin.write("go\n")
+        child.stdin.close()
+        messages = subscriber.receive_until(has("finish"))
+        child.wait(WAIT)
+    finally:
+        child.kill()
+        reader.join(WAIT)
+        child.wait(WAIT)
+    assert child.stdout is not None
+    stdout = child.stdout.read()
+    child.stdout.close()
+    child.stderr.close()  # type: ignore[union-attr]
+    while (line := lines.get(timeout=WAIT)) is not None:
+        stderr.append(line)
+    assert child.returncode == 0, "".join(stderr)
+    assert stdout == ""
+
+    graph = of(messages, "graph")[0]
+    assert graph["pipeline"] == "pipeline" and graph["config"] == str(path)
+    assert [step["class"] for step in graph["steps"]] == ["StdinGatedCounter", "FailEvery", "PassThrough"]
+    finish = of(messages, "finish")[0]
+    counts = {name: step["counts"] for name, step in finish["report"]["steps"].items()}
+    assert counts["STAGE"] == {"received": 40, "processed": 36, "emitted": 36, "failed": 4}
+    assert status_counts(of(messages, "status")[-1]) == {n: list(c.values()) for n, c in counts.items()}
+    assert {e["error"] for e in of(messages, "error")} == failed_values(40, 10)
+
+    progress = [line for line in stderr if " INFO pipeline.progress: " in line]
+    step = r"(\w+) processed=\d+ failed=\d+ queue=(-|\d+/\d+) busy=\d+/\d+ rate=\d+\.\d/s"
+    for line in progress:
+        match = re.fullmatch(r".* INFO pipeline\.progress: (starting|running|draining) \d+\.\d s: (.*)\n", line)
+        assert match, line
+        steps = [re.fullmatch(step, part) for part in match.group(2).split(" | ")]
+        assert [s.group(1) if s else None for s in steps] == ["SOURCE", "STAGE", "SINK"], line
+
+    header = next(i for i, line in enumerate(stderr) if line.startswith("STEP "))
+    summary = [line.rstrip("\n") for line in stderr[header - 1:]]
+    assert re.fullmatch(r"wall time \d+\.\d\d s, run finished", summary[0])
+    assert summary[1].split() == ["STEP", "RECEIVED", "PROCESSED", "EMITTED", "FAILED", "MEAN_MS", "MAX_MS", "MSG/S"]
+    for line, (name, c) in zip(summary[2:5], counts.items(), strict=True):
+        assert line.split()[:5] == [name, *map(str, (c["received"], c["processed"], c["emitted"], c["failed"]))]
+    assert summary[5:] == ["STAGE: first error: ValueError: bad message 0", "exit status 0"]
+
+
+def test_no_socket_without_gui_and_no_thread_without_either(monkeypatch: pytest.MonkeyPatch) -> None:
+    """--Pipeline.gui=False opens no socket; with --no-progress too the monitor starts no thread."""
+    def refuse(*args: Any) -> None:
+        raise AssertionError("a publisher was made")
+
+    monkeypatch.setattr(monitor_module, "Publisher", refuse)
+    tag = uuid.uuid4().hex
+    gate(tag)[1].set()
+    pipeline = Pipeline.from_config(document(tag, count=5), {"Pipeline": {"gui": False, "allow_failures": True}})
+    assert pipeline.run().exit_status == 0
+    config = load_config(document(tag, count=5))
+    runner = SequentialRunner(config)
+    with Monitor(config, runner, MonitorSettings(gui=False, progress=False)) as monitor:
+        report = monitor.close(runner.run())
+    assert monitor._thread.ident is None and runner.policy.listeners == []
+    assert report["SINK"].processed == 4 and report.wall_time > 0 and report.steps["STAGE"].busy_time > 0
+
+
+def test_an_unreachable_address_costs_nothing() -> None:
+    """With no GUI listening, the run neither waits nor fails: its socket closes at once."""
+    tag = uuid.uuid4().hex
+    gate(tag)[1].set()
+    pipeline = Pipeline.from_config(document(tag, count=5), {"Pipeline": {
+        "gui_address": f"127.0.0.1:{free_port()}", "progress": False, "allow_failures": True}})
+    start = time.monotonic()
+    assert pipeline.run().exit_status == 0
+    assert time.monotonic() - start < monitor_module.JOIN_SECONDS  # the monitor's thread was not given up on
+
+
+# -- settings -------------------------------------------------------------------------------
+
+
+@pytest.mark.parametrize("address", ["localhost:5565", "tcp://127.0.0.1:5565", "[::1]:5565", "gui.example.org:1"])
+def test_gui_address_accepts_host_port(address: str) -> None:
+    pipeline = Pipeline.from_config(document("x"), {"Pipeline": {"gui_address": address}})
+    assert endpoint(pipeline.gui_address) == (address if address.startswith("tcp://") else f"tcp://{address}")
+
+
+@pytest.mark.parametrize("address", ["localhost", "tcp://localhost", "*:5565", "ipc:///tmp/x", "host:port", ""])
+def test_gui_address_rejects_others(address: str) -> None:
+    with pytest.raises(ConfigError, match="gui_address"):
+        Pipeline.from_config(document("x"), {"Pipeline": {"gui_address": address}})
+
+
+@pytest.mark.parametrize(("flag", "value"), [("--progress", True), ("--no-progress", False)])
+def test_progress_flags(tmp_path: Path, flag: str, value: bool) -> None:
+    app = PipelineRun()
+    app.initialize([f"--config={write_config(tmp_path, document('x'))}", flag])
+    assert Pipeline.from_config(app.config_file, app.step_overrides()).progress is value
+
+
+# -- pieces ---------------------------------------------------------------------------------
+
+
+def status(state: str = "running", processed: int = 7, queue: int = 3) -> RunStatus:
+    return RunStatus(state, 2.5, [
+        StepStatus("SOURCE", "running", workers=1, counts=StepCounts(processed=processed + 2, emitted=processed + 2)),
+        StepStatus("STAGE", "running", queue=queue, queue_limit=8, busy=1, workers=2,
+                   counts=StepCounts(processed + 1, processed, processed, 1)),
+        StepStatus("SINK", "waiting", queue=0, queue_limit=-1, counts=StepCounts()),
+    ])
+
+
+def test_progress_line() -> None:
+    config = load_config(document("x"))
+    assert progress_line(config, status(), {"SOURCE": 4.0, "STAGE": 3.25}) == (
+        "running 2.5 s: SOURCE processed=9 failed=0 queue=- busy=0/1 rate=4.0/s | "
+        "STAGE processed=7 failed=1 queue=3/8 busy=1/2 rate=3.2/s | "
+        "SINK processed=0 failed=0 queue=0 busy=0/1 rate=0.0/s"
+    )
+
+
+def test_log_progress_every_interval(caplog: pytest.LogCaptureFixture) -> None:
+    config = load_config(document("x"))
+    progress = LogProgress(config, interval=5.0, start=100.0)
+    with caplog.at_level(logging.INFO, logger="pipeline.progress"):
+        for now in (100.0, 104.9, 105.0, 107.0, 109.9, 110.0):
+            progress.update(status(processed=int(now)), {}, now)
+    assert [r.getMessage().split(" | ")[1] for r in caplog.records] == [
+        "STAGE processed=105 failed=1 queue=3/8 busy=1/2 rate=0.0/s",
+        "STAGE processed=110 failed=1 queue=3/8 busy=1/2 rate=0.0/s",
+    ]
+
+
+def test_terminal_progress_redraws_in_place() -> None:
+    config = load_config(document("x"))
+    out = io.StringIO()
+    display = TerminalProgress(config, Console(file=out, force_terminal=True, width=100, color_system=None))
+    display.update(status(processed=11), {"STAGE": 12.5}, 0.0)
+    display.update(status(processed=22), {}, 0.1)  # too soon: not drawn
+    display.update(status(processed=33), {}, 0.3)
+    display.close()
+    text = out.getvalue()
+    assert "PROCESSED" in text and "12.5" in text and "3/8" in text and "1/2" in text
+    assert " 11 " in text and " 33 " in text and " 22 " not in text
+    assert "\x1b[1A" in text  # the cursor goes back up: redrawn in place, and erased at the end
+
+
+def test_make_progress_follows_the_terminal(monkeypatch: pytest.MonkeyPatch) -> None:
+    class Terminal(io.StringIO):
+        def isatty(self) -> bool:
+            return True
+
+    config = load_config(document("x"))
+    monkeypatch.setattr(sys, "stderr", io.StringIO())
+    assert isinstance(make_progress(config, 5.0, 0.0), LogProgress)
+    monkeypatch.setattr(sys, "stderr", Terminal())
+    display = make_progress(config, 5.0, 0.0)
+    display.close()
+    assert isinstance(display, TerminalProgress)
+
+
+def test_monitor_drives_the_terminal_display(monkeypatch: pytest.MonkeyPatch) -> None:
+    """The monitor's thread draws the display while the run goes on and takes it down at the end."""
+    tag = uuid.uuid4().hex
+    config = load_config(document(tag, count=5))
+    reached, opened = gate(tag)
+    drawn = threading.Event()
+    original = TerminalProgress.update
+
+    def update(self: TerminalProgress, *args: Any) -> None:
+        original(self, *args)
+        if reached.is_set():
+            drawn.set()
+
+    monkeypatch.setattr(TerminalProgress, "update", update)
+    opener = threading.Thread(target=lambda: drawn.wait(WAIT) and opened.set())
+    opener.start()
+    out = io.StringIO()
+    console = Console(file=out, force_terminal=True, width=100, color_system=None)
+    runner = SequentialRunner(config)
+    with Monitor(config, runner, MonitorSettings(progress=True), console=console) as monitor:
+        report = monitor.close(runner.run())
+    opener.join(WAIT)
+    assert drawn.is_set() and report["SINK"].processed == 4
+    text = out.getvalue()
+    assert all(name in text for name in ("SOURCE", "STAGE", "SINK", "PROCESSED", "RATE/S"))
+    assert text.rstrip("\x1b[?25h").endswith("\x1b[2K")  # transient: erased before the summary
+
+
+def test_rates_over_a_recent_window() -> None:
+    rates = Rates()
+    assert rates.add(status(processed=0), 10.0)["STAGE"] == 0.0
+    assert rates.add(status(processed=50), 10.5)["STAGE"] == 100.0
+    assert rates.add(status(processed=100), 11.0)["STAGE"] == 100.0
+    assert rates.add(status(processed=100), 14.0)["STAGE"] == 0.0  # the old samples left the window
+
+
+def test_json_has_no_nan_or_infinity() -> None:
+    frames = encode({"topic": "status", "values": [float("nan"), 1.5, {"x": float("inf")}]})
+    assert frames[0] == b"status"
+    assert json.loads(frames[1]) == {"topic": "status", "values": [None, 1.5, {"x": None}]}
+
+
+def test_summary_table() -> None:
+    steps = {
+        "READ": StepReport("READ", StepCounts(0, 1000, 1000, 0), busy_time=0.05, max_time=0.002),
+        "CALIBRATE": StepReport("CALIBRATE", StepCounts(1000, 998, 998, 2), first_error="ValueError: bad",
+                                busy_time=12.5, max_time=0.25),
+        "WRITE": StepReport("WRITE", StepCounts(998, 0, 0, 0)),
+    }
+    report = RunReport(steps, exit_status=1, stop_reason="too many", wall_time=4.0)
+    assert report.table() == "\n".join([
+        "wall time 4.00 s, run failed",
+        "STEP       RECEIVED  PROCESSED  EMITTED  FAILED  MEAN_MS  MAX_MS  MSG/S",
+        "READ              0       1000     1000       0    0.050    2.00    250",
+        "CALIBRATE      1000        998      998       2     12.5     250    250",
+        "WRITE           998          0        0       0        -       -      0",
+        "CALIBRATE: first error: ValueError: bad",
+        "stopped: too many",
+        "998 messages were sent but never processed",
+        "exit status 1",
+    ])
+    assert [RunReport({}, status).state for status in (0, 1, 2, 130, 143)] == \
+        ["finished", "failed", "failed", "interrupted", "interrupted"]
+
+
+def test_the_protocol_doc_examples_are_valid_messages() -> None:
+    """Each JSON example of docs/protocol.md is a valid message, one per topic."""
+    text = (ROOT / "docs" / "protocol.md").read_text(encoding="utf-8")
+    examples = [json.loads(block) for block in re.findall(r"```json\n(.*?)```", text, re.DOTALL)]
+    for example in examples:
+        VALIDATOR.validate(example)
+    assert [example["topic"] for example in examples] == ["graph", "status", "error", "finish"]
+
+
+def test_the_overhead_script_runs(capsys: pytest.CaptureFixture[str]) -> None:
+    """python -m pipeline.monitor.overhead, small: one run of each case, the subscriber hears the stream."""
+    from pipeline.monitor import overhead
+
+    overhead.main(["--count=300", "--repeat=1"])
+    lines = capsys.readouterr().out.splitlines()
+    assert lines[0] == "W1, 300 tiny dicts, threads, median of 1 runs"
+    assert [line.split("  ")[0] for line in lines[1:4]] == [overhead.OFF, overhead.UNHEARD, overhead.HEARD]
+    assert re.fullmatch(r"the subscriber received \d+ messages of the stream", lines[4])
