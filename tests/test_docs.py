@@ -1,0 +1,395 @@
+"""The documentation is true: its examples run and print what it says, and its links lead somewhere.
+
+Markers in the Markdown files are HTML comments, invisible once rendered. Each one applies to the
+fenced block that follows it:
+
+``<!-- file: NAME -->``
+    The block is written to NAME in the example directory.
+``<!-- run -->`` (or ``<!-- run: any-order -->``)
+    The ``console`` block is run. Each ``$ COMMAND`` line runs in the example directory and its
+    output (stdout and stderr together, as a terminal shows them) must match the lines under it:
+    a line ``...`` matches any number of lines, ``...`` inside a line matches any text. With
+    ``any-order`` the lines may come in any order. ``$ echo $?`` shows the exit status of the
+    command before it; a command not followed by it must exit 0. The times in a run's summary
+    (its wall time, and each step's MEAN_MS, MAX_MS and MSG/S) vary from run to run: they are
+    compared as placeholders, every other figure exactly.
+``<!-- output-of: COMMAND -->``
+    The block is what COMMAND prints (matched as above), and COMMAND exits 0.
+``<!-- same-as: PATH -->``
+    The block shows the repository's file PATH (JSON blocks compare as JSON).
+``<!-- no-run: REASON -->``
+    A command-line block that is not run, and why.
+
+Every ``console``/``sh`` block carries one of these markers, so no command example goes untested;
+every ``python`` block compiles and every ``json`` block parses.
+
+The blocks of one document run in document order in one directory holding a copy of ``configs/``,
+as a reader following the document would. Commands may be ``pipeline-run`` (run as the console
+script runs: the working directory is not on the Python path unless ``PYTHONPATH`` says so) and
+``python``, each optionally preceded by ``NAME=value`` environment settings.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import re
+import shlex
+import shutil
+import subprocess
+import sys
+from dataclasses import dataclass
+from pathlib import Path
+
+import pytest
+
+ROOT = Path(__file__).resolve().parent.parent
+DOCS = [ROOT / "README.md", *sorted((ROOT / "docs").glob("*.md"))]
+
+#: ``pipeline-run`` as its console script runs it: sys.path[0] is not the working directory.
+PIPELINE_RUN = [
+    sys.executable,
+    "-c",
+    "import sys; del sys.path[0]; sys.argv[0] = 'pipeline-run'; from pipeline.app import main; main()",
+]
+#: Blocks whose language makes them commands: each must be run or say why it is not.
+COMMAND_LANGUAGES = {"console", "sh", "shell", "bash"}
+
+_MARKER = re.compile(r"<!--\s*(file|run|output-of|no-run|same-as)\s*(?::\s*(.*?))?\s*-->")
+_FENCE = re.compile(r"^(```+|~~~+)\s*([\w+-]*)")
+
+
+@dataclass
+class Block:
+    """A fenced code block: where it starts, its language, its text and the marker before it."""
+
+    doc: Path
+    line: int  # 1-based line of the opening fence
+    language: str
+    text: str
+    marker: str = ""
+    argument: str = ""
+
+    @property
+    def where(self) -> str:
+        return f"{self.doc.relative_to(ROOT)}:{self.line}"
+
+
+def fenced_blocks(doc: Path) -> list[Block]:
+    """Every fenced block of ``doc``, with the marker comment on a line just before it, if any."""
+    blocks: list[Block] = []
+    lines = doc.read_text(encoding="utf-8").splitlines()
+    pending: tuple[str, str] | None = None
+    i = 0
+    while i < len(lines):
+        line = lines[i]
+        marker = _MARKER.fullmatch(line.strip())
+        fence = _FENCE.match(line)
+        if marker:
+            pending = (marker.group(1), marker.group(2) or "")
+        elif fence:
+            end = i + 1
+            while end < len(lines) and not lines[end].startswith(fence.group(1)):
+                end += 1
+            kind, argument = pending or ("", "")
+            text = "".join(f"{body}\n" for body in lines[i + 1 : end])
+            blocks.append(Block(doc, i + 1, fence.group(2), text, kind, argument))
+            pending = None
+            i = end
+        elif line.strip():
+            pending = None  # a marker applies only to the block right after it
+        i += 1
+    return blocks
+
+
+# --------------------------------------------------------------------------- output matching
+
+
+#: The lines of the summary table that hold times: the wall time, the header, a row per step.
+_WALL_TIME = re.compile(r"wall time [\d.]+ s, run (\w+)")
+_HEADER = re.compile(r"STEP +RECEIVED +PROCESSED +EMITTED +FAILED +MEAN_MS +MAX_MS +MSG/S")
+_STEP_ROW = re.compile(r"(\S+(?: +\d+){4})(?: +(?:[\d.]+|-)){2} +\d+")
+
+
+def without_times(line: str) -> str:
+    """``line`` with the times of a summary table replaced by placeholders, and its spacing made single."""
+    if wall := _WALL_TIME.fullmatch(line):
+        return f"wall time <s> s, run {wall.group(1)}"
+    if _HEADER.fullmatch(line):
+        return " ".join(line.split())
+    if row := _STEP_ROW.fullmatch(line):
+        return " ".join(row.group(1).split()) + " <times>"
+    return line
+
+
+def _line_pattern(expected: str) -> re.Pattern[str]:
+    return re.compile(".*".join(re.escape(part) for part in expected.split("...")))
+
+
+def output_matches(expected: list[str], actual: list[str], any_order: bool = False) -> bool:
+    """Whether ``actual`` lines match ``expected`` (``...`` as described in the module docstring)."""
+    expected = [without_times(line.rstrip()) for line in expected]
+    actual = [without_times(line.rstrip()) for line in actual]
+    if any_order:
+        return sorted(expected) == sorted(actual)
+    reached = {0}  # how many actual lines the expected lines so far can have matched
+    for pattern in expected:
+        if pattern == "...":
+            reached = set(range(min(reached), len(actual) + 1))
+            continue
+        regex = _line_pattern(pattern)
+        reached = {j + 1 for j in reached if j < len(actual) and regex.fullmatch(actual[j])}
+        if not reached:
+            return False
+    return len(actual) in reached
+
+
+@pytest.mark.parametrize(
+    ("expected", "actual", "result"),
+    [
+        (["a", "b"], ["a", "b"], True),
+        (["a"], ["a", "b"], False),
+        (["a", "...", "d"], ["a", "b", "c", "d"], True),
+        (["a", "...", "d"], ["a", "d"], True),
+        (["...", "c"], ["a", "b", "c"], True),
+        (["... ERROR x: ...: boom"], ["12:00 ERROR x: step 3: boom"], True),
+        (["total: 1"], ["total: 12"], False),
+        (["b", "a"], ["a", "b"], False),
+    ],
+)
+def test_output_matching(expected: list[str], actual: list[str], result: bool) -> None:
+    """The matcher itself: whole lines, ``...`` lines and ``...`` inside a line."""
+    assert output_matches(expected, actual) is result
+
+
+def test_summary_times_are_placeholders() -> None:
+    """Two runs' summaries match whatever their times; a different count does not."""
+    shown = ["wall time 0.03 s, run finished", "STEP   RECEIVED  PROCESSED  EMITTED  FAILED  MEAN_MS  MAX_MS  MSG/S",
+             "LINES         0          4        4       0    0.118   0.465    159", "WORDS  1  1  1  0  -  -  0"]
+    printed = ["wall time 1.50 s, run finished", "STEP   RECEIVED  PROCESSED  EMITTED  FAILED  MEAN_MS  MAX_MS   MSG/S",
+               "LINES         0          4        4       0     12.5    1234  100000", "WORDS  1  1  1  0  -  -  7"]
+    assert output_matches(shown, printed)
+    assert not output_matches(shown, [*printed[:2], printed[2].replace("4        4", "4        5"), printed[3]])
+    assert not output_matches(shown, ["wall time 0.03 s, run failed", *printed[1:]])
+
+
+def test_output_matching_in_any_order() -> None:
+    """With any-order, the same lines in another order match, and only those."""
+    assert output_matches(["b", "a"], ["a", "b"], any_order=True)
+    assert not output_matches(["a", "a"], ["a", "b"], any_order=True)
+
+
+# --------------------------------------------------------------------------- running commands
+
+
+@dataclass
+class Example:
+    """The directory where one document's examples run, and the last exit status."""
+
+    directory: Path
+    last_status: int | None = None
+
+    def command(self, line: str) -> tuple[list[str], dict[str, str]]:
+        """The argv and environment of a documented command line."""
+        words = shlex.split(line)
+        env = dict(os.environ)
+        env["PYTHONDONTWRITEBYTECODE"] = "1"  # a rewritten module is never shadowed by a stale .pyc
+        paths: list[str] = []
+        while words and re.fullmatch(r"[A-Z_]+=.*", words[0]):
+            name, value = words.pop(0).split("=", 1)
+            if name == "PYTHONPATH":
+                paths += [str((self.directory / p).resolve()) for p in value.split(os.pathsep)]
+            else:
+                env[name] = value
+        env["PYTHONPATH"] = os.pathsep.join([*paths, str(ROOT)])
+        if not words:
+            raise AssertionError(f"no command in {line!r}")
+        if words[0] == "pipeline-run":
+            return [*PIPELINE_RUN, *words[1:]], env
+        if words[0] == "python":
+            return [sys.executable, *words[1:]], env
+        raise AssertionError(f"a runnable block may only run pipeline-run or python, not {words[0]!r}")
+
+    def run(self, line: str) -> tuple[int, list[str]]:
+        """Run a documented command line; its exit status and its output lines."""
+        argv, env = self.command(line)
+        result = subprocess.run(
+            argv, cwd=self.directory, env=env, stdout=subprocess.PIPE, stderr=subprocess.STDOUT,
+            text=True, timeout=60, check=False,
+        )
+        return result.returncode, result.stdout.splitlines()
+
+
+def console_commands(text: str) -> list[tuple[str, list[str]]]:
+    """The ``$ command`` lines of a console block, each with the output lines under it."""
+    commands: list[tuple[str, list[str]]] = []
+    for line in text.splitlines():
+        if line.startswith("$ "):
+            commands.append((line[2:], []))
+        elif commands:
+            commands[-1][1].append(line)
+        else:
+            raise AssertionError(f"output before any '$ command': {line!r}")
+    return commands
+
+
+def check_output(block: Block, command: str, expected: list[str], actual: list[str], any_order: bool) -> None:
+    """Fail with both texts unless ``actual`` matches what the document shows."""
+    if not output_matches(expected, actual, any_order):
+        raise AssertionError(
+            f"{block.where}: `{command}` printed:\n" + "\n".join(actual) + "\n\nbut the document shows:\n"
+            + "\n".join(expected)
+        )
+
+
+def run_console_block(example: Example, block: Block) -> None:
+    """Run each command of a marked console block and compare its output and exit status."""
+    any_order = block.argument == "any-order"
+    commands = console_commands(block.text)
+    for i, (command, expected) in enumerate(commands):
+        if command == "echo $?":
+            assert expected == [str(example.last_status)], (
+                f"{block.where}: the exit status was {example.last_status}, the document shows {expected}"
+            )
+            continue
+        status, actual = example.run(command)
+        check_output(block, command, expected, actual, any_order)
+        shown = i + 1 < len(commands) and commands[i + 1][0] == "echo $?"
+        assert shown or status == 0, f"{block.where}: `{command}` exited {status}:\n" + "\n".join(actual)
+        example.last_status = status
+
+
+def run_document(doc: Path, directory: Path) -> int:
+    """Run the marked blocks of ``doc`` in order in ``directory``; how many commands ran."""
+    shutil.copytree(ROOT / "configs", directory / "configs")
+    example = Example(directory)
+    ran = 0
+    for block in fenced_blocks(doc):
+        if block.marker == "file":
+            path = directory / block.argument
+            path.parent.mkdir(parents=True, exist_ok=True)
+            path.write_text(block.text, encoding="utf-8")
+        elif block.marker == "run":
+            run_console_block(example, block)
+            ran += 1
+        elif block.marker == "same-as":
+            shown, real = block.text, (ROOT / block.argument).read_text(encoding="utf-8")
+            if block.language == "json":
+                shown, real = json.loads(shown), json.loads(real)
+            assert shown == real, f"{block.where}: the block differs from {block.argument}"
+        elif block.marker == "output-of":
+            status, actual = example.run(block.argument)
+            check_output(block, block.argument, block.text.splitlines(), actual, any_order=False)
+            assert status == 0, f"{block.where}: `{block.argument}` exited {status}"
+            ran += 1
+    return ran
+
+
+# --------------------------------------------------------------------------- the tests
+
+
+@pytest.mark.parametrize("doc", DOCS, ids=lambda doc: str(doc.relative_to(ROOT)))
+def test_examples_run_as_documented(doc: Path, tmp_path: Path) -> None:
+    """Every file, command and output that a document marks as runnable is true of the code."""
+    run_document(doc, tmp_path)
+
+
+def test_the_tutorial_is_mostly_runnable() -> None:
+    """The tutorial's commands are checked, not merely shown (a guard against losing the markers)."""
+    blocks = fenced_blocks(ROOT / "docs" / "tutorial.md")
+    assert sum(block.marker == "run" for block in blocks) >= 8
+    assert {"wordsteps.py", "words.json"} <= {block.argument for block in blocks if block.marker == "file"}
+
+
+@pytest.mark.parametrize("doc", DOCS, ids=lambda doc: str(doc.relative_to(ROOT)))
+def test_every_block_is_checked(doc: Path) -> None:
+    """Commands are run or say why not; Python compiles; JSON parses."""
+    for block in fenced_blocks(doc):
+        if block.language in COMMAND_LANGUAGES:
+            assert block.marker in ("run", "no-run"), f"{block.where}: a {block.language} block needs a run marker"
+            if block.marker == "no-run":
+                assert block.argument, f"{block.where}: say why the block is not run"
+        elif block.language == "python":
+            compile(block.text, block.where, "exec")
+        elif block.language == "json":
+            json.loads(block.text)
+        if block.marker == "run":
+            assert block.language == "console", f"{block.where}: only console blocks run"
+
+
+def _readme_block(first_line: str | None = None, file: str | None = None) -> str:
+    for block in fenced_blocks(ROOT / "README.md"):
+        if first_line is not None and block.text.startswith(first_line + "\n"):
+            return block.text
+        if file is not None and block.marker == "file" and block.argument == file:
+            return block.text
+    raise AssertionError(f"README.md has no block {first_line or file!r}")
+
+
+def test_readme_minimal_pipeline_runs(tmp_path: Path) -> None:
+    """The README's two-step pipeline, saved as a user would, runs with python -m pipeline."""
+    (tmp_path / "mysteps.py").write_text(_readme_block(first_line="# mysteps.py"), encoding="utf-8")
+    config = _readme_block(file="squares.json")
+    assert json.loads(config)["Pipeline"]["producer_conf"]["module"] == "mysteps"
+    (tmp_path / "squares.json").write_text(config, encoding="utf-8")
+    env = {**os.environ, "PYTHONPATH": os.pathsep.join([str(tmp_path), str(ROOT)])}
+    result = subprocess.run(
+        [sys.executable, "-m", "pipeline", "--config=squares.json"],
+        cwd=tmp_path, env=env, capture_output=True, text=True, timeout=60, check=False,
+    )
+    assert result.returncode == 0, result.stderr
+    assert result.stdout == "got 0\ngot 1\ngot 4\ngot 9\n"
+    # The report's SHOW row starts with its RECEIVED, PROCESSED, EMITTED and FAILED counts.
+    assert re.search(r"^SHOW +4 +4 +0 +0\b", result.stderr, re.MULTILINE), result.stderr
+    assert result.stderr.endswith("exit status 0\n")
+
+
+# --------------------------------------------------------------------------- links
+
+_LINK = re.compile(r"!?\[[^\]]*\]\(\s*<?([^)\s>]+)>?(?:\s+\"[^\"]*\")?\s*\)")
+_INLINE_CODE = re.compile(r"`+[^`]*`+")
+
+
+def _text_lines(doc: Path) -> list[str]:
+    """The lines of ``doc`` outside its fenced blocks."""
+    lines = doc.read_text(encoding="utf-8").splitlines()
+    fenced: set[int] = set()
+    for block in fenced_blocks(doc):
+        fenced.update(range(block.line, block.line + block.text.count("\n") + 2))  # the fences too
+    return [line for number, line in enumerate(lines, 1) if number not in fenced]
+
+
+def anchors(doc: Path) -> set[str]:
+    """The anchors of ``doc``'s headings, as GitHub makes them (lower case, punctuation dropped, '-' for ' ')."""
+    found: set[str] = set()
+    for line in _text_lines(doc):
+        heading = re.match(r"#{1,6}\s+(.*?)\s*#*$", line)
+        if heading:
+            found.add(re.sub(r"[^\w\- ]", "", heading.group(1).lower()).replace(" ", "-"))
+    return found
+
+
+def relative_links(doc: Path) -> list[str]:
+    """The targets of ``doc``'s links (outside code) that are not web addresses."""
+    prose = _INLINE_CODE.sub("", "\n".join(_text_lines(doc)))
+    return [t for t in _LINK.findall(prose) if not re.match(r"[a-z][a-z0-9+.-]*:", t)]
+
+
+@pytest.mark.parametrize("doc", DOCS, ids=lambda doc: str(doc.relative_to(ROOT)))
+def test_relative_links_lead_to_existing_files(doc: Path) -> None:
+    """Each relative link names a file of the repository, and its #anchor a heading of that file."""
+    for target in relative_links(doc):
+        path, _, anchor = target.partition("#")
+        file = (doc.parent / path).resolve() if path else doc
+        assert file.exists(), f"{doc.relative_to(ROOT)}: link to a missing file: {target}"
+        assert ROOT in file.parents or file == ROOT, f"{doc.relative_to(ROOT)}: link outside the repository: {target}"
+        if anchor and file.suffix == ".md":
+            assert anchor in anchors(file), f"{doc.relative_to(ROOT)}: no heading for #{anchor} in {path or doc.name}"
+
+
+def test_the_docs_link_to_each_other() -> None:
+    """The README and the index reach every page of docs/."""
+    pages = {doc.name for doc in DOCS if doc.parent.name == "docs"}
+    for index in (ROOT / "README.md", ROOT / "docs" / "index.md"):
+        linked = {Path(target.partition("#")[0]).name for target in relative_links(index)}
+        assert pages - {"index.md"} <= linked, f"{index.name} does not link to {pages - {'index.md'} - linked}"
