@@ -4,45 +4,23 @@ from __future__ import annotations
 
 import logging
 import os
-import re
 import signal
 import sys
 from collections.abc import Iterator, Sequence
 from typing import Any, ClassVar, NoReturn
 
 from traitlets import Enum, Unicode, default
-from traitlets.config import Application, Config, Configurable, boolean_flag
-from traitlets.config.loader import ArgumentError, KVArgParseConfigLoader
-from traitlets.traitlets import TraitError
+from traitlets.config import Config, Configurable, boolean_flag
 
-from .config import load_config, suggest
+from .cli import COMMAND_LINE, StrictApplication
+from .config import load_config
 from .errors import ConfigError
 from .monitor import GRAPH_FORMATS, render_graph
 from .pipeline import Pipeline
 from .signals import SignalGuard
 
-#: The source that ConfigErrors about the command line name.
-COMMAND_LINE = "command line"
 
-# What traitlets reads as an option name; "-5" is a value, "--Class.trait" is checked by load_config.
-_OPTION_NAME = re.compile(r"--?[A-Za-z][\w-]*")
-
-
-class _Parser(KVArgParseConfigLoader.parser_class):
-    """traitlets' argument parser, raising a one-line ConfigError instead of printing usage."""
-
-    def error(self, message: str) -> NoReturn:
-        """Report a malformed command line (such as an option without its value)."""
-        raise ConfigError(COMMAND_LINE, "", message)
-
-
-class _Loader(KVArgParseConfigLoader):
-    """traitlets' command-line loader with the raising parser."""
-
-    parser_class = _Parser
-
-
-class PipelineRun(Application):
+class PipelineRun(StrictApplication):
     """Run a pipeline described by a JSON config file."""
 
     name = "pipeline-run"
@@ -101,28 +79,9 @@ pipeline-run --config=configs/routing.json --graph=mermaid
 
     def initialize(self, argv: Sequence[str] | None = None) -> None:
         """Read the command line; raise a ConfigError for any option or value that cannot work."""
-        argv = list(sys.argv[1:] if argv is None else argv)
-        self.check_option_names(argv)
-        try:
-            # Past traitlets' catch_config_error, which would log the error and exit with status 1.
-            Application.parse_command_line.__wrapped__(self, argv)
-        except (ArgumentError, TraitError) as err:
-            raise ConfigError(COMMAND_LINE, "", str(err)) from err
-        if self.extra_args:
-            raise ConfigError(COMMAND_LINE, self.extra_args[0], "unexpected argument (options are --name=value)")
+        self.parse_strictly(argv)
         if not self.config_file:
             raise ConfigError(COMMAND_LINE, "--config", "missing: the pipeline's JSON config file (--config=FILE)")
-
-    def check_option_names(self, argv: Sequence[str]) -> None:
-        """Reject an option this command does not have (traitlets would only warn about ``--name=value``)."""
-        known = {"-h", "--help", "--help-all", *(f"--{name}" for name in [*self.aliases, *self.flags])}
-        for arg in argv:
-            name = arg.split("=", 1)[0]
-            if _OPTION_NAME.fullmatch(name) and name not in known:
-                raise ConfigError(COMMAND_LINE, name, "unknown option" + suggest(name, known))
-
-    def _create_loader(self, argv: Any, aliases: Any, flags: Any, classes: Any) -> KVArgParseConfigLoader:
-        return _Loader(argv, aliases, flags, classes=classes, log=self.log)
 
     def emit_help(self, classes: bool = False) -> Iterator[str]:
         """traitlets' help; with --help-all, also the options of the steps that --config names."""

@@ -187,8 +187,10 @@ class Monitor:
             publisher.publish(ERROR, error_body(self._errors.popleft()))
 
     def _publish_end(self, publisher: Publisher, rates: Rates) -> None:
-        """The errors not yet sent, the last status (with the run's final state) and the report."""
+        """The graph (a short run may have ended before a GUI heard it), the errors not yet sent,
+        the last status (with the run's final state) and the report."""
         try:
+            publisher.publish(GRAPH, self._graph)
             self._publish_errors(publisher)
             last = self._last or self.runner.snapshot()
             publisher.publish(STATUS, status_body(last, rates.add(last, time.monotonic()), publisher.dropped,

@@ -1,0 +1,186 @@
+"""The ``pipeline-gui`` command: a window that shows the runs reporting to it, live."""
+
+from __future__ import annotations
+
+import logging
+import re
+import signal
+import sys
+from collections.abc import Sequence
+from types import FrameType, TracebackType
+from typing import Any, ClassVar, NoReturn
+
+import zmq
+from traitlets import Int, Unicode, default
+from traitlets.config import Application
+
+from pipeline.cli import COMMAND_LINE, StrictApplication
+from pipeline.config import suggest
+from pipeline.errors import ConfigError
+
+#: Milliseconds between wake-ups of the Python interpreter inside Qt's loop, so that Ctrl+C is seen.
+SIGNAL_CHECK_MS = 200
+
+_CLASS_OPTION = re.compile(r"--[A-Za-z]\w*\.\w+")
+
+
+class PipeGui(StrictApplication):
+    """Show the pipelines that report to this monitor: graph, progress, throughput and errors."""
+
+    name = "pipeline-gui"
+    description = (
+        "A live monitor of pipeline runs. It binds a ZeroMQ SUB socket; a run started with "
+        "--Pipeline.gui_address=HOST:PORT reports to it. Each run gets its own tab."
+    )
+    examples = """
+pipeline-gui
+pipeline-gui --port=6000
+pipeline-gui --host=0.0.0.0          # accept pipelines from other hosts
+pipeline-run --config=configs/example.json --Pipeline.gui_address=127.0.0.1:5565
+"""
+
+    host = Unicode(
+        "127.0.0.1", help="The interface to bind: 127.0.0.1 for this host only, 0.0.0.0 to accept other hosts."
+    ).tag(config=True)
+    port = Int(5565, min=0, max=65535, help="The TCP port to bind (0: any free port, shown in the window).").tag(
+        config=True
+    )
+
+    aliases: ClassVar[dict[str, str]] = {
+        "host": "PipeGui.host",
+        "port": "PipeGui.port",
+        "log-level": "Application.log_level",
+    }
+    flags: ClassVar[dict[str, tuple[dict[str, Any], str]]] = {
+        "debug": ({"Application": {"log_level": logging.DEBUG}}, "Log at DEBUG level."),
+    }
+
+    #: The exit status of the last start(): 0, or 128 + the signal that closed the window.
+    exit_status = 0
+
+    @default("log_format")
+    def _log_format_default(self) -> str:
+        return "%(asctime)s %(levelname)s %(name)s: %(message)s"
+
+    def get_default_logging_config(self) -> dict[str, Any]:
+        """traitlets' stderr logging, extended to the monitor's ``gui.*`` loggers."""
+        config = super().get_default_logging_config()
+        config["loggers"]["gui"] = {"level": self.log_level, "handlers": ["console"], "propagate": False}
+        return config
+
+    def initialize(self, argv: Sequence[str] | None = None) -> None:
+        """Read the command line; raise a ConfigError for any option or value that cannot work."""
+        self.parse_strictly(argv)
+
+    def check_option_names(self, argv: Sequence[str]) -> None:
+        """Reject an option this command does not have, ``--name`` or ``--Class.trait`` (traitlets would only warn)."""
+        super().check_option_names(argv)
+        classes = {cls.__name__: cls for cls in type(self).__mro__ if issubclass(cls, Application)}
+        for arg in argv:
+            name = arg.split("=", 1)[0]
+            if _CLASS_OPTION.fullmatch(name):
+                section, _, trait = name[2:].partition(".")
+                if section not in classes:
+                    raise ConfigError(COMMAND_LINE, f"--{section}", "unknown class" + suggest(section, classes))
+                traits = classes[section].class_traits(config=True)
+                if trait not in traits:
+                    raise ConfigError(COMMAND_LINE, name, "unknown option" + suggest(trait, traits))
+
+    def start(self) -> None:
+        """Open the window and run Qt's event loop until the window closes or a signal arrives."""
+        try:  # only here: --help and a bad command line need no Qt
+            from PySide6.QtWidgets import QApplication
+        except ImportError as err:
+            raise ConfigError("PySide6", "", f"not installed ({err}); pip install 'zmq-pipeline[gui]'") from err
+
+        from . import theme
+        from .window import MainWindow
+
+        problem = binding_problem()
+        if problem:
+            self.log.warning("%s", problem)
+        qt_app = QApplication.instance() or QApplication([self.name])
+        theme.apply(qt_app)
+        with QuitOnSignal(qt_app) as signals:
+            try:
+                window = MainWindow(self.host, self.port)
+            except zmq.ZMQError as err:
+                raise ConfigError(COMMAND_LINE, "--PipeGui.host/--PipeGui.port",
+                                  f"cannot bind tcp://{self.host}:{self.port}: {err}") from err
+            # The real port, when --port=0 let the system choose it.
+            print(f"{self.name}: listening on {window.address}, waiting for a pipeline", file=sys.stderr, flush=True)
+            window.show()
+            qt_app.exec()
+        window.shutdown()
+        window.deleteLater()
+        self.exit_status = 128 + signals.received if signals.received else 0
+
+    def execute(self, argv: Sequence[str] | None = None) -> int:
+        """Initialize from ``argv`` and run; return the exit status (--help exits with SystemExit, as in traitlets)."""
+        try:
+            self.initialize(argv)
+            self.start()
+        except ConfigError as err:
+            print(f"{self.name}: error: {err}", file=sys.stderr)
+            return 2
+        return self.exit_status
+
+    @classmethod
+    def launch_instance(cls, argv: Sequence[str] | None = None, **kwargs: Any) -> NoReturn:
+        """Run the command line ``argv`` (default: ``sys.argv``) and exit with its status."""
+        sys.exit(cls.instance(**kwargs).execute(argv))
+
+
+class QuitOnSignal:
+    """Within ``with``, SIGINT and SIGTERM quit Qt's event loop; ``received`` keeps the signal.
+
+    Python runs a signal handler only between bytecodes, never while Qt's loop waits in C++, so a
+    timer hands control back to the interpreter a few times a second.
+    """
+
+    SIGNALS = (signal.SIGINT, signal.SIGTERM)
+
+    def __init__(self, qt_app: Any) -> None:
+        from PySide6.QtCore import QTimer
+
+        self.qt_app = qt_app
+        self.received: int | None = None
+        self._previous: dict[int, Any] = {}
+        self._timer = QTimer()
+        self._timer.setInterval(SIGNAL_CHECK_MS)
+        self._timer.timeout.connect(lambda: None)
+
+    def _handle(self, signum: int, frame: FrameType | None) -> None:
+        from PySide6.QtCore import QTimer
+
+        self.received = self.received or signum
+        QTimer.singleShot(0, self.qt_app.quit)  # posted: also quits a loop that has not started yet
+
+    def __enter__(self) -> QuitOnSignal:
+        self._previous = {signum: signal.signal(signum, self._handle) for signum in self.SIGNALS}
+        self._timer.start()
+        return self
+
+    def __exit__(self, kind: type[BaseException] | None, error: BaseException | None,
+                 trace: TracebackType | None) -> None:
+        self._timer.stop()
+        for signum, handler in self._previous.items():
+            signal.signal(signum, handler)
+
+
+def binding_problem(version: tuple[int, ...] | None = None, python: tuple[int, ...] = sys.version_info[:2]) -> str:
+    """Why the installed PySide6 (or ``version``) cannot run the monitor for long; "" if it can."""
+    if version is None:
+        import PySide6
+
+        version = tuple(PySide6.__version_info__[:3])
+    if tuple(version[:3]) == (6, 12, 0) and tuple(python) < (3, 12):
+        return ("PySide6 6.12.0 drops a reference to None on every Qt call that returns nothing: on Python "
+                "before 3.12 the monitor soon crashes ('deallocating None'); install another version "
+                "(pip install 'PySide6-Essentials>=6.5,!=6.12.0')")
+    return ""
+
+
+def main(argv: Sequence[str] | None = None) -> NoReturn:
+    """The ``pipeline-gui`` console script."""
+    PipeGui.launch_instance(argv)

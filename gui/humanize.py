@@ -1,0 +1,42 @@
+"""Numbers and durations as the monitor shows them: short, with units, readable at a glance."""
+
+from __future__ import annotations
+
+
+def count(value: int) -> str:
+    """An integer with thin thousands separators: 1 234 567."""
+    return f"{value:,}".replace(",", "\u2009")
+
+
+def rate(value: float) -> str:
+    """Messages per second: "0", "8.5/s", "120/s", "12.3k/s"."""
+    if value <= 0:
+        return "0"
+    if value < 10:
+        return f"{value:.1f}/s"
+    if value < 10_000:
+        return f"{value:.0f}/s"
+    return f"{value / 1000:.1f}k/s"
+
+
+def seconds(value: float) -> str:
+    """A short duration, such as a message's processing time: "—", "<1 µs", "85 µs", "3.2 ms", "1.50 s"."""
+    if value <= 0:
+        return "—"
+    if value < 1e-6:
+        return "<1 µs"
+    if value < 1e-3:
+        return f"{value * 1e6:.0f} µs"
+    if value < 1:
+        return f"{value * 1e3:.1f} ms"
+    return f"{value:.2f} s"
+
+
+def duration(value: float) -> str:
+    """A long duration, such as a run's elapsed time: "12 s", "4 min 05 s", "2 h 07 min"."""
+    whole = int(max(0.0, value))
+    if whole < 60:
+        return f"{whole} s"
+    if whole < 3600:
+        return f"{whole // 60} min {whole % 60:02d} s"
+    return f"{whole // 3600} h {whole % 3600 // 60:02d} min"

@@ -1,0 +1,108 @@
+"""The SUB socket the runs publish to, read inside Qt's event loop without ever blocking it.
+
+A ZeroMQ socket's ``zmq.FD`` is edge-triggered: it becomes readable when the socket's state
+changes, not while messages wait. So each time the notifier fires (and on a slow safety timer) the
+receiver reads while ``zmq.EVENTS`` says POLLIN, with NOBLOCK, a bounded batch at a time so that a
+flood of messages never starves the UI; a full batch schedules the next one right away.
+"""
+
+from __future__ import annotations
+
+import logging
+import time
+
+import zmq
+from PySide6.QtCore import QObject, QSocketNotifier, QTimer, Signal
+
+from .protocol import ProtocolError, parse
+
+log = logging.getLogger("gui.receiver")
+
+#: Messages read per turn of the event loop.
+BATCH = 200
+#: Milliseconds between safety reads, in case an edge of the socket's FD was missed.
+SAFETY_POLL_MS = 250
+#: The largest message accepted (bytes); a larger one drops its sender's connection.
+MAX_MESSAGE_SIZE = 16 * 1024 * 1024
+#: Seconds between two warnings about ignored messages (the others are counted in the next one).
+WARNING_INTERVAL = 5.0
+
+
+class Receiver(QObject):
+    """Binds a SUB socket on ``host:port`` (port 0: a free port) and emits every valid message."""
+
+    #: A parsed message (gui.protocol.Message).
+    received = Signal(object)
+
+    def __init__(self, host: str, port: int, parent: QObject | None = None) -> None:
+        super().__init__(parent)
+        self.count = 0  # valid messages received
+        self.ignored = 0  # messages ignored as malformed or of an unknown protocol version
+        self.clock = time.monotonic  # of the warnings' rate limit
+        self._unreported = 0
+        self._last_warning = float("-inf")
+        self._context = zmq.Context()
+        self._socket = self._context.socket(zmq.SUB)
+        try:
+            self._socket.setsockopt(zmq.LINGER, 0)
+            self._socket.setsockopt(zmq.MAXMSGSIZE, MAX_MESSAGE_SIZE)
+            self._socket.setsockopt(zmq.SUBSCRIBE, b"")
+            if port == 0:
+                port = self._socket.bind_to_random_port(f"tcp://{host}")
+            else:
+                self._socket.bind(f"tcp://{host}:{port}")
+        except zmq.ZMQError:
+            self._socket.close()
+            self._context.term()
+            raise
+        self.address = f"tcp://{host}:{port}"
+        self.port = port
+        self._notifier = QSocketNotifier(self._socket.getsockopt(zmq.FD), QSocketNotifier.Type.Read, self)
+        self._notifier.activated.connect(self.read)
+        self._timer = QTimer(self)
+        self._timer.timeout.connect(self.read)
+        self._timer.start(SAFETY_POLL_MS)
+        self._more = QTimer(self, singleShot=True, interval=0)
+        self._more.timeout.connect(self.read)
+
+    def read(self) -> None:
+        """Read and emit up to BATCH waiting messages; schedule another read if more are waiting."""
+        if self._socket.closed:
+            return
+        for _ in range(BATCH):
+            if not self._socket.getsockopt(zmq.EVENTS) & zmq.POLLIN:
+                return
+            frames = self._socket.recv_multipart(zmq.NOBLOCK)
+            self.handle(frames)
+        self._more.start()
+
+    def handle(self, frames: list[bytes]) -> None:
+        """Emit the message that ``frames`` hold; warn about and count one that is not valid."""
+        try:
+            message = parse(frames)
+        except ProtocolError as err:
+            self._ignore(err)
+            return
+        self.count += 1
+        self.received.emit(message)
+
+    def _ignore(self, err: ProtocolError) -> None:
+        self.ignored += 1
+        now = self.clock()
+        if now - self._last_warning < WARNING_INTERVAL:
+            self._unreported += 1
+            return
+        more = f" ({self._unreported} more ignored since the last warning)" if self._unreported else ""
+        log.warning("ignored a message: %s%s", err, more)
+        self._last_warning, self._unreported = now, 0
+
+    def close(self) -> None:
+        """Stop reading; close the socket and its context."""
+        if self._socket.closed:
+            return
+        self._timer.stop()
+        self._more.stop()
+        self._notifier.setEnabled(False)
+        self._notifier.deleteLater()
+        self._socket.close()
+        self._context.term()

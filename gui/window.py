@@ -1,0 +1,160 @@
+"""The main window: a tab per run (by ``run_id``), a waiting page until one reports, and a status bar.
+
+Messages only update the model; a timer redraws what changed at most ``1000 / REDRAW_MS`` times a
+second, however fast messages come.
+"""
+
+from __future__ import annotations
+
+import logging
+import socket
+
+from PySide6.QtCore import Qt, QTimer
+from PySide6.QtGui import QCloseEvent
+from PySide6.QtWidgets import (
+    QLabel,
+    QMainWindow,
+    QStackedWidget,
+    QTabBar,
+    QTabWidget,
+    QToolButton,
+    QVBoxLayout,
+    QWidget,
+)
+
+from . import theme
+from .model import RunModel, Runs
+from .protocol import Message
+from .receiver import Receiver
+from .widgets.run_view import RunView
+from .widgets.status import StatusBar
+
+log = logging.getLogger("gui.window")
+
+#: Milliseconds between redraws: at most 20 a second.
+REDRAW_MS = 50
+
+
+def run_command(host: str, port: int) -> str:
+    """The command that makes a pipeline report to this monitor."""
+    where = socket.gethostname() if host in ("0.0.0.0", "*") else host
+    return f"pipeline-run --config=FILE --Pipeline.gui_address={where}:{port}"
+
+
+class WaitingPage(QWidget):
+    """What the window shows before any pipeline reported."""
+
+    def __init__(self, address: str, command: str, parent: QWidget | None = None) -> None:
+        super().__init__(parent)
+        self.headline = QLabel("waiting for a pipeline")
+        self.headline.setAlignment(Qt.AlignmentFlag.AlignCenter)
+        self.headline.setStyleSheet(f"font-size: 26px; color: {theme.TEXT.name()};")
+        hint = QLabel(f"listening on {address}<br><br>to watch a run, start it with<br><br>"
+                      f"<span style='font-family: monospace; color: {theme.TEXT.name()}'>{command}</span>")
+        hint.setTextFormat(Qt.TextFormat.RichText)
+        hint.setAlignment(Qt.AlignmentFlag.AlignCenter)
+        hint.setObjectName("muted")
+        hint.setTextInteractionFlags(Qt.TextInteractionFlag.TextSelectableByMouse)
+        layout = QVBoxLayout(self)
+        layout.addStretch(1)
+        layout.addWidget(self.headline)
+        layout.addSpacing(12)
+        layout.addWidget(hint)
+        layout.addStretch(1)
+
+
+class MainWindow(QMainWindow):
+    """Binds the monitor's SUB socket on ``host:port`` (0: a free port) and shows every run that reports."""
+
+    def __init__(self, host: str = "127.0.0.1", port: int = 0, parent: QWidget | None = None) -> None:
+        super().__init__(parent)
+        self.receiver = Receiver(host, port, self)
+        self.receiver.received.connect(self.on_message)
+        self.address = self.receiver.address
+        self.runs = Runs()
+        self.views: dict[str, RunView] = {}
+        self.redraws = 0  # redraws that changed something (for tests of the redraw limit)
+        self.tabs = QTabWidget()
+        self.tabs.setTabsClosable(True)
+        self.tabs.setDocumentMode(True)
+        self.tabs.tabCloseRequested.connect(self.close_tab)
+        self.tabs.currentChanged.connect(self.redraw)
+        self.waiting = WaitingPage(self.address, run_command(host, self.receiver.port))
+        self.pages = QStackedWidget()
+        self.pages.addWidget(self.waiting)
+        self.pages.addWidget(self.tabs)
+        self.setCentralWidget(self.pages)
+        self.status = StatusBar(self.address)
+        self.setStatusBar(self.status)
+        self.setWindowTitle(f"pipeline-gui · {self.address}")
+        self.resize(1400, 900)
+        self.timer = QTimer(self)
+        self.timer.setInterval(REDRAW_MS)
+        self.timer.timeout.connect(self.redraw)
+        self.timer.start()
+        self.redraw()
+
+    def on_message(self, message: Message) -> None:
+        """Give a message to its run's model; open a tab for a new run (drawing waits for the timer)."""
+        try:
+            run = self.runs.apply(message)
+            if run is not None and run.run_id not in self.views:
+                self._open_tab(run)
+        except Exception:
+            # A message the window cannot take in must not stop it (STYLE.md, practice 8).
+            log.exception("could not take in a message (%s) of run %s", type(message).__name__, message.header.run_id)
+
+    def current_run(self) -> RunModel | None:
+        """The run of the tab shown, if any."""
+        view = self.tabs.currentWidget()
+        return view.run if isinstance(view, RunView) else None
+
+    def view(self, run_id: str) -> RunView:
+        """The tab of run ``run_id``."""
+        return self.views[run_id]
+
+    def redraw(self) -> None:
+        """Redraw the shown run if it changed, update every tab's state dot and the status bar."""
+        current = self.tabs.currentWidget()
+        if isinstance(current, RunView) and current.refresh():
+            self.redraws += 1
+        for index in range(self.tabs.count()):
+            view = self.tabs.widget(index)
+            if isinstance(view, RunView):
+                self.tabs.setTabIcon(index, theme.state_icon(view.run.state))
+        self.pages.setCurrentWidget(self.tabs if self.views else self.waiting)
+        self.status.show_run(self.current_run())
+
+    def close_tab(self, index: int) -> None:
+        """Close a run's tab; its later messages are ignored."""
+        view = self.tabs.widget(index)
+        if not isinstance(view, RunView):
+            return
+        self.tabs.removeTab(index)
+        self.views.pop(view.run.run_id, None)
+        self.runs.close(view.run.run_id)
+        view.deleteLater()
+        self.redraw()
+
+    def _open_tab(self, run: RunModel) -> None:
+        """Add the run's tab; show it if the run shown has ended (a night of runs follows the newest)."""
+        shown = self.current_run()
+        view = RunView(run)
+        self.views[run.run_id] = view
+        index = self.tabs.addTab(view, theme.state_icon(run.state), run.title)
+        self.tabs.setTabToolTip(index, f"run {run.run_id}")
+        close = QToolButton(text="\u00d7", toolTip="close this run's tab (its later messages are ignored)")
+        close.setObjectName("closeTab")
+        close.clicked.connect(lambda: self.close_tab(self.tabs.indexOf(view)))
+        self.tabs.tabBar().setTabButton(index, QTabBar.ButtonPosition.RightSide, close)
+        if shown is not None and shown.ended:
+            self.tabs.setCurrentIndex(index)
+
+    def shutdown(self) -> None:
+        """Stop redrawing and close the socket."""
+        self.timer.stop()
+        self.receiver.close()
+
+    def closeEvent(self, event: QCloseEvent) -> None:
+        self.shutdown()
+        super().closeEvent(event)

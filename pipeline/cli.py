@@ -1,0 +1,63 @@
+"""A strict traitlets command line, shared by pipeline-run and pipeline-gui: an option the command
+does not have, or a value that cannot work, is a one-line ConfigError (exit status 2)."""
+
+from __future__ import annotations
+
+import re
+import sys
+from collections.abc import Sequence
+from typing import Any, NoReturn
+
+from traitlets.config import Application
+from traitlets.config.loader import ArgumentError, KVArgParseConfigLoader
+from traitlets.traitlets import TraitError
+
+from .config import suggest
+from .errors import ConfigError
+
+#: The source that ConfigErrors about the command line name.
+COMMAND_LINE = "command line"
+
+# What traitlets reads as an option name; "-5" is a value, "--Class.trait" is checked elsewhere.
+_OPTION_NAME = re.compile(r"--?[A-Za-z][\w-]*")
+
+
+class _Parser(KVArgParseConfigLoader.parser_class):
+    """traitlets' argument parser, raising a one-line ConfigError instead of printing usage."""
+
+    def error(self, message: str) -> NoReturn:
+        """Report a malformed command line (such as an option without its value)."""
+        raise ConfigError(COMMAND_LINE, "", message)
+
+
+class _Loader(KVArgParseConfigLoader):
+    """traitlets' command-line loader with the raising parser."""
+
+    parser_class = _Parser
+
+
+class StrictApplication(Application):
+    """An Application whose command line is checked in full (traitlets alone only warns or exits 1)."""
+
+    def parse_strictly(self, argv: Sequence[str] | None) -> None:
+        """Read the command line; raise a ConfigError for any option or value that cannot work."""
+        argv = list(sys.argv[1:] if argv is None else argv)
+        self.check_option_names(argv)
+        try:
+            # Past traitlets' catch_config_error, which would log the error and exit with status 1.
+            Application.parse_command_line.__wrapped__(self, argv)
+        except (ArgumentError, TraitError) as err:
+            raise ConfigError(COMMAND_LINE, "", str(err)) from err
+        if self.extra_args:
+            raise ConfigError(COMMAND_LINE, self.extra_args[0], "unexpected argument (options are --name=value)")
+
+    def check_option_names(self, argv: Sequence[str]) -> None:
+        """Reject a ``--name`` option this command does not have (traitlets would only warn)."""
+        known = {"-h", "--help", "--help-all", *(f"--{name}" for name in [*self.aliases, *self.flags])}
+        for arg in argv:
+            name = arg.split("=", 1)[0]
+            if _OPTION_NAME.fullmatch(name) and name not in known:
+                raise ConfigError(COMMAND_LINE, name, "unknown option" + suggest(name, known))
+
+    def _create_loader(self, argv: Any, aliases: Any, flags: Any, classes: Any) -> KVArgParseConfigLoader:
+        return _Loader(argv, aliases, flags, classes=classes, log=self.log)

@@ -1,0 +1,161 @@
+"""The ``pipeline-gui`` command: its options, its errors (exit 2), and a real process that starts,
+listens, reads the socket and stops on a signal."""
+
+from __future__ import annotations
+
+import os
+import re
+import selectors
+import signal
+import subprocess
+import sys
+import time
+from collections.abc import Iterator
+
+import pytest
+import zmq
+
+from gui.app import PipeGui, binding_problem
+from tests.cli_helpers import ROOT
+
+# Read when pytest-qt makes the QApplication, after collection: the tests need no display.
+os.environ.setdefault("QT_QPA_PLATFORM", "offscreen")
+
+#: Seconds any wait on the subprocess may take.
+TIMEOUT = 20.0
+
+
+class Monitor:
+    """``python -m gui ARGS`` offscreen, with its stderr read line by line, each wait bounded."""
+
+    def __init__(self, *args: str) -> None:
+        env = {**os.environ, "QT_QPA_PLATFORM": "offscreen"}
+        self.process = subprocess.Popen([sys.executable, "-m", "gui", *args], cwd=ROOT, env=env,
+                                        stdout=subprocess.DEVNULL, stderr=subprocess.PIPE)
+        self.selector = selectors.DefaultSelector()
+        self.selector.register(self.process.stderr, selectors.EVENT_READ)
+        self.text = ""
+
+    def wait_for(self, pattern: str, timeout: float = TIMEOUT) -> re.Match[str]:
+        """The first match of ``pattern`` in the process's stderr, read until it appears."""
+        deadline = time.monotonic() + timeout
+        while not (found := re.search(pattern, self.text)):
+            left = deadline - time.monotonic()
+            if left <= 0 or (self.process.poll() is not None and not self.selector.select(0)):
+                raise AssertionError(f"{pattern!r} not in the monitor's stderr:\n{self.text}")
+            if self.selector.select(min(left, 0.2)):
+                chunk = os.read(self.process.stderr.fileno(), 65536)
+                self.text += chunk.decode(errors="replace")
+        return found
+
+    def stop(self, signum: int) -> int:
+        """Send ``signum`` and return the exit status."""
+        self.process.send_signal(signum)
+        return self.process.wait(TIMEOUT)
+
+    def close(self) -> None:
+        if self.process.poll() is None:
+            self.process.kill()
+            self.process.wait(TIMEOUT)
+        self.selector.close()
+        self.process.stderr.close()
+
+
+@pytest.fixture
+def monitor() -> Iterator[Monitor]:
+    started: list[Monitor] = []
+
+    def start(*args: str) -> Monitor:
+        started.append(Monitor(*args))
+        return started[-1]
+
+    yield start  # type: ignore[misc]
+    for process in started:
+        process.close()
+
+
+def test_the_options_have_defaults_and_help() -> None:
+    app = PipeGui()
+    app.initialize([])
+    assert (app.host, app.port) == ("127.0.0.1", 5565)
+    app = PipeGui()
+    app.initialize(["--host=0.0.0.0", "--PipeGui.port=0"])
+    assert (app.host, app.port) == ("0.0.0.0", 0)
+
+
+def test_help_lists_the_options(capsys) -> None:
+    with pytest.raises(SystemExit) as stop:
+        PipeGui().execute(["--help"])
+    assert stop.value.code == 0
+    help_text = capsys.readouterr().out
+    assert "--port" in help_text and "--host" in help_text and "0.0.0.0" in help_text
+
+
+@pytest.mark.parametrize(
+    ("argv", "problem"),
+    [(["--prot=6000"], "unknown option (did you mean '--port'?)"), (["--port=70000"], "70000"),
+     (["--port=many"], "many"), (["extra"], "unexpected argument"),
+     (["--PipeGui.prot=1"], "--PipeGui.prot: unknown option (did you mean 'port'?)"),
+     (["--PipeGUI.port=1"], "--PipeGUI: unknown class (did you mean 'PipeGui'?)")],
+)
+def test_a_bad_command_line_exits_2(capsys, argv: list[str], problem: str) -> None:
+    assert PipeGui().execute(argv) == 2
+    error = capsys.readouterr().err
+    assert error.startswith("pipeline-gui: error: ")
+    assert problem in error
+
+
+def test_a_port_in_use_exits_2(qapp, capsys) -> None:
+    context = zmq.Context()
+    taken = context.socket(zmq.SUB)
+    taken.linger = 0
+    try:
+        port = taken.bind_to_random_port("tcp://127.0.0.1")
+        assert PipeGui().execute([f"--port={port}"]) == 2
+    finally:
+        taken.close()
+        context.term()
+    assert f"cannot bind tcp://127.0.0.1:{port}" in capsys.readouterr().err
+
+
+def test_it_listens_reads_and_stops_on_ctrl_c(monitor) -> None:
+    gui = monitor("--port=0")
+    port = int(gui.wait_for(r"listening on tcp://127\.0\.0\.1:(\d+), waiting for a pipeline").group(1))
+    context = zmq.Context()
+    sender = context.socket(zmq.PUB)
+    sender.linger = 0
+    try:
+        sender.connect(f"tcp://127.0.0.1:{port}")
+        deadline = time.monotonic() + TIMEOUT
+        while "ignored a message" not in gui.text and time.monotonic() < deadline:
+            sender.send_multipart([b"status", b"not json"])  # dropped until the monitor's subscription arrives
+            gui.text += "" if not gui.selector.select(0.1) else os.read(gui.process.stderr.fileno(), 65536).decode()
+    finally:
+        sender.close()
+        context.term()
+    assert "ignored a message: status: not JSON" in gui.text
+    assert gui.stop(signal.SIGINT) == 128 + signal.SIGINT
+
+
+def test_it_stops_on_sigterm(monitor) -> None:
+    gui = monitor("--port=0")
+    gui.wait_for("waiting for a pipeline")
+    assert gui.stop(signal.SIGTERM) == 128 + signal.SIGTERM
+
+
+def test_a_broken_binding_is_named() -> None:
+    assert "6.12.0" in binding_problem((6, 12, 0), (3, 11))
+    assert binding_problem((6, 12, 0), (3, 12)) == ""
+    assert binding_problem((6, 11, 3), (3, 11)) == ""
+
+
+@pytest.mark.skipif(sys.version_info >= (3, 12), reason="None is immortal from Python 3.12")
+def test_the_installed_qt_binding_keeps_none_alive(qapp) -> None:
+    """A binding that drops a reference to None on each call returning nothing would crash the monitor."""
+    from PySide6.QtWidgets import QLabel
+
+    label = QLabel()
+    before = sys.getrefcount(None)
+    for _ in range(1000):
+        label.setText("x")
+    assert sys.getrefcount(None) >= before - 10
