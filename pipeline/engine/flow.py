@@ -1,7 +1,7 @@
 """Flow-control limits of the threaded engine, and the memory bound they give.
 
 Per step T with queue limit Q (bounded), W workers and U upstream senders, the messages held
-for T at any time are at most
+for T at any time are at most::
 
     Q                     in T's router queue (it reads input only while queued + B <= Q)
   + W * (1 + PREFETCH)    at T's workers: one in progress plus at most PREFETCH prefetched
