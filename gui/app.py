@@ -11,7 +11,7 @@ from types import FrameType, TracebackType
 from typing import Any, ClassVar, NoReturn
 
 import zmq
-from traitlets import Int, Unicode, default
+from traitlets import Int, Unicode
 from traitlets.config import Application
 
 from pipeline.cli import COMMAND_LINE, StrictApplication
@@ -58,15 +58,7 @@ pipeline-run --config=configs/example.json --Pipeline.gui_address=127.0.0.1:5565
     #: The exit status of the last start(): 0, or 128 + the signal that closed the window.
     exit_status = 0
 
-    @default("log_format")
-    def _log_format_default(self) -> str:
-        return "%(asctime)s %(levelname)s %(name)s: %(message)s"
-
-    def get_default_logging_config(self) -> dict[str, Any]:
-        """traitlets' stderr logging, extended to the monitor's ``gui.*`` loggers."""
-        config = super().get_default_logging_config()
-        config["loggers"]["gui"] = {"level": self.log_level, "handlers": ["console"], "propagate": False}
-        return config
+    package_loggers = ("gui",)
 
     def initialize(self, argv: Sequence[str] | None = None) -> None:
         """Read the command line; raise a ConfigError for any option or value that cannot work."""

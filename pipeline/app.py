@@ -9,7 +9,7 @@ import sys
 from collections.abc import Iterator, Sequence
 from typing import Any, ClassVar, NoReturn
 
-from traitlets import Enum, Unicode, default
+from traitlets import Enum, Unicode
 from traitlets.config import Config, Configurable, boolean_flag
 
 from .cli import COMMAND_LINE, StrictApplication
@@ -63,15 +63,11 @@ pipeline-run --config=configs/routing.json --graph=mermaid
     #: The exit status of the last run (DESIGN.md §5).
     exit_status = 0
 
-    @default("log_format")
-    def _log_format_default(self) -> str:
-        return "%(asctime)s %(levelname)s %(name)s: %(message)s"
+    package_loggers = ("pipeline",)
 
     def get_default_logging_config(self) -> dict[str, Any]:
-        """traitlets' stderr logging, extended to the framework's ``pipeline.*`` loggers."""
+        """The framework's ``pipeline.*`` loggers, and progress lines at INFO whatever the log level."""
         config = super().get_default_logging_config()
-        # The logger's own level (not only the handler's) keeps disabled debug calls cheap in the engine.
-        config["loggers"]["pipeline"] = {"level": self.log_level, "handlers": ["console"], "propagate": False}
         # Progress lines (stderr not a terminal) show at the default log level; --no-progress turns them off.
         config["handlers"]["progress"] = {**config["handlers"]["console"], "level": "INFO"}
         config["loggers"]["pipeline.progress"] = {"level": "INFO", "handlers": ["progress"], "propagate": False}

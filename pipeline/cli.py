@@ -6,8 +6,9 @@ from __future__ import annotations
 import re
 import sys
 from collections.abc import Sequence
-from typing import Any, NoReturn
+from typing import Any, ClassVar, NoReturn
 
+from traitlets import default
 from traitlets.config import Application
 from traitlets.config.loader import ArgumentError, KVArgParseConfigLoader
 from traitlets.traitlets import TraitError
@@ -38,6 +39,21 @@ class _Loader(KVArgParseConfigLoader):
 
 class StrictApplication(Application):
     """An Application whose command line is checked in full (traitlets alone only warns or exits 1)."""
+
+    #: The package loggers that log through the application's console handler at its log level.
+    package_loggers: ClassVar[tuple[str, ...]] = ()
+
+    @default("log_format")
+    def _log_format_default(self) -> str:
+        return "%(asctime)s %(levelname)s %(name)s: %(message)s"
+
+    def get_default_logging_config(self) -> dict[str, Any]:
+        """traitlets' stderr logging, extended to the package loggers."""
+        config = super().get_default_logging_config()
+        for name in self.package_loggers:
+            # The logger's own level (not only the handler's) keeps disabled debug calls cheap.
+            config["loggers"][name] = {"level": self.log_level, "handlers": ["console"], "propagate": False}
+        return config
 
     def parse_strictly(self, argv: Sequence[str] | None) -> None:
         """Read the command line; raise a ConfigError for any option or value that cannot work."""

@@ -5,10 +5,7 @@ from __future__ import annotations
 import os
 import subprocess
 import sys
-from collections.abc import Iterator
 from pathlib import Path
-
-import pytest
 
 from gui import humanize
 from gui.window import MainWindow
@@ -21,16 +18,6 @@ os.environ.setdefault("QT_QPA_PLATFORM", "offscreen")
 COUNT = 20_000
 #: Milliseconds the run may take, start-up included.
 RUN_MS = 30_000
-
-
-@pytest.fixture
-def window(qtbot) -> Iterator[MainWindow]:
-    """The monitor on a free loopback port, shown offscreen."""
-    window = MainWindow("127.0.0.1", 0)
-    qtbot.addWidget(window)
-    window.show()
-    yield window
-    window.shutdown()
 
 
 def test_a_real_run_ends_finished_with_its_counts_in_the_window(qtbot, window: MainWindow, tmp_path: Path) -> None:

@@ -7,9 +7,7 @@ import json
 import logging
 import os
 import time
-from collections.abc import Iterator
 
-import pytest
 from PySide6.QtCore import Qt
 
 from gui import humanize, theme
@@ -24,16 +22,6 @@ os.environ.setdefault("QT_QPA_PLATFORM", "offscreen")
 
 #: Milliseconds any wait in these tests may take.
 WAIT_MS = 10_000
-
-
-@pytest.fixture
-def window(qtbot) -> Iterator[MainWindow]:
-    """The monitor on a free loopback port, shown offscreen."""
-    window = MainWindow("127.0.0.1", 0)
-    qtbot.addWidget(window)
-    window.show()
-    yield window
-    window.shutdown()
 
 
 def wait_until_shown(qtbot, window: MainWindow, run_id: str) -> None:
