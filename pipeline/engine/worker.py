@@ -141,8 +141,8 @@ class WorkerThread(StepThread):
                 self._return_outputs_to_router(component)
             self._serve(ctl, component)
             self.finish_component(component)
-            if ordered:
-                self._send_held(UNORDERED)
+            if self.held is not None:
+                self._send_held(UNORDERED, self.held)
             if self.outputs is not None:
                 self.outputs.end()
             io.send(ctl, control(FINISHED))
@@ -166,10 +166,10 @@ class WorkerThread(StepThread):
             if HEADER.unpack_from(frames[0].bytes)[0] == FINISH:
                 return
             packet = packet_from_frames(frames)
-            start = time.perf_counter()
+            before = self.busy_time
             for seq, inband, buffers in packet.messages():
                 self._process(component, seq, inband, buffers)
-            elapsed = (time.perf_counter() - start) / len(packet)
+            elapsed = (self.busy_time - before) / len(packet)
             mean = elapsed if not mean else mean + _SMOOTHING * (elapsed - mean)
             io.send(ctl, control(READY, window_for(mean)))
             if outputs is not None:
@@ -196,7 +196,7 @@ class WorkerThread(StepThread):
             self.max_time = spent
         self.busy_seq = None
         if self.held is not None:
-            self._send_held(seq)
+            self._send_held(seq, self.held)
 
     def _return_outputs_to_router(self, component: Component) -> None:
         """Hold each output of an ordered step until the input's result goes back to the router."""
@@ -209,8 +209,7 @@ class WorkerThread(StepThread):
         component._emit = hold
         self.held = held
 
-    def _send_held(self, seq: int) -> None:
+    def _send_held(self, seq: int, held: list[tuple[Encoded, int | None]]) -> None:
         """Send the held outputs of input ``seq`` (even none: the router waits for every input)."""
-        assert self.held is not None
-        io.send(self.ctl, result_frames(seq, self.held))
-        self.held.clear()
+        io.send(self.ctl, result_frames(seq, held))
+        held.clear()
