@@ -202,3 +202,13 @@ def test_stuck_step_is_left_behind_after_shutdown_timeout(tmp_path: Path, mode: 
     assert result.returncode == 143
     assert "STAGE" in result.stderr and "message 5" in result.stderr
     assert "still busy" in result.stderr
+
+
+def test_init_failure_in_an_ordered_step_is_a_step_failure(tmp_path: Path) -> None:
+    marker = tmp_path / "finished.txt"
+    path = config(tmp_path, {"class": "FailingInit", "nb_thread": 2, "ordered": True}, Counter={"count": 10})
+    result = pipeline_run(path, env={"FAILURE_TEST_MARKER": str(marker)})
+    assert result.returncode == 1
+    assert "init(): RuntimeError: cannot open the calibration table" in result.stderr
+    assert "internal error" not in result.stderr
+    assert written(tmp_path) == [{"finished": True}]
