@@ -28,7 +28,7 @@ MAX_BATCH = 64
 #: A packet is sent once its messages reach this many bytes.
 MAX_BATCH_BYTES = 4 * 1024 * 1024
 #: Most messages a worker holds beyond the one in progress.
-PREFETCH = 32
+PREFETCH = 64
 #: A worker already holding this many bytes of work is sent no more until it is idle.
 PREFETCH_BYTES = 4 * 1024 * 1024
 #: A worker asks for enough messages to keep it busy this long (its window adapts to run() time).
