@@ -1,6 +1,6 @@
 """The monitor's wire format, read side: multipart ``[topic, JSON]`` messages parsed into plain values.
 
-This is the only module that knows the topics and field names (docs/protocol.md). Anything that
+This is the only module of the GUI that reads the topics and field names (docs/protocol.md). Anything that
 does not match them raises :class:`ProtocolError`; nothing here is ever unpickled or evaluated.
 """
 
@@ -12,14 +12,14 @@ from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 from typing import Any
 
+from pipeline.monitor import messages
+from pipeline.status import RUN_STATES, STEP_STATES
+
 #: The protocol versions this monitor reads.
 SUPPORTED_VERSIONS = frozenset({1})
-#: Topics of the messages a run publishes (the first frame).
-GRAPH, STATUS, ERROR, FINISH = b"graph", b"status", b"error", b"finish"
+#: Topics of the messages a run publishes (the first frame), as the publisher names them.
+GRAPH, STATUS, ERROR, FINISH = (topic.encode() for topic in messages.TOPICS)
 TOPICS = (GRAPH, STATUS, ERROR, FINISH)
-#: Step states and run states, as the publisher spells them.
-STEP_STATES = ("waiting", "running", "draining", "finished", "failed")
-RUN_STATES = ("starting", "running", "draining", "finished", "failed", "interrupted")
 #: A run in one of these states has ended.
 ENDED_STATES = ("finished", "failed", "interrupted")
 

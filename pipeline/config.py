@@ -50,11 +50,6 @@ class StepConfig:
         """The step's class name, as the config names it."""
         return self.cls.__name__
 
-    @property
-    def is_sink(self) -> bool:
-        """True for a step with no next steps: the run ends when every sink has finished."""
-        return not self.next_steps
-
 
 @dataclass
 class PipelineConfig:

@@ -189,11 +189,6 @@ class Packet:
             nbuf += count
 
 
-def parse_header(header: bytes) -> tuple[int, int, int]:
-    """(kind, message count, first sequence number) of a packet's header frame."""
-    return HEADER.unpack_from(header)
-
-
 def packet_from_frames(frames: Sequence[Any]) -> Packet:
     """Rebuild a packet from received zmq.Frame objects.
 

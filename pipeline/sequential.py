@@ -29,7 +29,6 @@ class SequentialRunner:
         self.stopping = False
         self.signal: int | None = None
         self.policy = FailurePolicy(self.options.max_failures, self.options.dead_letter, self._stop)
-        self._seq = dict.fromkeys(config.steps, 0)
         self._busy: tuple[str, int] | None = None  # the step and message in run() now
         self.status = {name: StepStatus(name, queue_limit=step.queue_limit, counts=self.reports[name].counts)
                        for name, step in config.steps.items()}
@@ -120,9 +119,8 @@ class SequentialRunner:
         if component is None:
             return  # its init() failed (the run fails): the report counts the message as never processed
         report = self.reports[name]
+        seq = report.counts.received  # a message's sequence number is its arrival index at the step
         report.counts.received += 1
-        seq = self._seq[name]
-        self._seq[name] += 1
         outer, self._busy = self._busy, (name, seq)
         status = self.status[name]
         status.state, status.busy = "running", 1

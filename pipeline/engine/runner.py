@@ -192,13 +192,10 @@ class ThreadedRunner:
     def _report(self) -> RunReport:
         reports: dict[str, StepReport] = {}
         for name in self.config.steps:
-            report = StepReport(name)
+            report = StepReport(name, counts=self._step_status(name).counts)
             for thread in self.threads.get(name, []):
-                report.counts += thread.counts
                 if thread.first_error:
                     report.add_error(thread.first_error, fatal=thread.fatal)
-            if name in self.routers:
-                report.counts += self.routers[name].counts
             for thread in [*self.threads.get(name, []), self.routers.get(name)]:
                 if thread is not None and thread.crash is not None:
                     report.add_error(f"internal error in {thread.name}: {thread.crash!r}", fatal=True)
