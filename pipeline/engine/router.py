@@ -46,6 +46,7 @@ class Router(EngineThread):
         self._finished = 0
         self._finishing = False
         self.reorder: Reorderer | None = None
+        self._no_worker = False  # every worker's init() failed
         self.state = "waiting"  # then running, draining (every sender ended), finished
         # Read input only while a whole packet still fits under the queue limit.
         limit = step.queue_limit
@@ -111,6 +112,9 @@ class Router(EngineThread):
                 self.pool.done(worker, window)
             elif kind == JOIN:
                 self.pool.join(worker, window)
+                # A worker whose init() failed joins asking for nothing, and a live one never does.
+                joined = self.pool.workers
+                self._no_worker = len(joined) == self.step.nb_thread and not any(map(self.pool.window, joined))
             elif kind == FINISHED:
                 self._finished += 1
         if self.reorder is not None:
@@ -136,7 +140,7 @@ class Router(EngineThread):
 
     def _dispatch(self, work: zmq.Socket) -> None:
         pool = self.pool
-        if len(pool.workers) == self.step.nb_thread and not any(pool.window(w) for w in pool.workers):
+        if self._no_worker:
             # Every worker's init() failed (the run fails): what arrives is never processed, and the
             # report counts it so; holding it would keep the step from draining.
             self.queue.clear()
