@@ -144,6 +144,12 @@ def warm_up() -> None:
 
 # -- W1 ---------------------------------------------------------------------------------------
 
+def tiny_config(count: int, tag: str = "") -> dict[str, Any]:
+    """The W1 config: TinyDicts -> PassThrough -> Tally."""
+    return chain(step("P", "TinyDicts"), step("S", "PassThrough", BASIC), step("C", "Tally"),
+                 TinyDicts={"count": count}, Tally={"tag": tag})
+
+
 def tiny(plan: Plan, progress: Progress) -> Workload:
     """W1: small dicts through producer -> stager -> consumer, in messages per second."""
     n = plan.tiny_count
@@ -152,9 +158,7 @@ def tiny(plan: Plan, progress: Progress) -> Workload:
 
     def engine(mode: str) -> float:
         tag = new_tag()
-        doc = chain(step("P", "TinyDicts"), step("S", "PassThrough", BASIC), step("C", "Tally"),
-                    TinyDicts={"count": n}, Tally={"tag": tag})
-        seconds = run_engine(doc, mode, n)
+        seconds = run_engine(tiny_config(n, tag), mode, n)
         check_tally(tag, n, n * (n - 1) // 2)
         return n / seconds
 

@@ -18,7 +18,7 @@ from typing import Any
 
 import zmq
 
-from ..bench.workloads import BASIC, chain, step
+from ..bench.workloads import tiny_config
 from ..pipeline import Pipeline
 
 OFF, UNHEARD, HEARD = "stream off", "stream on, no GUI listening", "stream on, a subscriber reading"
@@ -58,15 +58,9 @@ class Subscriber:
         self._thread.join()
 
 
-def w1(count: int) -> dict[str, Any]:
-    """The W1 config: TinyDicts -> PassThrough -> Tally."""
-    return chain(step("P", "TinyDicts"), step("S", "PassThrough", BASIC), step("C", "Tally"),
-                 TinyDicts={"count": count})
-
-
 def throughput(count: int, settings: dict[str, Any]) -> float:
     """Messages per second of one W1 run with these Pipeline settings."""
-    pipeline = Pipeline.from_config(w1(count), {"Pipeline": {"progress": False, **settings}})
+    pipeline = Pipeline.from_config(tiny_config(count), {"Pipeline": {"progress": False, **settings}})
     start = time.perf_counter()
     report = pipeline.run()
     seconds = time.perf_counter() - start
