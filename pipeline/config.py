@@ -20,7 +20,7 @@ from .errors import ConfigError
 from .graph import check_graph, reachable
 
 #: A step's queue holds this many messages unless its config says otherwise (-1: unbounded).
-DEFAULT_QUEUE_LIMIT = 64
+DEFAULT_QUEUE_LIMIT = 256
 
 STEP_KEYS = ("name", "class", "module", "next_steps", "nb_thread", "queue_limit", "ordered", "on_error", "config")
 #: What a step does when its run() raises: stop the run (drain, finish, exit 1) or skip the message.

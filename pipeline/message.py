@@ -2,10 +2,14 @@
 
 A *packet* carries one or more messages between two threads as one multipart ZeroMQ message::
 
-    frame 0  header   struct HEADER (kind, message count n, first sequence number),
-                      then n uint32 in-band pickle lengths, then n uint16 out-of-band counts
-    frame 1  body     the n in-band pickles (protocol 5), concatenated
-    frame 2… buffers  every message's out-of-band buffers, in message order
+    frame 0  header   struct HEADER (kind, INLINE flag, message count n, first sequence number),
+                      then n uint32 in-band pickle lengths, then n uint16 out-of-band counts,
+                      then, when the INLINE flag is set, the body
+    frame 1  body     the n in-band pickles (protocol 5), concatenated (absent when inline)
+    then     buffers  every message's out-of-band buffers, in message order
+
+A body under ``INLINE_BODY_BYTES`` rides in the header frame: every frame is a ZeroMQ call that
+releases and retakes the GIL, and for small messages those calls are most of a packet's cost.
 
 Routers split and join packets using the header alone; they never unpickle a payload.
 Buffers of at least ``OUT_OF_BAND_BYTES`` (numpy arrays, bytes, bytearray, memoryview) travel as
@@ -31,7 +35,11 @@ END = 2  # a sender's end of stream; first_seq holds how many messages it sent
 WORK = 3  # messages from a router to one of its workers
 FINISH = 4  # router to worker: every message is processed, run finish() and stop
 
-HEADER = struct.Struct("<BxxxIQ")  # kind, message count, first sequence number (or END's count)
+HEADER = struct.Struct("<BBxxIQ")  # kind, flags, message count, first sequence number (or END's count)
+#: The header flag saying that the body follows the header in frame 0.
+INLINE = 1
+#: A body smaller than this is copied into the header frame; a larger one is a frame of its own.
+INLINE_BODY_BYTES = 64 * 1024
 
 Buffer = Any  # a bytes-like object: PickleBuffer, zmq.Frame, memoryview
 
@@ -40,7 +48,7 @@ class MessageError(TypeError):
     """A message that cannot be serialised: names its type and why."""
 
 
-@dataclass
+@dataclass(slots=True)
 class Encoded:
     """One serialised message: its in-band pickle and its out-of-band buffers."""
 
@@ -160,11 +168,13 @@ class Packet:
 
     def frames(self, kind: int) -> list[Buffer]:
         """The multipart frames of this packet, as ``kind``."""
-        header = b"".join(
-            (HEADER.pack(kind, len(self.lengths), self.first_seq), self.lengths.tobytes(), self.oob_counts.tobytes())
-        )
+        inline = sum(self.lengths) < INLINE_BODY_BYTES
+        head = (HEADER.pack(kind, INLINE if inline else 0, len(self.lengths), self.first_seq),
+                self.lengths.tobytes(), self.oob_counts.tobytes())
+        if inline:
+            return [b"".join((*head, *self.parts)), *self.buffers]
         body = self.parts[0] if len(self.parts) == 1 else b"".join(self.parts)
-        return [header, body, *self.buffers]
+        return [b"".join(head), body, *self.buffers]
 
     def split(self, count: int) -> tuple[Packet, Packet]:
         """The first ``count`` messages and the rest, without copying any buffer."""
@@ -195,16 +205,27 @@ def packet_from_frames(frames: Sequence[Any]) -> Packet:
     The frames are kept as they are: forwarding a zmq.Frame only adds a reference to its memory.
     """
     header = frames[0].bytes
-    _, n, first_seq = HEADER.unpack_from(header)
+    _, flags, n, first_seq = HEADER.unpack_from(header)
     lengths = array("I")
     lengths.frombytes(header[HEADER.size:HEADER.size + 4 * n])
     oob_counts = array("H")
     oob_counts.frombytes(header[HEADER.size + 4 * n:HEADER.size + 6 * n])
-    buffers = list(frames[2:])
-    nbytes = sum(len(f) for f in frames[1:])
-    return Packet(lengths, oob_counts, [frames[1]], buffers, first_seq, nbytes)
+    if flags & INLINE:
+        body: Buffer = memoryview(header)[HEADER.size + 6 * n:]
+        buffers = list(frames[1:])
+    else:
+        body = frames[1]
+        buffers = list(frames[2:])
+    nbytes = len(body) + sum(len(f) for f in buffers)
+    return Packet(lengths, oob_counts, [body], buffers, first_seq, nbytes)
 
 
-def end_frames(count: int) -> list[bytes]:
-    """The frames of a sender's end of stream, declaring how many messages it sent."""
-    return [HEADER.pack(END, 0, count)]
+def header_of(frame: Any) -> tuple[int, int]:
+    """(kind, first sequence number) of a packet's first frame: END's count is in the second."""
+    kind, _, _, value = HEADER.unpack_from(frame)
+    return kind, value
+
+
+def control_frames(kind: int, value: int = 0) -> list[bytes]:
+    """The one frame of a packet without messages: END (``value`` messages were sent) or FINISH."""
+    return [HEADER.pack(kind, 0, 0, value)]

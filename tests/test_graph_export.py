@@ -10,7 +10,7 @@ from typing import Any
 
 import pytest
 
-from pipeline.config import PipelineConfig, load_config
+from pipeline.config import DEFAULT_QUEUE_LIMIT, PipelineConfig, load_config
 from pipeline.monitor import render_graph
 from pipeline.monitor.graph_export import settings_line
 
@@ -84,7 +84,7 @@ def test_mermaid_of_the_routing_config() -> None:
     nodes, links = parse_mermaid(render_graph(config, "mermaid"))
     check(config, nodes, links)
     labels = {label[0]: label for label in nodes.values()}
-    assert labels["MST_HILLAS"] == ["MST_HILLAS", "HillasParameters", "2 workers, queue 64"]
+    assert labels["MST_HILLAS"] == ["MST_HILLAS", "HillasParameters", f"2 workers, queue {DEFAULT_QUEUE_LIMIT}"]
     assert labels["READER"] == ["READER", "SimulatedCamera", "producer"]
 
 

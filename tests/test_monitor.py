@@ -25,7 +25,7 @@ from rich.console import Console
 
 from pipeline import ConfigError, Pipeline
 from pipeline.app import PipelineRun
-from pipeline.config import load_config
+from pipeline.config import DEFAULT_QUEUE_LIMIT, load_config
 from pipeline.monitor import monitor as monitor_module
 from pipeline.monitor.messages import decode, encode, schema
 from pipeline.monitor.monitor import Monitor, MonitorSettings, Rates
@@ -65,11 +65,11 @@ def document(tag: str, count: int = 30, before: int = 0, every: int = 5,
 #: The graph that document() describes.
 GRAPH = [
     {"name": "SOURCE", "class": "GatedCounter", "module": "tests.monitor_steps", "kind": "producer",
-     "next_steps": ["STAGE"], "workers": 1, "queue_limit": 64},
+     "next_steps": ["STAGE"], "workers": 1, "queue_limit": DEFAULT_QUEUE_LIMIT},
     {"name": "STAGE", "class": "FailEvery", "module": "tests.failure_steps", "kind": "stager",
      "next_steps": ["SINK"], "workers": 2, "queue_limit": 8},
     {"name": "SINK", "class": "PassThrough", "module": "algorithms.basic", "kind": "consumer",
-     "next_steps": [], "workers": 1, "queue_limit": 64},
+     "next_steps": [], "workers": 1, "queue_limit": DEFAULT_QUEUE_LIMIT},
 ]
 
 Received = list[tuple[str, dict[str, Any]]]

@@ -14,7 +14,6 @@ import zmq
 
 _SNDMORE = int(zmq.SNDMORE)
 _POLLIN = int(zmq.POLLIN)
-_NOBLOCK = int(zmq.NOBLOCK)
 _EVENTS = zmq.EVENTS
 #: Frames at least this large are handed to ZeroMQ by reference instead of copied.
 _ZERO_COPY_BYTES = 64 * 1024
@@ -41,14 +40,6 @@ def recv(socket: zmq.Socket, flags: int = 0) -> list[zmq.Frame]:
         frame = socket.recv(0, False)
         frames.append(frame)
     return frames
-
-
-def try_recv(socket: zmq.Socket) -> list[zmq.Frame] | None:
-    """A message if one is there, else None: cheaper than asking EVENTS first when one usually is."""
-    try:
-        return recv(socket, _NOBLOCK)
-    except zmq.Again:
-        return None
 
 
 def waiting(socket: zmq.Socket) -> bool:

@@ -8,7 +8,7 @@ from typing import Any
 import zmq
 
 from ..config import PipelineConfig, StepConfig
-from ..message import DATA, Encoded, Packet, encode, end_frames
+from ..message import DATA, END, Encoded, Packet, control_frames, encode
 from ..report import StepCounts
 from . import frames as io
 from .addresses import Addresses
@@ -40,7 +40,7 @@ class Outbox:
     def end(self) -> None:
         """Send what is queued, then the end of stream with the number of messages sent."""
         self.flush()
-        io.send(self.socket, end_frames(self.sent))
+        io.send(self.socket, control_frames(END, self.sent))
 
 
 class Outputs:
@@ -58,6 +58,7 @@ class Outputs:
             socket.linger = 0
             socket.connect(addresses.inbox(name))
             self.boxes[name] = Outbox(socket, batch_limit(config.steps[name].queue_limit))
+        self.only = step.next_steps[0] if len(step.next_steps) == 1 else None
         self.oldest = 0.0  # when the oldest unsent output was queued (0: none)
 
     def emit(self, message: Any, target: str | None) -> None:
@@ -66,10 +67,15 @@ class Outputs:
 
     def deliver(self, message: Encoded, target: str | None) -> None:
         """Queue an encoded message for ``target`` or every next step."""
-        names = self.step.next_steps if target is None else (target,)
-        for name, copy in zip(names, message.copies(len(names)), strict=True):
-            self.boxes[name].add(copy)
-        self.counts.emitted += len(names)
+        name = target if target is not None else self.only
+        if name is not None:
+            self.boxes[name].add(message)  # the common case: one delivery, no copy
+            self.counts.emitted += 1
+        else:
+            names = self.step.next_steps
+            for name, copy in zip(names, message.copies(len(names)), strict=True):
+                self.boxes[name].add(copy)
+            self.counts.emitted += len(names)
         if not self.oldest:
             self.oldest = time.monotonic()
 

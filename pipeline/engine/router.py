@@ -7,12 +7,12 @@ from collections import deque
 import zmq
 
 from ..config import PipelineConfig, StepConfig
-from ..message import DATA, END, FINISH, HEADER, WORK, Packet, packet_from_frames
+from ..message import DATA, END, FINISH, WORK, Packet, control_frames, header_of, packet_from_frames
 from ..report import StepCounts
 from . import frames as io
 from .addresses import Addresses
 from .control import BOUND, EngineThread, RunControl
-from .flow import PIPE_HWM, batch_limit, held_back_limit, sender_count
+from .flow import PIPE_HWM, QUEUE_BYTES, batch_limit, held_back_limit, sender_count
 from .outputs import Outputs
 from .pool import WorkerPool
 from .protocol import FINISHED, JOIN, READY, parse_control
@@ -20,7 +20,7 @@ from .reorder import RESULT, Reorderer
 
 
 class Router(EngineThread):
-    """Owns one step's queue (bounded by its queue_limit) and dispatches it to the step's workers.
+    """Owns one step's queue (bounded by queue_limit and by QUEUE_BYTES) and hands it to the step's workers.
 
     The step is drained when every upstream sender has sent its end of stream, the messages
     received equal the sum they declared, the queue is empty and no worker holds work. Then each
@@ -38,6 +38,7 @@ class Router(EngineThread):
         self.counts = StepCounts()  # an ordered step's router sends its outputs, so it counts them
         self.queue: deque[Packet] = deque()
         self.queued = 0
+        self.queued_bytes = 0
         self.received = 0
         self.pool = WorkerPool()
         self._next_seq = 0
@@ -80,25 +81,39 @@ class Router(EngineThread):
     def _accepting(self) -> bool:
         if self._ended == self.senders:
             return False
+        if self.queued_bytes >= QUEUE_BYTES:
+            return False
         return self._read_below is None or self.queued < self._read_below
 
+    def _needs_workers(self) -> bool:
+        """Whether what the workers send matters now.
+
+        While the queue is empty a READY only adds credit that nothing uses yet: it waits in the
+        socket until input comes, so a worker's READY does not wake the router (the wake takes the
+        GIL just when the worker sends its outputs on).
+        """
+        return bool(self.queue) or self._ended == self.senders or self.reorder is not None
+
     def _loop(self, inbox: zmq.Socket, work: zmq.Socket) -> None:
-        both = zmq.Poller()
-        both.register(work, zmq.POLLIN)
-        both.register(inbox, zmq.POLLIN)
-        workers_only = zmq.Poller()
-        workers_only.register(work, zmq.POLLIN)
+        pollers = {}
+        for wanted in ((work,), (inbox,), (work, inbox)):
+            poller = pollers[wanted] = zmq.Poller()
+            for socket in wanted:
+                poller.register(socket, zmq.POLLIN)
         while self._finished < self.step.nb_thread:
-            events = dict((both if self._accepting() else workers_only).poll())
-            if work in events:
-                self._read_workers(work)
+            wanted = (work,) if self._needs_workers() else ()
+            if self._accepting():
+                wanted += (inbox,)
+            events = dict(pollers[wanted].poll())
             if inbox in events:
                 self._read_inbox(inbox)
+            if self.queue or work in events:
+                self._read_workers(work)
             self._dispatch(work)
             if self._drained():
                 self._finishing = True
                 for worker in self.pool.workers:
-                    io.send(work, [worker, HEADER.pack(FINISH, 0, 0)])
+                    io.send(work, [worker, *control_frames(FINISH)])
 
     def _read_workers(self, work: zmq.Socket) -> None:
         while io.waiting(work):
@@ -123,7 +138,7 @@ class Router(EngineThread):
     def _read_inbox(self, inbox: zmq.Socket) -> None:
         while self._accepting() and io.waiting(inbox):
             frames = io.recv(inbox)
-            kind, _, value = HEADER.unpack_from(frames[0].bytes)
+            kind, value = header_of(frames[0])
             if kind == DATA:
                 self.state = "running"
                 packet = packet_from_frames(frames)
@@ -131,6 +146,7 @@ class Router(EngineThread):
                 self._next_seq += len(packet)
                 self.received += len(packet)
                 self.queued += len(packet)
+                self.queued_bytes += packet.nbytes
                 self.queue.append(packet)
             elif kind == END:
                 self._ended += 1
@@ -145,6 +161,7 @@ class Router(EngineThread):
             # report counts it so; holding it would keep the step from draining.
             self.queue.clear()
             self.queued = 0
+            self.queued_bytes = 0
             return
         if self.reorder is not None and len(self.reorder.held) >= held_back_limit(self.step):
             return  # an early input is late: hand out nothing more until it is done
@@ -160,6 +177,7 @@ class Router(EngineThread):
                 self.queue.popleft()
             io.send(work, [worker, *packet.frames(WORK)])
             self.queued -= len(packet)
+            self.queued_bytes -= packet.nbytes
             pool.sent(worker, len(packet), packet.nbytes)
 
     def _drained(self) -> bool:

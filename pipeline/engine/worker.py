@@ -9,7 +9,7 @@ import zmq
 
 from ..component import Component
 from ..config import PipelineConfig, StepConfig
-from ..message import FINISH, HEADER, Encoded, decode, encode, packet_from_frames
+from ..message import FINISH, Encoded, decode, encode, header_of, packet_from_frames
 from ..report import StepCounts
 from ..step import failure_line, produce, send_outputs
 from . import frames as io
@@ -157,23 +157,24 @@ class WorkerThread(StepThread):
         # Start with a small window: the first messages tell how long run() takes.
         io.send(ctl, control(JOIN, 2 if component is not None else 0))
         outputs = self.outputs
-        while True:
-            frames = io.try_recv(ctl)
-            if frames is None:
-                if outputs is not None:
-                    outputs.flush()  # about to wait: send what is pending first
-                frames = io.recv(ctl)
-            if HEADER.unpack_from(frames[0].bytes)[0] == FINISH:
-                return
+        frames = io.recv(ctl)
+        while header_of(frames[0])[0] != FINISH:
             packet = packet_from_frames(frames)
             before = self.busy_time
             for seq, inband, buffers in packet.messages():
                 self._process(component, seq, inband, buffers)
             elapsed = (self.busy_time - before) / len(packet)
             mean = elapsed if not mean else mean + _SMOOTHING * (elapsed - mean)
-            io.send(ctl, control(READY, window_for(mean)))
-            if outputs is not None:
-                outputs.flush_if_due()
+            if io.waiting(ctl):
+                io.send(ctl, control(READY, window_for(mean)))
+                if outputs is not None:
+                    outputs.flush_if_due()
+            else:
+                # About to wait: the outputs go first, they are what the next step waits for.
+                if outputs is not None:
+                    outputs.flush()
+                io.send(ctl, control(READY, window_for(mean)))
+            frames = io.recv(ctl)
 
     def _process(self, component: Component | None, seq: int, inband: Any, buffers: list[Any]) -> None:
         if component is None:
