@@ -15,7 +15,7 @@ from hypothesis import strategies as st
 import pipeline.engine.runner as runner_module
 from pipeline import Pipeline
 from pipeline.config import load_config
-from pipeline.engine.flow import message_bound
+from pipeline.engine.flow import MAX_BATCH_BYTES, PREFETCH_BYTES, QUEUE_BYTES, message_bound
 from tests.engine_steps import COLLECTED, GAUGES
 
 STEPS = "tests.engine_steps"
@@ -95,6 +95,21 @@ def test_backpressure_bounds_messages_alive(queue_limit: int, size: int) -> None
     assert report["C"].processed == 300
     assert bound is not None and bound < 300  # the bound means something for this run
     assert GAUGES[tag].peak <= bound
+
+
+def test_a_queue_of_large_messages_is_bounded_by_bytes() -> None:
+    # queue_limit 1000 would let 1000 MiB wait; QUEUE_BYTES stops the router at 64 MiB.
+    tag = uuid.uuid4().hex
+    document = chain(step("P", "CountedSource", ["C"]), [], step("C", "SlowCountedSink", queue_limit=1000),
+                     CountedSource={"count": 300, "size": 1 << 20, "tag": tag},
+                     SlowCountedSink={"delay": 0.002, "tag": tag})
+    report = run(document)
+    assert report.exit_status == 0
+    assert report["C"].processed == 300
+    per_packet = MAX_BATCH_BYTES >> 20
+    # The queue, one packet past it, what the worker holds, two packets in the pipe, the producer's unsent ones.
+    bytes_bound = (QUEUE_BYTES >> 20) + per_packet + (PREFETCH_BYTES >> 20) + 1 + 2 * per_packet + per_packet
+    assert GAUGES[tag].peak <= bytes_bound < 300
 
 
 def test_ordered_step_holds_back_a_bounded_number_of_results() -> None:
