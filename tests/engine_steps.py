@@ -208,3 +208,42 @@ class SlowOnZero(Component):
         if msg[0] == 0:
             time.sleep(self.delay)
         return msg
+
+
+#: Set once the consumer of a run (by tag) got what a stager's init() sent.
+INIT_OUTPUT_SEEN: dict[str, threading.Event] = defaultdict(threading.Event)
+
+
+class AfterInitOutput(Component):
+    """Producer: waits (at most ``timeout``) for the consumer to get a stager's init() output; yields whether it did."""
+
+    tag = Unicode("", help="Run tag.").tag(config=True)
+    timeout = Float(10.0, help="Seconds to wait.").tag(config=True)
+
+    def run(self) -> Iterator[bool]:
+        """Yield one message: whether the init() output arrived first."""
+        yield INIT_OUTPUT_SEEN[self.tag].wait(self.timeout)
+
+
+class SendsInInit(Component):
+    """Stager: sends "from-init" from init(), then passes messages on."""
+
+    def init(self) -> None:
+        """Send one message before any input."""
+        self.send_msg("from-init")
+
+    def run(self, msg: Any) -> Any:
+        """Pass the message on."""
+        return msg
+
+
+class CollectInitOutput(Component):
+    """Consumer: collects messages and signals when "from-init" arrives."""
+
+    tag = Unicode("", help="Run tag.").tag(config=True)
+
+    def run(self, msg: Any) -> None:
+        """Keep the message."""
+        if msg == "from-init":
+            INIT_OUTPUT_SEEN[self.tag].set()
+        COLLECTED[self.tag].append(msg)

@@ -97,6 +97,16 @@ def test_backpressure_bounds_messages_alive(queue_limit: int, size: int) -> None
     assert GAUGES[tag].peak <= bound
 
 
+def test_what_init_sends_goes_on_before_any_input() -> None:
+    # The producer yields only once the consumer got the stager's init() output.
+    tag = uuid.uuid4().hex
+    report = run(chain(step("P", "AfterInitOutput", ["S"]), [step("S", "SendsInInit", ["C"])],
+                       step("C", "CollectInitOutput"),
+                       AfterInitOutput={"tag": tag, "timeout": 10.0}, CollectInitOutput={"tag": tag}))
+    assert report.exit_status == 0
+    assert COLLECTED[tag] == ["from-init", True]
+
+
 def test_a_queue_of_large_messages_is_bounded_by_bytes() -> None:
     # queue_limit 1000 would let 1000 MiB wait; QUEUE_BYTES stops the router at 64 MiB.
     tag = uuid.uuid4().hex

@@ -157,6 +157,8 @@ class WorkerThread(StepThread):
         # Start with a small window: the first messages tell how long run() takes.
         io.send(ctl, control(JOIN, 2 if component is not None else 0))
         outputs = self.outputs
+        if outputs is not None:
+            outputs.flush()  # what init() sent goes on now, not with the first packet's outputs
         frames = io.recv(ctl)
         while header_of(frames[0])[0] != FINISH:
             packet = packet_from_frames(frames)
