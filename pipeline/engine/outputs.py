@@ -58,7 +58,6 @@ class Outputs:
             socket.linger = 0
             socket.connect(addresses.inbox(name))
             self.boxes[name] = Outbox(socket, batch_limit(config.steps[name].queue_limit))
-        self.only = step.next_steps[0] if len(step.next_steps) == 1 else None
         self.oldest = 0.0  # when the oldest unsent output was queued (0: none)
 
     def emit(self, message: Any, target: str | None) -> None:
@@ -67,15 +66,10 @@ class Outputs:
 
     def deliver(self, message: Encoded, target: str | None) -> None:
         """Queue an encoded message for ``target`` or every next step."""
-        name = target if target is not None else self.only
-        if name is not None:
-            self.boxes[name].add(message)  # the common case: one delivery, no copy
-            self.counts.emitted += 1
-        else:
-            names = self.step.next_steps
-            for name, copy in zip(names, message.copies(len(names)), strict=True):
-                self.boxes[name].add(copy)
-            self.counts.emitted += len(names)
+        names = self.step.next_steps if target is None else (target,)
+        for name, copy in zip(names, message.copies(len(names)), strict=True):
+            self.boxes[name].add(copy)
+        self.counts.emitted += len(names)
         if not self.oldest:
             self.oldest = time.monotonic()
 
