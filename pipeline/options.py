@@ -13,4 +13,4 @@ class RunOptions:
     allow_failures: bool = False  # exit 0 despite failed messages (with on_error=skip)
     dead_letter: str = ""  # JSON-lines file for failed messages ("" : none)
     shutdown_timeout: float = 10.0  # seconds a stopping run may take before busy threads are left behind
-    keep_freed_memory: bool = True  # tune malloc so large buffers are reused (see engine.allocator)
+    keep_freed_memory: bool = False  # tune malloc so large buffers are reused (see engine.allocator)

@@ -36,8 +36,9 @@ class Pipeline(Configurable):
         10.0, min=0.0, help="Seconds a run stopped by a signal may take to drain before busy threads are left behind."
     ).tag(config=True)
     keep_freed_memory = Bool(
-        True, help="Tune glibc malloc so that freed large buffers are reused instead of page-faulted afresh "
-        "(threads mode; process-wide)."
+        False, help="Tune glibc malloc so that freed large buffers are reused instead of page-faulted afresh "
+        "(threads mode). It changes malloc for the whole process, so it is off for the Python API and on "
+        "for pipeline-run and pipeline-bench."
     ).tag(config=True)
     gui = Bool(True, help="Publish the run's status to gui_address (a JSON stream, docs/protocol.md).").tag(
         config=True

@@ -1,21 +1,25 @@
 """The sequential runner: the whole graph in the calling thread, message by message.
 
-It is the reference semantics of every other mode and the mode for debugging a step.
+It is the reference semantics of every other mode and the mode for debugging a step. Steps are
+initialised sinks first, so what a step's init() sends reaches steps that are ready for it.
+Each message goes depth first through the graph, one step's code at a time: a step's outputs
+are delivered once its code has returned, so each step's times are its own.
 """
 
 from __future__ import annotations
 
 import time
+from collections.abc import Callable, Iterator
 from typing import Any
 
 from .component import Component
 from .config import PipelineConfig
 from .failures import FailurePolicy
-from .message import Encoded, decode, encode
+from .message import Encoded, decode
 from .options import RunOptions
 from .report import RunReport, StepReport, exit_status
 from .status import RunStatus, StepStatus
-from .step import failure_line, produce, send_outputs
+from .step import Collector, Outputs, failure_line, produce, send_outputs
 
 
 class SequentialRunner:
@@ -26,6 +30,7 @@ class SequentialRunner:
         self.options = options or RunOptions()
         self.reports = {name: StepReport(name) for name in config.steps}
         self.components: dict[str, Component] = {}
+        self.collectors = {name: Collector(name) for name in config.steps}
         self.stopping = False
         self.signal: int | None = None
         self.policy = FailurePolicy(self.options.max_failures, self.options.dead_letter, self._stop)
@@ -56,10 +61,12 @@ class SequentialRunner:
         self.stopping = True
 
     def run(self) -> RunReport:
-        """Init every step; if all succeeded run the producer to its end; finish every step; report."""
+        """Init every step (sinks first); if all succeeded run the producer to its end; finish every step."""
         order = self.config.topological_order()
+        for collector in self.collectors.values():
+            collector.claim()
         try:
-            for step in order:
+            for step in reversed(order):
                 self._init(step.name)
             if len(self.components) == len(order):
                 self.state = "running"
@@ -72,73 +79,134 @@ class SequentialRunner:
         status = exit_status(self.reports, self.signal, self.policy.stop_reason, self.options.allow_failures)
         return RunReport(self.reports, status, stop_reason=self.policy.stop_reason)
 
-    def _init(self, name: str) -> None:
-        """Build and init() one step; it joins the run only if both succeed."""
-        try:
-            component = self.config.make_component(name)
-            if self.config.steps[name].next_steps:
-                component._emit = lambda msg, target: self._emit(name, msg, target)
-            component.init()
-        except Exception as err:
-            self._lifecycle_error(name, "init()", err)
-        else:
-            self.components[name] = component
-
-    def _produce(self) -> None:
-        name = self.config.producer.name
-        counts = self.reports[name].counts
-        try:
-            for message in produce(self.components[name]):
-                if message is not None:
-                    counts.processed += 1
-                    self._emit(name, message, None)
-                if self.stopping:
-                    break
-        except Exception as err:
-            counts.failed += 1
-            self._lifecycle_error(name, "run()", err)
-
-    def _finish(self, name: str) -> None:
-        component = self.components.get(name)
-        if component is not None:  # a step whose init() failed has nothing to finish
-            try:
-                send_outputs(component.finish(), component._emit)
-            except Exception as err:
-                self._lifecycle_error(name, "finish()", err)
-        self.status[name].state = "failed" if self.reports[name].first_error else "finished"
-
-    def _emit(self, source: str, message: Any, target: str | None) -> None:
-        targets = self.config.steps[source].next_steps if target is None else (target,)
-        # Each delivery is a decoded copy, as in the threaded engine: a step never sees another's changes.
-        for name, copy in zip(targets, encode(message).copies(len(targets)), strict=True):
-            self.reports[source].counts.emitted += 1
-            self._deliver(name, copy)
-
-    def _deliver(self, name: str, message: Encoded) -> None:
-        component = self.components.get(name)
-        if component is None:
-            return  # its init() failed (the run fails): the report counts the message as never processed
-        report = self.reports[name]
-        seq = report.counts.received  # a message's sequence number is its arrival index at the step
-        report.counts.received += 1
-        outer, self._busy = self._busy, (name, seq)
+    def _call(self, name: str, code: Callable[[], Any]) -> tuple[Outputs, BaseException | None]:
+        """Run one step's code; its outputs (none if it raised) and its exception, timed as the step's own."""
+        collector = self.collectors[name]
         status = self.status[name]
-        status.state, status.busy = "running", 1
+        status.busy = 1
         start = time.perf_counter()
         try:
-            send_outputs(component.run(decode(message.inband, message.buffers)), component._emit)
-        except Exception as err:
-            report.counts.failed += 1
-            report.add_error(failure_line(err))
-            self.policy.message_failed(self.config.steps[name], 0, seq, err, message)
-        else:
-            report.counts.processed += 1
+            send_outputs(code(), self.components[name]._emit)
+        except BaseException as err:  # a step's SystemExit fails the step, as in threads mode
+            collector.take()
+            return [], err
         finally:
-            self._busy = outer
             spent = time.perf_counter() - start
             status.busy_time += spent
             status.max_time = max(status.max_time, spent)
             status.busy = 0
+        return collector.take(), None
 
-    def _lifecycle_error(self, name: str, what: str, error: Exception) -> None:
+    def _init(self, name: str) -> None:
+        """Build and init() one step; it joins the run only if both succeed."""
+        try:
+            component = self.config.make_component(name)
+        except Exception as err:
+            self._lifecycle_error(name, "init()", err)
+            return
+        component._emit = self.collectors[name] if self.config.steps[name].next_steps else None
+        self.components[name] = component
+        outputs, error = self._call(name, component.init)
+        if error is not None:
+            del self.components[name]
+            self._lifecycle_error(name, "init()", error)
+        else:
+            self._send(name, outputs)
+
+    def _produce(self) -> None:
+        """Each value the generator yields is a message, and so is each one it passes to send_msg."""
+        name = self.config.producer.name
+        counts = self.reports[name].counts
+        collector = self.collectors[name]
+        iterator: Any = None
+
+        def start() -> None:
+            nonlocal iterator
+            iterator = produce(self.components[name])
+
+        outputs, error = self._call(name, start)
+        while error is None and not self.stopping:
+            message = None
+
+            def step() -> None:
+                nonlocal message
+                message = next(iterator)
+
+            outputs, error = self._call(name, step)
+            if isinstance(error, StopIteration):
+                return
+            if error is None and message is not None:
+                try:
+                    collector(message, None)
+                except Exception as err:
+                    error = err
+                outputs += collector.take()
+            if error is None:
+                counts.processed += len(outputs)
+                self._send(name, outputs)
+        if error is not None:
+            counts.failed += 1
+            self._lifecycle_error(name, "run()", error)
+
+    def _finish(self, name: str) -> None:
+        component = self.components.get(name)
+        if component is not None:  # a step whose init() failed has nothing to finish
+            outputs, error = self._call(name, component.finish)
+            if error is not None:
+                self._lifecycle_error(name, "finish()", error)
+            else:
+                self._send(name, outputs)
+        self.status[name].state = "failed" if self.reports[name].first_error else "finished"
+
+    def _send(self, source: str, outputs: Outputs) -> None:
+        """Deliver ``outputs`` of ``source`` and everything they lead to, depth first (no recursion:
+        a chain may be longer than Python's recursion limit)."""
+        stack = [self._deliveries(source, outputs)]
+        while stack:
+            delivery = next(stack[-1], None)
+            if delivery is None:
+                stack.pop()
+                continue
+            name, message = delivery
+            produced = self._deliver(name, message)
+            if produced:
+                stack.append(self._deliveries(name, produced))
+
+    def _deliveries(self, sender: str, outputs: Outputs) -> Iterator[tuple[str, Encoded]]:
+        """Each (next step, message) of ``outputs``, counted as emitted when it is delivered."""
+        counts = self.reports[sender].counts
+        for message, target in outputs:
+            for name in self.config.steps[sender].next_steps if target is None else (target,):
+                counts.emitted += 1
+                yield name, message
+
+    def _deliver(self, name: str, message: Encoded) -> Outputs:
+        """Run step ``name`` on ``message``; return its outputs."""
+        step = self.config.steps[name]
+        report = self.reports[name]
+        seq = report.counts.received  # a message's sequence number is its arrival index at the step
+        report.counts.received += 1
+        component = self.components.get(name)
+        if component is None:
+            return []  # its init() failed (the run fails): the report counts the message as never processed
+        if name in self.policy.halted:
+            self.policy.not_run(step, seq, message)
+            return []
+        self.status[name].state = "running"
+        outer, self._busy = self._busy, (name, seq)
+        outputs, error = self._call(name, lambda: component.run(decode(message.inband, message.buffers)))
+        self._busy = outer
+        if error is None:
+            report.counts.processed += 1
+        elif isinstance(error, Exception):
+            report.counts.failed += 1
+            report.add_error(failure_line(error))
+            self.policy.message_failed(step, 0, seq, error, message)
+        else:
+            report.counts.failed += 1
+            self._lifecycle_error(name, "run()", error)
+            self.policy.halt(name, f"step {name} raised {failure_line(error)} in run()")
+        return outputs
+
+    def _lifecycle_error(self, name: str, what: str, error: BaseException) -> None:
         self.reports[name].add_error(self.policy.lifecycle_failed(name, 0, what, error), fatal=True)

@@ -1,11 +1,54 @@
-"""How one step turns a run() or finish() result into outputs: the semantics every runner shares."""
+"""How one step's code turns into outputs: the semantics every runner and every kind of worker share.
+
+A step's outputs (what ``run()`` returns or yields, what it passes to ``send_msg``) are collected
+while its code runs and handed on only once that code has returned: the outputs of a message whose
+``run()`` raised are dropped whole, never half sent (so a replay of it never duplicates them).
+"""
 
 from __future__ import annotations
 
 import inspect
+import threading
 from typing import Any
 
 from .component import Component, Emitter
+from .errors import RoutingError
+from .message import Encoded, encode
+
+#: The outputs of one call of a step's code: each encoded message and its target (None: every next step).
+Outputs = list[tuple[Encoded, "str | None"]]
+
+
+class Collector:
+    """The emitter a runner installs in a Component: encodes each output and keeps it until taken.
+
+    Only the thread that runs the step's code may send: ZeroMQ sockets belong to one thread, and
+    an output sent from a thread the step started would belong to no message.
+    """
+
+    def __init__(self, step_name: str) -> None:
+        self.step_name = step_name
+        self.owner = threading.get_ident()
+        self.pending: Outputs = []
+
+    def claim(self) -> None:
+        """Make the calling thread the one that runs the step's code."""
+        self.owner = threading.get_ident()
+
+    def __call__(self, message: Any, target: str | None) -> None:
+        if threading.get_ident() != self.owner:
+            raise RoutingError(
+                f"step {self.step_name!r}: send_msg() called from thread {threading.current_thread().name!r}; "
+                "only the thread running the step's init(), run() and finish() may send (hand results to it, "
+                "for example through a queue that run() reads)"
+            )
+        self.pending.append((encode(message), target))
+
+    def take(self) -> Outputs:
+        """The outputs collected since the last take, in the order they were sent."""
+        pending = self.pending
+        self.pending = []
+        return pending
 
 
 def send_outputs(result: Any, emit: Emitter | None) -> None:

@@ -253,7 +253,8 @@ class Mutate(Component):
     """Stager: changes the record it received in place, then reports what it sees."""
 
     def run(self, msg: dict) -> dict:
-        """Overwrite the array, change the dict, and report."""
+        """Overwrite a copy of the array (a received array is read-only), change the dict, and report."""
+        msg["arr"] = msg["arr"].copy()
         msg["arr"][:] = -1.0
         msg["arr"] *= 3
         msg["tags"].append("MUT")

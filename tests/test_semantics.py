@@ -408,9 +408,11 @@ def test_finish_output_to_a_step_whose_init_failed_ends_the_run(mode: str, tmp_p
     assert report.exit_status == 1
     assert "FileNotFoundError" in (report.steps["C"].first_error or "")
     assert report.steps["SUM"].first_error is None, report.table()
-    for name in ("SUM", "C"):
-        counts = report[name]
-        assert counts.processed + counts.failed == counts.received, (name, counts)
+    counts = report["SUM"]
+    assert counts.processed + counts.failed == counts.received, counts
+    assert report["C"].received == counts.emitted  # they reached C, which could process none of them
+    assert report["C"].processed + report["C"].failed == 0
+    assert report.unprocessed == counts.emitted
 
 
 # --------------------------------------------------------------------------- configuration

@@ -10,6 +10,7 @@ import zmq
 
 from ..failures import FailurePolicy
 from ..options import RunOptions
+from .outlets import Flusher
 
 log = logging.getLogger("pipeline.engine")
 
@@ -30,6 +31,7 @@ class RunControl:
         self.aborted = threading.Event()  # every thread stops as soon as it can
         self.go = threading.Event()  # every init() is done: the producer may start
         self.events: queue.Queue[tuple[str, EngineThread | None]] = queue.Queue()
+        self.flusher = Flusher()  # sends outputs that would wait behind a slow run() or yield
 
     def abort(self) -> None:
         """Ask every thread to stop now."""

@@ -13,8 +13,13 @@ producer, every worker of each upstream step, but only the router of an upstream
 it has not yet sent. A prefetched packet is only sent to a worker holding less than
 PREFETCH_BYTES, so large messages are prefetched one at a time; and a router reads no input while
 its queue holds QUEUE_BYTES, so large messages fill far fewer than Q places. An ordered step's router holds
-back the results of at most W * (1 + PREFETCH) inputs that finished out of order: past that it
-hands out no more work until the late one is done.
+back the results of at most W * (1 + PREFETCH) inputs that finished out of order, and stops there
+or once the outputs it holds back reach HELD_BACK_BYTES: past either it hands out no more work
+until the late one is done (what its workers already hold still comes back, so the bytes held
+back are at most HELD_BACK_BYTES plus the outputs of those inputs).
+
+A thread also holds the outputs of the input its step's code is processing until that code
+returns (they are sent all together, or dropped if it raises).
 """
 
 from __future__ import annotations
@@ -36,8 +41,12 @@ QUEUE_BYTES = 64 * 1024 * 1024
 PREFETCH_BYTES = 4 * 1024 * 1024
 #: A worker asks for enough messages to keep it busy this long (its window adapts to run() time).
 PREFETCH_SECONDS = 0.001
-#: Pending outputs are sent at least this often while a thread keeps producing them.
+#: A committed output waits at most this long for more to batch with it.
 MAX_DELAY_SECONDS = 0.001
+#: How often the Flusher looks for outputs that wait while their thread is in the step's code.
+FLUSH_TICK_SECONDS = 0.005
+#: An ordered step's router hands out no more work while it holds back this many bytes of outputs.
+HELD_BACK_BYTES = 64 * 1024 * 1024
 #: A producer whose generator took longer than this to yield sends each message at once.
 SLOW_SOURCE_SECONDS = 0.0001
 #: ZeroMQ high-water mark of every data pipe: a pipe holds at most two packets.

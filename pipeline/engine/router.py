@@ -7,16 +7,15 @@ from collections import deque
 import zmq
 
 from ..config import PipelineConfig, StepConfig
-from ..message import DATA, END, FINISH, WORK, Packet, control_frames, header_of, packet_from_frames
 from ..report import StepCounts
-from . import frames as io
+from . import frames
 from .addresses import Addresses
 from .control import BOUND, EngineThread, RunControl
-from .flow import PIPE_HWM, QUEUE_BYTES, batch_limit, held_back_limit, sender_count
-from .outputs import Outputs
+from .flow import HELD_BACK_BYTES, PIPE_HWM, QUEUE_BYTES, batch_limit, held_back_limit, sender_count
+from .outlets import NextSteps
 from .pool import WorkerPool
-from .protocol import FINISHED, JOIN, READY, parse_control
-from .reorder import RESULT, Reorderer
+from .reorder import Reorderer
+from .wire import Kind, Packet, control_frames, header_of, packet_from_frames
 
 
 class Router(EngineThread):
@@ -59,7 +58,7 @@ class Router(EngineThread):
         outputs = None
         try:
             if self.step.ordered and self.step.next_steps:
-                outputs = Outputs(self.context, self.config, self.step, self.addresses, self.counts)
+                outputs = NextSteps(self.context, self.config, self.step, self.addresses, self.counts)
                 self.reorder = Reorderer(outputs)
             inbox.rcvhwm = PIPE_HWM
             inbox.linger = 0
@@ -113,42 +112,41 @@ class Router(EngineThread):
             if self._drained():
                 self._finishing = True
                 for worker in self.pool.workers:
-                    io.send(work, [worker, *control_frames(FINISH)])
+                    frames.send(work, [worker, *control_frames(Kind.FINISH)])
 
     def _read_workers(self, work: zmq.Socket) -> None:
-        while io.waiting(work):
-            frames = io.recv(work)
-            worker, payload = frames[0].bytes, frames[1].bytes
-            if self.reorder is not None and payload[0] == RESULT:
-                self.reorder.add(frames[1:])
-                continue
-            kind, window = parse_control(payload)
-            if kind == READY:
+        while frames.waiting(work):
+            received = frames.recv(work)
+            worker = received[0].bytes
+            kind, window = header_of(received[1])
+            if kind is Kind.RESULT and self.reorder is not None:
+                self.reorder.add(received[1:])
+            elif kind is Kind.READY:
                 self.pool.done(worker, window)
-            elif kind == JOIN:
+            elif kind is Kind.JOIN:
                 self.pool.join(worker, window)
                 # A worker whose init() failed joins asking for nothing, and a live one never does.
                 joined = self.pool.workers
                 self._no_worker = len(joined) == self.step.nb_thread and not any(map(self.pool.window, joined))
-            elif kind == FINISHED:
+            elif kind is Kind.FINISHED:
                 self._finished += 1
         if self.reorder is not None:
             self.reorder.outputs.flush()
 
     def _read_inbox(self, inbox: zmq.Socket) -> None:
-        while self._accepting() and io.waiting(inbox):
-            frames = io.recv(inbox)
-            kind, value = header_of(frames[0])
-            if kind == DATA:
+        while self._accepting() and frames.waiting(inbox):
+            received = frames.recv(inbox)
+            kind, value = header_of(received[0])
+            if kind is Kind.DATA:
                 self.state = "running"
-                packet = packet_from_frames(frames)
+                packet = packet_from_frames(received)
                 packet.first_seq = self._next_seq
                 self._next_seq += len(packet)
                 self.received += len(packet)
                 self.queued += len(packet)
                 self.queued_bytes += packet.nbytes
                 self.queue.append(packet)
-            elif kind == END:
+            elif kind is Kind.END:
                 self._ended += 1
                 self._expected += value
                 if self._ended == self.senders:
@@ -156,14 +154,11 @@ class Router(EngineThread):
 
     def _dispatch(self, work: zmq.Socket) -> None:
         pool = self.pool
-        if self._no_worker:
-            # Every worker's init() failed (the run fails): what arrives is never processed, and the
-            # report counts it so; holding it would keep the step from draining.
-            self.queue.clear()
-            self.queued = 0
-            self.queued_bytes = 0
+        if self._no_worker or self.step.name in self.control.policy.halted:
+            self._drop_queue()
             return
-        if self.reorder is not None and len(self.reorder.held) >= held_back_limit(self.step):
+        if self.reorder is not None and (len(self.reorder.held) >= held_back_limit(self.step)
+                                         or self.reorder.held_bytes >= HELD_BACK_BYTES):
             return  # an early input is late: hand out nothing more until it is done
         while self.queue:
             worker = pool.choose()
@@ -175,10 +170,25 @@ class Router(EngineThread):
                 packet, self.queue[0] = packet.split(size)
             else:
                 self.queue.popleft()
-            io.send(work, [worker, *packet.frames(WORK)])
+            frames.send(work, [worker, *packet.frames(Kind.WORK)])
             self.queued -= len(packet)
             self.queued_bytes -= packet.nbytes
             pool.sent(worker, len(packet), packet.nbytes)
+
+    def _drop_queue(self) -> None:
+        """Give up the queued messages: every worker's init() failed, or the step stopped after a failure.
+
+        The report counts them as never processed; a stopped step's go to the dead-letter file
+        as not run, to replay after the fix. Holding them would keep the step from draining.
+        """
+        for packet in self.queue:
+            self.counts.received += len(packet)  # received by the step, though no worker got them
+            for seq, message in zip(range(packet.first_seq, packet.first_seq + len(packet)), packet.encoded(),
+                                    strict=True):
+                self.control.policy.not_run(self.step, seq, message)
+        self.queue.clear()
+        self.queued = 0
+        self.queued_bytes = 0
 
     def _drained(self) -> bool:
         if self._finishing or self._ended < self.senders or self.queue:

@@ -37,6 +37,7 @@ class ThreadedRunner:
         self.routers: dict[str, Router] = {}
         self.threads: dict[str, list[StepThread]] = {}
         self.crashed: list[EngineThread] = []
+        self.ended: set[EngineThread] = set()  # threads that reported their end
         self.signal: int | None = None
         self.deadline: float | None = None  # after a signal: when busy threads are given up on
         self.abort_requested = False
@@ -61,6 +62,8 @@ class ThreadedRunner:
         if self.options.keep_freed_memory:
             keep_freed_memory()
         context = zmq.Context()
+        flusher = self.control.flusher
+        flusher.start()
         try:
             self._start_routers(context)
             self._start_steps(context)
@@ -70,6 +73,8 @@ class ThreadedRunner:
                 self._abort(context)
             else:
                 context.term()
+            flusher.stopped.set()
+            flusher.join(ABORT_GRACE_SECONDS)
             self.control.policy.close()
         return self._report()
 
@@ -89,9 +94,12 @@ class ThreadedRunner:
             except queue.Empty:
                 log.error("the run did not drain within shutdown_timeout=%.1f s", self.options.shutdown_timeout)
                 return None
-            if event == ENDED and thread is not None and thread.crash is not None:
-                self.crashed.append(thread)
-            elif event == kind:
+            if event == ENDED and thread is not None:
+                self.ended.add(thread)
+                if thread.crash is not None:
+                    self.crashed.append(thread)
+                    continue
+            if event == kind:
                 return thread
         return None
 
@@ -129,9 +137,13 @@ class ThreadedRunner:
         self.control.go.set()
 
     def _wait_for_end(self) -> None:
-        while self._alive():
+        """Wait until every thread has reported its end (a thread reports it just before it stops)."""
+        threads = self._all_threads()
+        while len(self.ended) < len(threads):
             if self._next_event(ENDED) is None:
                 return
+        for thread in threads:
+            thread.join(ABORT_GRACE_SECONDS)  # each has reported its end: only its last bytecodes remain
 
     def _abort(self, context: zmq.Context) -> None:
         """Stop every thread: terminating the context ends their blocking socket calls."""

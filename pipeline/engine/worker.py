@@ -1,24 +1,28 @@
-"""The threads that run a step's Component: the producer, and each worker of a stager or consumer."""
+"""The threads that run a step's Component: the producer, and each worker of a stager or consumer.
+
+Both run the step's code the same way (``StepThread.call``): with their outlet unlocked, its
+outputs collected, then committed to the outlet as a whole, or dropped if the code raised.
+"""
 
 from __future__ import annotations
 
 import time
+from collections.abc import Callable
 from typing import Any
 
 import zmq
 
 from ..component import Component
 from ..config import PipelineConfig, StepConfig
-from ..message import FINISH, Encoded, decode, encode, header_of, packet_from_frames
+from ..message import Encoded, decode
 from ..report import StepCounts
-from ..step import failure_line, produce, send_outputs
-from . import frames as io
+from ..step import Collector, failure_line, produce, send_outputs
+from . import frames
 from .addresses import Addresses
 from .control import INIT_DONE, EngineThread, RunControl
 from .flow import SLOW_SOURCE_SECONDS, window_for
-from .outputs import Outputs
-from .protocol import FINISHED, JOIN, READY, control
-from .reorder import UNORDERED, result_frames
+from .outlets import NextSteps, NoOutputs, Outlet, ToRouter
+from .wire import UNORDERED, Kind, control_frames, header_of, packet_from_frames
 
 #: Weight of the newest packet in a worker's running mean of seconds per message.
 _SMOOTHING = 0.2
@@ -42,8 +46,8 @@ class StepThread(EngineThread):
         self.busy_time = 0.0  # seconds in run() so far
         self.max_time = 0.0  # the longest run() call
         self.init_ok = False
-        self.outputs: Outputs | None = None
-        self.held: list[tuple[Encoded, int | None]] | None = None  # an ordered step's pending outputs
+        self.collector = Collector(step.name)
+        self.outlet: Outlet = NoOutputs()
 
     def fail(self, what: str, error: BaseException) -> None:
         """Record an init(), finish() or producer error: the run will exit 1."""
@@ -51,168 +55,197 @@ class StepThread(EngineThread):
         self.first_error = self.first_error or line
         self.fatal = True
 
+    def open(self, outlet: Outlet) -> None:
+        """Take ``outlet`` for this thread's outputs; the Flusher watches it from now on."""
+        self.collector.claim()
+        outlet.lock.acquire()
+        self.outlet = outlet
+        self.control.flusher.add(outlet)
+
+    def close(self) -> None:
+        """Stop the Flusher watching the outlet, then close its sockets."""
+        self.control.flusher.remove(self.outlet)
+        self.outlet.close()
+
+    def call(self, code: Callable[[], Any]) -> BaseException | None:
+        """Run the step's ``code`` (which sends through the collector); None if it returned.
+
+        An exception that is not an ``Exception`` (``SystemExit``, ``KeyboardInterrupt``) is
+        returned too: it ends that code, never the thread.
+        """
+        try:
+            with self.outlet.step_code():
+                send_outputs(code(), self.collector)
+        except BaseException as err:  # a step's SystemExit fails the step, not the engine
+            self.collector.take()
+            return err
+        return None
+
+    def lifecycle(self, what: str, code: Callable[[], Any]) -> bool:
+        """Run init() or finish() and commit what it sent; record its error. True if it returned."""
+        error = self.call(code)
+        if error is not None:
+            self.fail(what, error)
+            return False
+        self.outlet.commit(UNORDERED, self.collector.take())
+        return True
+
     def start_component(self) -> Component | None:
         """Build and init() the Component, then report to the runner; None if that failed."""
         component = None
         try:
             component = self.config.make_component(self.step.name)
-            if self.outputs is not None:
-                component._emit = self.outputs.emit
-            component.init()
-            self.init_ok = True
-        except zmq.ContextTerminated:
-            raise  # the run is aborted: not the step's failure
         except Exception as err:
             self.fail("init()", err)
+        else:
+            component._emit = self.collector if self.step.next_steps else None
+            self.init_ok = self.lifecycle("init()", component.init)
         self.control.events.put((INIT_DONE, self))
         return component if self.init_ok else None
 
     def finish_component(self, component: Component | None) -> None:
-        """Call finish() and send what it returns."""
-        if component is None:
-            return
-        try:
-            send_outputs(component.finish(), component._emit)
-        except zmq.ContextTerminated:
-            raise  # the run is aborted: not the step's failure
-        except Exception as err:
-            self.fail("finish()", err)
+        """Call finish() and commit what it sent."""
+        if component is not None:
+            self.lifecycle("finish()", component.finish)
+
+    def timed(self, spent: float) -> None:
+        """Add one call of the step's code to its times."""
+        self.busy_time += spent
+        if spent > self.max_time:
+            self.max_time = spent
 
 
 class ProducerThread(StepThread):
     """Runs the producer's generator and sends each message on, batching while it yields fast."""
 
     def work(self) -> None:
-        self.outputs = Outputs(self.context, self.config, self.step, self.addresses, self.counts)
+        self.open(NextSteps(self.context, self.config, self.step, self.addresses, self.counts))
         try:
             component = self.start_component()
             self.control.go.wait()
             if component is not None and not self.control.stopping.is_set():
-                self._produce(component, self.outputs)
+                self._produce(component)
             self.finish_component(component)
-            self.outputs.end()
+            self.outlet.end()
         finally:
-            self.outputs.close()
+            self.close()
 
-    def _produce(self, component: Component, outputs: Outputs) -> None:
-        counts = self.counts
+    def _produce(self, component: Component) -> None:
+        """Each value the generator yields is a message, and so is each one it passes to send_msg."""
+        iterator: Any = None
+
+        def start() -> None:
+            nonlocal iterator
+            iterator = produce(component)
+
+        error = self.call(start)
+        outlet = self.outlet
+        collector = self.collector
         stopping = self.control.stopping
-        try:
+        while error is None and not stopping.is_set():
             before = time.perf_counter()
-            for message in produce(component):
-                after = time.perf_counter()
-                self.busy_time += after - before
-                self.max_time = max(self.max_time, after - before)
-                if message is not None:
-                    counts.processed += 1
-                    outputs.emit(message, None)
+            try:
+                with outlet.step_code():
+                    message = next(iterator)
+            except StopIteration:
+                break
+            except BaseException as err:  # a step's SystemExit fails the step, not the engine
+                error = err
+            after = time.perf_counter()
+            self.timed(after - before)
+            if error is None and message is not None:
+                try:
+                    collector(message, None)
+                except Exception as err:
+                    error = err
+            outputs = collector.take()
+            if error is None:
+                self.counts.processed += len(outputs)
+                outlet.commit(0, outputs)
                 if after - before > SLOW_SOURCE_SECONDS:
-                    outputs.flush()  # a slow source: send each message at once
+                    outlet.flush()  # a slow source: send each message at once
                 else:
-                    outputs.flush_if_due()
-                if stopping.is_set():
-                    break
-                before = time.perf_counter()
-        except zmq.ContextTerminated:
-            raise  # the run is aborted: not the step's failure
-        except Exception as err:
-            counts.failed += 1
-            self.fail("run()", err)
-        outputs.flush()
+                    outlet.flush_if_due()
+        if error is not None:
+            self.counts.failed += 1
+            self.fail("run()", error)
+        outlet.flush()
 
 
 class WorkerThread(StepThread):
-    """One worker of a stager or consumer: asks its router for work, runs it, sends the outputs.
+    """One worker of a stager or consumer: asks its router for work, runs it, passes the outputs on.
 
-    A worker of an ordered step returns each input's outputs to its router instead (see reorder).
+    Its outlet sends the outputs to the next steps, or returns them to the router for an ordered
+    step (which then sends them in input order).
     """
 
     def work(self) -> None:
         ctl = self.context.socket(zmq.DEALER)
         ctl.linger = 0
-        self.ctl = ctl
         try:
-            ordered = self.step.ordered and bool(self.step.next_steps)
-            if self.step.next_steps and not ordered:
-                self.outputs = Outputs(self.context, self.config, self.step, self.addresses, self.counts)
+            if not self.step.next_steps:
+                outlet: Outlet = NoOutputs()
+            elif self.step.ordered:
+                outlet = ToRouter(ctl, self.step)
+            else:
+                outlet = NextSteps(self.context, self.config, self.step, self.addresses, self.counts)
+            self.open(outlet)
             ctl.connect(self.addresses.work(self.step.name))
             component = self.start_component()
-            if component is not None and ordered:
-                self._return_outputs_to_router(component)
             self._serve(ctl, component)
             self.finish_component(component)
-            if self.held is not None:
-                self._send_held(UNORDERED, self.held)
-            if self.outputs is not None:
-                self.outputs.end()
-            io.send(ctl, control(FINISHED))
+            outlet.end()
+            frames.send(ctl, control_frames(Kind.FINISHED))
         finally:
-            if self.outputs is not None:
-                self.outputs.close()
+            self.close()
             ctl.close()
 
     def _serve(self, ctl: zmq.Socket, component: Component | None) -> None:
         """Process packets until the router says FINISH; a worker whose init failed takes none."""
         mean = 0.0
+        outlet = self.outlet
         # Start with a small window: the first messages tell how long run() takes.
-        io.send(ctl, control(JOIN, 2 if component is not None else 0))
-        outputs = self.outputs
-        if outputs is not None:
-            outputs.flush()  # what init() sent goes on now, not with the first packet's outputs
-        frames = io.recv(ctl)
-        while header_of(frames[0])[0] != FINISH:
-            packet = packet_from_frames(frames)
+        frames.send(ctl, control_frames(Kind.JOIN, 2 if component is not None else 0))
+        outlet.flush()  # what init() sent goes on now, not with the first packet's outputs
+        received = frames.recv(ctl)
+        while header_of(received[0])[0] is not Kind.FINISH:
+            packet = packet_from_frames(received)
             before = self.busy_time
             for seq, inband, buffers in packet.messages():
                 self._process(component, seq, inband, buffers)
             elapsed = (self.busy_time - before) / len(packet)
             mean = elapsed if not mean else mean + _SMOOTHING * (elapsed - mean)
-            if io.waiting(ctl):
-                io.send(ctl, control(READY, window_for(mean)))
-                if outputs is not None:
-                    outputs.flush_if_due()
+            if frames.waiting(ctl):
+                frames.send(ctl, control_frames(Kind.READY, window_for(mean)))
             else:
                 # About to wait: the outputs go first, they are what the next step waits for.
-                if outputs is not None:
-                    outputs.flush()
-                io.send(ctl, control(READY, window_for(mean)))
-            frames = io.recv(ctl)
+                outlet.flush()
+                frames.send(ctl, control_frames(Kind.READY, window_for(mean)))
+            received = frames.recv(ctl)
 
     def _process(self, component: Component | None, seq: int, inband: Any, buffers: list[Any]) -> None:
         if component is None:
             raise RuntimeError(f"worker {self.name} was sent work although its init() failed")
         self.counts.received += 1
+        if self.step.name in self.control.policy.halted:
+            self.control.policy.not_run(self.step, seq, Encoded(bytes(inband), buffers))
+            self.outlet.failed(seq)
+            return
         self.busy_seq = seq
         start = time.perf_counter()
-        try:
-            send_outputs(component.run(decode(inband, buffers)), component._emit)
-            self.counts.processed += 1
-        except zmq.ContextTerminated:
-            raise  # the run is aborted: not the step's failure
-        except Exception as err:
-            self.counts.failed += 1
-            self.first_error = self.first_error or failure_line(err)
-            self.control.policy.message_failed(self.step, self.index, seq, err, Encoded(bytes(inband), buffers))
-        spent = time.perf_counter() - start
-        self.busy_time += spent
-        if spent > self.max_time:
-            self.max_time = spent
+        error = self.call(lambda: component.run(decode(inband, buffers)))
+        self.timed(time.perf_counter() - start)
         self.busy_seq = None
-        if self.held is not None:
-            self._send_held(seq, self.held)
-
-    def _return_outputs_to_router(self, component: Component) -> None:
-        """Hold each output of an ordered step until the input's result goes back to the router."""
-        held: list[tuple[Encoded, int | None]] = []
-        index = {name: i for i, name in enumerate(self.step.next_steps)}
-
-        def hold(message: Any, target: str | None) -> None:
-            held.append((encode(message), None if target is None else index[target]))
-
-        component._emit = hold
-        self.held = held
-
-    def _send_held(self, seq: int, held: list[tuple[Encoded, int | None]]) -> None:
-        """Send the held outputs of input ``seq`` (even none: the router waits for every input)."""
-        io.send(self.ctl, result_frames(seq, held))
-        held.clear()
+        if error is None:
+            self.counts.processed += 1
+            self.outlet.commit(seq, self.collector.take())
+            self.outlet.flush_if_due()
+            return
+        self.counts.failed += 1
+        self.outlet.failed(seq)
+        if isinstance(error, Exception):
+            self.first_error = self.first_error or failure_line(error)
+            self.control.policy.message_failed(self.step, self.index, seq, error, Encoded(bytes(inband), buffers))
+        else:
+            self.fail("run()", error)
+            self.control.policy.halt(self.step.name, f"step {self.step.name} raised {failure_line(error)} in run()")

@@ -1,0 +1,201 @@
+"""Where a thread's committed outputs go: on to the next steps, or back to the step's router.
+
+Every kind of worker runs the same loop; what differs is its outlet, chosen before ``init()``:
+
+- ``NextSteps`` batches outputs per next step and sends them on itself (a producer, or a thread
+  worker of an unordered step);
+- ``ToRouter`` returns each input's outputs to the step's router with the input's result (a worker
+  of an ordered step; the router releases them in input order);
+- ``NoOutputs`` for a consumer.
+
+An outlet's ``lock`` is held by its thread except while the step's own code runs; the run's
+``Flusher`` takes it then to send outputs that would otherwise wait behind a slow ``run()`` or a
+slow yield (the latency bound, docs/architecture.md).
+"""
+
+from __future__ import annotations
+
+import threading
+import time
+from collections.abc import Iterator
+from contextlib import contextmanager
+
+import zmq
+
+from ..config import PipelineConfig, StepConfig
+from ..report import StepCounts
+from ..step import Outputs
+from . import frames
+from .addresses import Addresses
+from .flow import FLUSH_TICK_SECONDS, MAX_BATCH, MAX_BATCH_BYTES, MAX_DELAY_SECONDS, PIPE_HWM, batch_limit
+from .wire import Kind, Packet, control_frames, result_frames
+
+
+class Outlet:
+    """What every outlet does; this base sends nothing (a consumer's)."""
+
+    def __init__(self) -> None:
+        self.lock = threading.Lock()
+        self.oldest = 0.0  # when the oldest unsent output was committed (0: none)
+
+    def commit(self, seq: int, outputs: Outputs) -> None:
+        """The step's code for input ``seq`` returned these outputs."""
+
+    def failed(self, seq: int) -> None:
+        """The step's code for input ``seq`` raised: its outputs were dropped."""
+
+    def flush(self) -> None:
+        """Send every committed output now."""
+
+    def flush_if_due(self) -> None:
+        """Send what has waited MAX_DELAY_SECONDS."""
+        if self.oldest and time.monotonic() - self.oldest >= MAX_DELAY_SECONDS:
+            self.flush()
+
+    def end(self) -> None:
+        """Send everything; no output follows."""
+        self.flush()
+
+    def close(self) -> None:
+        """Close the sockets the outlet opened (in the thread that used them)."""
+
+    @contextmanager
+    def step_code(self) -> Iterator[None]:
+        """Run the step's own code with the lock released, so the Flusher may send meanwhile."""
+        self.lock.release()
+        try:
+            yield
+        finally:
+            self.lock.acquire()
+
+
+NoOutputs = Outlet
+
+
+class _Outbox:
+    """Messages waiting to go to one next step, and the socket they go through."""
+
+    def __init__(self, socket: zmq.Socket, limit: int) -> None:
+        self.socket = socket
+        self.limit = limit
+        self.packet = Packet()
+        self.sent = 0
+
+    def flush(self) -> None:
+        """Send what is queued (blocks while the next step's router is full: backpressure)."""
+        if self.packet.lengths:
+            frames.send(self.socket, self.packet.frames(Kind.DATA))
+            self.sent += len(self.packet)
+            self.packet = Packet()
+
+
+class NextSteps(Outlet):
+    """Batches a thread's outputs per next step into packets and sends them to those steps' routers."""
+
+    def __init__(self, context: zmq.Context, config: PipelineConfig, step: StepConfig, addresses: Addresses,
+                 counts: StepCounts) -> None:
+        super().__init__()
+        self.step = step
+        self.counts = counts
+        self.boxes: dict[str, _Outbox] = {}
+        for name in step.next_steps:
+            socket = context.socket(zmq.PUSH)
+            socket.sndhwm = PIPE_HWM
+            socket.linger = 0
+            socket.connect(addresses.inbox(name))
+            self.boxes[name] = _Outbox(socket, batch_limit(config.steps[name].queue_limit))
+
+    def commit(self, seq: int, outputs: Outputs) -> None:
+        """Queue each output for its next step (all of them when it names none)."""
+        for message, target in outputs:
+            for name in self.step.next_steps if target is None else (target,):
+                box = self.boxes[name]
+                box.packet.add(message)
+                self.counts.emitted += 1
+                if len(box.packet) >= box.limit or box.packet.nbytes >= MAX_BATCH_BYTES:
+                    box.flush()
+        if outputs and not self.oldest:
+            self.oldest = time.monotonic()
+
+    def flush(self) -> None:
+        """Send every pending output now."""
+        for box in self.boxes.values():
+            box.flush()
+        self.oldest = 0.0
+
+    def end(self) -> None:
+        """Send everything, then tell each next step how many messages it was sent."""
+        self.flush()
+        for box in self.boxes.values():
+            frames.send(box.socket, control_frames(Kind.END, box.sent))
+
+    def close(self) -> None:
+        """Close the sockets (in the thread that used them)."""
+        for box in self.boxes.values():
+            box.socket.close()
+
+
+class ToRouter(Outlet):
+    """Returns each input's outputs to the step's router, batched, through the worker's own socket."""
+
+    def __init__(self, socket: zmq.Socket, step: StepConfig) -> None:
+        super().__init__()
+        self.socket = socket
+        self.index = {name: i for i, name in enumerate(step.next_steps)}
+        self.inputs: list[tuple[int, list]] = []
+        self.nbytes = 0
+
+    def commit(self, seq: int, outputs: Outputs) -> None:
+        """Hold the outputs of input ``seq`` (even none: the router waits for every input's result)."""
+        index = self.index
+        self.inputs.append((seq, [(m, None if t is None else index[t]) for m, t in outputs]))
+        self.nbytes += sum(m.nbytes for m, _ in outputs)
+        if not self.oldest:
+            self.oldest = time.monotonic()
+        if len(self.inputs) >= MAX_BATCH or self.nbytes >= MAX_BATCH_BYTES:
+            self.flush()
+
+    def failed(self, seq: int) -> None:
+        """An input whose run() raised has no outputs, but the router still waits for its result."""
+        self.commit(seq, [])
+
+    def flush(self) -> None:
+        """Send the held results to the router."""
+        if self.inputs:
+            frames.send(self.socket, result_frames(self.inputs))
+            self.inputs = []
+            self.nbytes = 0
+        self.oldest = 0.0
+
+
+class Flusher(threading.Thread):
+    """Sends outputs that have waited MAX_DELAY_SECONDS while their thread is inside the step's code.
+
+    It wakes every FLUSH_TICK_SECONDS and only takes an outlet's lock when it is free, that is
+    when the outlet's thread is inside the step's code and not using its sockets.
+    """
+
+    def __init__(self) -> None:
+        super().__init__(name="flusher", daemon=True)
+        self.outlets: list[Outlet] = []
+        self.stopped = threading.Event()
+
+    def add(self, outlet: Outlet) -> None:
+        """Watch ``outlet`` from now on (its thread holds its lock)."""
+        self.outlets = [*self.outlets, outlet]
+
+    def remove(self, outlet: Outlet) -> None:
+        """Stop watching ``outlet`` (its thread holds its lock)."""
+        self.outlets = [o for o in self.outlets if o is not outlet]
+
+    def run(self) -> None:
+        while not self.stopped.wait(FLUSH_TICK_SECONDS):
+            now = time.monotonic()
+            for outlet in self.outlets:
+                if outlet.oldest and now - outlet.oldest >= MAX_DELAY_SECONDS and outlet.lock.acquire(False):
+                    try:
+                        outlet.flush()
+                    except zmq.ContextTerminated:
+                        return  # the run is being aborted
+                    finally:
+                        outlet.lock.release()

@@ -1,0 +1,193 @@
+"""The engine's wire format: every frame that travels between a run's threads and worker processes.
+
+Every ZeroMQ message of the engine starts with one header frame::
+
+    HEADER    kind (Kind), flags, count n, value          struct "<BBxxIQ"
+
+A *packet* (DATA, WORK, RESULT) carries n messages. Its header frame goes on with n uint32 in-band
+pickle lengths, n uint16 out-of-band buffer counts and, for RESULT only, n uint16 targets; then,
+when the INLINE flag is set, the body. Then::
+
+    frame 1  body     the n in-band pickles (protocol 5), concatenated (absent when inline)
+    then     buffers  every message's out-of-band buffers, in message order
+
+A body under ``INLINE_BODY_BYTES`` rides in the header frame: every frame is a ZeroMQ call that
+releases and retakes the GIL, and for small messages those calls are most of a packet's cost.
+``value`` is the sequence number of the first message of a DATA or WORK packet.
+
+A RESULT packet holds the outputs of one or more inputs of a worker that returns its outputs to
+its router (an ordered step's worker): ``value`` is how many inputs it answers, and a last frame
+lists them, one ``RESULT_INPUT`` record (input sequence number, number of outputs) each, in order.
+
+A control message (END, FINISH, JOIN, READY, FINISHED) is the header alone: END's value is how
+many messages the sender sent; JOIN's and READY's value is how many messages the worker asks to
+hold. Routers split and join packets using the header alone; they never unpickle a payload.
+"""
+
+from __future__ import annotations
+
+import struct
+from array import array
+from collections.abc import Iterator, Sequence
+from dataclasses import dataclass, field
+from enum import IntEnum
+from typing import Any
+
+from ..message import Buffer, Encoded
+
+
+class Kind(IntEnum):
+    """What a frame set is: the first byte of its header."""
+
+    DATA = 1  # sender -> step router: messages
+    END = 2  # sender -> step router: end of stream; value = messages sent
+    WORK = 3  # router -> worker: messages to process
+    FINISH = 4  # router -> worker: every message is processed, run finish() and stop
+    JOIN = 5  # worker -> router: initialised; value = messages it asks to hold (0: its init() failed)
+    READY = 6  # worker -> router: finished its oldest packet; value = messages it asks to hold
+    FINISHED = 7  # worker -> router: ran finish() and sent its end of stream
+    RESULT = 8  # worker -> router: the outputs of inputs it processed, to be sent on by the router
+
+
+HEADER = struct.Struct("<BBxxIQ")  # kind, flags, count, value
+#: The header flag saying that the body follows the header in frame 0.
+INLINE = 1
+#: A body smaller than this is copied into the header frame; a larger one is a frame of its own.
+INLINE_BODY_BYTES = 64 * 1024
+#: One input answered by a RESULT packet: its sequence number and how many outputs it has.
+RESULT_INPUT = struct.Struct("<QI")
+#: The input sequence number of outputs that keep no order: those of init() and finish().
+UNORDERED = 2**64 - 1
+#: The target of an output sent to every next step.
+EVERY_NEXT_STEP = 0xFFFF
+
+
+@dataclass
+class Packet:
+    """Several encoded messages sharing one header, body and list of buffer frames."""
+
+    lengths: array = field(default_factory=lambda: array("I"))
+    oob_counts: array = field(default_factory=lambda: array("H"))
+    parts: list[Buffer] = field(default_factory=list)  # the body, whole or as one part per message
+    buffers: list[Buffer] = field(default_factory=list)  # memoryviews, or zmq.Frames as received
+    first_seq: int = 0
+    nbytes: int = 0
+
+    def __len__(self) -> int:
+        return len(self.lengths)
+
+    def add(self, message: Encoded) -> None:
+        """Append one encoded message (``encode`` refused any with more than MAX_BUFFERS buffers)."""
+        self.lengths.append(len(message.inband))
+        self.oob_counts.append(len(message.buffers))
+        self.parts.append(message.inband)
+        self.nbytes += len(message.inband)
+        for buffer in message.buffers:
+            view = memoryview(buffer)
+            self.buffers.append(view)
+            self.nbytes += view.nbytes
+
+    def frames(self, kind: Kind, extra: bytes = b"", value: int | None = None) -> list[Buffer]:
+        """The multipart frames of this packet as ``kind``; ``extra`` goes after the buffer counts."""
+        inline = sum(self.lengths) < INLINE_BODY_BYTES
+        head = (HEADER.pack(kind, INLINE if inline else 0, len(self.lengths),
+                            self.first_seq if value is None else value),
+                self.lengths.tobytes(), self.oob_counts.tobytes(), extra)
+        if inline:
+            return [b"".join((*head, *self.parts)), *self.buffers]
+        body = self.parts[0] if len(self.parts) == 1 else b"".join(self.parts)
+        return [b"".join(head), body, *self.buffers]
+
+    def split(self, count: int) -> tuple[Packet, Packet]:
+        """The first ``count`` messages and the rest, without copying any buffer."""
+        body = memoryview(self.parts[0] if len(self.parts) == 1 else b"".join(self.parts))
+        cut = sum(self.lengths[:count])
+        nbuf = sum(self.oob_counts[:count])
+        head_bytes = cut + sum(memoryview(b).nbytes for b in self.buffers[:nbuf])
+        head = Packet(self.lengths[:count], self.oob_counts[:count], [body[:cut]], self.buffers[:nbuf],
+                      self.first_seq, head_bytes)
+        tail = Packet(self.lengths[count:], self.oob_counts[count:], [body[cut:]], self.buffers[nbuf:],
+                      self.first_seq + count, self.nbytes - head_bytes)
+        return head, tail
+
+    def messages(self) -> Iterator[tuple[int, Buffer, list[Buffer]]]:
+        """Each message as (sequence number, in-band pickle, out-of-band buffers)."""
+        body = memoryview(self.parts[0] if len(self.parts) == 1 else b"".join(self.parts))
+        offset = 0
+        nbuf = 0
+        for i, (length, count) in enumerate(zip(self.lengths, self.oob_counts, strict=True)):
+            yield self.first_seq + i, body[offset:offset + length], self.buffers[nbuf:nbuf + count]
+            offset += length
+            nbuf += count
+
+    def encoded(self) -> Iterator[Encoded]:
+        """Each message as an Encoded, its buffers by reference."""
+        for _, inband, buffers in self.messages():
+            yield Encoded(inband, buffers)
+
+
+def packet_from_frames(frames: Sequence[Any], extra_per_message: int = 0) -> Packet:
+    """Rebuild a packet from received zmq.Frame objects (skipping ``extra_per_message`` header bytes each).
+
+    The frames are kept as they are: forwarding a zmq.Frame only adds a reference to its memory.
+    """
+    header = frames[0].bytes
+    _, flags, n, first_seq = HEADER.unpack_from(header)
+    lengths = array("I")
+    lengths.frombytes(header[HEADER.size:HEADER.size + 4 * n])
+    oob_counts = array("H")
+    oob_counts.frombytes(header[HEADER.size + 4 * n:HEADER.size + 6 * n])
+    if flags & INLINE:
+        body: Buffer = memoryview(header)[HEADER.size + (6 + extra_per_message) * n:]
+        buffers = list(frames[1:])
+    else:
+        body = frames[1]
+        buffers = list(frames[2:])
+    nbytes = len(body) + sum(len(f) for f in buffers)
+    return Packet(lengths, oob_counts, [body], buffers, first_seq, nbytes)
+
+
+def header_of(frame: Any) -> tuple[Kind, int]:
+    """(kind, value) of a frame set's first frame."""
+    kind, _, _, value = HEADER.unpack_from(frame)
+    return Kind(kind), value
+
+
+def control_frames(kind: Kind, value: int = 0) -> list[bytes]:
+    """The one frame of a message without payload: END, FINISH, JOIN, READY or FINISHED."""
+    return [HEADER.pack(kind, 0, 0, value)]
+
+
+def result_frames(inputs: Sequence[tuple[int, Sequence[tuple[Encoded, int | None]]]]) -> list[Buffer]:
+    """A RESULT packet: for each input (sequence number, outputs), its outputs and their targets.
+
+    Each output names its next step by index in the step's next_steps (None: every next step).
+    """
+    packet = Packet()
+    targets = array("H")
+    table = []
+    for seq, outputs in inputs:
+        table.append(RESULT_INPUT.pack(seq, len(outputs)))
+        for message, target in outputs:
+            packet.add(message)
+            targets.append(EVERY_NEXT_STEP if target is None else target)
+    return [*packet.frames(Kind.RESULT, targets.tobytes(), value=len(table)), b"".join(table)]
+
+
+def parse_result(frames: Sequence[Any]) -> list[tuple[int, list[tuple[Encoded, int | None]]]]:
+    """The inputs of a RESULT packet, each (sequence number, [(output, target index or None)])."""
+    *packet_frames, table_frame = frames
+    header = packet_frames[0].bytes
+    _, _, n, inputs = HEADER.unpack_from(header)
+    targets = array("H")
+    targets.frombytes(header[HEADER.size + 6 * n:HEADER.size + 8 * n])
+    outputs = [(message, None if target == EVERY_NEXT_STEP else target)
+               for message, target in zip(packet_from_frames(packet_frames, 2).encoded(), targets, strict=True)]
+    table = table_frame.bytes
+    result = []
+    start = 0
+    for i in range(inputs):
+        seq, count = RESULT_INPUT.unpack_from(table, i * RESULT_INPUT.size)
+        result.append((seq, outputs[start:start + count]))
+        start += count
+    return result
