@@ -14,7 +14,7 @@ class StepCounts:
     """Counters of one step (or one of its threads): plain integers, no locks."""
 
     received: int = 0  # messages delivered to the step
-    processed: int = 0  # messages whose run() completed
+    processed: int = 0  # messages whose run() completed (a producer: messages it produced)
     emitted: int = 0  # deliveries to next steps (a message sent to two steps counts twice)
     failed: int = 0  # messages whose run() raised
 
@@ -48,6 +48,26 @@ class StepReport:
         done = self.counts.processed + self.counts.failed
         return self.busy_time / done if done else 0.0
 
+    @property
+    def received(self) -> int:
+        """Messages delivered to the step."""
+        return self.counts.received
+
+    @property
+    def processed(self) -> int:
+        """Messages whose run() completed (a producer: messages it produced)."""
+        return self.counts.processed
+
+    @property
+    def emitted(self) -> int:
+        """Deliveries to next steps (a message sent to two steps counts twice)."""
+        return self.counts.emitted
+
+    @property
+    def failed(self) -> int:
+        """Messages whose run() raised."""
+        return self.counts.failed
+
     def add_error(self, error: str, fatal: bool = False) -> None:
         """Keep the first error; a fatal one makes the run fail whatever the failure policy."""
         self.first_error = self.first_error or error
@@ -64,8 +84,9 @@ class RunReport:
     stuck: list[str] = field(default_factory=list)  # workers still busy when the run was abandoned
     wall_time: float = 0.0  # seconds from the runner's start to the end of the run
 
-    def __getitem__(self, name: str) -> StepCounts:
-        return self.steps[name].counts
+    def __getitem__(self, name: str) -> StepReport:
+        """The report of step ``name`` (its counts are also its attributes: ``report["C"].received``)."""
+        return self.steps[name]
 
     @property
     def unprocessed(self) -> int:

@@ -9,7 +9,7 @@ from collections.abc import Iterator
 from typing import Any
 
 import numpy as np
-from traitlets import Float, Int, List, Unicode
+from traitlets import Bool, Float, Int, List, Unicode
 
 from pipeline import Component
 
@@ -37,10 +37,13 @@ class Behave(Component):
     behaviour = Unicode("pass", help="pass | filter | expand | route | sum").tag(config=True)
     modulo = Int(3, help="filter drops values divisible by it; route picks next step value % n").tag(config=True)
     delays = List(Float(), default_value=[], help="Per-message sleeps, cycled by value.").tag(config=True)
+    announce = Bool(False, help="Send a message from init() and one from finish().").tag(config=True)
 
     def init(self) -> None:
-        """Start the finish-sum at zero."""
+        """Start the finish-sum at zero; announce the start."""
         self.total = 0
+        if self.announce and self.next_steps:
+            self.send_msg((-1_000_000, (self.step_name, "init")))
 
     def run(self, msg: tuple[int, tuple[str, ...]]) -> Any:
         """Transform one message according to ``behaviour``."""
@@ -64,10 +67,12 @@ class Behave(Component):
         yield (value * 2, path)
         yield (value * 2 + 1, path)
 
-    def finish(self) -> None:
-        """A sum step sends its total once, at the end."""
+    def finish(self) -> Iterator[tuple[int, tuple[str, ...]]]:
+        """A sum step sends its total once, at the end; an announcing step yields a last message."""
         if self.behaviour == "sum" and self.next_steps:
             self.send_msg((-1 - self.total, (self.step_name, "total")))
+        if self.announce and self.next_steps:
+            yield (-2_000_000, (self.step_name, "finish"))
 
 
 class Collect(Component):

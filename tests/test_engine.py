@@ -206,13 +206,15 @@ def dag_configs(draw: st.DrawFn) -> dict[str, Any]:
         if behaviour == "route" and not targets[name]:
             behaviour = "pass"
         delays = draw(st.lists(st.sampled_from([0.0, 0.0, 0.0005, 0.001]), max_size=3))
-        # finish() runs once per worker, so a step that sums in finish() has one worker to match
-        workers = 1 if behaviour == "sum" else draw(st.integers(1, 4))
+        announce = draw(st.booleans())
+        # init() and finish() run once per worker, so a step that sums or sends from them has one
+        # worker, to match the sequential run's one instance
+        workers = 1 if behaviour == "sum" or announce else draw(st.integers(1, 4))
         stagers.append(step(name, "Behave", targets[name] or None,
                             nb_thread=workers,
                             queue_limit=draw(st.sampled_from([1, 2, 3, 8, -1])),
                             ordered=draw(st.booleans()),
-                            config={"behaviour": behaviour, "delays": delays,
+                            config={"behaviour": behaviour, "delays": delays, "announce": announce,
                                     "modulo": draw(st.integers(2, 4))}))
     return chain(step("P", "Source", producer_targets), stagers,
                  step("C", "Collect", queue_limit=draw(st.sampled_from([1, 4, 64]))),
