@@ -1,40 +1,245 @@
-"""pipeline-bench: a --quick --json smoke run measures every workload and checks every run's output."""
+"""pipeline-bench: smoke runs as a user runs them, the report's arithmetic, the baselines and --gui."""
 
 from __future__ import annotations
 
 import json
 import math
+import re
 import subprocess
 import sys
+from dataclasses import replace
+from functools import partial
+from pathlib import Path
+from typing import Any
 
+import pytest
+from hypothesis import given
+from hypothesis import strategies as st
+
+from pipeline import Pipeline
+from pipeline.bench import baselines, memory, overhead, startup, workloads
+from pipeline.bench.designs import DESCRIPTIONS, ENGINE, OPTIONAL, PROCESSES, QUEUE, ZMQ
+from pipeline.bench.plan import QUICK
+from pipeline.bench.report import (
+    MET,
+    MISSED,
+    NO_FIGURE,
+    NOT_JUDGED,
+    UNCERTAIN,
+    Case,
+    Target,
+    Workload,
+    table,
+)
+from pipeline.bench.steps import busy
 from tests.cli_helpers import ROOT
 
 WORKLOADS = ["W1", "W2", "W3", "W4", "W5", "W6"]
 
 
+def bench(*args: str) -> subprocess.CompletedProcess[str]:
+    """``python -m pipeline.bench ARGS`` from the repository root."""
+    return subprocess.run([sys.executable, "-m", "pipeline.bench", *args], cwd=ROOT, capture_output=True,
+                          text=True, timeout=50, check=False)
+
+
 def test_quick_json_run_measures_and_verifies_every_workload() -> None:
-    run = subprocess.run(
-        [sys.executable, "-m", "pipeline.bench", "--quick", "--json"],
-        cwd=ROOT, capture_output=True, text=True, timeout=50, check=False,
-    )
+    run = bench("--quick", "--json")
     assert run.returncode == 0, run.stderr[-2000:]
     result = json.loads(run.stdout)
     assert result["verified"] is True
+    assert result["targets_met"] is None  # --quick judges no target
     assert sorted(result["workloads"]) == WORKLOADS
+    assert set(result["designs"]) <= set(DESCRIPTIONS)
     for key, workload in result["workloads"].items():
         assert workload["verified"] is True, key
         assert workload["targets"], key
         rows = [(case["label"], row) for case in workload["cases"] for row in case["rows"]]
         measured = [row for _, row in rows if row["status"] == "ok"]
-        assert any(row["design"] == "engine threads" for row in measured), key
+        assert any(row["design"] == ENGINE for row in measured), key
         for label, row in rows:
             where = f"{key} {label} {row['design']}"
             if row["status"] == "skipped":
-                assert row["design"].startswith("mpipe"), where  # the only optional baseline
+                assert row["design"] in OPTIONAL and row["note"], where
                 continue
             assert row["status"] == "ok", f"{where}: {row['note']}"
             assert row["samples"], where
+            assert row["unreliable"] is False, where  # one repeat: no spread to judge
             for value in [*row["samples"], row["median"], row["min"], row["max"]]:
                 assert math.isfinite(value) and value > 0, f"{where}: {value}"
         for target in workload["targets"]:
+            assert target["verdict"] == NOT_JUDGED, f"{key} {target['text']}"
             assert math.isfinite(target["value"]) and target["value"] > 0, f"{key} {target['text']}"
+
+
+def test_process_worker_rows_are_measured_or_skipped_with_the_reason_printed() -> None:
+    run = bench("--quick", "--only", "W3", "--json")
+    assert run.returncode == 0, run.stderr[-2000:]
+    cases = json.loads(run.stdout)["workloads"]["W3"]["cases"]
+    rows = [row for case in cases if case["label"].startswith("python") for row in case["rows"]
+            if row["design"] == PROCESSES]
+    assert len(rows) == len(QUICK.parallel_workers)
+    if rows[0]["status"] == "skipped":  # the engine does not take nb_process yet
+        assert all(row["status"] == "skipped" and "nb_process" in row["note"] for row in rows)
+        assert re.search(rf"^  {PROCESSES}: skipped: .*nb_process", run.stderr, re.MULTILINE), run.stderr
+    else:
+        assert all(row["status"] == "ok" for row in rows)
+
+
+def test_quick_table_explains_its_rows_and_judges_no_target() -> None:
+    run = bench("--quick", "--only", "W1")
+    assert run.returncode == 0, run.stderr[-2000:]
+    lines = run.stdout.splitlines()
+    assert any("engine vs this" in line and "above 1: the engine is better" in line for line in lines)
+    for design in (ENGINE, QUEUE, ZMQ):
+        assert any(line.strip().startswith(design) and DESCRIPTIONS[design] in line for line in lines), design
+    targets = [line for line in lines if line.strip().startswith("target:")]
+    assert targets and all(line.endswith(NOT_JUDGED) for line in targets)
+    assert lines[-1].startswith("targets: not judged")
+
+
+def test_bench_runs_do_not_publish_to_the_monitor_unless_asked(monkeypatch: pytest.MonkeyPatch,
+                                                               tmp_path: Path) -> None:
+    """Every engine run the benchmark builds has Pipeline.gui off (and no progress display of its
+    own); --gui leaves pipeline-run's default."""
+    built: list[tuple[bool, bool]] = []
+
+    class Recording:
+        @staticmethod
+        def from_config(*args: Any, **kwargs: Any) -> Pipeline:
+            pipeline = Pipeline.from_config(*args, **kwargs)
+            built.append((pipeline.gui, pipeline.progress))
+            return pipeline
+
+    monkeypatch.setattr(workloads, "Pipeline", Recording)
+    workloads.tiny(replace(QUICK, tiny_count=50), lambda _: None)
+    assert "peak_rss" in memory.run_child("engine", 3, 0.0, 8)
+    assert built and set(built) == {(False, False)}
+    config = tmp_path / "one.json"
+    quiet, published = startup.commands(config), startup.commands(config, gui=True)
+    assert all("--Pipeline.gui=False" in quiet[d] for d in (ENGINE, workloads.SEQUENTIAL))
+    assert not any("--Pipeline.gui=False" in args for args in published.values())
+
+
+def test_bench_gui_flag_is_documented_and_off_by_default() -> None:
+    from pipeline.bench.app import parser
+
+    assert parser().parse_args([]).gui is False
+    assert parser().parse_args(["--gui"]).gui is True
+    assert "--gui" in bench("--help").stdout
+
+
+def test_the_overhead_script_runs(capsys: pytest.CaptureFixture[str]) -> None:
+    """python -m pipeline.bench.overhead, small: one run of each case, the subscriber hears the stream."""
+    overhead.main(["--count=300", "--repeat=1"])
+    lines = capsys.readouterr().out.splitlines()
+    assert lines[0] == "W1, 300 tiny dicts, threads, median of 1 runs"
+    assert [line.split("  ")[0] for line in lines[1:4]] == [overhead.OFF, overhead.UNHEARD, overhead.HEARD]
+    assert re.fullmatch(r"the subscriber received \d+ messages of the stream", lines[4])
+
+
+# -- baselines --------------------------------------------------------------------------------
+
+def collect(run: Any, source: list[Any]) -> list[Any]:
+    """What a baseline's consumer receives, in order."""
+    seen: list[Any] = []
+    seconds = run(source, sink=seen.append)
+    assert seconds > 0
+    return seen
+
+
+def double(x: int) -> int:
+    """A picklable stage."""
+    return 2 * x
+
+
+@pytest.mark.parametrize("hwm", [None, 64])
+def test_zmq_push_pull_delivers_every_message_in_order(hwm: int | None) -> None:
+    messages = list(range(3000))  # more than a high-water mark of 64, or of 1,000, holds
+    assert collect(partial(baselines.zmq_push_pull, stage=double, hwm=hwm), messages) == [2 * m for m in messages]
+
+
+def test_process_pool_delivers_every_result_in_order_and_reports_a_failure() -> None:
+    messages = list(range(25))
+    assert collect(partial(baselines.process_pool, work=double, workers=2, chunksize=4), messages) == \
+        [2 * m for m in messages]
+    with pytest.raises(baselines.BaselineError, match="ZeroDivisionError"):
+        baselines.process_pool([1, 0], partial(divmod, 1), 1, lambda _: None, 1)
+
+
+@pytest.mark.parametrize(("count", "workers", "expected"), [(400, 1, 100), (400, 2, 50), (400, 4, 25),
+                                                             (40, 4, 3), (1, 4, 1), (0, 2, 1)])
+def test_pool_chunksize_is_about_four_chunks_per_worker(count: int, workers: int, expected: int) -> None:
+    assert baselines.pool_chunksize(count, workers) == expected
+
+
+def test_busy_holds_the_work_and_returns_the_message() -> None:
+    message = {"i": 3}
+    assert busy(message, 1000) is message
+
+
+def test_mpipe_is_skipped_with_the_reason_when_missing(monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setattr(baselines, "mpipe_installed", lambda: False)
+    with pytest.raises(baselines.Unavailable, match="not installed"):
+        baselines.mpipe_ordered([1], [double], lambda _: None)
+
+
+# -- the report -------------------------------------------------------------------------------
+
+def case_of(higher_is_better: bool, engine: list[float], other: list[float]) -> Case:
+    case = Case("c", "u", higher_is_better)
+    case.row(ENGINE).samples = engine
+    case.row("other").samples = other
+    return case
+
+
+def test_comparisons_read_one_way_whatever_the_unit() -> None:
+    """Above 1 the engine is better: twice the rate, or half the time."""
+    assert case_of(True, [200.0], [100.0]).ratio("other") == 2.0
+    assert case_of(False, [0.5], [1.0]).ratio("other") == 2.0
+    assert case_of(False, [2.0], [1.0]).ratio("other") == 0.5
+    assert case_of(True, [1.0, 4.0, 9.0], [1.0, 2.0, 3.0]).ratios("other") == [1.0, 2.0, 3.0]
+
+
+positive = st.floats(min_value=1e-3, max_value=1e6, allow_nan=False)
+
+
+@given(st.booleans(), st.lists(st.tuples(positive, positive), min_size=1, max_size=7))
+def test_swapping_the_rows_inverts_each_comparison(higher: bool, pairs: list[tuple[float, float]]) -> None:
+    engine, other = [e for e, _ in pairs], [o for _, o in pairs]
+    there, back = case_of(higher, engine, other).ratios("other"), case_of(higher, other, engine).ratios("other")
+    assert all(math.isclose(a * b, 1.0) for a, b in zip(there, back, strict=True))
+
+
+def test_no_comparison_without_figures_for_every_repeat() -> None:
+    assert case_of(True, [1.0, 2.0], [1.0]).ratio("other") is None
+    case = case_of(True, [1.0], [1.0])
+    case.row("other").skip("not installed")
+    assert case.ratio("other") is None
+
+
+def test_a_wide_spread_marks_a_figure_unreliable() -> None:
+    case = case_of(True, [100.0, 110.0, 120.0], [100.0, 60.0, 140.0])
+    assert not case.row(ENGINE).unreliable
+    assert case.row("other").unreliable
+    assert not case_of(True, [1.0], [5.0]).row("other").unreliable  # one repeat: nothing to judge
+    work = Workload("W9", "title", cases=[case])
+    text = table({"summary": "s", "noise": "n", "quick": False}, [work])
+    (line,) = [line for line in text.splitlines() if "unreliable:" in line]
+    assert line.split()[:2] == ["other", "100"]
+    assert line.endswith("unreliable: the repeats differ by 80%")
+
+
+def test_a_target_is_judged_only_when_every_repeat_agrees() -> None:
+    assert Target("t", [3.0, 4.0], 2.0).verdict() == MET
+    assert Target("t", [1.0, 1.5], 2.0).verdict() == MISSED
+    assert Target("t", [1.0, 3.0, 4.0], 2.0).verdict() == UNCERTAIN
+    assert Target("t", [1.0, 1.5], 2.0, at_least=False).verdict() == MET
+    assert Target("t", [], 2.0).verdict() == NO_FIGURE
+    assert Target("t", [3.0], 2.0).verdict(judged=False) == NOT_JUDGED
+
+
+def test_the_last_line_names_the_targets_not_met() -> None:
+    work = Workload("W9", "title", targets=[Target("fast", [3.0], 2.0), Target("small", [1.0, 3.0], 2.0)])
+    last = table({"summary": "s", "noise": "n", "quick": False}, [work]).splitlines()[-1]
+    assert last == f"targets not met: W9 small ({UNCERTAIN})"

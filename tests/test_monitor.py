@@ -538,14 +538,3 @@ def test_the_protocol_doc_examples_are_valid_messages() -> None:
     for example in examples:
         VALIDATOR.validate(example)
     assert [example["topic"] for example in examples] == ["graph", "status", "error", "finish"]
-
-
-def test_the_overhead_script_runs(capsys: pytest.CaptureFixture[str]) -> None:
-    """python -m pipeline.monitor.overhead, small: one run of each case, the subscriber hears the stream."""
-    from pipeline.monitor import overhead
-
-    overhead.main(["--count=300", "--repeat=1"])
-    lines = capsys.readouterr().out.splitlines()
-    assert lines[0] == "W1, 300 tiny dicts, threads, median of 1 runs"
-    assert [line.split("  ")[0] for line in lines[1:4]] == [overhead.OFF, overhead.UNHEARD, overhead.HEARD]
-    assert re.fullmatch(r"the subscriber received \d+ messages of the stream", lines[4])

@@ -1,8 +1,11 @@
 """``pipeline-bench``: the engine's workloads against baselines, run in the same invocation.
 
-Modules: ``plan`` (workload sizes), ``workloads`` (W1-W4, in this process), ``memory`` (W5, in a
-child process), ``startup`` (W6), ``baselines`` (plain threads, raw pyzmq, mpipe), ``report``
-(table and JSON) and ``app`` (the command line).
+Modules: ``plan`` (workload sizes), ``steps`` and ``arrays`` (the workloads' steps), ``workloads``
+(W1-W4, in this process), ``memory`` (W5, in a child process), ``startup`` (W6), ``baselines``
+(plain threads, raw pyzmq, multiprocessing, mpipe), ``designs`` (each row's name and what it is),
+``report`` (table and JSON), ``app`` (the command line) and ``overhead`` (what the monitor's
+status stream costs W1). The benchmark sits on top of the framework: nothing else in
+``pipeline`` imports it (tests/test_layering.py).
 """
 
 import os

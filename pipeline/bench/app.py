@@ -37,15 +37,18 @@ def parser() -> argparse.ArgumentParser:
     """The command line."""
     cli = argparse.ArgumentParser(
         prog="pipeline-bench",
-        description="Run the engine's workloads (W1-W6) and, in the same invocation, the baselines (plain "
-                    "threads with queue.Queue, raw pyzmq PUSH/PULL, mpipe if installed); print medians, "
-                    "spreads, ratios and the issue's targets.",
+        description="Run the engine's workloads (W1-W6) and, in the same invocation, the same work on "
+                    "baselines (plain threads with queue.Queue, raw pyzmq PUSH/PULL, multiprocessing, mpipe if "
+                    "installed); print medians, spreads, how the engine compares with each, and the targets.",
     )
     cli.add_argument("--repeat", type=_positive, help="measure each figure N times (default 3; --quick: 1)")
     cli.add_argument("--quick", action="store_true", help="small sizes: a smoke run of some seconds")
     cli.add_argument("--json", action="store_true", help="print JSON instead of the table")
     cli.add_argument("--only", type=_workload_list, default=list(WORKLOADS),
                      help="comma-separated workloads to run, e.g. W1,W4 (default: all)")
+    cli.add_argument("--gui", action="store_true",
+                     help="let the engine's runs publish their status to the monitor, as pipeline-run does "
+                          "(default: off, so that pipeline-gui shows none of the benchmark's runs)")
     return cli
 
 
@@ -81,6 +84,7 @@ def machine(plan: Plan, quick: bool) -> dict[str, Any]:
         "load_average": list(os.getloadavg()),
         "repeat": plan.repeat,
         "quick": quick,
+        "gui": plan.gui,
         "noise": NOISE,
     }
     info["summary"] = (
@@ -118,8 +122,7 @@ def main(argv: Sequence[str] | None = None) -> NoReturn:
     """The ``pipeline-bench`` console script: exit status 0, or 1 when a run's output did not check."""
     args = parser().parse_args(argv)
     plan = QUICK if args.quick else FULL
-    if args.repeat:
-        plan = replace(plan, repeat=args.repeat)
+    plan = replace(plan, repeat=args.repeat or plan.repeat, gui=args.gui)
     header = machine(plan, args.quick)
     progress(f"pipeline-bench: {header['summary']}")
     workloads.warm_up()

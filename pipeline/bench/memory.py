@@ -1,10 +1,11 @@
 """W5: peak memory under backpressure, each run in a child process so that its peak is its own.
 
-``python -m pipeline.bench.memory DESIGN COUNT DELAY QUEUE_LIMIT`` runs one child: COUNT arrays
-of 1 MiB from a fast producer through a pass-through stager to a consumer that sleeps DELAY
+``python -m pipeline.bench.memory DESIGN COUNT DELAY QUEUE_LIMIT [--gui]`` runs one child: COUNT
+arrays of 1 MiB from a fast producer through a pass-through stager to a consumer that sleeps DELAY
 seconds per message, every queue limited to QUEUE_LIMIT, on DESIGN ``engine`` (threads) or
-``queue`` (plain threads and ``queue.Queue(QUEUE_LIMIT)``). It prints one JSON line: the peak
-resident set size in bytes, or the problem found in the run's output.
+``queue`` (plain threads and ``queue.Queue(QUEUE_LIMIT)``); the engine's run publishes its status
+to the monitor only with ``--gui``. It prints one JSON line: the peak resident set size in bytes,
+or the problem found in the run's output.
 """
 
 from __future__ import annotations
@@ -18,25 +19,25 @@ from functools import partial
 from pathlib import Path
 from typing import Any
 
-from algorithms.basic import PassThrough
-from algorithms.bench import Arrays, Tally
-
 from ..config import load_config
 from ..engine.flow import message_bound
 from . import baselines
+from .arrays import Arrays
+from .designs import ENGINE, QUEUE
 from .plan import Plan
-from .report import ENGINE, Target, Workload
-from .workloads import BASIC, Broken, Progress, chain, check_tally, measure, new_tag, run_engine, step
+from .report import Target, Workload
+from .steps import PassThrough, Tally
+from .workloads import ARRAYS, Broken, Progress, chain, check_tally, measure, new_tag, run_engine, step
 
 MIB = 1024 * 1024
 
 #: The child's design argument per row of the report.
-DESIGNS = {ENGINE: "engine", "queue.Queue threads": "queue"}
+DESIGNS = {ENGINE: "engine", QUEUE: "queue"}
 
 
 def document(count: int, delay: float, queue_limit: int, tag: str = "") -> dict[str, Any]:
     """The W5 config: arrays -> pass-through -> slow consumer, every queue limited to ``queue_limit``."""
-    return chain(step("P", "Arrays"), step("S", "PassThrough", BASIC, queue_limit=queue_limit),
+    return chain(step("P", "Arrays", ARRAYS), step("S", "PassThrough", queue_limit=queue_limit),
                  step("C", "Tally", queue_limit=queue_limit),
                  Arrays={"count": count, "mib": 1}, Tally={"tag": tag, "delay": delay})
 
@@ -51,12 +52,12 @@ def peak_rss() -> int:
     return resource.getrusage(resource.RUSAGE_SELF).ru_maxrss * 1024
 
 
-def run_child(design: str, count: int, delay: float, queue_limit: int) -> dict[str, Any]:
+def run_child(design: str, count: int, delay: float, queue_limit: int, gui: bool = False) -> dict[str, Any]:
     """One run in this process; its peak RSS, or the problem found in its output."""
     tag = new_tag()
     try:
         if design == "engine":
-            run_engine(document(count, delay, queue_limit, tag), "threads", count)
+            run_engine(document(count, delay, queue_limit, tag), "threads", count, gui)
         else:
             sink = Tally(tag=tag, delay=delay)
             sink.init()
@@ -68,9 +69,10 @@ def run_child(design: str, count: int, delay: float, queue_limit: int) -> dict[s
     return {"peak_rss": peak_rss()}
 
 
-def spawn(design: str, count: int, delay: float, queue_limit: int) -> int:
+def spawn(design: str, count: int, delay: float, queue_limit: int, gui: bool = False) -> int:
     """The peak RSS in bytes of a child process running one W5 run."""
-    args = [sys.executable, "-m", "pipeline.bench.memory", design, str(count), str(delay), str(queue_limit)]
+    args = [sys.executable, "-m", "pipeline.bench.memory", design, str(count), str(delay), str(queue_limit),
+            *(["--gui"] if gui else [])]
     try:
         child = subprocess.run(args, capture_output=True, text=True, timeout=300, check=False)
     except subprocess.TimeoutExpired:
@@ -88,29 +90,32 @@ def memory(plan: Plan, progress: Progress) -> Workload:
     """W5: peak RSS of a run minus that of a one-message run, against the engine's memory bound."""
     count, delay, limit = plan.memory_count, plan.memory_delay, plan.memory_queue_limit
     bound = message_bound(load_config(document(count, delay, limit)))
-    work = Workload("W5", f"memory under backpressure: {count} x 1 MiB arrays, fast producer, consumer "
-                          f"{delay * 1000:g} ms per message, queue_limit {limit}")
+    work = Workload("W5", f"memory under backpressure: {count} x 1 MiB arrays, a fast producer, a consumer "
+                          f"taking {delay * 1000:g} ms per message, queue_limit {limit}")
     case = work.case("peak RSS above a 1-message run", "MiB", higher_is_better=False)
     for r in range(plan.repeat):
         progress(f"W5 memory, repeat {r + 1}/{plan.repeat}")
         for design, name in DESIGNS.items():
-            run = partial(spawn, name, delay=delay, queue_limit=limit)
+            run = partial(spawn, name, delay=delay, queue_limit=limit, gui=plan.gui)
             measure(case, design, lambda f=run: (f(count) - f(1)) / MIB, progress)
     work.notes += [
-        f"bound: message_bound() = {bound} messages alive (pipeline/engine/flow.py) x 1 MiB = {bound} MiB",
+        f"the engine's bound for this config: at most {bound} messages alive (docs/architecture.md, "
+        f"\"Backpressure and the memory bound\") x 1 MiB = {bound} MiB",
         f"queue.Queue({limit}) threads hold at most {2 * limit + 3} arrays: two full queues and one per thread",
-        "peak RSS is VmHWM of a child process per run; a 1-message run's peak is subtracted",
+        "peak RSS: the peak resident memory (VmHWM) of a child process per run, minus that of a 1-message run",
     ]
-    engine = case.row(ENGINE)
-    worst = max(engine.samples) if engine.median is not None else None
-    work.targets = [Target(f"engine threads worst run <= bound {bound} MiB", worst, bound, at_least=False)]
+    figures = case.row(ENGINE).figures
+    work.targets = [Target(f"engine threads worst run <= the bound, {bound} MiB", figures and [max(figures)],
+                           bound, at_least=False)]
     return work
 
 
 def main(argv: Sequence[str] | None = None) -> None:
     """The child: run once and print the result as one JSON line."""
-    design, count, delay, queue_limit = list(sys.argv[1:] if argv is None else argv)
-    print(json.dumps(run_child(design, int(count), float(delay), int(queue_limit))))
+    args = list(sys.argv[1:] if argv is None else argv)
+    gui = "--gui" in args
+    design, count, delay, queue_limit = [arg for arg in args if arg != "--gui"]
+    print(json.dumps(run_child(design, int(count), float(delay), int(queue_limit), gui)))
 
 
 if __name__ == "__main__":

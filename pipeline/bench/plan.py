@@ -1,4 +1,4 @@
-"""How big each workload is: the full sizes of the issue, and a seconds-long smoke run."""
+"""How big each workload is (the full sizes, and a seconds-long smoke run) and how the engine's runs are set."""
 
 from __future__ import annotations
 
@@ -7,7 +7,8 @@ from dataclasses import dataclass
 
 @dataclass(frozen=True)
 class Plan:
-    """Sizes of every workload and how many times each is measured."""
+    """Sizes of every workload, how many times each is measured, and whether the engine's runs publish
+    their status to the monitor (``pipeline-bench --gui``)."""
 
     repeat: int = 3
     tiny_count: int = 100_000  # W1 messages
@@ -21,9 +22,10 @@ class Plan:
     memory_delay: float = 0.002  # W5 consumer seconds per message
     memory_queue_limit: int = 8
     mpipe_large_mib: int = 1  # mpipe pickles in-band: it runs only the W2 case of this size
+    gui: bool = False  # off: the benchmark's runs do not show in pipeline-gui nor share the CPU with it
 
 
-#: The sizes of the issue.
+#: The full sizes, which the targets are stated for.
 FULL = Plan()
 
 #: A smoke run of every workload: a few seconds in all.

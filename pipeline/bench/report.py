@@ -1,17 +1,39 @@
-"""Benchmark results: rows of samples per design, the targets, and their table and JSON forms."""
+"""Benchmark results: rows of samples per design, the targets, and their table and JSON forms.
+
+Every comparison reads one way: "engine vs this" is how many times better the engine's figure is
+than the row's (above 1: the engine is better), for rates (higher is better) and for times, latencies
+and memory (lower is better) alike. It is the median of the per-repeat ratios: repeats are
+interleaved, so each pair was measured in the same moment of the machine.
+"""
 
 from __future__ import annotations
 
 import math
 import statistics
+from collections.abc import Sequence
 from dataclasses import dataclass, field
 from typing import Any
 
-#: The row that every other row of a case is compared with.
-ENGINE = "engine threads"
+from .designs import DESCRIPTIONS, ENGINE
 
-#: Row statuses: measured and checked, not run (a baseline that is not installed), or a failed check.
+#: Row statuses: measured and checked, not run (a design missing here), or a failed check.
 OK, SKIPPED, BROKEN = "ok", "skipped", "broken"
+
+#: A figure whose fastest and slowest repeats differ by more than this fraction of its median is
+#: marked unreliable: on a shared machine a difference smaller than that between designs is noise.
+WIDE_SPREAD = 0.25
+
+#: Target verdicts.
+MET, MISSED, UNCERTAIN, NO_FIGURE, NOT_JUDGED = (
+    "met", "MISSED", "uncertain: the repeats fall on both sides", "no figure", "not judged (--quick sizes)"
+)
+
+LEGEND = (
+    "how to read: every design runs the same steps; median and spread (fastest..slowest) are over the "
+    "repeats; a figure is unreliable when its repeats differ by more than {wide:.0%} of its median; "
+    '"engine vs this" is how many times better the engine threads figure is than the row\'s, whatever '
+    "the unit (above 1: the engine is better; below 1: the row is better)"
+)
 
 
 @dataclass
@@ -31,15 +53,32 @@ class Row:
         """Mark the row broken: a run's output did not check, so none of its figures count."""
         self.status, self.note = BROKEN, problem
 
+    def skip(self, reason: str) -> None:
+        """Mark the row skipped: its design cannot run here."""
+        self.status, self.note = SKIPPED, reason
+
+    @property
+    def figures(self) -> list[float]:
+        """The samples of a row that counts; none for a skipped or broken row."""
+        return self.samples if self.status == OK else []
+
     @property
     def median(self) -> float | None:
         """The median sample; None for a row without figures."""
-        return statistics.median(self.samples) if self.status == OK and self.samples else None
+        return statistics.median(self.figures) if self.figures else None
 
     @property
     def spread(self) -> tuple[float, float] | None:
         """The smallest and largest sample; None for a row without figures."""
-        return (min(self.samples), max(self.samples)) if self.median is not None else None
+        return (min(self.figures), max(self.figures)) if self.figures else None
+
+    @property
+    def unreliable(self) -> bool:
+        """True when the repeats differ by more than WIDE_SPREAD of the median."""
+        median, spread = self.median, self.spread
+        if median is None or spread is None or len(self.figures) < 2:
+            return False
+        return spread[1] - spread[0] > WIDE_SPREAD * abs(median)
 
 
 @dataclass
@@ -59,29 +98,50 @@ class Case:
         self.rows.append(Row(design))
         return self.rows[-1]
 
+    def ratios(self, design: str) -> list[float]:
+        """Per repeat, how many times better the engine's figure is than ``design``'s (above 1: the
+        engine is better); none unless both rows have a positive figure for every repeat."""
+        engine, other = self.row(ENGINE).figures, self.row(design).figures
+        if not engine or len(engine) != len(other) or min(engine + other) <= 0:
+            return []
+        pairs = zip(engine, other, strict=True)
+        return [e / o if self.higher_is_better else o / e for e, o in pairs]
+
     def ratio(self, design: str) -> float | None:
-        """The engine's median divided by the median of ``design``."""
-        engine, other = self.row(ENGINE).median, self.row(design).median
-        if engine is None or not other:
-            return None
-        return engine / other
+        """The median of ``ratios(design)``; None without figures."""
+        ratios = self.ratios(design)
+        return statistics.median(ratios) if ratios else None
 
 
 @dataclass
 class Target:
-    """A goal of the issue: ``value`` at least (or at most) ``limit``."""
+    """A performance target: the figure, per repeat, at least (or at most) ``limit``."""
 
     text: str
-    value: float | None
+    samples: Sequence[float]
     limit: float
     at_least: bool = True
 
     @property
-    def met(self) -> bool | None:
-        """Whether the goal is met; None when there is no figure to judge."""
-        if self.value is None:
-            return None
-        return self.value >= self.limit if self.at_least else self.value <= self.limit
+    def value(self) -> float | None:
+        """The median of the samples; None without figures."""
+        return statistics.median(self.samples) if self.samples else None
+
+    def meets(self, value: float) -> bool:
+        """Whether ``value`` reaches the target."""
+        return value >= self.limit if self.at_least else value <= self.limit
+
+    def verdict(self, judged: bool = True) -> str:
+        """MET or MISSED when every repeat agrees; UNCERTAIN when they do not; NOT_JUDGED when the
+        sizes cannot support a verdict (``judged`` false); NO_FIGURE without figures."""
+        if not judged:
+            return NOT_JUDGED
+        if not self.samples:
+            return NO_FIGURE
+        sides = {self.meets(value) for value in self.samples}
+        if len(sides) > 1:
+            return UNCERTAIN
+        return MET if sides.pop() else MISSED
 
 
 @dataclass
@@ -119,23 +179,21 @@ def number(value: float | None) -> str:
     return f"{value:.2f}" if abs(value) >= 1 else f"{value:.3g}"
 
 
-def mark(met: bool | None) -> str:
-    """The pass/miss mark of a target."""
-    return {True: "met", False: "MISSED", None: "no figure"}[met]
-
-
 def table(header: dict[str, Any], workloads: list[Workload]) -> str:
-    """The plain-text report: the machine, then per workload its rows, ratios and targets."""
+    """The plain-text report: the machine, the designs, then per workload its rows, ratios and targets."""
+    judged = not header["quick"]
     lines = [
         f"pipeline-bench: {header['summary']}",
         f"note: {header['noise']}",
-        "engine/this: the engine threads median divided by this row's median; spread: the fastest and "
-        "slowest of the repeats",
+        LEGEND.format(wide=WIDE_SPREAD),
+        "",
+        "designs:",
+        *_legend(workloads),
         "",
     ]
     for workload in workloads:
         lines.append(f"{workload.key}  {workload.title}")
-        rows = [("", "design", "median", "spread (min..max)", "engine/this", "")]
+        rows = [("", "design", "median", "spread", "engine vs this", "")]
         for case in workload.cases:
             better = "higher" if case.higher_is_better else "lower"
             label = f"{case.label} [{case.unit}, {better} is better]"
@@ -146,12 +204,26 @@ def table(header: dict[str, Any], workloads: list[Workload]) -> str:
         for row in rows:
             lines.append(("    " + "  ".join(_align(row, widths))).rstrip())
         for target in workload.targets:
-            lines.append(f"    target: {target.text}: {number(target.value)}  {mark(target.met)}")
+            lines.append(f"    target: {target.text}: {number(target.value)}  {target.verdict(judged)}")
         lines += [f"    note: {note}" for note in workload.notes]
         lines.append("")
-    missed = [f"{w.key} {t.text}" for w in workloads for t in w.targets if t.met is not True]
-    lines.append("targets: all met" if not missed else "targets not met: " + "; ".join(missed))
+    lines.append(_summary(workloads, judged))
     return "\n".join(lines)
+
+
+def _legend(workloads: list[Workload]) -> list[str]:
+    """One line per design shown, saying what it is."""
+    shown = _shown(workloads)
+    width = max((len(design) for design in shown), default=0)
+    return [f"  {design.ljust(width)}  {DESCRIPTIONS.get(design, '')}".rstrip() for design in shown]
+
+
+def _summary(workloads: list[Workload], judged: bool) -> str:
+    """The last line: the targets missed or in doubt, or why none was judged."""
+    if not judged:
+        return "targets: not judged: --quick sizes are too small to support a verdict (run without --quick)"
+    open_ = [f"{w.key} {t.text} ({t.verdict()})" for w in workloads for t in w.targets if t.verdict() != MET]
+    return "targets: all met" if not open_ else "targets not met: " + "; ".join(open_)
 
 
 def _align(row: tuple[str, ...], widths: list[int]) -> list[str]:
@@ -161,25 +233,36 @@ def _align(row: tuple[str, ...], widths: list[int]) -> list[str]:
 
 
 def _figures(case: Case, row: Row) -> tuple[str, str, str, str]:
-    """The median, spread, engine ratio and note cells of a row."""
+    """The median, spread, engine comparison and note cells of a row."""
     if row.status != OK:
         return (row.status.upper(), "", "", row.note)
     low, high = row.spread or (None, None)
+    spread = f"{number(low)}..{number(high)}" if len(row.figures) > 1 else "one repeat"
     ratio = case.ratio(row.design) if row.design != ENGINE else None
-    return (number(row.median), f"{number(low)}..{number(high)}", "" if ratio is None else f"{ratio:.2f}x", "")
+    note = f"unreliable: the repeats differ by {(high - low) / abs(row.median):.0%}" if row.unreliable else ""
+    return (number(row.median), spread, "" if ratio is None else f"{ratio:.2f}x", note)
 
 
 def as_json(header: dict[str, Any], workloads: list[Workload]) -> dict[str, Any]:
-    """The report as JSON-ready data: every sample, median, spread, ratio and target."""
+    """The report as JSON-ready data: every sample, median, spread, comparison and target."""
+    judged = not header["quick"]
+    verdicts = [t.verdict(judged) for w in workloads for t in w.targets]
     return {
         "machine": header,
-        "workloads": {w.key: _workload_json(w) for w in workloads},
-        "targets_met": all(t.met for w in workloads for t in w.targets),
+        "legend": LEGEND.format(wide=WIDE_SPREAD),
+        "designs": {design: DESCRIPTIONS.get(design, "") for design in _shown(workloads)},
+        "workloads": {w.key: _workload_json(w, judged) for w in workloads},
+        "targets_met": all(v == MET for v in verdicts) if judged else None,
         "verified": all(w.verified for w in workloads),
     }
 
 
-def _workload_json(workload: Workload) -> dict[str, Any]:
+def _shown(workloads: list[Workload]) -> list[str]:
+    """The designs of every row, in order of first appearance."""
+    return list(dict.fromkeys(row.design for w in workloads for case in w.cases for row in case.rows))
+
+
+def _workload_json(workload: Workload, judged: bool) -> dict[str, Any]:
     return {
         "title": workload.title,
         "verified": workload.verified,
@@ -197,7 +280,8 @@ def _workload_json(workload: Workload) -> dict[str, Any]:
                         "median": row.median,
                         "min": row.spread[0] if row.spread else None,
                         "max": row.spread[1] if row.spread else None,
-                        "engine_ratio": case.ratio(row.design) if row.design != ENGINE else None,
+                        "unreliable": row.unreliable,
+                        "engine_vs_this": case.ratio(row.design) if row.design != ENGINE else None,
                     }
                     for row in case.rows
                 ],
@@ -205,7 +289,8 @@ def _workload_json(workload: Workload) -> dict[str, Any]:
             for case in workload.cases
         ],
         "targets": [
-            {"text": t.text, "value": t.value, "limit": t.limit, "at_least": t.at_least, "met": t.met}
+            {"text": t.text, "value": t.value, "samples": list(t.samples), "limit": t.limit,
+             "at_least": t.at_least, "verdict": t.verdict(judged)}
             for t in workload.targets
         ],
         "notes": workload.notes,

@@ -5,8 +5,7 @@
 - ``progress``: progress log lines when stderr is not a terminal, and the choice of display;
 - ``terminal``: the live terminal display (rich, imported only when stderr is a terminal);
 - ``monitor``: the thread that watches a run and feeds the stream and the display;
-- ``graph_export``: a pipeline's graph as Mermaid or DOT;
-- ``overhead``: ``python -m pipeline.monitor.overhead`` measures what the stream costs W1.
+- ``graph_export``: a pipeline's graph as Mermaid or DOT.
 
 The final summary table is ``RunReport.table()`` (pipeline/report.py).
 """

@@ -1,32 +1,42 @@
-"""Steps of the benchmark workloads (``pipeline-bench``): sources, stagers and checking sinks.
+"""Steps of the benchmark workloads in plain Python: sources, stagers and checking sinks.
 
 The benchmark runs these same steps on the engine and, called directly, on its baselines, so
 every design does the same work. A sink publishes what it saw under ``RESULTS[tag]`` when it
 finishes, which lets the benchmark check that every message arrived before it trusts a time.
+This module does not import numpy (the array steps are in ``arrays``), so that a run of these
+steps imports no more than a user's run would (W6 times it).
 """
 
 from __future__ import annotations
 
+import json
 import time
 from collections import defaultdict
 from collections.abc import Iterator
 from typing import Any
 
-import numpy as np
 from traitlets import Enum, Float, Int, Unicode
 
-from pipeline import Component
+from ..component import Component
 
 #: What each sink saw, per run tag: one entry per sink thread (threads of one process share it).
 RESULTS: dict[str, list[Any]] = defaultdict(list)
-
-#: float64 elements in one MiB.
-MIB_ELEMENTS = 1024 * 1024 // 8
 
 
 def tiny_message(i: int) -> dict[str, Any]:
     """The small dict of W1: about 100 bytes pickled."""
     return {"i": i, "name": "event", "values": [1.0, 2.0, 3.0], "tag": "x" * 40}
+
+
+def busy(msg: Any, loops: int) -> Any:
+    """Pure-Python arithmetic, ``loops`` rounds of it, holding the GIL throughout; returns ``msg``.
+
+    A module-level function so that a process pool can pickle it.
+    """
+    total = 0
+    for i in range(loops):
+        total += i % 7
+    return msg
 
 
 class TinyDicts(Component):
@@ -40,51 +50,28 @@ class TinyDicts(Component):
             yield tiny_message(i)
 
 
-class Arrays(Component):
-    """Producer: yields ``count`` float64 arrays of ``mib`` MiB each, array i filled with i."""
+class PassThrough(Component):
+    """Stager: sends every message on unchanged."""
 
-    count = Int(10, min=0, help="How many arrays.").tag(config=True)
-    mib = Int(1, min=1, help="Size of each array in MiB.").tag(config=True)
-
-    def run(self) -> Iterator[np.ndarray]:
-        """Yield each array."""
-        for i in range(self.count):
-            yield np.full(self.mib * MIB_ELEMENTS, float(i))
-
-
-class Double(Component):
-    """Stager: returns ``arr * 2``."""
-
-    def run(self, arr: np.ndarray) -> np.ndarray:
-        """Double the array."""
-        return arr * 2
+    def run(self, msg: Any) -> Any:
+        """Return the message."""
+        return msg
 
 
 class Work(Component):
-    """Stager: does about ``seconds`` of work that releases the GIL, then sends the message on."""
+    """Stager: does about ``seconds`` of sleep (the GIL released) or ``loops`` of Python (the GIL held)."""
 
-    kind = Enum(["sleep", "matmul"], default_value="sleep", help="sleep, or a numpy matrix product.").tag(
-        config=True
-    )
+    kind = Enum(["sleep", "python"], default_value="sleep",
+                help="sleep (releases the GIL), or pure-Python arithmetic (holds it).").tag(config=True)
     seconds = Float(0.005, min=0.0, help="How long to sleep per message (kind sleep).").tag(config=True)
-    matrix_size = Int(256, min=1, help="Rows of the square float64 matrices multiplied (kind matmul).").tag(
-        config=True
-    )
-
-    def init(self) -> None:
-        """Make the matrices once."""
-        if self.kind == "matmul":
-            rng = np.random.default_rng(0)
-            self._a = rng.random((self.matrix_size, self.matrix_size))
-            self._b = rng.random((self.matrix_size, self.matrix_size))
+    loops = Int(10_000, min=0, help="Rounds of arithmetic per message (kind python).").tag(config=True)
 
     def run(self, msg: Any) -> Any:
         """Work, then return the message unchanged."""
         if self.kind == "sleep":
             time.sleep(self.seconds)
-        else:
-            self._a @ self._b
-        return msg
+            return msg
+        return busy(msg, self.loops)
 
 
 class Stamped(Component):
@@ -106,12 +93,16 @@ class Stamped(Component):
 class Tally(Component):
     """Consumer: counts messages and sums their values; publishes ``(count, total)`` in RESULTS[tag].
 
-    The value of a message is its ``"i"`` for a dict, its first element for an array (whose last
-    element must equal it, else the message counts as damaged: NaN) and the message itself otherwise.
+    The value of a message is its ``"i"`` for a dict, the number itself for a number, and for an
+    array its first element (whose last element must equal it, else the message counts as
+    damaged: NaN).
     """
 
     tag = Unicode("", help="Run tag: where the result goes in RESULTS.").tag(config=True)
     delay = Float(0.0, min=0.0, help="Seconds to sleep per message (a slow consumer).").tag(config=True)
+    path = Unicode("", help="Also write [count, total] to this file as JSON (for a run in another process).").tag(
+        config=True
+    )
 
     def init(self) -> None:
         """Start at zero."""
@@ -128,15 +119,18 @@ class Tally(Component):
     def finish(self) -> None:
         """Publish the count and the total."""
         RESULTS[self.tag].append((self.count, self.total))
+        if self.path:
+            with open(self.path, "w", encoding="utf-8") as out:
+                json.dump([self.count, self.total], out)
 
 
 def value_of(msg: Any) -> float:
     """The value a Tally adds for ``msg``."""
     if isinstance(msg, dict):
         return msg["i"]
-    if isinstance(msg, np.ndarray):
-        return float(msg[0]) if msg[0] == msg[-1] else float("nan")
-    return msg
+    if isinstance(msg, int | float):
+        return msg
+    return float(msg[0]) if msg[0] == msg[-1] else float("nan")
 
 
 class Latency(Component):

@@ -1,4 +1,4 @@
-"""What the status stream costs: ``python -m pipeline.monitor.overhead [--count=N] [--repeat=R]``.
+"""What the status stream costs: ``python -m pipeline.bench.overhead [--count=N] [--repeat=R]``.
 
 Runs pipeline-bench's W1 workload (tiny dicts: producer -> pass-through stager -> consumer, in
 the threaded engine) with ``--Pipeline.gui=False``, with the stream on and no GUI listening, and
@@ -18,10 +18,13 @@ from typing import Any
 
 import zmq
 
-from ..bench.workloads import tiny_config
 from ..pipeline import Pipeline
+from .workloads import tiny_config
 
 OFF, UNHEARD, HEARD = "stream off", "stream on, no GUI listening", "stream on, a subscriber reading"
+
+#: Seconds the subscriber's thread may take to bind, or to stop once asked.
+THREAD_SECONDS = 10.0
 
 
 class Subscriber:
@@ -34,7 +37,9 @@ class Subscriber:
         self.port = 0
         self._thread = threading.Thread(target=self._read, name="overhead-subscriber")
         self._thread.start()
-        self._bound.wait()
+        if not self._bound.wait(THREAD_SECONDS) or not self.port:
+            self.close()
+            raise RuntimeError("the subscriber could not bind a loopback port")
 
     def _read(self) -> None:
         context = zmq.Context()
@@ -54,8 +59,9 @@ class Subscriber:
             context.term()
 
     def close(self) -> None:
+        """Stop reading and close the socket."""
         self._stop.set()
-        self._thread.join()
+        self._thread.join(THREAD_SECONDS)
 
 
 def throughput(count: int, settings: dict[str, Any]) -> float:
@@ -99,7 +105,7 @@ def measure(count: int, repeat: int) -> tuple[dict[str, list[float]], int]:
 
 def main(argv: Sequence[str] | None = None) -> None:
     """Measure and print the table."""
-    cli = argparse.ArgumentParser(prog="python -m pipeline.monitor.overhead", description=__doc__.split("\n")[0])
+    cli = argparse.ArgumentParser(prog="python -m pipeline.bench.overhead", description=__doc__.split("\n")[0])
     cli.add_argument("--count", type=int, default=100_000, help="messages per run (default 100000)")
     cli.add_argument("--repeat", type=int, default=5, help="runs of each case (default 5)")
     args = cli.parse_args(argv)

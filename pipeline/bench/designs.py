@@ -1,0 +1,32 @@
+"""The designs that the benchmark measures: each row's name and what it is, for the report's legend."""
+
+from __future__ import annotations
+
+#: The row that every other row of a case is compared with.
+ENGINE = "engine threads"
+SEQUENTIAL = "engine sequential"
+PROCESSES = "engine process workers"
+QUEUE = "queue.Queue threads"
+ZMQ = "raw zmq PUSH/PULL"
+ZMQ_THROTTLED = "raw zmq PUSH/PULL, HWM 64"
+MPIPE = "mpipe OrderedStage"
+POOL = "multiprocessing Pool.imap"
+PYTHON = "python -c pass"
+IMPORTS = "python, imports only"
+
+#: What each design is, in a line: the report prints it for the designs it shows.
+DESCRIPTIONS = {
+    ENGINE: "this engine (Pipeline.mode threads): a router thread per step, the step's workers in threads",
+    SEQUENTIAL: "this engine's sequential mode: every step in one thread, each message pickled (a reference)",
+    PROCESSES: "this engine with the stage's workers in processes (the step key nb_process)",
+    QUEUE: "plain threads joined by queue.Queue(64) (W5: the workload's queue_limit), passing references",
+    ZMQ: "plain threads joined by inproc PUSH/PULL at pyzmq's default options, pickle 5, out-of-band frames",
+    ZMQ_THROTTLED: "the same with a high-water mark of 64 on every socket: throttled, shown for reference only",
+    MPIPE: "mpipe (when installed): the stage in forked worker processes, outputs in input order",
+    POOL: "multiprocessing.Pool of spawned processes, fed by imap in chunks of ceil(messages / (4 x workers))",
+    PYTHON: "a bare interpreter: start-up and exit",
+    IMPORTS: "an interpreter importing what a pipeline-run run imports, and no more",
+}
+
+#: Designs that may be missing where the benchmark runs: their rows are skipped, with the reason.
+OPTIONAL = (MPIPE, PROCESSES)
