@@ -85,7 +85,8 @@ def run_engine(document: dict[str, Any], mode: str, expected: int, gui: bool = F
     that a benchmark does not fill pipeline-gui with its runs nor share the CPU with it; it never
     draws its progress display, which would mix with the benchmark's own progress lines.
     """
-    settings: dict[str, Any] = {"mode": mode, "progress": False}
+    # keep_freed_memory: the bench owns its process, as pipeline-run does (the Python API default is off).
+    settings: dict[str, Any] = {"mode": mode, "progress": False, "keep_freed_memory": True}
     if not gui:
         settings["gui"] = False
     try:
