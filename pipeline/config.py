@@ -22,7 +22,8 @@ from .graph import check_graph, reachable
 #: A step's queue holds this many messages unless its config says otherwise (-1: unbounded).
 DEFAULT_QUEUE_LIMIT = 256
 
-STEP_KEYS = ("name", "class", "module", "next_steps", "nb_thread", "queue_limit", "ordered", "on_error", "config")
+STEP_KEYS = ("name", "class", "module", "next_steps", "nb_thread", "nb_process", "queue_limit", "ordered", "on_error",
+             "config")
 #: What a step does when its run() raises: stop the run (drain, finish, exit 1) or skip the message.
 ON_ERROR = ("stop", "skip")
 REQUIRED_STEP_KEYS = ("name", "class", "module")
@@ -39,6 +40,7 @@ class StepConfig:
     module: str
     next_steps: tuple[str, ...]
     nb_thread: int = 1
+    nb_process: int = 0
     queue_limit: int = DEFAULT_QUEUE_LIMIT
     ordered: bool = False
     on_error: str = "stop"
@@ -254,6 +256,9 @@ class _Validator:
             raise self.error(f"{key}.nb_thread", f"expected an integer >= 1, got {nb_thread!r}")
         if kind == "producer" and nb_thread != 1:
             raise self.error(f"{key}.nb_thread", f"a producer runs in one thread (expected 1, got {nb_thread!r})")
+        nb_process = entry.get("nb_process", 0)
+        if not _is_int(nb_process) or nb_process < 0 or (kind == "producer" and nb_process):
+            raise self.error(f"{key}.nb_process", f"expected an integer >= 0 (0 for the producer), got {nb_process!r}")
         queue_limit = entry.get("queue_limit", DEFAULT_QUEUE_LIMIT)
         if not _is_int(queue_limit) or (queue_limit < 1 and queue_limit != -1):
             raise self.error(
@@ -275,6 +280,7 @@ class _Validator:
             module=entry["module"],
             next_steps=next_steps,
             nb_thread=nb_thread,
+            nb_process=nb_process,
             queue_limit=queue_limit,
             ordered=ordered,
             on_error=on_error,

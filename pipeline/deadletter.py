@@ -14,7 +14,6 @@ from __future__ import annotations
 import base64
 import json
 import time
-import traceback
 from collections.abc import Iterator
 from typing import Any, TextIO
 
@@ -23,7 +22,7 @@ from traitlets import Unicode
 from .component import Component
 from .errors import ConfigError
 from .message import Encoded, decode
-from .step import failure_line
+from .step import failure_line, traceback_text
 
 
 class DeadLetterWriter:
@@ -41,7 +40,7 @@ class DeadLetterWriter:
             "seq": seq,
             "time": time.time(),
             "error": failure_line(error),
-            "traceback": "".join(traceback.format_exception(error)),
+            "traceback": traceback_text(error),
         }
         if message is not None:
             record["pickle"] = _b64(message.inband)

@@ -5,14 +5,13 @@ from __future__ import annotations
 
 import logging
 import threading
-import traceback
 from collections.abc import Callable
 from dataclasses import dataclass
 
 from .config import StepConfig
 from .deadletter import DeadLetterWriter
 from .message import Encoded
-from .step import failure_line
+from .step import RemoteError, failure_line, traceback_text
 
 log = logging.getLogger("pipeline.failures")
 
@@ -46,14 +45,14 @@ class FailurePolicy:
         self.halted: set[str] = set()  # steps that start no further message (on_error=stop)
 
     def _notify(self, step: str, worker: int, seq: int | None, what: str, error: BaseException) -> None:
-        event = ErrorEvent(step, worker, seq, what + failure_line(error), "".join(traceback.format_exception(error)))
+        event = ErrorEvent(step, worker, seq, what + failure_line(error), traceback_text(error))
         for listener in self.listeners:
             listener(event)
 
     def lifecycle_failed(self, step: str, worker: int, what: str, error: BaseException) -> str:
         """Log an init(), finish() or producer error (the run will exit 1); return its one-line form."""
         line = f"{what}: {failure_line(error)}"
-        log.error("step %s worker %d: %s", step, worker, line, exc_info=error)
+        _log_error(error, "step %s worker %d: %s", step, worker, line)
         self._notify(step, worker, None, f"{what}: ", error)
         return line
 
@@ -70,8 +69,8 @@ class FailurePolicy:
                 stopped = self._stop(f"{self.total} messages failed (max_failures={self.max_failures})")
             if self._writer is not None:
                 self._writer.write(step.name, worker, seq, error, message)
-        log.error("step %s worker %d: run() failed on message %d: %s", step.name, worker, seq,
-                  failure_line(error), exc_info=error)
+        _log_error(error, "step %s worker %d: run() failed on message %d: %s", step.name, worker, seq,
+                   failure_line(error))
         self._notify(step.name, worker, seq, "", error)
         self._log_stop(stopped)
 
@@ -108,3 +107,11 @@ class FailurePolicy:
         """Close the dead-letter file."""
         if self._writer is not None:
             self._writer.close()
+
+
+def _log_error(error: BaseException, text: str, *args: object) -> None:
+    """Log ``text`` with the traceback of ``error`` (a worker process's, for a RemoteError)."""
+    if isinstance(error, RemoteError):
+        log.error(text + "\n%s", *args, error.remote_traceback.rstrip())
+    else:
+        log.error(text, *args, exc_info=error)

@@ -14,3 +14,7 @@ class RunOptions:
     dead_letter: str = ""  # JSON-lines file for failed messages ("" : none)
     shutdown_timeout: float = 10.0  # seconds a stopping run may take before busy threads are left behind
     keep_freed_memory: bool = False  # tune malloc so large buffers are reused (see engine.allocator)
+    heartbeat_interval: float = 1.0  # seconds between heartbeats of the run and its worker processes
+    heartbeat_liveness: int = 5  # heartbeats missed before a worker process (or the run) is taken for dead
+    max_redeliveries: int = 2  # a message running in this many dead workers fails instead of going round again
+    max_worker_restarts: int = 3  # dead worker processes replaced per step

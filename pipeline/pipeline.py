@@ -40,6 +40,20 @@ class Pipeline(Configurable):
         "(threads mode). It changes malloc for the whole process, so it is off for the Python API and on "
         "for pipeline-run and pipeline-bench."
     ).tag(config=True)
+    heartbeat_interval = Float(
+        1.0, min=0.01, help="Seconds between two heartbeats of the run and its worker processes (nb_process)."
+    ).tag(config=True)
+    heartbeat_liveness = Int(
+        5, min=1, help="Heartbeats missed before a worker process is taken for dead and its messages are "
+        "redelivered (and before a worker process takes its run for gone and exits)."
+    ).tag(config=True)
+    max_redeliveries = Int(
+        2, min=1, help="A message that was running in this many worker processes when they died fails (to "
+        "on_error and the dead-letter file) instead of being delivered again."
+    ).tag(config=True)
+    max_worker_restarts = Int(
+        3, min=0, help="Worker processes of a step replaced when they die; past that the step goes on with fewer."
+    ).tag(config=True)
     gui = Bool(True, help="Publish the run's status to gui_address (a JSON stream, docs/protocol.md).").tag(
         config=True
     )
@@ -79,7 +93,8 @@ class Pipeline(Configurable):
     def options(self) -> RunOptions:
         """The failure and shutdown settings of a run."""
         return RunOptions(self.max_failures, self.allow_failures, self.dead_letter, self.shutdown_timeout,
-                          self.keep_freed_memory)
+                          self.keep_freed_memory, self.heartbeat_interval, self.heartbeat_liveness,
+                          self.max_redeliveries, self.max_worker_restarts)
 
     def monitor_settings(self) -> MonitorSettings:
         """What the monitor publishes and shows during a run."""

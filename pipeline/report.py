@@ -41,6 +41,8 @@ class StepReport:
     fatal: bool = False  # init() or finish() raised, or the producer's generator did
     busy_time: float = 0.0  # seconds in run() in all, all workers (the producer: in its generator)
     max_time: float = 0.0  # the longest single run() call, seconds
+    redelivered: int = 0  # messages delivered again after their worker process died
+    restarts: int = 0  # worker processes started to replace dead ones
 
     @property
     def mean_time(self) -> float:
@@ -130,6 +132,8 @@ class RunReport:
         lines = [f"wall time {self.wall_time:.2f} s, run {self.state}"]
         lines += ["  ".join(_align(row, widths)) for row in rows]
         lines += [f"{s.name}: first error: {s.first_error}" for s in self.steps.values() if s.first_error]
+        lines += [f"{s.name}: {s.redelivered} messages delivered again, {s.restarts} worker processes replaced"
+                  for s in self.steps.values() if s.redelivered or s.restarts]
         if self.stop_reason:
             lines.append(f"stopped: {self.stop_reason}")
         lines += [f"still busy, left behind: {worker}" for worker in self.stuck]

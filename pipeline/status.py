@@ -29,6 +29,9 @@ class StepStatus:
     counts: StepCounts = field(default_factory=StepCounts)
     busy_time: float = 0.0  # seconds spent in run() so far, all workers
     max_time: float = 0.0  # longest single run() call, seconds
+    processes: int = 0  # worker processes (nb_process; 0: its workers are threads of the run)
+    redelivered: int = 0  # messages handed out again after their worker process died
+    restarts: int = 0  # worker processes started to replace dead ones
 
     @property
     def mean_time(self) -> float:

@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import inspect
 import threading
+import traceback
 from typing import Any
 
 from .component import Component, Emitter
@@ -77,6 +78,23 @@ def produce(component: Component) -> Any:
         ) from None
 
 
+class RemoteError(Exception):
+    """An exception raised in a worker process, carried as text: its one-line form and its traceback."""
+
+    def __init__(self, line: str, traceback: str) -> None:
+        super().__init__(line)
+        self.remote_traceback = traceback
+
+
 def failure_line(error: BaseException) -> str:
     """One line describing an exception: its type and message."""
+    if isinstance(error, RemoteError):
+        return str(error)
     return f"{type(error).__name__}: {error}"
+
+
+def traceback_text(error: BaseException) -> str:
+    """The traceback of an exception, where it was raised (in a worker process for a RemoteError)."""
+    if isinstance(error, RemoteError):
+        return error.remote_traceback
+    return "".join(traceback.format_exception(error))

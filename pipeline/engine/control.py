@@ -17,6 +17,7 @@ log = logging.getLogger("pipeline.engine")
 #: Event kinds a thread reports to the runner.
 BOUND = "bound"  # a router's sockets are bound
 INIT_DONE = "init"  # a step thread's init() returned or raised
+WORKERS_JOINED = "joined"  # every worker of a step in other processes has joined its router (init() done)
 ENDED = "ended"  # a thread ended (its `crash` holds the internal error that ended it, if any)
 WAKE = "wake"  # the runner was asked to stop or abort (from a signal handler)
 

@@ -28,21 +28,24 @@ from ..step import Outputs
 from . import frames
 from .addresses import Addresses
 from .flow import FLUSH_TICK_SECONDS, MAX_BATCH, MAX_BATCH_BYTES, MAX_DELAY_SECONDS, PIPE_HWM, batch_limit
-from .wire import Kind, Packet, control_frames, result_frames
+from .wire import Answer, Kind, Outcome, Packet, control_frames, result_frames
 
 
 class Outlet:
     """What every outlet does; this base sends nothing (a consumer's)."""
 
+    #: Whether it answers the router: its answers must reach the router before the worker's READY.
+    answers_router = False
+
     def __init__(self) -> None:
         self.lock = threading.Lock()
         self.oldest = 0.0  # when the oldest unsent output was committed (0: none)
 
-    def commit(self, seq: int, outputs: Outputs) -> None:
-        """The step's code for input ``seq`` returned these outputs."""
+    def commit(self, seq: int, outputs: Outputs, seconds: float = 0.0) -> None:
+        """The step's code for input ``seq`` returned these outputs after ``seconds``."""
 
-    def failed(self, seq: int) -> None:
-        """The step's code for input ``seq`` raised: its outputs were dropped."""
+    def failed(self, seq: int, outcome: Outcome = Outcome.FAILED, seconds: float = 0.0) -> None:
+        """Input ``seq`` has no outputs: its run() raised (they were dropped), or it was not run."""
 
     def flush(self) -> None:
         """Send every committed output now."""
@@ -105,7 +108,7 @@ class NextSteps(Outlet):
             socket.connect(addresses.inbox(name))
             self.boxes[name] = _Outbox(socket, batch_limit(config.steps[name].queue_limit))
 
-    def commit(self, seq: int, outputs: Outputs) -> None:
+    def commit(self, seq: int, outputs: Outputs, seconds: float = 0.0) -> None:
         """Queue each output for its next step (all of them when it names none)."""
         for message, target in outputs:
             for name in self.step.next_steps if target is None else (target,):
@@ -136,34 +139,45 @@ class NextSteps(Outlet):
 
 
 class ToRouter(Outlet):
-    """Returns each input's outputs to the step's router, batched, through the worker's own socket."""
+    """Returns each input's outputs to the step's router, batched, through the worker's own socket.
+
+    Every input is answered, even one without outputs: the router releases an ordered step's
+    outputs in input order, and keeps what a worker in another process holds until it is answered.
+    """
+
+    answers_router = True
 
     def __init__(self, socket: zmq.Socket, step: StepConfig) -> None:
         super().__init__()
         self.socket = socket
         self.index = {name: i for i, name in enumerate(step.next_steps)}
-        self.inputs: list[tuple[int, list]] = []
+        self.answers: list[Answer] = []
         self.nbytes = 0
 
-    def commit(self, seq: int, outputs: Outputs) -> None:
-        """Hold the outputs of input ``seq`` (even none: the router waits for every input's result)."""
+    def commit(self, seq: int, outputs: Outputs, seconds: float = 0.0) -> None:
+        """Hold the outputs of input ``seq`` until the next flush."""
         index = self.index
-        self.inputs.append((seq, [(m, None if t is None else index[t]) for m, t in outputs]))
+        self._answer(Answer(seq, [(m, None if t is None else index[t]) for m, t in outputs], Outcome.DONE, seconds))
         self.nbytes += sum(m.nbytes for m, _ in outputs)
-        if not self.oldest:
-            self.oldest = time.monotonic()
-        if len(self.inputs) >= MAX_BATCH or self.nbytes >= MAX_BATCH_BYTES:
+        if self.nbytes >= MAX_BATCH_BYTES:
             self.flush()
 
-    def failed(self, seq: int) -> None:
-        """An input whose run() raised has no outputs, but the router still waits for its result."""
-        self.commit(seq, [])
+    def failed(self, seq: int, outcome: Outcome = Outcome.FAILED, seconds: float = 0.0) -> None:
+        """Answer an input that has no outputs."""
+        self._answer(Answer(seq, [], outcome, seconds))
+
+    def _answer(self, answer: Answer) -> None:
+        self.answers.append(answer)
+        if not self.oldest:
+            self.oldest = time.monotonic()
+        if len(self.answers) >= MAX_BATCH:
+            self.flush()
 
     def flush(self) -> None:
-        """Send the held results to the router."""
-        if self.inputs:
-            frames.send(self.socket, result_frames(self.inputs))
-            self.inputs = []
+        """Send the held answers to the router."""
+        if self.answers:
+            frames.send(self.socket, result_frames(self.answers))
+            self.answers = []
             self.nbytes = 0
         self.oldest = 0.0
 

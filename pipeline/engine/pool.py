@@ -1,4 +1,4 @@
-"""A router's view of its workers: each one's credit window and the least-recently-used order."""
+"""A router's view of its workers: each one's credit window, the packets it holds and the LRU order."""
 
 from __future__ import annotations
 
@@ -6,12 +6,14 @@ from collections import deque
 from dataclasses import dataclass, field
 
 from .flow import PREFETCH_BYTES
+from .wire import Packet
 
 
 @dataclass
 class _Worker:
     window: int = 0  # messages it asked to hold
-    in_flight: deque[tuple[int, int]] = field(default_factory=deque)  # (messages, bytes) per packet sent
+    in_flight: deque[Packet] = field(default_factory=deque)  # packets sent and not yet READY, oldest first
+    answered: int = 0  # inputs of its oldest packet whose result came back (workers that return results)
     held: int = 0
     held_bytes: int = 0
 
@@ -34,11 +36,35 @@ class WorkerPool:
     def done(self, worker: bytes, window: int) -> None:
         """A worker finished its oldest packet and now asks to hold ``window`` messages."""
         state = self.workers[worker]
-        messages, nbytes = state.in_flight.popleft()
-        state.held -= messages
-        state.held_bytes -= nbytes
+        packet = state.in_flight.popleft()
+        state.answered = 0
+        state.held -= len(packet)
+        state.held_bytes -= packet.nbytes
         state.window = window
         self._maybe_wait(worker)
+
+    def answered(self, worker: bytes) -> tuple[Packet, int]:
+        """A worker returned the result of its next input: (the packet holding it, its index there)."""
+        state = self.workers[worker]
+        index = state.answered
+        state.answered += 1
+        return state.in_flight[0], index
+
+    def lose(self, worker: bytes) -> list[Packet]:
+        """Forget a dead worker; return what it held and had not answered, oldest first."""
+        state = self.workers.pop(worker)
+        if worker in self.waiting:
+            self.waiting.remove(worker)
+        held = list(state.in_flight)
+        if held and state.answered:
+            held[0] = held[0].split(state.answered)[1]
+        return [packet for packet in held if len(packet)]
+
+    def stall(self, worker: bytes) -> None:
+        """A worker that cannot be reached (its process died) gets no more work until it is lost."""
+        self.workers[worker].window = 0
+        if worker in self.waiting:
+            self.waiting.remove(worker)
 
     def choose(self) -> bytes | None:
         """The least recently used worker with room for work, or None."""
@@ -53,12 +79,12 @@ class WorkerPool:
         """How many messages ``worker`` asked to hold in all."""
         return self.workers[worker].window
 
-    def sent(self, worker: bytes, messages: int, nbytes: int) -> None:
+    def sent(self, worker: bytes, packet: Packet) -> None:
         """Record a packet handed to ``worker``; it becomes the most recently used."""
         state = self.workers[worker]
-        state.in_flight.append((messages, nbytes))
-        state.held += messages
-        state.held_bytes += nbytes
+        state.in_flight.append(packet)
+        state.held += len(packet)
+        state.held_bytes += packet.nbytes
         self.waiting.remove(worker)  # it goes to the back of the line if it still has room
         self._maybe_wait(worker)
 

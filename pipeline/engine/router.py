@@ -3,27 +3,63 @@
 from __future__ import annotations
 
 from collections import deque
+from itertools import islice
 
 import zmq
 
 from ..config import PipelineConfig, StepConfig
+from ..message import Encoded
 from ..report import StepCounts
+from ..step import RemoteError, failure_line
 from . import frames
 from .addresses import Addresses
-from .control import BOUND, EngineThread, RunControl
+from .control import BOUND, WORKERS_JOINED, EngineThread, RunControl
 from .flow import HELD_BACK_BYTES, PIPE_HWM, QUEUE_BYTES, batch_limit, held_back_limit, sender_count
 from .outlets import NextSteps
 from .pool import WorkerPool
-from .reorder import Reorderer
-from .wire import Kind, Packet, control_frames, header_of, packet_from_frames
+from .results import Results
+from .wire import (
+    UNORDERED,
+    Kind,
+    Outcome,
+    Packet,
+    control_frames,
+    header_of,
+    packet_from_frames,
+    parse_failed,
+    parse_lost,
+    parse_result,
+)
+
+#: The routing id of a worker in another process starts with this byte (then "slot.thread");
+#: ZeroMQ's own routing ids, those of thread workers, start with a zero byte.
+PROCESS_WORKER = b"p"
+
+
+def process_worker_id(slot: int, thread: int) -> bytes:
+    """The routing id of thread ``thread`` of worker process ``slot``."""
+    return b"%s%d.%d" % (PROCESS_WORKER, slot, thread)
+
+
+def slot_of(worker: bytes) -> int | None:
+    """The worker process of a routing id (None: a thread of the run's process)."""
+    return int(worker[1:].split(b".")[0]) if worker[:1] == PROCESS_WORKER else None
+
+
+class WorkerDied(Exception):
+    """A message was running in a worker process that died, and in as many as max_redeliveries."""
 
 
 class Router(EngineThread):
     """Owns one step's queue (bounded by queue_limit and by QUEUE_BYTES) and hands it to the step's workers.
 
     The step is drained when every upstream sender has sent its end of stream, the messages
-    received equal the sum they declared, the queue is empty and no worker holds work. Then each
-    worker is told to finish, and the router stops once all have.
+    received equal the sum they declared, the queue is empty, every expected worker has joined
+    and none holds work. Then each worker is told to finish, and the router stops once all have.
+
+    Workers in other processes return every input's outputs to the router, which sends them on
+    and keeps each packet a worker holds until its inputs are answered: when the process host
+    reports the worker's process dead (LOST), what it held goes back to the front of the queue.
     """
 
     def __init__(self, context: zmq.Context, control: RunControl, config: PipelineConfig, step: StepConfig,
@@ -34,40 +70,62 @@ class Router(EngineThread):
         self.step = step
         self.addresses = addresses
         self.senders = sender_count(config, step)
-        self.counts = StepCounts()  # an ordered step's router sends its outputs, so it counts them
+        # What the router itself counts: the outputs it sends on, and the inputs of process workers.
+        self.counts = StepCounts()
+        self.busy_time = 0.0  # run() seconds of the step's process workers
+        self.max_time = 0.0
+        self.redelivered = 0  # messages handed out again after their worker process died
+        self.first_error: str | None = None  # the first error its process workers reported
+        self.fatal = False  # an init()/finish() error of a process worker, or every worker process lost
         self.queue: deque[Packet] = deque()
         self.queued = 0
         self.queued_bytes = 0
         self.received = 0
         self.pool = WorkerPool()
+        self.expected_workers = step.nb_process * step.nb_thread if step.nb_process else step.nb_thread
+        self._numbers: dict[bytes, int] = {}  # process workers' numbers
+        self._finished_threads: dict[int, int] = {}  # per worker process: its threads that ran finish()
+        self._deaths: dict[int, int] = {}  # per message sequence number: worker processes it died in
         self._next_seq = 0
         self._ended = 0
         self._expected = 0
         self._finished = 0
         self._finishing = False
-        self.reorder: Reorderer | None = None
-        self._no_worker = False  # every worker's init() failed
+        self._joined_reported = False
+        self.results: Results | None = None
+        self.no_worker = False  # every worker's init() failed, or every worker process is lost
         self.state = "waiting"  # then running, draining (every sender ended), finished
         # Read input only while a whole packet still fits under the queue limit.
         limit = step.queue_limit
         self._read_below = limit - batch_limit(limit) + 1 if limit > 0 else None
 
+    @property
+    def returns_results(self) -> bool:
+        """Whether the workers return their outputs to this router: an ordered step, or process workers."""
+        return self.step.ordered or self.step.nb_process > 0
+
     def work(self) -> None:
         inbox = self.context.socket(zmq.PULL)
         work = self.context.socket(zmq.ROUTER)
+        notices = self.context.socket(zmq.PULL)
         outputs = None
         try:
-            if self.step.ordered and self.step.next_steps:
-                outputs = NextSteps(self.context, self.config, self.step, self.addresses, self.counts)
-                self.reorder = Reorderer(outputs)
+            if self.returns_results:
+                if self.step.next_steps:
+                    outputs = NextSteps(self.context, self.config, self.step, self.addresses, self.counts)
+                self.results = Results(outputs, self.step.ordered)
             inbox.rcvhwm = PIPE_HWM
             inbox.linger = 0
             inbox.bind(self.addresses.inbox(self.step.name))
             work.router_mandatory = True
             work.linger = 0
             work.bind(self.addresses.work(self.step.name))
+            notices.linger = 0
+            if self.step.nb_process:
+                work.bind(self.addresses.outside(self.step.name))
+                notices.bind(self.addresses.notices(self.step.name))
             self.control.events.put((BOUND, self))  # peers may connect now
-            self._loop(inbox, work)
+            self._loop(inbox, work, notices)
             if outputs is not None:
                 outputs.end()
             self.state = "finished"
@@ -76,6 +134,7 @@ class Router(EngineThread):
                 outputs.close()
             inbox.close()
             work.close()
+            notices.close()
 
     def _accepting(self) -> bool:
         if self._ended == self.senders:
@@ -91,19 +150,22 @@ class Router(EngineThread):
         socket until input comes, so a worker's READY does not wake the router (the wake takes the
         GIL just when the worker sends its outputs on).
         """
-        return bool(self.queue) or self._ended == self.senders or self.reorder is not None
+        return bool(self.queue) or self._ended == self.senders or self.results is not None
 
-    def _loop(self, inbox: zmq.Socket, work: zmq.Socket) -> None:
+    def _loop(self, inbox: zmq.Socket, work: zmq.Socket, notices: zmq.Socket) -> None:
         pollers = {}
-        for wanted in ((work,), (inbox,), (work, inbox)):
+        extra = (notices,) if self.step.nb_process else ()
+        for wanted in ((), (work,), (inbox,), (work, inbox)):
             poller = pollers[wanted] = zmq.Poller()
-            for socket in wanted:
+            for socket in (*wanted, *extra):
                 poller.register(socket, zmq.POLLIN)
-        while self._finished < self.step.nb_thread:
+        while not (self._finishing and self._finished >= self.expected_workers):
             wanted = (work,) if self._needs_workers() else ()
             if self._accepting():
                 wanted += (inbox,)
             events = dict(pollers[wanted].poll())
+            if notices in events:
+                self._read_notices(notices)
             if inbox in events:
                 self._read_inbox(inbox)
             if self.queue or work in events:
@@ -111,27 +173,137 @@ class Router(EngineThread):
             self._dispatch(work)
             if self._drained():
                 self._finishing = True
-                for worker in self.pool.workers:
-                    frames.send(work, [worker, *control_frames(Kind.FINISH)])
+                for worker in list(self.pool.workers):
+                    self._send(work, worker, control_frames(Kind.FINISH))
 
     def _read_workers(self, work: zmq.Socket) -> None:
         while frames.waiting(work):
             received = frames.recv(work)
             worker = received[0].bytes
-            kind, window = header_of(received[1])
-            if kind is Kind.RESULT and self.reorder is not None:
-                self.reorder.add(received[1:])
+            kind, value = header_of(received[1])
+            if kind is Kind.RESULT:
+                self._answered(worker, received[1:])
             elif kind is Kind.READY:
-                self.pool.done(worker, window)
+                self.pool.done(worker, value)
             elif kind is Kind.JOIN:
-                self.pool.join(worker, window)
-                # A worker whose init() failed joins asking for nothing, and a live one never does.
-                joined = self.pool.workers
-                self._no_worker = len(joined) == self.step.nb_thread and not any(map(self.pool.window, joined))
+                self._join(work, worker, value)
+            elif kind is Kind.FAILED:
+                self._failed(worker, received[1:])
             elif kind is Kind.FINISHED:
                 self._finished += 1
-        if self.reorder is not None:
-            self.reorder.outputs.flush()
+                slot = slot_of(worker)
+                if slot is not None:
+                    self._finished_threads[slot] = self._finished_threads.get(slot, 0) + 1
+        if self.results is not None and self.results.outputs is not None:
+            self.results.outputs.flush()
+
+    def _join(self, work: zmq.Socket, worker: bytes, window: int) -> None:
+        """A worker has run init(): it asks for ``window`` messages (0: its init() failed)."""
+        if self._finishing:  # a replacement process that came after the end: it has nothing to do
+            frames.send(work, [worker, *control_frames(Kind.FINISH)])
+            return
+        self.pool.join(worker, window)
+        self._check_joined()
+
+    def _check_joined(self) -> None:
+        """Once every expected worker has joined, tell the runner (the producer starts after that)."""
+        joined = self.pool.workers
+        if len(joined) == self.expected_workers and not self._joined_reported:
+            self._joined_reported = True
+            # A worker whose init() failed joins asking for nothing, and a live one never does.
+            self.no_worker = not any(map(self.pool.window, joined))
+            self.control.events.put((WORKERS_JOINED, self))
+
+    def _answered(self, worker: bytes, received: list) -> None:
+        """A RESULT: count what a process worker did, then send the outputs on."""
+        answers = parse_result(received)
+        if slot_of(worker) is not None:  # a thread of this process counts its own work
+            counts = self.counts
+            for answer in answers:
+                if answer.seq == UNORDERED:
+                    continue
+                packet, index = self.pool.answered(worker)
+                counts.received += 1
+                if answer.outcome is Outcome.DONE:
+                    counts.processed += 1
+                elif answer.outcome is Outcome.FAILED:
+                    counts.failed += 1
+                else:
+                    self.control.policy.not_run(self.step, answer.seq, _message_at(packet, index))
+                self.busy_time += answer.seconds
+                self.max_time = max(self.max_time, answer.seconds)
+        if self.results is not None:
+            self.results.add(answers)
+
+    def _failed(self, worker: bytes, received: list) -> None:
+        """A process worker's error: a message's (the one it answers next), or init()'s / finish()'s."""
+        seq, what, line, traceback = parse_failed(received)
+        name = self._number(worker)
+        error = RemoteError(line, traceback)
+        if seq == UNORDERED:
+            failure = self.control.policy.lifecycle_failed(self.step.name, name, what, error)
+            self.first_error = self.first_error or failure
+            self.fatal = True
+            if what == "run()":  # a SystemExit or such in run(): the step stops, as in the run's own threads
+                self.control.policy.halt(self.step.name, f"step {self.step.name} raised {line} in run()")
+            return
+        state = self.pool.workers[worker]
+        message = _message_at(state.in_flight[0], state.answered)
+        self.first_error = self.first_error or line
+        self.control.policy.message_failed(self.step, name, seq, error, message)
+
+    def _number(self, worker: bytes) -> int:
+        """A process worker's number in the step, for logs and the monitor (in order of first sight)."""
+        return self._numbers.setdefault(worker, len(self._numbers))
+
+    def _read_notices(self, notices: zmq.Socket) -> None:
+        while frames.waiting(notices):
+            self._lose(*parse_lost(frames.recv(notices)))
+
+    def _lose(self, slot: int, replaced: bool, reason: str, running: list[int]) -> None:
+        """Worker process ``slot`` died while running the messages ``running``: what its workers held
+        goes back to the front of the queue; only a message it was running counts the death against it."""
+        requeue: list[Packet] = []
+        for worker in [worker for worker in self.pool.workers if slot_of(worker) == slot]:
+            requeue.extend(self._blame(self.pool.lose(worker), running, worker, reason))
+        for packet in reversed(requeue):
+            self.queue.appendleft(packet)
+            self.queued += len(packet)
+            self.queued_bytes += packet.nbytes
+            self.redelivered += len(packet)
+        if replaced:
+            return
+        self.expected_workers -= self.step.nb_thread - self._finished_threads.get(slot, 0)
+        if self.expected_workers == 0:
+            line = f"step {self.step.name} has no workers left: its worker processes died ({reason})"
+            self.first_error = self.first_error or line
+            self.fatal = True
+            self.no_worker = True
+            self.control.policy.halt(self.step.name, line)
+        self._check_joined()
+
+    def _blame(self, packets: list[Packet], running: list[int], worker: bytes, reason: str) -> list[Packet]:
+        """Count a death against each message of ``packets`` that was running; one that has now died
+        with max_redeliveries workers fails (on_error, dead letters) instead of going round again."""
+        kept: list[Packet] = []
+        for packet in packets:
+            seq = next((s for s in running if packet.first_seq <= s < packet.first_seq + len(packet)), None)
+            if seq is None:
+                kept.append(packet)
+                continue
+            deaths = self._deaths[seq] = self._deaths.get(seq, 0) + 1
+            if deaths < self.control.options.max_redeliveries:
+                kept.append(packet)
+                continue
+            before, rest = packet.split(seq - packet.first_seq)
+            poison, after = rest.split(1)
+            kept.extend(p for p in (before, after) if len(p))
+            self.counts.received += 1
+            self.counts.failed += 1
+            error = WorkerDied(f"message {seq} was running in {deaths} worker processes that died (last: {reason})")
+            self.first_error = self.first_error or failure_line(error)
+            self.control.policy.message_failed(self.step, self._number(worker), seq, error, next(poison.encoded()))
+        return kept
 
     def _read_inbox(self, inbox: zmq.Socket) -> None:
         while self._accepting() and frames.waiting(inbox):
@@ -154,11 +326,12 @@ class Router(EngineThread):
 
     def _dispatch(self, work: zmq.Socket) -> None:
         pool = self.pool
-        if self._no_worker or self.step.name in self.control.policy.halted:
+        if self.no_worker or self.step.name in self.control.policy.halted:
             self._drop_queue()
             return
-        if self.reorder is not None and (len(self.reorder.held) >= held_back_limit(self.step)
-                                         or self.reorder.held_bytes >= HELD_BACK_BYTES):
+        results = self.results
+        if results is not None and results.ordered and (len(results.held) >= held_back_limit(self.step)
+                                                        or results.held_bytes >= HELD_BACK_BYTES):
             return  # an early input is late: hand out nothing more until it is done
         while self.queue:
             worker = pool.choose()
@@ -167,13 +340,29 @@ class Router(EngineThread):
             size = min(max(1, pool.window(worker) // 2), pool.room(worker))
             packet = self.queue[0]
             if len(packet) > size:
-                packet, self.queue[0] = packet.split(size)
+                packet, rest = packet.split(size)
             else:
+                rest = None
+            if not self._send(work, worker, packet.frames(Kind.WORK)):
+                continue
+            if rest is None:
                 self.queue.popleft()
-            frames.send(work, [worker, *packet.frames(Kind.WORK)])
+            else:
+                self.queue[0] = rest
             self.queued -= len(packet)
             self.queued_bytes -= packet.nbytes
-            pool.sent(worker, len(packet), packet.nbytes)
+            pool.sent(worker, packet)
+
+    def _send(self, work: zmq.Socket, worker: bytes, payload: list) -> bool:
+        """Send to a worker; False if its process has just died (the process host will report it LOST)."""
+        try:
+            frames.send(work, [worker, *payload])
+        except zmq.ZMQError as err:
+            if err.errno != zmq.EHOSTUNREACH or slot_of(worker) is None:
+                raise
+            self.pool.stall(worker)
+            return False
+        return True
 
     def _drop_queue(self) -> None:
         """Give up the queued messages: every worker's init() failed, or the step stopped after a failure.
@@ -193,10 +382,15 @@ class Router(EngineThread):
     def _drained(self) -> bool:
         if self._finishing or self._ended < self.senders or self.queue:
             return False
-        if len(self.pool.workers) < self.step.nb_thread or self.pool.busy():
+        if len(self.pool.workers) < self.expected_workers or self.pool.busy():
             return False
         if self.received != self._expected:
             raise RuntimeError(
                 f"step {self.step.name}: received {self.received} messages, senders declared {self._expected}"
             )
         return True
+
+
+def _message_at(packet: Packet, index: int) -> Encoded:
+    """Message ``index`` of ``packet``."""
+    return next(islice(packet.encoded(), index, None))

@@ -4,6 +4,8 @@ from __future__ import annotations
 
 import logging
 import queue
+import shutil
+import tempfile
 import threading
 import time
 
@@ -15,7 +17,8 @@ from ..report import RunReport, StepCounts, StepReport, exit_status
 from ..status import RunStatus, StepStatus
 from .addresses import Addresses
 from .allocator import keep_freed_memory
-from .control import BOUND, ENDED, INIT_DONE, WAKE, EngineThread, RunControl
+from .control import BOUND, ENDED, INIT_DONE, WAKE, WORKERS_JOINED, EngineThread, RunControl
+from .processes import ProcessHost
 from .router import Router
 from .worker import ProducerThread, StepThread, WorkerThread
 
@@ -38,6 +41,7 @@ class ThreadedRunner:
         self.threads: dict[str, list[StepThread]] = {}
         self.crashed: list[EngineThread] = []
         self.ended: set[EngineThread] = set()  # threads that reported their end
+        self.host: ProcessHost | None = None  # starts the worker processes of steps with nb_process
         self.signal: int | None = None
         self.deadline: float | None = None  # after a signal: when busy threads are given up on
         self.abort_requested = False
@@ -65,6 +69,8 @@ class ThreadedRunner:
         flusher = self.control.flusher
         flusher.start()
         try:
+            if any(step.nb_process for step in self.config.steps.values()):
+                self.addresses = Addresses(self.addresses.run_id, tempfile.mkdtemp(prefix="pipeline-"))
             self._start_routers(context)
             self._start_steps(context)
             self._wait_for_end()
@@ -76,17 +82,20 @@ class ThreadedRunner:
             flusher.stopped.set()
             flusher.join(ABORT_GRACE_SECONDS)
             self.control.policy.close()
+            if self.addresses.ipc_dir:
+                shutil.rmtree(self.addresses.ipc_dir, ignore_errors=True)
         return self._report()
 
     def _all_threads(self) -> list[EngineThread]:
-        return [*self.routers.values(), *(t for ts in self.threads.values() for t in ts)]
+        host = [self.host] if self.host is not None else []
+        return [*self.routers.values(), *host, *(t for ts in self.threads.values() for t in ts)]
 
     def _alive(self) -> list[EngineThread]:
         return [t for t in self._all_threads() if t.is_alive()]
 
-    def _next_event(self, kind: str) -> EngineThread | None:
-        """The thread of the next event of ``kind``; None once a thread crashed, an abort was asked
-        for or the shutdown deadline passed."""
+    def _next_event(self, *kinds: str) -> EngineThread | None:
+        """The thread of the next event of one of ``kinds``; None once a thread crashed, an abort was
+        asked for or the shutdown deadline passed."""
         while not self.crashed and not self.abort_requested:
             try:
                 timeout = None if self.deadline is None else max(0.0, self.deadline - time.monotonic())
@@ -99,7 +108,7 @@ class ThreadedRunner:
                 if thread.crash is not None:
                     self.crashed.append(thread)
                     continue
-            if event == kind:
+            if event in kinds:
                 return thread
         return None
 
@@ -112,6 +121,9 @@ class ThreadedRunner:
         for _ in self.routers:
             if self._next_event(BOUND) is None:
                 return
+        if self.addresses.ipc_dir:
+            self.host = ProcessHost(context, self.control, self.config, self.addresses, self.routers)
+            self.host.start()
 
     def _start_steps(self, context: zmq.Context) -> None:
         if self._alive() != self._all_threads():
@@ -120,6 +132,8 @@ class ThreadedRunner:
             if step.kind == "producer":
                 threads: list[StepThread] = [ProducerThread(context, self.control, self.config, step,
                                                             self.addresses, 0)]
+            elif step.nb_process:
+                threads = []  # its workers are the process host's processes; its router says when they joined
             else:
                 threads = [WorkerThread(context, self.control, self.config, step, self.addresses, i)
                            for i in range(step.nb_thread)]
@@ -127,11 +141,15 @@ class ThreadedRunner:
             for thread in threads:
                 thread.start()
         inits_ok = True
-        for _ in range(sum(len(ts) for ts in self.threads.values())):
-            thread = self._next_event(INIT_DONE)
+        joining = sum(1 for step in self.config.steps.values() if step.nb_process)
+        for _ in range(sum(len(ts) for ts in self.threads.values()) + joining):
+            thread = self._next_event(INIT_DONE, WORKERS_JOINED)
             if thread is None:
                 return
-            inits_ok = inits_ok and isinstance(thread, StepThread) and thread.init_ok
+            if isinstance(thread, Router):
+                inits_ok = inits_ok and not thread.no_worker
+            else:
+                inits_ok = inits_ok and isinstance(thread, StepThread) and thread.init_ok
         if not inits_ok:
             self.control.stopping.set()  # an init() failed: the producer does not start
         self.control.go.set()
@@ -172,7 +190,9 @@ class ThreadedRunner:
         step = self.config.steps[name]
         threads = list(self.threads.get(name, []))
         router = self.routers.get(name)
-        status = StepStatus(name, queue_limit=step.queue_limit, workers=step.nb_thread, counts=StepCounts())
+        workers = step.nb_process * step.nb_thread if step.nb_process else step.nb_thread
+        status = StepStatus(name, queue_limit=step.queue_limit, workers=workers, counts=StepCounts(),
+                            processes=step.nb_process)
         for thread in threads:
             status.counts += thread.counts
             status.busy += thread.busy_seq is not None
@@ -182,6 +202,13 @@ class ThreadedRunner:
             status.counts += router.counts
             status.queue = router.queued
             status.state = router.state
+            status.busy_time += router.busy_time
+            status.max_time = max(status.max_time, router.max_time)
+            status.redelivered = router.redelivered
+            if router.first_error and status.state == "finished":
+                status.state = "failed"
+        if self.host is not None:
+            status.restarts = self.host.restarts[name]
         elif threads and not threads[0].is_alive():
             status.state = "finished"
         elif self.control.go.is_set():
@@ -208,9 +235,15 @@ class ThreadedRunner:
             for thread in self.threads.get(name, []):
                 if thread.first_error:
                     report.add_error(thread.first_error, fatal=thread.fatal)
-            for thread in [*self.threads.get(name, []), self.routers.get(name)]:
+            router = self.routers.get(name)
+            if router is not None and router.first_error:
+                report.add_error(router.first_error, fatal=router.fatal)
+            step_host = self.host if self.config.steps[name].nb_process else None
+            for thread in [*self.threads.get(name, []), router, step_host]:
                 if thread is not None and thread.crash is not None:
                     report.add_error(f"internal error in {thread.name}: {thread.crash!r}", fatal=True)
+            status = self._step_status(name)
+            report.redelivered, report.restarts = status.redelivered, status.restarts
             reports[name] = report
         stop_reason = self.control.policy.stop_reason
         if self.abort_requested:

@@ -22,6 +22,12 @@ lists them, one ``RESULT_INPUT`` record (input sequence number, number of output
 A control message (END, FINISH, JOIN, READY, FINISHED) is the header alone: END's value is how
 many messages the sender sent; JOIN's and READY's value is how many messages the worker asks to
 hold. Routers split and join packets using the header alone; they never unpickle a payload.
+
+Workers in other processes also send FAILED (a message's or init()/finish()'s error, as text:
+the run logs it, counts it and writes the dead letter), and talk to the run's process host:
+HELLO (a new process asks what to run; the host answers SPEC), PING and PONG (heartbeats both
+ways) and HALT (the step stopped after a failure). The host tells a step's router LOST when one
+of its worker processes died.
 """
 
 from __future__ import annotations
@@ -47,6 +53,13 @@ class Kind(IntEnum):
     READY = 6  # worker -> router: finished its oldest packet; value = messages it asks to hold
     FINISHED = 7  # worker -> router: ran finish() and sent its end of stream
     RESULT = 8  # worker -> router: the outputs of inputs it processed, to be sent on by the router
+    FAILED = 9  # worker process -> router: an error (value: the input's sequence number, or UNORDERED)
+    HELLO = 10  # worker process -> host: what shall I run? (value: the process's slot)
+    SPEC = 11  # host -> worker process: the step to run, its configuration and where its router is
+    PING = 12  # worker process -> host: alive (value: the process's slot)
+    PONG = 13  # host -> worker process: the run is alive
+    HALT = 14  # host -> worker process: the step stopped after a failure; start no further message
+    LOST = 15  # host -> router: a worker process died (value: its slot; count: 1 if it is replaced)
 
 
 HEADER = struct.Struct("<BBxxIQ")  # kind, flags, count, value
@@ -54,8 +67,17 @@ HEADER = struct.Struct("<BBxxIQ")  # kind, flags, count, value
 INLINE = 1
 #: A body smaller than this is copied into the header frame; a larger one is a frame of its own.
 INLINE_BODY_BYTES = 64 * 1024
-#: One input answered by a RESULT packet: its sequence number and how many outputs it has.
-RESULT_INPUT = struct.Struct("<QI")
+#: One input answered by a RESULT packet: its sequence number, how many outputs it has, its
+#: Outcome and the seconds its run() took.
+RESULT_INPUT = struct.Struct("<QIBf")
+
+
+class Outcome(IntEnum):
+    """What became of one input, in a RESULT."""
+
+    DONE = 0  # run() returned
+    FAILED = 1  # run() raised (a FAILED message with its error went before)
+    NOT_RUN = 2  # the step had stopped after a failure: the input was not started
 #: The input sequence number of outputs that keep no order: those of init() and finish().
 UNORDERED = 2**64 - 1
 #: The target of an output sent to every next step.
@@ -158,24 +180,36 @@ def control_frames(kind: Kind, value: int = 0) -> list[bytes]:
     return [HEADER.pack(kind, 0, 0, value)]
 
 
-def result_frames(inputs: Sequence[tuple[int, Sequence[tuple[Encoded, int | None]]]]) -> list[Buffer]:
-    """A RESULT packet: for each input (sequence number, outputs), its outputs and their targets.
+#: The outputs of one input in a RESULT: each message and its next step's index (None: every next step).
+ResultOutputs = Sequence[tuple[Encoded, "int | None"]]
 
-    Each output names its next step by index in the step's next_steps (None: every next step).
-    """
+
+@dataclass
+class Answer:
+    """One input answered in a RESULT."""
+
+    seq: int
+    outputs: ResultOutputs
+    outcome: Outcome = Outcome.DONE
+    seconds: float = 0.0
+
+
+def result_frames(answers: Sequence[Answer]) -> list[Buffer]:
+    """A RESULT packet: for each input, its outputs and their targets, then the table of inputs."""
     packet = Packet()
     targets = array("H")
     table = []
-    for seq, outputs in inputs:
-        table.append(RESULT_INPUT.pack(seq, len(outputs)))
+    for answer in answers:
+        outputs = answer.outputs
+        table.append(RESULT_INPUT.pack(answer.seq, len(outputs), answer.outcome, answer.seconds))
         for message, target in outputs:
             packet.add(message)
             targets.append(EVERY_NEXT_STEP if target is None else target)
     return [*packet.frames(Kind.RESULT, targets.tobytes(), value=len(table)), b"".join(table)]
 
 
-def parse_result(frames: Sequence[Any]) -> list[tuple[int, list[tuple[Encoded, int | None]]]]:
-    """The inputs of a RESULT packet, each (sequence number, [(output, target index or None)])."""
+def parse_result(frames: Sequence[Any]) -> list[Answer]:
+    """The inputs a RESULT packet answers, in the order the worker processed them."""
     *packet_frames, table_frame = frames
     header = packet_frames[0].bytes
     _, _, n, inputs = HEADER.unpack_from(header)
@@ -187,7 +221,33 @@ def parse_result(frames: Sequence[Any]) -> list[tuple[int, list[tuple[Encoded, i
     result = []
     start = 0
     for i in range(inputs):
-        seq, count = RESULT_INPUT.unpack_from(table, i * RESULT_INPUT.size)
-        result.append((seq, outputs[start:start + count]))
+        seq, count, outcome, seconds = RESULT_INPUT.unpack_from(table, i * RESULT_INPUT.size)
+        result.append(Answer(seq, outputs[start:start + count], Outcome(outcome), seconds))
         start += count
     return result
+
+
+def failed_frames(seq: int, what: str, error: str, traceback: str) -> list[bytes]:
+    """A FAILED message: which code failed (run(), init(), finish()), the error line, its traceback."""
+    return [HEADER.pack(Kind.FAILED, 0, 0, seq), what.encode(), error.encode(), traceback.encode()]
+
+
+def parse_failed(frames: Sequence[Any]) -> tuple[int, str, str, str]:
+    """(sequence number, what, error line, traceback) of a FAILED message."""
+    _, value = header_of(frames[0])
+    what, error, traceback = (bytes(frame).decode(errors="replace") for frame in frames[1:4])
+    return value, what, error, traceback
+
+
+def lost_frames(slot: int, replaced: bool, reason: str, running: Sequence[int]) -> list[bytes]:
+    """A LOST notice: worker process ``slot`` died for ``reason`` while running the messages ``running``;
+    ``replaced``: another process takes its place."""
+    return [HEADER.pack(Kind.LOST, 0, int(replaced), slot), reason.encode(), array("Q", running).tobytes()]
+
+
+def parse_lost(frames: Sequence[Any]) -> tuple[int, bool, str, list[int]]:
+    """(slot, replaced, reason, messages it was running) of a LOST notice."""
+    _, _, replaced, slot = HEADER.unpack_from(frames[0])
+    running = array("Q")
+    running.frombytes(bytes(frames[2]))
+    return slot, bool(replaced), bytes(frames[1]).decode(errors="replace"), list(running)

@@ -22,7 +22,7 @@ from .addresses import Addresses
 from .control import INIT_DONE, EngineThread, RunControl
 from .flow import SLOW_SOURCE_SECONDS, window_for
 from .outlets import NextSteps, NoOutputs, Outlet, ToRouter
-from .wire import UNORDERED, Kind, control_frames, header_of, packet_from_frames
+from .wire import UNORDERED, Kind, Outcome, control_frames, header_of, packet_from_frames
 
 #: Weight of the newest packet in a worker's running mean of seconds per message.
 _SMOOTHING = 0.2
@@ -180,25 +180,45 @@ class WorkerThread(StepThread):
     """
 
     def work(self) -> None:
-        ctl = self.context.socket(zmq.DEALER)
+        ctl = self.ctl = self.context.socket(zmq.DEALER)
         ctl.linger = 0
         try:
-            if not self.step.next_steps:
-                outlet: Outlet = NoOutputs()
-            elif self.step.ordered:
-                outlet = ToRouter(ctl, self.step)
-            else:
-                outlet = NextSteps(self.context, self.config, self.step, self.addresses, self.counts)
-            self.open(outlet)
-            ctl.connect(self.addresses.work(self.step.name))
+            self.open(self.make_outlet(ctl))
+            self.connect(ctl)
             component = self.start_component()
             self._serve(ctl, component)
             self.finish_component(component)
-            outlet.end()
+            self.outlet.end()
             frames.send(ctl, control_frames(Kind.FINISHED))
         finally:
             self.close()
             ctl.close()
+
+    def make_outlet(self, ctl: zmq.Socket) -> Outlet:
+        """Where this worker's outputs go: on to the next steps, or back to the router of an ordered step."""
+        if not self.step.next_steps:
+            return NoOutputs()
+        if self.step.ordered:
+            return ToRouter(ctl, self.step)
+        return NextSteps(self.context, self.config, self.step, self.addresses, self.counts)
+
+    def connect(self, ctl: zmq.Socket) -> None:
+        """Connect to the step's router."""
+        ctl.connect(self.addresses.work(self.step.name))
+
+    def running(self, seq: int | None) -> None:
+        """The message in run() now (None: none), to name a stuck worker."""
+        self.busy_seq = seq
+
+    def report_failure(self, seq: int, error: Exception, message: Encoded) -> None:
+        """A message's run() raised: hand it to the run's failure policy."""
+        self.first_error = self.first_error or failure_line(error)
+        self.control.policy.message_failed(self.step, self.index, seq, error, message)
+
+    def report_not_run(self, seq: int, message: Encoded) -> None:
+        """The step had stopped: the message is not run (a dead letter, to replay after the fix)."""
+        self.control.policy.not_run(self.step, seq, message)
+        self.outlet.failed(seq, Outcome.NOT_RUN)
 
     def _serve(self, ctl: zmq.Socket, component: Component | None) -> None:
         """Process packets until the router says FINISH; a worker whose init failed takes none."""
@@ -215,12 +235,11 @@ class WorkerThread(StepThread):
                 self._process(component, seq, inband, buffers)
             elapsed = (self.busy_time - before) / len(packet)
             mean = elapsed if not mean else mean + _SMOOTHING * (elapsed - mean)
-            if frames.waiting(ctl):
-                frames.send(ctl, control_frames(Kind.READY, window_for(mean)))
-            else:
-                # About to wait: the outputs go first, they are what the next step waits for.
+            if outlet.answers_router or not frames.waiting(ctl):
+                # The router must have a packet's answers before its READY; and a worker about to
+                # wait sends its outputs first, they are what the next step waits for.
                 outlet.flush()
-                frames.send(ctl, control_frames(Kind.READY, window_for(mean)))
+            frames.send(ctl, control_frames(Kind.READY, window_for(mean)))
             received = frames.recv(ctl)
 
     def _process(self, component: Component | None, seq: int, inband: Any, buffers: list[Any]) -> None:
@@ -228,24 +247,23 @@ class WorkerThread(StepThread):
             raise RuntimeError(f"worker {self.name} was sent work although its init() failed")
         self.counts.received += 1
         if self.step.name in self.control.policy.halted:
-            self.control.policy.not_run(self.step, seq, Encoded(bytes(inband), buffers))
-            self.outlet.failed(seq)
+            self.report_not_run(seq, Encoded(bytes(inband), buffers))
             return
-        self.busy_seq = seq
+        self.running(seq)
         start = time.perf_counter()
         error = self.call(lambda: component.run(decode(inband, buffers)))
-        self.timed(time.perf_counter() - start)
-        self.busy_seq = None
+        spent = time.perf_counter() - start
+        self.timed(spent)
+        self.running(None)
         if error is None:
             self.counts.processed += 1
-            self.outlet.commit(seq, self.collector.take())
+            self.outlet.commit(seq, self.collector.take(), spent)
             self.outlet.flush_if_due()
             return
         self.counts.failed += 1
-        self.outlet.failed(seq)
         if isinstance(error, Exception):
-            self.first_error = self.first_error or failure_line(error)
-            self.control.policy.message_failed(self.step, self.index, seq, error, Encoded(bytes(inband), buffers))
+            self.report_failure(seq, error, Encoded(bytes(inband), buffers))
         else:
             self.fail("run()", error)
             self.control.policy.halt(self.step.name, f"step {self.step.name} raised {failure_line(error)} in run()")
+        self.outlet.failed(seq, Outcome.FAILED, spent)

@@ -1,0 +1,249 @@
+"""A worker process: runs one step's worker threads for a run, outside the run's own process.
+
+The run's process host starts it (``main(["--connect=ADDRESS", "--slot=N"])`` in a new Python).
+It asks the host what to run (HELLO; the answer, SPEC, is the step's configuration), then runs
+``nb_thread`` workers with the very loop of the run's own worker threads, connected to the step's
+router. Its outputs go back to the router with each input's answer, so a process that dies
+mid-message has sent nothing on. A keeper thread exchanges heartbeats with the host: the process
+leaves when the run is gone.
+"""
+
+from __future__ import annotations
+
+import argparse
+import dataclasses
+import importlib
+import logging
+import mmap
+import os
+import pickle
+import queue
+import struct
+import sys
+import threading
+import time
+from collections.abc import Sequence
+from pathlib import Path
+from typing import Any
+
+import zmq
+
+from ..config import PipelineConfig
+from ..message import Encoded
+from ..options import RunOptions
+from ..step import failure_line, traceback_text
+from . import frames
+from .control import ENDED, RunControl
+from .outlets import Outlet, ToRouter
+from .router import process_worker_id
+from .wire import HEADER, UNORDERED, Kind, Outcome, failed_frames, header_of
+from .worker import WorkerThread
+
+log = logging.getLogger("pipeline.worker")
+
+#: Seconds a new worker process waits for the run to say what to run.
+HELLO_TIMEOUT_SECONDS = 30.0
+#: Exit status of a worker process whose run is gone (no heartbeat for heartbeat_liveness beats).
+RUN_GONE = 3
+
+
+@dataclasses.dataclass(frozen=True)
+class Spec:
+    """What a worker process runs: sent by the run's process host in answer to HELLO."""
+
+    config: PipelineConfig  # the run's configuration, with the one step to run (its class not imported yet)
+    step: str
+    module: str
+    class_name: str
+    work: str  # the address of the step's router
+    busy_board: str  # the file where it marks the messages it is running
+    heartbeat_interval: float
+    heartbeat_liveness: int
+    log_level: int
+
+
+#: A busy board holds one of these per worker thread: the message its run() is on (UNORDERED: none).
+_BUSY = struct.Struct("<Q")
+
+
+class BusyBoard:
+    """Which message each thread of a worker process is running, in a file the process host reads
+    after the process died: so only the message it was running counts against it, even though its
+    answers travel in batches."""
+
+    def __init__(self, path: str, threads: int) -> None:
+        with open(path, "wb") as file:
+            file.write(_BUSY.pack(UNORDERED) * threads)
+        with open(path, "r+b") as file:
+            self.map = mmap.mmap(file.fileno(), _BUSY.size * threads)
+
+    def mark(self, thread: int, seq: int | None) -> None:
+        """Thread ``thread`` starts message ``seq`` (None: it finished it)."""
+        _BUSY.pack_into(self.map, thread * _BUSY.size, UNORDERED if seq is None else seq)
+
+
+def read_busy_board(path: str) -> list[int]:
+    """The messages the threads of a (dead) worker process were running; [] if it left no board."""
+    try:
+        data = Path(path).read_bytes()
+    except OSError:
+        return []
+    return [seq for (seq,) in _BUSY.iter_unpack(data[:len(data) - len(data) % _BUSY.size]) if seq != UNORDERED]
+
+
+class ProcessWorkerThread(WorkerThread):
+    """A worker thread in a worker process: it answers its router for every input and reports errors to it."""
+
+    def __init__(self, context: zmq.Context, control: RunControl, config: PipelineConfig, spec: Spec, index: int,
+                 slot: int, board: BusyBoard) -> None:
+        super().__init__(context, control, config, config.steps[spec.step], None, index)  # type: ignore[arg-type]
+        self.spec = spec
+        self.slot = slot
+        self.board = board
+
+    def running(self, seq: int | None) -> None:
+        """Mark the message in run() on the busy board too."""
+        self.busy_seq = seq
+        self.board.mark(self.index, seq)
+
+    def make_outlet(self, ctl: zmq.Socket) -> Outlet:
+        """Every input's outputs (even none) go back to the router, which sends them on."""
+        return ToRouter(ctl, self.step)
+
+    def connect(self, ctl: zmq.Socket) -> None:
+        """Connect to the step's router under the routing id that names this process and thread."""
+        ctl.identity = process_worker_id(self.slot, self.index)
+        ctl.connect(self.spec.work)
+
+    def report_failure(self, seq: int, error: Exception, message: Encoded) -> None:
+        """Send the error to the router, after the answers before it (the router takes the message it answers next)."""
+        self.outlet.flush()
+        frames.send(self.ctl, failed_frames(seq, "run()", failure_line(error), traceback_text(error)))
+
+    def report_not_run(self, seq: int, message: Encoded) -> None:
+        """The router writes the dead letter: it holds the message."""
+        self.outlet.failed(seq, Outcome.NOT_RUN)
+
+    def fail(self, what: str, error: BaseException) -> None:
+        """An init(), finish() or fatal run() error: the run logs it and fails."""
+        self.first_error = self.first_error or failure_line(error)
+        self.fatal = True
+        frames.send(self.ctl, failed_frames(UNORDERED, what, failure_line(error), traceback_text(error)))
+
+
+class Keeper(threading.Thread):
+    """Exchanges heartbeats with the run's process host; relays HALT; leaves the process when the run is gone."""
+
+    def __init__(self, socket: zmq.Socket, spec: Spec, slot: int, control: RunControl) -> None:
+        super().__init__(name="keeper", daemon=True)
+        self.socket = socket
+        self.spec = spec
+        self.slot = slot
+        self.control = control
+        self.stopped = threading.Event()
+
+    def run(self) -> None:
+        interval = self.spec.heartbeat_interval
+        patience = interval * self.spec.heartbeat_liveness
+        heard = time.monotonic()
+        try:
+            while not self.stopped.is_set():
+                frames.send(self.socket, [HEADER.pack(Kind.PING, 0, 0, self.slot)])
+                until = time.monotonic() + interval
+                while (left := until - time.monotonic()) > 0 and not self.stopped.is_set():
+                    if not self.socket.poll(left * 1000):
+                        continue
+                    kind, _ = header_of(frames.recv(self.socket)[0])
+                    heard = time.monotonic()
+                    if kind is Kind.HALT:
+                        self.control.policy.halted.add(self.spec.step)
+                if time.monotonic() - heard > patience:
+                    print(f"pipeline-worker: step {self.spec.step}: the run is gone (no heartbeat for "
+                          f"{patience:g} s); leaving", file=sys.stderr, flush=True)
+                    os._exit(RUN_GONE)
+        except zmq.ContextTerminated:
+            pass  # the process is ending
+        finally:
+            self.socket.close()
+
+
+def ask_spec(socket: zmq.Socket, slot: int) -> Spec:
+    """Say HELLO to the run's process host and return what it answers (the run is trusted: it started us)."""
+    frames.send(socket, [HEADER.pack(Kind.HELLO, 0, 0, slot)])
+    if not socket.poll(HELLO_TIMEOUT_SECONDS * 1000):
+        raise SystemExit(f"pipeline-worker: no answer from the run within {HELLO_TIMEOUT_SECONDS:g} s")
+    received = frames.recv(socket)
+    return pickle.loads(received[1].bytes)
+
+
+class StepLoadError(Exception):
+    """A worker process cannot load its step's class: one line, exit status 2."""
+
+
+def load_step(spec: Spec) -> PipelineConfig:
+    """The spec's configuration with its step's class imported; one clear line and exit 2 if it cannot be."""
+    try:
+        cls = getattr(importlib.import_module(spec.module), spec.class_name)
+    except Exception as err:  # an ImportError, an AttributeError, or whatever the module raises while importing
+        raise StepLoadError(f"step {spec.step}: cannot load {spec.module}.{spec.class_name}: "
+                          f"{failure_line(err)}") from None
+    step = dataclasses.replace(spec.config.steps[spec.step], cls=cls)
+    return dataclasses.replace(spec.config, steps={spec.step: step})
+
+
+def serve(address: str, slot: int) -> int:
+    """Run the workers of one step for the run at ``address``; the exit status."""
+    context = zmq.Context()
+    try:
+        keeper_socket = context.socket(zmq.DEALER)
+        keeper_socket.linger = 0
+        keeper_socket.connect(address)
+        spec = ask_spec(keeper_socket, slot)
+        logging.basicConfig(level=spec.log_level, stream=sys.stderr,
+                            format=f"%(asctime)s %(levelname)s %(name)s [{spec.step} process {slot}, pid "
+                                   f"{os.getpid()}]: %(message)s", datefmt="%Y-%m-%d %H:%M:%S")
+        try:
+            config = load_step(spec)
+        except StepLoadError as err:
+            print(f"pipeline-worker: error: {err}", file=sys.stderr, flush=True)
+            return 2
+        control = RunControl(RunOptions())  # this process's own: its policy's halted set is what HALT sets
+        keeper = Keeper(keeper_socket, spec, slot, control)
+        keeper.start()
+        control.flusher.start()
+        nb_thread = config.steps[spec.step].nb_thread
+        board = BusyBoard(spec.busy_board, nb_thread)
+        threads = [ProcessWorkerThread(context, control, config, spec, i, slot, board) for i in range(nb_thread)]
+        for thread in threads:
+            thread.start()
+        crashed = _wait_for(threads, control.events)
+        control.flusher.stopped.set()
+        keeper.stopped.set()
+        return 1 if crashed else 0
+    finally:
+        context.term()
+
+
+def _wait_for(threads: Sequence[WorkerThread], events: queue.Queue[tuple[str, Any]]) -> bool:
+    """Wait until every thread has ended; True if one ended on an internal error."""
+    ended = 0
+    crashed = False
+    while ended < len(threads):
+        kind, thread = events.get()
+        if kind == ENDED:
+            ended += 1
+            crashed = crashed or thread.crash is not None
+    for thread in threads:
+        thread.join()
+    return crashed
+
+
+def main(argv: Sequence[str] | None = None) -> None:
+    """The command line of a worker process started by a run: ``--connect=ADDRESS --slot=N``."""
+    parser = argparse.ArgumentParser(prog="pipeline-worker-process", description=__doc__)
+    parser.add_argument("--connect", required=True, help="The run's process host address.")
+    parser.add_argument("--slot", type=int, required=True, help="This process's number in the run.")
+    args = parser.parse_args(argv)
+    sys.exit(serve(args.connect, args.slot))
+
+
