@@ -6,13 +6,14 @@ from collections.abc import Mapping
 from pathlib import Path
 from typing import Any
 
-from traitlets import Bool, Enum, Float, Int, Unicode
+from traitlets import Bool, Enum, Int
 from traitlets.config import Config, Configurable
 
 from .config import PipelineConfig, load_config
 from .monitor import Address, Monitor, MonitorSettings
 from .options import RunOptions
 from .report import RunReport
+from .traits import OutputFile, Seconds
 
 
 class Pipeline(Configurable):
@@ -29,10 +30,10 @@ class Pipeline(Configurable):
     allow_failures = Bool(
         False, help="Exit 0 although messages failed in steps with on_error=skip (init/finish errors still fail)."
     ).tag(config=True)
-    dead_letter = Unicode(
+    dead_letter = OutputFile(
         "", help="Write every failed message to this JSON-lines file, to inspect it or --replay it."
     ).tag(config=True)
-    shutdown_timeout = Float(
+    shutdown_timeout = Seconds(
         10.0, min=0.0, help="Seconds a run stopped by a signal may take to drain before busy threads are left behind."
     ).tag(config=True)
     keep_freed_memory = Bool(
@@ -45,13 +46,13 @@ class Pipeline(Configurable):
     gui_address = Address(
         "localhost:5565", help="host:port of the monitor GUI (pipeline-gui binds it; a run connects, never waits)."
     ).tag(config=True)
-    graph_interval = Float(
+    graph_interval = Seconds(
         2.0, min=0.05, help="Seconds between two sends of the graph, for a GUI that connects during the run."
     ).tag(config=True)
     progress = Bool(
         True, help="Show progress on stderr: a live table on a terminal, else a log line every progress_interval s."
     ).tag(config=True)
-    progress_interval = Float(
+    progress_interval = Seconds(
         5.0, min=0.05, help="Seconds between two progress log lines when stderr is not a terminal."
     ).tag(config=True)
 
