@@ -98,7 +98,7 @@ pipeline-run --config=configs/routing.json --graph=mermaid
         """Run the pipeline, print its summary to stderr and keep its exit status (or print its graph)."""
         pipeline = Pipeline.from_config(self.config_file, self.step_overrides(), replay=self.replay or None)
         if self.graph:
-            print(render_graph(pipeline.steps, self.graph))
+            print(render_graph(pipeline.pipeline_config, self.graph))
             return
         with SignalGuard(pipeline, pipeline.shutdown_timeout):
             report = pipeline.run()

@@ -56,11 +56,16 @@ class Pipeline(Configurable):
         5.0, min=0.05, help="Seconds between two progress log lines when stderr is not a terminal."
     ).tag(config=True)
 
-    def __init__(self, steps: PipelineConfig, **kwargs: Any) -> None:
+    def __init__(self, pipeline_config: PipelineConfig, **kwargs: Any) -> None:
         super().__init__(**kwargs)
-        self.steps = steps
+        self.pipeline_config = pipeline_config
         self._runner: Any = None
         self._interrupts = 0
+
+    @property
+    def steps(self) -> PipelineConfig:
+        """The validated config: the former name of ``pipeline_config``, kept for compatibility."""
+        return self.pipeline_config
 
     @classmethod
     def from_config(cls, source: str | Path | Mapping[str, Any], overrides: Config | Mapping | None = None,
@@ -71,10 +76,10 @@ class Pipeline(Configurable):
         again to the step where it failed.
         """
         overrides = overrides if isinstance(overrides, Config) else Config(overrides or {})
-        steps = load_config(source, overrides, settings=[cls])
+        pipeline_config = load_config(source, overrides, settings=[cls])
         if replay is not None:
-            steps = steps.for_replay(replay)
-        return cls(steps, config=steps.config)
+            pipeline_config = pipeline_config.for_replay(replay)
+        return cls(pipeline_config, config=pipeline_config.config)
 
     def options(self) -> RunOptions:
         """The failure and shutdown settings of a run."""
@@ -90,13 +95,13 @@ class Pipeline(Configurable):
         if self.mode == "sequential":
             from .sequential import SequentialRunner
 
-            self._runner = SequentialRunner(self.steps, self.options())
+            self._runner = SequentialRunner(self.pipeline_config, self.options())
         else:
             from .engine import ThreadedRunner
 
-            self._runner = ThreadedRunner(self.steps, self.options())
+            self._runner = ThreadedRunner(self.pipeline_config, self.options())
         try:
-            with Monitor(self.steps, self._runner, self.monitor_settings()) as monitor:
+            with Monitor(self.pipeline_config, self._runner, self.monitor_settings()) as monitor:
                 return monitor.close(self._runner.run())
         finally:
             self._runner = None

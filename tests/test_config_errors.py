@@ -428,8 +428,9 @@ def config_error(path: Path, argv: Sequence[str] = ()) -> ConfigError:
 def test_the_valid_config_loads(tmp_path: Path) -> None:
     """The config that every case breaks is itself valid, so each case fails for its own reason."""
     pipeline = Pipeline.from_config(write(tmp_path, lambda document: document), command_line(["--Counter.count=7"]))
-    assert list(pipeline.steps.steps) == ["COUNT", "PASS", "WRITE"]
-    assert pipeline.steps.config.Counter.count.get_value(None) == "7"
+    assert list(pipeline.pipeline_config.steps) == ["COUNT", "PASS", "WRITE"]
+    assert pipeline.pipeline_config.config.Counter.count.get_value(None) == "7"
+    assert pipeline.steps is pipeline.pipeline_config  # the former name, kept for compatibility
 
 
 @pytest.mark.parametrize(("change", "key", "expected"), FILE_CASES)
