@@ -8,7 +8,6 @@ import heapq
 import importlib
 import json
 import logging
-import re
 import sys
 from collections.abc import Iterable, Iterator, Mapping
 from dataclasses import dataclass, field
@@ -167,27 +166,34 @@ def _read_json(path: Path) -> Any:
             source, "", f"not UTF-8 text: byte 0x{data[err.start]:02x} at offset {err.start} (expected JSON text)"
         ) from None
     try:
-        return json.loads(text)
+        return json.loads(text, parse_int=_integer)
+    except _LongInteger as long:
+        invalid = json.JSONDecodeError(long.problem, text, text.find(long.digits))
     except json.JSONDecodeError as err:
-        raise ConfigError(source, "", f"invalid JSON at line {err.lineno} column {err.colno}: {err.msg}") from None
+        invalid = err
     except RecursionError:
         raise ConfigError(
             source, "", f"invalid JSON: nested too deeply (expected at most {MAX_DEPTH} levels)"
         ) from None
-    except ValueError as err:  # json.loads's only other error: an integer with more digits than int() reads
-        raise ConfigError(source, "", _long_integer(text) or f"invalid JSON: {err}") from None
+    raise ConfigError(source, "", f"invalid JSON at line {invalid.lineno} column {invalid.colno}: {invalid.msg}")
 
 
-def _long_integer(text: str) -> str:
-    """Where ``text`` has an integer longer than Python converts from text, and how long it is."""
-    limit = sys.get_int_max_str_digits()
-    found = re.search(rf"\d{{{limit + 1},}}", text)
-    if found is None:
-        return ""
-    line = text.count("\n", 0, found.start()) + 1
-    column = found.start() - text.rfind("\n", 0, found.start())
-    digits = len(found[0])
-    return f"invalid JSON at line {line} column {column}: an integer of {digits} digits (expected at most {limit})"
+class _LongInteger(Exception):
+    """An integer of a JSON text with more digits than ``int()`` converts (``sys.get_int_max_str_digits()``)."""
+
+    def __init__(self, digits: str) -> None:
+        super().__init__(digits)
+        self.digits = digits
+        length = len(digits.lstrip("-"))
+        self.problem = f"an integer of {length} digits (expected at most {sys.get_int_max_str_digits()})"
+
+
+def _integer(digits: str) -> int:
+    """An integer of a JSON text (json.loads's parse_int); one too long for ``int()`` stops the parse."""
+    try:
+        return int(digits)
+    except ValueError:  # the digits are those of a JSON number: only their count can be wrong
+        raise _LongInteger(digits) from None
 
 
 def _too_deep(document: dict[str, Any]) -> str | None:

@@ -351,6 +351,13 @@ FILE_CASES = [
         setting("Counter", {"count": "many"}), "Counter.count", "expected an int, got str 'many'", id="trait-type"
     ),
     pytest.param(
+        lambda document: {**stager_class("algorithms.camera", "TailcutsClean")(document),
+                          "TailcutsClean": {"picture_threshold": 10**400}},
+        "TailcutsClean.picture_threshold",
+        "expected a float, got int 1000",
+        id="float-trait-int-too-large-for-a-float",
+    ),
+    pytest.param(
         setting("Counter", {"cont": 3}),
         "Counter.cont",
         "Counter has no option 'cont' (did you mean 'count'?)",
