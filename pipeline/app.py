@@ -100,7 +100,7 @@ pipeline-run --config=configs/routing.json --graph=mermaid
         if "keep_freed_memory" not in pipeline.config.get("Pipeline", {}):
             pipeline.keep_freed_memory = True  # this command owns its process (the Python API's default is off)
         if self.graph:
-            print(render_graph(pipeline.steps, self.graph))
+            print(render_graph(pipeline.pipeline_config, self.graph))
             return
         with SignalGuard(pipeline, pipeline.shutdown_timeout):
             report = pipeline.run()

@@ -2,10 +2,14 @@
 
 from __future__ import annotations
 
+import dataclasses
 import difflib
+import heapq
 import importlib
 import json
-from collections.abc import Iterable, Mapping
+import logging
+import sys
+from collections.abc import Iterable, Iterator, Mapping
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -17,17 +21,17 @@ from traitlets.config.loader import DeferredConfigString, LazyConfigValue
 from .component import Component
 from .deadletter import DeadLetterReplay, failed_steps
 from .errors import ConfigError
-from .graph import check_graph, reachable
+from .graph import check_graph, path_text, reachable
+from .stepkeys import DEFAULT_QUEUE_LIMIT, REQUIRED_STEP_KEYS, STEP_KEYS, StepKeys, role_problem
+from .traits import ValueProblem, shown
 
-#: A step's queue holds this many messages unless its config says otherwise (-1: unbounded).
-DEFAULT_QUEUE_LIMIT = 256
+log = logging.getLogger(__name__)
 
-STEP_KEYS = ("name", "class", "module", "next_steps", "nb_thread", "nb_process", "queue_limit", "ordered", "on_error",
-             "config")
-#: What a step does when its run() raises: stop the run (drain, finish, exit 1) or skip the message.
-ON_ERROR = ("stop", "skip")
-REQUIRED_STEP_KEYS = ("name", "class", "module")
 SECTIONS = ("producer_conf", "stagers_conf", "consumer_conf")
+
+#: How deeply a config may nest objects and lists. Ours nest 5 deep; traitlets merges and copies
+#: configs recursively, so a document nested near Python's recursion limit (1000) would crash it.
+MAX_DEPTH = 32
 
 
 @dataclass(frozen=True)
@@ -40,7 +44,7 @@ class StepConfig:
     module: str
     next_steps: tuple[str, ...]
     nb_thread: int = 1
-    nb_process: int = 0
+    nb_process: int = 0  # worker processes, each with nb_thread threads (0: threads of the run's process)
     queue_limit: int = DEFAULT_QUEUE_LIMIT
     ordered: bool = False
     on_error: str = "stop"
@@ -61,6 +65,7 @@ class PipelineConfig:
     steps: dict[str, StepConfig]
     config: Config
     overrides: Config = field(default_factory=Config)  # from the command line: they win over everything
+    linear: bool = False  # no step had next_steps: each sends to the next in config order
 
     @property
     def name(self) -> str:
@@ -77,17 +82,22 @@ class PipelineConfig:
         return [s.name for s in self.steps.values() if name in s.next_steps]
 
     def topological_order(self) -> list[StepConfig]:
-        """Every step after all the steps that send to it (the producer first)."""
+        """Every step after all the steps that send to it; among the steps ready, the first in config order."""
+        index = {name: i for i, name in enumerate(self.steps)}
+        waiting = dict.fromkeys(self.steps, 0)  # how many senders of each step are not placed yet
+        for step in self.steps.values():
+            for target in step.next_steps:
+                waiting[target] += 1
+        ready = [index[name] for name, count in waiting.items() if count == 0]
+        steps = list(self.steps.values())
         order: list[StepConfig] = []
-        placed: set[str] = set()
-        pending = list(self.steps.values())
-        while pending:
-            for step in pending:
-                if all(up in placed for up in self.upstream(step.name)):
-                    order.append(step)
-                    placed.add(step.name)
-                    pending.remove(step)
-                    break
+        while ready:
+            step = steps[heapq.heappop(ready)]
+            order.append(step)
+            for target in step.next_steps:
+                waiting[target] -= 1
+                if waiting[target] == 0:
+                    heapq.heappush(ready, index[target])
         return order
 
     def for_replay(self, path: str) -> PipelineConfig:
@@ -105,7 +115,7 @@ class PipelineConfig:
             next_steps=tuple(targets), traits={"path": path}, key="--replay",
         )
         steps = {replay.name: replay, **{n: s for n, s in self.steps.items() if n in keep}}
-        return PipelineConfig(self.source, steps, self.config, self.overrides)
+        return PipelineConfig(self.source, steps, self.config, self.overrides, self.linear)
 
     def make_component(self, name: str) -> Component:
         """A new instance of step ``name``'s class, configured for that step."""
@@ -136,17 +146,75 @@ def load_config(
     return _Validator(name, list(settings)).validate(document, overrides or Config())
 
 
+#: The largest config file read: a config is a few KiB; a path such as /dev/zero must not fill the memory.
+MAX_FILE_BYTES = 16 * 1024 * 1024
+
+
 def _read_json(path: Path) -> Any:
+    source = str(path)
     try:
-        text = path.read_text(encoding="utf-8")
+        with path.open("rb") as file:
+            data = file.read(MAX_FILE_BYTES + 1)
     except OSError as err:
-        raise ConfigError(str(path), "", f"cannot read the config file: {err.strerror}") from None
+        raise ConfigError(source, "", f"cannot read the config file: {err.strerror or err}") from None
+    if len(data) > MAX_FILE_BYTES:
+        raise ConfigError(source, "", f"larger than {MAX_FILE_BYTES // 2**20} MiB (expected a JSON config file)")
     try:
-        return json.loads(text)
-    except json.JSONDecodeError as err:
+        text = data.decode("utf-8")
+    except UnicodeDecodeError as err:
         raise ConfigError(
-            str(path), "", f"invalid JSON at line {err.lineno} column {err.colno}: {err.msg}"
+            source, "", f"not UTF-8 text: byte 0x{data[err.start]:02x} at offset {err.start} (expected JSON text)"
         ) from None
+    try:
+        return json.loads(text, parse_int=_integer)
+    except _LongInteger as long:
+        invalid = json.JSONDecodeError(long.problem, text, text.find(long.digits))
+    except json.JSONDecodeError as err:
+        invalid = err
+    except RecursionError:
+        raise ConfigError(
+            source, "", f"invalid JSON: nested too deeply (expected at most {MAX_DEPTH} levels)"
+        ) from None
+    raise ConfigError(source, "", f"invalid JSON at line {invalid.lineno} column {invalid.colno}: {invalid.msg}")
+
+
+class _LongInteger(Exception):
+    """An integer of a JSON text with more digits than ``int()`` converts (``sys.get_int_max_str_digits()``)."""
+
+    def __init__(self, digits: str) -> None:
+        super().__init__(digits)
+        self.digits = digits
+        length = len(digits.lstrip("-"))
+        self.problem = f"an integer of {length} digits (expected at most {sys.get_int_max_str_digits()})"
+
+
+def _integer(digits: str) -> int:
+    """An integer of a JSON text (json.loads's parse_int); one too long for ``int()`` stops the parse."""
+    try:
+        return int(digits)
+    except ValueError:  # the digits are those of a JSON number: only their count can be wrong
+        raise _LongInteger(digits) from None
+
+
+def _too_deep(document: dict[str, Any]) -> str | None:
+    """The top-level key under which ``document`` nests deeper than MAX_DEPTH, or None.
+
+    A loop, not a recursion: the point is to refuse what would exhaust the stack.
+    """
+    pending: list[tuple[Any, int, str]] = [(value, 1, key) for key, value in document.items()]
+    while pending:
+        node, depth, key = pending.pop()
+        if depth > MAX_DEPTH:
+            return key
+        pending += [(child, depth + 1, key) for child in _children(node)]
+    return None
+
+
+def _children(node: Any) -> Iterator[Any]:
+    if isinstance(node, dict):
+        yield from node.values()
+    elif isinstance(node, list):
+        yield from node
 
 
 def suggest(word: str, choices: Iterable[str]) -> str:
@@ -182,14 +250,18 @@ class _Validator:
     def validate(self, document: Any, overrides: Config) -> PipelineConfig:
         if not isinstance(document, dict):
             raise self.error("", f"expected a JSON object at the top level, got {_type_name(document)}")
-        if "version" in document and document["version"] != 1:
-            raise self.error("version", f"expected 1, got {document['version']!r}")
+        deep = _too_deep(document)
+        if deep is not None:
+            raise self.error(deep, f"nested too deeply (expected at most {MAX_DEPTH} levels of objects and lists)")
+        version = document.get("version", 1)
+        if type(version) is not int or version != 1:
+            raise self.error("version", f"expected 1, got {shown(version)}")
         if "Pipeline" not in document:
             raise self.error("Pipeline", "missing section (expected producer_conf, stagers_conf, consumer_conf)")
         section = document["Pipeline"]
         if not isinstance(section, dict):
             raise self.error("Pipeline", f"expected an object, got {_type_name(section)}")
-        steps = self.steps(section)
+        steps, linear = self.steps(section)
         check_graph(self.source, steps)
         config = Config()
         settings_traits = {k: v for k, v in section.items() if k not in SECTIONS}
@@ -209,9 +281,10 @@ class _Validator:
             self.section(f"{step.key}.config", step.cls, step.traits)
         self.overrides(overrides, classes)
         config.merge(overrides)
-        return PipelineConfig(self.source, steps, config, overrides)
+        return PipelineConfig(self.source, steps, config, overrides, linear)
 
-    def steps(self, section: dict[str, Any]) -> dict[str, StepConfig]:
+    def steps(self, section: dict[str, Any]) -> tuple[dict[str, StepConfig], bool]:
+        """The steps of the ``Pipeline`` section, and whether they were chained in list order."""
         allowed = set(SECTIONS) | {
             name for cls in self.settings.values() for name in cls.class_traits(config=True)
         }
@@ -227,15 +300,37 @@ class _Validator:
         entries = [("producer", "Pipeline.producer_conf", section["producer_conf"])]
         entries += [("stager", f"Pipeline.stagers_conf[{i}]", s) for i, s in enumerate(stagers)]
         entries.append(("consumer", "Pipeline.consumer_conf", section["consumer_conf"]))
+        # As in the first ctapipe pipeline: without any next_steps, the steps run in list order.
+        linear = not any(isinstance(entry, dict) and "next_steps" in entry for kind, _, entry in entries[:-1])
         steps: dict[str, StepConfig] = {}
         for kind, key, entry in entries:
             step = self.step(kind, key, entry)
             if step.name in steps:
                 raise self.error(f"{key}.name", f"duplicate step name {step.name!r} (also at {steps[step.name].key})")
             steps[step.name] = step
-        return steps
+        if linear:
+            return self.chain(steps), True
+        producer = next(iter(steps.values()))
+        if not producer.next_steps:
+            raise self.error(
+                f"{producer.key}.next_steps",
+                "missing: the producer must send to at least one step "
+                "(or leave next_steps out of every step to chain the steps in list order)",
+            )
+        return steps, False
+
+    def chain(self, steps: dict[str, StepConfig]) -> dict[str, StepConfig]:
+        """The steps linked in config order: each one's next step is the one after it."""
+        names = list(steps)
+        log.info("%s: no step has next_steps: the steps run as a linear chain in list order: %s",
+                 self.source, path_text(names))
+        return {
+            name: dataclasses.replace(step, next_steps=tuple(names[i + 1 : i + 2]))
+            for i, (name, step) in enumerate(steps.items())
+        }
 
     def step(self, kind: str, key: str, entry: Any) -> StepConfig:
+        """One step's keys, checked by the traits of StepKeys and the rules of its kind."""
         if not isinstance(entry, dict):
             raise self.error(key, f"expected an object describing a step, got {_type_name(entry)}")
         for name in entry:
@@ -244,57 +339,29 @@ class _Validator:
         for name in REQUIRED_STEP_KEYS:
             if name not in entry:
                 raise self.error(f"{key}.{name}", "missing required key")
-            if not isinstance(entry[name], str) or not entry[name].strip():
-                raise self.error(f"{key}.{name}", f"expected a non-empty string, got {entry[name]!r}")
-        next_steps = self.next_steps(f"{key}.next_steps", entry.get("next_steps", []))
-        if kind == "consumer" and next_steps:
-            raise self.error(f"{key}.next_steps", "a consumer has no next steps (expected none)")
-        if kind == "producer" and not next_steps:
-            raise self.error(f"{key}.next_steps", "missing: the producer must send to at least one step")
-        nb_thread = entry.get("nb_thread", 1)
-        if not _is_int(nb_thread) or nb_thread < 1:
-            raise self.error(f"{key}.nb_thread", f"expected an integer >= 1, got {nb_thread!r}")
-        if kind == "producer" and nb_thread != 1:
-            raise self.error(f"{key}.nb_thread", f"a producer runs in one thread (expected 1, got {nb_thread!r})")
-        nb_process = entry.get("nb_process", 0)
-        if not _is_int(nb_process) or nb_process < 0 or (kind == "producer" and nb_process):
-            raise self.error(f"{key}.nb_process", f"expected an integer >= 0 (0 for the producer), got {nb_process!r}")
-        queue_limit = entry.get("queue_limit", DEFAULT_QUEUE_LIMIT)
-        if not _is_int(queue_limit) or (queue_limit < 1 and queue_limit != -1):
-            raise self.error(
-                f"{key}.queue_limit", f"expected an integer >= 1, or -1 for unbounded, got {queue_limit!r}"
-            )
-        ordered = entry.get("ordered", False)
-        if not isinstance(ordered, bool):
-            raise self.error(f"{key}.ordered", f"expected true or false, got {ordered!r}")
-        on_error = entry.get("on_error", "stop")
-        if on_error not in ON_ERROR:
-            raise self.error(f"{key}.on_error", f"expected one of {', '.join(map(repr, ON_ERROR))}, got {on_error!r}")
-        traits = entry.get("config", {})
-        if not isinstance(traits, dict):
-            raise self.error(f"{key}.config", f"expected an object of trait values, got {_type_name(traits)}")
+        keys = StepKeys()
+        for name, value in entry.items():
+            try:
+                keys.set_key(name, value)
+            except ValueProblem as err:
+                raise self.error(f"{key}.{name}", str(err)) from None
+        problem = role_problem(kind, keys)
+        if problem is not None:
+            raise self.error(f"{key}.{problem[0]}", problem[1])
         return StepConfig(
-            name=entry["name"],
+            name=keys.name,
             kind=kind,
-            cls=self.component_class(key, entry["module"], entry["class"]),
-            module=entry["module"],
-            next_steps=next_steps,
-            nb_thread=nb_thread,
-            nb_process=nb_process,
-            queue_limit=queue_limit,
-            ordered=ordered,
-            on_error=on_error,
-            traits=traits,
+            cls=self.component_class(key, keys.module, keys.class_),
+            module=keys.module,
+            next_steps=keys.next_steps,
+            nb_thread=keys.nb_thread,
+            nb_process=keys.nb_process,
+            queue_limit=keys.queue_limit,
+            ordered=keys.ordered,
+            on_error=keys.on_error,
+            traits=keys.config,
             key=key,
         )
-
-    def next_steps(self, key: str, value: Any) -> tuple[str, ...]:
-        if isinstance(value, str):
-            names = [part.strip() for part in value.split(",")]
-            return tuple(n for n in names if n)
-        if isinstance(value, list) and all(isinstance(n, str) and n.strip() for n in value):
-            return tuple(n.strip() for n in value)
-        raise self.error(key, f"expected a comma-separated string or a list of step names, got {value!r}")
 
     def component_class(self, key: str, module_name: str, class_name: str) -> type[Component]:
         try:
@@ -342,9 +409,11 @@ class _Validator:
                 value = value.get_value(trait)
             try:
                 trait.validate(_PROBE, value)
-            except TraitError:
+            except ValueProblem as err:
+                raise ConfigError(source, f"{key}.{name}", str(err)) from None
+            except (TraitError, OverflowError):  # OverflowError: an integer too large for a Float trait
                 raise ConfigError(
-                    source, f"{key}.{name}", f"expected {_expected(trait)}, got {_type_name(value)} {value!r}"
+                    source, f"{key}.{name}", f"expected {_expected(trait)}, got {_type_name(value)} {shown(value)}"
                 ) from None
         return Config(values)
 
@@ -359,6 +428,3 @@ class _Validator:
 #: Container traits validate their elements against an instance; any HasTraits will do.
 _PROBE = HasTraits()
 
-
-def _is_int(value: Any) -> bool:
-    return isinstance(value, int) and not isinstance(value, bool)

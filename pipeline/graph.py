@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from collections.abc import Mapping
+from collections.abc import Mapping, Sequence
 from typing import TYPE_CHECKING
 
 from .errors import ConfigError
@@ -25,7 +25,7 @@ def check_graph(source: str, steps: Mapping[str, StepConfig]) -> None:
     cycle = find_cycle(steps)
     if cycle:
         first = steps[cycle[0]]
-        raise ConfigError(source, f"{first.key}.next_steps", "cycle: " + " -> ".join(cycle))
+        raise ConfigError(source, f"{first.key}.next_steps", "cycle: " + path_text(cycle))
     reached = reachable(steps, producer.name)
     for step in steps.values():
         if step.name not in reached:
@@ -47,27 +47,39 @@ def reachable(steps: Mapping[str, StepConfig], start: str) -> set[str]:
 
 
 def find_cycle(steps: Mapping[str, StepConfig]) -> list[str]:
-    """A cycle as a list of step names (first name repeated at the end), or [] if there is none."""
-    state: dict[str, int] = {}  # 1: on the current path, 2: fully explored
-    path: list[str] = []
+    """A cycle as a list of step names (first name repeated at the end), or [] if there is none.
 
-    def visit(name: str) -> list[str]:
-        state[name] = 1
-        path.append(name)
-        for target in steps[name].next_steps:
-            if state.get(target) == 1:
-                return [*path[path.index(target):], target]
-            if target not in state:
-                found = visit(target)
-                if found:
-                    return found
-        state[name] = 2
-        path.pop()
-        return []
-
-    for name in steps:
-        if name not in state:
-            found = visit(name)
-            if found:
-                return found
+    A depth-first search with its own stack, not Python's: a chain of thousands of steps is valid.
+    """
+    done: set[str] = set()
+    for root in steps:
+        if root in done:
+            continue
+        path = [root]  # the steps on the current path, and below them the branches still to explore
+        on_path = {root}
+        branches = [iter(steps[root].next_steps)]
+        while branches:
+            target = next(branches[-1], None)
+            if target is None:
+                done.add(path[-1])
+                on_path.discard(path.pop())
+                branches.pop()
+            elif target in on_path:
+                return [*path[path.index(target) :], target]
+            elif target not in done:
+                path.append(target)
+                on_path.add(target)
+                branches.append(iter(steps[target].next_steps))
     return []
+
+
+#: A path of more step names than this is shown by its ends, so that its message stays one short line.
+SHOWN_NAMES = 8
+
+
+def path_text(names: Sequence[str]) -> str:
+    """Step names joined by arrows; a long path by its first and last names and how many are left out."""
+    if len(names) <= SHOWN_NAMES:
+        return " -> ".join(names)
+    left_out = len(names) - SHOWN_NAMES
+    return " -> ".join([*names[:5], f"... ({left_out} more)", *names[-3:]])

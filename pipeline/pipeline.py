@@ -6,13 +6,14 @@ from collections.abc import Mapping
 from pathlib import Path
 from typing import Any
 
-from traitlets import Bool, Enum, Float, Int, Unicode
+from traitlets import Bool, Enum, Int
 from traitlets.config import Config, Configurable
 
 from .config import PipelineConfig, load_config
 from .monitor import Address, Monitor, MonitorSettings
 from .options import RunOptions
 from .report import RunReport
+from .traits import OutputFile, Seconds
 
 
 class Pipeline(Configurable):
@@ -29,10 +30,10 @@ class Pipeline(Configurable):
     allow_failures = Bool(
         False, help="Exit 0 although messages failed in steps with on_error=skip (init/finish errors still fail)."
     ).tag(config=True)
-    dead_letter = Unicode(
+    dead_letter = OutputFile(
         "", help="Write every failed message to this JSON-lines file, to inspect it or --replay it."
     ).tag(config=True)
-    shutdown_timeout = Float(
+    shutdown_timeout = Seconds(
         10.0, min=0.0, help="Seconds a run stopped by a signal may take to drain before busy threads are left behind."
     ).tag(config=True)
     keep_freed_memory = Bool(
@@ -40,7 +41,7 @@ class Pipeline(Configurable):
         "(threads mode). It changes malloc for the whole process, so it is off for the Python API and on "
         "for pipeline-run and pipeline-bench."
     ).tag(config=True)
-    heartbeat_interval = Float(
+    heartbeat_interval = Seconds(
         1.0, min=0.01, help="Seconds between two heartbeats of the run and its worker processes (nb_process)."
     ).tag(config=True)
     heartbeat_liveness = Int(
@@ -60,21 +61,26 @@ class Pipeline(Configurable):
     gui_address = Address(
         "localhost:5565", help="host:port of the monitor GUI (pipeline-gui binds it; a run connects, never waits)."
     ).tag(config=True)
-    graph_interval = Float(
+    graph_interval = Seconds(
         2.0, min=0.05, help="Seconds between two sends of the graph, for a GUI that connects during the run."
     ).tag(config=True)
     progress = Bool(
         True, help="Show progress on stderr: a live table on a terminal, else a log line every progress_interval s."
     ).tag(config=True)
-    progress_interval = Float(
+    progress_interval = Seconds(
         5.0, min=0.05, help="Seconds between two progress log lines when stderr is not a terminal."
     ).tag(config=True)
 
-    def __init__(self, steps: PipelineConfig, **kwargs: Any) -> None:
+    def __init__(self, pipeline_config: PipelineConfig, **kwargs: Any) -> None:
         super().__init__(**kwargs)
-        self.steps = steps
+        self.pipeline_config = pipeline_config
         self._runner: Any = None
         self._interrupts = 0
+
+    @property
+    def steps(self) -> PipelineConfig:
+        """The validated config: the former name of ``pipeline_config``, kept for compatibility."""
+        return self.pipeline_config
 
     @classmethod
     def from_config(cls, source: str | Path | Mapping[str, Any], overrides: Config | Mapping | None = None,
@@ -85,10 +91,10 @@ class Pipeline(Configurable):
         again to the step where it failed.
         """
         overrides = overrides if isinstance(overrides, Config) else Config(overrides or {})
-        steps = load_config(source, overrides, settings=[cls])
+        pipeline_config = load_config(source, overrides, settings=[cls])
         if replay is not None:
-            steps = steps.for_replay(replay)
-        return cls(steps, config=steps.config)
+            pipeline_config = pipeline_config.for_replay(replay)
+        return cls(pipeline_config, config=pipeline_config.config)
 
     def options(self) -> RunOptions:
         """The failure and shutdown settings of a run."""
@@ -105,13 +111,13 @@ class Pipeline(Configurable):
         if self.mode == "sequential":
             from .sequential import SequentialRunner
 
-            self._runner = SequentialRunner(self.steps, self.options())
+            self._runner = SequentialRunner(self.pipeline_config, self.options())
         else:
             from .engine import ThreadedRunner
 
-            self._runner = ThreadedRunner(self.steps, self.options())
+            self._runner = ThreadedRunner(self.pipeline_config, self.options())
         try:
-            with Monitor(self.steps, self._runner, self.monitor_settings()) as monitor:
+            with Monitor(self.pipeline_config, self._runner, self.monitor_settings()) as monitor:
                 return monitor.close(self._runner.run())
         finally:
             self._runner = None

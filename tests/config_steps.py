@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import threading
+from collections.abc import Iterator
 from typing import Any
 
 from traitlets import Int
@@ -32,3 +33,23 @@ class FailOn(Component):
         if msg == self.value:
             raise ValueError(f"bad message {msg!r}")
         return msg
+
+
+class AppendName(Component):
+    """Stager: appends ``>NAME`` (its step's name) to the message, as text, to show the path a message took."""
+
+    def run(self, msg: Any) -> str:
+        """Return the message with this step's name after it."""
+        return f"{msg}>{self.step_name}"
+
+
+class SendThenYield(Component):
+    """Producer in the style of ctapipe's pipeline documentation: ``self.send_msg(x)``, then a bare ``yield``."""
+
+    count = Int(5, help="How many numbers to send.").tag(config=True)
+
+    def run(self) -> Iterator[None]:
+        """Send each number, yielding nothing."""
+        for number in range(self.count):
+            self.send_msg(number)
+            yield

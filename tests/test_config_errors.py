@@ -17,6 +17,7 @@ from traitlets.config.loader import KVArgParseConfigLoader
 
 from pipeline import ConfigError, Pipeline
 from pipeline.app import COMMAND_LINE
+from pipeline.config import MAX_DEPTH, MAX_FILE_BYTES, load_config
 from tests.cli_helpers import chain_config, run_cli, write_config
 
 #: Turns a valid config document into the one under test (a string: the file's raw text).
@@ -79,6 +80,14 @@ def stagers(*entries: tuple[str, str]) -> Change:
     return setting("Pipeline.stagers_conf", conf)
 
 
+def nested(levels: int) -> list[Any]:
+    """Lists nested ``levels`` deep: ``[[]]`` for 2."""
+    value: list[Any] = []
+    for _ in range(levels - 1):
+        value = [value]
+    return value
+
+
 def stager_class(module: str, cls: str) -> Change:
     """Make the stager PASS an instance of ``module.cls``."""
     return setting("Pipeline.stagers_conf.0", {"name": "PASS", "module": module, "class": cls, "next_steps": "WRITE"})
@@ -93,6 +102,7 @@ FILE_CASES = [
     pytest.param(replacing(INVALID_JSON), "", "invalid JSON at line 3 column 22: Expecting value", id="invalid-json"),
     pytest.param(replacing("[]"), "", "expected a JSON object at the top level, got list", id="top-level-list"),
     pytest.param(setting("version", 2), "version", "expected 1, got 2", id="version"),
+    pytest.param(setting("version", True), "version", "expected 1, got True", id="version-true"),
     pytest.param(removing("Pipeline"), "Pipeline", "missing section (expected producer_conf", id="no-pipeline"),
     pytest.param(setting("Pipeline", []), "Pipeline", "expected an object, got list", id="pipeline-not-object"),
     pytest.param(removing(PRODUCER), PRODUCER, "missing required key", id="no-producer"),
@@ -167,7 +177,7 @@ FILE_CASES = [
             f"expected an integer >= 1, got {value!r}",
             id=f"nb-thread-{value!r}",
         )
-        for value in (0, -1, "2", 1.5, True)
+        for value in (0, -1, "2", 1.5, 2.0, True)
     ),
     pytest.param(
         setting(f"{PRODUCER}.nb_thread", 2),
@@ -177,18 +187,51 @@ FILE_CASES = [
     ),
     *(
         pytest.param(
+            setting("Pipeline.stagers_conf.0.nb_process", value),
+            f"{STAGER}.nb_process",
+            f"expected an integer >= 0, got {value!r}",
+            id=f"nb-process-{value!r}",
+        )
+        for value in (-1, "2", 1.5, False, None)
+    ),
+    pytest.param(
+        setting(f"{PRODUCER}.nb_process", 2),
+        f"{PRODUCER}.nb_process",
+        "a producer runs in the run's own process (expected 0, got 2)",
+        id="producer-processes",
+    ),
+    *(
+        pytest.param(
+            setting("Pipeline.stagers_conf.0.next_steps", value),
+            f"{STAGER}.next_steps",
+            "'WRITE' is named twice (expected each step once)",
+            id=f"next-step-twice-{kind}",
+        )
+        for kind, value in (("str", "WRITE, WRITE"), ("list", ["WRITE", " WRITE "]))
+    ),
+    pytest.param(
+        setting("Pipeline.stagers_conf.0.on_error", "ignore"),
+        f"{STAGER}.on_error",
+        "expected one of 'stop', 'skip', got 'ignore'",
+        id="on-error",
+    ),
+    *(
+        pytest.param(
             setting("Pipeline.stagers_conf.0.queue_limit", value),
             f"{STAGER}.queue_limit",
             f"expected an integer >= 1, or -1 for unbounded, got {value!r}",
             id=f"queue-limit-{value!r}",
         )
-        for value in (0, -2, "64", 2.5)
+        for value in (0, -2, "64", 2.5, -1.0, True)
     ),
-    pytest.param(
-        setting("Pipeline.stagers_conf.0.ordered", "yes"),
-        f"{STAGER}.ordered",
-        "expected true or false, got 'yes'",
-        id="ordered-str",
+    *(
+        pytest.param(
+            setting("Pipeline.stagers_conf.0.ordered", value),
+            f"{STAGER}.ordered",
+            f"expected true or false, got {value!r}",
+            id=f"ordered-{value!r}",
+        )
+        for value in ("yes", 1)
     ),
     pytest.param(
         stager_class("no_such_module", "PassThrough"),
@@ -250,6 +293,51 @@ FILE_CASES = [
         "expected any of ['threads', 'sequential'], got str 'fast'",
         id="pipeline-mode",
     ),
+    *(
+        pytest.param(
+            setting(f"Pipeline.{option}", value),
+            f"Pipeline.{option}",
+            f"expected a finite float (at least {low}, at most 1000000.0), got float {value!r}",
+            id=f"{option}-{value!r}",
+        )
+        for option, low, value in (
+            ("shutdown_timeout", 0.0, float("nan")),
+            ("shutdown_timeout", 0.0, float("inf")),
+            ("shutdown_timeout", 0.0, 1e10),
+            ("graph_interval", 0.05, float("-inf")),
+            ("progress_interval", 0.05, float("nan")),
+        )
+    ),
+    pytest.param(
+        setting("Pipeline.shutdown_timeout", 10**400),
+        "Pipeline.shutdown_timeout",
+        "expected a finite float (at least 0.0, at most 1000000.0), got int 1000",
+        id="shutdown-timeout-huge-int",
+    ),
+    pytest.param(
+        setting("Pipeline.dead_letter", "."),
+        "Pipeline.dead_letter",
+        "'.' is a folder (expected the path of a file to write)",
+        id="dead-letter-folder",
+    ),
+    pytest.param(
+        setting("Pipeline.dead_letter", "no_such_folder/failed.jsonl"),
+        "Pipeline.dead_letter",
+        "the folder 'no_such_folder' does not exist (expected a file in an existing folder)",
+        id="dead-letter-missing-folder",
+    ),
+    pytest.param(
+        setting("Pipeline.dead_letter", "failed\0.jsonl"),
+        "Pipeline.dead_letter",
+        "'failed\\x00.jsonl' holds a NUL character (expected the path of a file to write)",
+        id="dead-letter-nul",
+    ),
+    pytest.param(
+        setting("Counter", {"count": nested(MAX_DEPTH)}),
+        "Counter",
+        f"nested too deeply (expected at most {MAX_DEPTH} levels of objects and lists)",
+        id="nested-too-deeply",
+    ),
     pytest.param(
         setting("Countr", {"count": 3}),
         "Countr",
@@ -263,6 +351,13 @@ FILE_CASES = [
         setting("Counter", {"count": "many"}), "Counter.count", "expected an int, got str 'many'", id="trait-type"
     ),
     pytest.param(
+        lambda document: {**stager_class("algorithms.camera", "TailcutsClean")(document),
+                          "TailcutsClean": {"picture_threshold": 10**400}},
+        "TailcutsClean.picture_threshold",
+        "expected a float, got int 1000",
+        id="float-trait-int-too-large-for-a-float",
+    ),
+    pytest.param(
         setting("Counter", {"cont": 3}),
         "Counter.cont",
         "Counter has no option 'cont' (did you mean 'count'?)",
@@ -271,7 +366,7 @@ FILE_CASES = [
     pytest.param(
         setting(f"{PRODUCER}.config", 5),
         f"{PRODUCER}.config",
-        "expected an object of trait values, got int",
+        "expected an object of trait values, got 5",
         id="step-config-not-object",
     ),
     pytest.param(
@@ -301,6 +396,21 @@ COMMAND_LINE_CASES = [
         "expected any of ['threads', 'sequential'], got str 'fast'",
         id="cli-pipeline-mode",
     ),
+    *(
+        pytest.param(
+            [f"--Pipeline.shutdown_timeout={text}"],
+            "--Pipeline.shutdown_timeout",
+            f"expected a finite float (at least 0.0, at most 1000000.0), got float {float(text)!r}",
+            id=f"cli-shutdown-timeout-{text}",
+        )
+        for text in ("nan", "inf", "1e10")
+    ),
+    pytest.param(
+        ["--Pipeline.dead_letter=."],
+        "--Pipeline.dead_letter",
+        "'.' is a folder (expected the path of a file to write)",
+        id="cli-dead-letter-folder",
+    ),
 ]
 
 
@@ -325,8 +435,9 @@ def config_error(path: Path, argv: Sequence[str] = ()) -> ConfigError:
 def test_the_valid_config_loads(tmp_path: Path) -> None:
     """The config that every case breaks is itself valid, so each case fails for its own reason."""
     pipeline = Pipeline.from_config(write(tmp_path, lambda document: document), command_line(["--Counter.count=7"]))
-    assert list(pipeline.steps.steps) == ["COUNT", "PASS", "WRITE"]
-    assert pipeline.steps.config.Counter.count.get_value(None) == "7"
+    assert list(pipeline.pipeline_config.steps) == ["COUNT", "PASS", "WRITE"]
+    assert pipeline.pipeline_config.config.Counter.count.get_value(None) == "7"
+    assert pipeline.steps is pipeline.pipeline_config  # the former name, kept for compatibility
 
 
 @pytest.mark.parametrize(("change", "key", "expected"), FILE_CASES)
@@ -366,6 +477,13 @@ SUBPROCESS_CASES = [
     pytest.param(setting("Counter", {"count": "many"}), [], id="trait-type"),
     pytest.param(lambda document: document, ["--Counter.count=abc"], id="cli-trait-type"),
     pytest.param(lambda document: document, ["--Counter.cont=3"], id="cli-trait"),
+    pytest.param(setting(f"{PRODUCER}.nb_process", 2), [], id="producer-processes"),
+    pytest.param(setting("Pipeline.stagers_conf.0.next_steps", "WRITE, WRITE"), [], id="next-step-twice"),
+    pytest.param(setting("Pipeline.shutdown_timeout", float("nan")), [], id="shutdown-timeout-nan"),
+    pytest.param(setting("Pipeline.dead_letter", "no_such_folder/failed.jsonl"), [], id="dead-letter-missing-folder"),
+    pytest.param(setting("Pipeline.dead_letter", "."), [], id="dead-letter-folder"),
+    pytest.param(setting("Counter", {"count": nested(200)}), [], id="nested-too-deeply"),
+    pytest.param(lambda document: document, ["--Pipeline.graph_interval=inf"], id="cli-graph-interval-inf"),
 ]
 
 
@@ -389,3 +507,82 @@ def test_pipeline_run_debug_shows_the_traceback(tmp_path: Path) -> None:
     assert result.stderr.splitlines()[-1] == (
         f"pipeline-run: error: {path}: {STAGER}.nb_thread: expected an integer >= 1, got 0"
     )
+
+
+#: Config files that are not JSON text: (the file's bytes, the problem the error states).
+RAW_CASES = [
+    pytest.param(
+        b"\x89PNG\r\n\x1a\n\x00\x00", "not UTF-8 text: byte 0x89 at offset 0 (expected JSON text)", id="binary"
+    ),
+    pytest.param(
+        '{"Counter": {"name": "caf\xe9"}}'.encode("latin-1"),
+        "not UTF-8 text: byte 0xe9 at offset 25 (expected JSON text)",
+        id="latin-1",
+    ),
+    pytest.param(
+        b'{\n  "version": ' + b"9" * 5000 + b"\n}\n",
+        "invalid JSON at line 2 column 14: an integer of 5000 digits (expected at most 4300)",
+        id="5000-digits",
+    ),
+    pytest.param(
+        b"[" * 100_000 + b"]" * 100_000,
+        f"invalid JSON: nested too deeply (expected at most {MAX_DEPTH} levels)",
+        id="deep-json",
+    ),
+]
+
+
+@pytest.mark.parametrize(("data", "problem"), RAW_CASES)
+def test_a_file_that_is_not_json_text(tmp_path: Path, data: bytes, problem: str) -> None:
+    """Bytes that are not UTF-8, or JSON that Python cannot read: one line, and exit 2 from pipeline-run."""
+    path = tmp_path / "pipeline.json"
+    path.write_bytes(data)
+    error = config_error(path)
+    assert (error.source, error.key, error.problem) == (str(path), "", problem)
+    result = run_cli(f"--config={path}")
+    assert (result.returncode, result.stderr, result.stdout) == (2, f"pipeline-run: error: {error}\n", "")
+
+
+def test_a_file_too_large_to_be_a_config(tmp_path: Path) -> None:
+    """A file of more than 16 MiB is refused before it is read (a path such as /dev/zero would never end)."""
+    path = tmp_path / "huge.json"
+    with path.open("wb") as file:
+        file.truncate(MAX_FILE_BYTES + 1)  # sparse: no need to write the bytes
+    error = config_error(path)
+    assert (error.key, error.problem) == ("", "larger than 16 MiB (expected a JSON config file)")
+
+
+def long_chain(stagers: int, last: str = "WRITE") -> Change:
+    """The chain COUNT -> S0 -> S1 -> ... -> WRITE with ``stagers`` stagers; the last one sends to ``last``."""
+    names = [f"S{i}" for i in range(stagers)]
+    conf = [
+        {"name": name, "module": "algorithms.basic", "class": "PassThrough", "next_steps": after}
+        for name, after in zip(names, [*names[1:], last], strict=True)
+    ]
+
+    def change(document: dict[str, Any]) -> dict[str, Any]:
+        document["Pipeline"]["producer_conf"]["next_steps"] = "S0"
+        document["Pipeline"]["stagers_conf"] = conf
+        return document
+
+    return change
+
+
+def test_a_chain_of_1200_stagers_is_valid(tmp_path: Path) -> None:
+    """No check of the graph recurses: a chain deeper than Python's recursion limit loads, in order."""
+    path = write(tmp_path, long_chain(1200))
+    config = load_config(path)
+    assert [step.name for step in config.topological_order()] == ["COUNT", *(f"S{i}" for i in range(1200)), "WRITE"]
+    result = run_cli(f"--config={path}", "--graph=dot")
+    assert result.returncode == 0, result.stderr
+    assert result.stdout.count(" -> ") == 1201
+
+
+def test_a_cycle_through_1200_stagers_is_one_short_line(tmp_path: Path) -> None:
+    """The cycle check finds the cycle without recursing, and names its ends rather than 1,200 steps."""
+    path = write(tmp_path, long_chain(1200, last="S0"))
+    error = config_error(path)
+    assert error.key == f"{STAGER}.next_steps"
+    assert error.problem == "cycle: S0 -> S1 -> S2 -> S3 -> S4 -> ... (1193 more) -> S1198 -> S1199 -> S0"
+    result = run_cli(f"--config={path}")
+    assert (result.returncode, result.stderr) == (2, f"pipeline-run: error: {error}\n")

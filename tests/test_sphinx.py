@@ -2,13 +2,13 @@
 
 ``python -m sphinx -W -b html docs OUT`` builds every page of docs/ (MyST Markdown), the API
 reference from the docstrings (autodoc) and the options of the step classes from their traits
-(the ``config-traits`` directive of docs/_ext/traitref.py). The hand-written tables of
-docs/configuration.md are checked against the code here too, since GitHub readers see those.
+and the step keys from their traits (the ``config-traits`` directive of docs/_ext/traitref.py).
+The hand-written table of the ``Pipeline`` section in docs/configuration.md is checked against the
+code here too, since GitHub readers see it.
 """
 
 from __future__ import annotations
 
-import dataclasses
 import html
 import json
 import re
@@ -22,7 +22,7 @@ from traitlets.config import Configurable
 import algorithms.basic
 import algorithms.camera
 from pipeline import Pipeline
-from pipeline.config import STEP_KEYS, StepConfig
+from pipeline.stepkeys import step_key_traits
 
 ROOT = Path(__file__).resolve().parent.parent
 DOCS = ROOT / "docs"
@@ -34,6 +34,11 @@ def page_text(path: Path) -> str:
     return " ".join(html.unescape(re.sub(r"<[^>]+>", " ", body)).split())
 
 
+def shown_help(text: str) -> str:
+    """A help text as the page shows it: on one line, without the double backquotes of code."""
+    return " ".join(text.replace("``", "").split())
+
+
 def config_options(module) -> list[tuple[type, str, str]]:
     """(class, option, help) for every config trait that the classes of ``module`` define.
 
@@ -41,7 +46,7 @@ def config_options(module) -> list[tuple[type, str, str]]:
     """
     classes = [c for c in vars(module).values()
                if isinstance(c, type) and issubclass(c, Configurable) and c.__module__ == module.__name__]
-    return [(cls, name, " ".join(trait.help.replace("``", "").split()))
+    return [(cls, name, shown_help(trait.help))
             for cls in classes for name, trait in cls.class_own_traits(config=True).items()]
 
 
@@ -76,6 +81,14 @@ def test_the_documentation_builds_without_warnings(tmp_path: Path) -> None:
         assert help_text in configuration, f"no help text for {cls.__name__}.{name}"
     assert 'id="options-simulatedcamera"' in (out / "configuration.html").read_text(encoding="utf-8")
     assert "n_events integer >= 0 1000 How many events to simulate." in configuration
+    # The step keys, generated from the traits of StepKeys: by the names a config gives them, with their help
+    # (compared without spaces: the page has a space on each side of the code in a help text).
+    packed = "".join(configuration.split())
+    for key, trait in step_key_traits().items():
+        assert key in configuration, f"no step key {key}"
+        assert "".join(shown_help(trait.help).split()) in packed, f"no help text for the step key {key}"
+    assert "class non-empty string required" in configuration
+    assert "queue_limit integer >= 1, or -1 for unbounded 256" in configuration
 
 
 def _table(section: str) -> dict[str, list[str]]:
@@ -90,25 +103,20 @@ def _table(section: str) -> dict[str, list[str]]:
     return {row[0].strip("`"): row for row in table[2:]}  # past the header and its rule
 
 
-def test_the_configuration_tables_match_the_code() -> None:
-    """configuration.md lists every Pipeline option and step key, with the defaults of the code."""
+def test_the_configuration_table_matches_the_code() -> None:
+    """configuration.md lists every Pipeline option, with the defaults of the code."""
     pipeline_rows = _table("## The `Pipeline` section")
     options = Pipeline.class_own_traits(config=True)
     assert set(pipeline_rows) == {"producer_conf", "stagers_conf", "consumer_conf", *options}
     for name, trait in options.items():
         assert pipeline_rows[name][2] == f"`{json.dumps(trait.default_value)}`", f"default of Pipeline.{name}"
 
-    step_rows = _table("## Step keys")
-    assert set(step_rows) == set(STEP_KEYS)
-    for field in dataclasses.fields(StepConfig):
-        if field.name in step_rows and field.default is not dataclasses.MISSING:
-            assert step_rows[field.name][2] == f"`{json.dumps(field.default)}`", f"default of the step key {field.name}"
-
 
 def test_importing_the_documented_modules_starts_nothing() -> None:
     """autodoc imports the modules of the API reference and the option tables: that starts no thread."""
-    modules = ["pipeline", "pipeline.config", "pipeline.report", "pipeline.errors", "pipeline.engine.flow",
-               "pipeline.deadletter", "pipeline.monitor", "algorithms.basic", "algorithms.camera"]
+    modules = ["pipeline", "pipeline.config", "pipeline.stepkeys", "pipeline.report", "pipeline.errors",
+               "pipeline.engine.flow", "pipeline.deadletter", "pipeline.monitor", "algorithms.basic",
+               "algorithms.camera"]
     code = (
         "import importlib, threading\n"
         f"for name in {modules!r}: importlib.import_module(name)\n"

@@ -9,6 +9,9 @@ Each argument is a class (``module.Class``) or every configurable class defined 
 (``module.*``), in source order. Each class gets a section with its docstring's first paragraph
 and a table of its own ``config=True`` traits, in source order: the option's name, its type (with
 its bounds or choices), its default (as JSON, the form a config file uses) and its help text.
+A ``HasTraits`` class that is not configurable, such as ``pipeline.stepkeys.StepKeys``, lists all
+its own traits; a trait tagged ``key="..."`` is listed under that name, one tagged ``required=True``
+has "required" for its default, and a type of ``pipeline.traits`` says in its own words what it takes.
 Options inherited from a configurable base class are listed with that base, named in the section.
 The tables are built when the documentation is, so they always match the code.
 
@@ -32,15 +35,17 @@ from sphinx.util.inspect import signature, stringify_signature
 from traitlets import Bool, Dict, Enum, Float, HasTraits, Int, List, TraitType, Tuple, Undefined, Unicode
 from traitlets.config import Configurable
 
+from pipeline.traits import JsonTrait
 
-def configurable_classes(spec: str) -> list[type[Configurable]]:
+
+def configurable_classes(spec: str) -> list[type[HasTraits]]:
     """The class ``module.Class``, or every configurable class that ``module.*`` defines, in source order."""
     module_name, _, name = spec.rpartition(".")
     module = importlib.import_module(module_name)
     if name != "*":
         cls = getattr(module, name)
-        if not (isinstance(cls, type) and issubclass(cls, Configurable)):
-            raise ValueError(f"{spec} is not a traitlets Configurable class")
+        if not (isinstance(cls, type) and issubclass(cls, HasTraits)):
+            raise ValueError(f"{spec} is not a traitlets HasTraits class")
         return [cls]
     return [
         value for value in vars(module).values()
@@ -48,10 +53,13 @@ def configurable_classes(spec: str) -> list[type[Configurable]]:
     ]
 
 
-def own_options(cls: type[Configurable]) -> list[tuple[str, TraitType]]:
-    """The ``config=True`` traits that ``cls`` itself defines, in source order."""
-    own = cls.class_own_traits(config=True)
-    return [(name, own[name]) for name in vars(cls) if name in own]
+def own_options(cls: type[HasTraits]) -> list[tuple[str, TraitType]]:
+    """The options that ``cls`` itself defines, in source order, by the names a config file gives them.
+
+    The options of a Configurable are its ``config=True`` traits; those of another HasTraits, all its traits.
+    """
+    own = cls.class_own_traits(config=True) if issubclass(cls, Configurable) else cls.class_own_traits()
+    return [(own[name].metadata.get("key", name), own[name]) for name in vars(cls) if name in own]
 
 
 def option_bases(cls: type[Configurable]) -> list[type[Configurable]]:
@@ -63,6 +71,8 @@ def type_text(trait: TraitType) -> str:
     """What a trait accepts, in the words of a JSON config: its type, bounds or choices."""
     if isinstance(trait, Enum):
         return "one of " + ", ".join(json.dumps(value) for value in trait.values)
+    if isinstance(trait, JsonTrait):
+        return re.sub(r"^an? ", "", trait.info())
     for kind, word in ((Bool, "boolean"), (Int, "integer"), (Float, "number"), (Dict, "object"),
                        (List, "list"), (Tuple, "list")):
         if isinstance(trait, kind):
@@ -78,7 +88,9 @@ def type_text(trait: TraitType) -> str:
 
 
 def default_text(trait: TraitType) -> str:
-    """The trait's default as JSON, or as Python when JSON cannot hold it."""
+    """The trait's default as JSON, or as Python when JSON cannot hold it; "required" if it has none."""
+    if trait.metadata.get("required"):
+        return "required"
     value = trait.default()
     if value is Undefined:
         return trait.default_value_repr()
@@ -137,7 +149,7 @@ class ConfigTraits(SphinxDirective):
         listed = set(classes)
         return [self.section(cls, listed) for cls in classes]
 
-    def section(self, cls: type[Configurable], listed: set[type]) -> nodes.section:
+    def section(self, cls: type[HasTraits], listed: set[type]) -> nodes.section:
         """The section of one class: title, description, inherited options and the table."""
         anchor = section_id(cls)
         section = nodes.section(ids=[anchor], names=[anchor])

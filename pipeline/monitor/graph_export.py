@@ -45,7 +45,7 @@ def settings_line(step: StepConfig) -> str:
 def mermaid(config: PipelineConfig) -> str:
     """A Mermaid flowchart, left to right."""
     ids = _node_ids(config)
-    lines = ["flowchart LR"]
+    lines = ["flowchart LR", *(f"    %% {note}" for note in _notes(config))]
     for step in config.steps.values():
         label = "<br/>".join(_mermaid_text(part) for part in (step.name, step.class_name, settings_line(step)))
         opening, closing = _MERMAID_SHAPES[step.kind]
@@ -58,13 +58,20 @@ def dot(config: PipelineConfig) -> str:
     """A Graphviz digraph, left to right."""
     ids = _node_ids(config)
     lines = [f"digraph {_dot_string(config.name)} {{", "    rankdir=LR;",
-             '    node [fontname="Helvetica", fontsize=11];']
+             '    node [fontname="Helvetica", fontsize=11];', *(f"    // {note}" for note in _notes(config))]
     for step in config.steps.values():
         label = _dot_string("\n".join((step.name, step.class_name, settings_line(step))))
         lines.append(f"    {ids[step.name]} [label={label}, shape={_DOT_SHAPES[step.kind]}];")
     lines += [f"    {ids[step.name]} -> {ids[target]};" for step in config.steps.values() for target in step.next_steps]
     lines.append("}")
     return "\n".join(lines)
+
+
+def _notes(config: PipelineConfig) -> list[str]:
+    """Comment lines about the graph: how it was made when the config did not draw it."""
+    if config.linear:
+        return ["no step has next_steps in the config: the steps run as a linear chain in list order"]
+    return []
 
 
 def _node_ids(config: PipelineConfig) -> dict[str, str]:

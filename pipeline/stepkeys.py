@@ -1,0 +1,107 @@
+"""The keys of a step in a config, declared once: validation, its messages and the reference docs read them.
+
+Each key is a trait of :class:`StepKeys` with its type, default and help text. The config
+validator sets the keys of each step on a ``StepKeys``; a value the trait refuses is the one-line
+error ``expected ..., got ...`` that the trait words. The documentation's table of step keys is
+generated from the same traits (the ``config-traits`` directive of docs/_ext/traitref.py).
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+from traitlets import HasTraits, TraitType
+
+from .traits import JsonBool, JsonEnum, JsonInt, JsonObject, NonEmptyString, QueueLimit, StepNames, shown
+
+#: A step's queue holds this many messages unless its config says otherwise (-1: unbounded).
+DEFAULT_QUEUE_LIMIT = 256
+
+#: What a step does when its run() raises: stop the run (drain, finish, exit 1) or skip the message.
+ON_ERROR = ("stop", "skip")
+
+
+class StepKeys(HasTraits):
+    """The keys of one step: ``producer_conf``, each item of ``stagers_conf``, and ``consumer_conf``."""
+
+    name = NonEmptyString(
+        help="The step's name, unique in the pipeline. Other steps' ``next_steps``, ``send_msg(msg, \"NAME\")``, "
+        "logs and the report use it."
+    ).tag(required=True)
+    class_ = NonEmptyString(help="The step's class: a subclass of ``pipeline.Component`` in ``module``.").tag(
+        key="class", required=True
+    )
+    module = NonEmptyString(
+        help="The module to import ``class`` from, by name (``mysteps``, ``algorithms.camera``): installed, on "
+        "the Python path, or in the directory ``pipeline-run`` runs in."
+    ).tag(required=True)
+    next_steps = StepNames(
+        help="Where the step's outputs go: ``\"A\"``, ``\"A, B\"`` or ``[\"A\", \"B\"]``, each step once. Not "
+        "allowed for the consumer. A stager without next steps is a sink: it sends nothing. When no step has "
+        "``next_steps``, the steps form a linear chain: producer, stagers in list order, consumer."
+    )
+    nb_thread = JsonInt(
+        1, min=1, help="How many worker threads run the step (in each worker process, with ``nb_process``), each "
+        "with its own instance of the class. The producer runs in one thread."
+    )
+    nb_process = JsonInt(
+        0, min=0, help="Run the step's workers in this many worker processes, each with ``nb_thread`` worker "
+        "threads (0: threads of the run's own process). Not allowed for the producer."
+    )
+    queue_limit = QueueLimit(
+        DEFAULT_QUEUE_LIMIT,
+        help="How many messages may wait in the step's queue (-1: unbounded). When it is full, or holds 64 MiB, "
+        "the step's senders wait. It also caps the batches sent to the step (half the limit, at most 128). The "
+        "producer has no queue.",
+    )
+    ordered = JsonBool(
+        False, help="Send the step's outputs in the order in which it received its inputs, whatever worker "
+        "produced them. No effect on a step without next steps."
+    )
+    on_error = JsonEnum(
+        ON_ERROR, default_value="stop", help="When the step's ``run()`` raises on a message: ``stop`` stops the "
+        "run (the producer stops, what is in flight drains, exit 1); ``skip`` counts the failure and goes on."
+    )
+    config = JsonObject(
+        "an object of trait values",
+        help="Option values for this step only: ``{\"trait\": value, ...}`` for the step's class, over those "
+        "of the class's section. Two steps of one class can so differ.",
+    )
+
+    def set_key(self, key: str, value: Any) -> None:
+        """Set the step key ``key`` (as a config spells it); a TraitError says what it expected."""
+        setattr(self, KEY_TRAITS[key], value)
+
+    def get_key(self, key: str) -> Any:
+        """The value of the step key ``key``."""
+        return getattr(self, KEY_TRAITS[key])
+
+
+def step_key_traits() -> dict[str, TraitType]:
+    """Each step key, as a config file spells it, and its trait, in the order of the class body."""
+    traits = StepKeys.class_own_traits()
+    return {traits[name].metadata.get("key", name): traits[name] for name in vars(StepKeys) if name in traits}
+
+
+#: The trait name of each step key (``class`` is a Python keyword: its trait is ``class_``).
+KEY_TRAITS = {key: trait.name for key, trait in step_key_traits().items()}
+#: The keys a step may have, in the order of the reference.
+STEP_KEYS = tuple(KEY_TRAITS)
+#: The keys every step must have.
+REQUIRED_STEP_KEYS = tuple(key for key, trait in step_key_traits().items() if trait.metadata.get("required"))
+
+#: Values that one kind of step must leave at their default: (kind, key) -> (the value, the problem).
+_ROLE_RULES: dict[tuple[str, str], tuple[Any, str]] = {
+    ("producer", "nb_thread"): (1, "a producer runs in one thread (expected 1, got {value})"),
+    ("producer", "nb_process"): (0, "a producer runs in the run's own process (expected 0, got {value})"),
+    ("consumer", "next_steps"): ((), "a consumer has no next steps (expected none)"),
+}
+
+
+def role_problem(kind: str, keys: StepKeys) -> tuple[str, str] | None:
+    """The first key that a step of ``kind`` may not have as ``keys`` has it: (key, problem), or None."""
+    for (rule_kind, key), (allowed, problem) in _ROLE_RULES.items():
+        value = keys.get_key(key)
+        if rule_kind == kind and value != allowed:
+            return key, problem.format(value=shown(value))
+    return None

@@ -1,0 +1,194 @@
+"""Trait types for the values of a JSON config: strict about types and bounds, and saying in one
+line, in the words of JSON, what they expected.
+
+traitlets' own types are lenient where a config file should not be (``Int`` takes ``true`` and
+``2.0``, ``Bool`` takes ``1``, ``Float`` takes ``NaN`` and infinities), and their messages name
+Python types. The step keys (:mod:`pipeline.stepkeys`) and the run's settings use these instead.
+"""
+
+from __future__ import annotations
+
+import math
+import os
+import reprlib
+from typing import Any, NoReturn
+
+from traitlets import Dict, Enum, Float, Int, TraitError, TraitType, Unicode
+
+#: Longest duration, in seconds, that a seconds option takes. Thread waits overflow past about
+#: 9.2e9 s (``threading.TIMEOUT_MAX``); a million seconds (11.6 days) is beyond any use and far below that.
+MAX_SECONDS = 1e6
+
+# Values in error messages: long strings and containers are cut (a config error is one short line).
+_REPR = reprlib.Repr()
+_REPR.maxstring = _REPR.maxother = 60
+
+
+def shown(value: Any) -> str:
+    """A value as an error message shows it: its repr, shortened."""
+    try:
+        return _REPR.repr(value)
+    except ValueError:  # an integer with more digits than Python converts to text (4300 by default)
+        return f"an {type(value).__name__} too long to show"
+
+
+class ValueProblem(TraitError):
+    """A value that a trait refuses; the message is the whole problem, fit for a one-line config error."""
+
+
+class JsonTrait(TraitType):
+    """Mixin: a refused value raises a ValueProblem "expected INFO, got VALUE", INFO being ``info()``."""
+
+    def error(self, obj: Any, value: Any, error: Exception | None = None, info: str | None = None) -> NoReturn:
+        """Refuse ``value`` (traitlets calls this from ``validate``)."""
+        raise ValueProblem(f"expected {info or self.info()}, got {shown(value)}")
+
+
+class JsonInt(JsonTrait, Int):
+    """An integer within optional bounds; ``true``, ``false`` and floats such as ``2.0`` are not integers."""
+
+    def validate(self, obj: Any, value: Any) -> int:
+        """The value, if it is an integer within the bounds."""
+        if isinstance(value, bool) or not isinstance(value, int):
+            self.error(obj, value)
+        if (self.min is not None and value < self.min) or (self.max is not None and value > self.max):
+            self.error(obj, value)
+        return value
+
+    def info(self) -> str:
+        """"an integer", with its bounds."""
+        if self.min is not None and self.max is not None:
+            return f"an integer from {self.min} to {self.max}"
+        if self.min is not None:
+            return f"an integer >= {self.min}"
+        return "an integer" if self.max is None else f"an integer <= {self.max}"
+
+
+class QueueLimit(JsonInt):
+    """A queue's length limit: an integer >= 1, or -1 for no limit."""
+
+    #: The value that means "no limit".
+    UNBOUNDED = -1
+
+    def __init__(self, default_value: int, **kwargs: Any) -> None:
+        super().__init__(default_value, min=1, **kwargs)
+
+    def validate(self, obj: Any, value: Any) -> int:
+        """The value, if it is a limit or UNBOUNDED."""
+        if type(value) is int and value == self.UNBOUNDED:
+            return value
+        return super().validate(obj, value)
+
+    def info(self) -> str:
+        """The bounds, and the value for no limit."""
+        return f"{super().info()}, or {self.UNBOUNDED} for unbounded"
+
+
+class JsonBool(JsonTrait, TraitType):
+    """``true`` or ``false``; not 0, 1 or a string."""
+
+    default_value = False
+    info_text = "true or false"
+
+    def validate(self, obj: Any, value: Any) -> bool:
+        """The value, if it is a boolean."""
+        if not isinstance(value, bool):
+            self.error(obj, value)
+        return value
+
+
+class JsonEnum(JsonTrait, Enum):
+    """One of a few strings."""
+
+    def info(self) -> str:
+        """The choices, quoted."""
+        return "one of " + ", ".join(map(repr, self.values or ()))
+
+
+class JsonObject(JsonTrait, Dict):
+    """A JSON object; ``info_text`` says what its values are."""
+
+    def __init__(self, info_text: str, **kwargs: Any) -> None:
+        super().__init__(**kwargs)
+        self.info_text = info_text
+
+    def info(self) -> str:
+        """What the object holds."""
+        return self.info_text
+
+
+class NonEmptyString(JsonTrait, TraitType):
+    """A string with more than blanks in it, without its leading and trailing blanks."""
+
+    default_value = ""
+    info_text = "a non-empty string"
+
+    def validate(self, obj: Any, value: Any) -> str:
+        """The stripped string, if it is not blank."""
+        if not isinstance(value, str) or not value.strip():
+            self.error(obj, value)
+        return value.strip()
+
+
+class StepNames(JsonTrait, TraitType):
+    """Names of steps, as a comma-separated string (``"A, B"``) or a list (``["A", "B"]``), each once.
+
+    Empty parts of a string are left out (``"A,"`` is ``("A",)``); the value is a tuple.
+    """
+
+    default_value = ()
+    info_text = "a comma-separated string or a list of step names"
+
+    def validate(self, obj: Any, value: Any) -> tuple[str, ...]:
+        """The names as a tuple, stripped, if each is a non-empty string named once."""
+        if isinstance(value, str):
+            names = tuple(name for name in (part.strip() for part in value.split(",")) if name)
+        elif isinstance(value, (list, tuple)) and all(isinstance(name, str) and name.strip() for name in value):
+            names = tuple(name.strip() for name in value)
+        else:
+            self.error(obj, value)
+        repeated = next((name for i, name in enumerate(names) if name in names[:i]), None)
+        if repeated is not None:
+            # A repeated next step would get every message twice.
+            raise ValueProblem(f"{repeated!r} is named twice (expected each step once)")
+        return names
+
+
+class FiniteFloat(Float):
+    """A float that is a number: not NaN, not an infinity."""
+
+    info_text = "a finite float"
+
+    def validate(self, obj: Any, value: Any) -> float:
+        """The value as a float, if it is finite and within the bounds."""
+        try:
+            value = super().validate(obj, value)
+        except OverflowError:  # an integer too large for a float
+            self.error(obj, value)
+        if not math.isfinite(value):
+            self.error(obj, value)
+        return value
+
+
+class Seconds(FiniteFloat):
+    """A duration in seconds, finite, and at most MAX_SECONDS unless a lower maximum is given."""
+
+    def __init__(self, default_value: float, **kwargs: Any) -> None:
+        kwargs.setdefault("max", MAX_SECONDS)
+        super().__init__(default_value, **kwargs)
+
+
+class OutputFile(Unicode):
+    """The path of a file to write, or "" for none: not a folder, and in a folder that exists."""
+
+    def validate(self, obj: Any, value: Any) -> str:
+        """The path, if a file can be created there."""
+        path = super().validate(obj, value)
+        if "\0" in path:
+            raise ValueProblem(f"{shown(path)} holds a NUL character (expected the path of a file to write)")
+        if path and os.path.isdir(path):
+            raise ValueProblem(f"{shown(path)} is a folder (expected the path of a file to write)")
+        folder = os.path.dirname(path)
+        if folder and not os.path.isdir(folder):
+            raise ValueProblem(f"the folder {shown(folder)} does not exist (expected a file in an existing folder)")
+        return path
