@@ -1,0 +1,265 @@
+"""Steps for tests/test_contract.py: each one puts one promise of the worker contract to the test.
+
+Steps of one run share state with the test through module-level dicts keyed by a run ``tag``
+(every thread of a run is in the test's process), so a test can synchronise a step with another
+(an Event) and read what each one saw, without sleeps.
+"""
+
+from __future__ import annotations
+
+import ctypes
+import json
+import threading
+from collections import defaultdict
+from collections.abc import Iterator
+from typing import Any, TextIO
+
+import numpy as np
+from traitlets import Bool, Enum, Float, Int, Unicode
+
+from pipeline import Component
+
+#: What each recording step received, per run tag.
+RECEIVED: dict[str, list[Any]] = defaultdict(list)
+#: Events that one step of a run sets and another waits for, per run tag.
+EVENTS: dict[str, threading.Event] = defaultdict(threading.Event)
+#: What a producer sent, kept by the producer itself, per run tag.
+SENT: dict[str, list[Any]] = defaultdict(list)
+#: Errors a step caught (as "Type: message"), per run tag.
+CAUGHT: dict[str, list[str]] = defaultdict(list)
+#: Whether the slow message of a run was released by its Event rather than by the timeout, per run tag.
+RELEASED: dict[str, bool] = {}
+
+#: The longest any step here waits for an Event; a test that reaches it has failed.
+WAIT_SECONDS = 10.0
+
+
+# --------------------------------------------------------------------------- producers
+
+
+class Numbers(Component):
+    """Producer: yields 0 .. count-1."""
+
+    count = Int(10, help="How many numbers.").tag(config=True)
+
+    def run(self) -> Iterator[int]:
+        """Yield each number."""
+        yield from range(self.count)
+
+
+class Bursty(Component):
+    """Producer: yields 0 and 1 at once, then blocks until the run's Event is set; yields whether it was."""
+
+    tag = Unicode("", help="Run tag.").tag(config=True)
+
+    def run(self) -> Iterator[Any]:
+        """Two values, a wait for the consumer to have them, then the wait's outcome."""
+        yield 0
+        yield 1
+        yield EVENTS[self.tag].wait(WAIT_SECONDS)
+
+
+class ThenBlocks(Component):
+    """Producer: yields 0 .. count-1, then blocks in its generator (a source waiting for input)."""
+
+    count = Int(10, help="How many numbers before blocking.").tag(config=True)
+    block = Float(60.0, help="Seconds to block after the last number.").tag(config=True)
+
+    def run(self) -> Iterator[int]:
+        """Yield each number, then wait for input that never comes."""
+        yield from range(self.count)
+        threading.Event().wait(self.block)
+
+
+class Arrays(Component):
+    """Producer: yields {"i", "big", "small"} of zeros, keeping each dict in SENT[tag] to check it later."""
+
+    tag = Unicode("", help="Run tag.").tag(config=True)
+    count = Int(4, help="How many messages.").tag(config=True)
+    big = Int(16384, help="float64 values of the big array (16384: 128 KiB, out of band).").tag(config=True)
+    small = Int(16, help="float64 values of the small array (pickled in band).").tag(config=True)
+
+    def run(self) -> Iterator[dict[str, Any]]:
+        """Yield each message."""
+        for i in range(self.count):
+            message = {"i": i, "big": np.zeros(self.big), "small": np.zeros(self.small)}
+            SENT[self.tag].append(message)
+            yield message
+
+
+class SendsAndYieldsNone(Component):
+    """Producer in ctapipe style: sends 1 + i % 3 messages with send_msg() for each i, and yields None."""
+
+    count = Int(10, help="How many rounds.").tag(config=True)
+
+    def run(self) -> Iterator[None]:
+        """Send, then yield None."""
+        for i in range(self.count):
+            for k in range(1 + i % 3):
+                self.send_msg([i, k])
+            yield None
+
+
+# --------------------------------------------------------------------------- stagers
+
+
+class InitFinishSender(Component):
+    """Stager: sends "init" from init() and "finish" from finish() (a generator); passes messages on."""
+
+    def init(self) -> None:
+        """Send one message before any input."""
+        self.send_msg("init")
+
+    def run(self, msg: Any) -> Any:
+        """Pass the message on."""
+        return msg
+
+    def finish(self) -> Iterator[str]:
+        """Send one message after the last input (as a generator: its values are sent)."""
+        yield "finish"
+
+
+class SlowOne(Component):
+    """Stager: passes messages on as [msg, None]; message ``slow_on`` first waits for the run's Event.
+
+    Its output is [msg, whether the Event was set before the timeout].
+    """
+
+    tag = Unicode("", help="Run tag.").tag(config=True)
+    slow_on = Int(1, help="The message that waits.").tag(config=True)
+
+    def run(self, msg: int) -> list:
+        """Pass the message on, waiting first if it is the slow one."""
+        if msg == self.slow_on:
+            return [msg, EVENTS[self.tag].wait(WAIT_SECONDS)]
+        return [msg, None]
+
+
+class BigOutputs(Component):
+    """Stager: returns (msg, an array of ``size`` bytes); message 0 first waits for the run's Event."""
+
+    tag = Unicode("", help="Run tag.").tag(config=True)
+    size = Int(1 << 20, help="Bytes of each output array.").tag(config=True)
+
+    def run(self, msg: int) -> tuple[int, np.ndarray]:
+        """Return a large output; the first message is late."""
+        if msg == 0:
+            RELEASED[self.tag] = EVENTS[self.tag].wait(WAIT_SECONDS)
+        return msg, np.full(self.size // 8, float(msg))
+
+
+class WriteInPlace(Component):
+    """Stager: adds 1 in place to the received arrays and reports what happened, per message."""
+
+    def run(self, msg: dict[str, Any]) -> dict[str, Any]:
+        """Try both writes; report the big one's error and the small one's new value."""
+        big_error = None
+        try:
+            msg["big"] += 1
+        except ValueError as err:
+            big_error = f"{type(err).__name__}: {err}"
+        msg["small"] += 1
+        return {"i": msg["i"], "big_error": big_error, "big_seen": float(msg["big"].max()),
+                "small_seen": float(msg["small"].min())}
+
+
+class ForeignSender(Component):
+    """Stager: passes messages on; on message ``at`` a thread it starts calls send_msg() (and records why it failed)."""
+
+    tag = Unicode("", help="Run tag.").tag(config=True)
+    at = Int(3, help="The message whose run() starts the thread.").tag(config=True)
+
+    def run(self, msg: int) -> int:
+        """Pass the message on, after a helper thread tried to send."""
+        if msg == self.at:
+            helper = threading.Thread(target=self._send_from_helper, name=f"helper-of-{self.step_name}")
+            helper.start()
+            helper.join(WAIT_SECONDS)
+        return msg
+
+    def _send_from_helper(self) -> None:
+        try:
+            self.send_msg("from-helper")
+        except Exception as err:
+            CAUGHT[self.tag].append(f"{type(err).__name__}: {err}")
+
+
+class Point(ctypes.Structure):
+    """A C struct: a memoryview of an array of them has a format no receiver can cast to."""
+
+    _fields_ = (("x", ctypes.c_int), ("y", ctypes.c_double))
+
+
+def unframeable(kind: str) -> Any:
+    """A message the wire cannot carry: 70,000 out-of-band buffers (all views of one 64 KiB
+    bytearray, so no big memory), or a memoryview of C structs."""
+    if kind == "buffers":
+        shared = bytearray(64 * 1024)
+        return [memoryview(shared) for _ in range(70_000)]
+    return memoryview((Point * 4)())
+
+
+class BadOutput(Component):
+    """Stager: passes messages on, but returns an unframeable message (see ``unframeable``) for message ``bad_on``."""
+
+    bad_on = Int(5, help="The message answered with an unframeable output.").tag(config=True)
+    kind = Enum(["buffers", "ctypes"], "buffers", help="Which unframeable output.").tag(config=True)
+
+    def run(self, msg: int) -> Any:
+        """Pass the message on, or return what cannot travel."""
+        return unframeable(self.kind) if msg == self.bad_on else msg
+
+
+class Raises(Component):
+    """Stager: passes messages on, but raises SystemExit(0) or KeyboardInterrupt on message ``at``."""
+
+    at = Int(3, help="The message that raises.").tag(config=True)
+    what = Enum(["SystemExit", "KeyboardInterrupt"], "SystemExit", help="What run() raises.").tag(config=True)
+
+    def run(self, msg: int) -> int:
+        """Pass the message on, or raise."""
+        if msg == self.at:
+            raise SystemExit(0) if self.what == "SystemExit" else KeyboardInterrupt
+        return msg
+
+
+# --------------------------------------------------------------------------- consumers
+
+
+class Record(Component):
+    """Consumer: appends each message to RECEIVED[tag], then "finished" from finish(); sets the
+    run's Event once it has ``signal_after`` messages (0: never)."""
+
+    tag = Unicode("", help="Run tag.").tag(config=True)
+    signal_after = Int(0, help="Set EVENTS[tag] on this many messages (0: never).").tag(config=True)
+    index_only = Bool(False, help="Record msg[0] only (for large messages).").tag(config=True)
+
+    def run(self, msg: Any) -> None:
+        """Record the message."""
+        received = RECEIVED[self.tag]
+        received.append(msg[0] if self.index_only else msg)
+        if len(received) == self.signal_after:
+            EVENTS[self.tag].set()
+
+    def finish(self) -> None:
+        """Record the end."""
+        RECEIVED[self.tag].append("finished")
+
+
+class AppendLines(Component):
+    """Consumer: appends each message to ``path`` as a JSON line, flushed at once (another process reads it)."""
+
+    path = Unicode("", help="The JSON-lines file.").tag(config=True)
+
+    def init(self) -> None:
+        """Open the file."""
+        self._file: TextIO = open(self.path, "a", encoding="utf-8")  # noqa: SIM115 (closed in finish)
+
+    def run(self, msg: Any) -> None:
+        """Write and flush one line."""
+        self._file.write(json.dumps(msg) + "\n")
+        self._file.flush()
+
+    def finish(self) -> None:
+        """Close the file."""
+        self._file.close()

@@ -1,0 +1,391 @@
+"""The worker contract (issue 12), in every mode it applies to: what a step sends is delivered once,
+on time, and no step sees another's changes.
+
+Steps live in tests/contract_steps.py; they meet the test through dicts keyed by a run tag and
+synchronise with each other through Events (never sleeps). Every Event wait is bounded by
+contract_steps.WAIT_SECONDS, so a broken promise shows as a wrong value, not a hang.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import signal
+import subprocess
+import sys
+import threading
+import time
+import uuid
+from pathlib import Path
+from typing import Any
+
+import pytest
+
+import pipeline.engine.router as router_module
+import pipeline.engine.runner as runner_module
+from pipeline.app import PipelineRun
+from pipeline.engine.control import EngineThread
+from pipeline.engine.pool import WorkerPool
+from pipeline.engine.reorder import Reorderer
+from pipeline.engine.router import Router
+from tests.cli_helpers import write_config
+from tests.contract_steps import CAUGHT, EVENTS, RECEIVED, RELEASED, SENT
+from tests.test_cli import app  # noqa: F401 (the fixture that restores logging after an in-process pipeline-run)
+from tests.test_engine import chain, run
+from tests.test_engine import step as engine_step
+from tests.test_failures import REPO, pipeline_run, report_row
+
+STEPS = "tests.contract_steps"
+MODES = ["sequential", "threads"]
+
+
+def step(name: str, cls: str, next_steps: list[str] | None = None, **extra: Any) -> dict[str, Any]:
+    """A step entry whose class lives in tests/contract_steps.py (unless ``module`` says otherwise)."""
+    return engine_step(name, cls, next_steps, **{"module": STEPS, **extra})
+
+
+def new_tag() -> str:
+    """A tag that keeps one run's shared state apart from every other run's."""
+    return uuid.uuid4().hex
+
+
+def received(tag: str) -> list[Any]:
+    """What the Record consumer of run ``tag`` got; checks its finish() came last."""
+    got = RECEIVED.pop(tag)
+    assert got[-1] == "finished" and got.count("finished") == 1, got
+    return got[:-1]
+
+
+def passthrough(name: str, next_steps: list[str], **extra: Any) -> dict[str, Any]:
+    """A stager that passes messages on unchanged."""
+    return step(name, "PassThrough", next_steps, module="algorithms.basic", **extra)
+
+
+# --------------------------------------------------------------------------- 1. init() and finish() send
+
+
+@pytest.mark.parametrize("mode,extra,instances", [
+    pytest.param("sequential", {}, 1, id="sequential"),
+    pytest.param("sequential", {"nb_thread": 2, "ordered": True}, 1, id="sequential-ordered"),
+    pytest.param("threads", {}, 1, id="threads"),
+    pytest.param("threads", {"nb_thread": 2, "ordered": True}, 2, id="threads-ordered"),
+])
+def test_what_init_and_finish_send_reaches_the_consumer(mode: str, extra: dict, instances: int) -> None:
+    tag = new_tag()
+    n = 20
+    report = run(chain(step("P", "Numbers", ["S"]), [step("S", "InitFinishSender", ["C"], **extra)],
+                       step("C", "Record"), Numbers={"count": n}, Record={"tag": tag}), mode)
+    assert report.exit_status == 0, report.table()
+    got = received(tag)
+    assert got[0] == "init"  # every worker's init() output leaves before any of its data
+    assert got.count("init") == got.count("finish") == instances  # one per Component instance
+    data = [m for m in got if isinstance(m, int)]
+    assert data == list(range(n)) if extra.get("ordered") else sorted(data) == list(range(n))
+    assert got[-instances:] == ["finish"] * instances  # finish() runs after the last message
+    assert report["S"].emitted == report["C"].received == n + 2 * instances
+    assert report["S"].processed == n
+
+
+# --------------------------------------------------------------------------- 2. latency
+
+
+BETWEEN = {
+    "direct": [],
+    "stager": [passthrough("S", ["C"])],
+    "ordered-stager": [passthrough("S", ["C"], nb_thread=2, ordered=True)],
+}
+
+
+@pytest.mark.parametrize("mode", MODES)
+@pytest.mark.parametrize("between", list(BETWEEN))
+def test_a_bursty_source_delivers_before_it_blocks(mode: str, between: str) -> None:
+    # The source yields 0 and 1, then waits (10 s at most) for the consumer to have both.
+    tag = new_tag()
+    stagers = BETWEEN[between]
+    report = run(chain(step("P", "Bursty", ["S" if stagers else "C"]), stagers, step("C", "Record"),
+                       Bursty={"tag": tag}, Record={"tag": tag, "signal_after": 2}), mode)
+    assert report.exit_status == 0, report.table()
+    assert received(tag) == [0, 1, True]  # True: the consumer had both before the source's wait timed out
+
+
+@pytest.mark.parametrize("mode", MODES)
+@pytest.mark.parametrize("ordered", [False, True], ids=["unordered", "ordered"])
+def test_an_output_does_not_wait_behind_a_slow_message(mode: str, ordered: bool) -> None:
+    # One worker gets 0 then 1; run(1) waits (10 s at most) until the consumer has 0's output.
+    tag = new_tag()
+    report = run(chain(step("P", "Numbers", ["S"]), [step("S", "SlowOne", ["C"], ordered=ordered)],
+                       step("C", "Record"), Numbers={"count": 2}, SlowOne={"tag": tag, "slow_on": 1},
+                       Record={"tag": tag, "signal_after": 1}), mode)
+    assert report.exit_status == 0, report.table()
+    assert received(tag) == [[0, None], [1, True]]
+
+
+def wait_for_lines(path: Path, count: int, process: subprocess.Popen, timeout: float = 20.0) -> list[Any]:
+    """The JSON lines of ``path`` once it has ``count`` of them; fails if the process ends first or time runs out."""
+    deadline = time.monotonic() + timeout
+    lines: list[Any] = []
+    while time.monotonic() < deadline:
+        text = path.read_text(encoding="utf-8") if path.exists() else ""
+        lines = [json.loads(line) for line in text.splitlines()]
+        if len(lines) >= count:
+            return lines
+        try:  # a bounded wait between two looks, that also notices an early exit
+            process.wait(timeout=0.02)
+        except subprocess.TimeoutExpired:
+            continue
+        _, stderr = process.communicate()
+        raise AssertionError(f"pipeline-run exited {process.returncode} with {lines}:\n{stderr}")
+    raise AssertionError(f"{path} has {len(lines)} of {count} lines after {timeout} s")
+
+
+@pytest.mark.parametrize("mode", MODES)
+def test_ctrl_c_while_the_source_waits_loses_nothing(tmp_path: Path, mode: str) -> None:
+    out = tmp_path / "out.jsonl"
+    path = write_config(tmp_path, chain(step("P", "ThenBlocks", ["S"]), [passthrough("S", ["C"])],
+                                        step("C", "AppendLines"), ThenBlocks={"count": 10},
+                                        AppendLines={"path": str(out)}))
+    process = subprocess.Popen([sys.executable, "-m", "pipeline", f"--config={path}", f"--Pipeline.mode={mode}",
+                                "--Pipeline.shutdown_timeout=1"], cwd=REPO, env={**os.environ, "PYTHONPATH": str(REPO)},
+                               stdout=subprocess.DEVNULL, stderr=subprocess.PIPE, text=True)
+    try:
+        assert wait_for_lines(out, 10, process) == list(range(10))
+        process.send_signal(signal.SIGINT)
+        _, stderr = process.communicate(timeout=30)
+    finally:
+        process.kill()
+    assert process.returncode == 130, stderr
+    assert [json.loads(line) for line in out.read_text(encoding="utf-8").splitlines()] == list(range(10))
+    assert "sent but never processed" not in stderr
+
+
+# --------------------------------------------------------------------------- 3. no step sees another's changes
+
+
+@pytest.mark.parametrize("mode", MODES)
+def test_a_receiver_cannot_change_what_the_sender_holds(mode: str) -> None:
+    # Each message holds a 128 KiB array (out of band) and a 128 B one (pickled in band); the stager adds 1 to both.
+    tag = new_tag()
+    n = 4
+    report = run(chain(step("P", "Arrays", ["W"]), [step("W", "WriteInPlace", ["C"])], step("C", "Record"),
+                       Arrays={"tag": tag, "count": n}, Record={"tag": tag}), mode)
+    assert report.exit_status == 0, report.table()
+    seen = sorted(received(tag), key=lambda r: r["i"])
+    assert [r["i"] for r in seen] == list(range(n))
+    for record in seen:
+        assert record["big_error"] is not None and record["big_error"].startswith("ValueError: ")
+        assert "read-only" in record["big_error"]
+        assert record["big_seen"] == 0.0  # the failed write changed nothing
+        assert record["small_seen"] == 1.0  # a small array is the receiver's own copy: the write worked
+    for message in SENT.pop(tag):
+        assert not message["big"].any() and not message["small"].any()  # the sender's arrays are unchanged
+        assert message["big"].flags.writeable  # and still its own to change
+
+
+# --------------------------------------------------------------------------- 4. the runner never waits untimed
+
+
+def test_the_run_ends_although_threads_linger_after_reporting_their_end(monkeypatch: pytest.MonkeyPatch) -> None:
+    original = EngineThread.run
+
+    def lingering(self: EngineThread) -> None:
+        original(self)  # reports ENDED last
+        threading.Event().wait(0.3)  # an injected delay: still alive after its ENDED event
+
+    monkeypatch.setattr(EngineThread, "run", lingering)
+    tag = new_tag()
+    report = run(chain(step("P", "Numbers", ["S"]), [passthrough("S", ["C"], nb_thread=2)], step("C", "Record"),
+                       Numbers={"count": 50}, Record={"tag": tag}))
+    assert report.exit_status == 0, report.table()
+    assert sorted(received(tag)) == list(range(50))
+    assert [t.name for t in threading.enumerate() if isinstance(t, EngineThread)] == []
+
+
+# --------------------------------------------------------------------------- 5. held-back outputs bounded in bytes
+
+
+def test_an_ordered_step_holds_back_a_bounded_number_of_bytes(monkeypatch: pytest.MonkeyPatch) -> None:
+    """Message 0 is late; the others return 1 MiB each. flow.py: the router hands out no more work
+    once it holds back HELD_BACK_BYTES, and what its workers already hold still comes back; so the
+    bytes held back stay under HELD_BACK_BYTES plus the outputs of the inputs the workers held."""
+    tag = new_tag()
+    limit = 4 << 20
+    output_bytes = (1 << 20) + 1024  # a 1 MiB array and its pickle
+    n = 40
+    monkeypatch.setattr(router_module, "HELD_BACK_BYTES", limit)
+    peak = {"held_bytes": 0, "inputs_at_workers": 0}
+
+    add = Reorderer.add
+
+    def recording_add(self: Reorderer, frames: Any) -> None:
+        add(self, frames)
+        peak["held_bytes"] = max(peak["held_bytes"], self.held_bytes)
+
+    sent = WorkerPool.sent
+
+    def recording_sent(self: WorkerPool, worker: bytes, messages: int, nbytes: int) -> None:
+        sent(self, worker, messages, nbytes)
+        held = sum(state.held for state in self.workers.values())
+        peak["inputs_at_workers"] = max(peak["inputs_at_workers"], held)
+
+    dispatch = Router._dispatch
+
+    def releasing_dispatch(self: Router, work: Any) -> None:
+        dispatch(self, work)
+        # The router stopped at the limit and only the late message's worker holds work: let it go.
+        if self.reorder is not None and self.reorder.held_bytes >= limit and self.pool.busy() <= 1:
+            EVENTS[tag].set()
+
+    monkeypatch.setattr(Reorderer, "add", recording_add)
+    monkeypatch.setattr(WorkerPool, "sent", recording_sent)
+    monkeypatch.setattr(Router, "_dispatch", releasing_dispatch)
+    report = run(chain(step("P", "Numbers", ["O"]), [step("O", "BigOutputs", ["C"], nb_thread=2, ordered=True)],
+                       step("C", "Record"), Numbers={"count": n}, BigOutputs={"tag": tag},
+                       Record={"tag": tag, "index_only": True}))
+    assert report.exit_status == 0, report.table()
+    assert received(tag) == list(range(n))
+    assert RELEASED.pop(tag)  # the router reached the limit with everything back, before the 10 s timeout
+    bound = limit + peak["inputs_at_workers"] * output_bytes
+    assert limit <= peak["held_bytes"] <= bound, peak
+    assert bound < (n - 1) * output_bytes  # without the byte limit every other output would be held back
+
+
+# --------------------------------------------------------------------------- 6. send_msg from a foreign thread
+
+
+@pytest.mark.parametrize("mode", MODES)
+def test_send_msg_from_a_thread_the_step_started_is_refused(mode: str) -> None:
+    tag = new_tag()
+    report = run(chain(step("P", "Numbers", ["S"]), [step("S", "ForeignSender", ["C"])], step("C", "Record"),
+                       Numbers={"count": 10}, ForeignSender={"tag": tag, "at": 3}, Record={"tag": tag}), mode)
+    assert report.exit_status == 0, report.table()
+    assert sorted(received(tag)) == list(range(10))  # the others are unaffected, and nothing came from the helper
+    [error] = CAUGHT.pop(tag)
+    assert error.startswith("RoutingError: step 'S': send_msg() called from thread 'helper-of-S'"), error
+    assert (report["S"].processed, report["S"].emitted, report["C"].received) == (10, 10, 10)
+
+
+# --------------------------------------------------------------------------- 7. a message the wire cannot carry
+
+
+@pytest.mark.parametrize("mode", MODES)
+@pytest.mark.parametrize("kind,why", [
+    ("buffers", "has 70000 buffers of 65536 bytes or more; at most 65535 can travel"),
+    ("ctypes", "cannot be rebuilt by a receiver"),
+])
+def test_a_message_the_wire_cannot_carry_fails_alone(mode: str, kind: str, why: str) -> None:
+    tag = new_tag()
+    n = 40
+    report = run(chain(step("P", "Numbers", ["S"]),
+                       [step("S", "BadOutput", ["C"], on_error="skip", config={"bad_on": 5, "kind": kind})],
+                       step("C", "Record"), Numbers={"count": n}, Record={"tag": tag}), mode)
+    assert report.exit_status == 1  # a message failed
+    assert sorted(received(tag)) == [i for i in range(n) if i != 5]  # the ones batched with it all arrived
+    assert (report["S"].received, report["S"].processed, report["S"].failed) == (n, n - 1, 1)
+    assert report["C"].received == report["C"].processed == n - 1
+    first_error = report.steps["S"].first_error or ""
+    assert first_error.startswith("MessageError: ") and why in first_error, first_error
+    assert all(s.first_error is None for name, s in report.steps.items() if name != "S")
+    assert report.unprocessed == 0
+
+
+# --------------------------------------------------------------------------- 8. SystemExit and KeyboardInterrupt
+
+
+@pytest.mark.parametrize("mode", MODES)
+@pytest.mark.parametrize("what,line", [("SystemExit", "run(): SystemExit: 0"),
+                                       ("KeyboardInterrupt", "run(): KeyboardInterrupt: ")])
+def test_system_exit_or_keyboard_interrupt_in_run_fails_the_step(mode: str, what: str, line: str) -> None:
+    tag = new_tag()
+    report = run(chain(step("P", "Numbers", ["S"]), [step("S", "Raises", ["C"], config={"at": 3, "what": what})],
+                       step("C", "Record"), Numbers={"count": 10}, Record={"tag": tag}), mode)
+    assert report.exit_status == 1, report.table()
+    assert report.steps["S"].first_error == line
+    assert sorted(received(tag)) == [0, 1, 2]  # the step started nothing after it; the consumer finished
+    assert report["S"].failed == 1
+    assert "internal error" not in report.table()
+
+
+@pytest.mark.parametrize("mode", MODES)
+def test_system_exit_0_in_run_exits_1_from_pipeline_run(tmp_path: Path, mode: str) -> None:
+    out = tmp_path / "out.jsonl"
+    path = write_config(tmp_path, chain(step("P", "Numbers", ["S"]), [step("S", "Raises", ["C"])],
+                                        step("C", "AppendLines"), AppendLines={"path": str(out)}))
+    result = pipeline_run(path, f"--Pipeline.mode={mode}")
+    assert result.returncode == 1, result.stderr
+    assert "S: first error: run(): SystemExit: 0" in result.stderr
+    assert "internal error" not in result.stderr
+    assert report_row(result.stderr, "C")[:2] == [3, 3]
+    assert [json.loads(line) for line in out.read_text(encoding="utf-8").splitlines()] == [0, 1, 2]
+
+
+# --------------------------------------------------------------------------- 9. keep_freed_memory
+
+
+@pytest.fixture
+def mallopt_calls(monkeypatch: pytest.MonkeyPatch) -> list[int]:
+    """Each call of the engine's keep_freed_memory (replaced: the test process keeps its malloc)."""
+    calls: list[int] = []
+
+    def record() -> bool:
+        calls.append(1)
+        return True
+
+    monkeypatch.setattr(runner_module, "keep_freed_memory", record)
+    return calls
+
+
+def tiny(tag: str) -> dict[str, Any]:
+    """A three-message pipeline."""
+    return chain(step("P", "Numbers", ["C"]), [], step("C", "Record"), Numbers={"count": 3}, Record={"tag": tag})
+
+
+def test_the_python_api_leaves_malloc_alone(mallopt_calls: list[int]) -> None:
+    tag = new_tag()
+    assert run(tiny(tag)).exit_status == 0
+    assert received(tag) == [0, 1, 2]
+    assert mallopt_calls == []
+
+
+@pytest.mark.parametrize("option,calls", [([], 1), (["--Pipeline.keep_freed_memory=False"], 0)])
+def test_pipeline_run_tunes_malloc_unless_told_not_to(app: PipelineRun, mallopt_calls: list[int],  # noqa: F811
+                                                      tmp_path: Path, capsys: pytest.CaptureFixture,
+                                                      option: list[str], calls: int) -> None:
+    tag = new_tag()
+    path = write_config(tmp_path, tiny(tag))
+    assert app.execute([f"--config={path}", *option]) == 0, capsys.readouterr().err
+    assert received(tag) == [0, 1, 2]
+    assert len(mallopt_calls) == calls
+
+
+# --------------------------------------------------------------------------- 10. repeated runs leave nothing
+
+
+@pytest.mark.parametrize("mode", MODES)
+def test_thirty_runs_leave_no_threads_descriptors_or_memory(mode: str) -> None:
+    # In a process of its own, with two malloc arenas: otherwise glibc makes a new arena (and keeps
+    # its pages) whenever threads happen to contend, and RSS grows by whole arenas with no leak at all.
+    result = subprocess.run([sys.executable, "-m", "tests.repeat_runs", mode, "30"], cwd=REPO,
+                            env={**os.environ, "PYTHONPATH": str(REPO), "MALLOC_ARENA_MAX": "2"},
+                            capture_output=True, text=True, timeout=40, check=False)
+    assert result.returncode == 0, result.stderr
+    left = json.loads(result.stdout)
+    warm, end = left["after_warm_up"], left["at_end"]
+    assert left["new_threads"] == []
+    assert end["threads"] == warm["threads"]
+    assert end["fds"] == warm["fds"]
+    assert end["rss"] - warm["rss"] < 4 << 20, f"RSS grew {(end['rss'] - warm['rss']) >> 10} KiB in 25 runs"
+
+
+# --------------------------------------------------------------------------- 11. a ctapipe-style producer
+
+
+@pytest.mark.parametrize("mode", MODES)
+def test_a_producer_that_sends_and_yields_none_counts_what_it_sent(mode: str) -> None:
+    tag = new_tag()
+    n = 30
+    sent = sum(1 + i % 3 for i in range(n))
+    report = run(chain(step("P", "SendsAndYieldsNone", ["C"]), [], step("C", "Record"),
+                       SendsAndYieldsNone={"count": n}, Record={"tag": tag}), mode)
+    assert report.exit_status == 0, report.table()
+    assert sorted(received(tag)) == sorted([i, k] for i in range(n) for k in range(1 + i % 3))
+    assert report["P"].processed == report["P"].emitted == report["C"].received == sent

@@ -1,0 +1,168 @@
+"""The pure parts of the engine, without threads: the router's worker choice (WorkerPool), the
+ordered step's Reorderer, and the memory bound that flow.message_bound() computes."""
+
+from __future__ import annotations
+
+from types import SimpleNamespace
+from typing import Any
+
+from hypothesis import given, settings
+from hypothesis import strategies as st
+
+from pipeline.config import load_config
+from pipeline.engine.flow import PREFETCH, PREFETCH_BYTES, message_bound
+from pipeline.engine.pool import WorkerPool
+from pipeline.engine.reorder import Reorderer
+from pipeline.engine.wire import UNORDERED, result_frames
+from pipeline.message import Encoded
+from tests.test_wire import as_received
+
+# --------------------------------------------------------------------------- WorkerPool: least recently used first
+
+
+def hand_out(pool: WorkerPool, count: int, nbytes: int = 100) -> list[bytes]:
+    """The workers chosen for ``count`` one-message packets, in order."""
+    chosen = []
+    for _ in range(count):
+        worker = pool.choose()
+        assert worker is not None
+        pool.sent(worker, 1, nbytes)
+        chosen.append(worker)
+    return chosen
+
+
+def test_the_worker_idle_longest_gets_work_first() -> None:
+    pool = WorkerPool()
+    for worker in (b"A", b"B", b"C"):
+        pool.join(worker, 1)
+    assert hand_out(pool, 3) == [b"A", b"B", b"C"]  # in the order they joined
+    assert pool.choose() is None and pool.busy() == 3
+    for worker in (b"C", b"A", b"B"):  # they finish in this order...
+        pool.done(worker, 1)
+    assert hand_out(pool, 3) == [b"C", b"A", b"B"]  # ...so C has waited longest, then A, then B
+
+
+def test_a_worker_that_just_got_work_goes_to_the_back_of_the_line() -> None:
+    pool = WorkerPool()
+    pool.join(b"A", 4)
+    pool.join(b"B", 4)
+    assert hand_out(pool, 4) == [b"A", b"B", b"A", b"B"]  # room left, but the other has waited longer
+    assert (pool.room(b"A"), pool.room(b"B")) == (2, 2)
+
+
+def test_a_worker_holding_prefetch_bytes_gets_no_more_until_it_is_idle() -> None:
+    pool = WorkerPool()
+    pool.join(b"A", 10)
+    pool.join(b"B", 10)
+    assert hand_out(pool, 1, nbytes=PREFETCH_BYTES) == [b"A"]
+    assert hand_out(pool, 2) == [b"B", b"B"]  # A has room for 9 more messages, but not for more bytes
+    pool.done(b"A", 10)
+    assert hand_out(pool, 2) == [b"B", b"A"]  # A is back, behind B who waited longer
+
+
+def test_a_shrunken_window_takes_a_worker_out_of_the_line() -> None:
+    pool = WorkerPool()
+    pool.join(b"A", 4)
+    pool.join(b"B", 4)
+    hand_out(pool, 4)
+    pool.done(b"A", 1)  # A finished one packet and now asks to hold 1 message: it holds 1 already
+    assert pool.choose() == b"B"
+    assert pool.room(b"A") == 0
+
+
+# --------------------------------------------------------------------------- Reorderer
+
+
+class FakeOutlet:
+    """What a Reorderer uses of its NextSteps outlet: the step's next steps and commit()."""
+
+    def __init__(self, next_steps: tuple[str, ...]) -> None:
+        self.step = SimpleNamespace(next_steps=next_steps)
+        self.committed: list[tuple[int, list[tuple[bytes, str | None]]]] = []
+
+    def commit(self, seq: int, outputs: list[tuple[Encoded, str | None]]) -> None:
+        """Record what the Reorderer released."""
+        self.committed.append((seq, [(bytes(message.inband), target) for message, target in outputs]))
+
+
+def result(*inputs: tuple[int, list[tuple[bytes, int | None]]]) -> list[Any]:
+    """A worker's RESULT as the router receives it: for each input, its outputs and their target indices."""
+    return as_received(result_frames([(seq, [(Encoded(body, []), target) for body, target in outputs])
+                                      for seq, outputs in inputs]))
+
+
+def test_the_reorderer_releases_outputs_in_input_order() -> None:
+    outlet = FakeOutlet(("X", "Y"))
+    reorderer = Reorderer(outlet)  # type: ignore[arg-type]
+    reorderer.add(result((2, [(b"two", None)]), (1, [])))
+    assert outlet.committed == [] and sorted(reorderer.held) == [1, 2]
+    assert reorderer.held_bytes == 3
+    reorderer.add(result((UNORDERED, [(b"init", 1)])))  # init() and finish() outputs keep no order
+    assert outlet.committed == [(UNORDERED, [(b"init", "Y")])]
+    reorderer.add(result((0, [(b"zero", 0), (b"zero-all", None)])))
+    assert outlet.committed[1:] == [(0, [(b"zero", "X"), (b"zero-all", None)]), (1, []), (2, [(b"two", None)])]
+    assert (reorderer.held, reorderer.held_bytes, reorderer.next_seq) == ({}, 0, 3)
+
+
+@st.composite
+def shuffled_results(draw: st.DrawFn) -> list[list[int]]:
+    """The inputs 0..n-1 in a random order, cut into RESULT packets of random sizes."""
+    order = draw(st.permutations(range(draw(st.integers(0, 30)))))
+    cuts = sorted(draw(st.lists(st.integers(0, len(order)), max_size=6)))
+    return [list(order[a:b]) for a, b in zip([0, *cuts], [*cuts, len(order)], strict=True)]
+
+
+@settings(max_examples=60, deadline=None)
+@given(shuffled_results())
+def test_the_reorderer_holds_back_exactly_what_is_early(packets: list[list[int]]) -> None:
+    outlet = FakeOutlet(("X",))
+    reorderer = Reorderer(outlet)  # type: ignore[arg-type]
+    arrived: set[int] = set()
+    for packet in packets:
+        reorderer.add(result(*[(seq, [(b"o" * (seq % 3), None)] * (seq % 2)) for seq in packet]))
+        arrived.update(packet)
+        released = 0
+        while released in arrived:
+            released += 1
+        assert [seq for seq, _ in outlet.committed] == list(range(released))
+        assert sorted(reorderer.held) == sorted(arrived - set(range(released)))
+        assert reorderer.held_bytes == sum(seq % 3 * (seq % 2) for seq in reorderer.held)
+
+
+# --------------------------------------------------------------------------- message_bound, worked out by hand
+
+
+def bound_of(stager: dict[str, Any], consumer_limit: int = 4) -> int | None:
+    """message_bound of P -> S (the given entry) -> C (queue_limit ``consumer_limit``)."""
+    steps = "tests.contract_steps"
+    return message_bound(load_config({
+        "version": 1,
+        "Pipeline": {
+            "producer_conf": {"name": "P", "module": steps, "class": "Numbers", "next_steps": "S"},
+            "stagers_conf": [{"name": "S", "module": "algorithms.basic", "class": "PassThrough", "next_steps": "C",
+                              **stager}],
+            "consumer_conf": {"name": "C", "module": steps, "class": "Record", "queue_limit": consumer_limit},
+        },
+    }))
+
+
+def test_message_bound_of_a_small_chain() -> None:
+    # Batches: B(S) = min(128, 8 // 2) = 4 and B(C) = 4 // 2 = 2.
+    # P: holds up to B(S) - 1 = 3 unsent outputs.
+    # S (2 workers, Q 8, one sender: P): each worker holds up to B(C) - 1 = 1 unsent output: 2;
+    #    Q + W * (1 + PREFETCH) + U * 2 * B(S) = 8 + 2 * (1 + PREFETCH) + 1 * 2 * 4.
+    # C (1 worker, Q 4, two senders: S's workers): 4 + 1 * (1 + PREFETCH) + 2 * 2 * 2.
+    expected = 3 + 2 + (8 + 2 * (1 + PREFETCH) + 8) + (4 + (1 + PREFETCH) + 8)
+    assert bound_of({"nb_thread": 2, "queue_limit": 8}) == expected == 804
+
+
+def test_message_bound_of_a_small_ordered_chain() -> None:
+    # As above, but S is ordered: its router is C's one sender (C: 4 + (1 + PREFETCH) + 1 * 2 * 2),
+    # and it holds back the outputs of at most W * (1 + PREFETCH) inputs.
+    expected = 3 + 2 + (8 + 2 * (1 + PREFETCH) + 8 + 2 * (1 + PREFETCH)) + (4 + (1 + PREFETCH) + 4)
+    assert bound_of({"nb_thread": 2, "queue_limit": 8, "ordered": True}) == expected == 1314
+
+
+def test_an_unbounded_queue_has_no_message_bound() -> None:
+    assert bound_of({"queue_limit": -1}) is None
+    assert bound_of({}, consumer_limit=-1) is None

@@ -1,0 +1,152 @@
+"""The engine's wire format (pipeline/engine/wire.py): packets and results come out of their frames
+as they went in, on both sides of the inline-body boundary, after a split and after a real ZeroMQ hop."""
+
+from __future__ import annotations
+
+from typing import Any
+
+import pytest
+import zmq
+from hypothesis import given, settings
+from hypothesis import strategies as st
+
+from pipeline.engine import frames as transport
+from pipeline.engine.wire import (
+    INLINE_BODY_BYTES,
+    UNORDERED,
+    Kind,
+    Packet,
+    control_frames,
+    header_of,
+    packet_from_frames,
+    parse_result,
+    result_frames,
+)
+from pipeline.message import OUT_OF_BAND_BYTES, Encoded
+
+#: One message as plain bytes: its in-band pickle and its out-of-band buffers.
+Plain = tuple[bytes, list[bytes]]
+
+PATTERN = bytes(range(251)) * (2 * INLINE_BODY_BYTES // 251 + 2)  # a prime period: shifted bytes show
+
+#: In-band sizes around the boundary where a packet's body stops riding in its header frame.
+BODY_SIZES = st.one_of(st.integers(0, 300), st.sampled_from(
+    [INLINE_BODY_BYTES // 2, INLINE_BODY_BYTES - 1, INLINE_BODY_BYTES, INLINE_BODY_BYTES + 1]))
+BUFFER_SIZES = st.sampled_from([0, 1, 100, OUT_OF_BAND_BYTES, OUT_OF_BAND_BYTES + 7])
+
+
+def pattern(offset: int, size: int) -> bytes:
+    """``size`` bytes whose content depends on ``offset``: a message swapped or cut at the wrong byte shows."""
+    return PATTERN[offset:offset + size]
+
+
+@st.composite
+def plain_messages(draw: st.DrawFn) -> Plain:
+    """One message: an in-band part and 0 to 3 buffers, each with its own content."""
+    inband = pattern(draw(st.integers(0, 250)), draw(BODY_SIZES))
+    buffers = [pattern(draw(st.integers(0, 250)), size) for size in draw(st.lists(BUFFER_SIZES, max_size=3))]
+    return inband, buffers
+
+
+MESSAGES = st.lists(plain_messages(), max_size=6)
+
+
+def encoded(message: Plain) -> Encoded:
+    """The message as the encoder makes it: its buffers are views of memory the sender owns."""
+    inband, buffers = message
+    return Encoded(inband, [memoryview(bytearray(b)) for b in buffers])
+
+
+def packet_of(messages: list[Plain], first_seq: int = 0) -> Packet:
+    """A packet as a sender builds it."""
+    packet = Packet(first_seq=first_seq)
+    for message in messages:
+        packet.add(encoded(message))
+    return packet
+
+
+def as_received(frames: list[Any]) -> list[zmq.Frame]:
+    """The frames as a receiver gets them (zmq.Frame objects), without a socket."""
+    return [zmq.Frame(bytes(memoryview(frame))) for frame in frames]
+
+
+def contents(packet: Packet) -> list[tuple[int, bytes, list[bytes]]]:
+    """Each message of ``packet`` as (sequence number, in-band bytes, buffer bytes)."""
+    return [(seq, bytes(inband), [bytes(memoryview(b)) for b in buffers])
+            for seq, inband, buffers in packet.messages()]
+
+
+def numbered(messages: list[Plain], first_seq: int) -> list[tuple[int, bytes, list[bytes]]]:
+    return [(first_seq + i, inband, buffers) for i, (inband, buffers) in enumerate(messages)]
+
+
+@settings(max_examples=60, deadline=None)
+@given(MESSAGES, st.integers(0, 2**63), st.sampled_from([Kind.DATA, Kind.WORK]))
+def test_a_packet_comes_out_of_its_frames_as_it_went_in(messages: list[Plain], first_seq: int, kind: Kind) -> None:
+    packet = packet_of(messages, first_seq)
+    frames = packet.frames(kind)
+    assert header_of(frames[0]) == (kind, first_seq)
+    inline = sum(len(inband) for inband, _ in messages) < INLINE_BODY_BYTES
+    assert len(frames) == (1 if inline else 2) + sum(len(buffers) for _, buffers in messages)
+    received = packet_from_frames(as_received(frames))
+    assert len(received) == len(messages)
+    assert contents(received) == numbered(messages, first_seq)
+    assert received.nbytes == packet.nbytes == sum(len(i) + sum(map(len, b)) for i, b in messages)
+
+
+@settings(max_examples=60, deadline=None)
+@given(MESSAGES, st.data(), st.booleans())
+def test_a_split_packet_keeps_every_message_once_and_in_order(messages: list[Plain], data: st.DataObject,
+                                                              received: bool) -> None:
+    # A router splits packets as received; a sender's own packets (one part per message) split too.
+    packet = packet_of(messages, 7)
+    if received:
+        packet = packet_from_frames(as_received(packet.frames(Kind.DATA)))
+    cut = data.draw(st.integers(0, len(messages)), label="cut")
+    head, tail = packet.split(cut)
+    expected = numbered(messages, 7)
+    assert (contents(head), contents(tail)) == (expected[:cut], expected[cut:])
+    assert (head.first_seq, tail.first_seq) == (7, 7 + cut)
+    assert head.nbytes + tail.nbytes == packet.nbytes
+    for half in (head, tail):  # each half goes on to a worker as a packet of its own
+        assert contents(packet_from_frames(as_received(half.frames(Kind.WORK)))) == contents(half)
+
+
+@pytest.mark.parametrize("body", [100, INLINE_BODY_BYTES - 1, INLINE_BODY_BYTES, 3 * INLINE_BODY_BYTES])
+def test_a_packet_crosses_a_real_socket_intact(body: int) -> None:
+    messages = [(pattern(1, body // 2), []), (pattern(2, body - body // 2), [pattern(3, OUT_OF_BAND_BYTES), b"x"]),
+                (b"", [pattern(4, 2 * OUT_OF_BAND_BYTES)])]
+    with zmq.Context() as context:
+        sender, receiver = context.socket(zmq.PAIR), context.socket(zmq.PAIR)
+        try:
+            for socket in (sender, receiver):
+                socket.linger = 0
+                socket.rcvtimeo = 5000
+            receiver.bind("inproc://wire-test")
+            sender.connect("inproc://wire-test")
+            transport.send(sender, packet_of(messages, 42).frames(Kind.DATA))
+            received = transport.recv(receiver)
+        finally:
+            sender.close()
+            receiver.close()
+    assert contents(packet_from_frames(received)) == numbered(messages, 42)
+
+
+def test_control_frames_carry_their_kind_and_value() -> None:
+    for kind in (Kind.END, Kind.FINISH, Kind.JOIN, Kind.READY, Kind.FINISHED):
+        [frame] = control_frames(kind, 12345)
+        assert header_of(frame) == (kind, 12345)
+
+
+SEQS = st.one_of(st.integers(0, 2**63), st.just(UNORDERED))
+OUTPUTS = st.lists(st.tuples(plain_messages(), st.one_of(st.none(), st.integers(0, 7))), max_size=3)
+
+
+@settings(max_examples=60, deadline=None)
+@given(st.lists(st.tuples(SEQS, OUTPUTS), max_size=5))
+def test_a_result_comes_out_of_its_frames_as_it_went_in(inputs: list[tuple[int, list]]) -> None:
+    frames = result_frames([(seq, [(encoded(m), target) for m, target in outputs]) for seq, outputs in inputs])
+    assert header_of(frames[0]) == (Kind.RESULT, len(inputs))
+    parsed = parse_result(as_received(frames))
+    assert [(seq, [((bytes(m.inband), [bytes(memoryview(b)) for b in m.buffers]), target) for m, target in outputs])
+            for seq, outputs in parsed] == inputs
