@@ -26,7 +26,7 @@ import pipeline.engine.runner as runner_module
 from pipeline.app import PipelineRun
 from pipeline.engine.control import EngineThread
 from pipeline.engine.pool import WorkerPool
-from pipeline.engine.reorder import Reorderer
+from pipeline.engine.results import Results
 from pipeline.engine.router import Router
 from tests.cli_helpers import write_config
 from tests.contract_steps import CAUGHT, EVENTS, RECEIVED, RELEASED, SENT
@@ -214,16 +214,16 @@ def test_an_ordered_step_holds_back_a_bounded_number_of_bytes(monkeypatch: pytes
     monkeypatch.setattr(router_module, "HELD_BACK_BYTES", limit)
     peak = {"held_bytes": 0, "inputs_at_workers": 0}
 
-    add = Reorderer.add
+    add = Results.add
 
-    def recording_add(self: Reorderer, frames: Any) -> None:
-        add(self, frames)
+    def recording_add(self: Results, answers: Any) -> None:
+        add(self, answers)
         peak["held_bytes"] = max(peak["held_bytes"], self.held_bytes)
 
     sent = WorkerPool.sent
 
-    def recording_sent(self: WorkerPool, worker: bytes, messages: int, nbytes: int) -> None:
-        sent(self, worker, messages, nbytes)
+    def recording_sent(self: WorkerPool, worker: bytes, packet: Any) -> None:
+        sent(self, worker, packet)
         held = sum(state.held for state in self.workers.values())
         peak["inputs_at_workers"] = max(peak["inputs_at_workers"], held)
 
@@ -232,10 +232,10 @@ def test_an_ordered_step_holds_back_a_bounded_number_of_bytes(monkeypatch: pytes
     def releasing_dispatch(self: Router, work: Any) -> None:
         dispatch(self, work)
         # The router stopped at the limit and only the late message's worker holds work: let it go.
-        if self.reorder is not None and self.reorder.held_bytes >= limit and self.pool.busy() <= 1:
+        if self.results is not None and self.results.held_bytes >= limit and self.pool.busy() <= 1:
             EVENTS[tag].set()
 
-    monkeypatch.setattr(Reorderer, "add", recording_add)
+    monkeypatch.setattr(Results, "add", recording_add)
     monkeypatch.setattr(WorkerPool, "sent", recording_sent)
     monkeypatch.setattr(Router, "_dispatch", releasing_dispatch)
     report = run(chain(step("P", "Numbers", ["O"]), [step("O", "BigOutputs", ["C"], nb_thread=2, ordered=True)],

@@ -1,5 +1,5 @@
 """The pure parts of the engine, without threads: the router's worker choice (WorkerPool), the
-ordered step's Reorderer, and the memory bound that flow.message_bound() computes."""
+ordered step's Results, and the memory bound that flow.message_bound() computes."""
 
 from __future__ import annotations
 
@@ -12,8 +12,8 @@ from hypothesis import strategies as st
 from pipeline.config import load_config
 from pipeline.engine.flow import PREFETCH, PREFETCH_BYTES, message_bound
 from pipeline.engine.pool import WorkerPool
-from pipeline.engine.reorder import Reorderer
-from pipeline.engine.wire import UNORDERED, result_frames
+from pipeline.engine.results import Results
+from pipeline.engine.wire import UNORDERED, Answer, Packet, parse_result, result_frames
 from pipeline.message import Encoded
 from tests.test_wire import as_received
 
@@ -26,7 +26,9 @@ def hand_out(pool: WorkerPool, count: int, nbytes: int = 100) -> list[bytes]:
     for _ in range(count):
         worker = pool.choose()
         assert worker is not None
-        pool.sent(worker, 1, nbytes)
+        packet = Packet()
+        packet.add(Encoded(b"x" * nbytes, []))
+        pool.sent(worker, packet)
         chosen.append(worker)
     return chosen
 
@@ -74,26 +76,26 @@ def test_a_shrunken_window_takes_a_worker_out_of_the_line() -> None:
 
 
 class FakeOutlet:
-    """What a Reorderer uses of its NextSteps outlet: the step's next steps and commit()."""
+    """What Results uses of its NextSteps outlet: the step's next steps and commit()."""
 
     def __init__(self, next_steps: tuple[str, ...]) -> None:
         self.step = SimpleNamespace(next_steps=next_steps)
         self.committed: list[tuple[int, list[tuple[bytes, str | None]]]] = []
 
-    def commit(self, seq: int, outputs: list[tuple[Encoded, str | None]]) -> None:
-        """Record what the Reorderer released."""
+    def commit(self, seq: int, outputs: list[tuple[Encoded, str | None]], seconds: float = 0.0) -> None:
+        """Record what Results released."""
         self.committed.append((seq, [(bytes(message.inband), target) for message, target in outputs]))
 
 
-def result(*inputs: tuple[int, list[tuple[bytes, int | None]]]) -> list[Any]:
-    """A worker's RESULT as the router receives it: for each input, its outputs and their target indices."""
-    return as_received(result_frames([(seq, [(Encoded(body, []), target) for body, target in outputs])
-                                      for seq, outputs in inputs]))
+def result(*inputs: tuple[int, list[tuple[bytes, int | None]]]) -> list[Answer]:
+    """A worker's RESULT as the router parses it: for each input, its outputs and their target indices."""
+    answers = [Answer(seq, [(Encoded(body, []), target) for body, target in outputs]) for seq, outputs in inputs]
+    return parse_result(as_received(result_frames(answers)))
 
 
-def test_the_reorderer_releases_outputs_in_input_order() -> None:
+def test_ordered_results_releases_outputs_in_input_order() -> None:
     outlet = FakeOutlet(("X", "Y"))
-    reorderer = Reorderer(outlet)  # type: ignore[arg-type]
+    reorderer = Results(outlet, ordered=True)  # type: ignore[arg-type]
     reorderer.add(result((2, [(b"two", None)]), (1, [])))
     assert outlet.committed == [] and sorted(reorderer.held) == [1, 2]
     assert reorderer.held_bytes == 3
@@ -114,9 +116,9 @@ def shuffled_results(draw: st.DrawFn) -> list[list[int]]:
 
 @settings(max_examples=60, deadline=None)
 @given(shuffled_results())
-def test_the_reorderer_holds_back_exactly_what_is_early(packets: list[list[int]]) -> None:
+def test_ordered_results_holds_back_exactly_what_is_early(packets: list[list[int]]) -> None:
     outlet = FakeOutlet(("X",))
-    reorderer = Reorderer(outlet)  # type: ignore[arg-type]
+    reorderer = Results(outlet, ordered=True)  # type: ignore[arg-type]
     arrived: set[int] = set()
     for packet in packets:
         reorderer.add(result(*[(seq, [(b"o" * (seq % 3), None)] * (seq % 2)) for seq in packet]))

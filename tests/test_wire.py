@@ -14,6 +14,7 @@ from pipeline.engine import frames as transport
 from pipeline.engine.wire import (
     INLINE_BODY_BYTES,
     UNORDERED,
+    Answer,
     Kind,
     Packet,
     control_frames,
@@ -145,8 +146,8 @@ OUTPUTS = st.lists(st.tuples(plain_messages(), st.one_of(st.none(), st.integers(
 @settings(max_examples=60, deadline=None)
 @given(st.lists(st.tuples(SEQS, OUTPUTS), max_size=5))
 def test_a_result_comes_out_of_its_frames_as_it_went_in(inputs: list[tuple[int, list]]) -> None:
-    frames = result_frames([(seq, [(encoded(m), target) for m, target in outputs]) for seq, outputs in inputs])
+    frames = result_frames([Answer(seq, [(encoded(m), target) for m, target in outputs]) for seq, outputs in inputs])
     assert header_of(frames[0]) == (Kind.RESULT, len(inputs))
     parsed = parse_result(as_received(frames))
     assert [(seq, [((bytes(m.inband), [bytes(memoryview(b)) for b in m.buffers]), target) for m, target in outputs])
-            for seq, outputs in parsed] == inputs
+            for seq, outputs in ((answer.seq, answer.outputs) for answer in parsed)] == inputs
