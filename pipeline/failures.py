@@ -1,16 +1,20 @@
-"""The run-wide failure policy: every failed message is logged once, counted, written as a dead
-letter if asked, and may stop the run (a step's ``on_error: stop``, or ``max_failures`` reached)."""
+"""The run-wide failure policy: every failed message is counted, logged (briefly past the first of
+its kind, see ``failure_log``), written as a dead letter if asked, and may stop the run (a step's
+``on_error: stop``, or ``max_failures`` reached). Its ``summary()`` ends the run's report."""
 
 from __future__ import annotations
 
 import logging
 import threading
 import traceback
+from collections import Counter
 from collections.abc import Callable
 from dataclasses import dataclass
 
 from .config import StepConfig
 from .deadletter import DeadLetterWriter
+from .end_of_output import caused_by_closed_output
+from .failure_log import COUNT, TRACEBACK, FailureLog, count_line
 from .message import Encoded
 from .step import failure_line
 
@@ -36,7 +40,10 @@ class FailurePolicy:
         self.stop = stop
         self.total = 0
         self.stop_reason: str | None = None
+        self.first_failure: str | None = None  # where and what, of the run's first failure of any kind
+        self.by_step: dict[str, Counter[str]] = {}  # failed messages per step, per exception type
         self._lock = threading.Lock()  # failures are rare: a lock here costs nothing on the hot path
+        self._log = FailureLog()
         self._writer = DeadLetterWriter(dead_letter) if dead_letter else None
         self.listeners: list[Callable[[ErrorEvent], None]] = []  # told of every error (the monitor)
 
@@ -48,24 +55,37 @@ class FailurePolicy:
     def lifecycle_failed(self, step: str, worker: int, what: str, error: BaseException) -> str:
         """Log an init(), finish() or producer error (the run will exit 1); return its one-line form."""
         line = f"{what}: {failure_line(error)}"
-        log.error("step %s worker %d: %s", step, worker, line, exc_info=error)
+        with self._lock:
+            self.first_failure = self.first_failure or f"step {step} worker {worker}, {line}"
+        if not caused_by_closed_output(error):  # the end of output is not worth a traceback
+            log.error("step %s worker %d: %s", step, worker, line, exc_info=error)
         self._notify(step, worker, None, f"{what}: ", error)
         return line
 
     def message_failed(self, step: StepConfig, worker: int, seq: int, error: BaseException,
                        message: Encoded | None) -> None:
         """Log, count and record one failed message; stop the run if the policy says so."""
-        log.error("step %s worker %d: run() failed on message %d: %s", step.name, worker, seq,
-                  failure_line(error), exc_info=error)
-        self._notify(step.name, worker, seq, "", error)
+        kind = type(error).__name__
+        quiet = caused_by_closed_output(error)
         with self._lock:
             self.total += 1
+            self.by_step.setdefault(step.name, Counter())[kind] += 1
+            self.first_failure = self.first_failure or f"step {step.name} worker {worker}, message {seq}: " + (
+                failure_line(error))
+            how, earlier = (COUNT, 0) if quiet else self._log.classify(step.name, kind)
             if self._writer is not None:
                 self._writer.write(step.name, worker, seq, error, message)
-            if step.on_error == "stop":
+            # A closed stdout stops the run already, as SIGPIPE would: no reason for the policy to stop it.
+            if not quiet and step.on_error == "stop":
                 self._stop(f"step {step.name} failed on message {seq} (on_error=stop)")
-            elif self.max_failures and self.total >= self.max_failures:
+            elif not quiet and self.max_failures and self.total >= self.max_failures:
                 self._stop(f"{self.total} messages failed (max_failures={self.max_failures})")
+        if earlier:
+            log.error("%s", count_line(step.name, kind, earlier))
+        if how != COUNT:
+            log.error("step %s worker %d: run() failed on message %d: %s", step.name, worker, seq,
+                      failure_line(error), exc_info=error if how == TRACEBACK else None)
+        self._notify(step.name, worker, seq, "", error)
 
     def _stop(self, reason: str) -> None:
         if self.stop_reason is None:
@@ -74,6 +94,25 @@ class FailurePolicy:
             self.stop(reason)
 
     def close(self) -> None:
-        """Close the dead-letter file."""
+        """The run ended: log the failures only counted so far, and close the dead-letter file."""
+        with self._lock:
+            unreported = self._log.unreported()
+        for step, kind, count in unreported:
+            log.error("%s", count_line(step, kind, count))
         if self._writer is not None:
             self._writer.close()
+
+    def summary(self) -> list[str]:
+        """The lines the run's report starts with: its first failure, the failed messages of each step
+        by exception type, and the dead letters written."""
+        lines = []
+        if self.first_failure:
+            lines.append(f"first failure: {self.first_failure}")
+        if self.by_step:
+            lines.append("failed messages: " + "; ".join(
+                f"{step} " + ", ".join(f"{count} {kind}" for kind, count in kinds.most_common())
+                for step, kinds in self.by_step.items()))
+        if self._writer is not None:
+            count = self._writer.records
+            lines.append(f"dead letters: {count} record{'' if count == 1 else 's'} written to {self._writer.path}")
+        return lines

@@ -60,6 +60,7 @@ class Pipeline(Configurable):
         self.steps = steps
         self._runner: Any = None
         self._interrupts = 0
+        self.failure_summary: list[str] = []  # the last run's first failure, failures by type, dead letters
 
     @classmethod
     def from_config(cls, source: str | Path | Mapping[str, Any], overrides: Config | Mapping | None = None,
@@ -98,6 +99,7 @@ class Pipeline(Configurable):
             with Monitor(self.steps, self._runner, self.monitor_settings()) as monitor:
                 return monitor.close(self._runner.run())
         finally:
+            self.failure_summary = self._runner.policy.summary()
             self._runner = None
 
     def interrupt(self, signal: int) -> None:
