@@ -12,7 +12,7 @@ import zmq
 from ..config import PipelineConfig
 from ..options import RunOptions
 from ..report import RunReport, StepCounts, StepReport, exit_status
-from ..status import RunStatus, StepStatus
+from ..status import RunStatus, StepStatus, declared_totals
 from .addresses import Addresses
 from .allocator import keep_freed_memory
 from .control import BOUND, ENDED, INIT_DONE, WAKE, EngineThread, RunControl
@@ -42,6 +42,7 @@ class ThreadedRunner:
         self.abort_requested = False
         self.stuck: list[str] = []
         self.started = time.monotonic()
+        self.totals = declared_totals(config)  # for the progress display's total and ETA
 
     def stop(self, signal: int | None = None) -> None:
         """Stop the producer; drain what is in flight; give up on busy threads after shutdown_timeout."""
@@ -160,7 +161,8 @@ class ThreadedRunner:
         step = self.config.steps[name]
         threads = list(self.threads.get(name, []))
         router = self.routers.get(name)
-        status = StepStatus(name, queue_limit=step.queue_limit, workers=step.nb_thread, counts=StepCounts())
+        status = StepStatus(name, queue_limit=step.queue_limit, workers=step.nb_thread, counts=StepCounts(),
+                            total=self.totals.get(name))
         for thread in threads:
             status.counts += thread.counts
             status.busy += thread.busy_seq is not None
