@@ -112,7 +112,7 @@ def _parse(path: str, number: int, line: bytes) -> DeadLetter | None:
     """One line as a record; None for a record without a message."""
     where = f"line {number}"
     try:
-        record = json.loads(line)
+        record = json.loads(line.decode("utf-8"))
     except UnicodeDecodeError:
         raise ConfigError(path, where, "not a dead-letter record: not UTF-8 text") from None
     except json.JSONDecodeError as err:
