@@ -75,23 +75,29 @@ class FailurePolicy:
             how, earlier = (COUNT, 0) if quiet else self._log.classify(step.name, kind)
             if self._writer is not None:
                 self._writer.write(step.name, worker, seq, error, message)
-            # A closed stdout stops the run already, as SIGPIPE would: no reason for the policy to stop it.
-            if not quiet and step.on_error == "stop":
-                self._stop(f"step {step.name} failed on message {seq} (on_error=stop)")
-            elif not quiet and self.max_failures and self.total >= self.max_failures:
-                self._stop(f"{self.total} messages failed (max_failures={self.max_failures})")
+            stop = None if quiet else self._stop_reason(step, seq)
         if earlier:
             log.error("%s", count_line(step.name, kind, earlier))
         if how != COUNT:
             log.error("step %s worker %d: run() failed on message %d: %s", step.name, worker, seq,
                       failure_line(error), exc_info=error if how == TRACEBACK else None)
+        if stop is not None:  # after the failure's own line, which says why
+            log.error("stopping the run: %s; draining what is in flight", stop)
+            self.stop(stop)
         self._notify(step.name, worker, seq, "", error)
 
-    def _stop(self, reason: str) -> None:
+    def _stop_reason(self, step: StepConfig, seq: int) -> str | None:
+        """Why this failure stops the run, the first time one does (the caller holds the lock).
+
+        A closed stdout is not asked about: it stops the run already, as SIGPIPE would.
+        """
         if self.stop_reason is None:
-            self.stop_reason = reason
-            log.error("stopping the run: %s; draining what is in flight", reason)
-            self.stop(reason)
+            if step.on_error == "stop":
+                self.stop_reason = f"step {step.name} failed on message {seq} (on_error=stop)"
+            elif self.max_failures and self.total >= self.max_failures:
+                self.stop_reason = f"{self.total} messages failed (max_failures={self.max_failures})"
+            return self.stop_reason
+        return None
 
     def close(self) -> None:
         """The run ended: log the failures only counted so far, and close the dead-letter file."""
