@@ -19,7 +19,7 @@ import time
 from collections import deque
 
 #: Seconds a caller waits for its text to be written before stderr counts as stalled.
-STALL_SECONDS = 0.5
+STALL_SECONDS = 1.0
 #: Characters queued while stderr is stalled (about the size of a pipe's buffer, many times over);
 #: past this, text is dropped rather than let memory grow.
 MAX_PENDING_CHARS = 1 << 20
