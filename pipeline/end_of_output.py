@@ -45,11 +45,6 @@ def closed_fds() -> list[int]:
     return [fd for fd, events in poller.poll(0) if events & (select.POLLERR | select.POLLHUP)]
 
 
-def ended() -> bool:
-    """Whether the output has ended in this process."""
-    return _ended.is_set()
-
-
 def caused_by_closed_output(error: BaseException) -> bool:
     """Whether ``error`` is a write into a closed stdout or stderr; if so the output ends now."""
     if not isinstance(error, BrokenPipeError):

@@ -12,8 +12,10 @@ from typing import Any
 
 import pytest
 
-from pipeline.deadletter import DeadLetterWriter, failed_steps, load_messages, read_records
+from pipeline import Pipeline
+from pipeline.deadletter import DeadLetterWriter, failed_steps, load_messages, preload, read_records
 from pipeline.errors import ConfigError
+from pipeline.status import declared_totals
 from tests.output_steps import Tripwire
 from tests.test_failures import config, pipeline_run, report_row, written
 
@@ -143,3 +145,14 @@ def test_the_summary_says_how_many_records_were_written_and_where(tmp_path: Path
     ok = pipeline_run(path, f"--Pipeline.mode={mode}", f"--Pipeline.dead_letter={dead}", "--FailEvery.every=0")
     assert ok.returncode == 0 and f"dead letters: 0 records written to {dead}\n" in ok.stderr
     assert report_row(ok.stderr, "STAGE") == [10, 10, 10, 0]
+
+
+def test_a_preloaded_replay_declares_its_length(tmp_path: Path) -> None:
+    path = dead_letters(tmp_path, record(1), record(2), record(3))
+    pipeline = Pipeline.from_config(replayable(tmp_path), {"Pipeline": {"gui": False, "progress": False}},
+                                    replay=str(path))
+    assert declared_totals(pipeline.steps) == {}  # not loaded yet: unknown
+    preload(str(path))
+    assert declared_totals(pipeline.steps) == {"COUNT": 3}
+    report = pipeline.run()  # the replay takes the preloaded messages
+    assert report.exit_status == 0 and report["STAGE"].processed == 3
