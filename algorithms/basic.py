@@ -21,6 +21,10 @@ class Counter(Component):
         """Yield each number."""
         yield from range(self.start, self.start + self.count)
 
+    def __length_hint__(self) -> int:
+        """How many numbers it yields (the progress display's total)."""
+        return max(self.count, 0)
+
 
 class LineReader(Component):
     """Producer: yields each line of a text file, without its line ending."""

@@ -205,6 +205,10 @@ class SimulatedCamera(CameraResponse):
                 "true": asdict(shower),
             }
 
+    def __length_hint__(self) -> int:
+        """How many events it yields (the progress display's total)."""
+        return self.n_events
+
 
 class Calibrate(CameraResponse):
     """Stager: turns the raw image from ADC counts into p.e. (pedestal subtracted, divided by gain)."""

@@ -16,6 +16,7 @@ from traitlets.config import Application
 
 from pipeline.cli import COMMAND_LINE, StrictApplication
 from pipeline.config import suggest
+from pipeline.end_of_output import console_script
 from pipeline.errors import ConfigError
 
 #: Milliseconds between wake-ups of the Python interpreter inside Qt's loop, so that Ctrl+C is seen.
@@ -173,6 +174,7 @@ def binding_problem(version: tuple[int, ...] | None = None, python: tuple[int, .
     return ""
 
 
+@console_script
 def main(argv: Sequence[str] | None = None) -> NoReturn:
     """The ``pipeline-gui`` console script."""
     PipeGui.launch_instance(argv)

@@ -7,17 +7,29 @@ import os
 import signal
 import sys
 from collections.abc import Iterator, Sequence
+from contextlib import suppress
 from typing import Any, ClassVar, NoReturn
 
-from traitlets import Enum, Unicode
-from traitlets.config import Config, Configurable, boolean_flag
+from traitlets import Unicode
+from traitlets.config import Application, Config, Configurable, boolean_flag
 
 from .cli import COMMAND_LINE, StrictApplication
 from .config import load_config
+from .deadletter import preload
+from .end_of_output import console_script
 from .errors import ConfigError
 from .monitor import GRAPH_FORMATS, render_graph
 from .pipeline import Pipeline
 from .signals import SignalGuard
+from .stderr import shared as shared_stderr
+
+#: Seconds the command waits at its end for stderr to take its last lines (the report): past that
+#: nobody reads it, and the process exits without them.
+STDERR_EXIT_SECONDS = 2.0
+
+#: Help for traitlets' logging_config, in place of its forty lines repeated for each application class.
+_LOGGING_CONFIG_HELP = ("A logging.config dictionary merged over the default stderr handler, e.g. to add a log "
+                        "file (see the logging_config option of traitlets' Application).")
 
 
 class PipelineRun(StrictApplication):
@@ -39,9 +51,9 @@ pipeline-run --config=configs/routing.json --graph=mermaid
     replay = Unicode(
         "", help="A dead-letter file (--Pipeline.dead_letter) whose messages are sent again to the steps that failed."
     ).tag(config=True)
-    graph = Enum(
-        GRAPH_FORMATS, default_value=None, allow_none=True,
-        help="Print the pipeline's graph in this format (mermaid or dot) and exit without running it.",
+    graph = Unicode(
+        "", help=f"Print the pipeline's graph in this format ({' or '.join(GRAPH_FORMATS)}) and exit without "
+        "running it."
     ).tag(config=True)
 
     classes: ClassVar[list[type[Configurable]]] = [Pipeline]
@@ -66,8 +78,10 @@ pipeline-run --config=configs/routing.json --graph=mermaid
     package_loggers = ("pipeline",)
 
     def get_default_logging_config(self) -> dict[str, Any]:
-        """The framework's ``pipeline.*`` loggers, and progress lines at INFO whatever the log level."""
+        """The framework's ``pipeline.*`` loggers, and progress lines at INFO whatever the log level;
+        all through the stderr writer, so that a stderr nobody reads never blocks a step's thread."""
         config = super().get_default_logging_config()
+        config["handlers"]["console"]["stream"] = shared_stderr()
         # Progress lines (stderr not a terminal) show at the default log level; --no-progress turns them off.
         config["handlers"]["progress"] = {**config["handlers"]["console"], "level": "INFO"}
         config["loggers"]["pipeline.progress"] = {"level": "INFO", "handlers": ["progress"], "propagate": False}
@@ -78,16 +92,39 @@ pipeline-run --config=configs/routing.json --graph=mermaid
         self.parse_strictly(argv)
         if not self.config_file:
             raise ConfigError(COMMAND_LINE, "--config", "missing: the pipeline's JSON config file (--config=FILE)")
+        if self.graph and self.graph not in GRAPH_FORMATS:
+            raise ConfigError(COMMAND_LINE, "--graph",
+                              f"unknown format {self.graph!r} (expected one of: {', '.join(GRAPH_FORMATS)})")
+
+    def argument_hint(self, argument: str) -> str:
+        """A config file given without ``--config=``: say how to give it."""
+        return f"; did you mean --config={argument}?" if argument.endswith(".json") or os.path.isfile(argument) else ""
 
     def emit_help(self, classes: bool = False) -> Iterator[str]:
-        """traitlets' help; with --help-all, also the options of the steps that --config names."""
+        """traitlets' help; with --help-all, the options of the steps that --config names, then the
+        pipeline's, then this command's own, each once."""
+        if not classes:
+            yield from super().emit_help(classes)
+            return
         path = config_argument(self.argv)
-        if classes and path is not None:
-            self.classes = [*self.classes, *step_classes(path)]
-        yield from super().emit_help(classes)
-        if classes and path is None:
+        yield from self.emit_description()
+        if path is not None:
+            steps = [text for cls in step_classes(path) if cls.class_traits(config=True)
+                     for text in (cls.class_get_help(), "")]
+            yield from _section(f"Options of the steps of {path}", steps)
+        yield from _section("Options of the run", [Pipeline.class_get_help(), ""])
+        yield from _section("Options of the command", [*self.emit_flag_help(), *self.emit_alias_help(),
+                                                       *self.own_trait_help(), ""])
+        yield from self.emit_examples()
+        if path is None:
             yield "The options of a pipeline's steps are listed when its config is given too:"
             yield f"    {self.name} --help-all --config=FILE"
+
+    def own_trait_help(self) -> Iterator[str]:
+        """The logging and config options of traitlets' Application, once (every subclass repeats them)."""
+        for name, trait in sorted(Application.class_own_traits(config=True).items()):
+            helptext = _LOGGING_CONFIG_HELP if name == "logging_config" else None
+            yield Application.class_get_trait_help(trait, self, helptext=helptext)
 
     def step_overrides(self) -> Config:
         """The command line's settings for the pipeline and its steps: all but this application's own."""
@@ -102,10 +139,12 @@ pipeline-run --config=configs/routing.json --graph=mermaid
         if self.graph:
             print(render_graph(pipeline.pipeline_config, self.graph))
             return
+        if self.replay:
+            preload(self.replay)  # unpickled once, here: a record that cannot be stops us before any step runs
         with SignalGuard(pipeline, pipeline.shutdown_timeout):
             report = pipeline.run()
         # stderr: a consumer such as Printer owns stdout.
-        print(report.table(), file=sys.stderr)
+        shared_stderr().write("\n".join([*pipeline.failure_summary, report.table()]) + "\n")
         self.exit_status = report.exit_status
 
     def execute(self, argv: Sequence[str] | None = None) -> int:
@@ -115,17 +154,31 @@ pipeline-run --config=configs/routing.json --graph=mermaid
             self.start()
         except ConfigError as err:
             self.log.debug("configuration error", exc_info=True)
-            print(f"{self.name}: error: {err}", file=sys.stderr)
+            shared_stderr().write(f"{self.name}: error: {err}\n")
             return 2
         except KeyboardInterrupt:
-            print(f"{self.name}: interrupted", file=sys.stderr)
+            shared_stderr().write(f"{self.name}: interrupted\n")
             return 128 + signal.SIGINT
         return self.exit_status
 
     @classmethod
     def launch_instance(cls, argv: Sequence[str] | None = None, **kwargs: Any) -> NoReturn:
         """Run the command line ``argv`` (default: ``sys.argv``) and exit with its status."""
-        sys.exit(cls.instance(**kwargs).execute(argv))
+        status = cls.instance(**kwargs).execute(argv)
+        if not shared_stderr().drain(STDERR_EXIT_SECONDS):
+            # The writer is blocked on a stderr that nobody reads: the interpreter's own exit would wait
+            # for it (or abort), so leave at once, stdout written.
+            with suppress(OSError):
+                sys.stdout.flush()
+            os._exit(status)
+        sys.exit(status)
+
+
+def _section(title: str, lines: Sequence[str]) -> Iterator[str]:
+    """A titled part of --help-all."""
+    yield title
+    yield "=" * len(title)
+    yield from lines
 
 
 def config_argument(argv: Sequence[str]) -> str | None:
@@ -145,6 +198,7 @@ def step_classes(path: str) -> list[type[Configurable]]:
     return list(dict.fromkeys(step.cls for step in steps))
 
 
+@console_script
 def main(argv: Sequence[str] | None = None) -> NoReturn:
     """The ``pipeline-run`` console script."""
     # As `python -m` does: configs may name step modules that live where the command runs.

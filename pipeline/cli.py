@@ -6,6 +6,7 @@ from __future__ import annotations
 import re
 import sys
 from collections.abc import Sequence
+from importlib.metadata import PackageNotFoundError, version
 from typing import Any, ClassVar, NoReturn
 
 from traitlets import default
@@ -43,6 +44,14 @@ class StrictApplication(Application):
     #: The package loggers that log through the application's console handler at its log level.
     package_loggers: ClassVar[tuple[str, ...]] = ()
 
+    @default("version")
+    def _version_default(self) -> str:
+        return package_version()
+
+    def print_version(self) -> None:
+        """``--version``: the command's name and the package's version."""
+        print(f"{self.name} {self.version}")
+
     @default("log_format")
     def _log_format_default(self) -> str:
         return "%(asctime)s %(levelname)s %(name)s: %(message)s"
@@ -65,11 +74,17 @@ class StrictApplication(Application):
         except (ArgumentError, TraitError) as err:
             raise ConfigError(COMMAND_LINE, "", str(err)) from err
         if self.extra_args:
-            raise ConfigError(COMMAND_LINE, self.extra_args[0], "unexpected argument (options are --name=value)")
+            argument = self.extra_args[0]
+            raise ConfigError(COMMAND_LINE, argument,
+                              f"unexpected argument (options are --name=value{self.argument_hint(argument)})")
+
+    def argument_hint(self, argument: str) -> str:
+        """What a bare ``argument`` was probably meant to be, as "; did you mean ...?" ("" if unknown)."""
+        return ""
 
     def check_option_names(self, argv: Sequence[str]) -> None:
         """Reject a ``--name`` option this command does not have (traitlets would only warn)."""
-        known = {"-h", "--help", "--help-all", *(f"--{name}" for name in [*self.aliases, *self.flags])}
+        known = {"-h", "--help", "--help-all", "--version", *(f"--{name}" for name in [*self.aliases, *self.flags])}
         for arg in argv:
             name = arg.split("=", 1)[0]
             if _OPTION_NAME.fullmatch(name) and name not in known:
@@ -77,3 +92,11 @@ class StrictApplication(Application):
 
     def _create_loader(self, argv: Any, aliases: Any, flags: Any, classes: Any) -> KVArgParseConfigLoader:
         return _Loader(argv, aliases, flags, classes=classes, log=self.log)
+
+
+def package_version() -> str:
+    """The installed version of zmq-pipeline."""
+    try:
+        return version("zmq-pipeline")
+    except PackageNotFoundError:
+        return "unknown (not installed)"

@@ -21,6 +21,9 @@ class Component(LoggingConfigurable):
     A producer's ``run()`` is a generator. A stager's ``run(msg)`` returns its output, returns
     ``None`` to filter, yields several outputs, or calls ``send_msg``. A consumer's ``run(msg)``
     takes messages and sends nothing.
+
+    A producer that knows how many messages it will yield says so with ``__length_hint__()``
+    (PEP 424), computed from its options: the progress display then shows a total and an ETA.
     """
 
     def __init__(self, step_name: str = "", next_steps: Sequence[str] = (), **kwargs: Any) -> None:
@@ -39,6 +42,10 @@ class Component(LoggingConfigurable):
 
     def finish(self) -> None:
         """Release what init() took, after the last message; it may still call send_msg()."""
+
+    def __length_hint__(self) -> int:
+        """A producer's number of messages, from its options before init() (NotImplemented: unknown)."""
+        return NotImplemented
 
     def send_msg(self, msg: Any, next_step: str | None = None) -> None:
         """Send ``msg`` to every next step, or to the next step named ``next_step`` only."""

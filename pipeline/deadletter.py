@@ -6,15 +6,24 @@ Each line is one failed message::
      "error": "ValueError: ...", "traceback": "Traceback ...",
      "pickle": "<base64 of the protocol-5 pickle>", "buffers": ["<base64>", ...]}
 
+The file is created readable by its owner only (0600): it holds the messages themselves.
+
 ``pipeline-run --replay FILE --config x.json`` sends each message again to the step that failed.
+Reading the file for the replay's graph (``read_records``) never unpickles; the messages are
+unpickled once, by ``load_messages``, when the replay is about to run, so that a record that cannot
+be loaded (its class renamed, its module gone) is a ConfigError before any step runs.
 """
 
 from __future__ import annotations
 
 import base64
+import binascii
 import json
+import os
+import threading
 import time
 from collections.abc import Iterator
+from dataclasses import dataclass
 from typing import Any, TextIO
 
 from traitlets import Unicode
@@ -24,13 +33,22 @@ from .errors import ConfigError
 from .message import Encoded, decode
 from .step import failure_line, traceback_text
 
+#: The key that names the dead-letter file in ConfigErrors.
+OPTION = "Pipeline.dead_letter"
+
 
 class DeadLetterWriter:
-    """Appends failed messages to a JSON-lines file (created empty when the run starts)."""
+    """Appends failed messages to a JSON-lines file (created empty, mode 0600, when the run starts)."""
 
     def __init__(self, path: str) -> None:
         self.path = path
-        self._file: TextIO = open(path, "w", encoding="utf-8")  # noqa: SIM115 (closed by close())
+        self.records = 0  # records written so far
+        try:
+            fd = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o600)
+        except OSError as err:
+            raise ConfigError(path, OPTION, f"cannot create the dead-letter file: {err.strerror}") from None
+        os.fchmod(fd, 0o600)  # O_CREAT's mode applies only to a new file
+        self._file: TextIO = os.fdopen(fd, "w", encoding="utf-8")
 
     def write(self, step: str, worker: int, seq: int, error: BaseException, message: Encoded | None) -> None:
         """Record one failed message (``message`` None: a failure with no input, such as a producer's)."""
@@ -47,6 +65,7 @@ class DeadLetterWriter:
             record["buffers"] = [_b64(buffer) for buffer in message.buffers]
         self._file.write(json.dumps(record) + "\n")
         self._file.flush()
+        self.records += 1
 
     def close(self) -> None:
         """Close the file."""
@@ -57,36 +76,120 @@ def _b64(buffer: Any) -> str:
     return base64.b64encode(memoryview(buffer)).decode("ascii")
 
 
-def read_dead_letters(path: str) -> Iterator[tuple[str, Any]]:
-    """Each replayable record of a dead-letter file as (step name, message)."""
-    with open(path, encoding="utf-8") as lines:
-        for number, line in enumerate(lines, 1):
-            try:
-                record = json.loads(line)
-                if "pickle" not in record:
-                    continue  # a failure without an input message: nothing to replay
-                buffers = [base64.b64decode(b) for b in record.get("buffers", [])]
-                yield record["step"], decode(base64.b64decode(record["pickle"]), buffers)
-            except (ValueError, KeyError, TypeError) as err:
-                raise ConfigError(path, f"line {number}", f"not a dead-letter record: {err}") from None
+@dataclass(frozen=True)
+class DeadLetter:
+    """One replayable record, still pickled."""
+
+    line: int  # its line in the file, from 1
+    step: str
+    pickle: bytes
+    buffers: list[bytes]
+
+
+def read_records(path: str) -> list[DeadLetter]:
+    """The replayable records of a dead-letter file, checked but not unpickled (records without a
+    message, such as a producer's failure, are left out); a ConfigError names the file and line."""
+    try:
+        with open(path, "rb") as file:
+            lines = file.read().splitlines()
+    except OSError as err:
+        raise ConfigError(path, "", f"cannot read the dead-letter file: {err.strerror}") from None
+    records = []
+    for number, line in enumerate(lines, 1):
+        if line.strip():
+            record = _parse(path, number, line)
+            if record is not None:
+                records.append(record)
+    if not records:
+        what = "is empty" if not any(line.strip() for line in lines) else "has no record with a message"
+        raise ConfigError(path, "", f"nothing to replay: the file {what} (expected the JSON lines that "
+                                    "--Pipeline.dead_letter writes)")
+    return records
+
+
+def _parse(path: str, number: int, line: bytes) -> DeadLetter | None:
+    """One line as a record; None for a record without a message."""
+    where = f"line {number}"
+    try:
+        record = json.loads(line.decode("utf-8"))
+    except UnicodeDecodeError:
+        raise ConfigError(path, where, "not a dead-letter record: not UTF-8 text") from None
+    except json.JSONDecodeError as err:
+        raise ConfigError(path, where, f"not a dead-letter record: invalid JSON at column {err.colno}: "
+                                       f"{err.msg}") from None
+    if not isinstance(record, dict):
+        raise ConfigError(path, where, f"not a dead-letter record: expected a JSON object, got "
+                                       f"{type(record).__name__}")
+    if "pickle" not in record:
+        return None
+    step = record.get("step")
+    if not isinstance(step, str) or not step:
+        raise ConfigError(path, f"{where}: step", f"expected the name of the step that failed, got {step!r}")
+    buffers = record.get("buffers", [])
+    if not isinstance(buffers, list):
+        raise ConfigError(path, f"{where}: buffers", f"expected a list of base64 strings, got {buffers!r:.40}")
+    return DeadLetter(number, step, _unb64(path, f"{where}: pickle", record["pickle"]),
+                      [_unb64(path, f"{where}: buffers[{i}]", b) for i, b in enumerate(buffers)])
+
+
+def _unb64(path: str, key: str, text: Any) -> bytes:
+    try:
+        if not isinstance(text, str):
+            raise TypeError(f"got {type(text).__name__}")
+        return base64.b64decode(text, validate=True)
+    except (binascii.Error, TypeError) as err:
+        raise ConfigError(path, key, f"expected base64 text: {err}") from None
 
 
 def failed_steps(path: str) -> list[str]:
     """The steps that have replayable messages in a dead-letter file, in order of first appearance."""
-    try:
-        return list(dict.fromkeys(step for step, _ in read_dead_letters(path)))
-    except OSError as err:
-        raise ConfigError(path, "", f"cannot read the dead-letter file: {err.strerror}") from None
+    return list(dict.fromkeys(record.step for record in read_records(path)))
+
+
+def load_messages(path: str) -> list[tuple[str, Any]]:
+    """Unpickle every replayable message of a dead-letter file, as (step name, message); a ConfigError
+    names the file and the line of the first that cannot be (its class renamed, its module gone)."""
+    messages = []
+    for record in read_records(path):
+        try:
+            messages.append((record.step, decode(record.pickle, record.buffers)))
+        except Exception as err:  # unpickling runs the message's own code: anything may come out
+            raise ConfigError(path, f"line {record.line}", f"cannot unpickle the message that failed in step "
+                                                           f"{record.step}: {failure_line(err)}") from None
+    return messages
+
+
+# Messages loaded ahead of a replay's run, by path: the replay producer takes them (unpickled once).
+_preloaded: dict[str, list[tuple[str, Any]]] = {}
+_preloaded_lock = threading.Lock()
+
+
+def preload(path: str) -> None:
+    """Unpickle the messages of ``path`` now, before the run, for the replay producer to send."""
+    messages = load_messages(path)
+    with _preloaded_lock:
+        _preloaded[path] = messages
 
 
 class DeadLetterReplay(Component):
-    """Producer: sends each message of a dead-letter file again to the step where it failed."""
+    """Producer: sends each message of a dead-letter file again to the step where it failed.
+
+    It sends the messages that ``preload`` unpickled (``pipeline-run --replay`` preloads them before
+    any step starts), or else unpickles them when it starts.
+    """
 
     path = Unicode(help="The dead-letter file to replay.").tag(config=True)
 
     def run(self) -> Iterator[None]:
         """Send every recorded message to its step."""
-        for step, message in read_dead_letters(self.path):
+        with _preloaded_lock:
+            messages = _preloaded.pop(self.path, None)
+        for step, message in load_messages(self.path) if messages is None else messages:
             self.send_msg(message, step)
             yield None
 
+    def __length_hint__(self) -> int:
+        """The number of messages to replay, once preloaded (the progress display's total)."""
+        with _preloaded_lock:
+            messages = _preloaded.get(self.path)
+        return NotImplemented if messages is None else len(messages)

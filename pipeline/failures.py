@@ -1,17 +1,21 @@
-"""The run-wide failure policy: every failed message is logged once, counted, written as a dead
-letter if asked, and may stop the run (a step's ``on_error: stop``, or ``max_failures`` reached)."""
+"""The run-wide failure policy: every failed message is counted, logged (briefly past the first of
+its kind, see ``failure_log``), written as a dead letter if asked, and may stop the run (a step's
+``on_error: stop``, or ``max_failures`` reached). Its ``summary()`` ends the run's report."""
 
 from __future__ import annotations
 
 import logging
 import threading
+from collections import Counter
 from collections.abc import Callable
 from dataclasses import dataclass
 
 from .config import StepConfig
 from .deadletter import DeadLetterWriter
+from .end_of_output import caused_by_closed_output
+from .failure_log import COUNT, TRACEBACK, FailureLog, count_line
 from .message import Encoded
-from .step import RemoteError, failure_line, traceback_text
+from .step import RemoteError, error_kind, failure_line, traceback_text
 
 log = logging.getLogger("pipeline.failures")
 
@@ -39,7 +43,10 @@ class FailurePolicy:
         self.stop = stop
         self.total = 0
         self.stop_reason: str | None = None
+        self.first_failure: str | None = None  # where and what, of the run's first failure of any kind
+        self.by_step: dict[str, Counter[str]] = {}  # failed messages per step, per exception type
         self._lock = threading.Lock()  # failures are rare: a lock here costs nothing on the hot path
+        self._log = FailureLog()
         self._writer = DeadLetterWriter(dead_letter) if dead_letter else None
         self.listeners: list[Callable[[ErrorEvent], None]] = []  # told of every error (the monitor)
         self.halted: set[str] = set()  # steps that start no further message (on_error=stop)
@@ -52,37 +59,67 @@ class FailurePolicy:
     def lifecycle_failed(self, step: str, worker: int, what: str, error: BaseException) -> str:
         """Log an init(), finish() or producer error (the run will exit 1); return its one-line form."""
         line = f"{what}: {failure_line(error)}"
-        _log_error(error, "step %s worker %d: %s", step, worker, line)
+        with self._lock:
+            self.first_failure = self.first_failure or f"step {step} worker {worker}, {line}"
+        if not caused_by_closed_output(error):  # the end of output is not worth a traceback
+            _log_failure(error, True, "step %s worker %d: %s", step, worker, line)
         self._notify(step, worker, None, f"{what}: ", error)
         return line
 
     def message_failed(self, step: StepConfig, worker: int, seq: int, error: BaseException,
                        message: Encoded | None) -> None:
         """Log, count and record one failed message; stop the run if the policy says so."""
+        kind = error_kind(error)
+        quiet = caused_by_closed_output(error)
         with self._lock:
-            # Decide first: a halted step's other workers start nothing more from now on.
             self.total += 1
-            stopped = None
-            if step.on_error == "stop":
-                stopped = self._halt(step.name, f"step {step.name} failed on message {seq} (on_error=stop)")
-            elif self.max_failures and self.total >= self.max_failures:
-                stopped = self._stop(f"{self.total} messages failed (max_failures={self.max_failures})")
+            self.by_step.setdefault(step.name, Counter())[kind] += 1
+            self.first_failure = self.first_failure or f"step {step.name} worker {worker}, message {seq}: " + (
+                failure_line(error))
+            how, earlier = (COUNT, 0) if quiet else self._log.classify(step.name, kind)
+            # Decide first: a halted step's other workers start nothing more from now on.
+            stop = None if quiet else self._stop_reason(step, seq)
             if self._writer is not None:
                 self._writer.write(step.name, worker, seq, error, message)
-        _log_error(error, "step %s worker %d: run() failed on message %d: %s", step.name, worker, seq,
-                   failure_line(error))
+        if earlier:
+            log.error("%s", count_line(step.name, kind, earlier))
+        if how != COUNT:
+            _log_failure(error, how == TRACEBACK, "step %s worker %d: run() failed on message %d: %s", step.name,
+                         worker, seq, failure_line(error))
+        self._stop_now(stop)  # after the failure's own line, which says why
         self._notify(step.name, worker, seq, "", error)
-        self._log_stop(stopped)
+
+    def _stop_reason(self, step: StepConfig, seq: int) -> str | None:
+        """Why this failure stops the run, the first time one does (the caller holds the lock); a step
+        with on_error=stop is halted at once.
+
+        A closed stdout is not asked about: it stops the run already, as SIGPIPE would.
+        """
+        if step.on_error == "stop":
+            self.halted.add(step.name)
+            return self._claim(f"step {step.name} failed on message {seq} (on_error=stop)")
+        if self.max_failures and self.total >= self.max_failures:
+            return self._claim(f"{self.total} messages failed (max_failures={self.max_failures})")
+        return None
+
+    def _claim(self, reason: str) -> str | None:
+        """Make ``reason`` the run's stop reason if it has none yet (the caller holds the lock)."""
+        if self.stop_reason is not None:
+            return None
+        self.stop_reason = reason
+        return reason
+
+    def _stop_now(self, reason: str | None) -> None:
+        if reason is not None:
+            log.error("stopping the run: %s; draining what is in flight", reason)
+            self.stop(reason)
 
     def halt(self, step: str, reason: str) -> None:
         """Stop the run, and make ``step`` start no further message."""
         with self._lock:
-            stopped = self._halt(step, reason)
-        self._log_stop(stopped)
-
-    def _halt(self, step: str, reason: str) -> str | None:
-        self.halted.add(step)
-        return self._stop(reason)
+            self.halted.add(step)
+            stop = self._claim(reason)
+        self._stop_now(stop)
 
     def not_run(self, step: StepConfig, seq: int, message: Encoded) -> None:
         """Record a message that a halted step did not start: a dead letter, to replay after the fix."""
@@ -90,28 +127,36 @@ class FailurePolicy:
             with self._lock:
                 self._writer.write(step.name, -1, seq, NotRun(f"not run: step {step.name} had stopped"), message)
 
-    def _stop(self, reason: str) -> str | None:
-        """Stop the run for ``reason``; the reason if this stopped it, None if it was already stopping."""
-        if self.stop_reason is not None:
-            return None
-        self.stop_reason = reason
-        self.stop(reason)
-        return reason
-
-    @staticmethod
-    def _log_stop(reason: str | None) -> None:
-        if reason is not None:
-            log.error("stopping the run: %s; draining what is in flight", reason)
-
     def close(self) -> None:
-        """Close the dead-letter file."""
+        """The run ended: log the failures only counted so far, and close the dead-letter file."""
+        with self._lock:
+            unreported = self._log.unreported()
+        for step, kind, count in unreported:
+            log.error("%s", count_line(step, kind, count))
         if self._writer is not None:
             self._writer.close()
 
+    def summary(self) -> list[str]:
+        """The lines the run's report starts with: its first failure, the failed messages of each step
+        by exception type, and the dead letters written."""
+        lines = []
+        if self.first_failure:
+            lines.append(f"first failure: {self.first_failure}")
+        if self.by_step:
+            lines.append("failed messages: " + "; ".join(
+                f"{step} " + ", ".join(f"{count} {kind}" for kind, count in kinds.most_common())
+                for step, kinds in self.by_step.items()))
+        if self._writer is not None:
+            count = self._writer.records
+            lines.append(f"dead letters: {count} record{'' if count == 1 else 's'} written to {self._writer.path}")
+        return lines
 
-def _log_error(error: BaseException, text: str, *args: object) -> None:
-    """Log ``text`` with the traceback of ``error`` (a worker process's, for a RemoteError)."""
-    if isinstance(error, RemoteError):
+
+def _log_failure(error: BaseException, with_traceback: bool, text: str, *args: object) -> None:
+    """Log ``text``, with the traceback of ``error`` if asked (a worker process's, for a RemoteError)."""
+    if not with_traceback:
+        log.error(text, *args)
+    elif isinstance(error, RemoteError):
         log.error(text + "\n%s", *args, error.remote_traceback.rstrip())
     else:
         log.error(text, *args, exc_info=error)

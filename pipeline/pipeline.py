@@ -76,6 +76,7 @@ class Pipeline(Configurable):
         self.pipeline_config = pipeline_config
         self._runner: Any = None
         self._interrupts = 0
+        self.failure_summary: list[str] = []  # the last run's first failure, failures by type, dead letters
 
     @property
     def steps(self) -> PipelineConfig:
@@ -120,6 +121,7 @@ class Pipeline(Configurable):
             with Monitor(self.pipeline_config, self._runner, self.monitor_settings()) as monitor:
                 return monitor.close(self._runner.run())
         finally:
+            self.failure_summary = self._runner.policy.summary()
             self._runner = None
 
     def interrupt(self, signal: int) -> None:

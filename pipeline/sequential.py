@@ -18,7 +18,7 @@ from .failures import FailurePolicy
 from .message import Encoded, decode
 from .options import RunOptions
 from .report import RunReport, StepReport, exit_status
-from .status import RunStatus, StepStatus
+from .status import RunStatus, StepStatus, declared_totals
 from .step import Collector, Outputs, failure_line, produce, send_outputs
 
 
@@ -35,7 +35,9 @@ class SequentialRunner:
         self.signal: int | None = None
         self.policy = FailurePolicy(self.options.max_failures, self.options.dead_letter, self._stop)
         self._busy: tuple[str, int] | None = None  # the step and message in run() now
-        self.status = {name: StepStatus(name, queue_limit=step.queue_limit, counts=self.reports[name].counts)
+        totals = declared_totals(config)  # for the progress display's total and ETA
+        self.status = {name: StepStatus(name, queue_limit=step.queue_limit, counts=self.reports[name].counts,
+                                        total=totals.get(name))
                        for name, step in config.steps.items()}
         self.started = time.monotonic()
         self.state = "starting"

@@ -1,10 +1,14 @@
 """Ctrl+C and SIGTERM for pipeline-run: the first drains, the second stops now, and the process
-always ends, even when a step's run() never returns (a thread cannot be killed).
+always ends, even when a step's run() never returns (a thread cannot be killed), and whatever
+stderr does (a full pipe that nobody reads cannot stop the watchdog: it never waits for stderr).
 
 Python runs signal handlers only in the main thread and only between bytecodes, so a main thread
 blocked in a lock may not see them. A watchdog thread reads the signals from a wakeup file
 descriptor instead, asks the pipeline to stop or abort, and exits the process if the run has not
 returned in time.
+
+A closed stdout (see ``end_of_output``) stops the run as a first signal would, as SIGPIPE: exit
+status 141.
 """
 
 from __future__ import annotations
@@ -12,17 +16,24 @@ from __future__ import annotations
 import os
 import select
 import signal
-import sys
 import threading
 import time
+from contextlib import ExitStack, suppress
 from types import TracebackType
 from typing import Any
+
+from . import end_of_output
+from .stderr import shared as shared_stderr
 
 #: Seconds after a second signal, or after shutdown_timeout, before the process exits anyway
 #: (the threaded runner gives up on busy threads after ABORT_GRACE_SECONDS and reports first).
 EXIT_GRACE_SECONDS = 3.0
+#: Seconds the watchdog gives its last note to reach stderr before it exits the process.
+NOTE_SECONDS = 0.5
 
 HANDLED = (signal.SIGINT, signal.SIGTERM)
+#: A byte on the wakeup pipe that is no signal: it only makes the watchdog look at its deadline again.
+_WAKE = 0
 
 
 class SignalGuard:
@@ -32,10 +43,14 @@ class SignalGuard:
         self.pipeline = pipeline
         self.shutdown_timeout = shutdown_timeout
         self.first_signal: int | None = None
+        self._deadline: float | None = None
+        self._lock = threading.Lock()  # signals come from the watchdog, the end of output from any thread
+        self._stderr = shared_stderr()
         self._done = threading.Event()
         self._read_fd, self._write_fd = os.pipe()
         self._previous: dict[int, Any] = {}
         self._previous_fd = -1
+        self._stack = ExitStack()
         self._watchdog = threading.Thread(target=self._watch, name="signal-watchdog", daemon=True)
 
     def __enter__(self) -> SignalGuard:
@@ -43,23 +58,26 @@ class SignalGuard:
         for sig in HANDLED:
             self._previous[sig] = signal.signal(sig, lambda signum, frame: None)  # the watchdog acts
         self._previous_fd = signal.set_wakeup_fd(self._write_fd, warn_on_full_buffer=False)
+        self._stack.enter_context(end_of_output.listening(self._output_ended))
         self._watchdog.start()
         return self
 
     def __exit__(self, kind: type[BaseException] | None, error: BaseException | None,
                  tb: TracebackType | None) -> None:
+        self._stack.close()
         self._done.set()
         signal.set_wakeup_fd(self._previous_fd)
         for sig, handler in self._previous.items():
             signal.signal(sig, handler)
-        os.write(self._write_fd, b"\0")  # wake the watchdog so it ends
+        os.write(self._write_fd, bytes([_WAKE]))  # wake the watchdog so it ends
         self._watchdog.join()
         os.close(self._read_fd)
         os.close(self._write_fd)
 
     def _watch(self) -> None:
-        deadline: float | None = None
         while not self._done.is_set():
+            with self._lock:
+                deadline = self._deadline
             timeout = None if deadline is None else max(0.0, deadline - time.monotonic())
             ready, _, _ = select.select([self._read_fd], [], [], timeout)
             if self._done.is_set():
@@ -67,22 +85,42 @@ class SignalGuard:
             if not ready:
                 self._exit_now("the run did not stop in time")
             for signum in os.read(self._read_fd, 64):
-                if signum not in HANDLED:
-                    continue
-                if self.first_signal is None:
-                    self.first_signal = signum
-                    deadline = time.monotonic() + self.shutdown_timeout + EXIT_GRACE_SECONDS
-                    print(f"{signal.Signals(signum).name}: stopping after what is in flight "
-                          "(send it again to stop at once)", file=sys.stderr, flush=True)
-                    self.pipeline.interrupt(signum)
-                else:
-                    deadline = min(deadline or float("inf"), time.monotonic() + EXIT_GRACE_SECONDS)
-                    print(f"{signal.Signals(signum).name} again: stopping now", file=sys.stderr, flush=True)
-                    self.pipeline.interrupt(signum)
+                if signum in HANDLED:
+                    self._arrived(signum)
+
+    def _arrived(self, signum: int) -> None:
+        """A signal: the first stops the run after what is in flight, the next stops it now."""
+        with self._lock:
+            name = signal.Signals(signum).name
+            if self.first_signal is None:
+                self.first_signal = signum
+                self._deadline = time.monotonic() + self.shutdown_timeout + EXIT_GRACE_SECONDS
+                self._note(f"{name}: stopping after what is in flight (send it again to stop at once)")
+            else:
+                self._deadline = min(self._deadline or float("inf"), time.monotonic() + EXIT_GRACE_SECONDS)
+                self._note(f"{name} again: stopping now")
+            self.pipeline.interrupt(signum)
+
+    def _output_ended(self) -> None:
+        """stdout was closed (called in the thread that found it): stop as a first SIGPIPE would."""
+        with self._lock:
+            if self.first_signal is not None:
+                return  # already stopping: a closed stdout is no reason to stop at once
+            self.first_signal = signal.SIGPIPE
+            self._deadline = time.monotonic() + self.shutdown_timeout + EXIT_GRACE_SECONDS
+            self._note("pipeline-run: stdout was closed: stopping after what is in flight")
+            # In this thread, before the step that found it goes on: the run's exit status is 141 for sure.
+            self.pipeline.interrupt(signal.SIGPIPE)
+        with suppress(OSError):  # a thread left behind may find it after the guard closed its pipe
+            os.write(self._write_fd, bytes([_WAKE]))  # the watchdog takes the new deadline
+
+    def _note(self, text: str) -> None:
+        self._stderr.write_nowait(text + "\n")
 
     def _exit_now(self, why: str) -> None:
         """Leave the process: some run() did not return, and a thread cannot be killed."""
         busy = self.pipeline.busy()
         detail = "; still busy: " + ", ".join(busy) if busy else ""
-        print(f"pipeline-run: {why}{detail}", file=sys.stderr, flush=True)
+        self._note(f"pipeline-run: {why}{detail}")
+        self._stderr.drain(NOTE_SECONDS)
         os._exit(128 + (self.first_signal or signal.SIGINT))

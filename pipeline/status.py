@@ -6,9 +6,17 @@ may be a message behind, never torn (integer reads are atomic under the GIL).
 
 from __future__ import annotations
 
+import logging
+import operator
 from dataclasses import asdict, dataclass, field
+from typing import TYPE_CHECKING
 
 from .report import StepCounts
+
+if TYPE_CHECKING:
+    from .config import PipelineConfig
+
+log = logging.getLogger("pipeline.status")
 
 #: Step states, in the order a step goes through them ("failed" replaces "finished" after an error).
 STEP_STATES = ("waiting", "running", "draining", "finished", "failed")
@@ -32,6 +40,7 @@ class StepStatus:
     processes: int = 0  # worker processes (nb_process; 0: its workers are threads of the run)
     redelivered: int = 0  # messages handed out again after their worker process died
     restarts: int = 0  # worker processes started to replace dead ones
+    total: int | None = None  # messages the step will process in all, if known (the producer's declared length)
 
     @property
     def mean_time(self) -> float:
@@ -54,3 +63,15 @@ class RunStatus:
     state: str
     elapsed: float
     steps: list[StepStatus]
+
+
+def declared_totals(config: PipelineConfig) -> dict[str, int]:
+    """The steps whose number of messages is known before the run: the producer, if its class has a
+    ``__length_hint__`` (see Component) that gives it from the step's options."""
+    producer = config.producer.name
+    try:
+        total = operator.length_hint(config.make_component(producer), -1)
+    except Exception:  # the hook is the step's code: a bug in it costs the display its total, not the run
+        log.warning("step %s: __length_hint__() failed; no total shown", producer, exc_info=True)
+        return {}
+    return {producer: total} if total >= 0 else {}

@@ -93,6 +93,13 @@ def failure_line(error: BaseException) -> str:
     return f"{type(error).__name__}: {error}"
 
 
+def error_kind(error: BaseException) -> str:
+    """The name of an exception's type (for a RemoteError, of the exception raised in the worker process)."""
+    if isinstance(error, RemoteError):
+        return str(error).split(":", 1)[0]
+    return type(error).__name__
+
+
 def traceback_text(error: BaseException) -> str:
     """The traceback of an exception, where it was raised (in a worker process for a RemoteError)."""
     if isinstance(error, RemoteError):

@@ -127,17 +127,23 @@ def test_a_failed_step_exits_1(tmp_path: Path, mode: str) -> None:
         pytest.param(
             [f"--config={CHAIN}", "--fast"],
             "command line: --fast: unknown option (expected one of: --config, --debug, --graph, --help, --help-all, "
-            "--log-level, --no-progress, --progress, --replay, -h)",
+            "--log-level, --no-progress, --progress, --replay, --version, -h)",
             id="unknown-flag",
         ),
         pytest.param(
             [f"--config={CHAIN}", "-v"],
             "command line: -v: unknown option (expected one of: --config, --debug, --graph, --help, --help-all, "
-            "--log-level, --no-progress, --progress, --replay, -h)",
+            "--log-level, --no-progress, --progress, --replay, --version, -h)",
             id="unknown-short",
         ),
         pytest.param(
-            [CHAIN], "command line: configs/chain.json: unexpected argument (options are --name=value)", id="positional"
+            [CHAIN],
+            "command line: configs/chain.json: unexpected argument (options are --name=value; did you mean "
+            "--config=configs/chain.json?)",
+            id="positional",
+        ),
+        pytest.param(
+            ["extra"], "command line: extra: unexpected argument (options are --name=value)", id="positional-not-a-file"
         ),
         pytest.param(
             ["--config"], "command line: argument --PipelineRun.config_file: expected one argument", id="no-value"

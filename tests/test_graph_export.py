@@ -138,7 +138,7 @@ def test_pipeline_run_prints_the_graph_without_running(tmp_path: Path, fmt: str)
 
 
 @pytest.mark.parametrize(("args", "message"), [
-    (["--graph=svg"], "expected any of ['mermaid', 'dot']"),
+    (["--graph=svg"], "--graph: unknown format 'svg' (expected one of: mermaid, dot)"),
     (["--Counter.cont=3", "--graph=dot"], "--Counter.cont: Counter has no option 'cont'"),
 ])
 def test_graph_with_a_bad_option_exits_2(args: list[str], message: str) -> None:

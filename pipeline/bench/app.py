@@ -15,6 +15,8 @@ from typing import Any, NoReturn
 import numpy as np
 import zmq
 
+from ..cli import package_version
+from ..end_of_output import console_script
 from . import memory, startup, workloads
 from .plan import FULL, QUICK, Plan
 from .report import Workload, as_json, table
@@ -49,6 +51,7 @@ def parser() -> argparse.ArgumentParser:
     cli.add_argument("--gui", action="store_true",
                      help="let the engine's runs publish their status to the monitor, as pipeline-run does "
                           "(default: off, so that pipeline-gui shows none of the benchmark's runs)")
+    cli.add_argument("--version", action="version", version=f"pipeline-bench {package_version()}")
     return cli
 
 
@@ -118,6 +121,7 @@ def progress(line: str) -> None:
     print(line, file=sys.stderr, flush=True)
 
 
+@console_script
 def main(argv: Sequence[str] | None = None) -> NoReturn:
     """The ``pipeline-bench`` console script: exit status 0, or 1 when a run's output did not check."""
     args = parser().parse_args(argv)

@@ -14,7 +14,7 @@ import zmq
 from ..config import PipelineConfig
 from ..options import RunOptions
 from ..report import RunReport, StepCounts, StepReport, exit_status
-from ..status import RunStatus, StepStatus
+from ..status import RunStatus, StepStatus, declared_totals
 from .addresses import Addresses
 from .allocator import keep_freed_memory
 from .control import BOUND, ENDED, INIT_DONE, WAKE, WORKERS_JOINED, EngineThread, RunControl
@@ -47,6 +47,7 @@ class ThreadedRunner:
         self.abort_requested = False
         self.stuck: list[str] = []
         self.started = time.monotonic()
+        self.totals = declared_totals(config)  # for the progress display's total and ETA
 
     def stop(self, signal: int | None = None) -> None:
         """Stop the producer; drain what is in flight; give up on busy threads after shutdown_timeout."""
@@ -192,7 +193,7 @@ class ThreadedRunner:
         router = self.routers.get(name)
         workers = step.nb_process * step.nb_thread if step.nb_process else step.nb_thread
         status = StepStatus(name, queue_limit=step.queue_limit, workers=workers, counts=StepCounts(),
-                            processes=step.nb_process)
+                            processes=step.nb_process, total=self.totals.get(name))
         for thread in threads:
             status.counts += thread.counts
             status.busy += thread.busy_seq is not None

@@ -2,14 +2,17 @@
 
 When stderr is a terminal, the live table of ``terminal`` shows the run. Otherwise (a batch job,
 a pipe) the same figures go out as one INFO line of the ``pipeline.progress`` logger every
-``interval`` seconds: per step messages processed and failed, queue fill, busy workers and rate.
+``interval`` seconds: per step messages processed and failed, queue fill, busy workers and rate;
+and when the producer declares how many messages it will yield (``Component.__length_hint__``),
+how far it is and an estimate of the time left (ETA).
 """
 
 from __future__ import annotations
 
 import logging
 import sys
-from collections.abc import Mapping
+from collections.abc import Callable, Mapping
+from dataclasses import dataclass
 from typing import TYPE_CHECKING
 
 from ..config import PipelineConfig
@@ -21,6 +24,9 @@ if TYPE_CHECKING:
     from .terminal import TerminalProgress
 
 log = logging.getLogger("pipeline.progress")
+
+#: Abbreviations of powers of 1000, for numbers too wide for their column.
+_UNITS = ("k", "M", "G", "T", "P", "E")
 
 
 class LogProgress:
@@ -52,17 +58,81 @@ def make_progress(config: PipelineConfig, interval: float, start: float,
 
 
 def progress_line(config: PipelineConfig, status: RunStatus, rates: Mapping[str, float]) -> str:
-    """``<state> <elapsed> s: STEP processed=.. failed=.. queue=../.. busy=../.. rate=../s | ...``."""
+    """``<state> <elapsed> s[, <total>]: STEP processed=.. failed=.. queue=../.. busy=../.. rate=../s | ...``."""
     parts = []
     for step in status.steps:
         c = step.counts
         parts.append(f"{step.name} processed={c.processed} failed={c.failed} queue={queue_text(config, step)} "
                      f"busy={step.busy}/{step.workers} rate={rates.get(step.name, 0.0):.1f}/s")
-    return f"{status.state} {status.elapsed:.1f} s: " + " | ".join(parts)
+    total = run_total(status, rates)
+    return f"{status.state} {status.elapsed:.1f} s{f', {total}' if total else ''}: " + " | ".join(parts)
 
 
-def queue_text(config: PipelineConfig, step: StepStatus) -> str:
-    """The step's queue and its limit; "-" for the producer, which has none."""
+def queue_text(config: PipelineConfig, step: StepStatus, number: Callable[[int], str] = str) -> str:
+    """The step's queue and its limit; "-" for the producer, which has none. ``number`` writes the
+    figures (``abbreviated`` for a narrow column; by default in full)."""
     if config.steps[step.name].kind == "producer":
         return "-"
-    return str(step.queue) if step.queue_limit < 0 else f"{step.queue}/{step.queue_limit}"
+    return number(step.queue) if step.queue_limit < 0 else f"{number(step.queue)}/{number(step.queue_limit)}"
+
+
+@dataclass(frozen=True)
+class Total:
+    """How far a step with a declared total is (the producer), and the time it has left at its rate."""
+
+    step: str
+    done: int  # messages processed or failed
+    total: int
+    eta: float | None  # seconds left at the recent rate; None when it is not moving or is done
+
+    @property
+    def percent(self) -> int:
+        """Whole percent done, never 100 before the end."""
+        return 100 if self.done >= self.total else min(99, self.done * 100 // max(self.total, 1))
+
+    def fraction(self, number: Callable[[int], str] = str) -> str:
+        """``600/1000 (60%)``, the figures written by ``number``."""
+        return f"{number(self.done)}/{number(self.total)} ({self.percent}%)"
+
+    def __str__(self) -> str:
+        """``COUNT 600/1000 (60%), ETA 8 s``."""
+        eta = f", ETA {duration(self.eta)}" if self.eta is not None else ""
+        return f"{self.step} {self.fraction()}{eta}"
+
+
+def run_total(status: RunStatus, rates: Mapping[str, float]) -> Total | None:
+    """The first step of ``status`` with a declared total, and its ETA; None if no step has one."""
+    for step in status.steps:
+        if step.total is not None:
+            done = step.counts.processed + step.counts.failed
+            rate = rates.get(step.name, 0.0)
+            eta = (step.total - done) / rate if rate > 0 and done < step.total else None
+            return Total(step.name, done, step.total, eta)
+    return None
+
+
+def duration(seconds: float) -> str:
+    """``8 s``, ``2 min 05 s``, ``3 h 07 min``."""
+    whole = int(seconds + 0.5)
+    if whole < 100:
+        return f"{whole} s"
+    if whole < 3600:
+        return f"{whole // 60} min {whole % 60:02d} s"
+    return f"{whole // 3600} h {whole % 3600 // 60:02d} min"
+
+
+def abbreviated(number: int) -> str:
+    """``number`` in at most five characters, never shown larger than it is: 9999, 12.3k, 123k, 1.23M.
+
+    A number is never cut to fit (60000 must not read 600…): it takes a unit and fewer digits.
+    """
+    if number < 10_000:
+        return str(number)
+    power = 1
+    while power < len(_UNITS) and number >= 1000 ** (power + 1):
+        power += 1
+    base = 1000**power
+    decimals = 2 if number < 10 * base else 1 if number < 100 * base else 0
+    shown = number * 10**decimals // base  # integer arithmetic: truncated, 99,999 is 99.9k and not 100k
+    whole, fraction = divmod(shown, 10**decimals)
+    return f"{whole}.{fraction:0{decimals}d}{_UNITS[power - 1]}" if decimals else f"{whole}{_UNITS[power - 1]}"

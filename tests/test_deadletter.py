@@ -1,0 +1,158 @@
+"""Dead letters: private files, said in the summary, pickles loaded only by a replay that runs them
+and once, and records that cannot be replayed refused before any step runs (exit 2, file and line)."""
+
+from __future__ import annotations
+
+import base64
+import json
+import pickle
+import stat
+from pathlib import Path
+from typing import Any
+
+import pytest
+
+from pipeline import Pipeline
+from pipeline.deadletter import DeadLetterWriter, failed_steps, load_messages, preload, read_records
+from pipeline.errors import ConfigError
+from pipeline.status import declared_totals
+from tests.output_steps import Tripwire
+from tests.test_failures import config, pipeline_run, report_row, written
+
+
+def record(message: Any = None, step: str = "STAGE", pickled: bytes | None = None, **fields: Any) -> str:
+    """One dead-letter line holding ``message`` (or the raw ``pickled`` bytes)."""
+    data = pickle.dumps(message, protocol=5) if pickled is None else pickled
+    return json.dumps({"step": step, "worker": 0, "seq": 0, "error": "ValueError: x", "traceback": "",
+                       "pickle": base64.b64encode(data).decode(), "buffers": [], **fields})
+
+
+def dead_letters(tmp_path: Path, *lines: str) -> Path:
+    path = tmp_path / "dead.jsonl"
+    path.write_text("".join(line + "\n" for line in lines), encoding="utf-8")
+    return path
+
+
+def test_the_file_is_private_even_if_it_existed(tmp_path: Path) -> None:
+    path = tmp_path / "dead.jsonl"
+    path.write_text("old\n", encoding="utf-8")
+    path.chmod(0o644)
+    writer = DeadLetterWriter(str(path))
+    writer.close()
+    assert stat.S_IMODE(path.stat().st_mode) == 0o600 and path.read_text(encoding="utf-8") == ""
+
+
+@pytest.mark.parametrize("where", ["directory", "missing folder"])
+def test_a_dead_letter_path_that_cannot_be_created_is_a_config_error(tmp_path: Path, where: str) -> None:
+    target = tmp_path if where == "directory" else tmp_path / "missing" / "dead.jsonl"
+    path = config(tmp_path, {"class": "FailEvery"}, Counter={"count": 3})
+    result = pipeline_run(path, f"--Pipeline.dead_letter={target}")
+    assert result.returncode == 2
+    problem = "Is a directory" if where == "directory" else "No such file or directory"
+    assert result.stderr == (f"pipeline-run: error: {target}: Pipeline.dead_letter: cannot create the "
+                             f"dead-letter file: {problem}\n")
+    assert not (tmp_path / "out.jsonl").exists()  # no step ran
+
+
+def test_reading_records_never_unpickles(tmp_path: Path) -> None:
+    marker = tmp_path / "loaded.txt"
+    path = dead_letters(tmp_path, record(Tripwire(marker, 7)), json.dumps({"step": "COUNT", "error": "x"}),
+                        "", record(Tripwire(marker, 8), step="OTHER"))
+    assert [r.line for r in read_records(str(path))] == [1, 4]  # a record without a message is not replayed
+    assert failed_steps(str(path)) == ["STAGE", "OTHER"]
+    assert not marker.exists()
+    assert load_messages(str(path)) == [("STAGE", 7), ("OTHER", 8)]
+    assert marker.read_text(encoding="utf-8") == "loaded\nloaded\n"
+
+
+@pytest.mark.parametrize(("lines", "where", "problem"), [
+    ([], "", "nothing to replay: the file is empty"),
+    ([json.dumps({"step": "COUNT", "error": "x"})], "", "nothing to replay: the file has no record with a message"),
+    ([record(1), "{not json"], "line 2", "not a dead-letter record: invalid JSON at column 2"),
+    ([record(1), "[1, 2]"], "line 2", "not a dead-letter record: expected a JSON object, got list"),
+    ([record(1, pickle="@@@")], "line 1: pickle", "expected base64 text"),
+    ([record(1, pickle=5)], "line 1: pickle", "expected base64 text: got int"),
+    ([record(1, step="")], "line 1: step", "expected the name of the step that failed, got ''"),
+    ([record(1, buffers="x")], "line 1: buffers", "expected a list of base64 strings"),
+])
+def test_records_that_cannot_be_read(tmp_path: Path, lines: list[str], where: str, problem: str) -> None:
+    path = dead_letters(tmp_path, *lines)
+    with pytest.raises(ConfigError) as raised:
+        read_records(str(path))
+    assert raised.value.source == str(path) and raised.value.key == where
+    assert raised.value.problem.startswith(problem)
+
+
+def test_a_non_utf8_line(tmp_path: Path) -> None:
+    path = tmp_path / "dead.jsonl"
+    path.write_bytes(record(1).encode() + b"\n\xff\xfe\n")
+    with pytest.raises(ConfigError, match=r"line 2: not a dead-letter record: not UTF-8 text"):
+        read_records(str(path))
+
+
+def replayable(tmp_path: Path) -> Path:
+    """The producer -> STAGE (FailEvery, fixed) -> WRITER config of test_failures."""
+    return config(tmp_path, {"class": "FailEvery", "on_error": "skip"}, Counter={"count": 5})
+
+
+#: Pickles of a class that was renamed, and of a class whose module is gone (protocol 2 opcodes).
+RENAMED = b"\x80\x02ctests.output_steps\nRenamedAway\n)\x81."
+MODULE_GONE = b"\x80\x02cno_such_module_anywhere\nEvent\n)\x81."
+
+
+@pytest.mark.parametrize(("lines", "message"), [
+    ([record(1), record(pickled=RENAMED)], "line 2: cannot unpickle the message that failed in step STAGE: "
+                                           "AttributeError: Can't get attribute 'RenamedAway'"),
+    ([record(pickled=MODULE_GONE)], "line 1: cannot unpickle the message that failed in step STAGE: "
+                                    "ModuleNotFoundError: No module named 'no_such_module_anywhere'"),
+    ([record(1), "garbage"], "line 2: not a dead-letter record: invalid JSON at column 1: Expecting value"),
+    ([record(1, pickle="not base64!")], "line 1: pickle: expected base64 text"),
+    ([], "nothing to replay: the file is empty"),
+])
+def test_a_replay_that_cannot_load_its_records_exits_2_before_any_step_runs(
+        tmp_path: Path, lines: list[str], message: str) -> None:
+    path = dead_letters(tmp_path, *lines)
+    result = pipeline_run(replayable(tmp_path), f"--replay={path}")
+    assert result.returncode == 2
+    assert result.stderr.startswith(f"pipeline-run: error: {path}: {message}")
+    assert result.stderr.count("\n") == 1 and "Traceback" not in result.stderr
+    assert not (tmp_path / "out.jsonl").exists()  # no step ran: the writer's init() would have made it
+
+
+def test_graph_of_a_replay_loads_no_pickle_and_a_replay_loads_each_once(tmp_path: Path) -> None:
+    marker = tmp_path / "loaded.txt"
+    path = dead_letters(tmp_path, record(Tripwire(marker, 3)), record(Tripwire(marker, 6)))
+    graph = pipeline_run(replayable(tmp_path), f"--replay={path}", "--graph=dot")
+    assert graph.returncode == 0 and graph.stdout.startswith("digraph")
+    assert not marker.exists()
+    for mode in ("threads", "sequential"):
+        marker.unlink(missing_ok=True)
+        replay = pipeline_run(replayable(tmp_path), f"--replay={path}", f"--Pipeline.mode={mode}")
+        assert replay.returncode == 0, replay.stderr
+        assert marker.read_text(encoding="utf-8") == "loaded\nloaded\n"  # each message unpickled once
+        assert sorted(written(tmp_path)[:-1]) == [3, 6]
+
+
+@pytest.mark.parametrize("mode", ["threads", "sequential"])
+def test_the_summary_says_how_many_records_were_written_and_where(tmp_path: Path, mode: str) -> None:
+    dead = tmp_path / "dead.jsonl"
+    path = config(tmp_path, {"class": "FailEvery", "on_error": "skip"}, Counter={"count": 10},
+                  FailEvery={"every": 4})
+    result = pipeline_run(path, f"--Pipeline.mode={mode}", f"--Pipeline.dead_letter={dead}")
+    assert result.returncode == 1
+    assert f"dead letters: 3 records written to {dead}\n" in result.stderr
+    assert stat.S_IMODE(dead.stat().st_mode) == 0o600
+    ok = pipeline_run(path, f"--Pipeline.mode={mode}", f"--Pipeline.dead_letter={dead}", "--FailEvery.every=0")
+    assert ok.returncode == 0 and f"dead letters: 0 records written to {dead}\n" in ok.stderr
+    assert report_row(ok.stderr, "STAGE") == [10, 10, 10, 0]
+
+
+def test_a_preloaded_replay_declares_its_length(tmp_path: Path) -> None:
+    path = dead_letters(tmp_path, record(1), record(2), record(3))
+    pipeline = Pipeline.from_config(replayable(tmp_path), {"Pipeline": {"gui": False, "progress": False}},
+                                    replay=str(path))
+    assert declared_totals(pipeline.steps) == {}  # not loaded yet: unknown
+    preload(str(path))
+    assert declared_totals(pipeline.steps) == {"COUNT": 3}
+    report = pipeline.run()  # the replay takes the preloaded messages
+    assert report.exit_status == 0 and report["STAGE"].processed == 3

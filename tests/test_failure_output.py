@@ -1,0 +1,155 @@
+"""Failure output that reads well: one traceback per (step, exception type), then short lines, then
+a count; the summary names the first failure and the counts per step (units and pipeline-run runs)."""
+
+from __future__ import annotations
+
+import re
+from collections import Counter
+from pathlib import Path
+
+import pytest
+from hypothesis import given
+from hypothesis import strategies as st
+
+from pipeline.config import StepConfig
+from pipeline.failure_log import COUNT, LINE, LINES_PER_WINDOW, TRACEBACK, WINDOW_SECONDS, FailureLog
+from pipeline.failures import ErrorEvent, FailurePolicy
+from tests.failure_steps import FailEvery
+from tests.test_failures import config, pipeline_run, report_row
+
+MODES = ["threads", "sequential"]
+
+
+class Clock:
+    """A clock the test moves."""
+
+    def __init__(self) -> None:
+        self.now = 100.0
+
+    def __call__(self) -> float:
+        return self.now
+
+
+def test_first_of_each_kind_gets_a_traceback_then_lines_then_counts() -> None:
+    clock = Clock()
+    failures = FailureLog(clock)
+    assert failures.classify("S", "ValueError") == (TRACEBACK, 0)
+    assert failures.classify("S", "KeyError") == (TRACEBACK, 0)  # another type: its own traceback
+    assert failures.classify("T", "ValueError") == (TRACEBACK, 0)  # another step too
+    assert [failures.classify("S", "ValueError") for _ in range(5)] == [(LINE, 0)] * LINES_PER_WINDOW + [
+        (COUNT, 0)] * (5 - LINES_PER_WINDOW)
+    assert failures.unreported() == [("S", "ValueError", 5 - LINES_PER_WINDOW)]
+    assert failures.unreported() == []  # reported once
+
+
+def test_a_new_window_reports_the_count_then_allows_lines_again() -> None:
+    clock = Clock()
+    failures = FailureLog(clock)
+    for _ in range(1 + LINES_PER_WINDOW + 10):
+        failures.classify("S", "ValueError")
+    clock.now += WINDOW_SECONDS
+    assert failures.classify("S", "ValueError") == (LINE, 10)
+    assert failures.unreported() == []
+
+
+@given(st.lists(st.tuples(st.sampled_from(["A", "B"]), st.sampled_from(["ValueError", "OSError"]),
+                          st.floats(0, 3 * WINDOW_SECONDS)), max_size=200))
+def test_every_failure_is_logged_or_counted_once(events: list[tuple[str, str, float]]) -> None:
+    """Whatever the timing: one traceback per kind, at most LINES_PER_WINDOW + 1 lines per kind and
+    window, and every failure either logged or in exactly one count."""
+    clock = Clock()
+    failures = FailureLog(clock)
+    logged: Counter[tuple[str, str]] = Counter()
+    counted: Counter[tuple[str, str]] = Counter()
+    tracebacks: Counter[tuple[str, str]] = Counter()
+    for step, kind, wait in events:
+        clock.now += wait
+        how, earlier = failures.classify(step, kind)
+        counted[step, kind] += earlier
+        logged[step, kind] += how != COUNT
+        tracebacks[step, kind] += how == TRACEBACK
+    for step, kind, count in failures.unreported():
+        counted[step, kind] += count
+    happened = Counter((step, kind) for step, kind, _ in events)
+    assert tracebacks == Counter(dict.fromkeys(happened, 1))
+    assert logged + counted == happened
+    windows = 1 + sum(wait for _, _, wait in events) / WINDOW_SECONDS
+    assert all(logged[key] <= 1 + LINES_PER_WINDOW * (windows + 1) for key in happened)
+
+
+def step_config(name: str, on_error: str = "skip") -> StepConfig:
+    return StepConfig(name=name, kind="stager", cls=FailEvery, module="tests.failure_steps", next_steps=(),
+                      on_error=on_error)
+
+
+def test_summary_names_the_first_failure_and_the_counts_by_type(tmp_path: Path) -> None:
+    dead = tmp_path / "dead.jsonl"
+    stage, sink = step_config("STAGE"), step_config("SINK")
+    policy = FailurePolicy(0, str(dead), lambda reason: None)
+    events: list[ErrorEvent] = []
+    policy.listeners.append(events.append)
+    for seq in range(4):
+        policy.message_failed(stage, 1, seq, ValueError(f"bad {seq}"), None)
+    policy.message_failed(stage, 0, 4, KeyError("k"), None)
+    policy.lifecycle_failed("SINK", 0, "finish()", OSError("disk full"))
+    policy.message_failed(sink, 0, 9, OSError("gone"), None)
+    policy.close()
+    assert policy.summary() == [
+        "first failure: step STAGE worker 1, message 0: ValueError: bad 0",
+        "failed messages: STAGE 4 ValueError, 1 KeyError; SINK 1 OSError",
+        f"dead letters: 6 records written to {dead}",
+    ]
+    assert [e.seq for e in events] == [0, 1, 2, 3, 4, None, 9]  # the GUI gets every one, in full
+    assert all(e.traceback.endswith(e.error.removeprefix("finish(): ") + "\n") for e in events)
+
+
+def test_summary_is_empty_without_failures() -> None:
+    assert FailurePolicy(0, "", lambda reason: None).summary() == []
+
+
+def failure_lines(stderr: str) -> tuple[int, int, int]:
+    """Tracebacks, one-line failure reports and the failures in '... and N more' lines of ``stderr``."""
+    more = sum(int(n) for n in re.findall(r"\.\.\. and (\d+) more ValueError in STAGE", stderr))
+    return stderr.count("Traceback"), len(re.findall(r"run\(\) failed on message \d+", stderr)), more
+
+
+def test_a_thousand_failures_in_one_thread_read_as_five_lines(tmp_path: Path) -> None:
+    path = config(tmp_path, {"class": "FailEvery", "on_error": "skip"}, Counter={"count": 1000},
+                  FailEvery={"every": 1})
+    result = pipeline_run(path, "--Pipeline.mode=sequential", f"--Pipeline.dead_letter={tmp_path / 'dead.jsonl'}")
+    assert result.returncode == 1
+    assert failure_lines(result.stderr) == (1, 1 + LINES_PER_WINDOW, 1000 - 1 - LINES_PER_WINDOW)
+    assert "ERROR pipeline.failures: ... and 996 more ValueError in STAGE" in result.stderr
+    lines = result.stderr.splitlines()
+    start = lines.index("first failure: step STAGE worker 0, message 0: ValueError: bad message 0")
+    assert lines[start + 1:start + 3] == [
+        "failed messages: STAGE 1000 ValueError", f"dead letters: 1000 records written to {tmp_path / 'dead.jsonl'}"]
+    assert lines[start + 3].startswith("wall time")  # then the table
+    assert len((tmp_path / "dead.jsonl").read_text(encoding="utf-8").splitlines()) == 1000  # every one in full
+
+
+def test_a_thousand_failures_in_two_threads_are_each_logged_or_counted(tmp_path: Path) -> None:
+    path = config(tmp_path, {"class": "FailEvery", "on_error": "skip", "nb_thread": 2}, Counter={"count": 1000},
+                  FailEvery={"every": 1})
+    result = pipeline_run(path)
+    assert result.returncode == 1
+    tracebacks, lines, more = failure_lines(result.stderr)
+    assert tracebacks == 1 and lines + more == 1000 and lines < 20
+    assert "failed messages: STAGE 1000 ValueError" in result.stderr
+
+
+@pytest.mark.parametrize("mode", MODES)
+def test_the_failure_that_stops_a_run_is_not_buried(tmp_path: Path, mode: str) -> None:
+    """on_error=stop: one traceback, and the summary still names the first failure at any log level."""
+    path = config(tmp_path, {"class": "FailEvery", "nb_thread": 2}, Counter={"count": 100_000},
+                  FailEvery={"every": 1})
+    result = pipeline_run(path, f"--Pipeline.mode={mode}")
+    assert result.returncode == 1
+    assert result.stderr.count("Traceback") == 1
+    assert "stopped: step STAGE failed on message" in result.stderr
+    quiet = pipeline_run(path, f"--Pipeline.mode={mode}", "--log-level=CRITICAL")
+    assert "Traceback" not in quiet.stderr
+    assert re.search(r"^first failure: step STAGE worker \d, message \d+: ValueError: bad message \d+$",
+                     quiet.stderr, re.MULTILINE)
+    failed = report_row(quiet.stderr, "STAGE")[3]
+    assert f"failed messages: STAGE {failed} ValueError" in quiet.stderr

@@ -1,0 +1,158 @@
+"""The progress display: numbers never cut into other numbers at any width, and a total with an ETA
+when the producer declares its length (``Component.__length_hint__``)."""
+
+from __future__ import annotations
+
+import io
+import logging
+from collections.abc import Iterator
+from typing import Any
+
+import jsonschema
+import pytest
+from hypothesis import given, settings
+from hypothesis import strategies as st
+from rich.console import Console
+
+from pipeline import Component
+from pipeline.config import PipelineConfig, load_config
+from pipeline.engine import ThreadedRunner
+from pipeline.monitor.messages import Envelope, schema, status_body
+from pipeline.monitor.progress import abbreviated, duration, progress_line, run_total
+from pipeline.monitor.terminal import progress_table
+from pipeline.report import StepCounts
+from pipeline.sequential import SequentialRunner
+from pipeline.status import RunStatus, StepStatus, declared_totals
+
+
+def document(producer: str = "Counter", module: str = "algorithms.basic", **sections: Any) -> dict[str, Any]:
+    return {"version": 1, "Pipeline": {
+        "producer_conf": {"name": "COUNT", "module": module, "class": producer, "next_steps": "CALIBRATION"},
+        "stagers_conf": [{"name": "CALIBRATION", "module": "algorithms.basic", "class": "PassThrough",
+                          "nb_thread": 2, "next_steps": "W"}],
+        "consumer_conf": {"name": "W", "module": "algorithms.basic", "class": "PassThrough", "queue_limit": -1},
+    }, **sections}
+
+
+CONFIG = load_config(document())
+
+
+def status(processed: int = 60_000, failed: int = 0, queue: int = 12, total: int | None = 100_000) -> RunStatus:
+    return RunStatus("running", 12.3, [
+        StepStatus("COUNT", "running", counts=StepCounts(0, processed, processed, 0), total=total),
+        StepStatus("CALIBRATION", "running", queue=queue, queue_limit=64, busy=2, workers=2,
+                   counts=StepCounts(processed, processed - 10, processed - 10, failed)),
+        StepStatus("W", "waiting", queue=queue, queue_limit=-1, counts=StepCounts(processed - 10, processed - 20)),
+    ])
+
+
+def shown(value: str) -> float:
+    """The number an abbreviated figure stands for."""
+    units = {"k": 1e3, "M": 1e6, "G": 1e9, "T": 1e12, "P": 1e15, "E": 1e18}
+    return float(value[:-1]) * units[value[-1]] if value[-1] in units else float(value)
+
+
+@pytest.mark.parametrize(("number", "text"), [(0, "0"), (9999, "9999"), (10_000, "10.0k"), (60_000, "60.0k"),
+                                              (99_999, "99.9k"), (123_456, "123k"), (1_150_000, "1.15M"),
+                                              (10**12, "1.00T")])
+def test_abbreviated(number: int, text: str) -> None:
+    assert abbreviated(number) == text
+
+
+@given(st.integers(0, 10**20))
+def test_an_abbreviated_number_is_short_and_never_larger(number: int) -> None:
+    text = abbreviated(number)
+    assert len(text) <= 5
+    assert shown(text) <= number < shown(text) * 1.01 + 1
+
+
+def render(config: PipelineConfig, run: RunStatus, width: int, rates: dict[str, float] | None = None) -> list[str]:
+    out = io.StringIO()
+    Console(file=out, width=width, color_system=None).print(progress_table(config, run, rates or {}, width))
+    return out.getvalue().splitlines()
+
+
+BAR = set("━╸╺ ")
+
+
+@settings(max_examples=60, deadline=None)
+@given(width=st.integers(24, 160), processed=st.integers(20, 10**12), failed=st.integers(0, 10**9),
+       queue=st.integers(0, 10**7), rate=st.floats(0, 1e7))
+def test_the_table_never_cuts_a_number(width: int, processed: int, failed: int, queue: int, rate: float) -> None:
+    """At any width each figure is shown in full or with a unit, in its column; only names are cut."""
+    run = status(processed, failed, queue)
+    lines = render(CONFIG, run, width, {"CALIBRATION": rate})
+    assert all(len(line) <= width for line in lines)
+    header = lines[1].split()
+    assert header[:1] == ["STEP"] and "PROCESSED" in header
+    for line, step in zip(lines[2:], run.steps, strict=True):
+        cells = [cell for cell in line.split() if not set(cell) <= BAR]
+        assert len(cells) == len(header)
+        name = cells[0]
+        assert name == step.name or (name.endswith("…") and step.name.startswith(name[:-1]))
+        figures = {"PROCESSED": step.counts.processed, "FAILED": step.counts.failed}
+        for column, value in figures.items():
+            if column in header:
+                assert cells[header.index(column)] in (str(value), abbreviated(value))
+        assert all("…" not in cell for cell in cells[1:])
+
+
+def test_a_wide_terminal_shows_every_figure_in_full() -> None:
+    lines = render(CONFIG, status(), 120, {"COUNT": 5000.0})
+    assert lines[0] == "<config>  running  12.3 s  COUNT 60000/100000 (60%)  ETA 8 s"
+    assert lines[1].split() == ["STEP", "STATE", "PROCESSED", "FAILED", "QUEUE", "BUSY", "RATE/S"]
+    assert lines[3].split()[:5] == ["CALIBRATION", "running", "59990", "0", "12/64"]
+
+
+def test_a_60_column_terminal_abbreviates_instead_of_cutting() -> None:
+    lines = render(CONFIG, status(failed=1_234_567), 60)
+    assert "60.0k" in lines[2] and "1.23M" in lines[3] and "600…" not in "\n".join(lines)
+
+
+def test_total_and_eta() -> None:
+    total = run_total(status(), {"COUNT": 4000.0})
+    assert total is not None and str(total) == "COUNT 60000/100000 (60%), ETA 10 s"
+    assert run_total(status(), {}) is not None and run_total(status(), {}).eta is None  # not moving: no ETA
+    assert run_total(status(total=None), {"COUNT": 1.0}) is None
+    assert run_total(status(processed=100_000), {"COUNT": 1.0}).percent == 100  # type: ignore[union-attr]
+    assert [duration(s) for s in (8.4, 125, 11_000)] == ["8 s", "2 min 05 s", "3 h 03 min"]
+
+
+def test_the_progress_line_carries_the_total() -> None:
+    line = progress_line(CONFIG, status(), {"COUNT": 4000.0})
+    assert line.startswith("running 12.3 s, COUNT 60000/100000 (60%), ETA 10 s: COUNT processed=60000 ")
+    assert progress_line(CONFIG, status(total=None), {}).startswith("running 12.3 s: COUNT processed=60000 ")
+
+
+class Unknown(Component):
+    """A producer that does not say how many messages it yields."""
+
+    def run(self) -> Iterator[int]:
+        yield 1
+
+
+class Broken(Unknown):
+    """A producer whose length hook is broken."""
+
+    def __length_hint__(self) -> int:
+        raise RuntimeError("oops")
+
+
+def test_declared_totals(caplog: pytest.LogCaptureFixture) -> None:
+    assert declared_totals(load_config(document(Counter={"count": 42}))) == {"COUNT": 42}
+    assert declared_totals(load_config(document("SimulatedCamera", "algorithms.camera",
+                                                SimulatedCamera={"n_events": 7}))) == {"COUNT": 7}
+    assert declared_totals(load_config(document("Unknown", __name__))) == {}
+    with caplog.at_level(logging.WARNING, logger="pipeline.status"):
+        assert declared_totals(load_config(document("Broken", __name__))) == {}
+    assert "step COUNT: __length_hint__() failed; no total shown" in caplog.text
+
+
+@pytest.mark.parametrize("runner", [SequentialRunner, ThreadedRunner])
+def test_the_runners_status_carries_the_total(runner: Any) -> None:
+    config = load_config(document(Counter={"count": 42}))
+    snapshot = runner(config).snapshot()
+    assert [step.total for step in snapshot.steps] == [42, None, None]
+    message = Envelope.for_run(config).message("status", 1, status_body(snapshot, {}, 0))
+    jsonschema.validate(message, schema())
+    assert message["steps"][0]["total"] == 42 and message["steps"][1]["total"] is None
