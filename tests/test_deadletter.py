@@ -48,9 +48,11 @@ def test_a_dead_letter_path_that_cannot_be_created_is_a_config_error(tmp_path: P
     path = config(tmp_path, {"class": "FailEvery"}, Counter={"count": 3})
     result = pipeline_run(path, f"--Pipeline.dead_letter={target}")
     assert result.returncode == 2
-    problem = "Is a directory" if where == "directory" else "No such file or directory"
-    assert result.stderr == (f"pipeline-run: error: {target}: Pipeline.dead_letter: cannot create the "
-                             f"dead-letter file: {problem}\n")
+    problem = ("is a folder (expected the path of a file to write)" if where == "directory"
+               else "does not exist (expected a file in an existing folder)")
+    lines = result.stderr.splitlines()
+    assert len(lines) == 1 and lines[0].startswith("pipeline-run: error: command line: --Pipeline.dead_letter: ")
+    assert lines[0].endswith(problem)
     assert not (tmp_path / "out.jsonl").exists()  # no step ran
 
 
