@@ -242,3 +242,15 @@ def test_threads_match_sequential_on_random_dags(document: dict[str, Any]) -> No
     # every delivery sent was received: nothing lost, nothing duplicated
     assert sum(s.counts.emitted for s in thr_report.steps.values()) == sum(
         s.counts.received for s in thr_report.steps.values())
+
+
+@pytest.mark.parametrize("mode", ["sequential", "threads"])
+def test_a_chain_of_1200_stagers_runs(mode: str) -> None:
+    """Longer than Python's recursion limit, and more sockets than ZeroMQ's default cap of 1023."""
+    tag = uuid.uuid4().hex
+    stagers = [step(f"S{i}", "PassThrough", [f"S{i + 1}"], module="algorithms.basic") for i in range(1199)]
+    stagers.append(step("S1199", "PassThrough", ["C"], module="algorithms.basic"))
+    report = run(chain(step("P", "Source", ["S0"]), stagers, step("C", "Collect"),
+                       Source={"count": 3}, Collect={"tag": tag}), mode)
+    assert report.exit_status == 0
+    assert sorted(COLLECTED.pop(tag + "C")) == [(i, ()) for i in range(3)]

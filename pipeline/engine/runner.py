@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import logging
 import queue
+import resource
 import shutil
 import tempfile
 import threading
@@ -26,6 +27,32 @@ log = logging.getLogger("pipeline.engine")
 
 #: Seconds an abort waits for threads once the context is terminated, before leaving them behind.
 ABORT_GRACE_SECONDS = 1.0
+
+
+#: Sockets a run may open beyond what its steps need (the monitor's, the process host's).
+SPARE_SOCKETS = 64
+
+
+def socket_count(config: PipelineConfig) -> int:
+    """How many ZeroMQ sockets a threaded run of ``config`` opens (ZeroMQ's default cap is 1023)."""
+    total = 0
+    for step in config.steps.values():
+        pushes = len(step.next_steps)
+        if step.kind == "producer":
+            total += pushes
+            continue
+        total += 3 + pushes  # the router's inbox, work and notices sockets, and its outputs if it sends
+        if not step.nb_process:
+            total += step.nb_thread * (1 + pushes)  # each worker's socket to its router and its outputs
+    return total
+
+
+def allow_open_files(needed: int) -> None:
+    """Raise this process's soft limit of open files towards ``needed`` (never above the hard limit)."""
+    soft, hard = resource.getrlimit(resource.RLIMIT_NOFILE)
+    if soft != resource.RLIM_INFINITY and soft < needed:
+        resource.setrlimit(resource.RLIMIT_NOFILE, (needed if hard == resource.RLIM_INFINITY else min(needed, hard),
+                                                    hard))
 
 
 class ThreadedRunner:
@@ -67,6 +94,9 @@ class ThreadedRunner:
         if self.options.keep_freed_memory:
             keep_freed_memory()
         context = zmq.Context()
+        sockets = socket_count(self.config) + SPARE_SOCKETS
+        context.max_sockets = max(context.max_sockets, sockets)
+        allow_open_files(2 * sockets)  # a socket holds a file descriptor or two
         flusher = self.control.flusher
         flusher.start()
         try:
