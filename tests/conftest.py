@@ -1,4 +1,4 @@
-"""Shared fixtures: the GUI tests' window, offscreen (no display needed)."""
+"""Shared fixtures: the GUI tests' window, offscreen (no display needed); a private config directory."""
 
 from __future__ import annotations
 
@@ -10,6 +10,18 @@ import pytest
 
 # Read when pytest-qt makes the QApplication, after collection.
 os.environ.setdefault("QT_QPA_PLATFORM", "offscreen")
+
+
+@pytest.fixture(autouse=True, scope="session")
+def private_config_home(tmp_path_factory: pytest.TempPathFactory) -> Iterator[None]:
+    """The user's key pairs live under XDG_CONFIG_HOME: the tests (and their subprocesses) get their own."""
+    before = os.environ.get("XDG_CONFIG_HOME")
+    os.environ["XDG_CONFIG_HOME"] = str(tmp_path_factory.mktemp("config-home"))
+    yield
+    if before is None:
+        del os.environ["XDG_CONFIG_HOME"]
+    else:
+        os.environ["XDG_CONFIG_HOME"] = before
 
 
 @pytest.fixture

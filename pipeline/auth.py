@@ -1,0 +1,275 @@
+"""CurveZMQ keys and authentication for the whole project, on pyzmq's ``zmq.auth`` (no crypto of our own).
+
+Key files are pyzmq certificates (``zmq.auth.create_certificates``): ``NAME.key`` holds a public key,
+``NAME.key_secret`` the public and the secret key. :func:`generate_key_pair` writes them with the
+secret file 0600 and never overwrites a key.
+
+A server socket (the side that binds and checks who connects) is made safe in three steps, each
+closing a hole that CURVE alone leaves open:
+
+1. :class:`CurveServer` starts a ZAP handler on the socket's context *before* the socket binds:
+   without one, libzmq lets any CURVE key in, and a client whose handshake ends before a late
+   handler starts gets in too.
+2. :meth:`CurveServer.secure` sets ``ZAP_ENFORCE_DOMAIN``, so that should the handler be missing
+   the handshake fails (fails closed) instead of letting everyone in.
+3. A peer's identity is the ``User-Id`` of the frames it sent: the public key that the handshake
+   proved. :meth:`CurveServer.peer` maps it to a key's name. A routing id or a field in a message
+   is whatever the peer chose to claim.
+
+A client (the side that connects) pins the server's public key with :func:`secure_client`: the
+handshake succeeds only with the holder of the matching secret key, so nothing is ever sent to an
+impostor, nor in clear to a plaintext peer.
+
+The user's private directory (:func:`private_dir`, mode 0700) holds the key pair of the user's own
+monitor, which a run of the same user reads (:func:`own_key_pair`).
+"""
+
+from __future__ import annotations
+
+import logging
+import os
+import re
+import shutil
+import stat
+import tempfile
+import threading
+from collections.abc import Mapping
+from dataclasses import dataclass
+from pathlib import Path
+
+import zmq
+import zmq.auth
+from zmq.auth.thread import ThreadAuthenticator
+
+from .errors import ConfigError
+
+log = logging.getLogger("pipeline.auth")
+
+#: The endings of a public key file and of its secret key file (pyzmq's names).
+PUBLIC_SUFFIX, SECRET_SUFFIX = ".key", ".key_secret"
+#: The ZAP domain of every server socket of the project; the handler answers for it alone.
+ZAP_DOMAIN = "zmq-pipeline"
+#: The name of the user's own key pair in the private directory (the monitor's, read by the runs).
+OWN_KEY_NAME = "monitor"
+
+#: What a refusal to overwrite says.
+_EXISTS = "exists: a key is never overwritten (remove it first, or choose another name)"
+#: A key name is a file name without a directory: letters, digits, '.', '_' and '-', not starting with '.'.
+_KEY_NAME = re.compile(r"[A-Za-z0-9_-][A-Za-z0-9_.-]*")
+
+
+@dataclass(frozen=True)
+class KeyPair:
+    """A CURVE key pair as z85 bytes; ``secret`` is None for a public key alone; ``name`` the file's stem."""
+
+    public: bytes
+    secret: bytes | None
+    name: str
+
+
+def check_key_name(name: str, option: str = "NAME") -> str:
+    """``name`` if it can name a key file; a ConfigError otherwise."""
+    if not _KEY_NAME.fullmatch(name):
+        raise ConfigError("command line", option,
+                          f"expected a key name of letters, digits, '.', '_' or '-' (no '/'), got {name!r}")
+    return name
+
+
+def key_paths(directory: str | Path, name: str) -> tuple[Path, Path]:
+    """The public and the secret key file of key ``name`` in ``directory``."""
+    directory = Path(directory)
+    return directory / f"{name}{PUBLIC_SUFFIX}", directory / f"{name}{SECRET_SUFFIX}"
+
+
+def _stem(path: Path) -> str:
+    name = path.name
+    for suffix in (SECRET_SUFFIX, PUBLIC_SUFFIX):
+        if name.endswith(suffix):
+            return name[: -len(suffix)]
+    return path.stem
+
+
+def _load(path: str | Path, option: str) -> KeyPair:
+    path = Path(path)
+    if not path.is_file():
+        raise ConfigError(str(path), option, "no such file: expected a key file made by pipeline-keys")
+    try:
+        public, secret = zmq.auth.load_certificate(path)
+    except OSError as err:
+        raise ConfigError(str(path), option, f"cannot read the key file ({err.strerror or err})") from err
+    except ValueError as err:
+        raise ConfigError(str(path), option, f"not a CURVE key file made by pipeline-keys or pyzmq ({err})") from err
+    if len(public) != 40 or (secret is not None and len(secret) != 40):
+        raise ConfigError(str(path), option, "expected z85 keys of 40 characters")
+    return KeyPair(public, secret, _stem(path))
+
+
+def load_public_key(path: str | Path, option: str = "") -> KeyPair:
+    """The public key in ``path`` (a ``.key`` file, or a ``.key_secret`` file, whose secret is then left out)."""
+    pair = _load(path, option)
+    return KeyPair(pair.public, None, pair.name)
+
+
+def load_key_pair(path: str | Path, option: str = "") -> KeyPair:
+    """The key pair in ``path``, which must be a ``.key_secret`` file; a ConfigError naming the file otherwise."""
+    pair = _load(path, option)
+    if pair.secret is None:
+        raise ConfigError(str(path), option, f"no secret key in this file: expected the {SECRET_SUFFIX} file of a pair")
+    return pair
+
+
+def authorized_keys(directory: str | Path, option: str = "") -> dict[bytes, str]:
+    """The public keys of the ``*.key`` files in ``directory``, each mapped to its file's stem."""
+    directory = Path(directory)
+    if not directory.is_dir():
+        raise ConfigError(str(directory), option, "not a directory: expected a directory of public .key files")
+    keys: dict[bytes, str] = {}
+    for path in sorted(directory.glob(f"*{PUBLIC_SUFFIX}")):
+        pair = load_public_key(path, option)
+        keys.setdefault(pair.public, pair.name)
+    return keys
+
+
+def generate_key_pair(directory: str | Path, name: str) -> tuple[Path, Path]:
+    """Write ``NAME.key`` and ``NAME.key_secret`` (mode 0600) in ``directory`` (made, 0700, if missing).
+
+    An existing key of that name is never overwritten (ConfigError). pyzmq writes the files in a
+    private temporary directory; each is then hard-linked into place, which fails if the name
+    exists, so the secret is never readable by others and a concurrent writer never loses a key.
+    """
+    check_key_name(name)
+    directory = Path(directory)
+    public, secret = key_paths(directory, name)
+    for path in (public, secret):
+        if path.exists():
+            raise ConfigError(str(path), "", _EXISTS)
+    try:
+        directory.mkdir(mode=0o700, parents=True, exist_ok=True)
+        scratch = Path(tempfile.mkdtemp(prefix=".keys-", dir=directory))
+    except OSError as err:
+        raise ConfigError(str(directory), "", f"cannot make the directory ({err.strerror or err})") from err
+    try:
+        made_public, made_secret = zmq.auth.create_certificates(scratch, name)
+        os.chmod(made_secret, 0o600)  # create_certificates leaves it 0644
+        _link_new(Path(made_public), public)
+        try:
+            _link_new(Path(made_secret), secret)
+        except ConfigError:
+            public.unlink()
+            raise
+    finally:
+        shutil.rmtree(scratch, ignore_errors=True)
+    return public, secret
+
+
+def _link_new(source: Path, target: Path) -> None:
+    try:
+        os.link(source, target)
+    except FileExistsError as err:
+        raise ConfigError(str(target), "", _EXISTS) from err
+    except OSError as err:
+        raise ConfigError(str(target), "", f"cannot write the key file ({err.strerror or err})") from err
+
+
+def private_dir() -> Path:
+    """The user's private directory of this project: ``$XDG_CONFIG_HOME/zmq-pipeline`` (``~/.config/...``)."""
+    base = os.environ.get("XDG_CONFIG_HOME") or str(Path.home() / ".config")
+    return Path(base) / "zmq-pipeline"
+
+
+def ensure_private_dir() -> Path:
+    """The private directory, made if missing; its mode made 0700 if others could read or enter it."""
+    path = private_dir()
+    try:
+        path.mkdir(mode=0o700, parents=True, exist_ok=True)
+        if stat.S_IMODE(path.stat().st_mode) & 0o077:
+            os.chmod(path, 0o700)
+    except OSError as err:
+        raise ConfigError(str(path), "", f"cannot make the private directory ({err.strerror or err})") from err
+    return path
+
+
+def own_key_pair(create: bool = False) -> KeyPair | None:
+    """The user's own key pair (the monitor's) from the private directory; made first if ``create``.
+
+    None when it does not exist and ``create`` is false.
+    """
+    public, secret = key_paths(private_dir(), OWN_KEY_NAME)
+    if not secret.exists():
+        if not create:
+            return None
+        generate_key_pair(ensure_private_dir(), OWN_KEY_NAME)
+        log.info("made the key pair %s and %s", public, secret)
+    return load_key_pair(secret)
+
+
+def secure_client(socket: zmq.Socket, own: KeyPair, server: bytes) -> None:
+    """Make ``socket`` (before it connects) a CURVE client that talks only to the holder of ``server``'s secret."""
+    if own.secret is None:
+        raise ValueError(f"key {own.name!r} has no secret key")
+    socket.curve_publickey = own.public
+    socket.curve_secretkey = own.secret
+    socket.curve_serverkey = server
+
+
+class _AllowList:
+    """The ZAP handler's test of a client key (called in the handler's thread): in the allowed set?"""
+
+    def __init__(self, allowed: Mapping[bytes, str]) -> None:
+        self.allowed = dict(allowed)
+        self.refused = 0
+        self._lock = threading.Lock()
+
+    def callback(self, domain: str, key: bytes) -> bool:
+        """True for an allowed key; counts the others."""
+        if key in self.allowed:
+            return True
+        with self._lock:
+            self.refused += 1
+        return False
+
+
+class CurveServer:
+    """The ZAP handler of one context, allowing only the public keys of ``allowed`` (z85 -> name).
+
+    Make it on the socket's context before the socket binds, call :meth:`secure` on the socket, then
+    bind; :meth:`close` it after the sockets closed, before the context terminates.
+    """
+
+    def __init__(self, context: zmq.Context, own: KeyPair, allowed: Mapping[bytes, str]) -> None:
+        if own.secret is None:
+            raise ValueError(f"a server needs a secret key; key {own.name!r} has none")
+        self.own = own
+        self._allow = _AllowList(allowed)
+        self._handler = ThreadAuthenticator(context, log=logging.getLogger("pipeline.auth.zap"))
+        self._handler.configure_curve_callback(ZAP_DOMAIN, self._allow)
+        self._handler.start()  # returns once the handler is bound: safe to bind the sockets
+
+    @property
+    def refused(self) -> int:
+        """Connections refused so far because their key is not allowed."""
+        return self._allow.refused
+
+    def allowed(self) -> dict[bytes, str]:
+        """The allowed public keys, each with its name."""
+        return dict(self._allow.allowed)
+
+    def secure(self, socket: zmq.Socket) -> None:
+        """Make ``socket`` (before it binds) a CURVE server checked by this handler, failing closed without it."""
+        socket.curve_server = True
+        socket.curve_publickey = self.own.public
+        socket.curve_secretkey = self.own.secret
+        socket.zap_domain = ZAP_DOMAIN.encode()
+        socket.setsockopt(zmq.ZAP_ENFORCE_DOMAIN, 1)
+
+    def peer(self, frame: zmq.Frame) -> str | None:
+        """The name of the key that sent ``frame`` (from its User-Id, set by the handshake); None if unknown."""
+        try:
+            user = frame.get("User-Id")
+        except zmq.ZMQError:
+            return None
+        return self._allow.allowed.get(user.encode()) if isinstance(user, str) else None
+
+    def close(self) -> None:
+        """Stop the handler."""
+        self._handler.stop()

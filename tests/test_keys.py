@@ -1,0 +1,73 @@
+"""The ``pipeline-keys`` command, in-process and as a subprocess: it writes a key pair that pyzmq reads,
+with the secret 0600, makes the directory, and refuses (exit 2, one line) to overwrite or to guess."""
+
+from __future__ import annotations
+
+import shutil
+import stat
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+import zmq.auth
+
+from pipeline.keys import PipelineKeys
+from tests.cli_helpers import ROOT
+
+
+def keys_cli(*args: str, cwd: Path) -> subprocess.CompletedProcess[str]:
+    """``pipeline-keys ARGS`` as a subprocess: the console script if installed, else ``python -m pipeline.keys``."""
+    script = shutil.which("pipeline-keys", path=str(Path(sys.executable).parent))
+    command = [script] if script else [sys.executable, "-m", "pipeline.keys"]
+    return subprocess.run([*command, *args], cwd=cwd, capture_output=True, text=True, timeout=30, check=False,
+                          env={"PYTHONPATH": str(ROOT), "PATH": "/usr/bin:/bin"})
+
+
+def test_generate_as_a_subprocess(tmp_path: Path) -> None:
+    result = keys_cli("generate", "server", "--dir=keys", cwd=tmp_path)
+    assert result.returncode == 0, result.stderr
+    assert result.stdout == ("pipeline-keys: wrote keys/server.key (public) and keys/server.key_secret "
+                             "(secret, mode 0600)\n")
+    secret = tmp_path / "keys" / "server.key_secret"
+    assert stat.S_IMODE(secret.stat().st_mode) == 0o600
+    public, private = zmq.auth.load_certificate(secret)
+    assert private is not None and zmq.auth.load_certificate(tmp_path / "keys" / "server.key") == (public, None)
+
+    again = keys_cli("generate", "server", "--dir=keys", cwd=tmp_path)
+    assert again.returncode == 2
+    assert again.stderr == ("pipeline-keys: error: keys/server.key: exists: a key is never overwritten "
+                            "(remove it first, or choose another name)\n")
+    assert zmq.auth.load_certificate(secret) == (public, private)
+
+
+def test_the_directory_defaults_to_the_current_one(tmp_path: Path, monkeypatch: pytest.MonkeyPatch, capsys) -> None:
+    monkeypatch.chdir(tmp_path)
+    assert PipelineKeys().execute(["generate", "node7"]) == 0
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["node7.key", "node7.key_secret"]
+    assert "node7.key_secret (secret, mode 0600)" in capsys.readouterr().out
+
+
+@pytest.mark.parametrize(
+    ("argv", "problem"),
+    [([], "missing command: expected 'generate NAME --dir=DIR'"),
+     (["make", "x"], "make: unknown command (expected one of: generate)"),
+     (["generate"], "generate: expected one key NAME, got 0"),
+     (["generate", "a", "b"], "generate: expected one key NAME, got 2"),
+     (["generate", "../up"], "NAME: expected a key name of letters, digits"),
+     (["generate", "x", "--dri=keys"], "--dri: unknown option (did you mean '--dir'?)")],
+)
+def test_a_bad_command_line_exits_2_with_one_line(tmp_path: Path, monkeypatch, capsys, argv, problem) -> None:
+    monkeypatch.chdir(tmp_path)
+    assert PipelineKeys().execute(argv) == 2
+    error = capsys.readouterr().err
+    assert error.startswith("pipeline-keys: error: ") and error.count("\n") == 1
+    assert problem in error
+    assert list(tmp_path.iterdir()) == []
+
+
+def test_help_shows_the_command(capsys) -> None:
+    with pytest.raises(SystemExit) as stop:
+        PipelineKeys().execute(["--help"])
+    assert stop.value.code == 0
+    assert "pipeline-keys generate server --dir=keys" in capsys.readouterr().out
