@@ -27,6 +27,8 @@ STEP_KEYS = ("name", "class", "module", "next_steps", "nb_thread", "queue_limit"
 ON_ERROR = ("stop", "skip")
 REQUIRED_STEP_KEYS = ("name", "class", "module")
 SECTIONS = ("producer_conf", "stagers_conf", "consumer_conf")
+#: The source of a config given as a dict, in messages.
+DICT_SOURCE = "<config>"
 
 
 @dataclass(frozen=True)
@@ -59,11 +61,17 @@ class PipelineConfig:
     steps: dict[str, StepConfig]
     config: Config
     overrides: Config = field(default_factory=Config)  # from the command line: they win over everything
+    title: str = ""  # the name given to load_config, if any
 
     @property
     def name(self) -> str:
-        """The pipeline's name: its config file's stem."""
-        return Path(self.source).stem
+        """The pipeline's name: the one given, else its config file's stem, else (a dict) its first and last steps."""
+        if self.title:
+            return self.title
+        if self.source != DICT_SOURCE:
+            return Path(self.source).stem
+        sinks = [step.name for step in self.steps.values() if not step.next_steps]
+        return f"{self.producer.name} \u2192 {', '.join(sinks)}"
 
     @property
     def producer(self) -> StepConfig:
@@ -103,7 +111,7 @@ class PipelineConfig:
             next_steps=tuple(targets), traits={"path": path}, key="--replay",
         )
         steps = {replay.name: replay, **{n: s for n, s in self.steps.items() if n in keep}}
-        return PipelineConfig(self.source, steps, self.config, self.overrides)
+        return PipelineConfig(self.source, steps, self.config, self.overrides, self.title)
 
     def make_component(self, name: str) -> Component:
         """A new instance of step ``name``'s class, configured for that step."""
@@ -119,19 +127,23 @@ def load_config(
     source: str | Path | Mapping[str, Any],
     overrides: Config | None = None,
     settings: Iterable[type[Configurable]] = (),
+    name: str = "",
 ) -> PipelineConfig:
     """Read and validate a config; ``overrides`` (command-line traits) win over the file.
 
     ``settings`` are the framework's own configurable classes (such as ``Pipeline``): their
     traits may stand in the ``Pipeline`` section and their sections on the command line.
+    ``name`` names the pipeline (in the monitor, the progress display and graph exports).
     """
     if isinstance(source, Mapping):
-        name, document = "<config>", dict(source)
+        where, document = DICT_SOURCE, dict(source)
     elif isinstance(source, (str, Path)):
-        name, document = str(source), _read_json(Path(source))
+        where, document = str(source), _read_json(Path(source))
     else:
         raise ConfigError(repr(source), "", "expected a config file path or a dict")
-    return _Validator(name, list(settings)).validate(document, overrides or Config())
+    config = _Validator(where, list(settings)).validate(document, overrides or Config())
+    config.title = name
+    return config
 
 
 def _read_json(path: Path) -> Any:
