@@ -119,7 +119,7 @@ def test_a_port_in_use_exits_2(qapp, capsys) -> None:
 
 
 def test_it_listens_reads_and_stops_on_ctrl_c(monitor) -> None:
-    gui = monitor("--port=0")
+    gui = monitor("--port=0", "--plaintext")
     port = int(gui.wait_for(r"listening on tcp://127\.0\.0\.1:(\d+), waiting for a pipeline").group(1))
     context = zmq.Context()
     sender = context.socket(zmq.PUB)

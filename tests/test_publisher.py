@@ -36,7 +36,7 @@ class Listener:
 
     def __init__(self, own: auth.KeyPair | None = None, allowed: dict[bytes, str] | None = None) -> None:
         self.context = zmq.Context()
-        self.curve = auth.CurveServer(self.context, own, allowed or {}) if own else None
+        self.curve = auth.CurveServer(self.context, auth.ServerKeys(own, allowed or {})) if own else None
         self.socket = self.context.socket(zmq.SUB)
         self.socket.linger = 0
         self.socket.subscribe(b"")
@@ -145,7 +145,7 @@ class GatedRun:
 
 
 def test_a_run_reports_to_the_users_own_monitor_under_its_key(home: Path, listeners) -> None:
-    own = auth.own_key_pair(create=True)
+    own = auth.ensure_own_key_pair()
     monitor = listeners(own, {own.public: "monitor"})
     run = GatedRun(gui_address=monitor.address)
     monitor.wait_for_a_message()
@@ -168,7 +168,7 @@ def test_across_hosts_the_keys_are_named(home: Path, listeners) -> None:
 
 
 def test_a_plaintext_listener_gets_nothing_from_a_keyed_run(home: Path, listeners) -> None:
-    auth.own_key_pair(create=True)
+    auth.ensure_own_key_pair()
     squatter = listeners()  # bound at the run's address, without the monitor's key
     run = GatedRun(gui_address=squatter.address)
     assert squatter.refused_handshake()
@@ -177,7 +177,7 @@ def test_a_plaintext_listener_gets_nothing_from_a_keyed_run(home: Path, listener
 
 
 def test_an_impostor_key_gets_nothing(home: Path, listeners) -> None:
-    own = auth.own_key_pair(create=True)
+    own = auth.ensure_own_key_pair()
     _, secret = auth.generate_key_pair(home / "keys", "impostor")
     impostor = auth.load_key_pair(secret)
     squatter = listeners(impostor, {own.public: "monitor"})  # lets the run in, but holds the wrong secret
