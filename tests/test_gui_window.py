@@ -67,10 +67,12 @@ def test_the_table_holds_the_final_counts(qtbot, window: MainWindow) -> None:
         assert values["RATE"] == humanize.rate(processed / window.runs[recorded_run_id()].elapsed)  # on average
     assert [row[2] for row in rows] == ["0/1", "0/2", "0/1"]
     assert [row[3] for row in rows] == ["—", "0/64", "0/64"]
-    assert rows[1][7].endswith("ms")  # CHECK's mean time: ~5 ms
+    assert [row[COLUMNS.index("OUT")] for row in rows] == ["600", "588", "—"]  # the consumer sends nowhere
+    assert rows[1][COLUMNS.index("MEAN TIME")].endswith("ms")  # CHECK's mean time: ~5 ms
     model = window.view(recorded_run_id()).table.steps
     assert model.states == ["finished", "failed", "finished"]
-    assert model.index(1, 5).data(Qt.ItemDataRole.ForegroundRole) == theme.STATE_COLOURS["failed"]
+    failed = COLUMNS.index("FAILED")
+    assert model.index(1, failed).data(Qt.ItemDataRole.ForegroundRole) == theme.STATE_COLOURS["failed"]
 
 
 def test_the_graph_shows_each_step_coloured_by_state_and_its_arrows(qtbot, window: MainWindow) -> None:
@@ -94,22 +96,24 @@ def test_the_plot_holds_each_steps_throughput_over_time(qtbot, window: MainWindo
     plot = window.view(recorded_run_id()).plot
     statuses = [json.loads(body) for topic, body in stream if topic == b"status"]
     assert list(plot.series) == ["COUNT", "CHECK", "WRITE"]
-    for name, points in plot.series.items():
-        assert points == [(s["elapsed"], next(step["rate"] for step in s["steps"] if step["name"] == name))
+    assert window.view(recorded_run_id()).legend.entries() == ["COUNT", "CHECK", "WRITE"]
+    for name, history in plot.series.items():
+        assert history.points == [(s["elapsed"], next(step["rate"] for step in s["steps"] if step["name"] == name))
                           for s in statuses]
     assert not plot.grab().isNull()
 
 
-def test_the_error_panel_lists_the_tracebacks_newest_first(qtbot, window: MainWindow) -> None:
+def test_the_error_panel_lists_the_tracebacks_in_the_order_they_came(qtbot, window: MainWindow) -> None:
     stream = load_recording()
     send_and_wait(qtbot, window, stream)
     errors = window.view(recorded_run_id()).errors
     sent = [json.loads(body) for topic, body in stream if topic == b"error"]
-    assert errors.summaries() == [f"CHECK#{e['worker']} message {e['seq']}: {e['error']}" for e in reversed(sent)]
+    # CHECK skips its failures (on_error=skip): no error stopped the run.
+    assert errors.summaries() == [f"CHECK#{e['worker']} message {e['seq']}: {e['error']}" for e in sent]
     assert errors.title.text() == "ERRORS  12"
-    assert errors.traceback.toPlainText() == sent[-1]["traceback"]  # the newest is shown
+    assert errors.traceback.toPlainText() == sent[0]["traceback"]  # the first is shown
     errors.list.setCurrentRow(11)
-    assert errors.traceback.toPlainText() == sent[0]["traceback"]
+    assert errors.traceback.toPlainText() == sent[-1]["traceback"]
 
 
 def test_the_status_bar_and_header_show_the_finished_run(qtbot, window: MainWindow) -> None:
