@@ -146,7 +146,9 @@ class StepBox(QGraphicsItem):
                 painter.setBrush(colour if i < self.busy else Qt.BrushStyle.NoBrush)
                 painter.setPen(QPen(colour, 1.2))
                 painter.drawEllipse(QRectF(13 + i * 12, 54, 8, 8))
-            left, text = left + self.workers * 12 + 4, f"{self.busy}/{self.workers}"
+            # The dots say busy/total; the numbers too unless "done → out" needs the room.
+            crowded = "\u2192" in self.out_text()
+            left, text = left + self.workers * 12 + 4, "" if crowded else f"{self.busy}/{self.workers}"
         painter.setPen(theme.MUTED)
         painter.drawText(QRectF(left, 50, BOX_WIDTH - 12 - left, 18), Qt.AlignmentFlag.AlignLeft, text)
 
