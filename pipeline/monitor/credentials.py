@@ -6,7 +6,8 @@ with the monitor's public key pinned), and the run proves its own key in turn. B
 keys are the user's own pair in the private directory (``pipeline.auth.own_key_pair``), which
 ``pipeline-gui`` makes on its first start; across hosts ``Pipeline.gui_server_key`` (the monitor's
 public key) and ``Pipeline.gui_key`` (this run's key pair) name the files. Without them the run
-publishes nothing and says so once; ``Pipeline.gui_plaintext=True`` publishes in clear instead.
+publishes nothing and, if it was told of a monitor, says so once; ``Pipeline.gui_plaintext=True``
+publishes in clear instead.
 """
 
 from __future__ import annotations
@@ -58,9 +59,9 @@ def no_key_reason(server_key: str, key: str) -> str:
     return f"the run's status is not published: {missing}; Pipeline.gui_plaintext=True publishes it unencrypted"
 
 
-def say_once(reason: str, loud: bool) -> None:
-    """Log ``reason`` the first time in this process: a warning if ``loud``, else at INFO level."""
+def say_once(reason: str) -> None:
+    """Warn ``reason`` the first time in this process, however many runs it has."""
     if reason in _SAID:
         return
     _SAID.add(reason)
-    log.log(logging.WARNING if loud else logging.INFO, "%s", reason)
+    log.warning("%s", reason)

@@ -224,9 +224,9 @@ class Monitor:
     def _open_publisher(self) -> Publisher | None:
         settings = self.settings
         if self.credentials is None and not settings.gui_plaintext:
-            # Loud only when the user asked for a monitor; a run that never met one stays quiet.
-            asked = settings.gui_address != DEFAULT_GUI_ADDRESS or bool(settings.gui_server_key or settings.gui_key)
-            say_once(no_key_reason(settings.gui_server_key, settings.gui_key), loud=asked)
+            # Said when the user asked for a monitor; a run of a user who never started one stays quiet.
+            if settings.gui_address != DEFAULT_GUI_ADDRESS or settings.gui_server_key or settings.gui_key:
+                say_once(no_key_reason(settings.gui_server_key, settings.gui_key))
             return None
         try:
             return Publisher(settings.gui_address, self.envelope, self.credentials)
