@@ -11,13 +11,16 @@ from types import FrameType, TracebackType
 from typing import Any, ClassVar, NoReturn
 
 import zmq
-from traitlets import Int, Unicode
+from traitlets import Bool, Int, Unicode
 from traitlets.config import Application
 
+from pipeline import auth
 from pipeline.cli import COMMAND_LINE, StrictApplication
 from pipeline.config import suggest
 from pipeline.end_of_output import console_script
 from pipeline.errors import ConfigError
+
+from .display import display_problem
 
 #: Milliseconds between wake-ups of the Python interpreter inside Qt's loop, so that Ctrl+C is seen.
 SIGNAL_CHECK_MS = 200
@@ -31,12 +34,15 @@ class PipeGui(StrictApplication):
     name = "pipeline-gui"
     description = (
         "A live monitor of pipeline runs. It binds a ZeroMQ SUB socket; a run started with "
-        "--Pipeline.gui_address=HOST:PORT reports to it. Each run gets its own tab."
+        "--Pipeline.gui_address=HOST:PORT reports to it. Each run gets its own tab. Only runs that "
+        "prove an allowed CURVE key are heard: by default the user's own key pair, made on the first "
+        "start in ~/.config/zmq-pipeline (0700), which the user's runs read."
     )
     examples = """
 pipeline-gui
 pipeline-gui --port=6000
-pipeline-gui --host=0.0.0.0          # accept pipelines from other hosts
+pipeline-gui --host=0.0.0.0 --server-key=keys/desk.key_secret --authorized-keys=keys/runs   # other hosts
+pipeline-gui --plaintext             # anyone who reaches the port (trusted single-user host)
 pipeline-run --config=configs/example.json --Pipeline.gui_address=127.0.0.1:5565
 """
 
@@ -46,14 +52,27 @@ pipeline-run --config=configs/example.json --Pipeline.gui_address=127.0.0.1:5565
     port = Int(5565, min=0, max=65535, help="The TCP port to bind (0: any free port, shown in the window).").tag(
         config=True
     )
+    server_key = Unicode(
+        "", help="The monitor's key pair (a .key_secret file); runs need its public .key as Pipeline.gui_server_key "
+        "(default: the user's own pair in ~/.config/zmq-pipeline, made on the first start)."
+    ).tag(config=True)
+    authorized_keys = Unicode(
+        "", help="A directory of runs' public .key files to let in, besides the holders of the monitor's own pair."
+    ).tag(config=True)
+    plaintext = Bool(
+        False, help="No CURVE: hear anyone who reaches the port (runs need Pipeline.gui_plaintext=True)."
+    ).tag(config=True)
 
     aliases: ClassVar[dict[str, str]] = {
         "host": "PipeGui.host",
         "port": "PipeGui.port",
+        "server-key": "PipeGui.server_key",
+        "authorized-keys": "PipeGui.authorized_keys",
         "log-level": "Application.log_level",
     }
     flags: ClassVar[dict[str, tuple[dict[str, Any], str]]] = {
         "debug": ({"Application": {"log_level": logging.DEBUG}}, "Log at DEBUG level."),
+        "plaintext": ({"PipeGui": {"plaintext": True}}, "Hear anyone who reaches the port, without keys."),
     }
 
     #: The exit status of the last start(): 0, or 128 + the signal that closed the window.
@@ -64,6 +83,18 @@ pipeline-run --config=configs/example.json --Pipeline.gui_address=127.0.0.1:5565
     def initialize(self, argv: Sequence[str] | None = None) -> None:
         """Read the command line; raise a ConfigError for any option or value that cannot work."""
         self.parse_strictly(argv)
+        if self.plaintext and (self.server_key or self.authorized_keys):
+            raise ConfigError(COMMAND_LINE, "--plaintext", "uses no keys: drop --server-key and --authorized-keys")
+
+    def security(self) -> auth.ServerKeys | None:
+        """The monitor's key pair and the keys it lets in; None in plaintext (ConfigError for a bad key file)."""
+        if self.plaintext:
+            return None
+        own = auth.load_key_pair(self.server_key, "--server-key") if self.server_key else auth.ensure_own_key_pair()
+        allowed = {own.public: own.name}
+        if self.authorized_keys:
+            allowed.update(auth.authorized_keys(self.authorized_keys, "--authorized-keys"))
+        return auth.ServerKeys(own, allowed)
 
     def check_option_names(self, argv: Sequence[str]) -> None:
         """Reject an option this command does not have, ``--name`` or ``--Class.trait`` (traitlets would only warn)."""
@@ -92,11 +123,15 @@ pipeline-run --config=configs/example.json --Pipeline.gui_address=127.0.0.1:5565
         problem = binding_problem()
         if problem:
             self.log.warning("%s", problem)
+        missing = display_problem()
+        if missing:  # before Qt, which would abort the process with a misleading message
+            raise ConfigError("display", "", missing)
+        security = self.security()
         qt_app = QApplication.instance() or QApplication([self.name])
         theme.apply(qt_app)
         with QuitOnSignal(qt_app) as signals:
             try:
-                window = MainWindow(self.host, self.port)
+                window = MainWindow(self.host, self.port, security)
             except zmq.ZMQError as err:
                 raise ConfigError(COMMAND_LINE, "--PipeGui.host/--PipeGui.port",
                                   f"cannot bind tcp://{self.host}:{self.port}: {err}") from err

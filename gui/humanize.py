@@ -1,26 +1,44 @@
-"""Numbers and durations as the monitor shows them: short, with units, readable at a glance."""
+"""Numbers and durations as the monitor shows them: short, with units, readable at a glance.
+
+Every number is clamped first, so that whatever a peer sends, a label keeps its size.
+"""
 
 from __future__ import annotations
 
+#: The largest count shown as is; beyond it, "> 999 999 999 999 999".
+MAX_COUNT = 10**15 - 1
+#: The largest rate shown, messages per second.
+MAX_RATE = 1e12
+#: The longest duration shown, seconds (ten years).
+MAX_SECONDS = 10 * 365 * 86400.0
+
 
 def count(value: int) -> str:
-    """An integer with thin thousands separators: 1 234 567."""
+    """An integer with thin thousands separators: 1 234 567; beyond MAX_COUNT, "> 999 999 999 999 999"."""
+    if abs(value) > MAX_COUNT:
+        return ("> " if value > 0 else "< -") + f"{MAX_COUNT:,}".replace(",", "\u2009")
     return f"{value:,}".replace(",", "\u2009")
 
 
 def rate(value: float) -> str:
-    """Messages per second: "0", "8.5/s", "120/s", "12.3k/s"."""
+    """Messages per second: "0", "8.5/s", "120/s", "12.3k/s" (at most MAX_RATE)."""
+    value = min(value, MAX_RATE)
     if value <= 0:
         return "0"
     if value < 10:
         return f"{value:.1f}/s"
     if value < 10_000:
         return f"{value:.0f}/s"
-    return f"{value / 1000:.1f}k/s"
+    if value < 10_000_000:
+        return f"{value / 1e3:.1f}k/s"
+    if value < 10_000_000_000:
+        return f"{value / 1e6:.1f}M/s"
+    return f"{value / 1e9:.1f}G/s"
 
 
 def seconds(value: float) -> str:
     """A short duration, such as a message's processing time: "—", "<1 µs", "85 µs", "3.2 ms", "1.50 s"."""
+    value = min(value, MAX_SECONDS)
     if value <= 0:
         return "—"
     if value < 1e-6:
@@ -34,7 +52,7 @@ def seconds(value: float) -> str:
 
 def duration(value: float) -> str:
     """A long duration, such as a run's elapsed time: "12 s", "4 min 05 s", "2 h 07 min"."""
-    whole = int(max(0.0, value))
+    whole = int(min(max(0.0, value), MAX_SECONDS))
     if whole < 60:
         return f"{whole} s"
     if whole < 3600:

@@ -2,6 +2,10 @@
 
 This is the only module of the GUI that reads the topics and field names (docs/protocol.md). Anything that
 does not match them raises :class:`ProtocolError`; nothing here is ever unpickled or evaluated.
+
+Every message is bounded before the window holds it: a step list or a name longer than its cap, or
+an integer beyond 64 bits, makes the message a ProtocolError (so it is dropped, and counted); a
+traceback or an error line longer than its cap is shortened, since the rest of the message is sound.
 """
 
 from __future__ import annotations
@@ -13,6 +17,7 @@ from dataclasses import dataclass
 from typing import Any
 
 from pipeline.monitor import messages
+from pipeline.monitor.messages import shorten
 from pipeline.status import RUN_STATES, STEP_STATES
 
 #: The protocol versions this monitor reads.
@@ -22,6 +27,16 @@ GRAPH, STATUS, ERROR, FINISH = (topic.encode() for topic in messages.TOPICS)
 TOPICS = (GRAPH, STATUS, ERROR, FINISH)
 #: A run in one of these states has ended.
 ENDED_STATES = ("finished", "failed", "interrupted")
+#: Steps a run may have (in a graph, a status or a report); 50 is a big pipeline.
+MAX_STEPS = 200
+#: Characters in a name (of a step, class, module, pipeline, host or run id) or a state, at most.
+MAX_NAME = 200
+#: Characters of a traceback kept (its start and its end); a run sends at most 32,000.
+MAX_TRACEBACK = 16_000
+#: Characters of an error's line kept.
+MAX_ERROR_LINE = 1_000
+#: Integers beyond 64 bits are no count or time a run sends.
+_INT_LIMIT = 2**63
 
 
 class ProtocolError(ValueError):
@@ -51,6 +66,7 @@ class StepInfo:
     workers: int
     queue_limit: int  # -1: unbounded
     kind: str  # producer, stager or consumer
+    on_error: str = "stop"  # stop: its first failed message stops the run
 
 
 @dataclass(frozen=True)
@@ -153,16 +169,17 @@ def _header(fields: _Fields) -> Header:
     version = fields.get("protocol", int)
     if version not in SUPPORTED_VERSIONS:
         raise ProtocolError(f"unsupported protocol version {version} (this monitor reads {sorted(SUPPORTED_VERSIONS)})")
-    return Header(version, fields.get("run_id", str), fields.get("pipeline", str), fields.get("host", str),
+    return Header(version, fields.name("run_id"), fields.name("pipeline"), fields.name("host"),
                   fields.get("pid", int), fields.get("time", float))
 
 
 def _graph(header: Header, fields: _Fields) -> GraphMessage:
     steps = []
     for step in fields.items("steps"):
-        steps.append(StepInfo(step.get("name", str), step.get("class", str), step.get("module", str),
-                              tuple(step.strings("next_steps")), step.get("workers", int),
-                              step.get("queue_limit", int), step.get("kind", str)))
+        steps.append(StepInfo(step.name("name"), step.name("class"), step.name("module"),
+                              tuple(step.names("next_steps")), step.get("workers", int),
+                              step.get("queue_limit", int), step.name("kind"),
+                              step.name("on_error", default="stop")))
     return GraphMessage(header, tuple(steps))
 
 
@@ -170,7 +187,7 @@ def _status(header: Header, fields: _Fields) -> StatusMessage:
     steps = []
     for step in fields.items("steps"):
         steps.append(StepProgress(
-            step.get("name", str), step.choice("state", STEP_STATES), step.get("queue", int),
+            step.name("name"), step.choice("state", STEP_STATES), step.get("queue", int),
             step.get("queue_limit", int, default=0), step.get("busy", int), step.get("workers", int),
             step.get("received", int), step.get("processed", int), step.get("emitted", int), step.get("failed", int),
             step.get("rate", float, default=None), step.get("mean_time", float),
@@ -180,8 +197,8 @@ def _status(header: Header, fields: _Fields) -> StatusMessage:
 
 
 def _error(header: Header, fields: _Fields) -> ErrorMessage:
-    return ErrorMessage(header, fields.get("step", str), fields.get("worker", int),
-                        fields.get("seq", int, default=None), fields.get("error", str), fields.get("traceback", str))
+    return ErrorMessage(header, fields.name("step"), fields.get("worker", int), fields.get("seq", int, default=None),
+                        fields.text("error", MAX_ERROR_LINE), fields.text("traceback", MAX_TRACEBACK))
 
 
 def _finish(header: Header, fields: _Fields) -> FinishMessage:
@@ -191,10 +208,11 @@ def _finish(header: Header, fields: _Fields) -> FinishMessage:
         counts = step.section("counts")
         steps.append(FinalCounts(name, counts.get("received", int), counts.get("processed", int),
                                  counts.get("emitted", int), counts.get("failed", int),
-                                 step.get("first_error", str, default=None), step.get("mean_time", float, default=0.0)))
+                                 step.text("first_error", MAX_ERROR_LINE, default=None),
+                                 step.get("mean_time", float, default=0.0)))
     return FinishMessage(header, fields.choice("state", ENDED_STATES), fields.get("exit_status", int),
                          report.get("wall_time", float, default=None), tuple(steps),
-                         report.get("stop_reason", str, default=None))
+                         report.text("stop_reason", MAX_ERROR_LINE, default=None))
 
 
 _PARSERS = {GRAPH: _graph, STATUS: _status, ERROR: _error, FINISH: _finish}
@@ -223,7 +241,21 @@ class _Fields:
             raise ProtocolError(f"{self.path}.{key}: expected {kind.__name__}, got {value!r:.60}")
         if kind is float and not math.isfinite(value):
             raise ProtocolError(f"{self.path}.{key}: not a finite number")
+        if kind is int and not -_INT_LIMIT <= value < _INT_LIMIT:
+            raise ProtocolError(f"{self.path}.{key}: an integer beyond 64 bits")
         return value
+
+    def name(self, key: str, default: Any = _MISSING) -> Any:
+        """A string of at most MAX_NAME characters."""
+        value = self.get(key, str, default)
+        if isinstance(value, str) and len(value) > MAX_NAME:
+            raise ProtocolError(f"{self.path}.{key}: longer than {MAX_NAME} characters")
+        return value
+
+    def text(self, key: str, limit: int, default: Any = _MISSING) -> Any:
+        """A string, shortened to ``limit`` characters (its start and its end)."""
+        value = self.get(key, str, default)
+        return shorten(value, limit) if isinstance(value, str) else value
 
     def choice(self, key: str, allowed: Sequence[str]) -> str:
         """A string among ``allowed``."""
@@ -232,11 +264,13 @@ class _Fields:
             raise ProtocolError(f"{self.path}.{key}: {value!r} is not one of {', '.join(allowed)}")
         return value
 
-    def strings(self, key: str) -> list[str]:
-        """A list of strings."""
+    def names(self, key: str) -> list[str]:
+        """A list of at most MAX_STEPS names."""
         values = self.document.get(key)
         if not isinstance(values, list) or not all(isinstance(v, str) for v in values):
             raise ProtocolError(f"{self.path}.{key}: expected a list of strings")
+        if len(values) > MAX_STEPS or any(len(v) > MAX_NAME for v in values):
+            raise ProtocolError(f"{self.path}.{key}: more than {MAX_STEPS} names, or a name too long")
         return values
 
     def section(self, key: str) -> _Fields:
@@ -244,15 +278,19 @@ class _Fields:
         return _Fields(self.document.get(key), f"{self.path}.{key}")
 
     def items(self, key: str) -> list[_Fields]:
-        """A list of objects."""
+        """A list of at most MAX_STEPS objects."""
         values = self.document.get(key)
         if not isinstance(values, list):
             raise ProtocolError(f"{self.path}.{key}: expected a list")
+        if len(values) > MAX_STEPS:
+            raise ProtocolError(f"{self.path}.{key}: more than {MAX_STEPS} steps")
         return [_Fields(value, f"{self.path}.{key}[{i}]") for i, value in enumerate(values)]
 
     def mapping(self, key: str) -> list[tuple[str, _Fields]]:
-        """An object of objects, as (key, value) pairs in order."""
+        """An object of at most MAX_STEPS objects, as (key, value) pairs in order."""
         values = self.document.get(key)
         if not isinstance(values, Mapping):
             raise ProtocolError(f"{self.path}.{key}: expected an object")
+        if len(values) > MAX_STEPS or any(len(name) > MAX_NAME for name in values):
+            raise ProtocolError(f"{self.path}.{key}: more than {MAX_STEPS} steps, or a name too long")
         return [(name, _Fields(value, f"{self.path}.{key}.{name}")) for name, value in values.items()]

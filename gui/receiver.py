@@ -2,8 +2,13 @@
 
 A ZeroMQ socket's ``zmq.FD`` is edge-triggered: it becomes readable when the socket's state
 changes, not while messages wait. So each time the notifier fires (and on a slow safety timer) the
-receiver reads while ``zmq.EVENTS`` says POLLIN, with NOBLOCK, a bounded batch at a time so that a
-flood of messages never starves the UI; a full batch schedules the next one right away.
+receiver reads while ``zmq.EVENTS`` says POLLIN, with NOBLOCK, a bounded batch at a time (at most
+BATCH messages and BATCH_SECONDS) so that a flood of messages never starves the UI; a full batch
+schedules the next one right away.
+
+Unless the monitor runs in plaintext, the socket is a CURVE server (``pipeline.auth.CurveServer``,
+started before the bind): only runs holding an allowed key get in, and each message is credited to
+the key its connection proved (the frame's User-Id), never to what the message says.
 """
 
 from __future__ import annotations
@@ -14,36 +19,47 @@ import time
 import zmq
 from PySide6.QtCore import QObject, QSocketNotifier, QTimer, Signal
 
+from pipeline.auth import CurveServer, ServerKeys
+
 from .protocol import ProtocolError, parse
 
 log = logging.getLogger("gui.receiver")
 
-#: Messages read per turn of the event loop.
+#: Messages read per turn of the event loop at most.
 BATCH = 200
+#: Seconds of reading per turn of the event loop at most (a batch of big messages takes long to parse).
+BATCH_SECONDS = 0.02
 #: Milliseconds between safety reads, in case an edge of the socket's FD was missed.
 SAFETY_POLL_MS = 250
-#: The largest message accepted (bytes); a larger one drops its sender's connection.
-MAX_MESSAGE_SIZE = 16 * 1024 * 1024
+#: The largest message accepted (bytes); a larger one drops its sender's connection. A run's biggest,
+#: an error with its traceback cut to 32,000 characters, is far below.
+MAX_MESSAGE_SIZE = 1024 * 1024
 #: Seconds between two warnings about ignored messages (the others are counted in the next one).
 WARNING_INTERVAL = 5.0
 
 
 class Receiver(QObject):
-    """Binds a SUB socket on ``host:port`` (port 0: a free port) and emits every valid message."""
+    """Binds a SUB socket on ``host:port`` (port 0: a free port) and emits every valid message.
 
-    #: A parsed message (gui.protocol.Message).
-    received = Signal(object)
+    ``keys`` None: plaintext, anyone who reaches the port is heard.
+    """
 
-    def __init__(self, host: str, port: int, parent: QObject | None = None) -> None:
+    #: A parsed message (gui.protocol.Message) and the name of the key it came under (None: plaintext).
+    received = Signal(object, object)
+
+    def __init__(self, host: str, port: int, keys: ServerKeys | None, parent: QObject | None = None) -> None:
         super().__init__(parent)
         self.count = 0  # valid messages received
-        self.ignored = 0  # messages ignored as malformed or of an unknown protocol version
+        self.ignored = 0  # messages ignored as malformed, of an unknown protocol version or over a cap
         self.clock = time.monotonic  # of the warnings' rate limit
         self._unreported = 0
         self._last_warning = float("-inf")
         self._context = zmq.Context()
+        self.curve = CurveServer(self._context, keys) if keys else None
         self._socket = self._context.socket(zmq.SUB)
         try:
+            if self.curve is not None:
+                self.curve.secure(self._socket)
             self._socket.setsockopt(zmq.LINGER, 0)
             self._socket.setsockopt(zmq.MAXMSGSIZE, MAX_MESSAGE_SIZE)
             self._socket.setsockopt(zmq.SUBSCRIBE, b"")
@@ -53,6 +69,8 @@ class Receiver(QObject):
                 self._socket.bind(f"tcp://{host}:{port}")
         except zmq.ZMQError:
             self._socket.close()
+            if self.curve is not None:
+                self.curve.close()
             self._context.term()
             raise
         self.address = f"tcp://{host}:{port}"
@@ -65,35 +83,45 @@ class Receiver(QObject):
         self._more = QTimer(self, singleShot=True, interval=0)
         self._more.timeout.connect(self.read)
 
+    @property
+    def refused(self) -> int:
+        """Connections refused because their key is not allowed (0 in plaintext)."""
+        return self.curve.refused if self.curve is not None else 0
+
     def read(self) -> None:
-        """Read and emit up to BATCH waiting messages; schedule another read if more are waiting."""
+        """Read and emit waiting messages, up to BATCH or BATCH_SECONDS; schedule another read if more wait."""
         if self._socket.closed:
             return
+        deadline = time.monotonic() + BATCH_SECONDS
         for _ in range(BATCH):
             if not self._socket.getsockopt(zmq.EVENTS) & zmq.POLLIN:
                 return
-            frames = self._socket.recv_multipart(zmq.NOBLOCK)
-            self.handle(frames)
+            frames = self._socket.recv_multipart(zmq.NOBLOCK, copy=False)
+            peer = self.curve.peer(frames[0]) if self.curve is not None else None
+            self.handle([frame.bytes for frame in frames], peer)
+            if time.monotonic() > deadline:
+                break
         self._more.start()
 
-    def handle(self, frames: list[bytes]) -> None:
-        """Emit the message that ``frames`` hold; warn about and count one that is not valid."""
+    def handle(self, frames: list[bytes], peer: str | None = None) -> None:
+        """Emit the message in ``frames`` (sent under key ``peer``); warn about and count one that is not valid."""
         try:
             message = parse(frames)
         except ProtocolError as err:
-            self._ignore(err)
+            self.ignore(str(err))
             return
         self.count += 1
-        self.received.emit(message)
+        self.received.emit(message, peer)
 
-    def _ignore(self, err: ProtocolError) -> None:
+    def ignore(self, reason: str) -> None:
+        """Count a message not taken in; warn, at most once every WARNING_INTERVAL seconds."""
         self.ignored += 1
         now = self.clock()
         if now - self._last_warning < WARNING_INTERVAL:
             self._unreported += 1
             return
         more = f" ({self._unreported} more ignored since the last warning)" if self._unreported else ""
-        log.warning("ignored a message: %s%s", err, more)
+        log.warning("ignored a message: %s%s", reason, more)
         self._last_warning, self._unreported = now, 0
 
     def close(self) -> None:
@@ -105,4 +133,6 @@ class Receiver(QObject):
         self._notifier.setEnabled(False)
         self._notifier.deleteLater()
         self._socket.close()
+        if self.curve is not None:
+            self.curve.close()
         self._context.term()

@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import zlib
+from collections.abc import Iterable
 from functools import cache
 
 from PySide6.QtCore import Qt
@@ -27,9 +29,13 @@ STATE_COLOURS = {
     "interrupted": QColor("#c77dff"),
 }
 
-#: One colour per step in the throughput plot (chosen to stay apart from each other on the dark panel).
-SERIES_COLOURS = [QColor(c) for c in ("#5aa9ff", "#ff9f43", "#2ed3b7", "#ff6b9a", "#b18cff", "#f6d55c",
-                                      "#7bd389", "#ff7f50", "#6fc3df", "#d4a5ff")]
+#: The colours of the steps in the throughput plot (chosen to stay apart from each other on the dark panel).
+SERIES_COLOURS = [QColor(c) for c in (
+    "#5aa9ff", "#ff9f43", "#2ed3b7", "#ff6b9a", "#b18cff", "#f6d55c", "#7bd389", "#ff5c5c", "#6fc3df",
+    "#e377c2", "#c5e17a", "#ffc8a2", "#8c9eff", "#4dd0a1", "#ffd700", "#a1887f", "#00bcd4", "#f48fb1",
+    "#aed581", "#ce93d8")]
+#: Line styles that tell apart two steps of the same colour, once every colour is taken.
+SERIES_DASHES = (Qt.PenStyle.SolidLine, Qt.PenStyle.DashLine, Qt.PenStyle.DotLine)
 
 
 def state_colour(state: str) -> QColor:
@@ -37,9 +43,22 @@ def state_colour(state: str) -> QColor:
     return STATE_COLOURS.get(state, MUTED)
 
 
-def series_colour(index: int) -> QColor:
-    """The plot colour of the ``index``-th step."""
-    return SERIES_COLOURS[index % len(SERIES_COLOURS)]
+def series_styles(names: Iterable[str]) -> dict[str, tuple[QColor, Qt.PenStyle]]:
+    """Each step's colour and line style, tied to its name: the same in every run and on every host.
+
+    A name's hash picks its colour; two names of one run that pick the same go, in sorted order, to
+    the next free colour, then to the next line style once every colour is taken, so the steps of a
+    run stay apart (up to 60 steps; past that, styles repeat).
+    """
+    slots = len(SERIES_COLOURS) * len(SERIES_DASHES)
+    taken: set[int] = set()
+    styles = {}
+    for name in sorted(set(names)):
+        preferred = zlib.crc32(name.encode()) % len(SERIES_COLOURS)
+        slot = next((s % slots for s in range(preferred, preferred + slots) if s % slots not in taken), preferred)
+        taken.add(slot)
+        styles[name] = (SERIES_COLOURS[slot % len(SERIES_COLOURS)], SERIES_DASHES[slot // len(SERIES_COLOURS)])
+    return styles
 
 
 @cache

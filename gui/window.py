@@ -1,7 +1,8 @@
 """The main window: a tab per run (by ``run_id``), a waiting page until one reports, and a status bar.
 
 Messages only update the model; a timer redraws what changed at most ``1000 / REDRAW_MS`` times a
-second, however fast messages come.
+second, however fast messages come. Idle means idle: a redraw with nothing new sets no widget, so
+Qt repaints nothing (setting a tab's icon, even the same one, repaints the whole tab page).
 """
 
 from __future__ import annotations
@@ -22,8 +23,10 @@ from PySide6.QtWidgets import (
     QWidget,
 )
 
+from pipeline.auth import ServerKeys
+
 from . import theme
-from .model import RunModel, Runs
+from .model import Refused, RunModel, Runs
 from .protocol import Message
 from .receiver import Receiver
 from .widgets.run_view import RunView
@@ -35,10 +38,11 @@ log = logging.getLogger("gui.window")
 REDRAW_MS = 50
 
 
-def run_command(host: str, port: int) -> str:
+def run_command(host: str, port: int, plaintext: bool = False) -> str:
     """The command that makes a pipeline report to this monitor."""
     where = socket.gethostname() if host in ("0.0.0.0", "*") else host
-    return f"pipeline-run --config=FILE --Pipeline.gui_address={where}:{port}"
+    clear = " --Pipeline.gui_plaintext=True" if plaintext else ""
+    return f"pipeline-run --config=FILE --Pipeline.gui_address={where}:{port}{clear}"
 
 
 class WaitingPage(QWidget):
@@ -64,27 +68,32 @@ class WaitingPage(QWidget):
 
 
 class MainWindow(QMainWindow):
-    """Binds the monitor's SUB socket on ``host:port`` (0: a free port) and shows every run that reports."""
+    """Binds the monitor's SUB socket on ``host:port`` (0: a free port) and shows every run that reports.
 
-    def __init__(self, host: str = "127.0.0.1", port: int = 0, parent: QWidget | None = None) -> None:
+    ``security`` None: plaintext (anyone who reaches the port); else only runs with an allowed key.
+    """
+
+    def __init__(self, host: str = "127.0.0.1", port: int = 0, security: ServerKeys | None = None,
+                 parent: QWidget | None = None) -> None:
         super().__init__(parent)
-        self.receiver = Receiver(host, port, self)
+        self.receiver = Receiver(host, port, security, self)
         self.receiver.received.connect(self.on_message)
         self.address = self.receiver.address
         self.runs = Runs()
         self.views: dict[str, RunView] = {}
         self.redraws = 0  # redraws that changed something (for tests of the redraw limit)
+        self._tab_states: dict[str, str] = {}  # the state each tab's icon shows
         self.tabs = QTabWidget()
         self.tabs.setTabsClosable(True)
         self.tabs.setDocumentMode(True)
         self.tabs.tabCloseRequested.connect(self.close_tab)
         self.tabs.currentChanged.connect(self.redraw)
-        self.waiting = WaitingPage(self.address, run_command(host, self.receiver.port))
+        self.waiting = WaitingPage(self.address, run_command(host, self.receiver.port, security is None))
         self.pages = QStackedWidget()
         self.pages.addWidget(self.waiting)
         self.pages.addWidget(self.tabs)
         self.setCentralWidget(self.pages)
-        self.status = StatusBar(self.address)
+        self.status = StatusBar(self.address, security)
         self.setStatusBar(self.status)
         self.setWindowTitle(f"pipeline-gui · {self.address}")
         self.resize(1400, 900)
@@ -94,12 +103,17 @@ class MainWindow(QMainWindow):
         self.timer.start()
         self.redraw()
 
-    def on_message(self, message: Message) -> None:
-        """Give a message to its run's model; open a tab for a new run (drawing waits for the timer)."""
+    def on_message(self, message: Message, peer: str | None = None) -> None:
+        """Give a message (sent under key ``peer``) to its run's model; open a tab for a new run, close the
+        tabs of runs that made room for it (drawing waits for the timer)."""
         try:
-            run = self.runs.apply(message)
+            run = self.runs.apply(message, peer)
             if run is not None and run.run_id not in self.views:
+                for gone in [run_id for run_id in self.views if run_id not in self.runs.runs]:
+                    self.close_tab(self.tabs.indexOf(self.views[gone]))
                 self._open_tab(run)
+        except Refused as err:
+            self.receiver.ignore(str(err))
         except Exception:
             # A message the window cannot take in must not stop it (STYLE.md, practice 8).
             log.exception("could not take in a message (%s) of run %s", type(message).__name__, message.header.run_id)
@@ -114,16 +128,18 @@ class MainWindow(QMainWindow):
         return self.views[run_id]
 
     def redraw(self) -> None:
-        """Redraw the shown run if it changed, update every tab's state dot and the status bar."""
+        """Redraw the shown run if it changed, a tab's state dot if its state changed, and the status bar."""
         current = self.tabs.currentWidget()
         if isinstance(current, RunView) and current.refresh():
             self.redraws += 1
-        for index in range(self.tabs.count()):
-            view = self.tabs.widget(index)
-            if isinstance(view, RunView):
-                self.tabs.setTabIcon(index, theme.state_icon(view.run.state))
-        self.pages.setCurrentWidget(self.tabs if self.views else self.waiting)
-        self.status.show_run(self.current_run())
+        for run_id, view in self.views.items():
+            if self._tab_states.get(run_id) != view.run.state:
+                self._tab_states[run_id] = view.run.state
+                self.tabs.setTabIcon(self.tabs.indexOf(view), theme.state_icon(view.run.state))
+        page = self.tabs if self.views else self.waiting
+        if self.pages.currentWidget() is not page:
+            self.pages.setCurrentWidget(page)
+        self.status.show_run(self.current_run(), self.receiver.refused)
 
     def close_tab(self, index: int) -> None:
         """Close a run's tab; its later messages are ignored."""
@@ -132,6 +148,7 @@ class MainWindow(QMainWindow):
             return
         self.tabs.removeTab(index)
         self.views.pop(view.run.run_id, None)
+        self._tab_states.pop(view.run.run_id, None)
         self.runs.close(view.run.run_id)
         view.deleteLater()
         self.redraw()
@@ -142,6 +159,7 @@ class MainWindow(QMainWindow):
         view = RunView(run)
         self.views[run.run_id] = view
         index = self.tabs.addTab(view, theme.state_icon(run.state), run.title)
+        self._tab_states[run.run_id] = run.state
         self.tabs.setTabToolTip(index, f"run {run.run_id}")
         close = QToolButton(text="\u00d7", toolTip="close this run's tab (its later messages are ignored)")
         close.setObjectName("closeTab")

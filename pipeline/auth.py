@@ -189,16 +189,17 @@ def ensure_private_dir() -> Path:
     return path
 
 
-def own_key_pair(create: bool = False) -> KeyPair | None:
-    """The user's own key pair (the monitor's) from the private directory; made first if ``create``.
+def own_key_pair() -> KeyPair | None:
+    """The user's own key pair (the monitor's) from the private directory; None if there is none yet."""
+    secret = key_paths(private_dir(), OWN_KEY_NAME)[1]
+    return load_key_pair(secret) if secret.exists() else None
 
-    None when it does not exist and ``create`` is false.
-    """
-    public, secret = key_paths(private_dir(), OWN_KEY_NAME)
+
+def ensure_own_key_pair() -> KeyPair:
+    """The user's own key pair, made first in the private directory if there is none."""
+    public, secret = key_paths(ensure_private_dir(), OWN_KEY_NAME)
     if not secret.exists():
-        if not create:
-            return None
-        generate_key_pair(ensure_private_dir(), OWN_KEY_NAME)
+        generate_key_pair(public.parent, OWN_KEY_NAME)
         log.info("made the key pair %s and %s", public, secret)
     return load_key_pair(secret)
 
@@ -210,6 +211,14 @@ def secure_client(socket: zmq.Socket, own: KeyPair, server: bytes) -> None:
     socket.curve_publickey = own.public
     socket.curve_secretkey = own.secret
     socket.curve_serverkey = server
+
+
+@dataclass(frozen=True)
+class ServerKeys:
+    """What a server authenticates with: its key pair, and the clients' public keys it lets in (z85 -> name)."""
+
+    own: KeyPair
+    allowed: Mapping[bytes, str]
 
 
 class _AllowList:
@@ -230,17 +239,17 @@ class _AllowList:
 
 
 class CurveServer:
-    """The ZAP handler of one context, allowing only the public keys of ``allowed`` (z85 -> name).
+    """The ZAP handler of one context, allowing only the public keys of ``keys.allowed``.
 
     Make it on the socket's context before the socket binds, call :meth:`secure` on the socket, then
     bind; :meth:`close` it after the sockets closed, before the context terminates.
     """
 
-    def __init__(self, context: zmq.Context, own: KeyPair, allowed: Mapping[bytes, str]) -> None:
-        if own.secret is None:
-            raise ValueError(f"a server needs a secret key; key {own.name!r} has none")
-        self.own = own
-        self._allow = _AllowList(allowed)
+    def __init__(self, context: zmq.Context, keys: ServerKeys) -> None:
+        if keys.own.secret is None:
+            raise ValueError(f"a server needs a secret key; key {keys.own.name!r} has none")
+        self.own = keys.own
+        self._allow = _AllowList(keys.allowed)
         self._handler = ThreadAuthenticator(context, log=logging.getLogger("pipeline.auth.zap"))
         self._handler.configure_curve_callback(ZAP_DOMAIN, self._allow)
         self._handler.start()  # returns once the handler is bound: safe to bind the sockets

@@ -28,6 +28,8 @@ from .traits import ValueProblem, shown
 log = logging.getLogger(__name__)
 
 SECTIONS = ("producer_conf", "stagers_conf", "consumer_conf")
+#: The source of a config given as a dict, in messages.
+DICT_SOURCE = "<config>"
 
 #: How deeply a config may nest objects and lists. Ours nest 5 deep; traitlets merges and copies
 #: configs recursively, so a document nested near Python's recursion limit (1000) would crash it.
@@ -66,11 +68,17 @@ class PipelineConfig:
     config: Config
     overrides: Config = field(default_factory=Config)  # from the command line: they win over everything
     linear: bool = False  # no step had next_steps: each sends to the next in config order
+    title: str = ""  # the name given to load_config, if any
 
     @property
     def name(self) -> str:
-        """The pipeline's name: its config file's stem."""
-        return Path(self.source).stem
+        """The pipeline's name: the one given, else its config file's stem, else (a dict) its first and last steps."""
+        if self.title:
+            return self.title
+        if self.source != DICT_SOURCE:
+            return Path(self.source).stem
+        sinks = [step.name for step in self.steps.values() if not step.next_steps]
+        return f"{self.producer.name} \u2192 {', '.join(sinks)}"
 
     @property
     def producer(self) -> StepConfig:
@@ -115,7 +123,7 @@ class PipelineConfig:
             next_steps=tuple(targets), traits={"path": path}, key="--replay",
         )
         steps = {replay.name: replay, **{n: s for n, s in self.steps.items() if n in keep}}
-        return PipelineConfig(self.source, steps, self.config, self.overrides, self.linear)
+        return PipelineConfig(self.source, steps, self.config, self.overrides, self.linear, self.title)
 
     def make_component(self, name: str) -> Component:
         """A new instance of step ``name``'s class, configured for that step."""
@@ -131,19 +139,23 @@ def load_config(
     source: str | Path | Mapping[str, Any],
     overrides: Config | None = None,
     settings: Iterable[type[Configurable]] = (),
+    name: str = "",
 ) -> PipelineConfig:
     """Read and validate a config; ``overrides`` (command-line traits) win over the file.
 
     ``settings`` are the framework's own configurable classes (such as ``Pipeline``): their
     traits may stand in the ``Pipeline`` section and their sections on the command line.
+    ``name`` names the pipeline (in the monitor, the progress display and graph exports).
     """
     if isinstance(source, Mapping):
-        name, document = "<config>", dict(source)
+        where, document = DICT_SOURCE, dict(source)
     elif isinstance(source, (str, Path)):
-        name, document = str(source), _read_json(Path(source))
+        where, document = str(source), _read_json(Path(source))
     else:
         raise ConfigError(repr(source), "", "expected a config file path or a dict")
-    return _Validator(name, list(settings)).validate(document, overrides or Config())
+    config = _Validator(where, list(settings)).validate(document, overrides or Config())
+    config.title = name
+    return config
 
 
 #: The largest config file read: a config is a few KiB; a path such as /dev/zero must not fill the memory.

@@ -11,6 +11,7 @@ from traitlets.config import Config, Configurable
 
 from .config import PipelineConfig, load_config
 from .monitor import Address, Monitor, MonitorSettings
+from .monitor.monitor import DEFAULT_GUI_ADDRESS
 from .options import RunOptions
 from .report import RunReport
 from .traits import OutputFile, Seconds
@@ -59,7 +60,19 @@ class Pipeline(Configurable):
         config=True
     )
     gui_address = Address(
-        "localhost:5565", help="host:port of the monitor GUI (pipeline-gui binds it; a run connects, never waits)."
+        DEFAULT_GUI_ADDRESS, help="host:port of the monitor GUI (pipeline-gui binds it; a run connects, never waits)."
+    ).tag(config=True)
+    gui_plaintext = Bool(
+        False, help="Publish the status in clear to whoever listens at gui_address, instead of only to a monitor "
+        "that proves its key (for a trusted single-user host or a simple subscriber script)."
+    ).tag(config=True)
+    gui_server_key = Unicode(
+        "", help="The monitor's public key file (.key): status goes only to the holder of its secret "
+        "(default: the user's own monitor key, made by pipeline-gui in ~/.config/zmq-pipeline)."
+    ).tag(config=True)
+    gui_key = Unicode(
+        "", help="This run's key pair file (.key_secret), which the monitor must authorize "
+        "(default: the user's own monitor key pair)."
     ).tag(config=True)
     graph_interval = Seconds(
         2.0, min=0.05, help="Seconds between two sends of the graph, for a GUI that connects during the run."
@@ -85,14 +98,16 @@ class Pipeline(Configurable):
 
     @classmethod
     def from_config(cls, source: str | Path | Mapping[str, Any], overrides: Config | Mapping | None = None,
-                    replay: str | None = None) -> Pipeline:
+                    replay: str | None = None, name: str = "") -> Pipeline:
         """Load and validate ``source`` (a JSON file or a dict); ``overrides`` win over its values.
+
+        ``name`` names the run in the monitor (default: the file's stem; for a dict, its first and last steps).
 
         With ``replay``, the producer is replaced by the messages of that dead-letter file, each sent
         again to the step where it failed.
         """
         overrides = overrides if isinstance(overrides, Config) else Config(overrides or {})
-        pipeline_config = load_config(source, overrides, settings=[cls])
+        pipeline_config = load_config(source, overrides, settings=[cls], name=name)
         if replay is not None:
             pipeline_config = pipeline_config.for_replay(replay)
         return cls(pipeline_config, config=pipeline_config.config)
@@ -105,7 +120,10 @@ class Pipeline(Configurable):
 
     def monitor_settings(self) -> MonitorSettings:
         """What the monitor publishes and shows during a run."""
-        return MonitorSettings(self.gui, self.gui_address, self.graph_interval, self.progress, self.progress_interval)
+        return MonitorSettings(gui=self.gui, gui_address=self.gui_address, gui_plaintext=self.gui_plaintext,
+                               gui_server_key=self.gui_server_key, gui_key=self.gui_key,
+                               graph_interval=self.graph_interval, progress=self.progress,
+                               progress_interval=self.progress_interval)
 
     def run(self) -> RunReport:
         """Run to the end of the stream, watched by the monitor; return per-step counts and times."""

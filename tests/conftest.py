@@ -26,10 +26,24 @@ def private_config_home(tmp_path_factory: pytest.TempPathFactory) -> Iterator[No
 
 @pytest.fixture
 def window(qtbot: Any) -> Iterator[Any]:
-    """The monitor on a free loopback port, shown offscreen."""
+    """The monitor on a free loopback port, in plaintext (the tests send with plain PUB sockets), offscreen."""
     from gui.window import MainWindow  # only the GUI tests pay for importing Qt
 
     window = MainWindow("127.0.0.1", 0)
+    qtbot.addWidget(window)
+    window.show()
+    yield window
+    window.shutdown()
+
+
+@pytest.fixture
+def secure_window(qtbot: Any) -> Iterator[Any]:
+    """The monitor as pipeline-gui starts by default: a CURVE server with the user's own key pair."""
+    from gui.window import MainWindow
+    from pipeline import auth
+
+    own = auth.ensure_own_key_pair()
+    window = MainWindow("127.0.0.1", 0, auth.ServerKeys(own, {own.public: own.name}))
     qtbot.addWidget(window)
     window.show()
     yield window

@@ -77,7 +77,7 @@ def test_the_private_directory_is_made_0700(tmp_path: Path, monkeypatch: pytest.
     monkeypatch.setenv("XDG_CONFIG_HOME", str(tmp_path / "config"))
     assert auth.private_dir() == tmp_path / "config" / "zmq-pipeline"
     assert auth.own_key_pair() is None
-    pair = auth.own_key_pair(create=True)
+    pair = auth.ensure_own_key_pair()
     assert pair is not None and pair.name == "monitor"
     assert stat.S_IMODE(auth.private_dir().stat().st_mode) == 0o700
     assert stat.S_IMODE((auth.private_dir() / "monitor.key_secret").stat().st_mode) == 0o600
@@ -95,7 +95,7 @@ class Server:
 
     def __init__(self, own: auth.KeyPair, allowed: dict[bytes, str], handler: bool = True) -> None:
         self.context = zmq.Context()
-        self.curve = auth.CurveServer(self.context, own, allowed) if handler else None
+        self.curve = auth.CurveServer(self.context, auth.ServerKeys(own, allowed)) if handler else None
         self.socket = self.context.socket(zmq.SUB)
         self.socket.linger = 0
         self.socket.subscribe(b"")

@@ -25,8 +25,8 @@ every ``python`` block compiles and every ``json`` block parses.
 
 The blocks of one document run in document order in one directory holding a copy of ``configs/``,
 as a reader following the document would. Commands may be ``pipeline-run`` (run as the console
-script runs: the working directory is not on the Python path unless ``PYTHONPATH`` says so) and
-``python``, each optionally preceded by ``NAME=value`` environment settings.
+script runs: the working directory is not on the Python path unless ``PYTHONPATH`` says so),
+``pipeline-keys`` and ``python``, each optionally preceded by ``NAME=value`` environment settings.
 """
 
 from __future__ import annotations
@@ -208,7 +208,9 @@ class Example:
             return [*PIPELINE_RUN, *words[1:]], env
         if words[0] == "python":
             return [sys.executable, *words[1:]], env
-        raise AssertionError(f"a runnable block may only run pipeline-run or python, not {words[0]!r}")
+        if words[0] == "pipeline-keys":
+            return [sys.executable, "-m", "pipeline.keys", *words[1:]], env
+        raise AssertionError(f"a runnable block may only run pipeline-run, pipeline-keys or python, not {words[0]!r}")
 
     def run(self, line: str) -> tuple[int, list[str]]:
         """Run a documented command line; its exit status and its output lines."""

@@ -54,7 +54,7 @@ def parse_mermaid(text: str) -> tuple[dict[str, list[str]], set[tuple[str, str]]
 def parse_dot(text: str) -> tuple[dict[str, list[str]], set[tuple[str, str]]]:
     """The structural check of a DOT graph, for when Graphviz is not installed."""
     lines = text.splitlines()
-    assert re.fullmatch(r'digraph "[^"]*" \{', lines[0]) and lines[-1] == "}"
+    assert re.fullmatch(r'digraph "(?:[^"\\]|\\.)*" \{', lines[0]) and lines[-1] == "}"
     assert lines[1:3] == ["    rankdir=LR;", '    node [fontname="Helvetica", fontsize=11];']
     nodes: dict[str, list[str]] = {}
     links: set[tuple[str, str]] = set()

@@ -119,7 +119,7 @@ def test_a_port_in_use_exits_2(qapp, capsys) -> None:
 
 
 def test_it_listens_reads_and_stops_on_ctrl_c(monitor) -> None:
-    gui = monitor("--port=0")
+    gui = monitor("--port=0", "--plaintext")
     port = int(gui.wait_for(r"listening on tcp://127\.0\.0\.1:(\d+), waiting for a pipeline").group(1))
     context = zmq.Context()
     sender = context.socket(zmq.PUB)
@@ -159,3 +159,42 @@ def test_the_installed_qt_binding_keeps_none_alive(qapp) -> None:
     for _ in range(1000):
         label.setText("x")
     assert sys.getrefcount(None) >= before - 10
+
+
+def test_without_a_display_it_says_what_is_missing_in_one_line() -> None:
+    env = {k: v for k, v in os.environ.items() if k not in ("DISPLAY", "WAYLAND_DISPLAY", "QT_QPA_PLATFORM")}
+    result = subprocess.run([sys.executable, "-m", "gui", "--port=0"], cwd=ROOT, env=env, capture_output=True,
+                            text=True, timeout=TIMEOUT, check=False)
+    assert result.returncode == 2
+    assert result.stderr == ("pipeline-gui: error: display: no display: DISPLAY is not set (start pipeline-gui in a "
+                             "desktop session, or run offscreen with QT_QPA_PLATFORM=offscreen)\n")
+
+
+def test_missing_x11_libraries_are_named_by_their_packages() -> None:
+    from gui.display import display_problem
+
+    present = {"libxcb-icccm.so.4": False, "libxcb-keysyms.so.1": False}
+    problem = display_problem({"DISPLAY": ":0"}, "linux", lambda library: present.get(library, True))
+    assert problem == ("Qt's X11 plugin needs libraries that are missing: apt-get install libxcb-icccm4 "
+                       "libxcb-keysyms1 (or run offscreen with QT_QPA_PLATFORM=offscreen)")
+    assert display_problem({"DISPLAY": ":0"}, "linux", lambda library: True) == ""
+    assert display_problem({"QT_QPA_PLATFORM": "offscreen"}, "linux", lambda library: False) == ""
+    assert display_problem({"WAYLAND_DISPLAY": "wayland-0"}, "linux", lambda library: False) == ""
+    assert display_problem({}, "darwin", lambda library: False) == ""
+
+
+def test_by_default_it_makes_the_users_key_pair_and_hears_only_keyed_runs(monitor, tmp_path) -> None:
+    from pipeline import auth
+
+    gui = monitor("--port=0")
+    gui.wait_for("waiting for a pipeline")
+    assert auth.own_key_pair() is not None  # made on the first start, in the (test's) private directory
+    assert oct(auth.private_dir().stat().st_mode & 0o777) == "0o700"
+
+
+def test_a_bad_key_file_exits_2(capsys, tmp_path) -> None:
+    assert PipeGui().execute([f"--server-key={tmp_path / 'none.key_secret'}"]) == 2
+    assert capsys.readouterr().err == (f"pipeline-gui: error: {tmp_path / 'none.key_secret'}: --server-key: no such "
+                                       "file: expected a key file made by pipeline-keys\n")
+    assert PipeGui().execute(["--plaintext", "--authorized-keys=keys"]) == 2
+    assert "--plaintext: uses no keys" in capsys.readouterr().err

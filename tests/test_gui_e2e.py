@@ -8,6 +8,7 @@ import sys
 from pathlib import Path
 
 from gui import humanize
+from gui.widgets.table import COLUMNS
 from gui.window import MainWindow
 from tests.cli_helpers import ROOT
 
@@ -20,7 +21,10 @@ COUNT = 20_000
 RUN_MS = 30_000
 
 
-def test_a_real_run_ends_finished_with_its_counts_in_the_window(qtbot, window: MainWindow, tmp_path: Path) -> None:
+def test_a_real_run_ends_finished_with_its_counts_in_the_window(qtbot, secure_window: MainWindow,
+                                                                tmp_path: Path) -> None:
+    """As a user runs them: the monitor with the user's own key pair; the run reads it and proves it."""
+    window = secure_window
     output = tmp_path / "chain.jsonl"
     run = subprocess.Popen(
         [sys.executable, "-m", "pipeline", "--config=configs/chain.json", "--no-progress",
@@ -45,13 +49,16 @@ def test_a_real_run_ends_finished_with_its_counts_in_the_window(qtbot, window: M
     qtbot.waitUntil(lambda: view.shown_version == model.version, timeout=RUN_MS)
     assert (model.state, model.exit_status, model.header.pipeline) == ("finished", 0, "chain")
     assert model.header.pid == run.pid
+    assert model.peer == "monitor"  # the key its connection proved
 
     table = view.table.steps
     rows = {table.index(row, 0).data(): [table.index(row, c).data() for c in range(table.columnCount())]
             for row in range(table.rowCount())}
     assert list(rows) == ["COUNT", "PASS", "WRITE"]
     for name, row in rows.items():
-        assert row[4:6] == [humanize.count(COUNT), "0"], name  # DONE, FAILED
+        values = dict(zip(COLUMNS, row, strict=True))
+        assert (values["DONE"], values["FAILED"]) == (humanize.count(COUNT), "0"), name
+        assert values["OUT"] == ("—" if name == "WRITE" else humanize.count(COUNT)), name
     assert rows["PASS"][1:3] == ["PassThrough", "0/2"]
     assert table.states == ["finished"] * 3
 

@@ -53,7 +53,7 @@ def test_it_waits_for_a_pipeline_on_the_port_it_bound(window: MainWindow) -> Non
     assert window.pages.currentWidget() is window.waiting
     assert window.waiting.headline.text() == "waiting for a pipeline"
     assert window.status.state.text() == "waiting for a pipeline"
-    assert window.status.address.text() == f"listening on {window.address}"
+    assert window.status.address.text() == f"listening on {window.address} · plaintext: anyone who reaches the port"
     assert str(window.receiver.port) in window.windowTitle()
 
 
@@ -67,10 +67,12 @@ def test_the_table_holds_the_final_counts(qtbot, window: MainWindow) -> None:
         assert values["RATE"] == humanize.rate(processed / window.runs[recorded_run_id()].elapsed)  # on average
     assert [row[2] for row in rows] == ["0/1", "0/2", "0/1"]
     assert [row[3] for row in rows] == ["—", "0/64", "0/64"]
-    assert rows[1][7].endswith("ms")  # CHECK's mean time: ~5 ms
+    assert [row[COLUMNS.index("OUT")] for row in rows] == ["600", "588", "—"]  # the consumer sends nowhere
+    assert rows[1][COLUMNS.index("MEAN TIME")].endswith("ms")  # CHECK's mean time: ~5 ms
     model = window.view(recorded_run_id()).table.steps
     assert model.states == ["finished", "failed", "finished"]
-    assert model.index(1, 5).data(Qt.ItemDataRole.ForegroundRole) == theme.STATE_COLOURS["failed"]
+    failed = COLUMNS.index("FAILED")
+    assert model.index(1, failed).data(Qt.ItemDataRole.ForegroundRole) == theme.STATE_COLOURS["failed"]
 
 
 def test_the_graph_shows_each_step_coloured_by_state_and_its_arrows(qtbot, window: MainWindow) -> None:
@@ -94,22 +96,24 @@ def test_the_plot_holds_each_steps_throughput_over_time(qtbot, window: MainWindo
     plot = window.view(recorded_run_id()).plot
     statuses = [json.loads(body) for topic, body in stream if topic == b"status"]
     assert list(plot.series) == ["COUNT", "CHECK", "WRITE"]
-    for name, points in plot.series.items():
-        assert points == [(s["elapsed"], next(step["rate"] for step in s["steps"] if step["name"] == name))
+    assert window.view(recorded_run_id()).legend.entries() == ["COUNT", "CHECK", "WRITE"]
+    for name, history in plot.series.items():
+        assert history.points == [(s["elapsed"], next(step["rate"] for step in s["steps"] if step["name"] == name))
                           for s in statuses]
     assert not plot.grab().isNull()
 
 
-def test_the_error_panel_lists_the_tracebacks_newest_first(qtbot, window: MainWindow) -> None:
+def test_the_error_panel_lists_the_tracebacks_in_the_order_they_came(qtbot, window: MainWindow) -> None:
     stream = load_recording()
     send_and_wait(qtbot, window, stream)
     errors = window.view(recorded_run_id()).errors
     sent = [json.loads(body) for topic, body in stream if topic == b"error"]
-    assert errors.summaries() == [f"CHECK#{e['worker']} message {e['seq']}: {e['error']}" for e in reversed(sent)]
+    # CHECK skips its failures (on_error=skip): no error stopped the run.
+    assert errors.summaries() == [f"CHECK#{e['worker']} message {e['seq']}: {e['error']}" for e in sent]
     assert errors.title.text() == "ERRORS  12"
-    assert errors.traceback.toPlainText() == sent[-1]["traceback"]  # the newest is shown
+    assert errors.traceback.toPlainText() == sent[0]["traceback"]  # the first is shown
     errors.list.setCurrentRow(11)
-    assert errors.traceback.toPlainText() == sent[0]["traceback"]
+    assert errors.traceback.toPlainText() == sent[-1]["traceback"]
 
 
 def test_the_status_bar_and_header_show_the_finished_run(qtbot, window: MainWindow) -> None:
@@ -117,7 +121,7 @@ def test_the_status_bar_and_header_show_the_finished_run(qtbot, window: MainWind
     assert window.pages.currentWidget() is window.tabs
     assert window.status.state.text() == "finished (exit 0)"
     assert window.status.elapsed.text().startswith("elapsed ")
-    assert window.status.silence.text().endswith("s ago")
+    assert window.status.silence.text() == "ended"  # a text that does not tick: an idle window repaints nothing
     view = window.view(recorded_run_id())
     assert view.header.badge.text() == "FINISHED"
     assert "exit status 0" in view.header.outcome.text()
@@ -127,15 +131,18 @@ def test_the_status_bar_and_header_show_the_finished_run(qtbot, window: MainWind
 def test_the_status_bar_says_how_long_no_data_came(qtbot, window: MainWindow) -> None:
     now = [1000.0]
     window.runs.clock = lambda: now[0]
-    stream = [message for message in load_recording() if message[0] != b"finish"]
+    stream = load_recording()
+    last_running = max(i for i, m in enumerate(stream)
+                       if m[0] == b"status" and json.loads(m[1])["state"] not in ("finished", "failed"))
+    elapsed = json.loads(stream[last_running][1])["elapsed"]
     with Sender(window) as sender:
-        sender.send(qtbot, stream)
-        # The last status carries the run's final state.
-        qtbot.waitUntil(lambda: window.runs.runs and window.runs[recorded_run_id()].ended, timeout=WAIT_MS)
+        sender.send(qtbot, stream[: last_running + 1])
+        qtbot.waitUntil(lambda: bool(window.runs.runs) and window.runs[recorded_run_id()].elapsed == elapsed,
+                        timeout=WAIT_MS)
     now[0] += 12
     window.redraw()
     assert window.status.silence.text() == "no data for 12 s"
-    assert window.status.state.text() == "finished"  # the last status carried the final state
+    assert window.status.state.text() == json.loads(stream[last_running][1])["state"]
 
 
 def test_malformed_messages_are_ignored_with_a_warning(qtbot, window: MainWindow, caplog) -> None:
@@ -176,7 +183,7 @@ def test_warnings_about_ignored_messages_are_rate_limited(window: MainWindow, ca
 def test_a_message_the_window_cannot_take_in_is_logged_and_the_next_one_shown(
         window: MainWindow, caplog, monkeypatch) -> None:
     stream = load_recording()
-    monkeypatch.setattr(window.runs, "apply", lambda message: 1 / 0)
+    monkeypatch.setattr(window.runs, "apply", lambda message, peer: 1 / 0)
     with caplog.at_level(logging.ERROR, logger="gui.window"):
         window.receiver.handle(stream[0])
     assert "could not take in a message (" in caplog.text and recorded_run_id() in caplog.text

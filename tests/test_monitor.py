@@ -197,7 +197,8 @@ def test_stream_matches_the_run(subscriber: Subscriber, mode: str) -> None:
     report match the run's counts; each injected failure arrives with its traceback."""
     tag = uuid.uuid4().hex
     pipeline = Pipeline.from_config(document(tag), {"Pipeline": {
-        "mode": mode, "gui_address": subscriber.address, "progress": False, "allow_failures": True}})
+        "mode": mode, "gui_address": subscriber.address, "gui_plaintext": True, "progress": False,
+        "allow_failures": True}})
     run = Background(pipeline)
     # Subscribed, and the producer waits at its gate: the rest of the run is seen whole.
     subscriber.receive_until(lambda received: any(m["state"] == "running" for m in of(received, "status")))
@@ -245,6 +246,7 @@ def test_a_producer_error_fails_the_run(subscriber: Subscriber, mode: str) -> No
     doc = document(tag, count=3)
     doc["GatedCounter"]["fail"] = "the source went away"
     pipeline = Pipeline.from_config(doc, {"Pipeline": {"mode": mode, "gui_address": subscriber.address,
+                                                       "gui_plaintext": True,
                                                        "progress": False}})
     run = Background(pipeline)
     subscriber.receive_until(lambda received: any(m["state"] == "running" for m in of(received, "status")))
@@ -267,7 +269,8 @@ def test_a_late_subscriber_gets_the_graph(mode: str) -> None:
     tag = uuid.uuid4().hex
     port = free_port()
     pipeline = Pipeline.from_config(document(tag, count=10, before=3), {"Pipeline": {
-        "mode": mode, "gui_address": f"127.0.0.1:{port}", "graph_interval": 0.2, "progress": False,
+        "mode": mode, "gui_address": f"127.0.0.1:{port}", "gui_plaintext": True, "graph_interval": 0.2,
+        "progress": False,
         "allow_failures": True}})
     run = Background(pipeline)
     reached, opened = gate(tag)
@@ -296,6 +299,7 @@ def test_pipeline_run_subprocess_streams_logs_progress_and_prints_the_summary(
     path = write_config(tmp_path, document("stdin", count=40, before=5, every=10, producer="StdinGatedCounter"))
     child = subprocess.Popen(
         [sys.executable, "-m", "pipeline", f"--config={path}", f"--Pipeline.gui_address={subscriber.address}",
+         "--Pipeline.gui_plaintext=True",
          "--Pipeline.progress_interval=0.1", "--Pipeline.allow_failures=True"],
         cwd=ROOT, stdin=subprocess.PIPE, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True,
     )
@@ -377,7 +381,7 @@ def test_an_unreachable_address_costs_nothing() -> None:
     tag = uuid.uuid4().hex
     gate(tag)[1].set()
     pipeline = Pipeline.from_config(document(tag, count=5), {"Pipeline": {
-        "gui_address": f"127.0.0.1:{free_port()}", "progress": False, "allow_failures": True}})
+        "gui_address": f"127.0.0.1:{free_port()}", "gui_plaintext": True, "progress": False, "allow_failures": True}})
     start = time.monotonic()
     assert pipeline.run().exit_status == 0
     assert time.monotonic() - start < monitor_module.JOIN_SECONDS  # the monitor's thread was not given up on

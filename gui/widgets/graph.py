@@ -1,9 +1,26 @@
-"""The graph view: a box per step, coloured by its state, and an arrow to each of its next steps."""
+"""The graph view: a box per step, coloured by its state, and an arrow to each of its next steps.
+
+Readable at any size: the boxes keep their size and their text never drops below MIN_FONT_PT on
+screen (the view never shrinks them below MIN_SCALE); columns that do not fit the width wrap into
+bands stacked top to bottom, and what still does not fit scrolls (Ctrl+wheel zooms, a double click
+fits again). The scene is rebuilt only when the graph or the bands change, in linear time.
+"""
 
 from __future__ import annotations
 
 from PySide6.QtCore import QPointF, QRectF, Qt
-from PySide6.QtGui import QBrush, QColor, QFont, QPainter, QPainterPath, QPen, QPolygonF
+from PySide6.QtGui import (
+    QBrush,
+    QColor,
+    QFont,
+    QFontMetrics,
+    QMouseEvent,
+    QPainter,
+    QPainterPath,
+    QPen,
+    QPolygonF,
+    QWheelEvent,
+)
 from PySide6.QtWidgets import (
     QGraphicsItem,
     QGraphicsPathItem,
@@ -14,13 +31,21 @@ from PySide6.QtWidgets import (
 )
 
 from .. import humanize, theme
-from ..layout import grid
+from ..layout import band_rows, bands, grid
 from ..model import RunModel, StepView
 
 BOX_WIDTH, BOX_HEIGHT = 210.0, 104.0
-COLUMN_GAP, ROW_GAP = 64.0, 26.0
+COLUMN_GAP, ROW_GAP, BAND_GAP = 64.0, 26.0, 48.0
+#: The smallest font in a box, points at scale 1.
+SMALLEST_FONT_PT = 9.0
+#: The smallest a box's text may be on screen, points.
+MIN_FONT_PT = 7.0
+#: The view never shrinks the boxes more than this (their smallest text stays at MIN_FONT_PT).
+MIN_SCALE = MIN_FONT_PT / SMALLEST_FONT_PT
 #: The view never zooms in more than this on a small graph.
 MAX_SCALE = 1.3
+#: The scale the bands are cut for: columns wrap before the boxes would shrink below it.
+WRAP_SCALE = 0.9
 #: Up to this many workers are drawn as one dot each.
 MAX_DOTS = 8
 
@@ -33,9 +58,10 @@ class StepBox(QGraphicsItem):
         self.name = view.name
         self.class_name = view.info.class_name if view.info else ""
         self.state = "waiting"
-        self.busy = self.workers = self.queue = self.done = self.failed = 0
+        self.busy = self.workers = self.queue = self.done = self.failed = self.emitted = 0
         self.queue_limit = 0
         self.has_queue = view.info is None or view.info.kind != "producer"
+        self.has_next = view.info is None or bool(view.info.next_steps)
         self.setToolTip(f"{view.name}: {view.info.module}.{self.class_name}" if view.info else view.name)
         self.update_from(view)
 
@@ -46,8 +72,8 @@ class StepBox(QGraphicsItem):
         self.workers = progress.workers if progress else (info.workers if info else 0)
         self.queue_limit = info.queue_limit if info else (progress.queue_limit if progress else 0)
         if progress:
-            self.busy, self.queue, self.done, self.failed = (progress.busy, progress.queue, progress.processed,
-                                                             progress.failed)
+            self.busy, self.queue, self.done, self.failed, self.emitted = (
+                progress.busy, progress.queue, progress.processed, progress.failed, progress.emitted)
         self.update()
 
     def workers_text(self) -> str:
@@ -78,29 +104,40 @@ class StepBox(QGraphicsItem):
         self._paint_workers(painter, colour)
         self._paint_queue(painter)
 
+    def out_text(self) -> str:
+        """Messages done, and deliveries to next steps when they differ: "588 done → 470 out"."""
+        done = f"{humanize.count(self.done)} done"
+        if self.emitted == self.done or not self.has_next:
+            return done
+        return f"{done} \u2192 {humanize.count(self.emitted)} out"
+
     def _paint_texts(self, painter: QPainter, colour: QColor) -> None:
         font = QFont(painter.font())
-        font.setPointSizeF(11)
+        font.setPointSizeF(SMALLEST_FONT_PT)
         font.setBold(True)
         painter.setFont(font)
-        painter.setPen(theme.TEXT)
-        painter.drawText(QRectF(12, 8, BOX_WIDTH - 24, 20), Qt.AlignmentFlag.AlignLeft, self.name)
-        font.setPointSizeF(8)
-        painter.setFont(font)
         painter.setPen(colour)
-        painter.drawText(QRectF(12, 10, BOX_WIDTH - 24, 18), Qt.AlignmentFlag.AlignRight, self.state.upper())
+        state = self.state.upper()
+        painter.drawText(QRectF(12, 10, BOX_WIDTH - 24, 18), Qt.AlignmentFlag.AlignRight, state)
+        state_width = QFontMetrics(font).horizontalAdvance(state) + 8
+        font.setPointSizeF(11)
+        painter.setFont(font)
+        painter.setPen(theme.TEXT)
+        name = QFontMetrics(font).elidedText(self.name, Qt.TextElideMode.ElideMiddle, int(BOX_WIDTH - 24 - state_width))
+        painter.drawText(QRectF(12, 8, BOX_WIDTH - 24, 20), Qt.AlignmentFlag.AlignLeft, name)
         font.setBold(False)
-        font.setPointSizeF(9)
+        font.setPointSizeF(SMALLEST_FONT_PT)
         painter.setFont(font)
         painter.setPen(theme.MUTED)
-        painter.drawText(QRectF(12, 29, BOX_WIDTH - 24, 18), Qt.AlignmentFlag.AlignLeft, self.class_name)
+        metrics = QFontMetrics(font)
+        painter.drawText(QRectF(12, 29, BOX_WIDTH - 24, 18), Qt.AlignmentFlag.AlignLeft,
+                         metrics.elidedText(self.class_name, Qt.TextElideMode.ElideRight, int(BOX_WIDTH - 100)))
         if self.failed:
             painter.setPen(theme.STATE_COLOURS["failed"])
             painter.drawText(QRectF(12, 29, BOX_WIDTH - 24, 18), Qt.AlignmentFlag.AlignRight,
                              f"{humanize.count(self.failed)} failed")
         painter.setPen(theme.TEXT)
-        painter.drawText(QRectF(12, 50, BOX_WIDTH - 24, 18), Qt.AlignmentFlag.AlignRight,
-                         f"{humanize.count(self.done)} done")
+        painter.drawText(QRectF(12, 50, BOX_WIDTH - 24, 18), Qt.AlignmentFlag.AlignRight, self.out_text())
 
     def _paint_workers(self, painter: QPainter, colour: QColor) -> None:
         left, text = 12.0, self.workers_text()
@@ -109,7 +146,9 @@ class StepBox(QGraphicsItem):
                 painter.setBrush(colour if i < self.busy else Qt.BrushStyle.NoBrush)
                 painter.setPen(QPen(colour, 1.2))
                 painter.drawEllipse(QRectF(13 + i * 12, 54, 8, 8))
-            left, text = left + self.workers * 12 + 4, f"{self.busy}/{self.workers}"
+            # The dots say busy/total; the numbers too unless "done → out" needs the room.
+            crowded = "\u2192" in self.out_text()
+            left, text = left + self.workers * 12 + 4, "" if crowded else f"{self.busy}/{self.workers}"
         painter.setPen(theme.MUTED)
         painter.drawText(QRectF(left, 50, BOX_WIDTH - 12 - left, 18), Qt.AlignmentFlag.AlignLeft, text)
 
@@ -136,36 +175,64 @@ def curve(start: QPointF, end: QPointF) -> QPainterPath:
     return path
 
 
+def wrapped(start: QPointF, end: QPointF, gap_y: float) -> QPainterPath:
+    """A path from ``start`` (a box's right side) down to the gap under its band at ``gap_y``, back
+    left, and down into ``end`` (a box's left side in a later band)."""
+    out, back = start.x() + COLUMN_GAP / 3, end.x() - COLUMN_GAP / 3
+    path = QPainterPath(start)
+    path.lineTo(out, start.y())
+    path.lineTo(out, gap_y)
+    path.lineTo(back, gap_y)
+    path.lineTo(back, end.y())
+    path.lineTo(end)
+    return path
+
+
 def arrowhead(tip: QPointF) -> QPolygonF:
     """A small triangle pointing right, at ``tip``."""
     return QPolygonF([tip, QPointF(tip.x() - 9, tip.y() - 5), QPointF(tip.x() - 9, tip.y() + 5)])
 
 
+def per_band(width: float) -> int:
+    """Columns in a band of a view ``width`` pixels wide, cut for WRAP_SCALE."""
+    return max(1, int((width / WRAP_SCALE + COLUMN_GAP) // (BOX_WIDTH + COLUMN_GAP)))
+
+
 class GraphView(QGraphicsView):
-    """The steps of one run in columns by their longest path from the producer."""
+    """The steps of one run in columns by their longest path from the producer, wrapped into bands."""
 
     def __init__(self, parent: QWidget | None = None) -> None:
         super().__init__(parent)
         self.setScene(QGraphicsScene(self))
         self.setRenderHint(QPainter.RenderHint.Antialiasing)
-        self.setHorizontalScrollBarPolicy(Qt.ScrollBarPolicy.ScrollBarAlwaysOff)
-        self.setVerticalScrollBarPolicy(Qt.ScrollBarPolicy.ScrollBarAlwaysOff)
+        self.setHorizontalScrollBarPolicy(Qt.ScrollBarPolicy.ScrollBarAsNeeded)
+        self.setVerticalScrollBarPolicy(Qt.ScrollBarPolicy.ScrollBarAsNeeded)
+        self.setDragMode(QGraphicsView.DragMode.ScrollHandDrag)
+        self.setToolTip("")
         self.boxes: dict[str, StepBox] = {}
         self.edges: list[tuple[str, str]] = []
+        self.zoom = 1.0  # the user's zoom, over the scale that fits
         self._shape: tuple = ()  # the graph (or the step names) the scene shows
+        self._per_band = 0  # columns per band the scene was built with
+        self._run: RunModel | None = None
         self.scene().addText("waiting for the run's graph…").setDefaultTextColor(theme.MUTED)
 
     def refresh(self, run: RunModel) -> None:
         """Build the scene when the run's graph (or, until it arrives, its list of steps) is new; update every box."""
+        self._run = run
         shape = run.graph if run.graph is not None else tuple(run.steps)
-        if shape and shape != self._shape:
+        if shape and (shape != self._shape or per_band(self.viewport().width()) != self._per_band):
             self._shape = shape
             self._build(run)
         for name, box in self.boxes.items():
             box.update_from(run.steps[name])
 
+    def content_height(self) -> float:
+        """The scene's height at the scale the bands are cut for: the height this view would like."""
+        return self.scene().sceneRect().height() * WRAP_SCALE
+
     def _build(self, run: RunModel) -> None:
-        """Columns by longest path; without the graph, the known steps in a row with no arrows."""
+        """Columns by longest path, wrapped; without the graph, the known steps in a row with no arrows."""
         scene = self.scene()
         scene.clear()
         self.boxes, self.edges = {}, []
@@ -175,18 +242,27 @@ class GraphView(QGraphicsView):
         else:
             next_steps = {name: () for name in run.steps}
             cells = {name: (i, 0) for i, name in enumerate(run.steps)}
-        rows = {col: 1 + max(r for c, r in cells.values() if c == col) for col, _ in cells.values()}
-        tallest = max(rows.values())
-        for name, (col, row) in cells.items():
-            offset = (tallest - rows[col]) * (BOX_HEIGHT + ROW_GAP) / 2
+        self._per_band = per_band(self.viewport().width())
+        placed = bands(cells, self._per_band)
+        rows = band_rows(placed)
+        column_rows: dict[tuple[int, int], int] = {}
+        for band, col, row in placed.values():
+            column_rows[band, col] = max(column_rows.get((band, col), 0), row + 1)
+        tops, top = {}, 0.0
+        for band in sorted(rows):
+            tops[band] = top
+            top += rows[band] * (BOX_HEIGHT + ROW_GAP) - ROW_GAP + BAND_GAP
+        for name, (band, col, row) in placed.items():
+            offset = (rows[band] - column_rows[band, col]) * (BOX_HEIGHT + ROW_GAP) / 2
             box = StepBox(run.steps[name])
-            box.setPos(col * (BOX_WIDTH + COLUMN_GAP), offset + row * (BOX_HEIGHT + ROW_GAP))
+            box.setPos(col * (BOX_WIDTH + COLUMN_GAP), tops[band] + offset + row * (BOX_HEIGHT + ROW_GAP))
             scene.addItem(box)
             self.boxes[name] = box
         for name, targets in next_steps.items():
             for target in targets:
                 if target in self.boxes:
-                    self._add_arrow(name, target)
+                    gap = tops[placed[name][0]] + rows[placed[name][0]] * (BOX_HEIGHT + ROW_GAP) - ROW_GAP
+                    self._add_arrow(name, target, placed[name][0] != placed[target][0], gap + BAND_GAP / 2)
         if run.graph is None:
             note = scene.addText("the run's graph has not arrived: steps shown without their connections")
             note.setDefaultTextColor(theme.MUTED)
@@ -194,11 +270,13 @@ class GraphView(QGraphicsView):
         scene.setSceneRect(scene.itemsBoundingRect().adjusted(-16, -16, 16, 16))
         self._fit()
 
-    def _add_arrow(self, source: str, target: str) -> None:
+    def _add_arrow(self, source: str, target: str, across: bool, gap_y: float) -> None:
         start, end = self.boxes[source].pos(), self.boxes[target].pos()
         tip = QPointF(end.x() - 3, end.y() + BOX_HEIGHT / 2)
-        line = QGraphicsPathItem(curve(QPointF(start.x() + BOX_WIDTH + 2, start.y() + BOX_HEIGHT / 2),
-                                       QPointF(tip.x() - 8, tip.y())))
+        begin = QPointF(start.x() + BOX_WIDTH + 2, start.y() + BOX_HEIGHT / 2)
+        finish = QPointF(tip.x() - 8, tip.y())
+        path = wrapped(begin, finish, gap_y) if across else curve(begin, finish)
+        line = QGraphicsPathItem(path)
         line.setPen(QPen(theme.MUTED, 1.6))
         head = QGraphicsPolygonItem(arrowhead(tip))
         head.setPen(Qt.PenStyle.NoPen)
@@ -208,16 +286,40 @@ class GraphView(QGraphicsView):
             self.scene().addItem(item)
         self.edges.append((source, target))
 
+    def scale_shown(self) -> float:
+        """The scale of the boxes on screen."""
+        return self.transform().m11()
+
     def _fit(self) -> None:
         rect = self.scene().sceneRect()
         if rect.isEmpty():
             return
         viewport = self.viewport().rect()
-        scale = min(viewport.width() / rect.width(), viewport.height() / rect.height(), MAX_SCALE)
+        fit = min(viewport.width() / rect.width(), viewport.height() / rect.height(), MAX_SCALE)
+        scale = min(max(fit * self.zoom, MIN_SCALE), MAX_SCALE * 2)
         self.resetTransform()
         self.scale(scale, scale)
-        self.centerOn(rect.center())
+        if fit >= MIN_SCALE and self.zoom == 1.0:
+            self.centerOn(rect.center())
+
+    def wheelEvent(self, event: QWheelEvent) -> None:
+        """Ctrl+wheel zooms (never below MIN_SCALE); the wheel alone scrolls."""
+        if event.modifiers() & Qt.KeyboardModifier.ControlModifier:
+            self.zoom = min(max(self.zoom * (1.15 if event.angleDelta().y() > 0 else 1 / 1.15), 0.1), 10.0)
+            self._fit()
+            event.accept()
+            return
+        super().wheelEvent(event)
+
+    def mouseDoubleClickEvent(self, event: QMouseEvent) -> None:
+        """A double click fits the graph again."""
+        self.zoom = 1.0
+        self._fit()
+        super().mouseDoubleClickEvent(event)
 
     def resizeEvent(self, event: object) -> None:
         super().resizeEvent(event)
-        self._fit()
+        if self._run is not None and per_band(self.viewport().width()) != self._per_band:
+            self._build(self._run)
+        else:
+            self._fit()

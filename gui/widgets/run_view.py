@@ -1,4 +1,9 @@
-"""One run's tab: a header, the graph, the step table, the throughput plot and the errors."""
+"""One run's tab: a header, the graph, the step table, the throughput plot and its legend, and the errors.
+
+The panels get the room their content needs: when the number of steps or the presence of errors
+changes, the graph gets its wrapped height (up to GRAPH_SHARE of the tab), the errors their list
+(or a title line when there are none), the table and the plot the rest.
+"""
 
 from __future__ import annotations
 
@@ -9,8 +14,13 @@ from .. import humanize, theme
 from ..model import RunModel
 from .errors import ErrorPanel
 from .graph import GraphView
-from .plot import ThroughputPlot
+from .plot import Legend, ThroughputPlot
 from .table import StepTable
+
+#: The share of the tab's height the graph may take at most, and its height at least (pixels).
+GRAPH_SHARE, GRAPH_MIN = 0.55, 150
+#: The errors' height when there are some, and the middle row's (table and plot) at least, pixels.
+ERRORS_HEIGHT, MIDDLE_MIN = 190, 180
 
 
 class RunHeader(QWidget):
@@ -38,7 +48,8 @@ class RunHeader(QWidget):
         """Show the run's latest state."""
         header = run.header
         self.title.setText(header.pipeline)
-        self.origin.setText(f"{header.host} · pid {header.pid} · run {run.run_id}")
+        key = f" · key {run.peer}" if run.peer else " · plaintext"
+        self.origin.setText(f"{header.host} · pid {header.pid} · run {run.run_id}{key}")
         colour = theme.state_colour(run.state).name()
         self.badge.setText(run.state.upper())
         self.badge.setStyleSheet(f"background: {colour}; color: {theme.BACKGROUND.name()}; font-weight: bold;"
@@ -63,17 +74,19 @@ class RunView(QWidget):
         self.graph = GraphView()
         self.table = StepTable()
         self.plot = ThroughputPlot()
+        self.legend = Legend(self.plot)
         self.errors = ErrorPanel()
         middle = QSplitter(Qt.Orientation.Horizontal)
         middle.addWidget(self.table)
         middle.addWidget(self.plot)
-        middle.setSizes([560, 440])
-        body = QSplitter(Qt.Orientation.Vertical)
+        middle.addWidget(self.legend)
+        middle.setSizes([600, 420, 150])
+        self.body = body = QSplitter(Qt.Orientation.Vertical)
         body.addWidget(self.graph)
         body.addWidget(middle)
         body.addWidget(self.errors)
-        body.setSizes([210, 340, 170])
         body.setChildrenCollapsible(False)
+        self._sized: tuple = ()  # what the panels were last sized for
         layout = QVBoxLayout(self)
         layout.setContentsMargins(10, 10, 10, 6)
         layout.setSpacing(8)
@@ -88,4 +101,23 @@ class RunView(QWidget):
         self.shown_version = self.run.version
         for part in (self.header, self.graph, self.table, self.plot, self.errors):
             part.refresh(self.run)
+        self.legend.refresh()
+        self.size_panels()
         return True
+
+    def size_panels(self) -> None:
+        """Give each panel the room its content needs, when the content changed shape (not on every redraw)."""
+        shape = (len(self.run.steps), self.run.graph is not None, self.run.error_count > 0, self.body.height())
+        if shape == self._sized or self.body.height() <= 0:
+            return
+        self._sized = shape
+        total = self.body.height() - 2 * self.body.handleWidth()
+        errors = ERRORS_HEIGHT if self.run.error_count else self.errors.title.sizeHint().height()
+        self.errors.setMaximumHeight(16_777_215 if self.run.error_count else errors)
+        graph = int(min(max(self.graph.content_height(), GRAPH_MIN), GRAPH_SHARE * total))
+        graph = min(graph, max(GRAPH_MIN, total - errors - MIDDLE_MIN))
+        self.body.setSizes([graph, max(MIDDLE_MIN, total - graph - errors), errors])
+
+    def resizeEvent(self, event: object) -> None:
+        super().resizeEvent(event)
+        self.size_panels()

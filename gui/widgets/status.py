@@ -1,8 +1,14 @@
-"""The status bar: the bound address, and the shown run's state, elapsed time and silence."""
+"""The status bar: the bound address and who may report, the shown run's state, elapsed time and silence.
+
+Each label is set only when its text changes, and an ended run's texts do not change: an idle
+window repaints nothing.
+"""
 
 from __future__ import annotations
 
 from PySide6.QtWidgets import QLabel, QStatusBar, QWidget
+
+from pipeline.auth import ServerKeys
 
 from .. import humanize, theme
 from ..model import RunModel
@@ -18,32 +24,47 @@ def silence(seconds: float) -> str:
     return f"no data for {humanize.duration(seconds)}"
 
 
+def access(security: ServerKeys | None) -> str:
+    """Who may report: "plaintext: anyone who reaches the port", or the keys allowed."""
+    if security is None:
+        return "plaintext: anyone who reaches the port"
+    names = sorted(set(security.allowed.values()))
+    shown = ", ".join(names[:3]) + (f" and {len(names) - 3} more" if len(names) > 3 else "")
+    return f"CURVE: runs with key {shown}"
+
+
 class StatusBar(QStatusBar):
     """Permanent labels, updated by ``show_run``."""
 
-    def __init__(self, address: str, parent: QWidget | None = None) -> None:
+    def __init__(self, address: str, security: ServerKeys | None = None, parent: QWidget | None = None) -> None:
         super().__init__(parent)
         self.setSizeGripEnabled(False)
-        self.address = QLabel(f"listening on {address}")
+        self.address = QLabel(f"listening on {address} · {access(security)}")
+        self.refused = QLabel("")
         self.state = QLabel("waiting for a pipeline")
         self.elapsed = QLabel("")
         self.silence = QLabel("")
         self.addWidget(self.address)
-        for label in (self.state, self.elapsed, self.silence):
+        for label in (self.refused, self.state, self.elapsed, self.silence):
             self.addPermanentWidget(label)
 
-    def show_run(self, run: RunModel | None) -> None:
-        """Describe ``run``, or say that no pipeline reported yet."""
+    def show_run(self, run: RunModel | None, refused: int = 0) -> None:
+        """Describe ``run`` (or say that no pipeline reported yet) and the connections refused so far."""
+        self._set(self.refused, f"{humanize.count(refused)} refused (unknown key)" if refused else "",
+                  theme.STATE_COLOURS["failed"].name())
         if run is None:
             self._set(self.state, "waiting for a pipeline", theme.MUTED.name())
-            self.elapsed.setText("")
-            self.silence.setText("")
+            self._set(self.elapsed, "", theme.MUTED.name())
+            self._set(self.silence, "", theme.MUTED.name())
             return
         state = run.state if run.exit_status is None else f"{run.state} (exit {run.exit_status})"
         self._set(self.state, state, theme.state_colour(run.state).name())
-        self.elapsed.setText(f"elapsed {humanize.duration(run.live_elapsed())}")
+        self._set(self.elapsed, f"elapsed {humanize.duration(run.live_elapsed())}", theme.MUTED.name())
+        if run.ended:
+            self._set(self.silence, "ended", theme.MUTED.name())
+            return
         quiet = run.seconds_since_message()
-        stale = quiet >= QUIET_SECONDS and not run.ended
+        stale = quiet >= QUIET_SECONDS
         self._set(self.silence, silence(quiet), theme.STATE_COLOURS["draining"].name() if stale else theme.MUTED.name())
 
     @staticmethod

@@ -10,7 +10,12 @@ from PySide6.QtWidgets import QAbstractItemView, QHeaderView, QTableView, QWidge
 from .. import humanize, theme
 from ..model import RunModel, StepView
 
-COLUMNS = ("STEP", "CLASS", "WORKERS", "QUEUE", "DONE", "FAILED", "RATE", "MEAN TIME")
+COLUMNS = ("STEP", "CLASS", "WORKERS", "QUEUE", "DONE", "OUT", "FAILED", "RATE", "MEAN TIME")
+#: What a column's header says when pointed at.
+TIPS = {"DONE": "messages whose run() completed", "OUT": "deliveries to next steps: fewer than DONE if the step "
+        "dropped messages (a filter), more if it sends one to several steps", "FAILED": "messages whose run() raised",
+        "RATE": "messages done per second, recently (the run's average once it ended)"}
+_FAILED = COLUMNS.index("FAILED")
 
 _Index = QModelIndex | QPersistentModelIndex
 
@@ -21,14 +26,15 @@ def cells(view: StepView) -> tuple[str, ...]:
     class_name = info.class_name if info else ""
     if progress is None:
         workers = info.workers if info else 0
-        return (view.name, class_name, f"0/{workers}", "", "0", "0", "0", "—")
+        return (view.name, class_name, f"0/{workers}", "", "0", "0", "0", "0", "—")
     limit = progress.queue_limit or (info.queue_limit if info else 0)
     if info is not None and info.kind == "producer":
         queue = "—"  # the producer has no queue
     else:
         queue = f"{progress.queue}/{limit}" if limit > 0 else str(progress.queue)
+    out = humanize.count(progress.emitted) if info is None or info.next_steps else "—"
     return (view.name, class_name, f"{progress.busy}/{progress.workers}", queue, humanize.count(progress.processed),
-            humanize.count(progress.failed), humanize.rate(view.rate), humanize.seconds(progress.mean_time))
+            out, humanize.count(progress.failed), humanize.rate(view.rate), humanize.seconds(progress.mean_time))
 
 
 class StepTableModel(QAbstractTableModel):
@@ -69,7 +75,7 @@ class StepTableModel(QAbstractTableModel):
         if role == Qt.ItemDataRole.ToolTipRole and column == 0:
             return self.states[row]
         if role == Qt.ItemDataRole.ForegroundRole:
-            if column == 5 and self.rows[row][5] != "0":
+            if column == _FAILED and self.rows[row][_FAILED] != "0":
                 return theme.STATE_COLOURS["failed"]
             return theme.MUTED if column == 1 else theme.TEXT
         if role == Qt.ItemDataRole.TextAlignmentRole and column >= 2:
@@ -79,6 +85,8 @@ class StepTableModel(QAbstractTableModel):
     def headerData(self, section: int, orientation: Qt.Orientation, role: int = Qt.ItemDataRole.DisplayRole) -> Any:
         if role == Qt.ItemDataRole.DisplayRole and orientation == Qt.Orientation.Horizontal:
             return COLUMNS[section]
+        if role == Qt.ItemDataRole.ToolTipRole and orientation == Qt.Orientation.Horizontal:
+            return TIPS.get(COLUMNS[section])
         if role == Qt.ItemDataRole.TextAlignmentRole and orientation == Qt.Orientation.Horizontal and section >= 2:
             return int(Qt.AlignmentFlag.AlignRight | Qt.AlignmentFlag.AlignVCenter)
         return None
@@ -98,11 +106,16 @@ class StepTable(QTableView):
         self.verticalHeader().hide()
         self.verticalHeader().setDefaultSectionSize(30)
         header = self.horizontalHeader()
-        header.setSectionResizeMode(QHeaderView.ResizeMode.Stretch)
-        for column in (0, 1):
-            header.setSectionResizeMode(column, QHeaderView.ResizeMode.ResizeToContents)
+        # Every column as wide as its header and cells (no clipped "MEAN TIME"); the table scrolls if narrow.
+        header.setSectionResizeMode(QHeaderView.ResizeMode.ResizeToContents)
+        header.setStretchLastSection(True)
         self.setFont(theme.monospace())
 
     def refresh(self, run: RunModel) -> None:
         """Show the run's latest state."""
         self.steps.refresh(run)
+
+    def content_height(self) -> int:
+        """The height that shows every row without a scroll bar."""
+        return (self.horizontalHeader().height() + self.verticalHeader().defaultSectionSize() * self.steps.rowCount()
+                + 2 * self.frameWidth() + 2)

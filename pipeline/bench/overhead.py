@@ -91,8 +91,9 @@ def measure(count: int, repeat: int) -> tuple[dict[str, list[float]], int]:
     number of messages the subscriber received."""
     subscriber = Subscriber()
     try:
-        cases = {OFF: {"gui": False}, UNHEARD: {"gui_address": f"127.0.0.1:{free_port()}"},
-                 HEARD: {"gui_address": f"127.0.0.1:{subscriber.port}"}}
+        # In clear: the subscriber is a plain SUB socket, as a user's script would be.
+        cases = {OFF: {"gui": False}, UNHEARD: {"gui_address": f"127.0.0.1:{free_port()}", "gui_plaintext": True},
+                 HEARD: {"gui_address": f"127.0.0.1:{subscriber.port}", "gui_plaintext": True}}
         throughput(min(count, 2000), cases[OFF])  # warm up: imports and first-run costs
         samples: dict[str, list[float]] = {case: [] for case in cases}
         for _ in range(repeat):

@@ -29,6 +29,11 @@ PROTOCOL_VERSION = 1
 #: The topics, the first frame of each message.
 GRAPH, STATUS, ERROR, FINISH = "graph", "status", "error", "finish"
 TOPICS = (GRAPH, STATUS, ERROR, FINISH)
+#: Characters of a traceback sent at most (its start and its end), so that a message stays far below
+#: the monitor's size limit (gui/receiver.py MAX_MESSAGE_SIZE) whatever a message's repr holds.
+TRACEBACK_CHARS = 32_000
+#: Characters of an error's one line sent at most.
+ERROR_CHARS = 2_000
 #: The JSON Schema of every message (the second frame).
 SCHEMA_PATH = Path(__file__).with_name("protocol.schema.json")
 
@@ -77,8 +82,16 @@ def status_body(status: RunStatus, rates: Mapping[str, float], dropped: int, sta
 
 def error_body(event: ErrorEvent) -> dict[str, Any]:
     """One error in a step's code, with its traceback."""
-    return {"step": event.step, "worker": event.worker, "seq": event.seq, "error": event.error,
-            "traceback": event.traceback}
+    return {"step": event.step, "worker": event.worker, "seq": event.seq, "error": shorten(event.error, ERROR_CHARS),
+            "traceback": shorten(event.traceback, TRACEBACK_CHARS)}
+
+
+def shorten(text: str, limit: int) -> str:
+    """``text`` if it has at most ``limit`` characters; else its start and its end, saying how much was cut."""
+    if len(text) <= limit:
+        return text
+    keep = max(0, limit - 40) // 2
+    return f"{text[:keep]}\n[... {len(text) - 2 * keep} characters cut ...]\n{text[len(text) - keep:]}"
 
 
 def finish_body(report: RunReport) -> dict[str, Any]:

@@ -24,6 +24,7 @@ from ..config import PipelineConfig
 from ..failures import ErrorEvent
 from ..report import RunReport
 from ..status import RunStatus
+from .credentials import Credentials, no_key_reason, run_credentials, say_once
 from .messages import ERROR, FINISH, GRAPH, STATUS, Envelope, error_body, finish_body, graph_body, status_body
 from .progress import LogProgress, make_progress
 from .publisher import Publisher
@@ -47,12 +48,19 @@ JOIN_SECONDS = 5.0
 MAX_PENDING_ERRORS = 1000
 
 
+#: Where a run reports unless told otherwise: ``pipeline-gui``'s default address.
+DEFAULT_GUI_ADDRESS = "localhost:5565"
+
+
 @dataclass(frozen=True)
 class MonitorSettings:
     """What the monitor does (the Pipeline traits of the same names)."""
 
     gui: bool = False  # publish the status stream
-    gui_address: str = "localhost:5565"
+    gui_address: str = DEFAULT_GUI_ADDRESS
+    gui_plaintext: bool = False  # publish in clear, to whoever listens at gui_address
+    gui_server_key: str = ""  # the monitor's public key file ("": the user's own pair)
+    gui_key: str = ""  # this run's key pair file ("": the user's own pair)
     graph_interval: float = 2.0  # seconds between two graph messages
     progress: bool = False  # show progress on stderr
     progress_interval: float = 5.0  # seconds between two progress log lines (stderr not a terminal)
@@ -82,6 +90,7 @@ class Monitor:
 
     ``runner`` has ``snapshot()`` and ``policy`` (a FailurePolicy). ``console`` forces the terminal
     display onto that rich Console (for tests); otherwise it is used only if stderr is a terminal.
+    A key file named in ``settings`` that cannot be read is a ConfigError, raised here, before the run.
     """
 
     def __init__(self, config: PipelineConfig, runner: Any, settings: MonitorSettings,
@@ -91,6 +100,9 @@ class Monitor:
         self.settings = settings
         self.console = console
         self.envelope = Envelope.for_run(config)
+        self.credentials: Credentials | None = None
+        if settings.gui and not settings.gui_plaintext:
+            self.credentials = run_credentials(settings.gui_server_key, settings.gui_key)
         self._graph = graph_body(config)
         self._errors: deque[ErrorEvent] = deque(maxlen=MAX_PENDING_ERRORS)
         self._ended = threading.Event()
@@ -170,10 +182,11 @@ class Monitor:
                 log.exception("the monitor failed to publish or show the run's status; it goes on")
 
     def _publish(self, publisher: Publisher, status: RunStatus, rates: Mapping[str, float], now: float) -> None:
+        subscribed = publisher.new_subscribers()  # first: a new subscriber receives what follows
         self._publish_errors(publisher)
         states = (status.state, *(step.state for step in status.steps))
         graph_due = now - self._graph_sent >= self.settings.graph_interval - POLL_SECONDS / 2
-        if publisher.new_subscribers() or graph_due:
+        if subscribed or graph_due:
             publisher.publish(GRAPH, self._graph)
             self._graph_sent = now
             self._states = ()  # and a status right after it
@@ -190,6 +203,7 @@ class Monitor:
         """The graph (a short run may have ended before a GUI heard it), the errors not yet sent,
         the last status (with the run's final state) and the report."""
         try:
+            publisher.new_subscribers()
             publisher.publish(GRAPH, self._graph)
             self._publish_errors(publisher)
             last = self._last or self.runner.snapshot()
@@ -208,8 +222,14 @@ class Monitor:
             return None
 
     def _open_publisher(self) -> Publisher | None:
+        settings = self.settings
+        if self.credentials is None and not settings.gui_plaintext:
+            # Said when the user asked for a monitor; a run of a user who never started one stays quiet.
+            if settings.gui_address != DEFAULT_GUI_ADDRESS or settings.gui_server_key or settings.gui_key:
+                say_once(no_key_reason(settings.gui_server_key, settings.gui_key))
+            return None
         try:
-            return Publisher(self.settings.gui_address, self.envelope)
+            return Publisher(settings.gui_address, self.envelope, self.credentials)
         except zmq.ZMQError as err:
             log.error("cannot publish the run's status to %s: %s", self.settings.gui_address, err)
             return None

@@ -1,10 +1,18 @@
-"""The status stream's socket: an XPUB that connects to the GUI's address and never blocks.
+"""The status stream's socket: an XPUB that connects to the GUI's address, never blocks and never grows.
 
 The GUI binds a SUB socket; each run connects to it, so a GUI may start before or after the run,
-on this host or another (ZeroMQ reconnects until the address is bound). The socket is an XPUB, a
-PUB that also hears its subscribers: when one subscribes, the monitor sends it the graph at once.
-Sends never wait: with no subscriber a message is discarded; a subscriber that does not keep up
-has its messages dropped at a small high-water mark, and the drops are counted.
+on this host or another (ZeroMQ reconnects until the address is bound). With credentials the
+socket is a CURVE client pinned to the monitor's public key: it completes a handshake only with
+the holder of the monitor's secret key, and sends nothing to anyone else, nor anything in clear.
+
+The socket is an XPUB, a PUB that also hears its subscribers: when one subscribes, the monitor
+sends it the graph at once. libzmq keeps every distinct subscription a peer sends, with no limit
+on their number (manual mode keeps them too), so a peer could grow the run's memory without end.
+Here a subscription may be ``SUBSCRIPTION_BYTES`` long at most, a bounded number is read per look,
+and a connection that subscribes more than ``MAX_SUBSCRIPTIONS`` times (a monitor subscribes once)
+is dropped and made again, which frees all it subscribed. With credentials, only the user's
+monitor gets that far. Sends never wait: with no subscriber a message is discarded; a subscriber
+that does not keep up has its messages dropped at a small high-water mark, and the drops are counted.
 
 The socket belongs to the monitor's thread, in a context of its own (not the engine's).
 """
@@ -19,6 +27,8 @@ from typing import Any
 import zmq
 from traitlets import TraitError, Unicode
 
+from ..auth import secure_client
+from .credentials import Credentials
 from .messages import Envelope, encode
 
 log = logging.getLogger("pipeline.monitor")
@@ -27,6 +37,16 @@ log = logging.getLogger("pipeline.monitor")
 SEND_HWM = 100
 #: Milliseconds the last messages may take to leave when the socket closes.
 CLOSE_LINGER_MS = 500
+#: The longest subscription a peer may send (ours is 1 byte); a longer one drops that peer's connection.
+SUBSCRIPTION_BYTES = 256
+#: Subscriptions read per look at most, so that a peer flooding them cannot hold the monitor's thread.
+SUBSCRIPTIONS_PER_LOOK = 16
+#: Subscriptions queued for reading at most; more wait in the peer's socket (ZeroMQ's backpressure).
+SUBSCRIPTION_HWM = 16
+#: Subscriptions and cancels one connection may send before it is dropped (a monitor sends one).
+MAX_SUBSCRIPTIONS = 8
+#: Milliseconds between reconnections at most, while no monitor listens or a handshake fails.
+RECONNECT_MAX_MS = 2000
 
 _ADDRESS = re.compile(r"(tcp://)?(\[[0-9A-Fa-f:.]+\]|[^\s:/\[\]]+):\d{1,5}")
 
@@ -49,21 +69,31 @@ def endpoint(address: str) -> str:
 
 
 class Publisher:
-    """Sends a run's messages to ``address``; make it, use it and close it in the same thread."""
+    """Sends a run's messages to ``address``; make it, use it and close it in the same thread.
 
-    def __init__(self, address: str, envelope: Envelope) -> None:
+    ``credentials`` None: in clear (``Pipeline.gui_plaintext``), to whoever listens at the address.
+    """
+
+    def __init__(self, address: str, envelope: Envelope, credentials: Credentials | None) -> None:
         self.envelope = envelope
         self.sent = 0  # messages handed to ZeroMQ (with no subscriber, ZeroMQ discards them)
         self.dropped = 0  # messages dropped because a subscriber was at its high-water mark
+        self.resets = 0  # connections dropped for subscribing too much
         self._serial = 0
+        self._subscriptions = 0  # since the connection was last made
+        self._endpoint = endpoint(address)
         self._context = zmq.Context()
         self._socket = self._context.socket(zmq.XPUB)
         try:
             self._socket.sndhwm = SEND_HWM
+            self._socket.rcvhwm = SUBSCRIPTION_HWM
             self._socket.linger = 0
-            self._socket.setsockopt(zmq.XPUB_VERBOSE, 1)  # hear every subscriber, not only the first
+            self._socket.reconnect_ivl_max = RECONNECT_MAX_MS
+            self._socket.setsockopt(zmq.MAXMSGSIZE, SUBSCRIPTION_BYTES)
             self._socket.setsockopt(zmq.XPUB_NODROP, 1)  # at the high-water mark: EAGAIN, so drops are counted
-            self._socket.connect(endpoint(address))
+            if credentials is not None:
+                secure_client(self._socket, credentials.own, credentials.server)
+            self._socket.connect(self._endpoint)
         except zmq.ZMQError:
             self.close(0)
             raise
@@ -81,14 +111,32 @@ class Publisher:
         return True
 
     def new_subscribers(self) -> bool:
-        """True if a subscriber subscribed since the last call (read without waiting)."""
+        """True if a subscriber subscribed since the last call (read without waiting, a bounded number).
+
+        A connection that subscribed more than MAX_SUBSCRIPTIONS times is dropped and made again.
+        """
         subscribed = False
-        while True:
+        for _ in range(SUBSCRIPTIONS_PER_LOOK):
             try:
                 frame = self._socket.recv(zmq.NOBLOCK)
             except zmq.Again:
-                return subscribed
+                break
+            self._subscriptions += 1
             subscribed = subscribed or frame[:1] == b"\x01"
+        if self._subscriptions > MAX_SUBSCRIPTIONS:
+            self._reconnect()
+            return False
+        return subscribed
+
+    def _reconnect(self) -> None:
+        """Drop the connection, and with it every subscription its peer made; connect again."""
+        if not self.resets:
+            log.warning("the peer at %s subscribed %d times (a monitor subscribes once): its connection is "
+                        "dropped and made again, as often as it does so", self._endpoint, self._subscriptions)
+        self.resets += 1
+        self._subscriptions = 0
+        self._socket.disconnect(self._endpoint)
+        self._socket.connect(self._endpoint)
 
     def close(self, linger_ms: int = CLOSE_LINGER_MS) -> None:
         """Close the socket, giving what is queued ``linger_ms`` to leave, and end the context."""

@@ -1,0 +1,155 @@
+"""The run's door for remote workers: one CURVE-authenticated port through which workers on other hosts
+join a step, exchange heartbeats and talk to the step's router.
+
+A remote host runs ``pipeline-worker --connect=tcp://HEAD:PORT --step=S`` (see docs/cluster.md). Its
+keeper says HELLO (the step, how many threads), and gets a slot and the step's SPEC; its worker
+threads then connect to the same port, under the routing id ``p<slot>.<thread>``, and the door
+relays their frames to the step's router through an inproc socket of that same routing id, so
+the router treats them exactly as the threads of a local worker process.
+
+What a peer can send is checked before anything else happens to it:
+
+- the port is a CURVE server whose ZAP handler (started before the port binds, with
+  ``ZAP_ENFORCE_DOMAIN``) lets in only the public keys of ``authorized_keys``: a peer without
+  CURVE, or with another key, never completes its handshake and never gets a frame to us;
+- a peer is known by the key its handshake proved (the frames' User-Id), never by the routing id
+  it claims: the frames of a slot are relayed only when they come from the key that opened it;
+- each frame set is checked against the wire format (engine.wire) before it is relayed, so a
+  malformed one is dropped (with one rate-limited warning) and never reaches a router; the door
+  never unpickles anything.
+"""
+
+from __future__ import annotations
+
+import logging
+import time
+from collections.abc import Callable
+from dataclasses import dataclass, field
+
+import zmq
+
+from ..auth import CurveServer, ServerKeys
+from . import frames
+from .wire import HEADER, Kind, header_of, parse_failed, parse_result
+
+log = logging.getLogger("pipeline.engine")
+
+#: What a worker thread may send its router through the door.
+_TO_ROUTER = frozenset({Kind.JOIN, Kind.READY, Kind.RESULT, Kind.FAILED, Kind.FINISHED})
+#: Seconds between two warnings about dropped frames.
+_WARN_EVERY_SECONDS = 10.0
+#: Largest frame a remote peer may send (libzmq drops the connection of a peer that sends more).
+MAX_FRAME_BYTES = 1 << 30
+
+
+@dataclass
+class RemoteWorker:
+    """A remote worker host's process, in one slot of the run."""
+
+    slot: int
+    step: str
+    key: str  # the name of the key it proved
+    address: str  # where it connected from
+    threads: int
+    keeper: bytes  # the routing id of its keeper's socket
+    heard: float = field(default_factory=time.monotonic)
+    running: list[int] = field(default_factory=list)  # the messages it said it was running, at its last heartbeat
+    halted: bool = False
+    relays: dict[bytes, zmq.Socket] = field(default_factory=dict)  # per worker thread: its socket to the router
+
+
+class RemoteDoor:
+    """The listening socket and the relays of the remote workers (owned by the worker host's thread)."""
+
+    def __init__(self, context: zmq.Context, listen: str, keys: ServerKeys,
+                 work_address: Callable[[str], str]) -> None:
+        self.context = context
+        self.work_address = work_address
+        self.server = CurveServer(context, keys)  # before the socket binds: no handshake escapes the check
+        self.socket = context.socket(zmq.ROUTER)
+        self.socket.linger = 0
+        self.socket.router_mandatory = True
+        self.socket.maxmsgsize = MAX_FRAME_BYTES
+        self.server.secure(self.socket)
+        self.socket.bind(listen)
+        self.workers: dict[int, RemoteWorker] = {}
+        self.dropped = 0
+        self._warned = 0.0
+
+    def relays(self) -> list[zmq.Socket]:
+        """The sockets from the routers to remote worker threads."""
+        return [relay for worker in self.workers.values() for relay in worker.relays.values()]
+
+    def drop(self, why: str) -> None:
+        """Count a message that is not relayed; warn at most every _WARN_EVERY_SECONDS."""
+        self.dropped += 1
+        now = time.monotonic()
+        if now - self._warned >= _WARN_EVERY_SECONDS:
+            self._warned = now
+            log.warning("remote workers: dropped a message (%s); %d dropped in all", why, self.dropped)
+
+    def owner(self, received: list[zmq.Frame]) -> str | None:
+        """The key that sent ``received`` (its handshake's), or None."""
+        return self.server.peer(received[-1])
+
+    def slot_of(self, routing_id: bytes, key: str) -> RemoteWorker | None:
+        """The remote worker whose thread claims ``routing_id``, if the key that sent it opened that slot."""
+        if routing_id[:1] != b"p":
+            return None
+        try:
+            slot = int(routing_id[1:].split(b".")[0])
+        except ValueError:
+            return None
+        worker = self.workers.get(slot)
+        return worker if worker is not None and worker.key == key else None
+
+    def to_router(self, worker: RemoteWorker, routing_id: bytes, payload: list[zmq.Frame]) -> None:
+        """Relay what a worker thread sent to its router, if it is a well-formed message for a router."""
+        try:
+            kind, _ = header_of(payload[0])
+            if len(payload[0]) < HEADER.size or kind not in _TO_ROUTER:
+                raise ValueError(f"a {kind.name} is not for a router")
+            if kind is Kind.RESULT:
+                parse_result(payload)
+            elif kind is Kind.FAILED:
+                parse_failed(payload)
+            elif len(payload) != 1:
+                raise ValueError(f"a {kind.name} has one frame")
+        except (ValueError, IndexError, TypeError, UnicodeDecodeError) as err:
+            self.drop(f"from {worker.key}: {err}")
+            return
+        relay = worker.relays.get(routing_id)
+        if relay is None:
+            if kind is not Kind.JOIN:
+                self.drop(f"from {worker.key}: a thread that has not joined")
+                return
+            relay = worker.relays[routing_id] = self.context.socket(zmq.DEALER)
+            relay.linger = 0
+            relay.identity = routing_id
+            relay.connect(self.work_address(worker.step))
+        frames.send(relay, payload)
+
+    def to_worker(self, relay: zmq.Socket) -> None:
+        """Relay what a router sent to a remote worker thread (dropped if that worker is gone)."""
+        while frames.waiting(relay):
+            payload = frames.recv(relay)
+            try:
+                frames.send(self.socket, [relay.identity, *payload])
+            except zmq.ZMQError as err:
+                if err.errno != zmq.EHOSTUNREACH:
+                    raise
+                self.drop("to a remote worker that is gone")
+
+    def forget(self, worker: RemoteWorker) -> None:
+        """Close the relays of a remote worker taken for dead; what it sends from now on is dropped."""
+        for relay in worker.relays.values():
+            relay.close()
+        worker.relays.clear()
+        self.workers.pop(worker.slot, None)
+
+    def close(self) -> None:
+        """Close every socket, then stop the ZAP handler."""
+        for worker in list(self.workers.values()):
+            self.forget(worker)
+        self.socket.close()
+        self.server.close()

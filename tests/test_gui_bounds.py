@@ -1,0 +1,254 @@
+"""The monitor stays light and bounded: an idle window repaints nothing and uses almost no CPU; malformed,
+huge and churning messages (fuzzed, and through a real socket) leave it within its caps, its memory
+bounded and its event loop responsive; any pipeline from 3 to 50 steps reads well."""
+
+from __future__ import annotations
+
+import itertools
+import json
+import os
+import time
+from typing import Any
+
+import pytest
+from hypothesis import HealthCheck, given, settings
+from hypothesis import strategies as st
+from PySide6.QtCore import QEvent, QEventLoop, QObject, QTimer
+from PySide6.QtWidgets import QApplication
+
+from gui import theme
+from gui.model import FIRST_ERRORS, LAST_ERRORS, MAX_CLOSED, MAX_POINTS, MAX_RUNS
+from gui.protocol import MAX_STEPS, MAX_TRACEBACK, parse
+from gui.widgets.graph import MIN_FONT_PT, MIN_SCALE, SMALLEST_FONT_PT
+from gui.window import REDRAW_MS, MainWindow
+from tests.gui_helpers import Sender, load_recording, with_run_id
+
+os.environ.setdefault("QT_QPA_PLATFORM", "offscreen")
+
+#: Milliseconds any wait in these tests may take.
+WAIT_MS = 20_000
+
+
+class PaintCounter(QObject):
+    """Counts the paint events of every widget of the application."""
+
+    def __init__(self) -> None:
+        super().__init__()
+        self.paints = 0
+
+    def eventFilter(self, watched: QObject, event: QEvent) -> bool:
+        if event.type() == QEvent.Type.Paint:
+            self.paints += 1
+        return False
+
+
+def run_loop_for_ticks(window: MainWindow, ticks: int) -> float:
+    """Run Qt's event loop until the redraw timer fired ``ticks`` times; the seconds it took."""
+    fired = [0]
+    loop = QEventLoop()
+
+    def tick() -> None:
+        fired[0] += 1
+        if fired[0] >= ticks:
+            loop.quit()
+
+    window.timer.timeout.connect(tick)
+    expire = QTimer(singleShot=True, interval=WAIT_MS)
+    expire.timeout.connect(loop.quit)
+    expire.start()
+    start = time.monotonic()
+    loop.exec()
+    window.timer.timeout.disconnect(tick)
+    assert fired[0] >= ticks, "the redraw timer stopped"
+    return time.monotonic() - start
+
+
+def test_an_idle_window_repaints_nothing_and_uses_no_cpu(qtbot, window: MainWindow) -> None:
+    stream = load_recording()
+    with Sender(window) as sender:
+        sender.send(qtbot, stream)
+        sender.send(qtbot, with_run_id(stream, "b" * 32))
+        qtbot.waitUntil(lambda: len(window.runs) == 2 and all(r.ended for r in window.runs.runs.values()),
+                        timeout=WAIT_MS)
+    run_loop_for_ticks(window, 5)  # the last redraws of what arrived
+    counter = PaintCounter()
+    QApplication.instance().installEventFilter(counter)
+    try:
+        cpu = time.process_time()
+        seconds = run_loop_for_ticks(window, 1000 // REDRAW_MS * 2)  # two seconds of redraw ticks
+        cpu = time.process_time() - cpu
+        idle_paints = counter.paints
+        window.on_message(parse(with_run_id(stream[:1], "c" * 32)[0]))  # a control: a new run does repaint
+        run_loop_for_ticks(window, 2)
+    finally:
+        QApplication.instance().removeEventFilter(counter)
+    assert idle_paints == 0
+    assert counter.paints > 0
+    assert cpu / seconds < 0.02, f"{cpu:.3f} s of CPU in {seconds:.1f} idle seconds"
+
+
+# --------------------------------------------------------------------------- fuzzing
+
+_BASES = {topic: json.loads(body) for topic, body in reversed(load_recording())}
+_NUMBERS = st.one_of(st.integers(min_value=-(2**70), max_value=2**70), st.floats(allow_nan=False),
+                     st.just(10**400), st.just(-1))
+_JUNK = st.recursive(
+    st.one_of(st.none(), st.booleans(), _NUMBERS, st.text(max_size=30)),
+    lambda inner: st.lists(inner, max_size=4) | st.dictionaries(st.text(max_size=8), inner, max_size=4),
+    max_leaves=12)
+_NAMES = st.one_of(st.sampled_from(["READER", "CALIB", "WRITER"]), st.text(min_size=1, max_size=12),
+                   st.text(min_size=190, max_size=260))
+
+
+@st.composite
+def messages(draw: Any) -> list[bytes]:
+    """A message as a hostile or broken peer might send it: a real one, mutated."""
+    topic = draw(st.sampled_from(sorted(_BASES)))
+    document = json.loads(json.dumps(_BASES[topic]))
+    document["run_id"] = draw(st.sampled_from(["r1", "r2"]) | st.text(min_size=1, max_size=40))
+    if "steps" in document and isinstance(document["steps"], list) and draw(st.booleans()):
+        template = document["steps"][0]
+        count = draw(st.integers(0, MAX_STEPS + 60))
+        document["steps"] = [{**template, "name": f"{draw(_NAMES)}{i}", "next_steps": []} for i in range(count)]
+    if topic == b"error" and draw(st.booleans()):
+        document["traceback"] = "x" * draw(st.integers(0, 200_000))
+    for _ in range(draw(st.integers(0, 3))):
+        document[draw(st.sampled_from(sorted(document)))] = draw(_JUNK)
+    if draw(st.integers(0, 9)) == 0:
+        return [topic, draw(st.binary(max_size=200))]
+    return [topic, json.dumps(document).encode()]
+
+
+@settings(max_examples=60, deadline=None, suppress_health_check=[HealthCheck.function_scoped_fixture,
+                                                                HealthCheck.too_slow, HealthCheck.data_too_large])
+@given(batch=st.lists(messages(), min_size=1, max_size=30))
+def test_fuzzed_messages_leave_the_window_within_its_caps(window: MainWindow, batch: list[list[bytes]]) -> None:
+    for frames in batch:
+        window.receiver.handle(frames, None)
+    start = time.monotonic()
+    window.redraw()
+    assert time.monotonic() - start < 2.0
+    runs = window.runs
+    assert len(runs) <= MAX_RUNS and len(runs.closed) <= MAX_CLOSED
+    assert set(window.views) == set(runs.runs)
+    for run in runs.runs.values():
+        assert len(run.steps) <= MAX_STEPS
+        assert len(run.errors) <= FIRST_ERRORS + LAST_ERRORS
+        assert all(len(error.traceback) <= MAX_TRACEBACK for error in run.errors)
+        assert all(len(history.times) <= MAX_POINTS for history in run.history.values())
+
+
+# --------------------------------------------------------------------------- churn through a socket
+
+
+def _rss() -> int:
+    with open(f"/proc/{os.getpid()}/statm") as statm:
+        return int(statm.read().split()[1]) * os.sysconf("SC_PAGE_SIZE")
+
+
+def churn() -> list[list[bytes]]:
+    """What froze or grew the window before it had caps: fake runs, step-name churn, huge numbers."""
+    graph, status = _BASES[b"graph"], _BASES[b"status"]
+    out = []
+    for i in range(3000):  # fake runs, each with its own id
+        out.append([b"graph", json.dumps({**graph, "run_id": f"fake{i}"}).encode()])
+    steps = status["steps"]
+    for i in range(300):  # a run whose steps get new names in every status
+        names = [{**steps[0], "name": f"S{i}-{j}"} for j in range(150)]
+        out.append([b"status", json.dumps({**status, "run_id": "churn", "steps": names}).encode()])
+    out.append([b"status", json.dumps({**status, "run_id": "big", "steps": [{**steps[0], "processed": 10**30}]})
+                .encode()])
+    error = _BASES[b"error"]
+    for i in range(200):  # big tracebacks
+        out.append([b"error", json.dumps({**error, "run_id": f"fake{i % 3}", "traceback": "t" * 500_000}).encode()])
+    return out
+
+
+def test_churn_through_a_socket_keeps_the_window_responsive_and_bounded(qtbot, window: MainWindow) -> None:
+    longest = [0.0]
+    last = [time.monotonic()]
+
+    def beat() -> None:
+        now = time.monotonic()
+        longest[0] = max(longest[0], now - last[0])
+        last[0] = now
+
+    heart = QTimer(interval=10)
+    heart.timeout.connect(beat)
+    flood = churn()
+    before = _rss()
+    with Sender(window) as sender:
+        sender.send(qtbot, flood[:1])
+        heart.start()
+        last[0] = time.monotonic()
+        sender.send(qtbot, flood)
+        qtbot.waitUntil(lambda: window.receiver.count + window.receiver.ignored >= len(flood), timeout=WAIT_MS * 3)
+    heart.stop()
+    grown = _rss() - before
+    assert len(window.runs) <= MAX_RUNS
+    assert longest[0] < 1.0, f"the event loop stalled for {longest[0]:.2f} s"
+    assert grown < 200 * 2**20, f"the window grew by {grown / 2**20:.0f} MiB"
+    assert window.receiver.ignored > 0  # the messages over a cap were dropped and counted
+
+
+# --------------------------------------------------------------------------- any size reads well
+
+
+def chain(count: int, fan: int = 1) -> list[bytes]:
+    """A graph message of ``count`` steps in a chain, with a fan-out and fan-in of ``fan`` in the middle."""
+    names = [f"STEP{i:02d}" for i in range(count)]
+    edges: dict[str, list[str]] = {name: [nxt] for name, nxt in itertools.pairwise(names)}
+    edges[names[-1]] = []
+    if fan > 1:
+        middle = count // 2
+        branches = [f"BRANCH{j}" for j in range(fan)]
+        edges[names[middle]] = branches
+        for branch in branches:
+            edges[branch] = [names[middle + 1]]
+    graph = _BASES[b"graph"]
+    template = graph["steps"][1]
+    steps = [{**template, "name": name, "next_steps": targets} for name, targets in edges.items()]
+    return [b"graph", json.dumps({**graph, "run_id": f"size{count}-{fan}", "steps": steps}).encode()]
+
+
+@pytest.mark.parametrize(("count", "fan"), [(3, 1), (12, 1), (30, 3), (50, 6)])
+def test_any_pipeline_size_reads_well(window: MainWindow, count: int, fan: int) -> None:
+    window.resize(1440, 900)
+    message = chain(count, fan)
+    window.receiver.handle(message, None)
+    run = window.runs[json.loads(message[1])["run_id"]]
+    for step, status in enumerate(_BASES[b"status"]["steps"][:1] * 2):  # two statuses: a history to plot
+        body = {**_BASES[b"status"], "run_id": run.run_id, "elapsed": 1.0 + step,
+                "steps": [{**status, "name": name} for name in run.steps]}
+        window.receiver.handle([b"status", json.dumps(body).encode()], None)
+    window.tabs.setCurrentWidget(window.view(run.run_id))
+    window.redraw()
+    view = window.view(run.run_id)
+    graph = view.graph
+    assert len(graph.boxes) == len(run.steps) == count + (fan if fan > 1 else 0)
+    assert graph.scale_shown() >= MIN_SCALE
+    assert SMALLEST_FONT_PT * graph.scale_shown() >= MIN_FONT_PT - 1e-9
+    assert view.legend.entries() == list(run.steps)  # every step has its entry
+    colours = {(c.name(), dash) for c, dash in view.plot.styles.values()}
+    assert len(colours) == len(run.steps)  # and its own look
+    assert not graph.grab().isNull()
+
+
+def test_a_steps_colour_is_tied_to_its_name() -> None:
+    # crc32, not hash(): the same in every process, so on every run and host
+    assert theme.series_styles(["WRITER"])["WRITER"][0].name() == theme.SERIES_COLOURS[
+        __import__("zlib").crc32(b"WRITER") % len(theme.SERIES_COLOURS)].name()
+    assert theme.series_styles(["A", "B", "WRITER"]) == theme.series_styles(["WRITER", "B", "A"])  # any order
+    styles = theme.series_styles(f"S{i}" for i in range(60))
+    assert len({(c.name(), dash) for c, dash in styles.values()}) == 60
+
+
+def test_the_layout_takes_linear_time() -> None:
+    from gui.layout import bands, grid
+
+    for count in (2_000, 40_000):
+        steps = {f"S{i}": [f"S{i + 1}"] for i in range(count - 1)} | {f"S{count - 1}": []}
+        start = time.perf_counter()
+        bands(grid(steps), 6)
+        seconds = time.perf_counter() - start
+        assert seconds < 2.0, f"{count} steps took {seconds:.2f} s"

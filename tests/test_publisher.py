@@ -1,0 +1,288 @@
+"""The run's side of the status stream: status only to a monitor that proves its key (no key, no status,
+said once), in clear only when asked, named runs, and a publisher that subscriptions cannot grow."""
+
+from __future__ import annotations
+
+import logging
+import os
+import subprocess
+import sys
+import threading
+import time
+import uuid
+from collections.abc import Iterator
+from pathlib import Path
+from typing import Any
+
+import pytest
+import zmq
+from zmq.utils.monitor import recv_monitor_message
+
+from pipeline import Pipeline, auth
+from pipeline.errors import ConfigError
+from pipeline.monitor import credentials
+from pipeline.monitor import monitor as monitor_module
+from pipeline.monitor.messages import Envelope
+from pipeline.monitor.publisher import Publisher
+from tests.cli_helpers import ROOT, chain_config, run_cli, write_config
+from tests.monitor_steps import gate
+
+#: Seconds any wait may take.
+WAIT = 20.0
+
+
+class Listener:
+    """A SUB socket bound on a loopback port (a CURVE server if given keys) that watches its handshakes."""
+
+    def __init__(self, own: auth.KeyPair | None = None, allowed: dict[bytes, str] | None = None) -> None:
+        self.context = zmq.Context()
+        self.curve = auth.CurveServer(self.context, auth.ServerKeys(own, allowed or {})) if own else None
+        self.socket = self.context.socket(zmq.SUB)
+        self.socket.linger = 0
+        self.socket.subscribe(b"")
+        if self.curve is not None:
+            self.curve.secure(self.socket)
+        self.events = self.socket.get_monitor_socket()
+        self.port = self.socket.bind_to_random_port("tcp://127.0.0.1")
+        self.address = f"127.0.0.1:{self.port}"
+
+    def read(self) -> list[tuple[str, str | None]]:
+        """The topics of the messages waiting, each with its sender's key name."""
+        got = []
+        while self.socket.poll(0):
+            frames = self.socket.recv_multipart(copy=False)
+            got.append((frames[0].bytes.decode(), self.curve.peer(frames[0]) if self.curve else None))
+        return got
+
+    def wait_for_a_message(self) -> None:
+        """Wait until a message waits to be read."""
+        assert self.socket.poll(int(WAIT * 1000)), f"no message within {WAIT} s"
+
+    def read_until_finish(self) -> list[tuple[str, str | None]]:
+        """Messages until the run's finish; fail after WAIT seconds."""
+        got: list[tuple[str, str | None]] = []
+        deadline = time.monotonic() + WAIT
+        while not any(topic == "finish" for topic, _ in got):
+            assert time.monotonic() < deadline, f"no finish within {WAIT} s: {got}"
+            if self.socket.poll(200):
+                got += self.read()
+        return got
+
+    def refused_handshake(self) -> int:
+        """The first handshake failure this listener saw (waits for it)."""
+        deadline = time.monotonic() + WAIT
+        while time.monotonic() < deadline:
+            if self.events.poll(100):
+                event = recv_monitor_message(self.events)["event"]
+                if event in (zmq.EVENT_HANDSHAKE_FAILED_NO_DETAIL, zmq.EVENT_HANDSHAKE_FAILED_PROTOCOL,
+                             zmq.EVENT_HANDSHAKE_FAILED_AUTH):
+                    return event
+        raise AssertionError("no handshake failed")
+
+    def close(self) -> None:
+        self.socket.disable_monitor()
+        self.events.close(0)
+        self.socket.close()
+        if self.curve is not None:
+            self.curve.close()
+        self.context.term()
+
+
+@pytest.fixture
+def home(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> Path:
+    """A private config directory of this test alone, and no reason said yet in this process."""
+    monkeypatch.setenv("XDG_CONFIG_HOME", str(tmp_path / "config"))
+    monkeypatch.setattr(credentials, "_SAID", set())
+    return tmp_path
+
+
+@pytest.fixture
+def listeners() -> Iterator[Any]:
+    made: list[Listener] = []
+
+    def make(*args: Any) -> Listener:
+        made.append(Listener(*args))
+        return made[-1]
+
+    yield make
+    for listener in made:
+        listener.close()
+
+
+def run_chain(home: Path, **settings: Any) -> Any:
+    """Run the chain config in this process with these Pipeline settings; its report."""
+    pipeline = Pipeline.from_config(chain_config(str(home / "out.jsonl")),
+                                    {"Pipeline": {"progress": False, **settings}})
+    return pipeline.run()
+
+
+class GatedRun:
+    """A run in a thread whose producer waits after its first message until ``finish()``: the test
+    sees the connection made (or refused) while the run goes on."""
+
+    def __init__(self, **settings: Any) -> None:
+        self.tag = uuid.uuid4().hex
+        document = {"Pipeline": {
+            "producer_conf": {"name": "SOURCE", "module": "tests.monitor_steps", "class": "GatedCounter",
+                              "next_steps": "SINK"},
+            "consumer_conf": {"name": "SINK", "module": "algorithms.basic", "class": "PassThrough"}},
+            "GatedCounter": {"count": 3, "before": 1, "tag": self.tag}}
+        self.pipeline = Pipeline.from_config(document, {"Pipeline": {"progress": False, **settings}})
+        self.report: Any = None
+        self.thread = threading.Thread(target=self._run, name="gated-run")
+        self.thread.start()
+        assert gate(self.tag)[0].wait(WAIT), "the producer did not reach its gate"
+
+    def _run(self) -> None:
+        self.report = self.pipeline.run()
+
+    def finish(self) -> Any:
+        """Open the gate and wait for the run's end; its report."""
+        gate(self.tag)[1].set()
+        self.thread.join(WAIT)
+        assert not self.thread.is_alive(), "the run did not end"
+        return self.report
+
+
+def test_a_run_reports_to_the_users_own_monitor_under_its_key(home: Path, listeners) -> None:
+    own = auth.ensure_own_key_pair()
+    monitor = listeners(own, {own.public: "monitor"})
+    run = GatedRun(gui_address=monitor.address)
+    monitor.wait_for_a_message()
+    assert run.finish().exit_status == 0
+    received = monitor.read_until_finish()
+    assert {topic for topic, _ in received} == {"graph", "status", "finish"}
+    assert {name for _, name in received} == {"monitor"}  # the key that the handshake proved
+
+
+def test_across_hosts_the_keys_are_named(home: Path, listeners) -> None:
+    auth.generate_key_pair(home / "keys", "desk")
+    auth.generate_key_pair(home / "keys" / "nodes", "node7")
+    monitor = listeners(auth.load_key_pair(home / "keys" / "desk.key_secret"),
+                        auth.authorized_keys(home / "keys" / "nodes"))
+    run = GatedRun(gui_address=monitor.address, gui_server_key=str(home / "keys" / "desk.key"),
+                   gui_key=str(home / "keys" / "nodes" / "node7.key_secret"))
+    monitor.wait_for_a_message()
+    assert run.finish().exit_status == 0
+    assert {name for _, name in monitor.read_until_finish()} == {"node7"}
+
+
+def test_a_plaintext_listener_gets_nothing_from_a_keyed_run(home: Path, listeners) -> None:
+    auth.ensure_own_key_pair()
+    squatter = listeners()  # bound at the run's address, without the monitor's key
+    run = GatedRun(gui_address=squatter.address)
+    assert squatter.refused_handshake()
+    assert run.finish().exit_status == 0
+    assert squatter.read() == []
+
+
+def test_an_impostor_key_gets_nothing(home: Path, listeners) -> None:
+    own = auth.ensure_own_key_pair()
+    _, secret = auth.generate_key_pair(home / "keys", "impostor")
+    impostor = auth.load_key_pair(secret)
+    squatter = listeners(impostor, {own.public: "monitor"})  # lets the run in, but holds the wrong secret
+    run = GatedRun(gui_address=squatter.address)
+    assert squatter.refused_handshake()
+    assert run.finish().exit_status == 0
+    assert squatter.read() == []
+
+
+def test_plaintext_when_asked(home: Path, listeners) -> None:
+    script = listeners()
+    run = GatedRun(gui_address=script.address, gui_plaintext=True)
+    script.wait_for_a_message()
+    assert run.finish().exit_status == 0
+    assert {topic for topic, _ in script.read_until_finish()} == {"graph", "status", "finish"}
+
+
+def test_no_key_no_status_said_once(home: Path, monkeypatch: pytest.MonkeyPatch, caplog) -> None:
+    def refuse(*args: Any, **kwargs: Any) -> None:
+        raise AssertionError("no socket without a key")
+
+    monkeypatch.setattr(monitor_module, "Publisher", refuse)
+    with caplog.at_level(logging.DEBUG, logger="pipeline.monitor"):
+        assert run_chain(home, gui_address="127.0.0.1:1").exit_status == 0
+        assert run_chain(home, gui_address="127.0.0.1:1").exit_status == 0
+    lines = [(r.levelno, r.getMessage()) for r in caplog.records if r.name == "pipeline.monitor"]
+    assert lines == [(logging.WARNING, credentials.no_key_reason("", ""))]
+    assert "Pipeline.gui_plaintext=True publishes it unencrypted" in lines[0][1]
+
+
+def test_a_run_that_never_met_a_monitor_stays_quiet(home: Path, caplog) -> None:
+    with caplog.at_level(logging.DEBUG, logger="pipeline.monitor"):
+        assert run_chain(home).exit_status == 0
+    assert [r.getMessage() for r in caplog.records if r.name == "pipeline.monitor"] == []
+
+
+def test_half_the_keys_is_no_key(home: Path) -> None:
+    auth.generate_key_pair(home / "keys", "desk")
+    assert credentials.run_credentials(str(home / "keys" / "desk.key"), "") is None
+    assert "set Pipeline.gui_key" in credentials.no_key_reason("desk.key", "")
+    assert "set Pipeline.gui_server_key" in credentials.no_key_reason("", "node.key_secret")
+
+
+def test_a_bad_key_file_exits_2_naming_it(home: Path) -> None:
+    path = write_config(home, chain_config(str(home / "out.jsonl")))
+    result = run_cli(f"--config={path}", f"--Pipeline.gui_key={home / 'nope.key_secret'}", "--no-progress")
+    assert result.returncode == 2
+    assert result.stderr == (f"pipeline-run: error: {home / 'nope.key_secret'}: Pipeline.gui_key: no such file: "
+                             "expected a key file made by pipeline-keys\n")
+    auth.generate_key_pair(home, "half")
+    with pytest.raises(ConfigError, match=r"half\.key: Pipeline\.gui_key: no secret key in this file"):
+        run_chain(home, gui_key=str(home / "half.key"))
+
+
+def test_a_dict_config_is_named_by_its_steps_or_by_the_caller(home: Path) -> None:
+    config = chain_config(str(home / "out.jsonl"))
+    assert Pipeline.from_config(config).steps.name == "COUNT \u2192 WRITE"
+    named = Pipeline.from_config(config, name="nightly calibration")
+    assert named.steps.name == Envelope.for_run(named.steps).pipeline == "nightly calibration"
+    assert Pipeline.from_config(ROOT / "configs" / "chain.json").steps.name == "chain"
+
+
+FLOOD = """
+import sys, zmq
+context = zmq.Context()
+xsub = context.socket(zmq.XSUB)
+xsub.linger = 0
+xsub.sndhwm = 0
+xsub.bind(sys.argv[1])
+for i in range(int(sys.argv[2])):
+    xsub.send(b"\\x01" + b"%08d" % i + b"x" * 200)
+xsub.send(b"\\x01" + b"y" * 100_000)  # longer than a subscription may be: the run drops this peer
+print("sent", flush=True)
+sys.stdin.read()
+"""
+
+
+def test_subscriptions_cannot_grow_the_run(tmp_path: Path) -> None:
+    """A peer bound at the run's address floods it with distinct subscriptions: the run reads a
+    bounded number per look and drops the connection, with all it subscribed; its memory stays put."""
+    context = zmq.Context()
+    probe = context.socket(zmq.PULL)
+    port = probe.bind_to_random_port("tcp://127.0.0.1")
+    probe.close(0)
+    context.term()
+    count = 200_000  # 40 MB of subscriptions, sent again each time the run connects
+    flood = subprocess.Popen([sys.executable, "-c", FLOOD, f"tcp://127.0.0.1:{port}", str(count)],
+                             stdin=subprocess.PIPE, stdout=subprocess.PIPE, text=True)
+    publisher = Publisher(f"127.0.0.1:{port}", Envelope("r", "p", "c", "h", 1), None)
+    try:
+        before = _rss()
+        deadline = time.monotonic() + WAIT
+        while publisher.resets < 50 and time.monotonic() < deadline:
+            publisher.new_subscribers()
+        grown = _rss() - before
+        assert publisher.resets >= 50
+        # Kept, 50 floods would be 2 GB of subscriptions; libzmq's buffers for a burst level off near 30 MiB.
+        assert grown < 48 * 2**20, f"the run grew by {grown / 2**20:.1f} MiB"
+    finally:
+        publisher.close(0)
+        flood.stdin.close()  # type: ignore[union-attr]
+        flood.wait(WAIT)
+        flood.stdout.close()  # type: ignore[union-attr]
+
+
+def _rss() -> int:
+    with open(f"/proc/{os.getpid()}/statm") as statm:
+        return int(statm.read().split()[1]) * os.sysconf("SC_PAGE_SIZE")
