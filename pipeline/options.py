@@ -3,6 +3,10 @@
 from __future__ import annotations
 
 from dataclasses import dataclass
+from typing import TYPE_CHECKING
+
+if TYPE_CHECKING:
+    from .auth import ServerKeys
 
 
 @dataclass(frozen=True)
@@ -18,3 +22,6 @@ class RunOptions:
     heartbeat_liveness: int = 5  # heartbeats missed before a worker process (or the run) is taken for dead
     max_redeliveries: int = 2  # a message running in this many dead workers fails instead of going round again
     max_worker_restarts: int = 3  # dead worker processes replaced per step
+    listen: str = ""  # where remote workers connect ("": none)
+    server_keys: ServerKeys | None = None  # the run's key pair and the workers' keys it lets in (with listen)
+    worker_timeout: float = 60.0  # seconds a step without workers waits for a remote one

@@ -6,13 +6,14 @@ from collections.abc import Mapping
 from pathlib import Path
 from typing import Any
 
-from traitlets import Bool, Enum, Int
+from traitlets import Bool, Enum, Int, Unicode
 from traitlets.config import Config, Configurable
 
 from .config import PipelineConfig, load_config
 from .monitor import Address, Monitor, MonitorSettings
 from .monitor.monitor import DEFAULT_GUI_ADDRESS
 from .options import RunOptions
+from .remote_settings import remote_keys
 from .report import RunReport
 from .traits import OutputFile, Seconds
 
@@ -56,6 +57,21 @@ class Pipeline(Configurable):
     max_worker_restarts = Int(
         3, min=0, help="Worker processes of a step replaced when they die; past that the step goes on with fewer."
     ).tag(config=True)
+    listen = Unicode(
+        "", help="Let remote workers join the run's steps through this address, e.g. tcp://0.0.0.0:5570 "
+        "(pipeline-worker; docs/cluster.md). Needs server_key and authorized_keys: every worker authenticates."
+    ).tag(config=True)
+    server_key = Unicode(
+        "", help="The run's secret key file (NAME.key_secret from pipeline-keys) that remote workers check "
+        "with --server-key."
+    ).tag(config=True)
+    authorized_keys = Unicode(
+        "", help="A directory of the public key files (NAME.key) of the remote workers the run lets in."
+    ).tag(config=True)
+    worker_timeout = Seconds(
+        60.0, min=0.0, help="Seconds a step without workers (nb_thread 0, or every worker lost) waits for a "
+        "remote worker to join before the run fails."
+    ).tag(config=True)
     gui = Bool(True, help="Publish the run's status to gui_address (a JSON stream, docs/protocol.md).").tag(
         config=True
     )
@@ -87,6 +103,7 @@ class Pipeline(Configurable):
     def __init__(self, pipeline_config: PipelineConfig, **kwargs: Any) -> None:
         super().__init__(**kwargs)
         self.pipeline_config = pipeline_config
+        self.server_keys = remote_keys(self, pipeline_config)
         self._runner: Any = None
         self._interrupts = 0
         self.failure_summary: list[str] = []  # the last run's first failure, failures by type, dead letters
@@ -116,7 +133,8 @@ class Pipeline(Configurable):
         """The failure and shutdown settings of a run."""
         return RunOptions(self.max_failures, self.allow_failures, self.dead_letter, self.shutdown_timeout,
                           self.keep_freed_memory, self.heartbeat_interval, self.heartbeat_liveness,
-                          self.max_redeliveries, self.max_worker_restarts)
+                          self.max_redeliveries, self.max_worker_restarts, self.listen, self.server_keys,
+                          self.worker_timeout)
 
     def monitor_settings(self) -> MonitorSettings:
         """What the monitor publishes and shows during a run."""

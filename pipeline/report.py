@@ -92,9 +92,8 @@ class RunReport:
 
     @property
     def unprocessed(self) -> int:
-        """Deliveries that no step finished processing: 0 unless the run was abandoned."""
-        sent = sum(s.counts.emitted for s in self.steps.values())
-        return sent - sum(s.counts.processed + s.counts.failed for s in list(self.steps.values())[1:])
+        """Deliveries that no step finished processing: 0 unless the run was stopped or abandoned."""
+        return unprocessed(self.steps)
 
     @property
     def state(self) -> str:
@@ -149,6 +148,19 @@ def _milliseconds(seconds: float) -> str:
     if ms >= 100:
         return f"{ms:.0f}"
     return f"{ms:.1f}" if ms >= 10 else f"{ms:.3f}" if ms < 1 else f"{ms:.2f}"
+
+
+def unprocessed(steps: dict[str, StepReport]) -> int:
+    """Deliveries that no step finished processing (the first step is the producer)."""
+    sent = sum(s.counts.emitted for s in steps.values())
+    return sent - sum(s.counts.processed + s.counts.failed for s in list(steps.values())[1:])
+
+
+def stop_reason_of(steps: dict[str, StepReport], signal: int | None, stop_reason: str | None) -> str | None:
+    """Why the run stopped early; messages lost although nothing stopped the run are an internal error."""
+    if stop_reason is None and signal is None and unprocessed(steps):
+        return f"internal error: {unprocessed(steps)} messages were sent but never processed"
+    return stop_reason
 
 
 def exit_status(steps: dict[str, StepReport], signal: int | None, stop_reason: str | None,

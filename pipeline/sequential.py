@@ -17,7 +17,7 @@ from .config import PipelineConfig
 from .failures import FailurePolicy
 from .message import Encoded, decode
 from .options import RunOptions
-from .report import RunReport, StepReport, exit_status
+from .report import RunReport, StepReport, exit_status, stop_reason_of
 from .status import RunStatus, StepStatus, declared_totals
 from .step import Collector, Outputs, failure_line, produce, send_outputs
 
@@ -78,8 +78,9 @@ class SequentialRunner:
                 self._finish(step.name)
         finally:
             self.policy.close()
-        status = exit_status(self.reports, self.signal, self.policy.stop_reason, self.options.allow_failures)
-        return RunReport(self.reports, status, stop_reason=self.policy.stop_reason)
+        stop_reason = stop_reason_of(self.reports, self.signal, self.policy.stop_reason)
+        status = exit_status(self.reports, self.signal, stop_reason, self.options.allow_failures)
+        return RunReport(self.reports, status, stop_reason=stop_reason)
 
     def _call(self, name: str, code: Callable[[], Any]) -> tuple[Outputs, BaseException | None]:
         """Run one step's code; its outputs (none if it raised) and its exception, timed as the step's own."""

@@ -41,8 +41,9 @@ class StepKeys(HasTraits):
         "``next_steps``, the steps form a linear chain: producer, stagers in list order, consumer."
     )
     nb_thread = JsonInt(
-        1, min=1, help="How many worker threads run the step (in each worker process, with ``nb_process``), each "
-        "with its own instance of the class. The producer runs in one thread."
+        1, min=0, help="How many worker threads run the step (in each worker process, with ``nb_process``), each "
+        "with its own instance of the class. The producer runs in one thread. 0: no local workers, only remote "
+        "ones (pipeline-worker; needs Pipeline.listen)."
     )
     nb_process = JsonInt(
         0, min=0, help="Run the step's workers in this many worker processes, each with ``nb_thread`` worker "

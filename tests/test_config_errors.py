@@ -174,10 +174,16 @@ FILE_CASES = [
         pytest.param(
             setting("Pipeline.stagers_conf.0.nb_thread", value),
             f"{STAGER}.nb_thread",
-            f"expected an integer >= 1, got {value!r}",
+            f"expected an integer >= 0, got {value!r}",
             id=f"nb-thread-{value!r}",
         )
-        for value in (0, -1, "2", 1.5, 2.0, True)
+        for value in (-1, "2", 1.5, 2.0, True)
+    ),
+    pytest.param(
+        setting("Pipeline.stagers_conf.0.nb_thread", 0),
+        f"{STAGER}.nb_thread",
+        "0 means only remote workers: expected Pipeline.listen too, for them to join",
+        id="nb-thread-0",
     ),
     pytest.param(
         setting(f"{PRODUCER}.nb_thread", 2),
@@ -500,12 +506,12 @@ def test_pipeline_run_prints_one_line(tmp_path: Path, change: Change, argv: list
 
 def test_pipeline_run_debug_shows_the_traceback(tmp_path: Path) -> None:
     """With --debug, the same error comes after its traceback."""
-    path = write(tmp_path, setting("Pipeline.stagers_conf.0.nb_thread", 0))
+    path = write(tmp_path, setting("Pipeline.stagers_conf.0.nb_thread", -1))
     result = run_cli(f"--config={path}", "--debug")
     assert result.returncode == 2
     assert "Traceback (most recent call last)" in result.stderr
     assert result.stderr.splitlines()[-1] == (
-        f"pipeline-run: error: {path}: {STAGER}.nb_thread: expected an integer >= 1, got 0"
+        f"pipeline-run: error: {path}: {STAGER}.nb_thread: expected an integer >= 0, got -1"
     )
 
 

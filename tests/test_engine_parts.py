@@ -159,10 +159,11 @@ def test_message_bound_of_a_small_chain() -> None:
 
 
 def test_message_bound_of_a_small_ordered_chain() -> None:
-    # As above, but S is ordered: its router is C's one sender (C: 4 + (1 + PREFETCH) + 1 * 2 * 2),
-    # and it holds back the outputs of at most W * (1 + PREFETCH) inputs.
-    expected = 3 + 2 + (8 + 2 * (1 + PREFETCH) + 8 + 2 * (1 + PREFETCH)) + (4 + (1 + PREFETCH) + 4)
-    assert bound_of({"nb_thread": 2, "queue_limit": 8, "ordered": True}) == expected == 1314
+    # As above, but S is ordered: its router is C's one sender (C: 4 + (1 + PREFETCH) + 1 * 2 * 2), it
+    # alone holds unsent outputs (B(C) - 1 = 1; its workers send nothing themselves), and it holds back
+    # the outputs of at most W * (1 + PREFETCH) inputs.
+    expected = 3 + 1 + (8 + 2 * (1 + PREFETCH) + 8 + 2 * (1 + PREFETCH)) + (4 + (1 + PREFETCH) + 4)
+    assert bound_of({"nb_thread": 2, "queue_limit": 8, "ordered": True}) == expected == 1313
 
 
 def test_an_unbounded_queue_has_no_message_bound() -> None:

@@ -99,7 +99,8 @@ def test_the_table_never_cuts_a_number(width: int, processed: int, failed: int, 
 
 def test_a_wide_terminal_shows_every_figure_in_full() -> None:
     lines = render(CONFIG, status(), 120, {"COUNT": 5000.0})
-    assert lines[0] == "<config>  running  12.3 s  COUNT 60000/100000 (60%)  ETA 8 s"
+    # A dict config is named by its first and last steps.
+    assert lines[0] == "COUNT → W  running  12.3 s  COUNT 60000/100000 (60%)  ETA 8 s"
     assert lines[1].split() == ["STEP", "STATE", "PROCESSED", "FAILED", "QUEUE", "BUSY", "RATE/S"]
     assert lines[3].split()[:5] == ["CALIBRATION", "running", "59990", "0", "12/64"]
 

@@ -67,29 +67,47 @@ def window_for(mean_seconds: float) -> int:
     return max(2, min(1 + PREFETCH, 1 + int(PREFETCH_SECONDS / mean_seconds)))
 
 
-def sender_count(config: PipelineConfig, step: StepConfig) -> int:
-    """How many threads send to ``step``: each upstream worker, or the router of an ordered step."""
-    ups = [config.steps[name] for name in config.upstream(step.name)]
-    return sum(1 if up.ordered or up.kind == "producer" else up.nb_thread for up in ups)
+def sender_count(config: PipelineConfig, step: StepConfig, remote: bool = False) -> int:
+    """How many threads send to ``step``: the producer; each worker thread (of the run's process) of an
+    upstream unordered step; and the router of each upstream step whose workers return their outputs
+    to it: an ordered step, a step with worker processes, or any step when remote workers may join."""
+    total = 0
+    for up in (config.steps[name] for name in config.upstream(step.name)):
+        if up.kind == "producer":
+            total += 1
+            continue
+        returned = up.ordered or up.nb_process > 0
+        total += (0 if returned else up.nb_thread) + (1 if returned or remote else 0)
+    return total
+
+
+def workers_of(step: StepConfig) -> int:
+    """How many workers a step has: its threads, or its worker processes' threads (remote ones aside)."""
+    return step.nb_process * step.nb_thread if step.nb_process else step.nb_thread
 
 
 def held_back_limit(step: StepConfig) -> int:
     """Most inputs whose outputs an ordered step's router holds back, waiting for an earlier one."""
-    return step.nb_thread * (1 + PREFETCH)
+    return workers_of(step) * (1 + PREFETCH)
 
 
 def message_bound(config: PipelineConfig) -> int | None:
-    """Most messages alive in a threaded run of ``config`` (None when a queue is unbounded)."""
+    """Most messages alive in a threaded run of ``config`` (None when a queue is unbounded).
+
+    Remote workers, who may join at any time, are not counted: each adds what one worker holds.
+    """
     total = 0
     for step in config.steps.values():
         fanout = sum(batch_limit(config.steps[t].queue_limit) - 1 for t in step.next_steps)
-        total += step.nb_thread * fanout  # outputs each thread holds before sending
+        returned = step.ordered or step.nb_process > 0
+        total += (1 if returned else step.nb_thread) * fanout  # outputs each sender holds before sending
         if step.kind == "producer":
             continue
         if step.queue_limit < 0:
             return None
         senders = sender_count(config, step)
-        total += step.queue_limit + step.nb_thread * (1 + PREFETCH) + senders * 2 * batch_limit(step.queue_limit)
+        workers = workers_of(step)
+        total += step.queue_limit + workers * (1 + PREFETCH) + senders * 2 * batch_limit(step.queue_limit)
         if step.ordered:
             total += held_back_limit(step)
     return total

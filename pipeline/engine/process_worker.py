@@ -22,12 +22,13 @@ import struct
 import sys
 import threading
 import time
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from pathlib import Path
 from typing import Any
 
 import zmq
 
+from ..auth import KeyPair, secure_client
 from ..config import PipelineConfig
 from ..message import Encoded
 from ..options import RunOptions
@@ -36,7 +37,7 @@ from . import frames
 from .control import ENDED, RunControl
 from .outlets import Outlet, ToRouter
 from .router import process_worker_id
-from .wire import HEADER, UNORDERED, Kind, Outcome, failed_frames, header_of
+from .wire import HEADER, UNORDERED, Kind, Outcome, failed_frames, header_of, ping_frames
 from .worker import WorkerThread
 
 log = logging.getLogger("pipeline.worker")
@@ -95,16 +96,19 @@ class ProcessWorkerThread(WorkerThread):
     """A worker thread in a worker process: it answers its router for every input and reports errors to it."""
 
     def __init__(self, context: zmq.Context, control: RunControl, config: PipelineConfig, spec: Spec, index: int,
-                 slot: int, board: BusyBoard) -> None:
+                 slot: int, board: BusyBoard | None, login: Login | None, address: str) -> None:
         super().__init__(context, control, config, config.steps[spec.step], None, index)  # type: ignore[arg-type]
         self.spec = spec
         self.slot = slot
         self.board = board
+        self.login = login
+        self.address = spec.work or address  # a remote worker's threads talk through the run's door
 
     def running(self, seq: int | None) -> None:
         """Mark the message in run() on the busy board too."""
         self.busy_seq = seq
-        self.board.mark(self.index, seq)
+        if self.board is not None:
+            self.board.mark(self.index, seq)
 
     def make_outlet(self, ctl: zmq.Socket) -> Outlet:
         """Every input's outputs (even none) go back to the router, which sends them on."""
@@ -113,7 +117,9 @@ class ProcessWorkerThread(WorkerThread):
     def connect(self, ctl: zmq.Socket) -> None:
         """Connect to the step's router under the routing id that names this process and thread."""
         ctl.identity = process_worker_id(self.slot, self.index)
-        ctl.connect(self.spec.work)
+        if self.login is not None:
+            secure_client(ctl, self.login.own, self.login.server.public)
+        ctl.connect(self.address)
 
     def report_failure(self, seq: int, error: Exception, message: Encoded) -> None:
         """Send the error to the router, after the answers before it (the router takes the message it answers next)."""
@@ -132,14 +138,20 @@ class ProcessWorkerThread(WorkerThread):
 
 
 class Keeper(threading.Thread):
-    """Exchanges heartbeats with the run's process host; relays HALT; leaves the process when the run is gone."""
+    """Exchanges heartbeats with the run's worker host; relays HALT; leaves the process when the run is gone.
 
-    def __init__(self, socket: zmq.Socket, spec: Spec, slot: int, control: RunControl) -> None:
+    Each PING says which messages the process's threads are running, so that when a remote worker
+    dies its host knows which one to blame (a local one's busy board says it exactly).
+    """
+
+    def __init__(self, socket: zmq.Socket, spec: Spec, slot: int, control: RunControl,
+                 running: Callable[[], list[int]]) -> None:
         super().__init__(name="keeper", daemon=True)
         self.socket = socket
         self.spec = spec
         self.slot = slot
         self.control = control
+        self.running = running
         self.stopped = threading.Event()
 
     def run(self) -> None:
@@ -148,7 +160,7 @@ class Keeper(threading.Thread):
         heard = time.monotonic()
         try:
             while not self.stopped.is_set():
-                frames.send(self.socket, [HEADER.pack(Kind.PING, 0, 0, self.slot)])
+                frames.send(self.socket, ping_frames(self.slot, self.running()))
                 until = time.monotonic() + interval
                 while (left := until - time.monotonic()) > 0 and not self.stopped.is_set():
                     if not self.socket.poll(left * 1000):
@@ -167,61 +179,120 @@ class Keeper(threading.Thread):
             self.socket.close()
 
 
-def ask_spec(socket: zmq.Socket, slot: int) -> Spec:
-    """Say HELLO to the run's process host and return what it answers (the run is trusted: it started us)."""
-    frames.send(socket, [HEADER.pack(Kind.HELLO, 0, 0, slot)])
-    if not socket.poll(HELLO_TIMEOUT_SECONDS * 1000):
-        raise SystemExit(f"pipeline-worker: no answer from the run within {HELLO_TIMEOUT_SECONDS:g} s")
+@dataclasses.dataclass(frozen=True)
+class Login:
+    """How a remote worker joins a run: the step, its threads, and the CURVE keys of both sides."""
+
+    step: str
+    threads: int
+    own: KeyPair
+    server: KeyPair
+
+
+class JoinError(Exception):
+    """A worker process cannot join its run or load its step: one line for the user."""
+
+    def __init__(self, line: str, status: int) -> None:
+        super().__init__(line)
+        self.status = status
+
+
+#: Handshake failures a client's socket monitor reports (the server refused the key, or is not who we think).
+_HANDSHAKE_FAILED = zmq.EVENT_HANDSHAKE_FAILED_AUTH | zmq.EVENT_HANDSHAKE_FAILED_PROTOCOL
+
+
+def ask_spec(socket: zmq.Socket, slot: int, login: Login | None) -> tuple[Spec, int]:
+    """Say HELLO to the run's worker host; its SPEC and the slot it gives (the run is trusted: a local
+    one started us, a remote one proved its server key in the CURVE handshake)."""
+    hello = [HEADER.pack(Kind.HELLO, 0, 0, slot)] if login is None else [
+        HEADER.pack(Kind.HELLO, 0, login.threads, 0), login.step.encode()]
+    monitor = socket.get_monitor_socket(_HANDSHAKE_FAILED) if login is not None else None
+    try:
+        frames.send(socket, hello)
+        poller = zmq.Poller()
+        poller.register(socket, zmq.POLLIN)
+        if monitor is not None:
+            poller.register(monitor, zmq.POLLIN)
+        events = dict(poller.poll(HELLO_TIMEOUT_SECONDS * 1000))
+        if monitor is not None and monitor in events:
+            raise JoinError(f"authentication failed: the run did not accept key {login.own.name!r} (is "
+                            f"{login.own.name}.key in its authorized_keys, and --server-key its key?)", 1)
+        if socket not in events:
+            raise JoinError(f"no answer from the run within {HELLO_TIMEOUT_SECONDS:g} s (is it listening there, "
+                            "and does it accept this key?)", 1)
+    finally:
+        if monitor is not None:
+            socket.disable_monitor()
+            monitor.close()
     received = frames.recv(socket)
-    return pickle.loads(received[1].bytes)
+    kind, given = header_of(received[0])
+    if kind is Kind.REFUSE:
+        raise JoinError(f"the run refused: {bytes(received[1]).decode(errors='replace')}", 2)
+    return pickle.loads(received[1].bytes), given
 
 
-class StepLoadError(Exception):
-    """A worker process cannot load its step's class: one line, exit status 2."""
-
-
-def load_step(spec: Spec) -> PipelineConfig:
-    """The spec's configuration with its step's class imported; one clear line and exit 2 if it cannot be."""
+def load_step(spec: Spec, threads: int | None) -> PipelineConfig:
+    """The spec's configuration with its step's class imported (and ``threads`` worker threads if given)."""
     try:
         cls = getattr(importlib.import_module(spec.module), spec.class_name)
     except Exception as err:  # an ImportError, an AttributeError, or whatever the module raises while importing
-        raise StepLoadError(f"step {spec.step}: cannot load {spec.module}.{spec.class_name}: "
-                          f"{failure_line(err)}") from None
+        raise JoinError(f"step {spec.step}: cannot load {spec.module}.{spec.class_name}: {failure_line(err)}",
+                        2) from None
     step = dataclasses.replace(spec.config.steps[spec.step], cls=cls)
+    if threads is not None:
+        step = dataclasses.replace(step, nb_thread=threads)
     return dataclasses.replace(spec.config, steps={spec.step: step})
 
 
-def serve(address: str, slot: int) -> int:
-    """Run the workers of one step for the run at ``address``; the exit status."""
+def serve(address: str, slot: int = 0, login: Login | None = None) -> int:
+    """Run the workers of one step for the run at ``address``: a local run's (``slot`` given by it) or,
+    with ``login``, a remote one's; the exit status."""
     context = zmq.Context()
     try:
-        keeper_socket = context.socket(zmq.DEALER)
-        keeper_socket.linger = 0
+        keeper_socket = _socket(context, login)
         keeper_socket.connect(address)
-        spec = ask_spec(keeper_socket, slot)
-        logging.basicConfig(level=spec.log_level, stream=sys.stderr,
-                            format=f"%(asctime)s %(levelname)s %(name)s [{spec.step} process {slot}, pid "
-                                   f"{os.getpid()}]: %(message)s", datefmt="%Y-%m-%d %H:%M:%S")
         try:
-            config = load_step(spec)
-        except StepLoadError as err:
+            spec, slot = ask_spec(keeper_socket, slot, login)
+            _log_as(spec, slot)
+            config = load_step(spec, login.threads if login is not None else None)
+        except JoinError as err:
             print(f"pipeline-worker: error: {err}", file=sys.stderr, flush=True)
-            return 2
+            keeper_socket.close()
+            return err.status
         control = RunControl(RunOptions())  # this process's own: its policy's halted set is what HALT sets
-        keeper = Keeper(keeper_socket, spec, slot, control)
+        nb_thread = config.steps[spec.step].nb_thread
+        board = BusyBoard(spec.busy_board, nb_thread) if spec.busy_board else None
+        threads = [ProcessWorkerThread(context, control, config, spec, i, slot, board, login, address)
+                   for i in range(nb_thread)]
+        keeper = Keeper(keeper_socket, spec, slot, control,
+                        lambda: [t.busy_seq for t in threads if t.busy_seq is not None])
         keeper.start()
         control.flusher.start()
-        nb_thread = config.steps[spec.step].nb_thread
-        board = BusyBoard(spec.busy_board, nb_thread)
-        threads = [ProcessWorkerThread(context, control, config, spec, i, slot, board) for i in range(nb_thread)]
         for thread in threads:
             thread.start()
         crashed = _wait_for(threads, control.events)
         control.flusher.stopped.set()
         keeper.stopped.set()
+        keeper.join()
         return 1 if crashed else 0
     finally:
         context.term()
+
+
+def _socket(context: zmq.Context, login: Login | None) -> zmq.Socket:
+    """A DEALER to the run: a CURVE client pinned to the run's key when joining a remote run."""
+    socket = context.socket(zmq.DEALER)
+    socket.linger = 0
+    if login is not None:
+        secure_client(socket, login.own, login.server.public)
+    return socket
+
+
+def _log_as(spec: Spec, slot: int) -> None:
+    """Log to stderr as the run does, naming the step and this process."""
+    logging.basicConfig(level=spec.log_level, stream=sys.stderr,
+                        format=f"%(asctime)s %(levelname)s %(name)s [{spec.step} process {slot}, pid "
+                               f"{os.getpid()}]: %(message)s", datefmt="%Y-%m-%d %H:%M:%S")
 
 
 def _wait_for(threads: Sequence[WorkerThread], events: queue.Queue[tuple[str, Any]]) -> bool:

@@ -1,12 +1,15 @@
-"""The run's process host: starts the worker processes of steps with ``nb_process``, keeps them alive.
+"""The run's worker host: starts the worker processes of steps with ``nb_process`` and keeps them
+alive, and, with ``Pipeline.listen``, lets remote workers in (engine.remote).
 
-One thread of the run owns the host's ROUTER socket (an ipc endpoint in the run's private
-directory). A new worker process says HELLO and gets its SPEC; each process's keeper sends PING
-every ``heartbeat_interval`` and gets PONG back (zguide's Paranoid Pirate, both ways). A process
-that exits, or misses ``heartbeat_liveness`` beats (it is then killed), is dead: the host tells
-its step's router (LOST), which delivers again what the process held, and starts a replacement
-while the step has restarts left (``max_worker_restarts``). Processes start with ``subprocess``
-(a fresh interpreter: never ``fork``, which would copy the run's threads and sockets).
+One thread of the run owns the host's sockets: a ROUTER on an ipc endpoint in the run's private
+directory for its own worker processes, and the remote door's. A new worker process says HELLO
+and gets its SPEC; each process's keeper sends PING every ``heartbeat_interval`` and gets PONG
+back (zguide's Paranoid Pirate, both ways). A process that exits, or misses
+``heartbeat_liveness`` beats (a local one is then killed), is dead: the host tells its step's
+router (LOST), which delivers again what the process held; a local one is replaced while the
+step has restarts left (``max_worker_restarts``; the replacement is announced, ADDED, first).
+Processes start with ``subprocess`` (a fresh interpreter: never ``fork``, which would copy the
+run's threads and sockets).
 """
 
 from __future__ import annotations
@@ -30,13 +33,16 @@ from . import frames
 from .addresses import Addresses
 from .control import EngineThread, RunControl
 from .process_worker import Spec, read_busy_board
+from .remote import RemoteDoor, RemoteWorker
 from .router import Router
-from .wire import HEADER, Kind, header_of, lost_frames
+from .wire import HEADER, Kind, added_frames, header_of, lost_frames, parse_ping
 
 log = logging.getLogger("pipeline.engine")
 
 #: What a worker process runs (not ``-m``: the module is imported by its package before it runs).
 _WORKER_MAIN = "import sys; from pipeline.engine.process_worker import main; main(sys.argv[1:])"
+#: Most worker threads one remote worker process may ask for.
+MAX_REMOTE_THREADS = 256
 #: Seconds a process that is asked to stop (SIGTERM) has before it is killed.
 TERMINATE_GRACE_SECONDS = 1.0
 
@@ -59,18 +65,20 @@ class WorkerProcess:
         return self.popen.pid if self.popen is not None else None
 
 
-class ProcessHost(EngineThread):
-    """Starts, watches and replaces the run's worker processes; ends when their steps' routers have."""
+class WorkerHost(EngineThread):
+    """Starts, watches and replaces the run's worker processes, and lets remote workers in; it ends when
+    the routers it serves have."""
 
     def __init__(self, context: zmq.Context, control: RunControl, config: PipelineConfig, addresses: Addresses,
                  routers: dict[str, Router]) -> None:
-        super().__init__("process-host", control)
+        super().__init__("worker-host", control)
         self.context = context
         self.config = config
         self.addresses = addresses
-        self.routers = {name: router for name, router in routers.items() if router.step.nb_process}
+        self.routers = {name: router for name, router in routers.items() if router.hears_notices}
         self.processes: dict[int, WorkerProcess] = {}
         self.restarts: Counter[str] = Counter()  # per step: processes started to replace dead ones
+        self.door: RemoteDoor | None = None
         self._next_slot = 0
         self._notices: dict[str, zmq.Socket] = {}
         options = control.options
@@ -86,28 +94,55 @@ class ProcessHost(EngineThread):
                 notice = self._notices[name] = self.context.socket(zmq.PUSH)
                 notice.linger = 0
                 notice.connect(self.addresses.notices(name))
+            options = self.control.options
+            if options.listen and options.server_keys is not None:
+                self.door = RemoteDoor(self.context, options.listen, options.server_keys, self.addresses.work)
             for name in self.routers:
                 for _ in range(self.config.steps[name].nb_process):
                     self._start(name)
-            tick = min(self.interval / 2, 0.1)
-            while not self._finished() and not self.control.aborted.is_set():
-                if gateway.poll(tick * 1000):
-                    self._read(gateway)
-                self._watch()
-                self._relay_halts(gateway)
+            self._loop(gateway)
         finally:
             self._stop_all()
             gateway.close()
             for notice in self._notices.values():
                 notice.close()
+            if self.door is not None:
+                self.door.close()
+
+    def _loop(self, gateway: zmq.Socket) -> None:
+        tick = min(self.interval / 2, 0.1)
+        while not self._finished() and not self.control.aborted.is_set():
+            poller = zmq.Poller()
+            poller.register(gateway, zmq.POLLIN)
+            door = self.door
+            relays = door.relays() if door is not None else []
+            if door is not None:
+                poller.register(door.socket, zmq.POLLIN)
+            for relay in relays:
+                poller.register(relay, zmq.POLLIN)
+            events = dict(poller.poll(tick * 1000))
+            if gateway in events:
+                self._read(gateway)
+            if door is not None:
+                if door.socket in events:
+                    self._read_door(door)
+                for relay in relays:
+                    if relay in events:
+                        door.to_worker(relay)
+            self._watch()
+            self._relay_halts(gateway)
 
     def _finished(self) -> bool:
         return all(not router.is_alive() or router.state == "finished" for router in self.routers.values())
 
-    def _start(self, step: str) -> None:
-        """Start a worker process for ``step``, in a new slot."""
+    def _new_slot(self) -> int:
         slot = self._next_slot
         self._next_slot += 1
+        return slot
+
+    def _start(self, step: str) -> int:
+        """Start a worker process for ``step``, in a new slot; the slot."""
+        slot = self._new_slot()
         command = [sys.executable, "-c", _WORKER_MAIN, f"--connect={self.addresses.host()}", f"--slot={slot}"]
         # The process imports the step's module as the run did: same working directory and sys.path.
         env = {**os.environ, "PYTHONPATH": os.pathsep.join(p or os.getcwd() for p in sys.path),
@@ -118,6 +153,7 @@ class ProcessHost(EngineThread):
             log.error("step %s: cannot start a worker process: %s", step, err)
             popen = None
         self.processes[slot] = WorkerProcess(slot, step, popen)
+        return slot
 
     def _read(self, gateway: zmq.Socket) -> None:
         while frames.waiting(gateway):
@@ -131,9 +167,69 @@ class ProcessHost(EngineThread):
             process.keeper = keeper
             if kind is Kind.HELLO:
                 spec = dataclasses.replace(self._spec(process.step), busy_board=self._board(slot))
-                frames.send(gateway, [keeper, HEADER.pack(Kind.SPEC, 0, 0, 0), pickle.dumps(spec)])
+                frames.send(gateway, [keeper, HEADER.pack(Kind.SPEC, 0, 0, slot), pickle.dumps(spec)])
             elif kind is Kind.PING:
                 frames.send(gateway, [keeper, HEADER.pack(Kind.PONG, 0, 0, 0)])
+
+    def _read_door(self, door: RemoteDoor) -> None:
+        """HELLO and PING from remote keepers; anything else from a remote worker thread goes to its router."""
+        while frames.waiting(door.socket):
+            received = frames.recv(door.socket)
+            key = door.owner(received)
+            if key is None or len(received) < 2:
+                door.drop("from an unknown peer")
+                continue
+            routing_id, payload = received[0].bytes, received[1:]
+            try:
+                kind, value = header_of(payload[0])
+            except ValueError as err:
+                door.drop(f"from {key}: {err}")
+                continue
+            if kind is Kind.HELLO:
+                self._remote_hello(door, key, routing_id, payload, received[0].get("Peer-Address"))
+            elif kind is Kind.PING:
+                self._remote_ping(door, key, routing_id, value, payload)
+            else:
+                worker = door.slot_of(routing_id, key)
+                if worker is None:
+                    door.drop(f"from {key}: a worker thread of no slot of that key")
+                else:
+                    door.to_router(worker, routing_id, payload)
+
+    def _remote_hello(self, door: RemoteDoor, key: str, keeper: bytes, payload: list, address: str) -> None:
+        """A remote worker asks to join a step: a slot and the step's SPEC, or REFUSE saying why."""
+        step = bytes(payload[1]).decode(errors="replace") if len(payload) > 1 else ""
+        threads = HEADER.unpack_from(payload[0])[2]
+        router = self.routers.get(step)
+        why = None
+        if step not in self.config.steps:
+            why = f"this run has no step {step!r} (its steps: {', '.join(self.routers)})"
+        elif router is None:
+            why = f"step {step} is the producer: it runs in the run's process"
+        elif router.state == "finished" or self.control.stopping.is_set():
+            why = f"step {step} has no more work: the run is ending"
+        elif not 1 <= threads <= MAX_REMOTE_THREADS:
+            why = f"expected 1 to {MAX_REMOTE_THREADS} threads, got {threads}"
+        if why is not None:
+            frames.send(door.socket, [keeper, HEADER.pack(Kind.REFUSE, 0, 0, 0), why.encode()])
+            return
+        slot = self._new_slot()
+        door.workers[slot] = RemoteWorker(slot, step, key, address, threads, keeper)
+        frames.send(self._notices[step], added_frames(slot, threads))
+        spec = dataclasses.replace(self._spec(step), work="")
+        log.info("step %s: remote worker %s (%s) joined with %d threads, as worker process %d", step, key, address,
+                 threads, slot)
+        frames.send(door.socket, [keeper, HEADER.pack(Kind.SPEC, 0, 0, slot), pickle.dumps(spec)])
+
+    def _remote_ping(self, door: RemoteDoor, key: str, keeper: bytes, slot: int, payload: list) -> None:
+        worker = door.workers.get(slot)
+        if worker is None or worker.key != key:
+            door.drop(f"from {key}: a heartbeat of no slot of that key")
+            return  # a worker taken for dead gets no answer: it leaves
+        worker.heard = time.monotonic()
+        worker.keeper = keeper
+        worker.running = parse_ping(payload)
+        frames.send(door.socket, [keeper, HEADER.pack(Kind.PONG, 0, 0, 0)])
 
     def _spec(self, name: str) -> Spec:
         """What a worker process of step ``name`` runs."""
@@ -147,7 +243,8 @@ class ProcessHost(EngineThread):
         return os.path.join(self.addresses.ipc_dir, f"busy-{slot}")
 
     def _watch(self) -> None:
-        """Notice dead processes: exited, never started, or silent for heartbeat_liveness beats (killed)."""
+        """Notice dead workers: processes exited, never started or silent for heartbeat_liveness beats
+        (killed), remote workers silent as long."""
         now = time.monotonic()
         for process in list(self.processes.values()):
             if process.popen is None:
@@ -163,29 +260,42 @@ class ProcessHost(EngineThread):
                 continue
             del self.processes[process.slot]
             self._died(process, _describe_exit(code), failed=code != 0)
+        if self.door is not None:
+            for worker in list(self.door.workers.values()):
+                if now - worker.heard > self.patience:
+                    log.error("step %s: remote worker %s (%s) sent no heartbeat for %.1f s: taken for dead",
+                              worker.step, worker.key, worker.address, self.patience)
+                    self.door.forget(worker)
+                    frames.send(self._notices[worker.step],
+                                lost_frames(worker.slot, f"remote worker {worker.key} went silent", worker.running))
 
     def _died(self, process: WorkerProcess, reason: str, failed: bool = True) -> None:
         """Tell the step's router (it knows whether the process had finished); replace a failed process
-        while the step has restarts left."""
+        while the step has restarts left, announcing the replacement first."""
         if self.routers[process.step].state == "finished":
             return
         replace = failed and self.restarts[process.step] < self.control.options.max_worker_restarts
         if failed:
             log.error("step %s: worker process %d (pid %s) died: %s%s", process.step, process.slot, process.pid,
                       reason, "; starting another" if replace else "")
-        running = read_busy_board(self._board(process.slot))
-        frames.send(self._notices[process.step], lost_frames(process.slot, replace, reason, running))
+        notices = self._notices[process.step]
         if replace:
             self.restarts[process.step] += 1
-            self._start(process.step)
+            slot = self._start(process.step)
+            frames.send(notices, added_frames(slot, self.config.steps[process.step].nb_thread))
+        frames.send(notices, lost_frames(process.slot, reason, read_busy_board(self._board(process.slot))))
 
     def _relay_halts(self, gateway: zmq.Socket) -> None:
         """Tell the processes of a step that stopped after a failure to start no further message."""
         halted = self.control.policy.halted
-        for process in self.processes.values():
-            if process.step in halted and not process.halted and process.keeper is not None:
-                process.halted = True
-                frames.send(gateway, [process.keeper, HEADER.pack(Kind.HALT, 0, 0, 0)])
+        keepers = [(gateway, p) for p in self.processes.values()]
+        if self.door is not None:
+            keepers += [(self.door.socket, w) for w in self.door.workers.values()]
+        for socket, worker in keepers:
+            if worker.step in halted and not worker.halted and worker.keeper is not None:
+                worker.halted = True
+                with contextlib.suppress(zmq.ZMQError):  # a remote worker that is gone: its heartbeat tells
+                    frames.send(socket, [worker.keeper, HEADER.pack(Kind.HALT, 0, 0, 0)])
 
     def _stop_all(self) -> None:
         """Wait for the processes to leave (they do after FINISH), then ask them, then kill them."""

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import time
 from collections import deque
 from itertools import islice
 
@@ -26,6 +27,7 @@ from .wire import (
     control_frames,
     header_of,
     packet_from_frames,
+    parse_added,
     parse_failed,
     parse_lost,
     parse_result,
@@ -69,7 +71,7 @@ class Router(EngineThread):
         self.config = config
         self.step = step
         self.addresses = addresses
-        self.senders = sender_count(config, step)
+        self.senders = sender_count(config, step, bool(control.options.listen))
         # What the router itself counts: the outputs it sends on, and the inputs of process workers.
         self.counts = StepCounts()
         self.busy_time = 0.0  # run() seconds of the step's process workers
@@ -85,6 +87,7 @@ class Router(EngineThread):
         self.expected_workers = step.nb_process * step.nb_thread if step.nb_process else step.nb_thread
         self._numbers: dict[bytes, int] = {}  # process workers' numbers
         self._finished_threads: dict[int, int] = {}  # per worker process: its threads that ran finish()
+        self._slot_threads: dict[int, int] = {}  # threads of the worker processes that joined later (ADDED)
         self._deaths: dict[int, int] = {}  # per message sequence number: worker processes it died in
         self._next_seq = 0
         self._ended = 0
@@ -92,6 +95,8 @@ class Router(EngineThread):
         self._finished = 0
         self._finishing = False
         self._joined_reported = False
+        # While the step has no worker and remote ones may join: since when (None: it has workers).
+        self._alone_since: float | None = time.monotonic() if self.expected_workers == 0 else None
         self.results: Results | None = None
         self.no_worker = False  # every worker's init() failed, or every worker process is lost
         self.state = "waiting"  # then running, draining (every sender ended), finished
@@ -100,9 +105,15 @@ class Router(EngineThread):
         self._read_below = limit - batch_limit(limit) + 1 if limit > 0 else None
 
     @property
+    def hears_notices(self) -> bool:
+        """Whether the worker host tells this router about worker processes: local or remote ones."""
+        return self.step.nb_process > 0 or bool(self.control.options.listen)
+
+    @property
     def returns_results(self) -> bool:
-        """Whether the workers return their outputs to this router: an ordered step, or process workers."""
-        return self.step.ordered or self.step.nb_process > 0
+        """Whether the workers return their outputs to this router: an ordered step, or workers in other
+        processes (of this host or, with Pipeline.listen, of others)."""
+        return self.step.ordered or self.hears_notices
 
     def work(self) -> None:
         inbox = self.context.socket(zmq.PULL)
@@ -123,6 +134,7 @@ class Router(EngineThread):
             notices.linger = 0
             if self.step.nb_process:
                 work.bind(self.addresses.outside(self.step.name))
+            if self.hears_notices:
                 notices.bind(self.addresses.notices(self.step.name))
             self.control.events.put((BOUND, self))  # peers may connect now
             self._loop(inbox, work, notices)
@@ -154,7 +166,7 @@ class Router(EngineThread):
 
     def _loop(self, inbox: zmq.Socket, work: zmq.Socket, notices: zmq.Socket) -> None:
         pollers = {}
-        extra = (notices,) if self.step.nb_process else ()
+        extra = (notices,) if self.hears_notices else ()
         for wanted in ((), (work,), (inbox,), (work, inbox)):
             poller = pollers[wanted] = zmq.Poller()
             for socket in (*wanted, *extra):
@@ -163,7 +175,7 @@ class Router(EngineThread):
             wanted = (work,) if self._needs_workers() else ()
             if self._accepting():
                 wanted += (inbox,)
-            events = dict(pollers[wanted].poll())
+            events = dict(pollers[wanted].poll(self._wait_alone()))
             if notices in events:
                 self._read_notices(notices)
             if inbox in events:
@@ -211,8 +223,9 @@ class Router(EngineThread):
         if len(joined) == self.expected_workers and not self._joined_reported:
             self._joined_reported = True
             # A worker whose init() failed joins asking for nothing, and a live one never does.
-            self.no_worker = not any(map(self.pool.window, joined))
-            self.control.events.put((WORKERS_JOINED, self))
+            self.no_worker = bool(joined) and not any(map(self.pool.window, joined))
+            if self.step.nb_process:  # the runner waits for these before the producer starts
+                self.control.events.put((WORKERS_JOINED, self))
 
     def _answered(self, worker: bytes, received: list) -> None:
         """A RESULT: count what a process worker did, then send the outputs on."""
@@ -258,11 +271,21 @@ class Router(EngineThread):
 
     def _read_notices(self, notices: zmq.Socket) -> None:
         while frames.waiting(notices):
-            self._lose(*parse_lost(frames.recv(notices)))
+            received = frames.recv(notices)
+            if header_of(received[0])[0] is Kind.ADDED:
+                slot, threads = parse_added(received)
+                self._slot_threads[slot] = threads
+                self.expected_workers += threads
+                self._alone_since = None
+            else:
+                self._lose(*parse_lost(received))
 
-    def _lose(self, slot: int, replaced: bool, reason: str, running: list[int]) -> None:
+    def _lose(self, slot: int, reason: str, running: list[int]) -> None:
         """Worker process ``slot`` died while running the messages ``running``: what its workers held
-        goes back to the front of the queue; only a message it was running counts the death against it."""
+        goes back to the front of the queue; only a message it was running counts the death against it.
+
+        A replacement is announced (ADDED) before the loss, so the step is never taken for empty.
+        """
         requeue: list[Packet] = []
         for worker in [worker for worker in self.pool.workers if slot_of(worker) == slot]:
             requeue.extend(self._blame(self.pool.lose(worker), running, worker, reason))
@@ -271,16 +294,33 @@ class Router(EngineThread):
             self.queued += len(packet)
             self.queued_bytes += packet.nbytes
             self.redelivered += len(packet)
-        if replaced:
-            return
-        self.expected_workers -= self.step.nb_thread - self._finished_threads.get(slot, 0)
+        self.expected_workers -= self._slot_threads.get(slot, self.step.nb_thread) - self._finished_threads.get(slot, 0)
         if self.expected_workers == 0:
-            line = f"step {self.step.name} has no workers left: its worker processes died ({reason})"
-            self.first_error = self.first_error or line
-            self.fatal = True
-            self.no_worker = True
-            self.control.policy.halt(self.step.name, line)
+            if self.control.options.listen:
+                self._alone_since = time.monotonic()  # a remote worker may still come
+            else:
+                self._no_workers_left(f"its worker processes died ({reason})")
         self._check_joined()
+
+    def _no_workers_left(self, why: str) -> None:
+        """The step can process nothing: the run fails, naming the step and why."""
+        line = f"step {self.step.name} has no workers left: {why}"
+        self.first_error = self.first_error or line
+        self.fatal = True
+        self.no_worker = True
+        self._alone_since = None
+        self.control.policy.halt(self.step.name, line)
+
+    def _wait_alone(self) -> float | None:
+        """Milliseconds the router may wait for a remote worker before the step fails; None: no such wait."""
+        if self._alone_since is None or self._finishing:
+            return None
+        left = self._alone_since + self.control.options.worker_timeout - time.monotonic()
+        if left <= 0:
+            self._no_workers_left(f"no worker joined within worker_timeout={self.control.options.worker_timeout:g} "
+                                  f"s (remote workers connect to {self.control.options.listen} with pipeline-worker)")
+            return 0.0  # do not wait: the queue is to be given up now
+        return left * 1000
 
     def _blame(self, packets: list[Packet], running: list[int], worker: bytes, reason: str) -> list[Packet]:
         """Count a death against each message of ``packets`` that was running; one that has now died

@@ -14,12 +14,12 @@ import zmq
 
 from ..config import PipelineConfig
 from ..options import RunOptions
-from ..report import RunReport, StepCounts, StepReport, exit_status
+from ..report import RunReport, StepCounts, StepReport, exit_status, stop_reason_of
 from ..status import RunStatus, StepStatus, declared_totals
 from .addresses import Addresses
 from .allocator import keep_freed_memory
 from .control import BOUND, ENDED, INIT_DONE, WAKE, WORKERS_JOINED, EngineThread, RunControl
-from .processes import ProcessHost
+from .processes import WorkerHost
 from .router import Router
 from .worker import ProducerThread, StepThread, WorkerThread
 
@@ -68,7 +68,7 @@ class ThreadedRunner:
         self.threads: dict[str, list[StepThread]] = {}
         self.crashed: list[EngineThread] = []
         self.ended: set[EngineThread] = set()  # threads that reported their end
-        self.host: ProcessHost | None = None  # starts the worker processes of steps with nb_process
+        self.host: WorkerHost | None = None  # starts the worker processes (nb_process), lets remote ones in
         self.signal: int | None = None
         self.deadline: float | None = None  # after a signal: when busy threads are given up on
         self.abort_requested = False
@@ -100,7 +100,7 @@ class ThreadedRunner:
         flusher = self.control.flusher
         flusher.start()
         try:
-            if any(step.nb_process for step in self.config.steps.values()):
+            if self.options.listen or any(step.nb_process for step in self.config.steps.values()):
                 self.addresses = Addresses(self.addresses.run_id, tempfile.mkdtemp(prefix="pipeline-"))
             self._start_routers(context)
             self._start_steps(context)
@@ -152,8 +152,8 @@ class ThreadedRunner:
         for _ in self.routers:
             if self._next_event(BOUND) is None:
                 return
-        if self.addresses.ipc_dir:
-            self.host = ProcessHost(context, self.control, self.config, self.addresses, self.routers)
+        if any(router.hears_notices for router in self.routers.values()):
+            self.host = WorkerHost(context, self.control, self.config, self.addresses, self.routers)
             self.host.start()
 
     def _start_steps(self, context: zmq.Context) -> None:
@@ -281,5 +281,6 @@ class ThreadedRunner:
             stop_reason = "a second signal stopped the run at once"
         elif self.stuck:
             stop_reason = stop_reason or "threads left behind after shutdown_timeout"
+        stop_reason = stop_reason_of(reports, self.signal, stop_reason)
         status = exit_status(reports, self.signal, stop_reason, self.options.allow_failures)
         return RunReport(reports, status, stop_reason=stop_reason, stuck=self.stuck)

@@ -59,7 +59,9 @@ class Kind(IntEnum):
     PING = 12  # worker process -> host: alive (value: the process's slot)
     PONG = 13  # host -> worker process: the run is alive
     HALT = 14  # host -> worker process: the step stopped after a failure; start no further message
-    LOST = 15  # host -> router: a worker process died (value: its slot; count: 1 if it is replaced)
+    LOST = 15  # host -> router: a worker process died (value: its slot)
+    ADDED = 16  # host -> router: a worker process joins the step (value: its slot; count: its threads)
+    REFUSE = 17  # host -> remote worker: it cannot join (a frame says why)
 
 
 HEADER = struct.Struct("<BBxxIQ")  # kind, flags, count, value
@@ -239,15 +241,40 @@ def parse_failed(frames: Sequence[Any]) -> tuple[int, str, str, str]:
     return value, what, error, traceback
 
 
-def lost_frames(slot: int, replaced: bool, reason: str, running: Sequence[int]) -> list[bytes]:
-    """A LOST notice: worker process ``slot`` died for ``reason`` while running the messages ``running``;
-    ``replaced``: another process takes its place."""
-    return [HEADER.pack(Kind.LOST, 0, int(replaced), slot), reason.encode(), array("Q", running).tobytes()]
+def lost_frames(slot: int, reason: str, running: Sequence[int]) -> list[bytes]:
+    """A LOST notice: worker process ``slot`` died for ``reason`` while running the messages ``running``."""
+    return [HEADER.pack(Kind.LOST, 0, 0, slot), reason.encode(), array("Q", running).tobytes()]
 
 
-def parse_lost(frames: Sequence[Any]) -> tuple[int, bool, str, list[int]]:
-    """(slot, replaced, reason, messages it was running) of a LOST notice."""
-    _, _, replaced, slot = HEADER.unpack_from(frames[0])
+def added_frames(slot: int, threads: int) -> list[bytes]:
+    """An ADDED notice: worker process ``slot``, with ``threads`` worker threads, joins the step."""
+    return [HEADER.pack(Kind.ADDED, 0, threads, slot)]
+
+
+def parse_added(frames: Sequence[Any]) -> tuple[int, int]:
+    """(slot, threads) of an ADDED notice."""
+    _, _, threads, slot = HEADER.unpack_from(frames[0])
+    return slot, threads
+
+
+def parse_lost(frames: Sequence[Any]) -> tuple[int, str, list[int]]:
+    """(slot, reason, messages it was running) of a LOST notice."""
+    _, slot = header_of(frames[0])
     running = array("Q")
     running.frombytes(bytes(frames[2]))
-    return slot, bool(replaced), bytes(frames[1]).decode(errors="replace"), list(running)
+    return slot, bytes(frames[1]).decode(errors="replace"), list(running)
+
+
+def ping_frames(slot: int, running: Sequence[int]) -> list[bytes]:
+    """A keeper's PING: worker process ``slot`` is alive, running the messages ``running``."""
+    return [HEADER.pack(Kind.PING, 0, 0, slot), array("Q", running).tobytes()]
+
+
+def parse_ping(frames: Sequence[Any]) -> list[int]:
+    """The messages a PING says its process is running ([] if it says none, or nothing readable)."""
+    if len(frames) < 2:
+        return []
+    data = bytes(frames[1])
+    running = array("Q")
+    running.frombytes(data[:len(data) - len(data) % running.itemsize])
+    return list(running)

@@ -1,0 +1,141 @@
+"""The ``pipeline-worker`` command: join a step of a run on another host, authenticated with CURVE keys.
+
+    pipeline-worker --connect=tcp://head:5570 --server-key=keys/server.key \\
+        --key=keys/workers/node7.key_secret --step=HILLAS [--threads=N | --processes=N]
+
+It connects out (only the run's host needs an open port), proves its key, receives the step's
+module, class and configuration from the run (the code must be installed here), and serves the
+step's messages with the same worker loop as a local worker process, until the run's end of
+stream; then it exits 0. See docs/cluster.md.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import logging
+import os
+import signal
+import subprocess
+import sys
+from collections.abc import Sequence
+from typing import Any, ClassVar, NoReturn
+
+from traitlets import Int, Unicode
+
+from .auth import load_key_pair, load_public_key
+from .cli import COMMAND_LINE, StrictApplication
+from .end_of_output import console_script
+from .engine.process_worker import Login, serve
+from .errors import ConfigError
+
+#: Seconds worker processes get to leave after a signal, before they are killed.
+_LEAVE_SECONDS = 10.0
+
+
+class PipelineWorker(StrictApplication):
+    """Serve a step of a pipeline run on another host."""
+
+    name = "pipeline-worker"
+    description = (
+        "Join a step of a pipeline run that listens for remote workers (Pipeline.listen), proving this "
+        "host's key (--key) and checking the run's (--server-key). The step's module must be importable here."
+    )
+    examples = """
+pipeline-worker --connect=tcp://head:5570 --server-key=keys/server.key --key=keys/workers/node7.key_secret --step=HILLAS
+pipeline-worker --connect=tcp://head:5570 --server-key=keys/server.key --key=keys/node7.key_secret --step=HILLAS \\
+    --processes=8
+"""
+
+    connect = Unicode("", help="The run's listen address, e.g. tcp://head:5570 (required).").tag(config=True)
+    server_key = Unicode("", help="The run's public key file (server.key) (required).").tag(config=True)
+    key = Unicode("", help="This worker's secret key file (NAME.key_secret) (required).").tag(config=True)
+    step = Unicode("", help="The name of the step to serve (required).").tag(config=True)
+    threads = Int(1, min=1, max=256, help="Worker threads in each worker process.").tag(config=True)
+    processes = Int(1, min=1, max=1024, help="Worker processes on this host, each joining the step.").tag(
+        config=True)
+
+    aliases: ClassVar[dict[str, str]] = {
+        "connect": "PipelineWorker.connect",
+        "server-key": "PipelineWorker.server_key",
+        "key": "PipelineWorker.key",
+        "step": "PipelineWorker.step",
+        "threads": "PipelineWorker.threads",
+        "processes": "PipelineWorker.processes",
+        "log-level": "Application.log_level",
+    }
+    flags: ClassVar[dict[str, tuple[dict[str, Any], str]]] = {
+        "debug": ({"Application": {"log_level": logging.DEBUG}}, "Log at DEBUG level."),
+    }
+
+    def initialize(self, argv: Sequence[str] | None = None) -> None:
+        """Read the command line; a ConfigError for a missing option or a key that cannot be read."""
+        self.parse_strictly(argv)
+        for option in ("connect", "server_key", "key", "step"):
+            if not getattr(self, option):
+                raise ConfigError(COMMAND_LINE, f"--{option.replace('_', '-')}", "missing required option")
+        self.login = Login(self.step, self.threads, load_key_pair(self.key, "--key"),
+                           load_public_key(self.server_key, "--server-key"))
+
+    def start(self) -> None:
+        """Serve the step in this process, or start --processes worker processes that each do."""
+        if self.processes == 1:
+            self.exit_status = serve(self.connect, login=self.login)
+            return
+        argv = [arg for arg in sys.argv[1:] if not arg.startswith("--processes")]
+        command = [sys.executable, "-m", "pipeline.worker_app", *argv, "--processes=1"]
+        children = [subprocess.Popen(command, stdin=subprocess.DEVNULL) for _ in range(self.processes)]
+        with _forwarding_signals(children):
+            codes = [child.wait() for child in children]
+        self.exit_status = max((code for code in codes if code), default=0, key=abs)
+
+    exit_status = 0
+
+    def execute(self, argv: Sequence[str] | None = None) -> int:
+        """Initialize from ``argv`` and run; the exit status (2 for a bad command line or key file)."""
+        try:
+            self.initialize(argv)
+            self.start()
+        except ConfigError as err:
+            print(f"{self.name}: error: {err}", file=sys.stderr)
+            return 2
+        return self.exit_status
+
+    @classmethod
+    def launch_instance(cls, argv: Sequence[str] | None = None, **kwargs: Any) -> NoReturn:
+        """Run the command line ``argv`` (default: ``sys.argv``) and exit with its status."""
+        sys.exit(cls.instance(**kwargs).execute(argv))
+
+
+@contextlib.contextmanager
+def _forwarding_signals(children: list[subprocess.Popen]) -> Any:
+    """Pass SIGINT and SIGTERM on to the worker processes; kill those still there after _LEAVE_SECONDS."""
+    def forward(signum: int, frame: Any) -> None:
+        for child in children:
+            if child.poll() is None:
+                child.send_signal(signum)
+
+    previous = {sig: signal.signal(sig, forward) for sig in (signal.SIGINT, signal.SIGTERM)}
+    try:
+        yield
+    finally:
+        for sig, handler in previous.items():
+            signal.signal(sig, handler)
+        for child in children:
+            with contextlib.suppress(subprocess.TimeoutExpired):
+                child.wait(_LEAVE_SECONDS)
+            if child.poll() is None:
+                child.kill()
+
+
+@console_script
+def main(argv: Sequence[str] | None = None) -> NoReturn:
+    """The ``pipeline-worker`` console script."""
+    # As pipeline-run does: a step module may live where the command runs.
+    if os.getcwd() not in sys.path and "" not in sys.path:
+        sys.path.insert(0, os.getcwd())
+    PipelineWorker.launch_instance(argv)
+
+
+if __name__ == "__main__":
+    main()
+
