@@ -54,6 +54,12 @@ class StepConfig:
     key: str = ""  # where the step stands in the config file, for messages
 
     @property
+    def workers(self) -> int:
+        """How many workers the config gives the step: its threads, or its worker processes' threads
+        (remote workers, who may join later, aside)."""
+        return self.nb_process * self.nb_thread if self.nb_process else self.nb_thread
+
+    @property
     def class_name(self) -> str:
         """The step's class name, as the config names it."""
         return self.cls.__name__

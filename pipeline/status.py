@@ -24,6 +24,19 @@ STEP_STATES = ("waiting", "running", "draining", "finished", "failed")
 RUN_STATES = ("starting", "running", "draining", "finished", "failed", "interrupted")
 
 
+@dataclass(frozen=True)
+class WorkerProcessStatus:
+    """One worker process of a step: started by the run (``process``) or joined from another host (``remote``)."""
+
+    slot: int  # its number in the run
+    kind: str  # "process" or "remote"
+    pid: int | None  # its process id, on its host
+    host: str  # where it connected from ("" for the run's own processes)
+    key: str  # the name of the key it proved ("" for the run's own processes)
+    threads: int
+    silent: float  # seconds since its last heartbeat
+
+
 @dataclass
 class StepStatus:
     """One step now."""
@@ -41,6 +54,7 @@ class StepStatus:
     redelivered: int = 0  # messages handed out again after their worker process died
     restarts: int = 0  # worker processes started to replace dead ones
     total: int | None = None  # messages the step will process in all, if known (the producer's declared length)
+    worker_processes: list[WorkerProcessStatus] = field(default_factory=list)  # its live worker processes
 
     @property
     def mean_time(self) -> float:

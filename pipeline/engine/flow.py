@@ -81,14 +81,9 @@ def sender_count(config: PipelineConfig, step: StepConfig, remote: bool = False)
     return total
 
 
-def workers_of(step: StepConfig) -> int:
-    """How many workers a step has: its threads, or its worker processes' threads (remote ones aside)."""
-    return step.nb_process * step.nb_thread if step.nb_process else step.nb_thread
-
-
 def held_back_limit(step: StepConfig) -> int:
     """Most inputs whose outputs an ordered step's router holds back, waiting for an earlier one."""
-    return workers_of(step) * (1 + PREFETCH)
+    return step.workers * (1 + PREFETCH)
 
 
 def message_bound(config: PipelineConfig) -> int | None:
@@ -106,7 +101,7 @@ def message_bound(config: PipelineConfig) -> int | None:
         if step.queue_limit < 0:
             return None
         senders = sender_count(config, step)
-        workers = workers_of(step)
+        workers = step.workers
         total += step.queue_limit + workers * (1 + PREFETCH) + senders * 2 * batch_limit(step.queue_limit)
         if step.ordered:
             total += held_back_limit(step)

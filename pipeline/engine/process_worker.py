@@ -205,7 +205,7 @@ def ask_spec(socket: zmq.Socket, slot: int, login: Login | None) -> tuple[Spec, 
     """Say HELLO to the run's worker host; its SPEC and the slot it gives (the run is trusted: a local
     one started us, a remote one proved its server key in the CURVE handshake)."""
     hello = [HEADER.pack(Kind.HELLO, 0, 0, slot)] if login is None else [
-        HEADER.pack(Kind.HELLO, 0, login.threads, 0), login.step.encode()]
+        HEADER.pack(Kind.HELLO, 0, login.threads, os.getpid()), login.step.encode()]
     monitor = socket.get_monitor_socket(_HANDSHAKE_FAILED) if login is not None else None
     try:
         frames.send(socket, hello)

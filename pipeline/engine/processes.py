@@ -29,6 +29,7 @@ from dataclasses import dataclass, field
 import zmq
 
 from ..config import PipelineConfig, StepConfig
+from ..status import WorkerProcessStatus
 from . import frames
 from .addresses import Addresses
 from .control import EngineThread, RunControl
@@ -59,10 +60,16 @@ class WorkerProcess:
     keeper: bytes | None = None  # the routing id of its keeper's socket, once it said HELLO
     halted: bool = False  # HALT was sent to it
 
+    threads: int = 1
+
     @property
     def pid(self) -> int | None:
         """Its process id (None if it could not be started)."""
         return self.popen.pid if self.popen is not None else None
+
+    def status(self, now: float) -> WorkerProcessStatus:
+        """What the monitor shows of it."""
+        return WorkerProcessStatus(self.slot, "process", self.pid, "", "", self.threads, now - self.heard)
 
 
 class WorkerHost(EngineThread):
@@ -79,6 +86,7 @@ class WorkerHost(EngineThread):
         self.processes: dict[int, WorkerProcess] = {}
         self.restarts: Counter[str] = Counter()  # per step: processes started to replace dead ones
         self.door: RemoteDoor | None = None
+        self.roster: tuple[WorkerProcess | RemoteWorker, ...] = ()  # the live ones, for the monitor's thread
         self._next_slot = 0
         self._notices: dict[str, zmq.Socket] = {}
         options = control.options
@@ -132,6 +140,10 @@ class WorkerHost(EngineThread):
             self._watch()
             self._relay_halts(gateway)
 
+    def _publish(self) -> None:
+        """Replace the roster the monitor reads (a new tuple: its thread never sees one change)."""
+        self.roster = (*self.processes.values(), *(self.door.workers.values() if self.door is not None else ()))
+
     def _finished(self) -> bool:
         return all(not router.is_alive() or router.state == "finished" for router in self.routers.values())
 
@@ -152,7 +164,8 @@ class WorkerHost(EngineThread):
         except OSError as err:
             log.error("step %s: cannot start a worker process: %s", step, err)
             popen = None
-        self.processes[slot] = WorkerProcess(slot, step, popen)
+        self.processes[slot] = WorkerProcess(slot, step, popen, threads=self.config.steps[step].nb_thread)
+        self._publish()
         return slot
 
     def _read(self, gateway: zmq.Socket) -> None:
@@ -199,7 +212,7 @@ class WorkerHost(EngineThread):
     def _remote_hello(self, door: RemoteDoor, key: str, keeper: bytes, payload: list, address: str) -> None:
         """A remote worker asks to join a step: a slot and the step's SPEC, or REFUSE saying why."""
         step = bytes(payload[1]).decode(errors="replace") if len(payload) > 1 else ""
-        threads = HEADER.unpack_from(payload[0])[2]
+        _, _, threads, pid = HEADER.unpack_from(payload[0])
         router = self.routers.get(step)
         why = None
         if step not in self.config.steps:
@@ -214,7 +227,8 @@ class WorkerHost(EngineThread):
             frames.send(door.socket, [keeper, HEADER.pack(Kind.REFUSE, 0, 0, 0), why.encode()])
             return
         slot = self._new_slot()
-        door.workers[slot] = RemoteWorker(slot, step, key, address, threads, keeper)
+        door.workers[slot] = RemoteWorker(slot, step, key, address, threads, keeper, pid)
+        self._publish()
         frames.send(self._notices[step], added_frames(slot, threads))
         spec = dataclasses.replace(self._spec(step), work="")
         log.info("step %s: remote worker %s (%s) joined with %d threads, as worker process %d", step, key, address,
@@ -249,6 +263,7 @@ class WorkerHost(EngineThread):
         for process in list(self.processes.values()):
             if process.popen is None:
                 del self.processes[process.slot]
+                self._publish()
                 self._died(process, "it could not be started")
                 continue
             code = process.popen.poll()
@@ -259,6 +274,7 @@ class WorkerHost(EngineThread):
                     process.popen.kill()
                 continue
             del self.processes[process.slot]
+            self._publish()
             self._died(process, _describe_exit(code), failed=code != 0)
         if self.door is not None:
             for worker in list(self.door.workers.values()):
@@ -266,6 +282,7 @@ class WorkerHost(EngineThread):
                     log.error("step %s: remote worker %s (%s) sent no heartbeat for %.1f s: taken for dead",
                               worker.step, worker.key, worker.address, self.patience)
                     self.door.forget(worker)
+                    self._publish()
                     frames.send(self._notices[worker.step],
                                 lost_frames(worker.slot, f"remote worker {worker.key} went silent", worker.running))
 

@@ -29,6 +29,7 @@ from dataclasses import dataclass, field
 import zmq
 
 from ..auth import CurveServer, ServerKeys
+from ..status import WorkerProcessStatus
 from . import frames
 from .wire import HEADER, Kind, header_of, parse_failed, parse_result
 
@@ -52,10 +53,16 @@ class RemoteWorker:
     address: str  # where it connected from
     threads: int
     keeper: bytes  # the routing id of its keeper's socket
+    pid: int  # its process id on its host (as it says)
     heard: float = field(default_factory=time.monotonic)
     running: list[int] = field(default_factory=list)  # the messages it said it was running, at its last heartbeat
     halted: bool = False
     relays: dict[bytes, zmq.Socket] = field(default_factory=dict)  # per worker thread: its socket to the router
+
+    def status(self, now: float) -> WorkerProcessStatus:
+        """What the monitor shows of it."""
+        return WorkerProcessStatus(self.slot, "remote", self.pid, self.address, self.key, self.threads,
+                                   now - self.heard)
 
 
 class RemoteDoor:

@@ -84,7 +84,7 @@ class Router(EngineThread):
         self.queued_bytes = 0
         self.received = 0
         self.pool = WorkerPool()
-        self.expected_workers = step.nb_process * step.nb_thread if step.nb_process else step.nb_thread
+        self.expected_workers = step.workers
         self._numbers: dict[bytes, int] = {}  # process workers' numbers
         self._finished_threads: dict[int, int] = {}  # per worker process: its threads that ran finish()
         self._slot_threads: dict[int, int] = {}  # threads of the worker processes that joined later (ADDED)

@@ -221,8 +221,7 @@ class ThreadedRunner:
         step = self.config.steps[name]
         threads = list(self.threads.get(name, []))
         router = self.routers.get(name)
-        workers = step.nb_process * step.nb_thread if step.nb_process else step.nb_thread
-        status = StepStatus(name, queue_limit=step.queue_limit, workers=workers, counts=StepCounts(),
+        status = StepStatus(name, queue_limit=step.queue_limit, workers=step.workers, counts=StepCounts(),
                             processes=step.nb_process, total=self.totals.get(name))
         for thread in threads:
             status.counts += thread.counts
@@ -240,6 +239,10 @@ class ThreadedRunner:
                 status.state = "failed"
         if self.host is not None:
             status.restarts = self.host.restarts[name]
+            now = time.monotonic()
+            status.worker_processes = [w.status(now) for w in self.host.roster if w.step == name]
+            remote = sum(w.threads for w in status.worker_processes if w.kind == "remote")
+            status.workers += remote
         elif threads and not threads[0].is_alive():
             status.state = "finished"
         elif self.control.go.is_set():

@@ -54,7 +54,8 @@ class Kind(IntEnum):
     FINISHED = 7  # worker -> router: ran finish() and sent its end of stream
     RESULT = 8  # worker -> router: the outputs of inputs it processed, to be sent on by the router
     FAILED = 9  # worker process -> router: an error (value: the input's sequence number, or UNORDERED)
-    HELLO = 10  # worker process -> host: what shall I run? (value: the process's slot)
+    HELLO = 10  # worker process -> host: what shall I run? (value: its slot; a remote one's: its pid, count:
+    #              its threads, then a frame naming the step)
     SPEC = 11  # host -> worker process: the step to run, its configuration and where its router is
     PING = 12  # worker process -> host: alive (value: the process's slot)
     PONG = 13  # host -> worker process: the run is alive

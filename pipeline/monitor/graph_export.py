@@ -32,7 +32,11 @@ def settings_line(step: StepConfig) -> str:
     if step.kind == "producer":
         parts = ["producer"]
     else:
-        workers = f"{step.nb_thread} worker" + ("s" if step.nb_thread > 1 else "")
+        workers = _plural(step.nb_thread, "worker")
+        if step.nb_process:
+            workers = f"{_plural(step.nb_process, 'process', 'es')} of {_plural(step.nb_thread, 'thread')}"
+        elif not step.nb_thread:
+            workers = "remote workers"
         queue = "queue unbounded" if step.queue_limit < 0 else f"queue {step.queue_limit}"
         parts = [workers, queue]
     if step.ordered:
@@ -87,3 +91,8 @@ def _dot_string(text: str) -> str:
     """A quoted DOT string (newlines as the centred line break ``\\n``)."""
     escaped = text.replace("\\", "\\\\").replace('"', '\\"').replace("\n", "\\n")
     return f'"{escaped}"'
+
+
+def _plural(count: int, noun: str, ending: str = "s") -> str:
+    """'1 worker', '2 workers'."""
+    return f"{count} {noun}" + (ending if count != 1 else "")

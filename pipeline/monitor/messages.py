@@ -64,7 +64,7 @@ def graph_body(config: PipelineConfig) -> dict[str, Any]:
     """The steps of the run and where each sends its outputs."""
     return {"steps": [
         {"name": step.name, "class": step.class_name, "module": step.module, "kind": step.kind,
-         "next_steps": list(step.next_steps), "workers": step.nb_thread, "queue_limit": step.queue_limit,
+         "next_steps": list(step.next_steps), "workers": step.workers, "queue_limit": step.queue_limit,
          "ordered": step.ordered, "on_error": step.on_error}
         for step in config.steps.values()
     ]}
