@@ -6,8 +6,8 @@ outputs collected, then committed to the outlet as a whole, or dropped if the co
 
 from __future__ import annotations
 
-import time
 from collections.abc import Callable
+from time import monotonic, perf_counter
 from typing import Any
 
 import zmq
@@ -20,7 +20,7 @@ from ..step import Collector, failure_line, produce, send_outputs
 from . import frames
 from .addresses import Addresses
 from .control import INIT_DONE, EngineThread, RunControl
-from .flow import SLOW_SOURCE_SECONDS, window_for
+from .flow import MAX_DELAY_SECONDS, SLOW_SOURCE_SECONDS, window_for
 from .outlets import NextSteps, NoOutputs, Outlet, ToRouter
 from .wire import UNORDERED, Kind, Outcome, control_frames, header_of, packet_from_frames
 
@@ -108,12 +108,6 @@ class StepThread(EngineThread):
         if component is not None:
             self.lifecycle("finish()", component.finish)
 
-    def timed(self, spent: float) -> None:
-        """Add one call of the step's code to its times."""
-        self.busy_time += spent
-        if spent > self.max_time:
-            self.max_time = spent
-
 
 class ProducerThread(StepThread):
     """Runs the producer's generator and sends each message on, batching while it yields fast."""
@@ -142,17 +136,23 @@ class ProducerThread(StepThread):
         outlet = self.outlet
         collector = self.collector
         stopping = self.control.stopping
+        release, acquire = outlet.lock.release, outlet.lock.acquire
         while error is None and not stopping.is_set():
-            before = time.perf_counter()
+            before = perf_counter()
+            release()
             try:
-                with outlet.step_code():
-                    message = next(iterator)
+                message = next(iterator)
             except StopIteration:
                 break
             except BaseException as err:  # a step's SystemExit fails the step, not the engine
                 error = err
-            after = time.perf_counter()
-            self.timed(after - before)
+            finally:
+                acquire()
+            after = perf_counter()
+            spent = after - before
+            self.busy_time += spent
+            if spent > self.max_time:
+                self.max_time = spent
             if error is None and message is not None:
                 try:
                     collector(message, None)
@@ -162,10 +162,10 @@ class ProducerThread(StepThread):
             if error is None:
                 self.counts.processed += len(outputs)
                 outlet.commit(0, outputs)
-                if after - before > SLOW_SOURCE_SECONDS:
+                if spent > SLOW_SOURCE_SECONDS:
                     outlet.flush()  # a slow source: send each message at once
-                else:
-                    outlet.flush_if_due()
+                elif outlet.oldest and monotonic() - outlet.oldest >= MAX_DELAY_SECONDS:
+                    outlet.flush()
         if error is not None:
             self.counts.failed += 1
             self.fail("run()", error)
@@ -243,27 +243,49 @@ class WorkerThread(StepThread):
             received = frames.recv(ctl)
 
     def _process(self, component: Component | None, seq: int, inband: Any, buffers: list[Any]) -> None:
+        """Run one message through the step's code, with the outlet unlocked; commit or report what it did.
+
+        The hot path of every worker: ``call`` written out, since its context manager and closure
+        cost as much as the rest of a small message's work.
+        """
         if component is None:
             raise RuntimeError(f"worker {self.name} was sent work although its init() failed")
-        self.counts.received += 1
+        counts = self.counts
+        counts.received += 1
         if self.step.name in self.control.policy.halted:
             self.report_not_run(seq, Encoded(bytes(inband), buffers))
             return
+        outlet = self.outlet
+        collector = self.collector
         self.running(seq)
-        start = time.perf_counter()
-        error = self.call(lambda: component.run(decode(inband, buffers)))
-        spent = time.perf_counter() - start
-        self.timed(spent)
+        start = perf_counter()
+        outlet.lock.release()
+        try:
+            result = component.run(decode(inband, buffers))
+            if result is not None:
+                send_outputs(result, collector)
+        except BaseException as err:  # a step's SystemExit fails the step, not the engine
+            error: BaseException | None = err
+        else:
+            error = None
+        finally:
+            outlet.lock.acquire()
+        spent = perf_counter() - start
+        self.busy_time += spent
+        if spent > self.max_time:
+            self.max_time = spent
         self.running(None)
         if error is None:
-            self.counts.processed += 1
-            self.outlet.commit(seq, self.collector.take(), spent)
-            self.outlet.flush_if_due()
+            counts.processed += 1
+            outlet.commit(seq, collector.take(), spent)
+            if outlet.oldest and monotonic() - outlet.oldest >= MAX_DELAY_SECONDS:
+                outlet.flush()
             return
-        self.counts.failed += 1
+        collector.take()
+        counts.failed += 1
         if isinstance(error, Exception):
             self.report_failure(seq, error, Encoded(bytes(inband), buffers))
         else:
             self.fail("run()", error)
             self.control.policy.halt(self.step.name, f"step {self.step.name} raised {failure_line(error)} in run()")
-        self.outlet.failed(seq, Outcome.FAILED, spent)
+        outlet.failed(seq, Outcome.FAILED, spent)
