@@ -26,7 +26,7 @@ every ``python`` block compiles and every ``json`` block parses.
 The blocks of one document run in document order in one directory holding a copy of ``configs/``,
 as a reader following the document would. Commands may be ``pipeline-run`` (run as the console
 script runs: the working directory is not on the Python path unless ``PYTHONPATH`` says so),
-``pipeline-keys`` and ``python``, each optionally preceded by ``NAME=value`` environment settings.
+``pipeline-keys``, ``pipeline-worker`` and ``python``, each optionally preceded by ``NAME=value`` environment settings.
 """
 
 from __future__ import annotations
@@ -52,6 +52,8 @@ PIPELINE_RUN = [
     "-c",
     "import sys; del sys.path[0]; sys.argv[0] = 'pipeline-run'; from pipeline.app import main; main()",
 ]
+#: The other console scripts a runnable block may run, by their modules.
+COMMAND_MODULES = {"pipeline-keys": "pipeline.keys", "pipeline-worker": "pipeline.worker_app"}
 #: Blocks whose language makes them commands: each must be run or say why it is not.
 COMMAND_LANGUAGES = {"console", "sh", "shell", "bash"}
 
@@ -208,9 +210,10 @@ class Example:
             return [*PIPELINE_RUN, *words[1:]], env
         if words[0] == "python":
             return [sys.executable, *words[1:]], env
-        if words[0] == "pipeline-keys":
-            return [sys.executable, "-m", "pipeline.keys", *words[1:]], env
-        raise AssertionError(f"a runnable block may only run pipeline-run, pipeline-keys or python, not {words[0]!r}")
+        if words[0] in COMMAND_MODULES:
+            return [sys.executable, "-m", COMMAND_MODULES[words[0]], *words[1:]], env
+        raise AssertionError(f"a runnable block may only run pipeline-run, {', '.join(COMMAND_MODULES)} or python, "
+                             f"not {words[0]!r}")
 
     def run(self, line: str) -> tuple[int, list[str]]:
         """Run a documented command line; its exit status and its output lines."""
