@@ -273,10 +273,9 @@ def serve(address: str, slot: int = 0, login: Login | None = None) -> int:
         crashed = _wait_for(threads, control.events)
         control.flusher.stopped.set()
         keeper.stopped.set()
-        keeper.join()
         return 1 if crashed else 0
     finally:
-        context.term()
+        context.term()  # ends the keeper's wait for a heartbeat at once (it then closes its socket)
 
 
 def _socket(context: zmq.Context, login: Login | None) -> zmq.Socket:
