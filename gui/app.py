@@ -76,7 +76,6 @@ pipeline-run --config=configs/example.json --Pipeline.gui_address=127.0.0.1:5565
     }
 
     #: The exit status of the last start(): 0, or 128 + the signal that closed the window.
-    exit_status = 0
 
     package_loggers = ("gui",)
 
@@ -142,21 +141,6 @@ pipeline-run --config=configs/example.json --Pipeline.gui_address=127.0.0.1:5565
         window.shutdown()
         window.deleteLater()
         self.exit_status = 128 + signals.received if signals.received else 0
-
-    def execute(self, argv: Sequence[str] | None = None) -> int:
-        """Initialize from ``argv`` and run; return the exit status (--help exits with SystemExit, as in traitlets)."""
-        try:
-            self.initialize(argv)
-            self.start()
-        except ConfigError as err:
-            print(f"{self.name}: error: {err}", file=sys.stderr)
-            return 2
-        return self.exit_status
-
-    @classmethod
-    def launch_instance(cls, argv: Sequence[str] | None = None, **kwargs: Any) -> NoReturn:
-        """Run the command line ``argv`` (default: ``sys.argv``) and exit with its status."""
-        sys.exit(cls.instance(**kwargs).execute(argv))
 
 
 class QuitOnSignal:

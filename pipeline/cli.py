@@ -93,6 +93,26 @@ class StrictApplication(Application):
     def _create_loader(self, argv: Any, aliases: Any, flags: Any, classes: Any) -> KVArgParseConfigLoader:
         return _Loader(argv, aliases, flags, classes=classes, log=self.log)
 
+    #: The exit status ``start()`` leaves (DESIGN.md §5).
+    exit_status = 0
+
+    def execute(self, argv: Sequence[str] | None = None) -> int:
+        """Initialize from ``argv`` and run; the exit status: 2 and one line for a ConfigError (--help
+        exits with SystemExit, as in traitlets)."""
+        try:
+            self.initialize(argv)
+            self.start()
+        except ConfigError as err:
+            self.log.debug("configuration error", exc_info=True)
+            print(f"{self.name}: error: {err}", file=sys.stderr)
+            return 2
+        return self.exit_status
+
+    @classmethod
+    def launch_instance(cls, argv: Sequence[str] | None = None, **kwargs: Any) -> NoReturn:
+        """Run the command line ``argv`` (default: ``sys.argv``) and exit with its status."""
+        sys.exit(cls.instance(**kwargs).execute(argv))
+
 
 def package_version() -> str:
     """The installed version of zmq-pipeline."""

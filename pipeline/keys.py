@@ -58,21 +58,6 @@ pipeline-keys generate node7 --dir=keys/workers
         public, secret = generate_key_pair(self.dir, self.words[1])
         print(f"{self.name}: wrote {public} (public) and {secret} (secret, mode 0600)")
 
-    def execute(self, argv: Sequence[str] | None = None) -> int:
-        """Initialize from ``argv`` and run; return the exit status (--help exits with SystemExit, as in traitlets)."""
-        try:
-            self.initialize(argv)
-            self.start()
-        except ConfigError as err:
-            print(f"{self.name}: error: {err}", file=sys.stderr)
-            return 2
-        return 0
-
-    @classmethod
-    def launch_instance(cls, argv: Sequence[str] | None = None, **kwargs: Any) -> NoReturn:
-        """Run the command line ``argv`` (default: ``sys.argv``) and exit with its status."""
-        sys.exit(cls.instance(**kwargs).execute(argv))
-
 
 def main(argv: Sequence[str] | None = None) -> NoReturn:
     """The ``pipeline-keys`` console script."""

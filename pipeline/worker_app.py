@@ -88,22 +88,6 @@ pipeline-worker --connect=tcp://head:5570 --server-key=keys/server.key --key=key
             codes = [child.wait() for child in children]
         self.exit_status = max((code for code in codes if code), default=0, key=abs)
 
-    exit_status = 0
-
-    def execute(self, argv: Sequence[str] | None = None) -> int:
-        """Initialize from ``argv`` and run; the exit status (2 for a bad command line or key file)."""
-        try:
-            self.initialize(argv)
-            self.start()
-        except ConfigError as err:
-            print(f"{self.name}: error: {err}", file=sys.stderr)
-            return 2
-        return self.exit_status
-
-    @classmethod
-    def launch_instance(cls, argv: Sequence[str] | None = None, **kwargs: Any) -> NoReturn:
-        """Run the command line ``argv`` (default: ``sys.argv``) and exit with its status."""
-        sys.exit(cls.instance(**kwargs).execute(argv))
 
 
 @contextlib.contextmanager
