@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+import sys
 from collections.abc import Iterator
 from typing import Any, TextIO
 
@@ -55,8 +56,9 @@ class Printer(Component):
     prefix = Unicode("", help="Text printed before each message.").tag(config=True)
 
     def run(self, msg: Any) -> None:
-        """Print the message."""
-        print(f"{self.prefix}{msg}", flush=True)
+        """Print the message: one write of the whole line, so that lines of several workers never mix."""
+        sys.stdout.write(f"{self.prefix}{msg}\n")
+        sys.stdout.flush()
 
 
 class JsonLinesWriter(Component):

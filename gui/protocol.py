@@ -236,6 +236,8 @@ class _Fields:
                 raise ProtocolError(f"{self.path}.{key}: missing")
             return default
         if kind is float and isinstance(value, int) and not isinstance(value, bool):
+            if not -_INT_LIMIT <= value < _INT_LIMIT:  # float() of a longer one overflows, or loses it
+                raise ProtocolError(f"{self.path}.{key}: a number beyond 64 bits")
             value = float(value)
         if not isinstance(value, kind) or isinstance(value, bool):
             raise ProtocolError(f"{self.path}.{key}: expected {kind.__name__}, got {value!r:.60}")

@@ -25,7 +25,7 @@ from traitlets import Int, Unicode
 from .auth import load_key_pair, load_public_key
 from .cli import COMMAND_LINE, StrictApplication
 from .end_of_output import console_script
-from .engine.process_worker import Login, serve
+from .engine.process_worker import Login, line_by_line, serve
 from .errors import ConfigError
 
 #: Seconds worker processes get to leave after a signal, before they are killed.
@@ -79,6 +79,9 @@ pipeline-worker --connect=tcp://head:5570 --server-key=keys/server.key --key=key
     def start(self) -> None:
         """Serve the step in this process, or start --processes worker processes that each do."""
         if self.processes == 1:
+            for sig in (signal.SIGINT, signal.SIGTERM):
+                signal.signal(sig, _leave)
+            line_by_line()
             self.exit_status = serve(self.connect, login=self.login)
             return
         argv = [arg for arg in sys.argv[1:] if not arg.startswith("--processes")]
@@ -88,6 +91,13 @@ pipeline-worker --connect=tcp://head:5570 --server-key=keys/server.key --key=key
             codes = [child.wait() for child in children]
         self.exit_status = max((code for code in codes if code), default=0, key=abs)
 
+
+
+def _leave(signum: int, frame: Any) -> None:
+    """Ctrl+C or SIGTERM: leave now; the run delivers what this worker held to its other workers."""
+    print(f"pipeline-worker: {signal.Signals(signum).name}: leaving; the run gives this worker's messages to "
+          "others", file=sys.stderr, flush=True)
+    os._exit(128 + signum)
 
 
 @contextlib.contextmanager

@@ -186,7 +186,8 @@ def test_churn_through_a_socket_keeps_the_window_responsive_and_bounded(qtbot, w
     heart.stop()
     grown = _rss() - before
     assert len(window.runs) <= MAX_RUNS
-    assert longest[0] < 1.0, f"the event loop stalled for {longest[0]:.2f} s"
+    # A quadratic layout froze it for 20-80 s; 2 s leaves room for a machine busy with other tests.
+    assert longest[0] < 2.0, f"the event loop stalled for {longest[0]:.2f} s"
     assert grown < 200 * 2**20, f"the window grew by {grown / 2**20:.0f} MiB"
     assert window.receiver.ignored > 0  # the messages over a cap were dropped and counted
 

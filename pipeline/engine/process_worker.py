@@ -13,11 +13,13 @@ from __future__ import annotations
 import argparse
 import dataclasses
 import importlib
+import io
 import logging
 import mmap
 import os
 import pickle
 import queue
+import signal
 import struct
 import sys
 import threading
@@ -314,6 +316,19 @@ def main(argv: Sequence[str] | None = None) -> None:
     parser.add_argument("--connect", required=True, help="The run's process host address.")
     parser.add_argument("--slot", type=int, required=True, help="This process's number in the run.")
     args = parser.parse_args(argv)
+    # Ctrl+C in a terminal signals the whole process group, and a service manager's stop may too:
+    # the run drains on its first signal, and its workers keep serving it until FINISH (the run
+    # kills them itself if they must go sooner).
+    for sig in (signal.SIGINT, signal.SIGTERM):
+        signal.signal(sig, signal.SIG_IGN)
+    line_by_line()
     sys.exit(serve(args.connect, args.slot))
+
+
+def line_by_line() -> None:
+    """Write stdout a line at a time: the run's and its worker processes' lines share one stdout, and a
+    line written in two calls could be split by another process's."""
+    if isinstance(sys.stdout, io.TextIOWrapper):
+        sys.stdout.reconfigure(line_buffering=True)
 
 

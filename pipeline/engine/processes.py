@@ -44,8 +44,8 @@ log = logging.getLogger("pipeline.engine")
 _WORKER_MAIN = "import sys; from pipeline.engine.process_worker import main; main(sys.argv[1:])"
 #: Most worker threads one remote worker process may ask for.
 MAX_REMOTE_THREADS = 256
-#: Seconds a process that is asked to stop (SIGTERM) has before it is killed.
-TERMINATE_GRACE_SECONDS = 1.0
+#: Seconds to wait for a killed worker process to be gone.
+KILL_GRACE_SECONDS = 1.0
 
 
 @dataclass
@@ -157,8 +157,7 @@ class WorkerHost(EngineThread):
         slot = self._new_slot()
         command = [sys.executable, "-c", _WORKER_MAIN, f"--connect={self.addresses.host()}", f"--slot={slot}"]
         # The process imports the step's module as the run did: same working directory and sys.path.
-        env = {**os.environ, "PYTHONPATH": os.pathsep.join(p or os.getcwd() for p in sys.path),
-               "PYTHONUNBUFFERED": "1"}
+        env = {**os.environ, "PYTHONPATH": os.pathsep.join(p or os.getcwd() for p in sys.path)}
         try:
             popen: subprocess.Popen | None = subprocess.Popen(command, env=env, stdin=subprocess.DEVNULL)
         except OSError as err:
@@ -291,7 +290,8 @@ class WorkerHost(EngineThread):
         while the step has restarts left, announcing the replacement first."""
         if self.routers[process.step].state == "finished":
             return
-        replace = failed and self.restarts[process.step] < self.control.options.max_worker_restarts
+        replace = (failed and not self.control.stopping.is_set()
+                   and self.restarts[process.step] < self.control.options.max_worker_restarts)
         if failed:
             log.error("step %s: worker process %d (pid %s) died: %s%s", process.step, process.slot, process.pid,
                       reason, "; starting another" if replace else "")
@@ -315,9 +315,9 @@ class WorkerHost(EngineThread):
                     frames.send(socket, [worker.keeper, HEADER.pack(Kind.HALT, 0, 0, 0)])
 
     def _stop_all(self) -> None:
-        """Wait for the processes to leave (they do after FINISH), then ask them, then kill them."""
+        """Wait for the processes to leave (they do after FINISH), until shutdown_timeout, then kill them."""
         deadline = time.monotonic() + (0 if self.control.aborted.is_set() else self.control.options.shutdown_timeout)
-        for ask in (None, signal.SIGTERM, signal.SIGKILL):
+        for ask in (None, signal.SIGKILL):  # they ignore SIGTERM, as they do Ctrl+C: the run decides
             for process in self.processes.values():
                 if ask is not None and process.popen is not None and process.popen.poll() is None:
                     process.popen.send_signal(ask)
@@ -325,7 +325,7 @@ class WorkerHost(EngineThread):
                 if process.popen is not None:
                     with contextlib.suppress(subprocess.TimeoutExpired):  # asked more firmly next round
                         process.popen.wait(max(0.0, deadline - time.monotonic()))
-            deadline = time.monotonic() + TERMINATE_GRACE_SECONDS
+            deadline = time.monotonic() + KILL_GRACE_SECONDS
         self.processes.clear()
 
 
