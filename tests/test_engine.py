@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import signal
 import threading
 import uuid
 from collections import Counter
@@ -9,7 +10,7 @@ from typing import Any, ClassVar
 
 import pytest
 import zmq
-from hypothesis import HealthCheck, given, settings
+from hypothesis import HealthCheck, Phase, given, settings
 from hypothesis import strategies as st
 
 import pipeline.engine.runner as runner_module
@@ -182,9 +183,13 @@ BEHAVIOURS = ["pass", "filter", "expand", "route", "sum"]
 
 
 @st.composite
-def dag_configs(draw: st.DrawFn) -> dict[str, Any]:
-    """A random DAG: stagers S0..Sn-1 in topological order, edges only forward, every step reachable."""
-    n = draw(st.integers(1, 5))
+def dag_configs(draw: st.DrawFn, processes: bool = False) -> dict[str, Any]:
+    """A random DAG: stagers S0..Sn-1 in topological order, edges only forward, every step reachable.
+
+    With ``processes``, a stager may run in worker processes (nb_process 1 or 2), beside thread steps;
+    the DAG is smaller then, as each process takes a fraction of a second to start.
+    """
+    n = draw(st.integers(1, 3 if processes else 5))
     names = [f"S{i}" for i in range(n)]
     sinks = ["C"]
     targets: dict[str, list[str]] = {}
@@ -209,9 +214,15 @@ def dag_configs(draw: st.DrawFn) -> dict[str, Any]:
         announce = draw(st.booleans())
         # init() and finish() run once per worker, so a step that sums or sends from them has one
         # worker, to match the sequential run's one instance
-        workers = 1 if behaviour == "sum" or announce else draw(st.integers(1, 4))
+        single = behaviour == "sum" or announce
+        workers = 1 if single else draw(st.integers(1, 4))
+        extra = {}
+        if processes:
+            nb_process = draw(st.sampled_from([0, 1] if single else [0, 1, 2]))
+            extra = {"nb_process": nb_process} if nb_process else {}
+            workers = 1 if single else draw(st.integers(1, 2))  # threads in each process, or of the run
         stagers.append(step(name, "Behave", targets[name] or None,
-                            nb_thread=workers,
+                            nb_thread=workers, **extra,
                             queue_limit=draw(st.sampled_from([1, 2, 3, 8, -1])),
                             ordered=draw(st.booleans()),
                             config={"behaviour": behaviour, "delays": delays, "announce": announce,
@@ -221,16 +232,46 @@ def dag_configs(draw: st.DrawFn) -> dict[str, Any]:
                  Source={"count": draw(st.integers(0, 60))})
 
 
+#: Seconds a random DAG's run may take before the test calls it hung (they take about a second).
+DAG_RUN_SECONDS = 10.0
+
+
 def _collect(document: dict[str, Any], mode: str) -> tuple[Counter, Any]:
-    """What the consumer received (as a multiset) and the report, for one run in ``mode``."""
+    """What the consumer received (as a multiset) and the report, for one run in ``mode``.
+
+    A run that does not end within DAG_RUN_SECONDS is stopped at once and fails the example: the
+    global timeout would fail it too, but hypothesis would then go on with a hung run in the background.
+    """
     tag = uuid.uuid4().hex
-    report = run({**document, "Collect": {"tag": tag}}, mode)
-    return Counter(COLLECTED.pop(tag + "C", [])), report
+    pipeline = Pipeline.from_config({**document, "Collect": {"tag": tag}}, {"Pipeline": {"mode": mode}})
+    reports = []
+    thread = threading.Thread(target=lambda: reports.append(pipeline.run()), name="dag-run")
+    thread.start()
+    thread.join(DAG_RUN_SECONDS)
+    if thread.is_alive():
+        for _ in range(2):  # as a second Ctrl+C: stop now
+            pipeline.interrupt(signal.SIGINT)
+        thread.join(DAG_RUN_SECONDS)
+        raise AssertionError(f"the run did not end within {DAG_RUN_SECONDS:g} s")
+    return Counter(COLLECTED.pop(tag + "C", [])), reports[0]
 
 
 @settings(max_examples=30, deadline=None, suppress_health_check=[HealthCheck.too_slow])
 @given(dag_configs())
 def test_threads_match_sequential_on_random_dags(document: dict[str, Any]) -> None:
+    _matches_sequential(document)
+
+
+# No shrinking: each worker process takes a fraction of a second to start, a hung run DAG_RUN_SECONDS.
+@settings(max_examples=8, deadline=None, suppress_health_check=[HealthCheck.too_slow],
+          phases=[Phase.explicit, Phase.reuse, Phase.generate])
+@given(dag_configs(processes=True))
+def test_process_steps_match_sequential_on_random_dags(document: dict[str, Any]) -> None:
+    _matches_sequential(document)
+
+
+def _matches_sequential(document: dict[str, Any]) -> None:
+    """The threaded engine gives the sequential runner's outputs and counts for ``document``."""
     sequential, seq_report = _collect(document, "sequential")
     threaded, thr_report = _collect(document, "threads")
     assert threaded == sequential

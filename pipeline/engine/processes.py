@@ -33,7 +33,7 @@ from ..status import WorkerProcessStatus
 from . import frames
 from .addresses import Addresses
 from .control import EngineThread, RunControl
-from .process_worker import Spec, read_busy_board
+from .process_worker import HELLO_TIMEOUT_SECONDS, Spec, read_busy_board
 from .remote import RemoteDoor, RemoteWorker
 from .router import Router
 from .wire import HEADER, Kind, added_frames, header_of, lost_frames, parse_ping
@@ -267,9 +267,11 @@ class WorkerHost(EngineThread):
                 continue
             code = process.popen.poll()
             if code is None:
-                if now - process.heard > self.patience:
+                # Until its first word, a process is starting (importing its step): it has longer.
+                patience = self.patience if process.keeper is not None else max(self.patience, HELLO_TIMEOUT_SECONDS)
+                if now - process.heard > patience:
                     log.error("step %s: worker process %d (pid %s) sent no heartbeat for %.1f s: killing it",
-                              process.step, process.slot, process.pid, self.patience)
+                              process.step, process.slot, process.pid, patience)
                     process.popen.kill()
                 continue
             del self.processes[process.slot]

@@ -1,0 +1,99 @@
+"""Run ``pipeline-run`` with worker processes as a test would watch it: in its own process group (so
+nothing it started outlives a failed test), every wait bounded, worker pids checked in /proc."""
+
+from __future__ import annotations
+
+import contextlib
+import os
+import signal
+import subprocess
+import sys
+import time
+from collections.abc import Callable
+from dataclasses import dataclass
+from pathlib import Path
+
+REPO = Path(__file__).resolve().parent.parent
+#: Seconds between two looks at a file or at /proc while a test waits for something (always with a deadline).
+POLL_SECONDS = 0.02
+
+
+@dataclass
+class Finished:
+    """How a pipeline-run ended."""
+
+    returncode: int
+    stdout: str
+    stderr: str
+
+
+def start_run(config: Path, *options: str, env: dict[str, str] | None = None) -> subprocess.Popen:
+    """Start ``pipeline-run --config=CONFIG OPTIONS`` in a new session, its output captured."""
+    environment = {**os.environ, "PYTHONPATH": str(REPO), **(env or {})}
+    return subprocess.Popen([sys.executable, "-m", "pipeline", f"--config={config}", "--no-progress", *options],
+                            cwd=REPO, env=environment, stdin=subprocess.DEVNULL, stdout=subprocess.PIPE,
+                            stderr=subprocess.PIPE, text=True, start_new_session=True)
+
+
+def finish_run(run: subprocess.Popen, timeout: float) -> Finished:
+    """Wait (at most ``timeout`` seconds) for ``run`` to end; if it does not, kill its whole process group
+    and fail the test with what it wrote."""
+    try:
+        out, err = run.communicate(timeout=timeout)
+    except subprocess.TimeoutExpired:
+        kill_group(run)
+        out, err = run.communicate()
+        raise AssertionError(f"pipeline-run did not end within {timeout:g} s; its stderr:\n{err}") from None
+    finally:
+        kill_group(run)  # whatever it left behind
+    return Finished(run.returncode, out, err)
+
+
+def run_to_end(config: Path, *options: str, timeout: float = 20.0, env: dict[str, str] | None = None) -> Finished:
+    """Run pipeline-run to its end (bounded)."""
+    return finish_run(start_run(config, *options, env=env), timeout)
+
+
+def kill_group(run: subprocess.Popen) -> None:
+    """SIGKILL every process left in ``run``'s process group."""
+    with contextlib.suppress(ProcessLookupError, PermissionError):
+        os.killpg(run.pid, signal.SIGKILL)
+
+
+def wait_for(condition: Callable[[], bool], timeout: float, what: str) -> None:
+    """Return once ``condition()`` holds; fail the test if it does not within ``timeout`` seconds."""
+    deadline = time.monotonic() + timeout
+    while not condition():
+        if time.monotonic() > deadline:
+            raise AssertionError(f"waited {timeout:g} s for {what}")
+        time.sleep(POLL_SECONDS)
+
+
+def lines(path: Path) -> list[str]:
+    """The complete lines of ``path`` ([] while it does not exist)."""
+    try:
+        text = path.read_text(encoding="utf-8")
+    except FileNotFoundError:
+        return []
+    return text.splitlines() if text.endswith("\n") else text.splitlines()[:-1]
+
+
+def pids(path: Path) -> set[int]:
+    """The pids in the first column of the lines of ``path``."""
+    return {int(line.split()[0]) for line in lines(path)}
+
+
+def alive(pid: int) -> bool:
+    """Whether process ``pid`` runs (a zombie, dead but not yet reaped by its parent, does not)."""
+    try:
+        stat = Path(f"/proc/{pid}/stat").read_text()
+    except (FileNotFoundError, ProcessLookupError):
+        return False
+    return stat.rsplit(")", 1)[1].split()[0] != "Z"
+
+
+def report_line(stderr: str, step: str) -> str:
+    """The report's line on the worker processes of ``step``: redeliveries and replacements."""
+    found = [line for line in stderr.splitlines() if line.startswith(f"{step}: ") and "delivered again" in line]
+    assert len(found) == 1, stderr
+    return found[0]

@@ -1,0 +1,134 @@
+"""Steps for the worker-process tests: they leave traces in files, since a worker process shares no memory
+with the test, and die, stop or block on purpose on a chosen message."""
+
+from __future__ import annotations
+
+import json
+import os
+import signal
+import threading
+import time
+from collections.abc import Iterator
+from typing import Any
+
+from traitlets import Bool, Enum, Float, Int, Unicode
+
+from pipeline import Component
+
+#: What a Trigger does on its message: nothing, leave a marker only, SIGKILL its own process, block (a long run()).
+ACTIONS = ("none", "mark", "kill", "hold")
+
+
+def claim(path: str) -> bool:
+    """Create the file ``path`` holding this process's pid; False if it existed (one process of all wins)."""
+    try:
+        fd = os.open(path, os.O_CREAT | os.O_EXCL | os.O_WRONLY, 0o600)
+    except FileExistsError:
+        return False
+    try:
+        os.write(fd, f"{os.getpid()}\n".encode())
+    finally:
+        os.close(fd)
+    return True
+
+
+def append_line(path: str, text: str) -> None:
+    """Append one line to ``path`` at once (O_APPEND: lines of several processes never mix)."""
+    fd = os.open(path, os.O_CREAT | os.O_APPEND | os.O_WRONLY, 0o600)
+    try:
+        os.write(fd, (text + "\n").encode())
+    finally:
+        os.close(fd)
+
+
+class PidRecorder(Component):
+    """Appends "pid thread" to ``pid_file`` in init(), so a test knows the processes and threads that ran it."""
+
+    pid_file = Unicode("", help="File to append this worker's pid and thread to ('' : none).").tag(config=True)
+
+    def init(self) -> None:
+        """Say who runs this instance."""
+        if self.pid_file:
+            append_line(self.pid_file, f"{os.getpid()} {threading.get_ident()}")
+
+
+class PassOn(PidRecorder):
+    """Stager: passes messages on unchanged."""
+
+    def run(self, msg: Any) -> Any:
+        """Return the message."""
+        return msg
+
+
+class Trigger(PidRecorder):
+    """Passes messages on (after ``delay`` seconds each); on message ``at`` it does ``action``.
+
+    With ``once`` (the default) only the first process that takes message ``at`` acts (the marker
+    file is the token), so a redelivered message goes through the replacement; without, every one does.
+    ``at`` = -1 acts on every message.
+    """
+
+    at = Int(-1, help="The message to act on (-1: every message).").tag(config=True)
+    action = Enum(list(ACTIONS), "none", help="What to do on that message.").tag(config=True)
+    marker = Unicode("", help="The file created when the step acts (with once: the token).").tag(config=True)
+    once = Bool(True, help="Act in the first process only (else in every process that takes the message).").tag(
+        config=True)
+    delay = Float(0.0, help="Seconds of work per message.").tag(config=True)
+    hold = Float(20.0, help="Seconds a 'hold' blocks in run().").tag(config=True)
+
+    def run(self, msg: Any) -> Any:
+        """Pass the message on, acting on message ``at``."""
+        if self.delay:
+            time.sleep(self.delay)
+        if self.action != "none" and self.at in (-1, msg) and self._acts():
+            if self.action == "kill":
+                os.kill(os.getpid(), signal.SIGKILL)
+            elif self.action == "hold":
+                threading.Event().wait(self.hold)  # a long run(): the test stops or kills the process meanwhile
+        return msg
+
+    def _acts(self) -> bool:
+        if self.once:
+            return claim(self.marker)
+        if self.marker:
+            append_line(self.marker, str(os.getpid()))
+        return True
+
+
+class AppendValues(Trigger):
+    """Consumer: appends each message to ``path`` as a JSON line, before acting like a Trigger on it."""
+
+    path = Unicode(help="The file to append to.").tag(config=True)
+
+    def run(self, msg: Any) -> Any:
+        """Write the message, then act on it."""
+        append_line(self.path, json.dumps(msg))
+        return super().run(msg)
+
+
+class Announce(Component):
+    """Stager: sends "init STEP" from init(), passes messages on doubled, yields "finish STEP" from finish()."""
+
+    def init(self) -> None:
+        """Announce the start."""
+        self.send_msg(f"init {self.step_name}")
+
+    def run(self, msg: int) -> int:
+        """Double the message."""
+        return 2 * msg
+
+    def finish(self) -> Iterator[str]:
+        """Announce the end."""
+        yield f"finish {self.step_name}"
+
+
+class Warns(Component):
+    """Stager: passes messages on, logging a warning for message ``warn_on``."""
+
+    warn_on = Int(0, help="The message that is logged as a warning.").tag(config=True)
+
+    def run(self, msg: int) -> int:
+        """Maybe warn, pass on."""
+        if msg == self.warn_on:
+            self.log.warning("odd message %d in process %d", msg, os.getpid())
+        return msg

@@ -1,0 +1,204 @@
+"""Worker processes that die, stop or lose their run: nothing is lost, nothing duplicated between steps,
+poison is set aside, the run never hangs and never leaves a process behind.
+
+Each test runs ``pipeline-run`` in its own process group; the steps (tests/process_steps.py) kill,
+stop or block their own process on a chosen message, or the test signals a process by the pid a
+step wrote to a file.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import re
+import signal
+from pathlib import Path
+from typing import Any
+
+import pytest
+
+from pipeline.deadletter import load_messages
+from tests.process_helpers import (
+    alive,
+    finish_run,
+    kill_group,
+    lines,
+    pids,
+    report_line,
+    run_to_end,
+    start_run,
+    wait_for,
+)
+from tests.test_failures import report_row
+
+STEPS = "tests.process_steps"
+#: Heartbeats of these runs: a silent process is taken for dead (and a run for gone) within 0.6 s.
+HEARTBEATS = ("--Pipeline.heartbeat_interval=0.2", "--Pipeline.heartbeat_liveness=3")
+PATIENCE = 0.2 * 3
+
+pytestmark = pytest.mark.timeout(60)
+
+
+def chain(tmp: Path, stage: dict[str, Any], writer: dict[str, Any] | None = None, count: int = 300,
+          **sections: Any) -> Path:
+    """COUNT (Counter) -> STAGE -> WRITER (by default MarkedWriter into tmp/out.jsonl), as a config file."""
+    document = {
+        "version": 1,
+        "Pipeline": {
+            "producer_conf": {"name": "COUNT", "module": "algorithms.basic", "class": "Counter",
+                              "next_steps": "STAGE"},
+            "stagers_conf": [{"name": "STAGE", "module": STEPS, "class": "Trigger", "next_steps": "WRITER",
+                              **stage}],
+            "consumer_conf": {"name": "WRITER", "module": "tests.failure_steps", "class": "MarkedWriter",
+                              **(writer or {})},
+        },
+        "Counter": {"count": count},
+        **({} if writer else {"MarkedWriter": {"path": str(tmp / "out.jsonl")}}),
+        **sections,
+    }
+    path = tmp / "pipeline.json"
+    path.write_text(json.dumps(document), encoding="utf-8")
+    return path
+
+
+def written(tmp: Path) -> list[Any]:
+    """What MarkedWriter wrote, its finish line checked and left out."""
+    values = [json.loads(line) for line in lines(tmp / "out.jsonl")]
+    assert values and values[-1] == {"finished": True}
+    return values[:-1]
+
+
+def redeliveries(stderr: str, step: str, replaced: int) -> int:
+    """The messages the report says were delivered again to ``step``, which replaced ``replaced`` processes."""
+    match = re.fullmatch(rf"{step}: (\d+) messages delivered again, {replaced} worker processes replaced",
+                         report_line(stderr, step))
+    assert match is not None, report_line(stderr, step)
+    return int(match.group(1))
+
+
+def test_a_killed_stager_process_loses_and_duplicates_nothing(tmp_path: Path) -> None:
+    marker = tmp_path / "killed"
+    path = chain(tmp_path, {"nb_process": 2}, Trigger={"at": 100, "action": "kill", "marker": str(marker)})
+    result = run_to_end(path, *HEARTBEATS)
+    assert result.returncode == 0, result.stderr
+    assert sorted(written(tmp_path)) == list(range(300))  # each value exactly once
+    assert redeliveries(result.stderr, "STAGE", replaced=1) >= 1
+    assert report_row(result.stderr, "STAGE") == [300, 300, 300, 0]
+    assert not alive(pids(marker).pop())
+
+
+def test_a_killed_consumer_process_processes_every_value_at_least_once(tmp_path: Path) -> None:
+    values = tmp_path / "values.jsonl"
+    path = chain(tmp_path, {"class": "PassOn"}, {"class": "AppendValues", "module": STEPS, "nb_process": 1},
+                 AppendValues={"path": str(values), "at": 100, "action": "kill", "marker": str(tmp_path / "killed")})
+    result = run_to_end(path, *HEARTBEATS)
+    assert result.returncode == 0, result.stderr
+    seen = [json.loads(line) for line in lines(values)]
+    assert set(seen) == set(range(300))
+    assert seen.count(100) >= 2  # written, then its process died: written again (at least once)
+    assert redeliveries(result.stderr, "WRITER", replaced=1) >= 1
+
+
+@pytest.mark.parametrize(("on_error", "allow", "status"), [("stop", False, 1), ("skip", False, 1), ("skip", True, 0)])
+def test_a_poison_message_goes_to_the_dead_letters_after_max_redeliveries(
+        tmp_path: Path, on_error: str, allow: bool, status: int) -> None:
+    marker, dead = tmp_path / "deaths", tmp_path / "dead.jsonl"
+    path = chain(tmp_path, {"nb_process": 2, "on_error": on_error}, count=40,
+                 Trigger={"at": 7, "action": "kill", "once": False, "marker": str(marker)})
+    result = run_to_end(path, *HEARTBEATS, f"--Pipeline.dead_letter={dead}", f"--Pipeline.allow_failures={allow}")
+    assert result.returncode == status, result.stderr
+    assert len(pids(marker)) == 2  # it killed max_redeliveries (2) processes, no more
+    records = [json.loads(line) for line in lines(dead)]
+    died = [r for r in records if r["error"].startswith("WorkerDied")]
+    assert len(died) == 1 and died[0]["step"] == "STAGE"
+    assert ("STAGE", 7) in load_messages(str(dead))
+    if on_error == "skip":
+        assert sorted(written(tmp_path)) == [n for n in range(40) if n != 7]
+        assert len(records) == 1
+    else:
+        assert "stopped: step STAGE failed on message" in result.stderr
+
+
+@pytest.mark.parametrize(("processes", "restarts"), [(1, 0), (2, 1)])
+def test_a_step_whose_every_process_dies_fails_the_run(tmp_path: Path, processes: int, restarts: int) -> None:
+    """on_error=skip: the messages that kill them are not what stops the run, the lack of workers is."""
+    path = chain(tmp_path, {"nb_process": processes, "on_error": "skip"}, count=20,
+                 Trigger={"action": "kill", "once": False, "marker": str(tmp_path / "deaths")})
+    result = run_to_end(path, *HEARTBEATS, f"--Pipeline.max_worker_restarts={restarts}")
+    assert result.returncode == 1, result.stderr
+    assert len(pids(tmp_path / "deaths")) == processes + restarts
+    assert ("stopped: step STAGE has no workers left: its worker processes died (killed by signal SIGKILL)"
+            in result.stderr.splitlines())
+
+
+def test_a_stopped_process_is_taken_for_dead_killed_and_replaced(tmp_path: Path) -> None:
+    """SIGSTOP silences a process, its heartbeat thread too: after heartbeat_liveness beats it is dead."""
+    marker = tmp_path / "holding"
+    path = chain(tmp_path, {"nb_process": 2}, count=200, Trigger={"at": 50, "action": "hold", "marker": str(marker)})
+    run = start_run(path, *HEARTBEATS)
+    try:
+        wait_for(lambda: bool(pids(marker)), 15, "a process to take message 50")
+        stopped = pids(marker).pop()
+        os.kill(stopped, signal.SIGSTOP)
+    finally:
+        result = finish_run(run, 20)
+    assert result.returncode == 0, result.stderr
+    assert f"(pid {stopped}) sent no heartbeat" in result.stderr
+    assert sorted(written(tmp_path)) == list(range(200))
+    assert redeliveries(result.stderr, "STAGE", replaced=1) >= 1
+    assert not alive(stopped)
+
+
+def test_a_long_run_call_is_not_a_death(tmp_path: Path) -> None:
+    """The heartbeats come from a thread of the process: a run() longer than heartbeat_liveness beats is fine."""
+    path = chain(tmp_path, {"nb_process": 1}, count=10,
+                 Trigger={"at": 3, "action": "hold", "hold": 2 * PATIENCE, "marker": str(tmp_path / "held")})
+    result = run_to_end(path, *HEARTBEATS)
+    assert result.returncode == 0, result.stderr
+    assert written(tmp_path) == list(range(10))
+    assert "delivered again" not in result.stderr and "heartbeat" not in result.stderr
+
+
+def test_sigkill_of_the_run_leaves_no_worker_process(tmp_path: Path) -> None:
+    workers, marker = tmp_path / "workers", tmp_path / "holding"
+    path = chain(tmp_path, {"nb_process": 2}, {"class": "AppendValues", "module": STEPS, "nb_process": 1},
+                 count=1000, Trigger={"at": 5, "action": "hold", "marker": str(marker), "pid_file": str(workers)},
+                 AppendValues={"path": str(tmp_path / "values"), "pid_file": str(workers)})
+    run = start_run(path, *HEARTBEATS)
+    try:
+        wait_for(lambda: bool(pids(marker)) and len(pids(workers)) == 3, 15, "3 worker processes, one holding")
+        os.kill(run.pid, signal.SIGKILL)
+        run.wait(5)
+        started = pids(workers)
+        wait_for(lambda: not any(map(alive, started)), PATIENCE + 3, f"the worker processes {started} to leave")
+    finally:
+        kill_group(run)  # what is left, once checked: the test failed
+        run.communicate(timeout=5)
+
+
+@pytest.mark.parametrize(("target", "sig", "status"), [
+    ("run", signal.SIGINT, 130),
+    ("group", signal.SIGINT, 130),  # Ctrl+C in a terminal: every process of the foreground group gets it
+    ("run", signal.SIGTERM, 143),
+])
+def test_a_signal_drains_the_run_and_ends_its_worker_processes(
+        tmp_path: Path, target: str, sig: signal.Signals, status: int) -> None:
+    workers, marker = tmp_path / "workers", tmp_path / "reached"
+    path = chain(tmp_path, {"nb_process": 2}, count=100_000,
+                 Trigger={"at": 20, "action": "mark", "delay": 0.002, "marker": str(marker),
+                          "pid_file": str(workers)})
+    run = start_run(path)
+    try:
+        wait_for(lambda: bool(pids(marker)) and len(pids(workers)) == 2, 15, "message 20 at STAGE")
+        if target == "group":
+            os.killpg(run.pid, sig)
+        else:
+            os.kill(run.pid, sig)
+    finally:
+        result = finish_run(run, 20)
+    assert result.returncode == status, result.stderr
+    assert not [pid for pid in pids(workers) if alive(pid)]
+    values = written(tmp_path)  # drained: the writer's finish() ran last
+    assert len(values) == len(set(values)) == report_row(result.stderr, "WRITER")[1] < 100_000
+    assert "Traceback" not in result.stderr
+    assert "starting another" not in result.stderr  # a draining run replaces no process

@@ -1,0 +1,278 @@
+"""Worker processes (nb_process) give the sequential runner's results for every feature of the API, and
+report what happened in them: errors with their tracebacks, prints, logs, the status of their processes.
+
+Steps run in real worker processes: they leave their traces in files (tests/process_steps.py).
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import subprocess
+import sys
+import types
+from pathlib import Path
+from typing import Any
+
+import pytest
+
+from pipeline import Component, Pipeline
+from pipeline.config import load_config
+from pipeline.deadletter import load_messages
+from pipeline.engine import ThreadedRunner
+from pipeline.options import RunOptions
+from tests.process_helpers import lines, run_to_end
+from tests.test_failures import config as failure_config
+from tests.test_failures import report_row, written
+from tests.test_semantics import (
+    assert_ok,
+    check_counts,
+    collector,
+    multiset,
+    numbers,
+    pipeline_config,
+    read,
+    run,
+    step,
+)
+
+PROCESS_STEPS = "tests.process_steps"
+
+pytestmark = pytest.mark.timeout(60)
+
+
+def features(tmp: Path, count: int = 40) -> dict[str, Any]:
+    """Every feature at once, most steps in worker processes: routing by name, a generator, a fan-out, a
+    filter, an ordered step with 2 processes, finish() and init() outputs, and a consumer in a process."""
+    return pipeline_config(
+        step("P", "Numbers", "R,B,O,SUM,A"),
+        [
+            step("R", "Route", "EVEN,ODD", nb_process=2),
+            step("EVEN", "Repeat", "C", nb_process=1),
+            step("ODD", "Scale", "C", nb_process=2, config={"factor": 10}),
+            step("B", "Scale", "F,C", nb_process=1, config={"factor": 3}),
+            step("F", "KeepEven", "C", nb_process=1),
+            step("O", "Jitter", "OC", nb_process=2, ordered=True, config={"max_ms": 2}),
+            collector(tmp, "OC", "CollectAndReturn"),
+            step("SUM", "Summer", "C", nb_process=1, config={"how": "yield"}),
+            {**step("A", "Announce", "C", nb_process=1), "module": PROCESS_STEPS},
+        ],
+        collector(tmp, "C", nb_process=1),
+        **numbers(count),
+    )
+
+
+def counts(report: Any) -> dict[str, tuple[int, int, int, int]]:
+    """Each step's received, processed, emitted and failed counts."""
+    return {name: (s.received, s.processed, s.emitted, s.failed) for name, s in report.steps.items()}
+
+
+def test_every_feature_gives_the_sequential_results(tmp_path: Path) -> None:
+    outcomes = {}
+    for mode in ("sequential", "threads"):
+        (tmp_path / mode).mkdir()
+        config = features(tmp_path / mode)
+        report = run(config, mode)
+        assert_ok(report)
+        check_counts(report, config, broadcast=False)
+        outcomes[mode] = (multiset(read(tmp_path / mode, "C")), read(tmp_path / mode, "OC"), counts(report))
+    assert outcomes["threads"] == outcomes["sequential"]
+    consumed, ordered, _ = outcomes["threads"]
+    assert ordered == list(range(40))  # the ordered step kept its input order across its 2 processes
+    assert {"init A", "finish A", sum(range(40))} <= {v for v in consumed if not isinstance(v, list)}
+
+
+def test_two_threads_in_each_of_two_processes(tmp_path: Path) -> None:
+    pids = tmp_path / "workers.txt"
+    path = failure_config(tmp_path, {"class": "PassOn", "module": PROCESS_STEPS, "nb_process": 2, "nb_thread": 2},
+                          Counter={"count": 50}, PassOn={"pid_file": str(pids)})
+    result = run_to_end(path, timeout=10)
+    assert result.returncode == 0, result.stderr
+    assert sorted(written(tmp_path)[:-1]) == list(range(50))
+    workers = {tuple(line.split()) for line in lines(pids)}
+    assert len(workers) == 4  # each worker thread has its own instance, init() once
+    assert len({pid for pid, _ in workers}) == 2 and str(os.getpid()) not in {pid for pid, _ in workers}
+
+
+def test_skipped_failures_and_dead_letters_match_the_sequential_run(tmp_path: Path) -> None:
+    outcomes = {}
+    for mode in ("sequential", "threads"):
+        (tmp_path / mode).mkdir()
+        dead = tmp_path / mode / "dead.jsonl"
+        config = pipeline_config(
+            step("P", "Numbers", "S"),
+            [{**step("S", "FailEvery", "C", nb_process=2, on_error="skip"), "module": "tests.failure_steps"}],
+            collector(tmp_path / mode, "C"),
+            **numbers(30), FailEvery={"every": 5},
+        )
+        report = run(config, mode, {"Pipeline": {"mode": mode, "dead_letter": str(dead)}})
+        assert report.exit_status == 1
+        assert report.steps["S"].first_error is not None
+        assert report.steps["S"].first_error.startswith("ValueError: bad message ")
+        outcomes[mode] = (sorted(read(tmp_path / mode, "C")), counts(report), sorted(load_messages(str(dead))))
+    assert outcomes["threads"] == outcomes["sequential"]
+    assert outcomes["threads"][2] == [("S", n) for n in range(0, 30, 5)]
+
+
+def test_on_error_stop_starts_no_message_after_the_failure(tmp_path: Path) -> None:
+    """As with threads (tests/test_failures.py): the failing step stops, what it held is a dead letter."""
+    dead = tmp_path / "dead.jsonl"
+    path = failure_config(tmp_path, {"class": "FailEvery", "nb_process": 2}, Counter={"count": 100_000},
+                          FailEvery={"every": 50})
+    result = run_to_end(path, f"--Pipeline.dead_letter={dead}")
+    assert result.returncode == 1
+    produced = report_row(result.stderr, "COUNT")[2]
+    received, processed, _, failed = report_row(result.stderr, "STAGE")
+    assert produced < 100_000
+    assert received == produced
+    assert 1 <= failed <= 2, result.stderr  # the other process may have been in run(); no more
+    records = [json.loads(line) for line in dead.read_text().splitlines()]
+    not_run = received - processed - failed
+    assert len(records) == failed + not_run
+    assert sum(r["error"].startswith("NotRun: not run") for r in records) == not_run
+    assert len(written(tmp_path)) - 1 == processed
+    assert "stopped: step STAGE failed on message" in result.stderr
+
+
+MYSTEPS = '''
+from pipeline import Component
+from traitlets import Unicode
+
+
+class Suffix(Component):
+    """Appends a suffix to each message."""
+
+    suffix = Unicode("-file", help="The suffix.").tag(config=True)
+
+    def run(self, msg):
+        """Return the message with the suffix."""
+        return f"{msg}{self.suffix}"
+'''
+
+
+def test_a_module_beside_the_config_and_command_line_overrides_reach_the_process(tmp_path: Path) -> None:
+    (tmp_path / "mysteps.py").write_text(MYSTEPS, encoding="utf-8")
+    document = {
+        "version": 1,
+        "Pipeline": {
+            "producer_conf": {"name": "COUNT", "module": "algorithms.basic", "class": "Counter", "next_steps": "S"},
+            "stagers_conf": [{"name": "S", "module": "mysteps", "class": "Suffix", "nb_process": 2,
+                              "next_steps": "W"}],
+            "consumer_conf": {"name": "W", "module": "algorithms.basic", "class": "JsonLinesWriter", "nb_process": 1},
+        },
+        "Counter": {"count": 6},
+        "Suffix": {"suffix": "-file"},
+        "JsonLinesWriter": {"path": "out.jsonl"},
+    }
+    (tmp_path / "pipeline.json").write_text(json.dumps(document), encoding="utf-8")
+    env = {k: v for k, v in os.environ.items() if k != "PYTHONPATH"}  # the installed command, as a user runs it
+    result = subprocess.run([str(Path(sys.executable).parent / "pipeline-run"), "--config=pipeline.json",
+                             "--Suffix.suffix=-cli", "--no-progress"], cwd=tmp_path, env=env,
+                            capture_output=True, text=True, timeout=30)
+    assert result.returncode == 0, result.stderr
+    lines = (tmp_path / "out.jsonl").read_text(encoding="utf-8").splitlines()
+    assert sorted(json.loads(line) for line in lines) == [f"{n}-cli" for n in range(6)]
+
+
+def test_an_error_in_run_arrives_with_its_type_message_and_traceback(tmp_path: Path) -> None:
+    path = failure_config(tmp_path, {"class": "FailEvery", "nb_process": 1, "on_error": "skip"},
+                          Counter={"count": 12}, FailEvery={"every": 5})
+    result = run_to_end(path)
+    assert result.returncode == 1
+    assert report_row(result.stderr, "STAGE") == [12, 9, 9, 3]
+    assert "STAGE: first error: ValueError: bad message 0" in result.stderr
+    # the traceback is the worker process's: it shows the step's own line
+    assert "Traceback (most recent call last)" in result.stderr
+    assert 'failure_steps.py", line' in result.stderr and 'raise ValueError(f"bad message {msg}")' in result.stderr
+    assert sorted(written(tmp_path)[:-1]) == [n for n in range(12) if n % 5]
+
+
+def test_an_init_error_in_a_process_fails_the_run_before_the_producer_starts(tmp_path: Path) -> None:
+    path = failure_config(tmp_path, {"class": "FailingInit", "nb_process": 1}, Counter={"count": 5})
+    result = run_to_end(path, env={"FAILURE_TEST_MARKER": str(tmp_path / "marker")})
+    assert result.returncode == 1
+    assert report_row(result.stderr, "COUNT")[2] == 0  # the producer sent nothing
+    assert "init(): RuntimeError: cannot open the calibration table" in result.stderr
+    assert "Traceback (most recent call last)" in result.stderr and "in init" in result.stderr
+
+
+def test_a_finish_error_in_a_process_fails_the_run(tmp_path: Path) -> None:
+    path = failure_config(tmp_path, {"class": "FailingFinish", "nb_process": 2}, Counter={"count": 5})
+    result = run_to_end(path)
+    assert result.returncode == 1
+    assert "finish(): OSError: disk full while flushing" in result.stderr
+    assert sorted(written(tmp_path)[:-1]) == list(range(5))  # every message went through first
+
+
+def test_print_reaches_stdout_in_whole_lines(tmp_path: Path) -> None:
+    """Printer (print(..., flush=True)) in 2 worker processes: every line whole, none mixed with another."""
+    document = {
+        "version": 1,
+        "Pipeline": {
+            "producer_conf": {"name": "COUNT", "module": "algorithms.basic", "class": "Counter",
+                              "next_steps": "PRINT"},
+            "consumer_conf": {"name": "PRINT", "module": "algorithms.basic", "class": "Printer", "nb_process": 2},
+        },
+        "Counter": {"count": 2000},
+    }
+    path = tmp_path / "pipeline.json"
+    path.write_text(json.dumps(document), encoding="utf-8")
+    result = run_to_end(path)
+    assert result.returncode == 0, result.stderr
+    assert sorted(result.stdout.splitlines(), key=lambda line: (len(line), line)) == [str(n) for n in range(2000)]
+
+
+def test_the_log_of_a_worker_process_reaches_stderr_with_the_step_named(tmp_path: Path) -> None:
+    path = failure_config(tmp_path, {"class": "Warns", "module": PROCESS_STEPS, "nb_process": 2},
+                          Counter={"count": 8}, Warns={"warn_on": 3})
+    result = run_to_end(path)
+    assert result.returncode == 0, result.stderr
+    warnings = [line for line in result.stderr.splitlines() if "odd message 3 in process" in line]
+    assert len(warnings) == 1
+    assert "WARNING" in warnings[0] and "STAGE" in warnings[0]
+
+
+def test_the_status_and_the_report_count_processes_redeliveries_and_restarts(tmp_path: Path) -> None:
+    document = pipeline_config(
+        step("P", "Numbers", "S"),
+        [{**step("S", "Trigger", "C", nb_process=2,
+                 config={"at": 20, "action": "kill", "marker": str(tmp_path / "killed")}), "module": PROCESS_STEPS}],
+        collector(tmp_path, "C"),
+        **numbers(60),
+    )
+    runner = ThreadedRunner(load_config(document), RunOptions(heartbeat_interval=0.2))
+    report = runner.run()
+    assert report.exit_status == 0, report.table()
+    assert sorted(read(tmp_path, "C")) == list(range(60))  # each value once
+    status = {s.name: s for s in runner.snapshot().steps}
+    assert (status["S"].processes, status["C"].processes) == (2, 0)
+    assert status["S"].redelivered == report["S"].redelivered >= 1
+    assert status["S"].restarts == report["S"].restarts == 1
+    assert {"processes", "redelivered", "restarts"} <= set(status["S"].as_dict())
+    assert f"S: {report['S'].redelivered} messages delivered again, 1 worker processes replaced" in report.table()
+
+
+def test_a_step_module_the_worker_process_cannot_import_fails_the_run(
+        tmp_path: Path, monkeypatch: pytest.MonkeyPatch, capfd: pytest.CaptureFixture) -> None:
+    """A module that lives only in the run's memory (defined in a notebook, or loaded from a file by a plugin
+    loader) cannot be imported by a fresh interpreter: the run fails, naming the step, without hanging."""
+
+    class Double(Component):
+        """Doubles each message."""
+
+        def run(self, msg: int) -> int:
+            """Return twice the message."""
+            return 2 * msg
+
+    module = types.ModuleType("notebook_steps")
+    Double.__module__ = module.__name__
+    module.Double = Double  # type: ignore[attr-defined]
+    monkeypatch.setitem(sys.modules, module.__name__, module)
+    document = pipeline_config(step("P", "Numbers", "S"),
+                               [{**step("S", "Double", "C", nb_process=1), "module": module.__name__}],
+                               collector(tmp_path, "C"), **numbers(5))
+    report = Pipeline.from_config(document, {"Pipeline": {"max_worker_restarts": 1, "heartbeat_interval": 0.2}}).run()
+    assert report.exit_status == 1
+    assert "step S has no workers left" in (report.steps["S"].first_error or "")
+    assert "exit code 2" in (report.steps["S"].first_error or "")
+    assert "cannot load notebook_steps.Double" in capfd.readouterr().err
