@@ -1,0 +1,99 @@
+"""Steps for tests/test_remote.py: they run both in a ``pipeline-run`` subprocess and in ``pipeline-worker``
+subprocesses, and tell the test what happened through marker files in a shared directory.
+
+A worker knows which side it is on from ``REMOTE_TEST_ROLE`` in its environment (the run's
+process has none; a test sets ``remote`` or ``remote-blocking`` for the pipeline-worker it starts):
+the step's configuration comes from the run, so it is the same on both sides.
+"""
+
+from __future__ import annotations
+
+import os
+import threading
+import time
+from collections.abc import Callable, Iterator
+from pathlib import Path
+from typing import Any
+
+from traitlets import Float, Int, Unicode
+
+from pipeline import Component
+
+#: The longest any step or test here waits for a marker; reaching it is a failure, never the normal path.
+WAIT_SECONDS = 20.0
+#: How often a wait looks at the files again.
+_POLL_SECONDS = 0.01
+#: The environment variable that says which side a worker is on.
+ROLE = "REMOTE_TEST_ROLE"
+
+
+def wait_for(condition: Callable[[], Any], what: str, timeout: float = WAIT_SECONDS) -> Any:
+    """``condition()`` once it is true; TimeoutError naming ``what`` if it is not within ``timeout`` seconds."""
+    deadline = time.monotonic() + timeout
+    while not (result := condition()):
+        if time.monotonic() > deadline:
+            raise TimeoutError(f"waited {timeout:g} s for {what}")
+        time.sleep(_POLL_SECONDS)
+    return result
+
+
+def markers(directory: str | Path, prefix: str) -> list[Path]:
+    """The marker files ``prefix-*`` in ``directory``."""
+    return sorted(Path(directory).glob(f"{prefix}-*"))
+
+
+def marker_pids(directory: str | Path, prefix: str) -> set[int]:
+    """The process ids named by the markers ``prefix-PID-THREAD`` in ``directory``."""
+    return {int(path.name.split("-")[1]) for path in markers(directory, prefix)}
+
+
+def _mark(directory: str, prefix: str) -> None:
+    Path(directory, f"{prefix}-{os.getpid()}-{threading.get_ident()}").touch()
+
+
+class Numbers(Component):
+    """Producer: yields 0 .. count-1; with ``hold``, waits for that file after the first half."""
+
+    count = Int(20, help="How many numbers.").tag(config=True)
+    hold = Unicode("", help="A file to wait for (bounded) half-way through: the test lets the run go on.").tag(
+        config=True)
+    hold_seconds = Float(WAIT_SECONDS, help="The bound of the wait for ``hold``.").tag(config=True)
+
+    def run(self) -> Iterator[int]:
+        """Yield each number, pausing half-way until the test says so."""
+        for value in range(self.count):
+            if value == self.count // 2 and self.hold:
+                wait_for(Path(self.hold).exists, f"the file {self.hold}", self.hold_seconds)
+            yield value
+
+
+class Tagged(Component):
+    """Stage: returns {"value", "pid"}, the pid of the process that ran it; marks its init() and first message.
+
+    With ``workers`` > 0, each worker's first message waits until that many workers have each
+    started one (a barrier): so every worker of the step, local or remote, processes some of the
+    messages. A remote worker whose role is ``remote-blocking`` then blocks in its first message
+    (marked ``busy-PID-THREAD``) until the test kills it.
+    """
+
+    gate = Unicode("", help="The directory of the marker files (init-, ran-, busy-).").tag(config=True)
+    workers = Int(0, help="Workers that must each have started a message before any goes on (0: none).").tag(
+        config=True)
+
+    def init(self) -> None:
+        """Mark that this worker is ready."""
+        self.first = True
+        if self.gate:
+            _mark(self.gate, "init")
+
+    def run(self, value: int) -> dict[str, int]:
+        """Tag the value with this process's id."""
+        if self.first and self.gate:
+            self.first = False
+            _mark(self.gate, "ran")
+            if self.workers:
+                wait_for(lambda: len(markers(self.gate, "ran")) >= self.workers, f"{self.workers} workers")
+            if os.environ.get(ROLE) == "remote-blocking":
+                _mark(self.gate, "busy")
+                wait_for(Path(self.gate, "never").exists, "the test to kill this worker")
+        return {"value": value, "pid": os.getpid()}

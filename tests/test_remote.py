@@ -1,0 +1,278 @@
+"""Remote workers (issue 14, docs/cluster.md) on loopback: ``pipeline-run --Pipeline.listen=...`` and
+``pipeline-worker`` as real processes, keys made with pipeline.auth, marker files to synchronise.
+
+A worker joins a running step beside a local one and every value arrives once; refused keys get
+nothing and leave; kill -9 of a remote worker loses nothing; bad settings are one line and exit 2;
+a worker leaves when its run is gone. What hostile peers try is in test_remote_hostile.py.
+"""
+
+from __future__ import annotations
+
+import os
+import signal
+import subprocess
+import time
+from collections.abc import Iterator
+from pathlib import Path
+
+import pytest
+
+from tests.cli_helpers import ROOT, run_cli, write_config
+from tests.remote_helpers import (
+    BIN,
+    PRODUCER,
+    STAGE,
+    STRANGER,
+    Launcher,
+    Proc,
+    duplicates,
+    lines,
+    wait_during,
+)
+from tests.remote_steps import marker_pids, markers
+
+#: How many values each run sends (Launcher.chain's default).
+COUNT = 20
+#: What the issue allows a refused worker before it says so.
+REFUSED_WITHIN_SECONDS = 30.0
+
+
+@pytest.fixture
+def launch(tmp_path: Path) -> Iterator[Launcher]:
+    """The test's processes, killed at its end if still running."""
+    with Launcher(tmp_path) as launcher:
+        yield launcher
+
+
+def assert_every_value_once(launch: Launcher, run: Proc) -> list[dict[str, int]]:
+    """The run wrote each value once; its outputs."""
+    outputs = launch.outputs()
+    assert not duplicates(outputs), (duplicates(outputs), run.stderr)
+    assert sorted(row["value"] for row in outputs) == list(range(COUNT)), run.stderr
+    return outputs
+
+
+def wait_for_local_worker(launch: Launcher, run: Proc) -> None:
+    """Until the run's own worker has started a message: the run is going."""
+    wait_during(run, lambda: run.pid in marker_pids(launch.gate, "ran"), "the run's own worker to start a message")
+
+
+# --------------------------------------------------------------------------- joining
+
+
+@pytest.mark.parametrize(("options", "processes", "threads"), [
+    pytest.param((), 1, 1, id="one-thread"),
+    pytest.param(("--threads=2",), 1, 2, id="threads-2"),
+    pytest.param(("--processes=2",), 2, 1, id="processes-2"),
+])
+def test_a_remote_worker_joins_a_running_step(launch: Launcher, options: tuple[str, ...], processes: int,
+                                              threads: int) -> None:
+    # Each worker's first message waits until every worker has started one: the local one waits
+    # for the remote ones, which join while it does.
+    run = launch.run(launch.chain(nb_thread=1, workers=1 + processes * threads))
+    wait_for_local_worker(launch, run)
+    worker = launch.worker(*options)
+    assert run.wait() == 0, run.stderr
+    assert worker.wait() == 0, worker.stderr
+    outputs = assert_every_value_once(launch, run)
+    remote = marker_pids(launch.gate, "init") - {run.pid}
+    assert len(remote) == processes, remote
+    assert len(markers(launch.gate, "init")) == 1 + processes * threads
+    if processes == 1:
+        assert remote == {worker.pid}
+    assert {row["pid"] for row in outputs} == {run.pid, *remote}
+
+
+@pytest.mark.parametrize("refused", ["unknown-key", "wrong-server-key"])
+def test_a_refused_worker_gets_nothing_and_says_why(launch: Launcher, refused: str) -> None:
+    # The producer holds half-way until the worker has left (longer than the issue's 30 s).
+    run = launch.run(launch.chain(nb_thread=1, hold=True), "--Numbers.hold_seconds=45")
+    wait_for_local_worker(launch, run)
+    if refused == "unknown-key":
+        worker = launch.worker(key=STRANGER)
+    else:  # the run's key is another one than the worker was told
+        worker = launch.worker(server_key=launch.keys.public("intruder"))
+    started = time.monotonic()
+    status = worker.wait(REFUSED_WITHIN_SECONDS + 10)
+    took = time.monotonic() - started
+    launch.hold.touch()
+    assert run.wait() == 0, run.stderr
+    outputs = assert_every_value_once(launch, run)
+    assert {row["pid"] for row in outputs} == {run.pid}
+    assert marker_pids(launch.gate, "init") == {run.pid}  # it never got the step
+    assert status != 0
+    assert len(lines(worker.stderr)) == 1, worker.stderr
+    assert "authentication failed" in worker.stderr
+    assert took < REFUSED_WITHIN_SECONDS
+
+
+# --------------------------------------------------------------------------- death
+
+
+def test_kill_9_of_a_remote_worker_loses_nothing(launch: Launcher) -> None:
+    run = launch.run(launch.chain(nb_thread=1, workers=2))
+    worker = launch.worker(role="remote-blocking")
+    wait_during(run, lambda: marker_pids(launch.gate, "busy"), "the remote worker to be in a message")
+    worker.popen.send_signal(signal.SIGKILL)
+    assert worker.wait() == -signal.SIGKILL
+    assert run.wait() == 0, run.stderr
+    outputs = assert_every_value_once(launch, run)
+    assert {row["pid"] for row in outputs} == {run.pid}  # the local worker did what the dead one held
+    assert "remote worker node7" in run.stderr  # said when it was taken for dead
+    assert "delivered again" in run.stderr
+
+
+def test_kill_9_of_the_only_worker_then_another_joins(launch: Launcher) -> None:
+    run = launch.run(launch.chain(nb_thread=0))
+    first = launch.worker(role="remote-blocking", name="first")
+    wait_during(run, lambda: marker_pids(launch.gate, "busy"), "the first remote worker to be in a message")
+    first.popen.send_signal(signal.SIGKILL)
+    assert first.wait() == -signal.SIGKILL
+    second = launch.worker(name="second")
+    assert run.wait() == 0, run.stderr
+    assert second.wait() == 0, second.stderr
+    outputs = assert_every_value_once(launch, run)
+    assert {row["pid"] for row in outputs} == {second.pid}
+
+
+# --------------------------------------------------------------------------- the run's settings
+
+
+def assert_one_line(result: subprocess.CompletedProcess[str], status: int, *expected: str) -> None:
+    """The process exited with ``status`` and one stderr line holding each of ``expected``."""
+    assert result.returncode == status, result.stderr
+    said = lines(result.stderr)
+    assert len(said) == 1, result.stderr
+    for text in expected:
+        assert text in said[0], said[0]
+
+
+@pytest.mark.parametrize("given", [(), ("server_key",), ("authorized_keys",)], ids=["none", "server-only",
+                                                                                    "authorized-only"])
+def test_listening_without_both_keys_is_refused(launch: Launcher, given: tuple[str, ...]) -> None:
+    path = write_config(launch.directory, launch.chain())
+    keys = {"server_key": launch.keys.server_secret, "authorized_keys": launch.keys.authorized}
+    result = run_cli(f"--config={path}", f"--Pipeline.listen={launch.address}",
+                     *(f"--Pipeline.{name}={keys[name]}" for name in given))
+    assert_one_line(result, 2, "Pipeline.listen", "server_key", "authorized_keys")
+
+
+@pytest.mark.parametrize("bad", ["missing", "garbled", "public-only", "authorized-not-a-directory",
+                                 "authorized-garbled"])
+def test_a_bad_key_file_is_named(launch: Launcher, bad: str) -> None:
+    server, authorized = launch.keys.server_secret, launch.keys.authorized
+    named: Path
+    if bad == "missing":
+        server = named = launch.directory / "missing.key_secret"
+    elif bad == "garbled":
+        server = named = launch.directory / "garbled.key_secret"
+        named.write_text("this is not a key\n")
+    elif bad == "public-only":
+        server = named = launch.keys.server_public
+    elif bad == "authorized-not-a-directory":
+        authorized = named = launch.keys.server_public
+    else:
+        named = authorized / "garbled.key"
+        named.write_bytes(os.urandom(64))
+    path = write_config(launch.directory, launch.chain())
+    result = run_cli(f"--config={path}", f"--Pipeline.listen={launch.address}",
+                     f"--Pipeline.server_key={server}", f"--Pipeline.authorized_keys={authorized}")
+    assert_one_line(result, 2, str(named))
+
+
+def test_a_step_without_local_workers_needs_listen(launch: Launcher) -> None:
+    path = write_config(launch.directory, launch.chain(nb_thread=0))
+    assert_one_line(run_cli(f"--config={path}"), 2, "nb_thread", "Pipeline.listen")
+
+
+def test_a_step_no_worker_joins_fails_after_worker_timeout(launch: Launcher) -> None:
+    started = time.monotonic()
+    run = launch.run(launch.chain(nb_thread=0), "--Pipeline.worker_timeout=1")
+    assert run.wait(20) == 1, run.stderr
+    assert time.monotonic() - started < 15
+    said = [line for line in lines(run.stderr) if STAGE in line and launch.address in line]
+    assert said, run.stderr
+    assert "Traceback" not in run.stderr
+
+
+# --------------------------------------------------------------------------- pipeline-worker
+
+
+def worker_cli(*args: str, cwd: Path) -> subprocess.CompletedProcess[str]:
+    """``pipeline-worker ARGS`` as a subprocess, its output as text."""
+    return subprocess.run([str(BIN / "pipeline-worker"), *args], cwd=cwd, capture_output=True, text=True,
+                          timeout=30, check=False)
+
+
+@pytest.mark.parametrize("leave_out", ["connect", "server-key", "key", "step"])
+def test_pipeline_worker_names_a_missing_option(launch: Launcher, leave_out: str) -> None:
+    options = {"connect": launch.address, "server-key": str(launch.keys.server_public),
+               "key": str(launch.keys.secret("node7")), "step": STAGE}
+    args = [f"--{name}={value}" for name, value in options.items() if name != leave_out]
+    assert_one_line(worker_cli(*args, cwd=launch.directory), 2, f"--{leave_out}")
+
+
+@pytest.mark.parametrize("bad", ["missing-key", "public-key-as-key", "garbled-server-key"])
+def test_pipeline_worker_names_a_bad_key_file(launch: Launcher, bad: str) -> None:
+    key, server = launch.keys.secret("node7"), launch.keys.server_public
+    if bad == "missing-key":
+        key = named = launch.directory / "nowhere.key_secret"
+    elif bad == "public-key-as-key":
+        key = named = launch.keys.public("node7")
+    else:
+        server = named = launch.directory / "server.key"
+        named.write_text("metadata\ncurve\n    public-key = \"short\"\n")
+    result = worker_cli(f"--connect={launch.address}", f"--server-key={server}", f"--key={key}", f"--step={STAGE}",
+                        cwd=launch.directory)
+    assert_one_line(result, 2, str(named))
+
+
+def test_pipeline_worker_is_refused_a_step_the_run_does_not_serve(launch: Launcher) -> None:
+    run = launch.run(launch.chain(hold=True))
+    wait_for_local_worker(launch, run)
+    missing = launch.worker(step="NOPE", name="missing")
+    producer = launch.worker(step=PRODUCER, name="producer")
+    assert missing.wait() == 2, missing.stderr
+    assert producer.wait() == 2, producer.stderr
+    launch.hold.touch()
+    assert run.wait() == 0, run.stderr
+    assert_every_value_once(launch, run)
+    for proc, reason in ((missing, "NOPE"), (producer, PRODUCER)):
+        said = lines(proc.stderr)
+        assert len(said) == 1, proc.stderr
+        assert reason in said[0]
+        assert "refused" in said[0]
+
+
+def test_pipeline_worker_without_the_steps_module(launch: Launcher, tmp_path: Path) -> None:
+    # The run imports the stage's module from its working directory; the worker host has no such module.
+    head, node = tmp_path / "head", tmp_path / "node"
+    head.mkdir()
+    node.mkdir()
+    (head / "head_only_steps.py").write_text("from tests.remote_steps import Tagged as HeadOnly  # noqa: F401\n")
+    config = launch.chain(hold=True)
+    config["Pipeline"]["stagers_conf"][0].update({"module": "head_only_steps", "class": "HeadOnly"})
+    run = launch.run(config, cwd=head, env={**os.environ, "PYTHONPATH": str(ROOT)})
+    wait_for_local_worker(launch, run)
+    env = {name: value for name, value in os.environ.items() if name != "PYTHONPATH"}
+    worker = launch.worker(cwd=node, env=env)
+    assert worker.wait() == 2, worker.stderr
+    launch.hold.touch()
+    assert run.wait() == 0, run.stderr
+    assert_every_value_once(launch, run)
+    said = lines(worker.stderr)
+    assert len(said) == 1, worker.stderr
+    assert "head_only_steps" in said[0]
+
+
+def test_pipeline_worker_leaves_when_its_run_is_killed(launch: Launcher) -> None:
+    run = launch.run(launch.chain(hold=True))
+    worker = launch.worker()
+    wait_during(run, lambda: len(marker_pids(launch.gate, "init")) == 2, "the remote worker to join")
+    run.popen.send_signal(signal.SIGKILL)
+    killed = time.monotonic()
+    assert run.wait() == -signal.SIGKILL
+    assert worker.wait(10) == 3, worker.stderr
+    # heartbeat_liveness (5) x heartbeat_interval (0.2 s), and a margin for a loaded machine
+    assert time.monotonic() - killed < 5 * 0.2 + 3.0
+    assert "the run is gone" in lines(worker.stderr)[-1]

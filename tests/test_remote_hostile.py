@@ -1,0 +1,155 @@
+"""What a hostile peer of a run's listening port can do (issue 14: nothing unauthenticated is ever unpickled,
+and junk never disturbs the run).
+
+Peers that never authenticate (bare TCP, plaintext ZeroMQ, an unknown CURVE key) and an authorized
+peer that sends junk frames before serving the step properly: each run's result must be exactly
+what it would have been (every value once, exit 0), and no bomb (a pickle that creates a file when
+unpickled) may ever go off.
+"""
+
+from __future__ import annotations
+
+import os
+from collections.abc import Callable, Iterator
+from dataclasses import dataclass
+from pathlib import Path
+
+import pytest
+import zmq
+
+from pipeline.auth import load_key_pair, load_public_key
+from pipeline.engine.wire import HEADER, Kind, control_frames, ping_frames
+from tests.remote_helpers import PRODUCER, STAGE, STRANGER, Launcher, Proc, duplicates, wait_during
+from tests.remote_peers import JUNK_RESULTS, Intruder, bomb, junk_result, plaintext_junk, refused_peer
+from tests.remote_steps import marker_pids
+
+#: How many values each run sends (Launcher.chain's default).
+COUNT = 20
+
+
+@pytest.fixture
+def launch(tmp_path: Path) -> Iterator[Launcher]:
+    """The test's processes, killed at its end if still running."""
+    with Launcher(tmp_path) as launcher:
+        yield launcher
+
+
+def assert_unchanged(launch: Launcher, run: Proc, pids: set[int], marker: Path) -> None:
+    """No bomb went off, and the run ended well with every value once, each tagged by one of ``pids``."""
+    status = run.wait()
+    assert not marker.exists(), f"junk was unpickled (the bomb made {marker}); the run's stderr:\n{run.stderr}"
+    assert status == 0, run.stderr
+    outputs = launch.outputs()
+    assert sorted(row["value"] for row in outputs) == list(range(COUNT)), (outputs, run.stderr)
+    assert not duplicates(outputs)
+    assert {row["pid"] for row in outputs} == pids, run.stderr
+
+
+def test_peers_that_never_authenticate_change_nothing(launch: Launcher, tmp_path: Path) -> None:
+    marker = tmp_path / "bomb-went-off"
+    payload = bomb(marker)
+    server = load_public_key(launch.keys.server_public).public
+    run = launch.run(launch.chain(hold=True))
+    wait_during(run, lambda: run.pid in marker_pids(launch.gate, "ran"), "the run's worker to start")
+
+    plaintext_junk(launch.port, b"GET / HTTP/1.0\r\n\r\n" + payload)
+    plaintext_junk(launch.port, b"\xff" + bytes(8) + b"\x7f" + payload)  # a ZMTP signature, then the bomb
+    hello = [HEADER.pack(Kind.HELLO, 0, 1, 0), STAGE.encode()]
+    assert refused_peer(launch.address, [*hello, payload], None, server) == zmq.EVENT_HANDSHAKE_FAILED_PROTOCOL
+    stranger = load_key_pair(launch.keys.secret(STRANGER))
+    assert refused_peer(launch.address, [*hello, payload], stranger, server) == zmq.EVENT_HANDSHAKE_FAILED_AUTH
+
+    launch.hold.touch()
+    assert_unchanged(launch, run, {run.pid}, marker)
+
+
+@dataclass
+class Peers:
+    """Two authorized peers of one run, and the bomb they carry."""
+
+    intruder: Intruder
+    accomplice: Intruder
+    payload: bytes
+
+
+def short_frames(peers: Peers) -> None:
+    """Frames shorter than a header, on the keeper's socket, then a proper worker's conduct."""
+    intruder = peers.intruder
+    for junk in ([b""], [b"\x0c"], [bytes(HEADER.size - 1)], [b"\x0a\x00", STAGE.encode()]):
+        intruder.send(intruder.keeper, junk)
+    intruder.refused(intruder.keeper)  # answered after the junk: the door read it and is still there
+    intruder.join(STAGE)
+    intruder.serve()
+
+
+def wrong_kinds_and_refused_hellos(peers: Peers) -> None:
+    """Kinds a keeper never sends, a heartbeat of a slot it does not hold, HELLOs the run must refuse."""
+    intruder, keeper = peers.intruder, peers.intruder.keeper
+    for kind in (200, Kind.SPEC, Kind.WORK, Kind.RESULT, Kind.PONG, Kind.LOST, Kind.ADDED):
+        intruder.send(keeper, [HEADER.pack(kind, 0, 1, 0), peers.payload])
+    intruder.send(keeper, [HEADER.pack(Kind.PING, 0, 0, 4242), peers.payload])  # no answer: refused() sees a PONG
+    assert "NOPE" in intruder.refused(keeper, b"NOPE")
+    assert "no step ''" in intruder.refused(keeper, None)
+    assert "no step" in intruder.refused(keeper, peers.payload)  # a step name is text, never unpickled
+    assert "producer" in intruder.refused(keeper, PRODUCER.encode())
+    assert "threads" in intruder.refused(keeper, STAGE.encode(), threads=0)
+    assert "threads" in intruder.refused(keeper, STAGE.encode(), threads=100_000)
+    intruder.join(STAGE)
+    intruder.serve()
+
+
+def another_keys_slot(peers: Peers) -> None:
+    """Frames of a thread that has not joined, and a slot's routing id and heartbeat claimed with another key."""
+    intruder, accomplice = peers.intruder, peers.accomplice
+    slot = intruder.join(STAGE)
+    thread = intruder.thread
+    assert thread is not None
+    intruder.send(thread, junk_result(peers.payload, 0))  # before its JOIN (serve() sends it next)
+    intruder.send(thread, control_frames(Kind.READY, 2))
+    claim = accomplice.socket(b"p%d.1" % slot)
+    for junk in (control_frames(Kind.JOIN, 2), ping_frames(slot, []), junk_result(peers.payload, 0),
+                 control_frames(Kind.FINISHED)):
+        accomplice.send(claim, junk)
+    accomplice.refused(claim)  # answered after the claims: the door has read them
+    accomplice.send(accomplice.keeper, ping_frames(slot, []))  # no answer: refused() sees a PONG
+    accomplice.refused(accomplice.keeper)
+    intruder.serve()
+    assert not claim.poll(0), "the run sent something to a thread of the slot claimed with another key"
+
+
+def junk_result_case(corrupt: Callable[[bytes, int], list[bytes]]) -> Callable[[Peers], None]:
+    """Serve the step, sending a corrupt RESULT (carrying the bomb) before the first proper answer."""
+    def case(peers: Peers) -> None:
+        intruder = peers.intruder
+        intruder.join(STAGE)
+        intruder.serve(lambda thread, packet: intruder.send(thread, corrupt(peers.payload, packet.first_seq)))
+
+    return case
+
+
+CASES: dict[str, Callable[[Peers], None]] = {
+    "short-frames": short_frames,
+    "wrong-kinds-and-refused-hellos": wrong_kinds_and_refused_hellos,
+    "another-keys-slot": another_keys_slot,
+    **{f"result-{name}": junk_result_case(corrupt) for name, corrupt in JUNK_RESULTS.items()},
+}
+
+
+@pytest.mark.parametrize("case", CASES)
+def test_junk_from_an_authorized_peer_changes_nothing(launch: Launcher, tmp_path: Path, case: str) -> None:
+    marker = tmp_path / "bomb-went-off"
+    # The intruder is the step's only worker (nb_thread 0): the run ends only if it serves every message.
+    # A long liveness: these runs test junk, not death, and a loaded machine must not end the intruder.
+    run = launch.run(launch.chain(nb_thread=0), "--Pipeline.heartbeat_liveness=25")
+    server = load_public_key(launch.keys.server_public).public
+
+    def alive() -> bool:
+        return run.popen.poll() is None
+
+    with Intruder(launch.address, load_key_pair(launch.keys.secret("intruder")), server, 0.2, alive) as intruder, \
+            Intruder(launch.address, load_key_pair(launch.keys.secret("accomplice")), server, 0.2, alive) as other:
+        try:
+            CASES[case](Peers(intruder, other, bomb(marker)))
+        except AssertionError as err:
+            raise AssertionError(f"{err}\nthe run's stderr:\n{run.stderr}") from None
+    assert_unchanged(launch, run, {os.getpid()}, marker)
