@@ -50,6 +50,20 @@ class WorkerPool:
         state.answered += 1
         return state.in_flight[0], index
 
+    def next_seqs(self, worker: bytes, count: int) -> list[int]:
+        """The sequence numbers of the next ``count`` inputs ``worker`` holds and has not answered (fewer if
+        it holds fewer), in the order it runs them."""
+        state = self.workers[worker]
+        seqs: list[int] = []
+        skip = state.answered
+        for packet in state.in_flight:
+            first = packet.first_seq + skip
+            seqs.extend(range(first, min(packet.first_seq + len(packet), first + count - len(seqs))))
+            skip = 0
+            if len(seqs) >= count:
+                break
+        return seqs
+
     def lose(self, worker: bytes) -> list[Packet]:
         """Forget a dead worker; return what it held and had not answered, oldest first."""
         state = self.workers.pop(worker)

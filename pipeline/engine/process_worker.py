@@ -29,6 +29,7 @@ from pathlib import Path
 from typing import Any
 
 import zmq
+from zmq.utils.monitor import recv_monitor_message
 
 from ..auth import KeyPair, secure_client
 from ..config import PipelineConfig
@@ -199,8 +200,9 @@ class JoinError(Exception):
         self.status = status
 
 
-#: Handshake failures a client's socket monitor reports (the server refused the key, or is not who we think).
-_HANDSHAKE_FAILED = zmq.EVENT_HANDSHAKE_FAILED_AUTH | zmq.EVENT_HANDSHAKE_FAILED_PROTOCOL
+#: What a client's socket monitor reports about its handshakes with the run.
+_HANDSHAKE_EVENTS = (zmq.EVENT_HANDSHAKE_FAILED_AUTH | zmq.EVENT_HANDSHAKE_FAILED_PROTOCOL
+                     | zmq.EVENT_HANDSHAKE_FAILED_NO_DETAIL | zmq.EVENT_HANDSHAKE_SUCCEEDED | zmq.EVENT_DISCONNECTED)
 
 
 def ask_spec(socket: zmq.Socket, slot: int, login: Login | None) -> tuple[Spec, int]:
@@ -208,20 +210,10 @@ def ask_spec(socket: zmq.Socket, slot: int, login: Login | None) -> tuple[Spec, 
     one started us, a remote one proved its server key in the CURVE handshake)."""
     hello = [HEADER.pack(Kind.HELLO, 0, 0, slot)] if login is None else [
         HEADER.pack(Kind.HELLO, 0, login.threads, os.getpid()), login.step.encode()]
-    monitor = socket.get_monitor_socket(_HANDSHAKE_FAILED) if login is not None else None
+    monitor = socket.get_monitor_socket(_HANDSHAKE_EVENTS) if login is not None else None
     try:
         frames.send(socket, hello)
-        poller = zmq.Poller()
-        poller.register(socket, zmq.POLLIN)
-        if monitor is not None:
-            poller.register(monitor, zmq.POLLIN)
-        events = dict(poller.poll(HELLO_TIMEOUT_SECONDS * 1000))
-        if monitor is not None and monitor in events:
-            raise JoinError(f"authentication failed: the run did not accept key {login.own.name!r} (is "
-                            f"{login.own.name}.key in its authorized_keys, and --server-key its key?)", 1)
-        if socket not in events:
-            raise JoinError(f"no answer from the run within {HELLO_TIMEOUT_SECONDS:g} s (is it listening there, "
-                            "and does it accept this key?)", 1)
+        _wait_for_answer(socket, monitor, login.own.name if login is not None else "")
     finally:
         if monitor is not None:
             socket.disable_monitor()
@@ -231,6 +223,32 @@ def ask_spec(socket: zmq.Socket, slot: int, login: Login | None) -> tuple[Spec, 
     if kind is Kind.REFUSE:
         raise JoinError(f"the run refused: {bytes(received[1]).decode(errors='replace')}", 2)
     return pickle.loads(received[1].bytes), given
+
+
+def _wait_for_answer(socket: zmq.Socket, monitor: zmq.Socket | None, key: str) -> None:
+    """Wait up to HELLO_TIMEOUT_SECONDS for the run's answer; a JoinError if the handshake fails.
+
+    The run refusing our key is an explicit failure; a run whose key is not --server-key cannot read
+    our handshake and closes the connection before it completes, which is the same failure to us.
+    """
+    poller = zmq.Poller()
+    poller.register(socket, zmq.POLLIN)
+    if monitor is not None:
+        poller.register(monitor, zmq.POLLIN)
+    deadline = time.monotonic() + HELLO_TIMEOUT_SECONDS
+    shaken = False
+    while (left := deadline - time.monotonic()) > 0:
+        events = dict(poller.poll(left * 1000))
+        if socket in events:
+            return
+        if monitor is not None and monitor in events:
+            event = recv_monitor_message(monitor)["event"]
+            if event == zmq.EVENT_HANDSHAKE_SUCCEEDED:
+                shaken = True
+            elif event != zmq.EVENT_DISCONNECTED or not shaken:
+                raise JoinError(f"authentication failed: the run did not accept key {key!r}, or is not the "
+                                f"holder of --server-key (is {key}.key in its authorized_keys?)", 1)
+    raise JoinError(f"no answer from the run within {HELLO_TIMEOUT_SECONDS:g} s (is it listening there?)", 1)
 
 
 def load_step(spec: Spec, threads: int | None) -> PipelineConfig:

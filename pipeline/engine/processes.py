@@ -104,7 +104,8 @@ class WorkerHost(EngineThread):
                 notice.connect(self.addresses.notices(name))
             options = self.control.options
             if options.listen and options.server_keys is not None:
-                self.door = RemoteDoor(self.context, options.listen, options.server_keys, self.addresses.work)
+                self.door = RemoteDoor(self.context, options.listen, options.server_keys, self.addresses.work,
+                                       lambda step: len(self.config.steps[step].next_steps))
             for name in self.routers:
                 for _ in range(self.config.steps[name].nb_process):
                     self._start(name)
@@ -192,14 +193,13 @@ class WorkerHost(EngineThread):
                 door.drop("from an unknown peer")
                 continue
             routing_id, payload = received[0].bytes, received[1:]
-            try:
-                kind, value = header_of(payload[0])
-            except ValueError as err:
-                door.drop(f"from {key}: {err}")
+            if len(payload[0]) < HEADER.size:
+                door.drop(f"from {key}: a header frame shorter than a header")
                 continue
-            if kind is Kind.HELLO:
+            kind, _, _, value = HEADER.unpack_from(payload[0])
+            if kind == Kind.HELLO:
                 self._remote_hello(door, key, routing_id, payload, received[0].get("Peer-Address"))
-            elif kind is Kind.PING:
+            elif kind == Kind.PING:
                 self._remote_ping(door, key, routing_id, value, payload)
             else:
                 worker = door.slot_of(routing_id, key)

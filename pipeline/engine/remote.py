@@ -31,12 +31,10 @@ import zmq
 from ..auth import CurveServer, ServerKeys
 from ..status import WorkerProcessStatus
 from . import frames
-from .wire import HEADER, Kind, header_of, parse_failed, parse_result
+from .wire import Kind, WireError, check_from_worker
 
 log = logging.getLogger("pipeline.engine")
 
-#: What a worker thread may send its router through the door.
-_TO_ROUTER = frozenset({Kind.JOIN, Kind.READY, Kind.RESULT, Kind.FAILED, Kind.FINISHED})
 #: Seconds between two warnings about dropped frames.
 _WARN_EVERY_SECONDS = 10.0
 #: Largest frame a remote peer may send (libzmq drops the connection of a peer that sends more).
@@ -69,9 +67,10 @@ class RemoteDoor:
     """The listening socket and the relays of the remote workers (owned by the worker host's thread)."""
 
     def __init__(self, context: zmq.Context, listen: str, keys: ServerKeys,
-                 work_address: Callable[[str], str]) -> None:
+                 work_address: Callable[[str], str], next_steps: Callable[[str], int]) -> None:
         self.context = context
         self.work_address = work_address
+        self.next_steps = next_steps  # how many next steps a step has: the targets its results may name
         self.server = CurveServer(context, keys)  # before the socket binds: no handshake escapes the check
         self.socket = context.socket(zmq.ROUTER)
         self.socket.linger = 0
@@ -111,18 +110,10 @@ class RemoteDoor:
         return worker if worker is not None and worker.key == key else None
 
     def to_router(self, worker: RemoteWorker, routing_id: bytes, payload: list[zmq.Frame]) -> None:
-        """Relay what a worker thread sent to its router, if it is a well-formed message for a router."""
+        """Relay what a worker thread sent to its router, once checked to be a well-formed message for it."""
         try:
-            kind, _ = header_of(payload[0])
-            if len(payload[0]) < HEADER.size or kind not in _TO_ROUTER:
-                raise ValueError(f"a {kind.name} is not for a router")
-            if kind is Kind.RESULT:
-                parse_result(payload)
-            elif kind is Kind.FAILED:
-                parse_failed(payload)
-            elif len(payload) != 1:
-                raise ValueError(f"a {kind.name} has one frame")
-        except (ValueError, IndexError, TypeError, UnicodeDecodeError) as err:
+            kind = check_from_worker(payload, self.next_steps(worker.step))
+        except WireError as err:
             self.drop(f"from {worker.key}: {err}")
             return
         relay = worker.relays.get(routing_id)

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import logging
 import time
 from collections import deque
 from itertools import islice
@@ -32,6 +33,11 @@ from .wire import (
     parse_lost,
     parse_result,
 )
+
+log = logging.getLogger("pipeline.engine")
+
+#: Seconds between two warnings about messages a router ignored.
+WARN_EVERY_SECONDS = 10.0
 
 #: The routing id of a worker in another process starts with this byte (then "slot.thread");
 #: ZeroMQ's own routing ids, those of thread workers, start with a zero byte.
@@ -86,6 +92,8 @@ class Router(EngineThread):
         self.pool = WorkerPool()
         self.expected_workers = step.workers
         self._numbers: dict[bytes, int] = {}  # process workers' numbers
+        self.ignored = 0  # messages from workers outside the run that did not match what they hold
+        self._warned = 0.0
         self._finished_threads: dict[int, int] = {}  # per worker process: its threads that ran finish()
         self._slot_threads: dict[int, int] = {}  # threads of the worker processes that joined later (ADDED)
         self._deaths: dict[int, int] = {}  # per message sequence number: worker processes it died in
@@ -193,14 +201,16 @@ class Router(EngineThread):
             received = frames.recv(work)
             worker = received[0].bytes
             kind, value = header_of(received[1])
-            if kind is Kind.RESULT:
+            if kind is Kind.JOIN:
+                self._join(work, worker, value)
+            elif kind is Kind.FAILED:  # an init() failure comes before the worker joins
+                self._failed(worker, received[1:])
+            elif worker not in self.pool.workers:
+                continue  # a worker whose process was lost: what it still says is moot
+            elif kind is Kind.RESULT:
                 self._answered(worker, received[1:])
             elif kind is Kind.READY:
                 self.pool.done(worker, value)
-            elif kind is Kind.JOIN:
-                self._join(work, worker, value)
-            elif kind is Kind.FAILED:
-                self._failed(worker, received[1:])
             elif kind is Kind.FINISHED:
                 self._finished += 1
                 slot = slot_of(worker)
@@ -231,6 +241,10 @@ class Router(EngineThread):
         """A RESULT: count what a process worker did, then send the outputs on."""
         answers = parse_result(received)
         if slot_of(worker) is not None:  # a thread of this process counts its own work
+            answered = [answer.seq for answer in answers if answer.seq != UNORDERED]
+            if answered != self.pool.next_seqs(worker, len(answered)):
+                self._ignore(worker, "a RESULT answering messages it was not running")
+                return
             counts = self.counts
             for answer in answers:
                 if answer.seq == UNORDERED:
@@ -260,10 +274,31 @@ class Router(EngineThread):
             if what == "run()":  # a SystemExit or such in run(): the step stops, as in the run's own threads
                 self.control.policy.halt(self.step.name, f"step {self.step.name} raised {line} in run()")
             return
+        if worker not in self.pool.workers or self.pool.next_seqs(worker, 1) != [seq]:
+            self._ignore(worker, f"a failure of message {seq}, which it was not running")
+            return
         state = self.pool.workers[worker]
         message = _message_at(state.in_flight[0], state.answered)
         self.first_error = self.first_error or line
         self.control.policy.message_failed(self.step, name, seq, error, message)
+
+    def _ignore(self, worker: bytes, what: str) -> None:
+        """Drop what a worker sent that does not match what it holds (a worker outside the run that does
+        not keep the protocol); like a worker stuck in run(), it keeps what it holds until it answers or dies."""
+        self.ignored += 1
+        now = time.monotonic()
+        if now - self._warned >= WARN_EVERY_SECONDS:
+            self._warned = now
+            log.warning("step %s: ignored %s from worker %s (%d ignored in all)", self.step.name, what,
+                        worker.decode(errors="replace"), self.ignored)
+
+    def _requeue(self, packets: list[Packet]) -> None:
+        """Put ``packets`` back at the front of the queue, in order, counted as delivered again."""
+        for packet in reversed(packets):
+            self.queue.appendleft(packet)
+            self.queued += len(packet)
+            self.queued_bytes += packet.nbytes
+            self.redelivered += len(packet)
 
     def _number(self, worker: bytes) -> int:
         """A process worker's number in the step, for logs and the monitor (in order of first sight)."""
@@ -289,11 +324,7 @@ class Router(EngineThread):
         requeue: list[Packet] = []
         for worker in [worker for worker in self.pool.workers if slot_of(worker) == slot]:
             requeue.extend(self._blame(self.pool.lose(worker), running, worker, reason))
-        for packet in reversed(requeue):
-            self.queue.appendleft(packet)
-            self.queued += len(packet)
-            self.queued_bytes += packet.nbytes
-            self.redelivered += len(packet)
+        self._requeue(requeue)
         self.expected_workers -= self._slot_threads.get(slot, self.step.nb_thread) - self._finished_threads.get(slot, 0)
         if self.expected_workers == 0:
             if self.control.options.listen:

@@ -279,3 +279,63 @@ def parse_ping(frames: Sequence[Any]) -> list[int]:
     running = array("Q")
     running.frombytes(data[:len(data) - len(data) % running.itemsize])
     return list(running)
+
+
+class WireError(ValueError):
+    """Frames that are not what their header says: from a peer outside the run, dropped, never parsed further."""
+
+
+#: What a worker thread may send its router, and how many frames each kind has (None: a RESULT's many).
+_FROM_WORKER = {Kind.JOIN: 1, Kind.READY: 1, Kind.FINISHED: 1, Kind.FAILED: 4, Kind.RESULT: None}
+
+
+def check_from_worker(frames: Sequence[Any], next_steps: int) -> Kind:
+    """The kind of a message a worker in another process sent its router, once every frame is checked to
+    be what the header says (a RESULT: its lengths, buffers, targets and input table); WireError otherwise.
+
+    What passes can be parsed without error and forwarded without surprise; ``next_steps`` is how many
+    next steps the worker's step has (the targets a RESULT may name).
+    """
+    if not frames or len(frames[0]) < HEADER.size:
+        raise WireError("a header frame shorter than a header")
+    kind_byte, flags, n, value = HEADER.unpack_from(frames[0])
+    try:
+        kind = Kind(kind_byte)
+    except ValueError:
+        raise WireError(f"unknown kind {kind_byte}") from None
+    if kind not in _FROM_WORKER:
+        raise WireError(f"a {kind.name} is not for a router")
+    expected = _FROM_WORKER[kind]
+    if expected is not None:
+        if len(frames) != expected or (expected == 1 and len(frames[0]) != HEADER.size):
+            raise WireError(f"a {kind.name} of {len(frames)} frames")
+        return kind
+    _check_result(frames, flags, n, value, next_steps)
+    return kind
+
+
+def _check_result(frames: Sequence[Any], flags: int, n: int, inputs: int, next_steps: int) -> None:
+    header = bytes(frames[0])
+    fixed = HEADER.size + 8 * n
+    if len(header) < fixed or len(frames) < 2:
+        raise WireError("a RESULT header shorter than its counts say")
+    lengths, oob_counts, targets = array("I"), array("H"), array("H")
+    lengths.frombytes(header[HEADER.size:HEADER.size + 4 * n])
+    oob_counts.frombytes(header[HEADER.size + 4 * n:HEADER.size + 6 * n])
+    targets.frombytes(header[HEADER.size + 6 * n:fixed])
+    body = len(header) - fixed if flags & INLINE else len(frames[1])
+    buffer_frames = len(frames) - (2 if flags & INLINE else 3)
+    if flags & ~INLINE or sum(lengths) != body or sum(oob_counts) != buffer_frames:
+        raise WireError("a RESULT whose lengths or buffer counts do not match its frames")
+    if any(target >= next_steps and target != EVERY_NEXT_STEP for target in targets):
+        raise WireError("a RESULT naming a next step its step does not have")
+    table = bytes(frames[-1])
+    if len(table) != inputs * RESULT_INPUT.size:
+        raise WireError("a RESULT whose input table does not match its count")
+    answered = 0
+    for seq, count, outcome, seconds in RESULT_INPUT.iter_unpack(table):
+        if outcome not in Outcome._value2member_map_ or not 0 <= seconds < 1e9 or (count and outcome):
+            raise WireError(f"a RESULT with an impossible answer for input {seq}")
+        answered += count
+    if answered != n:
+        raise WireError("a RESULT whose answers do not add up to its outputs")
