@@ -257,3 +257,12 @@ def test_an_idle_window_with_a_finished_run_of_processes_repaints_nothing(window
     finally:
         QApplication.instance().removeEventFilter(counter)
     assert counter.paints == 0
+
+
+def test_the_table_takes_the_width_its_process_columns_need_from_the_plot(qtbot: Any, window: MainWindow) -> None:
+    window.resize(1200, 900)  # the table's columns do not fit its share of the width
+    view = shown_run(window, run_messages())
+    qtbot.waitUntil(lambda: view.middle.width() > 0, timeout=10_000)
+    view.size_panels()  # as a redraw or a resize does
+    table, plot, _ = view.middle.sizes()
+    assert table >= view.table.content_width() and plot >= 320

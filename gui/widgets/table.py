@@ -162,6 +162,13 @@ class StepTable(QTableView):
             if self.isColumnHidden(column) != hidden:  # set only on a change: an idle table repaints nothing
                 self.setColumnHidden(column, hidden)
 
+    def content_width(self) -> int:
+        """The width that shows every column shown without a scroll bar (the sections resize lazily: asked here)."""
+        header = self.horizontalHeader()
+        columns = [c for c in range(header.count()) if not header.isSectionHidden(c)]
+        return (sum(max(header.sectionSizeHint(c), self.sizeHintForColumn(c)) for c in columns)
+                + 2 * self.frameWidth() + self.verticalScrollBar().sizeHint().width())
+
     def content_height(self) -> int:
         """The height that shows every row without a scroll bar."""
         return (self.horizontalHeader().height() + self.verticalHeader().defaultSectionSize() * self.steps.rowCount()
