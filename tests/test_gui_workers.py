@@ -15,7 +15,7 @@ from PySide6.QtCore import Qt
 from PySide6.QtWidgets import QApplication
 
 from gui import theme
-from gui.model import Runs
+from gui.model import Runs, StepView
 from gui.protocol import (
     MAX_NAME,
     MAX_SILENCE,
@@ -152,8 +152,8 @@ def test_fuzzed_worker_lists_parse_within_their_caps_or_not_at_all(entries: list
         assert worker.kind in WORKER_KINDS and len(worker.host) <= MAX_NAME and len(worker.key) <= MAX_NAME
         assert 1 <= worker.threads <= MAX_THREADS and 0.0 <= worker.silent <= MAX_SILENCE
         assert worker.pid is None or abs(worker.pid) < 2**63
-        row = workers._row(worker)  # its hover row is made of what it holds, escaped
-        assert "<script" not in row
+    hover = workers.hover(StepView("HILLAS", progress=step))  # made of what it holds, escaped
+    assert "<script" not in hover and hover.count("<tr>") == len(step.worker_processes)
 
 
 # -- the model -----------------------------------------------------------------------------
