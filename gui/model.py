@@ -240,10 +240,12 @@ class RunModel:
             view.rate = counts.processed / self.elapsed if self.elapsed > 0 else 0.0
             previous = view.progress or StepProgress(counts.name, "waiting", 0, 0, 0, 0, 0, 0, 0, 0, 0.0, 0.0)
             failed = counts.first_error is not None or previous.state == "failed"
+            # Its worker processes ended with the run: none is live any more.
             view.progress = replace(previous, state="failed" if failed else "finished", queue=0, busy=0,
                                     received=counts.received, processed=counts.processed,
                                     emitted=counts.emitted, failed=counts.failed, rate=view.rate,
-                                    mean_time=counts.mean_time)
+                                    mean_time=counts.mean_time, redelivered=counts.redelivered,
+                                    restarts=counts.restarts, worker_processes=())
 
 
 def _step_names(message: Message) -> set[str]:

@@ -3,9 +3,11 @@
 This is the only module of the GUI that reads the topics and field names (docs/protocol.md). Anything that
 does not match them raises :class:`ProtocolError`; nothing here is ever unpickled or evaluated.
 
-Every message is bounded before the window holds it: a step list or a name longer than its cap, or
-an integer beyond 64 bits, makes the message a ProtocolError (so it is dropped, and counted); a
-traceback or an error line longer than its cap is shortened, since the rest of the message is sound.
+Every message is bounded before the window holds it: a step list, a list of a step's worker processes
+or a name (of a step, a host, a key...) longer than its cap, or an integer beyond 64 bits, makes the
+message a ProtocolError (so it is dropped, and counted); a traceback or an error line longer than its
+cap is shortened, since the rest of the message is sound. Counts a display adds up or compares (worker
+processes' threads, their seconds of silence) are clamped to what a run can send.
 """
 
 from __future__ import annotations
@@ -35,6 +37,14 @@ MAX_NAME = 200
 MAX_TRACEBACK = 16_000
 #: Characters of an error's line kept.
 MAX_ERROR_LINE = 1_000
+#: Worker processes a step may list (its own and remote ones); a step of 1000 processes is a big cluster.
+MAX_WORKER_PROCESSES = 1000
+#: Where a worker process runs: started by the run, or joined from another host.
+WORKER_KINDS = ("process", "remote")
+#: A worker process's threads are shown as at most this many (a run's threads are bounded by its config).
+MAX_THREADS = 10_000
+#: Seconds of a worker process's silence kept (a day: the run declares it dead long before).
+MAX_SILENCE = 86_400.0
 #: Integers beyond 64 bits are no count or time a run sends.
 _INT_LIMIT = 2**63
 
@@ -78,8 +88,21 @@ class GraphMessage:
 
 
 @dataclass(frozen=True)
+class WorkerProcessInfo:
+    """One worker process of a step: the run's own (``process``) or joined from another host (``remote``)."""
+
+    slot: int  # its number in the run
+    kind: str  # one of WORKER_KINDS
+    pid: int | None  # its process id on its host
+    host: str  # where a remote worker connected from ("" for the run's own)
+    key: str  # the name of the key a remote worker proved ("" for the run's own)
+    threads: int  # 1 to MAX_THREADS
+    silent: float  # seconds since its last heartbeat, 0 to MAX_SILENCE
+
+
+@dataclass(frozen=True)
 class StepProgress:
-    """One step now."""
+    """One step now (the fields with defaults are absent from older runs' statuses)."""
 
     name: str
     state: str
@@ -93,6 +116,10 @@ class StepProgress:
     failed: int
     rate: float | None  # messages per second, as the publisher measured it; None: not sent
     mean_time: float  # seconds per message in run()
+    processes: int = 0  # worker processes its config asks for (nb_process; 0: threads of the run)
+    redelivered: int = 0  # messages delivered again after their worker process died
+    restarts: int = 0  # worker processes started to replace dead ones
+    worker_processes: tuple[WorkerProcessInfo, ...] = ()  # its live worker processes, local and remote
 
 
 @dataclass(frozen=True)
@@ -129,6 +156,8 @@ class FinalCounts:
     failed: int
     first_error: str | None
     mean_time: float  # seconds per message in run()
+    redelivered: int = 0  # messages delivered again after their worker process died
+    restarts: int = 0  # worker processes started to replace dead ones
 
 
 @dataclass(frozen=True)
@@ -191,9 +220,20 @@ def _status(header: Header, fields: _Fields) -> StatusMessage:
             step.get("queue_limit", int, default=0), step.get("busy", int), step.get("workers", int),
             step.get("received", int), step.get("processed", int), step.get("emitted", int), step.get("failed", int),
             step.get("rate", float, default=None), step.get("mean_time", float),
+            processes=step.get("processes", int, default=0), redelivered=step.get("redelivered", int, default=0),
+            restarts=step.get("restarts", int, default=0),
+            worker_processes=tuple(_worker_process(w) for w in step.items("worker_processes", MAX_WORKER_PROCESSES,
+                                                                             default=()))
         ))
     return StatusMessage(header, fields.choice("state", RUN_STATES), fields.get("elapsed", float), tuple(steps),
                          fields.get("dropped", int, default=0))
+
+
+def _worker_process(fields: _Fields) -> WorkerProcessInfo:
+    return WorkerProcessInfo(fields.get("slot", int), fields.choice("kind", WORKER_KINDS),
+                             fields.get("pid", int, default=None), fields.name("host", default=""),
+                             fields.name("key", default=""), min(max(1, fields.get("threads", int)), MAX_THREADS),
+                             min(max(0.0, fields.get("silent", float)), MAX_SILENCE))
 
 
 def _error(header: Header, fields: _Fields) -> ErrorMessage:
@@ -209,7 +249,8 @@ def _finish(header: Header, fields: _Fields) -> FinishMessage:
         steps.append(FinalCounts(name, counts.get("received", int), counts.get("processed", int),
                                  counts.get("emitted", int), counts.get("failed", int),
                                  step.text("first_error", MAX_ERROR_LINE, default=None),
-                                 step.get("mean_time", float, default=0.0)))
+                                 step.get("mean_time", float, default=0.0), step.get("redelivered", int, default=0),
+                                 step.get("restarts", int, default=0)))
     return FinishMessage(header, fields.choice("state", ENDED_STATES), fields.get("exit_status", int),
                          report.get("wall_time", float, default=None), tuple(steps),
                          report.text("stop_reason", MAX_ERROR_LINE, default=None))
@@ -279,13 +320,15 @@ class _Fields:
         """A nested object."""
         return _Fields(self.document.get(key), f"{self.path}.{key}")
 
-    def items(self, key: str) -> list[_Fields]:
-        """A list of at most MAX_STEPS objects."""
+    def items(self, key: str, limit: int = MAX_STEPS, default: Any = _MISSING) -> list[_Fields]:
+        """A list of at most ``limit`` objects; ``default`` if absent or null, when given."""
         values = self.document.get(key)
+        if values is None and default is not _MISSING:
+            return list(default)
         if not isinstance(values, list):
             raise ProtocolError(f"{self.path}.{key}: expected a list")
-        if len(values) > MAX_STEPS:
-            raise ProtocolError(f"{self.path}.{key}: more than {MAX_STEPS} steps")
+        if len(values) > limit:
+            raise ProtocolError(f"{self.path}.{key}: more than {limit} items")
         return [_Fields(value, f"{self.path}.{key}[{i}]") for i, value in enumerate(values)]
 
     def mapping(self, key: str) -> list[tuple[str, _Fields]]:

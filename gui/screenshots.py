@@ -4,7 +4,10 @@ It makes a key pair for the monitor and one for the runs in a temporary director
 opens the window on a free port, saves ``gui-waiting.png``, runs ``configs/example.json`` against it
 in a subprocess, saves ``gui-running.png`` while the run is well under way and ``gui.png`` once it
 finished, then runs a 12-step and a 30-step pipeline (fan-out and fan-in included) and saves
-``gui-12-steps.png`` and ``gui-30-steps.png``. Anyone can re-run it; it needs no display.
+``gui-12-steps.png`` and ``gui-30-steps.png``, and last runs the example with worker processes
+(``nb_process: 2`` on CLEAN and HILLAS), kills one of HILLAS's mid-run, as a crash would, and saves
+``gui-processes.png`` once the run has redelivered its messages and replaced it. Anyone can re-run
+it; it needs no display.
 """
 
 from __future__ import annotations
@@ -12,6 +15,7 @@ from __future__ import annotations
 import argparse
 import json
 import os
+import signal
 import subprocess
 import sys
 import tempfile
@@ -27,6 +31,7 @@ from PySide6.QtWidgets import QApplication
 from pipeline import auth
 
 from . import theme
+from .protocol import StepProgress
 from .window import MainWindow
 
 ROOT = Path(__file__).resolve().parent.parent
@@ -90,6 +95,17 @@ def long_config(name: str, count: int, fan: int, events: int, output: Path) -> d
     }
 
 
+def processes_config(events: int, output: Path) -> dict[str, Any]:
+    """The example, with CLEAN and HILLAS in two worker processes each."""
+    config = json.loads((ROOT / "configs" / "example.json").read_text(encoding="utf-8"))
+    for stager in config["Pipeline"]["stagers_conf"]:
+        if stager["name"] in ("CLEAN", "HILLAS"):
+            stager.update(nb_process=2, nb_thread=1)
+    config["SimulatedCamera"]["n_events"] = events
+    config["JsonLinesWriter"]["path"] = str(output)
+    return config
+
+
 class Scene:
     """The window, offscreen, with keys as across hosts; ``run`` starts a pipeline reporting to it."""
 
@@ -125,6 +141,12 @@ class Scene:
     def ended(self, pipeline: str) -> bool:
         """Whether a run of ``pipeline`` has ended."""
         return any(r.ended and r.header.pipeline == pipeline for r in self.window.runs.runs.values())
+
+    def step(self, pipeline: str, name: str) -> StepProgress | None:
+        """The latest progress of step ``name`` of the run of ``pipeline`` going on; None if there is none."""
+        runs = [r for r in self.window.runs.runs.values() if r.header.pipeline == pipeline and not r.ended]
+        view = runs[0].steps.get(name) if runs else None
+        return view.progress if view else None
 
 
 def finish(run: subprocess.Popen[bytes]) -> None:
@@ -167,8 +189,39 @@ def screenshots(out: Path, events: int) -> list[Path]:
                 scene.save(f"gui-{count}-steps.png")
             finally:
                 finish(run)
+        crash(scene, Path(tmp), events)
         scene.window.close()
     return scene.saved
+
+
+def crash(scene: Scene, tmp: Path, events: int) -> None:
+    """Run the example with worker processes, kill one of HILLAS's once it works, and save
+    ``gui-processes.png`` once the run replaced it (or ended, if it was faster)."""
+    path = tmp / "processes.json"
+    path.write_text(json.dumps(processes_config(events, tmp / "processes.jsonl")), encoding="utf-8")
+    run = scene.run(str(path))
+    try:
+        def working() -> bool:
+            step = scene.step("processes", "HILLAS")
+            return scene.ended("processes") or (step is not None and step.processed > 0
+                                                and len(step.worker_processes) == 2)
+
+        wait_until(working, TIMEOUT, "HILLAS's worker processes to work")
+        step = scene.step("processes", "HILLAS")
+        if step is not None:
+            # A process of the run we started, by the pid its status gave: as a crash would end it.
+            os.kill(next(w.pid for w in step.worker_processes if w.kind == "process" and w.pid), signal.SIGKILL)
+
+            def replaced() -> bool:
+                now = scene.step("processes", "HILLAS")
+                return scene.ended("processes") or (now is not None and now.restarts > 0
+                                                    and len(now.worker_processes) == 2)
+
+            wait_until(replaced, TIMEOUT, "the killed worker process to be replaced")
+        scene.save("gui-processes.png")
+        wait_until(lambda: scene.ended("processes"), TIMEOUT, "the run with worker processes to finish")
+    finally:
+        finish(run)
 
 
 def main(argv: list[str] | None = None) -> None:

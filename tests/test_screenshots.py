@@ -12,7 +12,7 @@ from PySide6.QtGui import QImage
 
 from tests.cli_helpers import ROOT
 
-NAMES = ["gui-waiting.png", "gui-running.png", "gui.png", "gui-12-steps.png", "gui-30-steps.png"]
+NAMES = ["gui-waiting.png", "gui-running.png", "gui.png", "gui-12-steps.png", "gui-30-steps.png", "gui-processes.png"]
 
 
 @pytest.mark.slow

@@ -8,6 +8,9 @@ fits again). The scene is rebuilt only when the graph or the bands change, in li
 
 from __future__ import annotations
 
+from collections.abc import Callable
+from html import escape
+
 from PySide6.QtCore import QPointF, QRectF, Qt
 from PySide6.QtGui import (
     QBrush,
@@ -33,6 +36,7 @@ from PySide6.QtWidgets import (
 from .. import humanize, theme
 from ..layout import band_rows, bands, grid
 from ..model import RunModel, StepView
+from . import workers
 
 BOX_WIDTH, BOX_HEIGHT = 210.0, 104.0
 COLUMN_GAP, ROW_GAP, BAND_GAP = 64.0, 26.0, 48.0
@@ -51,7 +55,8 @@ MAX_DOTS = 8
 
 
 class StepBox(QGraphicsItem):
-    """One step: name, class, state, busy/total workers as dots, queue fill as a bar, messages done."""
+    """One step: name, class, state, busy/total workers as dots, where they run (``2p+1r``) and a mark
+    when worker processes died, queue fill as a bar, messages done; its worker processes on hover."""
 
     def __init__(self, view: StepView) -> None:
         super().__init__()
@@ -60,9 +65,13 @@ class StepBox(QGraphicsItem):
         self.state = "waiting"
         self.busy = self.workers = self.queue = self.done = self.failed = self.emitted = 0
         self.queue_limit = 0
+        self.mix = ""  # where the workers run, "" while they are threads of the run
+        self.late = False  # a worker process is late with its heartbeat
+        self.marks: list[str] = []  # the mark of redeliveries and restarts, longest first
         self.has_queue = view.info is None or view.info.kind != "producer"
         self.has_next = view.info is None or bool(view.info.next_steps)
-        self.setToolTip(f"{view.name}: {view.info.module}.{self.class_name}" if view.info else view.name)
+        # Rich text always (<qt>), so that a name a peer sends is shown as sent, never read as markup.
+        self.title = escape(f"{view.name}: {view.info.module}.{self.class_name}" if view.info else view.name)
         self.update_from(view)
 
     def update_from(self, view: StepView) -> None:
@@ -74,6 +83,11 @@ class StepBox(QGraphicsItem):
         if progress:
             self.busy, self.queue, self.done, self.failed, self.emitted = (
                 progress.busy, progress.queue, progress.processed, progress.failed, progress.emitted)
+        self.mix, self.late, self.marks = workers.mix_text(view), workers.late(view), workers.marks(view)
+        hover = workers.hover(view) if workers.has_processes(view) else ""
+        tip = f"<qt>{self.title}<br>{hover}</qt>" if hover else f"<qt>{self.title}</qt>"
+        if tip != self.toolTip():  # a tooltip set again, even the same, is work an idle window does not do
+            self.setToolTip(tip)
         self.update()
 
     def workers_text(self) -> str:
@@ -149,8 +163,26 @@ class StepBox(QGraphicsItem):
             # The dots say busy/total; the numbers too unless "done → out" needs the room.
             crowded = "\u2192" in self.out_text()
             left, text = left + self.workers * 12 + 4, "" if crowded else f"{self.busy}/{self.workers}"
-        painter.setPen(theme.MUTED)
+        metrics = QFontMetrics(painter.font())
+        room = BOX_WIDTH - 12 - left - metrics.horizontalAdvance(self.out_text()) - 8
+        text, mark = self.workers_line(text, room, metrics.horizontalAdvance)
+        painter.setPen(theme.STATE_COLOURS["draining"] if self.late else theme.MUTED)
         painter.drawText(QRectF(left, 50, BOX_WIDTH - 12 - left, 18), Qt.AlignmentFlag.AlignLeft, text)
+        if mark:
+            painter.setPen(theme.STATE_COLOURS["draining"])
+            shift = metrics.horizontalAdvance(text + "  ") if text else 0
+            painter.drawText(QRectF(left + shift, 50, BOX_WIDTH - 12 - left - shift, 18), Qt.AlignmentFlag.AlignLeft,
+                             mark)
+
+    def workers_line(self, busy: str, room: float, width: Callable[[str], float]) -> tuple[str, str]:
+        """The text after the dots (busy workers, then where they run) and the mark, the most of them that
+        fits ``room`` pixels as ``width`` measures text: the mark first, since it says something went wrong."""
+        texts = [" · ".join(filter(None, (busy, self.mix))), self.mix, busy, ""]
+        for mark in [*self.marks, ""]:
+            for text in texts:
+                if width(f"{text}  {mark}" if text and mark else text or mark) <= room:
+                    return text, mark
+        return "", self.marks[-1] if self.marks else ""
 
     def _paint_queue(self, painter: QPainter) -> None:
         painter.setPen(theme.MUTED)

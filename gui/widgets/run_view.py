@@ -2,7 +2,9 @@
 
 The panels get the room their content needs: when the number of steps or the presence of errors
 changes, the graph gets its wrapped height (up to GRAPH_SHARE of the tab), the errors their list
-(or a title line when there are none), the table and the plot the rest.
+(or a title line when there are none), the table and the plot the rest. When the table's columns
+or its rows change (a run's worker processes add two columns), the table gets its width back from
+the plot, as long as the plot keeps PLOT_MIN pixels.
 """
 
 from __future__ import annotations
@@ -21,6 +23,8 @@ from .table import StepTable
 GRAPH_SHARE, GRAPH_MIN = 0.55, 150
 #: The errors' height when there are some, and the middle row's (table and plot) at least, pixels.
 ERRORS_HEIGHT, MIDDLE_MIN = 190, 180
+#: The plot's width at least when the table takes room from it, pixels.
+PLOT_MIN = 320
 
 
 class RunHeader(QWidget):
@@ -76,7 +80,7 @@ class RunView(QWidget):
         self.plot = ThroughputPlot()
         self.legend = Legend(self.plot)
         self.errors = ErrorPanel()
-        middle = QSplitter(Qt.Orientation.Horizontal)
+        self.middle = middle = QSplitter(Qt.Orientation.Horizontal)
         middle.addWidget(self.table)
         middle.addWidget(self.plot)
         middle.addWidget(self.legend)
@@ -87,6 +91,7 @@ class RunView(QWidget):
         body.addWidget(self.errors)
         body.setChildrenCollapsible(False)
         self._sized: tuple = ()  # what the panels were last sized for
+        self._widened: tuple[int, int] = (-1, -1)  # the table's columns shown and rows when it was last widened
         layout = QVBoxLayout(self)
         layout.setContentsMargins(10, 10, 10, 6)
         layout.setSpacing(8)
@@ -107,6 +112,7 @@ class RunView(QWidget):
 
     def size_panels(self) -> None:
         """Give each panel the room its content needs, when the content changed shape (not on every redraw)."""
+        self._widen_table()
         shape = (len(self.run.steps), self.run.graph is not None, self.run.error_count > 0, self.body.height())
         if shape == self._sized or self.body.height() <= 0:
             return
@@ -117,6 +123,19 @@ class RunView(QWidget):
         graph = int(min(max(self.graph.content_height(), GRAPH_MIN), GRAPH_SHARE * total))
         graph = min(graph, max(GRAPH_MIN, total - errors - MIDDLE_MIN))
         self.body.setSizes([graph, max(MIDDLE_MIN, total - graph - errors), errors])
+
+    def _widen_table(self) -> None:
+        """Give the table the width of its columns, from the plot, when the columns or rows shown changed."""
+        header = self.table.horizontalHeader()
+        shown = (header.count() - header.hiddenSectionCount(), self.table.steps.rowCount())
+        if shown == self._widened or self.middle.width() <= 0:
+            return
+        self._widened = shown
+        table, plot, legend = self.middle.sizes()
+        wanted = self.table.content_width()
+        extra = min(wanted - table, plot - PLOT_MIN)
+        if extra > 0:
+            self.middle.setSizes([table + extra, plot - extra, legend])
 
     def resizeEvent(self, event: object) -> None:
         super().resizeEvent(event)

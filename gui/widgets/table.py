@@ -1,7 +1,12 @@
-"""The step table: one row per step with its workers, queue, counts, rate and mean time."""
+"""The step table: one row per step with its workers, queue, counts, rate and mean time.
+
+WORKERS (where the workers run) and REDELIVERED are shown only for a run with worker processes: a run
+of threads keeps its narrow table. Hovering over a step's workers lists its worker processes.
+"""
 
 from __future__ import annotations
 
+from dataclasses import dataclass
 from typing import Any
 
 from PySide6.QtCore import QAbstractTableModel, QModelIndex, QPersistentModelIndex, Qt
@@ -9,15 +14,40 @@ from PySide6.QtWidgets import QAbstractItemView, QHeaderView, QTableView, QWidge
 
 from .. import humanize, theme
 from ..model import RunModel, StepView
+from . import workers
 
-COLUMNS = ("STEP", "CLASS", "WORKERS", "QUEUE", "DONE", "OUT", "FAILED", "RATE", "MEAN TIME")
+COLUMNS = ("STEP", "CLASS", "BUSY", "WORKERS", "QUEUE", "DONE", "OUT", "FAILED", "REDELIVERED", "RATE", "MEAN TIME")
 #: What a column's header says when pointed at.
-TIPS = {"DONE": "messages whose run() completed", "OUT": "deliveries to next steps: fewer than DONE if the step "
+TIPS = {"BUSY": "workers inside run() now / all its workers", "WORKERS": "where its workers run: t threads of the run, "
+        "p its worker processes, r remote workers (point at a step's to list them)",
+        "DONE": "messages whose run() completed", "OUT": "deliveries to next steps: fewer than DONE if the step "
         "dropped messages (a filter), more if it sends one to several steps", "FAILED": "messages whose run() raised",
+        "REDELIVERED": "messages delivered again after their worker process died",
         "RATE": "messages done per second, recently (the run's average once it ended)"}
-_FAILED = COLUMNS.index("FAILED")
+#: The columns shown only for a run with worker processes.
+PROCESS_COLUMNS = ("WORKERS", "REDELIVERED")
+#: The columns whose cells list the step's worker processes when pointed at.
+_HOVER = {COLUMNS.index(name) for name in ("BUSY", "WORKERS", "REDELIVERED")}
+_FAILED, _WORKERS, _REDELIVERED = (COLUMNS.index(name) for name in ("FAILED", "WORKERS", "REDELIVERED"))
 
 _Index = QModelIndex | QPersistentModelIndex
+
+
+@dataclass(frozen=True)
+class Row:
+    """One step's row: its texts, its state, what hovering over its workers shows and whether they need a look."""
+
+    texts: tuple[str, ...]
+    state: str
+    hover: str  # rich text; "" for a step whose workers are threads of the run
+    alert: bool  # a worker process is late with its heartbeat, or some were restarted
+
+
+def row(view: StepView) -> Row:
+    """``view``'s row."""
+    progress = view.progress
+    alert = workers.late(view) or (progress is not None and progress.restarts > 0)
+    return Row(cells(view), view.state, workers.hover(view) if workers.has_processes(view) else "", alert)
 
 
 def cells(view: StepView) -> tuple[str, ...]:
@@ -25,16 +55,17 @@ def cells(view: StepView) -> tuple[str, ...]:
     info, progress = view.info, view.progress
     class_name = info.class_name if info else ""
     if progress is None:
-        workers = info.workers if info else 0
-        return (view.name, class_name, f"0/{workers}", "", "0", "0", "0", "0", "—")
+        workers_total = info.workers if info else 0
+        return (view.name, class_name, f"0/{workers_total}", "", "", "0", "0", "0", "0", "0", "—")
     limit = progress.queue_limit or (info.queue_limit if info else 0)
     if info is not None and info.kind == "producer":
         queue = "—"  # the producer has no queue
     else:
         queue = f"{progress.queue}/{limit}" if limit > 0 else str(progress.queue)
     out = humanize.count(progress.emitted) if info is None or info.next_steps else "—"
-    return (view.name, class_name, f"{progress.busy}/{progress.workers}", queue, humanize.count(progress.processed),
-            out, humanize.count(progress.failed), humanize.rate(view.rate), humanize.seconds(progress.mean_time))
+    return (view.name, class_name, f"{progress.busy}/{progress.workers}", str(workers.mix(view)), queue,
+            humanize.count(progress.processed), out, humanize.count(progress.failed),
+            humanize.count(progress.redelivered), humanize.rate(view.rate), humanize.seconds(progress.mean_time))
 
 
 class StepTableModel(QAbstractTableModel):
@@ -42,21 +73,28 @@ class StepTableModel(QAbstractTableModel):
 
     def __init__(self, parent: QWidget | None = None) -> None:
         super().__init__(parent)
-        self.rows: list[tuple[str, ...]] = []
-        self.states: list[str] = []
+        self.lines: list[Row] = []
+
+    @property
+    def rows(self) -> list[tuple[str, ...]]:
+        """The texts of every row."""
+        return [line.texts for line in self.lines]
+
+    @property
+    def states(self) -> list[str]:
+        """The state of every row's step."""
+        return [line.state for line in self.lines]
 
     def refresh(self, run: RunModel) -> None:
         """Show the run's latest state."""
-        views = list(run.steps.values())
-        rows = [cells(view) for view in views]
-        states = [view.state for view in views]
-        if len(rows) != len(self.rows):
+        lines = [row(view) for view in run.steps.values()]
+        if len(lines) != len(self.lines):
             self.beginResetModel()
-            self.rows, self.states = rows, states
+            self.lines = lines
             self.endResetModel()
-        elif rows != self.rows or states != self.states:
-            self.rows, self.states = rows, states
-            self.dataChanged.emit(self.index(0, 0), self.index(len(rows) - 1, len(COLUMNS) - 1))
+        elif lines != self.lines:
+            self.lines = lines
+            self.dataChanged.emit(self.index(0, 0), self.index(len(lines) - 1, len(COLUMNS) - 1))
 
     def rowCount(self, parent: _Index = QModelIndex()) -> int:  # noqa: B008 (Qt's default)
         return 0 if parent.isValid() else len(self.rows)
@@ -67,16 +105,20 @@ class StepTableModel(QAbstractTableModel):
     def data(self, index: _Index, role: int = Qt.ItemDataRole.DisplayRole) -> Any:
         if not index.isValid():
             return None
-        row, column = index.row(), index.column()
+        line, column = self.lines[index.row()], index.column()
         if role == Qt.ItemDataRole.DisplayRole:
-            return self.rows[row][column]
+            return line.texts[column]
         if role == Qt.ItemDataRole.DecorationRole and column == 0:
-            return theme.state_icon(self.states[row])
+            return theme.state_icon(line.state)
         if role == Qt.ItemDataRole.ToolTipRole and column == 0:
-            return self.states[row]
+            return line.state
+        if role == Qt.ItemDataRole.ToolTipRole and column in _HOVER:
+            return f"<qt>{line.hover}</qt>" if line.hover else None
         if role == Qt.ItemDataRole.ForegroundRole:
-            if column == _FAILED and self.rows[row][_FAILED] != "0":
+            if column == _FAILED and line.texts[_FAILED] != "0":
                 return theme.STATE_COLOURS["failed"]
+            if (column == _REDELIVERED and line.texts[_REDELIVERED] != "0") or (column == _WORKERS and line.alert):
+                return theme.STATE_COLOURS["draining"]
             return theme.MUTED if column == 1 else theme.TEXT
         if role == Qt.ItemDataRole.TextAlignmentRole and column >= 2:
             return int(Qt.AlignmentFlag.AlignRight | Qt.AlignmentFlag.AlignVCenter)
@@ -112,8 +154,20 @@ class StepTable(QTableView):
         self.setFont(theme.monospace())
 
     def refresh(self, run: RunModel) -> None:
-        """Show the run's latest state."""
+        """Show the run's latest state; the process columns once a step has worker processes."""
         self.steps.refresh(run)
+        hidden = not any(workers.has_processes(view) for view in run.steps.values())
+        for name in PROCESS_COLUMNS:
+            column = COLUMNS.index(name)
+            if self.isColumnHidden(column) != hidden:  # set only on a change: an idle table repaints nothing
+                self.setColumnHidden(column, hidden)
+
+    def content_width(self) -> int:
+        """The width that shows every column shown without a scroll bar (the sections resize lazily: asked here)."""
+        header = self.horizontalHeader()
+        columns = [c for c in range(header.count()) if not header.isSectionHidden(c)]
+        return (sum(max(header.sectionSizeHint(c), self.sizeHintForColumn(c)) for c in columns)
+                + 2 * self.frameWidth() + self.verticalScrollBar().sizeHint().width())
 
     def content_height(self) -> int:
         """The height that shows every row without a scroll bar."""

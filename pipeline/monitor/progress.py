@@ -2,9 +2,11 @@
 
 When stderr is a terminal, the live table of ``terminal`` shows the run. Otherwise (a batch job,
 a pipe) the same figures go out as one INFO line of the ``pipeline.progress`` logger every
-``interval`` seconds: per step messages processed and failed, queue fill, busy workers and rate;
-and when the producer declares how many messages it will yield (``Component.__length_hint__``),
-how far it is and an estimate of the time left (ETA).
+``interval`` seconds: per step messages processed and failed, queue fill, busy workers and rate,
+where its workers run when some are processes (``workers=2p+1r``, see ``workers``), and messages
+redelivered and worker processes restarted when there were any; and when the producer declares how
+many messages it will yield (``Component.__length_hint__``), how far it is and an estimate of the
+time left (ETA).
 """
 
 from __future__ import annotations
@@ -17,6 +19,7 @@ from typing import TYPE_CHECKING
 
 from ..config import PipelineConfig
 from ..status import RunStatus, StepStatus
+from .workers import worker_mix
 
 if TYPE_CHECKING:
     from rich.console import Console
@@ -58,14 +61,25 @@ def make_progress(config: PipelineConfig, interval: float, start: float,
 
 
 def progress_line(config: PipelineConfig, status: RunStatus, rates: Mapping[str, float]) -> str:
-    """``<state> <elapsed> s[, <total>]: STEP processed=.. failed=.. queue=../.. busy=../.. rate=../s | ...``."""
+    """``<state> <elapsed> s[, <total>]: STEP processed=.. failed=.. queue=../.. busy=../.. rate=../s | ...``,
+    a step's figures followed by ``workers=2p+1r redelivered=.. restarts=..`` when they have something to say."""
     parts = []
     for step in status.steps:
         c = step.counts
         parts.append(f"{step.name} processed={c.processed} failed={c.failed} queue={queue_text(config, step)} "
-                     f"busy={step.busy}/{step.workers} rate={rates.get(step.name, 0.0):.1f}/s")
+                     f"busy={step.busy}/{step.workers} rate={rates.get(step.name, 0.0):.1f}/s{_workers_fields(step)}")
     total = run_total(status, rates)
     return f"{status.state} {status.elapsed:.1f} s{f', {total}' if total else ''}: " + " | ".join(parts)
+
+
+def _workers_fields(step: StepStatus) -> str:
+    """`` workers=2p+1r redelivered=3 restarts=1``, each only when it says something (after the fields
+    that every step has, so that a reader of those finds them where it always did)."""
+    mix = worker_mix(step.workers, step.processes, step.worker_processes)
+    fields = [] if mix.plain else [f"workers={mix}"]
+    fields += [f"{name}={value}" for name, value in (("redelivered", step.redelivered), ("restarts", step.restarts))
+               if value]
+    return "".join(f" {field}" for field in fields)
 
 
 def queue_text(config: PipelineConfig, step: StepStatus, number: Callable[[int], str] = str) -> str:

@@ -2,13 +2,17 @@
 
 About four times a second: a title (the pipeline, its state, the time, and when the producer
 declares its length, how far it is and the ETA), then per step its state, messages processed and
-failed, queue fill (with a bar), busy workers and recent rate. It is transient: it disappears when
-the run ends, before the summary table is printed. Prints to stderr during the run go above it;
-stdout stays the steps'.
+failed, queue fill (with a bar), busy workers, where its workers run (WORKERS, ``2p+1r``: shown
+only when some step has worker processes or remote workers) and recent rate. Under the table, a
+line per step with something to say about its worker processes: messages redelivered and processes
+restarted, its remote workers by key and host, and the worker processes whose heartbeat is late.
+It is transient: it disappears when the run ends, before the summary table is printed. Prints to
+stderr during the run go above it; stdout stays the steps'.
 
 The table fits the terminal's width without ever cutting a number (60000 must not read ``600…``):
 when it is too wide, the bar goes first, then numbers take units (``60.0k``), then the least useful
-columns go (DROP_ORDER), and last the step names are shortened.
+columns go (DROP_ORDER), and last the step names are shortened. A note line is cut between its
+items, never inside one: what does not fit is counted (``+2 more``).
 """
 
 from __future__ import annotations
@@ -26,15 +30,16 @@ from rich.text import Text
 from ..config import PipelineConfig
 from ..status import RunStatus, StepStatus
 from .progress import abbreviated, duration, queue_text, run_total
+from .workers import is_late, label, worker_mix
 
 #: Seconds between two redraws.
 REDRAW_SECONDS = 0.25
 #: Width of the queue fill bar, in characters.
 BAR_WIDTH = 12
 #: The columns, in display order ("" is the queue's bar); numbers are right-aligned.
-COLUMNS = ("STEP", "STATE", "PROCESSED", "FAILED", "QUEUE", "", "BUSY", "RATE/S")
+COLUMNS = ("STEP", "STATE", "PROCESSED", "FAILED", "QUEUE", "", "BUSY", "WORKERS", "RATE/S")
 #: The columns a narrow terminal loses, first to last (STEP and PROCESSED always stay).
-DROP_ORDER = ("", "BUSY", "STATE", "RATE/S", "QUEUE", "FAILED")
+DROP_ORDER = ("", "WORKERS", "BUSY", "STATE", "RATE/S", "QUEUE", "FAILED")
 #: Spaces between two columns.
 GAP = 2
 _LEFT = {"STEP", "STATE"}
@@ -74,10 +79,12 @@ class _Row:
 
 
 def progress_table(config: PipelineConfig, status: RunStatus, rates: Mapping[str, float], width: int = 100) -> Group:
-    """The terminal display, ``width`` columns wide at most: a title line and a row per step."""
+    """The terminal display, ``width`` columns wide at most: a title line, a row per step, and the notes
+    on worker processes."""
     rows = [_Row(step, _cells(config, step, rates, str), _cells(config, step, rates, abbreviated))
             for step in status.steps]
-    columns, short = _fit(rows, width)
+    mixed = any(not worker_mix(s.workers, s.processes, s.worker_processes).plain for s in status.steps)
+    columns, short = _fit(rows, width, [c for c in COLUMNS if mixed or c != "WORKERS"])
     names = [row.step.name for row in rows]
     room = width - _width(columns, rows, short, names) + max(len(name) for name in [*names, "STEP"])
     if room < max(len(name) for name in names):
@@ -89,7 +96,7 @@ def progress_table(config: PipelineConfig, status: RunStatus, rates: Mapping[str
     for row, name in zip(rows, names, strict=True):
         cells = row.short if short else row.full
         table.add_row(*(_render(config, row.step, column, cells, name) for column in columns))
-    return Group(_title(config, status, rates, width), table)
+    return Group(_title(config, status, rates, width), table, *filter(None, (_note(s, width) for s in status.steps)))
 
 
 def _cells(config: PipelineConfig, step: StepStatus, rates: Mapping[str, float],
@@ -99,19 +106,20 @@ def _cells(config: PipelineConfig, step: StepStatus, rates: Mapping[str, float],
     rate = rates.get(step.name, 0.0)
     return {"STEP": step.name, "STATE": step.state, "PROCESSED": number(c.processed), "FAILED": number(c.failed),
             "QUEUE": queue_text(config, step, number), "": " " * BAR_WIDTH, "BUSY": f"{step.busy}/{step.workers}",
+            "WORKERS": str(worker_mix(step.workers, step.processes, step.worker_processes)),
             "RATE/S": f"{rate:.1f}" if rate < 1000 else number(int(rate))}
 
 
-def _fit(rows: Sequence[_Row], width: int) -> tuple[list[str], bool]:
-    """The columns to show and whether numbers are abbreviated: the first layout that fits."""
+def _fit(rows: Sequence[_Row], width: int, wanted: Sequence[str]) -> tuple[list[str], bool]:
+    """The columns to show, of ``wanted``, and whether numbers are abbreviated: the first layout that fits."""
     names = [row.step.name for row in rows]
     # Every column in full; without the bar; numbers with units; then fewer and fewer columns.
     layouts = [(0, False), (1, False), *((dropped, True) for dropped in range(1, len(DROP_ORDER) + 1))]
     for dropped, short in layouts:
-        columns = [column for column in COLUMNS if column not in DROP_ORDER[:dropped]]
+        columns = [column for column in wanted if column not in DROP_ORDER[:dropped]]
         if _width(columns, rows, short, names) <= width:
             return columns, short
-    return [column for column in COLUMNS if column not in DROP_ORDER], True
+    return [column for column in wanted if column not in DROP_ORDER], True
 
 
 def _width(columns: Sequence[str], rows: Sequence[_Row], short: bool, names: Sequence[str]) -> int:
@@ -146,6 +154,54 @@ def _bar(config: PipelineConfig, step: StepStatus) -> ProgressBar | str:
     if config.steps[step.name].kind == "producer" or step.queue_limit < 1:
         return ""
     return ProgressBar(total=step.queue_limit, completed=min(step.queue, step.queue_limit), width=BAR_WIDTH)
+
+
+def _note(step: StepStatus, width: int) -> Text | None:
+    """``HILLAS  3 redelivered · 1 restart · remote node7@10.0.0.5 · pid 4321 late 3 s``, ``width``
+    characters at most, or None when the step's workers have nothing to say. Items that do not fit
+    are counted (``+2 more``), never cut; numbers take units before the step's name is shortened."""
+    items = _note_items(step, str)
+    if not items:
+        return None
+    if len(step.name) + GAP + len(items[0][0]) > width:
+        items = _note_items(step, abbreviated)
+    rest = f" · +{len(items) - 1} more" if len(items) > 1 else ""
+    name = _shorten(step.name, max(2, width - GAP - len(items[0][0]) - len(rest)))
+    shown = _fitting(items, width - len(name) - GAP)
+    if not shown:  # not even the first item fits: the name keeps what the count leaves it
+        name = _shorten(step.name, max(2, width - GAP - len(f"+{len(items)} more")))
+    parts: list[str | tuple[str, str]] = [(name, "bold"), " " * GAP]
+    for i, (text, style) in enumerate(shown):
+        parts += [" · "] * (i > 0) + [(text, style)]
+    if len(shown) < len(items):
+        parts.append(f"{' · ' if shown else ''}+{len(items) - len(shown)} more")
+    return Text.assemble(*parts, no_wrap=True, overflow="crop")
+
+
+def _note_items(step: StepStatus, number: Callable[[int], str]) -> list[tuple[str, str]]:
+    """The items of a step's note, each with its style: redeliveries and restarts, late worker
+    processes, then the remote workers."""
+    items = [(f"{number(step.redelivered)} redelivered", "yellow")] if step.redelivered else []
+    if step.restarts:
+        items.append((f"{number(step.restarts)} restart" + ("s" if step.restarts > 1 else ""), "yellow"))
+    for worker in step.worker_processes:
+        if is_late(worker.silent):
+            where = "remote " * (worker.kind == "remote")
+            items.append((f"{where}{label(worker)} late {duration(worker.silent)}", "bold yellow"))
+    items += [(f"remote {label(w)}", "") for w in step.worker_processes if w.kind == "remote" and not is_late(w.silent)]
+    return items
+
+
+def _fitting(items: Sequence[tuple[str, str]], room: int) -> Sequence[tuple[str, str]]:
+    """The most items (from the first) that fit ``room`` characters joined by " · ", with room left
+    for "+N more" when some are left out."""
+    for count in range(len(items), -1, -1):
+        used = sum(len(text) for text, _ in items[:count]) + 3 * max(0, count - 1)
+        if count < len(items):
+            used += len(f"+{len(items) - count} more") + (3 if count else 0)
+        if used <= room:
+            return items[:count]
+    return ()
 
 
 def _title(config: PipelineConfig, status: RunStatus, rates: Mapping[str, float], width: int) -> Text:
