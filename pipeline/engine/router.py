@@ -83,6 +83,7 @@ class Router(EngineThread):
         self.busy_time = 0.0  # run() seconds of the step's process workers
         self.max_time = 0.0
         self.redelivered = 0  # messages handed out again after their worker process died
+        self.busy_workers = 0  # workers outside the run's process that hold work (the monitor reads it)
         self.first_error: str | None = None  # the first error its process workers reported
         self.fatal = False  # an init()/finish() error of a process worker, or every worker process lost
         self.queue: deque[Packet] = deque()
@@ -191,6 +192,8 @@ class Router(EngineThread):
             if self.queue or work in events:
                 self._read_workers(work)
             self._dispatch(work)
+            if self.hears_notices:  # workers outside the run: the monitor cannot ask them (a plain int it reads)
+                self.busy_workers = self.pool.busy()
             if self._drained():
                 self._finishing = True
                 for worker in list(self.pool.workers):

@@ -235,18 +235,18 @@ class ThreadedRunner:
             status.busy_time += router.busy_time
             status.max_time = max(status.max_time, router.max_time)
             status.redelivered = router.redelivered
+            status.busy += router.busy_workers
             if router.first_error and status.state == "finished":
                 status.state = "failed"
-        if self.host is not None:
-            status.restarts = self.host.restarts[name]
-            now = time.monotonic()
-            status.worker_processes = [w.status(now) for w in self.host.roster if w.step == name]
-            remote = sum(w.threads for w in status.worker_processes if w.kind == "remote")
-            status.workers += remote
         elif threads and not threads[0].is_alive():
             status.state = "finished"
         elif self.control.go.is_set():
             status.state = "running"
+        if self.host is not None:
+            status.restarts = self.host.restarts[name]
+            now = time.monotonic()
+            status.worker_processes = [w.status(now) for w in self.host.roster if w.step == name]
+            status.workers += sum(w.threads for w in status.worker_processes if w.kind == "remote")
         if status.state == "finished" and any(t.first_error for t in threads):
             status.state = "failed"
         return status
