@@ -43,8 +43,9 @@ PREFETCH_BYTES = 4 * 1024 * 1024
 PREFETCH_SECONDS = 0.001
 #: A committed output waits at most this long for more to batch with it.
 MAX_DELAY_SECONDS = 0.001
-#: How often the Flusher looks for outputs that wait while their thread is in the step's code.
-FLUSH_TICK_SECONDS = 0.005
+#: How often the Flusher looks for outputs that wait while their thread is in the step's code. Each
+#: look takes the GIL: at 5 ms it cost 10% of W1's throughput, at 20 ms it costs none measurable.
+FLUSH_TICK_SECONDS = 0.02
 #: An ordered step's router hands out no more work while it holds back this many bytes of outputs.
 HELD_BACK_BYTES = 64 * 1024 * 1024
 #: A producer whose generator took longer than this to yield sends each message at once.
