@@ -98,10 +98,11 @@ class Case:
         self.rows.append(Row(design))
         return self.rows[-1]
 
-    def ratios(self, design: str) -> list[float]:
-        """Per repeat, how many times better the engine's figure is than ``design``'s (above 1: the
-        engine is better); none unless both rows have a positive figure for every repeat."""
-        engine, other = self.row(ENGINE).figures, self.row(design).figures
+    def ratios(self, design: str, base: str = ENGINE) -> list[float]:
+        """Per repeat, how many times better ``base``'s figure (the engine's by default) is than
+        ``design``'s (above 1: ``base`` is better); none unless both rows have a positive figure for
+        every repeat."""
+        engine, other = self.row(base).figures, self.row(design).figures
         if not engine or len(engine) != len(other) or min(engine + other) <= 0:
             return []
         pairs = zip(engine, other, strict=True)

@@ -175,13 +175,17 @@ def warm_up() -> None:
 
 # -- W1 ---------------------------------------------------------------------------------------
 
-#: W1's designs: the engine, a thread and a process baseline, and raw ZeroMQ (throttled too, as a reference).
-TINY_DESIGNS = (ENGINE, SEQUENTIAL, QUEUE, ZMQ, ZMQ_THROTTLED, MPIPE)
+#: W1's designs: the engine (its stage in a thread, and in one worker process), a thread and a
+#: process baseline, and raw ZeroMQ (throttled too, as a reference).
+TINY_DESIGNS = (ENGINE, SEQUENTIAL, PROCESSES, QUEUE, ZMQ, ZMQ_THROTTLED, MPIPE)
+#: The stage's step keys for each engine design.
+STAGE_KEYS = {ENGINE: {}, SEQUENTIAL: {}, PROCESSES: {"nb_process": 1}}
+ENGINE_MODES = {**MODES, PROCESSES: "threads"}
 
 
-def tiny_config(count: int, tag: str = "") -> dict[str, Any]:
-    """The W1 config: TinyDicts -> PassThrough -> Tally."""
-    return chain(step("P", "TinyDicts"), step("S", "PassThrough"), step("C", "Tally"),
+def tiny_config(count: int, tag: str = "", stage: dict[str, Any] | None = None) -> dict[str, Any]:
+    """The W1 config: TinyDicts -> PassThrough (with the ``stage`` step keys) -> Tally."""
+    return chain(step("P", "TinyDicts"), step("S", "PassThrough", **(stage or {})), step("C", "Tally"),
                  TinyDicts={"count": count}, Tally={"tag": tag})
 
 
@@ -191,9 +195,9 @@ def tiny(plan: Plan, progress: Progress) -> Workload:
     work = Workload("W1", f"tiny messages: {n:,} dicts of ~100 B, producer -> stager (pass) -> consumer")
     case = work.case("throughput", "msg/s", higher_is_better=True)
 
-    def engine(mode: str) -> float:
+    def engine(design: str) -> float:
         tag = new_tag()
-        seconds = run_engine(tiny_config(n, tag), mode, n, plan.gui)
+        seconds = run_engine(tiny_config(n, tag, STAGE_KEYS[design]), ENGINE_MODES[design], n, plan.gui)
         check_tally(tag, n, n * (n - 1) // 2)
         return n / seconds
 
@@ -206,11 +210,12 @@ def tiny(plan: Plan, progress: Progress) -> Workload:
     for r in range(plan.repeat):
         progress(f"W1 tiny, repeat {r + 1}/{plan.repeat}")
         for design in TINY_DESIGNS:
-            run = partial(engine, MODES[design]) if design in MODES else partial(baseline, design)
+            run = partial(engine, design) if design in STAGE_KEYS else partial(baseline, design)
             measure(case, design, run, progress)
     work.targets = [
         Target("engine threads >= 50,000 msg/s", case.row(ENGINE).figures, 50_000),
         Target(f"engine threads >= 1.0x {ZMQ}", case.ratios(ZMQ), 1.0),
+        Target(f"{PROCESSES} >= 1.0x {MPIPE}", case.ratios(MPIPE, base=PROCESSES), 1.0),
     ]
     return work
 
@@ -226,11 +231,11 @@ def large(plan: Plan, progress: Progress) -> Workload:
     sizes = ", ".join(f"{count:,} x {mib} MiB" for mib, count in plan.large_counts)
     work = Workload("W2", f"large arrays: {sizes} float64 arrays, the stager computes arr * 2")
 
-    def engine(mode: str, mib: int, n: int) -> float:
+    def engine(design: str, mib: int, n: int) -> float:
         tag = new_tag()
-        doc = chain(step("P", "Arrays", ARRAYS), step("S", "Double", ARRAYS), step("C", "Tally"),
+        doc = chain(step("P", "Arrays", ARRAYS), step("S", "Double", ARRAYS, **STAGE_KEYS[design]), step("C", "Tally"),
                     Arrays={"count": n, "mib": mib}, Tally={"tag": tag})
-        seconds = run_engine(doc, mode, n, plan.gui)
+        seconds = run_engine(doc, ENGINE_MODES[design], n, plan.gui)
         check_tally(tag, n, float(n * (n - 1)))
         return n * mib / seconds
 
@@ -244,9 +249,9 @@ def large(plan: Plan, progress: Progress) -> Workload:
         progress(f"W2 large, repeat {r + 1}/{plan.repeat}")
         for mib, n in plan.large_counts:
             case = work.case(f"{mib} MiB arrays", "MiB/s", higher_is_better=True)
-            designs = [ENGINE, SEQUENTIAL, QUEUE, ZMQ, *([MPIPE] if mib == plan.mpipe_large_mib else [])]
+            designs = [ENGINE, SEQUENTIAL, PROCESSES, QUEUE, ZMQ, *([MPIPE] if mib == plan.mpipe_large_mib else [])]
             for design in designs:
-                run = partial(engine, MODES[design]) if design in MODES else partial(baseline, design)
+                run = partial(engine, design) if design in STAGE_KEYS else partial(baseline, design)
                 measure(case, design, partial(run, mib, n), progress)
     if any(row.design == MPIPE and row.status == OK for case in work.cases for row in case.rows):
         work.notes.append(f"mpipe pickles arrays in-band through a pipe to its worker process: it runs the "
@@ -254,7 +259,9 @@ def large(plan: Plan, progress: Progress) -> Workload:
     work.notes.append(f"{ZMQ} queues up to its default high-water mark, 1,000 messages per socket: its memory "
                       "is not held to a bound as the engine's is")
     first = work.cases[0]
-    work.targets = [Target(f"{first.label}: engine threads >= 3,000 MiB/s", first.row(ENGINE).figures, 3_000)]
+    work.targets = [Target(f"{first.label}: engine threads >= 3,000 MiB/s", first.row(ENGINE).figures, 3_000),
+                    Target(f"{first.label}: {PROCESSES} >= 1,200 MiB/s (ezmsg's separate processes)",
+                           first.row(PROCESSES).figures, 1_200)]
     for mib, _ in plan.large_counts:
         if mib in LARGE_GOALS:
             case = work.case(f"{mib} MiB arrays", "MiB/s", higher_is_better=True)
