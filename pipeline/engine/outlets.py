@@ -50,9 +50,13 @@ class Outlet:
     def flush(self) -> None:
         """Send every committed output now."""
 
+    def due(self, now: float) -> bool:
+        """Whether the oldest unsent output has waited MAX_DELAY_SECONDS at ``now``."""
+        return bool(self.oldest) and now - self.oldest >= MAX_DELAY_SECONDS
+
     def flush_if_due(self) -> None:
-        """Send what has waited MAX_DELAY_SECONDS."""
-        if self.oldest and time.monotonic() - self.oldest >= MAX_DELAY_SECONDS:
+        """Send what has waited MAX_DELAY_SECONDS (callers test ``oldest`` first: it is most often 0)."""
+        if self.due(time.monotonic()):
             self.flush()
 
     def end(self) -> None:
@@ -206,7 +210,7 @@ class Flusher(threading.Thread):
         while not self.stopped.wait(FLUSH_TICK_SECONDS):
             now = time.monotonic()
             for outlet in self.outlets:
-                if outlet.oldest and now - outlet.oldest >= MAX_DELAY_SECONDS and outlet.lock.acquire(False):
+                if outlet.due(now) and outlet.lock.acquire(False):
                     try:
                         outlet.flush()
                     except zmq.ContextTerminated:

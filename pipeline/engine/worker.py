@@ -7,7 +7,7 @@ outputs collected, then committed to the outlet as a whole, or dropped if the co
 from __future__ import annotations
 
 from collections.abc import Callable
-from time import monotonic, perf_counter
+from time import perf_counter
 from typing import Any
 
 import zmq
@@ -20,7 +20,7 @@ from ..step import Collector, failure_line, produce, send_outputs
 from . import frames
 from .addresses import Addresses
 from .control import INIT_DONE, EngineThread, RunControl
-from .flow import MAX_DELAY_SECONDS, SLOW_SOURCE_SECONDS, window_for
+from .flow import SLOW_SOURCE_SECONDS, window_for
 from .outlets import NextSteps, NoOutputs, Outlet, ToRouter
 from .wire import UNORDERED, Kind, Outcome, control_frames, header_of, packet_from_frames
 
@@ -164,8 +164,8 @@ class ProducerThread(StepThread):
                 outlet.commit(0, outputs)
                 if spent > SLOW_SOURCE_SECONDS:
                     outlet.flush()  # a slow source: send each message at once
-                elif outlet.oldest and monotonic() - outlet.oldest >= MAX_DELAY_SECONDS:
-                    outlet.flush()
+                elif outlet.oldest:
+                    outlet.flush_if_due()
         if error is not None:
             self.counts.failed += 1
             self.fail("run()", error)
@@ -278,8 +278,8 @@ class WorkerThread(StepThread):
         if error is None:
             counts.processed += 1
             outlet.commit(seq, collector.take(), spent)
-            if outlet.oldest and monotonic() - outlet.oldest >= MAX_DELAY_SECONDS:
-                outlet.flush()
+            if outlet.oldest:
+                outlet.flush_if_due()
             return
         collector.take()
         counts.failed += 1
