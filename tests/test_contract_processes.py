@@ -1,0 +1,59 @@
+"""The worker contract in a step whose workers are processes (nb_process): the same promises as in
+threads mode, checked with the steps of tests/test_contract.py (their consumer runs in the run's process)."""
+
+from __future__ import annotations
+
+import pytest
+
+from tests.contract_steps import SENT
+from tests.test_contract import new_tag, received, step
+from tests.test_engine import chain, run
+
+#: A stager in one worker process.
+IN_A_PROCESS = {"nb_process": 1}
+
+
+def test_a_receiver_in_a_process_cannot_change_what_the_sender_holds() -> None:
+    tag = new_tag()
+    n = 4
+    report = run(chain(step("P", "Arrays", ["W"]), [step("W", "WriteInPlace", ["C"], **IN_A_PROCESS)],
+                       step("C", "Record"), Arrays={"tag": tag, "count": n}, Record={"tag": tag}))
+    assert report.exit_status == 0, report.table()
+    seen = sorted(received(tag), key=lambda r: r["i"])
+    assert [r["i"] for r in seen] == list(range(n))
+    for record in seen:
+        assert record["big_error"] is not None and "read-only" in record["big_error"]
+        assert record["big_seen"] == 0.0 and record["small_seen"] == 1.0
+    for message in SENT.pop(tag):
+        assert not message["big"].any() and not message["small"].any()
+
+
+@pytest.mark.parametrize("kind,why", [
+    ("buffers", "has 70000 buffers of 65536 bytes or more; at most 65535 can travel"),
+    ("ctypes", "cannot be rebuilt by a receiver"),
+])
+def test_a_message_a_process_cannot_send_fails_alone(kind: str, why: str) -> None:
+    tag = new_tag()
+    n = 40
+    report = run(chain(step("P", "Numbers", ["S"]),
+                       [step("S", "BadOutput", ["C"], on_error="skip", config={"bad_on": 5, "kind": kind},
+                             **IN_A_PROCESS)],
+                       step("C", "Record"), Numbers={"count": n}, Record={"tag": tag}))
+    assert report.exit_status == 1
+    assert sorted(received(tag)) == [i for i in range(n) if i != 5]
+    assert (report["S"].received, report["S"].processed, report["S"].failed) == (n, n - 1, 1)
+    first_error = report.steps["S"].first_error or ""
+    assert first_error.startswith("MessageError: ") and why in first_error, first_error
+    assert report.unprocessed == 0
+
+
+@pytest.mark.parametrize("what,line", [("SystemExit", "run(): SystemExit: 0"),
+                                       ("KeyboardInterrupt", "run(): KeyboardInterrupt: ")])
+def test_system_exit_in_a_process_fails_the_step(what: str, line: str) -> None:
+    tag = new_tag()
+    report = run(chain(step("P", "Numbers", ["S"]),
+                       [step("S", "Raises", ["C"], config={"at": 3, "what": what}, **IN_A_PROCESS)],
+                       step("C", "Record"), Numbers={"count": 10}, Record={"tag": tag}))
+    assert report.exit_status == 1
+    assert report.steps["S"].fatal and line in (report.steps["S"].first_error or ""), report.table()
+    received(tag)
