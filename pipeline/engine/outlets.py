@@ -195,16 +195,19 @@ class Flusher(threading.Thread):
 
     def __init__(self) -> None:
         super().__init__(name="flusher", daemon=True)
-        self.outlets: list[Outlet] = []
+        self.outlets: list[Outlet] = []  # replaced, never changed in place: the loop reads it without the lock
         self.stopped = threading.Event()
+        self._changing = threading.Lock()  # threads add and remove their outlets at the same time
 
     def add(self, outlet: Outlet) -> None:
         """Watch ``outlet`` from now on (its thread holds its lock)."""
-        self.outlets = [*self.outlets, outlet]
+        with self._changing:
+            self.outlets = [*self.outlets, outlet]
 
     def remove(self, outlet: Outlet) -> None:
         """Stop watching ``outlet`` (its thread holds its lock)."""
-        self.outlets = [o for o in self.outlets if o is not outlet]
+        with self._changing:
+            self.outlets = [o for o in self.outlets if o is not outlet]
 
     def run(self) -> None:
         while not self.stopped.wait(FLUSH_TICK_SECONDS):

@@ -51,18 +51,18 @@ class WorkerPool:
         return state.in_flight[0], index
 
     def next_seqs(self, worker: bytes, count: int) -> list[int]:
-        """The sequence numbers of the next ``count`` inputs ``worker`` holds and has not answered (fewer if
-        it holds fewer), in the order it runs them."""
+        """The sequence numbers of the next ``count`` inputs of ``worker``'s oldest packet that it has not
+        answered (fewer if that packet has fewer left): a worker answers a packet's inputs before its READY."""
         state = self.workers[worker]
-        seqs: list[int] = []
-        skip = state.answered
-        for packet in state.in_flight:
-            first = packet.first_seq + skip
-            seqs.extend(range(first, min(packet.first_seq + len(packet), first + count - len(seqs))))
-            skip = 0
-            if len(seqs) >= count:
-                break
-        return seqs
+        if not state.in_flight:
+            return []
+        packet = state.in_flight[0]
+        first = packet.first_seq + state.answered
+        return list(range(first, min(packet.first_seq + len(packet), first + count)))
+
+    def holds(self, worker: bytes) -> bool:
+        """Whether ``worker`` holds a packet it has not said READY for."""
+        return bool(self.workers[worker].in_flight)
 
     def lose(self, worker: bytes) -> list[Packet]:
         """Forget a dead worker; return what it held and had not answered, oldest first."""

@@ -268,8 +268,9 @@ def serve(address: str, slot: int = 0, login: Login | None = None) -> int:
     """Run the workers of one step for the run at ``address``: a local run's (``slot`` given by it) or,
     with ``login``, a remote one's; the exit status."""
     context = zmq.Context()
+    keeper_socket = _socket(context, login)
+    keeper: Keeper | None = None
     try:
-        keeper_socket = _socket(context, login)
         keeper_socket.connect(address)
         try:
             spec, slot = ask_spec(keeper_socket, slot, login)
@@ -277,7 +278,6 @@ def serve(address: str, slot: int = 0, login: Login | None = None) -> int:
             config = load_step(spec, login.threads if login is not None else None)
         except JoinError as err:
             print(f"pipeline-worker: error: {err}", file=sys.stderr, flush=True)
-            keeper_socket.close()
             return err.status
         control = RunControl(RunOptions())  # this process's own: its policy's halted set is what HALT sets
         nb_thread = config.steps[spec.step].nb_thread
@@ -295,7 +295,9 @@ def serve(address: str, slot: int = 0, login: Login | None = None) -> int:
         keeper.stopped.set()
         return 1 if crashed else 0
     finally:
-        context.term()  # ends the keeper's wait for a heartbeat at once (it then closes its socket)
+        if keeper is None:
+            keeper_socket.close()  # else the keeper closes it: terminating the context ends its wait at once
+        context.term()
 
 
 def _socket(context: zmq.Context, login: Login | None) -> zmq.Socket:

@@ -127,7 +127,7 @@ class WorkerHost(EngineThread):
             relays = door.relays() if door is not None else []
             if door is not None:
                 poller.register(door.socket, zmq.POLLIN)
-            for relay in relays:
+            for _, relay in relays:
                 poller.register(relay, zmq.POLLIN)
             events = dict(poller.poll(tick * 1000))
             if gateway in events:
@@ -135,9 +135,9 @@ class WorkerHost(EngineThread):
             if door is not None:
                 if door.socket in events:
                     self._read_door(door)
-                for relay in relays:
-                    if relay in events:
-                        door.to_worker(relay)
+                for worker, relay in relays:
+                    if relay in events and not relay.closed:
+                        door.to_worker(worker, relay)
             self._watch()
             self._relay_halts(gateway)
 
@@ -218,12 +218,12 @@ class WorkerHost(EngineThread):
             why = f"this run has no step {step!r} (its steps: {', '.join(self.routers)})"
         elif router is None:
             why = f"step {step} is the producer: it runs in the run's process"
-        elif router.state == "finished" or self.control.stopping.is_set():
+        elif router.finishing or router.state == "finished" or self.control.stopping.is_set():
             why = f"step {step} has no more work: the run is ending"
         elif not 1 <= threads <= MAX_REMOTE_THREADS:
             why = f"expected 1 to {MAX_REMOTE_THREADS} threads, got {threads}"
         if why is not None:
-            frames.send(door.socket, [keeper, HEADER.pack(Kind.REFUSE, 0, 0, 0), why.encode()])
+            door.send([keeper, HEADER.pack(Kind.REFUSE, 0, 0, 0), why.encode()])
             return
         slot = self._new_slot()
         door.workers[slot] = RemoteWorker(slot, step, key, address, threads, keeper, pid)
@@ -232,7 +232,7 @@ class WorkerHost(EngineThread):
         spec = dataclasses.replace(self._spec(step), work="")
         log.info("step %s: remote worker %s (%s) joined with %d threads, as worker process %d", step, key, address,
                  threads, slot)
-        frames.send(door.socket, [keeper, HEADER.pack(Kind.SPEC, 0, 0, slot), pickle.dumps(spec)])
+        door.send([keeper, HEADER.pack(Kind.SPEC, 0, 0, slot), pickle.dumps(spec)])
 
     def _remote_ping(self, door: RemoteDoor, key: str, keeper: bytes, slot: int, payload: list) -> None:
         worker = door.workers.get(slot)
@@ -242,7 +242,7 @@ class WorkerHost(EngineThread):
         worker.heard = time.monotonic()
         worker.keeper = keeper
         worker.running = parse_ping(payload)
-        frames.send(door.socket, [keeper, HEADER.pack(Kind.PONG, 0, 0, 0)])
+        door.send([keeper, HEADER.pack(Kind.PONG, 0, 0, 0)])
 
     def _spec(self, name: str) -> Spec:
         """What a worker process of step ``name`` runs."""
@@ -290,9 +290,10 @@ class WorkerHost(EngineThread):
     def _died(self, process: WorkerProcess, reason: str, failed: bool = True) -> None:
         """Tell the step's router (it knows whether the process had finished); replace a failed process
         while the step has restarts left, announcing the replacement first."""
-        if self.routers[process.step].state == "finished":
+        router = self.routers[process.step]
+        if router.state == "finished":
             return
-        replace = (failed and not self.control.stopping.is_set()
+        replace = (failed and not self.control.stopping.is_set() and not router.finishing
                    and self.restarts[process.step] < self.control.options.max_worker_restarts)
         if failed:
             log.error("step %s: worker process %d (pid %s) died: %s%s", process.step, process.slot, process.pid,
@@ -313,8 +314,11 @@ class WorkerHost(EngineThread):
         for socket, worker in keepers:
             if worker.step in halted and not worker.halted and worker.keeper is not None:
                 worker.halted = True
-                with contextlib.suppress(zmq.ZMQError):  # a remote worker that is gone: its heartbeat tells
-                    frames.send(socket, [worker.keeper, HEADER.pack(Kind.HALT, 0, 0, 0)])
+                halt = [worker.keeper, HEADER.pack(Kind.HALT, 0, 0, 0)]
+                if self.door is not None and socket is self.door.socket:
+                    self.door.send(halt)
+                else:
+                    frames.send(socket, halt)
 
     def _stop_all(self) -> None:
         """Wait for the processes to leave (they do after FINISH), until shutdown_timeout, then kill them."""

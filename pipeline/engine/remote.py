@@ -73,18 +73,23 @@ class RemoteDoor:
         self.next_steps = next_steps  # how many next steps a step has: the targets its results may name
         self.server = CurveServer(context, keys)  # before the socket binds: no handshake escapes the check
         self.socket = context.socket(zmq.ROUTER)
-        self.socket.linger = 0
-        self.socket.router_mandatory = True
-        self.socket.maxmsgsize = MAX_FRAME_BYTES
-        self.server.secure(self.socket)
-        self.socket.bind(listen)
+        try:
+            self.socket.linger = 0
+            self.socket.router_mandatory = True
+            self.socket.maxmsgsize = MAX_FRAME_BYTES
+            self.server.secure(self.socket)
+            self.socket.bind(listen)
+        except BaseException:
+            self.socket.close()
+            self.server.close()
+            raise
         self.workers: dict[int, RemoteWorker] = {}
         self.dropped = 0
         self._warned = 0.0
 
-    def relays(self) -> list[zmq.Socket]:
-        """The sockets from the routers to remote worker threads."""
-        return [relay for worker in self.workers.values() for relay in worker.relays.values()]
+    def relays(self) -> list[tuple[RemoteWorker, zmq.Socket]]:
+        """The sockets from the routers to remote worker threads, each with its worker."""
+        return [(worker, relay) for worker in self.workers.values() for relay in worker.relays.values()]
 
     def drop(self, why: str) -> None:
         """Count a message that is not relayed; warn at most every _WARN_EVERY_SECONDS."""
@@ -103,11 +108,13 @@ class RemoteDoor:
         if routing_id[:1] != b"p":
             return None
         try:
-            slot = int(routing_id[1:].split(b".")[0])
+            slot, thread = (int(part) for part in routing_id[1:].split(b"."))
         except ValueError:
             return None
         worker = self.workers.get(slot)
-        return worker if worker is not None and worker.key == key else None
+        if worker is None or worker.key != key or not 0 <= thread < worker.threads:
+            return None
+        return worker
 
     def to_router(self, worker: RemoteWorker, routing_id: bytes, payload: list[zmq.Frame]) -> None:
         """Relay what a worker thread sent to its router, once checked to be a well-formed message for it."""
@@ -127,16 +134,26 @@ class RemoteDoor:
             relay.connect(self.work_address(worker.step))
         frames.send(relay, payload)
 
-    def to_worker(self, relay: zmq.Socket) -> None:
-        """Relay what a router sent to a remote worker thread (dropped if that worker is gone)."""
+    def send(self, message: list) -> bool:
+        """Send to a peer without ever blocking the worker host: False (and dropped) if the peer is gone
+        or does not read what it is sent."""
+        try:
+            for frame in message[:-1]:
+                self.socket.send(frame, zmq.SNDMORE | zmq.NOBLOCK, copy=False)
+            self.socket.send(message[-1], zmq.NOBLOCK, copy=False)
+        except zmq.ZMQError as err:
+            if err.errno not in (zmq.EHOSTUNREACH, zmq.EAGAIN):
+                raise
+            self.drop("to a peer that is gone or does not read")
+            return False
+        return True
+
+    def to_worker(self, worker: RemoteWorker, relay: zmq.Socket) -> None:
+        """Relay what a router sent to a remote worker thread; a worker that cannot take it is taken for
+        dead at the worker host's next look (what it held goes to others)."""
         while frames.waiting(relay):
-            payload = frames.recv(relay)
-            try:
-                frames.send(self.socket, [relay.identity, *payload])
-            except zmq.ZMQError as err:
-                if err.errno != zmq.EHOSTUNREACH:
-                    raise
-                self.drop("to a remote worker that is gone")
+            if not self.send([relay.identity, *frames.recv(relay)]):
+                worker.heard = float("-inf")
 
     def forget(self, worker: RemoteWorker) -> None:
         """Close the relays of a remote worker taken for dead; what it sends from now on is dropped."""

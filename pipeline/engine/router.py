@@ -93,6 +93,7 @@ class Router(EngineThread):
         self.pool = WorkerPool()
         self.expected_workers = step.workers
         self._numbers: dict[bytes, int] = {}  # process workers' numbers
+        self._told_to_finish: set[bytes] = set()  # workers sent FINISH that have not said FINISHED
         self.ignored = 0  # messages from workers outside the run that did not match what they hold
         self._warned = 0.0
         self._finished_threads: dict[int, int] = {}  # per worker process: its threads that ran finish()
@@ -102,7 +103,7 @@ class Router(EngineThread):
         self._ended = 0
         self._expected = 0
         self._finished = 0
-        self._finishing = False
+        self._finishing = False  # every worker was told to finish (the worker host reads it: no replacement then)
         self._joined_reported = False
         # While the step has no worker and remote ones may join: since when (None: it has workers).
         self._alone_since: float | None = time.monotonic() if self.expected_workers == 0 else None
@@ -112,6 +113,11 @@ class Router(EngineThread):
         # Read input only while a whole packet still fits under the queue limit.
         limit = step.queue_limit
         self._read_below = limit - batch_limit(limit) + 1 if limit > 0 else None
+
+    @property
+    def finishing(self) -> bool:
+        """Whether every worker has been told to finish: a worker process that joins now has nothing to do."""
+        return self._finishing
 
     @property
     def hears_notices(self) -> bool:
@@ -197,7 +203,8 @@ class Router(EngineThread):
             if self._drained():
                 self._finishing = True
                 for worker in list(self.pool.workers):
-                    self._send(work, worker, control_frames(Kind.FINISH))
+                    if self._send(work, worker, control_frames(Kind.FINISH)):
+                        self._told_to_finish.add(worker)
 
     def _read_workers(self, work: zmq.Socket) -> None:
         while frames.waiting(work):
@@ -205,7 +212,10 @@ class Router(EngineThread):
             worker = received[0].bytes
             kind, value = header_of(received[1])
             if kind is Kind.JOIN:
-                self._join(work, worker, value)
+                if worker in self.pool.workers:
+                    self._ignore(worker, "a second JOIN")
+                else:
+                    self._join(work, worker, value)
             elif kind is Kind.FAILED:  # an init() failure comes before the worker joins
                 self._failed(worker, received[1:])
             elif worker not in self.pool.workers:
@@ -213,8 +223,15 @@ class Router(EngineThread):
             elif kind is Kind.RESULT:
                 self._answered(worker, received[1:])
             elif kind is Kind.READY:
-                self.pool.done(worker, value)
+                if self.pool.holds(worker):
+                    self.pool.done(worker, value)
+                else:
+                    self._ignore(worker, "a READY while it holds nothing")
             elif kind is Kind.FINISHED:
+                if worker not in self._told_to_finish:
+                    self._ignore(worker, "a FINISHED before it was told to finish")
+                    continue
+                self._told_to_finish.discard(worker)
                 self._finished += 1
                 slot = slot_of(worker)
                 if slot is not None:
@@ -224,8 +241,9 @@ class Router(EngineThread):
 
     def _join(self, work: zmq.Socket, worker: bytes, window: int) -> None:
         """A worker has run init(): it asks for ``window`` messages (0: its init() failed)."""
-        if self._finishing:  # a replacement process that came after the end: it has nothing to do
-            frames.send(work, [worker, *control_frames(Kind.FINISH)])
+        if self._finishing:  # a process that came after the end: it has nothing to do but finish()
+            if self._send(work, worker, control_frames(Kind.FINISH)):
+                self._told_to_finish.add(worker)
             return
         self.pool.join(worker, window)
         self._check_joined()
@@ -245,7 +263,7 @@ class Router(EngineThread):
         answers = parse_result(received)
         if slot_of(worker) is not None:  # a thread of this process counts its own work
             answered = [answer.seq for answer in answers if answer.seq != UNORDERED]
-            if answered != self.pool.next_seqs(worker, len(answered)):
+            if answered != self.pool.next_seqs(worker, len(answered)):  # within its oldest packet only
                 self._ignore(worker, "a RESULT answering messages it was not running")
                 return
             counts = self.counts
@@ -328,7 +346,13 @@ class Router(EngineThread):
         for worker in [worker for worker in self.pool.workers if slot_of(worker) == slot]:
             requeue.extend(self._blame(self.pool.lose(worker), running, worker, reason))
         self._requeue(requeue)
-        self.expected_workers -= self._slot_threads.get(slot, self.step.nb_thread) - self._finished_threads.get(slot, 0)
+        unfinished = self._slot_threads.get(slot, self.step.nb_thread) - self._finished_threads.get(slot, 0)
+        self.expected_workers -= unfinished
+        if self._finishing and unfinished > 0:  # what its finish() would have sent is lost
+            line = f"step {self.step.name}: a worker process died before its finish() ended ({reason})"
+            self.first_error = self.first_error or line
+            self.fatal = True
+            log.error("%s", line)
         if self.expected_workers == 0:
             if self.control.options.listen:
                 self._alone_since = time.monotonic()  # a remote worker may still come
