@@ -13,6 +13,7 @@ import os
 from collections.abc import Callable, Iterator
 from dataclasses import dataclass
 from pathlib import Path
+from typing import Any
 
 import pytest
 import zmq
@@ -117,6 +118,22 @@ def another_keys_slot(peers: Peers) -> None:
     assert not claim.poll(0), "the run sent something to a thread of the slot claimed with another key"
 
 
+def protocol_abuse(peers: Peers) -> None:
+    """Well-formed messages out of turn: a READY for an unanswered packet, a second JOIN, a FINISHED
+    before FINISH, and a thread number beyond the one thread it asked for."""
+    intruder = peers.intruder
+    slot = intruder.join(STAGE)
+    extra = intruder.socket(b"p%d.5" % slot)
+    intruder.send(extra, control_frames(Kind.JOIN, 2))
+
+    def abuse(thread: Any, packet: Any) -> None:
+        for junk in (control_frames(Kind.READY, 2), control_frames(Kind.JOIN, 2), control_frames(Kind.FINISHED)):
+            intruder.send(thread, junk)
+
+    intruder.serve(abuse)
+    assert not extra.poll(0), "the run sent work to a thread the worker never asked for"
+
+
 def junk_result_case(corrupt: Callable[[bytes, int], list[bytes]]) -> Callable[[Peers], None]:
     """Serve the step, sending a corrupt RESULT (carrying the bomb) before the first proper answer."""
     def case(peers: Peers) -> None:
@@ -131,6 +148,7 @@ CASES: dict[str, Callable[[Peers], None]] = {
     "short-frames": short_frames,
     "wrong-kinds-and-refused-hellos": wrong_kinds_and_refused_hellos,
     "another-keys-slot": another_keys_slot,
+    "protocol-abuse": protocol_abuse,
     **{f"result-{name}": junk_result_case(corrupt) for name, corrupt in JUNK_RESULTS.items()},
 }
 

@@ -60,9 +60,11 @@ class WorkerPool:
         first = packet.first_seq + state.answered
         return list(range(first, min(packet.first_seq + len(packet), first + count)))
 
-    def holds(self, worker: bytes) -> bool:
-        """Whether ``worker`` holds a packet it has not said READY for."""
-        return bool(self.workers[worker].in_flight)
+    def finished_oldest(self, worker: bytes, answered: bool) -> bool:
+        """Whether ``worker`` may say READY: it holds a packet and, if it answers its inputs (``answered``),
+        has answered every input of the oldest one."""
+        state = self.workers[worker]
+        return bool(state.in_flight) and (not answered or state.answered == len(state.in_flight[0]))
 
     def lose(self, worker: bytes) -> list[Packet]:
         """Forget a dead worker; return what it held and had not answered, oldest first."""

@@ -223,10 +223,11 @@ class Router(EngineThread):
             elif kind is Kind.RESULT:
                 self._answered(worker, received[1:])
             elif kind is Kind.READY:
-                if self.pool.holds(worker):
+                # A worker outside the run answers each input of its packet before its READY.
+                if self.pool.finished_oldest(worker, answered=slot_of(worker) is not None):
                     self.pool.done(worker, value)
                 else:
-                    self._ignore(worker, "a READY while it holds nothing")
+                    self._ignore(worker, "a READY for a packet it has not finished")
             elif kind is Kind.FINISHED:
                 if worker not in self._told_to_finish:
                     self._ignore(worker, "a FINISHED before it was told to finish")
