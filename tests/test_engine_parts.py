@@ -72,6 +72,31 @@ def test_a_shrunken_window_takes_a_worker_out_of_the_line() -> None:
     assert pool.room(b"A") == 0
 
 
+def packet_of(first_seq: int, count: int) -> Packet:
+    """A packet of ``count`` one-byte messages numbered from ``first_seq``."""
+    packet = Packet()
+    for _ in range(count):
+        packet.add(Encoded(b"x", []))
+    packet.first_seq = first_seq
+    return packet
+
+
+def test_a_worker_is_held_to_the_inputs_of_its_oldest_packet() -> None:
+    """What a worker outside the run may answer, say READY for, and leaves behind when it dies."""
+    pool = WorkerPool()
+    pool.join(b"p0.0", 10)
+    assert pool.next_seqs(b"p0.0", 1) == [] and not pool.finished_oldest(b"p0.0", answered=True)
+    pool.sent(b"p0.0", packet_of(10, 3))
+    pool.sent(b"p0.0", packet_of(13, 2))
+    assert pool.next_seqs(b"p0.0", 5) == [10, 11, 12]  # never beyond the oldest packet
+    pool.answered(b"p0.0")
+    assert pool.next_seqs(b"p0.0", 5) == [11, 12]
+    assert not pool.finished_oldest(b"p0.0", answered=True)  # a READY now would drop 11 and 12
+    assert pool.finished_oldest(b"p0.0", answered=False)  # a thread of the run answers nothing
+    left = pool.lose(b"p0.0")
+    assert [(p.first_seq, len(p)) for p in left] == [(11, 2), (13, 2)]  # the answered one is not redelivered
+
+
 # --------------------------------------------------------------------------- Reorderer
 
 
