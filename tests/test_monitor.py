@@ -293,14 +293,14 @@ def test_a_late_subscriber_gets_the_graph(mode: str) -> None:
     assert of(messages, "finish")[0]["report"]["steps"]["SINK"]["counts"]["processed"] == report["SINK"].processed
 
 
-def test_pipeline_run_subprocess_streams_logs_progress_and_prints_the_summary(
-        subscriber: Subscriber, tmp_path: Path) -> None:
-    """A real pipeline-run: the stream, progress log lines (stderr is a pipe) and the summary table."""
-    path = write_config(tmp_path, document("stdin", count=40, before=5, every=10, producer="StdinGatedCounter"))
+def gated_run(path: Path, subscriber: Subscriber, ready: Callable[[dict], bool],
+              mark: str) -> tuple[int, str, list[str], list, int]:
+    """Run pipeline-run on ``path`` (a StdinGatedCounter config) publishing to ``subscriber``; open its gate
+    once a status is ``ready`` and a stderr line holds ``mark``; its exit status, stdout, stderr lines and
+    the messages published, and its pid."""
     child = subprocess.Popen(
         [sys.executable, "-m", "pipeline", f"--config={path}", f"--Pipeline.gui_address={subscriber.address}",
-         "--Pipeline.gui_plaintext=True",
-         "--Pipeline.progress_interval=0.1", "--Pipeline.allow_failures=True"],
+         "--Pipeline.gui_plaintext=True", "--Pipeline.progress_interval=0.1", "--Pipeline.allow_failures=True"],
         cwd=ROOT, stdin=subprocess.PIPE, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True,
     )
     lines: queue.Queue[str | None] = queue.Queue()
@@ -308,9 +308,9 @@ def test_pipeline_run_subprocess_streams_logs_progress_and_prints_the_summary(
     reader.start()
     stderr: list[str] = []
     try:
-        subscriber.receive_until(lambda received: any(m["state"] == "running" for m in of(received, "status")))
+        subscriber.receive_until(lambda received: any(ready(m) for m in of(received, "status")))
         deadline = time.monotonic() + WAIT
-        while not any(" INFO pipeline.progress: " in line for line in stderr):
+        while not any(mark in line for line in stderr):
             line = lines.get(timeout=max(0.0, deadline - time.monotonic()))
             assert line is not None, "pipeline-run ended early:\n" + "".join(stderr)
             stderr.append(line)
@@ -329,7 +329,16 @@ def test_pipeline_run_subprocess_streams_logs_progress_and_prints_the_summary(
     child.stderr.close()  # type: ignore[union-attr]
     while (line := lines.get(timeout=WAIT)) is not None:
         stderr.append(line)
-    assert child.returncode == 0, "".join(stderr)
+    return child.returncode, stdout, stderr, messages, child.pid
+
+
+def test_pipeline_run_subprocess_streams_logs_progress_and_prints_the_summary(
+        subscriber: Subscriber, tmp_path: Path) -> None:
+    """A real pipeline-run: the stream, progress log lines (stderr is a pipe) and the summary table."""
+    path = write_config(tmp_path, document("stdin", count=40, before=5, every=10, producer="StdinGatedCounter"))
+    run = gated_run(path, subscriber, lambda status: status["state"] == "running", " INFO pipeline.progress: ")
+    returncode, stdout, stderr, messages, _ = run
+    assert returncode == 0, "".join(stderr)
     assert stdout == ""
 
     graph = of(messages, "graph")[0]

@@ -5,18 +5,13 @@ from __future__ import annotations
 
 import json
 import os
-import queue
-import subprocess
-import sys
-import threading
-import time
 from pathlib import Path
 
 from gui.model import Runs
 from gui.protocol import parse
 from gui.widgets import workers
-from tests.cli_helpers import ROOT, write_config
-from tests.test_monitor import WAIT, Subscriber, document, has, of
+from tests.cli_helpers import write_config
+from tests.test_monitor import WAIT, Subscriber, document, gated_run, of
 
 
 def test_a_run_with_worker_processes_publishes_them(tmp_path: Path) -> None:
@@ -24,38 +19,14 @@ def test_a_run_with_worker_processes_publishes_them(tmp_path: Path) -> None:
     config["Pipeline"]["stagers_conf"][0].update(nb_process=2, nb_thread=1)
     path = write_config(tmp_path, config)
     subscriber = Subscriber()
-    child = subprocess.Popen(
-        [sys.executable, "-m", "pipeline", f"--config={path}", f"--Pipeline.gui_address={subscriber.address}",
-         "--Pipeline.gui_plaintext=True", "--Pipeline.progress_interval=0.1", "--Pipeline.allow_failures=True"],
-        cwd=ROOT, stdin=subprocess.PIPE, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE, text=True,
-    )
-    lines: queue.Queue[str | None] = queue.Queue()
-    reader = threading.Thread(target=lambda: [*map(lines.put, child.stderr), lines.put(None)])  # type: ignore[arg-type]
-    reader.start()
-    stderr: list[str] = []
     try:
-        # The producer waits at its gate: both worker processes are up and heartbeating.
-        subscriber.receive_until(lambda received: any(
-            m["state"] == "running" and len(m["steps"][1]["worker_processes"]) == 2 for m in of(received, "status")))
-        deadline = time.monotonic() + WAIT
-        while not any(" workers=2p" in line for line in stderr):
-            line = lines.get(timeout=max(0.0, deadline - time.monotonic()))
-            assert line is not None, "pipeline-run ended early:\n" + "".join(stderr)
-            stderr.append(line)
-        assert child.stdin is not None
-        child.stdin.write("go\n")
-        child.stdin.close()
-        messages = subscriber.receive_until(has("finish"))
-        child.wait(WAIT)
+        # The producer waits at its gate until both worker processes are up and heartbeating.
+        returncode, _, stderr, messages, run_pid = gated_run(
+            path, subscriber, lambda status: status["state"] == "running" and
+            len(status["steps"][1]["worker_processes"]) == 2, " workers=2p")
     finally:
-        child.kill()
-        reader.join(WAIT)
-        child.wait(WAIT)
         subscriber.close()
-    child.stderr.close()  # type: ignore[union-attr]
-    while (line := lines.get(timeout=WAIT)) is not None:
-        stderr.append(line)
-    assert child.returncode == 0, "".join(stderr)
+    assert returncode == 0, "".join(stderr)
 
     # Every message was checked against the schema as it arrived (Subscriber.receive_until).
     live = next(m["steps"][1] for m in of(messages, "status") if len(m["steps"][1]["worker_processes"]) == 2)
@@ -64,7 +35,7 @@ def test_a_run_with_worker_processes_publishes_them(tmp_path: Path) -> None:
     listed = live["worker_processes"]
     assert [(w["kind"], w["host"], w["key"], w["threads"]) for w in listed] == [("process", "", "", 1)] * 2
     pids = {w["pid"] for w in listed}
-    assert len(pids) == 2 and child.pid not in pids and os.getpid() not in pids
+    assert len(pids) == 2 and run_pid not in pids and os.getpid() not in pids
     assert all(0 <= w["silent"] < WAIT for w in listed)
     assert all(step["worker_processes"] == [] for m in of(messages, "status") for step in m["steps"]
                if step["name"] != "STAGE")
