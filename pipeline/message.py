@@ -77,6 +77,8 @@ def _dump(pickler: type, obj: Any, buffer_callback: Any) -> bytes:
 
 def decode(inband: Buffer, buffers: Sequence[Buffer] = ()) -> Any:
     """The object that ``encode`` serialised, its out-of-band buffers read-only."""
+    if not buffers:  # most small messages: no list to make
+        return pickle.loads(inband)
     return pickle.loads(inband, buffers=[memoryview(b).toreadonly() for b in buffers])
 
 

@@ -107,12 +107,6 @@ class ProcessWorkerThread(WorkerThread):
         self.login = login
         self.address = spec.work or address  # a remote worker's threads talk through the run's door
 
-    def running(self, seq: int | None) -> None:
-        """Mark the message in run() on the busy board too."""
-        self.busy_seq = seq
-        if self.board is not None:
-            self.board.mark(self.index, seq)
-
     def make_outlet(self, ctl: zmq.Socket) -> Outlet:
         """Every input's outputs (even none) go back to the router, which sends them on."""
         return ToRouter(ctl, self.step)

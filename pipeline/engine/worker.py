@@ -14,7 +14,7 @@ import zmq
 
 from ..component import Component
 from ..config import PipelineConfig, StepConfig
-from ..message import Encoded, decode
+from ..message import Encoded, decode, encode
 from ..report import StepCounts
 from ..step import Collector, failure_line, produce, send_outputs
 from . import frames
@@ -154,8 +154,8 @@ class ProducerThread(StepThread):
             if spent > self.max_time:
                 self.max_time = spent
             if error is None and message is not None:
-                try:
-                    collector(message, None)
+                try:  # this thread is the collector's own: no need to ask
+                    collector.pending.append((encode(message), None))
                 except Exception as err:
                     error = err
             outputs = collector.take()
@@ -178,6 +178,9 @@ class WorkerThread(StepThread):
     Its outlet sends the outputs to the next steps, or returns them to the router for an ordered
     step (which then sends them in input order).
     """
+
+    #: Where a worker process marks the message each thread runs (engine.process_worker.BusyBoard).
+    board: Any = None
 
     def work(self) -> None:
         ctl = self.ctl = self.context.socket(zmq.DEALER)
@@ -205,10 +208,6 @@ class WorkerThread(StepThread):
     def connect(self, ctl: zmq.Socket) -> None:
         """Connect to the step's router."""
         ctl.connect(self.addresses.work(self.step.name))
-
-    def running(self, seq: int | None) -> None:
-        """The message in run() now (None: none), to name a stuck worker."""
-        self.busy_seq = seq
 
     def report_failure(self, seq: int, error: Exception, message: Encoded) -> None:
         """A message's run() raised: hand it to the run's failure policy."""
@@ -257,7 +256,10 @@ class WorkerThread(StepThread):
             return
         outlet = self.outlet
         collector = self.collector
-        self.running(seq)
+        self.busy_seq = seq
+        board = self.board
+        if board is not None:
+            board.mark(self.index, seq)
         start = perf_counter()
         outlet.lock.release()
         try:
@@ -274,12 +276,15 @@ class WorkerThread(StepThread):
         self.busy_time += spent
         if spent > self.max_time:
             self.max_time = spent
-        self.running(None)
+        self.busy_seq = None
+        if board is not None:
+            board.mark(self.index, None)
         if error is None:
             counts.processed += 1
-            outlet.commit(seq, collector.take(), spent)
-            if outlet.oldest:
-                outlet.flush_if_due()
+            if collector.pending or outlet.answers_router:  # a consumer's thread has nothing to commit
+                outlet.commit(seq, collector.take(), spent)
+                if outlet.oldest:
+                    outlet.flush_if_due()
             return
         collector.take()
         counts.failed += 1
