@@ -1,6 +1,6 @@
 """A worker process: runs one step's worker threads for a run, outside the run's own process.
 
-The run's process host starts it (``main(["--connect=ADDRESS", "--slot=N"])`` in a new Python).
+The run's worker host starts it (``main(["--connect=ADDRESS", "--slot=N"])`` in a new Python).
 It asks the host what to run (HELLO; the answer, SPEC, is the step's configuration), then runs
 ``nb_thread`` workers with the very loop of the run's own worker threads, connected to the step's
 router. Its outputs go back to the router with each input's answer, so a process that dies
@@ -53,7 +53,7 @@ RUN_GONE = 3
 
 @dataclasses.dataclass(frozen=True)
 class Spec:
-    """What a worker process runs: sent by the run's process host in answer to HELLO."""
+    """What a worker process runs: sent by the run's worker host in answer to HELLO."""
 
     config: PipelineConfig  # the run's configuration, with the one step to run (its class not imported yet)
     step: str
@@ -71,7 +71,7 @@ _BUSY = struct.Struct("<Q")
 
 
 class BusyBoard:
-    """Which message each thread of a worker process is running, in a file the process host reads
+    """Which message each thread of a worker process is running, in a file the worker host reads
     after the process died: so only the message it was running counts against it, even though its
     answers travel in batches."""
 
@@ -327,7 +327,7 @@ def _wait_for(threads: Sequence[WorkerThread], events: queue.Queue[tuple[str, An
 def main(argv: Sequence[str] | None = None) -> None:
     """The command line of a worker process started by a run: ``--connect=ADDRESS --slot=N``."""
     parser = argparse.ArgumentParser(prog="pipeline-worker-process", description=__doc__)
-    parser.add_argument("--connect", required=True, help="The run's process host address.")
+    parser.add_argument("--connect", required=True, help="The run's worker host address.")
     parser.add_argument("--slot", type=int, required=True, help="This process's number in the run.")
     args = parser.parse_args(argv)
     # Ctrl+C in a terminal signals the whole process group, and a service manager's stop may too:

@@ -22,7 +22,7 @@ class Results:
         self.outputs = outputs
         self.ordered = ordered
         self.next_seq = 0
-        self.held: dict[int, list[tuple[Encoded, str | None]]] = {}
+        self.held: dict[int, tuple[list[tuple[Encoded, str | None]], int]] = {}  # early outputs, and their bytes
         self.held_bytes = 0  # the size of the outputs held back
 
     def add(self, answers: Iterable[Answer]) -> None:
@@ -35,10 +35,15 @@ class Results:
             if answer.seq == UNORDERED or not self.ordered:
                 self.outputs.commit(answer.seq, messages)
                 continue
-            self.held[answer.seq] = messages
-            self.held_bytes += sum(message.nbytes for message, _ in messages)
+            if answer.seq != self.next_seq:  # early: held until every earlier input's outputs are out
+                size = sum(message.nbytes for message, _ in messages)
+                self.held[answer.seq] = (messages, size)
+                self.held_bytes += size
+                continue
+            self.outputs.commit(answer.seq, messages)
+            self.next_seq += 1
             while self.next_seq in self.held:
-                released = self.held.pop(self.next_seq)
-                self.held_bytes -= sum(message.nbytes for message, _ in released)
+                released, size = self.held.pop(self.next_seq)
+                self.held_bytes -= size
                 self.outputs.commit(self.next_seq, released)
                 self.next_seq += 1

@@ -66,7 +66,7 @@ class Router(EngineThread):
     and none holds work. Then each worker is told to finish, and the router stops once all have.
 
     Workers in other processes return every input's outputs to the router, which sends them on
-    and keeps each packet a worker holds until its inputs are answered: when the process host
+    and keeps each packet a worker holds until its inputs are answered: when the worker host
     reports the worker's process dead (LOST), what it held goes back to the front of the queue.
     """
 
@@ -453,7 +453,7 @@ class Router(EngineThread):
             pool.sent(worker, packet)
 
     def _send(self, work: zmq.Socket, worker: bytes, payload: list) -> bool:
-        """Send to a worker; False if its process has just died (the process host will report it LOST)."""
+        """Send to a worker; False if its process has just died (the worker host will report it LOST)."""
         try:
             frames.send(work, [worker, *payload])
         except zmq.ZMQError as err:

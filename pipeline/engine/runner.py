@@ -29,7 +29,7 @@ log = logging.getLogger("pipeline.engine")
 ABORT_GRACE_SECONDS = 1.0
 
 
-#: Sockets a run may open beyond what its steps need (the monitor's, the process host's).
+#: Sockets a run may open beyond what its steps need (the monitor's, the worker host's).
 SPARE_SOCKETS = 64
 
 
@@ -164,7 +164,7 @@ class ThreadedRunner:
                 threads: list[StepThread] = [ProducerThread(context, self.control, self.config, step,
                                                             self.addresses, 0)]
             elif step.nb_process:
-                threads = []  # its workers are the process host's processes; its router says when they joined
+                threads = []  # its workers are the worker host's processes; its router says when they joined
             else:
                 threads = [WorkerThread(context, self.control, self.config, step, self.addresses, i)
                            for i in range(step.nb_thread)]

@@ -24,7 +24,7 @@ many messages the sender sent; JOIN's and READY's value is how many messages the
 hold. Routers split and join packets using the header alone; they never unpickle a payload.
 
 Workers in other processes also send FAILED (a message's or init()/finish()'s error, as text:
-the run logs it, counts it and writes the dead letter), and talk to the run's process host:
+the run logs it, counts it and writes the dead letter), and talk to the run's worker host:
 HELLO (a new process asks what to run; the host answers SPEC), PING and PONG (heartbeats both
 ways) and HALT (the step stopped after a failure). The host tells a step's router LOST when one
 of its worker processes died.
