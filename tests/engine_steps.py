@@ -105,6 +105,17 @@ class Double(Component):
         return arr * 2
 
 
+class PickyDouble(Component):
+    """Returns arr * 2, but drops arrays of values divisible by 5 and raises on values that are 3 modulo 7."""
+
+    def run(self, arr: np.ndarray) -> np.ndarray | None:
+        """Double, filter or fail one array."""
+        value = int(arr[0])
+        if value % 7 == 3:
+            raise ValueError(f"picky about {value}")
+        return None if value % 5 == 0 else arr * 2
+
+
 class ArraySummer(Component):
     """Checks each array is uniform and adds its first value to COLLECTED[tag]."""
 

@@ -16,7 +16,9 @@ from hypothesis import strategies as st
 import pipeline.engine.runner as runner_module
 from pipeline import Pipeline
 from pipeline.config import load_config
+from pipeline.engine import ThreadedRunner
 from pipeline.engine.flow import MAX_BATCH_BYTES, PREFETCH_BYTES, QUEUE_BYTES, message_bound
+from pipeline.options import RunOptions
 from tests.engine_steps import COLLECTED, GAUGES
 
 STEPS = "tests.engine_steps"
@@ -39,6 +41,27 @@ def chain(producer: dict, stagers: list[dict], consumer: dict, **sections: Any) 
 def run(document: dict[str, Any], mode: str = "threads") -> Any:
     """Run a config document in ``mode``."""
     return Pipeline.from_config(document, {"Pipeline": {"mode": mode}}).run()
+
+
+@pytest.mark.parametrize("on_error", ["skip", "stop"])
+def test_no_buffer_stays_lent_between_threads_after_a_run(on_error: str) -> None:
+    """Buffers cross the run's threads by handle (engine.handles): whatever becomes of each message
+    (processed, filtered, failed, ordered, or not run once a step stops), none is left lent."""
+    tag = uuid.uuid4().hex
+    n = 300
+    document = chain(step("P", "Arrays", ["S"]),
+                     [step("S", "PickyDouble", ["O"], nb_thread=2, on_error=on_error),
+                      step("O", "Double", ["C"], nb_thread=2, ordered=True)],
+                     step("C", "ArraySummer"), Arrays={"count": n, "size": 16384}, ArraySummer={"tag": tag})
+    runner = ThreadedRunner(load_config(document), RunOptions())
+    report = runner.run()
+    assert report.exit_status == 1  # messages failed
+    if on_error == "skip":
+        assert sorted(COLLECTED[tag]) == [4.0 * i for i in range(n) if i % 5 and i % 7 != 3]
+        assert report["S"].failed == len([i for i in range(n) if i % 7 == 3])
+    else:
+        assert report["S"].failed >= 1
+    assert len(runner.control.handles) == 0
 
 
 def test_tiny_messages_all_arrive() -> None:

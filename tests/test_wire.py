@@ -1,5 +1,6 @@
 """The engine's wire format (pipeline/engine/wire.py): packets and results come out of their frames
-as they went in, on both sides of the inline-body boundary, after a split and after a real ZeroMQ hop."""
+as they went in, on both sides of the inline-body boundary, after a split, after a real ZeroMQ hop,
+and with their buffers lent by handle (engine.handles)."""
 
 from __future__ import annotations
 
@@ -11,12 +12,14 @@ from hypothesis import given, settings
 from hypothesis import strategies as st
 
 from pipeline.engine import frames as transport
+from pipeline.engine.handles import Handles
 from pipeline.engine.wire import (
     INLINE_BODY_BYTES,
     UNORDERED,
     Answer,
     Kind,
     Packet,
+    WireError,
     control_frames,
     header_of,
     packet_from_frames,
@@ -81,18 +84,43 @@ def numbered(messages: list[Plain], first_seq: int) -> list[tuple[int, bytes, li
     return [(first_seq + i, inband, buffers) for i, (inband, buffers) in enumerate(messages)]
 
 
-@settings(max_examples=60, deadline=None)
-@given(MESSAGES, st.integers(0, 2**63), st.sampled_from([Kind.DATA, Kind.WORK]))
-def test_a_packet_comes_out_of_its_frames_as_it_went_in(messages: list[Plain], first_seq: int, kind: Kind) -> None:
+@settings(max_examples=80, deadline=None)
+@given(MESSAGES, st.integers(0, 2**63), st.sampled_from([Kind.DATA, Kind.WORK]), st.booleans())
+def test_a_packet_comes_out_of_its_frames_as_it_went_in(messages: list[Plain], first_seq: int, kind: Kind,
+                                                        by_handle: bool) -> None:
+    handles = Handles() if by_handle else None
     packet = packet_of(messages, first_seq)
-    frames = packet.frames(kind)
+    frames = packet.frames(kind, handles=handles)
     assert header_of(frames[0]) == (kind, first_seq)
     inline = sum(len(inband) for inband, _ in messages) < INLINE_BODY_BYTES
-    assert len(frames) == (1 if inline else 2) + sum(len(buffers) for _, buffers in messages)
-    received = packet_from_frames(as_received(frames))
+    buffers = sum(len(buffers) for _, buffers in messages)
+    assert len(frames) == (1 if inline else 2) + (min(buffers, 1) if by_handle else buffers)
+    received = packet_from_frames(as_received(frames), handles=handles)
     assert len(received) == len(messages)
     assert contents(received) == numbered(messages, first_seq)
     assert received.nbytes == packet.nbytes == sum(len(i) + sum(map(len, b)) for i, b in messages)
+    assert not handles, "a buffer stayed lent after its packet was received"
+
+
+def test_buffers_lent_by_handle_are_the_senders_memory_taken_once() -> None:
+    handles = Handles()
+    sent = [memoryview(bytearray(b"a" * 10)), memoryview(bytearray(b"b" * 20))]
+    frame = handles.lend(sent)
+    assert len(handles) == 2
+    taken = handles.take(frame)
+    assert [b.obj for b in taken] == [b.obj for b in sent]  # the same memory: nothing copied
+    assert not handles
+    with pytest.raises(KeyError):
+        handles.take(frame)
+
+
+def test_a_packet_by_handle_is_refused_without_the_runs_handles() -> None:
+    # What a worker process or a remote peer sends is read without handles: a number from it means nothing here.
+    handles = Handles()
+    frames = packet_of([(b"x", [pattern(1, OUT_OF_BAND_BYTES)])]).frames(Kind.DATA, handles=handles)
+    with pytest.raises(WireError):
+        packet_from_frames(as_received(frames))
+    assert len(handles) == 1  # nothing was taken
 
 
 @settings(max_examples=60, deadline=None)
@@ -144,10 +172,13 @@ OUTPUTS = st.lists(st.tuples(plain_messages(), st.one_of(st.none(), st.integers(
 
 
 @settings(max_examples=60, deadline=None)
-@given(st.lists(st.tuples(SEQS, OUTPUTS), max_size=5))
-def test_a_result_comes_out_of_its_frames_as_it_went_in(inputs: list[tuple[int, list]]) -> None:
-    frames = result_frames([Answer(seq, [(encoded(m), target) for m, target in outputs]) for seq, outputs in inputs])
+@given(st.lists(st.tuples(SEQS, OUTPUTS), max_size=5), st.booleans())
+def test_a_result_comes_out_of_its_frames_as_it_went_in(inputs: list[tuple[int, list]], by_handle: bool) -> None:
+    handles = Handles() if by_handle else None
+    frames = result_frames([Answer(seq, [(encoded(m), target) for m, target in outputs]) for seq, outputs in inputs],
+                           handles)
     assert header_of(frames[0]) == (Kind.RESULT, len(inputs))
-    parsed = parse_result(as_received(frames))
+    parsed = parse_result(as_received(frames), handles)
+    assert not handles
     assert [(seq, [((bytes(m.inband), [bytes(memoryview(b)) for b in m.buffers]), target) for m, target in outputs])
             for seq, outputs in ((answer.seq, answer.outputs) for answer in parsed)] == inputs

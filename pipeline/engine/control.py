@@ -10,6 +10,7 @@ import zmq
 
 from ..failures import FailurePolicy
 from ..options import RunOptions
+from .handles import Handles
 from .outlets import Flusher
 
 log = logging.getLogger("pipeline.engine")
@@ -33,6 +34,7 @@ class RunControl:
         self.go = threading.Event()  # every init() is done: the producer may start
         self.events: queue.Queue[tuple[str, EngineThread | None]] = queue.Queue()
         self.flusher = Flusher()  # sends outputs that would wait behind a slow run() or yield
+        self.handles = Handles()  # out-of-band buffers in transit between the run's threads
 
     def abort(self) -> None:
         """Ask every thread to stop now."""

@@ -28,6 +28,7 @@ from ..step import Outputs
 from . import frames
 from .addresses import Addresses
 from .flow import FLUSH_TICK_SECONDS, MAX_BATCH, MAX_BATCH_BYTES, MAX_DELAY_SECONDS, PIPE_HWM, batch_limit
+from .handles import Handles
 from .wire import Answer, Kind, Outcome, Packet, control_frames, result_frames
 
 
@@ -82,25 +83,27 @@ NoOutputs = Outlet
 class _Outbox:
     """Messages waiting to go to one next step, and the socket they go through."""
 
-    def __init__(self, socket: zmq.Socket, limit: int) -> None:
+    def __init__(self, socket: zmq.Socket, limit: int, handles: Handles) -> None:
         self.socket = socket
         self.limit = limit
+        self.handles = handles
         self.packet = Packet()
         self.sent = 0
 
     def flush(self) -> None:
         """Send what is queued (blocks while the next step's router is full: backpressure)."""
         if self.packet.lengths:
-            frames.send(self.socket, self.packet.frames(Kind.DATA))
+            frames.send(self.socket, self.packet.frames(Kind.DATA, handles=self.handles))
             self.sent += len(self.packet)
             self.packet = Packet()
 
 
 class NextSteps(Outlet):
-    """Batches a thread's outputs per next step into packets and sends them to those steps' routers."""
+    """Batches a thread's outputs per next step into packets and sends them to those steps' routers
+    (threads of the run's process: the buffers go by ``handles``)."""
 
     def __init__(self, context: zmq.Context, config: PipelineConfig, step: StepConfig, addresses: Addresses,
-                 counts: StepCounts) -> None:
+                 counts: StepCounts, handles: Handles) -> None:
         super().__init__()
         self.step = step
         self.counts = counts
@@ -110,7 +113,7 @@ class NextSteps(Outlet):
             socket.sndhwm = PIPE_HWM
             socket.linger = 0
             socket.connect(addresses.inbox(name))
-            self.boxes[name] = _Outbox(socket, batch_limit(config.steps[name].queue_limit))
+            self.boxes[name] = _Outbox(socket, batch_limit(config.steps[name].queue_limit), handles)
 
     def commit(self, seq: int, outputs: Outputs, seconds: float = 0.0) -> None:
         """Queue each output for its next step (all of them when it names none)."""
@@ -147,13 +150,15 @@ class ToRouter(Outlet):
 
     Every input is answered, even one without outputs: the router releases an ordered step's
     outputs in input order, and keeps what a worker in another process holds until it is answered.
+    A worker in the run's process lends the buffers to ``handles``; one in another process has none.
     """
 
     answers_router = True
 
-    def __init__(self, socket: zmq.Socket, step: StepConfig) -> None:
+    def __init__(self, socket: zmq.Socket, step: StepConfig, handles: Handles | None) -> None:
         super().__init__()
         self.socket = socket
+        self.handles = handles
         self.index = {name: i for i, name in enumerate(step.next_steps)}
         self.answers: list[Answer] = []
         self.nbytes = 0
@@ -180,7 +185,7 @@ class ToRouter(Outlet):
     def flush(self) -> None:
         """Send the held answers to the router."""
         if self.answers:
-            frames.send(self.socket, result_frames(self.answers))
+            frames.send(self.socket, result_frames(self.answers, self.handles))
             self.answers = []
             self.nbytes = 0
         self.oldest = 0.0

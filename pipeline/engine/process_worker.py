@@ -107,9 +107,14 @@ class ProcessWorkerThread(WorkerThread):
         self.login = login
         self.address = spec.work or address  # a remote worker's threads talk through the run's door
 
+    @property
+    def handles(self) -> None:
+        """None: what goes to and from the run's process is real frames."""
+        return None
+
     def make_outlet(self, ctl: zmq.Socket) -> Outlet:
         """Every input's outputs (even none) go back to the router, which sends them on."""
-        return ToRouter(ctl, self.step)
+        return ToRouter(ctl, self.step, None)
 
     def connect(self, ctl: zmq.Socket) -> None:
         """Connect to the step's router under the routing id that names this process and thread."""

@@ -138,7 +138,8 @@ class Router(EngineThread):
         try:
             if self.returns_results:
                 if self.step.next_steps:
-                    outputs = NextSteps(self.context, self.config, self.step, self.addresses, self.counts)
+                    outputs = NextSteps(self.context, self.config, self.step, self.addresses, self.counts,
+                                        self.control.handles)
                 self.results = Results(outputs, self.step.ordered)
             inbox.rcvhwm = PIPE_HWM
             inbox.linger = 0
@@ -261,8 +262,9 @@ class Router(EngineThread):
 
     def _answered(self, worker: bytes, received: list) -> None:
         """A RESULT: count what a process worker did, then send the outputs on."""
-        answers = parse_result(received)
-        if slot_of(worker) is not None:  # a thread of this process counts its own work
+        in_process = slot_of(worker) is None
+        answers = parse_result(received, self.control.handles if in_process else None)
+        if not in_process:  # a thread of this process counts its own work
             answered = [answer.seq for answer in answers if answer.seq != UNORDERED]
             if answered != self.pool.next_seqs(worker, len(answered)):  # within its oldest packet only
                 self._ignore(worker, "a RESULT answering messages it was not running")
@@ -410,7 +412,7 @@ class Router(EngineThread):
             kind, value = header_of(received[0])
             if kind is Kind.DATA:
                 self.state = "running"
-                packet = packet_from_frames(received)
+                packet = packet_from_frames(received, handles=self.control.handles)
                 packet.first_seq = self._next_seq
                 self._next_seq += len(packet)
                 self.received += len(packet)
@@ -442,7 +444,8 @@ class Router(EngineThread):
                 packet, rest = packet.split(size)
             else:
                 rest = None
-            if not self._send(work, worker, packet.frames(Kind.WORK)):
+            handles = self.control.handles if slot_of(worker) is None else None
+            if not self._send(work, worker, packet.frames(Kind.WORK, handles=handles)):
                 continue
             if rest is None:
                 self.queue.popleft()
@@ -450,7 +453,9 @@ class Router(EngineThread):
                 self.queue[0] = rest
             self.queued -= len(packet)
             self.queued_bytes -= packet.nbytes
-            pool.sent(worker, packet)
+            # A thread of this process is never handed its work again: keeping only the packet's
+            # counts lets its buffers be freed as soon as that thread is done with them.
+            pool.sent(worker, packet if handles is None else packet.receipt())
 
     def _send(self, work: zmq.Socket, worker: bytes, payload: list) -> bool:
         """Send to a worker; False if its process has just died (the worker host will report it LOST)."""

@@ -11,6 +11,10 @@ when the INLINE flag is set, the body. Then::
     frame 1  body     the n in-band pickles (protocol 5), concatenated (absent when inline)
     then     buffers  every message's out-of-band buffers, in message order
 
+Between threads of the run's own process, the BY_HANDLE flag replaces the buffer frames by one
+frame of uint64 numbers, each a buffer lent to the run's ``Handles`` (engine.handles): no frame to
+free through pyzmq's garbage collector. Worker processes and remote workers never send nor get it.
+
 A body under ``INLINE_BODY_BYTES`` rides in the header frame: every frame is a ZeroMQ call that
 releases and retakes the GIL, and for small messages those calls are most of a packet's cost.
 ``value`` is the sequence number of the first message of a DATA or WORK packet.
@@ -40,6 +44,7 @@ from enum import IntEnum
 from typing import Any
 
 from ..message import Buffer, Encoded
+from .handles import Handles
 
 
 class Kind(IntEnum):
@@ -68,6 +73,8 @@ class Kind(IntEnum):
 HEADER = struct.Struct("<BBxxIQ")  # kind, flags, count, value
 #: The header flag saying that the body follows the header in frame 0.
 INLINE = 1
+#: The header flag saying that one frame of buffer numbers replaces the buffer frames (engine.handles).
+BY_HANDLE = 2
 #: A body smaller than this is copied into the header frame; a larger one is a frame of its own.
 INLINE_BODY_BYTES = 64 * 1024
 #: One input answered by a RESULT packet: its sequence number, how many outputs it has, its
@@ -112,16 +119,28 @@ class Packet:
             self.buffers.append(view)
             self.nbytes += view.nbytes
 
-    def frames(self, kind: Kind, extra: bytes = b"", value: int | None = None) -> list[Buffer]:
-        """The multipart frames of this packet as ``kind``; ``extra`` goes after the buffer counts."""
+    def frames(self, kind: Kind, extra: bytes = b"", value: int | None = None,
+               handles: Handles | None = None) -> list[Buffer]:
+        """The multipart frames of this packet as ``kind``; ``extra`` goes after the buffer counts.
+
+        With ``handles`` (a receiver in the run's process) the buffers are lent to it, not framed.
+        """
         inline = sum(self.lengths) < INLINE_BODY_BYTES
-        head = (HEADER.pack(kind, INLINE if inline else 0, len(self.lengths),
-                            self.first_seq if value is None else value),
+        buffers: list[Buffer] = self.buffers
+        flags = INLINE if inline else 0
+        if handles is not None and buffers:
+            buffers = [handles.lend(buffers)]
+            flags |= BY_HANDLE
+        head = (HEADER.pack(kind, flags, len(self.lengths), self.first_seq if value is None else value),
                 self.lengths.tobytes(), self.oob_counts.tobytes(), extra)
         if inline:
-            return [b"".join((*head, *self.parts)), *self.buffers]
+            return [b"".join((*head, *self.parts)), *buffers]
         body = self.parts[0] if len(self.parts) == 1 else b"".join(self.parts)
-        return [b"".join(head), body, *self.buffers]
+        return [b"".join(head), body, *buffers]
+
+    def receipt(self) -> Packet:
+        """This packet's counts, sequence numbers and size without its messages."""
+        return Packet(self.lengths, self.oob_counts, [], [], self.first_seq, self.nbytes)
 
     def split(self, count: int) -> tuple[Packet, Packet]:
         """The first ``count`` messages and the rest, without copying any buffer."""
@@ -151,10 +170,12 @@ class Packet:
             yield Encoded(inband, buffers)
 
 
-def packet_from_frames(frames: Sequence[Any], extra_per_message: int = 0) -> Packet:
+def packet_from_frames(frames: Sequence[Any], extra_per_message: int = 0, handles: Handles | None = None) -> Packet:
     """Rebuild a packet from received zmq.Frame objects (skipping ``extra_per_message`` header bytes each).
 
     The frames are kept as they are: forwarding a zmq.Frame only adds a reference to its memory.
+    Buffers sent by handle are taken from ``handles``; without it (a sender outside the run's
+    process) such a packet is a WireError.
     """
     header = frames[0].bytes
     _, flags, n, first_seq = HEADER.unpack_from(header)
@@ -164,11 +185,18 @@ def packet_from_frames(frames: Sequence[Any], extra_per_message: int = 0) -> Pac
     oob_counts.frombytes(header[HEADER.size + 4 * n:HEADER.size + 6 * n])
     if flags & INLINE:
         body: Buffer = memoryview(header)[HEADER.size + (6 + extra_per_message) * n:]
-        buffers = list(frames[1:])
+        rest = frames[1:]
     else:
         body = frames[1]
-        buffers = list(frames[2:])
-    nbytes = len(body) + sum(len(f) for f in buffers)
+        rest = frames[2:]
+    if not flags & BY_HANDLE:
+        buffers = list(rest)
+        nbytes = len(body) + sum(len(f) for f in buffers)
+    elif handles is None or len(rest) != 1:
+        raise WireError("buffers by handle from outside the run's process")
+    else:
+        buffers = handles.take(rest[0])
+        nbytes = len(body) + sum(memoryview(b).nbytes for b in buffers)
     return Packet(lengths, oob_counts, [body], buffers, first_seq, nbytes)
 
 
@@ -197,8 +225,9 @@ class Answer:
     seconds: float = 0.0
 
 
-def result_frames(answers: Sequence[Answer]) -> list[Buffer]:
-    """A RESULT packet: for each input, its outputs and their targets, then the table of inputs."""
+def result_frames(answers: Sequence[Answer], handles: Handles | None = None) -> list[Buffer]:
+    """A RESULT packet: for each input, its outputs and their targets, then the table of inputs
+    (the buffers lent to ``handles`` when the router is in the same process)."""
     packet = Packet()
     targets = array("H")
     table = []
@@ -208,18 +237,20 @@ def result_frames(answers: Sequence[Answer]) -> list[Buffer]:
         for message, target in outputs:
             packet.add(message)
             targets.append(EVERY_NEXT_STEP if target is None else target)
-    return [*packet.frames(Kind.RESULT, targets.tobytes(), value=len(table)), b"".join(table)]
+    return [*packet.frames(Kind.RESULT, targets.tobytes(), value=len(table), handles=handles), b"".join(table)]
 
 
-def parse_result(frames: Sequence[Any]) -> list[Answer]:
-    """The inputs a RESULT packet answers, in the order the worker processed them."""
+def parse_result(frames: Sequence[Any], handles: Handles | None = None) -> list[Answer]:
+    """The inputs a RESULT packet answers, in the order the worker processed them (buffers sent by
+    handle are taken from ``handles``)."""
     *packet_frames, table_frame = frames
     header = packet_frames[0].bytes
     _, _, n, inputs = HEADER.unpack_from(header)
     targets = array("H")
     targets.frombytes(header[HEADER.size + 6 * n:HEADER.size + 8 * n])
+    messages = packet_from_frames(packet_frames, 2, handles).encoded()
     outputs = [(message, None if target == EVERY_NEXT_STEP else target)
-               for message, target in zip(packet_from_frames(packet_frames, 2).encoded(), targets, strict=True)]
+               for message, target in zip(messages, targets, strict=True)]
     table = table_frame.bytes
     result = []
     start = 0

@@ -21,6 +21,7 @@ from . import frames
 from .addresses import Addresses
 from .control import INIT_DONE, EngineThread, RunControl
 from .flow import SLOW_SOURCE_SECONDS, window_for
+from .handles import Handles
 from .outlets import NextSteps, NoOutputs, Outlet, ToRouter
 from .wire import UNORDERED, Kind, Outcome, control_frames, header_of, packet_from_frames
 
@@ -113,7 +114,7 @@ class ProducerThread(StepThread):
     """Runs the producer's generator and sends each message on, batching while it yields fast."""
 
     def work(self) -> None:
-        self.open(NextSteps(self.context, self.config, self.step, self.addresses, self.counts))
+        self.open(NextSteps(self.context, self.config, self.step, self.addresses, self.counts, self.control.handles))
         try:
             component = self.start_component()
             self.control.go.wait()
@@ -182,6 +183,11 @@ class WorkerThread(StepThread):
     #: Where a worker process marks the message each thread runs (engine.process_worker.BusyBoard).
     board: Any = None
 
+    @property
+    def handles(self) -> Handles | None:
+        """Where buffers from and to the router are lent: the run's (None in a worker process)."""
+        return self.control.handles
+
     def work(self) -> None:
         ctl = self.ctl = self.context.socket(zmq.DEALER)
         ctl.linger = 0
@@ -202,8 +208,8 @@ class WorkerThread(StepThread):
         if not self.step.next_steps:
             return NoOutputs()
         if self.step.ordered:
-            return ToRouter(ctl, self.step)
-        return NextSteps(self.context, self.config, self.step, self.addresses, self.counts)
+            return ToRouter(ctl, self.step, self.handles)
+        return NextSteps(self.context, self.config, self.step, self.addresses, self.counts, self.handles)
 
     def connect(self, ctl: zmq.Socket) -> None:
         """Connect to the step's router."""
@@ -227,8 +233,9 @@ class WorkerThread(StepThread):
         frames.send(ctl, control_frames(Kind.JOIN, 2 if component is not None else 0))
         outlet.flush()  # what init() sent goes on now, not with the first packet's outputs
         received = frames.recv(ctl)
+        handles = self.handles
         while header_of(received[0])[0] is not Kind.FINISH:
-            packet = packet_from_frames(received)
+            packet = packet_from_frames(received, handles=handles)
             before = self.busy_time
             for seq, inband, buffers in packet.messages():
                 self._process(component, seq, inband, buffers)
