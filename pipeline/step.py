@@ -7,9 +7,9 @@ while its code runs and handed on only once that code has returned: the outputs 
 
 from __future__ import annotations
 
-import inspect
 import threading
 import traceback
+from types import GeneratorType
 from typing import Any
 
 from .component import Component, Emitter
@@ -43,6 +43,10 @@ class Collector:
                 "only the thread running the step's init(), run() and finish() may send (hand results to it, "
                 "for example through a queue that run() reads)"
             )
+        self.add(message, target)
+
+    def add(self, message: Any, target: str | None = None) -> None:
+        """Collect an output sent by the thread that runs the step's code (the engine's own calls: not checked)."""
         self.pending.append((encode(message), target))
 
     def take(self) -> Outputs:
@@ -59,7 +63,7 @@ def send_outputs(result: Any, emit: Emitter | None) -> None:
     """
     if result is None:
         return
-    if inspect.isgenerator(result):
+    if isinstance(result, GeneratorType):
         for output in result:
             if output is not None and emit is not None:
                 emit(output, None)

@@ -47,6 +47,14 @@ class Numbers(Component):
         yield from range(self.count)
 
 
+class ReturnsLock(Component):
+    """Consumer whose run() returns what no pickle can carry: a consumer's returned value goes nowhere."""
+
+    def run(self, msg: Any) -> threading.Lock:
+        """Return a lock."""
+        return threading.Lock()
+
+
 class Bursty(Component):
     """Producer: yields 0 and 1 at once, then blocks until the run's Event is set; yields whether it was."""
 

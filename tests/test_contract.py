@@ -288,6 +288,16 @@ def test_a_message_the_wire_cannot_carry_fails_alone(mode: str, kind: str, why: 
     assert report.unprocessed == 0
 
 
+@pytest.mark.parametrize("mode,extra", [("sequential", {}), ("threads", {}), ("threads", {"nb_process": 1})],
+                         ids=["sequential", "threads", "processes"])
+def test_what_a_consumer_returns_goes_nowhere(mode: str, extra: dict) -> None:
+    # Not even through pickle: a consumer's value that no pickle can carry fails nothing.
+    report = run(chain(step("P", "Numbers", ["C"]), [], step("C", "ReturnsLock", **extra), Numbers={"count": 30}),
+                 mode)
+    assert report.exit_status == 0, report.table()
+    assert (report["C"].processed, report["C"].failed) == (30, 0)
+
+
 # --------------------------------------------------------------------------- 8. SystemExit and KeyboardInterrupt
 
 

@@ -114,16 +114,19 @@ class NextSteps(Outlet):
             socket.linger = 0
             socket.connect(addresses.inbox(name))
             self.boxes[name] = _Outbox(socket, batch_limit(config.steps[name].queue_limit), handles)
+        self.every = list(self.boxes.values())  # where an output that names no next step goes
 
     def commit(self, seq: int, outputs: Outputs, seconds: float = 0.0) -> None:
         """Queue each output for its next step (all of them when it names none)."""
+        every = self.every
+        boxes = self.boxes
         for message, target in outputs:
-            for name in self.step.next_steps if target is None else (target,):
-                box = self.boxes[name]
-                box.packet.add(message)
-                self.counts.emitted += 1
-                if len(box.packet) >= box.limit or box.packet.nbytes >= MAX_BATCH_BYTES:
+            for box in every if target is None else (boxes[target],):
+                packet = box.packet
+                packet.add(message)
+                if len(packet) >= box.limit or packet.nbytes >= MAX_BATCH_BYTES:
                     box.flush()
+                self.counts.emitted += 1
         if outputs and not self.oldest:
             self.oldest = time.monotonic()
 

@@ -110,14 +110,17 @@ class Packet:
 
     def add(self, message: Encoded) -> None:
         """Append one encoded message (``encode`` refused any with more than MAX_BUFFERS buffers)."""
-        self.lengths.append(len(message.inband))
-        self.oob_counts.append(len(message.buffers))
-        self.parts.append(message.inband)
-        self.nbytes += len(message.inband)
-        for buffer in message.buffers:
-            view = memoryview(buffer)
-            self.buffers.append(view)
-            self.nbytes += view.nbytes
+        inband, buffers = message.inband, message.buffers
+        size = len(inband)
+        self.lengths.append(size)
+        self.oob_counts.append(len(buffers))
+        self.parts.append(inband)
+        if buffers:
+            for buffer in buffers:
+                view = memoryview(buffer)
+                self.buffers.append(view)
+                size += view.nbytes
+        self.nbytes += size
 
     def frames(self, kind: Kind, extra: bytes = b"", value: int | None = None,
                handles: Handles | None = None) -> list[Buffer]:

@@ -8,13 +8,14 @@ from __future__ import annotations
 
 from collections.abc import Callable
 from time import perf_counter
+from types import GeneratorType
 from typing import Any
 
 import zmq
 
 from ..component import Component
 from ..config import PipelineConfig, StepConfig
-from ..message import Encoded, decode, encode
+from ..message import Encoded, decode
 from ..report import StepCounts
 from ..step import Collector, failure_line, produce, send_outputs
 from . import frames
@@ -23,7 +24,7 @@ from .control import INIT_DONE, EngineThread, RunControl
 from .flow import SLOW_SOURCE_SECONDS, window_for
 from .handles import Handles
 from .outlets import NextSteps, NoOutputs, Outlet, ToRouter
-from .wire import UNORDERED, Kind, Outcome, control_frames, header_of, packet_from_frames
+from .wire import UNORDERED, Kind, Outcome, Packet, control_frames, header_of, packet_from_frames
 
 #: Weight of the newest packet in a worker's running mean of seconds per message.
 _SMOOTHING = 0.2
@@ -155,8 +156,8 @@ class ProducerThread(StepThread):
             if spent > self.max_time:
                 self.max_time = spent
             if error is None and message is not None:
-                try:  # this thread is the collector's own: no need to ask
-                    collector.pending.append((encode(message), None))
+                try:
+                    collector.add(message)
                 except Exception as err:
                     error = err
             outputs = collector.take()
@@ -237,8 +238,7 @@ class WorkerThread(StepThread):
         while header_of(received[0])[0] is not Kind.FINISH:
             packet = packet_from_frames(received, handles=handles)
             before = self.busy_time
-            for seq, inband, buffers in packet.messages():
-                self._process(component, seq, inband, buffers)
+            self._process(component, packet)
             elapsed = (self.busy_time - before) / len(packet)
             mean = elapsed if not mean else mean + _SMOOTHING * (elapsed - mean)
             if outlet.answers_router or not frames.waiting(ctl):
@@ -248,56 +248,70 @@ class WorkerThread(StepThread):
             frames.send(ctl, control_frames(Kind.READY, window_for(mean)))
             received = frames.recv(ctl)
 
-    def _process(self, component: Component | None, seq: int, inband: Any, buffers: list[Any]) -> None:
-        """Run one message through the step's code, with the outlet unlocked; commit or report what it did.
+    def _process(self, component: Component | None, packet: Packet) -> None:
+        """Run each message of ``packet`` through the step's code, with the outlet unlocked; commit or
+        report what it did.
 
-        The hot path of every worker: ``call`` written out, since its context manager and closure
-        cost as much as the rest of a small message's work.
+        The hot path of every worker: ``call`` written out, and what every message needs looked up
+        once per packet, since a method call and its lookups cost as much as a small message's work.
         """
         if component is None:
             raise RuntimeError(f"worker {self.name} was sent work although its init() failed")
         counts = self.counts
-        counts.received += 1
-        if self.step.name in self.control.policy.halted:
-            self.report_not_run(seq, Encoded(bytes(inband), buffers))
-            return
+        halted = self.control.policy.halted
+        name = self.step.name
         outlet = self.outlet
+        release, acquire = outlet.lock.release, outlet.lock.acquire
         collector = self.collector
-        self.busy_seq = seq
+        run = component.run
+        emits = component._emit is not None  # a consumer's returned value goes nowhere
+        answers = outlet.answers_router
         board = self.board
-        if board is not None:
-            board.mark(self.index, seq)
-        start = perf_counter()
-        outlet.lock.release()
-        try:
-            result = component.run(decode(inband, buffers))
-            if result is not None:
-                send_outputs(result, collector)
-        except BaseException as err:  # a step's SystemExit fails the step, not the engine
-            error: BaseException | None = err
-        else:
-            error = None
-        finally:
-            outlet.lock.acquire()
-        spent = perf_counter() - start
-        self.busy_time += spent
-        if spent > self.max_time:
-            self.max_time = spent
-        self.busy_seq = None
-        if board is not None:
-            board.mark(self.index, None)
-        if error is None:
+        for seq, inband, buffers in packet.messages():
+            counts.received += 1
+            if name in halted:
+                self.report_not_run(seq, Encoded(bytes(inband), buffers))
+                continue
+            self.busy_seq = seq
+            if board is not None:
+                board.mark(self.index, seq)
+            error: BaseException | None = None
+            start = perf_counter()
+            release()
+            try:
+                result = run(decode(inband, buffers))
+                if result is not None:
+                    if isinstance(result, GeneratorType):
+                        send_outputs(result, collector if emits else None)
+                    elif emits:
+                        collector.add(result)
+            except BaseException as err:  # a step's SystemExit fails the step, not the engine
+                error = err
+            finally:
+                acquire()
+            spent = perf_counter() - start
+            self.busy_time += spent
+            if spent > self.max_time:
+                self.max_time = spent
+            self.busy_seq = None
+            if board is not None:
+                board.mark(self.index, None)
+            if error is not None:
+                self._failed(seq, error, Encoded(bytes(inband), buffers), spent)
+                continue
             counts.processed += 1
-            if collector.pending or outlet.answers_router:  # a consumer's thread has nothing to commit
+            if collector.pending or answers:  # a consumer's thread has nothing to commit
                 outlet.commit(seq, collector.take(), spent)
                 if outlet.oldest:
                     outlet.flush_if_due()
-            return
-        collector.take()
-        counts.failed += 1
+
+    def _failed(self, seq: int, error: BaseException, message: Encoded, spent: float) -> None:
+        """Message ``seq``'s run() raised ``error`` after ``spent`` seconds: drop its outputs, report it."""
+        self.collector.take()
+        self.counts.failed += 1
         if isinstance(error, Exception):
-            self.report_failure(seq, error, Encoded(bytes(inband), buffers))
+            self.report_failure(seq, error, message)
         else:
             self.fail("run()", error)
             self.control.policy.halt(self.step.name, f"step {self.step.name} raised {failure_line(error)} in run()")
-        outlet.failed(seq, Outcome.FAILED, spent)
+        self.outlet.failed(seq, Outcome.FAILED, spent)
