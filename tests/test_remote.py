@@ -10,13 +10,17 @@ from __future__ import annotations
 
 import os
 import signal
+import socket
 import subprocess
 import time
 from collections.abc import Iterator
 from pathlib import Path
+from typing import Any
 
 import pytest
 
+from pipeline import Pipeline
+from pipeline.engine.processes import WorkerHost
 from tests.cli_helpers import ROOT, run_cli, write_config
 from tests.remote_helpers import (
     BIN,
@@ -30,6 +34,8 @@ from tests.remote_helpers import (
     wait_during,
 )
 from tests.remote_steps import marker_pids, markers
+from tests.test_engine import chain
+from tests.test_engine import step as engine_step
 
 #: How many values each run sends (Launcher.chain's default).
 COUNT = 20
@@ -178,6 +184,34 @@ def test_a_bad_key_file_is_named(launch: Launcher, bad: str) -> None:
     result = run_cli(f"--config={path}", f"--Pipeline.listen={launch.address}",
                      f"--Pipeline.server_key={server}", f"--Pipeline.authorized_keys={authorized}")
     assert_one_line(result, 2, str(named))
+
+
+def test_a_listen_address_in_use_is_one_line_and_nothing_runs(launch: Launcher) -> None:
+    with socket.socket() as taken:
+        taken.bind(("127.0.0.1", 0))
+        taken.listen()
+        address = f"tcp://127.0.0.1:{taken.getsockname()[1]}"
+        path = write_config(launch.directory, launch.chain())
+        result = run_cli(f"--config={path}", f"--Pipeline.listen={address}", *launch.keys.run_options())
+    assert_one_line(result, 2, "Pipeline.listen", f"cannot listen on {address}", "in use")
+    assert not launch.output.exists()  # not one message went through
+
+
+def test_a_worker_host_that_fails_fails_the_run(launch: Launcher, monkeypatch: pytest.MonkeyPatch) -> None:
+    # With remote workers only allowed (no worker processes), an internal error of the thread that
+    # lets them in still fails the run: never an exit 0 with messages unprocessed.
+    def broken(host: WorkerHost, gateway: Any) -> None:
+        raise RuntimeError("broken on purpose")
+
+    monkeypatch.setattr(WorkerHost, "_loop", broken)
+    keys = launch.keys
+    document = chain(engine_step("P", "Source", ["S"]), [engine_step("S", "Behave", ["C"])],
+                     engine_step("C", "Collect"), Source={"count": 50})
+    pipeline = Pipeline.from_config(document, {"Pipeline": {
+        "listen": launch.address, "server_key": str(keys.server_secret), "authorized_keys": str(keys.authorized)}})
+    report = pipeline.run()
+    assert report.exit_status == 1
+    assert any("internal error in worker-host" in (step.first_error or "") for step in report.steps.values())
 
 
 def test_a_step_without_local_workers_needs_listen(launch: Launcher) -> None:

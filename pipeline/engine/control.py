@@ -8,6 +8,7 @@ import threading
 
 import zmq
 
+from ..errors import ConfigError
 from ..failures import FailurePolicy
 from ..options import RunOptions
 from .handles import Handles
@@ -56,6 +57,8 @@ class EngineThread(threading.Thread):
             self.work()
         except zmq.ContextTerminated:
             pass  # the run was aborted: the context was terminated under a blocking call
+        except ConfigError as err:  # a setting that cannot work here: the runner raises it, no internal error
+            self.crash = err
         except BaseException as err:
             if not self.control.aborted.is_set():
                 log.critical("thread %s stopped on an internal error", self.name, exc_info=err)

@@ -29,10 +29,11 @@ from dataclasses import dataclass, field
 import zmq
 
 from ..config import PipelineConfig, StepConfig
+from ..errors import ConfigError
 from ..status import WorkerProcessStatus
 from . import frames
 from .addresses import Addresses
-from .control import EngineThread, RunControl
+from .control import BOUND, EngineThread, RunControl
 from .process_worker import HELLO_TIMEOUT_SECONDS, Spec, read_busy_board
 from .remote import RemoteDoor, RemoteWorker
 from .router import Router
@@ -104,8 +105,13 @@ class WorkerHost(EngineThread):
                 notice.connect(self.addresses.notices(name))
             options = self.control.options
             if options.listen and options.server_keys is not None:
-                self.door = RemoteDoor(self.context, options.listen, options.server_keys, self.addresses.work,
-                                       lambda step: len(self.config.steps[step].next_steps))
+                try:
+                    self.door = RemoteDoor(self.context, options.listen, options.server_keys, self.addresses.work,
+                                           lambda step: len(self.config.steps[step].next_steps))
+                except zmq.ZMQError as err:
+                    raise ConfigError(self.config.source, "Pipeline.listen",
+                                      f"cannot listen on {options.listen}: {zmq.strerror(err.errno)}") from None
+            self.control.events.put((BOUND, self))  # remote workers may come now; the run may start
             for name in self.routers:
                 for _ in range(self.config.steps[name].nb_process):
                     self._start(name)

@@ -13,6 +13,7 @@ import time
 import zmq
 
 from ..config import PipelineConfig
+from ..errors import ConfigError
 from ..options import RunOptions
 from ..report import RunReport, StepCounts, StepReport, exit_status, stop_reason_of
 from ..status import RunStatus, StepStatus, declared_totals
@@ -155,6 +156,8 @@ class ThreadedRunner:
         if any(router.hears_notices for router in self.routers.values()):
             self.host = WorkerHost(context, self.control, self.config, self.addresses, self.routers)
             self.host.start()
+            if self._next_event(BOUND) is None and isinstance(self.host.crash, ConfigError):
+                raise self.host.crash  # such as a listen address in use: exit 2, nothing started
 
     def _start_steps(self, context: zmq.Context) -> None:
         if self._alive() != self._all_threads():
@@ -272,7 +275,7 @@ class ThreadedRunner:
             router = self.routers.get(name)
             if router is not None and router.first_error:
                 report.add_error(router.first_error, fatal=router.fatal)
-            step_host = self.host if self.config.steps[name].nb_process else None
+            step_host = self.host if router is not None and router.hears_notices else None
             for thread in [*self.threads.get(name, []), router, step_host]:
                 if thread is not None and thread.crash is not None:
                     report.add_error(f"internal error in {thread.name}: {thread.crash!r}", fatal=True)
