@@ -133,7 +133,7 @@ pipeline-run --config=configs/example.json --Pipeline.gui_address=127.0.0.1:5565
                 window = MainWindow(self.host, self.port, security)
             except zmq.ZMQError as err:
                 raise ConfigError(COMMAND_LINE, "--PipeGui.host/--PipeGui.port",
-                                  f"cannot bind tcp://{self.host}:{self.port}: {err}") from err
+                                  f"cannot bind tcp://{self.host}:{self.port}: {zmq.strerror(err.errno)}") from err
             # The real port, when --port=0 let the system choose it.
             print(f"{self.name}: listening on {window.address}, waiting for a pipeline", file=sys.stderr, flush=True)
             window.show()
