@@ -48,11 +48,20 @@ class Numbers(Component):
 
 
 class ReturnsLock(Component):
-    """Consumer whose run() returns what no pickle can carry: a consumer's returned value goes nowhere."""
+    """Consumer whose init(), run() and finish() return what no pickle can carry: a consumer's returned
+    values go nowhere."""
+
+    def init(self) -> threading.Lock:
+        """Return a lock."""
+        return threading.Lock()
 
     def run(self, msg: Any) -> threading.Lock:
         """Return a lock."""
         return threading.Lock()
+
+    def finish(self) -> Iterator[threading.Lock]:
+        """Yield a lock."""
+        yield threading.Lock()
 
 
 class Bursty(Component):

@@ -69,6 +69,11 @@ class StepThread(EngineThread):
         self.control.flusher.remove(self.outlet)
         self.outlet.close()
 
+    @property
+    def emitter(self) -> Collector | None:
+        """Where the step's code sends: the collector, or nowhere for a consumer (its returned values are dropped)."""
+        return self.collector if self.step.next_steps else None
+
     def call(self, code: Callable[[], Any]) -> BaseException | None:
         """Run the step's ``code`` (which sends through the collector); None if it returned.
 
@@ -77,7 +82,7 @@ class StepThread(EngineThread):
         """
         try:
             with self.outlet.step_code():
-                send_outputs(code(), self.collector)
+                send_outputs(code(), self.emitter)
         except BaseException as err:  # a step's SystemExit fails the step, not the engine
             self.collector.take()
             return err
@@ -100,7 +105,7 @@ class StepThread(EngineThread):
         except Exception as err:
             self.fail("init()", err)
         else:
-            component._emit = self.collector if self.step.next_steps else None
+            component._emit = self.emitter
             self.init_ok = self.lifecycle("init()", component.init)
         self.control.events.put((INIT_DONE, self))
         return component if self.init_ok else None
@@ -264,7 +269,7 @@ class WorkerThread(StepThread):
         release, acquire = outlet.lock.release, outlet.lock.acquire
         collector = self.collector
         run = component.run
-        emits = component._emit is not None  # a consumer's returned value goes nowhere
+        emitter = self.emitter
         answers = outlet.answers_router
         board = self.board
         for seq, inband, buffers in packet.messages():
@@ -282,9 +287,9 @@ class WorkerThread(StepThread):
                 result = run(decode(inband, buffers))
                 if result is not None:
                     if isinstance(result, GeneratorType):
-                        send_outputs(result, collector if emits else None)
-                    elif emits:
-                        collector.add(result)
+                        send_outputs(result, emitter)
+                    elif emitter is not None:
+                        emitter.add(result)
             except BaseException as err:  # a step's SystemExit fails the step, not the engine
                 error = err
             finally:
