@@ -10,18 +10,28 @@ import json
 import os
 import subprocess
 import sys
+import threading
 import types
+import uuid
 from pathlib import Path
 from typing import Any
 
 import pytest
+import zmq
 
 from pipeline import Component, Pipeline
 from pipeline.config import load_config
 from pipeline.deadletter import load_messages
 from pipeline.engine import ThreadedRunner
+from pipeline.engine.handles import Handles
+from pipeline.engine.wire import UNORDERED, Answer, Kind, control_frames, result_frames
+from pipeline.message import OUT_OF_BAND_BYTES, encode
 from pipeline.options import RunOptions
+from tests.contract_steps import EVENTS, WAIT_SECONDS
 from tests.process_helpers import lines, run_to_end
+from tests.test_contract import received
+from tests.test_engine import chain as engine_chain
+from tests.test_engine import step as engine_step
 from tests.test_failures import config as failure_config
 from tests.test_failures import report_row, written
 from tests.test_semantics import (
@@ -37,6 +47,7 @@ from tests.test_semantics import (
 )
 
 PROCESS_STEPS = "tests.process_steps"
+CONTRACT_STEPS = "tests.contract_steps"
 
 pytestmark = pytest.mark.timeout(60)
 
@@ -276,3 +287,39 @@ def test_a_step_module_the_worker_process_cannot_import_fails_the_run(
     assert "step S has no workers left" in (report.steps["S"].first_error or "")
     assert "exit code 2" in (report.steps["S"].first_error or "")
     assert "cannot load notebook_steps.Double" in capfd.readouterr().err
+
+
+@pytest.mark.parametrize("routing_id", [None, b"pX", b"p1"], ids=["zeromq-chosen", "malformed", "no-thread"])
+def test_a_stranger_on_the_worker_processes_endpoint_changes_nothing(routing_id: bytes | None,
+                                                                      caplog: pytest.LogCaptureFixture) -> None:
+    """A socket of this user that connects to a step's ipc endpoint under a routing id that is neither a
+    thread of the run's nor a worker process's is ignored: it gets no work, and a RESULT whose buffers
+    come by number (as between the run's threads) takes nothing from the run."""
+    gate, seen = uuid.uuid4().hex, uuid.uuid4().hex
+    pipeline = Pipeline.from_config(engine_chain(
+        engine_step("P", "Bursty", ["S"], module=CONTRACT_STEPS, config={"tag": gate}),
+        [engine_step("S", "PassThrough", ["C"], module="algorithms.basic", nb_process=1)],
+        engine_step("C", "Record", module=CONTRACT_STEPS, config={"tag": seen, "signal_after": 2})))
+    reports: list[Any] = []
+    running = threading.Thread(target=lambda: reports.append(pipeline.run()))
+    running.start()
+    context = zmq.Context()
+    stranger = context.socket(zmq.DEALER)
+    stranger.linger = 0
+    try:
+        assert EVENTS[seen].wait(WAIT_SECONDS), "the run did not start"
+        if routing_id is not None:
+            stranger.identity = routing_id
+        stranger.connect(pipeline._runner.addresses.outside("S"))
+        stranger.send_multipart(control_frames(Kind.JOIN, 2))
+        lent = Handles()
+        stranger.send_multipart(result_frames([Answer(UNORDERED, [(encode(bytes(OUT_OF_BAND_BYTES)), None)])], lent))
+        assert not stranger.poll(500), "the run sent work to a stranger"
+    finally:
+        EVENTS[gate].set()
+        stranger.close()
+        context.term()
+        running.join(WAIT_SECONDS)
+    assert reports and reports[0].exit_status == 0, reports and reports[0].table()
+    assert received(seen) == [0, 1, True]
+    assert "neither a thread of the run nor a worker process" in caplog.text

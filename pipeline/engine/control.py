@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import logging
 import queue
+import secrets
 import threading
 
 import zmq
@@ -36,6 +37,9 @@ class RunControl:
         self.events: queue.Queue[tuple[str, EngineThread | None]] = queue.Queue()
         self.flusher = Flusher()  # sends outputs that would wait behind a slow run() or yield
         self.handles = Handles()  # out-of-band buffers in transit between the run's threads
+        # The routing ids of the run's own worker threads start with this: a peer outside the
+        # process cannot guess it, so it cannot pass for a thread and be lent buffers by number.
+        self.thread_prefix = b"t" + secrets.token_hex(8).encode() + b"."
 
     def abort(self) -> None:
         """Ask every thread to stop now."""

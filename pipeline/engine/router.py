@@ -40,7 +40,7 @@ log = logging.getLogger("pipeline.engine")
 WARN_EVERY_SECONDS = 10.0
 
 #: The routing id of a worker in another process starts with this byte (then "slot.thread");
-#: ZeroMQ's own routing ids, those of thread workers, start with a zero byte.
+#: the run's own worker threads take RunControl.thread_prefix.
 PROCESS_WORKER = b"p"
 
 
@@ -50,8 +50,11 @@ def process_worker_id(slot: int, thread: int) -> bytes:
 
 
 def slot_of(worker: bytes) -> int | None:
-    """The worker process of a routing id (None: a thread of the run's process)."""
-    return int(worker[1:].split(b".")[0]) if worker[:1] == PROCESS_WORKER else None
+    """The worker process of a routing id (None: not the id of a worker process's thread)."""
+    if worker[:1] != PROCESS_WORKER:
+        return None
+    slot, dot, thread = worker[1:].partition(b".")
+    return int(slot) if dot and slot.isdigit() and thread.isdigit() else None
 
 
 class WorkerDied(Exception):
@@ -211,6 +214,9 @@ class Router(EngineThread):
         while frames.waiting(work):
             received = frames.recv(work)
             worker = received[0].bytes
+            if not self._own(worker) and slot_of(worker) is None:
+                self._ignore(worker, "a message under a routing id of neither a thread of the run nor a worker process")
+                continue
             kind, value = header_of(received[1])
             if kind is Kind.JOIN:
                 if worker in self.pool.workers:
@@ -225,7 +231,7 @@ class Router(EngineThread):
                 self._answered(worker, received[1:])
             elif kind is Kind.READY:
                 # A worker outside the run answers each input of its packet before its READY.
-                if self.pool.finished_oldest(worker, answered=slot_of(worker) is not None):
+                if self.pool.finished_oldest(worker, answered=not self._own(worker)):
                     self.pool.done(worker, value)
                 else:
                     self._ignore(worker, "a READY for a packet it has not finished")
@@ -240,6 +246,10 @@ class Router(EngineThread):
                     self._finished_threads[slot] = self._finished_threads.get(slot, 0) + 1
         if self.results is not None and self.results.outputs is not None:
             self.results.outputs.flush()
+
+    def _own(self, worker: bytes) -> bool:
+        """Whether ``worker`` is a thread of the run's process (buffers go to and from it by number)."""
+        return worker.startswith(self.control.thread_prefix)
 
     def _join(self, work: zmq.Socket, worker: bytes, window: int) -> None:
         """A worker has run init(): it asks for ``window`` messages (0: its init() failed)."""
@@ -262,9 +272,9 @@ class Router(EngineThread):
 
     def _answered(self, worker: bytes, received: list) -> None:
         """A RESULT: count what a process worker did, then send the outputs on."""
-        in_process = slot_of(worker) is None
-        answers = parse_result(received, self.control.handles if in_process else None)
-        if not in_process:  # a thread of this process counts its own work
+        own = self._own(worker)
+        answers = parse_result(received, self.control.handles if own else None)
+        if not own:  # a thread of this process counts its own work
             answered = [answer.seq for answer in answers if answer.seq != UNORDERED]
             if answered != self.pool.next_seqs(worker, len(answered)):  # within its oldest packet only
                 self._ignore(worker, "a RESULT answering messages it was not running")
@@ -288,6 +298,9 @@ class Router(EngineThread):
 
     def _failed(self, worker: bytes, received: list) -> None:
         """A process worker's error: a message's (the one it answers next), or init()'s / finish()'s."""
+        if self._own(worker):
+            self._ignore(worker, "a FAILED from a thread of the run (they report their failures themselves)")
+            return
         seq, what, line, traceback = parse_failed(received)
         name = self._number(worker)
         error = RemoteError(line, traceback)
@@ -444,7 +457,7 @@ class Router(EngineThread):
                 packet, rest = packet.split(size)
             else:
                 rest = None
-            handles = self.control.handles if slot_of(worker) is None else None
+            handles = self.control.handles if self._own(worker) else None
             if not self._send(work, worker, packet.frames(Kind.WORK, handles=handles)):
                 continue
             if rest is None:

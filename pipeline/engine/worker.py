@@ -218,7 +218,8 @@ class WorkerThread(StepThread):
         return NextSteps(self.context, self.config, self.step, self.addresses, self.counts, self.handles)
 
     def connect(self, ctl: zmq.Socket) -> None:
-        """Connect to the step's router."""
+        """Connect to the step's router, under the routing id that makes it a thread of the run."""
+        ctl.identity = self.control.thread_prefix + b"%d" % self.index
         ctl.connect(self.addresses.work(self.step.name))
 
     def report_failure(self, seq: int, error: Exception, message: Encoded) -> None:
