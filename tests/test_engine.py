@@ -18,6 +18,7 @@ from pipeline import Pipeline
 from pipeline.config import load_config
 from pipeline.engine import ThreadedRunner
 from pipeline.engine.flow import MAX_BATCH_BYTES, PREFETCH_BYTES, QUEUE_BYTES, message_bound
+from pipeline.engine.worker import WorkerThread
 from pipeline.options import RunOptions
 from tests.engine_steps import COLLECTED, GAUGES
 
@@ -144,6 +145,26 @@ def test_a_queue_of_large_messages_is_bounded_by_bytes() -> None:
     # The queue, one packet past it, what the worker holds, two packets in the pipe, the producer's unsent ones.
     bytes_bound = (QUEUE_BYTES >> 20) + per_packet + (PREFETCH_BYTES >> 20) + 1 + 2 * per_packet + per_packet
     assert GAUGES[tag].peak <= bytes_bound < 300
+
+
+def test_a_worker_is_handed_large_messages_prefetch_bytes_at_a_time(monkeypatch: pytest.MonkeyPatch) -> None:
+    # Senders batch up to MAX_BATCH_BYTES (16 MiB); a worker gets at most PREFETCH_BYTES of it at once,
+    # so one worker of two cannot take a whole batch of arrays while the other waits.
+    handed: list[tuple[int, int]] = []
+    process = WorkerThread._process
+
+    def spy(self: WorkerThread, component: Any, packet: Any) -> None:
+        handed.append((len(packet), packet.nbytes))
+        process(self, component, packet)
+
+    monkeypatch.setattr(WorkerThread, "_process", spy)
+    tag = uuid.uuid4().hex
+    report = run(chain(step("P", "Arrays", ["S"]),
+                       [step("S", "PassThrough", ["C"], module="algorithms.basic", nb_thread=2)],
+                       step("C", "ArraySummer"), Arrays={"count": 200, "size": 131072}, ArraySummer={"tag": tag}))
+    assert report.exit_status == 0
+    assert sorted(COLLECTED[tag]) == [float(i) for i in range(200)]
+    assert all(count == 1 or nbytes <= PREFETCH_BYTES for count, nbytes in handed), max(handed)
 
 
 def test_ordered_step_holds_back_a_bounded_number_of_results() -> None:

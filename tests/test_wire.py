@@ -102,6 +102,20 @@ def test_a_packet_comes_out_of_its_frames_as_it_went_in(messages: list[Plain], f
     assert not handles, "a buffer stayed lent after its packet was received"
 
 
+@settings(max_examples=60, deadline=None)
+@given(MESSAGES, st.integers(0, 3 * OUT_OF_BAND_BYTES))
+def test_the_leading_messages_within_a_size_are_the_most_that_fit(messages: list[Plain], limit: int) -> None:
+    packet = packet_of(messages)
+    sizes = [len(inband) + sum(map(len, buffers)) for inband, buffers in messages]
+    count = packet.leading_within(limit)
+    if not messages:
+        assert count == 0
+        return
+    assert 1 <= count <= len(messages)
+    assert count == 1 or sum(sizes[:count]) <= limit
+    assert count == len(messages) or sum(sizes[:count + 1]) > limit
+
+
 def test_buffers_lent_by_handle_are_the_senders_memory_taken_once() -> None:
     handles = Handles()
     sent = [memoryview(bytearray(b"a" * 10)), memoryview(bytearray(b"b" * 20))]

@@ -11,7 +11,8 @@ where B = batch_limit(Q) is the largest packet a sender sends to T, and the send
 producer, every worker of each upstream step, but only the router of an upstream ordered step
 (it sends for all its workers). Each sender also holds at most B - 1 outputs per next step that
 it has not yet sent. A prefetched packet is only sent to a worker holding less than
-PREFETCH_BYTES, so large messages are prefetched one at a time; and a router reads no input while
+PREFETCH_BYTES, and a packet handed to a worker holds at most PREFETCH_BYTES (or one message), so a
+worker holds less than twice PREFETCH_BYTES plus one message; and a router reads no input while
 its queue holds QUEUE_BYTES, so large messages fill far fewer than Q places. An ordered step's router holds
 back the results of at most W * (1 + PREFETCH) inputs that finished out of order, and stops there
 or once the outputs it holds back reach HELD_BACK_BYTES: past either it hands out no more work
@@ -39,7 +40,8 @@ MAX_BATCH_BYTES = 16 * 1024 * 1024
 PREFETCH = 256
 #: A router reads no more input while its queue holds this many bytes (whatever its queue_limit).
 QUEUE_BYTES = 64 * 1024 * 1024
-#: A worker already holding this many bytes of work is sent no more until it is idle.
+#: A worker already holding this many bytes of work is sent no more until it is idle, and no packet
+#: handed to a worker holds more (unless it is one message).
 PREFETCH_BYTES = 4 * 1024 * 1024
 #: A worker asks for enough messages to keep it busy this long (its window adapts to run() time).
 PREFETCH_SECONDS = 0.001

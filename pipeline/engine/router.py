@@ -16,7 +16,15 @@ from ..step import RemoteError, failure_line
 from . import frames
 from .addresses import Addresses
 from .control import BOUND, WORKERS_JOINED, EngineThread, RunControl
-from .flow import HELD_BACK_BYTES, PIPE_HWM, QUEUE_BYTES, batch_limit, held_back_limit, sender_count
+from .flow import (
+    HELD_BACK_BYTES,
+    PIPE_HWM,
+    PREFETCH_BYTES,
+    QUEUE_BYTES,
+    batch_limit,
+    held_back_limit,
+    sender_count,
+)
 from .outlets import NextSteps
 from .pool import WorkerPool
 from .results import Results
@@ -453,6 +461,8 @@ class Router(EngineThread):
                 return
             size = min(max(1, pool.window(worker) // 2), pool.room(worker))
             packet = self.queue[0]
+            if packet.nbytes > PREFETCH_BYTES:  # large messages: a worker is handed PREFETCH_BYTES at a time
+                size = min(size, packet.leading_within(PREFETCH_BYTES))
             if len(packet) > size:
                 packet, rest = packet.split(size)
             else:

@@ -141,6 +141,17 @@ class Packet:
         body = self.parts[0] if len(self.parts) == 1 else b"".join(self.parts)
         return [b"".join(head), body, *buffers]
 
+    def leading_within(self, nbytes: int) -> int:
+        """How many of the first messages fit in ``nbytes`` together (at least one)."""
+        total = 0
+        nbuf = 0
+        for i, (length, count) in enumerate(zip(self.lengths, self.oob_counts, strict=True)):
+            total += length + sum(memoryview(b).nbytes for b in self.buffers[nbuf:nbuf + count])
+            if total > nbytes:
+                return max(1, i)
+            nbuf += count
+        return len(self)
+
     def receipt(self) -> Packet:
         """This packet's counts, sequence numbers and size without its messages."""
         return Packet(self.lengths, self.oob_counts, [], [], self.first_seq, self.nbytes)
