@@ -306,9 +306,6 @@ class Router(EngineThread):
 
     def _failed(self, worker: bytes, received: list) -> None:
         """A process worker's error: a message's (the one it answers next), or init()'s / finish()'s."""
-        if self._own(worker):
-            self._ignore(worker, "a FAILED from a thread of the run (they report their failures themselves)")
-            return
         seq, what, line, traceback = parse_failed(received)
         name = self._number(worker)
         error = RemoteError(line, traceback)
