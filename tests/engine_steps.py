@@ -1,4 +1,5 @@
-"""Steps for the engine tests: messages are (value, path) tuples so outputs tell which way they went."""
+"""Steps for the engine tests: messages are (value, path) tuples so outputs tell which way they went,
+with a large numpy payload as a third item when the Source is asked for one (it travels out of band)."""
 
 from __future__ import annotations
 
@@ -18,14 +19,16 @@ COLLECTED: dict[str, list[Any]] = defaultdict(list)
 
 
 class Source(Component):
-    """Yields (i, ()) for i in range(count)."""
+    """Yields (i, ()) for i in range(count), or (i, (), payload) with a payload of ``payload`` bytes."""
 
     count = Int(10, help="How many messages.").tag(config=True)
+    payload = Int(0, min=0, help="Bytes of a uint8 array filled with i % 251 added to each message (0: none).").tag(
+        config=True)
 
-    def run(self) -> Iterator[tuple[int, tuple[str, ...]]]:
+    def run(self) -> Iterator[tuple[Any, ...]]:
         """Yield each message."""
         for i in range(self.count):
-            yield (i, ())
+            yield (i, ()) if not self.payload else (i, (), np.full(self.payload, i % 251, dtype=np.uint8))
 
 
 class Behave(Component):
@@ -45,12 +48,12 @@ class Behave(Component):
         if self.announce and self.next_steps:
             self.send_msg((-1_000_000, (self.step_name, "init")))
 
-    def run(self, msg: tuple[int, tuple[str, ...]]) -> Any:
-        """Transform one message according to ``behaviour``."""
-        value, path = msg
+    def run(self, msg: tuple[Any, ...]) -> Any:
+        """Transform one message according to ``behaviour`` (a payload goes on with it unchanged)."""
+        value, path, *payload = msg
         if self.delays:
             time.sleep(self.delays[value % len(self.delays)])
-        out = (value, (*path, self.step_name))
+        out = (value, (*path, self.step_name), *payload)
         if self.behaviour == "filter":
             return None if value % self.modulo == 0 else out
         if self.behaviour == "expand":
@@ -62,10 +65,10 @@ class Behave(Component):
             self.total += value
         return out
 
-    def _expand(self, out: tuple[int, tuple[str, ...]]) -> Iterator[tuple[int, tuple[str, ...]]]:
-        value, path = out
-        yield (value * 2, path)
-        yield (value * 2 + 1, path)
+    def _expand(self, out: tuple[Any, ...]) -> Iterator[tuple[Any, ...]]:
+        value, path, *payload = out
+        yield (value * 2, path, *payload)
+        yield (value * 2 + 1, path, *payload)
 
     def finish(self) -> Iterator[tuple[int, tuple[str, ...]]]:
         """A sum step sends its total once, at the end; an announcing step yields a last message."""
@@ -81,7 +84,10 @@ class Collect(Component):
     tag = Unicode("", help="Run tag that keeps runs apart.").tag(config=True)
 
     def run(self, msg: Any) -> None:
-        """Record the message."""
+        """Record the message; a payload as (size, first byte, last byte, writeable): what arrived of it."""
+        if isinstance(msg, tuple) and len(msg) == 3 and isinstance(msg[2], np.ndarray):
+            payload = msg[2]
+            msg = (*msg[:2], (payload.size, int(payload[0]), int(payload[-1]), payload.flags.writeable))
         COLLECTED[self.tag + self.step_name].append(msg)
 
 

@@ -19,6 +19,7 @@ from pipeline.config import load_config
 from pipeline.engine import ThreadedRunner
 from pipeline.engine.flow import MAX_BATCH_BYTES, PREFETCH_BYTES, QUEUE_BYTES, message_bound
 from pipeline.engine.worker import WorkerThread
+from pipeline.message import OUT_OF_BAND_BYTES
 from pipeline.options import RunOptions
 from tests.engine_steps import COLLECTED, GAUGES
 
@@ -273,7 +274,9 @@ def dag_configs(draw: st.DrawFn, processes: bool = False) -> dict[str, Any]:
                                     "modulo": draw(st.integers(2, 4))}))
     return chain(step("P", "Source", producer_targets), stagers,
                  step("C", "Collect", queue_limit=draw(st.sampled_from([1, 4, 64]))),
-                 Source={"count": draw(st.integers(0, 60))})
+                 Source={"count": draw(st.integers(0, 60)),
+                         # a payload above OUT_OF_BAND_BYTES travels out of band: lent between threads
+                         "payload": draw(st.sampled_from([0, OUT_OF_BAND_BYTES + 10]))})
 
 
 #: Seconds a random DAG's run may take before the test calls it hung (they take about a second).
