@@ -29,6 +29,18 @@ class FailEvery(Component):
         return msg
 
 
+class FailFrom(Component):
+    """Raises on every message from ``first`` on, else passes it on."""
+
+    first = Int(0, help="The first message that fails.").tag(config=True)
+
+    def run(self, msg: int) -> int:
+        """Pass the message on, or raise."""
+        if msg >= self.first:
+            raise ValueError(f"bad message {msg}")
+        return msg
+
+
 class FailingInit(Component):
     """The first instance's init() raises; the others pass messages on and mark finish() in a file."""
 

@@ -145,6 +145,19 @@ def test_on_error_stop_starts_no_message_after_the_failure(tmp_path: Path) -> No
     assert "stopped: step STAGE failed on message" in result.stderr
 
 
+@pytest.mark.parametrize("threads", [1, 2])
+def test_a_worker_process_whose_message_failed_starts_no_other(tmp_path: Path, threads: int) -> None:
+    # One process, every message from the 3,000th fails (by then a worker holds packets of a hundred),
+    # on_error=stop: its workers start nothing after the first failure, without waiting for the run's
+    # HALT, which comes a round trip later.
+    path = failure_config(tmp_path, {"class": "FailFrom", "nb_process": 1, "nb_thread": threads},
+                          Counter={"count": 10_000}, FailFrom={"first": 3000})
+    result = run_to_end(path)
+    assert result.returncode == 1
+    failed = report_row(result.stderr, "STAGE")[3]
+    assert 1 <= failed <= threads, result.stderr  # another thread may have been in run() already
+
+
 MYSTEPS = '''
 from pipeline import Component
 from traitlets import Unicode

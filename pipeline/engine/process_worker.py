@@ -124,7 +124,13 @@ class ProcessWorkerThread(WorkerThread):
         ctl.connect(self.address)
 
     def report_failure(self, seq: int, error: Exception, message: Encoded) -> None:
-        """Send the error to the router, after the answers before it (the router takes the message it answers next)."""
+        """Send the error to the router, after the answers before it (the router takes the message it answers next).
+
+        With on_error=stop this process's workers start nothing more from now on, as the run's policy
+        makes a step's threads do; the run's HALT would come a round trip later.
+        """
+        if self.step.on_error == "stop":
+            self.control.policy.halted.add(self.step.name)
         self.outlet.flush()
         frames.send(self.ctl, failed_frames(seq, "run()", failure_line(error), traceback_text(error)))
 
