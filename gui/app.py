@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import logging
 import re
 import signal
 import sys
@@ -15,7 +14,7 @@ from traitlets import Bool, Int, Unicode
 from traitlets.config import Application
 
 from pipeline import auth
-from pipeline.cli import COMMAND_LINE, StrictApplication
+from pipeline.cli import COMMAND_LINE, DEBUG_FLAG, StrictApplication
 from pipeline.config import suggest
 from pipeline.end_of_output import console_script
 from pipeline.errors import ConfigError
@@ -71,7 +70,7 @@ pipeline-run --config=configs/example.json --Pipeline.gui_address=127.0.0.1:5565
         "log-level": "Application.log_level",
     }
     flags: ClassVar[dict[str, tuple[dict[str, Any], str]]] = {
-        "debug": ({"Application": {"log_level": logging.DEBUG}}, "Log at DEBUG level."),
+        **DEBUG_FLAG,
         "plaintext": ({"PipeGui": {"plaintext": True}}, "Hear anyone who reaches the port, without keys."),
     }
 

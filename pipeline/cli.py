@@ -3,6 +3,7 @@ does not have, or a value that cannot work, is a one-line ConfigError (exit stat
 
 from __future__ import annotations
 
+import logging
 import re
 import sys
 from collections.abc import Sequence
@@ -19,6 +20,11 @@ from .errors import ConfigError
 
 #: The source that ConfigErrors about the command line name.
 COMMAND_LINE = "command line"
+
+#: The ``--debug`` flag of the commands whose debug output is their log alone.
+DEBUG_FLAG: dict[str, tuple[dict[str, Any], str]] = {
+    "debug": ({"Application": {"log_level": logging.DEBUG}}, "Log at DEBUG level."),
+}
 
 # What traitlets reads as an option name; "-5" is a value, "--Class.trait" is checked elsewhere.
 _OPTION_NAME = re.compile(r"--?[A-Za-z][\w-]*")

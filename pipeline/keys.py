@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import logging
 import sys
 from collections.abc import Sequence
 from typing import Any, ClassVar, NoReturn
@@ -10,7 +9,7 @@ from typing import Any, ClassVar, NoReturn
 from traitlets import Unicode
 
 from .auth import check_key_name, generate_key_pair
-from .cli import COMMAND_LINE, StrictApplication
+from .cli import COMMAND_LINE, DEBUG_FLAG, StrictApplication
 from .errors import ConfigError
 
 #: The commands, each with what it does.
@@ -34,9 +33,7 @@ pipeline-keys generate node7 --dir=keys/workers
     dir = Unicode(".", help="The directory of the key files (made, mode 0700, if missing).").tag(config=True)
 
     aliases: ClassVar[dict[str, str]] = {"dir": "PipelineKeys.dir", "log-level": "Application.log_level"}
-    flags: ClassVar[dict[str, tuple[dict[str, Any], str]]] = {
-        "debug": ({"Application": {"log_level": logging.DEBUG}}, "Log at DEBUG level."),
-    }
+    flags: ClassVar[dict[str, tuple[dict[str, Any], str]]] = {**DEBUG_FLAG}
 
     def initialize(self, argv: Sequence[str] | None = None) -> None:
         """Read ``COMMAND NAME`` (the leading words) and the options; a ConfigError for anything else."""

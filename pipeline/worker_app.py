@@ -12,7 +12,6 @@ stream; then it exits 0. See docs/cluster.md.
 from __future__ import annotations
 
 import contextlib
-import logging
 import os
 import signal
 import subprocess
@@ -23,7 +22,7 @@ from typing import Any, ClassVar, NoReturn
 from traitlets import Int, Unicode
 
 from .auth import load_key_pair, load_public_key
-from .cli import COMMAND_LINE, StrictApplication
+from .cli import COMMAND_LINE, DEBUG_FLAG, StrictApplication
 from .end_of_output import console_script
 from .engine.process_worker import Login, line_by_line, serve
 from .errors import ConfigError
@@ -63,9 +62,7 @@ pipeline-worker --connect=tcp://head:5570 --server-key=keys/server.key --key=key
         "processes": "PipelineWorker.processes",
         "log-level": "Application.log_level",
     }
-    flags: ClassVar[dict[str, tuple[dict[str, Any], str]]] = {
-        "debug": ({"Application": {"log_level": logging.DEBUG}}, "Log at DEBUG level."),
-    }
+    flags: ClassVar[dict[str, tuple[dict[str, Any], str]]] = {**DEBUG_FLAG}
 
     def initialize(self, argv: Sequence[str] | None = None) -> None:
         """Read the command line; a ConfigError for a missing option or a key that cannot be read."""
