@@ -14,9 +14,9 @@ from traitlets import Bool, Int, Unicode
 from traitlets.config import Application
 
 from pipeline import auth
-from pipeline.cli import COMMAND_LINE, DEBUG_FLAG, StrictApplication
-from pipeline.config import suggest
-from pipeline.end_of_output import console_script
+from pipeline.cli.application import COMMAND_LINE, DEBUG_FLAG, StrictApplication
+from pipeline.console.end_of_output import console_script
+from pipeline.console.text import suggest
 from pipeline.errors import ConfigError
 
 from .display import display_problem

@@ -18,9 +18,9 @@ from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 from typing import Any
 
+from pipeline.execution.status import RUN_STATES, STEP_STATES
 from pipeline.monitor import messages
 from pipeline.monitor.messages import shorten
-from pipeline.status import RUN_STATES, STEP_STATES
 
 #: The protocol versions this monitor reads.
 SUPPORTED_VERSIONS = frozenset({1})

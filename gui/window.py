@@ -23,7 +23,7 @@ from PySide6.QtWidgets import (
     QWidget,
 )
 
-from pipeline.auth import ServerKeys
+from pipeline.auth.curve import ServerKeys
 
 from . import theme
 from .model import Refused, RunModel, Runs

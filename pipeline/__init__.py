@@ -1,7 +1,7 @@
 """zmq-pipeline: multi-step data processing pipelines on ZeroMQ."""
 
-from .component import Component
-from .errors import ConfigError, PipelineError, RoutingError
+from pipeline.component import Component
+from pipeline.errors import ConfigError, PipelineError, RoutingError
 
 __all__ = ["Component", "ConfigError", "Pipeline", "PipelineError", "RoutingError"]
 
@@ -9,7 +9,7 @@ __all__ = ["Component", "ConfigError", "Pipeline", "PipelineError", "RoutingErro
 def __getattr__(name: str):
     # Pipeline imports the engines; load it on first use so `import pipeline` stays light.
     if name == "Pipeline":
-        from .pipeline import Pipeline
+        from pipeline.pipeline import Pipeline
 
         return Pipeline
     raise AttributeError(name)

@@ -1,6 +1,6 @@
 """``python -m pipeline``: the ``pipeline-run`` command."""
 
-from .app import main
+from pipeline.cli.run import main
 
 if __name__ == "__main__":
     main()

@@ -8,7 +8,7 @@ from typing import Any
 
 from traitlets.config import LoggingConfigurable
 
-from .errors import RoutingError
+from pipeline.errors import RoutingError
 
 #: Signature of the callable a runner installs to carry a step's outputs on.
 Emitter = Callable[[Any, "str | None"], None]

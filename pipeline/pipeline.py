@@ -9,13 +9,15 @@ from typing import Any
 from traitlets import Bool, Enum, Int, Unicode
 from traitlets.config import Config, Configurable
 
-from .config import PipelineConfig, load_config
-from .monitor import Address, Monitor, MonitorSettings
-from .monitor.monitor import DEFAULT_GUI_ADDRESS
-from .options import RunOptions
-from .remote_settings import remote_keys
-from .report import RunReport
-from .traits import OutputFile, Seconds
+from pipeline.auth.listen import remote_keys
+from pipeline.config.loader import load_config
+from pipeline.config.model import PipelineConfig
+from pipeline.config.options import RunOptions
+from pipeline.config.traits import OutputFile, Seconds
+from pipeline.execution.report import RunReport
+from pipeline.failures.deadletter import replay_config
+from pipeline.monitor import Address, Monitor, MonitorSettings
+from pipeline.monitor.monitor import DEFAULT_GUI_ADDRESS
 
 
 class Pipeline(Configurable):
@@ -126,7 +128,7 @@ class Pipeline(Configurable):
         overrides = overrides if isinstance(overrides, Config) else Config(overrides or {})
         pipeline_config = load_config(source, overrides, settings=[cls], name=name)
         if replay is not None:
-            pipeline_config = pipeline_config.for_replay(replay)
+            pipeline_config = replay_config(pipeline_config, replay)
         return cls(pipeline_config, config=pipeline_config.config)
 
     def options(self) -> RunOptions:
@@ -146,11 +148,11 @@ class Pipeline(Configurable):
     def run(self) -> RunReport:
         """Run to the end of the stream, watched by the monitor; return per-step counts and times."""
         if self.mode == "sequential":
-            from .sequential import SequentialRunner
+            from pipeline.execution.sequential import SequentialRunner
 
             self._runner = SequentialRunner(self.pipeline_config, self.options())
         else:
-            from .engine import ThreadedRunner
+            from pipeline.engine import ThreadedRunner
 
             self._runner = ThreadedRunner(self.pipeline_config, self.options())
         try:

@@ -16,7 +16,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
-from pipeline.auth import generate_key_pair, key_paths
+from pipeline.auth.keys import generate_key_pair, key_paths
 from tests.cli_helpers import ROOT, read_lines, write_config
 from tests.remote_steps import ROLE, WAIT_SECONDS, wait_for
 
@@ -42,7 +42,7 @@ def free_port(host: str = "127.0.0.1") -> int:
 
 @dataclass(frozen=True)
 class Keys:
-    """The key files of a test, made with pipeline.auth in ``directory``."""
+    """The key files of a test, made with pipeline.auth.keys in ``directory``."""
 
     directory: Path
 

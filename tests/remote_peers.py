@@ -21,8 +21,9 @@ from typing import Any
 
 import zmq
 
-from pipeline.auth import KeyPair, secure_client
-from pipeline.engine import frames
+from pipeline.auth.curve import secure_client
+from pipeline.auth.keys import KeyPair
+from pipeline.engine import sockets
 from pipeline.engine.handles import Handles
 from pipeline.engine.wire import (
     HEADER,
@@ -127,7 +128,7 @@ class Intruder:
 
     def send(self, sock: zmq.Socket, junk: Sequence[Any]) -> None:
         """Send one multipart message."""
-        frames.send(sock, list(junk))
+        sockets.send(sock, list(junk))
 
     def receive(self, sock: zmq.Socket, what: str) -> list[zmq.Frame]:
         """The next message on ``sock``; an AssertionError naming ``what`` if none comes in ANSWER_SECONDS, or
@@ -137,7 +138,7 @@ class Intruder:
             self._check_alive(what)
             if time.monotonic() > deadline:
                 raise AssertionError(f"no {what} from the run within {ANSWER_SECONDS:g} s")
-        return frames.recv(sock)
+        return sockets.recv(sock)
 
     def _check_alive(self, what: str) -> None:
         if not self.alive():
@@ -168,8 +169,8 @@ class Intruder:
     def ping(self) -> None:
         """A heartbeat for the slot, and drop the run's answers."""
         self.send(self.keeper, ping_frames(self.slot, []))
-        while frames.waiting(self.keeper):
-            frames.recv(self.keeper)
+        while sockets.waiting(self.keeper):
+            sockets.recv(self.keeper)
 
     def serve(self, first_work: Callable[[zmq.Socket, Packet], None] | None = None) -> int:
         """JOIN, then answer every WORK as Tagged would, until FINISH; how many messages it answered.
@@ -191,7 +192,7 @@ class Intruder:
             if not thread.poll(self.interval * 500):
                 self._check_alive(f"FINISH ({served} messages answered)")
                 continue
-            received = frames.recv(thread)
+            received = sockets.recv(thread)
             if header_of(received[0])[0] is Kind.FINISH:
                 self.send(thread, control_frames(Kind.FINISHED))
                 return served

@@ -1,4 +1,4 @@
-"""pipeline.auth: key files (pyzmq's format, secret 0600, never overwritten) and a CURVE server that lets
+"""pipeline.auth.keys: key files (pyzmq's format, secret 0600, never overwritten) and a CURVE server that lets
 in only the allowed keys, names each peer by the key its handshake proved, and fails closed."""
 
 from __future__ import annotations

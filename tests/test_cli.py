@@ -9,7 +9,7 @@ from pathlib import Path
 import pytest
 
 from pipeline import Pipeline
-from pipeline.app import PipelineRun
+from pipeline.cli.run import PipelineRun
 from tests.cli_helpers import ROOT, chain_config, read_lines, run_cli, write_config
 
 CHAIN = "configs/chain.json"

@@ -8,7 +8,7 @@ import sys
 
 import pytest
 
-from pipeline.cli import package_version
+from pipeline.cli.application import package_version
 from tests.cli_helpers import ROOT, run_cli
 
 CHAIN = "configs/chain.json"

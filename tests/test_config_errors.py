@@ -16,7 +16,7 @@ from traitlets.config import Config
 from traitlets.config.loader import KVArgParseConfigLoader
 
 from pipeline import ConfigError, Pipeline
-from pipeline.app import COMMAND_LINE
+from pipeline.cli.run import COMMAND_LINE
 from pipeline.config import MAX_DEPTH, MAX_FILE_BYTES, load_config
 from tests.cli_helpers import chain_config, run_cli, write_config
 

@@ -23,7 +23,7 @@ import pytest
 from hypothesis import HealthCheck, event, given, settings
 from hypothesis import strategies as st
 
-from pipeline.app import PipelineRun
+from pipeline.cli.run import PipelineRun
 from tests.cli_helpers import run_cli
 
 #: Short words that configs hold: step, class and module names, choices, and near misses of each.

@@ -23,7 +23,7 @@ import pytest
 
 import pipeline.engine.router as router_module
 import pipeline.engine.runner as runner_module
-from pipeline.app import PipelineRun
+from pipeline.cli.run import PipelineRun
 from pipeline.engine.control import EngineThread
 from pipeline.engine.pool import WorkerPool
 from pipeline.engine.results import Results

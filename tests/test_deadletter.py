@@ -13,9 +13,9 @@ from typing import Any
 import pytest
 
 from pipeline import Pipeline
-from pipeline.deadletter import DeadLetterWriter, failed_steps, load_messages, preload, read_records
 from pipeline.errors import ConfigError
-from pipeline.status import declared_totals
+from pipeline.execution.status import declared_totals
+from pipeline.failures.deadletter import DeadLetterWriter, failed_steps, load_messages, preload, read_records
 from tests.output_steps import Tripwire
 from tests.test_failures import config, pipeline_run, report_row, written
 

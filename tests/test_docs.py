@@ -50,10 +50,10 @@ DOCS = [ROOT / "README.md", *sorted((ROOT / "docs").glob("*.md"))]
 PIPELINE_RUN = [
     sys.executable,
     "-c",
-    "import sys; del sys.path[0]; sys.argv[0] = 'pipeline-run'; from pipeline.app import main; main()",
+    "import sys; del sys.path[0]; sys.argv[0] = 'pipeline-run'; from pipeline.cli.run import main; main()",
 ]
 #: The other console scripts a runnable block may run, by their modules.
-COMMAND_MODULES = {"pipeline-keys": "pipeline.keys", "pipeline-worker": "pipeline.worker_app"}
+COMMAND_MODULES = {"pipeline-keys": "pipeline.cli.keys", "pipeline-worker": "pipeline.cli.worker"}
 #: Blocks whose language makes them commands: each must be run or say why it is not.
 COMMAND_LANGUAGES = {"console", "sh", "shell", "bash"}
 

@@ -11,7 +11,7 @@ from pathlib import Path
 
 import pytest
 
-from pipeline.end_of_output import EXIT_STATUS, caused_by_closed_output
+from pipeline.console.end_of_output import EXIT_STATUS, caused_by_closed_output
 from tests.test_failures import report_row
 
 REPO = Path(__file__).resolve().parent.parent

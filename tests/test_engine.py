@@ -16,11 +16,11 @@ from hypothesis import strategies as st
 import pipeline.engine.runner as runner_module
 from pipeline import Pipeline
 from pipeline.config import load_config
+from pipeline.config.options import RunOptions
 from pipeline.engine import ThreadedRunner
 from pipeline.engine.flow import MAX_BATCH_BYTES, PREFETCH_BYTES, QUEUE_BYTES, message_bound
-from pipeline.engine.worker import WorkerThread
+from pipeline.engine.step_threads import WorkerThread
 from pipeline.message import OUT_OF_BAND_BYTES
-from pipeline.options import RunOptions
 from tests.engine_steps import COLLECTED, GAUGES
 
 STEPS = "tests.engine_steps"

@@ -12,8 +12,8 @@ from hypothesis import given
 from hypothesis import strategies as st
 
 from pipeline.config import StepConfig
-from pipeline.failure_log import COUNT, LINE, LINES_PER_WINDOW, TRACEBACK, WINDOW_SECONDS, FailureLog
-from pipeline.failures import ErrorEvent, FailurePolicy
+from pipeline.failures.log import COUNT, LINE, LINES_PER_WINDOW, TRACEBACK, WINDOW_SECONDS, FailureLog
+from pipeline.failures.policy import ErrorEvent, FailurePolicy
 from tests.failure_steps import FailEvery
 from tests.test_failures import config, pipeline_run, report_row
 

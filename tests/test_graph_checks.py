@@ -10,7 +10,7 @@ from traitlets.config import Config
 
 from algorithms.basic import PassThrough
 from pipeline.config import PipelineConfig, StepConfig
-from pipeline.graph import SHOWN_NAMES, find_cycle, path_text
+from pipeline.config.graph import SHOWN_NAMES, find_cycle, path_text
 
 
 def graph(edges: dict[str, tuple[str, ...]]) -> PipelineConfig:

@@ -12,14 +12,14 @@ from pathlib import Path
 import pytest
 import zmq.auth
 
-from pipeline.keys import PipelineKeys
+from pipeline.cli.keys import PipelineKeys
 from tests.cli_helpers import ROOT
 
 
 def keys_cli(*args: str, cwd: Path) -> subprocess.CompletedProcess[str]:
-    """``pipeline-keys ARGS`` as a subprocess: the console script if installed, else ``python -m pipeline.keys``."""
+    """``pipeline-keys ARGS`` as a subprocess: the console script if installed, else ``python -m pipeline.cli.keys``."""
     script = shutil.which("pipeline-keys", path=str(Path(sys.executable).parent))
-    command = [script] if script else [sys.executable, "-m", "pipeline.keys"]
+    command = [script] if script else [sys.executable, "-m", "pipeline.cli.keys"]
     return subprocess.run([*command, *args], cwd=cwd, capture_output=True, text=True, timeout=30, check=False,
                           env={"PYTHONPATH": str(ROOT), "PATH": "/usr/bin:/bin"})
 

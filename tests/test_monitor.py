@@ -24,17 +24,17 @@ import zmq
 from rich.console import Console
 
 from pipeline import ConfigError, Pipeline
-from pipeline.app import PipelineRun
+from pipeline.cli.run import PipelineRun
 from pipeline.config import DEFAULT_QUEUE_LIMIT, load_config
+from pipeline.execution.report import RunReport, StepCounts, StepReport
+from pipeline.execution.sequential import SequentialRunner
+from pipeline.execution.status import RunStatus, StepStatus
 from pipeline.monitor import monitor as monitor_module
 from pipeline.monitor.messages import decode, encode, schema
 from pipeline.monitor.monitor import Monitor, MonitorSettings, Rates
 from pipeline.monitor.progress import LogProgress, make_progress, progress_line
 from pipeline.monitor.publisher import endpoint
 from pipeline.monitor.terminal import TerminalProgress
-from pipeline.report import RunReport, StepCounts, StepReport
-from pipeline.sequential import SequentialRunner
-from pipeline.status import RunStatus, StepStatus
 
 from .cli_helpers import ROOT, write_config
 from .monitor_steps import gate

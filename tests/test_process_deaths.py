@@ -17,7 +17,7 @@ from typing import Any
 
 import pytest
 
-from pipeline.deadletter import load_messages
+from pipeline.failures.deadletter import load_messages
 from tests.process_helpers import (
     alive,
     finish_run,

@@ -21,12 +21,12 @@ import zmq
 
 from pipeline import Component, Pipeline
 from pipeline.config import load_config
-from pipeline.deadletter import load_messages
+from pipeline.config.options import RunOptions
 from pipeline.engine import ThreadedRunner
 from pipeline.engine.handles import Handles
 from pipeline.engine.wire import UNORDERED, Answer, Kind, control_frames, result_frames
+from pipeline.failures.deadletter import load_messages
 from pipeline.message import OUT_OF_BAND_BYTES, encode
-from pipeline.options import RunOptions
 from tests.contract_steps import EVENTS, WAIT_SECONDS
 from tests.process_helpers import lines, run_to_end
 from tests.test_contract import received

@@ -17,12 +17,12 @@ from rich.console import Console
 from pipeline import Component
 from pipeline.config import PipelineConfig, load_config
 from pipeline.engine import ThreadedRunner
+from pipeline.execution.report import StepCounts
+from pipeline.execution.sequential import SequentialRunner
+from pipeline.execution.status import RunStatus, StepStatus, declared_totals
 from pipeline.monitor.messages import Envelope, schema, status_body
 from pipeline.monitor.progress import abbreviated, duration, progress_line, run_total
 from pipeline.monitor.terminal import progress_table
-from pipeline.report import StepCounts
-from pipeline.sequential import SequentialRunner
-from pipeline.status import RunStatus, StepStatus, declared_totals
 
 
 def document(producer: str = "Counter", module: str = "algorithms.basic", **sections: Any) -> dict[str, Any]:

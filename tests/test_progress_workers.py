@@ -13,11 +13,11 @@ from hypothesis import strategies as st
 from rich.console import Console
 
 from pipeline.config import load_config
+from pipeline.execution.report import StepCounts
+from pipeline.execution.status import RunStatus, StepStatus, WorkerProcessStatus
 from pipeline.monitor.progress import abbreviated, progress_line
 from pipeline.monitor.terminal import progress_table
 from pipeline.monitor.workers import LATE_SECONDS, heartbeat, is_late, label, troubles, worker_mix
-from pipeline.report import StepCounts
-from pipeline.status import RunStatus, StepStatus, WorkerProcessStatus
 
 CONFIG = load_config({"version": 1, "Pipeline": {
     "producer_conf": {"name": "READ", "module": "algorithms.basic", "class": "Counter", "next_steps": "HILLAS"},

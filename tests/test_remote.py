@@ -1,5 +1,5 @@
 """Remote workers (issue 14, docs/cluster.md) on loopback: ``pipeline-run --Pipeline.listen=...`` and
-``pipeline-worker`` as real processes, keys made with pipeline.auth, marker files to synchronise.
+``pipeline-worker`` as real processes, keys made with pipeline.auth.keys, marker files to synchronise.
 
 A worker joins a running step beside a local one and every value arrives once; refused keys get
 nothing and leave; kill -9 of a remote worker loses nothing; bad settings are one line and exit 2;
@@ -20,7 +20,7 @@ from typing import Any
 import pytest
 
 from pipeline import Pipeline
-from pipeline.engine.processes import WorkerHost
+from pipeline.engine.supervisor import WorkerHost
 from tests.cli_helpers import ROOT, run_cli, write_config
 from tests.remote_helpers import (
     BIN,

@@ -18,7 +18,7 @@ from typing import Any
 import pytest
 import zmq
 
-from pipeline.auth import load_key_pair, load_public_key
+from pipeline.auth.keys import load_key_pair, load_public_key
 from pipeline.engine.wire import HEADER, Kind, control_frames, ping_frames
 from tests.remote_helpers import PRODUCER, STAGE, STRANGER, Launcher, Proc, duplicates, wait_during
 from tests.remote_peers import JUNK_RESULTS, Intruder, bomb, junk_result, plaintext_junk, refused_peer

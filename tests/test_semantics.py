@@ -17,7 +17,7 @@ from typing import Any
 import pytest
 
 from pipeline import Pipeline
-from pipeline.report import RunReport
+from pipeline.execution.report import RunReport
 from tests.semantic_steps import FINISH_KEY, describe, make_payload
 
 MODULE = "tests.semantic_steps"

@@ -22,7 +22,7 @@ from traitlets.config import Configurable
 import algorithms.basic
 import algorithms.camera
 from pipeline import Pipeline
-from pipeline.stepkeys import step_key_traits
+from pipeline.config.stepkeys import step_key_traits
 
 ROOT = Path(__file__).resolve().parent.parent
 DOCS = ROOT / "docs"
@@ -114,9 +114,9 @@ def test_the_configuration_table_matches_the_code() -> None:
 
 def test_importing_the_documented_modules_starts_nothing() -> None:
     """autodoc imports the modules of the API reference and the option tables: that starts no thread."""
-    modules = ["pipeline", "pipeline.config", "pipeline.stepkeys", "pipeline.report", "pipeline.errors",
-               "pipeline.engine.flow", "pipeline.deadletter", "pipeline.monitor", "algorithms.basic",
-               "algorithms.camera"]
+    modules = ["pipeline", "pipeline.config", "pipeline.config.stepkeys", "pipeline.execution.report",
+               "pipeline.errors", "pipeline.engine.flow", "pipeline.failures.deadletter", "pipeline.monitor",
+               "algorithms.basic", "algorithms.camera"]
     code = (
         "import importlib, threading\n"
         f"for name in {modules!r}: importlib.import_module(name)\n"

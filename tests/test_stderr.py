@@ -15,8 +15,8 @@ from pathlib import Path
 
 import pytest
 
-from pipeline import stderr as stderr_module
-from pipeline.stderr import StderrWriter
+from pipeline.console import stderr as stderr_module
+from pipeline.console.stderr import StderrWriter
 
 REPO = Path(__file__).resolve().parent.parent
 #: Seconds any test waits for something at most.

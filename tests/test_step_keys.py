@@ -11,8 +11,8 @@ from hypothesis import given
 from hypothesis import strategies as st
 from traitlets import HasTraits, TraitError
 
-from pipeline.stepkeys import KEY_TRAITS, REQUIRED_STEP_KEYS, STEP_KEYS, StepKeys, role_problem, step_key_traits
-from pipeline.traits import (
+from pipeline.config.stepkeys import KEY_TRAITS, REQUIRED_STEP_KEYS, STEP_KEYS, StepKeys, role_problem, step_key_traits
+from pipeline.config.traits import (
     MAX_SECONDS,
     FiniteFloat,
     JsonBool,

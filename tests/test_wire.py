@@ -11,7 +11,7 @@ import zmq
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-from pipeline.engine import frames as transport
+from pipeline.engine import sockets as transport
 from pipeline.engine.handles import Handles
 from pipeline.engine.wire import (
     INLINE_BODY_BYTES,

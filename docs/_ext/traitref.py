@@ -9,9 +9,9 @@ Each argument is a class (``module.Class``) or every configurable class defined 
 (``module.*``), in source order. Each class gets a section with its docstring's first paragraph
 and a table of its own ``config=True`` traits, in source order: the option's name, its type (with
 its bounds or choices), its default (as JSON, the form a config file uses) and its help text.
-A ``HasTraits`` class that is not configurable, such as ``pipeline.stepkeys.StepKeys``, lists all
+A ``HasTraits`` class that is not configurable, such as ``pipeline.config.stepkeys.StepKeys``, lists all
 its own traits; a trait tagged ``key="..."`` is listed under that name, one tagged ``required=True``
-has "required" for its default, and a type of ``pipeline.traits`` says in its own words what it takes.
+has "required" for its default, and a type of ``pipeline.config.traits`` says in its own words what it takes.
 Options inherited from a configurable base class are listed with that base, named in the section.
 The tables are built when the documentation is, so they always match the code.
 
@@ -35,7 +35,7 @@ from sphinx.util.inspect import signature, stringify_signature
 from traitlets import Bool, Dict, Enum, Float, HasTraits, Int, List, TraitType, Tuple, Undefined, Unicode
 from traitlets.config import Configurable
 
-from pipeline.traits import JsonTrait
+from pipeline.config.traits import JsonTrait
 
 
 def configurable_classes(spec: str) -> list[type[HasTraits]]:

@@ -8,7 +8,7 @@ from __future__ import annotations
 
 from PySide6.QtWidgets import QLabel, QStatusBar, QWidget
 
-from pipeline.auth import ServerKeys
+from pipeline.auth.curve import ServerKeys
 
 from .. import humanize, theme
 from ..model import RunModel

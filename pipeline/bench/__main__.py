@@ -1,6 +1,6 @@
 """``python -m pipeline.bench``: the ``pipeline-bench`` command."""
 
-from .app import main
+from pipeline.bench.app import main
 
 if __name__ == "__main__":
     main()

@@ -15,11 +15,11 @@ from typing import Any, NoReturn
 import numpy as np
 import zmq
 
-from ..cli import package_version
-from ..end_of_output import console_script
-from . import memory, startup, workloads
-from .plan import FULL, QUICK, Plan
-from .report import Workload, as_json, table
+from pipeline.bench import memory, startup, workloads
+from pipeline.bench.plan import FULL, QUICK, Plan
+from pipeline.bench.report import Workload, as_json, table
+from pipeline.cli.application import package_version
+from pipeline.console.end_of_output import console_script
 
 #: Every workload, in the order they run.
 WORKLOADS: dict[str, Callable[[Plan, workloads.Progress], Workload]] = {

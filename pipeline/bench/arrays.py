@@ -8,7 +8,7 @@ from typing import Any
 import numpy as np
 from traitlets import Int
 
-from ..component import Component
+from pipeline.component import Component
 
 #: float64 elements in one MiB.
 MIB_ELEMENTS = 1024 * 1024 // 8

@@ -19,15 +19,15 @@ from functools import partial
 from pathlib import Path
 from typing import Any
 
-from ..config import load_config
-from ..engine.flow import message_bound
-from . import baselines
-from .arrays import Arrays
-from .designs import ENGINE, QUEUE
-from .plan import Plan
-from .report import Target, Workload
-from .steps import PassThrough, Tally
-from .workloads import ARRAYS, Broken, Progress, chain, check_tally, measure, new_tag, run_engine, step
+from pipeline.bench import baselines
+from pipeline.bench.arrays import Arrays
+from pipeline.bench.designs import ENGINE, QUEUE
+from pipeline.bench.plan import Plan
+from pipeline.bench.report import Target, Workload
+from pipeline.bench.steps import PassThrough, Tally
+from pipeline.bench.workloads import ARRAYS, Broken, Progress, chain, check_tally, measure, new_tag, run_engine, step
+from pipeline.config.loader import load_config
+from pipeline.engine.flow import message_bound
 
 MIB = 1024 * 1024
 

@@ -18,8 +18,8 @@ from typing import Any
 
 import zmq
 
-from ..pipeline import Pipeline
-from .workloads import tiny_config
+from pipeline.bench.workloads import tiny_config
+from pipeline.pipeline import Pipeline
 
 OFF, UNHEARD, HEARD = "stream off", "stream on, no GUI listening", "stream on, a subscriber reading"
 

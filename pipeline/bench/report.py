@@ -14,7 +14,7 @@ from collections.abc import Sequence
 from dataclasses import dataclass, field
 from typing import Any
 
-from .designs import DESCRIPTIONS, ENGINE
+from pipeline.bench.designs import DESCRIPTIONS, ENGINE
 
 #: Row statuses: measured and checked, not run (a design missing here), or a failed check.
 OK, SKIPPED, BROKEN = "ok", "skipped", "broken"

@@ -10,10 +10,10 @@ import time
 from functools import partial
 from pathlib import Path
 
-from .designs import ENGINE, IMPORTS, PYTHON, SEQUENTIAL
-from .plan import Plan
-from .report import Target, Workload
-from .workloads import Broken, Progress, chain, measure, step
+from pipeline.bench.designs import ENGINE, IMPORTS, PYTHON, SEQUENTIAL
+from pipeline.bench.plan import Plan
+from pipeline.bench.report import Target, Workload
+from pipeline.bench.workloads import Broken, Progress, chain, measure, step
 
 
 def commands(config: Path, gui: bool = False) -> dict[str, list[str]]:
@@ -23,7 +23,7 @@ def commands(config: Path, gui: bool = False) -> dict[str, list[str]]:
         ENGINE: run,
         SEQUENTIAL: [*run, "--Pipeline.mode=sequential"],
         PYTHON: ["-c", "pass"],
-        IMPORTS: ["-c", "import pipeline.app, pipeline.engine, pipeline.bench.steps"],
+        IMPORTS: ["-c", "import pipeline.cli.run, pipeline.engine, pipeline.bench.steps"],
     }
 
 

@@ -17,7 +17,7 @@ from typing import Any
 
 from traitlets import Enum, Float, Int, Unicode
 
-from ..component import Component
+from pipeline.component import Component
 
 #: What each sink saw, per run tag: one entry per sink thread (threads of one process share it).
 RESULTS: dict[str, list[Any]] = defaultdict(list)

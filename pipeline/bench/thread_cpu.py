@@ -14,8 +14,8 @@ import threading
 import time
 from collections.abc import Sequence
 
-from ..pipeline import Pipeline
-from .workloads import check_tally, new_tag, tiny_config
+from pipeline.bench.workloads import check_tally, new_tag, tiny_config
+from pipeline.pipeline import Pipeline
 
 #: Seconds between two reads of the threads' CPU clocks (the last read before a thread ends counts).
 SAMPLE_SECONDS = 0.01

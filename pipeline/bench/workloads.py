@@ -16,16 +16,16 @@ from typing import Any
 
 import numpy as np
 
-from ..component import Component
-from ..errors import ConfigError
-from ..pipeline import Pipeline
-from ..report import RunReport
-from . import baselines
-from .arrays import Arrays, Double, MatMul
-from .designs import ENGINE, MPIPE, POOL, PROCESSES, QUEUE, SEQUENTIAL, ZMQ, ZMQ_THROTTLED
-from .plan import Plan
-from .report import BROKEN, OK, SKIPPED, Case, Row, Target, Workload, number
-from .steps import RESULTS, Latency, PassThrough, Stamped, Tally, TinyDicts, Work, busy
+from pipeline.bench import baselines
+from pipeline.bench.arrays import Arrays, Double, MatMul
+from pipeline.bench.designs import ENGINE, MPIPE, POOL, PROCESSES, QUEUE, SEQUENTIAL, ZMQ, ZMQ_THROTTLED
+from pipeline.bench.plan import Plan
+from pipeline.bench.report import BROKEN, OK, SKIPPED, Case, Row, Target, Workload, number
+from pipeline.bench.steps import RESULTS, Latency, PassThrough, Stamped, Tally, TinyDicts, Work, busy
+from pipeline.component import Component
+from pipeline.errors import ConfigError
+from pipeline.execution.report import RunReport
+from pipeline.pipeline import Pipeline
 
 Progress = Callable[[str], None]
 Sink = Callable[[Any], None]

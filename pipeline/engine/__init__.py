@@ -1,5 +1,5 @@
 """The threaded ZeroMQ engine."""
 
-from .runner import ThreadedRunner
+from pipeline.engine.runner import ThreadedRunner
 
 __all__ = ["ThreadedRunner"]

@@ -9,11 +9,11 @@ import threading
 
 import zmq
 
-from ..errors import ConfigError
-from ..failures import FailurePolicy
-from ..options import RunOptions
-from .handles import Handles
-from .outlets import Flusher
+from pipeline.config.options import RunOptions
+from pipeline.engine.handles import Handles
+from pipeline.engine.outlets import Flusher
+from pipeline.errors import ConfigError
+from pipeline.failures.policy import FailurePolicy
 
 log = logging.getLogger("pipeline.engine")
 

@@ -28,7 +28,7 @@ from __future__ import annotations
 from typing import TYPE_CHECKING
 
 if TYPE_CHECKING:
-    from ..config import PipelineConfig, StepConfig
+    from pipeline.config.model import PipelineConfig, StepConfig
 
 #: Most messages in one packet.
 MAX_BATCH = 128

@@ -18,7 +18,7 @@ import itertools
 from array import array
 from collections.abc import Sequence
 
-from ..message import Buffer
+from pipeline.message import Buffer
 
 
 class Handles:

@@ -22,14 +22,21 @@ from contextlib import contextmanager
 
 import zmq
 
-from ..config import PipelineConfig, StepConfig
-from ..report import StepCounts
-from ..step import Outputs
-from . import frames
-from .addresses import Addresses
-from .flow import FLUSH_TICK_SECONDS, MAX_BATCH, MAX_BATCH_BYTES, MAX_DELAY_SECONDS, PIPE_HWM, batch_limit
-from .handles import Handles
-from .wire import Answer, Kind, Outcome, Packet, control_frames, result_frames
+from pipeline.config.model import PipelineConfig, StepConfig
+from pipeline.engine import sockets
+from pipeline.engine.addresses import Addresses
+from pipeline.engine.flow import (
+    FLUSH_TICK_SECONDS,
+    MAX_BATCH,
+    MAX_BATCH_BYTES,
+    MAX_DELAY_SECONDS,
+    PIPE_HWM,
+    batch_limit,
+)
+from pipeline.engine.handles import Handles
+from pipeline.engine.wire import Answer, Kind, Outcome, Packet, control_frames, result_frames
+from pipeline.execution.executor import Outputs
+from pipeline.execution.report import StepCounts
 
 
 class Outlet:
@@ -93,7 +100,7 @@ class _Outbox:
     def flush(self) -> None:
         """Send what is queued (blocks while the next step's router is full: backpressure)."""
         if self.packet.lengths:
-            frames.send(self.socket, self.packet.frames(Kind.DATA, handles=self.handles))
+            sockets.send(self.socket, self.packet.frames(Kind.DATA, handles=self.handles))
             self.sent += len(self.packet)
             self.packet = Packet()
 
@@ -140,7 +147,7 @@ class NextSteps(Outlet):
         """Send everything, then tell each next step how many messages it was sent."""
         self.flush()
         for box in self.boxes.values():
-            frames.send(box.socket, control_frames(Kind.END, box.sent))
+            sockets.send(box.socket, control_frames(Kind.END, box.sent))
 
     def close(self) -> None:
         """Close the sockets (in the thread that used them)."""
@@ -188,7 +195,7 @@ class ToRouter(Outlet):
     def flush(self) -> None:
         """Send the held answers to the router."""
         if self.answers:
-            frames.send(self.socket, result_frames(self.answers, self.handles))
+            sockets.send(self.socket, result_frames(self.answers, self.handles))
             self.answers = []
             self.nbytes = 0
         self.oldest = 0.0

@@ -5,8 +5,8 @@ from __future__ import annotations
 from collections import deque
 from dataclasses import dataclass, field
 
-from .flow import PREFETCH_BYTES
-from .wire import Packet
+from pipeline.engine.flow import PREFETCH_BYTES
+from pipeline.engine.wire import Packet
 
 
 @dataclass

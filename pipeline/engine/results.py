@@ -10,9 +10,9 @@ from __future__ import annotations
 
 from collections.abc import Iterable
 
-from ..message import Encoded
-from .outlets import NextSteps
-from .wire import UNORDERED, Answer
+from pipeline.engine.outlets import NextSteps
+from pipeline.engine.wire import UNORDERED, Answer
+from pipeline.message import Encoded
 
 
 class Results:

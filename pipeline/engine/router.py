@@ -9,14 +9,11 @@ from itertools import islice
 
 import zmq
 
-from ..config import PipelineConfig, StepConfig
-from ..message import Encoded
-from ..report import StepCounts
-from ..step import RemoteError, failure_line
-from . import frames
-from .addresses import Addresses
-from .control import BOUND, WORKERS_JOINED, EngineThread, RunControl
-from .flow import (
+from pipeline.config.model import PipelineConfig, StepConfig
+from pipeline.engine import sockets
+from pipeline.engine.addresses import Addresses
+from pipeline.engine.control import BOUND, WORKERS_JOINED, EngineThread, RunControl
+from pipeline.engine.flow import (
     HELD_BACK_BYTES,
     PIPE_HWM,
     PREFETCH_BYTES,
@@ -25,10 +22,10 @@ from .flow import (
     held_back_limit,
     sender_count,
 )
-from .outlets import NextSteps
-from .pool import WorkerPool
-from .results import Results
-from .wire import (
+from pipeline.engine.outlets import NextSteps
+from pipeline.engine.pool import WorkerPool
+from pipeline.engine.results import Results
+from pipeline.engine.wire import (
     UNORDERED,
     Kind,
     Outcome,
@@ -41,6 +38,9 @@ from .wire import (
     parse_lost,
     parse_result,
 )
+from pipeline.execution.report import StepCounts
+from pipeline.failures.describe import RemoteError, failure_line
+from pipeline.message import Encoded
 
 log = logging.getLogger("pipeline.engine")
 
@@ -219,8 +219,8 @@ class Router(EngineThread):
                         self._told_to_finish.add(worker)
 
     def _read_workers(self, work: zmq.Socket) -> None:
-        while frames.waiting(work):
-            received = frames.recv(work)
+        while sockets.waiting(work):
+            received = sockets.recv(work)
             worker = received[0].bytes
             if not self._own(worker) and slot_of(worker) is None:
                 self._ignore(worker, "a message under a routing id of neither a thread of the run nor a worker process")
@@ -347,8 +347,8 @@ class Router(EngineThread):
         return self._numbers.setdefault(worker, len(self._numbers))
 
     def _read_notices(self, notices: zmq.Socket) -> None:
-        while frames.waiting(notices):
-            received = frames.recv(notices)
+        while sockets.waiting(notices):
+            received = sockets.recv(notices)
             if header_of(received[0])[0] is Kind.ADDED:
                 slot, threads = parse_added(received)
                 self._slot_threads[slot] = threads
@@ -425,8 +425,8 @@ class Router(EngineThread):
         return kept
 
     def _read_inbox(self, inbox: zmq.Socket) -> None:
-        while self._accepting() and frames.waiting(inbox):
-            received = frames.recv(inbox)
+        while self._accepting() and sockets.waiting(inbox):
+            received = sockets.recv(inbox)
             kind, value = header_of(received[0])
             if kind is Kind.DATA:
                 self.state = "running"
@@ -480,7 +480,7 @@ class Router(EngineThread):
     def _send(self, work: zmq.Socket, worker: bytes, payload: list) -> bool:
         """Send to a worker; False if its process has just died (the worker host will report it LOST)."""
         try:
-            frames.send(work, [worker, *payload])
+            sockets.send(work, [worker, *payload])
         except zmq.ZMQError as err:
             if err.errno != zmq.EHOSTUNREACH or slot_of(worker) is None:
                 raise

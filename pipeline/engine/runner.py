@@ -12,17 +12,17 @@ import time
 
 import zmq
 
-from ..config import PipelineConfig
-from ..errors import ConfigError
-from ..options import RunOptions
-from ..report import RunReport, StepCounts, StepReport, exit_status, stop_reason_of
-from ..status import RunStatus, StepStatus, declared_totals
-from .addresses import Addresses
-from .allocator import keep_freed_memory
-from .control import BOUND, ENDED, INIT_DONE, WAKE, WORKERS_JOINED, EngineThread, RunControl
-from .processes import WorkerHost
-from .router import Router
-from .worker import ProducerThread, StepThread, WorkerThread
+from pipeline.config.model import PipelineConfig
+from pipeline.config.options import RunOptions
+from pipeline.engine.addresses import Addresses
+from pipeline.engine.allocator import keep_freed_memory
+from pipeline.engine.control import BOUND, ENDED, INIT_DONE, WAKE, WORKERS_JOINED, EngineThread, RunControl
+from pipeline.engine.router import Router
+from pipeline.engine.step_threads import ProducerThread, StepThread, WorkerThread
+from pipeline.engine.supervisor import WorkerHost
+from pipeline.errors import ConfigError
+from pipeline.execution.report import RunReport, StepCounts, StepReport, exit_status, stop_reason_of
+from pipeline.execution.status import RunStatus, StepStatus, declared_totals
 
 log = logging.getLogger("pipeline.engine")
 

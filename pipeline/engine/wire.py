@@ -43,8 +43,8 @@ from dataclasses import dataclass, field
 from enum import IntEnum
 from typing import Any
 
-from ..message import Buffer, Encoded
-from .handles import Handles
+from pipeline.engine.handles import Handles
+from pipeline.message import Buffer, Encoded
 
 
 class Kind(IntEnum):

@@ -11,8 +11,8 @@
 The final summary table is ``RunReport.table()`` (pipeline/report.py).
 """
 
-from .graph_export import GRAPH_FORMATS, render_graph
-from .monitor import Monitor, MonitorSettings
-from .publisher import Address
+from pipeline.monitor.graph_export import GRAPH_FORMATS, render_graph
+from pipeline.monitor.monitor import Monitor, MonitorSettings
+from pipeline.monitor.publisher import Address
 
 __all__ = ["GRAPH_FORMATS", "Address", "Monitor", "MonitorSettings", "render_graph"]

@@ -3,7 +3,7 @@
 A run's status holds its graph, its config paths and full tracebacks (message contents included),
 so it goes only to a monitor that proves it holds the monitor's secret key (a CURVE handshake
 with the monitor's public key pinned), and the run proves its own key in turn. By default both
-keys are the user's own pair in the private directory (``pipeline.auth.own_key_pair``), which
+keys are the user's own pair in the private directory (``pipeline.auth.keys.own_key_pair``), which
 ``pipeline-gui`` makes on its first start; across hosts ``Pipeline.gui_server_key`` (the monitor's
 public key) and ``Pipeline.gui_key`` (this run's key pair) name the files. Without them the run
 publishes nothing and, if it was told of a monitor, says so once; ``Pipeline.gui_plaintext=True``
@@ -15,7 +15,7 @@ from __future__ import annotations
 import logging
 from dataclasses import dataclass
 
-from .. import auth
+from pipeline import auth
 
 log = logging.getLogger("pipeline.monitor")
 

@@ -8,7 +8,7 @@ or a house (DOT), the consumer a cylinder, stagers boxes.
 
 from __future__ import annotations
 
-from ..config import PipelineConfig, StepConfig
+from pipeline.config.model import PipelineConfig, StepConfig
 
 #: The formats --graph accepts.
 GRAPH_FORMATS = ("mermaid", "dot")

@@ -19,10 +19,10 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
-from ..config import PipelineConfig
-from ..failures import ErrorEvent
-from ..report import RunReport
-from ..status import RunStatus
+from pipeline.config.model import PipelineConfig
+from pipeline.execution.report import RunReport
+from pipeline.execution.status import RunStatus
+from pipeline.failures.policy import ErrorEvent
 
 #: The version every message carries in ``protocol``; it changes when a field changes meaning or goes.
 PROTOCOL_VERSION = 1

@@ -20,19 +20,29 @@ from typing import TYPE_CHECKING, Any
 
 import zmq
 
-from ..config import PipelineConfig
-from ..failures import ErrorEvent
-from ..report import RunReport
-from ..status import RunStatus
-from .credentials import Credentials, no_key_reason, run_credentials, say_once
-from .messages import ERROR, FINISH, GRAPH, STATUS, Envelope, error_body, finish_body, graph_body, status_body
-from .progress import LogProgress, make_progress
-from .publisher import Publisher
+from pipeline.config.model import PipelineConfig
+from pipeline.execution.report import RunReport
+from pipeline.execution.status import RunStatus
+from pipeline.failures.policy import ErrorEvent
+from pipeline.monitor.credentials import Credentials, no_key_reason, run_credentials, say_once
+from pipeline.monitor.messages import (
+    ERROR,
+    FINISH,
+    GRAPH,
+    STATUS,
+    Envelope,
+    error_body,
+    finish_body,
+    graph_body,
+    status_body,
+)
+from pipeline.monitor.progress import LogProgress, make_progress
+from pipeline.monitor.publisher import Publisher
 
 if TYPE_CHECKING:
     from rich.console import Console
 
-    from .terminal import TerminalProgress
+    from pipeline.monitor.terminal import TerminalProgress
 
 log = logging.getLogger("pipeline.monitor")
 

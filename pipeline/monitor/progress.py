@@ -17,14 +17,14 @@ from collections.abc import Callable, Mapping
 from dataclasses import dataclass
 from typing import TYPE_CHECKING
 
-from ..config import PipelineConfig
-from ..status import RunStatus, StepStatus
-from .workers import worker_mix
+from pipeline.config.model import PipelineConfig
+from pipeline.execution.status import RunStatus, StepStatus
+from pipeline.monitor.workers import worker_mix
 
 if TYPE_CHECKING:
     from rich.console import Console
 
-    from .terminal import TerminalProgress
+    from pipeline.monitor.terminal import TerminalProgress
 
 log = logging.getLogger("pipeline.progress")
 
@@ -54,7 +54,7 @@ def make_progress(config: PipelineConfig, interval: float, start: float,
                   console: Console | None = None) -> TerminalProgress | LogProgress:
     """The terminal display if stderr is a terminal (or ``console`` is given), else log lines."""
     if console is not None or (sys.stderr is not None and sys.stderr.isatty()):
-        from .terminal import TerminalProgress  # rich is imported only for a terminal
+        from pipeline.monitor.terminal import TerminalProgress  # rich is imported only for a terminal
 
         return TerminalProgress(config, console)
     return LogProgress(config, interval, start)

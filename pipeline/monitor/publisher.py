@@ -27,9 +27,9 @@ from typing import Any
 import zmq
 from traitlets import TraitError, Unicode
 
-from ..auth import secure_client
-from .credentials import Credentials
-from .messages import Envelope, encode
+from pipeline.auth.curve import secure_client
+from pipeline.monitor.credentials import Credentials
+from pipeline.monitor.messages import Envelope, encode
 
 log = logging.getLogger("pipeline.monitor")
 

@@ -27,10 +27,10 @@ from rich.progress_bar import ProgressBar
 from rich.table import Table
 from rich.text import Text
 
-from ..config import PipelineConfig
-from ..status import RunStatus, StepStatus
-from .progress import abbreviated, duration, queue_text, run_total
-from .workers import is_late, label, worker_mix
+from pipeline.config.model import PipelineConfig
+from pipeline.execution.status import RunStatus, StepStatus
+from pipeline.monitor.progress import abbreviated, duration, queue_text, run_total
+from pipeline.monitor.workers import is_late, label, worker_mix
 
 #: Seconds between two redraws.
 REDRAW_SECONDS = 0.25

@@ -31,17 +31,18 @@ from typing import Any
 import zmq
 from zmq.utils.monitor import recv_monitor_message
 
-from ..auth import KeyPair, secure_client
-from ..config import PipelineConfig
-from ..message import Encoded
-from ..options import RunOptions
-from ..step import failure_line, traceback_text
-from . import frames
-from .control import ENDED, RunControl
-from .outlets import Outlet, ToRouter
-from .router import process_worker_id
-from .wire import HEADER, UNORDERED, Kind, Outcome, failed_frames, header_of, ping_frames
-from .worker import WorkerThread
+from pipeline.auth.curve import secure_client
+from pipeline.auth.keys import KeyPair
+from pipeline.config.model import PipelineConfig
+from pipeline.config.options import RunOptions
+from pipeline.engine import sockets
+from pipeline.engine.control import ENDED, RunControl
+from pipeline.engine.outlets import Outlet, ToRouter
+from pipeline.engine.router import process_worker_id
+from pipeline.engine.step_threads import WorkerThread
+from pipeline.engine.wire import HEADER, UNORDERED, Kind, Outcome, failed_frames, header_of, ping_frames
+from pipeline.failures.describe import failure_line, traceback_text
+from pipeline.message import Encoded
 
 log = logging.getLogger("pipeline.worker")
 
@@ -132,7 +133,7 @@ class ProcessWorkerThread(WorkerThread):
         if self.step.on_error == "stop":
             self.control.policy.halted.add(self.step.name)
         self.outlet.flush()
-        frames.send(self.ctl, failed_frames(seq, "run()", failure_line(error), traceback_text(error)))
+        sockets.send(self.ctl, failed_frames(seq, "run()", failure_line(error), traceback_text(error)))
 
     def report_not_run(self, seq: int, message: Encoded) -> None:
         """The router writes the dead letter: it holds the message."""
@@ -142,7 +143,7 @@ class ProcessWorkerThread(WorkerThread):
         """An init(), finish() or fatal run() error: the run logs it and fails."""
         self.first_error = self.first_error or failure_line(error)
         self.fatal = True
-        frames.send(self.ctl, failed_frames(UNORDERED, what, failure_line(error), traceback_text(error)))
+        sockets.send(self.ctl, failed_frames(UNORDERED, what, failure_line(error), traceback_text(error)))
 
 
 class Keeper(threading.Thread):
@@ -168,12 +169,12 @@ class Keeper(threading.Thread):
         heard = time.monotonic()
         try:
             while not self.stopped.is_set():
-                frames.send(self.socket, ping_frames(self.slot, self.running()))
+                sockets.send(self.socket, ping_frames(self.slot, self.running()))
                 until = time.monotonic() + interval
                 while (left := until - time.monotonic()) > 0 and not self.stopped.is_set():
                     if not self.socket.poll(left * 1000):
                         continue
-                    kind, _ = header_of(frames.recv(self.socket)[0])
+                    kind, _ = header_of(sockets.recv(self.socket)[0])
                     heard = time.monotonic()
                     if kind is Kind.HALT:
                         self.control.policy.halted.add(self.spec.step)
@@ -217,13 +218,13 @@ def ask_spec(socket: zmq.Socket, slot: int, login: Login | None) -> tuple[Spec, 
         HEADER.pack(Kind.HELLO, 0, login.threads, os.getpid()), login.step.encode()]
     monitor = socket.get_monitor_socket(_HANDSHAKE_EVENTS) if login is not None else None
     try:
-        frames.send(socket, hello)
+        sockets.send(socket, hello)
         _wait_for_answer(socket, monitor, login.own.name if login is not None else "")
     finally:
         if monitor is not None:
             socket.disable_monitor()
             monitor.close()
-    received = frames.recv(socket)
+    received = sockets.recv(socket)
     kind, given = header_of(received[0])
     if kind is Kind.REFUSE:
         raise JoinError(f"the run refused: {bytes(received[1]).decode(errors='replace')}", 2)

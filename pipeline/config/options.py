@@ -6,7 +6,7 @@ from dataclasses import dataclass
 from typing import TYPE_CHECKING
 
 if TYPE_CHECKING:
-    from .auth import ServerKeys
+    from pipeline.auth.curve import ServerKeys
 
 
 @dataclass(frozen=True)

@@ -3,7 +3,7 @@ line, in the words of JSON, what they expected.
 
 traitlets' own types are lenient where a config file should not be (``Int`` takes ``true`` and
 ``2.0``, ``Bool`` takes ``1``, ``Float`` takes ``NaN`` and infinities), and their messages name
-Python types. The step keys (:mod:`pipeline.stepkeys`) and the run's settings use these instead.
+Python types. The step keys (:mod:`pipeline.config.stepkeys`) and the run's settings use these instead.
 """
 
 from __future__ import annotations

@@ -15,8 +15,8 @@ from traitlets.config import Application
 from traitlets.config.loader import ArgumentError, KVArgParseConfigLoader
 from traitlets.traitlets import TraitError
 
-from .config import suggest
-from .errors import ConfigError
+from pipeline.console.text import suggest
+from pipeline.errors import ConfigError
 
 #: The source that ConfigErrors about the command line name.
 COMMAND_LINE = "command line"

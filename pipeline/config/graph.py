@@ -5,10 +5,10 @@ from __future__ import annotations
 from collections.abc import Mapping, Sequence
 from typing import TYPE_CHECKING
 
-from .errors import ConfigError
+from pipeline.errors import ConfigError
 
 if TYPE_CHECKING:
-    from .config import StepConfig
+    from pipeline.config.model import StepConfig
 
 
 def check_graph(source: str, steps: Mapping[str, StepConfig]) -> None:

@@ -18,6 +18,7 @@ from __future__ import annotations
 
 import base64
 import binascii
+import dataclasses
 import json
 import os
 import threading
@@ -28,10 +29,12 @@ from typing import Any, TextIO
 
 from traitlets import Unicode
 
-from .component import Component
-from .errors import ConfigError
-from .message import Encoded, decode
-from .step import failure_line, traceback_text
+from pipeline.component import Component
+from pipeline.config.graph import reachable
+from pipeline.config.model import PipelineConfig, StepConfig
+from pipeline.errors import ConfigError
+from pipeline.failures.describe import failure_line, traceback_text
+from pipeline.message import Encoded, decode
 
 #: The key that names the dead-letter file in ConfigErrors.
 OPTION = "Pipeline.dead_letter"
@@ -193,3 +196,21 @@ class DeadLetterReplay(Component):
         with _preloaded_lock:
             messages = _preloaded.get(self.path)
         return NotImplemented if messages is None else len(messages)
+
+
+def replay_config(config: PipelineConfig, path: str) -> PipelineConfig:
+    """``config`` fed from the dead-letter file ``path``: each message goes again to the step where it failed.
+
+    The producer is replaced by the replay; only the failed steps and the steps after them run.
+    """
+    targets = failed_steps(path)
+    for name in targets:
+        if name not in config.steps or name == config.producer.name:
+            raise ConfigError(path, "step", f"{name!r} is not a stager or consumer of {config.source}")
+    keep = set().union(*(reachable(config.steps, name) for name in targets))
+    replay = StepConfig(
+        name=config.producer.name, kind="producer", cls=DeadLetterReplay, module=DeadLetterReplay.__module__,
+        next_steps=tuple(targets), traits={"path": path}, key="--replay",
+    )
+    steps = {replay.name: replay, **{n: s for n, s in config.steps.items() if n in keep}}
+    return dataclasses.replace(config, steps=steps)

@@ -12,14 +12,15 @@ import time
 from collections.abc import Callable, Iterator
 from typing import Any
 
-from .component import Component
-from .config import PipelineConfig
-from .failures import FailurePolicy
-from .message import Encoded, decode
-from .options import RunOptions
-from .report import RunReport, StepReport, exit_status, stop_reason_of
-from .status import RunStatus, StepStatus, declared_totals
-from .step import Collector, Outputs, failure_line, produce, send_outputs
+from pipeline.component import Component
+from pipeline.config.model import PipelineConfig
+from pipeline.config.options import RunOptions
+from pipeline.execution.executor import Collector, Outputs, produce, send_outputs
+from pipeline.execution.report import RunReport, StepReport, exit_status, stop_reason_of
+from pipeline.execution.status import RunStatus, StepStatus, declared_totals
+from pipeline.failures.describe import failure_line
+from pipeline.failures.policy import FailurePolicy
+from pipeline.message import Encoded, decode
 
 
 class SequentialRunner:

@@ -11,10 +11,10 @@ import operator
 from dataclasses import asdict, dataclass, field
 from typing import TYPE_CHECKING
 
-from .report import StepCounts
+from pipeline.execution.report import StepCounts
 
 if TYPE_CHECKING:
-    from .config import PipelineConfig
+    from pipeline.config.model import PipelineConfig
 
 log = logging.getLogger("pipeline.status")
 

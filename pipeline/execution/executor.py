@@ -8,13 +8,12 @@ while its code runs and handed on only once that code has returned: the outputs 
 from __future__ import annotations
 
 import threading
-import traceback
 from types import GeneratorType
 from typing import Any
 
-from .component import Component, Emitter
-from .errors import RoutingError
-from .message import Encoded, encode
+from pipeline.component import Component, Emitter
+from pipeline.errors import RoutingError
+from pipeline.message import Encoded, encode
 
 #: The outputs of one call of a step's code: each encoded message and its target (None: every next step).
 Outputs = list[tuple[Encoded, "str | None"]]
@@ -80,32 +79,3 @@ def produce(component: Component) -> Any:
         raise TypeError(
             f"producer {component.step_name!r}: run() must be a generator, it returned {type(messages).__name__}"
         ) from None
-
-
-class RemoteError(Exception):
-    """An exception raised in a worker process, carried as text: its one-line form and its traceback."""
-
-    def __init__(self, line: str, traceback: str) -> None:
-        super().__init__(line)
-        self.remote_traceback = traceback
-
-
-def failure_line(error: BaseException) -> str:
-    """One line describing an exception: its type and message."""
-    if isinstance(error, RemoteError):
-        return str(error)
-    return f"{type(error).__name__}: {error}"
-
-
-def error_kind(error: BaseException) -> str:
-    """The name of an exception's type (for a RemoteError, of the exception raised in the worker process)."""
-    if isinstance(error, RemoteError):
-        return str(error).split(":", 1)[0]
-    return type(error).__name__
-
-
-def traceback_text(error: BaseException) -> str:
-    """The traceback of an exception, where it was raised (in a worker process for a RemoteError)."""
-    if isinstance(error, RemoteError):
-        return error.remote_traceback
-    return "".join(traceback.format_exception(error))

@@ -3,14 +3,11 @@
 from __future__ import annotations
 
 import dataclasses
-import difflib
-import heapq
 import importlib
 import json
 import logging
 import sys
 from collections.abc import Iterable, Iterator, Mapping
-from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
@@ -18,127 +15,21 @@ from traitlets import HasTraits, TraitError
 from traitlets.config import Config, Configurable
 from traitlets.config.loader import DeferredConfigString, LazyConfigValue
 
-from .component import Component
-from .deadletter import DeadLetterReplay, failed_steps
-from .errors import ConfigError
-from .graph import check_graph, path_text, reachable
-from .stepkeys import DEFAULT_QUEUE_LIMIT, REQUIRED_STEP_KEYS, STEP_KEYS, StepKeys, role_problem
-from .traits import ValueProblem, shown
+from pipeline.component import Component
+from pipeline.config.graph import check_graph, path_text
+from pipeline.config.model import DICT_SOURCE, PipelineConfig, StepConfig
+from pipeline.config.stepkeys import REQUIRED_STEP_KEYS, STEP_KEYS, StepKeys, role_problem
+from pipeline.config.traits import ValueProblem, shown
+from pipeline.console.text import suggest
+from pipeline.errors import ConfigError
 
-log = logging.getLogger(__name__)
+log = logging.getLogger("pipeline.config")
 
 SECTIONS = ("producer_conf", "stagers_conf", "consumer_conf")
-#: The source of a config given as a dict, in messages.
-DICT_SOURCE = "<config>"
 
 #: How deeply a config may nest objects and lists. Ours nest 5 deep; traitlets merges and copies
 #: configs recursively, so a document nested near Python's recursion limit (1000) would crash it.
 MAX_DEPTH = 32
-
-
-@dataclass(frozen=True)
-class StepConfig:
-    """One validated step: where its class lives, where its outputs go and how it runs."""
-
-    name: str
-    kind: str  # "producer", "stager" or "consumer"
-    cls: type[Component]
-    module: str
-    next_steps: tuple[str, ...]
-    nb_thread: int = 1
-    nb_process: int = 0  # worker processes, each with nb_thread threads (0: threads of the run's process)
-    queue_limit: int = DEFAULT_QUEUE_LIMIT
-    ordered: bool = False
-    on_error: str = "stop"
-    traits: Mapping[str, Any] = field(default_factory=dict)
-    key: str = ""  # where the step stands in the config file, for messages
-
-    @property
-    def workers(self) -> int:
-        """How many workers the config gives the step: its threads, or its worker processes' threads
-        (remote workers, who may join later, aside)."""
-        return self.nb_process * self.nb_thread if self.nb_process else self.nb_thread
-
-    @property
-    def class_name(self) -> str:
-        """The step's class name, as the config names it."""
-        return self.cls.__name__
-
-
-@dataclass
-class PipelineConfig:
-    """A validated pipeline: its steps in config order and the trait values for their classes."""
-
-    source: str
-    steps: dict[str, StepConfig]
-    config: Config
-    overrides: Config = field(default_factory=Config)  # from the command line: they win over everything
-    linear: bool = False  # no step had next_steps: each sends to the next in config order
-    title: str = ""  # the name given to load_config, if any
-
-    @property
-    def name(self) -> str:
-        """The pipeline's name: the one given, else its config file's stem, else (a dict) its first and last steps."""
-        if self.title:
-            return self.title
-        if self.source != DICT_SOURCE:
-            return Path(self.source).stem
-        sinks = [step.name for step in self.steps.values() if not step.next_steps]
-        return f"{self.producer.name} \u2192 {', '.join(sinks)}"
-
-    @property
-    def producer(self) -> StepConfig:
-        """The step that generates the messages."""
-        return next(iter(self.steps.values()))
-
-    def upstream(self, name: str) -> list[str]:
-        """The steps that send to ``name``, in config order."""
-        return [s.name for s in self.steps.values() if name in s.next_steps]
-
-    def topological_order(self) -> list[StepConfig]:
-        """Every step after all the steps that send to it; among the steps ready, the first in config order."""
-        index = {name: i for i, name in enumerate(self.steps)}
-        waiting = dict.fromkeys(self.steps, 0)  # how many senders of each step are not placed yet
-        for step in self.steps.values():
-            for target in step.next_steps:
-                waiting[target] += 1
-        ready = [index[name] for name, count in waiting.items() if count == 0]
-        steps = list(self.steps.values())
-        order: list[StepConfig] = []
-        while ready:
-            step = steps[heapq.heappop(ready)]
-            order.append(step)
-            for target in step.next_steps:
-                waiting[target] -= 1
-                if waiting[target] == 0:
-                    heapq.heappush(ready, index[target])
-        return order
-
-    def for_replay(self, path: str) -> PipelineConfig:
-        """This pipeline fed from a dead-letter file: each message goes again to the step where it failed.
-
-        The producer is replaced by the replay; only the failed steps and the steps after them run.
-        """
-        targets = failed_steps(path)
-        for name in targets:
-            if name not in self.steps or name == self.producer.name:
-                raise ConfigError(path, "step", f"{name!r} is not a stager or consumer of {self.source}")
-        keep = set().union(*(reachable(self.steps, name) for name in targets))
-        replay = StepConfig(
-            name=self.producer.name, kind="producer", cls=DeadLetterReplay, module=DeadLetterReplay.__module__,
-            next_steps=tuple(targets), traits={"path": path}, key="--replay",
-        )
-        steps = {replay.name: replay, **{n: s for n, s in self.steps.items() if n in keep}}
-        return PipelineConfig(self.source, steps, self.config, self.overrides, self.linear, self.title)
-
-    def make_component(self, name: str) -> Component:
-        """A new instance of step ``name``'s class, configured for that step."""
-        step = self.steps[name]
-        config = Config(self.config)
-        if step.traits:
-            config[step.class_name] = Config({**config.get(step.class_name, {}), **step.traits})
-            config.merge(self.overrides)
-        return step.cls(config=config, step_name=step.name, next_steps=step.next_steps)
 
 
 def load_config(
@@ -233,15 +124,6 @@ def _children(node: Any) -> Iterator[Any]:
         yield from node.values()
     elif isinstance(node, list):
         yield from node
-
-
-def suggest(word: str, choices: Iterable[str]) -> str:
-    """' (did you mean X?)' for the nearest of ``choices``, else the list of valid choices."""
-    choices = sorted(choices)
-    near = difflib.get_close_matches(word, choices, n=1, cutoff=0.6)
-    if near:
-        return f" (did you mean {near[0]!r}?)"
-    return f" (expected one of: {', '.join(choices)})" if choices else ""
 
 
 def _expected(trait: Any) -> str:

@@ -10,12 +10,12 @@ from collections import Counter
 from collections.abc import Callable
 from dataclasses import dataclass
 
-from .config import StepConfig
-from .deadletter import DeadLetterWriter
-from .end_of_output import caused_by_closed_output
-from .failure_log import COUNT, TRACEBACK, FailureLog, count_line
-from .message import Encoded
-from .step import RemoteError, error_kind, failure_line, traceback_text
+from pipeline.config.model import StepConfig
+from pipeline.console.end_of_output import caused_by_closed_output
+from pipeline.failures.deadletter import DeadLetterWriter
+from pipeline.failures.describe import RemoteError, error_kind, failure_line, traceback_text
+from pipeline.failures.log import COUNT, TRACEBACK, FailureLog, count_line
+from pipeline.message import Encoded
 
 log = logging.getLogger("pipeline.failures")
 

@@ -12,7 +12,7 @@ from typing import Any
 
 from traitlets import HasTraits, TraitType
 
-from .traits import JsonBool, JsonEnum, JsonInt, JsonObject, NonEmptyString, QueueLimit, StepNames, shown
+from pipeline.config.traits import JsonBool, JsonEnum, JsonInt, JsonObject, NonEmptyString, QueueLimit, StepNames, shown
 
 #: A step's queue holds this many messages unless its config says otherwise (-1: unbounded).
 DEFAULT_QUEUE_LIMIT = 256

@@ -28,21 +28,21 @@ from dataclasses import dataclass, field
 
 import zmq
 
-from ..config import PipelineConfig, StepConfig
-from ..errors import ConfigError
-from ..status import WorkerProcessStatus
-from . import frames
-from .addresses import Addresses
-from .control import BOUND, EngineThread, RunControl
-from .process_worker import HELLO_TIMEOUT_SECONDS, Spec, read_busy_board
-from .remote import RemoteDoor, RemoteWorker
-from .router import Router
-from .wire import HEADER, Kind, added_frames, header_of, lost_frames, parse_ping
+from pipeline.config.model import PipelineConfig, StepConfig
+from pipeline.engine import sockets
+from pipeline.engine.addresses import Addresses
+from pipeline.engine.control import BOUND, EngineThread, RunControl
+from pipeline.engine.door import RemoteDoor, RemoteWorker
+from pipeline.engine.router import Router
+from pipeline.engine.wire import HEADER, Kind, added_frames, header_of, lost_frames, parse_ping
+from pipeline.engine.worker_process import HELLO_TIMEOUT_SECONDS, Spec, read_busy_board
+from pipeline.errors import ConfigError
+from pipeline.execution.status import WorkerProcessStatus
 
 log = logging.getLogger("pipeline.engine")
 
 #: What a worker process runs (not ``-m``: the module is imported by its package before it runs).
-_WORKER_MAIN = "import sys; from pipeline.engine.process_worker import main; main(sys.argv[1:])"
+_WORKER_MAIN = "import sys; from pipeline.engine.worker_process import main; main(sys.argv[1:])"
 #: Most worker threads one remote worker process may ask for.
 MAX_REMOTE_THREADS = 256
 #: Seconds to wait for a killed worker process to be gone.
@@ -175,8 +175,8 @@ class WorkerHost(EngineThread):
         return slot
 
     def _read(self, gateway: zmq.Socket) -> None:
-        while frames.waiting(gateway):
-            received = frames.recv(gateway)
+        while sockets.waiting(gateway):
+            received = sockets.recv(gateway)
             keeper = received[0].bytes
             kind, slot = header_of(received[1])
             process = self.processes.get(slot)
@@ -186,14 +186,14 @@ class WorkerHost(EngineThread):
             process.keeper = keeper
             if kind is Kind.HELLO:
                 spec = dataclasses.replace(self._spec(process.step), busy_board=self._board(slot))
-                frames.send(gateway, [keeper, HEADER.pack(Kind.SPEC, 0, 0, slot), pickle.dumps(spec)])
+                sockets.send(gateway, [keeper, HEADER.pack(Kind.SPEC, 0, 0, slot), pickle.dumps(spec)])
             elif kind is Kind.PING:
-                frames.send(gateway, [keeper, HEADER.pack(Kind.PONG, 0, 0, 0)])
+                sockets.send(gateway, [keeper, HEADER.pack(Kind.PONG, 0, 0, 0)])
 
     def _read_door(self, door: RemoteDoor) -> None:
         """HELLO and PING from remote keepers; anything else from a remote worker thread goes to its router."""
-        while frames.waiting(door.socket):
-            received = frames.recv(door.socket)
+        while sockets.waiting(door.socket):
+            received = sockets.recv(door.socket)
             key = door.owner(received)
             if key is None or len(received) < 2:
                 door.drop("from an unknown peer")
@@ -234,7 +234,7 @@ class WorkerHost(EngineThread):
         slot = self._new_slot()
         door.workers[slot] = RemoteWorker(slot, step, key, address, threads, keeper, pid)
         self._publish()
-        frames.send(self._notices[step], added_frames(slot, threads))
+        sockets.send(self._notices[step], added_frames(slot, threads))
         spec = dataclasses.replace(self._spec(step), work="")
         log.info("step %s: remote worker %s (%s) joined with %d threads, as worker process %d", step, key, address,
                  threads, slot)
@@ -290,7 +290,7 @@ class WorkerHost(EngineThread):
                               worker.step, worker.key, worker.address, self.patience)
                     self.door.forget(worker)
                     self._publish()
-                    frames.send(self._notices[worker.step],
+                    sockets.send(self._notices[worker.step],
                                 lost_frames(worker.slot, f"remote worker {worker.key} went silent", worker.running))
 
     def _died(self, process: WorkerProcess, reason: str, failed: bool = True) -> None:
@@ -308,8 +308,8 @@ class WorkerHost(EngineThread):
         if replace:
             self.restarts[process.step] += 1
             slot = self._start(process.step)
-            frames.send(notices, added_frames(slot, self.config.steps[process.step].nb_thread))
-        frames.send(notices, lost_frames(process.slot, reason, read_busy_board(self._board(process.slot))))
+            sockets.send(notices, added_frames(slot, self.config.steps[process.step].nb_thread))
+        sockets.send(notices, lost_frames(process.slot, reason, read_busy_board(self._board(process.slot))))
 
     def _relay_halts(self, gateway: zmq.Socket) -> None:
         """Tell the processes of a step that stopped after a failure to start no further message."""
@@ -324,7 +324,7 @@ class WorkerHost(EngineThread):
                 if self.door is not None and socket is self.door.socket:
                     self.door.send(halt)
                 else:
-                    frames.send(socket, halt)
+                    sockets.send(socket, halt)
 
     def _stop_all(self) -> None:
         """Wait for the processes to leave (they do after FINISH), until shutdown_timeout, then kill them."""

@@ -22,8 +22,8 @@ from contextlib import ExitStack, suppress
 from types import TracebackType
 from typing import Any
 
-from . import end_of_output
-from .stderr import shared as shared_stderr
+from pipeline.console import end_of_output
+from pipeline.console.stderr import shared as shared_stderr
 
 #: Seconds after a second signal, or after shutdown_timeout, before the process exits anyway
 #: (the threaded runner gives up on busy threads after ABORT_GRACE_SECONDS and reports first).

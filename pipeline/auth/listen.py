@@ -4,12 +4,13 @@ from __future__ import annotations
 
 from typing import TYPE_CHECKING
 
-from .auth import ServerKeys, authorized_keys, load_key_pair
-from .errors import ConfigError
+from pipeline.auth.curve import ServerKeys
+from pipeline.auth.keys import authorized_keys, load_key_pair
+from pipeline.errors import ConfigError
 
 if TYPE_CHECKING:
-    from .config import PipelineConfig
-    from .pipeline import Pipeline
+    from pipeline.config.model import PipelineConfig
+    from pipeline.pipeline import Pipeline
 
 #: Where the settings come from, in error messages.
 _SETTINGS = "Pipeline.listen"

@@ -8,9 +8,9 @@ from typing import Any, ClassVar, NoReturn
 
 from traitlets import Unicode
 
-from .auth import check_key_name, generate_key_pair
-from .cli import COMMAND_LINE, DEBUG_FLAG, StrictApplication
-from .errors import ConfigError
+from pipeline.auth.keys import check_key_name, generate_key_pair
+from pipeline.cli.application import COMMAND_LINE, DEBUG_FLAG, StrictApplication
+from pipeline.errors import ConfigError
 
 #: The commands, each with what it does.
 COMMANDS = {"generate": "write DIR/NAME.key (public) and DIR/NAME.key_secret (secret, mode 0600)"}

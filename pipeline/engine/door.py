@@ -28,10 +28,10 @@ from dataclasses import dataclass, field
 
 import zmq
 
-from ..auth import CurveServer, ServerKeys
-from ..status import WorkerProcessStatus
-from . import frames
-from .wire import Kind, WireError, check_from_worker
+from pipeline.auth.curve import CurveServer, ServerKeys
+from pipeline.engine import sockets
+from pipeline.engine.wire import Kind, WireError, check_from_worker
+from pipeline.execution.status import WorkerProcessStatus
 
 log = logging.getLogger("pipeline.engine")
 
@@ -132,7 +132,7 @@ class RemoteDoor:
             relay.linger = 0
             relay.identity = routing_id
             relay.connect(self.work_address(worker.step))
-        frames.send(relay, payload)
+        sockets.send(relay, payload)
 
     def send(self, message: list) -> bool:
         """Send to a peer without ever blocking the worker host: False (and dropped) if the peer is gone
@@ -151,8 +151,8 @@ class RemoteDoor:
     def to_worker(self, worker: RemoteWorker, relay: zmq.Socket) -> None:
         """Relay what a router sent to a remote worker thread; a worker that cannot take it is taken for
         dead at the worker host's next look (what it held goes to others)."""
-        while frames.waiting(relay):
-            if not self.send([relay.identity, *frames.recv(relay)]):
+        while sockets.waiting(relay):
+            if not self.send([relay.identity, *sockets.recv(relay)]):
                 worker.heard = float("-inf")
 
     def forget(self, worker: RemoteWorker) -> None:

@@ -6,7 +6,7 @@ from dataclasses import asdict, dataclass, field
 from typing import TYPE_CHECKING
 
 if TYPE_CHECKING:
-    from .status import RunStatus
+    from pipeline.execution.status import RunStatus
 
 
 @dataclass

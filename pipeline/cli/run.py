@@ -13,15 +13,15 @@ from typing import Any, ClassVar, NoReturn
 from traitlets import Unicode
 from traitlets.config import Application, Config, Configurable, boolean_flag
 
-from .cli import COMMAND_LINE, StrictApplication
-from .config import load_config
-from .deadletter import preload
-from .end_of_output import console_script
-from .errors import ConfigError
-from .monitor import GRAPH_FORMATS, render_graph
-from .pipeline import Pipeline
-from .signals import SignalGuard
-from .stderr import shared as shared_stderr
+from pipeline.cli.application import COMMAND_LINE, StrictApplication
+from pipeline.cli.signals import SignalGuard
+from pipeline.config.loader import load_config
+from pipeline.console.end_of_output import console_script
+from pipeline.console.stderr import shared as shared_stderr
+from pipeline.errors import ConfigError
+from pipeline.failures.deadletter import preload
+from pipeline.monitor import GRAPH_FORMATS, render_graph
+from pipeline.pipeline import Pipeline
 
 #: Seconds the command waits at its end for stderr to take its last lines (the report): past that
 #: nobody reads it, and the process exits without them.

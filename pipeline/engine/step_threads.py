@@ -13,18 +13,19 @@ from typing import Any
 
 import zmq
 
-from ..component import Component
-from ..config import PipelineConfig, StepConfig
-from ..message import Encoded, decode
-from ..report import StepCounts
-from ..step import Collector, failure_line, produce, send_outputs
-from . import frames
-from .addresses import Addresses
-from .control import INIT_DONE, EngineThread, RunControl
-from .flow import SLOW_SOURCE_SECONDS, window_for
-from .handles import Handles
-from .outlets import NextSteps, NoOutputs, Outlet, ToRouter
-from .wire import UNORDERED, Kind, Outcome, Packet, control_frames, header_of, packet_from_frames
+from pipeline.component import Component
+from pipeline.config.model import PipelineConfig, StepConfig
+from pipeline.engine import sockets
+from pipeline.engine.addresses import Addresses
+from pipeline.engine.control import INIT_DONE, EngineThread, RunControl
+from pipeline.engine.flow import SLOW_SOURCE_SECONDS, window_for
+from pipeline.engine.handles import Handles
+from pipeline.engine.outlets import NextSteps, NoOutputs, Outlet, ToRouter
+from pipeline.engine.wire import UNORDERED, Kind, Outcome, Packet, control_frames, header_of, packet_from_frames
+from pipeline.execution.executor import Collector, produce, send_outputs
+from pipeline.execution.report import StepCounts
+from pipeline.failures.describe import failure_line
+from pipeline.message import Encoded, decode
 
 #: Weight of the newest packet in a worker's running mean of seconds per message.
 _SMOOTHING = 0.2
@@ -204,7 +205,7 @@ class WorkerThread(StepThread):
             self._serve(ctl, component)
             self.finish_component(component)
             self.outlet.end()
-            frames.send(ctl, control_frames(Kind.FINISHED))
+            sockets.send(ctl, control_frames(Kind.FINISHED))
         finally:
             self.close()
             ctl.close()
@@ -237,9 +238,9 @@ class WorkerThread(StepThread):
         mean = 0.0
         outlet = self.outlet
         # Start with a small window: the first messages tell how long run() takes.
-        frames.send(ctl, control_frames(Kind.JOIN, 2 if component is not None else 0))
+        sockets.send(ctl, control_frames(Kind.JOIN, 2 if component is not None else 0))
         outlet.flush()  # what init() sent goes on now, not with the first packet's outputs
-        received = frames.recv(ctl)
+        received = sockets.recv(ctl)
         handles = self.handles
         while header_of(received[0])[0] is not Kind.FINISH:
             packet = packet_from_frames(received, handles=handles)
@@ -247,12 +248,12 @@ class WorkerThread(StepThread):
             self._process(component, packet)
             elapsed = (self.busy_time - before) / len(packet)
             mean = elapsed if not mean else mean + _SMOOTHING * (elapsed - mean)
-            if outlet.answers_router or not frames.waiting(ctl):
+            if outlet.answers_router or not sockets.waiting(ctl):
                 # The router must have a packet's answers before its READY; and a worker about to
                 # wait sends its outputs first, they are what the next step waits for.
                 outlet.flush()
-            frames.send(ctl, control_frames(Kind.READY, window_for(mean)))
-            received = frames.recv(ctl)
+            sockets.send(ctl, control_frames(Kind.READY, window_for(mean)))
+            received = sockets.recv(ctl)
 
     def _process(self, component: Component | None, packet: Packet) -> None:
         """Run each message of ``packet`` through the step's code, with the outlet unlocked; commit or

@@ -21,11 +21,11 @@ from typing import Any, ClassVar, NoReturn
 
 from traitlets import Int, Unicode
 
-from .auth import load_key_pair, load_public_key
-from .cli import COMMAND_LINE, DEBUG_FLAG, StrictApplication
-from .end_of_output import console_script
-from .engine.process_worker import Login, line_by_line, serve
-from .errors import ConfigError
+from pipeline.auth.keys import load_key_pair, load_public_key
+from pipeline.cli.application import COMMAND_LINE, DEBUG_FLAG, StrictApplication
+from pipeline.console.end_of_output import console_script
+from pipeline.engine.worker_process import Login, line_by_line, serve
+from pipeline.errors import ConfigError
 
 #: Seconds worker processes get to leave after a signal, before they are killed.
 _LEAVE_SECONDS = 10.0
@@ -82,7 +82,7 @@ pipeline-worker --connect=tcp://head:5570 --server-key=keys/server.key --key=key
             self.exit_status = serve(self.connect, login=self.login)
             return
         argv = [arg for arg in sys.argv[1:] if not arg.startswith("--processes")]
-        command = [sys.executable, "-m", "pipeline.worker_app", *argv, "--processes=1"]
+        command = [sys.executable, "-m", "pipeline.cli.worker", *argv, "--processes=1"]
         children = [subprocess.Popen(command, stdin=subprocess.DEVNULL) for _ in range(self.processes)]
         with _forwarding_signals(children):
             codes = [child.wait() for child in children]

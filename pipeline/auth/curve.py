@@ -1,0 +1,113 @@
+"""CurveZMQ authentication of sockets, on pyzmq's ``zmq.auth`` (no crypto of our own).
+
+A server socket (the side that binds and checks who connects) is made safe in three steps, each
+closing a hole that CURVE alone leaves open:
+
+1. :class:`CurveServer` starts a ZAP handler on the socket's context *before* the socket binds:
+   without one, libzmq lets any CURVE key in, and a client whose handshake ends before a late
+   handler starts gets in too.
+2. :meth:`CurveServer.secure` sets ``ZAP_ENFORCE_DOMAIN``, so that should the handler be missing
+   the handshake fails (fails closed) instead of letting everyone in.
+3. A peer's identity is the ``User-Id`` of the frames it sent: the public key that the handshake
+   proved. :meth:`CurveServer.peer` maps it to a key's name. A routing id or a field in a message
+   is whatever the peer chose to claim.
+
+A client (the side that connects) pins the server's public key with :func:`secure_client`: the
+handshake succeeds only with the holder of the matching secret key, so nothing is ever sent to an
+impostor, nor in clear to a plaintext peer.
+"""
+
+from __future__ import annotations
+
+import logging
+import threading
+from collections.abc import Mapping
+from dataclasses import dataclass
+
+import zmq
+from zmq.auth.thread import ThreadAuthenticator
+
+from pipeline.auth.keys import KeyPair
+
+#: The ZAP domain of every server socket of the project; the handler answers for it alone.
+ZAP_DOMAIN = "zmq-pipeline"
+
+
+def secure_client(socket: zmq.Socket, own: KeyPair, server: bytes) -> None:
+    """Make ``socket`` (before it connects) a CURVE client that talks only to the holder of ``server``'s secret."""
+    if own.secret is None:
+        raise ValueError(f"key {own.name!r} has no secret key")
+    socket.curve_publickey = own.public
+    socket.curve_secretkey = own.secret
+    socket.curve_serverkey = server
+
+
+@dataclass(frozen=True)
+class ServerKeys:
+    """What a server authenticates with: its key pair, and the clients' public keys it lets in (z85 -> name)."""
+
+    own: KeyPair
+    allowed: Mapping[bytes, str]
+
+
+class _AllowList:
+    """The ZAP handler's test of a client key (called in the handler's thread): in the allowed set?"""
+
+    def __init__(self, allowed: Mapping[bytes, str]) -> None:
+        self.allowed = dict(allowed)
+        self.refused = 0
+        self._lock = threading.Lock()
+
+    def callback(self, domain: str, key: bytes) -> bool:
+        """True for an allowed key; counts the others."""
+        if key in self.allowed:
+            return True
+        with self._lock:
+            self.refused += 1
+        return False
+
+
+class CurveServer:
+    """The ZAP handler of one context, allowing only the public keys of ``keys.allowed``.
+
+    Make it on the socket's context before the socket binds, call :meth:`secure` on the socket, then
+    bind; :meth:`close` it after the sockets closed, before the context terminates.
+    """
+
+    def __init__(self, context: zmq.Context, keys: ServerKeys) -> None:
+        if keys.own.secret is None:
+            raise ValueError(f"a server needs a secret key; key {keys.own.name!r} has none")
+        self.own = keys.own
+        self._allow = _AllowList(keys.allowed)
+        self._handler = ThreadAuthenticator(context, log=logging.getLogger("pipeline.auth.zap"))
+        self._handler.configure_curve_callback(ZAP_DOMAIN, self._allow)
+        self._handler.start()  # returns once the handler is bound: safe to bind the sockets
+
+    @property
+    def refused(self) -> int:
+        """Connections refused so far because their key is not allowed."""
+        return self._allow.refused
+
+    def allowed(self) -> dict[bytes, str]:
+        """The allowed public keys, each with its name."""
+        return dict(self._allow.allowed)
+
+    def secure(self, socket: zmq.Socket) -> None:
+        """Make ``socket`` (before it binds) a CURVE server checked by this handler, failing closed without it."""
+        socket.curve_server = True
+        socket.curve_publickey = self.own.public
+        socket.curve_secretkey = self.own.secret
+        socket.zap_domain = ZAP_DOMAIN.encode()
+        socket.setsockopt(zmq.ZAP_ENFORCE_DOMAIN, 1)
+
+    def peer(self, frame: zmq.Frame) -> str | None:
+        """The name of the key that sent ``frame`` (from its User-Id, set by the handshake); None if unknown."""
+        try:
+            user = frame.get("User-Id")
+        except zmq.ZMQError:
+            return None
+        return self._allow.allowed.get(user.encode()) if isinstance(user, str) else None
+
+    def close(self) -> None:
+        """Stop the handler."""
+        self._handler.stop()

@@ -1,0 +1,1 @@
+"""The command-line programs: pipeline-run, pipeline-worker and pipeline-keys, and what they share."""

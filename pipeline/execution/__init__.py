@@ -1,0 +1,1 @@
+"""How a step's code runs and how a run reports: the executor, the runners' interface, sequential mode."""
