@@ -16,7 +16,7 @@ from traitlets.config import Application
 from pipeline import auth
 from pipeline.cli.application import COMMAND_LINE, DEBUG_FLAG, StrictApplication
 from pipeline.console.end_of_output import console_script
-from pipeline.console.text import suggest
+from pipeline.console.humanize import suggest
 from pipeline.errors import ConfigError
 
 from .display import display_problem

@@ -9,12 +9,13 @@ from typing import Any
 from traitlets import Bool, Enum, Int, Unicode
 from traitlets.config import Config, Configurable
 
-from pipeline.auth.listen import remote_keys
+from pipeline.config.listen import remote_keys
 from pipeline.config.loader import load_config
 from pipeline.config.model import PipelineConfig
-from pipeline.config.options import RunOptions
+from pipeline.config.options import RunOptions, settings_from
 from pipeline.config.traits import OutputFile, Seconds
 from pipeline.execution.report import RunReport
+from pipeline.execution.runner import Runner
 from pipeline.failures.deadletter import replay_config
 from pipeline.monitor import Address, Monitor, MonitorSettings
 from pipeline.monitor.monitor import DEFAULT_GUI_ADDRESS
@@ -105,8 +106,8 @@ class Pipeline(Configurable):
     def __init__(self, pipeline_config: PipelineConfig, **kwargs: Any) -> None:
         super().__init__(**kwargs)
         self.pipeline_config = pipeline_config
-        self.server_keys = remote_keys(self, pipeline_config)
-        self._runner: Any = None
+        self.server_keys = remote_keys(pipeline_config, self.listen, self.mode, self.server_key, self.authorized_keys)
+        self._runner: Runner | None = None
         self._interrupts = 0
         self.failure_summary: list[str] = []  # the last run's first failure, failures by type, dead letters
 
@@ -133,33 +134,28 @@ class Pipeline(Configurable):
 
     def options(self) -> RunOptions:
         """The failure and shutdown settings of a run."""
-        return RunOptions(self.max_failures, self.allow_failures, self.dead_letter, self.shutdown_timeout,
-                          self.keep_freed_memory, self.heartbeat_interval, self.heartbeat_liveness,
-                          self.max_redeliveries, self.max_worker_restarts, self.listen, self.server_keys,
-                          self.worker_timeout)
+        return settings_from(RunOptions, self, server_keys=self.server_keys)
 
     def monitor_settings(self) -> MonitorSettings:
         """What the monitor publishes and shows during a run."""
-        return MonitorSettings(gui=self.gui, gui_address=self.gui_address, gui_plaintext=self.gui_plaintext,
-                               gui_server_key=self.gui_server_key, gui_key=self.gui_key,
-                               graph_interval=self.graph_interval, progress=self.progress,
-                               progress_interval=self.progress_interval)
+        return settings_from(MonitorSettings, self)
 
     def run(self) -> RunReport:
         """Run to the end of the stream, watched by the monitor; return per-step counts and times."""
         if self.mode == "sequential":
             from pipeline.execution.sequential import SequentialRunner
 
-            self._runner = SequentialRunner(self.pipeline_config, self.options())
+            runner: Runner = SequentialRunner(self.pipeline_config, self.options())
         else:
             from pipeline.engine import ThreadedRunner
 
-            self._runner = ThreadedRunner(self.pipeline_config, self.options())
+            runner = ThreadedRunner(self.pipeline_config, self.options())
+        self._runner = runner
         try:
-            with Monitor(self.pipeline_config, self._runner, self.monitor_settings()) as monitor:
-                return monitor.close(self._runner.run())
+            with Monitor(self.pipeline_config, runner, self.monitor_settings()) as monitor:
+                return monitor.close(runner.run())
         finally:
-            self.failure_summary = self._runner.policy.summary()
+            self.failure_summary = runner.policy.summary()
             self._runner = None
 
     def interrupt(self, signal: int) -> None:

@@ -7,9 +7,9 @@ import subprocess
 import sys
 from pathlib import Path
 
-from gui import humanize
 from gui.widgets.table import COLUMNS
 from gui.window import MainWindow
+from pipeline.console import humanize
 from tests.cli_helpers import ROOT
 
 # Read when pytest-qt makes the QApplication, after collection: the tests need no display.

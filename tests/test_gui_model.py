@@ -6,7 +6,6 @@ import json
 
 import pytest
 
-from gui import humanize
 from gui.layout import columns, grid
 from gui.model import History, RunModel, Runs
 from gui.protocol import (
@@ -17,6 +16,7 @@ from gui.protocol import (
     StatusMessage,
     parse,
 )
+from pipeline.console import humanize
 from tests.gui_helpers import FINAL_COUNTS, load_recording
 
 
@@ -221,7 +221,7 @@ def test_columns_ignore_unknown_targets_and_cycles() -> None:
      (humanize.rate(1234.4), "1234/s"), (humanize.rate(25_300), "25.3k/s"), (humanize.seconds(0), "—"),
      (humanize.seconds(2e-7), "<1 µs"),
      (humanize.seconds(85e-6), "85 µs"), (humanize.seconds(0.0032), "3.2 ms"), (humanize.seconds(1.5), "1.50 s"),
-     (humanize.duration(12.7), "12 s"), (humanize.duration(245), "4 min 05 s"),
+     (humanize.duration(12.7), "13 s"), (humanize.duration(245), "4 min 05 s"),
      (humanize.duration(7620), "2 h 07 min")],
 )
 def test_numbers_read_at_a_glance(value: str, text: str) -> None:

@@ -10,11 +10,12 @@ import time
 
 from PySide6.QtCore import Qt
 
-from gui import humanize, theme
+from gui import theme
 from gui.protocol import TOPICS
 from gui.receiver import WARNING_INTERVAL
 from gui.widgets.table import COLUMNS
 from gui.window import REDRAW_MS, MainWindow
+from pipeline.console import humanize
 from tests.gui_helpers import FINAL_COUNTS, Sender, load_recording, with_run_id
 
 # Read when pytest-qt makes the QApplication, after collection: the tests need no display.

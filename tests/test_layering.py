@@ -1,9 +1,14 @@
-"""The layers hold: the framework (pipeline/) never imports the demo steps (algorithms/), and only
-the benchmark (pipeline/bench/), which sits on top of the framework, imports the benchmark."""
+"""The layers hold: each part of the framework (pipeline/) imports only the parts below it, no modules
+import each other in a circle, each part imports on its own, the framework never imports the demo steps
+(algorithms/), and only the benchmark (pipeline/bench/), which sits on top, imports the benchmark.
+
+Imports made only for type checkers count too: a reader follows them like any other."""
 
 from __future__ import annotations
 
 import ast
+import subprocess
+import sys
 from pathlib import Path
 
 import pytest
@@ -83,3 +88,116 @@ def test_only_the_benchmark_imports_the_benchmark() -> None:
     offenders = {module: sorted(n for n in names if within(n, "pipeline.bench"))
                  for module, names in framework_imports().items() if not within(module, "pipeline.bench")}
     assert {module: names for module, names in offenders.items() if names} == {}
+
+
+#: The framework's parts from the bottom up: a module may import its own part and the parts below.
+LAYERS = (
+    ("pipeline.errors", "pipeline.console"),
+    ("pipeline.component", "pipeline.message", "pipeline.auth"),
+    ("pipeline.config",),
+    ("pipeline.failures",),
+    ("pipeline.execution",),
+    ("pipeline.engine",),
+    ("pipeline.monitor",),
+    ("pipeline.pipeline",),
+    ("pipeline.cli",),
+    ("pipeline.bench",),
+    ("pipeline", "pipeline.__main__"),
+)
+
+
+def part_of(module: str) -> str:
+    """The part of the framework that ``module`` belongs to (the package itself for its __init__)."""
+    return module if module in ("pipeline", "pipeline.__main__") else ".".join(module.split(".")[:2])
+
+
+def layer_of(module: str) -> int:
+    """The index in LAYERS of ``module``'s part."""
+    part = part_of(module)
+    return next(i for i, parts in enumerate(LAYERS) if part in parts)
+
+
+def module_edges() -> dict[str, set[str]]:
+    """Each framework module and the framework modules it imports (``from P import M`` counts M, not P)."""
+    found = framework_imports()
+    edges = {}
+    for module, names in found.items():
+        targets = set()
+        for name in names:
+            if name in found and not any(other.startswith(name + ".") and other in found for other in names):
+                targets.add(name)
+            elif name not in found and name.rpartition(".")[0] in found and name.startswith("pipeline"):
+                # ``from P import Y`` where Y is no module: the import is of P.
+                parent = name.rpartition(".")[0]
+                if not any(other.startswith(parent + ".") and other in found for other in names):
+                    targets.add(parent)
+        edges[module] = targets - {module}
+    return edges
+
+
+def test_every_part_has_a_layer() -> None:
+    assert {module for module in framework_imports() if not any(part_of(module) in parts for parts in LAYERS)} == set()
+
+
+def test_no_module_imports_a_part_above_its_own() -> None:
+    upward = {module: sorted(target for target in targets if layer_of(target) > layer_of(module))
+              for module, targets in module_edges().items()}
+    assert {module: targets for module, targets in upward.items() if targets} == {}
+
+
+def cycles(edges: dict[str, set[str]]) -> list[list[str]]:
+    """The strongly connected components of more than one module (Tarjan's algorithm, iteratively)."""
+    index: dict[str, int] = {}
+    low: dict[str, int] = {}
+    stack: list[str] = []
+    on_stack: set[str] = set()
+    found = []
+    for root in edges:
+        if root in index:
+            continue
+        work = [(root, iter(sorted(edges[root])))]
+        index[root] = low[root] = len(index)
+        stack.append(root)
+        on_stack.add(root)
+        while work:
+            node, children = work[-1]
+            child = next(children, None)
+            if child is not None:
+                if child not in index:
+                    index[child] = low[child] = len(index)
+                    stack.append(child)
+                    on_stack.add(child)
+                    work.append((child, iter(sorted(edges.get(child, ())))))
+                elif child in on_stack:
+                    low[node] = min(low[node], index[child])
+                continue
+            work.pop()
+            if work:
+                low[work[-1][0]] = min(low[work[-1][0]], low[node])
+            if low[node] == index[node]:
+                component = []
+                while True:
+                    member = stack.pop()
+                    on_stack.discard(member)
+                    component.append(member)
+                    if member == node:
+                        break
+                if len(component) > 1:
+                    found.append(sorted(component))
+    return found
+
+
+def test_cycles_are_found() -> None:
+    assert cycles({"a": {"b"}, "b": {"c"}, "c": {"a"}, "d": {"a"}}) == [["a", "b", "c"]]
+    assert cycles({"a": {"b"}, "b": set()}) == []
+
+
+def test_no_modules_import_each_other_in_a_circle() -> None:
+    assert cycles(module_edges()) == []
+
+
+@pytest.mark.parametrize("part", sorted({part for parts in LAYERS for part in parts} - {"pipeline.__main__"}))
+def test_each_part_imports_on_its_own(part: str) -> None:
+    result = subprocess.run([sys.executable, "-c", f"import {part}"], cwd=ROOT, capture_output=True, text=True,
+                            timeout=60)
+    assert result.returncode == 0, result.stderr

@@ -31,8 +31,8 @@ from pipeline.execution.sequential import SequentialRunner
 from pipeline.execution.status import RunStatus, StepStatus
 from pipeline.monitor import monitor as monitor_module
 from pipeline.monitor.messages import decode, encode, schema
-from pipeline.monitor.monitor import Monitor, MonitorSettings, Rates
-from pipeline.monitor.progress import LogProgress, make_progress, progress_line
+from pipeline.monitor.monitor import Monitor, MonitorSettings, Rates, make_progress
+from pipeline.monitor.progress import LogProgress, progress_line
 from pipeline.monitor.publisher import endpoint
 from pipeline.monitor.terminal import TerminalProgress
 
@@ -423,10 +423,11 @@ def test_progress_flags(tmp_path: Path, flag: str, value: bool) -> None:
 
 def status(state: str = "running", processed: int = 7, queue: int = 3) -> RunStatus:
     return RunStatus(state, 2.5, [
-        StepStatus("SOURCE", "running", workers=1, counts=StepCounts(processed=processed + 2, emitted=processed + 2)),
-        StepStatus("STAGE", "running", queue=queue, queue_limit=8, busy=1, workers=2,
+        StepStatus("SOURCE", state="running", workers=1,
+                   counts=StepCounts(processed=processed + 2, emitted=processed + 2)),
+        StepStatus("STAGE", state="running", queue=queue, queue_limit=8, busy=1, workers=2,
                    counts=StepCounts(processed + 1, processed, processed, 1)),
-        StepStatus("SINK", "waiting", queue=0, queue_limit=-1, counts=StepCounts()),
+        StepStatus("SINK", state="waiting", queue=0, queue_limit=-1, counts=StepCounts()),
     ])
 
 

@@ -16,12 +16,13 @@ from rich.console import Console
 
 from pipeline import Component
 from pipeline.config import PipelineConfig, load_config
+from pipeline.console.humanize import abbreviated, duration
 from pipeline.engine import ThreadedRunner
 from pipeline.execution.report import StepCounts
 from pipeline.execution.sequential import SequentialRunner
 from pipeline.execution.status import RunStatus, StepStatus, declared_totals
 from pipeline.monitor.messages import Envelope, schema, status_body
-from pipeline.monitor.progress import abbreviated, duration, progress_line, run_total
+from pipeline.monitor.progress import progress_line, run_total
 from pipeline.monitor.terminal import progress_table
 
 
@@ -39,10 +40,11 @@ CONFIG = load_config(document())
 
 def status(processed: int = 60_000, failed: int = 0, queue: int = 12, total: int | None = 100_000) -> RunStatus:
     return RunStatus("running", 12.3, [
-        StepStatus("COUNT", "running", counts=StepCounts(0, processed, processed, 0), total=total),
-        StepStatus("CALIBRATION", "running", queue=queue, queue_limit=64, busy=2, workers=2,
+        StepStatus("COUNT", state="running", counts=StepCounts(0, processed, processed, 0), total=total),
+        StepStatus("CALIBRATION", state="running", queue=queue, queue_limit=64, busy=2, workers=2,
                    counts=StepCounts(processed, processed - 10, processed - 10, failed)),
-        StepStatus("W", "waiting", queue=queue, queue_limit=-1, counts=StepCounts(processed - 10, processed - 20)),
+        StepStatus("W", state="waiting", queue=queue, queue_limit=-1,
+                   counts=StepCounts(processed - 10, processed - 20)),
     ])
 
 

@@ -13,9 +13,10 @@ from hypothesis import strategies as st
 from rich.console import Console
 
 from pipeline.config import load_config
+from pipeline.console.humanize import abbreviated
 from pipeline.execution.report import StepCounts
 from pipeline.execution.status import RunStatus, StepStatus, WorkerProcessStatus
-from pipeline.monitor.progress import abbreviated, progress_line
+from pipeline.monitor.progress import progress_line
 from pipeline.monitor.terminal import progress_table
 from pipeline.monitor.workers import LATE_SECONDS, heartbeat, is_late, label, troubles, worker_mix
 
@@ -41,11 +42,11 @@ def run_status(redelivered: int = 3, restarts: int = 1, workers: list[WorkerProc
     if workers is None:
         workers = [local(0, 1234), local(1, 1240), remote(2, "node7", "10.0.0.7")]
     return RunStatus("running", 4.2, [
-        StepStatus("READ", "running", counts=StepCounts(0, 600, 600, 0)),
-        StepStatus("HILLAS", "running", queue=5, queue_limit=64, busy=3, workers=4, processes=2,
+        StepStatus("READ", state="running", counts=StepCounts(0, 600, 600, 0)),
+        StepStatus("HILLAS", state="running", queue=5, queue_limit=64, busy=3, workers=4, processes=2,
                    redelivered=redelivered, restarts=restarts, counts=StepCounts(600, processed, processed, 0),
                    worker_processes=workers),
-        StepStatus("WRITE", "running", queue=0, queue_limit=64, counts=StepCounts(590, 580, 0, 0)),
+        StepStatus("WRITE", state="running", queue=0, queue_limit=64, counts=StepCounts(590, 580, 0, 0)),
     ])
 
 

@@ -6,7 +6,9 @@ from __future__ import annotations
 from PySide6.QtCore import Qt
 from PySide6.QtWidgets import QLabel, QListWidget, QListWidgetItem, QPlainTextEdit, QSplitter, QVBoxLayout, QWidget
 
-from .. import humanize, theme
+from pipeline.console import humanize
+
+from .. import theme
 from ..model import RunModel
 from ..protocol import ErrorMessage
 

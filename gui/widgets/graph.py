@@ -33,7 +33,9 @@ from PySide6.QtWidgets import (
     QWidget,
 )
 
-from .. import humanize, theme
+from pipeline.console import humanize
+
+from .. import theme
 from ..layout import band_rows, bands, grid
 from ..model import RunModel, StepView
 from . import workers

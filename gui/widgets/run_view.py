@@ -12,7 +12,9 @@ from __future__ import annotations
 from PySide6.QtCore import Qt
 from PySide6.QtWidgets import QHBoxLayout, QLabel, QSplitter, QVBoxLayout, QWidget
 
-from .. import humanize, theme
+from pipeline.console import humanize
+
+from .. import theme
 from ..model import RunModel
 from .errors import ErrorPanel
 from .graph import GraphView

@@ -9,8 +9,9 @@ from __future__ import annotations
 from PySide6.QtWidgets import QLabel, QStatusBar, QWidget
 
 from pipeline.auth.curve import ServerKeys
+from pipeline.console import humanize
 
-from .. import humanize, theme
+from .. import theme
 from ..model import RunModel
 
 #: Seconds without a message before the status bar says so.

@@ -12,7 +12,9 @@ from typing import Any
 from PySide6.QtCore import QAbstractTableModel, QModelIndex, QPersistentModelIndex, Qt
 from PySide6.QtWidgets import QAbstractItemView, QHeaderView, QTableView, QWidget
 
-from .. import humanize, theme
+from pipeline.console import humanize
+
+from .. import theme
 from ..model import RunModel, StepView
 from . import workers
 

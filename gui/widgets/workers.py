@@ -8,9 +8,10 @@ from __future__ import annotations
 
 from html import escape
 
+from pipeline.console import humanize
 from pipeline.monitor.workers import WorkerMix, heartbeat, is_late, troubles, worker_mix
 
-from .. import humanize, theme
+from .. import theme
 from ..model import StepView
 from ..protocol import WorkerProcessInfo
 

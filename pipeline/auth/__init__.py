@@ -1,4 +1,4 @@
-"""Who may talk to whom: CurveZMQ key files, authenticated sockets, and the run's listen settings."""
+"""Who may talk to whom: CurveZMQ key files and authenticated sockets."""
 
 from pipeline.auth.curve import ZAP_DOMAIN, CurveServer, ServerKeys, secure_client
 from pipeline.auth.keys import (

@@ -15,7 +15,7 @@ from traitlets.config import Application
 from traitlets.config.loader import ArgumentError, KVArgParseConfigLoader
 from traitlets.traitlets import TraitError
 
-from pipeline.console.text import suggest
+from pipeline.console.humanize import suggest
 from pipeline.errors import ConfigError
 
 #: The source that ConfigErrors about the command line name.

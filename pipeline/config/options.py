@@ -1,12 +1,25 @@
-"""How a run handles failures and shutdown: the settings every runner takes."""
+"""The settings a run takes from ``Pipeline``'s traits, as plain frozen values its threads can read."""
 
 from __future__ import annotations
 
+import dataclasses
 from dataclasses import dataclass
-from typing import TYPE_CHECKING
+from typing import TYPE_CHECKING, Any, TypeVar
+
+from traitlets import HasTraits
 
 if TYPE_CHECKING:
     from pipeline.auth.curve import ServerKeys
+
+_Settings = TypeVar("_Settings")
+
+
+def settings_from(cls: type[_Settings], traits: HasTraits, **values: Any) -> _Settings:
+    """A ``cls`` (a dataclass) whose every field is the trait of the same name of ``traits``, unless
+    ``values`` gives it: one place turns traits into settings, so a field cannot be passed to the wrong slot."""
+    fields = {field.name: values[field.name] if field.name in values else getattr(traits, field.name)
+              for field in dataclasses.fields(cls) if field.name in values or traits.has_trait(field.name)}
+    return cls(**fields)
 
 
 @dataclass(frozen=True)

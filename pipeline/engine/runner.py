@@ -268,7 +268,9 @@ class ThreadedRunner:
     def _report(self) -> RunReport:
         reports: dict[str, StepReport] = {}
         for name in self.config.steps:
-            report = StepReport(name, counts=self._step_status(name).counts)
+            status = self._step_status(name)
+            report = StepReport(name, counts=status.counts, busy_time=status.busy_time, max_time=status.max_time,
+                                redelivered=status.redelivered, restarts=status.restarts)
             for thread in self.threads.get(name, []):
                 if thread.first_error:
                     report.add_error(thread.first_error, fatal=thread.fatal)
@@ -279,8 +281,6 @@ class ThreadedRunner:
             for thread in [*self.threads.get(name, []), router, step_host]:
                 if thread is not None and thread.crash is not None:
                     report.add_error(f"internal error in {thread.name}: {thread.crash!r}", fatal=True)
-            status = self._step_status(name)
-            report.redelivered, report.restarts = status.redelivered, status.restarts
             reports[name] = report
         stop_reason = self.control.policy.stop_reason
         if self.abort_requested:
@@ -289,4 +289,5 @@ class ThreadedRunner:
             stop_reason = stop_reason or "threads left behind after shutdown_timeout"
         stop_reason = stop_reason_of(reports, self.signal, stop_reason)
         status = exit_status(reports, self.signal, stop_reason, self.options.allow_failures)
-        return RunReport(reports, status, stop_reason=stop_reason, stuck=self.stuck)
+        return RunReport(reports, status, stop_reason=stop_reason, stuck=self.stuck,
+                         wall_time=time.monotonic() - self.started)

@@ -3,10 +3,6 @@
 from __future__ import annotations
 
 from dataclasses import asdict, dataclass, field
-from typing import TYPE_CHECKING
-
-if TYPE_CHECKING:
-    from pipeline.execution.status import RunStatus
 
 
 @dataclass
@@ -32,13 +28,11 @@ def _align(row: tuple[str, ...], widths: list[int]) -> list[str]:
 
 
 @dataclass
-class StepReport:
-    """The final state of one step."""
+class StepFigures:
+    """What a step has done so far: the figures that the live status and the final report share."""
 
     name: str
     counts: StepCounts = field(default_factory=StepCounts)
-    first_error: str | None = None
-    fatal: bool = False  # init() or finish() raised, or the producer's generator did
     busy_time: float = 0.0  # seconds in run() in all, all workers (the producer: in its generator)
     max_time: float = 0.0  # the longest single run() call, seconds
     redelivered: int = 0  # messages delivered again after their worker process died
@@ -49,6 +43,14 @@ class StepReport:
         """Seconds per message in run(), on average (0 if the step ran none)."""
         done = self.counts.processed + self.counts.failed
         return self.busy_time / done if done else 0.0
+
+
+@dataclass
+class StepReport(StepFigures):
+    """The final state of one step."""
+
+    first_error: str | None = None
+    fatal: bool = False  # init() or finish() raised, or the producer's generator did
 
     @property
     def received(self) -> int:
@@ -101,14 +103,6 @@ class RunReport:
         if self.exit_status == 0:
             return "finished"
         return "interrupted" if self.exit_status > 128 else "failed"
-
-    def add_times(self, status: RunStatus) -> None:
-        """Take the run() times of each step and the wall time from the run's last status."""
-        self.wall_time = status.elapsed
-        for step in status.steps:
-            if step.name in self.steps:
-                self.steps[step.name].busy_time = step.busy_time
-                self.steps[step.name].max_time = step.max_time
 
     def as_dict(self) -> dict:
         """A JSON-ready form of the report."""

@@ -79,9 +79,11 @@ class SequentialRunner:
                 self._finish(step.name)
         finally:
             self.policy.close()
+        for name, report in self.reports.items():
+            report.busy_time, report.max_time = self.status[name].busy_time, self.status[name].max_time
         stop_reason = stop_reason_of(self.reports, self.signal, self.policy.stop_reason)
         status = exit_status(self.reports, self.signal, stop_reason, self.options.allow_failures)
-        return RunReport(self.reports, status, stop_reason=stop_reason)
+        return RunReport(self.reports, status, stop_reason=stop_reason, wall_time=time.monotonic() - self.started)
 
     def _call(self, name: str, code: Callable[[], Any]) -> tuple[Outputs, BaseException | None]:
         """Run one step's code; its outputs (none if it raised) and its exception, timed as the step's own."""

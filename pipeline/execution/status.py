@@ -11,7 +11,7 @@ import operator
 from dataclasses import asdict, dataclass, field
 from typing import TYPE_CHECKING
 
-from pipeline.execution.report import StepCounts
+from pipeline.execution.report import StepFigures
 
 if TYPE_CHECKING:
     from pipeline.config.model import PipelineConfig
@@ -38,29 +38,17 @@ class WorkerProcessStatus:
 
 
 @dataclass
-class StepStatus:
+class StepStatus(StepFigures):
     """One step now."""
 
-    name: str
     state: str = "waiting"
     queue: int = 0  # messages in the step's router queue
     queue_limit: int = 0  # -1: unbounded
     busy: int = 0  # workers inside run() now
     workers: int = 1
-    counts: StepCounts = field(default_factory=StepCounts)
-    busy_time: float = 0.0  # seconds spent in run() so far, all workers
-    max_time: float = 0.0  # longest single run() call, seconds
     processes: int = 0  # worker processes (nb_process; 0: its workers are threads of the run)
-    redelivered: int = 0  # messages handed out again after their worker process died
-    restarts: int = 0  # worker processes started to replace dead ones
     total: int | None = None  # messages the step will process in all, if known (the producer's declared length)
     worker_processes: list[WorkerProcessStatus] = field(default_factory=list)  # its live worker processes
-
-    @property
-    def mean_time(self) -> float:
-        """Seconds per message in run(), on average."""
-        done = self.counts.processed + self.counts.failed
-        return self.busy_time / done if done else 0.0
 
     def as_dict(self) -> dict:
         """A JSON-ready form."""

@@ -10,18 +10,20 @@ threads through a listener that only appends to a deque: the monitor's thread al
 from __future__ import annotations
 
 import logging
+import sys
 import threading
 import time
 from collections import deque
 from collections.abc import Mapping
 from dataclasses import dataclass
 from types import TracebackType
-from typing import TYPE_CHECKING, Any
+from typing import TYPE_CHECKING
 
 import zmq
 
 from pipeline.config.model import PipelineConfig
 from pipeline.execution.report import RunReport
+from pipeline.execution.runner import Runner
 from pipeline.execution.status import RunStatus
 from pipeline.failures.policy import ErrorEvent
 from pipeline.monitor.credentials import Credentials, no_key_reason, run_credentials, say_once
@@ -36,7 +38,7 @@ from pipeline.monitor.messages import (
     graph_body,
     status_body,
 )
-from pipeline.monitor.progress import LogProgress, make_progress
+from pipeline.monitor.progress import LogProgress
 from pipeline.monitor.publisher import Publisher
 
 if TYPE_CHECKING:
@@ -63,6 +65,7 @@ DEFAULT_GUI_ADDRESS = "localhost:5565"
 
 
 @dataclass(frozen=True)
+
 class MonitorSettings:
     """What the monitor does (the Pipeline traits of the same names)."""
 
@@ -98,12 +101,12 @@ class Rates:
 class Monitor:
     """Watches one run: ``with Monitor(...) as monitor: report = monitor.close(runner.run())``.
 
-    ``runner`` has ``snapshot()`` and ``policy`` (a FailurePolicy). ``console`` forces the terminal
-    display onto that rich Console (for tests); otherwise it is used only if stderr is a terminal.
+    ``console`` forces the terminal display onto that rich Console (for tests); otherwise it is used
+    only if stderr is a terminal.
     A key file named in ``settings`` that cannot be read is a ConfigError, raised here, before the run.
     """
 
-    def __init__(self, config: PipelineConfig, runner: Any, settings: MonitorSettings,
+    def __init__(self, config: PipelineConfig, runner: Runner, settings: MonitorSettings,
                  console: Console | None = None) -> None:
         self.config = config
         self.runner = runner
@@ -133,9 +136,8 @@ class Monitor:
         return self
 
     def close(self, report: RunReport) -> RunReport:
-        """The run ended with ``report``: add its times, send the last status and the report, stop."""
+        """The run ended with ``report``: send the last status and the report, stop."""
         self._last = self.runner.snapshot()
-        report.add_times(self._last)
         self._report = report
         self._final_state = report.state
         self._end()
@@ -243,3 +245,13 @@ class Monitor:
         except zmq.ZMQError as err:
             log.error("cannot publish the run's status to %s: %s", self.settings.gui_address, err)
             return None
+
+
+def make_progress(config: PipelineConfig, interval: float, start: float,
+                  console: Console | None = None) -> TerminalProgress | LogProgress:
+    """The terminal display if stderr is a terminal (or ``console`` is given), else log lines."""
+    if console is not None or (sys.stderr is not None and sys.stderr.isatty()):
+        from pipeline.monitor.terminal import TerminalProgress  # rich is imported only for a terminal
+
+        return TerminalProgress(config, console)
+    return LogProgress(config, interval, start)

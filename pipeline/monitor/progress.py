@@ -12,25 +12,15 @@ time left (ETA).
 from __future__ import annotations
 
 import logging
-import sys
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass
-from typing import TYPE_CHECKING
 
 from pipeline.config.model import PipelineConfig
+from pipeline.console import humanize
 from pipeline.execution.status import RunStatus, StepStatus
 from pipeline.monitor.workers import worker_mix
 
-if TYPE_CHECKING:
-    from rich.console import Console
-
-    from pipeline.monitor.terminal import TerminalProgress
-
 log = logging.getLogger("pipeline.progress")
-
-#: Abbreviations of powers of 1000, for numbers too wide for their column.
-_UNITS = ("k", "M", "G", "T", "P", "E")
-
 
 class LogProgress:
     """One log line of per-step figures every ``interval`` seconds."""
@@ -48,16 +38,6 @@ class LogProgress:
 
     def close(self) -> None:
         """Nothing to take down."""
-
-
-def make_progress(config: PipelineConfig, interval: float, start: float,
-                  console: Console | None = None) -> TerminalProgress | LogProgress:
-    """The terminal display if stderr is a terminal (or ``console`` is given), else log lines."""
-    if console is not None or (sys.stderr is not None and sys.stderr.isatty()):
-        from pipeline.monitor.terminal import TerminalProgress  # rich is imported only for a terminal
-
-        return TerminalProgress(config, console)
-    return LogProgress(config, interval, start)
 
 
 def progress_line(config: PipelineConfig, status: RunStatus, rates: Mapping[str, float]) -> str:
@@ -110,7 +90,7 @@ class Total:
 
     def __str__(self) -> str:
         """``COUNT 600/1000 (60%), ETA 8 s``."""
-        eta = f", ETA {duration(self.eta)}" if self.eta is not None else ""
+        eta = f", ETA {humanize.duration(self.eta)}" if self.eta is not None else ""
         return f"{self.step} {self.fraction()}{eta}"
 
 
@@ -123,30 +103,3 @@ def run_total(status: RunStatus, rates: Mapping[str, float]) -> Total | None:
             eta = (step.total - done) / rate if rate > 0 and done < step.total else None
             return Total(step.name, done, step.total, eta)
     return None
-
-
-def duration(seconds: float) -> str:
-    """``8 s``, ``2 min 05 s``, ``3 h 07 min``."""
-    whole = int(seconds + 0.5)
-    if whole < 100:
-        return f"{whole} s"
-    if whole < 3600:
-        return f"{whole // 60} min {whole % 60:02d} s"
-    return f"{whole // 3600} h {whole % 3600 // 60:02d} min"
-
-
-def abbreviated(number: int) -> str:
-    """``number`` in at most five characters, never shown larger than it is: 9999, 12.3k, 123k, 1.23M.
-
-    A number is never cut to fit (60000 must not read 600…): it takes a unit and fewer digits.
-    """
-    if number < 10_000:
-        return str(number)
-    power = 1
-    while power < len(_UNITS) and number >= 1000 ** (power + 1):
-        power += 1
-    base = 1000**power
-    decimals = 2 if number < 10 * base else 1 if number < 100 * base else 0
-    shown = number * 10**decimals // base  # integer arithmetic: truncated, 99,999 is 99.9k and not 100k
-    whole, fraction = divmod(shown, 10**decimals)
-    return f"{whole}.{fraction:0{decimals}d}{_UNITS[power - 1]}" if decimals else f"{whole}{_UNITS[power - 1]}"

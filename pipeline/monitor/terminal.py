@@ -28,8 +28,9 @@ from rich.table import Table
 from rich.text import Text
 
 from pipeline.config.model import PipelineConfig
+from pipeline.console.humanize import abbreviated, duration
 from pipeline.execution.status import RunStatus, StepStatus
-from pipeline.monitor.progress import abbreviated, duration, queue_text, run_total
+from pipeline.monitor.progress import queue_text, run_total
 from pipeline.monitor.workers import is_late, label, worker_mix
 
 #: Seconds between two redraws.

@@ -1,9 +1,13 @@
-"""Numbers and durations as the monitor shows them: short, with units, readable at a glance.
+"""Words and numbers for people, the same in the terminal, the logs and the monitor: short, with units,
+readable at a glance, and never shown larger or smaller than they are.
 
 Every number is clamped first, so that whatever a peer sends, a label keeps its size.
 """
 
 from __future__ import annotations
+
+import difflib
+from collections.abc import Iterable
 
 #: The largest count shown as is; beyond it, "> 999 999 999 999 999".
 MAX_COUNT = 10**15 - 1
@@ -49,12 +53,42 @@ def seconds(value: float) -> str:
         return f"{value * 1e3:.1f} ms"
     return f"{value:.2f} s"
 
+#: Abbreviations of powers of 1000, for numbers too wide for their column.
+_UNITS = ("k", "M", "G", "T", "P", "E")
+
 
 def duration(value: float) -> str:
-    """A long duration, such as a run's elapsed time: "12 s", "4 min 05 s", "2 h 07 min"."""
-    whole = int(min(max(0.0, value), MAX_SECONDS))
+    """A long duration, such as a run's elapsed time or an ETA, to the nearest second: "12 s", "4 min 05 s",
+    "2 h 07 min"."""
+    whole = int(min(max(0.0, value), MAX_SECONDS) + 0.5)
     if whole < 60:
         return f"{whole} s"
     if whole < 3600:
         return f"{whole // 60} min {whole % 60:02d} s"
     return f"{whole // 3600} h {whole % 3600 // 60:02d} min"
+
+
+def abbreviated(number: int) -> str:
+    """``number`` in at most five characters, never shown larger than it is: 9999, 12.3k, 123k, 1.23M.
+
+    A number is never cut to fit (60000 must not read 600…): it takes a unit and fewer digits.
+    """
+    if number < 10_000:
+        return str(number)
+    power = 1
+    while power < len(_UNITS) and number >= 1000 ** (power + 1):
+        power += 1
+    base = 1000**power
+    decimals = 2 if number < 10 * base else 1 if number < 100 * base else 0
+    shown = number * 10**decimals // base  # integer arithmetic: truncated, 99,999 is 99.9k and not 100k
+    whole, fraction = divmod(shown, 10**decimals)
+    return f"{whole}.{fraction:0{decimals}d}{_UNITS[power - 1]}" if decimals else f"{whole}{_UNITS[power - 1]}"
+
+
+def suggest(word: str, choices: Iterable[str]) -> str:
+    """' (did you mean X?)' for the nearest of ``choices``, else the list of valid choices."""
+    choices = sorted(choices)
+    near = difflib.get_close_matches(word, choices, n=1, cutoff=0.6)
+    if near:
+        return f" (did you mean {near[0]!r}?)"
+    return f" (expected one of: {', '.join(choices)})" if choices else ""
