@@ -18,3 +18,8 @@ class ConfigError(PipelineError):
 
 class RoutingError(PipelineError):
     """A step sent a message to a step that is not one of its next steps."""
+
+
+class StepFailed(PipelineError):
+    """A step that could not start or go on: its init() returned False, or a send from one of its threads
+    came when none of its code was running."""

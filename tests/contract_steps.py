@@ -27,6 +27,8 @@ EVENTS: dict[str, threading.Event] = defaultdict(threading.Event)
 SENT: dict[str, list[Any]] = defaultdict(list)
 #: Errors a step caught (as "Type: message"), per run tag.
 CAUGHT: dict[str, list[str]] = defaultdict(list)
+#: A thread a step started, for another step to wait for, per run tag.
+HELPERS: dict[str, threading.Thread] = {}
 #: Whether the slow message of a run was released by its Event rather than by the timeout, per run tag.
 RELEASED: dict[str, bool] = {}
 
@@ -181,7 +183,8 @@ class WriteInPlace(Component):
 
 
 class ForeignSender(Component):
-    """Stager: passes messages on; on message ``at`` a thread it starts calls send_msg() (and records why it failed)."""
+    """Stager: passes messages on; on message ``at`` a thread it starts calls send_msg() while run() waits for
+    it (a failure is recorded)."""
 
     tag = Unicode("", help="Run tag.").tag(config=True)
     at = Int(3, help="The message whose run() starts the thread.").tag(config=True)
@@ -197,6 +200,29 @@ class ForeignSender(Component):
     def _send_from_helper(self) -> None:
         try:
             self.send_msg("from-helper")
+        except Exception as err:
+            CAUGHT[self.tag].append(f"{type(err).__name__}: {err}")
+
+
+class LateSender(Component):
+    """Stager: passes messages on; its finish() starts a thread that sends once the run's consumer lets it,
+    after this step's code has returned for good."""
+
+    tag = Unicode("", help="Run tag.").tag(config=True)
+
+    def run(self, msg: int) -> int:
+        """Pass the message on."""
+        return msg
+
+    def finish(self) -> None:
+        """Start the late sender."""
+        helper = HELPERS[self.tag] = threading.Thread(target=self._send_late, name=f"late-helper-of-{self.step_name}")
+        helper.start()
+
+    def _send_late(self) -> None:
+        EVENTS[self.tag].wait(WAIT_SECONDS)
+        try:
+            self.send_msg("late")
         except Exception as err:
             CAUGHT[self.tag].append(f"{type(err).__name__}: {err}")
 
@@ -261,6 +287,16 @@ class Record(Component):
     def finish(self) -> None:
         """Record the end."""
         RECEIVED[self.tag].append("finished")
+
+
+class ReleaseAtFinish(Record):
+    """Consumer: records like Record; its finish() lets a LateSender's thread send, and waits for it."""
+
+    def finish(self) -> None:
+        """Release the late sender of the run, wait until it has tried, record the end."""
+        EVENTS[self.tag].set()
+        HELPERS.pop(self.tag).join(WAIT_SECONDS)
+        super().finish()
 
 
 class AppendLines(Component):

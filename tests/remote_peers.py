@@ -29,7 +29,6 @@ from pipeline.engine.wire import (
     HEADER,
     Answer,
     Kind,
-    Outcome,
     Packet,
     control_frames,
     header_of,
@@ -37,6 +36,7 @@ from pipeline.engine.wire import (
     ping_frames,
     result_frames,
 )
+from pipeline.execution.executor import Outcome
 from pipeline.message import Encoded, decode, encode
 
 #: The longest a peer waits for one answer of the run.

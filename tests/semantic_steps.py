@@ -180,7 +180,7 @@ class BadRoute(Component):
 class Summer(Component):
     """Stager: sums its messages, sends nothing from run(), and emits the sum from finish()."""
 
-    how = Enum(["send", "return", "yield"], "send", help="How finish() emits the sum.").tag(config=True)
+    how = Enum(["send", "yield"], "send", help="How finish() emits the sum.").tag(config=True)
 
     def init(self) -> None:
         """Start at zero."""
@@ -195,8 +195,6 @@ class Summer(Component):
         if self.how == "send":
             self.send_msg(self.total)
             return None
-        if self.how == "return":
-            return self.total
         return self._yield_total()
 
     def _yield_total(self) -> Iterator[int]:

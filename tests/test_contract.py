@@ -253,15 +253,29 @@ def test_an_ordered_step_holds_back_a_bounded_number_of_bytes(monkeypatch: pytes
 
 
 @pytest.mark.parametrize("mode", MODES)
-def test_send_msg_from_a_thread_the_step_started_is_refused(mode: str) -> None:
+def test_send_msg_from_a_thread_the_step_started_belongs_to_the_message_in_progress(mode: str) -> None:
     tag = new_tag()
     report = run(chain(step("P", "Numbers", ["S"]), [step("S", "ForeignSender", ["C"])], step("C", "Record"),
                        Numbers={"count": 10}, ForeignSender={"tag": tag, "at": 3}, Record={"tag": tag}), mode)
     assert report.exit_status == 0, report.table()
-    assert sorted(received(tag)) == list(range(10))  # the others are unaffected, and nothing came from the helper
+    got = received(tag)
+    assert sorted(g for g in got if isinstance(g, int)) == list(range(10))
+    assert got.count("from-helper") == 1  # delivered once, with message 3's own output
+    assert tag not in CAUGHT
+    assert (report["S"].processed, report["S"].emitted, report["C"].received) == (10, 11, 11)
+
+
+@pytest.mark.parametrize("mode", MODES)
+def test_send_msg_from_a_thread_after_the_step_ended_fails_the_step(mode: str) -> None:
+    tag = new_tag()
+    report = run(chain(step("P", "Numbers", ["S"]), [step("S", "LateSender", ["C"])], step("C", "ReleaseAtFinish"),
+                       Numbers={"count": 10}, LateSender={"tag": tag}, ReleaseAtFinish={"tag": tag}), mode)
+    assert report.exit_status == 1, report.table()  # never exit 0 with an output refused
+    assert received(tag) == list(range(10))
     [error] = CAUGHT.pop(tag)
-    assert error.startswith("RoutingError: step 'S': send_msg() called from thread 'helper-of-S'"), error
-    assert (report["S"].processed, report["S"].emitted, report["C"].received) == (10, 10, 10)
+    assert error.startswith("RoutingError: step 'S': send_msg() called from thread 'late-helper-of-S' while no "
+                            "init(), run() or finish() of the step was running"), error
+    assert report["S"].fatal and "send_msg()" in (report["S"].first_error or ""), report.table()
 
 
 # --------------------------------------------------------------------------- 7. a message the wire cannot carry

@@ -14,12 +14,12 @@ from hypothesis import HealthCheck, Phase, given, settings
 from hypothesis import strategies as st
 
 import pipeline.engine.runner as runner_module
+import pipeline.engine.step_threads as step_threads
 from pipeline import Pipeline
 from pipeline.config import load_config
 from pipeline.config.options import RunOptions
 from pipeline.engine import ThreadedRunner
 from pipeline.engine.flow import MAX_BATCH_BYTES, PREFETCH_BYTES, QUEUE_BYTES, message_bound
-from pipeline.engine.step_threads import WorkerThread
 from pipeline.message import OUT_OF_BAND_BYTES
 from tests.engine_steps import COLLECTED, GAUGES
 
@@ -152,13 +152,14 @@ def test_a_worker_is_handed_large_messages_prefetch_bytes_at_a_time(monkeypatch:
     # Senders batch up to MAX_BATCH_BYTES (16 MiB); a worker gets at most PREFETCH_BYTES of it at once,
     # so one worker of two cannot take a whole batch of arrays while the other waits.
     handed: list[tuple[int, int]] = []
-    process = WorkerThread._process
+    unpack = step_threads.packet_from_frames
 
-    def spy(self: WorkerThread, component: Any, packet: Any) -> None:
+    def spy(*args: Any, **kwargs: Any) -> Any:
+        packet = unpack(*args, **kwargs)
         handed.append((len(packet), packet.nbytes))
-        process(self, component, packet)
+        return packet
 
-    monkeypatch.setattr(WorkerThread, "_process", spy)
+    monkeypatch.setattr(step_threads, "packet_from_frames", spy)
     tag = uuid.uuid4().hex
     report = run(chain(step("P", "Arrays", ["S"]),
                        [step("S", "PassThrough", ["C"], module="algorithms.basic", nb_thread=2)],

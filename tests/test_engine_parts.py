@@ -13,7 +13,8 @@ from pipeline.config import load_config
 from pipeline.engine.flow import PREFETCH, PREFETCH_BYTES, message_bound
 from pipeline.engine.pool import WorkerPool
 from pipeline.engine.results import Results
-from pipeline.engine.wire import UNORDERED, Answer, Packet, parse_result, result_frames
+from pipeline.engine.wire import Answer, Packet, parse_result, result_frames
+from pipeline.execution.executor import UNORDERED
 from pipeline.message import Encoded
 from tests.test_wire import as_received
 

@@ -24,7 +24,8 @@ from pipeline.config import load_config
 from pipeline.config.options import RunOptions
 from pipeline.engine import ThreadedRunner
 from pipeline.engine.handles import Handles
-from pipeline.engine.wire import UNORDERED, Answer, Kind, control_frames, result_frames
+from pipeline.engine.wire import Answer, Kind, control_frames, result_frames
+from pipeline.execution.executor import UNORDERED
 from pipeline.failures.deadletter import load_messages
 from pipeline.message import OUT_OF_BAND_BYTES, encode
 from tests.contract_steps import EVENTS, WAIT_SECONDS

@@ -337,7 +337,7 @@ def test_stager_without_next_steps_is_a_sink(mode: str, tmp_path: Path) -> None:
 
 
 @pytest.mark.parametrize("nb_thread", [1, 2])
-@pytest.mark.parametrize("how", ["send", "return", "yield"])
+@pytest.mark.parametrize("how", ["send", "yield"])
 def test_finish_outputs_reach_the_consumer_before_it_finishes(
     mode: str, tmp_path: Path, how: str, nb_thread: int
 ) -> None:
@@ -364,8 +364,8 @@ def test_finish_outputs_chain_through_finishing_steps(mode: str, tmp_path: Path)
         step("P", "Numbers", "S1"),
         [
             step("S1", "Summer", "S2", config={"how": "send"}),
-            step("S2", "Summer", "S3", config={"how": "return"}),
-            step("S3", "Summer", "C", config={"how": "yield"}),
+            step("S2", "Summer", "S3", config={"how": "yield"}),
+            step("S3", "Summer", "C", config={"how": "send"}),
         ],
         collector(tmp_path, "C"),
         **numbers(10, start=1),

@@ -15,7 +15,6 @@ from pipeline.engine import sockets as transport
 from pipeline.engine.handles import Handles
 from pipeline.engine.wire import (
     INLINE_BODY_BYTES,
-    UNORDERED,
     Answer,
     Kind,
     Packet,
@@ -26,6 +25,7 @@ from pipeline.engine.wire import (
     parse_result,
     result_frames,
 )
+from pipeline.execution.executor import UNORDERED
 from pipeline.message import OUT_OF_BAND_BYTES, Encoded
 
 #: One message as plain bytes: its in-band pickle and its out-of-band buffers.

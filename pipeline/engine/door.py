@@ -125,7 +125,7 @@ class RemoteDoor:
             return
         relay = worker.relays.get(routing_id)
         if relay is None:
-            if kind is not Kind.JOIN:
+            if kind not in (Kind.JOIN, Kind.FAILED):  # a FAILED init() comes before its thread's JOIN
                 self.drop(f"from {worker.key}: a thread that has not joined")
                 return
             relay = worker.relays[routing_id] = self.context.socket(zmq.DEALER)

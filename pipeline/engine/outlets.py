@@ -17,8 +17,6 @@ from __future__ import annotations
 
 import threading
 import time
-from collections.abc import Iterator
-from contextlib import contextmanager
 
 import zmq
 
@@ -31,11 +29,12 @@ from pipeline.engine.flow import (
     MAX_BATCH_BYTES,
     MAX_DELAY_SECONDS,
     PIPE_HWM,
+    SLOW_SOURCE_SECONDS,
     batch_limit,
 )
 from pipeline.engine.handles import Handles
-from pipeline.engine.wire import Answer, Kind, Outcome, Packet, control_frames, result_frames
-from pipeline.execution.executor import Outputs
+from pipeline.engine.wire import Answer, Kind, Packet, control_frames, result_frames
+from pipeline.execution.executor import Outcome, Outputs
 from pipeline.execution.report import StepCounts
 
 
@@ -58,6 +57,14 @@ class Outlet:
     def flush(self) -> None:
         """Send every committed output now."""
 
+    def produced(self, seconds: float) -> None:
+        """A producer's message was committed after ``seconds`` in its generator: a slow source's
+        messages go at once, a fast one's batch (each still within MAX_DELAY_SECONDS)."""
+        if seconds > SLOW_SOURCE_SECONDS:
+            self.flush()
+        elif self.oldest:
+            self.flush_if_due()
+
     def due(self, now: float) -> bool:
         """Whether the oldest unsent output has waited MAX_DELAY_SECONDS at ``now``."""
         return bool(self.oldest) and now - self.oldest >= MAX_DELAY_SECONDS
@@ -73,15 +80,6 @@ class Outlet:
 
     def close(self) -> None:
         """Close the sockets the outlet opened (in the thread that used them)."""
-
-    @contextmanager
-    def step_code(self) -> Iterator[None]:
-        """Run the step's own code with the lock released, so the Flusher may send meanwhile."""
-        self.lock.release()
-        try:
-            yield
-        finally:
-            self.lock.acquire()
 
 
 NoOutputs = Outlet

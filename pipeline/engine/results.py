@@ -11,7 +11,8 @@ from __future__ import annotations
 from collections.abc import Iterable
 
 from pipeline.engine.outlets import NextSteps
-from pipeline.engine.wire import UNORDERED, Answer
+from pipeline.engine.wire import Answer
+from pipeline.execution.executor import UNORDERED
 from pipeline.message import Encoded
 
 

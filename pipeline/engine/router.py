@@ -26,9 +26,7 @@ from pipeline.engine.outlets import NextSteps
 from pipeline.engine.pool import WorkerPool
 from pipeline.engine.results import Results
 from pipeline.engine.wire import (
-    UNORDERED,
     Kind,
-    Outcome,
     Packet,
     control_frames,
     header_of,
@@ -38,6 +36,7 @@ from pipeline.engine.wire import (
     parse_lost,
     parse_result,
 )
+from pipeline.execution.executor import UNORDERED, Outcome
 from pipeline.execution.report import StepCounts
 from pipeline.failures.describe import RemoteError, failure_line
 from pipeline.message import Encoded

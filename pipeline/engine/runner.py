@@ -227,10 +227,11 @@ class ThreadedRunner:
         status = StepStatus(name, queue_limit=step.queue_limit, workers=step.workers, counts=StepCounts(),
                             processes=step.nb_process, total=self.totals.get(name))
         for thread in threads:
-            status.counts += thread.counts
-            status.busy += thread.busy_seq is not None
-            status.busy_time += thread.busy_time
-            status.max_time = max(status.max_time, thread.max_time)
+            executor = thread.executor
+            status.counts += executor.counts
+            status.busy += executor.busy_seq is not None
+            status.busy_time += executor.busy_time
+            status.max_time = max(status.max_time, executor.max_time)
         if router is not None:
             status.counts += router.counts
             status.queue = router.queued
@@ -250,18 +251,19 @@ class ThreadedRunner:
             now = time.monotonic()
             status.worker_processes = [w.status(now) for w in self.host.roster if w.step == name]
             status.workers += sum(w.threads for w in status.worker_processes if w.kind == "remote")
-        if status.state == "finished" and any(t.first_error for t in threads):
+        if status.state == "finished" and any(t.executor.first_error for t in threads):
             status.state = "failed"
         return status
 
     def busy(self) -> list[str]:
         """The workers inside a step's run() now."""
-        return [self._describe(t) for ts in self.threads.values() for t in ts if t.busy_seq is not None]
+        return [self._describe(t) for ts in self.threads.values() for t in ts if t.executor.busy_seq is not None]
 
     @staticmethod
     def _describe(thread: EngineThread) -> str:
         if isinstance(thread, StepThread):
-            where = f"in run() on message {thread.busy_seq}" if thread.busy_seq is not None else "in its step code"
+            seq = thread.executor.busy_seq
+            where = f"in run() on message {seq}" if seq is not None else "in its step code"
             return f"step {thread.step.name} worker {thread.index} {where}"
         return thread.name
 
@@ -272,8 +274,9 @@ class ThreadedRunner:
             report = StepReport(name, counts=status.counts, busy_time=status.busy_time, max_time=status.max_time,
                                 redelivered=status.redelivered, restarts=status.restarts)
             for thread in self.threads.get(name, []):
-                if thread.first_error:
-                    report.add_error(thread.first_error, fatal=thread.fatal)
+                thread.executor.settle()
+                if thread.executor.first_error:
+                    report.add_error(thread.executor.first_error, fatal=thread.executor.fatal)
             router = self.routers.get(name)
             if router is not None and router.first_error:
                 report.add_error(router.first_error, fatal=router.fatal)

@@ -44,6 +44,7 @@ from enum import IntEnum
 from typing import Any
 
 from pipeline.engine.handles import Handles
+from pipeline.execution.executor import Outcome
 from pipeline.message import Buffer, Encoded
 
 
@@ -82,14 +83,6 @@ INLINE_BODY_BYTES = 64 * 1024
 RESULT_INPUT = struct.Struct("<QIBf")
 
 
-class Outcome(IntEnum):
-    """What became of one input, in a RESULT."""
-
-    DONE = 0  # run() returned
-    FAILED = 1  # run() raised (a FAILED message with its error went before)
-    NOT_RUN = 2  # the step had stopped after a failure: the input was not started
-#: The input sequence number of outputs that keep no order: those of init() and finish().
-UNORDERED = 2**64 - 1
 #: The target of an output sent to every next step.
 EVERY_NEXT_STEP = 0xFFFF
 

@@ -33,14 +33,16 @@ from zmq.utils.monitor import recv_monitor_message
 
 from pipeline.auth.curve import secure_client
 from pipeline.auth.keys import KeyPair
-from pipeline.config.model import PipelineConfig
+from pipeline.config.model import PipelineConfig, StepConfig
 from pipeline.config.options import RunOptions
 from pipeline.engine import sockets
+from pipeline.engine.addresses import Addresses
 from pipeline.engine.control import ENDED, RunControl
 from pipeline.engine.outlets import Outlet, ToRouter
 from pipeline.engine.router import process_worker_id
 from pipeline.engine.step_threads import WorkerThread
-from pipeline.engine.wire import HEADER, UNORDERED, Kind, Outcome, failed_frames, header_of, ping_frames
+from pipeline.engine.wire import HEADER, Kind, failed_frames, header_of, ping_frames
+from pipeline.execution.executor import UNORDERED
 from pipeline.failures.describe import failure_line, traceback_text
 from pipeline.message import Encoded
 
@@ -96,15 +98,50 @@ def read_busy_board(path: str) -> list[int]:
     return [seq for (seq,) in _BUSY.iter_unpack(data[:len(data) - len(data) % _BUSY.size]) if seq != UNORDERED]
 
 
+class RouterPolicy:
+    """The failure policy of a worker outside the run's process: each error goes to the step's router, which
+    logs it, counts it and writes its dead letter (it holds the message)."""
+
+    def __init__(self, thread: ProcessWorkerThread, halted: set[str]) -> None:
+        self.thread = thread
+        self.halted = halted  # shared by the process's threads; HALT from the run adds to it too
+
+    def lifecycle_failed(self, step: str, worker: int, what: str, error: BaseException) -> str:
+        """An init(), finish() or fatal run() error: the run logs it and fails."""
+        sockets.send(self.thread.ctl, failed_frames(UNORDERED, what, failure_line(error), traceback_text(error)))
+        return failure_line(error)
+
+    def message_failed(self, step: StepConfig, worker: int, seq: int, error: BaseException,
+                       message: Encoded | None) -> None:
+        """Send the error to the router, after the answers before it (the router takes the message it answers next).
+
+        With on_error=stop this process's workers start nothing more from now on, as the run's policy
+        makes a step's threads do; the run's HALT would come a round trip later.
+        """
+        if step.on_error == "stop":
+            self.halted.add(step.name)
+        self.thread.outlet.flush()
+        sockets.send(self.thread.ctl, failed_frames(seq, "run()", failure_line(error), traceback_text(error)))
+
+    def not_run(self, step: StepConfig, seq: int, message: Encoded) -> None:
+        """Nothing here: the router writes the dead letter, it holds the message."""
+
+    def halt(self, step: str, reason: str) -> None:
+        """This process's workers of ``step`` start no further message (the router stops the run)."""
+        self.halted.add(step)
+
+
 class ProcessWorkerThread(WorkerThread):
     """A worker thread in a worker process: it answers its router for every input and reports errors to it."""
 
     def __init__(self, context: zmq.Context, control: RunControl, config: PipelineConfig, spec: Spec, index: int,
                  slot: int, board: BusyBoard | None, login: Login | None, address: str) -> None:
-        super().__init__(context, control, config, config.steps[spec.step], None, index)  # type: ignore[arg-type]
+        super().__init__(context, control, config, config.steps[spec.step], Addresses(), index,
+                         policy=RouterPolicy(self, control.policy.halted))
         self.spec = spec
         self.slot = slot
-        self.board = board
+        if board is not None:
+            self.executor.mark = board.mark
         self.login = login
         self.address = spec.work or address  # a remote worker's threads talk through the run's door
 
@@ -123,27 +160,6 @@ class ProcessWorkerThread(WorkerThread):
         if self.login is not None:
             secure_client(ctl, self.login.own, self.login.server.public)
         ctl.connect(self.address)
-
-    def report_failure(self, seq: int, error: Exception, message: Encoded) -> None:
-        """Send the error to the router, after the answers before it (the router takes the message it answers next).
-
-        With on_error=stop this process's workers start nothing more from now on, as the run's policy
-        makes a step's threads do; the run's HALT would come a round trip later.
-        """
-        if self.step.on_error == "stop":
-            self.control.policy.halted.add(self.step.name)
-        self.outlet.flush()
-        sockets.send(self.ctl, failed_frames(seq, "run()", failure_line(error), traceback_text(error)))
-
-    def report_not_run(self, seq: int, message: Encoded) -> None:
-        """The router writes the dead letter: it holds the message."""
-        self.outlet.failed(seq, Outcome.NOT_RUN)
-
-    def fail(self, what: str, error: BaseException) -> None:
-        """An init(), finish() or fatal run() error: the run logs it and fails."""
-        self.first_error = self.first_error or failure_line(error)
-        self.fatal = True
-        sockets.send(self.ctl, failed_frames(UNORDERED, what, failure_line(error), traceback_text(error)))
 
 
 class Keeper(threading.Thread):
@@ -291,7 +307,7 @@ def serve(address: str, slot: int = 0, login: Login | None = None) -> int:
         threads = [ProcessWorkerThread(context, control, config, spec, i, slot, board, login, address)
                    for i in range(nb_thread)]
         keeper = Keeper(keeper_socket, spec, slot, control,
-                        lambda: [t.busy_seq for t in threads if t.busy_seq is not None])
+                        lambda: [t.executor.busy_seq for t in threads if t.executor.busy_seq is not None])
         keeper.start()
         control.flusher.start()
         for thread in threads:

@@ -12,6 +12,7 @@ from dataclasses import dataclass
 
 from pipeline.config.model import StepConfig
 from pipeline.console.end_of_output import caused_by_closed_output
+from pipeline.errors import StepFailed
 from pipeline.failures.deadletter import DeadLetterWriter
 from pipeline.failures.describe import RemoteError, error_kind, failure_line, traceback_text
 from pipeline.failures.log import COUNT, TRACEBACK, FailureLog, count_line
@@ -62,7 +63,8 @@ class FailurePolicy:
         with self._lock:
             self.first_failure = self.first_failure or f"step {step} worker {worker}, {line}"
         if not caused_by_closed_output(error):  # the end of output is not worth a traceback
-            _log_failure(error, True, "step %s worker %d: %s", step, worker, line)
+            # A StepFailed is the engine's own word (init() returned False): its line says it all.
+            _log_failure(error, not isinstance(error, StepFailed), "step %s worker %d: %s", step, worker, line)
         self._notify(step, worker, None, f"{what}: ", error)
         return line
 
