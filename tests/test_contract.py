@@ -21,8 +21,8 @@ from typing import Any
 
 import pytest
 
-import pipeline.engine.router as router_module
 import pipeline.engine.runner as runner_module
+import pipeline.engine.step_state as step_state_module
 from pipeline.cli.run import PipelineRun
 from pipeline.engine.control import EngineThread
 from pipeline.engine.pool import WorkerPool
@@ -211,14 +211,15 @@ def test_an_ordered_step_holds_back_a_bounded_number_of_bytes(monkeypatch: pytes
     limit = 4 << 20
     output_bytes = (1 << 20) + 1024  # a 1 MiB array and its pickle
     n = 40
-    monkeypatch.setattr(router_module, "HELD_BACK_BYTES", limit)
+    monkeypatch.setattr(step_state_module, "HELD_BACK_BYTES", limit)
     peak = {"held_bytes": 0, "inputs_at_workers": 0}
 
     add = Results.add
 
-    def recording_add(self: Results, answers: Any) -> None:
-        add(self, answers)
+    def recording_add(self: Results, answers: Any) -> Any:
+        released = add(self, answers)
         peak["held_bytes"] = max(peak["held_bytes"], self.held_bytes)
+        return released
 
     sent = WorkerPool.sent
 
@@ -232,7 +233,8 @@ def test_an_ordered_step_holds_back_a_bounded_number_of_bytes(monkeypatch: pytes
     def releasing_dispatch(self: Router, work: Any) -> None:
         dispatch(self, work)
         # The router stopped at the limit and only the late message's worker holds work: let it go.
-        if self.results is not None and self.results.held_bytes >= limit and self.pool.busy() <= 1:
+        results = self.state.results
+        if results is not None and results.held_bytes >= limit and self.state.pool.busy() <= 1:
             EVENTS[tag].set()
 
     monkeypatch.setattr(Results, "add", recording_add)

@@ -3,7 +3,6 @@ ordered step's Results, and the memory bound that flow.message_bound() computes.
 
 from __future__ import annotations
 
-from types import SimpleNamespace
 from typing import Any
 
 from hypothesis import given, settings
@@ -101,16 +100,9 @@ def test_a_worker_is_held_to_the_inputs_of_its_oldest_packet() -> None:
 # --------------------------------------------------------------------------- Reorderer
 
 
-class FakeOutlet:
-    """What Results uses of its NextSteps outlet: the step's next steps and commit()."""
-
-    def __init__(self, next_steps: tuple[str, ...]) -> None:
-        self.step = SimpleNamespace(next_steps=next_steps)
-        self.committed: list[tuple[int, list[tuple[bytes, str | None]]]] = []
-
-    def commit(self, seq: int, outputs: list[tuple[Encoded, str | None]], seconds: float = 0.0) -> None:
-        """Record what Results released."""
-        self.committed.append((seq, [(bytes(message.inband), target) for message, target in outputs]))
+def released(release: list[tuple[int, list[tuple[Encoded, str | None]]]]) -> list[tuple[int, list]]:
+    """What Results released, with each message's in-band bytes."""
+    return [(seq, [(bytes(message.inband), target) for message, target in outputs]) for seq, outputs in release]
 
 
 def result(*inputs: tuple[int, list[tuple[bytes, int | None]]]) -> list[Answer]:
@@ -120,16 +112,23 @@ def result(*inputs: tuple[int, list[tuple[bytes, int | None]]]) -> list[Answer]:
 
 
 def test_ordered_results_releases_outputs_in_input_order() -> None:
-    outlet = FakeOutlet(("X", "Y"))
-    reorderer = Results(outlet, ordered=True)  # type: ignore[arg-type]
-    reorderer.add(result((2, [(b"two", None)]), (1, [])))
-    assert outlet.committed == [] and sorted(reorderer.held) == [1, 2]
-    assert reorderer.held_bytes == 3
-    reorderer.add(result((UNORDERED, [(b"init", 1)])))  # init() and finish() outputs keep no order
-    assert outlet.committed == [(UNORDERED, [(b"init", "Y")])]
-    reorderer.add(result((0, [(b"zero", 0), (b"zero-all", None)])))
-    assert outlet.committed[1:] == [(0, [(b"zero", "X"), (b"zero-all", None)]), (1, []), (2, [(b"two", None)])]
+    reorderer = Results(("X", "Y"), ordered=True)
+    assert reorderer.add(result((2, [(b"two", None)]), (1, []))) == []
+    assert sorted(reorderer.held) == [1, 2] and reorderer.held_bytes == 3
+    # init() and finish() outputs keep no order
+    assert released(reorderer.add(result((UNORDERED, [(b"init", 1)])))) == [(UNORDERED, [(b"init", "Y")])]
+    assert released(reorderer.add(result((0, [(b"zero", 0), (b"zero-all", None)])))) == [
+        (0, [(b"zero", "X"), (b"zero-all", None)]), (1, []), (2, [(b"two", None)])]
     assert (reorderer.held, reorderer.held_bytes, reorderer.next_seq) == ({}, 0, 3)
+
+
+def test_an_input_that_failed_for_good_releases_what_waited_for_it() -> None:
+    reorderer = Results(("X",), ordered=True)
+    assert reorderer.add(result((1, [(b"one", None)]), (3, [(b"three", None)]))) == []
+    assert released(reorderer.skip(0)) == [(1, [(b"one", None)])]  # 0 died with its workers: 2 is next
+    assert released(reorderer.skip(2)) == [(3, [(b"three", None)])]
+    assert reorderer.skip(5) == [] and released(reorderer.add(result((4, [])))) == [(4, [])]
+    assert released(reorderer.add(result((6, [(b"six", None)])))) == [(6, [(b"six", None)])]  # 5 was skipped early
 
 
 @st.composite
@@ -143,16 +142,17 @@ def shuffled_results(draw: st.DrawFn) -> list[list[int]]:
 @settings(max_examples=60, deadline=None)
 @given(shuffled_results())
 def test_ordered_results_holds_back_exactly_what_is_early(packets: list[list[int]]) -> None:
-    outlet = FakeOutlet(("X",))
-    reorderer = Results(outlet, ordered=True)  # type: ignore[arg-type]
+    reorderer = Results(("X",), ordered=True)
     arrived: set[int] = set()
+    committed: list[int] = []
     for packet in packets:
-        reorderer.add(result(*[(seq, [(b"o" * (seq % 3), None)] * (seq % 2)) for seq in packet]))
+        committed += [seq for seq, _ in reorderer.add(result(*[(seq, [(b"o" * (seq % 3), None)] * (seq % 2))
+                                                               for seq in packet]))]
         arrived.update(packet)
         released = 0
         while released in arrived:
             released += 1
-        assert [seq for seq, _ in outlet.committed] == list(range(released))
+        assert committed == list(range(released))
         assert sorted(reorderer.held) == sorted(arrived - set(range(released)))
         assert reorderer.held_bytes == sum(seq % 3 * (seq % 2) for seq in reorderer.held)
 

@@ -30,7 +30,7 @@ import zmq
 
 from pipeline.auth.curve import CurveServer, ServerKeys
 from pipeline.engine import sockets
-from pipeline.engine.wire import Kind, WireError, check_from_worker
+from pipeline.engine.wire import Kind, WireError, check_from_worker, parse_worker_id
 from pipeline.execution.status import WorkerProcessStatus
 
 log = logging.getLogger("pipeline.engine")
@@ -103,14 +103,12 @@ class RemoteDoor:
         """The key that sent ``received`` (its handshake's), or None."""
         return self.server.peer(received[-1])
 
-    def slot_of(self, routing_id: bytes, key: str) -> RemoteWorker | None:
+    def worker_of(self, routing_id: bytes, key: str) -> RemoteWorker | None:
         """The remote worker whose thread claims ``routing_id``, if the key that sent it opened that slot."""
-        if routing_id[:1] != b"p":
+        parsed = parse_worker_id(routing_id)
+        if parsed is None:
             return None
-        try:
-            slot, thread = (int(part) for part in routing_id[1:].split(b"."))
-        except ValueError:
-            return None
+        slot, thread = parsed
         worker = self.workers.get(slot)
         if worker is None or worker.key != key or not 0 <= thread < worker.threads:
             return None

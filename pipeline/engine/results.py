@@ -1,4 +1,4 @@
-"""What a router does with the results its workers return: send their outputs on, in order if asked.
+"""What a router does with the results its workers return: which outputs go on now, in order if asked.
 
 Workers of an ordered step, and every worker in another process, return each input's outputs to
 the step's router (a RESULT) instead of sending them on. Outputs of different workers travel
@@ -8,43 +8,62 @@ step one sender, the router, sends every output, releasing them in input order.
 
 from __future__ import annotations
 
-from collections.abc import Iterable
+from collections.abc import Iterable, Sequence
 
-from pipeline.engine.outlets import NextSteps
 from pipeline.engine.wire import Answer
-from pipeline.execution.executor import UNORDERED
-from pipeline.message import Encoded
+from pipeline.execution.executor import UNORDERED, Outputs
 
 
 class Results:
-    """Sends the outputs of answered inputs on; an ordered step's are held until every earlier input's are out."""
+    """Which answered inputs' outputs go on now; an ordered step's wait until every earlier input's are out."""
 
-    def __init__(self, outputs: NextSteps | None, ordered: bool) -> None:
-        self.outputs = outputs
+    def __init__(self, next_steps: Sequence[str], ordered: bool) -> None:
+        self.names = tuple(next_steps)
         self.ordered = ordered
-        self.next_seq = 0
-        self.held: dict[int, tuple[list[tuple[Encoded, str | None]], int]] = {}  # early outputs, and their bytes
+        self.next_seq = 0  # the input whose outputs go next (ordered)
+        self.held: dict[int, tuple[Outputs, int]] = {}  # early outputs, and their bytes
         self.held_bytes = 0  # the size of the outputs held back
+        self._skipped: set[int] = set()  # inputs that will never be answered (failed for good)
 
-    def add(self, answers: Iterable[Answer]) -> None:
-        """Take answered inputs and send what is now in order."""
-        if self.outputs is None:
-            return  # a sink: its workers answer only so that the router knows what they hold
-        names = self.outputs.step.next_steps
+    def add(self, answers: Iterable[Answer]) -> list[tuple[int, Outputs]]:
+        """Take answered inputs; the outputs that may go on now, each with its input, in order."""
+        if not self.names:
+            return []  # a sink: its workers answer only so that the router knows what they hold
+        names = self.names
+        release: list[tuple[int, Outputs]] = []
         for answer in answers:
             messages = [(message, None if target is None else names[target]) for message, target in answer.outputs]
             if answer.seq == UNORDERED or not self.ordered:
-                self.outputs.commit(answer.seq, messages)
-                continue
-            if answer.seq != self.next_seq:  # early: held until every earlier input's outputs are out
+                release.append((answer.seq, messages))
+            elif answer.seq != self.next_seq:  # early: held until every earlier input's outputs are out
                 size = sum(message.nbytes for message, _ in messages)
                 self.held[answer.seq] = (messages, size)
                 self.held_bytes += size
-                continue
-            self.outputs.commit(answer.seq, messages)
-            self.next_seq += 1
-            while self.next_seq in self.held:
-                released, size = self.held.pop(self.next_seq)
-                self.held_bytes -= size
-                self.outputs.commit(self.next_seq, released)
+            else:
+                release.append((answer.seq, messages))
                 self.next_seq += 1
+                self._release_held(release)
+        return release
+
+    def skip(self, seq: int) -> list[tuple[int, Outputs]]:
+        """Input ``seq`` will never be answered (it failed without its worker, which died): the outputs that
+        waited for it may go on now."""
+        if not self.ordered or not self.names or seq < self.next_seq:
+            return []
+        self._skipped.add(seq)
+        release: list[tuple[int, Outputs]] = []
+        self._release_held(release)
+        return release
+
+    def _release_held(self, release: list[tuple[int, Outputs]]) -> None:
+        """Move what is now in order from the held outputs to ``release``."""
+        while True:
+            if self.next_seq in self._skipped:
+                self._skipped.discard(self.next_seq)
+            elif self.next_seq in self.held:
+                messages, size = self.held.pop(self.next_seq)
+                self.held_bytes -= size
+                release.append((self.next_seq, messages))
+            else:
+                return
+            self.next_seq += 1

@@ -181,7 +181,7 @@ class ThreadedRunner:
             if thread is None:
                 return
             if isinstance(thread, Router):
-                inits_ok = inits_ok and not thread.no_worker
+                inits_ok = inits_ok and not thread.state.no_worker
             else:
                 inits_ok = inits_ok and isinstance(thread, StepThread) and thread.init_ok
         if not inits_ok:
@@ -233,14 +233,15 @@ class ThreadedRunner:
             status.busy_time += executor.busy_time
             status.max_time = max(status.max_time, executor.max_time)
         if router is not None:
-            status.counts += router.counts
-            status.queue = router.queued
-            status.state = router.state
-            status.busy_time += router.busy_time
-            status.max_time = max(status.max_time, router.max_time)
-            status.redelivered = router.redelivered
+            state = router.state
+            status.counts += state.counts
+            status.queue = state.queued
+            status.state = state.phase
+            status.busy_time += state.busy_time
+            status.max_time = max(status.max_time, state.max_time)
+            status.redelivered = state.redelivered
             status.busy += router.busy_workers
-            if router.first_error and status.state == "finished":
+            if state.first_error and status.state == "finished":
                 status.state = "failed"
         elif threads and not threads[0].is_alive():
             status.state = "finished"
@@ -278,8 +279,8 @@ class ThreadedRunner:
                 if thread.executor.first_error:
                     report.add_error(thread.executor.first_error, fatal=thread.executor.fatal)
             router = self.routers.get(name)
-            if router is not None and router.first_error:
-                report.add_error(router.first_error, fatal=router.fatal)
+            if router is not None and router.state.first_error:
+                report.add_error(router.state.first_error, fatal=router.state.fatal)
             step_host = self.host if router is not None and router.hears_notices else None
             for thread in [*self.threads.get(name, []), router, step_host]:
                 if thread is not None and thread.crash is not None:

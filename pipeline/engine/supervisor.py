@@ -152,7 +152,7 @@ class WorkerHost(EngineThread):
         self.roster = (*self.processes.values(), *(self.door.workers.values() if self.door is not None else ()))
 
     def _finished(self) -> bool:
-        return all(not router.is_alive() or router.state == "finished" for router in self.routers.values())
+        return all(not router.is_alive() or router.state.phase == "finished" for router in self.routers.values())
 
     def _new_slot(self) -> int:
         slot = self._next_slot
@@ -208,7 +208,7 @@ class WorkerHost(EngineThread):
             elif kind == Kind.PING:
                 self._remote_ping(door, key, routing_id, value, payload)
             else:
-                worker = door.slot_of(routing_id, key)
+                worker = door.worker_of(routing_id, key)
                 if worker is None:
                     door.drop(f"from {key}: a worker thread of no slot of that key")
                 else:
@@ -224,7 +224,7 @@ class WorkerHost(EngineThread):
             why = f"this run has no step {step!r} (its steps: {', '.join(self.routers)})"
         elif router is None:
             why = f"step {step} is the producer: it runs in the run's process"
-        elif router.finishing or router.state == "finished" or self.control.stopping.is_set():
+        elif router.state.finishing or router.state.phase == "finished" or self.control.stopping.is_set():
             why = f"step {step} has no more work: the run is ending"
         elif not 1 <= threads <= MAX_REMOTE_THREADS:
             why = f"expected 1 to {MAX_REMOTE_THREADS} threads, got {threads}"
@@ -297,9 +297,9 @@ class WorkerHost(EngineThread):
         """Tell the step's router (it knows whether the process had finished); replace a failed process
         while the step has restarts left, announcing the replacement first."""
         router = self.routers[process.step]
-        if router.state == "finished":
+        if router.state.phase == "finished":
             return
-        replace = (failed and not self.control.stopping.is_set() and not router.finishing
+        replace = (failed and not self.control.stopping.is_set() and not router.state.finishing
                    and self.restarts[process.step] < self.control.options.max_worker_restarts)
         if failed:
             log.error("step %s: worker process %d (pid %s) died: %s%s", process.step, process.slot, process.pid,

@@ -319,6 +319,32 @@ def parse_ping(frames: Sequence[Any]) -> list[int]:
     return list(running)
 
 
+#: The routing id of a worker thread in another process starts with this byte (then "slot.thread");
+#: the run's own worker threads take RunControl.thread_prefix.
+PROCESS_WORKER = b"p"
+
+
+def process_worker_id(slot: int, thread: int) -> bytes:
+    """The routing id of thread ``thread`` of worker process ``slot``."""
+    return b"%s%d.%d" % (PROCESS_WORKER, slot, thread)
+
+
+def parse_worker_id(worker: bytes) -> tuple[int, int] | None:
+    """(slot, thread) of the routing id of a worker process's thread; None if it is not one."""
+    if worker[:1] != PROCESS_WORKER:
+        return None
+    slot, dot, thread = worker[1:].partition(b".")
+    if not (dot and slot.isdigit() and thread.isdigit()):
+        return None
+    return int(slot), int(thread)
+
+
+def slot_of(worker: bytes) -> int | None:
+    """The worker process of a routing id (None: not the id of a worker process's thread)."""
+    parsed = parse_worker_id(worker)
+    return parsed[0] if parsed is not None else None
+
+
 class WireError(ValueError):
     """Frames that are not what their header says: from a peer outside the run, dropped, never parsed further."""
 

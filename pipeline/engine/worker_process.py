@@ -39,9 +39,8 @@ from pipeline.engine import sockets
 from pipeline.engine.addresses import Addresses
 from pipeline.engine.control import ENDED, RunControl
 from pipeline.engine.outlets import Outlet, ToRouter
-from pipeline.engine.router import process_worker_id
 from pipeline.engine.step_threads import WorkerThread
-from pipeline.engine.wire import HEADER, Kind, failed_frames, header_of, ping_frames
+from pipeline.engine.wire import HEADER, Kind, failed_frames, header_of, ping_frames, process_worker_id
 from pipeline.execution.executor import UNORDERED
 from pipeline.failures.describe import failure_line, traceback_text
 from pipeline.message import Encoded

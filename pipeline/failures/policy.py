@@ -64,7 +64,7 @@ class FailurePolicy:
             self.first_failure = self.first_failure or f"step {step} worker {worker}, {line}"
         if not caused_by_closed_output(error):  # the end of output is not worth a traceback
             # A StepFailed is the engine's own word (init() returned False): its line says it all.
-            _log_failure(error, not isinstance(error, StepFailed), "step %s worker %d: %s", step, worker, line)
+            _log_failure(error, error_kind(error) != StepFailed.__name__, "step %s worker %d: %s", step, worker, line)
         self._notify(step, worker, None, f"{what}: ", error)
         return line
 

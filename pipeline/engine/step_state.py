@@ -1,0 +1,457 @@
+"""What a step's router knows, as plain objects: it takes events and says what to do, with no socket inside.
+
+A ``StepState`` holds one step's queue (bounded by ``queue_limit`` and ``QUEUE_BYTES``), its workers'
+credit (engine.pool), the end-of-stream accounting, which workers belong to which worker process,
+what a dead process held and whom to blame for it, and the outputs an ordered step holds back
+(engine.results). The router thread (engine.router) only reads its sockets, turns what arrives
+into calls of this class and carries out what they return, so every rule here is tested without
+I/O (tests/test_step_state.py).
+
+The step is drained when every upstream sender has sent its end of stream, the messages received
+equal the sum they declared, the queue is empty, every expected worker has joined and none holds
+work. Then each worker is told to finish, and the router stops once all have.
+
+Workers in other processes return every input's outputs to the router, which sends them on, and
+the state keeps each packet such a worker holds until its inputs are answered: when its process
+dies (LOST), what it held goes back to the front of the queue, and only the message it was running
+counts the death against it; a message that dies with ``max_redeliveries`` workers fails instead.
+"""
+
+from __future__ import annotations
+
+import logging
+import time
+from collections import deque
+from collections.abc import Callable, Sequence
+from dataclasses import dataclass
+from itertools import islice
+
+from pipeline.config.model import StepConfig
+from pipeline.config.options import RunOptions
+from pipeline.engine.flow import HELD_BACK_BYTES, PREFETCH_BYTES, QUEUE_BYTES, batch_limit, held_back_limit
+from pipeline.engine.pool import WorkerPool
+from pipeline.engine.results import Results
+from pipeline.engine.wire import Answer, Packet, slot_of
+from pipeline.execution.executor import UNORDERED, Outcome, Outputs, Policy
+from pipeline.execution.report import StepCounts
+from pipeline.failures.describe import RemoteError, failure_line
+from pipeline.message import Encoded
+
+log = logging.getLogger("pipeline.engine")
+
+#: Seconds between two warnings about messages a router ignored.
+WARN_EVERY_SECONDS = 10.0
+
+
+class WorkerDied(Exception):
+    """A message was running in a worker process that died, and in as many as max_redeliveries."""
+
+
+@dataclass(frozen=True)
+class Offer:
+    """Work the state would hand out: ``packet`` to ``worker``, taken from the queued packet at ``index``,
+    which ``remains`` replace (what is left of it: none, its tail, or what was around a late input)."""
+
+    worker: bytes
+    packet: Packet
+    index: int
+    remains: tuple[Packet, ...]
+
+
+class StepState:
+    """One step's queue, workers and accounting: events in, what to send out.
+
+    ``own(worker)`` tells a thread of the run's process (it counts its own work, and is handed
+    buffers by number) from a worker in another process. ``policy`` takes the failures.
+    """
+
+    def __init__(self, step: StepConfig, senders: int, options: RunOptions, policy: Policy,
+                 own: Callable[[bytes], bool], returns_results: bool,
+                 clock: Callable[[], float] = time.monotonic) -> None:
+        self.step = step
+        self.senders = senders
+        self.options = options
+        self.policy = policy
+        self.own = own
+        self.clock = clock
+        # What the state itself counts: the inputs of workers outside the run's process.
+        self.counts = StepCounts()
+        self.busy_time = 0.0  # run() seconds of the step's workers outside the run's process
+        self.max_time = 0.0
+        self.redelivered = 0  # messages handed out again after their worker process died
+        self.first_error: str | None = None  # the first error its workers outside the run reported
+        self.fatal = False  # an init()/finish() error of such a worker, or every worker process lost
+        self.ignored = 0  # messages from workers outside the run that did not match what they hold
+        self.phase = "waiting"  # then running, draining (every sender ended), finished
+        self.queue: deque[Packet] = deque()
+        self.queued = 0
+        self.queued_bytes = 0
+        self.received = 0
+        self.pool = WorkerPool()
+        self.expected_workers = step.workers
+        self.results = Results(step.next_steps, step.ordered) if returns_results else None
+        self.no_worker = False  # every worker's init() failed, or every worker process is lost
+        self.finishing = False  # every worker was told to finish (no replacement, no join then)
+        self.finished = 0  # workers that said FINISHED
+        self.joined_reported = False
+        self._members_changed = False  # a worker joined or a process was lost since joined_now() looked
+        self._numbers: dict[bytes, int] = {}  # workers outside the run: their numbers in the step
+        self._told_to_finish: set[bytes] = set()  # workers told to finish that have not said FINISHED
+        self._finished_threads: dict[int, int] = {}  # per worker process: its threads that ran finish()
+        self._slot_threads: dict[int, int] = {}  # threads of the worker processes that joined later (ADDED)
+        self._deaths: dict[int, int] = {}  # per message sequence number: worker processes it died in
+        self._next_seq = 0
+        self._ended = 0
+        self._expected = 0
+        self._warned = float("-inf")
+        # While the step has no worker and remote ones may join: since when (None: it has workers).
+        self._alone_since: float | None = clock() if self.expected_workers == 0 else None
+        # Read input only while a whole packet still fits under the queue limit.
+        limit = step.queue_limit
+        self._read_below = limit - batch_limit(limit) + 1 if limit > 0 else None
+
+    # ------------------------------------------------------------------ what the router asks
+
+    def accepting(self) -> bool:
+        """Whether to read input now: senders still sending, and room for a whole packet."""
+        if self._ended == self.senders or self.queued_bytes >= QUEUE_BYTES:
+            return False
+        return self._read_below is None or self.queued < self._read_below
+
+    def needs_workers(self) -> bool:
+        """Whether what the workers send matters now.
+
+        While the queue is empty a READY only adds credit that nothing uses yet: it waits in the
+        socket until input comes, so a worker's READY does not wake the router (the wake takes the
+        GIL just when the worker sends its outputs on).
+        """
+        return bool(self.queue) or self._ended == self.senders or self.results is not None
+
+    def done(self) -> bool:
+        """Whether the step is over: every worker told to finish has said FINISHED."""
+        return self.finishing and self.finished >= self.expected_workers
+
+    def busy_workers(self) -> int:
+        """How many workers hold work now."""
+        return self.pool.busy()
+
+    def wait_alone(self) -> float | None:
+        """Seconds the router may wait for a remote worker before the step fails; None: no such wait
+        (0 once the wait is over: the step has no workers left and its queue is given up)."""
+        if self._alone_since is None or self.finishing:
+            return None
+        left = self._alone_since + self.options.worker_timeout - self.clock()
+        if left <= 0:
+            self._no_workers_left(f"no worker joined within worker_timeout={self.options.worker_timeout:g} s "
+                                  f"(remote workers connect to {self.options.listen} with pipeline-worker)")
+            return 0.0
+        return left
+
+    # ------------------------------------------------------------------ input
+
+    def take_input(self, packet: Packet) -> None:
+        """A packet from an upstream sender: number its messages and queue it."""
+        self.phase = "running"
+        packet.first_seq = self._next_seq
+        self._next_seq += len(packet)
+        self.received += len(packet)
+        self.queued += len(packet)
+        self.queued_bytes += packet.nbytes
+        self.queue.append(packet)
+
+    def take_end(self, count: int) -> None:
+        """An upstream sender has sent its last message: ``count`` messages in all."""
+        self._ended += 1
+        self._expected += count
+        if self._ended == self.senders:
+            self.phase = "draining"
+
+    # ------------------------------------------------------------------ handing out work
+
+    def offer(self) -> Offer | None:
+        """The next work to hand out, if any: the oldest queued messages to the worker idle the longest.
+
+        Past an ordered step's limit of held-back results only the input they all wait for is
+        handed out (it was redelivered after its worker died): it must always be dispatchable.
+        """
+        if not self.queue:
+            return None
+        if self.no_worker or self.step.name in self.policy.halted:
+            self._drop_queue()
+            return None
+        worker = self.pool.choose()
+        if worker is None:
+            return None
+        index = 0
+        results = self.results
+        if results is not None and results.ordered and (len(results.held) >= held_back_limit(self.step)
+                                                        or results.held_bytes >= HELD_BACK_BYTES):
+            found = self._find(results.next_seq)
+            if found is None:
+                return None  # the late input is at a worker: wait for it
+            index, at = found
+            before, rest = self.queue[index].split(at)
+            late, after = rest.split(1)
+            return Offer(worker, late, index, tuple(p for p in (before, after) if len(p)))
+        size = min(max(1, self.pool.window(worker) // 2), self.pool.room(worker))
+        packet = self.queue[0]
+        if packet.nbytes > PREFETCH_BYTES:  # large messages: a worker is handed PREFETCH_BYTES at a time
+            size = min(size, packet.leading_within(PREFETCH_BYTES))
+        if len(packet) <= size:
+            return Offer(worker, packet, 0, ())
+        packet, rest = packet.split(size)
+        return Offer(worker, packet, 0, (rest,))
+
+    def handed(self, offer: Offer) -> None:
+        """The offered work went to its worker."""
+        del self.queue[offer.index]
+        for remain in reversed(offer.remains):
+            self.queue.insert(offer.index, remain)
+        packet = offer.packet
+        self.queued -= len(packet)
+        self.queued_bytes -= packet.nbytes
+        # A thread of this process is never handed its work again: keeping only the packet's counts
+        # lets its buffers be freed as soon as that thread is done with them.
+        self.pool.sent(offer.worker, packet.receipt() if self.own(offer.worker) else packet)
+
+    def unreachable(self, worker: bytes) -> None:
+        """A worker could not be sent to (its process has just died): it gets no more work until it is lost."""
+        self.pool.stall(worker)
+
+    def _find(self, seq: int) -> tuple[int, int] | None:
+        """Where input ``seq`` waits in the queue: (packet index, message index), or None."""
+        for index, packet in enumerate(self.queue):
+            if packet.first_seq <= seq < packet.first_seq + len(packet):
+                return index, seq - packet.first_seq
+        return None
+
+    def _drop_queue(self) -> None:
+        """Give up the queued messages: every worker's init() failed, or the step stopped after a failure.
+
+        The report counts them as never processed; a stopped step's go to the dead-letter file
+        as not run, to replay after the fix. Holding them would keep the step from draining.
+        """
+        for packet in self.queue:
+            self.counts.received += len(packet)  # received by the step, though no worker got them
+            for seq, message in zip(range(packet.first_seq, packet.first_seq + len(packet)), packet.encoded(),
+                                    strict=True):
+                self.policy.not_run(self.step, seq, message)
+        self.queue.clear()
+        self.queued = 0
+        self.queued_bytes = 0
+
+    # ------------------------------------------------------------------ what workers say
+
+    def joined(self, worker: bytes, window: int) -> bool:
+        """A worker has run init() and asks for ``window`` messages (0: its init() failed). True if it
+        must be told to finish at once (it came after the end: it has nothing to do but finish())."""
+        if worker in self.pool.workers:
+            self._ignore(worker, "a second JOIN")
+            return False
+        if self.finishing:
+            return True
+        self.pool.join(worker, window)
+        self._members_changed = True
+        return False
+
+    def told_to_finish(self, worker: bytes) -> None:
+        """``worker`` was sent FINISH."""
+        self._told_to_finish.add(worker)
+
+    def ready(self, worker: bytes, window: int) -> None:
+        """A worker finished its oldest packet and asks for ``window`` messages."""
+        if worker not in self.pool.workers:
+            return  # a worker whose process was lost: what it still says is moot
+        # A worker outside the run answers each input of its packet before its READY.
+        if self.pool.finished_oldest(worker, answered=not self.own(worker)):
+            self.pool.done(worker, window)
+        else:
+            self._ignore(worker, "a READY for a packet it has not finished")
+
+    def answered(self, worker: bytes, answers: Sequence[Answer]) -> list[tuple[int, Outputs]]:
+        """A RESULT: count what a worker outside the run did; the outputs to send on now, in order."""
+        if worker not in self.pool.workers:
+            return []
+        if not self.own(worker):  # a thread of this process counts its own work
+            answered = [answer.seq for answer in answers if answer.seq != UNORDERED]
+            if answered != self.pool.next_seqs(worker, len(answered)):  # within its oldest packet only
+                self._ignore(worker, "a RESULT answering messages it was not running")
+                return []
+            counts = self.counts
+            for answer in answers:
+                if answer.seq == UNORDERED:
+                    continue
+                packet, index = self.pool.answered(worker)
+                counts.received += 1
+                if answer.outcome is Outcome.DONE:
+                    counts.processed += 1
+                elif answer.outcome is Outcome.FAILED:
+                    counts.failed += 1
+                else:
+                    self.policy.not_run(self.step, answer.seq, _message_at(packet, index))
+                self.busy_time += answer.seconds
+                self.max_time = max(self.max_time, answer.seconds)
+        return self.results.add(answers) if self.results is not None else []
+
+    def failed(self, worker: bytes, seq: int, what: str, line: str, traceback: str) -> None:
+        """A worker outside the run reports an error: a message's (the one it answers next), or its
+        init()'s / finish()'s (``seq`` UNORDERED)."""
+        number = self._number(worker)
+        error = RemoteError(line, traceback)
+        if seq == UNORDERED:
+            failure = self.policy.lifecycle_failed(self.step.name, number, what, error)
+            self.first_error = self.first_error or failure
+            self.fatal = True
+            if what == "run()":  # a SystemExit or such in run(): the step stops, as in the run's own threads
+                self.policy.halt(self.step.name, f"step {self.step.name} raised {line} in run()")
+            return
+        if worker not in self.pool.workers or self.pool.next_seqs(worker, 1) != [seq]:
+            self._ignore(worker, f"a failure of message {seq}, which it was not running")
+            return
+        state = self.pool.workers[worker]
+        message = _message_at(state.in_flight[0], state.answered)
+        self.first_error = self.first_error or line
+        self.policy.message_failed(self.step, number, seq, error, message)
+
+    def finished_worker(self, worker: bytes) -> None:
+        """A worker ran finish() and sent its end of stream."""
+        if worker not in self.pool.workers:
+            return
+        if worker not in self._told_to_finish:
+            self._ignore(worker, "a FINISHED before it was told to finish")
+            return
+        self._told_to_finish.discard(worker)
+        self.finished += 1
+        slot = slot_of(worker)
+        if slot is not None:
+            self._finished_threads[slot] = self._finished_threads.get(slot, 0) + 1
+
+    def drained(self) -> list[bytes]:
+        """Once the step is drained, the workers to tell to finish (each once); [] before."""
+        if self.finishing or self._ended < self.senders or self.queue:
+            return []
+        if len(self.pool.workers) < self.expected_workers or self.pool.busy():
+            return []
+        if self.received != self._expected:
+            raise RuntimeError(f"step {self.step.name}: received {self.received} messages, senders declared "
+                               f"{self._expected}")
+        self.finishing = True
+        return list(self.pool.workers)
+
+    def _check_joined(self) -> bool:
+        """Whether every expected worker has now joined, for the first time."""
+        joined = self.pool.workers
+        if len(joined) != self.expected_workers or self.joined_reported:
+            return False
+        self.joined_reported = True
+        # A worker whose init() failed joins asking for nothing, and a live one never does.
+        self.no_worker = bool(joined) and not any(map(self.pool.window, joined))
+        return True
+
+    # ------------------------------------------------------------------ worker processes come and go
+
+    def added(self, slot: int, threads: int) -> None:
+        """Worker process ``slot`` with ``threads`` worker threads joins the step."""
+        self._slot_threads[slot] = threads
+        self.expected_workers += threads
+        self._alone_since = None
+
+    def lost(self, slot: int, reason: str, running: Sequence[int]) -> list[tuple[int, Outputs]]:
+        """Worker process ``slot`` died while running the messages ``running``: what its workers held
+        goes back to the front of the queue; only a message it was running counts the death against it.
+        The outputs an ordered step may now send on (those that waited for a message that failed for good).
+
+        A replacement is announced (ADDED) before the loss, so the step is never taken for empty.
+        """
+        requeue: list[Packet] = []
+        release: list[tuple[int, Outputs]] = []
+        for worker in [worker for worker in self.pool.workers if slot_of(worker) == slot]:
+            requeue.extend(self._blame(self.pool.lose(worker), running, worker, reason, release))
+        self._requeue(requeue)
+        unfinished = self._slot_threads.get(slot, self.step.nb_thread) - self._finished_threads.get(slot, 0)
+        self.expected_workers -= unfinished
+        if self.finishing and unfinished > 0:  # what its finish() would have sent is lost
+            line = f"step {self.step.name}: a worker process died before its finish() ended ({reason})"
+            self.first_error = self.first_error or line
+            self.fatal = True
+            log.error("%s", line)
+        if self.expected_workers == 0:
+            if self.options.listen:
+                self._alone_since = self.clock()  # a remote worker may still come
+            else:
+                self._no_workers_left(f"its worker processes died ({reason})")
+        self._members_changed = True
+        return release
+
+    def joined_now(self) -> bool:
+        """Whether the expected workers have all joined since the last look (the runner waits for this)."""
+        if not self._members_changed:
+            return False
+        self._members_changed = False
+        return self._check_joined()
+
+    def _no_workers_left(self, why: str) -> None:
+        """The step can process nothing: the run fails, naming the step and why."""
+        line = f"step {self.step.name} has no workers left: {why}"
+        self.first_error = self.first_error or line
+        self.fatal = True
+        self.no_worker = True
+        self._alone_since = None
+        self.policy.halt(self.step.name, line)
+
+    def _blame(self, packets: list[Packet], running: Sequence[int], worker: bytes, reason: str,
+               release: list[tuple[int, Outputs]]) -> list[Packet]:
+        """Count a death against each message of ``packets`` that was running; one that has now died
+        with max_redeliveries workers fails (on_error, dead letters) instead of going round again."""
+        kept: list[Packet] = []
+        for packet in packets:
+            seq = next((s for s in running if packet.first_seq <= s < packet.first_seq + len(packet)), None)
+            if seq is None:
+                kept.append(packet)
+                continue
+            deaths = self._deaths[seq] = self._deaths.get(seq, 0) + 1
+            if deaths < self.options.max_redeliveries:
+                kept.append(packet)
+                continue
+            before, rest = packet.split(seq - packet.first_seq)
+            poison, after = rest.split(1)
+            kept.extend(p for p in (before, after) if len(p))
+            self.counts.received += 1
+            self.counts.failed += 1
+            error = WorkerDied(f"message {seq} was running in {deaths} worker processes that died (last: {reason})")
+            self.first_error = self.first_error or failure_line(error)
+            self.policy.message_failed(self.step, self._number(worker), seq, error, next(poison.encoded()))
+            if self.results is not None:
+                release.extend(self.results.skip(seq))
+        return kept
+
+    def _requeue(self, packets: list[Packet]) -> None:
+        """Put ``packets`` back at the front of the queue, in order, counted as delivered again."""
+        for packet in reversed(packets):
+            self.queue.appendleft(packet)
+            self.queued += len(packet)
+            self.queued_bytes += packet.nbytes
+            self.redelivered += len(packet)
+
+    def _number(self, worker: bytes) -> int:
+        """A worker's number in the step, for logs and the monitor (in order of first sight)."""
+        return self._numbers.setdefault(worker, len(self._numbers))
+
+    def _ignore(self, worker: bytes, what: str) -> None:
+        """Drop what a worker sent that does not match what it holds (a worker outside the run that does
+        not keep the protocol); like a worker stuck in run(), it keeps what it holds until it answers or dies."""
+        self.ignored += 1
+        now = self.clock()
+        if now - self._warned >= WARN_EVERY_SECONDS:
+            self._warned = now
+            log.warning("step %s: ignored %s from worker %s (%d ignored in all)", self.step.name, what,
+                        worker.decode(errors="replace"), self.ignored)
+
+    def ignore_stranger(self, worker: bytes) -> None:
+        """A message under a routing id of neither a thread of the run nor a worker process."""
+        self._ignore(worker, "a message under a routing id of neither a thread of the run nor a worker process")
+
+
+def _message_at(packet: Packet, index: int) -> Encoded:
+    """Message ``index`` of ``packet``."""
+    return next(islice(packet.encoded(), index, None))
