@@ -37,6 +37,9 @@ START_SECONDS = 30.0
 CLIENT_SECONDS = 15.0
 #: Seconds the daemons get to stop on SIGTERM before SIGKILL.
 STOP_SECONDS = 10.0
+#: The states of a job that has ended (scontrol's JobState).
+ENDED = {"COMPLETED", "CANCELLED", "FAILED", "TIMEOUT", "NODE_FAIL", "PREEMPTED", "OUT_OF_MEMORY", "BOOT_FAIL",
+         "DEADLINE"}
 #: How often a wait asks the cluster again.
 POLL_SECONDS = 0.1
 
@@ -190,12 +193,13 @@ class SlurmCluster:
             raise ClusterError(f"scontrol show job {job} says no JobState:\n{shown}")
         return found.group(1)
 
-    def wait_for_job(self, job: int, states: set[str], timeout: float) -> str:
-        """The job's state once it is one of ``states``; a ClusterError if not within ``timeout`` s."""
+    def final_state(self, job: int, timeout: float) -> str:
+        """The job's state once it has ended (COMPLETED, CANCELLED, FAILED...); a ClusterError if it has not
+        within ``timeout`` s. Call it while the job runs: its record goes MinJobAge seconds after it ends."""
         deadline = time.monotonic() + timeout
-        while (state := self.job_state(job)) not in states:
+        while (state := self.job_state(job)) not in ENDED:
             if time.monotonic() > deadline:
-                raise ClusterError(f"job {job} is {state} after {timeout:g} s, not {' or '.join(sorted(states))}")
+                raise ClusterError(f"job {job} is still {state} after {timeout:g} s")
             time.sleep(POLL_SECONDS)
         return state
 
