@@ -1,9 +1,10 @@
 """A real single-node SLURM cluster for the tests: munged, slurmctld on a "login" host, slurmd on a "compute" host.
 
-The two hosts are network namespaces (pipeline.bench.netns): the login node at 169.254.78.1, the
-compute node ``cn1`` at 169.254.78.11 with 2 CPUs. What runs on the login node (the run, sbatch,
-scancel) reaches the compute node only over that network, as on a real cluster; the file system is
-shared, as a cluster's home directories are. Every daemon is a child of the test process, its
+The hosts are network namespaces (pipeline.bench.netns): the login node at 169.254.78.1, the
+compute node ``cn1`` at 169.254.78.11 with 2 CPUs, and a user's desktop (no part of SLURM) at
+169.254.78.12, for the monitor. What runs on the login node (the run, sbatch, scancel) reaches the
+others only over that network, as on a real cluster; the file system is shared, as a cluster's home
+directories are. Every daemon is a child of the test process, its
 config, state and logs in one temporary directory; :meth:`SlurmCluster.close` cancels the jobs,
 stops the daemons by pid and removes the namespaces (with whatever SLURM started in them).
 
@@ -97,8 +98,8 @@ class SlurmCluster:
 
     def __init__(self, directory: Path) -> None:
         self.directory = directory
-        self.network = netns.Network("slurm", hosts=1, net=78)
-        self.login, self.node = self.network.head, self.network.hosts[0]
+        self.network = netns.Network("slurm", hosts=2, net=78)
+        self.login, self.node, self.desk = self.network.head, *self.network.hosts
         self.daemons: list[tuple[str, subprocess.Popen[bytes]]] = []
         self.conf = directory / "slurm.conf"
 
@@ -112,7 +113,7 @@ class SlurmCluster:
     @property
     def hosts(self) -> dict[str, str]:
         """The host names of the docs, and the addresses that stand for them here."""
-        return {"login1": self.login.address, NODE: self.node.address}
+        return {"login1": self.login.address, NODE: self.node.address, "mydesktop": self.desk.address}
 
     def start(self) -> SlurmCluster:
         """Make the network, start munged, slurmctld and slurmd, and wait until the node is idle."""
