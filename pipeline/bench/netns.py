@@ -106,15 +106,20 @@ class Network:
 
     def close(self) -> None:
         """Kill what runs inside the namespaces, by pid, then delete them (their veth ends go with them)."""
-        for host in self.made:
-            for pid in host.pids():
-                _kill(pid)
-        deadline = time.monotonic() + REAP_SECONDS
-        while any(host.pids() for host in self.made) and time.monotonic() < deadline:
-            time.sleep(0.05)  # a killed process leaves its namespace when the kernel has torn it down
-        for host in reversed(self.made):
-            ip("netns", "delete", host.namespace)
+        remove(self.made)
         self.made.clear()
+
+
+def remove(hosts: Sequence[Host]) -> None:
+    """Kill the processes inside the namespaces of ``hosts`` by pid, wait until they are gone (bounded), delete them."""
+    for host in hosts:
+        for pid in host.pids():
+            _kill(pid)
+    deadline = time.monotonic() + REAP_SECONDS
+    while any(host.pids() for host in hosts) and time.monotonic() < deadline:
+        time.sleep(0.05)  # a killed process leaves its namespace when the kernel has torn it down
+    for host in reversed(hosts):
+        ip("netns", "delete", host.namespace)
 
 
 def _kill(pid: int) -> None:
