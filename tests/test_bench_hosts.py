@@ -7,6 +7,7 @@ Skipped, with the reason, where namespaces cannot be made (not root, no iproute2
 from __future__ import annotations
 
 import json
+import os
 import subprocess
 import sys
 
@@ -16,7 +17,7 @@ from pipeline.bench import hosts, netns
 from tests.remote_steps import wait_for
 
 
-@pytest.fixture(autouse=True)
+@pytest.fixture
 def namespaces_possible() -> None:
     """Skip where namespaces cannot be made."""
     reason = netns.unavailable()
@@ -42,6 +43,7 @@ def stop(bench: subprocess.Popen[str]) -> None:
     netns.remove([netns.Host(name, "") for name in left])
 
 
+@pytest.mark.usefixtures("namespaces_possible")
 def test_a_network_goes_with_what_runs_in_it_even_after_a_failure() -> None:
     network = netns.Network("t", hosts=1, net=80)
     with pytest.raises(RuntimeError, match="the test failed"), network:
@@ -58,6 +60,7 @@ def test_a_network_goes_with_what_runs_in_it_even_after_a_failure() -> None:
     assert not {network.head.namespace, host.namespace} & namespaces()
 
 
+@pytest.mark.usefixtures("namespaces_possible")
 def test_the_hosts_measure_runs_and_checks_every_run() -> None:
     bench = subprocess.Popen([sys.executable, "-m", "pipeline.bench.hosts", "--repeat=1", "--messages=40", "--json"],
                              stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
@@ -72,3 +75,12 @@ def test_the_hosts_measure_runs_and_checks_every_run() -> None:
     assert result["target"]["text"] == "2 hosts / 1 host >= 1.8x"
     assert not any(name.startswith(f"zp-bench-{bench.pid}-") for name in namespaces())  # its namespaces are gone
     assert hosts.table(result).splitlines()[-1].startswith("2 hosts / 1 host, per pair of runs: min ")
+
+
+def test_without_root_the_measure_says_why_in_one_line(monkeypatch: pytest.MonkeyPatch,
+                                                      capsys: pytest.CaptureFixture[str]) -> None:
+    monkeypatch.setattr(os, "geteuid", lambda: 1000)
+    with pytest.raises(SystemExit) as exited:
+        hosts.main(["--repeat=1"])
+    assert exited.value.code == 2
+    assert capsys.readouterr().err == "pipeline-bench hosts: needs root to make network namespaces\n"

@@ -11,6 +11,7 @@ first job's workers in their first message, so that ``scancel`` finds messages i
 from __future__ import annotations
 
 import json
+import os
 import re
 import shlex
 import shutil
@@ -23,6 +24,7 @@ import pytest
 
 from pipeline.auth.keys import generate_key_pair
 from pipeline.bench.netns import Host
+from tests import slurm_cluster
 from tests.remote_helpers import BIN, Launcher, Proc, duplicates, wait_during
 from tests.remote_steps import ROLE, marker_pids
 from tests.slurm_cluster import CPUS, SlurmCluster
@@ -37,7 +39,7 @@ COUNT = 20
 JOB_SECONDS = 45.0
 
 
-def recipe() -> tuple[str, str, str]:
+def recipe_commands() -> tuple[str, str, str]:
     """docs/cluster.md's job script, the run's command line (without its ``&``) and the job's submission."""
     blocks = fenced_blocks(RECIPE)
     script = next(block.text for block in blocks if block.marker == "file" and block.argument == SCRIPT)
@@ -91,7 +93,7 @@ class Recipe:
         self.gate.mkdir(parents=True)
         generate_key_pair(directory / "keys", "server")  # what the recipe's pipeline-keys commands make
         generate_key_pair(directory / "keys" / "workers", "cluster")
-        script, self.run_line, self.submit_line = recipe()
+        script, self.run_line, self.submit_line = recipe_commands()
         self.example = Example(directory, cluster=slurm)
         (directory / SCRIPT).write_text(self.example.substitute(script), encoding="utf-8")
         (directory / CONFIG).write_text(json.dumps(pipeline(directory, hold)), encoding="utf-8")
@@ -119,26 +121,27 @@ def launch(tmp_path: Path) -> Iterator[Launcher]:
 
 
 def test_scancel_of_a_job_mid_run_loses_nothing(slurm: SlurmCluster, launch: Launcher, tmp_path: Path) -> None:
-    cook = Recipe(slurm, launch, tmp_path / "recipe")
-    run = cook.start("run", cook.run_line)
-    first = cook.start("first-job", cook.submit_line, role="remote-blocking")  # its workers block in a message
-    wait_during(run, lambda: len(marker_pids(cook.gate, "busy")) == CPUS, "the first job's workers to be in a message")
+    recipe = Recipe(slurm, launch, tmp_path / "recipe")
+    run = recipe.start("run", recipe.run_line)
+    first = recipe.start("first-job", recipe.submit_line, role="remote-blocking")  # its workers block in a message
+    wait_during(run, lambda: len(marker_pids(recipe.gate, "busy")) == CPUS,
+                "the first job's workers to be in a message")
     first_job = wait_during(first, lambda: submitted(first), "the first job's id")
-    held_by_first = marker_pids(cook.gate, "busy")
-    second = cook.start("second-job", cook.submit_line)  # pending: the first job has the node (--exclusive)
+    held_by_first = marker_pids(recipe.gate, "busy")
+    second = recipe.start("second-job", recipe.submit_line)  # pending: the first job has the node (--exclusive)
     second_job = wait_during(second, lambda: submitted(second), "the second job's id")
     slurm.client("scancel", str(first_job))
 
     assert slurm.final_state(first_job, JOB_SECONDS) == "CANCELLED"
-    assert slurm.final_state(second_job, JOB_SECONDS) == "COMPLETED", cook.example.diagnostics()  # by itself
+    assert slurm.final_state(second_job, JOB_SECONDS) == "COMPLETED", recipe.example.diagnostics()  # by itself
     assert run.wait() == 0, run.stderr
     assert second.wait() == 0, second.stderr  # sbatch --wait: the job's exit status
     assert first.wait() != 0
 
-    outputs = cook.outputs()
+    outputs = recipe.outputs()
     assert not duplicates(outputs), run.stderr
     assert sorted(row["value"] for row in outputs) == list(range(COUNT)), run.stderr
-    second_workers = marker_pids(cook.gate, "init") - held_by_first
+    second_workers = marker_pids(recipe.gate, "init") - held_by_first
     assert len(second_workers) == CPUS
     assert {row["pid"] for row in outputs} <= second_workers  # the cancelled job's messages went to the next one's
     assert f"remote worker cluster ({slurm.node.address}) sent no heartbeat" in run.stderr  # its key and node
@@ -149,8 +152,8 @@ def test_scancel_of_a_job_mid_run_loses_nothing(slurm: SlurmCluster, launch: Lau
 def test_the_monitor_on_the_desktop_shows_the_jobs_workers(slurm: SlurmCluster, launch: Launcher,
                                                           tmp_path: Path) -> None:
     hold = tmp_path / "go"
-    cook = Recipe(slurm, launch, tmp_path / "recipe", hold=hold)  # the run waits half-way until the test looks
-    desk, keys = cook.directory / "desk", cook.directory / "keys"
+    recipe = Recipe(slurm, launch, tmp_path / "recipe", hold=hold)  # the run waits half-way until the test looks
+    desk, keys = recipe.directory / "desk", recipe.directory / "keys"
     generate_key_pair(desk, "desk")
     generate_key_pair(keys / "runs", "cluster-runs")
     shutil.copy(desk / "desk.key", keys)  # the recipe's two scp commands
@@ -159,11 +162,11 @@ def test_the_monitor_on_the_desktop_shows_the_jobs_workers(slurm: SlurmCluster, 
     gui_line, run_line = monitor_recipe()
     shown = tmp_path / "shown.json"
     # pipeline-gui with the recipe's options, made to write what its window shows
-    probe = cook.start("monitor", gui_line.replace("pipeline-gui", f"{sys.executable} -m tests.monitor_probe "
+    probe = recipe.start("monitor", gui_line.replace("pipeline-gui", f"{sys.executable} -m tests.monitor_probe "
                                                    f"--out={shown}", 1), host=slurm.desk)
     wait_during(probe, shown.exists, "the monitor to listen")
-    run = cook.start("run", run_line)
-    job = cook.start("job", cook.submit_line)
+    run = recipe.start("run", run_line)
+    job = recipe.start("job", recipe.submit_line)
 
     def hillas() -> dict[str, str] | None:
         runs = json.loads(shown.read_text())["runs"]
@@ -189,3 +192,14 @@ def test_the_monitor_on_the_desktop_shows_the_jobs_workers(slurm: SlurmCluster, 
     assert ended["steps"]["HILLAS"]["workers"] == "0", ended  # was "2t": its remote threads, as if the run's
     probe.popen.terminate()
     assert probe.wait() == 0, probe.stderr
+
+
+@pytest.mark.parametrize(("missing", "root", "reason"), [
+    ((), False, "needs root to make network namespaces"),
+    (("munged", "slurmd"), True, "SLURM is not installed (apt-get install slurm-wlm munge: missing munge, slurmd)"),
+])
+def test_where_no_cluster_can_start_the_tests_say_why(monkeypatch: pytest.MonkeyPatch, missing: tuple[str, ...],
+                                                    root: bool, reason: str) -> None:
+    monkeypatch.setattr(shutil, "which", lambda name: None if name in missing else f"/usr/bin/{name}")
+    monkeypatch.setattr(os, "geteuid", lambda: 0 if root else 1000)
+    assert slurm_cluster.unavailable() == reason

@@ -22,7 +22,7 @@ import subprocess
 import sys
 import tempfile
 import time
-from collections.abc import Iterator, Sequence
+from collections.abc import Callable, Iterator, Sequence
 from pathlib import Path
 from typing import Any, NoReturn
 
@@ -160,7 +160,7 @@ def _start(command: list[str], err: Path) -> subprocess.Popen[bytes]:
 
 
 def measure(repeat: int, messages: int, seconds: float, threads: int,
-            progress: Any = None) -> dict[str, Any]:
+            progress: Callable[[str], None] | None = None) -> dict[str, Any]:
     """Alternate runs with 1 and 2 hosts ``repeat`` times; the samples, their spreads and the per-pair ratios."""
     samples: dict[int, list[float]] = {1: [], 2: []}
     with tempfile.TemporaryDirectory(prefix="pipeline-bench-hosts-") as tmp, \
