@@ -240,8 +240,11 @@ class RunModel:
             view.rate = counts.processed / self.elapsed if self.elapsed > 0 else 0.0
             previous = view.progress or StepProgress(counts.name, "waiting", 0, 0, 0, 0, 0, 0, 0, 0, 0.0, 0.0)
             failed = counts.first_error is not None or previous.state == "failed"
-            # Its worker processes ended with the run: none is live any more.
+            # Its worker processes ended with the run: none is live any more, nor are the remote
+            # workers' threads, which the status counted among the step's workers.
+            remote = sum(max(0, w.threads) for w in previous.worker_processes if w.kind == "remote")
             view.progress = replace(previous, state="failed" if failed else "finished", queue=0, busy=0,
+                                    workers=max(0, previous.workers - remote),
                                     received=counts.received, processed=counts.processed,
                                     emitted=counts.emitted, failed=counts.failed, rate=view.rate,
                                     mean_time=counts.mean_time, redelivered=counts.redelivered,

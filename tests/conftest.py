@@ -48,3 +48,29 @@ def secure_window(qtbot: Any) -> Iterator[Any]:
     window.show()
     yield window
     window.shutdown()
+
+
+@pytest.fixture(scope="session")
+def slurm_cluster(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Any]:
+    """A single-node SLURM cluster for the session (tests/slurm_cluster.py); skips, saying why, where there is none."""
+    from tests.slurm_cluster import ClusterError, SlurmCluster, unavailable
+
+    reason = unavailable()
+    if reason:
+        pytest.skip(reason)
+    cluster = SlurmCluster(tmp_path_factory.mktemp("slurm"))
+    try:
+        try:
+            cluster.start()
+        except (ClusterError, OSError) as err:
+            pytest.skip(f"cannot start a SLURM cluster here: {err}")
+        yield cluster
+    finally:
+        cluster.close()
+
+
+@pytest.fixture
+def slurm(slurm_cluster: Any) -> Iterator[Any]:
+    """The session's SLURM cluster, with every job a test left cancelled at its end."""
+    yield slurm_cluster
+    slurm_cluster.cancel_all()

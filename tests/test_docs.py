@@ -4,7 +4,7 @@ Markers in the Markdown files are HTML comments, invisible once rendered. Each o
 fenced block that follows it:
 
 ``<!-- file: NAME -->``
-    The block is written to NAME in the example directory.
+    The block is written to NAME in the example directory (a shell script too: a later command runs it).
 ``<!-- run -->`` (or ``<!-- run: any-order -->``)
     The ``console`` block is run. Each ``$ COMMAND`` line runs in the example directory and its
     output (stdout and stderr together, as a terminal shows them) must match the lines under it:
@@ -12,7 +12,15 @@ fenced block that follows it:
     ``any-order`` the lines may come in any order. ``$ echo $?`` shows the exit status of the
     command before it; a command not followed by it must exit 0. The times in a run's summary
     (its wall time, and each step's MEAN_MS, MAX_MS and MSG/S) vary from run to run: they are
-    compared as placeholders, every other figure exactly.
+    compared as placeholders, every other figure exactly. A command line ending in ``\\`` goes on
+    on the next line. ``$ COMMAND &`` starts COMMAND in the background (it shows nothing there);
+    ``$ wait`` waits for it and shows what it printed, and its exit status is COMMAND's.
+``<!-- run: slurm -->``
+    The same, on the login node of a real SLURM cluster (tests/slurm_cluster.py), where the commands
+    may also be ``sbatch``, ``squeue``, ``scontrol``, ``scancel`` and ``sinfo``: the host names of
+    the docs (``login1``, ``cn1``) stand for the cluster's nodes in the commands, the files and the
+    output. Such blocks run in test_slurm_recipes_run_as_documented (with the rest of their
+    document), which skips, saying why, where no cluster can be started.
 ``<!-- output-of: COMMAND -->``
     The block is what COMMAND prints (matched as above), and COMMAND exits 0.
 ``<!-- same-as: PATH -->``
@@ -38,10 +46,15 @@ import shlex
 import shutil
 import subprocess
 import sys
-from dataclasses import dataclass
+import tempfile
+from dataclasses import dataclass, field
 from pathlib import Path
+from typing import IO, TYPE_CHECKING
 
 import pytest
+
+if TYPE_CHECKING:
+    from tests.slurm_cluster import SlurmCluster
 
 ROOT = Path(__file__).resolve().parent.parent
 DOCS = [ROOT / "README.md", *sorted((ROOT / "docs").glob("*.md"))]
@@ -54,8 +67,12 @@ PIPELINE_RUN = [
 ]
 #: The other console scripts a runnable block may run, by their modules.
 COMMAND_MODULES = {"pipeline-keys": "pipeline.cli.keys", "pipeline-worker": "pipeline.cli.worker"}
+#: SLURM's client commands: a ``run: slurm`` block may run them on the cluster's login node.
+SLURM_COMMANDS = {"sbatch", "squeue", "scontrol", "scancel", "sinfo"}
 #: Blocks whose language makes them commands: each must be run or say why it is not.
 COMMAND_LANGUAGES = {"console", "sh", "shell", "bash"}
+#: Seconds any documented command may take (``sbatch --wait`` of a whole recipe included).
+COMMAND_SECONDS = 60
 
 _MARKER = re.compile(r"<!--\s*(file|run|output-of|no-run|same-as)\s*(?::\s*(.*?))?\s*-->")
 _FENCE = re.compile(r"^(```+|~~~+)\s*([\w+-]*)")
@@ -185,16 +202,38 @@ def test_output_matching_in_any_order() -> None:
 
 
 @dataclass
+class Background:
+    """A command started with ``&``: its process and the file that takes what it prints."""
+
+    line: str
+    process: subprocess.Popen[str]
+    output: IO[str]
+
+
+@dataclass
 class Example:
-    """The directory where one document's examples run, and the last exit status."""
+    """The directory where one document's examples run, the last exit status, and the SLURM cluster of
+    ``run: slurm`` blocks (None: such blocks are left to test_slurm_recipes_run_as_documented)."""
 
     directory: Path
     last_status: int | None = None
+    cluster: SlurmCluster | None = None
+    background: list[Background] = field(default_factory=list)
+
+    def substitute(self, text: str) -> str:
+        """``text`` with the docs' host names replaced by the addresses of the cluster's nodes."""
+        for name, address in (self.cluster.hosts if self.cluster else {}).items():
+            text = re.sub(rf"\b{re.escape(name)}\b", address, text)
+        return text
 
     def command(self, line: str) -> tuple[list[str], dict[str, str]]:
-        """The argv and environment of a documented command line."""
+        """The argv and environment of a documented command line (on the cluster's login node if there is one)."""
+        argv, env = self._command(self.substitute(line))
+        return (self.cluster.command(argv), env) if self.cluster else (argv, env)
+
+    def _command(self, line: str) -> tuple[list[str], dict[str, str]]:
         words = shlex.split(line)
-        env = dict(os.environ)
+        env = dict(self.cluster.env if self.cluster else os.environ)
         env["PYTHONDONTWRITEBYTECODE"] = "1"  # a rewritten module is never shadowed by a stale .pyc
         paths: list[str] = []
         while words and re.fullmatch(r"[A-Z_]+=.*", words[0]):
@@ -212,29 +251,81 @@ class Example:
             return [sys.executable, *words[1:]], env
         if words[0] in COMMAND_MODULES:
             return [sys.executable, "-m", COMMAND_MODULES[words[0]], *words[1:]], env
-        raise AssertionError(f"a runnable block may only run pipeline-run, {', '.join(COMMAND_MODULES)} or python, "
-                             f"not {words[0]!r}")
+        if words[0] in SLURM_COMMANDS:
+            assert self.cluster is not None, f"{words[0]} needs a SLURM cluster: mark its block `run: slurm`"
+            return words, env
+        raise AssertionError(f"a runnable block may only run pipeline-run, {', '.join(COMMAND_MODULES)}, python or "
+                             f"(in a `run: slurm` block) {', '.join(sorted(SLURM_COMMANDS))}, not {words[0]!r}")
 
     def run(self, line: str) -> tuple[int, list[str]]:
         """Run a documented command line; its exit status and its output lines."""
         argv, env = self.command(line)
         result = subprocess.run(
             argv, cwd=self.directory, env=env, stdout=subprocess.PIPE, stderr=subprocess.STDOUT,
-            text=True, timeout=60, check=False,
+            text=True, timeout=COMMAND_SECONDS, check=False,
         )
         return result.returncode, result.stdout.splitlines()
 
+    def start(self, line: str) -> None:
+        """Start a documented command line in the background (``COMMAND &``)."""
+        argv, env = self.command(line)
+        # Closed by wait() or close(): it outlives this call, so no with-block.
+        output = tempfile.TemporaryFile("w+", encoding="utf-8")  # noqa: SIM115
+        process = subprocess.Popen(argv, cwd=self.directory, env=env, stdin=subprocess.DEVNULL, stdout=output,
+                                   stderr=subprocess.STDOUT, text=True)
+        self.background.append(Background(line, process, output))
+
+    def wait(self) -> tuple[int, list[str]]:
+        """Wait for the background commands, in the order they started; the last one's exit status, and
+        what they printed."""
+        assert self.background, "`wait` without a command started with `&` before it"
+        status, lines = 0, []
+        while self.background:
+            started = self.background.pop(0)
+            try:
+                status = started.process.wait(COMMAND_SECONDS)
+            finally:
+                if started.process.poll() is None:
+                    started.process.kill()
+                    started.process.wait()
+                started.output.seek(0)
+                lines += started.output.read().splitlines()
+                started.output.close()
+        return status, lines
+
+    def close(self) -> None:
+        """Kill (by pid) the background commands still running: a failed block leaves nothing behind."""
+        for started in self.background:
+            if started.process.poll() is None:
+                started.process.kill()
+            started.process.wait()
+            started.output.close()
+        self.background.clear()
+
+    def diagnostics(self) -> str:
+        """What the SLURM jobs and daemons said, for a failure message ("" without a cluster)."""
+        if self.cluster is None:
+            return ""
+        jobs = [f"--- {path.name}\n{path.read_text(errors='replace')}"
+                for path in sorted(self.directory.glob("slurm-*"))]
+        return "\n\n" + "\n".join([*jobs, self.cluster.logs()])
+
 
 def console_commands(text: str) -> list[tuple[str, list[str]]]:
-    """The ``$ command`` lines of a console block, each with the output lines under it."""
+    """The ``$ command`` lines of a console block (with the lines a ``\\`` continues them on), each with the
+    output lines under it."""
     commands: list[tuple[str, list[str]]] = []
+    continued = False
     for line in text.splitlines():
-        if line.startswith("$ "):
+        if continued:
+            commands[-1] = (commands[-1][0][:-1].rstrip() + " " + line.strip(), [])
+        elif line.startswith("$ "):
             commands.append((line[2:], []))
         elif commands:
             commands[-1][1].append(line)
         else:
             raise AssertionError(f"output before any '$ command': {line!r}")
+        continued = not commands[-1][1] and commands[-1][0].endswith("\\")
     return commands
 
 
@@ -257,24 +348,39 @@ def run_console_block(example: Example, block: Block) -> None:
                 f"{block.where}: the exit status was {example.last_status}, the document shows {expected}"
             )
             continue
-        status, actual = example.run(command)
-        check_output(block, command, expected, actual, any_order)
+        if command.endswith("&"):
+            assert not expected, f"{block.where}: a command started with & shows nothing (`wait` shows its output)"
+            example.start(command[:-1].rstrip())
+            continue
+        status, actual = example.wait() if command == "wait" else example.run(command)
+        check_output(block, command, [example.substitute(line) for line in expected], actual, any_order)
         shown = i + 1 < len(commands) and commands[i + 1][0] == "echo $?"
         assert shown or status == 0, f"{block.where}: `{command}` exited {status}:\n" + "\n".join(actual)
         example.last_status = status
 
 
-def run_document(doc: Path, directory: Path) -> int:
-    """Run the marked blocks of ``doc`` in order in ``directory``; how many commands ran."""
+def run_document(doc: Path, directory: Path, cluster: SlurmCluster | None = None) -> int:
+    """Run the marked blocks of ``doc`` in order in ``directory`` (the ``run: slurm`` ones only on
+    ``cluster``); how many commands ran."""
     shutil.copytree(ROOT / "configs", directory / "configs")
-    example = Example(directory)
+    example = Example(directory, cluster=cluster)
+    try:
+        return _run_blocks(doc, example)
+    except AssertionError as err:
+        raise AssertionError(f"{err}{example.diagnostics()}") from None
+    finally:
+        example.close()
+
+
+def _run_blocks(doc: Path, example: Example) -> int:
+    directory = example.directory
     ran = 0
     for block in fenced_blocks(doc):
         if block.marker == "file":
             path = directory / block.argument
             path.parent.mkdir(parents=True, exist_ok=True)
-            path.write_text(block.text, encoding="utf-8")
-        elif block.marker == "run":
+            path.write_text(example.substitute(block.text), encoding="utf-8")
+        elif block.marker == "run" and (block.argument != "slurm" or example.cluster is not None):
             run_console_block(example, block)
             ran += 1
         elif block.marker == "same-as":
@@ -299,6 +405,16 @@ def test_examples_run_as_documented(doc: Path, tmp_path: Path) -> None:
     run_document(doc, tmp_path)
 
 
+#: The documents with blocks that run on a SLURM cluster.
+SLURM_DOCS = [doc for doc in DOCS if any(block.argument == "slurm" for block in fenced_blocks(doc))]
+
+
+@pytest.mark.parametrize("doc", SLURM_DOCS, ids=lambda doc: str(doc.relative_to(ROOT)))
+def test_slurm_recipes_run_as_documented(doc: Path, slurm: SlurmCluster, tmp_path: Path) -> None:
+    """The blocks marked ``run: slurm`` (and the rest of their document) run on a real SLURM cluster."""
+    assert run_document(doc, tmp_path, slurm) > 0
+
+
 def test_the_tutorial_is_mostly_runnable() -> None:
     """The tutorial's commands are checked, not merely shown (a guard against losing the markers)."""
     blocks = fenced_blocks(ROOT / "docs" / "tutorial.md")
@@ -311,7 +427,8 @@ def test_every_block_is_checked(doc: Path) -> None:
     """Commands are run or say why not; Python compiles; JSON parses."""
     for block in fenced_blocks(doc):
         if block.language in COMMAND_LANGUAGES:
-            assert block.marker in ("run", "no-run"), f"{block.where}: a {block.language} block needs a run marker"
+            assert block.marker in ("run", "no-run", "file"), (
+                f"{block.where}: a {block.language} block needs a run marker (or a file marker, for a script)")
             if block.marker == "no-run":
                 assert block.argument, f"{block.where}: say why the block is not run"
         elif block.language == "python":

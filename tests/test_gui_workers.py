@@ -174,6 +174,24 @@ def test_the_finish_takes_the_reports_counts_and_ends_the_worker_processes() -> 
     assert workers.marks(view)[0] == "\u21bb 5 redelivered, 2 restarts"
 
 
+def test_a_step_of_remote_workers_only_has_no_thread_of_the_run_after_the_finish() -> None:
+    # Found from the desktop (tests/test_slurm.py): the finish ended the remote workers but kept their
+    # threads in the step's count of workers, so a step served only by a SLURM job read "2t" afterwards.
+    messages = run_messages(finish=True)
+    messages[1] = frames("status", state="running", elapsed=2.0, dropped=0, steps=[
+        status_step("READ"), status_step("HILLAS", workers=2, processes=0, worker_processes=[REMOTE]),
+        status_step("WRITE")])
+    runs = Runs()
+    for message in messages[:-1]:
+        runs.apply(parse(message))
+    view = runs[RUN_ID].steps["HILLAS"]
+    assert workers.mix_text(view) == "1r"
+    runs.apply(parse(messages[-1]))
+    shown = workers.mix(view)
+    assert shown is not None and (shown.threads, shown.remote) == (0, 0)
+    assert workers.mix_text(view) == ""
+
+
 # -- the window ----------------------------------------------------------------------------
 
 
