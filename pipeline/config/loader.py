@@ -27,6 +27,9 @@ log = logging.getLogger("pipeline.config")
 
 SECTIONS = ("producer_conf", "stagers_conf", "consumer_conf")
 
+#: What ctapipe's flow named the section that this format names "Pipeline".
+FLOW_SECTION = "Flow"
+
 #: How deeply a config may nest objects and lists. Ours nest 5 deep; traitlets merges and copies
 #: configs recursively, so a document nested near Python's recursion limit (1000) would crash it.
 MAX_DEPTH = 32
@@ -156,6 +159,10 @@ class _Validator:
         version = document.get("version", 1)
         if type(version) is not int or version != 1:
             raise self.error("version", f"expected 1, got {shown(version)}")
+        if FLOW_SECTION in document:
+            # Every ctapipe flow config names its section "Flow": say the one edit it needs.
+            also = "" if "Pipeline" not in document else " (this config has both: keep one)"
+            raise self.error(FLOW_SECTION, f'the section of a ctapipe flow config: rename it to "Pipeline"{also}')
         if "Pipeline" not in document:
             raise self.error("Pipeline", "missing section (expected producer_conf, stagers_conf, consumer_conf)")
         section = document["Pipeline"]
