@@ -58,7 +58,8 @@ def test_a_child_takes_its_options_from_the_config(tmp_path: Path, overrides: di
 
 def test_a_section_nested_in_the_step_sets_that_steps_child_only(tmp_path: Path) -> None:
     """As in ctapipe's configs, a class section nested in the step's (or in its config key) is for its children."""
-    nested = config(tmp_path, {"config": {"StrictCleaner": {"min_neighbors": 4}}}, Clean={"Cleaner": {"threshold": 1.0}})
+    step_config = {"config": {"StrictCleaner": {"min_neighbors": 4}}}
+    nested = config(tmp_path, step_config, Clean={"Cleaner": {"threshold": 1.0}})
     assert Pipeline.from_config(nested).run().exit_status == 0
     assert outputs(tmp_path) == {(1.0, 4)}
 
@@ -85,7 +86,8 @@ QUALIFIED = "tests.child_steps.StrictCleaner"
         pytest.param({"Clean": {"StrictCleaner": {"threshold": "high"}}}, "Clean.StrictCleaner.threshold",
                      f"expected a float, got str 'high' ({QUALIFIED}, of step CLEAN)", id="nested-bad-value"),
         pytest.param({"Cleanr": {}}, "Cleanr",
-                     "unknown section: not a step class of this pipeline (did you mean 'Cleaner'?)", id="unknown-class"),
+                     "unknown section: not a step class of this pipeline (did you mean 'Cleaner'?)",
+                     id="unknown-class"),
     ],
 )
 def test_a_bad_child_option_is_one_line_naming_the_class_and_the_step(
