@@ -359,6 +359,8 @@ class _Validator:
                 continue
             if isinstance(value, DeferredConfigString):
                 value = value.get_value(trait)
+            if value is None and trait.allow_none:
+                continue  # traitlets lets None through before validate(), which would refuse it
             try:
                 trait.validate(_PROBE, value)
             except ValueProblem as err:
