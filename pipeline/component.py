@@ -4,9 +4,9 @@ from __future__ import annotations
 
 import logging
 from collections.abc import Callable, Sequence
-from typing import Any
+from typing import Any, ClassVar
 
-from traitlets.config import LoggingConfigurable
+from traitlets.config import Configurable, LoggingConfigurable
 
 from pipeline.errors import RoutingError
 
@@ -24,7 +24,15 @@ class Component(LoggingConfigurable):
 
     A producer that knows how many messages it will yield says so with ``__length_hint__()``
     (PEP 424), computed from its options: the progress display then shows a total and an ETA.
+
+    A step that builds configurable objects of its own (ctapipe's components, say) creates them
+    with ``parent=self`` and lists their classes in ``child_classes``: the config file may then
+    set their options too. ``check()`` finds, before the run, the errors only its code can see.
     """
+
+    #: The traitlets Configurable classes this step creates with ``parent=self``: the config may
+    #: hold a section for each of them and for each configurable base class they have.
+    child_classes: ClassVar[Sequence[type[Configurable]]] = ()
 
     def __init__(self, step_name: str = "", next_steps: Sequence[str] = (), **kwargs: Any) -> None:
         super().__init__(**kwargs)
@@ -42,6 +50,9 @@ class Component(LoggingConfigurable):
 
     def finish(self) -> None:
         """Release what init() took, after the last message; it may still call send_msg()."""
+
+    def check(self) -> None:
+        """Raise, once before the run, what init() would fail on (a missing file, a bad child option)."""
 
     def __length_hint__(self) -> int:
         """A producer's number of messages, from its options before init() (NotImplemented: unknown)."""

@@ -104,6 +104,10 @@ FILE_CASES = [
     pytest.param(setting("version", 2), "version", "expected 1, got 2", id="version"),
     pytest.param(setting("version", True), "version", "expected 1, got True", id="version-true"),
     pytest.param(removing("Pipeline"), "Pipeline", "missing section (expected producer_conf", id="no-pipeline"),
+    pytest.param(renaming("Pipeline", "Flow"), "Flow", 'the section of a ctapipe flow config: rename it to "Pipeline"',
+                 id="flow-section"),
+    pytest.param(setting("Flow", {}), "Flow", 'rename it to "Pipeline" (this config has both: keep one)',
+                 id="flow-and-pipeline"),
     pytest.param(setting("Pipeline", []), "Pipeline", "expected an object, got list", id="pipeline-not-object"),
     pytest.param(removing(PRODUCER), PRODUCER, "missing required key", id="no-producer"),
     pytest.param(removing(CONSUMER), CONSUMER, "missing required key", id="no-consumer"),
@@ -475,6 +479,7 @@ def test_command_line_error(tmp_path: Path, argv: list[str], key: str, expected:
 SUBPROCESS_CASES = [
     pytest.param(replacing(INVALID_JSON), [], id="invalid-json"),
     pytest.param(removing("Pipeline"), [], id="no-pipeline"),
+    pytest.param(renaming("Pipeline", "Flow"), [], id="flow-section"),
     pytest.param(setting("Pipeline.stagers_conf.0.nb_thread", 0), [], id="nb-thread-0"),
     pytest.param(renaming("Pipeline.stagers_conf.0.nb_thread", "nb_threads"), [], id="nb-threads-typo"),
     pytest.param(stager_class("no_such_module", "PassThrough"), [], id="module-missing"),

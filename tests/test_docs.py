@@ -5,8 +5,10 @@ fenced block that follows it:
 
 ``<!-- file: NAME -->``
     The block is written to NAME in the example directory (a shell script too: a later command runs it).
-``<!-- run -->`` (or ``<!-- run: any-order -->``)
-    The ``console`` block is run. Each ``$ COMMAND`` line runs in the example directory and its
+``<!-- run -->`` (or ``<!-- run: any-order -->``, or ``<!-- run: needs MODULE -->``)
+    The ``console`` block is run (with ``needs``, only where MODULE can be imported: an optional
+    extra's examples run in CI's environment that has it). Each ``$ COMMAND`` line runs in the example
+    directory and its
     output (stdout and stderr together, as a terminal shows them) must match the lines under it:
     a line ``...`` matches any number of lines, ``...`` inside a line matches any text. With
     ``any-order`` the lines may come in any order. ``$ echo $?`` shows the exit status of the
@@ -39,6 +41,7 @@ script runs: the working directory is not on the Python path unless ``PYTHONPATH
 
 from __future__ import annotations
 
+import importlib.util
 import json
 import os
 import re
@@ -49,7 +52,7 @@ import sys
 import tempfile
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import IO, TYPE_CHECKING
+from typing import IO, TYPE_CHECKING, Any
 
 import pytest
 
@@ -340,6 +343,9 @@ def check_output(block: Block, command: str, expected: list[str], actual: list[s
 
 def run_console_block(example: Example, block: Block) -> None:
     """Run each command of a marked console block and compare its output and exit status."""
+    needs = block.argument.removeprefix("needs ") if block.argument.startswith("needs ") else None
+    if needs is not None and importlib.util.find_spec(needs) is None:
+        return  # an optional extra's example: CI runs it in the environment that has the extra
     any_order = block.argument == "any-order"
     commands = console_commands(block.text)
     for i, (command, expected) in enumerate(commands):
@@ -399,7 +405,18 @@ def _run_blocks(doc: Path, example: Example) -> int:
 # --------------------------------------------------------------------------- the tests
 
 
-@pytest.mark.parametrize("doc", DOCS, ids=lambda doc: str(doc.relative_to(ROOT)))
+#: Seconds that the examples of a document may take, where the suite's 60 per test is too few:
+#: ctapipe's examples import ctapipe in each worker process.
+SLOW_DOCS = {"ctapipe.md": 300}
+
+
+def timed(docs: list[Path]) -> list[Any]:
+    """The documents as test parameters, each slow one with its own timeout."""
+    return [pytest.param(doc, marks=pytest.mark.timeout(SLOW_DOCS[doc.name])) if doc.name in SLOW_DOCS else doc
+            for doc in docs]
+
+
+@pytest.mark.parametrize("doc", timed(DOCS), ids=lambda doc: str(doc.relative_to(ROOT)))
 def test_examples_run_as_documented(doc: Path, tmp_path: Path) -> None:
     """Every file, command and output that a document marks as runnable is true of the code."""
     run_document(doc, tmp_path)

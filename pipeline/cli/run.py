@@ -193,9 +193,9 @@ def config_argument(argv: Sequence[str]) -> str | None:
 
 
 def step_classes(path: str) -> list[type[Configurable]]:
-    """The classes of the steps of the config at ``path``, in config order, each once."""
-    steps = load_config(path, settings=[Pipeline]).steps.values()
-    return list(dict.fromkeys(step.cls for step in steps))
+    """The classes of the steps of the config at ``path`` and of their children, in config order, each once."""
+    steps = load_config(path, settings=[Pipeline], check=False).steps.values()  # help needs no input file
+    return list(dict.fromkeys(cls for step in steps for cls in (step.cls, *step.cls.child_classes)))
 
 
 @console_script

@@ -27,6 +27,9 @@ log = logging.getLogger("pipeline.config")
 
 SECTIONS = ("producer_conf", "stagers_conf", "consumer_conf")
 
+#: What ctapipe's flow named the section that this format names "Pipeline".
+FLOW_SECTION = "Flow"
+
 #: How deeply a config may nest objects and lists. Ours nest 5 deep; traitlets merges and copies
 #: configs recursively, so a document nested near Python's recursion limit (1000) would crash it.
 MAX_DEPTH = 32
@@ -37,12 +40,14 @@ def load_config(
     overrides: Config | None = None,
     settings: Iterable[type[Configurable]] = (),
     name: str = "",
+    check: bool = True,
 ) -> PipelineConfig:
     """Read and validate a config; ``overrides`` (command-line traits) win over the file.
 
     ``settings`` are the framework's own configurable classes (such as ``Pipeline``): their
     traits may stand in the ``Pipeline`` section and their sections on the command line.
     ``name`` names the pipeline (in the monitor, the progress display and graph exports).
+    With ``check``, each step that defines ``Component.check()`` runs it on an instance of its own.
     """
     if isinstance(source, Mapping):
         where, document = DICT_SOURCE, dict(source)
@@ -52,7 +57,22 @@ def load_config(
         raise ConfigError(repr(source), "", "expected a config file path or a dict")
     config = _Validator(where, list(settings)).validate(document, overrides or Config())
     config.title = name
+    if check:
+        check_steps(config)
     return config
+
+
+def check_steps(config: PipelineConfig) -> None:
+    """Run each step's own ``check()`` (files it reads, components it builds) before anything runs."""
+    for step in config.steps.values():
+        if step.cls.check is Component.check:
+            continue  # nothing to check: spare building an instance
+        try:
+            config.make_component(step.name).check()
+        except ConfigError:
+            raise
+        except Exception as err:  # whatever the step's code or a library under it raises
+            raise ConfigError(config.source, step.key, f"step {step.name!r}: {str(err) or type(err).__name__}") from err
 
 
 #: The largest config file read: a config is a few KiB; a path such as /dev/zero must not fill the memory.
@@ -143,6 +163,8 @@ class _Validator:
     def __init__(self, source: str, settings: list[type[Configurable]]) -> None:
         self.source = source
         self.settings = {cls.__name__: cls for cls in settings}
+        self.classes: dict[str, type[Configurable]] = {}  # the sections a file may hold, by name
+        self.owners: dict[str, list[str]] = {}  # for a child class (Component.child_classes): its steps
 
     def error(self, key: str, problem: str) -> ConfigError:
         return ConfigError(self.source, key, problem)
@@ -156,6 +178,10 @@ class _Validator:
         version = document.get("version", 1)
         if type(version) is not int or version != 1:
             raise self.error("version", f"expected 1, got {shown(version)}")
+        if FLOW_SECTION in document:
+            # Every ctapipe flow config names its section "Flow": say the one edit it needs.
+            also = "" if "Pipeline" not in document else " (this config has both: keep one)"
+            raise self.error(FLOW_SECTION, f'the section of a ctapipe flow config: rename it to "Pipeline"{also}')
         if "Pipeline" not in document:
             raise self.error("Pipeline", "missing section (expected producer_conf, stagers_conf, consumer_conf)")
         section = document["Pipeline"]
@@ -168,7 +194,7 @@ class _Validator:
         if settings_traits:
             # steps() let through only the traits of the settings classes, so "Pipeline" is one of them
             config["Pipeline"] = self.section("Pipeline", self.settings["Pipeline"], settings_traits)
-        classes = self.configurable_classes(steps)
+        classes = self.classes = self.configurable_classes(steps)
         for key, values in document.items():
             if key in ("version", "Pipeline"):
                 continue
@@ -283,13 +309,32 @@ class _Validator:
         return cls
 
     def configurable_classes(self, steps: dict[str, StepConfig]) -> dict[str, type[Configurable]]:
-        """Sections the file may hold: each step class and its configurable bases."""
+        """Sections the file may hold: each step class and its configurable bases, then the classes
+        that steps create as children (``Component.child_classes``) and their configurable bases."""
         classes: dict[str, type[Configurable]] = {}
         for step in steps.values():
             for base in step.cls.__mro__:
                 if isinstance(base, type) and issubclass(base, Component):
                     classes.setdefault(base.__name__, base)
+        for step in steps.values():
+            for child in step.cls.child_classes:
+                for base in child.__mro__:
+                    taken = classes.get(base.__name__, base) is not base  # ctapipe's Component: ours keeps the name
+                    if taken or not _library_configurable(base):
+                        continue
+                    classes[base.__name__] = base
+                    owners = self.owners.setdefault(base.__name__, [])
+                    if step.name not in owners:
+                        owners.append(step.name)
         return classes
+
+    def owner_note(self, cls: type[Configurable]) -> str:
+        """For a child class, the words that say whose it is: " (ctapipe.io.EventSource, of step READER)"."""
+        owners = self.owners.get(cls.__name__)
+        if not owners or self.classes.get(cls.__name__) is not cls:
+            return ""
+        steps = f"step {owners[0]}" if len(owners) == 1 else f"steps {', '.join(owners)}"
+        return f" ({cls.__module__}.{cls.__qualname__}, of {steps})"
 
     def section(
         self, key: str, cls: type[Configurable], values: Mapping[str, Any], source: str | None = None
@@ -297,23 +342,33 @@ class _Validator:
         """Check each trait value of a section against ``cls``; ``source`` names where they came from."""
         source = source or self.source
         traits = cls.class_traits(config=True)
+        note = self.owner_note(cls)
         for name, value in values.items():
             if name not in traits:
+                nested = self.classes.get(name)
+                if nested is not None and isinstance(value, dict):
+                    # traitlets applies a class section nested in another to that class's objects
+                    # whose parent is of the outer class (ctapipe's configs nest them so)
+                    self.section(f"{key}.{name}", nested, value, source)
+                    continue
                 raise ConfigError(
-                    source, f"{key}.{name}", f"{cls.__name__} has no option {name!r}" + suggest(name, traits)
+                    source, f"{key}.{name}", f"{cls.__name__} has no option {name!r}{note}" + suggest(name, traits)
                 )
             trait = traits[name]
             if isinstance(value, LazyConfigValue):
                 continue
             if isinstance(value, DeferredConfigString):
                 value = value.get_value(trait)
+            if value is None and trait.allow_none:
+                continue  # traitlets lets None through before validate(), which would refuse it
             try:
                 trait.validate(_PROBE, value)
             except ValueProblem as err:
-                raise ConfigError(source, f"{key}.{name}", str(err)) from None
+                raise ConfigError(source, f"{key}.{name}", f"{err}{note}") from None
             except (TraitError, OverflowError):  # OverflowError: an integer too large for a Float trait
                 raise ConfigError(
-                    source, f"{key}.{name}", f"expected {_expected(trait)}, got {_type_name(value)} {shown(value)}"
+                    source, f"{key}.{name}",
+                    f"expected {_expected(trait)}, got {_type_name(value)} {shown(value)}{note}",
                 ) from None
         return Config(values)
 
@@ -327,4 +382,9 @@ class _Validator:
 
 #: Container traits validate their elements against an instance; any HasTraits will do.
 _PROBE = HasTraits()
+
+
+def _library_configurable(cls: type) -> bool:
+    """Whether a base class of a child class may have a section: a Configurable that is not traitlets' own."""
+    return isinstance(cls, type) and issubclass(cls, Configurable) and cls.__module__.split(".")[0] != "traitlets"
 

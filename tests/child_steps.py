@@ -1,0 +1,72 @@
+"""Steps for tests/test_child_components.py: steps that build configurable objects of a library
+(here a stand-in for ctapipe's components) with ``parent=self``, and a step with its own check()."""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+from typing import Any
+
+from traitlets import Float, Int, Unicode
+from traitlets.config import Configurable
+
+from pipeline import Component
+
+
+class Cleaner(Configurable):
+    """A library's component, as ctapipe's are: a traitlets Configurable built by whoever uses it."""
+
+    threshold = Float(5.0, help="A cut.").tag(config=True)
+
+
+class StrictCleaner(Cleaner):
+    """A subclass with an option of its own, as ctapipe's TailcutsImageCleaner is of ImageCleaner."""
+
+    min_neighbors = Int(2, min=0, help="Neighbours a pixel needs.").tag(config=True)
+
+
+class Clean(Component):
+    """Stager: sends each number with the options its StrictCleaner child was given."""
+
+    child_classes = (StrictCleaner,)
+
+    def init(self) -> None:
+        """Build the child: its options come from the config through ``parent=self``."""
+        self.cleaner = StrictCleaner(parent=self)
+
+    def run(self, n: int) -> dict[str, Any]:
+        """The number and the child's options."""
+        return {"n": n, "threshold": self.cleaner.threshold, "min_neighbors": self.cleaner.min_neighbors}
+
+
+class ReadTable(Component):
+    """Producer: yields the lines of a file; check() says before the run that the file is missing."""
+
+    path = Unicode("", help="The file to read.").tag(config=True)
+
+    def check(self) -> None:
+        """The file must exist."""
+        if not Path(self.path).is_file():
+            raise FileNotFoundError(f"no such file {self.path!r} to read")
+
+    def run(self) -> Any:
+        """Each line."""
+        yield from Path(self.path).read_text(encoding="utf-8").splitlines()
+
+
+class Write(Component):
+    """Consumer: writes each message as a JSON line to ``path``."""
+
+    path = Unicode("", help="The file to write.").tag(config=True)
+
+    def init(self) -> None:
+        """Open the file."""
+        self.file = open(self.path, "w", encoding="utf-8")  # noqa: SIM115 -- closed in finish()
+
+    def run(self, msg: Any) -> None:
+        """Write one line."""
+        self.file.write(json.dumps(msg) + "\n")
+
+    def finish(self) -> None:
+        """Close the file."""
+        self.file.close()

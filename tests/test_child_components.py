@@ -1,0 +1,120 @@
+"""Classes a step builds with ``parent=self`` (Component.child_classes, as ctapipe's components
+are) take their options from the same config, checked like a step's; Component.check() stops a
+config that cannot run before anything runs."""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+from typing import Any
+
+import pytest
+
+from pipeline import ConfigError, Pipeline
+from tests.cli_helpers import run_cli, write_config
+
+MODULE = "tests.child_steps"
+
+#: Where CLEAN runs: the run's threads, one thread, or a worker process (the config crosses to it).
+MODES = [
+    pytest.param({"Pipeline": {"mode": "sequential"}}, {}, id="sequential"),
+    pytest.param({}, {}, id="threads"),
+    pytest.param({}, {"nb_process": 1}, id="worker-process"),
+]
+
+
+def config(tmp_path: Path, clean: dict[str, Any] | None = None, **sections: Any) -> dict[str, Any]:
+    """NUMBERS (3 numbers) -> CLEAN (the step with a child) -> WRITE (to tmp_path/out.jsonl)."""
+    return {
+        "version": 1,
+        "Pipeline": {
+            "producer_conf": {"name": "NUMBERS", "module": "algorithms.basic", "class": "Counter",
+                              "next_steps": "CLEAN"},
+            "stagers_conf": [{"name": "CLEAN", "module": MODULE, "class": "Clean", "next_steps": "WRITE",
+                              **(clean or {})}],
+            "consumer_conf": {"name": "WRITE", "module": MODULE, "class": "Write"},
+        },
+        "Counter": {"count": 3},
+        "Write": {"path": str(tmp_path / "out.jsonl")},
+        **sections,
+    }
+
+
+def outputs(tmp_path: Path) -> set[tuple[float, int]]:
+    """The (threshold, min_neighbors) pairs that CLEAN's children had."""
+    lines = (tmp_path / "out.jsonl").read_text(encoding="utf-8").splitlines()
+    assert sorted(json.loads(line)["n"] for line in lines) == [0, 1, 2]
+    return {(json.loads(line)["threshold"], json.loads(line)["min_neighbors"]) for line in lines}
+
+
+@pytest.mark.parametrize(("overrides", "clean"), MODES)
+def test_a_child_takes_its_options_from_the_config(tmp_path: Path, overrides: dict, clean: dict) -> None:
+    """A section for the child's class and one for its base class both reach the child, in every mode."""
+    document = config(tmp_path, clean, StrictCleaner={"min_neighbors": 3}, Cleaner={"threshold": 7.5})
+    report = Pipeline.from_config(document, overrides).run()
+    assert report.exit_status == 0
+    assert outputs(tmp_path) == {(7.5, 3)}
+
+
+def test_a_section_nested_in_the_step_sets_that_steps_child_only(tmp_path: Path) -> None:
+    """As in ctapipe's configs, a class section nested in the step's (or in its config key) is for its children."""
+    step_config = {"config": {"StrictCleaner": {"min_neighbors": 4}}}
+    nested = config(tmp_path, step_config, Clean={"Cleaner": {"threshold": 1.0}})
+    assert Pipeline.from_config(nested).run().exit_status == 0
+    assert outputs(tmp_path) == {(1.0, 4)}
+
+
+def test_the_command_line_sets_a_childs_option(tmp_path: Path) -> None:
+    """--StrictCleaner.min_neighbors=5 wins over the file, as for a step's option."""
+    path = write_config(tmp_path, config(tmp_path, StrictCleaner={"min_neighbors": 3}))
+    result = run_cli(f"--config={path}", "--StrictCleaner.min_neighbors=5", "--no-progress")
+    assert result.returncode == 0, result.stderr
+    assert outputs(tmp_path) == {(5.0, 5)}
+
+
+QUALIFIED = "tests.child_steps.StrictCleaner"
+
+
+@pytest.mark.parametrize(
+    ("sections", "key", "problem"),
+    [
+        pytest.param({"StrictCleaner": {"min_neigbors": 3}}, "StrictCleaner.min_neigbors",
+                     f"StrictCleaner has no option 'min_neigbors' ({QUALIFIED}, of step CLEAN) "
+                     "(did you mean 'min_neighbors'?)", id="unknown-option"),
+        pytest.param({"StrictCleaner": {"min_neighbors": -1}}, "StrictCleaner.min_neighbors",
+                     f"expected an int (at least 0), got int -1 ({QUALIFIED}, of step CLEAN)", id="bad-value"),
+        pytest.param({"Clean": {"StrictCleaner": {"threshold": "high"}}}, "Clean.StrictCleaner.threshold",
+                     f"expected a float, got str 'high' ({QUALIFIED}, of step CLEAN)", id="nested-bad-value"),
+        pytest.param({"Cleanr": {}}, "Cleanr",
+                     "unknown section: not a step class of this pipeline (did you mean 'Cleaner'?)",
+                     id="unknown-class"),
+    ],
+)
+def test_a_bad_child_option_is_one_line_naming_the_class_and_the_step(
+    tmp_path: Path, sections: dict, key: str, problem: str
+) -> None:
+    """pipeline-run exits 2 before any step runs; the line names the child's class and its step."""
+    path = write_config(tmp_path, config(tmp_path, **sections))
+    with pytest.raises(ConfigError) as raised:
+        Pipeline.from_config(path)
+    assert (raised.value.key, raised.value.problem) == (key, problem)
+    result = run_cli(f"--config={path}")
+    assert (result.returncode, result.stderr) == (2, f"pipeline-run: error: {raised.value}\n")
+    assert not (tmp_path / "out.jsonl").exists()  # WRITE's init() never ran
+
+
+def test_check_stops_the_run_before_anything_runs(tmp_path: Path) -> None:
+    """A producer whose check() raises: exit 2, one line naming the step, and no step started."""
+    document = config(tmp_path)
+    document["Pipeline"]["producer_conf"] = {"name": "TABLE", "module": MODULE, "class": "ReadTable",
+                                             "next_steps": "CLEAN", "config": {"path": "missing.txt"}}
+    del document["Counter"]
+    path = write_config(tmp_path, document)
+    result = run_cli(f"--config={path}")
+    assert result.returncode == 2
+    assert result.stderr == (f"pipeline-run: error: {path}: Pipeline.producer_conf: "
+                             "step 'TABLE': no such file 'missing.txt' to read\n")
+    assert not (tmp_path / "out.jsonl").exists()
+    (tmp_path / "table.txt").write_text("a\nb\n", encoding="utf-8")
+    result = run_cli(f"--config={path}", f"--ReadTable.path={tmp_path / 'table.txt'}", "--no-progress")
+    assert result.returncode == 0, result.stderr

@@ -1,0 +1,132 @@
+"""ctapipe inside steps (algorithms/ctapipe_steps.py, configs/ctapipe_toy.json): the example runs
+end to end, in threads and in worker processes, and writes what ctapipe's own loop writes over the
+same events; ctapipe's errors are one line. Skipped where ctapipe is not installed (the ``ctapipe``
+extra), except the check that the framework never imports ctapipe."""
+
+from __future__ import annotations
+
+import json
+import os
+import re
+import subprocess
+import sys
+from pathlib import Path
+from typing import Any
+
+import pytest
+
+from tests.cli_helpers import ROOT
+
+CONFIG = ROOT / "configs" / "ctapipe_toy.json"
+#: Events per run: enough for every telescope to have rows, few enough for a loaded CI machine.
+EVENTS = 40
+#: Seconds a run may take: each worker process imports ctapipe and compiles its numba functions.
+RUN_SECONDS = 150
+
+
+def run(argv: list[str], cwd: Path) -> subprocess.CompletedProcess[str]:
+    """A Python command from ``cwd`` with the repository importable, its output captured.
+
+    HOME is ``cwd``: astropy warns on stderr when the user's ~/.astropy and the tests' own
+    XDG_CONFIG_HOME (conftest.py) both exist."""
+    env = {**os.environ, "PYTHONPATH": str(ROOT), "HOME": str(cwd)}
+    return subprocess.run([sys.executable, *argv], cwd=cwd, capture_output=True, text=True, timeout=RUN_SECONDS,
+                          check=False, env=env)
+
+
+def tables(path: Path) -> dict[str, Any]:
+    """Each table of the file's /dl1 group, as a numpy record array."""
+    pytables = pytest.importorskip("tables")
+    with pytables.open_file(path) as h5:
+        return {table._v_pathname: table.read() for table in h5.walk_nodes("/dl1", "Table")}
+
+
+@pytest.fixture(scope="module")
+def loop_output(tmp_path_factory: pytest.TempPathFactory) -> dict[str, Any]:
+    """What ctapipe's own loop (algorithms.ctapipe_loop) writes for the example's first EVENTS events."""
+    pytest.importorskip("ctapipe")
+    directory = tmp_path_factory.mktemp("loop")
+    result = run(["-m", "algorithms.ctapipe_loop", str(CONFIG), f"--EventSource.max_events={EVENTS}",
+                  "--WriteParameters.output_path=loop.h5"], directory)
+    assert result.returncode == 0, result.stderr
+    assert f"{EVENTS} events in " in result.stderr
+    return tables(directory / "loop.h5")
+
+
+def test_importing_pipeline_never_imports_ctapipe() -> None:
+    """The framework, its command line and the other example steps run without ctapipe loaded."""
+    code = ("import sys, pipeline, pipeline.cli.run, pipeline.engine, algorithms.basic, algorithms.camera; "
+            "pipeline.Pipeline.from_config('configs/chain.json'); print(sorted(m for m in sys.modules "
+            "if m.split('.')[0] in ('ctapipe', 'astropy', 'numba')))")
+    result = subprocess.run([sys.executable, "-c", code], cwd=ROOT, capture_output=True, text=True, timeout=60,
+                            check=False)
+    assert (result.returncode, result.stdout) == (0, "[]\n"), result.stderr
+
+
+def threads_config(directory: Path) -> Path:
+    """The example with its stage in 2 threads of the run's process instead of 2 worker processes."""
+    document = json.loads(CONFIG.read_text(encoding="utf-8"))
+    stage = document["Pipeline"]["stagers_conf"][0]
+    del stage["nb_process"]
+    stage["nb_thread"] = 2
+    path = directory / "threads.json"
+    path.write_text(json.dumps(document), encoding="utf-8")
+    return path
+
+
+@pytest.mark.timeout(2 * RUN_SECONDS)
+@pytest.mark.parametrize("where", ["worker-processes", "threads", "sequential"])
+def test_the_example_writes_what_ctapipes_own_loop_writes(
+    where: str, tmp_path: Path, loop_output: dict[str, Any]
+) -> None:
+    """Same events, same parameters, same rows in event order, whether IMAGES runs in processes or threads."""
+    np = pytest.importorskip("numpy")
+    config = threads_config(tmp_path) if where == "threads" else CONFIG
+    mode = ["--Pipeline.mode=sequential"] if where == "sequential" else []
+    result = run(["-m", "pipeline", f"--config={config}", f"--EventSource.max_events={EVENTS}",
+                  "--WriteParameters.output_path=pipeline.h5", "--no-progress", *mode], tmp_path)
+    assert result.returncode == 0, result.stderr
+    for step, received, processed in (("READER", 0, EVENTS), ("IMAGES", EVENTS, EVENTS), ("WRITER", EVENTS, EVENTS)):
+        assert re.search(rf"^{step} +{received} +{processed} ", result.stderr, re.MULTILINE), result.stderr
+    written = tables(tmp_path / "pipeline.h5")
+    telescopes = [f"/dl1/event/telescope/parameters/tel_00{tel_id}" for tel_id in (1, 2, 3, 4)]
+    assert sorted(written) == sorted(loop_output) == telescopes
+    for name, rows in written.items():
+        expected = loop_output[name]
+        assert rows.dtype == expected.dtype
+        assert np.all(np.diff(rows["event_id"]) > 0), f"{name}: not in event order"
+        for column in rows.dtype.names:
+            assert np.array_equal(rows[column], expected[column], equal_nan=True), f"{name}.{column} differs"
+    assert sum(len(rows) for rows in written.values()) > EVENTS  # several telescopes saw most events
+
+
+@pytest.mark.timeout(2 * RUN_SECONDS)
+@pytest.mark.parametrize(
+    ("option", "expected"),
+    [
+        pytest.param("--EventInput.input_url=missing.simtel.zst",
+                     "Pipeline.producer_conf: step 'READER': ctapipe's EventSource: input_url ", id="missing-file"),
+        pytest.param("--EventInput.input_url=notes.txt",
+                     "Pipeline.producer_conf: step 'READER': ctapipe's EventSource: Could not find compatible "
+                     "EventSource for input_url", id="unreadable-file"),
+        pytest.param("--TailcutsImageCleaner.picture_threshold=3",
+                     "command line: --TailcutsImageCleaner.picture_threshold: TailcutsImageCleaner has no option "
+                     "'picture_threshold' (ctapipe.image.cleaning.TailcutsImageCleaner, of step IMAGES) "
+                     "(did you mean 'picture_threshold_pe'?)", id="unknown-option"),
+        pytest.param("--ImageProcessor.image_cleaner_type=Tailcuts",
+                     "command line: --ImageProcessor.image_cleaner_type: expected Any of ['TailcutsImageCleaner'",
+                     id="bad-value"),
+        pytest.param("--ImageQualityQuery.quality_criteria=[('size', 'image.sum( > 0')]",
+                     "Pipeline.stagers_conf[0]: step 'IMAGES': ctapipe's ImageProcessor: Error compiling expression",
+                     id="refused-when-built"),
+    ],
+)
+def test_a_ctapipe_error_is_one_line_before_anything_runs(option: str, expected: str, tmp_path: Path) -> None:
+    """Exit 2, one line naming the step and ctapipe's class, and no output file: nothing ran."""
+    pytest.importorskip("ctapipe")
+    (tmp_path / "notes.txt").write_text("not events\n", encoding="utf-8")
+    result = run(["-m", "pipeline", f"--config={CONFIG}", option, "--WriteParameters.output_path=out.h5"], tmp_path)
+    assert result.returncode == 2
+    assert result.stderr.count("\n") == 1 and result.stderr.startswith("pipeline-run: error: "), result.stderr
+    assert expected in result.stderr
+    assert not (tmp_path / "out.h5").exists()
