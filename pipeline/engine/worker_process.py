@@ -35,6 +35,7 @@ from pipeline.auth.curve import secure_client
 from pipeline.auth.keys import KeyPair
 from pipeline.config.model import PipelineConfig
 from pipeline.config.options import RunOptions
+from pipeline.console.end_of_output import tell_parent_at_end
 from pipeline.engine import sockets
 from pipeline.engine.control import ENDED, RunControl
 from pipeline.engine.outlets import Outlet, ToRouter
@@ -348,6 +349,7 @@ def main(argv: Sequence[str] | None = None) -> None:
     for sig in (signal.SIGINT, signal.SIGTERM):
         signal.signal(sig, signal.SIG_IGN)
     line_by_line()
+    tell_parent_at_end(os.getppid())  # a closed stdout ends the run's output, not this message (issue 26.3)
     sys.exit(serve(args.connect, args.slot))
 
 
