@@ -275,6 +275,7 @@ def serve(address: str, slot: int = 0, login: Login | None = None) -> int:
     """Run the workers of one step for the run at ``address``: a local run's (``slot`` given by it) or,
     with ``login``, a remote one's; the exit status."""
     context = zmq.Context()
+    context.ipv6 = address.startswith("tcp://[")  # libzmq connects to an IPv6 address only with IPV6 set
     keeper_socket = _socket(context, login)
     keeper: Keeper | None = None
     try:
