@@ -33,6 +33,7 @@ from zmq.utils.monitor import recv_monitor_message
 
 from pipeline.auth.curve import secure_client
 from pipeline.auth.keys import KeyPair
+from pipeline.config.loader import failure_place
 from pipeline.config.model import PipelineConfig
 from pipeline.config.options import RunOptions
 from pipeline.console.end_of_output import tell_parent_at_end
@@ -263,8 +264,8 @@ def load_step(spec: Spec, threads: int | None) -> PipelineConfig:
     try:
         cls = getattr(importlib.import_module(spec.module), spec.class_name)
     except Exception as err:  # an ImportError, an AttributeError, or whatever the module raises while importing
-        raise JoinError(f"step {spec.step}: cannot load {spec.module}.{spec.class_name}: {failure_line(err)}",
-                        2) from None
+        raise JoinError(f"step {spec.step}: cannot load {spec.module}.{spec.class_name}: {failure_line(err)}"
+                        f"{failure_place(err)}", 2) from None  # the file and line of the failure (issue 26.5)
     step = dataclasses.replace(spec.config.steps[spec.step], cls=cls)
     if threads is not None:
         step = dataclasses.replace(step, nb_thread=threads)
