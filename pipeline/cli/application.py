@@ -39,9 +39,22 @@ class _Parser(KVArgParseConfigLoader.parser_class):
 
 
 class _Loader(KVArgParseConfigLoader):
-    """traitlets' command-line loader with the raising parser."""
+    """traitlets' command-line loader with the raising parser, where an option given twice takes its last value."""
 
     parser_class = _Parser
+
+    def _convert_to_config(self) -> None:
+        """As traitlets, after keeping only the last value of an option given more than once.
+
+        traitlets collects every ``--Class.trait=value`` into a list and then refuses a list for a
+        trait of one value. As in most command lines, the last one wins, for a list or dict option
+        too (its value is one Python literal). The options of classes not known yet (a pipeline's
+        steps) are settled the same way by the config loader.
+        """
+        for dest, value in vars(self.parsed_data).items():
+            if dest != "extra_args" and isinstance(value, list) and len(value) > 1:
+                setattr(self.parsed_data, dest, type(value)(value[-1:]))
+        super()._convert_to_config()
 
 
 class StrictApplication(Application):

@@ -14,7 +14,7 @@ from typing import Any
 
 from traitlets import HasTraits, TraitError
 from traitlets.config import Config, Configurable
-from traitlets.config.loader import DeferredConfigString, LazyConfigValue
+from traitlets.config.loader import DeferredConfigList, DeferredConfigString, LazyConfigValue
 
 from pipeline.component import Component
 from pipeline.config.graph import check_graph, path_text
@@ -213,7 +213,7 @@ class _Validator:
             config[key] = self.section(key, classes[key], values)
         for step in steps.values():
             self.section(f"{step.key}.config", step.cls, step.traits)
-        self.overrides(overrides, classes)
+        overrides = self.overrides(overrides, classes)
         config.merge(overrides)
         return PipelineConfig(self.source, steps, config, overrides, linear)
 
@@ -350,12 +350,29 @@ class _Validator:
                 ) from None
         return Config(values)
 
-    def overrides(self, overrides: Config, classes: dict[str, type[Configurable]]) -> None:
+    def overrides(self, overrides: Config, classes: dict[str, type[Configurable]]) -> Config:
+        """The command line's values, checked; an option given more than once takes its last value."""
         known = {**classes, **self.settings}
+        settled = Config()
         for section, values in overrides.items():
             if section not in known:
                 raise ConfigError("command line", f"--{section}", "unknown class" + suggest(section, known))
-            self.section(f"--{section}", known[section], values, source="command line")
+            settled[section] = _last_wins(values)
+            self.section(f"--{section}", known[section], settled[section], source="command line")
+        return settled
+
+
+def _last_wins(values: Mapping[str, Any]) -> Config:
+    """``values`` of the command line, an option given twice (``--Counter.count=5 --Counter.count=6``)
+    with its last value, as in most command lines (a list or dict option too: one Python literal).
+
+    traitlets collects the values of an option it does not know at parse time into a list, which a
+    trait of one value refuses; one value in that list is read as the option given once.
+    """
+    settled = Config()
+    for name, value in values.items():
+        settled[name] = type(value)(value[-1:]) if isinstance(value, DeferredConfigList) else value
+    return settled
 
 
 #: Container traits validate their elements against an instance; any HasTraits will do.
