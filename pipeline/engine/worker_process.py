@@ -29,6 +29,7 @@ from pathlib import Path
 from typing import Any
 
 import zmq
+from setproctitle import setproctitle
 from zmq.utils.monitor import recv_monitor_message
 
 from pipeline.auth.curve import secure_client
@@ -156,13 +157,14 @@ class Keeper(threading.Thread):
     """
 
     def __init__(self, socket: zmq.Socket, spec: Spec, slot: int, control: RunControl,
-                 running: Callable[[], list[int]]) -> None:
+                 running: Callable[[], list[int]], name: str) -> None:
         super().__init__(name="keeper", daemon=True)
         self.socket = socket
         self.spec = spec
         self.slot = slot
         self.control = control
         self.running = running
+        self.name = name  # how the process names itself on stderr
         self.stopped = threading.Event()
 
     def run(self) -> None:
@@ -181,7 +183,7 @@ class Keeper(threading.Thread):
                     if kind is Kind.HALT:
                         self.control.policy.halted.add(self.spec.step)
                 if time.monotonic() - heard > patience:
-                    print(f"pipeline-worker: step {self.spec.step}: the run is gone (no heartbeat for "
+                    print(f"{self.name}: the run is gone (no heartbeat for "
                           f"{patience:g} s); leaving", file=sys.stderr, flush=True)
                     os._exit(RUN_GONE)
         except zmq.ContextTerminated:
@@ -284,9 +286,10 @@ def serve(address: str, slot: int = 0, login: Login | None = None) -> int:
         try:
             spec, slot = ask_spec(keeper_socket, slot, login)
             _log_as(spec, slot)
+            setproctitle(_name(login, slot, spec.step))  # what ps and top show, instead of python3 -c ...
             config = load_step(spec, login.threads if login is not None else None)
         except JoinError as err:
-            print(f"pipeline-worker: error: {err}", file=sys.stderr, flush=True)
+            print(f"{_name(login, slot)}: error: {err}", file=sys.stderr, flush=True)
             return err.status
         control = RunControl(RunOptions())  # this process's own: its policy's halted set is what HALT sets
         nb_thread = config.steps[spec.step].nb_thread
@@ -294,7 +297,7 @@ def serve(address: str, slot: int = 0, login: Login | None = None) -> int:
         threads = [ProcessWorkerThread(context, control, config, spec, i, slot, board, login, address)
                    for i in range(nb_thread)]
         keeper = Keeper(keeper_socket, spec, slot, control,
-                        lambda: [t.busy_seq for t in threads if t.busy_seq is not None])
+                        lambda: [t.busy_seq for t in threads if t.busy_seq is not None], _name(login, slot, spec.step))
         keeper.start()
         control.flusher.start()
         for thread in threads:
@@ -307,6 +310,15 @@ def serve(address: str, slot: int = 0, login: Login | None = None) -> int:
         if keeper is None:
             keeper_socket.close()  # else the keeper closes it: terminating the context ends its wait at once
         context.term()
+
+
+def _name(login: Login | None, slot: int, step: str = "") -> str:
+    """How this process names itself in ps and on stderr: a worker process of the pipeline-run that started
+    it (its user never ran pipeline-worker), or a pipeline-worker; by its step and slot once it knows them."""
+    command = "pipeline-run" if login is None else "pipeline-worker"
+    if not step:
+        return f"{command}: worker process {slot}" if login is None else command
+    return f"{command}: step {step} worker process {slot}"
 
 
 def _socket(context: zmq.Context, login: Login | None) -> zmq.Socket:
