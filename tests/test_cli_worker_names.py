@@ -15,9 +15,12 @@ import pytest
 from tests.process_helpers import alive, kill_group, pids, start_run, wait_for
 from tests.remote_helpers import Launcher, wait_during
 from tests.remote_steps import marker_pids
-from tests.test_process_deaths import HEARTBEATS, PATIENCE, STEPS, chain
+from tests.test_process_deaths import STEPS, chain
 
 pytestmark = pytest.mark.timeout(60)
+
+#: Heartbeats a worker process may miss: 3 s of silence at 0.2 s a beat.
+LIVENESS = 15
 
 
 def title(pid: int) -> str:
@@ -30,7 +33,9 @@ def test_a_runs_worker_processes_show_their_step_and_slot_and_speak_as_the_run(t
     path = chain(tmp_path, {"nb_process": 2}, {"class": "AppendValues", "module": STEPS, "nb_process": 1},
                  count=1000, Trigger={"at": 5, "action": "hold", "marker": str(marker), "pid_file": str(workers)},
                  AppendValues={"path": str(tmp_path / "values"), "pid_file": str(workers)})
-    run = start_run(path, *HEARTBEATS)
+    # Heartbeats slow enough that no worker process is taken for dead on a loaded machine, fast enough that
+    # they find their run gone within seconds.
+    run = start_run(path, "--Pipeline.heartbeat_interval=0.2", f"--Pipeline.heartbeat_liveness={LIVENESS}")
     try:
         wait_for(lambda: bool(pids(marker)) and len(pids(workers)) == 3, 15, "3 worker processes, one holding")
         started = pids(workers)
@@ -39,10 +44,10 @@ def test_a_runs_worker_processes_show_their_step_and_slot_and_speak_as_the_run(t
             "pipeline-run: step WRITER worker process 2"]
         os.kill(run.pid, signal.SIGKILL)  # its worker processes find it gone, and say so on the stderr they share
         run.wait(5)
-        wait_for(lambda: not any(map(alive, started)), PATIENCE + 3, f"the worker processes {started} to leave")
-        _, stderr = run.communicate(timeout=5)
+        wait_for(lambda: not any(map(alive, started)), 0.2 * LIVENESS + 5, f"the worker processes {started} to leave")
     finally:
         kill_group(run)
+        _, stderr = run.communicate(timeout=10)  # the pipes end once the last worker process has left
     gone = [line for line in stderr.splitlines() if "the run is gone" in line]
     assert gone, stderr
     assert all(line.startswith("pipeline-run: step ") for line in gone), gone

@@ -125,9 +125,11 @@ def _quiet_copy(stream: TextIO | None) -> TextIO | None:
     if type(raw) is not io.FileIO or raw.fileno() != 1:
         return None
     stream.flush()
-    quiet = QuietFile(1, "w", closefd=False)
-    return io.TextIOWrapper(io.BufferedWriter(quiet) if buffered else quiet, encoding=stream.encoding,
-                            errors=stream.errors, line_buffering=stream.line_buffering,
+    # Always a buffer, even for python -u: print() writes its text and its end apart, and each write into
+    # QuietFile (Python code) lets another thread in between; a buffer makes a line one write. Unbuffered
+    # output is then written a line at a time.
+    return io.TextIOWrapper(io.BufferedWriter(QuietFile(1, "w", closefd=False)), encoding=stream.encoding,
+                            errors=stream.errors, line_buffering=stream.line_buffering or not buffered,
                             write_through=stream.write_through)
 
 
