@@ -157,14 +157,14 @@ class Keeper(threading.Thread):
     """
 
     def __init__(self, socket: zmq.Socket, spec: Spec, slot: int, control: RunControl,
-                 running: Callable[[], list[int]], name: str) -> None:
+                 running: Callable[[], list[int]], speaker: str) -> None:
         super().__init__(name="keeper", daemon=True)
         self.socket = socket
         self.spec = spec
         self.slot = slot
         self.control = control
         self.running = running
-        self.name = name  # how the process names itself on stderr
+        self.speaker = speaker  # how the process names itself on stderr (not the thread's name)
         self.stopped = threading.Event()
 
     def run(self) -> None:
@@ -183,7 +183,7 @@ class Keeper(threading.Thread):
                     if kind is Kind.HALT:
                         self.control.policy.halted.add(self.spec.step)
                 if time.monotonic() - heard > patience:
-                    print(f"{self.name}: the run is gone (no heartbeat for "
+                    print(f"{self.speaker}: the run is gone (no heartbeat for "
                           f"{patience:g} s); leaving", file=sys.stderr, flush=True)
                     os._exit(RUN_GONE)
         except zmq.ContextTerminated:
