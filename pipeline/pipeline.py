@@ -13,12 +13,17 @@ from pipeline.config.listen import remote_keys
 from pipeline.config.loader import load_config
 from pipeline.config.model import PipelineConfig
 from pipeline.config.options import RunOptions, settings_from
-from pipeline.config.traits import OutputFile, Seconds
+from pipeline.config.traits import ListenAddress, OutputFile, Seconds
 from pipeline.execution.report import RunReport
 from pipeline.execution.runner import Runner
 from pipeline.failures.deadletter import replay_config
 from pipeline.monitor import Address, Monitor, MonitorSettings
 from pipeline.monitor.monitor import DEFAULT_GUI_ADDRESS
+
+#: Most heartbeats a run or a worker process may miss before the other is taken for dead or gone: past a
+#: hundred, silence would hardly be noticed at all (1e22 was accepted), and heartbeat_interval says the
+#: same more plainly.
+MAX_HEARTBEAT_LIVENESS = 100
 
 
 class Pipeline(Configurable):
@@ -50,8 +55,9 @@ class Pipeline(Configurable):
         1.0, min=0.01, help="Seconds between two heartbeats of the run and its worker processes (nb_process)."
     ).tag(config=True)
     heartbeat_liveness = Int(
-        5, min=1, help="Heartbeats missed before a worker process is taken for dead and its messages are "
-        "redelivered (and before a worker process takes its run for gone and exits)."
+        5, min=1, max=MAX_HEARTBEAT_LIVENESS, help="Heartbeats missed before a worker process is taken for dead "
+        "and its messages are redelivered (and before a worker process takes its run for gone and exits). At most "
+        f"{MAX_HEARTBEAT_LIVENESS}: for a longer silence, raise heartbeat_interval."
     ).tag(config=True)
     max_redeliveries = Int(
         2, min=1, help="A message that was running in this many worker processes when they died fails (to "
@@ -60,9 +66,10 @@ class Pipeline(Configurable):
     max_worker_restarts = Int(
         3, min=0, help="Worker processes of a step replaced when they die; past that the step goes on with fewer."
     ).tag(config=True)
-    listen = Unicode(
-        "", help="Let remote workers join the run's steps through this address, e.g. tcp://0.0.0.0:5570 "
-        "(pipeline-worker; docs/cluster.md). Needs server_key and authorized_keys: every worker authenticates."
+    listen = ListenAddress(
+        "", help="Let remote workers join the run's steps through this address, tcp://HOST:PORT, e.g. "
+        "tcp://0.0.0.0:5570 or tcp://[::]:5570 (pipeline-worker; docs/cluster.md). Needs server_key and "
+        "authorized_keys: every worker authenticates."
     ).tag(config=True)
     server_key = Unicode(
         "", help="The run's secret key file (NAME.key_secret from pipeline-keys) that remote workers check "

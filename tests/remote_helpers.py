@@ -33,10 +33,14 @@ PRODUCER, STAGE, CONSUMER = "NUMS", "TAG", "WRITE"
 FAST_HEARTBEAT = "--Pipeline.heartbeat_interval=0.2"
 
 
+#: The loopback hosts a Launcher listens on with a free port: IPv4's and IPv6's (written as in an address).
+LOOPBACKS = {"127.0.0.1": socket.AF_INET, "[::1]": socket.AF_INET6}
+
+
 def free_port(host: str = "127.0.0.1") -> int:
-    """A TCP port that nothing listens on now (the kernel's pick for port 0)."""
-    with socket.socket(socket.AF_INET, socket.SOCK_STREAM) as probe:
-        probe.bind((host, 0))
+    """A TCP port that nothing listens on now (the kernel's pick for port 0) on a loopback host of LOOPBACKS."""
+    with socket.socket(LOOPBACKS[host], socket.SOCK_STREAM) as probe:
+        probe.bind((host.strip("[]"), 0))
         return probe.getsockname()[1]
 
 
@@ -127,7 +131,7 @@ class Launcher:
         self.directory = directory
         self.keys = Keys.make(directory / "keys")
         self.host = host
-        self.port = free_port() if host == "127.0.0.1" else 5570
+        self.port = free_port(host) if host in LOOPBACKS else 5570
         self.gate = directory / "gate"
         self.gate.mkdir()
         self.output = directory / "out.jsonl"

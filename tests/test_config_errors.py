@@ -199,10 +199,10 @@ FILE_CASES = [
         pytest.param(
             setting("Pipeline.stagers_conf.0.nb_process", value),
             f"{STAGER}.nb_process",
-            f"expected an integer >= 0, got {value!r}",
+            f"expected an integer from 0 to 256, got {value!r}",
             id=f"nb-process-{value!r}",
         )
-        for value in (-1, "2", 1.5, False, None)
+        for value in (-1, "2", 1.5, False, None, 257, 10_000)  # 10,000: a fork storm (issue 24.7)
     ),
     pytest.param(
         setting(f"{PRODUCER}.nb_process", 2),

@@ -18,9 +18,15 @@ REPO = Path(__file__).resolve().parent.parent
 CHAIN = str(REPO / "configs" / "chain.json")
 
 
-def run_with_stdout_closed(*argv: str) -> tuple[int, str]:
-    """Run ``python argv`` with a stdout whose reader is gone; its exit status and its stderr."""
-    process = subprocess.Popen([sys.executable, *argv], cwd=REPO, env={**os.environ, "PYTHONPATH": str(REPO)},
+def run_with_stdout_closed(*argv: str, buffered: bool = False) -> tuple[int, str]:
+    """Run ``python argv`` with a stdout whose reader is gone; its exit status and its stderr.
+
+    ``buffered``: without PYTHONUNBUFFERED, so that stdout has its buffer layer as it has for most users.
+    """
+    env = {**os.environ, "PYTHONPATH": str(REPO)}
+    if buffered:
+        env.pop("PYTHONUNBUFFERED", None)
+    process = subprocess.Popen([sys.executable, *argv], cwd=REPO, env=env,
                                stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
     assert process.stdout is not None
     process.stdout.close()  # as `| head -1` does once it has its line
@@ -32,29 +38,45 @@ def run_with_stdout_closed(*argv: str) -> tuple[int, str]:
     return process.returncode, stderr
 
 
-def printer_config(tmp_path: Path, nb_thread: int) -> Path:
-    """COUNT (100,000 numbers) -> PRINT (Printer, to stdout)."""
+def printer_config(tmp_path: Path, nb_thread: int, nb_process: int = 0) -> Path:
+    """COUNT (100,000 numbers) -> PRINT (Printer, to stdout), in ``nb_process`` worker processes if not 0."""
     path = tmp_path / "print.json"
     path.write_text(json.dumps({
         "version": 1,
         "Pipeline": {
             "producer_conf": {"name": "COUNT", "module": "algorithms.basic", "class": "Counter", "next_steps": "PRINT"},
             "consumer_conf": {"name": "PRINT", "module": "algorithms.basic", "class": "Printer",
-                              "nb_thread": nb_thread},
+                              "nb_thread": nb_thread, "nb_process": nb_process},
         },
         "Counter": {"count": 100_000},
     }), encoding="utf-8")
     return path
 
 
-@pytest.mark.parametrize("mode", ["threads", "sequential"])
+#: How each mode runs PRINT: (the config's nb_process, the run's mode, stdout buffered).
+MODES = {
+    "threads": (0, "threads", False),
+    "threads-buffered": (0, "threads", True),
+    "sequential": (0, "sequential", False),
+    "processes": (2, "threads", False),
+    "processes-buffered": (2, "threads", True),
+}
+
+
+@pytest.mark.parametrize("mode", MODES)
 def test_a_run_stops_quietly_when_its_stdout_is_closed(tmp_path: Path, mode: str) -> None:
-    status, stderr = run_with_stdout_closed("-m", "pipeline", f"--config={printer_config(tmp_path, 2)}",
-                                            f"--Pipeline.mode={mode}")
+    """`pipeline-run ... | head -n 1`: the end of output, not a failed message (issue 26.3)."""
+    nb_process, run_mode, buffered = MODES[mode]
+    status, stderr = run_with_stdout_closed("-m", "pipeline", f"--config={printer_config(tmp_path, 2, nb_process)}",
+                                            f"--Pipeline.mode={run_mode}", buffered=buffered)
     assert status == EXIT_STATUS == 141
     assert "Traceback" not in stderr
+    assert "BrokenPipeError" not in stderr
+    assert "failed messages" not in stderr and "first failure" not in stderr
     assert "pipeline-run: stdout was closed: stopping after what is in flight" in stderr
     assert "stopped:" not in stderr  # the end of output, not the step's on_error=stop
+    received, processed, _, failed = report_row(stderr, "PRINT")
+    assert failed == 0 and processed == received  # the write into the closed pipe wrote nothing, and failed nothing
     assert report_row(stderr, "COUNT")[2] < 100_000  # the producer stopped early
     assert stderr.endswith("exit status 141\n")
 

@@ -70,7 +70,8 @@ def written(tmp: Path) -> list[Any]:
 
 def redeliveries(stderr: str, step: str, replaced: int) -> int:
     """The messages the report says were delivered again to ``step``, which replaced ``replaced`` processes."""
-    match = re.fullmatch(rf"{step}: (\d+) messages delivered again, {replaced} worker processes replaced",
+    processes = "worker process" if replaced == 1 else "worker processes"
+    match = re.fullmatch(rf"{step}: (\d+) messages? delivered again, {replaced} {processes} replaced",
                          report_line(stderr, step))
     assert match is not None, report_line(stderr, step)
     return int(match.group(1))

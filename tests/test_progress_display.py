@@ -159,3 +159,16 @@ def test_the_runners_status_carries_the_total(runner: Any) -> None:
     message = Envelope.for_run(config).message("status", 1, status_body(snapshot, {}, 0))
     jsonschema.validate(message, schema())
     assert message["steps"][0]["total"] == 42 and message["steps"][1]["total"] is None
+
+
+def test_the_queue_column_keeps_its_width_from_frame_to_frame() -> None:
+    """The queue of a bounded step is padded to its limit's width: 0/256 to 256/256 take as much room (26.13)."""
+    def frame(queue: int) -> list[str]:
+        run = status()
+        run.steps[1].queue, run.steps[1].queue_limit = queue, 256
+        return render(CONFIG, run, 120)
+
+    frames = [frame(queue) for queue in (0, 7, 12, 255, 256)]
+    assert len({frame[1] for frame in frames}) == 1, [frame[1] for frame in frames]  # every column stays put
+    assert len({len(frame[3]) for frame in frames}) == 1
+    assert [frame[3].split()[4] for frame in frames] == ["0/256", "7/256", "12/256", "255/256", "256/256"]

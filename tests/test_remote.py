@@ -9,6 +9,7 @@ a worker leaves when its run is gone. What hostile peers try is in test_remote_h
 from __future__ import annotations
 
 import os
+import re
 import signal
 import socket
 import subprocess
@@ -139,6 +140,10 @@ def test_kill_9_of_the_only_worker_then_another_joins(launch: Launcher) -> None:
     assert second.wait() == 0, second.stderr
     outputs = assert_every_value_once(launch, run)
     assert {row["pid"] for row in outputs} == {second.pid}
+    # A remote worker is never replaced by the run: the report says what was delivered again, and no "0 replaced".
+    assert re.search(rf"^{STAGE}: 1 message delivered again$|^{STAGE}: \d+ messages delivered again$", run.stderr,
+                     re.MULTILINE), run.stderr
+    assert "replaced" not in run.stderr
 
 
 # --------------------------------------------------------------------------- the run's settings

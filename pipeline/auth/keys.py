@@ -13,6 +13,7 @@ from __future__ import annotations
 import logging
 import os
 import re
+import shlex
 import shutil
 import stat
 import tempfile
@@ -90,10 +91,19 @@ def load_public_key(path: str | Path, option: str = "") -> KeyPair:
 
 
 def load_key_pair(path: str | Path, option: str = "") -> KeyPair:
-    """The key pair in ``path``, which must be a ``.key_secret`` file; a ConfigError naming the file otherwise."""
+    """The key pair in ``path``, which must be a ``.key_secret`` file that only its owner can read; a
+    ConfigError naming the file otherwise.
+
+    As ssh does with a private key, a secret key file that others may read or write is refused: the
+    key may already be known to them, and a run that used it would hide that.
+    """
     pair = _load(path, option)
     if pair.secret is None:
         raise ConfigError(str(path), option, f"no secret key in this file: expected the {SECRET_SUFFIX} file of a pair")
+    mode = stat.S_IMODE(Path(path).stat().st_mode)
+    if mode & 0o077:
+        raise ConfigError(str(path), option, f"other users may read or change this secret key file (mode {mode:04o}): "
+                          f"expected mode 0600 (run: chmod 600 {shlex.quote(str(path))})")
     return pair
 
 

@@ -6,7 +6,7 @@ from __future__ import annotations
 import logging
 import re
 import sys
-from collections.abc import Sequence
+from collections.abc import Iterable, Iterator, Sequence
 from importlib.metadata import PackageNotFoundError, version
 from typing import Any, ClassVar, NoReturn
 
@@ -39,9 +39,22 @@ class _Parser(KVArgParseConfigLoader.parser_class):
 
 
 class _Loader(KVArgParseConfigLoader):
-    """traitlets' command-line loader with the raising parser."""
+    """traitlets' command-line loader with the raising parser, where an option given twice takes its last value."""
 
     parser_class = _Parser
+
+    def _convert_to_config(self) -> None:
+        """As traitlets, after keeping only the last value of an option given more than once.
+
+        traitlets collects every ``--Class.trait=value`` into a list and then refuses a list for a
+        trait of one value. As in most command lines, the last one wins, for a list or dict option
+        too (its value is one Python literal). The options of classes not known yet (a pipeline's
+        steps) are settled the same way by the config loader.
+        """
+        for dest, value in vars(self.parsed_data).items():
+            if dest != "extra_args" and isinstance(value, list) and len(value) > 1:
+                setattr(self.parsed_data, dest, type(value)(value[-1:]))
+        super()._convert_to_config()
 
 
 class StrictApplication(Application):
@@ -69,6 +82,10 @@ class StrictApplication(Application):
             # The logger's own level (not only the handler's) keeps disabled debug calls cheap.
             config["loggers"][name] = {"level": self.log_level, "handlers": ["console"], "propagate": False}
         return config
+
+    def emit_alias_help(self) -> Iterator[str]:
+        """traitlets' help of the aliases, the log level's default by name (``Default: 'WARN'``, not 30)."""
+        yield from named_levels(super().emit_alias_help())
 
     def parse_strictly(self, argv: Sequence[str] | None) -> None:
         """Read the command line; raise a ConfigError for any option or value that cannot work."""
@@ -118,6 +135,29 @@ class StrictApplication(Application):
     def launch_instance(cls, argv: Sequence[str] | None = None, **kwargs: Any) -> NoReturn:
         """Run the command line ``argv`` (default: ``sys.argv``) and exit with its status."""
         sys.exit(cls.instance(**kwargs).execute(argv))
+
+
+#: The names of the log levels, as --log-level takes them and the docs say them.
+LEVEL_NAMES = {logging.DEBUG: "DEBUG", logging.INFO: "INFO", logging.WARN: "WARN", logging.ERROR: "ERROR",
+               logging.CRITICAL: "CRITICAL"}
+#: The lines of a trait's help that show its value: traitlets writes the log level's as a number.
+_VALUE_LINE = re.compile(r"(?P<indent>\s+)(?P<what>Default|Current): (?P<level>\d+)")
+
+
+def named_levels(lines: Iterable[str]) -> Iterator[str]:
+    """Help ``lines`` with the default (or current) value of the log level by its name: 'WARN', not 30.
+
+    traitlets' help shows ``Application.log_level``'s default as the number it stores; a reader of
+    ``--help`` knows the level by its name. Only the lines of the log level's own help are changed.
+    """
+    inside = False
+    for line in lines:
+        if line.startswith("--"):
+            inside = line.startswith(("--log-level=", "--Application.log_level="))
+        match = _VALUE_LINE.fullmatch(line) if inside else None
+        if match and int(match["level"]) in LEVEL_NAMES:
+            line = f"{match['indent']}{match['what']}: {LEVEL_NAMES[int(match['level'])]!r}"
+        yield line
 
 
 def package_version() -> str:

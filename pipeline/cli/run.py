@@ -13,7 +13,7 @@ from typing import Any, ClassVar, NoReturn
 from traitlets import Unicode
 from traitlets.config import Application, Config, Configurable, boolean_flag
 
-from pipeline.cli.application import COMMAND_LINE, StrictApplication
+from pipeline.cli.application import COMMAND_LINE, StrictApplication, named_levels
 from pipeline.cli.signals import SignalGuard
 from pipeline.config.loader import load_config
 from pipeline.console.end_of_output import console_script
@@ -124,7 +124,7 @@ pipeline-run --config=configs/routing.json --graph=mermaid
         """The logging and config options of traitlets' Application, once (every subclass repeats them)."""
         for name, trait in sorted(Application.class_own_traits(config=True).items()):
             helptext = _LOGGING_CONFIG_HELP if name == "logging_config" else None
-            yield Application.class_get_trait_help(trait, self, helptext=helptext)
+            yield "\n".join(named_levels(Application.class_get_trait_help(trait, self, helptext=helptext).splitlines()))
 
     def step_overrides(self) -> Config:
         """The command line's settings for the pipeline and its steps: all but this application's own."""

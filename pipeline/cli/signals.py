@@ -8,7 +8,9 @@ descriptor instead, asks the pipeline to stop or abort, and exits the process if
 returned in time.
 
 A closed stdout (see ``end_of_output``) stops the run as a first signal would, as SIGPIPE: exit
-status 141.
+status 141. A worker process of the run that finds the shared stdout closed sends the run SIGPIPE,
+which the watchdog takes for the same news once it has seen that stdout is closed here too (a
+SIGPIPE from a write into some other pipe or socket is no end of output).
 """
 
 from __future__ import annotations
@@ -55,7 +57,7 @@ class SignalGuard:
 
     def __enter__(self) -> SignalGuard:
         os.set_blocking(self._write_fd, False)
-        for sig in HANDLED:
+        for sig in (*HANDLED, signal.SIGPIPE):
             self._previous[sig] = signal.signal(sig, lambda signum, frame: None)  # the watchdog acts
         self._previous_fd = signal.set_wakeup_fd(self._write_fd, warn_on_full_buffer=False)
         self._stack.enter_context(end_of_output.listening(self._output_ended))
@@ -87,6 +89,8 @@ class SignalGuard:
             for signum in os.read(self._read_fd, 64):
                 if signum in HANDLED:
                     self._arrived(signum)
+                elif signum == signal.SIGPIPE and 1 in end_of_output.closed_fds():
+                    end_of_output.end_output()  # a worker process found stdout closed: tells _output_ended
 
     def _arrived(self, signum: int) -> None:
         """A signal: the first stops the run after what is in flight, the next stops it now."""

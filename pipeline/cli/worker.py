@@ -23,6 +23,7 @@ from traitlets import Int, Unicode
 
 from pipeline.auth.keys import load_key_pair, load_public_key
 from pipeline.cli.application import COMMAND_LINE, DEBUG_FLAG, StrictApplication
+from pipeline.config.traits import ValueProblem, check_tcp_address
 from pipeline.console.end_of_output import console_script
 from pipeline.engine.worker_process import Login, line_by_line, serve
 from pipeline.errors import ConfigError
@@ -45,7 +46,8 @@ pipeline-worker --connect=tcp://head:5570 --server-key=keys/server.key --key=key
     --processes=8
 """
 
-    connect = Unicode("", help="The run's listen address, e.g. tcp://head:5570 (required).").tag(config=True)
+    connect = Unicode("", help="The run's listen address with the run's host, tcp://HOST:PORT, e.g. tcp://head:5570 "
+                      "or tcp://[2001:db8::1]:5570 (required).").tag(config=True)
     server_key = Unicode("", help="The run's public key file (server.key) (required).").tag(config=True)
     key = Unicode("", help="This worker's secret key file (NAME.key_secret) (required).").tag(config=True)
     step = Unicode("", help="The name of the step to serve (required).").tag(config=True)
@@ -70,6 +72,10 @@ pipeline-worker --connect=tcp://head:5570 --server-key=keys/server.key --key=key
         for option in ("connect", "server_key", "key", "step"):
             if not getattr(self, option):
                 raise ConfigError(COMMAND_LINE, f"--{option.replace('_', '-')}", "missing required option")
+        try:
+            check_tcp_address(self.connect, listening=False)
+        except ValueProblem as err:
+            raise ConfigError(COMMAND_LINE, "--connect", str(err)) from None
         self.login = Login(self.step, self.threads, load_key_pair(self.key, "--key"),
                            load_public_key(self.server_key, "--server-key"))
 

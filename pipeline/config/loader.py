@@ -7,13 +7,14 @@ import importlib
 import json
 import logging
 import sys
+import traceback
 from collections.abc import Iterable, Iterator, Mapping
 from pathlib import Path
 from typing import Any
 
 from traitlets import HasTraits, TraitError
 from traitlets.config import Config, Configurable
-from traitlets.config.loader import DeferredConfigString, LazyConfigValue
+from traitlets.config.loader import DeferredConfigList, DeferredConfigString, LazyConfigValue
 
 from pipeline.component import Component
 from pipeline.config.graph import check_graph, path_text
@@ -146,6 +147,39 @@ def _children(node: Any) -> Iterator[Any]:
         yield from node
 
 
+def import_problem(module_name: str, error: BaseException) -> str:
+    """Why importing ``module_name`` raised ``error``, in one line naming the file and line where it failed."""
+    return f"cannot import module {module_name!r}: {type(error).__name__}: {error}{failure_place(error)}"
+
+
+def failure_place(error: BaseException) -> str:
+    """`` (FILE, line N)``: where the import that raised ``error`` failed; "" when no such line is known.
+
+    That is the deepest frame of the traceback outside the import machinery: the line of the step's
+    module that raised (``RATE = 1/0``), or the import, maybe files further down, of a module that is
+    missing. A SyntaxError's message names its file and line already; a step module that is not
+    found at all has no such line.
+    """
+    if isinstance(error, SyntaxError):
+        return ""
+    # The first frame is the caller's, which tried the import.
+    frames = [frame for frame in traceback.extract_tb(error.__traceback__)[1:] if not _machinery(frame.filename)]
+    return f" ({_shown_path(frames[-1].filename)}, line {frames[-1].lineno})" if frames else ""
+
+
+def _machinery(filename: str) -> bool:
+    """Whether ``filename`` is Python's import machinery (frozen, or importlib's own files)."""
+    return filename.startswith("<") or Path(filename).parent == Path(importlib.__file__).parent
+
+
+def _shown_path(filename: str) -> str:
+    """A file's path as the user would type it: relative to the working directory when it lies below it."""
+    try:
+        return str(Path(filename).relative_to(Path.cwd()))
+    except ValueError:
+        return filename
+
+
 def _expected(trait: Any) -> str:
     """What a trait accepts, with its bounds (trait.info() leaves them out)."""
     limits = (("at least", getattr(trait, "min", None)), ("at most", getattr(trait, "max", None)))
@@ -205,7 +239,7 @@ class _Validator:
             config[key] = self.section(key, classes[key], values)
         for step in steps.values():
             self.section(f"{step.key}.config", step.cls, step.traits)
-        self.overrides(overrides, classes)
+        overrides = self.overrides(overrides, classes)
         config.merge(overrides)
         return PipelineConfig(self.source, steps, config, overrides, linear)
 
@@ -293,9 +327,8 @@ class _Validator:
         try:
             module = importlib.import_module(module_name)
         except Exception as err:  # an ImportError, or any error the module raises while importing
-            raise self.error(
-                f"{key}.module", f"cannot import module {module_name!r}: {type(err).__name__}: {err}"
-            ) from None
+            # Chained: with --debug the traceback shows the module's own frames under the error.
+            raise self.error(f"{key}.module", import_problem(module_name, err)) from err
         cls = getattr(module, class_name, None)
         if cls is None:
             components = [
@@ -372,12 +405,29 @@ class _Validator:
                 ) from None
         return Config(values)
 
-    def overrides(self, overrides: Config, classes: dict[str, type[Configurable]]) -> None:
+    def overrides(self, overrides: Config, classes: dict[str, type[Configurable]]) -> Config:
+        """The command line's values, checked; an option given more than once takes its last value."""
         known = {**classes, **self.settings}
+        settled = Config()
         for section, values in overrides.items():
             if section not in known:
                 raise ConfigError("command line", f"--{section}", "unknown class" + suggest(section, known))
-            self.section(f"--{section}", known[section], values, source="command line")
+            settled[section] = _last_wins(values)
+            self.section(f"--{section}", known[section], settled[section], source="command line")
+        return settled
+
+
+def _last_wins(values: Mapping[str, Any]) -> Config:
+    """``values`` of the command line, an option given twice (``--Counter.count=5 --Counter.count=6``)
+    with its last value, as in most command lines (a list or dict option too: one Python literal).
+
+    traitlets collects the values of an option it does not know at parse time into a list, which a
+    trait of one value refuses; one value in that list is read as the option given once.
+    """
+    settled = Config()
+    for name, value in values.items():
+        settled[name] = type(value)(value[-1:]) if isinstance(value, DeferredConfigList) else value
+    return settled
 
 
 #: Container traits validate their elements against an instance; any HasTraits will do.

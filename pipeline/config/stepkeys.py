@@ -17,6 +17,12 @@ from pipeline.config.traits import JsonBool, JsonEnum, JsonInt, JsonObject, NonE
 #: A step's queue holds this many messages unless its config says otherwise (-1: unbounded).
 DEFAULT_QUEUE_LIMIT = 256
 
+#: Most worker processes one step may have. A fixed number, not one derived from this host's cores, so that a
+#: config is valid or not wherever it runs; a cap, so that a typo (10000) is an error and not thousands of
+#: processes started at once. Past a few per core more processes only add memory; more hosts, not more
+#: processes, are the way to scale further (pipeline-worker, docs/cluster.md).
+MAX_PROCESSES = 256
+
 #: What a step does when its run() raises: stop the run (drain, finish, exit 1) or skip the message.
 ON_ERROR = ("stop", "skip")
 
@@ -46,8 +52,9 @@ class StepKeys(HasTraits):
         "ones (pipeline-worker; needs Pipeline.listen)."
     )
     nb_process = JsonInt(
-        0, min=0, help="Run the step's workers in this many worker processes, each with ``nb_thread`` worker "
-        "threads (0: threads of the run's own process). Not allowed for the producer."
+        0, min=0, max=MAX_PROCESSES, help="Run the step's workers in this many worker processes, each with "
+        f"``nb_thread`` worker threads (0: threads of the run's own process; at most {MAX_PROCESSES}). Not allowed "
+        "for the producer."
     )
     queue_limit = QueueLimit(
         DEFAULT_QUEUE_LIMIT,

@@ -8,8 +8,10 @@ Python types. The step keys (:mod:`pipeline.config.stepkeys`) and the run's sett
 
 from __future__ import annotations
 
+import ipaddress
 import math
 import os
+import re
 import reprlib
 from typing import Any, NoReturn
 
@@ -192,3 +194,53 @@ class OutputFile(Unicode):
         if folder and not os.path.isdir(folder):
             raise ValueProblem(f"the folder {shown(folder)} does not exist (expected a file in an existing folder)")
         return path
+
+
+#: ``tcp://HOST:PORT``: HOST a name, an IPv4 address, ``*`` or an IPv6 address in brackets.
+_TCP = re.compile(r"tcp://(?P<host>\[[^\]]*\]|[^:/\[\]\s]+):(?P<port>[^:/\s]*)")
+#: ``HOST:PORT`` without its ``tcp://`` (the way gui_address is written).
+_BARE = re.compile(r"(\[[^\]]*\]|[^:/\[\]\s]+):\d+")
+#: A host name (labels of letters, digits, '-' and '_', not starting with '-', joined by dots) or an IPv4 address.
+_HOST = re.compile(r"[A-Za-z0-9_]([A-Za-z0-9_-]{0,62})(\.[A-Za-z0-9_]([A-Za-z0-9_-]{0,62}))*\.?")
+#: What an address of a remote worker's link must look like, in every message about one.
+TCP_FORM = "tcp://HOST:PORT"
+
+
+def check_tcp_address(value: str, listening: bool) -> str:
+    """``value`` if it is a ``tcp://HOST:PORT`` that remote workers can reach; a ValueProblem otherwise.
+
+    ``listening``: the run's Pipeline.listen, where HOST may be ``*`` (every IPv4 address); else a
+    worker's --connect, which names the run's host. Port 0 (or ``*``) would make ZeroMQ pick a port
+    that no worker is told: refused. An IPv6 address is written in brackets, ``tcp://[::1]:5570``.
+    """
+    expected = f"expected {TCP_FORM}"
+    match = _TCP.fullmatch(value)
+    if match is None:
+        if _BARE.fullmatch(value):
+            raise ValueProblem(f"{expected}, got {shown(value)} (did you mean 'tcp://{value}'?)")
+        if "://" in value and not value.startswith("tcp://"):
+            raise ValueProblem(f"{expected}, got {shown(value)} (remote workers connect over TCP)")
+        raise ValueProblem(f"{expected}, such as tcp://head:5570, got {shown(value)}")
+    host, port = match["host"], match["port"]
+    if host.startswith("["):
+        try:
+            ipaddress.IPv6Address(host[1:-1])
+        except ValueError:
+            raise ValueProblem(f"{expected}, got {shown(value)} ({host[1:-1]!r} is not an IPv6 address)") from None
+    elif host != "*" and not _HOST.fullmatch(host):
+        raise ValueProblem(f"{expected}, got {shown(value)} ({host!r} is not a host name or address)")
+    if host == "*" and not listening:
+        raise ValueProblem(f"{expected} naming the run's host, got {shown(value)} ('*' is for Pipeline.listen)")
+    if not port.isdigit() or not 1 <= int(port) <= 65535:
+        why = " (port 0 would pick a port that no worker is told)" if port in ("0", "*") else ""
+        raise ValueProblem(f"{expected} with a PORT from 1 to 65535, got {shown(value)}{why}")
+    return value
+
+
+class ListenAddress(Unicode):
+    """Where a run listens for remote workers: ``tcp://HOST:PORT``, or "" for nowhere."""
+
+    def validate(self, obj: Any, value: Any) -> str:
+        """The address, if workers can be told it."""
+        address = super().validate(obj, value)
+        return check_tcp_address(address, listening=True) if address else address

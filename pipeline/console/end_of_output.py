@@ -9,11 +9,19 @@ pointed at /dev/null, so later writes and the final flush succeed and write noth
 listeners are told (``pipeline-run`` then stops its run as if SIGPIPE had arrived). Every console
 script's ``main`` is wrapped in ``console_script``, which turns what is left of the error into the
 exit status 141 (128 + SIGPIPE, the status a shell shows for a tool that SIGPIPE killed).
+
+``console_script`` also puts a ``QuietFile`` under ``sys.stdout``: the write that finds stdout closed
+ends the output there and writes nothing, as every later write does, instead of raising into a
+step's ``run()``. So a step that prints (``Printer``) does not fail on the first message after the
+reader left: a closed stdout is not a failure of any message. A run's worker processes share its
+stdout; the one whose write finds it closed sends SIGPIPE to the run (``tell_parent_at_end``), which
+then stops as if its own write had found it (``pipeline.cli.signals``).
 """
 
 from __future__ import annotations
 
 import functools
+import io
 import os
 import select
 import signal
@@ -21,7 +29,7 @@ import sys
 import threading
 from collections.abc import Callable, Iterator
 from contextlib import contextmanager
-from typing import ParamSpec, TypeVar
+from typing import ParamSpec, TextIO, TypeVar
 
 #: The exit status of a command whose output was closed: 128 + SIGPIPE.
 EXIT_STATUS = 128 + signal.SIGPIPE
@@ -86,14 +94,93 @@ def listening(listener: Callable[[], None]) -> Iterator[None]:
             _listeners.remove(listener)
 
 
+def ended() -> bool:
+    """Whether the output has ended (a write found stdout or stderr closed)."""
+    return _ended.is_set()
+
+
+class QuietFile(io.FileIO):
+    """stdout's file: a write into it once its reader has gone ends the output and writes nothing."""
+
+    def write(self, data: bytes | bytearray | memoryview) -> int:  # type: ignore[override]
+        """Write ``data``; into a closed stdout, nothing (the output ends), as every later write."""
+        try:
+            return super().write(data)
+        except BrokenPipeError as error:
+            if not caused_by_closed_output(error):
+                raise
+            return memoryview(data).nbytes  # what BufferedWriter must hear to drop it from its buffer
+
+
+def _quiet_copy(stream: TextIO | None) -> TextIO | None:
+    """A text stream like ``stream`` on a QuietFile, if ``stream`` is the process's own stdout; else None.
+
+    Only the real file descriptor 1 is wrapped: a test's captured stdout, or a stream that is
+    already quiet, is left as it is.
+    """
+    if not isinstance(stream, io.TextIOWrapper):
+        return None
+    buffered = not isinstance(stream.buffer, io.FileIO)  # python -u (PYTHONUNBUFFERED): no buffer layer
+    raw = getattr(stream.buffer, "raw", None) if buffered else stream.buffer
+    if type(raw) is not io.FileIO or raw.fileno() != 1:
+        return None
+    stream.flush()
+    # Always a buffer, even for python -u: print() writes its text and its end apart, and each write into
+    # QuietFile (Python code) lets another thread in between; a buffer makes a line one write. Unbuffered
+    # output is then written a line at a time.
+    return io.TextIOWrapper(io.BufferedWriter(QuietFile(1, "w", closefd=False)), encoding=stream.encoding,
+                            errors=stream.errors, line_buffering=stream.line_buffering or not buffered,
+                            write_through=stream.write_through)
+
+
+@contextmanager
+def quiet_stdout() -> Iterator[None]:
+    """Within ``with``, ``sys.stdout`` writes nothing into a closed stdout, and ends the output, instead of raising."""
+    original = sys.stdout
+    quiet = _quiet_copy(original)
+    if quiet is None:
+        yield
+        return
+    sys.stdout = quiet
+    try:
+        yield
+    finally:
+        quiet.flush()
+        sys.stdout = original
+
+
+def tell_parent_at_end(parent: int) -> None:
+    """In a worker process that shares its run's stdout: make ``sys.stdout`` quiet for good, and send the run
+    (process ``parent``) SIGPIPE when the output ends here, as the kernel would send it to a C tool."""
+    quiet = _quiet_copy(sys.stdout)
+    if quiet is not None:
+        sys.stdout = quiet
+
+    def tell() -> None:
+        if os.getppid() == parent:  # not an unrelated process that inherited an orphan
+            os.kill(parent, signal.SIGPIPE)
+
+    with _lock:
+        _listeners.append(tell)
+
+
 def console_script(main: Callable[_P, _R]) -> Callable[_P, _R]:
-    """Wrap a console script's ``main``: a closed stdout or stderr ends it quietly with EXIT_STATUS."""
+    """Wrap a console script's ``main``: a closed stdout or stderr ends it quietly with EXIT_STATUS.
+
+    A command whose output ended although it went on to exit 0 (``--help``, whose text was cut)
+    exits with EXIT_STATUS too, as a tool that SIGPIPE killed: the reader did not get all of it.
+    """
 
     @functools.wraps(main)
     def script(*args: _P.args, **kwargs: _P.kwargs) -> _R:
         try:
             try:
-                return main(*args, **kwargs)
+                with quiet_stdout():
+                    result = main(*args, **kwargs)
+            except SystemExit as exit_:
+                if ended() and exit_.code in (0, None):
+                    sys.exit(EXIT_STATUS)
+                raise
             finally:
                 # Here, where it can be caught: at the interpreter's exit it would print a traceback.
                 if sys.stdout is not None:
@@ -102,5 +189,8 @@ def console_script(main: Callable[_P, _R]) -> Callable[_P, _R]:
             if not caused_by_closed_output(error):
                 raise
             sys.exit(EXIT_STATUS)
+        if ended():
+            sys.exit(EXIT_STATUS)
+        return result
 
     return script

@@ -24,6 +24,11 @@ def count(value: int) -> str:
     return f"{value:,}".replace(",", "\u2009")
 
 
+def counted(number: int, noun: str, plural: str = "") -> str:
+    """``number`` and ``noun``, in the plural unless it is one: "1 message", "3 messages", "2 worker processes"."""
+    return f"{number} {noun if number == 1 else plural or noun + 's'}"
+
+
 def rate(value: float) -> str:
     """Messages per second: "0", "8.5/s", "120/s", "12.3k/s" (at most MAX_RATE)."""
     value = min(value, MAX_RATE)

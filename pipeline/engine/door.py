@@ -78,6 +78,7 @@ class RemoteDoor:
             self.socket.router_mandatory = True
             self.socket.maxmsgsize = MAX_FRAME_BYTES
             self.server.secure(self.socket)
+            self.socket.ipv6 = listen.startswith("tcp://[")  # libzmq takes an IPv6 address only with IPV6 set
             self.socket.bind(listen)
         except BaseException:
             self.socket.close()

@@ -29,12 +29,15 @@ from pathlib import Path
 from typing import Any
 
 import zmq
+from setproctitle import setproctitle
 from zmq.utils.monitor import recv_monitor_message
 
 from pipeline.auth.curve import secure_client
 from pipeline.auth.keys import KeyPair
+from pipeline.config.loader import failure_place
 from pipeline.config.model import PipelineConfig, StepConfig
 from pipeline.config.options import RunOptions
+from pipeline.console.end_of_output import tell_parent_at_end
 from pipeline.engine import sockets
 from pipeline.engine.addresses import Addresses
 from pipeline.engine.control import ENDED, RunControl
@@ -169,13 +172,14 @@ class Keeper(threading.Thread):
     """
 
     def __init__(self, socket: zmq.Socket, spec: Spec, slot: int, control: RunControl,
-                 running: Callable[[], list[int]]) -> None:
+                 running: Callable[[], list[int]], speaker: str) -> None:
         super().__init__(name="keeper", daemon=True)
         self.socket = socket
         self.spec = spec
         self.slot = slot
         self.control = control
         self.running = running
+        self.speaker = speaker  # how the process names itself on stderr (not the thread's name)
         self.stopped = threading.Event()
 
     def run(self) -> None:
@@ -194,7 +198,7 @@ class Keeper(threading.Thread):
                     if kind is Kind.HALT:
                         self.control.policy.halted.add(self.spec.step)
                 if time.monotonic() - heard > patience:
-                    print(f"pipeline-worker: step {self.spec.step}: the run is gone (no heartbeat for "
+                    print(f"{self.speaker}: the run is gone (no heartbeat for "
                           f"{patience:g} s); leaving", file=sys.stderr, flush=True)
                     os._exit(RUN_GONE)
         except zmq.ContextTerminated:
@@ -277,8 +281,8 @@ def load_step(spec: Spec, threads: int | None) -> PipelineConfig:
     try:
         cls = getattr(importlib.import_module(spec.module), spec.class_name)
     except Exception as err:  # an ImportError, an AttributeError, or whatever the module raises while importing
-        raise JoinError(f"step {spec.step}: cannot load {spec.module}.{spec.class_name}: {failure_line(err)}",
-                        2) from None
+        raise JoinError(f"step {spec.step}: cannot load {spec.module}.{spec.class_name}: {failure_line(err)}"
+                        f"{failure_place(err)}", 2) from None  # the file and line of the failure (issue 26.5)
     step = dataclasses.replace(spec.config.steps[spec.step], cls=cls)
     if threads is not None:
         step = dataclasses.replace(step, nb_thread=threads)
@@ -289,6 +293,7 @@ def serve(address: str, slot: int = 0, login: Login | None = None) -> int:
     """Run the workers of one step for the run at ``address``: a local run's (``slot`` given by it) or,
     with ``login``, a remote one's; the exit status."""
     context = zmq.Context()
+    context.ipv6 = address.startswith("tcp://[")  # libzmq connects to an IPv6 address only with IPV6 set
     keeper_socket = _socket(context, login)
     keeper: Keeper | None = None
     try:
@@ -296,9 +301,10 @@ def serve(address: str, slot: int = 0, login: Login | None = None) -> int:
         try:
             spec, slot = ask_spec(keeper_socket, slot, login)
             _log_as(spec, slot)
+            setproctitle(_name(login, slot, spec.step))  # what ps and top show, instead of python3 -c ...
             config = load_step(spec, login.threads if login is not None else None)
         except JoinError as err:
-            print(f"pipeline-worker: error: {err}", file=sys.stderr, flush=True)
+            print(f"{_name(login, slot)}: error: {err}", file=sys.stderr, flush=True)
             return err.status
         control = RunControl(RunOptions())  # this process's own: its policy's halted set is what HALT sets
         nb_thread = config.steps[spec.step].nb_thread
@@ -306,7 +312,8 @@ def serve(address: str, slot: int = 0, login: Login | None = None) -> int:
         threads = [ProcessWorkerThread(context, control, config, spec, i, slot, board, login, address)
                    for i in range(nb_thread)]
         keeper = Keeper(keeper_socket, spec, slot, control,
-                        lambda: [t.executor.busy_seq for t in threads if t.executor.busy_seq is not None])
+                        lambda: [t.executor.busy_seq for t in threads if t.executor.busy_seq is not None],
+                        _name(login, slot, spec.step))
         keeper.start()
         control.flusher.start()
         for thread in threads:
@@ -319,6 +326,15 @@ def serve(address: str, slot: int = 0, login: Login | None = None) -> int:
         if keeper is None:
             keeper_socket.close()  # else the keeper closes it: terminating the context ends its wait at once
         context.term()
+
+
+def _name(login: Login | None, slot: int, step: str = "") -> str:
+    """How this process names itself in ps and on stderr: a worker process of the pipeline-run that started
+    it (its user never ran pipeline-worker), or a pipeline-worker; by its step and slot once it knows them."""
+    command = "pipeline-run" if login is None else "pipeline-worker"
+    if not step:
+        return f"{command}: worker process {slot}" if login is None else command
+    return f"{command}: step {step} worker process {slot}"
 
 
 def _socket(context: zmq.Context, login: Login | None) -> zmq.Socket:
@@ -363,6 +379,7 @@ def main(argv: Sequence[str] | None = None) -> None:
     for sig in (signal.SIGINT, signal.SIGTERM):
         signal.signal(sig, signal.SIG_IGN)
     line_by_line()
+    tell_parent_at_end(os.getppid())  # a closed stdout ends the run's output, not this message (issue 26.3)
     sys.exit(serve(args.connect, args.slot))
 
 

@@ -4,6 +4,8 @@ from __future__ import annotations
 
 from dataclasses import asdict, dataclass, field
 
+from pipeline.console.humanize import counted
+
 
 @dataclass
 class StepCounts:
@@ -125,8 +127,7 @@ class RunReport:
         lines = [f"wall time {self.wall_time:.2f} s, run {self.state}"]
         lines += ["  ".join(_align(row, widths)) for row in rows]
         lines += [f"{s.name}: first error: {s.first_error}" for s in self.steps.values() if s.first_error]
-        lines += [f"{s.name}: {s.redelivered} messages delivered again, {s.restarts} worker processes replaced"
-                  for s in self.steps.values() if s.redelivered or s.restarts]
+        lines += [f"{s.name}: {_worker_deaths(s)}" for s in self.steps.values() if s.redelivered or s.restarts]
         if self.stop_reason:
             lines.append(f"stopped: {self.stop_reason}")
         lines += [f"still busy, left behind: {worker}" for worker in self.stuck]
@@ -134,6 +135,15 @@ class RunReport:
             lines.append(f"{self.unprocessed} messages were sent but never processed")
         lines.append(f"exit status {self.exit_status}")
         return "\n".join(lines)
+
+
+def _worker_deaths(step: StepReport) -> str:
+    """What dead workers cost ``step``, each count said only if not 0 (a step of remote workers replaces none):
+    "3 messages delivered again, 1 worker process replaced"."""
+    parts = [f"{counted(step.redelivered, 'message')} delivered again"] if step.redelivered else []
+    if step.restarts:
+        parts.append(f"{counted(step.restarts, 'worker process', 'worker processes')} replaced")
+    return ", ".join(parts)
 
 
 def _milliseconds(seconds: float) -> str:

@@ -106,9 +106,17 @@ def _cells(config: PipelineConfig, step: StepStatus, rates: Mapping[str, float],
     c = step.counts
     rate = rates.get(step.name, 0.0)
     return {"STEP": step.name, "STATE": step.state, "PROCESSED": number(c.processed), "FAILED": number(c.failed),
-            "QUEUE": queue_text(config, step, number), "": " " * BAR_WIDTH, "BUSY": f"{step.busy}/{step.workers}",
+            "QUEUE": _queue_cell(config, step, number), "": " " * BAR_WIDTH, "BUSY": f"{step.busy}/{step.workers}",
             "WORKERS": str(worker_mix(step.workers, step.processes, step.worker_processes)),
             "RATE/S": f"{rate:.1f}" if rate < 1000 else number(int(rate))}
+
+
+def _queue_cell(config: PipelineConfig, step: StepStatus, number: Callable[[int], str]) -> str:
+    """``  7/256``: the queue padded to the width of its limit, so that the column keeps its width from frame
+    to frame as the queue fills and empties (a table that changes width each frame is hard to read)."""
+    text = queue_text(config, step, number)
+    queue, slash, limit = text.partition("/")
+    return f"{queue:>{len(limit)}}{slash}{limit}" if slash else text
 
 
 def _fit(rows: Sequence[_Row], width: int, wanted: Sequence[str]) -> tuple[list[str], bool]:

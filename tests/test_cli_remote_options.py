@@ -1,0 +1,128 @@
+"""The options of remote work say what they expect (issues 24.9 and 26.4): an address that is not
+``tcp://HOST:PORT`` (for ``pipeline-run --Pipeline.listen`` or ``pipeline-worker --connect``), a
+``heartbeat_liveness`` past its bound, or a secret key file that other users may read is one line
+naming the option and exit status 2, before any socket or step; an IPv6 address works.
+
+Real processes on loopback, keys made with pipeline.auth.keys.
+"""
+
+from __future__ import annotations
+
+import os
+import socket
+import subprocess
+from collections.abc import Iterator
+from pathlib import Path
+
+import pytest
+
+from pipeline.config.traits import TCP_FORM
+from tests.cli_helpers import run_cli, write_config
+from tests.remote_helpers import BIN, STAGE, Launcher, lines
+
+
+@pytest.fixture
+def launch(tmp_path: Path) -> Iterator[Launcher]:
+    """The test's processes, killed at its end if still running."""
+    with Launcher(tmp_path) as launcher:
+        yield launcher
+
+
+def one_line(result: subprocess.CompletedProcess[str], *expected: str) -> str:
+    """The one stderr line of a process that exited 2, after checking that it holds each of ``expected``."""
+    assert result.returncode == 2, result.stderr
+    said = lines(result.stderr)
+    assert len(said) == 1, result.stderr
+    assert "Traceback" not in result.stderr
+    for text in expected:
+        assert text in said[0], said[0]
+    return said[0]
+
+
+def worker_cli(launch: Launcher, *args: str) -> subprocess.CompletedProcess[str]:
+    """``pipeline-worker ARGS`` with the test's keys and step."""
+    return subprocess.run([str(BIN / "pipeline-worker"), f"--server-key={launch.keys.server_public}",
+                           f"--key={launch.keys.secret('node7')}", f"--step={STAGE}", *args],
+                          cwd=launch.directory, capture_output=True, text=True, timeout=30, check=False)
+
+
+#: Addresses that are not tcp://HOST:PORT, and what the line says beside TCP_FORM.
+BAD_ADDRESSES = {
+    "127.0.0.1:5570": "did you mean 'tcp://127.0.0.1:5570'?",
+    "garbage": "such as tcp://head:5570",
+    "tcp://127.0.0.1:0": "port 0 would pick a port that no worker is told",
+    "tcp://127.0.0.1:70000": "a PORT from 1 to 65535",
+    "inproc://x": "remote workers connect over TCP",
+    "ipc:///tmp/run": "remote workers connect over TCP",
+    "tcp://-x:5570": "not a host name or address",
+    "tcp://[zz]:5570": "not an IPv6 address",
+}
+
+
+@pytest.mark.parametrize("address", BAD_ADDRESSES)
+def test_a_listen_address_that_is_not_tcp_host_port_is_one_line(launch: Launcher, address: str) -> None:
+    path = write_config(launch.directory, launch.chain())
+    result = run_cli(f"--config={path}", f"--Pipeline.listen={address}", *launch.keys.run_options())
+    one_line(result, "pipeline-run: error: command line: --Pipeline.listen:", f"expected {TCP_FORM}",
+             BAD_ADDRESSES[address])
+    assert not launch.output.exists()
+
+
+def test_a_listen_address_in_the_config_file_names_the_file(launch: Launcher) -> None:
+    config = launch.chain()
+    config["Pipeline"]["listen"] = "127.0.0.1:5570"
+    path = write_config(launch.directory, config)
+    one_line(run_cli(f"--config={path}", *launch.keys.run_options()),
+             f"pipeline-run: error: {path}: Pipeline.listen: expected {TCP_FORM}, got '127.0.0.1:5570'")
+
+
+@pytest.mark.parametrize("address", [*BAD_ADDRESSES, "tcp://*:5570"])
+def test_a_connect_address_that_is_not_tcp_host_port_is_one_line(launch: Launcher, address: str) -> None:
+    said = one_line(worker_cli(launch, f"--connect={address}"), "pipeline-worker: error: command line: --connect:",
+                    f"expected {TCP_FORM}")
+    assert BAD_ADDRESSES.get(address, "'*' is for Pipeline.listen") in said
+
+
+def ipv6_loopback() -> bool:
+    """Whether this host has IPv6 on its loopback (a container may not)."""
+    try:
+        with socket.socket(socket.AF_INET6) as probe:
+            probe.bind(("::1", 0))
+    except OSError:
+        return False
+    return True
+
+
+@pytest.mark.skipif(not ipv6_loopback(), reason="no IPv6 on this host's loopback")
+def test_a_remote_worker_joins_over_ipv6(tmp_path: Path) -> None:
+    """tcp://[::1]:PORT: the run listens on IPv6 and a worker that connects there serves every message."""
+    with Launcher(tmp_path, host="[::1]") as launch:
+        assert launch.address.startswith("tcp://[::1]:")
+        run = launch.run(launch.chain(nb_thread=0))  # only the remote worker serves the step
+        worker = launch.worker()
+        assert run.wait() == 0, run.stderr
+        assert worker.wait() == 0, worker.stderr
+        outputs = launch.outputs()
+        assert sorted(row["value"] for row in outputs) == list(range(20))
+        assert {row["pid"] for row in outputs} == {worker.pid}
+
+
+@pytest.mark.parametrize("liveness", ["0", "101", "1e22", "10000000000000000000000"])
+def test_heartbeat_liveness_has_bounds(liveness: str) -> None:
+    result = run_cli("--config=configs/chain.json", f"--Pipeline.heartbeat_liveness={liveness}")
+    one_line(result, "--Pipeline.heartbeat_liveness:", "at least 1, at most 100")
+
+
+@pytest.mark.parametrize("mode", [0o644, 0o640, 0o604, 0o620])
+def test_a_secret_key_file_others_may_read_is_refused(launch: Launcher, mode: int) -> None:
+    """As ssh refuses such a private key: for the worker's --key and the run's server_key alike."""
+    key = launch.keys.secret("node7")
+    os.chmod(key, mode)
+    one_line(worker_cli(launch, f"--connect={launch.address}"), f"pipeline-worker: error: {key}: --key:",
+             f"(mode {mode:04o})", f"chmod 600 {key}")
+    server = launch.keys.server_secret
+    os.chmod(server, mode)
+    path = write_config(launch.directory, launch.chain())
+    one_line(run_cli(f"--config={path}", f"--Pipeline.listen={launch.address}", *launch.keys.run_options()),
+             f"pipeline-run: error: {server}: Pipeline.server_key:", f"chmod 600 {server}")
+    assert not launch.output.exists()

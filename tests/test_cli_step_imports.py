@@ -1,0 +1,118 @@
+"""A step module that fails to import names the file and line where it failed (issue 26.5): one line
+and exit status 2 from ``pipeline-run`` and from ``pipeline-worker`` on another host, and with
+``--debug`` the module's own traceback above it.
+
+Real subprocesses, in a directory holding the step modules (``pipeline-run`` imports from its
+working directory, as ``python -m`` does).
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import subprocess
+import sys
+from collections.abc import Iterator
+from pathlib import Path
+
+import pytest
+
+from tests.cli_helpers import ROOT
+from tests.remote_helpers import Launcher, lines, wait_during
+from tests.remote_steps import marker_pids
+
+#: Step modules whose import fails, each with the place the one line names and the failure it gives.
+BROKEN = {
+    "raises": ({"zdiv.py": '"""A step module."""\n\nRATE = 1/0\n'},
+               "(zdiv.py, line 3)", "ZeroDivisionError: division by zero"),
+    "missing-package-two-files-down": ({"mysteps.py": "from helpers import io  # noqa: F401\n",
+                                        "helpers/__init__.py": "",
+                                        "helpers/io.py": "import os\nimport nosuchpkg  # noqa: F401\n"},
+                                       f"({Path('helpers', 'io.py')}, line 2)",
+                                       "ModuleNotFoundError: No module named 'nosuchpkg'"),
+    "syntax": ({"badsyntax.py": "def f(:\n    pass\n"}, "(badsyntax.py, line 1)", "SyntaxError"),
+}
+
+
+def write_files(directory: Path, files: dict[str, str]) -> str:
+    """Write ``files`` (paths relative to ``directory``); the module name of the first one."""
+    for name, text in files.items():
+        (directory / name).parent.mkdir(parents=True, exist_ok=True)
+        (directory / name).write_text(text, encoding="utf-8")
+    return next(iter(files)).removesuffix(".py")
+
+
+def run_in(directory: Path, *args: str) -> subprocess.CompletedProcess[str]:
+    """``pipeline-run ARGS`` in ``directory`` (with this checkout on the path)."""
+    return subprocess.run([sys.executable, "-m", "pipeline", *args], cwd=directory, capture_output=True, text=True,
+                          timeout=30, check=False, env={**os.environ, "PYTHONPATH": str(ROOT)})
+
+
+def printer_config(directory: Path, module: str) -> Path:
+    """COUNT -> PRINT, PRINT's class in ``module``."""
+    path = directory / "broken.json"
+    path.write_text(json.dumps({"version": 1, "Pipeline": {
+        "producer_conf": {"name": "COUNT", "module": "algorithms.basic", "class": "Counter", "next_steps": "PRINT"},
+        "consumer_conf": {"name": "PRINT", "module": module, "class": "Printer"},
+    }}), encoding="utf-8")
+    return path
+
+
+@pytest.mark.parametrize("case", BROKEN)
+def test_a_step_module_that_fails_to_import_names_its_file_and_line(tmp_path: Path, case: str) -> None:
+    files, place, failure = BROKEN[case]
+    module = write_files(tmp_path, files)
+    printer_config(tmp_path, module)
+    result = run_in(tmp_path, "--config=broken.json")
+    assert result.returncode == 2, result.stderr
+    assert lines(result.stderr) == [result.stderr.rstrip("\n")], result.stderr
+    assert result.stderr.startswith(f"pipeline-run: error: broken.json: Pipeline.consumer_conf.module: cannot "
+                                    f"import module {module!r}: {failure}")
+    assert place in result.stderr
+
+
+@pytest.mark.parametrize("case", ["raises", "missing-package-two-files-down"])
+def test_debug_shows_the_modules_own_traceback(tmp_path: Path, case: str) -> None:
+    files, place, _ = BROKEN[case]
+    module = write_files(tmp_path, files)
+    printer_config(tmp_path, module)
+    result = run_in(tmp_path, "--config=broken.json", "--debug")
+    assert result.returncode == 2, result.stderr
+    failed_file = place.strip("()").split(",")[0]
+    assert f'{tmp_path / failed_file}", line {place.rstrip(")").rsplit(" ", 1)[1]}, in <module>' in result.stderr
+    assert result.stderr.splitlines()[-1].startswith("pipeline-run: error: broken.json: ")
+
+
+def test_a_step_module_that_is_not_there_names_no_line(tmp_path: Path) -> None:
+    printer_config(tmp_path, "nosuchmodule")
+    result = run_in(tmp_path, "--config=broken.json")
+    assert result.returncode == 2
+    assert result.stderr == ("pipeline-run: error: broken.json: Pipeline.consumer_conf.module: cannot import module "
+                             "'nosuchmodule': ModuleNotFoundError: No module named 'nosuchmodule'\n")
+
+
+@pytest.fixture
+def launch(tmp_path: Path) -> Iterator[Launcher]:
+    """The test's processes, killed at its end if still running."""
+    with Launcher(tmp_path) as launcher:
+        yield launcher
+
+
+def test_a_remote_worker_names_the_file_and_line_its_import_failed(launch: Launcher, tmp_path: Path) -> None:
+    """The run's host has the step's module; the worker's host has one that raises on import."""
+    head, node = tmp_path / "head", tmp_path / "node"
+    head.mkdir()
+    node.mkdir()
+    (head / "site_steps.py").write_text("from tests.remote_steps import Tagged as SiteTagged  # noqa: F401\n")
+    (node / "site_steps.py").write_text('"""This host\'s copy, broken."""\nimport nosuchpkg  # noqa: F401\n')
+    config = launch.chain(hold=True)
+    config["Pipeline"]["stagers_conf"][0].update({"module": "site_steps", "class": "SiteTagged"})
+    run = launch.run(config, cwd=head, env={**os.environ, "PYTHONPATH": str(ROOT)})
+    wait_during(run, lambda: run.pid in marker_pids(launch.gate, "ran"), "the run's own worker to start a message")
+    worker = launch.worker(cwd=node, env={name: value for name, value in os.environ.items() if name != "PYTHONPATH"})
+    assert worker.wait() == 2, worker.stderr
+    launch.hold.touch()
+    assert run.wait() == 0, run.stderr
+    said = lines(worker.stderr)
+    assert len(said) == 1, worker.stderr
+    assert "No module named 'nosuchpkg' (site_steps.py, line 2)" in said[0]

@@ -1,0 +1,40 @@
+"""Words a newcomer reads (issue 26.13): the report's line on dead workers says only what happened, in
+the singular for one; --help shows the log level's default by its name. Worker processes' own words
+are in test_cli_worker_names.py, the terminal table's queue column in test_progress_display.py."""
+
+from __future__ import annotations
+
+import subprocess
+import sys
+
+import pytest
+
+from pipeline.execution.report import RunReport, StepReport
+from tests.cli_helpers import ROOT
+
+
+def test_the_report_says_what_dead_workers_cost_in_words() -> None:
+    steps = [StepReport("REMOTE", redelivered=1), StepReport("LOCAL", redelivered=3, restarts=1),
+             StepReport("RESTARTED", restarts=2), StepReport("CALM")]
+    table = RunReport({step.name: step for step in steps}).table().splitlines()
+    assert [line for line in table if "again" in line or "replaced" in line] == [
+        "REMOTE: 1 message delivered again",  # remote workers are never replaced: no "0 worker processes"
+        "LOCAL: 3 messages delivered again, 1 worker process replaced",
+        "RESTARTED: 2 worker processes replaced",
+    ]
+
+
+@pytest.mark.parametrize("module", ["pipeline", "pipeline.cli.worker", "gui"])
+def test_help_shows_the_log_levels_default_by_name(module: str) -> None:
+    result = subprocess.run([sys.executable, "-m", module, "--help"], cwd=ROOT, capture_output=True, text=True,
+                            timeout=30, check=False)
+    assert result.returncode == 0, result.stderr
+    block = result.stdout[result.stdout.index("--log-level=<Enum>"):].split("\n--", 1)[0]
+    assert "Default: 'WARN'" in block and "Default: 30" not in block
+
+
+def test_help_all_shows_the_current_log_level_by_name() -> None:
+    result = subprocess.run([sys.executable, "-m", "pipeline", "--help-all"], cwd=ROOT, capture_output=True,
+                            text=True, timeout=30, check=False)
+    block = result.stdout[result.stdout.index("--Application.log_level=<Enum>"):].split("\n--", 1)[0]
+    assert "Current: 'WARN'" in block
