@@ -3,6 +3,7 @@ with the test, and die, stop or block on purpose on a chosen message."""
 
 from __future__ import annotations
 
+import ctypes
 import json
 import os
 import signal
@@ -16,7 +17,7 @@ from traitlets import Bool, Enum, Float, Int, Unicode
 from pipeline import Component
 
 #: What a Trigger does on its message: nothing, leave a marker only, SIGKILL its own process, block (a long run()).
-ACTIONS = ("none", "mark", "kill", "hold")
+ACTIONS = ("none", "mark", "kill", "hold", "gil")
 
 
 def claim(path: str) -> bool:
@@ -85,6 +86,9 @@ class Trigger(PidRecorder):
                 os.kill(os.getpid(), signal.SIGKILL)
             elif self.action == "hold":
                 threading.Event().wait(self.hold)  # a long run(): the test stops or kills the process meanwhile
+            elif self.action == "gil":
+                # A C call that holds the GIL (ctypes.PyDLL does not release it): no thread of the process runs.
+                ctypes.PyDLL(None).usleep(int(self.hold * 1e6))
         return msg
 
     def _acts(self) -> bool:

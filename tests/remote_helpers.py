@@ -227,6 +227,12 @@ def wait_during(proc: Proc, condition: Callable[[], Any], what: str, timeout: fl
         raise AssertionError(f"{err}; the stderr of {proc.name}:\n{proc.stderr}") from None
 
 
+def servers(outputs: list[dict[str, int]], run: Proc) -> set[int]:
+    """Who ran each output: the run itself (its own worker threads), or the pipeline-worker whose worker process
+    ran it (the parent of that process)."""
+    return {row["pid"] if row["pid"] == run.pid else row["ppid"] for row in outputs}
+
+
 def duplicates(outputs: list[dict[str, int]]) -> list[int]:
     """The values that arrived more than once (empty when every value came once)."""
     return sorted(value for value, times in Counter(row["value"] for row in outputs).items() if times > 1)

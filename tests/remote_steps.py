@@ -68,7 +68,8 @@ class Numbers(Component):
 
 
 class Tagged(Component):
-    """Stage: returns {"value", "pid"}, the pid of the process that ran it; marks its init() and first message.
+    """Stage: returns {"value", "pid", "ppid"}, the pids of the process that ran it and of its parent; marks its
+    init() and first message.
 
     With ``workers`` > 0, each worker's first message waits until that many workers have each
     started one (a barrier): so every worker of the step, local or remote, processes some of the
@@ -96,4 +97,4 @@ class Tagged(Component):
             if os.environ.get(ROLE) == "remote-blocking":
                 _mark(self.gate, "busy")
                 wait_for(Path(self.gate, "never").exists, "the test to kill this worker")
-        return {"value": value, "pid": os.getpid()}
+        return {"value": value, "pid": os.getpid(), "ppid": os.getppid()}

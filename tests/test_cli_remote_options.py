@@ -18,7 +18,7 @@ import pytest
 
 from pipeline.config.traits import TCP_FORM
 from tests.cli_helpers import run_cli, write_config
-from tests.remote_helpers import BIN, STAGE, Launcher, lines
+from tests.remote_helpers import BIN, STAGE, Launcher, lines, servers
 
 
 @pytest.fixture
@@ -104,7 +104,7 @@ def test_a_remote_worker_joins_over_ipv6(tmp_path: Path) -> None:
         assert worker.wait() == 0, worker.stderr
         outputs = launch.outputs()
         assert sorted(row["value"] for row in outputs) == list(range(20))
-        assert {row["pid"] for row in outputs} == {worker.pid}
+        assert servers(outputs, run) == {worker.pid}
 
 
 @pytest.mark.parametrize("liveness", ["0", "101", "1e22", "10000000000000000000000"])

@@ -133,7 +133,7 @@ def test_a_step_whose_every_process_dies_fails_the_run(tmp_path: Path, processes
 
 
 def test_a_stopped_process_is_taken_for_dead_killed_and_replaced(tmp_path: Path) -> None:
-    """SIGSTOP silences a process, its heartbeat thread too: after heartbeat_liveness beats it is dead."""
+    """A process stopped (SIGSTOP) for heartbeat_liveness beats is dead: killed, its messages redelivered."""
     marker = tmp_path / "holding"
     path = chain(tmp_path, {"nb_process": 2}, count=200, Trigger={"at": 50, "action": "hold", "marker": str(marker)})
     run = start_run(path, *HEARTBEATS)
@@ -144,26 +144,31 @@ def test_a_stopped_process_is_taken_for_dead_killed_and_replaced(tmp_path: Path)
     finally:
         result = finish_run(run, 20)
     assert result.returncode == 0, result.stderr
-    assert f"(pid {stopped}) sent no heartbeat" in result.stderr
+    assert f"(pid {stopped}) stopped for 0.6 s: killing it" in result.stderr
     assert sorted(written(tmp_path)) == list(range(200))
     assert redeliveries(result.stderr, "STAGE", replaced=1) >= 1
     assert not alive(stopped)
 
 
-def test_a_long_run_call_is_not_a_death(tmp_path: Path) -> None:
-    """The heartbeats come from a thread of the process: a run() longer than heartbeat_liveness beats is fine."""
+@pytest.mark.parametrize("action", ["hold", "gil"])
+def test_a_long_run_call_is_not_a_death(tmp_path: Path, action: str) -> None:
+    """A process is watched from outside: a run() longer than heartbeat_liveness beats is fine, even one inside
+    a C call that holds the process's GIL all along ("gil")."""
     path = chain(tmp_path, {"nb_process": 1}, count=10,
-                 Trigger={"at": 3, "action": "hold", "hold": 2 * PATIENCE, "marker": str(tmp_path / "held")})
+                 Trigger={"at": 3, "action": action, "hold": 3 * PATIENCE, "marker": str(tmp_path / "held")})
     result = run_to_end(path, *HEARTBEATS)
     assert result.returncode == 0, result.stderr
     assert written(tmp_path) == list(range(10))
-    assert "delivered again" not in result.stderr and "heartbeat" not in result.stderr
+    assert "delivered again" not in result.stderr and "killing" not in result.stderr
 
 
-def test_sigkill_of_the_run_leaves_no_worker_process(tmp_path: Path) -> None:
+@pytest.mark.parametrize("action", ["hold", "gil"])
+def test_sigkill_of_the_run_leaves_no_worker_process(tmp_path: Path, action: str) -> None:
+    """The worker processes die with their run, in every state: one of them is inside run() (and, with
+    "gil", inside a C call that holds its GIL, so none of its threads can run)."""
     workers, marker = tmp_path / "workers", tmp_path / "holding"
     path = chain(tmp_path, {"nb_process": 2}, {"class": "AppendValues", "module": STEPS, "nb_process": 1},
-                 count=1000, Trigger={"at": 5, "action": "hold", "marker": str(marker), "pid_file": str(workers)},
+                 count=1000, Trigger={"at": 5, "action": action, "marker": str(marker), "pid_file": str(workers)},
                  AppendValues={"path": str(tmp_path / "values"), "pid_file": str(workers)})
     run = start_run(path, *HEARTBEATS)
     try:
@@ -203,3 +208,21 @@ def test_a_signal_drains_the_run_and_ends_its_worker_processes(
     assert len(values) == len(set(values)) == report_row(result.stderr, "WRITER")[1] < 100_000
     assert "Traceback" not in result.stderr
     assert "starting another" not in result.stderr  # a draining run replaces no process
+
+
+def test_sigterm_aimed_at_one_worker_process_ends_it_and_loses_nothing(tmp_path: Path) -> None:
+    """As SLURM's scancel or an operator's kill sends it: the process leaves, its messages go to the others."""
+    marker = tmp_path / "holding"
+    path = chain(tmp_path, {"nb_process": 2}, count=200, Trigger={"at": 50, "action": "hold", "marker": str(marker)})
+    run = start_run(path, *HEARTBEATS)
+    try:
+        wait_for(lambda: bool(pids(marker)), 15, "a process to take message 50")
+        target = pids(marker).pop()
+        os.kill(target, signal.SIGTERM)
+        wait_for(lambda: not alive(target), 10, f"worker process {target} to leave on SIGTERM")
+    finally:
+        result = finish_run(run, 20)
+    assert result.returncode == 0, result.stderr
+    assert f"(pid {target}) died: killed by signal SIGTERM; starting another" in result.stderr
+    assert sorted(written(tmp_path)) == list(range(200))
+    assert redeliveries(result.stderr, "STAGE", replaced=1) >= 1

@@ -16,7 +16,7 @@ from pathlib import Path
 
 import pytest
 
-from tests.remote_helpers import Launcher, duplicates, wait_during
+from tests.remote_helpers import Launcher, duplicates, servers, wait_during
 from tests.remote_steps import marker_pids
 
 #: The run's and the worker's address on the veth pair.
@@ -74,4 +74,4 @@ def test_a_worker_on_a_second_host_joins_the_run(namespaces: tuple[str, str], tm
     outputs = launch.outputs()
     assert not duplicates(outputs)
     assert sorted(row["value"] for row in outputs) == list(range(20))
-    assert {row["pid"] for row in outputs} == {run.pid, worker.pid}
+    assert servers(outputs, run) == {run.pid, worker.pid}

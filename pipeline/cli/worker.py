@@ -4,17 +4,15 @@
         --key=keys/workers/node7.key_secret --step=HILLAS [--threads=N | --processes=N]
 
 It connects out (only the run's host needs an open port), proves its key, receives the step's
-module, class and configuration from the run (the code must be installed here), and serves the
-step's messages with the same worker loop as a local worker process, until the run's end of
-stream; then it exits 0. See docs/cluster.md.
+module, class and configuration from the run (the code must be installed here), and starts its
+worker processes, which serve the step's messages with the same worker loop as a local worker
+process, until the run's end of stream; then it exits 0. This process keeps them (heartbeats with
+the run, engine.remote_agent). See docs/cluster.md.
 """
 
 from __future__ import annotations
 
-import contextlib
 import os
-import signal
-import subprocess
 import sys
 from collections.abc import Sequence
 from typing import Any, ClassVar, NoReturn
@@ -25,11 +23,9 @@ from pipeline.auth.keys import load_key_pair, load_public_key
 from pipeline.cli.application import COMMAND_LINE, DEBUG_FLAG, StrictApplication
 from pipeline.config.traits import ValueProblem, check_tcp_address
 from pipeline.console.end_of_output import console_script
-from pipeline.engine.worker_process import Login, line_by_line, serve
+from pipeline.engine.remote_agent import Login, serve_remote
+from pipeline.engine.worker_process import line_by_line
 from pipeline.errors import ConfigError
-
-#: Seconds worker processes get to leave after a signal, before they are killed.
-_LEAVE_SECONDS = 10.0
 
 
 class PipelineWorker(StrictApplication):
@@ -77,51 +73,13 @@ pipeline-worker --connect=tcp://head:5570 --server-key=keys/server.key --key=key
         except ValueProblem as err:
             raise ConfigError(COMMAND_LINE, "--connect", str(err)) from None
         self.login = Login(self.step, self.threads, load_key_pair(self.key, "--key"),
-                           load_public_key(self.server_key, "--server-key"))
+                           load_public_key(self.server_key, "--server-key"), os.path.abspath(self.key),
+                           os.path.abspath(self.server_key))
 
     def start(self) -> None:
-        """Serve the step in this process, or start --processes worker processes that each do."""
-        if self.processes == 1:
-            for sig in (signal.SIGINT, signal.SIGTERM):
-                signal.signal(sig, _leave)
-            line_by_line()
-            self.exit_status = serve(self.connect, login=self.login)
-            return
-        argv = [arg for arg in sys.argv[1:] if not arg.startswith("--processes")]
-        command = [sys.executable, "-m", "pipeline.cli.worker", *argv, "--processes=1"]
-        children = [subprocess.Popen(command, stdin=subprocess.DEVNULL) for _ in range(self.processes)]
-        with _forwarding_signals(children):
-            codes = [child.wait() for child in children]
-        self.exit_status = max((code for code in codes if code), default=0, key=abs)
-
-
-
-def _leave(signum: int, frame: Any) -> None:
-    """Ctrl+C or SIGTERM: leave now; the run delivers what this worker held to its other workers."""
-    print(f"pipeline-worker: {signal.Signals(signum).name}: leaving; the run gives this worker's messages to "
-          "others", file=sys.stderr, flush=True)
-    os._exit(128 + signum)
-
-
-@contextlib.contextmanager
-def _forwarding_signals(children: list[subprocess.Popen]) -> Any:
-    """Pass SIGINT and SIGTERM on to the worker processes; kill those still there after _LEAVE_SECONDS."""
-    def forward(signum: int, frame: Any) -> None:
-        for child in children:
-            if child.poll() is None:
-                child.send_signal(signum)
-
-    previous = {sig: signal.signal(sig, forward) for sig in (signal.SIGINT, signal.SIGTERM)}
-    try:
-        yield
-    finally:
-        for sig, handler in previous.items():
-            signal.signal(sig, handler)
-        for child in children:
-            with contextlib.suppress(subprocess.TimeoutExpired):
-                child.wait(_LEAVE_SECONDS)
-            if child.poll() is None:
-                child.kill()
+        """Join the step with --processes worker processes and keep them until the run's end of stream."""
+        line_by_line()
+        self.exit_status = serve_remote(self.connect, self.login, self.processes)
 
 
 @console_script

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import itertools
 import logging
 import queue
 import secrets
@@ -40,6 +41,11 @@ class RunControl:
         # The routing ids of the run's own worker threads start with this: a peer outside the
         # process cannot guess it, so it cannot pass for a thread and be lent buffers by number.
         self.thread_prefix = b"t" + secrets.token_hex(8).encode() + b"."
+        self._slots = itertools.count()  # worker processes, the run's and remote ones, share one numbering
+
+    def new_slot(self) -> int:
+        """A number for a new worker process, unique in the run (next() on a count is atomic: threads share it)."""
+        return next(self._slots)
 
     def abort(self) -> None:
         """Ask every thread to stop now."""

@@ -1,11 +1,15 @@
-"""The run's door for remote workers: one CURVE-authenticated port through which workers on other hosts
-join a step, exchange heartbeats and talk to the step's router.
+"""The run's door for remote workers: a thread of the run that owns one CURVE-authenticated port through
+which workers on other hosts join a step, exchange heartbeats and talk to the step's router.
 
 A remote host runs ``pipeline-worker --connect=tcp://HEAD:PORT --step=S`` (see docs/cluster.md). Its
-keeper says HELLO (the step, how many threads), and gets a slot and the step's SPEC; its worker
-threads then connect to the same port, under the routing id ``p<slot>.<thread>``, and the door
-relays their frames to the step's router through an inproc socket of that same routing id, so
-the router treats them exactly as the threads of a local worker process.
+own process (engine.remote_agent) says HELLO once per worker process (the step, how many threads),
+and gets a slot and the step's SPEC; each worker process's threads then connect to the same port,
+under the routing id ``p<slot>.<thread>``, and the door relays their frames to the step's router
+through an inproc socket of that same routing id, so the router treats them exactly as the threads
+of a local worker process. The remote process sends a PING per slot every ``heartbeat_interval``
+(with the messages it runs) and gets PONG; a slot silent for ``heartbeat_liveness`` beats, or one
+its host says has ended (LEFT), is lost: the door tells the step's router (LOST), which delivers
+again what it held. A step halted after a failure is told (HALT) to its remote workers.
 
 What a peer can send is checked before anything else happens to it:
 
@@ -22,15 +26,36 @@ What a peer can send is checked before anything else happens to it:
 from __future__ import annotations
 
 import logging
+import pickle
 import time
-from collections.abc import Callable
 from dataclasses import dataclass, field
 
 import zmq
 
 from pipeline.auth.curve import CurveServer, ServerKeys
+from pipeline.config.model import PipelineConfig
 from pipeline.engine import sockets
-from pipeline.engine.wire import Kind, WireError, check_from_worker, parse_worker_id
+from pipeline.engine.addresses import Addresses
+from pipeline.engine.control import BOUND, EngineThread, RunControl
+from pipeline.engine.router import Router
+from pipeline.engine.supervisor import LOOK_SECONDS, NOTICE_WAIT_MS, spec_for
+from pipeline.engine.wire import (
+    HEADER,
+    Kind,
+    Loss,
+    WireError,
+    added_frames,
+    check_from_worker,
+    control_frames,
+    lost_frames,
+    parse_hello,
+    parse_lost,
+    parse_ping,
+    parse_worker_id,
+    refuse_frames,
+    spec_frames,
+)
+from pipeline.errors import ConfigError
 from pipeline.execution.status import WorkerProcessStatus
 
 log = logging.getLogger("pipeline.engine")
@@ -39,6 +64,8 @@ log = logging.getLogger("pipeline.engine")
 _WARN_EVERY_SECONDS = 10.0
 #: Largest frame a remote peer may send (libzmq drops the connection of a peer that sends more).
 MAX_FRAME_BYTES = 1 << 30
+#: Most worker threads one remote worker process may ask for.
+MAX_REMOTE_THREADS = 256
 
 
 @dataclass
@@ -63,34 +90,87 @@ class RemoteWorker:
                                    now - self.heard)
 
 
-class RemoteDoor:
-    """The listening socket and the relays of the remote workers (owned by the worker host's thread)."""
+class Door(EngineThread):
+    """The listening socket, the remote workers' slots and their relays; it ends when the routers it serves have."""
 
-    def __init__(self, context: zmq.Context, listen: str, keys: ServerKeys,
-                 work_address: Callable[[str], str], next_steps: Callable[[str], int]) -> None:
+    def __init__(self, context: zmq.Context, control: RunControl, config: PipelineConfig, addresses: Addresses,
+                 routers: dict[str, Router], listen: str, keys: ServerKeys) -> None:
+        super().__init__("door", control)
         self.context = context
-        self.work_address = work_address
-        self.next_steps = next_steps  # how many next steps a step has: the targets its results may name
-        self.server = CurveServer(context, keys)  # before the socket binds: no handshake escapes the check
-        self.socket = context.socket(zmq.ROUTER)
-        try:
-            self.socket.linger = 0
-            self.socket.router_mandatory = True
-            self.socket.maxmsgsize = MAX_FRAME_BYTES
-            self.server.secure(self.socket)
-            self.socket.ipv6 = listen.startswith("tcp://[")  # libzmq takes an IPv6 address only with IPV6 set
-            self.socket.bind(listen)
-        except BaseException:
-            self.socket.close()
-            self.server.close()
-            raise
+        self.config = config
+        self.addresses = addresses
+        self.routers = routers
+        self.listen = listen
+        self.keys = keys
+        options = control.options
+        self.patience = options.heartbeat_interval * options.heartbeat_liveness
         self.workers: dict[int, RemoteWorker] = {}
+        self.roster: tuple[RemoteWorker, ...] = ()  # the live ones, for the monitor's thread
         self.dropped = 0
-        self._warned = 0.0
+        self._warned = float("-inf")
+        self._notices: dict[str, zmq.Socket] = {}
+        # Made in work(), in this thread: a socket belongs to the thread that made it.
+        self.socket: zmq.Socket
+        self.server: CurveServer
 
-    def relays(self) -> list[tuple[RemoteWorker, zmq.Socket]]:
-        """The sockets from the routers to remote worker threads, each with its worker."""
-        return [(worker, relay) for worker in self.workers.values() for relay in worker.relays.values()]
+    def work(self) -> None:
+        try:
+            for name in self.routers:
+                notice = self._notices[name] = self.context.socket(zmq.PUSH)
+                notice.linger = 0
+                notice.sndtimeo = NOTICE_WAIT_MS
+                notice.connect(self.addresses.notices(name))
+            self._bind()
+            self.control.events.put((BOUND, self))  # remote workers may come now; the run may start
+            self._loop()
+        finally:
+            for worker in list(self.workers.values()):
+                self._forget(worker)
+            if hasattr(self, "socket"):
+                self.socket.close()
+            if hasattr(self, "server"):
+                self.server.close()
+            for notice in self._notices.values():
+                notice.close()
+
+    def _bind(self) -> None:
+        """Start the ZAP handler, then bind the CURVE port (no handshake escapes the check)."""
+        self.server = CurveServer(self.context, self.keys)
+        socket = self.socket = self.context.socket(zmq.ROUTER)
+        socket.linger = 0
+        socket.router_mandatory = True
+        socket.maxmsgsize = MAX_FRAME_BYTES
+        socket.ipv6 = self.listen.startswith("tcp://[")  # libzmq binds an IPv6 address only with IPV6 set
+        self.server.secure(socket)
+        try:
+            socket.bind(self.listen)
+        except zmq.ZMQError as err:
+            raise ConfigError(self.config.source, "Pipeline.listen",
+                              f"cannot listen on {self.listen}: {zmq.strerror(err.errno)}") from None
+
+    def _loop(self) -> None:
+        look = min(self.control.options.heartbeat_interval / 2, LOOK_SECONDS)
+        while not self._finished() and not self.control.aborted.is_set():
+            poller = zmq.Poller()
+            poller.register(self.socket, zmq.POLLIN)
+            relays = [(worker, relay) for worker in self.workers.values() for relay in worker.relays.values()]
+            for _, relay in relays:
+                poller.register(relay, zmq.POLLIN)
+            events = dict(poller.poll(look * 1000))
+            if self.socket in events:
+                self._read()
+            for worker, relay in relays:
+                if relay in events and not relay.closed:
+                    self._to_worker(worker, relay)
+            self._watch()
+            self._relay_halts()
+
+    def _finished(self) -> bool:
+        return all(not router.is_alive() or router.state.phase == "finished" for router in self.routers.values())
+
+    def _publish(self) -> None:
+        """Replace the roster the monitor reads (a new tuple: its thread never sees one change)."""
+        self.roster = tuple(self.workers.values())
 
     def drop(self, why: str) -> None:
         """Count a message that is not relayed; warn at most every _WARN_EVERY_SECONDS."""
@@ -100,9 +180,88 @@ class RemoteDoor:
             self._warned = now
             log.warning("remote workers: dropped a message (%s); %d dropped in all", why, self.dropped)
 
-    def owner(self, received: list[zmq.Frame]) -> str | None:
-        """The key that sent ``received`` (its handshake's), or None."""
-        return self.server.peer(received[-1])
+    def _read(self) -> None:
+        """HELLO, PING and LEFT from remote workers' own processes; anything else from a worker thread goes
+        to its router."""
+        while sockets.waiting(self.socket):
+            received = sockets.recv(self.socket)
+            key = self.server.peer(received[-1])  # the key its handshake proved, never what it claims
+            if key is None or len(received) < 2:
+                self.drop("from an unknown peer")
+                continue
+            routing_id, payload = received[0].bytes, received[1:]
+            if len(payload[0]) < HEADER.size:
+                self.drop(f"from {key}: a header frame shorter than a header")
+                continue
+            kind, _, _, value = HEADER.unpack_from(payload[0])
+            if kind == Kind.HELLO:
+                self._hello(key, routing_id, payload, received[0].get("Peer-Address"))
+            elif kind == Kind.PING:
+                self._ping(key, routing_id, value, payload)
+            elif kind == Kind.LEFT:
+                self._left(key, value, payload)
+            else:
+                worker = self.worker_of(routing_id, key)
+                if worker is None:
+                    self.drop(f"from {key}: a worker thread of no slot of that key")
+                else:
+                    self._to_router(worker, routing_id, payload)
+
+    def _hello(self, key: str, keeper: bytes, payload: list, address: str) -> None:
+        """A remote worker asks to join a step: a slot and the step's SPEC, or REFUSE saying why."""
+        step, threads, pid = parse_hello(payload)
+        router = self.routers.get(step)
+        why = None
+        if step not in self.config.steps:
+            why = f"this run has no step {step!r} (its steps: {', '.join(self.routers)})"
+        elif router is None:
+            why = f"step {step} is the producer: it runs in the run's process"
+        elif router.state.finishing or router.state.phase == "finished" or self.control.stopping.is_set():
+            why = f"step {step} has no more work: the run is ending"
+        elif not 1 <= threads <= MAX_REMOTE_THREADS:
+            why = f"expected 1 to {MAX_REMOTE_THREADS} threads, got {threads}"
+        if why is not None:
+            self.send([keeper, *refuse_frames(why)])
+            return
+        slot = self.control.new_slot()
+        self.workers[slot] = RemoteWorker(slot, step, key, address, threads, keeper, pid)
+        self._publish()
+        sockets.send_while(self._notices[step], added_frames(slot, threads), router.listening)
+        log.info("step %s: remote worker %s (%s) joined with %d threads, as worker process %d", step, key, address,
+                 threads, slot)
+        self.send([keeper, *spec_frames(slot, pickle.dumps(spec_for(self.config, step, "", self.control)))])
+
+    def _ping(self, key: str, keeper: bytes, slot: int, payload: list) -> None:
+        worker = self._slot(key, slot, "a heartbeat")
+        if worker is None:
+            return  # a worker taken for dead gets no answer: it leaves
+        worker.heard = time.monotonic()
+        worker.keeper = keeper
+        worker.running = parse_ping(payload)
+        self.send([keeper, *control_frames(Kind.PONG)])
+
+    def _left(self, key: str, slot: int, payload: list) -> None:
+        """A remote worker's process ended: what it held goes to the step's other workers at once."""
+        worker = self._slot(key, slot, "a LEFT")
+        if worker is None:
+            return
+        try:
+            loss = parse_lost(payload)
+        except WireError as err:
+            self.drop(f"from {key}: {err}")
+            return
+        if not loss.clean:
+            log.error("step %s: remote worker %s (%s): its worker process %d left: %s", worker.step, worker.key,
+                      worker.address, worker.slot, loss.reason)
+        self._lose(worker, Loss(worker.slot, f"remote worker {worker.key}: {loss.reason}", loss.running, loss.clean))
+
+    def _slot(self, key: str, slot: int, what: str) -> RemoteWorker | None:
+        """The remote worker of ``slot`` if ``key`` opened it; else the message is dropped."""
+        worker = self.workers.get(slot)
+        if worker is None or worker.key != key:
+            self.drop(f"from {key}: {what} of no slot of that key")
+            return None
+        return worker
 
     def worker_of(self, routing_id: bytes, key: str) -> RemoteWorker | None:
         """The remote worker whose thread claims ``routing_id``, if the key that sent it opened that slot."""
@@ -115,10 +274,10 @@ class RemoteDoor:
             return None
         return worker
 
-    def to_router(self, worker: RemoteWorker, routing_id: bytes, payload: list[zmq.Frame]) -> None:
+    def _to_router(self, worker: RemoteWorker, routing_id: bytes, payload: list[zmq.Frame]) -> None:
         """Relay what a worker thread sent to its router, once checked to be a well-formed message for it."""
         try:
-            kind = check_from_worker(payload, self.next_steps(worker.step))
+            kind = check_from_worker(payload, len(self.config.steps[worker.step].next_steps))
         except WireError as err:
             self.drop(f"from {worker.key}: {err}")
             return
@@ -130,12 +289,12 @@ class RemoteDoor:
             relay = worker.relays[routing_id] = self.context.socket(zmq.DEALER)
             relay.linger = 0
             relay.identity = routing_id
-            relay.connect(self.work_address(worker.step))
+            relay.connect(self.addresses.work(worker.step))
         sockets.send(relay, payload)
 
     def send(self, message: list) -> bool:
-        """Send to a peer without ever blocking the worker host: False (and dropped) if the peer is gone
-        or does not read what it is sent."""
+        """Send to a peer without ever blocking the door: False (and dropped) if the peer is gone or does not
+        read what it is sent."""
         try:
             for frame in message[:-1]:
                 self.socket.send(frame, zmq.SNDMORE | zmq.NOBLOCK, copy=False)
@@ -147,23 +306,39 @@ class RemoteDoor:
             return False
         return True
 
-    def to_worker(self, worker: RemoteWorker, relay: zmq.Socket) -> None:
+    def _to_worker(self, worker: RemoteWorker, relay: zmq.Socket) -> None:
         """Relay what a router sent to a remote worker thread; a worker that cannot take it is taken for
-        dead at the worker host's next look (what it held goes to others)."""
+        dead at the next look (what it held goes to others)."""
         while sockets.waiting(relay):
             if not self.send([relay.identity, *sockets.recv(relay)]):
                 worker.heard = float("-inf")
 
-    def forget(self, worker: RemoteWorker) -> None:
-        """Close the relays of a remote worker taken for dead; what it sends from now on is dropped."""
+    def _watch(self) -> None:
+        """Remote workers silent for heartbeat_liveness beats are taken for dead."""
+        now = time.monotonic()
+        for worker in list(self.workers.values()):
+            if now - worker.heard > self.patience:
+                log.error("step %s: remote worker %s (%s) sent no heartbeat for %.1f s: taken for dead",
+                          worker.step, worker.key, worker.address, self.patience)
+                self._lose(worker, Loss(worker.slot, f"remote worker {worker.key} went silent", worker.running))
+
+    def _lose(self, worker: RemoteWorker, loss: Loss) -> None:
+        """Forget ``worker`` and tell its step's router, which delivers again what it held."""
+        self._forget(worker)
+        self._publish()
+        sockets.send_while(self._notices[worker.step], lost_frames(loss), self.routers[worker.step].listening)
+
+    def _relay_halts(self) -> None:
+        """Tell the remote workers of a step that stopped after a failure to start no further message."""
+        halted = self.control.policy.halted
+        for worker in self.workers.values():
+            if worker.step in halted and not worker.halted:
+                worker.halted = True
+                self.send([worker.keeper, *control_frames(Kind.HALT)])
+
+    def _forget(self, worker: RemoteWorker) -> None:
+        """Close the relays of a remote worker; what it sends from now on is dropped."""
         for relay in worker.relays.values():
             relay.close()
         worker.relays.clear()
         self.workers.pop(worker.slot, None)
-
-    def close(self) -> None:
-        """Close every socket, then stop the ZAP handler."""
-        for worker in list(self.workers.values()):
-            self.forget(worker)
-        self.socket.close()
-        self.server.close()

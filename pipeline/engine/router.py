@@ -54,6 +54,10 @@ class Router(EngineThread):
         self.busy_workers = 0  # workers outside the run's process that hold work (the monitor reads it)
         self.outputs: NextSteps | None = None
 
+    def listening(self) -> bool:
+        """Whether the router still reads its notices (a notice to one that finished would wait forever)."""
+        return self.is_alive() and self.state.phase != "finished"
+
     @property
     def hears_notices(self) -> bool:
         """Whether the supervisor tells this router about worker processes: local or remote ones."""
@@ -112,8 +116,8 @@ class Router(EngineThread):
             wanted = (work,) if state.needs_workers() else ()
             if state.accepting():
                 wanted += (inbox,)
-            alone = state.wait_alone()
-            events = dict(pollers[wanted].poll(None if alone is None else alone * 1000))
+            waits = [wait for wait in (state.wait_alone(), state.settle_losses()) if wait is not None]
+            events = dict(pollers[wanted].poll(min(waits) * 1000 if waits else None))
             if notices in events:
                 self._read_notices(notices)
             if inbox in events:
@@ -170,7 +174,7 @@ class Router(EngineThread):
             if header_of(received[0])[0] is Kind.ADDED:
                 self.state.added(*parse_added(received))
             else:
-                self._emit(self.state.lost(*parse_lost(received)))
+                self._emit(self.state.lost(parse_lost(received)))
 
     def _emit(self, release: list[tuple[int, Outputs]]) -> None:
         """Send on the outputs the state released, in its order."""

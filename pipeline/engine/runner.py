@@ -17,9 +17,10 @@ from pipeline.config.options import RunOptions
 from pipeline.engine.addresses import Addresses
 from pipeline.engine.allocator import keep_freed_memory
 from pipeline.engine.control import BOUND, ENDED, INIT_DONE, WAKE, WORKERS_JOINED, EngineThread, RunControl
+from pipeline.engine.door import Door
 from pipeline.engine.router import Router
 from pipeline.engine.step_threads import ProducerThread, StepThread, WorkerThread
-from pipeline.engine.supervisor import WorkerHost
+from pipeline.engine.supervisor import Supervisor
 from pipeline.errors import ConfigError
 from pipeline.execution.report import RunReport, StepCounts, StepReport, exit_status, stop_reason_of
 from pipeline.execution.status import RunStatus, StepStatus, declared_totals
@@ -30,7 +31,7 @@ log = logging.getLogger("pipeline.engine")
 ABORT_GRACE_SECONDS = 1.0
 
 
-#: Sockets a run may open beyond what its steps need (the monitor's, the worker host's).
+#: Sockets a run may open beyond what its steps need (the monitor's, the supervisor's and the door's).
 SPARE_SOCKETS = 64
 
 
@@ -69,7 +70,8 @@ class ThreadedRunner:
         self.threads: dict[str, list[StepThread]] = {}
         self.crashed: list[EngineThread] = []
         self.ended: set[EngineThread] = set()  # threads that reported their end
-        self.host: WorkerHost | None = None  # starts the worker processes (nb_process), lets remote ones in
+        self.supervisor: Supervisor | None = None  # starts and watches the worker processes (nb_process)
+        self.door: Door | None = None  # lets remote workers in (Pipeline.listen)
         self.signal: int | None = None
         self.deadline: float | None = None  # after a signal: when busy threads are given up on
         self.abort_requested = False
@@ -119,8 +121,8 @@ class ThreadedRunner:
         return self._report()
 
     def _all_threads(self) -> list[EngineThread]:
-        host = [self.host] if self.host is not None else []
-        return [*self.routers.values(), *host, *(t for ts in self.threads.values() for t in ts)]
+        keepers = [keeper for keeper in (self.supervisor, self.door) if keeper is not None]
+        return [*self.routers.values(), *keepers, *(t for ts in self.threads.values() for t in ts)]
 
     def _alive(self) -> list[EngineThread]:
         return [t for t in self._all_threads() if t.is_alive()]
@@ -153,11 +155,18 @@ class ThreadedRunner:
         for _ in self.routers:
             if self._next_event(BOUND) is None:
                 return
-        if any(router.hears_notices for router in self.routers.values()):
-            self.host = WorkerHost(context, self.control, self.config, self.addresses, self.routers)
-            self.host.start()
-            if self._next_event(BOUND) is None and isinstance(self.host.crash, ConfigError):
-                raise self.host.crash  # such as a listen address in use: exit 2, nothing started
+        if any(router.step.nb_process for router in self.routers.values()):
+            self.supervisor = Supervisor(context, self.control, self.config, self.addresses, self.routers)
+            self.supervisor.start()
+            if self._next_event(BOUND) is None:
+                return
+        options = self.options
+        if options.listen and options.server_keys is not None:
+            self.door = Door(context, self.control, self.config, self.addresses, self.routers, options.listen,
+                             options.server_keys)
+            self.door.start()
+            if self._next_event(BOUND) is None and isinstance(self.door.crash, ConfigError):
+                raise self.door.crash  # such as a listen address in use: exit 2, nothing started
 
     def _start_steps(self, context: zmq.Context) -> None:
         if self._alive() != self._all_threads():
@@ -167,7 +176,7 @@ class ThreadedRunner:
                 threads: list[StepThread] = [ProducerThread(context, self.control, self.config, step,
                                                             self.addresses, 0)]
             elif step.nb_process:
-                threads = []  # its workers are the worker host's processes; its router says when they joined
+                threads = []  # its workers are the supervisor's processes; its router says when they joined
             else:
                 threads = [WorkerThread(context, self.control, self.config, step, self.addresses, i)
                            for i in range(step.nb_thread)]
@@ -247,11 +256,14 @@ class ThreadedRunner:
             status.state = "finished"
         elif self.control.go.is_set():
             status.state = "running"
-        if self.host is not None:
-            status.restarts = self.host.restarts[name]
-            now = time.monotonic()
-            status.worker_processes = [w.status(now) for w in self.host.roster if w.step == name]
-            status.workers += sum(w.threads for w in status.worker_processes if w.kind == "remote")
+        now = time.monotonic()
+        if self.supervisor is not None:
+            status.restarts = self.supervisor.restarts[name]
+            status.worker_processes += [w.status(now) for w in self.supervisor.roster if w.step == name]
+        if self.door is not None:
+            remote = [w.status(now) for w in self.door.roster if w.step == name]
+            status.worker_processes += remote
+            status.workers += sum(w.threads for w in remote)
         if status.state == "finished" and any(t.executor.first_error for t in threads):
             status.state = "failed"
         return status
@@ -281,8 +293,12 @@ class ThreadedRunner:
             router = self.routers.get(name)
             if router is not None and router.state.first_error:
                 report.add_error(router.state.first_error, fatal=router.state.fatal)
-            step_host = self.host if router is not None and router.hears_notices else None
-            for thread in [*self.threads.get(name, []), router, step_host]:
+            keepers = []
+            if router is not None and router.step.nb_process:
+                keepers.append(self.supervisor)
+            if router is not None and self.options.listen:
+                keepers.append(self.door)
+            for thread in [*self.threads.get(name, []), router, *keepers]:
                 if thread is not None and thread.crash is not None:
                     report.add_error(f"internal error in {thread.name}: {thread.crash!r}", fatal=True)
             reports[name] = report

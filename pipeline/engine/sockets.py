@@ -7,7 +7,7 @@ RCVMORE queries and, for NOBLOCK, exceptions; these helpers pass plain integer f
 
 from __future__ import annotations
 
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from typing import Any
 
 import zmq
@@ -30,6 +30,18 @@ def send(socket: zmq.Socket, frames: Sequence[Any]) -> None:
         kind = type(frame)
         by_reference = kind is zmq.Frame or (kind is memoryview and frame.nbytes >= _ZERO_COPY_BYTES)
         socket.send(frame, 0 if i == last else _SNDMORE, copy=not by_reference)
+
+
+def send_while(socket: zmq.Socket, frames: Sequence[Any], wanted: Callable[[], bool]) -> bool:
+    """Send ``frames`` through ``socket`` (its ``sndtimeo`` set) while ``wanted()`` holds: to a thread that may
+    end meanwhile (a router that finished), which a plain send would wait for forever; False if not sent."""
+    while wanted():
+        try:
+            send(socket, frames)
+        except zmq.Again:
+            continue
+        return True
+    return False
 
 
 def recv(socket: zmq.Socket, flags: int = 0) -> list[zmq.Frame]:

@@ -31,7 +31,7 @@ from pipeline.config.options import RunOptions
 from pipeline.engine.flow import HELD_BACK_BYTES, PREFETCH_BYTES, QUEUE_BYTES, batch_limit, held_back_limit
 from pipeline.engine.pool import WorkerPool
 from pipeline.engine.results import Results
-from pipeline.engine.wire import Answer, Packet, slot_of
+from pipeline.engine.wire import Answer, Loss, Packet, slot_of
 from pipeline.execution.executor import UNORDERED, Outcome, Outputs, Policy
 from pipeline.execution.report import StepCounts
 from pipeline.failures.describe import RemoteError, failure_line
@@ -41,6 +41,19 @@ log = logging.getLogger("pipeline.engine")
 
 #: Seconds between two warnings about messages a router ignored.
 WARN_EVERY_SECONDS = 10.0
+
+
+#: Seconds a worker process that ended while its step finished is given for its FINISHEDs to arrive.
+FINISH_GRACE_SECONDS = 2.0
+
+
+@dataclass
+class _PendingLoss:
+    """A worker process that ended after it was told to finish: its workers whose FINISHED may still come."""
+
+    deadline: float
+    reason: str
+    workers: set[bytes]
 
 
 class WorkerDied(Exception):
@@ -95,6 +108,7 @@ class StepState:
         self.finished = 0  # workers that said FINISHED
         self.joined_reported = False
         self._members_changed = False  # a worker joined or a process was lost since joined_now() looked
+        self._pending: dict[int, _PendingLoss] = {}  # per slot: a loss waiting for FINISHEDs still on their way
         self._numbers: dict[bytes, int] = {}  # workers outside the run: their numbers in the step
         self._told_to_finish: set[bytes] = set()  # workers told to finish that have not said FINISHED
         self._finished_threads: dict[int, int] = {}  # per worker process: its threads that ran finish()
@@ -128,8 +142,8 @@ class StepState:
         return bool(self.queue) or self._ended == self.senders or self.results is not None
 
     def done(self) -> bool:
-        """Whether the step is over: every worker told to finish has said FINISHED."""
-        return self.finishing and self.finished >= self.expected_workers
+        """Whether the step is over: every worker told to finish has said FINISHED (or is settled as lost)."""
+        return self.finishing and not self._pending and self.finished >= self.expected_workers
 
     def busy_workers(self) -> int:
         """How many workers hold work now."""
@@ -316,11 +330,20 @@ class StepState:
     def finished_worker(self, worker: bytes) -> None:
         """A worker ran finish() and sent its end of stream."""
         if worker not in self.pool.workers:
+            slot = slot_of(worker)
+            pending = self._pending.get(slot) if slot is not None else None
+            if pending is not None and worker in pending.workers:  # it came after its process's loss
+                pending.workers.discard(worker)
+                self._told_to_finish.discard(worker)
+                self._count_finished(worker)
             return
         if worker not in self._told_to_finish:
             self._ignore(worker, "a FINISHED before it was told to finish")
             return
         self._told_to_finish.discard(worker)
+        self._count_finished(worker)
+
+    def _count_finished(self, worker: bytes) -> None:
         self.finished += 1
         slot = slot_of(worker)
         if slot is not None:
@@ -356,18 +379,34 @@ class StepState:
         self.expected_workers += threads
         self._alone_since = None
 
-    def lost(self, slot: int, reason: str, running: Sequence[int]) -> list[tuple[int, Outputs]]:
-        """Worker process ``slot`` died while running the messages ``running``: what its workers held
-        goes back to the front of the queue; only a message it was running counts the death against it.
-        The outputs an ordered step may now send on (those that waited for a message that failed for good).
+    def lost(self, loss: Loss) -> list[tuple[int, Outputs]]:
+        """A worker process ended (``loss``): what its workers held goes back to the front of the queue;
+        only a message it was running counts the death against it. The outputs an ordered step may now
+        send on (those that waited for a message that failed for good).
 
-        A replacement is announced (ADDED) before the loss, so the step is never taken for empty.
+        A replacement is announced (ADDED) before the loss, so the step is never taken for empty. A
+        process told to finish may have sent its FINISHEDs just before it ended: they travel through
+        another socket and may come after this notice, so it is given FINISH_GRACE_SECONDS for them
+        before its finish() is taken for cut short.
         """
+        slot, reason, running = loss.slot, loss.reason, loss.running
         requeue: list[Packet] = []
         release: list[tuple[int, Outputs]] = []
+        told: set[bytes] = set()
         for worker in [worker for worker in self.pool.workers if slot_of(worker) == slot]:
+            if worker in self._told_to_finish:
+                told.add(worker)
             requeue.extend(self._blame(self.pool.lose(worker), running, worker, reason, release))
         self._requeue(requeue)
+        if told:
+            self._pending[slot] = _PendingLoss(self.clock() + FINISH_GRACE_SECONDS, reason, told)
+        else:
+            self._settle(slot, reason)
+        self._members_changed = True
+        return release
+
+    def _settle(self, slot: int, reason: str) -> None:
+        """Count worker process ``slot``'s threads that never said FINISHED out of the step."""
         unfinished = self._slot_threads.get(slot, self.step.nb_thread) - self._finished_threads.get(slot, 0)
         self.expected_workers -= unfinished
         if self.finishing and unfinished > 0:  # what its finish() would have sent is lost
@@ -375,13 +414,24 @@ class StepState:
             self.first_error = self.first_error or line
             self.fatal = True
             log.error("%s", line)
-        if self.expected_workers == 0:
+        if self.expected_workers == 0 and not self.finishing:
             if self.options.listen:
                 self._alone_since = self.clock()  # a remote worker may still come
             else:
                 self._no_workers_left(f"its worker processes died ({reason})")
-        self._members_changed = True
-        return release
+
+    def settle_losses(self) -> float | None:
+        """Settle the losses whose grace is over; seconds until the next one's is (None: none pending)."""
+        now = self.clock()
+        for slot, pending in list(self._pending.items()):
+            if not pending.workers or now >= pending.deadline:
+                del self._pending[slot]
+                for worker in pending.workers:
+                    self._told_to_finish.discard(worker)
+                self._settle(slot, pending.reason)
+        if not self._pending:
+            return None
+        return max(0.0, min(pending.deadline for pending in self._pending.values()) - now)
 
     def joined_now(self) -> bool:
         """Whether the expected workers have all joined since the last look (the runner waits for this)."""

@@ -82,6 +82,9 @@ class WorkerThread(StepThread):
     step (which then sends them in input order).
     """
 
+    #: Milliseconds the socket to the router keeps unsent messages once closed (its last is FINISHED).
+    linger_ms = 0
+
     @property
     def handles(self) -> Handles | None:
         """Where buffers from and to the router are lent: the run's (None in a worker process)."""
@@ -89,7 +92,7 @@ class WorkerThread(StepThread):
 
     def work(self) -> None:
         ctl = self.ctl = self.context.socket(zmq.DEALER)
-        ctl.linger = 0
+        ctl.linger = self.linger_ms
         try:
             self.open(self.make_outlet(ctl))
             self.connect(ctl)

@@ -68,7 +68,8 @@ class Kind(IntEnum):
     HALT = 14  # host -> worker process: the step stopped after a failure; start no further message
     LOST = 15  # host -> router: a worker process died (value: its slot)
     ADDED = 16  # host -> router: a worker process joins the step (value: its slot; count: its threads)
-    REFUSE = 17  # host -> remote worker: it cannot join (a frame says why)
+    REFUSE = 17  # door -> remote worker: it cannot join (a frame says why)
+    LEFT = 18  # remote worker -> door: one of its worker processes ended (value: its slot; then reason, running)
 
 
 HEADER = struct.Struct("<BBxxIQ")  # kind, flags, count, value
@@ -85,6 +86,8 @@ RESULT_INPUT = struct.Struct("<QIBf")
 
 #: The target of an output sent to every next step.
 EVERY_NEXT_STEP = 0xFFFF
+#: The longest text (a reason, a step name) a peer's frame is read to.
+MAX_REASON_CHARS = 1000
 
 
 @dataclass
@@ -280,13 +283,45 @@ def parse_failed(frames: Sequence[Any]) -> tuple[int, str, str, str]:
     return value, what, error, traceback
 
 
-def lost_frames(slot: int, reason: str, running: Sequence[int]) -> list[bytes]:
-    """A LOST notice: worker process ``slot`` died for ``reason`` while running the messages ``running``."""
-    return [HEADER.pack(Kind.LOST, 0, 0, slot), reason.encode(), array("Q", running).tobytes()]
+@dataclass(frozen=True)
+class Loss:
+    """What a LOST or LEFT says: worker process ``slot`` ended for ``reason`` while running the messages
+    ``running``; ``clean``: by itself, with exit status 0 (after FINISH, its work done)."""
+
+    slot: int
+    reason: str
+    running: list[int]
+    clean: bool = False
+
+
+def lost_frames(loss: Loss, kind: Kind = Kind.LOST) -> list[bytes]:
+    """A LOST notice (supervisor or door -> router), or a LEFT (remote worker -> door)::
+
+        HEADER (kind, count: 1 if clean, value: slot) | reason, UTF-8 | running, uint64 each
+    """
+    return [HEADER.pack(kind, 0, int(loss.clean), loss.slot), loss.reason.encode(),
+            array("Q", loss.running).tobytes()]
+
+
+def left_frames(loss: Loss) -> list[bytes]:
+    """A remote worker's LEFT: one of its worker processes ended (laid out as LOST)."""
+    return lost_frames(loss, Kind.LEFT)
+
+
+def parse_lost(frames: Sequence[Any]) -> Loss:
+    """The Loss a LOST or LEFT says; a WireError if it is not one."""
+    if len(frames) != 3 or len(frames[0]) != HEADER.size:
+        raise WireError("a LOST or LEFT of the wrong frames")
+    _, _, clean, slot = HEADER.unpack_from(frames[0])
+    data = bytes(frames[2])
+    running = array("Q")
+    running.frombytes(data[:len(data) - len(data) % running.itemsize])
+    return Loss(slot, bytes(frames[1]).decode(errors="replace")[:MAX_REASON_CHARS], list(running), clean == 1)
 
 
 def added_frames(slot: int, threads: int) -> list[bytes]:
-    """An ADDED notice: worker process ``slot``, with ``threads`` worker threads, joins the step."""
+    """An ADDED notice (supervisor or door -> router): worker process ``slot``, with ``threads`` worker threads,
+    joins the step. The header alone: HEADER (ADDED, count: threads, value: slot)."""
     return [HEADER.pack(Kind.ADDED, 0, threads, slot)]
 
 
@@ -296,16 +331,11 @@ def parse_added(frames: Sequence[Any]) -> tuple[int, int]:
     return slot, threads
 
 
-def parse_lost(frames: Sequence[Any]) -> tuple[int, str, list[int]]:
-    """(slot, reason, messages it was running) of a LOST notice."""
-    _, slot = header_of(frames[0])
-    running = array("Q")
-    running.frombytes(bytes(frames[2]))
-    return slot, bytes(frames[1]).decode(errors="replace"), list(running)
-
-
 def ping_frames(slot: int, running: Sequence[int]) -> list[bytes]:
-    """A keeper's PING: worker process ``slot`` is alive, running the messages ``running``."""
+    """A PING (remote worker -> door): worker process ``slot`` is alive, running the messages ``running``::
+
+        HEADER (PING, value: slot) | running, uint64 each
+    """
     return [HEADER.pack(Kind.PING, 0, 0, slot), array("Q", running).tobytes()]
 
 
@@ -317,6 +347,45 @@ def parse_ping(frames: Sequence[Any]) -> list[int]:
     running = array("Q")
     running.frombytes(data[:len(data) - len(data) % running.itemsize])
     return list(running)
+
+
+def hello_frames(step: str, threads: int, pid: int) -> list[bytes]:
+    """A HELLO (remote worker -> door): a process of ``threads`` worker threads asks to join ``step``::
+
+        HEADER (HELLO, count: threads, value: its pid on its host) | step name, UTF-8
+    """
+    return [HEADER.pack(Kind.HELLO, 0, threads, pid), step.encode()]
+
+
+def parse_hello(frames: Sequence[Any]) -> tuple[str, int, int]:
+    """(step, threads, pid) of a HELLO (a step of "" when it names none)."""
+    _, _, threads, pid = HEADER.unpack_from(frames[0])
+    step = bytes(frames[1]).decode(errors="replace")[:MAX_REASON_CHARS] if len(frames) > 1 else ""
+    return step, threads, pid
+
+
+def spec_frames(slot: int, spec: bytes) -> list[bytes]:
+    """A SPEC (door -> remote worker): its slot, and the step's Spec pickled (the worker proved the run's key)::
+
+        HEADER (SPEC, value: slot) | pickle
+    """
+    return [HEADER.pack(Kind.SPEC, 0, 0, slot), spec]
+
+
+def parse_spec(frames: Sequence[Any]) -> tuple[int, bytes]:
+    """(slot, the pickled Spec) of a SPEC."""
+    _, slot = header_of(frames[0])
+    return slot, bytes(frames[1])
+
+
+def refuse_frames(why: str) -> list[bytes]:
+    """A REFUSE (door -> remote worker): it cannot join, and why. HEADER (REFUSE) | why, UTF-8."""
+    return [HEADER.pack(Kind.REFUSE, 0, 0, 0), why.encode()]
+
+
+def parse_refuse(frames: Sequence[Any]) -> str:
+    """Why a REFUSE refused."""
+    return bytes(frames[1]).decode(errors="replace")[:MAX_REASON_CHARS] if len(frames) > 1 else ""
 
 
 #: The routing id of a worker thread in another process starts with this byte (then "slot.thread");

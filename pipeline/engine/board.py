@@ -1,0 +1,73 @@
+"""A worker process's busy board: a small memory-mapped file that it shares with the process that started it.
+
+The worker process's threads mark there the message each one is running; its parent (the run's
+supervisor, or ``pipeline-worker`` on a remote host) reads it without the child's help, so it
+knows which message a process was running when it died (only that message counts the death
+against it, even though answers travel in batches), and it sets the board's halt flag when the
+step stopped after a failure, which the threads read before each message. Neither side needs the
+other's GIL: a process inside a long C call is still read and still told.
+
+Layout, little-endian uint64 words::
+
+    word 0        halt flag (1: start no further message)
+    word 1 + t    the message thread t is running (UNORDERED: none)
+"""
+
+from __future__ import annotations
+
+import mmap
+import struct
+from pathlib import Path
+
+from pipeline.execution.executor import UNORDERED
+
+_WORD = struct.Struct("<Q")
+
+
+class BusyBoard:
+    """The mapped board of one worker process (``threads`` worker threads)."""
+
+    def __init__(self, path: str | Path, threads: int, create: bool = False) -> None:
+        size = _WORD.size * (1 + threads)
+        if create:
+            with open(path, "wb") as file:
+                file.write(_WORD.pack(0) + _WORD.pack(UNORDERED) * threads)
+        with open(path, "r+b") as file:
+            self.map = mmap.mmap(file.fileno(), size)
+        self.threads = threads
+
+    def mark(self, thread: int, seq: int | None) -> None:
+        """Thread ``thread`` starts message ``seq`` (None: it finished it)."""
+        _WORD.pack_into(self.map, _WORD.size * (1 + thread), UNORDERED if seq is None else seq)
+
+    def running(self) -> list[int]:
+        """The messages the process's threads are running now."""
+        return [seq for (seq,) in _WORD.iter_unpack(self.map[_WORD.size:]) if seq != UNORDERED]
+
+    def halt(self) -> None:
+        """Tell the process's threads to start no further message."""
+        _WORD.pack_into(self.map, 0, 1)
+
+    @property
+    def halted(self) -> bool:
+        """Whether the process was told to start no further message."""
+        return _WORD.unpack_from(self.map, 0)[0] == 1
+
+    def close(self) -> None:
+        """Unmap the board."""
+        self.map.close()
+
+
+class HaltedSteps(set):
+    """The steps a worker process's threads start no further message of: those its own failures halted
+    (on_error=stop, a set as in the run's policy) and, once its parent set the board's flag, its step."""
+
+    def __init__(self, step: str, board: BusyBoard | None) -> None:
+        super().__init__()
+        self.step = step
+        self.board = board
+
+    def __contains__(self, step: object) -> bool:
+        if super().__contains__(step):
+            return True
+        return step == self.step and self.board is not None and self.board.halted

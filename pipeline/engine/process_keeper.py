@@ -1,0 +1,182 @@
+"""The worker processes one process starts and watches on its own host: the run's, for steps with
+``nb_process`` (engine.supervisor), and ``pipeline-worker``'s on a remote host (engine.remote_agent).
+
+A worker process is started with ``subprocess`` (a fresh interpreter: never ``fork``, which would
+copy the parent's threads and sockets), in a session of its own so that a terminal's Ctrl+C reaches
+only its parent, which decides. What it runs (its ``Spec``) is a file in the parent's private
+directory (0700); so is its busy board (engine.board), through which the parent knows what it is
+running and tells it to halt.
+
+Liveness never depends on the child's GIL: a child is dead when it has exited, or when it has
+been stopped (SIGSTOP) for the patience (``heartbeat_interval`` x ``heartbeat_liveness``), read from
+``/proc`` (Linux); a child inside a long C call that holds its GIL is running, hence alive. The
+child dies with its parent (``PR_SET_PDEATHSIG``, set by the child itself; engine.worker_process),
+so a killed run leaves no worker process behind.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import logging
+import os
+import pickle
+import signal
+import subprocess
+import sys
+import time
+from collections.abc import Sequence
+from dataclasses import dataclass, field
+from pathlib import Path
+
+from pipeline.engine.board import BusyBoard
+from pipeline.engine.worker_process import Spec
+from pipeline.execution.status import WorkerProcessStatus
+
+log = logging.getLogger("pipeline.engine")
+
+#: What a worker process runs (not ``-m``: the module is imported by its package before it runs).
+WORKER_MAIN = "import sys; from pipeline.engine.worker_process import main; main(sys.argv[1:])"
+#: Seconds to wait for a killed worker process to be gone.
+KILL_GRACE_SECONDS = 1.0
+
+
+@dataclass
+class WorkerProcess:
+    """One worker process this process started."""
+
+    slot: int
+    step: str
+    threads: int
+    popen: subprocess.Popen | None
+    board: BusyBoard | None
+    seen: float = field(default_factory=time.monotonic)  # when it was last seen alive and not stopped
+    halted: bool = False  # its board's halt flag is set
+
+    @property
+    def pid(self) -> int | None:
+        """Its process id (None if it could not be started)."""
+        return self.popen.pid if self.popen is not None else None
+
+    def running(self) -> list[int]:
+        """The messages its threads are running (from its busy board; after its death too)."""
+        return self.board.running() if self.board is not None else []
+
+    def status(self, now: float) -> WorkerProcessStatus:
+        """What the monitor shows of it."""
+        return WorkerProcessStatus(self.slot, "process", self.pid, "", "", self.threads, now - self.seen)
+
+
+@dataclass(frozen=True)
+class Death:
+    """A worker process that is gone: why, whether it failed (it did not end by itself with status 0), and the
+    messages it was running."""
+
+    process: WorkerProcess
+    reason: str
+    failed: bool
+    running: list[int]
+
+
+class ProcessKeeper:
+    """Starts worker processes in ``directory`` (private to the user) and says which have died."""
+
+    def __init__(self, directory: str | Path, patience: float) -> None:
+        self.directory = Path(directory)
+        self.patience = patience
+        self.processes: dict[int, WorkerProcess] = {}
+
+    def start(self, slot: int, spec: Spec, extra: Sequence[str] = ()) -> WorkerProcess:
+        """Start a worker process for ``spec`` in ``slot`` (``extra``: more command-line options)."""
+        spec_path = self.directory / f"spec-{slot}"
+        board_path = self.directory / f"busy-{slot}"
+        threads = spec.config.steps[spec.step].nb_thread
+        spec_path.write_bytes(pickle.dumps(spec))
+        board = BusyBoard(board_path, threads, create=True)
+        command = [sys.executable, "-c", WORKER_MAIN, f"--spec={spec_path}", f"--board={board_path}",
+                   f"--slot={slot}", f"--parent={os.getpid()}", *extra]
+        # The process imports the step's module as this one did: same working directory and sys.path.
+        env = {**os.environ, "PYTHONPATH": os.pathsep.join(p or os.getcwd() for p in sys.path)}
+        try:
+            popen: subprocess.Popen | None = subprocess.Popen(command, env=env, stdin=subprocess.DEVNULL,
+                                                              start_new_session=True)
+        except OSError as err:
+            log.error("step %s: cannot start a worker process: %s", spec.step, err)
+            popen = None
+        process = self.processes[slot] = WorkerProcess(slot, spec.step, threads, popen, board)
+        return process
+
+    def deaths(self) -> list[Death]:
+        """The worker processes that died since the last look (they are forgotten); stopped ones are killed."""
+        now = time.monotonic()
+        dead = []
+        for process in list(self.processes.values()):
+            if process.popen is None:
+                dead.append(Death(process, "it could not be started", True, []))
+                del self.processes[process.slot]
+                continue
+            code = process.popen.poll()
+            if code is None:
+                if not is_stopped(process.popen.pid):
+                    process.seen = now
+                elif now - process.seen > self.patience:
+                    log.error("step %s: worker process %d (pid %s) stopped for %.1f s: killing it", process.step,
+                              process.slot, process.pid, self.patience)
+                    process.popen.kill()
+                continue
+            dead.append(Death(process, describe_exit(code), code != 0, process.running()))
+            del self.processes[process.slot]
+            if process.board is not None:
+                process.board.close()
+        return dead
+
+    def halt(self, step: str) -> None:
+        """Tell the worker processes of ``step`` to start no further message."""
+        for process in self.processes.values():
+            if process.step == step and not process.halted and process.board is not None:
+                process.board.halt()
+                process.halted = True
+
+    def roster(self) -> tuple[WorkerProcess, ...]:
+        """The live worker processes (a new tuple: a reader in another thread never sees one change)."""
+        return tuple(self.processes.values())
+
+    def stop_all(self, timeout: float, signum: int | None = None) -> None:
+        """Wait up to ``timeout`` seconds for the processes to leave (after FINISH they do; ``signum`` asks
+        them first), then kill those still there."""
+        deadline = time.monotonic() + timeout
+        for ask in (signum, signal.SIGKILL):
+            for process in self.processes.values():
+                if ask is not None and process.popen is not None and process.popen.poll() is None:
+                    process.popen.send_signal(ask)
+            for process in self.processes.values():
+                if process.popen is not None:
+                    with contextlib.suppress(subprocess.TimeoutExpired):  # asked more firmly next round
+                        process.popen.wait(max(0.0, deadline - time.monotonic()))
+            deadline = time.monotonic() + KILL_GRACE_SECONDS
+
+    def close(self) -> None:
+        """Unmap the boards (the processes are gone)."""
+        for process in self.processes.values():
+            if process.board is not None:
+                process.board.close()
+        self.processes.clear()
+
+
+def is_stopped(pid: int) -> bool:
+    """Whether process ``pid`` is stopped (SIGSTOP, or a debugger's stop), from /proc; False where it cannot tell."""
+    try:
+        with open(f"/proc/{pid}/stat", encoding="ascii", errors="replace") as stat:
+            state = stat.read().rsplit(")", 1)[1].split()[0]
+    except (OSError, IndexError):
+        return False
+    return state in ("T", "t")
+
+
+def describe_exit(code: int) -> str:
+    """How a process ended, in words."""
+    if code < 0:
+        try:
+            return f"killed by signal {signal.Signals(-code).name}"
+        except ValueError:
+            return f"killed by signal {-code}"
+    return f"exit code {code}"

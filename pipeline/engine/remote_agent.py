@@ -1,0 +1,220 @@
+"""``pipeline-worker``'s own process on a remote host: it joins a run's step and keeps its worker processes.
+
+It connects to the run's door (CURVE, pinned to the run's key), asks once per worker process for a
+slot and the step's ``Spec`` (HELLO; SPEC or REFUSE), and starts each worker process
+(engine.process_keeper). Then it is their keeper towards the run: every ``heartbeat_interval`` it
+sends a PING per slot, saying which messages the process is running (read from its busy board),
+and it hears the run's PONG; it relays HALT to the boards; when a process ends it tells the run
+at once (LEFT, with what it was running), so that its messages go to other workers without
+waiting for a heartbeat to be missed. Its heartbeats never wait for a worker process's GIL.
+
+It leaves, killing its worker processes, when the run is gone (no PONG for ``heartbeat_liveness``
+beats) or on SIGTERM / SIGINT (as ``scancel`` sends), telling the run what they held; and exits 0
+once every worker process has finished its share of the stream.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import os
+import pickle
+import signal
+import sys
+import tempfile
+import time
+from pathlib import Path
+
+import zmq
+from setproctitle import setproctitle
+from zmq.utils.monitor import recv_monitor_message
+
+from pipeline.auth.curve import secure_client
+from pipeline.auth.keys import KeyPair
+from pipeline.engine import sockets
+from pipeline.engine.process_keeper import ProcessKeeper
+from pipeline.engine.wire import (
+    Kind,
+    Loss,
+    header_of,
+    hello_frames,
+    left_frames,
+    parse_refuse,
+    parse_spec,
+    ping_frames,
+)
+from pipeline.engine.worker_process import Spec
+
+#: Seconds a new worker waits for the run to say what to run.
+HELLO_TIMEOUT_SECONDS = 30.0
+#: Exit status of a worker whose run is gone (no heartbeat for heartbeat_liveness beats).
+RUN_GONE = 3
+#: Seconds worker processes get to leave after a signal, before they are killed.
+LEAVE_SECONDS = 5.0
+
+
+@dataclasses.dataclass(frozen=True)
+class Login:
+    """How a remote worker joins a run: the step, its threads, and the CURVE keys of both sides (and their files,
+    which its worker processes load)."""
+
+    step: str
+    threads: int
+    own: KeyPair
+    server: KeyPair
+    key_file: str
+    server_key_file: str
+
+
+class JoinError(Exception):
+    """A worker cannot join its run: one line for the user, and the exit status."""
+
+    def __init__(self, line: str, status: int) -> None:
+        super().__init__(line)
+        self.status = status
+
+
+#: What a client's socket monitor reports about its handshakes with the run.
+_HANDSHAKE_EVENTS = (zmq.EVENT_HANDSHAKE_FAILED_AUTH | zmq.EVENT_HANDSHAKE_FAILED_PROTOCOL
+                     | zmq.EVENT_HANDSHAKE_FAILED_NO_DETAIL | zmq.EVENT_HANDSHAKE_SUCCEEDED | zmq.EVENT_DISCONNECTED)
+
+
+def ask_spec(socket: zmq.Socket, login: Login) -> tuple[Spec, int]:
+    """Say HELLO to the run's door; its SPEC and the slot it gives (the run proved its server key in the
+    CURVE handshake: it is trusted with what we unpickle)."""
+    monitor = socket.get_monitor_socket(_HANDSHAKE_EVENTS)
+    try:
+        sockets.send(socket, hello_frames(login.step, login.threads, os.getpid()))
+        _wait_for_answer(socket, monitor, login.own.name)
+    finally:
+        socket.disable_monitor()
+        monitor.close()
+    received = sockets.recv(socket)
+    kind, _ = header_of(received[0])
+    if kind is Kind.REFUSE:
+        raise JoinError(f"the run refused: {parse_refuse(received)}", 2)
+    slot, spec = parse_spec(received)
+    return pickle.loads(spec), slot
+
+
+def _wait_for_answer(socket: zmq.Socket, monitor: zmq.Socket, key: str) -> None:
+    """Wait up to HELLO_TIMEOUT_SECONDS for the run's answer; a JoinError if the handshake fails.
+
+    The run refusing our key is an explicit failure; a run whose key is not --server-key cannot read
+    our handshake and closes the connection before it completes, which is the same failure to us.
+    """
+    poller = zmq.Poller()
+    poller.register(socket, zmq.POLLIN)
+    poller.register(monitor, zmq.POLLIN)
+    deadline = time.monotonic() + HELLO_TIMEOUT_SECONDS
+    shaken = False
+    while (left := deadline - time.monotonic()) > 0:
+        events = dict(poller.poll(left * 1000))
+        if socket in events:
+            return
+        if monitor in events:
+            event = recv_monitor_message(monitor)["event"]
+            if event == zmq.EVENT_HANDSHAKE_SUCCEEDED:
+                shaken = True
+            elif event != zmq.EVENT_DISCONNECTED or not shaken:
+                raise JoinError(f"authentication failed: the run did not accept key {key!r}, or is not the "
+                                f"holder of --server-key (is {key}.key in its authorized_keys?)", 1)
+    raise JoinError(f"no answer from the run within {HELLO_TIMEOUT_SECONDS:g} s (is it listening there?)", 1)
+
+
+class _Signalled(Exception):
+    """SIGTERM or SIGINT arrived: leave."""
+
+    def __init__(self, signum: int) -> None:
+        super().__init__(signum)
+        self.signum = signum
+
+
+def _raise_signal(signum: int, frame: object) -> None:
+    raise _Signalled(signum)
+
+
+def serve_remote(address: str, login: Login, processes: int) -> int:
+    """Join the run at ``address`` with ``processes`` worker processes and keep them; the exit status."""
+    context = zmq.Context()
+    context.ipv6 = address.startswith("tcp://[")  # libzmq connects to an IPv6 address only with IPV6 set
+    keeper_socket = context.socket(zmq.DEALER)
+    keeper_socket.linger = 0
+    secure_client(keeper_socket, login.own, login.server.public)
+    directory = tempfile.mkdtemp(prefix="pipeline-worker-")  # 0700: the specs and boards are ours alone
+    keeper: ProcessKeeper | None = None
+    previous = {sig: signal.signal(sig, _raise_signal) for sig in (signal.SIGINT, signal.SIGTERM)}
+    try:
+        keeper_socket.connect(address)
+        spec, slot = ask_spec(keeper_socket, login)
+        setproctitle(f"pipeline-worker: step {spec.step}, {processes} worker process{'es' if processes > 1 else ''}")
+        keeper = ProcessKeeper(directory, spec.heartbeat_interval * spec.heartbeat_liveness)
+        _start(keeper, spec, slot, address, login)
+        for _ in range(processes - 1):
+            _start(keeper, *ask_spec(keeper_socket, login), address, login)
+        return _keep(keeper_socket, keeper, spec)
+    except JoinError as err:
+        print(f"pipeline-worker: error: {err}", file=sys.stderr, flush=True)
+        return err.status
+    except _Signalled as signalled:
+        name = signal.Signals(signalled.signum).name
+        print(f"pipeline-worker: {name}: leaving; the run gives this worker's messages to others", file=sys.stderr,
+              flush=True)
+        if keeper is not None:
+            _leave(keeper_socket, keeper, f"pipeline-worker left on {name}")
+        return 128 + signalled.signum
+    finally:
+        for sig, handler in previous.items():
+            signal.signal(sig, handler)
+        if keeper is not None:
+            keeper.stop_all(0.0)
+            keeper.close()
+        keeper_socket.close()
+        context.term()
+        for path in Path(directory).iterdir():
+            path.unlink()
+        os.rmdir(directory)
+
+
+def _start(keeper: ProcessKeeper, spec: Spec, slot: int, address: str, login: Login) -> None:
+    """Start the worker process of ``slot``: the run's step with this worker's threads, its router the door."""
+    step = dataclasses.replace(spec.config.steps[spec.step], nb_thread=login.threads)
+    spec = dataclasses.replace(spec, work=address, config=dataclasses.replace(spec.config, steps={spec.step: step}))
+    keeper.start(slot, spec, [f"--key={login.key_file}", f"--server-key={login.server_key_file}"])
+
+
+def _keep(socket: zmq.Socket, keeper: ProcessKeeper, spec: Spec) -> int:
+    """Heartbeats with the run until every worker process has ended (their worst exit status) or the run is gone."""
+    interval = spec.heartbeat_interval
+    patience = interval * spec.heartbeat_liveness
+    heard = time.monotonic()
+    beat = 0.0
+    worst = 0
+    while keeper.processes:
+        now = time.monotonic()
+        if now >= beat:
+            beat = now + interval
+            for process in keeper.processes.values():
+                sockets.send(socket, ping_frames(process.slot, process.running()))
+        if socket.poll(min(interval, 0.1) * 1000):
+            while sockets.waiting(socket):
+                kind, _ = header_of(sockets.recv(socket)[0])
+                heard = time.monotonic()
+                if kind is Kind.HALT:
+                    keeper.halt(spec.step)
+        for death in keeper.deaths():
+            worst = max(worst, death.process.popen.returncode if death.process.popen is not None else 1, key=abs)
+            sockets.send(socket, left_frames(Loss(death.process.slot, death.reason, death.running, not death.failed)))
+        if time.monotonic() - heard > patience:
+            print(f"pipeline-worker: the run is gone (no heartbeat for {patience:g} s); leaving", file=sys.stderr,
+                  flush=True)
+            return RUN_GONE
+    return worst
+
+
+def _leave(socket: zmq.Socket, keeper: ProcessKeeper, reason: str) -> None:
+    """Tell the run that each worker process leaves, with what it was running, then end them."""
+    for process in keeper.processes.values():
+        sockets.send(socket, left_frames(Loss(process.slot, reason, process.running())))
+    keeper.stop_all(LEAVE_SECONDS, signal.SIGTERM)
+    # The run must hear it before the socket closes.
+    socket.linger = int(LEAVE_SECONDS * 1000)
