@@ -88,11 +88,22 @@ pipeline-run --config=configs/example.json --Pipeline.gui_address=127.0.0.1:5565
         """The monitor's key pair and the keys it lets in; None in plaintext (ConfigError for a bad key file)."""
         if self.plaintext:
             return None
-        own = auth.load_key_pair(self.server_key, "--server-key") if self.server_key else auth.ensure_own_key_pair()
+        own = auth.load_key_pair(self.server_key, "--server-key") if self.server_key else self.own_key_pair()
         allowed = {own.public: own.name}
         if self.authorized_keys:
             allowed.update(auth.authorized_keys(self.authorized_keys, "--authorized-keys"))
         return auth.ServerKeys(own, allowed)
+
+    def own_key_pair(self) -> auth.KeyPair:
+        """The user's own key pair; made on the first start, which says where (once: the next start finds it)."""
+        public, secret = auth.key_paths(auth.private_dir(), auth.OWN_KEY_NAME)
+        made = not secret.exists()
+        own = auth.ensure_own_key_pair()
+        if made:
+            print(f"{self.name}: made this user's monitor key pair: {public} (public) and {secret} (secret, mode "
+                  f"0600); this user's runs on this host read it; a run on another host needs {public} as "
+                  "--Pipeline.gui_server_key (docs/gui.md, keys and privacy)", file=sys.stderr, flush=True)
+        return own
 
     def check_option_names(self, argv: Sequence[str]) -> None:
         """Reject an option this command does not have, ``--name`` or ``--Class.trait`` (traitlets would only warn)."""
