@@ -167,13 +167,105 @@ def test_across_hosts_the_keys_are_named(home: Path, listeners) -> None:
     assert {name for _, name in monitor.read_until_finish()} == {"node7"}
 
 
-def test_a_plaintext_listener_gets_nothing_from_a_keyed_run(home: Path, listeners) -> None:
+class Said(logging.Handler):
+    """The monitor's warnings, as they come from the run's threads; ``first`` is set by the first."""
+
+    def __init__(self) -> None:
+        super().__init__(logging.WARNING)
+        self.lines: list[str] = []
+        self.first = threading.Event()
+
+    def emit(self, record: logging.LogRecord) -> None:
+        self.lines.append(record.getMessage())
+        self.first.set()
+
+
+@pytest.fixture
+def said() -> Iterator[Said]:
+    handler = Said()
+    logger = logging.getLogger("pipeline.monitor")
+    logger.addHandler(handler)
+    yield handler
+    logger.removeHandler(handler)
+
+
+def refused_run(listener: Listener, said: Said, refusals: int = 1, **settings: Any) -> list[str]:
+    """Run against ``listener``, which refuses the run's handshake ``refusals`` times at least while the
+    run goes on (the run connects again after some refusals); what the run said."""
+    run = GatedRun(gui_address=listener.address, **settings)
+    for _ in range(refusals):
+        listener.refused_handshake()
+    assert said.first.wait(WAIT), "the run said nothing"
+    assert run.finish().exit_status == 0
+    assert listener.read() == []
+    return said.lines
+
+
+def test_a_plaintext_listener_gets_nothing_from_a_keyed_run_which_says_why_once(home: Path, listeners,
+                                                                                said: Said) -> None:
     auth.ensure_own_key_pair()
     squatter = listeners()  # bound at the run's address, without the monitor's key
-    run = GatedRun(gui_address=squatter.address)
-    assert squatter.refused_handshake()
-    assert run.finish().exit_status == 0
-    assert squatter.read() == []
+    assert refused_run(squatter, said) == [
+        f"the run's status is not heard at {squatter.address}: the listener there takes no keys (pipeline-gui "
+        "--plaintext, or a script): set Pipeline.gui_plaintext=True to send in clear, or start the monitor without "
+        "--plaintext"]
+
+
+def test_a_plaintext_run_against_a_keyed_monitor_says_why_once(home: Path, listeners, said: Said) -> None:
+    own = auth.ensure_own_key_pair()
+    monitor = listeners(own, {own.public: "monitor"})
+    assert refused_run(monitor, said, gui_plaintext=True) == [
+        f"the run's status is not heard at {monitor.address}: the monitor there takes only runs that prove a key, "
+        "and this run sends in clear (Pipeline.gui_plaintext=True): drop that option, or start the monitor with "
+        "--plaintext"]
+
+
+def test_a_run_holding_another_monitors_key_says_why_once(home: Path, listeners, said: Said) -> None:
+    own = auth.ensure_own_key_pair()
+    monitor = listeners(own, {own.public: "monitor"})  # the user's own monitor
+    auth.generate_key_pair(home / "keys", "desk")
+    auth.generate_key_pair(home / "keys", "node7")
+    desk = str(home / "keys" / "desk.key")  # the run trusts another monitor's key
+    node7 = str(home / "keys" / "node7.key_secret")
+    assert refused_run(monitor, said, refusals=3, gui_server_key=desk, gui_key=node7) == [
+        f"the run's status is not heard at {monitor.address}: the listener there does not hold the secret of the "
+        f"monitor key this run trusts ({desk}): it is another monitor (another user's, or one started with "
+        "--server-key); set Pipeline.gui_server_key to its public .key file, and Pipeline.gui_key to a key pair "
+        "that it lets in"]
+
+
+def test_a_run_whose_key_the_monitor_refuses_says_why_once(home: Path, listeners, said: Said) -> None:
+    desk = auth.load_key_pair(auth.generate_key_pair(home / "keys", "desk")[1])
+    monitor = listeners(desk, {desk.public: "desk"})  # node7.key is not among its authorized keys
+    node7 = str(auth.generate_key_pair(home / "keys", "node7")[1])
+    assert refused_run(monitor, said, gui_server_key=str(home / "keys" / "desk.key"), gui_key=node7) == [
+        f"the run's status is not heard at {monitor.address}: the monitor there refused this run's key ({node7}): "
+        "put its public .key file in the monitor's --authorized-keys directory and restart the monitor, or set "
+        "Pipeline.gui_key to a key pair that it lets in"]
+
+
+def test_a_short_run_refused_says_why_in_one_line_on_stderr(home: Path, listeners) -> None:
+    """The run ends before its first look at the socket's events: its end waits for the handshake."""
+    own = auth.ensure_own_key_pair()
+    monitor = listeners(own, {own.public: "monitor"})
+    path = write_config(home, chain_config(str(home / "out.jsonl")))
+    result = run_cli(f"--config={path}", "--no-progress", f"--Pipeline.gui_address={monitor.address}",
+                     "--Pipeline.gui_plaintext=True")
+    assert result.returncode == 0, result.stderr
+    said = [line for line in result.stderr.splitlines() if "not heard" in line]
+    assert len(said) == 1, result.stderr
+    assert said[0].endswith(f"the run's status is not heard at {monitor.address}: the monitor there takes only "
+                            "runs that prove a key, and this run sends in clear (Pipeline.gui_plaintext=True): drop "
+                            "that option, or start the monitor with --plaintext")
+
+
+def test_a_user_without_keys_who_names_the_default_address_is_told_once(home: Path) -> None:
+    path = write_config(home, chain_config(str(home / "out.jsonl")))
+    result = run_cli(f"--config={path}", "--no-progress", "--Pipeline.gui_address=localhost:5565")
+    assert result.returncode == 0, result.stderr
+    said = [line for line in result.stderr.splitlines() if "not published" in line]
+    assert len(said) == 1, result.stderr
+    assert said[0].endswith(credentials.no_key_reason("", ""))
 
 
 def test_an_impostor_key_gets_nothing(home: Path, listeners) -> None:

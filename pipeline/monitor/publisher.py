@@ -14,7 +14,14 @@ is dropped and made again, which frees all it subscribed. With credentials, only
 monitor gets that far. Sends never wait: with no subscriber a message is discarded; a subscriber
 that does not keep up has its messages dropped at a small high-water mark, and the drops are counted.
 
-The socket belongs to the monitor's thread, in a context of its own (not the engine's).
+A run that nobody can hear must not stay silent about it: the socket's own events (libzmq's socket
+monitor, read without waiting on each look) tell how each handshake with the listener ended, and
+:meth:`Publisher.refusals` hands the failures to the monitor, which says why once
+(``credentials.refusal_reason``): a listener that takes no keys, or only keys, or does not hold the
+monitor key the run trusts, or refuses the run's key.
+
+The socket belongs to the monitor's thread, in a context of its own (not the engine's); so does the
+PAIR socket that reads its events.
 """
 
 from __future__ import annotations
@@ -22,10 +29,12 @@ from __future__ import annotations
 import logging
 import re
 from collections.abc import Mapping
+from dataclasses import dataclass
 from typing import Any
 
 import zmq
 from traitlets import TraitError, Unicode
+from zmq.utils.monitor import recv_monitor_message
 
 from pipeline.auth.curve import secure_client
 from pipeline.monitor.credentials import Credentials
@@ -47,6 +56,17 @@ SUBSCRIPTION_HWM = 16
 MAX_SUBSCRIPTIONS = 8
 #: Milliseconds between reconnections at most, while no monitor listens or a handshake fails.
 RECONNECT_MAX_MS = 2000
+#: The handshake failures libzmq reports, each with its value: a ZMTP error code, an errno, or a ZAP status.
+HANDSHAKE_FAILURES = (zmq.EVENT_HANDSHAKE_FAILED_NO_DETAIL, zmq.EVENT_HANDSHAKE_FAILED_PROTOCOL,
+                      zmq.EVENT_HANDSHAKE_FAILED_AUTH)
+#: The socket events read: a connection made, and how its handshake ended.
+WATCHED_EVENTS = (zmq.EVENT_CONNECTED | zmq.EVENT_HANDSHAKE_SUCCEEDED | zmq.EVENT_HANDSHAKE_FAILED_NO_DETAIL
+                  | zmq.EVENT_HANDSHAKE_FAILED_PROTOCOL | zmq.EVENT_HANDSHAKE_FAILED_AUTH)
+#: Socket events read per look at most (a listener that fails every handshake makes one each reconnection).
+EVENTS_PER_LOOK = 16
+#: Milliseconds the end of a run waits at most for the outcome of a handshake under way, so that a short
+#: run still says why it was not heard (no wait when no connection was made: nobody listens).
+HANDSHAKE_WAIT_MS = 500
 
 _ADDRESS = re.compile(r"(tcp://)?(\[[0-9A-Fa-f:.]+\]|[^\s:/\[\]]+):\d{1,5}")
 
@@ -68,6 +88,14 @@ def endpoint(address: str) -> str:
     return address if address.startswith("tcp://") else f"tcp://{address}"
 
 
+@dataclass(frozen=True)
+class Refusal:
+    """A handshake with the listener at the run's address that failed, as libzmq reported it."""
+
+    event: int  # one of HANDSHAKE_FAILURES
+    value: int  # a ZMTP protocol error (zmq.PROTOCOL_ERROR_*), an errno, or a ZAP status code (400)
+
+
 class Publisher:
     """Sends a run's messages to ``address``; make it, use it and close it in the same thread.
 
@@ -81,10 +109,14 @@ class Publisher:
         self.resets = 0  # connections dropped for subscribing too much
         self._serial = 0
         self._subscriptions = 0  # since the connection was last made
+        self.heard = False  # a handshake with the listener succeeded (then nothing is refused)
+        self._handshaking = False  # a connection is made and its handshake has not ended yet
         self._endpoint = endpoint(address)
         self._context = zmq.Context()
         self._socket = self._context.socket(zmq.XPUB)
+        self._events: zmq.Socket | None = None
         try:
+            self._events = self._socket.get_monitor_socket(WATCHED_EVENTS)
             self._socket.sndhwm = SEND_HWM
             self._socket.rcvhwm = SUBSCRIPTION_HWM
             self._socket.linger = 0
@@ -128,6 +160,27 @@ class Publisher:
             return False
         return subscribed
 
+    def refusals(self, wait_ms: int = 0) -> list[Refusal]:
+        """The handshakes that failed since the last call (a bounded number per call, read without waiting).
+
+        ``wait_ms``: if a connection is made and its handshake has not ended, wait that long at most for it.
+        """
+        refused: list[Refusal] = []
+        events = self._events
+        if events is None:
+            return refused
+        for _ in range(EVENTS_PER_LOOK):
+            if not events.poll(wait_ms if self._handshaking else 0):
+                break
+            event = recv_monitor_message(events)
+            kind, value = int(event["event"]), int(event["value"])
+            self._handshaking = kind == zmq.EVENT_CONNECTED
+            if kind == zmq.EVENT_HANDSHAKE_SUCCEEDED:
+                self.heard = True
+            elif kind in HANDSHAKE_FAILURES:
+                refused.append(Refusal(kind, value))
+        return refused
+
     def _reconnect(self) -> None:
         """Drop the connection, and with it every subscription its peer made; connect again."""
         if not self.resets:
@@ -140,5 +193,8 @@ class Publisher:
 
     def close(self, linger_ms: int = CLOSE_LINGER_MS) -> None:
         """Close the socket, giving what is queued ``linger_ms`` to leave, and end the context."""
+        if self._events is not None:
+            self._socket.disable_monitor()
+            self._events.close(linger=0)
         self._socket.close(linger=linger_ms)
         self._context.term()
