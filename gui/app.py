@@ -127,6 +127,7 @@ pipeline-run --config=configs/example.json --Pipeline.gui_address=127.0.0.1:5565
             raise ConfigError("PySide6", "", f"not installed ({err}); pip install 'zmq-pipeline[gui]'") from err
 
         from . import theme
+        from .instructions import KeyFiles
         from .window import MainWindow
 
         problem = binding_problem()
@@ -140,7 +141,8 @@ pipeline-run --config=configs/example.json --Pipeline.gui_address=127.0.0.1:5565
         theme.apply(qt_app)
         with QuitOnSignal(qt_app) as signals:
             try:
-                window = MainWindow(self.host, self.port, security)
+                key_files = KeyFiles.of(self.server_key, self.authorized_keys) if security else None
+                window = MainWindow(self.host, self.port, security, key_files=key_files)
             except zmq.ZMQError as err:
                 raise ConfigError(COMMAND_LINE, "--PipeGui.host/--PipeGui.port",
                                   f"cannot bind tcp://{self.host}:{self.port}: {zmq.strerror(err.errno)}") from err
