@@ -378,3 +378,78 @@ def test_subscriptions_cannot_grow_the_run(tmp_path: Path) -> None:
 def _rss() -> int:
     with open(f"/proc/{os.getpid()}/statm") as statm:
         return int(statm.read().split()[1]) * os.sysconf("SC_PAGE_SIZE")
+
+
+class ThreadListener:
+    """A plaintext SUB socket owned by a thread of its own, which reads (and so subscribes) as a monitor's
+    event loop does, every tenth of a second, until stopped; ``topics`` holds what it read."""
+
+    def __init__(self) -> None:
+        self.topics: list[str] = []
+        self.bound = threading.Event()
+        self.stop = threading.Event()
+        self.port = 0
+        self.thread = threading.Thread(target=self._listen, name="listener")
+        self.thread.start()
+        assert self.bound.wait(WAIT)
+
+    def _listen(self) -> None:
+        context = zmq.Context()
+        socket = context.socket(zmq.SUB)
+        socket.linger = 0
+        socket.subscribe(b"")
+        try:
+            self.port = socket.bind_to_random_port("tcp://127.0.0.1")
+            self.bound.set()
+            while not self.stop.is_set():
+                if socket.poll(100):
+                    self.topics.append(socket.recv_multipart()[0].decode())
+        finally:
+            socket.close()
+            context.term()
+
+    def close(self) -> list[str]:
+        """Stop reading; what was read."""
+        self.stop.set()
+        self.thread.join(WAIT)
+        return self.topics
+
+
+def test_the_end_of_a_short_run_waits_for_its_monitor_to_subscribe() -> None:
+    """A SUB socket subscribes only when its own thread touches it: a run that ends right after connecting
+    waits (half a second at most) for the subscription, so that its last messages reach the monitor."""
+    listener = ThreadListener()
+    try:
+        publisher = Publisher(f"127.0.0.1:{listener.port}", Envelope("r" * 32, "p", "c", "h", 1), None)
+        try:
+            deadline = time.monotonic() + WAIT
+            while not publisher.connected and time.monotonic() < deadline:  # as a run that connected earlier
+                publisher.refusals()
+                listener.thread.join(0.01)
+            publisher.settle(int(WAIT * 1000))
+            assert publisher.subscribed
+            publisher.publish("finish", {})
+        finally:
+            publisher.close()
+        deadline = time.monotonic() + WAIT
+        while "finish" not in listener.topics and time.monotonic() < deadline:
+            listener.thread.join(0.1)  # bounded: the listener's thread reads on meanwhile
+    finally:
+        topics = listener.close()
+    assert topics == ["finish"]
+
+
+def test_with_nobody_listening_the_end_of_a_run_does_not_wait(tmp_path: Path) -> None:
+    context = zmq.Context()
+    probe = context.socket(zmq.PULL)
+    port = probe.bind_to_random_port("tcp://127.0.0.1")
+    probe.close(0)
+    context.term()
+    publisher = Publisher(f"127.0.0.1:{port}", Envelope("r" * 32, "p", "c", "h", 1), None)
+    try:
+        start = time.monotonic()
+        publisher.settle(int(WAIT * 1000))
+        assert time.monotonic() - start < WAIT / 4  # no connection was made: nothing to wait for
+        assert not publisher.subscribed
+    finally:
+        publisher.close(0)

@@ -218,6 +218,7 @@ class Monitor:
         """The graph (a short run may have ended before a GUI heard it), the errors not yet sent,
         the last status (with the run's final state) and the report."""
         try:
+            publisher.settle(HANDSHAKE_WAIT_MS)  # a short run may end before its monitor subscribed
             publisher.new_subscribers()
             publisher.publish(GRAPH, self._graph)
             self._publish_errors(publisher)
@@ -226,18 +227,18 @@ class Monitor:
                                                   self._final_state))
             if self._report is not None:
                 publisher.publish(FINISH, finish_body(self._report))
-            self._say_refusals(publisher, HANDSHAKE_WAIT_MS, final=True)  # a short run may end in its handshake
+            self._say_refusals(publisher, final=True)
         except Exception:
             log.exception("the monitor failed to publish the end of the run")
 
-    def _say_refusals(self, publisher: Publisher, wait_ms: int = 0, final: bool = False) -> None:
+    def _say_refusals(self, publisher: Publisher, final: bool = False) -> None:
         """Say once why the listener refused the run's handshake, if it did: nobody hears this run.
 
         A keyed run's handshake closed without a word comes from a listener that does not hold the key the run
         trusts, or, when libzmq sees the close first, from one that takes no keys: it is said at the next
         refusal (the run reconnects), which tells them apart, or at the end of the run.
         """
-        for refusal in publisher.refusals(wait_ms):
+        for refusal in publisher.refusals():
             ambiguous = refusal.event == zmq.EVENT_HANDSHAKE_FAILED_NO_DETAIL and self.credentials is not None
             if ambiguous and self._held is None:
                 self._held = refusal

@@ -28,6 +28,7 @@ from __future__ import annotations
 
 import logging
 import re
+import time
 from collections.abc import Mapping
 from dataclasses import dataclass
 from typing import Any
@@ -64,8 +65,9 @@ WATCHED_EVENTS = (zmq.EVENT_CONNECTED | zmq.EVENT_HANDSHAKE_SUCCEEDED | zmq.EVEN
                   | zmq.EVENT_HANDSHAKE_FAILED_PROTOCOL | zmq.EVENT_HANDSHAKE_FAILED_AUTH)
 #: Socket events read per look at most (a listener that fails every handshake makes one each reconnection).
 EVENTS_PER_LOOK = 16
-#: Milliseconds the end of a run waits at most for the outcome of a handshake under way, so that a short
-#: run still says why it was not heard (no wait when no connection was made: nobody listens).
+#: Milliseconds the end of a run waits at most for a listener whose connection is made to finish its
+#: handshake and subscribe, so that a short run is still heard (or says why not); no wait when no
+#: connection was made (nobody listens) or the listener subscribed already.
 HANDSHAKE_WAIT_MS = 500
 
 _ADDRESS = re.compile(r"(tcp://)?(\[[0-9A-Fa-f:.]+\]|[^\s:/\[\]]+):\d{1,5}")
@@ -110,7 +112,9 @@ class Publisher:
         self._serial = 0
         self._subscriptions = 0  # since the connection was last made
         self.heard = False  # a handshake with the listener succeeded (then nothing is refused)
+        self.subscribed = False  # a listener subscribed (since the connection was last dropped by us)
         self._handshaking = False  # a connection is made and its handshake has not ended yet
+        self._refused: list[Refusal] = []  # read from the events, not yet handed out by refusals()
         self._endpoint = endpoint(address)
         self._context = zmq.Context()
         self._socket = self._context.socket(zmq.XPUB)
@@ -155,22 +159,44 @@ class Publisher:
                 break
             self._subscriptions += 1
             subscribed = subscribed or frame[:1] == b"\x01"
+        self.subscribed = self.subscribed or subscribed
         if self._subscriptions > MAX_SUBSCRIPTIONS:
             self._reconnect()
             return False
         return subscribed
 
-    def refusals(self, wait_ms: int = 0) -> list[Refusal]:
-        """The handshakes that failed since the last call (a bounded number per call, read without waiting).
+    def refusals(self) -> list[Refusal]:
+        """The handshakes that failed since the last call (events read without waiting, a bounded number)."""
+        self._read_events()
+        refused, self._refused = self._refused, []
+        return refused
 
-        ``wait_ms``: if a connection is made and its handshake has not ended, wait that long at most for it.
-        """
-        refused: list[Refusal] = []
+    @property
+    def connected(self) -> bool:
+        """Whether a connection to a listener was made (as of the events read so far)."""
+        return self._handshaking or self.heard
+
+    def settle(self, wait_ms: int) -> None:
+        """Wait ``wait_ms`` at most while a connection is made and its listener has neither subscribed nor
+        been refused: at the end of a short run, which sends its graph then whatever subscribed."""
+        deadline = time.monotonic() + wait_ms / 1000
+        poller = zmq.Poller()
+        poller.register(self._socket, zmq.POLLIN)
+        if self._events is not None:
+            poller.register(self._events, zmq.POLLIN)
+        self._read_events()
+        while self.connected and not self.subscribed and not self._refused:
+            left = deadline - time.monotonic()
+            if left <= 0 or not poller.poll(left * 1000):
+                break
+            self._read_events()
+            self.new_subscribers()
+
+    def _read_events(self) -> None:
+        """Read the socket's events waiting (a bounded number): how its handshakes went."""
         events = self._events
-        if events is None:
-            return refused
         for _ in range(EVENTS_PER_LOOK):
-            if not events.poll(wait_ms if self._handshaking else 0):
+            if events is None or not events.poll(0):
                 break
             event = recv_monitor_message(events)
             kind, value = int(event["event"]), int(event["value"])
@@ -178,8 +204,7 @@ class Publisher:
             if kind == zmq.EVENT_HANDSHAKE_SUCCEEDED:
                 self.heard = True
             elif kind in HANDSHAKE_FAILURES:
-                refused.append(Refusal(kind, value))
-        return refused
+                self._refused.append(Refusal(kind, value))
 
     def _reconnect(self) -> None:
         """Drop the connection, and with it every subscription its peer made; connect again."""
@@ -188,6 +213,7 @@ class Publisher:
                         "dropped and made again, as often as it does so", self._endpoint, self._subscriptions)
         self.resets += 1
         self._subscriptions = 0
+        self.subscribed = False
         self._socket.disconnect(self._endpoint)
         self._socket.connect(self._endpoint)
 
