@@ -22,7 +22,7 @@ from typing import Any
 import pytest
 
 from gui.app import PipeGui
-from gui.instructions import KeyFiles
+from gui.instructions import KeyFiles, Step, waiting_steps
 from gui.window import MainWindow
 from tests.cli_helpers import ROOT
 from tests.test_docs import fenced_blocks
@@ -182,3 +182,30 @@ def test_the_waiting_pages_steps_let_a_run_of_another_user_report(qtbot, users: 
     said = users.run(qtbot, "node7", [*shlex.split(run), "--no-progress", "--JsonLinesWriter.path=chain.jsonl"])
     assert "not heard" not in said, said
     reported(qtbot, window, "node7")
+
+
+def test_the_waiting_page_says_what_each_kind_of_monitor_needs(monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setattr("socket.gethostname", lambda: "desk")
+    own = KeyFiles("/home/u/.config/zmq-pipeline/monitor.key")
+    assert waiting_steps("127.0.0.1", 6000, None) == [
+        Step("to watch a run, start it with",
+             "pipeline-run --config=FILE --Pipeline.gui_address=127.0.0.1:6000 --Pipeline.gui_plaintext=True")]
+    # The user's own pair on this host, at the default address: the run needs nothing.
+    alone = waiting_steps("127.0.0.1", 5565, own)
+    assert alone[0] == Step("a run of this user on this host reports here as it is:", "pipeline-run --config=FILE")
+    assert "--host=0.0.0.0 --authorized-keys=DIR" in alone[1].text and len(alone) == 2
+    assert waiting_steps("127.0.0.1", 6000, own)[0].command == (
+        "pipeline-run --config=FILE --Pipeline.gui_address=127.0.0.1:6000")
+    # On every interface without --authorized-keys: the key steps, starting with the missing option.
+    shared = waiting_steps("0.0.0.0", 5565, own)
+    assert shared[0].command == "pipeline-run --config=FILE"
+    assert shared[3].text == "2. copy keys/NAME.key into a directory DIR, and restart this monitor with " \
+                             "--authorized-keys=DIR"
+    assert shared[4].text == "3. copy /home/u/.config/zmq-pipeline/monitor.key to the run's host, into keys/"
+    assert shared[5].command == ("pipeline-run --config=FILE --Pipeline.gui_address=desk:5565 "
+                                 "--Pipeline.gui_server_key=keys/monitor.key --Pipeline.gui_key=keys/NAME.key_secret")
+    # Another pair than the user's own: even this user's runs need the key options.
+    assert KeyFiles.of("keys/desk.key_secret", "keys/runs") == KeyFiles(
+        os.path.abspath("keys/desk.key"), os.path.abspath("keys/runs"), own=False)
+    assert waiting_steps("127.0.0.1", 5565, KeyFiles("/k/desk.key", "/k/runs", own=False))[0].text.startswith(
+        "a run of another host or user needs")
