@@ -81,11 +81,13 @@ def refusal_reason(event: int, value: int, address: str, plaintext: bool, server
                 "monitor's --authorized-keys directory and restart the monitor, or set Pipeline.gui_key to a key "
                 "pair that it lets in")
     if event == zmq.EVENT_HANDSHAKE_FAILED_NO_DETAIL:
-        # A CURVE server that cannot open the run's HELLO (sealed for another server key) drops the connection.
+        # A CURVE server that cannot open the run's HELLO (sealed for another server key) hangs up; so does,
+        # at times, a listener without keys that saw the mismatch of mechanisms first.
         trusted = server_key or f"this user's own {_own_file(auth.PUBLIC_SUFFIX)}"
-        return (f"{where}: the listener there does not hold the secret of the monitor key this run trusts "
-                f"({trusted}): it is another monitor (another user's, or one started with --server-key); set "
-                "Pipeline.gui_server_key to its public .key file, and Pipeline.gui_key to a key pair that it lets in")
+        return (f"{where}: the listener there hung up: either it does not hold the secret of the monitor key this "
+                f"run trusts ({trusted}), being another monitor (another user's, or one started with --server-key): "
+                "set Pipeline.gui_server_key to its public .key file, and Pipeline.gui_key to a key pair that it "
+                "lets in; or it takes no keys (pipeline-gui --plaintext): set Pipeline.gui_plaintext=True")
     return f"{where}: the handshake failed ({_event_name(event, value)}): is a pipeline-gui listening there?"
 
 

@@ -235,8 +235,8 @@ class Monitor:
         """Say once why the listener refused the run's handshake, if it did: nobody hears this run.
 
         A keyed run's handshake closed without a word comes from a listener that does not hold the key the run
-        trusts, or, when libzmq sees the close first, from one that takes no keys: it is said at the next
-        refusal (the run reconnects), which tells them apart, or at the end of the run.
+        trusts, or, when libzmq sees the close first, from one that takes no keys: it waits for the next
+        refusal (the run reconnects), which may tell them apart, or for the end of the run.
         """
         for refusal in publisher.refusals():
             ambiguous = refusal.event == zmq.EVENT_HANDSHAKE_FAILED_NO_DETAIL and self.credentials is not None
