@@ -88,11 +88,22 @@ pipeline-run --config=configs/example.json --Pipeline.gui_address=127.0.0.1:5565
         """The monitor's key pair and the keys it lets in; None in plaintext (ConfigError for a bad key file)."""
         if self.plaintext:
             return None
-        own = auth.load_key_pair(self.server_key, "--server-key") if self.server_key else auth.ensure_own_key_pair()
+        own = auth.load_key_pair(self.server_key, "--server-key") if self.server_key else self.own_key_pair()
         allowed = {own.public: own.name}
         if self.authorized_keys:
             allowed.update(auth.authorized_keys(self.authorized_keys, "--authorized-keys"))
         return auth.ServerKeys(own, allowed)
+
+    def own_key_pair(self) -> auth.KeyPair:
+        """The user's own key pair; made on the first start, which says where (once: the next start finds it)."""
+        public, secret = auth.key_paths(auth.private_dir(), auth.OWN_KEY_NAME)
+        made = not secret.exists()
+        own = auth.ensure_own_key_pair()
+        if made:
+            print(f"{self.name}: made this user's monitor key pair: {public} (public) and {secret} (secret, mode "
+                  f"0600); this user's runs on this host read it; a run on another host needs {public} as "
+                  "--Pipeline.gui_server_key (docs/gui.md, keys and privacy)", file=sys.stderr, flush=True)
+        return own
 
     def check_option_names(self, argv: Sequence[str]) -> None:
         """Reject an option this command does not have, ``--name`` or ``--Class.trait`` (traitlets would only warn)."""
@@ -116,6 +127,7 @@ pipeline-run --config=configs/example.json --Pipeline.gui_address=127.0.0.1:5565
             raise ConfigError("PySide6", "", f"not installed ({err}); pip install 'zmq-pipeline[gui]'") from err
 
         from . import theme
+        from .instructions import KeyFiles
         from .window import MainWindow
 
         problem = binding_problem()
@@ -129,7 +141,8 @@ pipeline-run --config=configs/example.json --Pipeline.gui_address=127.0.0.1:5565
         theme.apply(qt_app)
         with QuitOnSignal(qt_app) as signals:
             try:
-                window = MainWindow(self.host, self.port, security)
+                key_files = KeyFiles.of(self.server_key, self.authorized_keys) if security else None
+                window = MainWindow(self.host, self.port, security, key_files=key_files)
             except zmq.ZMQError as err:
                 raise ConfigError(COMMAND_LINE, "--PipeGui.host/--PipeGui.port",
                                   f"cannot bind tcp://{self.host}:{self.port}: {zmq.strerror(err.errno)}") from err

@@ -14,6 +14,8 @@ from collections import OrderedDict, deque
 from collections.abc import Callable, Iterator
 from dataclasses import dataclass, replace
 
+from pipeline.monitor.progress import Total, step_total
+
 from .protocol import (
     ENDED_STATES,
     MAX_STEPS,
@@ -167,6 +169,16 @@ class RunModel:
     def ended(self) -> bool:
         """True once the run finished, failed or was interrupted."""
         return self.state in ENDED_STATES
+
+    def total(self) -> Total | None:
+        """How far the first step with a declared total is (the producer), with its ETA while the run goes
+        on (at the step's recent rate); None if no step declared one."""
+        for view in self.steps.values():
+            progress = view.progress
+            if progress is not None and progress.total is not None:
+                rate = 0.0 if self.ended else view.rate  # an ended run has no time left
+                return step_total(view.name, progress.processed, progress.failed, progress.total, rate)
+        return None
 
     def seconds_since_message(self) -> float:
         """How long ago the last message of this run arrived."""

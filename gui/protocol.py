@@ -120,6 +120,7 @@ class StepProgress:
     redelivered: int = 0  # messages delivered again after their worker process died
     restarts: int = 0  # worker processes started to replace dead ones
     worker_processes: tuple[WorkerProcessInfo, ...] = ()  # its live worker processes, local and remote
+    total: int | None = None  # the messages it will process in all, if known (the producer's declared length)
 
 
 @dataclass(frozen=True)
@@ -221,12 +222,18 @@ def _status(header: Header, fields: _Fields) -> StatusMessage:
             step.get("received", int), step.get("processed", int), step.get("emitted", int), step.get("failed", int),
             step.get("rate", float, default=None), step.get("mean_time", float),
             processes=step.get("processes", int, default=0), redelivered=step.get("redelivered", int, default=0),
-            restarts=step.get("restarts", int, default=0),
+            restarts=step.get("restarts", int, default=0), total=_total(step),
             worker_processes=tuple(_worker_process(w) for w in step.items("worker_processes", MAX_WORKER_PROCESSES,
                                                                              default=()))
         ))
     return StatusMessage(header, fields.choice("state", RUN_STATES), fields.get("elapsed", float), tuple(steps),
                          fields.get("dropped", int, default=0))
+
+
+def _total(fields: _Fields) -> int | None:
+    """A step's declared total; None if absent (or negative: no length a producer can declare)."""
+    total = fields.get("total", int, default=None)
+    return total if total is not None and total >= 0 else None
 
 
 def _worker_process(fields: _Fields) -> WorkerProcessInfo:

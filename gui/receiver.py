@@ -8,7 +8,9 @@ schedules the next one right away.
 
 Unless the monitor runs in plaintext, the socket is a CURVE server (``pipeline.auth.keys.CurveServer``,
 started before the bind): only runs holding an allowed key get in, and each message is credited to
-the key its connection proved (the frame's User-Id), never to what the message says.
+the key its connection proved (the frame's User-Id), never to what the message says. Each handshake
+the socket refuses (libzmq's socket monitor, read with the messages) is counted by cause
+(``gui.refusals``), so that a run whose settings do not match never goes unseen.
 """
 
 from __future__ import annotations
@@ -18,10 +20,12 @@ import time
 
 import zmq
 from PySide6.QtCore import QObject, QSocketNotifier, QTimer, Signal
+from zmq.utils.monitor import recv_monitor_message
 
 from pipeline.auth.curve import CurveServer, ServerKeys
 
 from .protocol import ProtocolError, parse
+from .refusals import REFUSAL_EVENTS, Refusals, cause
 
 log = logging.getLogger("gui.receiver")
 
@@ -36,6 +40,8 @@ SAFETY_POLL_MS = 250
 MAX_MESSAGE_SIZE = 1024 * 1024
 #: Seconds between two warnings about ignored messages (the others are counted in the next one).
 WARNING_INTERVAL = 5.0
+#: Socket events (refused handshakes) read per turn of the event loop at most.
+EVENT_BATCH = 100
 
 
 class Receiver(QObject):
@@ -54,9 +60,11 @@ class Receiver(QObject):
         self.clock = time.monotonic  # of the warnings' rate limit
         self._unreported = 0
         self._last_warning = float("-inf")
+        self.refusals = Refusals()  # connections refused, by cause
         self._context = zmq.Context()
         self.curve = CurveServer(self._context, keys) if keys else None
         self._socket = self._context.socket(zmq.SUB)
+        self._events = self._socket.get_monitor_socket(REFUSAL_EVENTS)
         try:
             if self.curve is not None:
                 self.curve.secure(self._socket)
@@ -68,6 +76,8 @@ class Receiver(QObject):
             else:
                 self._socket.bind(f"tcp://{host}:{port}")
         except zmq.ZMQError:
+            self._socket.disable_monitor()
+            self._events.close(linger=0)
             self._socket.close()
             if self.curve is not None:
                 self.curve.close()
@@ -77,6 +87,8 @@ class Receiver(QObject):
         self.port = port
         self._notifier = QSocketNotifier(self._socket.getsockopt(zmq.FD), QSocketNotifier.Type.Read, self)
         self._notifier.activated.connect(self.read)
+        self._events_notifier = QSocketNotifier(self._events.getsockopt(zmq.FD), QSocketNotifier.Type.Read, self)
+        self._events_notifier.activated.connect(self.read_events)
         self._timer = QTimer(self)
         self._timer.timeout.connect(self.read)
         self._timer.start(SAFETY_POLL_MS)
@@ -85,13 +97,25 @@ class Receiver(QObject):
 
     @property
     def refused(self) -> int:
-        """Connections refused because their key is not allowed (0 in plaintext)."""
-        return self.curve.refused if self.curve is not None else 0
+        """Connections refused so far, whatever the cause."""
+        return self.refusals.total
+
+    def read_events(self) -> None:
+        """Count the handshakes refused since the last call (up to EVENT_BATCH; the safety timer reads on)."""
+        if self._events.closed:
+            return
+        plaintext = self.curve is None
+        for _ in range(EVENT_BATCH):
+            if not self._events.getsockopt(zmq.EVENTS) & zmq.POLLIN:
+                return
+            event = recv_monitor_message(self._events, zmq.NOBLOCK)
+            self.refusals.add(cause(int(event["event"]), int(event["value"]), plaintext))
 
     def read(self) -> None:
         """Read and emit waiting messages, up to BATCH or BATCH_SECONDS; schedule another read if more wait."""
         if self._socket.closed:
             return
+        self.read_events()  # the events' FD is edge-triggered too: the safety timer reads them as well
         deadline = time.monotonic() + BATCH_SECONDS
         for _ in range(BATCH):
             if not self._socket.getsockopt(zmq.EVENTS) & zmq.POLLIN:
@@ -132,6 +156,10 @@ class Receiver(QObject):
         self._more.stop()
         self._notifier.setEnabled(False)
         self._notifier.deleteLater()
+        self._events_notifier.setEnabled(False)
+        self._events_notifier.deleteLater()
+        self._socket.disable_monitor()
+        self._events.close(linger=0)
         self._socket.close()
         if self.curve is not None:
             self.curve.close()

@@ -31,6 +31,7 @@ from PySide6.QtWidgets import QApplication
 from pipeline import auth
 
 from . import theme
+from .instructions import KeyFiles
 from .protocol import StepProgress
 from .window import MainWindow
 
@@ -115,7 +116,8 @@ class Scene:
         own = auth.load_key_pair(keys / "monitor.key_secret")
         allowed = {own.public: own.name, **auth.authorized_keys(keys / "runs")}
         self.keys = keys
-        self.window = MainWindow("127.0.0.1", 0, auth.ServerKeys(own, allowed))
+        key_files = KeyFiles.of(str(keys / "monitor.key_secret"), str(keys / "runs"))
+        self.window = MainWindow("127.0.0.1", 0, auth.ServerKeys(own, allowed), key_files=key_files)
         self.window.resize(*SIZE)
         self.window.show()
         self.out = out

@@ -101,6 +101,8 @@ QListWidget::item:selected {{ background: {RAISED.name()}; color: {TEXT.name()};
 QStatusBar {{ background: {PANEL.name()}; color: {MUTED.name()}; }}
 QStatusBar QLabel {{ padding: 0 10px; }}
 QSplitter::handle {{ background: {BACKGROUND.name()}; }}
+QProgressBar {{ background: {RAISED.name()}; border: none; border-radius: 4px; }}
+QProgressBar::chunk {{ background: {ACCENT.name()}; border-radius: 4px; }}
 QLabel#title {{ font-size: 16px; font-weight: bold; }}
 QLabel#muted {{ color: {MUTED.name()}; }}
 """

@@ -8,7 +8,7 @@ Qt repaints nothing (setting a tab's icon, even the same one, repaints the whole
 from __future__ import annotations
 
 import logging
-import socket
+from html import escape
 
 from PySide6.QtCore import Qt, QTimer
 from PySide6.QtGui import QCloseEvent
@@ -26,9 +26,11 @@ from PySide6.QtWidgets import (
 from pipeline.auth.curve import ServerKeys
 
 from . import theme
+from .instructions import KeyFiles, Step, waiting_steps
 from .model import Refused, RunModel, Runs
 from .protocol import Message
 from .receiver import Receiver
+from .refusals import Refusals
 from .widgets.run_view import RunView
 from .widgets.status import StatusBar
 
@@ -38,33 +40,45 @@ log = logging.getLogger("gui.window")
 REDRAW_MS = 50
 
 
-def run_command(host: str, port: int, plaintext: bool = False) -> str:
-    """The command that makes a pipeline report to this monitor."""
-    where = socket.gethostname() if host in ("0.0.0.0", "*") else host
-    clear = " --Pipeline.gui_plaintext=True" if plaintext else ""
-    return f"pipeline-run --config=FILE --Pipeline.gui_address={where}:{port}{clear}"
-
-
 class WaitingPage(QWidget):
-    """What the window shows before any pipeline reported."""
+    """What the window shows before any pipeline reported: where it listens, what a run needs to report
+    here (``gui.instructions``), and the connections refused so far, by cause."""
 
-    def __init__(self, address: str, command: str, parent: QWidget | None = None) -> None:
+    def __init__(self, address: str, steps: list[Step], parent: QWidget | None = None) -> None:
         super().__init__(parent)
+        self.steps = steps
         self.headline = QLabel("waiting for a pipeline")
         self.headline.setAlignment(Qt.AlignmentFlag.AlignCenter)
         self.headline.setStyleSheet(f"font-size: 26px; color: {theme.TEXT.name()};")
-        hint = QLabel(f"listening on {address}<br><br>to watch a run, start it with<br><br>"
-                      f"<span style='font-family: monospace; color: {theme.TEXT.name()}'>{command}</span>")
-        hint.setTextFormat(Qt.TextFormat.RichText)
-        hint.setAlignment(Qt.AlignmentFlag.AlignCenter)
-        hint.setObjectName("muted")
-        hint.setTextInteractionFlags(Qt.TextInteractionFlag.TextSelectableByMouse)
+        lines = [f"listening on {escape(address)}", ""]
+        for step in steps:
+            lines.append(escape(step.text))
+            if step.command:
+                lines.append(f"<span style='font-family: monospace; color: {theme.TEXT.name()}'>"
+                             f"{escape(step.command)}</span>")
+        self.hint = QLabel("<br>".join(lines))
+        self.hint.setTextFormat(Qt.TextFormat.RichText)
+        self.hint.setAlignment(Qt.AlignmentFlag.AlignCenter)
+        self.hint.setObjectName("muted")
+        self.hint.setTextInteractionFlags(Qt.TextInteractionFlag.TextSelectableByMouse)
+        self.refused = QLabel("")
+        self.refused.setAlignment(Qt.AlignmentFlag.AlignCenter)
+        self.refused.setStyleSheet(f"color: {theme.STATE_COLOURS['failed'].name()};")
+        self.refused.setTextFormat(Qt.TextFormat.RichText)
         layout = QVBoxLayout(self)
         layout.addStretch(1)
         layout.addWidget(self.headline)
         layout.addSpacing(12)
-        layout.addWidget(hint)
+        layout.addWidget(self.hint)
+        layout.addSpacing(12)
+        layout.addWidget(self.refused)
         layout.addStretch(1)
+
+    def show_refusals(self, refusals: Refusals) -> None:
+        """Say which connections were refused and why (set only when it changed: an idle page repaints nothing)."""
+        text = f"{escape(refusals.text(), False)}<br>{refusals.tip()}" if refusals.total else ""
+        if self.refused.text() != text:
+            self.refused.setText(text)
 
 
 class MainWindow(QMainWindow):
@@ -74,7 +88,7 @@ class MainWindow(QMainWindow):
     """
 
     def __init__(self, host: str = "127.0.0.1", port: int = 0, security: ServerKeys | None = None,
-                 parent: QWidget | None = None) -> None:
+                 parent: QWidget | None = None, key_files: KeyFiles | None = None) -> None:
         super().__init__(parent)
         self.receiver = Receiver(host, port, security, self)
         self.receiver.received.connect(self.on_message)
@@ -88,7 +102,9 @@ class MainWindow(QMainWindow):
         self.tabs.setDocumentMode(True)
         self.tabs.tabCloseRequested.connect(self.close_tab)
         self.tabs.currentChanged.connect(self.redraw)
-        self.waiting = WaitingPage(self.address, run_command(host, self.receiver.port, security is None))
+        if security is not None and key_files is None:
+            key_files = KeyFiles.of()  # the user's own pair
+        self.waiting = WaitingPage(self.address, waiting_steps(host, self.receiver.port, key_files))
         self.pages = QStackedWidget()
         self.pages.addWidget(self.waiting)
         self.pages.addWidget(self.tabs)
@@ -139,7 +155,9 @@ class MainWindow(QMainWindow):
         page = self.tabs if self.views else self.waiting
         if self.pages.currentWidget() is not page:
             self.pages.setCurrentWidget(page)
-        self.status.show_run(self.current_run(), self.receiver.refused)
+        self.status.show_run(self.current_run(), self.receiver.refusals)
+        if page is self.waiting:
+            self.waiting.show_refusals(self.receiver.refusals)
 
     def close_tab(self, index: int) -> None:
         """Close a run's tab; its later messages are ignored."""

@@ -145,7 +145,9 @@ class Pipeline(Configurable):
 
     def monitor_settings(self) -> MonitorSettings:
         """What the monitor publishes and shows during a run."""
-        return settings_from(MonitorSettings, self)
+        # A monitor named in the config or on the command line is expected, even at the default address.
+        named = {"gui_address", "gui_server_key", "gui_key"} & set(self.config.get("Pipeline") or {})
+        return settings_from(MonitorSettings, self, monitor_named=bool(named))
 
     def run(self) -> RunReport:
         """Run to the end of the stream, watched by the monitor; return per-step counts and times."""

@@ -183,13 +183,23 @@ def test_missing_x11_libraries_are_named_by_their_packages() -> None:
     assert display_problem({}, "darwin", lambda library: False) == ""
 
 
-def test_by_default_it_makes_the_users_key_pair_and_hears_only_keyed_runs(monitor, tmp_path) -> None:
+def test_by_default_it_makes_the_users_key_pair_and_says_where_once(monitor, tmp_path, monkeypatch) -> None:
     from pipeline import auth
 
-    gui = monitor("--port=0")
-    gui.wait_for("waiting for a pipeline")
+    monkeypatch.setenv("XDG_CONFIG_HOME", str(tmp_path / "config"))  # a user who never started the monitor
+    first = monitor("--port=0")
+    first.wait_for("waiting for a pipeline")
     assert auth.own_key_pair() is not None  # made on the first start, in the (test's) private directory
     assert oct(auth.private_dir().stat().st_mode & 0o777) == "0o700"
+    public, secret = auth.key_paths(auth.private_dir(), "monitor")
+    said = [line for line in first.text.splitlines() if "key pair" in line]
+    assert said == [f"pipeline-gui: made this user's monitor key pair: {public} (public) and {secret} (secret, mode "
+                    f"0600); this user's runs on this host read it; a run on another host needs {public} as "
+                    "--Pipeline.gui_server_key (docs/gui.md, keys and privacy)"]
+    assert first.stop(signal.SIGTERM) == 128 + signal.SIGTERM
+    second = monitor("--port=0")
+    second.wait_for("waiting for a pipeline")
+    assert "key pair" not in second.text  # the next start finds it: said once
 
 
 def test_a_bad_key_file_exits_2(capsys, tmp_path) -> None:

@@ -161,6 +161,23 @@ def test_without_a_rate_the_model_measures_it_from_the_counts() -> None:
     assert run.dropped == 3
 
 
+def test_the_progress_and_eta_come_from_the_declared_total_as_on_the_terminal() -> None:
+    counting = {**step_status("COUNT", 3383, rate=1000.0), "total": 8000}
+    run = recorded_run([frames("status", state="running", elapsed=4.0, dropped=0,
+                               steps=[counting, step_status("WRITE", 3000, rate=1000.0)])])
+    total = run.total()
+    assert total is not None
+    assert str(total) == "COUNT 3383/8000 (42%), ETA 5 s"  # the terminal's words, from the same code
+    assert total.text(humanize.count) == "COUNT 3\u2009383/8\u2009000 (42%), ETA 5 s"
+    run.apply(parse(frames("finish", state="interrupted", exit_status=130,
+                           report={"wall_time": 5.0, "steps": {"COUNT": {"counts": {
+                               "received": 0, "processed": 4000, "emitted": 4000, "failed": 0}}}})))
+    assert str(run.total()) == "COUNT 4000/8000 (50%)"  # an ended run has no time left
+    assert recorded_run(load_recording()).total() is None  # no step declared a total
+    with pytest.raises(ProtocolError, match="total: expected int"):
+        parse(frames("status", state="running", elapsed=1.0, dropped=0, steps=[{**counting, "total": "8000"}]))
+
+
 def test_a_status_after_the_finish_does_not_revive_the_run() -> None:
     stream = load_recording()
     late = frames("status", state="running", elapsed=99.0, dropped=0, steps=[step_status("CHECK", 1)])

@@ -129,6 +129,35 @@ def test_the_status_bar_and_header_show_the_finished_run(qtbot, window: MainWind
     assert window.tabs.tabText(0).startswith("recorded · ")
 
 
+def test_the_header_shows_the_progress_and_eta_when_a_total_is_known(qtbot, window: MainWindow) -> None:
+    stream = load_recording()
+    graph = next(message for message in stream if message[0] == b"graph")
+    status = json.loads(next(body for topic, body in stream if topic == b"status"))
+    status["state"] = "running"
+    for step in status["steps"]:
+        step.update(state="running", processed=300, failed=0, rate=100.0)
+    status["steps"][0]["total"] = 600
+    run_id = recorded_run_id()
+
+    def shown() -> bool:
+        run = window.runs.runs.get(run_id)
+        return run is not None and run.state == "running" and window.views[run_id].shown_version == run.version
+
+    with Sender(window) as sender:
+        sender.send(qtbot, [graph, [b"status", json.dumps(status).encode()]])
+        qtbot.waitUntil(shown, timeout=WAIT_MS)
+    header = window.view(run_id).header
+    assert header.progress.text() == "COUNT 300/600 (50%), ETA 3 s"
+    assert header.bar.isVisible() and header.bar.value() == header.bar.maximum() // 2
+
+
+def test_without_a_total_the_header_shows_no_progress(qtbot, window: MainWindow) -> None:
+    send_and_wait(qtbot, window, load_recording())  # the recorded producer declared no length
+    header = window.view(recorded_run_id()).header
+    assert header.progress.text() == ""
+    assert not header.bar.isVisible()
+
+
 def test_the_status_bar_says_how_long_no_data_came(qtbot, window: MainWindow) -> None:
     now = [1000.0]
     window.runs.clock = lambda: now[0]

@@ -167,13 +167,106 @@ def test_across_hosts_the_keys_are_named(home: Path, listeners) -> None:
     assert {name for _, name in monitor.read_until_finish()} == {"node7"}
 
 
-def test_a_plaintext_listener_gets_nothing_from_a_keyed_run(home: Path, listeners) -> None:
+class Said(logging.Handler):
+    """The monitor's warnings, as they come from the run's threads; ``first`` is set by the first."""
+
+    def __init__(self) -> None:
+        super().__init__(logging.WARNING)
+        self.lines: list[str] = []
+        self.first = threading.Event()
+
+    def emit(self, record: logging.LogRecord) -> None:
+        self.lines.append(record.getMessage())
+        self.first.set()
+
+
+@pytest.fixture
+def said() -> Iterator[Said]:
+    handler = Said()
+    logger = logging.getLogger("pipeline.monitor")
+    logger.addHandler(handler)
+    yield handler
+    logger.removeHandler(handler)
+
+
+def refused_run(listener: Listener, said: Said, refusals: int = 1, **settings: Any) -> list[str]:
+    """Run against ``listener``, which refuses the run's handshake ``refusals`` times at least while the
+    run goes on (the run connects again after some refusals); what the run said."""
+    run = GatedRun(gui_address=listener.address, **settings)
+    for _ in range(refusals):
+        listener.refused_handshake()
+    assert said.first.wait(WAIT), "the run said nothing"
+    assert run.finish().exit_status == 0
+    assert listener.read() == []
+    return said.lines
+
+
+def test_a_plaintext_listener_gets_nothing_from_a_keyed_run_which_says_why_once(home: Path, listeners,
+                                                                                said: Said) -> None:
     auth.ensure_own_key_pair()
     squatter = listeners()  # bound at the run's address, without the monitor's key
-    run = GatedRun(gui_address=squatter.address)
-    assert squatter.refused_handshake()
-    assert run.finish().exit_status == 0
-    assert squatter.read() == []
+    (line,) = refused_run(squatter, said)
+    # Which side sees the mismatch of mechanisms first is a race: when the listener does, the run sees it hang
+    # up, which another monitor does too; the line then names both, each with its fix.
+    assert line.startswith(f"the run's status is not heard at {squatter.address}: ")
+    assert "takes no keys (pipeline-gui --plaintext" in line and "set Pipeline.gui_plaintext=True" in line
+
+
+def test_a_plaintext_run_against_a_keyed_monitor_says_why_once(home: Path, listeners, said: Said) -> None:
+    own = auth.ensure_own_key_pair()
+    monitor = listeners(own, {own.public: "monitor"})
+    assert refused_run(monitor, said, gui_plaintext=True) == [
+        f"the run's status is not heard at {monitor.address}: the monitor there takes only runs that prove a key, "
+        "and this run sends in clear (Pipeline.gui_plaintext=True): drop that option, or start the monitor with "
+        "--plaintext"]
+
+
+def test_a_run_holding_another_monitors_key_says_why_once(home: Path, listeners, said: Said) -> None:
+    own = auth.ensure_own_key_pair()
+    monitor = listeners(own, {own.public: "monitor"})  # the user's own monitor
+    auth.generate_key_pair(home / "keys", "desk")
+    auth.generate_key_pair(home / "keys", "node7")
+    desk = str(home / "keys" / "desk.key")  # the run trusts another monitor's key
+    node7 = str(home / "keys" / "node7.key_secret")
+    assert refused_run(monitor, said, refusals=3, gui_server_key=desk, gui_key=node7) == [
+        f"the run's status is not heard at {monitor.address}: the listener there hung up: either it does not hold "
+        f"the secret of the monitor key this run trusts ({desk}), being another monitor (another user's, or one "
+        "started with --server-key): set Pipeline.gui_server_key to its public .key file, and Pipeline.gui_key to a "
+        "key pair that it lets in; or it takes no keys (pipeline-gui --plaintext): set Pipeline.gui_plaintext=True"]
+
+
+def test_a_run_whose_key_the_monitor_refuses_says_why_once(home: Path, listeners, said: Said) -> None:
+    desk = auth.load_key_pair(auth.generate_key_pair(home / "keys", "desk")[1])
+    monitor = listeners(desk, {desk.public: "desk"})  # node7.key is not among its authorized keys
+    node7 = str(auth.generate_key_pair(home / "keys", "node7")[1])
+    assert refused_run(monitor, said, gui_server_key=str(home / "keys" / "desk.key"), gui_key=node7) == [
+        f"the run's status is not heard at {monitor.address}: the monitor there refused this run's key ({node7}): "
+        "put its public .key file in the monitor's --authorized-keys directory and restart the monitor, or set "
+        "Pipeline.gui_key to a key pair that it lets in"]
+
+
+def test_a_short_run_refused_says_why_in_one_line_on_stderr(home: Path, listeners) -> None:
+    """The run ends before its first look at the socket's events: its end waits for the handshake."""
+    own = auth.ensure_own_key_pair()
+    monitor = listeners(own, {own.public: "monitor"})
+    path = write_config(home, chain_config(str(home / "out.jsonl")))
+    result = run_cli(f"--config={path}", "--no-progress", f"--Pipeline.gui_address={monitor.address}",
+                     "--Pipeline.gui_plaintext=True")
+    assert result.returncode == 0, result.stderr
+    said = [line for line in result.stderr.splitlines() if "not heard" in line]
+    assert len(said) == 1, result.stderr
+    assert said[0].endswith(f"the run's status is not heard at {monitor.address}: the monitor there takes only "
+                            "runs that prove a key, and this run sends in clear (Pipeline.gui_plaintext=True): drop "
+                            "that option, or start the monitor with --plaintext")
+
+
+def test_a_user_without_keys_who_names_the_default_address_is_told_once(home: Path) -> None:
+    path = write_config(home, chain_config(str(home / "out.jsonl")))
+    result = run_cli(f"--config={path}", "--no-progress", "--Pipeline.gui_address=localhost:5565")
+    assert result.returncode == 0, result.stderr
+    said = [line for line in result.stderr.splitlines() if "not published" in line]
+    assert len(said) == 1, result.stderr
+    assert said[0].endswith(credentials.no_key_reason("", ""))
 
 
 def test_an_impostor_key_gets_nothing(home: Path, listeners) -> None:
@@ -286,3 +379,78 @@ def test_subscriptions_cannot_grow_the_run(tmp_path: Path) -> None:
 def _rss() -> int:
     with open(f"/proc/{os.getpid()}/statm") as statm:
         return int(statm.read().split()[1]) * os.sysconf("SC_PAGE_SIZE")
+
+
+class ThreadListener:
+    """A plaintext SUB socket owned by a thread of its own, which reads (and so subscribes) as a monitor's
+    event loop does, every tenth of a second, until stopped; ``topics`` holds what it read."""
+
+    def __init__(self) -> None:
+        self.topics: list[str] = []
+        self.bound = threading.Event()
+        self.stop = threading.Event()
+        self.port = 0
+        self.thread = threading.Thread(target=self._listen, name="listener")
+        self.thread.start()
+        assert self.bound.wait(WAIT)
+
+    def _listen(self) -> None:
+        context = zmq.Context()
+        socket = context.socket(zmq.SUB)
+        socket.linger = 0
+        socket.subscribe(b"")
+        try:
+            self.port = socket.bind_to_random_port("tcp://127.0.0.1")
+            self.bound.set()
+            while not self.stop.is_set():
+                if socket.poll(100):
+                    self.topics.append(socket.recv_multipart()[0].decode())
+        finally:
+            socket.close()
+            context.term()
+
+    def close(self) -> list[str]:
+        """Stop reading; what was read."""
+        self.stop.set()
+        self.thread.join(WAIT)
+        return self.topics
+
+
+def test_the_end_of_a_short_run_waits_for_its_monitor_to_subscribe() -> None:
+    """A SUB socket subscribes only when its own thread touches it: a run that ends right after connecting
+    waits (half a second at most) for the subscription, so that its last messages reach the monitor."""
+    listener = ThreadListener()
+    try:
+        publisher = Publisher(f"127.0.0.1:{listener.port}", Envelope("r" * 32, "p", "c", "h", 1), None)
+        try:
+            deadline = time.monotonic() + WAIT
+            while not publisher.connected and time.monotonic() < deadline:  # as a run that connected earlier
+                publisher.refusals()
+                listener.thread.join(0.01)
+            publisher.settle(int(WAIT * 1000))
+            assert publisher.subscribed
+            publisher.publish("finish", {})
+        finally:
+            publisher.close()
+        deadline = time.monotonic() + WAIT
+        while "finish" not in listener.topics and time.monotonic() < deadline:
+            listener.thread.join(0.1)  # bounded: the listener's thread reads on meanwhile
+    finally:
+        topics = listener.close()
+    assert topics == ["finish"]
+
+
+def test_with_nobody_listening_the_end_of_a_run_does_not_wait(tmp_path: Path) -> None:
+    context = zmq.Context()
+    probe = context.socket(zmq.PULL)
+    port = probe.bind_to_random_port("tcp://127.0.0.1")
+    probe.close(0)
+    context.term()
+    publisher = Publisher(f"127.0.0.1:{port}", Envelope("r" * 32, "p", "c", "h", 1), None)
+    try:
+        start = time.monotonic()
+        publisher.settle(int(WAIT * 1000))
+        assert time.monotonic() - start < WAIT / 4  # no connection was made: nothing to wait for
+        assert not publisher.subscribed
+    finally:
+        publisher.close(0)

@@ -10,7 +10,7 @@ the plot, as long as the plot keeps PLOT_MIN pixels.
 from __future__ import annotations
 
 from PySide6.QtCore import Qt
-from PySide6.QtWidgets import QHBoxLayout, QLabel, QSplitter, QVBoxLayout, QWidget
+from PySide6.QtWidgets import QHBoxLayout, QLabel, QProgressBar, QSplitter, QVBoxLayout, QWidget
 
 from pipeline.console import humanize
 
@@ -27,10 +27,13 @@ GRAPH_SHARE, GRAPH_MIN = 0.55, 150
 ERRORS_HEIGHT, MIDDLE_MIN = 190, 180
 #: The plot's width at least when the table takes room from it, pixels.
 PLOT_MIN = 320
+#: Steps of the progress bar: per mille, so that a long run's bar still moves.
+PROGRESS_STEPS = 1000
 
 
 class RunHeader(QWidget):
-    """The run's pipeline, where it runs, its state as a coloured badge, and how it ended."""
+    """The run's pipeline, where it runs, how far it is when the producer declared its length (a bar,
+    the fraction and the ETA, as the terminal says them), its state as a coloured badge, and how it ended."""
 
     def __init__(self, parent: QWidget | None = None) -> None:
         super().__init__(parent)
@@ -42,11 +45,20 @@ class RunHeader(QWidget):
         self.badge.setAlignment(Qt.AlignmentFlag.AlignCenter)
         self.outcome = QLabel()
         self.outcome.setObjectName("muted")
+        self.bar = QProgressBar()
+        self.bar.setRange(0, PROGRESS_STEPS)
+        self.bar.setTextVisible(False)
+        self.bar.setFixedSize(140, 8)
+        self.bar.hide()
+        self.progress = QLabel()
         layout = QHBoxLayout(self)
         layout.setContentsMargins(4, 0, 4, 0)
         layout.addWidget(self.title)
         layout.addWidget(self.origin)
         layout.addStretch(1)
+        layout.addWidget(self.bar)
+        layout.addWidget(self.progress)
+        layout.addSpacing(8)
         layout.addWidget(self.outcome)
         layout.addWidget(self.badge)
 
@@ -68,6 +80,12 @@ class RunHeader(QWidget):
         if run.dropped:
             outcome += f" · {humanize.count(run.dropped)} updates dropped by the sender"
         self.outcome.setText(outcome)
+        total = run.total()
+        self.bar.setVisible(total is not None)
+        self.progress.setText(total.text(humanize.count) if total is not None else "")
+        if total is not None:
+            self.bar.setValue(PROGRESS_STEPS if total.done >= total.total
+                              else total.done * PROGRESS_STEPS // max(total.total, 1))
 
 
 class RunView(QWidget):

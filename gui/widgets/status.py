@@ -13,6 +13,7 @@ from pipeline.console import humanize
 
 from .. import theme
 from ..model import RunModel
+from ..refusals import Refusals
 
 #: Seconds without a message before the status bar says so.
 QUIET_SECONDS = 3.0
@@ -49,10 +50,12 @@ class StatusBar(QStatusBar):
         for label in (self.refused, self.state, self.elapsed, self.silence):
             self.addPermanentWidget(label)
 
-    def show_run(self, run: RunModel | None, refused: int = 0) -> None:
-        """Describe ``run`` (or say that no pipeline reported yet) and the connections refused so far."""
-        self._set(self.refused, f"{humanize.count(refused)} refused (unknown key)" if refused else "",
-                  theme.STATE_COLOURS["failed"].name())
+    def show_run(self, run: RunModel | None, refusals: Refusals | None = None) -> None:
+        """Describe ``run`` (or say that no pipeline reported yet) and the connections refused so far, by cause."""
+        self._set(self.refused, refusals.text() if refusals else "", theme.STATE_COLOURS["failed"].name())
+        tip = f"<qt>connections refused:<br>{refusals.tip()}</qt>" if refusals and refusals.total else ""
+        if self.refused.toolTip() != tip:
+            self.refused.setToolTip(tip)
         if run is None:
             self._set(self.state, "waiting for a pipeline", theme.MUTED.name())
             self._set(self.elapsed, "", theme.MUTED.name())

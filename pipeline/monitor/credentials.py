@@ -7,13 +7,16 @@ keys are the user's own pair in the private directory (``pipeline.auth.keys.own_
 ``pipeline-gui`` makes on its first start; across hosts ``Pipeline.gui_server_key`` (the monitor's
 public key) and ``Pipeline.gui_key`` (this run's key pair) name the files. Without them the run
 publishes nothing and, if it was told of a monitor, says so once; ``Pipeline.gui_plaintext=True``
-publishes in clear instead.
+publishes in clear instead. A run whose handshake the listener refuses says once why nobody hears
+it (:func:`refusal_reason`): settings that do not match the monitor's never fail silently.
 """
 
 from __future__ import annotations
 
 import logging
 from dataclasses import dataclass
+
+import zmq
 
 from pipeline import auth
 
@@ -57,6 +60,54 @@ def no_key_reason(server_key: str, key: str) -> str:
         missing = (f"no monitor key in {auth.private_dir()} (pipeline-gui makes one on its first start; "
                    "across hosts set Pipeline.gui_server_key and Pipeline.gui_key)")
     return f"the run's status is not published: {missing}; Pipeline.gui_plaintext=True publishes it unencrypted"
+
+
+def refusal_reason(event: int, value: int, address: str, plaintext: bool, server_key: str = "",
+                   key: str = "") -> str:
+    """One line: why the listener at ``address`` does not hear the run, from how its handshake failed
+    (a libzmq handshake event and its value), and what to change on either side."""
+    where = f"the run's status is not heard at {address}"
+    mismatch = event == zmq.EVENT_HANDSHAKE_FAILED_PROTOCOL and value == zmq.PROTOCOL_ERROR_ZMTP_MECHANISM_MISMATCH
+    if plaintext and (mismatch or event == zmq.EVENT_HANDSHAKE_FAILED_NO_DETAIL):
+        # A listener that closes a plaintext handshake takes keys; libzmq may see the close before the mismatch.
+        return (f"{where}: the monitor there takes only runs that prove a key, and this run sends in clear "
+                "(Pipeline.gui_plaintext=True): drop that option, or start the monitor with --plaintext")
+    if mismatch:
+        return (f"{where}: the listener there takes no keys (pipeline-gui --plaintext, or a script): set "
+                "Pipeline.gui_plaintext=True to send in clear, or start the monitor without --plaintext")
+    if event == zmq.EVENT_HANDSHAKE_FAILED_AUTH:
+        own = key or f"this user's own {_own_file(auth.SECRET_SUFFIX)}"
+        return (f"{where}: the monitor there refused this run's key ({own}): put its public .key file in the "
+                "monitor's --authorized-keys directory and restart the monitor, or set Pipeline.gui_key to a key "
+                "pair that it lets in")
+    if event == zmq.EVENT_HANDSHAKE_FAILED_NO_DETAIL:
+        # A CURVE server that cannot open the run's HELLO (sealed for another server key) hangs up; so does,
+        # at times, a listener without keys that saw the mismatch of mechanisms first.
+        trusted = server_key or f"this user's own {_own_file(auth.PUBLIC_SUFFIX)}"
+        return (f"{where}: the listener there hung up: either it does not hold the secret of the monitor key this "
+                f"run trusts ({trusted}), being another monitor (another user's, or one started with --server-key): "
+                "set Pipeline.gui_server_key to its public .key file, and Pipeline.gui_key to a key pair that it "
+                "lets in; or it takes no keys (pipeline-gui --plaintext): set Pipeline.gui_plaintext=True")
+    return f"{where}: the handshake failed ({_event_name(event, value)}): is a pipeline-gui listening there?"
+
+
+def _own_file(suffix: str) -> str:
+    """The path of the user's own key pair's public or secret file."""
+    return str(auth.private_dir() / f"{auth.OWN_KEY_NAME}{suffix}")
+
+
+def _event_name(event: int, value: int) -> str:
+    """``HANDSHAKE_FAILED_PROTOCOL, ZMTP_UNEXPECTED_COMMAND``: libzmq's names for a failed handshake."""
+    try:
+        name = zmq.Event(event).name or str(event)
+    except ValueError:
+        name = str(event)
+    if event == zmq.EVENT_HANDSHAKE_FAILED_NO_DETAIL:
+        return f"{name}, {zmq.strerror(value)}"
+    if event != zmq.EVENT_HANDSHAKE_FAILED_PROTOCOL:
+        return f"{name}, {value}"
+    errors = {getattr(zmq, n): n.removeprefix("PROTOCOL_ERROR_") for n in dir(zmq) if n.startswith("PROTOCOL_ERROR_")}
+    return f"{name}, {errors.get(value, value)}"
 
 
 def say_once(reason: str) -> None:

@@ -26,7 +26,7 @@ from pipeline.execution.report import RunReport
 from pipeline.execution.runner import Runner
 from pipeline.execution.status import RunStatus
 from pipeline.failures.policy import ErrorEvent
-from pipeline.monitor.credentials import Credentials, no_key_reason, run_credentials, say_once
+from pipeline.monitor.credentials import Credentials, no_key_reason, refusal_reason, run_credentials, say_once
 from pipeline.monitor.messages import (
     ERROR,
     FINISH,
@@ -39,7 +39,7 @@ from pipeline.monitor.messages import (
     status_body,
 )
 from pipeline.monitor.progress import LogProgress
-from pipeline.monitor.publisher import Publisher
+from pipeline.monitor.publisher import HANDSHAKE_WAIT_MS, Publisher, Refusal
 
 if TYPE_CHECKING:
     from rich.console import Console
@@ -65,12 +65,12 @@ DEFAULT_GUI_ADDRESS = "localhost:5565"
 
 
 @dataclass(frozen=True)
-
 class MonitorSettings:
     """What the monitor does (the Pipeline traits of the same names)."""
 
     gui: bool = False  # publish the status stream
     gui_address: str = DEFAULT_GUI_ADDRESS
+    monitor_named: bool = False  # the user set gui_address (even to its default) or a key: a monitor is expected
     gui_plaintext: bool = False  # publish in clear, to whoever listens at gui_address
     gui_server_key: str = ""  # the monitor's public key file ("": the user's own pair)
     gui_key: str = ""  # this run's key pair file ("": the user's own pair)
@@ -127,6 +127,8 @@ class Monitor:
         # The publishing loop's state (the monitor's thread only).
         self._graph_sent = self._status_sent = float("-inf")
         self._states: tuple[str, ...] = ()
+        self._held: Refusal | None = None  # a refusal that says too little on its own, until the next one
+        self._refusal_said = False  # a run says at most once why nobody hears it
 
     def __enter__(self) -> Monitor:
         if self.settings.gui:
@@ -194,6 +196,7 @@ class Monitor:
                 log.exception("the monitor failed to publish or show the run's status; it goes on")
 
     def _publish(self, publisher: Publisher, status: RunStatus, rates: Mapping[str, float], now: float) -> None:
+        self._say_refusals(publisher)
         subscribed = publisher.new_subscribers()  # first: a new subscriber receives what follows
         self._publish_errors(publisher)
         states = (status.state, *(step.state for step in status.steps))
@@ -215,6 +218,7 @@ class Monitor:
         """The graph (a short run may have ended before a GUI heard it), the errors not yet sent,
         the last status (with the run's final state) and the report."""
         try:
+            publisher.settle(HANDSHAKE_WAIT_MS)  # a short run may end before its monitor subscribed
             publisher.new_subscribers()
             publisher.publish(GRAPH, self._graph)
             self._publish_errors(publisher)
@@ -223,8 +227,32 @@ class Monitor:
                                                   self._final_state))
             if self._report is not None:
                 publisher.publish(FINISH, finish_body(self._report))
+            self._say_refusals(publisher, final=True)
         except Exception:
             log.exception("the monitor failed to publish the end of the run")
+
+    def _say_refusals(self, publisher: Publisher, final: bool = False) -> None:
+        """Say once why the listener refused the run's handshake, if it did: nobody hears this run.
+
+        A keyed run's handshake closed without a word comes from a listener that does not hold the key the run
+        trusts, or, when libzmq sees the close first, from one that takes no keys: it waits for the next
+        refusal (the run reconnects), which may tell them apart, or for the end of the run.
+        """
+        for refusal in publisher.refusals():
+            ambiguous = refusal.event == zmq.EVENT_HANDSHAKE_FAILED_NO_DETAIL and self.credentials is not None
+            if ambiguous and self._held is None:
+                self._held = refusal
+            else:
+                self._say_refusal(refusal)
+        if final and self._held is not None:
+            self._say_refusal(self._held)
+
+    def _say_refusal(self, refusal: Refusal) -> None:
+        settings = self.settings
+        if not self._refusal_said:
+            self._refusal_said = True
+            say_once(refusal_reason(refusal.event, refusal.value, settings.gui_address, self.credentials is None,
+                                    settings.gui_server_key, settings.gui_key))
 
     def _open_progress(self, start: float) -> TerminalProgress | LogProgress | None:
         try:
@@ -237,7 +265,8 @@ class Monitor:
         settings = self.settings
         if self.credentials is None and not settings.gui_plaintext:
             # Said when the user asked for a monitor; a run of a user who never started one stays quiet.
-            if settings.gui_address != DEFAULT_GUI_ADDRESS or settings.gui_server_key or settings.gui_key:
+            named = settings.monitor_named or settings.gui_server_key or settings.gui_key
+            if named or settings.gui_address != DEFAULT_GUI_ADDRESS:
                 say_once(no_key_reason(settings.gui_server_key, settings.gui_key))
             return None
         try:

@@ -88,18 +88,28 @@ class Total:
         """``600/1000 (60%)``, the figures written by ``number``."""
         return f"{number(self.done)}/{number(self.total)} ({self.percent}%)"
 
+    def text(self, number: Callable[[int], str] = str) -> str:
+        """``COUNT 600/1000 (60%), ETA 8 s``, the figures written by ``number``."""
+        eta = f", ETA {humanize.duration(self.eta)}" if self.eta is not None else ""
+        return f"{self.step} {self.fraction(number)}{eta}"
+
     def __str__(self) -> str:
         """``COUNT 600/1000 (60%), ETA 8 s``."""
-        eta = f", ETA {humanize.duration(self.eta)}" if self.eta is not None else ""
-        return f"{self.step} {self.fraction()}{eta}"
+        return self.text()
+
+
+def step_total(step: str, processed: int, failed: int, total: int, rate: float) -> Total:
+    """How far ``step`` is towards its declared ``total``, and its ETA at ``rate`` messages per second
+    (the terminal, the log lines and the monitor all say it from here)."""
+    done = processed + failed
+    eta = (total - done) / rate if rate > 0 and done < total else None
+    return Total(step, done, total, eta)
 
 
 def run_total(status: RunStatus, rates: Mapping[str, float]) -> Total | None:
     """The first step of ``status`` with a declared total, and its ETA; None if no step has one."""
     for step in status.steps:
         if step.total is not None:
-            done = step.counts.processed + step.counts.failed
-            rate = rates.get(step.name, 0.0)
-            eta = (step.total - done) / rate if rate > 0 and done < step.total else None
-            return Total(step.name, done, step.total, eta)
+            return step_total(step.name, step.counts.processed, step.counts.failed, step.total,
+                              rates.get(step.name, 0.0))
     return None

@@ -14,18 +14,28 @@ is dropped and made again, which frees all it subscribed. With credentials, only
 monitor gets that far. Sends never wait: with no subscriber a message is discarded; a subscriber
 that does not keep up has its messages dropped at a small high-water mark, and the drops are counted.
 
-The socket belongs to the monitor's thread, in a context of its own (not the engine's).
+A run that nobody can hear must not stay silent about it: the socket's own events (libzmq's socket
+monitor, read without waiting on each look) tell how each handshake with the listener ended, and
+:meth:`Publisher.refusals` hands the failures to the monitor, which says why once
+(``credentials.refusal_reason``): a listener that takes no keys, or only keys, or does not hold the
+monitor key the run trusts, or refuses the run's key.
+
+The socket belongs to the monitor's thread, in a context of its own (not the engine's); so does the
+PAIR socket that reads its events.
 """
 
 from __future__ import annotations
 
 import logging
 import re
+import time
 from collections.abc import Mapping
+from dataclasses import dataclass
 from typing import Any
 
 import zmq
 from traitlets import TraitError, Unicode
+from zmq.utils.monitor import recv_monitor_message
 
 from pipeline.auth.curve import secure_client
 from pipeline.monitor.credentials import Credentials
@@ -47,6 +57,18 @@ SUBSCRIPTION_HWM = 16
 MAX_SUBSCRIPTIONS = 8
 #: Milliseconds between reconnections at most, while no monitor listens or a handshake fails.
 RECONNECT_MAX_MS = 2000
+#: The handshake failures libzmq reports, each with its value: a ZMTP error code, an errno, or a ZAP status.
+HANDSHAKE_FAILURES = (zmq.EVENT_HANDSHAKE_FAILED_NO_DETAIL, zmq.EVENT_HANDSHAKE_FAILED_PROTOCOL,
+                      zmq.EVENT_HANDSHAKE_FAILED_AUTH)
+#: The socket events read: a connection made, and how its handshake ended.
+WATCHED_EVENTS = (zmq.EVENT_CONNECTED | zmq.EVENT_HANDSHAKE_SUCCEEDED | zmq.EVENT_HANDSHAKE_FAILED_NO_DETAIL
+                  | zmq.EVENT_HANDSHAKE_FAILED_PROTOCOL | zmq.EVENT_HANDSHAKE_FAILED_AUTH)
+#: Socket events read per look at most (a listener that fails every handshake makes one each reconnection).
+EVENTS_PER_LOOK = 16
+#: Milliseconds the end of a run waits at most for a listener whose connection is made to finish its
+#: handshake and subscribe, so that a short run is still heard (or says why not); no wait when no
+#: connection was made (nobody listens) or the listener subscribed already.
+HANDSHAKE_WAIT_MS = 500
 
 _ADDRESS = re.compile(r"(tcp://)?(\[[0-9A-Fa-f:.]+\]|[^\s:/\[\]]+):\d{1,5}")
 
@@ -68,6 +90,14 @@ def endpoint(address: str) -> str:
     return address if address.startswith("tcp://") else f"tcp://{address}"
 
 
+@dataclass(frozen=True)
+class Refusal:
+    """A handshake with the listener at the run's address that failed, as libzmq reported it."""
+
+    event: int  # one of HANDSHAKE_FAILURES
+    value: int  # a ZMTP protocol error (zmq.PROTOCOL_ERROR_*), an errno, or a ZAP status code (400)
+
+
 class Publisher:
     """Sends a run's messages to ``address``; make it, use it and close it in the same thread.
 
@@ -81,10 +111,16 @@ class Publisher:
         self.resets = 0  # connections dropped for subscribing too much
         self._serial = 0
         self._subscriptions = 0  # since the connection was last made
+        self.heard = False  # a handshake with the listener succeeded (then nothing is refused)
+        self.subscribed = False  # a listener subscribed (since the connection was last dropped by us)
+        self._handshaking = False  # a connection is made and its handshake has not ended yet
+        self._refused: list[Refusal] = []  # read from the events, not yet handed out by refusals()
         self._endpoint = endpoint(address)
         self._context = zmq.Context()
         self._socket = self._context.socket(zmq.XPUB)
+        self._events: zmq.Socket | None = None
         try:
+            self._events = self._socket.get_monitor_socket(WATCHED_EVENTS)
             self._socket.sndhwm = SEND_HWM
             self._socket.rcvhwm = SUBSCRIPTION_HWM
             self._socket.linger = 0
@@ -123,10 +159,52 @@ class Publisher:
                 break
             self._subscriptions += 1
             subscribed = subscribed or frame[:1] == b"\x01"
+        self.subscribed = self.subscribed or subscribed
         if self._subscriptions > MAX_SUBSCRIPTIONS:
             self._reconnect()
             return False
         return subscribed
+
+    def refusals(self) -> list[Refusal]:
+        """The handshakes that failed since the last call (events read without waiting, a bounded number)."""
+        self._read_events()
+        refused, self._refused = self._refused, []
+        return refused
+
+    @property
+    def connected(self) -> bool:
+        """Whether a connection to a listener was made (as of the events read so far)."""
+        return self._handshaking or self.heard
+
+    def settle(self, wait_ms: int) -> None:
+        """Wait ``wait_ms`` at most while a connection is made and its listener has neither subscribed nor
+        been refused: at the end of a short run, which sends its graph then whatever subscribed."""
+        deadline = time.monotonic() + wait_ms / 1000
+        poller = zmq.Poller()
+        poller.register(self._socket, zmq.POLLIN)
+        if self._events is not None:
+            poller.register(self._events, zmq.POLLIN)
+        self._read_events()
+        while self.connected and not self.subscribed and not self._refused:
+            left = deadline - time.monotonic()
+            if left <= 0 or not poller.poll(left * 1000):
+                break
+            self._read_events()
+            self.new_subscribers()
+
+    def _read_events(self) -> None:
+        """Read the socket's events waiting (a bounded number): how its handshakes went."""
+        events = self._events
+        for _ in range(EVENTS_PER_LOOK):
+            if events is None or not events.poll(0):
+                break
+            event = recv_monitor_message(events)
+            kind, value = int(event["event"]), int(event["value"])
+            self._handshaking = kind == zmq.EVENT_CONNECTED
+            if kind == zmq.EVENT_HANDSHAKE_SUCCEEDED:
+                self.heard = True
+            elif kind in HANDSHAKE_FAILURES:
+                self._refused.append(Refusal(kind, value))
 
     def _reconnect(self) -> None:
         """Drop the connection, and with it every subscription its peer made; connect again."""
@@ -135,10 +213,14 @@ class Publisher:
                         "dropped and made again, as often as it does so", self._endpoint, self._subscriptions)
         self.resets += 1
         self._subscriptions = 0
+        self.subscribed = False
         self._socket.disconnect(self._endpoint)
         self._socket.connect(self._endpoint)
 
     def close(self, linger_ms: int = CLOSE_LINGER_MS) -> None:
         """Close the socket, giving what is queued ``linger_ms`` to leave, and end the context."""
+        if self._events is not None:
+            self._socket.disable_monitor()
+            self._events.close(linger=0)
         self._socket.close(linger=linger_ms)
         self._context.term()

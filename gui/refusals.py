@@ -1,0 +1,87 @@
+"""The connections the monitor refused, counted by cause: plain Python, no Qt.
+
+A run whose settings do not match the monitor's never gets a tab, so the monitor says what it refused
+instead: libzmq's socket monitor reports each failed handshake on the SUB socket (``gui.receiver``
+reads the events), and :func:`cause` names why from the event and its value. The run's side says the
+same in one line on its stderr (``pipeline.monitor.credentials.refusal_reason``).
+"""
+
+from __future__ import annotations
+
+import logging
+from collections import Counter
+from html import escape
+
+import zmq
+
+from pipeline.console import humanize
+
+log = logging.getLogger("gui.receiver")
+
+#: The handshake failures libzmq reports on the bound socket.
+REFUSAL_EVENTS = (zmq.EVENT_HANDSHAKE_FAILED_NO_DETAIL | zmq.EVENT_HANDSHAKE_FAILED_PROTOCOL
+                  | zmq.EVENT_HANDSHAKE_FAILED_AUTH)
+
+#: Each cause: its words in the status bar, and what it means and what to change (its tooltip, and the
+#: warning on stderr the first time).
+CAUSES = {
+    "in clear": "a run that sends in clear (Pipeline.gui_plaintext=True): this monitor takes only runs that "
+                "prove a key; drop that option on the run",
+    "with keys": "a run with keys: this monitor is --plaintext; start it without --plaintext, or run with "
+                 "Pipeline.gui_plaintext=True",
+    "hung up (in clear?)": "a peer that hung up during the handshake: most often a run that sends in clear "
+                           "(Pipeline.gui_plaintext=True), which saw the mismatch first; or a peer that is not a run",
+    "hung up (keys?)": "a peer that hung up during the handshake: most often a run with keys, which saw the "
+                       "mismatch with this --plaintext monitor first; or a peer that is not a run",
+    "another monitor's key": "a run that trusts another monitor's key: its Pipeline.gui_server_key is not this "
+                             "monitor's public key (or, without it, the user's own is another user's)",
+    "unknown key": "a run whose key this monitor does not let in: put its public .key file in the "
+                   "--authorized-keys directory and restart the monitor",
+    "other": "a handshake that failed otherwise (a peer that is not a pipeline run, or one that went away)",
+}
+
+
+def cause(event: int, value: int, plaintext: bool) -> str:
+    """Why the monitor (a CURVE server, or ``plaintext``) refused a connection: a key of CAUSES."""
+    if event == zmq.EVENT_HANDSHAKE_FAILED_AUTH:
+        return "unknown key"  # the ZAP handler said no (status 400)
+    if event == zmq.EVENT_HANDSHAKE_FAILED_PROTOCOL:
+        if value == zmq.PROTOCOL_ERROR_ZMTP_MECHANISM_MISMATCH:
+            return "with keys" if plaintext else "in clear"
+        if value == zmq.PROTOCOL_ERROR_ZMTP_CRYPTOGRAPHIC and not plaintext:
+            return "another monitor's key"  # its HELLO is sealed for another server key: it cannot be opened
+    if event == zmq.EVENT_HANDSHAKE_FAILED_NO_DETAIL:
+        # Both sides of a mechanism mismatch see it; the side that sees it first hangs up, and the other
+        # side's event then says only that (measured: about two times in three for a run in clear).
+        return "hung up (keys?)" if plaintext else "hung up (in clear?)"
+    return "other"
+
+
+class Refusals:
+    """The connections refused so far, by cause; the first of each cause is also a warning on stderr."""
+
+    def __init__(self) -> None:
+        self.counts: Counter[str] = Counter()
+
+    @property
+    def total(self) -> int:
+        """Connections refused in all."""
+        return sum(self.counts.values())
+
+    def add(self, reason: str) -> None:
+        """Count one refusal for ``reason`` (a key of CAUSES)."""
+        if not self.counts[reason]:
+            log.warning("refused a connection: %s (the window counts the others)", CAUSES[reason])
+        self.counts[reason] += 1
+
+    def text(self) -> str:
+        """``3 refused: 2 in clear, 1 unknown key`` (most frequent first); "" when none was refused."""
+        if not self.total:
+            return ""
+        parts = [f"{humanize.count(n)} {reason}" for reason, n in self.counts.most_common()]
+        return f"{humanize.count(self.total)} refused: {', '.join(parts)}"
+
+    def tip(self) -> str:
+        """Rich text: each cause seen, with its count, what it means and what to change."""
+        return "<br>".join(f"<b>{humanize.count(n)} {escape(reason, False)}</b>: {escape(CAUSES[reason], False)}"
+                           for reason, n in self.counts.most_common())
