@@ -226,3 +226,13 @@ def test_sigterm_aimed_at_one_worker_process_ends_it_and_loses_nothing(tmp_path:
     assert f"(pid {target}) died: killed by signal SIGTERM; starting another" in result.stderr
     assert sorted(written(tmp_path)) == list(range(200))
     assert redeliveries(result.stderr, "STAGE", replaced=1) >= 1
+
+
+def test_a_step_module_slow_to_import_is_no_death(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    """A worker process importing its step's module for longer than heartbeat_liveness beats is starting, not dead."""
+    monkeypatch.setenv("SLOW_IMPORT_SECONDS", str(3 * PATIENCE))
+    path = chain(tmp_path, {"nb_process": 1, "module": "tests.slow_import_steps", "class": "Pass"}, count=20)
+    result = run_to_end(path, *HEARTBEATS)
+    assert result.returncode == 0, result.stderr
+    assert written(tmp_path) == list(range(20))
+    assert "died" not in result.stderr and "killing" not in result.stderr
