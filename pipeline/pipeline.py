@@ -52,12 +52,14 @@ class Pipeline(Configurable):
         "for pipeline-run and pipeline-bench."
     ).tag(config=True)
     heartbeat_interval = Seconds(
-        1.0, min=0.01, help="Seconds between two heartbeats of the run and its worker processes (nb_process)."
+        1.0, min=0.01, help="Seconds between two heartbeats of the run and its remote workers (pipeline-worker); "
+        "how often the run looks at its worker processes (nb_process)."
     ).tag(config=True)
     heartbeat_liveness = Int(
-        5, min=1, max=MAX_HEARTBEAT_LIVENESS, help="Heartbeats missed before a worker process is taken for dead "
-        "and its messages are redelivered (and before a worker process takes its run for gone and exits). At most "
-        f"{MAX_HEARTBEAT_LIVENESS}: for a longer silence, raise heartbeat_interval."
+        5, min=1, max=MAX_HEARTBEAT_LIVENESS, help="Heartbeats missed before a remote worker is taken for dead and "
+        "its messages are redelivered (and before pipeline-worker takes its run for gone and leaves); beats a worker "
+        "process may stay stopped (SIGSTOP) before it is killed. A long run(), even in a C call holding the GIL, is "
+        f"no death. At most {MAX_HEARTBEAT_LIVENESS}: for a longer silence, raise heartbeat_interval."
     ).tag(config=True)
     max_redeliveries = Int(
         2, min=1, help="A message that was running in this many worker processes when they died fails (to "
