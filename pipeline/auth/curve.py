@@ -25,7 +25,6 @@ from collections.abc import Mapping
 from dataclasses import dataclass
 
 import zmq
-from zmq.auth.thread import ThreadAuthenticator
 
 from pipeline.auth.keys import KeyPair
 
@@ -78,6 +77,9 @@ class CurveServer:
         if keys.own.secret is None:
             raise ValueError(f"a server needs a secret key; key {keys.own.name!r} has none")
         self.own = keys.own
+        # Imported here: it loads asyncio, which a client (a worker process) does not need.
+        from zmq.auth.thread import ThreadAuthenticator
+
         self._allow = _AllowList(keys.allowed)
         self._handler = ThreadAuthenticator(context, log=logging.getLogger("pipeline.auth.zap"))
         self._handler.configure_curve_callback(ZAP_DOMAIN, self._allow)

@@ -1,8 +1,17 @@
 """The pipeline's configuration: the JSON file, its checks, and the validated steps it describes."""
 
-from pipeline.config.loader import MAX_DEPTH, MAX_FILE_BYTES, SECTIONS, load_config
-from pipeline.config.model import DICT_SOURCE, PipelineConfig, StepConfig
-from pipeline.config.stepkeys import DEFAULT_QUEUE_LIMIT
+from importlib import import_module
+from typing import Any
 
-__all__ = ["DEFAULT_QUEUE_LIMIT", "DICT_SOURCE", "MAX_DEPTH", "MAX_FILE_BYTES", "SECTIONS", "PipelineConfig",
-           "StepConfig", "load_config"]
+#: Where each public name lives; imported on first use, so that a module needing only the validated
+#: steps (config.model, in a worker process) does not load the loader and its traitlets machinery.
+_NAMES = {"DEFAULT_QUEUE_LIMIT": "stepkeys", "DICT_SOURCE": "model", "MAX_DEPTH": "loader", "MAX_FILE_BYTES": "loader",
+          "SECTIONS": "loader", "PipelineConfig": "model", "StepConfig": "model", "load_config": "loader"}
+
+__all__ = sorted(_NAMES)
+
+
+def __getattr__(name: str) -> Any:
+    if name not in _NAMES:
+        raise AttributeError(name)
+    return getattr(import_module(f"pipeline.config.{_NAMES[name]}"), name)

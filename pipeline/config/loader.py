@@ -7,7 +7,6 @@ import importlib
 import json
 import logging
 import sys
-import traceback
 from collections.abc import Iterable, Iterator, Mapping
 from pathlib import Path
 from typing import Any
@@ -23,6 +22,7 @@ from pipeline.config.stepkeys import REQUIRED_STEP_KEYS, STEP_KEYS, StepKeys, ro
 from pipeline.config.traits import ValueProblem, shown
 from pipeline.console.humanize import suggest
 from pipeline.errors import ConfigError
+from pipeline.failures.describe import failure_place
 
 log = logging.getLogger("pipeline.config")
 
@@ -150,34 +150,6 @@ def _children(node: Any) -> Iterator[Any]:
 def import_problem(module_name: str, error: BaseException) -> str:
     """Why importing ``module_name`` raised ``error``, in one line naming the file and line where it failed."""
     return f"cannot import module {module_name!r}: {type(error).__name__}: {error}{failure_place(error)}"
-
-
-def failure_place(error: BaseException) -> str:
-    """`` (FILE, line N)``: where the import that raised ``error`` failed; "" when no such line is known.
-
-    That is the deepest frame of the traceback outside the import machinery: the line of the step's
-    module that raised (``RATE = 1/0``), or the import, maybe files further down, of a module that is
-    missing. A SyntaxError's message names its file and line already; a step module that is not
-    found at all has no such line.
-    """
-    if isinstance(error, SyntaxError):
-        return ""
-    # The first frame is the caller's, which tried the import.
-    frames = [frame for frame in traceback.extract_tb(error.__traceback__)[1:] if not _machinery(frame.filename)]
-    return f" ({_shown_path(frames[-1].filename)}, line {frames[-1].lineno})" if frames else ""
-
-
-def _machinery(filename: str) -> bool:
-    """Whether ``filename`` is Python's import machinery (frozen, or importlib's own files)."""
-    return filename.startswith("<") or Path(filename).parent == Path(importlib.__file__).parent
-
-
-def _shown_path(filename: str) -> str:
-    """A file's path as the user would type it: relative to the working directory when it lies below it."""
-    try:
-        return str(Path(filename).relative_to(Path.cwd()))
-    except ValueError:
-        return filename
 
 
 def _expected(trait: Any) -> str:
