@@ -20,9 +20,8 @@ from pipeline.config.graph import check_graph, path_text
 from pipeline.config.model import DICT_SOURCE, PipelineConfig, StepConfig
 from pipeline.config.stepkeys import REQUIRED_STEP_KEYS, STEP_KEYS, StepKeys, role_problem
 from pipeline.config.traits import ValueProblem, shown
-from pipeline.console.humanize import suggest
+from pipeline.console.humanize import failure_place, suggest
 from pipeline.errors import ConfigError
-from pipeline.failures.describe import failure_place
 
 log = logging.getLogger("pipeline.config")
 

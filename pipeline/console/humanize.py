@@ -7,7 +7,10 @@ Every number is clamped first, so that whatever a peer sends, a label keeps its 
 from __future__ import annotations
 
 import difflib
+import importlib
+import traceback
 from collections.abc import Iterable
+from pathlib import Path
 
 #: The largest count shown as is; beyond it, "> 999 999 999 999 999".
 MAX_COUNT = 10**15 - 1
@@ -97,3 +100,31 @@ def suggest(word: str, choices: Iterable[str]) -> str:
     if near:
         return f" (did you mean {near[0]!r}?)"
     return f" (expected one of: {', '.join(choices)})" if choices else ""
+
+
+def failure_place(error: BaseException) -> str:
+    """`` (FILE, line N)``: where the import that raised ``error`` failed; "" when no such line is known.
+
+    That is the deepest frame of the traceback outside the import machinery: the line of the step's
+    module that raised (``RATE = 1/0``), or the import, maybe files further down, of a module that is
+    missing. A SyntaxError's message names its file and line already; a step module that is not
+    found at all has no such line.
+    """
+    if isinstance(error, SyntaxError):
+        return ""
+    # The first frame is the caller's, which tried the import.
+    frames = [frame for frame in traceback.extract_tb(error.__traceback__)[1:] if not _machinery(frame.filename)]
+    return f" ({_shown_path(frames[-1].filename)}, line {frames[-1].lineno})" if frames else ""
+
+
+def _machinery(filename: str) -> bool:
+    """Whether ``filename`` is Python's import machinery (frozen, or importlib's own files)."""
+    return filename.startswith("<") or Path(filename).parent == Path(importlib.__file__).parent
+
+
+def _shown_path(filename: str) -> str:
+    """A file's path as the user would type it: relative to the working directory when it lies below it."""
+    try:
+        return str(Path(filename).relative_to(Path.cwd()))
+    except ValueError:
+        return filename

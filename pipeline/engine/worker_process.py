@@ -39,6 +39,7 @@ from pipeline.auth.keys import KeyPair, load_key_pair, load_public_key
 from pipeline.config.model import PipelineConfig, StepConfig
 from pipeline.config.options import RunOptions
 from pipeline.console.end_of_output import tell_parent_at_end
+from pipeline.console.humanize import failure_place
 from pipeline.engine import sockets
 from pipeline.engine.addresses import Addresses
 from pipeline.engine.board import BusyBoard, HaltedSteps
@@ -48,7 +49,7 @@ from pipeline.engine.step_threads import WorkerThread
 from pipeline.engine.wire import failed_frames, process_worker_id
 from pipeline.errors import ConfigError
 from pipeline.execution.executor import UNORDERED
-from pipeline.failures.describe import failure_line, failure_place, traceback_text
+from pipeline.failures.describe import failure_line, traceback_text
 from pipeline.message import Encoded
 
 log = logging.getLogger("pipeline.worker")
