@@ -169,6 +169,26 @@ def test_a_worker_is_handed_large_messages_prefetch_bytes_at_a_time(monkeypatch:
     assert all(count == 1 or nbytes <= PREFETCH_BYTES for count, nbytes in handed), max(handed)
 
 
+@pytest.mark.parametrize("stage", [{}, {"nb_process": 1}])
+def test_a_small_queue_limit_keeps_a_handful_of_messages_in_flight(stage: dict) -> None:
+    """Issue 26.2: three steps with queue_limit 4, one worker each, a slow consumer: what a worker prefetches
+    and what senders batch scale down with the queue limit, so the messages alive stay within the bound,
+    and the bound is a handful, not the hundreds a worker's default prefetch would allow."""
+    tag = uuid.uuid4().hex
+    document = chain(step("P", "CountedSource", ["S1"]),
+                     [step("S1", "PassThrough", ["S2"], module="algorithms.basic", queue_limit=4, **stage),
+                      step("S2", "PassThrough", ["C"], module="algorithms.basic", queue_limit=4, **stage)],
+                     step("C", "SlowCountedSink", queue_limit=4),
+                     CountedSource={"count": 150, "size": 100, "tag": tag},
+                     SlowCountedSink={"delay": 0.01, "tag": tag})
+    report = run(document)
+    bound = message_bound(load_config(document))
+    assert report.exit_status == 0, report.table()
+    assert report["C"].processed == 150
+    assert bound is not None and bound < 60
+    assert GAUGES[tag].peak <= bound
+
+
 def test_ordered_step_holds_back_a_bounded_number_of_results() -> None:
     tag = uuid.uuid4().hex
     document = chain(step("P", "CountedSource", ["O"]),

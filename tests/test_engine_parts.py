@@ -175,21 +175,28 @@ def bound_of(stager: dict[str, Any], consumer_limit: int = 4) -> int | None:
 
 
 def test_message_bound_of_a_small_chain() -> None:
-    # Batches: B(S) = min(128, 8 // 2) = 4 and B(C) = 4 // 2 = 2.
+    # Batches: B(S) = min(128, 8 // 2) = 4 and B(C) = 4 // 2 = 2; windows: K(S) = 8, K(C) = 4 (the queue limits).
     # P: holds up to B(S) - 1 = 3 unsent outputs.
     # S (2 workers, Q 8, one sender: P): each worker holds up to B(C) - 1 = 1 unsent output: 2;
-    #    Q + W * (1 + PREFETCH) + U * 2 * B(S) = 8 + 2 * (1 + PREFETCH) + 1 * 2 * 4.
-    # C (1 worker, Q 4, two senders: S's workers): 4 + 1 * (1 + PREFETCH) + 2 * 2 * 2.
-    expected = 3 + 2 + (8 + 2 * (1 + PREFETCH) + 8) + (4 + (1 + PREFETCH) + 8)
-    assert bound_of({"nb_thread": 2, "queue_limit": 8}) == expected == 804
+    #    Q + W * K(S) + U * 2 * B(S) = 8 + 2 * 8 + 1 * 2 * 4.
+    # C (1 worker, Q 4, two senders: S's workers): 4 + 1 * 4 + 2 * 2 * 2.
+    expected = 3 + 2 + (8 + 2 * 8 + 8) + (4 + 4 + 8)
+    assert bound_of({"nb_thread": 2, "queue_limit": 8}) == expected == 53
 
 
 def test_message_bound_of_a_small_ordered_chain() -> None:
-    # As above, but S is ordered: its router is C's one sender (C: 4 + (1 + PREFETCH) + 1 * 2 * 2), it
-    # alone holds unsent outputs (B(C) - 1 = 1; its workers send nothing themselves), and it holds back
-    # the outputs of at most W * (1 + PREFETCH) inputs.
-    expected = 3 + 1 + (8 + 2 * (1 + PREFETCH) + 8 + 2 * (1 + PREFETCH)) + (4 + (1 + PREFETCH) + 4)
-    assert bound_of({"nb_thread": 2, "queue_limit": 8, "ordered": True}) == expected == 1313
+    # As above, but S is ordered: its router is C's one sender (C: 4 + 4 + 1 * 2 * 2), it alone holds
+    # unsent outputs (B(C) - 1 = 1; its workers send nothing themselves), and it holds back the outputs
+    # of at most W * K(S) inputs.
+    expected = 3 + 1 + (8 + 2 * 8 + 8 + 2 * 8) + (4 + 4 + 4)
+    assert bound_of({"nb_thread": 2, "queue_limit": 8, "ordered": True}) == expected == 64
+
+
+def test_message_bound_with_the_default_queue_limit() -> None:
+    # Q = 256 (the default), so B = 128 and K = min(1 + PREFETCH, Q) = 256: P holds 127 unsent;
+    # S: 256 + 256 + 2 * 128 and its worker 127 unsent; C: 256 + 256 + 2 * 128.
+    assert PREFETCH == 256
+    assert bound_of({}, consumer_limit=256) == 127 + (256 + 256 + 256) + 127 + (256 + 256 + 256) == 1790
 
 
 def test_an_unbounded_queue_has_no_message_bound() -> None:

@@ -4,7 +4,8 @@ Per step T with queue limit Q (bounded), W workers and U upstream senders, the m
 for T at any time are at most::
 
     Q                     in T's router queue (it reads input only while queued + B <= Q)
-  + W * (1 + PREFETCH)    at T's workers: one in progress plus at most PREFETCH prefetched
+  + W * K                 at T's workers: each holds at most K = window_limit(Q) messages, the one in
+                          progress and those prefetched (K is 1 + PREFETCH, or Q when Q is smaller)
   + U * 2 * B             in transit: each sender's pipe to T holds at most two packets
 
 where B = batch_limit(Q) is the largest packet a sender sends to T, and the senders are the
@@ -13,8 +14,11 @@ producer, every worker of each upstream step, but only the router of an upstream
 it has not yet sent. A prefetched packet is only sent to a worker holding less than
 PREFETCH_BYTES, and a packet handed to a worker holds at most PREFETCH_BYTES (or one message), so a
 worker holds less than twice PREFETCH_BYTES plus one message; and a router reads no input while
-its queue holds QUEUE_BYTES, so large messages fill far fewer than Q places. An ordered step's router holds
-back the results of at most W * (1 + PREFETCH) inputs that finished out of order, and stops there
+its queue holds QUEUE_BYTES, so large messages fill far fewer than Q places. A worker asks to hold
+what keeps it busy for its prefetch time (PREFETCH_SECONDS in the run's process, longer in a worker
+process, where each round trip costs more), never more than K: the router holds every worker to K,
+whatever it asks. An ordered step's router holds back the results of at most W * K inputs that
+finished out of order, and stops there
 or once the outputs it holds back reach HELD_BACK_BYTES: past either it hands out no more work
 until the late one is done (what its workers already hold still comes back, so the bytes held
 back are at most HELD_BACK_BYTES plus the outputs of those inputs).
@@ -45,6 +49,11 @@ QUEUE_BYTES = 64 * 1024 * 1024
 PREFETCH_BYTES = 4 * 1024 * 1024
 #: A worker asks for enough messages to keep it busy this long (its window adapts to run() time).
 PREFETCH_SECONDS = 0.001
+#: The same for a worker in another process: each round trip to its router costs two process switches
+#: and some tens of microseconds of CPU on each side. At 1 ms it asked for 2 messages of 1 ms each, and a
+#: stage in 2 worker processes spent more CPU on moving events than on them; at 20 ms one stage of camera
+#: events ran 7% faster and a chain of three 19% (docs/performance.md).
+PREFETCH_SECONDS_OUTSIDE = 0.02
 #: A committed output waits at most this long for more to batch with it.
 MAX_DELAY_SECONDS = 0.001
 #: How often the Flusher looks for outputs that wait while their thread is in the step's code. Each
@@ -68,11 +77,20 @@ def batch_limit(queue_limit: int) -> int:
     return max(1, min(MAX_BATCH, queue_limit // 2))
 
 
-def window_for(mean_seconds: float) -> int:
-    """How many messages a worker asks to hold, given its recent mean time per message."""
-    if mean_seconds <= 0:
+def window_limit(queue_limit: int) -> int:
+    """Most messages one worker of a step with this queue limit holds (-1: unbounded): a user who sets a
+    small queue limit wants a handful of messages in flight, not hundreds prefetched."""
+    if queue_limit < 0:
         return 1 + PREFETCH
-    return max(2, min(1 + PREFETCH, 1 + int(PREFETCH_SECONDS / mean_seconds)))
+    return max(2, min(1 + PREFETCH, queue_limit))
+
+
+def window_for(mean_seconds: float, limit: int, prefetch_seconds: float = PREFETCH_SECONDS) -> int:
+    """How many messages a worker asks to hold, given its recent mean time per message: enough for
+    ``prefetch_seconds`` of work, between 2 and ``limit`` (window_limit of its step)."""
+    if mean_seconds <= 0:
+        return limit
+    return max(2, min(limit, 1 + int(prefetch_seconds / mean_seconds)))
 
 
 def sender_count(config: PipelineConfig, step: StepConfig, remote: bool = False) -> int:
@@ -91,7 +109,7 @@ def sender_count(config: PipelineConfig, step: StepConfig, remote: bool = False)
 
 def held_back_limit(step: StepConfig) -> int:
     """Most inputs whose outputs an ordered step's router holds back, waiting for an earlier one."""
-    return step.workers * (1 + PREFETCH)
+    return step.workers * window_limit(step.queue_limit)
 
 
 def message_bound(config: PipelineConfig) -> int | None:
@@ -110,7 +128,8 @@ def message_bound(config: PipelineConfig) -> int | None:
             return None
         senders = sender_count(config, step)
         workers = step.workers
-        total += step.queue_limit + workers * (1 + PREFETCH) + senders * 2 * batch_limit(step.queue_limit)
+        total += (step.queue_limit + workers * window_limit(step.queue_limit)
+                  + senders * 2 * batch_limit(step.queue_limit))
         if step.ordered:
             total += held_back_limit(step)
     return total

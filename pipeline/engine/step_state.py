@@ -28,7 +28,14 @@ from itertools import islice
 
 from pipeline.config.model import StepConfig
 from pipeline.config.options import RunOptions
-from pipeline.engine.flow import HELD_BACK_BYTES, PREFETCH_BYTES, QUEUE_BYTES, batch_limit, held_back_limit
+from pipeline.engine.flow import (
+    HELD_BACK_BYTES,
+    PREFETCH_BYTES,
+    QUEUE_BYTES,
+    batch_limit,
+    held_back_limit,
+    window_limit,
+)
 from pipeline.engine.pool import WorkerPool
 from pipeline.engine.results import Results
 from pipeline.engine.wire import Answer, Loss, Packet, slot_of
@@ -120,6 +127,8 @@ class StepState:
         self._warned = float("-inf")
         # While the step has no worker and remote ones may join: since when (None: it has workers).
         self._alone_since: float | None = clock() if self.expected_workers == 0 else None
+        # What one worker may hold, whatever it asks for (a remote one could ask for anything).
+        self.window_limit = window_limit(step.queue_limit)
         # Read input only while a whole packet still fits under the queue limit.
         limit = step.queue_limit
         self._read_below = limit - batch_limit(limit) + 1 if limit > 0 else None
@@ -264,7 +273,7 @@ class StepState:
             return False
         if self.finishing:
             return True
-        self.pool.join(worker, window)
+        self.pool.join(worker, min(window, self.window_limit))
         self._members_changed = True
         return False
 
@@ -278,7 +287,7 @@ class StepState:
             return  # a worker whose process was lost: what it still says is moot
         # A worker outside the run answers each input of its packet before its READY.
         if self.pool.finished_oldest(worker, answered=not self.own(worker)):
-            self.pool.done(worker, window)
+            self.pool.done(worker, min(window, self.window_limit))
         else:
             self._ignore(worker, "a READY for a packet it has not finished")
 

@@ -13,7 +13,7 @@ from pipeline.config.model import PipelineConfig, StepConfig
 from pipeline.engine import sockets
 from pipeline.engine.addresses import Addresses
 from pipeline.engine.control import INIT_DONE, EngineThread, RunControl
-from pipeline.engine.flow import window_for
+from pipeline.engine.flow import PREFETCH_SECONDS, window_for, window_limit
 from pipeline.engine.handles import Handles
 from pipeline.engine.outlets import NextSteps, NoOutputs, Outlet, ToRouter
 from pipeline.engine.wire import Kind, control_frames, header_of, packet_from_frames
@@ -84,6 +84,8 @@ class WorkerThread(StepThread):
 
     #: Milliseconds the socket to the router keeps unsent messages once closed (its last is FINISHED).
     linger_ms = 0
+    #: Seconds of work a worker asks to hold (engine.flow).
+    prefetch_seconds = PREFETCH_SECONDS
 
     @property
     def handles(self) -> Handles | None:
@@ -123,6 +125,7 @@ class WorkerThread(StepThread):
         mean = 0.0
         outlet = self.outlet
         executor = self.executor
+        limit = window_limit(self.step.queue_limit)
         # Start with a small window: the first messages tell how long run() takes.
         sockets.send(ctl, control_frames(Kind.JOIN, 2 if started else 0))
         outlet.flush()  # what init() sent goes on now, not with the first packet's outputs
@@ -138,5 +141,5 @@ class WorkerThread(StepThread):
                 # The router must have a packet's answers before its READY; and a worker about to
                 # wait sends its outputs first, they are what the next step waits for.
                 outlet.flush()
-            sockets.send(ctl, control_frames(Kind.READY, window_for(mean)))
+            sockets.send(ctl, control_frames(Kind.READY, window_for(mean, limit, self.prefetch_seconds)))
             received = sockets.recv(ctl)

@@ -44,6 +44,7 @@ from pipeline.engine import sockets
 from pipeline.engine.addresses import Addresses
 from pipeline.engine.board import BusyBoard, HaltedSteps
 from pipeline.engine.control import ENDED, RunControl
+from pipeline.engine.flow import PREFETCH_SECONDS_OUTSIDE
 from pipeline.engine.outlets import Outlet, ToRouter
 from pipeline.engine.step_threads import WorkerThread
 from pipeline.engine.wire import failed_frames, process_worker_id
@@ -128,6 +129,8 @@ class ProcessWorkerThread(WorkerThread):
 
     #: Its last answers and FINISHED cross to another process: the process waits for them to leave.
     linger_ms = 5000
+    #: A round trip to the router costs more from another process: a worker asks for more at a time.
+    prefetch_seconds = PREFETCH_SECONDS_OUTSIDE
 
     def __init__(self, context: zmq.Context, control: RunControl, config: PipelineConfig, spec: Spec, index: int,
                  slot: int, board: BusyBoard, halted: HaltedSteps, keys: ClientKeys | None) -> None:
