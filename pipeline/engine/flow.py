@@ -107,9 +107,10 @@ def sender_count(config: PipelineConfig, step: StepConfig, remote: bool = False)
     return total
 
 
-def held_back_limit(step: StepConfig) -> int:
-    """Most inputs whose outputs an ordered step's router holds back, waiting for an earlier one."""
-    return step.workers * window_limit(step.queue_limit)
+def held_back_limit(workers: int, queue_limit: int) -> int:
+    """Most inputs whose outputs an ordered step's router holds back, waiting for an earlier one, with
+    ``workers`` workers (those of the config, and the remote ones that joined)."""
+    return max(1, workers) * window_limit(queue_limit)
 
 
 def message_bound(config: PipelineConfig) -> int | None:
@@ -131,5 +132,5 @@ def message_bound(config: PipelineConfig) -> int | None:
         total += (step.queue_limit + workers * window_limit(step.queue_limit)
                   + senders * 2 * batch_limit(step.queue_limit))
         if step.ordered:
-            total += held_back_limit(step)
+            total += held_back_limit(workers, step.queue_limit)
     return total

@@ -91,6 +91,10 @@ class WorkerPool:
         state = self.workers[worker]
         return state.window - state.held
 
+    def held(self, worker: bytes) -> int:
+        """How many messages ``worker`` holds now."""
+        return self.workers[worker].held
+
     def window(self, worker: bytes) -> int:
         """How many messages ``worker`` asked to hold in all."""
         return self.workers[worker].window

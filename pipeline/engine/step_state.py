@@ -69,13 +69,15 @@ class WorkerDied(Exception):
 
 @dataclass(frozen=True)
 class Offer:
-    """Work the state would hand out: ``packet`` to ``worker``, taken from the queued packet at ``index``,
-    which ``remains`` replace (what is left of it: none, its tail, or what was around a late input)."""
+    """Work the state would hand out: ``packet`` to ``worker``, taken from ``taken`` queued packets from
+    ``index`` on, which ``remains`` replace (what is left of them: none, a tail, or what was around a late
+    input)."""
 
     worker: bytes
     packet: Packet
     index: int
     remains: tuple[Packet, ...]
+    taken: int = 1
 
 
 class StepState:
@@ -207,7 +209,8 @@ class StepState:
             return None
         index = 0
         results = self.results
-        if results is not None and results.ordered and (len(results.held) >= held_back_limit(self.step)
+        limit = held_back_limit(self.expected_workers, self.step.queue_limit)
+        if results is not None and results.ordered and (len(results.held) >= limit
                                                         or results.held_bytes >= HELD_BACK_BYTES):
             found = self._find(results.next_seq)
             if found is None:
@@ -217,17 +220,33 @@ class StepState:
             late, after = rest.split(1)
             return Offer(worker, late, index, tuple(p for p in (before, after) if len(p)))
         size = min(max(1, self.pool.window(worker) // 2), self.pool.room(worker))
-        packet = self.queue[0]
+        # Consecutive queued packets (each sender's batch is one), up to ``size`` messages and PREFETCH_BYTES
+        # (at least one message): one packet handed out, not one per batch that came in.
+        taken: list[Packet] = []
+        count = nbytes = 0
+        for packet in self.queue:
+            if count >= size or (taken and (nbytes >= PREFETCH_BYTES
+                                           or packet.first_seq != taken[-1].first_seq + len(taken[-1]))):
+                break
+            taken.append(packet)
+            count += len(packet)
+            nbytes += packet.nbytes
+        if count < size and self.pool.held(worker) >= 2 and self._ended < self.senders:
+            # The worker has work for a while: wait for a whole packet rather than send a few messages now
+            # (each packet costs its worker a wake-up and a round trip; to another process, two switches).
+            return None
+        packet = Packet.concat(taken)
         if packet.nbytes > PREFETCH_BYTES:  # large messages: a worker is handed PREFETCH_BYTES at a time
             size = min(size, packet.leading_within(PREFETCH_BYTES))
         if len(packet) <= size:
-            return Offer(worker, packet, 0, ())
+            return Offer(worker, packet, 0, (), len(taken))
         packet, rest = packet.split(size)
-        return Offer(worker, packet, 0, (rest,))
+        return Offer(worker, packet, 0, (rest,), len(taken))
 
     def handed(self, offer: Offer) -> None:
         """The offered work went to its worker."""
-        del self.queue[offer.index]
+        for _ in range(offer.taken):
+            del self.queue[offer.index]
         for remain in reversed(offer.remains):
             self.queue.insert(offer.index, remain)
         packet = offer.packet

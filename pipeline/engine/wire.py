@@ -148,6 +148,21 @@ class Packet:
             nbuf += count
         return len(self)
 
+    @staticmethod
+    def concat(packets: Sequence[Packet]) -> Packet:
+        """One packet of consecutive ``packets`` (each numbered where the one before ends), without copying."""
+        if len(packets) == 1:
+            return packets[0]
+        lengths, oob_counts = array("I"), array("H")
+        parts: list[Buffer] = []
+        buffers: list[Buffer] = []
+        for packet in packets:
+            lengths.extend(packet.lengths)
+            oob_counts.extend(packet.oob_counts)
+            parts.extend(packet.parts)
+            buffers.extend(packet.buffers)
+        return Packet(lengths, oob_counts, parts, buffers, packets[0].first_seq, sum(p.nbytes for p in packets))
+
     def receipt(self) -> Packet:
         """This packet's counts, sequence numbers and size without its messages."""
         return Packet(self.lengths, self.oob_counts, [], [], self.first_seq, self.nbytes)

@@ -1,0 +1,314 @@
+"""A step's rules without a socket (engine.step_state): events in, what to send out.
+
+The router feeds ``StepState`` from its sockets; here the tests feed it directly: packets in, offers
+handed, READYs, RESULTs, worker processes lost, with a fake clock and a policy that records what it is
+told. A property test drives random orders of those events and checks that every message is accounted
+for exactly once: queued, held by a worker, answered, or failed for good.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Iterable
+from dataclasses import dataclass, field
+from typing import Any
+
+from hypothesis import given, settings
+from hypothesis import strategies as st
+
+from pipeline.config import StepConfig
+from pipeline.config.options import RunOptions
+from pipeline.engine.flow import window_limit
+from pipeline.engine.step_state import FINISH_GRACE_SECONDS, StepState
+from pipeline.engine.wire import Answer, Loss, Packet, process_worker_id
+from pipeline.execution.executor import Outcome
+from pipeline.message import Encoded
+
+
+@dataclass
+class Policy:
+    """What the state tells the run's failure policy."""
+
+    halted: set[str] = field(default_factory=set)
+    failed: list[tuple[int, str]] = field(default_factory=list)  # (seq, error type)
+    skipped: list[int] = field(default_factory=list)  # messages a halted step did not run
+    lifecycle: list[str] = field(default_factory=list)
+
+    def lifecycle_failed(self, step: str, worker: int, what: str, error: BaseException) -> str:
+        self.lifecycle.append(what)
+        return f"{what}: {error}"
+
+    def message_failed(self, step: StepConfig, worker: int, seq: int, error: BaseException,
+                       message: Encoded | None) -> None:
+        self.failed.append((seq, type(error).__name__))
+
+    def not_run(self, step: StepConfig, seq: int, message: Encoded) -> None:
+        self.skipped.append(seq)
+
+    def halt(self, step: str, reason: str) -> None:
+        self.halted.add(step)
+
+
+class Clock:
+    """A clock the test moves."""
+
+    def __init__(self) -> None:
+        self.now = 100.0
+
+    def __call__(self) -> float:
+        return self.now
+
+
+def step(**keys: Any) -> StepConfig:
+    """A stager S with ``keys``."""
+    return StepConfig(name="S", kind="stager", cls=object, module="m", next_steps=("C",),  # type: ignore[arg-type]
+                      **keys)
+
+
+def packet(count: int, size: int = 10) -> Packet:
+    """A packet of ``count`` messages of ``size`` bytes each."""
+    made = Packet()
+    for _ in range(count):
+        made.add(Encoded(b"x" * size, []))
+    return made
+
+
+def state(senders: int = 1, **keys: Any) -> tuple[StepState, Policy, Clock]:
+    """A step's state whose workers are all in other processes (they answer each input): by default none is
+    expected until one is announced (added), as for remote workers."""
+    keys.setdefault("nb_thread", 0)
+    policy, clock = Policy(), Clock()
+    made = StepState(step(**keys), senders, RunOptions(max_redeliveries=2), policy, lambda worker: False, True, clock)
+    return made, policy, clock
+
+
+def worker(slot: int, thread: int = 0) -> bytes:
+    """The routing id of a worker process's thread."""
+    return process_worker_id(slot, thread)
+
+
+def answers(first: int, count: int, outcome: Outcome = Outcome.DONE) -> list[Answer]:
+    """Each of inputs first .. first+count-1 answered with one output (none unless DONE)."""
+    return [Answer(seq, [(Encoded(b"out%d" % seq, []), None)] if outcome is Outcome.DONE else [], outcome)
+            for seq in range(first, first + count)]
+
+
+def hand_out(made: StepState) -> list[tuple[bytes, Packet]]:
+    """Every offer the state makes now, each taken as handed."""
+    handed = []
+    while (offer := made.offer()) is not None:
+        made.handed(offer)
+        handed.append((offer.worker, offer.packet))
+    return handed
+
+
+def seqs(packet_: Packet) -> list[int]:
+    """The sequence numbers of ``packet_``."""
+    return [seq for seq, _, _ in packet_.messages()]
+
+
+# --------------------------------------------------------------------------- dispatch
+
+
+def test_the_worker_idle_the_longest_gets_the_oldest_messages() -> None:
+    made, _, _ = state(nb_thread=2)
+    for w in (worker(0), worker(1)):
+        made.joined(w, 2)
+    made.take_input(packet(2))
+    assert [(w, seqs(p)) for w, p in hand_out(made)] == [(worker(0), [0]), (worker(1), [1])]
+
+
+def test_consecutive_batches_go_out_as_one_packet() -> None:
+    made, _, _ = state()
+    made.joined(worker(0), 16)  # asks for 16: handed up to 8 at a time
+    for _ in range(5):
+        made.take_input(packet(2))
+    [(_, first)] = hand_out(made)
+    assert seqs(first) == list(range(8)) and [seqs(p) for p in made.queue] == [[8, 9]]
+
+
+def test_a_busy_worker_waits_for_a_whole_packet_while_more_may_come() -> None:
+    made, _, _ = state()
+    made.joined(worker(0), 16)
+    made.take_input(packet(2))
+    assert [seqs(p) for _, p in hand_out(made)] == [[0, 1]]  # idle: it gets what there is, at once
+    made.take_input(packet(3))
+    assert hand_out(made) == []  # it holds 2: 3 more are not worth a round trip yet
+    made.take_input(packet(5))
+    assert [seqs(p) for _, p in hand_out(made)] == [[2, 3, 4, 5, 6, 7, 8, 9]]
+    made.take_input(packet(1))
+    made.take_end(11)
+    assert [seqs(p) for _, p in hand_out(made)] == [[10]]  # the stream ended: the rest goes now
+
+
+def test_a_worker_is_held_to_the_window_limit_whatever_it_asks() -> None:
+    made, _, _ = state(queue_limit=8)
+    made.joined(worker(0), 10**9)
+    assert made.pool.window(worker(0)) == window_limit(8) == 8
+
+
+# --------------------------------------------------------------------------- answers, READY, the end
+
+
+def test_answers_in_order_then_ready_then_drained() -> None:
+    made, _, _ = state()
+    made.joined(worker(0), 4)
+    made.take_input(packet(2))
+    made.take_end(2)
+    [(w, _)] = hand_out(made)
+    assert made.drained() == []  # the worker holds work
+    released = made.answered(w, answers(0, 2))
+    assert [seq for seq, _ in released] == [0, 1]
+    made.ready(w, 4)
+    assert made.drained() == [w]
+    made.told_to_finish(w)
+    made.finished_worker(w)
+    assert made.done() and made.counts.processed == 2
+
+
+def test_a_result_for_messages_the_worker_does_not_hold_is_ignored() -> None:
+    made, _, _ = state()
+    made.joined(worker(0), 4)
+    made.take_input(packet(2))
+    hand_out(made)
+    assert made.answered(worker(0), answers(1, 1)) == []  # 0 comes first
+    assert made.ignored == 1 and made.counts.processed == 0
+
+
+def test_an_ordered_step_releases_outputs_in_input_order() -> None:
+    made, _, _ = state(nb_thread=2, ordered=True)
+    made.joined(worker(0), 2)
+    made.joined(worker(1), 2)
+    made.take_input(packet(2))
+    (w0, p0), (w1, p1) = hand_out(made)
+    assert made.answered(w1, answers(seqs(p1)[0], 1)) == []
+    assert [seq for seq, _ in made.answered(w0, answers(seqs(p0)[0], 1))] == [0, 1]
+
+
+# --------------------------------------------------------------------------- worker processes lost
+
+
+def test_what_a_dead_process_held_goes_back_to_the_front_and_only_its_running_message_is_blamed() -> None:
+    made, policy, _ = state(nb_thread=2)
+    made.joined(worker(0), 8)
+    made.joined(worker(1), 8)
+    made.take_input(packet(8))
+    (_, p0), _ = hand_out(made)
+    made.take_input(packet(2))
+    made.lost(Loss(0, "killed", [seqs(p0)[0]]))
+    assert seqs(made.queue[0]) == seqs(p0)  # the front, in order
+    assert made.redelivered == len(p0) and policy.failed == []
+
+
+def test_a_message_that_killed_max_redeliveries_processes_fails_and_what_waited_for_it_goes_on() -> None:
+    made, policy, _ = state(ordered=True)
+    for slot in (0, 1):
+        made.added(slot, 1)
+        made.joined(worker(slot), 2)
+    made.take_input(packet(2))
+    (_, p0), (w1, p1) = hand_out(made)
+    assert (seqs(p0), seqs(p1)) == ([0], [1])
+    assert made.answered(w1, answers(1, 1)) == []  # 1 is held back behind 0
+    made.ready(w1, 2)
+    made.lost(Loss(0, "killed", [0]))  # 0 has killed one process: it goes round again
+    [(again, p)] = hand_out(made)
+    assert (again, seqs(p)) == (w1, [0])
+    released = made.lost(Loss(1, "killed again", [0]))
+    assert policy.failed == [(0, "WorkerDied")]
+    assert [seq for seq, _ in released] == [1]  # 0 will never be answered: 1 goes on
+
+
+def test_a_process_lost_after_it_was_told_to_finish_is_given_time_for_its_finished() -> None:
+    made, _, _ = state()
+    made.added(0, 1)
+    made.joined(worker(0), 2)
+    made.take_end(0)
+    assert made.drained() == [worker(0)]
+    made.told_to_finish(worker(0))
+    made.lost(Loss(0, "exit code 0", [], clean=True))
+    assert not made.done() and made.settle_losses() == FINISH_GRACE_SECONDS
+    made.finished_worker(worker(0))  # it came through the other socket, after the notice
+    assert made.settle_losses() is None and made.done() and not made.fatal
+
+
+def test_a_process_lost_before_its_finish_ended_fails_the_step_once_its_grace_is_over() -> None:
+    made, _, clock = state()
+    made.added(0, 1)
+    made.joined(worker(0), 2)
+    made.take_end(0)
+    made.drained()
+    made.told_to_finish(worker(0))
+    made.lost(Loss(0, "killed by signal SIGKILL", []))
+    clock.now += FINISH_GRACE_SECONDS
+    assert made.settle_losses() is None and made.done() and made.fatal
+    assert "died before its finish() ended" in (made.first_error or "")
+
+
+# --------------------------------------------------------------------------- any order of events
+
+
+Event = tuple[str, int]
+
+
+@st.composite
+def events(draw: st.DrawFn) -> list[Event]:
+    """Random inputs, handing out, answers with READY, and deaths of worker processes."""
+    kinds = st.sampled_from(["input", "offer", "answer", "answer", "lose"])
+    return draw(st.lists(st.tuples(kinds, st.integers(0, 5)), max_size=60))
+
+
+@settings(max_examples=150, deadline=None)
+@given(events(), st.booleans())
+def test_every_message_is_accounted_for_exactly_once_in_any_order(script: Iterable[Event], ordered: bool) -> None:
+    made, policy, _ = state(ordered=ordered)
+    slots = 0
+    live: list[int] = []
+
+    def add() -> None:
+        nonlocal slots
+        made.added(slots, 1)
+        made.joined(worker(slots), 4)
+        live.append(slots)
+        slots += 1
+
+    add()
+    add()
+    sent = 0
+    released: list[int] = []
+    for kind, value in script:
+        if kind == "input":
+            made.take_input(packet(value + 1))
+            sent += value + 1
+        elif kind == "offer":
+            hand_out(made)
+        elif kind == "answer" and live:
+            w = worker(live[value % len(live)])
+            held = made.pool.workers.get(w)
+            if held is not None and held.in_flight:
+                oldest = held.in_flight[0]
+                first = oldest.first_seq + held.answered
+                released += [seq for seq, _ in made.answered(w, answers(first, len(oldest) - held.answered))]
+                made.ready(w, 4)
+        elif kind == "lose" and live:
+            slot = live.pop(value % len(live))
+            held = made.pool.workers.get(worker(slot))
+            running = [held.in_flight[0].first_seq + held.answered] if held and held.in_flight else []
+            released += [seq for seq, _ in made.lost(Loss(slot, "killed", running))]
+            add()
+    # Drain: answer everything, whatever is left.
+    made.take_end(sent)
+    for _ in range(sent + 2):
+        hand_out(made)
+        for slot in live:
+            w = worker(slot)
+            held = made.pool.workers[w]
+            while held.in_flight:
+                oldest = held.in_flight[0]
+                first = oldest.first_seq + held.answered
+                released += [seq for seq, _ in made.answered(w, answers(first, len(oldest) - held.answered))]
+                made.ready(w, 4)
+    failed = [seq for seq, _ in policy.failed]
+    assert made.drained() != [] or not made.pool.workers
+    assert sorted(released + failed) == list(range(sent))  # each once: answered, or failed for good
+    if ordered:
+        assert released == sorted(released)
+    assert made.counts.processed == len(released) and made.counts.failed == len(failed)
