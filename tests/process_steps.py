@@ -12,6 +12,7 @@ import time
 from collections.abc import Iterator
 from typing import Any
 
+import numpy as np
 from traitlets import Bool, Enum, Float, Int, Unicode
 
 from pipeline import Component
@@ -136,3 +137,33 @@ class Warns(Component):
         if msg == self.warn_on:
             self.log.warning("odd message %d in process %d", msg, os.getpid())
         return msg
+
+
+class BigArrays(Component):
+    """Producer: 1 MiB float64 arrays, array i filled with i."""
+
+    count = Int(10, help="How many arrays.").tag(config=True)
+
+    def run(self) -> Iterator[np.ndarray]:
+        """Yield each array."""
+        for i in range(self.count):
+            yield np.full(131072, float(i))
+
+
+class DoubleArray(Trigger):
+    """Stager: returns its array doubled, acting like a Trigger on the array whose first value is ``at``."""
+
+    def run(self, msg: Any) -> Any:
+        """Double the array (after acting on array ``at``)."""
+        super().run(int(msg[0]))
+        return msg * 2
+
+
+class ArraySums(Component):
+    """Consumer: appends each array's first value, and whether it arrived read-only, to ``path`` as a JSON line."""
+
+    path = Unicode(help="The file to append to.").tag(config=True)
+
+    def run(self, msg: np.ndarray) -> None:
+        """Record the array."""
+        append_line(self.path, json.dumps({"value": float(msg[0]), "read_only": not msg.flags.writeable}))

@@ -15,6 +15,7 @@ import pickle
 import socket
 import struct
 import time
+from array import array
 from collections.abc import Callable, Sequence
 from pathlib import Path
 from typing import Any
@@ -27,6 +28,7 @@ from pipeline.engine import sockets
 from pipeline.engine.handles import Handles
 from pipeline.engine.wire import (
     HEADER,
+    IN_RING,
     Answer,
     Kind,
     Packet,
@@ -255,4 +257,15 @@ JUNK_RESULTS: dict[str, Callable[[bytes, int], list[bytes]]] = {
     # its output's buffer is a number, as between the run's own threads: what would it take?
     "buffer-by-handle": lambda payload, seq: [bytes(frame) for frame in result_frames(
         [Answer(seq, [(Encoded(payload, [payload]), None)])], Handles())],
+    # its output's buffer lies "in a shared-memory ring", as between the run and its own worker processes
+    "buffer-in-a-ring": lambda payload, seq: in_a_ring(payload, seq),
 }
+
+
+def in_a_ring(payload: bytes, seq: int) -> list[bytes]:
+    """A RESULT whose one output's buffer is a ring record (position 0, the payload's length), not a frame."""
+    header, _buffer, table = [bytes(frame) for frame in result_frames(  # the 1-byte body rides in the header
+        [Answer(seq, [(Encoded(b"p", [payload]), None)])])]
+    flagged = bytearray(header)
+    flagged[1] |= IN_RING
+    return [bytes(flagged), array("Q", [0, len(payload)]).tobytes(), table]

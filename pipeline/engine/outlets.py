@@ -33,6 +33,7 @@ from pipeline.engine.flow import (
     batch_limit,
 )
 from pipeline.engine.handles import Handles
+from pipeline.engine.rings import Ring
 from pipeline.engine.wire import Answer, Kind, Packet, control_frames, result_frames
 from pipeline.execution.executor import Outcome, Outputs
 from pipeline.execution.report import StepCounts
@@ -163,10 +164,11 @@ class ToRouter(Outlet):
 
     answers_router = True
 
-    def __init__(self, socket: zmq.Socket, step: StepConfig, handles: Handles | None) -> None:
+    def __init__(self, socket: zmq.Socket, step: StepConfig, handles: Handles | None, ring: Ring | None = None) -> None:
         super().__init__()
         self.socket = socket
         self.handles = handles
+        self.ring = ring  # a local worker process's ring to its router (engine.rings)
         self.index = {name: i for i, name in enumerate(step.next_steps)}
         self.answers: list[Answer] = []
         self.nbytes = 0
@@ -193,7 +195,7 @@ class ToRouter(Outlet):
     def flush(self) -> None:
         """Send the held answers to the router."""
         if self.answers:
-            sockets.send(self.socket, result_frames(self.answers, self.handles))
+            sockets.send(self.socket, result_frames(self.answers, self.handles, self.ring))
             self.answers = []
             self.nbytes = 0
         self.oldest = 0.0

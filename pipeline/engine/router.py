@@ -13,6 +13,7 @@ Sockets, all owned by this thread:
 from __future__ import annotations
 
 import logging
+import os
 
 import zmq
 
@@ -22,9 +23,11 @@ from pipeline.engine.addresses import Addresses
 from pipeline.engine.control import BOUND, WORKERS_JOINED, EngineThread, RunControl
 from pipeline.engine.flow import PIPE_HWM, sender_count
 from pipeline.engine.outlets import NextSteps
+from pipeline.engine.rings import Ring, ring_paths
 from pipeline.engine.step_state import StepState
 from pipeline.engine.wire import (
     Kind,
+    WireError,
     control_frames,
     header_of,
     packet_from_frames,
@@ -32,6 +35,7 @@ from pipeline.engine.wire import (
     parse_failed,
     parse_lost,
     parse_result,
+    parse_worker_id,
     slot_of,
 )
 from pipeline.execution.executor import Outputs
@@ -53,6 +57,8 @@ class Router(EngineThread):
                                control.policy, self._own, self.returns_results)
         self.busy_workers = 0  # workers outside the run's process that hold work (the monitor reads it)
         self.outputs: NextSteps | None = None
+        # Per worker thread of a local worker process: its rings (to it, from it); (None, None) for a remote one.
+        self._rings: dict[bytes, tuple[Ring | None, Ring | None]] = {}
 
     def listening(self) -> bool:
         """Whether the router still reads its notices (a notice to one that finished would wait forever)."""
@@ -100,6 +106,10 @@ class Router(EngineThread):
         finally:
             if self.outputs is not None:
                 self.outputs.close()
+            for pair in self._rings.values():
+                for ring in pair:
+                    if ring is not None:
+                        ring.close()
             inbox.close()
             work.close()
             notices.close()
@@ -156,7 +166,14 @@ class Router(EngineThread):
             if kind is Kind.READY:
                 state.ready(worker, value)
             elif kind is Kind.RESULT:
-                answers = parse_result(received[1:], self.control.handles if own else None)
+                if worker not in state.pool.workers:
+                    continue  # a worker whose process was lost: what it still says is moot
+                try:
+                    answers = parse_result(received[1:], self.control.handles if own else None,
+                                           self._ring(worker, 1))
+                except WireError as err:  # a worker process's ring record that cannot be (its ring is gone)
+                    state.ignore(worker, f"a RESULT that cannot be read ({err})")
+                    continue
                 self._emit(state.answered(worker, answers))
             elif kind is Kind.JOIN:
                 if state.joined(worker, value):
@@ -174,7 +191,9 @@ class Router(EngineThread):
             if header_of(received[0])[0] is Kind.ADDED:
                 self.state.added(*parse_added(received))
             else:
-                self._emit(self.state.lost(parse_lost(received)))
+                loss = parse_lost(received)
+                self._emit(self.state.lost(loss))
+                self._close_rings(loss.slot)
 
     def _emit(self, release: list[tuple[int, Outputs]]) -> None:
         """Send on the outputs the state released, in its order."""
@@ -187,11 +206,38 @@ class Router(EngineThread):
         state = self.state
         handles = self.control.handles
         while (offer := state.offer()) is not None:
-            frames = offer.packet.frames(Kind.WORK, handles=handles if self._own(offer.worker) else None)
+            own = self._own(offer.worker)
+            frames = offer.packet.frames(Kind.WORK, handles=handles if own else None,
+                                         ring=None if own else self._ring(offer.worker, 0))
             if self._send(work, offer.worker, frames):
                 state.handed(offer)
             else:
                 state.unreachable(offer.worker)
+
+    def _ring(self, worker: bytes, direction: int) -> Ring | None:
+        """A worker process thread's ring to it (``direction`` 0) or from it (1); None for a remote worker, or
+        a local one whose rings could not be made (engine.rings)."""
+        pair = self._rings.get(worker)
+        if pair is None:
+            pair = self._rings[worker] = self._open_rings(worker)
+        return pair[direction]
+
+    def _open_rings(self, worker: bytes) -> tuple[Ring | None, Ring | None]:
+        parsed = parse_worker_id(worker)
+        if parsed is None or not self.step.nb_process:
+            return None, None
+        paths = ring_paths(os.getpid(), self.addresses.run_id, *parsed)
+        try:
+            return Ring(paths[0]), Ring(paths[1])
+        except OSError:  # a remote worker, or a process the supervisor made no rings for
+            return None, None
+
+    def _close_rings(self, slot: int) -> None:
+        """Unmap the rings of worker process ``slot``, which ended."""
+        for worker in [worker for worker in self._rings if slot_of(worker) == slot]:
+            for ring in self._rings.pop(worker):
+                if ring is not None:
+                    ring.close()
 
     def _finish(self, work: zmq.Socket, worker: bytes) -> None:
         """Tell ``worker`` to run finish() and stop."""

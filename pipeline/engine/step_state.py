@@ -288,7 +288,7 @@ class StepState:
         """A worker has run init() and asks for ``window`` messages (0: its init() failed). True if it
         must be told to finish at once (it came after the end: it has nothing to do but finish())."""
         if worker in self.pool.workers:
-            self._ignore(worker, "a second JOIN")
+            self.ignore(worker, "a second JOIN")
             return False
         if self.finishing:
             return True
@@ -308,7 +308,7 @@ class StepState:
         if self.pool.finished_oldest(worker, answered=not self.own(worker)):
             self.pool.done(worker, min(window, self.window_limit))
         else:
-            self._ignore(worker, "a READY for a packet it has not finished")
+            self.ignore(worker, "a READY for a packet it has not finished")
 
     def answered(self, worker: bytes, answers: Sequence[Answer]) -> list[tuple[int, Outputs]]:
         """A RESULT: count what a worker outside the run did; the outputs to send on now, in order."""
@@ -317,7 +317,7 @@ class StepState:
         if not self.own(worker):  # a thread of this process counts its own work
             answered = [answer.seq for answer in answers if answer.seq != UNORDERED]
             if answered != self.pool.next_seqs(worker, len(answered)):  # within its oldest packet only
-                self._ignore(worker, "a RESULT answering messages it was not running")
+                self.ignore(worker, "a RESULT answering messages it was not running")
                 return []
             counts = self.counts
             for answer in answers:
@@ -348,7 +348,7 @@ class StepState:
                 self.policy.halt(self.step.name, f"step {self.step.name} raised {line} in run()")
             return
         if worker not in self.pool.workers or self.pool.next_seqs(worker, 1) != [seq]:
-            self._ignore(worker, f"a failure of message {seq}, which it was not running")
+            self.ignore(worker, f"a failure of message {seq}, which it was not running")
             return
         state = self.pool.workers[worker]
         message = _message_at(state.in_flight[0], state.answered)
@@ -366,7 +366,7 @@ class StepState:
                 self._count_finished(worker)
             return
         if worker not in self._told_to_finish:
-            self._ignore(worker, "a FINISHED before it was told to finish")
+            self.ignore(worker, "a FINISHED before it was told to finish")
             return
         self._told_to_finish.discard(worker)
         self._count_finished(worker)
@@ -515,7 +515,7 @@ class StepState:
         """A worker's number in the step, for logs and the monitor (in order of first sight)."""
         return self._numbers.setdefault(worker, len(self._numbers))
 
-    def _ignore(self, worker: bytes, what: str) -> None:
+    def ignore(self, worker: bytes, what: str) -> None:
         """Drop what a worker sent that does not match what it holds (a worker outside the run that does
         not keep the protocol); like a worker stuck in run(), it keeps what it holds until it answers or dies."""
         self.ignored += 1
@@ -527,7 +527,7 @@ class StepState:
 
     def ignore_stranger(self, worker: bytes) -> None:
         """A message under a routing id of neither a thread of the run nor a worker process."""
-        self._ignore(worker, "a message under a routing id of neither a thread of the run nor a worker process")
+        self.ignore(worker, "a message under a routing id of neither a thread of the run nor a worker process")
 
 
 def _message_at(packet: Packet, index: int) -> Encoded:

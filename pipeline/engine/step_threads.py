@@ -16,6 +16,7 @@ from pipeline.engine.control import INIT_DONE, EngineThread, RunControl
 from pipeline.engine.flow import PREFETCH_SECONDS, window_for, window_limit
 from pipeline.engine.handles import Handles
 from pipeline.engine.outlets import NextSteps, NoOutputs, Outlet, ToRouter
+from pipeline.engine.rings import Ring
 from pipeline.engine.wire import Kind, control_frames, header_of, packet_from_frames
 from pipeline.execution.executor import Policy, StepExecutor
 
@@ -87,6 +88,9 @@ class WorkerThread(StepThread):
     #: Seconds of work a worker asks to hold (engine.flow).
     prefetch_seconds = PREFETCH_SECONDS
 
+    #: The shared-memory ring its work comes in (a local worker process's thread; engine.rings).
+    ring: Ring | None = None
+
     @property
     def handles(self) -> Handles | None:
         """Where buffers from and to the router are lent: the run's (None in a worker process)."""
@@ -132,7 +136,7 @@ class WorkerThread(StepThread):
         received = sockets.recv(ctl)
         handles = self.handles
         while header_of(received[0])[0] is not Kind.FINISH:
-            packet = packet_from_frames(received, handles=handles)
+            packet = packet_from_frames(received, handles=handles, ring=self.ring)
             before = executor.busy_time
             executor.run(packet.messages())
             elapsed = (executor.busy_time - before) / len(packet)

@@ -14,6 +14,7 @@ from __future__ import annotations
 
 import dataclasses
 import logging
+import os
 from collections import Counter
 
 import zmq
@@ -23,6 +24,7 @@ from pipeline.engine import sockets
 from pipeline.engine.addresses import Addresses
 from pipeline.engine.control import BOUND, EngineThread, RunControl
 from pipeline.engine.process_keeper import Death, ProcessKeeper, WorkerProcess
+from pipeline.engine.rings import make_rings, remove_rings, sweep_stale
 from pipeline.engine.router import Router
 from pipeline.engine.wire import Loss, added_frames, lost_frames
 from pipeline.engine.worker_process import Spec
@@ -61,6 +63,7 @@ class Supervisor(EngineThread):
         self._notices: dict[str, zmq.Socket] = {}
 
     def work(self) -> None:
+        sweep_stale()
         try:
             for name in self.routers:
                 notice = self._notices[name] = self.context.socket(zmq.PUSH)
@@ -76,6 +79,7 @@ class Supervisor(EngineThread):
             aborted = self.control.aborted.is_set()
             self.keeper.stop_all(0.0 if aborted else self.control.options.shutdown_timeout)
             self.keeper.close()
+            remove_rings(os.getpid(), self.addresses.run_id)
             for notice in self._notices.values():
                 notice.close()
 
@@ -93,9 +97,13 @@ class Supervisor(EngineThread):
         return all(not router.is_alive() or router.state.phase == "finished" for router in self.routers.values())
 
     def _start(self, step: str) -> int:
-        """Start a worker process for ``step`` in a new slot; the slot."""
+        """Start a worker process for ``step`` in a new slot, with its shared-memory rings if they can be made;
+        the slot."""
         slot = self.control.new_slot()
-        self.keeper.start(slot, spec_for(self.config, step, self.addresses.outside(step), self.control))
+        run_pid, run_id = os.getpid(), self.addresses.run_id
+        rings = make_rings(run_pid, run_id, slot, self.config.steps[step].nb_thread)
+        self.keeper.start(slot, spec_for(self.config, step, self.addresses.outside(step), self.control),
+                          [f"--rings={run_pid}:{run_id}"] if rings else [])
         self.roster = self.keeper.roster()
         return slot
 
@@ -103,6 +111,7 @@ class Supervisor(EngineThread):
         """Tell the step's router (it knows whether the process had finished); replace a failed process
         while the step has restarts left, announcing the replacement first."""
         process = death.process
+        remove_rings(os.getpid(), self.addresses.run_id, process.slot)  # the router keeps what it mapped
         router = self.routers[process.step]
         if router.state.phase == "finished":
             return

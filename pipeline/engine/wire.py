@@ -14,6 +14,9 @@ when the INLINE flag is set, the body. Then::
 Between threads of the run's own process, the BY_HANDLE flag replaces the buffer frames by one
 frame of uint64 numbers, each a buffer lent to the run's ``Handles`` (engine.handles): no frame to
 free through pyzmq's garbage collector. Worker processes and remote workers never send nor get it.
+Between the run's process and a worker process of the same host, the IN_RING flag replaces them by
+one frame of (position, length) uint64 pairs, each a buffer copied into the sender's shared-memory
+ring (engine.rings); remote workers never send nor get it.
 
 A body under ``INLINE_BODY_BYTES`` rides in the header frame: every frame is a ZeroMQ call that
 releases and retakes the GIL, and for small messages those calls are most of a packet's cost.
@@ -44,6 +47,7 @@ from enum import IntEnum
 from typing import Any
 
 from pipeline.engine.handles import Handles
+from pipeline.engine.rings import Ring
 from pipeline.execution.executor import Outcome
 from pipeline.message import Buffer, Encoded
 
@@ -77,6 +81,8 @@ HEADER = struct.Struct("<BBxxIQ")  # kind, flags, count, value
 INLINE = 1
 #: The header flag saying that one frame of buffer numbers replaces the buffer frames (engine.handles).
 BY_HANDLE = 2
+#: The header flag saying that one frame of ring records replaces the buffer frames (engine.rings).
+IN_RING = 4
 #: A body smaller than this is copied into the header frame; a larger one is a frame of its own.
 INLINE_BODY_BYTES = 64 * 1024
 #: One input answered by a RESULT packet: its sequence number, how many outputs it has, its
@@ -119,7 +125,7 @@ class Packet:
         self.nbytes += size
 
     def frames(self, kind: Kind, extra: bytes = b"", value: int | None = None,
-               handles: Handles | None = None) -> list[Buffer]:
+               handles: Handles | None = None, ring: Ring | None = None) -> list[Buffer]:
         """The multipart frames of this packet as ``kind``; ``extra`` goes after the buffer counts.
 
         With ``handles`` (a receiver in the run's process) the buffers are lent to it, not framed.
@@ -130,6 +136,11 @@ class Packet:
         if handles is not None and buffers:
             buffers = [handles.lend(buffers)]
             flags |= BY_HANDLE
+        elif ring is not None and buffers:
+            records = ring.put(buffers)
+            if records is not None:  # else the ring is full: the buffers go as frames
+                buffers = [records]
+                flags |= IN_RING
         head = (HEADER.pack(kind, flags, len(self.lengths), self.first_seq if value is None else value),
                 self.lengths.tobytes(), self.oob_counts.tobytes(), extra)
         if inline:
@@ -195,7 +206,8 @@ class Packet:
             yield Encoded(inband, buffers)
 
 
-def packet_from_frames(frames: Sequence[Any], extra_per_message: int = 0, handles: Handles | None = None) -> Packet:
+def packet_from_frames(frames: Sequence[Any], extra_per_message: int = 0, handles: Handles | None = None,
+                       ring: Ring | None = None) -> Packet:
     """Rebuild a packet from received zmq.Frame objects (skipping ``extra_per_message`` header bytes each).
 
     The frames are kept as they are: forwarding a zmq.Frame only adds a reference to its memory.
@@ -214,7 +226,15 @@ def packet_from_frames(frames: Sequence[Any], extra_per_message: int = 0, handle
     else:
         body = frames[1]
         rest = frames[2:]
-    if not flags & BY_HANDLE:
+    if flags & IN_RING:
+        if ring is None or len(rest) != 1:
+            raise WireError("buffers in a ring from a sender that has none with this receiver")
+        try:
+            buffers = ring.take(rest[0])
+        except ValueError as err:
+            raise WireError(str(err)) from None
+        nbytes = len(body) + sum(len(b) for b in buffers)
+    elif not flags & BY_HANDLE:
         buffers = list(rest)
         nbytes = len(body) + sum(len(f) for f in buffers)
     elif handles is None or len(rest) != 1:
@@ -250,9 +270,9 @@ class Answer:
     seconds: float = 0.0
 
 
-def result_frames(answers: Sequence[Answer], handles: Handles | None = None) -> list[Buffer]:
+def result_frames(answers: Sequence[Answer], handles: Handles | None = None, ring: Ring | None = None) -> list[Buffer]:
     """A RESULT packet: for each input, its outputs and their targets, then the table of inputs
-    (the buffers lent to ``handles`` when the router is in the same process)."""
+    (the buffers lent to ``handles`` when the router is in the same process, or put in ``ring``)."""
     packet = Packet()
     targets = array("H")
     table = []
@@ -262,18 +282,19 @@ def result_frames(answers: Sequence[Answer], handles: Handles | None = None) -> 
         for message, target in outputs:
             packet.add(message)
             targets.append(EVERY_NEXT_STEP if target is None else target)
-    return [*packet.frames(Kind.RESULT, targets.tobytes(), value=len(table), handles=handles), b"".join(table)]
+    return [*packet.frames(Kind.RESULT, targets.tobytes(), value=len(table), handles=handles, ring=ring),
+            b"".join(table)]
 
 
-def parse_result(frames: Sequence[Any], handles: Handles | None = None) -> list[Answer]:
+def parse_result(frames: Sequence[Any], handles: Handles | None = None, ring: Ring | None = None) -> list[Answer]:
     """The inputs a RESULT packet answers, in the order the worker processed them (buffers sent by
-    handle are taken from ``handles``)."""
+    handle are taken from ``handles``, those in a ring from ``ring``)."""
     *packet_frames, table_frame = frames
     header = packet_frames[0].bytes
     _, _, n, inputs = HEADER.unpack_from(header)
     targets = array("H")
     targets.frombytes(header[HEADER.size + 6 * n:HEADER.size + 8 * n])
-    messages = packet_from_frames(packet_frames, 2, handles).encoded()
+    messages = packet_from_frames(packet_frames, 2, handles, ring).encoded()
     outputs = [(message, None if target == EVERY_NEXT_STEP else target)
                for message, target in zip(messages, targets, strict=True)]
     table = table_frame.bytes

@@ -46,6 +46,7 @@ from pipeline.engine.board import BusyBoard, HaltedSteps
 from pipeline.engine.control import ENDED, RunControl
 from pipeline.engine.flow import PREFETCH_SECONDS_OUTSIDE
 from pipeline.engine.outlets import Outlet, ToRouter
+from pipeline.engine.rings import Ring, ring_paths
 from pipeline.engine.step_threads import WorkerThread
 from pipeline.engine.wire import failed_frames, process_worker_id
 from pipeline.errors import ConfigError
@@ -133,13 +134,15 @@ class ProcessWorkerThread(WorkerThread):
     prefetch_seconds = PREFETCH_SECONDS_OUTSIDE
 
     def __init__(self, context: zmq.Context, control: RunControl, config: PipelineConfig, spec: Spec, index: int,
-                 slot: int, board: BusyBoard, halted: HaltedSteps, keys: ClientKeys | None) -> None:
+                 slot: int, board: BusyBoard, halted: HaltedSteps, keys: ClientKeys | None,
+                 rings: tuple[Ring, Ring] | None) -> None:
         super().__init__(context, control, config, config.steps[spec.step], Addresses(), index,
                          policy=RouterPolicy(self, halted))
         self.spec = spec
         self.slot = slot
         self.executor.mark = board.mark
         self.keys = keys
+        self.ring, self.out_ring = rings if rings is not None else (None, None)
 
     @property
     def handles(self) -> None:
@@ -148,7 +151,7 @@ class ProcessWorkerThread(WorkerThread):
 
     def make_outlet(self, ctl: zmq.Socket) -> Outlet:
         """Every input's outputs (even none) go back to the router, which sends them on."""
-        return ToRouter(ctl, self.step, None)
+        return ToRouter(ctl, self.step, None, self.out_ring)
 
     def connect(self, ctl: zmq.Socket) -> None:
         """Connect to the step's router under the routing id that names this process and thread."""
@@ -171,8 +174,9 @@ def load_step(spec: Spec, threads: int | None = None) -> PipelineConfig:
     return dataclasses.replace(spec.config, steps={spec.step: step})
 
 
-def serve(spec: Spec, slot: int, board: BusyBoard, keys: ClientKeys | None, name: str) -> int:
-    """Run the workers of the spec's step; the exit status."""
+def serve(spec: Spec, slot: int, board: BusyBoard, keys: ClientKeys | None, name: str, rings: str = "") -> int:
+    """Run the workers of the spec's step (their shared-memory rings named by ``rings``, "run-pid:run-id", when
+    the run made them); the exit status."""
     context = zmq.Context()
     context.ipv6 = spec.work.startswith("tcp://[")  # libzmq connects to an IPv6 address only with IPV6 set
     try:
@@ -184,8 +188,8 @@ def serve(spec: Spec, slot: int, board: BusyBoard, keys: ClientKeys | None, name
         control = RunControl(RunOptions())  # this process's own
         halted = HaltedSteps(spec.step, board)
         nb_thread = config.steps[spec.step].nb_thread
-        threads = [ProcessWorkerThread(context, control, config, spec, i, slot, board, halted, keys)
-                   for i in range(nb_thread)]
+        threads = [ProcessWorkerThread(context, control, config, spec, i, slot, board, halted, keys,
+                                       _open_rings(rings, slot, i)) for i in range(nb_thread)]
         control.flusher.start()
         for thread in threads:
             thread.start()
@@ -194,6 +198,15 @@ def serve(spec: Spec, slot: int, board: BusyBoard, keys: ClientKeys | None, name
         return 1 if crashed else 0
     finally:
         context.term()
+
+
+def _open_rings(named: str, slot: int, thread: int) -> tuple[Ring, Ring] | None:
+    """Thread ``thread``'s rings (to it, from it), if the run made them (``named``: "run-pid:run-id")."""
+    if not named:
+        return None
+    run_pid, run_id = named.split(":", 1)
+    to_worker, from_worker = ring_paths(int(run_pid), run_id, slot, thread)
+    return Ring(to_worker), Ring(from_worker)
 
 
 def worker_name(command: str, slot: int, step: str) -> str:
@@ -251,6 +264,7 @@ def main(argv: Sequence[str] | None = None) -> None:
     parser.add_argument("--parent", type=int, required=True, help="The process id of the parent.")
     parser.add_argument("--key", default="", help="A remote worker's secret key file.")
     parser.add_argument("--server-key", default="", help="The run's public key file (a remote worker's).")
+    parser.add_argument("--rings", default="", help="The run's shared-memory rings, as run-pid:run-id.")
     args = parser.parse_args(argv)
     die_with_parent(args.parent)
     signal.signal(signal.SIGINT, signal.SIG_DFL)  # SIGINT and SIGTERM end it, as they end a C program
@@ -267,7 +281,7 @@ def main(argv: Sequence[str] | None = None) -> None:
         print(f"{name}: error: {err}", file=sys.stderr, flush=True)
         sys.exit(CANNOT_LOAD)
     board = BusyBoard(args.board, spec.config.steps[spec.step].nb_thread)
-    sys.exit(serve(spec, args.slot, board, keys, name))
+    sys.exit(serve(spec, args.slot, board, keys, name, args.rings))
 
 
 def line_by_line() -> None:

@@ -1,0 +1,192 @@
+"""Large buffers between the run's process and its worker processes on the same host, through shared memory.
+
+Sent as ZeroMQ frames over ``ipc://``, a buffer is copied by the kernel twice, by two I/O threads,
+and the zero-copy send costs pyzmq a wake-up of its garbage-collector thread: most of the CPU a worker
+process costs its run for an event of real size (docs/performance.md). Here the sender copies each
+buffer into a ring of shared memory and sends only where it lies; the receiver copies it out at once
+and says how far it has read. Each worker thread of a worker process has two rings: one the router
+writes and the thread reads (its WORK), one the thread writes and the router reads (its RESULT); a
+ring has one writer and one reader (single producer, single consumer), so it needs no lock.
+
+A ring is a file in ``/dev/shm`` (tmpfs), private to the user (0600), of RING_BYTES of data after a
+header of two little-endian uint64 cursors::
+
+    word 0   written: bytes ever written (the writer's cursor; every record ends at or before it)
+    word 1   read:    bytes ever read (the reader's cursor; the writer reuses up to it)
+
+A buffer's record is (position, length): ``position`` counts bytes since the ring was made, so the
+data lie at ``position % RING_BYTES``. A buffer never wraps around the end of the ring: the writer
+skips what is left there, and the reader's cursor jumps over it when it passes the record after. The
+data are in the ring before the ZeroMQ message that carries their records is sent, and the reader
+reads them after it received that message: the message orders them. When a packet's buffers do not
+fit in the free space, they go as ZeroMQ frames instead: a ring never makes a sender wait.
+
+The receiver copies out rather than using the ring's memory in place, because a step may keep what it
+received (an array in a list) after it answered: the ring must be free to be written again. Remote
+workers never get a ring (their host is another); what they send in a ring is refused (engine.wire).
+
+The space is reserved when a ring is made (``posix_fallocate``), so that a full ``/dev/shm`` (64 MiB
+in a default Docker container) fails the ring, not the process (tmpfs kills a writer with SIGBUS when
+it runs out); a worker thread without rings exchanges frames. Rings are named after the run's process
+id, and removed when their worker process ends and at the run's end; rings of runs that died without
+removing them are swept at the start of the next run of the same user (``sweep_stale``).
+"""
+
+from __future__ import annotations
+
+import contextlib
+import errno
+import logging
+import mmap
+import os
+import struct
+from array import array
+from collections.abc import Sequence
+from pathlib import Path
+
+from pipeline.message import Buffer
+
+log = logging.getLogger("pipeline.engine")
+
+#: Where rings are made: the host's shared-memory file system.
+SHM_DIR = Path("/dev/shm")
+#: Bytes of data in each ring: enough for what a worker may hold (twice PREFETCH_BYTES and one message).
+RING_BYTES = 16 * 1024 * 1024
+#: The ring files of a run start with this, then the run's process id.
+PREFIX = "pipeline-ring-"
+
+_CURSORS = struct.Struct("<QQ")
+#: The header takes a page, so that the data start aligned.
+_HEADER_BYTES = mmap.PAGESIZE
+#: A record: a buffer's position and length.
+RECORD = "Q"
+
+
+class Ring:
+    """One mapped ring; this side either writes it or reads it, never both."""
+
+    def __init__(self, path: str | Path, create: bool = False) -> None:
+        self.path = Path(path)
+        size = _HEADER_BYTES + RING_BYTES
+        if create:
+            fd = os.open(self.path, os.O_RDWR | os.O_CREAT | os.O_EXCL, 0o600)
+            try:
+                os.posix_fallocate(fd, 0, size)  # reserve the space now, or fail now
+                self.map = mmap.mmap(fd, size)
+            except BaseException:
+                os.close(fd)
+                self.path.unlink(missing_ok=True)
+                raise
+            os.close(fd)
+        else:
+            with open(self.path, "r+b") as file:
+                self.map = mmap.mmap(file.fileno(), size)
+        self.data = memoryview(self.map)[_HEADER_BYTES:]
+        self._written = self._cursors()[0] if not create else 0  # the writer's cursor, kept here too
+
+    def _cursors(self) -> tuple[int, int]:
+        return _CURSORS.unpack_from(self.map, 0)
+
+    def put(self, buffers: Sequence[Buffer]) -> bytes | None:
+        """Copy ``buffers`` in; the frame of their records (position, length, uint64 each), or None when they
+        do not all fit in the free space (nothing is written then)."""
+        written = self._written
+        read = _CURSORS.unpack_from(self.map, 0)[1]
+        records = array(RECORD)
+        places = []
+        for buffer in buffers:
+            view = memoryview(buffer).cast("B")
+            length = view.nbytes
+            offset = written % RING_BYTES
+            if offset + length > RING_BYTES:  # no wrapping: the record starts at the ring's start
+                written += RING_BYTES - offset
+                offset = 0
+            if written + length - read > RING_BYTES:
+                return None
+            places.append((offset, view))
+            records.append(written)
+            records.append(length)
+            written += length
+        data = self.data
+        for offset, view in places:
+            data[offset:offset + view.nbytes] = view
+        self._written = written
+        struct.pack_into("<Q", self.map, 0, written)  # after the data: the message that follows orders them
+        return records.tobytes()
+
+    def take(self, frame: Buffer) -> list[bytearray]:
+        """Copy out the buffers whose records ``frame`` holds, and free their space; a ValueError if a record
+        is not one a writer of this ring could have made."""
+        records = array(RECORD)
+        records.frombytes(bytes(frame))
+        written, read = self._cursors()
+        taken = []
+        data = self.data
+        for i in range(0, len(records), 2):
+            position, length = records[i], records[i + 1]
+            offset = position % RING_BYTES
+            if position < read or position + length > written or offset + length > RING_BYTES:
+                raise ValueError(f"a ring record ({position}, {length}) outside what was written and not yet read")
+            taken.append(bytearray(data[offset:offset + length]))
+            read = position + length
+        struct.pack_into("<Q", self.map, 8, read)
+        return taken
+
+    def close(self) -> None:
+        """Unmap the ring."""
+        self.data.release()
+        self.map.close()
+
+
+def ring_paths(run_pid: int, run_id: str, slot: int, thread: int) -> tuple[Path, Path]:
+    """The two rings of thread ``thread`` of worker process ``slot``: (to the worker, from the worker)."""
+    stem = SHM_DIR / f"{PREFIX}{run_pid}-{run_id}-{slot}-{thread}"
+    return stem.with_name(stem.name + "-in"), stem.with_name(stem.name + "-out")
+
+
+def make_rings(run_pid: int, run_id: str, slot: int, threads: int) -> bool:
+    """Make the rings of worker process ``slot``'s threads; False (and none made) where shared memory is
+    missing or full: its threads then exchange frames."""
+    made: list[Path] = []
+    try:
+        for thread in range(threads):
+            for path in ring_paths(run_pid, run_id, slot, thread):
+                Ring(path, create=True).close()
+                made.append(path)
+    except OSError as err:
+        for path in made:
+            path.unlink(missing_ok=True)
+        if err.errno in (errno.ENOSPC, errno.ENOENT, errno.EACCES, errno.EROFS):
+            log.debug("no shared-memory rings for worker process %d: %s", slot, err)
+            return False
+        raise
+    return True
+
+
+def remove_rings(run_pid: int, run_id: str, slot: int | None = None) -> None:
+    """Remove the rings of worker process ``slot`` of a run (all of them without ``slot``)."""
+    pattern = f"{PREFIX}{run_pid}-{run_id}-" + ("*" if slot is None else f"{slot}-*")
+    for path in SHM_DIR.glob(pattern):
+        with contextlib.suppress(OSError):
+            path.unlink()
+
+
+def sweep_stale() -> None:
+    """Remove the rings of runs whose process is gone (killed before it could remove them)."""
+    if not SHM_DIR.is_dir():
+        return
+    for path in SHM_DIR.glob(f"{PREFIX}*"):
+        pid = path.name[len(PREFIX):].split("-", 1)[0]
+        if pid.isdigit() and not _alive(int(pid)) and path.stat().st_uid == os.getuid():
+            with contextlib.suppress(OSError):
+                path.unlink()
+
+
+def _alive(pid: int) -> bool:
+    try:
+        os.kill(pid, 0)
+    except ProcessLookupError:
+        return False
+    except PermissionError:
+        return True  # another user's process: not ours to judge
+    return True

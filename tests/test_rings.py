@@ -1,0 +1,175 @@
+"""Large buffers through shared-memory rings between the run's process and its worker processes
+(engine.rings): the ring itself (records, wrap-around, a full ring, records it never wrote), and what a
+user sees: arrays arrive whole and read-only, a killed worker process loses and duplicates nothing, no
+ring is left behind, and a remote peer cannot send buffers "in a ring"."""
+
+from __future__ import annotations
+
+import json
+import os
+import signal
+from collections.abc import Iterator
+from pathlib import Path
+
+import pytest
+from hypothesis import given, settings
+from hypothesis import strategies as st
+
+from pipeline.engine import rings
+from pipeline.engine.rings import RING_BYTES, Ring
+from pipeline.engine.wire import Kind, Packet, WireError, packet_from_frames
+from pipeline.message import Encoded
+from tests.process_helpers import alive, finish_run, pids, start_run, wait_for
+from tests.test_wire import as_received
+
+pytestmark = pytest.mark.skipif(not rings.SHM_DIR.is_dir(), reason="no /dev/shm on this host")
+
+
+@pytest.fixture
+def pair(tmp_path: Path) -> Iterator[tuple[Ring, Ring]]:
+    """A ring's writer side and reader side (two mappings of one file, as in two processes)."""
+    path = rings.SHM_DIR / f"{rings.PREFIX}{os.getpid()}-test-{tmp_path.name}"
+    writer = Ring(path, create=True)
+    reader = Ring(path)
+    yield writer, reader
+    writer.close()
+    reader.close()
+    path.unlink(missing_ok=True)
+
+
+def test_buffers_come_out_as_they_went_in_and_free_their_space(pair: tuple[Ring, Ring]) -> None:
+    writer, reader = pair
+    buffers = [b"a" * 100, bytes(range(256)) * 4, b""]
+    records = writer.put(buffers)
+    assert records is not None
+    assert [bytes(b) for b in reader.take(records)] == buffers
+    # What was read is free again: the ring never fills with what its reader took.
+    for _ in range(40):
+        records = writer.put([b"x" * (RING_BYTES // 8)])
+        assert records is not None
+        reader.take(records)
+
+
+def test_a_full_ring_refuses_and_writes_nothing(pair: tuple[Ring, Ring]) -> None:
+    writer, reader = pair
+    first = writer.put([b"1" * (RING_BYTES // 2)])
+    assert writer.put([b"2" * (RING_BYTES // 2 + 1)]) is None  # would overwrite what is not yet read
+    assert first is not None and [bytes(b)[:1] for b in reader.take(first)] == [b"1"]
+    # Read, the first half is free again; the rest of the second half is skipped (a buffer never wraps).
+    assert writer.put([b"2" * (RING_BYTES // 2 + 1)]) is None
+    assert writer.put([b"2" * (RING_BYTES // 2)]) is not None
+
+
+def test_a_buffer_never_wraps_around_the_end(pair: tuple[Ring, Ring]) -> None:
+    writer, reader = pair
+    size = RING_BYTES // 3
+    for round_ in range(10):  # three per lap: each lap leaves a tail that the next record skips
+        records = writer.put([bytes([round_]) * size])
+        assert records is not None
+        [out] = reader.take(records)
+        assert out == bytes([round_]) * size
+
+
+@settings(max_examples=60, deadline=None)
+@given(st.lists(st.lists(st.integers(0, RING_BYTES // 4), min_size=1, max_size=4), max_size=30))
+def test_any_sizes_in_any_numbers_come_out_whole(packets: list[list[int]]) -> None:
+    path = rings.SHM_DIR / f"{rings.PREFIX}{os.getpid()}-hypothesis"
+    writer, reader = Ring(path, create=True), Ring(path)
+    try:
+        for number, sizes in enumerate(packets):
+            buffers = [bytes([(number + i) % 256]) * size for i, size in enumerate(sizes)]
+            records = writer.put(buffers)
+            if records is None:  # the ring refused: too much at once for what is free
+                assert sum(sizes) > RING_BYTES // 2
+                continue
+            assert [bytes(b) for b in reader.take(records)] == buffers
+    finally:
+        writer.close()
+        reader.close()
+        path.unlink()
+
+
+def test_a_record_never_written_is_refused(pair: tuple[Ring, Ring]) -> None:
+    writer, reader = pair
+    records = writer.put([b"x" * 10])
+    assert records is not None
+    reader.take(records)
+    with pytest.raises(ValueError, match="outside what was written"):
+        reader.take(records)  # already read
+    packet = Packet()
+    packet.add(Encoded(b"p", [b"y" * 70_000]))
+    frames = packet.frames(Kind.WORK, ring=writer)
+    with pytest.raises(WireError, match="a sender that has none"):
+        packet_from_frames(as_received(frames))  # a receiver without that ring
+
+
+# --------------------------------------------------------------------------- end to end
+
+
+STEPS = "tests.process_steps"
+
+
+def arrays_chain(tmp: Path, count: int, stage: dict, trigger: dict | None = None) -> Path:
+    """ARRAYS (1 MiB float64 arrays, value i) -> STAGE (worker processes, DoubleOrAct) -> WRITER (sums)."""
+    document = {
+        "version": 1,
+        "Pipeline": {
+            "producer_conf": {"name": "ARRAYS", "module": STEPS, "class": "BigArrays", "next_steps": "STAGE"},
+            "stagers_conf": [{"name": "STAGE", "module": STEPS, "class": "DoubleArray", "next_steps": "WRITER",
+                              **stage}],
+            "consumer_conf": {"name": "WRITER", "module": STEPS, "class": "ArraySums"},
+        },
+        "BigArrays": {"count": count},
+        "DoubleArray": trigger or {},
+        "ArraySums": {"path": str(tmp / "sums.jsonl")},
+    }
+    path = tmp / "arrays.json"
+    path.write_text(json.dumps(document), encoding="utf-8")
+    return path
+
+
+def sums(tmp: Path) -> list[float]:
+    """What ArraySums wrote: each output array's first value, and whether it arrived read-only."""
+    rows = [json.loads(line) for line in (tmp / "sums.jsonl").read_text().splitlines()]
+    assert all(row["read_only"] for row in rows)
+    return sorted(row["value"] for row in rows)
+
+
+def test_arrays_through_worker_processes_arrive_whole_and_read_only(tmp_path: Path) -> None:
+    result = finish_run(start_run(arrays_chain(tmp_path, 60, {"nb_process": 2})), 60)
+    assert result.returncode == 0, result.stderr
+    assert sums(tmp_path) == [2.0 * i for i in range(60)]
+
+
+def test_a_killed_worker_process_loses_and_duplicates_no_array(tmp_path: Path) -> None:
+    marker = tmp_path / "holding"
+    path = arrays_chain(tmp_path, 200, {"nb_process": 2},
+                        {"at": 50, "action": "hold", "marker": str(marker)})
+    run = start_run(path, "--Pipeline.heartbeat_interval=0.2")
+    try:
+        wait_for(lambda: bool(pids(marker)), 20, "a worker process to take array 50")
+        victim = pids(marker).pop()
+        os.kill(victim, signal.SIGKILL)
+        wait_for(lambda: not alive(victim), 10, "the worker process to die")
+    finally:
+        result = finish_run(run, 60)
+    assert result.returncode == 0, result.stderr
+    assert sums(tmp_path) == [2.0 * i for i in range(200)]  # each once
+    assert "delivered again" in result.stderr
+
+
+def test_no_ring_is_left_behind_even_by_a_killed_run(tmp_path: Path) -> None:
+    marker = tmp_path / "holding"
+    run = start_run(arrays_chain(tmp_path, 100, {"nb_process": 2}, {"at": 5, "action": "hold",
+                                                                      "marker": str(marker)}))
+    try:
+        wait_for(lambda: bool(pids(marker)), 20, "a worker process to take array 5")
+        assert [p for p in rings.SHM_DIR.glob(f"{rings.PREFIX}{run.pid}-*")]  # the run made its rings
+        os.kill(run.pid, signal.SIGKILL)
+        run.wait(10)
+    finally:
+        finish_run(run, 20)
+    # The next run sweeps the rings of runs that died without removing them.
+    result = finish_run(start_run(arrays_chain(tmp_path, 4, {"nb_process": 1})), 60)
+    assert result.returncode == 0, result.stderr
+    assert not list(rings.SHM_DIR.glob(f"{rings.PREFIX}{run.pid}-*"))
