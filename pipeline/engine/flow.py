@@ -49,13 +49,18 @@ QUEUE_BYTES = 64 * 1024 * 1024
 PREFETCH_BYTES = 4 * 1024 * 1024
 #: A worker asks for enough messages to keep it busy this long (its window adapts to run() time).
 PREFETCH_SECONDS = 0.001
-#: The same for a worker in another process: each round trip to its router costs two process switches
-#: and some tens of microseconds of CPU on each side. At 1 ms it asked for 2 messages of 1 ms each, and a
-#: stage in 2 worker processes spent more CPU on moving events than on them; at 20 ms one stage of camera
-#: events ran 7% faster and a chain of three 19% (docs/performance.md).
-PREFETCH_SECONDS_OUTSIDE = 0.02
+#: The same for a worker in another process, where each round trip to its router costs two process switches
+#: and some tens of microseconds of CPU on each side, and where its answers wait for the end of their packet
+#: (Outlet.max_delay) rather than going one by one. At 1 ms a worker of 1 ms messages asked for 2, and a
+#: stage in 2 worker processes spent more CPU moving camera events than working on them; at 50 ms packets
+#: of about 20 events ran 1.4x the plain loop (docs/performance.md); 100 ms ran no faster.
+PREFETCH_SECONDS_OUTSIDE = 0.05
 #: A committed output waits at most this long for more to batch with it.
 MAX_DELAY_SECONDS = 0.001
+#: The same for a producer's messages (a fast one's: a slow one sends each at once, SLOW_SOURCE_SECONDS).
+#: Its batches set the size of every packet after it: at 1 ms a camera source of 0.2 ms an event sent
+#: packets of 6, at 10 ms of 26, and the stage after it ran 1.4x the plain loop instead of 1.1x.
+SOURCE_MAX_DELAY_SECONDS = 0.01
 #: How often the Flusher looks for outputs that wait while their thread is in the step's code. Each
 #: look takes the GIL: at 5 ms it cost 10% of W1's throughput, at 20 ms it costs none measurable.
 FLUSH_TICK_SECONDS = 0.02

@@ -45,6 +45,9 @@ class Outlet:
     #: Whether it answers the router: its answers must reach the router before the worker's READY.
     answers_router = False
 
+    #: Longest an output waits for more to go with it (a worker process's answers wait longer).
+    max_delay = MAX_DELAY_SECONDS
+
     def __init__(self) -> None:
         self.lock = threading.Lock()
         self.oldest = 0.0  # when the oldest unsent output was committed (0: none)
@@ -68,7 +71,7 @@ class Outlet:
 
     def due(self, now: float) -> bool:
         """Whether the oldest unsent output has waited MAX_DELAY_SECONDS at ``now``."""
-        return bool(self.oldest) and now - self.oldest >= MAX_DELAY_SECONDS
+        return bool(self.oldest) and now - self.oldest >= self.max_delay
 
     def flush_if_due(self) -> None:
         """Send what has waited MAX_DELAY_SECONDS (callers test ``oldest`` first: it is most often 0)."""

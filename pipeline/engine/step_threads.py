@@ -13,7 +13,7 @@ from pipeline.config.model import PipelineConfig, StepConfig
 from pipeline.engine import sockets
 from pipeline.engine.addresses import Addresses
 from pipeline.engine.control import INIT_DONE, EngineThread, RunControl
-from pipeline.engine.flow import PREFETCH_SECONDS, window_for, window_limit
+from pipeline.engine.flow import PREFETCH_SECONDS, SOURCE_MAX_DELAY_SECONDS, window_for, window_limit
 from pipeline.engine.handles import Handles
 from pipeline.engine.outlets import NextSteps, NoOutputs, Outlet, ToRouter
 from pipeline.engine.rings import Ring
@@ -62,8 +62,10 @@ class ProducerThread(StepThread):
     """Runs the producer's generator and sends each message on, batching while it yields fast."""
 
     def work(self) -> None:
-        self.open(NextSteps(self.context, self.config, self.step, self.addresses, self.executor.counts,
-                            self.control.handles))
+        outlet = NextSteps(self.context, self.config, self.step, self.addresses, self.executor.counts,
+                           self.control.handles)
+        outlet.max_delay = SOURCE_MAX_DELAY_SECONDS
+        self.open(outlet)
         try:
             started = self.start_component()
             self.control.go.wait()

@@ -150,8 +150,11 @@ class ProcessWorkerThread(WorkerThread):
         return None
 
     def make_outlet(self, ctl: zmq.Socket) -> Outlet:
-        """Every input's outputs (even none) go back to the router, which sends them on."""
-        return ToRouter(ctl, self.step, None, self.out_ring)
+        """Every input's outputs (even none) go back to the router, which sends them on: together with the
+        rest of their packet's answers, unless the packet takes longer than its prefetch time."""
+        outlet = ToRouter(ctl, self.step, None, self.out_ring)
+        outlet.max_delay = PREFETCH_SECONDS_OUTSIDE
+        return outlet
 
     def connect(self, ctl: zmq.Socket) -> None:
         """Connect to the step's router under the routing id that names this process and thread."""
