@@ -230,7 +230,7 @@ def wait_during(proc: Proc, condition: Callable[[], Any], what: str, timeout: fl
 def servers(outputs: list[dict[str, int]], run: Proc) -> set[int]:
     """Who ran each output: the run itself (its own worker threads), or the pipeline-worker whose worker process
     ran it (the parent of that process)."""
-    return {row["pid"] if row["pid"] == run.pid else row["ppid"] for row in outputs}
+    return {row["pid"] if row["pid"] == run.pid else row["keeper"] for row in outputs}
 
 
 def duplicates(outputs: list[dict[str, int]]) -> list[int]:

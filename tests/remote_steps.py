@@ -37,6 +37,26 @@ def wait_for(condition: Callable[[], Any], what: str, timeout: float = WAIT_SECO
     return result
 
 
+def parent_of(pid: int) -> int:
+    """The parent process id of process ``pid`` (from /proc; 0 if it cannot be read)."""
+    try:
+        with open(f"/proc/{pid}/stat", encoding="ascii", errors="replace") as stat:
+            return int(stat.read().rsplit(")", 1)[1].split()[1])
+    except (OSError, ValueError, IndexError):
+        return 0
+
+
+def keeper_of(pid: int) -> int:
+    """The pipeline-worker that keeps worker process ``pid``: its parent, or its parent's parent when it was
+    forked from pipeline-worker's zygote (engine.zygote)."""
+    parent = parent_of(pid)
+    try:
+        zygote = "pipeline.engine.zygote" in Path(f"/proc/{parent}/cmdline").read_text(errors="replace")
+    except OSError:
+        zygote = False
+    return parent_of(parent) if zygote else parent
+
+
 def markers(directory: str | Path, prefix: str) -> list[Path]:
     """The marker files ``prefix-*`` in ``directory``."""
     return sorted(Path(directory).glob(f"{prefix}-*"))
@@ -68,8 +88,8 @@ class Numbers(Component):
 
 
 class Tagged(Component):
-    """Stage: returns {"value", "pid", "ppid"}, the pids of the process that ran it and of its parent; marks its
-    init() and first message.
+    """Stage: returns {"value", "pid", "keeper"}: the pid of the process that ran it, and of the pipeline-worker
+    that keeps that process (keeper_of); marks its init() and first message.
 
     With ``workers`` > 0, each worker's first message waits until that many workers have each
     started one (a barrier): so every worker of the step, local or remote, processes some of the
@@ -97,4 +117,4 @@ class Tagged(Component):
             if os.environ.get(ROLE) == "remote-blocking":
                 _mark(self.gate, "busy")
                 wait_for(Path(self.gate, "never").exists, "the test to kill this worker")
-        return {"value": value, "pid": os.getpid(), "ppid": os.getppid()}
+        return {"value": value, "pid": os.getpid(), "keeper": keeper_of(os.getpid())}

@@ -14,7 +14,7 @@ exit status 141 (128 + SIGPIPE, the status a shell shows for a tool that SIGPIPE
 ends the output there and writes nothing, as every later write does, instead of raising into a
 step's ``run()``. So a step that prints (``Printer``) does not fail on the first message after the
 reader left: a closed stdout is not a failure of any message. A run's worker processes share its
-stdout; the one whose write finds it closed sends SIGPIPE to the run (``tell_parent_at_end``), which
+stdout; the one whose write finds it closed sends SIGPIPE to the run (``tell_run_at_end``), which
 then stops as if its own write had found it (``pipeline.cli.signals``).
 """
 
@@ -149,16 +149,17 @@ def quiet_stdout() -> Iterator[None]:
         sys.stdout = original
 
 
-def tell_parent_at_end(parent: int) -> None:
+def tell_run_at_end(run: int, parent: int) -> None:
     """In a worker process that shares its run's stdout: make ``sys.stdout`` quiet for good, and send the run
-    (process ``parent``) SIGPIPE when the output ends here, as the kernel would send it to a C tool."""
+    (process ``run``) SIGPIPE when the output ends here, as the kernel would send it to a C tool, while this
+    process's parent (the run, or the zygote it was forked from) is still ``parent``."""
     quiet = _quiet_copy(sys.stdout)
     if quiet is not None:
         sys.stdout = quiet
 
     def tell() -> None:
         if os.getppid() == parent:  # not an unrelated process that inherited an orphan
-            os.kill(parent, signal.SIGPIPE)
+            os.kill(run, signal.SIGPIPE)
 
     with _lock:
         _listeners.append(tell)

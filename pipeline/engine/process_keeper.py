@@ -1,11 +1,12 @@
 """The worker processes one process starts and watches on its own host: the run's, for steps with
 ``nb_process`` (engine.supervisor), and ``pipeline-worker``'s on a remote host (engine.remote_agent).
 
-A worker process is started with ``subprocess`` (a fresh interpreter: never ``fork``, which would
-copy the parent's threads and sockets), in a session of its own so that a terminal's Ctrl+C reaches
-only its parent, which decides. What it runs (its ``Spec``) is a file in the parent's private
-directory (0700); so is its busy board (engine.board), through which the parent knows what it is
-running and tells it to halt.
+A worker process is forked from the zygote (engine.zygote: a fresh interpreter that imported the
+worker's code once, and never a fork of the parent, whose threads and sockets a child must not
+inherit), or where there is none started with ``subprocess``; it runs in a session of its own so
+that a terminal's Ctrl+C reaches only its parent, which decides. What it runs (its ``Spec``) is a
+file in the parent's private directory (0700); so is its busy board (engine.board), through which
+the parent knows what it is running and tells it to halt.
 
 Liveness never depends on the child's GIL: a child is dead when it has exited, or when it has
 been stopped (SIGSTOP) for the patience (``heartbeat_interval`` x ``heartbeat_liveness``), read from
@@ -30,6 +31,7 @@ from pathlib import Path
 
 from pipeline.engine.board import BusyBoard
 from pipeline.engine.worker_process import Spec
+from pipeline.engine.zygote import Forked, Zygote
 from pipeline.execution.status import WorkerProcessStatus
 
 log = logging.getLogger("pipeline.engine")
@@ -47,7 +49,7 @@ class WorkerProcess:
     slot: int
     step: str
     threads: int
-    popen: subprocess.Popen | None
+    child: subprocess.Popen | Forked | None  # None: it could not be started
     board: BusyBoard | None
     seen: float = field(default_factory=time.monotonic)  # when it was last seen alive and not stopped
     halted: bool = False  # its board's halt flag is set
@@ -55,7 +57,7 @@ class WorkerProcess:
     @property
     def pid(self) -> int | None:
         """Its process id (None if it could not be started)."""
-        return self.popen.pid if self.popen is not None else None
+        return self.child.pid if self.child is not None else None
 
     def running(self) -> list[int]:
         """The messages its threads are running (from its busy board; after its death too)."""
@@ -84,44 +86,60 @@ class ProcessKeeper:
         self.directory = Path(directory)
         self.patience = patience
         self.processes: dict[int, WorkerProcess] = {}
+        # The process imports the step's module as this one did: same working directory and sys.path.
+        self.env = {**os.environ, "PYTHONPATH": os.pathsep.join(p or os.getcwd() for p in sys.path)}
+        self._zygote: Zygote | None = None
+        self._no_zygote = False  # it could not start: every worker starts from scratch
 
     def start(self, slot: int, spec: Spec, extra: Sequence[str] = ()) -> WorkerProcess:
-        """Start a worker process for ``spec`` in ``slot`` (``extra``: more command-line options)."""
+        """Start a worker process for ``spec`` in ``slot`` (``extra``: more command-line options), forked from
+        the zygote where it can be, else from scratch."""
         spec_path = self.directory / f"spec-{slot}"
         board_path = self.directory / f"busy-{slot}"
         threads = spec.config.steps[spec.step].nb_thread
         spec_path.write_bytes(pickle.dumps(spec))
         board = BusyBoard(board_path, threads, create=True)
-        command = [sys.executable, "-c", WORKER_MAIN, f"--spec={spec_path}", f"--board={board_path}",
-                   f"--slot={slot}", f"--parent={os.getpid()}", *extra]
-        # The process imports the step's module as this one did: same working directory and sys.path.
-        env = {**os.environ, "PYTHONPATH": os.pathsep.join(p or os.getcwd() for p in sys.path)}
-        try:
-            popen: subprocess.Popen | None = subprocess.Popen(command, env=env, stdin=subprocess.DEVNULL,
-                                                              start_new_session=True)
-        except OSError as err:
-            log.error("step %s: cannot start a worker process: %s", spec.step, err)
-            popen = None
-        process = self.processes[slot] = WorkerProcess(slot, spec.step, threads, popen, board)
+        argv = [f"--spec={spec_path}", f"--board={board_path}", f"--slot={slot}", f"--run={os.getpid()}", *extra]
+        zygote = self._zygote_now()
+        child: subprocess.Popen | Forked | None = None
+        if zygote is not None:
+            child = zygote.fork([*argv, f"--parent={zygote.popen.pid}"])
+        if child is None:
+            try:
+                child = subprocess.Popen([sys.executable, "-c", WORKER_MAIN, *argv, f"--parent={os.getpid()}"],
+                                         env=self.env, stdin=subprocess.DEVNULL, start_new_session=True)
+            except OSError as err:
+                log.error("step %s: cannot start a worker process: %s", spec.step, err)
+        process = self.processes[slot] = WorkerProcess(slot, spec.step, threads, child, board)
         return process
+
+    def _zygote_now(self) -> Zygote | None:
+        """The zygote, started on first use; None where it cannot start."""
+        if self._zygote is None and not self._no_zygote:
+            try:
+                self._zygote = Zygote(self.env)
+            except OSError as err:
+                log.debug("no zygote (%s): worker processes start from scratch", err)
+                self._no_zygote = True
+        return self._zygote
 
     def deaths(self) -> list[Death]:
         """The worker processes that died since the last look (they are forgotten); stopped ones are killed."""
         now = time.monotonic()
         dead = []
         for process in list(self.processes.values()):
-            if process.popen is None:
+            if process.child is None:
                 dead.append(Death(process, "it could not be started", True, []))
                 del self.processes[process.slot]
                 continue
-            code = process.popen.poll()
+            code = process.child.poll()
             if code is None:
-                if not is_stopped(process.popen.pid):
+                if not is_stopped(process.child.pid):
                     process.seen = now
                 elif now - process.seen > self.patience:
                     log.error("step %s: worker process %d (pid %s) stopped for %.1f s: killing it", process.step,
                               process.slot, process.pid, self.patience)
-                    process.popen.kill()
+                    process.child.kill()
                 continue
             dead.append(Death(process, describe_exit(code), code != 0, process.running()))
             del self.processes[process.slot]
@@ -146,20 +164,23 @@ class ProcessKeeper:
         deadline = time.monotonic() + timeout
         for ask in (signum, signal.SIGKILL):
             for process in self.processes.values():
-                if ask is not None and process.popen is not None and process.popen.poll() is None:
-                    process.popen.send_signal(ask)
+                if ask is not None and process.child is not None and process.child.poll() is None:
+                    process.child.send_signal(ask)
             for process in self.processes.values():
-                if process.popen is not None:
+                if process.child is not None:
                     with contextlib.suppress(subprocess.TimeoutExpired):  # asked more firmly next round
-                        process.popen.wait(max(0.0, deadline - time.monotonic()))
+                        process.child.wait(max(0.0, deadline - time.monotonic()))
             deadline = time.monotonic() + KILL_GRACE_SECONDS
 
     def close(self) -> None:
-        """Unmap the boards (the processes are gone)."""
+        """Unmap the boards (the processes are gone), and end the zygote."""
         for process in self.processes.values():
             if process.board is not None:
                 process.board.close()
         self.processes.clear()
+        if self._zygote is not None:
+            self._zygote.close()
+            self._zygote = None
 
 
 def is_stopped(pid: int) -> bool:

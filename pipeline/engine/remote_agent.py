@@ -202,7 +202,7 @@ def _keep(socket: zmq.Socket, keeper: ProcessKeeper, spec: Spec) -> int:
                 if kind is Kind.HALT:
                     keeper.halt(spec.step)
         for death in keeper.deaths():
-            worst = max(worst, death.process.popen.returncode if death.process.popen is not None else 1, key=abs)
+            worst = max(worst, death.process.child.returncode if death.process.child is not None else 1, key=abs)
             sockets.send(socket, left_frames(Loss(death.process.slot, death.reason, death.running, not death.failed)))
         if time.monotonic() - heard > patience:
             print(f"pipeline-worker: the run is gone (no heartbeat for {patience:g} s); leaving", file=sys.stderr,

@@ -38,7 +38,7 @@ from pipeline.auth.curve import secure_client
 from pipeline.auth.keys import KeyPair, load_key_pair, load_public_key
 from pipeline.config.model import PipelineConfig, StepConfig
 from pipeline.config.options import RunOptions
-from pipeline.console.end_of_output import tell_parent_at_end
+from pipeline.console.end_of_output import tell_run_at_end
 from pipeline.console.humanize import failure_place
 from pipeline.engine import sockets
 from pipeline.engine.addresses import Addresses
@@ -264,7 +264,8 @@ def main(argv: Sequence[str] | None = None) -> None:
     parser.add_argument("--spec", required=True, help="The file of what to run (the parent's, private).")
     parser.add_argument("--board", required=True, help="The busy board's file.")
     parser.add_argument("--slot", type=int, required=True, help="This process's number in the run.")
-    parser.add_argument("--parent", type=int, required=True, help="The process id of the parent.")
+    parser.add_argument("--parent", type=int, required=True, help="The process id of the parent (or zygote).")
+    parser.add_argument("--run", type=int, default=0, help="The process id of the run (default: the parent).")
     parser.add_argument("--key", default="", help="A remote worker's secret key file.")
     parser.add_argument("--server-key", default="", help="The run's public key file (a remote worker's).")
     parser.add_argument("--rings", default="", help="The run's shared-memory rings, as run-pid:run-id.")
@@ -272,7 +273,7 @@ def main(argv: Sequence[str] | None = None) -> None:
     die_with_parent(args.parent)
     signal.signal(signal.SIGINT, signal.SIG_DFL)  # SIGINT and SIGTERM end it, as they end a C program
     line_by_line()
-    tell_parent_at_end(args.parent)  # a closed stdout ends the run's output, not this message (issue 26.3)
+    tell_run_at_end(args.run or args.parent, args.parent)  # a closed stdout ends the output: the run must stop
     spec: Spec = pickle.loads(Path(args.spec).read_bytes())  # the parent's own file, in its private directory
     name = worker_name("pipeline-worker" if args.key else "pipeline-run", args.slot, spec.step)
     setproctitle(name)  # what ps and top show, instead of python3 -c ...
