@@ -18,7 +18,7 @@ from hypothesis import strategies as st
 
 from pipeline import Pipeline
 from pipeline.bench import baselines, memory, overhead, startup, workloads
-from pipeline.bench.designs import DESCRIPTIONS, ENGINE, OPTIONAL, PROCESSES, QUEUE, ZMQ
+from pipeline.bench.designs import DESCRIPTIONS, ENGINE, OPTIONAL, PROCESSES, PROCESSES_2, QUEUE, ZMQ
 from pipeline.bench.plan import QUICK
 from pipeline.bench.report import (
     MET,
@@ -34,7 +34,7 @@ from pipeline.bench.report import (
 from pipeline.bench.steps import busy
 from tests.cli_helpers import ROOT
 
-WORKLOADS = ["W1", "W2", "W3", "W4", "W5", "W6"]
+WORKLOADS = ["W1", "W2", "W3", "W4", "W5", "W6", "W7"]
 
 
 def bench(*args: str) -> subprocess.CompletedProcess[str]:
@@ -56,7 +56,7 @@ def test_quick_json_run_measures_and_verifies_every_workload() -> None:
         assert workload["targets"], key
         rows = [(case["label"], row) for case in workload["cases"] for row in case["rows"]]
         measured = [row for _, row in rows if row["status"] == "ok"]
-        assert any(row["design"] == ENGINE for row in measured), key
+        assert any(row["design"] in (ENGINE, PROCESSES_2) for row in measured), key
         for label, row in rows:
             where = f"{key} {label} {row['design']}"
             if row["status"] == "skipped":

@@ -15,7 +15,7 @@ from typing import Any, NoReturn
 import numpy as np
 import zmq
 
-from pipeline.bench import memory, startup, workloads
+from pipeline.bench import analysis, memory, startup, workloads
 from pipeline.bench.plan import FULL, QUICK, Plan
 from pipeline.bench.report import Workload, as_json, table
 from pipeline.cli.application import package_version
@@ -29,6 +29,7 @@ WORKLOADS: dict[str, Callable[[Plan, workloads.Progress], Workload]] = {
     "W4": workloads.latency,
     "W5": memory.memory,
     "W6": startup.startup,
+    "W7": analysis.analysis,
 }
 
 NOISE = ("a shared 2-core machine where other jobs run at the same time: figures are noisy; compare the "
@@ -39,7 +40,7 @@ def parser() -> argparse.ArgumentParser:
     """The command line."""
     cli = argparse.ArgumentParser(
         prog="pipeline-bench",
-        description="Run the engine's workloads (W1-W6) and, in the same invocation, the same work on "
+        description="Run the engine's workloads (W1-W7) and, in the same invocation, the same work on "
                     "baselines (plain threads with queue.Queue, raw pyzmq PUSH/PULL, multiprocessing, mpipe if "
                     "installed); print medians, spreads, how the engine compares with each, and the targets.",
     )

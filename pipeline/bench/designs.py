@@ -11,6 +11,10 @@ ZMQ = "raw zmq PUSH/PULL"
 ZMQ_THROTTLED = "raw zmq PUSH/PULL, HWM 64"
 MPIPE = "mpipe OrderedStage"
 POOL = "multiprocessing Pool.imap"
+LOOP = "plain loop"
+PROCESSES_2 = "engine, 2 worker processes"
+PROCESSES_1 = "engine, 1 worker process"
+THREADS_2 = "engine, 2 worker threads"
 PYTHON = "python -c pass"
 IMPORTS = "python, imports only"
 
@@ -24,6 +28,10 @@ DESCRIPTIONS = {
     ZMQ_THROTTLED: "the same with a high-water mark of 64 on every socket: throttled, shown for reference only",
     MPIPE: "mpipe (when installed): the stage in forked worker processes, outputs in input order",
     POOL: "multiprocessing.Pool of spawned processes, fed by imap in chunks of ceil(messages / (4 x workers))",
+    LOOP: "the same step objects called in a plain Python loop, in one thread: what a user writes instead",
+    PROCESSES_2: "this engine with each stage in 2 worker processes (nb_process 2)",
+    PROCESSES_1: "this engine with each stage in 1 worker process (nb_process 1)",
+    THREADS_2: "this engine with each stage in 2 worker threads of the run's process (nb_thread 2)",
     PYTHON: "a bare interpreter: start-up and exit",
     IMPORTS: "an interpreter importing what a pipeline-run run imports, and no more",
 }

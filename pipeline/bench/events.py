@@ -37,8 +37,8 @@ from typing import Any
 import numpy as np
 from traitlets import Bool, Float, Int, Unicode
 
-from ..component import Component
-from .steps import RESULTS
+from pipeline.bench.steps import RESULTS
+from pipeline.component import Component
 
 #: Pixels of the camera and samples of each pixel's readout (an LST camera's).
 N_PIXELS = 1855
@@ -481,3 +481,22 @@ class EventSummary(Component):
     def finish(self) -> None:
         """Publish the summary."""
         RESULTS[self.tag].append((self.count, self.id_sum, self.size_sum))
+
+
+#: The steps of an analysis, by the names of a chain of steps: one step, or the same work in three.
+ANALYSES = {"one step": ("ExtractImage",), "three steps": ("Calibrate", "Clean", "Parametrize")}
+
+#: Per process, the stage objects of ``analyse`` (a pool's process makes and init()s them once).
+_MADE: dict[tuple[str, ...], list[Component]] = {}
+
+
+def analyse(names: tuple[str, ...], event: dict[str, Any]) -> dict[str, Any]:
+    """Run the stages ``names`` (classes of this module) on ``event`` in turn: a process pool's work."""
+    stages = _MADE.get(names)
+    if stages is None:
+        stages = _MADE[names] = [globals()[name]() for name in names]
+        for stage in stages:
+            stage.init()
+    for stage in stages:
+        event = stage.run(event)
+    return event

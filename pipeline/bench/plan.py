@@ -22,6 +22,7 @@ class Plan:
     memory_delay: float = 0.002  # W5 consumer seconds per message
     memory_queue_limit: int = 8
     mpipe_large_mib: int = 1  # mpipe pickles in-band: it runs only the W2 case of this size
+    analysis_counts: tuple[int, int] = (3000, 600)  # W7 camera events: a long run and a short one
     gui: bool = False  # off: the benchmark's runs do not show in pipeline-gui nor share the CPU with it
 
 
@@ -37,4 +38,5 @@ QUICK = Plan(
     latency_count=200,
     memory_count=150,
     memory_delay=0.001,
+    analysis_counts=(60, 30),
 )

@@ -31,8 +31,8 @@ MET, MISSED, UNCERTAIN, NO_FIGURE, NOT_JUDGED = (
 LEGEND = (
     "how to read: every design runs the same steps; median and spread (fastest..slowest) are over the "
     "repeats; a figure is unreliable when its repeats differ by more than {wide:.0%} of its median; "
-    '"engine vs this" is how many times better the engine threads figure is than the row\'s, whatever '
-    "the unit (above 1: the engine is better; below 1: the row is better)"
+    '"engine vs this" is how many times better the engine threads figure (or the engine row a case names) is '
+    "than the row's, whatever the unit (above 1: the engine is better; below 1: the row is better)"
 )
 
 
@@ -89,6 +89,7 @@ class Case:
     unit: str
     higher_is_better: bool
     rows: list[Row] = field(default_factory=list)
+    base: str = ENGINE  # the design every other row is compared with ("engine vs this")
 
     def row(self, design: str) -> Row:
         """The row of ``design``, made on first use."""
@@ -98,11 +99,14 @@ class Case:
         self.rows.append(Row(design))
         return self.rows[-1]
 
-    def ratios(self, design: str, base: str = ENGINE) -> list[float]:
-        """Per repeat, how many times better ``base``'s figure (the engine's by default) is than
+    def ratios(self, design: str, base: str | None = None) -> list[float]:
+        """Per repeat, how many times better ``base``'s figure (the case's base by default) is than
         ``design``'s (above 1: ``base`` is better); none unless both rows have a positive figure for
         every repeat."""
-        engine, other = self.row(base).figures, self.row(design).figures
+        rows = {row.design: row for row in self.rows}
+        if (base or self.base) not in rows or design not in rows:
+            return []
+        engine, other = rows[base or self.base].figures, rows[design].figures
         if not engine or len(engine) != len(other) or min(engine + other) <= 0:
             return []
         pairs = zip(engine, other, strict=True)
@@ -155,12 +159,12 @@ class Workload:
     targets: list[Target] = field(default_factory=list)
     notes: list[str] = field(default_factory=list)
 
-    def case(self, label: str, unit: str, higher_is_better: bool) -> Case:
+    def case(self, label: str, unit: str, higher_is_better: bool, base: str = ENGINE) -> Case:
         """The case named ``label``, made on first use."""
         for case in self.cases:
             if case.label == label:
                 return case
-        self.cases.append(Case(label, unit, higher_is_better))
+        self.cases.append(Case(label, unit, higher_is_better, base=base))
         return self.cases[-1]
 
     @property
@@ -198,6 +202,8 @@ def table(header: dict[str, Any], workloads: list[Workload]) -> str:
         for case in workload.cases:
             better = "higher" if case.higher_is_better else "lower"
             label = f"{case.label} [{case.unit}, {better} is better]"
+            if case.base != ENGINE:
+                label += f" (engine: {case.base})"
             for row in case.rows:
                 rows.append((label, row.design, *_figures(case, row)))
                 label = ""
@@ -239,7 +245,7 @@ def _figures(case: Case, row: Row) -> tuple[str, str, str, str]:
         return (row.status.upper(), "", "", row.note)
     low, high = row.spread or (None, None)
     spread = f"{number(low)}..{number(high)}" if len(row.figures) > 1 else "one repeat"
-    ratio = case.ratio(row.design) if row.design != ENGINE else None
+    ratio = case.ratio(row.design) if row.design != case.base else None
     note = f"unreliable: the repeats differ by {(high - low) / abs(row.median):.0%}" if row.unreliable else ""
     return (number(row.median), spread, "" if ratio is None else f"{ratio:.2f}x", note)
 
@@ -282,7 +288,8 @@ def _workload_json(workload: Workload, judged: bool) -> dict[str, Any]:
                         "min": row.spread[0] if row.spread else None,
                         "max": row.spread[1] if row.spread else None,
                         "unreliable": row.unreliable,
-                        "engine_vs_this": case.ratio(row.design) if row.design != ENGINE else None,
+                        "engine_vs_this": case.ratio(row.design) if row.design != case.base else None,
+                        "compared_with": case.base,
                     }
                     for row in case.rows
                 ],
