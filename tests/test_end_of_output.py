@@ -7,10 +7,12 @@ import json
 import os
 import subprocess
 import sys
+import threading
 from pathlib import Path
 
 import pytest
 
+from pipeline.console import end_of_output
 from pipeline.console.end_of_output import EXIT_STATUS, caused_by_closed_output
 from tests.test_failures import report_row
 
@@ -107,3 +109,20 @@ def test_other_errors_are_not_the_end_of_output() -> None:
     """Only a write into a closed stdout or stderr ends the output: the test's own stdout is open."""
     assert not caused_by_closed_output(ValueError("no"))
     assert not caused_by_closed_output(BrokenPipeError("some other pipe"))
+
+
+def test_a_write_that_raced_with_the_end_of_output_is_part_of_it(monkeypatch: pytest.MonkeyPatch) -> None:
+    """Two threads' writes find stdout closed; the first points it at /dev/null before it marks the output
+    ended: the second, which then finds no closed stream, still belongs to the end of output (it is not a
+    step's failure). The test holds the module's lock, as end_output() does between the two."""
+    ended = threading.Event()
+    monkeypatch.setattr(end_of_output, "_ended", ended)
+    answer: list[bool] = []
+    with end_of_output._lock:  # the first thread is between dup2() and marking the output ended
+        second = threading.Thread(target=lambda: answer.append(caused_by_closed_output(BrokenPipeError())))
+        second.start()
+        second.join(0.2)  # bounded: it must wait for the lock, not answer already
+        assert answer == []
+        ended.set()
+    second.join(5)
+    assert answer == [True]

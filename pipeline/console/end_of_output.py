@@ -60,7 +60,10 @@ def caused_by_closed_output(error: BaseException) -> bool:
     if _ended.is_set():
         return True  # a write that raced with the first one
     if not closed_fds():
-        return False  # some other pipe: the step's own failure
+        # Some other pipe (the step's own failure), unless another thread has just pointed the closed stream at
+        # /dev/null: end_output() holds the lock from then until the output is marked ended.
+        with _lock:
+            return _ended.is_set()
     end_output()
     return True
 
