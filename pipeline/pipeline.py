@@ -84,6 +84,11 @@ class Pipeline(Configurable):
         60.0, min=0.0, help="Seconds a step without workers (nb_thread 0, or every worker lost) waits for a "
         "remote worker to join before the run fails."
     ).tag(config=True)
+    fuse = Bool(
+        True, help="Run consecutive steps that have the same worker processes (nb_process, nb_thread), one sending "
+        "to the other alone, fused: each message goes through them in turn in one worker process instead of "
+        "crossing to another process at each step. Each step keeps its counts, errors and dead letters."
+    ).tag(config=True)
     gui = Bool(True, help="Publish the run's status to gui_address (a JSON stream, docs/protocol.md).").tag(
         config=True
     )

@@ -19,7 +19,7 @@ from pipeline.config import StepConfig
 from pipeline.config.options import RunOptions
 from pipeline.engine.flow import window_limit
 from pipeline.engine.step_state import FINISH_GRACE_SECONDS, StepState
-from pipeline.engine.wire import Answer, Loss, Packet, process_worker_id
+from pipeline.engine.wire import Answer, Failure, Loss, Packet, process_worker_id
 from pipeline.execution.executor import Outcome
 from pipeline.message import Encoded
 
@@ -182,6 +182,44 @@ def test_an_ordered_step_releases_outputs_in_input_order() -> None:
     (w0, p0), (w1, p1) = hand_out(made)
     assert made.answered(w1, answers(seqs(p1)[0], 1)) == []
     assert [seq for seq, _ in made.answered(w0, answers(seqs(p0)[0], 1))] == [0, 1]
+
+
+# --------------------------------------------------------------------------- fused steps (engine.fusion)
+
+
+def fused_state() -> tuple[StepState, Policy]:
+    """S, whose worker processes run the fused step T after it."""
+    policy = Policy()
+    member = StepConfig(name="T", kind="stager", cls=object, module="m", next_steps=())  # type: ignore[arg-type]
+    made = StepState(step(nb_thread=0), 1, RunOptions(), policy, lambda worker: False, True, Clock(),
+                     members=[member])
+    made.joined(worker(0), 4)
+    return made, policy
+
+
+def test_a_tally_counts_with_the_answers_sent_after_it_and_not_if_its_process_dies_first() -> None:
+    made, _ = fused_state()
+    made.take_input(packet(2))
+    hand_out(made)
+    made.tally(worker(0), [(1, 1, 0, 3, 0.1, 0.1), (3, 2, 1, 2, 0.2, 0.1)])
+    assert made.member_figures[0].counts().received == 0  # its answers have not come yet
+    made.answered(worker(0), answers(0, 1))
+    assert (made.emitted_to_members, made.member_figures[0].counts().failed) == (3, 1)
+    made.tally(worker(0), [(2, 2, 0, 6, 0.2, 0.1), (6, 5, 1, 5, 0.4, 0.1)])
+    made.lost(Loss(0, "killed", [1]))  # died before the answer to message 1 left: it runs again elsewhere
+    assert (made.emitted_to_members, made.member_figures[0].counts().received) == (3, 3)
+
+
+def test_a_fused_steps_failure_is_its_own_with_its_message() -> None:
+    made, policy = fused_state()
+    made.take_input(packet(1))
+    hand_out(made)
+    made.failed(worker(0), Failure(0, "run()", "ValueError: bad", "", member=1, message=Encoded(b"m", [])))
+    assert policy.failed == [(0, "RemoteError")] and made.member_figures[0].first_error == "ValueError: bad"
+    assert made.first_error is None  # S itself did not fail
+    made.failed(worker(0), Failure(0, "run()", "E", "", member=2, message=Encoded(b"m", [])))
+    made.failed(worker(0), Failure(0, "run()", "E", "", member=1))  # without its message
+    assert made.ignored == 2 and len(policy.failed) == 1
 
 
 # --------------------------------------------------------------------------- worker processes lost

@@ -16,14 +16,20 @@ from pipeline.engine.handles import Handles
 from pipeline.engine.wire import (
     INLINE_BODY_BYTES,
     Answer,
+    Failure,
     Kind,
     Packet,
     WireError,
+    check_from_worker,
     control_frames,
+    failed_frames,
     header_of,
     packet_from_frames,
+    parse_failed,
     parse_result,
+    parse_tally,
     result_frames,
+    tally_frames,
 )
 from pipeline.execution.executor import UNORDERED
 from pipeline.message import OUT_OF_BAND_BYTES, Encoded
@@ -196,3 +202,36 @@ def test_a_result_comes_out_of_its_frames_as_it_went_in(inputs: list[tuple[int, 
     assert not handles
     assert [(seq, [((bytes(m.inband), [bytes(memoryview(b)) for b in m.buffers]), target) for m, target in outputs])
             for seq, outputs in ((answer.seq, answer.outputs) for answer in parsed)] == inputs
+
+
+@settings(max_examples=50, deadline=None)
+@given(st.integers(0, 2**63), st.sampled_from(["run()", "init()", "finish()", "not run"]), st.text(), st.text(),
+       st.integers(0, 5), st.none() | st.tuples(st.binary(), st.lists(st.binary(), max_size=3)))
+def test_a_failure_comes_out_of_its_frames_as_it_went_in(seq: int, what: str, error: str, traceback: str,
+                                                          member: int, message: Plain | None) -> None:
+    encoded = Encoded(message[0], message[1]) if message is not None else None
+    failure = Failure(seq, what, error, traceback, member, encoded)
+    frames = [bytes(frame) for frame in failed_frames(failure)]
+    assert parse_failed(frames) == failure
+    if member == 0 and message is None:  # a step's own failure, as a remote worker may send it too
+        assert check_from_worker(frames, 1) is Kind.FAILED
+
+
+def test_a_remote_worker_cannot_send_a_fused_steps_failure_or_tally() -> None:
+    fused = [bytes(frame) for frame in failed_frames(Failure(3, "run()", "E", "", 1, Encoded(b"x", [])))]
+    with pytest.raises(WireError):
+        check_from_worker(fused, 1)
+    with pytest.raises(WireError):
+        check_from_worker(tally_frames([(1, 1, 0, 1, 0.5, 0.5)]), 1)
+
+
+@given(st.lists(st.tuples(*[st.integers(0, 2**64 - 1)] * 4, *[st.floats(allow_nan=False)] * 2), max_size=5))
+def test_a_tally_comes_out_of_its_frames_as_it_went_in(records: list[tuple[int, int, int, int, float, float]]) -> None:
+    assert parse_tally(tally_frames(records)) == records
+
+
+def test_a_tally_whose_records_do_not_match_its_count_is_refused() -> None:
+    header, data = tally_frames([(1, 2, 3, 4, 0.5, 0.25), (5, 6, 7, 8, 1.0, 1.0)])
+    for frames in ([header, data[:-1]], [header], [header, data + b"\0"]):
+        with pytest.raises(WireError):
+            parse_tally(frames)

@@ -38,3 +38,4 @@ class RunOptions:
     listen: str = ""  # where remote workers connect ("": none)
     server_keys: ServerKeys | None = None  # the run's key pair and the workers' keys it lets in (with listen)
     worker_timeout: float = 60.0  # seconds a step without workers waits for a remote one
+    fuse: bool = True  # run consecutive steps of the same worker processes fused (engine.fusion)

@@ -9,7 +9,7 @@ other's GIL: a process inside a long C call is still read and still told.
 
 Layout, little-endian uint64 words::
 
-    word 0        halt flag (1: start no further message)
+    word 0        halt flags, one bit per step the process runs (bit i: its i-th step, engine.fusion)
     word 1 + t    the message thread t is running (UNORDERED: none)
 """
 
@@ -44,14 +44,13 @@ class BusyBoard:
         """The messages the process's threads are running now."""
         return [seq for (seq,) in _WORD.iter_unpack(self.map[_WORD.size:]) if seq != UNORDERED]
 
-    def halt(self) -> None:
-        """Tell the process's threads to start no further message."""
-        _WORD.pack_into(self.map, 0, 1)
+    def halt(self, step: int = 0) -> None:
+        """Tell the process's threads to start no further message of its ``step``-th step."""
+        _WORD.pack_into(self.map, 0, _WORD.unpack_from(self.map, 0)[0] | 1 << step)
 
-    @property
-    def halted(self) -> bool:
-        """Whether the process was told to start no further message."""
-        return _WORD.unpack_from(self.map, 0)[0] == 1
+    def halted(self, step: int = 0) -> bool:
+        """Whether the process was told to start no further message of its ``step``-th step."""
+        return bool(_WORD.unpack_from(self.map, 0)[0] >> step & 1)
 
     def close(self) -> None:
         """Unmap the board."""
@@ -60,14 +59,14 @@ class BusyBoard:
 
 class HaltedSteps(set):
     """The steps a worker process's threads start no further message of: those its own failures halted
-    (on_error=stop, a set as in the run's policy) and, once its parent set the board's flag, its step."""
+    (on_error=stop, a set as in the run's policy) and those whose flag its parent set on the board."""
 
-    def __init__(self, step: str, board: BusyBoard | None) -> None:
+    def __init__(self, steps: tuple[str, ...], board: BusyBoard | None) -> None:
         super().__init__()
-        self.step = step
+        self.steps = steps
         self.board = board
 
     def __contains__(self, step: object) -> bool:
         if super().__contains__(step):
             return True
-        return step == self.step and self.board is not None and self.board.halted
+        return self.board is not None and step in self.steps and self.board.halted(self.steps.index(step))

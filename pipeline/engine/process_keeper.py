@@ -49,10 +49,10 @@ class WorkerProcess:
     slot: int
     step: str
     threads: int
+    steps: tuple[str, ...]  # its step and the fused steps after it (engine.fusion)
     child: subprocess.Popen | Forked | None  # None: it could not be started
     board: BusyBoard | None
     seen: float = field(default_factory=time.monotonic)  # when it was last seen alive and not stopped
-    halted: bool = False  # its board's halt flag is set
 
     @property
     def pid(self) -> int | None:
@@ -110,7 +110,8 @@ class ProcessKeeper:
                                          env=self.env, stdin=subprocess.DEVNULL, start_new_session=True)
             except OSError as err:
                 log.error("step %s: cannot start a worker process: %s", spec.step, err)
-        process = self.processes[slot] = WorkerProcess(slot, spec.step, threads, child, board)
+        process = self.processes[slot] = WorkerProcess(slot, spec.step, threads, (spec.step, *spec.members), child,
+                                                       board)
         return process
 
     def _zygote_now(self) -> Zygote | None:
@@ -148,11 +149,11 @@ class ProcessKeeper:
         return dead
 
     def halt(self, step: str) -> None:
-        """Tell the worker processes of ``step`` to start no further message."""
+        """Tell the worker processes that run ``step`` to start no further message of it."""
         for process in self.processes.values():
-            if process.step == step and not process.halted and process.board is not None:
-                process.board.halt()
-                process.halted = True
+            if step in process.steps and process.board is not None and not process.board.halted(
+                    process.steps.index(step)):
+                process.board.halt(process.steps.index(step))
 
     def roster(self) -> tuple[WorkerProcess, ...]:
         """The live worker processes (a new tuple: a reader in another thread never sees one change)."""

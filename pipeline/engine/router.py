@@ -35,6 +35,7 @@ from pipeline.engine.wire import (
     parse_failed,
     parse_lost,
     parse_result,
+    parse_tally,
     parse_worker_id,
     slot_of,
 )
@@ -47,14 +48,18 @@ class Router(EngineThread):
     """Runs one step's ``StepState`` on its sockets; the monitor reads the state's plain values."""
 
     def __init__(self, context: zmq.Context, control: RunControl, config: PipelineConfig, step: StepConfig,
-                 addresses: Addresses) -> None:
+                 addresses: Addresses, members: tuple[str, ...] = ()) -> None:
         super().__init__(f"router-{step.name}", control)
         self.context = context
         self.config = config
         self.step = step
         self.addresses = addresses
+        #: The fused steps after this one, which its worker processes run (engine.fusion); the outputs that
+        #: come back are the last one's, for its next steps.
+        self.members = [config.steps[name] for name in members]
+        self.tail = self.members[-1] if self.members else step
         self.state = StepState(step, sender_count(config, step, bool(control.options.listen)), control.options,
-                               control.policy, self._own, self.returns_results)
+                               control.policy, self._own, self.returns_results, members=self.members)
         self.busy_workers = 0  # workers outside the run's process that hold work (the monitor reads it)
         self.outputs: NextSteps | None = None
         # Per worker thread of a local worker process: its rings (to it, from it); (None, None) for a remote one.
@@ -84,8 +89,9 @@ class Router(EngineThread):
         work = self.context.socket(zmq.ROUTER)
         notices = self.context.socket(zmq.PULL)
         try:
-            if self.returns_results and self.step.next_steps:
-                self.outputs = NextSteps(self.context, self.config, self.step, self.addresses, self.state.counts,
+            if self.returns_results and self.tail.next_steps:
+                counts = self.state.member_figures[-1].sent if self.members else self.state.counts
+                self.outputs = NextSteps(self.context, self.config, self.tail, self.addresses, counts,
                                          self.control.handles)
             inbox.rcvhwm = PIPE_HWM
             inbox.linger = 0
@@ -179,7 +185,12 @@ class Router(EngineThread):
                 if state.joined(worker, value):
                     self._finish(work, worker)
             elif kind is Kind.FAILED:  # an init() failure comes before the worker joins
-                state.failed(worker, *parse_failed(received[1:]))
+                state.failed(worker, parse_failed(received[1:]))
+            elif kind is Kind.TALLY:
+                try:
+                    state.tally(worker, parse_tally(received[1:]))
+                except WireError as err:
+                    state.ignore(worker, str(err))
             elif kind is Kind.FINISHED:
                 state.finished_worker(worker)
         if self.outputs is not None:

@@ -18,6 +18,7 @@ from pipeline.engine.addresses import Addresses
 from pipeline.engine.allocator import keep_freed_memory
 from pipeline.engine.control import BOUND, ENDED, INIT_DONE, WAKE, WORKERS_JOINED, EngineThread, RunControl
 from pipeline.engine.door import Door
+from pipeline.engine.fusion import fused_groups
 from pipeline.engine.router import Router
 from pipeline.engine.step_threads import ProducerThread, StepThread, WorkerThread
 from pipeline.engine.supervisor import Supervisor
@@ -78,6 +79,9 @@ class ThreadedRunner:
         self.stuck: list[str] = []
         self.started = time.monotonic()
         self.totals = declared_totals(config)  # for the progress display's total and ETA
+        # Steps fused into the worker processes of the one before them (engine.fusion): they have no router.
+        self.groups = fused_groups(config, self.options.fuse and not self.options.listen)
+        self.fused = {name: head for head, members in self.groups.items() for name in members[1:]}
 
     def stop(self, signal: int | None = None) -> None:
         """Stop the producer; drain what is in flight; give up on busy threads after shutdown_timeout."""
@@ -148,8 +152,9 @@ class ThreadedRunner:
 
     def _start_routers(self, context: zmq.Context) -> None:
         for step in self.config.steps.values():
-            if step.kind != "producer":
-                self.routers[step.name] = Router(context, self.control, self.config, step, self.addresses)
+            if step.kind != "producer" and step.name not in self.fused:
+                members = self.groups.get(step.name, (step.name,))[1:]
+                self.routers[step.name] = Router(context, self.control, self.config, step, self.addresses, members)
         for router in self.routers.values():
             router.start()
         for _ in self.routers:
@@ -175,7 +180,7 @@ class ThreadedRunner:
             if step.kind == "producer":
                 threads: list[StepThread] = [ProducerThread(context, self.control, self.config, step,
                                                             self.addresses, 0)]
-            elif step.nb_process:
+            elif step.nb_process or step.name in self.fused:
                 threads = []  # its workers are the supervisor's processes; its router says when they joined
             else:
                 threads = [WorkerThread(context, self.control, self.config, step, self.addresses, i)
@@ -184,7 +189,7 @@ class ThreadedRunner:
             for thread in threads:
                 thread.start()
         inits_ok = True
-        joining = sum(1 for step in self.config.steps.values() if step.nb_process)
+        joining = sum(1 for router in self.routers.values() if router.step.nb_process)
         for _ in range(sum(len(ts) for ts in self.threads.values()) + joining):
             thread = self._next_event(INIT_DONE, WORKERS_JOINED)
             if thread is None:
@@ -241,9 +246,18 @@ class ThreadedRunner:
             status.busy += executor.busy_seq is not None
             status.busy_time += executor.busy_time
             status.max_time = max(status.max_time, executor.max_time)
-        if router is not None:
+        head = self.routers.get(self.fused.get(name, ""))
+        if head is not None:  # a fused step: what its group's router heard from the worker processes
+            figures = head.state.member_figures[self.groups[head.step.name].index(name) - 1]
+            status.counts += figures.counts()
+            status.state = head.state.phase
+            status.busy_time, status.max_time = figures.busy_time, figures.max_time
+            if figures.first_error and status.state == "finished":
+                status.state = "failed"
+        elif router is not None:
             state = router.state
             status.counts += state.counts
+            status.counts.emitted += state.emitted_to_members
             status.queue = state.queued
             status.state = state.phase
             status.busy_time += state.busy_time
@@ -293,6 +307,11 @@ class ThreadedRunner:
             router = self.routers.get(name)
             if router is not None and router.state.first_error:
                 report.add_error(router.state.first_error, fatal=router.state.fatal)
+            head = self.routers.get(self.fused.get(name, ""))
+            if head is not None:
+                figures = head.state.member_figures[self.groups[head.step.name].index(name) - 1]
+                if figures.first_error:
+                    report.add_error(figures.first_error, fatal=figures.fatal)
             keepers = []
             if router is not None and router.step.nb_process:
                 keepers.append(self.supervisor)

@@ -23,7 +23,7 @@ import logging
 import time
 from collections import deque
 from collections.abc import Callable, Sequence
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from itertools import islice
 
 from pipeline.config.model import StepConfig
@@ -38,7 +38,7 @@ from pipeline.engine.flow import (
 )
 from pipeline.engine.pool import WorkerPool
 from pipeline.engine.results import Results
-from pipeline.engine.wire import Answer, Loss, Packet, slot_of
+from pipeline.engine.wire import NOT_RUN, Answer, Failure, Loss, Packet, slot_of
 from pipeline.execution.executor import UNORDERED, Outcome, Outputs, Policy
 from pipeline.execution.report import StepCounts
 from pipeline.failures.describe import RemoteError, failure_line
@@ -61,6 +61,34 @@ class _PendingLoss:
     deadline: float
     reason: str
     workers: set[bytes]
+
+
+@dataclass
+class MemberFigures:
+    """What a fused step after the router's own did, from its workers' TALLYs (each the worker's totals)."""
+
+    per_worker: dict[bytes, tuple[int, int, int, int, float, float]] = field(default_factory=dict)
+    sent: StepCounts = field(default_factory=StepCounts)  # the last fused step's outputs the router sends on
+    first_error: str | None = None
+    fatal: bool = False
+
+    def counts(self) -> StepCounts:
+        """Received, processed, emitted and failed, over every worker that ever answered."""
+        total = StepCounts()
+        for received, processed, failed, emitted, _, _ in self.per_worker.values():
+            total += StepCounts(received, processed, emitted, failed)
+        total += self.sent
+        return total
+
+    @property
+    def busy_time(self) -> float:
+        """Seconds in run(), all workers."""
+        return sum(record[4] for record in self.per_worker.values())
+
+    @property
+    def max_time(self) -> float:
+        """The longest single run() call."""
+        return max((record[5] for record in self.per_worker.values()), default=0.0)
 
 
 class WorkerDied(Exception):
@@ -89,8 +117,15 @@ class StepState:
 
     def __init__(self, step: StepConfig, senders: int, options: RunOptions, policy: Policy,
                  own: Callable[[bytes], bool], returns_results: bool,
-                 clock: Callable[[], float] = time.monotonic) -> None:
+                 clock: Callable[[], float] = time.monotonic, members: Sequence[StepConfig] = ()) -> None:
         self.step = step
+        #: The fused steps after this one that its worker processes run (engine.fusion), and their figures.
+        self.members = tuple(members)
+        self.member_figures = [MemberFigures() for _ in self.members]
+        self.head_tally = MemberFigures()  # this step's own figures in its workers' TALLYs: its emitted
+        # Per worker: its last TALLY, which counts once the answers sent right after it arrive (a process that
+        # dies in between has its messages run again, and counted then).
+        self._tallies: dict[bytes, Sequence[tuple[int, int, int, int, float, float]]] = {}
         self.senders = senders
         self.options = options
         self.policy = policy
@@ -333,13 +368,21 @@ class StepState:
                     self.policy.not_run(self.step, answer.seq, _message_at(packet, index))
                 self.busy_time += answer.seconds
                 self.max_time = max(self.max_time, answer.seconds)
+            records = self._tallies.pop(worker, None)
+            if records is not None:
+                for figures, record in zip([self.head_tally, *self.member_figures], records, strict=True):
+                    figures.per_worker[worker] = record
         return self.results.add(answers) if self.results is not None else []
 
-    def failed(self, worker: bytes, seq: int, what: str, line: str, traceback: str) -> None:
+    def failed(self, worker: bytes, failure: Failure) -> None:
         """A worker outside the run reports an error: a message's (the one it answers next), or its
-        init()'s / finish()'s (``seq`` UNORDERED)."""
+        init()'s / finish()'s (``seq`` UNORDERED); or one of a fused step after this one."""
+        if failure.member:
+            self._member_failed(worker, failure)
+            return
+        seq, what, line = failure.seq, failure.what, failure.error
         number = self._number(worker)
-        error = RemoteError(line, traceback)
+        error = RemoteError(line, failure.traceback)
         if seq == UNORDERED:
             failure = self.policy.lifecycle_failed(self.step.name, number, what, error)
             self.first_error = self.first_error or failure
@@ -354,6 +397,47 @@ class StepState:
         message = _message_at(state.in_flight[0], state.answered)
         self.first_error = self.first_error or line
         self.policy.message_failed(self.step, number, seq, error, message)
+
+    def _member_failed(self, worker: bytes, failure: Failure) -> None:
+        """An error of the fused step ``failure.member`` (engine.fusion): it carries its own message, since this
+        router never held it; the input of this step that led to it stays in flight."""
+        if not 1 <= failure.member <= len(self.members):
+            self.ignore(worker, f"a failure of fused step {failure.member}, which its step does not have")
+            return
+        member = self.members[failure.member - 1]
+        figures = self.member_figures[failure.member - 1]
+        number = self._number(worker)
+        error = RemoteError(failure.error, failure.traceback)
+        if failure.seq == UNORDERED:
+            line = self.policy.lifecycle_failed(member.name, number, failure.what, error)
+            figures.first_error = figures.first_error or line
+            figures.fatal = True
+            if failure.what == "run()":
+                self.policy.halt(member.name, f"step {member.name} raised {failure.error} in run()")
+        elif failure.message is None or worker not in self.pool.workers:
+            self.ignore(worker, f"a failure of fused step {member.name} without its message, or from a worker "
+                        "whose process was lost")
+        elif failure.what == NOT_RUN:
+            self.policy.not_run(member, failure.seq, failure.message)
+        else:
+            figures.first_error = figures.first_error or failure.error
+            self.policy.message_failed(member, number, failure.seq, error, failure.message)
+
+    def tally(self, worker: bytes, records: Sequence[tuple[int, int, int, int, float, float]]) -> None:
+        """A worker's figures so far for this step and each fused step after it, sent just before its answers,
+        with which they count; of this step's, only what it emitted to the next fused step counts (its answers
+        say the rest)."""
+        if worker not in self.pool.workers:
+            return  # a worker whose process was lost: what it still says is moot
+        if len(records) != 1 + len(self.members):
+            self.ignore(worker, "a TALLY of another number of fused steps")
+            return
+        self._tallies[worker] = records
+
+    @property
+    def emitted_to_members(self) -> int:
+        """What this step sent to the first fused step after it, over its workers."""
+        return sum(record[3] for record in self.head_tally.per_worker.values())
 
     def finished_worker(self, worker: bytes) -> None:
         """A worker ran finish() and sent its end of stream."""
@@ -425,6 +509,7 @@ class StepState:
             if worker in self._told_to_finish:
                 told.add(worker)
             requeue.extend(self._blame(self.pool.lose(worker), running, worker, reason, release))
+            self._tallies.pop(worker, None)
         self._requeue(requeue)
         if told:
             self._pending[slot] = _PendingLoss(self.clock() + FINISH_GRACE_SECONDS, reason, told)

@@ -106,7 +106,7 @@ class WorkerThread(StepThread):
             self.connect(ctl)
             started = self.start_component()
             self._serve(ctl, started)
-            self.executor.finish()
+            self.finish_steps()
             self.outlet.end()
             sockets.send(ctl, control_frames(Kind.FINISHED))
         finally:
@@ -120,6 +120,10 @@ class WorkerThread(StepThread):
         if self.step.ordered:
             return ToRouter(ctl, self.step, self.handles)
         return NextSteps(self.context, self.config, self.step, self.addresses, self.executor.counts, self.handles)
+
+    def finish_steps(self) -> None:
+        """finish() of the step this thread runs."""
+        self.executor.finish()
 
     def connect(self, ctl: zmq.Socket) -> None:
         """Connect to the step's router, under the routing id that makes it a thread of the run."""

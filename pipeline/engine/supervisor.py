@@ -37,13 +37,17 @@ LOOK_SECONDS = 0.1
 NOTICE_WAIT_MS = 100
 
 
-def spec_for(config: PipelineConfig, name: str, work: str, control: RunControl) -> Spec:
-    """What a worker process of step ``name`` runs, its router at ``work`` (the door's for a remote one)."""
+def spec_for(config: PipelineConfig, name: str, work: str, control: RunControl,
+             members: tuple[str, ...] = ()) -> Spec:
+    """What a worker process of step ``name`` (and of the fused steps ``members`` after it) runs, its router
+    at ``work`` (the door's for a remote one). Classes go by name: the worker process imports them."""
     step = config.steps[name]
-    one_step = dataclasses.replace(config, steps={name: dataclasses.replace(step, cls=None)})
+    steps = {each: dataclasses.replace(config.steps[each], cls=None) for each in (name, *members)}
     options = control.options
-    return Spec(one_step, name, step.module, step.class_name, work, options.heartbeat_interval,
-                options.heartbeat_liveness, logging.getLogger("pipeline").getEffectiveLevel())
+    return Spec(dataclasses.replace(config, steps=steps), name, step.module, step.class_name, work,
+                options.heartbeat_interval, options.heartbeat_liveness,
+                logging.getLogger("pipeline").getEffectiveLevel(), members,
+                {each: config.steps[each].class_name for each in members})
 
 
 class Supervisor(EngineThread):
@@ -89,8 +93,7 @@ class Supervisor(EngineThread):
             for death in self.keeper.deaths():
                 self._died(death)
             for step in tuple(self.control.policy.halted):
-                if step in self.routers:
-                    self.keeper.halt(step)
+                self.keeper.halt(step)  # a step its processes run (a fused one too): their boards say so
             self.roster = self.keeper.roster()
 
     def _finished(self) -> bool:
@@ -102,7 +105,8 @@ class Supervisor(EngineThread):
         slot = self.control.new_slot()
         run_pid, run_id = os.getpid(), self.addresses.run_id
         rings = make_rings(run_pid, run_id, slot, self.config.steps[step].nb_thread)
-        self.keeper.start(slot, spec_for(self.config, step, self.addresses.outside(step), self.control),
+        members = tuple(member.name for member in self.routers[step].members)
+        self.keeper.start(slot, spec_for(self.config, step, self.addresses.outside(step), self.control, members),
                           [f"--rings={run_pid}:{run_id}"] if rings else [])
         self.roster = self.keeper.roster()
         return slot

@@ -74,6 +74,7 @@ class Kind(IntEnum):
     ADDED = 16  # host -> router: a worker process joins the step (value: its slot; count: its threads)
     REFUSE = 17  # door -> remote worker: it cannot join (a frame says why)
     LEFT = 18  # remote worker -> door: one of its worker processes ended (value: its slot; then reason, running)
+    TALLY = 19  # worker process -> router: the figures of the fused steps after its step (engine.fusion)
 
 
 HEADER = struct.Struct("<BBxxIQ")  # kind, flags, count, value
@@ -307,16 +308,65 @@ def parse_result(frames: Sequence[Any], handles: Handles | None = None, ring: Ri
     return result
 
 
-def failed_frames(seq: int, what: str, error: str, traceback: str) -> list[bytes]:
-    """A FAILED message: which code failed (run(), init(), finish()), the error line, its traceback."""
-    return [HEADER.pack(Kind.FAILED, 0, 0, seq), what.encode(), error.encode(), traceback.encode()]
+#: What a FAILED says failed when a fused step did not run a message because it had stopped.
+NOT_RUN = "not run"
 
 
-def parse_failed(frames: Sequence[Any]) -> tuple[int, str, str, str]:
-    """(sequence number, what, error line, traceback) of a FAILED message."""
-    _, value = header_of(frames[0])
+@dataclass(frozen=True)
+class Failure:
+    """What a FAILED says: the input (its sequence number at the step's router, or UNORDERED), what failed
+    (run(), init(), finish(), or NOT_RUN), the error line and traceback, and for a fused step after the
+    router's own (``member`` > 0, engine.fusion) the message it failed on."""
+
+    seq: int
+    what: str
+    error: str
+    traceback: str
+    member: int = 0
+    message: Encoded | None = None
+
+
+def failed_frames(failure: Failure) -> list[Buffer]:
+    """A FAILED (worker process -> router)::
+
+        HEADER (FAILED, count: member, value: seq) | what | error line | traceback  (UTF-8 each)
+        [for a fused step's message: its in-band pickle | its out-of-band buffers...]
+    """
+    frames: list[Buffer] = [HEADER.pack(Kind.FAILED, 0, failure.member, failure.seq), failure.what.encode(),
+                            failure.error.encode(), failure.traceback.encode()]
+    if failure.message is not None:
+        frames += [failure.message.inband, *failure.message.buffers]
+    return frames
+
+
+def parse_failed(frames: Sequence[Any]) -> Failure:
+    """The Failure a FAILED says."""
+    _, _, member, seq = HEADER.unpack_from(frames[0])
     what, error, traceback = (bytes(frame).decode(errors="replace") for frame in frames[1:4])
-    return value, what, error, traceback
+    message = Encoded(bytes(frames[4]), [bytes(frame) for frame in frames[5:]]) if len(frames) > 4 else None
+    return Failure(seq, what, error, traceback, member, message)
+
+
+#: One fused step's figures in a TALLY: received, processed, failed, emitted, busy and longest run() seconds.
+TALLY_RECORD = struct.Struct("<QQQQdd")
+
+
+def tally_frames(figures: Sequence[tuple[int, int, int, int, float, float]]) -> list[bytes]:
+    """A TALLY (worker process -> router): for each fused step after the router's, in order, the figures of
+    this worker thread's instance so far::
+
+        HEADER (TALLY, count: steps) | TALLY_RECORD per step
+    """
+    return [HEADER.pack(Kind.TALLY, 0, len(figures), 0), b"".join(TALLY_RECORD.pack(*f) for f in figures)]
+
+
+def parse_tally(frames: Sequence[Any]) -> list[tuple[int, int, int, int, float, float]]:
+    """The figures of a TALLY; a WireError if its frame does not hold as many records as its header says."""
+    _, _, count, _ = HEADER.unpack_from(frames[0])
+    data = bytes(frames[1]) if len(frames) > 1 else b""
+    if len(data) != count * TALLY_RECORD.size:
+        raise WireError("a TALLY whose records do not match its count")
+    return list(TALLY_RECORD.iter_unpack(data))
 
 
 @dataclass(frozen=True)
@@ -456,6 +506,7 @@ class WireError(ValueError):
 
 #: What a worker thread may send its router, and how many frames each kind has (None: a RESULT's many).
 _FROM_WORKER = {Kind.JOIN: 1, Kind.READY: 1, Kind.FINISHED: 1, Kind.FAILED: 4, Kind.RESULT: None}
+# (A remote worker runs one step, never fused ones: no TALLY, and a FAILED of its own step, member 0.)
 
 
 def check_from_worker(frames: Sequence[Any], next_steps: int) -> Kind:
@@ -478,6 +529,8 @@ def check_from_worker(frames: Sequence[Any], next_steps: int) -> Kind:
     if expected is not None:
         if len(frames) != expected or (expected == 1 and len(frames[0]) != HEADER.size):
             raise WireError(f"a {kind.name} of {len(frames)} frames")
+        if kind is Kind.FAILED and n != 0:
+            raise WireError("a FAILED of a fused step, which no remote worker runs")
         return kind
     _check_result(frames, flags, n, value, next_steps)
     return kind

@@ -27,7 +27,7 @@ import queue
 import signal
 import sys
 import threading
-from collections.abc import Sequence
+from collections.abc import Callable, Mapping, Sequence
 from pathlib import Path
 from typing import Any
 
@@ -45,12 +45,13 @@ from pipeline.engine.addresses import Addresses
 from pipeline.engine.board import BusyBoard, HaltedSteps
 from pipeline.engine.control import ENDED, RunControl
 from pipeline.engine.flow import PREFETCH_SECONDS_OUTSIDE
+from pipeline.engine.fusion import Chain
 from pipeline.engine.outlets import Outlet, ToRouter
 from pipeline.engine.rings import Ring, ring_paths
 from pipeline.engine.step_threads import WorkerThread
-from pipeline.engine.wire import failed_frames, process_worker_id
+from pipeline.engine.wire import NOT_RUN, Failure, failed_frames, process_worker_id, tally_frames
 from pipeline.errors import ConfigError
-from pipeline.execution.executor import UNORDERED
+from pipeline.execution.executor import UNORDERED, StepExecutor
 from pipeline.failures.describe import failure_line, traceback_text
 from pipeline.message import Encoded
 
@@ -78,6 +79,8 @@ class Spec:
     heartbeat_interval: float  # the run's heartbeats, for a remote worker's parent
     heartbeat_liveness: int
     log_level: int
+    members: tuple[str, ...] = ()  # the fused steps it runs after its step, in turn (engine.fusion)
+    member_classes: Mapping[str, str] = dataclasses.field(default_factory=dict)  # their class names
 
 
 @dataclasses.dataclass(frozen=True)
@@ -94,15 +97,20 @@ class LoadError(Exception):
 
 class RouterPolicy:
     """The failure policy of a worker outside the run's process: each error goes to the step's router, which
-    logs it, counts it and writes its dead letter (it holds the message)."""
+    logs it, counts it and writes its dead letter (it holds the message; a fused step's ``member`` > 0 sends
+    its message along, engine.fusion)."""
 
-    def __init__(self, thread: ProcessWorkerThread, halted: set[str]) -> None:
+    def __init__(self, thread: ProcessWorkerThread, halted: set[str], member: int = 0) -> None:
         self.thread = thread
         self.halted = halted  # shared by the process's threads; HALT from the run adds to it too
+        self.member = member
+
+    def _send(self, failure: Failure) -> None:
+        sockets.send(self.thread.ctl, failed_frames(failure))
 
     def lifecycle_failed(self, step: str, worker: int, what: str, error: BaseException) -> str:
         """An init(), finish() or fatal run() error: the run logs it and fails."""
-        sockets.send(self.thread.ctl, failed_frames(UNORDERED, what, failure_line(error), traceback_text(error)))
+        self._send(Failure(UNORDERED, what, failure_line(error), traceback_text(error), self.member))
         return failure_line(error)
 
     def message_failed(self, step: StepConfig, worker: int, seq: int, error: BaseException,
@@ -115,18 +123,37 @@ class RouterPolicy:
         if step.on_error == "stop":
             self.halted.add(step.name)
         self.thread.outlet.flush()
-        sockets.send(self.thread.ctl, failed_frames(seq, "run()", failure_line(error), traceback_text(error)))
+        self._send(Failure(seq, "run()", failure_line(error), traceback_text(error), self.member,
+                           message if self.member else None))
 
     def not_run(self, step: StepConfig, seq: int, message: Encoded) -> None:
-        """Nothing here: the router writes the dead letter, it holds the message."""
+        """The router writes the dead letter of the messages it holds; a fused step's goes to it with its message."""
+        if self.member:
+            self._send(Failure(seq, NOT_RUN, "", "", self.member, message))
 
     def halt(self, step: str, reason: str) -> None:
         """This process's workers of ``step`` start no further message (the router stops the run)."""
         self.halted.add(step)
 
 
+class TalliedToRouter(ToRouter):
+    """The outlet of a worker of fused steps: with its answers goes each step's figures so far (a TALLY)."""
+
+    def __init__(self, socket: zmq.Socket, step: StepConfig, ring: Ring | None,
+                 tally: Callable[[], list[tuple[int, int, int, int, float, float]]]) -> None:
+        super().__init__(socket, step, None, ring)
+        self.tally = tally
+
+    def flush(self) -> None:
+        """Send the figures, then the held answers (the router reads them in this order)."""
+        if self.answers:
+            sockets.send(self.socket, tally_frames(self.tally()))
+        super().flush()
+
+
 class ProcessWorkerThread(WorkerThread):
-    """A worker thread in a worker process: it answers its router for every input and reports errors to it."""
+    """A worker thread in a worker process: it answers its router for every input and reports errors to it;
+    with fused steps after its own (engine.fusion), it runs each input through all of them in turn."""
 
     #: Its last answers and FINISHED cross to another process: the process waits for them to leave.
     linger_ms = 5000
@@ -140,9 +167,15 @@ class ProcessWorkerThread(WorkerThread):
                          policy=RouterPolicy(self, halted))
         self.spec = spec
         self.slot = slot
-        self.executor.mark = board.mark
+        self.members = [StepExecutor(config.steps[name], index, RouterPolicy(self, halted, member))
+                        for member, name in enumerate(spec.members, start=1)]
+        for executor in [self.executor, *self.members]:
+            executor.mark = board.mark
+        self.chain: Chain | None = None
         self.keys = keys
         self.ring, self.out_ring = rings if rings is not None else (None, None)
+        # The outputs that come back are the last fused step's, for its next steps.
+        self.tail = config.steps[spec.members[-1]] if spec.members else self.step
 
     @property
     def handles(self) -> None:
@@ -152,9 +185,40 @@ class ProcessWorkerThread(WorkerThread):
     def make_outlet(self, ctl: zmq.Socket) -> Outlet:
         """Every input's outputs (even none) go back to the router, which sends them on: together with the
         rest of their packet's answers, unless the packet takes longer than its prefetch time."""
-        outlet = ToRouter(ctl, self.step, None, self.out_ring)
+        if self.members:
+            outlet: ToRouter = TalliedToRouter(ctl, self.tail, self.out_ring, lambda: self.chain.tally()
+                                               if self.chain is not None else [])
+            self.chain = Chain(outlet, [self.executor, *self.members])
+        else:
+            outlet = ToRouter(ctl, self.tail, None, self.out_ring)
         outlet.max_delay = PREFETCH_SECONDS_OUTSIDE
         return outlet
+
+    def open(self, outlet: Outlet) -> None:
+        """Take the outlet; the step's outputs go through the fused steps first, if any."""
+        super().open(outlet)
+        if self.chain is not None:
+            self.executor.sink = self.chain
+
+    def start_component(self) -> bool:
+        """Build and init() every step this thread runs, the last fused step first (so that what an init()
+        sends finds the steps after it ready); whether all of them may take messages."""
+        chain = self.chain
+        ready = True
+        for number in range(len(self.members), 0, -1):
+            executor = self.members[number - 1]
+            ready = executor.start(lambda name=executor.step.name: self.config.make_component(name)) and ready
+            if chain is not None:
+                outputs = chain.flow(number, UNORDERED, executor.sink.take())  # type: ignore[attr-defined]
+                if outputs:
+                    self.outlet.commit(UNORDERED, outputs)
+        return super().start_component() and ready
+
+    def finish_steps(self) -> None:
+        """finish() of this thread's step, then of each fused step after it."""
+        super().finish_steps()
+        if self.chain is not None:
+            self.chain.finish()
 
     def connect(self, ctl: zmq.Socket) -> None:
         """Connect to the step's router under the routing id that names this process and thread."""
@@ -165,16 +229,20 @@ class ProcessWorkerThread(WorkerThread):
 
 
 def load_step(spec: Spec, threads: int | None = None) -> PipelineConfig:
-    """The spec's configuration with its step's class imported (and ``threads`` worker threads if given)."""
-    try:
-        cls = getattr(importlib.import_module(spec.module), spec.class_name)
-    except Exception as err:  # an ImportError, an AttributeError, or whatever the module raises while importing
-        raise LoadError(f"step {spec.step}: cannot load {spec.module}.{spec.class_name}: {failure_line(err)}"
-                        f"{failure_place(err)}") from None  # the file and line of the failure (issue 26.5)
-    step = dataclasses.replace(spec.config.steps[spec.step], cls=cls)
-    if threads is not None:
-        step = dataclasses.replace(step, nb_thread=threads)
-    return dataclasses.replace(spec.config, steps={spec.step: step})
+    """The spec's configuration with the classes of its step and fused steps imported (and ``threads`` worker
+    threads if given)."""
+    steps = {}
+    for name in (spec.step, *spec.members):
+        step = spec.config.steps[name]
+        module = spec.module if name == spec.step else step.module
+        class_name = spec.class_name if name == spec.step else spec.member_classes[name]
+        try:
+            cls = getattr(importlib.import_module(module), class_name)
+        except Exception as err:  # an ImportError, an AttributeError, or whatever the module raises while importing
+            raise LoadError(f"step {name}: cannot load {module}.{class_name}: {failure_line(err)}"
+                            f"{failure_place(err)}") from None  # the file and line of the failure (issue 26.5)
+        steps[name] = dataclasses.replace(step, cls=cls, **({"nb_thread": threads} if threads is not None else {}))
+    return dataclasses.replace(spec.config, steps=steps)
 
 
 def serve(spec: Spec, slot: int, board: BusyBoard, keys: ClientKeys | None, name: str, rings: str = "") -> int:
@@ -189,7 +257,7 @@ def serve(spec: Spec, slot: int, board: BusyBoard, keys: ClientKeys | None, name
             print(f"{name}: error: {err}", file=sys.stderr, flush=True)
             return CANNOT_LOAD
         control = RunControl(RunOptions())  # this process's own
-        halted = HaltedSteps(spec.step, board)
+        halted = HaltedSteps((spec.step, *spec.members), board)
         nb_thread = config.steps[spec.step].nb_thread
         threads = [ProcessWorkerThread(context, control, config, spec, i, slot, board, halted, keys,
                                        _open_rings(rings, slot, i)) for i in range(nb_thread)]

@@ -1,0 +1,132 @@
+"""Which consecutive steps run fused: in the same worker processes, one after the other for each message.
+
+A chain of steps that each run in worker processes would otherwise send every message across a
+process boundary and through a router at each step; fused (Flink chains operators of the same
+parallelism into one task the same way), a message crosses once: the first step's router hands it
+to a worker process, whose thread runs it through every step of the group in turn and returns the
+last step's outputs. Each step keeps its own instance per worker thread, its own counts, errors,
+dead letters and monitor row; exactly once holds as for one step: a worker process that dies has
+sent nothing on, and its message goes through the whole group again in another.
+
+Steps A -> B are fused when both run in worker processes with the same ``nb_process`` and
+``nb_thread``, A sends to B alone, B receives from A alone, and neither is ``ordered``. Never when
+remote workers may join (``Pipeline.listen``: they join one step by its name), nor with
+``Pipeline.fuse`` off.
+"""
+
+from __future__ import annotations
+
+from typing import TYPE_CHECKING
+
+from pipeline.config.model import PipelineConfig, StepConfig
+from pipeline.execution.executor import UNORDERED, Discard, Outcome, Outputs, StepExecutor
+
+if TYPE_CHECKING:
+    from pipeline.engine.outlets import Outlet
+
+
+def fusable(config: PipelineConfig, first: StepConfig, second: StepConfig) -> bool:
+    """Whether ``second`` may run in the worker processes of ``first``, right after it."""
+    return (first.kind == "stager" and second.kind != "producer" and first.nb_process > 0
+            and (second.nb_process, second.nb_thread) == (first.nb_process, first.nb_thread)
+            and first.next_steps == (second.name,) and config.upstream(second.name) == [first.name]
+            and not first.ordered and not second.ordered)
+
+
+def fused_groups(config: PipelineConfig, enabled: bool = True) -> dict[str, tuple[str, ...]]:
+    """The groups of fused steps: each group's first step, and the names of all its steps in order (only
+    groups of two or more)."""
+    if not enabled:
+        return {}
+    groups: dict[str, tuple[str, ...]] = {}
+    inner: set[str] = set()
+    for step in config.topological_order():
+        if step.name in inner:
+            continue
+        members = [step.name]
+        while len(config.steps[members[-1]].next_steps) == 1:
+            following = config.steps[config.steps[members[-1]].next_steps[0]]
+            if not fusable(config, config.steps[members[-1]], following):
+                break
+            members.append(following.name)
+        if len(members) > 1:
+            groups[step.name] = tuple(members)
+            inner.update(members[1:])
+    return groups
+
+
+class Gather(Discard):
+    """The sink of a fused step in a worker process: its outputs wait for the next fused step."""
+
+    def __init__(self) -> None:
+        super().__init__()
+        self.outputs: Outputs = []
+
+    def commit(self, seq: int, outputs: Outputs, seconds: float = 0.0) -> None:
+        """Keep the outputs for the next fused step."""
+        self.outputs += outputs
+
+    def take(self) -> Outputs:
+        """The outputs gathered since the last take."""
+        outputs, self.outputs = self.outputs, []
+        return outputs
+
+
+class Chain:
+    """The sink of a group's first step in a worker process: each of its outputs goes through the fused steps
+    after it, in turn, and only what the last one returns goes to the router, as the answer of the input it
+    came from (one answer per input, as for a step alone).
+
+    It shares the outlet's lock: while the first step's code runs, the run's Flusher may send what waits.
+    """
+
+    answers_router = True
+
+    def __init__(self, outlet: Outlet, executors: list[StepExecutor]) -> None:
+        self.outlet = outlet
+        self.lock = outlet.lock
+        self.executors = executors  # the group's, the first step's included
+        for executor in executors[1:]:
+            executor.sink = Gather()
+
+    @property
+    def oldest(self) -> float:
+        """When the oldest unsent answer was committed."""
+        return self.outlet.oldest
+
+    def commit(self, seq: int, outputs: Outputs, seconds: float = 0.0) -> None:
+        """Run the first step's outputs for input ``seq`` through the fused steps; answer with the last's."""
+        self.outlet.commit(seq, self.flow(0, seq, outputs), seconds)
+
+    def flow(self, step: int, seq: int, outputs: Outputs) -> Outputs:
+        """What ``outputs`` of the group's step number ``step`` become through the steps after it."""
+        for sender, executor in zip(self.executors[step:], self.executors[step + 1:], strict=False):
+            sender.counts.emitted += len(outputs)
+            if outputs:
+                executor.run((seq, message.inband, message.buffers) for message, _ in outputs)
+            outputs = executor.sink.take()  # type: ignore[attr-defined]
+        return outputs
+
+    def failed(self, seq: int, outcome: Outcome = Outcome.FAILED, seconds: float = 0.0) -> None:
+        """Input ``seq`` failed at the first step (or was not run): its answer has no outputs."""
+        self.outlet.failed(seq, outcome, seconds)
+
+    def flush_if_due(self) -> None:
+        """Send the answers that have waited long enough."""
+        self.outlet.flush_if_due()
+
+    def produced(self, seconds: float) -> None:
+        """A fused group never starts with a producer."""
+
+    def finish(self) -> None:
+        """Each fused step's finish(), in turn after the first's: what it sends goes through the steps after it."""
+        for number, executor in enumerate(self.executors[1:], start=1):
+            executor.finish()
+            outputs = executor.sink.take()  # type: ignore[attr-defined]
+            if outputs:
+                self.outlet.commit(UNORDERED, self.flow(number, UNORDERED, outputs))
+
+    def tally(self) -> list[tuple[int, int, int, int, float, float]]:
+        """The figures of each step of the group in this thread so far (a TALLY's records)."""
+        return [(e.counts.received, e.counts.processed, e.counts.failed, e.counts.emitted, e.busy_time, e.max_time)
+                for e in self.executors]

@@ -1,0 +1,255 @@
+"""Fused steps (engine.fusion): consecutive steps of the same worker processes run one after the other in
+one process, and still give the sequential run's outputs, counts, errors and dead letters, step by step.
+
+Which steps fuse is pure (``fused_groups``); the rest runs real worker processes.
+"""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+from typing import Any
+
+import pytest
+
+from pipeline.config import load_config
+from pipeline.config.options import RunOptions
+from pipeline.engine import ThreadedRunner
+from pipeline.engine.fusion import fused_groups
+from pipeline.failures.deadletter import load_messages
+from tests.process_helpers import lines, pids, report_line, run_to_end
+from tests.test_failures import report_row
+from tests.test_process_deaths import written
+from tests.test_processes import counts
+from tests.test_semantics import assert_ok, check_counts, collector, numbers, pipeline_config, read, run, step
+
+PROCESS_STEPS = "tests.process_steps"
+FAILURE_STEPS = "tests.failure_steps"
+
+pytestmark = pytest.mark.timeout(60)
+
+
+# --------------------------------------------------------------------------- which steps fuse
+
+
+def linear(*stagers: dict[str, Any], consumer: dict[str, Any] | None = None) -> dict:
+    """P -> the stagers in turn -> C; each entry's name and next step filled in."""
+    names = [entry["name"] for entry in stagers] + ["C"]
+    entries = [{**step(entry["name"], "PassThrough", names[i + 1]), **entry} for i, entry in enumerate(stagers)]
+    return pipeline_config(step("P", "Numbers", names[0]), entries, {**step("C", "Collect"), **(consumer or {})},
+                           **numbers(3))
+
+
+def groups(document: dict, enabled: bool = True) -> dict[str, tuple[str, ...]]:
+    """The fused groups of a config document."""
+    return fused_groups(load_config(document, check=False), enabled)
+
+
+def test_a_chain_of_the_same_worker_processes_fuses_into_one_group() -> None:
+    document = linear({"name": "A", "nb_process": 2}, {"name": "B", "nb_process": 2},
+                      consumer={"nb_process": 2})
+    assert groups(document) == {"A": ("A", "B", "C")}
+    assert groups(document, enabled=False) == {}
+
+
+@pytest.mark.parametrize(("a", "b"), [
+    ({"nb_process": 2}, {"nb_process": 1}),  # another number of processes
+    ({"nb_process": 2}, {"nb_process": 2, "nb_thread": 2}),  # another number of threads
+    ({"nb_process": 2}, {"nb_thread": 2}),  # threads of the run's process
+    ({"nb_process": 2, "ordered": True}, {"nb_process": 2}),  # an ordered step keeps its own router
+    ({"nb_process": 2}, {"nb_process": 2, "ordered": True}),
+])
+def test_steps_that_differ_do_not_fuse(a: dict, b: dict) -> None:
+    assert groups(linear({"name": "A", **a}, {"name": "B", **b})) == {}
+
+
+def test_a_fan_out_or_a_fan_in_does_not_fuse() -> None:
+    fan_out = pipeline_config(step("P", "Numbers", "A"),
+                              [step("A", "PassThrough", "B,C", nb_process=2), step("B", "PassThrough", "C",
+                                                                                   nb_process=2)],
+                              step("C", "Collect", nb_process=2), **numbers(3))
+    assert groups(fan_out) == {}  # A sends to two steps; C receives from two
+    fan_in = pipeline_config(step("P", "Numbers", "A,B"),
+                             [step("A", "PassThrough", "B", nb_process=2), step("B", "PassThrough", "C",
+                                                                                nb_process=2)],
+                             step("C", "Collect", nb_process=2), **numbers(3))
+    assert groups(fan_in) == {"B": ("B", "C")}  # B receives from the producer too; B -> C fuses
+
+
+# --------------------------------------------------------------------------- the same results
+
+
+def features(tmp: Path, count: int = 60) -> dict:
+    """A fused chain of every kind of step: returns, a filter, a generator with many outputs per input and a
+    consumer, all in the same 2 worker processes."""
+    return pipeline_config(
+        step("P", "Numbers", "S"),
+        [step("S", "Scale", "F", nb_process=2, config={"factor": 3}),
+         step("F", "KeepEven", "R", nb_process=2),
+         step("R", "Repeat", "C", nb_process=2, config={"copies": 3})],
+        collector(tmp, "C", nb_process=2),
+        **numbers(count),
+    )
+
+
+def test_a_fused_chain_gives_the_sequential_outputs_and_counts_of_each_step(tmp_path: Path) -> None:
+    outcomes = {}
+    for mode in ("sequential", "threads"):
+        (tmp_path / mode).mkdir()
+        config = features(tmp_path / mode)
+        report = run(config, mode)
+        assert_ok(report)
+        check_counts(report, config, broadcast=False)
+        workers = 1 if mode == "sequential" else 2
+        outcomes[mode] = (sorted(map(json.dumps, read(tmp_path / mode, "C", workers))), counts(report))
+    assert groups(features(tmp_path)) == {"S": ("S", "F", "R", "C")}
+    assert outcomes["threads"] == outcomes["sequential"]
+    assert outcomes["threads"][1]["R"] == (30, 30, 90, 0)  # each step its own figures
+
+
+def test_the_monitor_shows_each_fused_step_as_its_own_row(tmp_path: Path) -> None:
+    runner = ThreadedRunner(load_config(features(tmp_path)), RunOptions())
+    report = runner.run()
+    assert_ok(report)
+    rows = {row.name: row for row in runner.snapshot().steps}
+    for name in ("S", "F", "R", "C"):
+        row = rows[name]
+        assert row.state == "finished", (name, row.state)
+        assert (row.counts.received, row.counts.processed, row.counts.emitted, row.counts.failed) == counts(
+            report)[name]
+    assert rows["F"].counts.emitted == 30 and rows["R"].busy_time > 0
+
+
+def test_what_finish_sends_goes_through_the_fused_steps_after_it(tmp_path: Path) -> None:
+    config = pipeline_config(
+        step("P", "Numbers", "SUM"),
+        [step("SUM", "Summer", "R", nb_process=2, config={"how": "yield"}),
+         step("R", "Repeat", "C", nb_process=2, config={"copies": 3})],
+        collector(tmp_path, "C", nb_process=2),
+        **numbers(50),
+    )
+    report = run(config, "threads")
+    assert_ok(report)
+    check_counts(report, config, broadcast=False)
+    received = read(tmp_path, "C", workers=2)
+    partial_sums = sorted(total for total, copy in received if copy == 0)
+    assert len(partial_sums) == 2 and sum(partial_sums) == sum(range(50))  # one per worker process
+    assert sorted(received) == sorted([total, k] for total in partial_sums for k in range(3))
+    assert (report["R"].received, report["R"].emitted, report["C"].received) == (2, 6, 6)
+
+
+def failing_chain(tmp: Path, on_error: str, count: int = 30) -> dict:
+    """P -> S (Scale by 1) -> FAIL (FailEvery 5, ``on_error``) -> C, all in the same 2 worker processes."""
+    return pipeline_config(
+        step("P", "Numbers", "S"),
+        [step("S", "Scale", "FAIL", nb_process=2, config={"factor": 1}),
+         {**step("FAIL", "FailEvery", "C", nb_process=2, on_error=on_error), "module": FAILURE_STEPS}],
+        collector(tmp, "C", nb_process=2),
+        **numbers(count), FailEvery={"every": 5},
+    )
+
+
+def test_a_failure_in_a_fused_step_is_its_own_with_its_message_as_dead_letter(tmp_path: Path) -> None:
+    outcomes = {}
+    for mode in ("sequential", "threads"):
+        (tmp_path / mode).mkdir()
+        dead = tmp_path / mode / "dead.jsonl"
+        report = run(failing_chain(tmp_path / mode, "skip"), mode, {"Pipeline": {"mode": mode,
+                                                                                 "dead_letter": str(dead)}})
+        assert report.exit_status == 1
+        assert report["S"].first_error is None
+        assert report["FAIL"].first_error is not None and report["FAIL"].first_error.startswith("ValueError: bad")
+        records = [json.loads(line) for line in lines(dead)]
+        assert {r["step"] for r in records} == {"FAIL"}
+        workers = 1 if mode == "sequential" else 2
+        outcomes[mode] = (sorted(read(tmp_path / mode, "C", workers)), counts(report),
+                          sorted(load_messages(str(dead))))
+    assert outcomes["threads"] == outcomes["sequential"]
+    assert outcomes["threads"][2] == [("FAIL", n) for n in range(0, 30, 5)]
+
+
+def test_dead_letters_of_a_fused_step_replay_into_that_step(tmp_path: Path) -> None:
+    dead = tmp_path / "dead.jsonl"
+    path = tmp_path / "pipeline.json"
+    path.write_text(json.dumps(failing_chain(tmp_path, "skip")), encoding="utf-8")
+    first = run_to_end(path, f"--Pipeline.dead_letter={dead}")
+    assert first.returncode == 1, first.stderr
+    assert report_row(first.stderr, "FAIL") == [30, 24, 24, 6]
+    replay = run_to_end(path, f"--replay={dead}", "--FailEvery.every=0")
+    assert replay.returncode == 0, replay.stderr
+    assert report_row(replay.stderr, "FAIL") == [6, 6, 6, 0]
+    assert sorted(v for v in read(tmp_path, "C", workers=4) if isinstance(v, int)) == list(range(30))
+
+
+def test_on_error_stop_in_a_fused_step_stops_the_run_and_loses_nothing(tmp_path: Path) -> None:
+    dead = tmp_path / "dead.jsonl"
+    report = run(failing_chain(tmp_path, "stop", count=2000), "threads", {"Pipeline": {"dead_letter": str(dead)}})
+    assert report.exit_status == 1
+    received, processed, failed = report["FAIL"].received, report["FAIL"].processed, report["FAIL"].failed
+    assert 1 <= failed <= 2  # the other process may have been in run(); no more
+    records = [json.loads(line) for line in lines(dead)]
+    assert sum(r["step"] == "FAIL" and r["error"].startswith("ValueError") for r in records) == failed
+    # Each message S passed on was processed by FAIL, failed there, or is a dead letter (of FAIL or of S).
+    not_run = [r for r in records if r["error"].startswith("NotRun")]
+    assert processed + failed + len(not_run) == report["S"].received
+    assert len(read(tmp_path, "C", workers=2)) == processed
+    assert received <= report["S"].emitted
+
+
+# --------------------------------------------------------------------------- worker processes
+
+
+def chain_file(tmp: Path, b: dict[str, Any], fuse: bool = True, count: int = 300, **sections: Any) -> Path:
+    """COUNT -> A (PassOn, pids to a.txt) -> B (Trigger) -> WRITER, A and B in 2 worker processes."""
+    document = {
+        "version": 1,
+        "Pipeline": {
+            "fuse": fuse,
+            "producer_conf": {"name": "COUNT", "module": "algorithms.basic", "class": "Counter", "next_steps": "A"},
+            "stagers_conf": [
+                {"name": "A", "module": PROCESS_STEPS, "class": "PassOn", "next_steps": "B", "nb_process": 2},
+                {"name": "B", "module": PROCESS_STEPS, "class": "Trigger", "next_steps": "WRITER", "nb_process": 2,
+                 **b}],
+            "consumer_conf": {"name": "WRITER", "module": FAILURE_STEPS, "class": "MarkedWriter"},
+        },
+        "Counter": {"count": count},
+        "PassOn": {"pid_file": str(tmp / "a.txt")},
+        "MarkedWriter": {"path": str(tmp / "out.jsonl")},
+        **sections,
+    }
+    path = tmp / "pipeline.json"
+    path.write_text(json.dumps(document), encoding="utf-8")
+    return path
+
+
+@pytest.mark.parametrize("fuse", [True, False])
+def test_fused_steps_share_their_worker_processes_and_fuse_off_keeps_them_apart(tmp_path: Path,
+                                                                                fuse: bool) -> None:
+    path = chain_file(tmp_path, {}, fuse=fuse, count=50, Trigger={"pid_file": str(tmp_path / "b.txt")})
+    result = run_to_end(path)
+    assert result.returncode == 0, result.stderr
+    assert sorted(written(tmp_path)) == list(range(50))
+    a, b = pids(tmp_path / "a.txt"), pids(tmp_path / "b.txt")
+    assert len(a) == len(b) == 2
+    assert (a == b) is fuse
+    assert report_row(result.stderr, "A") == report_row(result.stderr, "B") == [50, 50, 50, 0]
+
+
+def test_a_killed_fused_process_loses_and_duplicates_nothing(tmp_path: Path) -> None:
+    marker = tmp_path / "killed"
+    path = chain_file(tmp_path, {}, Trigger={"at": 100, "action": "kill", "marker": str(marker)})
+    result = run_to_end(path, "--Pipeline.heartbeat_interval=0.2", "--Pipeline.heartbeat_liveness=3")
+    assert result.returncode == 0, result.stderr
+    assert sorted(written(tmp_path)) == list(range(300))  # each value exactly once, through both steps
+    assert report_row(result.stderr, "A") == report_row(result.stderr, "B") == [300, 300, 300, 0]
+    assert "1 worker process replaced" in report_line(result.stderr, "A")  # the group's processes are A's
+
+
+def test_a_fused_step_whose_init_returns_false_fails_the_run_in_one_line(tmp_path: Path) -> None:
+    path = chain_file(tmp_path, {"module": "tests.lifecycle_steps", "class": "TrueStage"},
+                      TrueStage={"refuse": True})
+    result = run_to_end(path)
+    assert result.returncode == 1
+    errors = [line for line in result.stderr.splitlines() if "init() returned False" in line]
+    assert errors and all("B" in line for line in errors), result.stderr
+    assert "Traceback" not in result.stderr
