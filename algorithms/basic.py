@@ -1,8 +1,10 @@
-"""General steps: a counting producer, a file reader, a pass-through, a printer and a JSON-lines writer."""
+"""General steps: a counting producer, file readers, a pass-through, a printer and a JSON-lines writer."""
 
 from __future__ import annotations
 
+import glob
 import json
+import os
 import sys
 from collections.abc import Iterator
 from typing import Any, TextIO
@@ -13,14 +15,15 @@ from pipeline import Component
 
 
 class Counter(Component):
-    """Producer: yields the integers start, start+1, … (count of them)."""
+    """Producer: yields the integers start, start+1, … (count of them); in shards, every n_shards-th."""
 
+    shardable = True
     start = Int(0, help="The first number.").tag(config=True)
     count = Int(10, help="How many numbers to yield.").tag(config=True)
 
     def run(self) -> Iterator[int]:
-        """Yield each number."""
-        yield from range(self.start, self.start + self.count)
+        """Yield each number of this shard."""
+        yield from range(self.start + self.shard, self.start + self.count, self.n_shards)
 
     def __length_hint__(self) -> int:
         """How many numbers it yields (the progress display's total)."""
@@ -40,6 +43,31 @@ class LineReader(Component):
                 line = line.rstrip("\r\n")
                 if line or not self.skip_blank:
                     yield line
+
+
+class FileLines(Component):
+    """Producer: yields {"file", "line", "text"} for each line of each file that ``pattern`` matches, in the
+    files' sorted order. Shardable: shard k of n reads every n-th of those files, from the k-th."""
+
+    shardable = True
+    pattern = Unicode(help="A glob pattern of the files to read, such as night*.txt, relative to the "
+                      "directory the run starts in (a double asterisk reaches into subfolders).").tag(config=True)
+
+    def files(self) -> list[str]:
+        """Every file the pattern matches, sorted."""
+        return sorted(path for path in glob.glob(self.pattern, recursive=True) if not os.path.isdir(path))
+
+    def check(self) -> None:
+        """Refuse, before the run, a pattern that matches no file."""
+        if not self.files():
+            raise ValueError(f"FileLines.pattern {self.pattern!r} matches no file")
+
+    def run(self) -> Iterator[dict[str, Any]]:
+        """Yield each line of this shard's files."""
+        for path in self.files()[self.shard::self.n_shards]:
+            with open(path, encoding="utf-8") as lines:
+                for number, line in enumerate(lines, start=1):
+                    yield {"file": path, "line": number, "text": line.rstrip("\r\n")}
 
 
 class PassThrough(Component):

@@ -24,6 +24,9 @@ class Component(LoggingConfigurable):
 
     A producer that knows how many messages it will yield says so with ``__length_hint__()``
     (PEP 424), computed from its options: the progress display then shows a total and an ETA.
+    A producer whose input splits (many files, a range) sets ``shardable``: with ``nb_process``
+    N it runs in N worker processes, and each ``run()`` yields only shard ``self.shard`` of
+    ``self.n_shards``.
 
     A step that builds configurable objects of its own (ctapipe's components, say) creates them
     with ``parent=self`` and lists their classes in ``child_classes``: the config file may then
@@ -34,12 +37,20 @@ class Component(LoggingConfigurable):
     #: hold a section for each of them and for each configurable base class they have.
     child_classes: ClassVar[Sequence[type[Configurable]]] = ()
 
+    #: A producer that yields only its share of the input in each run(), shard ``self.shard`` of
+    #: ``self.n_shards``: it may run in several worker processes (``nb_process``), one shard each.
+    shardable: ClassVar[bool] = False
+
     def __init__(self, step_name: str = "", next_steps: Sequence[str] = (), **kwargs: Any) -> None:
         super().__init__(**kwargs)
         self.step_name = step_name or type(self).__name__
         self.next_steps: tuple[str, ...] = tuple(next_steps)
         self.log = logging.getLogger(f"pipeline.step.{self.step_name}")
         self._emit: Emitter | None = None
+        #: The share of the input a shardable producer's run() yields: shard ``shard`` of ``n_shards`` (set
+        #: before each run(); 0 of 1 unless the producer runs in several worker processes).
+        self.shard = 0
+        self.n_shards = 1
 
     def init(self) -> None:
         """Prepare the step before its first message (open files, load tables)."""

@@ -167,3 +167,26 @@ class ArraySums(Component):
     def run(self, msg: np.ndarray) -> None:
         """Record the array."""
         append_line(self.path, json.dumps({"value": float(msg[0]), "read_only": not msg.flags.writeable}))
+
+
+class Shards(Component):
+    """A shardable producer: yields every n_shards-th number of 0 .. count-1 from its shard's own, ``delay``
+    seconds each; on number ``at`` (once, the marker file the token) it kills its process or raises."""
+
+    shardable = True
+    count = Int(100, help="How many numbers in all shards.").tag(config=True)
+    at = Int(-1, help="The number to act on (-1: none).").tag(config=True)
+    action = Enum(["kill", "raise"], "kill", help="What to do on that number.").tag(config=True)
+    marker = Unicode("", help="The file created when it acts.").tag(config=True)
+    delay = Float(0.0, help="Seconds per number.").tag(config=True)
+
+    def run(self) -> Iterator[int]:
+        """Yield this shard's numbers."""
+        for number in range(self.shard, self.count, self.n_shards):
+            if self.delay:
+                time.sleep(self.delay)
+            if number == self.at and claim(self.marker):
+                if self.action == "kill":
+                    os.kill(os.getpid(), signal.SIGKILL)
+                raise ValueError(f"bad number {number}")
+            yield number

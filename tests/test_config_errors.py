@@ -205,10 +205,12 @@ FILE_CASES = [
         for value in (-1, "2", 1.5, False, None, 257, 10_000)  # 10,000: a fork storm (issue 24.7)
     ),
     pytest.param(
-        setting(f"{PRODUCER}.nb_process", 2),
+        setting(PRODUCER, {"name": "COUNT", "module": "algorithms.basic", "class": "LineReader", "next_steps": "PASS",
+                           "nb_process": 2}),
         f"{PRODUCER}.nb_process",
-        "a producer runs in the run's own process (expected 0, got 2)",
-        id="producer-processes",
+        "a producer in 2 worker processes runs 2 shards, each of which must read only its share of the input: "
+        "algorithms.basic.LineReader does not say it can (expected 0 or 1, or a class with shardable = True",
+        id="producer-processes-not-shardable",
     ),
     *(
         pytest.param(
@@ -488,7 +490,8 @@ SUBPROCESS_CASES = [
     pytest.param(setting("Counter", {"count": "many"}), [], id="trait-type"),
     pytest.param(lambda document: document, ["--Counter.count=abc"], id="cli-trait-type"),
     pytest.param(lambda document: document, ["--Counter.cont=3"], id="cli-trait"),
-    pytest.param(setting(f"{PRODUCER}.nb_process", 2), [], id="producer-processes"),
+    pytest.param(setting(PRODUCER, {"name": "COUNT", "module": "algorithms.basic", "class": "LineReader",
+                                    "next_steps": "PASS", "nb_process": 2}), [], id="producer-not-shardable"),
     pytest.param(setting("Pipeline.stagers_conf.0.next_steps", "WRITE, WRITE"), [], id="next-step-twice"),
     pytest.param(setting("Pipeline.shutdown_timeout", float("nan")), [], id="shutdown-timeout-nan"),
     pytest.param(setting("Pipeline.dead_letter", "no_such_folder/failed.jsonl"), [], id="dead-letter-missing-folder"),

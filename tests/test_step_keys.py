@@ -178,7 +178,6 @@ def test_set_key_strips_names() -> None:
 
 @pytest.mark.parametrize(("kind", "key", "value", "expected"), [
     ("producer", "nb_thread", 2, "a producer runs in one thread (expected 1, got 2)"),
-    ("producer", "nb_process", 3, "a producer runs in the run's own process (expected 0, got 3)"),
     ("consumer", "next_steps", "A", "a consumer has no next steps (expected none)"),
 ])
 def test_role_problems(kind: str, key: str, value: Any, expected: str) -> None:

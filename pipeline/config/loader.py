@@ -279,10 +279,16 @@ class _Validator:
         problem = role_problem(kind, keys)
         if problem is not None:
             raise self.error(f"{key}.{problem[0]}", problem[1])
+        cls = self.component_class(key, keys.module, keys.class_)
+        if kind == "producer" and keys.nb_process > 1 and not cls.shardable:
+            raise self.error(f"{key}.nb_process", f"a producer in {keys.nb_process} worker processes runs "
+                             f"{keys.nb_process} shards, each of which must read only its share of the input: "
+                             f"{keys.module}.{keys.class_} does not say it can (expected 0 or 1, or a class with "
+                             "shardable = True that reads self.shard and self.n_shards)")
         return StepConfig(
             name=keys.name,
             kind=kind,
-            cls=self.component_class(key, keys.module, keys.class_),
+            cls=cls,
             module=keys.module,
             next_steps=keys.next_steps,
             nb_thread=keys.nb_thread,

@@ -53,8 +53,9 @@ class StepKeys(HasTraits):
     )
     nb_process = JsonInt(
         0, min=0, max=MAX_PROCESSES, help="Run the step's workers in this many worker processes, each with "
-        f"``nb_thread`` worker threads (0: threads of the run's own process; at most {MAX_PROCESSES}). Not allowed "
-        "for the producer."
+        f"``nb_thread`` worker threads (0: threads of the run's own process; at most {MAX_PROCESSES}). A producer "
+        "in N worker processes runs N shards, each process producing its share of the input (its class must be "
+        "``shardable``: more than one needs it)."
     )
     queue_limit = QueueLimit(
         DEFAULT_QUEUE_LIMIT,
@@ -101,7 +102,6 @@ REQUIRED_STEP_KEYS = tuple(key for key, trait in step_key_traits().items() if tr
 #: Values that one kind of step must leave at their default: (kind, key) -> (the value, the problem).
 _ROLE_RULES: dict[tuple[str, str], tuple[Any, str]] = {
     ("producer", "nb_thread"): (1, "a producer runs in one thread (expected 1, got {value})"),
-    ("producer", "nb_process"): (0, "a producer runs in the run's own process (expected 0, got {value})"),
     ("consumer", "next_steps"): ((), "a consumer has no next steps (expected none)"),
 }
 

@@ -214,8 +214,8 @@ class Door(EngineThread):
         why = None
         if step not in self.config.steps:
             why = f"this run has no step {step!r} (its steps: {', '.join(self.routers)})"
-        elif router is None:
-            why = f"step {step} is the producer: it runs in the run's process"
+        elif router is None or router.step.kind == "producer":
+            why = f"step {step} is the producer: it runs in the run's process or its own worker processes"
         elif router.state.finishing or router.state.phase == "finished" or self.control.stopping.is_set():
             why = f"step {step} has no more work: the run is ending"
         elif not 1 <= threads <= MAX_REMOTE_THREADS:

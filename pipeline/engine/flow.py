@@ -25,6 +25,10 @@ back are at most HELD_BACK_BYTES plus the outputs of those inputs).
 
 A thread also holds the outputs of the input its step's code is processing until that code
 returns (they are sent all together, or dropped if it raises).
+
+A producer in N worker processes (engine.shards) holds, per shard, at most (2 * SHARD_HWM + 1) * MAX_BATCH
+messages it produced that its router has not read: its outlet's batch, and SHARD_HWM batches in each of
+its socket and the router's (besides the bytes the kernel's socket buffers hold between them).
 """
 
 from __future__ import annotations
@@ -118,6 +122,11 @@ def held_back_limit(workers: int, queue_limit: int) -> int:
     return max(1, workers) * window_limit(queue_limit)
 
 
+#: Batches of a producer shard's messages its worker process's socket, and the router's, hold before the
+#: shard's generator waits (engine.shards).
+SHARD_HWM = 1
+
+
 def message_bound(config: PipelineConfig) -> int | None:
     """Most messages alive in a threaded run of ``config`` (None when a queue is unbounded).
 
@@ -129,6 +138,8 @@ def message_bound(config: PipelineConfig) -> int | None:
         returned = step.ordered or step.nb_process > 0
         total += (1 if returned else step.nb_thread) * fanout  # outputs each sender holds before sending
         if step.kind == "producer":
+            # In worker processes, each shard's batches wait in its socket, the router's and its outlet.
+            total += step.nb_process * (2 * SHARD_HWM + 1) * MAX_BATCH
             continue
         if step.queue_limit < 0:
             return None

@@ -21,7 +21,7 @@ from pipeline.config.model import PipelineConfig, StepConfig
 from pipeline.engine import sockets
 from pipeline.engine.addresses import Addresses
 from pipeline.engine.control import BOUND, WORKERS_JOINED, EngineThread, RunControl
-from pipeline.engine.flow import PIPE_HWM, sender_count
+from pipeline.engine.flow import PIPE_HWM, SHARD_HWM, sender_count
 from pipeline.engine.outlets import NextSteps
 from pipeline.engine.rings import Ring, ring_paths
 from pipeline.engine.step_state import StepState
@@ -58,8 +58,10 @@ class Router(EngineThread):
         #: come back are the last one's, for its next steps.
         self.members = [config.steps[name] for name in members]
         self.tail = self.members[-1] if self.members else step
-        self.state = StepState(step, sender_count(config, step, bool(control.options.listen)), control.options,
-                               control.policy, self._own, self.returns_results, members=self.members)
+        # A producer's router has one sender, the runner, which hands it the shards (engine.shards).
+        senders = 1 if step.kind == "producer" else sender_count(config, step, bool(control.options.listen))
+        self.state = StepState(step, senders, control.options, control.policy, self._own, self.returns_results,
+                               members=self.members)
         self.busy_workers = 0  # workers outside the run's process that hold work (the monitor reads it)
         self.outputs: NextSteps | None = None
         # Per worker thread of a local worker process: its rings (to it, from it); (None, None) for a remote one.
@@ -98,6 +100,8 @@ class Router(EngineThread):
             inbox.bind(self.addresses.inbox(self.step.name))
             work.router_mandatory = True
             work.linger = 0
+            if self.step.kind == "producer":  # its shards' messages wait in their processes, not here
+                work.rcvhwm = SHARD_HWM
             work.bind(self.addresses.work(self.step.name))
             notices.linger = 0
             if self.step.nb_process:

@@ -14,14 +14,17 @@ import zmq
 
 from pipeline.config.model import PipelineConfig
 from pipeline.config.options import RunOptions
+from pipeline.engine import sockets
 from pipeline.engine.addresses import Addresses
 from pipeline.engine.allocator import keep_freed_memory
 from pipeline.engine.control import BOUND, ENDED, INIT_DONE, WAKE, WORKERS_JOINED, EngineThread, RunControl
 from pipeline.engine.door import Door
 from pipeline.engine.fusion import fused_groups
 from pipeline.engine.router import Router
+from pipeline.engine.shards import shard_seed
 from pipeline.engine.step_threads import ProducerThread, StepThread, WorkerThread
 from pipeline.engine.supervisor import Supervisor
+from pipeline.engine.wire import Kind, control_frames
 from pipeline.errors import ConfigError
 from pipeline.execution.report import RunReport, StepCounts, StepReport, exit_status, stop_reason_of
 from pipeline.execution.status import RunStatus, StepStatus, declared_totals
@@ -73,6 +76,7 @@ class ThreadedRunner:
         self.ended: set[EngineThread] = set()  # threads that reported their end
         self.supervisor: Supervisor | None = None  # starts and watches the worker processes (nb_process)
         self.door: Door | None = None  # lets remote workers in (Pipeline.listen)
+        self._shard_feed: zmq.Socket | None = None  # to the router of a producer in worker processes
         self.signal: int | None = None
         self.deadline: float | None = None  # after a signal: when busy threads are given up on
         self.abort_requested = False
@@ -101,9 +105,9 @@ class ThreadedRunner:
         if self.options.keep_freed_memory:
             keep_freed_memory()
         context = zmq.Context()
-        sockets = socket_count(self.config) + SPARE_SOCKETS
-        context.max_sockets = max(context.max_sockets, sockets)
-        allow_open_files(2 * sockets)  # a socket holds a file descriptor or two
+        needed = socket_count(self.config) + SPARE_SOCKETS
+        context.max_sockets = max(context.max_sockets, needed)
+        allow_open_files(2 * needed)  # a socket holds a file descriptor or two
         flusher = self.control.flusher
         flusher.start()
         try:
@@ -113,6 +117,8 @@ class ThreadedRunner:
             self._start_steps(context)
             self._wait_for_end()
         finally:
+            if self._shard_feed is not None:
+                self._shard_feed.close(linger=0)
             if self._alive():
                 self._abort(context)
             else:
@@ -152,7 +158,7 @@ class ThreadedRunner:
 
     def _start_routers(self, context: zmq.Context) -> None:
         for step in self.config.steps.values():
-            if step.kind != "producer" and step.name not in self.fused:
+            if (step.kind != "producer" or step.nb_process) and step.name not in self.fused:
                 members = self.groups.get(step.name, (step.name,))[1:]
                 self.routers[step.name] = Router(context, self.control, self.config, step, self.addresses, members)
         for router in self.routers.values():
@@ -177,7 +183,7 @@ class ThreadedRunner:
         if self._alive() != self._all_threads():
             return  # a router did not start
         for step in self.config.steps.values():
-            if step.kind == "producer":
+            if step.kind == "producer" and not step.nb_process:
                 threads: list[StepThread] = [ProducerThread(context, self.control, self.config, step,
                                                             self.addresses, 0)]
             elif step.nb_process or step.name in self.fused:
@@ -201,6 +207,14 @@ class ThreadedRunner:
         if not inits_ok:
             self.control.stopping.set()  # an init() failed: the producer does not start
         self.control.go.set()
+        producer = self.config.producer
+        if producer.nb_process:  # its router starts its shards in its worker processes (engine.shards)
+            self._shard_feed = context.socket(zmq.PUSH)
+            self._shard_feed.connect(self.addresses.inbox(producer.name))
+            seed = shard_seed(0 if self.control.stopping.is_set() else producer.nb_process)
+            if len(seed):
+                sockets.send(self._shard_feed, seed.frames(Kind.DATA))
+            sockets.send(self._shard_feed, control_frames(Kind.END, len(seed)))
 
     def _wait_for_end(self) -> None:
         """Wait until every thread has reported its end (a thread reports it just before it stops)."""
@@ -307,6 +321,8 @@ class ThreadedRunner:
             router = self.routers.get(name)
             if router is not None and router.state.first_error:
                 report.add_error(router.state.first_error, fatal=router.state.fatal)
+            if router is not None and router.state.shards is not None:
+                report.shards = list(router.state.shards.sent)
             head = self.routers.get(self.fused.get(name, ""))
             if head is not None:
                 figures = head.state.member_figures[self.groups[head.step.name].index(name) - 1]

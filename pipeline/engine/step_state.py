@@ -38,6 +38,7 @@ from pipeline.engine.flow import (
 )
 from pipeline.engine.pool import WorkerPool
 from pipeline.engine.results import Results
+from pipeline.engine.shards import ShardBook
 from pipeline.engine.wire import NOT_RUN, Answer, Failure, Loss, Packet, slot_of
 from pipeline.execution.executor import UNORDERED, Outcome, Outputs, Policy
 from pipeline.execution.report import StepCounts
@@ -126,6 +127,8 @@ class StepState:
         # Per worker: its last TALLY, which counts once the answers sent right after it arrive (a process that
         # dies in between has its messages run again, and counted then).
         self._tallies: dict[bytes, Sequence[tuple[int, int, int, int, float, float]]] = {}
+        #: A producer in worker processes (engine.shards): its queue holds its shards, one per process.
+        self.shards = ShardBook(step.nb_process) if step.kind == "producer" else None
         self.senders = senders
         self.options = options
         self.policy = policy
@@ -165,7 +168,7 @@ class StepState:
         # While the step has no worker and remote ones may join: since when (None: it has workers).
         self._alone_since: float | None = clock() if self.expected_workers == 0 else None
         # What one worker may hold, whatever it asks for (a remote one could ask for anything).
-        self.window_limit = window_limit(step.queue_limit)
+        self.window_limit = 1 if self.shards is not None else window_limit(step.queue_limit)
         # Read input only while a whole packet still fits under the queue limit.
         limit = step.queue_limit
         self._read_below = limit - batch_limit(limit) + 1 if limit > 0 else None
@@ -308,7 +311,7 @@ class StepState:
         The report counts them as never processed; a stopped step's go to the dead-letter file
         as not run, to replay after the fix. Holding them would keep the step from draining.
         """
-        for packet in self.queue:
+        for packet in self.queue if self.shards is None else ():  # a producer's shards are no messages
             self.counts.received += len(packet)  # received by the step, though no worker got them
             for seq, message in zip(range(packet.first_seq, packet.first_seq + len(packet)), packet.encoded(),
                                     strict=True):
@@ -355,7 +358,9 @@ class StepState:
                 self.ignore(worker, "a RESULT answering messages it was not running")
                 return []
             counts = self.counts
-            for answer in answers:
+            if self.shards is not None:
+                self._shard_answers(self.shards, worker, answers)
+            for answer in answers if self.shards is None else ():
                 if answer.seq == UNORDERED:
                     continue
                 packet, index = self.pool.answered(worker)
@@ -373,6 +378,21 @@ class StepState:
                 for figures, record in zip([self.head_tally, *self.member_figures], records, strict=True):
                     figures.per_worker[worker] = record
         return self.results.add(answers) if self.results is not None else []
+
+    def _shard_answers(self, shards: ShardBook, worker: bytes, answers: Sequence[Answer]) -> None:
+        """A producer's worker process answers: messages of the shard it runs (to send on), or the shard's end."""
+        held = self.pool.next_seqs(worker, 1)
+        for answer in answers:
+            if answer.seq != UNORDERED:
+                self.pool.answered(worker)
+                if answer.outcome is Outcome.FAILED:
+                    self.counts.failed += 1
+                held = []
+            elif held:  # outputs of init() or finish() are not the shard's
+                shards.sent[held[0]] += len(answer.outputs)
+                self.counts.processed += len(answer.outputs)
+                self.busy_time += answer.seconds
+                self.max_time = max(self.max_time, answer.seconds)
 
     def failed(self, worker: bytes, failure: Failure) -> None:
         """A worker outside the run reports an error: a message's (the one it answers next), or its
@@ -576,6 +596,14 @@ class StepState:
             if deaths < self.options.max_redeliveries:
                 kept.append(packet)
                 continue
+            if self.shards is not None:  # a shard that kills its processes: the producer fails, as its generator
+                line = (f"producer {self.step.name}: shard {seq} was running in {deaths} worker processes that "
+                        f"died (last: {reason})")
+                self.first_error = self.first_error or line
+                self.fatal = True
+                log.error("%s", line)
+                self.policy.halt(self.step.name, line)
+                continue
             before, rest = packet.split(seq - packet.first_seq)
             poison, after = rest.split(1)
             kept.extend(p for p in (before, after) if len(p))
@@ -589,7 +617,10 @@ class StepState:
         return kept
 
     def _requeue(self, packets: list[Packet]) -> None:
-        """Put ``packets`` back at the front of the queue, in order, counted as delivered again."""
+        """Put ``packets`` back at the front of the queue, in order, counted as delivered again (a producer's
+        shards to skip what they sent on)."""
+        if self.shards is not None:
+            packets = [self.shards.again(packet) for packet in packets]
         for packet in reversed(packets):
             self.queue.appendleft(packet)
             self.queued += len(packet)

@@ -17,7 +17,7 @@ from pipeline.engine.flow import PREFETCH_SECONDS, SOURCE_MAX_DELAY_SECONDS, win
 from pipeline.engine.handles import Handles
 from pipeline.engine.outlets import NextSteps, NoOutputs, Outlet, ToRouter
 from pipeline.engine.rings import Ring
-from pipeline.engine.wire import Kind, control_frames, header_of, packet_from_frames
+from pipeline.engine.wire import Kind, Packet, control_frames, header_of, packet_from_frames
 from pipeline.execution.executor import Policy, StepExecutor
 
 #: Weight of the newest packet in a worker's running mean of seconds per message.
@@ -121,6 +121,10 @@ class WorkerThread(StepThread):
             return ToRouter(ctl, self.step, self.handles)
         return NextSteps(self.context, self.config, self.step, self.addresses, self.executor.counts, self.handles)
 
+    def run_packet(self, packet: Packet) -> None:
+        """Run the step on each message of ``packet``."""
+        self.executor.run(packet.messages())
+
     def finish_steps(self) -> None:
         """finish() of the step this thread runs."""
         self.executor.finish()
@@ -144,7 +148,7 @@ class WorkerThread(StepThread):
         while header_of(received[0])[0] is not Kind.FINISH:
             packet = packet_from_frames(received, handles=handles, ring=self.ring)
             before = executor.busy_time
-            executor.run(packet.messages())
+            self.run_packet(packet)
             elapsed = (executor.busy_time - before) / len(packet)
             mean = elapsed if not mean else mean + _SMOOTHING * (elapsed - mean)
             if outlet.answers_router or not sockets.waiting(ctl):

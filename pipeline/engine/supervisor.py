@@ -92,7 +92,10 @@ class Supervisor(EngineThread):
         while not self._finished() and not self.control.aborted.wait(look):
             for death in self.keeper.deaths():
                 self._died(death)
-            for step in tuple(self.control.policy.halted):
+            halted = set(self.control.policy.halted)
+            if self.control.stopping.is_set():  # a producer in worker processes stops, as its thread would
+                halted.add(self.config.producer.name)
+            for step in halted:
                 self.keeper.halt(step)  # a step its processes run (a fused one too): their boards say so
             self.roster = self.keeper.roster()
 

@@ -44,14 +44,15 @@ from pipeline.engine import sockets
 from pipeline.engine.addresses import Addresses
 from pipeline.engine.board import BusyBoard, HaltedSteps
 from pipeline.engine.control import ENDED, RunControl
-from pipeline.engine.flow import PREFETCH_SECONDS_OUTSIDE
+from pipeline.engine.flow import PREFETCH_SECONDS_OUTSIDE, SHARD_HWM
 from pipeline.engine.fusion import Chain
 from pipeline.engine.outlets import Outlet, ToRouter
 from pipeline.engine.rings import Ring, ring_paths
+from pipeline.engine.shards import ShardSink, read_work
 from pipeline.engine.step_threads import WorkerThread
-from pipeline.engine.wire import NOT_RUN, Failure, failed_frames, process_worker_id, tally_frames
+from pipeline.engine.wire import NOT_RUN, Failure, Packet, failed_frames, process_worker_id, tally_frames
 from pipeline.errors import ConfigError
-from pipeline.execution.executor import UNORDERED, StepExecutor
+from pipeline.execution.executor import UNORDERED, Outcome, StepExecutor
 from pipeline.failures.describe import failure_line, traceback_text
 from pipeline.message import Encoded
 
@@ -172,6 +173,8 @@ class ProcessWorkerThread(WorkerThread):
         for executor in [self.executor, *self.members]:
             executor.mark = board.mark
         self.chain: Chain | None = None
+        self.shard_sink: ShardSink | None = None  # a producer's (engine.shards)
+        self.halted = halted
         self.keys = keys
         self.ring, self.out_ring = rings if rings is not None else (None, None)
         # The outputs that come back are the last fused step's, for its next steps.
@@ -191,14 +194,35 @@ class ProcessWorkerThread(WorkerThread):
             self.chain = Chain(outlet, [self.executor, *self.members])
         else:
             outlet = ToRouter(ctl, self.tail, None, self.out_ring)
+            if self.step.kind == "producer":
+                self.shard_sink = ShardSink(outlet)
         outlet.max_delay = PREFETCH_SECONDS_OUTSIDE
         return outlet
 
     def open(self, outlet: Outlet) -> None:
-        """Take the outlet; the step's outputs go through the fused steps first, if any."""
+        """Take the outlet; the step's outputs go through the fused steps first, if any, and a producer's
+        through its shard's sink."""
         super().open(outlet)
-        if self.chain is not None:
-            self.executor.sink = self.chain
+        sink = self.chain or self.shard_sink
+        if sink is not None:
+            self.executor.sink = sink
+
+    def run_packet(self, packet: Packet) -> None:
+        """Run the step on each message of ``packet``; a producer's are shards, each run to its end (or until
+        the run stops it) and then answered."""
+        sink = self.shard_sink
+        if sink is None:
+            super().run_packet(packet)
+            return
+        executor = self.executor
+        for seq, inband, buffers in packet.messages():
+            work = read_work(inband, buffers)
+            if executor.component is not None:
+                executor.component.shard, executor.component.n_shards = work.shard, work.count
+            sink.skip = work.skip
+            failed = executor.counts.failed
+            executor.produce(lambda: self.step.name in self.halted)
+            sink.failed(seq, Outcome.FAILED if executor.counts.failed > failed else Outcome.DONE)
 
     def start_component(self) -> bool:
         """Build and init() every step this thread runs, the last fused step first (so that what an init()
@@ -223,6 +247,8 @@ class ProcessWorkerThread(WorkerThread):
     def connect(self, ctl: zmq.Socket) -> None:
         """Connect to the step's router under the routing id that names this process and thread."""
         ctl.identity = process_worker_id(self.slot, self.index)
+        if self.shard_sink is not None:  # a shard's messages wait here while the router cannot send them on
+            ctl.sndhwm = SHARD_HWM
         if self.keys is not None:
             secure_client(ctl, self.keys.own, self.keys.server.public)
         ctl.connect(self.spec.work)

@@ -53,6 +53,7 @@ class StepReport(StepFigures):
 
     first_error: str | None = None
     fatal: bool = False  # init() or finish() raised, or the producer's generator did
+    shards: list[int] = field(default_factory=list)  # a producer in worker processes: messages of each shard
 
     @property
     def received(self) -> int:
@@ -127,6 +128,8 @@ class RunReport:
         lines = [f"wall time {self.wall_time:.2f} s, run {self.state}"]
         lines += ["  ".join(_align(row, widths)) for row in rows]
         lines += [f"{s.name}: first error: {s.first_error}" for s in self.steps.values() if s.first_error]
+        lines += [f"{s.name}: messages per shard: {', '.join(map(str, s.shards))}" for s in self.steps.values()
+                  if len(s.shards) > 1]
         lines += [f"{s.name}: {_worker_deaths(s)}" for s in self.steps.values() if s.redelivered or s.restarts]
         if self.stop_reason:
             lines.append(f"stopped: {self.stop_reason}")
@@ -140,7 +143,9 @@ class RunReport:
 def _worker_deaths(step: StepReport) -> str:
     """What dead workers cost ``step``, each count said only if not 0 (a step of remote workers replaces none):
     "3 messages delivered again, 1 worker process replaced"."""
-    parts = [f"{counted(step.redelivered, 'message')} delivered again"] if step.redelivered else []
+    again = f"{counted(step.redelivered, 'shard')} started again" if step.shards else (
+        f"{counted(step.redelivered, 'message')} delivered again")
+    parts = [again] if step.redelivered else []
     if step.restarts:
         parts.append(f"{counted(step.restarts, 'worker process', 'worker processes')} replaced")
     return ", ".join(parts)

@@ -71,6 +71,7 @@ class SequentialRunner:
                        for name, step in config.steps.items()}
         self.started = time.monotonic()
         self.state = "starting"
+        self.shards: list[int] = []  # a producer in worker processes elsewhere: messages of each of its shards
 
     def abort(self) -> None:
         """Nothing can stop a step's code in the calling thread: the caller must give up on it."""
@@ -110,8 +111,7 @@ class SequentialRunner:
                 self.deliver()
             if all(executor.started for executor in self.executors.values()):
                 self.state = "running"
-                self.executors[self.config.producer.name].produce(self._stopping)
-                self.deliver()
+                self._produce()
             self.state = "draining"
             for step in order:
                 executor = self.executors[step.name]
@@ -122,6 +122,22 @@ class SequentialRunner:
             self.policy.close()
         return self._report()
 
+    def _produce(self) -> None:
+        """Run the producer; one in worker processes elsewhere (engine.shards) runs its shards here in turn."""
+        producer = self.config.producer
+        executor = self.executors[producer.name]
+        count = producer.nb_process
+        for shard in range(max(count, 1)):
+            if count and executor.component is not None:
+                executor.component.shard, executor.component.n_shards = shard, count
+            before = executor.counts.processed
+            executor.produce(self._stopping)
+            self.deliver()
+            if count:
+                self.shards.append(executor.counts.processed - before)
+            if executor.fatal or self.stopping:
+                break
+
     def _report(self) -> RunReport:
         reports = {}
         for name, executor in self.executors.items():
@@ -130,6 +146,7 @@ class SequentialRunner:
                                                 max_time=executor.max_time)
             if executor.first_error:
                 report.add_error(executor.first_error, fatal=executor.fatal)
+        reports[self.config.producer.name].shards = self.shards
         stop_reason = stop_reason_of(reports, self.signal, self.policy.stop_reason)
         status = exit_status(reports, self.signal, stop_reason, self.options.allow_failures)
         return RunReport(reports, status, stop_reason=stop_reason, wall_time=time.monotonic() - self.started)

@@ -1,0 +1,116 @@
+"""A producer in worker processes (``nb_process`` N on the producer): each process yields one shard of the input.
+
+Reading is often as slow as the work (decoding, decompressing): one producer thread would starve the
+steps after it. A ``shardable`` producer runs in N worker processes instead, each of its ``run()``
+calls yielding only shard ``self.shard`` of ``self.n_shards`` (every n-th number, its files of many).
+
+The producer's router holds the shards as its queue: once every step is ready, the runner sends it one
+message per shard (its number) and the end of them. A worker process takes one shard at a time (a
+window of one); its thread sets the component's ``shard`` and ``n_shards`` and runs the generator; each
+message goes back to the router as an answer to no input (as init()'s outputs do), in batches, and the
+router sends it on; the shard's own answer comes when its generator ends. So the end of stream is the
+router's, after every shard's last message, and backpressure reaches the generator through the
+worker's socket (``flow.SHARD_HWM`` batches on each side).
+
+Exactly once through a killed worker process: the router counts what it sent on of each shard; a shard
+started again in another process skips that many messages first. This holds for a producer that yields
+the same messages in the same order for the same shard, as reading files does.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+
+from pipeline.engine.outlets import ToRouter
+from pipeline.engine.wire import Packet
+from pipeline.execution.executor import UNORDERED, Outcome, Outputs
+from pipeline.message import decode, encode
+
+
+@dataclass(frozen=True)
+class ShardWork:
+    """What a worker process is told to produce: shard ``shard`` of ``count``, skipping its first ``skip``
+    messages (sent on from a process that died)."""
+
+    shard: int
+    count: int
+    skip: int = 0
+
+
+def shard_seed(count: int) -> Packet:
+    """The producer router's input: one message per shard, numbered from 0 (the shard is the sequence number)."""
+    packet = Packet()
+    for shard in range(count):
+        packet.add(encode(ShardWork(shard, count)))
+    return packet
+
+
+def read_work(inband: memoryview | bytes, buffers: list) -> ShardWork:
+    """The ShardWork of a WORK message (from the run's own router: a worker process trusts it)."""
+    work = decode(inband, buffers)
+    if not isinstance(work, ShardWork):
+        raise TypeError(f"a producer's worker process was sent {type(work).__name__}, not a shard")
+    return work
+
+
+@dataclass
+class ShardBook:
+    """What the producer's router knows of its shards: the messages of each it sent on."""
+
+    count: int
+    sent: list[int] = field(default_factory=list)
+
+    def __post_init__(self) -> None:
+        self.sent = [0] * self.count
+
+    def again(self, packet: Packet) -> Packet:
+        """``packet``'s shards, to start again in another worker process: each skips what was sent on."""
+        made = Packet()
+        made.first_seq = packet.first_seq
+        for seq, _, _ in packet.messages():
+            made.add(encode(ShardWork(seq, self.count, self.sent[seq])))
+        return made
+
+
+class ShardSink:
+    """The sink of a producer's shard in a worker process: each yield's messages go to the router as an answer
+    to no input, with the seconds the generator took for them; the first ``skip`` are dropped."""
+
+    answers_router = True
+
+    def __init__(self, outlet: ToRouter) -> None:
+        self.outlet = outlet
+        self.lock = outlet.lock
+        self.skip = 0
+        self._pending: Outputs = []
+
+    @property
+    def oldest(self) -> float:
+        """When the oldest unsent answer was committed."""
+        return self.outlet.oldest
+
+    def commit(self, seq: int, outputs: Outputs, seconds: float = 0.0) -> None:
+        """A yield's messages (they go with its seconds, which come next), or init()'s / finish()'s."""
+        if seq == UNORDERED:
+            self.outlet.commit(seq, outputs, seconds)
+            return
+        if self.skip:
+            dropped = min(self.skip, len(outputs))
+            self.skip -= dropped
+            outputs = outputs[dropped:]
+        self._pending = outputs
+
+    def produced(self, seconds: float) -> None:
+        """The generator took ``seconds`` for the messages just committed: they go to the router."""
+        if self._pending:
+            self.outlet.commit(UNORDERED, self._pending, seconds)
+            self._pending = []
+        self.outlet.produced(seconds)
+
+    def failed(self, seq: int, outcome: Outcome = Outcome.FAILED, seconds: float = 0.0) -> None:
+        """Answer the shard ``seq`` (its generator ended, ``outcome`` says how)."""
+        self.outlet.failed(seq, outcome, seconds)
+
+    def flush_if_due(self) -> None:
+        """Send the answers that have waited long enough."""
+        self.outlet.flush_if_due()

@@ -1,0 +1,179 @@
+"""A producer in worker processes (engine.shards): each process yields its shard of the input, and the run
+gives the sequential run's messages, each exactly once, even when a shard's process is killed."""
+
+from __future__ import annotations
+
+import json
+import os
+import signal
+import threading
+from pathlib import Path
+from typing import Any
+
+import pytest
+
+from pipeline.config import load_config
+from pipeline.config.options import RunOptions
+from pipeline.engine import ThreadedRunner
+from pipeline.engine.flow import message_bound
+from tests.process_helpers import finish_run, lines, pids, run_to_end, start_run, wait_for
+from tests.remote_helpers import PRODUCER, Launcher
+from tests.test_failures import report_row
+from tests.test_process_deaths import written
+from tests.test_processes import counts
+from tests.test_semantics import assert_ok, check_counts, collector, pipeline_config, read, run, step
+
+PROCESS_STEPS = "tests.process_steps"
+
+pytestmark = pytest.mark.timeout(60)
+
+
+def shards_config(tmp: Path, processes: int = 2, count: int = 1000, **shards: Any) -> dict:
+    """P (Shards, in ``processes`` worker processes) -> S (Scale) -> C (Collect)."""
+    return pipeline_config(
+        {**step("P", "Shards", "S", nb_process=processes), "module": PROCESS_STEPS},
+        [step("S", "Scale", "C", nb_thread=2)],
+        collector(tmp, "C"),
+        Shards={"count": count, **shards},
+    )
+
+
+@pytest.mark.parametrize("processes", [1, 3])
+def test_shards_give_the_sequential_messages_and_counts(tmp_path: Path, processes: int) -> None:
+    outcomes = {}
+    for mode in ("sequential", "threads"):
+        (tmp_path / mode).mkdir()
+        config = shards_config(tmp_path / mode, processes)
+        report = run(config, mode)
+        assert_ok(report)
+        check_counts(report, config)
+        outcomes[mode] = (sorted(read(tmp_path / mode, "C")), counts(report), report["P"].shards)
+    assert outcomes["threads"] == outcomes["sequential"]
+    values, _, shards = outcomes["threads"]
+    assert values == [2 * n for n in range(1000)]
+    assert shards == [len(range(shard, 1000, processes)) for shard in range(processes)]
+
+
+def test_the_report_says_what_each_shard_produced(tmp_path: Path) -> None:
+    path = tmp_path / "pipeline.json"
+    path.write_text(json.dumps(shards_config(tmp_path, 2, count=11)), encoding="utf-8")
+    result = run_to_end(path)
+    assert result.returncode == 0, result.stderr
+    assert "P: messages per shard: 6, 5" in result.stderr.splitlines()
+    assert report_row(result.stderr, "P") == [0, 11, 11, 0]
+
+
+def chain_file(tmp: Path, count: int, **shards: Any) -> Path:
+    """COUNT (Shards in 2 worker processes) -> WRITER (MarkedWriter into tmp/out.jsonl)."""
+    document = {
+        "version": 1,
+        "Pipeline": {
+            "producer_conf": {"name": "COUNT", "module": PROCESS_STEPS, "class": "Shards", "next_steps": "WRITER",
+                              "nb_process": 2},
+            "consumer_conf": {"name": "WRITER", "module": "tests.failure_steps", "class": "MarkedWriter"},
+        },
+        "Shards": {"count": count, **shards},
+        "MarkedWriter": {"path": str(tmp / "out.jsonl")},
+    }
+    path = tmp / "pipeline.json"
+    path.write_text(json.dumps(document), encoding="utf-8")
+    return path
+
+
+def test_a_killed_shard_process_loses_and_duplicates_nothing(tmp_path: Path) -> None:
+    marker = tmp_path / "killed"
+    path = chain_file(tmp_path, 3000, at=1501, marker=str(marker))
+    result = run_to_end(path, "--Pipeline.heartbeat_interval=0.2", "--Pipeline.heartbeat_liveness=3")
+    assert result.returncode == 0, result.stderr
+    assert pids(marker)  # it did kill its process
+    assert sorted(written(tmp_path)) == list(range(3000))  # what the dead process had sent on is not sent again
+    assert report_row(result.stderr, "COUNT") == [0, 3000, 3000, 0]
+    assert "COUNT: 1 shard started again, 1 worker process replaced" in result.stderr.splitlines()
+    assert "COUNT: messages per shard: 1500, 1500" in result.stderr.splitlines()
+
+
+def test_an_error_in_a_shard_stops_the_run_in_one_line(tmp_path: Path) -> None:
+    path = chain_file(tmp_path, 100_000, at=51, action="raise", marker=str(tmp_path / "raised"), delay=0.0005)
+    result = run_to_end(path)
+    assert result.returncode == 1
+    assert "COUNT: first error: run(): ValueError: bad number 51" in result.stderr.splitlines()
+    assert result.stderr.count("Traceback") == 1  # the first traceback in full, no more
+    values = written(tmp_path)  # drained and finished: what the shards sent before is all there, once
+    assert len(values) == len(set(values)) == report_row(result.stderr, "COUNT")[1] < 100_000
+
+
+@pytest.mark.parametrize(("sig", "status"), [(signal.SIGINT, 130), (signal.SIGTERM, 143)])
+def test_a_signal_stops_every_shard_and_drains(tmp_path: Path, sig: signal.Signals, status: int) -> None:
+    path = chain_file(tmp_path, 1_000_000, delay=0.0002)
+    run = start_run(path)
+    try:
+        wait_for(lambda: len(lines(tmp_path / "out.jsonl")) >= 200, 15, "the shards' first messages")
+        os.kill(run.pid, sig)
+    finally:
+        result = finish_run(run, 20)
+    assert result.returncode == status, result.stderr
+    values = written(tmp_path)
+    assert len(values) == len(set(values)) == report_row(result.stderr, "COUNT")[1] < 1_000_000
+    assert "Traceback" not in result.stderr
+
+
+def test_a_producer_that_cannot_be_sharded_is_refused_before_the_run(tmp_path: Path) -> None:
+    document = json.loads(chain_file(tmp_path, 10).read_text())
+    document["Pipeline"]["producer_conf"].update(module="algorithms.basic", **{"class": "LineReader"})
+    path = tmp_path / "pipeline.json"
+    path.write_text(json.dumps(document), encoding="utf-8")
+    result = run_to_end(path)
+    assert result.returncode == 2
+    assert result.stderr.splitlines() == [
+        f"pipeline-run: error: {path}: Pipeline.producer_conf.nb_process: a producer in 2 worker processes runs 2 "
+        "shards, each of which must read only its share of the input: algorithms.basic.LineReader does not say it "
+        "can (expected 0 or 1, or a class with shardable = True that reads self.shard and self.n_shards)"]
+    assert not (tmp_path / "out.jsonl").exists()
+
+
+def test_a_fast_producer_waits_for_a_slow_consumer(tmp_path: Path) -> None:
+    """Backpressure reaches the shards' generators: what they produced and the consumer has not taken stays
+    within the run's bound (engine.flow.message_bound), however fast they are."""
+    config = load_config(pipeline_config(
+        {**step("P", "Shards", "C", nb_process=2), "module": PROCESS_STEPS},
+        [],
+        {**step("C", "Collect"), "module": "tests.semantic_steps", "config": {"path": str(tmp_path / "C.jsonl")}},
+        Shards={"count": 1_000_000},
+    ))
+    runner = ThreadedRunner(config, RunOptions())
+    bound = message_bound(config)
+    assert bound is not None
+    ahead: list[int] = []
+    done = threading.Event()
+
+    def watch() -> None:
+        while not done.wait(0.01):
+            status = {s.name: s.counts for s in runner.snapshot().steps}
+            ahead.append(status["P"].processed - status["C"].processed)
+            if status["C"].processed >= 20_000:
+                runner.stop()
+                return
+
+    watcher = threading.Thread(target=watch)
+    watcher.start()
+    try:
+        report = runner.run()
+    finally:
+        done.set()
+        watcher.join(10)
+    assert report["C"].processed < 1_000_000  # stopped early: the producer was held back, not done
+    assert ahead and max(ahead) <= bound, (max(ahead), bound)
+
+
+
+def test_a_remote_worker_cannot_join_a_producer_in_worker_processes(tmp_path: Path) -> None:
+    with Launcher(tmp_path) as launch:
+        config = launch.chain(hold=True)
+        config["Pipeline"]["producer_conf"]["nb_process"] = 1
+        run = launch.run(config)
+        worker = launch.worker(step=PRODUCER)
+        assert worker.wait() != 0
+        assert f"step {PRODUCER} is the producer" in worker.stderr
+        launch.hold.touch()
+        assert run.wait() == 0, run.stderr
+        assert sorted(row["value"] for row in launch.outputs()) == list(range(20))
