@@ -18,7 +18,16 @@ from hypothesis import strategies as st
 
 from pipeline import Pipeline
 from pipeline.bench import baselines, memory, overhead, startup, workloads
-from pipeline.bench.designs import DESCRIPTIONS, ENGINE, OPTIONAL, PROCESSES, PROCESSES_2, QUEUE, ZMQ
+from pipeline.bench.designs import (
+    DESCRIPTIONS,
+    ENGINE,
+    OPTIONAL,
+    PROCESSES,
+    PROCESSES_2,
+    QUEUE,
+    ZMQ,
+    ZMQ_PLAIN,
+)
 from pipeline.bench.plan import QUICK
 from pipeline.bench.report import (
     MET,
@@ -32,6 +41,7 @@ from pipeline.bench.report import (
     table,
 )
 from pipeline.bench.steps import busy
+from pipeline.bench.workloads import fastest_raw
 from tests.cli_helpers import ROOT
 
 WORKLOADS = ["W1", "W2", "W3", "W4", "W5", "W6", "W7"]
@@ -91,7 +101,7 @@ def test_quick_table_explains_its_rows_and_judges_no_target() -> None:
     assert run.returncode == 0, run.stderr[-2000:]
     lines = run.stdout.splitlines()
     assert any("engine vs this" in line and "above 1: the engine is better" in line for line in lines)
-    for design in (ENGINE, QUEUE, ZMQ):
+    for design in (ENGINE, QUEUE, ZMQ, ZMQ_PLAIN):
         assert any(line.strip().startswith(design) and DESCRIPTIONS[design] in line for line in lines), design
     targets = [line for line in lines if line.strip().startswith("target:")]
     assert targets and all(line.endswith(NOT_JUDGED) for line in targets)
@@ -243,3 +253,15 @@ def test_the_last_line_names_the_targets_not_met() -> None:
     work = Workload("W9", "title", targets=[Target("fast", [3.0], 2.0), Target("small", [1.0, 3.0], 2.0)])
     last = table({"summary": "s", "noise": "n", "quick": False}, [work]).splitlines()[-1]
     assert last == f"targets not met: W9 small ({UNCERTAIN})"
+
+
+@pytest.mark.parametrize(("frames", "plain", "expected"), [((100, 110), (130, 120), ZMQ_PLAIN),
+                                                             ((130, 140), (120, 90), ZMQ)])
+def test_the_raw_baseline_a_target_compares_with_is_the_faster_one(frames: tuple[float, ...],
+                                                                   plain: tuple[float, ...], expected: str) -> None:
+    case = Case("throughput", "msg/s", higher_is_better=True)
+    for value in frames:
+        case.row(ZMQ).add(value)
+    for value in plain:
+        case.row(ZMQ_PLAIN).add(value)
+    assert fastest_raw(case) == expected

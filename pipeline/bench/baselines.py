@@ -98,13 +98,17 @@ def queue_threads(source: Iterable[Any], stages: Sequence[Stage], sink: Sink, ma
     return _run([produce, *[lambda s=s: work(s) for s in stages], consume], errors)
 
 
-def zmq_push_pull(source: Iterable[Any], stage: Stage, sink: Sink, hwm: int | None = None) -> float:
+def zmq_push_pull(source: Iterable[Any], stage: Stage, sink: Sink, hwm: int | None = None,
+                  copy: bool = False) -> float:
     """Raw pyzmq: producer, stage and consumer threads joined by inproc PUSH/PULL pairs.
 
     A message is a pickle (protocol 5) followed by its out-of-band buffers as frames of their
     own, sent without copying; an empty frame ends the stream. The sockets keep pyzmq's default
-    options unless ``hwm`` sets a high-water mark on each (which throttles them).
+    options unless ``hwm`` sets a high-water mark on each (which throttles them). Messages are
+    received without a copy, or with ``copy`` the plain way (``recv()`` and ``rcvmore``): which is
+    faster depends on the machine and the size, so the benchmark runs both.
     """
+    _recv = _recv_plain if copy else _recv_frames
     context = zmq.Context()
     name = uuid.uuid4().hex
     stage_in, sink_in = f"inproc://bench-stage-{name}", f"inproc://bench-sink-{name}"
@@ -181,9 +185,18 @@ def _send(sock: zmq.Socket, message: Any) -> None:
     sock.send_multipart([inband, *(buffer.raw() for buffer in buffers)], copy=False)
 
 
-def _recv(sock: zmq.Socket) -> Any:
-    # Frames not copied, and Frame.more instead of asking RCVMORE: about 30% faster than sock.recv()
-    # and sock.rcvmore for tiny messages, the fastest of the plain ways we tried.
+def _recv_plain(sock: zmq.Socket) -> Any:
+    inband = sock.recv()
+    if not inband:
+        return _END
+    buffers = []
+    while sock.rcvmore:
+        buffers.append(sock.recv())
+    return pickle.loads(inband, buffers=buffers)
+
+
+def _recv_frames(sock: zmq.Socket) -> Any:
+    # Frames not copied, and Frame.more instead of asking RCVMORE.
     frame = sock.recv(copy=False)
     if not len(frame):
         return _END

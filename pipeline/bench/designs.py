@@ -8,6 +8,7 @@ SEQUENTIAL = "engine sequential"
 PROCESSES = "engine process workers"
 QUEUE = "queue.Queue threads"
 ZMQ = "raw zmq PUSH/PULL"
+ZMQ_PLAIN = "raw zmq PUSH/PULL, plain recv"
 ZMQ_THROTTLED = "raw zmq PUSH/PULL, HWM 64"
 MPIPE = "mpipe OrderedStage"
 POOL = "multiprocessing Pool.imap"
@@ -24,7 +25,9 @@ DESCRIPTIONS = {
     SEQUENTIAL: "this engine's sequential mode: every step in one thread, each message pickled (a reference)",
     PROCESSES: "this engine with the stage's workers in processes (the step key nb_process)",
     QUEUE: "plain threads joined by queue.Queue(64) (W5: the workload's queue_limit), passing references",
-    ZMQ: "plain threads joined by inproc PUSH/PULL at pyzmq's default options, pickle 5, out-of-band frames",
+    ZMQ: "plain threads joined by inproc PUSH/PULL at pyzmq's default options, pickle 5, out-of-band frames, "
+    "received without a copy (recv(copy=False), Frame.more)",
+    ZMQ_PLAIN: "the same received the plain way (recv(), rcvmore): faster for tiny messages on some machines",
     ZMQ_THROTTLED: "the same with a high-water mark of 64 on every socket: throttled, shown for reference only",
     MPIPE: "mpipe (when installed): the stage in forked worker processes, outputs in input order",
     POOL: "multiprocessing.Pool of spawned processes, fed by imap in chunks of ceil(messages / (4 x workers))",

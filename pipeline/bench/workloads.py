@@ -18,7 +18,17 @@ import numpy as np
 
 from pipeline.bench import baselines
 from pipeline.bench.arrays import Arrays, Double, MatMul
-from pipeline.bench.designs import ENGINE, MPIPE, POOL, PROCESSES, QUEUE, SEQUENTIAL, ZMQ, ZMQ_THROTTLED
+from pipeline.bench.designs import (
+    ENGINE,
+    MPIPE,
+    POOL,
+    PROCESSES,
+    QUEUE,
+    SEQUENTIAL,
+    ZMQ,
+    ZMQ_PLAIN,
+    ZMQ_THROTTLED,
+)
 from pipeline.bench.plan import Plan
 from pipeline.bench.report import BROKEN, OK, SKIPPED, Case, Row, Target, Workload, number
 from pipeline.bench.steps import RESULTS, Latency, PassThrough, Stamped, Tally, TinyDicts, Work, busy
@@ -40,6 +50,7 @@ MODES = {ENGINE: "threads", SEQUENTIAL: "sequential"}
 BASELINES: dict[str, Baseline] = {
     QUEUE: baselines.queue_threads,
     ZMQ: lambda source, stages, sink: baselines.zmq_push_pull(source, stages[0], sink),
+    ZMQ_PLAIN: lambda source, stages, sink: baselines.zmq_push_pull(source, stages[0], sink, copy=True),
     ZMQ_THROTTLED: lambda source, stages, sink: baselines.zmq_push_pull(source, stages[0], sink, hwm=64),
     MPIPE: baselines.mpipe_ordered,
 }
@@ -177,7 +188,7 @@ def warm_up() -> None:
 
 #: W1's designs: the engine (its stage in a thread, and in one worker process), a thread and a
 #: process baseline, and raw ZeroMQ (throttled too, as a reference).
-TINY_DESIGNS = (ENGINE, SEQUENTIAL, PROCESSES, QUEUE, ZMQ, ZMQ_THROTTLED, MPIPE)
+TINY_DESIGNS = (ENGINE, SEQUENTIAL, PROCESSES, QUEUE, ZMQ, ZMQ_PLAIN, ZMQ_THROTTLED, MPIPE)
 #: The stage's step keys for each engine design.
 STAGE_KEYS = {ENGINE: {}, SEQUENTIAL: {}, PROCESSES: {"nb_process": 1}}
 ENGINE_MODES = {**MODES, PROCESSES: "threads"}
@@ -214,12 +225,19 @@ def tiny(plan: Plan, progress: Progress) -> Workload:
             measure(case, design, run, progress)
     work.targets = [
         Target("engine threads >= 50,000 msg/s", case.row(ENGINE).figures, 50_000),
-        Target(f"engine threads >= 1.0x {ZMQ}", case.ratios(ZMQ), 1.0),
+        Target(f"engine threads >= 1.0x {fastest_raw(case)} (the faster raw way here)",
+               case.ratios(fastest_raw(case)), 1.0),
     ]
     versus_mpipe = case.ratios(MPIPE, base=PROCESSES)
     if versus_mpipe:  # mpipe is installed
         work.targets.append(Target(f"{PROCESSES} >= 1.0x {MPIPE}", versus_mpipe, 1.0))
     return work
+
+
+def fastest_raw(case: Case) -> str:
+    """Of the two raw ZeroMQ baselines, the one with the higher median in ``case`` (the honest baseline)."""
+    medians = {design: case.row(design).median for design in (ZMQ, ZMQ_PLAIN)}
+    return max(medians, key=lambda design: medians[design] or 0.0)
 
 
 # -- W2 ---------------------------------------------------------------------------------------
@@ -251,7 +269,8 @@ def large(plan: Plan, progress: Progress) -> Workload:
         progress(f"W2 large, repeat {r + 1}/{plan.repeat}")
         for mib, n in plan.large_counts:
             case = work.case(f"{mib} MiB arrays", "MiB/s", higher_is_better=True)
-            designs = [ENGINE, SEQUENTIAL, PROCESSES, QUEUE, ZMQ, *([MPIPE] if mib == plan.mpipe_large_mib else [])]
+            designs = [ENGINE, SEQUENTIAL, PROCESSES, QUEUE, ZMQ, ZMQ_PLAIN,
+                       *([MPIPE] if mib == plan.mpipe_large_mib else [])]
             for design in designs:
                 run = partial(engine, design) if design in STAGE_KEYS else partial(baseline, design)
                 measure(case, design, partial(run, mib, n), progress)
@@ -417,7 +436,7 @@ def latency(plan: Plan, progress: Progress) -> Workload:
 
     for r in range(plan.repeat):
         progress(f"W4 latency, repeat {r + 1}/{plan.repeat}")
-        for design in (ENGINE, SEQUENTIAL, QUEUE, ZMQ):
+        for design in (ENGINE, SEQUENTIAL, QUEUE, ZMQ, ZMQ_PLAIN):
             measure_each([p50, p99], design, partial(run, design), progress)
     work.targets = [
         Target("engine threads p50 <= 200 us", p50.row(ENGINE).figures, 200, at_least=False),
