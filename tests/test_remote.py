@@ -10,9 +10,11 @@ from __future__ import annotations
 
 import os
 import re
+import shutil
 import signal
 import socket
 import subprocess
+import tempfile
 import time
 from collections.abc import Iterator
 from pathlib import Path
@@ -314,3 +316,24 @@ def test_pipeline_worker_leaves_when_its_run_is_killed(launch: Launcher) -> None
     # heartbeat_liveness (5) x heartbeat_interval (0.2 s), and a margin for a loaded machine
     assert time.monotonic() - killed < 5 * 0.2 + 3.0
     assert "the run is gone" in lines(worker.stderr)[-1]
+
+
+def test_the_private_directory_of_a_killed_pipeline_worker_is_swept_by_the_next(launch: Launcher) -> None:
+    """pipeline-worker's directory (its worker processes' specs and boards) is named after its pid: the one a
+    SIGKILL left behind is removed when the next pipeline-worker starts."""
+    temp = Path(tempfile.mkdtemp(prefix="t-", dir="/tmp"))
+    try:
+        env = {**os.environ, "TMPDIR": str(temp)}
+        run = launch.run(launch.chain(nb_thread=0))
+        first = launch.worker(role="remote-blocking", env=env)
+        wait_during(run, lambda: marker_pids(launch.gate, "busy"), "the first remote worker to be in a message")
+        first.popen.send_signal(signal.SIGKILL)
+        assert first.wait() == -signal.SIGKILL
+        assert [p.name for p in temp.iterdir()] == [p.name for p in temp.glob(f"pipeline-worker-{first.pid}-*")] != []
+        second = launch.worker(env=env, name="second")
+        assert run.wait() == 0, run.stderr
+        assert second.wait() == 0, second.stderr
+        assert_every_value_once(launch, run)
+        assert list(temp.iterdir()) == []
+    finally:
+        shutil.rmtree(temp, ignore_errors=True)

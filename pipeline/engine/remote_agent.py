@@ -20,7 +20,6 @@ import os
 import pickle
 import signal
 import sys
-import tempfile
 import time
 from pathlib import Path
 
@@ -31,6 +30,7 @@ from zmq.utils.monitor import recv_monitor_message
 from pipeline.auth.curve import secure_client
 from pipeline.auth.keys import KeyPair
 from pipeline.engine import sockets
+from pipeline.engine.addresses import private_dir
 from pipeline.engine.process_keeper import ProcessKeeper
 from pipeline.engine.wire import (
     Kind,
@@ -140,7 +140,7 @@ def serve_remote(address: str, login: Login, processes: int) -> int:
     keeper_socket = context.socket(zmq.DEALER)
     keeper_socket.linger = 0
     secure_client(keeper_socket, login.own, login.server.public)
-    directory = tempfile.mkdtemp(prefix="pipeline-worker-")  # 0700: the specs and boards are ours alone
+    directory = private_dir("worker")  # 0700: the specs and boards are ours alone
     keeper: ProcessKeeper | None = None
     previous = {sig: signal.signal(sig, _raise_signal) for sig in (signal.SIGINT, signal.SIGTERM)}
     try:
