@@ -265,3 +265,24 @@ def test_the_private_directory_of_a_killed_run_is_swept_by_the_next_run(tmp_path
         assert sorted(p.name for p in temp.iterdir()) == ["pipeline-1-kept"]  # the run's own is gone too
     finally:
         shutil.rmtree(temp, ignore_errors=True)
+
+
+#: A directory whose sitecustomize.py makes every start of a worker process fail (EAGAIN), in every process.
+FAILING_STARTS = {"PYTHONPATH": f"{Path(__file__).parent / 'failing_starts'}{os.pathsep}{Path(__file__).parent.parent}",
+                  "PIPELINE_TEST_FAIL_STARTS": "1"}
+
+
+def test_worker_processes_that_cannot_be_started_are_one_line(tmp_path: Path) -> None:
+    """fork and exec fail (as under a process limit): one line says so, no replacement is tried, the run fails
+    naming the step and the error, with no traceback."""
+    path = chain(tmp_path, {"nb_process": 4}, count=20)
+    result = run_to_end(path, *HEARTBEATS, env=FAILING_STARTS)
+    assert result.returncode == 1, result.stderr
+    errors = [line for line in result.stderr.splitlines() if " ERROR " in line]
+    assert len(errors) == 2, result.stderr  # the start failure, once for 4 processes; then the run stops
+    assert errors[0].endswith("step STAGE: cannot start a worker process: BlockingIOError: [Errno 11] Resource "
+                              "temporarily unavailable (no replacement is tried, and no later such "
+                              "failure is logged)")
+    assert ("stopped: step STAGE has no workers left: its worker processes could not be started (BlockingIOError: "
+            "[Errno 11] Resource temporarily unavailable)") in result.stderr.splitlines()
+    assert "Traceback" not in result.stderr and "starting another" not in result.stderr

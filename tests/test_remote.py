@@ -337,3 +337,21 @@ def test_the_private_directory_of_a_killed_pipeline_worker_is_swept_by_the_next(
         assert list(temp.iterdir()) == []
     finally:
         shutil.rmtree(temp, ignore_errors=True)
+
+
+def test_a_pipeline_worker_that_cannot_start_its_processes_says_it_in_one_line(launch: Launcher) -> None:
+    """fork and exec fail on the worker's host (as under a process limit): pipeline-worker says it once, starts no
+    more of its 4 processes, and the run, told at once, goes on with its own worker."""
+    failing = {**os.environ, "PYTHONPATH": f"{Path(__file__).parent / 'failing_starts'}{os.pathsep}{ROOT}",
+               "PIPELINE_TEST_FAIL_STARTS": "1"}
+    run = launch.run(launch.chain(nb_thread=1, hold=True))
+    wait_for_local_worker(launch, run)
+    worker = launch.worker("--processes=4", env=failing)
+    assert worker.wait() != 0
+    assert lines(worker.stderr) == ["pipeline-worker: error: cannot start a worker process: BlockingIOError: "
+                                    "[Errno 11] Resource temporarily unavailable"], worker.stderr
+    launch.hold.touch()
+    assert run.wait() == 0, run.stderr
+    assert_every_value_once(launch, run)
+    said = [line for line in lines(run.stderr) if "could not be started" in line]
+    assert len(said) == 1 and "remote worker node7" in said[0], run.stderr

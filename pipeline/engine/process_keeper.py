@@ -30,9 +30,11 @@ from dataclasses import dataclass, field
 from pathlib import Path
 
 from pipeline.engine.board import BusyBoard
+from pipeline.engine.wire import NOT_STARTED
 from pipeline.engine.worker_process import Spec
 from pipeline.engine.zygote import Forked, Zygote
 from pipeline.execution.status import WorkerProcessStatus
+from pipeline.failures.describe import failure_line
 
 log = logging.getLogger("pipeline.engine")
 
@@ -53,6 +55,7 @@ class WorkerProcess:
     board: BusyBoard | None
     seen: float = field(default_factory=time.monotonic)  # when it was last seen alive and not stopped
     halted: bool = False  # its board's halt flag is set
+    error: str = ""  # why it could not be started (child None)
 
     @property
     def pid(self) -> int | None:
@@ -102,15 +105,18 @@ class ProcessKeeper:
         argv = [f"--spec={spec_path}", f"--board={board_path}", f"--slot={slot}", f"--run={os.getpid()}", *extra]
         zygote = self._zygote_now()
         child: subprocess.Popen | Forked | None = None
+        error = ""
         if zygote is not None:
             child = zygote.fork([*argv, f"--parent={zygote.popen.pid}"])
+            error = zygote.error
         if child is None:
             try:
                 child = subprocess.Popen([sys.executable, "-c", WORKER_MAIN, *argv, f"--parent={os.getpid()}"],
                                          env=self.env, stdin=subprocess.DEVNULL, start_new_session=True)
-            except OSError as err:
-                log.error("step %s: cannot start a worker process: %s", spec.step, err)
-        process = self.processes[slot] = WorkerProcess(slot, spec.step, threads, child, board)
+            except OSError as err:  # said once by the keeper's owner (deaths()), not once per process
+                error = failure_line(err)
+        process = self.processes[slot] = WorkerProcess(slot, spec.step, threads, child, board,
+                                                       error=error if child is None else "")
         return process
 
     def _zygote_now(self) -> Zygote | None:
@@ -129,7 +135,7 @@ class ProcessKeeper:
         dead = []
         for process in list(self.processes.values()):
             if process.child is None:
-                dead.append(Death(process, "it could not be started", True, []))
+                dead.append(Death(process, f"{NOT_STARTED}: {process.error or 'no reason given'}", True, []))
                 del self.processes[process.slot]
                 continue
             code = process.child.poll()

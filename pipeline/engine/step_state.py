@@ -38,7 +38,7 @@ from pipeline.engine.flow import (
 )
 from pipeline.engine.pool import WorkerPool
 from pipeline.engine.results import Results
-from pipeline.engine.wire import Answer, Loss, Packet, slot_of
+from pipeline.engine.wire import NOT_STARTED, Answer, Loss, Packet, slot_of
 from pipeline.execution.executor import UNORDERED, Outcome, Outputs, Policy
 from pipeline.execution.report import StepCounts
 from pipeline.failures.describe import RemoteError, failure_line
@@ -396,7 +396,7 @@ class StepState:
             return False
         self.joined_reported = True
         # A worker whose init() failed joins asking for nothing, and a live one never does.
-        self.no_worker = bool(joined) and not any(map(self.pool.window, joined))
+        self.no_worker = self.no_worker or (bool(joined) and not any(map(self.pool.window, joined)))
         return True
 
     # ------------------------------------------------------------------ worker processes come and go
@@ -445,6 +445,8 @@ class StepState:
         if self.expected_workers == 0 and not self.finishing:
             if self.options.listen:
                 self._alone_since = self.clock()  # a remote worker may still come
+            elif reason.startswith(NOT_STARTED):
+                self._no_workers_left(f"its worker processes could not be started ({reason[len(NOT_STARTED) + 2:]})")
             else:
                 self._no_workers_left(f"its worker processes died ({reason})")
 

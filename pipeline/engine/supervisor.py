@@ -60,6 +60,7 @@ class Supervisor(EngineThread):
         self.keeper = ProcessKeeper(addresses.ipc_dir, options.heartbeat_interval * options.heartbeat_liveness)
         self.restarts: Counter[str] = Counter()  # per step: processes started to replace dead ones
         self.roster: tuple[WorkerProcess, ...] = ()  # the live ones, for the monitor's thread
+        self.unstarted = 0  # worker processes that could not be started (fork or exec failed)
         self._notices: dict[str, zmq.Socket] = {}
 
     def work(self) -> None:
@@ -115,9 +116,18 @@ class Supervisor(EngineThread):
         router = self.routers[process.step]
         if router.state.phase == "finished":
             return
-        replace = (death.failed and not self.control.stopping.is_set() and not router.state.finishing
+        unstarted = process.child is None
+        replace = (death.failed and not unstarted and not self.control.stopping.is_set()
+                   and not router.state.finishing
                    and self.restarts[process.step] < self.control.options.max_worker_restarts)
-        if death.failed:
+        if unstarted:
+            # Said once per run: a process limit or a lack of memory fails every start alike, and a line per
+            # process (and per replacement, which would fail too) buried the rest (issue 24.7).
+            self.unstarted += 1
+            if self.unstarted == 1:
+                log.error("step %s: cannot start a worker process: %s (no replacement is tried, and no later such "
+                          "failure is logged)", process.step, process.error)
+        elif death.failed:
             log.error("step %s: worker process %d (pid %s) died: %s%s", process.step, process.slot, process.pid,
                       death.reason, "; starting another" if replace else "")
         notices = self._notices[process.step]

@@ -319,6 +319,10 @@ def parse_failed(frames: Sequence[Any]) -> tuple[int, str, str, str]:
     return value, what, error, traceback
 
 
+#: How the reason of a Loss begins for a worker process that could not be started (the error follows).
+NOT_STARTED = "it could not be started"
+
+
 @dataclass(frozen=True)
 class Loss:
     """What a LOST or LEFT says: worker process ``slot`` ended for ``reason`` while running the messages
