@@ -227,7 +227,7 @@ def test_a_process_lost_after_it_was_told_to_finish_is_given_time_for_its_finish
     made.lost(Loss(0, "exit code 0", [], clean=True))
     assert not made.done() and made.settle_losses() == FINISH_GRACE_SECONDS
     made.finished_worker(worker(0))  # it came through the other socket, after the notice
-    assert made.settle_losses() is None and made.done() and not made.fatal
+    assert made.settle_losses() == 0.0 and made.done() and not made.fatal
 
 
 def test_a_process_lost_before_its_finish_ended_fails_the_step_once_its_grace_is_over() -> None:
@@ -239,7 +239,8 @@ def test_a_process_lost_before_its_finish_ended_fails_the_step_once_its_grace_is
     made.told_to_finish(worker(0))
     made.lost(Loss(0, "killed by signal SIGKILL", []))
     clock.now += FINISH_GRACE_SECONDS
-    assert made.settle_losses() is None and made.done() and made.fatal
+    assert made.settle_losses() == 0.0  # settled now: the router looks again at once (it would wait for ever)
+    assert made.done() and made.fatal and made.settle_losses() is None
     assert "died before its finish() ended" in (made.first_error or "")
 
 
@@ -312,3 +313,65 @@ def test_every_message_is_accounted_for_exactly_once_in_any_order(script: Iterab
     if ordered:
         assert released == sorted(released)
     assert made.counts.processed == len(released) and made.counts.failed == len(failed)
+
+
+# --------------------------------------------------------------------------- restarts, stalls, the last word
+
+
+def test_the_deaths_of_a_poison_message_are_forgiven_and_no_other() -> None:
+    made, policy, _ = state(nb_thread=1)
+    for slot in (0, 1, 2):
+        made.added(slot, 1)
+        made.joined(worker(slot), 2)
+    made.take_input(packet(3))
+    handed = dict(hand_out(made))
+    made.lost(Loss(1, "killed", seqs(handed[worker(1)])))  # message 1 dies once: not poison (yet)
+    assert made.forgiven == frozenset()
+    made.lost(Loss(0, "killed", seqs(handed[worker(0)])))  # message 0 dies once
+    [(again, p)] = hand_out(made)
+    assert (again, seqs(p)) == (worker(2), [0])  # its room: one more message
+    made.lost(Loss(2, "killed", [0]))  # 0 has now died in 2 processes: poison
+    assert policy.failed == [(0, "WorkerDied")]
+    assert made.forgiven == {0, 2}  # the deaths of 0, not that of 1
+
+
+def test_a_stall_is_judged_only_on_a_process_holding_work_without_progress_while_the_router_is_up_to_date() -> None:
+    made, _, clock = state()
+    made.added(0, 1)
+    made.joined(worker(0), 2)
+    assert made.stall(0, idle_for=9, patience=1) is None  # it holds nothing
+    made.take_input(packet(2))
+    hand_out(made)
+    clock.now += 2
+    assert made.stall(0, idle_for=2, patience=1) is None  # the router is not waiting: it may not have read all
+    made.waiting = True
+    assert made.stall(0, idle_for=2, patience=1) == 2.0
+    assert made.stall(0, idle_for=0.5, patience=1) is None  # it ran a message half a second ago
+    made.answered(worker(0), answers(0, 1))
+    assert made.stall(0, idle_for=2, patience=1) is None  # it answered just now: progress
+    clock.now += 1.5
+    assert made.stall(0, idle_for=2, patience=1) == 1.5
+
+
+def test_the_last_word_of_a_step_left_without_workers_says_what_became_of_them() -> None:
+    def alone(*losses: Loss) -> str:
+        made, _, clock = state()
+        made.options = RunOptions(listen="tcp://*:5570", worker_timeout=1)
+        made.refusals = lambda: "2 connections refused (a key not in authorized_keys)"
+        for loss in losses:
+            made.added(loss.slot, 1)
+            made.joined(worker(loss.slot), 2)
+            made.lost(loss)
+        clock.now += 2
+        assert made.wait_alone() == 0.0 and made.fatal
+        return made.first_error or ""
+
+    refused = "(remote workers connect to tcp://*:5570 with pipeline-worker; 2 connections refused (a key not in " \
+              "authorized_keys))"
+    assert alone() == f"step S has no workers left: no worker joined within worker_timeout=1 s {refused}"
+    assert alone(Loss(4, "remote worker node7: exit code 2: cannot load m.S", [])) == (
+        "step S has no workers left: its worker process 4 left (remote worker node7: exit code 2: cannot load m.S), "
+        f"and no other joined within worker_timeout=1 s {refused}")
+    assert alone(*(Loss(slot, f"gone {slot}", []) for slot in range(5))) == (
+        "step S has no workers left: its 5 worker processes left (0: gone 0; 1: gone 1; 2: gone 2; and 2 more), "
+        f"and no other joined within worker_timeout=1 s {refused}")

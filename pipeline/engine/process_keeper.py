@@ -30,8 +30,8 @@ from dataclasses import dataclass, field
 from pathlib import Path
 
 from pipeline.engine.board import BusyBoard
-from pipeline.engine.wire import NOT_STARTED
-from pipeline.engine.worker_process import Spec
+from pipeline.engine.wire import MAX_REASON_CHARS, NOT_STARTED
+from pipeline.engine.worker_process import Spec, last_word_path
 from pipeline.engine.zygote import Forked, Zygote
 from pipeline.execution.status import WorkerProcessStatus
 from pipeline.failures.describe import failure_line
@@ -56,6 +56,8 @@ class WorkerProcess:
     seen: float = field(default_factory=time.monotonic)  # when it was last seen alive and not stopped
     halted: bool = False  # its board's halt flag is set
     error: str = ""  # why it could not be started (child None)
+    idle_since: float | None = None  # since when its busy board shows no message running (None: it runs one)
+    killed_for: str = ""  # why its keeper killed it (its death's reason)
 
     @property
     def pid(self) -> int | None:
@@ -142,16 +144,38 @@ class ProcessKeeper:
             if code is None:
                 if not is_stopped(process.child.pid):
                     process.seen = now
-                elif now - process.seen > self.patience:
+                elif now - process.seen > self.patience and not process.killed_for:
                     log.error("step %s: worker process %d (pid %s) stopped for %.1f s: killing it", process.step,
                               process.slot, process.pid, self.patience)
-                    process.child.kill()
+                    self.kill(process, f"stopped for {self.patience:.1f} s")
+                if process.running():
+                    process.idle_since = None
+                elif process.idle_since is None:
+                    process.idle_since = now
                 continue
-            dead.append(Death(process, describe_exit(code), code != 0, process.running()))
+            reason = f"{process.killed_for}: killed" if process.killed_for else describe_exit(code)
+            said = self._last_word(process.slot)
+            dead.append(Death(process, f"{reason}: {said}" if said else reason, code != 0, process.running()))
             del self.processes[process.slot]
             if process.board is not None:
                 process.board.close()
         return dead
+
+    def _last_word(self, slot: int) -> str:
+        """Why worker process ``slot`` could not run, if it said so before it ended (its step would not load)."""
+        path = last_word_path(self.directory, slot)
+        try:
+            said = path.read_text(encoding="utf-8", errors="replace")[:MAX_REASON_CHARS]
+        except OSError:
+            return ""
+        path.unlink(missing_ok=True)
+        return said.strip()
+
+    def kill(self, process: WorkerProcess, why: str) -> None:
+        """SIGKILL ``process``; its death, at the next look, says ``why``."""
+        process.killed_for = why
+        if process.child is not None:
+            process.child.kill()
 
     def halt(self, step: str) -> None:
         """Tell the worker processes of ``step`` to start no further message."""

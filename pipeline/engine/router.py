@@ -55,6 +55,7 @@ class Router(EngineThread):
         self.addresses = addresses
         self.state = StepState(step, sender_count(config, step, bool(control.options.listen)), control.options,
                                control.policy, self._own, self.returns_results)
+        self.state.refusals = lambda: control.refused  # the door's words on whom it refused
         self.busy_workers = 0  # workers outside the run's process that hold work (the monitor reads it)
         self.outputs: NextSteps | None = None
         # Per worker thread of a local worker process: its rings (to it, from it); (None, None) for a remote one.
@@ -127,7 +128,9 @@ class Router(EngineThread):
             if state.accepting():
                 wanted += (inbox,)
             waits = [wait for wait in (state.wait_alone(), state.settle_losses()) if wait is not None]
+            state.waiting = True  # the keepers judge a stalled worker only while the router is up to date
             events = dict(pollers[wanted].poll(min(waits) * 1000 if waits else None))
+            state.waiting = False
             if notices in events:
                 self._read_notices(notices)
             if inbox in events:

@@ -52,6 +52,8 @@ WARN_EVERY_SECONDS = 10.0
 
 #: Seconds a worker process that ended while its step finished is given for its FINISHEDs to arrive.
 FINISH_GRACE_SECONDS = 2.0
+#: How many of the reasons why worker processes left the line saying a step has no workers left names.
+DEPARTURES_NAMED = 3
 
 
 @dataclass
@@ -123,6 +125,21 @@ class StepState:
         self._finished_threads: dict[int, int] = {}  # per worker process: its threads that ran finish()
         self._slot_threads: dict[int, int] = {}  # threads of the worker processes that joined later (ADDED)
         self._deaths: dict[int, int] = {}  # per message sequence number: worker processes it died in
+        self._blamed: dict[int, list[int]] = {}  # per message sequence number: the slots of those processes
+        # Worker processes whose death is blamed on a message that then failed for good (poison): their
+        # replacements do not count against max_worker_restarts. Replaced, never changed in place: the
+        # supervisor reads it from its thread.
+        self.forgiven: frozenset[int] = frozenset()
+        # Workers outside the run: when each last answered, or was handed work while it held none (a worker
+        # that holds work without progress is watched by the supervisor and the door, engine.stall).
+        self._progress: dict[bytes, float] = {}
+        # The router is waiting in its poll: it has read what its workers sent, so what the state says they hold
+        # is up to date (the keepers judge a stall only then; a router blocked sending on has not read the READYs).
+        self.waiting = False
+        self._departures: list[tuple[int, str]] = []  # the first worker processes that left, and why
+        self._departed = 0
+        #: What the run refused of remote workers (the door's count of refused handshakes), for that line too.
+        self.refusals: Callable[[], str] = lambda: ""
         self._next_seq = 0
         self._ended = 0
         self._expected = 0
@@ -167,10 +184,25 @@ class StepState:
             return None
         left = self._alone_since + self.options.worker_timeout - self.clock()
         if left <= 0:
-            self._no_workers_left(f"no worker joined within worker_timeout={self.options.worker_timeout:g} s "
-                                  f"(remote workers connect to {self.options.listen} with pipeline-worker)")
+            timeout = f"worker_timeout={self.options.worker_timeout:g} s"
+            if self._departures:
+                why = f"{self._departure_line()}, and no other joined within {timeout}"
+            else:
+                why = f"no worker joined within {timeout}"
+            refused = self.refusals()
+            self._no_workers_left(f"{why} (remote workers connect to {self.options.listen} with pipeline-worker"
+                                  f"{'; ' + refused if refused else ''})")
             return 0.0
         return left
+
+    def _departure_line(self) -> str:
+        """What became of the worker processes that left, the first few named with their reasons."""
+        if self._departed == 1:
+            slot, reason = self._departures[0]
+            return f"its worker process {slot} left ({reason})"
+        more = self._departed - len(self._departures)
+        named = "; ".join(f"{slot}: {reason}" for slot, reason in self._departures)
+        return f"its {self._departed} worker processes left ({named}{f'; and {more} more' if more > 0 else ''})"
 
     # ------------------------------------------------------------------ input
 
@@ -254,7 +286,12 @@ class StepState:
         self.queued_bytes -= packet.nbytes
         # A thread of this process is never handed its work again: keeping only the packet's counts
         # lets its buffers be freed as soon as that thread is done with them.
-        self.pool.sent(offer.worker, packet.receipt() if self.own(offer.worker) else packet)
+        if self.own(offer.worker):
+            self.pool.sent(offer.worker, packet.receipt())
+            return
+        if not self.pool.held(offer.worker):
+            self._progress[offer.worker] = self.clock()  # it held nothing: its wait for progress starts now
+        self.pool.sent(offer.worker, packet)
 
     def unreachable(self, worker: bytes) -> None:
         """A worker could not be sent to (its process has just died): it gets no more work until it is lost."""
@@ -297,14 +334,18 @@ class StepState:
         return False
 
     def told_to_finish(self, worker: bytes) -> None:
-        """``worker`` was sent FINISH."""
+        """``worker`` was sent FINISH (a worker outside the run then holds it, as work, until its FINISHED)."""
         self._told_to_finish.add(worker)
+        if not self.own(worker):
+            self._progress[worker] = self.clock()
 
     def ready(self, worker: bytes, window: int) -> None:
         """A worker finished its oldest packet and asks for ``window`` messages."""
         if worker not in self.pool.workers:
             return  # a worker whose process was lost: what it still says is moot
         # A worker outside the run answers each input of its packet before its READY.
+        if worker in self._progress:
+            self._progress[worker] = self.clock()
         if self.pool.finished_oldest(worker, answered=not self.own(worker)):
             self.pool.done(worker, min(window, self.window_limit))
         else:
@@ -319,6 +360,7 @@ class StepState:
             if answered != self.pool.next_seqs(worker, len(answered)):  # within its oldest packet only
                 self.ignore(worker, "a RESULT answering messages it was not running")
                 return []
+            self._progress[worker] = self.clock()
             counts = self.counts
             for answer in answers:
                 if answer.seq == UNORDERED:
@@ -424,7 +466,12 @@ class StepState:
         for worker in [worker for worker in self.pool.workers if slot_of(worker) == slot]:
             if worker in self._told_to_finish:
                 told.add(worker)
+            self._progress.pop(worker, None)
             requeue.extend(self._blame(self.pool.lose(worker), running, worker, reason, release))
+        if not loss.clean:
+            self._departed += 1
+            if len(self._departures) < DEPARTURES_NAMED:
+                self._departures.append((slot, reason))
         self._requeue(requeue)
         if told:
             self._pending[slot] = _PendingLoss(self.clock() + FINISH_GRACE_SECONDS, reason, told)
@@ -453,15 +500,45 @@ class StepState:
     def settle_losses(self) -> float | None:
         """Settle the losses whose grace is over; seconds until the next one's is (None: none pending)."""
         now = self.clock()
+        settled = False
         for slot, pending in list(self._pending.items()):
             if not pending.workers or now >= pending.deadline:
                 del self._pending[slot]
                 for worker in pending.workers:
                     self._told_to_finish.discard(worker)
                 self._settle(slot, pending.reason)
+                settled = True
+        if settled:
+            return 0.0  # the step may be done now: the router must look again at once, not wait for an event
         if not self._pending:
             return None
         return max(0.0, min(pending.deadline for pending in self._pending.values()) - now)
+
+    def stalled_for(self, slot: int) -> float | None:
+        """Seconds worker process ``slot`` has held work (or a FINISH) without answering any of it (None: it
+        holds none).
+
+        Called from the supervisor's or the door's thread: it reads plain values only (a tuple of a dict's
+        items is taken at once under the GIL).
+        """
+        pool = self.pool.workers
+        told = self._told_to_finish
+        latest = None
+        for worker, since in tuple(self._progress.items()):
+            held = pool.get(worker)
+            if held is not None and (held.held or worker in told) and slot_of(worker) == slot:
+                latest = since if latest is None else max(latest, since)
+        return None if latest is None else self.clock() - latest
+
+    def stall(self, slot: int, idle_for: float, patience: float) -> float | None:
+        """Seconds worker process ``slot`` has held work without progress, if it must be taken for dead: it has
+        run none of its messages for ``idle_for`` seconds (its busy board, or a remote one's heartbeats), and both
+        exceed ``patience``; None otherwise, or while the router is not up to date (it may not have read the
+        answers). A long run() is no stall: the process runs a message."""
+        if not self.waiting or idle_for <= patience:
+            return None
+        held = self.stalled_for(slot)
+        return held if held is not None and held > patience else None
 
     def joined_now(self) -> bool:
         """Whether the expected workers have all joined since the last look (the runner waits for this)."""
@@ -490,9 +567,16 @@ class StepState:
                 kept.append(packet)
                 continue
             deaths = self._deaths[seq] = self._deaths.get(seq, 0) + 1
+            slot = slot_of(worker)
+            blamed = self._blamed.setdefault(seq, [])
+            if slot is not None:
+                blamed.append(slot)
             if deaths < self.options.max_redeliveries:
                 kept.append(packet)
                 continue
+            # Poison: the deaths it caused do not spend the step's restarts (a night of data has a few such
+            # events, and each would otherwise use max_redeliveries restarts; issue 24.11).
+            self.forgiven = self.forgiven | set(self._blamed.pop(seq))
             before, rest = packet.split(seq - packet.first_seq)
             poison, after = rest.split(1)
             kept.extend(p for p in (before, after) if len(p))

@@ -177,9 +177,11 @@ def load_step(spec: Spec, threads: int | None = None) -> PipelineConfig:
     return dataclasses.replace(spec.config, steps={spec.step: step})
 
 
-def serve(spec: Spec, slot: int, board: BusyBoard, keys: ClientKeys | None, name: str, rings: str = "") -> int:
+def serve(spec: Spec, slot: int, board: BusyBoard, keys: ClientKeys | None, name: str, rings: str = "",
+          last_word: Path | None = None) -> int:
     """Run the workers of the spec's step (their shared-memory rings named by ``rings``, "run-pid:run-id", when
-    the run made them); the exit status."""
+    the run made them); the exit status. Why it cannot load its step also goes to ``last_word``, a file its
+    parent reads when it ends (engine.process_keeper), so that the run can say why it left."""
     context = zmq.Context()
     context.ipv6 = spec.work.startswith("tcp://[")  # libzmq connects to an IPv6 address only with IPV6 set
     try:
@@ -187,6 +189,8 @@ def serve(spec: Spec, slot: int, board: BusyBoard, keys: ClientKeys | None, name
             config = load_step(spec)
         except LoadError as err:
             print(f"{name}: error: {err}", file=sys.stderr, flush=True)
+            if last_word is not None:
+                last_word.write_text(str(err), encoding="utf-8")
             return CANNOT_LOAD
         control = RunControl(RunOptions())  # this process's own
         halted = HaltedSteps(spec.step, board)
@@ -285,7 +289,13 @@ def main(argv: Sequence[str] | None = None) -> None:
         print(f"{name}: error: {err}", file=sys.stderr, flush=True)
         sys.exit(CANNOT_LOAD)
     board = BusyBoard(args.board, spec.config.steps[spec.step].nb_thread)
-    sys.exit(serve(spec, args.slot, board, keys, name, args.rings))
+    last_word = last_word_path(Path(args.spec).parent, args.slot)
+    sys.exit(serve(spec, args.slot, board, keys, name, args.rings, last_word))
+
+
+def last_word_path(directory: Path, slot: int) -> Path:
+    """Where worker process ``slot`` leaves why it could not run (its parent's private directory)."""
+    return directory / f"last-word-{slot}"
 
 
 def line_by_line() -> None:

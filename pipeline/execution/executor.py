@@ -43,6 +43,9 @@ Outputs = list[tuple[Encoded, "str | None"]]
 
 #: The input "sequence number" of outputs that belong to no input: those of init() and finish().
 UNORDERED = 2**64 - 1
+#: What a worker marks on its busy board while its finish() runs (no message is that large): a keeper then sees
+#: it at work, not idle with a FINISH it never read.
+FINISHING = 2**64 - 2
 
 
 class Outcome(IntEnum):
@@ -272,7 +275,11 @@ class StepExecutor:
     def finish(self) -> None:
         """Call finish() (if init() succeeded) and commit what it sent."""
         if self.component is not None:
+            if self.mark is not None:
+                self.mark(self.worker, FINISHING)
             self._lifecycle("finish()", self.component.finish)
+            if self.mark is not None:
+                self.mark(self.worker, None)
 
     def settle(self) -> None:
         """The run is over: a send from a thread of the step refused since the last look still fails the step."""
