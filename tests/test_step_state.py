@@ -17,7 +17,7 @@ from hypothesis import strategies as st
 
 from pipeline.config import StepConfig
 from pipeline.config.options import RunOptions
-from pipeline.engine.flow import window_limit
+from pipeline.engine.flow import HELD_BACK_BYTES, window_limit
 from pipeline.engine.step_state import FINISH_GRACE_SECONDS, StepState
 from pipeline.engine.wire import Answer, Loss, Packet, process_worker_id
 from pipeline.execution.executor import Outcome
@@ -32,14 +32,16 @@ class Policy:
     failed: list[tuple[int, str]] = field(default_factory=list)  # (seq, error type)
     skipped: list[int] = field(default_factory=list)  # messages a halted step did not run
     lifecycle: list[str] = field(default_factory=list)
+    delivered: dict[int, int] = field(default_factory=dict)  # per failed message: its outputs that went on
 
     def lifecycle_failed(self, step: str, worker: int, what: str, error: BaseException) -> str:
         self.lifecycle.append(what)
         return f"{what}: {error}"
 
     def message_failed(self, step: StepConfig, worker: int, seq: int, error: BaseException,
-                       message: Encoded | None) -> None:
+                       message: Encoded | None, delivered: int = 0) -> None:
         self.failed.append((seq, type(error).__name__))
+        self.delivered[seq] = delivered
 
     def not_run(self, step: StepConfig, seq: int, message: Encoded) -> None:
         self.skipped.append(seq)
@@ -375,3 +377,74 @@ def test_the_last_word_of_a_step_left_without_workers_says_what_became_of_them()
     assert alone(*(Loss(slot, f"gone {slot}", []) for slot in range(5))) == (
         "step S has no workers left: its 5 worker processes left (0: gone 0; 1: gone 1; 2: gone 2; and 2 more), "
         f"and no other joined within worker_timeout=1 s {refused}")
+
+
+# --------------------------------------------------------------------------- chunks of outputs (issue 24.6)
+
+
+def chunk(seq: int, count: int, size: int = 10) -> Answer:
+    """A chunk of ``count`` outputs of input ``seq``, whose run() goes on."""
+    return Answer(seq, [(Encoded(b"c" * size, []), None)] * count, Outcome.PARTIAL)
+
+
+def test_a_chunk_goes_on_at_once_and_its_worker_is_told_more() -> None:
+    made, _, _ = state()
+    made.joined(worker(0), 2)
+    made.take_input(packet(1))
+    hand_out(made)
+    released = made.answered(worker(0), [chunk(0, 3)])
+    assert [(seq, len(outputs)) for seq, outputs in released] == [(0, 3)]
+    assert made.take_acks() == [worker(0)] and made.counts.processed == 0  # input 0 is still running
+    made.answered(worker(0), answers(0, 1))
+    assert made.counts.processed == 1
+
+
+def test_an_ordered_steps_chunks_of_a_later_input_wait_their_turn_and_past_held_back_bytes_so_does_their_worker(
+        ) -> None:
+    made, _, _ = state(ordered=True)
+    for slot in (0, 1):
+        made.added(slot, 1)
+        made.joined(worker(slot), 2)
+    made.take_input(packet(2))
+    hand_out(made)  # 0 to worker 0, 1 to worker 1
+    assert made.answered(worker(1), [chunk(1, 2)]) == []  # held back: 0 is not done
+    assert made.take_acks() == [worker(1)]  # within HELD_BACK_BYTES: it may go on
+    assert made.answered(worker(1), [chunk(1, 1, size=HELD_BACK_BYTES)]) == []
+    assert made.take_acks() == []  # past HELD_BACK_BYTES: it waits
+    released = made.answered(worker(0), answers(0, 1))  # 0 is done: 1's chunks go on, and its worker
+    assert [(seq, len(outputs)) for seq, outputs in released] == [(0, 1), (1, 2), (1, 1)]
+    assert made.take_acks() == [worker(1)]
+
+
+def test_a_message_whose_worker_died_after_a_chunk_goes_again_with_a_skip_and_its_dead_letter_counts_it() -> None:
+    made, policy, _ = state(nb_thread=1)
+    for slot in (0, 1):
+        made.added(slot, 1)
+    made.joined(worker(0), 2)
+    made.take_input(packet(1))
+    hand_out(made)
+    made.answered(worker(0), [chunk(0, 16)])
+    made.lost(Loss(0, "killed", [0]))
+    made.joined(worker(1), 2)
+    offer = made.offer()
+    assert offer is not None and offer.worker == worker(1) and offer.skips == ((0, 16),)
+    made.handed(offer)
+    made.answered(worker(1), [chunk(0, 16)])
+    made.failed(worker(1), 0, "run()", "ValueError: half-way", "")
+    assert policy.failed == [(0, "RemoteError")] and policy.delivered == {0: 32}
+
+
+def test_a_redelivered_input_in_turn_lets_the_waiting_chunks_go_on() -> None:
+    """Its worker died; the other one waits (past HELD_BACK_BYTES) for the MORE of a later input's chunk: it is let
+    go on, since no worker runs the input in turn, which must find one (it may be all the step has)."""
+    made, _, _ = state(ordered=True)
+    for slot in (0, 1):
+        made.added(slot, 1)
+        made.joined(worker(slot), 2)
+    made.take_input(packet(2))
+    hand_out(made)
+    made.answered(worker(1), [chunk(1, 1, size=HELD_BACK_BYTES)])
+    assert made.take_acks() == []
+    made.lost(Loss(0, "killed", [0]))  # 0 goes back to the queue
+    made.offer()
+    assert made.take_acks() == [worker(1)]

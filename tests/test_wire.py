@@ -19,13 +19,16 @@ from pipeline.engine.wire import (
     Kind,
     Packet,
     WireError,
+    check_from_worker,
     control_frames,
     header_of,
     packet_from_frames,
     parse_result,
+    parse_skip,
     result_frames,
+    skip_frames,
 )
-from pipeline.execution.executor import UNORDERED
+from pipeline.execution.executor import UNORDERED, Outcome
 from pipeline.message import OUT_OF_BAND_BYTES, Encoded
 
 #: One message as plain bytes: its in-band pickle and its out-of-band buffers.
@@ -196,3 +199,16 @@ def test_a_result_comes_out_of_its_frames_as_it_went_in(inputs: list[tuple[int, 
     assert not handles
     assert [(seq, [((bytes(m.inband), [bytes(memoryview(b)) for b in m.buffers]), target) for m, target in outputs])
             for seq, outputs in ((answer.seq, answer.outputs) for answer in parsed)] == inputs
+
+
+def test_a_chunk_with_outputs_passes_the_check_of_what_a_worker_sends_and_a_failure_with_outputs_does_not() -> None:
+    outputs = [(Encoded(b"x", []), None)]
+    partial = result_frames([Answer(3, outputs, Outcome.PARTIAL), Answer(3, outputs, Outcome.DONE)])
+    assert check_from_worker(as_received(partial), 1) is Kind.RESULT
+    with pytest.raises(WireError, match="impossible answer"):
+        check_from_worker(as_received(result_frames([Answer(3, outputs, Outcome.FAILED)])), 1)
+
+
+def test_a_skip_says_which_message_and_how_many_of_its_outputs() -> None:
+    frames = skip_frames(2**40, 144)
+    assert header_of(frames[0]) == (Kind.SKIP, 2**40) and parse_skip(frames) == (2**40, 144)

@@ -36,6 +36,7 @@ from pipeline.engine.wire import (
     parse_lost,
     parse_result,
     parse_worker_id,
+    skip_frames,
     slot_of,
 )
 from pipeline.execution.executor import Outputs
@@ -187,6 +188,8 @@ class Router(EngineThread):
                 state.finished_worker(worker)
         if self.outputs is not None:
             self.outputs.flush()
+        if state.acks:
+            self._acknowledge(work)
 
     def _read_notices(self, notices: zmq.Socket) -> None:
         while sockets.waiting(notices):
@@ -210,12 +213,21 @@ class Router(EngineThread):
         handles = self.control.handles
         while (offer := state.offer()) is not None:
             own = self._own(offer.worker)
+            for seq, delivered in offer.skips:  # before the WORK: its outputs that went on from a worker that died
+                self._send(work, offer.worker, skip_frames(seq, delivered))
             frames = offer.packet.frames(Kind.WORK, handles=handles if own else None,
                                          ring=None if own else self._ring(offer.worker, 0))
             if self._send(work, offer.worker, frames):
                 state.handed(offer)
             else:
                 state.unreachable(offer.worker)
+        if state.acks:
+            self._acknowledge(work)
+
+    def _acknowledge(self, work: zmq.Socket) -> None:
+        """Tell the workers whose chunk of outputs went on (or may wait here) to go on: MORE."""
+        for worker in self.state.take_acks():
+            self._send(work, worker, control_frames(Kind.MORE))
 
     def _ring(self, worker: bytes, direction: int) -> Ring | None:
         """A worker process thread's ring to it (``direction`` 0) or from it (1); None for a remote worker, or

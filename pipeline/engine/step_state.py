@@ -19,6 +19,7 @@ counts the death against it; a message that dies with ``max_redeliveries`` worke
 
 from __future__ import annotations
 
+import dataclasses
 import logging
 import time
 from collections import deque
@@ -80,6 +81,9 @@ class Offer:
     index: int
     remains: tuple[Packet, ...]
     taken: int = 1
+    #: Messages of ``packet`` some of whose outputs went on from a worker that died running them, and how many
+    #: (the router sends a SKIP for each before the WORK).
+    skips: tuple[tuple[int, int], ...] = ()
 
 
 class StepState:
@@ -136,6 +140,11 @@ class StepState:
         # The router is waiting in its poll: it has read what its workers sent, so what the state says they hold
         # is up to date (the keepers judge a stall only then; a router blocked sending on has not read the READYs).
         self.waiting = False
+        # Chunks of outputs (PARTIAL answers) of inputs still running: per input, how many outputs a worker outside
+        # the run sent on so far (a worker that runs it again after a death skips as many; its dead letter says so).
+        self._partial: dict[int, int] = {}
+        self._unacked: dict[int, bytes] = {}  # per input: the worker whose chunk waits, held back, for its MORE
+        self.acks: list[bytes] = []  # workers whose chunk went on (or may wait here): the router sends them MORE
         self._departures: list[tuple[int, str]] = []  # the first worker processes that left, and why
         self._departed = 0
         #: What the run refused of remote workers (the door's count of refused handshakes), for that line too.
@@ -226,11 +235,40 @@ class StepState:
     # ------------------------------------------------------------------ handing out work
 
     def offer(self) -> Offer | None:
-        """The next work to hand out, if any: the oldest queued messages to the worker idle the longest.
+        """The next work to hand out, if any: the oldest queued messages to the worker idle the longest, with
+        the SKIPs of those some of whose outputs went on before.
 
         Past an ordered step's limit of held-back results only the input they all wait for is
-        handed out (it was redelivered after its worker died): it must always be dispatchable.
+        handed out (it was redelivered after its worker died): it must always be dispatchable. So
+        while no worker runs it (it is queued, or handed to a worker busy with a later input), the
+        workers whose chunks wait here for their MORE are let go on: they may be all the step has,
+        and one of them may hold it behind the input whose chunk waits.
         """
+        if self._unacked and self._earliest_waits():
+            self.acks.extend(self._unacked.values())
+            self._unacked.clear()
+        offer = self._offer()
+        if offer is None or not self._partial:
+            return offer
+        first, end = offer.packet.first_seq, offer.packet.first_seq + len(offer.packet)
+        skips = tuple((seq, count) for seq, count in self._partial.items() if first <= seq < end)
+        return dataclasses.replace(offer, skips=skips) if skips else offer
+
+    def _earliest_waits(self) -> bool:
+        """Whether no worker runs the input an ordered step's outputs wait for: it is in no worker's oldest
+        packet (a worker runs its oldest packet's inputs in order, and those before it there are answered)."""
+        if self.results is None:
+            return False
+        seq = self.results.next_seq
+        for held in self.pool.workers.values():
+            if held.in_flight:
+                oldest = held.in_flight[0]
+                if oldest.first_seq <= seq < oldest.first_seq + len(oldest):
+                    return False
+        return True
+
+    def _offer(self) -> Offer | None:
+        """The next work to hand out, if any (``offer`` without its SKIPs)."""
         if not self.queue:
             return None
         if self.no_worker or self.step.name in self.policy.halted:
@@ -287,6 +325,8 @@ class StepState:
         # A thread of this process is never handed its work again: keeping only the packet's counts
         # lets its buffers be freed as soon as that thread is done with them.
         if self.own(offer.worker):
+            for seq, _ in offer.skips:  # a thread of this process never dies: its outputs go on from it
+                self._partial.pop(seq, None)
             self.pool.sent(offer.worker, packet.receipt())
             return
         if not self.pool.held(offer.worker):
@@ -352,19 +392,31 @@ class StepState:
             self.ignore(worker, "a READY for a packet it has not finished")
 
     def answered(self, worker: bytes, answers: Sequence[Answer]) -> list[tuple[int, Outputs]]:
-        """A RESULT: count what a worker outside the run did; the outputs to send on now, in order."""
+        """A RESULT: count what a worker outside the run did; the outputs to send on now, in order. A chunk
+        (PARTIAL) answers nothing yet: its outputs go on (or wait their turn) and its worker waits for MORE."""
         if worker not in self.pool.workers:
             return []
         if not self.own(worker):  # a thread of this process counts its own work
-            answered = [answer.seq for answer in answers if answer.seq != UNORDERED]
-            if answered != self.pool.next_seqs(worker, len(answered)):  # within its oldest packet only
-                self.ignore(worker, "a RESULT answering messages it was not running")
-                return []
+            expected = self.pool.next_seqs(worker, len(answers))  # within its oldest packet only
+            at = 0
+            for answer in answers:
+                if answer.seq == UNORDERED:
+                    continue
+                if at >= len(expected) or answer.seq != expected[at]:
+                    self.ignore(worker, "a RESULT answering messages it was not running")
+                    return []
+                if answer.outcome is not Outcome.PARTIAL:
+                    at += 1  # its chunks come before its answer, for the same input
             self._progress[worker] = self.clock()
             counts = self.counts
             for answer in answers:
                 if answer.seq == UNORDERED:
                     continue
+                if answer.outcome is Outcome.PARTIAL:
+                    self._partial[answer.seq] = self._partial.get(answer.seq, 0) + len(answer.outputs)
+                    continue
+                if self._partial:
+                    self._partial.pop(answer.seq, None)
                 packet, index = self.pool.answered(worker)
                 counts.received += 1
                 if answer.outcome is Outcome.DONE:
@@ -375,7 +427,37 @@ class StepState:
                     self.policy.not_run(self.step, answer.seq, _message_at(packet, index))
                 self.busy_time += answer.seconds
                 self.max_time = max(self.max_time, answer.seconds)
-        return self.results.add(answers) if self.results is not None else []
+        if self.results is None:
+            return []
+        release = self.results.add(answers)
+        for answer in answers:
+            if answer.outcome is Outcome.PARTIAL:
+                self._chunk_taken(worker, answer.seq, release)
+        if self._unacked:
+            self._ack_released(release)
+        return release
+
+    def _chunk_taken(self, worker: bytes, seq: int, release: list[tuple[int, Outputs]]) -> None:
+        """A chunk of input ``seq`` came from ``worker``, which waits for MORE: it goes on at once if its outputs
+        went on, or wait here within HELD_BACK_BYTES; past that it waits until its input is in turn."""
+        results = self.results
+        if (results is None or not results.ordered or seq == UNORDERED or results.held_bytes < HELD_BACK_BYTES
+                or any(released == seq for released, _ in release)):
+            self.acks.append(worker)
+        else:
+            self._unacked[seq] = worker
+
+    def _ack_released(self, release: list[tuple[int, Outputs]]) -> None:
+        """Let go on the workers whose held chunks are now sent on."""
+        for seq, _ in release:
+            waiting = self._unacked.pop(seq, None)
+            if waiting is not None and waiting in self.pool.workers:
+                self.acks.append(waiting)
+
+    def take_acks(self) -> list[bytes]:
+        """The workers to send MORE now (each once)."""
+        acks, self.acks = self.acks, []
+        return acks
 
     def failed(self, worker: bytes, seq: int, what: str, line: str, traceback: str) -> None:
         """A worker outside the run reports an error: a message's (the one it answers next), or its
@@ -395,7 +477,7 @@ class StepState:
         state = self.pool.workers[worker]
         message = _message_at(state.in_flight[0], state.answered)
         self.first_error = self.first_error or line
-        self.policy.message_failed(self.step, number, seq, error, message)
+        self.policy.message_failed(self.step, number, seq, error, message, self._partial.get(seq, 0))
 
     def finished_worker(self, worker: bytes) -> None:
         """A worker ran finish() and sent its end of stream."""
@@ -473,6 +555,11 @@ class StepState:
             if len(self._departures) < DEPARTURES_NAMED:
                 self._departures.append((slot, reason))
         self._requeue(requeue)
+        for seq, waiting in list(self._unacked.items()):
+            if slot_of(waiting) == slot:
+                del self._unacked[seq]
+        if self._unacked:
+            self._ack_released(release)
         if told:
             self._pending[slot] = _PendingLoss(self.clock() + FINISH_GRACE_SECONDS, reason, told)
         else:
@@ -584,7 +671,8 @@ class StepState:
             self.counts.failed += 1
             error = WorkerDied(f"message {seq} was running in {deaths} worker processes that died (last: {reason})")
             self.first_error = self.first_error or failure_line(error)
-            self.policy.message_failed(self.step, self._number(worker), seq, error, next(poison.encoded()))
+            self.policy.message_failed(self.step, self._number(worker), seq, error, next(poison.encoded()),
+                                       self._partial.pop(seq, 0))
             if self.results is not None:
                 release.extend(self.results.skip(seq))
         return kept

@@ -25,6 +25,9 @@ releases and retakes the GIL, and for small messages those calls are most of a p
 A RESULT packet holds the outputs of one or more inputs of a worker that returns its outputs to
 its router (an ordered step's worker): ``value`` is how many inputs it answers, and a last frame
 lists them, one ``RESULT_INPUT`` record (input sequence number, number of outputs) each, in order.
+An input whose outputs outgrow a chunk (execution.executor) is answered PARTIAL first, one RESULT
+per chunk, each waiting for the router's MORE; a message sent again after a worker that handed some
+of its outputs on died comes after a SKIP saying how many.
 
 A control message (END, FINISH, JOIN, READY, FINISHED) is the header alone: END's value is how
 many messages the sender sent; JOIN's and READY's value is how many messages the worker asks to
@@ -74,6 +77,8 @@ class Kind(IntEnum):
     ADDED = 16  # host -> router: a worker process joins the step (value: its slot; count: its threads)
     REFUSE = 17  # door -> remote worker: it cannot join (a frame says why)
     LEFT = 18  # remote worker -> door: one of its worker processes ended (value: its slot; then reason, running)
+    MORE = 19  # router -> worker: the chunk of outputs it returned went on: it may send the next (flow control)
+    SKIP = 20  # router -> worker: message ``value``, in its next WORK, had ``count`` outputs delivered already
 
 
 HEADER = struct.Struct("<BBxxIQ")  # kind, flags, count, value
@@ -252,8 +257,20 @@ def header_of(frame: Any) -> tuple[Kind, int]:
 
 
 def control_frames(kind: Kind, value: int = 0) -> list[bytes]:
-    """The one frame of a message without payload: END, FINISH, JOIN, READY or FINISHED."""
+    """The one frame of a message without payload: END, FINISH, JOIN, READY, FINISHED or MORE."""
     return [HEADER.pack(kind, 0, 0, value)]
+
+
+def skip_frames(seq: int, delivered: int) -> list[bytes]:
+    """A SKIP (router -> worker, before the WORK that holds message ``seq``): ``delivered`` of its outputs went
+    on from a worker that died running it; the worker drops as many of those its run() makes again."""
+    return [HEADER.pack(Kind.SKIP, 0, delivered, seq)]
+
+
+def parse_skip(frames: Sequence[Any]) -> tuple[int, int]:
+    """(message, outputs delivered already) of a SKIP."""
+    _, _, delivered, seq = HEADER.unpack_from(frames[0])
+    return seq, delivered
 
 
 #: The outputs of one input in a RESULT: each message and its next step's index (None: every next step).
@@ -507,7 +524,8 @@ def _check_result(frames: Sequence[Any], flags: int, n: int, inputs: int, next_s
         raise WireError("a RESULT whose input table does not match its count")
     answered = 0
     for seq, count, outcome, seconds in RESULT_INPUT.iter_unpack(table):
-        if outcome not in Outcome._value2member_map_ or not 0 <= seconds < 1e9 or (count and outcome):
+        if (outcome not in Outcome._value2member_map_ or not 0 <= seconds < 1e9
+                or (count and outcome not in (Outcome.DONE, Outcome.PARTIAL))):
             raise WireError(f"a RESULT with an impossible answer for input {seq}")
         answered += count
     if answered != n:

@@ -106,8 +106,9 @@ class RouterPolicy:
         return failure_line(error)
 
     def message_failed(self, step: StepConfig, worker: int, seq: int, error: BaseException,
-                       message: Encoded | None) -> None:
-        """Send the error to the router, after the answers before it (the router takes the message it answers next).
+                       message: Encoded | None, delivered: int = 0) -> None:
+        """Send the error to the router, after the answers before it (the router takes the message it answers next;
+        it counted the outputs that went on before, in chunks, itself).
 
         With on_error=stop this process's workers start nothing more from now on, as the run's policy
         makes a step's threads do; the run's HALT would come a round trip later.
