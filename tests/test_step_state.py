@@ -246,6 +246,25 @@ def test_a_process_lost_before_its_finish_ended_fails_the_step_once_its_grace_is
     assert "died before its finish() ended" in (made.first_error or "")
 
 
+def test_a_process_that_died_before_it_could_be_told_to_finish_is_no_failure_and_its_replacement_finishes() -> None:
+    """Its death is heard after the step drained (the supervisor was slow to say it), but the FINISH could not
+    reach it: it died before its finish() began, as mid-stream. Its replacement joins and is told to finish."""
+    made, _, _ = state()
+    for slot in (0, 1):
+        made.added(slot, 1)
+        made.joined(worker(slot), 2)
+    made.take_end(0)
+    assert made.drained() == [worker(0), worker(1)]
+    made.told_to_finish(worker(0))  # the FINISH to worker 1 failed: its process was gone
+    made.finished_worker(worker(0))
+    made.added(2, 1)
+    made.lost(Loss(1, "killed by signal SIGKILL", []))
+    assert made.joined(worker(2), 2)  # it comes after the end: told to finish at once
+    made.told_to_finish(worker(2))
+    made.finished_worker(worker(2))
+    assert made.done() and not made.fatal
+
+
 # --------------------------------------------------------------------------- any order of events
 
 

@@ -488,6 +488,9 @@ class StepState:
                 pending.workers.discard(worker)
                 self._told_to_finish.discard(worker)
                 self._count_finished(worker)
+            elif worker in self._told_to_finish:  # it joined after the end: told to finish at once, never in the pool
+                self._told_to_finish.discard(worker)
+                self._count_finished(worker)
             return
         if worker not in self._told_to_finish:
             self.ignore(worker, "a FINISHED before it was told to finish")
@@ -563,15 +566,21 @@ class StepState:
         if told:
             self._pending[slot] = _PendingLoss(self.clock() + FINISH_GRACE_SECONDS, reason, told)
         else:
-            self._settle(slot, reason)
+            self._settle(slot, reason, cut_short=False)
         self._members_changed = True
         return release
 
-    def _settle(self, slot: int, reason: str) -> None:
-        """Count worker process ``slot``'s threads that never said FINISHED out of the step."""
+    def _settle(self, slot: int, reason: str, cut_short: bool) -> None:
+        """Count worker process ``slot``'s threads that never said FINISHED out of the step; ``cut_short``: some
+        of them were told to finish and did not (what their finish() would have sent is lost: the run fails).
+
+        A process whose death is heard only after its step drained, but which could not be told to finish
+        (it was gone), died before its finish() began, as one that dies mid-stream: its replacement, if any,
+        runs finish() instead, and the step goes on without it otherwise.
+        """
         unfinished = self._slot_threads.get(slot, self.step.nb_thread) - self._finished_threads.get(slot, 0)
         self.expected_workers -= unfinished
-        if self.finishing and unfinished > 0:  # what its finish() would have sent is lost
+        if cut_short:
             line = f"step {self.step.name}: a worker process died before its finish() ended ({reason})"
             self.first_error = self.first_error or line
             self.fatal = True
@@ -593,7 +602,7 @@ class StepState:
                 del self._pending[slot]
                 for worker in pending.workers:
                     self._told_to_finish.discard(worker)
-                self._settle(slot, pending.reason)
+                self._settle(slot, pending.reason, cut_short=bool(pending.workers))
                 settled = True
         if settled:
             return 0.0  # the step may be done now: the router must look again at once, not wait for an event
