@@ -64,8 +64,9 @@ def dags(draw: st.DrawFn) -> dict[str, Any]:
         single = behaviour == "sum"
         stagers.append(stage(name, targets[name], nb_process, behaviour, ordered=draw(st.booleans()),
                              queue_limit=draw(st.sampled_from([1, 2, 3, 8])),
-                             threads=1 if single else draw(st.integers(1, 2)), delays=draw(st.sampled_from(sorted(DELAYS))),
-                             gil=draw(st.sampled_from(sorted(GILS))), modulo=draw(st.integers(2, 4))))
+                             threads=1 if single else draw(st.integers(1, 2)),
+                             delays=draw(st.sampled_from(sorted(DELAYS))), gil=draw(st.sampled_from(sorted(GILS))),
+                             modulo=draw(st.integers(2, 4))))
     return document(producer, stagers, count=draw(st.integers(4, 40)))
 
 
