@@ -176,8 +176,8 @@ class Collector:
         self.seq = UNORDERED  # the input whose outputs these are
         self.skip = 0  # outputs of this call still to drop: the next steps had them before (a replay)
         self.delivered = 0  # outputs of this call that went on (or were dropped as delivered before)
-        #: Hands a chunk on while the call goes on (the executor's; None: nothing is released early).
-        self.release: Callable[[int, Outputs], None] | None = None
+        #: Hands a chunk on while the call goes on (the executor's; by default nothing is released early).
+        self.release: Callable[[int, Outputs], None] = _keep
         self._lock = threading.Lock()
 
     def claim(self) -> None:
@@ -209,27 +209,41 @@ class Collector:
         pending.append((encoded, target))
         # On every output of every step: the size of a message without buffers costs a len() only.
         nbytes = self.nbytes = self.nbytes + (encoded.nbytes if encoded.buffers else len(encoded.inband))
-        if (nbytes >= CHUNK_BYTES or len(pending) >= CHUNK_COUNT) and self.release is not None:
+        if nbytes >= CHUNK_BYTES or len(pending) >= CHUNK_COUNT:
             with self._lock:
                 chunk, self.pending, self.nbytes = self.pending, [], 0
             self.delivered += len(chunk)
             self.release(self.seq, chunk)
 
-    def begin(self, seq: int = UNORDERED, delivered: int = 0) -> None:
-        """The step's code starts for input ``seq``, ``delivered`` of whose outputs went on before: other threads
-        may send."""
+    def begin(self, seq: int = UNORDERED) -> None:
+        """The step's code starts for input ``seq`` (``resume`` first if some of its outputs went on before):
+        other threads may send."""
         self.seq = seq
-        self.skip = self.delivered = delivered
         self.active = True
 
+    def resume(self, delivered: int) -> None:
+        """``delivered`` more outputs of this call went on before it was sent again: drop as many."""
+        self.skip += delivered
+        self.delivered += delivered
+
     def end(self) -> Outputs:
-        """The step's code returned or raised: the outputs sent since ``begin`` (or the last chunk), in order."""
+        """The step's code returned or raised: the outputs sent since ``begin`` (or the last chunk), in order;
+        ``delivered`` says how many went on before, until the next ``begin``."""
         with self._lock:
             self.active = False
             pending = self.pending
             self.pending = []
             self.nbytes = 0
         return pending
+
+    def restart(self) -> None:
+        """Forget what the last call delivered (its caller has read ``delivered``)."""
+        self.delivered = self.skip = 0
+
+
+def _keep(seq: int, chunk: Outputs) -> None:
+    """A Collector without an executor releases nothing early."""
+    raise RuntimeError("a chunk of outputs with nowhere to go")
 
 
 def send_outputs(result: Any, emit: Collector | None) -> None:
@@ -315,10 +329,12 @@ class StepExecutor:
         except BaseException as err:  # a step's SystemExit fails the step, not the engine
             sink.lock.acquire()
             collector.end()
+            collector.restart()
             self.fail(what, err)
             return None, False
         sink.lock.acquire()
         outputs = collector.end()
+        collector.restart()
         self._check_refused()
         sink.commit(UNORDERED, outputs)
         return result, True
@@ -417,8 +433,11 @@ class StepExecutor:
             if collector.refused is not None:
                 self._check_refused()
             counts.processed += len(outputs) + collector.delivered  # with those handed on early, as chunks
+            collector.restart()
             sink.commit(0, outputs)
             sink.produced(spent)
+        counts.processed += collector.delivered  # chunks that went on during a call that then ended the stream
+        collector.restart()
         if error is not None:
             counts.failed += 1
             self.fail("run()", error)
@@ -455,15 +474,16 @@ class StepExecutor:
                 mark(self.worker, seq)
             error: BaseException | None = None
             resumed = 0  # outputs delivered by an earlier run, for a message replayed from its dead letter
-            begin(seq, skips.pop(seq, 0) if skips else 0)
+            begin(seq)
+            if skips and (again := skips.pop(seq, 0)):
+                collector.resume(again)
             start = perf_counter()
             release()
             try:
                 message = decode(inband, buffers)
                 if type(message) is Resume:
                     resumed = message.delivered
-                    collector.skip += resumed
-                    collector.delivered += resumed
+                    collector.resume(resumed)
                     message = message.message
                 result = run(message)
                 if result is not None:
@@ -478,6 +498,9 @@ class StepExecutor:
             acquire()
             spent = perf_counter() - start
             outputs = end()
+            delivered = collector.delivered
+            if delivered:
+                collector.restart()
             self.busy_time += spent
             if spent > self.max_time:
                 self.max_time = spent
@@ -486,7 +509,7 @@ class StepExecutor:
                 mark(self.worker, None)
             if error is not None:
                 # The dead letter keeps the message as it came (a Resume says what an earlier run delivered).
-                self._failed(seq, error, Encoded(bytes(inband), buffers), spent, collector.delivered - resumed)
+                self._failed(seq, error, Encoded(bytes(inband), buffers), spent, delivered - resumed)
                 continue
             if collector.refused is not None:
                 self._check_refused()
