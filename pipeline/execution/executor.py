@@ -177,7 +177,7 @@ class Collector:
         self.skip = 0  # outputs of this call still to drop: the next steps had them before (a replay)
         self.delivered = 0  # outputs of this call that went on (or were dropped as delivered before)
         #: Hands a chunk on while the call goes on (the executor's; by default nothing is released early).
-        self.release: Callable[[int, Outputs], None] = _keep
+        self.release: Callable[[int, Outputs], None] = _nowhere
         self._lock = threading.Lock()
 
     def claim(self) -> None:
@@ -241,7 +241,7 @@ class Collector:
         self.delivered = self.skip = 0
 
 
-def _keep(seq: int, chunk: Outputs) -> None:
+def _nowhere(seq: int, chunk: Outputs) -> None:
     """A Collector without an executor releases nothing early."""
     raise RuntimeError("a chunk of outputs with nowhere to go")
 
