@@ -143,6 +143,9 @@ class WorkerThread(StepThread):
                 executor.skips[seq] = delivered
                 received = self._next(ctl)
                 continue
+            if kind is Kind.MORE:  # only a chunk waits for one (ToRouter.partial): a stray one asks nothing
+                received = self._next(ctl)
+                continue
             packet = packet_from_frames(received, handles=handles, ring=self.ring)
             before = executor.busy_time
             executor.run(packet.messages())
