@@ -62,6 +62,27 @@ class Inputs(Component):
         yield from range(self.count)
 
 
+class BigInputs(Inputs):
+    """Producer: yields (i, a chunk's worth of bytes) for each input i: each is handed on as soon as it is made."""
+
+    def run(self) -> Iterator[Any]:
+        """Yield each input with its 16 MiB."""
+        for i in range(self.count):
+            yield InputWithBytes(i, bytes(16 * 1024 * 1024))
+
+
+class InputWithBytes(int):
+    """An input number carrying bytes (they travel out of band, and the stager ignores them)."""
+
+    def __new__(cls, value: int, data: bytes) -> InputWithBytes:
+        made = super().__new__(cls, value)
+        made.data = data  # type: ignore[attr-defined]
+        return made
+
+    def __reduce__(self) -> tuple[Any, ...]:
+        return InputWithBytes, (int(self), self.data)  # type: ignore[attr-defined]
+
+
 class Explode(Component):
     """Stager: yields ``per`` arrays of 1 MiB for each input i, output k filled with i * 1e6 + k; on output
     ``fail_at`` of input 0 it raises, on output ``kill_at`` of input 0 it SIGKILLs its own process (once)."""

@@ -166,3 +166,16 @@ def test_a_remote_worker_chunks_its_outputs_and_its_death_half_way_loses_nothing
         assert (tmp_path / "killed").exists() and "delivered again" in proc.stderr
     else:
         assert peak(tmp_path) <= 4 * CHUNK + FOR_TALLY + 1, peak(tmp_path)  # two processes, two chunks each
+
+
+@pytest.mark.parametrize("mode", ["sequential", "threads", "processes"])
+def test_a_producers_messages_each_a_chunks_worth_go_on(tmp_path: Path, mode: str) -> None:
+    """A producer's message as large as a chunk (16 MiB) is handed on as soon as it is made, from inside the
+    producer's step: nothing waits for a lock its own thread holds (pipeline-bench's 16 MiB arrays hung so)."""
+    stage, how = MODES[mode]
+    doc = document(tmp_path, stage, inputs=3, per=2)
+    doc["Pipeline"]["producer_conf"]["class"] = "BigInputs"
+    report = run(doc, how)
+    assert report.exit_status == 0 and report["IN"].processed == 3
+    got = values(tmp_path)
+    assert sorted(got) == [int(i * 1e6 + k) for i in range(3) for k in range(2)], got

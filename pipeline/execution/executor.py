@@ -406,6 +406,10 @@ class StepExecutor:
             release()
             try:
                 message = next(iterator)
+                if message is not None:
+                    # Before the sink's lock is taken again: a message a chunk's worth hands itself on at once,
+                    # and that takes the lock (a message that cannot be pickled fails here, as in next()).
+                    collector.add(message)
             except StopIteration:
                 acquire()
                 collector.end()
@@ -422,13 +426,6 @@ class StepExecutor:
             self.busy_time += spent
             if spent > self.max_time:
                 self.max_time = spent
-            if message is not None:
-                try:
-                    collector.add(message)
-                except Exception as err:
-                    collector.end()
-                    error = err
-                    break
             outputs = collector.end()
             if collector.refused is not None:
                 self._check_refused()
