@@ -40,6 +40,16 @@ class Encoded:
         return len(self.inband) + sum(memoryview(b).nbytes for b in self.buffers)
 
 
+@dataclass(frozen=True)
+class Resume:
+    """A message sent again to its step after ``delivered`` of its outputs already went on (a replay of a dead
+    letter whose run() failed half-way): the step runs ``message``, and its first ``delivered`` outputs are
+    dropped, since the next steps have them (the step must yield the same outputs in the same order again)."""
+
+    message: Any
+    delivered: int
+
+
 def encode(obj: Any) -> Encoded:
     """Pickle ``obj`` (protocol 5), moving large buffers out of band."""
     buffers: list[Buffer] = []

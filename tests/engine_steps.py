@@ -3,6 +3,7 @@ with a large numpy payload as a third item when the Source is asked for one (it 
 
 from __future__ import annotations
 
+import ctypes
 import threading
 import time
 from collections import defaultdict
@@ -18,17 +19,38 @@ from pipeline import Component
 COLLECTED: dict[str, list[Any]] = defaultdict(list)
 
 
+#: Per run tag: set by a Source once it has yielded ``hold_after`` messages, and set by the test to let it go on.
+HELD: dict[str, threading.Event] = defaultdict(threading.Event)
+RESUME: dict[str, threading.Event] = defaultdict(threading.Event)
+#: The longest a Source waits to be let go on.
+HOLD_SECONDS = 10.0
+
+
 class Source(Component):
-    """Yields (i, ()) for i in range(count), or (i, (), payload) with a payload of ``payload`` bytes."""
+    """Yields (i, ()) for i in range(count), or (i, (), payload) with a payload of ``payload`` bytes.
+
+    With a ``hold`` tag it stops after ``hold_after`` messages, says so (HELD[tag]) and waits for RESUME[tag]:
+    a test does something to the run while the first messages are in flight.
+    """
 
     count = Int(10, help="How many messages.").tag(config=True)
     payload = Int(0, min=0, help="Bytes of a uint8 array filled with i % 251 added to each message (0: none).").tag(
         config=True)
+    hold = Unicode("", help="The run tag of the hold ('': no hold).").tag(config=True)
+    hold_after = Int(0, help="Messages yielded before the hold.").tag(config=True)
 
     def run(self) -> Iterator[tuple[Any, ...]]:
         """Yield each message."""
         for i in range(self.count):
+            if self.hold and i == self.hold_after:
+                self._hold()
             yield (i, ()) if not self.payload else (i, (), np.full(self.payload, i % 251, dtype=np.uint8))
+        if self.hold and self.count <= self.hold_after:
+            self._hold()
+
+    def _hold(self) -> None:
+        HELD[self.hold].set()
+        RESUME[self.hold].wait(HOLD_SECONDS)
 
 
 class Behave(Component):
@@ -40,6 +62,8 @@ class Behave(Component):
     behaviour = Unicode("pass", help="pass | filter | expand | route | sum").tag(config=True)
     modulo = Int(3, help="filter drops values divisible by it; route picks next step value % n").tag(config=True)
     delays = List(Float(), default_value=[], help="Per-message sleeps, cycled by value.").tag(config=True)
+    gil = List(Float(), default_value=[], help="Per-message seconds in a C call that holds the GIL (no other "
+               "thread of its process runs meanwhile), cycled by value.").tag(config=True)
     announce = Bool(False, help="Send a message from init() and one from finish().").tag(config=True)
 
     def init(self) -> None:
@@ -53,6 +77,9 @@ class Behave(Component):
         value, path, *payload = msg
         if self.delays:
             time.sleep(self.delays[value % len(self.delays)])
+        if self.gil and self.gil[value % len(self.gil)]:
+            # ctypes.PyDLL calls keep the GIL: the whole process stands still (the run's, for a thread step)
+            ctypes.PyDLL(None).usleep(int(self.gil[value % len(self.gil)] * 1e6))
         out = (value, (*path, self.step_name), *payload)
         if self.behaviour == "filter":
             return None if value % self.modulo == 0 else out

@@ -13,12 +13,28 @@ from collections.abc import Iterator
 from typing import Any
 
 import numpy as np
-from traitlets import Bool, Enum, Float, Int, Unicode
+from traitlets import Bool, Enum, Float, Int, List, Unicode
 
 from pipeline import Component
 
-#: What a Trigger does on its message: nothing, leave a marker only, SIGKILL its own process, block (a long run()).
-ACTIONS = ("none", "mark", "kill", "hold", "gil")
+#: What a Trigger does on its message: nothing, leave a marker only, SIGKILL its own process, block (a long run()),
+#: block in a C call that holds the GIL, or pass it on and never read its work again ("deaf": a stuck worker).
+ACTIONS = ("none", "mark", "kill", "hold", "gil", "deaf")
+
+
+def stop_reading(thread: threading.Thread) -> None:
+    """Make ``thread`` (a worker thread of this process) block for ever the next time it waits for work: it still
+    holds what its router hands it, and runs none of it, as a worker stuck in the framework's code would."""
+    from pipeline.engine import sockets
+
+    real = sockets.recv
+
+    def recv(socket: Any, flags: int = 0) -> Any:
+        if threading.current_thread() is thread:
+            threading.Event().wait()
+        return real(socket, flags)
+
+    sockets.recv = recv
 
 
 def claim(path: str) -> bool:
@@ -71,6 +87,7 @@ class Trigger(PidRecorder):
     """
 
     at = Int(-1, help="The message to act on (-1: every message).").tag(config=True)
+    also = List(Int(), default_value=[], help="More messages to act on.").tag(config=True)
     action = Enum(list(ACTIONS), "none", help="What to do on that message.").tag(config=True)
     marker = Unicode("", help="The file created when the step acts (with once: the token).").tag(config=True)
     once = Bool(True, help="Act in the first process only (else in every process that takes the message).").tag(
@@ -82,7 +99,7 @@ class Trigger(PidRecorder):
         """Pass the message on, acting on message ``at``."""
         if self.delay:
             time.sleep(self.delay)
-        if self.action != "none" and self.at in (-1, msg) and self._acts():
+        if self.action != "none" and (self.at in (-1, msg) or msg in self.also) and self._acts():
             if self.action == "kill":
                 os.kill(os.getpid(), signal.SIGKILL)
             elif self.action == "hold":
@@ -90,6 +107,8 @@ class Trigger(PidRecorder):
             elif self.action == "gil":
                 # A C call that holds the GIL (ctypes.PyDLL does not release it): no thread of the process runs.
                 ctypes.PyDLL(None).usleep(int(self.hold * 1e6))
+            elif self.action == "deaf":
+                stop_reading(threading.current_thread())
         return msg
 
     def _acts(self) -> bool:

@@ -168,13 +168,52 @@ class Intruder:
         self.thread = self.socket(b"p%d.0" % self.slot)
         return self.slot
 
-    def ping(self) -> None:
-        """A heartbeat for the slot, and drop the run's answers."""
-        self.send(self.keeper, ping_frames(self.slot, []))
+    def ping(self, running: Sequence[int] = ()) -> int:
+        """A heartbeat for the slot (saying it runs ``running``); how many answers of the run it dropped."""
+        self.send(self.keeper, ping_frames(self.slot, running))
+        answers = 0
         while sockets.waiting(self.keeper):
             sockets.recv(self.keeper)
+            answers += 1
+        return answers
 
-    def serve(self, first_work: Callable[[zmq.Socket, Packet], None] | None = None) -> int:
+    def hoard(self, patience: float) -> float:
+        """JOIN, then never read the thread's socket (what the run hands it stays there) while answering every
+        heartbeat saying it runs nothing; return, once the run has stopped answering them for ``patience``
+        seconds (it took this peer for dead) or has ended, how long it heard the run."""
+        thread = self.thread
+        if thread is None:
+            raise RuntimeError("join() a step before hoarding its work")
+        self.send(thread, control_frames(Kind.JOIN, WINDOW))
+        start = heard = time.monotonic()
+        while self.alive() and time.monotonic() - heard < patience:
+            if self.ping():
+                heard = time.monotonic()
+            time.sleep(self.interval)  # a heartbeat every interval, as pipeline-worker's keeper sends them
+            if time.monotonic() - start > SERVE_SECONDS:
+                raise AssertionError(f"the run still answered heartbeats after {SERVE_SECONDS:g} s")
+        return heard - start
+
+    def slow(self, seconds: float) -> int:
+        """JOIN, take a first WORK and say in every heartbeat for ``seconds`` that it runs its first message (a
+        long run()), then answer it and serve the step to its end (as serve()); how many messages it answered."""
+        thread = self.thread
+        if thread is None:
+            raise RuntimeError("join() a step before serving it")
+        self.send(thread, control_frames(Kind.JOIN, WINDOW))
+        first = self.receive(thread, "first WORK")
+        packet = packet_from_frames(first)
+        until = time.monotonic() + seconds
+        while time.monotonic() < until:
+            self.ping([packet.first_seq])
+            time.sleep(self.interval)
+        answers = [Answer(seq, [(encode({"value": decode(inband, buffers), "pid": os.getpid()}), None)],
+                          Outcome.DONE) for seq, inband, buffers in packet.messages()]
+        self.send(thread, result_frames(answers))
+        self.send(thread, control_frames(Kind.READY, WINDOW))
+        return len(answers) + self.serve(joined=True)
+
+    def serve(self, first_work: Callable[[zmq.Socket, Packet], None] | None = None, joined: bool = False) -> int:
         """JOIN, then answer every WORK as Tagged would, until FINISH; how many messages it answered.
 
         ``first_work`` sends its junk on the thread's socket after the first WORK, before its answer:
@@ -183,7 +222,8 @@ class Intruder:
         thread = self.thread
         if thread is None:
             raise RuntimeError("join() a step before serving it")
-        self.send(thread, control_frames(Kind.JOIN, WINDOW))
+        if not joined:
+            self.send(thread, control_frames(Kind.JOIN, WINDOW))
         deadline = time.monotonic() + SERVE_SECONDS
         beat = 0.0
         served = 0

@@ -15,7 +15,15 @@ import pytest
 from pipeline import Pipeline
 from pipeline.errors import ConfigError
 from pipeline.execution.status import declared_totals
-from pipeline.failures.deadletter import DeadLetterWriter, failed_steps, load_messages, preload, read_records
+from pipeline.failures.deadletter import (
+    DeadLetterWriter,
+    failed_steps,
+    load_messages,
+    load_replays,
+    preload,
+    read_records,
+)
+from pipeline.message import Resume
 from tests.output_steps import Tripwire
 from tests.test_failures import config, pipeline_run, report_row, written
 
@@ -76,6 +84,8 @@ def test_reading_records_never_unpickles(tmp_path: Path) -> None:
     ([record(1, pickle=5)], "line 1: pickle", "expected base64 text: got int"),
     ([record(1, step="")], "line 1: step", "expected the name of the step that failed, got ''"),
     ([record(1, buffers="x")], "line 1: buffers", "expected a list of base64 strings"),
+    ([record(1, delivered=-3)], "line 1: delivered", "expected a count of outputs (an integer >= 0), got -3"),
+    ([record(1, delivered="5")], "line 1: delivered", "expected a count of outputs (an integer >= 0), got '5'"),
 ])
 def test_records_that_cannot_be_read(tmp_path: Path, lines: list[str], where: str, problem: str) -> None:
     path = dead_letters(tmp_path, *lines)
@@ -158,3 +168,11 @@ def test_a_preloaded_replay_declares_its_length(tmp_path: Path) -> None:
     assert declared_totals(pipeline.steps) == {"COUNT": 3}
     report = pipeline.run()  # the replay takes the preloaded messages
     assert report.exit_status == 0 and report["STAGE"].processed == 3
+
+
+def test_a_message_some_of_whose_outputs_went_on_is_replayed_to_skip_them(tmp_path: Path) -> None:
+    """A record with "delivered" (its run() failed after chunks of its outputs went on) is replayed as a Resume;
+    one that failed again in a replay adds what went on in each run."""
+    path = dead_letters(tmp_path, record(7, delivered=32), record(Resume(8, 16), delivered=48), record(9))
+    assert load_replays(str(path)) == [("STAGE", Resume(7, 32)), ("STAGE", Resume(8, 64)), ("STAGE", 9)]
+    assert load_messages(str(path)) == [("STAGE", 7), ("STAGE", 8), ("STAGE", 9)]

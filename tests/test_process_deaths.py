@@ -11,7 +11,9 @@ from __future__ import annotations
 import json
 import os
 import re
+import shutil
 import signal
+import tempfile
 from pathlib import Path
 from typing import Any
 
@@ -236,3 +238,111 @@ def test_a_step_module_slow_to_import_is_no_death(tmp_path: Path, monkeypatch: p
     assert result.returncode == 0, result.stderr
     assert written(tmp_path) == list(range(20))
     assert "died" not in result.stderr and "killing" not in result.stderr
+
+
+def test_the_private_directory_of_a_killed_run_is_swept_by_the_next_run(tmp_path: Path) -> None:
+    """A run's ipc directory is named after its pid: one that a SIGKILL left behind is removed when the next
+    run starts (a live run's, or another process's, is left alone)."""
+    temp = Path(tempfile.mkdtemp(prefix="t-", dir="/tmp"))  # short: ipc paths must fit in 107 bytes
+    try:
+        env = {"TMPDIR": str(temp)}
+        marker = tmp_path / "holding"
+        path = chain(tmp_path, {"nb_process": 1}, count=20, Trigger={"at": 5, "action": "hold", "marker": str(marker)})
+        killed = start_run(path, *HEARTBEATS, env=env)
+        try:
+            wait_for(lambda: bool(pids(marker)), 15, "a worker process to take message 5")
+            os.kill(killed.pid, signal.SIGKILL)
+            killed.wait(5)
+        finally:
+            kill_group(killed)
+            killed.communicate(timeout=5)
+        left = [p.name for p in temp.iterdir()]
+        assert len(left) == 1 and left[0].startswith(f"pipeline-{killed.pid}-"), left
+        (temp / "pipeline-1-kept").mkdir()  # pid 1 is alive (and not ours to judge): never swept
+        marker.unlink()
+        result = run_to_end(chain(tmp_path, {"nb_process": 1}, count=20), env=env)
+        assert result.returncode == 0, result.stderr
+        assert sorted(p.name for p in temp.iterdir()) == ["pipeline-1-kept"]  # the run's own is gone too
+    finally:
+        shutil.rmtree(temp, ignore_errors=True)
+
+
+#: A directory whose sitecustomize.py makes every start of a worker process fail (EAGAIN), in every process.
+FAILING_STARTS = {"PYTHONPATH": f"{Path(__file__).parent / 'failing_starts'}{os.pathsep}{Path(__file__).parent.parent}",
+                  "PIPELINE_TEST_FAIL_STARTS": "1"}
+
+
+def test_worker_processes_that_cannot_be_started_are_one_line(tmp_path: Path) -> None:
+    """fork and exec fail (as under a process limit): one line says so, no replacement is tried, the run fails
+    naming the step and the error, with no traceback."""
+    path = chain(tmp_path, {"nb_process": 4}, count=20)
+    result = run_to_end(path, *HEARTBEATS, env=FAILING_STARTS)
+    assert result.returncode == 1, result.stderr
+    errors = [line for line in result.stderr.splitlines() if " ERROR " in line]
+    assert len(errors) == 2, result.stderr  # the start failure, once for 4 processes; then the run stops
+    assert errors[0].endswith("step STAGE: cannot start a worker process: BlockingIOError: [Errno 11] Resource "
+                              "temporarily unavailable (no replacement is tried, and no later such "
+                              "failure is logged)")
+    assert ("stopped: step STAGE has no workers left: its worker processes could not be started (BlockingIOError: "
+            "[Errno 11] Resource temporarily unavailable)") in result.stderr.splitlines()
+    assert "Traceback" not in result.stderr and "starting another" not in result.stderr
+
+
+def test_a_process_that_holds_work_and_runs_none_of_it_is_taken_for_dead(tmp_path: Path) -> None:
+    """A worker process whose thread no longer reads its work (stuck in the framework's code) holds what its
+    router handed it: after heartbeat_liveness beats without running any of it, it is killed and its messages go
+    to the other process."""
+    marker = tmp_path / "deaf"
+    # 5 ms a message: the deaf process is handed more work after message 20 (it does not get only its FINISH).
+    path = chain(tmp_path, {"nb_process": 2}, count=200,
+                 Trigger={"at": 20, "action": "deaf", "delay": 0.005, "marker": str(marker)})
+    result = run_to_end(path, *HEARTBEATS)
+    assert result.returncode == 0, result.stderr
+    deaf = pids(marker).pop()
+    assert f"(pid {deaf}) has held work for" in result.stderr and "without running any of it: killing it" \
+        in result.stderr
+    assert sorted(written(tmp_path)) == list(range(200))
+    assert redeliveries(result.stderr, "STAGE", replaced=1) >= 1
+    assert not alive(deaf)
+
+
+def test_a_process_that_never_reads_its_finish_ends_the_run_instead_of_hanging_it(tmp_path: Path) -> None:
+    """The last message makes its process deaf: told to finish, it never reads it. It is taken for dead like a
+    process holding work; what its finish() would have sent is lost, so the run fails, saying so."""
+    path = chain(tmp_path, {"nb_process": 1}, count=20,
+                 Trigger={"at": 19, "action": "deaf", "marker": str(tmp_path / "deaf")})
+    result = run_to_end(path, *HEARTBEATS)
+    assert result.returncode == 1, result.stderr
+    assert "a worker process died before its finish() ended (held work for" in result.stderr
+    assert sorted(written(tmp_path)) == list(range(20))
+
+
+def test_poison_messages_do_not_spend_the_restart_budget(tmp_path: Path) -> None:
+    """Three poison messages, each killing max_redeliveries (2) processes of a one-process step: 6 deaths, all
+    replaced although max_worker_restarts is 3, since each was blamed on a message now in the dead letters."""
+    marker, dead = tmp_path / "deaths", tmp_path / "dead.jsonl"
+    path = chain(tmp_path, {"nb_process": 1, "on_error": "skip"}, count=40,
+                 Trigger={"at": 5, "also": [15, 25], "action": "kill", "once": False, "marker": str(marker)})
+    result = run_to_end(path, *HEARTBEATS, f"--Pipeline.dead_letter={dead}", "--Pipeline.allow_failures=True",
+                        "--Pipeline.max_worker_restarts=3")
+    assert result.returncode == 0, result.stderr
+    assert len(pids(marker)) == 6
+    assert sorted(written(tmp_path)) == [n for n in range(40) if n not in (5, 15, 25)]
+    assert sorted(seq for step, seq in load_messages(str(dead))) == [5, 15, 25]
+    assert redeliveries(result.stderr, "STAGE", replaced=6) >= 3
+
+
+def test_the_restart_budget_still_ends_a_step_whose_processes_die_of_no_poison(tmp_path: Path) -> None:
+    """Deaths not blamed on a message that went to the dead letters (processes killed from outside, and no message
+    dies in max_redeliveries of them) still spend max_worker_restarts."""
+    workers = tmp_path / "workers"
+    path = chain(tmp_path, {"nb_process": 1}, count=100_000, Trigger={"delay": 0.001, "pid_file": str(workers)})
+    run = start_run(path, *HEARTBEATS, "--Pipeline.max_worker_restarts=1", "--Pipeline.max_redeliveries=10")
+    try:
+        for started in (1, 2):
+            wait_for(lambda started=started: len(lines(workers)) == started, 15, f"worker process {started}")
+            os.kill(int(lines(workers)[-1].split()[0]), signal.SIGKILL)  # the newest
+    finally:
+        result = finish_run(run, 20)
+    assert result.returncode == 1, result.stderr
+    assert "has no workers left: its worker processes died (killed by signal SIGKILL)" in result.stderr

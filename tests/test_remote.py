@@ -10,9 +10,11 @@ from __future__ import annotations
 
 import os
 import re
+import shutil
 import signal
 import socket
 import subprocess
+import tempfile
 import time
 from collections.abc import Iterator
 from pathlib import Path
@@ -20,6 +22,7 @@ from pathlib import Path
 import pytest
 
 from pipeline import Pipeline
+from pipeline.auth.keys import load_public_key
 from pipeline.engine.door import Door
 from tests.cli_helpers import ROOT, run_cli, write_config
 from tests.remote_helpers import (
@@ -110,6 +113,13 @@ def test_a_refused_worker_gets_nothing_and_says_why(launch: Launcher, refused: s
     assert len(lines(worker.stderr)) == 1, worker.stderr
     assert "authentication failed" in worker.stderr
     assert took < REFUSED_WITHIN_SECONDS
+    # The run says whom it refused (issue 26.10), at most a few lines however often the worker tries.
+    if refused == "unknown-key":
+        stranger = load_public_key(launch.keys.public(STRANGER)).public.decode()
+        said = f"refused a connection whose key is not in authorized_keys (its public key: {stranger})"
+    else:
+        said = "failed its CURVE handshake (a peer without CURVE, or one given another --server-key than this run's)"
+    assert 1 <= len([line for line in lines(run.stderr) if said in line]) <= 4, run.stderr
 
 
 # --------------------------------------------------------------------------- death
@@ -301,6 +311,32 @@ def test_pipeline_worker_without_the_steps_module(launch: Launcher, tmp_path: Pa
     said = lines(worker.stderr)
     assert len(said) == 1, worker.stderr
     assert "head_only_steps" in said[0]
+    # The run says why it left (issue 26.10): the worker process's own line reached it.
+    left = [line for line in lines(run.stderr) if "its worker process" in line and "left" in line]
+    assert len(left) == 1 and "exit code 2: step TAG: cannot load head_only_steps." \
+        in left[0], run.stderr
+
+
+def test_the_last_word_of_a_step_whose_only_worker_left_says_why(launch: Launcher, tmp_path: Path) -> None:
+    """A step served by remote workers only, whose one worker joined and left (it could not import the step):
+    the run fails after worker_timeout saying what became of it, not that no worker ever joined (issue 26.10)."""
+    head, node = tmp_path / "head", tmp_path / "node"
+    head.mkdir()
+    node.mkdir()
+    (head / "head_only_steps.py").write_text("from tests.remote_steps import Tagged as HeadOnly  # noqa: F401\n")
+    config = launch.chain(nb_thread=0)
+    config["Pipeline"]["stagers_conf"][0].update({"module": "head_only_steps", "class": "HeadOnly"})
+    run = launch.run(config, "--Pipeline.worker_timeout=2", cwd=head, env={**os.environ, "PYTHONPATH": str(ROOT)})
+    worker = launch.worker(cwd=node, env={name: value for name, value in os.environ.items() if name != "PYTHONPATH"})
+    assert worker.wait() == 2, worker.stderr
+    assert run.wait() == 1, run.stderr
+    stopped = [line for line in lines(run.stderr) if line.startswith("stopped: ")]
+    assert len(stopped) == 1, run.stderr
+    assert re.fullmatch(
+        r"stopped: step TAG has no workers left: its worker process \d+ left \(remote worker node7: exit code 2: "
+        r"step TAG: cannot load head_only_steps\.\w+: ModuleNotFoundError: No module named 'head_only_steps'"
+        r".*\), and no other joined within worker_timeout=2 s \(remote workers connect to "
+        + re.escape(launch.address) + r" with pipeline-worker\)", stopped[0]), stopped[0]
 
 
 def test_pipeline_worker_leaves_when_its_run_is_killed(launch: Launcher) -> None:
@@ -314,3 +350,42 @@ def test_pipeline_worker_leaves_when_its_run_is_killed(launch: Launcher) -> None
     # heartbeat_liveness (5) x heartbeat_interval (0.2 s), and a margin for a loaded machine
     assert time.monotonic() - killed < 5 * 0.2 + 3.0
     assert "the run is gone" in lines(worker.stderr)[-1]
+
+
+def test_the_private_directory_of_a_killed_pipeline_worker_is_swept_by_the_next(launch: Launcher) -> None:
+    """pipeline-worker's directory (its worker processes' specs and boards) is named after its pid: the one a
+    SIGKILL left behind is removed when the next pipeline-worker starts."""
+    temp = Path(tempfile.mkdtemp(prefix="t-", dir="/tmp"))
+    try:
+        env = {**os.environ, "TMPDIR": str(temp)}
+        run = launch.run(launch.chain(nb_thread=0))
+        first = launch.worker(role="remote-blocking", env=env)
+        wait_during(run, lambda: marker_pids(launch.gate, "busy"), "the first remote worker to be in a message")
+        first.popen.send_signal(signal.SIGKILL)
+        assert first.wait() == -signal.SIGKILL
+        assert [p.name for p in temp.iterdir()] == [p.name for p in temp.glob(f"pipeline-worker-{first.pid}-*")] != []
+        second = launch.worker(env=env, name="second")
+        assert run.wait() == 0, run.stderr
+        assert second.wait() == 0, second.stderr
+        assert_every_value_once(launch, run)
+        assert list(temp.iterdir()) == []
+    finally:
+        shutil.rmtree(temp, ignore_errors=True)
+
+
+def test_a_pipeline_worker_that_cannot_start_its_processes_says_it_in_one_line(launch: Launcher) -> None:
+    """fork and exec fail on the worker's host (as under a process limit): pipeline-worker says it once, starts no
+    more of its 4 processes, and the run, told at once, goes on with its own worker."""
+    failing = {**os.environ, "PYTHONPATH": f"{Path(__file__).parent / 'failing_starts'}{os.pathsep}{ROOT}",
+               "PIPELINE_TEST_FAIL_STARTS": "1"}
+    run = launch.run(launch.chain(nb_thread=1, hold=True))
+    wait_for_local_worker(launch, run)
+    worker = launch.worker("--processes=4", env=failing)
+    assert worker.wait() != 0
+    assert lines(worker.stderr) == ["pipeline-worker: error: cannot start a worker process: BlockingIOError: "
+                                    "[Errno 11] Resource temporarily unavailable"], worker.stderr
+    launch.hold.touch()
+    assert run.wait() == 0, run.stderr
+    assert_every_value_once(launch, run)
+    said = [line for line in lines(run.stderr) if "could not be started" in line]
+    assert len(said) == 1 and "remote worker node7" in said[0], run.stderr

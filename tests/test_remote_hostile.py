@@ -10,6 +10,7 @@ unpickled) may ever go off.
 from __future__ import annotations
 
 import os
+import re
 from collections.abc import Callable, Iterator
 from dataclasses import dataclass
 from pathlib import Path
@@ -19,6 +20,7 @@ import pytest
 import zmq
 
 from pipeline.auth.keys import load_key_pair, load_public_key
+from pipeline.engine.door import MAX_SLOTS_PER_KEY
 from pipeline.engine.wire import HEADER, Kind, control_frames, ping_frames
 from tests.remote_helpers import PRODUCER, STAGE, STRANGER, Launcher, Proc, duplicates, wait_during
 from tests.remote_peers import JUNK_RESULTS, Intruder, bomb, junk_result, plaintext_junk, refused_peer
@@ -171,3 +173,62 @@ def test_junk_from_an_authorized_peer_changes_nothing(launch: Launcher, tmp_path
         except AssertionError as err:
             raise AssertionError(f"{err}\nthe run's stderr:\n{run.stderr}") from None
     assert_unchanged(launch, run, {os.getpid()}, marker)
+
+
+# --------------------------------------------------------------------------- peers that hold what they are given
+
+
+#: The patience of these runs: heartbeat_liveness (5, the default) beats of 0.2 s (remote_helpers.FAST_HEARTBEAT).
+PATIENCE = 5 * 0.2
+
+
+def test_a_peer_that_holds_work_and_never_reads_it_is_taken_for_dead(launch: Launcher) -> None:
+    """An authorized peer joins, answers every heartbeat, and never reads its WORK: after heartbeat_liveness beats
+    of saying it runs none of what it holds, it is taken for dead, and a worker that joins later does it all."""
+    run = launch.run(launch.chain(nb_thread=0))
+    server = load_public_key(launch.keys.server_public).public
+    with Intruder(launch.address, load_key_pair(launch.keys.secret("intruder")), server, 0.2,
+                  lambda: run.popen.poll() is None) as intruder:
+        intruder.join(STAGE)
+        heard = intruder.hoard(patience=3 * PATIENCE)
+    assert heard < PATIENCE + 3.0, run.stderr  # dropped after about its patience (a margin for a loaded machine)
+    worker = launch.worker()
+    assert run.wait() == 0, run.stderr
+    assert worker.wait() == 0, worker.stderr
+    outputs = launch.outputs()
+    assert sorted(row["value"] for row in outputs) == list(range(COUNT)) and not duplicates(outputs)
+    assert {row["keeper"] for row in outputs} == {worker.pid}
+    assert "without running any of it: taken for dead" in run.stderr
+
+
+def test_a_peer_inside_a_long_run_is_not_taken_for_dead(launch: Launcher, tmp_path: Path) -> None:
+    """A worker whose heartbeats say it runs a message it holds is alive however long that run() takes."""
+    marker = tmp_path / "bomb-went-off"
+    run = launch.run(launch.chain(nb_thread=0))
+    server = load_public_key(launch.keys.server_public).public
+    with Intruder(launch.address, load_key_pair(launch.keys.secret("intruder")), server, 0.2,
+                  lambda: run.popen.poll() is None) as intruder:
+        intruder.join(STAGE)
+        assert intruder.slow(3 * PATIENCE) == COUNT
+    assert_unchanged(launch, run, {os.getpid()}, marker)
+    assert "taken for dead" not in run.stderr
+
+
+def test_a_flood_of_hellos_holds_a_bounded_number_of_slots_and_says_so_in_a_few_lines(launch: Launcher) -> None:
+    """An authorized peer says HELLO 1,200 times and serves none: it holds at most MAX_SLOTS_PER_KEY slots (the rest
+    are refused), the run says so in a few lines however many, and ends well once the slots are taken for dead."""
+    hellos = MAX_SLOTS_PER_KEY + 176
+    # A patience (25 beats of 0.2 s) longer than the flood: no slot is taken for dead before it ends.
+    run = launch.run(launch.chain(nb_thread=1, hold=True), "--Pipeline.heartbeat_liveness=25")
+    server = load_public_key(launch.keys.server_public).public
+    with Intruder(launch.address, load_key_pair(launch.keys.secret("intruder")), server, 0.2,
+                  lambda: run.popen.poll() is None) as intruder:
+        kinds = [intruder.hello(intruder.keeper, STAGE.encode())[0] for _ in range(hellos)]
+    launch.hold.touch()
+    assert run.wait() == 0, run.stderr
+    assert kinds.count(Kind.SPEC) == MAX_SLOTS_PER_KEY and kinds.count(Kind.REFUSE) == hellos - MAX_SLOTS_PER_KEY
+    remote = [line for line in run.stderr.splitlines() if "remote worker" in line]
+    assert len(remote) <= 12, run.stderr  # the first few of each kind, then counts
+    assert f"remote workers: {hellos - MAX_SLOTS_PER_KEY - 4} more refused HELLOs from key intruder" in run.stderr
+    assert any(re.search(r"remote workers: \d+ more worker processes taken for dead from key intruder", line)
+               for line in remote), run.stderr

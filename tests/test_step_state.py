@@ -17,7 +17,7 @@ from hypothesis import strategies as st
 
 from pipeline.config import StepConfig
 from pipeline.config.options import RunOptions
-from pipeline.engine.flow import window_limit
+from pipeline.engine.flow import HELD_BACK_BYTES, window_limit
 from pipeline.engine.step_state import FINISH_GRACE_SECONDS, StepState
 from pipeline.engine.wire import Answer, Failure, Loss, Packet, process_worker_id
 from pipeline.execution.executor import Outcome
@@ -32,14 +32,16 @@ class Policy:
     failed: list[tuple[int, str]] = field(default_factory=list)  # (seq, error type)
     skipped: list[int] = field(default_factory=list)  # messages a halted step did not run
     lifecycle: list[str] = field(default_factory=list)
+    delivered: dict[int, int] = field(default_factory=dict)  # per failed message: its outputs that went on
 
     def lifecycle_failed(self, step: str, worker: int, what: str, error: BaseException) -> str:
         self.lifecycle.append(what)
         return f"{what}: {error}"
 
     def message_failed(self, step: StepConfig, worker: int, seq: int, error: BaseException,
-                       message: Encoded | None) -> None:
+                       message: Encoded | None, delivered: int = 0) -> None:
         self.failed.append((seq, type(error).__name__))
+        self.delivered[seq] = delivered
 
     def not_run(self, step: StepConfig, seq: int, message: Encoded) -> None:
         self.skipped.append(seq)
@@ -265,7 +267,7 @@ def test_a_process_lost_after_it_was_told_to_finish_is_given_time_for_its_finish
     made.lost(Loss(0, "exit code 0", [], clean=True))
     assert not made.done() and made.settle_losses() == FINISH_GRACE_SECONDS
     made.finished_worker(worker(0))  # it came through the other socket, after the notice
-    assert made.settle_losses() is None and made.done() and not made.fatal
+    assert made.settle_losses() == 0.0 and made.done() and not made.fatal
 
 
 def test_a_process_lost_before_its_finish_ended_fails_the_step_once_its_grace_is_over() -> None:
@@ -277,8 +279,28 @@ def test_a_process_lost_before_its_finish_ended_fails_the_step_once_its_grace_is
     made.told_to_finish(worker(0))
     made.lost(Loss(0, "killed by signal SIGKILL", []))
     clock.now += FINISH_GRACE_SECONDS
-    assert made.settle_losses() is None and made.done() and made.fatal
+    assert made.settle_losses() == 0.0  # settled now: the router looks again at once (it would wait for ever)
+    assert made.done() and made.fatal and made.settle_losses() is None
     assert "died before its finish() ended" in (made.first_error or "")
+
+
+def test_a_process_that_died_before_it_could_be_told_to_finish_is_no_failure_and_its_replacement_finishes() -> None:
+    """Its death is heard after the step drained (the supervisor was slow to say it), but the FINISH could not
+    reach it: it died before its finish() began, as mid-stream. Its replacement joins and is told to finish."""
+    made, _, _ = state()
+    for slot in (0, 1):
+        made.added(slot, 1)
+        made.joined(worker(slot), 2)
+    made.take_end(0)
+    assert made.drained() == [worker(0), worker(1)]
+    made.told_to_finish(worker(0))  # the FINISH to worker 1 failed: its process was gone
+    made.finished_worker(worker(0))
+    made.added(2, 1)
+    made.lost(Loss(1, "killed by signal SIGKILL", []))
+    assert made.joined(worker(2), 2)  # it comes after the end: told to finish at once
+    made.told_to_finish(worker(2))
+    made.finished_worker(worker(2))
+    assert made.done() and not made.fatal
 
 
 # --------------------------------------------------------------------------- any order of events
@@ -350,3 +372,136 @@ def test_every_message_is_accounted_for_exactly_once_in_any_order(script: Iterab
     if ordered:
         assert released == sorted(released)
     assert made.counts.processed == len(released) and made.counts.failed == len(failed)
+
+
+# --------------------------------------------------------------------------- restarts, stalls, the last word
+
+
+def test_the_deaths_of_a_poison_message_are_forgiven_and_no_other() -> None:
+    made, policy, _ = state(nb_thread=1)
+    for slot in (0, 1, 2):
+        made.added(slot, 1)
+        made.joined(worker(slot), 2)
+    made.take_input(packet(3))
+    handed = dict(hand_out(made))
+    made.lost(Loss(1, "killed", seqs(handed[worker(1)])))  # message 1 dies once: not poison (yet)
+    assert made.forgiven == frozenset()
+    made.lost(Loss(0, "killed", seqs(handed[worker(0)])))  # message 0 dies once
+    [(again, p)] = hand_out(made)
+    assert (again, seqs(p)) == (worker(2), [0])  # its room: one more message
+    made.lost(Loss(2, "killed", [0]))  # 0 has now died in 2 processes: poison
+    assert policy.failed == [(0, "WorkerDied")]
+    assert made.forgiven == {0, 2}  # the deaths of 0, not that of 1
+
+
+def test_a_stall_is_judged_only_on_a_process_holding_work_without_progress_while_the_router_is_up_to_date() -> None:
+    made, _, clock = state()
+    made.added(0, 1)
+    made.joined(worker(0), 2)
+    assert made.stall(0, idle_for=9, patience=1) is None  # it holds nothing
+    made.take_input(packet(2))
+    hand_out(made)
+    clock.now += 2
+    assert made.stall(0, idle_for=2, patience=1) is None  # the router is not waiting: it may not have read all
+    made.waiting = True
+    assert made.stall(0, idle_for=2, patience=1) == 2.0
+    assert made.stall(0, idle_for=0.5, patience=1) is None  # it ran a message half a second ago
+    made.answered(worker(0), answers(0, 1))
+    assert made.stall(0, idle_for=2, patience=1) is None  # it answered just now: progress
+    clock.now += 1.5
+    assert made.stall(0, idle_for=2, patience=1) == 1.5
+
+
+def test_the_last_word_of_a_step_left_without_workers_says_what_became_of_them() -> None:
+    def alone(*losses: Loss) -> str:
+        made, _, clock = state()
+        made.options = RunOptions(listen="tcp://*:5570", worker_timeout=1)
+        made.refusals = lambda: "2 connections refused (a key not in authorized_keys)"
+        for loss in losses:
+            made.added(loss.slot, 1)
+            made.joined(worker(loss.slot), 2)
+            made.lost(loss)
+        clock.now += 2
+        assert made.wait_alone() == 0.0 and made.fatal
+        return made.first_error or ""
+
+    refused = "(remote workers connect to tcp://*:5570 with pipeline-worker; 2 connections refused (a key not in " \
+              "authorized_keys))"
+    assert alone() == f"step S has no workers left: no worker joined within worker_timeout=1 s {refused}"
+    assert alone(Loss(4, "remote worker node7: exit code 2: cannot load m.S", [])) == (
+        "step S has no workers left: its worker process 4 left (remote worker node7: exit code 2: cannot load m.S), "
+        f"and no other joined within worker_timeout=1 s {refused}")
+    assert alone(*(Loss(slot, f"gone {slot}", []) for slot in range(5))) == (
+        "step S has no workers left: its 5 worker processes left (0: gone 0; 1: gone 1; 2: gone 2; and 2 more), "
+        f"and no other joined within worker_timeout=1 s {refused}")
+
+
+# --------------------------------------------------------------------------- chunks of outputs (issue 24.6)
+
+
+def chunk(seq: int, count: int, size: int = 10) -> Answer:
+    """A chunk of ``count`` outputs of input ``seq``, whose run() goes on."""
+    return Answer(seq, [(Encoded(b"c" * size, []), None)] * count, Outcome.PARTIAL)
+
+
+def test_a_chunk_goes_on_at_once_and_its_worker_is_told_more() -> None:
+    made, _, _ = state()
+    made.joined(worker(0), 2)
+    made.take_input(packet(1))
+    hand_out(made)
+    released = made.answered(worker(0), [chunk(0, 3)])
+    assert [(seq, len(outputs)) for seq, outputs in released] == [(0, 3)]
+    assert made.take_acks() == [worker(0)] and made.counts.processed == 0  # input 0 is still running
+    made.answered(worker(0), answers(0, 1))
+    assert made.counts.processed == 1
+
+
+def test_an_ordered_steps_chunks_of_a_later_input_wait_their_turn_and_past_held_back_bytes_so_does_their_worker(
+        ) -> None:
+    made, _, _ = state(ordered=True)
+    for slot in (0, 1):
+        made.added(slot, 1)
+        made.joined(worker(slot), 2)
+    made.take_input(packet(2))
+    hand_out(made)  # 0 to worker 0, 1 to worker 1
+    assert made.answered(worker(1), [chunk(1, 2)]) == []  # held back: 0 is not done
+    assert made.take_acks() == [worker(1)]  # within HELD_BACK_BYTES: it may go on
+    assert made.answered(worker(1), [chunk(1, 1, size=HELD_BACK_BYTES)]) == []
+    assert made.take_acks() == []  # past HELD_BACK_BYTES: it waits
+    released = made.answered(worker(0), answers(0, 1))  # 0 is done: 1's chunks go on, and its worker
+    assert [(seq, len(outputs)) for seq, outputs in released] == [(0, 1), (1, 2), (1, 1)]
+    assert made.take_acks() == [worker(1)]
+
+
+def test_a_message_whose_worker_died_after_a_chunk_goes_again_with_a_skip_and_its_dead_letter_counts_it() -> None:
+    made, policy, _ = state(nb_thread=1)
+    for slot in (0, 1):
+        made.added(slot, 1)
+    made.joined(worker(0), 2)
+    made.take_input(packet(1))
+    hand_out(made)
+    made.answered(worker(0), [chunk(0, 16)])
+    made.lost(Loss(0, "killed", [0]))
+    made.joined(worker(1), 2)
+    offer = made.offer()
+    assert offer is not None and offer.worker == worker(1) and offer.skips == ((0, 16),)
+    made.handed(offer)
+    made.answered(worker(1), [chunk(0, 16)])
+    made.failed(worker(1), Failure(0, "run()", "ValueError: half-way", ""))
+    assert policy.failed == [(0, "RemoteError")] and policy.delivered == {0: 32}
+
+
+def test_a_redelivered_input_in_turn_lets_the_waiting_chunks_go_on() -> None:
+    """Its worker died; the other one waits (past HELD_BACK_BYTES) for the MORE of a later input's chunk: it is let
+    go on, since no worker runs the input in turn, which must find one (it may be all the step has)."""
+    made, _, _ = state(ordered=True)
+    for slot in (0, 1):
+        made.added(slot, 1)
+        made.joined(worker(slot), 2)
+    made.take_input(packet(2))
+    hand_out(made)
+    made.answered(worker(1), [chunk(1, 1, size=HELD_BACK_BYTES)])
+    assert made.take_acks() == []
+    made.lost(Loss(0, "killed", [0]))  # 0 goes back to the queue
+    made.offer()
+    assert made.take_acks() == [worker(1)]

@@ -27,11 +27,13 @@ from pipeline.engine.wire import (
     packet_from_frames,
     parse_failed,
     parse_result,
+    parse_skip,
     parse_tally,
     result_frames,
+    skip_frames,
     tally_frames,
 )
-from pipeline.execution.executor import UNORDERED
+from pipeline.execution.executor import UNORDERED, Outcome
 from pipeline.message import OUT_OF_BAND_BYTES, Encoded
 
 #: One message as plain bytes: its in-band pickle and its out-of-band buffers.
@@ -206,11 +208,12 @@ def test_a_result_comes_out_of_its_frames_as_it_went_in(inputs: list[tuple[int, 
 
 @settings(max_examples=50, deadline=None)
 @given(st.integers(0, 2**63), st.sampled_from(["run()", "init()", "finish()", "not run"]), st.text(), st.text(),
-       st.integers(0, 5), st.none() | st.tuples(st.binary(), st.lists(st.binary(), max_size=3)))
+       st.integers(0, 5), st.none() | st.tuples(st.binary(), st.lists(st.binary(), max_size=3)),
+       st.integers(0, 2**64 - 1))
 def test_a_failure_comes_out_of_its_frames_as_it_went_in(seq: int, what: str, error: str, traceback: str,
-                                                          member: int, message: Plain | None) -> None:
+                                                          member: int, message: Plain | None, delivered: int) -> None:
     encoded = Encoded(message[0], message[1]) if message is not None else None
-    failure = Failure(seq, what, error, traceback, member, encoded)
+    failure = Failure(seq, what, error, traceback, member, encoded, delivered)
     frames = [bytes(frame) for frame in failed_frames(failure)]
     assert parse_failed(frames) == failure
     if member == 0 and message is None:  # a step's own failure, as a remote worker may send it too
@@ -235,3 +238,16 @@ def test_a_tally_whose_records_do_not_match_its_count_is_refused() -> None:
     for frames in ([header, data[:-1]], [header], [header, data + b"\0"]):
         with pytest.raises(WireError):
             parse_tally(frames)
+
+
+def test_a_chunk_with_outputs_passes_the_check_of_what_a_worker_sends_and_a_failure_with_outputs_does_not() -> None:
+    outputs = [(Encoded(b"x", []), None)]
+    partial = result_frames([Answer(3, outputs, Outcome.PARTIAL), Answer(3, outputs, Outcome.DONE)])
+    assert check_from_worker(as_received(partial), 1) is Kind.RESULT
+    with pytest.raises(WireError, match="impossible answer"):
+        check_from_worker(as_received(result_frames([Answer(3, outputs, Outcome.FAILED)])), 1)
+
+
+def test_a_skip_says_which_message_and_how_many_of_its_outputs() -> None:
+    frames = skip_frames(2**40, 144)
+    assert header_of(frames[0]) == (Kind.SKIP, 2**40) and parse_skip(frames) == (2**40, 144)

@@ -55,14 +55,16 @@ class _AllowList:
     def __init__(self, allowed: Mapping[bytes, str]) -> None:
         self.allowed = dict(allowed)
         self.refused = 0
+        self.last_refused = b""  # the public key (z85) of the last client refused
         self._lock = threading.Lock()
 
     def callback(self, domain: str, key: bytes) -> bool:
-        """True for an allowed key; counts the others."""
+        """True for an allowed key; counts the others, and keeps the last one (to say whom it refused)."""
         if key in self.allowed:
             return True
         with self._lock:
             self.refused += 1
+            self.last_refused = key
         return False
 
 
@@ -89,6 +91,11 @@ class CurveServer:
     def refused(self) -> int:
         """Connections refused so far because their key is not allowed."""
         return self._allow.refused
+
+    @property
+    def last_refused(self) -> str:
+        """The public key (z85 text) of the last client refused ("" : none yet)."""
+        return self._allow.last_refused.decode("ascii", errors="replace")
 
     def allowed(self) -> dict[bytes, str]:
         """The allowed public keys, each with its name."""

@@ -1,9 +1,19 @@
-"""Where each step's router listens, unique per run so that runs in one process never meet."""
+"""Where each step's router listens, unique per run so that runs in one process never meet; and the
+run's private directory for its ipc endpoints, named after the run's process so that one a killed run
+left behind can be told from a live run's and swept."""
 
 from __future__ import annotations
 
+import contextlib
+import os
+import shutil
+import tempfile
 import uuid
 from dataclasses import dataclass, field
+from pathlib import Path
+
+#: The private directories of runs (and of pipeline-worker) start with this, then their process id and "-".
+PRIVATE_PREFIX = "pipeline-"
 
 
 @dataclass(frozen=True)
@@ -36,3 +46,34 @@ class Addresses:
     def host(self) -> str:
         """Where worker processes ask what to run, and exchange heartbeats with the run."""
         return f"ipc://{self.ipc_dir}/host"
+
+
+def private_dir(role: str = "") -> str:
+    """A new directory that only the user can enter (0700), named after this process (``role``: a word after the
+    prefix, such as "worker"); a killed process's is swept by the next one (``sweep_stale_dirs``)."""
+    sweep_stale_dirs()
+    return tempfile.mkdtemp(prefix=f"{PRIVATE_PREFIX}{role + '-' if role else ''}{os.getpid()}-")
+
+
+def sweep_stale_dirs() -> int:
+    """Remove the private directories of the user's runs whose process is gone (killed with SIGKILL, it could
+    not remove its own); how many were removed. Another user's, or a live process's, are left alone."""
+    removed = 0
+    for path in Path(tempfile.gettempdir()).glob(f"{PRIVATE_PREFIX}*"):
+        pid = path.name[len(PRIVATE_PREFIX):].removeprefix("worker-").split("-", 1)[0]
+        with contextlib.suppress(OSError):  # gone meanwhile, or not ours to look at
+            if pid.isdigit() and path.is_dir() and path.stat().st_uid == os.getuid() and not _alive(int(pid)):
+                shutil.rmtree(path)
+                removed += 1
+    return removed
+
+
+def _alive(pid: int) -> bool:
+    """Whether process ``pid`` exists (one of another user counts: not ours to judge)."""
+    try:
+        os.kill(pid, 0)
+    except ProcessLookupError:
+        return False
+    except PermissionError:
+        return True
+    return True

@@ -10,7 +10,7 @@ other's GIL: a process inside a long C call is still read and still told.
 Layout, little-endian uint64 words::
 
     word 0        halt flags, one bit per step the process runs (bit i: its i-th step, engine.fusion)
-    word 1 + t    the message thread t is running (UNORDERED: none)
+    word 1 + t    the message thread t is running (UNORDERED: none; FINISHING: its finish())
 """
 
 from __future__ import annotations

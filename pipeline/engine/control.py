@@ -41,6 +41,8 @@ class RunControl:
         # The routing ids of the run's own worker threads start with this: a peer outside the
         # process cannot guess it, so it cannot pass for a thread and be lent buffers by number.
         self.thread_prefix = b"t" + secrets.token_hex(8).encode() + b"."
+        #: What the door refused of remote workers so far, in words ("": nothing), for a step's last word.
+        self.refused = ""
         self._slots = itertools.count()  # worker processes, the run's and remote ones, share one numbering
 
     def new_slot(self) -> int:

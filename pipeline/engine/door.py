@@ -28,12 +28,15 @@ from __future__ import annotations
 import logging
 import pickle
 import time
+from collections.abc import Callable
 from dataclasses import dataclass, field
 
 import zmq
+from zmq.utils.monitor import recv_monitor_message
 
 from pipeline.auth.curve import CurveServer, ServerKeys
 from pipeline.config.model import PipelineConfig
+from pipeline.console.humanize import counted
 from pipeline.engine import sockets
 from pipeline.engine.addresses import Addresses
 from pipeline.engine.control import BOUND, EngineThread, RunControl
@@ -57,6 +60,7 @@ from pipeline.engine.wire import (
 )
 from pipeline.errors import ConfigError
 from pipeline.execution.status import WorkerProcessStatus
+from pipeline.failures.log import COUNT, FailureLog
 
 log = logging.getLogger("pipeline.engine")
 
@@ -66,6 +70,41 @@ _WARN_EVERY_SECONDS = 10.0
 MAX_FRAME_BYTES = 1 << 30
 #: Most worker threads one remote worker process may ask for.
 MAX_REMOTE_THREADS = 256
+#: Most worker processes (slots) one key may hold at once: as many as one pipeline-worker may start
+#: (--processes); an authorized peer that says HELLO past it is refused, so that it cannot fill the run
+#: with slots it never serves.
+MAX_SLOTS_PER_KEY = 1024
+#: The failed handshakes the door hears of (its socket monitor): a key the ZAP handler refused (AUTH),
+#: and a peer without CURVE or that was given another server key (PROTOCOL, NO_DETAIL).
+_HANDSHAKE_FAILED = (zmq.EVENT_HANDSHAKE_FAILED_AUTH | zmq.EVENT_HANDSHAKE_FAILED_PROTOCOL
+                     | zmq.EVENT_HANDSHAKE_FAILED_NO_DETAIL)
+#: Under what name the door's lines count the peers it cannot name (their handshake failed).
+_UNNAMED = "(no key)"
+
+
+class PeerLog:
+    """The door's lines about its peers, per key and kind of event: the first few of each in every window of
+    time, then only counted, the count said at the end of the window or of the run (one authorized peer sending
+    20,000 HELLOs made 19,988 lines of errors; issue 24.10). The decision is the failure log's
+    (failures.log.FailureLog)."""
+
+    def __init__(self, clock: Callable[[], float] = time.monotonic) -> None:
+        self.decide = FailureLog(clock)
+        self.levels: dict[str, int] = {}  # the level of each kind's lines, for its count at the end
+
+    def say(self, level: int, key: str, kind: str, text: str, *args: object) -> None:
+        """Log ``text % args`` at ``level`` unless too many lines of ``kind`` about ``key`` came lately."""
+        self.levels[kind] = level
+        how, earlier = self.decide.classify(key, kind)
+        if earlier:
+            log.log(level, "remote workers: %d more %s from key %s", earlier, kind, key)
+        if how != COUNT:
+            log.log(level, text, *args)
+
+    def close(self) -> None:
+        """Say what was only counted."""
+        for key, kind, count in self.decide.unreported():
+            log.log(self.levels[kind], "remote workers: %d more %s from key %s", count, kind, key)
 
 
 @dataclass
@@ -81,6 +120,7 @@ class RemoteWorker:
     pid: int  # its process id on its host (as it says)
     heard: float = field(default_factory=time.monotonic)
     running: list[int] = field(default_factory=list)  # the messages it said it was running, at its last heartbeat
+    idle_since: float | None = None  # since when its heartbeats say it runs no message (None: it runs one)
     halted: bool = False
     relays: dict[bytes, zmq.Socket] = field(default_factory=dict)  # per worker thread: its socket to the router
 
@@ -109,9 +149,13 @@ class Door(EngineThread):
         self.dropped = 0
         self._warned = float("-inf")
         self._notices: dict[str, zmq.Socket] = {}
+        self.said = PeerLog()
+        self.refused_keys = 0  # handshakes refused: a key not in authorized_keys
+        self.failed_handshakes = 0  # handshakes failed: no CURVE, or another server key
         # Made in work(), in this thread: a socket belongs to the thread that made it.
         self.socket: zmq.Socket
         self.server: CurveServer
+        self.monitor: zmq.Socket | None = None
 
     def work(self) -> None:
         try:
@@ -126,8 +170,12 @@ class Door(EngineThread):
         finally:
             for worker in list(self.workers.values()):
                 self._forget(worker)
+            if self.monitor is not None:
+                self.socket.disable_monitor()
+                self.monitor.close()
             if hasattr(self, "socket"):
                 self.socket.close()
+            self.said.close()
             if hasattr(self, "server"):
                 self.server.close()
             for notice in self._notices.values():
@@ -147,6 +195,7 @@ class Door(EngineThread):
         except zmq.ZMQError as err:
             raise ConfigError(self.config.source, "Pipeline.listen",
                               f"cannot listen on {self.listen}: {zmq.strerror(err.errno)}") from None
+        self.monitor = socket.get_monitor_socket(_HANDSHAKE_FAILED)  # refused peers never get a frame to us
 
     def _loop(self) -> None:
         look = min(self.control.options.heartbeat_interval / 2, LOOK_SECONDS)
@@ -156,7 +205,11 @@ class Door(EngineThread):
             relays = [(worker, relay) for worker in self.workers.values() for relay in worker.relays.values()]
             for _, relay in relays:
                 poller.register(relay, zmq.POLLIN)
+            if self.monitor is not None:
+                poller.register(self.monitor, zmq.POLLIN)
             events = dict(poller.poll(look * 1000))
+            if self.monitor in events:
+                self._handshakes()
             if self.socket in events:
                 self._read()
             for worker, relay in relays:
@@ -179,6 +232,29 @@ class Door(EngineThread):
         if now - self._warned >= _WARN_EVERY_SECONDS:
             self._warned = now
             log.warning("remote workers: dropped a message (%s); %d dropped in all", why, self.dropped)
+
+    def _handshakes(self) -> None:
+        """Say (now and then) whom the port refused: a key not in authorized_keys, or a peer whose handshake
+        failed; the step's last word counts them too (no worker joined, but some tried)."""
+        monitor = self.monitor
+        while monitor is not None and sockets.waiting(monitor):
+            event = recv_monitor_message(monitor)["event"]
+            if event == zmq.EVENT_HANDSHAKE_FAILED_AUTH:
+                self.refused_keys += 1
+                self.said.say(logging.WARNING, _UNNAMED, "refused connections",
+                              "remote workers: refused a connection whose key is not in authorized_keys (its public "
+                              "key: %s); %d refused in all", self.server.last_refused, self.refused_keys)
+            else:
+                self.failed_handshakes += 1
+                self.said.say(logging.WARNING, _UNNAMED, "failed handshakes",
+                              "remote workers: a connection failed its CURVE handshake (a peer without CURVE, or one "
+                              "given another --server-key than this run's); %d in all", self.failed_handshakes)
+        words = []
+        if self.refused_keys:
+            words.append(f"{counted(self.refused_keys, 'connection')} refused: key not in authorized_keys")
+        if self.failed_handshakes:
+            words.append(f"{counted(self.failed_handshakes, 'connection')} failed the CURVE handshake")
+        self.control.refused = "; ".join(words)
 
     def _read(self) -> None:
         """HELLO, PING and LEFT from remote workers' own processes; anything else from a worker thread goes
@@ -220,15 +296,19 @@ class Door(EngineThread):
             why = f"step {step} has no more work: the run is ending"
         elif not 1 <= threads <= MAX_REMOTE_THREADS:
             why = f"expected 1 to {MAX_REMOTE_THREADS} threads, got {threads}"
+        elif sum(1 for worker in self.workers.values() if worker.key == key) >= MAX_SLOTS_PER_KEY:
+            why = f"key {key} holds {MAX_SLOTS_PER_KEY} worker processes already, the most one key may hold"
         if why is not None:
+            self.said.say(logging.WARNING, key, "refused HELLOs", "remote worker %s (%s): refused: %s", key, address,
+                          why)
             self.send([keeper, *refuse_frames(why)])
             return
         slot = self.control.new_slot()
         self.workers[slot] = RemoteWorker(slot, step, key, address, threads, keeper, pid)
         self._publish()
         sockets.send_while(self._notices[step], added_frames(slot, threads), router.listening)
-        log.info("step %s: remote worker %s (%s) joined with %d threads, as worker process %d", step, key, address,
-                 threads, slot)
+        self.said.say(logging.INFO, key, "worker processes joined", "step %s: remote worker %s (%s) joined with %d "
+                      "threads, as worker process %d", step, key, address, threads, slot)
         self.send([keeper, *spec_frames(slot, pickle.dumps(spec_for(self.config, step, "", self.control)))])
 
     def _ping(self, key: str, keeper: bytes, slot: int, payload: list) -> None:
@@ -238,6 +318,10 @@ class Door(EngineThread):
         worker.heard = time.monotonic()
         worker.keeper = keeper
         worker.running = parse_ping(payload)
+        if worker.running:
+            worker.idle_since = None
+        elif worker.idle_since is None:
+            worker.idle_since = worker.heard
         self.send([keeper, *control_frames(Kind.PONG)])
 
     def _left(self, key: str, slot: int, payload: list) -> None:
@@ -251,8 +335,9 @@ class Door(EngineThread):
             self.drop(f"from {key}: {err}")
             return
         if not loss.clean:
-            log.error("step %s: remote worker %s (%s): its worker process %d left: %s", worker.step, worker.key,
-                      worker.address, worker.slot, loss.reason)
+            self.said.say(logging.ERROR, key, "worker processes that left", "step %s: remote worker %s (%s): its "
+                          "worker process %d left: %s", worker.step, worker.key, worker.address, worker.slot,
+                          loss.reason)
         self._lose(worker, Loss(worker.slot, f"remote worker {worker.key}: {loss.reason}", loss.running, loss.clean))
 
     def _slot(self, key: str, slot: int, what: str) -> RemoteWorker | None:
@@ -314,13 +399,26 @@ class Door(EngineThread):
                 worker.heard = float("-inf")
 
     def _watch(self) -> None:
-        """Remote workers silent for heartbeat_liveness beats are taken for dead."""
+        """Remote workers silent for heartbeat_liveness beats are taken for dead; so are those whose heartbeats
+        have said as long that they run none of the messages they hold (they do not read their work). A long
+        run() is neither: its process runs a message, and its keeper's heartbeats never wait for it."""
         now = time.monotonic()
         for worker in list(self.workers.values()):
             if now - worker.heard > self.patience:
-                log.error("step %s: remote worker %s (%s) sent no heartbeat for %.1f s: taken for dead",
-                          worker.step, worker.key, worker.address, self.patience)
+                self.said.say(logging.ERROR, worker.key, "worker processes taken for dead", "step %s: remote worker "
+                              "%s (%s) sent no heartbeat for %.1f s: taken for dead", worker.step, worker.key,
+                              worker.address, self.patience)
                 self._lose(worker, Loss(worker.slot, f"remote worker {worker.key} went silent", worker.running))
+                continue
+            if worker.idle_since is None:
+                continue
+            held = self.routers[worker.step].state.stall(worker.slot, now - worker.idle_since, self.patience)
+            if held is not None:
+                self.said.say(logging.ERROR, worker.key, "worker processes taken for dead", "step %s: remote worker "
+                              "%s (%s): worker process %d has held work for %.1f s without running any of it: taken "
+                              "for dead", worker.step, worker.key, worker.address, worker.slot, held)
+                self._lose(worker, Loss(worker.slot, f"remote worker {worker.key} held work for {held:.1f} s without "
+                                                     "running any of it", []))
 
     def _lose(self, worker: RemoteWorker, loss: Loss) -> None:
         """Forget ``worker`` and tell its step's router, which delivers again what it held."""

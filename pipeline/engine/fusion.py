@@ -22,7 +22,7 @@ from pipeline.config.model import PipelineConfig, StepConfig
 from pipeline.execution.executor import UNORDERED, Discard, Outcome, Outputs, StepExecutor
 
 if TYPE_CHECKING:
-    from pipeline.engine.outlets import Outlet
+    from pipeline.engine.outlets import ToRouter
 
 
 def fusable(config: PipelineConfig, first: StepConfig, second: StepConfig) -> bool:
@@ -66,6 +66,10 @@ class Gather(Discard):
         """Keep the outputs for the next fused step."""
         self.outputs += outputs
 
+    def partial(self, seq: int, outputs: Outputs) -> None:
+        """A chunk of a call that goes on: kept too (the chunk goes on with what the call returns)."""
+        self.outputs += outputs
+
     def take(self) -> Outputs:
         """The outputs gathered since the last take."""
         outputs, self.outputs = self.outputs, []
@@ -78,11 +82,14 @@ class Chain:
     came from (one answer per input, as for a step alone).
 
     It shares the outlet's lock: while the first step's code runs, the run's Flusher may send what waits.
+    A chunk of the first step's outputs goes through the fused steps at once, and what the last one makes of
+    it goes to the router as a chunk that stands for the first step's outputs: those are what an input sent
+    again after its worker process died skips, and what a dead letter says went on.
     """
 
     answers_router = True
 
-    def __init__(self, outlet: Outlet, executors: list[StepExecutor]) -> None:
+    def __init__(self, outlet: ToRouter, executors: list[StepExecutor]) -> None:
         self.outlet = outlet
         self.lock = outlet.lock
         self.executors = executors  # the group's, the first step's included
@@ -97,6 +104,15 @@ class Chain:
     def commit(self, seq: int, outputs: Outputs, seconds: float = 0.0) -> None:
         """Run the first step's outputs for input ``seq`` through the fused steps; answer with the last's."""
         self.outlet.commit(seq, self.flow(0, seq, outputs), seconds)
+
+    def partial(self, seq: int, outputs: Outputs) -> None:
+        """A chunk of the first step's outputs for input ``seq``, whose code goes on: through the fused steps
+        now, and what comes out to the router as a chunk standing for them (even none: the router counts them)."""
+        flowed = self.flow(0, seq, outputs)
+        first = self.executors[0]
+        if first.mark is not None:  # the fused steps' calls marked the busy board idle: the first's goes on
+            first.mark(first.worker, seq)
+        self.outlet.partial(seq, flowed, len(outputs))
 
     def flow(self, step: int, seq: int, outputs: Outputs) -> Outputs:
         """What ``outputs`` of the group's step number ``step`` become through the steps after it."""

@@ -17,6 +17,7 @@ from __future__ import annotations
 
 import threading
 import time
+from collections import deque
 
 import zmq
 
@@ -34,8 +35,8 @@ from pipeline.engine.flow import (
 )
 from pipeline.engine.handles import Handles
 from pipeline.engine.rings import Ring
-from pipeline.engine.wire import Answer, Kind, Packet, control_frames, result_frames
-from pipeline.execution.executor import Outcome, Outputs
+from pipeline.engine.wire import Answer, Kind, Packet, control_frames, header_of, result_frames
+from pipeline.execution.executor import Interrupted, Outcome, Outputs
 from pipeline.execution.report import StepCounts
 
 
@@ -54,6 +55,10 @@ class Outlet:
 
     def commit(self, seq: int, outputs: Outputs, seconds: float = 0.0) -> None:
         """The step's code for input ``seq`` returned these outputs after ``seconds``."""
+
+    def partial(self, seq: int, outputs: Outputs) -> None:
+        """A chunk of the outputs of input ``seq``, whose code goes on: they go as committed ones."""
+        self.commit(seq, outputs)
 
     def failed(self, seq: int, outcome: Outcome = Outcome.FAILED, seconds: float = 0.0) -> None:
         """Input ``seq`` has no outputs: its run() raised (they were dropped), or it was not run."""
@@ -175,6 +180,8 @@ class ToRouter(Outlet):
         self.index = {name: i for i, name in enumerate(step.next_steps)}
         self.answers: list[Answer] = []
         self.nbytes = 0
+        #: What the router sent while this outlet waited for its MORE (work, SKIPs): its thread takes them first.
+        self.early: deque[list[zmq.Frame]] = deque()
 
     def commit(self, seq: int, outputs: Outputs, seconds: float = 0.0) -> None:
         """Hold the outputs of input ``seq`` until the next flush."""
@@ -183,6 +190,24 @@ class ToRouter(Outlet):
         self.nbytes += sum(m.nbytes for m, _ in outputs)
         if self.nbytes >= MAX_BATCH_BYTES:
             self.flush()
+
+    def partial(self, seq: int, outputs: Outputs, made: int | None = None) -> None:
+        """Return a chunk of input ``seq``'s outputs now (after the answers before it), then wait until the router
+        has sent it on (MORE): a worker holds at most this chunk and the next, whatever the router's pace.
+        ``made``: the outputs of the step's code it stands for, if fused steps after it made these."""
+        index = self.index
+        self.flush()
+        sockets.send(self.socket, result_frames(
+            [Answer(seq, [(m, None if t is None else index[t]) for m, t in outputs], Outcome.PARTIAL, 0.0, made)],
+            self.handles, self.ring))
+        try:
+            while True:
+                received = sockets.recv(self.socket)
+                if header_of(received[0])[0] is Kind.MORE:
+                    return
+                self.early.append(received)  # work handed out meanwhile, read by the thread after this call
+        except zmq.ContextTerminated:
+            raise Interrupted from None  # the run is aborted: out of the step's code, which must not catch it
 
     def failed(self, seq: int, outcome: Outcome = Outcome.FAILED, seconds: float = 0.0) -> None:
         """Answer an input that has no outputs."""

@@ -30,9 +30,11 @@ from dataclasses import dataclass, field
 from pathlib import Path
 
 from pipeline.engine.board import BusyBoard
-from pipeline.engine.worker_process import Spec
+from pipeline.engine.wire import MAX_REASON_CHARS, NOT_STARTED
+from pipeline.engine.worker_process import Spec, last_word_path
 from pipeline.engine.zygote import Forked, Zygote
 from pipeline.execution.status import WorkerProcessStatus
+from pipeline.failures.describe import failure_line
 
 log = logging.getLogger("pipeline.engine")
 
@@ -53,6 +55,9 @@ class WorkerProcess:
     child: subprocess.Popen | Forked | None  # None: it could not be started
     board: BusyBoard | None
     seen: float = field(default_factory=time.monotonic)  # when it was last seen alive and not stopped
+    error: str = ""  # why it could not be started (child None)
+    idle_since: float | None = None  # since when its busy board shows no message running (None: it runs one)
+    killed_for: str = ""  # why its keeper killed it (its death's reason)
 
     @property
     def pid(self) -> int | None:
@@ -102,16 +107,18 @@ class ProcessKeeper:
         argv = [f"--spec={spec_path}", f"--board={board_path}", f"--slot={slot}", f"--run={os.getpid()}", *extra]
         zygote = self._zygote_now()
         child: subprocess.Popen | Forked | None = None
+        error = ""
         if zygote is not None:
             child = zygote.fork([*argv, f"--parent={zygote.popen.pid}"])
+            error = zygote.error
         if child is None:
             try:
                 child = subprocess.Popen([sys.executable, "-c", WORKER_MAIN, *argv, f"--parent={os.getpid()}"],
                                          env=self.env, stdin=subprocess.DEVNULL, start_new_session=True)
-            except OSError as err:
-                log.error("step %s: cannot start a worker process: %s", spec.step, err)
+            except OSError as err:  # said once by the keeper's owner (deaths()), not once per process
+                error = failure_line(err)
         process = self.processes[slot] = WorkerProcess(slot, spec.step, threads, (spec.step, *spec.members), child,
-                                                       board)
+                                                       board, error=error if child is None else "")
         return process
 
     def _zygote_now(self) -> Zygote | None:
@@ -130,23 +137,45 @@ class ProcessKeeper:
         dead = []
         for process in list(self.processes.values()):
             if process.child is None:
-                dead.append(Death(process, "it could not be started", True, []))
+                dead.append(Death(process, f"{NOT_STARTED}: {process.error or 'no reason given'}", True, []))
                 del self.processes[process.slot]
                 continue
             code = process.child.poll()
             if code is None:
                 if not is_stopped(process.child.pid):
                     process.seen = now
-                elif now - process.seen > self.patience:
+                elif now - process.seen > self.patience and not process.killed_for:
                     log.error("step %s: worker process %d (pid %s) stopped for %.1f s: killing it", process.step,
                               process.slot, process.pid, self.patience)
-                    process.child.kill()
+                    self.kill(process, f"stopped for {self.patience:.1f} s")
+                if process.running():
+                    process.idle_since = None
+                elif process.idle_since is None:
+                    process.idle_since = now
                 continue
-            dead.append(Death(process, describe_exit(code), code != 0, process.running()))
+            reason = f"{process.killed_for}: killed" if process.killed_for else describe_exit(code)
+            said = self._last_word(process.slot)
+            dead.append(Death(process, f"{reason}: {said}" if said else reason, code != 0, process.running()))
             del self.processes[process.slot]
             if process.board is not None:
                 process.board.close()
         return dead
+
+    def _last_word(self, slot: int) -> str:
+        """Why worker process ``slot`` could not run, if it said so before it ended (its step would not load)."""
+        path = last_word_path(self.directory, slot)
+        try:
+            said = path.read_text(encoding="utf-8", errors="replace")[:MAX_REASON_CHARS]
+        except OSError:
+            return ""
+        path.unlink(missing_ok=True)
+        return said.strip()
+
+    def kill(self, process: WorkerProcess, why: str) -> None:
+        """SIGKILL ``process``; its death, at the next look, says ``why``."""
+        process.killed_for = why
+        if process.child is not None:
+            process.child.kill()
 
     def halt(self, step: str) -> None:
         """Tell the worker processes that run ``step`` to start no further message of it."""

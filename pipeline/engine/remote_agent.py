@@ -20,7 +20,6 @@ import os
 import pickle
 import signal
 import sys
-import tempfile
 import time
 from pathlib import Path
 
@@ -31,6 +30,7 @@ from zmq.utils.monitor import recv_monitor_message
 from pipeline.auth.curve import secure_client
 from pipeline.auth.keys import KeyPair
 from pipeline.engine import sockets
+from pipeline.engine.addresses import private_dir
 from pipeline.engine.process_keeper import ProcessKeeper
 from pipeline.engine.wire import (
     Kind,
@@ -140,7 +140,7 @@ def serve_remote(address: str, login: Login, processes: int) -> int:
     keeper_socket = context.socket(zmq.DEALER)
     keeper_socket.linger = 0
     secure_client(keeper_socket, login.own, login.server.public)
-    directory = tempfile.mkdtemp(prefix="pipeline-worker-")  # 0700: the specs and boards are ours alone
+    directory = private_dir("worker")  # 0700: the specs and boards are ours alone
     keeper: ProcessKeeper | None = None
     previous = {sig: signal.signal(sig, _raise_signal) for sig in (signal.SIGINT, signal.SIGTERM)}
     try:
@@ -148,9 +148,11 @@ def serve_remote(address: str, login: Login, processes: int) -> int:
         spec, slot = ask_spec(keeper_socket, login)
         setproctitle(f"pipeline-worker: step {spec.step}, {processes} worker process{'es' if processes > 1 else ''}")
         keeper = ProcessKeeper(directory, spec.heartbeat_interval * spec.heartbeat_liveness)
-        _start(keeper, spec, slot, address, login)
+        started = _start(keeper, spec, slot, address, login)
         for _ in range(processes - 1):
-            _start(keeper, *ask_spec(keeper_socket, login), address, login)
+            if not started:  # the next would fail alike (a process limit, no memory): one line, not one each
+                break
+            started = _start(keeper, *ask_spec(keeper_socket, login), address, login)
         return _keep(keeper_socket, keeper, spec)
     except JoinError as err:
         print(f"pipeline-worker: error: {err}", file=sys.stderr, flush=True)
@@ -175,11 +177,15 @@ def serve_remote(address: str, login: Login, processes: int) -> int:
         os.rmdir(directory)
 
 
-def _start(keeper: ProcessKeeper, spec: Spec, slot: int, address: str, login: Login) -> None:
-    """Start the worker process of ``slot``: the run's step with this worker's threads, its router the door."""
+def _start(keeper: ProcessKeeper, spec: Spec, slot: int, address: str, login: Login) -> bool:
+    """Start the worker process of ``slot``: the run's step with this worker's threads, its router the door;
+    whether it could be started (if not, its death, said to the run, follows at once)."""
     step = dataclasses.replace(spec.config.steps[spec.step], nb_thread=login.threads)
     spec = dataclasses.replace(spec, work=address, config=dataclasses.replace(spec.config, steps={spec.step: step}))
-    keeper.start(slot, spec, [f"--key={login.key_file}", f"--server-key={login.server_key_file}"])
+    process = keeper.start(slot, spec, [f"--key={login.key_file}", f"--server-key={login.server_key_file}"])
+    if process.child is None:
+        print(f"pipeline-worker: error: cannot start a worker process: {process.error}", file=sys.stderr, flush=True)
+    return process.child is not None
 
 
 def _keep(socket: zmq.Socket, keeper: ProcessKeeper, spec: Spec) -> int:

@@ -11,17 +11,22 @@ from __future__ import annotations
 from collections.abc import Iterable, Sequence
 
 from pipeline.engine.wire import Answer
-from pipeline.execution.executor import UNORDERED, Outputs
+from pipeline.execution.executor import UNORDERED, Outcome, Outputs
 
 
 class Results:
-    """Which answered inputs' outputs go on now; an ordered step's wait until every earlier input's are out."""
+    """Which answered inputs' outputs go on now; an ordered step's wait until every earlier input's are out.
+
+    An input may be answered in chunks first (PARTIAL, while its run() goes on): an unordered step's, or
+    the input in turn's, go on at once; another's are held back with the rest of its outputs.
+    """
 
     def __init__(self, next_steps: Sequence[str], ordered: bool) -> None:
         self.names = tuple(next_steps)
         self.ordered = ordered
         self.next_seq = 0  # the input whose outputs go next (ordered)
         self.held: dict[int, tuple[Outputs, int]] = {}  # early outputs, and their bytes
+        self.parts: dict[int, list[tuple[Outputs, int]]] = {}  # chunks of inputs not yet in turn, and their bytes
         self.held_bytes = 0  # the size of the outputs held back
         self._skipped: set[int] = set()  # inputs that will never be answered (failed for good)
 
@@ -33,21 +38,28 @@ class Results:
         release: list[tuple[int, Outputs]] = []
         for answer in answers:
             messages = [(message, None if target is None else names[target]) for message, target in answer.outputs]
-            if answer.seq == UNORDERED or not self.ordered:
-                release.append((answer.seq, messages))
-            elif answer.seq != self.next_seq:  # early: held until every earlier input's outputs are out
+            seq = answer.seq
+            partial = answer.outcome is Outcome.PARTIAL
+            if seq == UNORDERED or not self.ordered:
+                release.append((seq, messages))
+            elif seq != self.next_seq:  # early: held until every earlier input's outputs are out
                 size = sum(message.nbytes for message, _ in messages)
-                self.held[answer.seq] = (messages, size)
                 self.held_bytes += size
+                if partial:
+                    self.parts.setdefault(seq, []).append((messages, size))
+                else:
+                    self.held[seq] = (messages, size)
             else:
-                release.append((answer.seq, messages))
-                self.next_seq += 1
-                self._release_held(release)
+                self._release_parts(seq, release)
+                release.append((seq, messages))
+                if not partial:
+                    self.next_seq += 1
+                    self._release_held(release)
         return release
 
     def skip(self, seq: int) -> list[tuple[int, Outputs]]:
         """Input ``seq`` will never be answered (it failed without its worker, which died): the outputs that
-        waited for it may go on now."""
+        waited for it may go on now, and the chunks of it that came before."""
         if not self.ordered or not self.names or seq < self.next_seq:
             return []
         self._skipped.add(seq)
@@ -55,15 +67,24 @@ class Results:
         self._release_held(release)
         return release
 
+    def _release_parts(self, seq: int, release: list[tuple[int, Outputs]]) -> None:
+        """Move the chunks held for input ``seq`` (now in turn) to ``release``."""
+        for messages, size in self.parts.pop(seq, ()):
+            self.held_bytes -= size
+            release.append((seq, messages))
+
     def _release_held(self, release: list[tuple[int, Outputs]]) -> None:
-        """Move what is now in order from the held outputs to ``release``."""
+        """Move what is now in order from the held outputs to ``release``; chunks of the input now in turn too."""
         while True:
             if self.next_seq in self._skipped:
                 self._skipped.discard(self.next_seq)
+                self._release_parts(self.next_seq, release)
             elif self.next_seq in self.held:
+                self._release_parts(self.next_seq, release)
                 messages, size = self.held.pop(self.next_seq)
                 self.held_bytes -= size
                 release.append((self.next_seq, messages))
             else:
+                self._release_parts(self.next_seq, release)  # in turn now, still running: its chunks go on
                 return
             self.next_seq += 1

@@ -37,6 +37,7 @@ from pipeline.engine.wire import (
     parse_result,
     parse_tally,
     parse_worker_id,
+    skip_frames,
     slot_of,
 )
 from pipeline.execution.executor import Outputs
@@ -62,6 +63,7 @@ class Router(EngineThread):
         senders = 1 if step.kind == "producer" else sender_count(config, step, bool(control.options.listen))
         self.state = StepState(step, senders, control.options, control.policy, self._own, self.returns_results,
                                members=self.members)
+        self.state.refusals = lambda: control.refused  # the door's words on whom it refused
         self.busy_workers = 0  # workers outside the run's process that hold work (the monitor reads it)
         self.outputs: NextSteps | None = None
         # Per worker thread of a local worker process: its rings (to it, from it); (None, None) for a remote one.
@@ -137,7 +139,9 @@ class Router(EngineThread):
             if state.accepting():
                 wanted += (inbox,)
             waits = [wait for wait in (state.wait_alone(), state.settle_losses()) if wait is not None]
+            state.waiting = True  # the keepers judge a stalled worker only while the router is up to date
             events = dict(pollers[wanted].poll(min(waits) * 1000 if waits else None))
+            state.waiting = False
             if notices in events:
                 self._read_notices(notices)
             if inbox in events:
@@ -199,6 +203,8 @@ class Router(EngineThread):
                 state.finished_worker(worker)
         if self.outputs is not None:
             self.outputs.flush()
+        if state.acks:
+            self._acknowledge(work)
 
     def _read_notices(self, notices: zmq.Socket) -> None:
         while sockets.waiting(notices):
@@ -222,12 +228,21 @@ class Router(EngineThread):
         handles = self.control.handles
         while (offer := state.offer()) is not None:
             own = self._own(offer.worker)
+            for seq, delivered in offer.skips:  # before the WORK: its outputs that went on from a worker that died
+                self._send(work, offer.worker, skip_frames(seq, delivered))
             frames = offer.packet.frames(Kind.WORK, handles=handles if own else None,
                                          ring=None if own else self._ring(offer.worker, 0))
             if self._send(work, offer.worker, frames):
                 state.handed(offer)
             else:
                 state.unreachable(offer.worker)
+        if state.acks:
+            self._acknowledge(work)
+
+    def _acknowledge(self, work: zmq.Socket) -> None:
+        """Tell the workers whose chunk of outputs went on (or may wait here) to go on: MORE."""
+        for worker in self.state.take_acks():
+            self._send(work, worker, control_frames(Kind.MORE))
 
     def _ring(self, worker: bytes, direction: int) -> Ring | None:
         """A worker process thread's ring to it (``direction`` 0) or from it (1); None for a remote worker, or

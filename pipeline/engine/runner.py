@@ -6,7 +6,6 @@ import logging
 import queue
 import resource
 import shutil
-import tempfile
 import threading
 import time
 
@@ -15,7 +14,7 @@ import zmq
 from pipeline.config.model import PipelineConfig
 from pipeline.config.options import RunOptions
 from pipeline.engine import sockets
-from pipeline.engine.addresses import Addresses
+from pipeline.engine.addresses import Addresses, private_dir
 from pipeline.engine.allocator import keep_freed_memory
 from pipeline.engine.control import BOUND, ENDED, INIT_DONE, WAKE, WORKERS_JOINED, EngineThread, RunControl
 from pipeline.engine.door import Door
@@ -112,7 +111,7 @@ class ThreadedRunner:
         flusher.start()
         try:
             if self.options.listen or any(step.nb_process for step in self.config.steps.values()):
-                self.addresses = Addresses(self.addresses.run_id, tempfile.mkdtemp(prefix="pipeline-"))
+                self.addresses = Addresses(self.addresses.run_id, private_dir())
             self._start_routers(context)
             self._start_steps(context)
             self._wait_for_end()

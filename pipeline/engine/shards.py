@@ -94,11 +94,21 @@ class ShardSink:
         if seq == UNORDERED:
             self.outlet.commit(seq, outputs, seconds)
             return
+        self._pending = self._unsent(outputs)
+
+    def partial(self, seq: int, outputs: Outputs) -> None:
+        """A chunk of one yield's messages (a message a chunk's worth): they go to the router now."""
+        outputs = self._unsent(outputs)
+        if outputs:
+            self.outlet.commit(UNORDERED, outputs)
+
+    def _unsent(self, outputs: Outputs) -> Outputs:
+        """``outputs`` without those the shard's dead process had sent on."""
         if self.skip:
             dropped = min(self.skip, len(outputs))
             self.skip -= dropped
             outputs = outputs[dropped:]
-        self._pending = outputs
+        return outputs
 
     def produced(self, seconds: float) -> None:
         """The generator took ``seconds`` for the messages just committed: they go to the router."""

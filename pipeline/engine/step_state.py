@@ -19,6 +19,7 @@ counts the death against it; a message that dies with ``max_redeliveries`` worke
 
 from __future__ import annotations
 
+import dataclasses
 import logging
 import time
 from collections import deque
@@ -39,7 +40,7 @@ from pipeline.engine.flow import (
 from pipeline.engine.pool import WorkerPool
 from pipeline.engine.results import Results
 from pipeline.engine.shards import ShardBook
-from pipeline.engine.wire import NOT_RUN, Answer, Failure, Loss, Packet, slot_of
+from pipeline.engine.wire import NOT_RUN, NOT_STARTED, Answer, Failure, Loss, Packet, slot_of
 from pipeline.execution.executor import UNORDERED, Outcome, Outputs, Policy
 from pipeline.execution.report import StepCounts
 from pipeline.failures.describe import RemoteError, failure_line
@@ -53,6 +54,8 @@ WARN_EVERY_SECONDS = 10.0
 
 #: Seconds a worker process that ended while its step finished is given for its FINISHEDs to arrive.
 FINISH_GRACE_SECONDS = 2.0
+#: How many of the reasons why worker processes left the line saying a step has no workers left names.
+DEPARTURES_NAMED = 3
 
 
 @dataclass
@@ -107,6 +110,9 @@ class Offer:
     index: int
     remains: tuple[Packet, ...]
     taken: int = 1
+    #: Messages of ``packet`` some of whose outputs went on from a worker that died running them, and how many
+    #: (the router sends a SKIP for each before the WORK).
+    skips: tuple[tuple[int, int], ...] = ()
 
 
 class StepState:
@@ -161,6 +167,26 @@ class StepState:
         self._finished_threads: dict[int, int] = {}  # per worker process: its threads that ran finish()
         self._slot_threads: dict[int, int] = {}  # threads of the worker processes that joined later (ADDED)
         self._deaths: dict[int, int] = {}  # per message sequence number: worker processes it died in
+        self._blamed: dict[int, list[int]] = {}  # per message sequence number: the slots of those processes
+        # Worker processes whose death is blamed on a message that then failed for good (poison): their
+        # replacements do not count against max_worker_restarts. Replaced, never changed in place: the
+        # supervisor reads it from its thread.
+        self.forgiven: frozenset[int] = frozenset()
+        # Workers outside the run: when each last answered, or was handed work while it held none (a worker
+        # that holds work without progress is watched by the supervisor and the door, engine.stall).
+        self._progress: dict[bytes, float] = {}
+        # The router is waiting in its poll: it has read what its workers sent, so what the state says they hold
+        # is up to date (the keepers judge a stall only then; a router blocked sending on has not read the READYs).
+        self.waiting = False
+        # Chunks of outputs (PARTIAL answers) of inputs still running: per input, how many outputs a worker outside
+        # the run sent on so far (a worker that runs it again after a death skips as many; its dead letter says so).
+        self._partial: dict[int, int] = {}
+        self._unacked: dict[int, bytes] = {}  # per input: the worker whose chunk waits, held back, for its MORE
+        self.acks: list[bytes] = []  # workers whose chunk went on (or may wait here): the router sends them MORE
+        self._departures: list[tuple[int, str]] = []  # the first worker processes that left, and why
+        self._departed = 0
+        #: What the run refused of remote workers (the door's count of refused handshakes), for that line too.
+        self.refusals: Callable[[], str] = lambda: ""
         self._next_seq = 0
         self._ended = 0
         self._expected = 0
@@ -205,10 +231,25 @@ class StepState:
             return None
         left = self._alone_since + self.options.worker_timeout - self.clock()
         if left <= 0:
-            self._no_workers_left(f"no worker joined within worker_timeout={self.options.worker_timeout:g} s "
-                                  f"(remote workers connect to {self.options.listen} with pipeline-worker)")
+            timeout = f"worker_timeout={self.options.worker_timeout:g} s"
+            if self._departures:
+                why = f"{self._departure_line()}, and no other joined within {timeout}"
+            else:
+                why = f"no worker joined within {timeout}"
+            refused = self.refusals()
+            self._no_workers_left(f"{why} (remote workers connect to {self.options.listen} with pipeline-worker"
+                                  f"{'; ' + refused if refused else ''})")
             return 0.0
         return left
+
+    def _departure_line(self) -> str:
+        """What became of the worker processes that left, the first few named with their reasons."""
+        if self._departed == 1:
+            slot, reason = self._departures[0]
+            return f"its worker process {slot} left ({reason})"
+        more = self._departed - len(self._departures)
+        named = "; ".join(f"{slot}: {reason}" for slot, reason in self._departures)
+        return f"its {self._departed} worker processes left ({named}{f'; and {more} more' if more > 0 else ''})"
 
     # ------------------------------------------------------------------ input
 
@@ -232,11 +273,40 @@ class StepState:
     # ------------------------------------------------------------------ handing out work
 
     def offer(self) -> Offer | None:
-        """The next work to hand out, if any: the oldest queued messages to the worker idle the longest.
+        """The next work to hand out, if any: the oldest queued messages to the worker idle the longest, with
+        the SKIPs of those some of whose outputs went on before.
 
         Past an ordered step's limit of held-back results only the input they all wait for is
-        handed out (it was redelivered after its worker died): it must always be dispatchable.
+        handed out (it was redelivered after its worker died): it must always be dispatchable. So
+        while no worker runs it (it is queued, or handed to a worker busy with a later input), the
+        workers whose chunks wait here for their MORE are let go on: they may be all the step has,
+        and one of them may hold it behind the input whose chunk waits.
         """
+        if self._unacked and self._earliest_waits():
+            self.acks.extend(self._unacked.values())
+            self._unacked.clear()
+        offer = self._offer()
+        if offer is None or not self._partial:
+            return offer
+        first, end = offer.packet.first_seq, offer.packet.first_seq + len(offer.packet)
+        skips = tuple((seq, count) for seq, count in self._partial.items() if first <= seq < end)
+        return dataclasses.replace(offer, skips=skips) if skips else offer
+
+    def _earliest_waits(self) -> bool:
+        """Whether no worker runs the input an ordered step's outputs wait for: it is in no worker's oldest
+        packet (a worker runs its oldest packet's inputs in order, and those before it there are answered)."""
+        if self.results is None:
+            return False
+        seq = self.results.next_seq
+        for held in self.pool.workers.values():
+            if held.in_flight:
+                oldest = held.in_flight[0]
+                if oldest.first_seq <= seq < oldest.first_seq + len(oldest):
+                    return False
+        return True
+
+    def _offer(self) -> Offer | None:
+        """The next work to hand out, if any (``offer`` without its SKIPs)."""
         if not self.queue:
             return None
         if self.no_worker or self.step.name in self.policy.halted:
@@ -292,7 +362,14 @@ class StepState:
         self.queued_bytes -= packet.nbytes
         # A thread of this process is never handed its work again: keeping only the packet's counts
         # lets its buffers be freed as soon as that thread is done with them.
-        self.pool.sent(offer.worker, packet.receipt() if self.own(offer.worker) else packet)
+        if self.own(offer.worker):
+            for seq, _ in offer.skips:  # a thread of this process never dies: its outputs go on from it
+                self._partial.pop(seq, None)
+            self.pool.sent(offer.worker, packet.receipt())
+            return
+        if not self.pool.held(offer.worker):
+            self._progress[offer.worker] = self.clock()  # it held nothing: its wait for progress starts now
+        self.pool.sent(offer.worker, packet)
 
     def unreachable(self, worker: bytes) -> None:
         """A worker could not be sent to (its process has just died): it gets no more work until it is lost."""
@@ -335,34 +412,52 @@ class StepState:
         return False
 
     def told_to_finish(self, worker: bytes) -> None:
-        """``worker`` was sent FINISH."""
+        """``worker`` was sent FINISH (a worker outside the run then holds it, as work, until its FINISHED)."""
         self._told_to_finish.add(worker)
+        if not self.own(worker):
+            self._progress[worker] = self.clock()
 
     def ready(self, worker: bytes, window: int) -> None:
         """A worker finished its oldest packet and asks for ``window`` messages."""
         if worker not in self.pool.workers:
             return  # a worker whose process was lost: what it still says is moot
         # A worker outside the run answers each input of its packet before its READY.
+        if worker in self._progress:
+            self._progress[worker] = self.clock()
         if self.pool.finished_oldest(worker, answered=not self.own(worker)):
             self.pool.done(worker, min(window, self.window_limit))
         else:
             self.ignore(worker, "a READY for a packet it has not finished")
 
     def answered(self, worker: bytes, answers: Sequence[Answer]) -> list[tuple[int, Outputs]]:
-        """A RESULT: count what a worker outside the run did; the outputs to send on now, in order."""
+        """A RESULT: count what a worker outside the run did; the outputs to send on now, in order. A chunk
+        (PARTIAL) answers nothing yet: its outputs go on (or wait their turn) and its worker waits for MORE."""
         if worker not in self.pool.workers:
             return []
         if not self.own(worker):  # a thread of this process counts its own work
-            answered = [answer.seq for answer in answers if answer.seq != UNORDERED]
-            if answered != self.pool.next_seqs(worker, len(answered)):  # within its oldest packet only
-                self.ignore(worker, "a RESULT answering messages it was not running")
-                return []
+            expected = self.pool.next_seqs(worker, len(answers))  # within its oldest packet only
+            at = 0
+            for answer in answers:
+                if answer.seq == UNORDERED:
+                    continue
+                if at >= len(expected) or answer.seq != expected[at]:
+                    self.ignore(worker, "a RESULT answering messages it was not running")
+                    return []
+                if answer.outcome is not Outcome.PARTIAL:
+                    at += 1  # its chunks come before its answer, for the same input
+            self._progress[worker] = self.clock()
             counts = self.counts
             if self.shards is not None:
                 self._shard_answers(self.shards, worker, answers)
             for answer in answers if self.shards is None else ():
                 if answer.seq == UNORDERED:
                     continue
+                if answer.outcome is Outcome.PARTIAL:
+                    self._partial[answer.seq] = self._partial.get(answer.seq, 0) + (
+                        len(answer.outputs) if answer.made is None else answer.made)
+                    continue
+                if self._partial:
+                    self._partial.pop(answer.seq, None)
                 packet, index = self.pool.answered(worker)
                 counts.received += 1
                 if answer.outcome is Outcome.DONE:
@@ -377,7 +472,37 @@ class StepState:
             if records is not None:
                 for figures, record in zip([self.head_tally, *self.member_figures], records, strict=True):
                     figures.per_worker[worker] = record
-        return self.results.add(answers) if self.results is not None else []
+        if self.results is None:
+            return []
+        release = self.results.add(answers)
+        for answer in answers:
+            if answer.outcome is Outcome.PARTIAL:
+                self._chunk_taken(worker, answer.seq, release)
+        if self._unacked:
+            self._ack_released(release)
+        return release
+
+    def _chunk_taken(self, worker: bytes, seq: int, release: list[tuple[int, Outputs]]) -> None:
+        """A chunk of input ``seq`` came from ``worker``, which waits for MORE: it goes on at once if its outputs
+        went on, or wait here within HELD_BACK_BYTES; past that it waits until its input is in turn."""
+        results = self.results
+        if (results is None or not results.ordered or seq == UNORDERED or results.held_bytes < HELD_BACK_BYTES
+                or any(released == seq for released, _ in release)):
+            self.acks.append(worker)
+        else:
+            self._unacked[seq] = worker
+
+    def _ack_released(self, release: list[tuple[int, Outputs]]) -> None:
+        """Let go on the workers whose held chunks are now sent on."""
+        for seq, _ in release:
+            waiting = self._unacked.pop(seq, None)
+            if waiting is not None and waiting in self.pool.workers:
+                self.acks.append(waiting)
+
+    def take_acks(self) -> list[bytes]:
+        """The workers to send MORE now (each once)."""
+        acks, self.acks = self.acks, []
+        return acks
 
     def _shard_answers(self, shards: ShardBook, worker: bytes, answers: Sequence[Answer]) -> None:
         """A producer's worker process answers: messages of the shard it runs (to send on), or the shard's end."""
@@ -416,7 +541,7 @@ class StepState:
         state = self.pool.workers[worker]
         message = _message_at(state.in_flight[0], state.answered)
         self.first_error = self.first_error or line
-        self.policy.message_failed(self.step, number, seq, error, message)
+        self.policy.message_failed(self.step, number, seq, error, message, self._partial.get(seq, 0))
 
     def _member_failed(self, worker: bytes, failure: Failure) -> None:
         """An error of the fused step ``failure.member`` (engine.fusion): it carries its own message, since this
@@ -441,7 +566,7 @@ class StepState:
             self.policy.not_run(member, failure.seq, failure.message)
         else:
             figures.first_error = figures.first_error or failure.error
-            self.policy.message_failed(member, number, failure.seq, error, failure.message)
+            self.policy.message_failed(member, number, failure.seq, error, failure.message, failure.delivered)
 
     def tally(self, worker: bytes, records: Sequence[tuple[int, int, int, int, float, float]]) -> None:
         """A worker's figures so far for this step and each fused step after it, sent just before its answers,
@@ -466,6 +591,9 @@ class StepState:
             pending = self._pending.get(slot) if slot is not None else None
             if pending is not None and worker in pending.workers:  # it came after its process's loss
                 pending.workers.discard(worker)
+                self._told_to_finish.discard(worker)
+                self._count_finished(worker)
+            elif worker in self._told_to_finish:  # it joined after the end: told to finish at once, never in the pool
                 self._told_to_finish.discard(worker)
                 self._count_finished(worker)
             return
@@ -500,7 +628,7 @@ class StepState:
             return False
         self.joined_reported = True
         # A worker whose init() failed joins asking for nothing, and a live one never does.
-        self.no_worker = bool(joined) and not any(map(self.pool.window, joined))
+        self.no_worker = self.no_worker or (bool(joined) and not any(map(self.pool.window, joined)))
         return True
 
     # ------------------------------------------------------------------ worker processes come and go
@@ -528,21 +656,37 @@ class StepState:
         for worker in [worker for worker in self.pool.workers if slot_of(worker) == slot]:
             if worker in self._told_to_finish:
                 told.add(worker)
+            self._progress.pop(worker, None)
             requeue.extend(self._blame(self.pool.lose(worker), running, worker, reason, release))
             self._tallies.pop(worker, None)
+        if not loss.clean:
+            self._departed += 1
+            if len(self._departures) < DEPARTURES_NAMED:
+                self._departures.append((slot, reason))
         self._requeue(requeue)
+        for seq, waiting in list(self._unacked.items()):
+            if slot_of(waiting) == slot:
+                del self._unacked[seq]
+        if self._unacked:
+            self._ack_released(release)
         if told:
             self._pending[slot] = _PendingLoss(self.clock() + FINISH_GRACE_SECONDS, reason, told)
         else:
-            self._settle(slot, reason)
+            self._settle(slot, reason, cut_short=False)
         self._members_changed = True
         return release
 
-    def _settle(self, slot: int, reason: str) -> None:
-        """Count worker process ``slot``'s threads that never said FINISHED out of the step."""
+    def _settle(self, slot: int, reason: str, cut_short: bool) -> None:
+        """Count worker process ``slot``'s threads that never said FINISHED out of the step; ``cut_short``: some
+        of them were told to finish and did not (what their finish() would have sent is lost: the run fails).
+
+        A process whose death is heard only after its step drained, but which could not be told to finish
+        (it was gone), died before its finish() began, as one that dies mid-stream: its replacement, if any,
+        runs finish() instead, and the step goes on without it otherwise.
+        """
         unfinished = self._slot_threads.get(slot, self.step.nb_thread) - self._finished_threads.get(slot, 0)
         self.expected_workers -= unfinished
-        if self.finishing and unfinished > 0:  # what its finish() would have sent is lost
+        if cut_short:
             line = f"step {self.step.name}: a worker process died before its finish() ended ({reason})"
             self.first_error = self.first_error or line
             self.fatal = True
@@ -550,21 +694,53 @@ class StepState:
         if self.expected_workers == 0 and not self.finishing:
             if self.options.listen:
                 self._alone_since = self.clock()  # a remote worker may still come
+            elif reason.startswith(NOT_STARTED):
+                self._no_workers_left(f"its worker processes could not be started ({reason[len(NOT_STARTED) + 2:]})")
             else:
                 self._no_workers_left(f"its worker processes died ({reason})")
 
     def settle_losses(self) -> float | None:
         """Settle the losses whose grace is over; seconds until the next one's is (None: none pending)."""
         now = self.clock()
+        settled = False
         for slot, pending in list(self._pending.items()):
             if not pending.workers or now >= pending.deadline:
                 del self._pending[slot]
                 for worker in pending.workers:
                     self._told_to_finish.discard(worker)
-                self._settle(slot, pending.reason)
+                self._settle(slot, pending.reason, cut_short=bool(pending.workers))
+                settled = True
+        if settled:
+            return 0.0  # the step may be done now: the router must look again at once, not wait for an event
         if not self._pending:
             return None
         return max(0.0, min(pending.deadline for pending in self._pending.values()) - now)
+
+    def stalled_for(self, slot: int) -> float | None:
+        """Seconds worker process ``slot`` has held work (or a FINISH) without answering any of it (None: it
+        holds none).
+
+        Called from the supervisor's or the door's thread: it reads plain values only (a tuple of a dict's
+        items is taken at once under the GIL).
+        """
+        pool = self.pool.workers
+        told = self._told_to_finish
+        latest = None
+        for worker, since in tuple(self._progress.items()):
+            held = pool.get(worker)
+            if held is not None and (held.held or worker in told) and slot_of(worker) == slot:
+                latest = since if latest is None else max(latest, since)
+        return None if latest is None else self.clock() - latest
+
+    def stall(self, slot: int, idle_for: float, patience: float) -> float | None:
+        """Seconds worker process ``slot`` has held work without progress, if it must be taken for dead: it has
+        run none of its messages for ``idle_for`` seconds (its busy board, or a remote one's heartbeats), and both
+        exceed ``patience``; None otherwise, or while the router is not up to date (it may not have read the
+        answers). A long run() is no stall: the process runs a message."""
+        if not self.waiting or idle_for <= patience:
+            return None
+        held = self.stalled_for(slot)
+        return held if held is not None and held > patience else None
 
     def joined_now(self) -> bool:
         """Whether the expected workers have all joined since the last look (the runner waits for this)."""
@@ -593,6 +769,10 @@ class StepState:
                 kept.append(packet)
                 continue
             deaths = self._deaths[seq] = self._deaths.get(seq, 0) + 1
+            slot = slot_of(worker)
+            blamed = self._blamed.setdefault(seq, [])
+            if slot is not None:
+                blamed.append(slot)
             if deaths < self.options.max_redeliveries:
                 kept.append(packet)
                 continue
@@ -604,6 +784,9 @@ class StepState:
                 log.error("%s", line)
                 self.policy.halt(self.step.name, line)
                 continue
+            # Poison: the deaths it caused do not spend the step's restarts (a night of data has a few such
+            # events, and each would otherwise use max_redeliveries restarts; issue 24.11).
+            self.forgiven = self.forgiven | set(self._blamed.pop(seq))
             before, rest = packet.split(seq - packet.first_seq)
             poison, after = rest.split(1)
             kept.extend(p for p in (before, after) if len(p))
@@ -611,7 +794,8 @@ class StepState:
             self.counts.failed += 1
             error = WorkerDied(f"message {seq} was running in {deaths} worker processes that died (last: {reason})")
             self.first_error = self.first_error or failure_line(error)
-            self.policy.message_failed(self.step, self._number(worker), seq, error, next(poison.encoded()))
+            self.policy.message_failed(self.step, self._number(worker), seq, error, next(poison.encoded()),
+                                       self._partial.pop(seq, 0))
             if self.results is not None:
                 release.extend(self.results.skip(seq))
         return kept

@@ -17,7 +17,7 @@ from pipeline.engine.flow import PREFETCH_SECONDS, SOURCE_MAX_DELAY_SECONDS, win
 from pipeline.engine.handles import Handles
 from pipeline.engine.outlets import NextSteps, NoOutputs, Outlet, ToRouter
 from pipeline.engine.rings import Ring
-from pipeline.engine.wire import Kind, Packet, control_frames, header_of, packet_from_frames
+from pipeline.engine.wire import Kind, Packet, control_frames, header_of, packet_from_frames, parse_skip
 from pipeline.execution.executor import Policy, StepExecutor
 
 #: Weight of the newest packet in a worker's running mean of seconds per message.
@@ -143,9 +143,17 @@ class WorkerThread(StepThread):
         # Start with a small window: the first messages tell how long run() takes.
         sockets.send(ctl, control_frames(Kind.JOIN, 2 if started else 0))
         outlet.flush()  # what init() sent goes on now, not with the first packet's outputs
-        received = sockets.recv(ctl)
+        received = self._next(ctl)
         handles = self.handles
-        while header_of(received[0])[0] is not Kind.FINISH:
+        while (kind := header_of(received[0])[0]) is not Kind.FINISH:
+            if kind is Kind.SKIP:  # a message of the next WORK had outputs delivered by a worker that died
+                seq, delivered = parse_skip(received)
+                executor.skips[seq] = delivered
+                received = self._next(ctl)
+                continue
+            if kind is Kind.MORE:  # only a chunk waits for one (ToRouter.partial): a stray one asks nothing
+                received = self._next(ctl)
+                continue
             packet = packet_from_frames(received, handles=handles, ring=self.ring)
             before = executor.busy_time
             self.run_packet(packet)
@@ -156,4 +164,9 @@ class WorkerThread(StepThread):
                 # wait sends its outputs first, they are what the next step waits for.
                 outlet.flush()
             sockets.send(ctl, control_frames(Kind.READY, window_for(mean, limit, self.prefetch_seconds)))
-            received = sockets.recv(ctl)
+            received = self._next(ctl)
+
+    def _next(self, ctl: zmq.Socket) -> list[zmq.Frame]:
+        """The router's next message: one that came while the outlet waited for a MORE, else the socket's."""
+        early = getattr(self.outlet, "early", None)
+        return early.popleft() if early else sockets.recv(ctl)

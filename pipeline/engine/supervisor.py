@@ -6,8 +6,10 @@ from outside (engine.process_keeper: an exit, or a stop longer than ``heartbeat_
 ``heartbeat_liveness``), so their liveness never waits for their GIL. When one dies, it tells the
 step's router (LOST, with the messages the process was running, from its busy board), which
 delivers again what the process held; it starts a replacement while the step has restarts left
-(``max_worker_restarts``; the replacement is announced, ADDED, before the loss). It relays a
-step's halt to the busy boards of its processes. It ends when the routers it serves have.
+(``max_worker_restarts``, not counting deaths blamed on a message that then failed for good; the
+replacement is announced, ADDED, before the loss). A process that holds work without running any of
+it for the patience (its threads no longer read their work) is killed as dead. It relays a step's
+halt to the busy boards of its processes. It ends when the routers it serves have.
 """
 
 from __future__ import annotations
@@ -15,6 +17,7 @@ from __future__ import annotations
 import dataclasses
 import logging
 import os
+import time
 from collections import Counter
 
 import zmq
@@ -64,6 +67,8 @@ class Supervisor(EngineThread):
         self.keeper = ProcessKeeper(addresses.ipc_dir, options.heartbeat_interval * options.heartbeat_liveness)
         self.restarts: Counter[str] = Counter()  # per step: processes started to replace dead ones
         self.roster: tuple[WorkerProcess, ...] = ()  # the live ones, for the monitor's thread
+        self.unstarted = 0  # worker processes that could not be started (fork or exec failed)
+        self.replaced: set[int] = set()  # the slots of dead worker processes that were replaced
         self._notices: dict[str, zmq.Socket] = {}
 
     def work(self) -> None:
@@ -92,6 +97,7 @@ class Supervisor(EngineThread):
         while not self._finished() and not self.control.aborted.wait(look):
             for death in self.keeper.deaths():
                 self._died(death)
+            self._watch_stalls()
             halted = set(self.control.policy.halted)
             if self.control.stopping.is_set():  # a producer in worker processes stops, as its thread would
                 halted.add(self.config.producer.name)
@@ -99,8 +105,27 @@ class Supervisor(EngineThread):
                 self.keeper.halt(step)  # a step its processes run (a fused one too): their boards say so
             self.roster = self.keeper.roster()
 
+    def _watch_stalls(self) -> None:
+        """Kill a worker process that has held work for heartbeat_liveness beats without running any of it
+        (its threads no longer read their work); one inside a long run() runs a message, and is no stall."""
+        now = time.monotonic()
+        patience = self.keeper.patience
+        for process in tuple(self.keeper.processes.values()):
+            if process.idle_since is None or process.killed_for:
+                continue
+            held = self.routers[process.step].state.stall(process.slot, now - process.idle_since, patience)
+            if held is not None:
+                log.error("step %s: worker process %d (pid %s) has held work for %.1f s without running any of it: "
+                          "killing it", process.step, process.slot, process.pid, held)
+                self.keeper.kill(process, f"held work for {held:.1f} s without running any of it")
+
     def _finished(self) -> bool:
         return all(not router.is_alive() or router.state.phase == "finished" for router in self.routers.values())
+
+    def restarts_used(self, step: str) -> int:
+        """The replacements that count against max_worker_restarts: not those of processes that died of a message
+        that then failed for good (poison, after max_redeliveries deaths: it is in the dead letters)."""
+        return self.restarts[step] - len(self.replaced & self.routers[step].state.forgiven)
 
     def _start(self, step: str) -> int:
         """Start a worker process for ``step`` in a new slot, with its shared-memory rings if they can be made;
@@ -122,14 +147,24 @@ class Supervisor(EngineThread):
         router = self.routers[process.step]
         if router.state.phase == "finished":
             return
-        replace = (death.failed and not self.control.stopping.is_set() and not router.state.finishing
-                   and self.restarts[process.step] < self.control.options.max_worker_restarts)
-        if death.failed:
+        unstarted = process.child is None
+        replace = (death.failed and not unstarted and not self.control.stopping.is_set()
+                   and not router.state.finishing
+                   and self.restarts_used(process.step) < self.control.options.max_worker_restarts)
+        if unstarted:
+            # Said once per run: a process limit or a lack of memory fails every start alike, and a line per
+            # process (and per replacement, which would fail too) buried the rest (issue 24.7).
+            self.unstarted += 1
+            if self.unstarted == 1:
+                log.error("step %s: cannot start a worker process: %s (no replacement is tried, and no later such "
+                          "failure is logged)", process.step, process.error)
+        elif death.failed:
             log.error("step %s: worker process %d (pid %s) died: %s%s", process.step, process.slot, process.pid,
                       death.reason, "; starting another" if replace else "")
         notices = self._notices[process.step]
         if replace:
             self.restarts[process.step] += 1
+            self.replaced.add(process.slot)
             slot = self._start(process.step)
             sockets.send_while(notices, added_frames(slot, process.threads), router.listening)
         sockets.send_while(notices, lost_frames(Loss(process.slot, death.reason, death.running, not death.failed)),

@@ -25,6 +25,9 @@ releases and retakes the GIL, and for small messages those calls are most of a p
 A RESULT packet holds the outputs of one or more inputs of a worker that returns its outputs to
 its router (an ordered step's worker): ``value`` is how many inputs it answers, and a last frame
 lists them, one ``RESULT_INPUT`` record (input sequence number, number of outputs) each, in order.
+An input whose outputs outgrow a chunk (execution.executor) is answered PARTIAL first, one RESULT
+per chunk, each waiting for the router's MORE; a message sent again after a worker that handed some
+of its outputs on died comes after a SKIP saying how many.
 
 A control message (END, FINISH, JOIN, READY, FINISHED) is the header alone: END's value is how
 many messages the sender sent; JOIN's and READY's value is how many messages the worker asks to
@@ -74,7 +77,9 @@ class Kind(IntEnum):
     ADDED = 16  # host -> router: a worker process joins the step (value: its slot; count: its threads)
     REFUSE = 17  # door -> remote worker: it cannot join (a frame says why)
     LEFT = 18  # remote worker -> door: one of its worker processes ended (value: its slot; then reason, running)
-    TALLY = 19  # worker process -> router: the figures of the fused steps after its step (engine.fusion)
+    MORE = 19  # router -> worker: the chunk of outputs it returned went on: it may send the next (flow control)
+    SKIP = 20  # router -> worker: message ``value``, in its next WORK, had ``count`` outputs delivered already
+    TALLY = 21  # worker process -> router: the figures of the fused steps after its step (engine.fusion)
 
 
 HEADER = struct.Struct("<BBxxIQ")  # kind, flags, count, value
@@ -87,7 +92,8 @@ IN_RING = 4
 #: A body smaller than this is copied into the header frame; a larger one is a frame of its own.
 INLINE_BODY_BYTES = 64 * 1024
 #: One input answered by a RESULT packet: its sequence number, how many outputs it has, its
-#: Outcome and the seconds its run() took.
+#: Outcome and the seconds its run() took (a PARTIAL: how many outputs of the step's code it stands for,
+#: exact in a float32 far past OUTPUT_CHUNK_COUNT).
 RESULT_INPUT = struct.Struct("<QIBf")
 
 
@@ -253,8 +259,20 @@ def header_of(frame: Any) -> tuple[Kind, int]:
 
 
 def control_frames(kind: Kind, value: int = 0) -> list[bytes]:
-    """The one frame of a message without payload: END, FINISH, JOIN, READY or FINISHED."""
+    """The one frame of a message without payload: END, FINISH, JOIN, READY, FINISHED or MORE."""
     return [HEADER.pack(kind, 0, 0, value)]
+
+
+def skip_frames(seq: int, delivered: int) -> list[bytes]:
+    """A SKIP (router -> worker, before the WORK that holds message ``seq``): ``delivered`` of its outputs went
+    on from a worker that died running it; the worker drops as many of those its run() makes again."""
+    return [HEADER.pack(Kind.SKIP, 0, delivered, seq)]
+
+
+def parse_skip(frames: Sequence[Any]) -> tuple[int, int]:
+    """(message, outputs delivered already) of a SKIP."""
+    _, _, delivered, seq = HEADER.unpack_from(frames[0])
+    return seq, delivered
 
 
 #: The outputs of one input in a RESULT: each message and its next step's index (None: every next step).
@@ -269,6 +287,9 @@ class Answer:
     outputs: ResultOutputs
     outcome: Outcome = Outcome.DONE
     seconds: float = 0.0
+    #: A PARTIAL's: how many outputs of the step's code the chunk stands for (None: as many as it holds); the
+    #: fused steps after the step may have made more or fewer of them (engine.fusion).
+    made: int | None = None
 
 
 def result_frames(answers: Sequence[Answer], handles: Handles | None = None, ring: Ring | None = None) -> list[Buffer]:
@@ -279,7 +300,10 @@ def result_frames(answers: Sequence[Answer], handles: Handles | None = None, rin
     table = []
     for answer in answers:
         outputs = answer.outputs
-        table.append(RESULT_INPUT.pack(answer.seq, len(outputs), answer.outcome, answer.seconds))
+        seconds = answer.seconds
+        if answer.outcome is Outcome.PARTIAL:
+            seconds = len(outputs) if answer.made is None else answer.made
+        table.append(RESULT_INPUT.pack(answer.seq, len(outputs), answer.outcome, seconds))
         for message, target in outputs:
             packet.add(message)
             targets.append(EVERY_NEXT_STEP if target is None else target)
@@ -303,7 +327,10 @@ def parse_result(frames: Sequence[Any], handles: Handles | None = None, ring: Ri
     start = 0
     for i in range(inputs):
         seq, count, outcome, seconds = RESULT_INPUT.unpack_from(table, i * RESULT_INPUT.size)
-        result.append(Answer(seq, outputs[start:start + count], Outcome(outcome), seconds))
+        if outcome == Outcome.PARTIAL:
+            result.append(Answer(seq, outputs[start:start + count], Outcome.PARTIAL, 0.0, int(seconds)))
+        else:
+            result.append(Answer(seq, outputs[start:start + count], Outcome(outcome), seconds))
         start += count
     return result
 
@@ -324,16 +351,23 @@ class Failure:
     traceback: str
     member: int = 0
     message: Encoded | None = None
+    delivered: int = 0  # a fused step's outputs of the message that went on, in chunks, before it failed
+
+
+#: After a fused step's FAILED header: how many outputs of its message went on before it failed.
+DELIVERED = struct.Struct("<Q")
 
 
 def failed_frames(failure: Failure) -> list[Buffer]:
     """A FAILED (worker process -> router)::
 
-        HEADER (FAILED, count: member, value: seq) | what | error line | traceback  (UTF-8 each)
+        HEADER (FAILED, count: member, value: seq) [DELIVERED] | what | error line | traceback  (UTF-8 each)
         [for a fused step's message: its in-band pickle | its out-of-band buffers...]
     """
-    frames: list[Buffer] = [HEADER.pack(Kind.FAILED, 0, failure.member, failure.seq), failure.what.encode(),
-                            failure.error.encode(), failure.traceback.encode()]
+    header = HEADER.pack(Kind.FAILED, 0, failure.member, failure.seq)
+    if failure.delivered:
+        header += DELIVERED.pack(failure.delivered)
+    frames: list[Buffer] = [header, failure.what.encode(), failure.error.encode(), failure.traceback.encode()]
     if failure.message is not None:
         frames += [failure.message.inband, *failure.message.buffers]
     return frames
@@ -342,9 +376,10 @@ def failed_frames(failure: Failure) -> list[Buffer]:
 def parse_failed(frames: Sequence[Any]) -> Failure:
     """The Failure a FAILED says."""
     _, _, member, seq = HEADER.unpack_from(frames[0])
+    delivered = DELIVERED.unpack_from(frames[0], HEADER.size)[0] if len(frames[0]) >= HEADER.size + 8 else 0
     what, error, traceback = (bytes(frame).decode(errors="replace") for frame in frames[1:4])
     message = Encoded(bytes(frames[4]), [bytes(frame) for frame in frames[5:]]) if len(frames) > 4 else None
-    return Failure(seq, what, error, traceback, member, message)
+    return Failure(seq, what, error, traceback, member, message, delivered)
 
 
 #: One fused step's figures in a TALLY: received, processed, failed, emitted, busy and longest run() seconds.
@@ -367,6 +402,10 @@ def parse_tally(frames: Sequence[Any]) -> list[tuple[int, int, int, int, float, 
     if len(data) != count * TALLY_RECORD.size:
         raise WireError("a TALLY whose records do not match its count")
     return list(TALLY_RECORD.iter_unpack(data))
+
+
+#: How the reason of a Loss begins for a worker process that could not be started (the error follows).
+NOT_STARTED = "it could not be started"
 
 
 @dataclass(frozen=True)
@@ -556,7 +595,9 @@ def _check_result(frames: Sequence[Any], flags: int, n: int, inputs: int, next_s
         raise WireError("a RESULT whose input table does not match its count")
     answered = 0
     for seq, count, outcome, seconds in RESULT_INPUT.iter_unpack(table):
-        if outcome not in Outcome._value2member_map_ or not 0 <= seconds < 1e9 or (count and outcome):
+        if (outcome not in Outcome._value2member_map_ or not 0 <= seconds < 1e9
+                or (count and outcome not in (Outcome.DONE, Outcome.PARTIAL))
+                or (outcome == Outcome.PARTIAL and seconds != count)):  # fused steps are never remote
             raise WireError(f"a RESULT with an impossible answer for input {seq}")
         answered += count
     if answered != n:

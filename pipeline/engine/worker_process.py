@@ -52,7 +52,7 @@ from pipeline.engine.shards import ShardSink, read_work
 from pipeline.engine.step_threads import WorkerThread
 from pipeline.engine.wire import NOT_RUN, Failure, Packet, failed_frames, process_worker_id, tally_frames
 from pipeline.errors import ConfigError
-from pipeline.execution.executor import UNORDERED, Outcome, StepExecutor
+from pipeline.execution.executor import UNORDERED, Outcome, Outputs, StepExecutor
 from pipeline.failures.describe import failure_line, traceback_text
 from pipeline.message import Encoded
 
@@ -115,8 +115,9 @@ class RouterPolicy:
         return failure_line(error)
 
     def message_failed(self, step: StepConfig, worker: int, seq: int, error: BaseException,
-                       message: Encoded | None) -> None:
-        """Send the error to the router, after the answers before it (the router takes the message it answers next).
+                       message: Encoded | None, delivered: int = 0) -> None:
+        """Send the error to the router, after the answers before it (the router takes the message it answers next;
+        it counted the outputs that went on before, in chunks, itself, but for a fused step's, which it is told).
 
         With on_error=stop this process's workers start nothing more from now on, as the run's policy
         makes a step's threads do; the run's HALT would come a round trip later.
@@ -125,7 +126,7 @@ class RouterPolicy:
             self.halted.add(step.name)
         self.thread.outlet.flush()
         self._send(Failure(seq, "run()", failure_line(error), traceback_text(error), self.member,
-                           message if self.member else None))
+                           message if self.member else None, delivered if self.member else 0))
 
     def not_run(self, step: StepConfig, seq: int, message: Encoded) -> None:
         """The router writes the dead letter of the messages it holds; a fused step's goes to it with its message."""
@@ -150,6 +151,12 @@ class TalliedToRouter(ToRouter):
         if self.answers:
             sockets.send(self.socket, tally_frames(self.tally()))
         super().flush()
+
+    def partial(self, seq: int, outputs: Outputs, made: int | None = None) -> None:
+        """Send the figures before a chunk too: it went through the fused steps, whose figures count with it."""
+        self.flush()
+        sockets.send(self.socket, tally_frames(self.tally()))
+        super().partial(seq, outputs, made)
 
 
 class ProcessWorkerThread(WorkerThread):
@@ -271,9 +278,11 @@ def load_step(spec: Spec, threads: int | None = None) -> PipelineConfig:
     return dataclasses.replace(spec.config, steps=steps)
 
 
-def serve(spec: Spec, slot: int, board: BusyBoard, keys: ClientKeys | None, name: str, rings: str = "") -> int:
+def serve(spec: Spec, slot: int, board: BusyBoard, keys: ClientKeys | None, name: str, rings: str = "",
+          last_word: Path | None = None) -> int:
     """Run the workers of the spec's step (their shared-memory rings named by ``rings``, "run-pid:run-id", when
-    the run made them); the exit status."""
+    the run made them); the exit status. Why it cannot load its step also goes to ``last_word``, a file its
+    parent reads when it ends (engine.process_keeper), so that the run can say why it left."""
     context = zmq.Context()
     context.ipv6 = spec.work.startswith("tcp://[")  # libzmq connects to an IPv6 address only with IPV6 set
     try:
@@ -281,6 +290,8 @@ def serve(spec: Spec, slot: int, board: BusyBoard, keys: ClientKeys | None, name
             config = load_step(spec)
         except LoadError as err:
             print(f"{name}: error: {err}", file=sys.stderr, flush=True)
+            if last_word is not None:
+                last_word.write_text(str(err), encoding="utf-8")
             return CANNOT_LOAD
         control = RunControl(RunOptions())  # this process's own
         halted = HaltedSteps((spec.step, *spec.members), board)
@@ -379,7 +390,13 @@ def main(argv: Sequence[str] | None = None) -> None:
         print(f"{name}: error: {err}", file=sys.stderr, flush=True)
         sys.exit(CANNOT_LOAD)
     board = BusyBoard(args.board, spec.config.steps[spec.step].nb_thread)
-    sys.exit(serve(spec, args.slot, board, keys, name, args.rings))
+    last_word = last_word_path(Path(args.spec).parent, args.slot)
+    sys.exit(serve(spec, args.slot, board, keys, name, args.rings, last_word))
+
+
+def last_word_path(directory: Path, slot: int) -> Path:
+    """Where worker process ``slot`` leaves why it could not run (its parent's private directory)."""
+    return directory / f"last-word-{slot}"
 
 
 def line_by_line() -> None:

@@ -11,7 +11,8 @@ imported pages until it writes them.
 
 The parent talks to it over a private socket pair, in length-prefixed pickles (the zygote is the
 parent's own child: nothing else can reach that socket). Requests are ``("fork", argv)``, answered
-``("forked", pid)``; the zygote reaps its children and reports ``("exit", pid, returncode)`` as Popen
+``("forked", pid)``, or ``("failed", why)`` when the fork fails; the zygote reaps its children and
+reports ``("exit", pid, returncode)`` as Popen
 would give it (negative: the signal). The zygote dies with its parent (``PR_SET_PDEATHSIG``), and its
 children with it; it leaves when the socket closes. Where it cannot start, workers start from
 scratch.
@@ -117,16 +118,22 @@ class Zygote:
         finally:
             theirs.close()
         self.children: dict[int, Forked] = {}
+        self.error = ""  # why the last fork failed, as the zygote said
         self._exits: dict[int, int] = {}  # exits heard before their child was known
 
     def fork(self, argv: Sequence[str]) -> Forked | None:
-        """A new worker process running ``worker_process.main(argv)``; None if the zygote cannot make one."""
+        """A new worker process running ``worker_process.main(argv)``; None if the zygote cannot make one
+        (``error`` then says why, if the zygote said)."""
+        self.error = ""
         try:
             _send(self.sock, ("fork", list(argv)))
             deadline = time.monotonic() + FORK_SECONDS
             while (left := deadline - time.monotonic()) > 0:
                 message = self._next(left)
                 if message is None:
+                    return None
+                if message[0] == "failed":
+                    self.error = message[1]
                     return None
                 if message[0] == "forked":
                     child = self.children[message[1]] = Forked(self, message[1])
@@ -193,7 +200,10 @@ def main(argv: Sequence[str]) -> None:
             request = _receive(sock)
             if request is None:
                 break
-            _send(sock, ("forked", _fork(sock, request[1])))
+            try:
+                _send(sock, ("forked", _fork(sock, request[1])))
+            except OSError as err:  # fork failed (a process limit, no memory): the parent decides
+                _send(sock, ("failed", f"{type(err).__name__}: {err}"))
         while True:
             try:
                 pid, status = os.waitpid(-1, os.WNOHANG)

@@ -11,15 +11,21 @@
 - ``finish()`` runs once, after the last message. Like ``init()``, its return value is never sent;
   what it yields or passes to ``send_msg()`` is.
 - A message's outputs are collected while its code runs and handed on once that code has returned:
-  all of them, or none if it raised (so a replay of a failed message never duplicates an output).
+  all of them, or none if it raised. Past OUTPUT_CHUNK_BYTES or OUTPUT_CHUNK_COUNT (engine.flow) of them, the
+  ones collected so far are handed on at once, as a chunk, and the code goes on: memory stays bounded
+  however many outputs one input has. A message that raises after a chunk went on is recorded with the
+  number of its outputs *delivered*; sent again (a replay of its dead letter, or after its worker process
+  died), its first ``delivered`` outputs are dropped, so none is lost or duplicated, provided the step
+  yields the same outputs in the same order for the same input.
 - An ``Exception`` in ``run()`` fails that message (the run's failure policy counts it, logs it,
   writes its dead letter and stops or goes on by the step's ``on_error``). An exception in
   ``init()``, ``finish()`` or a producer's generator fails the step (exit 1); so does any other
   ``BaseException`` (``SystemExit``, ``KeyboardInterrupt``) in a step's code, which then halts the
   step: it never ends a thread of the engine.
 - ``send_msg()`` may be called from any thread while the step's code runs: the output belongs to
-  the message in progress. Called when no code of the step runs, it raises ``RoutingError`` and
-  the step fails: an output is never refused in silence.
+  the message in progress (outputs from threads other than the one running the code go on with that
+  thread's next chunk, or at the end). Called when no code of the step runs, it raises ``RoutingError``
+  and the step fails: an output is never refused in silence.
 """
 
 from __future__ import annotations
@@ -36,7 +42,12 @@ from pipeline.config.model import StepConfig
 from pipeline.errors import RoutingError, StepFailed
 from pipeline.execution.report import StepCounts
 from pipeline.failures.describe import failure_line
-from pipeline.message import Buffer, Encoded, decode, encode
+from pipeline.message import Buffer, Encoded, Resume, decode, encode
+
+#: Outputs of one call handed on as a chunk once they reach this many bytes or outputs (the values of
+#: engine.flow.OUTPUT_CHUNK_BYTES and OUTPUT_CHUNK_COUNT, which a test holds equal: execution sits below engine).
+CHUNK_BYTES = 16 * 1024 * 1024
+CHUNK_COUNT = 4096
 
 #: The outputs of one call of a step's code: each encoded message and its target (None: every next step).
 Outputs = list[tuple[Encoded, "str | None"]]
@@ -45,12 +56,23 @@ Outputs = list[tuple[Encoded, "str | None"]]
 UNORDERED = 2**64 - 1
 
 
+class Interrupted(BaseException):
+    """The engine stops the step's code where it waits inside the framework (the run is aborted): not the step's
+    failure, and no ``except Exception`` of the step's code catches it."""
+
+
+#: What a worker marks on its busy board while its finish() runs (no message is that large): a keeper then sees
+#: it at work, not idle with a FINISH it never read.
+FINISHING = 2**64 - 2
+
+
 class Outcome(IntEnum):
     """What became of one input."""
 
     DONE = 0  # run() returned
     FAILED = 1  # run() raised
     NOT_RUN = 2  # the step had stopped after a failure: the input was not started
+    PARTIAL = 3  # a chunk of its outputs, handed on while its run() goes on (its outcome comes later)
 
 
 class Policy(Protocol):
@@ -63,8 +85,8 @@ class Policy(Protocol):
         ...
 
     def message_failed(self, step: StepConfig, worker: int, seq: int, error: BaseException,
-                       message: Encoded | None) -> None:
-        """Record a message whose run() raised."""
+                       message: Encoded | None, delivered: int = 0) -> None:
+        """Record a message whose run() raised after ``delivered`` of its outputs went on."""
         ...
 
     def not_run(self, step: StepConfig, seq: int, message: Encoded) -> None:
@@ -88,6 +110,11 @@ class Sink(Protocol):
 
     def commit(self, seq: int, outputs: Outputs, seconds: float = 0.0) -> None:
         """The code for input ``seq`` returned these outputs after ``seconds``."""
+        ...
+
+    def partial(self, seq: int, outputs: Outputs) -> None:
+        """A chunk of the outputs of input ``seq``, whose code goes on: hand them on now (this may wait, as a
+        full next step makes a send wait)."""
         ...
 
     def failed(self, seq: int, outcome: Outcome = Outcome.FAILED, seconds: float = 0.0) -> None:
@@ -116,6 +143,9 @@ class Discard:
     def commit(self, seq: int, outputs: Outputs, seconds: float = 0.0) -> None:
         """Nothing to send."""
 
+    def partial(self, seq: int, outputs: Outputs) -> None:
+        """Nothing to send."""
+
     def failed(self, seq: int, outcome: Outcome = Outcome.FAILED, seconds: float = 0.0) -> None:
         """Nothing to answer."""
 
@@ -127,18 +157,27 @@ class Discard:
 
 
 class Collector:
-    """The emitter installed in a Component: encodes each output and keeps it until the call ends.
+    """The emitter installed in a Component: encodes each output and keeps it until the call ends, or until a
+    chunk's worth is collected (then ``release`` hands them on while the call goes on).
 
     The thread running the step's code sends without a lock; another thread (one the step started)
-    may send while that code runs, and is refused once it has returned.
+    may send while that code runs, and is refused once it has returned. Only the thread running the
+    code releases chunks (it alone takes the list another thread appends to under the lock): what
+    other threads send goes on with its next chunk, or at the end.
     """
 
     def __init__(self, step_name: str) -> None:
         self.step_name = step_name
         self.owner = threading.get_ident()
         self.pending: Outputs = []
+        self.nbytes = 0  # the bytes of ``pending``
         self.active = False  # the step's code is running: other threads may send
         self.refused: str | None = None  # the first send refused because no code of the step ran
+        self.seq = UNORDERED  # the input whose outputs these are
+        self.skip = 0  # outputs of this call still to drop: the next steps had them before (a replay)
+        self.delivered = 0  # outputs of this call that went on (or were dropped as delivered before)
+        #: Hands a chunk on while the call goes on (the executor's; by default nothing is released early).
+        self.release: Callable[[int, Outputs], None] = _nowhere
         self._lock = threading.Lock()
 
     def claim(self) -> None:
@@ -147,12 +186,13 @@ class Collector:
 
     def __call__(self, message: Any, target: str | None) -> None:
         if threading.get_ident() == self.owner:
-            self.pending.append((encode(message), target))
+            self.add(message, target)
             return
         encoded = encode(message)
         with self._lock:
             if self.active:
                 self.pending.append((encoded, target))
+                self.nbytes += encoded.nbytes
                 return
             why = (f"step {self.step_name!r}: send_msg() called from thread {threading.current_thread().name!r} "
                    "while no init(), run() or finish() of the step was running: the output belongs to no message")
@@ -161,19 +201,49 @@ class Collector:
 
     def add(self, message: Any, target: str | None = None) -> None:
         """Collect an output of the thread that runs the step's code (a returned or yielded value)."""
-        self.pending.append((encode(message), target))
+        if self.skip:
+            self.skip -= 1  # delivered before this message was sent again: not again
+            return
+        encoded = encode(message)
+        pending = self.pending
+        pending.append((encoded, target))
+        # On every output of every step: the size of a message without buffers costs a len() only.
+        nbytes = self.nbytes = self.nbytes + (encoded.nbytes if encoded.buffers else len(encoded.inband))
+        if nbytes >= CHUNK_BYTES or len(pending) >= CHUNK_COUNT:
+            with self._lock:
+                chunk, self.pending, self.nbytes = self.pending, [], 0
+            self.delivered += len(chunk)
+            self.release(self.seq, chunk)
 
-    def begin(self) -> None:
-        """The step's code starts: other threads may send."""
+    def begin(self, seq: int = UNORDERED) -> None:
+        """The step's code starts for input ``seq`` (``resume`` first if some of its outputs went on before):
+        other threads may send."""
+        self.seq = seq
         self.active = True
 
+    def resume(self, delivered: int) -> None:
+        """``delivered`` more outputs of this call went on before it was sent again: drop as many."""
+        self.skip += delivered
+        self.delivered += delivered
+
     def end(self) -> Outputs:
-        """The step's code returned or raised: the outputs sent since ``begin``, in order."""
+        """The step's code returned or raised: the outputs sent since ``begin`` (or the last chunk), in order;
+        ``delivered`` says how many went on before, until the next ``begin``."""
         with self._lock:
             self.active = False
             pending = self.pending
             self.pending = []
+            self.nbytes = 0
         return pending
+
+    def restart(self) -> None:
+        """Forget what the last call delivered (its caller has read ``delivered``)."""
+        self.delivered = self.skip = 0
+
+
+def _nowhere(seq: int, chunk: Outputs) -> None:
+    """A Collector without an executor releases nothing early."""
+    raise RuntimeError("a chunk of outputs with nowhere to go")
 
 
 def send_outputs(result: Any, emit: Collector | None) -> None:
@@ -220,6 +290,9 @@ class StepExecutor:
         self.fatal = False  # the step failed (not only some of its messages)
         #: Told the message each run() starts and ends (None): a worker process's busy board.
         self.mark: Callable[[int, int | None], None] | None = None
+        #: Per message sent again after some of its outputs went on (a worker process that died): how many.
+        self.skips: dict[int, int] = {}
+        self.collector.release = self._release
 
     @property
     def started(self) -> bool:
@@ -232,6 +305,16 @@ class StepExecutor:
         self.first_error = self.first_error or line
         self.fatal = True
 
+    def _release(self, seq: int, chunk: Outputs) -> None:
+        """Hand on a chunk of the outputs of the call in progress (the step's code waits meanwhile, as it would
+        for a full next step): the sink is used under its lock, as the Flusher uses it."""
+        sink = self.sink
+        sink.lock.acquire()
+        try:
+            sink.partial(seq, chunk)
+        finally:
+            sink.lock.release()
+
     def _lifecycle(self, what: str, code: Callable[[], Any]) -> tuple[Any, bool]:
         """Call init() or finish() with the sink unlocked; commit what it sent. (its result, whether it returned)"""
         sink = self.sink
@@ -241,13 +324,17 @@ class StepExecutor:
         try:
             result = code()
             _run_generator(result, self.emitter)
+        except Interrupted:
+            raise
         except BaseException as err:  # a step's SystemExit fails the step, not the engine
             sink.lock.acquire()
             collector.end()
+            collector.restart()
             self.fail(what, err)
             return None, False
         sink.lock.acquire()
         outputs = collector.end()
+        collector.restart()
         self._check_refused()
         sink.commit(UNORDERED, outputs)
         return result, True
@@ -272,7 +359,11 @@ class StepExecutor:
     def finish(self) -> None:
         """Call finish() (if init() succeeded) and commit what it sent."""
         if self.component is not None:
+            if self.mark is not None:
+                self.mark(self.worker, FINISHING)
             self._lifecycle("finish()", self.component.finish)
+            if self.mark is not None:
+                self.mark(self.worker, None)
 
     def settle(self) -> None:
         """The run is over: a send from a thread of the step refused since the last look still fails the step."""
@@ -315,10 +406,16 @@ class StepExecutor:
             release()
             try:
                 message = next(iterator)
+                if message is not None:
+                    # Before the sink's lock is taken again: a message a chunk's worth hands itself on at once,
+                    # and that takes the lock (a message that cannot be pickled fails here, as in next()).
+                    collector.add(message)
             except StopIteration:
                 acquire()
                 collector.end()
                 break
+            except Interrupted:
+                raise
             except BaseException as err:  # a step's SystemExit fails the step, not the engine
                 acquire()
                 collector.end()
@@ -329,19 +426,15 @@ class StepExecutor:
             self.busy_time += spent
             if spent > self.max_time:
                 self.max_time = spent
-            if message is not None:
-                try:
-                    collector.add(message)
-                except Exception as err:
-                    collector.end()
-                    error = err
-                    break
             outputs = collector.end()
             if collector.refused is not None:
                 self._check_refused()
-            counts.processed += len(outputs)
+            counts.processed += len(outputs) + collector.delivered  # with those handed on early, as chunks
+            collector.restart()
             sink.commit(0, outputs)
             sink.produced(spent)
+        counts.processed += collector.delivered  # chunks that went on during a call that then ended the stream
+        collector.restart()
         if error is not None:
             counts.failed += 1
             self.fail("run()", error)
@@ -366,6 +459,7 @@ class StepExecutor:
         emitter = self.emitter
         answers = sink.answers_router
         mark = self.mark
+        skips = self.skips
         for seq, inband, buffers in messages:
             counts.received += 1
             if name in halted:
@@ -376,21 +470,34 @@ class StepExecutor:
             if mark is not None:
                 mark(self.worker, seq)
             error: BaseException | None = None
-            begin()
+            resumed = 0  # outputs delivered by an earlier run, for a message replayed from its dead letter
+            begin(seq)
+            if skips and (again := skips.pop(seq, 0)):
+                collector.resume(again)
             start = perf_counter()
             release()
             try:
-                result = run(decode(inband, buffers))
+                message = decode(inband, buffers)
+                if type(message) is Resume:
+                    resumed = message.delivered
+                    collector.resume(resumed)
+                    message = message.message
+                result = run(message)
                 if result is not None:
                     if isinstance(result, GeneratorType):
                         send_outputs(result, emitter)
                     elif emitter is not None:
                         emitter.add(result)
+            except Interrupted:
+                raise
             except BaseException as err:  # a step's SystemExit fails the step, not the engine
                 error = err
             acquire()
             spent = perf_counter() - start
             outputs = end()
+            delivered = collector.delivered
+            if delivered:
+                collector.restart()
             self.busy_time += spent
             if spent > self.max_time:
                 self.max_time = spent
@@ -398,7 +505,8 @@ class StepExecutor:
             if mark is not None:
                 mark(self.worker, None)
             if error is not None:
-                self._failed(seq, error, Encoded(bytes(inband), buffers), spent)
+                # The dead letter keeps the message as it came (a Resume says what an earlier run delivered).
+                self._failed(seq, error, Encoded(bytes(inband), buffers), spent, delivered - resumed)
                 continue
             if collector.refused is not None:
                 self._check_refused()
@@ -408,12 +516,13 @@ class StepExecutor:
                 if sink.oldest:
                     sink.flush_if_due()
 
-    def _failed(self, seq: int, error: BaseException, message: Encoded, spent: float) -> None:
-        """Message ``seq``'s run() raised ``error`` after ``spent`` seconds: its outputs are dropped; report it."""
+    def _failed(self, seq: int, error: BaseException, message: Encoded, spent: float, delivered: int) -> None:
+        """Message ``seq``'s run() raised ``error`` after ``spent`` seconds: its outputs not yet handed on are
+        dropped (``delivered`` were, in chunks); report it."""
         self.counts.failed += 1
         if isinstance(error, Exception):
             self.first_error = self.first_error or failure_line(error)
-            self.policy.message_failed(self.step, self.worker, seq, error, message)
+            self.policy.message_failed(self.step, self.worker, seq, error, message, delivered)
         else:
             self.fail("run()", error)
             self.policy.halt(self.step.name, f"step {self.step.name} raised {failure_line(error)} in run()")

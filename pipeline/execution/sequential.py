@@ -39,6 +39,13 @@ class _Deliveries:
         if outputs:
             self.runner.stack.append(self.runner.deliveries(self.name, outputs))
 
+    def partial(self, seq: int, outputs: Outputs) -> None:
+        """A chunk of the outputs of a call that goes on: deliver it now, and everything it leads to, so that it
+        is not held until the call returns (memory stays bounded however many outputs one input has)."""
+        depth = len(self.runner.stack)
+        self.runner.stack.append(self.runner.deliveries(self.name, outputs))
+        self.runner.deliver(depth)
+
     def failed(self, seq: int, outcome: Outcome = Outcome.FAILED, seconds: float = 0.0) -> None:
         """Nothing to deliver."""
 
@@ -159,11 +166,12 @@ class SequentialRunner:
                 counts.emitted += 1
                 yield name, message
 
-    def deliver(self) -> None:
-        """Deliver what is queued and everything it leads to, depth first (no recursion: a chain may be
-        longer than Python's recursion limit)."""
+    def deliver(self, depth: int = 0) -> None:
+        """Deliver what is queued above ``depth`` and everything it leads to, depth first (no recursion: a chain
+        may be longer than Python's recursion limit; only a chunk handed on while its step's code goes on, see
+        _Deliveries.partial, delivers from inside that code, one level deeper)."""
         stack = self.stack
-        while stack:
+        while len(stack) > depth:
             delivery = next(stack[-1], None)
             if delivery is None:
                 stack.pop()

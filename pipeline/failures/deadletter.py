@@ -6,6 +6,9 @@ Each line is one failed message::
      "error": "ValueError: ...", "traceback": "Traceback ...",
      "pickle": "<base64 of the protocol-5 pickle>", "buffers": ["<base64>", ...]}
 
+and, for a message whose run() failed after some of its outputs went on (in chunks, see
+execution.executor), ``"delivered": N``: its replay drops the first N outputs the step makes again.
+
 The file is created readable by its owner only (0600): it holds the messages themselves.
 
 ``pipeline-run --replay FILE --config x.json`` sends each message again to the step that failed.
@@ -34,7 +37,7 @@ from pipeline.config.graph import reachable
 from pipeline.config.model import PipelineConfig, StepConfig
 from pipeline.errors import ConfigError
 from pipeline.failures.describe import failure_line, traceback_text
-from pipeline.message import Encoded, decode
+from pipeline.message import Encoded, Resume, decode
 
 #: The key that names the dead-letter file in ConfigErrors.
 OPTION = "Pipeline.dead_letter"
@@ -53,8 +56,10 @@ class DeadLetterWriter:
         os.fchmod(fd, 0o600)  # O_CREAT's mode applies only to a new file
         self._file: TextIO = os.fdopen(fd, "w", encoding="utf-8")
 
-    def write(self, step: str, worker: int, seq: int, error: BaseException, message: Encoded | None) -> None:
-        """Record one failed message (``message`` None: a failure with no input, such as a producer's)."""
+    def write(self, step: str, worker: int, seq: int, error: BaseException, message: Encoded | None,
+              delivered: int = 0) -> None:
+        """Record one failed message (``message`` None: a failure with no input, such as a producer's), of whose
+        outputs ``delivered`` went on before it failed."""
         record: dict[str, Any] = {
             "step": step,
             "worker": worker,
@@ -66,6 +71,8 @@ class DeadLetterWriter:
         if message is not None:
             record["pickle"] = _b64(message.inband)
             record["buffers"] = [_b64(buffer) for buffer in message.buffers]
+        if delivered:
+            record["delivered"] = delivered
         self._file.write(json.dumps(record) + "\n")
         self._file.flush()
         self.records += 1
@@ -87,6 +94,7 @@ class DeadLetter:
     step: str
     pickle: bytes
     buffers: list[bytes]
+    delivered: int = 0  # its outputs that went on before it failed (its replay skips them)
 
 
 def read_records(path: str) -> list[DeadLetter]:
@@ -131,8 +139,12 @@ def _parse(path: str, number: int, line: bytes) -> DeadLetter | None:
     buffers = record.get("buffers", [])
     if not isinstance(buffers, list):
         raise ConfigError(path, f"{where}: buffers", f"expected a list of base64 strings, got {buffers!r:.40}")
+    delivered = record.get("delivered", 0)
+    if type(delivered) is not int or delivered < 0:
+        raise ConfigError(path, f"{where}: delivered", f"expected a count of outputs (an integer >= 0), got "
+                                                       f"{delivered!r:.40}")
     return DeadLetter(number, step, _unb64(path, f"{where}: pickle", record["pickle"]),
-                      [_unb64(path, f"{where}: buffers[{i}]", b) for i, b in enumerate(buffers)])
+                      [_unb64(path, f"{where}: buffers[{i}]", b) for i, b in enumerate(buffers)], delivered)
 
 
 def _unb64(path: str, key: str, text: Any) -> bytes:
@@ -152,13 +164,25 @@ def failed_steps(path: str) -> list[str]:
 def load_messages(path: str) -> list[tuple[str, Any]]:
     """Unpickle every replayable message of a dead-letter file, as (step name, message); a ConfigError
     names the file and the line of the first that cannot be (its class renamed, its module gone)."""
+    return [(step, message.message if isinstance(message, Resume) else message)
+            for step, message in load_replays(path)]
+
+
+def load_replays(path: str) -> list[tuple[str, Any]]:
+    """As ``load_messages``, but a message some of whose outputs went on before it failed comes as a Resume
+    saying how many (all the runs it failed in together): what a replay sends."""
     messages = []
     for record in read_records(path):
         try:
-            messages.append((record.step, decode(record.pickle, record.buffers)))
+            message = decode(record.pickle, record.buffers)
         except Exception as err:  # unpickling runs the message's own code: anything may come out
             raise ConfigError(path, f"line {record.line}", f"cannot unpickle the message that failed in step "
                                                            f"{record.step}: {failure_line(err)}") from None
+        if isinstance(message, Resume):  # failed again in a replay: what went on in each run adds up
+            message = Resume(message.message, message.delivered + record.delivered)
+        elif record.delivered:
+            message = Resume(message, record.delivered)
+        messages.append((record.step, message))
     return messages
 
 
@@ -169,7 +193,7 @@ _preloaded_lock = threading.Lock()
 
 def preload(path: str) -> None:
     """Unpickle the messages of ``path`` now, before the run, for the replay producer to send."""
-    messages = load_messages(path)
+    messages = load_replays(path)
     with _preloaded_lock:
         _preloaded[path] = messages
 
@@ -187,7 +211,7 @@ class DeadLetterReplay(Component):
         """Send every recorded message to its step."""
         with _preloaded_lock:
             messages = _preloaded.pop(self.path, None)
-        for step, message in load_messages(self.path) if messages is None else messages:
+        for step, message in load_replays(self.path) if messages is None else messages:
             self.send_msg(message, step)
             yield None
 

@@ -69,8 +69,9 @@ class FailurePolicy:
         return line
 
     def message_failed(self, step: StepConfig, worker: int, seq: int, error: BaseException,
-                       message: Encoded | None) -> None:
-        """Log, count and record one failed message; stop the run if the policy says so."""
+                       message: Encoded | None, delivered: int = 0) -> None:
+        """Log, count and record one failed message (``delivered`` of its outputs went on before it failed, in
+        chunks: its dead letter says so, and its replay skips them); stop the run if the policy says so."""
         kind = error_kind(error)
         quiet = caused_by_closed_output(error)
         with self._lock:
@@ -82,12 +83,13 @@ class FailurePolicy:
             # Decide first: a halted step's other workers start nothing more from now on.
             stop = None if quiet else self._stop_reason(step, seq)
             if self._writer is not None:
-                self._writer.write(step.name, worker, seq, error, message)
+                self._writer.write(step.name, worker, seq, error, message, delivered)
         if earlier:
             log.error("%s", count_line(step.name, kind, earlier))
         if how != COUNT:
-            _log_failure(error, how == TRACEBACK, "step %s worker %d: run() failed on message %d: %s", step.name,
-                         worker, seq, failure_line(error))
+            sent = f" ({delivered} of its outputs had gone on: a replay skips them)" if delivered else ""
+            _log_failure(error, how == TRACEBACK, "step %s worker %d: run() failed on message %d: %s%s", step.name,
+                         worker, seq, failure_line(error), sent)
         self._stop_now(stop)  # after the failure's own line, which says why
         self._notify(step.name, worker, seq, "", error)
 
