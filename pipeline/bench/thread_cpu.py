@@ -1,9 +1,11 @@
-"""Where W1's microseconds go, per thread: ``python -m pipeline.bench.thread_cpu [--count=N]``.
+"""Where the microseconds go, per thread: ``python -m pipeline.bench.thread_cpu [--events] [--count=N]``.
 
 Runs pipeline-bench's W1 workload (tiny dicts: producer -> pass-through stager -> consumer) in the
-threaded engine while a sampling thread reads each engine thread's CPU clock from
-``/proc/self/task/TID/stat`` every SAMPLE_SECONDS (Linux only), then prints each thread's CPU
-microseconds per message. Run it on two checkouts, alternately, to compare them.
+threaded engine, or with ``--events`` W7's camera events through one analysis step in 2 worker
+processes, while a sampling thread reads the CPU clock of every thread of the run's process and of
+the processes it started from ``/proc/PID/task/TID/stat`` every SAMPLE_SECONDS (Linux only), then
+prints each thread's CPU microseconds per message. ``--events`` also times the same step objects in
+a plain loop (``time.process_time()``). Run it on two checkouts, alternately, to compare them.
 """
 
 from __future__ import annotations
@@ -13,42 +15,86 @@ import os
 import threading
 import time
 from collections.abc import Sequence
+from pathlib import Path
+from typing import Any
 
+from pipeline.bench import analysis, events
 from pipeline.bench.workloads import check_tally, new_tag, tiny_config
 from pipeline.pipeline import Pipeline
 
 #: Seconds between two reads of the threads' CPU clocks (the last read before a thread ends counts).
 SAMPLE_SECONDS = 0.01
+#: W7's one analysis step, which ``--events`` runs in 2 worker processes.
+EVENTS_STEPS = events.ANALYSES["one step"]
 
 
-def thread_seconds(thread: threading.Thread) -> float | None:
-    """The CPU seconds ``thread`` has used (user and system), or None if it cannot be read."""
+def task_seconds(pid: int, tid: str) -> float | None:
+    """The CPU seconds thread ``tid`` of process ``pid`` has used (user and system); None if it is gone."""
     try:
-        with open(f"/proc/self/task/{thread.native_id}/stat", encoding="ascii") as stat:
-            fields = stat.read().rsplit(")", 1)[1].split()
-    except (OSError, TypeError):
+        fields = Path(f"/proc/{pid}/task/{tid}/stat").read_text(encoding="ascii").rsplit(")", 1)[1].split()
+    except (OSError, IndexError):
         return None
     return (int(fields[11]) + int(fields[12])) / os.sysconf("SC_CLK_TCK")
 
 
-def profile(count: int) -> tuple[float, dict[str, float]]:
-    """Run W1 with ``count`` messages; its wall seconds and each engine thread's CPU seconds."""
-    used: dict[str, float] = {}
+def descendants(root: int) -> list[int]:
+    """The processes started, directly or not, by process ``root``."""
+    children: dict[int, list[int]] = {}
+    for entry in Path("/proc").iterdir():
+        if entry.name.isdigit():
+            try:
+                parent = int((entry / "stat").read_text(encoding="ascii").rsplit(")", 1)[1].split()[1])
+            except (OSError, IndexError, ValueError):
+                continue
+            children.setdefault(parent, []).append(int(entry.name))
+    found, todo = [], [root]
+    while todo:
+        for child in children.get(todo.pop(), []):
+            found.append(child)
+            todo.append(child)
+    return found
+
+
+def sample(used: dict[tuple[str, str], tuple[str, float]], skip: set[int]) -> None:
+    """Read the CPU clock of every thread of this process and its descendants into ``used``: per (process,
+    thread id), its name and CPU seconds; threads whose ids are in ``skip`` (the measurement's own) are left out."""
+    me = os.getpid()
+    names = {str(thread.native_id): thread.name for thread in threading.enumerate()}  # the OS knows "python"
+    for pid in [me, *descendants(me)]:
+        try:
+            tids = os.listdir(f"/proc/{pid}/task")
+        except OSError:
+            continue
+        for tid in tids:
+            if int(tid) in skip:
+                continue
+            seconds = task_seconds(pid, tid)
+            try:
+                name = names[tid] if pid == me and tid in names else Path(
+                    f"/proc/{pid}/task/{tid}/comm").read_text(encoding="utf-8").strip()
+            except OSError:
+                continue
+            if seconds is not None:
+                key = ("run" if pid == me else f"process {pid}", tid)
+                # A thread that has ended but not yet gone keeps the name it had while it ran.
+                used[key] = (used[key][0] if key in used and tid not in names and pid == me else name, seconds)
+
+
+def profile(config: dict[str, Any]) -> tuple[float, dict[tuple[str, str], tuple[str, float]]]:
+    """Run ``config``; its wall seconds and each thread's name and CPU seconds."""
+    used: dict[tuple[str, str], tuple[str, float]] = {}
     done = threading.Event()
-    engine = threading.current_thread()
+    skip = {threading.get_native_id()}
 
-    def sample() -> None:
+    def sampling() -> None:
+        skip.add(threading.get_native_id())
         while not done.wait(SAMPLE_SECONDS):
-            for thread in threading.enumerate():
-                seconds = thread_seconds(thread)
-                if seconds is not None and thread not in (engine, threading.current_thread()):
-                    used[thread.name] = seconds
+            sample(used, skip)
 
-    sampler = threading.Thread(target=sample, name="cpu-sampler")
+    sampler = threading.Thread(target=sampling, name="cpu-sampler")
     sampler.start()
-    tag = new_tag()
-    pipeline = Pipeline.from_config(tiny_config(count, tag), {"Pipeline": {
-        "gui": False, "progress": False, "keep_freed_memory": True}})
+    pipeline = Pipeline.from_config(config, {"Pipeline": {"gui": False, "progress": False,
+                                                          "keep_freed_memory": True}})
     start = time.perf_counter()
     try:
         report = pipeline.run()
@@ -58,19 +104,38 @@ def profile(count: int) -> tuple[float, dict[str, float]]:
         sampler.join()
     if report.exit_status != 0:
         raise SystemExit(f"the run failed:\n{report.table()}")
-    check_tally(tag, count, count * (count - 1) // 2)
     return wall, used
 
 
 def main(argv: Sequence[str] | None = None) -> None:
-    """Print W1's rate and each engine thread's CPU microseconds per message."""
+    """Print the workload's rate and each thread's CPU microseconds per message."""
     parser = argparse.ArgumentParser(prog="python -m pipeline.bench.thread_cpu", description=__doc__)
-    parser.add_argument("--count", type=int, default=100_000, help="messages (default 100,000)")
+    parser.add_argument("--events", action="store_true", help="W7's camera events in 2 worker processes")
+    parser.add_argument("--count", type=int, default=None, help="messages (default 100,000; --events: 3,000)")
     args = parser.parse_args(argv)
-    wall, used = profile(args.count)
-    print(f"W1: {args.count / wall:,.0f} msg/s, {wall * 1e6 / args.count:.1f} us/msg of wall time")
-    for name, seconds in sorted(used.items()):
-        print(f"  {name:16s} {seconds * 1e6 / args.count:6.1f} us/msg of CPU")
+    tag = new_tag()
+    if args.events:
+        count = args.count or 3000
+        wall, used = profile(analysis.document(EVENTS_STEPS, count, tag, {"nb_process": 2}))
+        if analysis.summary(tag)[0] != count:
+            raise SystemExit("the run's consumer did not see every event once")
+        before = time.process_time()
+        analysis.loop(EVENTS_STEPS, count, new_tag())
+        loop = time.process_time() - before
+        print(f"W7 one step: {count / wall:,.0f} events/s, {wall * 1e6 / count:.1f} us/event of wall time; "
+              f"the plain loop {loop * 1e6 / count:.1f} us/event of CPU")
+    else:
+        count = args.count or 100_000
+        wall, used = profile(tiny_config(count, tag))
+        check_tally(tag, count, count * (count - 1) // 2)
+        print(f"W1: {count / wall:,.0f} msg/s, {wall * 1e6 / count:.1f} us/msg of wall time")
+    totals: dict[str, float] = {}
+    for (process, _), (_, seconds) in used.items():
+        totals[process] = totals.get(process, 0.0) + seconds
+    for process in sorted(totals):
+        print(f"  {process}: {totals[process] * 1e6 / count:.1f} us/msg of CPU")
+        for name, seconds in sorted(named for (owner, _), named in used.items() if owner == process):
+            print(f"    {name:24s} {seconds * 1e6 / count:7.1f} us/msg of CPU")
 
 
 if __name__ == "__main__":
