@@ -4,9 +4,14 @@ from __future__ import annotations
 
 import os
 from collections.abc import Iterator
+from pathlib import Path
 from typing import Any
 
 import pytest
+
+# pytest rewrites the asserts of test modules only: the helper modules' asserts explain their failures too,
+# as they did when the helpers lived in test modules (registered before any test module imports them).
+pytest.register_assert_rewrite(*sorted(f"tests.{path.stem}" for path in Path(__file__).parent.glob("*_helpers.py")))
 
 # Read when pytest-qt makes the QApplication, after collection.
 os.environ.setdefault("QT_QPA_PLATFORM", "offscreen")
