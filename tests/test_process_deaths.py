@@ -20,6 +20,7 @@ from typing import Any
 import pytest
 
 from pipeline.failures.deadletter import load_messages
+from tests.failure_helpers import report_row
 from tests.process_helpers import (
     alive,
     finish_run,
@@ -31,7 +32,6 @@ from tests.process_helpers import (
     start_run,
     wait_for,
 )
-from tests.test_failures import report_row
 
 STEPS = "tests.process_steps"
 #: Heartbeats of these runs: a silent process is taken for dead (and a run for gone) within 0.6 s.
