@@ -30,10 +30,10 @@ from pipeline.engine.results import Results
 from pipeline.engine.router import Router
 from tests.cli_helpers import write_config
 from tests.contract_steps import CAUGHT, EVENTS, RECEIVED, RELEASED, SENT
+from tests.engine_helpers import chain, run
+from tests.engine_helpers import step as engine_step
 from tests.failure_helpers import REPO, pipeline_run, report_row
 from tests.test_cli import app  # noqa: F401 (the fixture that restores logging after an in-process pipeline-run)
-from tests.test_engine import chain, run
-from tests.test_engine import step as engine_step
 
 STEPS = "tests.contract_steps"
 MODES = ["sequential", "threads"]
