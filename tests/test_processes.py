@@ -28,13 +28,13 @@ from pipeline.engine.wire import Answer, Kind, control_frames, result_frames
 from pipeline.execution.executor import UNORDERED
 from pipeline.failures.deadletter import load_messages
 from pipeline.message import OUT_OF_BAND_BYTES, encode
+from tests.contract_helpers import received
 from tests.contract_steps import EVENTS, WAIT_SECONDS
 from tests.engine_helpers import chain as engine_chain
 from tests.engine_helpers import step as engine_step
 from tests.failure_helpers import config as failure_config
 from tests.failure_helpers import report_row, written
 from tests.process_helpers import lines, run_to_end
-from tests.test_contract import received
 from tests.test_semantics import (
     assert_ok,
     check_counts,
