@@ -1,13 +1,18 @@
-"""Shared fixtures: the GUI tests' window, offscreen (no display needed); a private config directory."""
+"""Shared fixtures: the GUI tests' window, offscreen (no display needed); a private config directory; an
+in-process pipeline-run."""
 
 from __future__ import annotations
 
+import logging
 import os
 from collections.abc import Iterator
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import pytest
+
+if TYPE_CHECKING:
+    from pipeline.cli.run import PipelineRun
 
 # pytest rewrites the asserts of test modules only: the helper modules' asserts explain their failures too,
 # as they did when the helpers lived in test modules (registered before any test module imports them).
@@ -27,6 +32,20 @@ def private_config_home(tmp_path_factory: pytest.TempPathFactory) -> Iterator[No
         del os.environ["XDG_CONFIG_HOME"]
     else:
         os.environ["XDG_CONFIG_HOME"] = before
+
+
+@pytest.fixture
+def app() -> Iterator[PipelineRun]:
+    """A PipelineRun to call in-process; the logging it sets up is undone afterwards."""
+    from pipeline.cli.run import PipelineRun
+
+    loggers = [logging.getLogger(name) for name in ("pipeline", PipelineRun.__name__)]
+    saved = [(logger.handlers[:], logger.level, logger.propagate) for logger in loggers]
+    yield PipelineRun()
+    for logger, (handlers, level, propagate) in zip(loggers, saved, strict=True):
+        logger.handlers[:] = handlers
+        logger.setLevel(level)
+        logger.propagate = propagate
 
 
 @pytest.fixture

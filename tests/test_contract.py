@@ -32,7 +32,6 @@ from tests.contract_helpers import new_tag, received, step
 from tests.contract_steps import CAUGHT, EVENTS, RELEASED, SENT
 from tests.engine_helpers import chain, run
 from tests.failure_helpers import REPO, pipeline_run, report_row
-from tests.test_cli import app  # noqa: F401 (the fixture that restores logging after an in-process pipeline-run)
 
 MODES = ["sequential", "threads"]
 
@@ -354,7 +353,7 @@ def test_the_python_api_leaves_malloc_alone(mallopt_calls: list[int]) -> None:
 
 
 @pytest.mark.parametrize("option,calls", [([], 1), (["--Pipeline.keep_freed_memory=False"], 0)])
-def test_pipeline_run_tunes_malloc_unless_told_not_to(app: PipelineRun, mallopt_calls: list[int],  # noqa: F811
+def test_pipeline_run_tunes_malloc_unless_told_not_to(app: PipelineRun, mallopt_calls: list[int],
                                                       tmp_path: Path, capsys: pytest.CaptureFixture,
                                                       option: list[str], calls: int) -> None:
     tag = new_tag()
