@@ -19,8 +19,7 @@ from pipeline.engine.fusion import fused_groups
 from pipeline.failures.deadletter import load_messages
 from tests.failure_helpers import report_row
 from tests.process_helpers import lines, pids, report_line, run_to_end, written
-from tests.test_processes import counts
-from tests.test_semantics import assert_ok, check_counts, collector, numbers, pipeline_config, read, run, step
+from tests.semantic_helpers import assert_ok, check_counts, collector, counts, numbers, pipeline_config, read, run, step
 
 PROCESS_STEPS = "tests.process_steps"
 FAILURE_STEPS = "tests.failure_steps"

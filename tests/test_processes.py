@@ -35,10 +35,11 @@ from tests.engine_helpers import step as engine_step
 from tests.failure_helpers import config as failure_config
 from tests.failure_helpers import report_row, written
 from tests.process_helpers import lines, run_to_end
-from tests.test_semantics import (
+from tests.semantic_helpers import (
     assert_ok,
     check_counts,
     collector,
+    counts,
     multiset,
     numbers,
     pipeline_config,
@@ -72,11 +73,6 @@ def features(tmp: Path, count: int = 40) -> dict[str, Any]:
         collector(tmp, "C", nb_process=1),
         **numbers(count),
     )
-
-
-def counts(report: Any) -> dict[str, tuple[int, int, int, int]]:
-    """Each step's received, processed, emitted and failed counts."""
-    return {name: (s.received, s.processed, s.emitted, s.failed) for name, s in report.steps.items()}
 
 
 def test_every_feature_gives_the_sequential_results(tmp_path: Path) -> None:

@@ -19,8 +19,7 @@ from pipeline.engine.flow import message_bound
 from tests.failure_helpers import report_row
 from tests.process_helpers import finish_run, lines, pids, run_to_end, start_run, wait_for, written
 from tests.remote_helpers import PRODUCER, Launcher
-from tests.test_processes import counts
-from tests.test_semantics import assert_ok, check_counts, collector, pipeline_config, read, run, step
+from tests.semantic_helpers import assert_ok, check_counts, collector, counts, pipeline_config, read, run, step
 
 PROCESS_STEPS = "tests.process_steps"
 
