@@ -58,6 +58,9 @@ from tests.doc_helpers import ROOT, Block, Example, console_commands, fenced_blo
 if TYPE_CHECKING:
     from tests.slurm_cluster import SlurmCluster
 
+# The tests of this file take more than 10 s in all: `pytest -m "not slow"` leaves them out.
+pytestmark = pytest.mark.slow
+
 DOCS = [ROOT / "README.md", *sorted((ROOT / "docs").glob("*.md"))]
 #: Blocks whose language makes them commands: each must be run or say why it is not.
 COMMAND_LANGUAGES = {"console", "sh", "shell", "bash"}

@@ -24,6 +24,9 @@ from pipeline.message import OUT_OF_BAND_BYTES
 from tests.engine_helpers import DAG_RUN_SECONDS, chain, run, step
 from tests.engine_steps import COLLECTED, GAUGES
 
+# The tests of this file take more than 10 s in all: `pytest -m "not slow"` leaves them out.
+pytestmark = pytest.mark.slow
+
 
 @pytest.mark.parametrize("on_error", ["skip", "stop"])
 def test_no_buffer_stays_lent_between_threads_after_a_run(on_error: str) -> None:

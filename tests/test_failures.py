@@ -13,6 +13,9 @@ import pytest
 
 from tests.failure_helpers import REPO, STEPS, config, pipeline_run, report_row, written
 
+# The tests of this file take more than 10 s in all: `pytest -m "not slow"` leaves them out.
+pytestmark = pytest.mark.slow
+
 MODES = ["threads", "sequential"]
 
 

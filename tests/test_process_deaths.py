@@ -39,7 +39,8 @@ from tests.process_helpers import (
 HEARTBEATS = ("--Pipeline.heartbeat_interval=0.2", "--Pipeline.heartbeat_liveness=3")
 PATIENCE = 0.2 * 3
 
-pytestmark = pytest.mark.timeout(60)
+# The tests of this file take more than 10 s in all: `pytest -m "not slow"` leaves them out.
+pytestmark = [pytest.mark.timeout(60), pytest.mark.slow]
 
 
 def redeliveries(stderr: str, step: str, replaced: int) -> int:

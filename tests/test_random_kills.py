@@ -28,6 +28,9 @@ from pipeline.engine.flow import held_back_limit
 from tests.engine_helpers import DAG_RUN_SECONDS, chain, step
 from tests.engine_steps import COLLECTED, HELD, RESUME
 
+# The tests of this file take more than 10 s in all: `pytest -m "not slow"` leaves them out.
+pytestmark = pytest.mark.slow
+
 #: What a step in worker processes may do (no state across messages: see the module docstring).
 STATELESS = ["pass", "filter", "expand", "route"]
 #: Per-message sleeps, cycled by value: "slow" makes every fourth message late, so that an ordered step's

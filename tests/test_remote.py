@@ -41,6 +41,9 @@ from tests.remote_helpers import (
 )
 from tests.remote_steps import marker_pids, markers
 
+# The tests of this file take more than 10 s in all: `pytest -m "not slow"` leaves them out.
+pytestmark = pytest.mark.slow
+
 #: How many values each run sends (Launcher.chain's default).
 COUNT = 20
 #: What the issue allows a refused worker before it says so.
