@@ -1,12 +1,22 @@
-"""Shared fixtures: the GUI tests' window, offscreen (no display needed); a private config directory."""
+"""Shared fixtures: the GUI tests' window, offscreen (no display needed); a private config directory; an
+in-process pipeline-run."""
 
 from __future__ import annotations
 
+import logging
 import os
 from collections.abc import Iterator
-from typing import Any
+from pathlib import Path
+from typing import TYPE_CHECKING, Any
 
 import pytest
+
+if TYPE_CHECKING:
+    from pipeline.cli.run import PipelineRun
+
+# pytest rewrites the asserts of test modules only: the helper modules' asserts explain their failures too,
+# as they did when the helpers lived in test modules (registered before any test module imports them).
+pytest.register_assert_rewrite(*sorted(f"tests.{path.stem}" for path in Path(__file__).parent.glob("*_helpers.py")))
 
 # Read when pytest-qt makes the QApplication, after collection.
 os.environ.setdefault("QT_QPA_PLATFORM", "offscreen")
@@ -22,6 +32,20 @@ def private_config_home(tmp_path_factory: pytest.TempPathFactory) -> Iterator[No
         del os.environ["XDG_CONFIG_HOME"]
     else:
         os.environ["XDG_CONFIG_HOME"] = before
+
+
+@pytest.fixture
+def app() -> Iterator[PipelineRun]:
+    """A PipelineRun to call in-process; the logging it sets up is undone afterwards."""
+    from pipeline.cli.run import PipelineRun
+
+    loggers = [logging.getLogger(name) for name in ("pipeline", PipelineRun.__name__)]
+    saved = [(logger.handlers[:], logger.level, logger.propagate) for logger in loggers]
+    yield PipelineRun()
+    for logger, (handlers, level, propagate) in zip(loggers, saved, strict=True):
+        logger.handlers[:] = handlers
+        logger.setLevel(level)
+        logger.propagate = propagate
 
 
 @pytest.fixture

@@ -1,9 +1,11 @@
 """Run ``pipeline-run`` with worker processes as a test would watch it: in its own process group (so
-nothing it started outlives a failed test), every wait bounded, worker pids checked in /proc."""
+nothing it started outlives a failed test), every wait bounded, worker pids checked in /proc; the
+COUNT -> STAGE -> WRITER config of tests/process_steps.py that most of these runs run."""
 
 from __future__ import annotations
 
 import contextlib
+import json
 import os
 import signal
 import subprocess
@@ -12,8 +14,11 @@ import time
 from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
+from typing import Any
 
 REPO = Path(__file__).resolve().parent.parent
+#: The module of the steps that kill, stop or block their own worker process (tests/process_steps.py).
+STEPS = "tests.process_steps"
 #: Seconds between two looks at a file or at /proc while a test waits for something (always with a deadline).
 POLL_SECONDS = 0.02
 
@@ -97,3 +102,32 @@ def report_line(stderr: str, step: str) -> str:
     found = [line for line in stderr.splitlines() if line.startswith(f"{step}: ") and "delivered again" in line]
     assert len(found) == 1, stderr
     return found[0]
+
+
+def chain(tmp: Path, stage: dict[str, Any], writer: dict[str, Any] | None = None, count: int = 300,
+          **sections: Any) -> Path:
+    """COUNT (Counter) -> STAGE -> WRITER (by default MarkedWriter into tmp/out.jsonl), as a config file."""
+    document = {
+        "version": 1,
+        "Pipeline": {
+            "producer_conf": {"name": "COUNT", "module": "algorithms.basic", "class": "Counter",
+                              "next_steps": "STAGE"},
+            "stagers_conf": [{"name": "STAGE", "module": STEPS, "class": "Trigger", "next_steps": "WRITER",
+                              **stage}],
+            "consumer_conf": {"name": "WRITER", "module": "tests.failure_steps", "class": "MarkedWriter",
+                              **(writer or {})},
+        },
+        "Counter": {"count": count},
+        **({} if writer else {"MarkedWriter": {"path": str(tmp / "out.jsonl")}}),
+        **sections,
+    }
+    path = tmp / "pipeline.json"
+    path.write_text(json.dumps(document), encoding="utf-8")
+    return path
+
+
+def written(tmp: Path) -> list[Any]:
+    """What MarkedWriter wrote, its finish line checked and left out."""
+    values = [json.loads(line) for line in lines(tmp / "out.jsonl")]
+    assert values and values[-1] == {"finished": True}
+    return values[:-1]

@@ -53,6 +53,7 @@ def bench(*args: str) -> subprocess.CompletedProcess[str]:
                           text=True, timeout=50, check=False)
 
 
+@pytest.mark.slow
 def test_quick_json_run_measures_and_verifies_every_workload() -> None:
     run = bench("--quick", "--json")
     assert run.returncode == 0, run.stderr[-2000:]
@@ -82,6 +83,7 @@ def test_quick_json_run_measures_and_verifies_every_workload() -> None:
             assert math.isfinite(target["value"]) and target["value"] > 0, f"{key} {target['text']}"
 
 
+@pytest.mark.slow
 def test_process_worker_rows_are_measured_or_skipped_with_the_reason_printed() -> None:
     run = bench("--quick", "--only", "W3", "--json")
     assert run.returncode == 0, run.stderr[-2000:]
@@ -96,6 +98,7 @@ def test_process_worker_rows_are_measured_or_skipped_with_the_reason_printed() -
         assert all(row["status"] == "ok" for row in rows)
 
 
+@pytest.mark.slow
 def test_quick_table_explains_its_rows_and_judges_no_target() -> None:
     run = bench("--quick", "--only", "W1")
     assert run.returncode == 0, run.stderr[-2000:]
@@ -108,6 +111,7 @@ def test_quick_table_explains_its_rows_and_judges_no_target() -> None:
     assert lines[-1].startswith("targets: not judged")
 
 
+@pytest.mark.slow
 def test_bench_runs_do_not_publish_to_the_monitor_unless_asked(monkeypatch: pytest.MonkeyPatch,
                                                                tmp_path: Path) -> None:
     """Every engine run the benchmark builds has Pipeline.gui off (and no progress display of its
@@ -139,6 +143,7 @@ def test_bench_gui_flag_is_documented_and_off_by_default() -> None:
     assert "--gui" in bench("--help").stdout
 
 
+@pytest.mark.slow
 def test_the_overhead_script_runs(capsys: pytest.CaptureFixture[str]) -> None:
     """python -m pipeline.bench.overhead, small: one run of each case, the subscriber hears the stream."""
     overhead.main(["--count=300", "--repeat=1"])

@@ -60,6 +60,7 @@ def test_a_network_goes_with_what_runs_in_it_even_after_a_failure() -> None:
     assert not {network.head.namespace, host.namespace} & namespaces()
 
 
+@pytest.mark.slow
 @pytest.mark.usefixtures("namespaces_possible")
 def test_the_hosts_measure_runs_and_checks_every_run() -> None:
     bench = subprocess.Popen([sys.executable, "-m", "pipeline.bench.hosts", "--repeat=1", "--messages=40", "--json"],

@@ -21,7 +21,8 @@ from pipeline.execution import executor
 from tests.chunk_steps import VALUES
 from tests.remote_helpers import Launcher
 
-pytestmark = pytest.mark.timeout(60)
+# The tests of this file take more than 10 s in all: `pytest -m "not slow"` leaves them out.
+pytestmark = [pytest.mark.timeout(60), pytest.mark.slow]
 
 STEPS = "tests.chunk_steps"
 #: Outputs of the one input (300 MiB), and of each output chunk (16).

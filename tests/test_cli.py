@@ -2,8 +2,6 @@
 
 from __future__ import annotations
 
-import logging
-from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
@@ -167,18 +165,6 @@ def test_usage_error_exits_2(argv: list[str], message: str) -> None:
     assert result.returncode == 2
     assert result.stderr == f"pipeline-run: error: {message}\n"
     assert result.stdout == ""
-
-
-@pytest.fixture
-def app() -> Iterator[PipelineRun]:
-    """A PipelineRun to call in-process; the logging it sets up is undone afterwards."""
-    loggers = [logging.getLogger(name) for name in ("pipeline", PipelineRun.__name__)]
-    saved = [(logger.handlers[:], logger.level, logger.propagate) for logger in loggers]
-    yield PipelineRun()
-    for logger, (handlers, level, propagate) in zip(loggers, saved, strict=True):
-        logger.handlers[:] = handlers
-        logger.setLevel(level)
-        logger.propagate = propagate
 
 
 def test_interrupt_exits_130(app: PipelineRun, monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture) -> None:

@@ -12,8 +12,8 @@ import pytest
 
 from pipeline.auth.keys import generate_key_pair
 from tests.cli_helpers import ROOT, chain_config, run_cli, write_config
+from tests.failure_helpers import report_row
 from tests.remote_helpers import BIN
-from tests.test_failures import report_row
 
 #: How the chain's consumer runs in each mode: (its nb_process, the run's mode).
 MODES = {"threads": (0, "threads"), "sequential": (0, "sequential"), "processes": (1, "threads")}

@@ -13,10 +13,9 @@ from pathlib import Path
 
 import pytest
 
-from tests.process_helpers import alive, kill_group, pids, start_run, wait_for
+from tests.process_helpers import STEPS, alive, chain, kill_group, pids, start_run, wait_for
 from tests.remote_helpers import Launcher, wait_during
 from tests.remote_steps import marker_pids
-from tests.test_process_deaths import STEPS, chain
 
 pytestmark = pytest.mark.timeout(60)
 

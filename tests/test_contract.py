@@ -15,7 +15,6 @@ import subprocess
 import sys
 import threading
 import time
-import uuid
 from pathlib import Path
 from typing import Any
 
@@ -29,31 +28,12 @@ from pipeline.engine.pool import WorkerPool
 from pipeline.engine.results import Results
 from pipeline.engine.router import Router
 from tests.cli_helpers import write_config
-from tests.contract_steps import CAUGHT, EVENTS, RECEIVED, RELEASED, SENT
-from tests.test_cli import app  # noqa: F401 (the fixture that restores logging after an in-process pipeline-run)
-from tests.test_engine import chain, run
-from tests.test_engine import step as engine_step
-from tests.test_failures import REPO, pipeline_run, report_row
+from tests.contract_helpers import new_tag, received, step
+from tests.contract_steps import CAUGHT, EVENTS, RELEASED, SENT
+from tests.engine_helpers import chain, run
+from tests.failure_helpers import REPO, pipeline_run, report_row
 
-STEPS = "tests.contract_steps"
 MODES = ["sequential", "threads"]
-
-
-def step(name: str, cls: str, next_steps: list[str] | None = None, **extra: Any) -> dict[str, Any]:
-    """A step entry whose class lives in tests/contract_steps.py (unless ``module`` says otherwise)."""
-    return engine_step(name, cls, next_steps, **{"module": STEPS, **extra})
-
-
-def new_tag() -> str:
-    """A tag that keeps one run's shared state apart from every other run's."""
-    return uuid.uuid4().hex
-
-
-def received(tag: str) -> list[Any]:
-    """What the Record consumer of run ``tag`` got; checks its finish() came last."""
-    got = RECEIVED.pop(tag)
-    assert got[-1] == "finished" and got.count("finished") == 1, got
-    return got[:-1]
 
 
 def passthrough(name: str, next_steps: list[str], **extra: Any) -> dict[str, Any]:
@@ -373,7 +353,7 @@ def test_the_python_api_leaves_malloc_alone(mallopt_calls: list[int]) -> None:
 
 
 @pytest.mark.parametrize("option,calls", [([], 1), (["--Pipeline.keep_freed_memory=False"], 0)])
-def test_pipeline_run_tunes_malloc_unless_told_not_to(app: PipelineRun, mallopt_calls: list[int],  # noqa: F811
+def test_pipeline_run_tunes_malloc_unless_told_not_to(app: PipelineRun, mallopt_calls: list[int],
                                                       tmp_path: Path, capsys: pytest.CaptureFixture,
                                                       option: list[str], calls: int) -> None:
     tag = new_tag()

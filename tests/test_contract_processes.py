@@ -5,9 +5,9 @@ from __future__ import annotations
 
 import pytest
 
+from tests.contract_helpers import new_tag, received, step
 from tests.contract_steps import SENT
-from tests.test_contract import new_tag, received, step
-from tests.test_engine import chain, run
+from tests.engine_helpers import chain, run
 
 #: A stager in one worker process.
 IN_A_PROCESS = {"nb_process": 1}

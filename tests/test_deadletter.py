@@ -24,8 +24,8 @@ from pipeline.failures.deadletter import (
     read_records,
 )
 from pipeline.message import Resume
+from tests.failure_helpers import config, pipeline_run, report_row, written
 from tests.output_steps import Tripwire
-from tests.test_failures import config, pipeline_run, report_row, written
 
 
 def record(message: Any = None, step: str = "STAGE", pickled: bytes | None = None, **fields: Any) -> str:

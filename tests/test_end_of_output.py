@@ -14,7 +14,7 @@ import pytest
 
 from pipeline.console import end_of_output
 from pipeline.console.end_of_output import EXIT_STATUS, caused_by_closed_output
-from tests.test_failures import report_row
+from tests.failure_helpers import report_row
 
 REPO = Path(__file__).resolve().parent.parent
 CHAIN = str(REPO / "configs" / "chain.json")

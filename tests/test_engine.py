@@ -21,28 +21,11 @@ from pipeline.config.options import RunOptions
 from pipeline.engine import ThreadedRunner
 from pipeline.engine.flow import MAX_BATCH_BYTES, PREFETCH_BYTES, QUEUE_BYTES, message_bound
 from pipeline.message import OUT_OF_BAND_BYTES
+from tests.engine_helpers import DAG_RUN_SECONDS, chain, run, step
 from tests.engine_steps import COLLECTED, GAUGES
 
-STEPS = "tests.engine_steps"
-
-
-def step(name: str, cls: str, next_steps: list[str] | None = None, **extra: Any) -> dict[str, Any]:
-    """One step entry of a config."""
-    entry: dict[str, Any] = {"name": name, "class": cls, "module": STEPS, **extra}
-    if next_steps:
-        entry["next_steps"] = next_steps
-    return entry
-
-
-def chain(producer: dict, stagers: list[dict], consumer: dict, **sections: Any) -> dict[str, Any]:
-    """A config document."""
-    return {"version": 1, "Pipeline": {"producer_conf": producer, "stagers_conf": stagers,
-                                       "consumer_conf": consumer}, **sections}
-
-
-def run(document: dict[str, Any], mode: str = "threads") -> Any:
-    """Run a config document in ``mode``."""
-    return Pipeline.from_config(document, {"Pipeline": {"mode": mode}}).run()
+# The tests of this file take more than 10 s in all: `pytest -m "not slow"` leaves them out.
+pytestmark = pytest.mark.slow
 
 
 @pytest.mark.parametrize("on_error", ["skip", "stop"])
@@ -298,10 +281,6 @@ def dag_configs(draw: st.DrawFn, processes: bool = False) -> dict[str, Any]:
                  Source={"count": draw(st.integers(0, 60)),
                          # a payload above OUT_OF_BAND_BYTES travels out of band: lent between threads
                          "payload": draw(st.sampled_from([0, OUT_OF_BAND_BYTES + 10]))})
-
-
-#: Seconds a random DAG's run may take before the test calls it hung (they take about a second).
-DAG_RUN_SECONDS = 10.0
 
 
 def _collect(document: dict[str, Any], mode: str) -> tuple[Counter, Any]:

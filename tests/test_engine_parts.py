@@ -15,7 +15,7 @@ from pipeline.engine.results import Results
 from pipeline.engine.wire import Answer, Packet, parse_result, result_frames
 from pipeline.execution.executor import UNORDERED
 from pipeline.message import Encoded
-from tests.test_wire import as_received
+from tests.wire_helpers import as_received
 
 # --------------------------------------------------------------------------- WorkerPool: least recently used first
 

@@ -14,8 +14,8 @@ from hypothesis import strategies as st
 from pipeline.config import StepConfig
 from pipeline.failures.log import COUNT, LINE, LINES_PER_WINDOW, TRACEBACK, WINDOW_SECONDS, FailureLog
 from pipeline.failures.policy import ErrorEvent, FailurePolicy
+from tests.failure_helpers import config, pipeline_run, report_row
 from tests.failure_steps import FailEvery
-from tests.test_failures import config, pipeline_run, report_row
 
 MODES = ["threads", "sequential"]
 

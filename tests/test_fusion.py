@@ -17,11 +17,9 @@ from pipeline.config.options import RunOptions
 from pipeline.engine import ThreadedRunner
 from pipeline.engine.fusion import fused_groups
 from pipeline.failures.deadletter import load_messages
-from tests.process_helpers import lines, pids, report_line, run_to_end
-from tests.test_failures import report_row
-from tests.test_process_deaths import written
-from tests.test_processes import counts
-from tests.test_semantics import assert_ok, check_counts, collector, numbers, pipeline_config, read, run, step
+from tests.failure_helpers import report_row
+from tests.process_helpers import lines, pids, report_line, run_to_end, written
+from tests.semantic_helpers import assert_ok, check_counts, collector, counts, numbers, pipeline_config, read, run, step
 
 PROCESS_STEPS = "tests.process_steps"
 FAILURE_STEPS = "tests.failure_steps"

@@ -13,7 +13,7 @@ from typing import Any
 import pytest
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
-from PySide6.QtCore import QEvent, QEventLoop, QObject, QTimer
+from PySide6.QtCore import QTimer
 from PySide6.QtWidgets import QApplication
 
 from gui import theme
@@ -22,46 +22,9 @@ from gui.protocol import MAX_STEPS, MAX_TRACEBACK, parse
 from gui.widgets.graph import MIN_FONT_PT, MIN_SCALE, SMALLEST_FONT_PT
 from gui.window import REDRAW_MS, MainWindow
 from tests.gui_helpers import Sender, load_recording, with_run_id
+from tests.qt_helpers import WAIT_MS, PaintCounter, run_loop_for_ticks
 
 os.environ.setdefault("QT_QPA_PLATFORM", "offscreen")
-
-#: Milliseconds any wait in these tests may take.
-WAIT_MS = 20_000
-
-
-class PaintCounter(QObject):
-    """Counts the paint events of every widget of the application."""
-
-    def __init__(self) -> None:
-        super().__init__()
-        self.paints = 0
-
-    def eventFilter(self, watched: QObject, event: QEvent) -> bool:
-        if event.type() == QEvent.Type.Paint:
-            self.paints += 1
-        return False
-
-
-def run_loop_for_ticks(window: MainWindow, ticks: int) -> float:
-    """Run Qt's event loop until the redraw timer fired ``ticks`` times; the seconds it took."""
-    fired = [0]
-    loop = QEventLoop()
-
-    def tick() -> None:
-        fired[0] += 1
-        if fired[0] >= ticks:
-            loop.quit()
-
-    window.timer.timeout.connect(tick)
-    expire = QTimer(singleShot=True, interval=WAIT_MS)
-    expire.timeout.connect(loop.quit)
-    expire.start()
-    start = time.monotonic()
-    loop.exec()
-    window.timer.timeout.disconnect(tick)
-    assert fired[0] >= ticks, "the redraw timer stopped"
-    return time.monotonic() - start
-
 
 def test_an_idle_window_repaints_nothing_and_uses_no_cpu(qtbot, window: MainWindow) -> None:
     stream = load_recording()

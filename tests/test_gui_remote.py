@@ -25,7 +25,7 @@ from gui.app import PipeGui
 from gui.instructions import KeyFiles, Step, waiting_steps
 from gui.window import MainWindow
 from tests.cli_helpers import ROOT
-from tests.test_docs import fenced_blocks
+from tests.doc_helpers import fenced_blocks
 
 # Read when pytest-qt makes the QApplication, after collection: the tests need no display.
 os.environ.setdefault("QT_QPA_PLATFORM", "offscreen")

@@ -33,7 +33,7 @@ from gui.widgets.run_view import PLOT_MIN
 from gui.widgets.table import COLUMNS, PROCESS_COLUMNS
 from gui.window import MainWindow
 from tests.gui_helpers import load_recording
-from tests.test_gui_bounds import PaintCounter, run_loop_for_ticks
+from tests.qt_helpers import PaintCounter, run_loop_for_ticks
 
 os.environ.setdefault("QT_QPA_PLATFORM", "offscreen")
 

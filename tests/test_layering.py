@@ -2,11 +2,16 @@
 import each other in a circle, each part imports on its own, the framework never imports the demo steps
 (algorithms/), and only the benchmark (pipeline/bench/), which sits on top, imports the benchmark.
 
-Imports made only for type checkers count too: a reader follows them like any other."""
+Imports made only for type checkers count too: a reader follows them like any other.
+
+In tests/, no module imports a test module: what several test modules share lives in helper modules
+(tests/*_helpers.py) and their fixtures in tests/conftest.py, so importing one test module never runs
+another's code or hands its fixtures on."""
 
 from __future__ import annotations
 
 import ast
+import re
 import subprocess
 import sys
 from pathlib import Path
@@ -201,3 +206,31 @@ def test_each_part_imports_on_its_own(part: str) -> None:
     result = subprocess.run([sys.executable, "-c", f"import {part}"], cwd=ROOT, capture_output=True, text=True,
                             timeout=60)
     assert result.returncode == 0, result.stderr
+
+
+def imported_test_modules(source: str, module: str, is_package: bool = False) -> set[str]:
+    """The test modules (``tests.test_*``) that the code of ``module``, a module of tests/, imports."""
+    return {name for name in imports(source, module, is_package) if re.fullmatch(r"tests\.test_\w+", name)}
+
+
+@pytest.mark.parametrize(("source", "expected"), [
+    ("from tests.test_engine import chain", {"tests.test_engine"}),
+    ("import tests.test_engine", {"tests.test_engine"}),
+    ("from tests import test_engine", {"tests.test_engine"}),
+    ("from .test_engine import chain as engine_chain", {"tests.test_engine"}),
+    ("def f():\n    from . import test_docs\n", {"tests.test_docs"}),
+    ("from tests.engine_helpers import chain\nfrom tests import engine_steps\nfrom .cli_helpers import ROOT", set()),
+])
+def test_imports_of_test_modules_are_found(source: str, expected: set[str]) -> None:
+    assert imported_test_modules(source, "tests.test_x") == expected
+
+
+def test_no_test_module_imports_another() -> None:
+    """Nor does a helper module: only pytest imports a test module."""
+    offenders = {}
+    for path in sorted((ROOT / "tests").rglob("*.py")):
+        module, is_package = module_of(path)
+        found = imported_test_modules(path.read_text(encoding="utf-8"), module, is_package) - {module}
+        if found:
+            offenders[module] = sorted(found)
+    assert offenders == {}

@@ -11,7 +11,7 @@ from gui.model import Runs
 from gui.protocol import parse
 from gui.widgets import workers
 from tests.cli_helpers import write_config
-from tests.test_monitor import WAIT, Subscriber, document, gated_run, of
+from tests.monitor_helpers import WAIT, Subscriber, document, gated_run, of
 
 
 def test_a_run_with_worker_processes_publishes_them(tmp_path: Path) -> None:

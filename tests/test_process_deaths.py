@@ -15,13 +15,15 @@ import shutil
 import signal
 import tempfile
 from pathlib import Path
-from typing import Any
 
 import pytest
 
 from pipeline.failures.deadletter import load_messages
+from tests.failure_helpers import report_row
 from tests.process_helpers import (
+    STEPS,
     alive,
+    chain,
     finish_run,
     kill_group,
     lines,
@@ -30,44 +32,15 @@ from tests.process_helpers import (
     run_to_end,
     start_run,
     wait_for,
+    written,
 )
-from tests.test_failures import report_row
 
-STEPS = "tests.process_steps"
 #: Heartbeats of these runs: a silent process is taken for dead (and a run for gone) within 0.6 s.
 HEARTBEATS = ("--Pipeline.heartbeat_interval=0.2", "--Pipeline.heartbeat_liveness=3")
 PATIENCE = 0.2 * 3
 
-pytestmark = pytest.mark.timeout(60)
-
-
-def chain(tmp: Path, stage: dict[str, Any], writer: dict[str, Any] | None = None, count: int = 300,
-          **sections: Any) -> Path:
-    """COUNT (Counter) -> STAGE -> WRITER (by default MarkedWriter into tmp/out.jsonl), as a config file."""
-    document = {
-        "version": 1,
-        "Pipeline": {
-            "producer_conf": {"name": "COUNT", "module": "algorithms.basic", "class": "Counter",
-                              "next_steps": "STAGE"},
-            "stagers_conf": [{"name": "STAGE", "module": STEPS, "class": "Trigger", "next_steps": "WRITER",
-                              **stage}],
-            "consumer_conf": {"name": "WRITER", "module": "tests.failure_steps", "class": "MarkedWriter",
-                              **(writer or {})},
-        },
-        "Counter": {"count": count},
-        **({} if writer else {"MarkedWriter": {"path": str(tmp / "out.jsonl")}}),
-        **sections,
-    }
-    path = tmp / "pipeline.json"
-    path.write_text(json.dumps(document), encoding="utf-8")
-    return path
-
-
-def written(tmp: Path) -> list[Any]:
-    """What MarkedWriter wrote, its finish line checked and left out."""
-    values = [json.loads(line) for line in lines(tmp / "out.jsonl")]
-    assert values and values[-1] == {"finished": True}
-    return values[:-1]
+# The tests of this file take more than 10 s in all: `pytest -m "not slow"` leaves them out.
+pytestmark = [pytest.mark.timeout(60), pytest.mark.slow]
 
 
 def redeliveries(stderr: str, step: str, replaced: int) -> int:

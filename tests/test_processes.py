@@ -28,17 +28,18 @@ from pipeline.engine.wire import Answer, Kind, control_frames, result_frames
 from pipeline.execution.executor import UNORDERED
 from pipeline.failures.deadletter import load_messages
 from pipeline.message import OUT_OF_BAND_BYTES, encode
+from tests.contract_helpers import received
 from tests.contract_steps import EVENTS, WAIT_SECONDS
+from tests.engine_helpers import chain as engine_chain
+from tests.engine_helpers import step as engine_step
+from tests.failure_helpers import config as failure_config
+from tests.failure_helpers import report_row, written
 from tests.process_helpers import lines, run_to_end
-from tests.test_contract import received
-from tests.test_engine import chain as engine_chain
-from tests.test_engine import step as engine_step
-from tests.test_failures import config as failure_config
-from tests.test_failures import report_row, written
-from tests.test_semantics import (
+from tests.semantic_helpers import (
     assert_ok,
     check_counts,
     collector,
+    counts,
     multiset,
     numbers,
     pipeline_config,
@@ -72,11 +73,6 @@ def features(tmp: Path, count: int = 40) -> dict[str, Any]:
         collector(tmp, "C", nb_process=1),
         **numbers(count),
     )
-
-
-def counts(report: Any) -> dict[str, tuple[int, int, int, int]]:
-    """Each step's received, processed, emitted and failed counts."""
-    return {name: (s.received, s.processed, s.emitted, s.failed) for name, s in report.steps.items()}
 
 
 def test_every_feature_gives_the_sequential_results(tmp_path: Path) -> None:

@@ -25,8 +25,11 @@ from hypothesis import strategies as st
 from pipeline import Pipeline
 from pipeline.config import load_config
 from pipeline.engine.flow import held_back_limit
+from tests.engine_helpers import DAG_RUN_SECONDS, chain, step
 from tests.engine_steps import COLLECTED, HELD, RESUME
-from tests.test_engine import DAG_RUN_SECONDS, chain, step
+
+# The tests of this file take more than 10 s in all: `pytest -m "not slow"` leaves them out.
+pytestmark = pytest.mark.slow
 
 #: What a step in worker processes may do (no state across messages: see the module docstring).
 STATELESS = ["pass", "filter", "expand", "route"]

@@ -25,6 +25,8 @@ from pipeline import Pipeline
 from pipeline.auth.keys import load_public_key
 from pipeline.engine.door import Door
 from tests.cli_helpers import ROOT, run_cli, write_config
+from tests.engine_helpers import chain
+from tests.engine_helpers import step as engine_step
 from tests.remote_helpers import (
     BIN,
     PRODUCER,
@@ -38,8 +40,9 @@ from tests.remote_helpers import (
     wait_during,
 )
 from tests.remote_steps import marker_pids, markers
-from tests.test_engine import chain
-from tests.test_engine import step as engine_step
+
+# The tests of this file take more than 10 s in all: `pytest -m "not slow"` leaves them out.
+pytestmark = pytest.mark.slow
 
 #: How many values each run sends (Launcher.chain's default).
 COUNT = 20

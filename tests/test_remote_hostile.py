@@ -26,6 +26,9 @@ from tests.remote_helpers import PRODUCER, STAGE, STRANGER, Launcher, Proc, dupl
 from tests.remote_peers import JUNK_RESULTS, Intruder, bomb, junk_result, plaintext_junk, refused_peer
 from tests.remote_steps import marker_pids
 
+# The tests of this file take more than 10 s in all: `pytest -m "not slow"` leaves them out.
+pytestmark = pytest.mark.slow
+
 #: How many values each run sends (Launcher.chain's default).
 COUNT = 20
 

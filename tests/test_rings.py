@@ -20,7 +20,7 @@ from pipeline.engine.rings import RING_BYTES, Ring
 from pipeline.engine.wire import Kind, Packet, WireError, packet_from_frames
 from pipeline.message import Encoded
 from tests.process_helpers import alive, finish_run, pids, start_run, wait_for
-from tests.test_wire import as_received
+from tests.wire_helpers import as_received
 
 pytestmark = pytest.mark.skipif(not rings.SHM_DIR.is_dir(), reason="no /dev/shm on this host")
 

@@ -16,12 +16,10 @@ from pipeline.config import load_config
 from pipeline.config.options import RunOptions
 from pipeline.engine import ThreadedRunner
 from pipeline.engine.flow import message_bound
-from tests.process_helpers import finish_run, lines, pids, run_to_end, start_run, wait_for
+from tests.failure_helpers import report_row
+from tests.process_helpers import finish_run, lines, pids, run_to_end, start_run, wait_for, written
 from tests.remote_helpers import PRODUCER, Launcher
-from tests.test_failures import report_row
-from tests.test_process_deaths import written
-from tests.test_processes import counts
-from tests.test_semantics import assert_ok, check_counts, collector, pipeline_config, read, run, step
+from tests.semantic_helpers import assert_ok, check_counts, collector, counts, pipeline_config, read, run, step
 
 PROCESS_STEPS = "tests.process_steps"
 

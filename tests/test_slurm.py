@@ -25,10 +25,10 @@ import pytest
 from pipeline.auth.keys import generate_key_pair
 from pipeline.bench.netns import Host
 from tests import slurm_cluster
+from tests.doc_helpers import ROOT, Example, console_commands, fenced_blocks
 from tests.remote_helpers import BIN, Launcher, Proc, duplicates, wait_during
 from tests.remote_steps import ROLE, marker_pids
 from tests.slurm_cluster import CPUS, SlurmCluster
-from tests.test_docs import ROOT, Example, console_commands, fenced_blocks
 
 #: The document whose recipe runs here, and its files.
 RECIPE = ROOT / "docs" / "cluster.md"

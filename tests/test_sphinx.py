@@ -50,6 +50,7 @@ def config_options(module) -> list[tuple[type, str, str]]:
             for cls in classes for name, trait in cls.class_own_traits(config=True).items()]
 
 
+@pytest.mark.slow
 def test_the_documentation_builds_without_warnings(tmp_path: Path) -> None:
     """Every page builds with warnings as errors; the API and option pages hold what the code defines."""
     pytest.importorskip("sphinx")

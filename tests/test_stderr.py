@@ -18,6 +18,9 @@ import pytest
 from pipeline.console import stderr as stderr_module
 from pipeline.console.stderr import StderrWriter
 
+# The tests of this file take more than 10 s in all: `pytest -m "not slow"` leaves them out.
+pytestmark = pytest.mark.slow
+
 REPO = Path(__file__).resolve().parent.parent
 #: Seconds any test waits for something at most.
 WAIT = 30.0

@@ -4,8 +4,6 @@ and with their buffers lent by handle (engine.handles)."""
 
 from __future__ import annotations
 
-from typing import Any
-
 import pytest
 import zmq
 from hypothesis import given, settings
@@ -35,6 +33,7 @@ from pipeline.engine.wire import (
 )
 from pipeline.execution.executor import UNORDERED, Outcome
 from pipeline.message import OUT_OF_BAND_BYTES, Encoded
+from tests.wire_helpers import as_received
 
 #: One message as plain bytes: its in-band pickle and its out-of-band buffers.
 Plain = tuple[bytes, list[bytes]]
@@ -75,11 +74,6 @@ def packet_of(messages: list[Plain], first_seq: int = 0) -> Packet:
     for message in messages:
         packet.add(encoded(message))
     return packet
-
-
-def as_received(frames: list[Any]) -> list[zmq.Frame]:
-    """The frames as a receiver gets them (zmq.Frame objects), without a socket."""
-    return [zmq.Frame(bytes(memoryview(frame))) for frame in frames]
 
 
 def contents(packet: Packet) -> list[tuple[int, bytes, list[bytes]]]:
