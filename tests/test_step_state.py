@@ -491,6 +491,25 @@ def test_a_message_whose_worker_died_after_a_chunk_goes_again_with_a_skip_and_it
     assert policy.failed == [(0, "RemoteError")] and policy.delivered == {0: 32}
 
 
+def test_a_fused_chunk_counts_the_first_steps_outputs_it_stands_for_not_the_outputs_it_holds() -> None:
+    """Fused steps after the first filtered 16 outputs to none (a fused consumer makes none): the SKIP and the dead
+    letter still count the 16 of the first step that went on."""
+    made, policy, _ = state(nb_thread=1)
+    for slot in (0, 1):
+        made.added(slot, 1)
+    made.joined(worker(0), 2)
+    made.take_input(packet(1))
+    hand_out(made)
+    made.answered(worker(0), [Answer(0, [], Outcome.PARTIAL, 0.0, 16)])
+    made.lost(Loss(0, "killed", [0]))
+    made.joined(worker(1), 2)
+    offer = made.offer()
+    assert offer is not None and offer.skips == ((0, 16),)
+    made.handed(offer)
+    made.failed(worker(1), Failure(0, "run()", "ValueError: half-way", ""))
+    assert policy.delivered == {0: 16}
+
+
 def test_a_redelivered_input_in_turn_lets_the_waiting_chunks_go_on() -> None:
     """Its worker died; the other one waits (past HELD_BACK_BYTES) for the MORE of a later input's chunk: it is let
     go on, since no worker runs the input in turn, which must find one (it may be all the step has)."""

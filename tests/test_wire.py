@@ -242,6 +242,16 @@ def test_a_chunk_with_outputs_passes_the_check_of_what_a_worker_sends_and_a_fail
         check_from_worker(as_received(result_frames([Answer(3, outputs, Outcome.FAILED)])), 1)
 
 
+def test_a_chunk_says_how_many_outputs_of_its_step_it_stands_for_and_a_remote_one_cannot_lie() -> None:
+    outputs = [(Encoded(b"x", []), None)]
+    fused = result_frames([Answer(3, outputs, Outcome.PARTIAL, 0.0, 16), Answer(4, [], Outcome.PARTIAL, 0.0, 9)])
+    assert [(a.seq, len(a.outputs), a.made) for a in parse_result(as_received(fused))] == [(3, 1, 16), (4, 0, 9)]
+    plain = result_frames([Answer(3, outputs, Outcome.PARTIAL)])
+    assert parse_result(as_received(plain))[0].made == 1
+    with pytest.raises(WireError, match="impossible answer"):
+        check_from_worker(as_received(fused), 1)  # fused steps never run in a remote worker
+
+
 def test_a_skip_says_which_message_and_how_many_of_its_outputs() -> None:
     frames = skip_frames(2**40, 144)
     assert header_of(frames[0]) == (Kind.SKIP, 2**40) and parse_skip(frames) == (2**40, 144)
