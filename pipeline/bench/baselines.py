@@ -39,7 +39,7 @@ TIMEOUT = 600.0
 
 
 class BaselineError(RuntimeError):
-    """A baseline's callable raised, or the baseline did not end in time."""
+    """A baseline's callable raised, or the baseline did not end in time (or a remote worker failed)."""
 
 
 class Unavailable(Exception):

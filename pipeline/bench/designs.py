@@ -6,6 +6,7 @@ from __future__ import annotations
 ENGINE = "engine threads"
 SEQUENTIAL = "engine sequential"
 PROCESSES = "engine process workers"
+REMOTE = "engine remote worker"
 QUEUE = "queue.Queue threads"
 ZMQ = "raw zmq PUSH/PULL"
 ZMQ_PLAIN = "raw zmq PUSH/PULL, plain recv"
@@ -24,6 +25,8 @@ DESCRIPTIONS = {
     ENGINE: "this engine (Pipeline.mode threads): a router thread per step, the step's workers in threads",
     SEQUENTIAL: "this engine's sequential mode: every step in one thread, each message pickled (a reference)",
     PROCESSES: "this engine with the stage's workers in processes (the step key nb_process)",
+    REMOTE: "this engine with the stage served by one pipeline-worker on this host, over CurveZMQ on loopback TCP "
+    "(its start and joining timed too)",
     QUEUE: "plain threads joined by queue.Queue(64) (W5: the workload's queue_limit), passing references",
     ZMQ: "plain threads joined by inproc PUSH/PULL at pyzmq's default options, pickle 5, out-of-band frames, "
     "received without a copy (recv(copy=False), Frame.more)",

@@ -18,6 +18,7 @@ from typing import Any
 
 import zmq
 
+from pipeline.bench.loopback import free_port
 from pipeline.bench.workloads import tiny_config
 from pipeline.pipeline import Pipeline
 
@@ -73,17 +74,6 @@ def throughput(count: int, settings: dict[str, Any]) -> float:
     if report.exit_status != 0 or report["C"].processed != count:
         raise RuntimeError(f"the W1 run failed:\n{report.table()}")
     return count / seconds
-
-
-def free_port() -> int:
-    """A loopback port nothing listens on."""
-    context = zmq.Context()
-    probe = context.socket(zmq.PULL)
-    try:
-        return probe.bind_to_random_port("tcp://127.0.0.1")
-    finally:
-        probe.close(0)
-        context.term()
 
 
 def measure(count: int, repeat: int) -> tuple[dict[str, list[float]], int]:

@@ -7,6 +7,7 @@ the machine spreads over the designs instead of landing on one. Every run's outp
 
 from __future__ import annotations
 
+import contextlib
 import gc
 import time
 import uuid
@@ -24,11 +25,13 @@ from pipeline.bench.designs import (
     POOL,
     PROCESSES,
     QUEUE,
+    REMOTE,
     SEQUENTIAL,
     ZMQ,
     ZMQ_PLAIN,
     ZMQ_THROTTLED,
 )
+from pipeline.bench.loopback import remote_worker
 from pipeline.bench.plan import Plan
 from pipeline.bench.report import BROKEN, OK, SKIPPED, Case, Row, Target, Workload, number
 from pipeline.bench.steps import RESULTS, Latency, PassThrough, Stamped, Tally, TinyDicts, Work, busy
@@ -89,19 +92,21 @@ def new_tag() -> str:
     return uuid.uuid4().hex
 
 
-def run_engine(document: dict[str, Any], mode: str, expected: int, gui: bool = False) -> float:
-    """Run ``document`` in ``mode``; the seconds from run() to its return, once the report checks.
+def run_engine(document: dict[str, Any], mode: str, expected: int, gui: bool = False,
+               settings: dict[str, Any] | None = None) -> float:
+    """Run ``document`` in ``mode`` (with more Pipeline ``settings``); the seconds from run() to its return,
+    once the report checks.
 
     The run publishes its status to the monitor only with ``gui`` (``pipeline-bench --gui``), so
     that a benchmark does not fill pipeline-gui with its runs nor share the CPU with it; it never
     draws its progress display, which would mix with the benchmark's own progress lines.
     """
     # keep_freed_memory: the bench owns its process, as pipeline-run does (the Python API default is off).
-    settings: dict[str, Any] = {"mode": mode, "progress": False, "keep_freed_memory": True}
+    options: dict[str, Any] = {"mode": mode, "progress": False, "keep_freed_memory": True, **(settings or {})}
     if not gui:
-        settings["gui"] = False
+        options["gui"] = False
     try:
-        pipeline = Pipeline.from_config(document, {"Pipeline": settings})
+        pipeline = Pipeline.from_config(document, {"Pipeline": options})
     except ConfigError as err:
         upcoming = [key for key in UPCOMING_KEYS if key in str(err)]
         if not upcoming:
@@ -186,12 +191,12 @@ def warm_up() -> None:
 
 # -- W1 ---------------------------------------------------------------------------------------
 
-#: W1's designs: the engine (its stage in a thread, and in one worker process), a thread and a
-#: process baseline, and raw ZeroMQ (throttled too, as a reference).
-TINY_DESIGNS = (ENGINE, SEQUENTIAL, PROCESSES, QUEUE, ZMQ, ZMQ_PLAIN, ZMQ_THROTTLED, MPIPE)
-#: The stage's step keys for each engine design.
-STAGE_KEYS = {ENGINE: {}, SEQUENTIAL: {}, PROCESSES: {"nb_process": 1}}
-ENGINE_MODES = {**MODES, PROCESSES: "threads"}
+#: W1's designs: the engine (its stage in a thread, in one worker process, in a remote worker on
+#: loopback), a thread and a process baseline, and raw ZeroMQ (throttled too, as a reference).
+TINY_DESIGNS = (ENGINE, SEQUENTIAL, PROCESSES, REMOTE, QUEUE, ZMQ, ZMQ_PLAIN, ZMQ_THROTTLED, MPIPE)
+#: The stage's step keys for each engine design (a remote worker's stage has no worker of the run's).
+STAGE_KEYS = {ENGINE: {}, SEQUENTIAL: {}, PROCESSES: {"nb_process": 1}, REMOTE: {"nb_thread": 0}}
+ENGINE_MODES = {**MODES, PROCESSES: "threads", REMOTE: "threads"}
 
 
 def tiny_config(count: int, tag: str = "", stage: dict[str, Any] | None = None) -> dict[str, Any]:
@@ -208,7 +213,9 @@ def tiny(plan: Plan, progress: Progress) -> Workload:
 
     def engine(design: str) -> float:
         tag = new_tag()
-        seconds = run_engine(tiny_config(n, tag, STAGE_KEYS[design]), ENGINE_MODES[design], n, plan.gui)
+        with remote_worker("S") if design == REMOTE else contextlib.nullcontext({}) as settings:
+            seconds = run_engine(tiny_config(n, tag, STAGE_KEYS[design]), ENGINE_MODES[design], n, plan.gui,
+                                 settings)
         check_tally(tag, n, n * (n - 1) // 2)
         return n / seconds
 
