@@ -35,14 +35,16 @@ class Results:
         if not self.names:
             return []  # a sink: its workers answer only so that the router knows what they hold
         names = self.names
+        ordered = self.ordered
         release: list[tuple[int, Outputs]] = []
         for answer in answers:
             messages = [(message, None if target is None else names[target]) for message, target in answer.outputs]
             seq = answer.seq
-            partial = answer.outcome is Outcome.PARTIAL
-            if seq == UNORDERED or not self.ordered:
+            if seq == UNORDERED or not ordered:
                 release.append((seq, messages))
-            elif seq != self.next_seq:  # early: held until every earlier input's outputs are out
+                continue
+            partial = answer.outcome is Outcome.PARTIAL
+            if seq != self.next_seq:  # early: held until every earlier input's outputs are out
                 size = sum(message.nbytes for message, _ in messages)
                 self.held_bytes += size
                 if partial:

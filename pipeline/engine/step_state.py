@@ -434,40 +434,51 @@ class StepState:
         (PARTIAL) answers nothing yet: its outputs go on (or wait their turn) and its worker waits for MORE."""
         if worker not in self.pool.workers:
             return []
+        # The router's hot path for worker processes: a pass over each RESULT's answers, names bound once.
+        partial, done = Outcome.PARTIAL, Outcome.DONE
+        chunks = True  # whether the answers may hold chunks (a thread of this process: not looked at)
         if not self.own(worker):  # a thread of this process counts its own work
             expected = self.pool.next_seqs(worker, len(answers))  # within its oldest packet only
             at = 0
+            chunks = False
             for answer in answers:
                 if answer.seq == UNORDERED:
                     continue
                 if at >= len(expected) or answer.seq != expected[at]:
                     self.ignore(worker, "a RESULT answering messages it was not running")
                     return []
-                if answer.outcome is not Outcome.PARTIAL:
-                    at += 1  # its chunks come before its answer, for the same input
+                if answer.outcome is partial:
+                    chunks = True  # its chunks come before its answer, for the same input
+                else:
+                    at += 1
             self._progress[worker] = self.clock()
             counts = self.counts
             if self.shards is not None:
                 self._shard_answers(self.shards, worker, answers)
+            answered = self.pool.answered
             for answer in answers if self.shards is None else ():
-                if answer.seq == UNORDERED:
+                seq = answer.seq
+                if seq == UNORDERED:
                     continue
-                if answer.outcome is Outcome.PARTIAL:
-                    self._partial[answer.seq] = self._partial.get(answer.seq, 0) + (
+                outcome = answer.outcome
+                if outcome is partial:
+                    self._partial[seq] = self._partial.get(seq, 0) + (
                         len(answer.outputs) if answer.made is None else answer.made)
                     continue
                 if self._partial:
-                    self._partial.pop(answer.seq, None)
-                packet, index = self.pool.answered(worker)
+                    self._partial.pop(seq, None)
+                packet, index = answered(worker)
                 counts.received += 1
-                if answer.outcome is Outcome.DONE:
+                if outcome is done:
                     counts.processed += 1
-                elif answer.outcome is Outcome.FAILED:
+                elif outcome is Outcome.FAILED:
                     counts.failed += 1
                 else:
-                    self.policy.not_run(self.step, answer.seq, _message_at(packet, index))
-                self.busy_time += answer.seconds
-                self.max_time = max(self.max_time, answer.seconds)
+                    self.policy.not_run(self.step, seq, _message_at(packet, index))
+                seconds = answer.seconds
+                self.busy_time += seconds
+                if seconds > self.max_time:
+                    self.max_time = seconds
             records = self._tallies.pop(worker, None)
             if records is not None:
                 for figures, record in zip([self.head_tally, *self.member_figures], records, strict=True):
@@ -475,9 +486,10 @@ class StepState:
         if self.results is None:
             return []
         release = self.results.add(answers)
-        for answer in answers:
-            if answer.outcome is Outcome.PARTIAL:
-                self._chunk_taken(worker, answer.seq, release)
+        if chunks:
+            for answer in answers:
+                if answer.outcome is partial:
+                    self._chunk_taken(worker, answer.seq, release)
         if self._unacked:
             self._ack_released(release)
         return release

@@ -279,7 +279,7 @@ def parse_skip(frames: Sequence[Any]) -> tuple[int, int]:
 ResultOutputs = Sequence[tuple[Encoded, "int | None"]]
 
 
-@dataclass
+@dataclass(slots=True)
 class Answer:
     """One input answered in a RESULT."""
 
@@ -311,6 +311,10 @@ def result_frames(answers: Sequence[Answer], handles: Handles | None = None, rin
             b"".join(table)]
 
 
+#: Each Outcome at its value's index: a RESULT's outcome byte looked up for each input, faster than Outcome(byte).
+_OUTCOMES = tuple(sorted(Outcome, key=int))
+
+
 def parse_result(frames: Sequence[Any], handles: Handles | None = None, ring: Ring | None = None) -> list[Answer]:
     """The inputs a RESULT packet answers, in the order the worker processed them (buffers sent by
     handle are taken from ``handles``, those in a ring from ``ring``)."""
@@ -330,7 +334,7 @@ def parse_result(frames: Sequence[Any], handles: Handles | None = None, ring: Ri
         if outcome == Outcome.PARTIAL:
             result.append(Answer(seq, outputs[start:start + count], Outcome.PARTIAL, 0.0, int(seconds)))
         else:
-            result.append(Answer(seq, outputs[start:start + count], Outcome(outcome), seconds))
+            result.append(Answer(seq, outputs[start:start + count], _OUTCOMES[outcome], seconds))
         start += count
     return result
 

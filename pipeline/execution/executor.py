@@ -429,8 +429,10 @@ class StepExecutor:
             outputs = collector.end()
             if collector.refused is not None:
                 self._check_refused()
-            counts.processed += len(outputs) + collector.delivered  # with those handed on early, as chunks
-            collector.restart()
+            delivered = collector.delivered  # those handed on early, as chunks
+            if delivered:
+                collector.restart()
+            counts.processed += len(outputs) + delivered
             sink.commit(0, outputs)
             sink.produced(spent)
         counts.processed += collector.delivered  # chunks that went on during a call that then ended the stream
