@@ -19,7 +19,7 @@ from __future__ import annotations
 from typing import TYPE_CHECKING
 
 from pipeline.config.model import PipelineConfig, StepConfig
-from pipeline.execution.executor import UNORDERED, Discard, Outcome, Outputs, StepExecutor
+from pipeline.execution.executor import FINISHING, UNORDERED, Discard, Outcome, Outputs, StepExecutor
 
 if TYPE_CHECKING:
     from pipeline.engine.outlets import ToRouter
@@ -110,7 +110,7 @@ class Chain:
         now, and what comes out to the router as a chunk standing for them (even none: the router counts them)."""
         flowed = self.flow(0, seq, outputs)
         first = self.executors[0]
-        if first.mark is not None:  # the fused steps' calls marked the busy board idle: the first's goes on
+        if first.mark is not None and seq != UNORDERED:  # the fused steps' calls marked the board idle
             first.mark(first.worker, seq)
         self.outlet.partial(seq, flowed, len(outputs))
 
@@ -119,7 +119,14 @@ class Chain:
         for sender, executor in zip(self.executors[step:], self.executors[step + 1:], strict=False):
             sender.counts.emitted += len(outputs)
             if outputs:
-                executor.run((seq, message.inband, message.buffers) for message, _ in outputs)
+                # init()'s or finish()'s outputs: the board keeps what it says (FINISHING), not "idle"
+                mark = executor.mark
+                if seq == UNORDERED:
+                    executor.mark = None
+                try:
+                    executor.run((seq, message.inband, message.buffers) for message, _ in outputs)
+                finally:
+                    executor.mark = mark
             outputs = executor.sink.take()  # type: ignore[attr-defined]
         return outputs
 
@@ -136,11 +143,16 @@ class Chain:
 
     def finish(self) -> None:
         """Each fused step's finish(), in turn after the first's: what it sends goes through the steps after it."""
+        first = self.executors[0]
         for number, executor in enumerate(self.executors[1:], start=1):
             executor.finish()
             outputs = executor.sink.take()  # type: ignore[attr-defined]
             if outputs:
+                if first.mark is not None:
+                    first.mark(first.worker, FINISHING)
                 self.outlet.commit(UNORDERED, self.flow(number, UNORDERED, outputs))
+                if first.mark is not None:
+                    first.mark(first.worker, None)
 
     def tally(self) -> list[tuple[int, int, int, int, float, float]]:
         """The figures of each step of the group in this thread so far (a TALLY's records)."""

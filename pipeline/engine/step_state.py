@@ -155,7 +155,9 @@ class StepState:
         self.received = 0
         self.pool = WorkerPool()
         self.expected_workers = step.workers
-        self.results = Results(step.next_steps, step.ordered) if returns_results else None
+        # The outputs that come back are the last fused step's: their targets index its next steps.
+        tail = self.members[-1] if self.members else step
+        self.results = Results(tail.next_steps, step.ordered) if returns_results else None
         self.no_worker = False  # every worker's init() failed, or every worker process is lost
         self.finishing = False  # every worker was told to finish (no replacement, no join then)
         self.finished = 0  # workers that said FINISHED
@@ -443,6 +445,8 @@ class StepState:
             chunks = False
             for answer in answers:
                 if answer.seq == UNORDERED:
+                    if answer.outcome is partial:
+                        chunks = True  # a chunk of init()'s or finish()'s outputs: its worker waits for MORE too
                     continue
                 if at >= len(expected) or answer.seq != expected[at]:
                     self.ignore(worker, "a RESULT answering messages it was not running")
@@ -565,7 +569,7 @@ class StepState:
         figures = self.member_figures[failure.member - 1]
         number = self._number(worker)
         error = RemoteError(failure.error, failure.traceback)
-        if failure.seq == UNORDERED:
+        if failure.seq == UNORDERED and failure.message is None:  # not a message's (those of init()/finish())
             line = self.policy.lifecycle_failed(member.name, number, failure.what, error)
             figures.first_error = figures.first_error or line
             figures.fatal = True

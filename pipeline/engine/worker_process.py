@@ -228,7 +228,11 @@ class ProcessWorkerThread(WorkerThread):
                 executor.component.shard, executor.component.n_shards = work.shard, work.count
             sink.skip = work.skip
             failed = executor.counts.failed
+            if executor.mark is not None:  # the shard runs: the process is at work, not stalled
+                executor.mark(executor.worker, seq)
             executor.produce(lambda: self.step.name in self.halted)
+            if executor.mark is not None:
+                executor.mark(executor.worker, None)
             sink.failed(seq, Outcome.FAILED if executor.counts.failed > failed else Outcome.DONE)
 
     def start_component(self) -> bool:
