@@ -198,6 +198,12 @@ class Shards(Component):
     action = Enum(["kill", "raise"], "kill", help="What to do on that number.").tag(config=True)
     marker = Unicode("", help="The file created when it acts.").tag(config=True)
     delay = Float(0.0, help="Seconds per number.").tag(config=True)
+    greeting = Int(0, help="How many messages init() sends: -1, -2, ...").tag(config=True)
+
+    def init(self) -> None:
+        """Send the greeting (each worker process's init() does)."""
+        for k in range(self.greeting):
+            self.send_msg(-1 - k)
 
     def run(self) -> Iterator[int]:
         """Yield this shard's numbers."""

@@ -90,6 +90,23 @@ def test_a_killed_shard_process_loses_and_duplicates_nothing(tmp_path: Path) -> 
     assert "COUNT: messages per shard: 1500, 1500" in result.stderr.splitlines()
 
 
+def test_what_init_sends_is_no_shards_and_the_process_taking_over_a_shard_skips_only_its_messages(
+        tmp_path: Path) -> None:
+    """init() sends 2 messages in each worker process (3 of them: one is killed and replaced): they are no shard's,
+    so whichever process takes over the killed one's shard skips exactly the shard's messages that went on (had
+    init()'s counted as the shard's, it would have skipped two of the shard's numbers)."""
+    marker = tmp_path / "killed"
+    path = chain_file(tmp_path, 3000, at=1501, marker=str(marker), greeting=2)
+    result = run_to_end(path, "--Pipeline.heartbeat_interval=0.2", "--Pipeline.heartbeat_liveness=3")
+    assert result.returncode == 0, result.stderr
+    assert pids(marker)
+    got = written(tmp_path)
+    assert sorted(value for value in got if value >= 0) == list(range(3000))
+    assert sorted(value for value in got if value < 0) == [-2, -2, -2, -1, -1, -1]  # each process's init()
+    assert "COUNT: messages per shard: 1500, 1500" in result.stderr.splitlines()
+    assert report_row(result.stderr, "COUNT") == [0, 3006, 3006, 0]
+
+
 def test_an_error_in_a_shard_stops_the_run_in_one_line(tmp_path: Path) -> None:
     path = chain_file(tmp_path, 100_000, at=51, action="raise", marker=str(tmp_path / "raised"), delay=0.0005)
     result = run_to_end(path)

@@ -35,7 +35,7 @@ from pipeline.engine.flow import (
 )
 from pipeline.engine.handles import Handles
 from pipeline.engine.rings import Ring
-from pipeline.engine.wire import Answer, Kind, Packet, control_frames, header_of, result_frames
+from pipeline.engine.wire import Answer, Kind, Packet, ResultOutputs, control_frames, header_of, result_frames
 from pipeline.execution.executor import Interrupted, Outcome, Outputs
 from pipeline.execution.report import StepCounts
 
@@ -185,8 +185,20 @@ class ToRouter(Outlet):
 
     def commit(self, seq: int, outputs: Outputs, seconds: float = 0.0) -> None:
         """Hold the outputs of input ``seq`` until the next flush."""
+        self._hold(Answer(seq, self._targets(outputs), Outcome.DONE, seconds), outputs)
+
+    def chunk(self, seq: int, outputs: Outputs) -> None:
+        """Hold some outputs of input ``seq``, whose code goes on, until the next flush, and go on without waiting
+        for the router (a shard's messages, engine.shards: its router takes them on as they come)."""
+        self._hold(Answer(seq, self._targets(outputs), Outcome.PARTIAL), outputs)
+
+    def _targets(self, outputs: Outputs) -> ResultOutputs:
+        """The outputs with their targets as numbers of the step's next steps."""
         index = self.index
-        self._answer(Answer(seq, [(m, None if t is None else index[t]) for m, t in outputs], Outcome.DONE, seconds))
+        return [(m, None if t is None else index[t]) for m, t in outputs]
+
+    def _hold(self, answer: Answer, outputs: Outputs) -> None:
+        self._answer(answer)
         self.nbytes += sum(m.nbytes for m, _ in outputs)
         if self.nbytes >= MAX_BATCH_BYTES:
             self.flush()
@@ -195,11 +207,9 @@ class ToRouter(Outlet):
         """Return a chunk of input ``seq``'s outputs now (after the answers before it), then wait until the router
         has sent it on (MORE): a worker holds at most this chunk and the next, whatever the router's pace.
         ``made``: the outputs of the step's code it stands for, if fused steps after it made these."""
-        index = self.index
         self.flush()
-        sockets.send(self.socket, result_frames(
-            [Answer(seq, [(m, None if t is None else index[t]) for m, t in outputs], Outcome.PARTIAL, 0.0, made)],
-            self.handles, self.ring))
+        sockets.send(self.socket, result_frames([Answer(seq, self._targets(outputs), Outcome.PARTIAL, 0.0, made)],
+                                                self.handles, self.ring))
         try:
             while True:
                 received = sockets.recv(self.socket)

@@ -73,14 +73,17 @@ class ShardBook:
 
 
 class ShardSink:
-    """The sink of a producer's shard in a worker process: each yield's messages go to the router as an answer
-    to no input, with the seconds the generator took for them; the first ``skip`` are dropped."""
+    """The sink of a producer's shard in a worker process: each yield's messages go to the router as a chunk of
+    the shard (a PARTIAL answer of its sequence number, which the router counts as the shard's), the first
+    ``skip`` dropped; what init() and finish() send goes as an answer to no input, which is no shard's (a process
+    that takes over another's shard has sent its own init()'s messages already, or sends them apart)."""
 
     answers_router = True
 
     def __init__(self, outlet: ToRouter) -> None:
         self.outlet = outlet
         self.lock = outlet.lock
+        self.shard = UNORDERED  # the sequence number of the shard running (UNORDERED: none)
         self.skip = 0
         self._pending: Outputs = []
 
@@ -96,11 +99,15 @@ class ShardSink:
             return
         self._pending = self._unsent(outputs)
 
+    def start(self, shard: int, skip: int) -> None:
+        """Shard ``shard`` starts; its first ``skip`` messages were sent on by a process that died."""
+        self.shard, self.skip = shard, skip
+
     def partial(self, seq: int, outputs: Outputs) -> None:
         """A chunk of one yield's messages (a message a chunk's worth): they go to the router now."""
         outputs = self._unsent(outputs)
         if outputs:
-            self.outlet.commit(UNORDERED, outputs)
+            self.outlet.chunk(self.shard, outputs)
 
     def _unsent(self, outputs: Outputs) -> Outputs:
         """``outputs`` without those the shard's dead process had sent on."""
@@ -113,12 +120,13 @@ class ShardSink:
     def produced(self, seconds: float) -> None:
         """The generator took ``seconds`` for the messages just committed: they go to the router."""
         if self._pending:
-            self.outlet.commit(UNORDERED, self._pending, seconds)
+            self.outlet.chunk(self.shard, self._pending)
             self._pending = []
         self.outlet.produced(seconds)
 
     def failed(self, seq: int, outcome: Outcome = Outcome.FAILED, seconds: float = 0.0) -> None:
-        """Answer the shard ``seq`` (its generator ended, ``outcome`` says how)."""
+        """Answer the shard ``seq`` (its generator ended, ``outcome`` says how, after ``seconds`` in it in all)."""
+        self.shard = UNORDERED
         self.outlet.failed(seq, outcome, seconds)
 
     def flush_if_due(self) -> None:

@@ -490,7 +490,7 @@ class StepState:
         if self.results is None:
             return []
         release = self.results.add(answers)
-        if chunks:
+        if chunks and self.shards is None:  # a shard's chunks wait for no MORE
             for answer in answers:
                 if answer.outcome is partial:
                     self._chunk_taken(worker, answer.seq, release)
@@ -521,19 +521,17 @@ class StepState:
         return acks
 
     def _shard_answers(self, shards: ShardBook, worker: bytes, answers: Sequence[Answer]) -> None:
-        """A producer's worker process answers: messages of the shard it runs (to send on), or the shard's end."""
-        held = self.pool.next_seqs(worker, 1)
+        """A producer's worker process answers: messages of the shard it runs (chunks of it, to send on), messages
+        of its init() or finish() (of no input: no shard's), or the shard's end, with its seconds in the generator."""
         for answer in answers:
-            if answer.seq != UNORDERED:
+            self.counts.processed += len(answer.outputs)
+            if answer.outcome is Outcome.PARTIAL:
+                shards.sent[answer.seq] += len(answer.outputs)
+            elif answer.seq != UNORDERED:
                 self.pool.answered(worker)
                 if answer.outcome is Outcome.FAILED:
                     self.counts.failed += 1
-                held = []
-            elif held:  # outputs of init() or finish() are not the shard's
-                shards.sent[held[0]] += len(answer.outputs)
-                self.counts.processed += len(answer.outputs)
                 self.busy_time += answer.seconds
-                self.max_time = max(self.max_time, answer.seconds)
 
     def failed(self, worker: bytes, failure: Failure) -> None:
         """A worker outside the run reports an error: a message's (the one it answers next), or its

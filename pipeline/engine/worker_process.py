@@ -226,14 +226,15 @@ class ProcessWorkerThread(WorkerThread):
             work = read_work(inband, buffers)
             if executor.component is not None:
                 executor.component.shard, executor.component.n_shards = work.shard, work.count
-            sink.skip = work.skip
-            failed = executor.counts.failed
+            sink.start(seq, work.skip)
+            failed, busy = executor.counts.failed, executor.busy_time
             if executor.mark is not None:  # the shard runs: the process is at work, not stalled
                 executor.mark(executor.worker, seq)
             executor.produce(lambda: self.step.name in self.halted)
             if executor.mark is not None:
                 executor.mark(executor.worker, None)
-            sink.failed(seq, Outcome.FAILED if executor.counts.failed > failed else Outcome.DONE)
+            sink.failed(seq, Outcome.FAILED if executor.counts.failed > failed else Outcome.DONE,
+                        executor.busy_time - busy)
 
     def start_component(self) -> bool:
         """Build and init() every step this thread runs, the last fused step first (so that what an init()
