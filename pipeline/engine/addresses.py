@@ -62,13 +62,13 @@ def sweep_stale_dirs() -> int:
     for path in Path(tempfile.gettempdir()).glob(f"{PRIVATE_PREFIX}*"):
         pid = path.name[len(PRIVATE_PREFIX):].removeprefix("worker-").split("-", 1)[0]
         with contextlib.suppress(OSError):  # gone meanwhile, or not ours to look at
-            if pid.isdigit() and path.is_dir() and path.stat().st_uid == os.getuid() and not _alive(int(pid)):
+            if pid.isdigit() and path.is_dir() and path.stat().st_uid == os.getuid() and not process_alive(int(pid)):
                 shutil.rmtree(path)
                 removed += 1
     return removed
 
 
-def _alive(pid: int) -> bool:
+def process_alive(pid: int) -> bool:
     """Whether process ``pid`` exists (one of another user counts: not ours to judge)."""
     try:
         os.kill(pid, 0)

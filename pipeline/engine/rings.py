@@ -44,6 +44,7 @@ from array import array
 from collections.abc import Sequence
 from pathlib import Path
 
+from pipeline.engine.addresses import process_alive
 from pipeline.message import Buffer
 
 log = logging.getLogger("pipeline.engine")
@@ -177,16 +178,7 @@ def sweep_stale() -> None:
         return
     for path in SHM_DIR.glob(f"{PREFIX}*"):
         pid = path.name[len(PREFIX):].split("-", 1)[0]
-        if pid.isdigit() and not _alive(int(pid)) and path.stat().st_uid == os.getuid():
+        if pid.isdigit() and not process_alive(int(pid)) and path.stat().st_uid == os.getuid():
             with contextlib.suppress(OSError):
                 path.unlink()
 
-
-def _alive(pid: int) -> bool:
-    try:
-        os.kill(pid, 0)
-    except ProcessLookupError:
-        return False
-    except PermissionError:
-        return True  # another user's process: not ours to judge
-    return True
