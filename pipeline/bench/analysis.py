@@ -14,7 +14,7 @@ from __future__ import annotations
 
 import gc
 import time
-from collections.abc import Callable
+from collections.abc import Callable, Iterator
 from functools import partial
 from typing import Any
 
@@ -78,29 +78,29 @@ def loop(names: tuple[str, ...], count: int, tag: str) -> float:
     return time.perf_counter() - start
 
 
-def pool(names: tuple[str, ...], count: int, tag: str) -> float:
-    """A Pool of WORKERS spawned processes running the stages in turn on each event, the loop around it."""
+def _around(count: int, tag: str, design: Callable[[Iterator[Any], Callable[[Any], Any]], float]) -> float:
+    """The seconds of ``design`` (given the source's events and the consumer's run), between the source and
+    consumer made and init()ed before it and the consumer's finish() after."""
     source = events.WaveformSource(n_events=count, seed=SEED)
     consumer = events.EventSummary(tag=tag)
     source.init()
     consumer.init()
     gc.collect()
-    seconds = baselines.process_pool(source.run(), partial(events.analyse, names), WORKERS, consumer.run,
-                                     baselines.pool_chunksize(count, WORKERS))
+    seconds = design(source.run(), consumer.run)
     consumer.finish()
     return seconds
+
+
+def pool(names: tuple[str, ...], count: int, tag: str) -> float:
+    """A Pool of WORKERS spawned processes running the stages in turn on each event, the loop around it."""
+    return _around(count, tag, lambda made, sink: baselines.process_pool(
+        made, partial(events.analyse, names), WORKERS, sink, baselines.pool_chunksize(count, WORKERS)))
 
 
 def mpipe(names: tuple[str, ...], count: int, tag: str) -> float:
     """mpipe's OrderedStage with WORKERS processes, each running the stages in turn."""
-    source = events.WaveformSource(n_events=count, seed=SEED)
-    consumer = events.EventSummary(tag=tag)
-    source.init()
-    consumer.init()
-    gc.collect()
-    seconds = baselines.mpipe_ordered(source.run(), [partial(events.analyse, names)] * WORKERS, consumer.run)
-    consumer.finish()
-    return seconds
+    return _around(count, tag, lambda made, sink: baselines.mpipe_ordered(
+        made, [partial(events.analyse, names)] * WORKERS, sink))
 
 
 BASELINE_RUNS: dict[str, Callable[[tuple[str, ...], int, str], float]] = {LOOP: loop, POOL: pool, MPIPE: mpipe}
