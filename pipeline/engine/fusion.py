@@ -119,14 +119,7 @@ class Chain:
         for sender, executor in zip(self.executors[step:], self.executors[step + 1:], strict=False):
             sender.counts.emitted += len(outputs)
             if outputs:
-                # init()'s or finish()'s outputs: the board keeps what it says (FINISHING), not "idle"
-                mark = executor.mark
-                if seq == UNORDERED:
-                    executor.mark = None
-                try:
-                    executor.run((seq, message.inband, message.buffers) for message, _ in outputs)
-                finally:
-                    executor.mark = mark
+                executor.run((seq, message.inband, message.buffers) for message, _ in outputs)
             outputs = executor.sink.take()  # type: ignore[attr-defined]
         return outputs
 

@@ -462,6 +462,7 @@ class StepExecutor:
         run = component.run
         emitter = self.emitter
         answers = sink.answers_router
+        # Messages of no input (init()'s or finish()'s, through fused steps) leave the board as their call set it.
         mark = self.mark
         skips = self.skips
         for seq, inband, buffers in messages:
@@ -471,7 +472,7 @@ class StepExecutor:
                 sink.failed(seq, Outcome.NOT_RUN)
                 continue
             self.busy_seq = seq
-            if mark is not None:
+            if mark is not None and seq != UNORDERED:
                 mark(self.worker, seq)
             error: BaseException | None = None
             resumed = 0  # outputs delivered by an earlier run, for a message replayed from its dead letter
@@ -506,7 +507,7 @@ class StepExecutor:
             if spent > self.max_time:
                 self.max_time = spent
             self.busy_seq = None
-            if mark is not None:
+            if mark is not None and seq != UNORDERED:
                 mark(self.worker, None)
             if error is not None:
                 # The dead letter keeps the message as it came (a Resume says what an earlier run delivered).
