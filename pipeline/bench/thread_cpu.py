@@ -69,15 +69,16 @@ def sample(used: dict[tuple[str, str], tuple[str, float]], skip: set[int]) -> No
             if int(tid) in skip:
                 continue
             seconds = task_seconds(pid, tid)
-            try:
-                name = names[tid] if pid == me and tid in names else Path(
-                    f"/proc/{pid}/task/{tid}/comm").read_text(encoding="utf-8").strip()
-            except OSError:
-                continue
+            key = ("run" if pid == me else f"process {pid}", tid)
+            if pid == me:  # a thread that has ended but not yet gone keeps the name it had while it ran
+                name = names.get(tid) or (used[key][0] if key in used else "python")
+            else:  # another process's threads: the name the OS has (a worker process sets its title)
+                try:
+                    name = Path(f"/proc/{pid}/task/{tid}/comm").read_text(encoding="utf-8").strip()
+                except OSError:
+                    continue
             if seconds is not None:
-                key = ("run" if pid == me else f"process {pid}", tid)
-                # A thread that has ended but not yet gone keeps the name it had while it ran.
-                used[key] = (used[key][0] if key in used and tid not in names and pid == me else name, seconds)
+                used[key] = (name, seconds)
 
 
 def profile(config: dict[str, Any]) -> tuple[float, dict[tuple[str, str], tuple[str, float]]]:
