@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import signal
+import threading
 from typing import Any
 
 from pipeline import Pipeline
@@ -29,3 +31,14 @@ def chain(producer: dict, stagers: list[dict], consumer: dict, **sections: Any) 
 def run(document: dict[str, Any], mode: str = "threads") -> Any:
     """Run a config document in ``mode``."""
     return Pipeline.from_config(document, {"Pipeline": {"mode": mode}}).run()
+
+
+def end_or_stop(pipeline: Pipeline, thread: threading.Thread, after: str = "") -> None:
+    """Wait DAG_RUN_SECONDS for the run in ``thread`` to end; if it does not, stop it at once (as a second Ctrl+C)
+    and fail, saying so (``after``: what the test had done): hypothesis would otherwise go on beside a hung run."""
+    thread.join(DAG_RUN_SECONDS)
+    if thread.is_alive():
+        for _ in range(2):
+            pipeline.interrupt(signal.SIGINT)
+        thread.join(DAG_RUN_SECONDS)
+        raise AssertionError(f"the run did not end within {DAG_RUN_SECONDS:g} s{after}")

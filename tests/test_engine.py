@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import signal
 import threading
 import uuid
 from collections import Counter
@@ -21,7 +20,7 @@ from pipeline.config.options import RunOptions
 from pipeline.engine import ThreadedRunner
 from pipeline.engine.flow import MAX_BATCH_BYTES, PREFETCH_BYTES, QUEUE_BYTES, message_bound
 from pipeline.message import OUT_OF_BAND_BYTES
-from tests.engine_helpers import DAG_RUN_SECONDS, chain, run, step
+from tests.engine_helpers import chain, end_or_stop, run, step
 from tests.engine_steps import COLLECTED, GAUGES
 
 # The tests of this file take more than 10 s in all: `pytest -m "not slow"` leaves them out.
@@ -294,12 +293,7 @@ def _collect(document: dict[str, Any], mode: str) -> tuple[Counter, Any]:
     reports = []
     thread = threading.Thread(target=lambda: reports.append(pipeline.run()), name="dag-run")
     thread.start()
-    thread.join(DAG_RUN_SECONDS)
-    if thread.is_alive():
-        for _ in range(2):  # as a second Ctrl+C: stop now
-            pipeline.interrupt(signal.SIGINT)
-        thread.join(DAG_RUN_SECONDS)
-        raise AssertionError(f"the run did not end within {DAG_RUN_SECONDS:g} s")
+    end_or_stop(pipeline, thread)
     return Counter(COLLECTED.pop(tag + "C", [])), reports[0]
 
 

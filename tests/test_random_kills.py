@@ -25,7 +25,7 @@ from hypothesis import strategies as st
 from pipeline import Pipeline
 from pipeline.config import load_config
 from pipeline.engine.flow import held_back_limit
-from tests.engine_helpers import DAG_RUN_SECONDS, chain, step
+from tests.engine_helpers import DAG_RUN_SECONDS, chain, end_or_stop, step
 from tests.engine_steps import COLLECTED, HELD, RESUME
 
 # The tests of this file take more than 10 s in all: `pytest -m "not slow"` leaves them out.
@@ -139,12 +139,8 @@ def collect(doc: dict[str, Any], mode: str, kills: list[tuple[float, int]]) -> t
             wait_until_seen(pipeline, killed)
     finally:
         RESUME[tag].set()
-        thread.join(DAG_RUN_SECONDS)
-    if thread.is_alive():
-        for _ in range(2):  # as a second Ctrl+C: stop now
-            pipeline.interrupt(signal.SIGINT)
-        thread.join(DAG_RUN_SECONDS)
-        raise AssertionError(f"the run did not end within {DAG_RUN_SECONDS:g} s after killing {killed}")
+        thread.join(DAG_RUN_SECONDS)  # even when the test failed on its way: no run left behind
+    end_or_stop(pipeline, thread, f" after killing {killed}")
     HELD.pop(tag), RESUME.pop(tag)
     return Counter(COLLECTED.pop(tag + "C", [])), reports[0], len(killed)
 
