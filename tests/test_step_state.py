@@ -18,7 +18,7 @@ from hypothesis import strategies as st
 from pipeline.config import StepConfig
 from pipeline.config.options import RunOptions
 from pipeline.engine.flow import HELD_BACK_BYTES, window_limit
-from pipeline.engine.step_state import FINISH_GRACE_SECONDS, StepState
+from pipeline.engine.step_state import FINISH_GRACE_SECONDS, Offer, StepState
 from pipeline.engine.wire import Answer, Failure, Loss, Packet, process_worker_id
 from pipeline.execution.executor import Outcome
 from pipeline.message import Encoded
@@ -473,17 +473,23 @@ def test_an_ordered_steps_chunks_of_a_later_input_wait_their_turn_and_past_held_
     assert made.take_acks() == [worker(1)]
 
 
-def test_a_message_whose_worker_died_after_a_chunk_goes_again_with_a_skip_and_its_dead_letter_counts_it() -> None:
+def died_after(first: Answer) -> tuple[StepState, Policy, Offer | None]:
+    """A step of two one-thread worker processes: the first answers input 0 with the chunk ``first``, then dies;
+    the state, its policy and what it offers the second once it joins."""
     made, policy, _ = state(nb_thread=1)
     for slot in (0, 1):
         made.added(slot, 1)
     made.joined(worker(0), 2)
     made.take_input(packet(1))
     hand_out(made)
-    made.answered(worker(0), [chunk(0, 16)])
+    made.answered(worker(0), [first])
     made.lost(Loss(0, "killed", [0]))
     made.joined(worker(1), 2)
-    offer = made.offer()
+    return made, policy, made.offer()
+
+
+def test_a_message_whose_worker_died_after_a_chunk_goes_again_with_a_skip_and_its_dead_letter_counts_it() -> None:
+    made, policy, offer = died_after(chunk(0, 16))
     assert offer is not None and offer.worker == worker(1) and offer.skips == ((0, 16),)
     made.handed(offer)
     made.answered(worker(1), [chunk(0, 16)])
@@ -494,16 +500,7 @@ def test_a_message_whose_worker_died_after_a_chunk_goes_again_with_a_skip_and_it
 def test_a_fused_chunk_counts_the_first_steps_outputs_it_stands_for_not_the_outputs_it_holds() -> None:
     """Fused steps after the first filtered 16 outputs to none (a fused consumer makes none): the SKIP and the dead
     letter still count the 16 of the first step that went on."""
-    made, policy, _ = state(nb_thread=1)
-    for slot in (0, 1):
-        made.added(slot, 1)
-    made.joined(worker(0), 2)
-    made.take_input(packet(1))
-    hand_out(made)
-    made.answered(worker(0), [Answer(0, [], Outcome.PARTIAL, 0.0, 16)])
-    made.lost(Loss(0, "killed", [0]))
-    made.joined(worker(1), 2)
-    offer = made.offer()
+    made, policy, offer = died_after(Answer(0, [], Outcome.PARTIAL, 0.0, 16))
     assert offer is not None and offer.skips == ((0, 16),)
     made.handed(offer)
     made.failed(worker(1), Failure(0, "run()", "ValueError: half-way", ""))
