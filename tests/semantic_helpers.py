@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 import json
-from collections.abc import Iterable
+from collections.abc import Callable, Iterable
 from pathlib import Path
 from typing import Any
 
@@ -125,3 +125,17 @@ def numbers(count: int, **traits: Any) -> dict:
 def counts(report: Any) -> dict[str, tuple[int, int, int, int]]:
     """Each step's received, processed, emitted and failed counts."""
     return {name: (s.received, s.processed, s.emitted, s.failed) for name, s in report.steps.items()}
+
+
+def run_checked_in_each_mode(tmp: Path, build: Callable[[Path], dict]) -> dict[str, RunReport]:
+    """Per mode (sequential, threads): the report of a run of the config ``build`` makes for the mode's own folder
+    in ``tmp``, a run that finished without failure with the counts its config implies."""
+    done = {}
+    for mode in ("sequential", "threads"):
+        (tmp / mode).mkdir()
+        config = build(tmp / mode)
+        report = run(config, mode)
+        assert_ok(report)
+        check_counts(report, config, broadcast=False)
+        done[mode] = report
+    return done

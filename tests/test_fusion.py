@@ -19,7 +19,18 @@ from pipeline.engine.fusion import fused_groups
 from pipeline.failures.deadletter import load_messages
 from tests.failure_helpers import report_row
 from tests.process_helpers import lines, pids, report_line, run_to_end, written
-from tests.semantic_helpers import assert_ok, check_counts, collector, counts, numbers, pipeline_config, read, run, step
+from tests.semantic_helpers import (
+    assert_ok,
+    check_counts,
+    collector,
+    counts,
+    numbers,
+    pipeline_config,
+    read,
+    run,
+    run_checked_in_each_mode,
+    step,
+)
 
 PROCESS_STEPS = "tests.process_steps"
 FAILURE_STEPS = "tests.failure_steps"
@@ -91,15 +102,8 @@ def features(tmp: Path, count: int = 60) -> dict:
 
 
 def test_a_fused_chain_gives_the_sequential_outputs_and_counts_of_each_step(tmp_path: Path) -> None:
-    outcomes = {}
-    for mode in ("sequential", "threads"):
-        (tmp_path / mode).mkdir()
-        config = features(tmp_path / mode)
-        report = run(config, mode)
-        assert_ok(report)
-        check_counts(report, config, broadcast=False)
-        workers = 1 if mode == "sequential" else 2
-        outcomes[mode] = (sorted(map(json.dumps, read(tmp_path / mode, "C", workers))), counts(report))
+    outcomes = {mode: (sorted(map(json.dumps, read(tmp_path / mode, "C", 1 if mode == "sequential" else 2))),
+                       counts(report)) for mode, report in run_checked_in_each_mode(tmp_path, features).items()}
     assert groups(features(tmp_path)) == {"S": ("S", "F", "R", "C")}
     assert outcomes["threads"] == outcomes["sequential"]
     assert outcomes["threads"][1]["R"] == (30, 30, 90, 0)  # each step its own figures

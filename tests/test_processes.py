@@ -36,8 +36,6 @@ from tests.failure_helpers import config as failure_config
 from tests.failure_helpers import report_row, written
 from tests.process_helpers import lines, run_to_end
 from tests.semantic_helpers import (
-    assert_ok,
-    check_counts,
     collector,
     counts,
     multiset,
@@ -45,6 +43,7 @@ from tests.semantic_helpers import (
     pipeline_config,
     read,
     run,
+    run_checked_in_each_mode,
     step,
 )
 
@@ -76,14 +75,8 @@ def features(tmp: Path, count: int = 40) -> dict[str, Any]:
 
 
 def test_every_feature_gives_the_sequential_results(tmp_path: Path) -> None:
-    outcomes = {}
-    for mode in ("sequential", "threads"):
-        (tmp_path / mode).mkdir()
-        config = features(tmp_path / mode)
-        report = run(config, mode)
-        assert_ok(report)
-        check_counts(report, config, broadcast=False)
-        outcomes[mode] = (multiset(read(tmp_path / mode, "C")), read(tmp_path / mode, "OC"), counts(report))
+    outcomes = {mode: (multiset(read(tmp_path / mode, "C")), read(tmp_path / mode, "OC"), counts(report))
+                for mode, report in run_checked_in_each_mode(tmp_path, features).items()}
     assert outcomes["threads"] == outcomes["sequential"]
     consumed, ordered, _ = outcomes["threads"]
     assert ordered == list(range(40))  # the ordered step kept its input order across its 2 processes
