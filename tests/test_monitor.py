@@ -7,7 +7,6 @@ import io
 import json
 import logging
 import re
-import socket
 import sys
 import threading
 import time
@@ -35,6 +34,7 @@ from pipeline.monitor.terminal import TerminalProgress
 from .cli_helpers import ROOT, write_config
 from .monitor_helpers import VALIDATOR, WAIT, Subscriber, document, gated_run, has, of
 from .monitor_steps import gate
+from .remote_helpers import free_port
 
 MODES = ["threads", "sequential"]
 
@@ -92,13 +92,6 @@ def final_counts(report: RunReport) -> dict[str, list[int]]:
 
 def status_counts(message: dict[str, Any]) -> dict[str, list[int]]:
     return {s["name"]: [s["received"], s["processed"], s["emitted"], s["failed"]] for s in message["steps"]}
-
-
-def free_port() -> int:
-    """A loopback port that nothing listens on now (for a GUI that binds it later)."""
-    with socket.socket() as probe:
-        probe.bind(("127.0.0.1", 0))
-        return probe.getsockname()[1]
 
 
 def failed_values(count: int, every: int) -> set[str]:
