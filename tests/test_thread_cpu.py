@@ -10,7 +10,9 @@ pytestmark = pytest.mark.timeout(120)
 
 
 def test_w1_names_the_engine_threads_of_the_run(capsys: pytest.CaptureFixture[str]) -> None:
-    thread_cpu.main(["--count", "3000"])
+    # Threads are read every SAMPLE_SECONDS while they run: a run of some tenths of a second, even on a loaded
+    # machine where one look over /proc takes a while (3,000 messages, some 50 ms, had ended before the first).
+    thread_cpu.main(["--count", "30000"])
     out = capsys.readouterr().out
     assert out.startswith("W1: ") and "  run: " in out
     for thread in ("P#0", "S#0", "C#0", "router-S", "router-C"):
