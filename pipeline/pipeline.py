@@ -89,6 +89,12 @@ class Pipeline(Configurable):
         "to the other alone, fused: each message goes through them in turn in one worker process instead of "
         "crossing to another process at each step. Each step keeps its counts, errors and dead letters."
     ).tag(config=True)
+    fork_workers = Bool(
+        True, help="Start worker processes (nb_process) from a copy of the run's process made as the run starts: "
+        "each is ready in milliseconds, with the modules the run imported. False: from a fresh interpreter that "
+        "imports the framework first (about 0.15 s), for a process holding what a fork must not copy, such as an "
+        "initialised GPU."
+    ).tag(config=True)
     gui = Bool(True, help="Publish the run's status to gui_address (a JSON stream, docs/protocol.md).").tag(
         config=True
     )

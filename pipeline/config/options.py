@@ -39,3 +39,4 @@ class RunOptions:
     server_keys: ServerKeys | None = None  # the run's key pair and the workers' keys it lets in (with listen)
     worker_timeout: float = 60.0  # seconds a step without workers waits for a remote one
     fuse: bool = True  # run consecutive steps of the same worker processes fused (engine.fusion)
+    fork_workers: bool = True  # worker processes fork from a copy of the run's process (engine.zygote)

@@ -35,6 +35,7 @@ class RunControl:
         self.stopping = threading.Event()  # the producer stops; what is in flight drains
         self.aborted = threading.Event()  # every thread stops as soon as it can
         self.go = threading.Event()  # every init() is done: the producer may start
+        self.keepers_look = threading.Event()  # a router finished, or the run aborted: the supervisor looks now
         self.events: queue.Queue[tuple[str, EngineThread | None]] = queue.Queue()
         self.flusher = Flusher()  # sends outputs that would wait behind a slow run() or yield
         self.handles = Handles()  # out-of-band buffers in transit between the run's threads
@@ -54,6 +55,7 @@ class RunControl:
         self.aborted.set()
         self.stopping.set()
         self.go.set()
+        self.keepers_look.set()
 
 
 class EngineThread(threading.Thread):

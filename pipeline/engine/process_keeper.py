@@ -87,13 +87,13 @@ class Death:
 class ProcessKeeper:
     """Starts worker processes in ``directory`` (private to the user) and says which have died."""
 
-    def __init__(self, directory: str | Path, patience: float) -> None:
+    def __init__(self, directory: str | Path, patience: float, zygote: Zygote | None = None) -> None:
         self.directory = Path(directory)
         self.patience = patience
         self.processes: dict[int, WorkerProcess] = {}
         # The process imports the step's module as this one did: same working directory and sys.path.
         self.env = {**os.environ, "PYTHONPATH": os.pathsep.join(p or os.getcwd() for p in sys.path)}
-        self._zygote: Zygote | None = None
+        self._zygote = zygote  # given (forked from the run's process), else spawned on first use
         self._no_zygote = False  # it could not start: every worker starts from scratch
 
     def start(self, slot: int, spec: Spec, extra: Sequence[str] = ()) -> WorkerProcess:
@@ -109,7 +109,7 @@ class ProcessKeeper:
         child: subprocess.Popen | Forked | None = None
         error = ""
         if zygote is not None:
-            child = zygote.fork([*argv, f"--parent={zygote.popen.pid}"])
+            child = zygote.fork([*argv, f"--parent={zygote.pid}"])
             error = zygote.error
         if child is None:
             try:
@@ -121,11 +121,15 @@ class ProcessKeeper:
                                                        board, error=error if child is None else "")
         return process
 
+    def prepare(self) -> None:
+        """Start the zygote now, if it is to be spawned: it imports while its caller does other work."""
+        self._zygote_now()
+
     def _zygote_now(self) -> Zygote | None:
         """The zygote, started on first use; None where it cannot start."""
         if self._zygote is None and not self._no_zygote:
             try:
-                self._zygote = Zygote(self.env)
+                self._zygote = Zygote.spawned(self.env)
             except OSError as err:
                 log.debug("no zygote (%s): worker processes start from scratch", err)
                 self._no_zygote = True

@@ -115,6 +115,7 @@ class Router(EngineThread):
             if self.outputs is not None:
                 self.outputs.end()
             self.state.phase = "finished"
+            self.control.keepers_look.set()  # the supervisor ends its processes now, not at its next look
         finally:
             if self.outputs is not None:
                 self.outputs.close()

@@ -24,6 +24,7 @@ from pipeline.engine.shards import shard_seed
 from pipeline.engine.step_threads import ProducerThread, StepThread, WorkerThread
 from pipeline.engine.supervisor import Supervisor
 from pipeline.engine.wire import Kind, control_frames
+from pipeline.engine.zygote import Zygote
 from pipeline.errors import ConfigError
 from pipeline.execution.report import RunReport, StepCounts, StepReport, exit_status, stop_reason_of
 from pipeline.execution.status import RunStatus, StepStatus, declared_totals
@@ -85,6 +86,12 @@ class ThreadedRunner:
         # Steps fused into the worker processes of the one before them (engine.fusion): they have no router.
         self.groups = fused_groups(config, self.options.fuse and not self.options.listen)
         self.fused = {name: head for head, members in self.groups.items() for name in members[1:]}
+        if self.options.keep_freed_memory:  # before the zygote's fork, which keeps the setting
+            keep_freed_memory()
+        # Worker processes fork from a copy of this process made now, before the run or its monitor starts a
+        # thread (engine.zygote); where it cannot be made, the supervisor spawns a zygote.
+        self.zygote = Zygote.forked_from_here() if self.options.fork_workers and any(
+            step.nb_process for step in config.steps.values()) else None
 
     def stop(self, signal: int | None = None) -> None:
         """Stop the producer; drain what is in flight; give up on busy threads after shutdown_timeout."""
@@ -101,8 +108,6 @@ class ThreadedRunner:
 
     def run(self) -> RunReport:
         """Start every thread, let the producer go once every init() succeeded, wait for the end."""
-        if self.options.keep_freed_memory:
-            keep_freed_memory()
         context = zmq.Context()
         needed = socket_count(self.config) + SPARE_SOCKETS
         context.max_sockets = max(context.max_sockets, needed)
@@ -122,6 +127,8 @@ class ThreadedRunner:
                 self._abort(context)
             else:
                 context.term()
+            if self.zygote is not None:  # the supervisor's keeper closed it, unless it never started
+                self.zygote.close()
             flusher.stopped.set()
             flusher.join(ABORT_GRACE_SECONDS)
             self.control.policy.close()
@@ -166,7 +173,7 @@ class ThreadedRunner:
             if self._next_event(BOUND) is None:
                 return
         if any(router.step.nb_process for router in self.routers.values()):
-            self.supervisor = Supervisor(context, self.control, self.config, self.addresses, self.routers)
+            self.supervisor = Supervisor(context, self.control, self.config, self.addresses, self.routers, self.zygote)
             self.supervisor.start()
             if self._next_event(BOUND) is None:
                 return

@@ -31,6 +31,7 @@ from pipeline.engine.rings import make_rings, remove_rings, sweep_stale
 from pipeline.engine.router import Router
 from pipeline.engine.wire import Loss, added_frames, lost_frames
 from pipeline.engine.worker_process import Spec
+from pipeline.engine.zygote import Zygote
 
 log = logging.getLogger("pipeline.engine")
 
@@ -50,21 +51,21 @@ def spec_for(config: PipelineConfig, name: str, work: str, control: RunControl,
     return Spec(dataclasses.replace(config, steps=steps), name, step.module, step.class_name, work,
                 options.heartbeat_interval, options.heartbeat_liveness,
                 logging.getLogger("pipeline").getEffectiveLevel(), members,
-                {each: config.steps[each].class_name for each in members})
+                {each: config.steps[each].class_name for each in members}, options.keep_freed_memory)
 
 
 class Supervisor(EngineThread):
     """Starts, watches and replaces the run's worker processes; ends when the routers it serves have."""
 
     def __init__(self, context: zmq.Context, control: RunControl, config: PipelineConfig, addresses: Addresses,
-                 routers: dict[str, Router]) -> None:
+                 routers: dict[str, Router], zygote: Zygote | None = None) -> None:
         super().__init__("supervisor", control)
         self.context = context
         self.config = config
         self.addresses = addresses
         self.routers = {name: router for name, router in routers.items() if router.step.nb_process}
         options = control.options
-        self.keeper = ProcessKeeper(addresses.ipc_dir, options.heartbeat_interval * options.heartbeat_liveness)
+        self.keeper = ProcessKeeper(addresses.ipc_dir, options.heartbeat_interval * options.heartbeat_liveness, zygote)
         self.restarts: Counter[str] = Counter()  # per step: processes started to replace dead ones
         self.roster: tuple[WorkerProcess, ...] = ()  # the live ones, for the monitor's thread
         self.unstarted = 0  # worker processes that could not be started (fork or exec failed)
@@ -72,6 +73,7 @@ class Supervisor(EngineThread):
         self._notices: dict[str, zmq.Socket] = {}
 
     def work(self) -> None:
+        self.keeper.prepare()  # a zygote to spawn imports meanwhile
         sweep_stale()
         try:
             for name in self.routers:
@@ -80,9 +82,11 @@ class Supervisor(EngineThread):
                 notice.sndtimeo = NOTICE_WAIT_MS
                 notice.connect(self.addresses.notices(name))
             self.control.events.put((BOUND, self))
-            for name, router in self.routers.items():
-                for _ in range(router.step.nb_process):
-                    self._start(name)
+            # Every first process's rings are made before any is started: the first start waits for a spawned zygote.
+            first = [(name, self._reserve(name)) for name, router in self.routers.items()
+                     for _ in range(router.step.nb_process)]
+            for name, (slot, rings) in first:
+                self._launch(name, slot, rings)
             self._loop()
         finally:
             aborted = self.control.aborted.is_set()
@@ -94,7 +98,12 @@ class Supervisor(EngineThread):
 
     def _loop(self) -> None:
         look = min(self.control.options.heartbeat_interval / 2, LOOK_SECONDS)
-        while not self._finished() and not self.control.aborted.wait(look):
+        nudged = self.control.keepers_look
+        while not self._finished():
+            nudged.wait(look)
+            nudged.clear()  # before the looks below: a router that finishes meanwhile sets it again
+            if self.control.aborted.is_set():
+                break
             for death in self.keeper.deaths():
                 self._died(death)
             self._watch_stalls()
@@ -127,17 +136,19 @@ class Supervisor(EngineThread):
         that then failed for good (poison, after max_redeliveries deaths: it is in the dead letters)."""
         return self.restarts[step] - len(self.replaced & self.routers[step].state.forgiven)
 
-    def _start(self, step: str) -> int:
-        """Start a worker process for ``step`` in a new slot, with its shared-memory rings if they can be made;
-        the slot."""
+    def _reserve(self, step: str) -> tuple[int, list[str]]:
+        """A new slot for a worker process of ``step``, and its shared-memory rings if they can be made (as the
+        option that names them)."""
         slot = self.control.new_slot()
         run_pid, run_id = os.getpid(), self.addresses.run_id
         rings = make_rings(run_pid, run_id, slot, self.config.steps[step].nb_thread)
+        return slot, [f"--rings={run_pid}:{run_id}"] if rings else []
+
+    def _launch(self, step: str, slot: int, rings: list[str]) -> None:
+        """Start the worker process of ``step`` in ``slot``."""
         members = tuple(member.name for member in self.routers[step].members)
-        self.keeper.start(slot, spec_for(self.config, step, self.addresses.outside(step), self.control, members),
-                          [f"--rings={run_pid}:{run_id}"] if rings else [])
+        self.keeper.start(slot, spec_for(self.config, step, self.addresses.outside(step), self.control, members), rings)
         self.roster = self.keeper.roster()
-        return slot
 
     def _died(self, death: Death) -> None:
         """Tell the step's router (it knows whether the process had finished); replace a failed process
@@ -165,7 +176,8 @@ class Supervisor(EngineThread):
         if replace:
             self.restarts[process.step] += 1
             self.replaced.add(process.slot)
-            slot = self._start(process.step)
+            slot, rings = self._reserve(process.step)
+            self._launch(process.step, slot, rings)
             sockets.send_while(notices, added_frames(slot, process.threads), router.listening)
         sockets.send_while(notices, lost_frames(Loss(process.slot, death.reason, death.running, not death.failed)),
                            router.listening)

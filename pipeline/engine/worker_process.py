@@ -42,6 +42,7 @@ from pipeline.console.end_of_output import tell_run_at_end
 from pipeline.console.humanize import failure_place
 from pipeline.engine import sockets
 from pipeline.engine.addresses import Addresses
+from pipeline.engine.allocator import keep_freed_memory
 from pipeline.engine.board import BusyBoard, HaltedSteps
 from pipeline.engine.control import ENDED, RunControl
 from pipeline.engine.flow import PREFETCH_SECONDS_OUTSIDE, SHARD_HWM
@@ -82,6 +83,7 @@ class Spec:
     log_level: int
     members: tuple[str, ...] = ()  # the fused steps it runs after its step, in turn (engine.fusion)
     member_classes: Mapping[str, str] = dataclasses.field(default_factory=dict)  # their class names
+    keep_freed_memory: bool = False  # tune malloc as the run's process does (engine.allocator)
 
 
 @dataclasses.dataclass(frozen=True)
@@ -288,6 +290,8 @@ def serve(spec: Spec, slot: int, board: BusyBoard, keys: ClientKeys | None, name
     """Run the workers of the spec's step (their shared-memory rings named by ``rings``, "run-pid:run-id", when
     the run made them); the exit status. Why it cannot load its step also goes to ``last_word``, a file its
     parent reads when it ends (engine.process_keeper), so that the run can say why it left."""
+    if spec.keep_freed_memory:
+        keep_freed_memory()
     context = zmq.Context()
     context.ipv6 = spec.work.startswith("tcp://[")  # libzmq connects to an IPv6 address only with IPV6 set
     try:
@@ -330,7 +334,7 @@ def worker_name(command: str, slot: int, step: str) -> str:
 
 def _log_as(spec: Spec, slot: int) -> None:
     """Log to stderr as the run does, naming the step and this process."""
-    logging.basicConfig(level=spec.log_level, stream=sys.stderr,
+    logging.basicConfig(force=True, level=spec.log_level, stream=sys.stderr,  # not the handlers of a forked run
                         format=f"%(asctime)s %(levelname)s %(name)s [{spec.step} process {slot}, pid "
                                f"{os.getpid()}]: %(message)s", datefmt="%Y-%m-%d %H:%M:%S")
 

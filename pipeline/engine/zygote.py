@@ -1,13 +1,27 @@
-"""The zygote: one fresh process that imports the worker code once, and forks each worker process from it.
+"""The zygote: one process that holds the worker code, imported once, and forks each worker process from it.
 
 A worker process started from scratch spends some 200 ms of CPU importing the framework and numpy
 before it runs a step: with two of them that was the largest cost of a short run, and with six (a chain
-of three steps) more than the work itself (docs/performance.md). The zygote pays it once: it is a
-fresh interpreter (``subprocess``, never a fork of the run, whose threads and sockets a child must not
-inherit), single-threaded, with no ZeroMQ context; it imports ``pipeline.engine.worker_process`` and
-numpy, then forks a worker process on each request, which imports only its step's module (its
-side effects happen in the worker, as with a fresh interpreter). A forked worker shares the zygote's
-imported pages until it writes them.
+of three steps) more than the work itself (docs/performance.md). The zygote pays it once, in one of two
+ways:
+
+- **a fork of the run's process** (``Zygote.forked_from_here``, the default: ``Pipeline.fork_workers``),
+  made as the runner is built, before the run or its monitor start a thread, and only when no other
+  Python thread runs (a thread may hold a lock, of a stream or of logging, that the child would wait
+  for forever). It has imported all the run has, the steps' modules included, so a worker is ready in
+  milliseconds. It starts afresh what a new interpreter would: its own session, stdin from /dev/null,
+  stdout and stderr as plain files 1 and 2 (the run's may be a test's capture or an application's
+  window), every signal handler the run's Python code set back to the default; its objects are frozen
+  out of the garbage collector (``gc.freeze``), so that the workers' collections neither scan nor copy
+  them.
+- **a fresh interpreter** (``Zygote.spawned``: with ``fork_workers`` false, where the run's process runs
+  other Python threads, or where it cannot fork): single-threaded, with no ZeroMQ context; it imports
+  ``pipeline.engine.worker_process`` and numpy, and each worker process then imports its step's module
+  (its side effects happen in the worker).
+
+Either way a worker shares the zygote's pages until it writes them, and starts a stream of random
+numbers of its own (Python's ``random`` reseeds itself at a fork; numpy's global generator is reseeded
+here), as a fresh interpreter would.
 
 The parent talks to it over a private socket pair, in length-prefixed pickles (the zygote is the
 parent's own child: nothing else can reach that socket). Requests are ``("fork", argv)``, answered
@@ -21,6 +35,9 @@ scratch.
 from __future__ import annotations
 
 import contextlib
+import gc
+import io
+import logging
 import os
 import pickle
 import select
@@ -29,10 +46,14 @@ import socket
 import struct
 import subprocess
 import sys
+import threading
 import time
 import traceback
+import warnings
 from collections.abc import Sequence
 from typing import Any, NoReturn
+
+log = logging.getLogger("pipeline.engine")
 
 #: What the zygote process runs.
 ZYGOTE_MAIN = "import sys; from pipeline.engine.zygote import main; main(sys.argv[1:])"
@@ -103,23 +124,101 @@ class Forked:
         return self.returncode  # type: ignore[return-value]
 
 
-class Zygote:
-    """The parent's side: starts the zygote, asks it for workers, hears when they end."""
+class _ForkedZygote:
+    """A zygote forked from this process: the part of Popen that a Zygote uses, its end heard through a pidfd."""
 
-    def __init__(self, env: dict[str, str]) -> None:
-        self.sock, theirs = socket.socketpair()
-        try:
-            self.popen = subprocess.Popen([sys.executable, "-c", ZYGOTE_MAIN, f"--fd={theirs.fileno()}",
-                                           f"--parent={os.getpid()}"], pass_fds=[theirs.fileno()], env=env,
-                                          stdin=subprocess.DEVNULL, start_new_session=True)
-        except BaseException:
-            self.sock.close()
-            raise
-        finally:
-            theirs.close()
+    def __init__(self, pid: int) -> None:
+        self.pid = pid
+        self.returncode: int | None = None
+
+    def poll(self) -> int | None:
+        if self.returncode is None:
+            with contextlib.suppress(ChildProcessError):
+                pid, status = os.waitpid(self.pid, os.WNOHANG)
+                if pid:
+                    self.returncode = os.waitstatus_to_exitcode(status)
+        return self.returncode
+
+    def wait(self, timeout: float | None = None) -> int:
+        if self.poll() is None:
+            try:
+                ended = os.pidfd_open(self.pid)  # readable once the process has ended
+            except (OSError, AttributeError):  # a kernel before 5.3: wait without a deadline
+                ended = None
+            if ended is not None:
+                try:
+                    if not select.select([ended], [], [], timeout)[0]:
+                        raise subprocess.TimeoutExpired(str(self.pid), timeout or 0.0)
+                finally:
+                    os.close(ended)
+            with contextlib.suppress(ChildProcessError):
+                self.returncode = os.waitstatus_to_exitcode(os.waitpid(self.pid, 0)[1])
+        return self.returncode if self.returncode is not None else 0
+
+    def kill(self) -> None:
+        if self.poll() is None:
+            with contextlib.suppress(ProcessLookupError):
+                os.kill(self.pid, signal.SIGKILL)
+
+
+class Zygote:
+    """The parent's side: makes the zygote, asks it for workers, hears when they end."""
+
+    def __init__(self, sock: socket.socket, process: subprocess.Popen | _ForkedZygote) -> None:
+        self.sock = sock
+        self.process = process
         self.children: dict[int, Forked] = {}
         self.error = ""  # why the last fork failed, as the zygote said
         self._exits: dict[int, int] = {}  # exits heard before their child was known
+        self._closed = False
+
+    @property
+    def pid(self) -> int:
+        """The zygote's process id (its workers' parent)."""
+        return self.process.pid
+
+    @classmethod
+    def spawned(cls, env: dict[str, str]) -> Zygote:
+        """A zygote in a fresh interpreter, started with ``env``; an OSError if it cannot start."""
+        ours, theirs = socket.socketpair()
+        try:
+            popen = subprocess.Popen([sys.executable, "-c", ZYGOTE_MAIN, f"--fd={theirs.fileno()}",
+                                      f"--parent={os.getpid()}"], pass_fds=[theirs.fileno()], env=env,
+                                     stdin=subprocess.DEVNULL, start_new_session=True)
+        except BaseException:
+            ours.close()
+            raise
+        finally:
+            theirs.close()
+        return cls(ours, popen)
+
+    @classmethod
+    def forked_from_here(cls) -> Zygote | None:
+        """A zygote forked from this process now; None where that is not safe (not Linux, or another Python
+        thread runs) or the fork fails: the caller then spawns one when it needs it."""
+        if not sys.platform.startswith("linux") or threading.active_count() > 1:
+            return None
+        for stream in (sys.stdout, sys.stderr):  # else the child would write again what they hold
+            with contextlib.suppress(Exception):
+                stream.flush()
+        ours, theirs = socket.socketpair()
+        parent = os.getpid()
+        try:
+            with warnings.catch_warnings():
+                # Python 3.12 warns of any native thread, such as numpy's BLAS pool, which holds no lock the
+                # child takes; the Python threads that could are ruled out above.
+                warnings.simplefilter("ignore", DeprecationWarning)
+                pid = os.fork()
+        except OSError as err:
+            ours.close()
+            theirs.close()
+            log.debug("cannot fork the zygote (%s): it starts as a fresh interpreter", err)
+            return None
+        if pid == 0:
+            ours.close()
+            _forked_zygote(theirs, parent)
+        theirs.close()
+        return cls(ours, _ForkedZygote(pid))
 
     def fork(self, argv: Sequence[str]) -> Forked | None:
         """A new worker process running ``worker_process.main(argv)``; None if the zygote cannot make one
@@ -174,17 +273,20 @@ class Zygote:
             child.returncode = code
 
     def close(self) -> None:
-        """End the zygote (its children end with it)."""
+        """End the zygote (its children end with it); once is enough."""
+        if self._closed:
+            return
+        self._closed = True
         self.sock.close()
         with contextlib.suppress(subprocess.TimeoutExpired):
-            self.popen.wait(1.0)
-        if self.popen.poll() is None:
-            self.popen.kill()
-            self.popen.wait()
+            self.process.wait(1.0)
+        if self.process.poll() is None:
+            self.process.kill()
+            self.process.wait()
 
 
 def main(argv: Sequence[str]) -> None:
-    """The zygote process: preload, then fork a worker process per request until the socket closes."""
+    """The spawned zygote: preload, then fork a worker process per request until the socket closes."""
     fd = int(next(a for a in argv if a.startswith("--fd=")).split("=", 1)[1])
     parent = int(next(a for a in argv if a.startswith("--parent=")).split("=", 1)[1])
     from pipeline.engine import worker_process  # the whole worker's code, once for all its workers
@@ -192,16 +294,56 @@ def main(argv: Sequence[str]) -> None:
     worker_process.die_with_parent(parent)
     with contextlib.suppress(ImportError):
         import numpy  # noqa: F401  (most steps use it: each worker would import it again)
-    sock = socket.socket(fileno=fd)
+    _serve(socket.socket(fileno=fd))
+
+
+def _forked_zygote(sock: socket.socket, parent: int) -> NoReturn:
+    """The zygote forked from the run's process: start afresh what a new interpreter would, then serve; it never
+    returns into the run's code."""
+    code = 0
+    try:
+        os.setsid()  # a session of its own, as a spawned zygote: a terminal's Ctrl+C reaches only the run
+        devnull = os.open(os.devnull, os.O_RDONLY)
+        os.dup2(devnull, 0)
+        os.close(devnull)
+        sys.stdout = io.TextIOWrapper(io.FileIO(1, "w", closefd=False), line_buffering=True)
+        sys.stderr = io.TextIOWrapper(io.FileIO(2, "w", closefd=False), line_buffering=True,
+                                      errors="backslashreplace")
+        for signum in signal.valid_signals():
+            if callable(signal.getsignal(signum)):  # a handler of the run's Python code
+                signal.signal(signum, signal.SIG_DFL)
+        from pipeline.engine import worker_process
+
+        worker_process.die_with_parent(parent)
+        _serve(sock)
+    except BaseException:
+        traceback.print_exc()
+        code = 1
+    finally:
+        os._exit(code)
+
+
+def _serve(sock: socket.socket) -> NoReturn:
+    """Fork a worker process per request until the socket closes, and report each one's end."""
+    gc.freeze()  # what the zygote holds is never collected: its workers' collections skip it
     signal.signal(signal.SIGINT, signal.SIG_IGN)  # the parent decides when the zygote leaves
+    # A child's end wakes the loop (SIGCHLD writes to ``ended``): the run hears of it at once, not a look later.
+    ended, wake = os.pipe()
+    os.set_blocking(ended, False)
+    os.set_blocking(wake, False)
+    signal.set_wakeup_fd(wake)
+    signal.signal(signal.SIGCHLD, _ignore)
     while True:
-        ready, _, _ = select.select([sock], [], [], _REAP_SECONDS)
-        if ready:
+        ready, _, _ = select.select([sock, ended], [], [], _REAP_SECONDS)
+        if ended in ready:
+            with contextlib.suppress(BlockingIOError):
+                os.read(ended, 4096)
+        if sock in ready:
             request = _receive(sock)
             if request is None:
                 break
             try:
-                _send(sock, ("forked", _fork(sock, request[1])))
+                _send(sock, ("forked", _fork((sock.fileno(), ended, wake), request[1])))
             except OSError as err:  # fork failed (a process limit, no memory): the parent decides
                 _send(sock, ("failed", f"{type(err).__name__}: {err}"))
         while True:
@@ -215,21 +357,31 @@ def main(argv: Sequence[str]) -> None:
     os._exit(0)
 
 
-def _fork(sock: socket.socket, argv: list[str]) -> int:
+def _ignore(signum: int, frame: object) -> None:
+    """SIGCHLD's handler: its wake-up byte is what matters."""
+
+
+def _fork(zygote_files: Sequence[int], argv: list[str]) -> int:
     """Fork a worker process running ``worker_process.main(argv)``; its pid (in the zygote)."""
     pid = os.fork()
     if pid:
         return pid
-    _child(sock, argv)
+    _child(zygote_files, argv)
 
 
-def _child(sock: socket.socket, argv: list[str]) -> NoReturn:
+def _child(zygote_files: Sequence[int], argv: list[str]) -> NoReturn:
     """The forked worker process: it runs the worker's main and leaves, never returning to the zygote's loop."""
     code = 1
     try:
-        sock.close()
+        signal.set_wakeup_fd(-1)
+        for fd in zygote_files:  # the zygote's socket and pipe stay the zygote's
+            os.close(fd)
         os.setsid()  # a session of its own, as a worker started from scratch
         signal.signal(signal.SIGINT, signal.SIG_DFL)
+        signal.signal(signal.SIGCHLD, signal.SIG_DFL)
+        numpy_random = sys.modules.get("numpy.random")
+        if numpy_random is not None:  # its global generator: this worker's own stream, not a copy of the zygote's
+            numpy_random.seed()
         from pipeline.engine import worker_process
 
         worker_process.main(argv)

@@ -1,0 +1,31 @@
+"""A step that says in which process it started and what that process inherited from the run, for the tests of
+how worker processes start (tests/test_worker_start.py)."""
+
+from __future__ import annotations
+
+import os
+import random
+import signal
+from collections.abc import Iterator
+from typing import Any
+
+import numpy as np
+
+from pipeline import Component
+
+#: A module global the run's script may change before the run: a worker process forked from the run sees the change.
+SCRIPT_VALUE = "as imported"
+
+
+class Origin(Component):
+    """Stager whose init() sends one message about its process, and prints a line to stdout."""
+
+    def init(self) -> Iterator[dict[str, Any]]:
+        """Say where this worker runs."""
+        print(f"worker {os.getpid()} started", flush=True)
+        yield {"pid": os.getpid(), "value": SCRIPT_VALUE, "numpy": float(np.random.random()),
+               "random": random.random(), "sigterm_default": signal.getsignal(signal.SIGTERM) == signal.SIG_DFL}
+
+    def run(self, message: Any) -> Any:
+        """Pass a message on."""
+        return message

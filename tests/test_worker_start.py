@@ -1,0 +1,69 @@
+"""How worker processes start (Pipeline.fork_workers, engine.zygote): forked from a copy of the run's process,
+or from a fresh interpreter; each way a worker has its own random numbers, default signal handlers and the
+run's stdout. Each run is a script of its own: the fork needs a process with no other Python thread."""
+
+from __future__ import annotations
+
+import json
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+
+from tests.process_helpers import REPO
+
+#: The run's script: it seeds numpy, changes a module global, installs a SIGTERM handler and replaces sys.stdout
+#: (as an application capturing its output would) before the run; with "thread", another Python thread runs meanwhile.
+SCRIPT = """
+import io, json, signal, sys, threading
+import numpy as np
+import tests.start_steps as steps
+from pipeline import Pipeline
+
+np.random.seed(42)
+
+out, fork, thread = sys.argv[1], sys.argv[2] == "fork", sys.argv[3] == "thread"
+steps.SCRIPT_VALUE = "set by the script"
+signal.signal(signal.SIGTERM, lambda signum, frame: None)
+if thread:
+    idle = threading.Event()
+    threading.Thread(target=idle.wait, daemon=True).start()
+document = {"version": 1, "Pipeline": {
+    "gui": False, "progress": False, "fork_workers": fork,
+    "producer_conf": {"name": "P", "module": "algorithms.basic", "class": "Counter", "next_steps": "S"},
+    "stagers_conf": [{"name": "S", "module": "tests.start_steps", "class": "Origin", "nb_process": 2,
+                      "next_steps": "W"}],
+    "consumer_conf": {"name": "W", "module": "tests.failure_steps", "class": "MarkedWriter"}},
+    "Counter": {"count": 0}, "MarkedWriter": {"path": out}}
+captured, sys.stdout = sys.stdout, io.StringIO()
+report = Pipeline.from_config(document).run()
+sys.stdout = captured
+sys.exit(report.exit_status)
+"""
+
+
+def started(tmp_path: Path, fork: bool, thread: bool) -> tuple[list[dict], str]:
+    """Run the script; what each worker process said of itself, and the run's stdout."""
+    out = tmp_path / "out.jsonl"
+    done = subprocess.run([sys.executable, "-c", SCRIPT, str(out), "fork" if fork else "spawn",
+                           "thread" if thread else "alone"], cwd=REPO, capture_output=True, text=True, timeout=60)
+    assert done.returncode == 0, done.stderr
+    said = [json.loads(line) for line in out.read_text(encoding="utf-8").splitlines()]
+    assert said[-1] == {"finished": True}
+    return said[:-1], done.stdout
+
+
+@pytest.mark.parametrize(("fork", "thread", "sees_script"), [(True, False, True), (False, False, False),
+                                                              (True, True, False)],
+                         ids=["forked from the run", "fork_workers false", "another thread runs: fresh"])
+def test_each_worker_process_starts_afresh(tmp_path: Path, fork: bool, thread: bool, sees_script: bool) -> None:
+    workers, stdout = started(tmp_path, fork, thread)
+    assert len({worker["pid"] for worker in workers}) == 2
+    # A fork of the run sees what its script set up; a fresh interpreter imports the module anew.
+    assert {worker["value"] for worker in workers} == {"set by the script" if sees_script else "as imported"}
+    assert len({worker["numpy"] for worker in workers}) == 2  # numpy's global generator: one stream each
+    assert len({worker["random"] for worker in workers}) == 2
+    assert all(worker["sigterm_default"] for worker in workers)  # not the run's SIGTERM handler
+    for worker in workers:  # to the run's file 1, not to the object the script put in sys.stdout
+        assert f"worker {worker['pid']} started" in stdout
