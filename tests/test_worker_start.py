@@ -14,7 +14,8 @@ import pytest
 from tests.process_helpers import REPO
 
 #: The run's script: it seeds numpy, changes a module global, installs a SIGTERM handler and replaces sys.stdout
-#: (as an application capturing its output would) before the run; with "thread", another Python thread runs meanwhile.
+#: (as an application capturing its output would) before the run; with "thread", another Python thread runs meanwhile;
+#: with "zmq-gc", pyzmq's garbage-collector thread does (a zero-copy send starts it for the rest of the process).
 SCRIPT = """
 import io, json, signal, sys, threading
 import numpy as np
@@ -23,12 +24,24 @@ from pipeline import Pipeline
 
 np.random.seed(42)
 
-out, fork, thread = sys.argv[1], sys.argv[2] == "fork", sys.argv[3] == "thread"
+out, fork, thread = sys.argv[1], sys.argv[2] == "fork", sys.argv[3]
 steps.SCRIPT_VALUE = "set by the script"
 signal.signal(signal.SIGTERM, lambda signum, frame: None)
-if thread:
+if thread == "thread":
     idle = threading.Event()
     threading.Thread(target=idle.wait, daemon=True).start()
+if thread == "zmq-gc":
+    import zmq
+    context = zmq.Context()
+    a, b = context.socket(zmq.PAIR), context.socket(zmq.PAIR)
+    a.bind("inproc://gc")
+    b.connect("inproc://gc")
+    a.send(memoryview(bytearray(100_000)), copy=False)
+    b.recv()
+    a.close()
+    b.close()
+    context.term()
+    assert any(type(t).__module__ == "zmq.utils.garbage" for t in threading.enumerate())
 document = {"version": 1, "Pipeline": {
     "gui": False, "progress": False, "fork_workers": fork,
     "producer_conf": {"name": "P", "module": "algorithms.basic", "class": "Counter", "next_steps": "S"},
@@ -43,21 +56,21 @@ sys.exit(report.exit_status)
 """
 
 
-def started(tmp_path: Path, fork: bool, thread: bool) -> tuple[list[dict], str]:
+def started(tmp_path: Path, fork: bool, thread: str) -> tuple[list[dict], str]:
     """Run the script; what each worker process said of itself, and the run's stdout."""
     out = tmp_path / "out.jsonl"
-    done = subprocess.run([sys.executable, "-c", SCRIPT, str(out), "fork" if fork else "spawn",
-                           "thread" if thread else "alone"], cwd=REPO, capture_output=True, text=True, timeout=60)
+    done = subprocess.run([sys.executable, "-c", SCRIPT, str(out), "fork" if fork else "spawn", thread], cwd=REPO,
+                          capture_output=True, text=True, timeout=60)
     assert done.returncode == 0, done.stderr
     said = [json.loads(line) for line in out.read_text(encoding="utf-8").splitlines()]
     assert said[-1] == {"finished": True}
     return said[:-1], done.stdout
 
 
-@pytest.mark.parametrize(("fork", "thread", "sees_script"), [(True, False, True), (False, False, False),
-                                                              (True, True, False)],
-                         ids=["forked from the run", "fork_workers false", "another thread runs: fresh"])
-def test_each_worker_process_starts_afresh(tmp_path: Path, fork: bool, thread: bool, sees_script: bool) -> None:
+@pytest.mark.parametrize(("fork", "thread", "sees_script"), [
+    (True, "alone", True), (False, "alone", False), (True, "thread", False), (True, "zmq-gc", True)],
+    ids=["forked from the run", "fork_workers false", "another thread runs: fresh", "pyzmq's gc thread: forked"])
+def test_each_worker_process_starts_afresh(tmp_path: Path, fork: bool, thread: str, sees_script: bool) -> None:
     workers, stdout = started(tmp_path, fork, thread)
     assert len({worker["pid"] for worker in workers}) == 2
     # A fork of the run sees what its script set up; a fresh interpreter imports the module anew.

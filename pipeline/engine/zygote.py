@@ -196,7 +196,7 @@ class Zygote:
     def forked_from_here(cls) -> Zygote | None:
         """A zygote forked from this process now; None where that is not safe (not Linux, or another Python
         thread runs) or the fork fails: the caller then spawns one when it needs it."""
-        if not sys.platform.startswith("linux") or threading.active_count() > 1:
+        if not sys.platform.startswith("linux") or _other_python_threads():
             return None
         for stream in (sys.stdout, sys.stderr):  # else the child would write again what they hold
             with contextlib.suppress(Exception):
@@ -283,6 +283,18 @@ class Zygote:
         if self.process.poll() is None:
             self.process.kill()
             self.process.wait()
+
+
+#: The module of pyzmq's garbage-collector thread, which a zero-copy send starts for the rest of the process: it
+#: waits in a ZeroMQ call holding no lock, and pyzmq starts another in a child that needs one.
+_PYZMQ_GARBAGE = "zmq.utils.garbage"
+
+
+def _other_python_threads() -> list[threading.Thread]:
+    """The Python threads but this one that could hold a lock a forked child would wait for forever."""
+    this = threading.current_thread()
+    return [thread for thread in threading.enumerate()
+            if thread is not this and type(thread).__module__ != _PYZMQ_GARBAGE]
 
 
 def main(argv: Sequence[str]) -> None:
