@@ -196,7 +196,11 @@ class Zygote:
     def forked_from_here(cls) -> Zygote | None:
         """A zygote forked from this process now; None where that is not safe (not Linux, or another Python
         thread runs) or the fork fails: the caller then spawns one when it needs it."""
-        if not sys.platform.startswith("linux") or _other_python_threads():
+        if not sys.platform.startswith("linux"):
+            return None
+        if others := _other_python_threads():
+            log.debug("other Python threads run (%s): the zygote starts as a fresh interpreter",
+                      ", ".join(thread.name for thread in others))
             return None
         for stream in (sys.stdout, sys.stderr):  # else the child would write again what they hold
             with contextlib.suppress(Exception):
