@@ -20,6 +20,7 @@ from typing import Any
 
 from pipeline.bench import analysis, events
 from pipeline.bench.workloads import check_tally, new_tag, tiny_config
+from pipeline.engine import ThreadedRunner
 from pipeline.pipeline import Pipeline
 
 #: Seconds between two reads of the threads' CPU clocks (the last read before a thread ends counts).
@@ -82,7 +83,11 @@ def sample(used: dict[tuple[str, str], tuple[str, float]], skip: set[int]) -> No
 
 
 def profile(config: dict[str, Any]) -> tuple[float, dict[tuple[str, str], tuple[str, float]]]:
-    """Run ``config``; its wall seconds and each thread's name and CPU seconds."""
+    """Run ``config``; its wall seconds and each thread's name and CPU seconds.
+
+    The runner is built before the sampling thread starts, as pipeline-run builds it before any thread:
+    its worker processes then start as a run's do (engine.zygote forks only a process without other threads).
+    """
     used: dict[tuple[str, str], tuple[str, float]] = {}
     done = threading.Event()
     skip = {threading.get_native_id()}
@@ -92,13 +97,14 @@ def profile(config: dict[str, Any]) -> tuple[float, dict[tuple[str, str], tuple[
         while not done.wait(SAMPLE_SECONDS):
             sample(used, skip)
 
-    sampler = threading.Thread(target=sampling, name="cpu-sampler")
-    sampler.start()
     pipeline = Pipeline.from_config(config, {"Pipeline": {"gui": False, "progress": False,
                                                           "keep_freed_memory": True}})
     start = time.perf_counter()
+    runner = ThreadedRunner(pipeline.pipeline_config, pipeline.options())
+    sampler = threading.Thread(target=sampling, name="cpu-sampler")
+    sampler.start()
     try:
-        report = pipeline.run()
+        report = runner.run()
     finally:
         wall = time.perf_counter() - start
         done.set()
