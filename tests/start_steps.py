@@ -3,6 +3,7 @@ how worker processes start (tests/test_worker_start.py)."""
 
 from __future__ import annotations
 
+import logging
 import os
 import random
 import signal
@@ -21,10 +22,15 @@ class Origin(Component):
     """Stager whose init() sends one message about its process, and prints a line to stdout."""
 
     def init(self) -> Iterator[dict[str, Any]]:
-        """Say where this worker runs."""
+        """Say where this worker runs; print a line and log one."""
         print(f"worker {os.getpid()} started", flush=True)
+        logging.getLogger(__name__).warning("worker %d logs", os.getpid())
+        with open(f"/proc/{os.getppid()}/cmdline", encoding="utf-8", errors="replace") as cmdline:
+            spawned = "pipeline.engine.zygote" in cmdline.read()  # a fresh interpreter's zygote, not a fork
         yield {"pid": os.getpid(), "value": SCRIPT_VALUE, "numpy": float(np.random.random()),
-               "random": random.random(), "sigterm_default": signal.getsignal(signal.SIGTERM) == signal.SIG_DFL}
+               "random": random.random(), "spawned": spawned,
+               "sigterm_default": signal.getsignal(signal.SIGTERM) == signal.SIG_DFL,
+               "sigpipe_ignored": signal.getsignal(signal.SIGPIPE) == signal.SIG_IGN}
 
     def run(self, message: Any) -> Any:
         """Pass a message on."""

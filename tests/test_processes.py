@@ -271,7 +271,8 @@ def test_the_status_and_the_report_count_processes_redeliveries_and_restarts(tmp
 def test_a_step_module_the_worker_process_cannot_import_fails_the_run(
         tmp_path: Path, monkeypatch: pytest.MonkeyPatch, capfd: pytest.CaptureFixture) -> None:
     """A module that lives only in the run's memory (defined in a notebook, or loaded from a file by a plugin
-    loader) cannot be imported by a fresh interpreter: the run fails, naming the step, without hanging."""
+    loader) cannot be imported by a fresh interpreter (``fork_workers`` false; a worker process forked from the
+    run has it): the run fails, naming the step, without hanging."""
 
     class Double(Component):
         """Doubles each message."""
@@ -287,7 +288,8 @@ def test_a_step_module_the_worker_process_cannot_import_fails_the_run(
     document = pipeline_config(step("P", "Numbers", "S"),
                                [{**step("S", "Double", "C", nb_process=1), "module": module.__name__}],
                                collector(tmp_path, "C"), **numbers(5))
-    report = Pipeline.from_config(document, {"Pipeline": {"max_worker_restarts": 1, "heartbeat_interval": 0.2}}).run()
+    report = Pipeline.from_config(document, {"Pipeline": {"max_worker_restarts": 1, "heartbeat_interval": 0.2,
+                                                          "fork_workers": False}}).run()
     assert report.exit_status == 1
     assert "step S has no workers left" in (report.steps["S"].first_error or "")
     assert "exit code 2" in (report.steps["S"].first_error or "")

@@ -11,7 +11,7 @@ from pathlib import Path
 
 import pytest
 
-from tests.process_helpers import REPO
+from tests.process_helpers import REPO, run_to_end
 
 #: The run's script: it seeds numpy, changes a module global, installs a SIGTERM handler and replaces sys.stdout
 #: (as an application capturing its output would) before the run; with "thread", another Python thread runs meanwhile;
@@ -72,11 +72,36 @@ def started(tmp_path: Path, fork: bool, thread: str) -> tuple[list[dict], str]:
     ids=["forked from the run", "fork_workers false", "another thread runs: fresh", "pyzmq's gc thread: forked"])
 def test_each_worker_process_starts_afresh(tmp_path: Path, fork: bool, thread: str, sees_script: bool) -> None:
     workers, stdout = started(tmp_path, fork, thread)
+    assert {worker["spawned"] for worker in workers} == {not sees_script}
     assert len({worker["pid"] for worker in workers}) == 2
     # A fork of the run sees what its script set up; a fresh interpreter imports the module anew.
     assert {worker["value"] for worker in workers} == {"set by the script" if sees_script else "as imported"}
     assert len({worker["numpy"] for worker in workers}) == 2  # numpy's global generator: one stream each
     assert len({worker["random"] for worker in workers}) == 2
-    assert all(worker["sigterm_default"] for worker in workers)  # not the run's SIGTERM handler
+    assert all(worker["sigterm_default"] and worker["sigpipe_ignored"] for worker in workers)  # a fresh interpreter's
     for worker in workers:  # to the run's file 1, not to the object the script put in sys.stdout
         assert f"worker {worker['pid']} started" in stdout
+
+
+def test_pipeline_run_forks_its_worker_processes(tmp_path: Path) -> None:
+    """pipeline-run runs a thread that writes stderr and one that watches signals before its run starts: both are
+    safe to fork beside, so its worker processes are forked too, and what they log and print reaches its stderr
+    and stdout through fresh streams, not through the run's writer thread (which a fork does not copy)."""
+    out = tmp_path / "out.jsonl"
+    config = tmp_path / "start.json"
+    config.write_text(json.dumps({"version": 1, "Pipeline": {
+        "producer_conf": {"name": "P", "module": "algorithms.basic", "class": "Counter", "next_steps": "S"},
+        "stagers_conf": [{"name": "S", "module": "tests.start_steps", "class": "Origin", "nb_process": 2,
+                          "next_steps": "W"}],
+        "consumer_conf": {"name": "W", "module": "tests.failure_steps", "class": "MarkedWriter"}},
+        "Counter": {"count": 0}, "MarkedWriter": {"path": str(out)}}), encoding="utf-8")
+    run = run_to_end(config, timeout=60)
+    assert run.returncode == 0, run.stderr
+    workers = [json.loads(line) for line in out.read_text(encoding="utf-8").splitlines()][:-1]
+    assert len({worker["pid"] for worker in workers}) == 2
+    assert not any(worker["spawned"] for worker in workers)
+    assert all(worker["sigterm_default"] and worker["sigpipe_ignored"] for worker in workers)
+    for worker in workers:
+        assert f"worker {worker['pid']} started" in run.stdout
+        assert f"worker {worker['pid']} logs" in run.stderr
+        assert "[S process" in run.stderr  # in the worker process's own format

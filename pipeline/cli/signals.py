@@ -54,6 +54,7 @@ class SignalGuard:
         self._previous_fd = -1
         self._stack = ExitStack()
         self._watchdog = threading.Thread(target=self._watch, name="signal-watchdog", daemon=True)
+        self._watchdog.fork_safe = True  # type: ignore[attr-defined]  # a forked child resets signals (engine.zygote)
 
     def __enter__(self) -> SignalGuard:
         os.set_blocking(self._write_fd, False)

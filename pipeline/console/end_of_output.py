@@ -44,6 +44,17 @@ _lock = threading.Lock()
 _listeners: list[Callable[[], None]] = []
 
 
+def _forget_in_child() -> None:
+    """A forked child (engine.zygote) starts as a new process: its output has not ended, nobody listens yet."""
+    global _ended, _lock
+    _ended = threading.Event()
+    _lock = threading.Lock()
+    _listeners.clear()
+
+
+os.register_at_fork(after_in_child=_forget_in_child)
+
+
 def closed_fds() -> list[int]:
     """Which of stdout and stderr are pipes (or sockets) whose reader has gone."""
     poller = select.poll()

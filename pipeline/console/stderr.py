@@ -13,6 +13,7 @@ The text goes to ``sys.stderr`` as it is when written (a test's capture, or rich
 
 from __future__ import annotations
 
+import os
 import sys
 import threading
 import time
@@ -38,6 +39,8 @@ class StderrWriter:
         self._broken = False  # stderr raised on a write: it is gone, nothing more is written
         self._cond = threading.Condition()
         self._thread = threading.Thread(target=self._run, name="stderr-writer", daemon=True)
+        # A forked child (engine.zygote) gets a writer of its own if it needs one (_forget_in_child).
+        self._thread.fork_safe = True  # type: ignore[attr-defined]
         self._thread.start()
 
     def write(self, text: str) -> int:
@@ -107,3 +110,13 @@ def shared() -> StderrWriter:
         if _shared is None:
             _shared = StderrWriter()
         return _shared
+
+
+def _forget_in_child() -> None:
+    """A forked child has no writer thread: it makes its own writer on first use."""
+    global _shared, _shared_lock
+    _shared = None
+    _shared_lock = threading.Lock()
+
+
+os.register_at_fork(after_in_child=_forget_in_child)

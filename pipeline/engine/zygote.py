@@ -5,15 +5,18 @@ before it runs a step: with two of them that was the largest cost of a short run
 of three steps) more than the work itself (docs/performance.md). The zygote pays it once, in one of two
 ways:
 
-- **a fork of the run's process** (``Zygote.forked_from_here``, the default: ``Pipeline.fork_workers``),
-  made as the runner is built, before the run or its monitor start a thread, and only when no other
-  Python thread runs (a thread may hold a lock, of a stream or of logging, that the child would wait
-  for forever). It has imported all the run has, the steps' modules included, so a worker is ready in
-  milliseconds. It starts afresh what a new interpreter would: its own session, stdin from /dev/null,
-  stdout and stderr as plain files 1 and 2 (the run's may be a test's capture or an application's
-  window), every signal handler the run's Python code set back to the default; its objects are frozen
-  out of the garbage collector (``gc.freeze``), so that the workers' collections neither scan nor copy
-  them.
+- **a fork of the run's process** (``Zygote.forked_from_here``, the default:
+  ``Pipeline.fork_workers``), made as the runner is built, before the run or its monitor start a
+  thread, and only when no other Python thread runs (a thread may hold a lock, of a stream or of
+  logging, that the child would wait for forever), but those marked ``fork_safe`` (pipeline-run's
+  stderr writer and signal watchdog, whose modules reset their state in a forked child) and pyzmq's
+  garbage collector. It has imported all the run has, the steps' modules included, so a worker is
+  ready in milliseconds. It starts afresh what a new interpreter would: its own session, stdin from
+  /dev/null, stdout and stderr as plain files 1 and 2 (the run's may be a test's capture or an
+  application's window), every signal handler the run's Python code set back to a fresh
+  interpreter's, no logger configured (the run's handlers may write through its own threads); its
+  objects are frozen out of the garbage collector (``gc.freeze``), so that the workers' collections
+  neither scan nor copy them.
 - **a fresh interpreter** (``Zygote.spawned``: with ``fork_workers`` false, where the run's process runs
   other Python threads, or where it cannot fork): single-threaded, with no ZeroMQ context; it imports
   ``pipeline.engine.worker_process`` and numpy, and each worker process then imports its step's module
@@ -132,6 +135,7 @@ class _ForkedZygote:
         self.returncode: int | None = None
 
     def poll(self) -> int | None:
+        """Its exit status once it has ended (reaped here), else None."""
         if self.returncode is None:
             with contextlib.suppress(ChildProcessError):
                 pid, status = os.waitpid(self.pid, os.WNOHANG)
@@ -140,6 +144,7 @@ class _ForkedZygote:
         return self.returncode
 
     def wait(self, timeout: float | None = None) -> int:
+        """Its exit status, waiting up to ``timeout`` seconds (subprocess.TimeoutExpired past it)."""
         if self.poll() is None:
             try:
                 ended = os.pidfd_open(self.pid)  # readable once the process has ended
@@ -156,6 +161,7 @@ class _ForkedZygote:
         return self.returncode if self.returncode is not None else 0
 
     def kill(self) -> None:
+        """SIGKILL it, if it still runs."""
         if self.poll() is None:
             with contextlib.suppress(ProcessLookupError):
                 os.kill(self.pid, signal.SIGKILL)
@@ -292,13 +298,38 @@ class Zygote:
 #: The module of pyzmq's garbage-collector thread, which a zero-copy send starts for the rest of the process: it
 #: waits in a ZeroMQ call holding no lock, and pyzmq starts another in a child that needs one.
 _PYZMQ_GARBAGE = "zmq.utils.garbage"
+#: The handlers a fresh interpreter starts with, where not SIG_DFL.
+_FRESH_HANDLERS = {signal.SIGINT: signal.default_int_handler, signal.SIGPIPE: signal.SIG_IGN,
+                   signal.SIGXFSZ: signal.SIG_IGN}
 
 
 def _other_python_threads() -> list[threading.Thread]:
-    """The Python threads but this one that could hold a lock a forked child would wait for forever."""
+    """The Python threads but this one that could hold a lock a forked child would wait for forever: not those
+    marked ``fork_safe`` (pipeline-run's stderr writer and signal watchdog, whose state a child resets at the
+    fork), nor pyzmq's garbage collector."""
     this = threading.current_thread()
     return [thread for thread in threading.enumerate()
-            if thread is not this and type(thread).__module__ != _PYZMQ_GARBAGE]
+            if thread is not this and type(thread).__module__ != _PYZMQ_GARBAGE
+            and not getattr(thread, "fork_safe", False)]
+
+
+def _fresh_signals() -> None:
+    """Every handler the run's Python code set back to a fresh interpreter's, and no wake-up fd (the run's)."""
+    signal.set_wakeup_fd(-1)
+    for signum in signal.valid_signals():
+        if callable(signal.getsignal(signum)) or signum in _FRESH_HANDLERS:
+            signal.signal(signum, _FRESH_HANDLERS.get(signum, signal.SIG_DFL))
+
+
+def _fresh_logging() -> None:
+    """No logger configured, as in a fresh interpreter: the run's handlers write through its threads (pipeline-run's
+    stderr writer), which a fork does not copy; a worker process configures its own (worker_process)."""
+    for logger in [logging.getLogger(), *logging.Logger.manager.loggerDict.values()]:
+        if isinstance(logger, logging.Logger):
+            logger.handlers.clear()
+            logger.propagate = True
+            logger.disabled = False
+            logger.setLevel(logging.WARNING if logger is logging.getLogger() else logging.NOTSET)
 
 
 def main(argv: Sequence[str]) -> None:
@@ -325,9 +356,8 @@ def _forked_zygote(sock: socket.socket, parent: int) -> NoReturn:
         sys.stdout = io.TextIOWrapper(io.FileIO(1, "w", closefd=False), line_buffering=True)
         sys.stderr = io.TextIOWrapper(io.FileIO(2, "w", closefd=False), line_buffering=True,
                                       errors="backslashreplace")
-        for signum in signal.valid_signals():
-            if callable(signal.getsignal(signum)):  # a handler of the run's Python code
-                signal.signal(signum, signal.SIG_DFL)
+        _fresh_signals()
+        _fresh_logging()
         from pipeline.engine import worker_process
 
         worker_process.die_with_parent(parent)
