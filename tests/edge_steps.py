@@ -18,16 +18,6 @@ from pipeline import Component
 FINISH_FIRST = 1000
 
 
-class Inputs(Component):
-    """Producer: yields 0, 1, ... (count of them)."""
-
-    count = Int(3, help="How many inputs.").tag(config=True)
-
-    def run(self) -> Iterator[int]:
-        """Each input."""
-        yield from range(self.count)
-
-
 class FinishMany(Component):
     """Stager: passes each input on; its finish() yields ``many`` outputs, FINISH_FIRST and up."""
 

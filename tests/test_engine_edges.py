@@ -26,11 +26,18 @@ def step(name: str, cls: str, **keys: Any) -> dict[str, Any]:
     return {"name": name, "module": STEPS, "class": cls, **keys}
 
 
+def inputs(next_steps: str) -> dict[str, Any]:
+    """The producer: the project's Counter, 0, 1, 2 (three inputs unless a test's sections say otherwise)."""
+    return {"name": "IN", "module": "algorithms.basic", "class": "Counter", "next_steps": next_steps}
+
+
 def run(tmp: Path, producer: dict[str, Any], stagers: list[dict[str, Any]], consumer: dict[str, Any],
         fuse: bool = True, **options: Any) -> Any:
     """Run the graph (fast heartbeats: a stall is judged within about a second); its report."""
     doc = {"version": 1, "Pipeline": {"producer_conf": producer, "stagers_conf": stagers, "consumer_conf": consumer},
-           "Record": {"path": str(tmp / "out"), **options.pop("record", {})}, **options.pop("sections", {})}
+           "Record": {"path": str(tmp / "out"), **options.pop("record", {})},
+           **({"Counter": {"count": 3}} if producer["class"] == "Counter" else {}),  # a section needs its class
+           **options.pop("sections", {})}
     settings = {"mode": "threads", "gui": False, "heartbeat_interval": 0.2, "fuse": fuse, **options}
     return Pipeline.from_config(doc, {"Pipeline": settings}).run()
 
@@ -39,11 +46,11 @@ def run(tmp: Path, producer: dict[str, Any], stagers: list[dict[str, Any]], cons
 def test_a_step_after_a_fused_one_that_names_one_of_its_next_steps_sends_there(tmp_path: Path, fuse: bool) -> None:
     """A -> B fused, B with next steps C and D sending to D by name: the outputs that come back are B's, and their
     targets B's next steps (the router had read them as A's: it crashed)."""
-    report = run(tmp_path, step("IN", "Inputs", next_steps="A"),
+    report = run(tmp_path, inputs("A"),
                  [step("A", "Pass", next_steps="B", nb_process=1),
                   step("B", "ToD", next_steps=["C", "D"], nb_process=1), step("C", "Record", next_steps="D")],
                  step("D", "Record"), fuse,
-                 sections={"Inputs": {"count": 5}})
+                 sections={"Counter": {"count": 5}})
     assert report.exit_status == 0
     assert records(tmp_path / "out") == [f"D {i}" for i in range(5)]
 
@@ -53,7 +60,7 @@ def test_a_finish_in_a_worker_process_that_yields_more_than_a_chunk_ends(tmp_pat
     """finish() yields CHUNK_COUNT + 904 outputs in a worker process: its chunk (of no input) is taken on and its
     worker told MORE, as an input's (it had waited for ever)."""
     many = CHUNK_COUNT + 904
-    report = run(tmp_path, step("IN", "Inputs", next_steps="MID"),
+    report = run(tmp_path, inputs("MID"),
                  [step("MID", "FinishMany", next_steps="OUT", nb_process=1)], step("OUT", "Record", nb_process=1),
                  fuse, sections={"FinishMany": {"many": many}})
     assert report.exit_status == 0
@@ -67,7 +74,7 @@ def test_a_fused_step_failing_on_the_outputs_of_a_finish_fails_those_messages_no
     """OUT raises (on_error skip) on the three outputs of MID's finish(): three failed messages with their dead
     letters, fused or not (fused, a failure of a message of no input had been taken for OUT's finish() failing)."""
     dead = tmp_path / "dead.jsonl"
-    report = run(tmp_path, step("IN", "Inputs", next_steps="MID"),
+    report = run(tmp_path, inputs("MID"),
                  [step("MID", "FinishMany", next_steps="OUT", nb_process=1)],
                  step("OUT", "Record", nb_process=1, on_error="skip"), fuse,
                  sections={"FinishMany": {"many": 3}}, record={"fail": 1}, allow_failures=True, dead_letter=str(dead))
@@ -82,7 +89,7 @@ def test_a_fused_step_failing_on_the_outputs_of_a_finish_fails_those_messages_no
 def test_a_fused_step_long_at_work_on_the_outputs_of_a_finish_is_not_a_stall(tmp_path: Path, fuse: bool) -> None:
     """OUT takes 0.05 s on each of 40 outputs of MID's finish() (2 s, twice the stall patience of 1 s): the busy
     board says the process is finishing, so it is not killed as holding work without running any."""
-    report = run(tmp_path, step("IN", "Inputs", next_steps="MID"),
+    report = run(tmp_path, inputs("MID"),
                  [step("MID", "FinishMany", next_steps="OUT", nb_process=1)], step("OUT", "Record", nb_process=1),
                  fuse, sections={"FinishMany": {"many": 40}}, record={"sleep": 0.05})
     assert report.exit_status == 0
