@@ -176,7 +176,6 @@ class Zygote:
         self.children: dict[int, Forked] = {}
         self.error = ""  # why the last fork failed, as the zygote said
         self._exits: dict[int, int] = {}  # exits heard before their child was known
-        self._closed = False
 
     @property
     def pid(self) -> int:
@@ -284,9 +283,8 @@ class Zygote:
 
     def close(self) -> None:
         """End the zygote (its children end with it); once is enough."""
-        if self._closed:
+        if self.sock.fileno() == -1:  # closed before
             return
-        self._closed = True
         self.sock.close()
         with contextlib.suppress(subprocess.TimeoutExpired):
             self.process.wait(1.0)
