@@ -334,7 +334,7 @@ def worker_name(command: str, slot: int, step: str) -> str:
 
 def _log_as(spec: Spec, slot: int) -> None:
     """Log to stderr as the run does, naming the step and this process."""
-    logging.basicConfig(force=True, level=spec.log_level, stream=sys.stderr,  # not the handlers of a forked run
+    logging.basicConfig(level=spec.log_level, stream=sys.stderr,
                         format=f"%(asctime)s %(levelname)s %(name)s [{spec.step} process {slot}, pid "
                                f"{os.getpid()}]: %(message)s", datefmt="%Y-%m-%d %H:%M:%S")
 
