@@ -30,12 +30,16 @@ EVENTS_STEPS = events.ANALYSES["one step"]
 
 
 def task_seconds(pid: int, tid: str) -> float | None:
-    """The CPU seconds thread ``tid`` of process ``pid`` has used (user and system); None if it is gone."""
+    """The CPU seconds thread ``tid`` of process ``pid`` has run; None if it is gone.
+
+    Read from ``schedstat`` (the scheduler's nanoseconds), not ``stat``: ``stat`` charges a whole clock tick
+    (10 ms) to the thread running when the tick fires, so a thread that wakes on a timer, as the Flusher and
+    the supervisor do, was charged many times the CPU it used.
+    """
     try:
-        fields = Path(f"/proc/{pid}/task/{tid}/stat").read_text(encoding="ascii").rsplit(")", 1)[1].split()
-    except (OSError, IndexError):
+        return int(Path(f"/proc/{pid}/task/{tid}/schedstat").read_text(encoding="ascii").split()[0]) / 1e9
+    except (OSError, IndexError, ValueError):
         return None
-    return (int(fields[11]) + int(fields[12])) / os.sysconf("SC_CLK_TCK")
 
 
 def descendants(root: int) -> list[int]:
