@@ -1,10 +1,12 @@
-"""Shared fixtures: the GUI tests' window, offscreen (no display needed); a private config directory; an
-in-process pipeline-run."""
+"""Shared fixtures: the GUI tests' window, offscreen (no display needed); a private config directory; a short
+temporary directory; an in-process pipeline-run."""
 
 from __future__ import annotations
 
 import logging
 import os
+import shutil
+import tempfile
 from collections.abc import Iterator
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
@@ -32,6 +34,15 @@ def private_config_home(tmp_path_factory: pytest.TempPathFactory) -> Iterator[No
         del os.environ["XDG_CONFIG_HOME"]
     else:
         os.environ["XDG_CONFIG_HOME"] = before
+
+
+@pytest.fixture
+def short_tmp() -> Iterator[Path]:
+    """A new directory with a short path, for TMPDIR: a run's ipc paths (in its private directory) must fit in
+    107 bytes."""
+    temp = Path(tempfile.mkdtemp(prefix="t-", dir="/tmp"))
+    yield temp
+    shutil.rmtree(temp, ignore_errors=True)
 
 
 @pytest.fixture

@@ -11,9 +11,7 @@ from __future__ import annotations
 import json
 import os
 import re
-import shutil
 import signal
-import tempfile
 from pathlib import Path
 
 import pytest
@@ -34,6 +32,7 @@ from tests.process_helpers import (
     wait_for,
     written,
 )
+from tests.remote_steps import parent_of
 
 #: Heartbeats of these runs: a silent process is taken for dead (and a run for gone) within 0.6 s.
 HEARTBEATS = ("--Pipeline.heartbeat_interval=0.2", "--Pipeline.heartbeat_liveness=3")
@@ -213,31 +212,29 @@ def test_a_step_module_slow_to_import_is_no_death(tmp_path: Path, monkeypatch: p
     assert "died" not in result.stderr and "killing" not in result.stderr
 
 
-def test_the_private_directory_of_a_killed_run_is_swept_by_the_next_run(tmp_path: Path) -> None:
-    """A run's ipc directory is named after its pid: one that a SIGKILL left behind is removed when the next
-    run starts (a live run's, or another process's, is left alone)."""
-    temp = Path(tempfile.mkdtemp(prefix="t-", dir="/tmp"))  # short: ipc paths must fit in 107 bytes
+def test_the_private_directory_of_a_killed_run_is_swept_by_the_next_run(tmp_path: Path, short_tmp: Path) -> None:
+    """A run's ipc directory is named after its pid: one that a SIGKILL left behind (of the run and of its
+    worker processes' zygote, which removes it when only the run is killed) is removed when the next run starts
+    (a live run's, or another process's, is left alone)."""
+    env = {"TMPDIR": str(short_tmp)}
+    marker = tmp_path / "holding"
+    path = chain(tmp_path, {"nb_process": 1}, count=20, Trigger={"at": 5, "action": "hold", "marker": str(marker)})
+    killed = start_run(path, *HEARTBEATS, env=env)
     try:
-        env = {"TMPDIR": str(temp)}
-        marker = tmp_path / "holding"
-        path = chain(tmp_path, {"nb_process": 1}, count=20, Trigger={"at": 5, "action": "hold", "marker": str(marker)})
-        killed = start_run(path, *HEARTBEATS, env=env)
-        try:
-            wait_for(lambda: bool(pids(marker)), 15, "a worker process to take message 5")
-            os.kill(killed.pid, signal.SIGKILL)
-            killed.wait(5)
-        finally:
-            kill_group(killed)
-            killed.communicate(timeout=5)
-        left = [p.name for p in temp.iterdir()]
-        assert len(left) == 1 and left[0].startswith(f"pipeline-{killed.pid}-"), left
-        (temp / "pipeline-1-kept").mkdir()  # pid 1 is alive (and not ours to judge): never swept
-        marker.unlink()
-        result = run_to_end(chain(tmp_path, {"nb_process": 1}, count=20), env=env)
-        assert result.returncode == 0, result.stderr
-        assert sorted(p.name for p in temp.iterdir()) == ["pipeline-1-kept"]  # the run's own is gone too
+        wait_for(lambda: bool(pids(marker)), 15, "a worker process to take message 5")
+        os.kill(parent_of(pids(marker).pop()), signal.SIGKILL)  # the zygote
+        os.kill(killed.pid, signal.SIGKILL)
+        killed.wait(5)
     finally:
-        shutil.rmtree(temp, ignore_errors=True)
+        kill_group(killed)
+        killed.communicate(timeout=5)
+    left = [p.name for p in short_tmp.iterdir()]
+    assert len(left) == 1 and left[0].startswith(f"pipeline-{killed.pid}-"), left
+    (short_tmp / "pipeline-1-kept").mkdir()  # pid 1 is alive (and not ours to judge): never swept
+    marker.unlink()
+    result = run_to_end(chain(tmp_path, {"nb_process": 1}, count=20), env=env)
+    assert result.returncode == 0, result.stderr
+    assert sorted(p.name for p in short_tmp.iterdir()) == ["pipeline-1-kept"]  # the run's own is gone too
 
 
 #: A directory whose sitecustomize.py makes every start of a worker process fail (EAGAIN), in every process.

@@ -10,11 +10,9 @@ from __future__ import annotations
 
 import os
 import re
-import shutil
 import signal
 import socket
 import subprocess
-import tempfile
 import time
 from collections.abc import Iterator
 from pathlib import Path
@@ -27,6 +25,7 @@ from pipeline.engine.door import Door
 from tests.cli_helpers import ROOT, run_cli, write_config
 from tests.engine_helpers import chain
 from tests.engine_helpers import step as engine_step
+from tests.process_helpers import parent_of
 from tests.remote_helpers import (
     BIN,
     PRODUCER,
@@ -355,25 +354,30 @@ def test_pipeline_worker_leaves_when_its_run_is_killed(launch: Launcher) -> None
     assert "the run is gone" in lines(worker.stderr)[-1]
 
 
-def test_the_private_directory_of_a_killed_pipeline_worker_is_swept_by_the_next(launch: Launcher) -> None:
-    """pipeline-worker's directory (its worker processes' specs and boards) is named after its pid: the one a
-    SIGKILL left behind is removed when the next pipeline-worker starts."""
-    temp = Path(tempfile.mkdtemp(prefix="t-", dir="/tmp"))
-    try:
-        env = {**os.environ, "TMPDIR": str(temp)}
-        run = launch.run(launch.chain(nb_thread=0))
-        first = launch.worker(role="remote-blocking", env=env)
-        wait_during(run, lambda: marker_pids(launch.gate, "busy"), "the first remote worker to be in a message")
-        first.popen.send_signal(signal.SIGKILL)
-        assert first.wait() == -signal.SIGKILL
-        assert [p.name for p in temp.iterdir()] == [p.name for p in temp.glob(f"pipeline-worker-{first.pid}-*")] != []
-        second = launch.worker(env=env, name="second")
-        assert run.wait() == 0, run.stderr
-        assert second.wait() == 0, second.stderr
-        assert_every_value_once(launch, run)
-        assert list(temp.iterdir()) == []
-    finally:
-        shutil.rmtree(temp, ignore_errors=True)
+@pytest.mark.parametrize("zygote_too", [False, True], ids=["pipeline-worker killed", "its zygote killed too"])
+def test_the_private_directory_of_a_killed_pipeline_worker_is_removed(launch: Launcher, short_tmp: Path,
+                                                                      zygote_too: bool) -> None:
+    """pipeline-worker's directory (its worker processes' specs and boards) is named after its pid: when a SIGKILL
+    ends pipeline-worker, the zygote of its worker processes removes it as it leaves; when the zygote is killed
+    too, the next pipeline-worker removes it as it starts."""
+    env = {**os.environ, "TMPDIR": str(short_tmp)}
+    run = launch.run(launch.chain(nb_thread=0))
+    first = launch.worker(role="remote-blocking", env=env)
+    wait_during(run, lambda: marker_pids(launch.gate, "busy"), "the first remote worker to be in a message")
+    if zygote_too:
+        os.kill(parent_of(marker_pids(launch.gate, "busy").pop()), signal.SIGKILL)
+    first.popen.send_signal(signal.SIGKILL)
+    assert first.wait() == -signal.SIGKILL
+    if zygote_too:
+        assert [p.name for p in short_tmp.iterdir()] == [
+            p.name for p in short_tmp.glob(f"pipeline-worker-{first.pid}-*")] != []
+    else:
+        wait_during(run, lambda: not list(short_tmp.iterdir()), "the zygote to remove the killed worker's directory")
+    second = launch.worker(env=env, name="second")
+    assert run.wait() == 0, run.stderr
+    assert second.wait() == 0, second.stderr
+    assert_every_value_once(launch, run)
+    assert list(short_tmp.iterdir()) == []
 
 
 def test_a_pipeline_worker_that_cannot_start_its_processes_says_it_in_one_line(launch: Launcher) -> None:

@@ -20,6 +20,7 @@ from pipeline.engine.rings import RING_BYTES, Ring
 from pipeline.engine.wire import Kind, Packet, WireError, packet_from_frames
 from pipeline.message import Encoded
 from tests.process_helpers import alive, finish_run, pids, start_run, wait_for
+from tests.remote_steps import parent_of
 from tests.wire_helpers import as_received
 
 pytestmark = pytest.mark.skipif(not rings.SHM_DIR.is_dir(), reason="no /dev/shm on this host")
@@ -158,18 +159,36 @@ def test_a_killed_worker_process_loses_and_duplicates_no_array(tmp_path: Path) -
     assert "delivered again" in result.stderr
 
 
-def test_no_ring_is_left_behind_even_by_a_killed_run(tmp_path: Path) -> None:
-    marker = tmp_path / "holding"
-    run = start_run(arrays_chain(tmp_path, 100, {"nb_process": 2}, {"at": 5, "action": "hold",
-                                                                      "marker": str(marker)}))
+def killed_holding(tmp: Path, env: dict[str, str], zygote_too: bool) -> int:
+    """Start a run of arrays in 2 worker processes, kill it (SIGKILL) while a worker process holds array 5 and
+    its rings exist (with ``zygote_too``, kill the zygote of the worker processes first); the run's pid."""
+    marker = tmp / "holding"
+    run = start_run(arrays_chain(tmp, 100, {"nb_process": 2}, {"at": 5, "action": "hold", "marker": str(marker)}),
+                    env=env)
     try:
         wait_for(lambda: bool(pids(marker)), 20, "a worker process to take array 5")
-        assert [p for p in rings.SHM_DIR.glob(f"{rings.PREFIX}{run.pid}-*")]  # the run made its rings
+        assert list(rings.SHM_DIR.glob(f"{rings.PREFIX}{run.pid}-*"))  # the run made its rings
+        if zygote_too:
+            os.kill(parent_of(pids(marker).pop()), signal.SIGKILL)
         os.kill(run.pid, signal.SIGKILL)
         run.wait(10)
     finally:
         finish_run(run, 20)
-    # The next run sweeps the rings of runs that died without removing them.
-    result = finish_run(start_run(arrays_chain(tmp_path, 4, {"nb_process": 1})), 60)
+    return run.pid
+
+
+def test_a_killed_run_leaves_no_ring_nor_private_directory(tmp_path: Path, short_tmp: Path) -> None:
+    """Killed (SIGKILL, the OOM killer), the run cannot remove its rings (16 MiB each, 64 MiB for two worker
+    processes: all of a container's default /dev/shm): its zygote does, and its private directory, as it leaves."""
+    pid = killed_holding(tmp_path, {"TMPDIR": str(short_tmp)}, zygote_too=False)
+    wait_for(lambda: not list(rings.SHM_DIR.glob(f"{rings.PREFIX}{pid}-*")) and not list(short_tmp.iterdir()), 10,
+             "the killed run's rings and private directory to be removed")
+
+
+def test_rings_that_outlive_the_run_and_its_zygote_are_swept_by_the_next_run(tmp_path: Path, short_tmp: Path) -> None:
+    env = {"TMPDIR": str(short_tmp)}
+    pid = killed_holding(tmp_path, env, zygote_too=True)
+    assert list(rings.SHM_DIR.glob(f"{rings.PREFIX}{pid}-*"))  # no process of the run was left to remove them
+    result = finish_run(start_run(arrays_chain(tmp_path, 4, {"nb_process": 1}), env=env), 60)
     assert result.returncode == 0, result.stderr
-    assert not list(rings.SHM_DIR.glob(f"{rings.PREFIX}{run.pid}-*"))
+    assert not list(rings.SHM_DIR.glob(f"{rings.PREFIX}{pid}-*"))

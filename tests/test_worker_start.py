@@ -5,12 +5,14 @@ run's stdout. Each run is a script of its own: the fork needs a process with no 
 from __future__ import annotations
 
 import json
+import os
 import subprocess
 import sys
 from pathlib import Path
 
 import pytest
 
+from pipeline.engine.zygote import Zygote
 from tests.process_helpers import REPO, run_to_end
 
 #: The run's script: it seeds numpy, changes a module global, installs a SIGTERM handler and replaces sys.stdout
@@ -105,3 +107,28 @@ def test_pipeline_run_forks_its_worker_processes(tmp_path: Path) -> None:
         assert f"worker {worker['pid']} started" in run.stdout
         assert f"worker {worker['pid']} logs" in run.stderr
         assert "[S process" in run.stderr  # in the worker process's own format
+
+
+@pytest.mark.parametrize("parent", ["ends", "is killed"])
+def test_the_zygote_removes_what_a_killed_parent_leaves_and_nothing_else(tmp_path: Path, parent: str) -> None:
+    """Each fork request names the files its parent removes at its end (a worker process's rings, the private
+    directory): the zygote removes them when the parent is killed (their socket closes without its last word),
+    never when it ends (it says so before closing, and removes its files itself)."""
+    ring, directory = tmp_path / "ring", tmp_path / "private"
+    ring.write_bytes(b"shared memory")
+    directory.mkdir()
+    (directory / "spec-0").write_bytes(b"a spec")
+    zygote = Zygote.spawned({**os.environ, "PYTHONPATH": str(REPO)})
+    try:
+        # A worker process told that its parent is process 1 leaves at once, silently.
+        worker = ["--spec=-", "--board=-", "--slot=0", "--parent=1"]
+        assert zygote.fork(worker, [ring, directory]) is not None
+        if parent == "ends":
+            zygote.close()
+        else:
+            zygote.sock.close()  # as the kernel closes a killed process's files
+            zygote.process.wait(10)
+    finally:
+        zygote.close()
+    assert zygote.process.poll() is not None
+    assert ring.exists() == directory.exists() == (parent == "ends")

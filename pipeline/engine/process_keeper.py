@@ -96,9 +96,10 @@ class ProcessKeeper:
         self._zygote = zygote  # given (forked from the run's process), else spawned on first use
         self._no_zygote = False  # it could not start: every worker starts from scratch
 
-    def start(self, slot: int, spec: Spec, extra: Sequence[str] = ()) -> WorkerProcess:
+    def start(self, slot: int, spec: Spec, extra: Sequence[str] = (), leftovers: Sequence[Path] = ()) -> WorkerProcess:
         """Start a worker process for ``spec`` in ``slot`` (``extra``: more command-line options), forked from
-        the zygote where it can be, else from scratch."""
+        the zygote where it can be, else from scratch. ``leftovers``: its files that the owner removes at its end
+        (its rings); the zygote removes them, and the keeper's directory, if the owner is killed."""
         spec_path = self.directory / f"spec-{slot}"
         board_path = self.directory / f"busy-{slot}"
         threads = spec.config.steps[spec.step].nb_thread
@@ -109,7 +110,7 @@ class ProcessKeeper:
         child: subprocess.Popen | Forked | None = None
         error = ""
         if zygote is not None:
-            child = zygote.fork([*argv, f"--parent={zygote.pid}"])
+            child = zygote.fork([*argv, f"--parent={zygote.pid}"], [*leftovers, self.directory])
             error = zygote.error
         if child is None:
             try:

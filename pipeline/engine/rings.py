@@ -28,8 +28,9 @@ workers never get a ring (their host is another); what they send in a ring is re
 The space is reserved when a ring is made (``posix_fallocate``), so that a full ``/dev/shm`` (64 MiB
 in a default Docker container) fails the ring, not the process (tmpfs kills a writer with SIGBUS when
 it runs out); a worker thread without rings exchanges frames. Rings are named after the run's process
-id, and removed when their worker process ends and at the run's end; rings of runs that died without
-removing them are swept at the start of the next run of the same user (``sweep_stale``).
+id, and removed when their worker process ends and at the run's end; when the run's process is killed, its
+zygote (engine.zygote) removes them as it leaves, and rings that outlived both are swept at the start of the
+next run of the same user (``sweep_stale``).
 """
 
 from __future__ import annotations
@@ -145,9 +146,9 @@ def ring_paths(run_pid: int, run_id: str, slot: int, thread: int) -> tuple[Path,
     return stem.with_name(stem.name + "-in"), stem.with_name(stem.name + "-out")
 
 
-def make_rings(run_pid: int, run_id: str, slot: int, threads: int) -> bool:
-    """Make the rings of worker process ``slot``'s threads; False (and none made) where shared memory is
-    missing or full: its threads then exchange frames."""
+def make_rings(run_pid: int, run_id: str, slot: int, threads: int) -> list[Path]:
+    """Make the rings of worker process ``slot``'s threads; their files, or none (none made) where shared memory
+    is missing or full: its threads then exchange frames."""
     made: list[Path] = []
     try:
         for thread in range(threads):
@@ -159,9 +160,9 @@ def make_rings(run_pid: int, run_id: str, slot: int, threads: int) -> bool:
             path.unlink(missing_ok=True)
         if err.errno in (errno.ENOSPC, errno.ENOENT, errno.EACCES, errno.EROFS):
             log.debug("no shared-memory rings for worker process %d: %s", slot, err)
-            return False
+            return []
         raise
-    return True
+    return made
 
 
 def remove_rings(run_pid: int, run_id: str, slot: int | None = None) -> None:

@@ -19,6 +19,7 @@ import logging
 import os
 import time
 from collections import Counter
+from pathlib import Path
 
 import zmq
 
@@ -136,18 +137,18 @@ class Supervisor(EngineThread):
         that then failed for good (poison, after max_redeliveries deaths: it is in the dead letters)."""
         return self.restarts[step] - len(self.replaced & self.routers[step].state.forgiven)
 
-    def _reserve(self, step: str) -> tuple[int, list[str]]:
-        """A new slot for a worker process of ``step``, and its shared-memory rings if they can be made (as the
-        option that names them)."""
+    def _reserve(self, step: str) -> tuple[int, list[Path]]:
+        """A new slot for a worker process of ``step``, and the files of its shared-memory rings (none where they
+        cannot be made)."""
         slot = self.control.new_slot()
-        run_pid, run_id = os.getpid(), self.addresses.run_id
-        rings = make_rings(run_pid, run_id, slot, self.config.steps[step].nb_thread)
-        return slot, [f"--rings={run_pid}:{run_id}"] if rings else []
+        return slot, make_rings(os.getpid(), self.addresses.run_id, slot, self.config.steps[step].nb_thread)
 
-    def _launch(self, step: str, slot: int, rings: list[str]) -> None:
-        """Start the worker process of ``step`` in ``slot``."""
+    def _launch(self, step: str, slot: int, rings: list[Path]) -> None:
+        """Start the worker process of ``step`` in ``slot``, with its rings if it has any."""
         members = tuple(member.name for member in self.routers[step].members)
-        self.keeper.start(slot, spec_for(self.config, step, self.addresses.outside(step), self.control, members), rings)
+        spec = spec_for(self.config, step, self.addresses.outside(step), self.control, members)
+        extra = [f"--rings={os.getpid()}:{self.addresses.run_id}"] if rings else []
+        self.keeper.start(slot, spec, extra, leftovers=rings)
         self.roster = self.keeper.roster()
 
     def _died(self, death: Death) -> None:

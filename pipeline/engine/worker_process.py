@@ -353,12 +353,12 @@ def _wait_for(threads: Sequence[WorkerThread], events: queue.Queue[tuple[str, An
     return crashed
 
 
-def die_with_parent(parent: int) -> None:
-    """Be killed when process ``parent`` ends: by the kernel on Linux, else by a thread that watches it;
-    leave at once if it has already ended (it may have, before the kernel was asked)."""
+def die_with_parent(parent: int, signum: int = signal.SIGKILL) -> None:
+    """Be sent ``signum`` when process ``parent`` ends: by the kernel on Linux, else killed by a thread that
+    watches it; leave at once if it has already ended (it may have, before the kernel was asked)."""
     try:
         libc = ctypes.CDLL(None, use_errno=True)
-        watched = libc.prctl(_PR_SET_PDEATHSIG, signal.SIGKILL, 0, 0, 0) == 0
+        watched = libc.prctl(_PR_SET_PDEATHSIG, signum, 0, 0, 0) == 0
     except (OSError, AttributeError):
         watched = False
     if os.getppid() != parent:

@@ -30,9 +30,13 @@ The parent talks to it over a private socket pair, in length-prefixed pickles (t
 parent's own child: nothing else can reach that socket). Requests are ``("fork", argv)``, answered
 ``("forked", pid)``, or ``("failed", why)`` when the fork fails; the zygote reaps its children and
 reports ``("exit", pid, returncode)`` as Popen
-would give it (negative: the signal). The zygote dies with its parent (``PR_SET_PDEATHSIG``), and its
-children with it; it leaves when the socket closes. Where it cannot start, workers start from
-scratch.
+would give it (negative: the signal). A fork request also names the files the parent removes at its end
+(the worker process's shared-memory rings, the parent's private directory). The parent says ``("leave",)``
+before it closes the socket at its end; the zygote leaves then, and its children end with it. When the
+socket closes without that word, or the kernel says the parent died (``PR_SET_PDEATHSIG``, SIGTERM), the
+parent was killed and cannot remove its files: the zygote removes them as it leaves (the rings of two
+worker processes take 64 MiB of ``/dev/shm``, all that a container has by default). Where it cannot start,
+workers start from scratch.
 """
 
 from __future__ import annotations
@@ -44,6 +48,7 @@ import logging
 import os
 import pickle
 import select
+import shutil
 import signal
 import socket
 import struct
@@ -229,12 +234,13 @@ class Zygote:
         theirs.close()
         return cls(ours, _ForkedZygote(pid))
 
-    def fork(self, argv: Sequence[str]) -> Forked | None:
+    def fork(self, argv: Sequence[str], leftovers: Sequence[str | os.PathLike[str]] = ()) -> Forked | None:
         """A new worker process running ``worker_process.main(argv)``; None if the zygote cannot make one
-        (``error`` then says why, if the zygote said)."""
+        (``error`` then says why, if the zygote said). ``leftovers``: the files and directories this process
+        removes at its end, which the zygote removes if this process is killed."""
         self.error = ""
         try:
-            _send(self.sock, ("fork", list(argv)))
+            _send(self.sock, ("fork", list(argv), [os.fspath(path) for path in leftovers]))
             deadline = time.monotonic() + FORK_SECONDS
             while (left := deadline - time.monotonic()) > 0:
                 message = self._next(left)
@@ -285,6 +291,8 @@ class Zygote:
         """End the zygote (its children end with it); once is enough."""
         if self.sock.fileno() == -1:  # closed before
             return
+        with contextlib.suppress(OSError):  # else the zygote takes this process for killed
+            _send(self.sock, ("leave",))
         self.sock.close()
         with contextlib.suppress(subprocess.TimeoutExpired):
             self.process.wait(1.0)
@@ -336,10 +344,10 @@ def main(argv: Sequence[str]) -> None:
     parent = int(next(a for a in argv if a.startswith("--parent=")).split("=", 1)[1])
     from pipeline.engine import worker_process  # the whole worker's code, once for all its workers
 
-    worker_process.die_with_parent(parent)
+    worker_process.die_with_parent(parent, signal.SIGTERM)
     with contextlib.suppress(ImportError):
         import numpy  # noqa: F401  (most steps use it: each worker would import it again)
-    _serve(socket.socket(fileno=fd))
+    _serve(socket.socket(fileno=fd), parent)
 
 
 def _forked_zygote(sock: socket.socket, parent: int) -> NoReturn:
@@ -358,8 +366,8 @@ def _forked_zygote(sock: socket.socket, parent: int) -> NoReturn:
         _fresh_logging()
         from pipeline.engine import worker_process
 
-        worker_process.die_with_parent(parent)
-        _serve(sock)
+        worker_process.die_with_parent(parent, signal.SIGTERM)
+        _serve(sock, parent)
     except BaseException:
         traceback.print_exc()
         code = 1
@@ -367,25 +375,35 @@ def _forked_zygote(sock: socket.socket, parent: int) -> NoReturn:
         os._exit(code)
 
 
-def _serve(sock: socket.socket) -> NoReturn:
-    """Fork a worker process per request until the socket closes, and report each one's end."""
+def _serve(sock: socket.socket, parent: int) -> NoReturn:
+    """Fork a worker process per request until the socket closes or the parent is gone, and report each one's end."""
     gc.freeze()  # what the zygote holds is never collected: its workers' collections skip it
     signal.signal(signal.SIGINT, signal.SIG_IGN)  # the parent decides when the zygote leaves
     # A child's end wakes the loop (SIGCHLD writes to ``ended``): the run hears of it at once, not a look later.
+    # So does SIGTERM, which the kernel sends when the parent's thread that made the zygote ends: the parent's
+    # death, or only that thread's (the parent decides when the zygote leaves, as for SIGINT).
     ended, wake = os.pipe()
     os.set_blocking(ended, False)
     os.set_blocking(wake, False)
     signal.set_wakeup_fd(wake)
     signal.signal(signal.SIGCHLD, _ignore)
+    signal.signal(signal.SIGTERM, _ignore)
+    leftovers: set[str] = set()  # what the parent removes at its end: removed here if it was killed
     while True:
         ready, _, _ = select.select([sock, ended], [], [], _REAP_SECONDS)
         if ended in ready:
             with contextlib.suppress(BlockingIOError):
-                os.read(ended, 4096)
+                if signal.SIGTERM in os.read(ended, 4096) and os.getppid() != parent:  # the parent died
+                    _remove(leftovers)
+                    break
         if sock in ready:
             request = _receive(sock)
-            if request is None:
+            if request is None:  # closed without a word: the parent was killed
+                _remove(leftovers)
                 break
+            if request[0] == "leave":
+                break
+            leftovers.update(request[2])
             try:
                 _send(sock, ("forked", _fork((sock.fileno(), ended, wake), request[1])))
             except OSError as err:  # fork failed (a process limit, no memory): the parent decides
@@ -402,7 +420,18 @@ def _serve(sock: socket.socket) -> NoReturn:
 
 
 def _ignore(signum: int, frame: object) -> None:
-    """SIGCHLD's handler: its wake-up byte is what matters."""
+    """SIGCHLD's and SIGTERM's handler: their wake-up byte is what matters."""
+
+
+def _remove(leftovers: set[str]) -> None:
+    """Remove what a killed parent left: its files and directories. The worker processes, which die with the
+    zygote, may still map a ring: its memory goes once they are gone."""
+    for path in leftovers:
+        if os.path.isdir(path):
+            shutil.rmtree(path, ignore_errors=True)
+        else:
+            with contextlib.suppress(OSError):
+                os.unlink(path)
 
 
 def _fork(zygote_files: Sequence[int], argv: list[str]) -> int:
@@ -421,8 +450,8 @@ def _child(zygote_files: Sequence[int], argv: list[str]) -> NoReturn:
         for fd in zygote_files:  # the zygote's socket and pipe stay the zygote's
             os.close(fd)
         os.setsid()  # a session of its own, as a worker started from scratch
-        signal.signal(signal.SIGINT, signal.SIG_DFL)
-        signal.signal(signal.SIGCHLD, signal.SIG_DFL)
+        for signum in (signal.SIGINT, signal.SIGCHLD, signal.SIGTERM):
+            signal.signal(signum, signal.SIG_DFL)
         numpy_random = sys.modules.get("numpy.random")
         if numpy_random is not None:  # its global generator: this worker's own stream, not a copy of the zygote's
             numpy_random.seed()
