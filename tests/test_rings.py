@@ -48,7 +48,7 @@ def test_buffers_come_out_as_they_went_in_and_free_their_space(pair: tuple[Ring,
     for _ in range(40):
         records = writer.put([b"x" * (RING_BYTES // 8)])
         assert records is not None
-        reader.take(records)
+        list(reader.take(records))
 
 
 def test_a_full_ring_refuses_and_writes_nothing(pair: tuple[Ring, Ring]) -> None:
@@ -59,6 +59,26 @@ def test_a_full_ring_refuses_and_writes_nothing(pair: tuple[Ring, Ring]) -> None
     # Read, the first half is free again; the rest of the second half is skipped (a buffer never wraps).
     assert writer.put([b"2" * (RING_BYTES // 2 + 1)]) is None
     assert writer.put([b"2" * (RING_BYTES // 2)]) is not None
+
+
+def test_buffers_are_copied_out_as_they_are_read_once_and_in_order(pair: tuple[Ring, Ring]) -> None:
+    """A packet's buffers stay in the ring until its messages are read, one by one: each read copies one out and
+    frees its space; reading one again, or out of order, is refused (its space may be written again)."""
+    writer, reader = pair
+    quarter = RING_BYTES // 4
+    records = writer.put([b"1" * quarter, b"2" * quarter])  # the ring's first half
+    assert records is not None
+    taken = reader.take(records)
+    assert len(taken) == 2 and taken.nbytes == 2 * quarter
+    assert writer.put([b"x" * (2 * quarter + 1)]) is None  # nothing read yet: nothing freed
+    assert taken[:1] == [b"1" * quarter]
+    assert writer.put([b"3" * (2 * quarter)]) is not None  # the second half
+    assert writer.put([b"4" * quarter]) is not None  # the first quarter: its buffer was read
+    assert writer.put([b"5" * quarter]) is None  # the second quarter's buffer is not read yet
+    with pytest.raises(ValueError, match="once and in order"):
+        taken[:1]
+    assert taken[1:] == [b"2" * quarter]
+    assert writer.put([b"5" * quarter]) is not None
 
 
 def test_a_buffer_never_wraps_around_the_end(pair: tuple[Ring, Ring]) -> None:
@@ -94,7 +114,7 @@ def test_a_record_never_written_is_refused(pair: tuple[Ring, Ring]) -> None:
     writer, reader = pair
     records = writer.put([b"x" * 10])
     assert records is not None
-    reader.take(records)
+    list(reader.take(records))
     with pytest.raises(ValueError, match="outside what was written"):
         reader.take(records)  # already read
     packet = Packet()

@@ -22,7 +22,10 @@ reads them after it received that message: the message orders them. When a packe
 fit in the free space, they go as ZeroMQ frames instead: a ring never makes a sender wait.
 
 The receiver copies out rather than using the ring's memory in place, because a step may keep what it
-received (an array in a list) after it answered: the ring must be free to be written again. Remote
+received (an array in a list) after it answered: the ring must be free to be written again. It copies a
+message's buffers out when it reads that message (``Taken``), not the whole packet's when the packet
+comes: a message's data are then still in the cache when its step reads them, and a worker holds one
+message's copy at a time instead of a packet's (up to PREFETCH_BYTES). Remote
 workers never get a ring (their host is another); what they send in a ring is refused (engine.wire).
 
 The space is reserved when a ring is made (``posix_fallocate``), so that a full ``/dev/shm`` (64 MiB
@@ -44,6 +47,7 @@ import struct
 from array import array
 from collections.abc import Sequence
 from pathlib import Path
+from typing import overload
 
 from pipeline.engine.addresses import process_alive
 from pipeline.message import Buffer
@@ -116,28 +120,67 @@ class Ring:
         struct.pack_into("<Q", self.map, 0, written)  # after the data: the message that follows orders them
         return records.tobytes()
 
-    def take(self, frame: Buffer) -> list[bytes]:
-        """Copy out the buffers whose records ``frame`` holds, and free their space; a ValueError if a record
-        is not one a writer of this ring could have made."""
+    def take(self, frame: Buffer) -> Taken:
+        """The buffers whose records ``frame`` holds, to be copied out in order (each read frees its space); a
+        ValueError if a record is not one a writer of this ring could have made."""
         records = array(RECORD)
         records.frombytes(bytes(frame))
         written, read = self._cursors()
-        taken = []
-        data = self.data
+        places = []
         for i in range(0, len(records), 2):
             position, length = records[i], records[i + 1]
-            offset = position % RING_BYTES
-            if position < read or position + length > written or offset + length > RING_BYTES:
+            if position < read or position + length > written or position % RING_BYTES + length > RING_BYTES:
                 raise ValueError(f"a ring record ({position}, {length}) outside what was written and not yet read")
-            taken.append(bytes(data[offset:offset + length]))  # bytearray() copies 3-4 times slower
+            places.append((position, length))
             read = position + length
-        struct.pack_into("<Q", self.map, 8, read)
+        return Taken(self, places)
+
+    def copy_out(self, position: int, length: int) -> bytes:
+        """The buffer at ``position`` (a record ``take`` checked), copied; its space, and any skipped before it, is
+        free again."""
+        offset = position % RING_BYTES
+        taken = bytes(self.data[offset:offset + length])  # bytearray() copies 3-4 times slower
+        struct.pack_into("<Q", self.map, 8, position + length)
         return taken
 
     def close(self) -> None:
         """Unmap the ring."""
         self.data.release()
         self.map.close()
+
+
+class Taken(Sequence[bytes]):
+    """The buffers of one received packet, still in the ring: each is copied out when read, and they are read
+    once, in order (as ``Packet.messages`` reads them), since reading one frees the space of those before it."""
+
+    def __init__(self, ring: Ring, places: list[tuple[int, int]]) -> None:
+        self._ring = ring
+        self._places = places  # (position, length) of each buffer
+        self._next = 0  # the first not yet read
+        self.nbytes = sum(length for _, length in places)
+
+    def __len__(self) -> int:
+        return len(self._places)
+
+    @overload
+    def __getitem__(self, index: int) -> bytes: ...
+
+    @overload
+    def __getitem__(self, index: slice) -> list[bytes]: ...
+
+    def __getitem__(self, index: int | slice) -> bytes | list[bytes]:
+        if isinstance(index, slice):
+            return self._read(*index.indices(len(self._places))[:2])
+        if not 0 <= index < len(self._places):
+            raise IndexError(index)
+        return self._read(index, index + 1)[0]
+
+    def _read(self, start: int, stop: int) -> list[bytes]:
+        if start < stop:
+            if start != self._next:
+                raise ValueError(f"ring buffers are read once and in order: buffer {start} asked, {self._next} next")
+            self._next = stop
+        return [self._ring.copy_out(position, length) for position, length in self._places[start:stop]]
 
 
 def ring_paths(run_pid: int, run_id: str, slot: int, thread: int) -> tuple[Path, Path]:

@@ -47,7 +47,7 @@ from array import array
 from collections.abc import Iterator, Sequence
 from dataclasses import dataclass, field
 from enum import IntEnum
-from typing import Any
+from typing import Any, cast
 
 from pipeline.engine.handles import Handles
 from pipeline.engine.rings import Ring
@@ -110,7 +110,8 @@ class Packet:
     lengths: array = field(default_factory=lambda: array("I"))
     oob_counts: array = field(default_factory=lambda: array("H"))
     parts: list[Buffer] = field(default_factory=list)  # the body, whole or as one part per message
-    buffers: list[Buffer] = field(default_factory=list)  # memoryviews, or zmq.Frames as received
+    #: memoryviews, or zmq.Frames as received, or buffers still in a ring (read once, in order: engine.rings.Taken)
+    buffers: Sequence[Buffer] = field(default_factory=list)
     first_seq: int = 0
     nbytes: int = 0
 
@@ -125,9 +126,10 @@ class Packet:
         self.oob_counts.append(len(buffers))
         self.parts.append(inband)
         if buffers:
+            held = cast(list[Buffer], self.buffers)  # a packet being built holds a list
             for buffer in buffers:
                 view = memoryview(buffer)
-                self.buffers.append(view)
+                held.append(view)
                 size += view.nbytes
         self.nbytes += size
 
@@ -138,7 +140,7 @@ class Packet:
         With ``handles`` (a receiver in the run's process) the buffers are lent to it, not framed.
         """
         inline = sum(self.lengths) < INLINE_BODY_BYTES
-        buffers: list[Buffer] = self.buffers
+        buffers: Sequence[Buffer] = self.buffers
         flags = INLINE if inline else 0
         if handles is not None and buffers:
             buffers = [handles.lend(buffers)]
@@ -237,10 +239,10 @@ def packet_from_frames(frames: Sequence[Any], extra_per_message: int = 0, handle
         if ring is None or len(rest) != 1:
             raise WireError("buffers in a ring from a sender that has none with this receiver")
         try:
-            buffers = ring.take(rest[0])
+            taken = ring.take(rest[0])  # copied out as each message is read
         except ValueError as err:
             raise WireError(str(err)) from None
-        nbytes = len(body) + sum(len(b) for b in buffers)
+        return Packet(lengths, oob_counts, [body], taken, first_seq, len(body) + taken.nbytes)
     elif not flags & BY_HANDLE:
         buffers = list(rest)
         nbytes = len(body) + sum(len(f) for f in buffers)
