@@ -25,7 +25,6 @@ from pipeline.engine.door import Door
 from tests.cli_helpers import ROOT, run_cli, write_config
 from tests.engine_helpers import chain
 from tests.engine_helpers import step as engine_step
-from tests.process_helpers import parent_of
 from tests.remote_helpers import (
     BIN,
     PRODUCER,
@@ -38,7 +37,7 @@ from tests.remote_helpers import (
     servers,
     wait_during,
 )
-from tests.remote_steps import marker_pids, markers
+from tests.remote_steps import marker_pids, markers, parent_of
 
 # The tests of this file take more than 10 s in all: `pytest -m "not slow"` leaves them out.
 pytestmark = pytest.mark.slow
