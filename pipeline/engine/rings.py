@@ -30,10 +30,14 @@ workers never get a ring (their host is another); what they send in a ring is re
 
 The space is reserved when a ring is made (``posix_fallocate``), so that a full ``/dev/shm`` (64 MiB
 in a default Docker container) fails the ring, not the process (tmpfs kills a writer with SIGBUS when
-it runs out); a worker thread without rings exchanges frames. Rings are named after the run's process
-id, and removed when their worker process ends and at the run's end; when the run's process is killed, its
-zygote (engine.zygote) removes them as it leaves, and rings that outlived both are swept at the start of the
-next run of the same user (``sweep_stale``).
+it runs out); a worker thread without rings exchanges frames. Each worker process makes its threads'
+rings as it starts, before it asks for work, and its router maps them when it first hands it work:
+reserving 32 MiB takes some 10 ms, which the worker processes of a run spend at once, each on its
+own core, instead of one after the other in the run's process before any of them could start.
+
+Rings are named after the run's process id, and removed when their worker process ends and at the run's
+end; when the run's process is killed, its zygote (engine.zygote) removes them as it leaves, and rings
+that outlived both are swept at the start of the next run of the same user (``sweep_stale``).
 """
 
 from __future__ import annotations
@@ -189,23 +193,22 @@ def ring_paths(run_pid: int, run_id: str, slot: int, thread: int) -> tuple[Path,
     return stem.with_name(stem.name + "-in"), stem.with_name(stem.name + "-out")
 
 
-def make_rings(run_pid: int, run_id: str, slot: int, threads: int) -> list[Path]:
-    """Make the rings of worker process ``slot``'s threads; their files, or none (none made) where shared memory
-    is missing or full: its threads then exchange frames."""
-    made: list[Path] = []
+def make_rings(run_pid: int, run_id: str, slot: int, thread: int) -> tuple[Ring, Ring] | None:
+    """Make and map the rings of thread ``thread`` of worker process ``slot`` (to it, from it); None, and none
+    left, where shared memory is missing or full: the thread then exchanges frames."""
+    made: list[Ring] = []
     try:
-        for thread in range(threads):
-            for path in ring_paths(run_pid, run_id, slot, thread):
-                Ring(path, create=True).close()
-                made.append(path)
+        for path in ring_paths(run_pid, run_id, slot, thread):
+            made.append(Ring(path, create=True))
     except OSError as err:
-        for path in made:
-            path.unlink(missing_ok=True)
+        for ring in made:
+            ring.close()
+            ring.path.unlink(missing_ok=True)
         if err.errno in (errno.ENOSPC, errno.ENOENT, errno.EACCES, errno.EROFS):
-            log.debug("no shared-memory rings for worker process %d: %s", slot, err)
-            return []
+            log.debug("no shared-memory rings for thread %d of worker process %d: %s", thread, slot, err)
+            return None
         raise
-    return made
+    return made[0], made[1]
 
 
 def remove_rings(run_pid: int, run_id: str, slot: int | None = None) -> None:

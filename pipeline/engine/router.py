@@ -260,7 +260,7 @@ class Router(EngineThread):
         paths = ring_paths(os.getpid(), self.addresses.run_id, *parsed)
         try:
             return Ring(paths[0]), Ring(paths[1])
-        except OSError:  # a remote worker, or a process the supervisor made no rings for
+        except OSError:  # a remote worker, or a process that could not make its rings
             return None, None
 
     def _close_rings(self, slot: int) -> None:

@@ -19,7 +19,6 @@ import logging
 import os
 import time
 from collections import Counter
-from pathlib import Path
 
 import zmq
 
@@ -28,7 +27,7 @@ from pipeline.engine import sockets
 from pipeline.engine.addresses import Addresses
 from pipeline.engine.control import BOUND, EngineThread, RunControl
 from pipeline.engine.process_keeper import Death, ProcessKeeper, WorkerProcess
-from pipeline.engine.rings import make_rings, remove_rings, sweep_stale
+from pipeline.engine.rings import remove_rings, ring_paths, sweep_stale
 from pipeline.engine.router import Router
 from pipeline.engine.wire import Loss, added_frames, lost_frames
 from pipeline.engine.worker_process import Spec
@@ -83,11 +82,9 @@ class Supervisor(EngineThread):
                 notice.sndtimeo = NOTICE_WAIT_MS
                 notice.connect(self.addresses.notices(name))
             self.control.events.put((BOUND, self))
-            # Every first process's rings are made before any is started: the first start waits for a spawned zygote.
-            first = [(name, self._reserve(name)) for name, router in self.routers.items()
-                     for _ in range(router.step.nb_process)]
-            for name, (slot, rings) in first:
-                self._launch(name, slot, rings)
+            for name, router in self.routers.items():
+                for _ in range(router.step.nb_process):
+                    self._launch(name, self.control.new_slot())
             self._loop()
         finally:
             aborted = self.control.aborted.is_set()
@@ -137,18 +134,14 @@ class Supervisor(EngineThread):
         that then failed for good (poison, after max_redeliveries deaths: it is in the dead letters)."""
         return self.restarts[step] - len(self.replaced & self.routers[step].state.forgiven)
 
-    def _reserve(self, step: str) -> tuple[int, list[Path]]:
-        """A new slot for a worker process of ``step``, and the files of its shared-memory rings (none where they
-        cannot be made)."""
-        slot = self.control.new_slot()
-        return slot, make_rings(os.getpid(), self.addresses.run_id, slot, self.config.steps[step].nb_thread)
-
-    def _launch(self, step: str, slot: int, rings: list[Path]) -> None:
-        """Start the worker process of ``step`` in ``slot``, with its rings if it has any."""
+    def _launch(self, step: str, slot: int) -> None:
+        """Start the worker process of ``step`` in ``slot``; it makes its shared-memory rings where it can."""
         members = tuple(member.name for member in self.routers[step].members)
         spec = spec_for(self.config, step, self.addresses.outside(step), self.control, members)
-        extra = [f"--rings={os.getpid()}:{self.addresses.run_id}"] if rings else []
-        self.keeper.start(slot, spec, extra, leftovers=rings)
+        run_pid, run_id = os.getpid(), self.addresses.run_id
+        rings = [path for thread in range(self.config.steps[step].nb_thread)
+                 for path in ring_paths(run_pid, run_id, slot, thread)]
+        self.keeper.start(slot, spec, [f"--rings={run_pid}:{run_id}"], leftovers=rings)
         self.roster = self.keeper.roster()
 
     def _died(self, death: Death) -> None:
@@ -177,8 +170,8 @@ class Supervisor(EngineThread):
         if replace:
             self.restarts[process.step] += 1
             self.replaced.add(process.slot)
-            slot, rings = self._reserve(process.step)
-            self._launch(process.step, slot, rings)
+            slot = self.control.new_slot()
+            self._launch(process.step, slot)
             sockets.send_while(notices, added_frames(slot, process.threads), router.listening)
         sockets.send_while(notices, lost_frames(Loss(process.slot, death.reason, death.running, not death.failed)),
                            router.listening)

@@ -48,7 +48,7 @@ from pipeline.engine.control import ENDED, RunControl
 from pipeline.engine.flow import PREFETCH_SECONDS_OUTSIDE, SHARD_HWM
 from pipeline.engine.fusion import Chain
 from pipeline.engine.outlets import Outlet, ToRouter
-from pipeline.engine.rings import Ring, ring_paths
+from pipeline.engine.rings import Ring, make_rings
 from pipeline.engine.shards import ShardSink, read_work
 from pipeline.engine.step_threads import WorkerThread
 from pipeline.engine.wire import NOT_RUN, Failure, Packet, failed_frames, process_worker_id, tally_frames
@@ -287,8 +287,8 @@ def load_step(spec: Spec, threads: int | None = None) -> PipelineConfig:
 
 def serve(spec: Spec, slot: int, board: BusyBoard, keys: ClientKeys | None, name: str, rings: str = "",
           last_word: Path | None = None) -> int:
-    """Run the workers of the spec's step (their shared-memory rings named by ``rings``, "run-pid:run-id", when
-    the run made them); the exit status. Why it cannot load its step also goes to ``last_word``, a file its
+    """Run the workers of the spec's step (with shared-memory rings named after ``rings``, "run-pid:run-id", when
+    the run wants them); the exit status. Why it cannot load its step also goes to ``last_word``, a file its
     parent reads when it ends (engine.process_keeper), so that the run can say why it left."""
     if spec.keep_freed_memory:
         keep_freed_memory()
@@ -306,7 +306,7 @@ def serve(spec: Spec, slot: int, board: BusyBoard, keys: ClientKeys | None, name
         halted = HaltedSteps((spec.step, *spec.members), board)
         nb_thread = config.steps[spec.step].nb_thread
         threads = [ProcessWorkerThread(context, control, config, spec, i, slot, board, halted, keys,
-                                       _open_rings(rings, slot, i)) for i in range(nb_thread)]
+                                       _make_rings(rings, slot, i)) for i in range(nb_thread)]
         control.flusher.start()
         for thread in threads:
             thread.start()
@@ -317,13 +317,13 @@ def serve(spec: Spec, slot: int, board: BusyBoard, keys: ClientKeys | None, name
         context.term()
 
 
-def _open_rings(named: str, slot: int, thread: int) -> tuple[Ring, Ring] | None:
-    """Thread ``thread``'s rings (to it, from it), if the run made them (``named``: "run-pid:run-id")."""
+def _make_rings(named: str, slot: int, thread: int) -> tuple[Ring, Ring] | None:
+    """Thread ``thread``'s rings (to it, from it), made now if the run wants them (``named``: "run-pid:run-id")
+    and shared memory has room: its router maps them when it first hands this thread work."""
     if not named:
         return None
     run_pid, run_id = named.split(":", 1)
-    to_worker, from_worker = ring_paths(int(run_pid), run_id, slot, thread)
-    return Ring(to_worker), Ring(from_worker)
+    return make_rings(int(run_pid), run_id, slot, thread)
 
 
 def worker_name(command: str, slot: int, step: str) -> str:
@@ -382,7 +382,7 @@ def main(argv: Sequence[str] | None = None) -> None:
     parser.add_argument("--run", type=int, default=0, help="The process id of the run (default: the parent).")
     parser.add_argument("--key", default="", help="A remote worker's secret key file.")
     parser.add_argument("--server-key", default="", help="The run's public key file (a remote worker's).")
-    parser.add_argument("--rings", default="", help="The run's shared-memory rings, as run-pid:run-id.")
+    parser.add_argument("--rings", default="", help="Make shared-memory rings for the run run-pid:run-id.")
     args = parser.parse_args(argv)
     die_with_parent(args.parent)
     signal.signal(signal.SIGINT, signal.SIG_DFL)  # SIGINT and SIGTERM end it, as they end a C program
