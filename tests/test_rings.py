@@ -8,6 +8,8 @@ from __future__ import annotations
 import json
 import os
 import signal
+import subprocess
+import sys
 from collections.abc import Iterator
 from pathlib import Path
 
@@ -20,7 +22,6 @@ from pipeline.engine.rings import RING_BYTES, Ring
 from pipeline.engine.wire import Kind, Packet, WireError, packet_from_frames
 from pipeline.message import Encoded
 from tests.process_helpers import alive, finish_run, pids, start_run, wait_for
-from tests.remote_steps import parent_of
 from tests.wire_helpers import as_received
 
 pytestmark = pytest.mark.skipif(not rings.SHM_DIR.is_dir(), reason="no /dev/shm on this host")
@@ -179,36 +180,43 @@ def test_a_killed_worker_process_loses_and_duplicates_no_array(tmp_path: Path) -
     assert "delivered again" in result.stderr
 
 
-def killed_holding(tmp: Path, env: dict[str, str], zygote_too: bool) -> int:
-    """Start a run of arrays in 2 worker processes, kill it (SIGKILL) while a worker process holds array 5 and
-    its rings exist (with ``zygote_too``, kill the zygote of the worker processes first); the run's pid."""
-    marker = tmp / "holding"
-    run = start_run(arrays_chain(tmp, 100, {"nb_process": 2}, {"at": 5, "action": "hold", "marker": str(marker)}),
-                    env=env)
+def test_each_worker_process_maps_its_rings_and_a_killed_run_leaves_none(tmp_path: Path, short_tmp: Path) -> None:
+    """The arrays go through rings (the worker process holding one maps its rings), whose files the router removed
+    once both ends had mapped them; killed (SIGKILL, the OOM killer), the run leaves no ring (16 MiB each, 64 MiB
+    for two worker processes: all of a container's default /dev/shm) and no private directory (its zygote
+    removes it as it leaves)."""
+    marker = tmp_path / "holding"
+    run = start_run(arrays_chain(tmp_path, 100, {"nb_process": 2}, {"at": 5, "action": "hold",
+                                                                      "marker": str(marker)}),
+                    env={"TMPDIR": str(short_tmp)})
     try:
         wait_for(lambda: bool(pids(marker)), 20, "a worker process to take array 5")
-        assert list(rings.SHM_DIR.glob(f"{rings.PREFIX}{run.pid}-*"))  # the run made its rings
-        if zygote_too:
-            os.kill(parent_of(pids(marker).pop()), signal.SIGKILL)
+        holding = pids(marker).pop()
+        mapped = [line for line in Path(f"/proc/{holding}/maps").read_text().splitlines()
+                  if f"{rings.PREFIX}{run.pid}-" in line]
+        assert len(mapped) == 2 and all(line.endswith("(deleted)") for line in mapped), mapped
         os.kill(run.pid, signal.SIGKILL)
         run.wait(10)
     finally:
         finish_run(run, 20)
-    return run.pid
+    wait_for(lambda: not list(rings.SHM_DIR.glob(f"{rings.PREFIX}{run.pid}-*")) and not list(short_tmp.iterdir()),
+             10, "the killed run's rings and private directory to be removed")
 
 
-def test_a_killed_run_leaves_no_ring_nor_private_directory(tmp_path: Path, short_tmp: Path) -> None:
-    """Killed (SIGKILL, the OOM killer), the run cannot remove its rings (16 MiB each, 64 MiB for two worker
-    processes: all of a container's default /dev/shm): its zygote does, and its private directory, as it leaves."""
-    pid = killed_holding(tmp_path, {"TMPDIR": str(short_tmp)}, zygote_too=False)
-    wait_for(lambda: not list(rings.SHM_DIR.glob(f"{rings.PREFIX}{pid}-*")) and not list(short_tmp.iterdir()), 10,
-             "the killed run's rings and private directory to be removed")
-
-
-def test_rings_that_outlive_the_run_and_its_zygote_are_swept_by_the_next_run(tmp_path: Path, short_tmp: Path) -> None:
-    env = {"TMPDIR": str(short_tmp)}
-    pid = killed_holding(tmp_path, env, zygote_too=True)
-    assert list(rings.SHM_DIR.glob(f"{rings.PREFIX}{pid}-*"))  # no process of the run was left to remove them
-    result = finish_run(start_run(arrays_chain(tmp_path, 4, {"nb_process": 1}), env=env), 60)
-    assert result.returncode == 0, result.stderr
-    assert not list(rings.SHM_DIR.glob(f"{rings.PREFIX}{pid}-*"))
+def test_rings_that_a_dead_run_left_are_swept_by_the_next_run(tmp_path: Path) -> None:
+    """Rings whose run and zygote were both killed before the router mapped them stay behind: the user's next run
+    removes them as it starts (only those of processes that are gone)."""
+    ended = subprocess.run([sys.executable, "-c", "import os; print(os.getpid())"], capture_output=True, text=True,
+                           check=True, timeout=30)
+    stale = rings.SHM_DIR / f"{rings.PREFIX}{int(ended.stdout)}-0123456789ab-0-0-in"
+    alive_run = rings.SHM_DIR / f"{rings.PREFIX}{os.getpid()}-0123456789ab-0-0-in"  # this process is alive
+    stale.write_bytes(b"left by a killed run")
+    alive_run.write_bytes(b"a live run's")
+    try:
+        result = finish_run(start_run(arrays_chain(tmp_path, 4, {"nb_process": 1})), 60)
+        assert result.returncode == 0, result.stderr
+        assert not stale.exists()
+        assert alive_run.exists()
+    finally:
+        stale.unlink(missing_ok=True)
+        alive_run.unlink(missing_ok=True)

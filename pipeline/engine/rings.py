@@ -35,9 +35,12 @@ rings as it starts, before it asks for work, and its router maps them when it fi
 reserving 32 MiB takes some 10 ms, which the worker processes of a run spend at once, each on its
 own core, instead of one after the other in the run's process before any of them could start.
 
-Rings are named after the run's process id, and removed when their worker process ends and at the run's
-end; when the run's process is killed, its zygote (engine.zygote) removes them as it leaves, and rings
-that outlived both are swept at the start of the next run of the same user (``sweep_stale``).
+Rings are named after the run's process id. The router removes their files as soon as it has mapped them:
+the memory lasts while either end maps it, and goes with the last, however the processes end (a run
+killed with SIGKILL leaves nothing), and the run's end pays no 32 MiB of pages per worker process to free.
+Until then, they are removed when their worker process ends and at the run's end; when the run's process
+is killed, its zygote (engine.zygote) removes them as it leaves, and rings that outlived both are swept
+at the start of the next run of the same user (``sweep_stale``).
 """
 
 from __future__ import annotations

@@ -259,9 +259,12 @@ class Router(EngineThread):
             return None, None
         paths = ring_paths(os.getpid(), self.addresses.run_id, *parsed)
         try:
-            return Ring(paths[0]), Ring(paths[1])
+            pair = Ring(paths[0]), Ring(paths[1])
         except OSError:  # a remote worker, or a process that could not make its rings
             return None, None
+        for path in paths:  # both ends have mapped them: their memory lasts until both unmap it, whatever ends them
+            path.unlink(missing_ok=True)
+        return pair
 
     def _close_rings(self, slot: int) -> None:
         """Unmap the rings of worker process ``slot``, which ended."""
