@@ -8,10 +8,12 @@ import json
 import os
 import subprocess
 import sys
+import time
 from pathlib import Path
 
 import pytest
 
+from pipeline.engine import zygote as zygote_module
 from pipeline.engine.zygote import Zygote
 from tests.process_helpers import REPO, run_to_end
 
@@ -120,8 +122,8 @@ def test_the_zygote_removes_what_a_killed_parent_leaves_and_nothing_else(tmp_pat
     (directory / "spec-0").write_bytes(b"a spec")
     zygote = Zygote.spawned({**os.environ, "PYTHONPATH": str(REPO)})
     try:
-        # A worker process told that its parent is process 1 leaves at once, silently.
-        worker = ["--spec=-", "--board=-", "--slot=0", "--parent=1"]
+        # A worker process told that its parent is no process (0) leaves at once, silently.
+        worker = ["--spec=-", "--board=-", "--slot=0", "--parent=0"]
         assert zygote.fork(worker, [ring, directory]) is not None
         if parent == "ends":
             zygote.close()
@@ -132,3 +134,24 @@ def test_the_zygote_removes_what_a_killed_parent_leaves_and_nothing_else(tmp_pat
         zygote.close()
     assert zygote.process.poll() is not None
     assert ring.exists() == directory.exists() == (parent == "ends")
+
+
+def test_a_fork_answered_too_late_leaves_no_worker_process(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    """Past FORK_SECONDS the keeper starts the worker process another way: a child the zygote forks after that is
+    one too many, killed when its late answer comes, and that answer breaks nothing."""
+    spec = tmp_path / "spec"
+    os.mkfifo(spec)  # the worker process waits to read it: it lives until killed
+    zygote = Zygote.spawned({**os.environ, "PYTHONPATH": str(REPO)})
+    children = Path(f"/proc/{zygote.pid}/task/{zygote.pid}/children")
+    try:
+        monkeypatch.setattr(zygote_module, "FORK_SECONDS", 0.0)
+        assert zygote.fork([f"--spec={spec}", "--board=-", "--slot=0", f"--parent={zygote.pid}"]) is None
+        monkeypatch.undo()
+        deadline = time.monotonic() + 20
+        late: list[str] = []
+        while not late or Path(f"/proc/{late[0]}").exists():  # forked, then killed and reaped
+            assert time.monotonic() < deadline, f"the late child {late} still runs"
+            zygote.collect(0.05)  # takes the late answer (and later the child's end)
+            late = late or children.read_text().split()
+    finally:
+        zygote.close()

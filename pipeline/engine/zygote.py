@@ -254,7 +254,7 @@ class Zygote:
                     if message[1] in self._exits:
                         child.returncode = self._exits.pop(message[1])
                     return child
-                self._exited(message)
+                self._heard(message)
         except OSError:
             return None
         return None
@@ -263,7 +263,7 @@ class Zygote:
         """Take the exits the zygote reported (waiting up to ``timeout`` seconds for one)."""
         with contextlib.suppress(OSError):
             while (message := self._next(timeout)) is not None:
-                self._exited(message)
+                self._heard(message)
                 timeout = 0.0
 
     def _next(self, timeout: float) -> Any:
@@ -279,13 +279,19 @@ class Zygote:
             raise OSError("the zygote ended")
         return message
 
-    def _exited(self, message: Any) -> None:
-        _, pid, code = message
-        child = self.children.get(pid)
-        if child is None:
-            self._exits[pid] = code
-        else:
-            child.returncode = code
+    def _heard(self, message: Any) -> None:
+        """Take a message that answers no request: a child's exit, or the late answer to a fork given up on (past
+        FORK_SECONDS the keeper starts that worker process another way, so a child forked now is one too many)."""
+        if message[0] == "exit":
+            _, pid, code = message
+            child = self.children.get(pid)
+            if child is None:
+                self._exits[pid] = code
+            else:
+                child.returncode = code
+        elif message[0] == "forked":
+            with contextlib.suppress(ProcessLookupError):
+                os.kill(message[1], signal.SIGKILL)
 
     def close(self) -> None:
         """End the zygote (its children end with it); once is enough."""
@@ -342,9 +348,8 @@ def main(argv: Sequence[str]) -> None:
     """The spawned zygote: preload, then fork a worker process per request until the socket closes."""
     fd = int(next(a for a in argv if a.startswith("--fd=")).split("=", 1)[1])
     parent = int(next(a for a in argv if a.startswith("--parent=")).split("=", 1)[1])
-    from pipeline.engine import worker_process  # the whole worker's code, once for all its workers
+    from pipeline.engine import worker_process  # noqa: F401  (the whole worker code, imported once for all)
 
-    worker_process.die_with_parent(parent, signal.SIGTERM)
     with contextlib.suppress(ImportError):
         import numpy  # noqa: F401  (most steps use it: each worker would import it again)
     _serve(socket.socket(fileno=fd), parent)
@@ -364,9 +369,6 @@ def _forked_zygote(sock: socket.socket, parent: int) -> NoReturn:
                                       errors="backslashreplace")
         _fresh_signals()
         _fresh_logging()
-        from pipeline.engine import worker_process
-
-        worker_process.die_with_parent(parent, signal.SIGTERM)
         _serve(sock, parent)
     except BaseException:
         traceback.print_exc()
@@ -388,6 +390,9 @@ def _serve(sock: socket.socket, parent: int) -> NoReturn:
     signal.set_wakeup_fd(wake)
     signal.signal(signal.SIGCHLD, _ignore)
     signal.signal(signal.SIGTERM, _ignore)
+    from pipeline.engine import worker_process
+
+    worker_process.die_with_parent(parent, signal.SIGTERM)  # once SIGTERM is handled: it wakes the loop
     leftovers: set[str] = set()  # what the parent removes at its end: removed here if it was killed
     while True:
         ready, _, _ = select.select([sock, ended], [], [], _REAP_SECONDS)
@@ -435,9 +440,12 @@ def _remove(leftovers: set[str]) -> None:
 
 
 def _fork(zygote_files: Sequence[int], argv: list[str]) -> int:
-    """Fork a worker process running ``worker_process.main(argv)``; its pid (in the zygote)."""
+    """Fork a worker process running ``worker_process.main(argv)``; its pid (in the zygote). SIGTERM waits while
+    the child still has the zygote's handler: sent then, it ends the child once the child has its own."""
+    signal.pthread_sigmask(signal.SIG_BLOCK, {signal.SIGTERM})
     pid = os.fork()
     if pid:
+        signal.pthread_sigmask(signal.SIG_UNBLOCK, {signal.SIGTERM})
         return pid
     _child(zygote_files, argv)
 
@@ -452,6 +460,7 @@ def _child(zygote_files: Sequence[int], argv: list[str]) -> NoReturn:
         os.setsid()  # a session of its own, as a worker started from scratch
         for signum in (signal.SIGINT, signal.SIGCHLD, signal.SIGTERM):
             signal.signal(signum, signal.SIG_DFL)
+        signal.pthread_sigmask(signal.SIG_UNBLOCK, {signal.SIGTERM})
         numpy_random = sys.modules.get("numpy.random")
         if numpy_random is not None:  # its global generator: this worker's own stream, not a copy of the zygote's
             numpy_random.seed()
