@@ -172,6 +172,17 @@ class BigArrays(Component):
 class DoubleArray(Trigger):
     """Stager: returns its array doubled, acting like a Trigger on the array whose first value is ``at``."""
 
+    unlink_rings = Bool(False, help="init() removes the files of the shared-memory rings its process made, before "
+                        "the router could map them (as an operator's rm or another user's sweep could).").tag(
+        config=True)
+
+    def init(self) -> None:
+        """Remove the process's ring files, if asked."""
+        if self.unlink_rings:
+            with open("/proc/self/maps", encoding="utf-8") as maps:
+                for path in {line.split()[-1] for line in maps if "/dev/shm/pipeline-ring-" in line}:
+                    os.unlink(path)
+
     def run(self, msg: Any) -> Any:
         """Double the array (after acting on array ``at``)."""
         super().run(int(msg[0]))

@@ -5,6 +5,7 @@ ring is left behind, and a remote peer cannot send buffers "in a ring"."""
 
 from __future__ import annotations
 
+import errno
 import json
 import os
 import signal
@@ -44,19 +45,19 @@ def test_buffers_come_out_as_they_went_in_and_free_their_space(pair: tuple[Ring,
     buffers = [b"a" * 100, bytes(range(256)) * 4, b""]
     records = writer.put(buffers)
     assert records is not None
-    assert [bytes(b) for b in reader.take(records)] == buffers
+    assert reader.take(records)[:] == buffers
     # What was read is free again: the ring never fills with what its reader took.
     for _ in range(40):
         records = writer.put([b"x" * (RING_BYTES // 8)])
         assert records is not None
-        list(reader.take(records))
+        reader.take(records)[:]
 
 
 def test_a_full_ring_refuses_and_writes_nothing(pair: tuple[Ring, Ring]) -> None:
     writer, reader = pair
     first = writer.put([b"1" * (RING_BYTES // 2)])
     assert writer.put([b"2" * (RING_BYTES // 2 + 1)]) is None  # would overwrite what is not yet read
-    assert first is not None and [bytes(b)[:1] for b in reader.take(first)] == [b"1"]
+    assert first is not None and [b[:1] for b in reader.take(first)[:]] == [b"1"]
     # Read, the first half is free again; the rest of the second half is skipped (a buffer never wraps).
     assert writer.put([b"2" * (RING_BYTES // 2 + 1)]) is None
     assert writer.put([b"2" * (RING_BYTES // 2)]) is not None
@@ -88,7 +89,7 @@ def test_a_buffer_never_wraps_around_the_end(pair: tuple[Ring, Ring]) -> None:
     for round_ in range(10):  # three per lap: each lap leaves a tail that the next record skips
         records = writer.put([bytes([round_]) * size])
         assert records is not None
-        [out] = reader.take(records)
+        [out] = reader.take(records)[:]
         assert out == bytes([round_]) * size
 
 
@@ -104,7 +105,7 @@ def test_any_sizes_in_any_numbers_come_out_whole(packets: list[list[int]]) -> No
             if records is None:  # the ring refused: too much at once for what is free
                 assert sum(sizes) > RING_BYTES // 2
                 continue
-            assert [bytes(b) for b in reader.take(records)] == buffers
+            assert reader.take(records)[:] == buffers
     finally:
         writer.close()
         reader.close()
@@ -115,7 +116,7 @@ def test_a_record_never_written_is_refused(pair: tuple[Ring, Ring]) -> None:
     writer, reader = pair
     records = writer.put([b"x" * 10])
     assert records is not None
-    list(reader.take(records))
+    reader.take(records)[:]
     with pytest.raises(ValueError, match="outside what was written"):
         reader.take(records)  # already read
     packet = Packet()
@@ -161,6 +162,54 @@ def test_arrays_through_worker_processes_arrive_whole_and_read_only(tmp_path: Pa
     result = finish_run(start_run(arrays_chain(tmp_path, 60, {"nb_process": 2})), 60)
     assert result.returncode == 0, result.stderr
     assert sums(tmp_path) == [2.0 * i for i in range(60)]
+
+
+def test_a_worker_process_whose_rings_its_router_cannot_map_exchanges_frames(tmp_path: Path) -> None:
+    """The worker process makes its rings, but they are gone before its router maps them: the router sends work
+    as frames and says nothing of rings, so the worker answers in frames too, and every array arrives once."""
+    result = finish_run(start_run(arrays_chain(tmp_path, 20, {"nb_process": 1}, {"unlink_rings": True})), 60)
+    assert result.returncode == 0, result.stderr
+    assert sums(tmp_path) == [2.0 * i for i in range(20)]
+    assert "ignored" not in result.stderr and "died" not in result.stderr
+
+
+def test_no_ring_where_shared_memory_refuses_one(pair: tuple[Ring, Ring], monkeypatch: pytest.MonkeyPatch) -> None:
+    """Whatever refuses a ring (a full or missing /dev/shm, a file system without posix_fallocate, a name taken),
+    the worker thread goes without one, and leaves no file behind."""
+    run_id = f"refused{os.getpid()}"
+    assert rings.make_rings(1, run_id, 0, 0) is not None  # made: 1 is no run, but the name is free
+    assert rings.make_rings(1, run_id, 0, 0) is None  # EEXIST: taken
+    rings.remove_rings(1, run_id)
+
+    def unsupported(fd: int, offset: int, size: int) -> None:
+        raise OSError(errno.EOPNOTSUPP, "Operation not supported")
+
+    monkeypatch.setattr(os, "posix_fallocate", unsupported)
+    assert rings.make_rings(1, run_id, 0, 0) is None
+    assert not list(rings.SHM_DIR.glob(f"{rings.PREFIX}1-{run_id}-*"))
+
+
+@pytest.mark.parametrize("flaw", ["open to others", "short", "a symbolic link"])
+def test_a_ring_file_its_user_did_not_make_is_refused(tmp_path: Path, flaw: str) -> None:
+    """Anyone can list /dev/shm and create a file there: a router maps a ring only if it is this user's, 0600 and
+    of a ring's size (and not through a symbolic link); else the worker thread's buffers go as frames."""
+    path = rings.SHM_DIR / f"{rings.PREFIX}{os.getpid()}-flawed-{tmp_path.name}"
+    made = Ring(path, create=True)
+    made.close()
+    target = path.with_name(path.name + "-target")
+    try:
+        if flaw == "open to others":
+            path.chmod(0o666)
+        elif flaw == "short":
+            os.truncate(path, 4096)
+        else:
+            path.rename(target)
+            path.symlink_to(target)
+        with pytest.raises(OSError):
+            Ring(path)
+    finally:
+        path.unlink(missing_ok=True)
+        target.unlink(missing_ok=True)
 
 
 def test_a_killed_worker_process_loses_and_duplicates_no_array(tmp_path: Path) -> None:

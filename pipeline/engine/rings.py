@@ -50,11 +50,11 @@ import errno
 import logging
 import mmap
 import os
+import stat
 import struct
 from array import array
 from collections.abc import Sequence
 from pathlib import Path
-from typing import overload
 
 from pipeline.engine.addresses import process_alive
 from pipeline.message import Buffer
@@ -92,8 +92,12 @@ class Ring:
                 raise
             os.close(fd)
         else:
-            with open(self.path, "r+b") as file:
-                self.map = mmap.mmap(file.fileno(), size)
+            fd = os.open(self.path, os.O_RDWR | os.O_NOFOLLOW)
+            try:
+                _check_made_here(fd, size)
+                self.map = mmap.mmap(fd, size)
+            finally:
+                os.close(fd)
         self.data = memoryview(self.map)[_HEADER_BYTES:]
         self._written = self._cursors()[0] if not create else 0  # the writer's cursor, kept here too
 
@@ -156,9 +160,19 @@ class Ring:
         self.map.close()
 
 
-class Taken(Sequence[bytes]):
+def _check_made_here(fd: int, size: int) -> None:
+    """Refuse (PermissionError) a file that its name alone does not make a ring of this user's run: one of
+    another user, open to others, or not of a ring's size (anyone can list /dev/shm and create a file there)."""
+    info = os.fstat(fd)
+    if (not stat.S_ISREG(info.st_mode) or info.st_uid != os.getuid() or stat.S_IMODE(info.st_mode) != 0o600
+            or info.st_size != size):
+        raise PermissionError(errno.EPERM, "not a ring this user made")
+
+
+class Taken:
     """The buffers of one received packet, still in the ring: each is copied out when read, and they are read
-    once, in order (as ``Packet.messages`` reads them), since reading one frees the space of those before it."""
+    once, in order, by slices (as ``Packet.messages`` reads them), since reading one frees the space of those
+    before it. Only a packet's receiver reads them: it is not a sequence to split or join."""
 
     def __init__(self, ring: Ring, places: list[tuple[int, int]]) -> None:
         self._ring = ring
@@ -169,24 +183,11 @@ class Taken(Sequence[bytes]):
     def __len__(self) -> int:
         return len(self._places)
 
-    @overload
-    def __getitem__(self, index: int) -> bytes: ...
-
-    @overload
-    def __getitem__(self, index: slice) -> list[bytes]: ...
-
-    def __getitem__(self, index: int | slice) -> bytes | list[bytes]:
-        if isinstance(index, slice):
-            return self._read(*index.indices(len(self._places))[:2])
-        if not 0 <= index < len(self._places):
-            raise IndexError(index)
-        return self._read(index, index + 1)[0]
-
-    def _read(self, start: int, stop: int) -> list[bytes]:
-        if start < stop:
-            if start != self._next:
-                raise ValueError(f"ring buffers are read once and in order: buffer {start} asked, {self._next} next")
-            self._next = stop
+    def __getitem__(self, index: slice) -> list[bytes]:
+        start, stop, step = index.indices(len(self._places))
+        if step != 1 or (start < stop and start != self._next):
+            raise ValueError(f"ring buffers are read once and in order: {index} asked, buffer {self._next} next")
+        self._next = max(self._next, stop)
         return [self._ring.copy_out(position, length) for position, length in self._places[start:stop]]
 
 
@@ -203,14 +204,12 @@ def make_rings(run_pid: int, run_id: str, slot: int, thread: int) -> tuple[Ring,
     try:
         for path in ring_paths(run_pid, run_id, slot, thread):
             made.append(Ring(path, create=True))
-    except OSError as err:
+    except OSError as err:  # full or missing (ENOSPC, ENOENT), refused (EACCES, EPERM), not tmpfs, taken (EEXIST)
         for ring in made:
             ring.close()
             ring.path.unlink(missing_ok=True)
-        if err.errno in (errno.ENOSPC, errno.ENOENT, errno.EACCES, errno.EROFS):
-            log.debug("no shared-memory rings for thread %d of worker process %d: %s", thread, slot, err)
-            return None
-        raise
+        log.debug("no shared-memory rings for thread %d of worker process %d: %s", thread, slot, err)
+        return None
     return made[0], made[1]
 
 

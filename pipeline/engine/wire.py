@@ -50,7 +50,7 @@ from enum import IntEnum
 from typing import Any, cast
 
 from pipeline.engine.handles import Handles
-from pipeline.engine.rings import Ring
+from pipeline.engine.rings import Ring, Taken
 from pipeline.execution.executor import Outcome
 from pipeline.message import Buffer, Encoded
 
@@ -89,6 +89,10 @@ INLINE = 1
 BY_HANDLE = 2
 #: The header flag saying that one frame of ring records replaces the buffer frames (engine.rings).
 IN_RING = 4
+#: The header flag of a WORK whose router has mapped the receiving thread's rings: from then on the thread may
+#: return buffers in its ring (until then its router might not be able to read them: it maps rings when it
+#: first hands a thread work, and goes by frames if it cannot).
+RINGS_READY = 8
 #: A body smaller than this is copied into the header frame; a larger one is a frame of its own.
 INLINE_BODY_BYTES = 64 * 1024
 #: One input answered by a RESULT packet: its sequence number, how many outputs it has, its
@@ -111,9 +115,10 @@ class Packet:
     oob_counts: array = field(default_factory=lambda: array("H"))
     parts: list[Buffer] = field(default_factory=list)  # the body, whole or as one part per message
     #: memoryviews, or zmq.Frames as received, or buffers still in a ring (read once, in order: engine.rings.Taken)
-    buffers: Sequence[Buffer] = field(default_factory=list)
+    buffers: Sequence[Buffer] | Taken = field(default_factory=list)
     first_seq: int = 0
     nbytes: int = 0
+    rings_ready: bool = False  # received with RINGS_READY
 
     def __len__(self) -> int:
         return len(self.lengths)
@@ -145,9 +150,10 @@ class Packet:
         if handles is not None and buffers:
             buffers = [handles.lend(buffers)]
             flags |= BY_HANDLE
-        elif ring is not None and buffers:
-            records = ring.put(buffers)
-            if records is not None:  # else the ring is full: the buffers go as frames
+        elif ring is not None:
+            flags |= RINGS_READY
+            records = ring.put(buffers) if buffers else None
+            if records is not None:  # else none, or the ring is full: the buffers go as frames
                 buffers = [records]
                 flags |= IN_RING
         head = (HEADER.pack(kind, flags, len(self.lengths), self.first_seq if value is None else value),
@@ -242,7 +248,8 @@ def packet_from_frames(frames: Sequence[Any], extra_per_message: int = 0, handle
             taken = ring.take(rest[0])  # copied out as each message is read
         except ValueError as err:
             raise WireError(str(err)) from None
-        return Packet(lengths, oob_counts, [body], taken, first_seq, len(body) + taken.nbytes)
+        return Packet(lengths, oob_counts, [body], taken, first_seq, len(body) + taken.nbytes,
+                      rings_ready=bool(flags & RINGS_READY))
     elif not flags & BY_HANDLE:
         buffers = list(rest)
         nbytes = len(body) + sum(len(f) for f in buffers)
@@ -251,7 +258,7 @@ def packet_from_frames(frames: Sequence[Any], extra_per_message: int = 0, handle
     else:
         buffers = handles.take(rest[0])
         nbytes = len(body) + sum(memoryview(b).nbytes for b in buffers)
-    return Packet(lengths, oob_counts, [body], buffers, first_seq, nbytes)
+    return Packet(lengths, oob_counts, [body], buffers, first_seq, nbytes, rings_ready=bool(flags & RINGS_READY))
 
 
 def header_of(frame: Any) -> tuple[Kind, int]:

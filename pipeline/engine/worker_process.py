@@ -186,6 +186,7 @@ class ProcessWorkerThread(WorkerThread):
         self.halted = halted
         self.keys = keys
         self.ring, self.out_ring = rings if rings is not None else (None, None)
+        self.answers: ToRouter | None = None  # the outlet, made once the thread runs
         # The outputs that come back are the last fused step's, for its next steps.
         self.tail = config.steps[spec.members[-1]] if spec.members else self.step
 
@@ -197,15 +198,17 @@ class ProcessWorkerThread(WorkerThread):
     def make_outlet(self, ctl: zmq.Socket) -> Outlet:
         """Every input's outputs (even none) go back to the router, which sends them on: together with the
         rest of their packet's answers, unless the packet takes longer than its prefetch time."""
+        # Its ring back to the router serves once a WORK says that the router mapped it (wire.RINGS_READY).
         if self.members:
-            outlet: ToRouter = TalliedToRouter(ctl, self.tail, self.out_ring, lambda: self.chain.tally()
+            outlet: ToRouter = TalliedToRouter(ctl, self.tail, None, lambda: self.chain.tally()
                                                if self.chain is not None else [])
             self.chain = Chain(outlet, [self.executor, *self.members])
         else:
-            outlet = ToRouter(ctl, self.tail, None, self.out_ring)
+            outlet = ToRouter(ctl, self.tail, None, None)
             if self.step.kind == "producer":
                 self.shard_sink = ShardSink(outlet)
         outlet.max_delay = PREFETCH_SECONDS_OUTSIDE
+        self.answers = outlet
         return outlet
 
     def open(self, outlet: Outlet) -> None:
@@ -219,6 +222,8 @@ class ProcessWorkerThread(WorkerThread):
     def run_packet(self, packet: Packet) -> None:
         """Run the step on each message of ``packet``; a producer's are shards, each run to its end (or until
         the run stops it) and then answered."""
+        if packet.rings_ready and self.answers is not None and self.answers.ring is None:  # under the outlet's lock
+            self.answers.ring = self.out_ring
         sink = self.shard_sink
         if sink is None:
             super().run_packet(packet)
