@@ -16,7 +16,8 @@ frame of uint64 numbers, each a buffer lent to the run's ``Handles`` (engine.han
 free through pyzmq's garbage collector. Worker processes and remote workers never send nor get it.
 Between the run's process and a worker process of the same host, the IN_RING flag replaces them by
 one frame of (position, length) uint64 pairs, each a buffer copied into the sender's shared-memory
-ring (engine.rings); remote workers never send nor get it.
+ring (engine.rings); remote workers never send nor get it. A worker process sends it only after a WORK
+with the RINGS_READY flag, which says that its router has mapped its rings.
 
 A body under ``INLINE_BODY_BYTES`` rides in the header frame: every frame is a ZeroMQ call that
 releases and retakes the GIL, and for small messages those calls are most of a packet's cost.
