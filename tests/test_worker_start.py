@@ -6,6 +6,7 @@ from __future__ import annotations
 
 import json
 import os
+import signal
 import subprocess
 import sys
 import time
@@ -155,3 +156,17 @@ def test_a_fork_answered_too_late_leaves_no_worker_process(tmp_path: Path, monke
             late = late or children.read_text().split()
     finally:
         zygote.close()
+
+
+def test_the_zygote_outlives_a_sigterm_while_its_parent_lives() -> None:
+    """The kernel sends the zygote SIGTERM when the parent's thread that made it ends (PR_SET_PDEATHSIG follows the
+    thread): while the parent process lives, the zygote goes on forking, and leaves when the parent says so."""
+    zygote = Zygote.spawned({**os.environ, "PYTHONPATH": str(REPO)})
+    try:
+        assert zygote.fork(["--spec=-", "--board=-", "--slot=0", "--parent=0"]) is not None  # it serves
+        os.kill(zygote.pid, signal.SIGTERM)
+        assert zygote.fork(["--spec=-", "--board=-", "--slot=1", "--parent=0"]) is not None  # it still does
+        assert zygote.process.poll() is None
+    finally:
+        zygote.close()
+    assert zygote.process.poll() is not None
