@@ -19,8 +19,8 @@ ways:
   neither scan nor copy them.
 - **a fresh interpreter** (``Zygote.spawned``: with ``fork_workers`` false, where the run's process runs
   other Python threads, or where it cannot fork): single-threaded, with no ZeroMQ context; it imports
-  ``pipeline.engine.worker_process`` and numpy, and each worker process then imports its step's module
-  (its side effects happen in the worker).
+  this module (and with it ``pipeline.engine.worker_process``) and numpy, and each worker process then
+  imports its step's module (its side effects happen in the worker).
 
 Either way a worker shares the zygote's pages until it writes them, and starts a stream of random
 numbers of its own (Python's ``random`` reseeds itself at a fork; numpy's global generator is reseeded
@@ -60,6 +60,8 @@ import traceback
 import warnings
 from collections.abc import Sequence
 from typing import Any, NoReturn
+
+from pipeline.engine import worker_process  # the whole worker code, imported once for all the zygote's workers
 
 log = logging.getLogger("pipeline.engine")
 
@@ -348,8 +350,6 @@ def main(argv: Sequence[str]) -> None:
     """The spawned zygote: preload, then fork a worker process per request until the socket closes."""
     fd = int(next(a for a in argv if a.startswith("--fd=")).split("=", 1)[1])
     parent = int(next(a for a in argv if a.startswith("--parent=")).split("=", 1)[1])
-    from pipeline.engine import worker_process  # noqa: F401  (the whole worker code, imported once for all)
-
     with contextlib.suppress(ImportError):
         import numpy  # noqa: F401  (most steps use it: each worker would import it again)
     _serve(socket.socket(fileno=fd), parent)
@@ -390,8 +390,6 @@ def _serve(sock: socket.socket, parent: int) -> NoReturn:
     signal.set_wakeup_fd(wake)
     signal.signal(signal.SIGCHLD, _ignore)
     signal.signal(signal.SIGTERM, _ignore)
-    from pipeline.engine import worker_process
-
     worker_process.die_with_parent(parent, signal.SIGTERM)  # once SIGTERM is handled: it wakes the loop
     leftovers: set[str] = set()  # what the parent removes at its end: removed here if it was killed
     while True:
@@ -464,8 +462,6 @@ def _child(zygote_files: Sequence[int], argv: list[str]) -> NoReturn:
         numpy_random = sys.modules.get("numpy.random")
         if numpy_random is not None:  # its global generator: this worker's own stream, not a copy of the zygote's
             numpy_random.seed()
-        from pipeline.engine import worker_process
-
         worker_process.main(argv)
         code = 0
     except SystemExit as err:
