@@ -84,7 +84,7 @@ class Supervisor(EngineThread):
             self.control.events.put((BOUND, self))
             for name, router in self.routers.items():
                 for _ in range(router.step.nb_process):
-                    self._launch(name, self.control.new_slot())
+                    self._start(name)
             self._loop()
         finally:
             aborted = self.control.aborted.is_set()
@@ -134,8 +134,10 @@ class Supervisor(EngineThread):
         that then failed for good (poison, after max_redeliveries deaths: it is in the dead letters)."""
         return self.restarts[step] - len(self.replaced & self.routers[step].state.forgiven)
 
-    def _launch(self, step: str, slot: int) -> None:
-        """Start the worker process of ``step`` in ``slot``; it makes its shared-memory rings where it can."""
+    def _start(self, step: str) -> int:
+        """Start a worker process for ``step`` in a new slot (it makes its shared-memory rings where it can); the
+        slot."""
+        slot = self.control.new_slot()
         members = tuple(member.name for member in self.routers[step].members)
         spec = spec_for(self.config, step, self.addresses.outside(step), self.control, members)
         run_pid, run_id = os.getpid(), self.addresses.run_id
@@ -143,6 +145,7 @@ class Supervisor(EngineThread):
                  for path in ring_paths(run_pid, run_id, slot, thread)]
         self.keeper.start(slot, spec, [f"--rings={run_pid}:{run_id}"], leftovers=rings)
         self.roster = self.keeper.roster()
+        return slot
 
     def _died(self, death: Death) -> None:
         """Tell the step's router (it knows whether the process had finished); replace a failed process
@@ -170,8 +173,7 @@ class Supervisor(EngineThread):
         if replace:
             self.restarts[process.step] += 1
             self.replaced.add(process.slot)
-            slot = self.control.new_slot()
-            self._launch(process.step, slot)
+            slot = self._start(process.step)
             sockets.send_while(notices, added_frames(slot, process.threads), router.listening)
         sockets.send_while(notices, lost_frames(Loss(process.slot, death.reason, death.running, not death.failed)),
                            router.listening)

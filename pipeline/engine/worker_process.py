@@ -186,7 +186,6 @@ class ProcessWorkerThread(WorkerThread):
         self.halted = halted
         self.keys = keys
         self.ring, self.out_ring = rings if rings is not None else (None, None)
-        self.answers: ToRouter | None = None  # the outlet, made once the thread runs
         # The outputs that come back are the last fused step's, for its next steps.
         self.tail = config.steps[spec.members[-1]] if spec.members else self.step
 
@@ -208,7 +207,6 @@ class ProcessWorkerThread(WorkerThread):
             if self.step.kind == "producer":
                 self.shard_sink = ShardSink(outlet)
         outlet.max_delay = PREFETCH_SECONDS_OUTSIDE
-        self.answers = outlet
         return outlet
 
     def open(self, outlet: Outlet) -> None:
@@ -222,8 +220,9 @@ class ProcessWorkerThread(WorkerThread):
     def run_packet(self, packet: Packet) -> None:
         """Run the step on each message of ``packet``; a producer's are shards, each run to its end (or until
         the run stops it) and then answered."""
-        if packet.rings_ready and self.answers is not None and self.answers.ring is None:  # under the outlet's lock
-            self.answers.ring = self.out_ring
+        outlet = self.outlet
+        if packet.rings_ready and isinstance(outlet, ToRouter) and outlet.ring is None:  # under the outlet's lock
+            outlet.ring = self.out_ring
         sink = self.shard_sink
         if sink is None:
             super().run_packet(packet)
