@@ -10,6 +10,7 @@ import signal
 import subprocess
 import sys
 import time
+from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
@@ -112,8 +113,21 @@ def test_pipeline_run_forks_its_worker_processes(tmp_path: Path) -> None:
         assert "[S process" in run.stderr  # in the worker process's own format
 
 
+#: The argv of a worker process that leaves at once, silently: it is told that its parent is no process (0).
+LEAVING_WORKER = ["--spec=-", "--board=-", "--slot=0", "--parent=0"]
+
+
+@pytest.fixture
+def zygote() -> Iterator[Zygote]:
+    """A zygote in a fresh interpreter that imports this checkout; ended after the test (once is enough)."""
+    made = Zygote.spawned({**os.environ, "PYTHONPATH": str(REPO)})
+    yield made
+    made.close()
+
+
 @pytest.mark.parametrize("parent", ["ends", "is killed"])
-def test_the_zygote_removes_what_a_killed_parent_leaves_and_nothing_else(tmp_path: Path, parent: str) -> None:
+def test_the_zygote_removes_what_a_killed_parent_leaves_and_nothing_else(tmp_path: Path, zygote: Zygote,
+                                                                         parent: str) -> None:
     """Each fork request names the files its parent removes at its end (a worker process's rings, the private
     directory): the zygote removes them when the parent is killed (their socket closes without its last word),
     never when it ends (it says so before closing, and removes its files itself)."""
@@ -121,52 +135,40 @@ def test_the_zygote_removes_what_a_killed_parent_leaves_and_nothing_else(tmp_pat
     ring.write_bytes(b"shared memory")
     directory.mkdir()
     (directory / "spec-0").write_bytes(b"a spec")
-    zygote = Zygote.spawned({**os.environ, "PYTHONPATH": str(REPO)})
-    try:
-        # A worker process told that its parent is no process (0) leaves at once, silently.
-        worker = ["--spec=-", "--board=-", "--slot=0", "--parent=0"]
-        assert zygote.fork(worker, [ring, directory]) is not None
-        if parent == "ends":
-            zygote.close()
-        else:
-            zygote.sock.close()  # as the kernel closes a killed process's files
-            zygote.process.wait(10)
-    finally:
+    assert zygote.fork(LEAVING_WORKER, [ring, directory]) is not None
+    if parent == "ends":
         zygote.close()
+    else:
+        zygote.sock.close()  # as the kernel closes a killed process's files
+        zygote.process.wait(10)
     assert zygote.process.poll() is not None
     assert ring.exists() == directory.exists() == (parent == "ends")
 
 
-def test_a_fork_answered_too_late_leaves_no_worker_process(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+def test_a_fork_answered_too_late_leaves_no_worker_process(tmp_path: Path, zygote: Zygote,
+                                                           monkeypatch: pytest.MonkeyPatch) -> None:
     """Past FORK_SECONDS the keeper starts the worker process another way: a child the zygote forks after that is
     one too many, killed when its late answer comes, and that answer breaks nothing."""
     spec = tmp_path / "spec"
     os.mkfifo(spec)  # the worker process waits to read it: it lives until killed
-    zygote = Zygote.spawned({**os.environ, "PYTHONPATH": str(REPO)})
     children = Path(f"/proc/{zygote.pid}/task/{zygote.pid}/children")
-    try:
-        monkeypatch.setattr(zygote_module, "FORK_SECONDS", 0.0)
-        assert zygote.fork([f"--spec={spec}", "--board=-", "--slot=0", f"--parent={zygote.pid}"]) is None
-        monkeypatch.undo()
-        deadline = time.monotonic() + 20
-        late: list[str] = []
-        while not late or Path(f"/proc/{late[0]}").exists():  # forked, then killed and reaped
-            assert time.monotonic() < deadline, f"the late child {late} still runs"
-            zygote.collect(0.05)  # takes the late answer (and later the child's end)
-            late = late or children.read_text().split()
-    finally:
-        zygote.close()
+    monkeypatch.setattr(zygote_module, "FORK_SECONDS", 0.0)
+    assert zygote.fork([f"--spec={spec}", "--board=-", "--slot=0", f"--parent={zygote.pid}"]) is None
+    monkeypatch.undo()
+    deadline = time.monotonic() + 20
+    late: list[str] = []
+    while not late or Path(f"/proc/{late[0]}").exists():  # forked, then killed and reaped
+        assert time.monotonic() < deadline, f"the late child {late} still runs"
+        zygote.collect(0.05)  # takes the late answer (and later the child's end)
+        late = late or children.read_text().split()
 
 
-def test_the_zygote_outlives_a_sigterm_while_its_parent_lives() -> None:
+def test_the_zygote_outlives_a_sigterm_while_its_parent_lives(zygote: Zygote) -> None:
     """The kernel sends the zygote SIGTERM when the parent's thread that made it ends (PR_SET_PDEATHSIG follows the
     thread): while the parent process lives, the zygote goes on forking, and leaves when the parent says so."""
-    zygote = Zygote.spawned({**os.environ, "PYTHONPATH": str(REPO)})
-    try:
-        assert zygote.fork(["--spec=-", "--board=-", "--slot=0", "--parent=0"]) is not None  # it serves
-        os.kill(zygote.pid, signal.SIGTERM)
-        assert zygote.fork(["--spec=-", "--board=-", "--slot=1", "--parent=0"]) is not None  # it still does
-        assert zygote.process.poll() is None
-    finally:
-        zygote.close()
+    assert zygote.fork(LEAVING_WORKER) is not None  # it serves
+    os.kill(zygote.pid, signal.SIGTERM)
+    assert zygote.fork(LEAVING_WORKER) is not None  # it still does
+    assert zygote.process.poll() is None
+    zygote.close()
     assert zygote.process.poll() is not None
