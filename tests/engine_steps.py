@@ -296,3 +296,23 @@ class CollectInitOutput(Component):
         if msg == "from-init":
             INIT_OUTPUT_SEEN[self.tag].set()
         COLLECTED[self.tag].append(msg)
+
+
+class ThreadNames(Component):
+    """Passes each message on; records the name of the thread that runs its init(), run() and finish() under
+    COLLECTED[tag + step name]."""
+
+    tag = Unicode("", help="Run tag that keeps runs apart.").tag(config=True)
+
+    def init(self) -> None:
+        """Record init()'s thread."""
+        COLLECTED[self.tag + self.step_name].append(("init", threading.current_thread().name))
+
+    def run(self, msg: Any) -> Any:
+        """Record run()'s thread; pass the message on."""
+        COLLECTED[self.tag + self.step_name].append(("run", threading.current_thread().name))
+        return msg
+
+    def finish(self) -> None:
+        """Record finish()'s thread."""
+        COLLECTED[self.tag + self.step_name].append(("finish", threading.current_thread().name))

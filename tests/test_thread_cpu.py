@@ -15,8 +15,10 @@ def test_w1_names_the_engine_threads_of_the_run(capsys: pytest.CaptureFixture[st
     thread_cpu.main(["--count", "30000"])
     out = capsys.readouterr().out
     assert out.startswith("W1: ") and "  run: " in out
-    for thread in ("P#0", "S#0", "C#0", "router-S", "router-C"):
+    # The stage and the sink have one worker each: their routers run them (no S#0 or C#0 thread).
+    for thread in ("P#0", "router-S", "router-C"):
         assert f"    {thread} " in out, out
+    assert "    S#0 " not in out and "    C#0 " not in out, out
 
 
 def test_events_count_the_worker_processes_and_the_plain_loop(capsys: pytest.CaptureFixture[str]) -> None:

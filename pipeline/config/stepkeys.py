@@ -49,7 +49,9 @@ class StepKeys(HasTraits):
     nb_thread = JsonInt(
         1, min=0, help="How many worker threads run the step (in each worker process, with ``nb_process``), each "
         "with its own instance of the class. The producer runs in one thread. 0: no local workers, only remote "
-        "ones (pipeline-worker; needs Pipeline.listen)."
+        "ones (pipeline-worker; needs Pipeline.listen). With 1 in the run's own process (no ``nb_process``, not "
+        "``ordered``, no Pipeline.listen), the step's router thread runs that worker itself: one hop between "
+        "threads less per message."
     )
     nb_process = JsonInt(
         0, min=0, max=MAX_PROCESSES, help="Run the step's workers in this many worker processes, each with "

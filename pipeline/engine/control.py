@@ -7,6 +7,7 @@ import logging
 import queue
 import secrets
 import threading
+from typing import Any
 
 import zmq
 
@@ -20,7 +21,7 @@ log = logging.getLogger("pipeline.engine")
 
 #: Event kinds a thread reports to the runner.
 BOUND = "bound"  # a router's sockets are bound
-INIT_DONE = "init"  # a step thread's init() returned or raised
+INIT_DONE = "init"  # a step worker's init() returned or raised (a thread's, or one its router runs)
 WORKERS_JOINED = "joined"  # every worker of a step in other processes has joined its router (init() done)
 ENDED = "ended"  # a thread ended (its `crash` holds the internal error that ended it, if any)
 WAKE = "wake"  # the runner was asked to stop or abort (from a signal handler)
@@ -34,9 +35,10 @@ class RunControl:
         self.policy = FailurePolicy(options.max_failures, options.dead_letter, lambda reason: self.stopping.set())
         self.stopping = threading.Event()  # the producer stops; what is in flight drains
         self.aborted = threading.Event()  # every thread stops as soon as it can
+        self.build = threading.Event()  # every router is bound: the steps' workers may build their Components
         self.go = threading.Event()  # every init() is done: the producer may start
         self.keepers_look = threading.Event()  # a router finished, or the run aborted: the supervisor looks now
-        self.events: queue.Queue[tuple[str, EngineThread | None]] = queue.Queue()
+        self.events: queue.Queue[tuple[str, Any]] = queue.Queue()  # (kind, the thread or step worker it concerns)
         self.flusher = Flusher()  # sends outputs that would wait behind a slow run() or yield
         self.handles = Handles()  # out-of-band buffers in transit between the run's threads
         # The routing ids of the run's own worker threads start with this: a peer outside the
@@ -54,6 +56,7 @@ class RunControl:
         """Ask every thread to stop now."""
         self.aborted.set()
         self.stopping.set()
+        self.build.set()
         self.go.set()
         self.keepers_look.set()
 

@@ -8,6 +8,11 @@ Sockets, all owned by this thread:
   (JOIN, READY), get it (WORK, FINISH) and answer (RESULT, FAILED, FINISHED);
 - ``notices`` (PULL, bound inproc): the supervisor's word that a worker process joined or died;
 - the outputs (``NextSteps``) of a step whose workers return their results to the router.
+
+A step of one worker thread (engine.step_threads.runs_inline) has no worker thread: its router runs that
+worker itself, handing it each packet by a call where it would send it, and sends its outputs on through
+the worker's outlet. A message then crosses one thread less per step: no send to a worker, no wake-up,
+no receive, and no READY back.
 """
 
 from __future__ import annotations
@@ -25,6 +30,7 @@ from pipeline.engine.flow import PIPE_HWM, SHARD_HWM, sender_count
 from pipeline.engine.outlets import NextSteps
 from pipeline.engine.rings import Ring, ring_paths
 from pipeline.engine.step_state import StepState
+from pipeline.engine.step_threads import InlineWorker
 from pipeline.engine.wire import (
     Kind,
     WireError,
@@ -49,7 +55,7 @@ class Router(EngineThread):
     """Runs one step's ``StepState`` on its sockets; the monitor reads the state's plain values."""
 
     def __init__(self, context: zmq.Context, control: RunControl, config: PipelineConfig, step: StepConfig,
-                 addresses: Addresses, members: tuple[str, ...] = ()) -> None:
+                 addresses: Addresses, members: tuple[str, ...] = (), inline: bool = False) -> None:
         super().__init__(f"router-{step.name}", control)
         self.context = context
         self.config = config
@@ -68,6 +74,8 @@ class Router(EngineThread):
         self.outputs: NextSteps | None = None
         # Per worker thread of a local worker process: its rings (to it, from it); (None, None) for a remote one.
         self._rings: dict[bytes, tuple[Ring | None, Ring | None]] = {}
+        #: The step's one worker, when this thread runs it (engine.step_threads.runs_inline).
+        self.inline = InlineWorker(control, config, step) if inline else None
 
     def listening(self) -> bool:
         """Whether the router still reads its notices (a notice to one that finished would wait forever)."""
@@ -111,12 +119,16 @@ class Router(EngineThread):
             if self.hears_notices:
                 notices.bind(self.addresses.notices(self.step.name))
             self.control.events.put((BOUND, self))  # peers may connect now
+            if self.inline is not None and not self._start_inline(self.inline):
+                return
             self._loop(inbox, work, notices)
             if self.outputs is not None:
                 self.outputs.end()
             self.state.phase = "finished"
             self.control.keepers_look.set()  # the supervisor ends its processes now, not at its next look
         finally:
+            if self.inline is not None:
+                self.inline.close()
             if self.outputs is not None:
                 self.outputs.close()
             for pair in self._rings.values():
@@ -126,6 +138,16 @@ class Router(EngineThread):
             inbox.close()
             work.close()
             notices.close()
+
+    def _start_inline(self, inline: InlineWorker) -> bool:
+        """Once every router is bound, init() the step's one worker here, and let it join: False if the run was
+        aborted first."""
+        self.control.build.wait()
+        if self.control.aborted.is_set():
+            return False
+        started = inline.start(self.context, self.addresses)
+        self.state.joined(inline.identity, self.state.window_limit if started else 0)
+        return True
 
     def _loop(self, inbox: zmq.Socket, work: zmq.Socket, notices: zmq.Socket) -> None:
         state = self.state
@@ -152,6 +174,8 @@ class Router(EngineThread):
             if state.joined_now() and self.step.nb_process:  # the runner waits for these before the producer starts
                 self.control.events.put((WORKERS_JOINED, self))
             self._dispatch(work)
+            if self.inline is not None and not sockets.waiting(inbox):
+                self.inline.outlet.flush()  # about to wait: what the step sent goes on first
             if self.hears_notices:  # workers outside the run: the monitor cannot ask them (a plain int it reads)
                 self.busy_workers = state.busy_workers()
             for worker in state.drained():
@@ -228,6 +252,11 @@ class Router(EngineThread):
         state = self.state
         handles = self.control.handles
         while (offer := state.offer()) is not None:
+            if self.inline is not None:  # the step's only worker: it runs here, now
+                state.handed(offer)
+                self.inline.run(offer.packet)
+                state.ready(offer.worker, state.window_limit)
+                continue
             own = self._own(offer.worker)
             for seq, delivered in offer.skips:  # before the WORK: its outputs that went on from a worker that died
                 self._send(work, offer.worker, skip_frames(seq, delivered))
@@ -274,7 +303,12 @@ class Router(EngineThread):
                     ring.close()
 
     def _finish(self, work: zmq.Socket, worker: bytes) -> None:
-        """Tell ``worker`` to run finish() and stop."""
+        """Tell ``worker`` to run finish() and stop (the inline worker: run its finish() now)."""
+        if self.inline is not None:
+            self.state.told_to_finish(worker)
+            self.inline.finish()
+            self.state.finished_worker(worker)
+            return
         if self._send(work, worker, control_frames(Kind.FINISH)):
             self.state.told_to_finish(worker)
 

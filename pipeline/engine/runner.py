@@ -21,7 +21,7 @@ from pipeline.engine.door import Door
 from pipeline.engine.fusion import fused_groups
 from pipeline.engine.router import Router
 from pipeline.engine.shards import shard_seed
-from pipeline.engine.step_threads import ProducerThread, StepThread, WorkerThread
+from pipeline.engine.step_threads import ProducerThread, StepHolder, StepThread, WorkerThread, runs_inline
 from pipeline.engine.supervisor import Supervisor
 from pipeline.engine.wire import Kind, control_frames
 from pipeline.engine.zygote import Zygote
@@ -143,9 +143,9 @@ class ThreadedRunner:
     def _alive(self) -> list[EngineThread]:
         return [t for t in self._all_threads() if t.is_alive()]
 
-    def _next_event(self, *kinds: str) -> EngineThread | None:
-        """The thread of the next event of one of ``kinds``; None once a thread crashed, an abort was
-        asked for or the shutdown deadline passed."""
+    def _next_event(self, *kinds: str) -> EngineThread | StepHolder | None:
+        """The thread (or inline step worker) of the next event of one of ``kinds``; None once a thread crashed,
+        an abort was asked for or the shutdown deadline passed."""
         while not self.crashed and not self.abort_requested:
             try:
                 timeout = None if self.deadline is None else max(0.0, self.deadline - time.monotonic())
@@ -166,7 +166,8 @@ class ThreadedRunner:
         for step in self.config.steps.values():
             if (step.kind != "producer" or step.nb_process) and step.name not in self.fused:
                 members = self.groups.get(step.name, (step.name,))[1:]
-                self.routers[step.name] = Router(context, self.control, self.config, step, self.addresses, members)
+                self.routers[step.name] = Router(context, self.control, self.config, step, self.addresses, members,
+                                                 inline=runs_inline(step, self.options))
         for router in self.routers.values():
             router.start()
         for _ in self.routers:
@@ -192,24 +193,26 @@ class ThreadedRunner:
             if step.kind == "producer" and not step.nb_process:
                 threads: list[StepThread] = [ProducerThread(context, self.control, self.config, step,
                                                             self.addresses, 0)]
-            elif step.nb_process or step.name in self.fused:
-                threads = []  # its workers are the supervisor's processes; its router says when they joined
+            elif step.nb_process or step.name in self.fused or self.routers[step.name].inline is not None:
+                threads = []  # its workers are the supervisor's processes, or its router runs its one worker
             else:
                 threads = [WorkerThread(context, self.control, self.config, step, self.addresses, i)
                            for i in range(step.nb_thread)]
             self.threads[step.name] = threads
             for thread in threads:
                 thread.start()
+        self.control.build.set()  # and the routers that run their step's one worker init() it
         inits_ok = True
         joining = sum(1 for router in self.routers.values() if router.step.nb_process)
-        for _ in range(sum(len(ts) for ts in self.threads.values()) + joining):
-            thread = self._next_event(INIT_DONE, WORKERS_JOINED)
-            if thread is None:
+        inline = sum(1 for router in self.routers.values() if router.inline is not None)
+        for _ in range(sum(len(ts) for ts in self.threads.values()) + joining + inline):
+            worker = self._next_event(INIT_DONE, WORKERS_JOINED)
+            if worker is None:
                 return
-            if isinstance(thread, Router):
-                inits_ok = inits_ok and not thread.state.no_worker
+            if isinstance(worker, Router):
+                inits_ok = inits_ok and not worker.state.no_worker
             else:
-                inits_ok = inits_ok and isinstance(thread, StepThread) and thread.init_ok
+                inits_ok = inits_ok and isinstance(worker, StepHolder) and worker.init_ok
         if not inits_ok:
             self.control.stopping.set()  # an init() failed: the producer does not start
         self.control.go.set()
@@ -254,14 +257,22 @@ class ThreadedRunner:
             state = "running"
         return RunStatus(state, time.monotonic() - self.started, steps)
 
+    def _workers(self, name: str) -> list[StepHolder]:
+        """The workers of step ``name`` in the run's process: its threads, or the one its router runs."""
+        router = self.routers.get(name)
+        if router is not None and router.inline is not None:
+            return [router.inline]
+        return list(self.threads.get(name, []))
+
     def _step_status(self, name: str) -> StepStatus:
         step = self.config.steps[name]
         threads = list(self.threads.get(name, []))
+        workers = self._workers(name)
         router = self.routers.get(name)
         status = StepStatus(name, queue_limit=step.queue_limit, workers=step.workers, counts=StepCounts(),
                             processes=step.nb_process, total=self.totals.get(name))
-        for thread in threads:
-            executor = thread.executor
+        for worker in workers:
+            executor = worker.executor
             status.counts += executor.counts
             status.busy += executor.busy_seq is not None
             status.busy_time += executor.busy_time
@@ -298,17 +309,20 @@ class ThreadedRunner:
             remote = [w.status(now) for w in self.door.roster if w.step == name]
             status.worker_processes += remote
             status.workers += sum(w.threads for w in remote)
-        if status.state == "finished" and any(t.executor.first_error for t in threads):
+        if status.state == "finished" and any(w.executor.first_error for w in workers):
             status.state = "failed"
         return status
 
     def busy(self) -> list[str]:
         """The workers inside a step's run() now."""
-        return [self._describe(t) for ts in self.threads.values() for t in ts if t.executor.busy_seq is not None]
+        return [self._describe(worker) for name in self.config.steps for worker in self._workers(name)
+                if worker.executor.busy_seq is not None]
 
     @staticmethod
-    def _describe(thread: EngineThread) -> str:
-        if isinstance(thread, StepThread):
+    def _describe(thread: EngineThread | StepHolder) -> str:
+        if isinstance(thread, Router) and thread.inline is not None:
+            thread = thread.inline  # a router left behind is in the step's code it runs: name the step's worker
+        if isinstance(thread, StepHolder):
             seq = thread.executor.busy_seq
             where = f"in run() on message {seq}" if seq is not None else "in its step code"
             return f"step {thread.step.name} worker {thread.index} {where}"
@@ -320,10 +334,10 @@ class ThreadedRunner:
             status = self._step_status(name)
             report = StepReport(name, counts=status.counts, busy_time=status.busy_time, max_time=status.max_time,
                                 redelivered=status.redelivered, restarts=status.restarts)
-            for thread in self.threads.get(name, []):
-                thread.executor.settle()
-                if thread.executor.first_error:
-                    report.add_error(thread.executor.first_error, fatal=thread.executor.fatal)
+            for worker in self._workers(name):
+                worker.executor.settle()
+                if worker.executor.first_error:
+                    report.add_error(worker.executor.first_error, fatal=worker.executor.fatal)
             router = self.routers.get(name)
             if router is not None and router.state.first_error:
                 report.add_error(router.state.first_error, fatal=router.state.fatal)

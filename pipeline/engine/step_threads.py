@@ -1,8 +1,9 @@
-"""The threads that run a step's Component: the producer, and each worker of a stager or consumer.
+"""What runs a step's Component in the run's process: the producer's thread, each worker thread of a
+stager or consumer, and the one worker that a step of one worker thread runs in its router's thread.
 
-Both run the step's code through a ``StepExecutor`` (execution.executor), which holds the contract
-of a step's code; a thread adds only its sockets: the outlet its outputs go to, and for a worker,
-the conversation with its step's router.
+Each runs the step's code through a ``StepExecutor`` (execution.executor), which holds the contract
+of a step's code; what differs is only where its work comes from: a worker thread asks its step's
+router over a socket, an inline worker is called by the router itself (engine.router).
 """
 
 from __future__ import annotations
@@ -10,6 +11,7 @@ from __future__ import annotations
 import zmq
 
 from pipeline.config.model import PipelineConfig, StepConfig
+from pipeline.config.options import RunOptions
 from pipeline.engine import sockets
 from pipeline.engine.addresses import Addresses
 from pipeline.engine.control import INIT_DONE, EngineThread, RunControl
@@ -24,23 +26,37 @@ from pipeline.execution.executor import Policy, StepExecutor
 _SMOOTHING = 0.2
 
 
-class StepThread(EngineThread):
-    """A thread that owns one Component instance (through its executor) and the sockets it sends through."""
+def runs_inline(step: StepConfig, options: RunOptions) -> bool:
+    """Whether ``step``'s one worker runs in its router's thread: a stager or consumer of one worker thread
+    and no worker processes, unordered, in a run that no remote worker may join. It spares each message a hop
+    between threads (a send, a wake-up, a receive) and the worker its socket to the router."""
+    return (step.kind != "producer" and step.nb_process == 0 and step.nb_thread == 1 and not step.ordered
+            and not options.listen)
 
-    def __init__(self, context: zmq.Context, run: RunControl, config: PipelineConfig, step: StepConfig,
-                 addresses: Addresses, index: int, policy: Policy | None = None) -> None:
-        super().__init__(f"{step.name}#{index}", run)
-        self.context = context
+
+def next_steps_outlet(context: zmq.Context, config: PipelineConfig, step: StepConfig, addresses: Addresses,
+                      holder: StepHolder) -> Outlet:
+    """Where the outputs of a worker in the run's process go: to the next steps' routers (nowhere for a consumer)."""
+    if not step.next_steps:
+        return NoOutputs()
+    return NextSteps(context, config, step, addresses, holder.executor.counts, holder.control.handles)
+
+
+class StepHolder:
+    """Holds one Component instance of a step (through its executor) and the outlet its outputs go to."""
+
+    def __init__(self, control: RunControl, config: PipelineConfig, step: StepConfig, index: int,
+                 policy: Policy | None = None) -> None:
+        self.control = control
         self.config = config
         self.step = step
-        self.addresses = addresses
         self.index = index
-        self.executor = StepExecutor(step, index, policy or run.policy)
+        self.executor = StepExecutor(step, index, policy or control.policy)
         self.init_ok = False
         self.outlet: Outlet = NoOutputs()
 
     def open(self, outlet: Outlet) -> None:
-        """Take ``outlet`` for this thread's outputs; the Flusher watches it from now on."""
+        """Take ``outlet`` for this worker's outputs; the Flusher watches it from now on."""
         outlet.lock.acquire()
         self.outlet = outlet
         self.executor.sink = outlet
@@ -56,6 +72,45 @@ class StepThread(EngineThread):
         self.init_ok = self.executor.start(lambda: self.config.make_component(self.step.name))
         self.control.events.put((INIT_DONE, self))
         return self.init_ok
+
+
+class StepThread(StepHolder, EngineThread):
+    """A thread that owns one Component instance (through its executor) and the sockets it sends through."""
+
+    def __init__(self, context: zmq.Context, run: RunControl, config: PipelineConfig, step: StepConfig,
+                 addresses: Addresses, index: int, policy: Policy | None = None) -> None:
+        EngineThread.__init__(self, f"{step.name}#{index}", run)
+        StepHolder.__init__(self, run, config, step, index, policy)
+        self.context = context
+        self.addresses = addresses
+
+
+class InlineWorker(StepHolder):
+    """The one worker of a step that its router runs in its own thread (``runs_inline``): the router hands it
+    a packet by calling ``run``, where a worker thread would be sent it; it answers as a thread of the run
+    (its buffers come by number), and ends when the router calls ``finish``."""
+
+    def __init__(self, control: RunControl, config: PipelineConfig, step: StepConfig) -> None:
+        super().__init__(control, config, step, 0)
+        #: Its routing id in its router's state, as a worker thread of the run would name itself.
+        self.identity = control.thread_prefix + b"0"
+
+    def start(self, context: zmq.Context, addresses: Addresses) -> bool:
+        """Open its outlet (in the router's thread, which owns its sockets) and init() the step; what init()
+        sent goes on now, not with the first packet's outputs."""
+        self.open(next_steps_outlet(context, self.config, self.step, addresses, self))
+        started = self.start_component()
+        self.outlet.flush()
+        return started
+
+    def run(self, packet: Packet) -> None:
+        """Run the step on each message of ``packet``."""
+        self.executor.run(packet.messages())
+
+    def finish(self) -> None:
+        """Call finish() and send the end of stream on."""
+        self.executor.finish()
+        self.outlet.end()
 
 
 class ProducerThread(StepThread):
@@ -115,11 +170,9 @@ class WorkerThread(StepThread):
 
     def make_outlet(self, ctl: zmq.Socket) -> Outlet:
         """Where this worker's outputs go: on to the next steps, or back to the router of an ordered step."""
-        if not self.step.next_steps:
-            return NoOutputs()
-        if self.step.ordered:
+        if self.step.ordered and self.step.next_steps:
             return ToRouter(ctl, self.step, self.handles)
-        return NextSteps(self.context, self.config, self.step, self.addresses, self.executor.counts, self.handles)
+        return next_steps_outlet(self.context, self.config, self.step, self.addresses, self)
 
     def run_packet(self, packet: Packet) -> None:
         """Run the step on each message of ``packet``."""
