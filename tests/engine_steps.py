@@ -38,12 +38,15 @@ class Source(Component):
         config=True)
     hold = Unicode("", help="The run tag of the hold ('': no hold).").tag(config=True)
     hold_after = Int(0, help="Messages yielded before the hold.").tag(config=True)
+    delay = Float(0.0, help="Seconds of work before each message (a slow source's go one by one).").tag(config=True)
 
     def run(self) -> Iterator[tuple[Any, ...]]:
         """Yield each message."""
         for i in range(self.count):
             if self.hold and i == self.hold_after:
                 self._hold()
+            if self.delay:
+                time.sleep(self.delay)
             yield (i, ()) if not self.payload else (i, (), np.full(self.payload, i % 251, dtype=np.uint8))
         if self.hold and self.count <= self.hold_after:
             self._hold()
@@ -316,3 +319,28 @@ class ThreadNames(Component):
     def finish(self) -> None:
         """Record finish()'s thread."""
         COLLECTED[self.tag + self.step_name].append(("finish", threading.current_thread().name))
+
+
+#: Per run tag: set once a Hold step has run ``hold_at`` messages and waits; set by the test to let it go on.
+HOLDING: dict[str, threading.Event] = defaultdict(threading.Event)
+#: The longest a Hold step waits to be let go on.
+HOLD_STEP_SECONDS = 10.0
+
+
+class Hold(Component):
+    """Passes each message on after ``delay`` seconds of work; the ``hold_at``-th waits (HOLDING[tag] set) until
+    RESUME[tag] is set. Each message it ran is counted under COLLECTED[tag]."""
+
+    tag = Unicode("", help="Run tag.").tag(config=True)
+    delay = Float(0.002, help="Seconds of work per message.").tag(config=True)
+    hold_at = Int(-1, help="The call that waits (-1: none).").tag(config=True)
+
+    def run(self, msg: Any) -> Any:
+        """Work, maybe wait, pass the message on."""
+        calls = COLLECTED[self.tag]
+        if len(calls) == self.hold_at:
+            HOLDING[self.tag].set()
+            RESUME[self.tag].wait(HOLD_STEP_SECONDS)
+        time.sleep(self.delay)
+        calls.append(msg)
+        return msg

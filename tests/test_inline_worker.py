@@ -3,16 +3,22 @@ one worker runs in its router"); other steps keep their worker threads. What a s
 
 from __future__ import annotations
 
+import signal
+import threading
 import uuid
 
 import pytest
 
+from pipeline import Pipeline
 from pipeline.component import Component
+from pipeline.config import load_config
 from pipeline.config.model import StepConfig
 from pipeline.config.options import RunOptions
+from pipeline.engine import ThreadedRunner
+from pipeline.engine.flow import Prefetch
 from pipeline.engine.step_threads import runs_inline
 from tests.engine_helpers import chain, run, step
-from tests.engine_steps import COLLECTED
+from tests.engine_steps import COLLECTED, HOLDING, RESUME
 
 pytestmark = pytest.mark.timeout(60)
 
@@ -69,3 +75,55 @@ def _step(**keys: object) -> StepConfig:
 ])
 def test_which_steps_run_in_their_router(keys: dict, listen: str, expected: bool) -> None:
     assert runs_inline(_step(**keys), RunOptions(listen=listen)) is expected
+
+
+def test_a_second_stop_ends_an_inline_sink_at_once() -> None:
+    """Stopped at once (a second Ctrl+C), the router that runs a sink runs no more of its messages: the run ends with
+    nothing left behind, its router thread gone, and the sink ran no message after the run returned."""
+    tag = uuid.uuid4().hex
+    pipeline = Pipeline.from_config(chain(step("P", "Source"), [], step("C", "Hold"), Source={"count": 5000},
+                                          Hold={"tag": tag, "hold_at": 20, "delay": 0.02}),
+                                    {"Pipeline": {"progress": False}})
+    reports: list = []
+    thread = threading.Thread(target=lambda: reports.append(pipeline.run()))
+    thread.start()
+    assert HOLDING[tag].wait(10)
+    pipeline.interrupt(signal.SIGINT)
+    pipeline.interrupt(signal.SIGINT)
+    RESUME[tag].set()
+    thread.join(10)
+    assert not thread.is_alive()
+    [report] = reports
+    assert report.stuck == []
+    assert "router-C" not in {t.name for t in threading.enumerate()}
+    assert len(COLLECTED[tag]) == report.steps["C"].counts.processed < 5000
+
+
+def test_the_queue_of_a_slow_inline_step_shows_it_is_the_bottleneck() -> None:
+    """A step whose run() is slow asks for few messages at a time (adaptive prefetch), as a worker thread does, and its
+    router reads input between them: its queue fills to where its router stops reading (a packet short of its
+    limit) and the monitor shows it as the bottleneck, not a packet of half its limit taken out of the queue."""
+    tag = uuid.uuid4().hex
+    document = chain(step("P", "Source"), [step("S", "Hold")], step("C", "Collect"),
+                     Source={"count": 400, "delay": 0.0006}, Hold={"tag": tag, "hold_at": 200},
+                     Collect={"tag": tag})
+    runner = ThreadedRunner(load_config(document), RunOptions())
+    thread = threading.Thread(target=runner.run)
+    thread.start()
+    try:
+        assert HOLDING[tag].wait(10)
+        queued = {s.name: s for s in runner.snapshot().steps}["S"].queue
+    finally:
+        RESUME[tag].set()
+        thread.join(20)
+    limit = load_config(document).steps["S"].queue_limit
+    assert queued >= limit // 2 - 1
+    assert len(COLLECTED[tag + "C"]) == 400
+
+
+def test_a_worker_asks_for_what_keeps_it_busy_for_its_prefetch_time() -> None:
+    prefetch = Prefetch(queue_limit=256)
+    assert prefetch.after(100, 100 * 0.000_001) == 256  # 1 us a message: the whole window (the queue limit)
+    assert prefetch.after(2, 2 * 0.01) == 2  # then 10 ms ones: the mean (0.2 of the way) asks for the least
+    small = Prefetch(queue_limit=8, prefetch_seconds=0.05)
+    assert small.after(1, 0.001) == 8  # the queue limit caps it

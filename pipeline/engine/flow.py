@@ -113,6 +113,27 @@ def window_for(mean_seconds: float, limit: int, prefetch_seconds: float = PREFET
     return max(2, min(limit, 1 + int(prefetch_seconds / mean_seconds)))
 
 
+#: The window a worker joins with: its first messages tell how long its run() takes.
+FIRST_WINDOW = 2
+#: Weight of the newest packet in a worker's running mean of seconds per message.
+SMOOTHING = 0.2
+
+
+class Prefetch:
+    """A worker's window as it goes (adaptive prefetch): ``window_for`` its running mean time per message."""
+
+    def __init__(self, queue_limit: int, prefetch_seconds: float = PREFETCH_SECONDS) -> None:
+        self.limit = window_limit(queue_limit)
+        self.prefetch_seconds = prefetch_seconds
+        self.mean = 0.0  # seconds per message (0: none run yet)
+
+    def after(self, messages: int, seconds: float) -> int:
+        """The window to ask for after a packet of ``messages`` whose run() calls took ``seconds`` in all."""
+        elapsed = seconds / messages
+        self.mean = elapsed if not self.mean else self.mean + SMOOTHING * (elapsed - self.mean)
+        return window_for(self.mean, self.limit, self.prefetch_seconds)
+
+
 def sender_count(config: PipelineConfig, step: StepConfig, remote: bool = False) -> int:
     """How many threads send to ``step``: the producer; each worker thread (of the run's process) of an
     upstream unordered step; and the router of each upstream step whose workers return their outputs

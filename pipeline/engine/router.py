@@ -145,8 +145,7 @@ class Router(EngineThread):
         self.control.build.wait()
         if self.control.aborted.is_set():
             return False
-        started = inline.start(self.context, self.addresses)
-        self.state.joined(inline.identity, self.state.window_limit if started else 0)
+        self.state.joined(inline.identity, inline.start(self.context, self.addresses))
         return True
 
     def _loop(self, inbox: zmq.Socket, work: zmq.Socket, notices: zmq.Socket) -> None:
@@ -162,6 +161,8 @@ class Router(EngineThread):
             if state.accepting():
                 wanted += (inbox,)
             waits = [wait for wait in (state.wait_alone(), state.settle_losses()) if wait is not None]
+            if self._inline_may_run():
+                waits.append(0.0)  # read what came, then run the next packet: the queue fills as the step runs
             state.waiting = True  # the keepers judge a stalled worker only while the router is up to date
             events = dict(pollers[wanted].poll(min(waits) * 1000 if waits else None))
             state.waiting = False
@@ -174,7 +175,7 @@ class Router(EngineThread):
             if state.joined_now() and self.step.nb_process:  # the runner waits for these before the producer starts
                 self.control.events.put((WORKERS_JOINED, self))
             self._dispatch(work)
-            if self.inline is not None and not sockets.waiting(inbox):
+            if self.inline is not None and not self._inline_may_run() and not sockets.waiting(inbox):
                 self.inline.outlet.flush()  # about to wait: what the step sent goes on first
             if self.hears_notices:  # workers outside the run: the monitor cannot ask them (a plain int it reads)
                 self.busy_workers = state.busy_workers()
@@ -252,11 +253,11 @@ class Router(EngineThread):
         state = self.state
         handles = self.control.handles
         while (offer := state.offer()) is not None:
-            if self.inline is not None:  # the step's only worker: it runs here, now
-                state.handed(offer)
-                self.inline.run(offer.packet)
-                state.ready(offer.worker, state.window_limit)
-                continue
+            if self.inline is not None:  # the step's only worker: it runs here, now, a packet at a time
+                if not self.control.aborted.is_set():  # stopped at once: no more of the step's code
+                    state.handed(offer)
+                    state.ready(offer.worker, self.inline.run(offer.packet))
+                return
             own = self._own(offer.worker)
             for seq, delivered in offer.skips:  # before the WORK: its outputs that went on from a worker that died
                 self._send(work, offer.worker, skip_frames(seq, delivered))
@@ -268,6 +269,13 @@ class Router(EngineThread):
                 state.unreachable(offer.worker)
         if state.acks:
             self._acknowledge(work)
+
+    def _inline_may_run(self) -> bool:
+        """Whether this router runs its step's worker, which has work queued and room for it (it is idle whenever
+        the router is not running it), and the run was not stopped at once."""
+        state = self.state
+        return (self.inline is not None and bool(state.queue) and bool(state.pool.waiting)
+                and not self.control.aborted.is_set())
 
     def _acknowledge(self, work: zmq.Socket) -> None:
         """Tell the workers whose chunk of outputs went on (or may wait here) to go on: MORE."""

@@ -266,7 +266,6 @@ class ThreadedRunner:
 
     def _step_status(self, name: str) -> StepStatus:
         step = self.config.steps[name]
-        threads = list(self.threads.get(name, []))
         workers = self._workers(name)
         router = self.routers.get(name)
         status = StepStatus(name, queue_limit=step.queue_limit, workers=step.workers, counts=StepCounts(),
@@ -297,7 +296,7 @@ class ThreadedRunner:
             status.busy += router.busy_workers
             if state.first_error and status.state == "finished":
                 status.state = "failed"
-        elif threads and not threads[0].is_alive():
+        elif self.threads.get(name) and not self.threads[name][0].is_alive():  # the producer's thread
             status.state = "finished"
         elif self.control.go.is_set():
             status.state = "running"

@@ -15,15 +15,12 @@ from pipeline.config.options import RunOptions
 from pipeline.engine import sockets
 from pipeline.engine.addresses import Addresses
 from pipeline.engine.control import INIT_DONE, EngineThread, RunControl
-from pipeline.engine.flow import PREFETCH_SECONDS, SOURCE_MAX_DELAY_SECONDS, window_for, window_limit
+from pipeline.engine.flow import FIRST_WINDOW, PREFETCH_SECONDS, SOURCE_MAX_DELAY_SECONDS, Prefetch
 from pipeline.engine.handles import Handles
 from pipeline.engine.outlets import NextSteps, NoOutputs, Outlet, ToRouter
 from pipeline.engine.rings import Ring
 from pipeline.engine.wire import Kind, Packet, control_frames, header_of, packet_from_frames, parse_skip
 from pipeline.execution.executor import Policy, StepExecutor
-
-#: Weight of the newest packet in a worker's running mean of seconds per message.
-_SMOOTHING = 0.2
 
 
 def runs_inline(step: StepConfig, options: RunOptions) -> bool:
@@ -34,12 +31,6 @@ def runs_inline(step: StepConfig, options: RunOptions) -> bool:
             and not options.listen)
 
 
-def next_steps_outlet(context: zmq.Context, config: PipelineConfig, step: StepConfig, addresses: Addresses,
-                      holder: StepHolder) -> Outlet:
-    """Where the outputs of a worker in the run's process go: to the next steps' routers (nowhere for a consumer)."""
-    if not step.next_steps:
-        return NoOutputs()
-    return NextSteps(context, config, step, addresses, holder.executor.counts, holder.control.handles)
 
 
 class StepHolder:
@@ -54,6 +45,13 @@ class StepHolder:
         self.executor = StepExecutor(step, index, policy or control.policy)
         self.init_ok = False
         self.outlet: Outlet = NoOutputs()
+
+    def next_steps_outlet(self, context: zmq.Context, addresses: Addresses) -> Outlet:
+        """Where the outputs of a worker in the run's process go: to the next steps' routers (nowhere for a
+        consumer)."""
+        if not self.step.next_steps:
+            return NoOutputs()
+        return NextSteps(context, self.config, self.step, addresses, self.executor.counts, self.control.handles)
 
     def open(self, outlet: Outlet) -> None:
         """Take ``outlet`` for this worker's outputs; the Flusher watches it from now on."""
@@ -73,6 +71,16 @@ class StepHolder:
         self.control.events.put((INIT_DONE, self))
         return self.init_ok
 
+    def run_packet(self, packet: Packet) -> None:
+        """Run the step on each message of ``packet``."""
+        self.executor.run(packet.messages())
+
+    def take(self, packet: Packet, prefetch: Prefetch) -> int:
+        """Run ``packet``; how many messages to ask for next (``prefetch``: this worker's)."""
+        before = self.executor.busy_time
+        self.run_packet(packet)
+        return prefetch.after(len(packet), self.executor.busy_time - before)
+
 
 class StepThread(StepHolder, EngineThread):
     """A thread that owns one Component instance (through its executor) and the sockets it sends through."""
@@ -88,24 +96,25 @@ class StepThread(StepHolder, EngineThread):
 class InlineWorker(StepHolder):
     """The one worker of a step that its router runs in its own thread (``runs_inline``): the router hands it
     a packet by calling ``run``, where a worker thread would be sent it; it answers as a thread of the run
-    (its buffers come by number), and ends when the router calls ``finish``."""
+    (its buffers come by number), sizes its window as one does, and ends when the router calls ``finish``."""
 
     def __init__(self, control: RunControl, config: PipelineConfig, step: StepConfig) -> None:
         super().__init__(control, config, step, 0)
         #: Its routing id in its router's state, as a worker thread of the run would name itself.
         self.identity = control.thread_prefix + b"0"
+        self.prefetch = Prefetch(step.queue_limit)
 
-    def start(self, context: zmq.Context, addresses: Addresses) -> bool:
+    def start(self, context: zmq.Context, addresses: Addresses) -> int:
         """Open its outlet (in the router's thread, which owns its sockets) and init() the step; what init()
-        sent goes on now, not with the first packet's outputs."""
-        self.open(next_steps_outlet(context, self.config, self.step, addresses, self))
+        sent goes on now, not with the first packet's outputs. The window it joins with (0: init() failed)."""
+        self.open(self.next_steps_outlet(context, addresses))
         started = self.start_component()
         self.outlet.flush()
-        return started
+        return FIRST_WINDOW if started else 0
 
-    def run(self, packet: Packet) -> None:
-        """Run the step on each message of ``packet``."""
-        self.executor.run(packet.messages())
+    def run(self, packet: Packet) -> int:
+        """Run the step on each message of ``packet``; how many messages to be handed next."""
+        return self.take(packet, self.prefetch)
 
     def finish(self) -> None:
         """Call finish() and send the end of stream on."""
@@ -172,11 +181,7 @@ class WorkerThread(StepThread):
         """Where this worker's outputs go: on to the next steps, or back to the router of an ordered step."""
         if self.step.ordered and self.step.next_steps:
             return ToRouter(ctl, self.step, self.handles)
-        return next_steps_outlet(self.context, self.config, self.step, self.addresses, self)
-
-    def run_packet(self, packet: Packet) -> None:
-        """Run the step on each message of ``packet``."""
-        self.executor.run(packet.messages())
+        return self.next_steps_outlet(self.context, self.addresses)
 
     def finish_steps(self) -> None:
         """finish() of the step this thread runs."""
@@ -189,12 +194,10 @@ class WorkerThread(StepThread):
 
     def _serve(self, ctl: zmq.Socket, started: bool) -> None:
         """Process packets until the router says FINISH; a worker whose init failed takes none."""
-        mean = 0.0
         outlet = self.outlet
         executor = self.executor
-        limit = window_limit(self.step.queue_limit)
-        # Start with a small window: the first messages tell how long run() takes.
-        sockets.send(ctl, control_frames(Kind.JOIN, 2 if started else 0))
+        prefetch = Prefetch(self.step.queue_limit, self.prefetch_seconds)
+        sockets.send(ctl, control_frames(Kind.JOIN, FIRST_WINDOW if started else 0))
         outlet.flush()  # what init() sent goes on now, not with the first packet's outputs
         received = self._next(ctl)
         handles = self.handles
@@ -207,16 +210,12 @@ class WorkerThread(StepThread):
             if kind is Kind.MORE:  # only a chunk waits for one (ToRouter.partial): a stray one asks nothing
                 received = self._next(ctl)
                 continue
-            packet = packet_from_frames(received, handles=handles, ring=self.ring)
-            before = executor.busy_time
-            self.run_packet(packet)
-            elapsed = (executor.busy_time - before) / len(packet)
-            mean = elapsed if not mean else mean + _SMOOTHING * (elapsed - mean)
+            window = self.take(packet_from_frames(received, handles=handles, ring=self.ring), prefetch)
             if outlet.answers_router or not sockets.waiting(ctl):
                 # The router must have a packet's answers before its READY; and a worker about to
                 # wait sends its outputs first, they are what the next step waits for.
                 outlet.flush()
-            sockets.send(ctl, control_frames(Kind.READY, window_for(mean, limit, self.prefetch_seconds)))
+            sockets.send(ctl, control_frames(Kind.READY, window))
             received = self._next(ctl)
 
     def _next(self, ctl: zmq.Socket) -> list[zmq.Frame]:
