@@ -176,8 +176,12 @@ class DoubleArray(Trigger):
                         "the router could map them (as an operator's rm or another user's sweep could).").tag(
         config=True)
 
+    keep = Bool(False, help="Keep every array received, and check in finish() that none changed since.").tag(
+        config=True)
+
     def init(self) -> None:
         """Remove the process's ring files, if asked."""
+        self.kept: list[tuple[float, np.ndarray]] = []  # each array kept, and the value it came filled with
         if self.unlink_rings:
             with open("/proc/self/maps", encoding="utf-8") as maps:
                 for path in {line.split()[-1] for line in maps if "/dev/shm/pipeline-ring-" in line}:
@@ -186,17 +190,39 @@ class DoubleArray(Trigger):
     def run(self, msg: Any) -> Any:
         """Double the array (after acting on array ``at``)."""
         super().run(int(msg[0]))
+        if self.keep:
+            self.kept.append((float(msg[0]), msg))
         return msg * 2
+
+    def finish(self) -> None:
+        """Fail if an array kept has changed since it came (each came filled with one value)."""
+        damaged = [value for value, kept in self.kept if not (kept == value).all()]
+        if damaged:
+            raise RuntimeError(f"arrays kept since they came have changed: {damaged}")
 
 
 class ArraySums(Component):
     """Consumer: appends each array's first value, and whether it arrived read-only, to ``path`` as a JSON line."""
 
     path = Unicode(help="The file to append to.").tag(config=True)
+    keep = Bool(False, help="Keep every array received; finish() appends how many changed since they came.").tag(
+        config=True)
+
+    def init(self) -> None:
+        """Nothing kept yet."""
+        self.kept: list[tuple[float, np.ndarray]] = []  # each array kept, and the value it came filled with
 
     def run(self, msg: np.ndarray) -> None:
         """Record the array."""
         append_line(self.path, json.dumps({"value": float(msg[0]), "read_only": not msg.flags.writeable}))
+        if self.keep:
+            self.kept.append((float(msg[0]), msg))
+
+    def finish(self) -> None:
+        """With ``keep``: append the count of kept arrays that changed since they came."""
+        if self.keep:
+            damaged = sum(1 for value, kept in self.kept if not (kept == value).all())
+            append_line(self.path + ".kept", json.dumps({"kept": len(self.kept), "damaged": damaged}))
 
 
 class Shards(Component):

@@ -14,6 +14,7 @@ import sys
 from collections.abc import Iterator
 from pathlib import Path
 
+import numpy as np
 import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
@@ -63,9 +64,10 @@ def test_a_full_ring_refuses_and_writes_nothing(pair: tuple[Ring, Ring]) -> None
     assert writer.put([b"2" * (RING_BYTES // 2)]) is not None
 
 
-def test_buffers_are_copied_out_as_they_are_read_once_and_in_order(pair: tuple[Ring, Ring]) -> None:
-    """A packet's buffers stay in the ring until its messages are read, one by one: each read copies one out and
-    frees its space; reading one again, or out of order, is refused (its space may be written again)."""
+def test_buffers_are_lent_in_place_once_and_in_order_and_free_once_dropped(pair: tuple[Ring, Ring]) -> None:
+    """A packet's buffers stay in the ring until its messages are read, one by one: each read lends a read-only
+    view of the ring; its space is free again once nothing refers to it (nor to an array made of it) and every
+    buffer lent before it is free too; reading one again, or out of order, is refused."""
     writer, reader = pair
     quarter = RING_BYTES // 4
     records = writer.put([b"1" * quarter, b"2" * quarter])  # the ring's first half
@@ -73,14 +75,68 @@ def test_buffers_are_copied_out_as_they_are_read_once_and_in_order(pair: tuple[R
     taken = reader.take(records)
     assert len(taken) == 2 and taken.nbytes == 2 * quarter
     assert writer.put([b"x" * (2 * quarter + 1)]) is None  # nothing read yet: nothing freed
-    assert taken[:1] == [b"1" * quarter]
+    first = taken[:1]
+    assert first == [b"1" * quarter] and first[0].readonly
     assert writer.put([b"3" * (2 * quarter)]) is not None  # the second half
-    assert writer.put([b"4" * quarter]) is not None  # the first quarter: its buffer was read
-    assert writer.put([b"5" * quarter]) is None  # the second quarter's buffer is not read yet
+    assert writer.put([b"4" * quarter]) is None  # the first quarter: its buffer is still referred to
+    del first
+    reader.take(b"")  # the reader moves its cursor as it reads on
+    assert writer.put([b"4" * quarter]) is not None  # the first quarter, given back
     with pytest.raises(ValueError, match="once and in order"):
         taken[:1]
-    assert taken[1:] == [b"2" * quarter]
+    [second] = taken[1:]
+    array = np.frombuffer(second, np.uint8)  # an array made of the view keeps its space too
+    assert not array.flags.writeable
+    del second
+    reader.take(b"")
+    assert writer.put([b"5" * quarter]) is None
+    del array
+    reader.take(b"")
     assert writer.put([b"5" * quarter]) is not None
+
+
+def test_a_buffer_given_back_early_waits_for_those_lent_before_it(pair: tuple[Ring, Ring]) -> None:
+    writer, reader = pair
+    quarter = RING_BYTES // 4
+    records = writer.put([b"1" * quarter, b"2" * quarter])
+    assert records is not None
+    first, second = reader.take(records)[:]
+    del second
+    reader.take(b"")
+    assert writer.put([b"3" * (2 * quarter)]) is not None  # the second half, never written
+    assert writer.put([b"4" * quarter]) is None  # the second quarter is free, but the first is not
+    assert first == b"1" * quarter
+    del first
+    reader.take(b"")
+    assert writer.put([b"4" * (2 * quarter)]) is not None  # both quarters, given back in turn
+
+
+@settings(max_examples=40, deadline=None)
+@given(st.lists(st.tuples(st.integers(RING_BYTES // 8, RING_BYTES // 4), st.booleans()), min_size=12, max_size=40))
+def test_what_a_reader_keeps_is_never_written_over(steps: list[tuple[int, bool]]) -> None:
+    """Buffers kept (a step that keeps what it receives) hold their space however much is written after them: the
+    ring refuses what would not fit beside them, and once they are dropped the whole ring is free again."""
+    path = rings.SHM_DIR / f"{rings.PREFIX}{os.getpid()}-hypothesis-kept"
+    writer, reader = Ring(path, create=True), Ring(path)
+    try:
+        kept = []
+        for number, (size, keep) in enumerate(steps):
+            records = writer.put([bytes([number % 256]) * size])
+            if records is None:  # the ring refused: only what is kept (and all written after it) can fill it
+                assert kept
+                continue
+            [view] = reader.take(records)[:]
+            if keep:
+                kept.append((view, number % 256))
+            del view
+        assert all(view == bytes([fill]) * len(view) for view, fill in kept)
+        kept.clear()
+        reader.take(b"")
+        assert writer.put([b"x" * (RING_BYTES // 2)]) is not None
+    finally:
+        writer.close()
+        reader.close()
+        path.unlink()
 
 
 def test_a_buffer_never_wraps_around_the_end(pair: tuple[Ring, Ring]) -> None:
@@ -162,6 +218,21 @@ def test_arrays_through_worker_processes_arrive_whole_and_read_only(tmp_path: Pa
     result = finish_run(start_run(arrays_chain(tmp_path, 60, {"nb_process": 2})), 60)
     assert result.returncode == 0, result.stderr
     assert sums(tmp_path) == [2.0 * i for i in range(60)]
+
+
+def test_arrays_kept_by_the_steps_that_received_them_never_change(tmp_path: Path) -> None:
+    """The stage (a worker process) keeps every array it receives, lent from its ring, and the sink keeps every
+    array it receives from the stage's ring, while four times what a ring holds goes through: none is written
+    over (the rings refuse what would not fit beside them, which then goes as frames), and every array arrives."""
+    count = 4 * RING_BYTES // (1024 * 1024)
+    path = arrays_chain(tmp_path, count, {"nb_process": 1}, {"keep": True})
+    document = json.loads(path.read_text())
+    document["ArraySums"]["keep"] = True
+    path.write_text(json.dumps(document))
+    result = finish_run(start_run(path), 60)
+    assert result.returncode == 0, result.stderr
+    assert sums(tmp_path) == [2.0 * i for i in range(count)]
+    assert json.loads((tmp_path / "sums.jsonl.kept").read_text()) == {"kept": count, "damaged": 0}
 
 
 def test_a_worker_process_whose_rings_its_router_cannot_map_exchanges_frames(tmp_path: Path) -> None:

@@ -3,8 +3,8 @@
 Sent as ZeroMQ frames over ``ipc://``, a buffer is copied by the kernel twice, by two I/O threads,
 and the zero-copy send costs pyzmq a wake-up of its garbage-collector thread: most of the CPU a worker
 process costs its run for an event of real size (docs/performance.md). Here the sender copies each
-buffer into a ring of shared memory and sends only where it lies; the receiver copies it out at once
-and says how far it has read. Each worker thread of a worker process has two rings: one the router
+buffer into a ring of shared memory and sends only where it lies; the receiver reads it there, in
+place, and says how far it is done with the ring. Each worker thread of a worker process has two rings: one the router
 writes and the thread reads (its WORK), one the thread writes and the router reads (its RESULT); a
 ring has one writer and one reader (single producer, single consumer), so it needs no lock.
 
@@ -21,12 +21,15 @@ data are in the ring before the ZeroMQ message that carries their records is sen
 reads them after it received that message: the message orders them. When a packet's buffers do not
 fit in the free space, they go as ZeroMQ frames instead: a ring never makes a sender wait.
 
-The receiver copies out rather than using the ring's memory in place, because a step may keep what it
-received (an array in a list) after it answered: the ring must be free to be written again. It copies a
-message's buffers out when it reads that message (``Taken``), not the whole packet's when the packet
-comes: a message's data are then still in the cache when its step reads them, and a worker holds one
-message's copy at a time instead of a packet's (up to PREFETCH_BYTES). Remote
-workers never get a ring (their host is another); what they send in a ring is refused (engine.wire).
+The receiver **lends** each buffer where it lies (``Ring.lend``): a read-only view of the ring, from
+which the message is unpickled, so that an array a step receives is the ring's memory, not a copy of
+it. Its space is free again once nothing refers to it any more (the view's owner is watched with a
+weak reference) and every buffer lent before it is free too: the reader's cursor moves past buffers
+in the order they came. A step that keeps what it received (an array in a list) keeps its space, and
+what would not fit beside it goes as frames; nothing is ever written over a buffer still referred to.
+A message's buffers are lent when its message is read (``Taken``), not when its packet comes.
+Remote workers never get a ring (their host is another); what they send in a ring is refused
+(engine.wire).
 
 The space is reserved when a ring is made (``posix_fallocate``), so that a full ``/dev/shm`` (64 MiB
 in a default Docker container) fails the ring, not the process (tmpfs kills a writer with SIGBUS when
@@ -52,9 +55,12 @@ import mmap
 import os
 import stat
 import struct
+import weakref
 from array import array
+from collections import deque
 from collections.abc import Sequence
 from pathlib import Path
+from typing import Any
 
 from pipeline.engine.addresses import process_alive
 from pipeline.message import Buffer
@@ -100,6 +106,10 @@ class Ring:
                 os.close(fd)
         self.data = memoryview(self.map)[_HEADER_BYTES:]
         self._written = self._cursors()[0] if not create else 0  # the writer's cursor, kept here too
+        # The reader's buffers lent and not yet taken back by its cursor, in the order they were lent: each a
+        # list [its end, given back]; the flag is set by whichever thread drops the last reference to it, the
+        # deque is changed by the reading thread only.
+        self._lent: deque[list] = deque()
 
     def _cursors(self) -> tuple[int, int]:
         return _CURSORS.unpack_from(self.map, 0)
@@ -132,8 +142,9 @@ class Ring:
         return records.tobytes()
 
     def take(self, frame: Buffer) -> Taken:
-        """The buffers whose records ``frame`` holds, to be copied out in order (each read frees its space); a
-        ValueError if a record is not one a writer of this ring could have made."""
+        """The buffers whose records ``frame`` holds, to be lent in order; a ValueError if a record is not one a
+        writer of this ring could have made."""
+        self._reclaim()
         records = array(RECORD)
         records.frombytes(bytes(frame))
         written, read = self._cursors()
@@ -146,18 +157,41 @@ class Ring:
             read = position + length
         return Taken(self, places)
 
-    def copy_out(self, position: int, length: int) -> bytes:
-        """The buffer at ``position`` (a record ``take`` checked), copied; its space, and any skipped before it, is
-        free again."""
-        offset = position % RING_BYTES
-        taken = bytes(self.data[offset:offset + length])  # bytearray() copies 3-4 times slower
-        struct.pack_into("<Q", self.map, 8, position + length)
-        return taken
+    def lend(self, position: int, length: int) -> memoryview:
+        """The buffer at ``position`` (a record ``take`` checked), in place and read-only: its space, and any
+        skipped before it, is free again once nothing refers to the view or to what was made of it (an array
+        unpickled from it) and the buffers lent before it are free too."""
+        self._reclaim()
+        # The view's owner is an array of the ring's bytes: every view or array made from it refers to it, so it
+        # dies with the last of them (a memoryview would not do: views made from a view share its exporter).
+        owner = _bytes_of(self.map, _HEADER_BYTES + position % RING_BYTES, length)
+        lease = [position + length, False, None]
+        lease[2] = weakref.ref(owner, lambda _, lease=lease: lease.__setitem__(1, True))
+        self._lent.append(lease)
+        return memoryview(owner).toreadonly()
+
+    def _reclaim(self) -> None:
+        """Move the reader's cursor past the buffers given back, in the order they were lent (the reading thread's
+        own: only it changes the deque)."""
+        lent = self._lent
+        end = None
+        while lent and lent[0][1]:
+            end = lent.popleft()[0]
+        if end is not None:
+            struct.pack_into("<Q", self.map, 8, end)
 
     def close(self) -> None:
-        """Unmap the ring."""
+        """Unmap the ring; while buffers lent from it are still referred to, the mapping lasts until they go."""
         self.data.release()
-        self.map.close()
+        with contextlib.suppress(BufferError):  # what was lent keeps the map, which unmaps itself after them
+            self.map.close()
+
+
+def _bytes_of(mapped: mmap.mmap, offset: int, length: int) -> Any:
+    """An array of the ``length`` bytes of ``mapped`` at ``offset``, without copying them."""
+    import numpy  # here: only a run with worker processes lends from a ring, and numpy takes 0.1 s to import
+
+    return numpy.frombuffer(mapped, numpy.uint8, length, offset)
 
 
 def _check_made_here(fd: int, size: int) -> None:
@@ -170,9 +204,9 @@ def _check_made_here(fd: int, size: int) -> None:
 
 
 class Taken:
-    """The buffers of one received packet, still in the ring: each is copied out when read, and they are read
-    once, in order, by slices (as ``Packet.messages`` reads them), since reading one frees the space of those
-    before it. Only a packet's receiver reads them: it is not a sequence to split or join."""
+    """The buffers of one received packet, still in the ring: each is lent when read, and they are read once, in
+    order, by slices (as ``Packet.messages`` reads them), since the ring's cursor goes past buffers in the order
+    they were lent. Only a packet's receiver reads them: it is not a sequence to split or join."""
 
     def __init__(self, ring: Ring, places: list[tuple[int, int]]) -> None:
         self._ring = ring
@@ -188,7 +222,7 @@ class Taken:
         if step != 1 or (start < stop and start != self._next):
             raise ValueError(f"ring buffers are read once and in order: {index} asked, buffer {self._next} next")
         self._next = max(self._next, stop)
-        return [self._ring.copy_out(position, length) for position, length in self._places[start:stop]]
+        return [self._ring.lend(position, length) for position, length in self._places[start:stop]]
 
 
 def ring_paths(run_pid: int, run_id: str, slot: int, thread: int) -> tuple[Path, Path]:

@@ -246,7 +246,7 @@ def packet_from_frames(frames: Sequence[Any], extra_per_message: int = 0, handle
         if ring is None or len(rest) != 1:
             raise WireError("buffers in a ring from a sender that has none with this receiver")
         try:
-            taken = ring.take(rest[0])  # copied out as each message is read
+            taken = ring.take(rest[0])  # lent in place as each message is read
         except ValueError as err:
             raise WireError(str(err)) from None
         return Packet(lengths, oob_counts, [body], taken, first_seq, len(body) + taken.nbytes,
