@@ -64,7 +64,14 @@ def test_a_full_ring_refuses_and_writes_nothing(pair: tuple[Ring, Ring]) -> None
     assert writer.put([b"2" * (RING_BYTES // 2)]) is not None
 
 
-def test_buffers_are_lent_in_place_once_and_in_order_and_free_once_dropped(pair: tuple[Ring, Ring]) -> None:
+@pytest.fixture
+def lend_all(monkeypatch: pytest.MonkeyPatch) -> None:
+    """Lend buffers of any size (a quarter of the ring is larger than LEND_MAX_BYTES)."""
+    monkeypatch.setattr(rings, "LEND_MAX_BYTES", RING_BYTES)
+
+
+def test_buffers_are_lent_in_place_once_and_in_order_and_free_once_dropped(pair: tuple[Ring, Ring],
+                                                                           lend_all: None) -> None:
     """A packet's buffers stay in the ring until its messages are read, one by one: each read lends a read-only
     view of the ring; its space is free again once nothing refers to it (nor to an array made of it) and every
     buffer lent before it is free too; reading one again, or out of order, is refused."""
@@ -95,7 +102,7 @@ def test_buffers_are_lent_in_place_once_and_in_order_and_free_once_dropped(pair:
     assert writer.put([b"5" * quarter]) is not None
 
 
-def test_a_buffer_given_back_early_waits_for_those_lent_before_it(pair: tuple[Ring, Ring]) -> None:
+def test_a_buffer_given_back_early_waits_for_those_lent_before_it(pair: tuple[Ring, Ring], lend_all: None) -> None:
     writer, reader = pair
     quarter = RING_BYTES // 4
     records = writer.put([b"1" * quarter, b"2" * quarter])
@@ -111,11 +118,36 @@ def test_a_buffer_given_back_early_waits_for_those_lent_before_it(pair: tuple[Ri
     assert writer.put([b"4" * (2 * quarter)]) is not None  # both quarters, given back in turn
 
 
+def test_every_buffer_starts_on_a_cache_line_so_arrays_read_in_place_are_aligned(pair: tuple[Ring, Ring]) -> None:
+    writer, reader = pair
+    records = writer.put([b"odd", np.arange(1000, dtype=np.float64)])
+    assert records is not None
+    positions = np.frombuffer(records, np.uint64)[::2]
+    assert all(int(position) % rings.ALIGNMENT == 0 for position in positions)
+    _, floats = reader.take(records)[:]
+    array = np.frombuffer(floats, np.float64)
+    assert array.flags.aligned and array[999] == 999.0
+
+
+def test_a_buffer_larger_than_what_is_lent_is_copied_out_and_free_at_once(pair: tuple[Ring, Ring]) -> None:
+    writer, reader = pair
+    size = rings.LEND_MAX_BYTES + rings.ALIGNMENT
+    records = writer.put([b"1" * size])
+    assert records is not None
+    [copy] = reader.take(records)[:]
+    assert type(copy) is bytes and copy == b"1" * size
+    reader.take(b"")
+    assert writer.put([b"2" * (RING_BYTES - size)]) is not None  # the rest of the ring
+    assert writer.put([b"3" * size]) is not None  # where the copy was: free, though the copy is still held
+    assert copy == b"1" * size
+
+
 @settings(max_examples=40, deadline=None)
-@given(st.lists(st.tuples(st.integers(RING_BYTES // 8, RING_BYTES // 4), st.booleans()), min_size=12, max_size=40))
+@given(st.lists(st.tuples(st.integers(rings.LEND_MAX_BYTES // 2, 2 * rings.LEND_MAX_BYTES), st.booleans()),
+                min_size=20, max_size=40))
 def test_what_a_reader_keeps_is_never_written_over(steps: list[tuple[int, bool]]) -> None:
-    """Buffers kept (a step that keeps what it receives) hold their space however much is written after them: the
-    ring refuses what would not fit beside them, and once they are dropped the whole ring is free again."""
+    """Buffers kept (a step that keeps what it receives) hold their space however much is written after them, lent
+    or copied out: the ring refuses what would not fit beside them, and once they are dropped it is free again."""
     path = rings.SHM_DIR / f"{rings.PREFIX}{os.getpid()}-hypothesis-kept"
     writer, reader = Ring(path, create=True), Ring(path)
     try:
