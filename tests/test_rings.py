@@ -21,7 +21,7 @@ from hypothesis import strategies as st
 
 from pipeline.engine import rings
 from pipeline.engine.rings import RING_BYTES, Ring
-from pipeline.engine.wire import Kind, Packet, WireError, packet_from_frames
+from pipeline.engine.wire import HEADER, IN_RING, Kind, Packet, WireError, packet_from_frames
 from pipeline.message import Encoded
 from tests.process_helpers import alive, finish_run, pids, start_run, wait_for
 from tests.wire_helpers import as_received
@@ -87,7 +87,7 @@ def test_buffers_are_lent_in_place_once_and_in_order_and_free_once_dropped(pair:
     assert writer.put([b"3" * (2 * quarter)]) is not None  # the second half
     assert writer.put([b"4" * quarter]) is None  # the first quarter: its buffer is still referred to
     del first
-    reader.take(b"")  # the reader moves its cursor as it reads on
+    reader.reclaim()  # as the reader does when it reads on
     assert writer.put([b"4" * quarter]) is not None  # the first quarter, given back
     with pytest.raises(ValueError, match="once and in order"):
         taken[:1]
@@ -95,10 +95,10 @@ def test_buffers_are_lent_in_place_once_and_in_order_and_free_once_dropped(pair:
     array = np.frombuffer(second, np.uint8)  # an array made of the view keeps its space too
     assert not array.flags.writeable
     del second
-    reader.take(b"")
+    reader.reclaim()
     assert writer.put([b"5" * quarter]) is None
     del array
-    reader.take(b"")
+    reader.reclaim()
     assert writer.put([b"5" * quarter]) is not None
 
 
@@ -109,13 +109,34 @@ def test_a_buffer_given_back_early_waits_for_those_lent_before_it(pair: tuple[Ri
     assert records is not None
     first, second = reader.take(records)[:]
     del second
-    reader.take(b"")
+    reader.reclaim()
     assert writer.put([b"3" * (2 * quarter)]) is not None  # the second half, never written
     assert writer.put([b"4" * quarter]) is None  # the second quarter is free, but the first is not
     assert first == b"1" * quarter
     del first
-    reader.take(b"")
+    reader.reclaim()
     assert writer.put([b"4" * (2 * quarter)]) is not None  # both quarters, given back in turn
+
+
+def test_a_ring_found_full_is_used_again_once_its_reader_lets_go(pair: tuple[Ring, Ring]) -> None:
+    """While the reader keeps what it read, the writer finds the ring full and sends frames; once the reader lets
+    go, reading a packet that came as frames moves its cursor too, and the next packet goes in the ring again."""
+    writer, reader = pair
+
+    def send(value: int) -> tuple[bool, list]:
+        packet = Packet()
+        packet.add(Encoded(b"p", [bytes([value]) * (1 << 20)]))
+        frames = packet.frames(Kind.WORK, ring=writer)
+        in_ring = bool(HEADER.unpack_from(frames[0])[1] & IN_RING)
+        [(_, _, buffers)] = packet_from_frames(as_received(frames), ring=reader).messages()
+        return in_ring, buffers
+
+    kept = [send(value) for value in range(24)]  # 1 MiB each: the ring holds 16
+    assert [in_ring for in_ring, _ in kept] == [True] * 16 + [False] * 8
+    assert all(bytes(buffers[0]) == bytes([value]) * (1 << 20) for value, (_, buffers) in enumerate(kept))
+    kept.clear()
+    assert send(24)[0] is False  # the writer still sees the ring full: this one comes as frames
+    assert send(25)[0] is True  # reading it gave the ring back
 
 
 def test_every_buffer_starts_on_a_cache_line_so_arrays_read_in_place_are_aligned(pair: tuple[Ring, Ring]) -> None:
@@ -136,7 +157,7 @@ def test_a_buffer_larger_than_what_is_lent_is_copied_out_and_free_at_once(pair: 
     assert records is not None
     [copy] = reader.take(records)[:]
     assert type(copy) is bytes and copy == b"1" * size
-    reader.take(b"")
+    reader.reclaim()
     assert writer.put([b"2" * (RING_BYTES - size)]) is not None  # the rest of the ring
     assert writer.put([b"3" * size]) is not None  # where the copy was: free, though the copy is still held
     assert copy == b"1" * size
@@ -163,7 +184,7 @@ def test_what_a_reader_keeps_is_never_written_over(steps: list[tuple[int, bool]]
             del view
         assert all(view == bytes([fill]) * len(view) for view, fill in kept)
         kept.clear()
-        reader.take(b"")
+        reader.reclaim()
         assert writer.put([b"x" * (RING_BYTES // 2)]) is not None
     finally:
         writer.close()

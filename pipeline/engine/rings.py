@@ -26,7 +26,8 @@ which the message is unpickled, so that an array a step receives is the ring's m
 it. Its space is free again once nothing refers to it any more (the view's owner is watched with a
 weak reference) and every buffer read before it is free too: the reader's cursor moves past buffers
 in the order they came. A step that keeps what it received (an array in a list) keeps its space, and
-what would not fit beside it goes as frames; nothing is ever written over a buffer still referred to.
+since the cursor moves in order, the space from that buffer on stays taken until the step lets it go, and
+meanwhile what the writer cannot fit goes as frames; nothing is ever written over a buffer still referred to.
 A buffer larger than LEND_MAX_BYTES is copied out instead, its space free at once.
 A message's buffers are lent when its message is read (``Taken``), not when its packet comes.
 Remote workers never get a ring (their host is another); what they send in a ring is refused
@@ -153,7 +154,7 @@ class Ring:
     def take(self, frame: Buffer) -> Taken:
         """The buffers whose records ``frame`` holds, to be lent in order; a ValueError if a record is not one a
         writer of this ring could have made."""
-        self._reclaim()
+        self.reclaim()
         records = array(RECORD)
         records.frombytes(bytes(frame))
         written, read = self._cursors()
@@ -171,12 +172,12 @@ class Ring:
         than LEND_MAX_BYTES. Its space, and any skipped before it, is free again once it is given back (a copy's at
         once; a view's once nothing refers to it or to what was made of it, an array unpickled from it) and the
         buffers read before it are free too."""
-        self._reclaim()
+        self.reclaim()
         if length > LEND_MAX_BYTES:
             offset = position % RING_BYTES
             copy = bytes(self.data[offset:offset + length])  # bytearray() copies 3-4 times slower
             self._lent.append([position + length, True, None])
-            self._reclaim()  # its space is free now, for the next packet to come in the ring
+            self.reclaim()  # its space is free now, for the next packet to come in the ring
             return copy
         # The view's owner is an array of the ring's bytes: every view or array made from it refers to it, so it
         # dies with the last of them (a memoryview would not do: views made from a view share its exporter).
@@ -186,9 +187,10 @@ class Ring:
         self._lent.append(lease)
         return memoryview(owner).toreadonly()
 
-    def _reclaim(self) -> None:
-        """Move the reader's cursor past the buffers given back, in the order they were lent (the reading thread's
-        own: only it changes the deque)."""
+    def reclaim(self) -> None:
+        """Move the reader's cursor past the buffers given back, in the order they were read, so that the writer
+        may use their space again (the reading thread's own: only it changes the deque). Reading a packet does it;
+        so must a packet that came as frames, or a ring the writer once found full would stay full."""
         lent = self._lent
         end = None
         while lent and lent[0][1]:

@@ -242,6 +242,8 @@ def packet_from_frames(frames: Sequence[Any], extra_per_message: int = 0, handle
     else:
         body = frames[1]
         rest = frames[2:]
+    if ring is not None and not flags & IN_RING:
+        ring.reclaim()  # what its receiver gave back is free for the next packet, though this one came as frames
     if flags & IN_RING:
         if ring is None or len(rest) != 1:
             raise WireError("buffers in a ring from a sender that has none with this receiver")
