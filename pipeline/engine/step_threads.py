@@ -31,8 +31,6 @@ def runs_inline(step: StepConfig, options: RunOptions) -> bool:
             and not options.listen)
 
 
-
-
 class StepHolder:
     """Holds one Component instance of a step (through its executor) and the outlet its outputs go to."""
 
@@ -126,8 +124,7 @@ class ProducerThread(StepThread):
     """Runs the producer's generator and sends each message on, batching while it yields fast."""
 
     def work(self) -> None:
-        outlet = NextSteps(self.context, self.config, self.step, self.addresses, self.executor.counts,
-                           self.control.handles)
+        outlet = self.next_steps_outlet(self.context, self.addresses)
         outlet.max_delay = SOURCE_MAX_DELAY_SECONDS
         self.open(outlet)
         try:
