@@ -222,9 +222,10 @@ def _check_made_here(fd: int, size: int) -> None:
 
 
 class Taken:
-    """The buffers of one received packet, still in the ring: each is lent when read, and they are read once, in
-    order, by slices (as ``Packet.messages`` reads them), since the ring's cursor goes past buffers in the order
-    they were lent. Only a packet's receiver reads them: it is not a sequence to split or join."""
+    """The buffers of one received packet, still in the ring: each is lent (or copied out, if large) when read, and
+    they are read once, in order, by slices (as ``Packet.messages`` reads them), since the ring's cursor goes past
+    buffers in the order they were read. Only a packet's receiver reads them: it is not a sequence to split or
+    join."""
 
     def __init__(self, ring: Ring, places: list[tuple[int, int]]) -> None:
         self._ring = ring
