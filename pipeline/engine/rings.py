@@ -154,7 +154,7 @@ class Ring:
     def take(self, frame: Buffer) -> Taken:
         """The buffers whose records ``frame`` holds, to be lent in order; a ValueError if a record is not one a
         writer of this ring could have made."""
-        self.reclaim()
+        self.reclaim()  # a record read already is one before the cursor: refused
         records = array(RECORD)
         records.frombytes(bytes(frame))
         written, read = self._cursors()
@@ -172,13 +172,13 @@ class Ring:
         than LEND_MAX_BYTES. Its space, and any skipped before it, is free again once it is given back (a copy's at
         once; a view's once nothing refers to it or to what was made of it, an array unpickled from it) and the
         buffers read before it are free too."""
-        self.reclaim()
         if length > LEND_MAX_BYTES:
             offset = position % RING_BYTES
             copy = bytes(self.data[offset:offset + length])  # bytearray() copies 3-4 times slower
             self._lent.append([position + length, True, None])
             self.reclaim()  # its space is free now, for the next packet to come in the ring
             return copy
+        self.reclaim()  # what the step gave back since the last read
         # The view's owner is an array of the ring's bytes: every view or array made from it refers to it, so it
         # dies with the last of them (a memoryview would not do: views made from a view share its exporter).
         owner = _bytes_of(self.map, _HEADER_BYTES + position % RING_BYTES, length)
@@ -189,8 +189,9 @@ class Ring:
 
     def reclaim(self) -> None:
         """Move the reader's cursor past the buffers given back, in the order they were read, so that the writer
-        may use their space again (the reading thread's own: only it changes the deque). Reading a packet does it;
-        so must a packet that came as frames, or a ring the writer once found full would stay full."""
+        may use their space again (the reading thread's own: only it changes the deque). Each buffer read and each
+        packet taken does it; so must a packet that came as frames (engine.wire), or a ring the writer once found
+        full would stay full."""
         lent = self._lent
         end = None
         while lent and lent[0][1]:
