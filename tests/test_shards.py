@@ -16,6 +16,8 @@ from pipeline.config import load_config
 from pipeline.config.options import RunOptions
 from pipeline.engine import ThreadedRunner
 from pipeline.engine.flow import message_bound
+from pipeline.engine.fusion import fused_groups
+from pipeline.failures.deadletter import load_messages
 from tests.failure_helpers import report_row
 from tests.process_helpers import finish_run, lines, pids, run_to_end, start_run, wait_for, written
 from tests.remote_helpers import PRODUCER, Launcher
@@ -104,7 +106,7 @@ def test_what_init_sends_is_no_shards_and_the_process_taking_over_a_shard_skips_
     assert sorted(value for value in got if value >= 0) == list(range(3000))
     assert sorted(value for value in got if value < 0) == [-2, -2, -2, -1, -1, -1]  # each process's init()
     assert "COUNT: messages per shard: 1500, 1500" in result.stderr.splitlines()
-    assert report_row(result.stderr, "COUNT") == [0, 3006, 3006, 0]
+    assert report_row(result.stderr, "COUNT") == [0, 3000, 3006, 0]  # processed: yielded, as in every mode
 
 
 def test_an_error_in_a_shard_stops_the_run_in_one_line(tmp_path: Path) -> None:
@@ -146,12 +148,14 @@ def test_a_producer_that_cannot_be_sharded_is_refused_before_the_run(tmp_path: P
     assert not (tmp_path / "out.jsonl").exists()
 
 
-def test_a_fast_producer_waits_for_a_slow_consumer(tmp_path: Path) -> None:
+@pytest.mark.parametrize("fused", [False, True])
+def test_a_fast_producer_waits_for_a_slow_consumer(tmp_path: Path, fused: bool) -> None:
     """Backpressure reaches the shards' generators: what they produced and the consumer has not taken stays
-    within the run's bound (engine.flow.message_bound), however fast they are."""
+    within the run's bound (engine.flow.message_bound), however fast they are, with a step fused after them too."""
+    stages = [step("S", "Scale", "C", nb_process=2)] if fused else []
     config = load_config(pipeline_config(
-        {**step("P", "Shards", "C", nb_process=2), "module": PROCESS_STEPS},
-        [],
+        {**step("P", "Shards", stages[0]["name"] if fused else "C", nb_process=2), "module": PROCESS_STEPS},
+        stages,
         {**step("C", "Collect"), "module": "tests.semantic_steps", "config": {"path": str(tmp_path / "C.jsonl")}},
         Shards={"count": 1_000_000},
     ))
@@ -192,3 +196,106 @@ def test_a_remote_worker_cannot_join_a_producer_in_worker_processes(tmp_path: Pa
         launch.hold.touch()
         assert run.wait() == 0, run.stderr
         assert sorted(row["value"] for row in launch.outputs()) == list(range(20))
+
+
+# --------------------------------------------------------------------------- steps fused after the shards
+
+
+def fused_file(tmp: Path, count: int, **sections: Any) -> Path:
+    """COUNT (Shards) -> EVEN (KeepEven) -> B (Trigger, pids to b.txt) -> WRITER (MarkedWriter), the first three
+    in the same 2 worker processes: fused."""
+    document = {
+        "version": 1,
+        "Pipeline": {
+            "producer_conf": {"name": "COUNT", "module": PROCESS_STEPS, "class": "Shards", "next_steps": "EVEN",
+                              "nb_process": 2},
+            "stagers_conf": [
+                {"name": "EVEN", "module": "tests.semantic_steps", "class": "KeepEven", "next_steps": "B",
+                 "nb_process": 2},
+                {"name": "B", "module": PROCESS_STEPS, "class": "Trigger", "next_steps": "WRITER", "nb_process": 2}],
+            "consumer_conf": {"name": "WRITER", "module": "tests.failure_steps", "class": "MarkedWriter"},
+        },
+        "Shards": {"count": count},
+        "Trigger": {"pid_file": str(tmp / "b.txt")},
+        "MarkedWriter": {"path": str(tmp / "out.jsonl")},
+        **sections,
+    }
+    path = tmp / "pipeline.json"
+    path.write_text(json.dumps(document), encoding="utf-8")
+    return path
+
+
+def test_steps_of_the_same_worker_processes_fuse_after_a_sharded_producer(tmp_path: Path) -> None:
+    document = json.loads(fused_file(tmp_path, 10).read_text())
+    assert fused_groups(load_config(document, check=False)) == {"COUNT": ("COUNT", "EVEN", "B")}
+    assert fused_groups(load_config(document, check=False), enabled=False) == {}
+    document["Pipeline"]["stagers_conf"][0]["nb_process"] = 1
+    assert fused_groups(load_config(document, check=False)) == {}
+
+
+@pytest.mark.parametrize("processes", [1, 2])
+def test_steps_fused_after_shards_give_the_sequential_outputs_and_counts(tmp_path: Path, processes: int) -> None:
+    """Shards -> KeepEven -> Repeat, fused, against the sequential run. Each instance's init() sends -1 and -2
+    (the sequential run has one instance, the threaded run one per process): -2 goes through the fused steps."""
+    def build(tmp: Path) -> dict:
+        return pipeline_config(
+            {**step("P", "Shards", "F", nb_process=processes), "module": PROCESS_STEPS},
+            [step("F", "KeepEven", "R", nb_process=processes), step("R", "Repeat", "C", nb_process=processes)],
+            collector(tmp, "C"),
+            Shards={"count": 500, "greeting": 2},
+            Repeat={"copies": 2},
+        )
+
+    assert fused_groups(load_config(build(tmp_path), check=False)) == {"P": ("P", "F", "R")}
+    outcomes = {}
+    for mode, instances in (("sequential", 1), ("threads", processes)):
+        (tmp_path / mode).mkdir()
+        config = build(tmp_path / mode)
+        report = run(config, mode)
+        assert_ok(report)
+        check_counts(report, config)
+        kept = 250 + instances  # the even numbers, and each instance's -2
+        assert counts(report) == {"P": (0, 500, 500 + 2 * instances, 0), "F": (500 + 2 * instances,) * 2 + (kept, 0),
+                                  "R": (kept, kept, 2 * kept, 0), "C": (2 * kept, 2 * kept, 0, 0)}
+        outcomes[mode] = sorted(map(json.dumps, read(tmp_path / mode, "C")))
+        if mode == "threads":
+            assert report["P"].shards == [len(range(shard, 500, processes)) for shard in range(processes)]
+    greetings = [json.dumps([-2, copy]) for copy in range(2)] * (processes - 1)
+    assert outcomes["threads"] == sorted(outcomes["sequential"] + greetings)
+
+
+def test_a_killed_process_of_shards_and_fused_steps_loses_and_duplicates_nothing(tmp_path: Path) -> None:
+    """The fused filter passes on half of the shard's messages: the run counts the shard's messages whose outputs
+    went on, not those outputs, so the process taking over the shard skips exactly what went on before."""
+    marker = tmp_path / "killed"
+    path = fused_file(tmp_path, 3000, Trigger={"pid_file": str(tmp_path / "b.txt"), "at": 1500, "action": "kill",
+                                                "marker": str(marker), "delay": 0.0002})
+    result = run_to_end(path, "--Pipeline.heartbeat_interval=0.2", "--Pipeline.heartbeat_liveness=3")
+    assert result.returncode == 0, result.stderr
+    assert pids(marker)  # it did kill its process
+    assert sorted(written(tmp_path)) == list(range(0, 3000, 2))  # each even number once
+    assert report_row(result.stderr, "COUNT") == [0, 3000, 3000, 0]
+    assert report_row(result.stderr, "EVEN") == [3000, 3000, 1500, 0]
+    assert report_row(result.stderr, "B") == [1500, 1500, 1500, 0]
+    assert "COUNT: messages per shard: 1500, 1500" in result.stderr.splitlines()
+    assert "COUNT: 1 shard started again, 1 worker process replaced" in result.stderr.splitlines()
+    assert len(pids(tmp_path / "b.txt")) == 3  # B ran in the shards' processes: two, then the replacement
+
+
+def test_a_failure_in_a_step_fused_after_shards_is_its_own_with_its_message_as_dead_letter(tmp_path: Path) -> None:
+    dead = tmp_path / "dead.jsonl"
+    path = fused_file(tmp_path, 200)
+    document = json.loads(path.read_text())
+    document["Pipeline"]["stagers_conf"][1].update(module="tests.failure_steps", on_error="skip",
+                                                   **{"class": "FailEvery"})
+    document["FailEvery"] = {"every": 10}
+    del document["Trigger"]
+    document["Pipeline"]["dead_letter"] = str(dead)
+    path.write_text(json.dumps(document), encoding="utf-8")
+    result = run_to_end(path)
+    assert result.returncode == 1, result.stderr
+    assert sorted(written(tmp_path)) == [n for n in range(0, 200, 2) if n % 10]
+    assert report_row(result.stderr, "B") == [100, 80, 80, 20]
+    records = [json.loads(line) for line in lines(dead)]
+    assert len(records) == 20 and {record["step"] for record in records} == {"B"}
+    assert sorted(load_messages(str(dead))) == [("B", n) for n in range(0, 200, 10)]

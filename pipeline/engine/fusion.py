@@ -11,7 +11,9 @@ sent nothing on, and its message goes through the whole group again in another.
 Steps A -> B are fused when both run in worker processes with the same ``nb_process`` and
 ``nb_thread``, A sends to B alone, B receives from A alone, and neither is ``ordered``. Never when
 remote workers may join (``Pipeline.listen``: they join one step by its name), nor with
-``Pipeline.fuse`` off.
+``Pipeline.fuse`` off. A may be the producer, in shards (engine.shards): each shard's messages then go
+through the steps after it in the process that reads them, and an event read there never leaves it
+before the last fused step is done with it.
 """
 
 from __future__ import annotations
@@ -27,7 +29,7 @@ if TYPE_CHECKING:
 
 def fusable(config: PipelineConfig, first: StepConfig, second: StepConfig) -> bool:
     """Whether ``second`` may run in the worker processes of ``first``, right after it."""
-    return (first.kind == "stager" and second.kind != "producer" and first.nb_process > 0
+    return (first.kind != "consumer" and second.kind != "producer" and first.nb_process > 0
             and (second.nb_process, second.nb_thread) == (first.nb_process, first.nb_thread)
             and first.next_steps == (second.name,) and config.upstream(second.name) == [first.name]
             and not first.ordered and not second.ordered)
@@ -108,11 +110,16 @@ class Chain:
     def partial(self, seq: int, outputs: Outputs) -> None:
         """A chunk of the first step's outputs for input ``seq``, whose code goes on: through the fused steps
         now, and what comes out to the router as a chunk standing for them (even none: the router counts them)."""
+        self.outlet.partial(seq, self.flow_midway(seq, outputs), len(outputs))
+
+    def flow_midway(self, seq: int, outputs: Outputs) -> Outputs:
+        """What ``outputs`` of the first step, whose code goes on for input ``seq``, become through the steps after
+        it; the busy board then says the first step runs ``seq`` again."""
         flowed = self.flow(0, seq, outputs)
         first = self.executors[0]
         if first.mark is not None and seq != UNORDERED:  # the fused steps' calls marked the board idle
             first.mark(first.worker, seq)
-        self.outlet.partial(seq, flowed, len(outputs))
+        return flowed
 
     def flow(self, step: int, seq: int, outputs: Outputs) -> Outputs:
         """What ``outputs`` of the group's step number ``step`` become through the steps after it."""

@@ -187,10 +187,11 @@ class ToRouter(Outlet):
         """Hold the outputs of input ``seq`` until the next flush."""
         self._hold(Answer(seq, self._targets(outputs), Outcome.DONE, seconds), outputs)
 
-    def chunk(self, seq: int, outputs: Outputs) -> None:
+    def chunk(self, seq: int, outputs: Outputs, made: int | None = None) -> None:
         """Hold some outputs of input ``seq``, whose code goes on, until the next flush, and go on without waiting
-        for the router (a shard's messages, engine.shards: its router takes them on as they come)."""
-        self._hold(Answer(seq, self._targets(outputs), Outcome.PARTIAL), outputs)
+        for the router (a shard's messages, engine.shards: its router takes them on as they come). ``made``: the
+        producer's messages they stand for, if fused steps after it made these."""
+        self._hold(Answer(seq, self._targets(outputs), Outcome.PARTIAL, 0.0, made), outputs)
 
     def _targets(self, outputs: Outputs) -> ResultOutputs:
         """The outputs with their targets as numbers of the step's next steps."""

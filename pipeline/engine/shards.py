@@ -6,25 +6,32 @@ calls yielding only shard ``self.shard`` of ``self.n_shards`` (every n-th number
 
 The producer's router holds the shards as its queue: once every step is ready, the runner sends it one
 message per shard (its number) and the end of them. A worker process takes one shard at a time (a
-window of one); its thread sets the component's ``shard`` and ``n_shards`` and runs the generator; each
-message goes back to the router as an answer to no input (as init()'s outputs do), in batches, and the
-router sends it on; the shard's own answer comes when its generator ends. So the end of stream is the
-router's, after every shard's last message, and backpressure reaches the generator through the
-worker's socket (``flow.SHARD_HWM`` batches on each side).
+window of one); its thread sets the component's ``shard`` and ``n_shards`` and runs the generator; its
+messages go back to the router in batches, as chunks of the shard's answer, and the router sends them
+on; the shard's own answer comes when its generator ends. So the end of stream is the router's, after
+every shard's last message, and backpressure reaches the generator through the worker's socket
+(``flow.SHARD_HWM`` batches on each side). With steps fused after the producer (engine.fusion), each
+message goes through them in its shard's process first, and what goes back is what the last of them
+made of it, in a chunk that says how many of the producer's messages it stands for.
 
-Exactly once through a killed worker process: the router counts what it sent on of each shard; a shard
-started again in another process skips that many messages first. This holds for a producer that yields
-the same messages in the same order for the same shard, as reading files does.
+Exactly once through a killed worker process: the router counts what it sent on of each shard (with fused
+steps, the producer's messages whose outputs through them went on); a shard started again in another process
+skips that many messages first. This holds for a producer that yields the same messages in the same order
+for the same shard, as reading files does.
 """
 
 from __future__ import annotations
 
 from dataclasses import dataclass, field
+from typing import TYPE_CHECKING
 
 from pipeline.engine.outlets import ToRouter
 from pipeline.engine.wire import Packet
 from pipeline.execution.executor import UNORDERED, Outcome, Outputs
 from pipeline.message import decode, encode
+
+if TYPE_CHECKING:
+    from pipeline.engine.fusion import Chain
 
 
 @dataclass(frozen=True)
@@ -76,12 +83,14 @@ class ShardSink:
     """The sink of a producer's shard in a worker process: each yield's messages go to the router as a chunk of
     the shard (a PARTIAL answer of its sequence number, which the router counts as the shard's), the first
     ``skip`` dropped; what init() and finish() send goes as an answer to no input, which is no shard's (a process
-    that takes over another's shard has sent its own init()'s messages already, or sends them apart)."""
+    that takes over another's shard has sent its own init()'s messages already, or sends them apart). With fused
+    steps after the producer (``chain``), the messages go through them first."""
 
     answers_router = True
 
-    def __init__(self, outlet: ToRouter) -> None:
+    def __init__(self, outlet: ToRouter, chain: Chain | None = None) -> None:
         self.outlet = outlet
+        self.chain = chain
         self.lock = outlet.lock
         self.shard = UNORDERED  # the sequence number of the shard running (UNORDERED: none)
         self.skip = 0
@@ -95,7 +104,7 @@ class ShardSink:
     def commit(self, seq: int, outputs: Outputs, seconds: float = 0.0) -> None:
         """A yield's messages (they go with its seconds, which come next), or init()'s / finish()'s."""
         if seq == UNORDERED:
-            self.outlet.commit(seq, outputs, seconds)
+            (self.chain or self.outlet).commit(seq, outputs, seconds)
             return
         self._pending = self._unsent(outputs)
 
@@ -107,7 +116,7 @@ class ShardSink:
         """A chunk of one yield's messages (a message a chunk's worth): they go to the router now."""
         outputs = self._unsent(outputs)
         if outputs:
-            self.outlet.chunk(self.shard, outputs)
+            self._send(outputs)
 
     def _unsent(self, outputs: Outputs) -> Outputs:
         """``outputs`` without those the shard's dead process had sent on."""
@@ -120,9 +129,15 @@ class ShardSink:
     def produced(self, seconds: float) -> None:
         """The generator took ``seconds`` for the messages just committed: they go to the router."""
         if self._pending:
-            self.outlet.chunk(self.shard, self._pending)
+            self._send(self._pending)
             self._pending = []
         self.outlet.produced(seconds)
+
+    def _send(self, outputs: Outputs) -> None:
+        """The shard's messages to the router, as a chunk of the shard (through the fused steps first, if any: the
+        chunk then stands for these messages, whatever those steps made of them)."""
+        flowed = outputs if self.chain is None else self.chain.flow_midway(self.shard, outputs)
+        self.outlet.chunk(self.shard, flowed, len(outputs))
 
     def failed(self, seq: int, outcome: Outcome = Outcome.FAILED, seconds: float = 0.0) -> None:
         """Answer the shard ``seq`` (its generator ended, ``outcome`` says how, after ``seconds`` in it in all)."""

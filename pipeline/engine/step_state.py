@@ -522,11 +522,15 @@ class StepState:
 
     def _shard_answers(self, shards: ShardBook, worker: bytes, answers: Sequence[Answer]) -> None:
         """A producer's worker process answers: messages of the shard it runs (chunks of it, to send on), messages
-        of its init() or finish() (of no input: no shard's), or the shard's end, with its seconds in the generator."""
+        of its init() or finish() (of no input: no shard's), or the shard's end, with its seconds in the generator.
+        The producer processed the messages its generator yielded, as in every mode (not those of init() and
+        finish()); with fused steps after it, a chunk holds their outputs and says how many of its messages it
+        stands for."""
         for answer in answers:
-            self.counts.processed += len(answer.outputs)
             if answer.outcome is Outcome.PARTIAL:
-                shards.sent[answer.seq] += len(answer.outputs)
+                made = len(answer.outputs) if answer.made is None else answer.made
+                self.counts.processed += made
+                shards.sent[answer.seq] += made
             elif answer.seq != UNORDERED:
                 self.pool.answered(worker)
                 if answer.outcome is Outcome.FAILED:

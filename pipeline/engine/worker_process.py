@@ -204,16 +204,16 @@ class ProcessWorkerThread(WorkerThread):
             self.chain = Chain(outlet, [self.executor, *self.members])
         else:
             outlet = ToRouter(ctl, self.tail, None, None)
-            if self.step.kind == "producer":
-                self.shard_sink = ShardSink(outlet)
+        if self.step.kind == "producer":
+            self.shard_sink = ShardSink(outlet, self.chain)
         outlet.max_delay = PREFETCH_SECONDS_OUTSIDE
         return outlet
 
     def open(self, outlet: Outlet) -> None:
-        """Take the outlet; the step's outputs go through the fused steps first, if any, and a producer's
-        through its shard's sink."""
+        """Take the outlet; a producer's outputs go through its shard's sink, a stager's through the fused
+        steps after it first, if any."""
         super().open(outlet)
-        sink = self.chain or self.shard_sink
+        sink = self.shard_sink or self.chain
         if sink is not None:
             self.executor.sink = sink
 
