@@ -28,6 +28,7 @@ from pipeline.bench.designs import (
     ZMQ,
     ZMQ_PLAIN,
 )
+from pipeline.bench.events import WaveformSource
 from pipeline.bench.plan import QUICK
 from pipeline.bench.report import (
     MET,
@@ -270,3 +271,20 @@ def test_the_raw_baseline_a_target_compares_with_is_the_faster_one(frames: tuple
     for value in plain:
         case.row(ZMQ_PLAIN).add(value)
     assert fastest_raw(case) == expected
+
+
+def test_the_camera_source_in_shards_makes_the_events_of_one_run() -> None:
+    """W7's source is shardable: shard k of 3 makes every third event, each equal to that event of one run."""
+    def made(shard: int = 0, n_shards: int = 1) -> dict[int, Any]:
+        source = WaveformSource(n_events=10, seed=3)
+        source.shard, source.n_shards = shard, n_shards
+        return {event["event_id"]: event for event in source.run()}
+
+    whole = made()
+    shards = [made(shard, 3) for shard in range(3)]
+    assert [sorted(events) for events in shards] == [[0, 3, 6, 9], [1, 4, 7], [2, 5, 8]]
+    for events in shards:
+        for event_id, event in events.items():
+            assert event["tel_id"] == whole[event_id]["tel_id"]
+            assert (event["waveform"] == whole[event_id]["waveform"]).all()
+    assert not (whole[0]["waveform"] == whole[1]["waveform"]).all()  # each event its own draws

@@ -3,7 +3,8 @@ would write instead.
 
 The same step objects run in a plain Python loop (the baseline every user has: ``for event in
 source.run(): consumer.run(stage.run(event))``, steps made and init()ed in the timing), in the engine
-(the stage in worker processes, in threads, in sequential mode), in a ``multiprocessing.Pool``
+(the stage in worker processes, with the source sharded into them too, in threads, in sequential mode),
+in a ``multiprocessing.Pool``
 (``imap`` in chunks, as ``Pool.map`` sizes them) and in mpipe when it is installed. Each design's
 figure is events per second; the comparison is each design against the loop of the same repeat.
 The work is one step of about 1 ms per event, or the same work as a chain of three steps; short
@@ -19,7 +20,7 @@ from functools import partial
 from typing import Any
 
 from pipeline.bench import baselines, events
-from pipeline.bench.designs import LOOP, MPIPE, POOL, PROCESSES_1, PROCESSES_2, SEQUENTIAL, THREADS_2
+from pipeline.bench.designs import LOOP, MPIPE, POOL, PROCESSES_1, PROCESSES_2, SEQUENTIAL, SHARDS_2, THREADS_2
 from pipeline.bench.plan import Plan
 from pipeline.bench.report import Case, Target, Workload
 from pipeline.bench.steps import RESULTS
@@ -27,28 +28,33 @@ from pipeline.bench.workloads import Broken, Progress, measure, new_tag, run_eng
 
 #: The seed of every run's events (the same events in every design).
 SEED = 7
-#: The designs of W7 and, for the engine's, how the chain's stages run (step keys) and in which mode.
-ENGINE_DESIGNS: dict[str, tuple[dict[str, Any], str]] = {
-    PROCESSES_2: ({"nb_process": 2}, "threads"),
-    PROCESSES_1: ({"nb_process": 1}, "threads"),
-    THREADS_2: ({"nb_thread": 2}, "threads"),
-    SEQUENTIAL: ({}, "sequential"),
+#: The designs of W7 and, for the engine's, how the chain's stages run (step keys), in which mode, and how
+#: the source runs (its step keys).
+ENGINE_DESIGNS: dict[str, tuple[dict[str, Any], str, dict[str, Any]]] = {
+    PROCESSES_2: ({"nb_process": 2}, "threads", {}),
+    SHARDS_2: ({"nb_process": 2}, "threads", {"nb_process": 2}),
+    PROCESSES_1: ({"nb_process": 1}, "threads", {}),
+    THREADS_2: ({"nb_thread": 2}, "threads", {}),
+    SEQUENTIAL: ({}, "sequential", {}),
 }
-DESIGNS = (LOOP, PROCESSES_2, PROCESSES_1, THREADS_2, SEQUENTIAL, POOL, MPIPE)
+DESIGNS = (LOOP, PROCESSES_2, SHARDS_2, PROCESSES_1, THREADS_2, SEQUENTIAL, POOL, MPIPE)
 #: Workers of the pool and of mpipe, as many as the engine's worker processes.
 WORKERS = 2
 #: Targets (issue 23): the engine with its stages in 2 worker processes against the plain loop.
 TARGETS = {("one step", "long"): 1.6, ("three steps", "long"): 1.5, ("one step", "short"): 1.2}
 
 
-def document(names: tuple[str, ...], count: int, tag: str, keys: dict[str, Any]) -> dict[str, Any]:
-    """The config: WaveformSource -> the stages ``names`` (each with step ``keys``) -> EventSummary."""
+def document(names: tuple[str, ...], count: int, tag: str, keys: dict[str, Any],
+             source_keys: dict[str, Any] | None = None) -> dict[str, Any]:
+    """The config: WaveformSource (with step ``source_keys``) -> the stages ``names`` (each with step ``keys``) ->
+    EventSummary."""
     stages = [f"S{i}" for i in range(len(names))]
     chain = [*stages, "C"]
     stagers = [step(stage, cls, events.__name__, next_steps=chain[i + 1], **keys)
                for i, (stage, cls) in enumerate(zip(stages, names, strict=True))]
     return {"version": 1,
-            "Pipeline": {"producer_conf": step("P", "WaveformSource", events.__name__, next_steps=chain[0]),
+            "Pipeline": {"producer_conf": step("P", "WaveformSource", events.__name__, next_steps=chain[0],
+                                               **(source_keys or {})),
                          "stagers_conf": stagers,
                          "consumer_conf": step("C", "EventSummary", events.__name__)},
             "WaveformSource": {"n_events": count, "seed": SEED}, "EventSummary": {"tag": tag}}
@@ -123,8 +129,8 @@ def analysis(plan: Plan, progress: Progress) -> Workload:
     def timed(design: str, names: tuple[str, ...], count: int) -> float:
         tag = new_tag()
         if design in ENGINE_DESIGNS:
-            keys, mode = ENGINE_DESIGNS[design]
-            seconds = run_engine(document(names, count, tag, keys), mode, count, plan.gui)
+            keys, mode, source_keys = ENGINE_DESIGNS[design]
+            seconds = run_engine(document(names, count, tag, keys, source_keys), mode, count, plan.gui)
         else:
             seconds = BASELINE_RUNS[design](names, count, tag)
         got = summary(tag)

@@ -16,6 +16,7 @@ POOL = "multiprocessing Pool.imap"
 LOOP = "plain loop"
 PROCESSES_2 = "engine, 2 worker processes"
 PROCESSES_1 = "engine, 1 worker process"
+SHARDS_2 = "engine, 2 worker processes, source sharded"
 THREADS_2 = "engine, 2 worker threads"
 PYTHON = "python -c pass"
 IMPORTS = "python, imports only"
@@ -37,6 +38,8 @@ DESCRIPTIONS = {
     LOOP: "the same step objects called in a plain Python loop, in one thread: what a user writes instead",
     PROCESSES_2: "this engine with each stage in 2 worker processes (nb_process 2)",
     PROCESSES_1: "this engine with each stage in 1 worker process (nb_process 1)",
+    SHARDS_2: "the same with the source in 2 shards too (its nb_process 2): fused with the stages, each worker "
+    "process makes its share of the events and analyses them, and only the results leave it",
     THREADS_2: "this engine with each stage in 2 worker threads of the run's process (nb_thread 2)",
     PYTHON: "a bare interpreter: start-up and exit",
     IMPORTS: "an interpreter importing what a pipeline-run run imports, and no more",
