@@ -25,6 +25,7 @@ from pipeline.config.options import RunOptions
 from pipeline.engine import ThreadedRunner
 from pipeline.engine.handles import Handles
 from pipeline.engine.wire import Answer, Kind, control_frames, result_frames
+from pipeline.engine.worker_process import await_bye
 from pipeline.execution.executor import UNORDERED
 from pipeline.failures.deadletter import load_messages
 from pipeline.message import OUT_OF_BAND_BYTES, encode
@@ -330,3 +331,82 @@ def test_a_stranger_on_the_worker_processes_endpoint_changes_nothing(routing_id:
     assert reports and reports[0].exit_status == 0, reports and reports[0].table()
     assert received(seen) == [0, 1, True]
     assert "neither a thread of the run nor a worker process" in caplog.text
+
+
+# --------------------------------------------------------------------------- the end of a worker process
+
+BYE_CHILD = """
+import sys, zmq
+from pipeline.engine import sockets
+from pipeline.engine.wire import Kind, control_frames
+from pipeline.engine.worker_process import await_bye
+address, count, timeout = sys.argv[1], int(sys.argv[2]), float(sys.argv[3])
+context = zmq.Context()
+ctl = context.socket(zmq.DEALER)
+ctl.linger = 5000
+ctl.sndhwm = 1
+ctl.identity = b"p0.0"
+ctl.connect(address)
+for n in range(count):
+    sockets.send(ctl, [b"%d" % n, bytes(4096)])
+sockets.send(ctl, control_frames(Kind.FINISHED))
+print("sent", flush=True)
+print("bye", await_bye(ctl, timeout), flush=True)
+ctl.close()
+context.term()
+"""
+
+
+@pytest.mark.parametrize("says_bye", [True, False])
+def test_a_worker_process_ends_only_once_its_router_read_its_finished(tmp_path: Path, says_bye: bool) -> None:
+    """The router reads little at a time (a producer's holds one message per worker): the worker process, all
+    sent, waits for BYE before it ends, since libzmq drops what a router had not read of a peer that left; without
+    a BYE it ends after its timeout. ROUTER and DEALER as the engine's, over ipc as between processes."""
+    context = zmq.Context()
+    router = context.socket(zmq.ROUTER)
+    router.linger = 0
+    router.rcvhwm = 1
+    address = f"ipc://{tmp_path}/work"
+    router.bind(address)
+    child = subprocess.Popen([sys.executable, "-c", BYE_CHILD, address, "50", "30" if says_bye else "0.2"],
+                             stdout=subprocess.PIPE, text=True, cwd=Path(__file__).parent.parent)
+    try:
+        got = []
+        while router.poll(10_000):  # one at a time: the child's sends wait for the router to read
+            frames = router.recv_multipart()
+            got.append(frames[1])
+            if frames[1] == control_frames(Kind.FINISHED)[0]:
+                break
+        assert got == [b"%d" % n for n in range(50)] + control_frames(Kind.FINISHED)
+        assert child.stdout is not None
+        assert child.stdout.readline() == "sent\n"
+        if says_bye:
+            assert child.poll() is None  # all sent and read, it still waits for the router to say so
+            router.send_multipart([b"p0.0", *control_frames(Kind.BYE)])
+        assert child.stdout.readline() == f"bye {says_bye}\n"
+        assert child.wait(10) == 0
+    finally:
+        child.kill()
+        child.wait()
+        if child.stdout is not None:
+            child.stdout.close()
+        router.close()
+        context.term()
+
+
+def test_a_worker_waiting_for_bye_stops_when_its_process_is_stopped_at_once() -> None:
+    context = zmq.Context()
+    ctl = context.socket(zmq.DEALER)
+    ctl.linger = 0
+    ctl.connect("inproc://nobody")
+    said: list[bool] = []
+
+    def wait() -> None:
+        said.append(await_bye(ctl, 60))
+        ctl.close()
+
+    waiting = threading.Thread(target=wait)
+    waiting.start()
+    context.term()  # returns once the thread, out of its wait, closed its socket
+    waiting.join(10)
+    assert said == [False]

@@ -50,6 +50,7 @@ from pipeline.engine.wire import (
     added_frames,
     check_from_worker,
     control_frames,
+    header_of,
     lost_frames,
     parse_hello,
     parse_lost,
@@ -380,6 +381,13 @@ class Door(EngineThread):
     def send(self, message: list) -> bool:
         """Send to a peer without ever blocking the door: False (and dropped) if the peer is gone or does not
         read what it is sent."""
+        if self._deliver(message):
+            return True
+        self.drop("to a peer that is gone or does not read")
+        return False
+
+    def _deliver(self, message: list) -> bool:
+        """Send to a peer without ever blocking the door; whether it could take the message."""
         try:
             for frame in message[:-1]:
                 self.socket.send(frame, zmq.SNDMORE | zmq.NOBLOCK, copy=False)
@@ -387,15 +395,18 @@ class Door(EngineThread):
         except zmq.ZMQError as err:
             if err.errno not in (zmq.EHOSTUNREACH, zmq.EAGAIN):
                 raise
-            self.drop("to a peer that is gone or does not read")
             return False
         return True
 
     def _to_worker(self, worker: RemoteWorker, relay: zmq.Socket) -> None:
         """Relay what a router sent to a remote worker thread; a worker that cannot take it is taken for
-        dead at the next look (what it held goes to others)."""
+        dead at the next look (what it held goes to others). A BYE goes to a thread that is done: one that
+        has left already owes the run nothing, and is neither dead nor a dropped message."""
         while sockets.waiting(relay):
-            if not self.send([relay.identity, *sockets.recv(relay)]):
+            frames = sockets.recv(relay)
+            if header_of(frames[0])[0] is Kind.BYE:
+                self._deliver([relay.identity, *frames])
+            elif not self.send([relay.identity, *frames]):
                 worker.heard = float("-inf")
 
     def _watch(self) -> None:

@@ -50,6 +50,11 @@ from pipeline.execution.executor import Outputs
 
 log = logging.getLogger("pipeline.engine")
 
+#: Milliseconds the socket to the workers keeps what it has not sent yet when the router ends: the BYE to its last
+#: worker process, which otherwise waits worker_process.BYE_WAIT_SECONDS to end. A worker process that does not read
+#: costs the end of the run at most this (one that is gone, nothing: what waits for it is dropped).
+WORK_LINGER_MS = 500
+
 
 class Router(EngineThread):
     """Runs one step's ``StepState`` on its sockets; the monitor reads the state's plain values."""
@@ -109,7 +114,7 @@ class Router(EngineThread):
             inbox.linger = 0
             inbox.bind(self.addresses.inbox(self.step.name))
             work.router_mandatory = True
-            work.linger = 0
+            work.linger = WORK_LINGER_MS
             if self.step.kind == "producer":  # its shards' messages wait in their processes, not here
                 work.rcvhwm = SHARD_HWM
             work.bind(self.addresses.work(self.step.name))
@@ -225,8 +230,10 @@ class Router(EngineThread):
                     state.tally(worker, parse_tally(received[1:]))
                 except WireError as err:
                     state.ignore(worker, str(err))
-            elif kind is Kind.FINISHED:
-                state.finished_worker(worker)
+            elif kind is Kind.FINISHED and state.finished_worker(worker) and not own:
+                # Its process may end now: all it sent, FINISHED last, is read (a local one waits for this,
+                # engine.worker_process; to a remote one the door relays it if it is still there).
+                self._send(work, worker, control_frames(Kind.BYE))
         if self.outputs is not None:
             self.outputs.flush()
         if state.acks:

@@ -602,24 +602,22 @@ class StepState:
         """What this step sent to the first fused step after it, over its workers."""
         return sum(record[3] for record in self.head_tally.per_worker.values())
 
-    def finished_worker(self, worker: bytes) -> None:
-        """A worker ran finish() and sent its end of stream."""
+    def finished_worker(self, worker: bytes) -> bool:
+        """A worker ran finish() and sent its end of stream; whether that counts (a worker says it once, when told)."""
         if worker not in self.pool.workers:
             slot = slot_of(worker)
             pending = self._pending.get(slot) if slot is not None else None
             if pending is not None and worker in pending.workers:  # it came after its process's loss
                 pending.workers.discard(worker)
-                self._told_to_finish.discard(worker)
-                self._count_finished(worker)
-            elif worker in self._told_to_finish:  # it joined after the end: told to finish at once, never in the pool
-                self._told_to_finish.discard(worker)
-                self._count_finished(worker)
-            return
-        if worker not in self._told_to_finish:
+            elif worker not in self._told_to_finish:
+                return False
+            # Else it joined after the end: told to finish at once, never in the pool.
+        elif worker not in self._told_to_finish:
             self.ignore(worker, "a FINISHED before it was told to finish")
-            return
+            return False
         self._told_to_finish.discard(worker)
         self._count_finished(worker)
+        return True
 
     def _count_finished(self, worker: bytes) -> None:
         self.finished += 1

@@ -170,9 +170,13 @@ class WorkerThread(StepThread):
             self.finish_steps()
             self.outlet.end()
             sockets.send(ctl, control_frames(Kind.FINISHED))
+            self.leave(ctl)
         finally:
             self.close()
             ctl.close()
+
+    def leave(self, ctl: zmq.Socket) -> None:
+        """What the thread does once its FINISHED is sent: nothing (what a closed inproc socket sent is read)."""
 
     def make_outlet(self, ctl: zmq.Socket) -> Outlet:
         """Where this worker's outputs go: on to the next steps, or back to the router of an ordered step."""

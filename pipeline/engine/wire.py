@@ -81,6 +81,7 @@ class Kind(IntEnum):
     MORE = 19  # router -> worker: the chunk of outputs it returned went on: it may send the next (flow control)
     SKIP = 20  # router -> worker: message ``value``, in its next WORK, had ``count`` outputs delivered already
     TALLY = 21  # worker process -> router: the figures of the fused steps after its step (engine.fusion)
+    BYE = 22  # router -> worker outside the run: its FINISHED was read, so was all it sent before: it may end
 
 
 HEADER = struct.Struct("<BBxxIQ")  # kind, flags, count, value
@@ -271,7 +272,7 @@ def header_of(frame: Any) -> tuple[Kind, int]:
 
 
 def control_frames(kind: Kind, value: int = 0) -> list[bytes]:
-    """The one frame of a message without payload: END, FINISH, JOIN, READY, FINISHED or MORE."""
+    """The one frame of a message without payload: END, FINISH, JOIN, READY, FINISHED, MORE or BYE."""
     return [HEADER.pack(kind, 0, 0, value)]
 
 

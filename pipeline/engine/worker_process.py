@@ -27,6 +27,7 @@ import queue
 import signal
 import sys
 import threading
+import time
 from collections.abc import Callable, Mapping, Sequence
 from pathlib import Path
 from typing import Any
@@ -51,7 +52,16 @@ from pipeline.engine.outlets import Outlet, ToRouter
 from pipeline.engine.rings import Ring, make_rings
 from pipeline.engine.shards import ShardSink, read_work
 from pipeline.engine.step_threads import WorkerThread
-from pipeline.engine.wire import NOT_RUN, Failure, Packet, failed_frames, process_worker_id, tally_frames
+from pipeline.engine.wire import (
+    NOT_RUN,
+    Failure,
+    Kind,
+    Packet,
+    failed_frames,
+    header_of,
+    process_worker_id,
+    tally_frames,
+)
 from pipeline.errors import ConfigError
 from pipeline.execution.executor import UNORDERED, Outcome, Outputs, StepExecutor
 from pipeline.failures.describe import failure_line, traceback_text
@@ -67,6 +77,11 @@ CANNOT_LOAD = 2
 _PR_SET_PDEATHSIG = 1
 #: Seconds between two looks at the parent where the kernel cannot watch it.
 _PARENT_POLL_SECONDS = 1.0
+#: Seconds a worker process's thread waits, its FINISHED sent, for its router to say it read it (BYE). A process
+#: that ended at once could take its last messages with it: libzmq drops what it has not read of a peer that
+#: disconnects, and a router whose socket holds little (a producer's, flow.SHARD_HWM) had not read them in about
+#: one run in 25 of camera events in shards. The router answers at once; the wait ends sooner if the run is gone.
+BYE_WAIT_SECONDS = 5.0
 
 
 @dataclasses.dataclass(frozen=True)
@@ -256,6 +271,13 @@ class ProcessWorkerThread(WorkerThread):
                     self.outlet.commit(UNORDERED, outputs)
         return super().start_component() and ready
 
+    def leave(self, ctl: zmq.Socket) -> None:
+        """A local worker process's thread waits until its router has read its FINISHED, and so all it sent before
+        (BYE). A remote one does not: the run's door reads what it sends at once, and may end before it relays a
+        BYE (the worker's keeper would then take the run for gone)."""
+        if self.keys is None and not await_bye(ctl, BYE_WAIT_SECONDS):
+            log.debug("step %s: no BYE from the run within %.0f s of FINISHED", self.step.name, BYE_WAIT_SECONDS)
+
     def finish_steps(self) -> None:
         """finish() of this thread's step, then of each fused step after it."""
         super().finish_steps()
@@ -270,6 +292,20 @@ class ProcessWorkerThread(WorkerThread):
         if self.keys is not None:
             secure_client(ctl, self.keys.own, self.keys.server.public)
         ctl.connect(self.spec.work)
+
+
+def await_bye(ctl: zmq.Socket, timeout: float) -> bool:
+    """Whether the router said BYE within ``timeout`` seconds (what else it sends now is owed nothing: dropped)."""
+    deadline = time.monotonic() + timeout
+    try:
+        while (left := deadline - time.monotonic()) > 0:
+            if not ctl.poll(left * 1000):
+                return False
+            if header_of(sockets.recv(ctl)[0])[0] is Kind.BYE:
+                return True
+    except zmq.ContextTerminated:  # the process is being stopped at once
+        pass
+    return False
 
 
 def load_step(spec: Spec, threads: int | None = None) -> PipelineConfig:
