@@ -23,3 +23,7 @@ class RoutingError(PipelineError):
 class StepFailed(PipelineError):
     """A step that could not start or go on: its init() returned False, or a send from one of its threads
     came when none of its code was running."""
+
+
+class WorkerDied(PipelineError):
+    """A message was running in a worker process that died, and in as many as max_redeliveries."""

@@ -227,7 +227,8 @@ class ArraySums(Component):
 
 class Shards(Component):
     """A shardable producer: yields every n_shards-th number of 0 .. count-1 from its shard's own, ``delay``
-    seconds each; on number ``at`` (once, the marker file the token) it kills its process or raises."""
+    seconds each; on number ``at`` (once, the marker file the token; without ``once``, every time) it kills its
+    process or raises."""
 
     shardable = True
     count = Int(100, help="How many numbers in all shards.").tag(config=True)
@@ -236,6 +237,8 @@ class Shards(Component):
     marker = Unicode("", help="The file created when it acts.").tag(config=True)
     delay = Float(0.0, help="Seconds per number.").tag(config=True)
     greeting = Int(0, help="How many messages init() sends: -1, -2, ...").tag(config=True)
+    once = Bool(True, help="Act in the first process only (else in every process that makes number at).").tag(
+        config=True)
 
     def init(self) -> None:
         """Send the greeting (each worker process's init() does)."""
@@ -247,7 +250,7 @@ class Shards(Component):
         for number in range(self.shard, self.count, self.n_shards):
             if self.delay:
                 time.sleep(self.delay)
-            if number == self.at and claim(self.marker):
+            if number == self.at and (not self.once or claim(self.marker)):
                 if self.action == "kill":
                     os.kill(os.getpid(), signal.SIGKILL)
                 raise ValueError(f"bad number {number}")

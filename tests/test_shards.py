@@ -17,7 +17,10 @@ from pipeline.config.options import RunOptions
 from pipeline.engine import ThreadedRunner
 from pipeline.engine.flow import message_bound
 from pipeline.engine.fusion import fused_groups
+from pipeline.engine.shards import ShardBook, ShardWork, read_work
+from pipeline.engine.wire import Packet
 from pipeline.failures.deadletter import load_messages
+from pipeline.message import encode
 from tests.failure_helpers import report_row
 from tests.process_helpers import finish_run, lines, pids, run_to_end, start_run, wait_for, written
 from tests.remote_helpers import PRODUCER, Launcher
@@ -299,3 +302,77 @@ def test_a_failure_in_a_step_fused_after_shards_is_its_own_with_its_message_as_d
     records = [json.loads(line) for line in lines(dead)]
     assert len(records) == 20 and {record["step"] for record in records} == {"B"}
     assert sorted(load_messages(str(dead))) == [("B", n) for n in range(0, 200, 10)]
+
+
+@pytest.mark.parametrize("fused", [False, True])
+def test_a_chunk_worth_of_init_messages_is_no_shards(tmp_path: Path, fused: bool) -> None:
+    """init() sends more than a chunk's worth (CHUNK_COUNT, 4096) in each worker process: its messages go on as
+    chunks of no shard, through the fused steps if any, and count as no shard's nor as yielded."""
+    greeting = 5000
+    stages = [step("S", "Scale", "C", nb_process=2, config={"factor": 1})] if fused else []
+    config = pipeline_config(
+        {**step("P", "Shards", "S" if fused else "C", nb_process=2), "module": PROCESS_STEPS}, stages,
+        collector(tmp_path, "C"), Shards={"count": 100, "greeting": greeting})
+    assert bool(fused_groups(load_config(config, check=False))) is fused
+    report = run(config, "threads")
+    assert_ok(report)
+    got = read(tmp_path, "C")
+    assert sorted(value for value in got if value >= 0) == list(range(100))
+    assert sorted(value for value in got if value < 0) == sorted(-1 - k for k in range(greeting) for _ in range(2))
+    assert counts(report)["P"] == (0, 100, 100 + 2 * greeting, 0)
+    assert report["P"].shards == [50, 50]
+
+
+def test_a_message_that_kills_every_process_in_a_fused_step_goes_to_its_dead_letters(tmp_path: Path) -> None:
+    """B kills its process on message 1500 every time: the shard goes on carefully (each message sent on at once)
+    until as many processes died at that message as max_redeliveries; it then goes to the dead letters of the first
+    fused step (EVEN), as a message that kills a fused chain of stagers goes to its first step's, and the run goes
+    on with every other message, each once."""
+    dead = tmp_path / "dead.jsonl"
+    path = fused_file(tmp_path, 3000, Trigger={"at": 1500, "action": "kill", "once": False, "delay": 0.0002})
+    document = json.loads(path.read_text())
+    document["Pipeline"]["stagers_conf"][0]["on_error"] = "skip"
+    document["Pipeline"].update(dead_letter=str(dead), allow_failures=True)
+    path.write_text(json.dumps(document), encoding="utf-8")
+    result = run_to_end(path, "--Pipeline.heartbeat_interval=0.2", "--Pipeline.heartbeat_liveness=3")
+    assert result.returncode == 0, result.stderr
+    assert sorted(written(tmp_path)) == [n for n in range(0, 3000, 2) if n != 1500]
+    records = [json.loads(line) for line in lines(dead)]
+    assert [(record["step"], record["error"].split(":")[0]) for record in records] == [("EVEN", "WorkerDied")]
+    assert load_messages(str(dead)) == [("EVEN", 1500)]
+    assert report_row(result.stderr, "COUNT") == [0, 3000, 3000, 0]
+    assert report_row(result.stderr, "EVEN") == [3000, 2999, 1499, 1]
+    assert report_row(result.stderr, "B") == [1499, 1499, 1499, 0]
+    assert "COUNT: messages per shard: 1500, 1500" in result.stderr.splitlines()
+
+
+def test_a_producer_that_kills_every_process_at_one_message_fails_with_steps_fused_after_it(tmp_path: Path) -> None:
+    """The message is the generator's own poison: not even made, it cannot go to the dead letters; once one more
+    process died at it, the producer fails as an error of its generator does."""
+    path = fused_file(tmp_path, 3000, Shards={"count": 3000, "at": 1501, "action": "kill", "once": False,
+                                              "delay": 0.0002})
+    result = run_to_end(path, "--Pipeline.heartbeat_interval=0.2", "--Pipeline.heartbeat_liveness=3")
+    assert result.returncode == 1, result.stderr
+    assert "COUNT: first error: producer COUNT: shard 1 was running in 3 worker processes that died" in result.stderr
+    values = written(tmp_path)  # shard 0's even numbers; shard 1's are odd, all filtered out by EVEN
+    assert len(values) == len(set(values)) and all(value % 2 == 0 for value in values)
+
+
+def test_the_book_counts_deaths_at_one_message_and_names_the_poison() -> None:
+    """ShardBook alone: deaths count at the same point of a shard only; a shard that lost a process goes on
+    carefully, and names its next message poison once as many died there as asked."""
+    book = ShardBook(2)
+    book.sent[1] = 10
+    assert book.died(1) == 1
+    book.sent[1] = 12  # the careful run sent two more on before it died too
+    assert [book.died(1), book.died(1)] == [1, 2]
+
+    def works() -> list[ShardWork]:
+        seed = Packet()
+        for shard in range(2):
+            seed.add(encode(ShardWork(shard, 2)))
+        return [read_work(inband, buffers) for _, inband, buffers in book.again(seed, 2).messages()]
+
+    assert works() == [ShardWork(0, 2), ShardWork(1, 2, 12, careful=True, poison=2)]
+    book.sent[1] = 13  # the poison went to the dead letters: the shard goes on past it
+    assert works()[1] == ShardWork(1, 2, 13, careful=True, poison=0)

@@ -79,9 +79,9 @@ class Gather(Discard):
 
 
 class Chain:
-    """The sink of a group's first step in a worker process: each of its outputs goes through the fused steps
-    after it, in turn, and only what the last one returns goes to the router, as the answer of the input it
-    came from (one answer per input, as for a step alone).
+    """The sink of a group's first step in a worker process (a producer's: behind its ShardSink): each of its
+    outputs goes through the fused steps after it, in turn, and only what the last one returns goes to the router,
+    as the answer of the input it came from (one answer per input, as for a step alone).
 
     It shares the outlet's lock: while the first step's code runs, the run's Flusher may send what waits.
     A chunk of the first step's outputs goes through the fused steps at once, and what the last one makes of
@@ -139,7 +139,7 @@ class Chain:
         self.outlet.flush_if_due()
 
     def produced(self, seconds: float) -> None:
-        """A fused group never starts with a producer."""
+        """Never called: a producer's shards come through their ShardSink (engine.shards), which hands them here."""
 
     def finish(self) -> None:
         """Each fused step's finish(), in turn after the first's: what it sends goes through the steps after it."""

@@ -27,8 +27,9 @@ from typing import TYPE_CHECKING
 
 from pipeline.engine.outlets import ToRouter
 from pipeline.engine.wire import Packet
-from pipeline.execution.executor import UNORDERED, Outcome, Outputs
-from pipeline.message import decode, encode
+from pipeline.errors import WorkerDied
+from pipeline.execution.executor import UNORDERED, Outcome, Outputs, StepExecutor
+from pipeline.message import Encoded, decode, encode
 
 if TYPE_CHECKING:
     from pipeline.engine.fusion import Chain
@@ -37,11 +38,16 @@ if TYPE_CHECKING:
 @dataclass(frozen=True)
 class ShardWork:
     """What a worker process is told to produce: shard ``shard`` of ``count``, skipping its first ``skip``
-    messages (sent on from a process that died)."""
+    messages (sent on from a process that died). With fused steps after the producer, a shard that a process died
+    running goes on ``careful``ly, each message's outputs sent at once (a death then says which message it was);
+    ``poison`` > 0: the message after the skipped ones was running when that many processes died, and goes to the
+    dead letters of the first fused step instead of through it."""
 
     shard: int
     count: int
     skip: int = 0
+    careful: bool = False
+    poison: int = 0
 
 
 def shard_seed(count: int) -> Packet:
@@ -62,20 +68,36 @@ def read_work(inband: memoryview | bytes, buffers: list) -> ShardWork:
 
 @dataclass
 class ShardBook:
-    """What the producer's router knows of its shards: the messages of each it sent on."""
+    """What the producer's router knows of its shards: the messages of each it sent on, and where the worker
+    processes that died running one were in it."""
 
     count: int
     sent: list[int] = field(default_factory=list)
+    #: Per shard a worker process died running: the messages it had sent on then, and how many processes died
+    #: with it at that same point.
+    deaths: dict[int, tuple[int, int]] = field(default_factory=dict)
 
     def __post_init__(self) -> None:
         self.sent = [0] * self.count
 
-    def again(self, packet: Packet) -> Packet:
-        """``packet``'s shards, to start again in another worker process: each skips what was sent on."""
+    def died(self, shard: int) -> int:
+        """A worker process died running ``shard``: how many have died at the same message of it so far."""
+        position = self.sent[shard]
+        last, deaths = self.deaths.get(shard, (-1, 0))
+        deaths = deaths + 1 if last == position else 1
+        self.deaths[shard] = (position, deaths)
+        return deaths
+
+    def again(self, packet: Packet, poison_after: int = 0) -> Packet:
+        """``packet``'s shards, to start again in another worker process: each skips what was sent on; one that
+        a process died running goes on carefully, and its next message is poison once ``poison_after`` (> 0)
+        processes died at it."""
         made = Packet()
         made.first_seq = packet.first_seq
         for seq, _, _ in packet.messages():
-            made.add(encode(ShardWork(seq, self.count, self.sent[seq])))
+            position, deaths = self.deaths.get(seq, (-1, 0))
+            poison = deaths if poison_after and deaths >= poison_after and position == self.sent[seq] else 0
+            made.add(encode(ShardWork(seq, self.count, self.sent[seq], seq in self.deaths, poison)))
         return made
 
 
@@ -94,6 +116,8 @@ class ShardSink:
         self.lock = outlet.lock
         self.shard = UNORDERED  # the sequence number of the shard running (UNORDERED: none)
         self.skip = 0
+        self.careful = False  # each message's outputs go at once (ShardWork)
+        self.poison = 0  # > 0: the message after the skipped ones goes to the dead letters (ShardWork)
         self._pending: Outputs = []
 
     @property
@@ -108,36 +132,57 @@ class ShardSink:
             return
         self._pending = self._unsent(outputs)
 
-    def start(self, shard: int, skip: int) -> None:
-        """Shard ``shard`` starts; its first ``skip`` messages were sent on by a process that died."""
-        self.shard, self.skip = shard, skip
+    def start(self, work: ShardWork) -> None:
+        """A shard starts (``work`` says which, and what of it went on from a process that died)."""
+        self.shard, self.skip, self.careful, self.poison = work.shard, work.skip, work.careful, work.poison
 
     def partial(self, seq: int, outputs: Outputs) -> None:
-        """A chunk of one yield's messages (a message a chunk's worth): they go to the router now."""
+        """A chunk's worth of one yield's messages (a large message), or of init()'s or finish()'s (no shard's):
+        they go to the router now."""
+        if self.shard == UNORDERED:
+            self._send(UNORDERED, outputs)
+            return
         outputs = self._unsent(outputs)
         if outputs:
-            self._send(outputs)
+            self._send(self.shard, outputs)
 
     def _unsent(self, outputs: Outputs) -> Outputs:
-        """``outputs`` without those the shard's dead process had sent on."""
+        """``outputs`` without those the shard's dead process had sent on, nor the poison message after them."""
         if self.skip:
             dropped = min(self.skip, len(outputs))
             self.skip -= dropped
             outputs = outputs[dropped:]
+        if self.poison and outputs and self.chain is not None:
+            self._dead_letter(*self.chain.executors[:2], outputs[0][0])
+            outputs = outputs[1:]
         return outputs
+
+    def _dead_letter(self, producer: StepExecutor, first: StepExecutor, message: Encoded) -> None:
+        """The message that was running when ``poison`` worker processes died: to the dead letters of the first fused
+        step (``first``: as a failure of its run(), counted there), and counted as sent on, never to run again."""
+        producer.counts.emitted += 1
+        first.counts.received += 1
+        first.counts.failed += 1
+        error = WorkerDied(f"a message of shard {self.shard} was running in {self.poison} worker processes that died")
+        first.policy.message_failed(first.step, first.worker, self.shard, error, message)
+        self.poison = 0
+        self.outlet.chunk(self.shard, [], 1)
+        self.outlet.flush()
 
     def produced(self, seconds: float) -> None:
         """The generator took ``seconds`` for the messages just committed: they go to the router."""
         if self._pending:
-            self._send(self._pending)
+            self._send(self.shard, self._pending)
             self._pending = []
         self.outlet.produced(seconds)
 
-    def _send(self, outputs: Outputs) -> None:
-        """The shard's messages to the router, as a chunk of the shard (through the fused steps first, if any: the
-        chunk then stands for these messages, whatever those steps made of them)."""
-        flowed = outputs if self.chain is None else self.chain.flow_midway(self.shard, outputs)
-        self.outlet.chunk(self.shard, flowed, len(outputs))
+    def _send(self, seq: int, outputs: Outputs) -> None:
+        """Messages to the router, as a chunk of shard ``seq`` (UNORDERED: of no shard), through the fused steps
+        first, if any: the chunk then stands for these messages, whatever those steps made of them."""
+        flowed = outputs if self.chain is None else self.chain.flow_midway(seq, outputs)
+        self.outlet.chunk(seq, flowed, len(outputs))
+        if self.careful:
+            self.outlet.flush()
 
     def failed(self, seq: int, outcome: Outcome = Outcome.FAILED, seconds: float = 0.0) -> None:
         """Answer the shard ``seq`` (its generator ended, ``outcome`` says how, after ``seconds`` in it in all)."""

@@ -41,6 +41,7 @@ from pipeline.engine.pool import WorkerPool
 from pipeline.engine.results import Results
 from pipeline.engine.shards import ShardBook
 from pipeline.engine.wire import NOT_RUN, NOT_STARTED, Answer, Failure, Loss, Packet, slot_of
+from pipeline.errors import WorkerDied
 from pipeline.execution.executor import UNORDERED, Outcome, Outputs, Policy
 from pipeline.execution.report import StepCounts
 from pipeline.failures.describe import RemoteError, failure_line
@@ -93,10 +94,6 @@ class MemberFigures:
     def max_time(self) -> float:
         """The longest single run() call."""
         return max((record[5] for record in self.per_worker.values()), default=0.0)
-
-
-class WorkerDied(Exception):
-    """A message was running in a worker process that died, and in as many as max_redeliveries."""
 
 
 @dataclass(frozen=True)
@@ -466,8 +463,7 @@ class StepState:
                     continue
                 outcome = answer.outcome
                 if outcome is partial:
-                    self._partial[seq] = self._partial.get(seq, 0) + (
-                        len(answer.outputs) if answer.made is None else answer.made)
+                    self._partial[seq] = self._partial.get(seq, 0) + answer.stands_for
                     continue
                 if self._partial:
                     self._partial.pop(seq, None)
@@ -527,11 +523,12 @@ class StepState:
         finish()); with fused steps after it, a chunk holds their outputs and says how many of its messages it
         stands for."""
         for answer in answers:
+            if answer.seq == UNORDERED:  # init()'s or finish()'s messages, even a chunk's worth: no shard's
+                continue
             if answer.outcome is Outcome.PARTIAL:
-                made = len(answer.outputs) if answer.made is None else answer.made
-                self.counts.processed += made
-                shards.sent[answer.seq] += made
-            elif answer.seq != UNORDERED:
+                self.counts.processed += answer.stands_for
+                shards.sent[answer.seq] += answer.stands_for
+            else:
                 self.pool.answered(worker)
                 if answer.outcome is Outcome.FAILED:
                     self.counts.failed += 1
@@ -789,7 +786,17 @@ class StepState:
             blamed = self._blamed.setdefault(seq, [])
             if slot is not None:
                 blamed.append(slot)
-            if deaths < self.options.max_redeliveries:
+            if self.shards is not None and self.members:
+                # A fused step may have died on one message: the shard goes on carefully; once as many processes
+                # died at the same message, it goes to the dead letters (engine.shards), and the deaths it caused
+                # spend no restarts. One more there is the generator's own: the producer fails.
+                deaths = self.shards.died(seq)
+                if deaths == self.options.max_redeliveries:
+                    self.forgiven = self.forgiven | set(self._blamed.pop(seq))
+                if deaths <= self.options.max_redeliveries:
+                    kept.append(packet)
+                    continue
+            elif deaths < self.options.max_redeliveries:
                 kept.append(packet)
                 continue
             if self.shards is not None:  # a shard that kills its processes: the producer fails, as its generator
@@ -820,7 +827,8 @@ class StepState:
         """Put ``packets`` back at the front of the queue, in order, counted as delivered again (a producer's
         shards to skip what they sent on)."""
         if self.shards is not None:
-            packets = [self.shards.again(packet) for packet in packets]
+            poison_after = self.options.max_redeliveries if self.members else 0
+            packets = [self.shards.again(packet, poison_after) for packet in packets]
         for packet in reversed(packets):
             self.queue.appendleft(packet)
             self.queued += len(packet)

@@ -304,6 +304,11 @@ class Answer:
     #: fused steps after the step may have made more or fewer of them (engine.fusion).
     made: int | None = None
 
+    @property
+    def stands_for(self) -> int:
+        """How many outputs of the step's code a PARTIAL stands for."""
+        return len(self.outputs) if self.made is None else self.made
+
 
 def result_frames(answers: Sequence[Answer], handles: Handles | None = None, ring: Ring | None = None) -> list[Buffer]:
     """A RESULT packet: for each input, its outputs and their targets, then the table of inputs

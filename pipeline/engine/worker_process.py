@@ -247,7 +247,7 @@ class ProcessWorkerThread(WorkerThread):
             work = read_work(inband, buffers)
             if executor.component is not None:
                 executor.component.shard, executor.component.n_shards = work.shard, work.count
-            sink.start(seq, work.skip)
+            sink.start(work)
             failed, busy = executor.counts.failed, executor.busy_time
             if executor.mark is not None:  # the shard runs: the process is at work, not stalled
                 executor.mark(executor.worker, seq)
