@@ -17,7 +17,7 @@ from pipeline.config.options import RunOptions
 from pipeline.engine import ThreadedRunner
 from pipeline.engine.flow import message_bound
 from pipeline.engine.fusion import fused_groups
-from pipeline.engine.shards import ShardBook, ShardWork, read_work
+from pipeline.engine.shards import ShardBook, ShardWork, board_mark, read_mark, read_work
 from pipeline.engine.wire import Packet
 from pipeline.failures.deadletter import load_messages
 from pipeline.message import encode
@@ -324,10 +324,10 @@ def test_a_chunk_worth_of_init_messages_is_no_shards(tmp_path: Path, fused: bool
 
 
 def test_a_message_that_kills_every_process_in_a_fused_step_goes_to_its_dead_letters(tmp_path: Path) -> None:
-    """B kills its process on message 1500 every time: the shard goes on carefully (each message sent on at once)
-    until as many processes died at that message as max_redeliveries; it then goes to the dead letters of the first
-    fused step (EVEN), as a message that kills a fused chain of stagers goes to its first step's, and the run goes
-    on with every other message, each once."""
+    """B kills its process on message 1500 every time: the busy board names the message each death was running, and
+    once max_redeliveries processes died running it, it goes to the dead letters of the first fused step (EVEN), as a
+    message that kills a fused chain of stagers goes to its first step's; the run goes on with every other message,
+    each once."""
     dead = tmp_path / "dead.jsonl"
     path = fused_file(tmp_path, 3000, Trigger={"at": 1500, "action": "kill", "once": False, "delay": 0.0002})
     document = json.loads(path.read_text())
@@ -340,6 +340,7 @@ def test_a_message_that_kills_every_process_in_a_fused_step_goes_to_its_dead_let
     records = [json.loads(line) for line in lines(dead)]
     assert [(record["step"], record["error"].split(":")[0]) for record in records] == [("EVEN", "WorkerDied")]
     assert load_messages(str(dead)) == [("EVEN", 1500)]
+    assert records[0]["seq"] == 750  # its place in shard 0 (every other number)
     assert report_row(result.stderr, "COUNT") == [0, 3000, 3000, 0]
     assert report_row(result.stderr, "EVEN") == [3000, 2999, 1499, 1]
     assert report_row(result.stderr, "B") == [1499, 1499, 1499, 0]
@@ -358,21 +359,19 @@ def test_a_producer_that_kills_every_process_at_one_message_fails_with_steps_fus
     assert len(values) == len(set(values)) and all(value % 2 == 0 for value in values)
 
 
-def test_the_book_counts_deaths_at_one_message_and_names_the_poison() -> None:
-    """ShardBook alone: deaths count at the same point of a shard only; a shard that lost a process goes on
-    carefully, and names its next message poison once as many died there as asked."""
+def test_the_book_counts_deaths_per_message_and_names_the_poison() -> None:
+    """ShardBook alone: deaths count per message of a shard (its board mark names it), and a shard whose message
+    killed as many processes as asked starts again with that message named poison."""
     book = ShardBook(2)
-    book.sent[1] = 10
-    assert book.died(1) == 1
-    book.sent[1] = 12  # the careful run sent two more on before it died too
-    assert [book.died(1), book.died(1)] == [1, 2]
+    assert read_mark(board_mark(1, 750)) == (1, 750)
+    assert [book.died(1, 750, 2), book.died(1, 751, 2), book.died(1, 750, 2)] == [1, 1, 2]
+    book.sent[1] = 740
 
     def works() -> list[ShardWork]:
         seed = Packet()
         for shard in range(2):
             seed.add(encode(ShardWork(shard, 2)))
-        return [read_work(inband, buffers) for _, inband, buffers in book.again(seed, 2).messages()]
+        return [read_work(inband, buffers) for _, inband, buffers in book.again(seed).messages()]
 
-    assert works() == [ShardWork(0, 2), ShardWork(1, 2, 12, careful=True, poison=2)]
-    book.sent[1] = 13  # the poison went to the dead letters: the shard goes on past it
-    assert works()[1] == ShardWork(1, 2, 13, careful=True, poison=0)
+    assert works() == [ShardWork(0, 2), ShardWork(1, 2, 740, poison=750)]
+    assert book.died(1, 750, 2) == 3  # one more: the producer's own code (the router fails it)

@@ -28,7 +28,7 @@ from typing import TYPE_CHECKING
 from pipeline.engine.outlets import ToRouter
 from pipeline.engine.wire import Packet
 from pipeline.errors import WorkerDied
-from pipeline.execution.executor import UNORDERED, Outcome, Outputs, StepExecutor
+from pipeline.execution.executor import UNORDERED, Outcome, Outputs
 from pipeline.message import Encoded, decode, encode
 
 if TYPE_CHECKING:
@@ -38,16 +38,29 @@ if TYPE_CHECKING:
 @dataclass(frozen=True)
 class ShardWork:
     """What a worker process is told to produce: shard ``shard`` of ``count``, skipping its first ``skip``
-    messages (sent on from a process that died). With fused steps after the producer, a shard that a process died
-    running goes on ``careful``ly, each message's outputs sent at once (a death then says which message it was);
-    ``poison`` > 0: the message after the skipped ones was running when that many processes died, and goes to the
-    dead letters of the first fused step instead of through it."""
+    messages (sent on from a process that died). With fused steps after the producer, ``poison`` (>= 0) is the
+    position in the shard of a message that was running when max_redeliveries processes died: it goes to the dead
+    letters of the first fused step instead of through it."""
 
     shard: int
     count: int
     skip: int = 0
-    careful: bool = False
-    poison: int = 0
+    poison: int = -1
+
+
+#: A shard's message on a worker process's busy board (engine.board): the shard's number in the low bits, the
+#: message's position in the shard above them, so that a process's death names the message it was running.
+POSITION_SHIFT = 32
+
+
+def board_mark(shard: int, position: int) -> int:
+    """What the busy board says while message ``position`` of ``shard`` is made, or runs through fused steps."""
+    return shard | position << POSITION_SHIFT
+
+
+def read_mark(mark: int) -> tuple[int, int]:
+    """(shard, position) of a busy board's mark."""
+    return mark & ((1 << POSITION_SHIFT) - 1), mark >> POSITION_SHIFT
 
 
 def shard_seed(count: int) -> Packet:
@@ -68,36 +81,34 @@ def read_work(inband: memoryview | bytes, buffers: list) -> ShardWork:
 
 @dataclass
 class ShardBook:
-    """What the producer's router knows of its shards: the messages of each it sent on, and where the worker
-    processes that died running one were in it."""
+    """What the producer's router knows of its shards: the messages of each it sent on, and which of them the worker
+    processes that died were running."""
 
     count: int
     sent: list[int] = field(default_factory=list)
-    #: Per shard a worker process died running: the messages it had sent on then, and how many processes died
-    #: with it at that same point.
-    deaths: dict[int, tuple[int, int]] = field(default_factory=dict)
+    #: Per (shard, position): how many worker processes died running that message.
+    deaths: dict[tuple[int, int], int] = field(default_factory=dict)
+    #: Per shard: the position of its message that killed ``poison_after`` processes (ShardWork.poison).
+    poison: dict[int, int] = field(default_factory=dict)
 
     def __post_init__(self) -> None:
         self.sent = [0] * self.count
 
-    def died(self, shard: int) -> int:
-        """A worker process died running ``shard``: how many have died at the same message of it so far."""
-        position = self.sent[shard]
-        last, deaths = self.deaths.get(shard, (-1, 0))
-        deaths = deaths + 1 if last == position else 1
-        self.deaths[shard] = (position, deaths)
+    def died(self, shard: int, position: int, poison_after: int) -> int:
+        """A worker process died running message ``position`` of ``shard``: how many have died running it so far (at
+        ``poison_after`` it is poison)."""
+        deaths = self.deaths[shard, position] = self.deaths.get((shard, position), 0) + 1
+        if deaths == poison_after:
+            self.poison[shard] = position
         return deaths
 
-    def again(self, packet: Packet, poison_after: int = 0) -> Packet:
-        """``packet``'s shards, to start again in another worker process: each skips what was sent on; one that
-        a process died running goes on carefully, and its next message is poison once ``poison_after`` (> 0)
-        processes died at it."""
+    def again(self, packet: Packet) -> Packet:
+        """``packet``'s shards, to start again in another worker process: each skips what was sent on, and says which
+        of its messages is poison, if one is."""
         made = Packet()
         made.first_seq = packet.first_seq
         for seq, _, _ in packet.messages():
-            position, deaths = self.deaths.get(seq, (-1, 0))
-            poison = deaths if poison_after and deaths >= poison_after and position == self.sent[seq] else 0
-            made.add(encode(ShardWork(seq, self.count, self.sent[seq], seq in self.deaths, poison)))
+            made.add(encode(ShardWork(seq, self.count, self.sent[seq], self.poison.get(seq, -1))))
         return made
 
 
@@ -106,7 +117,8 @@ class ShardSink:
     the shard (a PARTIAL answer of its sequence number, which the router counts as the shard's), the first
     ``skip`` dropped; what init() and finish() send goes as an answer to no input, which is no shard's (a process
     that takes over another's shard has sent its own init()'s messages already, or sends them apart). With fused
-    steps after the producer (``chain``), the messages go through them first."""
+    steps after the producer (``chain``), each message goes through them first, the busy board naming it, and the
+    chunk stands for the messages, whatever the fused steps made of them."""
 
     answers_router = True
 
@@ -116,8 +128,8 @@ class ShardSink:
         self.lock = outlet.lock
         self.shard = UNORDERED  # the sequence number of the shard running (UNORDERED: none)
         self.skip = 0
-        self.careful = False  # each message's outputs go at once (ShardWork)
-        self.poison = 0  # > 0: the message after the skipped ones goes to the dead letters (ShardWork)
+        self.poison = -1  # the position of the message to send to the dead letters (ShardWork)
+        self.position = 0  # the shard's messages made so far in this process (those sent on before included)
         self._pending: Outputs = []
 
     @property
@@ -125,64 +137,72 @@ class ShardSink:
         """When the oldest unsent answer was committed."""
         return self.outlet.oldest
 
+    def start(self, work: ShardWork) -> None:
+        """A shard starts (``work`` says which, and what of it went on from a process that died)."""
+        self.shard, self.skip, self.poison, self.position = work.shard, work.skip, work.poison, 0
+
     def commit(self, seq: int, outputs: Outputs, seconds: float = 0.0) -> None:
         """A yield's messages (they go with its seconds, which come next), or init()'s / finish()'s."""
         if seq == UNORDERED:
             (self.chain or self.outlet).commit(seq, outputs, seconds)
             return
-        self._pending = self._unsent(outputs)
-
-    def start(self, work: ShardWork) -> None:
-        """A shard starts (``work`` says which, and what of it went on from a process that died)."""
-        self.shard, self.skip, self.careful, self.poison = work.shard, work.skip, work.careful, work.poison
+        self._pending = outputs
 
     def partial(self, seq: int, outputs: Outputs) -> None:
         """A chunk's worth of one yield's messages (a large message), or of init()'s or finish()'s (no shard's):
         they go to the router now."""
-        if self.shard == UNORDERED:
-            self._send(UNORDERED, outputs)
+        if self.shard != UNORDERED:
+            self._hand_on(outputs)
             return
-        outputs = self._unsent(outputs)
-        if outputs:
-            self._send(self.shard, outputs)
-
-    def _unsent(self, outputs: Outputs) -> Outputs:
-        """``outputs`` without those the shard's dead process had sent on, nor the poison message after them."""
-        if self.skip:
-            dropped = min(self.skip, len(outputs))
-            self.skip -= dropped
-            outputs = outputs[dropped:]
-        if self.poison and outputs and self.chain is not None:
-            self._dead_letter(*self.chain.executors[:2], outputs[0][0])
-            outputs = outputs[1:]
-        return outputs
-
-    def _dead_letter(self, producer: StepExecutor, first: StepExecutor, message: Encoded) -> None:
-        """The message that was running when ``poison`` worker processes died: to the dead letters of the first fused
-        step (``first``: as a failure of its run(), counted there), and counted as sent on, never to run again."""
-        producer.counts.emitted += 1
-        first.counts.received += 1
-        first.counts.failed += 1
-        error = WorkerDied(f"a message of shard {self.shard} was running in {self.poison} worker processes that died")
-        first.policy.message_failed(first.step, first.worker, self.shard, error, message)
-        self.poison = 0
-        self.outlet.chunk(self.shard, [], 1)
-        self.outlet.flush()
+        flowed = outputs if self.chain is None else self.chain.flow_midway(UNORDERED, outputs)
+        self.outlet.chunk(UNORDERED, flowed, len(outputs))
 
     def produced(self, seconds: float) -> None:
         """The generator took ``seconds`` for the messages just committed: they go to the router."""
         if self._pending:
-            self._send(self.shard, self._pending)
+            self._hand_on(self._pending)
             self._pending = []
         self.outlet.produced(seconds)
 
-    def _send(self, seq: int, outputs: Outputs) -> None:
-        """Messages to the router, as a chunk of shard ``seq`` (UNORDERED: of no shard), through the fused steps
-        first, if any: the chunk then stands for these messages, whatever those steps made of them."""
-        flowed = outputs if self.chain is None else self.chain.flow_midway(seq, outputs)
-        self.outlet.chunk(seq, flowed, len(outputs))
-        if self.careful:
-            self.outlet.flush()
+    def _hand_on(self, outputs: Outputs) -> None:
+        """The shard's next messages: those sent on before dropped, the poison one to the dead letters, the others
+        through the fused steps one at a time, and what they make to the router as a chunk standing for them."""
+        chain = self.chain
+        made = 0
+        flowed: Outputs = []
+        for position, output in enumerate(outputs, start=self.position):
+            if position < self.skip:
+                continue
+            made += 1
+            if chain is None:
+                flowed.append(output)
+            elif position == self.poison:
+                self._dead_letter(chain, position, output[0])
+            else:
+                self._mark(chain, position)
+                flowed += chain.flow(0, board_mark(self.shard, position), [output])
+        self.position += len(outputs)
+        if made:
+            self.outlet.chunk(self.shard, flowed, made)
+        if chain is not None:
+            self._mark(chain, self.position)  # the generator makes the next one now
+
+    def _mark(self, chain: Chain, position: int) -> None:
+        """Say on the busy board which message of the shard the process makes or runs."""
+        producer = chain.executors[0]
+        if producer.mark is not None:
+            producer.mark(producer.worker, board_mark(self.shard, position))
+
+    def _dead_letter(self, chain: Chain, position: int, message: Encoded) -> None:
+        """The message that was running when max_redeliveries worker processes died: to the dead letters of the first
+        fused step (as a failure of its run(), counted there) instead of through it; the chunk stands for it too."""
+        producer, first = chain.executors[:2]
+        producer.counts.emitted += 1
+        first.counts.received += 1
+        first.counts.failed += 1
+        error = WorkerDied(f"message {position} of shard {self.shard} was running in worker processes that died, "
+                           "as many as max_redeliveries")
+        first.policy.message_failed(first.step, first.worker, board_mark(self.shard, position), error, message)
 
     def failed(self, seq: int, outcome: Outcome = Outcome.FAILED, seconds: float = 0.0) -> None:
         """Answer the shard ``seq`` (its generator ended, ``outcome`` says how, after ``seconds`` in it in all)."""

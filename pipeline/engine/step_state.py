@@ -39,7 +39,7 @@ from pipeline.engine.flow import (
 )
 from pipeline.engine.pool import WorkerPool
 from pipeline.engine.results import Results
-from pipeline.engine.shards import ShardBook
+from pipeline.engine.shards import ShardBook, read_mark
 from pipeline.engine.wire import NOT_RUN, NOT_STARTED, Answer, Failure, Loss, Packet, slot_of
 from pipeline.errors import WorkerDied
 from pipeline.execution.executor import UNORDERED, Outcome, Outputs, Policy
@@ -568,6 +568,8 @@ class StepState:
         figures = self.member_figures[failure.member - 1]
         number = self._number(worker)
         error = RemoteError(failure.error, failure.traceback)
+        if self.shards is not None and failure.seq != UNORDERED:  # after a producer: the message's place in its shard
+            failure = dataclasses.replace(failure, seq=read_mark(failure.seq)[1])
         if failure.seq == UNORDERED and failure.message is None:  # not a message's (those of init()/finish())
             line = self.policy.lifecycle_failed(member.name, number, failure.what, error)
             figures.first_error = figures.first_error or line
@@ -776,6 +778,10 @@ class StepState:
         """Count a death against each message of ``packets`` that was running; one that has now died
         with max_redeliveries workers fails (on_error, dead letters) instead of going round again."""
         kept: list[Packet] = []
+        positions: dict[int, int] = {}
+        if self.shards is not None:  # a shard's mark names the message of it that was running (engine.shards)
+            positions = dict(map(read_mark, running))
+            running = list(positions)
         for packet in packets:
             seq = next((s for s in running if packet.first_seq <= s < packet.first_seq + len(packet)), None)
             if seq is None:
@@ -787,10 +793,10 @@ class StepState:
             if slot is not None:
                 blamed.append(slot)
             if self.shards is not None and self.members:
-                # A fused step may have died on one message: the shard goes on carefully; once as many processes
-                # died at the same message, it goes to the dead letters (engine.shards), and the deaths it caused
-                # spend no restarts. One more there is the generator's own: the producer fails.
-                deaths = self.shards.died(seq)
+                # A fused step may have died on one message: once as many processes died running it, it goes to the
+                # dead letters (engine.shards), and the deaths it caused spend no restarts. One more there is the
+                # generator's own: the producer fails.
+                deaths = self.shards.died(seq, positions[seq], self.options.max_redeliveries)
                 if deaths == self.options.max_redeliveries:
                     self.forgiven = self.forgiven | set(self._blamed.pop(seq))
                 if deaths <= self.options.max_redeliveries:
@@ -827,8 +833,7 @@ class StepState:
         """Put ``packets`` back at the front of the queue, in order, counted as delivered again (a producer's
         shards to skip what they sent on)."""
         if self.shards is not None:
-            poison_after = self.options.max_redeliveries if self.members else 0
-            packets = [self.shards.again(packet, poison_after) for packet in packets]
+            packets = [self.shards.again(packet) for packet in packets]
         for packet in reversed(packets):
             self.queue.appendleft(packet)
             self.queued += len(packet)
