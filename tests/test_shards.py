@@ -21,6 +21,7 @@ from pipeline.engine.shards import ShardBook, ShardWork, board_mark, read_mark, 
 from pipeline.engine.wire import Packet
 from pipeline.failures.deadletter import load_messages
 from pipeline.message import encode
+from tests.cli_helpers import write_config
 from tests.failure_helpers import report_row
 from tests.process_helpers import finish_run, lines, pids, run_to_end, start_run, wait_for, written
 from tests.remote_helpers import PRODUCER, Launcher
@@ -58,8 +59,7 @@ def test_shards_give_the_sequential_messages_and_counts(tmp_path: Path, processe
 
 
 def test_the_report_says_what_each_shard_produced(tmp_path: Path) -> None:
-    path = tmp_path / "pipeline.json"
-    path.write_text(json.dumps(shards_config(tmp_path, 2, count=11)), encoding="utf-8")
+    path = write_config(tmp_path, shards_config(tmp_path, 2, count=11))
     result = run_to_end(path)
     assert result.returncode == 0, result.stderr
     assert "P: messages per shard: 6, 5" in result.stderr.splitlines()
@@ -78,9 +78,7 @@ def chain_file(tmp: Path, count: int, **shards: Any) -> Path:
         "Shards": {"count": count, **shards},
         "MarkedWriter": {"path": str(tmp / "out.jsonl")},
     }
-    path = tmp / "pipeline.json"
-    path.write_text(json.dumps(document), encoding="utf-8")
-    return path
+    return write_config(tmp, document)
 
 
 def test_a_killed_shard_process_loses_and_duplicates_nothing(tmp_path: Path) -> None:
@@ -140,8 +138,7 @@ def test_a_signal_stops_every_shard_and_drains(tmp_path: Path, sig: signal.Signa
 def test_a_producer_that_cannot_be_sharded_is_refused_before_the_run(tmp_path: Path) -> None:
     document = json.loads(chain_file(tmp_path, 10).read_text())
     document["Pipeline"]["producer_conf"].update(module="algorithms.basic", **{"class": "LineReader"})
-    path = tmp_path / "pipeline.json"
-    path.write_text(json.dumps(document), encoding="utf-8")
+    path = write_config(tmp_path, document)
     result = run_to_end(path)
     assert result.returncode == 2
     assert result.stderr.splitlines() == [
@@ -223,9 +220,7 @@ def fused_file(tmp: Path, count: int, **sections: Any) -> Path:
         "MarkedWriter": {"path": str(tmp / "out.jsonl")},
         **sections,
     }
-    path = tmp / "pipeline.json"
-    path.write_text(json.dumps(document), encoding="utf-8")
-    return path
+    return write_config(tmp, document)
 
 
 def test_steps_of_the_same_worker_processes_fuse_after_a_sharded_producer(tmp_path: Path) -> None:
@@ -294,7 +289,7 @@ def test_a_failure_in_a_step_fused_after_shards_is_its_own_with_its_message_as_d
     document["FailEvery"] = {"every": 10}
     del document["Trigger"]
     document["Pipeline"]["dead_letter"] = str(dead)
-    path.write_text(json.dumps(document), encoding="utf-8")
+    write_config(tmp_path, document)
     result = run_to_end(path)
     assert result.returncode == 1, result.stderr
     assert sorted(written(tmp_path)) == [n for n in range(0, 200, 2) if n % 10]
@@ -333,7 +328,7 @@ def test_a_message_that_kills_every_process_in_a_fused_step_goes_to_its_dead_let
     document = json.loads(path.read_text())
     document["Pipeline"]["stagers_conf"][0]["on_error"] = "skip"
     document["Pipeline"].update(dead_letter=str(dead), allow_failures=True)
-    path.write_text(json.dumps(document), encoding="utf-8")
+    write_config(tmp_path, document)
     result = run_to_end(path, "--Pipeline.heartbeat_interval=0.2", "--Pipeline.heartbeat_liveness=3")
     assert result.returncode == 0, result.stderr
     assert sorted(written(tmp_path)) == [n for n in range(0, 3000, 2) if n != 1500]
