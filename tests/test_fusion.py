@@ -255,3 +255,25 @@ def test_a_fused_step_whose_init_returns_false_fails_the_run_in_one_line(tmp_pat
     errors = [line for line in result.stderr.splitlines() if "init() returned False" in line]
     assert errors and all("B" in line for line in errors), result.stderr
     assert "Traceback" not in result.stderr
+
+
+def test_a_fused_steps_failure_counts_once_though_its_process_dies_before_the_answer(tmp_path: Path) -> None:
+    """A -> B (every 10th fails, skipped) -> K (kills its process once, on 1502), fused: the failures of B whose input
+    had not been answered yet run again in another process and fail again; each counts once, one dead letter."""
+    dead = tmp_path / "dead.jsonl"
+    path = chain_file(tmp_path, {"module": FAILURE_STEPS, "class": "FailEvery", "next_steps": "K",
+                                 "on_error": "skip"}, count=3000, FailEvery={"every": 10})
+    document = json.loads(path.read_text())
+    document["Pipeline"]["stagers_conf"].append(
+        {"name": "K", "module": PROCESS_STEPS, "class": "Trigger", "next_steps": "WRITER", "nb_process": 2})
+    document["Pipeline"].update(dead_letter=str(dead), allow_failures=True)
+    document["Trigger"] = {"at": 1502, "action": "kill", "marker": str(tmp_path / "killed"), "delay": 0.0002}
+    path.write_text(json.dumps(document), encoding="utf-8")
+    result = run_to_end(path, "--Pipeline.heartbeat_interval=0.2", "--Pipeline.heartbeat_liveness=3")
+    assert result.returncode == 0, result.stderr
+    assert pids(tmp_path / "killed")
+    assert sorted(written(tmp_path)) == [n for n in range(3000) if n % 10]
+    assert sorted(message for _, message in load_messages(str(dead))) == list(range(0, 3000, 10))
+    assert report_row(result.stderr, "A") == [3000, 3000, 3000, 0]
+    assert report_row(result.stderr, "B") == [3000, 2700, 2700, 300]
+    assert report_row(result.stderr, "K") == [2700, 2700, 2700, 0]

@@ -370,3 +370,25 @@ def test_the_book_counts_deaths_per_message_and_names_the_poison() -> None:
 
     assert works() == [ShardWork(0, 2), ShardWork(1, 2, 740, poison=750)]
     assert book.died(1, 750, 2) == 3  # one more: the producer's own code (the router fails it)
+
+
+def test_a_failure_in_a_fused_step_counts_once_though_its_process_dies_before_its_answer(tmp_path: Path) -> None:
+    """EVEN's place is taken by FailEvery (every 10th fails, skipped); B kills its process once, on 1502, after
+    failures of messages whose chunk had not gone yet: those run again in another process and fail again, and the
+    run counts each failure once, with one dead letter, as it would unfused."""
+    dead = tmp_path / "dead.jsonl"
+    path = fused_file(tmp_path, 3000, Trigger={"at": 1502, "action": "kill", "marker": str(tmp_path / "killed"),
+                                               "delay": 0.0002}, FailEvery={"every": 10})
+    document = json.loads(path.read_text())
+    document["Pipeline"]["stagers_conf"][0].update(module="tests.failure_steps", on_error="skip",
+                                                   **{"class": "FailEvery"})
+    document["Pipeline"].update(dead_letter=str(dead), allow_failures=True)
+    write_config(tmp_path, document)
+    result = run_to_end(path, "--Pipeline.heartbeat_interval=0.2", "--Pipeline.heartbeat_liveness=3")
+    assert result.returncode == 0, result.stderr
+    assert pids(tmp_path / "killed")  # it did kill its process
+    assert sorted(written(tmp_path)) == [n for n in range(3000) if n % 10]
+    assert sorted(message for _, message in load_messages(str(dead))) == list(range(0, 3000, 10))
+    assert report_row(result.stderr, "COUNT") == [0, 3000, 3000, 0]
+    assert report_row(result.stderr, "EVEN") == [3000, 2700, 2700, 300]
+    assert report_row(result.stderr, "B") == [2700, 2700, 2700, 0]

@@ -212,16 +212,28 @@ def test_a_tally_counts_with_the_answers_sent_after_it_and_not_if_its_process_di
     assert (made.emitted_to_members, made.member_figures[0].counts().received) == (3, 3)
 
 
-def test_a_fused_steps_failure_is_its_own_with_its_message() -> None:
+def test_a_fused_steps_failure_is_its_own_with_its_message_and_counts_with_its_inputs_answer() -> None:
     made, policy = fused_state()
     made.take_input(packet(1))
     hand_out(made)
     made.failed(worker(0), Failure(0, "run()", "ValueError: bad", "", member=1, message=Encoded(b"m", [])))
+    assert policy.failed == []  # not yet: its process may die before it answers input 0, which then runs again
+    made.answered(worker(0), answers(0, 1))
     assert policy.failed == [(0, "RemoteError")] and made.member_figures[0].first_error == "ValueError: bad"
     assert made.first_error is None  # S itself did not fail
     made.failed(worker(0), Failure(0, "run()", "E", "", member=2, message=Encoded(b"m", [])))
     made.failed(worker(0), Failure(0, "run()", "E", "", member=1))  # without its message
     assert made.ignored == 2 and len(policy.failed) == 1
+
+
+def test_a_fused_steps_failure_does_not_count_if_its_process_dies_before_the_answer() -> None:
+    made, policy = fused_state()
+    made.take_input(packet(1))
+    hand_out(made)
+    made.failed(worker(0), Failure(0, "run()", "ValueError: bad", "", member=1, message=Encoded(b"m", [])))
+    made.lost(Loss(0, "killed", [0]))
+    assert policy.failed == [] and made.member_figures[0].first_error is None
+    assert made.redelivered == 1  # input 0 runs again, and its failure with it
 
 
 # --------------------------------------------------------------------------- worker processes lost

@@ -166,6 +166,9 @@ class StepState:
         self._finished_threads: dict[int, int] = {}  # per worker process: its threads that ran finish()
         self._slot_threads: dict[int, int] = {}  # threads of the worker processes that joined later (ADDED)
         self._deaths: dict[int, int] = {}  # per message sequence number: worker processes it died in
+        #: Per worker process thread: its fused steps' failures (the input whose answer covers each, or the shard and
+        #: the message's place in it, and what counts it), held until that answer comes (_member_failed).
+        self._held_failures: dict[bytes, list[tuple[int, int, Callable[[], None]]]] = {}
         self._blamed: dict[int, list[int]] = {}  # per message sequence number: the slots of those processes
         # Worker processes whose death is blamed on a message that then failed for good (poison): their
         # replacements do not count against max_worker_restarts. Replaced, never changed in place: the
@@ -483,6 +486,8 @@ class StepState:
             if records is not None:
                 for figures, record in zip([self.head_tally, *self.member_figures], records, strict=True):
                     figures.per_worker[worker] = record
+            if self._held_failures:
+                self._release_failures(worker, answers)
         if self.results is None:
             return []
         release = self.results.add(answers)
@@ -568,22 +573,53 @@ class StepState:
         figures = self.member_figures[failure.member - 1]
         number = self._number(worker)
         error = RemoteError(failure.error, failure.traceback)
-        if self.shards is not None and failure.seq != UNORDERED:  # after a producer: the message's place in its shard
-            failure = dataclasses.replace(failure, seq=read_mark(failure.seq)[1])
+        answer, place = failure.seq, -1  # the input (after a producer: the shard, and its message's place in it)
+        if self.shards is not None and failure.seq != UNORDERED:
+            answer, place = read_mark(failure.seq)
+            failure = dataclasses.replace(failure, seq=place)
+        message = failure.message
+        if message is not None and answer != UNORDERED and worker in self.pool.workers:
+            # It counts once the answer that covers its message comes: a process that dies before has its input run
+            # again, which fails again (one dead letter, not two).
+            self._held_failures.setdefault(worker, []).append((answer, place, lambda: self._member_message_failed(
+                member, figures, number, error, failure, message)))
+            return
         if failure.seq == UNORDERED and failure.message is None:  # not a message's (those of init()/finish())
             line = self.policy.lifecycle_failed(member.name, number, failure.what, error)
             figures.first_error = figures.first_error or line
             figures.fatal = True
             if failure.what == "run()":
                 self.policy.halt(member.name, f"step {member.name} raised {failure.error} in run()")
-        elif failure.message is None or worker not in self.pool.workers:
+        elif message is None or worker not in self.pool.workers:
             self.ignore(worker, f"a failure of fused step {member.name} without its message, or from a worker "
                         "whose process was lost")
-        elif failure.what == NOT_RUN:
-            self.policy.not_run(member, failure.seq, failure.message)
+        else:
+            self._member_message_failed(member, figures, number, error, failure, message)
+
+    def _member_message_failed(self, member: StepConfig, figures: MemberFigures, number: int, error: RemoteError,
+                               failure: Failure, message: Encoded) -> None:
+        """A fused step's ``message`` failed, or was not run: the run's policy logs it and writes its dead letter."""
+        if failure.what == NOT_RUN:
+            self.policy.not_run(member, failure.seq, message)
         else:
             figures.first_error = figures.first_error or failure.error
-            self.policy.message_failed(member, number, failure.seq, error, failure.message, failure.delivered)
+            self.policy.message_failed(member, number, failure.seq, error, message, failure.delivered)
+
+    def _release_failures(self, worker: bytes, answers: Sequence[Answer]) -> None:
+        """The fused steps' failures that ``answers`` cover count now: an answer of their input, or after a producer,
+        a chunk of their shard that stands for their message (the shard's messages sent on go past it)."""
+        held = self._held_failures.get(worker)
+        if not held:
+            return
+        answered = {answer.seq for answer in answers}
+        shards = self.shards
+        kept = []
+        for seq, place, count in held:
+            if shards.sent[seq] > place if shards is not None else seq in answered:
+                count()
+            else:
+                kept.append((seq, place, count))
+        self._held_failures[worker] = kept
 
     def tally(self, worker: bytes, records: Sequence[tuple[int, int, int, int, float, float]]) -> None:
         """A worker's figures so far for this step and each fused step after it, sent just before its answers,
@@ -674,6 +710,7 @@ class StepState:
             self._progress.pop(worker, None)
             requeue.extend(self._blame(self.pool.lose(worker), running, worker, reason, release))
             self._tallies.pop(worker, None)
+            self._held_failures.pop(worker, None)  # its inputs run again, and fail again
         if not loss.clean:
             self._departed += 1
             if len(self._departures) < DEPARTURES_NAMED:

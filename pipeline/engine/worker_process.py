@@ -134,14 +134,16 @@ class RouterPolicy:
     def message_failed(self, step: StepConfig, worker: int, seq: int, error: BaseException,
                        message: Encoded | None, delivered: int = 0) -> None:
         """Send the error to the router, after the answers before it (the router takes the message it answers next;
-        it counted the outputs that went on before, in chunks, itself, but for a fused step's, which it is told).
+        it counted the outputs that went on before, in chunks, itself). A fused step's goes at once, with its message
+        and what of it went on, and counts with the answer that covers its message (engine.step_state).
 
         With on_error=stop this process's workers start nothing more from now on, as the run's policy
         makes a step's threads do; the run's HALT would come a round trip later.
         """
         if step.on_error == "stop":
             self.halted.add(step.name)
-        self.thread.outlet.flush()
+        if not self.member:  # a fused step's failure carries its message, and counts with the answer that covers it
+            self.thread.outlet.flush()
         self._send(Failure(seq, "run()", failure_line(error), traceback_text(error), self.member,
                            message if self.member else None, delivered if self.member else 0))
 
