@@ -226,6 +226,16 @@ def test_a_fused_steps_failure_is_its_own_with_its_message_and_counts_with_its_i
     assert made.ignored == 2 and len(policy.failed) == 1
 
 
+def test_a_fused_steps_failure_after_its_inputs_answer_counts_at_once() -> None:
+    """Not held for an answer that came already (it would never count)."""
+    made, policy = fused_state()
+    made.take_input(packet(2))
+    hand_out(made)
+    made.answered(worker(0), answers(0, 1))
+    made.failed(worker(0), Failure(0, "run()", "ValueError: bad", "", member=1, message=Encoded(b"m", [])))
+    assert policy.failed == [(0, "RemoteError")]
+
+
 def test_a_fused_steps_failure_does_not_count_if_its_process_dies_before_the_answer() -> None:
     made, policy = fused_state()
     made.take_input(packet(1))

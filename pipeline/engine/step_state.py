@@ -578,7 +578,7 @@ class StepState:
             answer, place = read_mark(failure.seq)
             failure = dataclasses.replace(failure, seq=place)
         message = failure.message
-        if message is not None and answer != UNORDERED and worker in self.pool.workers:
+        if message is not None and answer != UNORDERED and self._unanswered(worker, answer, place):
             # It counts once the answer that covers its message comes: a process that dies before has its input run
             # again, which fails again (one dead letter, not two).
             self._held_failures.setdefault(worker, []).append((answer, place, lambda: self._member_message_failed(
@@ -604,6 +604,17 @@ class StepState:
         else:
             figures.first_error = figures.first_error or failure.error
             self.policy.message_failed(member, number, failure.seq, error, message, failure.delivered)
+
+    def _unanswered(self, worker: bytes, answer: int, place: int) -> bool:
+        """Whether ``worker`` still owes the answer that covers a fused step's message: its input's (one it holds
+        and has not answered), or after a producer a chunk of shard ``answer`` that goes past ``place``."""
+        state = self.pool.workers.get(worker)
+        if state is None:
+            return False
+        if self.shards is not None:
+            return 0 <= answer < self.shards.count and self.shards.sent[answer] <= place
+        return any(packet.first_seq + (state.answered if index == 0 else 0) <= answer < packet.first_seq + len(packet)
+                   for index, packet in enumerate(state.in_flight))
 
     def _release_failures(self, worker: bytes, answers: Sequence[Answer]) -> None:
         """The fused steps' failures that ``answers`` cover count now: an answer of their input, or after a producer,
