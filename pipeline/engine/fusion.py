@@ -110,16 +110,11 @@ class Chain:
     def partial(self, seq: int, outputs: Outputs) -> None:
         """A chunk of the first step's outputs for input ``seq``, whose code goes on: through the fused steps
         now, and what comes out to the router as a chunk standing for them (even none: the router counts them)."""
-        self.outlet.partial(seq, self.flow_midway(seq, outputs), len(outputs))
-
-    def flow_midway(self, seq: int, outputs: Outputs) -> Outputs:
-        """What ``outputs`` of the first step, whose code goes on for input ``seq``, become through the steps after
-        it; the busy board then says the first step runs ``seq`` again."""
         flowed = self.flow(0, seq, outputs)
         first = self.executors[0]
         if first.mark is not None and seq != UNORDERED:  # the fused steps' calls marked the board idle
             first.mark(first.worker, seq)
-        return flowed
+        self.outlet.partial(seq, flowed, len(outputs))
 
     def flow(self, step: int, seq: int, outputs: Outputs) -> Outputs:
         """What ``outputs`` of the group's step number ``step`` become through the steps after it."""

@@ -154,7 +154,7 @@ class ShardSink:
         if self.shard != UNORDERED:
             self._hand_on(outputs)
             return
-        flowed = outputs if self.chain is None else self.chain.flow_midway(UNORDERED, outputs)
+        flowed = outputs if self.chain is None else self.chain.flow(0, UNORDERED, outputs)
         self.outlet.chunk(UNORDERED, flowed, len(outputs))
 
     def produced(self, seconds: float) -> None:
