@@ -72,9 +72,14 @@ def encode(obj: Any) -> Encoded:
             buffers.clear()
             inband = _dump(_BytesPickler, obj, keep_small_inband)
     except Exception as err:
+        # The buffers go now: a PickleBuffer over a memoryview left in the error's reference cycle can crash
+        # the garbage collector (it clears the memoryview while it is still exported).
+        buffers.clear()
         raise MessageError(f"cannot pickle a message of type {type(obj).__name__}: {err}") from err
     if len(buffers) > MAX_BUFFERS:
-        raise MessageError(f"a message of type {type(obj).__name__} has {len(buffers)} buffers of "
+        count = len(buffers)
+        buffers.clear()  # as above
+        raise MessageError(f"a message of type {type(obj).__name__} has {count} buffers of "
                            f"{OUT_OF_BAND_BYTES} bytes or more; at most {MAX_BUFFERS} can travel")
     return Encoded(inband, buffers)
 

@@ -284,6 +284,26 @@ def test_a_message_the_wire_cannot_carry_fails_alone(mode: str, kind: str, why: 
     assert report.unprocessed == 0
 
 
+@pytest.mark.parametrize("mode", MODES)
+def test_the_garbage_collector_survives_a_message_with_too_many_buffers(mode: str) -> None:
+    # The failed pickle's buffers over the message's memoryviews once stayed in the error's reference cycle: the
+    # next full collection crashed the process (a segmentation fault), so this runs in a process of its own.
+    script = (
+        "import gc\n"
+        "from tests.contract_helpers import new_tag, step\n"
+        "from tests.engine_helpers import chain, run\n"
+        "doc = chain(step('P', 'Numbers', ['S']), [step('S', 'BadOutput', ['C'], on_error='skip', "
+        "config={'bad_on': 5, 'kind': 'buffers'})], step('C', 'Record'), Numbers={'count': 10}, "
+        "Record={'tag': new_tag()})\n"
+        f"report = run(doc, {mode!r})\n"
+        "gc.collect()\n"
+        "print('exit status', report.exit_status, 'failed', report['S'].failed)\n")
+    done = subprocess.run([sys.executable, "-c", script], cwd=REPO, env={**os.environ, "PYTHONPATH": str(REPO)},
+                          capture_output=True, text=True, timeout=60)
+    assert done.returncode == 0, done.stderr[-2000:]
+    assert done.stdout.splitlines()[-1] == "exit status 1 failed 1"
+
+
 @pytest.mark.parametrize("mode,extra", [("sequential", {}), ("threads", {}), ("threads", {"nb_process": 1})],
                          ids=["sequential", "threads", "processes"])
 def test_what_a_consumer_returns_goes_nowhere(mode: str, extra: dict) -> None:
