@@ -8,6 +8,7 @@ import time
 from collections.abc import Iterator
 from typing import Any
 
+import numpy as np
 from traitlets import Float, Int
 
 from algorithms.basic import JsonLinesWriter
@@ -27,6 +28,43 @@ class FailEvery(Component):
         if self.every and msg % self.every == 0:
             raise ValueError(f"bad message {msg}")
         return msg
+
+
+class MakesArrays(Component):
+    """Stager: turns n into {"n", "small" (16 zeros, in band), "big" (128 KiB of zeros, out of band),
+    "earlier_intact" (whether every dict it returned before is as it returned it)}, and keeps each."""
+
+    def init(self) -> None:
+        """Nothing returned yet."""
+        self.returned: list[dict[str, Any]] = []
+
+    def run(self, msg: int) -> dict[str, Any]:
+        """Check what it returned before; return a new dict."""
+        intact = all(set(out) == {"n", "small", "big", "earlier_intact"} and not out["small"].any()
+                     and not out["big"].any() for out in self.returned)
+        out = {"n": msg, "small": np.zeros(16), "big": np.zeros(16384), "earlier_intact": intact}
+        self.returned.append(out)
+        return out
+
+
+class ChangesThenFails(Component):
+    """Stager: changes the dict it receives (a key added, its small array written, its big one tried), then raises
+    on every n divisible by ``every``, else returns {"n", "earlier_intact", "big_read_only"}."""
+
+    every = Int(5, min=1, help="Fail on multiples of this.").tag(config=True)
+
+    def run(self, msg: dict[str, Any]) -> dict[str, Any]:
+        """Change the message, then fail or report."""
+        msg["added"] = True
+        msg["small"] += 1
+        try:
+            msg["big"] += 1
+            read_only = False
+        except ValueError:
+            read_only = True
+        if msg["n"] % self.every == 0:
+            raise ValueError(f"bad message {msg['n']}")
+        return {"n": msg["n"], "earlier_intact": msg["earlier_intact"], "big_read_only": read_only}
 
 
 class FailFrom(Component):

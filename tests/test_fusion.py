@@ -170,6 +170,30 @@ def test_a_failure_in_a_fused_step_is_its_own_with_its_message_as_dead_letter(tm
     assert outcomes["threads"][2] == [("FAIL", n) for n in range(0, 30, 5)]
 
 
+@pytest.mark.parametrize("mode", ["sequential", "threads"])
+def test_a_fused_step_that_changes_its_message_changes_neither_the_senders_nor_its_dead_letter(
+        tmp_path: Path, mode: str) -> None:
+    # Between fused steps (and every step of the sequential mode) a message is copied, not pickled: the receiver's
+    # changes must reach neither what the sender keeps nor the dead letter of the message it then fails on.
+    dead = tmp_path / "dead.jsonl"
+    document = pipeline_config(
+        step("P", "Numbers", "M"),
+        [{**step("M", "MakesArrays", "F", nb_process=2), "module": FAILURE_STEPS},
+         {**step("F", "ChangesThenFails", "C", nb_process=2, on_error="skip"), "module": FAILURE_STEPS}],
+        collector(tmp_path, "C"), **numbers(40))
+    report = run(document, mode, {"Pipeline": {"mode": mode, "dead_letter": str(dead)}})
+    assert report.exit_status == 1
+    assert (report["F"].received, report["F"].failed, report["C"].received) == (40, 8, 32)
+    outputs = sorted(read(tmp_path, "C"), key=lambda out: out["n"])
+    assert [out["n"] for out in outputs] == [n for n in range(40) if n % 5]
+    assert all(out["earlier_intact"] and out["big_read_only"] for out in outputs), outputs
+    letters = sorted(load_messages(str(dead)), key=lambda letter: letter[1]["n"])
+    assert [(name, message["n"]) for name, message in letters] == [("F", n) for n in range(0, 40, 5)]
+    for _, message in letters:  # as M returned it, before F changed it
+        assert set(message) == {"n", "small", "big", "earlier_intact"}
+        assert not message["small"].any() and not message["big"].any()
+
+
 def test_dead_letters_of_a_fused_step_replay_into_that_step(tmp_path: Path) -> None:
     dead = tmp_path / "dead.jsonl"
     path = tmp_path / "pipeline.json"

@@ -58,10 +58,12 @@ def fused_groups(config: PipelineConfig, enabled: bool = True) -> dict[str, tupl
 
 
 class Gather(Discard):
-    """The sink of a fused step in a worker process: its outputs wait for the next fused step."""
+    """The sink of a fused step in a worker process: its outputs wait for the next fused step (``copies``: they are
+    copied, not pickled), or the last one's for the router."""
 
-    def __init__(self) -> None:
+    def __init__(self, copies: bool) -> None:
         super().__init__()
+        self.copies = copies
         self.outputs: Outputs = []
 
     def commit(self, seq: int, outputs: Outputs, seconds: float = 0.0) -> None:
@@ -90,13 +92,14 @@ class Chain:
     """
 
     answers_router = True
+    copies = True  # the first step's outputs go to the second, in this thread
 
     def __init__(self, outlet: ToRouter, executors: list[StepExecutor]) -> None:
         self.outlet = outlet
         self.lock = outlet.lock
         self.executors = executors  # the group's, the first step's included
         for executor in executors[1:]:
-            executor.sink = Gather()
+            executor.sink = Gather(copies=executor is not executors[-1])
 
     @property
     def oldest(self) -> float:
@@ -121,7 +124,7 @@ class Chain:
         for sender, executor in zip(self.executors[step:], self.executors[step + 1:], strict=False):
             sender.counts.emitted += len(outputs)
             if outputs:
-                executor.run((seq, message.inband, message.buffers) for message, _ in outputs)
+                executor.run((seq, message, None) for message, _ in outputs)
             outputs = executor.sink.take()  # type: ignore[attr-defined]
         return outputs
 

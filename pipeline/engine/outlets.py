@@ -45,6 +45,8 @@ class Outlet:
 
     #: Whether it answers the router: its answers must reach the router before the worker's READY.
     answers_router = False
+    #: Its outputs leave the thread: pickled (execution.executor.Sink.copies).
+    copies = False
 
     #: Longest an output waits for more to go with it (a worker process's answers wait longer).
     max_delay = MAX_DELAY_SECONDS

@@ -125,6 +125,7 @@ class ShardSink:
     def __init__(self, outlet: ToRouter, chain: Chain | None = None) -> None:
         self.outlet = outlet
         self.chain = chain
+        self.copies = chain is not None  # the messages go through the fused steps, in this thread
         self.lock = outlet.lock
         self.shard = UNORDERED  # the sequence number of the shard running (UNORDERED: none)
         self.skip = 0
@@ -177,7 +178,7 @@ class ShardSink:
             if chain is None:
                 flowed.append(output)
             elif position == self.poison:
-                self._dead_letter(chain, position, output[0])
+                self._dead_letter(chain, position, output[0].encoded())
             else:
                 self._mark(chain, position)
                 flowed += chain.flow(0, board_mark(self.shard, position), [output])

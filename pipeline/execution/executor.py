@@ -42,15 +42,16 @@ from pipeline.config.model import StepConfig
 from pipeline.errors import RoutingError, StepFailed
 from pipeline.execution.report import StepCounts
 from pipeline.failures.describe import failure_line
-from pipeline.message import Buffer, Encoded, Resume, decode, encode
+from pipeline.message import Buffer, Copied, Encoded, Resume, copy_message, decode, encode
 
 #: Outputs of one call handed on as a chunk once they reach this many bytes or outputs (the values of
 #: engine.flow.OUTPUT_CHUNK_BYTES and OUTPUT_CHUNK_COUNT, which a test holds equal: execution sits below engine).
 CHUNK_BYTES = 16 * 1024 * 1024
 CHUNK_COUNT = 4096
 
-#: The outputs of one call of a step's code: each encoded message and its target (None: every next step).
-Outputs = list[tuple[Encoded, "str | None"]]
+#: The outputs of one call of a step's code: each message, encoded (or copied, for a step of the same thread, see
+#: Sink.copies), and its target (None: every next step).
+Outputs = list[tuple[Encoded | Copied, "str | None"]]
 
 #: The input "sequence number" of outputs that belong to no input: those of init() and finish().
 UNORDERED = 2**64 - 1
@@ -101,12 +102,15 @@ class Policy(Protocol):
 class Sink(Protocol):
     """Where a step's committed outputs go (an engine outlet, or the sequential runner's deliveries).
 
-    Its ``lock`` is held except while the step's code runs (engine.outlets' Flusher takes it then).
+    Its ``lock`` is held except while the step's code runs (engine.outlets' Flusher takes it then). With
+    ``copies``, the outputs go to steps of the same thread, which run them there: they are copied, not pickled
+    (message.copy_message).
     """
 
     lock: threading.Lock
     oldest: float
     answers_router: bool
+    copies: bool
 
     def commit(self, seq: int, outputs: Outputs, seconds: float = 0.0) -> None:
         """The code for input ``seq`` returned these outputs after ``seconds``."""
@@ -135,6 +139,7 @@ class Discard:
 
     oldest = 0.0
     answers_router = False
+    copies = False
 
     def __init__(self) -> None:
         self.lock = threading.Lock()
@@ -157,8 +162,8 @@ class Discard:
 
 
 class Collector:
-    """The emitter installed in a Component: encodes each output and keeps it until the call ends, or until a
-    chunk's worth is collected (then ``release`` hands them on while the call goes on).
+    """The emitter installed in a Component: encodes (or, with ``copies``, copies) each output and keeps it until the
+    call ends, or until a chunk's worth is collected (then ``release`` hands them on while the call goes on).
 
     The thread running the step's code sends without a lock; another thread (one the step started)
     may send while that code runs, and is refused once it has returned. Only the thread running the
@@ -171,6 +176,7 @@ class Collector:
         self.owner = threading.get_ident()
         self.pending: Outputs = []
         self.nbytes = 0  # the bytes of ``pending``
+        self.copies = False  # the outputs go to steps of this thread: copied, not pickled (Sink.copies)
         self.active = False  # the step's code is running: other threads may send
         self.refused: str | None = None  # the first send refused because no code of the step ran
         self.seq = UNORDERED  # the input whose outputs these are
@@ -188,11 +194,11 @@ class Collector:
         if threading.get_ident() == self.owner:
             self.add(message, target)
             return
-        encoded = encode(message)
+        sent = copy_message(message) if self.copies else encode(message)
         with self._lock:
             if self.active:
-                self.pending.append((encoded, target))
-                self.nbytes += encoded.nbytes
+                self.pending.append((sent, target))
+                self.nbytes += sent.nbytes
                 return
             why = (f"step {self.step_name!r}: send_msg() called from thread {threading.current_thread().name!r} "
                    "while no init(), run() or finish() of the step was running: the output belongs to no message")
@@ -204,11 +210,16 @@ class Collector:
         if self.skip:
             self.skip -= 1  # delivered before this message was sent again: not again
             return
-        encoded = encode(message)
         pending = self.pending
-        pending.append((encoded, target))
-        # On every output of every step: the size of a message without buffers costs a len() only.
-        nbytes = self.nbytes = self.nbytes + (encoded.nbytes if encoded.buffers else len(encoded.inband))
+        if self.copies:
+            copied = copy_message(message)
+            pending.append((copied, target))
+            nbytes = self.nbytes = self.nbytes + copied.nbytes
+        else:
+            encoded = encode(message)
+            pending.append((encoded, target))
+            # On every output of every step: the size of a message without buffers costs a len() only.
+            nbytes = self.nbytes = self.nbytes + (encoded.nbytes if encoded.buffers else len(encoded.inband))
         if nbytes >= CHUNK_BYTES or len(pending) >= CHUNK_COUNT:
             with self._lock:
                 chunk, self.pending, self.nbytes = self.pending, [], 0
@@ -280,9 +291,9 @@ class StepExecutor:
         self.step = step
         self.worker = worker
         self.policy = policy
-        self.sink: Sink = Discard()  # the runner attaches its own before the step's code runs
         self.component: Component | None = None
         self.collector = Collector(step.name)
+        self.sink: Sink = Discard()  # the runner attaches its own before the step's code runs
         self.emitter = self.collector if step.next_steps else None  # a consumer's returned values go nowhere
         self.counts = StepCounts()
         self.busy_seq: int | None = None  # the message in run() now, to name a stuck worker
@@ -295,6 +306,16 @@ class StepExecutor:
         #: Per message sent again after some of its outputs went on (a worker process that died): how many.
         self.skips: dict[int, int] = {}
         self.collector.release = self._release
+
+    @property
+    def sink(self) -> Sink:
+        """Where the step's committed outputs go."""
+        return self._sink
+
+    @sink.setter
+    def sink(self, sink: Sink) -> None:
+        self._sink = sink
+        self.collector.copies = sink.copies
 
     @property
     def started(self) -> bool:
@@ -443,8 +464,9 @@ class StepExecutor:
             counts.failed += 1
             self.fail("run()", error)
 
-    def run(self, messages: Iterable[tuple[int, Buffer, list[Buffer]]]) -> None:
-        """Run each message (sequence number, in-band pickle, buffers) through the step's run().
+    def run(self, messages: Iterable[tuple[int, Buffer, list[Buffer]] | tuple[int, Encoded | Copied, None]]) -> None:
+        """Run each message (sequence number, in-band pickle, buffers) through the step's run(); a message from a step
+        of the same thread comes as (sequence number, what that step's Collector made of it, None).
 
         The hot path of every worker: what every message needs is looked up once per batch, since a
         method call and its lookups cost as much as a small message's work.
@@ -468,7 +490,7 @@ class StepExecutor:
         for seq, inband, buffers in messages:
             counts.received += 1
             if name in halted:
-                self.policy.not_run(self.step, seq, Encoded(bytes(inband), buffers))
+                self.policy.not_run(self.step, seq, _as_received(inband, buffers))
                 sink.failed(seq, Outcome.NOT_RUN)
                 continue
             self.busy_seq = seq
@@ -482,7 +504,7 @@ class StepExecutor:
             start = perf_counter()
             release()
             try:
-                message = decode(inband, buffers)
+                message = decode(inband, buffers) if buffers is not None else inband.open()
                 if type(message) is Resume:
                     resumed = message.delivered
                     collector.resume(resumed)
@@ -511,7 +533,7 @@ class StepExecutor:
                 mark(self.worker, None)
             if error is not None:
                 # The dead letter keeps the message as it came (a Resume says what an earlier run delivered).
-                self._failed(seq, error, Encoded(bytes(inband), buffers), spent, delivered - resumed)
+                self._failed(seq, error, _as_received(inband, buffers), spent, delivered - resumed)
                 continue
             if collector.refused is not None:
                 self._check_refused()
@@ -532,3 +554,8 @@ class StepExecutor:
             self.fail("run()", error)
             self.policy.halt(self.step.name, f"step {self.step.name} raised {failure_line(error)} in run()")
         self.sink.failed(seq, Outcome.FAILED, spent)
+
+
+def _as_received(inband: Any, buffers: list[Buffer] | None) -> Encoded:
+    """A message as StepExecutor.run received it, pickled: for its dead letter, or to say it was not run."""
+    return inband.encoded() if buffers is None else Encoded(bytes(inband), buffers)

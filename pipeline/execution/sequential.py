@@ -19,7 +19,7 @@ from pipeline.execution.executor import Outcome, Outputs, StepExecutor
 from pipeline.execution.report import RunReport, StepReport, exit_status, stop_reason_of
 from pipeline.execution.status import RunStatus, StepStatus, declared_totals
 from pipeline.failures.policy import FailurePolicy
-from pipeline.message import Encoded
+from pipeline.message import Copied, Encoded
 
 
 class _Deliveries:
@@ -27,6 +27,7 @@ class _Deliveries:
 
     oldest = 0.0
     answers_router = False
+    copies = True  # the next steps run in this thread
 
     def __init__(self, runner: SequentialRunner, name: str) -> None:
         self.runner = runner
@@ -71,7 +72,7 @@ class SequentialRunner:
             executor = self.executors[name] = StepExecutor(step, 0, self.policy)
             executor.sink = _Deliveries(self, name)
         #: What is left to deliver: an iterator of (next step, message) per committed batch, newest last.
-        self.stack: list[Iterator[tuple[str, Encoded]]] = []
+        self.stack: list[Iterator[tuple[str, Encoded | Copied]]] = []
         totals = declared_totals(config)  # for the progress display's total and ETA
         self.status = {name: StepStatus(name, queue_limit=step.queue_limit, counts=self.executors[name].counts,
                                         total=totals.get(name))
@@ -158,7 +159,7 @@ class SequentialRunner:
         status = exit_status(reports, self.signal, stop_reason, self.options.allow_failures)
         return RunReport(reports, status, stop_reason=stop_reason, wall_time=time.monotonic() - self.started)
 
-    def deliveries(self, sender: str, outputs: Outputs) -> Iterator[tuple[str, Encoded]]:
+    def deliveries(self, sender: str, outputs: Outputs) -> Iterator[tuple[str, Encoded | Copied]]:
         """Each (next step, message) of ``outputs``, counted as emitted when it is delivered."""
         counts = self.executors[sender].counts
         for message, target in outputs:
@@ -183,4 +184,4 @@ class SequentialRunner:
                 continue
             self.status[name].state = "running"
             # A message's sequence number is its arrival index at the step.
-            executor.run([(executor.counts.received, message.inband, message.buffers)])
+            executor.run([(executor.counts.received, message, None)])

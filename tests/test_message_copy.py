@@ -1,0 +1,205 @@
+"""A message copied for a step of the same thread is what unpickling it would give (pipeline.message.copy_message).
+
+The sequential mode and fused steps hand messages on as copies instead of pickles; a step must not be able to tell
+the difference: the same types and values, an object met twice still one object, a small array its own to change
+(or read-only for good if the sender's was), a large one a read-only view of the sender's memory, and nothing the
+receiver changes reaches the sender or the copy kept for a dead letter. What is not copied goes pickled.
+"""
+
+from __future__ import annotations
+
+import collections
+import dataclasses
+from typing import Any
+
+import numpy as np
+import pytest
+from hypothesis import given, settings
+from hypothesis import strategies as st
+from hypothesis.extra import numpy as hnp
+
+from pipeline.message import OUT_OF_BAND_BYTES, Copied, Encoded, MessageError, copy_message, decode, encode
+
+SMALL = 64  # elements of a small array
+LARGE = OUT_OF_BAND_BYTES // 8 + 1  # float64 elements of an array that travels out of band
+
+
+def unpickled(message: Any) -> Any:
+    """What a step receives from a step of another thread."""
+    sent = encode(message)
+    return decode(sent.inband, sent.buffers)
+
+
+def received(message: Any) -> Any:
+    """What a step receives from a step of its own thread."""
+    sent = copy_message(message)
+    assert isinstance(sent, Copied)
+    return sent.open()
+
+
+def can_be_made_writeable(array: np.ndarray) -> bool:
+    """Whether a receiver could turn a read-only array writeable again."""
+    try:
+        array.flags.writeable = True
+    except ValueError:
+        return False
+    return True
+
+
+def same(left: Any, right: Any, seen: dict[int, int]) -> None:
+    """``left`` and ``right`` are alike to a step's eyes: types, values, array flags, and which objects are one."""
+    assert type(left) is type(right)
+    if isinstance(left, (dict, list, tuple, set, frozenset, bytearray, np.ndarray)):
+        if id(left) in seen:
+            assert seen[id(left)] == id(right)  # an object met twice is one on both sides
+            return
+        seen[id(left)] = id(right)
+    if type(left) is dict:
+        assert list(left) == list(right)
+        for key in left:
+            same(left[key], right[key], seen)
+    elif type(left) in (list, tuple):
+        assert len(left) == len(right)
+        for a, b in zip(left, right, strict=True):
+            same(a, b, seen)
+    elif type(left) is np.ndarray:
+        assert (left.dtype, left.shape, left.flags.writeable) == (right.dtype, right.shape, right.flags.writeable)
+        assert left.flags.c_contiguous == right.flags.c_contiguous
+        np.testing.assert_array_equal(left, right)
+        if not left.flags.writeable:
+            assert can_be_made_writeable(left.copy()) and not can_be_made_writeable(right)
+            assert not can_be_made_writeable(left)
+    else:
+        assert left == right or repr(left) == repr(right)  # NaN is not equal to itself
+
+
+arrays = st.one_of(
+    hnp.arrays(st.sampled_from([np.float32, np.float64, np.int16, np.uint8, np.bool_, np.complex64, ">f4"]),
+               hnp.array_shapes(min_dims=0, max_dims=3, max_side=6)),
+    st.sampled_from([np.zeros(LARGE), np.arange(LARGE, dtype=np.int64).reshape(LARGE // 1, 1)]).map(np.copy),
+)
+atoms = st.one_of(st.none(), st.booleans(), st.integers(), st.floats(), st.complex_numbers(), st.text(max_size=8),
+                  st.binary(max_size=8), st.just(np.float64(1.5)), st.just(np.int32(3)), st.just(np.bool_(True)))
+keys = st.one_of(st.text(max_size=4), st.integers(), st.tuples(st.integers(), st.text(max_size=2)))
+
+
+def containers(children: st.SearchStrategy[Any]) -> st.SearchStrategy[Any]:
+    return st.one_of(st.lists(children, max_size=4), st.dictionaries(keys, children, max_size=4),
+                     st.tuples(children, children), st.binary(max_size=8).map(bytearray),
+                     st.sets(st.integers(), max_size=4), st.frozensets(st.text(max_size=3), max_size=3))
+
+
+messages = st.recursive(st.one_of(atoms, arrays), containers, max_leaves=12)
+
+
+@settings(max_examples=300, deadline=None)
+@given(messages, st.booleans())
+def test_a_copy_is_what_unpickling_gives(message: Any, read_only: bool) -> None:
+    for array in _arrays(message):
+        array.flags.writeable = not read_only
+    same(unpickled(message), received(message), {})
+
+
+@settings(max_examples=100, deadline=None)
+@given(messages)
+def test_what_a_receiver_changes_reaches_neither_the_sender_nor_the_dead_letter(message: Any) -> None:
+    sent = copy_message(message)
+    assert isinstance(sent, Copied)
+    before = unpickled(message)
+    mine = sent.open()
+    _scribble(mine)
+    same(before, unpickled(message), {})  # the sender's message
+    same(before, unpickled(sent.kept), {})  # what a dead letter holds
+    kept = sent.encoded()
+    same(before, decode(kept.inband, kept.buffers), {})
+
+
+def _arrays(message: Any) -> list[np.ndarray]:
+    if type(message) is np.ndarray:
+        return [message]
+    if type(message) is dict:
+        message = list(message.values())
+    if type(message) in (list, tuple):
+        return [array for item in message for array in _arrays(item)]
+    return []
+
+
+def _scribble(message: Any) -> None:
+    """Change whatever a receiver may change in place."""
+    if type(message) is dict:
+        for value in message.values():
+            _scribble(value)
+        message["scribbled"] = True
+    elif type(message) is list:
+        for value in message:
+            _scribble(value)
+        message.append("scribbled")
+    elif type(message) is tuple:
+        for value in message:
+            _scribble(value)
+    elif type(message) in (set, bytearray):
+        message.clear()
+    elif type(message) is np.ndarray and message.flags.writeable and message.size:
+        message.flat[0] = 0 if message.flat[0] else 1
+
+
+def test_objects_met_twice_stay_one_object_and_a_list_may_hold_itself() -> None:
+    small, large = np.arange(SMALL), np.zeros(LARGE)
+    cycle: list[Any] = [small]
+    cycle.append(cycle)
+    message = {"a": small, "b": small, "c": large, "d": large, "cycle": cycle}
+    copy = received(message)
+    assert copy["a"] is copy["b"] and copy["c"] is copy["d"] and copy["cycle"][1] is copy["cycle"]
+    assert copy["cycle"][0] is copy["a"] and copy["a"] is not small
+    same(unpickled(message), copy, {})
+
+
+def test_a_large_array_is_a_read_only_view_of_the_senders_memory_and_a_small_one_a_copy() -> None:
+    large, small = np.zeros(LARGE), np.zeros(SMALL)
+    copy = received({"large": large, "small": small})
+    assert np.shares_memory(copy["large"], large) and not np.shares_memory(copy["small"], small)
+    with pytest.raises(ValueError, match="read-only"):
+        copy["large"][0] = 1.0
+    copy["small"][0] = 1.0
+    assert small[0] == 0.0
+
+
+@dataclasses.dataclass
+class Point:
+    x: int
+
+
+@pytest.mark.parametrize("message", [
+    Point(1), {"p": [Point(2)]}, collections.OrderedDict(a=1), collections.defaultdict(list), memoryview(b"abc"),
+    np.arange(10)[::2], np.asfortranarray(np.ones((3, 4))), np.array(["a", "b"]), np.array([None, 1]),
+    np.ma.masked_array([1, 2]), {"big": bytes(OUT_OF_BAND_BYTES)} | {"when": np.datetime64("2026-12-05")},
+    {frozenset({(1, 2)})},
+], ids=["instance", "nested-instance", "ordered-dict", "defaultdict", "memoryview", "strided", "fortran", "strings",
+        "objects", "masked", "datetime", "set-of-tuples"])
+def test_what_is_not_copied_goes_pickled_and_arrives_as_unpickling_gives(message: Any) -> None:
+    sent = copy_message(message)
+    assert isinstance(sent, Encoded)
+    copy, expected = sent.open(), unpickled(message)
+    assert type(copy) is type(expected)
+    assert repr(copy) == repr(expected) or bytes(copy) == bytes(expected)
+
+
+def test_a_tuple_that_holds_itself_goes_pickled() -> None:
+    inner: list[Any] = []
+    outer = (inner,)
+    inner.append(outer)
+    sent = copy_message(outer)
+    assert isinstance(sent, Encoded)
+    copy = sent.open()
+    assert copy[0][0] is copy
+
+
+def test_what_cannot_be_pickled_fails_as_pickling_does() -> None:
+    with pytest.raises(MessageError, match="cannot pickle a message of type dict"):
+        copy_message({"f": lambda: None})
+
+
+def test_its_size_counts_arrays_strings_and_bytes() -> None:
+    sent = copy_message({"a": np.zeros(LARGE), "s": "x" * 1000, "b": b"y" * 500, "n": 1})
+    assert isinstance(sent, Copied)
+    assert LARGE * 8 + 1500 <= sent.nbytes <= LARGE * 8 + 1500 + 100
