@@ -6,15 +6,18 @@ without copying between threads. A receiver gets them **read-only**: a numpy arr
 has ``writeable=False``, so no step can change the data of another (copy it to change it).
 
 A message that goes to a step of the same thread (the sequential mode; fused steps in a worker
-process, engine.fusion) need not be serialised at all: ``copy_message`` copies it as a pickle and
-its unpickling would, for the kinds of objects messages are mostly made of (dicts, lists, tuples,
-numbers, strings, numpy arrays of numbers), several times faster, and pickles what it cannot copy so.
+process, engine.fusion) need not be serialised at all: ``copy_message`` copies a message that holds
+numpy arrays as a pickle and its unpickling would, several times faster (numpy's pickling of an
+array is slow), and pickles the others (the C pickler copies plain dicts and lists faster than
+Python code can) and what it cannot copy so.
 """
 
 from __future__ import annotations
 
 import io
+import itertools
 import pickle
+import sys
 from collections.abc import Sequence
 from dataclasses import dataclass
 from types import NoneType
@@ -60,7 +63,7 @@ class Copied:
     no step runs; each step that runs the message gets a copy of its own, and a dead letter the pickle of ``kept``."""
 
     kept: Any
-    nbytes: int  # about its pickled size: its arrays', strings' and bytes' lengths, 8 bytes for anything else
+    nbytes: int  # about its pickled size: its arrays', strings' and bytes' lengths, 8 or 16 bytes for anything else
 
     def open(self) -> Any:
         """A copy of the message of the receiver's own."""
@@ -129,8 +132,9 @@ def decode(inband: Buffer, buffers: Sequence[Buffer] = ()) -> Any:
 
 
 def copy_message(obj: Any) -> Copied | Encoded:
-    """What a step sends to a step of the same thread: a copy of ``obj``, or its pickle when it holds other kinds of
-    objects than the ones copied here (then the receiver unpickles it, as from any other sender).
+    """What a step sends to a step of the same thread: a copy of ``obj`` if it holds numpy arrays (it is one, or
+    one of its first COPY_SCAN values is one), else its pickle, as when it holds other kinds of objects than the
+    ones copied here (then the receiver unpickles it, as from any other sender).
 
     The copy is what unpickling ``encode(obj)`` would give: new dicts, lists, tuples, sets and bytearrays; the same
     immutable numbers, strings and bytes; a numpy array of numbers (C-contiguous, not a subclass) copied if it is
@@ -138,6 +142,8 @@ def copy_message(obj: Any) -> Copied | Encoded:
     the sender's memory; an object met twice copied once. Anything else (an instance of a class, a dict subclass, a
     memoryview, an array of objects or of strings, a tuple that holds itself) makes the whole message go pickled.
     """
+    if not _holds_arrays(obj):
+        return encode(obj)
     copier = _Copier()
     try:
         kept = copier.copy(obj)
@@ -146,13 +152,31 @@ def copy_message(obj: Any) -> Copied | Encoded:
     return Copied(kept, copier.nbytes)
 
 
+#: How many values of a dict, list or tuple copy_message looks at for a numpy array (a long list of numbers is
+#: not scanned to its end).
+COPY_SCAN = 32
+
+
+def _holds_arrays(obj: Any) -> bool:
+    """Whether ``obj`` is a numpy array, or a dict, list or tuple with one among its first COPY_SCAN values."""
+    numpy = sys.modules.get("numpy")
+    if numpy is None:  # not imported: no message holds an array
+        return False
+    ndarray, kind = numpy.ndarray, type(obj)
+    if kind is ndarray:
+        return True
+    values = obj.values() if kind is dict else obj if kind is list or kind is tuple else ()
+    return any(type(value) is ndarray for value in itertools.islice(values, COPY_SCAN))
+
+
 class _NotCopied(Exception):
     """The message holds an object that copy_message leaves to pickle."""
 
 
-#: Immutable objects a copy shares: the same object is what unpickling would give, to anyone's eyes.
-_SHARED = frozenset({int, float, complex, bool, NoneType})
-_SIZED = frozenset({str, bytes})
+#: Immutable objects a copy shares: the same object is what unpickling would give, to anyone's eyes. Strings and
+#: bytes are counted by their length, the others as 8 bytes.
+_FIXED = frozenset({int, float, complex, bool, NoneType})
+_SHARED = _FIXED | {str, bytes}
 #: What marks a tuple being copied: met again inside itself, it is left to pickle (which rebuilds such a cycle).
 _IN_PROGRESS = object()
 #: The kinds of numpy array copied (bool, signed and unsigned integers, floating point, complex).
@@ -171,10 +195,7 @@ class _Copier:
         """A copy of ``obj`` as copy_message describes it; _NotCopied for what it leaves to pickle."""
         kind = type(obj)
         if kind in _SHARED:
-            self.nbytes += 8
-            return obj
-        if kind in _SIZED:
-            self.nbytes += len(obj)
+            self.nbytes += len(obj) if kind is str or kind is bytes else 8
             return obj
         memo = self.memo
         done = memo.get(id(obj))
@@ -183,22 +204,32 @@ class _Copier:
                 raise _NotCopied
             return done
         copy = self.copy
+        # Containers take their shared items as they are, without a call each: most of a message's items are.
         if kind is dict:
             new: Any = {}
             memo[id(obj)] = new
+            size = 16 * len(obj)
             for key, value in obj.items():
-                new[copy(key)] = copy(value)
+                kind = type(value)
+                if kind is str or kind is bytes:
+                    size += len(value)
+                elif kind not in _FIXED:
+                    value = copy(value)
+                new[key if type(key) in _SHARED else copy(key)] = value
+            self.nbytes += size
         elif kind is list:
             new = memo[id(obj)] = []
-            new.extend([copy(item) for item in obj])
+            new.extend([item if type(item) in _FIXED else copy(item) for item in obj])
+            self.nbytes += 8 * len(obj)
         elif kind is tuple:
             memo[id(obj)] = _IN_PROGRESS
-            new = memo[id(obj)] = tuple([copy(item) for item in obj])
+            new = memo[id(obj)] = tuple([item if type(item) in _FIXED else copy(item) for item in obj])
+            self.nbytes += 8 * len(obj)
         elif kind is bytearray:
             new = memo[id(obj)] = bytearray(obj)
             self.nbytes += len(obj)
         elif kind is set or kind is frozenset:
-            if any(type(item) not in _SHARED and type(item) not in _SIZED for item in obj):
+            if any(type(item) not in _SHARED for item in obj):
                 raise _NotCopied  # elements that are not numbers or strings: left to pickle
             new = memo[id(obj)] = kind(obj)
             self.nbytes += 8 * len(obj)

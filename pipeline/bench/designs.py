@@ -24,8 +24,8 @@ IMPORTS = "python, imports only"
 #: What each design is, in a line: the report prints it for the designs it shows.
 DESCRIPTIONS = {
     ENGINE: "this engine (Pipeline.mode threads): a router thread per step, the step's workers in threads",
-    SEQUENTIAL: "this engine's sequential mode: every step in one thread, each message copied as unpickling would "
-                "give it (a reference)",
+    SEQUENTIAL: "this engine's sequential mode: every step in one thread, each message pickled or copied as unpickling "
+                "would give it (a reference)",
     PROCESSES: "this engine with the stage's workers in processes (the step key nb_process)",
     REMOTE: "this engine with the stage served by one pipeline-worker on this host, over CurveZMQ on loopback TCP "
     "(its start and joining timed too)",
