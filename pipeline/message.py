@@ -15,7 +15,6 @@ Python code can) and what it cannot copy so.
 from __future__ import annotations
 
 import io
-import itertools
 import pickle
 import sys
 from collections.abc import Sequence
@@ -46,6 +45,8 @@ class Encoded:
     @property
     def nbytes(self) -> int:
         """The message's size: its pickle and its buffers."""
+        if not self.buffers:  # most messages: a len() only
+            return len(self.inband)
         return len(self.inband) + sum(memoryview(b).nbytes for b in self.buffers)
 
     def open(self) -> Any:
@@ -142,7 +143,7 @@ def copy_message(obj: Any) -> Copied | Encoded:
     the sender's memory; an object met twice copied once. Anything else (an instance of a class, a dict subclass, a
     memoryview, an array of objects or of strings, a tuple that holds itself) makes the whole message go pickled.
     """
-    if not _holds_arrays(obj):
+    if not _holds_arrays(obj, _NDARRAY or _array_type()):
         return encode(obj)
     copier = _Copier()
     try:
@@ -156,17 +157,38 @@ def copy_message(obj: Any) -> Copied | Encoded:
 #: not scanned to its end).
 COPY_SCAN = 32
 
+#: numpy's array type, once numpy is imported (see _array_type).
+_NDARRAY: type | None = None
 
-def _holds_arrays(obj: Any) -> bool:
+
+def _array_type() -> type | None:
+    """numpy's array type; None while numpy is not imported (no message can hold an array then)."""
+    global _NDARRAY
+    if _NDARRAY is None and "numpy" in sys.modules:
+        _NDARRAY = sys.modules["numpy"].ndarray
+    return _NDARRAY
+
+
+def _holds_arrays(obj: Any, ndarray: type | None) -> bool:
     """Whether ``obj`` is a numpy array, or a dict, list or tuple with one among its first COPY_SCAN values."""
-    numpy = sys.modules.get("numpy")
-    if numpy is None:  # not imported: no message holds an array
-        return False
-    ndarray, kind = numpy.ndarray, type(obj)
+    kind = type(obj)
     if kind is ndarray:
         return True
-    values = obj.values() if kind is dict else obj if kind is list or kind is tuple else ()
-    return any(type(value) is ndarray for value in itertools.islice(values, COPY_SCAN))
+    if kind is dict:
+        values: Any = obj.values()
+    elif kind is list or kind is tuple:
+        values = obj
+    else:
+        return False
+    # On every output to a step of the same thread: a plain loop costs less than any() over islice().
+    left = COPY_SCAN
+    for value in values:
+        if type(value) is ndarray:
+            return True
+        left -= 1
+        if not left:
+            return False
+    return False
 
 
 class _NotCopied(Exception):

@@ -11,6 +11,9 @@ from __future__ import annotations
 
 import collections
 import dataclasses
+import os
+import subprocess
+import sys
 from typing import Any
 
 import numpy as np
@@ -20,6 +23,7 @@ from hypothesis import strategies as st
 from hypothesis.extra import numpy as hnp
 
 from pipeline.message import COPY_SCAN, OUT_OF_BAND_BYTES, Copied, Encoded, MessageError, copy_message, decode, encode
+from tests.failure_helpers import REPO
 
 SMALL = 64  # elements of a small array
 LARGE = OUT_OF_BAND_BYTES // 8 + 1  # float64 elements of an array that travels out of band
@@ -229,3 +233,14 @@ def test_its_size_counts_arrays_strings_and_bytes() -> None:
     sent = copy_message({"a": np.zeros(LARGE), "s": "x" * 1000, "b": b"y" * 500, "n": 1})
     assert isinstance(sent, Copied)
     assert LARGE * 8 + 1500 <= sent.nbytes <= LARGE * 8 + 1500 + 100
+
+
+def test_without_numpy_imported_a_message_goes_pickled_and_numpy_stays_unimported() -> None:
+    script = ("import sys\n"
+              "from pipeline.message import Encoded, copy_message\n"
+              "assert isinstance(copy_message({'values': [1.0, 2.0], 'name': 'x'}), Encoded)\n"
+              "print('numpy' in sys.modules)\n")
+    done = subprocess.run([sys.executable, "-c", script], cwd=REPO, capture_output=True, text=True, timeout=60,
+                          env={**os.environ, "PYTHONPATH": str(REPO)})
+    assert done.returncode == 0, done.stderr
+    assert done.stdout.strip() == "False"

@@ -210,16 +210,10 @@ class Collector:
         if self.skip:
             self.skip -= 1  # delivered before this message was sent again: not again
             return
+        sent = copy_message(message) if self.copies else encode(message)
         pending = self.pending
-        if self.copies:
-            copied = copy_message(message)
-            pending.append((copied, target))
-            nbytes = self.nbytes = self.nbytes + copied.nbytes
-        else:
-            encoded = encode(message)
-            pending.append((encoded, target))
-            # On every output of every step: the size of a message without buffers costs a len() only.
-            nbytes = self.nbytes = self.nbytes + (encoded.nbytes if encoded.buffers else len(encoded.inband))
+        pending.append((sent, target))
+        nbytes = self.nbytes = self.nbytes + sent.nbytes
         if nbytes >= CHUNK_BYTES or len(pending) >= CHUNK_COUNT:
             with self._lock:
                 chunk, self.pending, self.nbytes = self.pending, [], 0
