@@ -68,7 +68,7 @@ class Copied:
 
     def open(self) -> Any:
         """A copy of the message of the receiver's own."""
-        return _Copier().copy(self.kept)
+        return _Copier(receiving=True).copy(self.kept)
 
     def encoded(self) -> Encoded:
         """The message as it was sent, pickled (for a dead letter)."""
@@ -137,18 +137,22 @@ def copy_message(obj: Any) -> Copied | Encoded:
     one of its first COPY_SCAN values is one), else its pickle, as when it holds other kinds of objects than the
     ones copied here (then the receiver unpickles it, as from any other sender).
 
-    The copy is what unpickling ``encode(obj)`` would give: new dicts, lists, tuples, sets and bytearrays; the same
+    The copy is what unpickling ``encode(obj)`` would give: new dicts, lists, tuples and bytearrays; the same
     immutable numbers, strings and bytes; a numpy array of numbers (C-contiguous, not a subclass) copied if it is
-    smaller than OUT_OF_BAND_BYTES and read-only if the sender's is, and at least that large a read-only view of
-    the sender's memory; an object met twice copied once. Anything else (an instance of a class, a dict subclass, a
-    memoryview, an array of objects or of strings, a tuple that holds itself) makes the whole message go pickled.
+    smaller than OUT_OF_BAND_BYTES (over a bytearray, or bytes if the sender's is read-only) and at least that large a
+    read-only view of the sender's memory; an object met twice copied once. Anything else (an instance of a class, a
+    dict subclass, a set, whose copy of a copy would iterate in another order than an unpickled one, a memoryview, an
+    array of objects or of strings, a tuple that holds itself, containers nested deeper than MAX_COPY_DEPTH, more
+    large buffers than a pickle may carry) makes the whole message go pickled.
     """
     if not _holds_arrays(obj, _NDARRAY or _array_type()):
         return encode(obj)
-    copier = _Copier()
+    copier = _Copier(receiving=False)
     try:
         kept = copier.copy(obj)
-    except (_NotCopied, RecursionError):
+    except (_NotCopied, RecursionError):  # RecursionError: called near the limit already
+        return encode(obj)
+    if copier.buffers > MAX_BUFFERS:  # the pickle of a dead letter could not carry it: refused as encode refuses it
         return encode(obj)
     return Copied(kept, copier.nbytes)
 
@@ -156,6 +160,10 @@ def copy_message(obj: Any) -> Copied | Encoded:
 #: How many values of a dict, list or tuple copy_message looks at for a numpy array (a long list of numbers is
 #: not scanned to its end).
 COPY_SCAN = 32
+
+#: Containers nested deeper than this go pickled: a copy must never be deeper than its dead letter's pickle (and the
+#: receiver's copy of it) can go within Python's recursion limit, wherever the step runs.
+MAX_COPY_DEPTH = 100
 
 #: numpy's array type, once numpy is imported (see _array_type).
 _NDARRAY: type | None = None
@@ -209,15 +217,25 @@ class _Copier:
     """One copy of one message: the objects copied so far (by id, so an object met twice is copied once), and the
     bytes they hold."""
 
-    def __init__(self) -> None:
+    __slots__ = ("buffers", "depth", "memo", "nbytes", "receiving")
+
+    def __init__(self, receiving: bool) -> None:
+        #: Whether the copy is a step's (the arrays made as unpickling makes them), or the one kept for a dead letter
+        #: (which only has to pickle as the sender's message would: no step sees it).
+        self.receiving = receiving
         self.memo: dict[int, Any] = {}
         self.nbytes = 0
+        self.buffers = 0  # arrays, bytes and bytearrays of OUT_OF_BAND_BYTES or more: a pickle's buffers at most
+        self.depth = 0  # containers being copied, one inside the other
 
     def copy(self, obj: Any) -> Any:
         """A copy of ``obj`` as copy_message describes it; _NotCopied for what it leaves to pickle."""
         kind = type(obj)
         if kind in _SHARED:
-            self.nbytes += len(obj) if kind is str or kind is bytes else 8
+            if kind is str or kind is bytes:
+                self._sized(kind, len(obj))
+            else:
+                self.nbytes += 8
             return obj
         memo = self.memo
         done = memo.get(id(obj))
@@ -225,57 +243,82 @@ class _Copier:
             if done is _IN_PROGRESS:
                 raise _NotCopied
             return done
+        if kind is _NDARRAY:
+            new = memo[id(obj)] = self._array(obj)
+            return new
+        if kind is bytearray:
+            new = memo[id(obj)] = bytearray(obj)
+            self._sized(kind, len(obj))
+            return new
+        if kind is not dict and kind is not list and kind is not tuple:
+            return self._number(obj, kind)
+        self.depth += 1
+        if self.depth > MAX_COPY_DEPTH:
+            raise _NotCopied
         copy = self.copy
         # Containers take their shared items as they are, without a call each: most of a message's items are.
         if kind is dict:
-            new: Any = {}
+            new = {}
             memo[id(obj)] = new
-            size = 16 * len(obj)
+            self.nbytes += 16 * len(obj)
             for key, value in obj.items():
                 kind = type(value)
                 if kind is str or kind is bytes:
-                    size += len(value)
+                    self._sized(kind, len(value))
                 elif kind not in _FIXED:
                     value = copy(value)
                 new[key if type(key) in _SHARED else copy(key)] = value
-            self.nbytes += size
         elif kind is list:
             new = memo[id(obj)] = []
             new.extend([item if type(item) in _FIXED else copy(item) for item in obj])
             self.nbytes += 8 * len(obj)
-        elif kind is tuple:
+        else:
             memo[id(obj)] = _IN_PROGRESS
             new = memo[id(obj)] = tuple([item if type(item) in _FIXED else copy(item) for item in obj])
             self.nbytes += 8 * len(obj)
-        elif kind is bytearray:
-            new = memo[id(obj)] = bytearray(obj)
-            self.nbytes += len(obj)
-        elif kind is set or kind is frozenset:
-            if any(type(item) not in _SHARED for item in obj):
-                raise _NotCopied  # elements that are not numbers or strings: left to pickle
-            new = memo[id(obj)] = kind(obj)
-            self.nbytes += 8 * len(obj)
-        else:
-            new = memo[id(obj)] = self._numpy(obj, kind)
+        self.depth -= 1
         return new
 
-    def _numpy(self, obj: Any, kind: type) -> Any:
-        """A numpy number (shared: immutable) or array of numbers (see copy_message); _NotCopied for anything else."""
-        if kind.__module__ != "numpy":
-            raise _NotCopied
-        import numpy  # loaded already: obj is numpy's
+    def _sized(self, kind: type, length: int) -> None:
+        """Count a string, bytes or bytearray of ``length`` bytes (large bytes and bytearrays may go out of band)."""
+        self.nbytes += length
+        if length >= OUT_OF_BAND_BYTES and kind is not str:
+            self.buffers += 1
 
-        if isinstance(obj, (numpy.number, numpy.bool_)):
-            self.nbytes += 8
-            return obj
-        if kind is not numpy.ndarray or obj.dtype.kind not in _ARRAY_KINDS or not obj.flags.c_contiguous:
+    def _number(self, obj: Any, kind: type) -> Any:
+        """A numpy number: shared (immutable); _NotCopied for any other object."""
+        numpy = sys.modules.get("numpy")
+        if numpy is None or kind.__module__ != "numpy" or not isinstance(obj, (numpy.number, numpy.bool_)):
             raise _NotCopied
-        self.nbytes += obj.nbytes
-        if obj.nbytes >= OUT_OF_BAND_BYTES:  # out of band: a read-only view of the sender's memory, as decode gives
-            return numpy.frombuffer(memoryview(pickle.PickleBuffer(obj)).toreadonly(), obj.dtype).reshape(obj.shape)
-        if obj.flags.writeable:
-            return obj.copy()
-        return numpy.frombuffer(obj.tobytes(), obj.dtype).reshape(obj.shape)  # pickled as bytes: read-only for good
+        self.nbytes += 8
+        return obj
+
+    def _array(self, obj: Any) -> Any:
+        """A numpy array of numbers (see copy_message); _NotCopied for another kind, or one not C-contiguous."""
+        flags = obj.flags
+        if obj.dtype.kind not in _ARRAY_KINDS or not flags.c_contiguous:
+            raise _NotCopied
+        nbytes = obj.nbytes
+        self.nbytes += nbytes
+        if nbytes >= OUT_OF_BAND_BYTES:  # out of band: the sender's memory, which a step gets read-only, as from decode
+            self.buffers += 1
+            if not self.receiving:
+                return obj  # pickled by reference, as encode would
+            return _frombuffer(memoryview(pickle.PickleBuffer(obj)).toreadonly(), obj.dtype).reshape(obj.shape)
+        if not self.receiving:
+            kept = obj.copy()
+            if not flags.writeable:  # pickled as bytes: read-only for good once unpickled
+                kept.flags.writeable = False
+            return kept
+        # In band, as unpickling makes it: over a bytearray of its own, or over bytes (read-only for good) if the
+        # sender's was read-only. Not bytearray(obj): to it, a 0-d array of integers is a length.
+        data = bytearray(memoryview(obj)) if flags.writeable else obj.tobytes()
+        return _frombuffer(data, obj.dtype).reshape(obj.shape)
+
+
+def _frombuffer(data: Any, dtype: Any) -> Any:
+    """numpy.frombuffer (numpy is loaded: an array is being copied)."""
+    return sys.modules["numpy"].frombuffer(data, dtype)
 
 
 def _holds_large_bytes(obj: Any) -> bool:

@@ -47,6 +47,20 @@ class MakesArrays(Component):
         return out
 
 
+class DeepOutput(Component):
+    """Stager: returns {"n", "array", "nested"} with ``depth`` dicts nested in "nested" (600: deeper than a pickle
+    may go in a worker thread's stack)."""
+
+    depth = Int(600, min=0, help="Dicts nested in each output.").tag(config=True)
+
+    def run(self, msg: int) -> dict[str, Any]:
+        """Return the deep message."""
+        nested: Any = 0
+        for _ in range(self.depth):
+            nested = {"deeper": nested}
+        return {"n": msg, "array": np.zeros(4), "nested": nested}
+
+
 class ChangesThenFails(Component):
     """Stager: changes the dict it receives (a key added, its small array written, its big one tried), then raises
     on every n divisible by ``every``, else returns {"n", "earlier_intact", "big_read_only"}."""

@@ -194,6 +194,23 @@ def test_a_fused_step_that_changes_its_message_changes_neither_the_senders_nor_i
         assert not message["small"].any() and not message["big"].any()
 
 
+@pytest.mark.parametrize("mode", ["sequential", "threads"])
+def test_a_message_too_deep_to_pickle_fails_its_sender_as_between_processes(tmp_path: Path, mode: str) -> None:
+    # A copy must not carry what a pickle could not: the dead letter of the next step's failure is a pickle. Such a
+    # message once crashed the sequential run and killed the fused worker processes.
+    dead = tmp_path / "dead.jsonl"
+    document = pipeline_config(
+        step("P", "Numbers", "D"),
+        [{**step("D", "DeepOutput", "F", nb_process=2, on_error="skip"), "module": FAILURE_STEPS},
+         {**step("F", "FailEvery", "C", nb_process=2, on_error="skip"), "module": FAILURE_STEPS}],
+        collector(tmp_path, "C"), **numbers(6), FailEvery={"every": 1})
+    report = run(document, mode, {"Pipeline": {"mode": mode, "dead_letter": str(dead)}})
+    assert report.exit_status == 1
+    assert (report["D"].received, report["D"].failed, report["F"].received) == (6, 6, 0), report.table()
+    assert (report["D"].first_error or "").startswith("MessageError: cannot pickle a message of type dict")
+    assert [name for name, _ in load_messages(str(dead))] == ["D"] * 6
+
+
 def test_dead_letters_of_a_fused_step_replay_into_that_step(tmp_path: Path) -> None:
     dead = tmp_path / "dead.jsonl"
     path = tmp_path / "pipeline.json"
