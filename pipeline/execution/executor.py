@@ -162,7 +162,7 @@ class Discard:
 
 
 class Collector:
-    """The emitter installed in a Component: encodes (or, with ``copies``, copies) each output and keeps it until the
+    """The emitter installed in a Component: encodes (or copies, see ``prepare``) each output and keeps it until the
     call ends, or until a chunk's worth is collected (then ``release`` hands them on while the call goes on).
 
     The thread running the step's code sends without a lock; another thread (one the step started)
@@ -176,7 +176,8 @@ class Collector:
         self.owner = threading.get_ident()
         self.pending: Outputs = []
         self.nbytes = 0  # the bytes of ``pending``
-        self.copies = False  # the outputs go to steps of this thread: copied, not pickled (Sink.copies)
+        #: What an output becomes while it waits: its pickle, or a copy for steps of this thread (Sink.copies).
+        self.prepare: Callable[[Any], Encoded | Copied] = encode
         self.active = False  # the step's code is running: other threads may send
         self.refused: str | None = None  # the first send refused because no code of the step ran
         self.seq = UNORDERED  # the input whose outputs these are
@@ -194,7 +195,7 @@ class Collector:
         if threading.get_ident() == self.owner:
             self.add(message, target)
             return
-        sent = copy_message(message) if self.copies else encode(message)
+        sent = self.prepare(message)
         with self._lock:
             if self.active:
                 self.pending.append((sent, target))
@@ -210,7 +211,7 @@ class Collector:
         if self.skip:
             self.skip -= 1  # delivered before this message was sent again: not again
             return
-        sent = copy_message(message) if self.copies else encode(message)
+        sent = self.prepare(message)
         pending = self.pending
         pending.append((sent, target))
         nbytes = self.nbytes = self.nbytes + sent.nbytes
@@ -309,7 +310,7 @@ class StepExecutor:
     @sink.setter
     def sink(self, sink: Sink) -> None:
         self._sink = sink
-        self.collector.copies = sink.copies
+        self.collector.prepare = copy_message if sink.copies else encode
 
     @property
     def started(self) -> bool:
