@@ -102,6 +102,10 @@ class ShardBook:
             self.poison[shard] = position
         return deaths
 
+    def covers(self, shard: int, position: int) -> bool:
+        """Whether what went on of ``shard`` stands for its message ``position`` (a failure there counts now)."""
+        return self.sent[shard] > position
+
     def again(self, packet: Packet) -> Packet:
         """``packet``'s shards, to start again in another worker process: each skips what was sent on, and says which
         of its messages is poison, if one is."""

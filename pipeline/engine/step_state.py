@@ -612,7 +612,7 @@ class StepState:
         if state is None:
             return False
         if self.shards is not None:
-            return 0 <= answer < self.shards.count and self.shards.sent[answer] <= place
+            return 0 <= answer < self.shards.count and not self.shards.covers(answer, place)
         return any(packet.first_seq + (state.answered if index == 0 else 0) <= answer < packet.first_seq + len(packet)
                    for index, packet in enumerate(state.in_flight))
 
@@ -626,7 +626,7 @@ class StepState:
         shards = self.shards
         kept = []
         for seq, place, count in held:
-            if shards.sent[seq] > place if shards is not None else seq in answered:
+            if shards.covers(seq, place) if shards is not None else seq in answered:
                 count()
             else:
                 kept.append((seq, place, count))
