@@ -8,7 +8,8 @@ the holder of the monitor's secret key, and sends nothing to anyone else, nor an
 The socket is an XPUB, a PUB that also hears its subscribers: when one subscribes, the monitor
 sends it the graph at once. libzmq keeps every distinct subscription a peer sends, with no limit
 on their number (manual mode keeps them too), so a peer could grow the run's memory without end.
-Here a subscription may be ``SUBSCRIPTION_BYTES`` long at most, a bounded number is read per look,
+Here a subscription may be ``SUBSCRIPTION_BYTES`` long at most, one waits to be read at a time
+(``SUBSCRIPTION_HWM``), a bounded number is read per look,
 and a connection that subscribes more than ``MAX_SUBSCRIPTIONS`` times (a monitor subscribes once)
 is dropped and made again, which frees all it subscribed. With credentials, only the user's
 monitor gets that far. Sends never wait: with no subscriber a message is discarded; a subscriber
@@ -51,8 +52,11 @@ CLOSE_LINGER_MS = 500
 SUBSCRIPTION_BYTES = 256
 #: Subscriptions read per look at most, so that a peer flooding them cannot hold the monitor's thread.
 SUBSCRIPTIONS_PER_LOOK = 16
-#: Subscriptions queued for reading at most; more wait in the peer's socket (ZeroMQ's backpressure).
-SUBSCRIPTION_HWM = 16
+#: Subscriptions queued for reading at most; more wait in the peer's socket (ZeroMQ's backpressure). One, because
+#: libzmq's XPUB takes every subscription its queue holds into its trie (about 50 bytes per byte of topic) in a loop
+#: that goes on while the queue refills: with 16, a peer's flood kept it refilled and 50 drops grew the run by up to
+#: 340 MiB; with one the loop ends at the first message, and the trie holds about what the run has read.
+SUBSCRIPTION_HWM = 1
 #: Subscriptions and cancels one connection may send before it is dropped (a monitor sends one).
 MAX_SUBSCRIPTIONS = 8
 #: Milliseconds between reconnections at most, while no monitor listens or a handshake fails.
