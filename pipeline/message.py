@@ -65,9 +65,15 @@ class Copied:
 
     kept: Any
     nbytes: int  # about its pickled size: its arrays', strings' and bytes' lengths, 8 or 16 bytes for anything else
+    #: The first receiver's copy when it was made as the message was sent (adopt_message); None once taken.
+    ready: Any = None
 
     def open(self) -> Any:
         """A copy of the message of the receiver's own."""
+        ready = self.ready
+        if ready is not None:
+            self.ready = None
+            return ready
         return _Copier(receiving=True).copy(self.kept)
 
     def encoded(self) -> Encoded:
@@ -145,16 +151,30 @@ def copy_message(obj: Any) -> Copied | Encoded:
     array of objects or of strings, a tuple that holds itself, containers nested deeper than MAX_COPY_DEPTH, more
     large buffers than a pickle may carry) makes the whole message go pickled.
     """
+    return _copied(obj, adopted=False)
+
+
+def adopt_message(obj: Any) -> Copied | Encoded:
+    """What a step's run() returned to a step of the same thread that runs it before the sender's code runs again (the
+    sequential mode and fused steps, depth first): as copy_message, but with one copy instead of two. The first
+    receiver's copy is made now, and the sender's object itself is kept for a dead letter: the sender's code, which
+    alone holds it, does not run again until every receiver of the message is done with it, and a dead letter is
+    pickled as its receiver fails."""
+    return _copied(obj, adopted=True)
+
+
+def _copied(obj: Any, adopted: bool) -> Copied | Encoded:
+    """copy_message, or with ``adopted`` adopt_message."""
     if not _holds_arrays(obj, _NDARRAY or _array_type()):
         return encode(obj)
-    copier = _Copier(receiving=False)
+    copier = _Copier(receiving=adopted)
     try:
-        kept = copier.copy(obj)
+        copy = copier.copy(obj)
     except (_NotCopied, RecursionError):  # RecursionError: called near the limit already
         return encode(obj)
     if copier.buffers > MAX_BUFFERS:  # the pickle of a dead letter could not carry it: refused as encode refuses it
         return encode(obj)
-    return Copied(kept, copier.nbytes)
+    return Copied(obj, copier.nbytes, copy) if adopted else Copied(copy, copier.nbytes)
 
 
 #: How many values of a dict, list or tuple copy_message looks at for a numpy array (a long list of numbers is
@@ -295,25 +315,26 @@ class _Copier:
 
     def _array(self, obj: Any) -> Any:
         """A numpy array of numbers (see copy_message); _NotCopied for another kind, or one not C-contiguous."""
-        flags = obj.flags
-        if obj.dtype.kind not in _ARRAY_KINDS or not flags.c_contiguous:
+        if obj.dtype.kind not in _ARRAY_KINDS:
             raise _NotCopied
-        nbytes = obj.nbytes
+        view = memoryview(obj)  # its checks and its bytes at the cost of one object (obj.flags makes one too)
+        if not view.c_contiguous:
+            raise _NotCopied
+        nbytes = view.nbytes
         self.nbytes += nbytes
         if nbytes >= OUT_OF_BAND_BYTES:  # out of band: the sender's memory, which a step gets read-only, as from decode
             self.buffers += 1
             if not self.receiving:
                 return obj  # pickled by reference, as encode would
-            return _frombuffer(memoryview(pickle.PickleBuffer(obj)).toreadonly(), obj.dtype).reshape(obj.shape)
+            return _frombuffer(view.toreadonly(), obj.dtype).reshape(obj.shape)
         if not self.receiving:
             kept = obj.copy()
-            if not flags.writeable:  # pickled as bytes: read-only for good once unpickled
+            if view.readonly:  # pickled as bytes: read-only for good once unpickled
                 kept.flags.writeable = False
             return kept
         # In band, as unpickling makes it: over a bytearray of its own, or over bytes (read-only for good) if the
         # sender's was read-only. Not bytearray(obj): to it, a 0-d array of integers is a length.
-        data = bytearray(memoryview(obj)) if flags.writeable else obj.tobytes()
-        return _frombuffer(data, obj.dtype).reshape(obj.shape)
+        return _frombuffer(view.tobytes() if view.readonly else bytearray(view), obj.dtype).reshape(obj.shape)
 
 
 def _frombuffer(data: Any, dtype: Any) -> Any:

@@ -81,6 +81,54 @@ class ChangesThenFails(Component):
         return {"n": msg["n"], "earlier_intact": msg["earlier_intact"], "big_read_only": read_only}
 
 
+class SplitsInTwo(Component):
+    """Stager: yields {"n": 2 * msg, "small"} and {"n": 2 * msg + 1, "small"}, "small" 4 values of its n."""
+
+    def run(self, msg: int) -> Iterator[dict[str, Any]]:
+        """Both halves of one message."""
+        for n in (2 * msg, 2 * msg + 1):
+            yield {"n": n, "small": np.full(4, n)}
+
+
+class ManyFor(Component):
+    """Stager: yields ``many`` outputs [msg, k] for msg == ``at``, else one, [msg, 0]."""
+
+    at = Int(-1, help="The message that makes many outputs.").tag(config=True)
+    many = Int(5000, help="How many.").tag(config=True)
+
+    def run(self, msg: int) -> Iterator[list[int]]:
+        """Yield this message's outputs."""
+        for k in range(self.many if msg == self.at else 1):
+            yield [msg, k]
+
+
+class ReusesItsOutput(Component):
+    """Stager: returns the same dict every time, refilled with the n of its input and 4 values of it (as a step that
+    keeps one output object does)."""
+
+    def init(self) -> None:
+        """The one dict it returns."""
+        self.out: dict[str, Any] = {"n": -1, "small": np.zeros(4, dtype=int)}
+
+    def run(self, msg: dict[str, Any]) -> dict[str, Any]:
+        """Refill the dict with this message's n, and return it."""
+        self.out["n"] = msg["n"]
+        self.out["small"][:] = msg["n"]
+        return self.out
+
+
+class FailsOnMultiples(Component):
+    """Stager: raises on every dict whose n is divisible by ``every``, else returns its n."""
+
+    every = Int(5, min=1, help="Fail on multiples of this.").tag(config=True)
+
+    def run(self, msg: dict[str, Any]) -> int:
+        """Fail or pass the number on."""
+        if msg["n"] % self.every == 0:
+            raise ValueError(f"bad message {msg['n']}")
+        return msg["n"]
+
+
 class FailFrom(Component):
     """Raises on every message from ``first`` on, else passes it on."""
 

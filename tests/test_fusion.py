@@ -7,16 +7,22 @@ Which steps fuse is pure (``fused_groups``); the rest runs real worker processes
 from __future__ import annotations
 
 import json
+import threading
 from pathlib import Path
 from typing import Any
 
 import pytest
+from traitlets import Unicode
 
+from pipeline import Component
 from pipeline.config import load_config
 from pipeline.config.options import RunOptions
 from pipeline.engine import ThreadedRunner
-from pipeline.engine.fusion import fused_groups
+from pipeline.engine.fusion import Chain, fused_groups
+from pipeline.execution.executor import Outputs, StepExecutor
 from pipeline.failures.deadletter import load_messages
+from pipeline.failures.policy import FailurePolicy
+from pipeline.message import Encoded, decode, encode
 from tests.failure_helpers import report_row
 from tests.process_helpers import lines, pids, report_line, run_to_end, written
 from tests.semantic_helpers import (
@@ -83,6 +89,117 @@ def test_a_fan_out_or_a_fan_in_does_not_fuse() -> None:
                                                                                 nb_process=2)],
                              step("C", "Collect", nb_process=2), **numbers(3))
     assert groups(fan_in) == {"B": ("B", "C")}  # B receives from the producer too; B -> C fuses
+
+
+# --------------------------------------------------------------------------- how a group runs each message
+
+
+class Noted(Component):
+    """Notes each call in ``calls`` (its label, its number) and returns the number."""
+
+    label = Unicode("").tag(config=True)
+
+    def init(self) -> None:
+        """Nothing noted yet."""
+        self.calls: list[tuple[str, int]] = CALLS
+
+    def run(self, msg: int) -> int:
+        """Note the call; pass the number on."""
+        self.calls.append((self.label, msg))
+        return msg
+
+
+CALLS: list[tuple[str, int]] = []
+
+
+class Answers:
+    """Stands for a worker process's outlet: the answers a Chain gives, in order."""
+
+    oldest = 0.0
+
+    def __init__(self) -> None:
+        self.lock = threading.Lock()
+        self.given: list[tuple[int, list[Any]]] = []
+
+    def commit(self, seq: int, outputs: Outputs, seconds: float = 0.0) -> None:
+        self.given.append((seq, [decode(m.inband, m.buffers) for m, _ in outputs if isinstance(m, Encoded)]))
+
+    def flush_if_due(self) -> None:
+        """Nothing waits here."""
+
+
+def chain_of_three() -> tuple[StepExecutor, Answers]:
+    """A group A -> B -> D of Noted steps on a stand-in outlet."""
+    document = linear({"name": "A"}, {"name": "B"}, {"name": "D"})
+    config = load_config(document)
+    policy = FailurePolicy(0, "", lambda reason: None)
+    executors = [StepExecutor(config.steps[name], 0, policy) for name in ("A", "B", "D")]
+    answers = Answers()
+    answers.lock.acquire()  # the worker thread holds its outlet's lock but while the step's code runs
+    executors[0].sink = Chain(answers, executors)  # type: ignore[arg-type]
+    for executor in reversed(executors):
+        executor.start(lambda label=executor.step.name: Noted(label=label))
+    answers.given.clear()  # what init() sent (nothing here)
+    CALLS.clear()
+    return executors[0], answers
+
+
+def packet(*numbers: int) -> list[tuple[int, bytes, list]]:
+    """Messages as a worker's first step receives them: (sequence number, pickle, buffers)."""
+    return [(n, encode(n).inband, encode(n).buffers) for n in numbers]
+
+
+def test_each_output_goes_through_every_fused_step_before_the_next_and_each_input_is_answered_at_once() -> None:
+    first, answers = chain_of_three()
+    first.run(packet(0, 1, 2))
+    assert CALLS == [("A", 0), ("B", 0), ("D", 0), ("A", 1), ("B", 1), ("D", 1), ("A", 2), ("B", 2), ("D", 2)]
+    assert answers.given == [(0, [0]), (1, [1]), (2, [2])]
+
+
+def first_fails(tmp_path: Path, on_error: str, count: int) -> dict:
+    """P -> FAIL (fails on multiples of 5: the group's FIRST step) -> S -> C, the stagers fused in 2 processes."""
+    return pipeline_config(
+        step("P", "Numbers", "FAIL"),
+        [{**step("FAIL", "FailEvery", "S", nb_process=2, on_error=on_error), "module": FAILURE_STEPS},
+         step("S", "Scale", "C", nb_process=2, config={"factor": 1})],
+        collector(tmp_path, "C"), **numbers(count), FailEvery={"every": 5})
+
+
+@pytest.mark.parametrize("mode", ["sequential", "threads"])
+def test_the_first_fused_step_failing_amid_its_packet_fails_those_messages_alone(tmp_path: Path, mode: str) -> None:
+    # The router takes a worker's answers in the order of its inputs: a failure must not overtake the answers of the
+    # inputs before it (a chain that held them broke the run this way).
+    report, dead = run_keeping_dead_letters(first_fails(tmp_path, "skip", 30), mode, tmp_path)
+    assert sorted(read(tmp_path, "C")) == [n for n in range(30) if n % 5]
+    assert counts(report)["FAIL"] == (30, 24, 24, 6)
+    assert sorted(load_messages(str(dead))) == [("FAIL", n) for n in range(0, 30, 5)]
+
+
+@pytest.mark.parametrize("mode", ["sequential", "threads"])
+def test_on_error_stop_in_the_first_fused_step_loses_nothing(tmp_path: Path, mode: str) -> None:
+    report, dead = run_keeping_dead_letters(first_fails(tmp_path, "stop", 400), mode, tmp_path)
+    assert report.exit_status == 1
+    received, processed, _, failed = counts(report)["FAIL"]
+    records = [json.loads(line) for line in lines(dead)]
+    not_run = [record for record in records if record["error"].startswith("NotRun")]
+    assert 1 <= failed <= 2 and len(records) - len(not_run) == failed
+    assert processed == counts(report)["S"][0] == len(read(tmp_path, "C"))
+    assert processed + failed + len(not_run) == received
+
+
+@pytest.mark.parametrize("mode", ["sequential", "threads"])
+def test_a_chunk_of_the_first_fused_step_amid_its_packet_goes_on(tmp_path: Path, mode: str) -> None:
+    # Message 7 makes 5,000 outputs: they go on in chunks while its call goes on, after the answers before them.
+    document = pipeline_config(
+        step("P", "Numbers", "G"),
+        [{**step("G", "ManyFor", "S", nb_process=2), "module": FAILURE_STEPS},
+         step("S", "PassThrough", "C", nb_process=2)],
+        collector(tmp_path, "C"), **numbers(40), ManyFor={"at": 7, "many": 5000})
+    report = run(document, mode, {"Pipeline": {"mode": mode}})
+    assert report.exit_status == 0
+    assert len(read(tmp_path, "C")) == 39 + 5000
+    assert counts(report)["G"] == (40, 40, 5039, 0)
+    assert counts(report)["S"] == (5039, 5039, 5039, 0)
 
 
 # --------------------------------------------------------------------------- the same results
@@ -170,18 +287,23 @@ def test_a_failure_in_a_fused_step_is_its_own_with_its_message_as_dead_letter(tm
     assert outcomes["threads"][2] == [("FAIL", n) for n in range(0, 30, 5)]
 
 
+def run_keeping_dead_letters(document: dict, mode: str, tmp_path: Path) -> tuple[Any, Path]:
+    """Run ``document`` in ``mode`` with its dead letters in tmp_path: the report, and the dead letters' file."""
+    dead = tmp_path / "dead.jsonl"
+    return run(document, mode, {"Pipeline": {"mode": mode, "dead_letter": str(dead)}}), dead
+
+
 @pytest.mark.parametrize("mode", ["sequential", "threads"])
 def test_a_fused_step_that_changes_its_message_changes_neither_the_senders_nor_its_dead_letter(
         tmp_path: Path, mode: str) -> None:
     # Between fused steps (and every step of the sequential mode) a message is copied, not pickled: the receiver's
     # changes must reach neither what the sender keeps nor the dead letter of the message it then fails on.
-    dead = tmp_path / "dead.jsonl"
     document = pipeline_config(
         step("P", "Numbers", "M"),
         [{**step("M", "MakesArrays", "F", nb_process=2), "module": FAILURE_STEPS},
          {**step("F", "ChangesThenFails", "C", nb_process=2, on_error="skip"), "module": FAILURE_STEPS}],
         collector(tmp_path, "C"), **numbers(40))
-    report = run(document, mode, {"Pipeline": {"mode": mode, "dead_letter": str(dead)}})
+    report, dead = run_keeping_dead_letters(document, mode, tmp_path)
     assert report.exit_status == 1
     assert (report["F"].received, report["F"].failed, report["C"].received) == (40, 8, 32)
     outputs = sorted(read(tmp_path, "C"), key=lambda out: out["n"])
@@ -195,16 +317,35 @@ def test_a_fused_step_that_changes_its_message_changes_neither_the_senders_nor_i
 
 
 @pytest.mark.parametrize("mode", ["sequential", "threads"])
+def test_a_dead_letter_is_what_its_sender_returned_though_the_sender_refills_that_object_for_the_next(
+        tmp_path: Path, mode: str) -> None:
+    # What a step returns reaches the next step of its thread copied once: the sender's object itself is kept for
+    # the dead letter, which holds because each message goes through every step after it (fused, or in the
+    # sequential mode) before its sender runs again (two messages from one input too).
+    document = pipeline_config(
+        step("P", "Numbers", "SPLIT"),
+        [{**step("SPLIT", "SplitsInTwo", "REUSE", nb_process=2), "module": FAILURE_STEPS},
+         {**step("REUSE", "ReusesItsOutput", "F", nb_process=2), "module": FAILURE_STEPS},
+         {**step("F", "FailsOnMultiples", "C", nb_process=2, on_error="skip"), "module": FAILURE_STEPS}],
+        collector(tmp_path, "C"), **numbers(20))
+    report, dead = run_keeping_dead_letters(document, mode, tmp_path)
+    assert report.exit_status == 1
+    assert (report["F"].received, report["F"].failed, report["C"].received) == (40, 8, 32)
+    assert sorted(read(tmp_path, "C")) == [n for n in range(40) if n % 5]
+    letters = sorted((message["n"], message["small"].tolist()) for _, message in load_messages(str(dead)))
+    assert letters == [(n, [n] * 4) for n in range(0, 40, 5)]
+
+
+@pytest.mark.parametrize("mode", ["sequential", "threads"])
 def test_a_message_too_deep_to_pickle_fails_its_sender_as_between_processes(tmp_path: Path, mode: str) -> None:
     # A copy must not carry what a pickle could not: the dead letter of the next step's failure is a pickle. Such a
     # message once crashed the sequential run and killed the fused worker processes.
-    dead = tmp_path / "dead.jsonl"
     document = pipeline_config(
         step("P", "Numbers", "D"),
         [{**step("D", "DeepOutput", "F", nb_process=2, on_error="skip"), "module": FAILURE_STEPS},
          {**step("F", "FailEvery", "C", nb_process=2, on_error="skip"), "module": FAILURE_STEPS}],
         collector(tmp_path, "C"), **numbers(6), FailEvery={"every": 1})
-    report = run(document, mode, {"Pipeline": {"mode": mode, "dead_letter": str(dead)}})
+    report, dead = run_keeping_dead_letters(document, mode, tmp_path)
     assert report.exit_status == 1
     assert (report["D"].received, report["D"].failed, report["F"].received) == (6, 6, 0), report.table()
     assert (report["D"].first_error or "").startswith("MessageError: cannot pickle a message of type dict")

@@ -4,7 +4,8 @@ The sequential mode and fused steps hand messages that hold numpy arrays on as c
 must not be able to tell the difference: the same types and values, an object met twice still one object, a small
 array its own to change (or read-only for good if the sender's was), a large one a read-only view of the sender's
 memory, and nothing the receiver changes reaches the sender or the copy kept for a dead letter. What is not copied
-goes pickled.
+goes pickled. What a step's run() returned is copied once (adopt_message): the sender's object is kept for the dead
+letter, and the first receiver's copy made at once; each further receiver gets a copy of its own.
 """
 
 from __future__ import annotations
@@ -30,6 +31,7 @@ from pipeline.message import (
     Copied,
     Encoded,
     MessageError,
+    adopt_message,
     copy_message,
     decode,
     encode,
@@ -46,9 +48,13 @@ def unpickled(message: Any) -> Any:
     return decode(sent.inband, sent.buffers)
 
 
-def received(message: Any) -> Any:
+#: The two ways a message that holds arrays goes to a step of the same thread: sent (yielded, send_msg) or returned.
+SENDERS = pytest.mark.parametrize("send", [copy_message, adopt_message], ids=["sent", "returned"])
+
+
+def received(message: Any, send: Any = copy_message) -> Any:
     """What a step receives from a step of its own thread (a message that holds arrays: copied)."""
-    sent = copy_message(message)
+    sent = send(message)
     assert isinstance(sent, Copied)
     return sent.open()
 
@@ -113,19 +119,21 @@ def containers(children: st.SearchStrategy[Any]) -> st.SearchStrategy[Any]:
 messages = st.recursive(st.one_of(atoms, arrays), containers, max_leaves=12)
 
 
+@SENDERS
 @settings(max_examples=300, deadline=None)
-@given(messages, st.booleans())
-def test_a_copy_is_what_unpickling_gives(message: Any, read_only: bool) -> None:
+@given(message=messages, read_only=st.booleans())
+def test_a_copy_is_what_unpickling_gives(send: Any, message: Any, read_only: bool) -> None:
     for array in _arrays(message):
         array.flags.writeable = not read_only
-    same(unpickled(with_an_array(message)), received(with_an_array(message)), {})
+    same(unpickled(with_an_array(message)), received(with_an_array(message), send), {})
 
 
+@SENDERS
 @settings(max_examples=100, deadline=None)
-@given(messages)
-def test_what_a_receiver_changes_reaches_neither_the_sender_nor_the_dead_letter(message: Any) -> None:
+@given(message=messages)
+def test_what_a_receiver_changes_reaches_neither_the_sender_nor_the_dead_letter(send: Any, message: Any) -> None:
     message = with_an_array(message)
-    sent = copy_message(message)
+    sent = send(message)
     assert isinstance(sent, Copied)
     before = unpickled(message)
     mine = sent.open()
@@ -134,6 +142,18 @@ def test_what_a_receiver_changes_reaches_neither_the_sender_nor_the_dead_letter(
     same(before, unpickled(sent.kept), {})  # what a dead letter holds
     kept = sent.encoded()
     same(before, decode(kept.inband, kept.buffers), {})
+    other = sent.open()  # a second next step's (fan-out in the sequential mode): its own, as sent
+    assert other is not mine
+    same(before, other, {})
+
+
+def test_a_returned_message_is_kept_as_the_sender_returned_it_and_copied_once_for_its_first_receiver() -> None:
+    message = {"n": 1, "small": np.arange(SMALL)}
+    sent = adopt_message(message)
+    assert isinstance(sent, Copied) and sent.kept is message
+    first = sent.open()
+    assert first is not message and first["small"] is not message["small"]
+    assert sent.open() is not first
 
 
 def _arrays(message: Any) -> list[np.ndarray]:

@@ -63,7 +63,7 @@ class Gather(Discard):
 
     def __init__(self, copies: bool) -> None:
         super().__init__()
-        self.copies = copies
+        self.copies = self.adopts = copies  # a fused step's outputs go through the steps after it at once (Chain.flow)
         self.outputs: Outputs = []
 
     def commit(self, seq: int, outputs: Outputs, seconds: float = 0.0) -> None:
@@ -93,6 +93,7 @@ class Chain:
 
     answers_router = True
     copies = True  # the first step's outputs go to the second, in this thread
+    adopts = True  # each of them through every fused step before the first step's code runs again (flow)
 
     def __init__(self, outlet: ToRouter, executors: list[StepExecutor]) -> None:
         self.outlet = outlet
@@ -120,13 +121,19 @@ class Chain:
         self.outlet.partial(seq, flowed, len(outputs))
 
     def flow(self, step: int, seq: int, outputs: Outputs) -> Outputs:
-        """What ``outputs`` of the group's step number ``step`` become through the steps after it."""
-        for sender, executor in zip(self.executors[step:], self.executors[step + 1:], strict=False):
-            sender.counts.emitted += len(outputs)
-            if outputs:
-                executor.run((seq, message, None) for message, _ in outputs)
-            outputs = executor.sink.take()  # type: ignore[attr-defined]
-        return outputs
+        """What ``outputs`` of the group's step number ``step`` become through the steps after it: each output goes
+        through all of them before the next one starts (depth first, as in the sequential mode), so that a step's
+        code runs again only once the steps after it are done with what it returned (message.adopt_message)."""
+        if step + 1 == len(self.executors):
+            return outputs
+        self.executors[step].counts.emitted += len(outputs)
+        executor = self.executors[step + 1]
+        sink: Gather = executor.sink  # type: ignore[assignment]
+        flowed: Outputs = []
+        for message, _ in outputs:
+            executor.run(((seq, message, None),))
+            flowed += self.flow(step + 1, seq, sink.take())
+        return flowed
 
     def failed(self, seq: int, outcome: Outcome = Outcome.FAILED, seconds: float = 0.0) -> None:
         """Input ``seq`` failed at the first step (or was not run): its answer has no outputs."""

@@ -47,6 +47,7 @@ class Outlet:
     answers_router = False
     #: Its outputs leave the thread: pickled (execution.executor.Sink.copies).
     copies = False
+    adopts = False
 
     #: Longest an output waits for more to go with it (a worker process's answers wait longer).
     max_delay = MAX_DELAY_SECONDS

@@ -125,6 +125,7 @@ class ShardSink:
     chunk stands for the messages, whatever the fused steps made of them."""
 
     answers_router = True
+    adopts = False  # a producer's messages are yielded, not returned
 
     def __init__(self, outlet: ToRouter, chain: Chain | None = None) -> None:
         self.outlet = outlet

@@ -42,7 +42,7 @@ from pipeline.config.model import StepConfig
 from pipeline.errors import RoutingError, StepFailed
 from pipeline.execution.report import StepCounts
 from pipeline.failures.describe import failure_line
-from pipeline.message import Buffer, Copied, Encoded, Resume, copy_message, decode, encode
+from pipeline.message import Buffer, Copied, Encoded, Resume, adopt_message, copy_message, decode, encode
 
 #: Outputs of one call handed on as a chunk once they reach this many bytes or outputs (the values of
 #: engine.flow.OUTPUT_CHUNK_BYTES and OUTPUT_CHUNK_COUNT, which a test holds equal: execution sits below engine).
@@ -104,13 +104,15 @@ class Sink(Protocol):
 
     Its ``lock`` is held except while the step's code runs (engine.outlets' Flusher takes it then). With
     ``copies``, the outputs go to steps of the same thread, which run them there: they are copied, not pickled
-    (message.copy_message).
+    (message.copy_message). With ``adopts`` too, those steps run each output before the step's code runs again:
+    what its run() returns is copied once (message.adopt_message).
     """
 
     lock: threading.Lock
     oldest: float
     answers_router: bool
     copies: bool
+    adopts: bool
 
     def commit(self, seq: int, outputs: Outputs, seconds: float = 0.0) -> None:
         """The code for input ``seq`` returned these outputs after ``seconds``."""
@@ -140,6 +142,7 @@ class Discard:
     oldest = 0.0
     answers_router = False
     copies = False
+    adopts = False
 
     def __init__(self) -> None:
         self.lock = threading.Lock()
@@ -178,6 +181,8 @@ class Collector:
         self.nbytes = 0  # the bytes of ``pending``
         #: What an output becomes while it waits: its pickle, or a copy for steps of this thread (Sink.copies).
         self.prepare: Callable[[Any], Encoded | Copied] = encode
+        #: The same for what the step's run() returned, which its code cannot change any more (message.adopt_message).
+        self.adopt: Callable[[Any], Encoded | Copied] = encode
         self.active = False  # the step's code is running: other threads may send
         self.refused: str | None = None  # the first send refused because no code of the step ran
         self.seq = UNORDERED  # the input whose outputs these are
@@ -206,12 +211,12 @@ class Collector:
             self.refused = self.refused or why
         raise RoutingError(why)
 
-    def add(self, message: Any, target: str | None = None) -> None:
-        """Collect an output of the thread that runs the step's code (a returned or yielded value)."""
+    def add(self, message: Any, target: str | None = None, returned: bool = False) -> None:
+        """Collect an output of the thread that runs the step's code: a yielded value, or one its run() ``returned``."""
         if self.skip:
             self.skip -= 1  # delivered before this message was sent again: not again
             return
-        sent = self.prepare(message)
+        sent = self.adopt(message) if returned else self.prepare(message)
         pending = self.pending
         pending.append((sent, target))
         nbytes = self.nbytes = self.nbytes + sent.nbytes
@@ -254,25 +259,21 @@ def _nowhere(seq: int, chunk: Outputs) -> None:
     raise RuntimeError("a chunk of outputs with nowhere to go")
 
 
-def send_outputs(result: Any, emit: Collector | None) -> None:
-    """Send what run() returned: a value, nothing (None), or each value a generator yields.
+def send_yielded(generator: GeneratorType, emit: Collector | None) -> None:
+    """Send each value a step's generator yields (a yielded None is skipped); a value its run() returns goes through
+    ``Collector.add(..., returned=True)`` in StepExecutor.run instead.
 
     A sink (``emit`` is None) still runs its generator to the end; its values go nowhere.
     """
-    if result is None:
-        return
-    if isinstance(result, GeneratorType):
-        for output in result:
-            if output is not None and emit is not None:
-                emit.add(output)
-    elif emit is not None:
-        emit.add(result)
+    for output in generator:
+        if output is not None and emit is not None:
+            emit.add(output)
 
 
 def _run_generator(result: Any, emit: Collector | None) -> None:
     """What init() or finish() returned: only a generator's values are outputs (it runs to its end)."""
     if isinstance(result, GeneratorType):
-        send_outputs(result, emit)
+        send_yielded(result, emit)
 
 
 class StepExecutor:
@@ -310,7 +311,9 @@ class StepExecutor:
     @sink.setter
     def sink(self, sink: Sink) -> None:
         self._sink = sink
-        self.collector.prepare = copy_message if sink.copies else encode
+        collector = self.collector
+        collector.prepare = copy_message if sink.copies else encode
+        collector.adopt = adopt_message if sink.adopts else collector.prepare
 
     @property
     def started(self) -> bool:
@@ -507,9 +510,9 @@ class StepExecutor:
                 result = run(message)
                 if result is not None:
                     if isinstance(result, GeneratorType):
-                        send_outputs(result, emitter)
+                        send_yielded(result, emitter)
                     elif emitter is not None:
-                        emitter.add(result)
+                        emitter.add(result, None, True)
             except Interrupted:
                 raise
             except BaseException as err:  # a step's SystemExit fails the step, not the engine

@@ -28,6 +28,7 @@ class _Deliveries:
     oldest = 0.0
     answers_router = False
     copies = True  # the next steps run in this thread
+    adopts = True  # each output, and all it leads to, before the step's code runs again (depth first)
 
     def __init__(self, runner: SequentialRunner, name: str) -> None:
         self.runner = runner
