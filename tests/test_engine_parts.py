@@ -3,13 +3,16 @@ ordered step's Results, and the memory bound that flow.message_bound() computes.
 
 from __future__ import annotations
 
+import time
 from typing import Any
 
+import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
 from pipeline.config import load_config
-from pipeline.engine.flow import PREFETCH, PREFETCH_BYTES, message_bound
+from pipeline.engine.flow import PREFETCH, PREFETCH_BYTES, SOURCE_MAX_DELAY_SECONDS, message_bound
+from pipeline.engine.outlets import Outlet
 from pipeline.engine.pool import WorkerPool
 from pipeline.engine.results import Results
 from pipeline.engine.wire import Answer, Packet, parse_result, result_frames
@@ -60,6 +63,17 @@ def test_a_worker_holding_prefetch_bytes_gets_no_more_until_it_is_idle() -> None
     assert hand_out(pool, 2) == [b"B", b"B"]  # A has room for 9 more messages, but not for more bytes
     pool.done(b"A", 10)
     assert hand_out(pool, 2) == [b"B", b"A"]  # A is back, behind B who waited longer
+
+
+def test_at_the_end_the_worker_holding_fewest_is_chosen_and_takes_up_to_an_even_share() -> None:
+    pool = WorkerPool()
+    for worker in (b"A", b"B", b"C"):
+        pool.join(worker, 100)
+    assert hand_out(pool, 6) == [b"A", b"B", b"C"] * 2  # each holds two
+    pool.done(b"C", 100)  # C finished one: it holds one, and keeps its place in the line
+    assert pool.choose() == b"A" and pool.choose(fewest_held=True) == b"C"
+    assert [pool.fair_share(worker, 10) for worker in (b"A", b"B", b"C")] == [3, 3, 4]  # (10 + 5) / 3 each
+    assert pool.fair_share(b"A", 0) == 0 and pool.fair_share(b"C", 1) == 1  # (0 + 5) / 3 and (1 + 5) / 3, rounded up
 
 
 def test_a_shrunken_window_takes_a_worker_out_of_the_line() -> None:
@@ -202,3 +216,43 @@ def test_message_bound_with_the_default_queue_limit() -> None:
 def test_an_unbounded_queue_has_no_message_bound() -> None:
     assert bound_of({"queue_limit": -1}) is None
     assert bound_of({}, consumer_limit=-1) is None
+
+
+# --------------------------------------------------------------------------- a producer's batches
+
+
+class CountedFlushes(Outlet):
+    """An outlet that counts its flushes."""
+
+    def __init__(self, max_delay: float) -> None:
+        super().__init__()
+        self.max_delay = max_delay
+        self.flushes = 0
+
+    def flush(self) -> None:
+        self.flushes += 1
+        self.oldest = 0.0
+
+
+def test_a_producers_first_message_goes_at_once_and_its_batches_then_wait_longer_up_to_the_source_delay() -> None:
+    outlet = CountedFlushes(0.0)
+    outlet.oldest = time.monotonic()  # just committed
+    outlet.produced(0.0)
+    assert outlet.flushes == 1
+    delays = [outlet.max_delay]
+    for _ in range(6):
+        outlet.oldest = time.monotonic() - 1.0  # waited long enough
+        outlet.produced(0.0)
+        delays.append(outlet.max_delay)
+    assert delays == pytest.approx([0.0005, 0.0015, 0.0035, 0.0075, 0.01, 0.01, 0.01])
+    assert outlet.flushes == 7 and SOURCE_MAX_DELAY_SECONDS == 0.01
+    outlet.oldest = time.monotonic()  # not due: it waits for more
+    outlet.produced(0.0)
+    assert outlet.flushes == 7
+
+
+def test_an_outlet_that_waits_longer_than_a_source_keeps_its_delay() -> None:
+    outlet = CountedFlushes(0.05)  # a shard's, in a worker process
+    outlet.oldest = time.monotonic() - 1.0
+    outlet.produced(0.0)
+    assert outlet.flushes == 1 and outlet.max_delay == 0.05

@@ -119,6 +119,35 @@ def test_the_worker_idle_the_longest_gets_the_oldest_messages() -> None:
     assert [(w, seqs(p)) for w, p in hand_out(made)] == [(worker(0), [0]), (worker(1), [1])]
 
 
+def test_at_the_end_of_the_input_what_is_left_is_shared_out_evenly() -> None:
+    # Handed out as usual, half a window at a time, one worker would run 32 messages while the other ran 8.
+    made, _, _ = state(nb_thread=2)
+    for w in (worker(0), worker(1)):
+        made.joined(w, 64)
+    made.take_input(packet(40))
+    made.take_end(40)
+    assert [(w, len(p)) for w, p in hand_out(made)] == [(worker(0), 20), (worker(1), 20)]
+
+
+def test_at_the_end_a_worker_holding_its_share_gets_no_more_until_the_others_have_theirs() -> None:
+    made, _, _ = state(nb_thread=2)
+    made.joined(worker(0), 64)
+    made.take_input(packet(40))
+    assert [(w, len(p)) for w, p in hand_out(made)] == [(worker(0), 32)]
+    made.joined(worker(1), 64)
+    made.take_end(40)
+    assert [(w, len(p)) for w, p in hand_out(made)] == [(worker(1), 8)]  # worker 0 holds more than its share
+    assert made.offer() is None and not made.queue
+
+
+def test_before_the_end_of_the_input_a_worker_gets_half_its_window_at_a_time() -> None:
+    made, _, _ = state(nb_thread=2)
+    for w in (worker(0), worker(1)):
+        made.joined(w, 64)
+    made.take_input(packet(40))
+    assert [(w, len(p)) for w, p in hand_out(made)] == [(worker(0), 32), (worker(1), 8)]
+
+
 def test_consecutive_batches_go_out_as_one_packet() -> None:
     made, _, _ = state()
     made.joined(worker(0), 16)  # asks for 16: handed up to 8 at a time

@@ -31,6 +31,8 @@ from pipeline.engine.flow import (
     MAX_DELAY_SECONDS,
     PIPE_HWM,
     SLOW_SOURCE_SECONDS,
+    SOURCE_DELAY_STEP_SECONDS,
+    SOURCE_MAX_DELAY_SECONDS,
     batch_limit,
 )
 from pipeline.engine.handles import Handles
@@ -71,11 +73,14 @@ class Outlet:
 
     def produced(self, seconds: float) -> None:
         """A producer's message was committed after ``seconds`` in its generator: a slow source's
-        messages go at once, a fast one's batch (each still within MAX_DELAY_SECONDS)."""
+        messages go at once, a fast one's batch, each batch waiting longer than the one before up to
+        SOURCE_MAX_DELAY_SECONDS (a producer's outlet starts at ``max_delay`` 0: its first message goes at once)."""
         if seconds > SLOW_SOURCE_SECONDS:
             self.flush()
-        elif self.oldest:
-            self.flush_if_due()
+        elif self.oldest and self.due(time.monotonic()):
+            self.flush()
+            if self.max_delay < SOURCE_MAX_DELAY_SECONDS:  # a producer thread's, ramping up (a shard's waits longer)
+                self.max_delay = min(SOURCE_MAX_DELAY_SECONDS, 2 * self.max_delay + SOURCE_DELAY_STEP_SECONDS)
 
     def due(self, now: float) -> bool:
         """Whether the oldest unsent output has waited MAX_DELAY_SECONDS at ``now``."""

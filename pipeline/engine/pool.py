@@ -82,9 +82,20 @@ class WorkerPool:
         if worker in self.waiting:
             self.waiting.remove(worker)
 
-    def choose(self) -> bytes | None:
-        """The least recently used worker with room for work, or None."""
-        return self.waiting[0] if self.waiting else None
+    def choose(self, fewest_held: bool = False) -> bytes | None:
+        """The least recently used worker with room for work (or, with ``fewest_held``, the one of them holding the
+        fewest messages), or None."""
+        if not self.waiting:
+            return None
+        if fewest_held:
+            return min(self.waiting, key=lambda worker: self.workers[worker].held)
+        return self.waiting[0]
+
+    def fair_share(self, worker: bytes, queued: int) -> int:
+        """How many more messages ``worker`` may take for every worker to hold as many once the ``queued`` ones are
+        shared out (rounded up: a worker that holds nothing may take one while any are queued)."""
+        held = sum(state.held for state in self.workers.values())
+        return -(-(queued + held) // len(self.workers)) - self.workers[worker].held
 
     def room(self, worker: bytes) -> int:
         """How many more messages ``worker`` asked for."""

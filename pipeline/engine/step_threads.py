@@ -15,7 +15,7 @@ from pipeline.config.options import RunOptions
 from pipeline.engine import sockets
 from pipeline.engine.addresses import Addresses
 from pipeline.engine.control import INIT_DONE, EngineThread, RunControl
-from pipeline.engine.flow import FIRST_WINDOW, PREFETCH_SECONDS, SOURCE_MAX_DELAY_SECONDS, Prefetch
+from pipeline.engine.flow import FIRST_WINDOW, PREFETCH_SECONDS, Prefetch
 from pipeline.engine.handles import Handles
 from pipeline.engine.outlets import NextSteps, NoOutputs, Outlet, ToRouter
 from pipeline.engine.rings import Ring
@@ -125,7 +125,7 @@ class ProducerThread(StepThread):
 
     def work(self) -> None:
         outlet = self.next_steps_outlet(self.context, self.addresses)
-        outlet.max_delay = SOURCE_MAX_DELAY_SECONDS
+        outlet.max_delay = 0.0  # the first message goes at once; then batches wait longer (Outlet.produced)
         self.open(outlet)
         try:
             started = self.start_component()
