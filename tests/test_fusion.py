@@ -9,6 +9,7 @@ from __future__ import annotations
 import json
 import threading
 from pathlib import Path
+from types import SimpleNamespace
 from typing import Any
 
 import pytest
@@ -19,6 +20,7 @@ from pipeline.config import load_config
 from pipeline.config.options import RunOptions
 from pipeline.engine import ThreadedRunner
 from pipeline.engine.fusion import Chain, fused_groups
+from pipeline.engine.worker_process import ProcessWorkerThread
 from pipeline.execution.executor import Outputs, StepExecutor
 from pipeline.failures.deadletter import load_messages
 from pipeline.failures.policy import FailurePolicy
@@ -154,6 +156,18 @@ def test_each_output_goes_through_every_fused_step_before_the_next_and_each_inpu
     first.run(packet(0, 1, 2))
     assert CALLS == [("A", 0), ("B", 0), ("D", 0), ("A", 1), ("B", 1), ("D", 1), ("A", 2), ("B", 2), ("D", 2)]
     assert answers.given == [(0, [0]), (1, [1]), (2, [2])]
+
+
+def test_a_fused_workers_time_per_input_is_its_whole_groups() -> None:
+    # A worker process asks for enough inputs to keep it busy PREFETCH_SECONDS_OUTSIDE: timed by its first step
+    # alone, three fused camera steps asked for windows three times too long, and waited for packets the bytes
+    # cap never made.
+    first, _ = chain_of_three()
+    first.run(packet(0, 1, 2))
+    executors = first.sink.executors  # type: ignore[attr-defined]
+    assert all(executor.busy_time > 0 for executor in executors)
+    group = SimpleNamespace(executor=executors[0], members=executors[1:])
+    assert ProcessWorkerThread.busy_time.fget(group) == sum(executor.busy_time for executor in executors)
 
 
 def first_fails(tmp_path: Path, on_error: str, count: int) -> dict:

@@ -140,6 +140,15 @@ def test_at_the_end_a_worker_holding_its_share_gets_no_more_until_the_others_hav
     assert made.offer() is None and not made.queue
 
 
+def test_a_worker_is_not_kept_waiting_for_more_messages_than_prefetch_bytes_allow() -> None:
+    # A window of 150 large messages asks for 75 at a time, PREFETCH_BYTES takes 27 of them: 27 is a whole packet
+    # (once the router waited for 75, and the worker got more only once it had run dry).
+    made, _, _ = state()
+    made.joined(worker(0), 150)
+    made.take_input(packet(60, size=150_000))
+    assert [(w, len(p)) for w, p in hand_out(made)] == [(worker(0), 27), (worker(0), 27)]
+
+
 def test_before_the_end_of_the_input_a_worker_gets_half_its_window_at_a_time() -> None:
     made, _, _ = state(nb_thread=2)
     for w in (worker(0), worker(1)):

@@ -346,9 +346,11 @@ class StepState:
             taken.append(packet)
             count += len(packet)
             nbytes += packet.nbytes
-        if count < size and self.pool.held(worker) >= 2 and self._ended < self.senders:
-            # The worker has work for a while: wait for a whole packet rather than send a few messages now
-            # (each packet costs its worker a wake-up and a round trip; to another process, two switches).
+        if count < size and nbytes < PREFETCH_BYTES and self.pool.held(worker) >= 2 and not ending:
+            # The worker has work for a while: wait for a whole packet (``size`` messages, or PREFETCH_BYTES of
+            # them) rather than send a few messages now (each packet costs its worker a wake-up and a round trip;
+            # to another process, two switches). Not waiting for bytes that never come: a window of 150 camera
+            # events asked for 75, PREFETCH_BYTES holds 28, and the worker got work only once it had run dry.
             return None
         packet = Packet.concat(taken)
         if packet.nbytes > PREFETCH_BYTES:  # large messages: a worker is handed PREFETCH_BYTES at a time

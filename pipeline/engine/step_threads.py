@@ -73,11 +73,16 @@ class StepHolder:
         """Run the step on each message of ``packet``."""
         self.executor.run(packet.messages())
 
+    @property
+    def busy_time(self) -> float:
+        """Seconds in the step's code so far (fused steps' too: a message's time is its whole group's)."""
+        return self.executor.busy_time
+
     def take(self, packet: Packet, prefetch: Prefetch) -> int:
         """Run ``packet``; how many messages to ask for next (``prefetch``: this worker's)."""
-        before = self.executor.busy_time
+        before = self.busy_time
         self.run_packet(packet)
-        return prefetch.after(len(packet), self.executor.busy_time - before)
+        return prefetch.after(len(packet), self.busy_time - before)
 
 
 class StepThread(StepHolder, EngineThread):
