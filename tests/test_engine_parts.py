@@ -65,15 +65,20 @@ def test_a_worker_holding_prefetch_bytes_gets_no_more_until_it_is_idle() -> None
     assert hand_out(pool, 2) == [b"B", b"A"]  # A is back, behind B who waited longer
 
 
-def test_at_the_end_the_worker_holding_fewest_is_chosen_and_takes_up_to_an_even_share() -> None:
+def test_at_the_end_what_is_left_is_shared_in_proportion_to_the_windows() -> None:
     pool = WorkerPool()
-    for worker in (b"A", b"B", b"C"):
-        pool.join(worker, 100)
-    assert hand_out(pool, 6) == [b"A", b"B", b"C"] * 2  # each holds two
-    pool.done(b"C", 100)  # C finished one: it holds one, and keeps its place in the line
-    assert pool.choose() == b"A" and pool.choose(fewest_held=True) == b"C"
-    assert [pool.fair_share(worker, 10) for worker in (b"A", b"B", b"C")] == [3, 3, 4]  # (10 + 5) / 3 each
-    assert pool.fair_share(b"A", 0) == 0 and pool.fair_share(b"C", 1) == 1  # (0 + 5) / 3 and (1 + 5) / 3, rounded up
+    pool.join(b"A", 100)  # fast: asks for 100
+    pool.join(b"B", 10)  # ten times slower
+    pool.join(b"C", 0)  # its init() failed
+    assert pool.share_out(40) == (b"A", 37)  # 40 * 100 / 110, rounded up (B's share: 4)
+    assert hand_out(pool, 30) == [b"A", b"B"] * 10 + [b"A"] * 10  # B is full at 10
+    assert pool.share_out(10) == (b"A", 17)  # A's share of the 40 left is still 37: it holds 20
+    even = WorkerPool()
+    even.join(b"A", 10)
+    even.join(b"B", 10)
+    hand_out(even, 10)
+    assert even.share_out(0) is None  # each holds its share (5 of 10)
+    assert even.share_out(1) == (b"A", 1)  # rounded up: one more is somebody's
 
 
 def test_a_shrunken_window_takes_a_worker_out_of_the_line() -> None:

@@ -8,6 +8,7 @@ for exactly once: queued, held by a worker, answered, or failed for good.
 
 from __future__ import annotations
 
+import random
 from collections.abc import Iterable
 from dataclasses import dataclass, field
 from typing import Any
@@ -138,6 +139,59 @@ def test_at_the_end_a_worker_holding_its_share_gets_no_more_until_the_others_hav
     made.take_end(40)
     assert [(w, len(p)) for w, p in hand_out(made)] == [(worker(1), 8)]  # worker 0 holds more than its share
     assert made.offer() is None and not made.queue
+
+
+def test_at_the_end_a_slower_worker_gets_a_smaller_share() -> None:
+    # Windows follow speeds: A asks for 100 (0.5 ms a message), B for 10 (5 ms). Shared by count, B's 20 would have
+    # taken 100 ms, A's 20 only 10.
+    made, _, _ = state(nb_thread=2)
+    made.joined(worker(0), 100)
+    made.joined(worker(1), 10)
+    made.take_input(packet(40))
+    made.take_end(40)
+    assert [(w, len(p)) for w, p in hand_out(made)] == [(worker(0), 37), (worker(1), 3)]
+
+
+def test_at_the_end_a_worker_that_takes_no_work_has_no_share() -> None:
+    made, _, _ = state(nb_thread=2)
+    made.joined(worker(0), 64)
+    made.joined(worker(1), 0)  # its init() failed: it never takes work
+    made.take_input(packet(40))
+    made.take_end(40)
+    assert [(w, len(p)) for w, p in hand_out(made)] == [(worker(0), 32), (worker(0), 8)]
+
+
+def test_at_the_end_work_is_offered_while_any_worker_with_room_holds_none() -> None:
+    # Random joins (some asking for nothing), losses, unreachable workers and READYs, ordered or not: whenever work
+    # is queued and nothing is offered, a worker holds work (its READY will come).
+    for seed in range(200):
+        rng = random.Random(seed)
+        made, _, _ = state(nb_thread=0, ordered=rng.random() < 0.5, queue_limit=rng.choice([-1, 8, 64]))
+        slots = rng.randint(1, 4)
+        for slot in range(slots):
+            made.joined(worker(slot), rng.choice([0, 1, 2, 8, 64]))
+        total = rng.randint(1, 300)
+        made.take_input(packet(total))
+        made.take_end(total)
+        for _ in range(5000):
+            hand_out(made)
+            holders = [w for w, held in made.pool.workers.items() if held.held]
+            if not holders:
+                break
+            busy = rng.choice(holders)
+            if rng.random() < 0.05:  # its process is killed; a new one joins, most often
+                if rng.random() < 0.7:
+                    made.added(slots, 1)
+                    made.joined(worker(slots), rng.choice([0, 1, 2, 8, 64]))
+                    slots += 1
+                made.lost(Loss(int(busy.split(b".")[0][1:]), "killed", []))
+                continue
+            if rng.random() < 0.1:
+                made.unreachable(busy)
+            first = made.pool.workers[busy].in_flight[0]
+            made.answered(busy, answers(first.first_seq, len(first)))
+            made.ready(busy, 64)
+        assert not made.queue or not made.pool.waiting, f"seed {seed}: {made.queued} queued and nothing offered"
 
 
 def test_a_worker_is_not_kept_waiting_for_more_messages_than_prefetch_bytes_allow() -> None:

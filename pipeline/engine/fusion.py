@@ -18,6 +18,7 @@ before the last fused step is done with it.
 
 from __future__ import annotations
 
+from time import perf_counter
 from typing import TYPE_CHECKING
 
 from pipeline.config.model import PipelineConfig, StepConfig
@@ -99,6 +100,9 @@ class Chain:
         self.outlet = outlet
         self.lock = outlet.lock
         self.executors = executors  # the group's, the first step's included
+        #: Seconds the fused steps ran on what the first step's code returned (a chunk of its outputs runs through
+        #: them while its code goes on: in the first step's own time).
+        self.after_seconds = 0.0
         for executor in executors[1:]:
             executor.sink = Gather(copies=executor is not executors[-1])
 
@@ -109,7 +113,10 @@ class Chain:
 
     def commit(self, seq: int, outputs: Outputs, seconds: float = 0.0) -> None:
         """Run the first step's outputs for input ``seq`` through the fused steps; answer with the last's."""
-        self.outlet.commit(seq, self.flow(0, seq, outputs), seconds)
+        start = perf_counter()
+        flowed = self.flow(0, seq, outputs)
+        self.after_seconds += perf_counter() - start
+        self.outlet.commit(seq, flowed, seconds)
 
     def partial(self, seq: int, outputs: Outputs) -> None:
         """A chunk of the first step's outputs for input ``seq``, whose code goes on: through the fused steps

@@ -82,20 +82,24 @@ class WorkerPool:
         if worker in self.waiting:
             self.waiting.remove(worker)
 
-    def choose(self, fewest_held: bool = False) -> bytes | None:
-        """The least recently used worker with room for work (or, with ``fewest_held``, the one of them holding the
-        fewest messages), or None."""
-        if not self.waiting:
-            return None
-        if fewest_held:
-            return min(self.waiting, key=lambda worker: self.workers[worker].held)
-        return self.waiting[0]
+    def choose(self) -> bytes | None:
+        """The least recently used worker with room for work, or None."""
+        return self.waiting[0] if self.waiting else None
 
-    def fair_share(self, worker: bytes, queued: int) -> int:
-        """How many more messages ``worker`` may take for every worker to hold as many once the ``queued`` ones are
-        shared out (rounded up: a worker that holds nothing may take one while any are queued)."""
-        held = sum(state.held for state in self.workers.values())
-        return -(-(queued + held) // len(self.workers)) - self.workers[worker].held
+    def share_out(self, queued: int) -> tuple[bytes, int] | None:
+        """Once no more input comes: the worker with room furthest below its share of what is left, and how many more
+        messages bring it there; None when each holds its share. What is left (the ``queued`` messages and those the
+        workers hold) is shared in proportion to the workers' windows, which follow their speeds: a worker that asked
+        for nothing (its init() failed, or it cannot be reached) gets no share."""
+        windows = sum(state.window for state in self.workers.values())
+        left = queued + sum(state.held for state in self.workers.values())
+        chosen: tuple[bytes, int] | None = None
+        for worker in self.waiting:  # each has room: a window of at least 1, so ``windows`` is not 0
+            state = self.workers[worker]
+            more = -(-left * state.window // windows) - state.held
+            if more > 0 and (chosen is None or more > chosen[1]):
+                chosen = (worker, more)
+        return chosen
 
     def room(self, worker: bytes) -> int:
         """How many more messages ``worker`` asked for."""

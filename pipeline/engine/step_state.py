@@ -314,9 +314,16 @@ class StepState:
         if self.no_worker or self.step.name in self.policy.halted:
             self._drop_queue()
             return None
-        ending = self._ended == self.senders  # no more input comes: what is left is shared out evenly
-        worker = self.pool.choose(fewest_held=ending)
-        if worker is None:
+        ending = self._ended == self.senders  # no more input comes: what is left is shared out (WorkerPool.share_out)
+        share = 0
+        if ending:  # lest one worker still run a long packet at the end while the others idle
+            chosen = self.pool.share_out(self.queued)
+            if chosen is None:
+                return None  # each worker with room holds its share: the next READY offers again
+            worker, share = chosen
+        elif (choice := self.pool.choose()) is not None:
+            worker = choice
+        else:
             return None
         index = 0
         results = self.results
@@ -331,10 +338,8 @@ class StepState:
             late, after = rest.split(1)
             return Offer(worker, late, index, tuple(p for p in (before, after) if len(p)))
         size = min(max(1, self.pool.window(worker) // 2), self.pool.room(worker))
-        if ending:  # lest one worker still run a long packet while the others idle at the end
-            size = min(size, self.pool.fair_share(worker, self.queued))
-            if size <= 0:
-                return None  # it holds its share: the next READY offers again
+        if ending:
+            size = min(size, share)
         # Consecutive queued packets (each sender's batch is one), up to ``size`` messages and PREFETCH_BYTES
         # (at least one message): one packet handed out, not one per batch that came in.
         taken: list[Packet] = []

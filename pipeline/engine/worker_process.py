@@ -215,7 +215,7 @@ class ProcessWorkerThread(WorkerThread):
     def busy_time(self) -> float:
         """Seconds in the code of its step and of the steps fused after it so far: each input's time is the
         group's (counted for the first step alone, a window of three fused steps was three times too long)."""
-        return self.executor.busy_time + sum(member.busy_time for member in self.members)
+        return self.executor.busy_time + (self.chain.after_seconds if self.chain is not None else 0.0)
 
     def make_outlet(self, ctl: zmq.Socket) -> Outlet:
         """Every input's outputs (even none) go back to the router, which sends them on: together with the
