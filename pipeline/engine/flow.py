@@ -72,8 +72,8 @@ MAX_DELAY_SECONDS = 0.001
 SOURCE_MAX_DELAY_SECONDS = 0.01
 #: A producer's first message goes at once, and each batch after it waits this long more than twice the last
 #: batch's wait, up to SOURCE_MAX_DELAY_SECONDS (0, 0.5, 1.5, 3.5, 7.5, 10 ms): the workers, idle at the start,
-#: get work at once instead of after a full batch (with 10 ms at once, two worker processes of 1 ms events
-#: waited 12 ms for their first, 7% of a 600-event run).
+#: get work at once instead of after a full batch (with 10 ms from the first batch on, the second of two worker
+#: processes of camera events waited about 10 ms for its first event; now about 5).
 SOURCE_DELAY_STEP_SECONDS = 0.0005
 #: How often the Flusher looks for outputs that wait while their thread is in the step's code. Each
 #: look takes the GIL: at 5 ms it cost 10% of W1's throughput, at 20 ms it costs none measurable.
