@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import json
 import math
+import os
 import re
 import subprocess
 import sys
@@ -17,7 +18,7 @@ from hypothesis import given
 from hypothesis import strategies as st
 
 from pipeline import Pipeline
-from pipeline.bench import baselines, memory, overhead, startup, workloads
+from pipeline.bench import app, baselines, memory, overhead, startup, workloads
 from pipeline.bench.designs import (
     DESCRIPTIONS,
     ENGINE,
@@ -288,3 +289,33 @@ def test_the_camera_source_in_shards_makes_the_events_of_one_run() -> None:
             assert event["tel_id"] == whole[event_id]["tel_id"]
             assert (event["waveform"] == whole[event_id]["waveform"]).all()
     assert not (whole[0]["waveform"] == whole[1]["waveform"]).all()  # each event its own draws
+
+
+def _leaves_ballast(plan: Any, progress: Any) -> Workload:
+    """A workload that leaves 64 MiB behind in its process, and says which process it ran in and what it found."""
+    found = len(_BALLAST)
+    _BALLAST.append(bytearray(64 * 2**20))
+    return Workload("WX", f"pid {os.getpid()}, found {found}")
+
+
+_BALLAST: list[bytearray] = []
+
+
+def _fails(plan: Any, progress: Any) -> Workload:
+    raise ValueError("broken workload")
+
+
+def test_each_workload_runs_apart_from_what_the_others_left(monkeypatch: pytest.MonkeyPatch) -> None:
+    # After W1 to W6 the bench's process held 680 MiB, and W7's 600-event runs forked their worker processes 15%
+    # slower: each workload now starts from the bench's own process.
+    monkeypatch.setitem(app.WORKLOADS, "WX", _leaves_ballast)
+    first, second = app.run_apart("WX", QUICK), app.run_apart("WX", QUICK)
+    assert first.title.endswith("found 0") and second.title.endswith("found 0")
+    assert first.title != second.title and f"pid {os.getpid()}," not in first.title
+    assert not _BALLAST
+
+
+def test_a_workload_that_fails_is_named(monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setitem(app.WORKLOADS, "WX", _fails)
+    with pytest.raises(SystemExit, match="workload WX failed"):
+        app.run_apart("WX", QUICK)
