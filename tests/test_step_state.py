@@ -13,6 +13,7 @@ from collections.abc import Iterable
 from dataclasses import dataclass, field
 from typing import Any
 
+import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
@@ -120,14 +121,19 @@ def test_the_worker_idle_the_longest_gets_the_oldest_messages() -> None:
     assert [(w, seqs(p)) for w, p in hand_out(made)] == [(worker(0), [0]), (worker(1), [1])]
 
 
-def test_at_the_end_of_the_input_what_is_left_is_shared_out_evenly() -> None:
-    # Handed out as usual, half a window at a time, one worker would run 32 messages while the other ran 8.
+@pytest.mark.parametrize(("windows", "handed"), [
+    ((64, 64), [(0, 20), (1, 20)]),  # half a window at a time, one worker would run 32 while the other ran 8
+    ((100, 10), [(0, 37), (1, 3)]),  # windows follow speeds (0.5 and 5 ms a message): by count, B's 20 took 100 ms
+    ((64, 0), [(0, 32), (0, 8)]),  # worker 1's init() failed: it takes no work and has no share
+], ids=["even", "by-speed", "one-takes-none"])
+def test_at_the_end_of_the_input_what_is_left_is_shared_out_by_the_workers_windows(
+        windows: tuple[int, int], handed: list[tuple[int, int]]) -> None:
     made, _, _ = state(nb_thread=2)
-    for w in (worker(0), worker(1)):
-        made.joined(w, 64)
+    for number, window in enumerate(windows):
+        made.joined(worker(number), window)
     made.take_input(packet(40))
     made.take_end(40)
-    assert [(w, len(p)) for w, p in hand_out(made)] == [(worker(0), 20), (worker(1), 20)]
+    assert [(w, len(p)) for w, p in hand_out(made)] == [(worker(number), count) for number, count in handed]
 
 
 def test_at_the_end_a_worker_holding_its_share_gets_no_more_until_the_others_have_theirs() -> None:
@@ -139,26 +145,6 @@ def test_at_the_end_a_worker_holding_its_share_gets_no_more_until_the_others_hav
     made.take_end(40)
     assert [(w, len(p)) for w, p in hand_out(made)] == [(worker(1), 8)]  # worker 0 holds more than its share
     assert made.offer() is None and not made.queue
-
-
-def test_at_the_end_a_slower_worker_gets_a_smaller_share() -> None:
-    # Windows follow speeds: A asks for 100 (0.5 ms a message), B for 10 (5 ms). Shared by count, B's 20 would have
-    # taken 100 ms, A's 20 only 10.
-    made, _, _ = state(nb_thread=2)
-    made.joined(worker(0), 100)
-    made.joined(worker(1), 10)
-    made.take_input(packet(40))
-    made.take_end(40)
-    assert [(w, len(p)) for w, p in hand_out(made)] == [(worker(0), 37), (worker(1), 3)]
-
-
-def test_at_the_end_a_worker_that_takes_no_work_has_no_share() -> None:
-    made, _, _ = state(nb_thread=2)
-    made.joined(worker(0), 64)
-    made.joined(worker(1), 0)  # its init() failed: it never takes work
-    made.take_input(packet(40))
-    made.take_end(40)
-    assert [(w, len(p)) for w, p in hand_out(made)] == [(worker(0), 32), (worker(0), 8)]
 
 
 def test_at_the_end_work_is_offered_while_any_worker_with_room_holds_none() -> None:
