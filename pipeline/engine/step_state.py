@@ -315,16 +315,16 @@ class StepState:
             self._drop_queue()
             return None
         ending = self._ended == self.senders  # no more input comes: what is left is shared out (WorkerPool.share_out)
-        share = 0
         if ending:  # lest one worker still run a long packet at the end while the others idle
             chosen = self.pool.share_out(self.queued)
             if chosen is None:
                 return None  # each worker with room holds its share: the next READY offers again
             worker, share = chosen
-        elif (choice := self.pool.choose()) is not None:
-            worker = choice
         else:
-            return None
+            first = self.pool.choose()
+            if first is None:
+                return None
+            worker, share = first, self.pool.room(first)
         index = 0
         results = self.results
         limit = held_back_limit(self.expected_workers, self.step.queue_limit)
@@ -337,9 +337,7 @@ class StepState:
             before, rest = self.queue[index].split(at)
             late, after = rest.split(1)
             return Offer(worker, late, index, tuple(p for p in (before, after) if len(p)))
-        size = min(max(1, self.pool.window(worker) // 2), self.pool.room(worker))
-        if ending:
-            size = min(size, share)
+        size = min(max(1, self.pool.window(worker) // 2), self.pool.room(worker), share)
         # Consecutive queued packets (each sender's batch is one), up to ``size`` messages and PREFETCH_BYTES
         # (at least one message): one packet handed out, not one per batch that came in.
         taken: list[Packet] = []
