@@ -4,6 +4,7 @@ with the test, and die, stop or block on purpose on a chosen message."""
 from __future__ import annotations
 
 import ctypes
+import errno
 import json
 import os
 import signal
@@ -179,9 +180,17 @@ class DoubleArray(Trigger):
     keep = Bool(False, help="Keep every array received, and check in finish() that none changed since.").tag(
         config=True)
 
+    shm_full = Bool(False, help="init() makes shared memory full for this process from then on: its rings, made "
+                    "already, can reserve no more than they have.").tag(config=True)
+
     def init(self) -> None:
-        """Remove the process's ring files, if asked."""
+        """Remove the process's ring files, or fill its shared memory, if asked."""
         self.kept: list[tuple[float, np.ndarray]] = []  # each array kept, and the value it came filled with
+        if self.shm_full:
+            def full(fd: int, offset: int, length: int) -> None:
+                raise OSError(errno.ENOSPC, "No space left on device")
+
+            os.posix_fallocate = full
         if self.unlink_rings:
             with open("/proc/self/maps", encoding="utf-8") as maps:
                 for path in {line.split()[-1] for line in maps if "/dev/shm/pipeline-ring-" in line}:

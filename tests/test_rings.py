@@ -7,6 +7,7 @@ from __future__ import annotations
 
 import errno
 import json
+import mmap
 import os
 import signal
 import subprocess
@@ -33,7 +34,7 @@ pytestmark = pytest.mark.skipif(not rings.SHM_DIR.is_dir(), reason="no /dev/shm 
 def pair(tmp_path: Path) -> Iterator[tuple[Ring, Ring]]:
     """A ring's writer side and reader side (two mappings of one file, as in two processes)."""
     path = rings.SHM_DIR / f"{rings.PREFIX}{os.getpid()}-test-{tmp_path.name}"
-    writer = Ring(path, create=True)
+    writer = Ring(path, create=True, writes=True)
     reader = Ring(path)
     yield writer, reader
     writer.close()
@@ -170,7 +171,7 @@ def test_what_a_reader_keeps_is_never_written_over(steps: list[tuple[int, bool]]
     """Buffers kept (a step that keeps what it receives) hold their space however much is written after them, lent
     or copied out: the ring refuses what would not fit beside them, and once they are dropped it is free again."""
     path = rings.SHM_DIR / f"{rings.PREFIX}{os.getpid()}-hypothesis-kept"
-    writer, reader = Ring(path, create=True), Ring(path)
+    writer, reader = Ring(path, create=True, writes=True), Ring(path)
     try:
         kept = []
         for number, (size, keep) in enumerate(steps):
@@ -192,6 +193,61 @@ def test_what_a_reader_keeps_is_never_written_over(steps: list[tuple[int, bool]]
         path.unlink()
 
 
+def allocated(path: Path) -> int:
+    """The bytes of shared memory a ring's file holds."""
+    return os.stat(path).st_blocks * 512
+
+
+def test_a_ring_takes_shared_memory_only_as_its_buffers_need_it(pair: tuple[Ring, Ring]) -> None:
+    """Made, a ring holds its first step; written, what its writer's cursor has reached; however much goes
+    through, never more than the ring."""
+    writer, reader = pair
+    step = rings.RESERVE_STEP_BYTES
+    assert allocated(writer.path) <= mmap.PAGESIZE + step
+    size = step // 3
+    for number in range(7):  # 7/3 of a step
+        [out] = reader.take(writer.put([bytes([number]) * size]))[:]
+        assert out == bytes([number]) * size
+        del out
+    assert mmap.PAGESIZE + 2 * step < allocated(writer.path) <= mmap.PAGESIZE + 3 * step
+    size = 3 * step + 1000
+    for number in range(12):  # through the whole ring, twice
+        records = writer.put([bytes([number]) * size])
+        assert records is not None
+        [out] = reader.take(records)[:]
+        assert out == bytes([number]) * size
+        del out
+    assert allocated(writer.path) <= mmap.PAGESIZE + RING_BYTES
+
+
+def test_a_ring_that_can_reserve_no_more_goes_round_what_it_has(pair: tuple[Ring, Ring],
+                                                               monkeypatch: pytest.MonkeyPatch) -> None:
+    """Shared memory full after a ring was made: what fits in the ring's first step goes there, each buffer at its
+    start again once the reader is done with it; what does not fit is refused (it goes as frames), nothing is
+    written over what the reader holds, and no process dies of writing where there is no memory (SIGBUS)."""
+    writer, reader = pair
+
+    def full(fd: int, offset: int, length: int) -> None:
+        raise OSError(errno.ENOSPC, "No space left on device")
+
+    monkeypatch.setattr(os, "posix_fallocate", full)
+    step = rings.RESERVE_STEP_BYTES
+    assert writer.put([b"x" * (step + 1)]) is None  # larger than all the ring has
+    held = reader.take(writer.put([b"a" * (step // 2)]))[:]
+    [out] = reader.take(writer.put([b"b" * (step // 2)]))[:]  # the rest of the first step
+    del out  # given back, but after what the reader still holds: the ring's cursor waits for that
+    assert writer.put([b"c" * 1000]) is None  # its start again? the reader holds it; past it? no memory there
+    assert held == [b"a" * (step // 2)]
+    del held
+    reader.reclaim()
+    for number in range(10):  # given back: the first step is all the ring, round and round (as a buffer given back
+        # frees its space once the reader reads the next, two go in the step at a time)
+        records = writer.put([bytes([number]) * (step // 3)])
+        assert records is not None, number
+        assert reader.take(records)[:] == [bytes([number]) * (step // 3)]
+    assert allocated(writer.path) <= mmap.PAGESIZE + step
+
+
 def test_a_buffer_never_wraps_around_the_end(pair: tuple[Ring, Ring]) -> None:
     writer, reader = pair
     size = RING_BYTES // 3
@@ -206,7 +262,7 @@ def test_a_buffer_never_wraps_around_the_end(pair: tuple[Ring, Ring]) -> None:
 @given(st.lists(st.lists(st.integers(0, RING_BYTES // 4), min_size=1, max_size=4), max_size=30))
 def test_any_sizes_in_any_numbers_come_out_whole(packets: list[list[int]]) -> None:
     path = rings.SHM_DIR / f"{rings.PREFIX}{os.getpid()}-hypothesis"
-    writer, reader = Ring(path, create=True), Ring(path)
+    writer, reader = Ring(path, create=True, writes=True), Ring(path)
     try:
         for number, sizes in enumerate(packets):
             buffers = [bytes([(number + i) % 256]) * size for i, size in enumerate(sizes)]
@@ -286,6 +342,14 @@ def test_arrays_kept_by_the_steps_that_received_them_never_change(tmp_path: Path
     assert result.returncode == 0, result.stderr
     assert sums(tmp_path) == [2.0 * i for i in range(count)]
     assert json.loads((tmp_path / "sums.jsonl.kept").read_text()) == {"kept": count, "damaged": 0}
+
+
+def test_a_worker_process_whose_shared_memory_fills_up_sends_every_array_once(tmp_path: Path) -> None:
+    """The worker process's rings were made, then shared memory fills up: its answers go round the part of its ring
+    it has, or as frames, and every array arrives once, whole."""
+    result = finish_run(start_run(arrays_chain(tmp_path, 40, {"nb_process": 1}, {"shm_full": True})), 60)
+    assert result.returncode == 0, result.stderr
+    assert sums(tmp_path) == [2.0 * i for i in range(40)]
 
 
 def test_a_worker_process_whose_rings_its_router_cannot_map_exchanges_frames(tmp_path: Path) -> None:

@@ -33,12 +33,16 @@ copied out instead, its space free at once. A message's buffers are lent when it
 (``Taken``), not when its packet comes. Remote workers never get a ring (their host is another);
 what they send in a ring is refused (engine.wire).
 
-The space is reserved when a ring is made (``posix_fallocate``), so that a full ``/dev/shm`` (64 MiB
-in a default Docker container) fails the ring, not the process (tmpfs kills a writer with SIGBUS when
-it runs out); a worker thread without rings exchanges frames. Each worker process makes its threads'
-rings as it starts, before it asks for work, and its router maps them when it first hands it work:
-reserving 32 MiB takes some 10 ms, which the worker processes of a run spend at once, each on its
-own core, instead of one after the other in the run's process before any of them could start.
+A ring takes shared memory as its traffic first needs it: its file has the ring's size, but only what its
+writer **reserved** (``posix_fallocate``, RESERVE_STEP_BYTES at a time, as its cursor first gets there)
+holds memory, and the writer writes nowhere else, so that a full ``/dev/shm`` (64 MiB in a default Docker
+container) sends a buffer as frames instead of killing the process (tmpfs sends SIGBUS to a writer of
+memory it cannot have). A ring is made with its first step reserved, so that shared memory missing or full
+fails the ring at once; a worker thread without rings exchanges frames. Reserving both rings whole took
+each worker process some 8 ms of CPU as it started and as much to free them as it ended; now a ring of
+small buffers (the answers of most steps) never takes more than its first step, and the ring of work,
+which the router writes, grows through its first lap (docs/performance.md). Each worker process makes its
+threads' rings as it starts, before it asks for work, and its router maps them when it first hands it work.
 
 Rings are named after the run's process id. The router removes their files as soon as it has mapped them:
 the memory lasts while either end maps it, and goes with the last, however the processes end (a run
@@ -73,6 +77,8 @@ log = logging.getLogger("pipeline.engine")
 SHM_DIR = Path("/dev/shm")
 #: Bytes of data in each ring: enough for what a worker may hold (twice PREFETCH_BYTES and one message).
 RING_BYTES = 16 * 1024 * 1024
+#: Bytes of a ring's data its writer reserves at a time, as its buffers first need them (a ring is made with one).
+RESERVE_STEP_BYTES = 1024 * 1024
 #: The ring files of a run start with this, then the run's process id.
 PREFIX = "pipeline-ring-"
 
@@ -91,28 +97,34 @@ LEND_MAX_BYTES = RING_BYTES // 8
 
 
 class Ring:
-    """One mapped ring; this side either writes it or reads it, never both."""
+    """One mapped ring; this side either writes it (``writes``) or reads it, never both."""
 
-    def __init__(self, path: str | Path, create: bool = False) -> None:
+    def __init__(self, path: str | Path, create: bool = False, writes: bool = False) -> None:
         self.path = Path(path)
         size = _HEADER_BYTES + RING_BYTES
         if create:
             fd = os.open(self.path, os.O_RDWR | os.O_CREAT | os.O_EXCL, 0o600)
             try:
-                os.posix_fallocate(fd, 0, size)  # reserve the space now, or fail now
+                os.ftruncate(fd, size)  # the whole ring, holding no memory yet
+                os.posix_fallocate(fd, 0, _HEADER_BYTES + RESERVE_STEP_BYTES)  # its first step, or fail now
                 self.map = mmap.mmap(fd, size)
             except BaseException:
                 os.close(fd)
                 self.path.unlink(missing_ok=True)
                 raise
-            os.close(fd)
         else:
             fd = os.open(self.path, os.O_RDWR | os.O_NOFOLLOW)
             try:
                 _check_made_here(fd, size)
                 self.map = mmap.mmap(fd, size)
-            finally:
+            except BaseException:
                 os.close(fd)
+                raise
+        # The writer keeps the file open to reserve more of it (once unlinked, its name is gone); a reader does not.
+        self._fd: int | None = fd if writes else None
+        if not writes:
+            os.close(fd)
+        self.reserved = RESERVE_STEP_BYTES  # bytes of data held in memory, from the start; never more than RING_BYTES
         self.data = memoryview(self.map)[_HEADER_BYTES:]
         self._written = self._cursors()[0] if not create else 0  # the writer's cursor, kept here too
         # The reader's buffers lent and not yet taken back by its cursor, in the order they were lent: each a
@@ -135,10 +147,12 @@ class Ring:
             length = view.nbytes
             written += -written % ALIGNMENT
             offset = written % RING_BYTES
-            if offset + length > RING_BYTES:  # no wrapping: the record starts at the ring's start
+            end = offset + length
+            if end > RING_BYTES or (end > self.reserved and not self._reserve(end)):
+                # No wrapping: the record starts at the ring's start (where a ring that can reserve no more ends).
                 written += RING_BYTES - offset
                 offset = 0
-            if written + length - read > RING_BYTES:
+            if written + length - read > RING_BYTES or (length > self.reserved and not self._reserve(length)):
                 return None
             places.append((offset, view))
             records.append(written)
@@ -150,6 +164,22 @@ class Ring:
         self._written = written
         struct.pack_into("<Q", self.map, 0, written)  # after the data: the message that follows orders them
         return records.tobytes()
+
+    def _reserve(self, end: int) -> bool:
+        """Reserve the ring's data up to ``end`` (in RESERVE_STEP_BYTES, at most RING_BYTES); False, and from then on,
+        where shared memory is full: the ring then ends where its reservation does."""
+        if self._fd is None:
+            return False
+        wanted = min(RING_BYTES, -(-end // RESERVE_STEP_BYTES) * RESERVE_STEP_BYTES)
+        try:
+            os.posix_fallocate(self._fd, _HEADER_BYTES + self.reserved, wanted - self.reserved)
+        except OSError as err:  # full: what is reserved is what the ring has, its other buffers go as frames
+            log.debug("a shared-memory ring stays at %d bytes: %s", self.reserved, err)
+            os.close(self._fd)
+            self._fd = None
+            return False
+        self.reserved = wanted
+        return True
 
     def take(self, frame: Buffer) -> Taken:
         """The buffers whose records ``frame`` holds, to be lent in order; a ValueError if a record is not one a
@@ -202,6 +232,9 @@ class Ring:
     def close(self) -> None:
         """Unmap the ring; while buffers lent from it are still referred to, the mapping lasts until they go."""
         self.data.release()
+        if self._fd is not None:
+            os.close(self._fd)
+            self._fd = None
         with contextlib.suppress(BufferError):  # what was lent keeps the map, which unmaps itself after them
             self.map.close()
 
@@ -256,8 +289,8 @@ def make_rings(run_pid: int, run_id: str, slot: int, thread: int) -> tuple[Ring,
     left, where shared memory is missing or full: the thread then exchanges frames."""
     made: list[Ring] = []
     try:
-        for path in ring_paths(run_pid, run_id, slot, thread):
-            made.append(Ring(path, create=True))
+        for path, writes in zip(ring_paths(run_pid, run_id, slot, thread), (False, True), strict=True):
+            made.append(Ring(path, create=True, writes=writes))
     except OSError as err:  # full or missing (ENOSPC, ENOENT), refused (EACCES, EPERM), not tmpfs, taken (EEXIST)
         for ring in made:
             ring.close()

@@ -303,7 +303,7 @@ class Router(EngineThread):
             return None, None
         paths = ring_paths(os.getpid(), self.addresses.run_id, *parsed)
         try:
-            pair = Ring(paths[0]), Ring(paths[1])
+            pair = Ring(paths[0], writes=True), Ring(paths[1])
         except OSError:  # a remote worker, or a process that could not make its rings
             return None, None
         for path in paths:  # both ends have mapped them: their memory lasts until both unmap it, whatever ends them

@@ -35,7 +35,7 @@ would give it (negative: the signal). A fork request also names the files the pa
 before it closes the socket at its end; the zygote leaves then, and its children end with it. When the
 socket closes without that word, or the kernel says the parent died (``PR_SET_PDEATHSIG``, SIGTERM), the
 parent was killed and cannot remove its files: the zygote removes them as it leaves (the rings of two
-worker processes take 64 MiB of ``/dev/shm``, all that a container has by default). Where it cannot start,
+worker processes may take 64 MiB of ``/dev/shm``, all that a container has by default). Where it cannot start,
 workers start from scratch.
 """
 
