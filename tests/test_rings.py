@@ -12,8 +12,10 @@ import os
 import signal
 import subprocess
 import sys
+from array import array
 from collections.abc import Iterator
 from pathlib import Path
+from types import SimpleNamespace
 
 import numpy as np
 import pytest
@@ -22,7 +24,8 @@ from hypothesis import strategies as st
 
 from pipeline.engine import rings
 from pipeline.engine.rings import RING_BYTES, Ring
-from pipeline.engine.wire import HEADER, IN_RING, Kind, Packet, WireError, packet_from_frames
+from pipeline.engine.router import Router
+from pipeline.engine.wire import HEADER, IN_RING, Kind, Packet, WireError, packet_from_frames, process_worker_id
 from pipeline.message import Encoded
 from tests.process_helpers import alive, finish_run, pids, start_run, wait_for
 from tests.wire_helpers import as_received
@@ -60,9 +63,11 @@ def test_a_full_ring_refuses_and_writes_nothing(pair: tuple[Ring, Ring]) -> None
     first = writer.put([b"1" * (RING_BYTES // 2)])
     assert writer.put([b"2" * (RING_BYTES // 2 + 1)]) is None  # would overwrite what is not yet read
     assert first is not None and [b[:1] for b in reader.take(first)[:]] == [b"1"]
-    # Read, the first half is free again; the rest of the second half is skipped (a buffer never wraps).
-    assert writer.put([b"2" * (RING_BYTES // 2 + 1)]) is None
-    assert writer.put([b"2" * (RING_BYTES // 2)]) is not None
+    # Read (copied out, so given back at once), the whole ring is free again: the next buffer, too large for the
+    # rest of the ring (a buffer never wraps), goes at its start; beside it, the rest of the ring has no room for it.
+    records = writer.put([b"2" * (RING_BYTES // 2 + 1)])
+    assert records is not None and array("Q", records)[0] % RING_BYTES == 0
+    assert writer.put([b"3" * (RING_BYTES // 2)]) is None
 
 
 @pytest.fixture
@@ -246,6 +251,112 @@ def test_a_ring_that_can_reserve_no_more_goes_round_what_it_has(pair: tuple[Ring
         assert records is not None, number
         assert reader.take(records)[:] == [bytes([number]) * (step // 3)]
     assert allocated(writer.path) <= mmap.PAGESIZE + step
+
+
+def test_a_ring_that_can_reserve_no_more_takes_what_fits_once_its_reader_gave_all_back(
+        pair: tuple[Ring, Ring], monkeypatch: pytest.MonkeyPatch) -> None:
+    """A buffer that fits in what the ring has goes there once the reader has given every buffer back, even where
+    the writer's cursor stands past the ring's start (its lap's end is skipped)."""
+    writer, reader = pair
+    step = rings.RESERVE_STEP_BYTES
+
+    def full(fd: int, offset: int, length: int) -> None:
+        raise OSError(errno.ENOSPC, "No space left on device")
+
+    monkeypatch.setattr(os, "posix_fallocate", full)
+    for number in range(5):
+        for size in (3 * step // 10, 8 * step // 10):
+            [out] = reader.take(writer.put([bytes([number]) * size]))[:]
+            assert out == bytes([number]) * size
+            del out
+            reader.reclaim()
+
+
+@settings(max_examples=60, deadline=None)
+@given(st.data())
+def test_a_ring_whose_shared_memory_runs_out_at_any_moment_writes_only_where_it_reserved(data: st.DataObject) -> None:
+    """Reservations fail from any moment on (a /dev/shm that fills up): every write lands in memory reserved before
+    it (elsewhere tmpfs kills the writer with SIGBUS) and over nothing unread or held, and every buffer reads back
+    as written, kept ones unchanged."""
+    path = rings.SHM_DIR / f"{rings.PREFIX}{os.getpid()}-hypothesis-full"
+    fails_after = data.draw(st.integers(0, 20), label="reservations that succeed")
+    reserved = [0]  # bytes of the file reserved from its start
+    real = os.posix_fallocate
+
+    def fallocate(fd: int, offset: int, length: int) -> None:
+        if reserved[0] and fails_after < offset // rings.RESERVE_STEP_BYTES:
+            raise OSError(errno.ENOSPC, "No space left on device")
+        assert offset <= reserved[0]  # no hole is left unreserved before a reservation
+        real(fd, offset, length)
+        reserved[0] = max(reserved[0], offset + length)
+
+    live: list[tuple[int, int]] = []  # where the buffers put and not given back lie in the ring's data
+
+    class Guarded:
+        """The writer's view of the ring's data, checking each write."""
+
+        def __init__(self, data: memoryview) -> None:
+            self.data = data
+
+        def __setitem__(self, where: slice, value: memoryview) -> None:
+            if where.stop > where.start:
+                assert mmap.PAGESIZE + where.stop <= reserved[0], "a write where nothing was reserved"
+                assert all(where.stop <= start or stop <= where.start for start, stop in live), "over a live buffer"
+            self.data[where] = value
+
+        def release(self) -> None:
+            self.data.release()
+
+    os.posix_fallocate = fallocate
+    try:
+        writer, reader = Ring(path, create=True, writes=True), Ring(path)
+        writer.data = Guarded(writer.data)  # type: ignore[assignment]
+        kept: list[tuple[memoryview, bytes, tuple[int, int]]] = []
+        for number in range(data.draw(st.integers(1, 30), label="puts")):
+            sizes = data.draw(st.lists(st.sampled_from([0, 1, 65, 100_000, rings.RESERVE_STEP_BYTES - 1,
+                                                        rings.RESERVE_STEP_BYTES + 1, 3 * rings.RESERVE_STEP_BYTES,
+                                                        RING_BYTES // 2]), min_size=1, max_size=3), label="sizes")
+            buffers = [bytes([(number + i) % 256]) * size for i, size in enumerate(sizes)]
+            records = writer.put(buffers)
+            if records is None:
+                continue
+            places = array("Q", records)
+            spans = [(places[i] % RING_BYTES, places[i] % RING_BYTES + places[i + 1]) for i in range(0, len(places), 2)]
+            live.extend(spans)
+            out = reader.take(records)[:]
+            assert out == buffers
+            for view, buffer, span in zip(out, buffers, spans, strict=True):
+                if len(buffer) <= rings.LEND_MAX_BYTES and data.draw(st.booleans(), label="kept"):
+                    kept.append((view, buffer, span))
+                else:
+                    live.remove(span)
+            del out, view
+            while kept and data.draw(st.booleans(), label="given back"):
+                view, buffer, span = kept.pop(0)
+                assert view == buffer
+                live.remove(span)
+                del view
+        assert all(view == buffer for view, buffer, _ in kept)
+        kept.clear()
+        writer.close()
+        reader.close()
+    finally:
+        os.posix_fallocate = real
+        path.unlink(missing_ok=True)
+
+
+def test_a_worker_process_gone_as_its_router_maps_its_rings_leaves_no_file_open(tmp_path: Path) -> None:
+    """The worker process died as its router first handed it work: its ring to the router is gone, the one to it is
+    still there. The router goes without rings, and keeps no file of them open (with the memory it would hold)."""
+    to_it, _ = rings.ring_paths(os.getpid(), "gone", 7, 0)
+    Ring(to_it, create=True).close()
+    router = SimpleNamespace(step=SimpleNamespace(nb_process=1), addresses=SimpleNamespace(run_id="gone"))
+    before = sorted(os.listdir("/proc/self/fd"))
+    try:
+        assert Router._open_rings(router, process_worker_id(7, 0)) == (None, None)  # type: ignore[arg-type]
+        assert sorted(os.listdir("/proc/self/fd")) == before
+    finally:
+        to_it.unlink(missing_ok=True)
 
 
 def test_a_buffer_never_wraps_around_the_end(pair: tuple[Ring, Ring]) -> None:

@@ -39,10 +39,11 @@ holds memory, and the writer writes nowhere else, so that a full ``/dev/shm`` (6
 container) sends a buffer as frames instead of killing the process (tmpfs sends SIGBUS to a writer of
 memory it cannot have). A ring is made with its first step reserved, so that shared memory missing or full
 fails the ring at once; a worker thread without rings exchanges frames. Reserving both rings whole took
-each worker process some 8 ms of CPU as it started and as much to free them as it ended; now a ring of
-small buffers (the answers of most steps) never takes more than its first step, and the ring of work,
-which the router writes, grows through its first lap (docs/performance.md). Each worker process makes its
-threads' rings as it starts, before it asks for work, and its router maps them when it first hands it work.
+each worker process some 9 ms of CPU as it started and 4-5 ms to free them as it ended; now the ring of a
+step's answers never takes more than its first step unless they carry buffers of 64 KiB or more (smaller
+ones travel in the message's pickle), and the ring of work, which the router writes, grows through its
+first lap (docs/performance.md). Each worker process makes its threads' rings as it starts, before it
+asks for work, and its router maps them when it first hands it work.
 
 Rings are named after the run's process id. The router removes their files as soon as it has mapped them:
 the memory lasts while either end maps it, and goes with the last, however the processes end (a run
@@ -152,7 +153,10 @@ class Ring:
                 # No wrapping: the record starts at the ring's start (where a ring that can reserve no more ends).
                 written += RING_BYTES - offset
                 offset = 0
-            if written + length - read > RING_BYTES or (length > self.reserved and not self._reserve(length)):
+            # The skipped end of a lap counts as unread until the reader passes the record after it; but where the
+            # reader has given every record back and none of this put's is placed yet, the whole ring is free.
+            if ((written + length - read > RING_BYTES and (places or read != self._written))
+                    or (length > self.reserved and not self._reserve(length))):
                 return None
             places.append((offset, view))
             records.append(written)
@@ -168,17 +172,18 @@ class Ring:
     def _reserve(self, end: int) -> bool:
         """Reserve the ring's data up to ``end`` (in RESERVE_STEP_BYTES, at most RING_BYTES); False, and from then on,
         where shared memory is full: the ring then ends where its reservation does."""
-        if self._fd is None:
-            return False
         wanted = min(RING_BYTES, -(-end // RESERVE_STEP_BYTES) * RESERVE_STEP_BYTES)
-        try:
-            os.posix_fallocate(self._fd, _HEADER_BYTES + self.reserved, wanted - self.reserved)
-        except OSError as err:  # full: what is reserved is what the ring has, its other buffers go as frames
-            log.debug("a shared-memory ring stays at %d bytes: %s", self.reserved, err)
-            os.close(self._fd)
-            self._fd = None
-            return False
-        self.reserved = wanted
+        while self.reserved < wanted:  # a step at a time: where shared memory runs out, the ring keeps all it got
+            if self._fd is None:
+                return False
+            try:
+                os.posix_fallocate(self._fd, _HEADER_BYTES + self.reserved, RESERVE_STEP_BYTES)
+            except OSError as err:  # full: what is reserved is what the ring has, its other buffers go as frames
+                log.debug("a shared-memory ring stays at %d bytes: %s", self.reserved, err)
+                os.close(self._fd)
+                self._fd = None
+                return False
+            self.reserved += RESERVE_STEP_BYTES
         return True
 
     def take(self, frame: Buffer) -> Taken:
@@ -231,10 +236,10 @@ class Ring:
 
     def close(self) -> None:
         """Unmap the ring; while buffers lent from it are still referred to, the mapping lasts until they go."""
-        self.data.release()
         if self._fd is not None:
             os.close(self._fd)
             self._fd = None
+        self.data.release()
         with contextlib.suppress(BufferError):  # what was lent keeps the map, which unmaps itself after them
             self.map.close()
 

@@ -302,10 +302,15 @@ class Router(EngineThread):
         if parsed is None or not self.step.nb_process:
             return None, None
         paths = ring_paths(os.getpid(), self.addresses.run_id, *parsed)
+        opened: list[Ring] = []
         try:
-            pair = Ring(paths[0], writes=True), Ring(paths[1])
-        except OSError:  # a remote worker, or a process that could not make its rings
+            for path, writes in zip(paths, (True, False), strict=True):
+                opened.append(Ring(path, writes=writes))
+        except OSError:  # a remote worker, a process that could not make its rings, or one that died meanwhile
+            for ring in opened:
+                ring.close()
             return None, None
+        pair = opened[0], opened[1]
         for path in paths:  # both ends have mapped them: their memory lasts until both unmap it, whatever ends them
             path.unlink(missing_ok=True)
         return pair
