@@ -292,17 +292,28 @@ def ring_paths(run_pid: int, run_id: str, slot: int, thread: int) -> tuple[Path,
 def make_rings(run_pid: int, run_id: str, slot: int, thread: int) -> tuple[Ring, Ring] | None:
     """Make and map the rings of thread ``thread`` of worker process ``slot`` (to it, from it); None, and none
     left, where shared memory is missing or full: the thread then exchanges frames."""
-    made: list[Ring] = []
     try:
-        for path, writes in zip(ring_paths(run_pid, run_id, slot, thread), (False, True), strict=True):
-            made.append(Ring(path, create=True, writes=writes))
+        return map_pair(ring_paths(run_pid, run_id, slot, thread), create=True)
     except OSError as err:  # full or missing (ENOSPC, ENOENT), refused (EACCES, EPERM), not tmpfs, taken (EEXIST)
-        for ring in made:
-            ring.close()
-            ring.path.unlink(missing_ok=True)
         log.debug("no shared-memory rings for thread %d of worker process %d: %s", thread, slot, err)
         return None
-    return made[0], made[1]
+
+
+def map_pair(paths: tuple[Path, Path], create: bool) -> tuple[Ring, Ring]:
+    """A worker thread's two rings (to it, from it), both or neither (OSError, none left open, none left made):
+    made by its worker process (``create``), which writes the second, or mapped by its router, which writes the
+    first."""
+    mapped: list[Ring] = []
+    try:
+        for number, path in enumerate(paths):
+            mapped.append(Ring(path, create=create, writes=(number == 1) == create))
+    except OSError:
+        for ring in mapped:
+            ring.close()
+            if create:
+                ring.path.unlink(missing_ok=True)
+        raise
+    return mapped[0], mapped[1]
 
 
 def remove_rings(run_pid: int, run_id: str, slot: int | None = None) -> None:

@@ -28,7 +28,7 @@ from pipeline.engine.addresses import Addresses
 from pipeline.engine.control import BOUND, WORKERS_JOINED, EngineThread, RunControl
 from pipeline.engine.flow import PIPE_HWM, SHARD_HWM, sender_count
 from pipeline.engine.outlets import NextSteps
-from pipeline.engine.rings import Ring, ring_paths
+from pipeline.engine.rings import Ring, map_pair, ring_paths
 from pipeline.engine.step_state import StepState
 from pipeline.engine.step_threads import InlineWorker
 from pipeline.engine.wire import (
@@ -302,15 +302,10 @@ class Router(EngineThread):
         if parsed is None or not self.step.nb_process:
             return None, None
         paths = ring_paths(os.getpid(), self.addresses.run_id, *parsed)
-        opened: list[Ring] = []
         try:
-            for path, writes in zip(paths, (True, False), strict=True):
-                opened.append(Ring(path, writes=writes))
+            pair = map_pair(paths, create=False)
         except OSError:  # a remote worker, a process that could not make its rings, or one that died meanwhile
-            for ring in opened:
-                ring.close()
             return None, None
-        pair = opened[0], opened[1]
         for path in paths:  # both ends have mapped them: their memory lasts until both unmap it, whatever ends them
             path.unlink(missing_ok=True)
         return pair
