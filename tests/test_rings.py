@@ -346,6 +346,28 @@ def test_a_ring_whose_shared_memory_runs_out_at_any_moment_writes_only_where_it_
         path.unlink(missing_ok=True)
 
 
+def test_the_ring_of_work_is_reserved_whole_and_its_router_keeps_no_file_open() -> None:
+    """The ring a worker thread's answers go in grows as they need it; the ring of its work is reserved whole as
+    its worker process makes it, so that its writer, the router, holds no file open to grow it: a run's process
+    with hundreds of local worker threads stays within the usual limit of 1,024 open files."""
+    paths = rings.ring_paths(os.getpid(), "whole", 3, 0)
+    made = rings.make_rings(os.getpid(), "whole", 3, 0)
+    assert made is not None
+    try:
+        assert allocated(paths[0]) == mmap.PAGESIZE + RING_BYTES  # the ring of work
+        assert allocated(paths[1]) == mmap.PAGESIZE + rings.RESERVE_STEP_BYTES  # the ring of answers
+        before = len(os.listdir("/proc/self/fd"))
+        to_it, from_it = rings.map_pair(paths, create=False)
+        assert len(os.listdir("/proc/self/fd")) - before <= 2  # at most one per mapping, which keeps its own
+        assert to_it.put([b"w" * (RING_BYTES // 2)]) is not None  # no reservation needed: it has all its memory
+        to_it.close()
+        from_it.close()
+    finally:
+        for ring in made:
+            ring.close()
+        rings.remove_rings(os.getpid(), "whole")
+
+
 def test_a_worker_process_gone_as_its_router_maps_its_rings_leaves_no_file_open(tmp_path: Path) -> None:
     """The worker process died as its router first handed it work: its ring to the router is gone, the one to it is
     still there. The router goes without rings, and keeps no file of them open (with the memory it would hold)."""

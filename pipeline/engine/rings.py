@@ -33,17 +33,18 @@ copied out instead, its space free at once. A message's buffers are lent when it
 (``Taken``), not when its packet comes. Remote workers never get a ring (their host is another);
 what they send in a ring is refused (engine.wire).
 
-A ring takes shared memory as its traffic first needs it: its file has the ring's size, but only what its
-writer **reserved** (``posix_fallocate``, RESERVE_STEP_BYTES at a time, as its cursor first gets there)
-holds memory, and the writer writes nowhere else, so that a full ``/dev/shm`` (64 MiB in a default Docker
-container) sends a buffer as frames instead of killing the process (tmpfs sends SIGBUS to a writer of
-memory it cannot have). A ring is made with its first step reserved, so that shared memory missing or full
-fails the ring at once; a worker thread without rings exchanges frames. Reserving both rings whole took
-each worker process some 9 ms of CPU as it started and 4-5 ms to free them as it ended; now the ring of a
-step's answers never takes more than its first step unless they carry buffers of 64 KiB or more (smaller
-ones travel in the message's pickle), and the ring of work, which the router writes, grows through its
-first lap (docs/performance.md). Each worker process makes its threads' rings as it starts, before it
-asks for work, and its router maps them when it first hands it work.
+The ring of a worker thread's answers, which the thread writes, takes shared memory as its traffic first
+needs it: its file has the ring's size, but only what its writer **reserved** (``posix_fallocate``,
+RESERVE_STEP_BYTES at a time, as its cursor first gets there) holds memory, and the writer writes nowhere
+else, so that a full ``/dev/shm`` (64 MiB in a default Docker container) sends a buffer as frames instead
+of killing the process (tmpfs sends SIGBUS to a writer of memory it cannot have). It is made with its first
+step reserved, so that shared memory missing or full fails the ring at once (the thread then exchanges
+frames), and it never takes more unless the answers carry buffers of 64 KiB or more (smaller ones travel in
+the message's pickle). The ring of work is reserved whole as the worker process makes it: its writer, the
+router, would have to keep a file open to grow it, one more per worker thread in the run's process, where a
+run of 256 local worker threads then passed the usual limit of 1,024 open files (docs/performance.md). Each
+worker process makes its threads' rings as it starts, before it asks for work, and its router maps them when
+it first hands it work.
 
 Rings are named after the run's process id. The router removes their files as soon as it has mapped them:
 the memory lasts while either end maps it, and goes with the last, however the processes end (a run
@@ -98,16 +99,20 @@ LEND_MAX_BYTES = RING_BYTES // 8
 
 
 class Ring:
-    """One mapped ring; this side either writes it (``writes``) or reads it, never both."""
+    """One mapped ring; this side either writes it (``writes``) or reads it, never both. A ring its writer makes
+    grows as its writer needs; one its reader makes (the ring of work, which the router writes) is reserved whole
+    as it is made, since its writer would have to keep a file open to grow it, one per worker thread of the run."""
 
     def __init__(self, path: str | Path, create: bool = False, writes: bool = False) -> None:
         self.path = Path(path)
         size = _HEADER_BYTES + RING_BYTES
+        grows = create and writes
         if create:
             fd = os.open(self.path, os.O_RDWR | os.O_CREAT | os.O_EXCL, 0o600)
             try:
                 os.ftruncate(fd, size)  # the whole ring, holding no memory yet
-                os.posix_fallocate(fd, 0, _HEADER_BYTES + RESERVE_STEP_BYTES)  # its first step, or fail now
+                # Its first step, or all of it, or fail now.
+                os.posix_fallocate(fd, 0, _HEADER_BYTES + RESERVE_STEP_BYTES if grows else size)
                 self.map = mmap.mmap(fd, size)
             except BaseException:
                 os.close(fd)
@@ -121,11 +126,12 @@ class Ring:
             except BaseException:
                 os.close(fd)
                 raise
-        # The writer keeps the file open to reserve more of it (once unlinked, its name is gone); a reader does not.
-        self._fd: int | None = fd if writes else None
-        if not writes:
+        # The writer of a ring that grows keeps its file open to reserve more of it (once unlinked, its name is gone).
+        self._fd: int | None = fd if grows else None
+        if not grows:
             os.close(fd)
-        self.reserved = RESERVE_STEP_BYTES  # bytes of data held in memory, from the start; never more than RING_BYTES
+        #: Bytes of data held in memory, from the start (the writer's to know).
+        self.reserved = RESERVE_STEP_BYTES if grows else RING_BYTES
         self.data = memoryview(self.map)[_HEADER_BYTES:]
         self._written = self._cursors()[0] if not create else 0  # the writer's cursor, kept here too
         # The reader's buffers lent and not yet taken back by its cursor, in the order they were lent: each a
