@@ -37,7 +37,7 @@ pytestmark = pytest.mark.skipif(not rings.SHM_DIR.is_dir(), reason="no /dev/shm 
 def pair(tmp_path: Path) -> Iterator[tuple[Ring, Ring]]:
     """A ring's writer side and reader side (two mappings of one file, as in two processes)."""
     path = rings.SHM_DIR / f"{rings.PREFIX}{os.getpid()}-test-{tmp_path.name}"
-    writer = Ring(path, create=True, writes=True)
+    writer = Ring(path, create=True, grows=True)
     reader = Ring(path)
     yield writer, reader
     writer.close()
@@ -176,7 +176,7 @@ def test_what_a_reader_keeps_is_never_written_over(steps: list[tuple[int, bool]]
     """Buffers kept (a step that keeps what it receives) hold their space however much is written after them, lent
     or copied out: the ring refuses what would not fit beside them, and once they are dropped it is free again."""
     path = rings.SHM_DIR / f"{rings.PREFIX}{os.getpid()}-hypothesis-kept"
-    writer, reader = Ring(path, create=True, writes=True), Ring(path)
+    writer, reader = Ring(path, create=True, grows=True), Ring(path)
     try:
         kept = []
         for number, (size, keep) in enumerate(steps):
@@ -310,7 +310,7 @@ def test_a_ring_whose_shared_memory_runs_out_at_any_moment_writes_only_where_it_
 
     os.posix_fallocate = fallocate
     try:
-        writer, reader = Ring(path, create=True, writes=True), Ring(path)
+        writer, reader = Ring(path, create=True, grows=True), Ring(path)
         writer.data = Guarded(writer.data)  # type: ignore[assignment]
         kept: list[tuple[memoryview, bytes, tuple[int, int]]] = []
         for number in range(data.draw(st.integers(1, 30), label="puts")):
@@ -396,7 +396,7 @@ def test_a_buffer_never_wraps_around_the_end(pair: tuple[Ring, Ring]) -> None:
 @given(st.lists(st.lists(st.integers(0, RING_BYTES // 4), min_size=1, max_size=4), max_size=30))
 def test_any_sizes_in_any_numbers_come_out_whole(packets: list[list[int]]) -> None:
     path = rings.SHM_DIR / f"{rings.PREFIX}{os.getpid()}-hypothesis"
-    writer, reader = Ring(path, create=True, writes=True), Ring(path)
+    writer, reader = Ring(path, create=True, grows=True), Ring(path)
     try:
         for number, sizes in enumerate(packets):
             buffers = [bytes([(number + i) % 256]) * size for i, size in enumerate(sizes)]

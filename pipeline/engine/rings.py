@@ -99,14 +99,15 @@ LEND_MAX_BYTES = RING_BYTES // 8
 
 
 class Ring:
-    """One mapped ring; this side either writes it (``writes``) or reads it, never both. A ring its writer makes
-    grows as its writer needs; one its reader makes (the ring of work, which the router writes) is reserved whole
-    as it is made, since its writer would have to keep a file open to grow it, one per worker thread of the run."""
+    """One mapped ring; this side either writes it or reads it, never both. A ring made by its writer (``grows``:
+    the ring of answers) grows as its writer needs; one made by its reader (the ring of work, which the router
+    writes) is reserved whole as it is made, since its writer would have to keep a file open to grow it, one per
+    worker thread of the run."""
 
-    def __init__(self, path: str | Path, create: bool = False, writes: bool = False) -> None:
+    def __init__(self, path: str | Path, create: bool = False, grows: bool = False) -> None:
         self.path = Path(path)
         size = _HEADER_BYTES + RING_BYTES
-        grows = create and writes
+        grows = create and grows  # only its maker, which writes it, can grow it
         if create:
             fd = os.open(self.path, os.O_RDWR | os.O_CREAT | os.O_EXCL, 0o600)
             try:
@@ -312,7 +313,7 @@ def map_pair(paths: tuple[Path, Path], create: bool) -> tuple[Ring, Ring]:
     mapped: list[Ring] = []
     try:
         for number, path in enumerate(paths):
-            mapped.append(Ring(path, create=create, writes=(number == 1) == create))
+            mapped.append(Ring(path, create=create, grows=number == 1))
     except OSError:
         for ring in mapped:
             ring.close()
