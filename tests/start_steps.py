@@ -18,6 +18,12 @@ from pipeline import Component
 SCRIPT_VALUE = "as imported"
 
 
+def resident_mib() -> float:
+    """The MiB of memory this process holds (its resident set, what it shares with its parent included)."""
+    with open("/proc/self/statm", encoding="ascii") as statm:
+        return int(statm.read().split()[1]) * os.sysconf("SC_PAGE_SIZE") / 2**20
+
+
 class Origin(Component):
     """Stager whose init() sends one message about its process, and prints a line to stdout."""
 
@@ -30,7 +36,7 @@ class Origin(Component):
         yield {"pid": os.getpid(), "value": SCRIPT_VALUE, "numpy": float(np.random.random()),
                "random": random.random(), "spawned": spawned,
                "sigterm_default": signal.getsignal(signal.SIGTERM) == signal.SIG_DFL,
-               "sigpipe_ignored": signal.getsignal(signal.SIGPIPE) == signal.SIG_IGN}
+               "sigpipe_ignored": signal.getsignal(signal.SIGPIPE) == signal.SIG_IGN, "rss_mib": resident_mib()}
 
     def run(self, message: Any) -> Any:
         """Pass a message on."""

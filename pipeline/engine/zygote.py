@@ -62,6 +62,7 @@ from collections.abc import Sequence
 from typing import Any, NoReturn
 
 from pipeline.engine import worker_process  # the whole worker code, imported once for all the zygote's workers
+from pipeline.engine.allocator import release_freed_memory
 
 log = logging.getLogger("pipeline.engine")
 
@@ -380,6 +381,7 @@ def _forked_zygote(sock: socket.socket, parent: int) -> NoReturn:
 def _serve(sock: socket.socket, parent: int) -> NoReturn:
     """Fork a worker process per request until the socket closes or the parent is gone, and report each one's end."""
     gc.freeze()  # what the zygote holds is never collected: its workers' collections skip it
+    release_freed_memory()  # its parent's freed memory, which the zygote would keep from it (engine.allocator)
     signal.signal(signal.SIGINT, signal.SIG_IGN)  # the parent decides when the zygote leaves
     # A child's end wakes the loop (SIGCHLD writes to ``ended``): the run hears of it at once, not a look later.
     # So does SIGTERM, which the kernel sends when the parent's thread that made the zygote ends: the parent's
