@@ -16,10 +16,7 @@ REPEATED_RUNS = """
 import json, sys
 from pipeline import Pipeline
 from pipeline.bench import analysis, events
-
-def resident_mib():
-    with open("/proc/self/statm") as statm:
-        return int(statm.read().split()[1]) * 4096 / 2**20
+from tests.start_steps import resident_mib
 
 sizes = []
 for run in range(int(sys.argv[1])):
@@ -37,6 +34,7 @@ FREED_BEFORE_THE_RUN = """
 import io, json, sys
 import numpy as np
 from pipeline import Pipeline
+from tests.start_steps import resident_mib
 
 def document(count):
     return {"version": 1, "Pipeline": {
@@ -47,13 +45,9 @@ def document(count):
         "consumer_conf": {"name": "W", "module": "tests.failure_steps", "class": "MarkedWriter"}},
         "Counter": {"count": count}, "MarkedWriter": {"path": sys.argv[1]}}
 
-def resident_mib():
-    with open("/proc/self/statm") as statm:
-        return int(statm.read().split()[1]) * 4096 / 2**20
-
 captured, sys.stdout = sys.stdout, io.StringIO()  # the workers' lines
 assert Pipeline.from_config(document(1)).run().exit_status == 0  # sets malloc's keep_freed_memory
-held = [np.ones(1 << 17) for _ in range(120)]  # 120 MiB, each page written
+held = [np.ones(1 << 17) for _ in range(120)]  # 120 MiB, each page written, by the main thread: the main arena
 del held  # freed: kept by malloc for reuse
 before = resident_mib()
 assert Pipeline.from_config(document(0)).run().exit_status == 0
@@ -63,8 +57,9 @@ print(json.dumps(before))
 
 
 def test_runs_one_after_another_reuse_what_they_kept() -> None:
-    """Each run's threads are new; with one malloc arena each (glibc's default, up to 8 a core), every run kept its
-    in-flight events in another arena: a process that ran 60 pipelines held 427 MiB and forked ever slower."""
+    """Each run's threads are new and take over the arenas of the last run's in another order; with glibc's default
+    of up to 8 arenas a core, each run kept its in-flight events in another one until all held some: a process that
+    ran 60 pipelines held 427 MiB and forked ever slower."""
     runs = 10
     done = subprocess.run([sys.executable, "-c", REPEATED_RUNS, str(runs)], cwd=REPO, capture_output=True,
                           text=True, timeout=120)
@@ -76,9 +71,9 @@ def test_runs_one_after_another_reuse_what_they_kept() -> None:
     assert sizes[-1] - sizes[0] < 128, f"resident MiB after each run: {[round(s) for s in sizes]}"
 
 
-def test_worker_processes_do_not_carry_the_memory_their_run_freed(tmp_path) -> None:
-    """The zygote gives back the freed memory it shares with the run's process as it starts: its worker processes,
-    forked from it, neither copy its page tables nor hold it."""
+def test_worker_processes_do_not_carry_what_their_run_freed_in_the_main_arena(tmp_path) -> None:
+    """The zygote gives back the freed memory it shares with the run's process as it starts (what malloc can give
+    back: the main arena's): its worker processes, forked from it, neither copy its page tables nor hold it."""
     out = tmp_path / "out.jsonl"
     done = subprocess.run([sys.executable, "-c", FREED_BEFORE_THE_RUN, str(out)], cwd=REPO, capture_output=True,
                           text=True, timeout=60)
