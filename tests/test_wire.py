@@ -27,6 +27,7 @@ from pipeline.engine.wire import (
     parse_result,
     parse_skip,
     parse_tally,
+    plain_result,
     result_frames,
     skip_frames,
     tally_frames,
@@ -198,6 +199,35 @@ def test_a_result_comes_out_of_its_frames_as_it_went_in(inputs: list[tuple[int, 
     assert not handles
     assert [(seq, [((bytes(m.inband), [bytes(memoryview(b)) for b in m.buffers]), target) for m, target in outputs])
             for seq, outputs in ((answer.seq, answer.outputs) for answer in parsed)] == inputs
+
+
+OUTCOMES = st.sampled_from([Outcome.DONE, Outcome.DONE, Outcome.DONE, Outcome.PARTIAL, Outcome.FAILED])
+PLAIN_OUTPUTS = st.lists(st.tuples(st.one_of(plain_messages(), st.tuples(st.binary(max_size=40), st.just([]))),
+                                   st.one_of(st.none(), st.none(), st.integers(0, 3))), max_size=4)
+
+
+@settings(max_examples=150, deadline=None)
+@given(st.lists(st.tuples(st.one_of(st.integers(0, 2**63), st.just(UNORDERED)), PLAIN_OUTPUTS, OUTCOMES,
+                          st.floats(0, 100, width=32)), max_size=6))
+def test_a_result_is_plain_when_its_inputs_are_done_and_its_outputs_go_everywhere_without_buffers(
+        inputs: list[tuple[int, list, Outcome, float]]) -> None:
+    """A plain RESULT's outputs go on as the packet they came in (engine.router): the same messages, in the same
+    order, as parse_result gives; any other RESULT is parsed as before."""
+    answers = [Answer(seq, [(encoded(m), target) for m, target in outputs] if outcome is not Outcome.FAILED else [],
+                      outcome, seconds if outcome is not Outcome.PARTIAL else len(outputs))
+               for seq, outputs, outcome, seconds in inputs]
+    frames = as_received(result_frames(answers))
+    plain = plain_result(frames)
+    expected = all(a.outcome is Outcome.DONE and a.seq != UNORDERED
+                   and all(target is None and not m.buffers for m, target in a.outputs) for a in answers)
+    assert (plain is not None) == expected
+    if plain is not None:
+        parsed = parse_result(frames)
+        assert plain.seqs == [a.seq for a in parsed]
+        assert plain.seconds == [a.seconds for a in parsed]
+        assert [bytes(inband) for _, inband, _ in plain.outputs.messages()] == [
+            bytes(m.inband) for a in parsed for m, _ in a.outputs]
+        assert plain.outputs.nbytes == sum(len(m.inband) for a in parsed for m, _ in a.outputs)
 
 
 @settings(max_examples=50, deadline=None)

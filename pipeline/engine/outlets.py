@@ -17,7 +17,9 @@ from __future__ import annotations
 
 import threading
 import time
+from bisect import bisect_left
 from collections import deque
+from itertools import accumulate
 
 import zmq
 
@@ -40,6 +42,7 @@ from pipeline.engine.rings import Ring
 from pipeline.engine.wire import Answer, Kind, Packet, ResultOutputs, control_frames, header_of, result_frames
 from pipeline.execution.executor import Interrupted, Outcome, Outputs
 from pipeline.execution.report import StepCounts
+from pipeline.message import Encoded
 
 
 class Outlet:
@@ -112,6 +115,26 @@ class _Outbox:
         self.packet = Packet()
         self.sent = 0
 
+    def add(self, message: Encoded) -> None:
+        """Queue one message; send the packet once it holds ``limit`` messages or MAX_BATCH_BYTES."""
+        packet = self.packet
+        packet.add(message)
+        if len(packet) >= self.limit or packet.nbytes >= MAX_BATCH_BYTES:
+            self.flush()
+
+    def add_packet(self, messages: Packet) -> None:
+        """Queue the messages of a packet without out-of-band buffers, as it is: the packets sent are those ``add``
+        would send, message after message."""
+        while len(messages):
+            packet = self.packet
+            # The messages up to the one that reaches MAX_BATCH_BYTES (it goes too), up to the limit.
+            count = min(len(messages), self.limit - len(packet),
+                        bisect_left(list(accumulate(messages.lengths)), MAX_BATCH_BYTES - packet.nbytes) + 1)
+            taken, messages = messages.split(count) if count < len(messages) else (messages, Packet())
+            self.packet = Packet.concat([packet, taken]) if len(packet) else taken
+            if len(self.packet) >= self.limit or self.packet.nbytes >= MAX_BATCH_BYTES:
+                self.flush()
+
     def flush(self) -> None:
         """Send what is queued (blocks while the next step's router is full: backpressure)."""
         if self.packet.lengths:
@@ -144,12 +167,20 @@ class NextSteps(Outlet):
         boxes = self.boxes
         for message, target in outputs:
             for box in every if target is None else (boxes[target],):
-                packet = box.packet
-                packet.add(message)
-                if len(packet) >= box.limit or packet.nbytes >= MAX_BATCH_BYTES:
-                    box.flush()
+                box.add(message)
                 self.counts.emitted += 1
         if outputs and not self.oldest:
+            self.oldest = time.monotonic()
+
+    def commit_packet(self, outputs: Packet) -> None:
+        """Queue ``outputs``, a packet without out-of-band buffers, each for every next step, as it came (a RESULT's
+        outputs: engine.router): the packets sent are those ``commit`` would send."""
+        if not len(outputs):
+            return
+        for box in self.every:
+            box.add_packet(outputs)
+            self.counts.emitted += len(outputs)
+        if not self.oldest:
             self.oldest = time.monotonic()
 
     def flush(self) -> None:

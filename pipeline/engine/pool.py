@@ -50,6 +50,10 @@ class WorkerPool:
         state.answered += 1
         return state.in_flight[0], index
 
+    def answered_many(self, worker: bytes, count: int) -> None:
+        """A worker returned the results of its next ``count`` inputs (all of its oldest packet's, at most)."""
+        self.workers[worker].answered += count
+
     def next_seqs(self, worker: bytes, count: int) -> list[int]:
         """The sequence numbers of the next ``count`` inputs of ``worker``'s oldest packet that it has not
         answered (fewer if that packet has fewer left): a worker answers a packet's inputs before its READY."""

@@ -43,6 +43,7 @@ from pipeline.engine.wire import (
     parse_result,
     parse_tally,
     parse_worker_id,
+    plain_result,
     skip_frames,
     slot_of,
 )
@@ -213,6 +214,11 @@ class Router(EngineThread):
             elif kind is Kind.RESULT:
                 if worker not in state.pool.workers:
                     continue  # a worker whose process was lost: what it still says is moot
+                # The common RESULT goes on as the packet it came in: no object per input or output here.
+                if state.forwards(worker) and (plain := plain_result(received[1:], self._ring(worker, 1))):
+                    if state.answered_done(worker, plain.seqs, plain.seconds) and self.outputs is not None:
+                        self.outputs.commit_packet(plain.outputs)
+                    continue
                 try:
                     answers = parse_result(received[1:], self.control.handles if own else None,
                                            self._ring(worker, 1))

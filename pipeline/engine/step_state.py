@@ -492,10 +492,7 @@ class StepState:
                 self.busy_time += seconds
                 if seconds > self.max_time:
                     self.max_time = seconds
-            records = self._tallies.pop(worker, None)
-            if records is not None:
-                for figures, record in zip([self.head_tally, *self.member_figures], records, strict=True):
-                    figures.per_worker[worker] = record
+            self._take_tally(worker)
             if self._held_failures:
                 self._release_failures(worker, answers)
         if self.results is None:
@@ -508,6 +505,35 @@ class StepState:
         if self._unacked:
             self._ack_released(release)
         return release
+
+    def forwards(self, worker: bytes) -> bool:
+        """Whether the outputs of a plain RESULT of ``worker`` (wire.PlainResult) may go on as they came: a worker
+        process of an unordered step, with nothing held back for it (chunks, failures, MOREs, shards)."""
+        return (self.results is not None and not self.results.ordered and self.shards is None and not self._partial
+                and not self._held_failures and not self._unacked and not self.own(worker))
+
+    def answered_done(self, worker: bytes, seqs: list[int], seconds: Sequence[float]) -> bool:
+        """A plain RESULT of ``worker`` (``forwards``): its inputs ``seqs`` all answered DONE, their run()s took
+        ``seconds``; counted as ``answered`` counts them. False if they are not the inputs it was running (ignored)."""
+        if seqs != self.pool.next_seqs(worker, len(seqs)):
+            self.ignore(worker, "a RESULT answering messages it was not running")
+            return False
+        self._progress[worker] = self.clock()
+        self.pool.answered_many(worker, len(seqs))
+        self.counts.received += len(seqs)
+        self.counts.processed += len(seqs)
+        if seconds:
+            self.busy_time += sum(seconds)
+            self.max_time = max(self.max_time, *seconds)
+        self._take_tally(worker)
+        return True
+
+    def _take_tally(self, worker: bytes) -> None:
+        """The figures of the fused steps ``worker`` sent before its answers (a TALLY) count from now on."""
+        records = self._tallies.pop(worker, None)
+        if records is not None:
+            for figures, record in zip([self.head_tally, *self.member_figures], records, strict=True):
+                figures.per_worker[worker] = record
 
     def _chunk_taken(self, worker: bytes, seq: int, release: list[tuple[int, Outputs]]) -> None:
         """A chunk of input ``seq`` came from ``worker``, which waits for MORE: it goes on at once if its outputs

@@ -52,7 +52,7 @@ from typing import Any, cast
 
 from pipeline.engine.handles import Handles
 from pipeline.engine.rings import Ring, Taken
-from pipeline.execution.executor import Outcome
+from pipeline.execution.executor import UNORDERED, Outcome
 from pipeline.message import Buffer, Encoded
 
 
@@ -355,6 +355,40 @@ def parse_result(frames: Sequence[Any], handles: Handles | None = None, ring: Ri
             result.append(Answer(seq, outputs[start:start + count], _OUTCOMES[outcome], seconds))
         start += count
     return result
+
+
+#: The target of one output sent to every next step, as a RESULT's header holds it.
+_EVERY_TARGET = array("H", [EVERY_NEXT_STEP]).tobytes()
+
+
+@dataclass(slots=True)
+class PlainResult:
+    """A RESULT whose inputs all answered DONE and whose outputs, with no out-of-band buffers, each go to every next
+    step: its outputs can go on as the packet they came in (``plain_result``)."""
+
+    outputs: Packet
+    seqs: list[int]  # the inputs it answers, in order
+    seconds: list[float]  # the seconds each one's run() took
+
+
+def plain_result(frames: Sequence[Any], ring: Ring | None = None) -> PlainResult | None:
+    """The RESULT of ``frames`` as a PlainResult, or None when it is not one (``parse_result`` reads it then). Its
+    worker's ring of answers, if any, takes back what its reader gave back, as for any packet (engine.rings)."""
+    *packet_frames, table_frame = frames
+    header = packet_frames[0].bytes
+    _, flags, n, _ = HEADER.unpack_from(header)
+    if flags & (BY_HANDLE | IN_RING) or len(packet_frames) != (1 if flags & INLINE else 2):
+        return None  # out-of-band buffers
+    if header[HEADER.size + 6 * n:HEADER.size + 8 * n] != _EVERY_TARGET * n:
+        return None
+    seqs: list[int] = []
+    seconds: list[float] = []
+    for seq, _, outcome, spent in RESULT_INPUT.iter_unpack(table_frame.bytes):
+        if outcome != Outcome.DONE or seq == UNORDERED:
+            return None
+        seqs.append(seq)
+        seconds.append(spent)
+    return PlainResult(packet_from_frames(packet_frames, 2, ring=ring), seqs, seconds)
 
 
 #: What a FAILED says failed when a fused step did not run a message because it had stopped.
