@@ -264,3 +264,32 @@ class Shards(Component):
                     os.kill(os.getpid(), signal.SIGKILL)
                 raise ValueError(f"bad number {number}")
             yield number
+
+
+class MostlyToAll(Component):
+    """Stager: each number to every next step, but one in ``every`` to step ``alone`` only and another one in
+    ``every`` as a numpy array of it (an out-of-band buffer): RESULTs its router takes apart, among others it
+    passes on as they came (engine.router)."""
+
+    every = Int(25, min=3, help="One number in this many goes to ``alone`` only, another becomes an array.").tag(
+        config=True)
+    alone = Unicode(help="The next step that gets the numbers sent to one step.").tag(config=True)
+
+    def run(self, msg: int) -> Any:
+        """Return the number, or send it to ``alone``, or return it as an array."""
+        if msg % self.every == 1:
+            self.send_msg(msg, self.alone)
+            return None
+        if msg % self.every == 2:
+            return np.full(20_000, msg)
+        return msg
+
+
+class NumbersAndArrays(Component):
+    """Stager or consumer: appends each number it gets, or an array's first value, to ``path``, a JSON line each."""
+
+    path = Unicode(help="The file to append to.").tag(config=True)
+
+    def run(self, msg: Any) -> None:
+        """Record the message."""
+        append_line(self.path, json.dumps(int(msg) if isinstance(msg, int) else ["array", int(msg[0])]))

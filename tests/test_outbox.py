@@ -88,3 +88,24 @@ def test_a_packet_of_outputs_goes_in_the_packets_its_messages_would_go_in_one_by
     assert sent(context, limit, before, as_a_packet) == expected
     assert [m for packet in expected for m in packet] == before + messages
     assert all(len(packet) <= limit for packet in expected)
+
+
+def test_outboxes_given_the_same_packet_each_keep_their_own(context: zmq.Context) -> None:
+    """A RESULT's outputs for every next step go to each step's outbox: what one outbox queues next must not reach
+    another (each keeps its own copy of the packet's counts, never the packet)."""
+    result = as_a_result([b"to every step"])
+    first, second = [], []
+
+    def queue_then(more: list[bytes], into: list) -> object:
+        def fill(box: _Outbox) -> None:
+            box.add_packet(result)
+            into.append(box.packet)
+            for message in more:
+                box.add(Encoded(message, []))
+        return fill
+
+    assert sent(context, 4, [], queue_then([b"to the first step only"], first)) == [
+        [b"to every step", b"to the first step only"]]
+    assert sent(context, 4, [], queue_then([], second)) == [[b"to every step"]]
+    assert first[0] is not second[0] and first[0] is not result
+    assert len(result) == 1

@@ -410,3 +410,26 @@ def test_a_worker_waiting_for_bye_stops_when_its_process_is_stopped_at_once() ->
     context.term()  # returns once the thread, out of its wait, closed its socket
     waiting.join(10)
     assert said == [False]
+
+
+def test_a_step_with_two_next_steps_sends_each_output_where_it_goes_once(tmp_path: Path) -> None:
+    """Most RESULTs of its worker processes go on as they came (outputs to every next step, no buffers), the others
+    are taken apart (an output to one step, an array): mixed in the router's reads, each next step gets what it
+    should, once, and the counts add up."""
+    count, every = 4000, 25
+    config = pipeline_config(
+        step("P", "Numbers", "R"),
+        [{**step("R", "MostlyToAll", "A,B", nb_process=2, config={"every": every, "alone": "A"}),
+          "module": PROCESS_STEPS},
+         {**step("A", "NumbersAndArrays", config={"path": str(tmp_path / "A.jsonl")}), "module": PROCESS_STEPS}],
+        {**step("B", "NumbersAndArrays", config={"path": str(tmp_path / "B.jsonl")}), "module": PROCESS_STEPS},
+        **numbers(count))
+    report = Pipeline.from_config(config, {"Pipeline": {"gui": False, "progress": False}}).run()
+    assert report.exit_status == 0
+    alone = [n for n in range(count) if n % every == 1]
+    arrays = [["array", n] for n in range(count) if n % every == 2]
+    plain = [n for n in range(count) if n % every not in (1, 2)]
+    got = {name: sorted(lines(tmp_path / f"{name}.jsonl")) for name in "AB"}
+    assert got["A"] == sorted(map(json.dumps, plain + alone + arrays))
+    assert got["B"] == sorted(map(json.dumps, plain + arrays))
+    assert report["R"].emitted == report["A"].received + report["B"].received == 2 * count - len(alone)

@@ -123,17 +123,24 @@ class _Outbox:
             self.flush()
 
     def add_packet(self, messages: Packet) -> None:
-        """Queue the messages of a packet without out-of-band buffers, as it is: the packets sent are those ``add``
-        would send, message after message."""
-        while len(messages):
+        """Queue the messages of a packet without out-of-band buffers: the packets sent are those ``add`` would send,
+        message after message. The outbox keeps copies of its counts, never the packet itself, which the caller may
+        hand to another outbox too."""
+        ends = list(accumulate(messages.lengths))  # where each message ends in the body
+        body = memoryview(messages.parts[0] if len(messages.parts) == 1 else b"".join(messages.parts))
+        done = 0
+        while done < len(ends):
             packet = self.packet
+            start = ends[done - 1] if done else 0
             # The messages up to the one that reaches MAX_BATCH_BYTES (it goes too), up to the limit.
-            count = min(len(messages), self.limit - len(packet),
-                        bisect_left(list(accumulate(messages.lengths)), MAX_BATCH_BYTES - packet.nbytes) + 1)
-            taken, messages = messages.split(count) if count < len(messages) else (messages, Packet())
+            reaching = bisect_left(ends, start + MAX_BATCH_BYTES - packet.nbytes, lo=done)
+            stop = min(len(ends), done + self.limit - len(packet), reaching + 1)
+            taken = Packet(messages.lengths[done:stop], messages.oob_counts[done:stop], [body[start:ends[stop - 1]]],
+                           [], 0, ends[stop - 1] - start)
             self.packet = Packet.concat([packet, taken]) if len(packet) else taken
             if len(self.packet) >= self.limit or self.packet.nbytes >= MAX_BATCH_BYTES:
                 self.flush()
+            done = stop
 
     def flush(self) -> None:
         """Send what is queued (blocks while the next step's router is full: backpressure)."""

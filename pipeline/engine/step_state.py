@@ -523,7 +523,7 @@ class StepState:
         self.counts.received += len(seqs)
         self.counts.processed += len(seqs)
         if seconds:
-            self.busy_time += sum(seconds)
+            self.busy_time = sum(seconds, self.busy_time)  # added one by one, as answered adds them
             self.max_time = max(self.max_time, *seconds)
         self._take_tally(worker)
         return True
