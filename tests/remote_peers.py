@@ -43,10 +43,13 @@ from pipeline.message import Encoded, decode, encode
 
 #: The longest a peer waits for one answer of the run.
 ANSWER_SECONDS = 10.0
-#: The longest a refused peer waits to hear of its failed handshake: right after two junk connections, the run's
-#: door took 0.2 to 6.5 s to refuse a plaintext peer on an idle 2-core machine (the same before and after 2026-12-06's
-#: engine changes), and over 10 s once under a CI run's load. A bound for a hang, not a figure of speed.
+#: The longest a refused peer waits to hear why its handshake failed. libzmq reports a refusal either with its reason
+#: (the run's ERROR command read) or, when the closed connection wins that race, as HANDSHAKE_FAILED_NO_DETAIL, and
+#: then connects again: a peer waited through up to some 50 such retries (over 10 s at the default 0.1 s between
+#: them) before it read a reason. A bound for a hang, not a figure of speed.
 HANDSHAKE_SECONDS = 30.0
+#: The refused peer's milliseconds between two connections, so that those retries take little time.
+RETRY_MS = 10
 #: The longest an Intruder serves a step before the run says FINISH.
 SERVE_SECONDS = 30.0
 #: The window an Intruder's worker thread asks for (as a worker just joined does).
@@ -85,6 +88,7 @@ def refused_peer(address: str, junk: Sequence[bytes], own: KeyPair | None, serve
     context = zmq.Context()
     peer = context.socket(zmq.DEALER)
     peer.linger = 0
+    peer.reconnect_ivl = RETRY_MS
     failed = zmq.EVENT_HANDSHAKE_FAILED_AUTH | zmq.EVENT_HANDSHAKE_FAILED_PROTOCOL
     monitor = peer.get_monitor_socket(failed | zmq.EVENT_HANDSHAKE_SUCCEEDED)
     try:
