@@ -127,7 +127,7 @@ class _Outbox:
         message after message. The outbox keeps copies of its counts, never the packet itself, which the caller may
         hand to another outbox too."""
         ends = list(accumulate(messages.lengths))  # where each message ends in the body
-        body = memoryview(messages.parts[0] if len(messages.parts) == 1 else b"".join(messages.parts))
+        body = messages.body()
         done = 0
         while done < len(ends):
             packet = self.packet

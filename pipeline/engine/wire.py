@@ -165,6 +165,10 @@ class Packet:
         body = self.parts[0] if len(self.parts) == 1 else b"".join(self.parts)
         return [b"".join(head), body, *buffers]
 
+    def body(self) -> memoryview:
+        """The in-band pickles of all its messages, one after the other (joined once if it holds several parts)."""
+        return memoryview(self.parts[0] if len(self.parts) == 1 else b"".join(self.parts))
+
     def leading_within(self, nbytes: int) -> int:
         """How many of the first messages fit in ``nbytes`` together (at least one)."""
         total = 0
@@ -197,7 +201,7 @@ class Packet:
 
     def split(self, count: int) -> tuple[Packet, Packet]:
         """The first ``count`` messages and the rest, without copying any buffer."""
-        body = memoryview(self.parts[0] if len(self.parts) == 1 else b"".join(self.parts))
+        body = self.body()
         cut = sum(self.lengths[:count])
         nbuf = sum(self.oob_counts[:count])
         head_bytes = cut + sum(memoryview(b).nbytes for b in self.buffers[:nbuf])
@@ -209,7 +213,7 @@ class Packet:
 
     def messages(self) -> Iterator[tuple[int, Buffer, list[Buffer]]]:
         """Each message as (sequence number, in-band pickle, out-of-band buffers)."""
-        body = memoryview(self.parts[0] if len(self.parts) == 1 else b"".join(self.parts))
+        body = self.body()
         offset = 0
         nbuf = 0
         for i, (length, count) in enumerate(zip(self.lengths, self.oob_counts, strict=True)):
