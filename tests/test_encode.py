@@ -1,0 +1,184 @@
+"""What encode pickles decode gives back as numpy's own pickling would (pipeline.message.encode).
+
+encode reduces a C-contiguous numpy array of numbers to its bytes, its dtype's string and its shape (cheaper on both
+sides than numpy's reduction, which pickles the dtype as an object), and pickles each thread's messages with one
+pickler kept from message to message. A receiver must not be able to tell: the same dtype, shape, values and
+flags as numpy's own pickle gives, every other array left to numpy, copyreg's reductions still used, nothing kept
+alive by the kept pickler, and a message whose own pickling encodes another pickled right.
+"""
+
+from __future__ import annotations
+
+import copyreg
+import gc
+import os
+import pickle
+import subprocess
+import sys
+import threading
+import weakref
+from typing import Any
+
+import numpy as np
+import pytest
+from hypothesis import given, settings
+from hypothesis import strategies as st
+from hypothesis.extra import numpy as hnp
+
+from pipeline.message import OUT_OF_BAND_BYTES, MessageError, decode, encode
+from tests.failure_helpers import REPO
+
+
+def numpy_pickled(message: Any) -> Any:
+    """What numpy's own pickling gives a receiver: protocol 5, large buffers out of band and read-only."""
+    buffers: list[pickle.PickleBuffer] = []
+
+    def keep_small_inband(buffer: pickle.PickleBuffer) -> bool:
+        if buffer.raw().nbytes < OUT_OF_BAND_BYTES:
+            return True
+        buffers.append(buffer)
+        return False
+
+    inband = pickle.dumps(message, protocol=5, buffer_callback=keep_small_inband)
+    return pickle.loads(inband, buffers=[memoryview(b).toreadonly() for b in buffers])
+
+
+def sent(message: Any) -> Any:
+    """What a step receives from encode."""
+    made = encode(message)
+    return decode(made.inband, made.buffers)
+
+
+def assert_same_array(got: Any, expected: Any) -> None:
+    assert type(got) is type(expected)
+    assert got.dtype == expected.dtype and got.dtype.str == expected.dtype.str
+    assert got.shape == expected.shape
+    assert got.flags.writeable == expected.flags.writeable
+    assert got.flags.c_contiguous == expected.flags.c_contiguous
+    assert got.tobytes() == expected.tobytes()
+
+
+NUMBERS = st.one_of(hnp.boolean_dtypes(), hnp.integer_dtypes(endianness="?"),
+                    hnp.unsigned_integer_dtypes(endianness="?"), hnp.floating_dtypes(endianness="?"),
+                    hnp.complex_number_dtypes(endianness="?"))
+SHAPES = st.one_of(hnp.array_shapes(min_dims=0, max_dims=3, min_side=0, max_side=6),
+                   st.just((OUT_OF_BAND_BYTES // 2 + 1,)))  # 2 bytes or more an element: out of band
+
+
+@settings(max_examples=150, deadline=None)
+@given(array=hnp.arrays(NUMBERS, SHAPES), read_only=st.booleans())
+def test_an_array_of_numbers_arrives_as_numpys_own_pickle_gives_it(array: Any, read_only: bool) -> None:
+    array.flags.writeable = not read_only
+    message = {"array": array, "same": array, "n": 3}
+    got, expected = sent(message), numpy_pickled(message)
+    assert_same_array(got["array"], expected["array"])
+    assert got["same"] is got["array"]  # an array met twice is one object, as unpickling makes it
+    assert got["n"] == 3
+
+
+@pytest.mark.parametrize("array", [
+    np.asfortranarray(np.arange(12.0).reshape(3, 4)),
+    np.arange(16.0).reshape(4, 4)[:, ::2],
+    np.zeros(3, dtype=[("a", "<f4"), ("b", ">i2")]),
+    np.array([1, "a", None], dtype=object),
+    np.array(["ab", "c"]),
+    np.array(["2020-01-01", "2021-06-30"], dtype="datetime64[D]"),
+    np.zeros(4, dtype=np.dtype("f4", metadata={"unit": "pe"})),
+], ids=["fortran", "strided", "structured", "objects", "strings", "dates", "metadata"])
+def test_any_other_array_is_left_to_numpys_own_pickling(array: Any) -> None:
+    got, expected = sent(array), numpy_pickled(array)
+    assert got.dtype == expected.dtype and got.dtype.metadata == expected.dtype.metadata
+    assert got.shape == expected.shape and got.flags.f_contiguous == expected.flags.f_contiguous
+    assert got.tolist() == expected.tolist()
+
+
+class Tagged(np.ndarray):
+    """A subclass of numpy's array: numpy's own reduction keeps its class."""
+
+
+class Kept:
+    """An object a message holds."""
+
+
+def test_a_subclass_of_array_keeps_its_class() -> None:
+    array = np.arange(5.0).view(Tagged)
+    got = sent({"a": array})["a"]
+    assert type(got) is Tagged and got.tolist() == array.tolist()
+
+
+class Scaled:
+    def __init__(self, value: int) -> None:
+        self.value = value
+
+
+def test_reductions_registered_with_copyreg_are_still_used() -> None:
+    copyreg.pickle(Scaled, lambda obj: (Scaled, (obj.value * 10,)))
+    try:
+        assert sent({"x": Scaled(2)})["x"].value == 20
+    finally:
+        del copyreg.dispatch_table[Scaled]
+
+
+class EncodesAnother:
+    """An object whose own pickling encodes another message (in the same thread, while encode runs)."""
+
+    def __init__(self, inner: Any) -> None:
+        self.inner = inner
+
+    def __reduce__(self) -> Any:
+        made = encode(self.inner)
+        return decode, (made.inband, made.buffers)
+
+
+def test_a_message_whose_pickling_encodes_another_is_pickled_right() -> None:
+    array = np.arange(10, dtype=np.int16)
+    got = sent({"outer": EncodesAnother({"inner": array}), "after": array})
+    assert got["outer"]["inner"].tolist() == array.tolist()
+    assert got["after"].tolist() == array.tolist()
+
+
+def test_nothing_stays_alive_after_its_message_was_encoded() -> None:
+    obj = Kept()
+    alive = weakref.ref(obj)
+    encode({"obj": obj, "array": np.ones(OUT_OF_BAND_BYTES)})
+    del obj
+    gc.collect()
+    assert alive() is None
+
+
+def test_a_message_that_fails_leaves_the_next_one_pickled_right() -> None:
+    with pytest.raises(MessageError, match="cannot pickle"):
+        encode({"a": np.ones(3), "f": lambda: 1})
+    assert sent({"a": np.arange(3.0)})["a"].tolist() == [0.0, 1.0, 2.0]
+
+
+def test_threads_encode_at_once_each_their_own_messages() -> None:
+    results: dict[int, bool] = {}
+
+    def encode_many(number: int) -> None:
+        array = np.full(100, number, dtype=np.int32)
+        results[number] = all(sent({"n": number, "a": array})["a"][0] == number for _ in range(500))
+
+    threads = [threading.Thread(target=encode_many, args=(n,)) for n in range(4)]
+    for thread in threads:
+        thread.start()
+    for thread in threads:
+        thread.join(timeout=30)
+    assert results == {0: True, 1: True, 2: True, 3: True}
+
+
+def test_a_receiver_that_never_imported_numpy_rebuilds_the_arrays() -> None:
+    made = encode({"a": np.arange(4, dtype=">i4").reshape(2, 2), "big": np.ones(OUT_OF_BAND_BYTES)})
+    assert len(made.buffers) == 1
+    code = ("import sys, pickle\n"
+            "from pipeline.message import decode\n"
+            "assert 'numpy' not in sys.modules\n"
+            "inband, big = pickle.loads(sys.stdin.buffer.read())\n"
+            "got = decode(inband, [big])\n"
+            "print(got['a'].tolist(), got['a'].dtype.str, got['big'].sum(), got['big'].flags.writeable)\n")
+    payload = pickle.dumps((made.inband, bytes(made.buffers[0])))
+    result = subprocess.run([sys.executable, "-c", code], input=payload, capture_output=True, timeout=60,
+                            cwd=REPO, env={**os.environ, "PYTHONPATH": str(REPO)}, check=False)
+    assert result.returncode == 0, result.stderr.decode()
+    assert result.stdout.decode().split() == ["[[0,", "1],", "[2,", "3]]", ">i4", str(float(OUT_OF_BAND_BYTES)),
+                                              "False"]
