@@ -108,10 +108,12 @@ def encode(obj: Any) -> Encoded:
             # The C pickler writes bytes and bytearray in-band before any hook sees them; the
             # Python one asks reducer_override first.
             inband = dumper.dump(obj, _BytesPickler)
+        buffers = dumper.take()
     except Exception as err:
         dumper.drop()
         raise MessageError(f"cannot pickle a message of type {type(obj).__name__}: {err}") from err
-    buffers = dumper.take()
+    finally:
+        dumper.busy = False
     if len(buffers) > MAX_BUFFERS:
         count = len(buffers)
         buffers.clear()  # as Dumper.drop does
@@ -120,15 +122,22 @@ def encode(obj: Any) -> Encoded:
     return Encoded(inband, buffers)
 
 
+#: A pickle longer than this may have memoised hundreds of objects: its pickler's memo then starts again at its
+#: smallest (clear_memo() keeps a table's size, and walks all of it on every later message).
+SMALL_PICKLE_BYTES = 256
+
+
 class _Dumper:
     """Pickles the messages of one thread with one pickler, kept from message to message (making a pickler costs
-    about as much as pickling a small dict), and collects each message's large buffers."""
+    about as much as pickling a small dict), and collects each message's large buffers. It is ``busy`` from
+    ``_dumper()`` until its message is taken: a message whose own pickling encodes another (its ``__reduce__``, a
+    signal handler, a finalizer the garbage collector runs) gets a dumper of its own."""
 
     def __init__(self) -> None:
         self.stream = io.BytesIO()
         self.buffers: list[Buffer] = []
         self.pickler = _Pickler(self.stream, protocol=5, buffer_callback=self.keep_small_inband)
-        self.busy = False  # pickling now: a message whose own pickling encodes another gets a dumper of its own
+        self.busy = False
 
     def keep_small_inband(self, buffer: pickle.PickleBuffer) -> bool:
         """The pickler's buffer_callback: a small buffer stays in the pickle, a large one goes out of band."""
@@ -146,15 +155,17 @@ class _Dumper:
             pickler(stream, protocol=5, buffer_callback=self.keep_small_inband).dump(obj)
             return stream.getvalue()
         stream = self.stream
-        self.busy = True
         try:
             self.pickler.dump(obj)
             return stream.getvalue()
         finally:
-            self.pickler.clear_memo()  # it holds every object pickled: none outlives its message here
+            # The memo holds every object pickled: none outlives its message here, nor does a large table.
+            if stream.tell() > SMALL_PICKLE_BYTES:
+                self.pickler.memo = {}
+            else:
+                self.pickler.clear_memo()
             stream.seek(0)
             stream.truncate()  # gives its memory back (a major shrink goes to the exact size)
-            self.busy = False
 
     def take(self) -> list[Buffer]:
         """The large buffers of the message just pickled, which are the caller's now."""
@@ -175,12 +186,14 @@ _THREAD = threading.local()
 
 
 def _dumper() -> _Dumper:
-    """The calling thread's dumper; a new one while it is busy (a message whose pickling encodes another)."""
+    """The calling thread's dumper, now busy; a new one while it is busy already (a message whose pickling encodes
+    another)."""
     dumper = getattr(_THREAD, "dumper", None)
     if dumper is None:
         dumper = _THREAD.dumper = _Dumper()
     elif dumper.busy:
-        return _Dumper()
+        dumper = _Dumper()
+    dumper.busy = True
     return dumper
 
 
@@ -430,7 +443,11 @@ def _check_rebuildable(view: memoryview) -> None:
 def _reduce_array(array: Any) -> Any:
     """How the picklers reduce a numpy array of numbers (C-contiguous): to its bytes (out of band when large), its
     dtype's string and its shape, rebuilt by one call. numpy's own reduction, which any other array gets, pickles the
-    dtype as an object that its receiver builds anew; this costs each side about a microsecond less."""
+    dtype as an object that its receiver builds anew; this costs each side about a microsecond less. A reduction
+    registered with copyreg for numpy's arrays comes first, as it would for pickle.dumps."""
+    registered = copyreg.dispatch_table.get(type(array))
+    if registered is not None:
+        return registered(array)
     dtype = array.dtype
     if dtype.kind in _ARRAY_KINDS and dtype.metadata is None and array.flags.c_contiguous:
         return _rebuild_array, (pickle.PickleBuffer(array), dtype.str, array.shape)

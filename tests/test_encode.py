@@ -13,9 +13,11 @@ import copyreg
 import gc
 import os
 import pickle
+import signal
 import subprocess
 import sys
 import threading
+import tracemalloc
 import weakref
 from typing import Any
 
@@ -135,6 +137,76 @@ def test_a_message_whose_pickling_encodes_another_is_pickled_right() -> None:
     got = sent({"outer": EncodesAnother({"inner": array}), "after": array})
     assert got["outer"]["inner"].tolist() == array.tolist()
     assert got["after"].tolist() == array.tolist()
+
+
+class EncodesASmallOne:
+    """An object whose own pickling encodes a small message (in the same thread, while encode runs)."""
+
+    def __reduce__(self) -> Any:
+        made = encode({"inner": 1})
+        return decode, (made.inband, made.buffers)
+
+
+@pytest.mark.parametrize("large", [
+    memoryview(bytearray(OUT_OF_BAND_BYTES)),  # the C pickler refuses a memoryview: another pickler pickles it
+    b"x" * OUT_OF_BAND_BYTES,  # bytes and bytearray go out of band through the pure-Python pickler
+    bytearray(OUT_OF_BAND_BYTES),
+], ids=["memoryview", "bytes", "bytearray"])
+def test_a_message_pickled_by_another_pickler_keeps_its_buffers_when_its_pickling_encodes_another(large: Any) -> None:
+    got = sent([large, EncodesASmallOne()])
+    assert bytes(got[0]) == bytes(large)
+    assert got[1] == {"inner": 1}
+
+
+def test_a_signal_handler_that_encodes_while_a_message_is_pickled_leaves_that_message_whole() -> None:
+    encoded: list[Any] = []
+
+    class RaisesASignal:
+        def __reduce__(self) -> Any:
+            os.kill(os.getpid(), signal.SIGUSR1)  # its handler runs at the next bytecode boundary, mid-pickle
+            sum(range(100))
+            return dict, ()
+
+    previous = signal.signal(signal.SIGUSR1, lambda *_: encoded.append(encode({"tick": 1})))
+    try:
+        got = sent([memoryview(bytearray(OUT_OF_BAND_BYTES)), RaisesASignal()])
+    finally:
+        signal.signal(signal.SIGUSR1, previous)
+    assert len(encoded) == 1
+    assert len(got[0]) == OUT_OF_BAND_BYTES and got[1] == {}
+
+
+def test_a_message_of_many_objects_leaves_no_memory_with_its_thread() -> None:
+    kept: list[int] = []
+
+    def work() -> None:
+        encode({"warm": "up"})  # the thread's pickler exists before the measure
+        many = [str(i) for i in range(300_000)]
+        gc.collect()
+        tracemalloc.start()
+        try:
+            before = tracemalloc.get_traced_memory()[0]
+            encode(many)
+            encode({"small": 1})
+            gc.collect()
+            kept.append(tracemalloc.get_traced_memory()[0] - before)
+        finally:
+            tracemalloc.stop()
+
+    thread = threading.Thread(target=work)
+    thread.start()
+    thread.join(timeout=60)
+    assert not thread.is_alive()
+    assert kept and kept[0] < 256 * 1024, f"{kept[0] / 2**20:.1f} MiB kept after the message was encoded"
+
+
+def test_a_reduction_registered_with_copyreg_for_arrays_comes_first() -> None:
+    copyreg.pickle(np.ndarray, lambda array: (list, (array.tolist(),)))
+    try:
+        assert sent({"a": np.arange(3)})["a"] == [0, 1, 2]
+    finally:
+        del copyreg.dispatch_table[np.ndarray]
+    assert isinstance(sent({"a": np.arange(3)})["a"], np.ndarray)
 
 
 def test_nothing_stays_alive_after_its_message_was_encoded() -> None:
