@@ -116,7 +116,7 @@ def encode(obj: Any) -> Encoded:
         dumper.busy = False
     if len(buffers) > MAX_BUFFERS:
         count = len(buffers)
-        buffers.clear()  # as Dumper.drop does
+        buffers.clear()  # as _Dumper.drop does
         raise MessageError(f"a message of type {type(obj).__name__} has {count} buffers of "
                            f"{OUT_OF_BAND_BYTES} bytes or more; at most {MAX_BUFFERS} can travel")
     return Encoded(inband, buffers)
