@@ -124,6 +124,6 @@ def test_the_queue_of_a_slow_inline_step_shows_it_is_the_bottleneck() -> None:
 def test_a_worker_asks_for_what_keeps_it_busy_for_its_prefetch_time() -> None:
     prefetch = Prefetch(queue_limit=256)
     assert prefetch.after(100, 100 * 0.000_001) == 256  # 1 us a message: the whole window (the queue limit)
-    assert prefetch.after(2, 2 * 0.05) == 2  # then 50 ms ones: the mean (0.2 of the way, 10 ms) asks for the least
+    assert prefetch.after(2, 2 * 0.01) == 2  # then 10 ms ones: the mean (0.2 of the way) asks for the least
     small = Prefetch(queue_limit=8, prefetch_seconds=0.05)
     assert small.after(1, 0.001) == 8  # the queue limit caps it

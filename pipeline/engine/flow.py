@@ -56,11 +56,8 @@ QUEUE_BYTES = 64 * 1024 * 1024
 #: A worker already holding this many bytes of work is sent no more until it is idle, and no packet
 #: handed to a worker holds more (unless it is one message).
 PREFETCH_BYTES = 4 * 1024 * 1024
-#: A worker asks for enough messages to keep it busy this long (its window adapts to run() time). Each round trip
-#: to its router wakes two threads that wait for the GIL behind the step's code: at 1 ms the demo's camera steps
-#: (about 0.1 ms an event, 2 worker threads each) ran 1,700 events/s, at 5 ms 2,300 (docs/performance.md). The end
-#: of a run waits at most this long more for its last worker.
-PREFETCH_SECONDS = 0.005
+#: A worker asks for enough messages to keep it busy this long (its window adapts to run() time).
+PREFETCH_SECONDS = 0.001
 #: The same for a worker in another process, where each round trip to its router costs two process switches
 #: and some tens of microseconds of CPU on each side, and where its answers wait for the end of their packet
 #: (Outlet.max_delay) rather than going one by one. At 1 ms a worker of 1 ms messages asked for 2, and a
