@@ -117,10 +117,8 @@ class _Outbox:
 
     def add(self, message: Encoded) -> None:
         """Queue one message; send the packet once it holds ``limit`` messages or MAX_BATCH_BYTES."""
-        packet = self.packet
-        packet.add(message)
-        if len(packet) >= self.limit or packet.nbytes >= MAX_BATCH_BYTES:
-            self.flush()
+        self.packet.add(message)
+        self._flush_if_full()
 
     def add_packet(self, messages: Packet) -> None:
         """Queue the messages of a packet without out-of-band buffers: the packets sent are those ``add`` would send,
@@ -138,9 +136,13 @@ class _Outbox:
             taken = Packet(messages.lengths[done:stop], messages.oob_counts[done:stop], [body[start:ends[stop - 1]]],
                            [], 0, ends[stop - 1] - start)
             self.packet = Packet.concat([packet, taken]) if len(packet) else taken
-            if len(self.packet) >= self.limit or self.packet.nbytes >= MAX_BATCH_BYTES:
-                self.flush()
+            self._flush_if_full()
             done = stop
+
+    def _flush_if_full(self) -> None:
+        """Send the packet once it holds ``limit`` messages or MAX_BATCH_BYTES (add and add_packet cut alike)."""
+        if len(self.packet) >= self.limit or self.packet.nbytes >= MAX_BATCH_BYTES:
+            self.flush()
 
     def flush(self) -> None:
         """Send what is queued (blocks while the next step's router is full: backpressure)."""
