@@ -15,7 +15,6 @@ Python code can) and what it cannot copy so.
 from __future__ import annotations
 
 import copyreg
-import importlib
 import io
 import pickle
 import sys
@@ -465,7 +464,8 @@ def _rebuild_array(data: Buffer, dtype: str, shape: tuple[int, ...]) -> Any:
     read-only buffer out of band), as numpy's own rebuilds it."""
     made = _DTYPES.get(dtype)
     if made is None:
-        numpy = sys.modules.get("numpy") or importlib.import_module("numpy")
+        import numpy  # here: a receiver may not have imported it yet, and only a message of arrays needs it
+
         made = numpy.dtype(dtype)
         if len(_DTYPES) < _DTYPES_KEPT:
             _DTYPES[dtype] = made

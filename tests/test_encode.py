@@ -139,21 +139,13 @@ def test_a_message_whose_pickling_encodes_another_is_pickled_right() -> None:
     assert got["after"].tolist() == array.tolist()
 
 
-class EncodesASmallOne:
-    """An object whose own pickling encodes a small message (in the same thread, while encode runs)."""
-
-    def __reduce__(self) -> Any:
-        made = encode({"inner": 1})
-        return decode, (made.inband, made.buffers)
-
-
 @pytest.mark.parametrize("large", [
     memoryview(bytearray(OUT_OF_BAND_BYTES)),  # the C pickler refuses a memoryview: another pickler pickles it
     b"x" * OUT_OF_BAND_BYTES,  # bytes and bytearray go out of band through the pure-Python pickler
     bytearray(OUT_OF_BAND_BYTES),
 ], ids=["memoryview", "bytes", "bytearray"])
 def test_a_message_pickled_by_another_pickler_keeps_its_buffers_when_its_pickling_encodes_another(large: Any) -> None:
-    got = sent([large, EncodesASmallOne()])
+    got = sent([large, EncodesAnother({"inner": 1})])
     assert bytes(got[0]) == bytes(large)
     assert got[1] == {"inner": 1}
 
