@@ -131,3 +131,39 @@ def written(tmp: Path) -> list[Any]:
     values = [json.loads(line) for line in lines(tmp / "out.jsonl")]
     assert values and values[-1] == {"finished": True}
     return values[:-1]
+
+
+#: One number in this many MostlyToAll sends to step A alone, and another one it returns as an array
+#: (tests/process_steps.py).
+EVERY = 25
+
+
+def two_next_steps(tmp: Path, count: int, stage: dict[str, Any]) -> dict[str, Any]:
+    """P (Numbers) -> R (MostlyToAll, with the step keys ``stage``) -> A and B (NumbersAndArrays into tmp/A.jsonl and
+    tmp/B.jsonl), as a config document: most of R's RESULTs go on as they came, the others are taken apart."""
+    def recorder(name: str) -> dict[str, Any]:
+        return {"name": name, "module": STEPS, "class": "NumbersAndArrays",
+                "config": {"path": str(tmp / f"{name}.jsonl")}}
+
+    return {
+        "version": 1,
+        "Pipeline": {
+            "producer_conf": {"name": "P", "module": "tests.semantic_steps", "class": "Numbers", "next_steps": "R"},
+            "stagers_conf": [{"name": "R", "module": STEPS, "class": "MostlyToAll", "next_steps": "A,B",
+                              "config": {"every": EVERY, "alone": "A"}, **stage}, recorder("A")],
+            "consumer_conf": recorder("B"),
+        },
+        "Numbers": {"count": count},
+    }
+
+
+def assert_each_output_went_where_it_goes_once(tmp: Path, count: int, emitted: int, received: int) -> None:
+    """What A and B of ``two_next_steps`` recorded: each number once in each, but those R sent to A alone, and the
+    arrays as arrays; R ``emitted`` as many outputs as A and B ``received`` together."""
+    alone = [n for n in range(count) if n % EVERY == 1]
+    arrays = [["array", n] for n in range(count) if n % EVERY == 2]
+    plain = [n for n in range(count) if n % EVERY not in (1, 2)]
+    got = {name: sorted(lines(tmp / f"{name}.jsonl")) for name in "AB"}
+    assert got["A"] == sorted(map(json.dumps, plain + alone + arrays))
+    assert got["B"] == sorted(map(json.dumps, plain + arrays))
+    assert emitted == received == 2 * count - len(alone)

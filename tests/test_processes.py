@@ -35,7 +35,7 @@ from tests.engine_helpers import chain as engine_chain
 from tests.engine_helpers import step as engine_step
 from tests.failure_helpers import config as failure_config
 from tests.failure_helpers import report_row, written
-from tests.process_helpers import lines, run_to_end
+from tests.process_helpers import assert_each_output_went_where_it_goes_once, lines, run_to_end, two_next_steps
 from tests.semantic_helpers import (
     collector,
     counts,
@@ -416,20 +416,9 @@ def test_a_step_with_two_next_steps_sends_each_output_where_it_goes_once(tmp_pat
     """Most RESULTs of its worker processes go on as they came (outputs to every next step, no buffers), the others
     are taken apart (an output to one step, an array): mixed in the router's reads, each next step gets what it
     should, once, and the counts add up."""
-    count, every = 4000, 25
-    config = pipeline_config(
-        step("P", "Numbers", "R"),
-        [{**step("R", "MostlyToAll", "A,B", nb_process=2, config={"every": every, "alone": "A"}),
-          "module": PROCESS_STEPS},
-         {**step("A", "NumbersAndArrays", config={"path": str(tmp_path / "A.jsonl")}), "module": PROCESS_STEPS}],
-        {**step("B", "NumbersAndArrays", config={"path": str(tmp_path / "B.jsonl")}), "module": PROCESS_STEPS},
-        **numbers(count))
+    count = 4000
+    config = two_next_steps(tmp_path, count, {"nb_process": 2})
     report = Pipeline.from_config(config, {"Pipeline": {"gui": False, "progress": False}}).run()
     assert report.exit_status == 0
-    alone = [n for n in range(count) if n % every == 1]
-    arrays = [["array", n] for n in range(count) if n % every == 2]
-    plain = [n for n in range(count) if n % every not in (1, 2)]
-    got = {name: sorted(lines(tmp_path / f"{name}.jsonl")) for name in "AB"}
-    assert got["A"] == sorted(map(json.dumps, plain + alone + arrays))
-    assert got["B"] == sorted(map(json.dumps, plain + arrays))
-    assert report["R"].emitted == report["A"].received + report["B"].received == 2 * count - len(alone)
+    assert_each_output_went_where_it_goes_once(tmp_path, count, report["R"].emitted,
+                                               report["A"].received + report["B"].received)

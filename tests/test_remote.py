@@ -8,7 +8,6 @@ a worker leaves when its run is gone. What hostile peers try is in test_remote_h
 
 from __future__ import annotations
 
-import json
 import os
 import re
 import signal
@@ -27,6 +26,7 @@ from tests.cli_helpers import ROOT, run_cli, write_config
 from tests.engine_helpers import chain
 from tests.engine_helpers import step as engine_step
 from tests.failure_helpers import report_row
+from tests.process_helpers import assert_each_output_went_where_it_goes_once, two_next_steps
 from tests.remote_helpers import (
     BIN,
     PRODUCER,
@@ -40,7 +40,6 @@ from tests.remote_helpers import (
     wait_during,
 )
 from tests.remote_steps import marker_pids, markers, parent_of
-from tests.semantic_helpers import numbers, pipeline_config, step
 
 # The tests of this file take more than 10 s in all: `pytest -m "not slow"` leaves them out.
 pytestmark = pytest.mark.slow
@@ -130,25 +129,13 @@ def test_a_remote_worker_of_a_step_with_two_next_steps_sends_each_output_where_i
     """A remote worker's RESULTs go through its step's router as a local worker process's do: most on as they came
     (each output to every next step, no buffers), the others taken apart (an output to one step, an array): mixed in
     the router's reads, each next step gets what it should, once, and the report's counts add up."""
-    count, every, steps = 2000, 25, "tests.process_steps"
-    config = pipeline_config(
-        step("P", "Numbers", "R"),
-        [{**step("R", "MostlyToAll", "A,B", nb_thread=0, config={"every": every, "alone": "A"}), "module": steps},
-         {**step("A", "NumbersAndArrays", config={"path": str(launch.directory / "A.jsonl")}), "module": steps}],
-        {**step("B", "NumbersAndArrays", config={"path": str(launch.directory / "B.jsonl")}), "module": steps},
-        **numbers(count))
-    run = launch.run(config)
+    count = 2000
+    run = launch.run(two_next_steps(launch.directory, count, {"nb_thread": 0}))
     worker = launch.worker("--processes=2", step="R")
     assert run.wait() == 0, run.stderr
     assert worker.wait() == 0, worker.stderr
-    alone = [n for n in range(count) if n % every == 1]
-    arrays = [["array", n] for n in range(count) if n % every == 2]
-    plain = [n for n in range(count) if n % every not in (1, 2)]
-    got = {name: sorted(lines((launch.directory / f"{name}.jsonl").read_text())) for name in "AB"}
-    assert got["A"] == sorted(map(json.dumps, plain + alone + arrays))
-    assert got["B"] == sorted(map(json.dumps, plain + arrays))
-    emitted = report_row(run.stderr, "R")[2]
-    assert emitted == report_row(run.stderr, "A")[0] + report_row(run.stderr, "B")[0] == 2 * count - len(alone)
+    assert_each_output_went_where_it_goes_once(launch.directory, count, report_row(run.stderr, "R")[2],
+                                               report_row(run.stderr, "A")[0] + report_row(run.stderr, "B")[0])
 
 
 # --------------------------------------------------------------------------- death
