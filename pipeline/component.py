@@ -8,7 +8,7 @@ from typing import Any, ClassVar
 
 from traitlets.config import Configurable, LoggingConfigurable
 
-from pipeline.errors import RoutingError
+from pipeline.errors import RoutingError, ShardUnknown
 
 #: Signature of the callable a runner installs to carry a step's outputs on.
 Emitter = Callable[[Any, "str | None"], None]
@@ -47,10 +47,36 @@ class Component(LoggingConfigurable):
         self.next_steps: tuple[str, ...] = tuple(next_steps)
         self.log = logging.getLogger(f"pipeline.step.{self.step_name}")
         self._emit: Emitter | None = None
-        #: The share of the input a shardable producer's run() yields: shard ``shard`` of ``n_shards`` (set
-        #: before each run(); 0 of 1 unless the producer runs in several worker processes).
-        self.shard = 0
-        self.n_shards = 1
+        #: The share of the input run() yields (shard, n_shards): (0, 1) unless the producer runs in shards, whose
+        #: runner sets it for each run() and unsets it (None) outside them (set_share).
+        self._share: tuple[int, int] | None = (0, 1)
+
+    @property
+    def shard(self) -> int:
+        """Which share of the input this run() yields: 0 to ``n_shards`` - 1 (0 unless the producer is sharded)."""
+        return self._current_share("shard")[0]
+
+    @shard.setter
+    def shard(self, value: int) -> None:
+        self._share = (value, self._share[1] if self._share is not None else 1)
+
+    @property
+    def n_shards(self) -> int:
+        """Into how many shares the input is split (1 unless the producer is sharded)."""
+        return self._current_share("n_shards")[1]
+
+    @n_shards.setter
+    def n_shards(self, value: int) -> None:
+        self._share = (self._share[0] if self._share is not None else 0, value)
+
+    def _current_share(self, name: str) -> tuple[int, int]:
+        """The share of the run() running; ShardUnknown outside a sharded producer's run()."""
+        share = self._share
+        if share is None:
+            raise ShardUnknown(f"step {self.step_name!r} read self.{name} outside run(): a producer in shards is "
+                               "told its shard for each run(), while its init() and finish() run once for "
+                               "whichever shards follow")
+        return share
 
     def init(self) -> None:
         """Prepare the step before its first message (open files, load tables)."""
@@ -81,3 +107,8 @@ class Component(LoggingConfigurable):
         if self._emit is None:
             raise RoutingError(f"step {self.step_name!r} is not running: send_msg() is for init/run/finish")
         self._emit(msg, next_step)
+
+
+def set_share(component: Component, share: tuple[int, int] | None) -> None:
+    """Tell a producer in shards which one its next run() yields, (shard, n_shards); None between them."""
+    component._share = share

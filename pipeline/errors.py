@@ -25,5 +25,9 @@ class StepFailed(PipelineError):
     came when none of its code was running."""
 
 
+class ShardUnknown(PipelineError):
+    """A producer in shards read ``self.shard`` or ``self.n_shards`` outside run(), where no shard is running."""
+
+
 class WorkerDied(PipelineError):
     """A message was running in a worker process that died, and in as many as max_redeliveries."""

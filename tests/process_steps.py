@@ -266,6 +266,18 @@ class Shards(Component):
             yield number
 
 
+class ShardsChosenInInit(Shards):
+    """Shards whose numbers are chosen in init(), where no shard is running yet."""
+
+    def init(self) -> None:
+        """Choose this shard's numbers (too early: the shard is known in run() only)."""
+        self.numbers = range(self.shard, self.count, self.n_shards)
+
+    def run(self) -> Iterator[int]:
+        """Yield the numbers init() chose."""
+        yield from self.numbers
+
+
 class MostlyToAll(Component):
     """Stager: each number to every next step, but one in ``every`` to step ``alone`` only and another one in
     ``every`` as a numpy array of it (an out-of-band buffer): RESULTs its router takes apart, among others it

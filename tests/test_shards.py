@@ -66,6 +66,54 @@ def test_the_report_says_what_each_shard_produced(tmp_path: Path) -> None:
     assert report_row(result.stderr, "P") == [0, 11, 11, 0]
 
 
+def test_a_shards_report_gives_its_longest_yield_and_the_monitor_shows_it_running(tmp_path: Path) -> None:
+    config = load_config(shards_config(tmp_path, 2, count=40, delay=0.01))
+    runner = ThreadedRunner(config, RunOptions())
+    states: list[str] = []
+    done = threading.Event()
+
+    def watch() -> None:
+        while not done.wait(0.005):
+            states.append({s.name: s.state for s in runner.snapshot().steps}["P"])
+
+    watcher = threading.Thread(target=watch)
+    watcher.start()
+    try:
+        report = runner.run()
+    finally:
+        done.set()
+        watcher.join(10)
+    assert report.exit_status == 0
+    assert report["P"].max_time >= 0.01  # each yield sleeps 10 ms
+    assert report["P"].max_time >= report["P"].busy_time / report["P"].processed
+    assert "running" in states and "draining" not in states  # its shards run until they end
+
+
+@pytest.mark.parametrize(("processes", "mode"), [(2, "threads"), (1, "threads"), (2, "sequential")])
+def test_a_producer_in_shards_that_reads_its_shard_in_init_fails_in_one_line(tmp_path: Path, processes: int,
+                                                                            mode: str) -> None:
+    """init() runs once for whichever shards follow: a shard chosen there would be 0 of 1 in every process, and
+    every number would come once per shard."""
+    config = shards_config(tmp_path, processes, count=10)
+    config["Pipeline"]["producer_conf"]["class"] = "ShardsChosenInInit"
+    config["ShardsChosenInInit"] = config.pop("Shards")
+    report = run(config, mode)
+    assert report.exit_status == 1
+    assert report["P"].first_error == (
+        "init(): ShardUnknown: step 'P' read self.shard outside run(): a producer in shards is told its shard for "
+        "each run(), while its init() and finish() run once for whichever shards follow")
+    assert report["C"].processed == 0
+
+
+def test_a_producer_not_in_shards_reads_the_one_shard_in_init(tmp_path: Path) -> None:
+    config = shards_config(tmp_path, 0, count=10)
+    config["Pipeline"]["producer_conf"]["class"] = "ShardsChosenInInit"
+    config["ShardsChosenInInit"] = config.pop("Shards")
+    report = run(config, "threads")
+    assert_ok(report)
+    assert sorted(read(tmp_path, "C")) == [2 * n for n in range(10)]
+
+
 def chain_file(tmp: Path, count: int, **shards: Any) -> Path:
     """COUNT (Shards in 2 worker processes) -> WRITER (MarkedWriter into tmp/out.jsonl)."""
     document = {
@@ -183,6 +231,43 @@ def test_a_fast_producer_waits_for_a_slow_consumer(tmp_path: Path, fused: bool) 
     assert report["C"].processed < 1_000_000  # stopped early: the producer was held back, not done
     assert ahead and max(ahead) <= bound, (max(ahead), bound)
 
+
+@pytest.mark.parametrize("fused", [False, True])
+def test_a_stop_drains_no_more_than_the_bound_of_a_fast_producer_before_a_slow_consumer(tmp_path: Path,
+                                                                                       fused: bool) -> None:
+    """What the shards made before a stop is all the consumer takes after it, and it is within the run's bound
+    (engine.flow.message_bound): the kernel's socket buffers between the processes do not hold thousands more."""
+    stages = [step("S", "Scale", "C", nb_process=2)] if fused else []
+    config = load_config(pipeline_config(
+        {**step("P", "Shards", stages[0]["name"] if fused else "C", nb_process=2), "module": PROCESS_STEPS},
+        stages,
+        {**step("C", "Tally"), "module": "pipeline.bench.steps", "config": {"delay": 0.0005}},
+        Shards={"count": 1_000_000},
+    ))
+    runner = ThreadedRunner(config, RunOptions())
+    bound = message_bound(config)
+    assert bound is not None
+    at_stop: list[int] = []
+    done = threading.Event()
+
+    def watch() -> None:
+        while not done.wait(0.01):
+            processed = {s.name: s.counts.processed for s in runner.snapshot().steps}["C"]
+            if processed >= 500:
+                at_stop.append(processed)
+                runner.stop()
+                return
+
+    watcher = threading.Thread(target=watch)
+    watcher.start()
+    try:
+        report = runner.run()
+    finally:
+        done.set()
+        watcher.join(10)
+    assert at_stop, "the consumer never took 500 messages"
+    assert report["C"].processed - at_stop[0] <= bound, (report["C"].processed, at_stop[0], bound)
+    assert report["C"].processed == report["P"].processed  # drained: nothing made was left behind
 
 
 def test_a_remote_worker_cannot_join_a_producer_in_worker_processes(tmp_path: Path) -> None:

@@ -31,9 +31,10 @@ at most two chunks and its router one; an ordered step's router holds back the c
 is not yet in turn up to HELD_BACK_BYTES, past which their worker waits (unless the input in turn is
 back in the queue after a worker died: then it takes them all rather than wait for ever).
 
-A producer in N worker processes (engine.shards) holds, per shard, at most (2 * SHARD_HWM + 1) * MAX_BATCH
-messages it produced that its router has not read: its outlet's batch, and SHARD_HWM batches in each of
-its socket and the router's (besides the bytes the kernel's socket buffers hold between them).
+A producer in N worker processes (engine.shards) holds, per shard, at most (SHARD_CREDIT + 1) * MAX_BATCH
+messages it produced that its router has not sent on: its outlet's batch, and SHARD_CREDIT batches sent to
+the router, which says MORE for each once it has sent it on (in sockets, in the kernel's socket buffers
+between the processes, or being read).
 """
 
 from __future__ import annotations
@@ -159,9 +160,10 @@ def held_back_limit(workers: int, queue_limit: int) -> int:
     return max(1, workers) * window_limit(queue_limit)
 
 
-#: Batches of a producer shard's messages its worker process's socket, and the router's, hold before the
-#: shard's generator waits (engine.shards).
-SHARD_HWM = 1
+#: Batches of a producer shard's messages sent to its router and not yet sent on (MORE) before the shard's
+#: generator waits (engine.shards). Not the sockets' high-water marks: those count ZeroMQ's messages, and the
+#: kernel's buffers between two processes held some 5,000 of a shard's small ones ahead of a slow consumer.
+SHARD_CREDIT = 2
 
 
 def message_bound(config: PipelineConfig) -> int | None:
@@ -175,8 +177,8 @@ def message_bound(config: PipelineConfig) -> int | None:
         returned = step.ordered or step.nb_process > 0
         total += (1 if returned else step.nb_thread) * fanout  # outputs each sender holds before sending
         if step.kind == "producer":
-            # In worker processes, each shard's batches wait in its socket, the router's and its outlet.
-            total += step.nb_process * (2 * SHARD_HWM + 1) * MAX_BATCH
+            # In worker processes, each shard's batches wait in its outlet and on their way to its router.
+            total += step.nb_process * (SHARD_CREDIT + 1) * MAX_BATCH
             continue
         if step.queue_limit < 0:
             return None

@@ -18,6 +18,7 @@ before the last fused step is done with it.
 
 from __future__ import annotations
 
+from collections.abc import Sequence
 from time import perf_counter
 from typing import TYPE_CHECKING
 
@@ -168,5 +169,10 @@ class Chain:
 
     def tally(self) -> list[tuple[int, int, int, int, float, float]]:
         """The figures of each step of the group in this thread so far (a TALLY's records)."""
-        return [(e.counts.received, e.counts.processed, e.counts.failed, e.counts.emitted, e.busy_time, e.max_time)
-                for e in self.executors]
+        return tally_of(self.executors)
+
+
+def tally_of(executors: Sequence[StepExecutor]) -> list[tuple[int, int, int, int, float, float]]:
+    """The figures of each of ``executors`` so far, as a TALLY's records."""
+    return [(e.counts.received, e.counts.processed, e.counts.failed, e.counts.emitted, e.busy_time, e.max_time)
+            for e in executors]

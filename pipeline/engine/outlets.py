@@ -74,6 +74,9 @@ class Outlet:
     def flush(self) -> None:
         """Send every committed output now."""
 
+    def acknowledged(self) -> None:
+        """The router said MORE: nothing of this outlet waits for one (see ToRouter)."""
+
     def produced(self, seconds: float) -> None:
         """A producer's message was committed after ``seconds`` in its generator: a slow source's
         messages go at once, a fast one's batch, each batch waiting longer than the one before up to
@@ -230,6 +233,10 @@ class ToRouter(Outlet):
         self.nbytes = 0
         #: What the router sent while this outlet waited for its MORE (work, SKIPs): its thread takes them first.
         self.early: deque[list[zmq.Frame]] = deque()
+        #: A shard's outlet: most RESULTs it sends that the router has not yet sent on (MORE), flow.SHARD_CREDIT;
+        #: 0 for a worker's, whose inputs bound its answers.
+        self.credit = 0
+        self.unacked = 0  # RESULTs (and chunks) sent whose MORE has not come
 
     def commit(self, seq: int, outputs: Outputs, seconds: float = 0.0) -> None:
         """Hold the outputs of input ``seq`` until the next flush."""
@@ -259,14 +266,26 @@ class ToRouter(Outlet):
         self.flush()
         sockets.send(self.socket, result_frames([Answer(seq, self._targets(outputs), Outcome.PARTIAL, 0.0, made)],
                                                 self.handles, self.ring))
+        self.unacked += 1
+        self._await_more(0)
+
+    def _await_more(self, most: int) -> None:
+        """Wait until at most ``most`` of what it sent awaits the router's MORE (what else comes meanwhile, work
+        or SKIPs, its thread reads after this call)."""
         try:
-            while True:
+            while self.unacked > most:
                 received = sockets.recv(self.socket)
                 if header_of(received[0])[0] is Kind.MORE:
-                    return
-                self.early.append(received)  # work handed out meanwhile, read by the thread after this call
+                    self.unacked -= 1
+                else:
+                    self.early.append(received)
         except zmq.ContextTerminated:
             raise Interrupted from None  # the run is aborted: out of the step's code, which must not catch it
+
+    def acknowledged(self) -> None:
+        """A MORE came that no wait of its own read (its thread read it with the router's work)."""
+        if self.unacked:
+            self.unacked -= 1
 
     def failed(self, seq: int, outcome: Outcome = Outcome.FAILED, seconds: float = 0.0) -> None:
         """Answer an input that has no outputs."""
@@ -282,6 +301,9 @@ class ToRouter(Outlet):
     def flush(self) -> None:
         """Send the held answers to the router."""
         if self.answers:
+            if self.credit:
+                self._await_more(self.credit - 1)
+                self.unacked += 1
             sockets.send(self.socket, result_frames(self.answers, self.handles, self.ring))
             self.answers = []
             self.nbytes = 0
@@ -318,7 +340,7 @@ class Flusher(threading.Thread):
                 if outlet.due(now) and outlet.lock.acquire(False):
                     try:
                         outlet.flush()
-                    except zmq.ContextTerminated:
+                    except (zmq.ContextTerminated, Interrupted):
                         return  # the run is being aborted
                     finally:
                         outlet.lock.release()

@@ -26,7 +26,7 @@ from pipeline.config.model import PipelineConfig, StepConfig
 from pipeline.engine import sockets
 from pipeline.engine.addresses import Addresses
 from pipeline.engine.control import BOUND, WORKERS_JOINED, EngineThread, RunControl
-from pipeline.engine.flow import PIPE_HWM, SHARD_HWM, sender_count
+from pipeline.engine.flow import PIPE_HWM, sender_count
 from pipeline.engine.outlets import NextSteps
 from pipeline.engine.rings import Ring, map_pair, ring_paths
 from pipeline.engine.step_state import StepState
@@ -116,8 +116,6 @@ class Router(EngineThread):
             inbox.bind(self.addresses.inbox(self.step.name))
             work.router_mandatory = True
             work.linger = WORK_LINGER_MS
-            if self.step.kind == "producer":  # its shards' messages wait in their processes, not here
-                work.rcvhwm = SHARD_HWM
             work.bind(self.addresses.work(self.step.name))
             notices.linger = 0
             if self.step.nb_process:

@@ -269,7 +269,7 @@ class StepState:
         """An upstream sender has sent its last message: ``count`` messages in all."""
         self._ended += 1
         self._expected += count
-        if self._ended == self.senders:
+        if self._ended == self.senders and self.shards is None:  # a producer's shards run on: it is running
             self.phase = "draining"
 
     # ------------------------------------------------------------------ handing out work
@@ -534,6 +534,8 @@ class StepState:
         if records is not None:
             for figures, record in zip([self.head_tally, *self.member_figures], records, strict=True):
                 figures.per_worker[worker] = record
+            if self.shards is not None:
+                self.max_time = max(self.max_time, self.head_tally.max_time)
 
     def _chunk_taken(self, worker: bytes, seq: int, release: list[tuple[int, Outputs]]) -> None:
         """A chunk of input ``seq`` came from ``worker``, which waits for MORE: it goes on at once if its outputs
@@ -574,6 +576,7 @@ class StepState:
                 if answer.outcome is Outcome.FAILED:
                     self.counts.failed += 1
                 self.busy_time += answer.seconds
+        self.acks.append(worker)  # its RESULT is read and sent on: the shard may send another (flow.SHARD_CREDIT)
 
     def failed(self, worker: bytes, failure: Failure) -> None:
         """A worker outside the run reports an error: a message's (the one it answers next), or its
@@ -671,7 +674,7 @@ class StepState:
     def tally(self, worker: bytes, records: Sequence[tuple[int, int, int, int, float, float]]) -> None:
         """A worker's figures so far for this step and each fused step after it, sent just before its answers,
         with which they count; of this step's, only what it emitted to the next fused step counts (its answers
-        say the rest)."""
+        say the rest), and a producer's longest yield (its shards' answers say how long each shard took)."""
         if worker not in self.pool.workers:
             return  # a worker whose process was lost: what it still says is moot
         if len(records) != 1 + len(self.members):
@@ -682,6 +685,8 @@ class StepState:
     @property
     def emitted_to_members(self) -> int:
         """What this step sent to the first fused step after it, over its workers."""
+        if not self.members:  # a producer's shards tally without fused steps: its answers say what it sent
+            return 0
         return sum(record[3] for record in self.head_tally.per_worker.values())
 
     def finished_worker(self, worker: bytes) -> bool:

@@ -213,7 +213,8 @@ class WorkerThread(StepThread):
                 executor.skips[seq] = delivered
                 received = self._next(ctl)
                 continue
-            if kind is Kind.MORE:  # only a chunk waits for one (ToRouter.partial): a stray one asks nothing
+            if kind is Kind.MORE:  # a shard's RESULT sent on, read here with the router's work (ToRouter.credit)
+                outlet.acknowledged()
                 received = self._next(ctl)
                 continue
             window = self.take(packet_from_frames(received, handles=handles, ring=self.ring), prefetch)

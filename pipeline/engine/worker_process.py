@@ -46,8 +46,8 @@ from pipeline.engine.addresses import Addresses
 from pipeline.engine.allocator import keep_freed_memory
 from pipeline.engine.board import BusyBoard, HaltedSteps
 from pipeline.engine.control import ENDED, RunControl
-from pipeline.engine.flow import PREFETCH_SECONDS_OUTSIDE, SHARD_HWM
-from pipeline.engine.fusion import Chain
+from pipeline.engine.flow import PREFETCH_SECONDS_OUTSIDE, SHARD_CREDIT
+from pipeline.engine.fusion import Chain, tally_of
 from pipeline.engine.outlets import Outlet, ToRouter
 from pipeline.engine.rings import Ring, make_rings
 from pipeline.engine.shards import ShardSink, read_work
@@ -79,8 +79,8 @@ _PR_SET_PDEATHSIG = 1
 _PARENT_POLL_SECONDS = 1.0
 #: Seconds a worker process's thread waits, its FINISHED sent, for its router to say it read it (BYE). A process
 #: that ended at once could take its last messages with it: libzmq drops what it has not read of a peer that
-#: disconnects, and a router whose socket holds little (a producer's, flow.SHARD_HWM) had not read them in about
-#: one run in 25 of camera events in shards. The router answers at once; the wait ends sooner if the run is gone.
+#: disconnects, and a router whose socket held little (a producer's) had not read them in about one run in 25 of
+#: camera events in shards. The router answers at once; the wait ends sooner if the run is gone.
 BYE_WAIT_SECONDS = 5.0
 
 
@@ -221,16 +221,21 @@ class ProcessWorkerThread(WorkerThread):
         """Every input's outputs (even none) go back to the router, which sends them on: together with the
         rest of their packet's answers, unless the packet takes longer than its prefetch time."""
         # Its ring back to the router serves once a WORK says that the router mapped it (wire.RINGS_READY).
-        if self.members:
-            outlet: ToRouter = TalliedToRouter(ctl, self.tail, None, lambda: self.chain.tally()
-                                               if self.chain is not None else [])
-            self.chain = Chain(outlet, [self.executor, *self.members])
+        if self.members or self.step.kind == "producer":  # a producer's shards tell its longest yield (MAX_MS) too
+            outlet: ToRouter = TalliedToRouter(ctl, self.tail, None, self._tally)
+            if self.members:
+                self.chain = Chain(outlet, [self.executor, *self.members])
         else:
             outlet = ToRouter(ctl, self.tail, None, None)
         if self.step.kind == "producer":
             self.shard_sink = ShardSink(outlet, self.chain)
+            outlet.credit = SHARD_CREDIT  # a shard's messages wait here while the router cannot send them on
         outlet.max_delay = PREFETCH_SECONDS_OUTSIDE
         return outlet
+
+    def _tally(self) -> list[tuple[int, int, int, int, float, float]]:
+        """The figures of its step and of each fused step after it so far (a TALLY's records)."""
+        return self.chain.tally() if self.chain is not None else tally_of([self.executor])
 
     def open(self, outlet: Outlet) -> None:
         """Take the outlet; a producer's outputs go through its shard's sink, a stager's through the fused
@@ -253,13 +258,11 @@ class ProcessWorkerThread(WorkerThread):
         executor = self.executor
         for seq, inband, buffers in packet.messages():
             work = read_work(inband, buffers)
-            if executor.component is not None:
-                executor.component.shard, executor.component.n_shards = work.shard, work.count
             sink.start(work)
             failed, busy = executor.counts.failed, executor.busy_time
             if executor.mark is not None:  # the shard runs: the process is at work, not stalled
                 executor.mark(executor.worker, seq)
-            executor.produce(lambda: self.step.name in self.halted)
+            executor.produce(lambda: self.step.name in self.halted, (work.shard, work.count))
             if executor.mark is not None:
                 executor.mark(executor.worker, None)
             sink.failed(seq, Outcome.FAILED if executor.counts.failed > failed else Outcome.DONE,
@@ -295,8 +298,6 @@ class ProcessWorkerThread(WorkerThread):
     def connect(self, ctl: zmq.Socket) -> None:
         """Connect to the step's router under the routing id that names this process and thread."""
         ctl.identity = process_worker_id(self.slot, self.index)
-        if self.shard_sink is not None:  # a shard's messages wait here while the router cannot send them on
-            ctl.sndhwm = SHARD_HWM
         if self.keys is not None:
             secure_client(ctl, self.keys.own, self.keys.server.public)
         ctl.connect(self.spec.work)

@@ -37,7 +37,7 @@ from time import perf_counter
 from types import GeneratorType
 from typing import Any, Protocol
 
-from pipeline.component import Component
+from pipeline.component import Component, set_share
 from pipeline.config.model import StepConfig
 from pipeline.errors import RoutingError, StepFailed
 from pipeline.execution.report import StepCounts
@@ -369,6 +369,8 @@ class StepExecutor:
             self.fail("init()", err)
             return False
         component._emit = self.emitter
+        if self.step.kind == "producer" and self.step.nb_process:  # in shards: each run() is told its own
+            set_share(component, None)
         result, returned = self._lifecycle("init()", component.init)
         if returned and result is False:
             self.fail("init()", StepFailed("init() returned False: the step could not start"))
@@ -396,11 +398,23 @@ class StepExecutor:
         if refused is not None and not self.fatal:
             self.fail("send_msg()", StepFailed(refused))
 
-    def produce(self, stopping: Callable[[], bool]) -> None:
-        """A producer: each value its generator yields is a message, and so is each it passes to send_msg()."""
+    def produce(self, stopping: Callable[[], bool], share: tuple[int, int] | None = None) -> None:
+        """A producer: each value its generator yields is a message, and so is each it passes to send_msg(). A producer
+        in shards runs the ``share`` (shard, n_shards) it is given; its shard is unknown again once run() ends."""
         component = self.component
         if component is None:
             return
+        if share is None:
+            self._produce(component, stopping)
+            return
+        set_share(component, share)
+        try:
+            self._produce(component, stopping)
+        finally:
+            set_share(component, None)
+
+    def _produce(self, component: Component, stopping: Callable[[], bool]) -> None:
+        """produce() once the producer's share is set."""
         sink = self.sink
         collector = self.collector
         counts = self.counts

@@ -137,10 +137,8 @@ class SequentialRunner:
         executor = self.executors[producer.name]
         count = producer.nb_process
         for shard in range(max(count, 1)):
-            if count and executor.component is not None:
-                executor.component.shard, executor.component.n_shards = shard, count
             before = executor.counts.processed
-            executor.produce(self._stopping)
+            executor.produce(self._stopping, (shard, count) if count else None)
             self.deliver()
             if count:
                 self.shards.append(executor.counts.processed - before)
