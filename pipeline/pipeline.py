@@ -129,6 +129,7 @@ class Pipeline(Configurable):
         self.server_keys = remote_keys(pipeline_config, self.listen, self.mode, self.server_key, self.authorized_keys)
         self._runner: Runner | None = None
         self._interrupts = 0
+        self._first_signal: int | None = None  # kept for the run it stops, if it came before that run's runner
         self.failure_summary: list[str] = []  # the last run's first failure, failures by type, dead letters
 
     @property
@@ -173,20 +174,27 @@ class Pipeline(Configurable):
 
             runner = ThreadedRunner(self.pipeline_config, self.options())
         self._runner = runner
+        if self._first_signal is not None:  # it came while the run was being set up: it stops this run
+            runner.stop(self._first_signal)
+            if self._interrupts > 1:
+                runner.abort()
         try:
             with Monitor(self.pipeline_config, runner, self.monitor_settings()) as monitor:
                 return monitor.close(runner.run())
         finally:
             self.failure_summary = runner.policy.summary()
             self._runner = None
+            self._interrupts, self._first_signal = 0, None  # a later run starts afresh
 
     def interrupt(self, signal: int) -> None:
         """A signal arrived (from any thread): the first stops the producer and drains what is in
         flight; the second stops at once, leaving busy threads behind."""
         self._interrupts += 1
+        if self._first_signal is None:
+            self._first_signal = signal
         runner = self._runner
         if runner is None:
-            return
+            return  # run() stops its runner as soon as it has one
         if self._interrupts == 1:
             runner.stop(signal)
         else:

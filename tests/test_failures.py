@@ -11,6 +11,7 @@ from pathlib import Path
 
 import pytest
 
+from pipeline import Pipeline
 from tests.failure_helpers import REPO, STEPS, config, pipeline_run, report_row, written
 
 # The tests of this file take more than 10 s in all: `pytest -m "not slow"` leaves them out.
@@ -138,6 +139,25 @@ def test_signal_drains_and_finishes(tmp_path: Path, mode: str, signum: int, stat
     lines = written(tmp_path)
     assert lines[-1] == {"finished": True}  # finish() ran
     assert sorted(lines[:-1]) == list(range(produced))  # every message produced was consumed
+
+
+@pytest.mark.parametrize("mode,processes", [("threads", 0), ("threads", 2), ("sequential", 0)])
+@pytest.mark.parametrize("signum,status", [(2, 130), (15, 143)])
+def test_a_signal_while_the_run_is_set_up_stops_it(tmp_path: Path, mode: str, processes: int, signum: int,
+                                                   status: int) -> None:
+    """A signal that comes before the run's runner exists (pipeline-run catches signals from its start) stops
+    that run all the same; a later run of the same pipeline starts afresh."""
+    path = config(tmp_path, {"class": "FailEvery", "nb_process": processes}, Counter={"count": 100_000})
+    pipeline = Pipeline.from_config(path, {"Pipeline": {"mode": mode, "gui": False, "progress": False}})
+    pipeline.interrupt(signum)
+    report = pipeline.run()
+    assert report.exit_status == status
+    assert report["WRITER"].processed == report["COUNT"].processed < 100_000
+    assert written(tmp_path)[-1] == {"finished": True}
+    (tmp_path / "out.jsonl").unlink()
+    again = pipeline.run()
+    assert again.exit_status == 0
+    assert again["WRITER"].processed == 100_000
 
 
 def test_second_signal_stops_at_once(tmp_path: Path) -> None:
