@@ -9,7 +9,7 @@ from collections.abc import Iterator
 from typing import Any
 
 import numpy as np
-from traitlets import Float, Int
+from traitlets import Float, Int, Unicode
 
 from algorithms.basic import JsonLinesWriter
 from pipeline import Component
@@ -205,6 +205,30 @@ class SignalSelf(Component):
             if self.block:
                 threading.Event().wait()
         return msg
+
+
+class Hangs(Component):
+    """Passes messages on, but hangs for ever in init() (``at`` -1) or in run() on message ``at``, once it has
+    created the file ``marker``."""
+
+    at = Int(-1, help="The message to hang on (-1: hang in init()).").tag(config=True)
+    marker = Unicode("", help="The file it creates as it starts to hang.").tag(config=True)
+
+    def init(self) -> None:
+        """Hang if told to hang here."""
+        if self.at < 0:
+            self._hang()
+
+    def run(self, msg: int) -> int:
+        """Pass the message on; hang on message ``at``."""
+        if msg == self.at:
+            self._hang()
+        return msg
+
+    def _hang(self) -> None:
+        with open(self.marker, "a", encoding="utf-8"):
+            pass
+        threading.Event().wait()
 
 
 class MarkedWriter(JsonLinesWriter):

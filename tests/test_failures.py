@@ -13,6 +13,7 @@ import pytest
 
 from pipeline import Pipeline
 from tests.failure_helpers import REPO, STEPS, config, pipeline_run, report_row, written
+from tests.process_helpers import finish_run, start_run, wait_for
 
 # The tests of this file take more than 10 s in all: `pytest -m "not slow"` leaves them out.
 pytestmark = pytest.mark.slow
@@ -192,6 +193,25 @@ def test_stuck_step_is_left_behind_after_shutdown_timeout(tmp_path: Path, mode: 
     assert result.returncode == 143
     assert "STAGE" in result.stderr and "message 5" in result.stderr
     assert "still busy" in result.stderr
+
+
+@pytest.mark.parametrize(("at", "doing"), [(5, "in run() on message 5"), (-1, "in init()")])
+def test_a_worker_process_stuck_in_a_step_is_named_when_the_run_gives_up_on_it(tmp_path: Path, at: int,
+                                                                               doing: str) -> None:
+    marker = tmp_path / "hangs"
+    path = config(tmp_path, {"class": "Hangs", "nb_process": 1}, Counter={"count": 100},
+                  Hangs={"at": at, "marker": str(marker)})
+    run = start_run(path, "--Pipeline.shutdown_timeout=0.5")
+    try:
+        wait_for(marker.exists, 20, "the step to hang")
+        os.kill(run.pid, signal.SIGTERM)
+    finally:
+        result = finish_run(run, 20)
+    assert result.returncode == 143
+    assert result.stderr.count("did not drain within shutdown_timeout") == 1
+    left = [line for line in result.stderr.splitlines() if line.startswith("still busy, left behind: ")]
+    assert len(left) == 1 and left[0].startswith("still busy, left behind: step STAGE worker process 0 (pid ")
+    assert left[0].endswith(f") {doing}")
 
 
 def test_init_failure_in_an_ordered_step_is_a_step_failure(tmp_path: Path) -> None:

@@ -80,6 +80,7 @@ class ThreadedRunner:
         self.signal: int | None = None
         self.deadline: float | None = None  # after a signal: when busy threads are given up on
         self.abort_requested = False
+        self.overdue = False  # the shutdown deadline passed
         self.stuck: list[str] = []
         self.started = time.monotonic()
         self.totals = declared_totals(config)  # for the progress display's total and ETA
@@ -151,7 +152,9 @@ class ThreadedRunner:
                 timeout = None if self.deadline is None else max(0.0, self.deadline - time.monotonic())
                 event, thread = self.control.events.get(timeout=timeout)
             except queue.Empty:
-                log.error("the run did not drain within shutdown_timeout=%.1f s", self.options.shutdown_timeout)
+                if not self.overdue:  # said once, though the runner's later waits end here too
+                    log.error("the run did not drain within shutdown_timeout=%.1f s", self.options.shutdown_timeout)
+                self.overdue = True
                 return None
             if event == ENDED and thread is not None:
                 self.ended.add(thread)
@@ -235,14 +238,16 @@ class ThreadedRunner:
             thread.join(ABORT_GRACE_SECONDS)  # each has reported its end: only its last bytecodes remain
 
     def _abort(self, context: zmq.Context) -> None:
-        """Stop every thread: terminating the context ends their blocking socket calls."""
+        """Stop every thread: terminating the context ends their blocking socket calls; the worker processes still
+        in a step's code are named, then killed."""
+        processes = self.supervisor.busy() if self.supervisor is not None else []
         self.control.abort()
         deadline = time.monotonic() + ABORT_GRACE_SECONDS
         terminator = threading.Thread(target=context.term, name="context-term", daemon=True)
         terminator.start()
         for thread in [terminator, *self._alive()]:
             thread.join(max(0.0, deadline - time.monotonic()))
-        self.stuck = [self._describe(t) for t in self._alive()]
+        self.stuck = [*(self._describe(t) for t in self._alive()), *processes]
         for description in self.stuck:
             log.critical("left behind, still busy: %s", description)
 

@@ -29,9 +29,11 @@ from pipeline.engine.control import BOUND, EngineThread, RunControl
 from pipeline.engine.process_keeper import Death, ProcessKeeper, WorkerProcess
 from pipeline.engine.rings import remove_rings, ring_paths, sweep_stale
 from pipeline.engine.router import Router
-from pipeline.engine.wire import Loss, added_frames, lost_frames
+from pipeline.engine.shards import read_mark
+from pipeline.engine.wire import Loss, added_frames, lost_frames, slot_of
 from pipeline.engine.worker_process import Spec
 from pipeline.engine.zygote import Zygote
+from pipeline.execution.executor import FINISHING
 
 log = logging.getLogger("pipeline.engine")
 
@@ -125,6 +127,24 @@ class Supervisor(EngineThread):
                 log.error("step %s: worker process %d (pid %s) has held work for %.1f s without running any of it: "
                           "killing it", process.step, process.slot, process.pid, held)
                 self.keeper.kill(process, f"held work for {held:.1f} s without running any of it")
+
+    def busy(self) -> list[str]:
+        """Its worker processes still in a step's code, named (the run is abandoned: they are killed next). Read from
+        the runner's thread: the roster is a tuple, a busy board plain words, a pool's workers taken at once."""
+        described = []
+        for process in self.roster:
+            router = self.routers.get(process.step)
+            joined = {slot_of(worker) for worker in tuple(router.state.pool.workers)} if router is not None else set()
+            running = process.running()
+            if process.slot not in joined:
+                where = ["in init()"]  # its threads join the step once every init() returned
+            elif router is not None and router.state.shards is not None:
+                where = [f"making message {position} of shard {shard}" for shard, position in map(read_mark, running)]
+            else:
+                where = ["in finish()" if seq == FINISHING else f"in run() on message {seq}" for seq in running]
+            described += [f"step {process.step} worker process {process.slot} (pid {process.pid}) {doing}"
+                          for doing in where]
+        return described
 
     def _finished(self) -> bool:
         return all(not router.is_alive() or router.state.phase == "finished" for router in self.routers.values())
