@@ -460,6 +460,8 @@ def test_fused_steps_share_their_worker_processes_and_fuse_off_keeps_them_apart(
     assert len(a) == len(b) == 2
     assert (a == b) is fuse
     assert report_row(result.stderr, "A") == report_row(result.stderr, "B") == [50, 50, 50, 0]
+    said = "fused: A -> B (each message through all of them in one worker process)" in result.stderr.splitlines()
+    assert said is fuse  # the report says which steps ran fused
 
 
 def test_a_killed_fused_process_loses_and_duplicates_nothing(tmp_path: Path) -> None:

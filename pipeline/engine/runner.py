@@ -349,6 +349,7 @@ class ThreadedRunner:
                 report.shards = list(router.state.shards.sent)
             head = self.routers.get(self.fused.get(name, ""))
             if head is not None:
+                report.fused_with = head.step.name
                 figures = head.state.member_figures[self.groups[head.step.name].index(name) - 1]
                 if figures.first_error:
                     report.add_error(figures.first_error, fatal=figures.fatal)

@@ -54,6 +54,7 @@ class StepReport(StepFigures):
     first_error: str | None = None
     fatal: bool = False  # init() or finish() raised, or the producer's generator did
     shards: list[int] = field(default_factory=list)  # a producer in worker processes: messages of each shard
+    fused_with: str = ""  # the first step of the fused group it runs in, after that step (engine.fusion)
 
     @property
     def received(self) -> int:
@@ -128,6 +129,12 @@ class RunReport:
         lines = [f"wall time {self.wall_time:.2f} s, run {self.state}"]
         lines += ["  ".join(_align(row, widths)) for row in rows]
         lines += [f"{s.name}: first error: {s.first_error}" for s in self.steps.values() if s.first_error]
+        groups: dict[str, list[str]] = {}
+        for s in self.steps.values():
+            if s.fused_with:
+                groups.setdefault(s.fused_with, [s.fused_with]).append(s.name)
+        lines += [f"fused: {' -> '.join(group)} (each message through all of them in one worker process)"
+                  for group in groups.values()]
         lines += [f"{s.name}: messages per shard: {', '.join(map(str, s.shards))}" for s in self.steps.values()
                   if len(s.shards) > 1]
         lines += [f"{s.name}: {_worker_deaths(s)}" for s in self.steps.values() if s.redelivered or s.restarts]
