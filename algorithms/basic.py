@@ -19,7 +19,7 @@ class Counter(Component):
 
     shardable = True
     start = Int(0, help="The first number.").tag(config=True)
-    count = Int(10, help="How many numbers to yield.").tag(config=True)
+    count = Int(10, min=0, help="How many numbers to yield.").tag(config=True)
 
     def run(self) -> Iterator[int]:
         """Yield each number of this shard."""
@@ -27,7 +27,7 @@ class Counter(Component):
 
     def __length_hint__(self) -> int:
         """How many numbers it yields (the progress display's total)."""
-        return max(self.count, 0)
+        return self.count
 
 
 class LineReader(Component):

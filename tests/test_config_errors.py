@@ -360,7 +360,8 @@ FILE_CASES = [
         setting("Counter", 5), "Counter", "expected an object of trait values, got int", id="section-not-object"
     ),
     pytest.param(
-        setting("Counter", {"count": "many"}), "Counter.count", "expected an int, got str 'many'", id="trait-type"
+        setting("Counter", {"count": "many"}), "Counter.count", "expected an int (at least 0), got str 'many'",
+        id="trait-type"
     ),
     pytest.param(
         lambda document: {**stager_class("algorithms.camera", "TailcutsClean")(document),
@@ -384,7 +385,7 @@ FILE_CASES = [
     pytest.param(
         setting(f"{PRODUCER}.config", {"count": "many"}),
         f"{PRODUCER}.config.count",
-        "expected an int, got str 'many'",
+        "expected an int (at least 0), got str 'many'",
         id="step-config-trait-type",
     ),
     pytest.param(
@@ -397,7 +398,9 @@ FILE_CASES = [
 
 #: (command-line arguments, the error's key, what it says was expected)
 COMMAND_LINE_CASES = [
-    pytest.param(["--Counter.count=abc"], "--Counter.count", "expected an int, got str 'abc'", id="cli-trait-type"),
+    pytest.param(
+        ["--Counter.count=abc"], "--Counter.count", "expected an int (at least 0), got str 'abc'", id="cli-trait-type"
+    ),
     pytest.param(
         ["--Counter.cont=3"], "--Counter.cont", "Counter has no option 'cont' (did you mean 'count'?)", id="cli-trait"
     ),
