@@ -124,6 +124,9 @@ def analysis(plan: Plan, progress: Progress) -> Workload:
         f"ratio: a design's events per second over the plain loop's in the same repeat; the gain needs free "
         f"cores (this machine has 2 for {WORKERS} worker processes and the run's own process)",
     ]
+    if baselines.mpipe_installed():
+        work.notes.append("mpipe: one step only; the three steps in its processes in turn would be the "
+                          "multiprocessing Pool.imap row's design again")
     expected: dict[int, tuple[int, int, int]] = {}
 
     def timed(design: str, names: tuple[str, ...], count: int) -> float:
@@ -140,7 +143,7 @@ def analysis(plan: Plan, progress: Progress) -> Workload:
 
     cases: dict[tuple[str, str], Case] = {}
     for r in range(plan.repeat):
-        progress(f"W7 analysis, repeat {r + 1}/{plan.repeat}")
+        progress(f"W7 camera events, repeat {r + 1}/{plan.repeat}")
         for label, names in events.ANALYSES.items():
             for length, count in (("long", long), ("short", short)):
                 case = cases.setdefault((label, length), work.case(f"{label}, {length}", "events/s",
