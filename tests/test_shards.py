@@ -162,7 +162,7 @@ def test_an_error_in_a_shard_stops_the_run_in_one_line(tmp_path: Path) -> None:
     path = chain_file(tmp_path, 100_000, at=51, action="raise", marker=str(tmp_path / "raised"), delay=0.0005)
     result = run_to_end(path)
     assert result.returncode == 1
-    assert "COUNT: first error: run(): ValueError: bad number 51" in result.stderr.splitlines()
+    assert "COUNT: first error: run() of shard 1: ValueError: bad number 51" in result.stderr.splitlines()
     assert result.stderr.count("Traceback") == 1  # the first traceback in full, no more
     values = written(tmp_path)  # drained and finished: what the shards sent before is all there, once
     assert len(values) == len(set(values)) == report_row(result.stderr, "COUNT")[1] < 100_000

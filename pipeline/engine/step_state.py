@@ -591,7 +591,7 @@ class StepState:
             failure = self.policy.lifecycle_failed(self.step.name, number, what, error)
             self.first_error = self.first_error or failure
             self.fatal = True
-            if what == "run()":  # a SystemExit or such in run(): the step stops, as in the run's own threads
+            if what.startswith("run()"):  # a SystemExit or such in run() (of a shard): the step stops, as in threads
                 self.policy.halt(self.step.name, f"step {self.step.name} raised {line} in run()")
             return
         if worker not in self.pool.workers or self.pool.next_seqs(worker, 1) != [seq]:

@@ -405,16 +405,16 @@ class StepExecutor:
         if component is None:
             return
         if share is None:
-            self._produce(component, stopping)
+            self._produce(component, stopping, "run()")
             return
         set_share(component, share)
         try:
-            self._produce(component, stopping)
+            self._produce(component, stopping, f"run() of shard {share[0]}")
         finally:
             set_share(component, None)
 
-    def _produce(self, component: Component, stopping: Callable[[], bool]) -> None:
-        """produce() once the producer's share is set."""
+    def _produce(self, component: Component, stopping: Callable[[], bool], what: str) -> None:
+        """produce() once the producer's share is set; ``what`` names the call in a failure."""
         sink = self.sink
         collector = self.collector
         counts = self.counts
@@ -430,7 +430,7 @@ class StepExecutor:
                 raise TypeError(f"producer {self.step.name!r}: run() must be a generator, it returned "
                                 f"{type(messages).__name__}") from None
 
-        _, returned = self._lifecycle("run()", start)
+        _, returned = self._lifecycle(what, start)
         if not returned:
             counts.failed += 1
             return
@@ -474,7 +474,7 @@ class StepExecutor:
         collector.restart()
         if error is not None:
             counts.failed += 1
-            self.fail("run()", error)
+            self.fail(what, error)
 
     def run(self, messages: Iterable[tuple[int, Buffer, list[Buffer]] | tuple[int, Encoded | Copied, None]]) -> None:
         """Run each message (sequence number, in-band pickle, buffers) through the step's run(); a message from a step
