@@ -435,6 +435,7 @@ def test_a_producer_that_kills_every_process_at_one_message_fails_with_steps_fus
     result = run_to_end(path, "--Pipeline.heartbeat_interval=0.2", "--Pipeline.heartbeat_liveness=3")
     assert result.returncode == 1, result.stderr
     assert "COUNT: first error: producer COUNT: shard 1 was running in 3 worker processes that died" in result.stderr
+    assert report_row(result.stderr, "COUNT")[3] == 1  # FAILED: the shard, as when its generator raises
     values = written(tmp_path)  # shard 0's even numbers; shard 1's are odd, all filtered out by EVEN
     assert len(values) == len(set(values)) and all(value % 2 == 0 for value in values)
 

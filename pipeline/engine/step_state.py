@@ -897,6 +897,7 @@ class StepState:
             if self.shards is not None:  # a shard that kills its processes: the producer fails, as its generator
                 line = (f"producer {self.step.name}: shard {seq} was running in {deaths} worker processes that "
                         f"died (last: {reason})")
+                self.counts.failed += 1  # as a shard whose generator raised
                 self.first_error = self.first_error or line
                 self.fatal = True
                 log.error("%s", line)
