@@ -137,6 +137,21 @@ def test_pipeline_run_prints_the_graph_without_running(tmp_path: Path, fmt: str)
     assert not output.exists()  # nothing ran: the consumer's init() would have made the file
 
 
+@pytest.mark.parametrize(("fmt", "args", "fused"), [("mermaid", [], True), ("dot", [], True),
+                                                     ("mermaid", ["--Pipeline.fuse=false"], False)])
+def test_the_graph_says_which_steps_run_fused(tmp_path: Path, fmt: str, args: list[str], fused: bool) -> None:
+    document = chain_config(str(tmp_path / "out.jsonl"))
+    stagers = document["Pipeline"]["stagers_conf"] = [
+        {"name": "A", "module": "pipeline.bench.steps", "class": "PassThrough", "nb_process": 2, "next_steps": "B"},
+        {"name": "B", "module": "pipeline.bench.steps", "class": "PassThrough", "nb_process": 2,
+         "next_steps": document["Pipeline"]["consumer_conf"]["name"]}]
+    document["Pipeline"]["producer_conf"]["next_steps"] = stagers[0]["name"]
+    result = run_cli(f"--config={write_config(tmp_path, document)}", f"--graph={fmt}", *args)
+    assert result.returncode == 0, result.stderr
+    assert ("2 processes of 1 thread, fused after A" in result.stdout) is fused
+    assert result.stdout.count("2 processes of 1 thread, queue 256") == (1 if fused else 2)
+
+
 @pytest.mark.parametrize(("args", "message"), [
     (["--graph=svg"], "--graph: unknown format 'svg' (expected one of: mermaid, dot)"),
     (["--Counter.cont=3", "--graph=dot"], "--Counter.cont: Counter has no option 'cont'"),

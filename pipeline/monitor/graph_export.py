@@ -1,4 +1,5 @@
-"""A pipeline's graph as Mermaid or Graphviz DOT text: steps, classes, workers, queue limits, edges.
+"""A pipeline's graph as Mermaid or Graphviz DOT text: steps, classes, workers, queue limits (or the step a step runs
+fused after: engine.fusion), edges.
 
 ``pipeline-run --config=x.json --graph=mermaid`` (or ``--graph=dot``) prints it without running.
 Nodes get generated ids (``s0``, ``s1``, ...) so that any step name is safe; the name, class and
@@ -7,6 +8,8 @@ or a house (DOT), the consumer a cylinder, stagers boxes.
 """
 
 from __future__ import annotations
+
+from collections.abc import Mapping
 
 from pipeline.config.model import PipelineConfig, StepConfig
 
@@ -18,17 +21,19 @@ _MERMAID_SHAPES = {"producer": ("([", "])"), "stager": ("[", "]"), "consumer": (
 _DOT_SHAPES = {"producer": "house", "stager": "box", "consumer": "cylinder"}
 
 
-def render_graph(config: PipelineConfig, fmt: str) -> str:
-    """The graph of ``config`` in ``fmt`` ("mermaid" or "dot")."""
+def render_graph(config: PipelineConfig, fmt: str, fused: Mapping[str, str] | None = None) -> str:
+    """The graph of ``config`` in ``fmt`` ("mermaid" or "dot"); ``fused``: each step that runs fused after others, and
+    its group's first step."""
     if fmt == "mermaid":
-        return mermaid(config)
+        return mermaid(config, fused or {})
     if fmt == "dot":
-        return dot(config)
+        return dot(config, fused or {})
     raise ValueError(f"unknown graph format {fmt!r} (expected one of: {', '.join(GRAPH_FORMATS)})")
 
 
-def settings_line(step: StepConfig) -> str:
-    """A step's settings that matter to the flow: workers, queue limit, ordered, on_error=skip."""
+def settings_line(step: StepConfig, fused_after: str = "") -> str:
+    """A step's settings that matter to the flow: workers, queue limit (none for a step ``fused_after`` another, which
+    runs in that one's worker processes), ordered, on_error=skip."""
     if step.kind == "producer":
         parts = ["producer"]
     else:
@@ -38,7 +43,7 @@ def settings_line(step: StepConfig) -> str:
         elif not step.nb_thread:
             workers = "remote workers"
         queue = "queue unbounded" if step.queue_limit < 0 else f"queue {step.queue_limit}"
-        parts = [workers, queue]
+        parts = [workers, f"fused after {fused_after}" if fused_after else queue]
     if step.ordered:
         parts.append("ordered")
     if step.on_error == "skip":
@@ -46,25 +51,26 @@ def settings_line(step: StepConfig) -> str:
     return ", ".join(parts)
 
 
-def mermaid(config: PipelineConfig) -> str:
+def mermaid(config: PipelineConfig, fused: Mapping[str, str]) -> str:
     """A Mermaid flowchart, left to right."""
     ids = _node_ids(config)
     lines = ["flowchart LR", *(f"    %% {note}" for note in _notes(config))]
     for step in config.steps.values():
-        label = "<br/>".join(_mermaid_text(part) for part in (step.name, step.class_name, settings_line(step)))
+        settings = settings_line(step, fused.get(step.name, ""))
+        label = "<br/>".join(_mermaid_text(part) for part in (step.name, step.class_name, settings))
         opening, closing = _MERMAID_SHAPES[step.kind]
         lines.append(f'    {ids[step.name]}{opening}"{label}"{closing}')
     lines += [f"    {ids[step.name]} --> {ids[target]}" for step in config.steps.values() for target in step.next_steps]
     return "\n".join(lines)
 
 
-def dot(config: PipelineConfig) -> str:
+def dot(config: PipelineConfig, fused: Mapping[str, str]) -> str:
     """A Graphviz digraph, left to right."""
     ids = _node_ids(config)
     lines = [f"digraph {_dot_string(config.name)} {{", "    rankdir=LR;",
              '    node [fontname="Helvetica", fontsize=11];', *(f"    // {note}" for note in _notes(config))]
     for step in config.steps.values():
-        label = _dot_string("\n".join((step.name, step.class_name, settings_line(step))))
+        label = _dot_string("\n".join((step.name, step.class_name, settings_line(step, fused.get(step.name, "")))))
         lines.append(f"    {ids[step.name]} [label={label}, shape={_DOT_SHAPES[step.kind]}];")
     lines += [f"    {ids[step.name]} -> {ids[target]};" for step in config.steps.values() for target in step.next_steps]
     lines.append("}")
