@@ -246,6 +246,8 @@ class Shards(Component):
     marker = Unicode("", help="The file created when it acts.").tag(config=True)
     delay = Float(0.0, help="Seconds per number.").tag(config=True)
     greeting = Int(0, help="How many messages init() sends: -1, -2, ...").tag(config=True)
+    burst = Int(0, help="How many times each number is also passed to send_msg() before it is yielded.").tag(
+        config=True)
     once = Bool(True, help="Act in the first process only (else in every process that makes number at).").tag(
         config=True)
 
@@ -263,6 +265,8 @@ class Shards(Component):
                 if self.action == "kill":
                     os.kill(os.getpid(), signal.SIGKILL)
                 raise ValueError(f"bad number {number}")
+            for _ in range(self.burst):
+                self.send_msg(number)
             yield number
 
 
@@ -305,3 +309,21 @@ class NumbersAndArrays(Component):
     def run(self, msg: Any) -> None:
         """Record the message."""
         append_line(self.path, json.dumps(int(msg) if isinstance(msg, int) else ["array", int(msg[0])]))
+
+
+class InitSends(Component):
+    """Stager: its init() sends ``many`` messages ("init"), then takes ``pause`` seconds more; run() passes each
+    message on."""
+
+    many = Int(0, help="How many messages init() sends.").tag(config=True)
+    pause = Float(0.0, help="Seconds init() takes after its sends.").tag(config=True)
+
+    def init(self) -> None:
+        """Send, then be slow to return."""
+        for _ in range(self.many):
+            self.send_msg("init")
+        time.sleep(self.pause)
+
+    def run(self, msg: Any) -> Any:
+        """Pass the message on."""
+        return msg

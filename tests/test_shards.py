@@ -22,6 +22,7 @@ from pipeline.engine.wire import Packet
 from pipeline.failures.deadletter import load_messages
 from pipeline.message import encode
 from tests.cli_helpers import write_config
+from tests.engine_steps import Stuck
 from tests.failure_helpers import report_row
 from tests.process_helpers import finish_run, lines, pids, run_to_end, start_run, wait_for, written
 from tests.remote_helpers import PRODUCER, Launcher
@@ -232,17 +233,18 @@ def test_a_fast_producer_waits_for_a_slow_consumer(tmp_path: Path, fused: bool) 
     assert ahead and max(ahead) <= bound, (max(ahead), bound)
 
 
-@pytest.mark.parametrize("fused", [False, True])
+@pytest.mark.parametrize(("fused", "burst"), [(False, 0), (True, 0), (False, 200)])
 def test_a_stop_drains_no_more_than_the_bound_of_a_fast_producer_before_a_slow_consumer(tmp_path: Path,
-                                                                                       fused: bool) -> None:
+                                                                                       fused: bool, burst: int) -> None:
     """What the shards made before a stop is all the consumer takes after it, and it is within the run's bound
-    (engine.flow.message_bound): the kernel's socket buffers between the processes do not hold thousands more."""
+    (engine.flow.message_bound): the kernel's socket buffers between the processes do not hold thousands more, nor
+    do a shard's packets when each of its yields comes with hundreds of send_msg() messages."""
     stages = [step("S", "Scale", "C", nb_process=2)] if fused else []
     config = load_config(pipeline_config(
         {**step("P", "Shards", stages[0]["name"] if fused else "C", nb_process=2), "module": PROCESS_STEPS},
         stages,
         {**step("C", "Tally"), "module": "pipeline.bench.steps", "config": {"delay": 0.0005}},
-        Shards={"count": 1_000_000},
+        Shards={"count": 1_000_000, "burst": burst},
     ))
     runner = ThreadedRunner(config, RunOptions())
     bound = message_bound(config)
@@ -268,6 +270,33 @@ def test_a_stop_drains_no_more_than_the_bound_of_a_fast_producer_before_a_slow_c
     assert at_stop, "the consumer never took 500 messages"
     assert report["C"].processed - at_stop[0] <= bound, (report["C"].processed, at_stop[0], bound)
     assert report["C"].processed == report["P"].processed  # drained: nothing made was left behind
+
+
+def test_a_run_given_up_after_its_shards_ended_names_what_is_still_busy(tmp_path: Path) -> None:
+    """The shards' processes are gone (their boards unmapped) when the run gives up on a stuck consumer: the report
+    names the consumer, and the run still ends with its report."""
+    Stuck.entered.clear()
+    Stuck.release.clear()
+    config = load_config(pipeline_config(
+        {**step("P", "Shards", "C", nb_process=2), "module": PROCESS_STEPS},
+        [],
+        {**step("C", "Stuck"), "module": "tests.engine_steps"},
+        Shards={"count": 10},
+    ))
+    runner = ThreadedRunner(config, RunOptions(shutdown_timeout=0.5))
+    stopper = threading.Thread(target=lambda: (wait_for(Stuck.entered.is_set, 20, "the consumer to be stuck"),
+                                               wait_for(lambda: not runner.supervisor.is_alive(), 20,
+                                                        "the shards to end"),
+                                               runner.stop(signal.SIGINT)))
+    stopper.start()
+    try:
+        report = runner.run()
+    finally:
+        Stuck.release.set()  # the thread left behind ends: no later test sees it
+        stopper.join(30)
+    assert report.exit_status == 130
+    assert report.stuck == ["step C worker 0 in run() on message 0"]
+    assert report["P"].processed == 10
 
 
 def test_a_remote_worker_cannot_join_a_producer_in_worker_processes(tmp_path: Path) -> None:

@@ -237,6 +237,7 @@ class ToRouter(Outlet):
         #: 0 for a worker's, whose inputs bound its answers.
         self.credit = 0
         self.unacked = 0  # RESULTs (and chunks) sent whose MORE has not come
+        self.held = 0  # the outputs of the held answers
 
     def commit(self, seq: int, outputs: Outputs, seconds: float = 0.0) -> None:
         """Hold the outputs of input ``seq`` until the next flush."""
@@ -254,9 +255,12 @@ class ToRouter(Outlet):
         return [(m, None if t is None else index[t]) for m, t in outputs]
 
     def _hold(self, answer: Answer, outputs: Outputs) -> None:
-        self._answer(answer)
+        if self.credit and self.answers and self.held + len(outputs) > MAX_BATCH:
+            self.flush()  # a shard's RESULT holds MAX_BATCH messages at most (flow.message_bound)
+        self.held += len(outputs)
         self.nbytes += sum(m.nbytes for m, _ in outputs)
-        if self.nbytes >= MAX_BATCH_BYTES:
+        self._answer(answer)  # which sends at MAX_BATCH answers
+        if self.nbytes >= MAX_BATCH_BYTES or (self.credit and self.held >= MAX_BATCH):
             self.flush()
 
     def partial(self, seq: int, outputs: Outputs, made: int | None = None) -> None:
@@ -306,7 +310,7 @@ class ToRouter(Outlet):
                 self.unacked += 1
             sockets.send(self.socket, result_frames(self.answers, self.handles, self.ring))
             self.answers = []
-            self.nbytes = 0
+            self.nbytes = self.held = 0
         self.oldest = 0.0
 
 

@@ -210,10 +210,11 @@ class Router(EngineThread):
             if kind is Kind.READY:
                 state.ready(worker, value)
             elif kind is Kind.RESULT:
-                if worker not in state.pool.workers:
+                joined = worker in state.pool.workers
+                if not joined and not state.may_join(worker):
                     continue  # a worker whose process was lost: what it still says is moot
                 # The common RESULT goes on as the packet it came in: no object per input or output here.
-                if state.forwards(worker) and (plain := plain_result(received[1:], self._ring(worker, 1))):
+                if joined and state.forwards(worker) and (plain := plain_result(received[1:], self._ring(worker, 1))):
                     if state.answered_done(worker, plain.seqs, plain.seconds) and self.outputs is not None:
                         self.outputs.commit_packet(plain.outputs)
                     continue

@@ -9,10 +9,11 @@ message per shard (its number) and the end of them. A worker process takes one s
 window of one); its thread sets the component's ``shard`` and ``n_shards`` and runs the generator; its
 messages go back to the router in batches, as chunks of the shard's answer, and the router sends them
 on; the shard's own answer comes when its generator ends. So the end of stream is the router's, after
-every shard's last message, and backpressure reaches the generator through the worker's socket
-(``flow.SHARD_HWM`` batches on each side). With steps fused after the producer (engine.fusion), each
+every shard's last message, and backpressure reaches the generator by credit: a shard sends at most
+``flow.SHARD_CREDIT`` RESULTs (of MAX_BATCH messages at most) that its router has not answered with a MORE,
+which it does once it has sent them on. With steps fused after the producer (engine.fusion), each
 message goes through them in its shard's process first, and what goes back is what the last of them
-made of it, in a chunk that says how many of the producer's messages it stands for.
+made of it, in a chunk that stands for that one message of the producer.
 
 Exactly once through a killed worker process: the router counts what it sent on of each shard (with fused
 steps, the producer's messages whose outputs through them went on); a shard started again in another process
@@ -172,24 +173,22 @@ class ShardSink:
 
     def _hand_on(self, outputs: Outputs) -> None:
         """The shard's next messages: those sent on before dropped, the poison one to the dead letters, the others
-        through the fused steps one at a time, and what they make to the router as a chunk standing for them."""
+        through the fused steps one at a time, and each one's outputs to the router as a chunk standing for it (so
+        that the router's packets, cut at MAX_BATCH messages, bound what a shard holds, flow.message_bound)."""
         chain = self.chain
-        made = 0
-        flowed: Outputs = []
         for position, output in enumerate(outputs, start=self.position):
             if position < self.skip:
                 continue
-            made += 1
             if chain is None:
-                flowed.append(output)
+                flowed = [output]
             elif position == self.poison:
                 self._dead_letter(chain, position, output[0].encoded())
+                flowed = []
             else:
                 self._mark(chain, position)
-                flowed += chain.flow(0, board_mark(self.shard, position), [output])
+                flowed = chain.flow(0, board_mark(self.shard, position), [output])
+            self.outlet.chunk(self.shard, flowed, 1)
         self.position += len(outputs)
-        if made:
-            self.outlet.chunk(self.shard, flowed, made)
         if chain is not None:
             self._mark(chain, self.position)  # the generator makes the next one now
 

@@ -165,6 +165,7 @@ class StepState:
         self._told_to_finish: set[bytes] = set()  # workers told to finish that have not said FINISHED
         self._finished_threads: dict[int, int] = {}  # per worker process: its threads that ran finish()
         self._slot_threads: dict[int, int] = {}  # threads of the worker processes that joined later (ADDED)
+        self._lost_slots: set[int] = set()  # worker processes that ended: what they still send is moot
         self._deaths: dict[int, int] = {}  # per message sequence number: worker processes it died in
         #: Per worker process thread: its fused steps' failures (the input whose answer covers each, or the shard and
         #: the message's place in it, and what counts it), held until that answer comes (_member_failed).
@@ -445,7 +446,7 @@ class StepState:
         """A RESULT: count what a worker outside the run did; the outputs to send on now, in order. A chunk
         (PARTIAL) answers nothing yet: its outputs go on (or wait their turn) and its worker waits for MORE."""
         if worker not in self.pool.workers:
-            return []
+            return self._before_join(worker, answers)
         # The router's hot path for worker processes: a pass over each RESULT's answers, names bound once.
         partial, done = Outcome.PARTIAL, Outcome.DONE
         chunks = True  # whether the answers may hold chunks (a thread of this process: not looked at)
@@ -505,6 +506,26 @@ class StepState:
         if self._unacked:
             self._ack_released(release)
         return release
+
+    def may_join(self, worker: bytes) -> bool:
+        """Whether what a worker that has not joined sends counts: a thread of this process, or a worker process that
+        was not lost (its JOIN comes once every init() of its steps has returned, and what they send may come first)."""
+        slot = slot_of(worker)
+        return self.own(worker) or (slot is not None and slot not in self._lost_slots)
+
+    def _before_join(self, worker: bytes, answers: Sequence[Answer]) -> list[tuple[int, Outputs]]:
+        """A RESULT of a worker yet to join: what its init()s sent (a chunk's worth goes at once, and a fused group's
+        first step's init() runs after the others have sent theirs), which goes on; a chunk of it, and any RESULT
+        of a producer's shard, is answered MORE. Inputs it cannot have been given are ignored."""
+        if not self.may_join(worker):
+            return []  # a worker whose process was lost
+        if any(answer.seq != UNORDERED for answer in answers):
+            self.ignore(worker, "a RESULT answering messages before it joined")
+            return []
+        self._take_tally(worker)
+        if self.shards is not None or any(answer.outcome is Outcome.PARTIAL for answer in answers):
+            self.acks.append(worker)
+        return self.results.add(answers) if self.results is not None else []
 
     def forwards(self, worker: bytes) -> bool:
         """Whether the outputs of a plain RESULT of ``worker`` (wire.PlainResult) may go on as they came: a worker
@@ -675,7 +696,7 @@ class StepState:
         """A worker's figures so far for this step and each fused step after it, sent just before its answers,
         with which they count; of this step's, only what it emitted to the next fused step counts (its answers
         say the rest), and a producer's longest yield (its shards' answers say how long each shard took)."""
-        if worker not in self.pool.workers:
+        if worker not in self.pool.workers and not self.may_join(worker):
             return  # a worker whose process was lost: what it still says is moot
         if len(records) != 1 + len(self.members):
             self.ignore(worker, "a TALLY of another number of fused steps")
@@ -753,6 +774,7 @@ class StepState:
         before its finish() is taken for cut short.
         """
         slot, reason, running = loss.slot, loss.reason, loss.running
+        self._lost_slots.add(slot)
         requeue: list[Packet] = []
         release: list[tuple[int, Outputs]] = []
         told: set[bytes] = set()

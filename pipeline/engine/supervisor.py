@@ -91,6 +91,7 @@ class Supervisor(EngineThread):
         finally:
             aborted = self.control.aborted.is_set()
             self.keeper.stop_all(0.0 if aborted else self.control.options.shutdown_timeout)
+            self.roster = ()  # before their boards are unmapped: busy() reads them
             self.keeper.close()
             remove_rings(os.getpid(), self.addresses.run_id)
             for notice in self._notices.values():
@@ -133,15 +134,15 @@ class Supervisor(EngineThread):
         the runner's thread: the roster is a tuple, a busy board plain words, a pool's workers taken at once."""
         described = []
         for process in self.roster:
-            router = self.routers.get(process.step)
-            joined = {slot_of(worker) for worker in tuple(router.state.pool.workers)} if router is not None else set()
-            running = process.running()
-            if process.slot not in joined:
+            router = self.routers[process.step]
+            try:
+                running = process.running()
+            except ValueError:  # its board is unmapped: the process is gone
+                continue
+            if process.slot not in {slot_of(worker) for worker in tuple(router.state.pool.workers)}:
                 where = ["in init()"]  # its threads join the step once every init() returned
-            elif router is not None and router.state.shards is not None:
-                where = [f"making message {position} of shard {shard}" for shard, position in map(read_mark, running)]
             else:
-                where = ["in finish()" if seq == FINISHING else f"in run() on message {seq}" for seq in running]
+                where = ["in finish()" if seq == FINISHING else _doing(seq, router) for seq in running]
             described += [f"step {process.step} worker process {process.slot} (pid {process.pid}) {doing}"
                           for doing in where]
         return described
@@ -197,3 +198,12 @@ class Supervisor(EngineThread):
             sockets.send_while(notices, added_frames(slot, process.threads), router.listening)
         sockets.send_while(notices, lost_frames(Loss(process.slot, death.reason, death.running, not death.failed)),
                            router.listening)
+
+
+def _doing(mark: int, router: Router) -> str:
+    """What a busy board's ``mark`` says a thread of ``router``'s step runs: a message, or a shard's (engine.shards:
+    with steps fused after the producer, the mark also says which message of the shard)."""
+    if router.state.shards is None:
+        return f"in run() on message {mark}"
+    shard, position = read_mark(mark)
+    return f"in run() of shard {shard}, on its message {position}" if router.members else f"in run() of shard {shard}"
