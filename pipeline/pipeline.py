@@ -165,14 +165,11 @@ class Pipeline(Configurable):
 
     def run(self) -> RunReport:
         """Run to the end of the stream, watched by the monitor; return per-step counts and times."""
-        if self.mode == "sequential":
-            from pipeline.execution.sequential import SequentialRunner
-
-            runner: Runner = SequentialRunner(self.pipeline_config, self.options())
-        else:
-            from pipeline.engine import ThreadedRunner
-
-            runner = ThreadedRunner(self.pipeline_config, self.options())
+        try:
+            runner = self._new_runner()
+        except BaseException:
+            self._interrupts, self._first_signal = 0, None  # this run never started: a later one starts afresh
+            raise
         self._runner = runner
         if self._first_signal is not None:  # it came while the run was being set up: it stops this run
             runner.stop(self._first_signal)
@@ -185,6 +182,16 @@ class Pipeline(Configurable):
             self.failure_summary = runner.policy.summary()
             self._runner = None
             self._interrupts, self._first_signal = 0, None  # a later run starts afresh
+
+    def _new_runner(self) -> Runner:
+        """The runner of the configured mode."""
+        if self.mode == "sequential":
+            from pipeline.execution.sequential import SequentialRunner
+
+            return SequentialRunner(self.pipeline_config, self.options())
+        from pipeline.engine import ThreadedRunner
+
+        return ThreadedRunner(self.pipeline_config, self.options())
 
     def interrupt(self, signal: int) -> None:
         """A signal arrived (from any thread): the first stops the producer and drains what is in

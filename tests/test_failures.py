@@ -161,6 +161,24 @@ def test_a_signal_while_the_run_is_set_up_stops_it(tmp_path: Path, mode: str, pr
     assert again["WRITER"].processed == 100_000
 
 
+def test_a_signal_before_a_run_that_could_not_start_leaves_the_next_run_alone(tmp_path: Path,
+                                                                            monkeypatch: pytest.MonkeyPatch) -> None:
+    path = config(tmp_path, {"class": "FailEvery"}, Counter={"count": 10})
+    pipeline = Pipeline.from_config(path, {"Pipeline": {"gui": False, "progress": False}})
+    pipeline.interrupt(signal.SIGINT)
+
+    def no_runner() -> None:
+        raise OSError("no more processes")
+
+    monkeypatch.setattr(pipeline, "_new_runner", no_runner)
+    with pytest.raises(OSError, match="no more processes"):
+        pipeline.run()
+    monkeypatch.undo()
+    report = pipeline.run()
+    assert report.exit_status == 0
+    assert report["WRITER"].processed == 10
+
+
 def test_second_signal_stops_at_once(tmp_path: Path) -> None:
     path = config(tmp_path, {"class": "SignalSelf"}, Counter={"count": 100_000},
                   SignalSelf={"at": 5, "signal": 2, "block": 1})
