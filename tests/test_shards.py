@@ -7,6 +7,7 @@ import json
 import os
 import signal
 import threading
+from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
@@ -197,76 +198,72 @@ def test_a_producer_that_cannot_be_sharded_is_refused_before_the_run(tmp_path: P
     assert not (tmp_path / "out.jsonl").exists()
 
 
-@pytest.mark.parametrize("fused", [False, True])
-def test_a_fast_producer_waits_for_a_slow_consumer(tmp_path: Path, fused: bool) -> None:
-    """Backpressure reaches the shards' generators: what they produced and the consumer has not taken stays
-    within the run's bound (engine.flow.message_bound), however fast they are, with a step fused after them too."""
+def into(consumer: dict[str, Any], fused: bool, **shards: Any) -> Any:
+    """P (Shards in 2 worker processes) -> S (Scale in 2 worker processes, fused with P) if ``fused`` -> ``consumer``
+    (named C)."""
     stages = [step("S", "Scale", "C", nb_process=2)] if fused else []
-    config = load_config(pipeline_config(
-        {**step("P", "Shards", stages[0]["name"] if fused else "C", nb_process=2), "module": PROCESS_STEPS},
-        stages,
-        {**step("C", "Collect"), "module": "tests.semantic_steps", "config": {"path": str(tmp_path / "C.jsonl")}},
-        Shards={"count": 1_000_000},
-    ))
-    runner = ThreadedRunner(config, RunOptions())
-    bound = message_bound(config)
-    assert bound is not None
-    ahead: list[int] = []
+    return load_config(pipeline_config(
+        {**step("P", "Shards", "S" if fused else "C", nb_process=2), "module": PROCESS_STEPS}, stages, consumer,
+        Shards={"count": 1_000_000, **shards}))
+
+
+def run_watched(runner: ThreadedRunner, look: Callable[[dict[str, Any]], bool]) -> Any:
+    """Run ``runner`` while a thread passes ``look`` each step's counts every 10 ms, stopping the run once it returns
+    True; the report."""
     done = threading.Event()
 
     def watch() -> None:
         while not done.wait(0.01):
-            status = {s.name: s.counts for s in runner.snapshot().steps}
-            ahead.append(status["P"].processed - status["C"].processed)
-            if status["C"].processed >= 20_000:
+            if look({s.name: s.counts for s in runner.snapshot().steps}):
                 runner.stop()
                 return
 
     watcher = threading.Thread(target=watch)
     watcher.start()
     try:
-        report = runner.run()
+        return runner.run()
     finally:
         done.set()
         watcher.join(10)
+
+
+@pytest.mark.parametrize("fused", [False, True])
+def test_a_fast_producer_waits_for_a_slow_consumer(tmp_path: Path, fused: bool) -> None:
+    """Backpressure reaches the shards' generators: what they produced and the consumer has not taken stays
+    within the run's bound (engine.flow.message_bound), however fast they are, with a step fused after them too."""
+    config = into({**step("C", "Collect"), "module": "tests.semantic_steps",
+                   "config": {"path": str(tmp_path / "C.jsonl")}}, fused)
+    bound = message_bound(config)
+    assert bound is not None
+    ahead: list[int] = []
+
+    def look(counts: dict[str, Any]) -> bool:
+        ahead.append(counts["P"].processed - counts["C"].processed)
+        return counts["C"].processed >= 20_000
+
+    report = run_watched(ThreadedRunner(config, RunOptions()), look)
     assert report["C"].processed < 1_000_000  # stopped early: the producer was held back, not done
     assert ahead and max(ahead) <= bound, (max(ahead), bound)
 
 
 @pytest.mark.parametrize(("fused", "burst"), [(False, 0), (True, 0), (False, 200)])
-def test_a_stop_drains_no_more_than_the_bound_of_a_fast_producer_before_a_slow_consumer(tmp_path: Path,
-                                                                                       fused: bool, burst: int) -> None:
+def test_a_stop_drains_no_more_than_the_bound_of_a_fast_producer_before_a_slow_consumer(fused: bool,
+                                                                                       burst: int) -> None:
     """What the shards made before a stop is all the consumer takes after it, and it is within the run's bound
     (engine.flow.message_bound): the kernel's socket buffers between the processes do not hold thousands more, nor
     do a shard's packets when each of its yields comes with hundreds of send_msg() messages."""
-    stages = [step("S", "Scale", "C", nb_process=2)] if fused else []
-    config = load_config(pipeline_config(
-        {**step("P", "Shards", stages[0]["name"] if fused else "C", nb_process=2), "module": PROCESS_STEPS},
-        stages,
-        {**step("C", "Tally"), "module": "pipeline.bench.steps", "config": {"delay": 0.0005}},
-        Shards={"count": 1_000_000, "burst": burst},
-    ))
-    runner = ThreadedRunner(config, RunOptions())
+    config = into({**step("C", "Tally"), "module": "pipeline.bench.steps", "config": {"delay": 0.0005}}, fused,
+                  burst=burst)
     bound = message_bound(config)
     assert bound is not None
     at_stop: list[int] = []
-    done = threading.Event()
 
-    def watch() -> None:
-        while not done.wait(0.01):
-            processed = {s.name: s.counts.processed for s in runner.snapshot().steps}["C"]
-            if processed >= 500:
-                at_stop.append(processed)
-                runner.stop()
-                return
+    def look(counts: dict[str, Any]) -> bool:
+        if counts["C"].processed >= 500:
+            at_stop.append(counts["C"].processed)
+        return bool(at_stop)
 
-    watcher = threading.Thread(target=watch)
-    watcher.start()
-    try:
-        report = runner.run()
-    finally:
-        done.set()
-        watcher.join(10)
+    report = run_watched(ThreadedRunner(config, RunOptions()), look)
     assert at_stop, "the consumer never took 500 messages"
     assert report["C"].processed - at_stop[0] <= bound, (report["C"].processed, at_stop[0], bound)
     assert report["C"].processed == report["P"].processed  # drained: nothing made was left behind
