@@ -9,6 +9,7 @@ from typing import Any
 
 import pytest
 
+from tests.remote_helpers import Launcher
 from tests.semantic_helpers import assert_ok, collector, pipeline_config, read, run, step
 
 PROCESS_STEPS = "tests.process_steps"
@@ -56,3 +57,16 @@ def test_a_chunks_worth_of_a_shards_init_messages_goes_on(tmp_path: Path, fused:
     scale = 2 if fused else 1
     greetings = [scale * (-1 - k) for k in range(5000)] * 2
     assert sorted(read(tmp_path, "C")) == sorted([*(scale * n for n in range(10)), *greetings])
+
+
+def test_a_chunks_worth_of_a_remote_workers_init_messages_goes_on(tmp_path: Path) -> None:
+    """The run's door relays a remote thread's RESULT before its JOIN too: its init()'s chunk waits for a MORE."""
+    with Launcher(tmp_path) as launch:
+        config = pipeline_config(step("P", "Counter", "S", module="algorithms.basic"), [stager("S", "C", nb_thread=0)],
+                                 collector(tmp_path, "C"), Counter={"count": 10}, InitSends={"many": 5000})
+        run_ = launch.run(config)
+        worker = launch.worker(step="S")
+        assert run_.wait() == 0, run_.stderr
+        assert worker.wait() == 0, worker.stderr
+    assert sorted(read(tmp_path, "C"), key=str) == sorted([*range(10), *["init"] * 5000], key=str)
+

@@ -391,6 +391,23 @@ def test_a_killed_process_of_shards_and_fused_steps_loses_and_duplicates_nothing
     assert len(pids(tmp_path / "b.txt")) == 3  # B ran in the shards' processes: two, then the replacement
 
 
+def test_a_killed_shard_whose_fused_step_fans_out_counts_each_message_once(tmp_path: Path) -> None:
+    """A shard's packet is cut at MAX_BATCH messages, and here each message makes 100 through the fused step: the
+    figures of the fused steps sent with a packet (TALLY) are those of its messages, not of one more, so the process
+    taking over the shard counts nothing twice."""
+    config = pipeline_config(
+        {**step("P", "Shards", "F", nb_process=2), "module": PROCESS_STEPS},
+        [{**step("F", "Repeat", "C", nb_process=2), "module": "tests.semantic_steps", "config": {"copies": 100}}],
+        collector(tmp_path, "C"),
+        Shards={"count": 20, "at": 4, "action": "kill", "marker": str(tmp_path / "killed")})
+    report = run(config, "threads")
+    assert_ok(report)
+    assert sorted(map(tuple, read(tmp_path, "C"))) == [(n, k) for n in range(20) for k in range(100)]
+    assert (report["P"].processed, report["P"].emitted) == (20, 20)
+    assert (report["F"].received, report["F"].processed, report["F"].emitted) == (20, 20, 2000)
+    assert report["P"].redelivered == 1  # the shard started again
+
+
 def test_a_failure_in_a_step_fused_after_shards_is_its_own_with_its_message_as_dead_letter(tmp_path: Path) -> None:
     dead = tmp_path / "dead.jsonl"
     path = fused_file(tmp_path, 200)

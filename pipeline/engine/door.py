@@ -369,7 +369,8 @@ class Door(EngineThread):
             return
         relay = worker.relays.get(routing_id)
         if relay is None:
-            if kind not in (Kind.JOIN, Kind.FAILED):  # a FAILED init() comes before its thread's JOIN
+            # A FAILED init(), and what init() sent (a chunk's worth waits for its MORE), come before a JOIN.
+            if kind not in (Kind.JOIN, Kind.FAILED, Kind.RESULT):
                 self.drop(f"from {worker.key}: a thread that has not joined")
                 return
             relay = worker.relays[routing_id] = self.context.socket(zmq.DEALER)

@@ -34,7 +34,8 @@ back in the queue after a worker died: then it takes them all rather than wait f
 A producer in N worker processes (engine.shards) holds, per shard, at most (SHARD_CREDIT + 1) * MAX_BATCH
 messages it produced that its router has not sent on: its outlet's batch, and SHARD_CREDIT batches sent to
 the router, which says MORE for each once it has sent it on (in sockets, in the kernel's socket buffers
-between the processes, or being read).
+between the processes, or being read). With steps fused after the producer, a batch's last message may
+add all that the fused steps made of it.
 """
 
 from __future__ import annotations

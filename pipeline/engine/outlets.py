@@ -255,13 +255,12 @@ class ToRouter(Outlet):
         return [(m, None if t is None else index[t]) for m, t in outputs]
 
     def _hold(self, answer: Answer, outputs: Outputs) -> None:
-        if self.credit and self.answers and self.held + len(outputs) > MAX_BATCH:
-            self.flush()  # a shard's RESULT holds MAX_BATCH messages at most (flow.message_bound)
+        # Sent once it is held, never before: a TALLY sent with the RESULT counts the fused steps' work on it.
         self.held += len(outputs)
         self.nbytes += sum(m.nbytes for m, _ in outputs)
         self._answer(answer)  # which sends at MAX_BATCH answers
         if self.nbytes >= MAX_BATCH_BYTES or (self.credit and self.held >= MAX_BATCH):
-            self.flush()
+            self.flush()  # a shard's RESULT holds MAX_BATCH messages, but one message's outputs through fused steps
 
     def partial(self, seq: int, outputs: Outputs, made: int | None = None) -> None:
         """Return a chunk of input ``seq``'s outputs now (after the answers before it), then wait until the router
