@@ -22,7 +22,7 @@ from pipeline.config.options import RunOptions
 from pipeline.engine.flow import HELD_BACK_BYTES, window_limit
 from pipeline.engine.step_state import FINISH_GRACE_SECONDS, Offer, StepState
 from pipeline.engine.wire import Answer, Failure, Loss, Packet, process_worker_id
-from pipeline.execution.executor import Outcome
+from pipeline.execution.executor import UNORDERED, Outcome
 from pipeline.message import Encoded
 
 
@@ -243,6 +243,20 @@ def test_answers_in_order_then_ready_then_drained() -> None:
     made.told_to_finish(w)
     made.finished_worker(w)
     assert made.done() and made.counts.processed == 2
+
+
+def test_what_a_worker_sends_before_it_joins_goes_on_unless_its_process_was_lost() -> None:
+    """init() outputs come before a JOIN (a chunk's worth waits for its MORE); a message it was never given, or
+    anything from a process that was lost (its JOIN too), counts for nothing."""
+    made, _, _ = state(ordered=True)
+    before = [Answer(UNORDERED, [(Encoded(b"hello", []), None)]), Answer(UNORDERED, [], Outcome.PARTIAL)]
+    assert [seq for seq, _ in made.answered(worker(0), before)] == [UNORDERED, UNORDERED]
+    assert made.take_acks() == [worker(0)]  # its chunk went on: MORE
+    assert made.answered(worker(0), answers(0, 1)) == [] and made.ignored == 1
+    made.lost(Loss(1, "killed", []))
+    assert made.answered(worker(1), before) == [] and made.take_acks() == []
+    assert made.joined(worker(1), 4) is False and worker(1) not in made.pool.workers
+    assert made.joined(worker(0), 4) is False and worker(0) in made.pool.workers
 
 
 def test_a_result_for_messages_the_worker_does_not_hold_is_ignored() -> None:

@@ -418,6 +418,8 @@ class StepState:
         if worker in self.pool.workers:
             self.ignore(worker, "a second JOIN")
             return False
+        if not self.may_join(worker):
+            return False  # its process was lost (its JOIN came after the notice): it takes no work
         if self.finishing:
             return True
         self.pool.join(worker, min(window, self.window_limit))
