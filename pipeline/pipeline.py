@@ -176,7 +176,12 @@ class Pipeline(Configurable):
             if self._interrupts > 1:
                 runner.abort()
         try:
-            with Monitor(self.pipeline_config, runner, self.monitor_settings()) as monitor:
+            try:
+                monitor = Monitor(self.pipeline_config, runner, self.monitor_settings())
+            except BaseException:
+                runner.discard()  # a key it cannot read: the run never starts
+                raise
+            with monitor:
                 return monitor.close(runner.run())
         finally:
             self.failure_summary = runner.policy.summary()

@@ -12,6 +12,7 @@ from pathlib import Path
 import pytest
 
 from pipeline import Pipeline
+from pipeline.errors import ConfigError
 from tests.failure_helpers import REPO, STEPS, config, pipeline_run, report_row, written
 from tests.process_helpers import finish_run, start_run, wait_for
 
@@ -177,6 +178,18 @@ def test_a_signal_before_a_run_that_could_not_start_leaves_the_next_run_alone(tm
     report = pipeline.run()
     assert report.exit_status == 0
     assert report["WRITER"].processed == 10
+
+
+def test_a_run_whose_monitor_cannot_start_leaves_no_process_behind(tmp_path: Path) -> None:
+    """The runner forks the zygote of its worker processes before the monitor starts (a thread would stop the fork):
+    a monitor key that cannot be read ends the call with its error, and the zygote with it."""
+    path = config(tmp_path, {"class": "FailEvery", "nb_process": 1}, Counter={"count": 10})
+    pipeline = Pipeline.from_config(path, {"Pipeline": {"gui": True, "gui_server_key": str(tmp_path / "no.key")}})
+    children = Path(f"/proc/{os.getpid()}/task/{os.getpid()}/children")  # of this thread, which forks
+    before = set(children.read_text().split())
+    with pytest.raises(ConfigError, match=r"no\.key"):
+        pipeline.run()
+    assert set(children.read_text().split()) == before  # not even a zombie
 
 
 def test_second_signal_stops_at_once(tmp_path: Path) -> None:

@@ -102,6 +102,11 @@ class ThreadedRunner:
         self.control.stopping.set()
         self.control.events.put((WAKE, None))
 
+    def discard(self) -> None:
+        """End the zygote forked for the run (its monitor could not start: the run never will)."""
+        if self.zygote is not None:
+            self.zygote.close()
+
     def abort(self) -> None:
         """Stop now: end every blocking socket call and leave busy threads behind."""
         self.abort_requested = True

@@ -26,6 +26,10 @@ class Runner(Protocol):
         """Stop at once, leaving busy steps behind."""
         ...
 
+    def discard(self) -> None:
+        """Give back what it holds without running (its monitor could not start)."""
+        ...
+
     def snapshot(self) -> RunStatus:
         """The run now: plain values, read without locks."""
         ...

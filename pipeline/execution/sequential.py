@@ -86,6 +86,9 @@ class SequentialRunner:
         """Nothing can stop a step's code in the calling thread: the caller must give up on it."""
         self.stop()
 
+    def discard(self) -> None:
+        """Nothing to give back: it holds nothing before it runs."""
+
     def snapshot(self) -> RunStatus:
         """The run now (the monitor reads it from its own thread)."""
         for name, status in self.status.items():
