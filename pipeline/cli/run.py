@@ -137,11 +137,10 @@ pipeline-run --config=configs/routing.json --graph=mermaid
         if "keep_freed_memory" not in pipeline.config.get("Pipeline", {}):
             pipeline.keep_freed_memory = True  # this command owns its process (the Python API's default is off)
         if self.graph:
-            from pipeline.engine.fusion import fused_groups  # as Pipeline.run imports the engine: when it is used
+            from pipeline.engine.fusion import fused_after, fused_groups  # as Pipeline.run imports the engine
 
             groups = fused_groups(pipeline.pipeline_config, pipeline.fuse and not pipeline.listen)
-            fused = {name: head for head, members in groups.items() for name in members[1:]}
-            print(render_graph(pipeline.pipeline_config, self.graph, fused))
+            print(render_graph(pipeline.pipeline_config, self.graph, fused_after(groups)))
             return
         if self.replay:
             preload(self.replay)  # unpickled once, here: a record that cannot be stops us before any step runs

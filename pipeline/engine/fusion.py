@@ -18,7 +18,7 @@ before the last fused step is done with it.
 
 from __future__ import annotations
 
-from collections.abc import Sequence
+from collections.abc import Mapping, Sequence
 from time import perf_counter
 from typing import TYPE_CHECKING
 
@@ -57,6 +57,11 @@ def fused_groups(config: PipelineConfig, enabled: bool = True) -> dict[str, tupl
             groups[step.name] = tuple(members)
             inner.update(members[1:])
     return groups
+
+
+def fused_after(groups: Mapping[str, tuple[str, ...]]) -> dict[str, str]:
+    """Each step of ``groups`` (fused_groups) that runs after another of its group, and its group's first step."""
+    return {name: head for head, members in groups.items() for name in members[1:]}
 
 
 class Gather(Discard):
@@ -166,10 +171,6 @@ class Chain:
                 self.outlet.commit(UNORDERED, self.flow(number, UNORDERED, outputs))
                 if first.mark is not None:
                     first.mark(first.worker, None)
-
-    def tally(self) -> list[tuple[int, int, int, int, float, float]]:
-        """The figures of each step of the group in this thread so far (a TALLY's records)."""
-        return tally_of(self.executors)
 
 
 def tally_of(executors: Sequence[StepExecutor]) -> list[tuple[int, int, int, int, float, float]]:

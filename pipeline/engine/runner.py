@@ -18,7 +18,7 @@ from pipeline.engine.addresses import Addresses, private_dir
 from pipeline.engine.allocator import keep_freed_memory
 from pipeline.engine.control import BOUND, ENDED, INIT_DONE, WAKE, WORKERS_JOINED, EngineThread, RunControl
 from pipeline.engine.door import Door
-from pipeline.engine.fusion import fused_groups
+from pipeline.engine.fusion import fused_after, fused_groups
 from pipeline.engine.router import Router
 from pipeline.engine.shards import shard_seed
 from pipeline.engine.step_threads import ProducerThread, StepHolder, StepThread, WorkerThread, runs_inline
@@ -86,7 +86,7 @@ class ThreadedRunner:
         self.totals = declared_totals(config)  # for the progress display's total and ETA
         # Steps fused into the worker processes of the one before them (engine.fusion): they have no router.
         self.groups = fused_groups(config, self.options.fuse and not self.options.listen)
-        self.fused = {name: head for head, members in self.groups.items() for name in members[1:]}
+        self.fused = fused_after(self.groups)
         if self.options.keep_freed_memory:  # before the zygote's fork, which keeps the setting
             keep_freed_memory()
         # Worker processes fork from a copy of this process made now, before the run or its monitor starts a

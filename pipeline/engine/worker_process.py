@@ -235,7 +235,7 @@ class ProcessWorkerThread(WorkerThread):
 
     def _tally(self) -> list[tuple[int, int, int, int, float, float]]:
         """The figures of its step and of each fused step after it so far (a TALLY's records)."""
-        return self.chain.tally() if self.chain is not None else tally_of([self.executor])
+        return tally_of(self.chain.executors if self.chain is not None else [self.executor])
 
     def open(self, outlet: Outlet) -> None:
         """Take the outlet; a producer's outputs go through its shard's sink, a stager's through the fused
