@@ -165,17 +165,13 @@ class Pipeline(Configurable):
 
     def run(self) -> RunReport:
         """Run to the end of the stream, watched by the monitor; return per-step counts and times."""
+        runner: Runner | None = None
         try:
-            runner = self._new_runner()
-        except BaseException:
-            self._interrupts, self._first_signal = 0, None  # this run never started: a later one starts afresh
-            raise
-        self._runner = runner
-        if self._first_signal is not None:  # it came while the run was being set up: it stops this run
-            runner.stop(self._first_signal)
-            if self._interrupts > 1:
-                runner.abort()
-        try:
+            runner = self._runner = self._new_runner()
+            if self._first_signal is not None:  # it came while the run was being set up: it stops this run
+                runner.stop(self._first_signal)
+                if self._interrupts > 1:
+                    runner.abort()
             try:
                 monitor = Monitor(self.pipeline_config, runner, self.monitor_settings())
             except BaseException:
@@ -184,9 +180,10 @@ class Pipeline(Configurable):
             with monitor:
                 return monitor.close(runner.run())
         finally:
-            self.failure_summary = runner.policy.summary()
+            if runner is not None:
+                self.failure_summary = runner.policy.summary()
             self._runner = None
-            self._interrupts, self._first_signal = 0, None  # a later run starts afresh
+            self._interrupts, self._first_signal = 0, None  # a later run starts afresh, whether this one ran or not
 
     def _new_runner(self) -> Runner:
         """The runner of the configured mode."""
