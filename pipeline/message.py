@@ -19,7 +19,7 @@ import io
 import pickle
 import sys
 import threading
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from types import NoneType
 from typing import Any
@@ -95,8 +95,6 @@ class Resume:
 
 def encode(obj: Any) -> Encoded:
     """Pickle ``obj`` (protocol 5), moving large buffers out of band."""
-    if _NDARRAY is None:
-        _array_type()  # numpy's arrays take their reduction (_reduce_array) once numpy is loaded
     dumper = _dumper()
     try:
         try:
@@ -130,12 +128,15 @@ class _Dumper:
     """Pickles the messages of one thread with one pickler, kept from message to message (making a pickler costs
     about as much as pickling a small dict), and collects each message's large buffers. It is ``busy`` from
     ``_dumper()`` until its message is taken: a message whose own pickling encodes another (its ``__reduce__``, a
-    signal handler, a finalizer the garbage collector runs) gets a dumper of its own."""
+    signal handler, a finalizer the garbage collector runs) gets a dumper of its own.
+
+    The kept pickler writes each pickle whole to ``written`` (its file's ``write`` is the list's append): no stream
+    to read back, rewind and truncate per message. A pickle holding large bytes may come in several writes."""
 
     def __init__(self) -> None:
-        self.stream = io.BytesIO()
+        self.written: list[bytes] = []
         self.buffers: list[Buffer] = []
-        self.pickler = _Pickler(self.stream, protocol=5, buffer_callback=self.keep_small_inband)
+        self.pickler = _Pickler(_Writer(self.written.append), protocol=5, buffer_callback=self.keep_small_inband)
         self.busy = False
 
     def keep_small_inband(self, buffer: pickle.PickleBuffer) -> bool:
@@ -153,18 +154,25 @@ class _Dumper:
             stream = io.BytesIO()
             pickler(stream, protocol=5, buffer_callback=self.keep_small_inband).dump(obj)
             return stream.getvalue()
-        stream = self.stream
+        written = self.written
+        kept = self.pickler
         try:
-            self.pickler.dump(obj)
-            return stream.getvalue()
-        finally:
-            # The memo holds every object pickled: none outlives its message here, nor does a large table.
-            if stream.tell() > SMALL_PICKLE_BYTES:
-                self.pickler.memo = {}
-            else:
-                self.pickler.clear_memo()
-            stream.seek(0)
-            stream.truncate()  # gives its memory back (a major shrink goes to the exact size)
+            kept.dump(obj)
+        except BaseException:
+            written.clear()  # what it wrote before it failed
+            kept.memo = {}
+            raise
+        if len(written) == 1:
+            inband = written.pop()
+        else:
+            inband = b"".join(written)
+            written.clear()
+        # The memo holds every object pickled: none outlives its message here, nor does a large table.
+        if len(inband) > SMALL_PICKLE_BYTES:
+            kept.memo = {}
+        else:
+            kept.clear_memo()
+        return inband
 
     def take(self) -> list[Buffer]:
         """The large buffers of the message just pickled, which are the caller's now."""
@@ -178,6 +186,15 @@ class _Dumper:
         self.buffers.clear()
         if getattr(_THREAD, "dumper", None) is self:
             _THREAD.dumper = None
+
+
+class _Writer:
+    """A pickler's file whose ``write`` is a given callable (a list's append)."""
+
+    __slots__ = ("write",)
+
+    def __init__(self, write: Callable[[bytes], Any]) -> None:
+        self.write = write
 
 
 #: Each thread's _Dumper.
@@ -477,6 +494,8 @@ class _DispatchTable(dict):  # type: ignore[type-arg]
     own table would otherwise hide."""
 
     def __missing__(self, kind: type) -> Any:
+        if kind is _array_type():  # the first array since numpy was imported: its reduction is ours from now on
+            return self[kind]
         return copyreg.dispatch_table[kind]
 
     def get(self, kind: type, default: Any = None) -> Any:  # type: ignore[override]
