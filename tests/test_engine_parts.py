@@ -212,10 +212,10 @@ def test_message_bound_of_a_small_ordered_chain() -> None:
 
 
 def test_message_bound_with_the_default_queue_limit() -> None:
-    # Q = 256 (the default), so B = 128 and K = min(1 + PREFETCH, Q) = 256: P holds 127 unsent;
-    # S: 256 + 256 + 2 * 128 and its worker 127 unsent; C: 256 + 256 + 2 * 128.
-    assert PREFETCH == 256
-    assert bound_of({}, consumer_limit=256) == 127 + (256 + 256 + 256) + 127 + (256 + 256 + 256) == 1790
+    # Q = 512 (the default), so B = 256 and K = min(1 + PREFETCH, Q) = 512: P holds 255 unsent;
+    # S: 512 + 512 + 2 * 256 and its worker 255 unsent; C: 512 + 512 + 2 * 256.
+    assert PREFETCH == 512
+    assert bound_of({}, consumer_limit=512) == 255 + (512 + 512 + 512) + 255 + (512 + 512 + 512) == 3582
 
 
 def test_an_unbounded_queue_has_no_message_bound() -> None:

@@ -149,7 +149,7 @@ def test_the_graph_says_which_steps_run_fused(tmp_path: Path, fmt: str, args: li
     result = run_cli(f"--config={write_config(tmp_path, document)}", f"--graph={fmt}", *args)
     assert result.returncode == 0, result.stderr
     assert ("2 processes of 1 thread, fused after A" in result.stdout) is fused
-    assert result.stdout.count("2 processes of 1 thread, queue 256") == (1 if fused else 2)
+    assert result.stdout.count("2 processes of 1 thread, queue 512") == (1 if fused else 2)
 
 
 @pytest.mark.parametrize(("args", "message"), [

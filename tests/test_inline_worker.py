@@ -104,7 +104,7 @@ def test_the_queue_of_a_slow_inline_step_shows_it_is_the_bottleneck() -> None:
     router reads input between them: its queue fills to where its router stops reading (a packet short of its
     limit) and the monitor shows it as the bottleneck, not a packet of half its limit taken out of the queue."""
     tag = uuid.uuid4().hex
-    document = chain(step("P", "Source"), [step("S", "Hold")], step("C", "Collect"),
+    document = chain(step("P", "Source"), [step("S", "Hold", queue_limit=256)], step("C", "Collect"),
                      Source={"count": 400, "delay": 0.0006}, Hold={"tag": tag, "hold_at": 200},
                      Collect={"tag": tag})
     runner = ThreadedRunner(load_config(document), RunOptions())

@@ -89,7 +89,7 @@ def test_the_documentation_builds_without_warnings(tmp_path: Path) -> None:
         assert key in configuration, f"no step key {key}"
         assert "".join(shown_help(trait.help).split()) in packed, f"no help text for the step key {key}"
     assert "class non-empty string required" in configuration
-    assert "queue_limit integer >= 1, or -1 for unbounded 256" in configuration
+    assert "queue_limit integer >= 1, or -1 for unbounded 512" in configuration
 
 
 def _table(section: str) -> dict[str, list[str]]:

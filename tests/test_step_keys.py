@@ -165,7 +165,7 @@ def test_the_step_keys_in_declaration_order() -> None:
 def test_step_keys_defaults() -> None:
     keys = StepKeys()
     defaults = {key: keys.get_key(key) for key in STEP_KEYS if key not in REQUIRED_STEP_KEYS}
-    assert defaults == {"next_steps": (), "nb_thread": 1, "nb_process": 0, "queue_limit": 256, "ordered": False,
+    assert defaults == {"next_steps": (), "nb_thread": 1, "nb_process": 0, "queue_limit": 512, "ordered": False,
                         "on_error": "stop", "config": {}}
 
 

@@ -45,14 +45,17 @@ from typing import TYPE_CHECKING
 if TYPE_CHECKING:
     from pipeline.config.model import PipelineConfig, StepConfig
 
-#: Most messages in one packet.
-MAX_BATCH = 128
+#: Most messages in one packet. Each packet costs some thread wake-ups and ZeroMQ calls whatever it holds: with 128
+#: (and the queue limit 256) tiny messages through a worker process ran about 15% slower than with 256, between
+#: threads about 4%; 512 gained nothing more (docs/performance.md, "Big packets").
+MAX_BATCH = 256
 #: A packet is sent once its messages reach this many bytes. Between threads its buffers are lent,
 #: not copied, so a packet's bytes cost nothing; its wake-ups do (at 4 MiB, 1 MiB arrays went
 #: about 4 to a packet and W2 ran ~20% slower).
 MAX_BATCH_BYTES = 16 * 1024 * 1024
-#: Most messages a worker holds beyond the one in progress.
-PREFETCH = 256
+#: Most messages a worker holds beyond the one in progress (their bytes are capped by PREFETCH_BYTES): two packets
+#: of MAX_BATCH, one worked on while the next is on its way.
+PREFETCH = 512
 #: A router reads no more input while its queue holds this many bytes (whatever its queue_limit).
 QUEUE_BYTES = 64 * 1024 * 1024
 #: A worker already holding this many bytes of work is sent no more until it is idle, and no packet
