@@ -216,6 +216,40 @@ def test_a_message_that_fails_leaves_the_next_one_pickled_right() -> None:
     assert sent({"a": np.arange(3.0)})["a"].tolist() == [0.0, 1.0, 2.0]
 
 
+@pytest.mark.parametrize("then", [memoryview(b"abc"), lambda: 1])
+def test_a_pickling_that_fails_after_a_large_string_was_written_leaves_the_next_message_whole(then: Any) -> None:
+    """The C pickler writes a large in-band string out before it meets what it cannot pickle (a memoryview: the
+    message is pickled again another way; a lambda: it fails): none of it may lead the next message's pickle."""
+    message = {"text": "x" * (4 * OUT_OF_BAND_BYTES), "then": then}
+    if isinstance(then, memoryview):
+        assert bytes(sent(message)["then"]) == b"abc"
+    else:
+        with pytest.raises(MessageError, match="cannot pickle"):
+            encode(message)
+    assert encode({"n": 1}).inband == pickle.dumps({"n": 1}, protocol=5)
+
+
+@pytest.mark.parametrize("size", [OUT_OF_BAND_BYTES - 1, 4 * OUT_OF_BAND_BYTES])
+def test_a_message_pickled_in_several_writes_arrives_whole(size: int) -> None:
+    message = {"text": "é" * size, "list": ["y" * size, 3], "n": 7}
+    assert sent(message) == message
+    assert encode({"n": 2}).inband == pickle.dumps({"n": 2}, protocol=5)
+
+
+def test_arrays_take_the_engines_reduction_when_numpy_is_imported_after_the_first_message() -> None:
+    script = (
+        "import sys; from pipeline.message import encode, decode\n"
+        "encode({'n': 1})\n"
+        "assert 'numpy' not in sys.modules\n"
+        "import numpy as np\n"
+        "made = encode({'a': np.arange(6, dtype='<i2').reshape(2, 3)})\n"
+        "assert b'_rebuild_array' in made.inband, made.inband\n"
+        "assert decode(made.inband, made.buffers)['a'].tolist() == [[0, 1, 2], [3, 4, 5]]\n"
+    )
+    result = subprocess.run([sys.executable, "-c", script], cwd=REPO, capture_output=True, text=True, timeout=60)
+    assert result.returncode == 0, result.stderr
+
+
 def test_threads_encode_at_once_each_their_own_messages() -> None:
     results: dict[int, bool] = {}
 
