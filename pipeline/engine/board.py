@@ -7,7 +7,7 @@ against it, even though answers travel in batches), and it sets the board's halt
 step stopped after a failure, which the threads read before each message. Neither side needs the
 other's GIL: a process inside a long C call is still read and still told.
 
-Layout, little-endian uint64 words::
+Layout, uint64 words in the host's byte order (both ends are on one host)::
 
     word 0        halt flags, one bit per step the process runs (bit i: its i-th step, engine.fusion)
     word 1 + t    the message thread t is running (UNORDERED: none; FINISHING: its finish())
@@ -21,7 +21,7 @@ from pathlib import Path
 
 from pipeline.execution.executor import UNORDERED
 
-_WORD = struct.Struct("<Q")
+_WORD = struct.Struct("=Q")
 
 
 class BusyBoard:
@@ -34,26 +34,30 @@ class BusyBoard:
                 file.write(_WORD.pack(0) + _WORD.pack(UNORDERED) * threads)
         with open(path, "r+b") as file:
             self.map = mmap.mmap(file.fileno(), size)
+        #: The board's words: each thread marks its own twice a message, and an item of a memoryview costs a
+        #: fraction of a struct call.
+        self.words = memoryview(self.map).cast("Q")
         self.threads = threads
 
     def mark(self, thread: int, seq: int | None) -> None:
         """Thread ``thread`` starts message ``seq`` (None: it finished it)."""
-        _WORD.pack_into(self.map, _WORD.size * (1 + thread), UNORDERED if seq is None else seq)
+        self.words[1 + thread] = UNORDERED if seq is None else seq
 
     def running(self) -> list[int]:
         """The messages the process's threads are running now."""
-        return [seq for (seq,) in _WORD.iter_unpack(self.map[_WORD.size:]) if seq != UNORDERED]
+        return [seq for seq in self.words.tolist()[1:] if seq != UNORDERED]
 
     def halt(self, step: int = 0) -> None:
         """Tell the process's threads to start no further message of its ``step``-th step."""
-        _WORD.pack_into(self.map, 0, _WORD.unpack_from(self.map, 0)[0] | 1 << step)
+        self.words[0] |= 1 << step
 
     def halted(self, step: int = 0) -> bool:
         """Whether the process was told to start no further message of its ``step``-th step."""
-        return bool(_WORD.unpack_from(self.map, 0)[0] >> step & 1)
+        return bool(self.words[0] >> step & 1)
 
     def close(self) -> None:
-        """Unmap the board."""
+        """Unmap the board (reading it then raises ValueError)."""
+        self.words.release()
         self.map.close()
 
 
@@ -69,7 +73,6 @@ class HaltedSteps(set):
     def __contains__(self, step: object) -> bool:
         # Asked before every message: the board's word, 0 until a step is halted, answers the common case.
         board = self.board
-        if board is not None and _WORD.unpack_from(board.map, 0)[0] and step in self.steps and board.halted(
-                self.steps.index(step)):
+        if board is not None and board.words[0] and step in self.steps and board.halted(self.steps.index(step)):
             return True
         return super().__contains__(step)

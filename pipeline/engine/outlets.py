@@ -39,7 +39,7 @@ from pipeline.engine.flow import (
 )
 from pipeline.engine.handles import Handles
 from pipeline.engine.rings import Ring
-from pipeline.engine.wire import Answer, Kind, Packet, ResultOutputs, control_frames, header_of, result_frames
+from pipeline.engine.wire import Kind, Packet, ResultPacket, control_frames, header_of
 from pipeline.execution.executor import Interrupted, Outcome, Outputs
 from pipeline.execution.report import StepCounts
 from pipeline.message import Encoded
@@ -229,37 +229,32 @@ class ToRouter(Outlet):
         self.handles = handles
         self.ring = ring  # a local worker process's ring to its router (engine.rings)
         self.index = {name: i for i, name in enumerate(step.next_steps)}
-        self.answers: list[Answer] = []
-        self.nbytes = 0
+        self.result = ResultPacket()  # the answers held until the next flush
         #: What the router sent while this outlet waited for its MORE (work, SKIPs): its thread takes them first.
         self.early: deque[list[zmq.Frame]] = deque()
         #: A shard's outlet: most RESULTs it sends that the router has not yet sent on (MORE), flow.SHARD_CREDIT;
         #: 0 for a worker's, whose inputs bound its answers.
         self.credit = 0
         self.unacked = 0  # RESULTs (and chunks) sent whose MORE has not come
-        self.held = 0  # the outputs of the held answers
 
     def commit(self, seq: int, outputs: Outputs, seconds: float = 0.0) -> None:
         """Hold the outputs of input ``seq`` until the next flush."""
-        self._hold(Answer(seq, self._targets(outputs), Outcome.DONE, seconds), outputs)
+        self._hold(seq, outputs, Outcome.DONE, seconds)
 
     def chunk(self, seq: int, outputs: Outputs, made: int | None = None) -> None:
         """Hold some outputs of input ``seq``, whose code goes on, until the next flush, and go on without waiting
         for the router (a shard's messages, engine.shards: its router takes them on as they come). ``made``: the
         producer's messages they stand for, if fused steps after it made these."""
-        self._hold(Answer(seq, self._targets(outputs), Outcome.PARTIAL, 0.0, made), outputs)
+        self._hold(seq, outputs, Outcome.PARTIAL, 0.0, made)
 
-    def _targets(self, outputs: Outputs) -> ResultOutputs:
-        """The outputs with their targets as numbers of the step's next steps."""
-        index = self.index
-        return [(m, None if t is None else index[t]) for m, t in outputs]
-
-    def _hold(self, answer: Answer, outputs: Outputs) -> None:
+    def _hold(self, seq: int, outputs: Outputs, outcome: Outcome, seconds: float, made: int | None = None) -> None:
         # Sent once it is held, never before: a TALLY sent with the RESULT counts the fused steps' work on it.
-        self.held += len(outputs)
-        self.nbytes += sum(m.nbytes for m, _ in outputs)
-        self._answer(answer)  # which sends at MAX_BATCH answers
-        if self.nbytes >= MAX_BATCH_BYTES or (self.credit and self.held >= MAX_BATCH):
+        result = self.result
+        result.answer(seq, outputs, outcome, seconds, made, self.index)
+        if not self.oldest:
+            self.oldest = time.monotonic()
+        held = result.outputs
+        if len(result) >= MAX_BATCH or held.nbytes >= MAX_BATCH_BYTES or (self.credit and len(held) >= MAX_BATCH):
             self.flush()  # a shard's RESULT holds MAX_BATCH messages, but one message's outputs through fused steps
 
     def partial(self, seq: int, outputs: Outputs, made: int | None = None) -> None:
@@ -267,8 +262,9 @@ class ToRouter(Outlet):
         has sent it on (MORE): a worker holds at most this chunk and the next, whatever the router's pace.
         ``made``: the outputs of the step's code it stands for, if fused steps after it made these."""
         self.flush()
-        sockets.send(self.socket, result_frames([Answer(seq, self._targets(outputs), Outcome.PARTIAL, 0.0, made)],
-                                                self.handles, self.ring))
+        chunk = ResultPacket()
+        chunk.answer(seq, outputs, Outcome.PARTIAL, 0.0, made, self.index)
+        sockets.send(self.socket, chunk.frames(self.handles, self.ring))
         self.unacked += 1
         self._await_more(0)
 
@@ -292,24 +288,16 @@ class ToRouter(Outlet):
 
     def failed(self, seq: int, outcome: Outcome = Outcome.FAILED, seconds: float = 0.0) -> None:
         """Answer an input that has no outputs."""
-        self._answer(Answer(seq, [], outcome, seconds))
-
-    def _answer(self, answer: Answer) -> None:
-        self.answers.append(answer)
-        if not self.oldest:
-            self.oldest = time.monotonic()
-        if len(self.answers) >= MAX_BATCH:
-            self.flush()
+        self._hold(seq, [], outcome, seconds)
 
     def flush(self) -> None:
         """Send the held answers to the router."""
-        if self.answers:
+        if len(self.result):
             if self.credit:
                 self._await_more(self.credit - 1)
                 self.unacked += 1
-            sockets.send(self.socket, result_frames(self.answers, self.handles, self.ring))
-            self.answers = []
-            self.nbytes = self.held = 0
+            sockets.send(self.socket, self.result.frames(self.handles, self.ring))
+            self.result = ResultPacket()
         self.oldest = 0.0
 
 

@@ -314,23 +314,48 @@ class Answer:
         return len(self.outputs) if self.made is None else self.made
 
 
+class ResultPacket:
+    """A RESULT being built, one input's answer after another: their outputs, the outputs' targets and the table of
+    the inputs. A worker adds each answer as it comes (no object per answer)."""
+
+    __slots__ = ("outputs", "table", "targets")
+
+    def __init__(self) -> None:
+        self.outputs = Packet()
+        self.targets = array("H")
+        self.table: list[bytes] = []
+
+    def __len__(self) -> int:
+        """How many inputs it answers."""
+        return len(self.table)
+
+    def answer(self, seq: int, outputs: Sequence[tuple[Encoded, Any]], outcome: Outcome = Outcome.DONE,
+               seconds: float = 0.0, made: int | None = None, index: dict[str, int] | None = None) -> None:
+        """Answer input ``seq``: its outputs, each with its target (None: every next step), a number of the step's
+        next steps, or with ``index`` a name it numbers; what became of it and the seconds its run() took; a
+        PARTIAL's ``made`` (Answer.made)."""
+        if outcome is Outcome.PARTIAL:
+            seconds = len(outputs) if made is None else made
+        self.table.append(RESULT_INPUT.pack(seq, len(outputs), outcome, seconds))
+        add = self.outputs.add
+        targets = self.targets
+        for message, target in outputs:
+            add(message)
+            targets.append(EVERY_NEXT_STEP if target is None else target if index is None else index[target])
+
+    def frames(self, handles: Handles | None = None, ring: Ring | None = None) -> list[Buffer]:
+        """Its frames (the buffers lent to ``handles`` when the router is in the same process, or put in ``ring``)."""
+        return [*self.outputs.frames(Kind.RESULT, self.targets.tobytes(), value=len(self.table), handles=handles,
+                                     ring=ring), b"".join(self.table)]
+
+
 def result_frames(answers: Sequence[Answer], handles: Handles | None = None, ring: Ring | None = None) -> list[Buffer]:
     """A RESULT packet: for each input, its outputs and their targets, then the table of inputs
     (the buffers lent to ``handles`` when the router is in the same process, or put in ``ring``)."""
-    packet = Packet()
-    targets = array("H")
-    table = []
+    result = ResultPacket()
     for answer in answers:
-        outputs = answer.outputs
-        seconds = answer.seconds
-        if answer.outcome is Outcome.PARTIAL:
-            seconds = len(outputs) if answer.made is None else answer.made
-        table.append(RESULT_INPUT.pack(answer.seq, len(outputs), answer.outcome, seconds))
-        for message, target in outputs:
-            packet.add(message)
-            targets.append(EVERY_NEXT_STEP if target is None else target)
-    return [*packet.frames(Kind.RESULT, targets.tobytes(), value=len(table), handles=handles, ring=ring),
-            b"".join(table)]
+        result.answer(answer.seq, answer.outputs, answer.outcome, answer.seconds, answer.made)
+    return result.frames(handles, ring)
 
 
 #: Each Outcome at its value's index: a RESULT's outcome byte looked up for each input, faster than Outcome(byte).

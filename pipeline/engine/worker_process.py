@@ -167,7 +167,7 @@ class TalliedToRouter(ToRouter):
 
     def flush(self) -> None:
         """Send the figures, then the held answers (the router reads them in this order)."""
-        if self.answers:
+        if len(self.result):
             sockets.send(self.socket, tally_frames(self.tally()))
         super().flush()
 
