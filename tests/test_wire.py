@@ -4,9 +4,11 @@ and with their buffers lent by handle (engine.handles)."""
 
 from __future__ import annotations
 
+from itertools import pairwise
+
 import pytest
 import zmq
-from hypothesis import given, settings
+from hypothesis import example, given, settings
 from hypothesis import strategies as st
 
 from pipeline.engine import sockets as transport
@@ -206,25 +208,49 @@ PLAIN_OUTPUTS = st.lists(st.tuples(st.one_of(plain_messages(), st.tuples(st.bina
                                    st.one_of(st.none(), st.none(), st.integers(0, 3))), max_size=4)
 
 
-@settings(max_examples=150, deadline=None)
-@given(st.lists(st.tuples(st.one_of(st.integers(0, 2**63), st.just(UNORDERED)), PLAIN_OUTPUTS, OUTCOMES,
-                          st.floats(0, 100, width=32)), max_size=6))
+#: How an input's sequence number follows the one before it in a RESULT: mostly the next one.
+SEQ_STEPS = st.sampled_from([1, 1, 1, 1, 0, 2, -1, UNORDERED])
+
+
+def sequence_numbers(first: int, steps: list[int]) -> list[int]:
+    """Each input's number: ``first`` for the first, then each ``step`` after the one before (UNORDERED: an output
+    of init() or finish()), within uint64."""
+    seqs: list[int] = []
+    last = first
+    for step in steps:
+        if step == UNORDERED:
+            seqs.append(UNORDERED)
+            continue
+        last = (last + step) % UNORDERED if seqs else last
+        seqs.append(last)
+    return seqs
+
+
+@settings(max_examples=300, deadline=None)
+@given(st.one_of(st.integers(0, 2**63), st.just(UNORDERED - 3)),  # near the end of uint64 too
+       st.lists(st.tuples(SEQ_STEPS, PLAIN_OUTPUTS, OUTCOMES, st.floats(0, 100, width=32)), max_size=6))
+@example(7, [(1, [((b"a", []), None)], Outcome.DONE, 0.5), (1, [], Outcome.DONE, 2.0),
+             (1, [((b"b", []), None), ((b"", []), None)], Outcome.DONE, 0.0)])  # plain
+@example(UNORDERED - 1, [(1, [], Outcome.DONE, 0.0), (UNORDERED, [], Outcome.DONE, 0.0)])  # then init()'s: not plain
 def test_a_result_is_plain_when_its_inputs_are_done_and_its_outputs_go_everywhere_without_buffers(
-        inputs: list[tuple[int, list, Outcome, float]]) -> None:
+        first: int, inputs: list[tuple[int, list, Outcome, float]]) -> None:
     """A plain RESULT's outputs go on as the packet they came in (engine.router): the same messages, in the same
     order, as parse_result gives; any other RESULT is parsed as before."""
+    seqs = sequence_numbers(first, [step for step, _, _, _ in inputs])
     answers = [Answer(seq, [(encoded(m), target) for m, target in outputs] if outcome is not Outcome.FAILED else [],
                       outcome, seconds if outcome is not Outcome.PARTIAL else len(outputs))
-               for seq, outputs, outcome, seconds in inputs]
+               for seq, (_, outputs, outcome, seconds) in zip(seqs, inputs, strict=True)]
     frames = as_received(result_frames(answers))
     plain = plain_result(frames)
-    expected = all(a.outcome is Outcome.DONE and a.seq != UNORDERED
-                   and all(target is None and not m.buffers for m, target in a.outputs) for a in answers)
+    one_after_another = all(b.seq == a.seq + 1 for a, b in pairwise(answers))
+    expected = one_after_another and all(a.outcome is Outcome.DONE and a.seq != UNORDERED
+                                         and all(target is None and not m.buffers for m, target in a.outputs)
+                                         for a in answers)
     assert (plain is not None) == expected
     if plain is not None:
         parsed = parse_result(frames)
-        assert plain.seqs == [a.seq for a in parsed]
-        assert plain.seconds == [a.seconds for a in parsed]
+        assert list(plain.seqs) == [a.seq for a in parsed]
+        assert list(plain.seconds) == [a.seconds for a in parsed]
         assert [bytes(inband) for _, inband, _ in plain.outputs.messages()] == [
             bytes(m.inband) for a in parsed for m, _ in a.outputs]
         assert plain.outputs.nbytes == sum(len(m.inband) for a in parsed for m, _ in a.outputs)

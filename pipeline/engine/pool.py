@@ -54,15 +54,15 @@ class WorkerPool:
         """A worker returned the results of its next ``count`` inputs (all of its oldest packet's, at most)."""
         self.workers[worker].answered += count
 
-    def next_seqs(self, worker: bytes, count: int) -> list[int]:
+    def next_seqs(self, worker: bytes, count: int) -> range:
         """The sequence numbers of the next ``count`` inputs of ``worker``'s oldest packet that it has not
         answered (fewer if that packet has fewer left): a worker answers a packet's inputs before its READY."""
         state = self.workers[worker]
         if not state.in_flight:
-            return []
+            return range(0)
         packet = state.in_flight[0]
         first = packet.first_seq + state.answered
-        return list(range(first, min(packet.first_seq + len(packet), first + count)))
+        return range(first, min(packet.first_seq + len(packet), first + count))
 
     def finished_oldest(self, worker: bytes, answered: bool) -> bool:
         """Whether ``worker`` may say READY: it holds a packet and, if it answers its inputs (``answered``),

@@ -535,7 +535,7 @@ class StepState:
         return (self.results is not None and not self.results.ordered and self.shards is None and not self._partial
                 and not self._held_failures and not self._unacked and not self.own(worker))
 
-    def answered_done(self, worker: bytes, seqs: list[int], seconds: Sequence[float]) -> bool:
+    def answered_done(self, worker: bytes, seqs: range, seconds: Sequence[float]) -> bool:
         """A plain RESULT of ``worker`` (``forwards``): its inputs ``seqs`` all answered DONE, their run()s took
         ``seconds``; counted as ``answered`` counts them. False if they are not the inputs it was running (ignored)."""
         if seqs != self.pool.next_seqs(worker, len(seqs)):
@@ -547,7 +547,7 @@ class StepState:
         self.counts.processed += len(seqs)
         if seconds:
             self.busy_time = sum(seconds, self.busy_time)  # added one by one, as answered adds them
-            self.max_time = max(self.max_time, *seconds)
+            self.max_time = max(self.max_time, max(seconds))
         self._take_tally(worker)
         return True
 
@@ -617,7 +617,7 @@ class StepState:
             if what.startswith("run()"):  # a SystemExit or such in run() (of a shard): the step stops, as in threads
                 self.policy.halt(self.step.name, f"step {self.step.name} raised {line} in run()")
             return
-        if worker not in self.pool.workers or self.pool.next_seqs(worker, 1) != [seq]:
+        if worker not in self.pool.workers or self.pool.next_seqs(worker, 1) != range(seq, seq + 1):
             self.ignore(worker, f"a failure of message {seq}, which it was not running")
             return
         state = self.pool.workers[worker]
