@@ -83,7 +83,7 @@ class Outlet:
         SOURCE_MAX_DELAY_SECONDS (a producer's outlet starts at ``max_delay`` 0: its first message goes at once)."""
         if seconds > SLOW_SOURCE_SECONDS:
             self.flush()
-        elif self.oldest and self.due(time.monotonic()):
+        elif self.oldest and time.monotonic() - self.oldest >= self.max_delay:  # due(), without a call a message
             self.flush()
             if self.max_delay < SOURCE_MAX_DELAY_SECONDS:  # a producer thread's, ramping up (a shard's waits longer)
                 self.max_delay = min(SOURCE_MAX_DELAY_SECONDS, 2 * self.max_delay + SOURCE_DELAY_STEP_SECONDS)
@@ -144,7 +144,8 @@ class _Outbox:
 
     def _flush_if_full(self) -> None:
         """Send the packet once it holds ``limit`` messages or MAX_BATCH_BYTES (add and add_packet cut alike)."""
-        if len(self.packet) >= self.limit or self.packet.nbytes >= MAX_BATCH_BYTES:
+        packet = self.packet
+        if len(packet.lengths) >= self.limit or packet.nbytes >= MAX_BATCH_BYTES:
             self.flush()
 
     def flush(self) -> None:
@@ -177,10 +178,11 @@ class NextSteps(Outlet):
         """Queue each output for its next step (all of them when it names none)."""
         every = self.every
         boxes = self.boxes
+        counts = self.counts
         for message, target in outputs:
             for box in every if target is None else (boxes[target],):
                 box.add(message)
-                self.counts.emitted += 1
+                counts.emitted += 1
         if outputs and not self.oldest:
             self.oldest = time.monotonic()
 

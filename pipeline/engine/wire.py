@@ -227,10 +227,13 @@ class Packet:
     def messages(self) -> Iterator[tuple[int, Buffer, list[Buffer]]]:
         """Each message as (sequence number, in-band pickle, out-of-band buffers)."""
         body = self.body()
+        buffers = self.buffers
         offset = 0
         nbuf = 0
-        for i, (length, count) in enumerate(zip(self.lengths, self.oob_counts, strict=True)):
-            yield self.first_seq + i, body[offset:offset + length], self.buffers[nbuf:nbuf + count]
+        for seq, length, count in zip(range(self.first_seq, self.first_seq + len(self.lengths)), self.lengths,
+                                      self.oob_counts, strict=True):
+            # A new list each: a receiver may keep it (a dead letter's).
+            yield seq, body[offset:offset + length], buffers[nbuf:nbuf + count] if count else []
             offset += length
             nbuf += count
 

@@ -435,16 +435,19 @@ class StepExecutor:
             counts.failed += 1
             return
         error: BaseException | None = None
+        # The producer's hot path: a yield of a fast source costs about as much as all that follows it here.
+        begin, add, end, commit, produced = collector.begin, collector.add, collector.end, sink.commit, sink.produced
+        yielded = iterator.__next__
         while not stopping():
             before = perf_counter()
-            collector.begin()
+            begin()
             release()
             try:
-                message = next(iterator)
+                message = yielded()
                 if message is not None:
                     # Before the sink's lock is taken again: a message a chunk's worth hands itself on at once,
                     # and that takes the lock (a message that cannot be pickled fails here, as in next()).
-                    collector.add(message)
+                    add(message)
             except StopIteration:
                 acquire()
                 collector.end()
@@ -461,15 +464,15 @@ class StepExecutor:
             self.busy_time += spent
             if spent > self.max_time:
                 self.max_time = spent
-            outputs = collector.end()
+            outputs = end()
             if collector.refused is not None:
                 self._check_refused()
             delivered = collector.delivered  # those handed on early, as chunks
             if delivered:
                 collector.restart()
             counts.processed += len(outputs) + delivered
-            sink.commit(0, outputs)
-            sink.produced(spent)
+            commit(0, outputs)
+            produced(spent)
         counts.processed += collector.delivered  # chunks that went on during a call that then ended the stream
         collector.restart()
         if error is not None:
@@ -495,6 +498,7 @@ class StepExecutor:
         begin, end = collector.begin, collector.end
         run = component.run
         emitter = self.emitter
+        collects = emitter is not None  # a consumer's code cannot send (Component.send_msg): nothing to collect
         answers = sink.answers_router
         # Messages of no input (init()'s or finish()'s, through fused steps) leave the board as their call set it.
         mark = self.mark
@@ -510,7 +514,8 @@ class StepExecutor:
                 mark(self.worker, seq)
             error: BaseException | None = None
             resumed = 0  # outputs delivered by an earlier run, for a message replayed from its dead letter
-            begin(seq)
+            if collects:
+                begin(seq)
             if skips and (again := skips.pop(seq, 0)):
                 collector.resume(again)
             start = perf_counter()
@@ -533,7 +538,7 @@ class StepExecutor:
                 error = err
             acquire()
             spent = perf_counter() - start
-            outputs = end()
+            outputs = end() if collects else []
             delivered = collector.delivered
             if delivered:
                 collector.restart()
