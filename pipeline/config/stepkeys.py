@@ -64,7 +64,7 @@ class StepKeys(HasTraits):
     queue_limit = QueueLimit(
         DEFAULT_QUEUE_LIMIT,
         help="How many messages may wait in the step's queue (-1: unbounded). When it is full, or holds 64 MiB, "
-        "the step's senders wait. It also caps the batches sent to the step (half the limit, at most 128). The "
+        "the step's senders wait. It also caps the batches sent to the step (half the limit, at most 256). The "
         "producer has no queue.",
     )
     ordered = JsonBool(
