@@ -106,11 +106,10 @@ def encode(obj: Any) -> Encoded:
             # Python one asks reducer_override first.
             inband = dumper.dump(obj, _BytesPickler)
         buffers = dumper.take()
+        dumper.busy = False  # last: a dumper left by any exception stays busy, and is never used again
     except Exception as err:
         dumper.drop()
         raise MessageError(f"cannot pickle a message of type {type(obj).__name__}: {err}") from err
-    finally:
-        dumper.busy = False
     if len(buffers) > MAX_BUFFERS:
         count = len(buffers)
         buffers.clear()  # as _Dumper.drop does
@@ -128,7 +127,8 @@ class _Dumper:
     """Pickles the messages of one thread with one pickler, kept from message to message (making a pickler costs
     about as much as pickling a small dict), and collects each message's large buffers. It is ``busy`` from
     ``_dumper()`` until its message is taken: a message whose own pickling encodes another (its ``__reduce__``, a
-    signal handler, a finalizer the garbage collector runs) gets a dumper of its own.
+    signal handler, a finalizer the garbage collector runs) gets a dumper of its own, and so does every message after
+    an exception (a signal handler's KeyboardInterrupt too) left one busy with half a message in its memo.
 
     The kept pickler writes each pickle whole to ``written`` (its file's ``write`` is the list's append): no stream
     to read back, rewind and truncate per message. A pickle holding large bytes may come in several writes."""
@@ -181,11 +181,9 @@ class _Dumper:
 
     def drop(self) -> None:
         """Forget a failed message: its buffers go now (a PickleBuffer over a memoryview left in the error's reference
-        cycle can crash the garbage collector, which clears the memoryview while it is still exported), and the thread
-        makes a new dumper for its next message."""
+        cycle can crash the garbage collector, which clears the memoryview while it is still exported). The dumper
+        stays busy: the thread makes a new one for its next message."""
         self.buffers.clear()
-        if getattr(_THREAD, "dumper", None) is self:
-            _THREAD.dumper = None
 
 
 class _Writer:
@@ -202,13 +200,11 @@ _THREAD = threading.local()
 
 
 def _dumper() -> _Dumper:
-    """The calling thread's dumper, now busy; a new one while it is busy already (a message whose pickling encodes
-    another)."""
+    """The calling thread's dumper, now busy; a new one, the thread's from then on, if it is busy (a message whose
+    pickling encodes another, or one an exception left half-way)."""
     dumper = getattr(_THREAD, "dumper", None)
-    if dumper is None:
+    if dumper is None or dumper.busy:
         dumper = _THREAD.dumper = _Dumper()
-    elif dumper.busy:
-        dumper = _Dumper()
     dumper.busy = True
     return dumper
 

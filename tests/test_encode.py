@@ -250,6 +250,49 @@ def test_arrays_take_the_engines_reduction_when_numpy_is_imported_after_the_firs
     assert result.returncode == 0, result.stderr
 
 
+#: A thread whose encode() a signal handler's exception interrupts, at any point, 50,000 times a second for two
+#: seconds: every message it does encode must decode to itself (an interrupted one left the kept pickler's memo or
+#: its list half-used, and a later message decoded to an earlier one or not at all).
+INTERRUPTED_ENCODES = """
+import signal, sys, time
+from pipeline.message import decode, encode
+
+class Interrupt(BaseException):
+    pass
+
+armed = False
+
+def interrupt(signum, frame):
+    if armed:
+        raise Interrupt
+
+signal.signal(signal.SIGALRM, interrupt)
+signal.setitimer(signal.ITIMER_REAL, 0.00002, 0.00002)
+done = interrupted = 0
+deadline = time.monotonic() + 2
+while time.monotonic() < deadline:
+    message = {"i": done + interrupted, "pad": "x" * (interrupted % 300)}
+    try:
+        armed = True
+        made = encode(message)
+        armed = False
+    except Interrupt:
+        armed = False
+        interrupted += 1
+        continue
+    assert decode(made.inband, made.buffers) == message, (message, made.inband)
+    done += 1
+signal.setitimer(signal.ITIMER_REAL, 0, 0)
+assert done > 1000 and interrupted > 1000, (done, interrupted)
+"""
+
+
+def test_an_encode_interrupted_anywhere_leaves_the_next_messages_whole() -> None:
+    result = subprocess.run([sys.executable, "-c", INTERRUPTED_ENCODES], cwd=REPO, capture_output=True, text=True,
+                            timeout=60)
+    assert result.returncode == 0, result.stderr[-2000:]
+
+
 def test_threads_encode_at_once_each_their_own_messages() -> None:
     results: dict[int, bool] = {}
 
