@@ -29,6 +29,7 @@ from pipeline.engine.handles import Handles
 from pipeline.engine.wire import (
     HEADER,
     IN_RING,
+    WIRE_VERSION,
     Answer,
     Kind,
     Packet,
@@ -154,16 +155,19 @@ class Intruder:
         if not self.alive():
             raise AssertionError(f"the run ended before its {what}")
 
-    def hello(self, sock: zmq.Socket, step: bytes | None, threads: int = 1) -> tuple[Kind, int, bytes]:
-        """Say HELLO for ``step`` (None: no step frame) on ``sock``: (kind, value, second frame) of the answer."""
-        self.send(sock, [HEADER.pack(Kind.HELLO, 0, threads, 0), *([] if step is None else [step])])
+    def hello(self, sock: zmq.Socket, step: bytes | None, threads: int = 1,
+              version: int = WIRE_VERSION) -> tuple[Kind, int, bytes]:
+        """Say HELLO for ``step`` (None: no step frame) on ``sock``, speaking ``version`` of the frames: (kind, value,
+        second frame) of the answer."""
+        self.send(sock, [HEADER.pack(Kind.HELLO, version, threads, 0), *([] if step is None else [step])])
         answer = self.receive(sock, "answer to HELLO")
         kind, value = header_of(answer[0])
         return kind, value, answer[1].bytes if len(answer) > 1 else b""
 
-    def refused(self, sock: zmq.Socket, step: bytes | None = b"NOPE", threads: int = 1) -> str:
+    def refused(self, sock: zmq.Socket, step: bytes | None = b"NOPE", threads: int = 1,
+                version: int = WIRE_VERSION) -> str:
         """Say HELLO that the run must refuse; its reason. Everything sent before on ``sock`` has been read then."""
-        kind, _, reason = self.hello(sock, step, threads)
+        kind, _, reason = self.hello(sock, step, threads, version)
         if kind is not Kind.REFUSE:
             raise AssertionError(f"HELLO for {step!r} with {threads} threads got {kind.name}, expected REFUSE")
         return reason.decode()

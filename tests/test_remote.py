@@ -18,10 +18,13 @@ from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
+import zmq
 
 from pipeline import Pipeline
-from pipeline.auth.keys import load_public_key
+from pipeline.auth.curve import CurveServer, ServerKeys
+from pipeline.auth.keys import authorized_keys, load_key_pair, load_public_key
 from pipeline.engine.door import Door
+from pipeline.engine.wire import HEADER, WIRE_VERSION, Kind
 from tests.cli_helpers import ROOT, run_cli, write_config
 from tests.engine_helpers import chain
 from tests.engine_helpers import step as engine_step
@@ -29,6 +32,7 @@ from tests.failure_helpers import report_row
 from tests.process_helpers import assert_each_output_went_where_it_goes_once, two_next_steps
 from tests.remote_helpers import (
     BIN,
+    PROCESS_SECONDS,
     PRODUCER,
     STAGE,
     STRANGER,
@@ -410,3 +414,30 @@ def test_a_pipeline_worker_that_cannot_start_its_processes_says_it_in_one_line(l
     assert_every_value_once(launch, run)
     said = [line for line in lines(run.stderr) if "could not be started" in line]
     assert len(said) == 1 and "remote worker node7" in said[0], run.stderr
+
+
+def test_pipeline_worker_leaves_a_run_of_another_version_before_it_reads_its_spec(launch: Launcher) -> None:
+    """A run of another zmq-pipeline (its SPEC carries another WIRE_VERSION, over a proper CURVE handshake): the
+    worker says so in one line and exits 2, without unpickling what that run sent."""
+    context = zmq.Context()
+    server = CurveServer(context, ServerKeys(load_key_pair(launch.keys.server_secret),
+                                             authorized_keys(launch.keys.authorized)))
+    door = context.socket(zmq.ROUTER)
+    door.linger = 0
+    try:
+        server.secure(door)
+        door.bind(launch.address)
+        worker = launch.worker(name="newer")
+        assert door.poll(PROCESS_SECONDS * 1000), "no HELLO from the worker"
+        keeper, header, *_ = door.recv_multipart()
+        assert HEADER.unpack_from(header)[:2] == (Kind.HELLO, WIRE_VERSION)
+        door.send_multipart([keeper, HEADER.pack(Kind.SPEC, WIRE_VERSION - 1, 0, 7), b"not a pickle of ours"])
+        assert worker.wait() == 2, worker.stderr
+        said = lines(worker.stderr)
+        assert len(said) == 1, worker.stderr
+        older = WIRE_VERSION - 1
+        assert f"the run speaks version {older} of the engine's frames and this one {WIRE_VERSION}" in said[0]
+    finally:
+        door.close()
+        server.close()
+        context.term()

@@ -21,7 +21,7 @@ import zmq
 
 from pipeline.auth.keys import load_key_pair, load_public_key
 from pipeline.engine.door import MAX_SLOTS_PER_KEY
-from pipeline.engine.wire import HEADER, Kind, control_frames, ping_frames
+from pipeline.engine.wire import HEADER, WIRE_VERSION, Kind, control_frames, ping_frames
 from tests.remote_helpers import PRODUCER, STAGE, STRANGER, Launcher, Proc, duplicates, wait_during
 from tests.remote_peers import JUNK_RESULTS, Intruder, bomb, junk_result, plaintext_junk, refused_peer
 from tests.remote_steps import marker_pids
@@ -100,6 +100,9 @@ def wrong_kinds_and_refused_hellos(peers: Peers) -> None:
     assert "producer" in intruder.refused(keeper, PRODUCER.encode())
     assert "threads" in intruder.refused(keeper, STAGE.encode(), threads=0)
     assert "threads" in intruder.refused(keeper, STAGE.encode(), threads=100_000)
+    for older in (0, WIRE_VERSION - 1):  # 0: what every worker before WIRE_VERSION said
+        said = intruder.refused(keeper, STAGE.encode(), version=older)
+        assert f"the worker speaks version {older} of the engine's frames and this one {WIRE_VERSION}" in said
     intruder.join(STAGE)
     intruder.serve()
 

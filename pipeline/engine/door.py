@@ -58,6 +58,7 @@ from pipeline.engine.wire import (
     parse_worker_id,
     refuse_frames,
     spec_frames,
+    version_mismatch,
 )
 from pipeline.errors import ConfigError
 from pipeline.execution.status import WorkerProcessStatus
@@ -286,24 +287,14 @@ class Door(EngineThread):
 
     def _hello(self, key: str, keeper: bytes, payload: list, address: str) -> None:
         """A remote worker asks to join a step: a slot and the step's SPEC, or REFUSE saying why."""
-        step, threads, pid = parse_hello(payload)
-        router = self.routers.get(step)
-        why = None
-        if step not in self.config.steps:
-            why = f"this run has no step {step!r} (its steps: {', '.join(self.routers)})"
-        elif router is None or router.step.kind == "producer":
-            why = f"step {step} is the producer: it runs in the run's process or its own worker processes"
-        elif router.state.finishing or router.state.phase == "finished" or self.control.stopping.is_set():
-            why = f"step {step} has no more work: the run is ending"
-        elif not 1 <= threads <= MAX_REMOTE_THREADS:
-            why = f"expected 1 to {MAX_REMOTE_THREADS} threads, got {threads}"
-        elif sum(1 for worker in self.workers.values() if worker.key == key) >= MAX_SLOTS_PER_KEY:
-            why = f"key {key} holds {MAX_SLOTS_PER_KEY} worker processes already, the most one key may hold"
+        step, threads, pid, version = parse_hello(payload)
+        why = version_mismatch(version, "the worker") or self._refusal(key, step, threads)
         if why is not None:
             self.said.say(logging.WARNING, key, "refused HELLOs", "remote worker %s (%s): refused: %s", key, address,
                           why)
             self.send([keeper, *refuse_frames(why)])
             return
+        router = self.routers[step]
         slot = self.control.new_slot()
         self.workers[slot] = RemoteWorker(slot, step, key, address, threads, keeper, pid)
         self._publish()
@@ -311,6 +302,21 @@ class Door(EngineThread):
         self.said.say(logging.INFO, key, "worker processes joined", "step %s: remote worker %s (%s) joined with %d "
                       "threads, as worker process %d", step, key, address, threads, slot)
         self.send([keeper, *spec_frames(slot, pickle.dumps(spec_for(self.config, step, "", self.control)))])
+
+    def _refusal(self, key: str, step: str, threads: int) -> str | None:
+        """Why a HELLO of ``key`` for ``step`` with ``threads`` threads is refused; None if it is not."""
+        router = self.routers.get(step)
+        if step not in self.config.steps:
+            return f"this run has no step {step!r} (its steps: {', '.join(self.routers)})"
+        if router is None or router.step.kind == "producer":
+            return f"step {step} is the producer: it runs in the run's process or its own worker processes"
+        if router.state.finishing or router.state.phase == "finished" or self.control.stopping.is_set():
+            return f"step {step} has no more work: the run is ending"
+        if not 1 <= threads <= MAX_REMOTE_THREADS:
+            return f"expected 1 to {MAX_REMOTE_THREADS} threads, got {threads}"
+        if sum(1 for worker in self.workers.values() if worker.key == key) >= MAX_SLOTS_PER_KEY:
+            return f"key {key} holds {MAX_SLOTS_PER_KEY} worker processes already, the most one key may hold"
+        return None
 
     def _ping(self, key: str, keeper: bytes, slot: int, payload: list) -> None:
         worker = self._slot(key, slot, "a heartbeat")

@@ -41,6 +41,7 @@ from pipeline.engine.wire import (
     parse_refuse,
     parse_spec,
     ping_frames,
+    version_mismatch,
 )
 from pipeline.engine.worker_process import Spec
 
@@ -92,7 +93,10 @@ def ask_spec(socket: zmq.Socket, login: Login) -> tuple[Spec, int]:
     kind, _ = header_of(received[0])
     if kind is Kind.REFUSE:
         raise JoinError(f"the run refused: {parse_refuse(received)}", 2)
-    slot, spec = parse_spec(received)
+    slot, spec, version = parse_spec(received)
+    mismatch = version_mismatch(version, "the run")
+    if mismatch is not None:  # before its Spec is unpickled: another version's classes may not read it
+        raise JoinError(f"the run refused: {mismatch}", 2)
     return pickle.loads(spec), slot
 
 

@@ -86,6 +86,10 @@ class Kind(IntEnum):
 
 
 HEADER = struct.Struct("<BBxxIQ")  # kind, flags, count, value
+#: The version of these frames, which a HELLO and its SPEC carry in their flags byte: a remote worker and a run of
+#: other versions refuse each other with a message rather than misread each other's frames. Raised with every
+#: change of a frame's layout (2: a RESULT's table of inputs in columns).
+WIRE_VERSION = 2
 #: The header flag saying that the body follows the header in frame 0.
 INLINE = 1
 #: The header flag saying that one frame of buffer numbers replaces the buffer frames (engine.handles).
@@ -585,30 +589,38 @@ def parse_ping(frames: Sequence[Any]) -> list[int]:
 def hello_frames(step: str, threads: int, pid: int) -> list[bytes]:
     """A HELLO (remote worker -> door): a process of ``threads`` worker threads asks to join ``step``::
 
-        HEADER (HELLO, count: threads, value: its pid on its host) | step name, UTF-8
+        HEADER (HELLO, flags: WIRE_VERSION, count: threads, value: its pid on its host) | step name, UTF-8
     """
-    return [HEADER.pack(Kind.HELLO, 0, threads, pid), step.encode()]
+    return [HEADER.pack(Kind.HELLO, WIRE_VERSION, threads, pid), step.encode()]
 
 
-def parse_hello(frames: Sequence[Any]) -> tuple[str, int, int]:
-    """(step, threads, pid) of a HELLO (a step of "" when it names none)."""
-    _, _, threads, pid = HEADER.unpack_from(frames[0])
+def parse_hello(frames: Sequence[Any]) -> tuple[str, int, int, int]:
+    """(step, threads, pid, the worker's WIRE_VERSION) of a HELLO (a step of "" when it names none)."""
+    _, version, threads, pid = HEADER.unpack_from(frames[0])
     step = bytes(frames[1]).decode(errors="replace")[:MAX_REASON_CHARS] if len(frames) > 1 else ""
-    return step, threads, pid
+    return step, threads, pid, version
 
 
 def spec_frames(slot: int, spec: bytes) -> list[bytes]:
     """A SPEC (door -> remote worker): its slot, and the step's Spec pickled (the worker proved the run's key)::
 
-        HEADER (SPEC, value: slot) | pickle
+        HEADER (SPEC, flags: WIRE_VERSION, value: slot) | pickle
     """
-    return [HEADER.pack(Kind.SPEC, 0, 0, slot), spec]
+    return [HEADER.pack(Kind.SPEC, WIRE_VERSION, 0, slot), spec]
 
 
-def parse_spec(frames: Sequence[Any]) -> tuple[int, bytes]:
-    """(slot, the pickled Spec) of a SPEC."""
-    _, slot = header_of(frames[0])
-    return slot, bytes(frames[1])
+def parse_spec(frames: Sequence[Any]) -> tuple[int, bytes, int]:
+    """(slot, the pickled Spec, the run's WIRE_VERSION) of a SPEC."""
+    _, version, _, slot = HEADER.unpack_from(frames[0])
+    return slot, bytes(frames[1]), version
+
+
+def version_mismatch(theirs: int, who: str) -> str | None:
+    """What to say when a peer (``who``: "the worker", "the run") speaks another WIRE_VERSION; None if it does not."""
+    if theirs == WIRE_VERSION:
+        return None
+    return (f"{who} speaks version {theirs} of the engine's frames and this one {WIRE_VERSION}: run the same "
+            "zmq-pipeline on every host")
 
 
 def refuse_frames(why: str) -> list[bytes]:
