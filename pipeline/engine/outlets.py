@@ -83,7 +83,7 @@ class Outlet:
         SOURCE_MAX_DELAY_SECONDS (a producer's outlet starts at ``max_delay`` 0: its first message goes at once)."""
         if seconds > SLOW_SOURCE_SECONDS:
             self.flush()
-        elif self.oldest and time.monotonic() - self.oldest >= self.max_delay:  # due(), without a call a message
+        elif self.oldest and self.due(time.monotonic()):
             self.flush()
             if self.max_delay < SOURCE_MAX_DELAY_SECONDS:  # a producer thread's, ramping up (a shard's waits longer)
                 self.max_delay = min(SOURCE_MAX_DELAY_SECONDS, 2 * self.max_delay + SOURCE_DELAY_STEP_SECONDS)

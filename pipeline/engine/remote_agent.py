@@ -96,7 +96,7 @@ def ask_spec(socket: zmq.Socket, login: Login) -> tuple[Spec, int]:
     slot, spec, version = parse_spec(received)
     mismatch = version_mismatch(version, "the run")
     if mismatch is not None:  # before its Spec is unpickled: another version's classes may not read it
-        raise JoinError(f"the run refused: {mismatch}", 2)
+        raise JoinError(f"cannot join the run: {mismatch}", 2)
     return pickle.loads(spec), slot
 
 
