@@ -88,6 +88,7 @@ class Explode(Component):
     ``fail_at`` of input 0 it raises, on output ``kill_at`` of input 0 it SIGKILLs its own process (once)."""
 
     per = Int(300, help="Outputs per input.").tag(config=True)
+    values = Int(VALUES, help="float64 values of each output (VALUES: 1 MiB).").tag(config=True)
     gauge = Unicode("", help="The gauge's directory ('': none).").tag(config=True)
     fail_at = Int(-1, help="Raise at this output of input 0 (-1: never).").tag(config=True)
     kill_at = Int(-1, help="SIGKILL this process at this output of input 0, in the first process only.").tag(
@@ -109,7 +110,7 @@ class Explode(Component):
             if gauge is not None:
                 made = bump(gauge / "made")
                 self.peak = max(self.peak, made - size(gauge / "used"))
-            yield np.full(VALUES, i * 1e6 + k)
+            yield np.full(self.values, i * 1e6 + k)
 
     def finish(self) -> None:
         """Say the most outputs this worker saw alive at once."""

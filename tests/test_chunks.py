@@ -16,7 +16,16 @@ from typing import Any
 import pytest
 
 from pipeline import Pipeline
-from pipeline.engine.flow import HELD_BACK_BYTES, OUTPUT_CHUNK_BYTES, OUTPUT_CHUNK_COUNT, batch_limit, window_limit
+from pipeline.config import load_config
+from pipeline.engine.flow import (
+    HELD_BACK_BYTES,
+    OUTPUT_CHUNK_BYTES,
+    OUTPUT_CHUNK_COUNT,
+    batch_limit,
+    held_back_limit,
+    message_bound,
+    window_limit,
+)
 from pipeline.execution import executor
 from tests.chunk_steps import VALUES
 from tests.remote_helpers import Launcher
@@ -112,6 +121,28 @@ def test_many_large_outputs_of_one_input_stay_within_the_bound(tmp_path: Path, m
     assert values(tmp_path) == expected(1)
     assert report["EXPLODE"].emitted == PER and report["TALLY"].processed == PER
     assert peak(tmp_path) <= 2 * CHUNK + FOR_TALLY + 1 < PER // 4, peak(tmp_path)
+
+
+@pytest.mark.parametrize("stage", [{"nb_process": 1}, {"nb_process": 2}, {"nb_thread": 2, "ordered": True},
+                                   {"nb_process": 2, "ordered": True}])
+def test_a_step_whose_every_input_fans_out_stays_within_the_bound(tmp_path: Path, stage: dict[str, Any]) -> None:
+    """400 inputs of 100 small outputs each, to a slower consumer: a worker that returns its outputs to its router
+    (one in a worker process; an ordered step's) runs ahead only by FANOUT_CREDIT RESULTs of them, not by its whole
+    window (two worker processes had 5,188 outputs alive here, where the bound says 3,340). An ordered step's router
+    also holds back the outputs of inputs that finished before an earlier one: message_bound counts one message
+    for each such input (flow.held_back_limit), the step holds back all their outputs (within HELD_BACK_BYTES)."""
+    per = 100
+    doc = document(tmp_path, stage, inputs=400, per=per, values=16)
+    report = run(doc, "threads")
+    assert report.exit_status == 0
+    made = [int(i * 1e6 + k) for i in range(400) for k in range(per)]
+    assert (values(tmp_path) if stage.get("ordered") else sorted(values(tmp_path))) == made
+    config = load_config(doc)
+    bound = message_bound(config)
+    assert bound is not None and bound < len(made) // 4  # the bound means something for this run
+    step = config.steps["EXPLODE"]
+    held_back = held_back_limit(step.workers, step.queue_limit) * (per - 1) if step.ordered else 0
+    assert peak(tmp_path) <= bound + held_back, (peak(tmp_path), bound)
 
 
 @pytest.mark.parametrize("mode", ["threads-ordered", "processes-ordered"])

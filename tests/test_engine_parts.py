@@ -11,7 +11,7 @@ from hypothesis import given, settings
 from hypothesis import strategies as st
 
 from pipeline.config import load_config
-from pipeline.engine.flow import PREFETCH, PREFETCH_BYTES, SOURCE_MAX_DELAY_SECONDS, message_bound
+from pipeline.engine.flow import FANOUT_CREDIT, PREFETCH, PREFETCH_BYTES, SOURCE_MAX_DELAY_SECONDS, message_bound
 from pipeline.engine.outlets import Outlet
 from pipeline.engine.pool import WorkerPool
 from pipeline.engine.results import Results
@@ -194,7 +194,7 @@ def bound_of(stager: dict[str, Any], consumer_limit: int = 4) -> int | None:
 
 
 def test_message_bound_of_a_small_chain() -> None:
-    # Batches: B(S) = min(128, 8 // 2) = 4 and B(C) = 4 // 2 = 2; windows: K(S) = 8, K(C) = 4 (the queue limits).
+    # Batches: B(S) = min(MAX_BATCH, 8 // 2) = 4 and B(C) = 4 // 2 = 2; windows: K(S) = 8, K(C) = 4 (the queue limits).
     # P: holds up to B(S) - 1 = 3 unsent outputs.
     # S (2 workers, Q 8, one sender: P): each worker holds up to B(C) - 1 = 1 unsent output: 2;
     #    Q + W * K(S) + U * 2 * B(S) = 8 + 2 * 8 + 1 * 2 * 4.
@@ -207,8 +207,9 @@ def test_message_bound_of_a_small_ordered_chain() -> None:
     # As above, but S is ordered: its router is C's one sender (C: 4 + 4 + 1 * 2 * 2), it alone holds
     # unsent outputs (B(C) - 1 = 1; its workers send nothing themselves), and it holds back the outputs
     # of at most W * K(S) inputs.
-    expected = 3 + 1 + (8 + 2 * 8 + 8 + 2 * 8) + (4 + 4 + 4)
-    assert bound_of({"nb_thread": 2, "queue_limit": 8, "ordered": True}) == expected == 64
+    # Its workers return their outputs to it: each sends at most FANOUT_CREDIT RESULTs that fan out, of B(S) more.
+    expected = 3 + 1 + (8 + 2 * 8 + 8 + 2 * 8 + 2 * FANOUT_CREDIT * 4) + (4 + 4 + 4)
+    assert bound_of({"nb_thread": 2, "queue_limit": 8, "ordered": True}) == expected == 80
 
 
 def test_message_bound_with_the_default_queue_limit() -> None:

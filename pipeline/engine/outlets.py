@@ -27,15 +27,18 @@ from pipeline.config.model import PipelineConfig, StepConfig
 from pipeline.engine import sockets
 from pipeline.engine.addresses import Addresses
 from pipeline.engine.flow import (
+    FANOUT_CREDIT,
     FLUSH_TICK_SECONDS,
     MAX_BATCH,
     MAX_BATCH_BYTES,
     MAX_DELAY_SECONDS,
     PIPE_HWM,
+    SHARD_CREDIT,
     SLOW_SOURCE_SECONDS,
     SOURCE_DELAY_STEP_SECONDS,
     SOURCE_MAX_DELAY_SECONDS,
     batch_limit,
+    fans_out,
 )
 from pipeline.engine.handles import Handles
 from pipeline.engine.rings import Ring
@@ -234,9 +237,13 @@ class ToRouter(Outlet):
         self.result = ResultPacket()  # the answers held until the next flush
         #: What the router sent while this outlet waited for its MORE (work, SKIPs): its thread takes them first.
         self.early: deque[list[zmq.Frame]] = deque()
-        #: A shard's outlet: most RESULTs it sends that the router has not yet sent on (MORE), flow.SHARD_CREDIT;
-        #: 0 for a worker's, whose inputs bound its answers.
-        self.credit = 0
+        #: Most RESULTs it sends that the router has not yet sent on (MORE) of those that take credit: a worker's
+        #: that fan out (flow.fans_out), or with ``for_shard`` every one of a shard's.
+        self.credit = FANOUT_CREDIT
+        self.credits_all = False
+        #: A RESULT that takes credit goes once it holds this many outputs (or its last input's, or message's through
+        #: fused steps, made it pass them).
+        self.most_outputs = batch_limit(step.queue_limit)
         self.unacked = 0  # RESULTs (and chunks) sent whose MORE has not come
 
     def commit(self, seq: int, outputs: Outputs, seconds: float = 0.0) -> None:
@@ -255,9 +262,13 @@ class ToRouter(Outlet):
         result.answer(seq, outputs, outcome, seconds, made, self.index)
         if not self.oldest:
             self.oldest = time.monotonic()
-        held = result.outputs
-        if len(result) >= MAX_BATCH or held.nbytes >= MAX_BATCH_BYTES or (self.credit and len(held) >= MAX_BATCH):
-            self.flush()  # a shard's RESULT holds MAX_BATCH messages, but one message's outputs through fused steps
+        if len(result) >= MAX_BATCH or result.outputs.nbytes >= MAX_BATCH_BYTES or self._credit_full(result):
+            self.flush()
+
+    def _credit_full(self, result: ResultPacket) -> bool:
+        """Whether ``result`` takes credit and holds ``most_outputs`` outputs."""
+        outputs = len(result.outputs)
+        return outputs >= self.most_outputs and (self.credits_all or fans_out(outputs, len(result)))
 
     def partial(self, seq: int, outputs: Outputs, made: int | None = None) -> None:
         """Return a chunk of input ``seq``'s outputs now (after the answers before it), then wait until the router
@@ -283,6 +294,19 @@ class ToRouter(Outlet):
         except zmq.ContextTerminated:
             raise Interrupted from None  # the run is aborted: out of the step's code, which must not catch it
 
+    def end(self) -> None:
+        """Send everything, then wait for the MOREs still owed: the router answers each RESULT that took credit, and
+        a thread gone meanwhile could not hear it (the router's send to it would fail)."""
+        self.flush()
+        self._await_more(0)
+
+    def for_shard(self) -> None:
+        """Make it a producer shard's outlet: every RESULT takes credit, SHARD_CREDIT of them (the shard's messages
+        wait here while the router cannot send them on), and holds MAX_BATCH messages."""
+        self.credit = SHARD_CREDIT
+        self.credits_all = True
+        self.most_outputs = MAX_BATCH
+
     def acknowledged(self) -> None:
         """A MORE came that no wait of its own read (its thread read it with the router's work)."""
         if self.unacked:
@@ -294,11 +318,12 @@ class ToRouter(Outlet):
 
     def flush(self) -> None:
         """Send the held answers to the router."""
-        if len(self.result):
-            if self.credit:
+        result = self.result
+        if len(result):
+            if self.credits_all or fans_out(len(result.outputs), len(result)):
                 self._await_more(self.credit - 1)
                 self.unacked += 1
-            sockets.send(self.socket, self.result.frames(self.handles, self.ring))
+            sockets.send(self.socket, result.frames(self.handles, self.ring))
             self.result = ResultPacket()
         self.oldest = 0.0
 

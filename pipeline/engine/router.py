@@ -215,7 +215,8 @@ class Router(EngineThread):
                     continue  # a worker whose process was lost: what it still says is moot
                 # The common RESULT goes on as the packet it came in: no object per input or output here.
                 if joined and state.forwards(worker) and (plain := plain_result(received[1:], self._ring(worker, 1))):
-                    if state.answered_done(worker, plain.seqs, plain.seconds) and self.outputs is not None:
+                    counted = state.answered_done(worker, plain.seqs, plain.seconds, len(plain.outputs))
+                    if counted and self.outputs is not None:
                         self.outputs.commit_packet(plain.outputs)
                     continue
                 try:

@@ -34,6 +34,7 @@ from pipeline.engine.flow import (
     PREFETCH_BYTES,
     QUEUE_BYTES,
     batch_limit,
+    fans_out,
     held_back_limit,
     window_limit,
 )
@@ -501,10 +502,12 @@ class StepState:
         if self.results is None:
             return []
         release = self.results.add(answers)
-        if chunks and self.shards is None:  # a shard's chunks wait for no MORE
-            for answer in answers:
-                if answer.outcome is partial:
-                    self._chunk_taken(worker, answer.seq, release)
+        if self.shards is None:  # a shard's RESULTs are answered as they are read (_shard_answers)
+            chunked = [answer.seq for answer in answers if answer.outcome is partial] if chunks else []
+            for seq in chunked:
+                self._chunk_taken(worker, seq, release)
+            if not chunked:
+                self._credit_fan_out(worker, answers)
         if self._unacked:
             self._ack_released(release)
         return release
@@ -527,7 +530,15 @@ class StepState:
         self._take_tally(worker)
         if self.shards is not None or any(answer.outcome is Outcome.PARTIAL for answer in answers):
             self.acks.append(worker)
+        else:
+            self._credit_fan_out(worker, answers)
         return self.results.add(answers) if self.results is not None else []
+
+    def _credit_fan_out(self, worker: bytes, answers: Sequence[Answer]) -> None:
+        """A RESULT without chunks (nor a shard's) that fans out (flow.fans_out) is read: its worker may send another
+        once its outputs went on (MORE, flow.FANOUT_CREDIT)."""
+        if fans_out(sum(len(answer.outputs) for answer in answers), len(answers)):
+            self.acks.append(worker)
 
     def forwards(self, worker: bytes) -> bool:
         """Whether the outputs of a plain RESULT of ``worker`` (wire.PlainResult) may go on as they came: a worker
@@ -535,12 +546,15 @@ class StepState:
         return (self.results is not None and not self.results.ordered and self.shards is None and not self._partial
                 and not self._held_failures and not self._unacked and not self.own(worker))
 
-    def answered_done(self, worker: bytes, seqs: range, seconds: Sequence[float]) -> bool:
+    def answered_done(self, worker: bytes, seqs: range, seconds: Sequence[float], outputs: int) -> bool:
         """A plain RESULT of ``worker`` (``forwards``): its inputs ``seqs`` all answered DONE, their run()s took
-        ``seconds``; counted as ``answered`` counts them. False if they are not the inputs it was running (ignored)."""
+        ``seconds``, and it holds ``outputs`` outputs; counted as ``answered`` counts them. False if they are not the
+        inputs it was running (ignored)."""
         if seqs != self.pool.next_seqs(worker, len(seqs)):
             self.ignore(worker, "a RESULT answering messages it was not running")
             return False
+        if fans_out(outputs, len(seqs)):
+            self.acks.append(worker)
         self._progress[worker] = self.clock()
         self.pool.answered_many(worker, len(seqs))
         self.counts.received += len(seqs)

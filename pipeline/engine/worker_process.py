@@ -46,7 +46,7 @@ from pipeline.engine.addresses import Addresses
 from pipeline.engine.allocator import keep_freed_memory
 from pipeline.engine.board import BusyBoard, HaltedSteps
 from pipeline.engine.control import ENDED, RunControl
-from pipeline.engine.flow import PREFETCH_SECONDS_OUTSIDE, SHARD_CREDIT
+from pipeline.engine.flow import PREFETCH_SECONDS_OUTSIDE
 from pipeline.engine.fusion import Chain, tally_of
 from pipeline.engine.outlets import Outlet, ToRouter
 from pipeline.engine.rings import Ring, make_rings
@@ -229,7 +229,7 @@ class ProcessWorkerThread(WorkerThread):
             outlet = ToRouter(ctl, self.tail, None, None)
         if self.step.kind == "producer":
             self.shard_sink = ShardSink(outlet, self.chain)
-            outlet.credit = SHARD_CREDIT  # a shard's messages wait here while the router cannot send them on
+            outlet.for_shard()
         outlet.max_delay = PREFETCH_SECONDS_OUTSIDE
         return outlet
 
