@@ -158,6 +158,20 @@ def test_kill_9_of_a_remote_worker_loses_nothing(launch: Launcher) -> None:
     assert "delivered again" in run.stderr
 
 
+def test_kill_9_of_a_remote_workers_process_fails_that_worker_in_one_line(launch: Launcher) -> None:
+    run = launch.run(launch.chain(nb_thread=1, workers=2))
+    worker = launch.worker(role="remote-blocking")
+    wait_during(run, lambda: marker_pids(launch.gate, "busy"), "the remote worker's process to be in a message")
+    [child] = marker_pids(launch.gate, "busy") - {run.pid}
+    os.kill(child, signal.SIGKILL)
+    assert worker.wait() == 1, worker.stderr
+    said = lines(worker.stderr)
+    assert len(said) == 1, worker.stderr
+    assert re.search(rf"step {STAGE}: worker process \d+ \(pid {child}\) killed by signal SIGKILL", said[0]), said[0]
+    assert run.wait() == 0, run.stderr
+    assert_every_value_once(launch, run)
+
+
 def test_kill_9_of_the_only_worker_then_another_joins(launch: Launcher) -> None:
     run = launch.run(launch.chain(nb_thread=0))
     first = launch.worker(role="remote-blocking", name="first")

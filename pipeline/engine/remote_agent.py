@@ -212,7 +212,11 @@ def _keep(socket: zmq.Socket, keeper: ProcessKeeper, spec: Spec) -> int:
                 if kind is Kind.HALT:
                     keeper.halt(spec.step)
         for death in keeper.deaths():
-            worst = max(worst, death.process.child.returncode if death.process.child is not None else 1, key=abs)
+            code = death.process.child.returncode if death.process.child is not None else 1
+            if code < 0:  # a signal ended it (its status would be 256 - signal): one line says so, and the worker fails
+                print(f"pipeline-worker: step {spec.step}: worker process {death.process.slot} (pid "
+                      f"{death.process.pid}) {death.reason}", file=sys.stderr, flush=True)
+            worst = max(worst, 1 if code < 0 else code)
             sockets.send(socket, left_frames(Loss(death.process.slot, death.reason, death.running, not death.failed)))
         if time.monotonic() - heard > patience:
             print(f"pipeline-worker: the run is gone (no heartbeat for {patience:g} s); leaving", file=sys.stderr,
