@@ -570,6 +570,27 @@ def test_a_chunk_goes_on_at_once_and_its_worker_is_told_more() -> None:
     assert made.counts.processed == 1
 
 
+@pytest.mark.parametrize("ordered", [False, True])
+def test_a_result_that_fans_out_is_answered_more_and_one_that_does_not_is_not(ordered: bool) -> None:
+    """A worker waits for a MORE after each RESULT with more outputs than inputs (flow.FANOUT_CREDIT), whatever path
+    the router reads it by: the inputs it holds bound the outputs of the others."""
+    made, _, _ = state(ordered=ordered)
+    made.joined(worker(0), 8)
+    made.take_input(packet(6))
+    hand_out(made)
+    made.answered(worker(0), answers(0, 2))  # one output each
+    assert made.take_acks() == []
+    three = [(Encoded(b"out", []), None)] * 3
+    made.answered(worker(0), [Answer(2, three), Answer(3, [])])  # three outputs of two inputs
+    assert made.take_acks() == [worker(0)]
+    made.ready(worker(0), 8)  # its first packet (0-3) is done: the next holds 4 and 5
+    assert [seqs(p) for _, p in hand_out(made)] == [[4, 5]]
+    assert made.answered_done(worker(0), range(4, 6), [0.1, 0.2], 3) and made.take_acks() == [worker(0)]
+    before = [Answer(UNORDERED, three)]  # init()'s three outputs, before a JOIN
+    made.answered(worker(1), before)
+    assert made.take_acks() == [worker(1)]
+
+
 def test_an_ordered_steps_chunks_of_a_later_input_wait_their_turn_and_past_held_back_bytes_so_does_their_worker(
         ) -> None:
     made, _, _ = state(ordered=True)

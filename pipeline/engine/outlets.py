@@ -265,10 +265,13 @@ class ToRouter(Outlet):
         if len(result) >= MAX_BATCH or result.outputs.nbytes >= MAX_BATCH_BYTES or self._credit_full(result):
             self.flush()
 
+    def _takes_credit(self, result: ResultPacket) -> bool:
+        """Whether ``result`` waits for its turn and gets a MORE: every one of a shard's, a worker's that fans out."""
+        return self.credits_all or fans_out(len(result.outputs), len(result))
+
     def _credit_full(self, result: ResultPacket) -> bool:
         """Whether ``result`` takes credit and holds ``most_outputs`` outputs."""
-        outputs = len(result.outputs)
-        return outputs >= self.most_outputs and (self.credits_all or fans_out(outputs, len(result)))
+        return len(result.outputs) >= self.most_outputs and self._takes_credit(result)
 
     def partial(self, seq: int, outputs: Outputs, made: int | None = None) -> None:
         """Return a chunk of input ``seq``'s outputs now (after the answers before it), then wait until the router
@@ -320,7 +323,7 @@ class ToRouter(Outlet):
         """Send the held answers to the router."""
         result = self.result
         if len(result):
-            if self.credits_all or fans_out(len(result.outputs), len(result)):
+            if self._takes_credit(result):
                 self._await_more(self.credit - 1)
                 self.unacked += 1
             sockets.send(self.socket, result.frames(self.handles, self.ring))
