@@ -112,7 +112,7 @@ def _cells(config: PipelineConfig, step: StepStatus, rates: Mapping[str, float],
 
 
 def _queue_cell(config: PipelineConfig, step: StepStatus, number: Callable[[int], str]) -> str:
-    """``  7/256``: the queue padded to the width of its limit, so that the column keeps its width from frame
+    """``  7/512``: the queue padded to the width of its limit, so that the column keeps its width from frame
     to frame as the queue fills and empties (a table that changes width each frame is hard to read)."""
     text = queue_text(config, step, number)
     queue, slash, limit = text.partition("/")
