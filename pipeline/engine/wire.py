@@ -436,10 +436,12 @@ def plain_result(frames: Sequence[Any], ring: Ring | None = None) -> PlainResult
         return None  # out-of-band buffers
     if header[HEADER.size + 6 * n:HEADER.size + 8 * n] != _EVERY_TARGET * n:
         return None
-    table = table_frame.bytes
-    if len(table) != inputs * RESULT_INPUT_BYTES or table.count(Outcome.DONE, 16 * inputs) != inputs:
-        return None  # parse_result says why, or the outcomes are not all DONE
-    seqs, _, seconds, _ = _result_table(table, inputs)
+    try:
+        seqs, _, seconds, outcomes = _result_table(table_frame.bytes, inputs)
+    except WireError:
+        return None  # parse_result says why
+    if outcomes.count(Outcome.DONE) != inputs:
+        return None
     first = seqs[0] if inputs else 0
     expected = range(first, first + inputs)
     if UNORDERED in expected or seqs != array("Q", expected):
