@@ -206,6 +206,17 @@ def test_a_remote_worker_chunks_its_outputs_and_its_death_half_way_loses_nothing
         assert peak(tmp_path) <= 4 * CHUNK + FOR_TALLY + 1, peak(tmp_path)  # two processes, two chunks each
 
 
+def test_a_remote_worker_whose_every_input_fans_out_gets_its_mores_and_ends(tmp_path: Path) -> None:
+    """The fan-out credit through the run's door: each RESULT of many outputs waits for its MORE, relayed to the
+    remote worker, and at its end it waits for those it is owed, then leaves (exit 0): every output once."""
+    with Launcher(tmp_path) as launch:
+        proc = launch.run(document(tmp_path, {"nb_thread": 0}, inputs=200, per=50, values=16))
+        worker = launch.worker("--processes=2", step="EXPLODE")
+        assert proc.wait() == 0, proc.stderr
+        assert worker.wait() == 0, worker.stderr
+    assert sorted(values(tmp_path)) == [int(i * 1e6 + k) for i in range(200) for k in range(50)]
+
+
 @pytest.mark.parametrize("mode", ["sequential", "threads", "processes"])
 def test_a_producers_messages_each_a_chunks_worth_go_on(tmp_path: Path, mode: str) -> None:
     """A producer's message as large as a chunk (16 MiB) is handed on as soon as it is made, from inside the
