@@ -507,7 +507,7 @@ class StepState:
             for seq in chunked:
                 self._chunk_taken(worker, seq, release)
             if not chunked:
-                self._credit_fan_out(worker, answers)
+                self._credit_fan_out(worker, _outputs_of(answers), len(answers))
         if self._unacked:
             self._ack_released(release)
         return release
@@ -531,13 +531,13 @@ class StepState:
         if self.shards is not None or any(answer.outcome is Outcome.PARTIAL for answer in answers):
             self.acks.append(worker)
         else:
-            self._credit_fan_out(worker, answers)
+            self._credit_fan_out(worker, _outputs_of(answers), len(answers))
         return self.results.add(answers) if self.results is not None else []
 
-    def _credit_fan_out(self, worker: bytes, answers: Sequence[Answer]) -> None:
-        """A RESULT without chunks (nor a shard's) that fans out (flow.fans_out) is read: its worker may send another
-        once its outputs went on (MORE, flow.FANOUT_CREDIT)."""
-        if fans_out(sum(len(answer.outputs) for answer in answers), len(answers)):
+    def _credit_fan_out(self, worker: bytes, outputs: int, inputs: int) -> None:
+        """A RESULT without chunks (nor a shard's) of ``inputs`` inputs and ``outputs`` outputs is read: if it fans out
+        (flow.fans_out), its worker may send another once its outputs went on (MORE, flow.FANOUT_CREDIT)."""
+        if fans_out(outputs, inputs):
             self.acks.append(worker)
 
     def forwards(self, worker: bytes) -> bool:
@@ -553,8 +553,7 @@ class StepState:
         if seqs != self.pool.next_seqs(worker, len(seqs)):
             self.ignore(worker, "a RESULT answering messages it was not running")
             return False
-        if fans_out(outputs, len(seqs)):
-            self.acks.append(worker)
+        self._credit_fan_out(worker, outputs, len(seqs))
         self._progress[worker] = self.clock()
         self.pool.answered_many(worker, len(seqs))
         self.counts.received += len(seqs)
@@ -985,6 +984,11 @@ class StepState:
     def ignore_stranger(self, worker: bytes) -> None:
         """A message under a routing id of neither a thread of the run nor a worker process."""
         self.ignore(worker, "a message under a routing id of neither a thread of the run nor a worker process")
+
+
+def _outputs_of(answers: Sequence[Answer]) -> int:
+    """How many outputs ``answers`` hold in all."""
+    return sum(len(answer.outputs) for answer in answers)
 
 
 def _message_at(packet: Packet, index: int) -> Encoded:
