@@ -160,14 +160,17 @@ class Warns(Component):
 
 
 class BigArrays(Component):
-    """Producer: 1 MiB float64 arrays, array i filled with i."""
+    """Producer (shardable): float64 arrays (1 MiB by default), array i filled with i."""
+
+    shardable = True
 
     count = Int(10, help="How many arrays.").tag(config=True)
+    values = Int(131072, min=1, help="float64 values in each array.").tag(config=True)
 
     def run(self) -> Iterator[np.ndarray]:
-        """Yield each array."""
-        for i in range(self.count):
-            yield np.full(131072, float(i))
+        """Yield each array of its shard."""
+        for i in range(self.shard, self.count, self.n_shards):
+            yield np.full(self.values, float(i))
 
 
 class DoubleArray(Trigger):
@@ -211,7 +214,8 @@ class DoubleArray(Trigger):
 
 
 class ArraySums(Component):
-    """Consumer: appends each array's first value, and whether it arrived read-only, to ``path`` as a JSON line."""
+    """Consumer: appends each array's first value, whether it arrived read-only, whether its every value is the
+    first one, and its size, to ``path`` as a JSON line."""
 
     path = Unicode(help="The file to append to.").tag(config=True)
     keep = Bool(False, help="Keep every array received; finish() appends how many changed since they came.").tag(
@@ -223,7 +227,8 @@ class ArraySums(Component):
 
     def run(self, msg: np.ndarray) -> None:
         """Record the array."""
-        append_line(self.path, json.dumps({"value": float(msg[0]), "read_only": not msg.flags.writeable}))
+        append_line(self.path, json.dumps({"value": float(msg[0]), "read_only": not msg.flags.writeable,
+                                           "whole": bool((msg == msg[0]).all()), "size": msg.size}))
         if self.keep:
             self.kept.append((float(msg[0]), msg))
 

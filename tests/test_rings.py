@@ -393,7 +393,8 @@ def test_a_buffer_never_wraps_around_the_end(pair: tuple[Ring, Ring]) -> None:
 
 
 @settings(max_examples=60, deadline=None)
-@given(st.lists(st.lists(st.integers(0, RING_BYTES // 4), min_size=1, max_size=4), max_size=30))
+@given(st.lists(st.lists(st.one_of(st.integers(0, RING_BYTES // 4), st.sampled_from([RING_BYTES, RING_BYTES + 1])),
+                         min_size=1, max_size=4), max_size=30))
 def test_any_sizes_in_any_numbers_come_out_whole(packets: list[list[int]]) -> None:
     path = rings.SHM_DIR / f"{rings.PREFIX}{os.getpid()}-hypothesis"
     writer, reader = Ring(path, create=True, grows=True), Ring(path)
@@ -405,6 +406,28 @@ def test_any_sizes_in_any_numbers_come_out_whole(packets: list[list[int]]) -> No
                 assert sum(sizes) > RING_BYTES // 2
                 continue
             assert reader.take(records)[:] == buffers
+    finally:
+        writer.close()
+        reader.close()
+        path.unlink()
+
+
+@pytest.mark.parametrize("grows", [False, True], ids=["ring-of-work", "ring-of-answers"])
+@pytest.mark.parametrize("before", [0, RING_BYTES // 3], ids=["empty", "after-traffic"])
+def test_a_buffer_larger_than_the_whole_ring_is_refused_and_the_ring_goes_on(grows: bool, before: int) -> None:
+    path = rings.SHM_DIR / f"{rings.PREFIX}{os.getpid()}-too-large"
+    writer, reader = Ring(path, create=True, grows=grows), Ring(path)
+    try:
+        if before:
+            records = writer.put([b"a" * before])
+            assert records is not None
+            assert reader.take(records)[:] == [b"a" * before]  # read, then dropped: all given back
+        for size in (RING_BYTES + 1, 2 * RING_BYTES):
+            assert writer.put([b"x" * size]) is None
+            assert writer.put([b"y" * 10, b"x" * size]) is None
+        records = writer.put([b"z" * RING_BYTES])
+        assert records is not None  # the whole ring, once its reader gave all back
+        assert reader.take(records)[:] == [b"z" * RING_BYTES]
     finally:
         writer.close()
         reader.close()
@@ -431,17 +454,20 @@ def test_a_record_never_written_is_refused(pair: tuple[Ring, Ring]) -> None:
 STEPS = "tests.process_steps"
 
 
-def arrays_chain(tmp: Path, count: int, stage: dict, trigger: dict | None = None) -> Path:
-    """ARRAYS (1 MiB float64 arrays, value i) -> STAGE (worker processes, DoubleOrAct) -> WRITER (sums)."""
+def arrays_chain(tmp: Path, count: int, stage: dict, trigger: dict | None = None, producer: dict | None = None,
+                 values: int = 131072) -> Path:
+    """ARRAYS (float64 arrays of ``values`` values, 1 MiB by default, value i) -> STAGE (worker processes,
+    DoubleOrAct) -> WRITER (sums)."""
     document = {
         "version": 1,
         "Pipeline": {
-            "producer_conf": {"name": "ARRAYS", "module": STEPS, "class": "BigArrays", "next_steps": "STAGE"},
+            "producer_conf": {"name": "ARRAYS", "module": STEPS, "class": "BigArrays", "next_steps": "STAGE",
+                              **(producer or {})},
             "stagers_conf": [{"name": "STAGE", "module": STEPS, "class": "DoubleArray", "next_steps": "WRITER",
                               **stage}],
             "consumer_conf": {"name": "WRITER", "module": STEPS, "class": "ArraySums"},
         },
-        "BigArrays": {"count": count},
+        "BigArrays": {"count": count, "values": values},
         "DoubleArray": trigger or {},
         "ArraySums": {"path": str(tmp / "sums.jsonl")},
     }
@@ -451,9 +477,9 @@ def arrays_chain(tmp: Path, count: int, stage: dict, trigger: dict | None = None
 
 
 def sums(tmp: Path) -> list[float]:
-    """What ArraySums wrote: each output array's first value, and whether it arrived read-only."""
+    """What ArraySums wrote: each output array's first value (each arrived read-only, every value the same)."""
     rows = [json.loads(line) for line in (tmp / "sums.jsonl").read_text().splitlines()]
-    assert all(row["read_only"] for row in rows)
+    assert all(row["read_only"] and row["whole"] for row in rows)
     return sorted(row["value"] for row in rows)
 
 
@@ -461,6 +487,19 @@ def test_arrays_through_worker_processes_arrive_whole_and_read_only(tmp_path: Pa
     result = finish_run(start_run(arrays_chain(tmp_path, 60, {"nb_process": 2})), 60)
     assert result.returncode == 0, result.stderr
     assert sums(tmp_path) == [2.0 * i for i in range(60)]
+
+
+@pytest.mark.parametrize("producer", [{}, {"nb_process": 2}], ids=["producer-in-run", "producer-sharded"])
+def test_arrays_larger_than_a_ring_go_to_and_from_worker_processes_whole(tmp_path: Path, producer: dict) -> None:
+    """An array larger than a whole ring goes as frames, into a worker process and out of it, and from a producer's
+    shard (it failed to fit, and the ring's copy raised)."""
+    values = RING_BYTES // 8 + 4096
+    path = arrays_chain(tmp_path, 3, {"nb_process": 1}, producer=producer, values=values)
+    result = finish_run(start_run(path), 60)
+    assert result.returncode == 0, result.stderr
+    assert sums(tmp_path) == [0.0, 2.0, 4.0]
+    rows = [json.loads(line) for line in (tmp_path / "sums.jsonl").read_text().splitlines()]
+    assert {row["size"] for row in rows} == {values}
 
 
 def test_arrays_kept_by_the_steps_that_received_them_never_change(tmp_path: Path) -> None:

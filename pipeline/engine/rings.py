@@ -153,6 +153,8 @@ class Ring:
         for buffer in buffers:
             view = memoryview(buffer).cast("B")
             length = view.nbytes
+            if length > RING_BYTES:  # never fits, however free the ring is
+                return None
             written += -written % ALIGNMENT
             offset = written % RING_BYTES
             end = offset + length
