@@ -178,7 +178,7 @@ FILE_CASES = [
         pytest.param(
             setting("Pipeline.stagers_conf.0.nb_thread", value),
             f"{STAGER}.nb_thread",
-            f"expected an integer >= 0, got {value!r}",
+            f"expected an integer from 0 to 256, got {value!r}",
             id=f"nb-thread-{value!r}",
         )
         for value in (-1, "2", 1.5, 2.0, True)
@@ -203,6 +203,27 @@ FILE_CASES = [
             id=f"nb-process-{value!r}",
         )
         for value in (-1, "2", 1.5, False, None, 257, 10_000)  # 10,000: a fork storm (issue 24.7)
+    ),
+    *(
+        pytest.param(
+            setting("Pipeline.stagers_conf.0.nb_thread", value),
+            f"{STAGER}.nb_thread",
+            f"expected an integer from 0 to 256, got {value!r}",
+            id=f"nb-thread-{value!r}",
+        )
+        for value in (257, 2000, 10**9)  # 2,000 ran out of open files in thousands of lines, 10**9 out of memory
+    ),
+    *(
+        pytest.param(
+            lambda document, processes=processes, threads=threads: setting(
+                "Pipeline.stagers_conf.0.nb_thread", threads)(setting("Pipeline.stagers_conf.0.nb_process", processes)(
+                    document)),
+            f"{STAGER}.nb_thread",
+            f"{processes} worker processes of {threads} threads are {processes * threads} workers (expected "
+            "nb_process x nb_thread at most 256)",
+            id=f"workers-{processes}x{threads}",
+        )
+        for processes, threads in ((256, 256), (2, 129), (129, 2))
     ),
     pytest.param(
         setting(PRODUCER, {"name": "COUNT", "module": "algorithms.basic", "class": "LineReader", "next_steps": "PASS",
@@ -522,7 +543,7 @@ def test_pipeline_run_debug_shows_the_traceback(tmp_path: Path) -> None:
     assert result.returncode == 2
     assert "Traceback (most recent call last)" in result.stderr
     assert result.stderr.splitlines()[-1] == (
-        f"pipeline-run: error: {path}: {STAGER}.nb_thread: expected an integer >= 0, got -1"
+        f"pipeline-run: error: {path}: {STAGER}.nb_thread: expected an integer from 0 to 256, got -1"
     )
 
 

@@ -18,7 +18,7 @@ from traitlets.config.loader import DeferredConfigList, DeferredConfigString, La
 from pipeline.component import Component
 from pipeline.config.graph import check_graph, path_text
 from pipeline.config.model import DICT_SOURCE, PipelineConfig, StepConfig
-from pipeline.config.stepkeys import REQUIRED_STEP_KEYS, STEP_KEYS, StepKeys, role_problem
+from pipeline.config.stepkeys import REQUIRED_STEP_KEYS, STEP_KEYS, StepKeys, role_problem, workers_problem
 from pipeline.config.traits import ValueProblem, shown
 from pipeline.console.humanize import failure_place, suggest
 from pipeline.errors import ConfigError
@@ -276,7 +276,7 @@ class _Validator:
                 keys.set_key(name, value)
             except ValueProblem as err:
                 raise self.error(f"{key}.{name}", str(err)) from None
-        problem = role_problem(kind, keys)
+        problem = role_problem(kind, keys) or workers_problem(keys)
         if problem is not None:
             raise self.error(f"{key}.{problem[0]}", problem[1])
         cls = self.component_class(key, keys.module, keys.class_)

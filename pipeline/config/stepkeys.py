@@ -24,6 +24,11 @@ DEFAULT_QUEUE_LIMIT = 512
 #: processes started at once. Past a few per core more processes only add memory; more hosts, not more
 #: processes, are the way to scale further (pipeline-worker, docs/cluster.md).
 MAX_PROCESSES = 256
+#: Most workers one step may have on the run's host: ``nb_thread`` threads, or ``nb_process`` worker processes of
+#: ``nb_thread`` threads each. Each worker thread of a worker process has 16 MiB of shared memory for its work
+#: (engine.rings) and each thread takes open files; a cap, for the same reason as MAX_PROCESSES: 2,000 threads ran
+#: out of open files in thousands of lines, 65,536 out of memory.
+MAX_WORKERS = 256
 
 #: What a step does when its run() raises: stop the run (drain, finish, exit 1) or skip the message.
 ON_ERROR = ("stop", "skip")
@@ -49,8 +54,9 @@ class StepKeys(HasTraits):
         "``next_steps``, the steps form a linear chain: producer, stagers in list order, consumer."
     )
     nb_thread = JsonInt(
-        1, min=0, help="How many worker threads run the step (in each worker process, with ``nb_process``), each "
-        "with its own instance of the class. The producer runs in one thread. 0: no local workers, only remote "
+        1, min=0, max=MAX_WORKERS, help="How many worker threads run the step (in each worker process, with "
+        f"``nb_process``: at most {MAX_WORKERS} in all), each with its own instance of the class. The producer "
+        "runs in one thread. 0: no local workers, only remote "
         "ones (pipeline-worker; needs Pipeline.listen). With 1 in the run's own process (no ``nb_process``, not "
         "``ordered``, no Pipeline.listen), the step's router thread runs that worker itself: one hop between "
         "threads less per message."
@@ -108,6 +114,15 @@ _ROLE_RULES: dict[tuple[str, str], tuple[Any, str]] = {
     ("producer", "nb_thread"): (1, "a producer runs in one thread (expected 1, got {value})"),
     ("consumer", "next_steps"): ((), "a consumer has no next steps (expected none)"),
 }
+
+
+def workers_problem(keys: StepKeys) -> tuple[str, str] | None:
+    """The key to blame when ``keys`` give a step more than MAX_WORKERS workers in all: (key, problem), or None."""
+    workers = keys.nb_process * keys.nb_thread
+    if workers <= MAX_WORKERS:
+        return None
+    return "nb_thread", (f"{keys.nb_process} worker processes of {keys.nb_thread} threads are {workers} workers "
+                         f"(expected nb_process x nb_thread at most {MAX_WORKERS})")
 
 
 def role_problem(kind: str, keys: StepKeys) -> tuple[str, str] | None:
