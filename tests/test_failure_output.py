@@ -3,7 +3,10 @@ a count; the summary names the first failure and the counts per step (units and 
 
 from __future__ import annotations
 
+import json
 import re
+import subprocess
+import sys
 from collections import Counter
 from pathlib import Path
 
@@ -14,7 +17,7 @@ from hypothesis import strategies as st
 from pipeline.config import StepConfig
 from pipeline.failures.log import COUNT, LINE, LINES_PER_WINDOW, TRACEBACK, WINDOW_SECONDS, FailureLog
 from pipeline.failures.policy import ErrorEvent, FailurePolicy
-from tests.failure_helpers import config, pipeline_run, report_row
+from tests.failure_helpers import REPO, config, pipeline_run, report_row
 from tests.failure_steps import FailEvery
 
 MODES = ["threads", "sequential"]
@@ -153,3 +156,27 @@ def test_the_failure_that_stops_a_run_is_not_buried(tmp_path: Path, mode: str) -
                      quiet.stderr, re.MULTILINE)
     failed = report_row(quiet.stderr, "STAGE")[3]
     assert f"failed messages: STAGE {failed} ValueError" in quiet.stderr
+
+
+def test_many_threads_stopped_alike_print_one_traceback_and_a_count(tmp_path: Path) -> None:
+    """Out of open files (a limit of 256, three steps of 64 threads), each thread that cannot make its sockets stops
+    on the same internal error: the first is logged with its traceback, the rest as one count (they were a traceback
+    each, thousands of lines); the run fails, and ends."""
+    passing = {"module": "algorithms.basic", "class": "PassThrough", "nb_thread": 64}
+    document = {"version": 1, "Pipeline": {
+        "producer_conf": {"name": "COUNT", "module": "algorithms.basic", "class": "Counter", "next_steps": "A"},
+        "stagers_conf": [{"name": "A", **passing, "next_steps": "B"}, {"name": "B", **passing, "next_steps": "C"},
+                         {"name": "C", **passing, "next_steps": "WRITE"}],
+        "consumer_conf": {"name": "WRITE", "module": "algorithms.basic", "class": "JsonLinesWriter"}},
+        "JsonLinesWriter": {"path": str(tmp_path / "out.jsonl")}}
+    path = tmp_path / "pipeline.json"
+    path.write_text(json.dumps(document), encoding="utf-8")
+    result = subprocess.run([sys.executable, "-c", "import resource, runpy, sys; resource.setrlimit("
+                             "resource.RLIMIT_NOFILE, (256, 256)); sys.argv = ['pipeline-run', sys.argv[1], "
+                             "'--no-progress']; runpy.run_module('pipeline', run_name='__main__')", f"--config={path}"],
+                            cwd=REPO, capture_output=True, text=True, timeout=60)
+    assert result.returncode == 1, result.stderr
+    assert result.stderr.count("Traceback") == 1, result.stderr
+    assert re.search(r"CRITICAL pipeline.engine: \d+ more threads stopped on internal errors", result.stderr)
+    assert "Too many open files" in result.stderr
+    assert len(result.stderr.splitlines()) < 60, result.stderr

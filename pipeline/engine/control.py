@@ -47,10 +47,18 @@ class RunControl:
         #: What the door refused of remote workers so far, in words ("": nothing), for a step's last word.
         self.refused = ""
         self._slots = itertools.count()  # worker processes, the run's and remote ones, share one numbering
+        self._internal_errors = itertools.count()  # of the threads of this process: the first is logged in full
 
     def new_slot(self) -> int:
         """A number for a new worker process, unique in the run (next() on a count is atomic: threads share it)."""
         return next(self._slots)
+
+    def log_internal_error(self, thread: str, err: BaseException) -> None:
+        """Log the internal error that stopped ``thread``: the first of the run with its traceback, each later one at
+        DEBUG, so that hundreds of threads failing alike (out of open files) print one (the report counts them)."""
+        first = next(self._internal_errors) == 0  # atomic: threads share it
+        log.log(logging.CRITICAL if first else logging.DEBUG, "thread %s stopped on an internal error", thread,
+                exc_info=err)
 
     def abort(self) -> None:
         """Ask every thread to stop now."""
@@ -78,7 +86,7 @@ class EngineThread(threading.Thread):
             self.crash = err
         except BaseException as err:
             if not self.control.aborted.is_set():
-                log.critical("thread %s stopped on an internal error", self.name, exc_info=err)
+                self.control.log_internal_error(self.name, err)
                 self.crash = err
         finally:
             self.control.events.put((ENDED, self))

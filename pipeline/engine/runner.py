@@ -345,6 +345,7 @@ class ThreadedRunner:
 
     def _report(self) -> RunReport:
         reports: dict[str, StepReport] = {}
+        crashed = 0
         for name in self.config.steps:
             status = self._step_status(name)
             report = StepReport(name, counts=status.counts, busy_time=status.busy_time, max_time=status.max_time,
@@ -372,7 +373,10 @@ class ThreadedRunner:
             for thread in [*self.threads.get(name, []), router, *keepers]:
                 if thread is not None and thread.crash is not None:
                     report.add_error(f"internal error in {thread.name}: {thread.crash!r}", fatal=True)
+                    crashed += 1
             reports[name] = report
+        if crashed > 1:
+            log.critical("%d more threads stopped on internal errors (--debug shows each)", crashed - 1)
         stop_reason = self.control.policy.stop_reason
         if self.abort_requested:
             stop_reason = "a second signal stopped the run at once"
