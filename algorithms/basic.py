@@ -90,7 +90,9 @@ class Printer(Component):
 
 
 class JsonLinesWriter(Component):
-    """Consumer: writes each message as one line of JSON."""
+    """Consumer: writes each message as one line of JSON, in one worker (it replaces its file)."""
+
+    one_worker = True
 
     path = Unicode("output.jsonl", help="The file to write (replaced if it exists).").tag(config=True)
 

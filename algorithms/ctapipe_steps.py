@@ -266,9 +266,10 @@ class ProcessImages(EventInput):
 
 class WriteParameters(Component):
     """Consumer: writes each telescope's image parameters with ctapipe's HDF5TableWriter, one row
-    per telescope event, in the tables where ctapipe's DataWriter puts them."""
+    per telescope event, in the tables where ctapipe's DataWriter puts them; in one worker (it replaces its file)."""
 
     child_classes = (HDF5TableWriter,)
+    one_worker = True
 
     output_path = OutputFile(
         "events.dl1.h5", help="The HDF5 file to write (replaced): /dl1/event/telescope/parameters/tel_NNN."

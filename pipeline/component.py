@@ -26,7 +26,8 @@ class Component(LoggingConfigurable):
     (PEP 424), computed from its options: the progress display then shows a total and an ETA.
     A producer whose input splits (many files, a range) sets ``shardable``: with ``nb_process``
     N it runs in N worker processes, and each ``run()`` yields only shard ``self.shard`` of
-    ``self.n_shards``.
+    ``self.n_shards``. A step whose instances would share one resource (a file each replaces) sets
+    ``one_worker``: it then runs in one worker.
 
     A step that builds configurable objects of its own (ctapipe's components, say) creates them
     with ``parent=self`` and lists their classes in ``child_classes``: the config file may then
@@ -40,6 +41,11 @@ class Component(LoggingConfigurable):
     #: A producer that yields only its share of the input in each run(), shard ``self.shard`` of
     #: ``self.n_shards``: it may run in several worker processes (``nb_process``), one shard each.
     shardable: ClassVar[bool] = False
+
+    #: A step whose instances would share one resource, such as a file each opens for writing: it runs in one
+    #: worker (``nb_thread`` 1, ``nb_process`` 0 or 1, no remote workers), or two instances would write over each
+    #: other's output. The config is refused otherwise.
+    one_worker: ClassVar[bool] = False
 
     def __init__(self, step_name: str = "", next_steps: Sequence[str] = (), **kwargs: Any) -> None:
         super().__init__(**kwargs)

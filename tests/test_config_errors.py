@@ -225,6 +225,16 @@ FILE_CASES = [
         )
         for processes, threads in ((256, 256), (2, 129), (129, 2))
     ),
+    *(
+        pytest.param(
+            setting(f"Pipeline.consumer_conf.{key}", value),
+            f"Pipeline.consumer_conf.{key}",
+            "algorithms.basic.JsonLinesWriter runs in one worker: its instances would share one resource such as its "
+            f"output file (expected nb_thread 1 and nb_process 0 or 1, got {value})",
+            id=f"one-worker-{key}-{value}",
+        )
+        for key, value in (("nb_thread", 2), ("nb_process", 2))  # two writers replaced each other's file: half lost
+    ),
     pytest.param(
         setting(PRODUCER, {"name": "COUNT", "module": "algorithms.basic", "class": "LineReader", "next_steps": "PASS",
                            "nb_process": 2}),

@@ -22,7 +22,7 @@ import zmq
 from pipeline.auth.keys import load_key_pair, load_public_key
 from pipeline.engine.door import MAX_SLOTS_PER_KEY
 from pipeline.engine.wire import HEADER, WIRE_VERSION, Kind, control_frames, ping_frames
-from tests.remote_helpers import PRODUCER, STAGE, STRANGER, Launcher, Proc, duplicates, wait_during
+from tests.remote_helpers import CONSUMER, PRODUCER, STAGE, STRANGER, Launcher, Proc, duplicates, wait_during
 from tests.remote_peers import JUNK_RESULTS, Intruder, bomb, junk_result, plaintext_junk, refused_peer
 from tests.remote_steps import marker_pids
 
@@ -98,6 +98,8 @@ def wrong_kinds_and_refused_hellos(peers: Peers) -> None:
     assert "no step ''" in intruder.refused(keeper, None)
     assert "no step" in intruder.refused(keeper, peers.payload)  # a step name is text, never unpickled
     assert "producer" in intruder.refused(keeper, PRODUCER.encode())
+    # a JsonLinesWriter: a second instance, on another host, would write part of the output to a file of its own
+    assert "runs in one worker, its own: JsonLinesWriter says one_worker" in intruder.refused(keeper, CONSUMER.encode())
     assert "threads" in intruder.refused(keeper, STAGE.encode(), threads=0)
     assert "threads" in intruder.refused(keeper, STAGE.encode(), threads=100_000)
     for older in (0, WIRE_VERSION - 1):  # 0: what every worker before WIRE_VERSION said

@@ -285,6 +285,11 @@ class _Validator:
                              f"{keys.nb_process} shards, each of which must read only its share of the input: "
                              f"{keys.module}.{keys.class_} does not say it can (expected 0 or 1, or a class with "
                              "shardable = True that reads self.shard and self.n_shards)")
+        if cls.one_worker and (keys.nb_thread != 1 or keys.nb_process > 1):
+            blamed = "nb_thread" if keys.nb_thread != 1 else "nb_process"
+            raise self.error(f"{key}.{blamed}", f"{keys.module}.{keys.class_} runs in one worker: its instances would "
+                             f"share one resource such as its output file (expected nb_thread 1 and nb_process 0 or 1, "
+                             f"got {keys.get_key(blamed)})")
         return StepConfig(
             name=keys.name,
             kind=kind,

@@ -310,6 +310,8 @@ class Door(EngineThread):
             return f"this run has no step {step!r} (its steps: {', '.join(self.routers)})"
         if router is None or router.step.kind == "producer":
             return f"step {step} is the producer: it runs in the run's process or its own worker processes"
+        if router.step.cls.one_worker:
+            return f"step {step} runs in one worker, its own: {router.step.cls.__name__} says one_worker"
         if router.state.finishing or router.state.phase == "finished" or self.control.stopping.is_set():
             return f"step {step} has no more work: the run is ending"
         if not 1 <= threads <= MAX_REMOTE_THREADS:
