@@ -31,6 +31,10 @@ BROKEN = {
                                        f"({Path('helpers', 'io.py')}, line 2)",
                                        "ModuleNotFoundError: No module named 'nosuchpkg'"),
     "syntax": ({"badsyntax.py": "def f(:\n    pass\n"}, "(badsyntax.py, line 1)", "SyntaxError"),
+    "exits": ({"bye.py": '"""A script more than a module."""\nimport sys\n\nsys.exit("bye from module")\n'},
+              "(bye.py, line 4)", "SystemExit: bye from module"),  # it was the run's whole output, exit status 1
+    "base-exception": ({"based.py": "class Stop(BaseException):\n    pass\n\n\nraise Stop('not an Exception')\n"},
+                       "(based.py, line 5)", "Stop: not an Exception"),  # it was a raw traceback
 }
 
 
@@ -81,6 +85,19 @@ def test_debug_shows_the_modules_own_traceback(tmp_path: Path, case: str) -> Non
     failed_file = place.strip("()").split(",")[0]
     assert f'{tmp_path / failed_file}", line {place.rstrip(")").rsplit(" ", 1)[1]}, in <module>' in result.stderr
     assert result.stderr.splitlines()[-1].startswith("pipeline-run: error: broken.json: ")
+
+
+def test_a_step_module_that_parses_the_command_line_as_it_is_imported_names_its_own_line(tmp_path: Path) -> None:
+    """argparse prints its usage, then exits: the last line says the module's import exited, at the module's line
+    (not argparse's own), so that it does not read as pipeline-run's usage error."""
+    module = write_files(tmp_path, {"script_like.py": "import argparse\n\nparser = argparse.ArgumentParser()\n"
+                                                      "parser.add_argument('--input')\nARGS = parser.parse_args()\n"})
+    printer_config(tmp_path, module)
+    result = run_in(tmp_path, "--config=broken.json")
+    assert result.returncode == 2, result.stderr
+    assert result.stderr.splitlines()[-1] == ("pipeline-run: error: broken.json: Pipeline.consumer_conf.module: "
+                                              "cannot import module 'script_like': SystemExit: 2 (script_like.py, "
+                                              "line 5)")
 
 
 def test_a_step_module_that_is_not_there_names_no_line(tmp_path: Path) -> None:

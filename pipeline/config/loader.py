@@ -308,7 +308,9 @@ class _Validator:
     def component_class(self, key: str, module_name: str, class_name: str) -> type[Component]:
         try:
             module = importlib.import_module(module_name)
-        except Exception as err:  # an ImportError, or any error the module raises while importing
+        except KeyboardInterrupt:
+            raise
+        except BaseException as err:  # an ImportError, any error the module raises while importing, its sys.exit()
             # Chained: with --debug the traceback shows the module's own frames under the error.
             raise self.error(f"{key}.module", import_problem(module_name, err)) from err
         cls = getattr(module, class_name, None)

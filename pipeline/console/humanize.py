@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import difflib
 import importlib
+import sysconfig
 import traceback
 from collections.abc import Iterable
 from pathlib import Path
@@ -105,16 +106,25 @@ def suggest(word: str, choices: Iterable[str]) -> str:
 def failure_place(error: BaseException) -> str:
     """`` (FILE, line N)``: where the import that raised ``error`` failed; "" when no such line is known.
 
-    That is the deepest frame of the traceback outside the import machinery: the line of the step's
-    module that raised (``RATE = 1/0``), or the import, maybe files further down, of a module that is
-    missing. A SyntaxError's message names its file and line already; a step module that is not
-    found at all has no such line.
+    That is the deepest frame of the traceback outside the import machinery and, where there is one,
+    outside Python's standard library: the line of the step's module that raised (``RATE = 1/0``,
+    ``parser.parse_args()`` rather than argparse's own ``sys.exit``), or the import, maybe files further
+    down, of a module that is missing. A SyntaxError's message names its file and line already; a step
+    module that is not found at all has no such line.
     """
     if isinstance(error, SyntaxError):
         return ""
     # The first frame is the caller's, which tried the import.
     frames = [frame for frame in traceback.extract_tb(error.__traceback__)[1:] if not _machinery(frame.filename)]
+    frames = [frame for frame in frames if not _standard_library(frame.filename)] or frames
     return f" ({_shown_path(frames[-1].filename)}, line {frames[-1].lineno})" if frames else ""
+
+
+def _standard_library(filename: str) -> bool:
+    """Whether ``filename`` is a module of Python's standard library (not an installed package beside it)."""
+    path = Path(filename)
+    return (path.is_relative_to(sysconfig.get_paths()["stdlib"])
+            and not {"site-packages", "dist-packages"} & set(path.parts))
 
 
 def _machinery(filename: str) -> bool:

@@ -327,7 +327,9 @@ def load_step(spec: Spec, threads: int | None = None) -> PipelineConfig:
         class_name = spec.class_name if name == spec.step else spec.member_classes[name]
         try:
             cls = getattr(importlib.import_module(module), class_name)
-        except Exception as err:  # an ImportError, an AttributeError, or whatever the module raises while importing
+        except KeyboardInterrupt:
+            raise
+        except BaseException as err:  # an ImportError, an AttributeError, whatever the module raises (sys.exit())
             raise LoadError(f"step {name}: cannot load {module}.{class_name}: {failure_line(err)}"
                             f"{failure_place(err)}") from None  # the file and line of the failure (issue 26.5)
         steps[name] = dataclasses.replace(step, cls=cls, **({"nb_thread": threads} if threads is not None else {}))
