@@ -144,6 +144,30 @@ def test_signal_drains_and_finishes(tmp_path: Path, mode: str, signum: int, stat
     assert sorted(lines[:-1]) == list(range(produced))  # every message produced was consumed
 
 
+#: From the Python API: a run that Ctrl+C stops, then one that runs to its end in the same process.
+CTRL_C_FROM_PYTHON = """
+import sys
+from pipeline import Pipeline
+try:
+    Pipeline.from_config(sys.argv[1], {"Pipeline": {"mode": sys.argv[2]}}).run()
+    print("returned")
+except KeyboardInterrupt:
+    print("KeyboardInterrupt")
+report = Pipeline.from_config(sys.argv[1], {"Pipeline": {"mode": sys.argv[2]}, "Counter": {"count": 5}}).run()
+print(report.exit_status, report["WRITER"].processed)
+"""
+
+
+@pytest.mark.parametrize("mode", MODES)
+def test_ctrl_c_raises_keyboard_interrupt_out_of_the_python_api_in_every_mode(tmp_path: Path, mode: str) -> None:
+    """As the FAQ says. In sequential mode the step's code runs in the calling thread, where Ctrl+C interrupts it:
+    it failed the step and the run returned a report (a KeyboardInterrupt the step raises itself still does)."""
+    path = config(tmp_path, {"class": "SignalSelf"}, Counter={"count": 100_000}, SignalSelf={"at": 20, "signal": 2})
+    result = subprocess.run([sys.executable, "-c", CTRL_C_FROM_PYTHON, str(path), mode], cwd=REPO,
+                            env={**os.environ, "PYTHONPATH": str(REPO)}, capture_output=True, text=True, timeout=30)
+    assert result.stdout.splitlines() == ["KeyboardInterrupt", "0 5"], result.stderr
+
+
 @pytest.mark.parametrize("mode,processes", [("threads", 0), ("threads", 2), ("sequential", 0)])
 @pytest.mark.parametrize("signum,status", [(2, 130), (15, 143)])
 def test_a_signal_while_the_run_is_set_up_stops_it(tmp_path: Path, mode: str, processes: int, signum: int,

@@ -21,7 +21,9 @@
   writes its dead letter and stops or goes on by the step's ``on_error``). An exception in
   ``init()``, ``finish()`` or a producer's generator fails the step (exit 1); so does any other
   ``BaseException`` (``SystemExit``, ``KeyboardInterrupt``) in a step's code, which then halts the
-  step: it never ends a thread of the engine.
+  step: it never ends a thread of the engine. Ctrl+C in a sequential run from the Python API is not the
+  step's: the step's code runs in the calling thread, where the run's SIGINT handler raises ``CtrlC``, a
+  KeyboardInterrupt that leaves ``Pipeline.run()`` as in the other modes.
 - ``send_msg()`` may be called from any thread while the step's code runs: the output belongs to
   the message in progress (outputs from threads other than the one running the code go on with that
   thread's next chunk, or at the end). Called when no code of the step runs, it raises ``RoutingError``
@@ -60,6 +62,16 @@ UNORDERED = 2**64 - 1
 class Interrupted(BaseException):
     """The engine stops the step's code where it waits inside the framework (the run is aborted): not the step's
     failure, and no ``except Exception`` of the step's code catches it."""
+
+
+class CtrlC(KeyboardInterrupt):
+    """Ctrl+C where a step's code runs in the calling thread (a sequential run from the Python API, whose SIGINT
+    handler raises it): not the step's failure, it leaves ``Pipeline.run()`` as KeyboardInterrupt does in the other
+    modes. A KeyboardInterrupt the step's code raises itself is its failure."""
+
+
+#: What the step's code raises that is not its failure: it leaves the executor.
+NOT_THE_STEPS = (Interrupted, CtrlC)
 
 
 #: What a worker marks on its busy board while its finish() runs (no message is that large): a keeper then sees
@@ -345,7 +357,7 @@ class StepExecutor:
         try:
             result = code()
             _run_generator(result, self.emitter)
-        except Interrupted:
+        except NOT_THE_STEPS:
             raise
         except BaseException as err:  # a step's SystemExit fails the step, not the engine
             sink.lock.acquire()
@@ -452,7 +464,7 @@ class StepExecutor:
                 acquire()
                 collector.end()
                 break
-            except Interrupted:
+            except NOT_THE_STEPS:
                 raise
             except BaseException as err:  # a step's SystemExit fails the step, not the engine
                 acquire()
@@ -532,7 +544,7 @@ class StepExecutor:
                         send_yielded(result, emitter)
                     elif emitter is not None:
                         emitter.add(result, None, True)
-            except Interrupted:
+            except NOT_THE_STEPS:
                 raise
             except BaseException as err:  # a step's SystemExit fails the step, not the engine
                 error = err

@@ -9,13 +9,14 @@ outputs are delivered once its code has returned, so each step's times are its o
 
 from __future__ import annotations
 
+import signal
 import threading
 import time
 from collections.abc import Iterator
 
 from pipeline.config.model import PipelineConfig
 from pipeline.config.options import RunOptions
-from pipeline.execution.executor import Outcome, Outputs, StepExecutor
+from pipeline.execution.executor import CtrlC, Outcome, Outputs, StepExecutor
 from pipeline.execution.report import RunReport, StepReport, exit_status, stop_reason_of
 from pipeline.execution.status import RunStatus, StepStatus, declared_totals
 from pipeline.failures.policy import FailurePolicy
@@ -114,7 +115,15 @@ class SequentialRunner:
         return self.stopping
 
     def run(self) -> RunReport:
-        """Init every step (sinks first); if all succeeded run the producer to its end; finish every step."""
+        """Init every step (sinks first); if all succeeded run the producer to its end; finish every step.
+
+        Under Python's own SIGINT handler (the Python API: pipeline-run's guard reads signals itself), Ctrl+C raises
+        CtrlC instead of a plain KeyboardInterrupt meanwhile, so that it stops the run at once, out of this call, as
+        it does in the other modes, instead of failing the step whose code it interrupted."""
+        plain = threading.current_thread() is threading.main_thread() and signal.getsignal(
+            signal.SIGINT) is signal.default_int_handler
+        if plain:
+            signal.signal(signal.SIGINT, _ctrl_c)
         order = self.config.topological_order()
         try:
             for step in reversed(order):
@@ -131,6 +140,8 @@ class SequentialRunner:
                 self.deliver()
                 self.status[step.name].state = "failed" if executor.first_error else "finished"
         finally:
+            if plain:
+                signal.signal(signal.SIGINT, signal.default_int_handler)
             self.policy.close()
         return self._report()
 
@@ -187,3 +198,8 @@ class SequentialRunner:
             self.status[name].state = "running"
             # A message's sequence number is its arrival index at the step.
             executor.run([(executor.counts.received, message, None)])
+
+
+def _ctrl_c(signum: int, frame: object) -> None:
+    """Python's own SIGINT handler, but for the type it raises: CtrlC, which the steps' executors let through."""
+    raise CtrlC
