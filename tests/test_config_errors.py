@@ -300,6 +300,12 @@ FILE_CASES = [
         f"{STEPS}.NotAComponent is not a pipeline.Component subclass",
         id="not-a-component",
     ),
+    pytest.param(  # it failed on every message, as a NotImplementedError through the engine's frames
+        stager_class("pipeline", "Component"),
+        f"{STAGER}.class",
+        "pipeline.Component defines no run() (expected a Component subclass with a run() for the stager's work)",
+        id="no-run",
+    ),
     pytest.param(
         setting("Pipeline.stagers_conf.0.name", "COUNT"),
         f"{STAGER}.name",

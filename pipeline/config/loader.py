@@ -280,6 +280,9 @@ class _Validator:
         if problem is not None:
             raise self.error(f"{key}.{problem[0]}", problem[1])
         cls = self.component_class(key, keys.module, keys.class_)
+        if cls.run is Component.run:
+            raise self.error(f"{key}.class", f"{keys.module}.{keys.class_} defines no run() (expected a Component "
+                             f"subclass with a run() for the {kind}'s work)")
         if kind == "producer" and keys.nb_process > 1 and not cls.shardable:
             raise self.error(f"{key}.nb_process", f"a producer in {keys.nb_process} worker processes runs "
                              f"{keys.nb_process} shards, each of which must read only its share of the input: "

@@ -439,8 +439,8 @@ class StepExecutor:
             try:
                 iterator = iter(messages)
             except TypeError:
-                raise TypeError(f"producer {self.step.name!r}: run() must be a generator, it returned "
-                                f"{type(messages).__name__}") from None
+                raise TypeError(f"producer {self.step.name!r}: run() must be a generator (or return an iterable), "
+                                f"it returned {type(messages).__name__}") from None
 
         _, returned = self._lifecycle(what, start)
         if not returned:
