@@ -5,6 +5,10 @@ class PipelineError(Exception):
     """Base class of every error the framework raises on purpose."""
 
 
+#: The source that ConfigErrors about the command line name.
+COMMAND_LINE = "command line"
+
+
 class ConfigError(PipelineError):
     """A configuration that cannot run: the message names the file, the key and what was expected."""
 

@@ -10,10 +10,11 @@ from traitlets import Bool, Enum, Int, Unicode
 from traitlets.config import Config, Configurable
 
 from pipeline.config.listen import remote_keys
-from pipeline.config.loader import load_config
+from pipeline.config.loader import OVERRIDES_ARGUMENT, load_config
 from pipeline.config.model import PipelineConfig
 from pipeline.config.options import RunOptions, settings_from
 from pipeline.config.traits import ListenAddress, OutputFile, Seconds
+from pipeline.errors import ConfigError
 from pipeline.execution.report import RunReport
 from pipeline.execution.runner import Runner
 from pipeline.failures.deadletter import replay_config
@@ -147,8 +148,14 @@ class Pipeline(Configurable):
         With ``replay``, the producer is replaced by the messages of that dead-letter file, each sent
         again to the step where it failed.
         """
-        overrides = overrides if isinstance(overrides, Config) else Config(overrides or {})
-        pipeline_config = load_config(source, overrides, settings=[cls], name=name)
+        if isinstance(overrides, Config):  # pipeline-run's, of its command line
+            pipeline_config = load_config(source, overrides, settings=[cls], name=name)
+        else:
+            if not isinstance(overrides, Mapping | None):
+                raise ConfigError(OVERRIDES_ARGUMENT, "", "expected an object of sections {class: {option: value}}, "
+                                  f"got {type(overrides).__name__}")
+            pipeline_config = load_config(source, Config(overrides or {}), settings=[cls], name=name,
+                                          overrides_source=OVERRIDES_ARGUMENT)
         if replay is not None:
             pipeline_config = replay_config(pipeline_config, replay)
         return cls(pipeline_config, config=pipeline_config.config)

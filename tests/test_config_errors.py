@@ -640,3 +640,17 @@ def test_a_cycle_through_1200_stagers_is_one_short_line(tmp_path: Path) -> None:
     assert error.problem == "cycle: S0 -> S1 -> S2 -> S3 -> S4 -> ... (1193 more) -> S1198 -> S1199 -> S0"
     result = run_cli(f"--config={path}")
     assert (result.returncode, result.stderr) == (2, f"pipeline-run: error: {error}\n")
+
+
+@pytest.mark.parametrize(("overrides", "key", "expected"), [
+    ({"Counter": {"count": "x"}}, "Counter.count", "expected an int (at least 0), got str 'x'"),
+    ({"Countr": {"count": 2}}, "Countr", "unknown class (did you mean 'Counter'?)"),
+    ({"Counter": 5}, "Counter", "expected an object of option values, got int"),  # was a raw AttributeError
+    (["Counter"], "", "expected an object of sections {class: {option: value}}, got list"),  # a raw ValueError
+])
+def test_overrides_of_the_python_api_are_named_as_such(overrides: Any, key: str, expected: str) -> None:
+    """Pipeline.from_config's overrides: a ConfigError whose source is "overrides", not the command line, which the
+    program may not have."""
+    with pytest.raises(ConfigError) as caught:
+        Pipeline.from_config(str(Path(__file__).parent.parent / "configs" / "chain.json"), overrides)
+    assert (caught.value.source, caught.value.key, caught.value.problem) == ("overrides", key, expected)

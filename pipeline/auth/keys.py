@@ -23,7 +23,7 @@ from pathlib import Path
 import zmq
 import zmq.auth
 
-from pipeline.errors import ConfigError
+from pipeline.errors import COMMAND_LINE, ConfigError
 
 log = logging.getLogger("pipeline.auth")
 
@@ -50,7 +50,7 @@ class KeyPair:
 def check_key_name(name: str, option: str = "NAME") -> str:
     """``name`` if it can name a key file; a ConfigError otherwise."""
     if not _KEY_NAME.fullmatch(name):
-        raise ConfigError("command line", option,
+        raise ConfigError(COMMAND_LINE, option,
                           f"expected a key name of letters, digits, '.', '_' or '-' (no '/'), got {name!r}")
     return name
 

@@ -16,10 +16,7 @@ from traitlets.config.loader import ArgumentError, KVArgParseConfigLoader
 from traitlets.traitlets import TraitError
 
 from pipeline.console.humanize import suggest
-from pipeline.errors import ConfigError
-
-#: The source that ConfigErrors about the command line name.
-COMMAND_LINE = "command line"
+from pipeline.errors import COMMAND_LINE, ConfigError
 
 #: The ``--debug`` flag of the commands whose debug output is their log alone.
 DEBUG_FLAG: dict[str, tuple[dict[str, Any], str]] = {

@@ -21,7 +21,7 @@ from pipeline.config.model import DICT_SOURCE, PipelineConfig, StepConfig
 from pipeline.config.stepkeys import REQUIRED_STEP_KEYS, STEP_KEYS, StepKeys, role_problem, workers_problem
 from pipeline.config.traits import ValueProblem, shown
 from pipeline.console.humanize import failure_place, suggest
-from pipeline.errors import ConfigError
+from pipeline.errors import COMMAND_LINE, ConfigError
 
 log = logging.getLogger("pipeline.config")
 
@@ -35,14 +35,22 @@ FLOW_SECTION = "Flow"
 MAX_DEPTH = 32
 
 
+#: Where those of ``Pipeline.from_config(source, overrides)`` come from.
+OVERRIDES_ARGUMENT = "overrides"
+
+
 def load_config(
     source: str | Path | Mapping[str, Any],
     overrides: Config | None = None,
     settings: Iterable[type[Configurable]] = (),
     name: str = "",
     check: bool = True,
+    overrides_source: str = COMMAND_LINE,
 ) -> PipelineConfig:
     """Read and validate a config; ``overrides`` (command-line traits) win over the file.
+
+    ``overrides_source`` names where the overrides come from in an error: the command line
+    (``command line: --Counter.count: ...``), or ``Pipeline.from_config``'s argument.
 
     ``settings`` are the framework's own configurable classes (such as ``Pipeline``): their
     traits may stand in the ``Pipeline`` section and their sections on the command line.
@@ -55,7 +63,7 @@ def load_config(
         where, document = str(source), _read_json(Path(source))
     else:
         raise ConfigError(repr(source), "", "expected a config file path or a dict")
-    config = _Validator(where, list(settings)).validate(document, overrides or Config())
+    config = _Validator(where, list(settings), overrides_source).validate(document, overrides or Config())
     config.title = name
     if check:
         check_steps(config)
@@ -165,8 +173,9 @@ def _type_name(value: Any) -> str:
 class _Validator:
     """Walks a config document once, raising the first problem as a ConfigError."""
 
-    def __init__(self, source: str, settings: list[type[Configurable]]) -> None:
+    def __init__(self, source: str, settings: list[type[Configurable]], overrides_source: str = COMMAND_LINE) -> None:
         self.source = source
+        self.overrides_source = overrides_source
         self.settings = {cls.__name__: cls for cls in settings}
         self.classes: dict[str, type[Configurable]] = {}  # the sections a file may hold, by name
         self.owners: dict[str, list[str]] = {}  # for a child class (Component.child_classes): its steps
@@ -396,11 +405,16 @@ class _Validator:
         """The command line's values, checked; an option given more than once takes its last value."""
         known = {**classes, **self.settings}
         settled = Config()
+        source = self.overrides_source
+        dashes = "--" if source == COMMAND_LINE else ""  # as the user wrote them
         for section, values in overrides.items():
             if section not in known:
-                raise ConfigError("command line", f"--{section}", "unknown class" + suggest(section, known))
+                raise ConfigError(source, f"{dashes}{section}", "unknown class" + suggest(section, known))
+            if not isinstance(values, Mapping):
+                raise ConfigError(source, f"{dashes}{section}", f"expected an object of option values, got "
+                                  f"{_type_name(values)}")
             settled[section] = _last_wins(values)
-            self.section(f"--{section}", known[section], settled[section], source="command line")
+            self.section(f"{dashes}{section}", known[section], settled[section], source=source)
         return settled
 
 
