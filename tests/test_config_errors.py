@@ -400,6 +400,21 @@ FILE_CASES = [
         setting("Counter", {"count": "many"}), "Counter.count", "expected an int (at least 0), got str 'many'",
         id="trait-type"
     ),
+    # JSON's true for a number, a number for true: traitlets took them (a count of 1, a flag set)
+    pytest.param(
+        setting("Counter", {"count": True}), "Counter.count", "expected an int (at least 0), got bool True",
+        id="int-trait-bool",
+    ),
+    pytest.param(
+        lambda document: {**stager_class("algorithms.camera", "TailcutsClean")(document),
+                          "TailcutsClean": {"picture_threshold": False}},
+        "TailcutsClean.picture_threshold", "expected a float, got bool False", id="float-trait-bool",
+    ),
+    pytest.param(
+        lambda document: {**stager_class("algorithms.camera", "HillasParameters")(document),
+                          "HillasParameters": {"keep_images": 1}},
+        "HillasParameters.keep_images", "expected a boolean, got int 1", id="bool-trait-int",
+    ),
     pytest.param(
         lambda document: {**stager_class("algorithms.camera", "TailcutsClean")(document),
                           "TailcutsClean": {"picture_threshold": 10**400}},
@@ -645,7 +660,7 @@ def test_a_cycle_through_1200_stagers_is_one_short_line(tmp_path: Path) -> None:
 @pytest.mark.parametrize(("overrides", "key", "expected"), [
     ({"Counter": {"count": "x"}}, "Counter.count", "expected an int (at least 0), got str 'x'"),
     ({"Countr": {"count": 2}}, "Countr", "unknown class (did you mean 'Counter'?)"),
-    ({"Counter": 5}, "Counter", "expected an object of option values, got int"),  # was a raw AttributeError
+    ({"Counter": 5}, "Counter", "expected an object of trait values, got int"),  # was a raw AttributeError
     (["Counter"], "", "expected an object of sections {class: {option: value}}, got list"),  # a raw ValueError
 ])
 def test_overrides_of_the_python_api_are_named_as_such(overrides: Any, key: str, expected: str) -> None:

@@ -11,7 +11,7 @@ from collections.abc import Iterable, Iterator, Mapping
 from pathlib import Path
 from typing import Any
 
-from traitlets import HasTraits, TraitError
+from traitlets import Bool, Float, HasTraits, Int, TraitError
 from traitlets.config import Config, Configurable
 from traitlets.config.loader import DeferredConfigList, DeferredConfigString, LazyConfigValue
 
@@ -390,6 +390,9 @@ class _Validator:
                 value = value.get_value(trait)
             if value is None and trait.allow_none:
                 continue  # traitlets lets None through before validate(), which would refuse it
+            if _truth_for_number(trait, value):
+                raise ConfigError(source, f"{key}.{name}",
+                                  f"expected {_expected(trait)}, got {_type_name(value)} {shown(value)}{note}")
             try:
                 trait.validate(_PROBE, value)
             except ValueProblem as err:
@@ -411,7 +414,7 @@ class _Validator:
             if section not in known:
                 raise ConfigError(source, f"{dashes}{section}", "unknown class" + suggest(section, known))
             if not isinstance(values, Mapping):
-                raise ConfigError(source, f"{dashes}{section}", f"expected an object of option values, got "
+                raise ConfigError(source, f"{dashes}{section}", f"expected an object of trait values, got "
                                   f"{_type_name(values)}")
             settled[section] = _last_wins(values)
             self.section(f"{dashes}{section}", known[section], settled[section], source=source)
@@ -429,6 +432,14 @@ def _last_wins(values: Mapping[str, Any]) -> Config:
     for name, value in values.items():
         settled[name] = type(value)(value[-1:]) if isinstance(value, DeferredConfigList) else value
     return settled
+
+
+def _truth_for_number(trait: Any, value: Any) -> bool:
+    """Whether ``value`` is a boolean for a number option or a number for a boolean one, which traitlets takes
+    (``"count": true`` as 1, ``"verbose": 1`` as true) and a JSON file means otherwise."""
+    if isinstance(trait, Bool):
+        return isinstance(value, int | float) and not isinstance(value, bool)
+    return isinstance(trait, Int | Float) and isinstance(value, bool)
 
 
 #: Container traits validate their elements against an instance; any HasTraits will do.
