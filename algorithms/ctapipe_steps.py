@@ -18,6 +18,12 @@ from collections.abc import Iterator, Sequence
 from contextlib import contextmanager
 from typing import Any
 
+try:  # first, so that a missing extra is one line that says how to install it
+    import ctapipe  # noqa: F401
+except ModuleNotFoundError as missing:
+    raise ModuleNotFoundError(f"{missing.msg}: algorithms.ctapipe_steps needs the ctapipe extra (pip install -e "
+                              "'.[ctapipe]')", name=missing.name) from None
+
 import astropy.units as u
 import numpy as np
 from astropy.coordinates import EarthLocation

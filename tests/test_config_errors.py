@@ -7,6 +7,7 @@ same message on exactly one line.
 
 from __future__ import annotations
 
+import json
 from collections.abc import Callable, Sequence
 from pathlib import Path
 from typing import Any
@@ -101,6 +102,11 @@ CONSUMER = "Pipeline.consumer_conf"
 FILE_CASES = [
     pytest.param(replacing(INVALID_JSON), "", "invalid JSON at line 3 column 22: Expecting value", id="invalid-json"),
     pytest.param(replacing("[]"), "", "expected a JSON object at the top level, got list", id="top-level-list"),
+    pytest.param(  # json kept the last: a second consumer_conf hid the first, and the error named a step
+        replacing('{"version": 1, "Pipeline": {"consumer_conf": {}, "consumer_conf": {}}}'), "",
+        "the key 'consumer_conf' is given twice in one object (expected each key once: JSON would keep only the last)",
+        id="repeated-key",
+    ),
     pytest.param(setting("version", 2), "version", "expected 1, got 2", id="version"),
     pytest.param(setting("version", True), "version", "expected 1, got True", id="version-true"),
     pytest.param(removing("Pipeline"), "Pipeline", "missing section (expected producer_conf", id="no-pipeline"),
@@ -151,7 +157,14 @@ FILE_CASES = [
         ]
     ),
     pytest.param(
-        setting(f"{PRODUCER}.name", " "), f"{PRODUCER}.name", "expected a non-empty string, got ' '", id="blank-name"
+        setting(f"{PRODUCER}.name", " "), f"{PRODUCER}.name", "expected a step name, got ' '", id="blank-name"
+    ),
+    *(
+        pytest.param(  # "A,B" reads as two next steps; a newline broke --graph=mermaid and the report's table
+            setting(f"{PRODUCER}.name", name), f"{PRODUCER}.name",
+            f"expected a step name without commas or control characters, got {name!r}", id=f"name-{label}",
+        )
+        for label, name in (("comma", "A,B"), ("newline", "A\nB"), ("tab", "A\tB"))
     ),
     pytest.param(
         setting(f"{CONSUMER}.class", 3), f"{CONSUMER}.class", "expected a non-empty string, got 3", id="class-not-str"
@@ -514,6 +527,13 @@ def test_file_error(tmp_path: Path, change: Change, key: str, expected: str) -> 
     error = config_error(path)
     assert (error.source, error.key) == (str(path), key)
     assert expected in error.problem
+
+
+def test_a_byte_order_mark_before_the_json_is_read_past(tmp_path: Path) -> None:
+    """Some Windows editors write one; json refused it, with its own advice to decode as utf-8-sig."""
+    path = tmp_path / "bom.json"
+    path.write_bytes(b"\xef\xbb\xbf" + json.dumps(chain_config(str(tmp_path / "out.jsonl"))).encode())
+    assert list(load_config(path).steps) == ["COUNT", "PASS", "WRITE"]
 
 
 def test_unreadable_file(tmp_path: Path) -> None:

@@ -63,6 +63,18 @@ def test_importing_pipeline_never_imports_ctapipe() -> None:
     assert (result.returncode, result.stdout) == (0, "[]\n"), result.stderr
 
 
+def test_the_example_without_ctapipe_says_how_to_install_it(tmp_path: Path) -> None:
+    """ctapipe made missing (installed or not): one line, exit status 2, naming the extra (it named astropy alone)."""
+    code = ("import runpy, sys; sys.modules['ctapipe'] = None; sys.argv = ['pipeline-run', sys.argv[1]]; "
+            "runpy.run_module('pipeline', run_name='__main__')")
+    result = run(["-c", code, f"--config={CONFIG}"], tmp_path)
+    assert result.returncode == 2, result.stderr
+    assert len(result.stderr.splitlines()) == 1, result.stderr
+    assert ("Pipeline.producer_conf.module: cannot import module 'algorithms.ctapipe_steps': ModuleNotFoundError: "
+            in result.stderr)
+    assert "algorithms.ctapipe_steps needs the ctapipe extra (pip install -e '.[ctapipe]')" in result.stderr
+
+
 def threads_config(directory: Path) -> Path:
     """The example with its stage in 2 threads of the run's process instead of 2 worker processes."""
     document = json.loads(CONFIG.read_text(encoding="utf-8"))

@@ -103,7 +103,11 @@ def _read_json(path: Path) -> Any:
             source, "", f"not UTF-8 text: byte 0x{data[err.start]:02x} at offset {err.start} (expected JSON text)"
         ) from None
     try:
-        return json.loads(text, parse_int=_integer)
+        # A byte order mark, which some Windows editors write, is not JSON but says nothing either.
+        return json.loads(text.removeprefix("\ufeff"), parse_int=_integer, object_pairs_hook=_object)
+    except _RepeatedKey as repeated:
+        raise ConfigError(source, "", f"the key {repeated.key!r} is given twice in one object (expected each key once: "
+                          "JSON would keep only the last)") from None
     except _LongInteger as long:
         invalid = json.JSONDecodeError(long.problem, text, text.find(long.digits))
     except json.JSONDecodeError as err:
@@ -123,6 +127,25 @@ class _LongInteger(Exception):
         self.digits = digits
         length = len(digits.lstrip("-"))
         self.problem = f"an integer of {length} digits (expected at most {sys.get_int_max_str_digits()})"
+
+
+class _RepeatedKey(Exception):
+    """A key given twice in one object of a JSON text."""
+
+    def __init__(self, key: str) -> None:
+        super().__init__(key)
+        self.key = key
+
+
+def _object(pairs: list[tuple[str, Any]]) -> dict[str, Any]:
+    """An object of a JSON text (json.loads's object_pairs_hook); a key given twice stops the parse, where json would
+    keep the last in silence (a second ``consumer_conf`` hid the first)."""
+    document: dict[str, Any] = {}
+    for key, value in pairs:
+        if key in document:
+            raise _RepeatedKey(key)
+        document[key] = value
+    return document
 
 
 def _integer(digits: str) -> int:

@@ -12,7 +12,17 @@ from typing import Any
 
 from traitlets import HasTraits, TraitType
 
-from pipeline.config.traits import JsonBool, JsonEnum, JsonInt, JsonObject, NonEmptyString, QueueLimit, StepNames, shown
+from pipeline.config.traits import (
+    JsonBool,
+    JsonEnum,
+    JsonInt,
+    JsonObject,
+    NonEmptyString,
+    QueueLimit,
+    StepName,
+    StepNames,
+    shown,
+)
 
 #: A step's queue holds this many messages unless its config says otherwise (-1: unbounded). A packet to a step holds
 #: at most half of it (engine.flow.batch_limit), and small messages need large packets: at 256 tiny messages through a
@@ -37,9 +47,9 @@ ON_ERROR = ("stop", "skip")
 class StepKeys(HasTraits):
     """The keys of one step: ``producer_conf``, each item of ``stagers_conf``, and ``consumer_conf``."""
 
-    name = NonEmptyString(
-        help="The step's name, unique in the pipeline. Other steps' ``next_steps``, ``send_msg(msg, \"NAME\")``, "
-        "logs and the report use it."
+    name = StepName(
+        help="The step's name, unique in the pipeline, without commas or control characters. Other steps' "
+        "``next_steps``, ``send_msg(msg, \"NAME\")``, logs and the report use it."
     ).tag(required=True)
     class_ = NonEmptyString(help="The step's class: a subclass of ``pipeline.Component`` in ``module``.").tag(
         key="class", required=True

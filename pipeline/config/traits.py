@@ -13,6 +13,7 @@ import math
 import os
 import re
 import reprlib
+import unicodedata
 from typing import Any, NoReturn
 
 from traitlets import Dict, Enum, Float, Int, TraitError, TraitType, Unicode
@@ -130,6 +131,20 @@ class NonEmptyString(JsonTrait, TraitType):
         if not isinstance(value, str) or not value.strip():
             self.error(obj, value)
         return value.strip()
+
+
+class StepName(NonEmptyString):
+    """A step's name: a non-empty string without commas (``next_steps`` splits on them) or control characters (a
+    newline broke the graph exports and the report's table)."""
+
+    info_text = "a step name"
+
+    def validate(self, obj: Any, value: Any) -> str:
+        """The stripped name, if it holds neither a comma nor a control character."""
+        name = super().validate(obj, value)
+        if any(char == "," or unicodedata.category(char) == "Cc" for char in name):
+            raise ValueProblem(f"expected a step name without commas or control characters, got {name!r}")
+        return name
 
 
 class StepNames(JsonTrait, TraitType):
