@@ -216,6 +216,12 @@ class Pipeline(Configurable):
         else:
             runner.abort()
 
+    def report_now(self) -> RunReport | None:
+        """The report of the run as it stands, for a caller that gives up on it from another thread; None outside
+        a run."""
+        runner = self._runner
+        return runner.report_now() if runner is not None else None
+
     def busy(self) -> list[str]:
         """The steps and workers inside their code now (to name them if the run must be abandoned)."""
         runner = self._runner

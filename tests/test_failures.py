@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import json
 import os
+import re
 import signal
 import subprocess
 import sys
@@ -257,7 +258,11 @@ def test_stuck_step_is_left_behind_after_shutdown_timeout(tmp_path: Path, mode: 
     result = pipeline_run(path, f"--Pipeline.mode={mode}", "--Pipeline.shutdown_timeout=0.5")
     assert result.returncode == 143
     assert "STAGE" in result.stderr and "message 5" in result.stderr
-    assert "still busy" in result.stderr
+    # The report too, in sequential mode as well, where the stuck thread is the one that would print it (the
+    # process exits from its watchdog: only a line naming the step was printed)
+    assert "still busy, left behind: step STAGE" in result.stderr
+    assert report_row(result.stderr, "WRITER")[:2] == [5, 5]
+    assert re.search(r"^\d+ messages were sent but never processed$", result.stderr, re.MULTILINE)
 
 
 @pytest.mark.parametrize(("at", "doing"), [(5, "in run() on message 5"), (-1, "in init()")])

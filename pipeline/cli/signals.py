@@ -123,9 +123,15 @@ class SignalGuard:
         self._stderr.write_nowait(text + "\n")
 
     def _exit_now(self, why: str) -> None:
-        """Leave the process: some run() did not return, and a thread cannot be killed."""
+        """Leave the process: some run() did not return, and a thread cannot be killed; with the run's report as it
+        stands (a sequential run's thread is the one stuck: nothing else would print it)."""
         busy = self.pipeline.busy()
         detail = "; still busy: " + ", ".join(busy) if busy else ""
-        self._note(f"pipeline-run: {why}{detail}")
+        try:
+            report = self.pipeline.report_now()
+        except Exception:  # a last resort: nothing may keep it from exiting
+            report = None
+        table = "" if report is None else report.table() + "\n"
+        self._note(f"pipeline-run: {why}{detail}\n{table}".rstrip("\n"))
         self._stderr.drain(NOTE_SECONDS)
         os._exit(128 + (self.first_signal or signal.SIGINT))

@@ -343,6 +343,11 @@ class ThreadedRunner:
             return f"step {thread.step.name} worker {thread.index} {where}"
         return thread.name
 
+    def report_now(self) -> RunReport:
+        """The report as the run stands, from another thread, while this runner's own is stuck (a last resort)."""
+        self.stuck = self.stuck or self.busy()
+        return self._report()
+
     def _report(self) -> RunReport:
         reports: dict[str, StepReport] = {}
         crashed = 0

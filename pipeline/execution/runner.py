@@ -37,3 +37,8 @@ class Runner(Protocol):
     def busy(self) -> list[str]:
         """The steps and workers inside their code now, in words."""
         ...
+
+    def report_now(self) -> RunReport:
+        """The report as the run stands, for a run given up on from another thread while its own is stuck in a
+        step's code (pipeline-run's last resort): the busy steps named as left behind."""
+        ...

@@ -9,6 +9,7 @@ outputs are delivered once its code has returned, so each step's times are its o
 
 from __future__ import annotations
 
+import dataclasses
 import signal
 import threading
 import time
@@ -158,6 +159,12 @@ class SequentialRunner:
                 self.shards.append(executor.counts.processed - before)
             if executor.fatal or self.stopping:
                 break
+
+    def report_now(self) -> RunReport:
+        """The report as the run stands (read from another thread: this one is stuck in a step's code)."""
+        report = self._report()
+        return dataclasses.replace(report, stuck=self.busy(),
+                                   stop_reason=report.stop_reason or "the run did not stop in time")
 
     def _report(self) -> RunReport:
         reports = {}
