@@ -4,6 +4,7 @@ and with their buffers lent by handle (engine.handles)."""
 
 from __future__ import annotations
 
+from array import array
 from itertools import pairwise
 
 import pytest
@@ -14,21 +15,31 @@ from hypothesis import strategies as st
 from pipeline.engine import sockets as transport
 from pipeline.engine.handles import Handles
 from pipeline.engine.wire import (
+    HEADER,
     INLINE_BODY_BYTES,
+    MAX_FAILURE_CHARS,
+    MAX_REASON_CHARS,
+    MAX_RUNNING,
     Answer,
     Failure,
     Kind,
+    Loss,
     Packet,
     WireError,
     check_from_worker,
     control_frames,
     failed_frames,
     header_of,
+    lost_frames,
     packet_from_frames,
     parse_failed,
+    parse_hello,
+    parse_lost,
+    parse_ping,
     parse_result,
     parse_skip,
     parse_tally,
+    ping_frames,
     plain_result,
     result_frames,
     skip_frames,
@@ -311,3 +322,18 @@ def test_a_chunk_says_how_many_outputs_of_its_step_it_stands_for_and_a_remote_on
 def test_a_skip_says_which_message_and_how_many_of_its_outputs() -> None:
     frames = skip_frames(2**40, 144)
     assert header_of(frames[0]) == (Kind.SKIP, 2**40) and parse_skip(frames) == (2**40, 144)
+
+
+def test_what_a_peer_says_in_a_frame_of_any_size_is_read_to_a_bound() -> None:
+    """A PING or LEFT of 16 MiB (a peer's may be a GiB): at most MAX_RUNNING messages, not a list of millions kept
+    per slot (128 MiB made 2.6 GiB of Python ints); texts to their bound, decoding no more bytes than they take."""
+    huge = array("Q", range(2 * 1024 * 1024)).tobytes()
+    assert parse_ping([ping_frames(3, [])[0], huge]) == list(range(MAX_RUNNING))
+    loss = parse_lost([lost_frames(Loss(3, "", []))[0], b"r" * (16 << 20), huge])
+    assert (loss.running, loss.reason) == (list(range(MAX_RUNNING)), "r" * MAX_REASON_CHARS)
+    step, *_ = parse_hello([HEADER.pack(Kind.HELLO, 0, 1, 0), "é".encode() * (8 << 20)])
+    assert step == "é" * MAX_REASON_CHARS
+    frames = [bytes(frame) for frame in failed_frames(Failure(1, "run()", "E", "", 0, None))]
+    frames[3] = b"t" * (2 * MAX_FAILURE_CHARS)
+    assert parse_failed(frames).traceback == "t" * MAX_FAILURE_CHARS
+    assert parse_ping([ping_frames(3, [7, 8])[0], ping_frames(3, [7, 8])[1]]) == [7, 8]  # as they went in

@@ -124,6 +124,11 @@ def _result_table(table: bytes, inputs: int) -> tuple[array, array, array, bytes
 EVERY_NEXT_STEP = 0xFFFF
 #: The longest text (a reason, a step name) a peer's frame is read to.
 MAX_REASON_CHARS = 1000
+#: The most messages a PING, LOST or LEFT is read to say a worker process runs: one per worker thread, of which a
+#: process has at most 256 (config.stepkeys.MAX_WORKERS, engine.door.MAX_REMOTE_THREADS).
+MAX_RUNNING = 256
+#: The longest text of a FAILED (what failed, the error, its traceback) read: a long traceback, not a peer's GiB.
+MAX_FAILURE_CHARS = 1 << 20
 
 
 @dataclass
@@ -491,7 +496,7 @@ def parse_failed(frames: Sequence[Any]) -> Failure:
     """The Failure a FAILED says."""
     _, _, member, seq = HEADER.unpack_from(frames[0])
     delivered = DELIVERED.unpack_from(frames[0], HEADER.size)[0] if len(frames[0]) >= HEADER.size + 8 else 0
-    what, error, traceback = (bytes(frame).decode(errors="replace") for frame in frames[1:4])
+    what, error, traceback = (text_of(frame, MAX_FAILURE_CHARS) for frame in frames[1:4])
     message = Encoded(bytes(frames[4]), [bytes(frame) for frame in frames[5:]]) if len(frames) > 4 else None
     return Failure(seq, what, error, traceback, member, message, delivered)
 
@@ -552,10 +557,7 @@ def parse_lost(frames: Sequence[Any]) -> Loss:
     if len(frames) != 3 or len(frames[0]) != HEADER.size:
         raise WireError("a LOST or LEFT of the wrong frames")
     _, _, clean, slot = HEADER.unpack_from(frames[0])
-    data = bytes(frames[2])
-    running = array("Q")
-    running.frombytes(data[:len(data) - len(data) % running.itemsize])
-    return Loss(slot, bytes(frames[1]).decode(errors="replace")[:MAX_REASON_CHARS], list(running), clean == 1)
+    return Loss(slot, text_of(frames[1]), _running(frames[2]), clean == 1)
 
 
 def added_frames(slot: int, threads: int) -> list[bytes]:
@@ -582,10 +584,16 @@ def parse_ping(frames: Sequence[Any]) -> list[int]:
     """The messages a PING says its process is running ([] if it says none, or nothing readable)."""
     if len(frames) < 2:
         return []
-    data = bytes(frames[1])
+    return _running(frames[1])
+
+
+def _running(frame: Any) -> list[int]:
+    """The messages a frame of uint64s says a worker process is running: at most MAX_RUNNING, whatever its size (a
+    peer's PING of 128 MiB made a list of 16 million ints, 2.6 GiB kept per slot)."""
+    data = memoryview(frame).cast("B")[:MAX_RUNNING * 8]
     running = array("Q")
     running.frombytes(data[:len(data) - len(data) % running.itemsize])
-    return list(running)
+    return running.tolist()
 
 
 def hello_frames(step: str, threads: int, pid: int) -> list[bytes]:
@@ -599,7 +607,7 @@ def hello_frames(step: str, threads: int, pid: int) -> list[bytes]:
 def parse_hello(frames: Sequence[Any]) -> tuple[str, int, int, int]:
     """(step, threads, pid, the worker's WIRE_VERSION) of a HELLO (a step of "" when it names none)."""
     _, version, threads, pid = HEADER.unpack_from(frames[0])
-    step = bytes(frames[1]).decode(errors="replace")[:MAX_REASON_CHARS] if len(frames) > 1 else ""
+    step = text_of(frames[1]) if len(frames) > 1 else ""
     return step, threads, pid, version
 
 
@@ -632,7 +640,13 @@ def refuse_frames(why: str) -> list[bytes]:
 
 def parse_refuse(frames: Sequence[Any]) -> str:
     """Why a REFUSE refused."""
-    return bytes(frames[1]).decode(errors="replace")[:MAX_REASON_CHARS] if len(frames) > 1 else ""
+    return text_of(frames[1]) if len(frames) > 1 else ""
+
+
+def text_of(frame: Any, most: int = MAX_REASON_CHARS) -> str:
+    """The text of a frame, UTF-8, to its first ``most`` characters: only as many bytes as they can take are
+    decoded, whatever the frame's size (a peer's frame may hold up to a GiB)."""
+    return bytes(memoryview(frame).cast("B")[:4 * most]).decode(errors="replace")[:most]
 
 
 #: The routing id of a worker thread in another process starts with this byte (then "slot.thread");
