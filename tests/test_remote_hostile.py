@@ -20,8 +20,8 @@ import pytest
 import zmq
 
 from pipeline.auth.keys import load_key_pair, load_public_key
-from pipeline.engine.door import MAX_SLOTS_PER_KEY
-from pipeline.engine.wire import HEADER, WIRE_VERSION, Kind, control_frames, ping_frames
+from pipeline.engine.door import MAX_REMOTE_THREADS, MAX_REMOTE_WORKER_THREADS, MAX_SLOTS_PER_KEY
+from pipeline.engine.wire import HEADER, WIRE_VERSION, Kind, Loss, control_frames, left_frames, ping_frames
 from tests.remote_helpers import CONSUMER, PRODUCER, STAGE, STRANGER, Launcher, Proc, duplicates, wait_during
 from tests.remote_peers import JUNK_RESULTS, Intruder, bomb, junk_result, plaintext_junk, refused_peer
 from tests.remote_steps import marker_pids
@@ -128,6 +128,23 @@ def another_keys_slot(peers: Peers) -> None:
     assert not claim.poll(0), "the run sent something to a thread of the slot claimed with another key"
 
 
+def more_threads_than_the_run_takes(peers: Peers) -> None:
+    """Slots of the most threads each, up to the run's budget of remote worker threads: the next HELLO is refused
+    (1,024 threads ran the run out of sockets, an internal error), and the budget is free again once they left."""
+    intruder, keeper = peers.intruder, peers.intruder.keeper
+    slots = []
+    for _ in range(MAX_REMOTE_WORKER_THREADS // MAX_REMOTE_THREADS):
+        kind, slot, _ = intruder.hello(keeper, STAGE.encode(), MAX_REMOTE_THREADS)
+        assert kind is Kind.SPEC
+        slots.append(slot)
+    said = intruder.refused(keeper, STAGE.encode())
+    assert f"the run holds {MAX_REMOTE_WORKER_THREADS} remote worker threads, and takes at most" in said
+    for slot in slots:
+        intruder.send(keeper, left_frames(Loss(slot, "done", [], clean=True)))
+    intruder.join(STAGE)
+    intruder.serve()
+
+
 def protocol_abuse(peers: Peers) -> None:
     """Well-formed messages out of turn: a READY for an unanswered packet, a second JOIN, a FINISHED
     before FINISH, and a thread number beyond the one thread it asked for."""
@@ -159,6 +176,7 @@ CASES: dict[str, Callable[[Peers], None]] = {
     "wrong-kinds-and-refused-hellos": wrong_kinds_and_refused_hellos,
     "another-keys-slot": another_keys_slot,
     "protocol-abuse": protocol_abuse,
+    "more-threads-than-the-run-takes": more_threads_than_the_run_takes,
     **{f"result-{name}": junk_result_case(corrupt) for name, corrupt in JUNK_RESULTS.items()},
 }
 

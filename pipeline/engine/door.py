@@ -72,6 +72,10 @@ _WARN_EVERY_SECONDS = 10.0
 MAX_FRAME_BYTES = 1 << 30
 #: Most worker threads one remote worker process may ask for.
 MAX_REMOTE_THREADS = 256
+#: Most remote worker threads a run takes at once, over every key and slot: each is a socket of the run's process
+#: (the door's relay to its router), which counts them in its sockets and open files; 4 processes of 256 threads
+#: ran it out of both.
+MAX_REMOTE_WORKER_THREADS = 1024
 #: Most worker processes (slots) one key may hold at once: as many as one pipeline-worker may start
 #: (--processes); an authorized peer that says HELLO past it is refused, so that it cannot fill the run
 #: with slots it never serves.
@@ -318,6 +322,10 @@ class Door(EngineThread):
             return f"expected 1 to {MAX_REMOTE_THREADS} threads, got {threads}"
         if sum(1 for worker in self.workers.values() if worker.key == key) >= MAX_SLOTS_PER_KEY:
             return f"key {key} holds {MAX_SLOTS_PER_KEY} worker processes already, the most one key may hold"
+        held = sum(worker.threads for worker in self.workers.values())
+        if held + threads > MAX_REMOTE_WORKER_THREADS:
+            return (f"the run holds {held} remote worker threads, and takes at most {MAX_REMOTE_WORKER_THREADS} "
+                    f"(asked for {threads} more)")
         return None
 
     def _ping(self, key: str, keeper: bytes, slot: int, payload: list) -> None:
@@ -381,7 +389,11 @@ class Door(EngineThread):
             if kind not in (Kind.JOIN, Kind.FAILED, Kind.RESULT):
                 self.drop(f"from {worker.key}: a thread that has not joined")
                 return
-            relay = worker.relays[routing_id] = self.context.socket(zmq.DEALER)
+            try:
+                relay = worker.relays[routing_id] = self.context.socket(zmq.DEALER)
+            except zmq.ZMQError as err:  # out of sockets or open files: the thread never joins, the run goes on
+                self.drop(f"from {worker.key}: no socket for its thread: {err}")
+                return
             relay.linger = 0
             relay.identity = routing_id
             relay.connect(self.addresses.work(worker.step))

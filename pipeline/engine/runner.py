@@ -17,7 +17,7 @@ from pipeline.engine import sockets
 from pipeline.engine.addresses import Addresses, private_dir
 from pipeline.engine.allocator import keep_freed_memory
 from pipeline.engine.control import BOUND, ENDED, INIT_DONE, WAKE, WORKERS_JOINED, EngineThread, RunControl
-from pipeline.engine.door import Door
+from pipeline.engine.door import MAX_REMOTE_WORKER_THREADS, Door
 from pipeline.engine.fusion import fused_after, fused_groups
 from pipeline.engine.router import Router
 from pipeline.engine.shards import shard_seed
@@ -115,7 +115,7 @@ class ThreadedRunner:
     def run(self) -> RunReport:
         """Start every thread, let the producer go once every init() succeeded, wait for the end."""
         context = zmq.Context()
-        needed = socket_count(self.config) + SPARE_SOCKETS
+        needed = socket_count(self.config) + SPARE_SOCKETS + (MAX_REMOTE_WORKER_THREADS if self.options.listen else 0)
         context.max_sockets = max(context.max_sockets, needed)
         allow_open_files(2 * needed)  # a socket holds a file descriptor or two
         flusher = self.control.flusher
