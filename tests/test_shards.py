@@ -446,27 +446,32 @@ def test_a_chunk_worth_of_init_messages_is_no_shards(tmp_path: Path, fused: bool
     assert report["P"].shards == [50, 50]
 
 
-def test_a_message_that_kills_every_process_in_a_fused_step_goes_to_its_dead_letters(tmp_path: Path) -> None:
-    """B kills its process on message 1500 every time: the busy board names the message each death was running, and
-    once max_redeliveries processes died running it, it goes to the dead letters of the first fused step (EVEN), as a
-    message that kills a fused chain of stagers goes to its first step's; the run goes on with every other message,
-    each once."""
+@pytest.mark.parametrize("poison", [[1500], [1500, 1502]], ids=["one", "two-in-one-shard"])
+def test_a_message_that_kills_every_process_in_a_fused_step_goes_to_its_dead_letters(tmp_path: Path,
+                                                                                      poison: list[int]) -> None:
+    """B kills its process on message 1500 (and 1502, of the same shard) every time: the busy board names the message
+    each death was running, and once max_redeliveries processes died running it, it goes to the dead letters of the
+    first fused step (EVEN), as a message that kills a fused chain of stagers goes to its first step's; the run goes
+    on with every other message, each once. (With two, the shard named only the last poison: the first ran again,
+    killed a third process, and the whole shard failed as the producer's own fault.)"""
     dead = tmp_path / "dead.jsonl"
-    path = fused_file(tmp_path, 3000, Trigger={"at": 1500, "action": "kill", "once": False, "delay": 0.0002})
+    path = fused_file(tmp_path, 3000, Trigger={"at": poison[0], "also": poison[1:], "action": "kill", "once": False,
+                                               "delay": 0.0002})
     document = json.loads(path.read_text())
     document["Pipeline"]["stagers_conf"][0]["on_error"] = "skip"
     document["Pipeline"].update(dead_letter=str(dead), allow_failures=True)
     write_config(tmp_path, document)
     result = run_to_end(path, "--Pipeline.heartbeat_interval=0.2", "--Pipeline.heartbeat_liveness=3")
     assert result.returncode == 0, result.stderr
-    assert sorted(written(tmp_path)) == [n for n in range(0, 3000, 2) if n != 1500]
+    assert sorted(written(tmp_path)) == [n for n in range(0, 3000, 2) if n not in poison]
     records = [json.loads(line) for line in lines(dead)]
-    assert [(record["step"], record["error"].split(":")[0]) for record in records] == [("EVEN", "WorkerDied")]
-    assert load_messages(str(dead)) == [("EVEN", 1500)]
-    assert records[0]["seq"] == 750  # its place in shard 0 (every other number)
+    assert [(record["step"], record["error"].split(":")[0]) for record in records] == [("EVEN", "WorkerDied")] * len(
+        poison)
+    assert load_messages(str(dead)) == [("EVEN", n) for n in poison]
+    assert [record["seq"] for record in records] == [n // 2 for n in poison]  # their places in shard 0
     assert report_row(result.stderr, "COUNT") == [0, 3000, 3000, 0]
-    assert report_row(result.stderr, "EVEN") == [3000, 2999, 1499, 1]
-    assert report_row(result.stderr, "B") == [1499, 1499, 1499, 0]
+    assert report_row(result.stderr, "EVEN") == [3000, 3000 - len(poison), 1500 - len(poison), len(poison)]
+    assert report_row(result.stderr, "B") == [1500 - len(poison)] * 3 + [0]
     assert "COUNT: messages per shard: 1500, 1500" in result.stderr.splitlines()
 
 
@@ -497,7 +502,9 @@ def test_the_book_counts_deaths_per_message_and_names_the_poison() -> None:
             seed.add(encode(ShardWork(shard, 2)))
         return [read_work(inband, buffers) for _, inband, buffers in book.again(seed).messages()]
 
-    assert works() == [ShardWork(0, 2), ShardWork(1, 2, 740, poison=750)]
+    assert works() == [ShardWork(0, 2), ShardWork(1, 2, 740, poison=frozenset({750}))]
+    assert book.died(1, 751, 2) == 2  # a second poison of the same shard: both named (the last alone was)
+    assert works() == [ShardWork(0, 2), ShardWork(1, 2, 740, poison=frozenset({750, 751}))]
     assert book.died(1, 750, 2) == 3  # one more: the producer's own code (the router fails it)
 
 

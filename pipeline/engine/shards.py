@@ -39,14 +39,14 @@ if TYPE_CHECKING:
 @dataclass(frozen=True)
 class ShardWork:
     """What a worker process is told to produce: shard ``shard`` of ``count``, skipping its first ``skip``
-    messages (sent on from a process that died). With fused steps after the producer, ``poison`` (>= 0) is the
-    position in the shard of a message that was running when max_redeliveries processes died: it goes to the dead
-    letters of the first fused step instead of through it."""
+    messages (sent on from a process that died). With fused steps after the producer, ``poison`` holds the
+    positions in the shard of the messages that were running when max_redeliveries processes died: each goes to the
+    dead letters of the first fused step instead of through it."""
 
     shard: int
     count: int
     skip: int = 0
-    poison: int = -1
+    poison: frozenset[int] = frozenset()
 
 
 #: A shard's message on a worker process's busy board (engine.board): the shard's number in the low bits, the
@@ -89,8 +89,9 @@ class ShardBook:
     sent: list[int] = field(default_factory=list)
     #: Per (shard, position): how many worker processes died running that message.
     deaths: dict[tuple[int, int], int] = field(default_factory=dict)
-    #: Per shard: the position of its message that killed ``poison_after`` processes (ShardWork.poison).
-    poison: dict[int, int] = field(default_factory=dict)
+    #: Per shard: the positions of its messages that killed ``poison_after`` processes each (ShardWork.poison): a
+    #: second one must not make the first run again (it killed a third process, taken for the producer's fault).
+    poison: dict[int, set[int]] = field(default_factory=dict)
 
     def __post_init__(self) -> None:
         self.sent = [0] * self.count
@@ -100,7 +101,7 @@ class ShardBook:
         ``poison_after`` it is poison)."""
         deaths = self.deaths[shard, position] = self.deaths.get((shard, position), 0) + 1
         if deaths == poison_after:
-            self.poison[shard] = position
+            self.poison.setdefault(shard, set()).add(position)
         return deaths
 
     def covers(self, shard: int, position: int) -> bool:
@@ -113,7 +114,7 @@ class ShardBook:
         made = Packet()
         made.first_seq = packet.first_seq
         for seq, _, _ in packet.messages():
-            made.add(encode(ShardWork(seq, self.count, self.sent[seq], self.poison.get(seq, -1))))
+            made.add(encode(ShardWork(seq, self.count, self.sent[seq], frozenset(self.poison.get(seq, ())))))
         return made
 
 
@@ -135,7 +136,7 @@ class ShardSink:
         self.lock = outlet.lock
         self.shard = UNORDERED  # the sequence number of the shard running (UNORDERED: none)
         self.skip = 0
-        self.poison = -1  # the position of the message to send to the dead letters (ShardWork)
+        self.poison: frozenset[int] = frozenset()  # the positions of the messages to send to the dead letters
         self.position = 0  # the shard's messages made so far in this process (those sent on before included)
         self._pending: Outputs = []
 
@@ -181,7 +182,7 @@ class ShardSink:
                 continue
             if chain is None:
                 flowed = [output]
-            elif position == self.poison:
+            elif position in self.poison:
                 self._dead_letter(chain, position, output[0].encoded())
                 flowed = []
             else:
