@@ -12,6 +12,7 @@ import os
 import signal
 import subprocess
 import sys
+import time
 from array import array
 from collections.abc import Iterator
 from pathlib import Path
@@ -611,6 +612,29 @@ def test_each_worker_process_maps_its_rings_and_a_killed_run_leaves_none(tmp_pat
         finish_run(run, 20)
     wait_for(lambda: not list(rings.SHM_DIR.glob(f"{rings.PREFIX}{run.pid}-*")) and not list(short_tmp.iterdir()),
              10, "the killed run's rings and private directory to be removed")
+
+
+@pytest.mark.parametrize("delay", [0.0, 0.005, 0.02, 0.05, 0.1])
+def test_a_run_killed_as_it_starts_its_worker_processes_leaves_nothing(tmp_path: Path, short_tmp: Path,
+                                                                       delay: float) -> None:
+    """Killed (SIGKILL) ``delay`` seconds after its zygote appeared: before it named its private directory to the
+    zygote, while the worker processes make their rings. The zygote ends them, then removes it all, and leaves
+    quietly (it left rings and directories behind in 18 of 30 such runs, and printed ECONNRESET tracebacks)."""
+    run = start_run(arrays_chain(tmp_path, 100, {"nb_process": 4, "nb_thread": 2}), env={"TMPDIR": str(short_tmp)})
+    children = Path(f"/proc/{run.pid}/task/{run.pid}/children")
+    try:
+        wait_for(lambda: bool(children.read_text().split()), 20, "the run's zygote")
+        zygote = int(children.read_text().split()[0])
+        time.sleep(delay)  # where the kill falls: fault injection, not synchronisation
+        os.kill(run.pid, signal.SIGKILL)
+        run.wait(10)
+    finally:
+        result = finish_run(run, 20)
+    wait_for(lambda: not Path(f"/proc/{zygote}").exists() or Path(f"/proc/{zygote}/stat").read_text().split()[2]
+             == "Z", 10, "the zygote to leave")
+    assert not list(rings.SHM_DIR.glob(f"{rings.PREFIX}{run.pid}-*"))
+    assert not list(short_tmp.iterdir())
+    assert "Traceback" not in result.stderr
 
 
 def test_rings_that_a_dead_run_left_are_swept_by_the_next_run(tmp_path: Path) -> None:

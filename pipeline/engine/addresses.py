@@ -69,11 +69,16 @@ def sweep_stale_dirs() -> int:
 
 
 def process_alive(pid: int) -> bool:
-    """Whether process ``pid`` exists (one of another user counts: not ours to judge)."""
+    """Whether process ``pid`` exists (one of another user counts: not ours to judge) and has not ended: a process
+    killed and not yet reaped by its parent (a zombie, on Linux) is gone, whatever ``kill(pid, 0)`` says."""
     try:
         os.kill(pid, 0)
     except ProcessLookupError:
         return False
     except PermissionError:
         return True
-    return True
+    try:
+        state = Path(f"/proc/{pid}/stat").read_text(encoding="ascii", errors="replace").rsplit(")", 1)[1].split()[0]
+    except (OSError, IndexError):
+        return True  # no /proc (macOS), or gone meanwhile: kill() said it was there
+    return state not in ("Z", "X")

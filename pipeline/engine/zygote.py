@@ -61,7 +61,8 @@ import warnings
 from collections.abc import Sequence
 from typing import Any, NoReturn
 
-from pipeline.engine import worker_process  # the whole worker code, imported once for all the zygote's workers
+from pipeline.engine import rings, worker_process  # the whole worker code, imported once for all its workers
+from pipeline.engine.addresses import sweep_stale_dirs
 from pipeline.engine.allocator import release_freed_memory
 
 log = logging.getLogger("pipeline.engine")
@@ -393,35 +394,83 @@ def _serve(sock: socket.socket, parent: int) -> NoReturn:
     signal.signal(signal.SIGCHLD, _ignore)
     signal.signal(signal.SIGTERM, _ignore)
     worker_process.die_with_parent(parent, signal.SIGTERM)  # once SIGTERM is handled: it wakes the loop
-    leftovers: set[str] = set()  # what the parent removes at its end: removed here if it was killed
-    while True:
-        ready, _, _ = select.select([sock, ended], [], [], _REAP_SECONDS)
-        if ended in ready:
-            with contextlib.suppress(BlockingIOError):
-                if signal.SIGTERM in os.read(ended, 4096) and os.getppid() != parent:  # the parent died
-                    _remove(leftovers)
-                    break
-        if sock in ready:
-            request = _receive(sock)
-            if request is None:  # closed without a word: the parent was killed
-                _remove(leftovers)
-                break
-            if request[0] == "leave":
-                break
-            leftovers.update(request[2])
-            try:
-                _send(sock, ("forked", _fork((sock.fileno(), ended, wake), request[1])))
-            except OSError as err:  # fork failed (a process limit, no memory): the parent decides
-                _send(sock, ("failed", f"{type(err).__name__}: {err}"))
-        while True:
-            try:
-                pid, status = os.waitpid(-1, os.WNOHANG)
-            except ChildProcessError:
-                break
-            if pid == 0:
-                break
-            _send(sock, ("exit", pid, -os.WTERMSIG(status) if os.WIFSIGNALED(status) else os.WEXITSTATUS(status)))
+    held = _Held()
+    while _serve_once(sock, parent, (ended, wake), held):
+        pass
     os._exit(0)
+
+
+class _Held:
+    """What the zygote answers for if its parent is killed: the files and directories the parent named, and the
+    worker processes it forked that have not ended."""
+
+    def __init__(self) -> None:
+        self.leftovers: set[str] = set()
+        self.children: set[int] = set()
+
+
+def _serve_once(sock: socket.socket, parent: int, wakes: tuple[int, int], held: _Held) -> bool:
+    """Wait for a request or a child's end, and answer; False once the parent said to leave or is gone (killed: what
+    it left is removed then, and its socket's end may say so with an error, ECONNRESET or EPIPE)."""
+    ended, wake = wakes
+    ready, _, _ = select.select([sock, ended], [], [], _REAP_SECONDS)
+    if ended in ready:
+        with contextlib.suppress(BlockingIOError):
+            if signal.SIGTERM in os.read(ended, 4096) and os.getppid() != parent:
+                return _parent_gone(held)
+    if sock in ready:
+        try:
+            request = _receive(sock)
+        except OSError:
+            request = None
+        if request is None:  # closed without a word
+            return _parent_gone(held)
+        if request[0] == "leave":
+            return False
+        held.leftovers.update(request[2])
+        try:
+            child = _fork((sock.fileno(), ended, wake), request[1])
+            held.children.add(child)
+            answer: tuple = ("forked", child)
+        except OSError as err:  # fork failed (a process limit, no memory): the parent decides
+            answer = ("failed", f"{type(err).__name__}: {err}")
+        if not _told(sock, answer):
+            return _parent_gone(held)
+    while True:
+        try:
+            pid, status = os.waitpid(-1, os.WNOHANG)
+        except ChildProcessError:
+            return True
+        if pid == 0:
+            return True
+        held.children.discard(pid)
+        if not _told(sock, ("exit", pid, -os.WTERMSIG(status) if os.WIFSIGNALED(status) else os.WEXITSTATUS(status))):
+            return _parent_gone(held)
+
+
+def _told(sock: socket.socket, message: Any) -> bool:
+    """Send ``message`` to the parent; False if it is gone."""
+    try:
+        _send(sock, message)
+    except OSError:
+        return False
+    return True
+
+
+def _parent_gone(held: _Held) -> bool:
+    """The parent was killed: end its worker processes first (one starting makes its rings), then remove what it
+    left, what it told of and what it had not told of yet (its directory before its first fork), as its next run
+    would (False: the zygote leaves)."""
+    for child in held.children:
+        with contextlib.suppress(OSError):
+            os.kill(child, signal.SIGKILL)
+    for child in held.children:
+        with contextlib.suppress(OSError):
+            os.waitpid(child, 0)
+    _remove(held.leftovers)
+    sweep_stale_dirs()
+    rings.sweep_stale()
+    return False
 
 
 def _ignore(signum: int, frame: object) -> None:
