@@ -62,7 +62,7 @@ from collections.abc import Sequence
 from typing import Any, NoReturn
 
 from pipeline.engine import rings, worker_process  # the whole worker code, imported once for all its workers
-from pipeline.engine.addresses import sweep_stale_dirs
+from pipeline.engine.addresses import process_alive, sweep_stale_dirs
 from pipeline.engine.allocator import release_freed_memory
 
 log = logging.getLogger("pipeline.engine")
@@ -73,6 +73,8 @@ ZYGOTE_MAIN = "import sys; from pipeline.engine.zygote import main; main(sys.arg
 FORK_SECONDS = 10.0
 #: How often the zygote looks for children that ended.
 _REAP_SECONDS = 0.05
+#: Seconds the zygote of a killed parent waits for it to be gone before it sweeps what it left.
+PARENT_GONE_SECONDS = 2.0
 _LENGTH = struct.Struct("<I")
 
 
@@ -417,14 +419,14 @@ def _serve_once(sock: socket.socket, parent: int, wakes: tuple[int, int], held: 
     if ended in ready:
         with contextlib.suppress(BlockingIOError):
             if signal.SIGTERM in os.read(ended, 4096) and os.getppid() != parent:
-                return _parent_gone(held)
+                return _parent_gone(held, parent)
     if sock in ready:
         try:
             request = _receive(sock)
         except OSError:
             request = None
         if request is None:  # closed without a word
-            return _parent_gone(held)
+            return _parent_gone(held, parent)
         if request[0] == "leave":
             return False
         held.leftovers.update(request[2])
@@ -435,7 +437,7 @@ def _serve_once(sock: socket.socket, parent: int, wakes: tuple[int, int], held: 
         except OSError as err:  # fork failed (a process limit, no memory): the parent decides
             answer = ("failed", f"{type(err).__name__}: {err}")
         if not _told(sock, answer):
-            return _parent_gone(held)
+            return _parent_gone(held, parent)
     while True:
         try:
             pid, status = os.waitpid(-1, os.WNOHANG)
@@ -445,7 +447,7 @@ def _serve_once(sock: socket.socket, parent: int, wakes: tuple[int, int], held: 
             return True
         held.children.discard(pid)
         if not _told(sock, ("exit", pid, -os.WTERMSIG(status) if os.WIFSIGNALED(status) else os.WEXITSTATUS(status))):
-            return _parent_gone(held)
+            return _parent_gone(held, parent)
 
 
 def _told(sock: socket.socket, message: Any) -> bool:
@@ -457,16 +459,20 @@ def _told(sock: socket.socket, message: Any) -> bool:
     return True
 
 
-def _parent_gone(held: _Held) -> bool:
+def _parent_gone(held: _Held, parent: int) -> bool:
     """The parent was killed: end its worker processes first (one starting makes its rings), then remove what it
     left, what it told of and what it had not told of yet (its directory before its first fork), as its next run
-    would (False: the zygote leaves)."""
+    would, once it is gone for the sweeps too (a dying process closes its files before it is gone). False: the
+    zygote leaves."""
     for child in held.children:
         with contextlib.suppress(OSError):
             os.kill(child, signal.SIGKILL)
     for child in held.children:
         with contextlib.suppress(OSError):
             os.waitpid(child, 0)
+    deadline = time.monotonic() + PARENT_GONE_SECONDS
+    while process_alive(parent) and time.monotonic() < deadline:
+        time.sleep(_REAP_SECONDS / 10)
     _remove(held.leftovers)
     sweep_stale_dirs()
     rings.sweep_stale()
