@@ -16,12 +16,16 @@ from pipeline.cli.keys import PipelineKeys
 from tests.cli_helpers import ROOT
 
 
-def keys_cli(*args: str, cwd: Path) -> subprocess.CompletedProcess[str]:
-    """``pipeline-keys ARGS`` as a subprocess: the console script if installed, else ``python -m pipeline.cli.keys``."""
+def keys_cli_command() -> list[str]:
+    """The command of ``pipeline-keys``: the console script if installed, else ``python -m pipeline.cli.keys``."""
     script = shutil.which("pipeline-keys", path=str(Path(sys.executable).parent))
-    command = [script] if script else [sys.executable, "-m", "pipeline.cli.keys"]
-    return subprocess.run([*command, *args], cwd=cwd, capture_output=True, text=True, timeout=30, check=False,
-                          env={"PYTHONPATH": str(ROOT), "PATH": "/usr/bin:/bin"})
+    return [script] if script else [sys.executable, "-m", "pipeline.cli.keys"]
+
+
+def keys_cli(*args: str, cwd: Path) -> subprocess.CompletedProcess[str]:
+    """``pipeline-keys ARGS`` as a subprocess."""
+    return subprocess.run([*keys_cli_command(), *args], cwd=cwd, capture_output=True, text=True, timeout=30,
+                          check=False, env={"PYTHONPATH": str(ROOT), "PATH": "/usr/bin:/bin"})
 
 
 def test_generate_as_a_subprocess(tmp_path: Path) -> None:
@@ -71,3 +75,13 @@ def test_help_shows_the_command(capsys) -> None:
         PipelineKeys().execute(["--help"])
     assert stop.value.code == 0
     assert "pipeline-keys generate server --dir=keys" in capsys.readouterr().out
+
+
+def test_the_directories_it_makes_are_private_at_every_level(tmp_path: Path) -> None:
+    """``--dir=a/b/c`` under a umask of 000: a, b and c are all 0700 (a and b were 0777, mkdir's parents mode)."""
+    result = subprocess.run(["sh", "-c", 'umask 000 && exec "$0" "$@"', *keys_cli_command(), "generate", "node7",
+                             "--dir=a/b/c"], cwd=tmp_path, capture_output=True, text=True, timeout=30, check=False,
+                            env={"PYTHONPATH": str(ROOT), "PATH": "/usr/bin:/bin"})
+    assert result.returncode == 0, result.stderr
+    for directory in ("a", "a/b", "a/b/c"):
+        assert stat.S_IMODE((tmp_path / directory).stat().st_mode) == 0o700, directory

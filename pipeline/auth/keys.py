@@ -133,7 +133,7 @@ def generate_key_pair(directory: str | Path, name: str) -> tuple[Path, Path]:
         if path.exists():
             raise ConfigError(str(path), "", _EXISTS)
     try:
-        directory.mkdir(mode=0o700, parents=True, exist_ok=True)
+        make_private_dirs(directory)
         scratch = Path(tempfile.mkdtemp(prefix=".keys-", dir=directory))
     except OSError as err:
         raise ConfigError(str(directory), "", f"cannot make the directory ({err.strerror or err})") from err
@@ -149,6 +149,13 @@ def generate_key_pair(directory: str | Path, name: str) -> tuple[Path, Path]:
     finally:
         shutil.rmtree(scratch, ignore_errors=True)
     return public, secret
+
+
+def make_private_dirs(path: Path) -> None:
+    """Make the directory ``path`` and those missing above it, each 0700 (``mkdir(parents=True)`` makes the ones
+    above with the umask's mode, which others may read)."""
+    for missing in reversed([each for each in (path, *path.parents) if not each.exists()]):
+        missing.mkdir(mode=0o700, exist_ok=True)
 
 
 def _link_new(source: Path, target: Path) -> None:
@@ -170,7 +177,7 @@ def ensure_private_dir() -> Path:
     """The private directory, made if missing; its mode made 0700 if others could read or enter it."""
     path = private_dir()
     try:
-        path.mkdir(mode=0o700, parents=True, exist_ok=True)
+        make_private_dirs(path)
         if stat.S_IMODE(path.stat().st_mode) & 0o077:
             os.chmod(path, 0o700)
     except OSError as err:
