@@ -131,6 +131,12 @@ class AppendValues(Trigger):
         return super().run(msg)
 
 
+class OneWorkerValues(AppendValues):
+    """AppendValues that says ``one_worker``, as a writer whose init() replaces its file would."""
+
+    one_worker = True
+
+
 class Announce(Component):
     """Stager: sends "init STEP" from init(), passes messages on doubled, yields "finish STEP" from finish()."""
 

@@ -74,6 +74,22 @@ def test_a_killed_consumer_process_processes_every_value_at_least_once(tmp_path:
     assert redeliveries(result.stderr, "WRITER", replaced=1) >= 1
 
 
+def test_a_one_worker_step_whose_process_dies_is_not_replaced_and_the_run_fails(tmp_path: Path) -> None:
+    """A new instance would start its output again (a JsonLinesWriter replaced in its process emptied the lines the
+    first had written, and the run said every message was processed, exit status 0): the step fails instead, and
+    what it did not process is counted."""
+    values = tmp_path / "values.jsonl"
+    path = chain(tmp_path, {"class": "PassOn"}, {"class": "OneWorkerValues", "module": STEPS, "nb_process": 1},
+                 OneWorkerValues={"path": str(values), "at": 100, "action": "kill", "marker": str(tmp_path / "killed")})
+    result = run_to_end(path, *HEARTBEATS)
+    assert result.returncode == 1, result.stderr
+    assert "none replaces it: step WRITER runs in one worker (its class says one_worker)" in result.stderr
+    assert "WRITER: first error: step WRITER has no workers left" in result.stderr
+    unprocessed = int(re.search(r"^(\d+) messages were sent but never processed$", result.stderr, re.M).group(1))
+    assert report_row(result.stderr, "WRITER")[1] + unprocessed == 300
+    assert set(range(101)) <= {json.loads(line) for line in lines(values)}  # what it wrote stays
+
+
 @pytest.mark.parametrize(("on_error", "allow", "status"), [("stop", False, 1), ("skip", False, 1), ("skip", True, 0)])
 def test_a_poison_message_goes_to_the_dead_letters_after_max_redeliveries(
         tmp_path: Path, on_error: str, allow: bool, status: int) -> None:

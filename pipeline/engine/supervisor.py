@@ -177,8 +177,10 @@ class Supervisor(EngineThread):
         if router.state.phase == "finished":
             return
         unstarted = process.child is None
+        # A new instance of a one_worker step would start its output again (a writer's file, emptied by init()).
+        single = next((step.name for step in (router.step, *router.members) if step.cls.one_worker), None)
         replace = (death.failed and not unstarted and not self.control.stopping.is_set()
-                   and not router.state.finishing
+                   and not router.state.finishing and single is None
                    and self.restarts_used(process.step) < self.control.options.max_worker_restarts)
         if unstarted:
             # Said once per run: a process limit or a lack of memory fails every start alike, and a line per
@@ -189,7 +191,8 @@ class Supervisor(EngineThread):
                           "failure is logged)", process.step, process.error)
         elif death.failed:
             log.error("step %s: worker process %d (pid %s) died: %s%s", process.step, process.slot, process.pid,
-                      death.reason, "; starting another" if replace else "")
+                      death.reason, "; starting another" if replace else "" if single is None else
+                      f"; none replaces it: step {single} runs in one worker (its class says one_worker)")
         notices = self._notices[process.step]
         if replace:
             self.restarts[process.step] += 1
