@@ -6,7 +6,7 @@ import threading
 from collections.abc import Iterator
 from typing import Any
 
-from traitlets import Int
+from traitlets import Dict, Int, List, Tuple, Union, Unicode
 
 from pipeline import Component
 
@@ -53,3 +53,17 @@ class SendThenYield(Component):
         for number in range(self.count):
             self.send_msg(number)
             yield
+
+
+class Containers(Component):
+    """Stager: passes messages on; options of container and union types, whose elements traitlets would take a
+    JSON boolean for (as 1) where a number goes."""
+
+    ids = List(Int(), default_value=[1], help="Numbers.").tag(config=True)
+    either = Union([Int(), Unicode()], default_value=1, help="A number or a word.").tag(config=True)
+    pair = Tuple(Int(), Int(), default_value=(1, 2), help="Two numbers.").tag(config=True)
+    weights = Dict(value_trait=Int(), default_value={}, help="A number per name.").tag(config=True)
+
+    def run(self, msg: Any) -> Any:
+        """Pass the message on."""
+        return msg

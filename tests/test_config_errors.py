@@ -413,6 +413,19 @@ FILE_CASES = [
         setting("Counter", {"count": "many"}), "Counter.count", "expected an int (at least 0), got str 'many'",
         id="trait-type"
     ),
+    *(
+        pytest.param(  # in containers and unions too: traitlets took [true, 2] as [1, 2]
+            lambda document, section=section: {**stager_class(STEPS, "Containers")(document), "Containers": section},
+            f"Containers.{next(iter(section))}", f"{expected} (a boolean for a number, or the reverse)",
+            id=f"bool-in-{next(iter(section))}",
+        )
+        for section, expected in (
+            ({"ids": [True, 2]}, "expected a list, got list [True, 2]"),
+            ({"either": True}, "expected an int or a unicode string, got bool True"),
+            ({"pair": [1, False]}, "expected a tuple, got list [1, False]"),
+            ({"weights": {"a": True}}, "expected a dict, got dict {'a': True}"),
+        )
+    ),
     # JSON's true for a number, a number for true: traitlets took them (a count of 1, a flag set)
     pytest.param(
         setting("Counter", {"count": True}), "Counter.count", "expected an int (at least 0), got bool True",

@@ -11,7 +11,7 @@ from collections.abc import Iterable, Iterator, Mapping
 from pathlib import Path
 from typing import Any
 
-from traitlets import Bool, Float, HasTraits, Int, TraitError
+from traitlets import Bool, Dict, Float, HasTraits, Int, List, Set, TraitError, Tuple, Union
 from traitlets.config import Config, Configurable
 from traitlets.config.loader import DeferredConfigList, DeferredConfigString, LazyConfigValue
 
@@ -414,8 +414,9 @@ class _Validator:
             if value is None and trait.allow_none:
                 continue  # traitlets lets None through before validate(), which would refuse it
             if _truth_for_number(trait, value):
+                inside = "" if isinstance(trait, Bool | Int | Float) else " (a boolean for a number, or the reverse)"
                 raise ConfigError(source, f"{key}.{name}",
-                                  f"expected {_expected(trait)}, got {_type_name(value)} {shown(value)}{note}")
+                                  f"expected {_expected(trait)}, got {_type_name(value)} {shown(value)}{inside}{note}")
             try:
                 trait.validate(_PROBE, value)
             except ValueProblem as err:
@@ -458,11 +459,32 @@ def _last_wins(values: Mapping[str, Any]) -> Config:
 
 
 def _truth_for_number(trait: Any, value: Any) -> bool:
-    """Whether ``value`` is a boolean for a number option or a number for a boolean one, which traitlets takes
-    (``"count": true`` as 1, ``"verbose": 1`` as true) and a JSON file means otherwise."""
+    """Whether ``value`` is, or holds, a boolean for a number or a number for a boolean, which traitlets takes
+    (``"count": true`` as 1, ``"verbose": 1`` as true, ``"ids": [true]`` as [1]) and a JSON file means otherwise:
+    in the elements of a list, set, tuple or dict option too, and for a union whose every alternative misreads it."""
     if isinstance(trait, Bool):
         return isinstance(value, int | float) and not isinstance(value, bool)
-    return isinstance(trait, Int | Float) and isinstance(value, bool)
+    if isinstance(trait, Int | Float):
+        return isinstance(value, bool)
+    if isinstance(trait, Union):
+        fitting = [alternative for alternative in trait.trait_types if _fits(alternative, value)]
+        return bool(fitting) and all(_truth_for_number(alternative, value) for alternative in fitting)
+    if isinstance(trait, Tuple) and isinstance(value, list | tuple):
+        return any(_truth_for_number(element, item) for element, item in zip(trait._traits, value, strict=False))
+    if isinstance(trait, List | Set) and isinstance(value, list | tuple) and trait._trait is not None:
+        return any(_truth_for_number(trait._trait, item) for item in value)
+    if isinstance(trait, Dict) and isinstance(value, dict) and trait._value_trait is not None:
+        return any(_truth_for_number(trait._value_trait, item) for item in value.values())
+    return False
+
+
+def _fits(trait: Any, value: Any) -> bool:
+    """Whether ``trait`` takes ``value`` (as traitlets would, misread or not)."""
+    try:
+        trait.validate(_PROBE, value)
+    except (TraitError, ValueProblem, OverflowError):
+        return False
+    return True
 
 
 #: Container traits validate their elements against an instance; any HasTraits will do.
