@@ -140,22 +140,23 @@ class Pipeline(Configurable):
 
     @classmethod
     def from_config(cls, source: str | Path | Mapping[str, Any], overrides: Config | Mapping | None = None,
-                    replay: str | None = None, name: str = "") -> Pipeline:
+                    replay: str | None = None, name: str = "", *,
+                    overrides_source: str = OVERRIDES_ARGUMENT) -> Pipeline:
         """Load and validate ``source`` (a JSON file or a dict); ``overrides`` win over its values.
 
         ``name`` names the run in the monitor (default: the file's stem; for a dict, its first and last steps).
 
         With ``replay``, the producer is replaced by the messages of that dead-letter file, each sent
         again to the step where it failed.
+
+        ``overrides_source`` names the overrides in errors: ``overrides: Counter.count: ...``, or with
+        ``"command line"`` (pipeline-run's) ``command line: --Counter.count: ...``.
         """
-        if isinstance(overrides, Config):  # pipeline-run's, of its command line
-            pipeline_config = load_config(source, overrides, settings=[cls], name=name)
-        else:
-            if not isinstance(overrides, Mapping | None):
-                raise ConfigError(OVERRIDES_ARGUMENT, "", "expected an object of sections {class: {option: value}}, "
-                                  f"got {type(overrides).__name__}")
-            pipeline_config = load_config(source, Config(overrides or {}), settings=[cls], name=name,
-                                          overrides_source=OVERRIDES_ARGUMENT)
+        if not isinstance(overrides, Mapping | None):
+            raise ConfigError(overrides_source, "", "expected an object of sections {class: {option: value}}, got "
+                              f"{type(overrides).__name__}")
+        given = overrides if isinstance(overrides, Config) else Config(overrides or {})
+        pipeline_config = load_config(source, given, settings=[cls], name=name, overrides_source=overrides_source)
         if replay is not None:
             pipeline_config = replay_config(pipeline_config, replay)
         return cls(pipeline_config, config=pipeline_config.config)

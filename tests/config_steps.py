@@ -6,7 +6,7 @@ import threading
 from collections.abc import Iterator
 from typing import Any
 
-from traitlets import Dict, Int, List, Tuple, Union, Unicode
+from traitlets import Dict, Int, List, Tuple, Unicode, Union
 
 from pipeline import Component
 

@@ -520,7 +520,7 @@ def command_line(argv: Sequence[str]) -> Config:
 def config_error(path: Path, argv: Sequence[str] = ()) -> ConfigError:
     """The ConfigError that building the pipeline at ``path`` with ``argv`` raises."""
     with pytest.raises(ConfigError) as raised:
-        Pipeline.from_config(path, command_line(argv))
+        Pipeline.from_config(path, command_line(argv), overrides_source=COMMAND_LINE)
     assert "\n" not in str(raised.value)
     return raised.value
 
@@ -692,6 +692,7 @@ def test_a_cycle_through_1200_stagers_is_one_short_line(tmp_path: Path) -> None:
 
 @pytest.mark.parametrize(("overrides", "key", "expected"), [
     ({"Counter": {"count": "x"}}, "Counter.count", "expected an int (at least 0), got str 'x'"),
+    (Config({"Counter": {"count": "x"}}), "Counter.count", "expected an int (at least 0), got str 'x'"),
     ({"Countr": {"count": 2}}, "Countr", "unknown class (did you mean 'Counter'?)"),
     ({"Counter": 5}, "Counter", "expected an object of trait values, got int"),  # was a raw AttributeError
     (["Counter"], "", "expected an object of sections {class: {option: value}}, got list"),  # a raw ValueError

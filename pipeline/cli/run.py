@@ -133,7 +133,8 @@ pipeline-run --config=configs/routing.json --graph=mermaid
 
     def start(self) -> None:
         """Run the pipeline, print its summary to stderr and keep its exit status (or print its graph)."""
-        pipeline = Pipeline.from_config(self.config_file, self.step_overrides(), replay=self.replay or None)
+        pipeline = Pipeline.from_config(self.config_file, self.step_overrides(), replay=self.replay or None,
+                                        overrides_source=COMMAND_LINE)
         if "keep_freed_memory" not in pipeline.config.get("Pipeline", {}):
             pipeline.keep_freed_memory = True  # this command owns its process (the Python API's default is off)
         if self.graph:
