@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import os
+import signal
 import threading
 import time
 from collections.abc import Iterator
@@ -238,3 +239,38 @@ class MarkedWriter(JsonLinesWriter):
         """Mark the end, then close."""
         self.run({"finished": True})
         super().finish()
+
+
+#: Set by WaitsForGo when its run() starts waiting; set GO to let it go on.
+STARTED = threading.Event()
+GO = threading.Event()
+
+
+class WaitsForGo(Component):
+    """Passes messages on; on message ``at`` it sets STARTED and waits for GO (at most ``patience`` seconds)."""
+
+    at = Int(3, help="The message to wait on.").tag(config=True)
+    patience = Float(20.0, help="Seconds to wait for GO at most.").tag(config=True)
+
+    def run(self, msg: int) -> int:
+        """Pass the message on, waiting on message ``at``."""
+        if msg == self.at:
+            STARTED.set()
+            GO.wait(self.patience)
+        return msg
+
+
+def step_sigint_handler(signum: int, frame: object) -> None:
+    """The SIGINT handler SetsSigint installs (a library's own, say)."""
+
+
+class SetsSigint(Component):
+    """Passes messages on; its init() installs a SIGINT handler of its own, as some libraries do."""
+
+    def init(self) -> None:
+        """Install the handler."""
+        signal.signal(signal.SIGINT, step_sigint_handler)
+
+    def run(self, msg: int) -> int:
+        """Pass the message on."""
+        return msg

@@ -8,13 +8,16 @@ import re
 import signal
 import subprocess
 import sys
+import threading
 from pathlib import Path
+from typing import Any
 
 import pytest
 
 from pipeline import Pipeline
 from pipeline.errors import ConfigError
 from tests.failure_helpers import REPO, STEPS, config, pipeline_run, report_row, written
+from tests.failure_steps import GO, STARTED
 from tests.process_helpers import finish_run, start_run, wait_for
 from tests.remote_helpers import Keys, free_port
 
@@ -169,6 +172,24 @@ def test_ctrl_c_raises_keyboard_interrupt_out_of_the_python_api_in_every_mode(tm
     assert result.stdout.splitlines() == ["KeyboardInterrupt", "0 5"], result.stderr
 
 
+def test_a_sequential_run_leaves_a_sigint_handler_its_steps_set_and_restores_its_own(tmp_path: Path) -> None:
+    """The run sets its Ctrl+C handler for its time, and puts Python's back after, unless a step's code set one of
+    its own meanwhile (it put Python's back over it)."""
+    code = ("import signal, sys; from pipeline import Pipeline; from tests import failure_steps; "
+            "report = Pipeline.from_config(sys.argv[1], {'Pipeline': {'mode': 'sequential'}}).run(); "
+            "print(report.exit_status, signal.getsignal(signal.SIGINT) is failure_steps.step_sigint_handler); "
+            "signal.signal(signal.SIGINT, signal.default_int_handler); "
+            "Pipeline.from_config(sys.argv[2], {'Pipeline': {'mode': 'sequential'}}).run(); "
+            "print(signal.getsignal(signal.SIGINT) is signal.default_int_handler)")
+    for directory in ("sets", "plain"):
+        (tmp_path / directory).mkdir()
+    sets = config(tmp_path / "sets", {"class": "SetsSigint"})
+    plain = config(tmp_path / "plain", {"class": "FailEvery"})
+    result = subprocess.run([sys.executable, "-c", code, str(sets), str(plain)], cwd=REPO, capture_output=True,
+                            text=True, timeout=30, env={**os.environ, "PYTHONPATH": str(REPO)})
+    assert result.stdout.splitlines() == ["0 True", "True"], result.stderr
+
+
 @pytest.mark.parametrize("mode,processes", [("threads", 0), ("threads", 2), ("sequential", 0)])
 @pytest.mark.parametrize("signum,status", [(2, 130), (15, 143)])
 def test_a_signal_while_the_run_is_set_up_stops_it(tmp_path: Path, mode: str, processes: int, signum: int,
@@ -249,6 +270,29 @@ def test_second_signal_stops_at_once(tmp_path: Path, listening: bool) -> None:
     assert "still busy, left behind: step STAGE worker 0 in run() on message 5" in stderr
     assert "messages were sent but never processed" in stderr
     assert "Traceback" not in stderr
+
+
+@pytest.mark.parametrize("mode", MODES)
+def test_a_report_taken_during_the_run_names_the_busy_and_changes_nothing(tmp_path: Path, mode: str) -> None:
+    """Pipeline.report_now() from another thread, while a step waits: the busy step named as left behind in that
+    copy; the run's own report at its end is a clean one (the threaded runner kept what it had said, and failed)."""
+    STARTED.clear()
+    GO.clear()
+    path = config(tmp_path, {"class": "WaitsForGo"}, Counter={"count": 10})
+    pipeline = Pipeline.from_config(path, {"Pipeline": {"mode": mode}})
+    reports: list[Any] = []
+    runner = threading.Thread(target=lambda: reports.append(pipeline.run()))
+    runner.start()
+    try:
+        assert STARTED.wait(20), "the step did not start message 3"
+        peek = pipeline.report_now()
+    finally:
+        GO.set()
+        runner.join(30)
+    assert peek is not None and peek.stuck and "STAGE" in peek.stuck[0] and "message 3" in peek.stuck[0]
+    [final] = reports
+    assert (final.exit_status, final.stuck, final.stop_reason) == (0, [], None)
+    assert final["WRITER"].processed == 10
 
 
 @pytest.mark.parametrize("mode", MODES)

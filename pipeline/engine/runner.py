@@ -26,7 +26,7 @@ from pipeline.engine.supervisor import Supervisor
 from pipeline.engine.wire import Kind, control_frames
 from pipeline.engine.zygote import Zygote
 from pipeline.errors import ConfigError
-from pipeline.execution.report import RunReport, StepCounts, StepReport, exit_status, stop_reason_of
+from pipeline.execution.report import RunReport, StepCounts, StepReport, exit_status, given_up, stop_reason_of
 from pipeline.execution.status import RunStatus, StepStatus, declared_totals
 
 log = logging.getLogger("pipeline.engine")
@@ -345,12 +345,11 @@ class ThreadedRunner:
 
     def report_now(self) -> RunReport:
         """The report as the run stands, from another thread, while this runner's own is stuck (a last resort)."""
-        self.stuck = self.stuck or self.busy()
-        return self._report()
+        return given_up(self._report(), self.stuck or self.busy())
 
     def _report(self) -> RunReport:
         reports: dict[str, StepReport] = {}
-        crashed = 0
+        crashed: set[EngineThread] = set()  # a supervisor or door serves several steps: counted once
         for name in self.config.steps:
             status = self._step_status(name)
             report = StepReport(name, counts=status.counts, busy_time=status.busy_time, max_time=status.max_time,
@@ -378,10 +377,11 @@ class ThreadedRunner:
             for thread in [*self.threads.get(name, []), router, *keepers]:
                 if thread is not None and thread.crash is not None:
                     report.add_error(f"internal error in {thread.name}: {thread.crash!r}", fatal=True)
-                    crashed += 1
+                    if not isinstance(thread.crash, ConfigError):  # logged as a setting, not an internal error
+                        crashed.add(thread)
             reports[name] = report
-        if crashed > 1:
-            log.critical("%d more threads stopped on internal errors (--debug shows each)", crashed - 1)
+        if len(crashed) > 1:
+            log.critical("%d more threads stopped on internal errors (--debug shows each)", len(crashed) - 1)
         stop_reason = self.control.policy.stop_reason
         if self.abort_requested:
             stop_reason = "a second signal stopped the run at once"

@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from dataclasses import asdict, dataclass, field
+from dataclasses import asdict, dataclass, field, replace
 
 from pipeline.console.humanize import counted
 
@@ -170,6 +170,12 @@ def unprocessed(steps: dict[str, StepReport]) -> int:
     """Deliveries that no step finished processing (the first step is the producer)."""
     sent = sum(s.counts.emitted for s in steps.values())
     return sent - sum(s.counts.processed + s.counts.failed for s in list(steps.values())[1:])
+
+
+def given_up(report: RunReport, busy: list[str]) -> RunReport:
+    """``report`` of a run given up on while ``busy`` were still in their code: a copy naming them, and why it stopped
+    (the run's own report is left as it is: the run may still end by itself)."""
+    return replace(report, stuck=busy, stop_reason=report.stop_reason or "the run did not stop in time")
 
 
 def stop_reason_of(steps: dict[str, StepReport], signal: int | None, stop_reason: str | None) -> str | None:

@@ -9,7 +9,6 @@ outputs are delivered once its code has returned, so each step's times are its o
 
 from __future__ import annotations
 
-import dataclasses
 import signal
 import threading
 import time
@@ -18,7 +17,7 @@ from collections.abc import Iterator
 from pipeline.config.model import PipelineConfig
 from pipeline.config.options import RunOptions
 from pipeline.execution.executor import CtrlC, Outcome, Outputs, StepExecutor
-from pipeline.execution.report import RunReport, StepReport, exit_status, stop_reason_of
+from pipeline.execution.report import RunReport, StepReport, exit_status, given_up, stop_reason_of
 from pipeline.execution.status import RunStatus, StepStatus, declared_totals
 from pipeline.failures.policy import FailurePolicy
 from pipeline.message import Copied, Encoded
@@ -123,10 +122,10 @@ class SequentialRunner:
         it does in the other modes, instead of failing the step whose code it interrupted."""
         plain = threading.current_thread() is threading.main_thread() and signal.getsignal(
             signal.SIGINT) is signal.default_int_handler
-        if plain:
-            signal.signal(signal.SIGINT, _ctrl_c)
         order = self.config.topological_order()
         try:
+            if plain:
+                signal.signal(signal.SIGINT, _ctrl_c)
             for step in reversed(order):
                 executor = self.executors[step.name]
                 executor.start(lambda name=step.name: self.config.make_component(name))
@@ -141,7 +140,7 @@ class SequentialRunner:
                 self.deliver()
                 self.status[step.name].state = "failed" if executor.first_error else "finished"
         finally:
-            if plain:
+            if plain and signal.getsignal(signal.SIGINT) is _ctrl_c:  # a step's code may have set one of its own
                 signal.signal(signal.SIGINT, signal.default_int_handler)
             self.policy.close()
         return self._report()
@@ -162,9 +161,7 @@ class SequentialRunner:
 
     def report_now(self) -> RunReport:
         """The report as the run stands (read from another thread: this one is stuck in a step's code)."""
-        report = self._report()
-        return dataclasses.replace(report, stuck=self.busy(),
-                                   stop_reason=report.stop_reason or "the run did not stop in time")
+        return given_up(self._report(), self.busy())
 
     def _report(self) -> RunReport:
         reports = {}
