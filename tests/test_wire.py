@@ -4,6 +4,7 @@ and with their buffers lent by handle (engine.handles)."""
 
 from __future__ import annotations
 
+import tracemalloc
 from array import array
 from itertools import pairwise
 
@@ -337,3 +338,21 @@ def test_what_a_peer_says_in_a_frame_of_any_size_is_read_to_a_bound() -> None:
     frames[3] = b"t" * (2 * MAX_FAILURE_CHARS)
     assert parse_failed(frames).traceback == "t" * MAX_FAILURE_CHARS
     assert parse_ping([ping_frames(3, [7, 8])[0], ping_frames(3, [7, 8])[1]]) == [7, 8]  # as they went in
+
+
+def test_a_peers_huge_frame_is_read_without_a_copy_of_it() -> None:
+    """What the parsers allocate for a 64 MiB frame stays far below its size: they read its start in place (they
+    copied the whole frame to decode or convert it, then cut the result)."""
+    frame = bytearray(b"r" * (64 << 20))
+    header = HEADER.pack(Kind.HELLO, 0, 1, 0)
+    parsers = [lambda: parse_ping([header, frame]), lambda: parse_hello([header, frame]),
+               lambda: parse_lost([header, frame, frame]),
+               lambda: parse_failed([HEADER.pack(Kind.FAILED, 0, 0, 1), frame, frame, frame])]
+    for parse in parsers:
+        tracemalloc.start()
+        try:
+            parse()
+            peak = tracemalloc.get_traced_memory()[1]
+        finally:
+            tracemalloc.stop()
+        assert peak < 16 << 20, peak
