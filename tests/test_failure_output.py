@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import json
 import re
+import resource
 import subprocess
 import sys
 from collections import Counter
@@ -180,3 +181,48 @@ def test_many_threads_stopped_alike_print_one_traceback_and_a_count(tmp_path: Pa
     assert re.search(r"CRITICAL pipeline.engine: \d+ more threads stopped on internal errors", result.stderr)
     assert "Too many open files" in result.stderr
     assert len(result.stderr.splitlines()) < 60, result.stderr
+
+
+def test_threads_of_worker_processes_count_in_the_open_files_the_run_asks_for(tmp_path: Path) -> None:
+    """Two steps of 2 worker processes of 64 threads under a soft limit of 256 open files (the hard one higher): the
+    run raises its soft limit for their connections too, and ends well (libzmq aborted it, exit 134, no report)."""
+    hard = resource.getrlimit(resource.RLIMIT_NOFILE)[1]
+    if hard != resource.RLIM_INFINITY and hard < 4096:
+        pytest.skip(f"a hard limit of {hard} open files")
+    wide = {"module": "algorithms.basic", "class": "PassThrough", "nb_process": 2, "nb_thread": 64}
+    document = {"version": 1, "Pipeline": {
+        "producer_conf": {"name": "COUNT", "module": "algorithms.basic", "class": "Counter", "next_steps": "A"},
+        "stagers_conf": [{"name": "A", **wide, "next_steps": "B"}, {"name": "B", **wide, "next_steps": "WRITE"}],
+        "consumer_conf": {"name": "WRITE", "module": "algorithms.basic", "class": "JsonLinesWriter"}},
+        "Counter": {"count": 2000}, "JsonLinesWriter": {"path": str(tmp_path / "out.jsonl")}}
+    path = tmp_path / "pipeline.json"
+    path.write_text(json.dumps(document), encoding="utf-8")
+    result = subprocess.run([sys.executable, "-c", "import resource, runpy, sys; resource.setrlimit("
+                             "resource.RLIMIT_NOFILE, (256, resource.getrlimit(resource.RLIMIT_NOFILE)[1])); "
+                             "sys.argv = ['pipeline-run', sys.argv[1], '--no-progress']; "
+                             "runpy.run_module('pipeline', run_name='__main__')", f"--config={path}"],
+                            cwd=REPO, capture_output=True, text=True, timeout=120)
+    assert result.returncode == 0, result.stderr
+    assert report_row(result.stderr, "WRITE")[:2] == [2000, 2000]
+
+
+def test_a_worker_process_whose_thread_stops_on_an_internal_error_ends_and_the_run_does_not_hang(
+        tmp_path: Path) -> None:
+    """A hard limit of 256 open files, 2 worker processes of 64 threads: some of a process's threads cannot make
+    their sockets. The process ends (its other threads waited for work for ever, and the run with them, until it was
+    killed); it is replaced, and with no worker left the run fails, within seconds."""
+    document = {"version": 1, "Pipeline": {
+        "producer_conf": {"name": "COUNT", "module": "algorithms.basic", "class": "Counter", "next_steps": "A"},
+        "stagers_conf": [{"name": "A", "module": "algorithms.basic", "class": "PassThrough", "nb_process": 2,
+                          "nb_thread": 64, "next_steps": "WRITE"}],
+        "consumer_conf": {"name": "WRITE", "module": "algorithms.basic", "class": "JsonLinesWriter"}},
+        "JsonLinesWriter": {"path": str(tmp_path / "out.jsonl")}}
+    path = tmp_path / "pipeline.json"
+    path.write_text(json.dumps(document), encoding="utf-8")
+    result = subprocess.run([sys.executable, "-c", "import resource, runpy, sys; resource.setrlimit("
+                             "resource.RLIMIT_NOFILE, (256, 256)); sys.argv = ['pipeline-run', sys.argv[1], "
+                             "'--no-progress']; runpy.run_module('pipeline', run_name='__main__')", f"--config={path}"],
+                            cwd=REPO, capture_output=True, text=True, timeout=50)
+    assert result.returncode == 1, result.stderr
+    assert "A: first error: step A has no workers left" in result.stderr
+    assert "Too many open files" in result.stderr

@@ -48,6 +48,7 @@ from pipeline.engine.board import BusyBoard, HaltedSteps
 from pipeline.engine.control import ENDED, RunControl
 from pipeline.engine.flow import PREFETCH_SECONDS_OUTSIDE
 from pipeline.engine.fusion import Chain, tally_of
+from pipeline.engine.limits import FILES_PER_WORKER_PROCESS, FILES_PER_WORKER_THREAD, allow_open_files
 from pipeline.engine.outlets import Outlet, ToRouter
 from pipeline.engine.rings import Ring, make_rings
 from pipeline.engine.shards import ShardSink, read_work
@@ -73,6 +74,8 @@ log = logging.getLogger("pipeline.worker")
 PARENT_GONE = 3
 #: Exit status of a worker process that cannot load its step.
 CANNOT_LOAD = 2
+#: The exit status of a worker process one of whose threads stopped on an internal error.
+INTERNAL_ERROR = 1
 #: prctl's option that asks the kernel for a signal when the parent dies (linux/prctl.h).
 _PR_SET_PDEATHSIG = 1
 #: Seconds between two looks at the parent where the kernel cannot watch it.
@@ -356,14 +359,19 @@ def serve(spec: Spec, slot: int, board: BusyBoard, keys: ClientKeys | None, name
         control = RunControl(RunOptions())  # this process's own
         halted = HaltedSteps((spec.step, *spec.members), board)
         nb_thread = config.steps[spec.step].nb_thread
+        allow_open_files(FILES_PER_WORKER_PROCESS + FILES_PER_WORKER_THREAD * nb_thread)
         threads = [ProcessWorkerThread(context, control, config, spec, i, slot, board, halted, keys,
                                        _make_rings(rings, slot, i)) for i in range(nb_thread)]
         control.flusher.start()
         for thread in threads:
             thread.start()
-        crashed = _wait_for(threads, control.events)
+        if _wait_for(threads, control.events):
+            # A thread stopped on an internal error (logged): the others may wait for work for ever, and the context
+            # would wait for their sockets. The process ends now; the run gives what it held to other workers.
+            sys.stderr.flush()
+            os._exit(INTERNAL_ERROR)
         control.flusher.stopped.set()
-        return 1 if crashed else 0
+        return 0
     finally:
         context.term()
 
@@ -391,17 +399,17 @@ def _log_as(spec: Spec, slot: int) -> None:
 
 
 def _wait_for(threads: Sequence[WorkerThread], events: queue.Queue[tuple[str, Any]]) -> bool:
-    """Wait until every thread has ended; True if one ended on an internal error."""
+    """Wait until every thread has ended, or one ended on an internal error (True: the others are not waited for)."""
     ended = 0
-    crashed = False
     while ended < len(threads):
         kind, thread = events.get()
         if kind == ENDED:
+            if thread.crash is not None:
+                return True
             ended += 1
-            crashed = crashed or thread.crash is not None
     for thread in threads:
         thread.join()
-    return crashed
+    return False
 
 
 def die_with_parent(parent: int, signum: int = signal.SIGKILL) -> None:
