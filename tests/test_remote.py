@@ -99,6 +99,21 @@ def test_a_remote_worker_joins_a_running_step(launch: Launcher, options: tuple[s
     assert {row["pid"] for row in outputs} == {run.pid, *remote}
 
 
+def test_a_remote_worker_of_many_threads_ends_a_run_well(launch: Launcher) -> None:
+    """256 threads in one remote worker process, the step's only workers, all idle at the end: each thread's last
+    message (FINISHED) comes on a connection of its own and may follow the process's LEFT; the door still relays it
+    (it dropped them, and the run failed: "a worker process died before its finish() ended", in 3 of 6 runs of a
+    slower pipeline; this one seldom meets that timing, and checks that the door's grace ends the run well)."""
+    run = launch.run(launch.chain(nb_thread=0, hold=True))
+    worker = launch.worker("--threads=256")
+    wait_during(run, lambda: len(markers(launch.gate, "init")) == 256, "every thread of the worker to start")
+    launch.hold.touch()  # all 256 threads idle by the end: they finish at once
+    assert run.wait() == 0, run.stderr
+    assert worker.wait() == 0, worker.stderr
+    assert_every_value_once(launch, run)
+    assert "no slot of that key" not in run.stderr
+
+
 @pytest.mark.parametrize("refused", ["unknown-key", "wrong-server-key"])
 def test_a_refused_worker_gets_nothing_and_says_why(launch: Launcher, refused: str) -> None:
     # The producer holds half-way until the worker has left (longer than the issue's 30 s).

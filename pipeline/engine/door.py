@@ -41,6 +41,7 @@ from pipeline.engine import sockets
 from pipeline.engine.addresses import Addresses
 from pipeline.engine.control import BOUND, EngineThread, RunControl
 from pipeline.engine.router import Router
+from pipeline.engine.step_state import FINISH_GRACE_SECONDS
 from pipeline.engine.supervisor import LOOK_SECONDS, NOTICE_WAIT_MS, spec_for
 from pipeline.engine.wire import (
     HEADER,
@@ -151,6 +152,10 @@ class Door(EngineThread):
         options = control.options
         self.patience = options.heartbeat_interval * options.heartbeat_liveness
         self.workers: dict[int, RemoteWorker] = {}
+        #: Per slot: a remote worker process that ended cleanly, and until when what its threads still send is
+        #: relayed: each thread's last message (its FINISHED) comes on a connection of its own, and may come after
+        #: the process's LEFT (a run with 256 such threads failed, its late FINISHEDs dropped).
+        self._departed: dict[int, tuple[RemoteWorker, float]] = {}
         self.roster: tuple[RemoteWorker, ...] = ()  # the live ones, for the monitor's thread
         self.dropped = 0
         self._warned = float("-inf")
@@ -174,8 +179,9 @@ class Door(EngineThread):
             self.control.events.put((BOUND, self))  # remote workers may come now; the run may start
             self._loop()
         finally:
-            for worker in list(self.workers.values()):
+            for worker in [*self.workers.values(), *(departed for departed, _ in self._departed.values())]:
                 self._forget(worker)
+            self._departed.clear()
             if self.monitor is not None:
                 self.socket.disable_monitor()
                 self.monitor.close()
@@ -371,7 +377,7 @@ class Door(EngineThread):
         if parsed is None:
             return None
         slot, thread = parsed
-        worker = self.workers.get(slot)
+        worker = self.workers.get(slot) or self._departed.get(slot, (None, 0.0))[0]
         if worker is None or worker.key != key or not 0 <= thread < worker.threads:
             return None
         return worker
@@ -433,8 +439,13 @@ class Door(EngineThread):
     def _watch(self) -> None:
         """Remote workers silent for heartbeat_liveness beats are taken for dead; so are those whose heartbeats
         have said as long that they run none of the messages they hold (they do not read their work). A long
-        run() is neither: its process runs a message, and its keeper's heartbeats never wait for it."""
+        run() is neither: its process runs a message, and its keeper's heartbeats never wait for it. Those that
+        ended cleanly are forgotten once their grace is over."""
         now = time.monotonic()
+        for departed, until in list(self._departed.values()):
+            if now > until:
+                del self._departed[departed.slot]
+                self._forget(departed)
         for worker in list(self.workers.values()):
             if now - worker.heard > self.patience:
                 self.said.say(logging.ERROR, worker.key, "worker processes taken for dead", "step %s: remote worker "
@@ -453,8 +464,13 @@ class Door(EngineThread):
                                                      "running any of it", []))
 
     def _lose(self, worker: RemoteWorker, loss: Loss) -> None:
-        """Forget ``worker`` and tell its step's router, which delivers again what it held."""
-        self._forget(worker)
+        """Forget ``worker`` (one that ended cleanly once FINISH_GRACE_SECONDS have passed) and tell its step's
+        router, which delivers again what it held."""
+        if loss.clean:
+            self.workers.pop(worker.slot, None)
+            self._departed[worker.slot] = (worker, time.monotonic() + FINISH_GRACE_SECONDS)
+        else:
+            self._forget(worker)
         self._publish()
         sockets.send_while(self._notices[worker.step], lost_frames(loss), self.routers[worker.step].listening)
 
