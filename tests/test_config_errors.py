@@ -529,7 +529,7 @@ def test_the_valid_config_loads(tmp_path: Path) -> None:
     """The config that every case breaks is itself valid, so each case fails for its own reason."""
     pipeline = Pipeline.from_config(write(tmp_path, lambda document: document), command_line(["--Counter.count=7"]))
     assert list(pipeline.pipeline_config.steps) == ["COUNT", "PASS", "WRITE"]
-    assert pipeline.pipeline_config.config.Counter.count.get_value(None) == "7"
+    assert pipeline.pipeline_config.config.Counter.count == 7  # read for its trait (it was kept a string)
     assert pipeline.steps is pipeline.pipeline_config  # the former name, kept for compatibility
 
 
@@ -703,3 +703,20 @@ def test_overrides_of_the_python_api_are_named_as_such(overrides: Any, key: str,
     with pytest.raises(ConfigError) as caught:
         Pipeline.from_config(str(Path(__file__).parent.parent / "configs" / "chain.json"), overrides)
     assert (caught.value.source, caught.value.key, caught.value.problem) == ("overrides", key, expected)
+
+
+@pytest.mark.parametrize(("argv", "key", "expected"), [
+    (["--Containers.ids=[1, 2]"], "ids", [1, 2]),
+    (["--Containers.ids=7"], "ids", [7]),
+    (["--Containers.ids=[1]", "--Containers.ids=[3, 4]"], "ids", [3, 4]),  # given twice: the last
+    (["--Containers.pair=(5, 6)"], "pair", (5, 6)),
+    (['--Containers.weights={"a": 2}'], "weights", {"a": 2}),
+])
+def test_a_container_option_on_the_command_line_is_a_python_literal(tmp_path: Path, argv: list[str], key: str,
+                                                                   expected: Any) -> None:
+    """As cli.md says (they were refused: "expected a list, got str '[1, 2]'"), and the step gets the value."""
+    path = write(tmp_path, stager_class(STEPS, "Containers"))
+    pipeline = Pipeline.from_config(path, command_line(argv), overrides_source=COMMAND_LINE)
+    assert pipeline.pipeline_config.config["Containers"][key] == expected
+    component = pipeline.pipeline_config.make_component("PASS")
+    assert getattr(component, key) == expected

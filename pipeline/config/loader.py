@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import ast
+import contextlib
 import dataclasses
 import importlib
 import json
@@ -395,7 +397,8 @@ class _Validator:
         source = source or self.source
         traits = cls.class_traits(config=True)
         note = self.owner_note(cls)
-        for name, value in values.items():
+        values = dict(values)  # a command line's values, read for their traits, replace its strings
+        for name, value in list(values.items()):
             if name not in traits:
                 nested = self.classes.get(name)
                 if nested is not None and isinstance(value, dict):
@@ -409,8 +412,8 @@ class _Validator:
             trait = traits[name]
             if isinstance(value, LazyConfigValue):
                 continue
-            if isinstance(value, DeferredConfigString):
-                value = value.get_value(trait)
+            if isinstance(value, DeferredConfigString | DeferredConfigList):
+                value = values[name] = _from_command_line(trait, value)
             if value is None and trait.allow_none:
                 continue  # traitlets lets None through before validate(), which would refuse it
             if _truth_for_number(trait, value):
@@ -441,7 +444,7 @@ class _Validator:
                 raise ConfigError(source, f"{dashes}{section}", f"expected an object of trait values, got "
                                   f"{_type_name(values)}")
             settled[section] = _last_wins(values)
-            self.section(f"{dashes}{section}", known[section], settled[section], source=source)
+            settled[section] = self.section(f"{dashes}{section}", known[section], settled[section], source=source)
         return settled
 
 
@@ -456,6 +459,22 @@ def _last_wins(values: Mapping[str, Any]) -> Config:
     for name, value in values.items():
         settled[name] = type(value)(value[-1:]) if isinstance(value, DeferredConfigList) else value
     return settled
+
+
+def _from_command_line(trait: Any, value: DeferredConfigString | DeferredConfigList) -> Any:
+    """The value of a command-line option for ``trait``: a container's (list, set, tuple, dict) is one Python literal
+    (``--T.ids=[1, 2]``) or one item (``--T.ids=1``), which traitlets' own conversion left a string; a scalar's is
+    read by the trait."""
+    if not hasattr(trait, "from_string_list"):
+        return value.get_value(trait) if isinstance(value, DeferredConfigString) else value
+    text = str(value) if isinstance(value, DeferredConfigString) else str(value[-1])
+    if text.lstrip()[:1] in ("[", "(", "{"):
+        with contextlib.suppress(ValueError, SyntaxError, TypeError, MemoryError, RecursionError):
+            return ast.literal_eval(text)
+    try:
+        return trait.from_string_list([text])
+    except (TraitError, ValueError):
+        return text  # refused with the others: "expected a list, got str ..."
 
 
 def _truth_for_number(trait: Any, value: Any) -> bool:
