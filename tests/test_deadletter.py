@@ -110,6 +110,8 @@ def replayable(tmp_path: Path) -> Path:
 #: Pickles of a class that was renamed, and of a class whose module is gone (protocol 2 opcodes).
 RENAMED = b"\x80\x02ctests.output_steps\nRenamedAway\n)\x81."
 MODULE_GONE = b"\x80\x02cno_such_module_anywhere\nEvent\n)\x81."
+#: A pickle whose loading calls sys.exit("bye"), as a message's module that exits as it is imported does.
+EXITS = b"csys\nexit\n(S'bye'\ntR."
 
 
 @pytest.mark.parametrize(("lines", "message"), [
@@ -117,6 +119,7 @@ MODULE_GONE = b"\x80\x02cno_such_module_anywhere\nEvent\n)\x81."
                                            "AttributeError: Can't get attribute 'RenamedAway'"),
     ([record(pickled=MODULE_GONE)], "line 1: cannot unpickle the message that failed in step STAGE: "
                                     "ModuleNotFoundError: No module named 'no_such_module_anywhere'"),
+    ([record(pickled=EXITS)], "line 1: cannot unpickle the message that failed in step STAGE: SystemExit: bye"),
     ([record(1), "garbage"], "line 2: not a dead-letter record: invalid JSON at column 1: Expecting value"),
     ([record(1, pickle="not base64!")], "line 1: pickle: expected base64 text"),
     ([], "nothing to replay: the file is empty"),

@@ -175,7 +175,9 @@ def load_replays(path: str) -> list[tuple[str, Any]]:
     for record in read_records(path):
         try:
             message = decode(record.pickle, record.buffers)
-        except Exception as err:  # unpickling runs the message's own code: anything may come out
+        except KeyboardInterrupt:
+            raise
+        except BaseException as err:  # unpickling runs the message's own code (its module's sys.exit() too)
             raise ConfigError(path, f"line {record.line}", f"cannot unpickle the message that failed in step "
                                                            f"{record.step}: {failure_line(err)}") from None
         if isinstance(message, Resume):  # failed again in a replay: what went on in each run adds up
