@@ -10,7 +10,7 @@ from traitlets import Bool, Enum, Int, Unicode
 from traitlets.config import Config, Configurable
 
 from pipeline.config.listen import remote_keys
-from pipeline.config.loader import OVERRIDES_ARGUMENT, load_config
+from pipeline.config.loader import OVERRIDES_ARGUMENT, check_text_keys, load_config
 from pipeline.config.model import PipelineConfig
 from pipeline.config.options import RunOptions, settings_from
 from pipeline.config.traits import ListenAddress, OutputFile, Seconds
@@ -155,6 +155,7 @@ class Pipeline(Configurable):
         if not isinstance(overrides, Mapping | None):
             raise ConfigError(overrides_source, "", "expected an object of sections {class: {option: value}}, got "
                               f"{type(overrides).__name__}")
+        check_text_keys(overrides_source, overrides or {})
         given = overrides if isinstance(overrides, Config) else Config(overrides or {})
         pipeline_config = load_config(source, given, settings=[cls], name=name, overrides_source=overrides_source)
         if replay is not None:

@@ -696,6 +696,8 @@ def test_a_cycle_through_1200_stagers_is_one_short_line(tmp_path: Path) -> None:
     ({"Countr": {"count": 2}}, "Countr", "unknown class (did you mean 'Counter'?)"),
     ({"Counter": 5}, "Counter", "expected an object of trait values, got int"),  # was a raw AttributeError
     (["Counter"], "", "expected an object of sections {class: {option: value}}, got list"),  # a raw ValueError
+    ({1: {}}, "", "expected text keys, as in JSON, got int 1"),  # raw TypeErrors from traitlets
+    ({"Counter": {1: 2}}, "Counter", "expected text keys, as in JSON, got int 1"),
 ])
 def test_overrides_of_the_python_api_are_named_as_such(overrides: Any, key: str, expected: str) -> None:
     """Pipeline.from_config's overrides: a ConfigError whose source is "overrides", not the command line, which the
@@ -720,3 +722,13 @@ def test_a_container_option_on_the_command_line_is_a_python_literal(tmp_path: Pa
     assert pipeline.pipeline_config.config["Containers"][key] == expected
     component = pipeline.pipeline_config.make_component("PASS")
     assert getattr(component, key) == expected
+
+
+def test_a_config_from_python_with_a_key_that_is_no_text_is_a_config_error() -> None:
+    """A dict source may have keys JSON cannot: one line naming where (it was a raw TypeError from the suggestions)."""
+    document = chain_config()
+    document["Pipeline"]["producer_conf"][3] = "x"
+    with pytest.raises(ConfigError) as caught:
+        load_config(document)
+    assert (caught.value.source, caught.value.key, caught.value.problem) == (
+        "<config>", "Pipeline.producer_conf", "expected text keys, as in JSON, got int 3")

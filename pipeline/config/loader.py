@@ -65,6 +65,7 @@ def load_config(
         where, document = str(source), _read_json(Path(source))
     else:
         raise ConfigError(repr(source), "", "expected a config file path or a dict")
+    check_text_keys(where, document)
     config = _Validator(where, list(settings), overrides_source).validate(document, overrides or Config())
     config.title = name
     if check:
@@ -459,6 +460,22 @@ def _last_wins(values: Mapping[str, Any]) -> Config:
     for name, value in values.items():
         settled[name] = type(value)(value[-1:]) if isinstance(value, DeferredConfigList) else value
     return settled
+
+
+def check_text_keys(source: str, tree: Any) -> None:
+    """A ConfigError naming ``source`` and the dict of ``tree`` (a config or overrides from Python) that has a key that
+    is no string, as JSON's always are (traitlets and the suggestions raised a raw TypeError). A loop over a stack:
+    any depth is read."""
+    stack: list[tuple[str, Any]] = [("", tree)]
+    while stack:
+        path, node = stack.pop()
+        if isinstance(node, Mapping):
+            for key, value in node.items():
+                if not isinstance(key, str):
+                    raise ConfigError(source, path, f"expected text keys, as in JSON, got {type(key).__name__} {key!r}")
+                stack.append((f"{path}.{key}" if path else key, value))
+        elif isinstance(node, list | tuple):
+            stack.extend((f"{path}[{i}]", item) for i, item in enumerate(node))
 
 
 def _from_command_line(trait: Any, value: DeferredConfigString | DeferredConfigList) -> Any:
