@@ -395,8 +395,11 @@ def _serve(sock: socket.socket, parent: int) -> NoReturn:
     signal.set_wakeup_fd(wake)
     signal.signal(signal.SIGCHLD, _ignore)
     signal.signal(signal.SIGTERM, _ignore)
-    worker_process.die_with_parent(parent, signal.SIGTERM)  # once SIGTERM is handled: it wakes the loop
     held = _Held()
+    if os.getppid() != parent:  # killed while this zygote started (a spawned one imports for a while): sweep
+        _parent_gone(held, parent)
+        os._exit(0)
+    worker_process.die_with_parent(parent, signal.SIGTERM)  # once SIGTERM is handled: it wakes the loop
     while _serve_once(sock, parent, (ended, wake), held):
         pass
     os._exit(0)
