@@ -159,23 +159,32 @@ def test_the_failure_that_stops_a_run_is_not_buried(tmp_path: Path, mode: str) -
     assert f"failed messages: STAGE {failed} ValueError" in quiet.stderr
 
 
+def run_passing_chain(tmp: Path, steps: int, keys: dict[str, int], open_files: int, hard: bool,
+                      count: int = 10) -> subprocess.CompletedProcess:
+    """pipeline-run of COUNT -> ``steps`` PassThrough steps (``keys``: nb_thread, nb_process) -> WRITE, under a soft
+    limit of ``open_files`` open files (the hard one too, with ``hard``)."""
+    names = [chr(ord("A") + i) for i in range(steps)]
+    stagers = [{"name": name, "module": "algorithms.basic", "class": "PassThrough", **keys, "next_steps": after}
+               for name, after in zip(names, [*names[1:], "WRITE"], strict=True)]
+    document = {"version": 1, "Pipeline": {
+        "producer_conf": {"name": "COUNT", "module": "algorithms.basic", "class": "Counter", "next_steps": "A"},
+        "stagers_conf": stagers,
+        "consumer_conf": {"name": "WRITE", "module": "algorithms.basic", "class": "JsonLinesWriter"}},
+        "Counter": {"count": count}, "JsonLinesWriter": {"path": str(tmp / "out.jsonl")}}
+    path = tmp / "pipeline.json"
+    path.write_text(json.dumps(document), encoding="utf-8")
+    limit = f"({open_files}, {open_files if hard else 'resource.getrlimit(resource.RLIMIT_NOFILE)[1]'})"
+    return subprocess.run([sys.executable, "-c", f"import resource, runpy, sys; resource.setrlimit("
+                           f"resource.RLIMIT_NOFILE, {limit}); sys.argv = ['pipeline-run', sys.argv[1], "
+                           "'--no-progress']; runpy.run_module('pipeline', run_name='__main__')", f"--config={path}"],
+                          cwd=REPO, capture_output=True, text=True, timeout=50)
+
+
 def test_many_threads_stopped_alike_print_one_traceback_and_a_count(tmp_path: Path) -> None:
     """Out of open files (a limit of 256, three steps of 64 threads), each thread that cannot make its sockets stops
     on the same internal error: the first is logged with its traceback, the rest as one count (they were a traceback
     each, thousands of lines); the run fails, and ends."""
-    passing = {"module": "algorithms.basic", "class": "PassThrough", "nb_thread": 64}
-    document = {"version": 1, "Pipeline": {
-        "producer_conf": {"name": "COUNT", "module": "algorithms.basic", "class": "Counter", "next_steps": "A"},
-        "stagers_conf": [{"name": "A", **passing, "next_steps": "B"}, {"name": "B", **passing, "next_steps": "C"},
-                         {"name": "C", **passing, "next_steps": "WRITE"}],
-        "consumer_conf": {"name": "WRITE", "module": "algorithms.basic", "class": "JsonLinesWriter"}},
-        "JsonLinesWriter": {"path": str(tmp_path / "out.jsonl")}}
-    path = tmp_path / "pipeline.json"
-    path.write_text(json.dumps(document), encoding="utf-8")
-    result = subprocess.run([sys.executable, "-c", "import resource, runpy, sys; resource.setrlimit("
-                             "resource.RLIMIT_NOFILE, (256, 256)); sys.argv = ['pipeline-run', sys.argv[1], "
-                             "'--no-progress']; runpy.run_module('pipeline', run_name='__main__')", f"--config={path}"],
-                            cwd=REPO, capture_output=True, text=True, timeout=60)
+    result = run_passing_chain(tmp_path, 3, {"nb_thread": 64}, 256, hard=True)
     assert result.returncode == 1, result.stderr
     assert result.stderr.count("Traceback") == 1, result.stderr
     assert re.search(r"CRITICAL pipeline.engine: \d+ more threads stopped on internal errors", result.stderr)
@@ -189,19 +198,7 @@ def test_threads_of_worker_processes_count_in_the_open_files_the_run_asks_for(tm
     hard = resource.getrlimit(resource.RLIMIT_NOFILE)[1]
     if hard != resource.RLIM_INFINITY and hard < 4096:
         pytest.skip(f"a hard limit of {hard} open files")
-    wide = {"module": "algorithms.basic", "class": "PassThrough", "nb_process": 2, "nb_thread": 64}
-    document = {"version": 1, "Pipeline": {
-        "producer_conf": {"name": "COUNT", "module": "algorithms.basic", "class": "Counter", "next_steps": "A"},
-        "stagers_conf": [{"name": "A", **wide, "next_steps": "B"}, {"name": "B", **wide, "next_steps": "WRITE"}],
-        "consumer_conf": {"name": "WRITE", "module": "algorithms.basic", "class": "JsonLinesWriter"}},
-        "Counter": {"count": 2000}, "JsonLinesWriter": {"path": str(tmp_path / "out.jsonl")}}
-    path = tmp_path / "pipeline.json"
-    path.write_text(json.dumps(document), encoding="utf-8")
-    result = subprocess.run([sys.executable, "-c", "import resource, runpy, sys; resource.setrlimit("
-                             "resource.RLIMIT_NOFILE, (256, resource.getrlimit(resource.RLIMIT_NOFILE)[1])); "
-                             "sys.argv = ['pipeline-run', sys.argv[1], '--no-progress']; "
-                             "runpy.run_module('pipeline', run_name='__main__')", f"--config={path}"],
-                            cwd=REPO, capture_output=True, text=True, timeout=120)
+    result = run_passing_chain(tmp_path, 2, {"nb_process": 2, "nb_thread": 64}, 256, hard=False, count=2000)
     assert result.returncode == 0, result.stderr
     assert report_row(result.stderr, "WRITE")[:2] == [2000, 2000]
 
@@ -211,18 +208,7 @@ def test_a_worker_process_whose_thread_stops_on_an_internal_error_ends_and_the_r
     """A hard limit of 256 open files, 2 worker processes of 64 threads: some of a process's threads cannot make
     their sockets. The process ends (its other threads waited for work for ever, and the run with them, until it was
     killed); it is replaced, and with no worker left the run fails, within seconds."""
-    document = {"version": 1, "Pipeline": {
-        "producer_conf": {"name": "COUNT", "module": "algorithms.basic", "class": "Counter", "next_steps": "A"},
-        "stagers_conf": [{"name": "A", "module": "algorithms.basic", "class": "PassThrough", "nb_process": 2,
-                          "nb_thread": 64, "next_steps": "WRITE"}],
-        "consumer_conf": {"name": "WRITE", "module": "algorithms.basic", "class": "JsonLinesWriter"}},
-        "JsonLinesWriter": {"path": str(tmp_path / "out.jsonl")}}
-    path = tmp_path / "pipeline.json"
-    path.write_text(json.dumps(document), encoding="utf-8")
-    result = subprocess.run([sys.executable, "-c", "import resource, runpy, sys; resource.setrlimit("
-                             "resource.RLIMIT_NOFILE, (256, 256)); sys.argv = ['pipeline-run', sys.argv[1], "
-                             "'--no-progress']; runpy.run_module('pipeline', run_name='__main__')", f"--config={path}"],
-                            cwd=REPO, capture_output=True, text=True, timeout=50)
+    result = run_passing_chain(tmp_path, 1, {"nb_process": 2, "nb_thread": 64}, 256, hard=True)
     assert result.returncode == 1, result.stderr
     assert "A: first error: step A has no workers left" in result.stderr
     assert "Too many open files" in result.stderr
