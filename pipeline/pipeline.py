@@ -10,11 +10,10 @@ from traitlets import Bool, Enum, Int, Unicode
 from traitlets.config import Config, Configurable
 
 from pipeline.config.listen import remote_keys
-from pipeline.config.loader import OVERRIDES_ARGUMENT, check_text_keys, load_config
+from pipeline.config.loader import OVERRIDES_ARGUMENT, load_config
 from pipeline.config.model import PipelineConfig
 from pipeline.config.options import RunOptions, settings_from
 from pipeline.config.traits import ListenAddress, OutputFile, Seconds
-from pipeline.errors import ConfigError
 from pipeline.execution.report import RunReport
 from pipeline.execution.runner import Runner
 from pipeline.failures.deadletter import replay_config
@@ -152,12 +151,7 @@ class Pipeline(Configurable):
         ``overrides_source`` names the overrides in errors: ``overrides: Counter.count: ...``, or with
         ``"command line"`` (pipeline-run's) ``command line: --Counter.count: ...``.
         """
-        if not isinstance(overrides, Mapping | None):
-            raise ConfigError(overrides_source, "", "expected an object of sections {class: {option: value}}, got "
-                              f"{type(overrides).__name__}")
-        check_text_keys(overrides_source, overrides or {})
-        given = overrides if isinstance(overrides, Config) else Config(overrides or {})
-        pipeline_config = load_config(source, given, settings=[cls], name=name, overrides_source=overrides_source)
+        pipeline_config = load_config(source, overrides, settings=[cls], name=name, overrides_source=overrides_source)
         if replay is not None:
             pipeline_config = replay_config(pipeline_config, replay)
         return cls(pipeline_config, config=pipeline_config.config)

@@ -43,13 +43,13 @@ OVERRIDES_ARGUMENT = "overrides"
 
 def load_config(
     source: str | Path | Mapping[str, Any],
-    overrides: Config | None = None,
+    overrides: Mapping[str, Any] | None = None,
     settings: Iterable[type[Configurable]] = (),
     name: str = "",
     check: bool = True,
     overrides_source: str = COMMAND_LINE,
 ) -> PipelineConfig:
-    """Read and validate a config; ``overrides`` (command-line traits) win over the file.
+    """Read and validate a config; ``overrides`` (command-line traits, or sections of trait values) win over the file.
 
     ``overrides_source`` names where the overrides come from in an error: the command line
     (``command line: --Counter.count: ...``), or ``Pipeline.from_config``'s argument.
@@ -61,12 +61,17 @@ def load_config(
     """
     if isinstance(source, Mapping):
         where, document = DICT_SOURCE, dict(source)
+        _check_text_keys(where, document)  # JSON's keys are text already
     elif isinstance(source, (str, Path)):
         where, document = str(source), _read_json(Path(source))
     else:
         raise ConfigError(repr(source), "", "expected a config file path or a dict")
-    check_text_keys(where, document)
-    config = _Validator(where, list(settings), overrides_source).validate(document, overrides or Config())
+    if not isinstance(overrides, Mapping | None):
+        raise ConfigError(overrides_source, "", "expected an object of sections {class: {option: value}}, got "
+                          f"{type(overrides).__name__}")
+    _check_text_keys(overrides_source, overrides or {})
+    given = overrides if isinstance(overrides, Config) else Config(overrides or {})
+    config = _Validator(where, list(settings), overrides_source).validate(document, given)
     config.title = name
     if check:
         check_steps(config)
@@ -399,7 +404,7 @@ class _Validator:
         traits = cls.class_traits(config=True)
         note = self.owner_note(cls)
         values = dict(values)  # a command line's values, read for their traits, replace its strings
-        for name, value in list(values.items()):
+        for name, value in values.items():
             if name not in traits:
                 nested = self.classes.get(name)
                 if nested is not None and isinstance(value, dict):
@@ -444,8 +449,7 @@ class _Validator:
             if not isinstance(values, Mapping):
                 raise ConfigError(source, f"{dashes}{section}", f"expected an object of trait values, got "
                                   f"{_type_name(values)}")
-            settled[section] = _last_wins(values)
-            settled[section] = self.section(f"{dashes}{section}", known[section], settled[section], source=source)
+            settled[section] = self.section(f"{dashes}{section}", known[section], _last_wins(values), source=source)
         return settled
 
 
@@ -462,7 +466,7 @@ def _last_wins(values: Mapping[str, Any]) -> Config:
     return settled
 
 
-def check_text_keys(source: str, tree: Any) -> None:
+def _check_text_keys(source: str, tree: Any) -> None:
     """A ConfigError naming ``source`` and the dict of ``tree`` (a config or overrides from Python) that has a key that
     is no string, as JSON's always are (traitlets and the suggestions raised a raw TypeError). A loop over a stack:
     any depth is read."""
