@@ -9,6 +9,10 @@ import resource
 FILES_PER_WORKER_THREAD = 8
 #: Open files a worker process asks for beyond its threads': its ZeroMQ context, its board, stdio, its imports'.
 FILES_PER_WORKER_PROCESS = 64
+#: Open files the run's process asks for per worker thread of its worker processes: their connections to its
+#: routers over ipc (measured: up to four), which are no sockets of its own; 4 processes of 64 threads on two steps
+#: passed the usual soft limit of 1,024 (libzmq aborted, no report).
+RUN_FILES_PER_PROCESS_THREAD = 4
 
 
 def allow_open_files(needed: int) -> None:

@@ -18,7 +18,7 @@ from pipeline.engine.allocator import keep_freed_memory
 from pipeline.engine.control import BOUND, ENDED, INIT_DONE, WAKE, WORKERS_JOINED, EngineThread, RunControl
 from pipeline.engine.door import MAX_REMOTE_WORKER_THREADS, Door
 from pipeline.engine.fusion import fused_after, fused_groups
-from pipeline.engine.limits import allow_open_files
+from pipeline.engine.limits import RUN_FILES_PER_PROCESS_THREAD, allow_open_files
 from pipeline.engine.router import Router
 from pipeline.engine.shards import shard_seed
 from pipeline.engine.step_threads import ProducerThread, StepHolder, StepThread, WorkerThread, runs_inline
@@ -53,10 +53,8 @@ def socket_count(config: PipelineConfig) -> int:
     return total
 
 
-def process_connections(config: PipelineConfig) -> int:
-    """How many worker threads of worker processes connect to a run's routers: not sockets of the run's process, but
-    open files there (up to four each, measured: connections over ipc), as 4 processes of 64 threads on two steps
-    passed the usual soft limit of 1,024 (libzmq aborted, no report)."""
+def process_threads(config: PipelineConfig) -> int:
+    """How many worker threads a run's worker processes have in all (each connects to a router of the run)."""
     return sum(step.nb_process * step.nb_thread for step in config.steps.values())
 
 
@@ -116,7 +114,8 @@ class ThreadedRunner:
         context = zmq.Context()
         needed = socket_count(self.config) + SPARE_SOCKETS + (MAX_REMOTE_WORKER_THREADS if self.options.listen else 0)
         context.max_sockets = max(context.max_sockets, needed)
-        allow_open_files(2 * needed + 4 * process_connections(self.config))  # a socket holds a file descriptor or two
+        # A socket holds a file descriptor or two; the worker processes' threads' connections hold some too.
+        allow_open_files(2 * needed + RUN_FILES_PER_PROCESS_THREAD * process_threads(self.config))
         flusher = self.control.flusher
         flusher.start()
         try:

@@ -190,9 +190,14 @@ class Supervisor(EngineThread):
                 log.error("step %s: cannot start a worker process: %s (no replacement is tried, and no later such "
                           "failure is logged)", process.step, process.error)
         elif death.failed:
+            if replace:
+                then = "; starting another"
+            elif single is not None:
+                then = f"; none replaces it: step {single} runs in one worker (its class says one_worker)"
+            else:
+                then = ""
             log.error("step %s: worker process %d (pid %s) died: %s%s", process.step, process.slot, process.pid,
-                      death.reason, "; starting another" if replace else "" if single is None else
-                      f"; none replaces it: step {single} runs in one worker (its class says one_worker)")
+                      death.reason, then)
         notices = self._notices[process.step]
         if replace:
             self.restarts[process.step] += 1
