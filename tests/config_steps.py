@@ -6,7 +6,7 @@ import threading
 from collections.abc import Iterator
 from typing import Any
 
-from traitlets import Dict, Int, List, Tuple, Unicode, Union
+from traitlets import Dict, Enum, Int, List, Tuple, Unicode, Union
 
 from pipeline import Component
 
@@ -63,6 +63,8 @@ class Containers(Component):
     either = Union([Int(), Unicode()], default_value=1, help="A number or a word.").tag(config=True)
     pair = Tuple(Int(), Int(), default_value=(1, 2), help="Two numbers.").tag(config=True)
     weights = Dict(value_trait=Int(), default_value={}, help="A number per name.").tag(config=True)
+    level = Enum([0, 1, 2], default_value=0, help="A level among numbers.").tag(config=True)
+    switch = Enum([True, False, "auto"], default_value="auto", help="A flag or a word.").tag(config=True)
 
     def run(self, msg: Any) -> Any:
         """Pass the message on."""

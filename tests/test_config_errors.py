@@ -424,6 +424,8 @@ FILE_CASES = [
             ({"either": True}, "expected an int or a unicode string, got bool True"),
             ({"pair": [1, False]}, "expected a tuple, got list [1, False]"),
             ({"weights": {"a": True}}, "expected a dict, got dict {'a': True}"),
+            ({"level": True}, "expected any of [0, 1, 2], got bool True"),
+            ({"switch": 1}, "expected any of [True, False, 'auto'], got int 1"),
         )
     ),
     # JSON's true for a number, a number for true: traitlets took them (a count of 1, a flag set)
@@ -722,6 +724,15 @@ def test_a_container_option_on_the_command_line_is_a_python_literal(tmp_path: Pa
     assert pipeline.pipeline_config.config["Containers"][key] == expected
     component = pipeline.pipeline_config.make_component("PASS")
     assert getattr(component, key) == expected
+
+
+@pytest.mark.parametrize(("key", "value"), [("level", 1), ("level", 0), ("switch", True), ("switch", False),
+                                            ("switch", "auto")])
+def test_an_enum_takes_its_own_choices(tmp_path: Path, key: str, value: Any) -> None:
+    """The choice itself, of its own kind, still goes (a boolean for a number is refused above)."""
+    path = write(tmp_path, lambda document: {**stager_class(STEPS, "Containers")(document), "Containers": {key: value}})
+    component = Pipeline.from_config(path).pipeline_config.make_component("PASS")
+    assert getattr(component, key) == value and type(getattr(component, key)) is type(value)
 
 
 def test_a_config_from_python_with_a_key_that_is_no_text_is_a_config_error() -> None:

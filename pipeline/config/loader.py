@@ -13,7 +13,7 @@ from collections.abc import Iterable, Iterator, Mapping
 from pathlib import Path
 from typing import Any
 
-from traitlets import Bool, Dict, Float, HasTraits, Int, List, Set, TraitError, Tuple, Union
+from traitlets import Bool, Dict, Enum, Float, HasTraits, Int, List, Set, TraitError, Tuple, Union
 from traitlets.config import Config, Configurable
 from traitlets.config.loader import DeferredConfigList, DeferredConfigString, LazyConfigValue
 
@@ -501,11 +501,15 @@ def _from_command_line(trait: Any, value: DeferredConfigString | DeferredConfigL
 def _truth_for_number(trait: Any, value: Any) -> bool:
     """Whether ``value`` is, or holds, a boolean for a number or a number for a boolean, which traitlets takes
     (``"count": true`` as 1, ``"verbose": 1`` as true, ``"ids": [true]`` as [1]) and a JSON file means otherwise:
-    in the elements of a list, set, tuple or dict option too, and for a union whose every alternative misreads it."""
+    in the elements of a list, set, tuple or dict option too, for a union whose every alternative misreads it, and
+    for an enum whose every choice equal to it is the other kind (``true`` taken for a choice ``1``)."""
     if isinstance(trait, Bool):
         return isinstance(value, int | float) and not isinstance(value, bool)
     if isinstance(trait, Int | Float):
         return isinstance(value, bool)
+    if isinstance(trait, Enum) and isinstance(value, int | float):
+        equal = [choice for choice in trait.values if isinstance(choice, int | float) and choice == value]
+        return bool(equal) and all(isinstance(choice, bool) != isinstance(value, bool) for choice in equal)
     if isinstance(trait, Union):
         fitting = [alternative for alternative in trait.trait_types if _fits(alternative, value)]
         return bool(fitting) and all(_truth_for_number(alternative, value) for alternative in fitting)
