@@ -10,7 +10,7 @@ from collections.abc import Iterator
 from typing import Any
 
 import numpy as np
-from traitlets import Float, Int, Unicode
+from traitlets import Bool, Float, Int, Unicode
 
 from algorithms.basic import JsonLinesWriter
 from pipeline import Component
@@ -214,6 +214,7 @@ class Hangs(Component):
 
     at = Int(-1, help="The message to hang on (-1: hang in init()).").tag(config=True)
     marker = Unicode("", help="The file it creates as it starts to hang.").tag(config=True)
+    hold_gil = Bool(False, help="Hang in C code that never gives the GIL back, rather than waiting.").tag(config=True)
 
     def init(self) -> None:
         """Hang if told to hang here."""
@@ -229,6 +230,8 @@ class Hangs(Component):
     def _hang(self) -> None:
         with open(self.marker, "a", encoding="utf-8"):
             pass
+        if self.hold_gil:
+            sum(range(10**15))  # one C call over a range: hours without giving the GIL back
         threading.Event().wait()
 
 

@@ -15,6 +15,7 @@ from typing import Any
 import pytest
 
 from pipeline import Pipeline
+from pipeline.engine.addresses import process_alive
 from pipeline.errors import ConfigError
 from tests.failure_helpers import REPO, STEPS, config, pipeline_run, report_row, written
 from tests.failure_steps import GO, STARTED
@@ -309,12 +310,14 @@ def test_stuck_step_is_left_behind_after_shutdown_timeout(tmp_path: Path, mode: 
     assert re.search(r"^\d+ messages were sent but never processed$", result.stderr, re.MULTILINE)
 
 
-@pytest.mark.parametrize(("at", "doing"), [(5, "in run() on message 5"), (-1, "in init()")])
-def test_a_worker_process_stuck_in_a_step_is_named_when_the_run_gives_up_on_it(tmp_path: Path, at: int,
-                                                                               doing: str) -> None:
+@pytest.mark.parametrize(("at", "doing", "hold_gil"), [(5, "in run() on message 5", False), (-1, "in init()", False),
+                                                     (5, "in run() on message 5", True)])
+def test_a_worker_process_stuck_in_a_step_is_named_when_the_run_gives_up_on_it(tmp_path: Path, at: int, doing: str,
+                                                                               hold_gil: bool) -> None:
+    """Waiting, or in C code that keeps the GIL (faq.md: the run's process is not held; it kills the stuck one)."""
     marker = tmp_path / "hangs"
     path = config(tmp_path, {"class": "Hangs", "nb_process": 1}, Counter={"count": 100},
-                  Hangs={"at": at, "marker": str(marker)})
+                  Hangs={"at": at, "marker": str(marker), "hold_gil": hold_gil})
     run = start_run(path, "--Pipeline.shutdown_timeout=0.5")
     try:
         wait_for(marker.exists, 20, "the step to hang")
@@ -326,6 +329,8 @@ def test_a_worker_process_stuck_in_a_step_is_named_when_the_run_gives_up_on_it(t
     left = [line for line in result.stderr.splitlines() if line.startswith("still busy, left behind: ")]
     assert len(left) == 1 and left[0].startswith("still busy, left behind: step STAGE worker process 0 (pid ")
     assert left[0].endswith(f") {doing}")
+    pid = int(left[0].split("(pid ")[1].split(")")[0])
+    wait_for(lambda: not process_alive(pid), 10, "the stuck worker process to be killed with its run")
 
 
 def test_init_failure_in_an_ordered_step_is_a_step_failure(tmp_path: Path) -> None:
