@@ -49,6 +49,20 @@ class Numbers(Component):
         yield from range(self.count)
 
 
+class BadNumbers(Component):
+    """Producer (shardable): yields the numbers 0 .. count-1 of its shard, but a lock, which no pickle carries, for
+    number ``bad_on``."""
+
+    shardable = True
+    count = Int(10, help="How many numbers.").tag(config=True)
+    bad_on = Int(5, help="The number yielded as a lock.").tag(config=True)
+
+    def run(self) -> Iterator[Any]:
+        """Yield each number of the shard, or the lock."""
+        for i in range(self.shard, self.count, self.n_shards):
+            yield threading.Lock() if i == self.bad_on else i
+
+
 class ReturnsLock(Component):
     """Consumer whose init(), run() and finish() return what no pickle can carry: a consumer's returned
     values go nowhere."""

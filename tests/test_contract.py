@@ -22,6 +22,7 @@ import pytest
 
 import pipeline.engine.runner as runner_module
 import pipeline.engine.step_state as step_state_module
+from pipeline import Pipeline
 from pipeline.cli.run import PipelineRun
 from pipeline.engine.control import EngineThread
 from pipeline.engine.pool import WorkerPool
@@ -282,6 +283,37 @@ def test_a_message_the_wire_cannot_carry_fails_alone(mode: str, kind: str, why: 
     assert first_error.startswith("MessageError: ") and why in first_error, first_error
     assert all(s.first_error is None for name, s in report.steps.items() if name != "S")
     assert report.unprocessed == 0
+
+
+@pytest.mark.parametrize(("mode", "extra", "fused"), [
+    ("sequential", {}, False), ("threads", {}, False), ("threads", {"nb_process": 2}, False),
+    ("threads", {"nb_process": 2}, True),
+], ids=["sequential", "threads", "shards", "shards-fused"])
+def test_a_value_the_producer_cannot_send_fails_alone(tmp_path: Path, mode: str, extra: dict[str, Any],
+                                                      fused: bool) -> None:
+    """It failed the generator: the values after it were never made, and no dead letter said so."""
+    tag, n, dead = new_tag(), 40, tmp_path / "dead.jsonl"
+    stagers = [step("S", "PassThrough", ["C"], module="algorithms.basic", nb_process=2)] if fused else []
+    document = chain(step("P", "BadNumbers", ["S" if fused else "C"], on_error="skip", **extra), stagers,
+                     step("C", "Record"), BadNumbers={"count": n, "bad_on": 5}, Record={"tag": tag})
+    report = Pipeline.from_config(document, {"Pipeline": {"mode": mode, "dead_letter": str(dead)}}).run()
+    assert report.exit_status == 1  # a message failed
+    assert sorted(received(tag)) == [i for i in range(n) if i != 5]
+    assert (report["P"].processed, report["P"].failed, report["P"].fatal) == (n - 1, 1, False)
+    assert (report["P"].first_error or "").startswith("MessageError: cannot pickle a message of type lock")
+    [record] = [json.loads(line) for line in dead.read_text(encoding="utf-8").splitlines()]
+    assert record["step"] == "P" and "pickle" not in record  # said, but nothing to replay
+    assert report.unprocessed == 0
+
+
+def test_a_value_the_producer_cannot_send_stops_a_run_whose_producer_stops_on_error() -> None:
+    """on_error=stop (the default): the producer stops there, as after a failed message of a stager."""
+    tag = new_tag()
+    report = run(chain(step("P", "BadNumbers", ["C"]), [], step("C", "Record"), BadNumbers={"count": 1000, "bad_on": 5},
+                       Record={"tag": tag}))
+    assert report.exit_status == 1
+    assert report.stop_reason == "step P failed on message 5 (on_error=stop)"
+    assert sorted(received(tag)) == list(range(5))
 
 
 @pytest.mark.parametrize("mode", MODES)

@@ -41,7 +41,7 @@ from pipeline.engine.flow import (
 from pipeline.engine.pool import WorkerPool
 from pipeline.engine.results import Results
 from pipeline.engine.shards import ShardBook, read_mark
-from pipeline.engine.wire import NOT_RUN, NOT_STARTED, Answer, Failure, Loss, Packet, slot_of
+from pipeline.engine.wire import NOT_RUN, NOT_STARTED, UNSENDABLE, Answer, Failure, Loss, Packet, slot_of
 from pipeline.errors import WorkerDied
 from pipeline.execution.executor import UNORDERED, Outcome, Outputs, Policy
 from pipeline.execution.report import StepCounts
@@ -629,6 +629,11 @@ class StepState:
             self.fatal = True
             if what.startswith("run()"):  # a SystemExit or such in run() (of a shard): the step stops, as in threads
                 self.policy.halt(self.step.name, f"step {self.step.name} raised {line} in run()")
+            return
+        if what == UNSENDABLE and self.shards is not None and worker in self.pool.workers:
+            self.counts.failed += 1  # not in its shard's answer, which says whether the generator raised
+            self.first_error = self.first_error or line
+            self.policy.message_failed(self.step, number, seq, error, None)
             return
         if worker not in self.pool.workers or self.pool.next_seqs(worker, 1) != range(seq, seq + 1):
             self.ignore(worker, f"a failure of message {seq}, which it was not running")

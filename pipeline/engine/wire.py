@@ -456,12 +456,14 @@ def plain_result(frames: Sequence[Any], ring: Ring | None = None) -> PlainResult
 
 #: What a FAILED says failed when a fused step did not run a message because it had stopped.
 NOT_RUN = "not run"
+#: What a FAILED says failed when a value a producer yielded could not be pickled (its number: the FAILED's seq).
+UNSENDABLE = "a value yielded"
 
 
 @dataclass(frozen=True)
 class Failure:
     """What a FAILED says: the input (its sequence number at the step's router, or UNORDERED), what failed
-    (run(), init(), finish(), or NOT_RUN), the error line and traceback, and for a fused step after the
+    (run(), init(), finish(), NOT_RUN, or UNSENDABLE), the error line and traceback, and for a fused step after the
     router's own (``member`` > 0, engine.fusion) the message it failed on."""
 
     seq: int

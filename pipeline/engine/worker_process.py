@@ -55,6 +55,7 @@ from pipeline.engine.shards import ShardSink, read_work
 from pipeline.engine.step_threads import WorkerThread
 from pipeline.engine.wire import (
     NOT_RUN,
+    UNSENDABLE,
     Failure,
     Kind,
     Packet,
@@ -145,6 +146,9 @@ class RouterPolicy:
         """
         if step.on_error == "stop":
             self.halted.add(step.name)
+        if step.kind == "producer" and message is None:  # a value of a shard that cannot travel: it fails alone
+            self._send(Failure(seq, UNSENDABLE, failure_line(error), traceback_text(error), self.member))
+            return
         if not self.member:  # a fused step's failure carries its message, and counts with the answer that covers it
             self.thread.outlet.flush()
         self._send(Failure(seq, "run()", failure_line(error), traceback_text(error), self.member,
@@ -262,13 +266,14 @@ class ProcessWorkerThread(WorkerThread):
         for seq, inband, buffers in packet.messages():
             work = read_work(inband, buffers)
             sink.start(work)
-            failed, busy = executor.counts.failed, executor.busy_time
+            failed, busy = executor.counts.failed - executor.unsendable, executor.busy_time
             if executor.mark is not None:  # the shard runs: the process is at work, not stalled
                 executor.mark(executor.worker, seq)
             executor.produce(lambda: self.step.name in self.halted, (work.shard, work.count))
             if executor.mark is not None:
                 executor.mark(executor.worker, None)
-            sink.failed(seq, Outcome.FAILED if executor.counts.failed > failed else Outcome.DONE,
+            # FAILED: the shard's generator raised (a value that could not travel is a failure of its own)
+            sink.failed(seq, Outcome.FAILED if executor.counts.failed - executor.unsendable > failed else Outcome.DONE,
                         executor.busy_time - busy)
 
     def start_component(self) -> bool:

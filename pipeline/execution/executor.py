@@ -44,7 +44,17 @@ from pipeline.config.model import StepConfig
 from pipeline.errors import RoutingError, StepFailed
 from pipeline.execution.report import StepCounts
 from pipeline.failures.describe import failure_line
-from pipeline.message import Buffer, Copied, Encoded, Resume, adopt_message, copy_message, decode, encode
+from pipeline.message import (
+    Buffer,
+    Copied,
+    Encoded,
+    MessageError,
+    Resume,
+    adopt_message,
+    copy_message,
+    decode,
+    encode,
+)
 
 #: Outputs of one call handed on as a chunk once they reach this many bytes or outputs (the values of
 #: engine.flow.OUTPUT_CHUNK_BYTES and OUTPUT_CHUNK_COUNT, which a test holds equal: execution sits below engine).
@@ -307,6 +317,7 @@ class StepExecutor:
         self.busy_seq: int | None = None  # the message in run() now, to name a stuck worker
         self.busy_time = 0.0  # seconds in run() (a producer: in its generator) so far
         self.max_time = 0.0  # the longest single run() call
+        self.unsendable = 0  # values a producer yielded that could not be pickled (each failed alone)
         self.first_error: str | None = None
         self.fatal = False  # the step failed (not only some of its messages)
         #: Told the message each run() starts and ends (None): a worker process's busy board.
@@ -447,6 +458,7 @@ class StepExecutor:
             counts.failed += 1
             return
         error: BaseException | None = None
+        unsendable: MessageError | None = None
         # The producer's hot path: a yield of a fast source costs about as much as all that follows it here.
         begin, add, end, commit, produced = collector.begin, collector.add, collector.end, sink.commit, sink.produced
         yielded = iterator.__next__
@@ -458,8 +470,11 @@ class StepExecutor:
                 message = yielded()
                 if message is not None:
                     # Before the sink's lock is taken again: a message a chunk's worth hands itself on at once,
-                    # and that takes the lock (a message that cannot be pickled fails here, as in next()).
-                    add(message)
+                    # and that takes the lock.
+                    try:
+                        add(message)
+                    except MessageError as err:  # a value the wire cannot carry fails alone; the generator goes on
+                        unsendable = err
             except StopIteration:
                 acquire()
                 collector.end()
@@ -485,11 +500,22 @@ class StepExecutor:
             counts.processed += len(outputs) + delivered
             commit(0, outputs)
             produced(spent)
+            if unsendable is not None:
+                self._unsendable(unsendable)
+                unsendable = None
         counts.processed += collector.delivered  # chunks that went on during a call that then ended the stream
         collector.restart()
         if error is not None:
             counts.failed += 1
             self.fail(what, error)
+
+    def _unsendable(self, error: MessageError) -> None:
+        """A value the producer yielded cannot be pickled: it fails as a message of its own (on_error, a dead letter
+        that says why and holds no message), numbered by the values yielded before it."""
+        self.counts.failed += 1
+        self.unsendable += 1
+        self.first_error = self.first_error or failure_line(error)
+        self.policy.message_failed(self.step, self.worker, self.counts.processed + self.counts.failed - 1, error, None)
 
     def run(self, messages: Iterable[tuple[int, Buffer, list[Buffer]] | tuple[int, Encoded | Copied, None]]) -> None:
         """Run each message (sequence number, in-band pickle, buffers) through the step's run(); a message from a step
