@@ -100,15 +100,27 @@ class Tagged(Component):
     gate = Unicode("", help="The directory of the marker files (init-, ran-, busy-).").tag(config=True)
     workers = Int(0, help="Workers that must each have started a message before any goes on (0: none).").tag(
         config=True)
+    fail_in = Unicode("", help="Where the step's code fails: init, init-false (init() returns False), finish, or run "
+                               "(on value 3); empty: nowhere.").tag(config=True)
 
-    def init(self) -> None:
+    def init(self) -> bool:
         """Mark that this worker is ready."""
         self.first = True
         if self.gate:
             _mark(self.gate, "init")
+        if self.fail_in == "init":
+            raise RuntimeError("told to fail in init()")
+        return self.fail_in != "init-false"
+
+    def finish(self) -> None:
+        """Fail if told to."""
+        if self.fail_in == "finish":
+            raise RuntimeError("told to fail in finish()")
 
     def run(self, value: int) -> dict[str, int]:
         """Tag the value with this process's id."""
+        if self.fail_in == "run" and value == 3:
+            raise RuntimeError("told to fail in run()")
         if self.first and self.gate:
             self.first = False
             _mark(self.gate, "ran")

@@ -74,6 +74,50 @@ def wait_for_local_worker(launch: Launcher, run: Proc) -> None:
     wait_during(run, lambda: run.pid in marker_pids(launch.gate, "ran"), "the run's own worker to start a message")
 
 
+# --------------------------------------------------------------------------- a step's code that fails
+
+
+@pytest.mark.parametrize(("fail_in", "said"), [
+    ("init", "init(): RuntimeError: told to fail in init()"),
+    ("init-false", "init(): StepFailed: init() returned False: the step could not start"),
+    ("finish", "finish(): RuntimeError: told to fail in finish()"),
+    ("run", "RuntimeError: told to fail in run()"),
+    ("run-allowed", None),
+])
+def test_a_worker_whose_step_fails_exits_1_saying_why(launch: Launcher, fail_in: str, said: str | None) -> None:
+    """cluster.md: exit status 1 when a step's code failed (it was 0, silent: a SLURM job that failed looked
+    COMPLETED); a failed message with allow_failures fails neither the run nor the worker. Before the step's first
+    worker has run init(), its producer waits: one whose init() fails leaves nothing sent (it sent every value,
+    and the run called their loss an internal error)."""
+    config = launch.chain(nb_thread=0)
+    config["Tagged"]["fail_in"] = fail_in.removesuffix("-allowed")
+    options = []
+    if said is None:
+        config["Pipeline"]["stagers_conf"][0]["on_error"] = "skip"
+        options = ["--Pipeline.allow_failures=True"]
+    run = launch.run(config, *options)
+    worker = launch.worker()
+    status, run_status = worker.wait(), run.wait()
+    if said is None:
+        assert (status, run_status, lines(worker.stderr)) == (0, 0, []), run.stderr
+        return
+    assert (status, run_status) == (1, 1), (worker.stderr, run.stderr)
+    [line] = lines(worker.stderr)
+    assert line.startswith("pipeline-worker: worker process ") and line.endswith(
+        f"its step's code failed: step {STAGE}: {said}"), line
+    if fail_in.startswith("init"):
+        assert report_row(run.stderr, PRODUCER)[:2] == [0, 0], run.stderr
+        assert "internal error" not in run.stderr and "never processed" not in run.stderr
+
+
+def test_a_step_of_remote_workers_only_that_none_joins_sends_nothing(launch: Launcher) -> None:
+    """Its producer waits for the first remote worker, up to worker_timeout: then the step fails, nothing sent."""
+    run = launch.run(launch.chain(nb_thread=0), "--Pipeline.worker_timeout=1")
+    assert run.wait() == 1
+    assert report_row(run.stderr, PRODUCER)[:2] == [0, 0], run.stderr
+    assert f"stopped: step {STAGE} has no workers left: no worker joined within worker_timeout=1 s" in run.stderr
+
+
 # --------------------------------------------------------------------------- joining
 
 

@@ -31,7 +31,7 @@ from pathlib import Path
 
 from pipeline.engine.board import BusyBoard
 from pipeline.engine.wire import MAX_REASON_CHARS, NOT_STARTED
-from pipeline.engine.worker_process import Spec, last_word_path
+from pipeline.engine.worker_process import STEP_FAILED, Spec, last_word_path
 from pipeline.engine.zygote import Forked, Zygote
 from pipeline.execution.status import WorkerProcessStatus
 from pipeline.failures.describe import failure_line
@@ -160,7 +160,9 @@ class ProcessKeeper:
                 continue
             reason = f"{process.killed_for}: killed" if process.killed_for else describe_exit(code)
             said = self._last_word(process.slot)
-            dead.append(Death(process, f"{reason}: {said}" if said else reason, code != 0, process.running()))
+            # A process whose step's code failed ended by itself: the run counted the failures as they came.
+            failed = code not in (0, STEP_FAILED)
+            dead.append(Death(process, f"{reason}: {said}" if said else reason, failed, process.running()))
             del self.processes[process.slot]
             if process.board is not None:
                 process.board.close()
@@ -230,6 +232,8 @@ def is_stopped(pid: int) -> bool:
 
 def describe_exit(code: int) -> str:
     """How a process ended, in words."""
+    if code == STEP_FAILED:
+        return "its step's code failed"
     if code < 0:
         try:
             return f"killed by signal {signal.Signals(-code).name}"

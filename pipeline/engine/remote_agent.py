@@ -43,7 +43,7 @@ from pipeline.engine.wire import (
     ping_frames,
     version_mismatch,
 )
-from pipeline.engine.worker_process import Spec
+from pipeline.engine.worker_process import STEP_FAILED, Spec
 
 #: Seconds a new worker waits for the run to say what to run.
 HELLO_TIMEOUT_SECONDS = 30.0
@@ -199,6 +199,7 @@ def _keep(socket: zmq.Socket, keeper: ProcessKeeper, spec: Spec) -> int:
     heard = time.monotonic()
     beat = 0.0
     worst = 0
+    failed_steps = 0  # worker processes whose step's code failed: the first says how, the rest are counted
     while keeper.processes:
         now = time.monotonic()
         if now >= beat:
@@ -216,12 +217,20 @@ def _keep(socket: zmq.Socket, keeper: ProcessKeeper, spec: Spec) -> int:
             if code < 0:  # a signal ended it (its status would be 256 - signal): one line says so, and the worker fails
                 print(f"pipeline-worker: step {spec.step}: worker process {death.process.slot} (pid "
                       f"{death.process.pid}) {death.reason}", file=sys.stderr, flush=True)
-            worst = max(worst, 1 if code < 0 else code)
+            if code == STEP_FAILED:
+                failed_steps += 1
+                if failed_steps == 1:
+                    print(f"pipeline-worker: worker process {death.process.slot} (pid {death.process.pid}): "
+                          f"{death.reason}", file=sys.stderr, flush=True)
+            worst = max(worst, 1 if code < 0 or code == STEP_FAILED else code)
             sockets.send(socket, left_frames(Loss(death.process.slot, death.reason, death.running, not death.failed)))
         if time.monotonic() - heard > patience:
             print(f"pipeline-worker: the run is gone (no heartbeat for {patience:g} s); leaving", file=sys.stderr,
                   flush=True)
             return RUN_GONE
+    if failed_steps > 1:
+        print(f"pipeline-worker: the step's code failed in {failed_steps} worker processes", file=sys.stderr,
+              flush=True)
     return worst
 
 

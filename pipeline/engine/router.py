@@ -176,7 +176,8 @@ class Router(EngineThread):
                 self._read_inbox(inbox)
             if state.queue or work in events:
                 self._read_workers(work)
-            if state.joined_now() and self.step.nb_process:  # the runner waits for these before the producer starts
+            # The runner waits for these before the producer starts: worker processes, or a remote worker's
+            if state.joined_now() and (self.step.nb_process or not self.step.workers):
                 self.control.events.put((WORKERS_JOINED, self))
             self._dispatch(work)
             if self.inline is not None and not self._inline_may_run() and not sockets.waiting(inbox):

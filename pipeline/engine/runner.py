@@ -209,7 +209,8 @@ class ThreadedRunner:
                 thread.start()
         self.control.build.set()  # and the routers that run their step's one worker init() it
         inits_ok = True
-        joining = sum(1 for router in self.routers.values() if router.step.nb_process)
+        # Steps of worker processes, and of remote workers only (nb_thread 0): the first to join, or worker_timeout
+        joining = sum(1 for router in self.routers.values() if router.step.nb_process or not router.step.workers)
         inline = sum(1 for router in self.routers.values() if router.inline is not None)
         for _ in range(sum(len(ts) for ts in self.threads.values()) + joining + inline):
             worker = self._next_event(INIT_DONE, WORKERS_JOINED)

@@ -768,8 +768,8 @@ class StepState:
     def _check_joined(self) -> bool:
         """Whether every expected worker has now joined, for the first time."""
         joined = self.pool.workers
-        if len(joined) != self.expected_workers or self.joined_reported:
-            return False
+        if len(joined) != self.expected_workers or self.joined_reported or not (joined or self.no_worker):
+            return False  # a step of remote workers only waits for its first, or for worker_timeout
         self.joined_reported = True
         # A worker whose init() failed joins asking for nothing, and a live one never does.
         self.no_worker = self.no_worker or (bool(joined) and not any(map(self.pool.window, joined)))
@@ -902,6 +902,7 @@ class StepState:
         self.fatal = True
         self.no_worker = True
         self._alone_since = None
+        self._members_changed = True  # a runner waiting for this step's first worker waits no more
         self.policy.halt(self.step.name, line)
 
     def _blame(self, packets: list[Packet], running: Sequence[int], worker: bytes, reason: str,

@@ -53,7 +53,8 @@ def spec_for(config: PipelineConfig, name: str, work: str, control: RunControl,
     return Spec(dataclasses.replace(config, steps=steps), name, step.module, step.class_name, work,
                 options.heartbeat_interval, options.heartbeat_liveness,
                 logging.getLogger("pipeline").getEffectiveLevel(), members,
-                {each: config.steps[each].class_name for each in members}, options.keep_freed_memory)
+                {each: config.steps[each].class_name for each in members}, options.keep_freed_memory,
+                options.allow_failures)
 
 
 class Supervisor(EngineThread):

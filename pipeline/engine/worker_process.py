@@ -77,6 +77,9 @@ PARENT_GONE = 3
 CANNOT_LOAD = 2
 #: The exit status of a worker process one of whose threads stopped on an internal error.
 INTERNAL_ERROR = 1
+#: The exit status of a worker process that ended by itself, its step's code having failed (a remote worker's host
+#: tells it by its own exit status: a SLURM job that failed).
+STEP_FAILED = 4
 #: prctl's option that asks the kernel for a signal when the parent dies (linux/prctl.h).
 _PR_SET_PDEATHSIG = 1
 #: Seconds between two looks at the parent where the kernel cannot watch it.
@@ -103,6 +106,7 @@ class Spec:
     members: tuple[str, ...] = ()  # the fused steps it runs after its step, in turn (engine.fusion)
     member_classes: Mapping[str, str] = dataclasses.field(default_factory=dict)  # their class names
     keep_freed_memory: bool = False  # tune malloc as the run's process does (engine.allocator)
+    allow_failures: bool = False  # failed messages (on_error=skip) do not fail the run, nor this process's status
 
 
 @dataclasses.dataclass(frozen=True)
@@ -131,9 +135,9 @@ class RouterPolicy:
         sockets.send(self.thread.ctl, failed_frames(failure))
 
     def lifecycle_failed(self, step: str, worker: int, what: str, error: BaseException) -> str:
-        """An init(), finish() or fatal run() error: the run logs it and fails."""
+        """An init(), finish() or fatal run() error: the run logs it and fails; its one-line form, as the run's."""
         self._send(Failure(UNORDERED, what, failure_line(error), traceback_text(error), self.member))
-        return failure_line(error)
+        return f"{what}: {failure_line(error)}"
 
     def message_failed(self, step: StepConfig, worker: int, seq: int, error: BaseException,
                        message: Encoded | None, delivered: int = 0) -> None:
@@ -212,6 +216,14 @@ class ProcessWorkerThread(WorkerThread):
         self.ring, self.out_ring = rings if rings is not None else (None, None)
         # The outputs that come back are the last fused step's, for its next steps.
         self.tail = config.steps[spec.members[-1]] if spec.members else self.step
+
+    def failure(self, allow_failures: bool) -> str | None:
+        """The first failure of its steps' code that fails the run (``allow_failures``: not a failed message),
+        as one line naming the step; None if there was none."""
+        for executor in self.chain.executors if self.chain is not None else [self.executor]:
+            if executor.fatal or (executor.counts.failed and not allow_failures):
+                return f"step {executor.step.name}: {executor.first_error}"
+        return None
 
     @property
     def handles(self) -> None:
@@ -347,8 +359,9 @@ def load_step(spec: Spec, threads: int | None = None) -> PipelineConfig:
 def serve(spec: Spec, slot: int, board: BusyBoard, keys: ClientKeys | None, name: str, rings: str = "",
           last_word: Path | None = None) -> int:
     """Run the workers of the spec's step (with shared-memory rings named after ``rings``, "run-pid:run-id", when
-    the run wants them); the exit status. Why it cannot load its step also goes to ``last_word``, a file its
-    parent reads when it ends (engine.process_keeper), so that the run can say why it left."""
+    the run wants them); the exit status. Why it cannot load its step, or the first failure of its step's code, also
+    goes to ``last_word``, a file its parent reads when it ends (engine.process_keeper), so that the run, or
+    pipeline-worker, can say why it left."""
     if spec.keep_freed_memory:
         keep_freed_memory()
     context = zmq.Context()
@@ -376,7 +389,12 @@ def serve(spec: Spec, slot: int, board: BusyBoard, keys: ClientKeys | None, name
             sys.stderr.flush()
             os._exit(INTERNAL_ERROR)
         control.flusher.stopped.set()
-        return 0
+        failure = next((line for line in (thread.failure(spec.allow_failures) for thread in threads) if line), None)
+        if failure is None:
+            return 0
+        if last_word is not None:
+            last_word.write_text(failure, encoding="utf-8")
+        return STEP_FAILED
     finally:
         context.term()
 
