@@ -231,6 +231,20 @@ def test_kill_9_of_a_remote_workers_process_fails_that_worker_in_one_line(launch
     assert_every_value_once(launch, run)
 
 
+def test_a_run_that_gives_up_names_the_remote_workers_it_leaves_behind(launch: Launcher) -> None:
+    """cli.md: busy workers left behind are named in the report, a worker process with its pid: remote ones too (none
+    was named)."""
+    run = launch.run(launch.chain(nb_thread=0), "--Pipeline.shutdown_timeout=1")
+    launch.worker(role="remote-blocking")
+    wait_during(run, lambda: marker_pids(launch.gate, "busy"), "the remote worker to be in a message")
+    run.popen.send_signal(signal.SIGTERM)
+    assert run.wait() == 143, run.stderr
+    left = [line for line in lines(run.stderr) if line.startswith("still busy, left behind: ")]
+    assert len(left) == 1, run.stderr
+    assert re.fullmatch(rf"still busy, left behind: step {STAGE} remote worker process \d+ \(pid \d+ at 127\.0\.0\.1\) "
+                        r"in run\(\) on message 0", left[0]), left[0]
+
+
 def test_kill_9_of_the_only_worker_then_another_joins(launch: Launcher) -> None:
     run = launch.run(launch.chain(nb_thread=0))
     first = launch.worker(role="remote-blocking", name="first")

@@ -42,7 +42,7 @@ from pipeline.engine.addresses import Addresses
 from pipeline.engine.control import BOUND, EngineThread, RunControl
 from pipeline.engine.router import Router
 from pipeline.engine.step_state import FINISH_GRACE_SECONDS
-from pipeline.engine.supervisor import LOOK_SECONDS, NOTICE_WAIT_MS, spec_for
+from pipeline.engine.supervisor import LOOK_SECONDS, NOTICE_WAIT_MS, busy_lines, spec_for
 from pipeline.engine.wire import (
     HEADER,
     Kind,
@@ -333,6 +333,13 @@ class Door(EngineThread):
             return (f"the run holds {held} remote worker threads, and takes at most {MAX_REMOTE_WORKER_THREADS} "
                     f"(asked for {threads} more)")
         return None
+
+    def busy(self) -> list[str]:
+        """Its remote worker processes still in a step's code at their last heartbeat, named (the run is abandoned).
+        Read from the runner's thread: the roster is a tuple, each one's running list replaced whole."""
+        return [line for worker in self.roster
+                for line in busy_lines(f"step {worker.step} remote worker process {worker.slot} (pid {worker.pid} at "
+                                       f"{worker.address})", worker.slot, worker.running, self.routers[worker.step])]
 
     def _ping(self, key: str, keeper: bytes, slot: int, payload: list) -> None:
         worker = self._slot(key, slot, "a heartbeat")

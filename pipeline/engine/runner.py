@@ -244,7 +244,8 @@ class ThreadedRunner:
     def _abort(self, context: zmq.Context) -> None:
         """Stop every thread: terminating the context ends their blocking socket calls; the worker processes still
         in a step's code are named, then killed."""
-        processes = self.supervisor.busy() if self.supervisor is not None else []
+        processes = [*(self.supervisor.busy() if self.supervisor is not None else []),
+                     *(self.door.busy() if self.door is not None else [])]
         self.control.abort()
         deadline = time.monotonic() + ABORT_GRACE_SECONDS
         # A run that listens has pyzmq's ZAP handler running asyncio in a thread: its callbacks raise

@@ -19,6 +19,7 @@ import logging
 import os
 import time
 from collections import Counter
+from collections.abc import Sequence
 
 import zmq
 
@@ -140,12 +141,8 @@ class Supervisor(EngineThread):
                 running = process.running()
             except ValueError:  # its board is unmapped: the process is gone
                 continue
-            if process.slot not in {slot_of(worker) for worker in tuple(router.state.pool.workers)}:
-                where = ["in init()"]  # its threads join the step once every init() returned
-            else:
-                where = ["in finish()" if seq == FINISHING else _doing(seq, router) for seq in running]
-            described += [f"step {process.step} worker process {process.slot} (pid {process.pid}) {doing}"
-                          for doing in where]
+            described += busy_lines(f"step {process.step} worker process {process.slot} (pid {process.pid})",
+                                    process.slot, running, router)
         return described
 
     def _finished(self) -> bool:
@@ -207,6 +204,14 @@ class Supervisor(EngineThread):
             sockets.send_while(notices, added_frames(slot, process.threads), router.listening)
         sockets.send_while(notices, lost_frames(Loss(process.slot, death.reason, death.running, not death.failed)),
                            router.listening)
+
+
+def busy_lines(name: str, slot: int, running: Sequence[int], router: Router) -> list[str]:
+    """What worker process ``slot`` (called ``name``) of ``router``'s step is doing, its threads ``running`` those
+    marks: a line for each busy thread, or one for the process still in init()."""
+    if slot not in {slot_of(worker) for worker in tuple(router.state.pool.workers)}:
+        return [f"{name} in init()"]  # its threads join the step once every init() returned
+    return [f"{name} {'in finish()' if seq == FINISHING else _doing(seq, router)}" for seq in running]
 
 
 def _doing(mark: int, router: Router) -> str:
