@@ -12,6 +12,7 @@ import os
 import signal
 import subprocess
 import sys
+import tempfile
 import time
 from array import array
 from collections.abc import Iterator
@@ -24,6 +25,7 @@ from hypothesis import given, settings
 from hypothesis import strategies as st
 
 from pipeline.engine import rings
+from pipeline.engine.addresses import PRIVATE_PREFIX
 from pipeline.engine.rings import RING_BYTES, Ring
 from pipeline.engine.router import Router
 from pipeline.engine.wire import HEADER, IN_RING, Kind, Packet, WireError, packet_from_frames, process_worker_id
@@ -654,3 +656,28 @@ def test_rings_that_a_dead_run_left_are_swept_by_the_next_run(tmp_path: Path) ->
     finally:
         stale.unlink(missing_ok=True)
         alive_run.unlink(missing_ok=True)
+
+
+def test_a_link_that_anyone_put_among_the_rings_stops_no_run(tmp_path: Path) -> None:
+    """/dev/shm is open to every user: a dangling link named as a dead run's ring made every run of worker
+    processes fail (its sweep followed the link), and one to a folder or file is never followed or removed; the
+    same for the links among the runs' private folders."""
+    ended = subprocess.run([sys.executable, "-c", "import os; print(os.getpid())"], capture_output=True, text=True,
+                           check=True, timeout=30)
+    dead = int(ended.stdout)
+    target = tmp_path / "kept"
+    target.mkdir()
+    (target / "file").write_text("mine")
+    links = [(rings.SHM_DIR / f"{rings.PREFIX}{dead}-0123456789ab-0-0-in", tmp_path / "nothing-there"),
+             (rings.SHM_DIR / f"{rings.PREFIX}{dead}-0123456789ab-0-0-out", target / "file"),
+             (Path(tempfile.gettempdir()) / f"{PRIVATE_PREFIX}{dead}-link", target)]
+    for link, to in links:
+        link.symlink_to(to)
+    try:
+        result = finish_run(start_run(arrays_chain(tmp_path, 4, {"nb_process": 1})), 60)
+        assert result.returncode == 0, result.stderr
+        assert all(link.is_symlink() for link, _ in links)
+        assert (target / "file").read_text() == "mine"
+    finally:
+        for link, _ in links:
+            link.unlink(missing_ok=True)

@@ -7,6 +7,7 @@ from __future__ import annotations
 import contextlib
 import os
 import shutil
+import stat
 import tempfile
 import uuid
 from dataclasses import dataclass, field
@@ -62,10 +63,16 @@ def sweep_stale_dirs() -> int:
     for path in Path(tempfile.gettempdir()).glob(f"{PRIVATE_PREFIX}*"):
         pid = path.name[len(PRIVATE_PREFIX):].removeprefix("worker-").split("-", 1)[0]
         with contextlib.suppress(OSError):  # gone meanwhile, or not ours to look at
-            if pid.isdigit() and path.is_dir() and path.stat().st_uid == os.getuid() and not process_alive(int(pid)):
+            if pid.isdigit() and _own_dir(path) and not process_alive(int(pid)):
                 shutil.rmtree(path)
                 removed += 1
     return removed
+
+
+def _own_dir(path: Path) -> bool:
+    """Whether ``path`` itself (a link not followed: another user's, to one of our folders) is a folder of this user."""
+    status = path.lstat()
+    return stat.S_ISDIR(status.st_mode) and status.st_uid == os.getuid()
 
 
 def process_alive(pid: int) -> bool:

@@ -339,7 +339,14 @@ def sweep_stale() -> None:
         return
     for path in SHM_DIR.glob(f"{PREFIX}*"):
         pid = path.name[len(PREFIX):].split("-", 1)[0]
-        if pid.isdigit() and not process_alive(int(pid)) and path.stat().st_uid == os.getuid():
-            with contextlib.suppress(OSError):
+        # Anyone can make a file there, a dangling link or one gone meanwhile too: only our own files, not followed.
+        with contextlib.suppress(OSError):
+            if pid.isdigit() and not process_alive(int(pid)) and _own_file(path):
                 path.unlink()
+
+
+def _own_file(path: Path) -> bool:
+    """Whether ``path`` itself (a link not followed) is a plain file of this user."""
+    status = path.lstat()
+    return stat.S_ISREG(status.st_mode) and status.st_uid == os.getuid()
 
