@@ -20,6 +20,7 @@ from gui import theme
 from gui.model import FIRST_ERRORS, LAST_ERRORS, MAX_CLOSED, MAX_POINTS, MAX_RUNS
 from gui.protocol import MAX_STEPS, MAX_TRACEBACK, parse
 from gui.widgets.graph import MIN_FONT_PT, MIN_SCALE, SMALLEST_FONT_PT
+from gui.widgets.plot import MAX_TICKS, time_step
 from gui.window import REDRAW_MS, MainWindow
 from tests.gui_helpers import Sender, load_recording, with_run_id
 from tests.qt_helpers import WAIT_MS, PaintCounter, run_loop_for_ticks
@@ -216,3 +217,26 @@ def test_the_layout_takes_linear_time() -> None:
         bands(grid(steps), 6)
         seconds = time.perf_counter() - start
         assert seconds < 2.0, f"{count} steps took {seconds:.2f} s"
+
+
+@pytest.mark.parametrize("elapsed", [1e9, 1e12, 1e300, 1.7e308])
+def test_a_run_whose_elapsed_time_is_huge_draws_a_handful_of_ticks(window: MainWindow, elapsed: float) -> None:
+    """A status's elapsed time is what a peer says: 1e300 s made the time axis tick for ever (the window froze at
+    100% CPU, deaf to SIGTERM), 1e9 s took a second a repaint."""
+    message = chain(3)
+    window.receiver.handle(message, None)
+    run = window.runs[json.loads(message[1])["run_id"]]
+    for at in (1.0, elapsed):
+        body = {**_BASES[b"status"], "run_id": run.run_id, "elapsed": at,
+                "steps": [{**_BASES[b"status"]["steps"][0], "name": name} for name in run.steps]}
+        window.receiver.handle([b"status", json.dumps(body).encode()], None)
+    window.tabs.setCurrentWidget(window.view(run.run_id))
+    window.redraw()
+    assert not window.view(run.run_id).plot.grab().isNull()
+    step = time_step(elapsed)
+    assert 1 <= elapsed / step <= MAX_TICKS
+
+
+def test_the_time_axis_steps_are_round_at_any_span() -> None:
+    assert [time_step(span) for span in (4, 50, 600, 200_000)] == [1, 10, 120, 43200]
+    assert [time_step(span) / 43200 for span in (10**6, 10**7)] == [5, 50]

@@ -29,6 +29,8 @@ LEFT, RIGHT, TOP, BOTTOM = 58.0, 18.0, 34.0, 30.0
 DASH = 4.0
 #: Time axis steps, seconds.
 TIME_STEPS = (1, 2, 5, 10, 15, 30, 60, 120, 300, 600, 900, 1800, 3600, 7200, 10800, 21600, 43200)
+#: Most ticks an axis draws: its steps give about five.
+MAX_TICKS = 12
 
 
 def nice_step(span: float, ticks: int = 4) -> float:
@@ -41,8 +43,10 @@ def nice_step(span: float, ticks: int = 4) -> float:
 
 
 def time_step(span: float, ticks: int = 5) -> float:
-    """A round step of the time axis (seconds) for ``span`` seconds."""
-    return next((s for s in TIME_STEPS if s * ticks >= span), TIME_STEPS[-1])
+    """A round step of the time axis (seconds) for ``span`` seconds: past the longest of TIME_STEPS, a round number
+    of them (a run's elapsed time is what a peer says: 1e300 s once made ticks for ever)."""
+    longest = TIME_STEPS[-1]
+    return next((s for s in TIME_STEPS if s * ticks >= span), None) or longest * nice_step(span / longest, ticks)
 
 
 def time_label(seconds: float) -> str:
@@ -114,24 +118,26 @@ class ThroughputPlot(QWidget):
         return x_max, y_step * math.ceil(top * 1.1 / y_step) or y_step, y_step
 
     def _paint_axes(self, painter: QPainter, area: QRectF, x_max: float, y_max: float, y_step: float) -> None:
-        y = 0.0
-        while y <= y_max + y_step / 2:
+        # Each axis has a handful of ticks by its step; the bound holds whatever the figures (a step lost in a huge
+        # value's rounding would add nothing).
+        for y in (tick * y_step for tick in range(MAX_TICKS)):
+            if y > y_max + y_step / 2:
+                break
             py = area.bottom() - y / y_max * area.height()
             painter.setPen(QPen(theme.GRID, 1, Qt.PenStyle.DotLine if y else Qt.PenStyle.SolidLine))
             painter.drawLine(QPointF(area.left(), py), QPointF(area.right(), py))
             painter.setPen(theme.MUTED)
             right = Qt.AlignmentFlag.AlignRight | Qt.AlignmentFlag.AlignVCenter
             painter.drawText(QRectF(0, py - 9, LEFT - 8, 18), right, rate_label(y))
-            y += y_step
         step = time_step(x_max)
-        t = 0.0
-        while t <= x_max:
+        for t in (tick * step for tick in range(MAX_TICKS)):
+            if t > x_max:
+                break
             px = area.left() + t / x_max * area.width()
             painter.setPen(QPen(theme.GRID, 1, Qt.PenStyle.DotLine))
             painter.drawLine(QPointF(px, area.top()), QPointF(px, area.bottom()))
             painter.setPen(theme.MUTED)
             painter.drawText(QRectF(px - 40, area.bottom() + 6, 80, 18), Qt.AlignmentFlag.AlignHCenter, time_label(t))
-            t += step
 
     def lines(self, area: QRectF, x_max: float, y_max: float) -> dict[str, list[QPointF]]:
         """Each shown step's points in pixels; a rate above ``y_max`` at the top of ``area``."""
