@@ -126,3 +126,20 @@ def test_a_write_that_raced_with_the_end_of_output_is_part_of_it(monkeypatch: py
         ended.set()
     second.join(5)
     assert answer == [True]
+
+
+def test_the_quiet_stdout_outlives_its_with_for_threads_still_printing() -> None:
+    """CPython 3.11's print() holds sys.stdout without a reference: a quiet copy freed as the run's ``with`` ended
+    crashed a step's thread still printing (a segmentation fault after the report). Kept, and used again."""
+    script = (
+        "import gc, sys, weakref\n"
+        "from pipeline.console.end_of_output import quiet_stdout\n"
+        "with quiet_stdout():\n"
+        "    first = weakref.ref(sys.stdout)\n"
+        "gc.collect()\n"
+        "with quiet_stdout():\n"
+        "    again = sys.stdout is first()\n"
+        "print(first() is not None, again)\n")
+    done = subprocess.run([sys.executable, "-c", script], cwd=REPO, env={**os.environ, "PYTHONPATH": str(REPO)},
+                          capture_output=True, text=True, timeout=60)
+    assert done.stdout.split() == ["True", "True"], done.stderr

@@ -147,14 +147,22 @@ def _quiet_copy(stream: TextIO | None) -> TextIO | None:
                             write_through=stream.write_through)
 
 
+#: The quiet copy made of each stdout, kept for the life of the process, and used again: CPython 3.11's print()
+#: holds sys.stdout without a reference of its own, so a copy freed as ``with`` ended crashed a thread of a step
+#: still printing (a segmentation fault after the report, one run in 40).
+_kept: dict[int, tuple[TextIO, TextIO]] = {}
+
+
 @contextmanager
 def quiet_stdout() -> Iterator[None]:
     """Within ``with``, ``sys.stdout`` writes nothing into a closed stdout, and ends the output, instead of raising."""
     original = sys.stdout
-    quiet = _quiet_copy(original)
+    kept = _kept.get(id(original))
+    quiet = kept[1] if kept is not None and kept[0] is original else _quiet_copy(original)
     if quiet is None:
         yield
         return
+    _kept[id(original)] = (original, quiet)
     sys.stdout = quiet
     try:
         yield
