@@ -4,6 +4,7 @@
 from __future__ import annotations
 
 import json
+import sys
 from pathlib import Path
 from typing import Any
 
@@ -43,9 +44,13 @@ class ReadTable(Component):
     """Producer: yields the lines of a file; check() says before the run that the file is missing."""
 
     path = Unicode("", help="The file to read.").tag(config=True)
+    exit_code = Int(-1, help="check() calls sys.exit() with it, as a library's own command-line checks may (-1: "
+                             "no).").tag(config=True)
 
     def check(self) -> None:
         """The file must exist."""
+        if self.exit_code >= 0:
+            sys.exit(self.exit_code)
         if not Path(self.path).is_file():
             raise FileNotFoundError(f"no such file {self.path!r} to read")
 

@@ -115,6 +115,11 @@ def test_check_stops_the_run_before_anything_runs(tmp_path: Path) -> None:
     assert result.stderr == (f"pipeline-run: error: {path}: Pipeline.producer_conf: "
                              "step 'TABLE': no such file 'missing.txt' to read\n")
     assert not (tmp_path / "out.jsonl").exists()
+    result = run_cli(f"--config={path}", "--ReadTable.exit_code=4")  # it exited 4, saying nothing
+    assert result.returncode == 2
+    assert result.stderr.startswith(f"pipeline-run: error: {path}: Pipeline.producer_conf: step 'TABLE': check() "
+                                    "raised SystemExit: 4 (tests/child_steps.py, line ")
+    assert len(result.stderr.splitlines()) == 1
     (tmp_path / "table.txt").write_text("a\nb\n", encoding="utf-8")
     result = run_cli(f"--config={path}", f"--ReadTable.path={tmp_path / 'table.txt'}", "--no-progress")
     assert result.returncode == 0, result.stderr

@@ -24,6 +24,7 @@ from pipeline.config.stepkeys import REQUIRED_STEP_KEYS, STEP_KEYS, StepKeys, ro
 from pipeline.config.traits import ValueProblem, shown
 from pipeline.console.humanize import failure_place, suggest
 from pipeline.errors import COMMAND_LINE, ConfigError
+from pipeline.failures.describe import failure_line
 
 log = logging.getLogger("pipeline.config")
 
@@ -85,10 +86,13 @@ def check_steps(config: PipelineConfig) -> None:
             continue  # nothing to check: spare building an instance
         try:
             config.make_component(step.name).check()
-        except ConfigError:
+        except (ConfigError, KeyboardInterrupt):
             raise
         except Exception as err:  # whatever the step's code or a library under it raises
             raise ConfigError(config.source, step.key, f"step {step.name!r}: {str(err) or type(err).__name__}") from err
+        except BaseException as err:  # a sys.exit() in check() (a library's own command-line checks): said, exit 2
+            raise ConfigError(config.source, step.key, f"step {step.name!r}: check() raised {failure_line(err)}"
+                              f"{failure_place(err)}") from err
 
 
 #: The largest config file read: a config is a few KiB; a path such as /dev/zero must not fill the memory.
