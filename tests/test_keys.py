@@ -58,7 +58,9 @@ def test_the_directory_defaults_to_the_current_one(tmp_path: Path, monkeypatch: 
      (["make", "x"], "make: unknown command (expected one of: generate)"),
      (["generate"], "generate: expected one key NAME, got 0"),
      (["generate", "a", "b"], "generate: expected one key NAME, got 2"),
-     (["generate", "../up"], "NAME: expected a key name of letters, digits"),
+     (["generate", "../up"], "NAME: expected a key name of at most 128 letters, digits"),
+     (["generate", "a" * 250], "NAME: expected a key name of at most 128 letters"),  # a raw traceback
+     (["generate", "x", f"--dir={'d' * 300}"], ": cannot make the directory (File name too long)"),
      (["generate", "x", "--dri=keys"], "--dri: unknown option (did you mean '--dir'?)")],
 )
 def test_a_bad_command_line_exits_2_with_one_line(tmp_path: Path, monkeypatch, capsys, argv, problem) -> None:

@@ -23,6 +23,7 @@ from pathlib import Path
 import zmq
 import zmq.auth
 
+from pipeline.config.traits import shown
 from pipeline.errors import COMMAND_LINE, ConfigError
 
 log = logging.getLogger("pipeline.auth")
@@ -35,7 +36,7 @@ OWN_KEY_NAME = "monitor"
 #: What a refusal to overwrite says.
 _EXISTS = "exists: a key is never overwritten (remove it first, or choose another name)"
 #: A key name is a file name without a directory: letters, digits, '.', '_' and '-', not starting with '.'.
-_KEY_NAME = re.compile(r"[A-Za-z0-9_-][A-Za-z0-9_.-]*")
+_KEY_NAME = re.compile(r"[A-Za-z0-9_-][A-Za-z0-9_.-]{0,127}")  # its files' names fit in 255 bytes
 
 
 @dataclass(frozen=True)
@@ -51,7 +52,8 @@ def check_key_name(name: str, option: str = "NAME") -> str:
     """``name`` if it can name a key file; a ConfigError otherwise."""
     if not _KEY_NAME.fullmatch(name):
         raise ConfigError(COMMAND_LINE, option,
-                          f"expected a key name of letters, digits, '.', '_' or '-' (no '/'), got {name!r}")
+                          f"expected a key name of at most 128 letters, digits, '.', '_' or '-' (no '/'), got "
+                          f"{shown(name)}")
     return name
 
 
@@ -129,17 +131,20 @@ def generate_key_pair(directory: str | Path, name: str) -> tuple[Path, Path]:
     check_key_name(name)
     directory = Path(directory)
     public, secret = key_paths(directory, name)
-    for path in (public, secret):
-        if path.exists():
-            raise ConfigError(str(path), "", _EXISTS)
     try:
+        for path in (public, secret):
+            if path.exists():
+                raise ConfigError(str(path), "", _EXISTS)
         make_private_dirs(directory)
         scratch = Path(tempfile.mkdtemp(prefix=".keys-", dir=directory))
-    except OSError as err:
+    except OSError as err:  # a name too long too, which exists() raises
         raise ConfigError(str(directory), "", f"cannot make the directory ({err.strerror or err})") from err
     try:
-        made_public, made_secret = zmq.auth.create_certificates(scratch, name)
-        os.chmod(made_secret, 0o600)  # create_certificates leaves it 0644
+        try:
+            made_public, made_secret = zmq.auth.create_certificates(scratch, name)
+            os.chmod(made_secret, 0o600)  # create_certificates leaves it 0644
+        except OSError as err:  # a path too long for the system
+            raise ConfigError(str(directory), "", f"cannot write the key files ({err.strerror or err})") from err
         _link_new(Path(made_public), public)
         try:
             _link_new(Path(made_secret), secret)
