@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import base64
 import json
+import os
 import pickle
 import stat
 from pathlib import Path
@@ -132,6 +133,17 @@ def test_a_replay_that_cannot_load_its_records_exits_2_before_any_step_runs(
     assert result.stderr.startswith(f"pipeline-run: error: {path}: {message}")
     assert result.stderr.count("\n") == 1 and "Traceback" not in result.stderr
     assert not (tmp_path / "out.jsonl").exists()  # no step ran: the writer's init() would have made it
+
+
+@pytest.mark.parametrize("where", ["/dev/zero", "fifo"])
+def test_a_replay_of_what_is_no_regular_file_exits_2_at_once(tmp_path: Path, where: str) -> None:
+    """/dev/zero grew the run's memory without end, deaf to Ctrl+C; a FIFO would wait for a writer."""
+    if where == "fifo":
+        where = str(tmp_path / "fifo")
+        os.mkfifo(where)
+    result = pipeline_run(replayable(tmp_path), f"--replay={where}")
+    assert (result.returncode, result.stderr) == (2, f"pipeline-run: error: {where}: not a regular file (expected "
+                                                     "the JSON lines that --Pipeline.dead_letter writes)\n")
 
 
 def test_graph_of_a_replay_loads_no_pickle_and_a_replay_loads_each_once(tmp_path: Path) -> None:

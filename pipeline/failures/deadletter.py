@@ -24,6 +24,7 @@ import binascii
 import dataclasses
 import json
 import os
+import stat
 import threading
 import time
 from collections.abc import Iterator
@@ -101,6 +102,10 @@ def read_records(path: str) -> list[DeadLetter]:
     """The replayable records of a dead-letter file, checked but not unpickled (records without a
     message, such as a producer's failure, are left out); a ConfigError names the file and line."""
     try:
+        # Looked at before it is opened: /dev/zero has no end, and opening a FIFO waits for a writer.
+        if not stat.S_ISREG(os.stat(path).st_mode):
+            raise ConfigError(path, "", "not a regular file (expected the JSON lines that --Pipeline.dead_letter "
+                                        "writes)")
         with open(path, "rb") as file:
             lines = file.read().splitlines()
     except OSError as err:
