@@ -376,6 +376,14 @@ FILE_CASES = [
         "expected a finite float (at least 0.0, at most 1000000.0), got int 1000",
         id="shutdown-timeout-huge-int",
     ),
+    *(
+        pytest.param(
+            setting("Pipeline.gui_address", address), "Pipeline.gui_address",
+            f"expected an address host:port or tcp://host:port (a port from 1 to 65535), got str {address!r}",
+            id=f"gui-address-{address}",
+        )
+        for address in ("localhost:99999", "localhost:65536", "localhost:0", "tcp://[::1]:70000")
+    ),
     pytest.param(
         setting("Pipeline.dead_letter", "."),
         "Pipeline.dead_letter",

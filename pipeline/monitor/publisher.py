@@ -80,11 +80,12 @@ _ADDRESS = re.compile(r"(tcp://)?(\[[0-9A-Fa-f:.]+\]|[^\s:/\[\]]+):\d{1,5}")
 class Address(Unicode):
     """A ``host:port`` (or ``tcp://host:port``) trait; ``*`` is not a host: the GUI binds, a run connects."""
 
-    info_text = "an address host:port or tcp://host:port"
+    info_text = "an address host:port or tcp://host:port (a port from 1 to 65535)"
 
     def validate(self, obj: Any, value: Any) -> str:
         value = super().validate(obj, value)
-        if not _ADDRESS.fullmatch(value) or value.rpartition(":")[0].endswith("*"):
+        host, _, port = value.rpartition(":")
+        if not _ADDRESS.fullmatch(value) or host.endswith("*") or not 1 <= int(port) <= 65535:
             raise TraitError(f"expected {self.info_text}, got {value!r}")
         return value
 
