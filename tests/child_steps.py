@@ -40,6 +40,29 @@ class Clean(Component):
         return {"n": n, "threshold": self.cleaner.threshold, "min_neighbors": self.cleaner.min_neighbors}
 
 
+class Processor(Configurable):
+    """A library's component that builds its own child, as ctapipe's ImageProcessor builds its cleaner."""
+
+    def __init__(self, **kwargs: Any) -> None:
+        super().__init__(**kwargs)
+        self.cleaner = StrictCleaner(parent=self)
+
+
+class Process(Component):
+    """Stager: sends each number with the options of the cleaner that its Processor child built (a grandchild)."""
+
+    child_classes = (Processor, StrictCleaner)
+
+    def init(self) -> None:
+        """Build the child, which builds the grandchild."""
+        self.processor = Processor(parent=self)
+
+    def run(self, n: int) -> dict[str, Any]:
+        """The number and the grandchild's options."""
+        cleaner = self.processor.cleaner
+        return {"n": n, "threshold": cleaner.threshold, "min_neighbors": cleaner.min_neighbors}
+
+
 class ReadTable(Component):
     """Producer: yields the lines of a file; check() says before the run that the file is missing."""
 

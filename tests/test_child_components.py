@@ -64,6 +64,40 @@ def test_a_section_nested_in_the_step_sets_that_steps_child_only(tmp_path: Path)
     assert outputs(tmp_path) == {(1.0, 4)}
 
 
+def test_a_section_in_the_steps_own_reaches_a_grandchild_of_that_step_only(tmp_path: Path) -> None:
+    """ctapipe.md: a section nested in a step's class section or config key sets the components of that step only,
+    its cleaner built by its ImageProcessor too (traitlets applies Process.StrictCleaner only to a cleaner whose
+    parent is a Process: it was taken and did nothing)."""
+    document = config(tmp_path, {"class": "Process", "config": {"StrictCleaner": {"threshold": 6.0}}},
+                      StrictCleaner={"threshold": 9.0, "min_neighbors": 1})
+    document["Pipeline"]["stagers_conf"].append({"name": "OTHER", "module": MODULE, "class": "Process",
+                                                 "next_steps": "WRITE"})
+    document["Pipeline"]["producer_conf"]["next_steps"] = "CLEAN,OTHER"
+    assert Pipeline.from_config(document).run().exit_status == 0
+    lines = [json.loads(line) for line in (tmp_path / "out.jsonl").read_text(encoding="utf-8").splitlines()]
+    assert sorted((row["threshold"], row["min_neighbors"]) for row in lines) == [(6.0, 1)] * 3 + [(9.0, 1)] * 3
+
+
+def test_a_steps_config_key_merges_into_its_class_section_at_every_depth(tmp_path: Path) -> None:
+    """configuration.md's order: the step's config key over its class section, option by option (a nested section in
+    the key replaced the class section's whole, back to the defaults)."""
+    document = config(tmp_path, {"class": "Process", "config": {"Processor": {"StrictCleaner": {"threshold": 5.0}}}},
+                      Process={"Processor": {"StrictCleaner": {"threshold": 7.0, "min_neighbors": 3}}})
+    assert Pipeline.from_config(document).run().exit_status == 0
+    assert outputs(tmp_path) == {(5.0, 3)}
+
+
+def test_the_command_line_wins_over_a_section_nested_for_a_parent(tmp_path: Path) -> None:
+    """configuration.md: the command line wins over the file; traitlets let the file's Processor.StrictCleaner (more
+    particular) win over --StrictCleaner.threshold, which then did nothing, as ctapipe.md's own example."""
+    step = {"class": "Process", "config": {"StrictCleaner": {"threshold": 6.0}}}
+    path = write_config(tmp_path, config(tmp_path, step, Processor={"StrictCleaner": {"threshold": 3.0,
+                                                                                       "min_neighbors": 3}}))
+    result = run_cli(f"--config={path}", "--StrictCleaner.threshold=8", "--no-progress")
+    assert result.returncode == 0, result.stderr
+    assert outputs(tmp_path) == {(8.0, 3)}
+
+
 def test_the_command_line_sets_a_childs_option(tmp_path: Path) -> None:
     """--StrictCleaner.min_neighbors=5 wins over the file, as for a step's option."""
     path = write_config(tmp_path, config(tmp_path, StrictCleaner={"min_neighbors": 3}))

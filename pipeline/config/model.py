@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import copy
 import heapq
 from collections.abc import Mapping
 from dataclasses import dataclass, field
@@ -98,8 +99,41 @@ class PipelineConfig:
     def make_component(self, name: str) -> Component:
         """A new instance of step ``name``'s class, configured for that step."""
         step = self.steps[name]
-        config = Config(self.config)
-        if step.traits:
-            config[step.class_name] = Config({**config.get(step.class_name, {}), **step.traits})
-            config.merge(self.overrides)
-        return step.cls(config=config, step_name=step.name, next_steps=step.next_steps)
+        return step.cls(config=self.step_config(name), step_name=step.name, next_steps=step.next_steps)
+
+    def step_config(self, name: str) -> Config:
+        """The config of step ``name`` and of the components it makes, its own copy. From the weakest: the file's
+        sections (traitlets lets one nested in a component's parent's win), the step's class section with its
+        ``config`` key merged in at every depth, the command line.
+
+        traitlets applies a section nested in another only to a component whose direct parent is of the outer class.
+        So a class section in the step's own (``ProcessImages.TailcutsImageCleaner``: every cleaner of the step,
+        whichever of its components made it) and a command-line section (``--TailcutsImageCleaner.x`` against the
+        file's ``ImageProcessor.TailcutsImageCleaner``) are merged into every section of that class in the step's
+        copy, so that each wins as said; deeper sections keep traitlets' meaning.
+        """
+        step = self.steps[name]
+        config = copy.deepcopy(self.config)
+        own = Config(config.get(step.class_name, {}))
+        own.merge(Config(step.traits))
+        own.merge(self.overrides.get(step.class_name, Config()))
+        config[step.class_name] = own
+        for section, values in list(own.items()):
+            if isinstance(values, Config):
+                _merge_everywhere(config, section, values)
+        for section, values in self.overrides.items():
+            _merge_everywhere(config, section, values)
+        return config
+
+
+def _merge_everywhere(config: Config, name: str, values: Config) -> None:
+    """Merge ``values`` into the section ``name`` of ``config`` and into every section of that name nested in it."""
+    stack: list[Config] = [config]
+    config.setdefault(name, Config())
+    while stack:
+        node = stack.pop()
+        for key, value in list(node.items()):
+            if isinstance(value, Config):
+                if key == name:
+                    value.merge(copy.deepcopy(values))
+                stack.append(value)
