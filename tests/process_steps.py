@@ -120,6 +120,23 @@ class Trigger(PidRecorder):
         return True
 
 
+class FailsThenDies(Component):
+    """Passes messages on, but raises on message ``fails`` and then kills its process on message ``dies`` (once: the
+    marker file is the token), before the answer of the failed message left the process."""
+
+    fails = Int(2, help="The message that raises.").tag(config=True)
+    dies = Int(3, help="The message whose first run kills its process.").tag(config=True)
+    marker = Unicode("", help="The file created when it kills its process.").tag(config=True)
+
+    def run(self, msg: int) -> int:
+        """Pass the message on, or raise, or die."""
+        if msg == self.fails:
+            raise ValueError(f"bad message {msg}")
+        if msg == self.dies and claim(self.marker):
+            os.kill(os.getpid(), signal.SIGKILL)
+        return msg
+
+
 class AppendValues(Trigger):
     """Consumer: appends each message to ``path`` as a JSON line, before acting like a Trigger on it."""
 

@@ -110,6 +110,24 @@ def test_a_poison_message_goes_to_the_dead_letters_after_max_redeliveries(
         assert "stopped: step STAGE failed on message" in result.stderr
 
 
+@pytest.mark.parametrize("max_failures", [0, 2])
+def test_a_message_that_failed_in_a_process_that_then_died_has_one_dead_letter(tmp_path: Path,
+                                                                              max_failures: int) -> None:
+    """Its failure counted as it was said, before its answer: run again in the replacement, it failed again, so its
+    dead letter came twice (a replay sent it twice) and max_failures=2 stopped a run with one failed message."""
+    dead = tmp_path / "dead.jsonl"
+    path = chain(tmp_path, {"class": "FailsThenDies", "nb_process": 1, "on_error": "skip"}, count=20,
+                 FailsThenDies={"fails": 2, "dies": 3, "marker": str(tmp_path / "died")})
+    result = run_to_end(path, *HEARTBEATS, f"--Pipeline.dead_letter={dead}",
+                        f"--Pipeline.max_failures={max_failures}")
+    assert result.returncode == 1, result.stderr
+    assert (tmp_path / "died").exists()  # the process died, after message 2 failed in it
+    assert load_messages(str(dead)) == [("STAGE", 2)]
+    assert report_row(result.stderr, "STAGE")[3] == 1
+    assert "max_failures" not in result.stderr
+    assert sorted(written(tmp_path)) == [n for n in range(20) if n != 2]
+
+
 @pytest.mark.parametrize(("processes", "restarts"), [(1, 0), (2, 1)])
 def test_a_step_whose_every_process_dies_fails_the_run(tmp_path: Path, processes: int, restarts: int) -> None:
     """on_error=skip: the messages that kill them are not what stops the run, the lack of workers is."""

@@ -640,8 +640,15 @@ class StepState:
             return
         state = self.pool.workers[worker]
         message = _message_at(state.in_flight[0], state.answered)
-        self.first_error = self.first_error or line
-        self.policy.message_failed(self.step, number, seq, error, message, self._partial.get(seq, 0))
+        delivered = self._partial.get(seq, 0)
+
+        def count() -> None:
+            self.first_error = self.first_error or line
+            self.policy.message_failed(self.step, number, seq, error, message, delivered)
+
+        # It counts once its answer comes (the worker sends it after this, on the same socket): a process that dies
+        # before has the message run again, which fails again (one dead letter, not two; max_failures counts one).
+        self._held_failures.setdefault(worker, []).append((seq, -1, count))
 
     def _member_failed(self, worker: bytes, failure: Failure) -> None:
         """An error of the fused step ``failure.member`` (engine.fusion): it carries its own message, since this
@@ -697,8 +704,9 @@ class StepState:
                    for index, packet in enumerate(state.in_flight))
 
     def _release_failures(self, worker: bytes, answers: Sequence[Answer]) -> None:
-        """The fused steps' failures that ``answers`` cover count now: an answer of their input, or after a producer,
-        a chunk of their shard that stands for their message (the shard's messages sent on go past it)."""
+        """The failures that ``answers`` cover count now (the step's own, and its fused steps'): an answer of their
+        input, or after a producer, a chunk of their shard that stands for their message (the shard's messages sent
+        on go past it)."""
         held = self._held_failures.get(worker)
         if not held:
             return
@@ -710,7 +718,10 @@ class StepState:
                 count()
             else:
                 kept.append((seq, place, count))
-        self._held_failures[worker] = kept
+        if kept:
+            self._held_failures[worker] = kept
+        else:  # none held: its plain RESULTs may be forwarded again
+            del self._held_failures[worker]
 
     def tally(self, worker: bytes, records: Sequence[tuple[int, int, int, int, float, float]]) -> None:
         """A worker's figures so far for this step and each fused step after it, sent just before its answers,
