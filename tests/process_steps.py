@@ -278,6 +278,7 @@ class Shards(Component):
         config=True)
     once = Bool(True, help="Act in the first process only (else in every process that makes number at).").tag(
         config=True)
+    then_at = Int(-1, help="A second number to act on, once (its token: the marker file + '-then').").tag(config=True)
 
     def init(self) -> None:
         """Send the greeting (each worker process's init() does)."""
@@ -289,7 +290,8 @@ class Shards(Component):
         for number in range(self.shard, self.count, self.n_shards):
             if self.delay:
                 time.sleep(self.delay)
-            if number == self.at and (not self.once or claim(self.marker)):
+            acts = number == self.at and (not self.once or claim(self.marker))
+            if acts or (number == self.then_at and claim(self.marker + "-then")):
                 if self.action == "kill":
                     os.kill(os.getpid(), signal.SIGKILL)
                 raise ValueError(f"bad number {number}")

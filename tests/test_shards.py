@@ -143,6 +143,18 @@ def test_a_killed_shard_process_loses_and_duplicates_nothing(tmp_path: Path) -> 
     assert "COUNT: messages per shard: 1500, 1500" in result.stderr.splitlines()
 
 
+def test_a_shard_whose_processes_die_at_two_of_its_messages_goes_on(tmp_path: Path) -> None:
+    """max_redeliveries counts the deaths at one message (configuration.md): two at two messages of one shard failed
+    the producer, its shard's later messages never made (with steps fused after it they were counted per message)."""
+    marker = tmp_path / "killed"
+    path = chain_file(tmp_path, 3000, at=1001, then_at=2001, marker=str(marker))
+    result = run_to_end(path, "--Pipeline.heartbeat_interval=0.2", "--Pipeline.heartbeat_liveness=3")
+    assert result.returncode == 0, result.stderr
+    assert pids(marker) and pids(Path(f"{marker}-then"))  # both killed their process
+    assert sorted(written(tmp_path)) == list(range(3000))
+    assert report_row(result.stderr, "COUNT") == [0, 3000, 3000, 0]
+
+
 def test_what_init_sends_is_no_shards_and_the_process_taking_over_a_shard_skips_only_its_messages(
         tmp_path: Path) -> None:
     """init() sends 2 messages in each worker process (3 of them: one is killed and replaced): they are no shard's,

@@ -29,7 +29,7 @@ from typing import TYPE_CHECKING
 from pipeline.engine.outlets import ToRouter
 from pipeline.engine.wire import Packet
 from pipeline.errors import WorkerDied
-from pipeline.execution.executor import UNORDERED, Outcome, Outputs
+from pipeline.execution.executor import UNORDERED, Outcome, Outputs, StepExecutor
 from pipeline.message import Encoded, decode, encode
 
 if TYPE_CHECKING:
@@ -129,8 +129,9 @@ class ShardSink:
     answers_router = True
     adopts = False  # a producer's messages are yielded, not returned
 
-    def __init__(self, outlet: ToRouter, chain: Chain | None = None) -> None:
+    def __init__(self, outlet: ToRouter, producer: StepExecutor, chain: Chain | None = None) -> None:
         self.outlet = outlet
+        self.producer = producer  # its busy board mark names the shard's message being made or run
         self.chain = chain
         self.copies = chain is not None  # the messages go through the fused steps, in this thread
         self.lock = outlet.lock
@@ -186,16 +187,17 @@ class ShardSink:
                 self._dead_letter(chain, position, output[0].encoded())
                 flowed = []
             else:
-                self._mark(chain, position)
+                self._mark(position)
                 flowed = chain.flow(0, board_mark(self.shard, position), [output])
             self.outlet.chunk(self.shard, flowed, 1)
         self.position += len(outputs)
-        if chain is not None:
-            self._mark(chain, self.position)  # the generator makes the next one now
+        # The generator makes the next one now: a death from here on is blamed on that message of the shard, so that
+        # deaths at two of its messages are not taken for one message's (max_redeliveries counts per message).
+        self._mark(self.position)
 
-    def _mark(self, chain: Chain, position: int) -> None:
+    def _mark(self, position: int) -> None:
         """Say on the busy board which message of the shard the process makes or runs."""
-        producer = chain.executors[0]
+        producer = self.producer
         if producer.mark is not None:
             producer.mark(producer.worker, board_mark(self.shard, position))
 

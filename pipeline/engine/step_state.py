@@ -930,7 +930,10 @@ class StepState:
             if seq is None:
                 kept.append(packet)
                 continue
-            deaths = self._deaths[seq] = self._deaths.get(seq, 0) + 1
+            if self.shards is not None:  # deaths count per message of the shard, as per message elsewhere
+                deaths = self.shards.died(seq, positions[seq], self.options.max_redeliveries)
+            else:
+                deaths = self._deaths[seq] = self._deaths.get(seq, 0) + 1
             slot = slot_of(worker)
             blamed = self._blamed.setdefault(seq, [])
             if slot is not None:
@@ -939,7 +942,6 @@ class StepState:
                 # A fused step may have died on one message: once as many processes died running it, it goes to the
                 # dead letters (engine.shards), and the deaths it caused spend no restarts. One more there is the
                 # generator's own: the producer fails.
-                deaths = self.shards.died(seq, positions[seq], self.options.max_redeliveries)
                 if deaths == self.options.max_redeliveries:
                     self.forgiven = self.forgiven | set(self._blamed.pop(seq))
                 if deaths <= self.options.max_redeliveries:

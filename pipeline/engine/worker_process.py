@@ -247,7 +247,7 @@ class ProcessWorkerThread(WorkerThread):
         else:
             outlet = ToRouter(ctl, self.tail, None, None)
         if self.step.kind == "producer":
-            self.shard_sink = ShardSink(outlet, self.chain)
+            self.shard_sink = ShardSink(outlet, self.executor, self.chain)
             outlet.for_shard()
         outlet.max_delay = PREFETCH_SECONDS_OUTSIDE
         return outlet
