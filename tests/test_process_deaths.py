@@ -12,10 +12,13 @@ import json
 import os
 import re
 import signal
+import subprocess
+import sys
 from pathlib import Path
 
 import pytest
 
+from pipeline.engine import zygote
 from pipeline.failures.deadletter import load_messages
 from tests.failure_helpers import report_row
 from tests.process_helpers import (
@@ -350,3 +353,22 @@ def test_the_restart_budget_still_ends_a_step_whose_processes_die_of_no_poison(t
         result = finish_run(run, 20)
     assert result.returncode == 1, result.stderr
     assert "has no workers left: its worker processes died (killed by signal SIGKILL)" in result.stderr
+
+
+class _SilentZygote:
+    """A zygote that reports nothing (stopped with SIGSTOP, or stuck)."""
+
+    def collect(self, timeout: float = 0.0) -> None:
+        """Nothing comes."""
+
+
+def test_a_worker_process_gone_without_its_zygotes_word_counts_as_killed(monkeypatch: pytest.MonkeyPatch) -> None:
+    """A stopped zygote reaps and reports nothing: its killed children looked alive for ever and the run hung. Gone
+    for UNREPORTED_EXIT_SECONDS (here 0: at the second look), it is taken for killed; a live one never is."""
+    monkeypatch.setattr(zygote, "UNREPORTED_EXIT_SECONDS", 0.0)
+    child = subprocess.Popen([sys.executable, "-c", "pass"])
+    child.wait(timeout=30)  # reaped: its pid is gone
+    gone = zygote.Forked(_SilentZygote(), child.pid)  # type: ignore[arg-type]
+    live = zygote.Forked(_SilentZygote(), os.getpid())
+    assert [gone.poll(), live.poll()] == [None, None]  # the zygote's report may be on its way
+    assert [gone.poll(), live.poll()] == [-signal.SIGKILL, None]

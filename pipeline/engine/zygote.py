@@ -71,6 +71,9 @@ log = logging.getLogger("pipeline.engine")
 ZYGOTE_MAIN = "import sys; from pipeline.engine.zygote import main; main(sys.argv[1:])"
 #: Seconds the parent waits for a fork's answer before it starts that worker from scratch instead.
 FORK_SECONDS = 10.0
+#: Seconds a worker process may be gone (or a zombie) without its zygote's word on how it ended before it counts as
+#: killed: a zygote that is stopped (SIGSTOP) or stuck reaps and reports nothing, and the run waited for ever.
+UNREPORTED_EXIT_SECONDS = 2.0
 #: How often the zygote looks for children that ended.
 _REAP_SECONDS = 0.05
 #: Seconds the zygote of a killed parent waits for it to be gone before it sweeps what it left.
@@ -110,11 +113,19 @@ class Forked:
         self.zygote = zygote
         self.pid = pid
         self.returncode: int | None = None
+        self._gone_since: float | None = None  # when it was first seen gone without the zygote's report
 
     def poll(self) -> int | None:
-        """Its exit status once it has ended (as the zygote reports it), else None."""
+        """Its exit status once it has ended (as the zygote reports it, or killed if the zygote says nothing for
+        UNREPORTED_EXIT_SECONDS after it is gone), else None."""
         if self.returncode is None:
             self.zygote.collect()
+        if self.returncode is None and not process_alive(self.pid):
+            now = time.monotonic()
+            if self._gone_since is None:
+                self._gone_since = now  # the zygote's report may be on its way: it has the true status
+            elif now - self._gone_since >= UNREPORTED_EXIT_SECONDS:
+                self.returncode = -signal.SIGKILL
         return self.returncode
 
     def send_signal(self, signum: int) -> None:
