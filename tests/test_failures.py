@@ -136,7 +136,7 @@ def test_producer_failure_drains_what_it_produced(tmp_path: Path, mode: str) -> 
 
 
 @pytest.mark.parametrize("mode", MODES)
-@pytest.mark.parametrize("signum,status", [(2, 130), (15, 143)])
+@pytest.mark.parametrize("signum,status", [(2, 130), (15, 143), (1, 129)])  # SIGHUP: it killed the run, no report
 def test_signal_drains_and_finishes(tmp_path: Path, mode: str, signum: int, status: int) -> None:
     path = config(tmp_path, {"class": "SignalSelf", "nb_thread": 2}, Counter={"count": 100_000},
                   SignalSelf={"at": 20, "signal": signum})
@@ -341,3 +341,32 @@ def test_init_failure_in_an_ordered_step_is_a_step_failure(tmp_path: Path) -> No
     assert "init(): RuntimeError: cannot open the calibration table" in result.stderr
     assert "internal error" not in result.stderr
     assert written(tmp_path) == [{"finished": True}]
+
+
+#: A signal that comes once the run has returned, as pipeline-run prints its report and exits (its guard made for a
+#: process that ends, as launch_instance's), then Python's own guard for the Python API.
+SIGNAL_AS_THE_RUN_ENDS = """
+import os, signal
+from pipeline.cli.signals import SignalGuard
+
+class Finished:
+    def interrupt(self, signum): pass
+    def busy(self): return []
+
+with SignalGuard(Finished(), 10.0):
+    pass
+print(signal.getsignal(signal.SIGINT) is signal.default_int_handler)
+with SignalGuard(Finished(), 10.0, process_ends=True):
+    pass
+for signum in (signal.SIGINT, signal.SIGTERM, signal.SIGHUP):
+    os.kill(os.getpid(), signum)
+print("report printed")
+"""
+
+
+def test_a_signal_as_pipeline_run_ends_leaves_its_report_and_status() -> None:
+    """One that came between the run's return and the exit killed the process (SIGTERM: 143, no report) or raised
+    KeyboardInterrupt ("interrupted" instead of the report's status); the Python API gets Python's handlers back."""
+    result = subprocess.run([sys.executable, "-c", SIGNAL_AS_THE_RUN_ENDS], cwd=REPO, capture_output=True, text=True,
+                            timeout=30, env={**os.environ, "PYTHONPATH": str(REPO)})
+    assert (result.returncode, result.stdout.splitlines()) == (0, ["True", "report printed"]), result.stderr

@@ -74,6 +74,8 @@ pipeline-run --config=configs/routing.json --graph=mermaid
 
     #: The exit status of the last run (DESIGN.md §5).
     exit_status = 0
+    #: The process exits after the run (launch_instance): signals that come once the run returned are ignored.
+    process_ends = False
 
     package_loggers = ("pipeline",)
 
@@ -145,7 +147,7 @@ pipeline-run --config=configs/routing.json --graph=mermaid
             return
         if self.replay:
             preload(self.replay)  # unpickled once, here: a record that cannot be stops us before any step runs
-        with SignalGuard(pipeline, pipeline.shutdown_timeout):
+        with SignalGuard(pipeline, pipeline.shutdown_timeout, process_ends=self.process_ends):
             report = pipeline.run()
         # stderr: a consumer such as Printer owns stdout.
         shared_stderr().write("\n".join([*pipeline.failure_summary, report.table()]) + "\n")
@@ -168,7 +170,9 @@ pipeline-run --config=configs/routing.json --graph=mermaid
     @classmethod
     def launch_instance(cls, argv: Sequence[str] | None = None, **kwargs: Any) -> NoReturn:
         """Run the command line ``argv`` (default: ``sys.argv``) and exit with its status."""
-        status = cls.instance(**kwargs).execute(argv)
+        app = cls.instance(**kwargs)
+        app.process_ends = True
+        status = app.execute(argv)
         if not shared_stderr().drain(STDERR_EXIT_SECONDS):
             # The writer is blocked on a stderr that nobody reads: the interpreter's own exit would wait
             # for it (or abort), so leave at once, stdout written.

@@ -1,4 +1,4 @@
-"""Ctrl+C and SIGTERM for pipeline-run: the first drains, the second stops now, and the process
+"""Ctrl+C, SIGTERM and SIGHUP for pipeline-run: the first drains, the second stops now, and the process
 always ends, even when a step's run() never returns (a thread cannot be killed), and whatever
 stderr does (a full pipe that nobody reads cannot stop the watchdog: it never waits for stderr).
 
@@ -33,17 +33,25 @@ EXIT_GRACE_SECONDS = 3.0
 #: Seconds the watchdog gives its last note to reach stderr before it exits the process.
 NOTE_SECONDS = 0.5
 
-HANDLED = (signal.SIGINT, signal.SIGTERM)
+#: SIGHUP too: a terminal closed or an ssh session dropped ends the run as SIGTERM does, its report and its steps'
+#: finish() with it (the default action killed it at once, its buffered output lost).
+HANDLED = (signal.SIGINT, signal.SIGTERM, signal.SIGHUP)
 #: A byte on the wakeup pipe that is no signal: it only makes the watchdog look at its deadline again.
 _WAKE = 0
 
 
 class SignalGuard:
-    """Within ``with``, SIGINT and SIGTERM stop ``pipeline`` (it must have interrupt() and busy())."""
+    """Within ``with``, SIGINT, SIGTERM and SIGHUP stop ``pipeline`` (it must have interrupt() and busy()).
 
-    def __init__(self, pipeline: Any, shutdown_timeout: float) -> None:
+    ``process_ends``: the process exits once the run has returned (pipeline-run): those signals are then ignored,
+    not given back to Python's handlers, so that one sent as the run ends neither kills the process before its report
+    is printed nor makes it exit with another status than the report says.
+    """
+
+    def __init__(self, pipeline: Any, shutdown_timeout: float, process_ends: bool = False) -> None:
         self.pipeline = pipeline
         self.shutdown_timeout = shutdown_timeout
+        self.process_ends = process_ends
         self.first_signal: int | None = None
         self._deadline: float | None = None
         self._lock = threading.Lock()  # signals come from the watchdog, the end of output from any thread
@@ -71,7 +79,7 @@ class SignalGuard:
         self._done.set()
         signal.set_wakeup_fd(self._previous_fd)
         for sig, handler in self._previous.items():
-            signal.signal(sig, handler)
+            signal.signal(sig, signal.SIG_IGN if self.process_ends and sig in HANDLED else handler)
         os.write(self._write_fd, bytes([_WAKE]))  # wake the watchdog so it ends
         self._watchdog.join()
         os.close(self._read_fd)
