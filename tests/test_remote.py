@@ -217,6 +217,20 @@ def test_kill_9_of_a_remote_worker_loses_nothing(launch: Launcher) -> None:
     assert "delivered again" in run.stderr
 
 
+@pytest.mark.parametrize("signum", [signal.SIGTERM, signal.SIGHUP])
+def test_a_remote_worker_told_to_end_tells_its_run_at_once(launch: Launcher, signum: int) -> None:
+    """scancel's SIGTERM, and SIGHUP when the worker's terminal closes (it left without a word: the run waited for
+    its missed heartbeats)."""
+    run = launch.run(launch.chain(nb_thread=1, workers=2))
+    worker = launch.worker(role="remote-blocking")
+    wait_during(run, lambda: marker_pids(launch.gate, "busy"), "the remote worker to be in a message")
+    worker.popen.send_signal(signum)
+    assert worker.wait() == 128 + signum, worker.stderr
+    assert run.wait() == 0, run.stderr
+    assert_every_value_once(launch, run)
+    assert "sent no heartbeat" not in run.stderr
+
+
 def test_kill_9_of_a_remote_workers_process_fails_that_worker_in_one_line(launch: Launcher) -> None:
     run = launch.run(launch.chain(nb_thread=1, workers=2))
     worker = launch.worker(role="remote-blocking")

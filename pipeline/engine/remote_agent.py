@@ -9,7 +9,7 @@ at once (LEFT, with what it was running), so that its messages go to other worke
 waiting for a heartbeat to be missed. Its heartbeats never wait for a worker process's GIL.
 
 It leaves, killing its worker processes, when the run is gone (no PONG for ``heartbeat_liveness``
-beats) or on SIGTERM / SIGINT (as ``scancel`` sends), telling the run what they held; and exits 0
+beats) or on SIGTERM / SIGINT (as ``scancel`` sends) / SIGHUP, telling the run what they held; and exits 0
 once every worker process has finished its share of the stream.
 """
 
@@ -126,7 +126,7 @@ def _wait_for_answer(socket: zmq.Socket, monitor: zmq.Socket, key: str) -> None:
 
 
 class _Signalled(Exception):
-    """SIGTERM or SIGINT arrived: leave."""
+    """SIGTERM, SIGINT or SIGHUP (its terminal closed) arrived: leave."""
 
     def __init__(self, signum: int) -> None:
         super().__init__(signum)
@@ -146,7 +146,7 @@ def serve_remote(address: str, login: Login, processes: int) -> int:
     secure_client(keeper_socket, login.own, login.server.public)
     directory = private_dir("worker")  # 0700: the specs and boards are ours alone
     keeper: ProcessKeeper | None = None
-    previous = {sig: signal.signal(sig, _raise_signal) for sig in (signal.SIGINT, signal.SIGTERM)}
+    previous = {sig: signal.signal(sig, _raise_signal) for sig in (signal.SIGINT, signal.SIGTERM, signal.SIGHUP)}
     try:
         keeper_socket.connect(address)
         spec, slot = ask_spec(keeper_socket, login)
