@@ -188,23 +188,35 @@ class EventInput(Component):
         4, min=1, help="Telescopes of the toy subarray, each with the hexagonal camera of algorithms.camera."
     ).tag(config=True)
 
+    @property
+    def url(self) -> str:
+        """The input: ``input_url``, or else ctapipe's own ``EventSource.input_url`` (what ``ctapipe-process --input``
+        sets), read where ctapipe's tools read it (it was taken, and toy events were read instead)."""
+        if self.input_url:
+            return self.input_url
+        with ctapipe_errors("EventSource"):
+            configured = EventSource._find_input_url_in_config(parent=self)
+        return str(configured) if configured else ""
+
     def subarray(self) -> SubarrayDescription:
         """The telescopes of the input: the file's, or the toy subarray."""
-        if not self.input_url:
+        url = self.url
+        if not url:
             return toy_subarray(self.toy_telescopes)
         with ctapipe_errors("SubarrayDescription"):
-            return SubarrayDescription.read(self.input_url)
+            return SubarrayDescription.read(url)
 
     def open_source(self) -> EventSource:
-        """ctapipe's EventSource of ``input_url`` (the subclass that reads it), or its ToyEventSource."""
-        if not self.input_url:
+        """ctapipe's EventSource of the input (the subclass that reads it), or its ToyEventSource."""
+        url = self.url
+        if not url:
             with ctapipe_errors("ToyEventSource"):
                 source = ToySource(toy_subarray(self.toy_telescopes), parent=self)
             if source.max_events is None:
                 raise CtapipeError("ctapipe's ToyEventSource: its stream has no end: set EventSource.max_events")
             return source
         with ctapipe_errors("EventSource"):
-            return EventSource(self.input_url, parent=self)
+            return EventSource(url, parent=self)
 
 
 class ReadEvents(EventInput):

@@ -121,6 +121,13 @@ def test_the_example_writes_what_ctapipes_own_loop_writes(
         pytest.param("--EventInput.input_url=notes.txt",
                      "Pipeline.producer_conf: step 'READER': ctapipe's EventSource: Could not find compatible "
                      "EventSource for input_url", id="unreadable-file"),
+        # ctapipe's own way to name the input (ctapipe-process --input): it was taken, and toy events read instead
+        pytest.param("--EventSource.input_url=missing.simtel.zst",
+                     "Pipeline.producer_conf: step 'READER': ctapipe's EventSource: input_url ",
+                     id="missing-file-ctapipes-option"),
+        pytest.param("--EventSource.input_url=notes.txt",
+                     "Pipeline.producer_conf: step 'READER': ctapipe's EventSource: Could not find compatible "
+                     "EventSource for input_url", id="unreadable-file-ctapipes-option"),
         pytest.param("--TailcutsImageCleaner.picture_threshold=3",
                      "command line: --TailcutsImageCleaner.picture_threshold: TailcutsImageCleaner has no option "
                      "'picture_threshold' (ctapipe.image.cleaning.TailcutsImageCleaner, of step IMAGES) "
