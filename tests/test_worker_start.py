@@ -89,6 +89,42 @@ def test_each_worker_process_starts_afresh(tmp_path: Path, fork: bool, thread: s
         assert f"worker {worker['pid']} started" in stdout
 
 
+#: A step class of the script itself, in 2 worker processes: forked, or with fork_workers false.
+SCRIPT_CLASS = """
+import sys
+from pipeline import Component, ConfigError, Pipeline
+
+class Double(Component):
+    def run(self, n):
+        return 2 * n
+
+document = {"version": 1, "Pipeline": {
+    "gui": False, "progress": False, "fork_workers": sys.argv[1] == "fork",
+    "producer_conf": {"name": "P", "module": "algorithms.basic", "class": "Counter", "next_steps": "D"},
+    "stagers_conf": [{"name": "D", "module": "__main__", "class": "Double", "nb_process": 2, "next_steps": "W"}],
+    "consumer_conf": {"name": "W", "module": "algorithms.basic", "class": "PassThrough"}},
+    "Counter": {"count": 10}}
+try:
+    print(Pipeline.from_config(document).run()["D"].processed)
+except ConfigError as err:
+    print(err)
+"""
+
+
+@pytest.mark.parametrize(("how", "said"), [
+    ("fork", "10"),
+    ("fresh", "<config>: Pipeline.stagers_conf[0]: step D: its class Double is defined in the running script "
+              "(__main__), which worker processes that start afresh cannot import (fork_workers is false): define "
+              "it in a module, or run the step in threads"),
+])
+def test_a_class_of_the_script_runs_in_worker_processes_forked_from_it(tmp_path: Path, how: str, said: str) -> None:
+    """Worker processes that start afresh cannot import the script: each failed to load it and died, one after
+    another, and the run failed as a step with no worker left. Said before the run, as a setting."""
+    done = subprocess.run([sys.executable, "-c", SCRIPT_CLASS, how], cwd=REPO, capture_output=True, text=True,
+                          timeout=60, env={**os.environ, "PYTHONPATH": str(REPO)})
+    assert done.stdout.splitlines() == [said], done.stderr
+
+
 def test_pipeline_run_forks_its_worker_processes(tmp_path: Path) -> None:
     """pipeline-run runs a thread that writes stderr and one that watches signals before its run starts: both are
     safe to fork beside, so its worker processes are forked too, and what they log and print reaches its stderr

@@ -90,6 +90,9 @@ class ThreadedRunner:
         # thread (engine.zygote); where it cannot be made, the supervisor spawns a zygote.
         self.zygote = Zygote.forked_from_here() if self.options.fork_workers and any(
             step.nb_process for step in config.steps.values()) else None
+        if self.zygote is None:
+            _check_importable(config, "fork_workers is false" if not self.options.fork_workers else
+                              "the run's process runs other Python threads, or cannot fork")
 
     def stop(self, signal: int | None = None) -> None:
         """Stop the producer; drain what is in flight; give up on busy threads after shutdown_timeout."""
@@ -391,3 +394,14 @@ class ThreadedRunner:
         status = exit_status(reports, self.signal, stop_reason, self.options.allow_failures)
         return RunReport(reports, status, stop_reason=stop_reason, stuck=self.stuck,
                          wall_time=time.monotonic() - self.started)
+
+
+def _check_importable(config: PipelineConfig, why: str) -> None:
+    """A ConfigError if a step of worker processes, which start afresh (``why``), has its class in the running script:
+    each would fail to import it and die, one after another (a class of a notebook or script works in them only when
+    they are forked from a copy of the run's process)."""
+    for step in config.steps.values():
+        if step.nb_process and step.module == "__main__":
+            raise ConfigError(config.source, step.key, f"step {step.name}: its class {step.class_name} is defined in "
+                              f"the running script (__main__), which worker processes that start afresh cannot "
+                              f"import ({why}): define it in a module, or run the step in threads")
