@@ -461,7 +461,14 @@ def _reduce_array(array: Any) -> Any:
     if registered is not None:
         return registered(array)
     dtype = array.dtype
-    if dtype.kind in _ARRAY_KINDS and dtype.metadata is None and array.flags.c_contiguous:
+    if dtype.kind in _ARRAY_KINDS and dtype.metadata is None:
+        flags = array.flags
+        if not flags.c_contiguous:
+            if flags.f_contiguous:
+                return array.__reduce_ex__(5)  # numpy sends its buffer as it is, in Fortran order
+            # A view with gaps (a[::2]): numpy copies it in band, which the receiver got writable, unlike every other
+            # large buffer. The copy goes as a C-contiguous array does.
+            array = array.copy()
         return _rebuild_array, (pickle.PickleBuffer(array), dtype.str, array.shape)
     return array.__reduce_ex__(5)
 
