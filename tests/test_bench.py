@@ -6,6 +6,7 @@ import json
 import math
 import os
 import re
+import signal
 import subprocess
 import sys
 from dataclasses import replace
@@ -319,3 +320,28 @@ def test_a_workload_that_fails_is_named(monkeypatch: pytest.MonkeyPatch) -> None
     monkeypatch.setitem(app.WORKLOADS, "WX", _fails)
     with pytest.raises(SystemExit, match="workload WX failed"):
         app.run_apart("WX", QUICK)
+
+
+@pytest.mark.parametrize("to", ["group", "bench"])
+def test_ctrl_c_stops_the_bench_in_one_line_and_leaves_no_process(to: str) -> None:
+    """A raw KeyboardInterrupt traceback, and with the signal to the bench alone, a workload that measured on."""
+    bench = subprocess.Popen([sys.executable, "-m", "pipeline.bench", "--quick", "--only=W1"], cwd=ROOT,
+                             stderr=subprocess.PIPE, text=True, start_new_session=True,
+                             env={**os.environ, "PYTHONPATH": str(ROOT)})
+    try:
+        assert bench.stderr is not None
+        for line in bench.stderr:  # the workload runs in its own process now
+            if line.startswith("W1 tiny"):
+                break
+        if to == "group":
+            os.killpg(bench.pid, signal.SIGINT)  # as a terminal's Ctrl+C
+        else:
+            bench.send_signal(signal.SIGINT)
+        rest = bench.communicate(timeout=60)[1]
+    finally:
+        if bench.poll() is None:
+            os.killpg(bench.pid, signal.SIGKILL)
+    assert bench.returncode == 130
+    assert rest.rstrip().splitlines()[-1] == "pipeline-bench: interrupted" and "Traceback" not in rest, rest
+    with pytest.raises(ProcessLookupError):  # the whole session, the workload's process and its workers included
+        os.killpg(bench.pid, 0)

@@ -3,10 +3,13 @@
 from __future__ import annotations
 
 import argparse
+import contextlib
 import json
 import os
 import pickle
 import platform
+import select
+import signal
 import sys
 import traceback
 from collections.abc import Callable, Sequence
@@ -22,6 +25,12 @@ from pipeline.bench.plan import FULL, QUICK, Plan
 from pipeline.bench.report import Workload, as_json, table
 from pipeline.cli.application import package_version
 from pipeline.console.end_of_output import console_script
+from pipeline.engine.worker_process import die_with_parent
+
+#: The exit status of a bench that Ctrl+C stopped (128 + SIGINT).
+INTERRUPTED = 128 + signal.SIGINT
+#: Seconds a workload's process has to end its runs once the bench is stopped, before it is killed.
+CHILD_END_SECONDS = 10.0
 
 #: Every workload, in the order they run.
 WORKLOADS: dict[str, Callable[[Plan, workloads.Progress], Workload]] = {
@@ -129,22 +138,37 @@ def run_apart(key: str, plan: Plan) -> Workload:
     what the workloads before it left behind (680 MiB after W1 to W6; a run's process that large forks and ends
     its worker processes slower, which cost W7's 600-event runs 15%: docs/performance.md)."""
     read, write = os.pipe()
+    parent = os.getpid()
     pid = os.fork()
     if pid == 0:  # the child: run the workload, send its result, leave without the parent's exit handlers
         os.close(read)
         code = 1
         try:
+            die_with_parent(parent)  # a bench killed leaves no workload measuring on
+            signal.signal(signal.SIGTERM, signal.default_int_handler)  # its parent's stop: end as Ctrl+C, tidily
             with os.fdopen(write, "wb") as result:
                 pickle.dump(WORKLOADS[key](plan, progress), result)
             code = 0
+        except KeyboardInterrupt:  # Ctrl+C reached the whole group: the parent says so
+            code = INTERRUPTED
         except BaseException:  # its traceback goes to stderr; the parent says which workload failed
             traceback.print_exc()
         finally:
             sys.stderr.flush()
             os._exit(code)
     os.close(write)
-    with os.fdopen(read, "rb") as result:
-        data = result.read()
+    try:
+        with os.fdopen(read, "rb") as result:
+            data = result.read()
+    except BaseException:  # Ctrl+C in the parent: the child ends too (its runs and processes tidied), and is reaped
+        ended = os.pidfd_open(pid)
+        with contextlib.suppress(ProcessLookupError):
+            os.kill(pid, signal.SIGTERM)
+        if not select.select([ended], [], [], CHILD_END_SECONDS)[0]:
+            os.kill(pid, signal.SIGKILL)
+        os.close(ended)
+        os.waitpid(pid, 0)
+        raise
     _, status = os.waitpid(pid, 0)
     if os.waitstatus_to_exitcode(status) != 0 or not data:
         raise SystemExit(f"pipeline-bench: workload {key} failed (its traceback is above)")
@@ -161,7 +185,11 @@ def main(argv: Sequence[str] | None = None) -> NoReturn:
     header = machine(plan, args.quick)
     progress(f"pipeline-bench: {header['summary']}")
     workloads.warm_up()
-    results = [run_apart(key, plan) for key in WORKLOADS if key in args.only]
+    try:
+        results = [run_apart(key, plan) for key in WORKLOADS if key in args.only]
+    except KeyboardInterrupt:
+        print("pipeline-bench: interrupted", file=sys.stderr)
+        sys.exit(INTERRUPTED)
     header["load_average_end"] = list(os.getloadavg())
     if args.json:
         print(json.dumps(as_json(header, results), indent=2))
