@@ -64,6 +64,7 @@ class Containers(Component):
     pair = Tuple(Int(), Int(), default_value=(1, 2), help="Two numbers.").tag(config=True)
     weights = Dict(value_trait=Int(), default_value={}, help="A number per name.").tag(config=True)
     level = Enum([0, 1, 2], default_value=0, help="A level among numbers.").tag(config=True)
+    kinds = List(Enum(["alpha", "beta"]), default_value=[], help="Names among two.").tag(config=True)
     switch = Enum([True, False, "auto"], default_value="auto", help="A flag or a word.").tag(config=True)
 
     def run(self, msg: Any) -> Any:

@@ -436,6 +436,11 @@ FILE_CASES = [
             ({"switch": 1}, "expected any of [True, False, 'auto'], got int 1"),
         )
     ),
+    pytest.param(  # which name of the list is wrong, and the nearest right one (ctapipe's component names too)
+        lambda document: {**stager_class(STEPS, "Containers")(document), "Containers": {"kinds": ["alpha", "betta"]}},
+        "Containers.kinds", "expected a list, got list ['alpha', 'betta']: 'betta' is none of alpha, beta "
+        "(did you mean 'beta'?)", id="name-in-a-list",
+    ),
     # JSON's true for a number, a number for true: traitlets took them (a count of 1, a flag set)
     pytest.param(
         setting("Counter", {"count": True}), "Counter.count", "expected an int (at least 0), got bool True",

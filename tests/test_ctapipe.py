@@ -132,6 +132,10 @@ def test_the_example_writes_what_ctapipes_own_loop_writes(
                      "command line: --TailcutsImageCleaner.picture_threshold: TailcutsImageCleaner has no option "
                      "'picture_threshold' (ctapipe.image.cleaning.TailcutsImageCleaner, of step IMAGES) "
                      "(did you mean 'picture_threshold_pe'?)", id="unknown-option"),
+        pytest.param("--CameraCalibrator.image_extractor_type=NeighbourPeakWindowSum",
+                     "'NeighbourPeakWindowSum' is none of FullWaveformSum, ", id="component-name-per-telescope"),
+        pytest.param("--CameraCalibrator.image_extractor_type=NeighbourPeakWindowSum",
+                     "(did you mean 'NeighborPeakWindowSum'?)", id="component-name-nearest"),
         pytest.param("--ImageProcessor.image_cleaner_type=Tailcuts",
                      "command line: --ImageProcessor.image_cleaner_type: expected Any of ['TailcutsImageCleaner'",
                      id="bad-value"),

@@ -8,6 +8,7 @@ import dataclasses
 import importlib
 import json
 import logging
+import re
 import sys
 from collections.abc import Iterable, Iterator, Mapping
 from pathlib import Path
@@ -434,11 +435,11 @@ class _Validator:
                 trait.validate(_PROBE, value)
             except ValueProblem as err:
                 raise ConfigError(source, f"{key}.{name}", f"{err}{note}") from None
-            except (TraitError, OverflowError):  # OverflowError: an integer too large for a Float trait
-                raise ConfigError(
-                    source, f"{key}.{name}",
-                    f"expected {_expected(trait)}, got {_type_name(value)} {shown(value)}{note}",
-                ) from None
+            except (TraitError, OverflowError) as err:  # OverflowError: an integer too large for a Float trait
+                expected = _expected(trait)
+                which = _unknown_choice(err, value, expected)
+                raise ConfigError(source, f"{key}.{name}",
+                                  f"expected {expected}, got {_type_name(value)} {shown(value)}{which}{note}") from None
         return Config(values)
 
     def overrides(self, overrides: Config, classes: dict[str, type[Configurable]]) -> Config:
@@ -500,6 +501,38 @@ def _from_command_line(trait: Any, value: DeferredConfigString | DeferredConfigL
         return trait.from_string_list([text])
     except (TraitError, ValueError):
         return text  # refused with the others: "expected a list, got str ..."
+
+
+#: Items of a value looked at for the name that is none of a trait's choices.
+MAX_CHOICE_WORDS = 1000
+#: How traitlets and ctapipe say which names a value may take (ctapipe's ComponentName: "Any of ['A', 'B']").
+_CHOICES = re.compile(r"[Aa]ny of (\[[^\]]*\])")
+
+
+def _unknown_choice(error: Exception, value: Any, expected: str) -> str:
+    """``: 'X' is none of A, B (did you mean 'A'?)`` for a value, or a list or telescope pattern list holding one, that
+    names none of the choices the trait's error lists (ctapipe's component names: their own error was replaced by
+    "expected a TelescopePatternList, got TelescopePatternList [...]"); "" otherwise."""
+    found = _CHOICES.search(" ".join(map(str, error.args)))
+    if found is None or found.group(1) in expected:  # none said, or said already by what the trait expects
+        return ""
+    try:
+        choices = ast.literal_eval(found.group(1))
+    except (ValueError, SyntaxError, MemoryError, RecursionError):
+        return ""
+    if not isinstance(choices, list) or not all(isinstance(choice, str) for choice in choices):
+        return ""
+    words: list[Any] = [value]
+    for _ in range(MAX_CHOICE_WORDS):  # a value from a file may hold any number of items: look at the first few
+        if not words:
+            break
+        word = words.pop(0)
+        if isinstance(word, Iterable) and not isinstance(word, str | bytes | Mapping):
+            words.extend(word)  # a list, or ctapipe's TelescopePatternList of [kind, pattern, name]
+        elif isinstance(word, str) and word not in choices and word not in ("type", "id", "*"):
+            return f": {word!r} is none of {', '.join(choices)}" + suggest(word, choices).replace(
+                f" (expected one of: {', '.join(sorted(choices))})", "")
+    return ""
 
 
 def _truth_for_number(trait: Any, value: Any) -> bool:
