@@ -119,6 +119,9 @@ QUALIFIED = "tests.child_steps.StrictCleaner"
                      f"expected an int (at least 0), got int -1 ({QUALIFIED}, of step CLEAN)", id="bad-value"),
         pytest.param({"Clean": {"StrictCleaner": {"threshold": "high"}}}, "Clean.StrictCleaner.threshold",
                      f"expected a float, got str 'high' ({QUALIFIED}, of step CLEAN)", id="nested-bad-value"),
+        pytest.param({"Clean": {"Processor": {"threshold": 1.0}}}, "Clean.Processor",
+                     "Clean has no option 'Processor' (a section for a class "
+                     "its step builds: that class must be in the step's child_classes)", id="child-class-not-listed"),
         pytest.param({"Cleanr": {}}, "Cleanr",
                      "unknown section: not a step class of this pipeline (did you mean 'Cleaner'?)",
                      id="unknown-class"),

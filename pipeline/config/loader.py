@@ -417,9 +417,11 @@ class _Validator:
                     # whose parent is of the outer class (ctapipe's configs nest them so)
                     self.section(f"{key}.{name}", nested, value, source)
                     continue
-                raise ConfigError(
-                    source, f"{key}.{name}", f"{cls.__name__} has no option {name!r}{note}" + suggest(name, traits)
-                )
+                hint = suggest(name, traits)
+                if isinstance(value, dict) and name[:1].isupper():  # a section for a class this step does not list
+                    hint = (f" (a section for a class its step builds: that class must be in the step's "
+                            f"child_classes){hint if 'did you mean' in hint else ''}")
+                raise ConfigError(source, f"{key}.{name}", f"{cls.__name__} has no option {name!r}{note}{hint}")
             trait = traits[name]
             if isinstance(value, LazyConfigValue):
                 continue
