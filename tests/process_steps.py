@@ -6,6 +6,7 @@ from __future__ import annotations
 import ctypes
 import errno
 import json
+import logging
 import os
 import signal
 import threading
@@ -174,11 +175,14 @@ class Warns(Component):
     """Stager: passes messages on, logging a warning for message ``warn_on``."""
 
     warn_on = Int(0, help="The message that is logged as a warning.").tag(config=True)
+    library = Unicode("", help="Log through this logger, as a library the step uses would (ctapipe's components); "
+                               "empty: the step's own.").tag(config=True)
 
     def run(self, msg: int) -> int:
         """Maybe warn, pass on."""
         if msg == self.warn_on:
-            self.log.warning("odd message %d in process %d", msg, os.getpid())
+            log = logging.getLogger(self.library) if self.library else self.log
+            log.warning("odd message %d in process %d", msg, os.getpid())
         return msg
 
 

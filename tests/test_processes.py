@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import json
 import os
+import re
 import subprocess
 import sys
 import threading
@@ -245,6 +246,21 @@ def test_the_log_of_a_worker_process_reaches_stderr_with_the_step_named(tmp_path
     warnings = [line for line in result.stderr.splitlines() if "odd message 3 in process" in line]
     assert len(warnings) == 1
     assert "WARNING" in warnings[0] and "STAGE" in warnings[0]
+
+
+@pytest.mark.parametrize("processes", [0, 2])
+@pytest.mark.parametrize("level", ["WARN", "ERROR"])
+def test_a_librarys_log_is_formatted_and_follows_the_log_level(tmp_path: Path, processes: int, level: str) -> None:
+    """In the run's process too, as in worker processes: a library's warning came bare, whatever --log-level said."""
+    path = failure_config(tmp_path, {"class": "Warns", "module": PROCESS_STEPS, "nb_process": processes},
+                          Counter={"count": 8}, Warns={"warn_on": 3, "library": "somelib.inner"})
+    result = run_to_end(path, f"--log-level={level}")
+    assert result.returncode == 0, result.stderr
+    warnings = [line for line in result.stderr.splitlines() if "odd message 3 in process" in line]
+    if level == "ERROR":
+        assert warnings == []
+    else:
+        assert len(warnings) == 1 and re.match(r"\d{4}-\d\d-\d\d \S+ WARNING somelib\.inner", warnings[0]), warnings
 
 
 def test_the_status_and_the_report_count_processes_redeliveries_and_restarts(tmp_path: Path) -> None:

@@ -73,11 +73,14 @@ class StrictApplication(Application):
         return "%(asctime)s %(levelname)s %(name)s: %(message)s"
 
     def get_default_logging_config(self) -> dict[str, Any]:
-        """traitlets' stderr logging, extended to the package loggers."""
+        """traitlets' stderr logging, extended to the package loggers and, through the root logger, to the libraries
+        that steps use (ctapipe's warnings came bare, whatever --log-level said, as worker processes already did)."""
         config = super().get_default_logging_config()
         for name in self.package_loggers:
             # The logger's own level (not only the handler's) keeps disabled debug calls cheap.
             config["loggers"][name] = {"level": self.log_level, "handlers": ["console"], "propagate": False}
+        if self.package_loggers:
+            config["root"] = {"level": self.log_level, "handlers": ["console"]}
         return config
 
     def emit_alias_help(self) -> Iterator[str]:
