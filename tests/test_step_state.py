@@ -629,7 +629,30 @@ def test_a_message_whose_worker_died_after_a_chunk_goes_again_with_a_skip_and_it
     made.handed(offer)
     made.answered(worker(1), [chunk(0, 16)])
     made.failed(worker(1), Failure(0, "run()", "ValueError: half-way", ""))
+    assert policy.failed == []  # it counts with its answer: a process that dies before runs it again
+    made.answered(worker(1), [Answer(0, [], Outcome.FAILED, 0.0)])
     assert policy.failed == [(0, "RemoteError")] and policy.delivered == {0: 32}
+
+
+def test_a_failure_said_by_a_process_that_dies_before_its_answer_counts_once() -> None:
+    """The message runs again in another process and fails again: one failure, one dead letter (it was two)."""
+    made, policy, _ = state(nb_thread=1)
+    for slot in (0, 1):
+        made.added(slot, 1)
+    made.joined(worker(0), 2)
+    made.take_input(packet(1))
+    hand_out(made)
+    made.failed(worker(0), Failure(0, "run()", "ValueError: bad", ""))
+    made.lost(Loss(0, "killed", [1]))  # it died running the next message: 0 had failed, its answer unsent
+    assert policy.failed == []
+    made.joined(worker(1), 2)
+    offer = made.offer()
+    assert offer is not None and offer.worker == worker(1)
+    made.handed(offer)
+    made.failed(worker(1), Failure(0, "run()", "ValueError: bad", ""))
+    made.answered(worker(1), [Answer(0, [], Outcome.FAILED, 0.0)])
+    assert policy.failed == [(0, "RemoteError")]
+    assert made.counts.failed == 1
 
 
 def test_a_fused_chunk_counts_the_first_steps_outputs_it_stands_for_not_the_outputs_it_holds() -> None:
@@ -639,6 +662,7 @@ def test_a_fused_chunk_counts_the_first_steps_outputs_it_stands_for_not_the_outp
     assert offer is not None and offer.skips == ((0, 16),)
     made.handed(offer)
     made.failed(worker(1), Failure(0, "run()", "ValueError: half-way", ""))
+    made.answered(worker(1), [Answer(0, [], Outcome.FAILED, 0.0)])
     assert policy.delivered == {0: 16}
 
 

@@ -13,6 +13,7 @@ from __future__ import annotations
 import logging
 import os
 import re
+import reprlib
 import shlex
 import shutil
 import stat
@@ -23,7 +24,6 @@ from pathlib import Path
 import zmq
 import zmq.auth
 
-from pipeline.config.traits import shown
 from pipeline.errors import COMMAND_LINE, ConfigError
 
 log = logging.getLogger("pipeline.auth")
@@ -53,7 +53,7 @@ def check_key_name(name: str, option: str = "NAME") -> str:
     if not _KEY_NAME.fullmatch(name):
         raise ConfigError(COMMAND_LINE, option,
                           f"expected a key name of at most 128 letters, digits, '.', '_' or '-' (no '/'), got "
-                          f"{shown(name)}")
+                          f"{reprlib.repr(name)}")
     return name
 
 

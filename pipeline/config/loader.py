@@ -25,7 +25,6 @@ from pipeline.config.stepkeys import REQUIRED_STEP_KEYS, STEP_KEYS, StepKeys, ro
 from pipeline.config.traits import ValueProblem, shown
 from pipeline.console.humanize import failure_place, suggest
 from pipeline.errors import COMMAND_LINE, ConfigError
-from pipeline.failures.describe import failure_line
 
 log = logging.getLogger("pipeline.config")
 
@@ -92,7 +91,7 @@ def check_steps(config: PipelineConfig) -> None:
         except Exception as err:  # whatever the step's code or a library under it raises
             raise ConfigError(config.source, step.key, f"step {step.name!r}: {str(err) or type(err).__name__}") from err
         except BaseException as err:  # a sys.exit() in check() (a library's own command-line checks): said, exit 2
-            raise ConfigError(config.source, step.key, f"step {step.name!r}: check() raised {failure_line(err)}"
+            raise ConfigError(config.source, step.key, f"step {step.name!r}: check() raised {type(err).__name__}: {err}"
                               f"{failure_place(err)}") from err
 
 
