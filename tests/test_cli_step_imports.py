@@ -108,6 +108,20 @@ def test_a_step_module_that_is_not_there_names_no_line(tmp_path: Path) -> None:
                              "'nosuchmodule': ModuleNotFoundError: No module named 'nosuchmodule'\n")
 
 
+def test_a_folder_hidden_by_an_installed_package_of_its_name_is_said(tmp_path: Path) -> None:
+    """The FAQ's ctapipe/ folder where ctapipe is installed: "No module named 'ctapipe.pipeline'" said nothing of
+    why (here with traitlets, which is always installed)."""
+    write_files(tmp_path, {"traitlets/mysteps.py": "from algorithms.basic import Printer\n"})
+    printer_config(tmp_path, "traitlets.mysteps")
+    result = run_in(tmp_path, "--config=broken.json")
+    assert result.returncode == 2
+    last = result.stderr.splitlines()[-1]
+    assert last.startswith("pipeline-run: error: broken.json: Pipeline.consumer_conf.module: cannot import module "
+                           "'traitlets.mysteps': ModuleNotFoundError: No module named 'traitlets.mysteps' (the "
+                           "installed package 'traitlets', "), last
+    assert last.endswith("hides the folder traitlets/ here: name the folder otherwise)"), last
+
+
 @pytest.fixture
 def launch(tmp_path: Path) -> Iterator[Launcher]:
     """The test's processes, killed at its end if still running."""

@@ -191,7 +191,21 @@ def _children(node: Any) -> Iterator[Any]:
 
 def import_problem(module_name: str, error: BaseException) -> str:
     """Why importing ``module_name`` raised ``error``, in one line naming the file and line where it failed."""
-    return f"cannot import module {module_name!r}: {type(error).__name__}: {error}{failure_place(error)}"
+    return (f"cannot import module {module_name!r}: {type(error).__name__}: {error}{failure_place(error)}"
+            f"{_hidden_folder(module_name, error)}")
+
+
+def _hidden_folder(module_name: str, error: BaseException) -> str:
+    """Why a module of a folder here cannot be found: an installed package of the folder's name comes first (the
+    FAQ's ctapipe/ folder, where ctapipe is installed); "" otherwise."""
+    top = module_name.split(".", 1)[0]
+    package = sys.modules.get(top)
+    where = getattr(package, "__file__", None)
+    if not isinstance(error, ModuleNotFoundError) or "." not in module_name or where is None:
+        return ""
+    if not (Path.cwd() / top).is_dir() or Path(where).resolve().is_relative_to(Path.cwd().resolve()):
+        return ""
+    return f" (the installed package {top!r}, {where}, hides the folder {top}/ here: name the folder otherwise)"
 
 
 def _expected(trait: Any) -> str:
