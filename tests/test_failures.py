@@ -333,6 +333,23 @@ def test_a_worker_process_stuck_in_a_step_is_named_when_the_run_gives_up_on_it(t
     wait_for(lambda: not process_alive(pid), 10, "the stuck worker process to be killed with its run")
 
 
+@pytest.mark.parametrize(("at", "doing"), [(5, "in run() on message 5"), (-1, "in init()")])
+def test_a_worker_thread_stuck_in_a_step_is_named_when_the_run_gives_up_on_it(tmp_path: Path, at: int,
+                                                                              doing: str) -> None:
+    """As cli.md says, in init() too (it said "in its step code")."""
+    marker = tmp_path / "hangs"
+    path = config(tmp_path, {"class": "Hangs"}, Counter={"count": 100}, Hangs={"at": at, "marker": str(marker)})
+    run = start_run(path, "--Pipeline.shutdown_timeout=0.5")
+    try:
+        wait_for(marker.exists, 20, "the step to hang")
+        os.kill(run.pid, signal.SIGTERM)
+    finally:
+        result = finish_run(run, 20)
+    assert result.returncode == 143
+    left = [line for line in result.stderr.splitlines() if line.startswith("still busy, left behind: ")]
+    assert left == [f"still busy, left behind: step STAGE worker 0 {doing}"], result.stderr
+
+
 def test_init_failure_in_an_ordered_step_is_a_step_failure(tmp_path: Path) -> None:
     marker = tmp_path / "finished.txt"
     path = config(tmp_path, {"class": "FailingInit", "nb_thread": 2, "ordered": True}, Counter={"count": 10})

@@ -341,10 +341,15 @@ class ThreadedRunner:
         if isinstance(thread, Router) and thread.inline is not None:
             thread = thread.inline  # a router left behind is in the step's code it runs: name the step's worker
         if isinstance(thread, StepHolder):
-            seq = thread.executor.busy_seq
-            where = f"in run() on message {seq}" if seq is not None else "in its step code"
+            executor = thread.executor
+            if executor.busy_seq is not None:
+                where = f"in run() on message {executor.busy_seq}"
+            elif executor.busy_call:
+                where = f"in {executor.busy_call}"
+            else:
+                where = "in its step code"
             return f"step {thread.step.name} worker {thread.index} {where}"
-        return thread.name
+        return f"the run's thread {thread.name}"
 
     def report_now(self) -> RunReport:
         """The report as the run stands, from another thread, while this runner's own is stuck (a last resort)."""

@@ -315,6 +315,7 @@ class StepExecutor:
         self.emitter = self.collector if step.next_steps else None  # a consumer's returned values go nowhere
         self.counts = StepCounts()
         self.busy_seq: int | None = None  # the message in run() now, to name a stuck worker
+        self.busy_call = ""  # "init()" or "finish()" while the step's code runs it, to name a stuck worker
         self.busy_time = 0.0  # seconds in run() (a producer: in its generator) so far
         self.max_time = 0.0  # the longest single run() call
         self.unsendable = 0  # values a producer yielded that could not be pickled (each failed alone)
@@ -365,6 +366,7 @@ class StepExecutor:
         collector = self.collector
         collector.begin()
         sink.lock.release()
+        self.busy_call = what
         try:
             result = code()
             _run_generator(result, self.emitter)
@@ -376,6 +378,8 @@ class StepExecutor:
             collector.restart()
             self.fail(what, err)
             return None, False
+        finally:
+            self.busy_call = ""
         sink.lock.acquire()
         outputs = collector.end()
         collector.restart()
