@@ -153,8 +153,8 @@ def test_a_failed_step_exits_1(tmp_path: Path, mode: str) -> None:
         ),
         pytest.param(
             [f"--config={CHAIN}", "--log-level=LOUD"],
-            "command line: The 'log_level' trait of a PipelineRun instance expected any of "
-            "[0, 10, 20, 30, 40, 50, 'DEBUG', 'INFO', 'WARN', 'ERROR', 'CRITICAL'], not the str 'LOUD'.",
+            "command line: --log-level: expected any of "
+            "[0, 10, 20, 30, 40, 50, 'DEBUG', 'INFO', 'WARN', 'ERROR', 'CRITICAL'], got str 'LOUD'",
             id="bad-log-level",
         ),
     ],

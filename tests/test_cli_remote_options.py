@@ -126,3 +126,12 @@ def test_a_secret_key_file_others_may_read_is_refused(launch: Launcher, mode: in
     one_line(run_cli(f"--config={path}", f"--Pipeline.listen={launch.address}", *launch.keys.run_options()),
              f"pipeline-run: error: {server}: Pipeline.server_key:", f"chmod 600 {server}")
     assert not launch.output.exists()
+
+
+@pytest.mark.parametrize(("option", "said"), [
+    ("--threads=0", "pipeline-worker: error: command line: --threads: expected at least 1, got 0"),
+    ("--processes=x", "pipeline-worker: error: command line: --processes: expected an int"),
+])
+def test_a_bad_number_for_pipeline_worker_names_its_option(launch: Launcher, option: str, said: str) -> None:
+    """traitlets' own words named a trait of a PipelineWorker instance, not the option typed."""
+    one_line(worker_cli(launch, option), said)

@@ -27,6 +27,16 @@ DEBUG_FLAG: dict[str, tuple[dict[str, Any], str]] = {
 _OPTION_NAME = re.compile(r"--?[A-Za-z][\w-]*")
 
 
+#: traitlets' sentences for a bad value of a trait, and how to say them in one line of ours (named by the option).
+_TRAIT_ERRORS = (
+    (re.compile(r"The '(?P<name>\w+)' trait of an? \w+ instance expected (?P<expected>.+), not the (?P<got>.+?)\.?"),
+     "expected {expected}, got {got}"),
+    (re.compile(r"The value of the '(?P<name>\w+)' trait of an? \w+ instance should not be less than "
+                r"(?P<limit>\S+), but a value of (?P<got>.+) was specified"), "expected at least {limit}, got {got}"),
+    (re.compile(r"The value of the '(?P<name>\w+)' trait of an? \w+ instance should not be greater than "
+                r"(?P<limit>\S+), but a value of (?P<got>.+) was specified"), "expected at most {limit}, got {got}"),
+)
+
 class _Parser(KVArgParseConfigLoader.parser_class):
     """traitlets' argument parser, raising a one-line ConfigError instead of printing usage."""
 
@@ -94,12 +104,25 @@ class StrictApplication(Application):
         try:
             # Past traitlets' catch_config_error, which would log the error and exit with status 1.
             Application.parse_command_line.__wrapped__(self, argv)
-        except (ArgumentError, TraitError) as err:
+        except TraitError as err:
+            raise ConfigError(COMMAND_LINE, *self.trait_problem(str(err))) from err
+        except ArgumentError as err:
             raise ConfigError(COMMAND_LINE, "", str(err)) from err
         if self.extra_args:
             argument = self.extra_args[0]
             raise ConfigError(COMMAND_LINE, argument,
                               f"unexpected argument (options are --name=value{self.argument_hint(argument)})")
+
+    def trait_problem(self, text: str) -> tuple[str, str]:
+        """traitlets' words for a bad value of this command's own option (``The 'threads' trait of a PipelineWorker
+        instance ...``), as (its option as typed, what was expected and what came)."""
+        for pattern, problem in _TRAIT_ERRORS:
+            found = pattern.fullmatch(text.strip())
+            if found is not None:
+                name = found.group("name")
+                option = next((alias for alias, target in self.aliases.items() if target.endswith(f".{name}")), name)
+                return f"--{option}", problem.format(**found.groupdict())
+        return "", text
 
     def argument_hint(self, argument: str) -> str:
         """What a bare ``argument`` was probably meant to be, as "; did you mean ...?" ("" if unknown)."""
