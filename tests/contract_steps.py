@@ -9,9 +9,12 @@ from __future__ import annotations
 
 import ctypes
 import json
+import os
+import signal
 import threading
 from collections import defaultdict
 from collections.abc import Iterator
+from pathlib import Path
 from typing import Any, TextIO
 
 import numpy as np
@@ -56,10 +59,16 @@ class BadNumbers(Component):
     shardable = True
     count = Int(10, help="How many numbers.").tag(config=True)
     bad_on = Int(5, help="The number yielded as a lock.").tag(config=True)
+    kill_at = Int(-1, help="The number at which the first process that makes it kills itself (-1: none).").tag(
+        config=True)
+    marker = Unicode("", help="The file created as it kills itself (the token: once).").tag(config=True)
 
     def run(self) -> Iterator[Any]:
         """Yield each number of the shard, or the lock."""
         for i in range(self.shard, self.count, self.n_shards):
+            if i == self.kill_at and not os.path.exists(self.marker):
+                Path(self.marker).touch()  # the token, made before the process dies
+                os.kill(os.getpid(), signal.SIGKILL)
             yield threading.Lock() if i == self.bad_on else i
 
 

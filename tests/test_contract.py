@@ -306,6 +306,21 @@ def test_a_value_the_producer_cannot_send_fails_alone(tmp_path: Path, mode: str,
     assert report.unprocessed == 0
 
 
+def test_a_shards_value_that_cannot_be_sent_fails_once_through_its_process_death(tmp_path: Path) -> None:
+    """The process that failed it dies later in the shard: the shard runs again and skips its place (it failed
+    again: counted twice, two dead letters)."""
+    tag, n, dead = new_tag(), 400, tmp_path / "dead.jsonl"
+    document = chain(step("P", "BadNumbers", ["C"], on_error="skip", nb_process=2), [], step("C", "Record"),
+                     BadNumbers={"count": n, "bad_on": 5, "kill_at": 301, "marker": str(tmp_path / "killed")},
+                     Record={"tag": tag})
+    report = Pipeline.from_config(document, {"Pipeline": {"dead_letter": str(dead), "heartbeat_interval": 0.2,
+                                                          "heartbeat_liveness": 3}}).run()
+    assert (tmp_path / "killed").exists()  # it died, in the shard of 5 (the odd numbers)
+    assert sorted(received(tag)) == [i for i in range(n) if i != 5]
+    assert (report["P"].processed, report["P"].failed) == (n - 1, 1)
+    assert len(dead.read_text(encoding="utf-8").splitlines()) == 1
+
+
 def test_a_value_the_producer_cannot_send_stops_a_run_whose_producer_stops_on_error() -> None:
     """on_error=stop (the default): the producer stops there, as after a failed message of a stager."""
     tag = new_tag()

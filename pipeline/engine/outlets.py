@@ -91,6 +91,10 @@ class Outlet:
             if self.max_delay < SOURCE_MAX_DELAY_SECONDS:  # a producer thread's, ramping up (a shard's waits longer)
                 self.max_delay = min(SOURCE_MAX_DELAY_SECONDS, 2 * self.max_delay + SOURCE_DELAY_STEP_SECONDS)
 
+    def unsendable(self, made: int) -> int | None:
+        """Its number: the messages made before it."""
+        return made
+
     def due(self, now: float) -> bool:
         """Whether the oldest unsent output has waited MAX_DELAY_SECONDS at ``now``."""
         return bool(self.oldest) and now - self.oldest >= self.max_delay

@@ -173,6 +173,19 @@ class ShardSink:
             self._pending = []
         self.outlet.produced(seconds)
 
+    def unsendable(self, made: int) -> int | None:
+        """A value of the shard that cannot be pickled: its place, taken as a message of the shard that went on (a
+        chunk that stands for it and holds nothing), so that a process taking the shard over skips it; None if one
+        that died did so already. Its failure goes by its place (``board_mark``), and counts once the router has that
+        chunk."""
+        place = self.position
+        self.position += 1
+        if place < self.skip:
+            return None
+        self.outlet.chunk(self.shard, [], 1)
+        self._mark(self.position)
+        return board_mark(self.shard, place)
+
     def _hand_on(self, outputs: Outputs) -> None:
         """The shard's next messages: those sent on before dropped, the poison one to the dead letters, the others
         through the fused steps one at a time, and each one's outputs to the router as a chunk standing for it (so

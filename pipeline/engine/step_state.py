@@ -631,9 +631,18 @@ class StepState:
                 self.policy.halt(self.step.name, f"step {self.step.name} raised {line} in run()")
             return
         if what == UNSENDABLE and self.shards is not None and worker in self.pool.workers:
-            self.counts.failed += 1  # not in its shard's answer, which says whether the generator raised
-            self.first_error = self.first_error or line
-            self.policy.message_failed(self.step, number, seq, error, None)
+            # A value of a shard that could not be pickled (engine.shards.ShardSink.unsendable): it counts once the
+            # chunk that stands for its place comes, as a fused step's failure does.
+            shard, place = read_mark(seq)
+
+            def count_value() -> None:
+                # Failed, not processed: the chunk that stands for its place counted it as made, as any of the shard's.
+                self.counts.processed -= 1
+                self.counts.failed += 1
+                self.first_error = self.first_error or line
+                self.policy.message_failed(self.step, number, place, error, None)
+
+            self._held_failures.setdefault(worker, []).append((shard, place, count_value))
             return
         if worker not in self.pool.workers or self.pool.next_seqs(worker, 1) != range(seq, seq + 1):
             self.ignore(worker, f"a failure of message {seq}, which it was not running")

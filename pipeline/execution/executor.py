@@ -155,6 +155,10 @@ class Sink(Protocol):
 
     def produced(self, seconds: float) -> None:
         """A producer's message was committed after ``seconds`` in its generator."""
+
+    def unsendable(self, made: int) -> int | None:
+        """A value the producer yielded cannot be pickled, ``made`` messages after its first: the number its failure
+        goes by, or None if it was counted already (a shard's, by a process that died after it)."""
         ...
 
 
@@ -184,6 +188,10 @@ class Discard:
 
     def produced(self, seconds: float) -> None:
         """Nothing to send."""
+
+    def unsendable(self, made: int) -> int | None:
+        """Its number: the messages made before it."""
+        return made
 
 
 class Collector:
@@ -515,11 +523,15 @@ class StepExecutor:
 
     def _unsendable(self, error: MessageError) -> None:
         """A value the producer yielded cannot be pickled: it fails as a message of its own (on_error, a dead letter
-        that says why and holds no message), numbered by the values yielded before it."""
+        that says why and holds no message), numbered by its sink (the messages made before it; in a shard, its
+        place there)."""
+        number = self.sink.unsendable(self.counts.processed + self.counts.failed)
+        if number is None:
+            return
         self.counts.failed += 1
         self.unsendable += 1
         self.first_error = self.first_error or failure_line(error)
-        self.policy.message_failed(self.step, self.worker, self.counts.processed + self.counts.failed - 1, error, None)
+        self.policy.message_failed(self.step, self.worker, number, error, None)
 
     def run(self, messages: Iterable[tuple[int, Buffer, list[Buffer]] | tuple[int, Encoded | Copied, None]]) -> None:
         """Run each message (sequence number, in-band pickle, buffers) through the step's run(); a message from a step

@@ -59,6 +59,10 @@ class _Deliveries:
         """A producer's message: deliver it, and everything it leads to, now."""
         self.runner.deliver()
 
+    def unsendable(self, made: int) -> int | None:
+        """Its number: the messages made before it."""
+        return made
+
 
 class SequentialRunner:
     """Runs every step in the calling thread: each message goes depth-first through the graph."""
