@@ -8,6 +8,7 @@ a worker leaves when its run is gone. What hostile peers try is in test_remote_h
 
 from __future__ import annotations
 
+import contextlib
 import os
 import re
 import signal
@@ -108,6 +109,37 @@ def test_a_worker_whose_step_fails_exits_1_saying_why(launch: Launcher, fail_in:
     if fail_in.startswith("init"):
         assert report_row(run.stderr, PRODUCER)[:2] == [0, 0], run.stderr
         assert "internal error" not in run.stderr and "never processed" not in run.stderr
+
+
+def test_a_failed_init_of_the_runs_own_stops_it_without_waiting_for_remote_workers(launch: Launcher) -> None:
+    """The wait for a remote-only step's first worker comes after the run's own init()s: one that failed stops the
+    run at once (it waited worker_timeout, then said the remote step had no workers too)."""
+    config = launch.chain(nb_thread=0)
+    config["Pipeline"]["producer_conf"]["next_steps"] = "BAD"
+    config["Pipeline"]["stagers_conf"].insert(0, {"name": "BAD", "module": "tests.remote_steps", "class": "Tagged",
+                                                  "next_steps": STAGE, "config": {"fail_in": "init"}})
+    run = launch.run(config, "--Pipeline.worker_timeout=600")
+    assert run.wait() == 1, run.stderr  # within PROCESS_SECONDS, far below worker_timeout
+    assert "BAD: first error: init(): RuntimeError: told to fail in init()" in run.stderr
+    assert "has no workers left" not in run.stderr
+    assert report_row(run.stderr, PRODUCER)[:2] == [0, 0]
+
+
+def test_a_signal_ends_the_wait_for_a_remote_only_steps_first_worker(launch: Launcher) -> None:
+    """SIGTERM while no remote worker has joined: the run ends at once, nothing sent (it sat out shutdown_timeout and
+    said the run did not drain)."""
+    run = launch.run(launch.chain(nb_thread=0), "--Pipeline.worker_timeout=600", "--Pipeline.shutdown_timeout=600")
+
+    def listening() -> bool:
+        with contextlib.suppress(OSError), socket.create_connection((launch.host, launch.port), timeout=1):
+            return True
+        return False
+
+    wait_during(run, listening, "the run to listen")
+    run.popen.send_signal(signal.SIGTERM)
+    assert run.wait() == 143, run.stderr  # within PROCESS_SECONDS, far below both timeouts
+    assert report_row(run.stderr, PRODUCER)[:2] == [0, 0]
+    assert "did not drain" not in run.stderr
 
 
 def test_a_step_of_remote_workers_only_that_none_joins_sends_nothing(launch: Launcher) -> None:

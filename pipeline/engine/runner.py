@@ -212,13 +212,22 @@ class ThreadedRunner:
                 thread.start()
         self.control.build.set()  # and the routers that run their step's one worker init() it
         inits_ok = True
-        # Steps of worker processes, and of remote workers only (nb_thread 0): the first to join, or worker_timeout
-        joining = sum(1 for router in self.routers.values() if router.step.nb_process or not router.step.workers)
+        joining = sum(1 for router in self.routers.values() if router.step.nb_process)
         inline = sum(1 for router in self.routers.values() if router.inline is not None)
-        for _ in range(sum(len(ts) for ts in self.threads.values()) + joining + inline):
-            worker = self._next_event(INIT_DONE, WORKERS_JOINED)
-            if worker is None:
+        # Steps of remote workers only (nb_thread 0): the first worker's init(), or worker_timeout, once the run's own
+        # init()s went well (one that failed stops the run at once, and a signal ends the wait).
+        remote = {router for router in self.routers.values() if not router.step.nb_process and not router.step.workers}
+        local = sum(len(ts) for ts in self.threads.values()) + joining + inline
+        while local or (remote and inits_ok and not self.control.stopping.is_set()):
+            worker = self._next_event(INIT_DONE, WORKERS_JOINED, WAKE)
+            if self.crashed or self.abort_requested or self.overdue:
                 return
+            if worker in remote:
+                remote.discard(worker)  # type: ignore[arg-type]
+            elif worker is None:
+                continue  # a signal (WAKE): the wait for remote workers ends with the stop
+            else:
+                local -= 1
             if isinstance(worker, Router):
                 inits_ok = inits_ok and not worker.state.no_worker
             else:
