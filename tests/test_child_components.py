@@ -78,6 +78,21 @@ def test_a_section_in_the_steps_own_reaches_a_grandchild_of_that_step_only(tmp_p
     assert sorted((row["threshold"], row["min_neighbors"]) for row in lines) == [(6.0, 1)] * 3 + [(9.0, 1)] * 3
 
 
+@pytest.mark.parametrize(("sections", "step", "expected"), [
+    ({"Process": {"StrictCleaner": {"threshold": 10.0, "min_neighbors": 4},
+                  "Processor": {"StrictCleaner": {"threshold": 5.0}}}}, {}, {(5.0, 4)}),
+    ({"Process": {"Processor": {"StrictCleaner": {"threshold": 5.0}}}},
+     {"config": {"StrictCleaner": {"threshold": 10.0, "min_neighbors": 4}}}, {(5.0, 4)}),
+])
+def test_within_a_steps_own_section_the_more_particular_wins(tmp_path: Path, sections: dict, step: dict,
+                                                              expected: set) -> None:
+    """Process.Processor.StrictCleaner names the cleaners of the step's processors: it wins over the step's
+    Process.StrictCleaner (which was merged over it), and takes the options it does not set from it."""
+    document = config(tmp_path, {"class": "Process", **step}, **sections)
+    assert Pipeline.from_config(document).run().exit_status == 0
+    assert outputs(tmp_path) == expected
+
+
 def test_a_steps_config_key_merges_into_its_class_section_at_every_depth(tmp_path: Path) -> None:
     """configuration.md's order: the step's config key over its class section, option by option (a nested section in
     the key replaced the class section's whole, back to the defaults)."""

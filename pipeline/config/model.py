@@ -120,20 +120,36 @@ class PipelineConfig:
         config[step.class_name] = own
         for section, values in list(own.items()):
             if isinstance(values, Config):
-                _merge_everywhere(config, section, values)
+                _merge_everywhere(config, section, values, own)
         for section, values in self.overrides.items():
             _merge_everywhere(config, section, values)
         return config
 
 
-def _merge_everywhere(config: Config, name: str, values: Config) -> None:
-    """Merge ``values`` into the section ``name`` of ``config`` and into every section of that name nested in it."""
-    stack: list[Config] = [config]
+def _merge_everywhere(config: Config, name: str, values: Config, own: Config | None = None) -> None:
+    """Merge ``values`` into the section ``name`` of ``config`` and into every section of that name nested in it; in
+    those nested deeper in ``own`` (the step's own section, where ``values`` come from), only the options they do not
+    set: ``Process.Processor.StrictCleaner`` is more particular than ``Process.StrictCleaner``, and wins."""
+    stack: list[tuple[Config, bool]] = [(config, False)]
     config.setdefault(name, Config())
     while stack:
-        node = stack.pop()
+        node, inside = stack.pop()
         for key, value in list(node.items()):
             if isinstance(value, Config):
-                if key == name:
-                    value.merge(copy.deepcopy(values))
-                stack.append(value)
+                if key == name and value is not values:
+                    if inside:
+                        _fill(value, values)
+                    else:
+                        value.merge(copy.deepcopy(values))
+                stack.append((value, inside or value is own))
+
+
+def _fill(section: Config, values: Config) -> None:
+    """Set in ``section`` the options of ``values`` it does not set, at every depth."""
+    for key, value in values.items():
+        if isinstance(value, Config):
+            inner = section.setdefault(key, Config())
+            if isinstance(inner, Config):
+                _fill(inner, value)
+        elif key not in section:
+            section[key] = copy.deepcopy(value)
