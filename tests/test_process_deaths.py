@@ -370,5 +370,9 @@ def test_a_worker_process_gone_without_its_zygotes_word_counts_as_killed(monkeyp
     child.wait(timeout=30)  # reaped: its pid is gone
     gone = zygote.Forked(_SilentZygote(), child.pid)  # type: ignore[arg-type]
     live = zygote.Forked(_SilentZygote(), os.getpid())
-    assert [gone.poll(), live.poll()] == [None, None]  # the zygote's report may be on its way
-    assert [gone.poll(), live.poll()] == [-signal.SIGKILL, None]
+    unreaped = subprocess.Popen([sys.executable, "-c", "raise SystemExit(3)"])
+    os.waitid(os.P_PID, unreaped.pid, os.WEXITED | os.WNOWAIT)  # ended, not reaped: as a stopped zygote leaves it
+    ended = zygote.Forked(_SilentZygote(), unreaped.pid)  # type: ignore[arg-type]
+    assert [gone.poll(), ended.poll(), live.poll()] == [None, None, None]  # the zygote's report may be on its way
+    assert [gone.poll(), ended.poll(), live.poll()] == [-signal.SIGKILL, 3, None]  # its own status, where it is kept
+    unreaped.wait(timeout=30)

@@ -116,8 +116,9 @@ class Forked:
         self._gone_since: float | None = None  # when it was first seen gone without the zygote's report
 
     def poll(self) -> int | None:
-        """Its exit status once it has ended (as the zygote reports it, or killed if the zygote says nothing for
-        UNREPORTED_EXIT_SECONDS after it is gone), else None."""
+        """Its exit status once it has ended, as the zygote reports it; if the zygote says nothing for
+        UNREPORTED_EXIT_SECONDS after it ended, the status the kernel keeps for a child not reaped, or (reaped, its
+        report lost) killed after five times as long; else None."""
         if self.returncode is None:
             self.zygote.collect()
         if self.returncode is None and not process_alive(self.pid):
@@ -125,7 +126,11 @@ class Forked:
             if self._gone_since is None:
                 self._gone_since = now  # the zygote's report may be on its way: it has the true status
             elif now - self._gone_since >= UNREPORTED_EXIT_SECONDS:
-                self.returncode = -signal.SIGKILL
+                status = _unreaped_status(self.pid)
+                if status is not None:
+                    self.returncode = os.waitstatus_to_exitcode(status)
+                elif now - self._gone_since >= 5 * UNREPORTED_EXIT_SECONDS:
+                    self.returncode = -signal.SIGKILL
         return self.returncode
 
     def send_signal(self, signum: int) -> None:
@@ -147,6 +152,17 @@ class Forked:
                 raise subprocess.TimeoutExpired(str(self.pid), timeout or 0.0)
             self.zygote.collect(min(left, 0.1) if left is not None else 0.1)
         return self.returncode  # type: ignore[return-value]
+
+
+def _unreaped_status(pid: int) -> int | None:
+    """The wait status of process ``pid`` if it is a child that ended and was not reaped (a zombie: /proc keeps its
+    exit code, the last field of its stat); None otherwise."""
+    try:
+        with open(f"/proc/{pid}/stat", encoding="ascii", errors="replace") as stat:
+            fields = stat.read().rsplit(")", 1)[1].split()
+    except (OSError, IndexError):
+        return None
+    return int(fields[-1]) if fields and fields[0] == "Z" and fields[-1].isdigit() else None
 
 
 class _ForkedZygote:
