@@ -161,19 +161,28 @@ def run_apart(key: str, plan: Plan) -> Workload:
         with os.fdopen(read, "rb") as result:
             data = result.read()
     except BaseException:  # Ctrl+C in the parent: the child ends too (its runs and processes tidied), and is reaped
-        ended = os.pidfd_open(pid)
-        with contextlib.suppress(ProcessLookupError):
-            os.kill(pid, signal.SIGTERM)
-        if not select.select([ended], [], [], CHILD_END_SECONDS)[0]:
-            os.kill(pid, signal.SIGKILL)
-        os.close(ended)
-        os.waitpid(pid, 0)
+        _end_child(pid)
         raise
     _, status = os.waitpid(pid, 0)
     if os.waitstatus_to_exitcode(status) != 0 or not data:
         raise SystemExit(f"pipeline-bench: workload {key} failed (its traceback is above)")
     workload: Workload = pickle.loads(data)  # from our own child
     return workload
+
+
+def _end_child(pid: int) -> None:
+    """Ask the workload's process ``pid`` to end (it tidies its runs up), kill it past CHILD_END_SECONDS, reap it."""
+    try:
+        ended: int | None = os.pidfd_open(pid)
+    except OSError:  # a kernel before 5.3: no waiting with a bound, so no asking either
+        ended = None
+    with contextlib.suppress(ProcessLookupError):
+        os.kill(pid, signal.SIGTERM if ended is not None else signal.SIGKILL)
+    if ended is not None:
+        if not select.select([ended], [], [], CHILD_END_SECONDS)[0]:
+            os.kill(pid, signal.SIGKILL)
+        os.close(ended)
+    os.waitpid(pid, 0)
 
 
 @console_script

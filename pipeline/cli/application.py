@@ -37,6 +37,7 @@ _TRAIT_ERRORS = (
                 r"(?P<limit>\S+), but a value of (?P<got>.+) was specified"), "expected at most {limit}, got {got}"),
 )
 
+
 class _Parser(KVArgParseConfigLoader.parser_class):
     """traitlets' argument parser, raising a one-line ConfigError instead of printing usage."""
 

@@ -10,6 +10,7 @@ import json
 import logging
 import re
 import sys
+from collections import deque
 from collections.abc import Iterable, Iterator, Mapping
 from pathlib import Path
 from typing import Any
@@ -518,6 +519,8 @@ def _from_command_line(trait: Any, value: DeferredConfigString | DeferredConfigL
         return text  # refused with the others: "expected a list, got str ..."
 
 
+#: The words of a ctapipe telescope pattern (["type", "*", "NAME"]) that are no name of a choice.
+_PATTERN_WORDS = ("type", "id", "*")
 #: Items of a value looked at for the name that is none of a trait's choices.
 MAX_CHOICE_WORDS = 1000
 #: How traitlets and ctapipe say which names a value may take (ctapipe's ComponentName: "Any of ['A', 'B']").
@@ -537,14 +540,14 @@ def _unknown_choice(error: Exception, value: Any, expected: str) -> str:
         return ""
     if not isinstance(choices, list) or not all(isinstance(choice, str) for choice in choices):
         return ""
-    words: list[Any] = [value]
+    words: deque[Any] = deque([value])
     for _ in range(MAX_CHOICE_WORDS):  # a value from a file may hold any number of items: look at the first few
         if not words:
             break
-        word = words.pop(0)
+        word = words.popleft()
         if isinstance(word, Iterable) and not isinstance(word, str | bytes | Mapping):
             words.extend(word)  # a list, or ctapipe's TelescopePatternList of [kind, pattern, name]
-        elif isinstance(word, str) and word not in choices and word not in ("type", "id", "*"):
+        elif isinstance(word, str) and word not in choices and word not in _PATTERN_WORDS:
             return f": {word!r} is none of {', '.join(choices)}" + suggest(word, choices).replace(
                 f" (expected one of: {', '.join(sorted(choices))})", "")
     return ""

@@ -10,6 +10,7 @@ import shutil
 import stat
 import tempfile
 import uuid
+from collections.abc import Callable
 from dataclasses import dataclass, field
 from pathlib import Path
 
@@ -63,16 +64,17 @@ def sweep_stale_dirs() -> int:
     for path in Path(tempfile.gettempdir()).glob(f"{PRIVATE_PREFIX}*"):
         pid = path.name[len(PRIVATE_PREFIX):].removeprefix("worker-").split("-", 1)[0]
         with contextlib.suppress(OSError):  # gone meanwhile, or not ours to look at
-            if pid.isdigit() and _own_dir(path) and not process_alive(int(pid)):
+            if pid.isdigit() and owned(path, stat.S_ISDIR) and not process_alive(int(pid)):
                 shutil.rmtree(path)
                 removed += 1
     return removed
 
 
-def _own_dir(path: Path) -> bool:
-    """Whether ``path`` itself (a link not followed: another user's, to one of our folders) is a folder of this user."""
+def owned(path: Path, is_kind: Callable[[int], bool]) -> bool:
+    """Whether ``path`` itself (a link not followed: anyone's, to one of ours) is of this user and of the kind that
+    ``is_kind`` (``stat.S_ISDIR``, ``stat.S_ISREG``) tells from its mode; OSError if it cannot be looked at."""
     status = path.lstat()
-    return stat.S_ISDIR(status.st_mode) and status.st_uid == os.getuid()
+    return is_kind(status.st_mode) and status.st_uid == os.getuid()
 
 
 def process_alive(pid: int) -> bool:

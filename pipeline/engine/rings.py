@@ -70,7 +70,7 @@ from collections.abc import Sequence
 from pathlib import Path
 from typing import Any
 
-from pipeline.engine.addresses import process_alive
+from pipeline.engine.addresses import owned, process_alive
 from pipeline.message import Buffer
 
 log = logging.getLogger("pipeline.engine")
@@ -341,12 +341,7 @@ def sweep_stale() -> None:
         pid = path.name[len(PREFIX):].split("-", 1)[0]
         # Anyone can make a file there, a dangling link or one gone meanwhile too: only our own files, not followed.
         with contextlib.suppress(OSError):
-            if pid.isdigit() and not process_alive(int(pid)) and _own_file(path):
+            if pid.isdigit() and not process_alive(int(pid)) and owned(path, stat.S_ISREG):
                 path.unlink()
 
-
-def _own_file(path: Path) -> bool:
-    """Whether ``path`` itself (a link not followed) is a plain file of this user."""
-    status = path.lstat()
-    return stat.S_ISREG(status.st_mode) and status.st_uid == os.getuid()
 
