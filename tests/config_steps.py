@@ -55,6 +55,16 @@ class SendThenYield(Component):
             yield
 
 
+class Untagged(Component):
+    """Stager: passes messages on; its trait ``factor`` lacks .tag(config=True), as a newcomer's first one may."""
+
+    factor = Int(2, help="Not an option: untagged.")
+
+    def run(self, msg: Any) -> Any:
+        """Pass the message on."""
+        return msg
+
+
 class Containers(Component):
     """Stager: passes messages on; options of container and union types, whose elements traitlets would take a
     JSON boolean for (as 1) where a number goes."""

@@ -18,7 +18,7 @@ from pathlib import Path
 import pytest
 
 from tests.cli_helpers import ROOT
-from tests.remote_helpers import Launcher, lines, wait_during
+from tests.remote_helpers import BIN, Launcher, lines, wait_during
 from tests.remote_steps import marker_pids
 
 #: Step modules whose import fails, each with the place the one line names and the failure it gives.
@@ -120,6 +120,33 @@ def test_a_folder_hidden_by_an_installed_package_of_its_name_is_said(tmp_path: P
                            "'traitlets.mysteps': ModuleNotFoundError: No module named 'traitlets.mysteps' (the "
                            "installed package 'traitlets', "), last
     assert last.endswith("hides the folder traitlets/ here: name the folder otherwise)"), last
+
+
+def test_a_step_module_beside_a_config_run_from_elsewhere_says_where_modules_come_from(tmp_path: Path) -> None:
+    """A newcomer runs `pipeline-run --config=ana/ana.json` from the folder above: "No module named" said no more."""
+    (tmp_path / "ana").mkdir()
+    write_files(tmp_path / "ana", {"mysteps.py": "from algorithms.basic import Printer\n"})
+    printer_config(tmp_path / "ana", "mysteps")
+    result = run_in(tmp_path, "--config=ana/broken.json")
+    assert result.returncode == 2
+    assert result.stderr.splitlines()[-1] == (
+        "pipeline-run: error: ana/broken.json: Pipeline.consumer_conf.module: cannot import module 'mysteps': "
+        "ModuleNotFoundError: No module named 'mysteps' (there is ana/mysteps.py beside the config: step modules "
+        f"are imported from the directory pipeline-run runs in, {tmp_path}: run it from ana)")
+
+
+def test_a_steps_file_named_as_an_installed_package_says_it_is_hidden(tmp_path: Path) -> None:
+    """The README's steps saved as pipeline.py: "module 'pipeline' has no class" said not why."""
+    write_files(tmp_path, {"pipeline.py": "from algorithms.basic import Printer\n"})
+    printer_config(tmp_path, "pipeline")
+    # The console script, as the README runs it (python -m pipeline would run that file itself)
+    result = subprocess.run([BIN / "pipeline-run", "--config=broken.json"], cwd=tmp_path, capture_output=True,
+                            text=True, timeout=60, env={**os.environ, "PYTHONPATH": str(ROOT)})
+    assert result.returncode == 2
+    last = result.stderr.splitlines()[-1]
+    assert last.startswith("pipeline-run: error: broken.json: Pipeline.consumer_conf.class: module 'pipeline' has no "
+                           "class 'Printer'"), last
+    assert last.endswith("hides the file pipeline.py here: rename the file)"), last
 
 
 @pytest.fixture

@@ -436,6 +436,11 @@ FILE_CASES = [
             ({"switch": 1}, "expected any of [True, False, 'auto'], got int 1"),
         )
     ),
+    pytest.param(  # the README says options are traits tagged config=True: one without the tag is no option
+        lambda document: {**stager_class(STEPS, "Untagged")(document), "Untagged": {"factor": 3}},
+        "Untagged.factor", "Untagged has no option 'factor' (its trait 'factor' is not tagged as one: declare it "
+        "with .tag(config=True))", id="trait-not-tagged",
+    ),
     pytest.param(  # which name of the list is wrong, and the nearest right one (ctapipe's component names too)
         lambda document: {**stager_class(STEPS, "Containers")(document), "Containers": {"kinds": ["alpha", "betta"]}},
         "Containers.kinds", "expected a list, got list ['alpha', 'betta']: 'betta' is none of alpha, beta "

@@ -196,6 +196,16 @@ def import_problem(module_name: str, error: BaseException) -> str:
             f"{_hidden_folder(module_name, error)}")
 
 
+def _hidden_file(module_name: str, module: Any) -> str:
+    """Why a module has not the class a step names: a file of that name here that an installed package of the same
+    name hides (the README's steps saved as pipeline.py); "" otherwise."""
+    here = Path.cwd() / Path(*module_name.split(".")).with_suffix(".py")
+    where = getattr(module, "__file__", None)
+    if where is None or not here.is_file() or Path(where).resolve() == here.resolve():
+        return ""
+    return f" (the installed package {module_name!r}, {where}, hides the file {here.name} here: rename the file)"
+
+
 def _hidden_folder(module_name: str, error: BaseException) -> str:
     """Why a module of a folder here cannot be found: an installed package of the folder's name comes first (the
     FAQ's ctapipe/ folder, where ctapipe is installed); "" otherwise."""
@@ -374,7 +384,7 @@ class _Validator:
             raise
         except BaseException as err:  # an ImportError, any error the module raises while importing, its sys.exit()
             # Chained: with --debug the traceback shows the module's own frames under the error.
-            raise self.error(f"{key}.module", import_problem(module_name, err)) from err
+            raise self.error(f"{key}.module", import_problem(module_name, err) + self.beside(module_name, err)) from err
         cls = getattr(module, class_name, None)
         if cls is None:
             components = [
@@ -382,10 +392,25 @@ class _Validator:
             ]
             raise self.error(
                 f"{key}.class", f"module {module_name!r} has no class {class_name!r}" + suggest(class_name, components)
+                + _hidden_file(module_name, module)
             )
         if not (isinstance(cls, type) and issubclass(cls, Component)):
             raise self.error(f"{key}.class", f"{module_name}.{class_name} is not a pipeline.Component subclass")
         return cls
+
+    def beside(self, module_name: str, error: BaseException) -> str:
+        """Why a step module beside the config file was not found: step modules come from the directory pipeline-run
+        runs in ("" if that is not the case)."""
+        if not isinstance(error, ModuleNotFoundError) or error.name != module_name.split(".", 1)[0]:
+            return ""
+        folder = Path(self.source).parent if self.source != DICT_SOURCE else None
+        if folder is None or folder.resolve() == Path.cwd().resolve():
+            return ""
+        there = folder / Path(*module_name.split(".")).with_suffix(".py")
+        if not there.is_file():
+            return ""
+        return (f" (there is {there} beside the config: step modules are imported from the directory pipeline-run "
+                f"runs in, {Path.cwd()}: run it from {folder})")
 
     def configurable_classes(self, steps: dict[str, StepConfig]) -> dict[str, type[Configurable]]:
         """Sections the file may hold: each step class and its configurable bases, then the classes
@@ -432,7 +457,9 @@ class _Validator:
                     self.section(f"{key}.{name}", nested, value, source)
                     continue
                 hint = suggest(name, traits)
-                if isinstance(value, dict) and name[:1].isupper():  # a section for a class this step does not list
+                if name in cls.class_traits():  # the trait is there, but not an option
+                    hint = f" (its trait {name!r} is not tagged as one: declare it with .tag(config=True))"
+                elif isinstance(value, dict) and name[:1].isupper():  # a section for a class this step does not list
                     hint = (f" (a section for a class its step builds: that class must be in the step's "
                             f"child_classes){hint if 'did you mean' in hint else ''}")
                 raise ConfigError(source, f"{key}.{name}", f"{cls.__name__} has no option {name!r}{note}{hint}")
