@@ -97,8 +97,8 @@ class JsonLinesWriter(Component):
     path = Unicode("output.jsonl", help="The file to write (replaced if it exists).").tag(config=True)
 
     def init(self) -> None:
-        """Open the file."""
-        self._file: TextIO = open(self.path, "w", encoding="utf-8")  # noqa: SIM115 (closed in finish)
+        """Open the file, a line written as it comes: what was written survives a run stopped at once (cli.md)."""
+        self._file: TextIO = open(self.path, "w", encoding="utf-8", buffering=1)  # noqa: SIM115 (closed in finish)
 
     def run(self, msg: Any) -> None:
         """Write one line."""
