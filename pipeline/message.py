@@ -311,6 +311,9 @@ _SHARED = _FIXED | {str, bytes}
 _IN_PROGRESS = object()
 #: The kinds of numpy array copied (bool, signed and unsigned integers, floating point, complex).
 _ARRAY_KINDS = frozenset("biufc")
+#: Dates and durations: sent as their bytes too (numpy's own pickle sends them in band, so they arrived writable,
+#: and a buffer cannot take their dtype).
+_DATE_KINDS = frozenset("Mm")
 
 
 class _Copier:
@@ -453,24 +456,27 @@ def _check_rebuildable(view: memoryview) -> None:
 
 
 def _reduce_array(array: Any) -> Any:
-    """How the picklers reduce a numpy array of numbers (C-contiguous): to its bytes (out of band when large), its
-    dtype's string and its shape, rebuilt by one call. numpy's own reduction, which any other array gets, pickles the
-    dtype as an object that its receiver builds anew; this costs each side about a microsecond less. A reduction
-    registered with copyreg for numpy's arrays comes first, as it would for pickle.dumps."""
+    """How the picklers reduce a numpy array of numbers or dates (C-contiguous, or made so if it has gaps): to its
+    bytes (out of band when large), its dtype's string and its shape, rebuilt by one call. numpy's own reduction,
+    which any other array gets, pickles the dtype as an object that its receiver builds anew; this costs each side
+    about a microsecond less. A reduction registered with copyreg for numpy's arrays comes first, as it would for
+    pickle.dumps."""
     registered = copyreg.dispatch_table.get(type(array))
     if registered is not None:
         return registered(array)
     dtype = array.dtype
-    if dtype.kind in _ARRAY_KINDS and dtype.metadata is None:
+    flags = array.flags
+    if not (flags.c_contiguous or flags.f_contiguous or dtype.hasobject):
+        # A view with gaps (a[::2]): numpy copies it in band, which the receiver got writable, unlike every other large
+        # buffer. Its copy goes as a contiguous array does, out of band when large (records and dates too).
+        array = array.copy()
         flags = array.flags
-        if not flags.c_contiguous:
-            if flags.f_contiguous:
-                return array.__reduce_ex__(5)  # numpy sends its buffer as it is, in Fortran order
-            # A view with gaps (a[::2]): numpy copies it in band, which the receiver got writable, unlike every other
-            # large buffer. The copy goes as a C-contiguous array does.
-            array = array.copy()
-        return _rebuild_array, (pickle.PickleBuffer(array), dtype.str, array.shape)
-    return array.__reduce_ex__(5)
+    if dtype.metadata is None and flags.c_contiguous:
+        if dtype.kind in _ARRAY_KINDS:
+            return _rebuild_array, (pickle.PickleBuffer(array), dtype.str, array.shape)
+        if dtype.kind in _DATE_KINDS:
+            return _rebuild_array, (pickle.PickleBuffer(array.reshape(-1).view("u1")), dtype.str, array.shape)
+    return array.__reduce_ex__(5)  # numpy's own: Fortran order sent as it is, other dtypes
 
 
 #: The dtypes _rebuild_array made from their strings, so that each array need not parse its own (bounded: a peer's

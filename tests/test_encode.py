@@ -94,11 +94,14 @@ def test_any_other_array_is_left_to_numpys_own_pickling(array: Any) -> None:
     assert got.tolist() == expected.tolist()
 
 
-@pytest.mark.parametrize("view", ["every other", "reversed", "a column"])
+@pytest.mark.parametrize("view", ["every other", "reversed", "a column", "records", "dates"])
 def test_a_large_view_with_gaps_arrives_read_only_as_every_large_buffer(view: str) -> None:
     """components.md: received buffers are read-only. numpy copies such a view in band, which arrived writable."""
     whole = np.arange(200_000, dtype=np.float64).reshape(1000, 200)
-    array = {"every other": whole.ravel()[::2], "reversed": whole.ravel()[::-1], "a column": whole[:, 3:150]}[view]
+    records = np.zeros(100_000, dtype=[("a", "<f8"), ("b", "<i4")])
+    records["a"] = np.arange(100_000)
+    array = {"every other": whole.ravel()[::2], "reversed": whole.ravel()[::-1], "a column": whole[:, 3:150],
+             "records": records[::2], "dates": np.arange(200_000).astype("datetime64[s]")[::2]}[view]
     got = sent({"a": array})["a"]
     assert not got.flags.writeable
     assert got.dtype == array.dtype and got.shape == array.shape and np.array_equal(got, array)
