@@ -45,8 +45,9 @@ class Policy:
         self.failed.append((seq, type(error).__name__))
         self.delivered[seq] = delivered
 
-    def not_run(self, step: StepConfig, seq: int, message: Encoded) -> None:
+    def not_run(self, step: StepConfig, seq: int, message: Encoded, delivered: int = 0) -> None:
         self.skipped.append(seq)
+        self.delivered[seq] = delivered
 
     def halt(self, step: str, reason: str) -> None:
         self.halted.add(step)
@@ -653,6 +654,22 @@ def test_a_failure_said_by_a_process_that_dies_before_its_answer_counts_once() -
     made.answered(worker(1), [Answer(0, [], Outcome.FAILED, 0.0)])
     assert policy.failed == [(0, "RemoteError")]
     assert made.counts.failed == 1
+
+
+def test_a_message_that_ran_in_part_in_a_dead_process_is_not_run_with_what_went_on() -> None:
+    """A chunk of it went on, its process died, then the step stopped: its dead letter says so, and a replay skips
+    them (it sent them all again)."""
+    made, policy, _ = state(nb_thread=1)
+    for slot in (0, 1):
+        made.added(slot, 1)
+    made.joined(worker(0), 2)
+    made.take_input(packet(1))
+    hand_out(made)
+    made.answered(worker(0), [chunk(0, 16)])
+    made.lost(Loss(0, "killed", [0]))  # message 0 goes back to the queue, 16 of its outputs on their way
+    policy.halted.add(made.step.name)  # a failure elsewhere in the step stopped it (on_error=stop)
+    assert made.offer() is None
+    assert policy.skipped == [0] and policy.delivered == {0: 16}
 
 
 def test_a_fused_chunk_counts_the_first_steps_outputs_it_stands_for_not_the_outputs_it_holds() -> None:

@@ -406,7 +406,8 @@ class StepState:
             self.counts.received += len(packet)  # received by the step, though no worker got them
             for seq, message in zip(range(packet.first_seq, packet.first_seq + len(packet)), packet.encoded(),
                                     strict=True):
-                self.policy.not_run(self.step, seq, message)
+                # One that ran in part in a process that died: a replay skips what of it went on.
+                self.policy.not_run(self.step, seq, message, self._partial.pop(seq, 0))
         self.queue.clear()
         self.queued = 0
         self.queued_bytes = 0
@@ -482,8 +483,7 @@ class StepState:
                 if outcome is partial:
                     self._partial[seq] = self._partial.get(seq, 0) + answer.stands_for
                     continue
-                if self._partial:
-                    self._partial.pop(seq, None)
+                delivered = self._partial.pop(seq, 0) if self._partial else 0
                 packet, index = answered(worker)
                 counts.received += 1
                 if outcome is done:
@@ -491,7 +491,7 @@ class StepState:
                 elif outcome is Outcome.FAILED:
                     counts.failed += 1
                 else:
-                    self.policy.not_run(self.step, seq, _message_at(packet, index))
+                    self.policy.not_run(self.step, seq, _message_at(packet, index), delivered)
                 seconds = answer.seconds
                 self.busy_time += seconds
                 if seconds > self.max_time:

@@ -158,7 +158,7 @@ class RouterPolicy:
         self._send(Failure(seq, "run()", failure_line(error), traceback_text(error), self.member,
                            message if self.member else None, delivered if self.member else 0))
 
-    def not_run(self, step: StepConfig, seq: int, message: Encoded) -> None:
+    def not_run(self, step: StepConfig, seq: int, message: Encoded, delivered: int = 0) -> None:
         """The router writes the dead letter of the messages it holds; a fused step's goes to it with its message."""
         if self.member:
             self._send(Failure(seq, NOT_RUN, "", "", self.member, message))

@@ -112,8 +112,9 @@ class Policy(Protocol):
         """Record a message whose run() raised after ``delivered`` of its outputs went on."""
         ...
 
-    def not_run(self, step: StepConfig, seq: int, message: Encoded) -> None:
-        """Record a message that a halted step did not start."""
+    def not_run(self, step: StepConfig, seq: int, message: Encoded, delivered: int = 0) -> None:
+        """Record a message that a halted step did not start (``delivered`` of its outputs went on from a process
+        that ran it in part and died: a replay skips them)."""
         ...
 
     def halt(self, step: str, reason: str) -> None:

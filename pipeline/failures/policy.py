@@ -125,11 +125,13 @@ class FailurePolicy:
             stop = self._claim(reason)
         self._stop_now(stop)
 
-    def not_run(self, step: StepConfig, seq: int, message: Encoded) -> None:
-        """Record a message that a halted step did not start: a dead letter, to replay after the fix."""
+    def not_run(self, step: StepConfig, seq: int, message: Encoded, delivered: int = 0) -> None:
+        """Record a message that a halted step did not start: a dead letter, to replay after the fix (which skips the
+        ``delivered`` outputs of it that went on from a process that ran it in part and died)."""
         if self._writer is not None:
             with self._lock:
-                self._writer.write(step.name, -1, seq, NotRun(f"not run: step {step.name} had stopped"), message)
+                self._writer.write(step.name, -1, seq, NotRun(f"not run: step {step.name} had stopped"), message,
+                                   delivered)
 
     def close(self) -> None:
         """The run ended: log the failures only counted so far, and close the dead-letter file."""
