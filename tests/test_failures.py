@@ -310,20 +310,26 @@ def test_stuck_step_is_left_behind_after_shutdown_timeout(tmp_path: Path, mode: 
     assert re.search(r"^\d+ messages were sent but never processed$", result.stderr, re.MULTILINE)
 
 
-@pytest.mark.parametrize(("at", "doing", "hold_gil"), [(5, "in run() on message 5", False), (-1, "in init()", False),
-                                                     (5, "in run() on message 5", True)])
-def test_a_worker_process_stuck_in_a_step_is_named_when_the_run_gives_up_on_it(tmp_path: Path, at: int, doing: str,
-                                                                               hold_gil: bool) -> None:
-    """Waiting, or in C code that keeps the GIL (faq.md: the run's process is not held; it kills the stuck one)."""
+def stopped_once_it_hangs(tmp_path: Path, stage: dict[str, Any], **hangs: Any) -> Any:
+    """pipeline-run of a chain whose stage (Hangs, with ``hangs``) hangs, given SIGTERM once it does, with a
+    shutdown_timeout of 0.5 s: how it ended."""
     marker = tmp_path / "hangs"
-    path = config(tmp_path, {"class": "Hangs", "nb_process": 1}, Counter={"count": 100},
-                  Hangs={"at": at, "marker": str(marker), "hold_gil": hold_gil})
+    path = config(tmp_path, stage, Counter={"count": 100}, Hangs={**hangs, "marker": str(marker)})
     run = start_run(path, "--Pipeline.shutdown_timeout=0.5")
     try:
         wait_for(marker.exists, 20, "the step to hang")
         os.kill(run.pid, signal.SIGTERM)
     finally:
         result = finish_run(run, 20)
+    return result
+
+
+@pytest.mark.parametrize(("at", "doing", "hold_gil"), [(5, "in run() on message 5", False), (-1, "in init()", False),
+                                                     (5, "in run() on message 5", True)])
+def test_a_worker_process_stuck_in_a_step_is_named_when_the_run_gives_up_on_it(tmp_path: Path, at: int, doing: str,
+                                                                               hold_gil: bool) -> None:
+    """Waiting, or in C code that keeps the GIL (faq.md: the run's process is not held; it kills the stuck one)."""
+    result = stopped_once_it_hangs(tmp_path, {"class": "Hangs", "nb_process": 1}, at=at, hold_gil=hold_gil)
     assert result.returncode == 143
     assert result.stderr.count("did not drain within shutdown_timeout") == 1
     left = [line for line in result.stderr.splitlines() if line.startswith("still busy, left behind: ")]
@@ -337,14 +343,7 @@ def test_a_worker_process_stuck_in_a_step_is_named_when_the_run_gives_up_on_it(t
 def test_a_worker_thread_stuck_in_a_step_is_named_when_the_run_gives_up_on_it(tmp_path: Path, at: int,
                                                                               doing: str) -> None:
     """As cli.md says, in init() too (it said "in its step code")."""
-    marker = tmp_path / "hangs"
-    path = config(tmp_path, {"class": "Hangs"}, Counter={"count": 100}, Hangs={"at": at, "marker": str(marker)})
-    run = start_run(path, "--Pipeline.shutdown_timeout=0.5")
-    try:
-        wait_for(marker.exists, 20, "the step to hang")
-        os.kill(run.pid, signal.SIGTERM)
-    finally:
-        result = finish_run(run, 20)
+    result = stopped_once_it_hangs(tmp_path, {"class": "Hangs"}, at=at)
     assert result.returncode == 143
     left = [line for line in result.stderr.splitlines() if line.startswith("still busy, left behind: ")]
     assert left == [f"still busy, left behind: step STAGE worker 0 {doing}"], result.stderr

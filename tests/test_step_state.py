@@ -609,15 +609,21 @@ def test_an_ordered_steps_chunks_of_a_later_input_wait_their_turn_and_past_held_
     assert made.take_acks() == [worker(1)]
 
 
-def died_after(first: Answer) -> tuple[StepState, Policy, Offer | None]:
-    """A step of two one-thread worker processes: the first answers input 0 with the chunk ``first``, then dies;
-    the state, its policy and what it offers the second once it joins."""
+def one_input_held() -> tuple[StepState, Policy]:
+    """A step of two one-thread worker processes, the first of which joined and holds input 0."""
     made, policy, _ = state(nb_thread=1)
     for slot in (0, 1):
         made.added(slot, 1)
     made.joined(worker(0), 2)
     made.take_input(packet(1))
     hand_out(made)
+    return made, policy
+
+
+def died_after(first: Answer) -> tuple[StepState, Policy, Offer | None]:
+    """A step of two one-thread worker processes: the first answers input 0 with the chunk ``first``, then dies;
+    the state, its policy and what it offers the second once it joins."""
+    made, policy = one_input_held()
     made.answered(worker(0), [first])
     made.lost(Loss(0, "killed", [0]))
     made.joined(worker(1), 2)
@@ -637,12 +643,7 @@ def test_a_message_whose_worker_died_after_a_chunk_goes_again_with_a_skip_and_it
 
 def test_a_failure_said_by_a_process_that_dies_before_its_answer_counts_once() -> None:
     """The message runs again in another process and fails again: one failure, one dead letter (it was two)."""
-    made, policy, _ = state(nb_thread=1)
-    for slot in (0, 1):
-        made.added(slot, 1)
-    made.joined(worker(0), 2)
-    made.take_input(packet(1))
-    hand_out(made)
+    made, policy = one_input_held()
     made.failed(worker(0), Failure(0, "run()", "ValueError: bad", ""))
     made.lost(Loss(0, "killed", [1]))  # it died running the next message: 0 had failed, its answer unsent
     assert policy.failed == []
@@ -659,12 +660,7 @@ def test_a_failure_said_by_a_process_that_dies_before_its_answer_counts_once() -
 def test_a_message_that_ran_in_part_in_a_dead_process_is_not_run_with_what_went_on() -> None:
     """A chunk of it went on, its process died, then the step stopped: its dead letter says so, and a replay skips
     them (it sent them all again)."""
-    made, policy, _ = state(nb_thread=1)
-    for slot in (0, 1):
-        made.added(slot, 1)
-    made.joined(worker(0), 2)
-    made.take_input(packet(1))
-    hand_out(made)
+    made, policy = one_input_held()
     made.answered(worker(0), [chunk(0, 16)])
     made.lost(Loss(0, "killed", [0]))  # message 0 goes back to the queue, 16 of its outputs on their way
     policy.halted.add(made.step.name)  # a failure elsewhere in the step stopped it (on_error=stop)
