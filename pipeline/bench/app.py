@@ -139,7 +139,12 @@ def run_apart(key: str, plan: Plan) -> Workload:
     its worker processes slower, which cost W7's 600-event runs 15%: docs/performance.md)."""
     read, write = os.pipe()
     parent = os.getpid()
-    pid = os.fork()
+    # Ctrl+C waits out the fork: raised inside its handlers (logging's), it would be printed and ignored.
+    signal.pthread_sigmask(signal.SIG_BLOCK, {signal.SIGINT})
+    try:
+        pid = os.fork()
+    finally:
+        signal.pthread_sigmask(signal.SIG_UNBLOCK, {signal.SIGINT})
     if pid == 0:  # the child: run the workload, send its result, leave without the parent's exit handlers
         os.close(read)
         code = 1
@@ -164,6 +169,8 @@ def run_apart(key: str, plan: Plan) -> Workload:
         _end_child(pid)
         raise
     _, status = os.waitpid(pid, 0)
+    if os.waitstatus_to_exitcode(status) == INTERRUPTED:
+        raise KeyboardInterrupt  # Ctrl+C reached the child first: the bench was interrupted, as its own would say
     if os.waitstatus_to_exitcode(status) != 0 or not data:
         raise SystemExit(f"pipeline-bench: workload {key} failed (its traceback is above)")
     workload: Workload = pickle.loads(data)  # from our own child
