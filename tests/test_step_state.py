@@ -657,6 +657,17 @@ def test_a_failure_said_by_a_process_that_dies_before_its_answer_counts_once() -
     assert made.counts.failed == 1
 
 
+def test_a_failure_said_twice_by_a_worker_outside_the_run_counts_once() -> None:
+    """A hostile or broken worker process (a remote one) says its message failed twice: one failure, one dead
+    letter; the second is ignored and said so."""
+    made, policy = one_input_held()
+    for _ in range(2):
+        made.failed(worker(0), Failure(0, "run()", "ValueError: bad", ""))
+    made.answered(worker(0), [Answer(0, [], Outcome.FAILED, 0.0)])
+    assert policy.failed == [(0, "RemoteError")]
+    assert made.ignored == 1
+
+
 def test_a_message_that_ran_in_part_in_a_dead_process_is_not_run_with_what_went_on() -> None:
     """A chunk of it went on, its process died, then the step stopped: its dead letter says so, and a replay skips
     them (it sent them all again)."""

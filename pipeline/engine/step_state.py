@@ -630,10 +630,14 @@ class StepState:
             if what.startswith("run()"):  # a SystemExit or such in run() (of a shard): the step stops, as in threads
                 self.policy.halt(self.step.name, f"step {self.step.name} raised {line} in run()")
             return
+        held = self._held_failures.get(worker, ())
         if what == UNSENDABLE and self.shards is not None and worker in self.pool.workers:
             # A value of a shard that could not be pickled (engine.shards.ShardSink.unsendable): it counts once the
             # chunk that stands for its place comes, as a fused step's failure does.
             shard, place = read_mark(seq)
+            if not 0 <= shard < self.shards.count or any(entry[:2] == (shard, place) for entry in held):
+                self.ignore(worker, f"a failure of value {place} of shard {shard}, which it cannot have made, or again")
+                return
 
             def count_value() -> None:
                 # Failed, not processed: the chunk that stands for its place counted it as made, as any of the shard's.
@@ -642,10 +646,16 @@ class StepState:
                 self.first_error = self.first_error or line
                 self.policy.message_failed(self.step, number, place, error, None)
 
-            self._held_failures.setdefault(worker, []).append((shard, place, count_value))
+            if self.shards.covers(shard, place):
+                count_value()  # its chunk came first
+            else:
+                self._held_failures.setdefault(worker, []).append((shard, place, count_value))
             return
         if worker not in self.pool.workers or self.pool.next_seqs(worker, 1) != range(seq, seq + 1):
             self.ignore(worker, f"a failure of message {seq}, which it was not running")
+            return
+        if any(entry[:2] == (seq, -1) for entry in held):  # a worker outside the run may say anything twice
+            self.ignore(worker, f"a second failure of message {seq}")
             return
         state = self.pool.workers[worker]
         message = _message_at(state.in_flight[0], state.answered)
