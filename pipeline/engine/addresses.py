@@ -86,8 +86,17 @@ def process_alive(pid: int) -> bool:
         return False
     except PermissionError:
         return True
-    try:
-        state = Path(f"/proc/{pid}/stat").read_text(encoding="ascii", errors="replace").rsplit(")", 1)[1].split()[0]
-    except (OSError, IndexError):
+    fields = proc_stat(pid)
+    if fields is None:
         return True  # no /proc (macOS), or gone meanwhile: kill() said it was there
-    return state not in ("Z", "X")
+    return fields[0] not in ("Z", "X")
+
+
+def proc_stat(pid: int) -> list[str] | None:
+    """The fields of ``/proc/PID/stat`` after the process's name: its state first (``R``, ``S``, ``T``, ``Z``...), the
+    exit status it ended with last; None where there are none to read (gone, or no /proc)."""
+    try:
+        text = Path(f"/proc/{pid}/stat").read_text(encoding="ascii", errors="replace")
+    except OSError:
+        return None
+    return text.rsplit(")", 1)[-1].split() or None

@@ -29,6 +29,7 @@ from collections.abc import Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
 
+from pipeline.engine.addresses import proc_stat
 from pipeline.engine.board import BusyBoard
 from pipeline.engine.wire import MAX_REASON_CHARS, NOT_STARTED
 from pipeline.engine.worker_process import STEP_FAILED, Spec, last_word_path
@@ -222,12 +223,8 @@ class ProcessKeeper:
 
 def is_stopped(pid: int) -> bool:
     """Whether process ``pid`` is stopped (SIGSTOP, or a debugger's stop), from /proc; False where it cannot tell."""
-    try:
-        with open(f"/proc/{pid}/stat", encoding="ascii", errors="replace") as stat:
-            state = stat.read().rsplit(")", 1)[1].split()[0]
-    except (OSError, IndexError):
-        return False
-    return state in ("T", "t")
+    fields = proc_stat(pid)
+    return fields is not None and fields[0] in ("T", "t")
 
 
 def describe_exit(code: int) -> str:

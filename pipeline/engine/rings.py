@@ -343,5 +343,3 @@ def sweep_stale() -> None:
         with contextlib.suppress(OSError):
             if pid.isdigit() and not process_alive(int(pid)) and owned(path, stat.S_ISREG):
                 path.unlink()
-
-

@@ -62,7 +62,7 @@ from collections.abc import Sequence
 from typing import Any, NoReturn
 
 from pipeline.engine import rings, worker_process  # the whole worker code, imported once for all its workers
-from pipeline.engine.addresses import process_alive, sweep_stale_dirs
+from pipeline.engine.addresses import proc_stat, process_alive, sweep_stale_dirs
 from pipeline.engine.allocator import release_freed_memory
 
 log = logging.getLogger("pipeline.engine")
@@ -157,11 +157,7 @@ class Forked:
 def _unreaped_status(pid: int) -> int | None:
     """The wait status of process ``pid`` if it is a child that ended and was not reaped (a zombie: /proc keeps its
     exit code, the last field of its stat); None otherwise."""
-    try:
-        with open(f"/proc/{pid}/stat", encoding="ascii", errors="replace") as stat:
-            fields = stat.read().rsplit(")", 1)[1].split()
-    except (OSError, IndexError):
-        return None
+    fields = proc_stat(pid)
     return int(fields[-1]) if fields and fields[0] == "Z" and fields[-1].isdigit() else None
 
 
