@@ -278,15 +278,14 @@ class ProcessWorkerThread(WorkerThread):
         for seq, inband, buffers in packet.messages():
             work = read_work(inband, buffers)
             sink.start(work)
-            failed, busy = executor.counts.failed - executor.unsendable, executor.busy_time
+            busy = executor.busy_time
             if executor.mark is not None:  # the shard runs: the process is at work, not stalled
                 executor.mark(executor.worker, seq)
-            executor.produce(lambda: self.step.name in self.halted, (work.shard, work.count))
+            raised = executor.produce(lambda: self.step.name in self.halted, (work.shard, work.count))
             if executor.mark is not None:
                 executor.mark(executor.worker, None)
             # FAILED: the shard's generator raised (a value that could not travel is a failure of its own)
-            sink.failed(seq, Outcome.FAILED if executor.counts.failed - executor.unsendable > failed else Outcome.DONE,
-                        executor.busy_time - busy)
+            sink.failed(seq, Outcome.FAILED if raised else Outcome.DONE, executor.busy_time - busy)
 
     def start_component(self) -> bool:
         """Build and init() every step this thread runs, the last fused step first (so that what an init()

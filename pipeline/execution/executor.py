@@ -156,6 +156,7 @@ class Sink(Protocol):
 
     def produced(self, seconds: float) -> None:
         """A producer's message was committed after ``seconds`` in its generator."""
+        ...
 
     def unsendable(self, made: int) -> int | None:
         """A value the producer yielded cannot be pickled, ``made`` messages after its first: the number its failure
@@ -327,7 +328,6 @@ class StepExecutor:
         self.busy_call = ""  # "init()" or "finish()" while the step's code runs it, to name a stuck worker
         self.busy_time = 0.0  # seconds in run() (a producer: in its generator) so far
         self.max_time = 0.0  # the longest single run() call
-        self.unsendable = 0  # values a producer yielded that could not be pickled (each failed alone)
         self.first_error: str | None = None
         self.fatal = False  # the step failed (not only some of its messages)
         #: Told the message each run() starts and ends (None): a worker process's busy board.
@@ -434,22 +434,22 @@ class StepExecutor:
         if refused is not None and not self.fatal:
             self.fail("send_msg()", StepFailed(refused))
 
-    def produce(self, stopping: Callable[[], bool], share: tuple[int, int] | None = None) -> None:
+    def produce(self, stopping: Callable[[], bool], share: tuple[int, int] | None = None) -> bool:
         """A producer: each value its generator yields is a message, and so is each it passes to send_msg(). A producer
-        in shards runs the ``share`` (shard, n_shards) it is given; its shard is unknown again once run() ends."""
+        in shards runs the ``share`` (shard, n_shards) it is given; its shard is unknown again once run() ends.
+        Whether the generator failed (it raised, or could not be made; not a value that failed alone)."""
         component = self.component
         if component is None:
-            return
+            return False
         if share is None:
-            self._produce(component, stopping, "run()")
-            return
+            return self._produce(component, stopping, "run()")
         set_share(component, share)
         try:
-            self._produce(component, stopping, f"run() of shard {share[0]}")
+            return self._produce(component, stopping, f"run() of shard {share[0]}")
         finally:
             set_share(component, None)
 
-    def _produce(self, component: Component, stopping: Callable[[], bool], what: str) -> None:
+    def _produce(self, component: Component, stopping: Callable[[], bool], what: str) -> bool:
         """produce() once the producer's share is set; ``what`` names the call in a failure."""
         sink = self.sink
         collector = self.collector
@@ -469,7 +469,7 @@ class StepExecutor:
         _, returned = self._lifecycle(what, start)
         if not returned:
             counts.failed += 1
-            return
+            return True
         error: BaseException | None = None
         unsendable: MessageError | None = None
         # The producer's hot path: a yield of a fast source costs about as much as all that follows it here.
@@ -521,6 +521,7 @@ class StepExecutor:
         if error is not None:
             counts.failed += 1
             self.fail(what, error)
+        return error is not None
 
     def _unsendable(self, error: MessageError) -> None:
         """A value the producer yielded cannot be pickled: it fails as a message of its own (on_error, a dead letter
@@ -530,7 +531,6 @@ class StepExecutor:
         if number is None:
             return
         self.counts.failed += 1
-        self.unsendable += 1
         self.first_error = self.first_error or failure_line(error)
         self.policy.message_failed(self.step, self.worker, number, error, None)
 
