@@ -216,7 +216,7 @@ def busy_lines(name: str, slot: int, running: Sequence[int], router: Router) -> 
 
 def _doing(mark: int, router: Router) -> str:
     """What a busy board's ``mark`` says a thread of ``router``'s step runs: a message, or a shard's (engine.shards:
-    with steps fused after the producer, the mark also says which message of the shard)."""
+    the mark also says which message of the shard, named where steps are fused after the producer)."""
     if router.state.shards is None:
         return f"in run() on message {mark}"
     shard, position = read_mark(mark)
