@@ -196,27 +196,36 @@ def import_problem(module_name: str, error: BaseException) -> str:
             f"{_hidden_folder(module_name, error)}")
 
 
+def _module_file(module_name: str, folder: Path) -> Path:
+    """The file in ``folder`` that would hold module ``module_name`` (``a.b``: ``folder/a/b.py``)."""
+    return folder / Path(*module_name.split(".")).with_suffix(".py")
+
+
+def _hides(package: str, where: str, local: str, fix: str) -> str:
+    """What a step module's error adds when an installed ``package`` (its file ``where``) hides ``local`` here."""
+    return f" (the installed package {package!r}, {where}, hides {local} here: {fix})"
+
+
 def _hidden_file(module_name: str, module: Any) -> str:
     """Why a module has not the class a step names: a file of that name here that an installed package of the same
     name hides (the README's steps saved as pipeline.py); "" otherwise."""
-    here = Path.cwd() / Path(*module_name.split(".")).with_suffix(".py")
+    here = _module_file(module_name, Path.cwd())
     where = getattr(module, "__file__", None)
     if where is None or not here.is_file() or Path(where).resolve() == here.resolve():
         return ""
-    return f" (the installed package {module_name!r}, {where}, hides the file {here.name} here: rename the file)"
+    return _hides(module_name, where, f"the file {here.name}", "rename the file")
 
 
 def _hidden_folder(module_name: str, error: BaseException) -> str:
     """Why a module of a folder here cannot be found: an installed package of the folder's name comes first (the
     FAQ's ctapipe/ folder, where ctapipe is installed); "" otherwise."""
     top = module_name.split(".", 1)[0]
-    package = sys.modules.get(top)
-    where = getattr(package, "__file__", None)
+    where = getattr(sys.modules.get(top), "__file__", None)
     if not isinstance(error, ModuleNotFoundError) or "." not in module_name or where is None:
         return ""
     if not (Path.cwd() / top).is_dir() or Path(where).resolve().is_relative_to(Path.cwd().resolve()):
         return ""
-    return f" (the installed package {top!r}, {where}, hides the folder {top}/ here: name the folder otherwise)"
+    return _hides(top, where, f"the folder {top}/", "name the folder otherwise")
 
 
 def _expected(trait: Any) -> str:
@@ -406,7 +415,7 @@ class _Validator:
         folder = Path(self.source).parent if self.source != DICT_SOURCE else None
         if folder is None or folder.resolve() == Path.cwd().resolve():
             return ""
-        there = folder / Path(*module_name.split(".")).with_suffix(".py")
+        there = _module_file(module_name, folder)
         if not there.is_file():
             return ""
         return (f" (there is {there} beside the config: step modules are imported from the directory pipeline-run "
