@@ -116,7 +116,7 @@ class StrictApplication(Application):
 
     def trait_problem(self, text: str) -> tuple[str, str]:
         """traitlets' words for a bad value of this command's own option (``The 'threads' trait of a PipelineWorker
-        instance ...``), as (its option as typed, what was expected and what came)."""
+        instance ...``), as (the option: its alias, else the trait's name; what was expected and what came)."""
         for pattern, problem in _TRAIT_ERRORS:
             found = pattern.fullmatch(text.strip())
             if found is not None:
