@@ -64,20 +64,23 @@ def test_a_section_nested_in_the_step_sets_that_steps_child_only(tmp_path: Path)
     assert outputs(tmp_path) == {(1.0, 4)}
 
 
-def test_a_section_in_the_steps_own_reaches_a_grandchild_of_that_step_only(tmp_path: Path) -> None:
+@pytest.mark.parametrize(("overrides", "extra"), MODES)
+def test_a_section_in_the_steps_own_reaches_a_grandchild_of_that_step_only(tmp_path: Path, overrides: dict,
+                                                                          extra: dict) -> None:
     """ctapipe.md: a section nested in a step's class section or config key sets the components of that step only,
     its cleaner built by its ImageProcessor too (traitlets applies Process.StrictCleaner only to a cleaner whose
     parent is a Process: it was taken and did nothing)."""
-    document = config(tmp_path, {"class": "Process", "config": {"StrictCleaner": {"threshold": 6.0}}},
+    document = config(tmp_path, {"class": "Process", "config": {"StrictCleaner": {"threshold": 6.0}}, **extra},
                       StrictCleaner={"threshold": 9.0, "min_neighbors": 1})
     document["Pipeline"]["stagers_conf"].append({"name": "OTHER", "module": MODULE, "class": "Process",
-                                                 "next_steps": "WRITE"})
+                                                 "next_steps": "WRITE", **extra})
     document["Pipeline"]["producer_conf"]["next_steps"] = "CLEAN,OTHER"
-    assert Pipeline.from_config(document).run().exit_status == 0
+    assert Pipeline.from_config(document, overrides).run().exit_status == 0
     lines = [json.loads(line) for line in (tmp_path / "out.jsonl").read_text(encoding="utf-8").splitlines()]
     assert sorted((row["threshold"], row["min_neighbors"]) for row in lines) == [(6.0, 1)] * 3 + [(9.0, 1)] * 3
 
 
+@pytest.mark.parametrize(("overrides", "extra"), MODES)
 @pytest.mark.parametrize(("sections", "step", "expected"), [
     ({"Process": {"StrictCleaner": {"threshold": 10.0, "min_neighbors": 4},
                   "Processor": {"StrictCleaner": {"threshold": 5.0}}}}, {}, {(5.0, 4)}),
@@ -85,11 +88,11 @@ def test_a_section_in_the_steps_own_reaches_a_grandchild_of_that_step_only(tmp_p
      {"config": {"StrictCleaner": {"threshold": 10.0, "min_neighbors": 4}}}, {(5.0, 4)}),
 ])
 def test_within_a_steps_own_section_the_more_particular_wins(tmp_path: Path, sections: dict, step: dict,
-                                                              expected: set) -> None:
+                                                              expected: set, overrides: dict, extra: dict) -> None:
     """Process.Processor.StrictCleaner names the cleaners of the step's processors: it wins over the step's
     Process.StrictCleaner (which was merged over it), and takes the options it does not set from it."""
-    document = config(tmp_path, {"class": "Process", **step}, **sections)
-    assert Pipeline.from_config(document).run().exit_status == 0
+    document = config(tmp_path, {"class": "Process", **step, **extra}, **sections)
+    assert Pipeline.from_config(document, overrides).run().exit_status == 0
     assert outputs(tmp_path) == expected
 
 
