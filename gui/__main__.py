@@ -1,6 +1,6 @@
 """``python -m gui``: the ``pipeline-gui`` command."""
 
-from .app import main
+from pipeline.cli.launch import pipeline_gui
 
 if __name__ == "__main__":
-    main()
+    pipeline_gui()

@@ -1,6 +1,6 @@
 """``python -m pipeline``: the ``pipeline-run`` command."""
 
-from pipeline.cli.run import main
+from pipeline.cli.launch import pipeline_run
 
 if __name__ == "__main__":
-    main()
+    pipeline_run()

@@ -2,6 +2,9 @@
 
 from __future__ import annotations
 
+import subprocess
+import sys
+from importlib import metadata
 from pathlib import Path
 
 import pytest
@@ -176,6 +179,33 @@ def test_interrupt_exits_130(app: PipelineRun, monkeypatch: pytest.MonkeyPatch, 
     monkeypatch.setattr(Pipeline, "run", interrupted)
     assert app.execute([f"--config={ROOT / CHAIN}"]) == 130
     assert capsys.readouterr().err == "pipeline-run: interrupted\n"
+
+
+def test_interrupt_while_the_command_imports_exits_130(tmp_path: Path) -> None:
+    """Ctrl+C while Python still imports the command (its first 0.2 s): exit status 130 and the same
+    short note as during the run, no traceback of the import."""
+    # A module that Ctrl+C interrupts as it is imported, standing in for the command's own.
+    (tmp_path / "interrupted_import.py").write_text(
+        "import os, signal\nos.kill(os.getpid(), signal.SIGINT)\nwhile True:\n    pass\n", encoding="utf-8")
+    code = (f"import sys; sys.path.insert(0, {str(tmp_path)!r}); from pipeline.cli import launch; "
+            "launch.launch('interrupted_import', 'the-command')")
+    result = subprocess.run([sys.executable, "-c", code], cwd=ROOT, capture_output=True, text=True, timeout=30,
+                            check=False)
+    assert (result.returncode, result.stderr) == (130, "the-command: interrupted\n")
+
+
+def test_the_console_scripts_import_nothing_before_they_handle_ctrl_c() -> None:
+    """Every console script starts in pipeline.cli.launch, and what runs before its launch() (pipeline/__init__ and
+    that module) imports neither traitlets nor pyzmq, so the import a Ctrl+C can interrupt is inside launch()."""
+    scripts = {entry.name: entry.value for entry in metadata.distribution("zmq-pipeline").entry_points
+               if entry.group == "console_scripts"}
+    assert sorted(scripts) == ["pipeline-bench", "pipeline-gui", "pipeline-keys", "pipeline-run", "pipeline-worker"]
+    assert {value.split(":")[0] for value in scripts.values()} == {"pipeline.cli.launch"}
+    code = ("import sys, pipeline.cli.launch; "
+            "print(sorted({m.split('.')[0] for m in sys.modules} & {'traitlets', 'zmq', 'numpy', 'gui'}))")
+    result = subprocess.run([sys.executable, "-c", code], cwd=ROOT, capture_output=True, text=True, timeout=30,
+                            check=True)
+    assert result.stdout == "[]\n"
 
 
 def test_execute_returns_the_report_status(app: PipelineRun, tmp_path: Path, capsys: pytest.CaptureFixture) -> None:

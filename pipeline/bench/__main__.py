@@ -1,6 +1,6 @@
 """``python -m pipeline.bench``: the ``pipeline-bench`` command."""
 
-from pipeline.bench.app import main
+from pipeline.cli.launch import pipeline_bench
 
 if __name__ == "__main__":
-    main()
+    pipeline_bench()

@@ -24,11 +24,10 @@ from pipeline.bench import analysis, memory, startup, workloads
 from pipeline.bench.plan import FULL, QUICK, Plan
 from pipeline.bench.report import Workload, as_json, table
 from pipeline.cli.application import package_version
+from pipeline.cli.launch import INTERRUPTED
 from pipeline.console.end_of_output import console_script
 from pipeline.engine.worker_process import die_with_parent
 
-#: The exit status of a bench that Ctrl+C stopped (128 + SIGINT).
-INTERRUPTED = 128 + signal.SIGINT
 #: Seconds a workload's process has to end its runs once the bench is stopped, before it is killed.
 CHILD_END_SECONDS = 10.0
 

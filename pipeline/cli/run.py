@@ -14,6 +14,7 @@ from traitlets import Unicode
 from traitlets.config import Application, Config, Configurable, boolean_flag
 
 from pipeline.cli.application import COMMAND_LINE, StrictApplication, named_levels
+from pipeline.cli.launch import INTERRUPTED
 from pipeline.cli.signals import HANDLED, SignalGuard
 from pipeline.config.loader import load_config
 from pipeline.console.end_of_output import console_script
@@ -164,7 +165,7 @@ pipeline-run --config=configs/routing.json --graph=mermaid
             return 2
         except KeyboardInterrupt:
             shared_stderr().write(f"{self.name}: interrupted\n")
-            return 128 + signal.SIGINT
+            return INTERRUPTED
         return self.exit_status
 
     @classmethod

@@ -1,0 +1,52 @@
+"""The console scripts' entry points: a Ctrl+C while Python still imports a command ends it as one after does.
+
+Each command imports traitlets, pyzmq and its own modules before its ``main`` can handle a signal: some
+0.2 s, longer on a loaded machine. A Ctrl+C then would print a KeyboardInterrupt traceback of an import;
+here it prints the command's one line and exits 130, as a Ctrl+C while the command runs does. So this
+module, and the packages above it, import nothing but the standard library.
+"""
+
+from __future__ import annotations
+
+import importlib
+import signal
+import sys
+from typing import NoReturn
+
+#: The exit status of a command that Ctrl+C interrupted (DESIGN.md §5).
+INTERRUPTED = 128 + signal.SIGINT
+
+
+def launch(module: str, command: str) -> NoReturn:
+    """Import ``module`` and run its ``main()`` as the console script ``command``."""
+    try:
+        main = importlib.import_module(module).main
+    except KeyboardInterrupt:
+        sys.stderr.write(f"{command}: interrupted\n")
+        sys.exit(INTERRUPTED)
+    main()
+
+
+def pipeline_run() -> NoReturn:
+    """``pipeline-run``."""
+    launch("pipeline.cli.run", "pipeline-run")
+
+
+def pipeline_worker() -> NoReturn:
+    """``pipeline-worker``."""
+    launch("pipeline.cli.worker", "pipeline-worker")
+
+
+def pipeline_keys() -> NoReturn:
+    """``pipeline-keys``."""
+    launch("pipeline.cli.keys", "pipeline-keys")
+
+
+def pipeline_bench() -> NoReturn:
+    """``pipeline-bench``."""
+    launch("pipeline.bench.app", "pipeline-bench")
+
+
+def pipeline_gui() -> NoReturn:
+    """``pipeline-gui``."""
+    launch("gui.app", "pipeline-gui")
