@@ -52,6 +52,14 @@ class Numbers(Component):
         yield from range(self.count)
 
 
+class NumbersWithExitingHint(Numbers):
+    """Producer: Numbers whose ``__length_hint__`` calls sys.exit (a library's own check, run before init())."""
+
+    def __length_hint__(self) -> int:
+        """Leave, as a library's command-line check may."""
+        raise SystemExit("the hint says no")
+
+
 class BadNumbers(Component):
     """Producer (shardable): yields the numbers 0 .. count-1 of its shard, but a lock, which no pickle carries, for
     number ``bad_on``."""
@@ -274,6 +282,18 @@ class BadOutput(Component):
     def run(self, msg: int) -> Any:
         """Pass the message on, or return what cannot travel."""
         return unframeable(self.kind) if msg == self.bad_on else msg
+
+
+class ExitsWhenBuilt(Component):
+    """Stager whose constructor calls sys.exit (a library's own command-line check, run as it is built)."""
+
+    def __init__(self, **kwargs: Any) -> None:
+        super().__init__(**kwargs)
+        raise SystemExit("library says no")
+
+    def run(self, msg: int) -> int:
+        """Never called: the step cannot start."""
+        return msg
 
 
 class Raises(Component):

@@ -378,6 +378,33 @@ def test_system_exit_or_keyboard_interrupt_in_run_fails_the_step(mode: str, what
     assert "internal error" not in report.table()
 
 
+@pytest.mark.parametrize("mode,extra", [("sequential", {}), ("threads", {}), ("threads", {"nb_thread": 2}),
+                                        ("threads", {"nb_process": 1})],
+                         ids=["sequential", "threads-in-its-router", "threads", "processes"])
+def test_system_exit_in_a_steps_constructor_fails_its_init(mode: str, extra: dict) -> None:
+    """A step whose class calls sys.exit as it is built fails its init(), as a sys.exit in init() does: the step's
+    failure, not the engine's internal error, nor a worker process replaced again and again."""
+    tag = new_tag()
+    report = run(chain(step("P", "Numbers", ["S"]), [step("S", "ExitsWhenBuilt", ["C"], **extra)],
+                       step("C", "Record"), Numbers={"count": 10}, Record={"tag": tag}), mode)
+    assert report.exit_status == 1, report.table()
+    assert report.steps["S"].first_error == "init(): SystemExit: library says no", report.table()
+    assert "internal error" not in report.table() and "replaced" not in report.table()
+    assert received(tag) == []
+
+
+@pytest.mark.parametrize("mode", MODES)
+def test_system_exit_in_a_producers_length_hint_costs_only_the_total(mode: str,
+                                                                    caplog: pytest.LogCaptureFixture) -> None:
+    """``__length_hint__`` only feeds the progress display's total: a sys.exit in it costs that, not the run."""
+    tag = new_tag()
+    report = run(chain(step("P", "NumbersWithExitingHint", ["C"]), [], step("C", "Record"),
+                       NumbersWithExitingHint={"count": 10}, Record={"tag": tag}), mode)
+    assert report.exit_status == 0, report.table()
+    assert sorted(received(tag)) == list(range(10))
+    assert "step P: __length_hint__() failed; no total shown" in caplog.text
+
+
 @pytest.mark.parametrize("mode", MODES)
 def test_system_exit_0_in_run_exits_1_from_pipeline_run(tmp_path: Path, mode: str) -> None:
     out = tmp_path / "out.jsonl"

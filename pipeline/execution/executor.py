@@ -401,7 +401,9 @@ class StepExecutor:
         self.collector.claim()
         try:
             component = make()
-        except Exception as err:
+        except NOT_THE_STEPS:
+            raise
+        except BaseException as err:  # its constructor is the step's code: a SystemExit there fails the step too
             self.fail("init()", err)
             return False
         component._emit = self.emitter

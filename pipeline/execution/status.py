@@ -11,6 +11,7 @@ import operator
 from dataclasses import asdict, dataclass, field
 from typing import TYPE_CHECKING
 
+from pipeline.component import Component
 from pipeline.execution.report import StepFigures
 
 if TYPE_CHECKING:
@@ -71,9 +72,13 @@ def declared_totals(config: PipelineConfig) -> dict[str, int]:
     """The steps whose number of messages is known before the run: the producer, if its class has a
     ``__length_hint__`` (see Component) that gives it from the step's options."""
     producer = config.producer.name
+    if config.steps[producer].cls.__length_hint__ is Component.__length_hint__:
+        return {}  # it does not say, and its constructor (the step's code) is not run for nothing
     try:
         total = operator.length_hint(config.make_component(producer), -1)
-    except Exception:  # the hook is the step's code: a bug in it costs the display its total, not the run
+    except KeyboardInterrupt:
+        raise
+    except BaseException:  # the hook is the step's code (a SystemExit too): a bug in it costs the display its total
         log.warning("step %s: __length_hint__() failed; no total shown", producer, exc_info=True)
         return {}
     return {producer: total} if total >= 0 else {}
