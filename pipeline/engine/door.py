@@ -42,7 +42,7 @@ from pipeline.engine.addresses import Addresses
 from pipeline.engine.control import BOUND, EngineThread, RunControl
 from pipeline.engine.router import Router
 from pipeline.engine.step_state import FINISH_GRACE_SECONDS
-from pipeline.engine.supervisor import LOOK_SECONDS, NOTICE_WAIT_MS, busy_lines, spec_for
+from pipeline.engine.supervisor import LOOK_SECONDS, busy_lines, spec_for
 from pipeline.engine.wire import (
     HEADER,
     Kind,
@@ -170,11 +170,7 @@ class Door(EngineThread):
 
     def work(self) -> None:
         try:
-            for name in self.routers:
-                notice = self._notices[name] = self.context.socket(zmq.PUSH)
-                notice.linger = 0
-                notice.sndtimeo = NOTICE_WAIT_MS
-                notice.connect(self.addresses.notices(name))
+            self._notices = sockets.notice_senders(self.context, self.addresses, self.routers)
             self._bind()
             self.control.events.put((BOUND, self))  # remote workers may come now; the run may start
             self._loop()

@@ -7,10 +7,13 @@ RCVMORE queries and, for NOBLOCK, exceptions; these helpers pass plain integer f
 
 from __future__ import annotations
 
-from collections.abc import Callable, Sequence
-from typing import Any
+from collections.abc import Callable, Iterable, Sequence
+from typing import TYPE_CHECKING, Any
 
 import zmq
+
+if TYPE_CHECKING:
+    from pipeline.engine.addresses import Addresses
 
 _SNDMORE = int(zmq.SNDMORE)
 _POLLIN = int(zmq.POLLIN)
@@ -57,3 +60,19 @@ def recv(socket: zmq.Socket, flags: int = 0) -> list[zmq.Frame]:
 def waiting(socket: zmq.Socket) -> bool:
     """True when a message can be received at once."""
     return bool(socket.getsockopt(_EVENTS) & _POLLIN)
+
+
+#: Milliseconds a notice to a router waits before the router is looked at again (it may have finished).
+NOTICE_WAIT_MS = 100
+
+
+def notice_senders(context: zmq.Context, addresses: Addresses, steps: Iterable[str]) -> dict[str, zmq.Socket]:
+    """A PUSH socket to each of ``steps``' routers' notice addresses (by step), whose send waits NOTICE_WAIT_MS at
+    most: the thread that makes them (the supervisor's, the door's) owns them."""
+    senders: dict[str, zmq.Socket] = {}
+    for step in steps:
+        notice = senders[step] = context.socket(zmq.PUSH)
+        notice.linger = 0
+        notice.sndtimeo = NOTICE_WAIT_MS
+        notice.connect(addresses.notices(step))
+    return senders

@@ -40,8 +40,6 @@ log = logging.getLogger("pipeline.engine")
 
 #: Longest wait between two looks at the worker processes.
 LOOK_SECONDS = 0.1
-#: Milliseconds a notice to a router waits before the router is looked at again (it may have finished).
-NOTICE_WAIT_MS = 100
 
 
 def spec_for(config: PipelineConfig, name: str, work: str, control: RunControl,
@@ -80,11 +78,7 @@ class Supervisor(EngineThread):
         self.keeper.prepare()  # a zygote to spawn imports meanwhile
         sweep_stale()
         try:
-            for name in self.routers:
-                notice = self._notices[name] = self.context.socket(zmq.PUSH)
-                notice.linger = 0
-                notice.sndtimeo = NOTICE_WAIT_MS
-                notice.connect(self.addresses.notices(name))
+            self._notices = sockets.notice_senders(self.context, self.addresses, self.routers)
             self.control.events.put((BOUND, self))
             for name, router in self.routers.items():
                 for _ in range(router.step.nb_process):
