@@ -17,7 +17,9 @@ from pathlib import Path
 
 import pytest
 
-from tests.cli_helpers import ROOT
+from pipeline.config.loader import load_config
+from pipeline.engine.worker_process import LoadError, Spec, load_step
+from tests.cli_helpers import ROOT, chain_config
 from tests.remote_helpers import BIN, Launcher, lines, wait_during
 from tests.remote_steps import marker_pids
 
@@ -120,6 +122,22 @@ def test_a_folder_hidden_by_an_installed_package_of_its_name_is_said(tmp_path: P
                            "'traitlets.mysteps': ModuleNotFoundError: No module named 'traitlets.mysteps' (the "
                            "installed package 'traitlets', "), last
     assert last.endswith("hides the folder traitlets/ here: name the folder otherwise)"), last
+
+
+def test_a_worker_process_too_says_that_an_installed_package_hides_a_folder(tmp_path: Path,
+                                                                            monkeypatch: pytest.MonkeyPatch) -> None:
+    """A worker process loads its step in a folder of its own (a remote worker's host): where a folder there is
+    hidden by an installed package of its name, its one line says so, as the run's own loader does."""
+    write_files(tmp_path, {"traitlets/mysteps.py": "from algorithms.basic import Printer\n"})
+    monkeypatch.chdir(tmp_path)
+    spec = Spec(load_config(chain_config()), step="PASS", module="traitlets.mysteps", class_name="Printer", work="",
+                heartbeat_interval=1.0, heartbeat_liveness=3, log_level=20)
+    with pytest.raises(LoadError) as error:
+        load_step(spec)
+    said = str(error.value)
+    assert said.startswith("step PASS: cannot load traitlets.mysteps.Printer: ModuleNotFoundError: No module named "
+                           "'traitlets.mysteps' (the installed package 'traitlets', "), said
+    assert said.endswith("hides the folder traitlets/ here: name the folder otherwise)"), said
 
 
 def test_a_step_module_beside_a_config_run_from_elsewhere_says_where_modules_come_from(tmp_path: Path) -> None:

@@ -21,6 +21,7 @@ from traitlets.config.loader import DeferredConfigList, DeferredConfigString, La
 
 from pipeline.component import Component
 from pipeline.config.graph import check_graph, path_text
+from pipeline.config.imports import hidden_file, import_problem, module_file
 from pipeline.config.model import DICT_SOURCE, PipelineConfig, StepConfig
 from pipeline.config.stepkeys import REQUIRED_STEP_KEYS, STEP_KEYS, StepKeys, role_problem, workers_problem
 from pipeline.config.traits import ValueProblem, shown
@@ -188,44 +189,6 @@ def _children(node: Any) -> Iterator[Any]:
         yield from node.values()
     elif isinstance(node, list):
         yield from node
-
-
-def import_problem(module_name: str, error: BaseException) -> str:
-    """Why importing ``module_name`` raised ``error``, in one line naming the file and line where it failed."""
-    return (f"cannot import module {module_name!r}: {type(error).__name__}: {error}{failure_place(error)}"
-            f"{_hidden_folder(module_name, error)}")
-
-
-def _module_file(module_name: str, folder: Path) -> Path:
-    """The file in ``folder`` that would hold module ``module_name`` (``a.b``: ``folder/a/b.py``)."""
-    return folder / Path(*module_name.split(".")).with_suffix(".py")
-
-
-def _hides(package: str, where: str, local: str, fix: str) -> str:
-    """What a step module's error adds when an installed ``package`` (its file ``where``) hides ``local`` here."""
-    return f" (the installed package {package!r}, {where}, hides {local} here: {fix})"
-
-
-def _hidden_file(module_name: str, module: Any) -> str:
-    """Why a module has not the class a step names: a file of that name here that an installed package of the same
-    name hides (the README's steps saved as pipeline.py); "" otherwise."""
-    here = _module_file(module_name, Path.cwd())
-    where = getattr(module, "__file__", None)
-    if where is None or not here.is_file() or Path(where).resolve() == here.resolve():
-        return ""
-    return _hides(module_name, where, f"the file {here.name}", "rename the file")
-
-
-def _hidden_folder(module_name: str, error: BaseException) -> str:
-    """Why a module of a folder here cannot be found: an installed package of the folder's name comes first (the
-    FAQ's ctapipe/ folder, where ctapipe is installed); "" otherwise."""
-    top = module_name.split(".", 1)[0]
-    where = getattr(sys.modules.get(top), "__file__", None)
-    if not isinstance(error, ModuleNotFoundError) or "." not in module_name or where is None:
-        return ""
-    if not (Path.cwd() / top).is_dir() or Path(where).resolve().is_relative_to(Path.cwd().resolve()):
-        return ""
-    return _hides(top, where, f"the folder {top}/", "name the folder otherwise")
 
 
 def _expected(trait: Any) -> str:
@@ -401,7 +364,7 @@ class _Validator:
             ]
             raise self.error(
                 f"{key}.class", f"module {module_name!r} has no class {class_name!r}" + suggest(class_name, components)
-                + _hidden_file(module_name, module)
+                + hidden_file(module_name, module)
             )
         if not (isinstance(cls, type) and issubclass(cls, Component)):
             raise self.error(f"{key}.class", f"{module_name}.{class_name} is not a pipeline.Component subclass")
@@ -415,7 +378,7 @@ class _Validator:
         folder = Path(self.source).parent if self.source != DICT_SOURCE else None
         if folder is None or folder.resolve() == Path.cwd().resolve():
             return ""
-        there = _module_file(module_name, folder)
+        there = module_file(module_name, folder)
         if not there.is_file():
             return ""
         return (f" (there is {there} beside the config: step modules are imported from the directory pipeline-run "

@@ -37,6 +37,7 @@ from setproctitle import setproctitle
 
 from pipeline.auth.curve import secure_client
 from pipeline.auth.keys import KeyPair, load_key_pair, load_public_key
+from pipeline.config.imports import hidden_file, hidden_folder
 from pipeline.config.model import PipelineConfig, StepConfig
 from pipeline.config.options import RunOptions
 from pipeline.console.end_of_output import tell_run_at_end
@@ -349,8 +350,11 @@ def load_step(spec: Spec, threads: int | None = None) -> PipelineConfig:
         except KeyboardInterrupt:
             raise
         except BaseException as err:  # an ImportError, an AttributeError, whatever the module raises (sys.exit())
+            # The file and line of the failure (issue 26.5), and an installed package hiding the user's own module,
+            # as the run's loader says (a remote worker's folder is not the run's).
+            hint = hidden_folder(module, err) or hidden_file(module, sys.modules.get(module))
             raise LoadError(f"step {name}: cannot load {module}.{class_name}: {failure_line(err)}"
-                            f"{failure_place(err)}") from None  # the file and line of the failure (issue 26.5)
+                            f"{failure_place(err)}{hint}") from None
         steps[name] = dataclasses.replace(step, cls=cls, **({"nb_thread": threads} if threads is not None else {}))
     return dataclasses.replace(spec.config, steps=steps)
 

@@ -1,0 +1,48 @@
+"""Why a step's module or class cannot be imported, in one line: where it failed, and an installed package of the
+same name that hides the user's own file or folder. Light (the standard library only), for worker processes too."""
+
+from __future__ import annotations
+
+import sys
+from pathlib import Path
+from typing import Any
+
+from pipeline.console.humanize import failure_place
+
+
+def import_problem(module_name: str, error: BaseException) -> str:
+    """Why importing ``module_name`` raised ``error``, in one line naming the file and line where it failed."""
+    return (f"cannot import module {module_name!r}: {type(error).__name__}: {error}{failure_place(error)}"
+            f"{hidden_folder(module_name, error)}")
+
+
+def module_file(module_name: str, folder: Path) -> Path:
+    """The file in ``folder`` that would hold module ``module_name`` (``a.b``: ``folder/a/b.py``)."""
+    return folder / Path(*module_name.split(".")).with_suffix(".py")
+
+
+def _hides(package: str, where: str, local: str, fix: str) -> str:
+    """What a step module's error adds when an installed ``package`` (its file ``where``) hides ``local`` here."""
+    return f" (the installed package {package!r}, {where}, hides {local} here: {fix})"
+
+
+def hidden_file(module_name: str, module: Any) -> str:
+    """Why a module has not the class a step names: a file of that name here that an installed package of the same
+    name hides (the README's steps saved as pipeline.py); "" otherwise."""
+    here = module_file(module_name, Path.cwd())
+    where = getattr(module, "__file__", None)
+    if where is None or not here.is_file() or Path(where).resolve() == here.resolve():
+        return ""
+    return _hides(module_name, where, f"the file {here.name}", "rename the file")
+
+
+def hidden_folder(module_name: str, error: BaseException) -> str:
+    """Why a module of a folder here cannot be found: an installed package of the folder's name comes first (the
+    FAQ's ctapipe/ folder, where ctapipe is installed); "" otherwise."""
+    top = module_name.split(".", 1)[0]
+    where = getattr(sys.modules.get(top), "__file__", None)
+    if not isinstance(error, ModuleNotFoundError) or "." not in module_name or where is None:
+        return ""
+    if not (Path.cwd() / top).is_dir() or Path(where).resolve().is_relative_to(Path.cwd().resolve()):
+        return ""
+    return _hides(top, where, f"the folder {top}/", "name the folder otherwise")
