@@ -64,6 +64,7 @@ class Component(LoggingConfigurable):
 
     @shard.setter
     def shard(self, value: int) -> None:
+        """Set the share a test of a shardable producer runs (a run sets it itself)."""
         self._share = (value, self._share[1] if self._share is not None else 1)
 
     @property
@@ -73,6 +74,7 @@ class Component(LoggingConfigurable):
 
     @n_shards.setter
     def n_shards(self, value: int) -> None:
+        """Set into how many shares a test of a shardable producer splits the input (a run sets it itself)."""
         self._share = (self._share[0] if self._share is not None else 0, value)
 
     def _current_share(self, name: str) -> tuple[int, int]:

@@ -37,10 +37,10 @@ from pipeline.engine.wire import (
     header_of,
     packet_from_frames,
     ping_frames,
-    result_frames,
 )
 from pipeline.execution.executor import Outcome
 from pipeline.message import Encoded, decode, encode
+from tests.wire_helpers import result_frames
 
 #: The longest a peer waits for one answer of the run.
 ANSWER_SECONDS = 10.0

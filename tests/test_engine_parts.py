@@ -15,10 +15,10 @@ from pipeline.engine.flow import FANOUT_CREDIT, PREFETCH, PREFETCH_BYTES, SOURCE
 from pipeline.engine.outlets import Outlet
 from pipeline.engine.pool import WorkerPool
 from pipeline.engine.results import Results
-from pipeline.engine.wire import Answer, Packet, parse_result, result_frames
+from pipeline.engine.wire import Answer, Packet, parse_result
 from pipeline.execution.executor import UNORDERED
 from pipeline.message import Encoded
-from tests.wire_helpers import as_received
+from tests.wire_helpers import as_received, result_frames
 
 # --------------------------------------------------------------------------- WorkerPool: least recently used first
 

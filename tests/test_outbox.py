@@ -14,9 +14,9 @@ from hypothesis import strategies as st
 from pipeline.engine import outlets
 from pipeline.engine.handles import Handles
 from pipeline.engine.outlets import _Outbox
-from pipeline.engine.wire import Answer, Packet, packet_from_frames, plain_result, result_frames
+from pipeline.engine.wire import Answer, Packet, packet_from_frames, plain_result
 from pipeline.message import Encoded
-from tests.wire_helpers import as_received
+from tests.wire_helpers import as_received, result_frames
 
 #: A small MAX_BATCH_BYTES for these tests, so that messages of some bytes reach it.
 BATCH_BYTES = 100

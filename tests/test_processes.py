@@ -25,7 +25,7 @@ from pipeline.config import load_config
 from pipeline.config.options import RunOptions
 from pipeline.engine import ThreadedRunner
 from pipeline.engine.handles import Handles
-from pipeline.engine.wire import Answer, Kind, control_frames, result_frames
+from pipeline.engine.wire import Answer, Kind, control_frames
 from pipeline.engine.worker_process import await_bye
 from pipeline.execution.executor import UNORDERED
 from pipeline.failures.deadletter import load_messages
@@ -48,6 +48,7 @@ from tests.semantic_helpers import (
     run_checked_in_each_mode,
     step,
 )
+from tests.wire_helpers import result_frames
 
 PROCESS_STEPS = "tests.process_steps"
 CONTRACT_STEPS = "tests.contract_steps"

@@ -42,13 +42,12 @@ from pipeline.engine.wire import (
     parse_tally,
     ping_frames,
     plain_result,
-    result_frames,
     skip_frames,
     tally_frames,
 )
 from pipeline.execution.executor import UNORDERED, Outcome
 from pipeline.message import OUT_OF_BAND_BYTES, Encoded
-from tests.wire_helpers import as_received
+from tests.wire_helpers import as_received, result_frames
 
 #: One message as plain bytes: its in-band pickle and its out-of-band buffers.
 Plain = tuple[bytes, list[bytes]]

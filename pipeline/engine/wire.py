@@ -382,15 +382,6 @@ class ResultPacket:
                                      ring=ring), table]
 
 
-def result_frames(answers: Sequence[Answer], handles: Handles | None = None, ring: Ring | None = None) -> list[Buffer]:
-    """A RESULT packet: for each input, its outputs and their targets, then the table of inputs
-    (the buffers lent to ``handles`` when the router is in the same process, or put in ``ring``)."""
-    result = ResultPacket()
-    for answer in answers:
-        result.answer(answer.seq, answer.outputs, answer.outcome, answer.seconds, answer.made)
-    return result.frames(handles, ring)
-
-
 #: Each Outcome at its value's index: a RESULT's outcome byte looked up for each input, faster than Outcome(byte).
 _OUTCOMES = tuple(sorted(Outcome, key=int))
 

@@ -343,6 +343,7 @@ class StepExecutor:
 
     @sink.setter
     def sink(self, sink: Sink) -> None:
+        """Send the committed outputs to ``sink``, prepared as it takes them (copied, or encoded for a socket)."""
         self._sink = sink
         collector = self.collector
         collector.prepare = copy_message if sink.copies else encode

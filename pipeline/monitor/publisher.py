@@ -83,6 +83,7 @@ class Address(Unicode):
     info_text = "an address host:port or tcp://host:port (a port from 1 to 65535)"
 
     def validate(self, obj: Any, value: Any) -> str:
+        """The address, if it is host:port with a port from 1 to 65535 (a GUI to connect to); else a TraitError."""
         value = super().validate(obj, value)
         host, _, port = value.rpartition(":")
         if not _ADDRESS.fullmatch(value) or host.endswith("*") or not 1 <= int(port) <= 65535:
