@@ -45,6 +45,8 @@ from pipeline.engine.wire import (
 )
 from pipeline.engine.worker_process import STEP_FAILED, Spec
 
+#: The command this agent serves: its lines on stderr start with its name.
+COMMAND = "pipeline-worker"
 #: Seconds a new worker waits for the run to say what to run.
 HELLO_TIMEOUT_SECONDS = 30.0
 #: Exit status of a worker whose run is gone (no heartbeat for heartbeat_liveness beats).
@@ -77,6 +79,11 @@ class JoinError(Exception):
 #: What a client's socket monitor reports about its handshakes with the run.
 _HANDSHAKE_EVENTS = (zmq.EVENT_HANDSHAKE_FAILED_AUTH | zmq.EVENT_HANDSHAKE_FAILED_PROTOCOL
                      | zmq.EVENT_HANDSHAKE_FAILED_NO_DETAIL | zmq.EVENT_HANDSHAKE_SUCCEEDED | zmq.EVENT_DISCONNECTED)
+
+
+def say(line: str) -> None:
+    """Tell the person who started pipeline-worker ``line``, at once, on stderr (its own lines, not its log's)."""
+    print(f"{COMMAND}: {line}", file=sys.stderr, flush=True)
 
 
 def ask_spec(socket: zmq.Socket, login: Login) -> tuple[Spec, int]:
@@ -159,12 +166,11 @@ def serve_remote(address: str, login: Login, processes: int) -> int:
             started = _start(keeper, *ask_spec(keeper_socket, login), address, login)
         return _keep(keeper_socket, keeper, spec)
     except JoinError as err:
-        print(f"pipeline-worker: error: {err}", file=sys.stderr, flush=True)
+        say(f"error: {err}")
         return err.status
     except _Signalled as signalled:
         name = signal.Signals(signalled.signum).name
-        print(f"pipeline-worker: {name}: leaving; the run gives this worker's messages to others", file=sys.stderr,
-              flush=True)
+        say(f"{name}: leaving; the run gives this worker's messages to others")
         if keeper is not None:
             _leave(keeper_socket, keeper, f"pipeline-worker left on {name}")
         return 128 + signalled.signum
@@ -188,7 +194,7 @@ def _start(keeper: ProcessKeeper, spec: Spec, slot: int, address: str, login: Lo
     spec = dataclasses.replace(spec, work=address, config=dataclasses.replace(spec.config, steps={spec.step: step}))
     process = keeper.start(slot, spec, [f"--key={login.key_file}", f"--server-key={login.server_key_file}"])
     if process.child is None:
-        print(f"pipeline-worker: error: cannot start a worker process: {process.error}", file=sys.stderr, flush=True)
+        say(f"error: cannot start a worker process: {process.error}")
     return process.child is not None
 
 
@@ -215,22 +221,18 @@ def _keep(socket: zmq.Socket, keeper: ProcessKeeper, spec: Spec) -> int:
         for death in keeper.deaths():
             code = death.process.child.returncode if death.process.child is not None else 1
             if code < 0:  # a signal ended it (its status would be 256 - signal): one line says so, and the worker fails
-                print(f"pipeline-worker: step {spec.step}: worker process {death.process.slot} (pid "
-                      f"{death.process.pid}) {death.reason}", file=sys.stderr, flush=True)
+                say(f"step {spec.step}: worker process {death.process.slot} (pid {death.process.pid}) {death.reason}")
             if code == STEP_FAILED:
                 failed_steps += 1
                 if failed_steps == 1:
-                    print(f"pipeline-worker: worker process {death.process.slot} (pid {death.process.pid}): "
-                          f"{death.reason}", file=sys.stderr, flush=True)
+                    say(f"worker process {death.process.slot} (pid {death.process.pid}): {death.reason}")
             worst = max(worst, 1 if code < 0 or code == STEP_FAILED else code)
             sockets.send(socket, left_frames(Loss(death.process.slot, death.reason, death.running, not death.failed)))
         if time.monotonic() - heard > patience:
-            print(f"pipeline-worker: the run is gone (no heartbeat for {patience:g} s); leaving", file=sys.stderr,
-                  flush=True)
+            say(f"the run is gone (no heartbeat for {patience:g} s); leaving")
             return RUN_GONE
     if failed_steps > 1:
-        print(f"pipeline-worker: the step's code failed in {failed_steps} worker processes", file=sys.stderr,
-              flush=True)
+        say(f"the step's code failed in {failed_steps} worker processes")
     return worst
 
 
