@@ -115,6 +115,47 @@ MODULE_GONE = b"\x80\x02cno_such_module_anywhere\nEvent\n)\x81."
 EXITS = b"csys\nexit\n(S'bye'\ntR."
 
 
+def test_a_dead_letter_path_that_is_no_regular_file_is_a_config_error(tmp_path: Path) -> None:
+    """A FIFO (opening it would wait for a reader) or a device (/dev/null: the file is replaced and made private, so
+    root's run made /dev/null 0600): exit 2, one line, before any step runs, the path left as it was."""
+    fifo = tmp_path / "fifo"
+    os.mkfifo(fifo, 0o644)
+    path = config(tmp_path, {"class": "FailEvery"}, Counter={"count": 3})
+    result = pipeline_run(path, f"--Pipeline.dead_letter={fifo}")
+    assert result.returncode == 2 and result.stderr.count("\n") == 1, result.stderr
+    assert result.stderr.startswith("pipeline-run: error: command line: --Pipeline.dead_letter: '")
+    assert result.stderr.endswith("fifo' is not a regular file (expected the path of a file to write)\n")
+    assert stat.S_IMODE(fifo.stat().st_mode) == 0o644
+    assert not (tmp_path / "out.jsonl").exists()  # no step ran
+
+
+def test_the_writer_leaves_alone_what_became_no_regular_file(tmp_path: Path) -> None:
+    """Made a FIFO after the options were checked: the writer neither waits for a reader nor changes its mode."""
+    fifo = tmp_path / "fifo"
+    os.mkfifo(fifo, 0o644)
+    with pytest.raises(ConfigError, match="not a regular file"):
+        DeadLetterWriter(str(fifo))
+    assert stat.S_IMODE(fifo.stat().st_mode) == 0o644
+
+
+def test_a_file_that_cannot_be_made_private_is_refused_and_kept(tmp_path: Path,
+                                                                monkeypatch: pytest.MonkeyPatch) -> None:
+    """Another user's file that the run may write but not chmod (here: fchmod refused): a one-line error, and the
+    file's records are not emptied first."""
+    path = tmp_path / "shared.jsonl"
+    path.write_text("someone's records\n", encoding="utf-8")
+
+    def refused(fd: int, mode: int) -> None:
+        raise PermissionError(1, "Operation not permitted")
+
+    monkeypatch.setattr(os, "fchmod", refused)
+    with pytest.raises(ConfigError) as error:
+        DeadLetterWriter(str(path))
+    assert str(error.value) == (f"{path}: Pipeline.dead_letter: cannot make the dead-letter file private (mode 0600): "
+                                "Operation not permitted")
+    assert path.read_text(encoding="utf-8") == "someone's records\n"
+
+
 @pytest.mark.parametrize(("lines", "message"), [
     ([record(1), record(pickled=RENAMED)], "line 2: cannot unpickle the message that failed in step STAGE: "
                                            "AttributeError: Can't get attribute 'RenamedAway'"),

@@ -196,7 +196,7 @@ class Seconds(FiniteFloat):
 
 
 class OutputFile(Unicode):
-    """The path of a file to write, or "" for none: not a folder, and in a folder that exists."""
+    """The path of a file to write, or "" for none: not a folder nor a device or FIFO, and in a folder that exists."""
 
     def validate(self, obj: Any, value: Any) -> str:
         """The path, if a file can be created there."""
@@ -205,6 +205,8 @@ class OutputFile(Unicode):
             raise ValueProblem(f"{shown(path)} holds a NUL character (expected the path of a file to write)")
         if path and os.path.isdir(path):
             raise ValueProblem(f"{shown(path)} is a folder (expected the path of a file to write)")
+        if path and os.path.exists(path) and not os.path.isfile(path):  # the file is replaced: /dev/null must not be
+            raise ValueProblem(f"{shown(path)} is not a regular file (expected the path of a file to write)")
         folder = os.path.dirname(path)
         if folder and not os.path.isdir(folder):
             raise ValueProblem(f"the folder {shown(folder)} does not exist (expected a file in an existing folder)")

@@ -22,6 +22,7 @@ from __future__ import annotations
 import base64
 import binascii
 import dataclasses
+import errno
 import json
 import os
 import stat
@@ -50,11 +51,27 @@ class DeadLetterWriter:
     def __init__(self, path: str) -> None:
         self.path = path
         self.records = 0  # records written so far
+        # Emptied only once it is known to be a regular file that can be made private: a device (/dev/null), a FIFO
+        # (O_NONBLOCK: opening one waits for a reader) or another user's file is refused as it was, its mode unchanged.
+        not_regular = ConfigError(path, OPTION, "not a regular file (expected a file to write the failed messages to)")
         try:
-            fd = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o600)
+            fd = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_NONBLOCK, 0o600)
         except OSError as err:
+            if err.errno == errno.ENXIO:  # a FIFO without a reader
+                raise not_regular from None
             raise ConfigError(path, OPTION, f"cannot create the dead-letter file: {err.strerror}") from None
-        os.fchmod(fd, 0o600)  # O_CREAT's mode applies only to a new file
+        try:
+            if not stat.S_ISREG(os.fstat(fd).st_mode):
+                raise not_regular
+            os.fchmod(fd, 0o600)  # O_CREAT's mode applies only to a new file: the records hold the messages
+            os.ftruncate(fd, 0)
+        except OSError as err:
+            os.close(fd)
+            raise ConfigError(path, OPTION, f"cannot make the dead-letter file private (mode 0600): {err.strerror}"
+                              ) from None
+        except ConfigError:
+            os.close(fd)
+            raise
         self._file: TextIO = os.fdopen(fd, "w", encoding="utf-8")
 
     def write(self, step: str, worker: int, seq: int, error: BaseException, message: Encoded | None,
