@@ -24,6 +24,8 @@ from dataclasses import dataclass
 from types import NoneType
 from typing import Any
 
+from pipeline.console.humanize import error_text
+
 #: Buffers at least this large travel as frames of their own instead of inside the pickle.
 OUT_OF_BAND_BYTES = 64 * 1024
 
@@ -109,7 +111,7 @@ def encode(obj: Any) -> Encoded:
         dumper.busy = False  # last: a dumper left by any exception stays busy, and is never used again
     except Exception as err:
         dumper.drop()
-        raise MessageError(f"cannot pickle a message of type {type(obj).__name__}: {err}") from err
+        raise MessageError(f"cannot pickle a message of type {type(obj).__name__}: {error_text(err)}") from err
     if len(buffers) > MAX_BUFFERS:
         count = len(buffers)
         buffers.clear()  # as _Dumper.drop does

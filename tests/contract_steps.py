@@ -284,6 +284,36 @@ class BadOutput(Component):
         return unframeable(self.kind) if msg == self.bad_on else msg
 
 
+class Unprintable(Exception):
+    """An exception whose ``__str__`` itself fails (a step's own exception class, broken)."""
+
+    def __str__(self) -> str:
+        raise RuntimeError("str is broken")
+
+
+class RaisesUnprintable(Component):
+    """Stager: passes messages on, but raises Unprintable on message ``at``, or in init() or finish() (``where``)."""
+
+    at = Int(3, help="The message that raises.").tag(config=True)
+    where = Enum(["init", "run", "finish"], "run", help="Which call raises.").tag(config=True)
+
+    def init(self) -> None:
+        """Raise here if told so."""
+        if self.where == "init":
+            raise Unprintable
+
+    def run(self, msg: int) -> int:
+        """Pass the message on, or raise."""
+        if self.where == "run" and msg == self.at:
+            raise Unprintable
+        return msg
+
+    def finish(self) -> None:
+        """Raise here if told so."""
+        if self.where == "finish":
+            raise Unprintable
+
+
 class ExitsWhenBuilt(Component):
     """Stager whose constructor calls sys.exit (a library's own command-line check, run as it is built)."""
 

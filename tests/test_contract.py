@@ -393,6 +393,25 @@ def test_system_exit_in_a_steps_constructor_fails_its_init(mode: str, extra: dic
     assert received(tag) == []
 
 
+@pytest.mark.parametrize("where", ["init", "run", "finish"])
+@pytest.mark.parametrize("mode,extra", [("sequential", {}), ("threads", {}), ("threads", {"nb_thread": 2}),
+                                        ("threads", {"nb_process": 1})],
+                         ids=["sequential", "threads-in-its-router", "threads", "processes"])
+def test_an_exception_whose_str_fails_is_the_steps_failure(mode: str, extra: dict, where: str) -> None:
+    """An exception whose ``__str__`` raises is told as one failure of the step, its text said to be unprintable:
+    it crashed the sequential run, was an internal error in threads and killed worker process after worker process."""
+    tag = new_tag()
+    report = run(chain(step("P", "Numbers", ["S"]),
+                       [step("S", "RaisesUnprintable", ["C"], config={"where": where}, **extra)],
+                       step("C", "Record"), Numbers={"count": 10}, Record={"tag": tag}), mode)
+    assert report.exit_status == 1, report.table()
+    call = "" if where == "run" else f"{where}(): "
+    assert report.steps["S"].first_error == f"{call}Unprintable: <str() failed: RuntimeError>", report.table()
+    assert "internal error" not in report.table() and "replaced" not in report.table()
+    if where == "run":
+        assert report["S"].failed == 1 and 3 not in received(tag)
+
+
 @pytest.mark.parametrize("mode", MODES)
 def test_system_exit_in_a_producers_length_hint_costs_only_the_total(mode: str,
                                                                     caplog: pytest.LogCaptureFixture) -> None:

@@ -7,12 +7,12 @@ import sys
 from pathlib import Path
 from typing import Any
 
-from pipeline.console.humanize import failure_place
+from pipeline.console.humanize import error_text, failure_place
 
 
 def import_problem(module_name: str, error: BaseException) -> str:
     """Why importing ``module_name`` raised ``error``, in one line naming the file and line where it failed."""
-    return (f"cannot import module {module_name!r}: {type(error).__name__}: {error}{failure_place(error)}"
+    return (f"cannot import module {module_name!r}: {type(error).__name__}: {error_text(error)}{failure_place(error)}"
             f"{hidden_folder(module_name, error)}")
 
 

@@ -25,7 +25,7 @@ from pipeline.config.imports import hidden_file, import_problem, module_file
 from pipeline.config.model import DICT_SOURCE, PipelineConfig, StepConfig
 from pipeline.config.stepkeys import REQUIRED_STEP_KEYS, STEP_KEYS, StepKeys, role_problem, workers_problem
 from pipeline.config.traits import ValueProblem, shown
-from pipeline.console.humanize import failure_place, suggest
+from pipeline.console.humanize import error_text, failure_place, suggest
 from pipeline.errors import COMMAND_LINE, ConfigError
 
 log = logging.getLogger("pipeline.config")
@@ -91,10 +91,11 @@ def check_steps(config: PipelineConfig) -> None:
         except (ConfigError, KeyboardInterrupt):
             raise
         except Exception as err:  # whatever the step's code or a library under it raises
-            raise ConfigError(config.source, step.key, f"step {step.name!r}: {str(err) or type(err).__name__}") from err
+            raise ConfigError(config.source, step.key,
+                              f"step {step.name!r}: {error_text(err) or type(err).__name__}") from err
         except BaseException as err:  # a sys.exit() in check() (a library's own command-line checks): said, exit 2
-            raise ConfigError(config.source, step.key, f"step {step.name!r}: check() raised {type(err).__name__}: {err}"
-                              f"{failure_place(err)}") from err
+            raise ConfigError(config.source, step.key, f"step {step.name!r}: check() raised {type(err).__name__}: "
+                              f"{error_text(err)}{failure_place(err)}") from err
 
 
 #: The largest config file read: a config is a few KiB; a path such as /dev/zero must not fill the memory.

@@ -103,6 +103,18 @@ def suggest(word: str, choices: Iterable[str]) -> str:
     return f" (expected one of: {', '.join(choices)})" if choices else ""
 
 
+def error_text(error: BaseException) -> str:
+    """``str(error)``, or what its ``__str__`` raised: a step's own exception class may be broken, and telling of its
+    failure must not fail in turn (as ``traceback`` prints ``<exception str() failed>``)."""
+    try:
+        text = str(error)
+    except KeyboardInterrupt:
+        raise
+    except BaseException as broken:  # the step's code, whatever it raises
+        return f"<str() failed: {type(broken).__name__}>"
+    return text
+
+
 def failure_place(error: BaseException) -> str:
     """`` (FILE, line N)``: where the import that raised ``error`` failed; "" when no such line is known.
 

@@ -4,6 +4,8 @@ from __future__ import annotations
 
 import traceback
 
+from pipeline.console.humanize import error_text
+
 
 class RemoteError(Exception):
     """An exception raised in a worker process, carried as text: its one-line form and its traceback."""
@@ -17,7 +19,7 @@ def failure_line(error: BaseException) -> str:
     """One line describing an exception: its type and message."""
     if isinstance(error, RemoteError):
         return str(error)
-    return f"{type(error).__name__}: {error}"
+    return f"{type(error).__name__}: {error_text(error)}"
 
 
 def error_kind(error: BaseException) -> str:
