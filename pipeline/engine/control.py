@@ -32,7 +32,7 @@ class RunControl:
 
     def __init__(self, options: RunOptions) -> None:
         self.options = options
-        self.policy = FailurePolicy(options.max_failures, options.dead_letter, lambda reason: self.stopping.set())
+        self.policy = FailurePolicy(options.max_failures, options.dead_letter, self._stop)
         self.stopping = threading.Event()  # the producer stops; what is in flight drains
         self.aborted = threading.Event()  # every thread stops as soon as it can
         self.build = threading.Event()  # every router is bound: the steps' workers may build their Components
@@ -48,6 +48,12 @@ class RunControl:
         self.refused = ""
         self._slots = itertools.count()  # worker processes, the run's and remote ones, share one numbering
         self._internal_errors = itertools.count()  # of the threads of this process: the first is logged in full
+
+    def _stop(self, reason: str) -> None:
+        """The policy stops the run: the producer stops, and the supervisor tells the worker processes of the steps
+        it halted now, not at its next look, which they spend failing what they hold."""
+        self.stopping.set()
+        self.keepers_look.set()
 
     def new_slot(self) -> int:
         """A number for a new worker process, unique in the run (next() on a count is atomic: threads share it)."""

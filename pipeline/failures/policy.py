@@ -95,15 +95,18 @@ class FailurePolicy:
 
     def _stop_reason(self, step: StepConfig, seq: int) -> str | None:
         """Why this failure stops the run, the first time one does (the caller holds the lock); a step
-        with on_error=stop is halted at once.
+        with on_error=stop is halted at once, and once max_failures is reached every step that failed a message.
 
+        Halted, not drained: the messages queued for a failing step would only fail in turn (hundreds past the
+        limit, where the queues are long); what it did not run is counted and written as not run, to replay.
         A closed stdout is not asked about: it stops the run already, as SIGPIPE would.
         """
         if step.on_error == "stop":
             self.halted.add(step.name)
             return self._claim(f"step {step.name} failed on message {seq} (on_error=stop)")
         if self.max_failures and self.total >= self.max_failures:
-            return self._claim(f"{self.total} messages failed (max_failures={self.max_failures})")
+            self.halted.update(self.by_step)
+            return self._claim(f"max_failures={self.max_failures} reached")
         return None
 
     def _claim(self, reason: str) -> str | None:
