@@ -184,6 +184,12 @@ pipeline-run --config=configs/routing.json --graph=mermaid
             with suppress(OSError):
                 sys.stdout.flush()
             os._exit(status)
+        with suppress(OSError):
+            sys.stdout.flush()  # a stdout nobody reads blocks here, where a signal still ends the process
+        # The interpreter's exit puts back the default action of a signal with a Python handler (a signal would then
+        # kill the process, its status the signal's, after the report said another); an ignored one stays ignored.
+        for signum in HANDLED:
+            signal.signal(signum, signal.SIG_IGN)
         sys.exit(status)
 
 
