@@ -121,6 +121,14 @@ class Trigger(PidRecorder):
         return True
 
 
+class TriggerThenFinish(Trigger):
+    """Trigger with a finish() of its own, which sends one message more: "finished"."""
+
+    def finish(self) -> None:
+        """Send the last word."""
+        self.send_msg("finished")
+
+
 class FailsThenDies(Component):
     """Passes messages on, but raises on message ``fails`` and then kills its process on message ``dies`` (once: the
     marker file is the token), before the answer of the failed message left the process."""

@@ -313,15 +313,21 @@ def test_a_process_that_holds_work_and_runs_none_of_it_is_taken_for_dead(tmp_pat
     assert not alive(deaf)
 
 
-def test_a_process_that_never_reads_its_finish_ends_the_run_instead_of_hanging_it(tmp_path: Path) -> None:
+@pytest.mark.parametrize("step", ["TriggerThenFinish", "Trigger"])
+def test_a_process_that_never_reads_its_finish_ends_the_run_instead_of_hanging_it(tmp_path: Path, step: str) -> None:
     """The last message makes its process deaf: told to finish, it never reads it. It is taken for dead like a
-    process holding work; what its finish() would have sent is lost, so the run fails, saying so."""
-    path = chain(tmp_path, {"nb_process": 1}, count=20,
+    process holding work; what its finish() would have sent is lost, so the run fails, saying so. A step without
+    a finish() of its own loses nothing there: the run succeeds (it failed, every message delivered)."""
+    path = chain(tmp_path, {"class": step, "nb_process": 1}, count=20,
                  Trigger={"at": 19, "action": "deaf", "marker": str(tmp_path / "deaf")})
     result = run_to_end(path, *HEARTBEATS)
-    assert result.returncode == 1, result.stderr
-    assert "a worker process died before its finish() ended (held work for" in result.stderr
     assert sorted(written(tmp_path)) == list(range(20))
+    if step == "Trigger":
+        assert result.returncode == 0, result.stderr
+        assert "finish() ended" not in result.stderr
+    else:
+        assert result.returncode == 1, result.stderr
+        assert "a worker process died before its finish() ended (held work for" in result.stderr
 
 
 def test_poison_messages_do_not_spend_the_restart_budget(tmp_path: Path) -> None:

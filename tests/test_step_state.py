@@ -17,6 +17,7 @@ import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
+from pipeline.component import Component
 from pipeline.config import StepConfig
 from pipeline.config.options import RunOptions
 from pipeline.engine.flow import HELD_BACK_BYTES, window_limit
@@ -64,9 +65,9 @@ class Clock:
 
 
 def step(**keys: Any) -> StepConfig:
-    """A stager S with ``keys``."""
-    return StepConfig(name="S", kind="stager", cls=object, module="m", next_steps=("C",),  # type: ignore[arg-type]
-                      **keys)
+    """A stager S with ``keys`` (its class: object, unless ``cls`` says otherwise)."""
+    keys.setdefault("cls", object)
+    return StepConfig(name="S", kind="stager", module="m", next_steps=("C",), **keys)
 
 
 def packet(count: int, size: int = 10) -> Packet:
@@ -397,6 +398,21 @@ def test_a_process_lost_before_its_finish_ended_fails_the_step_once_its_grace_is
     assert made.settle_losses() == 0.0  # settled now: the router looks again at once (it would wait for ever)
     assert made.done() and made.fatal and made.settle_losses() is None
     assert "died before its finish() ended" in (made.first_error or "")
+
+
+def test_a_process_lost_in_a_finish_that_does_nothing_fails_nothing() -> None:
+    """A step whose class keeps Component's finish(), as the steps fused with it: nothing is lost when its process dies
+    there, and the step ends as after any death."""
+    made, _, clock = state(cls=Component)
+    made.added(0, 1)
+    made.joined(worker(0), 2)
+    made.take_end(0)
+    made.drained()
+    made.told_to_finish(worker(0))
+    made.lost(Loss(0, "killed by signal SIGKILL", []))
+    clock.now += FINISH_GRACE_SECONDS
+    assert made.settle_losses() == 0.0
+    assert made.done() and not made.fatal and made.first_error is None
 
 
 def test_a_process_that_died_before_it_could_be_told_to_finish_is_no_failure_and_its_replacement_finishes() -> None:

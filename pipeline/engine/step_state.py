@@ -27,6 +27,7 @@ from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
 from itertools import islice
 
+from pipeline.component import Component
 from pipeline.config.model import StepConfig
 from pipeline.config.options import RunOptions
 from pipeline.engine.flow import (
@@ -862,7 +863,7 @@ class StepState:
         """
         unfinished = self._slot_threads.get(slot, self.step.nb_thread) - self._finished_threads.get(slot, 0)
         self.expected_workers -= unfinished
-        if cut_short:
+        if cut_short and self._finish_sends:
             line = f"step {self.step.name}: a worker process died before its finish() ended ({reason})"
             self.first_error = self.first_error or line
             self.fatal = True
@@ -874,6 +875,12 @@ class StepState:
                 self._no_workers_left(f"its worker processes could not be started ({reason[len(NOT_STARTED) + 2:]})")
             else:
                 self._no_workers_left(f"its worker processes died ({reason})")
+
+    @property
+    def _finish_sends(self) -> bool:
+        """Whether a finish() of this step or of its fused steps may send or write anything: Component's own does
+        nothing, so a worker process that dies in it loses nothing, and the run goes on as after any death."""
+        return any(getattr(step.cls, "finish", None) is not Component.finish for step in (self.step, *self.members))
 
     def settle_losses(self) -> float | None:
         """Settle the losses whose grace is over; seconds until the next one's is (None: none pending)."""
