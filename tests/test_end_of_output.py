@@ -92,6 +92,10 @@ def test_a_run_stops_quietly_when_its_stdout_is_closed(tmp_path: Path, mode: str
     ["-m", "gui", "--help"],
     ["-m", "gui", "--help-all"],
     ["-m", "gui", "--version"],
+    ["-m", "pipeline.cli.keys", "--help"],
+    ["-m", "pipeline.cli.keys", "--help-all"],
+    ["-m", "pipeline.cli.worker", "--help"],
+    ["-m", "pipeline.bench", "--help"],
 ], ids=" ".join)
 def test_every_command_stops_quietly_when_its_stdout_is_closed(argv: list[str]) -> None:
     assert run_with_stdout_closed(*argv) == (EXIT_STATUS, "")

@@ -10,6 +10,7 @@ from traitlets import Unicode
 
 from pipeline.auth.keys import check_key_name, generate_key_pair
 from pipeline.cli.application import COMMAND_LINE, DEBUG_FLAG, StrictApplication
+from pipeline.console.end_of_output import console_script
 from pipeline.errors import ConfigError
 
 #: The commands, each with what it does.
@@ -56,6 +57,7 @@ pipeline-keys generate node7 --dir=keys/workers
         print(f"{self.name}: wrote {public} (public) and {secret} (secret, mode 0600)")
 
 
+@console_script
 def main(argv: Sequence[str] | None = None) -> NoReturn:
     """The ``pipeline-keys`` console script."""
     PipelineKeys.launch_instance(argv)
