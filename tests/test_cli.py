@@ -154,6 +154,18 @@ def test_a_failed_step_exits_1(tmp_path: Path, mode: str) -> None:
             "other.json: cannot read the config file: No such file or directory",
             id="twice",
         ),
+        pytest.param(  # traitlets failed on its own objects: "'LazyConfigValue' object does not support item assignment"
+            [f"--config={CHAIN}", "--counter.count=3"],
+            "command line: --counter.count: 'counter' is not a class name (class names begin with a capital letter: "
+            "did you mean 'Counter'?)",
+            id="class-in-lowercase",
+        ),
+        pytest.param(  # "values whose keys begin with an uppercase char must be Config instances"
+            [f"--config={CHAIN}", "--Pipeline.Mode=sequential"],
+            "command line: --Pipeline.Mode: 'Mode' is not an option name (option names begin with a lowercase letter: "
+            "did you mean 'mode'?)",
+            id="option-capitalized",
+        ),
         pytest.param(
             [f"--config={CHAIN}", "--log-level=LOUD"],
             "command line: --log-level: expected any of "

@@ -65,6 +65,19 @@ class _Loader(KVArgParseConfigLoader):
         super()._convert_to_config()
 
 
+def _check_case(option: str) -> None:
+    """A ``--Class.trait`` (or ``--Outer.Inner.trait``) option's classes begin with a capital letter and its trait
+    does not: traitlets tells the two apart by that alone."""
+    *classes, trait = option[2:].split(".")
+    for name in classes:
+        if name[:1].islower():
+            raise ConfigError(COMMAND_LINE, option, f"{name!r} is not a class name (class names begin with a "
+                                                    f"capital letter: did you mean {name[:1].upper() + name[1:]!r}?)")
+    if trait[:1].isupper():
+        raise ConfigError(COMMAND_LINE, option, f"{trait!r} is not an option name (option names begin with a "
+                                                f"lowercase letter: did you mean {trait[:1].lower() + trait[1:]!r}?)")
+
+
 class StrictApplication(Application):
     """An Application whose command line is checked in full (traitlets alone only warns or exits 1)."""
 
@@ -130,12 +143,15 @@ class StrictApplication(Application):
         return ""
 
     def check_option_names(self, argv: Sequence[str]) -> None:
-        """Reject a ``--name`` option this command does not have (traitlets would only warn)."""
+        """Reject a ``--name`` option this command does not have (traitlets would only warn), and a
+        ``--Class.trait`` whose case traitlets cannot read (it failed on its own objects' words)."""
         known = {"-h", "--help", "--help-all", "--version", *(f"--{name}" for name in [*self.aliases, *self.flags])}
         for arg in argv:
             name = arg.split("=", 1)[0]
             if _OPTION_NAME.fullmatch(name) and name not in known:
                 raise ConfigError(COMMAND_LINE, name, "unknown option" + suggest(name, known))
+            if name.startswith("--") and "." in name:
+                _check_case(name)
 
     def _create_loader(self, argv: Any, aliases: Any, flags: Any, classes: Any) -> KVArgParseConfigLoader:
         return _Loader(argv, aliases, flags, classes=classes, log=self.log)
