@@ -140,6 +140,13 @@ QUALIFIED = "tests.child_steps.StrictCleaner"
         pytest.param({"Clean": {"Processor": {"threshold": 1.0}}}, "Clean.Processor",
                      "Clean has no option 'Processor' (a section for a class "
                      "its step builds: that class must be in the step's child_classes)", id="child-class-not-listed"),
+        # Another step's class, whose objects never have a parent: the setting did nothing, silently.
+        pytest.param({"Counter": {"Write": {"path": "elsewhere.jsonl"}}}, "Counter.Write",
+                     "Counter has no option 'Write' (a section for a class "
+                     "its step builds: that class must be in the step's child_classes)", id="another-steps-class"),
+        pytest.param({"Write": {"StrictCleaner": {"threshold": 2.0}}}, "Write.StrictCleaner",
+                     "Write has no option 'StrictCleaner' (a section for a class its step builds: that class must be "
+                     "in the step's child_classes)", id="another-steps-child"),
         pytest.param({"Cleanr": {}}, "Cleanr",
                      "unknown section: not a step class of this pipeline (did you mean 'Cleaner'?)",
                      id="unknown-class"),

@@ -154,7 +154,7 @@ def test_a_failed_step_exits_1(tmp_path: Path, mode: str) -> None:
             "other.json: cannot read the config file: No such file or directory",
             id="twice",
         ),
-        pytest.param(  # traitlets failed on its own objects: "'LazyConfigValue' object does not support item assignment"
+        pytest.param(  # traitlets failed on its own objects: "'LazyConfigValue' object does not support item ..."
             [f"--config={CHAIN}", "--counter.count=3"],
             "command line: --counter.count: 'counter' is not a class name (class names begin with a capital letter: "
             "did you mean 'Counter'?)",

@@ -212,6 +212,7 @@ class _Validator:
         self.settings = {cls.__name__: cls for cls in settings}
         self.classes: dict[str, type[Configurable]] = {}  # the sections a file may hold, by name
         self.owners: dict[str, list[str]] = {}  # for a child class (Component.child_classes): its steps
+        self.built: dict[str, StepConfig] = {}  # the steps, once read
 
     def error(self, key: str, problem: str) -> ConfigError:
         return ConfigError(self.source, key, problem)
@@ -388,6 +389,7 @@ class _Validator:
     def configurable_classes(self, steps: dict[str, StepConfig]) -> dict[str, type[Configurable]]:
         """Sections the file may hold: each step class and its configurable bases, then the classes
         that steps create as children (``Component.child_classes``) and their configurable bases."""
+        self.built = steps
         classes: dict[str, type[Configurable]] = {}
         for step in steps.values():
             for base in step.cls.__mro__:
@@ -404,6 +406,14 @@ class _Validator:
                     if step.name not in owners:
                         owners.append(step.name)
         return classes
+
+    def builds(self, outer: type[Configurable], inner: type[Configurable]) -> bool:
+        """Whether a section of ``inner`` nested in one of ``outer`` can apply: traitlets applies it to the objects of
+        ``inner`` whose parent is of ``outer``, so ``inner`` must be a child class of a step that is, or builds, an
+        ``outer`` (another step's class there would be a setting that does nothing)."""
+        steps = {step.name for step in self.built.values() if issubclass(step.cls, outer)}
+        steps.update(self.owners.get(outer.__name__, ()))
+        return not steps.isdisjoint(self.owners.get(inner.__name__, ()))
 
     def owner_note(self, cls: type[Configurable]) -> str:
         """For a child class, the words that say whose it is: " (ctapipe.io.EventSource, of step READER)"."""
@@ -424,7 +434,7 @@ class _Validator:
         for name, value in values.items():
             if name not in traits:
                 nested = self.classes.get(name)
-                if nested is not None and isinstance(value, dict):
+                if nested is not None and isinstance(value, dict) and self.builds(cls, nested):
                     # traitlets applies a class section nested in another to that class's objects
                     # whose parent is of the outer class (ctapipe's configs nest them so)
                     self.section(f"{key}.{name}", nested, value, source)
