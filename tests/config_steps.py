@@ -15,6 +15,21 @@ class NotAComponent:
     """A class that a config may name but cannot run: it is not a Component."""
 
 
+class RunWithoutMessage(Component):
+    """A stager whose run() takes no message, as a producer's: it failed at every message."""
+
+    def run(self) -> None:
+        """Nothing to take."""
+
+
+class RunWithMessage(Component):
+    """A producer whose run() wants a message, as a stager's: it failed at its start."""
+
+    def run(self, msg: Any) -> Any:
+        """Nothing to give."""
+        return msg
+
+
 class ThreadNamer(Component):
     """Stager: replaces each message by the name of the thread that ran it."""
 

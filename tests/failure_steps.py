@@ -31,6 +31,14 @@ class FailEvery(Component):
         return msg
 
 
+class ReturnsANumber(Component):
+    """Producer whose run() returns a number instead of being a generator."""
+
+    def run(self) -> Any:
+        """Not messages."""
+        return 5
+
+
 class MakesArrays(Component):
     """Stager: turns n into {"n", "small" (16 zeros, in band), "big" (128 KiB of zeros, out of band),
     "earlier_intact" (whether every dict it returned before is as it returned it)}, and keeps each."""

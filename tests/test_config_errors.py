@@ -319,6 +319,19 @@ FILE_CASES = [
         "pipeline.Component defines no run() (expected a Component subclass with a run() for the stager's work)",
         id="no-run",
     ),
+    pytest.param(  # it failed at every message, with a TypeError of the engine's call
+        stager_class(STEPS, "RunWithoutMessage"),
+        f"{STAGER}.class",
+        f"{STEPS}.RunWithoutMessage.run(self) cannot be called as a stager's run() (expected run(self, msg))",
+        id="stager-run-without-message",
+    ),
+    pytest.param(
+        setting(PRODUCER, {"name": "COUNT", "module": STEPS, "class": "RunWithMessage", "next_steps": "PASS"}),
+        f"{PRODUCER}.class",
+        f"{STEPS}.RunWithMessage.run(self, msg) cannot be called as a producer's run() (expected "
+        "run(self), a generator of its messages)",
+        id="producer-run-with-message",
+    ),
     pytest.param(
         setting("Pipeline.stagers_conf.0.name", "COUNT"),
         f"{STAGER}.name",

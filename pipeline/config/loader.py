@@ -6,6 +6,7 @@ import ast
 import contextlib
 import dataclasses
 import importlib
+import inspect
 import json
 import logging
 import re
@@ -192,6 +193,25 @@ def _children(node: Any) -> Iterator[Any]:
         yield from node
 
 
+def _run_call_problem(cls: type[Component], kind: str) -> str | None:
+    """Why ``cls.run`` cannot be called as a step of ``kind`` calls it (a producer ``run()``, the others ``run(msg)``),
+    found before any step runs rather than as a TypeError at each message; None if it can, or cannot be told."""
+    try:
+        signature = inspect.signature(cls.run)
+    except (TypeError, ValueError):  # no signature to read (a run() written in C): as it comes
+        return None
+    arguments = (None,) if kind == "producer" else (None, None)  # self, and the message
+    try:
+        signature.bind(*arguments)
+    except TypeError:
+        expected = "run(self), a generator of its messages" if kind == "producer" else "run(self, msg)"
+        bare = signature.replace(parameters=[parameter.replace(annotation=inspect.Parameter.empty)
+                                             for parameter in signature.parameters.values()],
+                                 return_annotation=inspect.Signature.empty)  # as written, without its types
+        return f"run{bare} cannot be called as a {kind}'s run() (expected {expected})"
+    return None
+
+
 def _expected(trait: Any) -> str:
     """What a trait accepts, with its bounds (trait.info() leaves them out)."""
     limits = (("at least", getattr(trait, "min", None)), ("at most", getattr(trait, "max", None)))
@@ -326,6 +346,9 @@ class _Validator:
         if cls.run is Component.run:
             raise self.error(f"{key}.class", f"{keys.module}.{keys.class_} defines no run() (expected a Component "
                              f"subclass with a run() for the {kind}'s work)")
+        called = _run_call_problem(cls, kind)
+        if called is not None:
+            raise self.error(f"{key}.class", f"{keys.module}.{keys.class_}.{called}")
         if kind == "producer" and keys.nb_process > 1 and not cls.shardable:
             raise self.error(f"{key}.nb_process", f"a producer in {keys.nb_process} worker processes runs "
                              f"{keys.nb_process} shards, each of which must read only its share of the input: "

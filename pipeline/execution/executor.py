@@ -465,9 +465,9 @@ class StepExecutor:
             messages = component.run()
             try:
                 iterator = iter(messages)
-            except TypeError:
-                raise TypeError(f"producer {self.step.name!r}: run() must be a generator (or return an iterable), "
-                                f"it returned {type(messages).__name__}") from None
+            except TypeError:  # the engine's own word (no traceback of its code): the line says it all
+                raise StepFailed(f"run() must be a generator (or return an iterable), it returned "
+                                 f"{type(messages).__name__}") from None
 
         _, returned = self._lifecycle(what, start)
         if not returned:
