@@ -300,6 +300,10 @@ def test_second_signal_stops_at_once(tmp_path: Path, listening: bool) -> None:
     assert "still busy, left behind: step STAGE worker 0 in run() on message 5" in stderr
     assert "messages were sent but never processed" in stderr
     assert "Traceback" not in stderr
+    # The producer, blocked sending to a full queue, counts what it sent: the value it was sending is not made (it
+    # was counted processed, and then neither emitted nor never processed).
+    _, produced, emitted, _ = report_row(stderr, "COUNT")
+    assert produced == emitted, stderr
 
 
 @pytest.mark.parametrize("mode", MODES)

@@ -513,8 +513,8 @@ class StepExecutor:
             delivered = collector.delivered  # those handed on early, as chunks
             if delivered:
                 collector.restart()
-            counts.processed += len(outputs) + delivered
             commit(0, outputs)
+            counts.processed += len(outputs) + delivered  # once sent: a hard stop in commit() leaves it unmade
             produced(spent)
             if unsendable is not None:
                 self._unsendable(unsendable)
