@@ -167,6 +167,16 @@ def test_a_steps_file_named_as_an_installed_package_says_it_is_hidden(tmp_path: 
     assert last.endswith("hides the file pipeline.py here: rename the file)"), last
 
 
+def test_a_steps_file_named_as_a_built_in_module_says_it_is_hidden(tmp_path: Path) -> None:
+    """time.py, gc.py: modules built into Python have no file to name, and the hint said nothing."""
+    write_files(tmp_path, {"time.py": "from algorithms.basic import Printer\n"})
+    printer_config(tmp_path, "time")
+    result = run_in(tmp_path, "--config=broken.json")
+    assert (result.returncode, result.stderr.splitlines()[-1]) == (2, (
+        "pipeline-run: error: broken.json: Pipeline.consumer_conf.class: module 'time' has no class 'Printer' "
+        "(Python's built-in module 'time' hides the file time.py here: rename the file)"))
+
+
 @pytest.fixture
 def launch(tmp_path: Path) -> Iterator[Launcher]:
     """The test's processes, killed at its end if still running."""

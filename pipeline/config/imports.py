@@ -30,8 +30,12 @@ def hidden_file(module_name: str, module: Any) -> str:
     """Why a module has not the class a step names: a file of that name here that an installed package of the same
     name hides (the README's steps saved as pipeline.py); "" otherwise."""
     here = module_file(module_name, Path.cwd())
+    if module is None or not here.is_file():
+        return ""
+    if module_name in sys.builtin_module_names:  # time, gc, itertools: built into Python, no file of their own
+        return f" (Python's built-in module {module_name!r} hides the file {here.name} here: rename the file)"
     where = getattr(module, "__file__", None)
-    if where is None or not here.is_file() or Path(where).resolve() == here.resolve():
+    if where is None or Path(where).resolve() == here.resolve():
         return ""
     return _hides(module_name, where, f"the file {here.name}", "rename the file")
 
