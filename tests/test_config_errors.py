@@ -101,6 +101,13 @@ CONSUMER = "Pipeline.consumer_conf"
 #: (change, the error's key, a part of its problem that says what was expected)
 FILE_CASES = [
     pytest.param(replacing(INVALID_JSON), "", "invalid JSON at line 3 column 22: Expecting value", id="invalid-json"),
+    pytest.param(replacing('// my pipeline\n{"version": 1}\n'), "", "invalid JSON at line 1 column 1: Expecting value "
+                 "(JSON has no comments: remove that line, or keep the note in a key of its own)", id="comment"),
+    pytest.param(replacing('{"Pipeline": {"producer_conf": "abc'), "",  # the parser's words ended on "at"
+                 "invalid JSON at line 1 column 32: Unterminated string starting there", id="unterminated-string"),
+    pytest.param(stager_class("tests/config_steps.py", "ThreadNamer"), f"{STAGER}.module",
+                 "(expected a module's name, as import takes it, not a file's path: did you mean "
+                 "'tests.config_steps'?)", id="module-as-a-path"),
     pytest.param(replacing("[]"), "", "expected a JSON object at the top level, got list", id="top-level-list"),
     pytest.param(  # json kept the last: a second consumer_conf hid the first, and the error named a step
         replacing('{"version": 1, "Pipeline": {"consumer_conf": {}, "consumer_conf": {}}}'), "",

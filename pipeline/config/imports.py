@@ -13,7 +13,17 @@ from pipeline.console.humanize import error_text, failure_place
 def import_problem(module_name: str, error: BaseException) -> str:
     """Why importing ``module_name`` raised ``error``, in one line naming the file and line where it failed."""
     return (f"cannot import module {module_name!r}: {type(error).__name__}: {error_text(error)}{failure_place(error)}"
-            f"{hidden_folder(module_name, error)}")
+            f"{hidden_folder(module_name, error) or path_for_name(module_name)}")
+
+
+def path_for_name(module_name: str) -> str:
+    """What a module given as a file's path (``./mine``, ``mine.py``, ``steps/mine.py``) was meant to be, as words
+    to add to its import's error; "" for a name."""
+    if not (module_name.startswith(".") or module_name.endswith(".py") or "/" in module_name or "\\" in module_name):
+        return ""
+    parts = module_name.removesuffix(".py").replace("\\", "/").split("/")
+    guess = ".".join(part for part in parts if part not in ("", "."))
+    return f" (expected a module's name, as import takes it, not a file's path: did you mean {guess!r}?)"
 
 
 def module_file(module_name: str, folder: Path) -> Path:

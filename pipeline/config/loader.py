@@ -132,7 +132,18 @@ def _read_json(path: Path) -> Any:
         raise ConfigError(
             source, "", f"invalid JSON: nested too deeply (expected at most {MAX_DEPTH} levels)"
         ) from None
-    raise ConfigError(source, "", f"invalid JSON at line {invalid.lineno} column {invalid.colno}: {invalid.msg}")
+    raise ConfigError(source, "", f"invalid JSON at line {invalid.lineno} column {invalid.colno}: "
+                                  f"{_json_problem(invalid)}")
+
+
+def _json_problem(error: json.JSONDecodeError) -> str:
+    """The JSON parser's words for ``error``, finished where they end on "at" (the place is said before them), and
+    with a word on comments where the line holds one (JSON has none; editors' configs often do)."""
+    problem = error.msg.removesuffix(" at") + (" there" if error.msg.endswith(" at") else "")
+    line = error.doc.splitlines()[error.lineno - 1] if error.lineno <= len(error.doc.splitlines()) else ""
+    if line.lstrip().startswith(("//", "#", "/*")):
+        problem += " (JSON has no comments: remove that line, or keep the note in a key of its own)"
+    return problem
 
 
 class _LongInteger(Exception):
