@@ -326,6 +326,19 @@ class CollectAndReturn(Collect):
         return msg
 
 
+class CollectAndSend(Collect):
+    """A consumer that collects like Collect, but sends message ``send_on`` on, which a step without next steps
+    cannot."""
+
+    send_on = Int(-1, help="The message it sends on.").tag(config=True)
+
+    def run(self, msg: Any) -> Any:
+        """Write one line, or send the message."""
+        if msg == self.send_on:
+            self.send_msg(msg)
+        super().run(msg)
+
+
 class Digest(Collect):
     """Consumer: writes describe() of each payload (bare or in {"i": i, "data": payload})."""
 

@@ -22,7 +22,7 @@ import pytest
 
 import pipeline.engine.runner as runner_module
 import pipeline.engine.step_state as step_state_module
-from pipeline import Pipeline
+from pipeline import Component, Pipeline, RoutingError
 from pipeline.cli.run import PipelineRun
 from pipeline.engine.control import EngineThread
 from pipeline.engine.pool import WorkerPool
@@ -359,6 +359,14 @@ def test_what_a_consumer_returns_goes_nowhere(mode: str, extra: dict) -> None:
                  mode)
     assert report.exit_status == 0, report.table()
     assert (report["C"].processed, report["C"].failed) == (30, 0)
+
+
+def test_send_msg_outside_a_run_says_it_is_not_running() -> None:
+    """A step built by hand (a test of the user's own) has no run to send into."""
+    step_object = Component(step_name="S", next_steps=["OUT"])
+    with pytest.raises(RoutingError, match=r"^step 'S' is not running: send_msg\(\) is for init/run/finish$"):
+        step_object.send_msg(1)
+
 
 
 # --------------------------------------------------------------------------- 8. SystemExit and KeyboardInterrupt

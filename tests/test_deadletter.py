@@ -115,6 +115,17 @@ MODULE_GONE = b"\x80\x02cno_such_module_anywhere\nEvent\n)\x81."
 EXITS = b"csys\nexit\n(S'bye'\ntR."
 
 
+@pytest.mark.parametrize("step", ["GONE", "COUNT"])
+def test_a_replay_into_a_step_the_config_has_not_exits_2(tmp_path: Path, step: str) -> None:
+    """Dead letters of another pipeline, or of its producer, which a replay replaces: one line, before any step runs."""
+    path = dead_letters(tmp_path, record(1, step=step))
+    config_path = replayable(tmp_path)
+    result = pipeline_run(config_path, f"--replay={path}")
+    assert (result.returncode, result.stderr) == (
+        2, f"pipeline-run: error: {path}: step: {step!r} is not a stager or consumer of {config_path}\n")
+    assert not (tmp_path / "out.jsonl").exists()
+
+
 def test_a_dead_letter_path_that_is_no_regular_file_is_a_config_error(tmp_path: Path) -> None:
     """A FIFO (opening it would wait for a reader) or a device (/dev/null: the file is replaced and made private, so
     root's run made /dev/null 0600): exit 2, one line, before any step runs, the path left as it was."""

@@ -211,6 +211,19 @@ def test_send_msg_to_unknown_step_fails_that_message(mode: str, tmp_path: Path) 
     check_counts(report, config)
 
 
+def test_a_send_from_a_step_without_next_steps_fails_its_message(mode: str, tmp_path: Path) -> None:
+    """The consumer has nowhere to send: its send_msg() raises a RoutingError, which fails that message only."""
+    n = 6
+    config = pipeline_config(step("P", "Numbers", "OUT"), [],
+                             collector(tmp_path, "OUT", "CollectAndSend", config={"send_on": 2}, on_error="skip"),
+                             **numbers(n))
+    report = run(config, mode)
+    assert report.exit_status == 1
+    assert (report["OUT"].processed, report["OUT"].failed) == (n - 1, 1)
+    assert report.steps["OUT"].first_error == "RoutingError: step 'OUT' has no next steps to send to"
+    assert sorted(read(tmp_path, "OUT")) == [i for i in range(n) if i != 2]
+
+
 def test_stager_without_next_steps_is_a_sink(mode: str, tmp_path: Path) -> None:
     """A stager with no next steps takes every message like a consumer; what it returns or yields goes nowhere."""
     n = 12
