@@ -386,8 +386,9 @@ def test_a_process_lost_after_it_was_told_to_finish_is_given_time_for_its_finish
     assert made.settle_losses() == 0.0 and made.done() and not made.fatal
 
 
-def test_a_process_lost_before_its_finish_ended_fails_the_step_once_its_grace_is_over() -> None:
-    made, _, clock = state()
+def lost_in_finish(**keys: Any) -> StepState:
+    """A step (of ``keys``) whose one worker process died once told to finish, its grace over."""
+    made, _, clock = state(**keys)
     made.added(0, 1)
     made.joined(worker(0), 2)
     made.take_end(0)
@@ -396,6 +397,11 @@ def test_a_process_lost_before_its_finish_ended_fails_the_step_once_its_grace_is
     made.lost(Loss(0, "killed by signal SIGKILL", []))
     clock.now += FINISH_GRACE_SECONDS
     assert made.settle_losses() == 0.0  # settled now: the router looks again at once (it would wait for ever)
+    return made
+
+
+def test_a_process_lost_before_its_finish_ended_fails_the_step_once_its_grace_is_over() -> None:
+    made = lost_in_finish()
     assert made.done() and made.fatal and made.settle_losses() is None
     assert "died before its finish() ended" in (made.first_error or "")
 
@@ -403,15 +409,7 @@ def test_a_process_lost_before_its_finish_ended_fails_the_step_once_its_grace_is
 def test_a_process_lost_in_a_finish_that_does_nothing_fails_nothing() -> None:
     """A step whose class keeps Component's finish(), as the steps fused with it: nothing is lost when its process dies
     there, and the step ends as after any death."""
-    made, _, clock = state(cls=Component)
-    made.added(0, 1)
-    made.joined(worker(0), 2)
-    made.take_end(0)
-    made.drained()
-    made.told_to_finish(worker(0))
-    made.lost(Loss(0, "killed by signal SIGKILL", []))
-    clock.now += FINISH_GRACE_SECONDS
-    assert made.settle_losses() == 0.0
+    made = lost_in_finish(cls=Component)
     assert made.done() and not made.fatal and made.first_error is None
 
 
