@@ -4,6 +4,7 @@ run's stdout. Each run is a script of its own: the fork needs a process with no 
 
 from __future__ import annotations
 
+import contextlib
 import json
 import os
 import signal
@@ -208,3 +209,23 @@ def test_the_zygote_outlives_a_sigterm_while_its_parent_lives(zygote: Zygote) ->
     assert zygote.process.poll() is None
     zygote.close()
     assert zygote.process.poll() is not None
+
+
+def test_the_zygote_is_waited_for_with_a_deadline_without_pidfd(monkeypatch: pytest.MonkeyPatch) -> None:
+    """On a kernel before 5.3 (RHEL 8's 4.18) a wait for the zygote ignored its timeout and could wait for ever."""
+    def no_pidfd(pid: int) -> int:
+        raise OSError(38, "Function not implemented")
+
+    monkeypatch.setattr(os, "pidfd_open", no_pidfd)
+    child = subprocess.Popen([sys.executable, "-c", "import time; time.sleep(60)"])
+    try:
+        forked = zygote_module._ForkedZygote(child.pid)
+        with pytest.raises(subprocess.TimeoutExpired):
+            forked.wait(0.2)
+        child.kill()
+        assert forked.wait(10) == -signal.SIGKILL
+    finally:
+        child.kill()
+        with contextlib.suppress(ChildProcessError):
+            os.waitpid(child.pid, 0)
+

@@ -182,17 +182,25 @@ class _ForkedZygote:
         if self.poll() is None:
             try:
                 ended = os.pidfd_open(self.pid)  # readable once the process has ended
-            except (OSError, AttributeError):  # a kernel before 5.3: wait without a deadline
-                ended = None
-            if ended is not None:
-                try:
-                    if not select.select([ended], [], [], timeout)[0]:
-                        raise subprocess.TimeoutExpired(str(self.pid), timeout or 0.0)
-                finally:
-                    os.close(ended)
+            except (OSError, AttributeError):  # a kernel before 5.3 (RHEL 8's 4.18): look until the deadline
+                self._poll_until(timeout)
+                return self.returncode if self.returncode is not None else 0
+            try:
+                if not select.select([ended], [], [], timeout)[0]:
+                    raise subprocess.TimeoutExpired(str(self.pid), timeout or 0.0)
+            finally:
+                os.close(ended)
             with contextlib.suppress(ChildProcessError):
                 self.returncode = os.waitstatus_to_exitcode(os.waitpid(self.pid, 0)[1])
         return self.returncode if self.returncode is not None else 0
+
+    def _poll_until(self, timeout: float | None) -> None:
+        """Reap it once it has ended, looking every _REAP_SECONDS, for ``timeout`` seconds at most."""
+        deadline = None if timeout is None else time.monotonic() + timeout
+        while self.poll() is None:
+            if deadline is not None and time.monotonic() >= deadline:
+                raise subprocess.TimeoutExpired(str(self.pid), timeout or 0.0)
+            time.sleep(_REAP_SECONDS)
 
     def kill(self) -> None:
         """SIGKILL it, if it still runs."""
