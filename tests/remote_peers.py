@@ -36,7 +36,9 @@ from pipeline.engine.wire import (
     control_frames,
     header_of,
     packet_from_frames,
+    parse_spec,
     ping_frames,
+    process_worker_id,
 )
 from pipeline.execution.executor import Outcome
 from pipeline.message import Encoded, decode, encode
@@ -124,6 +126,7 @@ class Intruder:
         self.sockets: list[zmq.Socket] = []
         self.keeper = self.socket()
         self.slot = -1
+        self.token = b""  # its last SPEC's slot token, which ends its threads' routing ids
         self.thread: zmq.Socket | None = None
 
     def socket(self, identity: bytes = b"") -> zmq.Socket:
@@ -162,6 +165,8 @@ class Intruder:
         self.send(sock, [HEADER.pack(Kind.HELLO, version, threads, 0), *([] if step is None else [step])])
         answer = self.receive(sock, "answer to HELLO")
         kind, value = header_of(answer[0])
+        if kind is Kind.SPEC:
+            self.token = parse_spec(answer)[3]
         return kind, value, answer[1].bytes if len(answer) > 1 else b""
 
     def refused(self, sock: zmq.Socket, step: bytes | None = b"NOPE", threads: int = 1,
@@ -177,7 +182,7 @@ class Intruder:
         kind, self.slot, _ = self.hello(self.keeper, step.encode())
         if kind is not Kind.SPEC:
             raise AssertionError(f"HELLO for {step} got {kind.name}, expected SPEC")
-        self.thread = self.socket(b"p%d.0" % self.slot)
+        self.thread = self.socket(process_worker_id(self.slot, 0, self.token))
         return self.slot
 
     def ping(self, running: Sequence[int] = ()) -> int:
@@ -190,13 +195,16 @@ class Intruder:
         return answers
 
     def hoard(self, patience: float) -> float:
-        """JOIN, then never read the thread's socket (what the run hands it stays there) while answering every
-        heartbeat saying it runs nothing; return, once the run has stopped answering them for ``patience``
-        seconds (it took this peer for dead) or has ended, how long it heard the run."""
+        """JOIN, then never read the thread's socket (what the run hands it stays there), and beat(patience)."""
         thread = self.thread
         if thread is None:
             raise RuntimeError("join() a step before hoarding its work")
         self.send(thread, control_frames(Kind.JOIN, WINDOW))
+        return self.beat(patience)
+
+    def beat(self, patience: float) -> float:
+        """Answer every heartbeat saying it runs nothing; return, once the run has stopped answering them for
+        ``patience`` seconds (it took this peer for dead) or has ended, how long it heard the run."""
         start = heard = time.monotonic()
         while self.alive() and time.monotonic() - heard < patience:
             if self.ping():

@@ -21,7 +21,16 @@ import zmq
 
 from pipeline.auth.keys import load_key_pair, load_public_key
 from pipeline.engine.door import MAX_REMOTE_THREADS, MAX_REMOTE_WORKER_THREADS, MAX_SLOTS_PER_KEY
-from pipeline.engine.wire import HEADER, WIRE_VERSION, Kind, Loss, control_frames, left_frames, ping_frames
+from pipeline.engine.wire import (
+    HEADER,
+    WIRE_VERSION,
+    Kind,
+    Loss,
+    control_frames,
+    left_frames,
+    ping_frames,
+    process_worker_id,
+)
 from tests.remote_helpers import CONSUMER, PRODUCER, STAGE, STRANGER, Launcher, Proc, duplicates, wait_during
 from tests.remote_peers import JUNK_RESULTS, Intruder, bomb, junk_result, plaintext_junk, refused_peer
 from tests.remote_steps import marker_pids
@@ -117,7 +126,7 @@ def another_keys_slot(peers: Peers) -> None:
     assert thread is not None
     intruder.send(thread, junk_result(peers.payload, 0))  # before its JOIN (serve() sends it next)
     intruder.send(thread, control_frames(Kind.READY, 2))
-    claim = accomplice.socket(b"p%d.1" % slot)
+    claim = accomplice.socket(process_worker_id(slot, 1, intruder.token))  # as if the token had leaked
     for junk in (control_frames(Kind.JOIN, 2), ping_frames(slot, []), junk_result(peers.payload, 0),
                  control_frames(Kind.FINISHED)):
         accomplice.send(claim, junk)
@@ -150,7 +159,7 @@ def protocol_abuse(peers: Peers) -> None:
     before FINISH, and a thread number beyond the one thread it asked for."""
     intruder = peers.intruder
     slot = intruder.join(STAGE)
-    extra = intruder.socket(b"p%d.5" % slot)
+    extra = intruder.socket(process_worker_id(slot, 5, intruder.token))
     intruder.send(extra, control_frames(Kind.JOIN, 2))
 
     def abuse(thread: Any, packet: Any) -> None:
@@ -238,6 +247,47 @@ def test_a_peer_inside_a_long_run_is_not_taken_for_dead(launch: Launcher, tmp_pa
         assert intruder.slow(3 * PATIENCE) == COUNT
     assert_unchanged(launch, run, {os.getpid()}, marker)
     assert "taken for dead" not in run.stderr
+
+
+def test_a_peer_whose_threads_never_join_is_taken_for_dead(launch: Launcher) -> None:
+    """An authorized peer says HELLO and answers every heartbeat, and its threads never join: the step would wait for
+    them to its end; after worker_timeout it is taken for dead, and the run ends with the values of its own worker."""
+    run = launch.run(launch.chain(nb_thread=1, hold=True), "--Pipeline.worker_timeout=1")
+    server = load_public_key(launch.keys.server_public).public
+    with Intruder(launch.address, load_key_pair(launch.keys.secret("intruder")), server, 0.2,
+                  lambda: run.popen.poll() is None) as intruder:
+        intruder.join(STAGE)
+        launch.hold.touch()
+        intruder.beat(patience=3 * PATIENCE)
+    assert run.wait() == 0, run.stderr
+    outputs = launch.outputs()
+    assert sorted(row["value"] for row in outputs) == list(range(COUNT)) and {row["pid"] for row in outputs} == {
+        run.pid}
+    assert (f"worker process {intruder.slot}: 0 of its 1 threads joined the step within worker_timeout=1 s: taken "
+            "for dead") in run.stderr
+
+
+def test_routing_ids_taken_by_another_key_leave_a_worker_served(launch: Launcher) -> None:
+    """An authorized peer takes the routing ids that the threads of the next slots would have had without their
+    slots' tokens (a ROUTER ignores a second peer of a routing id): a worker that joins next is served all the same,
+    and the peer gets nothing."""
+    run = launch.run(launch.chain(nb_thread=0))
+    server = load_public_key(launch.keys.server_public).public
+    with Intruder(launch.address, load_key_pair(launch.keys.secret("intruder")), server, 0.2,
+                  lambda: run.popen.poll() is None) as intruder:
+        slot = intruder.join(STAGE)
+        intruder.send(intruder.keeper, left_frames(Loss(slot, "done", [], clean=True)))
+        squats = [intruder.socket(process_worker_id(taken, thread)) for taken in range(slot + 1, slot + 5)
+                  for thread in range(2)]
+        for squat in squats:
+            intruder.refused(squat)  # answered on it: the run knows that routing id as this peer's
+        worker = launch.worker("--threads=2")
+        assert run.wait() == 0, run.stderr
+        assert worker.wait() == 0, worker.stderr
+        assert not any(squat.poll(0) for squat in squats), "the run sent something to a routing id taken by a peer"
+    outputs = launch.outputs()
+    assert sorted(row["value"] for row in outputs) == list(range(COUNT)) and not duplicates(outputs)
+    assert {row["keeper"] for row in outputs} == {worker.pid}, run.stderr
 
 
 def test_a_flood_of_hellos_holds_a_bounded_number_of_slots_and_says_so_in_a_few_lines(launch: Launcher) -> None:

@@ -3,10 +3,12 @@ which workers on other hosts join a step, exchange heartbeats and talk to the st
 
 A remote host runs ``pipeline-worker --connect=tcp://HEAD:PORT --step=S`` (see docs/cluster.md). Its
 own process (engine.remote_agent) says HELLO once per worker process (the step, how many threads),
-and gets a slot and the step's SPEC; each worker process's threads then connect to the same port,
-under the routing id ``p<slot>.<thread>``, and the door relays their frames to the step's router
-through an inproc socket of that same routing id, so the router treats them exactly as the threads
-of a local worker process. The remote process sends a PING per slot every ``heartbeat_interval``
+and gets a slot, a token that no other peer knows and the step's SPEC; each worker process's threads
+then connect to the same port, under the routing id ``p<slot>.<thread>:<token>``, and the door relays
+their frames to the step's router through an inproc socket of routing id ``p<slot>.<thread>``, so the
+router treats them exactly as the threads of a local worker process. (A ROUTER ignores a peer whose
+routing id another peer took first: without the token, another key could take a slot's ids before
+its threads connect, and leave them unheard.) The remote process sends a PING per slot every ``heartbeat_interval``
 (with the messages it runs) and gets PONG; a slot silent for ``heartbeat_liveness`` beats, or one
 its host says has ended (LEFT), is lost: the door tells the step's router (LOST), which delivers
 again what it held. A step halted after a failure is told (HALT) to its remote workers.
@@ -17,7 +19,8 @@ What a peer can send is checked before anything else happens to it:
   ``ZAP_ENFORCE_DOMAIN``) lets in only the public keys of ``authorized_keys``: a peer without
   CURVE, or with another key, never completes its handshake and never gets a frame to us;
 - a peer is known by the key its handshake proved (the frames' User-Id), never by the routing id
-  it claims: the frames of a slot are relayed only when they come from the key that opened it;
+  it claims: the frames of a slot are relayed only when they come from the key that opened it, under
+  the slot's token;
 - each frame set is checked against the wire format (engine.wire) before it is relayed, so a
   malformed one is dropped (with one rate-limited warning) and never reaches a router; the door
   never unpickles anything.
@@ -25,8 +28,10 @@ What a peer can send is checked before anything else happens to it:
 
 from __future__ import annotations
 
+import hmac
 import logging
 import pickle
+import secrets
 import time
 from collections.abc import Callable
 from dataclasses import dataclass, field
@@ -45,6 +50,7 @@ from pipeline.engine.step_state import FINISH_GRACE_SECONDS
 from pipeline.engine.supervisor import LOOK_SECONDS, busy_lines, spec_for
 from pipeline.engine.wire import (
     HEADER,
+    SLOT_TOKEN,
     Kind,
     Loss,
     WireError,
@@ -125,11 +131,14 @@ class RemoteWorker:
     threads: int
     keeper: bytes  # the routing id of its keeper's socket
     pid: int  # its process id on its host (as it says)
+    token: bytes  # what ends its threads' routing ids (wire.SLOT_TOKEN): no other peer knows it
     heard: float = field(default_factory=time.monotonic)
+    hello: float = field(default_factory=time.monotonic)  # when it said HELLO
     running: list[int] = field(default_factory=list)  # the messages it said it was running, at its last heartbeat
     idle_since: float | None = None  # since when its heartbeats say it runs no message (None: it runs one)
     halted: bool = False
-    relays: dict[bytes, zmq.Socket] = field(default_factory=dict)  # per worker thread: its socket to the router
+    #: Per worker thread, by its routing id at the door: its socket to the router.
+    relays: dict[bytes, zmq.Socket] = field(default_factory=dict)
 
     def status(self, now: float) -> WorkerProcessStatus:
         """What the monitor shows of it."""
@@ -210,8 +219,9 @@ class Door(EngineThread):
         while not self._finished() and not self.control.aborted.is_set():
             poller = zmq.Poller()
             poller.register(self.socket, zmq.POLLIN)
-            relays = [(worker, relay) for worker in self.workers.values() for relay in worker.relays.values()]
-            for _, relay in relays:
+            relays = [(worker, thread, relay) for worker in self.workers.values()
+                      for thread, relay in worker.relays.items()]
+            for _, _, relay in relays:
                 poller.register(relay, zmq.POLLIN)
             if self.monitor is not None:
                 poller.register(self.monitor, zmq.POLLIN)
@@ -220,9 +230,9 @@ class Door(EngineThread):
                 self._handshakes()
             if self.socket in events:
                 self._read()
-            for worker, relay in relays:
+            for worker, thread, relay in relays:
                 if relay in events and not relay.closed:
-                    self._to_worker(worker, relay)
+                    self._to_worker(worker, thread, relay)
             self._watch()
             self._relay_halts()
 
@@ -302,12 +312,13 @@ class Door(EngineThread):
             return
         router = self.routers[step]
         slot = self.control.new_slot()
-        self.workers[slot] = RemoteWorker(slot, step, key, address, threads, keeper, pid)
+        token = secrets.token_hex(16).encode()
+        self.workers[slot] = RemoteWorker(slot, step, key, address, threads, keeper, pid, token)
         self._publish()
         sockets.send_while(self._notices[step], added_frames(slot, threads), router.listening)
         self.said.say(logging.INFO, key, "worker processes joined", "step %s: remote worker %s (%s) joined with %d "
                       "threads, as worker process %d", step, key, address, threads, slot)
-        self.send([keeper, *spec_frames(slot, pickle.dumps(spec_for(self.config, step, "", self.control)))])
+        self.send([keeper, *spec_frames(slot, pickle.dumps(spec_for(self.config, step, "", self.control)), token)])
 
     def _refusal(self, key: str, step: str, threads: int) -> str | None:
         """Why a HELLO of ``key`` for ``step`` with ``threads`` threads is refused; None if it is not."""
@@ -375,15 +386,17 @@ class Door(EngineThread):
         return worker
 
     def worker_of(self, routing_id: bytes, key: str) -> RemoteWorker | None:
-        """The remote worker whose thread claims ``routing_id``, if the key that sent it opened that slot."""
-        parsed = parse_worker_id(routing_id)
+        """The remote worker whose thread claims ``routing_id``, if the key that sent it opened that slot and the
+        id ends with the slot's token."""
+        name, _, token = routing_id.partition(SLOT_TOKEN)
+        parsed = parse_worker_id(name)
         if parsed is None:
             return None
         slot, thread = parsed
         worker = self.workers.get(slot) or self._departed.get(slot, (None, 0.0))[0]
         if worker is None or worker.key != key or not 0 <= thread < worker.threads:
             return None
-        return worker
+        return worker if hmac.compare_digest(token, worker.token) else None
 
     def _to_router(self, worker: RemoteWorker, routing_id: bytes, payload: list[zmq.Frame]) -> None:
         """Relay what a worker thread sent to its router, once checked to be a well-formed message for it."""
@@ -404,7 +417,7 @@ class Door(EngineThread):
                 self.drop(f"from {worker.key}: no socket for its thread: {err}")
                 return
             relay.linger = 0
-            relay.identity = routing_id
+            relay.identity = routing_id.partition(SLOT_TOKEN)[0]  # the router knows it as a worker process's thread
             relay.connect(self.addresses.work(worker.step))
         sockets.send(relay, payload)
 
@@ -428,22 +441,25 @@ class Door(EngineThread):
             return False
         return True
 
-    def _to_worker(self, worker: RemoteWorker, relay: zmq.Socket) -> None:
+    def _to_worker(self, worker: RemoteWorker, thread: bytes, relay: zmq.Socket) -> None:
         """Relay what a router sent to a remote worker thread; a worker that cannot take it is taken for
         dead at the next look (what it held goes to others). A BYE goes to a thread that is done: one that
-        has left already owes the run nothing, and is neither dead nor a dropped message."""
+        has left already owes the run nothing, and is neither dead nor a dropped message. ``thread``: its routing
+        id at the door."""
         while sockets.waiting(relay):
             frames = sockets.recv(relay)
             if header_of(frames[0])[0] is Kind.BYE:
-                self._deliver([relay.identity, *frames])
-            elif not self.send([relay.identity, *frames]):
+                self._deliver([thread, *frames])
+            elif not self.send([thread, *frames]):
                 worker.heard = float("-inf")
 
     def _watch(self) -> None:
         """Remote workers silent for heartbeat_liveness beats are taken for dead; so are those whose heartbeats
         have said as long that they run none of the messages they hold (they do not read their work). A long
         run() is neither: its process runs a message, and its keeper's heartbeats never wait for it. Those that
-        ended cleanly are forgotten once their grace is over."""
+        ended cleanly are forgotten once their grace is over. So are those whose threads have not all joined
+        within worker_timeout of their HELLO: the step would wait for them to the end of the stream, as long as
+        their process answers heartbeats."""
         now = time.monotonic()
         for departed, until in list(self._departed.values()):
             if now > until:
@@ -455,6 +471,14 @@ class Door(EngineThread):
                               "%s (%s) sent no heartbeat for %.1f s: taken for dead", worker.step, worker.key,
                               worker.address, self.patience)
                 self._lose(worker, Loss(worker.slot, f"remote worker {worker.key} went silent", worker.running))
+                continue
+            joined, timeout = len(worker.relays), self.control.options.worker_timeout
+            if joined < worker.threads and now - worker.hello > timeout:
+                why = f"{joined} of its {worker.threads} threads joined the step within worker_timeout={timeout:g} s"
+                self.said.say(logging.ERROR, worker.key, "worker processes taken for dead", "step %s: remote worker "
+                              "%s (%s): worker process %d: %s: taken for dead", worker.step, worker.key,
+                              worker.address, worker.slot, why)
+                self._lose(worker, Loss(worker.slot, f"remote worker {worker.key}: {why}", worker.running))
                 continue
             if worker.idle_since is None:
                 continue

@@ -100,11 +100,11 @@ def ask_spec(socket: zmq.Socket, login: Login) -> tuple[Spec, int]:
     kind, _ = header_of(received[0])
     if kind is Kind.REFUSE:
         raise JoinError(f"the run refused: {parse_refuse(received)}", 2)
-    slot, spec, version = parse_spec(received)
+    slot, spec, version, token = parse_spec(received)
     mismatch = version_mismatch(version, "the run")
     if mismatch is not None:  # before its Spec is unpickled: another version's classes may not read it
         raise JoinError(f"cannot join the run: {mismatch}", 2)
-    return pickle.loads(spec), slot
+    return dataclasses.replace(pickle.loads(spec), token=token), slot
 
 
 def _wait_for_answer(socket: zmq.Socket, monitor: zmq.Socket, key: str) -> None:

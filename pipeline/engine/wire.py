@@ -88,8 +88,8 @@ class Kind(IntEnum):
 HEADER = struct.Struct("<BBxxIQ")  # kind, flags, count, value
 #: The version of these frames, which a HELLO and its SPEC carry in their flags byte: a remote worker and a run of
 #: other versions refuse each other with a message rather than misread each other's frames. Raised with every
-#: change of a frame's layout (2: a RESULT's table of inputs in columns).
-WIRE_VERSION = 2
+#: change of a frame's layout (2: a RESULT's table of inputs in columns; 3: a SPEC's slot token).
+WIRE_VERSION = 3
 #: The header flag saying that the body follows the header in frame 0.
 INLINE = 1
 #: The header flag saying that one frame of buffer numbers replaces the buffer frames (engine.handles).
@@ -604,18 +604,19 @@ def parse_hello(frames: Sequence[Any]) -> tuple[str, int, int, int]:
     return step, threads, pid, version
 
 
-def spec_frames(slot: int, spec: bytes) -> list[bytes]:
-    """A SPEC (door -> remote worker): its slot, and the step's Spec pickled (the worker proved the run's key)::
+def spec_frames(slot: int, spec: bytes, token: bytes) -> list[bytes]:
+    """A SPEC (door -> remote worker): its slot, the step's Spec pickled (the worker proved the run's key) and the
+    slot's token, which ends its threads' routing ids (SLOT_TOKEN)::
 
-        HEADER (SPEC, flags: WIRE_VERSION, value: slot) | pickle
+        HEADER (SPEC, flags: WIRE_VERSION, value: slot) | pickle | token
     """
-    return [HEADER.pack(Kind.SPEC, WIRE_VERSION, 0, slot), spec]
+    return [HEADER.pack(Kind.SPEC, WIRE_VERSION, 0, slot), spec, token]
 
 
-def parse_spec(frames: Sequence[Any]) -> tuple[int, bytes, int]:
-    """(slot, the pickled Spec, the run's WIRE_VERSION) of a SPEC."""
+def parse_spec(frames: Sequence[Any]) -> tuple[int, bytes, int, bytes]:
+    """(slot, the pickled Spec, the run's WIRE_VERSION, the slot's token) of a SPEC."""
     _, version, _, slot = HEADER.unpack_from(frames[0])
-    return slot, bytes(frames[1]), version
+    return slot, bytes(frames[1]), version, bytes(frames[2]) if len(frames) > 2 else b""
 
 
 def version_mismatch(theirs: int, who: str) -> str | None:
@@ -645,11 +646,15 @@ def text_of(frame: Any, most: int = MAX_REASON_CHARS) -> str:
 #: The routing id of a worker thread in another process starts with this byte (then "slot.thread");
 #: the run's own worker threads take RunControl.thread_prefix.
 PROCESS_WORKER = b"p"
+#: What ends a remote worker thread's routing id at the door: this byte, then its slot's token (the SPEC's). A peer
+#: sets its own routing id and a ROUTER ignores a second peer of an id it has (no ROUTER_HANDOVER): another key that
+#: took ``p<slot>.<thread>`` first left that slot's threads unheard, and the run waited for them while they lived.
+SLOT_TOKEN = b":"
 
 
-def process_worker_id(slot: int, thread: int) -> bytes:
-    """The routing id of thread ``thread`` of worker process ``slot``."""
-    return b"%s%d.%d" % (PROCESS_WORKER, slot, thread)
+def process_worker_id(slot: int, thread: int, token: bytes = b"") -> bytes:
+    """The routing id of thread ``thread`` of worker process ``slot`` (a remote one's ends with its slot's token)."""
+    return b"%s%d.%d%s" % (PROCESS_WORKER, slot, thread, SLOT_TOKEN + token if token else b"")
 
 
 def parse_worker_id(worker: bytes) -> tuple[int, int] | None:

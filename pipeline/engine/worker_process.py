@@ -108,6 +108,7 @@ class Spec:
     member_classes: Mapping[str, str] = dataclasses.field(default_factory=dict)  # their class names
     keep_freed_memory: bool = False  # tune malloc as the run's process does (engine.allocator)
     allow_failures: bool = False  # failed messages (on_error=skip) do not fail the run, nor this process's status
+    token: bytes = b""  # a remote worker's: its slot's token, which ends its threads' routing ids (wire.SLOT_TOKEN)
 
 
 @dataclasses.dataclass(frozen=True)
@@ -317,7 +318,7 @@ class ProcessWorkerThread(WorkerThread):
 
     def connect(self, ctl: zmq.Socket) -> None:
         """Connect to the step's router under the routing id that names this process and thread."""
-        ctl.identity = process_worker_id(self.slot, self.index)
+        ctl.identity = process_worker_id(self.slot, self.index, self.spec.token)
         if self.keys is not None:
             secure_client(ctl, self.keys.own, self.keys.server.public)
         ctl.connect(self.spec.work)
