@@ -202,12 +202,12 @@ class Intruder:
         self.send(thread, control_frames(Kind.JOIN, WINDOW))
         return self.beat(patience)
 
-    def beat(self, patience: float) -> float:
-        """Answer every heartbeat saying it runs nothing; return, once the run has stopped answering them for
-        ``patience`` seconds (it took this peer for dead) or has ended, how long it heard the run."""
+    def beat(self, patience: float, running: Sequence[int] = ()) -> float:
+        """Send every heartbeat saying it runs ``running`` (nothing by default); return, once the run has stopped
+        answering them for ``patience`` seconds (it took this peer for dead) or has ended, how long it heard the run."""
         start = heard = time.monotonic()
         while self.alive() and time.monotonic() - heard < patience:
-            if self.ping():
+            if self.ping(running):
                 heard = time.monotonic()
             time.sleep(self.interval)  # a heartbeat every interval, as pipeline-worker's keeper sends them
             if time.monotonic() - start > SERVE_SECONDS:

@@ -32,7 +32,16 @@ from pipeline.engine.wire import (
     process_worker_id,
 )
 from tests.remote_helpers import CONSUMER, PRODUCER, STAGE, STRANGER, Launcher, Proc, duplicates, wait_during
-from tests.remote_peers import JUNK_RESULTS, Intruder, bomb, junk_result, plaintext_junk, refused_peer
+from tests.remote_peers import (
+    JUNK_RESULTS,
+    UNSENT_SEQ,
+    WINDOW,
+    Intruder,
+    bomb,
+    junk_result,
+    plaintext_junk,
+    refused_peer,
+)
 from tests.remote_steps import marker_pids
 
 # The tests of this file take more than 10 s in all: `pytest -m "not slow"` leaves them out.
@@ -233,6 +242,27 @@ def test_a_peer_that_holds_work_and_never_reads_it_is_taken_for_dead(launch: Lau
     outputs = launch.outputs()
     assert sorted(row["value"] for row in outputs) == list(range(COUNT)) and not duplicates(outputs)
     assert {row["keeper"] for row in outputs} == {worker.pid}
+    assert "without running any of it: taken for dead" in run.stderr
+
+
+def test_a_peer_that_says_it_runs_a_message_it_was_never_given_is_taken_for_dead(launch: Launcher) -> None:
+    """An authorized peer holds a WORK it never answers, and says in every heartbeat that it runs a message it was
+    never given: that is running none of what it holds, so it is taken for dead, and a later worker does it all."""
+    run = launch.run(launch.chain(nb_thread=0))
+    server = load_public_key(launch.keys.server_public).public
+    with Intruder(launch.address, load_key_pair(launch.keys.secret("intruder")), server, 0.2,
+                  lambda: run.popen.poll() is None) as intruder:
+        intruder.join(STAGE)
+        assert intruder.thread is not None
+        intruder.send(intruder.thread, control_frames(Kind.JOIN, WINDOW))
+        intruder.receive(intruder.thread, "first WORK")
+        heard = intruder.beat(3 * PATIENCE, running=[UNSENT_SEQ])
+    assert heard < PATIENCE + 3.0, run.stderr
+    worker = launch.worker()
+    assert run.wait() == 0, run.stderr
+    assert worker.wait() == 0, worker.stderr
+    outputs = launch.outputs()
+    assert sorted(row["value"] for row in outputs) == list(range(COUNT)) and not duplicates(outputs)
     assert "without running any of it: taken for dead" in run.stderr
 
 

@@ -23,7 +23,7 @@ from pipeline.config.options import RunOptions
 from pipeline.engine.flow import HELD_BACK_BYTES, window_limit
 from pipeline.engine.step_state import FINISH_GRACE_SECONDS, Offer, StepState
 from pipeline.engine.wire import Answer, Failure, Loss, Packet, process_worker_id
-from pipeline.execution.executor import UNORDERED, Outcome
+from pipeline.execution.executor import FINISHING, UNORDERED, Outcome
 from pipeline.message import Encoded
 
 
@@ -539,6 +539,20 @@ def test_a_stall_is_judged_only_on_a_process_holding_work_without_progress_while
     assert made.stall(0, idle_for=2, patience=1) is None  # it answered just now: progress
     clock.now += 1.5
     assert made.stall(0, idle_for=2, patience=1) == 1.5
+
+
+def test_a_process_holds_only_the_messages_handed_to_its_threads_and_its_finish_once_told() -> None:
+    made, _, _ = state()
+    made.added(0, 1)
+    made.added(1, 1)
+    made.joined(worker(0), 2)
+    made.joined(worker(1), 2)
+    made.take_input(packet(4))
+    handed = dict(hand_out(made))
+    mine, theirs = seqs(handed[worker(0)]), seqs(handed[worker(1)])
+    assert made.holding(0, [*mine, *theirs, 10**9, FINISHING]) == mine  # never another's, one never sent, a finish()
+    made.told_to_finish(worker(0))
+    assert made.holding(0, [FINISHING, 10**9]) == [FINISHING]
 
 
 def test_the_last_word_of_a_step_left_without_workers_says_what_became_of_them() -> None:

@@ -134,7 +134,7 @@ class RemoteWorker:
     token: bytes  # what ends its threads' routing ids (wire.SLOT_TOKEN): no other peer knows it
     heard: float = field(default_factory=time.monotonic)
     hello: float = field(default_factory=time.monotonic)  # when it said HELLO
-    running: list[int] = field(default_factory=list)  # the messages it said it was running, at its last heartbeat
+    running: list[int] = field(default_factory=list)  # those it holds of what it said it ran, at its last heartbeat
     idle_since: float | None = None  # since when its heartbeats say it runs no message (None: it runs one)
     halted: bool = False
     #: Per worker thread, by its routing id at the door: its socket to the router.
@@ -354,7 +354,7 @@ class Door(EngineThread):
             return  # a worker taken for dead gets no answer: it leaves
         worker.heard = time.monotonic()
         worker.keeper = keeper
-        worker.running = parse_ping(payload)
+        worker.running = self.routers[worker.step].state.holding(slot, parse_ping(payload))
         if worker.running:
             worker.idle_since = None
         elif worker.idle_since is None:

@@ -44,7 +44,7 @@ from pipeline.engine.results import Results
 from pipeline.engine.shards import ShardBook, read_mark
 from pipeline.engine.wire import NOT_RUN, NOT_STARTED, UNSENDABLE, Answer, Failure, Loss, Packet, slot_of
 from pipeline.errors import WorkerDied
-from pipeline.execution.executor import UNORDERED, Outcome, Outputs, Policy
+from pipeline.execution.executor import FINISHING, UNORDERED, Outcome, Outputs, Policy
 from pipeline.execution.report import StepCounts
 from pipeline.failures.describe import RemoteError, failure_line
 from pipeline.message import Encoded
@@ -914,6 +914,19 @@ class StepState:
             if held is not None and (held.held or worker in told) and slot_of(worker) == slot:
                 latest = since if latest is None else max(latest, since)
         return None if latest is None else self.clock() - latest
+
+    def holding(self, slot: int, running: Sequence[int]) -> list[int]:
+        """Those of ``running`` (what a remote worker process's heartbeat says it runs) that worker process ``slot``
+        holds: a message handed to one of its threads, or FINISHING once one was told to finish. A peer's heartbeat
+        may name any number: one that named a message it was never given was taken for busy, and kept the run
+        from ending while it held a real one without answering it.
+
+        Called from the door's thread: it reads plain values only (tuples taken at once under the GIL)."""
+        held = [(packet.first_seq, packet.first_seq + len(packet)) for worker, state in tuple(self.pool.workers.items())
+                if slot_of(worker) == slot for packet in tuple(state.in_flight)]
+        finishing = any(slot_of(worker) == slot for worker in tuple(self._told_to_finish))
+        return [seq for seq in running
+                if any(first <= seq < end for first, end in held) or (seq == FINISHING and finishing)]
 
     def stall(self, slot: int, idle_for: float, patience: float) -> float | None:
         """Seconds worker process ``slot`` has held work without progress, if it must be taken for dead: it has
