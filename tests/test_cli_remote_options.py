@@ -128,6 +128,17 @@ def test_a_secret_key_file_others_may_read_is_refused(launch: Launcher, mode: in
     assert not launch.output.exists()
 
 
+@pytest.mark.parametrize(("option", "path", "said"), [
+    ("--key", ".", "is a folder"), ("--server-key", ".", "is a folder"),
+    ("--key", "/dev/null", "is not a regular file"), ("--server-key", "/dev/null", "is not a regular file"),
+    ("--key", "nowhere.key_secret", "no such file"),
+])
+def test_a_key_path_that_is_no_key_file_says_what_it_is(launch: Launcher, option: str, path: str, said: str) -> None:
+    """A folder or a device given as a key file was said to be no such file."""
+    one_line(worker_cli(launch, f"--connect={launch.address}", f"{option}={path}"),
+             f"pipeline-worker: error: {path}: {option}: {said}: expected a key file made by pipeline-keys")
+
+
 @pytest.mark.parametrize(("option", "said"), [
     ("--threads=0", "pipeline-worker: error: command line: --threads: expected at least 1, got 0"),
     ("--processes=x", "pipeline-worker: error: command line: --processes: expected an int"),

@@ -73,8 +73,9 @@ def _stem(path: Path) -> str:
 
 def _load(path: str | Path, option: str) -> KeyPair:
     path = Path(path)
-    if not path.is_file():
-        raise ConfigError(str(path), option, "no such file: expected a key file made by pipeline-keys")
+    if not path.is_file():  # a folder, a device or a FIFO (reading one would wait for ever) is not "no such file"
+        what = "is a folder" if path.is_dir() else "is not a regular file" if path.exists() else "no such file"
+        raise ConfigError(str(path), option, f"{what}: expected a key file made by pipeline-keys")
     try:
         public, secret = zmq.auth.load_certificate(path)
     except OSError as err:
