@@ -11,6 +11,8 @@ from __future__ import annotations
 
 import os
 import re
+import socket
+import time
 from collections.abc import Callable, Iterator
 from dataclasses import dataclass
 from pathlib import Path
@@ -20,7 +22,7 @@ import pytest
 import zmq
 
 from pipeline.auth.keys import load_key_pair, load_public_key
-from pipeline.engine.door import MAX_REMOTE_THREADS, MAX_REMOTE_WORKER_THREADS, MAX_SLOTS_PER_KEY
+from pipeline.engine.door import HANDSHAKE_SECONDS, MAX_REMOTE_THREADS, MAX_REMOTE_WORKER_THREADS, MAX_SLOTS_PER_KEY
 from pipeline.engine.wire import (
     HEADER,
     WIRE_VERSION,
@@ -85,6 +87,48 @@ def test_peers_that_never_authenticate_change_nothing(launch: Launcher, tmp_path
 
     launch.hold.touch()
     assert_unchanged(launch, run, {run.pid}, marker)
+
+
+def connect_when_listening(run: Proc, port: int) -> socket.socket:
+    """A bare TCP connection to the run's port, once it listens (an AssertionError if the run ends first)."""
+    def attempt() -> socket.socket | None:
+        try:
+            return socket.create_connection(("127.0.0.1", port), timeout=HANDSHAKE_SECONDS + 10)
+        except ConnectionRefusedError:
+            return None
+
+    return wait_during(run, attempt, "the run to listen")
+
+
+def test_a_connection_that_never_shakes_hands_is_closed_within_handshake_seconds(launch: Launcher) -> None:
+    """A peer with no key that connects and says nothing holds one of the run's open files: only for
+    HANDSHAKE_SECONDS (libzmq's own bound was 30 s)."""
+    run = launch.run(launch.chain(hold=True))
+    with connect_when_listening(run, launch.port) as idle:
+        opened = time.monotonic()
+        while idle.recv(4096):  # the run's greeting, then its close (a timeout past HANDSHAKE_SECONDS + 10 s)
+            pass
+        assert time.monotonic() - opened < HANDSHAKE_SECONDS + 3.0
+    launch.hold.touch()
+    assert run.wait() == 0, run.stderr
+
+
+def test_a_flood_of_idle_connections_past_the_run_s_open_files_leaves_room_for_workers(launch: Launcher) -> None:
+    """A peer with no key opens more idle connections than the run may open files (256 here, `ulimit -n`) and holds
+    them: the run closes them after HANDSHAKE_SECONDS, so a worker still joins (within its 30 s) and does it all."""
+    run = launch.run(launch.chain(nb_thread=0), prefix=["sh", "-c", 'ulimit -n 256 && exec "$@"', "sh"])
+    flood = [connect_when_listening(run, launch.port)]
+    try:
+        flood += [socket.create_connection(("127.0.0.1", launch.port), timeout=HANDSHAKE_SECONDS + 10)
+                  for _ in range(400)]
+        worker = launch.worker()
+        assert run.wait() == 0, run.stderr
+        assert worker.wait() == 0, worker.stderr
+    finally:
+        for connection in flood:
+            connection.close()
+    outputs = launch.outputs()
+    assert sorted(row["value"] for row in outputs) == list(range(COUNT)) and not duplicates(outputs)
 
 
 @dataclass

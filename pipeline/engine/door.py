@@ -77,6 +77,11 @@ log = logging.getLogger("pipeline.engine")
 _WARN_EVERY_SECONDS = 10.0
 #: Largest frame a remote peer may send (libzmq drops the connection of a peer that sends more).
 MAX_FRAME_BYTES = 1 << 30
+#: Seconds a connection to the port has to complete its CURVE handshake before the run closes it: each takes one of the
+#: run's open files from its first byte (libzmq's default, 30 s, let 1,100 idle TCP connections of a peer with no key
+#: hold all 1,024 of a run's for longer than a worker waits to join). A handshake takes a few round trips and the ZAP
+#: handler's answer: well under a second, even over a WAN.
+HANDSHAKE_SECONDS = 5.0
 #: Most worker threads one remote worker process may ask for.
 MAX_REMOTE_THREADS = 256
 #: Most remote worker threads a run takes at once, over every key and slot: each is a socket of the run's process
@@ -203,6 +208,7 @@ class Door(EngineThread):
         self.server = CurveServer(self.context, self.keys)
         socket = self.socket = self.context.socket(zmq.ROUTER)
         socket.linger = 0
+        socket.handshake_ivl = int(HANDSHAKE_SECONDS * 1000)
         socket.router_mandatory = True
         socket.maxmsgsize = MAX_FRAME_BYTES
         socket.ipv6 = self.listen.startswith("tcp://[")  # libzmq binds an IPv6 address only with IPV6 set
