@@ -24,7 +24,7 @@ from contextlib import ExitStack, suppress
 from types import TracebackType
 from typing import Any
 
-from pipeline.console import end_of_output
+from pipeline.console import end_of_output, lent_signals
 from pipeline.console.stderr import shared as shared_stderr
 
 #: Seconds after a second signal, or after shutdown_timeout, before the process exits anyway
@@ -62,13 +62,13 @@ class SignalGuard:
         self._previous_fd = -1
         self._stack = ExitStack()
         self._watchdog = threading.Thread(target=self._watch, name="signal-watchdog", daemon=True)
-        self._watchdog.fork_safe = True  # type: ignore[attr-defined]  # a forked child resets signals (engine.zygote)
+        self._watchdog.fork_safe = True  # type: ignore[attr-defined]  # a forked child gets its signals back (lent_signals)
 
     def __enter__(self) -> SignalGuard:
         os.set_blocking(self._write_fd, False)
         for sig in (*HANDLED, signal.SIGPIPE):
-            self._previous[sig] = signal.signal(sig, lambda signum, frame: None)  # the watchdog acts
-        self._previous_fd = signal.set_wakeup_fd(self._write_fd, warn_on_full_buffer=False)
+            self._previous[sig] = lent_signals.install(sig, lambda signum, frame: None)  # the watchdog acts
+        self._previous_fd = lent_signals.set_wakeup_fd(self._write_fd, warn_on_full_buffer=False)
         self._stack.enter_context(end_of_output.listening(self._output_ended))
         self._watchdog.start()
         return self
@@ -77,9 +77,9 @@ class SignalGuard:
                  tb: TracebackType | None) -> None:
         self._stack.close()
         self._done.set()
-        signal.set_wakeup_fd(self._previous_fd)
+        lent_signals.set_wakeup_fd(self._previous_fd)
         for sig, handler in self._previous.items():
-            signal.signal(sig, signal.SIG_IGN if self.process_ends and sig in HANDLED else handler)
+            lent_signals.restore(sig, signal.SIG_IGN if self.process_ends and sig in HANDLED else handler)
         os.write(self._write_fd, bytes([_WAKE]))  # wake the watchdog so it ends
         self._watchdog.join()
         os.close(self._read_fd)

@@ -16,6 +16,7 @@ from collections.abc import Iterator
 
 from pipeline.config.model import PipelineConfig
 from pipeline.config.options import RunOptions
+from pipeline.console import lent_signals
 from pipeline.execution.executor import CtrlC, Outcome, Outputs, StepExecutor
 from pipeline.execution.report import RunReport, StepReport, exit_status, given_up, stop_reason_of
 from pipeline.execution.status import RunStatus, StepStatus, declared_totals
@@ -129,7 +130,7 @@ class SequentialRunner:
         order = self.config.topological_order()
         try:
             if plain:
-                signal.signal(signal.SIGINT, _ctrl_c)
+                lent_signals.install(signal.SIGINT, _ctrl_c)
             for step in reversed(order):
                 executor = self.executors[step.name]
                 executor.start(lambda name=step.name: self.config.make_component(name))
@@ -145,7 +146,7 @@ class SequentialRunner:
                 self.status[step.name].state = "failed" if executor.first_error else "finished"
         finally:
             if plain and signal.getsignal(signal.SIGINT) is _ctrl_c:  # a step's code may have set one of its own
-                signal.signal(signal.SIGINT, signal.default_int_handler)
+                lent_signals.restore(signal.SIGINT, signal.default_int_handler)
             self.policy.close()
         return self._report()
 

@@ -1,0 +1,50 @@
+"""What a step starts in the run's process and leaves there: a helper process it forks gets the process's own signal
+handlers back (not pipeline-run's)."""
+
+from __future__ import annotations
+
+import os
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+
+from tests.failure_helpers import REPO, config, pipeline_run, written
+
+#: The steps of these tests.
+STEPS = "tests.leftover_steps"
+
+#: A sequential run from the Python API of the config given as argv[1]; prints its exit status.
+PYTHON_API_RUN = """
+import sys
+from pipeline import Pipeline
+print(Pipeline.from_config(sys.argv[1], {"Pipeline": {"mode": "sequential"}}).run().exit_status)
+"""
+
+
+@pytest.mark.parametrize("mode", ["sequential", "threads"])
+@pytest.mark.parametrize("at_once", [False, True])
+def test_a_helper_a_step_forks_ends_on_sigterm_and_the_run_goes_on(tmp_path: Path, mode: str, at_once: bool) -> None:
+    """It kept pipeline-run's handlers: it ignored terminate() (Pool.__exit__ hung), and the signal's byte reached
+    the run's wake-up pipe, which took it for its own SIGTERM (exit 143). ``at_once``: terminate() right after
+    start(), while the child may not have its handlers back yet."""
+    count = 20 if at_once else 3
+    path = config(tmp_path, {"module": STEPS, "class": "ForksHelper"}, Counter={"count": count},
+                  ForksHelper={"at_once": at_once})
+    result = pipeline_run(path, f"--Pipeline.mode={mode}")
+    assert result.returncode == 0, result.stderr
+    outputs = written(tmp_path)
+    assert [output["exitcode"] for output in outputs[:-1]] == [-15] * count
+    assert outputs[-1] == {"finished": True}
+    assert "SIGTERM" not in result.stderr
+
+
+def test_a_helper_forked_in_a_sequential_python_api_run_has_python_s_own_sigint_handler(tmp_path: Path) -> None:
+    """The run's SIGINT handler (CtrlC) is the run's: the helper gets Python's own."""
+    path = config(tmp_path, {"module": STEPS, "class": "ForksHelper"}, Counter={"count": 2})
+    result = subprocess.run([sys.executable, "-c", PYTHON_API_RUN, str(path)], cwd=REPO, capture_output=True,
+                            text=True, timeout=30, env={**os.environ, "PYTHONPATH": str(REPO)})
+    assert (result.returncode, result.stdout) == (0, "0\n"), result.stderr
+    assert [(output["exitcode"], output["python_sigint"]) for output in written(tmp_path)[:-1]] == [(-15, True)] * 2
+
