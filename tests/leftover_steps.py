@@ -1,4 +1,4 @@
-"""Steps that start something in the run's process and leave it there: a forked helper process."""
+"""Steps that start something in the run's process and leave it there: a forked helper process, a thread."""
 
 from __future__ import annotations
 
@@ -43,3 +43,12 @@ class ForksHelper(Component):
         sender.close()
         return {"n": msg, "exitcode": helper.exitcode, "python_sigint": said}
 
+
+class LeavesThread(Component):
+    """Stager: starts a thread (not a daemon) that waits for ever, named ``left-N`` for message N, and passes the
+    message on."""
+
+    def run(self, msg: int) -> int:
+        """Start the thread and forget it."""
+        threading.Thread(target=threading.Event().wait, name=f"left-{msg}", daemon=False).start()
+        return msg

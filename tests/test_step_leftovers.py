@@ -1,5 +1,5 @@
 """What a step starts in the run's process and leaves there: a helper process it forks gets the process's own signal
-handlers back (not pipeline-run's)."""
+handlers back (not pipeline-run's), and a thread it leaves running does not keep pipeline-run from exiting."""
 
 from __future__ import annotations
 
@@ -48,3 +48,15 @@ def test_a_helper_forked_in_a_sequential_python_api_run_has_python_s_own_sigint_
     assert (result.returncode, result.stdout) == (0, "0\n"), result.stderr
     assert [(output["exitcode"], output["python_sigint"]) for output in written(tmp_path)[:-1]] == [(-15, True)] * 2
 
+
+@pytest.mark.parametrize("mode", ["sequential", "threads"])
+def test_pipeline_run_exits_with_its_status_past_the_threads_a_step_left_running(tmp_path: Path, mode: str) -> None:
+    """It printed "exit status 0" and then waited for ever for the threads (not daemons) a step started."""
+    path = config(tmp_path, {"module": STEPS, "class": "LeavesThread"}, Counter={"count": 5})
+    result = pipeline_run(path, f"--Pipeline.mode={mode}")
+    assert result.returncode == 0, result.stderr
+    assert written(tmp_path) == [*range(5), {"finished": True}]
+    last = result.stderr.splitlines()[-2:]
+    assert last[0] == "exit status 0"
+    assert last[1].startswith("pipeline-run: exiting without waiting for 5 threads a step left running (left-")
+    assert last[1].endswith(" and 2 more)")

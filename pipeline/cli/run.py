@@ -6,6 +6,7 @@ import logging
 import os
 import signal
 import sys
+import threading
 from collections.abc import Iterator, Sequence
 from contextlib import suppress
 from typing import Any, ClassVar, NoReturn
@@ -18,6 +19,7 @@ from pipeline.cli.launch import INTERRUPTED
 from pipeline.cli.signals import HANDLED, SignalGuard
 from pipeline.config.loader import load_config
 from pipeline.console.end_of_output import console_script
+from pipeline.console.humanize import counted
 from pipeline.console.stderr import shared as shared_stderr
 from pipeline.errors import ConfigError
 from pipeline.failures.deadletter import preload
@@ -27,6 +29,9 @@ from pipeline.pipeline import Pipeline
 #: Seconds the command waits at its end for stderr to take its last lines (the report): past that
 #: nobody reads it, and the process exits without them.
 STDERR_EXIT_SECONDS = 2.0
+
+#: Threads left running that the last line names (the rest are counted).
+SHOWN_THREADS = 3
 
 #: Help for traitlets' logging_config, in place of its forty lines repeated for each application class.
 _LOGGING_CONFIG_HELP = ("A logging.config dictionary merged over the default stderr handler, e.g. to add a log "
@@ -178,9 +183,15 @@ pipeline-run --config=configs/routing.json --graph=mermaid
         # were it waiting on a stdout or stderr that nobody reads.
         for signum in HANDLED:
             signal.signal(signum, lambda *_: os._exit(status))
-        if not shared_stderr().drain(STDERR_EXIT_SECONDS):
-            # The writer is blocked on a stderr that nobody reads: the interpreter's own exit would wait
-            # for it (or abort), so leave at once, stdout written.
+        left = left_behind()
+        if left:
+            named = ", ".join(left[:SHOWN_THREADS]) + (f" and {len(left) - SHOWN_THREADS} more"
+                                                       if len(left) > SHOWN_THREADS else "")
+            shared_stderr().write(f"{cls.name}: exiting without waiting for {counted(len(left), 'thread')} a step "
+                                  f"left running ({named})\n")
+        # The writer blocked on a stderr that nobody reads, or a thread left running: the interpreter's own exit
+        # would wait for it (or abort), so leave at once, stdout written.
+        if not shared_stderr().drain(STDERR_EXIT_SECONDS) or left:
             with suppress(OSError):
                 sys.stdout.flush()
             os._exit(status)
@@ -191,6 +202,13 @@ pipeline-run --config=configs/routing.json --graph=mermaid
         for signum in HANDLED:
             signal.signal(signum, signal.SIG_IGN)
         sys.exit(status)
+
+
+def left_behind() -> list[str]:
+    """The names of the threads, but daemons, still running beside this one: the interpreter's exit would wait for
+    them, for ever if they never end (a step's code started them and returned without joining them)."""
+    this = threading.current_thread()
+    return [thread.name for thread in threading.enumerate() if thread is not this and not thread.daemon]
 
 
 def _section(title: str, lines: Sequence[str]) -> Iterator[str]:
