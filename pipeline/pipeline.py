@@ -175,15 +175,13 @@ class Pipeline(Configurable):
                 runner.stop(self._first_signal)
                 if self._interrupts > 1:
                     runner.abort()
-            try:
-                monitor = Monitor(self.pipeline_config, runner, self.monitor_settings())
-            except BaseException:
-                runner.discard()  # a key it cannot read: the run never starts
-                raise
-            with monitor:
+            with Monitor(self.pipeline_config, runner, self.monitor_settings()) as monitor:
                 return monitor.close(runner.run())
         finally:
             if runner is not None:
+                # What it still holds (its zygote), whatever stopped it before its run could give it back: a key
+                # the monitor cannot read, or Ctrl+C landing between two of these lines.
+                runner.discard()
                 self.failure_summary = runner.policy.summary()
             self._runner = None
             self._interrupts, self._first_signal = 0, None  # a later run starts afresh, whether this one ran or not

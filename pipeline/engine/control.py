@@ -12,6 +12,7 @@ from typing import Any
 import zmq
 
 from pipeline.config.options import RunOptions
+from pipeline.engine import sockets
 from pipeline.engine.handles import Handles
 from pipeline.engine.outlets import Flusher
 from pipeline.errors import ConfigError
@@ -78,20 +79,20 @@ class RunControl:
 class EngineThread(threading.Thread):
     """A thread of the engine: reports its end to the runner, with the error that ended it if any."""
 
-    def __init__(self, name: str, control: RunControl) -> None:
+    def __init__(self, name: str, control: RunControl, context: zmq.Context) -> None:
         super().__init__(name=name, daemon=True)
         self.control = control
+        self.context = context
         self.crash: BaseException | None = None
 
     def run(self) -> None:
         try:
             self.work()
-        except zmq.ContextTerminated:
-            pass  # the run was aborted: the context was terminated under a blocking call
         except ConfigError as err:  # a setting that cannot work here: the runner raises it, no internal error
             self.crash = err
         except BaseException as err:
-            if not self.control.aborted.is_set():
+            # The run ended under it (aborted, or its context terminated as it started: Ctrl+C in the runner's start).
+            if not self.control.aborted.is_set() and not sockets.terminated(self.context, err):
                 self.control.log_internal_error(self.name, err)
                 self.crash = err
         finally:

@@ -156,8 +156,7 @@ class Door(EngineThread):
 
     def __init__(self, context: zmq.Context, control: RunControl, config: PipelineConfig, addresses: Addresses,
                  routers: dict[str, Router], listen: str, keys: ServerKeys) -> None:
-        super().__init__("door", control)
-        self.context = context
+        super().__init__("door", control, context)
         self.config = config
         self.addresses = addresses
         self.routers = routers

@@ -62,8 +62,7 @@ class Router(EngineThread):
 
     def __init__(self, context: zmq.Context, control: RunControl, config: PipelineConfig, step: StepConfig,
                  addresses: Addresses, members: tuple[str, ...] = (), inline: bool = False) -> None:
-        super().__init__(f"router-{step.name}", control)
-        self.context = context
+        super().__init__(f"router-{step.name}", control, context)
         self.config = config
         self.step = step
         self.addresses = addresses
@@ -103,9 +102,7 @@ class Router(EngineThread):
         return worker.startswith(self.control.thread_prefix)
 
     def work(self) -> None:
-        inbox = self.context.socket(zmq.PULL)
-        work = self.context.socket(zmq.ROUTER)
-        notices = self.context.socket(zmq.PULL)
+        inbox, work, notices = sockets.open_all(self.context, zmq.PULL, zmq.ROUTER, zmq.PULL)
         try:
             if self.returns_results and self.tail.next_steps:
                 counts = self.state.member_figures[-1].sent if self.members else self.state.counts

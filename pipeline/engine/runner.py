@@ -103,7 +103,7 @@ class ThreadedRunner:
         self.control.events.put((WAKE, None))
 
     def discard(self) -> None:
-        """End the zygote forked for the run (its monitor could not start: the run never will)."""
+        """End the zygote forked for the run, unless run() did (its monitor could not start, or Ctrl+C came first)."""
         if self.zygote is not None:
             self.zygote.close()
 
@@ -115,13 +115,14 @@ class ThreadedRunner:
     def run(self) -> RunReport:
         """Start every thread, let the producer go once every init() succeeded, wait for the end."""
         context = zmq.Context()
-        needed = socket_count(self.config) + SPARE_SOCKETS + (MAX_REMOTE_WORKER_THREADS if self.options.listen else 0)
-        context.max_sockets = max(context.max_sockets, needed)
-        # A socket holds a file descriptor or two; the worker processes' threads' connections hold some too.
-        allow_open_files(2 * needed + RUN_FILES_PER_PROCESS_THREAD * process_threads(self.config))
         flusher = self.control.flusher
-        flusher.start()
-        try:
+        try:  # from here on: a Ctrl+C landing in a thread's start() leaves no thread behind
+            needed = (socket_count(self.config) + SPARE_SOCKETS
+                      + (MAX_REMOTE_WORKER_THREADS if self.options.listen else 0))
+            context.max_sockets = max(context.max_sockets, needed)
+            # A socket holds a file descriptor or two; the worker processes' threads' connections hold some too.
+            allow_open_files(2 * needed + RUN_FILES_PER_PROCESS_THREAD * process_threads(self.config))
+            flusher.start()
             if self.options.listen or any(step.nb_process for step in self.config.steps.values()):
                 self.addresses = Addresses(self.addresses.run_id, private_dir())
             self._start_routers(context)
@@ -136,8 +137,9 @@ class ThreadedRunner:
                 context.term()
             if self.zygote is not None:  # the supervisor's keeper closed it, unless it never started
                 self.zygote.close()
-            flusher.stopped.set()
-            flusher.join(ABORT_GRACE_SECONDS)
+            flusher.stopped.set()  # one whose start() was interrupted stops as soon as it runs
+            if flusher.is_alive():
+                flusher.join(ABORT_GRACE_SECONDS)
             self.control.policy.close()
             if self.addresses.ipc_dir:
                 shutil.rmtree(self.addresses.ipc_dir, ignore_errors=True)

@@ -22,6 +22,28 @@ _EVENTS = zmq.EVENTS
 _ZERO_COPY_BYTES = 64 * 1024
 
 
+def open_all(context: zmq.Context, *kinds: int) -> list[zmq.Socket]:
+    """A socket of each of ``kinds``; none left open if the context refuses one (it is being terminated), since its
+    termination waits for every socket to close."""
+    opened: list[zmq.Socket] = []
+    try:
+        for kind in kinds:
+            opened.append(context.socket(kind))
+    except BaseException:
+        for socket in opened:
+            socket.close()
+        raise
+    return opened
+
+
+def terminated(context: zmq.Context, error: BaseException) -> bool:
+    """Whether ``error`` only says that ``context`` was terminated: ContextTerminated from a blocking call, or a socket
+    asked of it while it was being terminated (ETERM, which pyzmq raises as a plain ZMQError) or once it was
+    (pyzmq's ENOTSUP)."""
+    return isinstance(error, zmq.ZMQError) and (
+        error.errno == zmq.ETERM or (error.errno == zmq.ENOTSUP and context.closed))
+
+
 def send(socket: zmq.Socket, frames: Sequence[Any]) -> None:
     """Send ``frames`` as one multipart message (blocks at the high-water mark: backpressure).
 

@@ -90,9 +90,8 @@ class StepThread(StepHolder, EngineThread):
 
     def __init__(self, context: zmq.Context, run: RunControl, config: PipelineConfig, step: StepConfig,
                  addresses: Addresses, index: int, policy: Policy | None = None) -> None:
-        EngineThread.__init__(self, f"{step.name}#{index}", run)
+        EngineThread.__init__(self, f"{step.name}#{index}", run, context)
         StepHolder.__init__(self, run, config, step, index, policy)
-        self.context = context
         self.addresses = addresses
 
 

@@ -61,8 +61,7 @@ class Supervisor(EngineThread):
 
     def __init__(self, context: zmq.Context, control: RunControl, config: PipelineConfig, addresses: Addresses,
                  routers: dict[str, Router], zygote: Zygote | None = None) -> None:
-        super().__init__("supervisor", control)
-        self.context = context
+        super().__init__("supervisor", control, context)
         self.config = config
         self.addresses = addresses
         self.routers = {name: router for name, router in routers.items() if router.step.nb_process}

@@ -27,7 +27,7 @@ class Runner(Protocol):
         ...
 
     def discard(self) -> None:
-        """Give back what it holds without running (its monitor could not start)."""
+        """Give back what it still holds once it ran, or could not (its monitor could not start); once is enough."""
         ...
 
     def snapshot(self) -> RunStatus:

@@ -134,7 +134,11 @@ class Monitor:
         if self.settings.gui:
             self.runner.policy.listeners.append(self._errors.append)
         if self.settings.gui or self.settings.progress:
-            self._thread.start()
+            try:
+                self._thread.start()
+            except BaseException:  # Ctrl+C landing in start(): ``with`` runs no __exit__, but the thread runs
+                self.__exit__(*sys.exc_info())
+                raise
         return self
 
     def close(self, report: RunReport) -> RunReport:
