@@ -1,6 +1,11 @@
 """Where each step's router listens, unique per run so that runs in one process never meet; and the
 run's private directory for its ipc endpoints, named after the run's process so that one a killed run
-left behind can be told from a live run's and swept."""
+left behind can be told from a live run's and swept.
+
+An ipc endpoint's path must fit in a Unix socket's address (107 bytes on Linux): the private directory goes in
+the temporary directory (TMPDIR's), unless its path is too long for that (a SLURM job's may be 70 characters and
+more) or it has none that can be written; then in the first of SHORT_BASES that can.
+"""
 
 from __future__ import annotations
 
@@ -14,8 +19,19 @@ from collections.abc import Callable
 from dataclasses import dataclass, field
 from pathlib import Path
 
+import zmq
+
+from pipeline.errors import ConfigError
+
 #: The private directories of runs (and of pipeline-worker) start with this, then their process id and "-".
 PRIVATE_PREFIX = "pipeline-"
+#: Where a private directory goes when the temporary directory leaves no room for its ipc endpoints' paths, or has
+#: none that can be written: short directories of every Linux host.
+SHORT_BASES = ("/tmp", "/dev/shm", "/var/tmp")
+#: An ipc endpoint's name in a private directory, at its longest (``Addresses.outside``: 12 hex digits).
+LONGEST_ENDPOINT = 12
+#: The characters that ``tempfile.mkdtemp`` adds after a private directory's prefix.
+RANDOM_CHARS = 8
 
 
 @dataclass(frozen=True)
@@ -52,16 +68,42 @@ class Addresses:
 
 def private_dir(role: str = "") -> str:
     """A new directory that only the user can enter (0700), named after this process (``role``: a word after the
-    prefix, such as "worker"); a killed process's is swept by the next one (``sweep_stale_dirs``)."""
+    prefix, such as "worker"), where its ipc endpoints' paths fit; a killed process's is swept by the next one
+    (``sweep_stale_dirs``). A ConfigError if no directory of ``bases()`` can hold it."""
     sweep_stale_dirs()
-    return tempfile.mkdtemp(prefix=f"{PRIVATE_PREFIX}{role + '-' if role else ''}{os.getpid()}-")
+    prefix = f"{PRIVATE_PREFIX}{role + '-' if role else ''}{os.getpid()}-"
+    # The endpoint's path: the base, "/", the prefix, the random characters, "/", the endpoint's name.
+    room = zmq.IPC_PATH_MAX_LEN - len(prefix) - RANDOM_CHARS - LONGEST_ENDPOINT - 2
+    refused = []
+    for base in bases():
+        if len(os.fsencode(base)) > room:
+            refused.append(f"{base} is too long")
+        elif not os.access(base, os.W_OK | os.X_OK):
+            refused.append(f"{base} cannot be written")
+        else:
+            try:
+                return tempfile.mkdtemp(prefix=prefix, dir=base)
+            except OSError as err:
+                refused.append(f"{base} cannot be written ({err.strerror or err})")
+    raise ConfigError("TMPDIR", "", f"no room for a private directory of ipc sockets ({'; '.join(refused)}): "
+                      f"expected a writable directory whose path is at most {room} bytes long")
+
+
+def bases() -> list[str]:
+    """Where private directories go, in order: the temporary directory (TMPDIR's, unless none can be written), then
+    SHORT_BASES."""
+    try:
+        temporary = [tempfile.gettempdir()]
+    except FileNotFoundError:  # none of TMPDIR, /tmp, /var/tmp... can be written
+        temporary = [os.environ["TMPDIR"]] if os.environ.get("TMPDIR") else []
+    return list(dict.fromkeys([*temporary, *SHORT_BASES]))
 
 
 def sweep_stale_dirs() -> int:
     """Remove the private directories of the user's runs whose process is gone (killed with SIGKILL, it could
     not remove its own); how many were removed. Another user's, or a live process's, are left alone."""
     removed = 0
-    for path in Path(tempfile.gettempdir()).glob(f"{PRIVATE_PREFIX}*"):
+    for path in (path for base in bases() for path in Path(base).glob(f"{PRIVATE_PREFIX}*")):
         pid = path.name[len(PRIVATE_PREFIX):].removeprefix("worker-").split("-", 1)[0]
         with contextlib.suppress(OSError):  # gone meanwhile, or not ours to look at
             if pid.isdigit() and owned(path, stat.S_ISDIR) and not process_alive(int(pid)):

@@ -146,12 +146,12 @@ def _raise_signal(signum: int, frame: object) -> None:
 
 def serve_remote(address: str, login: Login, processes: int) -> int:
     """Join the run at ``address`` with ``processes`` worker processes and keep them; the exit status."""
+    directory = private_dir("worker")  # 0700: the specs and boards are ours alone (first: a ConfigError if none)
     context = zmq.Context()
     context.ipv6 = address.startswith("tcp://[")  # libzmq connects to an IPv6 address only with IPV6 set
     keeper_socket = context.socket(zmq.DEALER)
     keeper_socket.linger = 0
     secure_client(keeper_socket, login.own, login.server.public)
-    directory = private_dir("worker")  # 0700: the specs and boards are ours alone
     keeper: ProcessKeeper | None = None
     previous = {sig: signal.signal(sig, _raise_signal) for sig in (signal.SIGINT, signal.SIGTERM, signal.SIGHUP)}
     try:

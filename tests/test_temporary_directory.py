@@ -1,0 +1,62 @@
+"""Where a run with worker processes puts its private directory of ipc sockets: in TMPDIR, or in a short directory
+when TMPDIR's path leaves no room for a socket's (107 bytes), and one line, exit 2, when no directory can hold it."""
+
+from __future__ import annotations
+
+import os
+import subprocess
+import sys
+import tempfile
+from pathlib import Path
+
+import pytest
+
+from pipeline.cli.run import PipelineRun
+from pipeline.engine import addresses
+from tests.cli_helpers import ROOT, chain_config, read_lines, write_config
+
+
+def in_processes(tmp_path: Path) -> Path:
+    """COUNT -> PASS (in a worker process) -> WRITE, into tmp_path/out.jsonl."""
+    document = chain_config(str(tmp_path / "out.jsonl"))
+    document["Pipeline"]["stagers_conf"][0]["nb_process"] = 1
+    return write_config(tmp_path, document)
+
+
+def test_a_run_with_worker_processes_works_under_a_long_tmpdir(tmp_path: Path) -> None:
+    """A TMPDIR of 71 characters and more (a SLURM job's) failed every such run: an internal error, a ZMQError
+    traceback (ipc path ... is longer than 107 characters), exit 1."""
+    long = tmp_path / ("x" * max(0, 110 - len(str(tmp_path))))
+    long.mkdir()
+    result = subprocess.run([sys.executable, "-m", "pipeline", f"--config={in_processes(tmp_path)}", "--no-progress"],
+                            cwd=ROOT, capture_output=True, text=True, timeout=30,
+                            env={**os.environ, "TMPDIR": str(long), "PYTHONPATH": str(ROOT)})
+    assert result.returncode == 0, result.stderr
+    assert sorted(read_lines(tmp_path / "out.jsonl")) == list(range(5))
+    assert "Traceback" not in result.stderr
+
+
+@pytest.mark.parametrize("usable_tmpdir", [True, False], ids=["too-long", "none"])
+def test_no_room_for_the_ipc_sockets_is_one_line_and_exit_2(app: PipelineRun, tmp_path: Path,
+                                                            monkeypatch: pytest.MonkeyPatch,
+                                                            capsys: pytest.CaptureFixture, usable_tmpdir: bool) -> None:
+    """A temporary directory too long and no short one that can be written, or none at all (TMPDIR=/nonexistent,
+    /tmp read-only): a raw traceback (from sweep_stale_dirs, or of the router), exit 1."""
+    long = tmp_path / ("x" * max(0, 110 - len(str(tmp_path))))
+    long.mkdir()
+    if usable_tmpdir:
+        monkeypatch.setattr(tempfile, "tempdir", str(long))
+    else:
+        def none_usable() -> str:
+            raise FileNotFoundError(2, "No usable temporary directory found in ['/nonexistent', '/tmp']")
+
+        monkeypatch.setenv("TMPDIR", "/nonexistent")
+        monkeypatch.setattr(tempfile, "gettempdir", none_usable)
+    monkeypatch.setattr(addresses, "SHORT_BASES", (str(tmp_path / "missing"),))
+    assert app.execute([f"--config={in_processes(tmp_path)}", "--no-progress"]) == 2
+    err = capsys.readouterr().err
+    refused = f"{long} is too long" if usable_tmpdir else "/nonexistent cannot be written"
+    assert err == (f"pipeline-run: error: TMPDIR: no room for a private directory of ipc sockets ({refused}; "
+                   f"{tmp_path / 'missing'} cannot be written): expected a writable directory whose path is at most "
+                   f"{75 - len(str(os.getpid()))} bytes long\n")  # 107, less "/pipeline-PID-", 8 random, "/", 12
+    assert not (tmp_path / "out.jsonl").exists()  # before any step ran
