@@ -2,13 +2,17 @@
 
 from __future__ import annotations
 
+import atexit
+import concurrent.futures
 import multiprocessing
+import os
 import signal
 import threading
+import time
 from multiprocessing.connection import Connection
 from typing import Any
 
-from traitlets import Bool
+from traitlets import Bool, Unicode
 
 from pipeline import Component
 
@@ -42,6 +46,54 @@ class ForksHelper(Component):
         receiver.close()
         sender.close()
         return {"n": msg, "exitcode": helper.exitcode, "python_sigint": said}
+
+
+def _wait_long() -> None:
+    """A helper process's work: as long as the run's process lives (a minute at most). Its stdout and stderr go
+    nowhere, so that a reader of the run's sees their end when the run ends."""
+    devnull = os.open(os.devnull, os.O_WRONLY)
+    for fd in (1, 2):
+        os.dup2(devnull, fd)
+    parent = os.getppid()
+    deadline = time.monotonic() + HELPER_SECONDS * 6
+    while os.getppid() == parent and time.monotonic() < deadline:
+        threading.Event().wait(0.05)
+
+
+class LeavesHelper(Component):
+    """Stager: forks a helper process (not a daemon) on message 0 that runs long and is never joined, which
+    multiprocessing's atexit hook would join; passes messages on."""
+
+    def run(self, msg: int) -> int:
+        """Fork and forget, once."""
+        if msg == 0:
+            multiprocessing.get_context("fork").Process(target=_wait_long, name="helper").start()
+        return msg
+
+
+#: A thread pool of the module, as a step's library may keep one: its idle threads end at the interpreter's exit.
+_POOL = concurrent.futures.ThreadPoolExecutor(max_workers=2)
+
+
+class UsesAPool(Component):
+    """Stager: runs each message through a module-level thread pool; at the interpreter's exit its atexit hook appends
+    "atexit ran" to ``path``."""
+
+    path = Unicode("", help="The file the atexit hook writes to.").tag(config=True)
+
+    def init(self) -> None:
+        """Register the hook."""
+        atexit.register(_append, self.path, "atexit ran")
+
+    def run(self, msg: int) -> int:
+        """Pass the message on through the pool."""
+        return _POOL.submit(int, msg).result()
+
+
+def _append(path: str, line: str) -> None:
+    """Append ``line`` to ``path``."""
+    with open(path, "a", encoding="utf-8") as file:
+        file.write(line + "\n")
 
 
 class LeavesThread(Component):

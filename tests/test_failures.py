@@ -417,7 +417,7 @@ print("report printed")
 #: (sys.exit) with the report's status.
 SIGNAL_AS_THE_INTERPRETER_EXITS = """
 import os, signal, sys
-from pipeline.cli.run import PipelineRun
+from pipeline.cli.launch import pipeline_run
 
 class SignalWhenCollected:
     def __del__(self):
@@ -426,7 +426,7 @@ class SignalWhenCollected:
         print("signalled", flush=True)
 
 collected = SignalWhenCollected()
-PipelineRun.launch_instance(sys.argv[1:])
+pipeline_run()
 """
 
 

@@ -60,3 +60,29 @@ def test_pipeline_run_exits_with_its_status_past_the_threads_a_step_left_running
     assert last[0] == "exit status 0"
     assert last[1].startswith("pipeline-run: exiting without waiting for 5 threads a step left running (left-")
     assert last[1].endswith(" and 2 more)")
+
+
+@pytest.mark.parametrize("mode", ["sequential", "threads"])
+def test_pipeline_run_exits_with_its_status_past_a_helper_process_a_step_left(tmp_path: Path, mode: str) -> None:
+    """multiprocessing's atexit hook joins the helper, which runs for a minute: pipeline-run ends anyway, saying so
+    (it waited until a signal, which it then ignored)."""
+    path = config(tmp_path, {"module": STEPS, "class": "LeavesHelper"}, Counter={"count": 3})
+    result = pipeline_run(path, f"--Pipeline.mode={mode}")
+    assert result.returncode == 0, result.stderr
+    assert result.stderr.splitlines()[-2:] == [
+        "exit status 0", "pipeline-run: exiting without waiting for what a step left running (a helper process, or "
+        "an atexit hook)"]
+
+
+def test_the_idle_threads_of_a_steps_thread_pool_let_its_atexit_hooks_run(tmp_path: Path) -> None:
+    """A thread pool's threads (not daemons where the main thread made them: the sequential mode) end as the
+    interpreter exits: they are not threads left running, and the step's atexit hook still runs (it did not: the
+    command left at once, naming them)."""
+    hooked = tmp_path / "atexit.txt"
+    path = config(tmp_path, {"module": STEPS, "class": "UsesAPool"}, Counter={"count": 3},
+                  UsesAPool={"path": str(hooked)})
+    result = pipeline_run(path, "--Pipeline.mode=sequential")
+    assert result.returncode == 0, result.stderr
+    assert result.stderr.splitlines()[-1] == "exit status 0"
+    assert hooked.read_text(encoding="utf-8") == "atexit ran\n"
+

@@ -7,6 +7,7 @@ import os
 import signal
 import sys
 import threading
+import time
 from collections.abc import Iterator, Sequence
 from contextlib import suppress
 from typing import Any, ClassVar, NoReturn
@@ -30,6 +31,10 @@ from pipeline.pipeline import Pipeline
 #: nobody reads it, and the process exits without them.
 STDERR_EXIT_SECONDS = 2.0
 
+#: Seconds the interpreter's exit may wait for what a step left running (its threads, the helper processes its
+#: atexit hooks join) before the command ends anyway, with the report's status: a thread pool's idle threads end at
+#: once, a thread that waits for ever never does.
+EXIT_GRACE_SECONDS = 2.0
 #: Threads left running that the last line names (the rest are counted).
 SHOWN_THREADS = 3
 
@@ -183,32 +188,42 @@ pipeline-run --config=configs/routing.json --graph=mermaid
         # were it waiting on a stdout or stderr that nobody reads.
         for signum in HANDLED:
             signal.signal(signum, lambda *_: os._exit(status))
-        left = left_behind()
-        if left:
-            named = ", ".join(left[:SHOWN_THREADS]) + (f" and {len(left) - SHOWN_THREADS} more"
-                                                       if len(left) > SHOWN_THREADS else "")
-            shared_stderr().write(f"{cls.name}: exiting without waiting for {counted(len(left), 'thread')} a step "
-                                  f"left running ({named})\n")
-        # The writer blocked on a stderr that nobody reads, or a thread left running: the interpreter's own exit
-        # would wait for it (or abort), so leave at once, stdout written.
-        if not shared_stderr().drain(STDERR_EXIT_SECONDS) or left:
+        if not shared_stderr().drain(STDERR_EXIT_SECONDS):
+            # The writer is blocked on a stderr that nobody reads: the interpreter's own exit would wait
+            # for it (or abort), so leave at once, stdout written.
             with suppress(OSError):
                 sys.stdout.flush()
             os._exit(status)
         with suppress(OSError):
             sys.stdout.flush()  # a stdout nobody reads blocks here, where a signal still ends the process
-        # The interpreter's exit puts back the default action of a signal with a Python handler (a signal would then
-        # kill the process, its status the signal's, after the report said another); an ignored one stays ignored.
-        for signum in HANDLED:
-            signal.signal(signum, signal.SIG_IGN)
+        # The interpreter's exit waits for the threads a step left running and runs the atexit hooks (a thread pool's,
+        # multiprocessing's join of the helpers it started, the step's own): what ends within EXIT_GRACE_SECONDS ends
+        # as it would, what does not is left. pipeline.cli.launch ignores signals once those hooks have run.
+        threading.Thread(target=_exit_anyway, args=(cls.name, status), name="exit-grace", daemon=True).start()
         sys.exit(status)
 
 
+def _exit_anyway(command: str, status: int) -> None:
+    """End the process with ``status`` if the interpreter's exit has not ended it within EXIT_GRACE_SECONDS, saying
+    what a step left running: a thread that never ends (the exit would wait for ever), a helper process not joined."""
+    time.sleep(EXIT_GRACE_SECONDS)
+    left = left_behind()
+    named = ", ".join(left[:SHOWN_THREADS]) + (f" and {len(left) - SHOWN_THREADS} more"
+                                               if len(left) > SHOWN_THREADS else "")
+    what = (f"{counted(len(left), 'thread')} a step left running ({named})" if left else
+            "what a step left running (a helper process, or an atexit hook)")
+    shared_stderr().write(f"{command}: exiting without waiting for {what}\n")
+    shared_stderr().drain(STDERR_EXIT_SECONDS)
+    with suppress(OSError):
+        sys.stdout.flush()
+    os._exit(status)
+
+
 def left_behind() -> list[str]:
-    """The names of the threads, but daemons, still running beside this one: the interpreter's exit would wait for
+    """The names of the threads, but daemons, still running beside the main one: the interpreter's exit would wait for
     them, for ever if they never end (a step's code started them and returned without joining them)."""
-    this = threading.current_thread()
-    return [thread.name for thread in threading.enumerate() if thread is not this and not thread.daemon]
+    return [thread.name for thread in threading.enumerate()
+            if thread is not threading.main_thread() and not thread.daemon]
 
 
 def _section(title: str, lines: Sequence[str]) -> Iterator[str]:
