@@ -110,6 +110,8 @@ class Tagged(Component):
             _mark(self.gate, "init")
         if self.fail_in == "init":
             raise RuntimeError("told to fail in init()")
+        if os.environ.get(ROLE) == "remote-slow-init":  # longer than the run's worker_timeout in the test
+            wait_for(Path(self.gate, "never").exists, "nothing", timeout=WAIT_SECONDS / 2)
         return self.fail_in != "init-false"
 
     def finish(self) -> None:

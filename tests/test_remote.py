@@ -574,3 +574,21 @@ def test_pipeline_worker_leaves_a_run_of_another_version_before_it_reads_its_spe
         door.close()
         server.close()
         context.term()
+
+
+@pytest.mark.parametrize("worker_timeout", ["1", "0"])
+def test_a_worker_whose_threads_do_not_join_in_time_is_told_it_was_taken_for_dead(launch: Launcher,
+                                                                                   worker_timeout: str) -> None:
+    """Its init() outlasts worker_timeout (at least the heartbeats' patience: 0 took every remote worker for dead as it
+    said HELLO): the run takes it for dead and goes on with its own worker, and pipeline-worker hears why and leaves
+    saying so (it waited for heartbeats that no longer came, then said the run was gone, exit 3)."""
+    run = launch.run(launch.chain(nb_thread=1, hold=True), f"--Pipeline.worker_timeout={worker_timeout}")
+    worker = launch.worker(role="remote-slow-init")
+    assert worker.wait() == 1, worker.stderr
+    launch.hold.touch()
+    assert run.wait() == 0, run.stderr
+    said = lines(worker.stderr)
+    assert len(said) == 1 and re.fullmatch(r"pipeline-worker: the run took this worker for dead: 0 of its 1 threads "
+                                           r"joined the step within [0-9.]+ s; leaving", said[0]), worker.stderr
+    assert sorted(row["value"] for row in launch.outputs()) == list(range(20))
+

@@ -475,15 +475,18 @@ class Door(EngineThread):
                 self.said.say(logging.ERROR, worker.key, "worker processes taken for dead", "step %s: remote worker "
                               "%s (%s) sent no heartbeat for %.1f s: taken for dead", worker.step, worker.key,
                               worker.address, self.patience)
-                self._lose(worker, Loss(worker.slot, f"remote worker {worker.key} went silent", worker.running))
+                self._take_for_dead(worker, "it sent no heartbeat", f"remote worker {worker.key} went silent",
+                                    worker.running)
                 continue
-            joined, timeout = len(worker.relays), self.control.options.worker_timeout
+            # At least the heartbeats' patience: worker_timeout 0 (a step without workers fails at once) must not take
+            # every remote worker for dead as it says HELLO.
+            joined, timeout = len(worker.relays), max(self.control.options.worker_timeout, self.patience)
             if joined < worker.threads and now - worker.hello > timeout:
-                why = f"{joined} of its {worker.threads} threads joined the step within worker_timeout={timeout:g} s"
+                why = f"{joined} of its {worker.threads} threads joined the step within {timeout:g} s"
                 self.said.say(logging.ERROR, worker.key, "worker processes taken for dead", "step %s: remote worker "
                               "%s (%s): worker process %d: %s: taken for dead", worker.step, worker.key,
                               worker.address, worker.slot, why)
-                self._lose(worker, Loss(worker.slot, f"remote worker {worker.key}: {why}", worker.running))
+                self._take_for_dead(worker, why, f"remote worker {worker.key}: {why}", worker.running)
                 continue
             if worker.idle_since is None:
                 continue
@@ -492,8 +495,14 @@ class Door(EngineThread):
                 self.said.say(logging.ERROR, worker.key, "worker processes taken for dead", "step %s: remote worker "
                               "%s (%s): worker process %d has held work for %.1f s without running any of it: taken "
                               "for dead", worker.step, worker.key, worker.address, worker.slot, held)
-                self._lose(worker, Loss(worker.slot, f"remote worker {worker.key} held work for {held:.1f} s without "
-                                                     "running any of it", []))
+                why = f"held work for {held:.1f} s without running any of it"
+                self._take_for_dead(worker, why, f"remote worker {worker.key} {why}", [])
+
+    def _take_for_dead(self, worker: RemoteWorker, why: str, reason: str, running: list[int]) -> None:
+        """Take ``worker`` for dead (``reason``, for its step), and tell it ``why`` (REFUSE), in case it still hears:
+        it then leaves saying so, where it would have waited for heartbeats that no longer come."""
+        self.send([worker.keeper, *refuse_frames(f"the run took this worker for dead: {why}")])
+        self._lose(worker, Loss(worker.slot, reason, running))
 
     def _lose(self, worker: RemoteWorker, loss: Loss) -> None:
         """Forget ``worker`` (one that ended cleanly once FINISH_GRACE_SECONDS have passed) and tell its step's

@@ -51,6 +51,8 @@ COMMAND = "pipeline-worker"
 HELLO_TIMEOUT_SECONDS = 30.0
 #: Exit status of a worker whose run is gone (no heartbeat for heartbeat_liveness beats).
 RUN_GONE = 3
+#: Exit status of a worker that the run took for dead (its threads did not join in time, it held work it did not run).
+TAKEN_FOR_DEAD = 1
 #: Seconds worker processes get to leave after a signal, before they are killed.
 LEAVE_SECONDS = 5.0
 
@@ -214,10 +216,15 @@ def _keep(socket: zmq.Socket, keeper: ProcessKeeper, spec: Spec) -> int:
                 sockets.send(socket, ping_frames(process.slot, process.running()))
         if socket.poll(min(interval, 0.1) * 1000):
             while sockets.waiting(socket):
-                kind, _ = header_of(sockets.recv(socket)[0])
+                frames = sockets.recv(socket)
+                kind, _ = header_of(frames[0])
                 heard = time.monotonic()
                 if kind is Kind.HALT:
                     keeper.halt(spec.step)
+                elif kind is Kind.REFUSE:  # the run took this worker for dead: it forgot its processes
+                    say(f"{parse_refuse(frames)}; leaving")
+                    keeper.stop_all(LEAVE_SECONDS, signal.SIGTERM)
+                    return TAKEN_FOR_DEAD
         for death in keeper.deaths():
             code = death.process.child.returncode if death.process.child is not None else 1
             if code < 0:  # a signal ended it (its status would be 256 - signal): one line says so, and the worker fails
