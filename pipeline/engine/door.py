@@ -57,6 +57,7 @@ from pipeline.engine.wire import (
     added_frames,
     check_from_worker,
     control_frames,
+    dropped_frames,
     header_of,
     lost_frames,
     parse_hello,
@@ -499,9 +500,10 @@ class Door(EngineThread):
                 self._take_for_dead(worker, why, f"remote worker {worker.key} {why}", [])
 
     def _take_for_dead(self, worker: RemoteWorker, why: str, reason: str, running: list[int]) -> None:
-        """Take ``worker`` for dead (``reason``, for its step), and tell it ``why`` (REFUSE), in case it still hears:
-        it then leaves saying so, where it would have waited for heartbeats that no longer come."""
-        self.send([worker.keeper, *refuse_frames(f"the run took this worker for dead: {why}")])
+        """Take ``worker`` for dead (``reason``, for its step), and tell its pipeline-worker ``why`` (DROPPED), in case
+        it still hears: it ends that process saying so, where it would have kept it waiting for heartbeats that no
+        longer come, and then said the run was gone."""
+        self.send([worker.keeper, *dropped_frames(worker.slot, why)])
         self._lose(worker, Loss(worker.slot, reason, running))
 
     def _lose(self, worker: RemoteWorker, loss: Loss) -> None:

@@ -51,7 +51,8 @@ COMMAND = "pipeline-worker"
 HELLO_TIMEOUT_SECONDS = 30.0
 #: Exit status of a worker whose run is gone (no heartbeat for heartbeat_liveness beats).
 RUN_GONE = 3
-#: Exit status of a worker that the run took for dead (its threads did not join in time, it held work it did not run).
+#: Exit status of a worker one of whose processes the run took for dead (its threads did not join in time, it held
+#: work it did not run, its heartbeats did not come).
 TAKEN_FOR_DEAD = 1
 #: Seconds worker processes get to leave after a signal, before they are killed.
 LEAVE_SECONDS = 5.0
@@ -208,6 +209,7 @@ def _keep(socket: zmq.Socket, keeper: ProcessKeeper, spec: Spec) -> int:
     beat = 0.0
     worst = 0
     failed_steps = 0  # worker processes whose step's code failed: the first says how, the rest are counted
+    dropped: set[int] = set()  # worker processes the run took for dead (DROPPED)
     while keeper.processes:
         now = time.monotonic()
         if now >= beat:
@@ -217,15 +219,18 @@ def _keep(socket: zmq.Socket, keeper: ProcessKeeper, spec: Spec) -> int:
         if socket.poll(min(interval, 0.1) * 1000):
             while sockets.waiting(socket):
                 frames = sockets.recv(socket)
-                kind, _ = header_of(frames[0])
+                kind, slot = header_of(frames[0])
                 heard = time.monotonic()
                 if kind is Kind.HALT:
                     keeper.halt(spec.step)
-                elif kind is Kind.REFUSE:  # the run took this worker for dead: it forgot its processes
-                    say(f"{parse_refuse(frames)}; leaving")
-                    keeper.stop_all(LEAVE_SECONDS, signal.SIGTERM)
-                    return TAKEN_FOR_DEAD
+                elif kind is Kind.DROPPED and slot in keeper.processes:  # the run has forgotten that process
+                    dropped.add(slot)
+                    say(f"the run took worker process {slot} for dead: {parse_refuse(frames)}; ending it")
+                    keeper.kill(keeper.processes[slot], "taken for dead by the run")
         for death in keeper.deaths():
+            if death.process.slot in dropped:  # said, and the run has nothing to hear of it
+                worst = max(worst, TAKEN_FOR_DEAD)
+                continue
             code = death.process.child.returncode if death.process.child is not None else 1
             if code < 0:  # a signal ended it (its status would be 256 - signal): one line says so, and the worker fails
                 say(f"step {spec.step}: worker process {death.process.slot} (pid {death.process.pid}) {death.reason}")

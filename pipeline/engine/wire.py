@@ -83,12 +83,13 @@ class Kind(IntEnum):
     SKIP = 20  # router -> worker: message ``value``, in its next WORK, had ``count`` outputs delivered already
     TALLY = 21  # worker process -> router: the figures of the fused steps after its step (engine.fusion)
     BYE = 22  # router -> worker outside the run: its FINISHED was read, so was all it sent before: it may end
+    DROPPED = 23  # door -> remote worker: the run took its worker process ``value`` for dead (a frame says why)
 
 
 HEADER = struct.Struct("<BBxxIQ")  # kind, flags, count, value
 #: The version of these frames, which a HELLO and its SPEC carry in their flags byte: a remote worker and a run of
 #: other versions refuse each other with a message rather than misread each other's frames. Raised with every
-#: change of a frame's layout (2: a RESULT's table of inputs in columns; 3: a SPEC's slot token).
+#: change of a frame's layout (2: a RESULT's table of inputs in columns; 3: a SPEC's slot token, and DROPPED).
 WIRE_VERSION = 3
 #: The header flag saying that the body follows the header in frame 0.
 INLINE = 1
@@ -633,8 +634,14 @@ def refuse_frames(why: str) -> list[bytes]:
 
 
 def parse_refuse(frames: Sequence[Any]) -> str:
-    """Why a REFUSE refused."""
+    """Why a REFUSE refused (or a DROPPED dropped)."""
     return text_of(frames[1]) if len(frames) > 1 else ""
+
+
+def dropped_frames(slot: int, why: str) -> list[bytes]:
+    """A DROPPED (door -> remote worker): the run took its worker process ``slot`` for dead, and why.
+    HEADER (DROPPED, value: slot) | why, UTF-8."""
+    return [HEADER.pack(Kind.DROPPED, 0, 0, slot), why.encode()]
 
 
 def text_of(frame: Any, most: int = MAX_REASON_CHARS) -> str:
