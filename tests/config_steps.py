@@ -30,6 +30,15 @@ class RunWithMessage(Component):
         return msg
 
 
+class StaticRun(Component):
+    """A stager whose run() is a static method: it takes the message alone."""
+
+    @staticmethod
+    def run(msg: Any) -> Any:
+        """Pass it on."""
+        return msg
+
+
 class ThreadNamer(Component):
     """Stager: replaces each message by the name of the thread that ran it."""
 

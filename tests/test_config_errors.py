@@ -582,6 +582,13 @@ def test_file_error(tmp_path: Path, change: Change, key: str, expected: str) -> 
     assert expected in error.problem
 
 
+def test_a_static_run_takes_the_message_alone(tmp_path: Path) -> None:
+    """run() as a static method has no self: the signature check of the step's role must not count one."""
+    path = write(tmp_path, stager_class(STEPS, "StaticRun"))
+    report = Pipeline.from_config(path, command_line(["--Counter.count=3", "--Pipeline.mode=sequential"])).run()
+    assert report.exit_status == 0 and report["PASS"].processed == 3, report.table()
+
+
 def test_a_byte_order_mark_before_the_json_is_read_past(tmp_path: Path) -> None:
     """Some Windows editors write one; json refused it, with its own advice to decode as utf-8-sig."""
     path = tmp_path / "bom.json"

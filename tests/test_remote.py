@@ -588,7 +588,8 @@ def test_a_worker_whose_threads_do_not_join_in_time_is_told_it_was_taken_for_dea
     launch.hold.touch()
     assert run.wait() == 0, run.stderr
     said = lines(worker.stderr)
-    assert len(said) == 1 and re.fullmatch(r"pipeline-worker: the run took worker process \d+ for dead: 0 of its 1 "
-                                           r"threads joined the step within [0-9.]+ s; ending it", said[0]), worker.stderr
+    assert len(said) == 1, worker.stderr
+    assert re.fullmatch(r"pipeline-worker: the run took worker process \d+ for dead: 0 of its 1 threads joined the "
+                        r"step within [0-9.]+ s; ending it", said[0]), worker.stderr
     assert sorted(row["value"] for row in launch.outputs()) == list(range(20))
 

@@ -211,7 +211,8 @@ def _run_call_problem(cls: type[Component], kind: str) -> str | None:
         signature = inspect.signature(cls.run)
     except (TypeError, ValueError):  # no signature to read (a run() written in C): as it comes
         return None
-    arguments = (None,) if kind == "producer" else (None, None)  # self, and the message
+    bound = not isinstance(inspect.getattr_static(cls, "run"), staticmethod | classmethod)
+    arguments = (None,) * (bound + (kind != "producer"))  # self, unless static or bound to the class; the message
     try:
         signature.bind(*arguments)
     except TypeError:
