@@ -102,7 +102,12 @@ CONSUMER = "Pipeline.consumer_conf"
 FILE_CASES = [
     pytest.param(replacing(INVALID_JSON), "", "invalid JSON at line 3 column 22: Expecting value", id="invalid-json"),
     pytest.param(replacing('// my pipeline\n{"version": 1}\n'), "", "invalid JSON at line 1 column 1: Expecting value "
-                 "(JSON has no comments: remove that line, or keep the note in a key of its own)", id="comment"),
+                 "(JSON has no comments: remove the comment, or keep the note in a key of its own)", id="comment"),
+    pytest.param(replacing('{"version": 1,  // the format\n "Pipeline": {}}\n'), "",
+                 "invalid JSON at line 1 column 17: Expecting property name enclosed in double quotes (JSON has no "
+                 "comments", id="comment-ending-a-line"),
+    pytest.param(replacing('{"version": 1}  # the format\n'), "",
+                 "invalid JSON at line 1 column 17: Extra data (JSON has no comments", id="comment-after-the-end"),
     pytest.param(replacing('{"Pipeline": {"producer_conf": "abc'), "",  # the parser's words ended on "at"
                  "invalid JSON at line 1 column 32: Unterminated string starting there", id="unterminated-string"),
     pytest.param(stager_class("tests/config_steps.py", "ThreadNamer"), f"{STAGER}.module",

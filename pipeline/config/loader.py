@@ -136,13 +136,18 @@ def _read_json(path: Path) -> Any:
                                   f"{_json_problem(invalid)}")
 
 
+#: How a comment starts in the config languages JSON is confused with (JavaScript, JSON5, YAML, Python).
+_COMMENTS = ("//", "/*", "#")
+
+
 def _json_problem(error: json.JSONDecodeError) -> str:
     """The JSON parser's words for ``error``, finished where they end on "at" (the place is said before them), and
     with a word on comments where the line holds one (JSON has none; editors' configs often do)."""
     problem = error.msg.removesuffix(" at") + (" there" if error.msg.endswith(" at") else "")
-    line = error.doc.splitlines()[error.lineno - 1] if error.lineno <= len(error.doc.splitlines()) else ""
-    if line.lstrip().startswith(("//", "#", "/*")):
-        problem += " (JSON has no comments: remove that line, or keep the note in a key of its own)"
+    # The parser stops where the comment starts, or on the next line's key after a comment ending the line.
+    line = error.doc.split("\n")[error.lineno - 1]
+    if error.doc[error.pos:].lstrip().startswith(_COMMENTS) or line.lstrip().startswith(_COMMENTS):
+        problem += " (JSON has no comments: remove the comment, or keep the note in a key of its own)"
     return problem
 
 
