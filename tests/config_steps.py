@@ -39,6 +39,26 @@ class StaticRun(Component):
         return msg
 
 
+class lowercase(Component):  # the point: a class that traitlets cannot configure
+    """A stager whose class name begins with a lowercase letter."""
+
+    count = Int(1, help="Anything.").tag(config=True)
+
+    def run(self, msg: Any) -> Any:
+        """Pass it on."""
+        return msg
+
+
+class CapitalOption(Component):
+    """A stager with an option whose name begins with a capital letter."""
+
+    URL_count = Int(1, help="Anything.").tag(config=True)
+
+    def run(self, msg: Any) -> Any:
+        """Pass it on."""
+        return msg
+
+
 class ThreadNamer(Component):
     """Stager: replaces each message by the name of the thread that ran it."""
 

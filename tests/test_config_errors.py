@@ -331,6 +331,19 @@ FILE_CASES = [
         "pipeline.Component defines no run() (expected a Component subclass with a run() for the stager's work)",
         id="no-run",
     ),
+    pytest.param(  # traitlets took the section for an option: the setting was dropped in silence
+        lambda document: {**stager_class(STEPS, "lowercase")(document), "lowercase": {"count": 2}}, "lowercase",
+        "traitlets cannot configure the class 'lowercase': it takes a name that begins with a lowercase letter for "
+        "an option (expected a class whose name begins with a capital letter: rename the class)",
+        id="class-in-lowercase",
+    ),
+    pytest.param(  # every init() failed on it, in traitlets' words: "values whose keys begin with an uppercase ..."
+        lambda document: {**stager_class(STEPS, "CapitalOption")(document), "CapitalOption": {"URL_count": 2}},
+        "CapitalOption.URL_count", "traitlets cannot set the option 'URL_count' of CapitalOption: it takes a name "
+        "that begins with a capital letter for a class (expected an option whose name begins with a lowercase letter: "
+        "rename the trait)",
+        id="option-capitalized",
+    ),
     pytest.param(  # it failed at every message, with a TypeError of the engine's call
         stager_class(STEPS, "RunWithoutMessage"),
         f"{STAGER}.class",

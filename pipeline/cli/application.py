@@ -74,8 +74,10 @@ def _check_case(option: str) -> None:
             raise ConfigError(COMMAND_LINE, option, f"{name!r} is not a class name (class names begin with a "
                                                     f"capital letter: did you mean {name[:1].upper() + name[1:]!r}?)")
     if trait[:1].isupper():
+        guess = trait[:1].lower() + trait[1:]
+        hint = f": did you mean {guess!r}?" if not trait[1:2].isupper() else ""  # URL_count: no guess to make
         raise ConfigError(COMMAND_LINE, option, f"{trait!r} is not an option name (option names begin with a "
-                                                f"lowercase letter: did you mean {trait[:1].lower() + trait[1:]!r}?)")
+                                                f"lowercase letter{hint})")
 
 
 class StrictApplication(Application):

@@ -285,6 +285,10 @@ class _Validator:
                 continue
             if key not in classes:
                 raise self.error(key, "unknown section: not a step class of this pipeline" + suggest(key, classes))
+            if key[:1].islower():  # traitlets takes such a key for an option: the section would set nothing
+                raise self.error(key, f"traitlets cannot configure the class {key!r}: it takes a name that begins with "
+                                      "a lowercase letter for an option (expected a class whose name begins with a "
+                                      "capital letter: rename the class)")
             if not isinstance(values, dict):
                 raise self.error(key, f"expected an object of trait values, got {_type_name(values)}")
             config[key] = self.section(key, classes[key], values)
@@ -486,6 +490,10 @@ class _Validator:
                     hint = (f" (a section for a class its step builds: that class must be in the step's "
                             f"child_classes){hint if 'did you mean' in hint else ''}")
                 raise ConfigError(source, f"{key}.{name}", f"{cls.__name__} has no option {name!r}{note}{hint}")
+            if name[:1].isupper():  # traitlets takes it for a class section: every init() would fail on it
+                raise ConfigError(source, f"{key}.{name}", f"traitlets cannot set the option {name!r} of "
+                                  f"{cls.__name__}: it takes a name that begins with a capital letter for a class "
+                                  f"(expected an option whose name begins with a lowercase letter: rename the trait)")
             trait = traits[name]
             if isinstance(value, LazyConfigValue):
                 continue
