@@ -63,6 +63,11 @@ class Process(Component):
         return {"n": n, "threshold": cleaner.threshold, "min_neighbors": cleaner.min_neighbors}
 
 
+class SubProcess(Process):
+    """Process under another name: a step whose class has a base class with a section of its own (as ctapipe's
+    ProcessImages has EventInput)."""
+
+
 class ReadTable(Component):
     """Producer: yields the lines of a file; check() says before the run that the file is missing."""
 

@@ -96,6 +96,23 @@ def test_within_a_steps_own_section_the_more_particular_wins(tmp_path: Path, sec
     assert outputs(tmp_path) == expected
 
 
+@pytest.mark.parametrize(("overrides", "extra"), MODES)
+@pytest.mark.parametrize(("sections", "expected"), [
+    ({"Process": {"StrictCleaner": {"threshold": 7.0}}}, {(7.0, 1)}),
+    ({"Process": {"StrictCleaner": {"threshold": 7.0, "min_neighbors": 3}},
+      "SubProcess": {"StrictCleaner": {"threshold": 8.0}}}, {(8.0, 3)}),
+])
+def test_a_section_nested_in_a_base_classs_reaches_the_steps_components(tmp_path: Path, sections: dict,
+                                                                         expected: set, overrides: dict,
+                                                                         extra: dict) -> None:
+    """ctapipe.md's EventInput section is for both its steps: a cleaner section nested in it was taken, and set
+    nothing on a step's cleaners built by its image processor. The step's own class's section wins over it."""
+    document = config(tmp_path, {"class": "SubProcess", **extra}, StrictCleaner={"threshold": 9.0, "min_neighbors": 1},
+                      **sections)
+    assert Pipeline.from_config(document, overrides).run().exit_status == 0
+    assert outputs(tmp_path) == expected
+
+
 def test_a_steps_config_key_merges_into_its_class_section_at_every_depth(tmp_path: Path) -> None:
     """configuration.md's order: the step's config key over its class section, option by option (a nested section in
     the key replaced the class section's whole, back to the defaults)."""

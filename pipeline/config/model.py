@@ -110,7 +110,9 @@ class PipelineConfig:
         So a class section in the step's own (``ProcessImages.TailcutsImageCleaner``: every cleaner of the step,
         whichever of its components made it) and a command-line section (``--TailcutsImageCleaner.x`` against the
         file's ``ImageProcessor.TailcutsImageCleaner``) are merged into every section of that class in the step's
-        copy, so that each wins as said; deeper sections keep traitlets' meaning.
+        copy, so that each wins as said; deeper sections keep traitlets' meaning. A section of one of the step's base
+        classes (``EventInput`` of ``ProcessImages``) is the step's too, as traitlets has it: the classes nested in it
+        reach the step's components alike, more weakly than its own class's.
         """
         step = self.steps[name]
         config = copy.deepcopy(self.config)
@@ -118,18 +120,23 @@ class PipelineConfig:
         own.merge(Config(step.traits))
         own.merge(self.overrides.get(step.class_name, Config()))
         config[step.class_name] = own
-        for section, values in list(own.items()):
-            if isinstance(values, Config):
-                _merge_everywhere(config, section, values, own)
+        # From the weakest: the most general base class's section, ..., the step's own.
+        outers = [config[base.__name__] for base in reversed(step.cls.__mro__[1:])
+                  if isinstance(config.get(base.__name__), Config)] + [own]
+        for weakest, outer in enumerate(outers):
+            for section, values in list(outer.items()):
+                if isinstance(values, Config):
+                    _merge_everywhere(config, section, values, tuple(outers[weakest:]))
         for section, values in self.overrides.items():
             _merge_everywhere(config, section, values)
         return config
 
 
-def _merge_everywhere(config: Config, name: str, values: Config, own: Config | None = None) -> None:
+def _merge_everywhere(config: Config, name: str, values: Config, particular: tuple[Config, ...] = ()) -> None:
     """Merge ``values`` into the section ``name`` of ``config`` and into every section of that name nested in it; in
-    those nested deeper in ``own`` (the step's own section, where ``values`` come from), only the options they do not
-    set: ``Process.Processor.StrictCleaner`` is more particular than ``Process.StrictCleaner``, and wins."""
+    those nested deeper in a ``particular`` section (where ``values`` come from, and those that win over it), only the
+    options they do not set: ``Process.Processor.StrictCleaner`` is more particular than ``Process.StrictCleaner``,
+    and wins."""
     stack: list[tuple[Config, bool]] = [(config, False)]
     config.setdefault(name, Config())
     while stack:
@@ -141,7 +148,7 @@ def _merge_everywhere(config: Config, name: str, values: Config, own: Config | N
                         _fill(value, values)
                     else:
                         value.merge(copy.deepcopy(values))
-                stack.append((value, inside or value is own))
+                stack.append((value, inside or any(value is section for section in particular)))
 
 
 def _fill(section: Config, values: Config) -> None:
