@@ -147,3 +147,32 @@ def test_the_quiet_stdout_outlives_its_with_for_threads_still_printing() -> None
     done = subprocess.run([sys.executable, "-c", script], cwd=REPO, env={**os.environ, "PYTHONPATH": str(REPO)},
                           capture_output=True, text=True, timeout=60)
     assert done.stdout.split() == ["True", "True"], done.stderr
+
+
+@pytest.mark.parametrize("fd", [1, 2])
+def test_a_command_started_without_stdout_or_stderr_runs_as_into_dev_null(tmp_path: Path, fd: int) -> None:
+    """``>&-``: sys.stdout was None, so the run's last flush raised AttributeError (exit 1 after 'exit status 0'), and
+    a printing step failed every message; and fd 2 closed could be taken by a socket, where writes to it would go."""
+    output = tmp_path / "out.jsonl"
+    command = [sys.executable, "-m", "pipeline", f"--config={CHAIN}", f"--JsonLinesWriter.path={output}"]
+    kept = subprocess.PIPE  # the other stream, to read
+    process = subprocess.Popen(command, cwd=REPO, env={**os.environ, "PYTHONPATH": str(REPO)}, text=True,
+                               stdout=kept if fd == 2 else None, stderr=kept if fd == 1 else None,
+                               preexec_fn=lambda: os.close(fd))
+    out, err = process.communicate(timeout=60)
+    said = err if fd == 1 else out
+    assert process.returncode == 0, said
+    assert len(output.read_text(encoding="utf-8").splitlines()) == 1000
+    if fd == 1:
+        assert said.endswith("exit status 0\n") and "Traceback" not in said, said
+
+
+@pytest.mark.parametrize("argv", [["--version"], [f"--config={CHAIN}", "--graph=dot"]], ids=" ".join)
+def test_a_stdout_that_takes_no_more_is_one_line_and_exit_1(argv: list[str]) -> None:
+    """A full disk (/dev/full): a chained traceback and exit status 120 (the interpreter's own, for a failed flush)."""
+    with open("/dev/full", "w", encoding="utf-8") as full:
+        result = subprocess.run([sys.executable, "-m", "pipeline", *argv], cwd=REPO, stdout=full,
+                                stderr=subprocess.PIPE, text=True, timeout=60,
+                                env={**os.environ, "PYTHONPATH": str(REPO)}, check=False)
+    assert (result.returncode, result.stderr) == (1, "pipeline: error: cannot write to stdout: No space left on "
+                                                     "device\n")

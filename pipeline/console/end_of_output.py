@@ -20,6 +20,8 @@ then stops as if its own write had found it (``pipeline.cli.signals``).
 
 from __future__ import annotations
 
+import contextlib
+import errno
 import functools
 import io
 import os
@@ -196,6 +198,7 @@ def console_script(main: Callable[_P, _R]) -> Callable[_P, _R]:
 
     @functools.wraps(main)
     def script(*args: _P.args, **kwargs: _P.kwargs) -> _R:
+        _open_closed_streams()
         try:
             try:
                 with quiet_stdout():
@@ -212,8 +215,53 @@ def console_script(main: Callable[_P, _R]) -> Callable[_P, _R]:
             if not caused_by_closed_output(error):
                 raise
             sys.exit(EXIT_STATUS)
+        except OSError as error:  # a stdout that takes no more (a full disk, /dev/full; EIO): what is left is lost
+            if error.errno not in _LOST_OUTPUT:
+                raise
+            _discard_stdout()
+            before = error.__context__.code if isinstance(error.__context__, SystemExit) else 0
+            print(f"{_command()}: error: cannot write to stdout: {error.strerror}", file=sys.stderr)
+            sys.exit(before if isinstance(before, int) and before else 1)
         if ended():
             sys.exit(EXIT_STATUS)
         return result
 
     return script
+
+
+#: The errors of a write into a stdout that takes no more: a full file system, a failing device, a quota.
+_LOST_OUTPUT = (errno.ENOSPC, errno.EIO, errno.EDQUOT, errno.EFBIG)
+
+
+def _open_closed_streams() -> None:
+    """Point a stdout or stderr that the command was started without (``>&-``) at /dev/null: what is written there is
+    lost, as into /dev/null, rather than failing each print, and no socket or file of the command takes its number
+    (where a library's or a child's writes to fd 1 or 2 would land)."""
+    for fd, name in ((1, "stdout"), (2, "stderr")):
+        try:
+            os.fstat(fd)
+        except OSError:
+            devnull = os.open(os.devnull, os.O_WRONLY)
+            if devnull != fd:
+                os.dup2(devnull, fd)
+                os.close(devnull)
+            setattr(sys, name, open(fd, "w", encoding="utf-8", closefd=False))  # noqa: SIM115 (the process's own)
+
+
+def _discard_stdout() -> None:
+    """What stdout still holds goes to /dev/null: the interpreter's last flush would fail again (exit status 120)."""
+    devnull = os.open(os.devnull, os.O_WRONLY)
+    try:
+        os.dup2(devnull, 1)
+    finally:
+        os.close(devnull)
+    with contextlib.suppress(OSError):
+        sys.stdout.flush()
+
+
+def _command() -> str:
+    """The command's name, as its lines begin: its console script's (pipeline-run), or the package that ``python -m``
+    ran (pipeline)."""
+    path = sys.argv[0] if sys.argv and sys.argv[0] else "pipeline"
+    name = os.path.basename(path)
+    return os.path.basename(os.path.dirname(path)) or name if name == "__main__.py" else name
