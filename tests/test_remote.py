@@ -14,6 +14,7 @@ import re
 import signal
 import socket
 import subprocess
+import threading
 import time
 from collections.abc import Iterator
 from pathlib import Path
@@ -22,7 +23,7 @@ import pytest
 import zmq
 
 from pipeline import Pipeline
-from pipeline.auth.curve import CurveServer, ServerKeys
+from pipeline.auth.curve import HANDSHAKE_SECONDS, CurveServer, ServerKeys
 from pipeline.auth.keys import authorized_keys, load_key_pair, load_public_key
 from pipeline.engine.door import Door
 from pipeline.engine.wire import HEADER, WIRE_VERSION, Kind
@@ -37,6 +38,7 @@ from tests.remote_helpers import (
     PRODUCER,
     STAGE,
     STRANGER,
+    Keys,
     Launcher,
     Proc,
     duplicates,
@@ -593,3 +595,33 @@ def test_a_worker_whose_threads_do_not_join_in_time_is_told_it_was_taken_for_dea
                         r"step within [0-9.]+ s; ending it", said[0]), worker.stderr
     assert sorted(row["value"] for row in launch.outputs()) == list(range(20))
 
+
+
+def test_a_handshake_the_run_closed_for_its_slowness_is_said_so_not_a_refused_key(tmp_path: Path) -> None:
+    """Over a link of a second each way the run closes the connection at HANDSHAKE_SECONDS, its handshake not ended:
+    the worker said its key was refused (is w1.key in its authorized_keys?). A listener that answers nothing and closes
+    the connection then stands in for such a run."""
+    keys = Keys.make(tmp_path / "keys")
+    listener = socket.create_server(("127.0.0.1", 0))
+    port = listener.getsockname()[1]
+
+    def answer_nothing_then_close() -> None:
+        connection, _ = listener.accept()
+        with connection:
+            connection.settimeout(HANDSHAKE_SECONDS)
+            with contextlib.suppress(OSError):  # what the worker sends is never answered, until the bound
+                while connection.recv(4096):
+                    pass
+
+    closer = threading.Thread(target=answer_nothing_then_close, daemon=True)
+    closer.start()
+    try:
+        result = subprocess.run([BIN / "pipeline-worker", f"--connect=tcp://127.0.0.1:{port}",
+                                 f"--server-key={keys.server_public}", f"--key={keys.secret('node7')}",
+                                 f"--step={STAGE}"], capture_output=True, text=True, timeout=60, check=False)
+    finally:
+        listener.close()
+    assert result.returncode == 1, result.stderr
+    assert re.fullmatch(r"pipeline-worker: error: the run closed the connection after [0-9.]+ s, before the CURVE "
+                        r"handshake ended: it allows 5 s for one \(a link or a host this slow takes longer\)\n",
+                        result.stderr), result.stderr

@@ -30,6 +30,11 @@ from pipeline.auth.keys import KeyPair
 
 #: The ZAP domain of every server socket of the project; the handler answers for it alone.
 ZAP_DOMAIN = "zmq-pipeline"
+#: Seconds a connection to a run's port has to complete its CURVE handshake before the run closes it: each takes one of
+#: the run's open files from its first byte (libzmq's default, 30 s, let 1,100 idle TCP connections of a peer with no
+#: key hold all 1,024 of a run's for longer than a worker waits to join). A handshake takes a few round trips and the
+#: ZAP handler's answer: well under a second, even over a WAN (a link of 1 s each way takes more: its worker says so).
+HANDSHAKE_SECONDS = 5.0
 
 
 def secure_client(socket: zmq.Socket, own: KeyPair, server: bytes) -> None:

@@ -39,7 +39,7 @@ from dataclasses import dataclass, field
 import zmq
 from zmq.utils.monitor import recv_monitor_message
 
-from pipeline.auth.curve import CurveServer, ServerKeys
+from pipeline.auth.curve import HANDSHAKE_SECONDS, CurveServer, ServerKeys
 from pipeline.config.model import PipelineConfig
 from pipeline.console.humanize import counted
 from pipeline.engine import sockets
@@ -78,11 +78,6 @@ log = logging.getLogger("pipeline.engine")
 _WARN_EVERY_SECONDS = 10.0
 #: Largest frame a remote peer may send (libzmq drops the connection of a peer that sends more).
 MAX_FRAME_BYTES = 1 << 30
-#: Seconds a connection to the port has to complete its CURVE handshake before the run closes it: each takes one of the
-#: run's open files from its first byte (libzmq's default, 30 s, let 1,100 idle TCP connections of a peer with no key
-#: hold all 1,024 of a run's for longer than a worker waits to join). A handshake takes a few round trips and the ZAP
-#: handler's answer: well under a second, even over a WAN.
-HANDSHAKE_SECONDS = 5.0
 #: Most worker threads one remote worker process may ask for.
 MAX_REMOTE_THREADS = 256
 #: Most remote worker threads a run takes at once, over every key and slot: each is a socket of the run's process

@@ -27,7 +27,7 @@ import zmq
 from setproctitle import setproctitle
 from zmq.utils.monitor import recv_monitor_message
 
-from pipeline.auth.curve import secure_client
+from pipeline.auth.curve import HANDSHAKE_SECONDS, secure_client
 from pipeline.auth.keys import KeyPair
 from pipeline.engine import sockets
 from pipeline.engine.addresses import private_dir
@@ -81,7 +81,8 @@ class JoinError(Exception):
 
 #: What a client's socket monitor reports about its handshakes with the run.
 _HANDSHAKE_EVENTS = (zmq.EVENT_HANDSHAKE_FAILED_AUTH | zmq.EVENT_HANDSHAKE_FAILED_PROTOCOL
-                     | zmq.EVENT_HANDSHAKE_FAILED_NO_DETAIL | zmq.EVENT_HANDSHAKE_SUCCEEDED | zmq.EVENT_DISCONNECTED)
+                     | zmq.EVENT_HANDSHAKE_FAILED_NO_DETAIL | zmq.EVENT_HANDSHAKE_SUCCEEDED | zmq.EVENT_DISCONNECTED
+                     | zmq.EVENT_CONNECTED)
 
 
 def say(line: str) -> None:
@@ -110,25 +111,38 @@ def ask_spec(socket: zmq.Socket, login: Login) -> tuple[Spec, int]:
     return dataclasses.replace(pickle.loads(spec), token=token), slot
 
 
+#: How a connection that the run closed in the middle of its handshake ends for us (libzmq says EPIPE, no detail).
+_CLOSED = (zmq.EVENT_DISCONNECTED, zmq.EVENT_HANDSHAKE_FAILED_NO_DETAIL)
+
+
 def _wait_for_answer(socket: zmq.Socket, monitor: zmq.Socket, key: str) -> None:
     """Wait up to HELLO_TIMEOUT_SECONDS for the run's answer; a JoinError if the handshake fails.
 
     The run refusing our key is an explicit failure; a run whose key is not --server-key cannot read
-    our handshake and closes the connection before it completes, which is the same failure to us.
+    our handshake and closes the connection before it completes, which is the same failure to us. A
+    connection closed before its handshake ended, but only once the run's HANDSHAKE_SECONDS were nearly
+    over, was closed for its slowness (a link of a second each way), not for its key.
     """
     poller = zmq.Poller()
     poller.register(socket, zmq.POLLIN)
     poller.register(monitor, zmq.POLLIN)
     deadline = time.monotonic() + HELLO_TIMEOUT_SECONDS
     shaken = False
+    connected = time.monotonic()
     while (left := deadline - time.monotonic()) > 0:
         events = dict(poller.poll(left * 1000))
         if socket in events:
             return
         if monitor in events:
             event = recv_monitor_message(monitor)["event"]
-            if event == zmq.EVENT_HANDSHAKE_SUCCEEDED:
+            if event == zmq.EVENT_CONNECTED:
+                connected = time.monotonic()
+            elif event == zmq.EVENT_HANDSHAKE_SUCCEEDED:
                 shaken = True
+            elif event in _CLOSED and not shaken and time.monotonic() - connected > 0.8 * HANDSHAKE_SECONDS:
+                raise JoinError(f"the run closed the connection after {time.monotonic() - connected:.1f} s, before "
+                                f"the CURVE handshake ended: it allows {HANDSHAKE_SECONDS:g} s for one (a link or a "
+                                "host this slow takes longer)", 1)
             elif event != zmq.EVENT_DISCONNECTED or not shaken:
                 raise JoinError(f"authentication failed: the run did not accept key {key!r}, or is not the "
                                 f"holder of --server-key (is {key}.key in its authorized_keys?)", 1)
