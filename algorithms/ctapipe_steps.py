@@ -14,7 +14,7 @@ telescopes with the hexagonal camera of :mod:`algorithms.camera`, which needs no
 from __future__ import annotations
 
 import functools
-from collections.abc import Iterator, Sequence
+from collections.abc import Iterable, Iterator, Sequence
 from contextlib import contextmanager
 from typing import Any
 
@@ -37,10 +37,13 @@ from ctapipe.containers import (
     TelEventIndexContainer,
 )
 from ctapipe.coordinates import CameraFrame
-from ctapipe.core import QualityQuery
-from ctapipe.core.traits import classes_with_traits
+from ctapipe.core import Component as CtapipeComponent
+from ctapipe.core import QualityQuery, TelescopeComponent
+from ctapipe.core.expression_engine import ExpressionError
+from ctapipe.core.traits import TelescopeParameter, classes_with_traits
 from ctapipe.image import ImageCleaner, ImageModifier, ImageProcessor
 from ctapipe.image.extractor import ImageExtractor
+from ctapipe.image.image_processor import ImageQualityQuery
 from ctapipe.image.reducer import DataVolumeReducer
 from ctapipe.instrument import (
     CameraDescription,
@@ -91,6 +94,81 @@ def ctapipe_errors(class_name: str) -> Iterator[None]:
         detail = err.args[0] if isinstance(err, TraitError) and len(err.args) > 1 else str(err)
         one_line = " ".join(str(detail).split())  # some of ctapipe's messages run over several lines
         raise CtapipeError(f"ctapipe's {class_name}: {one_line or type(err).__name__}") from err
+
+
+def id_ranges(ids: Iterable[int]) -> str:
+    """Telescope ids as runs of consecutive ones: ``[1, 2, 3, 7]`` reads ``1-3, 7``."""
+    runs: list[list[int]] = []
+    for tel_id in sorted(ids):
+        if runs and tel_id == runs[-1][-1] + 1:
+            runs[-1].append(tel_id)
+        else:
+            runs.append([tel_id])
+    return ", ".join(str(run[0]) if len(run) == 1 else f"{run[0]}-{run[-1]}" for run in runs)
+
+
+def components(component: Configurable) -> Iterator[Configurable]:
+    """``component`` and the ctapipe components it holds, at any depth, each once: in its attributes,
+    lists and dicts (CameraCalibrator keeps its extractors in a dict)."""
+    seen: set[int] = set()
+    pending = [component]
+    while pending:
+        current = pending.pop()
+        if id(current) in seen:
+            continue
+        seen.add(id(current))
+        yield current
+        for value in vars(current).values():
+            if isinstance(value, dict):
+                value = list(value.values())
+            items = value if isinstance(value, list | tuple) else [value]
+            pending.extend(item for item in items if isinstance(item, CtapipeComponent))
+
+
+def check_telescope_parameters(component: Configurable, subarray: SubarrayDescription) -> None:
+    """Look up every TelescopeParameter of ``component`` and its ctapipe components for each telescope
+    of ``subarray``: patterns that leave a telescope without a value (a type or id that matches none)
+    fail here, once, where ctapipe would raise a KeyError on every event of that telescope."""
+    types = ", ".join(sorted(str(tel_type) for tel_type in subarray.telescope_types))
+    for held in components(component):
+        for name, trait in held.traits().items():
+            patterns = getattr(held, name) if isinstance(trait, TelescopeParameter) else None
+            if patterns is None:
+                continue
+            # a TelescopeComponent attached its subarray when built: attaching again would repeat ctapipe's warnings
+            if not isinstance(held, TelescopeComponent):
+                patterns.attach_subarray(subarray)
+            missing = []
+            for tel_id in subarray.tel:
+                try:
+                    patterns.tel[tel_id]
+                except KeyError:
+                    missing.append(tel_id)
+            if missing:
+                raise CtapipeError(
+                    f"ctapipe's {trait.this_class.__name__}.{name}: {[tuple(p) for p in patterns]} gives no value for "
+                    f"telescopes {id_ranges(missing)} (ids {id_ranges(subarray.tel)}, types {types}): "
+                    "expected a pattern for each, e.g. ('type', '*', value) first")
+
+
+def check_image_queries(component: Configurable, subarray: SubarrayDescription) -> None:
+    """Evaluate each image quality criterion of ``component``'s ctapipe components once, on an image of
+    the first telescope's camera: a name it cannot read (a typo) fails here, not on every event."""
+    tel_id = next(iter(subarray.tel))
+    sample = {"image": np.ones(subarray.tel[tel_id].camera.geometry.n_pixels)}
+    for held in components(component):
+        if not isinstance(held, ImageQualityQuery):
+            continue
+        results = held.engine(sample)  # evaluates one criterion per next(), in order
+        for name, expression in held.quality_criteria:
+            try:
+                next(results)
+            except ExpressionError as err:
+                reason = err.__cause__ or err.__context__ or err  # ctapipe raises a NameError's "from None"
+                raise CtapipeError(
+                    f"ctapipe's ImageQualityQuery: quality_criteria {name!r}: {expression!r} fails on an image "
+                    f"({type(reason).__name__}: {reason}): expected an expression of image (the values of the "
+                    "pixels the cleaning kept), np and u") from err
 
 
 @functools.cache
@@ -226,7 +304,8 @@ class ReadEvents(EventInput):
 
     def check(self) -> None:
         """Open the source once: a file it cannot read, or a bad option, stops the run before it starts."""
-        self.open_source().close()
+        with self.open_source() as source:
+            check_telescope_parameters(source, source.subarray)
 
     def init(self) -> None:
         """Open the source."""
@@ -263,8 +342,13 @@ class ProcessImages(EventInput):
     ).tag(config=True)
 
     def check(self) -> None:
-        """Build the components once, so that a bad option stops the run before it starts."""
+        """Build the components once and resolve their per-telescope options and image criteria, so
+        that a bad option stops the run before it starts."""
         self.init()
+        subarray = self.process.subarray
+        for built in (self.calibrate, self.process):
+            check_telescope_parameters(built, subarray)
+        check_image_queries(self.process, subarray)
 
     def init(self) -> None:
         """Build ctapipe's calibrator and image processor for the input's telescopes."""

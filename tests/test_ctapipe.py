@@ -142,6 +142,25 @@ def test_the_example_writes_what_ctapipes_own_loop_writes(
         pytest.param("--ImageQualityQuery.quality_criteria=[('size', 'image.sum( > 0')]",
                      "Pipeline.stagers_conf[0]: step 'IMAGES': ctapipe's ImageProcessor: Error compiling expression",
                      id="refused-when-built"),
+        # per-telescope options that leave a telescope without a value: each event failed with a KeyError (exit 1)
+        pytest.param("--TailcutsImageCleaner.picture_threshold_pe=[('id', 99, 8.0)]",
+                     "step 'IMAGES': ctapipe's TailcutsImageCleaner.picture_threshold_pe: [('id', 99, 8.0)] gives no "
+                     "value for telescopes 1-4 (ids 1-4, types MST_ToyMST_ToyCam): expected a pattern for each",
+                     id="telescope-pattern-absent-id"),
+        pytest.param("--TailcutsImageCleaner.picture_threshold_pe=[('id', '1', 8.0)]",
+                     "ctapipe's TailcutsImageCleaner.picture_threshold_pe: [('id', 1, 8.0)] gives no value for "
+                     "telescopes 2-4 ", id="telescope-pattern-some-ids"),
+        pytest.param("--CameraCalibrator.image_extractor_type=[('id', 2, 'LocalPeakWindowSum')]",
+                     "ctapipe's CameraCalibrator.image_extractor_type: [('id', 2, 'LocalPeakWindowSum')] gives no "
+                     "value for telescopes 1, 3-4 ", id="telescope-pattern-component-name"),
+        pytest.param("--ToyEventSource.trigger_probability=[('id', 1, 0.5)]",
+                     "Pipeline.producer_conf: step 'READER': ctapipe's ToyEventSource.trigger_probability: "
+                     "[('id', 1, 0.5)] gives no value for telescopes 2-4 ", id="telescope-pattern-of-the-source"),
+        # a criterion naming what ImageProcessor does not give it: each image failed (exit 1)
+        pytest.param("--ImageQualityQuery.quality_criteria=[('a', 'nosuchvar > 0')]",
+                     "step 'IMAGES': ctapipe's ImageQualityQuery: quality_criteria 'a': 'nosuchvar > 0' fails on an "
+                     "image (NameError: name 'nosuchvar' is not defined): expected an expression of image",
+                     id="quality-criterion-unknown-name"),
     ],
 )
 def test_a_ctapipe_error_is_one_line_before_anything_runs(option: str, expected: str, tmp_path: Path) -> None:
@@ -152,4 +171,24 @@ def test_a_ctapipe_error_is_one_line_before_anything_runs(option: str, expected:
     assert result.returncode == 2
     assert result.stderr.count("\n") == 1 and result.stderr.startswith("pipeline-run: error: "), result.stderr
     assert expected in result.stderr
+    assert not (tmp_path / "out.h5").exists()
+
+
+@pytest.mark.timeout(RUN_SECONDS)
+def test_a_telescope_type_pattern_matching_no_telescope_stops_the_run_before_it_starts(tmp_path: Path) -> None:
+    """A type pattern in the config file that matches none of the subarray's types: exit 2 and the error as the last
+    line (ctapipe's own warning on the pattern may come before it), where every event failed with a KeyError."""
+    pytest.importorskip("ctapipe")
+    document = json.loads(CONFIG.read_text(encoding="utf-8"))
+    document["ImageProcessor"]["TailcutsImageCleaner"]["picture_threshold_pe"] = [["type", "LST_*", 8.0]]
+    config = tmp_path / "lst.json"
+    config.write_text(json.dumps(document), encoding="utf-8")
+    result = run(["-m", "pipeline", f"--config={config}", "--WriteParameters.output_path=out.h5"], tmp_path)
+    assert result.returncode == 2, result.stderr
+    *before, last = result.stderr.splitlines()
+    assert last == (f"pipeline-run: error: {config}: Pipeline.stagers_conf[0]: step 'IMAGES': ctapipe's "
+                    "TailcutsImageCleaner.picture_threshold_pe: [('type', 'LST_*', 8.0)] gives no value for telescopes "
+                    "1-4 (ids 1-4, types MST_ToyMST_ToyCam): expected a pattern for each, e.g. ('type', '*', value) "
+                    "first"), result.stderr
+    assert all("'LST_*' did not match any known telescope types" in line for line in before), result.stderr
     assert not (tmp_path / "out.h5").exists()
