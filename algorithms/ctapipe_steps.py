@@ -42,6 +42,7 @@ from ctapipe.core import QualityQuery, TelescopeComponent
 from ctapipe.core.expression_engine import ExpressionError
 from ctapipe.core.traits import TelescopeParameter, classes_with_traits
 from ctapipe.image import ImageCleaner, ImageModifier, ImageProcessor
+from ctapipe.image import toymodel as image_toymodel
 from ctapipe.image.extractor import ImageExtractor
 from ctapipe.image.image_processor import ImageQualityQuery
 from ctapipe.image.reducer import DataVolumeReducer
@@ -254,6 +255,13 @@ class ToySource(ToyEventSource):
         self._camera_radii: dict[Any, Any] = {}
         self.rng = np.random.default_rng(self.seed)
 
+    def _generator(self) -> Iterator[ArrayEventContainer]:
+        """ToyEventSource's events, their images' noise drawn from the start of ``seed``'s stream. ctapipe 0.28
+        draws it from one generator per process (``ctapipe.image.toymodel.TOYMODEL_RNG``, seeded 0 on import), so
+        a second source in a process (the next shard in the sequential mode) made other images of the same events."""
+        image_toymodel.TOYMODEL_RNG = np.random.default_rng(self.seed)
+        yield from super()._generator()
+
 
 class EventInput(Component):
     """Where the events come from, for the reader and the image processing: set it once for both."""
@@ -307,19 +315,12 @@ class ReadEvents(EventInput):
         with self.open_source() as source:
             check_telescope_parameters(source, source.subarray)
 
-    def init(self) -> None:
-        """Open the source."""
-        self.source = self.open_source()
-
     def run(self) -> Iterator[ArrayEventContainer]:
-        """Yield each event."""
-        with ctapipe_errors(type(self.source).__name__):
-            for event in self.source:
+        """Yield each event of a source opened for this run() and closed after it: the sequential mode
+        runs run() once per shard on one instance, which a source opened in init() serves only once."""
+        with self.open_source() as source, ctapipe_errors(type(source).__name__):
+            for event in source:
                 yield complete_toy_event(event)
-
-    def finish(self) -> None:
-        """Close the source."""
-        self.source.close()
 
     def __length_hint__(self) -> int:
         """The source's ``max_events``, when it is set (the progress display's total)."""

@@ -112,6 +112,51 @@ def test_the_example_writes_what_ctapipes_own_loop_writes(
     assert sum(len(rows) for rows in written.values()) > EVENTS  # several telescopes saw most events
 
 
+#: A reader of the user's own in shards, built on ReadEvents as the docs suggest: shard k of n yields every n-th event.
+SHARDED_READER = '''
+from algorithms.ctapipe_steps import ReadEvents
+
+
+class EveryNthEvent(ReadEvents):
+    """ReadEvents in shards: shard k of n yields every n-th event of the stream."""
+
+    shardable = True
+
+    def run(self):
+        for number, event in enumerate(super().run()):
+            if number % self.n_shards == self.shard:
+                yield event
+'''
+
+
+@pytest.mark.timeout(2 * RUN_SECONDS)
+@pytest.mark.parametrize("mode", ["sequential", "threads"])
+def test_a_sharded_reader_built_on_read_events_reads_every_event_once_in_every_mode(
+    mode: str, tmp_path: Path, loop_output: dict[str, Any]
+) -> None:
+    """READER in 2 shards writes the loop's rows in the sequential mode (one instance runs run() once per shard) as
+    in threads (a process per shard). ReadEvents opened its source in init(), so in the sequential mode the second
+    shard found it used up and half the events were missing."""
+    np = pytest.importorskip("numpy")
+    (tmp_path / "sharded.py").write_text(SHARDED_READER, encoding="utf-8")
+    document = json.loads(CONFIG.read_text(encoding="utf-8"))
+    document["Pipeline"]["producer_conf"].update(module="sharded", **{"class": "EveryNthEvent"}, nb_process=2)
+    config = tmp_path / "sharded.json"
+    config.write_text(json.dumps(document), encoding="utf-8")
+    result = run(["-m", "pipeline", f"--config={config}", f"--Pipeline.mode={mode}",
+                  f"--EventSource.max_events={EVENTS}", "--WriteParameters.output_path=pipeline.h5", "--no-progress"],
+                 tmp_path)
+    assert result.returncode == 0, result.stderr
+    assert re.search(rf"^READER +0 +{EVENTS} ", result.stderr, re.MULTILINE), result.stderr
+    assert f"READER: messages per shard: {EVENTS // 2}, {EVENTS // 2}" in result.stderr
+    written = tables(tmp_path / "pipeline.h5")
+    assert sorted(written) == sorted(loop_output)
+    for name, rows in written.items():
+        rows = np.sort(rows, order="event_id")  # the shards' events interleave; the loop wrote them in order
+        for column in rows.dtype.names:
+            assert np.array_equal(rows[column], loop_output[name][column], equal_nan=True), f"{name}.{column} differs"
+
+
 @pytest.mark.timeout(2 * RUN_SECONDS)
 @pytest.mark.parametrize(
     ("option", "expected"),
