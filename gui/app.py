@@ -15,6 +15,7 @@ from traitlets.config import Application
 
 from pipeline import auth
 from pipeline.cli.application import COMMAND_LINE, DEBUG_FLAG, StrictApplication
+from pipeline.cli.signals import HANDLED
 from pipeline.console.end_of_output import console_script
 from pipeline.console.humanize import suggest
 from pipeline.errors import ConfigError
@@ -156,13 +157,15 @@ pipeline-run --config=configs/example.json --Pipeline.gui_address=127.0.0.1:5565
 
 
 class QuitOnSignal:
-    """Within ``with``, SIGINT and SIGTERM quit Qt's event loop; ``received`` keeps the signal.
+    """Within ``with``, SIGINT, SIGTERM and SIGHUP quit Qt's event loop; ``received`` keeps the signal.
 
     Python runs a signal handler only between bytecodes, never while Qt's loop waits in C++, so a
     timer hands control back to the interpreter a few times a second.
     """
 
-    SIGNALS = (signal.SIGINT, signal.SIGTERM)
+    #: pipeline-run's: a closed terminal or a dropped ssh session closes the window cleanly too (exit 129), where
+    #: SIGHUP's default action killed it at once.
+    SIGNALS = HANDLED
 
     def __init__(self, qt_app: Any) -> None:
         from PySide6.QtCore import QTimer

@@ -143,6 +143,13 @@ def test_it_stops_on_sigterm(monitor) -> None:
     assert gui.stop(signal.SIGTERM) == 128 + signal.SIGTERM
 
 
+def test_it_closes_cleanly_on_sighup(monitor) -> None:
+    """A closed terminal (SIGHUP) closes the window as SIGTERM does: its default action killed it (rc -1)."""
+    gui = monitor("--port=0")
+    gui.wait_for("waiting for a pipeline")
+    assert gui.stop(signal.SIGHUP) == 128 + signal.SIGHUP
+
+
 def test_a_broken_binding_is_named() -> None:
     assert "6.12.0" in binding_problem((6, 12, 0), (3, 11))
     assert binding_problem((6, 12, 0), (3, 12)) == ""
