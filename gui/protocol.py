@@ -47,6 +47,8 @@ MAX_THREADS = 10_000
 MAX_SILENCE = 86_400.0
 #: Integers beyond 64 bits are no count or time a run sends.
 _INT_LIMIT = 2**63
+#: Digits of the longest integer within 64 bits.
+_INT_DIGITS = len(str(_INT_LIMIT))
 
 
 class ProtocolError(ValueError):
@@ -185,14 +187,22 @@ def parse(frames: Sequence[bytes]) -> Message:
     if topic not in TOPICS:
         raise ProtocolError(f"unknown topic {topic[:40]!r}")
     try:
-        document = json.loads(body)
-    except (UnicodeDecodeError, json.JSONDecodeError, RecursionError) as err:
+        document = json.loads(body, parse_int=_integer)
+    except (ValueError, RecursionError) as err:  # ValueError: whatever json refuses (bytes, syntax, a number)
         raise ProtocolError(f"{topic.decode()}: not JSON: {err}") from err
     fields = _Fields(document, topic.decode())
     header = _header(fields)
     if fields.get("topic", str) != topic.decode():
         raise ProtocolError(f"{topic.decode()}: the JSON's topic is {document['topic']!r}")
     return _PARSERS[topic](header, fields)
+
+
+def _integer(digits: str) -> int:
+    """An integer of the JSON (json.loads's parse_int). One with more digits than 64 bits hold reads as the first
+    integer beyond them, which its field refuses by name: int() raises a plain ValueError past 4,300 digits."""
+    if len(digits.lstrip("-")) > _INT_DIGITS:
+        return -_INT_LIMIT - 1 if digits.startswith("-") else _INT_LIMIT
+    return int(digits)
 
 
 def _header(fields: _Fields) -> Header:

@@ -134,6 +134,12 @@ class Receiver(QObject):
         except ProtocolError as err:
             self.ignore(str(err))
             return
+        except Exception as err:
+            # A peer's bytes the parser did not foresee are still only a bad message: one traceback per message and
+            # the rest of the batch abandoned would let any peer flood stderr (the traceback is kept for --debug).
+            log.debug("the parser failed on a message", exc_info=True)
+            self.ignore(f"{type(err).__name__}: {err}")
+            return
         self.count += 1
         self.received.emit(message, peer)
 

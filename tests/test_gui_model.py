@@ -27,6 +27,12 @@ def frames(kind: str, **fields: object) -> list[bytes]:
     return [kind.encode(), json.dumps(body).encode()]
 
 
+def with_number(field: str, digits: str) -> list[bytes]:
+    """A status whose ``field`` is the JSON number ``digits`` (json.dumps writes no integer of over 4,300 digits)."""
+    topic, body = frames("status", **{"state": "running", "elapsed": 1.0, "dropped": 0, "steps": [], field: 0})
+    return [topic, body.replace(f'"{field}": 0'.encode(), f'"{field}": {digits}'.encode())]
+
+
 def step_status(name: str, processed: int, rate: float | None = 1.0, state: str = "running") -> dict:
     values = {"name": name, "state": state, "queue": 1, "queue_limit": 64, "busy": 1, "workers": 2,
               "received": processed, "processed": processed, "emitted": processed, "failed": 0,
@@ -87,6 +93,8 @@ def test_fields_a_reader_does_not_know_are_ignored() -> None:
         (frames("finish", state="finished", exit_status=0, report={"steps": []}), "expected an object"),
         (frames("status", state="running", elapsed=float("nan"), dropped=0, steps=[]), "not a finite number"),
         ([b"status", b"[" * 100_000], "not JSON"),
+        (with_number("pid", "9" * 5000), "status.pid: an integer beyond 64 bits"),  # int() refuses over 4,300 digits
+        (with_number("elapsed", "-" + "9" * 5000), "status.elapsed: a number beyond 64 bits"),
     ],
 )
 def test_a_malformed_message_is_a_protocol_error(message: list[bytes], problem: str) -> None:

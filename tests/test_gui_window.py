@@ -10,7 +10,7 @@ import time
 
 from PySide6.QtCore import Qt
 
-from gui import theme
+from gui import receiver, theme
 from gui.protocol import TOPICS
 from gui.receiver import WARNING_INTERVAL
 from gui.widgets.table import COLUMNS
@@ -185,6 +185,7 @@ def test_malformed_messages_are_ignored_with_a_warning(qtbot, window: MainWindow
         [b"graph", json.dumps({**first, "protocol": 99, "topic": "graph"}).encode()],
         [b"status", json.dumps({**first, "topic": "status", "state": "running"}).encode()],
         [b"error", b"\x80\x04\x95 a pickle"],
+        *[[b"status", b'{"protocol": 1, "pid": ' + b"9" * 5000 + b"}"]] * 3,  # int() refuses: was a traceback each
     ]
     mixed = [*stream[:1], *bad, *stream[1:]]
     with caplog.at_level(logging.WARNING, logger="gui.receiver"):
@@ -208,6 +209,22 @@ def test_warnings_about_ignored_messages_are_rate_limited(window: MainWindow, ca
                         "ignored a message: status: not JSON: Expecting property name enclosed in double quotes: "
                         "line 1 column 2 (char 1) (2 more ignored since the last warning)"]
     assert window.receiver.ignored == 4
+
+
+def test_any_failure_to_parse_a_peers_message_is_an_ignored_message(window: MainWindow, caplog, monkeypatch) -> None:
+    """Whatever the parser raises on a peer's bytes, the message is counted and warned about, never a traceback."""
+    stream = load_recording()
+    monkeypatch.setattr(receiver, "parse", lambda frames: {}["a case the parser did not foresee"])
+    with caplog.at_level(logging.WARNING, logger="gui.receiver"):
+        window.receiver.handle(stream[0])
+        window.receiver.handle(stream[0])
+    assert [record.getMessage() for record in caplog.records] == [
+        "ignored a message: KeyError: 'a case the parser did not foresee'"]
+    assert window.receiver.ignored == 2
+    monkeypatch.undo()
+    for message in stream:
+        window.receiver.handle(message)
+    assert window.runs[recorded_run_id()].ended
 
 
 def test_a_message_the_window_cannot_take_in_is_logged_and_the_next_one_shown(
