@@ -14,14 +14,15 @@ import pytest
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 from PySide6.QtCore import QTimer
-from PySide6.QtWidgets import QApplication
+from PySide6.QtWidgets import QApplication, QGraphicsTextItem
 
 from gui import theme
 from gui.model import FIRST_ERRORS, LAST_ERRORS, MAX_CLOSED, MAX_POINTS, MAX_RUNS
 from gui.protocol import MAX_STEPS, MAX_TRACEBACK, parse
-from gui.widgets.graph import MIN_FONT_PT, MIN_SCALE, SMALLEST_FONT_PT
+from gui.widgets.graph import MAX_ARROWS, MIN_FONT_PT, MIN_SCALE, SMALLEST_FONT_PT
 from gui.widgets.plot import MAX_TICKS, time_step
 from gui.window import REDRAW_MS, MainWindow
+from pipeline.console import humanize
 from tests.gui_helpers import Sender, load_recording, with_run_id
 from tests.qt_helpers import WAIT_MS, PaintCounter, run_loop_for_ticks
 
@@ -197,6 +198,49 @@ def test_any_pipeline_size_reads_well(window: MainWindow, count: int, fan: int) 
     colours = {(c.name(), dash) for c, dash in view.plot.styles.values()}
     assert len(colours) == len(run.steps)  # and its own look
     assert not graph.grab().isNull()
+
+
+def graph_message(run_id: str, edges: dict[str, list[str]]) -> list[bytes]:
+    """A graph message of the steps ``edges`` maps to their next steps."""
+    graph = _BASES[b"graph"]
+    template = graph["steps"][1]
+    steps = [{**template, "name": name, "next_steps": targets} for name, targets in edges.items()]
+    return [b"graph", json.dumps({**graph, "run_id": run_id, "steps": steps}).encode()]
+
+
+def shown_graph(window: MainWindow, message: list[bytes]) -> Any:
+    """The graph view of the run of ``message``, handed to the window, shown and redrawn."""
+    window.resize(1440, 900)
+    window.receiver.handle(message, None)
+    view = window.view(json.loads(message[1])["run_id"])
+    window.tabs.setCurrentWidget(view)
+    window.redraw()
+    return view.graph
+
+
+def test_a_graph_of_every_connection_draws_a_bounded_scene_and_says_what_it_leaves_out(window: MainWindow) -> None:
+    """200 steps each sending to the 199 others, within the protocol's caps: one item per arrow took gigabytes and
+    froze the window for minutes. At most MAX_ARROWS are drawn, as one item, and a note says how many are not."""
+    names = [f"S{i}" for i in range(MAX_STEPS)]
+    message = graph_message("dense", {name: [other for other in names if other != name] for name in names})
+    assert len(message[1]) < 1024 * 1024  # within the message size cap
+    graph = shown_graph(window, message)
+    connections = MAX_STEPS * (MAX_STEPS - 1)
+    assert len(graph.boxes) == MAX_STEPS
+    assert len(graph.edges) == MAX_ARROWS and graph.undrawn == connections - MAX_ARROWS
+    items = graph.scene().items()
+    assert len(items) <= MAX_STEPS + 2  # the boxes, the arrows, the note
+    notes = [item.toPlainText() for item in items if isinstance(item, QGraphicsTextItem)]
+    drawn = humanize.count(MAX_ARROWS)
+    assert notes == [f"{drawn} of {humanize.count(connections)} connections drawn (at most {drawn} are)"]
+    assert not graph.grab().isNull()
+
+
+def test_a_next_step_named_twice_is_one_arrow_and_a_plain_graph_has_no_note(window: MainWindow) -> None:
+    graph = shown_graph(window, graph_message("twice", {"A": ["B", "B", "C"], "B": ["C", "C"], "C": []}))
+    assert graph.edges == [("A", "B"), ("A", "C"), ("B", "C")]
+    assert graph.undrawn == 0
+    assert not [item for item in graph.scene().items() if isinstance(item, QGraphicsTextItem)]
 
 
 def test_a_steps_colour_is_tied_to_its_name() -> None:

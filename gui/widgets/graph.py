@@ -3,7 +3,9 @@
 Readable at any size: the boxes keep their size and their text never drops below MIN_FONT_PT on
 screen (the view never shrinks them below MIN_SCALE); columns that do not fit the width wrap into
 bands stacked top to bottom, and what still does not fit scrolls (Ctrl+wheel zooms, a double click
-fits again). The scene is rebuilt only when the graph or the bands change, in linear time.
+fits again). The scene is rebuilt only when the graph or the bands change, in linear time. The arrows are one
+item, and at most MAX_ARROWS of them are drawn (the view says how many are not), so that a graph of 200 steps
+each sending to all the others (40,000 connections, within the protocol's caps) costs what a plain one does.
 """
 
 from __future__ import annotations
@@ -26,8 +28,6 @@ from PySide6.QtGui import (
 )
 from PySide6.QtWidgets import (
     QGraphicsItem,
-    QGraphicsPathItem,
-    QGraphicsPolygonItem,
     QGraphicsScene,
     QGraphicsView,
     QWidget,
@@ -54,6 +54,10 @@ MAX_SCALE = 1.3
 WRAP_SCALE = 0.9
 #: Up to this many workers are drawn as one dot each.
 MAX_DOTS = 8
+#: Arrows drawn at most. A real pipeline has a few dozen; a graph within the protocol's caps may have 200 steps
+#: each sending to the 199 others, where drawing every arrow froze the window for seconds and took gigabytes,
+#: and that many arrows say nothing anyway.
+MAX_ARROWS = 1000
 
 
 class StepBox(QGraphicsItem):
@@ -227,6 +231,41 @@ def arrowhead(tip: QPointF) -> QPolygonF:
     return QPolygonF([tip, QPointF(tip.x() - 9, tip.y() - 5), QPointF(tip.x() - 9, tip.y() + 5)])
 
 
+class Arrows(QGraphicsItem):
+    """Every arrow of the graph as one item behind the boxes: one path of lines, one of heads (a step with several
+    arrows in has one head). Never under the mouse: a click or a tooltip does not stroke thousands of curves."""
+
+    #: The lines' width, scene pixels.
+    PEN_WIDTH = 1.6
+
+    def __init__(self, lines: QPainterPath, heads: QPainterPath) -> None:
+        super().__init__()
+        self.lines, self.heads = lines, heads
+        self._bounds = lines.boundingRect().united(heads.boundingRect()).adjusted(-2, -2, 2, 2)
+        self.setZValue(-1)
+        # Drawn once per view (the visible part), not again each time a box above them repaints (20 times a
+        # second while a run goes): a thousand long curves took 0.2 s a frame.
+        self.setCacheMode(QGraphicsItem.CacheMode.DeviceCoordinateCache)
+
+    def boundingRect(self) -> QRectF:
+        """Every line and head."""
+        return self._bounds
+
+    def shape(self) -> QPainterPath:
+        """None: the arrows take no clicks and show no tooltip."""
+        return QPainterPath()
+
+    def paint(self, painter: QPainter, option: object, widget: QWidget | None = None) -> None:
+        """The lines, then the heads over their ends."""
+        painter.setRenderHint(QPainter.RenderHint.Antialiasing)
+        painter.setPen(QPen(theme.MUTED, self.PEN_WIDTH))
+        painter.setBrush(Qt.BrushStyle.NoBrush)
+        painter.drawPath(self.lines)
+        painter.setPen(Qt.PenStyle.NoPen)
+        painter.setBrush(QBrush(theme.MUTED))
+        painter.drawPath(self.heads)
+
+
 def per_band(width: float) -> int:
     """Columns in a band of a view ``width`` pixels wide, cut for WRAP_SCALE."""
     return max(1, int((width / WRAP_SCALE + COLUMN_GAP) // (BOX_WIDTH + COLUMN_GAP)))
@@ -244,7 +283,8 @@ class GraphView(QGraphicsView):
         self.setDragMode(QGraphicsView.DragMode.ScrollHandDrag)
         self.setToolTip("")
         self.boxes: dict[str, StepBox] = {}
-        self.edges: list[tuple[str, str]] = []
+        self.edges: list[tuple[str, str]] = []  # the arrows drawn, (step, next step)
+        self.undrawn = 0  # the connections not drawn, past MAX_ARROWS
         self.zoom = 1.0  # the user's zoom, over the scale that fits
         self._shape: tuple = ()  # the graph (or the step names) the scene shows
         self._per_band = 0  # columns per band the scene was built with
@@ -269,7 +309,7 @@ class GraphView(QGraphicsView):
         """Columns by longest path, wrapped; without the graph, the known steps in a row with no arrows."""
         scene = self.scene()
         scene.clear()
-        self.boxes, self.edges = {}, []
+        self.boxes, self.edges, self.undrawn = {}, [], 0
         if run.graph is not None:
             next_steps = {info.name: info.next_steps for info in run.graph}
             cells = grid(next_steps)
@@ -292,33 +332,48 @@ class GraphView(QGraphicsView):
             box.setPos(col * (BOX_WIDTH + COLUMN_GAP), tops[band] + offset + row * (BOX_HEIGHT + ROW_GAP))
             scene.addItem(box)
             self.boxes[name] = box
+        lines, heads = QPainterPath(), QPainterPath()
         for name, targets in next_steps.items():
-            for target in targets:
-                if target in self.boxes:
-                    gap = tops[placed[name][0]] + rows[placed[name][0]] * (BOX_HEIGHT + ROW_GAP) - ROW_GAP
-                    self._add_arrow(name, target, placed[name][0] != placed[target][0], gap + BAND_GAP / 2)
+            for target in dict.fromkeys(targets):  # a next step named twice is one arrow
+                if target not in self.boxes:
+                    continue
+                if len(self.edges) == MAX_ARROWS:
+                    self.undrawn += 1
+                    continue
+                gap = tops[placed[name][0]] + rows[placed[name][0]] * (BOX_HEIGHT + ROW_GAP) - ROW_GAP
+                lines.addPath(self._arrow(name, target, placed[name][0] != placed[target][0], gap + BAND_GAP / 2))
+                self.edges.append((name, target))
+        for target in dict.fromkeys(target for _, target in self.edges):
+            heads.addPolygon(arrowhead(self._tip(target)))
+            heads.closeSubpath()
+        if self.edges:
+            scene.addItem(Arrows(lines, heads))
         if run.graph is None:
-            note = scene.addText("the run's graph has not arrived: steps shown without their connections")
-            note.setDefaultTextColor(theme.MUTED)
-            note.setPos(0, -30)
+            self._note("the run's graph has not arrived: steps shown without their connections")
+        elif self.undrawn:
+            self._note(f"{humanize.count(len(self.edges))} of {humanize.count(len(self.edges) + self.undrawn)} "
+                       f"connections drawn (at most {humanize.count(MAX_ARROWS)} are)")
         scene.setSceneRect(scene.itemsBoundingRect().adjusted(-16, -16, 16, 16))
         self._fit()
 
-    def _add_arrow(self, source: str, target: str, across: bool, gap_y: float) -> None:
-        start, end = self.boxes[source].pos(), self.boxes[target].pos()
-        tip = QPointF(end.x() - 3, end.y() + BOX_HEIGHT / 2)
+    def _arrow(self, source: str, target: str, across: bool, gap_y: float) -> QPainterPath:
+        """The line of the arrow from ``source``'s box to ``target``'s, down to the gap at ``gap_y`` when ``across``
+        bands; it ends where the head (one per target) begins."""
+        start, tip = self.boxes[source].pos(), self._tip(target)
         begin = QPointF(start.x() + BOX_WIDTH + 2, start.y() + BOX_HEIGHT / 2)
         finish = QPointF(tip.x() - 8, tip.y())
-        path = wrapped(begin, finish, gap_y) if across else curve(begin, finish)
-        line = QGraphicsPathItem(path)
-        line.setPen(QPen(theme.MUTED, 1.6))
-        head = QGraphicsPolygonItem(arrowhead(tip))
-        head.setPen(Qt.PenStyle.NoPen)
-        head.setBrush(QBrush(theme.MUTED))
-        for item in (line, head):
-            item.setZValue(-1)
-            self.scene().addItem(item)
-        self.edges.append((source, target))
+        return wrapped(begin, finish, gap_y) if across else curve(begin, finish)
+
+    def _tip(self, target: str) -> QPointF:
+        """Where arrows into ``target``'s box end: the middle of its left side."""
+        end = self.boxes[target].pos()
+        return QPointF(end.x() - 3, end.y() + BOX_HEIGHT / 2)
+
+    def _note(self, text: str) -> None:
+        """A line above the graph saying what it does not show."""
+        note = self.scene().addText(text)
+        note.setDefaultTextColor(theme.MUTED)
+        note.setPos(0, -30)
 
     def scale_shown(self) -> float:
         """The scale of the boxes on screen."""
