@@ -174,6 +174,8 @@ def test_a_file_that_cannot_be_made_private_is_refused_and_kept(tmp_path: Path,
                                     "ModuleNotFoundError: No module named 'no_such_module_anywhere'"),
     ([record(pickled=EXITS)], "line 1: cannot unpickle the message that failed in step STAGE: SystemExit: bye"),
     ([record(1), "garbage"], "line 2: not a dead-letter record: invalid JSON at column 1: Expecting value"),
+    ([record(1), '{"seq": ' + "9" * 5000 + "}"], "line 2: not a dead-letter record: an integer of more than 4300 "
+                                                "digits"),  # int() raised a plain ValueError: a traceback, exit 1
     ([record(1, pickle="not base64!")], "line 1: pickle: expected base64 text"),
     ([], "nothing to replay: the file is empty"),
 ])

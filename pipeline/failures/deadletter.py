@@ -26,6 +26,7 @@ import errno
 import json
 import os
 import stat
+import sys
 import threading
 import time
 from collections.abc import Iterator
@@ -150,6 +151,9 @@ def _parse(path: str, number: int, line: bytes) -> DeadLetter | None:
     except json.JSONDecodeError as err:
         raise ConfigError(path, where, f"not a dead-letter record: invalid JSON at column {err.colno}: "
                                        f"{err.msg}") from None
+    except ValueError:  # json.loads's int() refuses an integer of more digits than this
+        raise ConfigError(path, where, f"not a dead-letter record: an integer of more than "
+                                       f"{sys.get_int_max_str_digits()} digits") from None
     if not isinstance(record, dict):
         raise ConfigError(path, where, f"not a dead-letter record: expected a JSON object, got "
                                        f"{type(record).__name__}")
