@@ -14,7 +14,7 @@ telescopes with the hexagonal camera of :mod:`algorithms.camera`, which needs no
 from __future__ import annotations
 
 import functools
-from collections.abc import Iterable, Iterator, Sequence
+from collections.abc import Callable, Iterable, Iterator, Sequence
 from contextlib import contextmanager
 from typing import Any
 
@@ -126,11 +126,37 @@ def components(component: Configurable) -> Iterator[Configurable]:
             pending.extend(item for item in items if isinstance(item, CtapipeComponent))
 
 
+def telescopes_using(component: Configurable, subarray: SubarrayDescription) -> dict[int, list[int]]:
+    """The telescopes that each ctapipe component which serves only some of them is used for (by ``id()``): an
+    image extractor, for those whose calibrator's ``image_extractor_type`` names it; the image modifier, for those
+    whose ``apply_image_modifier`` is on. A component not here serves every telescope."""
+    using: dict[int, list[int]] = {}
+
+    def chosen(owner: Configurable, parameter: str, used: Callable[[Any], Configurable | None]) -> None:
+        for tel_id in subarray.tel:
+            try:
+                held = used(getattr(owner, parameter).tel[tel_id])
+            except KeyError:  # the selector gives this telescope nothing: its own check says so
+                continue
+            if held is not None:
+                using.setdefault(id(held), []).append(tel_id)
+
+    for held in components(component):
+        if isinstance(held, CameraCalibrator):
+            using.update({id(extractor): [] for extractor in held.image_extractors.values()})
+            chosen(held, "image_extractor_type", held.image_extractors.get)
+        elif isinstance(held, ImageProcessor):
+            using[id(held.modify)] = []
+            chosen(held, "apply_image_modifier", lambda on, held=held: held.modify if on else None)
+    return using
+
+
 def check_telescope_parameters(component: Configurable, subarray: SubarrayDescription) -> None:
     """Look up every TelescopeParameter of ``component`` and its ctapipe components for each telescope
-    of ``subarray``: patterns that leave a telescope without a value (a type or id that matches none)
+    that uses it: patterns that leave a telescope without a value (a type or id that matches none)
     fail here, once, where ctapipe would raise a KeyError on every event of that telescope."""
     types = ", ".join(sorted(str(tel_type) for tel_type in subarray.telescope_types))
+    using = telescopes_using(component, subarray)
     for held in components(component):
         for name, trait in held.traits().items():
             patterns = getattr(held, name) if isinstance(trait, TelescopeParameter) else None
@@ -140,7 +166,7 @@ def check_telescope_parameters(component: Configurable, subarray: SubarrayDescri
             if not isinstance(held, TelescopeComponent):
                 patterns.attach_subarray(subarray)
             missing = []
-            for tel_id in subarray.tel:
+            for tel_id in using.get(id(held), subarray.tel):
                 try:
                     patterns.tel[tel_id]
                 except KeyError:

@@ -157,6 +157,26 @@ def test_a_sharded_reader_built_on_read_events_reads_every_event_once_in_every_m
             assert np.array_equal(rows[column], loop_output[name][column], equal_nan=True), f"{name}.{column} differs"
 
 
+@pytest.mark.timeout(RUN_SECONDS)
+@pytest.mark.parametrize("options", [
+    pytest.param(["--ImageModifier.psf_smear_factor=[('id', 1, 0.1)]"], id="modifier-off"),
+    pytest.param(["--ImageModifier.psf_smear_factor=[('id', 1, 0.1)]",
+                  "--ImageProcessor.apply_image_modifier=[('type', '*', False), ('id', 1, True)]"],
+                 id="modifier-of-one-telescope"),
+    pytest.param(["--CameraCalibrator.image_extractor_type=[('type', '*', 'NeighborPeakWindowSum'), "
+                  "('id', 2, 'LocalPeakWindowSum')]", "--LocalPeakWindowSum.window_width=[('id', 2, 5)]"],
+                 id="extractor-of-one-telescope"),
+])
+def test_the_options_of_a_component_some_telescopes_use_need_values_for_those_only(options: list[str],
+                                                                                  tmp_path: Path) -> None:
+    """An image modifier that is off, or on for one telescope, an extractor chosen for one telescope: ctapipe looks
+    their options up for the telescopes that use them, and so does check() (it refused these valid configs, exit 2)."""
+    pytest.importorskip("ctapipe")
+    result = run(["-m", "pipeline", f"--config={CONFIG}", "--EventSource.max_events=10", "--Pipeline.mode=sequential",
+                  *options, "--WriteParameters.output_path=out.h5"], tmp_path)
+    assert result.returncode == 0, result.stderr
+
+
 @pytest.mark.timeout(2 * RUN_SECONDS)
 @pytest.mark.parametrize(
     ("option", "expected"),
