@@ -89,8 +89,8 @@ class Kind(IntEnum):
 HEADER = struct.Struct("<BBxxIQ")  # kind, flags, count, value
 #: The version of these frames, which a HELLO and its SPEC carry in their flags byte: a remote worker and a run of
 #: other versions refuse each other with a message rather than misread each other's frames. Raised with every
-#: change of a frame's layout (2: a RESULT's table of inputs in columns; 3: a SPEC's slot token, and DROPPED).
-WIRE_VERSION = 3
+#: change of a frame's layout (2: a RESULT's table of inputs in columns; 3: a SPEC's slot token; 4: DROPPED).
+WIRE_VERSION = 4
 #: The header flag saying that the body follows the header in frame 0.
 INLINE = 1
 #: The header flag saying that one frame of buffer numbers replaces the buffer frames (engine.handles).
