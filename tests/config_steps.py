@@ -49,6 +49,10 @@ class lowercase(Component):  # the point: a class that traitlets cannot configur
         return msg
 
 
+class _Underscored(lowercase):
+    """A stager whose class name begins with an underscore."""
+
+
 class CapitalOption(Component):
     """A stager with an option whose name begins with a capital letter."""
 

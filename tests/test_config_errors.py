@@ -333,9 +333,16 @@ FILE_CASES = [
     ),
     pytest.param(  # traitlets took the section for an option: the setting was dropped in silence
         lambda document: {**stager_class(STEPS, "lowercase")(document), "lowercase": {"count": 2}}, "lowercase",
-        "traitlets cannot configure the class 'lowercase': it takes a name that begins with a lowercase letter for "
-        "an option (expected a class whose name begins with a capital letter: rename the class)",
+        "traitlets cannot configure the class 'lowercase': it takes a name that does not begin with a capital letter "
+        "for an option (expected a class whose name begins with a capital letter: rename the class)",
         id="class-in-lowercase",
+    ),
+    pytest.param(  # the same for a name that begins with _, which traitlets takes for an option too
+        lambda document: {**stager_class(STEPS, "_Underscored")(document), "_Underscored": {"count": 2}},
+        "_Underscored", "traitlets cannot configure the class '_Underscored': it takes a name that does not begin "
+        "with a capital letter for an option (expected a class whose name begins with a capital letter: rename the "
+        "class)",
+        id="class-after-an-underscore",
     ),
     pytest.param(  # every init() failed on it, in traitlets' words: "values whose keys begin with an uppercase ..."
         lambda document: {**stager_class(STEPS, "CapitalOption")(document), "CapitalOption": {"URL_count": 2}},

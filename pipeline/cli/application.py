@@ -15,6 +15,7 @@ from traitlets.config import Application
 from traitlets.config.loader import ArgumentError, KVArgParseConfigLoader
 from traitlets.traitlets import TraitError
 
+from pipeline.config.traits import names_a_class
 from pipeline.console.humanize import suggest
 from pipeline.errors import COMMAND_LINE, ConfigError
 
@@ -70,10 +71,11 @@ def _check_case(option: str) -> None:
     does not: traitlets tells the two apart by that alone."""
     *classes, trait = option[2:].split(".")
     for name in classes:
-        if name[:1].islower():
+        if not names_a_class(name):
+            guess = f": did you mean {name[:1].upper() + name[1:]!r}?" if name[:1].islower() else ""
             raise ConfigError(COMMAND_LINE, option, f"{name!r} is not a class name (class names begin with a "
-                                                    f"capital letter: did you mean {name[:1].upper() + name[1:]!r}?)")
-    if trait[:1].isupper():
+                                                    f"capital letter{guess})")
+    if names_a_class(trait):
         guess = trait[:1].lower() + trait[1:]
         hint = f": did you mean {guess!r}?" if not trait[1:2].isupper() else ""  # URL_count: no guess to make
         raise ConfigError(COMMAND_LINE, option, f"{trait!r} is not an option name (option names begin with a "

@@ -25,7 +25,7 @@ from pipeline.config.graph import check_graph, path_text
 from pipeline.config.imports import hidden_file, import_problem, module_file
 from pipeline.config.model import DICT_SOURCE, PipelineConfig, StepConfig
 from pipeline.config.stepkeys import REQUIRED_STEP_KEYS, STEP_KEYS, StepKeys, role_problem, workers_problem
-from pipeline.config.traits import ValueProblem, shown
+from pipeline.config.traits import ValueProblem, names_a_class, shown
 from pipeline.console.humanize import error_text, failure_place, suggest
 from pipeline.errors import COMMAND_LINE, ConfigError
 
@@ -285,10 +285,10 @@ class _Validator:
                 continue
             if key not in classes:
                 raise self.error(key, "unknown section: not a step class of this pipeline" + suggest(key, classes))
-            if key[:1].islower():  # traitlets takes such a key for an option: the section would set nothing
-                raise self.error(key, f"traitlets cannot configure the class {key!r}: it takes a name that begins with "
-                                      "a lowercase letter for an option (expected a class whose name begins with a "
-                                      "capital letter: rename the class)")
+            if not names_a_class(key):  # traitlets takes such a key for an option: the section would set nothing
+                raise self.error(key, f"traitlets cannot configure the class {key!r}: it takes a name that does not "
+                                      "begin with a capital letter for an option (expected a class whose name begins "
+                                      "with a capital letter: rename the class)")
             if not isinstance(values, dict):
                 raise self.error(key, f"expected an object of trait values, got {_type_name(values)}")
             config[key] = self.section(key, classes[key], values)
@@ -490,7 +490,7 @@ class _Validator:
                     hint = (f" (a section for a class its step builds: that class must be in the step's "
                             f"child_classes){hint if 'did you mean' in hint else ''}")
                 raise ConfigError(source, f"{key}.{name}", f"{cls.__name__} has no option {name!r}{note}{hint}")
-            if name[:1].isupper():  # traitlets takes it for a class section: every init() would fail on it
+            if names_a_class(name):  # traitlets takes it for a class section: every init() would fail on it
                 raise ConfigError(source, f"{key}.{name}", f"traitlets cannot set the option {name!r} of "
                                   f"{cls.__name__}: it takes a name that begins with a capital letter for a class "
                                   f"(expected an option whose name begins with a lowercase letter: rename the trait)")
