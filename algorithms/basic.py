@@ -36,6 +36,14 @@ class LineReader(Component):
     path = Unicode(help="The file to read.").tag(config=True)
     skip_blank = Bool(False, help="Do not yield empty lines.").tag(config=True)
 
+    def check(self) -> None:
+        """Refuse, before the run, a path that is no file to read (missing, a folder, unreadable)."""
+        if not os.path.isfile(self.path):
+            problem = "is a folder" if os.path.isdir(self.path) else "does not exist"
+            raise ValueError(f"LineReader.path {self.path!r} {problem} (expected a text file to read)")
+        if not os.access(self.path, os.R_OK):
+            raise ValueError(f"LineReader.path {self.path!r} cannot be read (expected a text file to read)")
+
     def run(self) -> Iterator[str]:
         """Yield each line."""
         with open(self.path, encoding="utf-8") as lines:

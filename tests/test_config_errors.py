@@ -94,6 +94,18 @@ def stager_class(module: str, cls: str) -> Change:
     return setting("Pipeline.stagers_conf.0", {"name": "PASS", "module": module, "class": cls, "next_steps": "WRITE"})
 
 
+def line_reader(path: str) -> Change:
+    """Make the producer COUNT a LineReader of ``path``."""
+
+    def change(document: dict[str, Any]) -> dict[str, Any]:
+        document = setting(PRODUCER, {"name": "COUNT", "module": "algorithms.basic", "class": "LineReader",
+                                      "next_steps": "PASS"})(document)
+        del document["Counter"]
+        return {**document, "LineReader": {"path": path}}
+
+    return change
+
+
 PRODUCER = "Pipeline.producer_conf"
 STAGER = "Pipeline.stagers_conf[0]"
 CONSUMER = "Pipeline.consumer_conf"
@@ -330,6 +342,11 @@ FILE_CASES = [
         f"{STAGER}.class",
         "pipeline.Component defines no run() (expected a Component subclass with a run() for the stager's work)",
         id="no-run",
+    ),
+    pytest.param(  # a traceback of its run(), FileNotFoundError, and exit 1
+        line_reader("poem.txt"),
+        PRODUCER, "step 'COUNT': LineReader.path 'poem.txt' does not exist (expected a text file to read)",
+        id="line-reader-without-its-file",
     ),
     pytest.param(  # traitlets took the section for an option: the setting was dropped in silence
         lambda document: {**stager_class(STEPS, "lowercase")(document), "lowercase": {"count": 2}}, "lowercase",
