@@ -34,9 +34,8 @@ class Pipeline(Configurable):
         default_value="threads",
         help="How to run the steps: 'threads' (the ZeroMQ engine) or 'sequential' (one thread, for debugging).",
     ).tag(config=True)
-    max_failures = Int(0, min=0, help="Stop the run once this many messages failed in all (0: no limit).").tag(
-        config=True
-    )
+    max_failures = Int(0, min=0, help="Stop the run once this many messages failed in all (0: no limit); worker "
+                       "processes may fail what they already hold before they hear of it.").tag(config=True)
     allow_failures = Bool(
         False, help="Exit 0 although messages failed in steps with on_error=skip (init/finish errors still fail)."
     ).tag(config=True)
