@@ -33,6 +33,16 @@ def test_help_shows_the_log_levels_default_by_name(module: str) -> None:
     assert "Default: 'WARN'" in block and "Default: 30" not in block
 
 
+@pytest.mark.parametrize(("module", "name"), [("pipeline", "pipeline-run"), ("pipeline.cli.worker", "pipeline-worker"),
+                                              ("pipeline.cli.keys", "pipeline-keys"), ("gui", "pipeline-gui")])
+def test_help_names_its_command_where_traitlets_says_cmd(module: str, name: str) -> None:
+    """traitlets' words before the options said "To see all configurable class-options for some <cmd>, use:"."""
+    result = subprocess.run([sys.executable, "-m", module, "--help"], cwd=ROOT, capture_output=True, text=True,
+                            timeout=30, check=False)
+    assert result.returncode == 0, result.stderr
+    assert "<cmd>" not in result.stdout and f"{name} --help-all lists every option." in " ".join(result.stdout.split())
+
+
 def test_help_all_shows_the_current_log_level_by_name() -> None:
     result = subprocess.run([sys.executable, "-m", "pipeline", "--help-all"], cwd=ROOT, capture_output=True,
                             text=True, timeout=30, check=False)

@@ -96,6 +96,12 @@ class StrictApplication(Application):
         """``--version``: the command's name and the package's version."""
         print(f"{self.name} {self.version}")
 
+    @default("option_description")
+    def _option_description_default(self) -> str:
+        # traitlets' own words say "<cmd>" where the command's name goes.
+        return (f"The options below are short forms of class options, each with what it is equivalent to. "
+                f"{self.name} --help-all lists every option.")
+
     @default("log_format")
     def _log_format_default(self) -> str:
         return "%(asctime)s %(levelname)s %(name)s: %(message)s"
