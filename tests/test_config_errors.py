@@ -343,6 +343,12 @@ FILE_CASES = [
         "pipeline.Component defines no run() (expected a Component subclass with a run() for the stager's work)",
         id="no-run",
     ),
+    pytest.param(setting("Pipeline.zmq_ports", [6001, 6002]), "Pipeline.zmq_ports",  # it said: unknown key
+                 "a key of ctapipe's flow: remove it (steps talk over inproc:// sockets, with no TCP port)",
+                 id="ctapipe-flow-ports"),
+    pytest.param(setting("Pipeline.mode", "multiprocessus"), "Pipeline.mode",  # it said: expected any of [...]
+                 "ctapipe flow's 'multiprocessus' (expected 'threads' or 'sequential': a step's workers run in worker "
+                 "processes with \"nb_process\" in the step)", id="ctapipe-flow-mode"),
     pytest.param(  # a traceback of its run(), FileNotFoundError, and exit 1
         line_reader("poem.txt"),
         PRODUCER, "step 'COUNT': LineReader.path 'poem.txt' does not exist (expected a text file to read)",

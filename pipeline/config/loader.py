@@ -35,6 +35,12 @@ SECTIONS = ("producer_conf", "stagers_conf", "consumer_conf")
 
 #: What ctapipe's flow named the section that this format names "Pipeline".
 FLOW_SECTION = "Flow"
+#: What a ctapipe flow config holds that has another form here: (its key, its value or None for any, the edit).
+FLOW_LEFTOVERS = (
+    ("zmq_ports", None, "a key of ctapipe's flow: remove it (steps talk over inproc:// sockets, with no TCP port)"),
+    ("mode", "multiprocessus", "ctapipe flow's 'multiprocessus' (expected 'threads' or 'sequential': a step's "
+                               "workers run in worker processes with \"nb_process\" in the step)"),
+)
 
 #: How deeply a config may nest objects and lists. Ours nest 5 deep; traitlets merges and copies
 #: configs recursively, so a document nested near Python's recursion limit (1000) would crash it.
@@ -272,6 +278,9 @@ class _Validator:
         section = document["Pipeline"]
         if not isinstance(section, dict):
             raise self.error("Pipeline", f"expected an object, got {_type_name(section)}")
+        for key, value, edit in FLOW_LEFTOVERS:  # the next edits a ctapipe flow config needs, said as such
+            if key in section and value in (None, section[key]):
+                raise self.error(f"Pipeline.{key}", edit)
         steps, linear = self.steps(section)
         check_graph(self.source, steps)
         config = Config()
