@@ -29,7 +29,7 @@ import select
 import signal
 import sys
 import threading
-from collections.abc import Callable, Iterator
+from collections.abc import Callable, Iterable, Iterator
 from contextlib import contextmanager
 from typing import ParamSpec, TextIO, TypeVar
 
@@ -81,17 +81,25 @@ def caused_by_closed_output(error: BaseException) -> bool:
     return True
 
 
+def _to_devnull(fds: Iterable[int]) -> None:
+    """Make each of ``fds`` a descriptor of /dev/null, closed or not before: what is written there goes nowhere."""
+    fds = list(fds)
+    devnull = os.open(os.devnull, os.O_WRONLY)  # a closed one of ``fds`` if there is one: the lowest free number
+    try:
+        for fd in fds:
+            if fd != devnull:
+                os.dup2(devnull, fd)
+    finally:
+        if devnull not in fds:
+            os.close(devnull)
+
+
 def end_output() -> None:
     """End the output (once): later writes to the closed streams go to /dev/null; tell the listeners."""
     with _lock:
         if _ended.is_set():
             return
-        devnull = os.open(os.devnull, os.O_WRONLY)
-        try:
-            for fd in closed_fds():
-                os.dup2(devnull, fd)
-        finally:
-            os.close(devnull)
+        _to_devnull(closed_fds())
         _ended.set()
         listeners = list(_listeners)
     for listener in listeners:
@@ -241,20 +249,13 @@ def _open_closed_streams() -> None:
         try:
             os.fstat(fd)
         except OSError:
-            devnull = os.open(os.devnull, os.O_WRONLY)
-            if devnull != fd:
-                os.dup2(devnull, fd)
-                os.close(devnull)
+            _to_devnull([fd])
             setattr(sys, name, open(fd, "w", encoding="utf-8", closefd=False))  # noqa: SIM115 (the process's own)
 
 
 def _discard_stdout() -> None:
     """What stdout still holds goes to /dev/null: the interpreter's last flush would fail again (exit status 120)."""
-    devnull = os.open(os.devnull, os.O_WRONLY)
-    try:
-        os.dup2(devnull, 1)
-    finally:
-        os.close(devnull)
+    _to_devnull([1])
     with contextlib.suppress(OSError):
         sys.stdout.flush()
 
