@@ -17,6 +17,8 @@ from typing import NoReturn
 
 #: The exit status of a command that Ctrl+C interrupted (DESIGN.md §5).
 INTERRUPTED = 128 + signal.SIGINT
+#: The signals a command handles (pipeline.cli.signals), and ignores once its exit status is decided.
+HANDLED = (signal.SIGINT, signal.SIGTERM, signal.SIGHUP)
 
 
 def launch(module: str, command: str) -> NoReturn:
@@ -35,7 +37,7 @@ def launch(module: str, command: str) -> NoReturn:
 
 def _ignore_signals() -> None:
     """From here to its end, the process ignores Ctrl+C, SIGTERM and SIGHUP: its exit status is decided."""
-    for signum in (signal.SIGINT, signal.SIGTERM, signal.SIGHUP):
+    for signum in HANDLED:
         signal.signal(signum, signal.SIG_IGN)
 
 
