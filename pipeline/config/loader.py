@@ -495,7 +495,7 @@ class _Validator:
                 hint = suggest(name, traits)
                 if name in cls.class_traits():  # the trait is there, but not an option
                     hint = f" (its trait {name!r} is not tagged as one: declare it with .tag(config=True))"
-                elif isinstance(value, dict) and name[:1].isupper():  # a section for a class this step does not list
+                elif isinstance(value, dict) and names_a_class(name):  # a section for a class this step does not list
                     hint = (f" (a section for a class its step builds: that class must be in the step's "
                             f"child_classes){hint if 'did you mean' in hint else ''}")
                 raise ConfigError(source, f"{key}.{name}", f"{cls.__name__} has no option {name!r}{note}{hint}")
