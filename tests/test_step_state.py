@@ -298,12 +298,12 @@ def test_a_tally_counts_with_the_answers_sent_after_it_and_not_if_its_process_di
     made.take_input(packet(2))
     hand_out(made)
     made.tally(worker(0), [(1, 1, 0, 3, 0.1, 0.1), (3, 2, 1, 2, 0.2, 0.1)])
-    assert made.member_figures[0].counts().received == 0  # its answers have not come yet
+    assert made.tallies.members[0].counts().received == 0  # its answers have not come yet
     made.answered(worker(0), answers(0, 1))
-    assert (made.emitted_to_members, made.member_figures[0].counts().failed) == (3, 1)
+    assert (made.tallies.emitted_to_members, made.tallies.members[0].counts().failed) == (3, 1)
     made.tally(worker(0), [(2, 2, 0, 6, 0.2, 0.1), (6, 5, 1, 5, 0.4, 0.1)])
     made.lost(Loss(0, "killed", [1]))  # died before the answer to message 1 left: it runs again elsewhere
-    assert (made.emitted_to_members, made.member_figures[0].counts().received) == (3, 3)
+    assert (made.tallies.emitted_to_members, made.tallies.members[0].counts().received) == (3, 3)
 
 
 def test_a_fused_steps_failure_is_its_own_with_its_message_and_counts_with_its_inputs_answer() -> None:
@@ -313,7 +313,7 @@ def test_a_fused_steps_failure_is_its_own_with_its_message_and_counts_with_its_i
     made.failed(worker(0), Failure(0, "run()", "ValueError: bad", "", member=1, message=Encoded(b"m", [])))
     assert policy.failed == []  # not yet: its process may die before it answers input 0, which then runs again
     made.answered(worker(0), answers(0, 1))
-    assert policy.failed == [(0, "RemoteError")] and made.member_figures[0].first_error == "ValueError: bad"
+    assert policy.failed == [(0, "RemoteError")] and made.tallies.members[0].first_error == "ValueError: bad"
     assert made.first_error is None  # S itself did not fail
     made.failed(worker(0), Failure(0, "run()", "E", "", member=2, message=Encoded(b"m", [])))
     made.failed(worker(0), Failure(0, "run()", "E", "", member=1))  # without its message
@@ -336,7 +336,7 @@ def test_a_fused_steps_failure_does_not_count_if_its_process_dies_before_the_ans
     hand_out(made)
     made.failed(worker(0), Failure(0, "run()", "ValueError: bad", "", member=1, message=Encoded(b"m", [])))
     made.lost(Loss(0, "killed", [0]))
-    assert policy.failed == [] and made.member_figures[0].first_error is None
+    assert policy.failed == [] and made.tallies.members[0].first_error is None
     assert made.redelivered == 1  # input 0 runs again, and its failure with it
 
 

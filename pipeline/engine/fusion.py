@@ -23,6 +23,7 @@ from time import perf_counter
 from typing import TYPE_CHECKING
 
 from pipeline.config.model import PipelineConfig, StepConfig
+from pipeline.engine.wire import Tally
 from pipeline.execution.executor import FINISHING, UNORDERED, Discard, Outcome, Outputs, StepExecutor
 
 if TYPE_CHECKING:
@@ -173,7 +174,7 @@ class Chain:
                     first.mark(first.worker, None)
 
 
-def tally_of(executors: Sequence[StepExecutor]) -> list[tuple[int, int, int, int, float, float]]:
+def tally_of(executors: Sequence[StepExecutor]) -> list[Tally]:
     """The figures of each of ``executors`` so far, as a TALLY's records."""
     return [(e.counts.received, e.counts.processed, e.counts.failed, e.counts.emitted, e.busy_time, e.max_time)
             for e in executors]

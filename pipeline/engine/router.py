@@ -105,7 +105,7 @@ class Router(EngineThread):
         inbox, work, notices = sockets.open_all(self.context, zmq.PULL, zmq.ROUTER, zmq.PULL)
         try:
             if self.returns_results and self.tail.next_steps:
-                counts = self.state.member_figures[-1].sent if self.members else self.state.counts
+                counts = self.state.tallies.members[-1].sent if self.members else self.state.counts
                 self.outputs = NextSteps(self.context, self.config, self.tail, self.addresses, counts,
                                          self.control.handles)
             inbox.rcvhwm = PIPE_HWM

@@ -308,7 +308,7 @@ class ThreadedRunner:
             status.max_time = max(status.max_time, executor.max_time)
         head = self.routers.get(self.fused.get(name, ""))
         if head is not None:  # a fused step: what its group's router heard from the worker processes
-            figures = head.state.member_figures[self.groups[head.step.name].index(name) - 1]
+            figures = head.state.tallies.members[self.groups[head.step.name].index(name) - 1]
             status.counts += figures.counts()
             status.state = head.state.phase
             status.busy_time, status.max_time = figures.busy_time, figures.max_time
@@ -317,7 +317,7 @@ class ThreadedRunner:
         elif router is not None:
             state = router.state
             status.counts += state.counts
-            status.counts.emitted += state.emitted_to_members
+            status.counts.emitted += state.tallies.emitted_to_members
             status.queue = state.queued
             status.state = state.phase
             status.busy_time += state.busy_time
@@ -385,7 +385,7 @@ class ThreadedRunner:
             head = self.routers.get(self.fused.get(name, ""))
             if head is not None:
                 report.fused_with = head.step.name
-                figures = head.state.member_figures[self.groups[head.step.name].index(name) - 1]
+                figures = head.state.tallies.members[self.groups[head.step.name].index(name) - 1]
                 if figures.first_error:
                     report.add_error(figures.first_error, fatal=figures.fatal)
             keepers = []

@@ -2,8 +2,9 @@
 
 A ``StepState`` holds one step's queue (bounded by ``queue_limit`` and ``QUEUE_BYTES``), its workers'
 credit (engine.pool), the end-of-stream accounting, which workers belong to which worker process,
-what a dead process held and whom to blame for it, and the outputs an ordered step holds back
-(engine.results). The router thread (engine.router) only reads its sockets, turns what arrives
+what a dead process held and whom to blame for it, the outputs an ordered step holds back
+(engine.results), its fused steps' figures (engine.tallies) and the failures its worker processes
+reported, held until answered (engine.held_failures). The router thread (engine.router) only reads its sockets, turns what arrives
 into calls of this class and carries out what they return, so every rule here is tested without
 I/O (tests/test_step_state.py).
 
@@ -24,7 +25,7 @@ import logging
 import time
 from collections import deque
 from collections.abc import Callable, Sequence
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from itertools import islice
 
 from pipeline.component import Component
@@ -39,10 +40,12 @@ from pipeline.engine.flow import (
     held_back_limit,
     window_limit,
 )
+from pipeline.engine.held_failures import WHOLE, HeldFailures
 from pipeline.engine.pool import WorkerPool
 from pipeline.engine.results import Results
 from pipeline.engine.shards import ShardBook, read_mark
-from pipeline.engine.wire import NOT_RUN, NOT_STARTED, UNSENDABLE, Answer, Failure, Loss, Packet, slot_of
+from pipeline.engine.tallies import MemberFigures, Tallies
+from pipeline.engine.wire import NOT_RUN, NOT_STARTED, UNSENDABLE, Answer, Failure, Loss, Packet, Tally, slot_of
 from pipeline.errors import WorkerDied
 from pipeline.execution.executor import FINISHING, UNORDERED, Outcome, Outputs, Policy
 from pipeline.execution.report import StepCounts
@@ -68,34 +71,6 @@ class _PendingLoss:
     deadline: float
     reason: str
     workers: set[bytes]
-
-
-@dataclass
-class MemberFigures:
-    """What a fused step after the router's own did, from its workers' TALLYs (each the worker's totals)."""
-
-    per_worker: dict[bytes, tuple[int, int, int, int, float, float]] = field(default_factory=dict)
-    sent: StepCounts = field(default_factory=StepCounts)  # the last fused step's outputs the router sends on
-    first_error: str | None = None
-    fatal: bool = False
-
-    def counts(self) -> StepCounts:
-        """Received, processed, emitted and failed, over every worker that ever answered."""
-        total = StepCounts()
-        for received, processed, failed, emitted, _, _ in self.per_worker.values():
-            total += StepCounts(received, processed, emitted, failed)
-        total += self.sent
-        return total
-
-    @property
-    def busy_time(self) -> float:
-        """Seconds in run(), all workers."""
-        return sum(record[4] for record in self.per_worker.values())
-
-    @property
-    def max_time(self) -> float:
-        """The longest single run() call."""
-        return max((record[5] for record in self.per_worker.values()), default=0.0)
 
 
 @dataclass(frozen=True)
@@ -127,11 +102,7 @@ class StepState:
         self.step = step
         #: The fused steps after this one that its worker processes run (engine.fusion), and their figures.
         self.members = tuple(members)
-        self.member_figures = [MemberFigures() for _ in self.members]
-        self.head_tally = MemberFigures()  # this step's own figures in its workers' TALLYs: its emitted
-        # Per worker: its last TALLY, which counts once the answers sent right after it arrive (a process that
-        # dies in between has its messages run again, and counted then).
-        self._tallies: dict[bytes, Sequence[tuple[int, int, int, int, float, float]]] = {}
+        self.tallies = Tallies(len(self.members))
         #: A producer in worker processes (engine.shards): its queue holds its shards, one per process.
         self.shards = ShardBook(step.nb_process) if step.kind == "producer" else None
         self.senders = senders
@@ -169,9 +140,7 @@ class StepState:
         self._slot_threads: dict[int, int] = {}  # threads of the worker processes that joined later (ADDED)
         self._lost_slots: set[int] = set()  # worker processes that ended: what they still send is moot
         self._deaths: dict[int, int] = {}  # per message sequence number: worker processes it died in
-        #: Per worker process thread: its fused steps' failures (the input whose answer covers each, or the shard and
-        #: the message's place in it, and what counts it), held until that answer comes (_member_failed).
-        self._held_failures: dict[bytes, list[tuple[int, int, Callable[[], None]]]] = {}
+        self._held_failures = HeldFailures()  # per worker outside the run: the failures it reported, until answered
         self._blamed: dict[int, list[int]] = {}  # per message sequence number: the slots of those processes
         # Worker processes whose death is blamed on a message that then failed for good (poison): their
         # replacements do not count against max_worker_restarts. Replaced, never changed in place: the
@@ -567,12 +536,8 @@ class StepState:
 
     def _take_tally(self, worker: bytes) -> None:
         """The figures of the fused steps ``worker`` sent before its answers (a TALLY) count from now on."""
-        records = self._tallies.pop(worker, None)
-        if records is not None:
-            for figures, record in zip([self.head_tally, *self.member_figures], records, strict=True):
-                figures.per_worker[worker] = record
-            if self.shards is not None:
-                self.max_time = max(self.max_time, self.head_tally.max_time)
+        if self.tallies.take(worker) and self.shards is not None:
+            self.max_time = max(self.max_time, self.tallies.head.max_time)
 
     def _chunk_taken(self, worker: bytes, seq: int, release: list[tuple[int, Outputs]]) -> None:
         """A chunk of input ``seq`` came from ``worker``, which waits for MORE: it goes on at once if its outputs
@@ -631,12 +596,11 @@ class StepState:
             if what.startswith("run()"):  # a SystemExit or such in run() (of a shard): the step stops, as in threads
                 self.policy.halt(self.step.name, f"step {self.step.name} raised {line} in run()")
             return
-        held = self._held_failures.get(worker, ())
         if what == UNSENDABLE and self.shards is not None and worker in self.pool.workers:
             # A value of a shard that could not be pickled (engine.shards.ShardSink.unsendable): it counts once the
             # chunk that stands for its place comes, as a fused step's failure does.
             shard, place = read_mark(seq)
-            if not 0 <= shard < self.shards.count or any(entry[:2] == (shard, place) for entry in held):
+            if not 0 <= shard < self.shards.count or self._held_failures.holds(worker, shard, place):
                 self.ignore(worker, f"a failure of value {place} of shard {shard}, which it cannot have made, or again")
                 return
 
@@ -650,12 +614,12 @@ class StepState:
             if self.shards.covers(shard, place):
                 count_value()  # its chunk came first
             else:
-                self._held_failures.setdefault(worker, []).append((shard, place, count_value))
+                self._held_failures.hold(worker, shard, place, count_value)
             return
         if worker not in self.pool.workers or self.pool.next_seqs(worker, 1) != range(seq, seq + 1):
             self.ignore(worker, f"a failure of message {seq}, which it was not running")
             return
-        if any(entry[:2] == (seq, -1) for entry in held):  # a worker outside the run may say anything twice
+        if self._held_failures.holds(worker, seq):  # a worker outside the run may say anything twice
             self.ignore(worker, f"a second failure of message {seq}")
             return
         state = self.pool.workers[worker]
@@ -668,7 +632,7 @@ class StepState:
 
         # It counts once its answer comes (the worker sends it after this, on the same socket): a process that dies
         # before has the message run again, which fails again (one dead letter, not two; max_failures counts one).
-        self._held_failures.setdefault(worker, []).append((seq, -1, count))
+        self._held_failures.hold(worker, seq, WHOLE, count)
 
     def _member_failed(self, worker: bytes, failure: Failure) -> None:
         """An error of the fused step ``failure.member`` (engine.fusion): it carries its own message, since this
@@ -677,10 +641,10 @@ class StepState:
             self.ignore(worker, f"a failure of fused step {failure.member}, which its step does not have")
             return
         member = self.members[failure.member - 1]
-        figures = self.member_figures[failure.member - 1]
+        figures = self.tallies.members[failure.member - 1]
         number = self._number(worker)
         error = RemoteError(failure.error, failure.traceback)
-        answer, place = failure.seq, -1  # the input (after a producer: the shard, and its message's place in it)
+        answer, place = failure.seq, WHOLE  # the input (after a producer: the shard, and its message's place in it)
         if self.shards is not None and failure.seq != UNORDERED:
             answer, place = read_mark(failure.seq)
             failure = dataclasses.replace(failure, seq=place)
@@ -688,8 +652,8 @@ class StepState:
         if message is not None and answer != UNORDERED and self._unanswered(worker, answer, place):
             # It counts once the answer that covers its message comes: a process that dies before has its input run
             # again, which fails again (one dead letter, not two).
-            self._held_failures.setdefault(worker, []).append((answer, place, lambda: self._member_message_failed(
-                member, figures, number, error, failure, message)))
+            self._held_failures.hold(worker, answer, place, lambda: self._member_message_failed(
+                member, figures, number, error, failure, message))
             return
         if failure.seq == UNORDERED and failure.message is None:  # not a message's (those of init()/finish())
             line = self.policy.lifecycle_failed(member.name, number, failure.what, error)
@@ -727,39 +691,21 @@ class StepState:
         """The failures that ``answers`` cover count now (the step's own, and its fused steps'): an answer of their
         input, or after a producer, a chunk of their shard that stands for their message (the shard's messages sent
         on go past it)."""
-        held = self._held_failures.get(worker)
-        if not held:
-            return
-        answered = {answer.seq for answer in answers}
         shards = self.shards
-        kept = []
-        for seq, place, count in held:
-            if shards.covers(seq, place) if shards is not None else seq in answered:
-                count()
-            else:
-                kept.append((seq, place, count))
-        if kept:
-            self._held_failures[worker] = kept
-        else:  # none held: its plain RESULTs may be forwarded again
-            del self._held_failures[worker]
+        if shards is not None:
+            self._held_failures.release(worker, shards.covers)
+        else:
+            answered = {answer.seq for answer in answers}
+            self._held_failures.release(worker, lambda seq, _place: seq in answered)
 
-    def tally(self, worker: bytes, records: Sequence[tuple[int, int, int, int, float, float]]) -> None:
+    def tally(self, worker: bytes, records: Sequence[Tally]) -> None:
         """A worker's figures so far for this step and each fused step after it, sent just before its answers,
         with which they count; of this step's, only what it emitted to the next fused step counts (its answers
         say the rest), and a producer's longest yield (its shards' answers say how long each shard took)."""
         if worker not in self.pool.workers and not self.may_join(worker):
             return  # a worker whose process was lost: what it still says is moot
-        if len(records) != 1 + len(self.members):
+        if not self.tallies.expect(worker, records):
             self.ignore(worker, "a TALLY of another number of fused steps")
-            return
-        self._tallies[worker] = records
-
-    @property
-    def emitted_to_members(self) -> int:
-        """What this step sent to the first fused step after it, over its workers."""
-        if not self.members:  # a producer's shards tally without fused steps: its answers say what it sent
-            return 0
-        return sum(record[3] for record in self.head_tally.per_worker.values())
 
     def finished_worker(self, worker: bytes) -> bool:
         """A worker ran finish() and sent its end of stream; whether that counts (a worker says it once, when told)."""
@@ -834,8 +780,8 @@ class StepState:
                 told.add(worker)
             self._progress.pop(worker, None)
             requeue.extend(self._blame(self.pool.lose(worker), running, worker, reason, release))
-            self._tallies.pop(worker, None)
-            self._held_failures.pop(worker, None)  # its inputs run again, and fail again
+            self.tallies.forget(worker)
+            self._held_failures.forget(worker)  # its inputs run again, and fail again
         if not loss.clean:
             self._departed += 1
             if len(self._departures) < DEPARTURES_NAMED:

@@ -497,9 +497,11 @@ def parse_failed(frames: Sequence[Any]) -> Failure:
 
 #: One fused step's figures in a TALLY: received, processed, failed, emitted, busy and longest run() seconds.
 TALLY_RECORD = struct.Struct("<QQQQdd")
+#: A TALLY_RECORD as read: received, processed, failed, emitted, busy seconds, longest run() seconds.
+Tally = tuple[int, int, int, int, float, float]
 
 
-def tally_frames(figures: Sequence[tuple[int, int, int, int, float, float]]) -> list[bytes]:
+def tally_frames(figures: Sequence[Tally]) -> list[bytes]:
     """A TALLY (worker process -> router): for each fused step after the router's, in order, the figures of
     this worker thread's instance so far::
 
@@ -508,7 +510,7 @@ def tally_frames(figures: Sequence[tuple[int, int, int, int, float, float]]) -> 
     return [HEADER.pack(Kind.TALLY, 0, len(figures), 0), b"".join(TALLY_RECORD.pack(*f) for f in figures)]
 
 
-def parse_tally(frames: Sequence[Any]) -> list[tuple[int, int, int, int, float, float]]:
+def parse_tally(frames: Sequence[Any]) -> list[Tally]:
     """The figures of a TALLY; a WireError if its frame does not hold as many records as its header says."""
     _, _, count, _ = HEADER.unpack_from(frames[0])
     data = bytes(frames[1]) if len(frames) > 1 else b""

@@ -60,6 +60,7 @@ from pipeline.engine.wire import (
     Failure,
     Kind,
     Packet,
+    Tally,
     failed_frames,
     header_of,
     process_worker_id,
@@ -174,7 +175,7 @@ class TalliedToRouter(ToRouter):
     """The outlet of a worker of fused steps: with its answers goes each step's figures so far (a TALLY)."""
 
     def __init__(self, socket: zmq.Socket, step: StepConfig, ring: Ring | None,
-                 tally: Callable[[], list[tuple[int, int, int, int, float, float]]]) -> None:
+                 tally: Callable[[], list[Tally]]) -> None:
         super().__init__(socket, step, None, ring)
         self.tally = tally
 
@@ -254,7 +255,7 @@ class ProcessWorkerThread(WorkerThread):
         outlet.max_delay = PREFETCH_SECONDS_OUTSIDE
         return outlet
 
-    def _tally(self) -> list[tuple[int, int, int, int, float, float]]:
+    def _tally(self) -> list[Tally]:
         """The figures of its step and of each fused step after it so far (a TALLY's records)."""
         return tally_of(self.chain.executors if self.chain is not None else [self.executor])
 
