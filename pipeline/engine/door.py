@@ -213,7 +213,7 @@ class Door(EngineThread):
         except zmq.ZMQError as err:
             raise ConfigError(self.config.source, "Pipeline.listen",
                               f"cannot listen on {self.listen}: {zmq.strerror(err.errno)}") from None
-        self.monitor = socket.get_monitor_socket(_HANDSHAKE_FAILED)  # refused peers never get a frame to us
+        self.monitor = sockets.monitor(socket, _HANDSHAKE_FAILED)  # refused peers never get a frame to us
 
     def _loop(self) -> None:
         look = min(self.control.options.heartbeat_interval / 2, LOOK_SECONDS)

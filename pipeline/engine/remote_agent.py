@@ -93,7 +93,7 @@ def say(line: str) -> None:
 def ask_spec(socket: zmq.Socket, login: Login) -> tuple[Spec, int]:
     """Say HELLO to the run's door; its SPEC and the slot it gives (the run proved its server key in the
     CURVE handshake: it is trusted with what we unpickle)."""
-    monitor = socket.get_monitor_socket(_HANDSHAKE_EVENTS)
+    monitor = sockets.monitor(socket, _HANDSHAKE_EVENTS)
     try:
         sockets.send(socket, hello_frames(login.step, login.threads, os.getpid()))
         _wait_for_answer(socket, monitor, login.own.name)

@@ -7,6 +7,7 @@ RCVMORE queries and, for NOBLOCK, exceptions; these helpers pass plain integer f
 
 from __future__ import annotations
 
+import itertools
 from collections.abc import Callable, Iterable, Sequence
 from typing import TYPE_CHECKING, Any
 
@@ -20,6 +21,8 @@ _POLLIN = int(zmq.POLLIN)
 _EVENTS = zmq.EVENTS
 #: Frames at least this large are handed to ZeroMQ by reference instead of copied.
 _ZERO_COPY_BYTES = 64 * 1024
+#: Numbers the monitors' addresses (see ``monitor``).
+_MONITORS = itertools.count()
 
 
 def open_all(context: zmq.Context, *kinds: int) -> list[zmq.Socket]:
@@ -34,6 +37,17 @@ def open_all(context: zmq.Context, *kinds: int) -> list[zmq.Socket]:
             socket.close()
         raise
     return opened
+
+
+def monitor(socket: zmq.Socket, events: int) -> zmq.Socket:
+    """A PAIR socket that hears ``events`` of ``socket``, at an address of its own.
+
+    pyzmq's own address (``inproc://monitor.s-FD``) is unbound by ``disable_monitor()`` only later, in
+    libzmq's reaper: a socket monitored again at once, or a new socket given a closed one's descriptor,
+    found it still bound (pipeline-worker asks the run for each of its worker processes on one socket, and
+    one in eight asks died of "Address already in use").
+    """
+    return socket.get_monitor_socket(events, addr=f"inproc://pipeline-monitor-{next(_MONITORS)}")
 
 
 def terminated(context: zmq.Context, error: BaseException) -> bool:
