@@ -9,7 +9,7 @@ import sys
 
 import pytest
 
-from pipeline.execution.report import RunReport, StepReport
+from pipeline.execution.report import RunReport, StepCounts, StepReport
 from tests.cli_helpers import ROOT
 
 
@@ -22,6 +22,13 @@ def test_the_report_says_what_dead_workers_cost_in_words() -> None:
         "LOCAL: 3 messages delivered again, 1 worker process replaced",
         "RESTARTED: 2 worker processes replaced",
     ]
+
+
+def test_the_report_says_one_message_never_processed_in_the_singular() -> None:
+    steps = [StepReport("READ", counts=StepCounts(emitted=4)), StepReport("WRITE", counts=StepCounts(3, 3))]
+    assert "1 message was sent but never processed" in RunReport({s.name: s for s in steps}).table().splitlines()
+    steps[0].counts.emitted = 5
+    assert "2 messages were sent but never processed" in RunReport({s.name: s for s in steps}).table().splitlines()
 
 
 @pytest.mark.parametrize("module", ["pipeline", "pipeline.cli.worker", "gui"])

@@ -4,9 +4,9 @@ A ``StepState`` holds one step's queue (bounded by ``queue_limit`` and ``QUEUE_B
 credit (engine.pool), the end-of-stream accounting, which workers belong to which worker process,
 what a dead process held and whom to blame for it, the outputs an ordered step holds back
 (engine.results), its fused steps' figures (engine.tallies) and the failures its worker processes
-reported, held until answered (engine.held_failures). The router thread (engine.router) only reads its sockets, turns what arrives
-into calls of this class and carries out what they return, so every rule here is tested without
-I/O (tests/test_step_state.py).
+reported, held until answered (engine.held_failures). The router thread (engine.router) only reads
+its sockets, turns what arrives into calls of this class and carries out what they return, so every
+rule here is tested without I/O (tests/test_step_state.py).
 
 The step is drained when every upstream sender has sent its end of stream, the messages received
 equal the sum they declared, the queue is empty, every expected worker has joined and none holds

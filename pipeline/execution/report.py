@@ -142,7 +142,7 @@ class RunReport:
             lines.append(f"stopped: {self.stop_reason}")
         lines += [f"still busy, left behind: {worker}" for worker in self.stuck]
         if self.unprocessed:
-            lines.append(f"{self.unprocessed} messages were sent but never processed")
+            lines.append(never_processed(self.unprocessed))
         lines.append(f"exit status {self.exit_status}")
         return "\n".join(lines)
 
@@ -172,6 +172,11 @@ def unprocessed(steps: dict[str, StepReport]) -> int:
     return sent - sum(s.counts.processed + s.counts.failed for s in list(steps.values())[1:])
 
 
+def never_processed(count: int) -> str:
+    """The report's line for ``count`` messages that no step finished processing."""
+    return f"{counted(count, 'message')} {'was' if count == 1 else 'were'} sent but never processed"
+
+
 def given_up(report: RunReport, busy: list[str]) -> RunReport:
     """``report`` of a run given up on while ``busy`` were still in their code: a copy naming them, and why it stopped
     (the run's own report is left as it is: the run may still end by itself)."""
@@ -181,7 +186,7 @@ def given_up(report: RunReport, busy: list[str]) -> RunReport:
 def stop_reason_of(steps: dict[str, StepReport], signal: int | None, stop_reason: str | None) -> str | None:
     """Why the run stopped early; messages lost although nothing stopped the run are an internal error."""
     if stop_reason is None and signal is None and unprocessed(steps):
-        return f"internal error: {unprocessed(steps)} messages were sent but never processed"
+        return f"internal error: {never_processed(unprocessed(steps))}"
     return stop_reason
 
 
