@@ -18,7 +18,7 @@ import pytest
 from hypothesis import given
 from hypothesis import strategies as st
 
-from pipeline import Pipeline
+from pipeline import Component, Pipeline
 from pipeline.bench import app, baselines, memory, overhead, startup, workloads
 from pipeline.bench.designs import (
     DESCRIPTIONS,
@@ -314,6 +314,30 @@ def test_each_workload_runs_apart_from_what_the_others_left(monkeypatch: pytest.
     assert first.title.endswith("found 0") and second.title.endswith("found 0")
     assert first.title != second.title and f"pid {os.getpid()}," not in first.title
     assert not _BALLAST
+
+
+class StoppedMidStep(Component):
+    """A consumer in whose run() the bench's stop (SIGTERM to its workload's process) comes."""
+
+    def run(self, msg: Any) -> None:
+        os.kill(os.getpid(), signal.SIGTERM)
+
+
+def _stopped_in_a_sequential_run(plan: Any, progress: Any) -> Workload:
+    pipeline = Pipeline.from_config({"Pipeline": {
+        "producer_conf": {"name": "COUNT", "module": "algorithms.basic", "class": "Counter", "next_steps": "STOP"},
+        "consumer_conf": {"name": "STOP", "module": __name__, "class": "StoppedMidStep"},
+        "mode": "sequential", "gui": False, "progress": False}})
+    report = pipeline.run()
+    return Workload("WX", f"the run went on to its end: exit status {report.exit_status}")
+
+
+def test_the_benchs_stop_ends_a_sequential_run_as_ctrl_c_does(monkeypatch: pytest.MonkeyPatch) -> None:
+    # Raised as a plain KeyboardInterrupt in a step's code, it failed that step ("run(): KeyboardInterrupt" and its
+    # traceback), and the workload measured its next designs until the bench killed it.
+    monkeypatch.setitem(app.WORKLOADS, "WX", _stopped_in_a_sequential_run)
+    with pytest.raises(KeyboardInterrupt):
+        app.run_apart("WX", QUICK)
 
 
 def test_a_workload_that_fails_is_named(monkeypatch: pytest.MonkeyPatch) -> None:

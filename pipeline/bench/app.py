@@ -27,6 +27,7 @@ from pipeline.cli.application import package_version
 from pipeline.cli.launch import INTERRUPTED
 from pipeline.console.end_of_output import console_script
 from pipeline.engine.worker_process import die_with_parent
+from pipeline.execution.sequential import ctrl_c
 
 #: Seconds a workload's process has to end its runs once the bench is stopped, before it is killed.
 CHILD_END_SECONDS = 10.0
@@ -54,7 +55,7 @@ def parser() -> argparse.ArgumentParser:
                     "baselines (plain threads with queue.Queue, raw pyzmq PUSH/PULL, multiprocessing, mpipe if "
                     "installed); print medians, spreads, how the engine compares with each, and the targets.",
     )
-    cli.add_argument("--repeat", type=_positive, help="measure each figure N times (default 3; --quick: 1)")
+    cli.add_argument("--repeat", type=positive, help="measure each figure N times (default 3; --quick: 1)")
     cli.add_argument("--quick", action="store_true", help="small sizes: a smoke run of some seconds")
     cli.add_argument("--json", action="store_true", help="print JSON instead of the table")
     cli.add_argument("--only", type=_workload_list, default=list(WORKLOADS),
@@ -66,10 +67,14 @@ def parser() -> argparse.ArgumentParser:
     return cli
 
 
-def _positive(text: str) -> int:
-    value = int(text)
+def positive(text: str) -> int:
+    """An argument that must be an integer of at least 1 (argparse's words would name this function)."""
+    try:
+        value = int(text)
+    except ValueError:
+        value = 0
     if value < 1:
-        raise argparse.ArgumentTypeError(f"expected an integer >= 1, got {text}")
+        raise argparse.ArgumentTypeError(f"expected an integer >= 1, got {text!r}")
     return value
 
 
@@ -149,7 +154,9 @@ def run_apart(key: str, plan: Plan) -> Workload:
         code = 1
         try:
             die_with_parent(parent)  # a bench killed leaves no workload measuring on
-            signal.signal(signal.SIGTERM, signal.default_int_handler)  # its parent's stop: end as Ctrl+C, tidily
+            # Its parent's stop ends it as Ctrl+C does, tidily: CtrlC, which a sequential run does not take for a
+            # failure of the step whose code it interrupted, as it would a plain KeyboardInterrupt.
+            signal.signal(signal.SIGTERM, ctrl_c)
             with os.fdopen(write, "wb") as result:
                 pickle.dump(WORKLOADS[key](plan, progress), result)
             code = 0

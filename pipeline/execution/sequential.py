@@ -130,7 +130,7 @@ class SequentialRunner:
         order = self.config.topological_order()
         try:
             if plain:
-                lent_signals.install(signal.SIGINT, _ctrl_c)
+                lent_signals.install(signal.SIGINT, ctrl_c)
             for step in reversed(order):
                 executor = self.executors[step.name]
                 executor.start(lambda name=step.name: self.config.make_component(name))
@@ -145,7 +145,7 @@ class SequentialRunner:
                 self.deliver()
                 self.status[step.name].state = "failed" if executor.first_error else "finished"
         finally:
-            if plain and signal.getsignal(signal.SIGINT) is _ctrl_c:  # a step's code may have set one of its own
+            if plain and signal.getsignal(signal.SIGINT) is ctrl_c:  # a step's code may have set one of its own
                 lent_signals.restore(signal.SIGINT, signal.default_int_handler)
             self.policy.close()
         return self._report()
@@ -209,6 +209,6 @@ class SequentialRunner:
             executor.run([(executor.counts.received, message, None)])
 
 
-def _ctrl_c(signum: int, frame: object) -> None:
+def ctrl_c(signum: int, frame: object) -> None:
     """Python's own SIGINT handler, but for the type it raises: CtrlC, which the steps' executors let through."""
     raise CtrlC
