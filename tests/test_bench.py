@@ -370,3 +370,19 @@ def test_ctrl_c_stops_the_bench_in_one_line_and_leaves_no_process(to: str) -> No
     assert rest.rstrip().splitlines()[-1] == "pipeline-bench: interrupted" and "Traceback" not in rest, rest
     with pytest.raises(ProcessLookupError):  # the whole session, the workload's process and its workers included
         os.killpg(bench.pid, 0)
+
+
+@pytest.mark.parametrize(("main", "argv"), [
+    ("pipeline.bench.thread_cpu", ["--count", "-5"]),  # was a ConfigError traceback, exit 1
+    ("pipeline.bench.thread_cpu", ["--count", "0"]),  # was 100,000 messages, in silence
+    ("pipeline.bench.thread_cpu", ["--events", "--count=x"]),
+    ("pipeline.bench.app", ["--repeat", "x"]),  # said "invalid _positive value"
+    ("pipeline.bench.app", ["--repeat=0"]),
+])
+def test_a_count_below_one_is_a_usage_error(main: str, argv: list[str], capsys: pytest.CaptureFixture[str]) -> None:
+    module = __import__(main, fromlist=["main"])
+    with pytest.raises(SystemExit) as stopped:
+        module.main(argv)
+    assert stopped.value.code == 2
+    error = capsys.readouterr().err.strip().splitlines()[-1]
+    assert error.endswith(f"expected an integer >= 1, got {argv[-1].split('=')[-1]!r}") and "positive" not in error

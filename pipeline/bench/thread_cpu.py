@@ -3,7 +3,7 @@
 Runs pipeline-bench's W1 workload (tiny dicts: producer -> pass-through stager -> consumer) in the
 threaded engine, or with ``--events`` W7's camera events through one analysis step in 2 worker
 processes, while a sampling thread reads the CPU clock of every thread of the run's process and of
-the processes it started from ``/proc/PID/task/TID/stat`` every SAMPLE_SECONDS (Linux only), then
+the processes it started from ``/proc/PID/task/TID/schedstat`` every SAMPLE_SECONDS (Linux only), then
 prints each thread's CPU microseconds per message. ``--events`` also times the same step objects in
 a plain loop (``time.process_time()``). Run it on two checkouts, alternately, to compare them.
 """
@@ -19,6 +19,7 @@ from pathlib import Path
 from typing import Any
 
 from pipeline.bench import analysis, events
+from pipeline.bench.app import positive
 from pipeline.bench.workloads import check_tally, new_tag, tiny_config
 from pipeline.engine import ThreadedRunner
 from pipeline.pipeline import Pipeline
@@ -122,11 +123,11 @@ def main(argv: Sequence[str] | None = None) -> None:
     """Print the workload's rate and each thread's CPU microseconds per message."""
     parser = argparse.ArgumentParser(prog="python -m pipeline.bench.thread_cpu", description=__doc__)
     parser.add_argument("--events", action="store_true", help="W7's camera events in 2 worker processes")
-    parser.add_argument("--count", type=int, default=None, help="messages (default 100,000; --events: 3,000)")
+    parser.add_argument("--count", type=positive, default=None, help="messages (default 100,000; --events: 3,000)")
     args = parser.parse_args(argv)
     tag = new_tag()
     if args.events:
-        count = args.count or 3000
+        count = args.count if args.count is not None else 3000
         wall, used = profile(analysis.document(EVENTS_STEPS, count, tag, {"nb_process": 2}))
         if analysis.summary(tag)[0] != count:
             raise SystemExit("the run's consumer did not see every event once")
@@ -136,7 +137,7 @@ def main(argv: Sequence[str] | None = None) -> None:
         print(f"W7 one step: {count / wall:,.0f} events/s, {wall * 1e6 / count:.1f} us/event of wall time; "
               f"the plain loop {loop * 1e6 / count:.1f} us/event of CPU")
     else:
-        count = args.count or 100_000
+        count = args.count if args.count is not None else 100_000
         wall, used = profile(tiny_config(count, tag))
         check_tally(tag, count, count * (count - 1) // 2)
         print(f"W1: {count / wall:,.0f} msg/s, {wall * 1e6 / count:.1f} us/msg of wall time")
