@@ -98,7 +98,7 @@ def _around(count: int, tag: str, design: Callable[[Iterator[Any], Callable[[Any
 
 
 def pool(names: tuple[str, ...], count: int, tag: str) -> float:
-    """A Pool of WORKERS spawned processes running the stages in turn on each event, the loop around it."""
+    """A Pool of WORKERS processes running the stages in turn on each event, the loop around it."""
     return _around(count, tag, lambda made, sink: baselines.process_pool(
         made, partial(events.analyse, names), WORKERS, sink, baselines.pool_chunksize(count, WORKERS)))
 

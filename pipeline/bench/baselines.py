@@ -245,16 +245,16 @@ def pool_chunksize(count: int, workers: int) -> int:
 
 
 def process_pool(source: Iterable[Any], work: Stage, workers: int, sink: Sink, chunksize: int) -> float:
-    """multiprocessing: ``work`` (picklable) in a ``Pool`` of ``workers`` spawned processes, fed by
+    """multiprocessing: ``work`` (picklable) in a ``Pool`` of ``workers`` processes, fed by
     ``imap`` in chunks of ``chunksize`` messages; the consumer in this thread; until the pool has exited.
 
     The chunks are made here, as ``imap(work, source, chunksize)`` makes them, because the iterator
     that ``imap`` returns for a chunk size above 1 cannot wait with a timeout.
     """
     start = time.perf_counter()
-    # spawn, as the engine's process workers do: a forked child inherits locks that this process's
-    # other threads may hold at the fork
-    with multiprocessing.get_context("spawn").Pool(workers) as pool:
+    # The platform's default start method, as a user's Pool has (fork on Linux before Python 3.14): spawned processes,
+    # which import the step's modules anew, ran W7's 600 events at about half the rate of forked ones.
+    with multiprocessing.Pool(workers) as pool:
         try:
             _drain(pool.imap(partial(apply_each, work), _chunks(source, chunksize)), sink)
         except multiprocessing.TimeoutError:

@@ -35,7 +35,7 @@ DESCRIPTIONS = {
     ZMQ_PLAIN: "the same received the plain way (recv(), rcvmore): faster for tiny messages on some machines",
     ZMQ_THROTTLED: "the same with a high-water mark of 64 on every socket: throttled, shown for reference only",
     MPIPE: "mpipe (when installed): the stage in forked worker processes, outputs in input order",
-    POOL: "multiprocessing.Pool of spawned processes, fed by imap in chunks of ceil(messages / (4 x workers))",
+    POOL: "multiprocessing.Pool (the default start method), fed by imap in chunks of ceil(messages / (4 x workers))",
     LOOP: "the same step objects called in a plain Python loop, in one thread: what a user writes instead",
     PROCESSES_2: "this engine with each stage in 2 worker processes (nb_process 2)",
     PROCESSES_1: "this engine with each stage in 1 worker process (nb_process 1)",

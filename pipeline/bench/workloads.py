@@ -372,7 +372,7 @@ def parallel(plan: Plan, progress: Progress) -> Workload:
     def baseline(design: str, kind: str, workers: int) -> float:
         tag = new_tag()
         source, sink = TinyDicts(count=n).run(), Tally(tag=tag)
-        if design == POOL:  # a picklable function: the pool's spawned processes import it
+        if design == POOL:  # a picklable function, which a spawned pool process imports
             chunksize = baselines.pool_chunksize(n, workers)
             elapsed = with_sink(sink, lambda consume: baselines.process_pool(
                 source, partial(busy, loops=loops), workers, consume, chunksize))
