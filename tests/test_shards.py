@@ -116,13 +116,13 @@ def test_a_producer_not_in_shards_reads_the_one_shard_in_init(tmp_path: Path) ->
     assert sorted(read(tmp_path, "C")) == [2 * n for n in range(10)]
 
 
-def chain_file(tmp: Path, count: int, **shards: Any) -> Path:
-    """COUNT (Shards in 2 worker processes) -> WRITER (MarkedWriter into tmp/out.jsonl)."""
+def chain_file(tmp: Path, count: int, ordered: bool = False, **shards: Any) -> Path:
+    """COUNT (Shards in 2 worker processes, ``ordered`` or not) -> WRITER (MarkedWriter into tmp/out.jsonl)."""
     document = {
         "version": 1,
         "Pipeline": {
             "producer_conf": {"name": "COUNT", "module": PROCESS_STEPS, "class": "Shards", "next_steps": "WRITER",
-                              "nb_process": 2},
+                              "nb_process": 2, "ordered": ordered},
             "consumer_conf": {"name": "WRITER", "module": "tests.failure_steps", "class": "MarkedWriter"},
         },
         "Shards": {"count": count, **shards},
@@ -141,6 +141,26 @@ def test_a_killed_shard_process_loses_and_duplicates_nothing(tmp_path: Path) -> 
     assert report_row(result.stderr, "COUNT") == [0, 3000, 3000, 0]
     assert "COUNT: 1 shard started again, 1 worker process replaced" in result.stderr.splitlines()
     assert "COUNT: messages per shard: 1500, 1500" in result.stderr.splitlines()
+
+
+@pytest.mark.parametrize("mode", ["sequential", "threads"])
+def test_an_ordered_producer_in_shards_sends_shard_after_shard(tmp_path: Path, mode: str) -> None:
+    # Shard 1 runs as fast as shard 0: unordered, their messages interleave (hundreds of switches)
+    path = chain_file(tmp_path, 3000, ordered=True)
+    result = run_to_end(path, f"--Pipeline.mode={mode}")
+    assert result.returncode == 0, result.stderr
+    assert written(tmp_path) == [*range(0, 3000, 2), *range(1, 3000, 2)]
+
+
+@pytest.mark.parametrize("at", [1500, 1501], ids=["shard-in-turn", "shard-held-back"])
+def test_an_ordered_producer_in_shards_keeps_its_order_through_a_killed_process(tmp_path: Path, at: int) -> None:
+    marker = tmp_path / "killed"
+    path = chain_file(tmp_path, 3000, ordered=True, at=at, marker=str(marker))
+    result = run_to_end(path, "--Pipeline.heartbeat_interval=0.2", "--Pipeline.heartbeat_liveness=3")
+    assert result.returncode == 0, result.stderr
+    assert pids(marker)  # the shard's process did die in its middle
+    assert written(tmp_path) == [*range(0, 3000, 2), *range(1, 3000, 2)]
+    assert "COUNT: 1 shard started again, 1 worker process replaced" in result.stderr.splitlines()
 
 
 def test_a_shard_whose_processes_die_at_two_of_its_messages_goes_on(tmp_path: Path) -> None:

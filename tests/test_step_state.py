@@ -637,6 +637,27 @@ def test_an_ordered_steps_chunks_of_a_later_input_wait_their_turn_and_past_held_
     assert made.take_acks() == [worker(1)]
 
 
+def test_an_ordered_producers_shard_that_runs_ahead_waits_past_held_back_bytes() -> None:
+    # Each shard's chunk was answered MORE at once: shard 1 of a slow shard 0 was held back whole (400 MB of 1 MB
+    # arrays in the run's process, against 100 MB unordered).
+    shards = StepConfig(name="P", kind="producer", module="m", next_steps=("C",), nb_process=2, nb_thread=1,
+                        ordered=True, cls=object)
+    made = StepState(shards, 1, RunOptions(), Policy(), lambda worker: False, True, Clock())
+    for slot in (0, 1):
+        made.added(slot, 1)
+        made.joined(worker(slot), 1)
+    made.take_input(packet(2))  # the shards' numbers
+    made.take_end(2)
+    assert [seqs(p) for _, p in hand_out(made)] == [[0], [1]]
+    assert made.answered(worker(1), [chunk(1, 2)]) == [] and made.take_acks() == [worker(1)]  # within the bound
+    assert made.answered(worker(1), [chunk(1, 1, size=HELD_BACK_BYTES)]) == []
+    assert made.take_acks() == []  # past HELD_BACK_BYTES: shard 1 waits for shard 0
+    assert len(made.answered(worker(0), [chunk(0, 3)])) == 1 and made.take_acks() == [worker(0)]  # in turn: on
+    released = made.answered(worker(0), [Answer(0, [])])  # shard 0 ended: shard 1's chunks go on, and it may go on
+    assert [(seq, len(outputs)) for seq, outputs in released] == [(0, 0), (1, 2), (1, 1)]
+    assert made.take_acks() == [worker(0), worker(1)]
+
+
 def one_input_held() -> tuple[StepState, Policy]:
     """A step of two one-thread worker processes, the first of which joined and holds input 0."""
     made, policy, _ = state(nb_thread=1)

@@ -85,7 +85,8 @@ class StepKeys(HasTraits):
     )
     ordered = JsonBool(
         False, help="Send the step's outputs in the order in which it received its inputs, whatever worker "
-        "produced them. No effect on a step without next steps."
+        "produced them; a producer in shards sends its messages shard after shard. No effect on a step without "
+        "next steps."
     )
     on_error = JsonEnum(
         ON_ERROR, default_value="stop", help="When the step's ``run()`` raises on a message: ``stop`` stops the "

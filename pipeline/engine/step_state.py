@@ -472,7 +472,10 @@ class StepState:
         if self.results is None:
             return []
         release = self.results.add(answers)
-        if self.shards is None:  # a shard's RESULTs are answered as they are read (_shard_answers)
+        if self.shards is not None:  # a RESULT of a shard, read (_shard_answers) and sent on, or held back in turn
+            shard = next((answer.seq for answer in answers if answer.outcome is partial), UNORDERED)
+            self._chunk_taken(worker, shard, release)  # it may send another: MORE (flow.SHARD_CREDIT), or wait its turn
+        else:
             chunked = [answer.seq for answer in answers if answer.outcome is partial] if chunks else []
             for seq in chunked:
                 self._chunk_taken(worker, seq, release)
@@ -541,7 +544,8 @@ class StepState:
 
     def _chunk_taken(self, worker: bytes, seq: int, release: list[tuple[int, Outputs]]) -> None:
         """A chunk of input ``seq`` came from ``worker``, which waits for MORE: it goes on at once if its outputs
-        went on, or wait here within HELD_BACK_BYTES; past that it waits until its input is in turn."""
+        went on, or wait here within HELD_BACK_BYTES; past that it waits until its input is in turn. An ordered
+        producer's shards are its inputs: a shard that runs ahead of the one before it waits so too."""
         results = self.results
         if (results is None or not results.ordered or seq == UNORDERED or results.held_bytes < HELD_BACK_BYTES
                 or any(released == seq for released, _ in release)):
@@ -578,7 +582,6 @@ class StepState:
                 if answer.outcome is Outcome.FAILED:
                     self.counts.failed += 1
                 self.busy_time += answer.seconds
-        self.acks.append(worker)  # its RESULT is read and sent on: the shard may send another (flow.SHARD_CREDIT)
 
     def failed(self, worker: bytes, failure: Failure) -> None:
         """A worker outside the run reports an error: a message's (the one it answers next), or its
