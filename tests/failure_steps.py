@@ -10,7 +10,7 @@ from collections.abc import Iterator
 from typing import Any
 
 import numpy as np
-from traitlets import Bool, Float, Int, Unicode
+from traitlets import Bool, Enum, Float, Int, Unicode
 
 from algorithms.basic import JsonLinesWriter
 from pipeline import Component
@@ -28,6 +28,23 @@ class FailEvery(Component):
             time.sleep(self.delay)
         if self.every and msg % self.every == 0:
             raise ValueError(f"bad message {msg}")
+        return msg
+
+
+#: What ExitEvery may raise, by name: none is an Exception.
+NOT_EXCEPTIONS: dict[str, type[BaseException]] = {kind.__name__: kind for kind in (
+    SystemExit, KeyboardInterrupt, BaseException)}
+
+
+class ExitEvery(FailEvery):
+    """FailEvery (configured as it is, ``every`` too) raising what is not an Exception: a SystemExit or such."""
+
+    raises = Enum(list(NOT_EXCEPTIONS), "SystemExit", help="What it raises.").tag(config=True)
+
+    def run(self, msg: int) -> int:
+        """Pass the message on, or raise."""
+        if self.every and msg % self.every == 0:
+            raise NOT_EXCEPTIONS[self.raises](f"bad message {msg}")
         return msg
 
 

@@ -100,8 +100,8 @@ class Tagged(Component):
     gate = Unicode("", help="The directory of the marker files (init-, ran-, busy-).").tag(config=True)
     workers = Int(0, help="Workers that must each have started a message before any goes on (0: none).").tag(
         config=True)
-    fail_in = Unicode("", help="Where the step's code fails: init, init-false (init() returns False), finish, or run "
-                               "(on value 3); empty: nowhere.").tag(config=True)
+    fail_in = Unicode("", help="Where the step's code fails: init, init-false (init() returns False), finish, run "
+                               "(on value 3), or run-exit (sys.exit on value 3); empty: nowhere.").tag(config=True)
 
     def init(self) -> bool:
         """Mark that this worker is ready."""
@@ -123,6 +123,8 @@ class Tagged(Component):
         """Tag the value with this process's id."""
         if self.fail_in == "run" and value == 3:
             raise RuntimeError("told to fail in run()")
+        if self.fail_in == "run-exit" and value == 3:
+            raise SystemExit("told to exit in run()")
         if self.first and self.gate:
             self.first = False
             _mark(self.gate, "ran")

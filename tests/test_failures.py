@@ -75,6 +75,50 @@ def test_stop_policy_stops_the_failing_step(tmp_path: Path, mode: str) -> None:
     assert "stopped: step STAGE failed on message" in result.stderr
 
 
+#: Where STAGE runs, for the fatal failure tests: the run's mode, STAGE's workers, and the producer's (in shards,
+#: with STAGE fused after them).
+FATAL_WHERE = {
+    "sequential": ("sequential", {}, {}),
+    "threads-in-its-router": ("threads", {}, {}),
+    "threads": ("threads", {"nb_thread": 2}, {}),
+    "processes": ("threads", {"nb_process": 2}, {}),
+    "after-shards": ("threads", {"nb_process": 2}, {"nb_process": 2}),
+}
+
+
+@pytest.mark.parametrize("raises", ["SystemExit", "KeyboardInterrupt", "BaseException"])
+@pytest.mark.parametrize("where", list(FATAL_WHERE))
+def test_a_system_exit_in_run_is_a_failed_message_that_halts_its_step(tmp_path: Path, where: str,
+                                                                         raises: str) -> None:
+    """What is not an Exception, raised by run(), fails its message as an Exception does (counted in the summary,
+    logged once, its dead letter written, so the replay after the fix writes every message once), and fails and
+    halts the step: the run exits 1 even with allow_failures. It was only the step's failure: no dead letter, and
+    the replay lost the messages it failed on."""
+    mode, stage, producer = FATAL_WHERE[where]
+    dead = tmp_path / "dead.jsonl"
+    path = config(tmp_path, {"class": "ExitEvery", "on_error": "skip", **stage},
+                  {"name": "COUNT", "module": "algorithms.basic", "class": "Counter", "next_steps": "STAGE",
+                   **producer}, Counter={"count": 30}, FailEvery={"every": 7}, ExitEvery={"raises": raises})
+    result = pipeline_run(path, f"--Pipeline.mode={mode}", f"--Pipeline.dead_letter={dead}",
+                          "--Pipeline.allow_failures=True")
+    assert result.returncode == 1, result.stderr
+    produced = report_row(result.stderr, "COUNT")[1]
+    failed = report_row(result.stderr, "STAGE")[3]
+    assert failed >= 1, result.stderr
+    records = [json.loads(line) for line in dead.read_text(encoding="utf-8").splitlines()]
+    failures = [r["error"] for r in records if not r["error"].startswith("NotRun")]
+    assert len(failures) == failed and all(error.startswith(f"{raises}: bad message") for error in failures), records
+    assert f"failed messages: STAGE {failed} {raises}" in result.stderr
+    logged = [line for line in result.stderr.splitlines() if " ERROR pipeline.failures: step STAGE " in line]
+    assert len(logged) == failed and all("run() failed on message" in line for line in logged), logged
+    assert f"stopped: step STAGE raised {raises}: bad message" in result.stderr
+    first = written(tmp_path)[:-1]
+    replay = pipeline_run(path, f"--Pipeline.mode={mode}", f"--replay={dead}", "--FailEvery.every=0")
+    assert replay.returncode == 0, replay.stderr
+    both = first + written(tmp_path)[:-1]
+    assert len(both) == len(set(both)) == produced and set(both) <= set(range(30)), (first, both)
+
+
 @pytest.mark.parametrize("mode,workers,past", [("sequential", {}, 0), ("threads", {}, 0),
                                                ("threads", {"nb_thread": 2}, 1),
                                                ("threads", {"nb_process": 2}, 2 * PREFETCH)],

@@ -408,6 +408,36 @@ def test_dead_letters_of_a_fused_step_replay_into_that_step(tmp_path: Path) -> N
     assert sorted(v for v in read(tmp_path, "C", workers=4) if isinstance(v, int)) == list(range(30))
 
 
+@pytest.mark.parametrize("raises", ["SystemExit", "KeyboardInterrupt"])
+def test_a_system_exit_in_a_fused_step_is_its_failed_message_and_halts_it(tmp_path: Path, raises: str) -> None:
+    """A fused step whose run() raises what is not an Exception fails its message as an Exception does (its dead
+    letter, the summary's count, one log line each), and fails and halts that step (exit 1 with allow_failures):
+    the replay after the fix writes every message once. It was only the step's failure, its message lost."""
+    dead = tmp_path / "dead.jsonl"
+    path = tmp_path / "pipeline.json"
+    document = failing_chain(tmp_path, "skip")
+    document["Pipeline"]["stagers_conf"][1]["class"] = "ExitEvery"
+    document["ExitEvery"] = {"raises": raises}
+    path.write_text(json.dumps(document), encoding="utf-8")
+    first = run_to_end(path, f"--Pipeline.dead_letter={dead}", "--Pipeline.allow_failures=True")
+    assert first.returncode == 1, first.stderr
+    failed = report_row(first.stderr, "FAIL")[3]
+    assert failed >= 1 and report_row(first.stderr, "S")[3] == 0, first.stderr
+    records = [json.loads(line) for line in lines(dead)]
+    assert {r["step"] for r in records} == {"FAIL"}
+    assert sum(r["error"].startswith(f"{raises}: bad message") for r in records) == failed, records
+    assert f"failed messages: FAIL {failed} {raises}" in first.stderr
+    assert f"FAIL: first error: run(): {raises}: bad message" in first.stderr
+    assert f"stopped: step FAIL raised {raises}: bad message" in first.stderr
+    logged = [line for line in first.stderr.splitlines() if " ERROR pipeline.failures: step FAIL " in line]
+    assert len(logged) == failed and all("run() failed on message" in line for line in logged), logged
+    replay = run_to_end(path, f"--replay={dead}", "--FailEvery.every=0")
+    assert replay.returncode == 0, replay.stderr
+    values = [v for v in read(tmp_path, "C", workers=4) if isinstance(v, int)]
+    produced = report_row(first.stderr, "P")[1]  # the run stopped: its producer may not have made them all
+    assert len(values) == len(set(values)) == produced and set(values) <= set(range(30)), values
+
+
 def test_on_error_stop_in_a_fused_step_stops_the_run_and_loses_nothing(tmp_path: Path) -> None:
     dead = tmp_path / "dead.jsonl"
     report = run(failing_chain(tmp_path, "stop", count=2000), "threads", {"Pipeline": {"dead_letter": str(dead)}})

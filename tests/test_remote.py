@@ -27,6 +27,7 @@ from pipeline.auth.curve import HANDSHAKE_SECONDS, CurveServer, ServerKeys
 from pipeline.auth.keys import authorized_keys, load_key_pair, load_public_key
 from pipeline.engine.door import Door
 from pipeline.engine.wire import HEADER, WIRE_VERSION, Kind
+from pipeline.failures.deadletter import load_messages
 from tests.cli_helpers import ROOT, run_cli, write_config
 from tests.engine_helpers import chain
 from tests.engine_helpers import step as engine_step
@@ -111,6 +112,25 @@ def test_a_worker_whose_step_fails_exits_1_saying_why(launch: Launcher, fail_in:
     if fail_in.startswith("init"):
         assert report_row(run.stderr, PRODUCER)[:2] == [0, 0], run.stderr
         assert "internal error" not in run.stderr and "never processed" not in run.stderr
+
+
+def test_a_system_exit_in_a_remote_workers_run_is_a_dead_letter_and_fails_both(launch: Launcher) -> None:
+    """A sys.exit in run() on a remote worker fails its message as an Exception does (the run's dead letter, counted
+    in its summary) and fails the step: the run and the worker exit 1 even with allow_failures. Its message was
+    lost: only the step's failure was sent."""
+    config = launch.chain(nb_thread=0)
+    config["Tagged"]["fail_in"] = "run-exit"
+    config["Pipeline"]["stagers_conf"][0]["on_error"] = "skip"
+    dead = launch.directory / "dead.jsonl"
+    run = launch.run(config, f"--Pipeline.dead_letter={dead}", "--Pipeline.allow_failures=True")
+    worker = launch.worker()
+    status, run_status = worker.wait(), run.wait()
+    assert (status, run_status) == (1, 1), (worker.stderr, run.stderr)
+    assert (STAGE, 3) in load_messages(str(dead)), run.stderr
+    assert f"failed messages: {STAGE} 1 SystemExit" in run.stderr
+    assert f"stopped: step {STAGE} raised SystemExit: told to exit in run() in run()" in run.stderr
+    [line] = lines(worker.stderr)
+    assert line.endswith(f"its step's code failed: step {STAGE}: run(): SystemExit: told to exit in run()"), line
 
 
 def test_a_failed_init_of_the_runs_own_stops_it_without_waiting_for_remote_workers(launch: Launcher) -> None:

@@ -22,7 +22,7 @@ from pipeline.config import StepConfig
 from pipeline.config.options import RunOptions
 from pipeline.engine.flow import HELD_BACK_BYTES, window_limit
 from pipeline.engine.step_state import FINISH_GRACE_SECONDS, Offer, StepState
-from pipeline.engine.wire import Answer, Failure, Loss, Packet, process_worker_id
+from pipeline.engine.wire import FATAL_RUN, Answer, Failure, Loss, Packet, process_worker_id
 from pipeline.execution.executor import FINISHING, UNORDERED, Outcome
 from pipeline.message import Encoded
 
@@ -36,15 +36,18 @@ class Policy:
     skipped: list[int] = field(default_factory=list)  # messages a halted step did not run
     lifecycle: list[str] = field(default_factory=list)
     delivered: dict[int, int] = field(default_factory=dict)  # per failed message: its outputs that went on
+    fatal: list[int] = field(default_factory=list)  # failed messages that failed their step too
 
     def lifecycle_failed(self, step: str, worker: int, what: str, error: BaseException) -> str:
         self.lifecycle.append(what)
         return f"{what}: {error}"
 
     def message_failed(self, step: StepConfig, worker: int, seq: int, error: BaseException,
-                       message: Encoded | None, delivered: int = 0) -> None:
+                       message: Encoded | None, delivered: int = 0, fatal: bool = False) -> None:
         self.failed.append((seq, type(error).__name__))
         self.delivered[seq] = delivered
+        if fatal:
+            self.fatal.append(seq)
 
     def not_run(self, step: StepConfig, seq: int, message: Encoded, delivered: int = 0) -> None:
         self.skipped.append(seq)
@@ -318,6 +321,20 @@ def test_a_fused_steps_failure_is_its_own_with_its_message_and_counts_with_its_i
     made.failed(worker(0), Failure(0, "run()", "E", "", member=2, message=Encoded(b"m", [])))
     made.failed(worker(0), Failure(0, "run()", "E", "", member=1))  # without its message
     assert made.ignored == 2 and len(policy.failed) == 1
+
+
+def test_a_fatal_failure_of_a_fused_step_is_its_failed_message_and_fails_that_step() -> None:
+    """A SystemExit in a fused step's run() (FATAL_RUN): its message counts as failed, as an Exception's, and the
+    fused step fails, not the router's own (it was only the step's failure, its message lost)."""
+    made, policy = fused_state()
+    made.take_input(packet(1))
+    hand_out(made)
+    made.failed(worker(0), Failure(0, FATAL_RUN, "SystemExit: 4", "", member=1, message=Encoded(b"m", [])))
+    made.answered(worker(0), answers(0, 1))
+    figures = made.tallies.members[0]
+    assert (policy.failed, policy.fatal, policy.lifecycle) == ([(0, "RemoteError")], [0], [])
+    assert (figures.first_error, figures.fatal) == ("run(): SystemExit: 4", True)
+    assert (made.first_error, made.fatal) == (None, False)
 
 
 def test_a_fused_steps_failure_after_its_inputs_answer_counts_at_once() -> None:
@@ -704,6 +721,16 @@ def test_a_failure_said_by_a_process_that_dies_before_its_answer_counts_once() -
     made.answered(worker(1), [Answer(0, [], Outcome.FAILED, 0.0)])
     assert policy.failed == [(0, "RemoteError")]
     assert made.counts.failed == 1
+
+
+def test_a_fatal_failure_counts_as_its_message_and_fails_the_step() -> None:
+    """A SystemExit in run() of a worker outside the run (FATAL_RUN): one failed message, with its dead letter, that
+    fails the step; no failure of the step's own besides (it was that alone, the message lost)."""
+    made, policy = one_input_held()
+    made.failed(worker(0), Failure(0, FATAL_RUN, "SystemExit: 4", ""))
+    made.answered(worker(0), [Answer(0, [], Outcome.FAILED, 0.0)])
+    assert (policy.failed, policy.fatal, policy.lifecycle) == ([(0, "RemoteError")], [0], [])
+    assert (made.first_error, made.fatal, made.counts.failed) == ("run(): SystemExit: 4", True, 1)
 
 
 def test_a_failure_said_twice_by_a_worker_outside_the_run_counts_once() -> None:

@@ -16,6 +16,7 @@ from hypothesis import strategies as st
 from pipeline.engine import sockets as transport
 from pipeline.engine.handles import Handles
 from pipeline.engine.wire import (
+    FATAL_RUN,
     HEADER,
     INLINE_BODY_BYTES,
     MAX_FAILURE_CHARS,
@@ -268,8 +269,8 @@ def test_a_result_is_plain_when_its_inputs_are_done_and_its_outputs_go_everywher
 
 
 @settings(max_examples=50, deadline=None)
-@given(st.integers(0, 2**63), st.sampled_from(["run()", "init()", "finish()", "not run"]), st.text(), st.text(),
-       st.integers(0, 5), st.none() | st.tuples(st.binary(), st.lists(st.binary(), max_size=3)),
+@given(st.integers(0, 2**63), st.sampled_from(["run()", FATAL_RUN, "init()", "finish()", "not run"]), st.text(),
+       st.text(), st.integers(0, 5), st.none() | st.tuples(st.binary(), st.lists(st.binary(), max_size=3)),
        st.integers(0, 2**64 - 1))
 def test_a_failure_comes_out_of_its_frames_as_it_went_in(seq: int, what: str, error: str, traceback: str,
                                                           member: int, message: Plain | None, delivered: int) -> None:
@@ -277,6 +278,7 @@ def test_a_failure_comes_out_of_its_frames_as_it_went_in(seq: int, what: str, er
     failure = Failure(seq, what, error, traceback, member, encoded, delivered)
     frames = [bytes(frame) for frame in failed_frames(failure)]
     assert parse_failed(frames) == failure
+    assert parse_failed(frames).fatal is (what == FATAL_RUN)  # its step fails and halts
     if member == 0 and message is None:  # a step's own failure, as a remote worker may send it too
         assert check_from_worker(frames, 1) is Kind.FAILED
 

@@ -47,7 +47,7 @@ from pipeline.engine.shards import ShardBook, read_mark
 from pipeline.engine.tallies import MemberFigures, Tallies
 from pipeline.engine.wire import NOT_RUN, NOT_STARTED, UNSENDABLE, Answer, Failure, Loss, Packet, Tally, slot_of
 from pipeline.errors import WorkerDied
-from pipeline.execution.executor import FINISHING, UNORDERED, Outcome, Outputs, Policy
+from pipeline.execution.executor import FINISHING, UNORDERED, Outcome, Outputs, Policy, failure_of_run
 from pipeline.execution.report import StepCounts
 from pipeline.failures.describe import RemoteError, failure_line
 from pipeline.message import Encoded
@@ -596,7 +596,7 @@ class StepState:
             failure = self.policy.lifecycle_failed(self.step.name, number, what, error)
             self.first_error = self.first_error or failure
             self.fatal = True
-            if what.startswith("run()"):  # a SystemExit or such in run() (of a shard): the step stops, as in threads
+            if what.startswith("run()"):  # the generator of a shard: the producer's other shards stop too
                 self.policy.halt(self.step.name, f"step {self.step.name} raised {line} in run()")
             return
         if what == UNSENDABLE and self.shards is not None and worker in self.pool.workers:
@@ -630,8 +630,9 @@ class StepState:
         delivered = self._partial.get(seq, 0)
 
         def count() -> None:
-            self.first_error = self.first_error or line
-            self.policy.message_failed(self.step, number, seq, error, message, delivered)
+            self.first_error = self.first_error or failure_of_run(line, failure.fatal)
+            self.fatal = self.fatal or failure.fatal
+            self.policy.message_failed(self.step, number, seq, error, message, delivered, failure.fatal)
 
         # It counts once its answer comes (the worker sends it after this, on the same socket): a process that dies
         # before has the message run again, which fails again (one dead letter, not two; max_failures counts one).
@@ -662,8 +663,6 @@ class StepState:
             line = self.policy.lifecycle_failed(member.name, number, failure.what, error)
             figures.first_error = figures.first_error or line
             figures.fatal = True
-            if failure.what == "run()":
-                self.policy.halt(member.name, f"step {member.name} raised {failure.error} in run()")
         elif message is None or worker not in self.pool.workers:
             self.ignore(worker, f"a failure of fused step {member.name} without its message, or from a worker "
                         "whose process was lost")
@@ -676,8 +675,9 @@ class StepState:
         if failure.what == NOT_RUN:
             self.policy.not_run(member, failure.seq, message)
         else:
-            figures.first_error = figures.first_error or failure.error
-            self.policy.message_failed(member, number, failure.seq, error, message, failure.delivered)
+            figures.first_error = figures.first_error or failure_of_run(failure.error, failure.fatal)
+            figures.fatal = figures.fatal or failure.fatal
+            self.policy.message_failed(member, number, failure.seq, error, message, failure.delivered, failure.fatal)
 
     def _unanswered(self, worker: bytes, answer: int, place: int) -> bool:
         """Whether ``worker`` still owes the answer that covers a fused step's message: its input's (one it holds

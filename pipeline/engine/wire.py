@@ -450,13 +450,16 @@ def plain_result(frames: Sequence[Any], ring: Ring | None = None) -> PlainResult
 NOT_RUN = "not run"
 #: What a FAILED says failed when a value a producer yielded could not be pickled (its number: the FAILED's seq).
 UNSENDABLE = "a value yielded"
+#: What a FAILED says failed when run() raised what is not an Exception (a SystemExit, a KeyboardInterrupt): its
+#: message failed, and its step fails and halts.
+FATAL_RUN = "run(), fatal"
 
 
 @dataclass(frozen=True)
 class Failure:
     """What a FAILED says: the input (its sequence number at the step's router, or UNORDERED), what failed
-    (run(), init(), finish(), NOT_RUN, or UNSENDABLE), the error line and traceback, and for a fused step after the
-    router's own (``member`` > 0, engine.fusion) the message it failed on."""
+    (run(), FATAL_RUN, init(), finish(), NOT_RUN, or UNSENDABLE), the error line and traceback, and for a fused step
+    after the router's own (``member`` > 0, engine.fusion) the message it failed on."""
 
     seq: int
     what: str
@@ -465,6 +468,11 @@ class Failure:
     member: int = 0
     message: Encoded | None = None
     delivered: int = 0  # a fused step's outputs of the message that went on, in chunks, before it failed
+
+    @property
+    def fatal(self) -> bool:
+        """Whether the message's failure fails its step and halts it (FATAL_RUN)."""
+        return self.what == FATAL_RUN
 
 
 #: After a fused step's FAILED header: how many outputs of its message went on before it failed.

@@ -55,6 +55,7 @@ from pipeline.engine.rings import Ring, make_rings
 from pipeline.engine.shards import ShardSink, read_work
 from pipeline.engine.step_threads import WorkerThread
 from pipeline.engine.wire import (
+    FATAL_RUN,
     NOT_RUN,
     UNSENDABLE,
     Failure,
@@ -138,28 +139,30 @@ class RouterPolicy:
         sockets.send(self.thread.ctl, failed_frames(failure))
 
     def lifecycle_failed(self, step: str, worker: int, what: str, error: BaseException) -> str:
-        """An init(), finish() or fatal run() error: the run logs it and fails; its one-line form, as the run's."""
+        """An init(), finish() or producer's generator error: the run logs it and fails; its one-line form, as the
+        run's."""
         self._send(Failure(UNORDERED, what, failure_line(error), traceback_text(error), self.member))
         return f"{what}: {failure_line(error)}"
 
     def message_failed(self, step: StepConfig, worker: int, seq: int, error: BaseException,
-                       message: Encoded | None, delivered: int = 0) -> None:
+                       message: Encoded | None, delivered: int = 0, fatal: bool = False) -> None:
         """Send the error to the router, after the answers before it (the router takes the message it answers next;
         it counted the outputs that went on before, in chunks, itself). A fused step's goes at once, with its message
         and what of it went on, and counts with the answer that covers its message (engine.step_state).
 
-        With on_error=stop this process's workers start nothing more from now on, as the run's policy
-        makes a step's threads do; the run's HALT would come a round trip later.
+        With on_error=stop, or a ``fatal`` failure (FATAL_RUN: the router halts the step and fails it), this
+        process's workers start nothing more from now on, as the run's policy makes a step's threads do; the run's
+        HALT would come a round trip later.
         """
-        if step.on_error == "stop":
+        if step.on_error == "stop" or fatal:
             self.halted.add(step.name)
         if step.kind == "producer" and message is None:  # a value of a shard that cannot travel: it fails alone
             self._send(Failure(seq, UNSENDABLE, failure_line(error), traceback_text(error), self.member))
             return
         if not self.member:  # a fused step's failure carries its message, and counts with the answer that covers it
             self.thread.outlet.flush()
-        self._send(Failure(seq, "run()", failure_line(error), traceback_text(error), self.member,
-                           message if self.member else None, delivered if self.member else 0))
+        self._send(Failure(seq, FATAL_RUN if fatal else "run()", failure_line(error), traceback_text(error),
+                           self.member, message if self.member else None, delivered if self.member else 0))
 
     def not_run(self, step: StepConfig, seq: int, message: Encoded, delivered: int = 0) -> None:
         """The router writes the dead letter of the messages it holds; a fused step's goes to it with its message."""

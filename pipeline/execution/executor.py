@@ -21,9 +21,11 @@
   writes its dead letter and stops or goes on by the step's ``on_error``). An exception in
   ``init()``, ``finish()`` or a producer's generator fails the step (exit 1); so does any other
   ``BaseException`` (``SystemExit``, ``KeyboardInterrupt``) in a step's code, which then halts the
-  step: it never ends a thread of the engine. Ctrl+C in a sequential run from the Python API is not the
-  step's: the step's code runs in the calling thread, where the run's SIGINT handler raises ``CtrlC``, a
-  KeyboardInterrupt that leaves ``Pipeline.run()`` as in the other modes.
+  step: it never ends a thread of the engine. Raised by ``run()``, it fails its message too, as an
+  ``Exception`` does (counted, logged once, its dead letter written, so a replay runs it after the fix).
+  Ctrl+C in a sequential run from the Python API is not the step's: the step's code runs in the calling
+  thread, where the run's SIGINT handler raises ``CtrlC``, a KeyboardInterrupt that leaves
+  ``Pipeline.run()`` as in the other modes.
 - ``send_msg()`` may be called from any thread while the step's code runs: the output belongs to
   the message in progress (outputs from threads other than the one running the code go on with that
   thread's next chunk, or at the end). Called when no code of the step runs, it raises ``RoutingError``
@@ -108,8 +110,9 @@ class Policy(Protocol):
         ...
 
     def message_failed(self, step: StepConfig, worker: int, seq: int, error: BaseException,
-                       message: Encoded | None, delivered: int = 0) -> None:
-        """Record a message whose run() raised after ``delivered`` of its outputs went on."""
+                       message: Encoded | None, delivered: int = 0, fatal: bool = False) -> None:
+        """Record a message whose run() raised after ``delivered`` of its outputs went on; ``fatal`` (a SystemExit or
+        such, not an Exception): the step fails with it and halts."""
         ...
 
     def not_run(self, step: StepConfig, seq: int, message: Encoded, delivered: int = 0) -> None:
@@ -622,13 +625,17 @@ class StepExecutor:
         """Message ``seq``'s run() raised ``error`` after ``spent`` seconds: its outputs not yet handed on are
         dropped (``delivered`` were, in chunks); report it."""
         self.counts.failed += 1
-        if isinstance(error, Exception):
-            self.first_error = self.first_error or failure_line(error)
-            self.policy.message_failed(self.step, self.worker, seq, error, message, delivered)
-        else:
-            self.fail("run()", error)
-            self.policy.halt(self.step.name, f"step {self.step.name} raised {failure_line(error)} in run()")
+        fatal = not isinstance(error, Exception)  # a SystemExit or such: the step fails (exit 1) and halts
+        self.first_error = self.first_error or failure_of_run(failure_line(error), fatal)
+        self.fatal = self.fatal or fatal
+        # Still a failed message, whatever ended it: its dead letter lets a replay run it after the fix.
+        self.policy.message_failed(self.step, self.worker, seq, error, message, delivered, fatal)
         self.sink.failed(seq, Outcome.FAILED, spent)
+
+
+def failure_of_run(line: str, fatal: bool) -> str:
+    """A failed message's error as its step's first error: a ``fatal`` one failed the step, in its run()."""
+    return f"run(): {line}" if fatal else line
 
 
 def _as_received(inband: Any, buffers: list[Buffer] | None) -> Encoded:

@@ -69,9 +69,10 @@ class FailurePolicy:
         return line
 
     def message_failed(self, step: StepConfig, worker: int, seq: int, error: BaseException,
-                       message: Encoded | None, delivered: int = 0) -> None:
+                       message: Encoded | None, delivered: int = 0, fatal: bool = False) -> None:
         """Log, count and record one failed message (``delivered`` of its outputs went on before it failed, in
-        chunks: its dead letter says so, and its replay skips them); stop the run if the policy says so."""
+        chunks: its dead letter says so, and its replay skips them); stop the run if the policy says so, or if
+        the failure is ``fatal`` (a SystemExit or such in run(): the step fails and is halted)."""
         kind = error_kind(error)
         quiet = caused_by_closed_output(error)
         with self._lock:
@@ -81,7 +82,7 @@ class FailurePolicy:
                 failure_line(error))
             how, earlier = (COUNT, 0) if quiet else self._log.classify(step.name, kind)
             # Decide first: a halted step's other workers start nothing more from now on.
-            stop = None if quiet else self._stop_reason(step, seq)
+            stop = None if quiet else self._stop_reason(step, seq, error if fatal else None)
             if self._writer is not None:
                 self._writer.write(step.name, worker, seq, error, message, delivered)
         if earlier:
@@ -93,14 +94,18 @@ class FailurePolicy:
         self._stop_now(stop)  # after the failure's own line, which says why
         self._notify(step.name, worker, seq, "", error)
 
-    def _stop_reason(self, step: StepConfig, seq: int) -> str | None:
-        """Why this failure stops the run, the first time one does (the caller holds the lock); a step
-        with on_error=stop is halted at once, and once max_failures is reached every step that failed a message.
+    def _stop_reason(self, step: StepConfig, seq: int, fatal: BaseException | None = None) -> str | None:
+        """Why this failure stops the run, the first time one does (the caller holds the lock); a step whose run()
+        raised a ``fatal`` error (not an Exception), or with on_error=stop, is halted at once, and once max_failures
+        is reached every step that failed a message.
 
         Halted, not drained: the messages queued for a failing step would only fail in turn (hundreds past the
         limit, where the queues are long); what it did not run is counted and written as not run, to replay.
         A closed stdout is not asked about: it stops the run already, as SIGPIPE would.
         """
+        if fatal is not None:
+            self.halted.add(step.name)
+            return self._claim(f"step {step.name} raised {failure_line(fatal)} in run()")
         if step.on_error == "stop":
             self.halted.add(step.name)
             return self._claim(f"step {step.name} failed on message {seq} (on_error=stop)")
