@@ -4,6 +4,7 @@ ordered step's Results, and the memory bound that flow.message_bound() computes.
 from __future__ import annotations
 
 import time
+import tracemalloc
 from typing import Any
 
 import pytest
@@ -11,13 +12,20 @@ from hypothesis import given, settings
 from hypothesis import strategies as st
 
 from pipeline.config import load_config
-from pipeline.engine.flow import FANOUT_CREDIT, PREFETCH, PREFETCH_BYTES, SOURCE_MAX_DELAY_SECONDS, message_bound
+from pipeline.engine.flow import (
+    FANOUT_CREDIT,
+    HELD_MESSAGE_BYTES,
+    PREFETCH,
+    PREFETCH_BYTES,
+    SOURCE_MAX_DELAY_SECONDS,
+    message_bound,
+)
 from pipeline.engine.outlets import Outlet
 from pipeline.engine.pool import WorkerPool
 from pipeline.engine.results import Results
 from pipeline.engine.wire import Answer, Packet, parse_result
 from pipeline.execution.executor import UNORDERED
-from pipeline.message import Encoded
+from pipeline.message import Encoded, encode
 from tests.wire_helpers import as_received, result_frames
 
 # --------------------------------------------------------------------------- WorkerPool: least recently used first
@@ -133,7 +141,7 @@ def result(*inputs: tuple[int, list[tuple[bytes, int | None]]]) -> list[Answer]:
 def test_ordered_results_releases_outputs_in_input_order() -> None:
     reorderer = Results(("X", "Y"), ordered=True)
     assert reorderer.add(result((2, [(b"two", None)]), (1, []))) == []
-    assert sorted(reorderer.held) == [1, 2] and reorderer.held_bytes == 3
+    assert sorted(reorderer.held) == [1, 2] and reorderer.held_bytes == 3 + HELD_MESSAGE_BYTES
     # init() and finish() outputs keep no order
     assert released(reorderer.add(result((UNORDERED, [(b"init", 1)])))) == [(UNORDERED, [(b"init", "Y")])]
     assert released(reorderer.add(result((0, [(b"zero", 0), (b"zero-all", None)])))) == [
@@ -173,7 +181,22 @@ def test_ordered_results_holds_back_exactly_what_is_early(packets: list[list[int
             released += 1
         assert committed == list(range(released))
         assert sorted(reorderer.held) == sorted(arrived - set(range(released)))
-        assert reorderer.held_bytes == sum(seq % 3 * (seq % 2) for seq in reorderer.held)
+        assert reorderer.held_bytes == sum((seq % 3 + HELD_MESSAGE_BYTES) * (seq % 2) for seq in reorderer.held)
+
+
+def test_tiny_held_back_outputs_count_what_they_take_not_their_pickles_alone() -> None:
+    # Counted by their 5-byte pickles, an ordered step's ints held back behind one slow input took 1 GiB where
+    # HELD_BACK_BYTES said 64 MiB.
+    count = 20_000
+    tracemalloc.start()
+    try:
+        reorderer = Results(("X",), ordered=True)
+        reorderer.add([Answer(1, [(encode(number), None) for number in range(count)])])
+        taken, _ = tracemalloc.get_traced_memory()
+    finally:
+        tracemalloc.stop()
+    pickles = sum(len(encode(number).inband) for number in range(count))
+    assert taken <= reorderer.held_bytes == pickles + count * HELD_MESSAGE_BYTES
 
 
 # --------------------------------------------------------------------------- message_bound, worked out by hand

@@ -10,6 +10,7 @@ from __future__ import annotations
 
 from collections.abc import Iterable, Sequence
 
+from pipeline.engine.flow import HELD_MESSAGE_BYTES
 from pipeline.engine.wire import Answer
 from pipeline.execution.executor import UNORDERED, Outcome, Outputs
 
@@ -27,7 +28,7 @@ class Results:
         self.next_seq = 0  # the input whose outputs go next (ordered)
         self.held: dict[int, tuple[Outputs, int]] = {}  # early outputs, and their bytes
         self.parts: dict[int, list[tuple[Outputs, int]]] = {}  # chunks of inputs not yet in turn, and their bytes
-        self.held_bytes = 0  # the size of the outputs held back
+        self.held_bytes = 0  # the size of the outputs held back, each counted with HELD_MESSAGE_BYTES
         self._skipped: set[int] = set()  # inputs that will never be answered (failed for good)
 
     def add(self, answers: Iterable[Answer]) -> list[tuple[int, Outputs]]:
@@ -45,7 +46,7 @@ class Results:
                 continue
             partial = answer.outcome is Outcome.PARTIAL
             if seq != self.next_seq:  # early: held until every earlier input's outputs are out
-                size = sum(message.nbytes for message, _ in messages)
+                size = sum(message.nbytes for message, _ in messages) + HELD_MESSAGE_BYTES * len(messages)
                 self.held_bytes += size
                 if partial:
                     self.parts.setdefault(seq, []).append((messages, size))
