@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import errno
 import resource
 
 #: Open files a worker process asks for per worker thread: its sockets (to its router, and ZeroMQ's mailbox of
@@ -21,3 +22,16 @@ def allow_open_files(needed: int) -> None:
     if soft != resource.RLIM_INFINITY and soft < needed:
         resource.setrlimit(resource.RLIMIT_NOFILE, (needed if hard == resource.RLIM_INFINITY else min(needed, hard),
                                                     hard))
+
+
+def out_of_files(error: BaseException) -> bool:
+    """Whether ``error`` says this process (or the system) has no file descriptor left: a socket or file not opened."""
+    return getattr(error, "errno", None) in (errno.EMFILE, errno.ENFILE)
+
+
+def out_of_files_line() -> str:
+    """What to tell a user whose run ran out of open files: the limit it met, and how to raise it."""
+    soft, _ = resource.getrlimit(resource.RLIMIT_NOFILE)
+    limit = "unlimited" if soft == resource.RLIM_INFINITY else f"{soft:,}"
+    return (f"out of open files at this process's limit of {limit} (the run raises it itself up to the hard "
+            f"limit, ulimit -Hn: raise that, or run fewer threads)")

@@ -400,7 +400,7 @@ class ThreadedRunner:
                         crashed.add(thread)
             reports[name] = report
         if len(crashed) > 1:
-            log.critical("%d more threads stopped on internal errors (--debug shows each)", len(crashed) - 1)
+            log.critical("%d more threads stopped too (--debug shows why)", len(crashed) - 1)
         stop_reason = self.control.policy.stop_reason
         if self.abort_requested:
             stop_reason = "a second signal stopped the run at once"
