@@ -16,7 +16,7 @@ from pipeline.config.options import RunOptions, settings_from
 from pipeline.config.traits import ListenAddress, OutputFile, Seconds
 from pipeline.execution.report import RunReport
 from pipeline.execution.runner import Runner
-from pipeline.failures.deadletter import replay_config
+from pipeline.failures.deadletter import preload, replay_config, replay_path
 from pipeline.monitor import Address, Monitor, MonitorSettings
 from pipeline.monitor.monitor import DEFAULT_GUI_ADDRESS
 
@@ -168,6 +168,9 @@ class Pipeline(Configurable):
     def run(self) -> RunReport:
         """Run to the end of the stream, watched by the monitor; return per-step counts and times."""
         runner: Runner | None = None
+        replayed = replay_path(self.pipeline_config)
+        if replayed is not None:  # before its dead-letter file, which may be the replayed one, is emptied
+            preload(replayed)
         try:
             runner = self._runner = self._new_runner()
             if self._first_signal is not None:  # it came while the run was being set up: it stops this run

@@ -245,3 +245,33 @@ def test_a_message_some_of_whose_outputs_went_on_is_replayed_to_skip_them(tmp_pa
     path = dead_letters(tmp_path, record(7, delivered=32), record(Resume(8, 16), delivered=48), record(9))
     assert load_replays(str(path)) == [("STAGE", Resume(7, 32)), ("STAGE", Resume(8, 64)), ("STAGE", 9)]
     assert load_messages(str(path)) == [("STAGE", 7), ("STAGE", 8), ("STAGE", 9)]
+
+
+@pytest.mark.parametrize("mode", ["threads", "sequential"])
+def test_a_replay_stopped_midway_into_its_own_file_keeps_what_it_did_not_send(tmp_path: Path, mode: str) -> None:
+    """Ctrl+C stops a replay's producer: what it did not send was neither processed nor written anywhere, and with
+    --Pipeline.dead_letter naming the replayed file (emptied as the run starts) it was gone (15,391 of 20,000)."""
+    count = 5000
+    path = dead_letters(tmp_path, *(record(number) for number in range(count)))
+    stopping = config(tmp_path, {"class": "SignalSelf", "nb_thread": 1}, SignalSelf={"at": 20, "delay": 0.0005})
+    stopped = pipeline_run(stopping, f"--replay={path}", f"--Pipeline.dead_letter={path}", f"--Pipeline.mode={mode}")
+    assert stopped.returncode == 130, stopped.stderr
+    done = [value for value in written(tmp_path) if value != {"finished": True}]
+    left = [message for _, message in load_messages(str(path))]
+    assert 20 < len(done) < count and f"dead letters: {len(left)} records written to {path}\n" in stopped.stderr
+    assert sorted(done + left) == list(range(count))  # each message processed, or kept to replay: once
+    (tmp_path / "out.jsonl").unlink()
+    rest = pipeline_run(stopping, f"--replay={path}", "--SignalSelf.at=-1", f"--Pipeline.mode={mode}")
+    assert rest.returncode == 0, rest.stderr
+    assert sorted(done + written(tmp_path)[:-1]) == list(range(count))
+
+
+def test_a_replay_from_python_into_its_own_file_replays_every_record(tmp_path: Path) -> None:
+    """pipeline-run read the file before the run emptied it; the Python API let the run empty it first: nothing was
+    replayed, and the records were gone."""
+    path = dead_letters(tmp_path, *(record(number) for number in range(50)))
+    pipeline = Pipeline.from_config(replayable(tmp_path), {"Pipeline": {"gui": False, "progress": False,
+                                                                        "dead_letter": str(path)}}, replay=str(path))
+    report = pipeline.run()
+    assert report.exit_status == 0 and report["STAGE"].processed == 50, report.table()
+    assert sorted(written(tmp_path)[:-1]) == list(range(50)) and path.read_text(encoding="utf-8") == ""

@@ -23,7 +23,6 @@ from pipeline.console.end_of_output import console_script
 from pipeline.console.humanize import counted
 from pipeline.console.stderr import shared as shared_stderr
 from pipeline.errors import ConfigError
-from pipeline.failures.deadletter import preload
 from pipeline.monitor import GRAPH_FORMATS, render_graph
 from pipeline.pipeline import Pipeline
 
@@ -156,8 +155,6 @@ pipeline-run --config=configs/routing.json --graph=mermaid
             groups = fused_groups(pipeline.pipeline_config, pipeline.fuse and not pipeline.listen)
             print(render_graph(pipeline.pipeline_config, self.graph, fused_after(groups)))
             return
-        if self.replay:
-            preload(self.replay)  # unpickled once, here: a record that cannot be stops us before any step runs
         with SignalGuard(pipeline, pipeline.shutdown_timeout, process_ends=self.process_ends):
             report = pipeline.run()
         # stderr: a consumer such as Printer owns stdout.

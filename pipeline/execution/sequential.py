@@ -138,6 +138,7 @@ class SequentialRunner:
             if all(executor.started for executor in self.executors.values()):
                 self.state = "running"
                 self._produce()
+            self.policy.replay_stopped(self.executors[self.config.producer.name].component)
             self.state = "draining"
             for step in order:
                 executor = self.executors[step.name]

@@ -29,6 +29,7 @@ import stat
 import sys
 import threading
 import time
+from collections import deque
 from collections.abc import Iterator
 from dataclasses import dataclass
 from typing import Any, TextIO
@@ -75,7 +76,7 @@ class DeadLetterWriter:
             raise
         self._file: TextIO = os.fdopen(fd, "w", encoding="utf-8")
 
-    def write(self, step: str, worker: int, seq: int, error: BaseException, message: Encoded | None,
+    def write(self, step: str, worker: int, seq: int | None, error: BaseException, message: Encoded | None,
               delivered: int = 0) -> None:
         """Record one failed message (``message`` None: a failure with no input, such as a producer's), of whose
         outputs ``delivered`` went on before it failed."""
@@ -229,25 +230,42 @@ def preload(path: str) -> None:
 class DeadLetterReplay(Component):
     """Producer: sends each message of a dead-letter file again to the step where it failed.
 
-    It sends the messages that ``preload`` unpickled (``pipeline-run --replay`` preloads them before
-    any step starts), or else unpickles them when it starts.
+    It sends the messages that ``preload`` unpickled (``Pipeline.run()`` preloads them before any step
+    starts, and before the run's own dead-letter file, which may be the same, is emptied), or else
+    unpickles them when it starts.
     """
 
     path = Unicode(help="The dead-letter file to replay.").tag(config=True)
+    _unsent: deque[tuple[str, Any]] | None = None  # once run() began: the messages not sent yet, in order
 
     def run(self) -> Iterator[None]:
         """Send every recorded message to its step."""
-        with _preloaded_lock:
-            messages = _preloaded.pop(self.path, None)
-        for step, message in load_replays(self.path) if messages is None else messages:
+        self._unsent = deque(self._messages())
+        while self._unsent:
+            step, message = self._unsent.popleft()  # sent with this yield's outputs: a stop comes after them
             self.send_msg(message, step)
             yield None
+
+    def unsent(self) -> list[tuple[str, Any]]:
+        """The messages it has not sent, as (step, message): all of them if run() never began."""
+        return list(self._messages() if self._unsent is None else self._unsent)
+
+    def _messages(self) -> list[tuple[str, Any]]:
+        with _preloaded_lock:
+            messages = _preloaded.pop(self.path, None)
+        return load_replays(self.path) if messages is None else messages
 
     def __length_hint__(self) -> int:
         """The number of messages to replay, once preloaded (the progress display's total)."""
         with _preloaded_lock:
             messages = _preloaded.get(self.path)
         return NotImplemented if messages is None else len(messages)
+
+
+def replay_path(config: PipelineConfig) -> str | None:
+    """The dead-letter file that ``config``'s producer replays (None: it replays none)."""
+    producer = config.producer
+    return producer.traits["path"] if producer.cls is DeadLetterReplay else None
 
 
 def replay_config(config: PipelineConfig, path: str) -> PipelineConfig:

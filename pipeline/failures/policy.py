@@ -10,13 +10,14 @@ from collections import Counter
 from collections.abc import Callable
 from dataclasses import dataclass
 
+from pipeline.component import Component
 from pipeline.config.model import StepConfig
 from pipeline.console.end_of_output import caused_by_closed_output
 from pipeline.errors import StepFailed
-from pipeline.failures.deadletter import DeadLetterWriter
+from pipeline.failures.deadletter import DeadLetterReplay, DeadLetterWriter
 from pipeline.failures.describe import RemoteError, error_kind, failure_line, traceback_text
 from pipeline.failures.log import COUNT, TRACEBACK, FailureLog, count_line
-from pipeline.message import Encoded
+from pipeline.message import Encoded, encode
 
 log = logging.getLogger("pipeline.failures")
 
@@ -51,6 +52,7 @@ class FailurePolicy:
         self._writer = DeadLetterWriter(dead_letter) if dead_letter else None
         self.listeners: list[Callable[[ErrorEvent], None]] = []  # told of every error (the monitor)
         self.halted: set[str] = set()  # steps that start no further message (on_error=stop)
+        self._closed = False  # the run ended: its dead-letter file is closed
 
     def _notify(self, step: str, worker: int, seq: int | None, what: str, error: BaseException) -> None:
         event = ErrorEvent(step, worker, seq, what + failure_line(error), traceback_text(error))
@@ -141,9 +143,21 @@ class FailurePolicy:
                 self._writer.write(step.name, -1, seq, NotRun(f"not run: step {step.name} had stopped"), message,
                                    delivered)
 
+    def replay_stopped(self, producer: Component | None) -> None:
+        """The producer ``producer`` has ended: if it is a replay stopped before its end (or never started), each
+        message it did not send is written as not run, to replay again: its file may be the one this run wrote over."""
+        if not isinstance(producer, DeadLetterReplay) or self._writer is None:
+            return
+        for step, message in producer.unsent():
+            with self._lock:
+                if self._closed:  # a run stopped at once, given up on while its producer was busy
+                    return
+                self._writer.write(step, -1, None, NotRun("not sent: the replay stopped before it"), encode(message))
+
     def close(self) -> None:
         """The run ended: log the failures only counted so far, and close the dead-letter file."""
         with self._lock:
+            self._closed = True
             unreported = self._log.unreported()
         for step, kind, count in unreported:
             log.error("%s", count_line(step, kind, count))
