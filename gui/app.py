@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import re
 import signal
 import sys
 from collections.abc import Sequence
@@ -11,21 +10,17 @@ from typing import Any, ClassVar, NoReturn
 
 import zmq
 from traitlets import Bool, Int, Unicode
-from traitlets.config import Application
 
 from pipeline import auth
 from pipeline.cli.application import COMMAND_LINE, DEBUG_FLAG, StrictApplication
 from pipeline.cli.signals import HANDLED
 from pipeline.console.end_of_output import console_script
-from pipeline.console.humanize import suggest
 from pipeline.errors import ConfigError
 
 from .display import display_problem
 
 #: Milliseconds between wake-ups of the Python interpreter inside Qt's loop, so that Ctrl+C is seen.
 SIGNAL_CHECK_MS = 200
-
-_CLASS_OPTION = re.compile(r"--[A-Za-z]\w*\.\w+")
 
 
 class PipeGui(StrictApplication):
@@ -105,20 +100,6 @@ pipeline-run --config=configs/example.json --Pipeline.gui_address=127.0.0.1:5565
                   f"0600); this user's runs on this host read it; a run on another host needs {public} as "
                   "--Pipeline.gui_server_key (docs/gui.md, keys and privacy)", file=sys.stderr, flush=True)
         return own
-
-    def check_option_names(self, argv: Sequence[str]) -> None:
-        """Reject an option this command does not have, ``--name`` or ``--Class.trait`` (traitlets would only warn)."""
-        super().check_option_names(argv)
-        classes = {cls.__name__: cls for cls in type(self).__mro__ if issubclass(cls, Application)}
-        for arg in argv:
-            name = arg.split("=", 1)[0]
-            if _CLASS_OPTION.fullmatch(name):
-                section, _, trait = name[2:].partition(".")
-                if section not in classes:
-                    raise ConfigError(COMMAND_LINE, f"--{section}", "unknown class" + suggest(section, classes))
-                traits = classes[section].class_traits(config=True)
-                if trait not in traits:
-                    raise ConfigError(COMMAND_LINE, name, "unknown option" + suggest(trait, traits))
 
     def start(self) -> None:
         """Open the window and run Qt's event loop until the window closes or a signal arrives."""

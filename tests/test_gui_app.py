@@ -95,7 +95,7 @@ def test_help_lists_the_options(capsys) -> None:
     ("argv", "problem"),
     [(["--prot=6000"], "unknown option (did you mean '--port'?)"), (["--port=70000"], "70000"),
      (["--port=many"], "many"), (["extra"], "unexpected argument"),
-     (["--PipeGui.prot=1"], "--PipeGui.prot: unknown option (did you mean 'port'?)"),
+     (["--PipeGui.prot=1"], "--PipeGui.prot: PipeGui has no option 'prot' (did you mean 'port'?)"),
      (["--PipeGUI.port=1"], "--PipeGUI: unknown class (did you mean 'PipeGui'?)")],
 )
 def test_a_bad_command_line_exits_2(capsys, argv: list[str], problem: str) -> None:

@@ -1,5 +1,6 @@
-"""A strict traitlets command line, shared by pipeline-run and pipeline-gui: an option the command
-does not have, or a value that cannot work, is a one-line ConfigError (exit status 2)."""
+"""A strict traitlets command line, shared by pipeline-run, pipeline-worker, pipeline-keys and pipeline-gui: an
+option the command does not have (``--name`` or ``--Class.trait``), or a value that cannot work, is a one-line
+ConfigError (exit status 2)."""
 
 from __future__ import annotations
 
@@ -26,6 +27,8 @@ DEBUG_FLAG: dict[str, tuple[dict[str, Any], str]] = {
 
 # What traitlets reads as an option name; "-5" is a value, "--Class.trait" is checked elsewhere.
 _OPTION_NAME = re.compile(r"--?[A-Za-z][\w-]*")
+# What traitlets reads as a class's option, "--Class.trait" (or "-Class.trait", which it takes alike).
+_CLASS_OPTION = re.compile(r"--?(?P<section>[A-Za-z_]\w*)\.(?P<trait>.+)")
 
 
 #: traitlets' sentences for a bad value of a trait, and how to say them in one line of ours (named by the option).
@@ -152,9 +155,16 @@ class StrictApplication(Application):
         """What a bare ``argument`` was probably meant to be, as "; did you mean ...?" ("" if unknown)."""
         return ""
 
+    #: Whether a ``--Class.trait`` of a class that is not the command's own is read later (pipeline-run's: the
+    #: pipeline's and its steps' classes, which the config loader checks); if not, it is refused here.
+    other_classes_later: ClassVar[bool] = False
+    #: Why a class that is not the command's own is refused, said in place of a guess among its own ("" to guess).
+    other_classes_note: ClassVar[str] = ""
+
     def check_option_names(self, argv: Sequence[str]) -> None:
-        """Reject a ``--name`` option this command does not have (traitlets would only warn), and a
-        ``--Class.trait`` whose case traitlets cannot read (it failed on its own objects' words)."""
+        """Reject an option this command does not have, ``--name`` or ``--Class.trait`` (traitlets would only warn,
+        or say nothing), and a ``--Class.trait`` whose case traitlets cannot read (it failed on its own objects'
+        words)."""
         known = {"-h", "--help", "--help-all", "--version", *(f"--{name}" for name in [*self.aliases, *self.flags])}
         for arg in argv:
             name = arg.split("=", 1)[0]
@@ -162,6 +172,42 @@ class StrictApplication(Application):
                 raise ConfigError(COMMAND_LINE, name, "unknown option" + suggest(name, known))
             if name.startswith("--") and "." in name:
                 _check_case(name)
+            found = _CLASS_OPTION.fullmatch(name)
+            if found:
+                self.check_class_option(name, found["section"], found["trait"])
+
+    def option_classes(self) -> dict[str, type[Application]]:
+        """The classes whose options this command takes as ``--Class.trait``, by name: itself and the Application
+        classes it derives from (``--Application.log_level``), as traitlets applies them."""
+        return {cls.__name__: cls for cls in type(self).__mro__ if issubclass(cls, Application)}
+
+    def check_class_option(self, option: str, section: str, trait: str) -> None:
+        """Reject ``option`` (``--section.trait``) unless its class is this command's own and has that option, or its
+        class is read later (other_classes_later) and is none of the library classes this command derives from."""
+        own = self.option_classes()
+        if section in own:
+            traits = own[section].class_traits(config=True)
+            if trait not in traits:
+                forms = self.option_forms(trait)
+                hint = f" (did you mean {forms}?)" if forms else suggest(trait, traits)
+                raise ConfigError(COMMAND_LINE, option, f"{section} has no option {trait!r}{hint}")
+            return
+        inherited = {cls.__name__ for cls in type(self).__mro__}  # traitlets' HasTraits, Configurable, ...
+        if self.other_classes_later and section not in inherited:
+            return
+        choices = dict.fromkeys([*own, *(cls.__name__ for cls in self.classes)]) if self.other_classes_later else own
+        hint = (f" ({self.other_classes_note}; expected one of: {', '.join(sorted(choices))})"
+                if self.other_classes_note else suggest(section, choices))
+        raise ConfigError(COMMAND_LINE, f"--{section}", "unknown class" + hint)
+
+    def option_forms(self, trait: str) -> str:
+        """The options of this command that set a trait named ``trait`` of another class, as a hint
+        (``--progress / --no-progress or --Pipeline.progress``); "" if none does."""
+        short = [f"--{alias}" for alias, target in self.aliases.items() if target.rpartition(".")[2] == trait]
+        short += [f"--{flag}" for flag, (settings, _) in self.flags.items()
+                  if any(trait in values for values in settings.values())]
+        long = [f"--{cls.__name__}.{trait}" for cls in self.classes if trait in cls.class_traits(config=True)]
+        return " or ".join(" / ".join(forms) for forms in (short, long) if forms)
 
     def _create_loader(self, argv: Any, aliases: Any, flags: Any, classes: Any) -> KVArgParseConfigLoader:
         return _Loader(argv, aliases, flags, classes=classes, log=self.log)

@@ -88,6 +88,7 @@ pipeline-run --config=configs/routing.json --graph=mermaid
     process_ends = False
 
     package_loggers = ("pipeline",)
+    other_classes_later = True  # the pipeline's and its steps' classes: the config loader checks them
 
     def get_default_logging_config(self) -> dict[str, Any]:
         """The framework's ``pipeline.*`` loggers, and progress lines at INFO whatever the log level;
@@ -140,7 +141,7 @@ pipeline-run --config=configs/routing.json --graph=mermaid
 
     def step_overrides(self) -> Config:
         """The command line's settings for the pipeline and its steps: all but this application's own."""
-        own = {cls.__name__ for cls in type(self).__mro__}
+        own = self.option_classes()
         return Config({section: values for section, values in self.cli_config.items() if section not in own})
 
     def start(self) -> None:

@@ -61,6 +61,8 @@ pipeline-worker --connect=tcp://head:5570 --server-key=keys/server.key --key=key
         "log-level": "Application.log_level",
     }
     flags: ClassVar[dict[str, tuple[dict[str, Any], str]]] = {**DEBUG_FLAG}
+    # --Pipeline.heartbeat_interval or --Counter.count here would look as if it applied.
+    other_classes_note = "a worker takes the run's and its step's settings from the run: give them to pipeline-run"
 
     def initialize(self, argv: Sequence[str] | None = None) -> None:
         """Read the command line; a ConfigError for a missing option or a key that cannot be read."""
