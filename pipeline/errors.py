@@ -9,15 +9,24 @@ class PipelineError(Exception):
 COMMAND_LINE = "command line"
 
 
+def printable(text: str) -> str:
+    """``text`` with each character that is not printable (a terminal escape, a line break) written as repr writes
+    it (``\\x1b``, ``\\n``): a file name or a config key reaches the terminal as text, never as a command to it."""
+    if text.isprintable():
+        return text
+    return "".join(char if char.isprintable() else char.encode("unicode_escape").decode("ascii") for char in text)
+
+
 class ConfigError(PipelineError):
-    """A configuration that cannot run: the message names the file, the key and what was expected."""
+    """A configuration that cannot run: the message names the file, the key and what was expected, in one line of
+    printable text (its parts may come from a file name, a config key or a command line)."""
 
     def __init__(self, source: str, key: str, problem: str) -> None:
         self.source = source
         self.key = key
         self.problem = problem
         where = f"{source}: {key}" if key else source
-        super().__init__(f"{where}: {problem}")
+        super().__init__(printable(f"{where}: {problem}"))
 
 
 class RoutingError(PipelineError):

@@ -44,6 +44,7 @@ from pipeline.engine.wire import (
     version_mismatch,
 )
 from pipeline.engine.worker_process import STEP_FAILED, Spec
+from pipeline.errors import printable
 
 #: The command this agent serves: its lines on stderr start with its name.
 COMMAND = "pipeline-worker"
@@ -86,8 +87,9 @@ _HANDSHAKE_EVENTS = (zmq.EVENT_HANDSHAKE_FAILED_AUTH | zmq.EVENT_HANDSHAKE_FAILE
 
 
 def say(line: str) -> None:
-    """Tell the person who started pipeline-worker ``line``, at once, on stderr (its own lines, not its log's)."""
-    print(f"{COMMAND}: {line}", file=sys.stderr, flush=True)
+    """Tell the person who started pipeline-worker ``line``, at once, on stderr (its own lines, not its log's), as
+    printable text: it may hold what the run sent (why it refused, a step's name)."""
+    print(f"{COMMAND}: {printable(line)}", file=sys.stderr, flush=True)
 
 
 def ask_spec(socket: zmq.Socket, login: Login) -> tuple[Spec, int]:

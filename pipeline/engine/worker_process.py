@@ -67,7 +67,7 @@ from pipeline.engine.wire import (
     process_worker_id,
     tally_frames,
 )
-from pipeline.errors import ConfigError
+from pipeline.errors import ConfigError, printable
 from pipeline.execution.executor import UNORDERED, Outcome, Outputs, StepExecutor
 from pipeline.failures.describe import failure_line, traceback_text
 from pipeline.message import Encoded
@@ -377,8 +377,8 @@ def serve(spec: Spec, slot: int, board: BusyBoard, keys: ClientKeys | None, name
     try:
         try:
             config = load_step(spec)
-        except LoadError as err:
-            print(f"{name}: error: {err}", file=sys.stderr, flush=True)
+        except LoadError as err:  # it names the config's module and class, and what importing them raised
+            print(f"{name}: error: {printable(str(err))}", file=sys.stderr, flush=True)
             if last_word is not None:
                 last_word.write_text(str(err), encoding="utf-8")
             return CANNOT_LOAD
