@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import errno
 import signal
 import sys
 from collections.abc import Sequence
@@ -14,6 +15,7 @@ from traitlets import Bool, Int, Unicode
 from pipeline import auth
 from pipeline.cli.application import COMMAND_LINE, DEBUG_FLAG, StrictApplication
 from pipeline.cli.signals import HANDLED
+from pipeline.config.traits import shown
 from pipeline.console.end_of_output import console_script
 from pipeline.errors import ConfigError
 
@@ -75,10 +77,14 @@ pipeline-run --config=configs/example.json --Pipeline.gui_address=127.0.0.1:5565
     package_loggers = ("gui",)
 
     def initialize(self, argv: Sequence[str] | None = None) -> None:
-        """Read the command line; raise a ConfigError for any option or value that cannot work."""
+        """Read the command line; raise a ConfigError for any option or value that cannot work (a host that cannot
+        be bound too: before start() writes the user's key pair)."""
         self.parse_strictly(argv)
         if self.plaintext and (self.server_key or self.authorized_keys):
             raise ConfigError(COMMAND_LINE, "--plaintext", "uses no keys: drop --server-key and --authorized-keys")
+        problem = host_problem(self.host)
+        if problem:
+            raise ConfigError(COMMAND_LINE, "--host", problem)
 
     def security(self) -> auth.ServerKeys | None:
         """The monitor's key pair and the keys it lets in; None in plaintext (ConfigError for a bad key file)."""
@@ -125,8 +131,8 @@ pipeline-run --config=configs/example.json --Pipeline.gui_address=127.0.0.1:5565
             try:
                 key_files = KeyFiles.of(self.server_key, self.authorized_keys) if security else None
                 window = MainWindow(self.host, self.port, security, key_files=key_files)
-            except zmq.ZMQError as err:
-                raise ConfigError(COMMAND_LINE, "--PipeGui.host/--PipeGui.port",
+            except zmq.ZMQError as err:  # the host could be bound (initialize): the port is taken or not allowed
+                raise ConfigError(COMMAND_LINE, "--port",
                                   f"cannot bind tcp://{self.host}:{self.port}: {zmq.strerror(err.errno)}") from err
             # The real port, when --port=0 let the system choose it.
             print(f"{self.name}: listening on {window.address}, waiting for a pipeline", file=sys.stderr, flush=True)
@@ -174,6 +180,31 @@ class QuitOnSignal:
         self._timer.stop()
         for signum, handler in self._previous.items():
             signal.signal(signum, handler)
+
+
+#: What --host takes, in every message about it.
+_HOST_EXPECTED = "an address or a network interface of this host"
+_HOST_EXAMPLES = "such as 127.0.0.1 (this host only) or 0.0.0.0 (every host)"
+
+
+def host_problem(host: str) -> str:
+    """Why the monitor cannot bind ``host`` ("" if it can), found as ZeroMQ binds it (an address, a host name or
+    a network interface of this host, or '*'), on a free port: the monitor's own port is bound later."""
+    if not host:
+        return f"empty: expected {_HOST_EXPECTED}, {_HOST_EXAMPLES}"
+    context = zmq.Context()
+    probe = context.socket(zmq.SUB)
+    probe.linger = 0
+    try:
+        probe.bind(f"tcp://{host}:0")
+    except zmq.ZMQError as err:
+        if err.errno == errno.ENODEV:  # what libzmq says of a name it cannot read as an address or an interface
+            return f"{shown(host)} is not {_HOST_EXPECTED} (expected one, {_HOST_EXAMPLES})"
+        return f"cannot bind {shown(host)}: {zmq.strerror(err.errno)} (expected {_HOST_EXPECTED}, {_HOST_EXAMPLES})"
+    finally:
+        probe.close()
+        context.term()
+    return ""
 
 
 def binding_problem(version: tuple[int, ...] | None = None, python: tuple[int, ...] = sys.version_info[:2]) -> str:

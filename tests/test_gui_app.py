@@ -105,6 +105,33 @@ def test_a_bad_command_line_exits_2(capsys, argv: list[str], problem: str) -> No
     assert problem in error
 
 
+@pytest.mark.parametrize(
+    ("host", "said"),
+    [("", "--host: empty: expected an address or a network interface of this host, such as 127.0.0.1 (this host "
+          "only) or 0.0.0.0 (every host)"),
+     ("256.1.1.1", "--host: '256.1.1.1' is not an address or a network interface of this host (expected one, "),
+     ("203.0.113.77", "--host: cannot bind '203.0.113.77': Cannot assign requested address (expected an address or "
+                      "a network interface of this host")],  # TEST-NET-3: for documentation, no host's address
+)
+def test_a_host_that_cannot_be_bound_exits_2_before_any_key_is_written(tmp_path, monkeypatch, capsys, host: str,
+                                                                        said: str) -> None:
+    monkeypatch.setenv("XDG_CONFIG_HOME", str(tmp_path / "config"))  # a user who never started the monitor
+    assert PipeGui().execute([f"--host={host}"]) == 2
+    assert capsys.readouterr().err.startswith(f"pipeline-gui: error: command line: {said}")
+    assert list(tmp_path.iterdir()) == []
+
+
+def test_a_bad_host_writes_no_key_as_a_process(tmp_path) -> None:
+    env = {**os.environ, "QT_QPA_PLATFORM": "offscreen", "HOME": str(tmp_path)}
+    env.pop("XDG_CONFIG_HOME", None)
+    result = subprocess.run([sys.executable, "-m", "gui", "--host="], cwd=ROOT, env=env, capture_output=True,
+                            text=True, timeout=TIMEOUT, check=False)
+    assert result.returncode == 2
+    assert result.stderr == ("pipeline-gui: error: command line: --host: empty: expected an address or a network "
+                             "interface of this host, such as 127.0.0.1 (this host only) or 0.0.0.0 (every host)\n")
+    assert list(tmp_path.iterdir()) == []
+
+
 def test_a_port_in_use_exits_2(qapp, capsys) -> None:
     context = zmq.Context()
     taken = context.socket(zmq.SUB)
@@ -115,7 +142,8 @@ def test_a_port_in_use_exits_2(qapp, capsys) -> None:
     finally:
         taken.close()
         context.term()
-    assert f"cannot bind tcp://127.0.0.1:{port}" in capsys.readouterr().err
+    said = capsys.readouterr().err
+    assert f"command line: --port: cannot bind tcp://127.0.0.1:{port}: Address already in use" in said
 
 
 def test_it_listens_reads_and_stops_on_ctrl_c(monitor) -> None:
