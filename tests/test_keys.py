@@ -61,6 +61,9 @@ def test_the_directory_defaults_to_the_current_one(tmp_path: Path, monkeypatch: 
      (["generate", "../up"], "NAME: expected a key name of at most 128 letters, digits"),
      (["generate", "a" * 250], "NAME: expected a key name of at most 128 letters"),  # a raw traceback
      (["generate", "x", f"--dir={'d' * 300}"], ": cannot make the directory (File name too long)"),
+     pytest.param(["generate", "x", "--dir=/proc"], "error: /proc/x.key: cannot write the key file (No such file or "
+                  "directory)\n", id="a directory that is there, where no file can be made",
+                  marks=pytest.mark.skipif(not Path("/proc/self").is_dir(), reason="Linux's /proc")),
      (["generate", "x", "--dri=keys"], "--dri: unknown option (did you mean '--dir'?)")],
 )
 def test_a_bad_command_line_exits_2_with_one_line(tmp_path: Path, monkeypatch, capsys, argv, problem) -> None:
@@ -70,6 +73,15 @@ def test_a_bad_command_line_exits_2_with_one_line(tmp_path: Path, monkeypatch, c
     assert error.startswith("pipeline-keys: error: ") and error.count("\n") == 1
     assert problem in error
     assert list(tmp_path.iterdir()) == []
+
+
+@pytest.mark.skipif(not Path("/proc/self").is_dir(), reason="Linux's /proc")
+def test_a_key_file_that_cannot_be_written_is_named_as_a_subprocess(tmp_path: Path) -> None:
+    result = keys_cli("generate", "ok", "--dir=/proc", cwd=tmp_path)
+    assert result.returncode == 2
+    assert result.stderr == ("pipeline-keys: error: /proc/ok.key: cannot write the key file (No such file or "
+                             "directory)\n")
+    assert result.stdout == ""
 
 
 def test_help_shows_the_command(capsys) -> None:

@@ -137,15 +137,19 @@ def generate_key_pair(directory: str | Path, name: str) -> tuple[Path, Path]:
             if path.exists():
                 raise ConfigError(str(path), "", _EXISTS)
         make_private_dirs(directory)
-        scratch = Path(tempfile.mkdtemp(prefix=".keys-", dir=directory))
     except OSError as err:  # a name too long too, which exists() raises
         raise ConfigError(str(directory), "", f"cannot make the directory ({err.strerror or err})") from err
+    try:
+        # The directory is there: what fails now is writing in it (/proc, a read-only mount, no room, a long path).
+        scratch = Path(tempfile.mkdtemp(prefix=".keys-", dir=directory))
+    except OSError as err:
+        raise _unwritable(public, err) from err
     try:
         try:
             made_public, made_secret = zmq.auth.create_certificates(scratch, name)
             os.chmod(made_secret, 0o600)  # create_certificates leaves it 0644
-        except OSError as err:  # a path too long for the system
-            raise ConfigError(str(directory), "", f"cannot write the key files ({err.strerror or err})") from err
+        except OSError as err:
+            raise _unwritable(public, err) from err
         _link_new(Path(made_public), public)
         try:
             _link_new(Path(made_secret), secret)
@@ -164,13 +168,18 @@ def make_private_dirs(path: Path) -> None:
         missing.mkdir(mode=0o700, exist_ok=True)
 
 
+def _unwritable(path: Path, error: OSError) -> ConfigError:
+    """The error of a key file ``path`` that cannot be written, with the system's reason."""
+    return ConfigError(str(path), "", f"cannot write the key file ({error.strerror or error})")
+
+
 def _link_new(source: Path, target: Path) -> None:
     try:
         os.link(source, target)
     except FileExistsError as err:
         raise ConfigError(str(target), "", _EXISTS) from err
     except OSError as err:
-        raise ConfigError(str(target), "", f"cannot write the key file ({err.strerror or err})") from err
+        raise _unwritable(target, err) from err
 
 
 def private_dir() -> Path:
