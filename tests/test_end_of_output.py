@@ -3,6 +3,7 @@ subprocesses whose stdout's reader has left before they write)."""
 
 from __future__ import annotations
 
+import errno
 import json
 import os
 import subprocess
@@ -13,7 +14,7 @@ from pathlib import Path
 import pytest
 
 from pipeline.console import end_of_output
-from pipeline.console.end_of_output import EXIT_STATUS, caused_by_closed_output
+from pipeline.console.end_of_output import EXIT_STATUS, caused_by_closed_output, console_script
 from tests.failure_helpers import report_row
 
 REPO = Path(__file__).resolve().parent.parent
@@ -176,3 +177,15 @@ def test_a_stdout_that_takes_no_more_is_one_line_and_exit_1(argv: list[str]) -> 
                                 env={**os.environ, "PYTHONPATH": str(REPO)}, check=False)
     assert (result.returncode, result.stderr) == (1, "pipeline: error: cannot write to stdout: No space left on "
                                                      "device\n")
+
+
+def test_a_full_disk_under_another_file_is_not_taken_for_stdout(capsys: pytest.CaptureFixture[str]) -> None:
+    """Any ENOSPC out of a command (a dead-letter file's, on a full disk) was said as 'cannot write to stdout', exit 1,
+    although stdout was fine: only a write into stdout is stdout's to report."""
+    @console_script
+    def main() -> None:
+        raise OSError(errno.ENOSPC, "No space left on device")
+
+    with pytest.raises(OSError, match="No space left on device"):
+        main()
+    assert "stdout" not in capsys.readouterr().err

@@ -123,17 +123,30 @@ def ended() -> bool:
     return _ended.is_set()
 
 
+class LostOutput(OSError):
+    """A write into a stdout that takes no more (a full disk, /dev/full, EIO): told apart from the same error of any
+    other file (a dead-letter file on the same full disk), which is not stdout's to report."""
+
+
 class QuietFile(io.FileIO):
     """stdout's file: a write into it once its reader has gone ends the output and writes nothing."""
 
     def write(self, data: bytes | bytearray | memoryview) -> int:  # type: ignore[override]
-        """Write ``data``; into a closed stdout, nothing (the output ends), as every later write."""
+        """Write ``data``; into a closed stdout, nothing (the output ends), as every later write; into one that takes
+        no more, a LostOutput."""
         try:
             return super().write(data)
         except BrokenPipeError as error:
             if not caused_by_closed_output(error):
                 raise
             return memoryview(data).nbytes  # what BufferedWriter must hear to drop it from its buffer
+        except OSError as error:
+            if error.errno not in _LOST_OUTPUT:
+                raise
+            lost = error
+        # Raised here, out of the except clause: its context is what was being handled around the write (the SystemExit
+        # whose status console_script keeps), not the OSError it stands for.
+        raise LostOutput(lost.errno, lost.strerror)
 
 
 def _quiet_copy(stream: TextIO | None) -> TextIO | None:
@@ -198,7 +211,8 @@ def tell_run_at_end(run: int, parent: int) -> None:
 
 
 def console_script(main: Callable[_P, _R]) -> Callable[_P, _R]:
-    """Wrap a console script's ``main``: a closed stdout or stderr ends it quietly with EXIT_STATUS.
+    """Wrap a console script's ``main``: a closed stdout or stderr ends it quietly with EXIT_STATUS; a stdout that takes
+    no more (a LostOutput) is one line and exit status 1.
 
     A command whose output ended although it went on to exit 0 (``--help``, whose text was cut)
     exits with EXIT_STATUS too, as a tool that SIGPIPE killed: the reader did not get all of it.
@@ -223,9 +237,7 @@ def console_script(main: Callable[_P, _R]) -> Callable[_P, _R]:
             if not caused_by_closed_output(error):
                 raise
             sys.exit(EXIT_STATUS)
-        except OSError as error:  # a stdout that takes no more (a full disk, /dev/full; EIO): what is left is lost
-            if error.errno not in _LOST_OUTPUT:
-                raise
+        except LostOutput as error:  # a stdout that takes no more (a full disk, /dev/full; EIO): what is left is lost
             _discard_stdout()
             before = error.__context__.code if isinstance(error.__context__, SystemExit) else 0
             print(f"{_command()}: error: cannot write to stdout: {error.strerror}", file=sys.stderr)
