@@ -17,6 +17,11 @@ def printable(text: str) -> str:
     return "".join(char if char.isprintable() else char.encode("unicode_escape").decode("ascii") for char in text)
 
 
+def option_key(source: str, key: str) -> str:
+    """``key`` as the user wrote it in ``source``: ``--key`` on the command line, ``key`` elsewhere."""
+    return f"--{key}" if source == COMMAND_LINE else key
+
+
 class ConfigError(PipelineError):
     """A configuration that cannot run: the message names the file, the key and what was expected, in one line of
     printable text (its parts may come from a file name, a config key or a command line)."""

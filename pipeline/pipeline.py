@@ -157,7 +157,8 @@ class Pipeline(Configurable):
 
     def options(self) -> RunOptions:
         """The failure and shutdown settings of a run."""
-        return settings_from(RunOptions, self, server_keys=self.server_keys)
+        return settings_from(RunOptions, self, server_keys=self.server_keys,
+                             dead_letter_setting=self.pipeline_config.setting_source("Pipeline", "dead_letter"))
 
     def monitor_settings(self) -> MonitorSettings:
         """What the monitor publishes and shows during a run."""

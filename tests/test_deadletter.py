@@ -4,10 +4,15 @@ and once, and records that cannot be replayed refused before any step runs (exit
 from __future__ import annotations
 
 import base64
+import errno
+import fcntl
 import json
 import os
 import pickle
+import resource
 import stat
+import subprocess
+import sys
 from pathlib import Path
 from typing import Any
 
@@ -25,7 +30,7 @@ from pipeline.failures.deadletter import (
     read_records,
 )
 from pipeline.message import Resume
-from tests.failure_helpers import config, pipeline_run, report_row, written
+from tests.failure_helpers import REPO, config, pipeline_run, report_row, written
 from tests.output_steps import Tripwire
 
 
@@ -275,3 +280,128 @@ def test_a_replay_from_python_into_its_own_file_replays_every_record(tmp_path: P
     report = pipeline.run()
     assert report.exit_status == 0 and report["STAGE"].processed == 50, report.table()
     assert sorted(written(tmp_path)[:-1]) == list(range(50)) and path.read_text(encoding="utf-8") == ""
+
+
+def limited_run(path: Path, limit: int, *options: str) -> subprocess.CompletedProcess:
+    """pipeline-run as pipeline_run does, in a process whose files may not grow past ``limit`` bytes (the
+    dead-letter file's write fails with EFBIG, as on a full disk with ENOSPC)."""
+    def limit_files() -> None:
+        resource.setrlimit(resource.RLIMIT_FSIZE, (limit, limit))
+
+    return subprocess.run([sys.executable, "-m", "pipeline", f"--config={path}", *options], cwd=REPO,
+                          env={**os.environ, "PYTHONPATH": str(REPO)}, capture_output=True, text=True, timeout=60,
+                          preexec_fn=limit_files)
+
+
+@pytest.mark.parametrize(("mode", "workers"), [("threads", {"nb_thread": 2}), ("sequential", {}),
+                                               ("threads", {"nb_process": 2})],
+                         ids=["threads", "sequential", "processes"])
+def test_a_dead_letter_file_that_takes_no_more_loses_records_not_the_run(tmp_path: Path, mode: str,
+                                                                          workers: dict[str, int]) -> None:
+    """The write's OSError crashed a step's thread (an internal error, the messages after it never counted) and was then
+    taken for stdout's ('cannot write to stdout'). Now: one line naming the file, every message counted, the file cut
+    back to whole records (it replays), the report says how many records were lost, and they fail the run."""
+    dead = tmp_path / "dead.jsonl"
+    path = config(tmp_path, {"class": "FailEvery", "on_error": "skip", **workers}, Counter={"count": 60},
+                  FailEvery={"every": 3})
+    result = limited_run(path, 2000, f"--Pipeline.mode={mode}", f"--Pipeline.dead_letter={dead}",
+                         "--Pipeline.allow_failures=True")
+    assert result.returncode == 1, result.stderr
+    assert "internal error" not in result.stderr and "stdout" not in result.stderr
+    said = [line for line in result.stderr.splitlines() if "cannot write to the dead-letter file" in line]
+    assert len(said) == 1 and said[0].endswith(f"{dead}: cannot write to the dead-letter file: File too large (the "
+                                               "failed messages from here on are counted, not recorded)")
+    assert report_row(result.stderr, "STAGE") == [60, 40, 40, 20] and report_row(result.stderr, "WRITER")[1] == 40
+    records = read_records(str(dead))
+    assert 0 < len(records) < 20 and dead.read_bytes().endswith(b"}\n")
+    assert (f"dead letters: {len(records)} records written to {dead}; {20 - len(records)} could not be written: "
+            "File too large\n") in result.stderr
+
+
+def test_a_dead_letter_file_in_use_by_another_run_is_refused_before_anything_runs(tmp_path: Path) -> None:
+    """Both runs emptied the file and wrote at their own offsets over each other's records: now the second is one line
+    naming the file and the run that has it, exit 2, and the first's records are kept."""
+    dead = tmp_path / "dead.jsonl"
+    first = DeadLetterWriter(str(dead))  # as the run that has the file holds it
+    try:
+        first.write("STAGE", 0, 7, ValueError("bad"), None)
+        kept = dead.read_bytes()
+        path = config(tmp_path, {"class": "FailEvery", "on_error": "skip"}, Counter={"count": 6},
+                      FailEvery={"every": 2})
+        result = pipeline_run(path, f"--Pipeline.dead_letter={dead}")
+        assert (result.returncode, result.stderr) == (
+            2, f"pipeline-run: error: command line: --Pipeline.dead_letter: {str(dead)!r}: in use by another run (pid "
+               f"{os.getpid()}) (expected a dead-letter file of its own for each run)\n")
+        assert dead.read_bytes() == kept and not (tmp_path / "out.jsonl").exists()
+    finally:
+        first.close()
+    again = pipeline_run(path, f"--Pipeline.dead_letter={dead}")  # the file is free again once that run ended
+    assert again.returncode == 1 and len(read_records(str(dead))) == 3, again.stderr
+
+
+def test_a_replay_may_write_its_dead_letters_to_the_file_it_replays(tmp_path: Path) -> None:
+    """The file is read before it is locked and emptied: the messages that fail again are its new records."""
+    dead = dead_letters(tmp_path, record(2), record(4), record(5))
+    result = pipeline_run(replayable(tmp_path), f"--replay={dead}", f"--Pipeline.dead_letter={dead}",
+                          "--FailEvery.every=2")
+    assert result.returncode == 1 and report_row(result.stderr, "STAGE") == [3, 1, 1, 2], result.stderr
+    assert [(r.line, r.step) for r in read_records(str(dead))] == [(1, "STAGE"), (2, "STAGE")]
+
+
+def test_a_forked_child_does_not_keep_the_file_locked(tmp_path: Path) -> None:
+    """The zygote of worker processes forks from the run's process: its copy of the file kept the lock, against the
+    next run, for as long as it (or a worker left behind) lived."""
+    dead = tmp_path / "dead.jsonl"
+    writer = DeadLetterWriter(str(dead))
+    child_reads, parent_writes = os.pipe()
+    parent_reads, child_writes = os.pipe()
+    pid = os.fork()
+    if pid == 0:  # the child says it runs (its fork hooks have), then lives until the parent closes its pipe's end
+        os.close(parent_writes)
+        os.write(child_writes, b"r")
+        os.read(child_reads, 1)
+        os._exit(0)
+    os.close(child_reads)
+    os.close(child_writes)
+    try:
+        assert os.read(parent_reads, 1) == b"r"  # an empty read if the child died: it cannot wait forever
+        writer.close()
+        DeadLetterWriter(str(dead)).close()  # while the child lives
+    finally:
+        os.close(parent_writes)
+        os.close(parent_reads)
+        os.waitpid(pid, 0)
+
+
+def test_a_file_system_without_locks_is_refused(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    """Where flock fails (ENOLCK), two runs could not be kept apart: refused in one line, the file left as it was."""
+    path = tmp_path / "dead.jsonl"
+    path.write_text("records\n", encoding="utf-8")
+
+    def no_locks(fd: int, operation: int) -> None:
+        raise OSError(errno.ENOLCK, "No locks available")
+
+    monkeypatch.setattr(fcntl, "flock", no_locks)
+    with pytest.raises(ConfigError) as error:
+        DeadLetterWriter(str(path), ("command line", "--Pipeline.dead_letter"))
+    assert str(error.value) == (f"command line: --Pipeline.dead_letter: {str(path)!r}: cannot lock the dead-letter "
+                                "file: No locks available")
+    assert path.read_text(encoding="utf-8") == "records\n"
+
+
+@pytest.mark.parametrize("where", ["command line", "config"])
+def test_a_dead_letter_file_that_cannot_be_opened_names_where_its_path_was_given(tmp_path: Path, where: str) -> None:
+    """The error named the path where the others name the setting's source: ``/proc/self/status: Pipeline...``."""
+    path = config(tmp_path, {"class": "FailEvery"}, Counter={"count": 3})
+    target = "/proc/self/status"  # a regular file that cannot be made private
+    if where == "config":
+        document = json.loads(path.read_text(encoding="utf-8"))
+        document["Pipeline"]["dead_letter"] = target
+        path.write_text(json.dumps(document), encoding="utf-8")
+        result, named = pipeline_run(path), f"{path}: Pipeline.dead_letter"
+    else:
+        result, named = pipeline_run(path, f"--Pipeline.dead_letter={target}"), "command line: --Pipeline.dead_letter"
+    assert result.returncode == 2 and result.stderr.count("\n") == 1, result.stderr
+    assert result.stderr.startswith(f"pipeline-run: error: {named}: '{target}': cannot make the dead-letter file "
+                                    "private (mode 0600): ")
+

@@ -27,7 +27,7 @@ from pipeline.config.model import DICT_SOURCE, PipelineConfig, StepConfig
 from pipeline.config.stepkeys import REQUIRED_STEP_KEYS, STEP_KEYS, StepKeys, role_problem, workers_problem
 from pipeline.config.traits import ValueProblem, names_a_class, shown
 from pipeline.console.humanize import error_text, failure_place, suggest
-from pipeline.errors import COMMAND_LINE, ConfigError
+from pipeline.errors import COMMAND_LINE, ConfigError, option_key
 
 log = logging.getLogger("pipeline.config")
 
@@ -305,7 +305,7 @@ class _Validator:
             self.section(f"{step.key}.config", step.cls, step.traits)
         overrides = self.overrides(overrides, classes)
         config.merge(overrides)
-        return PipelineConfig(self.source, steps, config, overrides, linear)
+        return PipelineConfig(self.source, steps, config, overrides, linear, overrides_source=self.overrides_source)
 
     def steps(self, section: dict[str, Any]) -> tuple[dict[str, StepConfig], bool]:
         """The steps of the ``Pipeline`` section, and whether they were chained in list order."""
@@ -530,14 +530,13 @@ class _Validator:
         known = {**classes, **self.settings}
         settled = Config()
         source = self.overrides_source
-        dashes = "--" if source == COMMAND_LINE else ""  # as the user wrote them
         for section, values in overrides.items():
+            written = option_key(source, section)  # as the user wrote it
             if section not in known:
-                raise ConfigError(source, f"{dashes}{section}", "unknown class" + suggest(section, known))
+                raise ConfigError(source, written, "unknown class" + suggest(section, known))
             if not isinstance(values, Mapping):
-                raise ConfigError(source, f"{dashes}{section}", f"expected an object of trait values, got "
-                                  f"{_type_name(values)}")
-            settled[section] = self.section(f"{dashes}{section}", known[section], _last_wins(values), source=source)
+                raise ConfigError(source, written, f"expected an object of trait values, got {_type_name(values)}")
+            settled[section] = self.section(written, known[section], _last_wins(values), source=source)
         return settled
 
 

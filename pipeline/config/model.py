@@ -13,6 +13,7 @@ from traitlets.config import Config
 
 from pipeline.component import Component
 from pipeline.config.stepkeys import DEFAULT_QUEUE_LIMIT
+from pipeline.errors import COMMAND_LINE, option_key
 
 #: The source of a config given as a dict, in messages.
 DICT_SOURCE = "<config>"
@@ -57,6 +58,14 @@ class PipelineConfig:
     overrides: Config = field(default_factory=Config)  # from the command line: they win over everything
     linear: bool = False  # no step had next_steps: each sends to the next in config order
     title: str = ""  # the name given to load_config, if any
+    overrides_source: str = COMMAND_LINE  # where ``overrides`` came from, as errors name it
+
+    def setting_source(self, section: str, name: str) -> tuple[str, str]:
+        """Where the setting ``section.name`` was given, as a ConfigError names it: (source, key), the overrides' if
+        they set it, else the config's."""
+        if name in self.overrides.get(section, {}):
+            return self.overrides_source, option_key(self.overrides_source, f"{section}.{name}")
+        return self.source, f"{section}.{name}"
 
     @property
     def name(self) -> str:

@@ -407,7 +407,8 @@ class ThreadedRunner:
         elif self.stuck:
             stop_reason = stop_reason or "threads left behind after shutdown_timeout"
         stop_reason = stop_reason_of(reports, self.signal, stop_reason)
-        status = exit_status(reports, self.signal, stop_reason, self.options.allow_failures)
+        status = exit_status(reports, self.signal, stop_reason, self.options.allow_failures,
+                             self.control.policy.unrecorded)
         return RunReport(reports, status, stop_reason=stop_reason, stuck=self.stuck,
                          wall_time=time.monotonic() - self.started)
 

@@ -191,12 +191,13 @@ def stop_reason_of(steps: dict[str, StepReport], signal: int | None, stop_reason
 
 
 def exit_status(steps: dict[str, StepReport], signal: int | None, stop_reason: str | None,
-                allow_failures: bool) -> int:
+                allow_failures: bool, unrecorded: int = 0) -> int:
     """The exit status of a run (DESIGN.md §5): 128 + signal number if interrupted; 1 if a step
-    failed (failed messages only count when ``allow_failures`` is off or the run stopped on them)."""
+    failed (failed messages only count when ``allow_failures`` is off or the run stopped on them, or when
+    ``unrecorded`` of them could not be written to the dead-letter file: they are lost)."""
     if signal is not None:
         return 128 + signal
-    if any(s.fatal for s in steps.values()) or stop_reason is not None:
+    if any(s.fatal for s in steps.values()) or stop_reason is not None or unrecorded:
         return 1
     failed = any(s.counts.failed for s in steps.values())
     return 1 if failed and not allow_failures else 0

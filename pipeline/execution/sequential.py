@@ -73,7 +73,8 @@ class SequentialRunner:
         self.options = options or RunOptions()
         self.stopping = False
         self.signal: int | None = None
-        self.policy = FailurePolicy(self.options.max_failures, self.options.dead_letter, self._stop)
+        self.policy = FailurePolicy(self.options.max_failures, self.options.dead_letter, self._stop,
+                                    self.options.dead_letter_setting)
         self.executors: dict[str, StepExecutor] = {}
         for name, step in config.steps.items():
             executor = self.executors[name] = StepExecutor(step, 0, self.policy)
@@ -179,7 +180,7 @@ class SequentialRunner:
                 report.add_error(executor.first_error, fatal=executor.fatal)
         reports[self.config.producer.name].shards = self.shards
         stop_reason = stop_reason_of(reports, self.signal, self.policy.stop_reason)
-        status = exit_status(reports, self.signal, stop_reason, self.options.allow_failures)
+        status = exit_status(reports, self.signal, stop_reason, self.options.allow_failures, self.policy.unrecorded)
         return RunReport(reports, status, stop_reason=stop_reason, wall_time=time.monotonic() - self.started)
 
     def deliveries(self, sender: str, outputs: Outputs) -> Iterator[tuple[str, Encoded | Copied]]:

@@ -21,18 +21,21 @@ from __future__ import annotations
 
 import base64
 import binascii
+import contextlib
 import dataclasses
 import errno
+import fcntl
 import json
+import logging
 import os
 import stat
 import sys
 import threading
 import time
 from collections import deque
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from dataclasses import dataclass
-from typing import Any, TextIO
+from typing import Any
 
 from traitlets import Unicode
 
@@ -46,40 +49,63 @@ from pipeline.message import Encoded, Resume, decode
 #: The key that names the dead-letter file in ConfigErrors.
 OPTION = "Pipeline.dead_letter"
 
+log = logging.getLogger("pipeline.failures")
+
 
 class DeadLetterWriter:
-    """Appends failed messages to a JSON-lines file (created empty, mode 0600, when the run starts)."""
+    """Appends failed messages to a JSON-lines file (created empty, mode 0600, when the run starts), which it locks
+    against other runs for as long as it is open.
 
-    def __init__(self, path: str) -> None:
+    A write the file refuses (a full disk, a file size limit) does not fail the run: it is logged once, the part of
+    the record that went in is cut off, so that the file ends with a whole record, and the records from then on are
+    counted in ``lost`` without being written (the run's report says how many, and its exit status is 1).
+    """
+
+    def __init__(self, path: str, setting: tuple[str, str] = ("", OPTION)) -> None:
+        """``setting``: where the path was given, as a ConfigError names it (the config file or the command line, and
+        the key)."""
         self.path = path
         self.records = 0  # records written so far
-        # Emptied only once it is known to be a regular file that can be made private: a device (/dev/null), a FIFO
-        # (O_NONBLOCK: opening one waits for a reader) or another user's file is refused as it was, its mode unchanged.
-        not_regular = ConfigError(path, OPTION, "not a regular file (expected a file to write the failed messages to)")
+        self.lost = 0  # records that could not be written (after ``error``)
+        self.error: str | None = None  # why the first record that could not be written was not
+        self._size = 0  # the bytes of the whole records written: where a record cut short is cut off
+        source, key = setting
+
+        def refused(problem: str) -> ConfigError:
+            return ConfigError(source or path, key, f"{path!r}: {problem}" if source else problem)
+
+        # Emptied only once it is known to be a regular file that no other run writes and that can be made private: a
+        # device (/dev/null), a FIFO (O_NONBLOCK: opening one waits for a reader), a file of a run under way or
+        # another user's file is refused as it was, its records and its mode unchanged.
+        not_regular = refused("not a regular file (expected a file to write the failed messages to)")
         try:
             fd = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_NONBLOCK, 0o600)
         except OSError as err:
             if err.errno == errno.ENXIO:  # a FIFO without a reader
                 raise not_regular from None
-            raise ConfigError(path, OPTION, f"cannot create the dead-letter file: {err.strerror}") from None
+            raise refused(f"cannot create the dead-letter file: {err.strerror}") from None
         try:
             if not stat.S_ISREG(os.fstat(fd).st_mode):
                 raise not_regular
+            _lock(fd, refused)
             os.fchmod(fd, 0o600)  # O_CREAT's mode applies only to a new file: the records hold the messages
             os.ftruncate(fd, 0)
         except OSError as err:
             os.close(fd)
-            raise ConfigError(path, OPTION, f"cannot make the dead-letter file private (mode 0600): {err.strerror}"
-                              ) from None
+            raise refused(f"cannot make the dead-letter file private (mode 0600): {err.strerror}") from None
         except ConfigError:
             os.close(fd)
             raise
-        self._file: TextIO = os.fdopen(fd, "w", encoding="utf-8")
+        self._fd = fd
+        _open_fds.add(fd)
 
     def write(self, step: str, worker: int, seq: int | None, error: BaseException, message: Encoded | None,
               delivered: int = 0) -> None:
         """Record one failed message (``message`` None: a failure with no input, such as a producer's), of whose
-        outputs ``delivered`` went on before it failed."""
+        outputs ``delivered`` went on before it failed; once a write has failed, only count it as lost."""
+        if self.error is not None:
+            self.lost += 1
+            return
         record: dict[str, Any] = {
             "step": step,
             "worker": worker,
@@ -93,13 +119,66 @@ class DeadLetterWriter:
             record["buffers"] = [_b64(buffer) for buffer in message.buffers]
         if delivered:
             record["delivered"] = delivered
-        self._file.write(json.dumps(record) + "\n")
-        self._file.flush()
+        data = memoryview((json.dumps(record) + "\n").encode("utf-8"))
+        try:
+            written = 0
+            while written < len(data):  # os.write may take part of it (near a file size limit)
+                written += os.write(self._fd, data[written:])
+        except OSError as err:
+            self.lost += 1
+            self.error = err.strerror or str(err)
+            # A replay refuses a file that ends in half a record; if even the cut fails, the error line said why.
+            with contextlib.suppress(OSError):
+                os.ftruncate(self._fd, self._size)
+            log.error("%s: cannot write to the dead-letter file: %s (the failed messages from here on are counted, "
+                      "not recorded)", self.path, self.error)
+            return
+        self._size += len(data)
         self.records += 1
 
     def close(self) -> None:
-        """Close the file."""
-        self._file.close()
+        """Close the file (which lets another run write it)."""
+        _open_fds.discard(self._fd)
+        os.close(self._fd)
+
+
+#: The descriptors of the dead-letter files open in this process. A forked child (the zygote of worker processes,
+#: engine.zygote) closes its copies: a lock belongs to the open file, which every copy keeps open, so a child that
+#: outlived the run would keep its file locked against the next.
+_open_fds: set[int] = set()
+
+
+def _close_in_child() -> None:
+    for fd in _open_fds:
+        with contextlib.suppress(OSError):
+            os.close(fd)
+    _open_fds.clear()
+
+
+os.register_at_fork(after_in_child=_close_in_child)
+
+
+def _lock(fd: int, refused: Callable[[str], ConfigError]) -> None:
+    """Lock the dead-letter file ``fd`` for this run; a ConfigError (from ``refused``) if another run holds it."""
+    try:
+        fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
+    except BlockingIOError:
+        holder = _lock_holder(os.fstat(fd))
+        raise refused(f"in use by another run{f' (pid {holder})' if holder else ''} (expected a dead-letter file "
+                      "of its own for each run)") from None
+    except OSError as err:  # a file system without locks (ENOLCK): two runs could not be told apart
+        raise refused(f"cannot lock the dead-letter file: {err.strerror}") from None
+
+
+def _lock_holder(status: os.stat_result) -> int | None:
+    """The process that holds the flock of the file of ``status``, as Linux's /proc/locks says; None if unknown."""
+    inode = f"{os.major(status.st_dev):02x}:{os.minor(status.st_dev):02x}:{status.st_ino}"
+    with contextlib.suppress(OSError), open("/proc/locks", encoding="ascii") as locks:
+        for line in locks:  # "1: FLOCK  ADVISORY  WRITE 1234 08:01:5678 0 EOF"; a waiter's has "->" after "1:"
+            fields = line.split()
+            if fields[1:2] == ["FLOCK"] and fields[5:6] == [inode]:
+                return int(fields[4])
+    return None
 
 
 def _b64(buffer: Any) -> str:

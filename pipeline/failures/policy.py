@@ -14,7 +14,7 @@ from pipeline.component import Component
 from pipeline.config.model import StepConfig
 from pipeline.console.end_of_output import caused_by_closed_output
 from pipeline.errors import StepFailed
-from pipeline.failures.deadletter import DeadLetterReplay, DeadLetterWriter
+from pipeline.failures.deadletter import OPTION, DeadLetterReplay, DeadLetterWriter
 from pipeline.failures.describe import RemoteError, error_kind, failure_line, traceback_text
 from pipeline.failures.log import COUNT, TRACEBACK, FailureLog, count_line
 from pipeline.message import Encoded, encode
@@ -40,7 +40,9 @@ class NotRun(Exception):
 class FailurePolicy:
     """Shared by every thread of a run; calls ``stop(reason)`` when the run must stop taking input."""
 
-    def __init__(self, max_failures: int, dead_letter: str, stop: Callable[[str], None]) -> None:
+    def __init__(self, max_failures: int, dead_letter: str, stop: Callable[[str], None],
+                 dead_letter_setting: tuple[str, str] = ("", OPTION)) -> None:
+        """``dead_letter_setting``: where the dead-letter path was given, as an error opening it names it."""
         self.max_failures = max_failures
         self.stop = stop
         self.total = 0
@@ -49,7 +51,7 @@ class FailurePolicy:
         self.by_step: dict[str, Counter[str]] = {}  # failed messages per step, per exception type
         self._lock = threading.Lock()  # failures are rare: a lock here costs nothing on the hot path
         self._log = FailureLog()
-        self._writer = DeadLetterWriter(dead_letter) if dead_letter else None
+        self._writer = DeadLetterWriter(dead_letter, dead_letter_setting) if dead_letter else None
         self.listeners: list[Callable[[ErrorEvent], None]] = []  # told of every error (the monitor)
         self.halted: set[str] = set()  # steps that start no further message (on_error=stop)
         self._closed = False  # the run ended: its dead-letter file is closed
@@ -166,7 +168,7 @@ class FailurePolicy:
 
     def summary(self) -> list[str]:
         """The lines the run's report starts with: its first failure, the failed messages of each step
-        by exception type, and the dead letters written."""
+        by exception type, and the dead letters written (and those that could not be)."""
         lines = []
         if self.first_failure:
             lines.append(f"first failure: {self.first_failure}")
@@ -174,10 +176,17 @@ class FailurePolicy:
             lines.append("failed messages: " + "; ".join(
                 f"{step} " + ", ".join(f"{count} {kind}" for kind, count in kinds.most_common())
                 for step, kinds in self.by_step.items()))
-        if self._writer is not None:
-            count = self._writer.records
-            lines.append(f"dead letters: {count} record{'' if count == 1 else 's'} written to {self._writer.path}")
+        writer = self._writer
+        if writer is not None:
+            count = writer.records
+            lost = f"; {writer.lost} could not be written: {writer.error}" if writer.lost else ""
+            lines.append(f"dead letters: {count} record{'' if count == 1 else 's'} written to {writer.path}{lost}")
         return lines
+
+    @property
+    def unrecorded(self) -> int:
+        """The dead letters that could not be written to the dead-letter file (those messages are lost)."""
+        return self._writer.lost if self._writer is not None else 0
 
 
 def _log_failure(error: BaseException, with_traceback: bool, text: str, *args: object) -> None:
