@@ -23,7 +23,6 @@ from pipeline.errors import ConfigError
 from pipeline.execution.status import declared_totals
 from pipeline.failures.deadletter import (
     DeadLetterWriter,
-    failed_steps,
     load_messages,
     load_replays,
     preload,
@@ -74,8 +73,8 @@ def test_reading_records_never_unpickles(tmp_path: Path) -> None:
     marker = tmp_path / "loaded.txt"
     path = dead_letters(tmp_path, record(Tripwire(marker, 7)), json.dumps({"step": "COUNT", "error": "x"}),
                         "", record(Tripwire(marker, 8), step="OTHER"))
-    assert [r.line for r in read_records(str(path))] == [1, 4]  # a record without a message is not replayed
-    assert failed_steps(str(path)) == ["STAGE", "OTHER"]
+    records = read_records(str(path))
+    assert [(r.line, r.step) for r in records] == [(1, "STAGE"), (4, "OTHER")]  # one without a message is not replayed
     assert not marker.exists()
     assert load_messages(str(path)) == [("STAGE", 7), ("OTHER", 8)]
     assert marker.read_text(encoding="utf-8") == "loaded\nloaded\n"
@@ -122,12 +121,13 @@ EXITS = b"csys\nexit\n(S'bye'\ntR."
 
 @pytest.mark.parametrize("step", ["GONE", "COUNT"])
 def test_a_replay_into_a_step_the_config_has_not_exits_2(tmp_path: Path, step: str) -> None:
-    """Dead letters of another pipeline, or of its producer, which a replay replaces: one line, before any step runs."""
-    path = dead_letters(tmp_path, record(1, step=step))
+    """Dead letters of another pipeline, or of its producer, which a replay replaces: one line naming the record's line,
+    before any step runs."""
+    path = dead_letters(tmp_path, record(1), record(2, step=step))
     config_path = replayable(tmp_path)
     result = pipeline_run(config_path, f"--replay={path}")
     assert (result.returncode, result.stderr) == (
-        2, f"pipeline-run: error: {path}: step: {step!r} is not a stager or consumer of {config_path}\n")
+        2, f"pipeline-run: error: {path}: line 2: step: {step!r} is not a stager or consumer of {config_path}\n")
     assert not (tmp_path / "out.jsonl").exists()
 
 
@@ -405,3 +405,11 @@ def test_a_dead_letter_file_that_cannot_be_opened_names_where_its_path_was_given
     assert result.stderr.startswith(f"pipeline-run: error: {named}: '{target}': cannot make the dead-letter file "
                                     "private (mode 0600): ")
 
+
+def test_a_deeply_nested_line_is_not_a_record(tmp_path: Path) -> None:
+    """json.loads raised RecursionError: a traceback and exit 1."""
+    path = dead_letters(tmp_path, record(1), "[" * 100_000)
+    result = pipeline_run(replayable(tmp_path), f"--replay={path}")
+    assert (result.returncode, result.stderr) == (2, f"pipeline-run: error: {path}: line 2: not a dead-letter record: "
+                                                     "nested too deeply (expected a JSON object of strings, numbers "
+                                                     "and a list of strings)\n")

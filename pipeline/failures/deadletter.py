@@ -199,23 +199,25 @@ class DeadLetter:
 def read_records(path: str) -> list[DeadLetter]:
     """The replayable records of a dead-letter file, checked but not unpickled (records without a
     message, such as a producer's failure, are left out); a ConfigError names the file and line."""
+    records = []
+    blank = True  # no line but blank ones so far
     try:
         # Looked at before it is opened: /dev/zero has no end, and opening a FIFO waits for a writer.
         if not stat.S_ISREG(os.stat(path).st_mode):
             raise ConfigError(path, "", "not a regular file (expected the JSON lines that --Pipeline.dead_letter "
                                         "writes)")
         with open(path, "rb") as file:
-            lines = file.read().splitlines()
+            # A line at a time: what is held beside the records is one line, not the whole file and its lines again.
+            for number, line in enumerate(file, 1):
+                if line.strip():
+                    blank = False
+                    record = _parse(path, number, line)
+                    if record is not None:
+                        records.append(record)
     except OSError as err:
         raise ConfigError(path, "", f"cannot read the dead-letter file: {err.strerror}") from None
-    records = []
-    for number, line in enumerate(lines, 1):
-        if line.strip():
-            record = _parse(path, number, line)
-            if record is not None:
-                records.append(record)
     if not records:
-        what = "is empty" if not any(line.strip() for line in lines) else "has no record with a message"
+        what = "is empty" if blank else "has no record with a message"
         raise ConfigError(path, "", f"nothing to replay: the file {what} (expected the JSON lines that "
                                     "--Pipeline.dead_letter writes)")
     return records
@@ -231,6 +233,9 @@ def _parse(path: str, number: int, line: bytes) -> DeadLetter | None:
     except json.JSONDecodeError as err:
         raise ConfigError(path, where, f"not a dead-letter record: invalid JSON at column {err.colno}: "
                                        f"{err.msg}") from None
+    except RecursionError:  # json.loads recurses once per level of nesting: '[' * 100000 is no record
+        raise ConfigError(path, where, "not a dead-letter record: nested too deeply (expected a JSON object of "
+                                       "strings, numbers and a list of strings)") from None
     except ValueError:  # json.loads's int() refuses an integer of more digits than this
         raise ConfigError(path, where, f"not a dead-letter record: an integer of more than "
                                        f"{sys.get_int_max_str_digits()} digits") from None
@@ -260,11 +265,6 @@ def _unb64(path: str, key: str, text: Any) -> bytes:
         return base64.b64decode(text, validate=True)
     except (binascii.Error, TypeError) as err:
         raise ConfigError(path, key, f"expected base64 text: {err}") from None
-
-
-def failed_steps(path: str) -> list[str]:
-    """The steps that have replayable messages in a dead-letter file, in order of first appearance."""
-    return list(dict.fromkeys(record.step for record in read_records(path)))
 
 
 def load_messages(path: str) -> list[tuple[str, Any]]:
@@ -352,10 +352,12 @@ def replay_config(config: PipelineConfig, path: str) -> PipelineConfig:
 
     The producer is replaced by the replay; only the failed steps and the steps after them run.
     """
-    targets = failed_steps(path)
-    for name in targets:
-        if name not in config.steps or name == config.producer.name:
-            raise ConfigError(path, "step", f"{name!r} is not a stager or consumer of {config.source}")
+    records = read_records(path)
+    for record in records:
+        if record.step not in config.steps or record.step == config.producer.name:
+            raise ConfigError(path, f"line {record.line}: step", f"{record.step!r} is not a stager or consumer of "
+                                                                 f"{config.source}")
+    targets = list(dict.fromkeys(record.step for record in records))  # in order of first appearance
     keep = set().union(*(reachable(config.steps, name) for name in targets))
     replay = StepConfig(
         name=config.producer.name, kind="producer", cls=DeadLetterReplay, module=DeadLetterReplay.__module__,
