@@ -247,6 +247,42 @@ def test_ctrl_c_raises_keyboard_interrupt_out_of_the_python_api_in_every_mode(tm
     assert result.stdout.splitlines() == ["KeyboardInterrupt", "0 5"], result.stderr
 
 
+USERS_HANDLER = """
+import signal, sys
+from pipeline import Pipeline
+
+def handler(signum, frame):
+    if signum == signal.SIGINT:
+        raise KeyboardInterrupt
+    sys.exit(143)
+
+signal.signal(int(sys.argv[3]), handler)
+pipeline = Pipeline.from_config(sys.argv[1], {"Pipeline": {"mode": sys.argv[2], "gui": False, "progress": False,
+                                                           "dead_letter": sys.argv[4]}})
+try:
+    pipeline.run()
+    print("returned")
+except BaseException as err:
+    print(type(err).__name__, getattr(err, "code", ""))
+print(signal.getsignal(int(sys.argv[3])) is handler)
+"""
+
+
+@pytest.mark.parametrize("mode", MODES)
+@pytest.mark.parametrize(("signum", "raised"), [(2, "KeyboardInterrupt "), (15, "SystemExit 143")])
+def test_what_a_users_signal_handler_raises_leaves_the_python_api_in_every_mode(tmp_path: Path, mode: str,
+                                                                                signum: int, raised: str) -> None:
+    """In sequential mode the handler's exception, raised in the step's code, failed the step's message (a dead
+    letter of a good message, exit 1) and run() returned; it leaves run() as in the other modes."""
+    path = config(tmp_path, {"class": "SignalSelf"}, Counter={"count": 100_000},
+                  SignalSelf={"at": 20, "signal": signum})
+    dead = tmp_path / "dead.jsonl"
+    result = subprocess.run([sys.executable, "-c", USERS_HANDLER, str(path), mode, str(signum), str(dead)], cwd=REPO,
+                            env={**os.environ, "PYTHONPATH": str(REPO)}, capture_output=True, text=True, timeout=30)
+    assert result.stdout.splitlines() == [raised, "True"], result.stderr
+    assert dead.read_text(encoding="utf-8") == ""  # no message failed
+
+
 def test_a_sequential_run_leaves_a_sigint_handler_its_steps_set_and_restores_its_own(tmp_path: Path) -> None:
     """The run sets its Ctrl+C handler for its time, and puts Python's back after, unless a step's code set one of
     its own meanwhile (it put Python's back over it)."""

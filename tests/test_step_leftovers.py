@@ -41,7 +41,7 @@ def test_a_helper_a_step_forks_ends_on_sigterm_and_the_run_goes_on(tmp_path: Pat
 
 
 def test_a_helper_forked_in_a_sequential_python_api_run_has_python_s_own_sigint_handler(tmp_path: Path) -> None:
-    """The run's SIGINT handler (CtrlC) is the run's: the helper gets Python's own."""
+    """The run's SIGINT handler (wrapping Python's own) is the run's: the helper gets Python's own."""
     path = config(tmp_path, {"module": STEPS, "class": "ForksHelper"}, Counter={"count": 2})
     result = subprocess.run([sys.executable, "-c", PYTHON_API_RUN, str(path)], cwd=REPO, capture_output=True,
                             text=True, timeout=30, env={**os.environ, "PYTHONPATH": str(REPO)})

@@ -27,7 +27,6 @@ from pipeline.cli.application import package_version
 from pipeline.cli.launch import INTERRUPTED
 from pipeline.console.end_of_output import console_script
 from pipeline.engine.worker_process import die_with_parent
-from pipeline.execution.sequential import ctrl_c
 
 #: Seconds a workload's process has to end its runs once the bench is stopped, before it is killed.
 CHILD_END_SECONDS = 10.0
@@ -154,9 +153,7 @@ def run_apart(key: str, plan: Plan) -> Workload:
         code = 1
         try:
             die_with_parent(parent)  # a bench killed leaves no workload measuring on
-            # Its parent's stop ends it as Ctrl+C does, tidily: CtrlC, which a sequential run does not take for a
-            # failure of the step whose code it interrupted, as it would a plain KeyboardInterrupt.
-            signal.signal(signal.SIGTERM, ctrl_c)
+            signal.signal(signal.SIGTERM, signal.default_int_handler)  # its parent's stop: end as Ctrl+C, tidily
             with os.fdopen(write, "wb") as result:
                 pickle.dump(WORKLOADS[key](plan, progress), result)
             code = 0

@@ -23,9 +23,9 @@
   ``BaseException`` (``SystemExit``, ``KeyboardInterrupt``) in a step's code, which then halts the
   step: it never ends a thread of the engine. Raised by ``run()``, it fails its message too, as an
   ``Exception`` does (counted, logged once, its dead letter written, so a replay runs it after the fix).
-  Ctrl+C in a sequential run from the Python API is not the step's: the step's code runs in the calling
-  thread, where the run's SIGINT handler raises ``CtrlC``, a KeyboardInterrupt that leaves
-  ``Pipeline.run()`` as in the other modes.
+  Ctrl+C (or a SIGTERM handler's exception) in a sequential run from the Python API is not the step's:
+  the step's code runs in the calling thread, where the run wraps the signal handlers so that what they
+  raise comes as ``Signalled`` and leaves ``Pipeline.run()`` as itself, as in the other modes.
 - ``send_msg()`` may be called from any thread while the step's code runs: the output belongs to
   the message in progress (outputs from threads other than the one running the code go on with that
   thread's next chunk, or at the end). Called when no code of the step runs, it raises ``RoutingError``
@@ -76,14 +76,19 @@ class Interrupted(BaseException):
     failure, and no ``except Exception`` of the step's code catches it."""
 
 
-class CtrlC(KeyboardInterrupt):
-    """Ctrl+C where a step's code runs in the calling thread (a sequential run from the Python API, whose SIGINT
-    handler raises it): not the step's failure, it leaves ``Pipeline.run()`` as KeyboardInterrupt does in the other
-    modes. A KeyboardInterrupt the step's code raises itself is its failure."""
+class Signalled(BaseException):
+    """What a signal handler raised where a step's code runs in the calling thread (a sequential run from the Python
+    API: Ctrl+C's KeyboardInterrupt, a SIGTERM handler's SystemExit), carried as ``error``: not the step's failure,
+    ``Pipeline.run()`` raises ``error`` as the other modes do. A KeyboardInterrupt the step's code raises itself is
+    its failure."""
+
+    def __init__(self, error: BaseException) -> None:
+        super().__init__(error)
+        self.error = error
 
 
 #: What the step's code raises that is not its failure: it leaves the executor.
-NOT_THE_STEPS = (Interrupted, CtrlC)
+NOT_THE_STEPS = (Interrupted, Signalled)
 
 
 #: What a worker marks on its busy board while its finish() runs (no message is that large): a keeper then sees

@@ -12,12 +12,13 @@ from __future__ import annotations
 import signal
 import threading
 import time
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
+from typing import Any
 
 from pipeline.config.model import PipelineConfig
 from pipeline.config.options import RunOptions
 from pipeline.console import lent_signals
-from pipeline.execution.executor import CtrlC, Outcome, Outputs, StepExecutor
+from pipeline.execution.executor import Outcome, Outputs, Signalled, StepExecutor
 from pipeline.execution.report import RunReport, StepReport, exit_status, given_up, stop_reason_of
 from pipeline.execution.status import RunStatus, StepStatus, declared_totals
 from pipeline.failures.policy import FailurePolicy
@@ -123,15 +124,13 @@ class SequentialRunner:
     def run(self) -> RunReport:
         """Init every step (sinks first); if all succeeded run the producer to its end; finish every step.
 
-        Under Python's own SIGINT handler (the Python API: pipeline-run's guard reads signals itself), Ctrl+C raises
-        CtrlC instead of a plain KeyboardInterrupt meanwhile, so that it stops the run at once, out of this call, as
-        it does in the other modes, instead of failing the step whose code it interrupted."""
-        plain = threading.current_thread() is threading.main_thread() and signal.getsignal(
-            signal.SIGINT) is signal.default_int_handler
+        From the main thread, what a signal handler raises (Python's own SIGINT handler's KeyboardInterrupt, a
+        user's SIGTERM handler's SystemExit) comes as Signalled meanwhile, so that it stops the run at once and
+        leaves this call as itself, as in the other modes, instead of failing the step whose code it interrupted.
+        pipeline-run's guard reads signals itself: its handlers raise nothing."""
+        lent = _lend_handlers() if threading.current_thread() is threading.main_thread() else {}
         order = self.config.topological_order()
         try:
-            if plain:
-                lent_signals.install(signal.SIGINT, ctrl_c)
             for step in reversed(order):
                 executor = self.executors[step.name]
                 executor.start(lambda name=step.name: self.config.make_component(name))
@@ -146,9 +145,12 @@ class SequentialRunner:
                 executor.finish()
                 self.deliver()
                 self.status[step.name].state = "failed" if executor.first_error else "finished"
+        except Signalled as signalled:
+            raise signalled.error.with_traceback(signalled.error.__traceback__) from None
         finally:
-            if plain and signal.getsignal(signal.SIGINT) is ctrl_c:  # a step's code may have set one of its own
-                lent_signals.restore(signal.SIGINT, signal.default_int_handler)
+            for signum, (handler, wrapped) in lent.items():
+                if signal.getsignal(signum) is wrapped:  # a step's code may have set one of its own
+                    lent_signals.restore(signum, handler)
             self.policy.close()
         return self._report()
 
@@ -211,6 +213,24 @@ class SequentialRunner:
             executor.run([(executor.counts.received, message, None)])
 
 
-def ctrl_c(signum: int, frame: object) -> None:
-    """Python's own SIGINT handler, but for the type it raises: CtrlC, which the steps' executors let through."""
-    raise CtrlC
+def _lend_handlers() -> dict[int, tuple[Callable[[int, Any], Any], Callable[[int, Any], Any]]]:
+    """Wrap each Python handler of the signals that stop a run, so that what it raises comes as Signalled, which the
+    steps' executors let through; per signal, its handler and the wrapper installed."""
+    lent = {}
+    for signum in (signal.SIGINT, signal.SIGTERM, signal.SIGHUP):
+        handler = signal.getsignal(signum)
+        if callable(handler):
+            wrapped = _raising_as_signalled(handler)
+            lent_signals.install(signum, wrapped)
+            lent[signum] = (handler, wrapped)
+    return lent
+
+
+def _raising_as_signalled(handler: Callable[[int, Any], Any]) -> Callable[[int, Any], Any]:
+    """``handler``, whose exception comes as Signalled."""
+    def handle(signum: int, frame: Any) -> Any:
+        try:
+            return handler(signum, frame)
+        except BaseException as err:  # a KeyboardInterrupt, a SystemExit: the caller's, not the step's
+            raise Signalled(err) from None
+    return handle
