@@ -4,6 +4,7 @@ a count; the summary names the first failure and the counts per step (units and 
 from __future__ import annotations
 
 import json
+import os
 import re
 import resource
 import subprocess
@@ -214,3 +215,32 @@ def test_a_worker_process_whose_thread_stops_on_an_internal_error_ends_and_the_r
     assert "A: first error: step A has no workers left" in result.stderr
     assert "stopped: out of open files at this process's limit of 256" in result.stderr
     assert "Traceback" not in result.stderr
+
+
+RAISING_HANDLER = """
+import logging, sys
+from pipeline import Pipeline
+
+class Raising(logging.Handler):
+    def emit(self, record):
+        raise RuntimeError("alerting backend down")
+
+logging.getLogger().addHandler(Raising(level=logging.ERROR))
+try:
+    report = Pipeline.from_config(sys.argv[1], {"Pipeline": {"mode": sys.argv[2], "gui": False, "progress": False},
+                                                "FailEvery": {"every": 7}}).run()
+    print("returned", report.exit_status)
+except RuntimeError as err:
+    print("raised", err)
+"""
+
+
+@pytest.mark.parametrize(("mode", "keys"), [("threads", {}), ("threads", {"nb_process": 2}), ("sequential", {})],
+                         ids=["threads", "processes", "sequential"])
+def test_a_logging_handler_that_raises_never_hangs_the_run(tmp_path: Path, mode: str, keys: dict[str, int]) -> None:
+    """A handler of the user's that raises on ERROR: the router that logged a failed message stopped, and then its
+    crash went unsaid (logging it raised again) and the run waited for ever."""
+    path = config(tmp_path, {"class": "FailEvery", "on_error": "skip", **keys}, Counter={"count": 100})
+    result = subprocess.run([sys.executable, "-c", RAISING_HANDLER, str(path), mode], cwd=REPO, capture_output=True,
+                            text=True, timeout=40, env={**os.environ, "PYTHONPATH": str(REPO)})
+    assert result.stdout.splitlines()[-1:] in (["returned 1"], ["raised alerting backend down"]), result.stderr

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import contextlib
 import itertools
 import logging
 import queue
@@ -97,8 +98,11 @@ class EngineThread(threading.Thread):
         except BaseException as err:
             # The run ended under it (aborted, or its context terminated as it started: Ctrl+C in the runner's start).
             if not self.control.aborted.is_set() and not sockets.terminated(self.context, err):
-                self.control.log_internal_error(self.name, err)
-                self.crash = err
+                self.crash = err  # first: the runner must hear of it, whatever logging it does
+                # A logging handler of the user's that raises (it may be what stopped the thread) has no more say:
+                # raised here, it left the crash unsaid, and the run waited for ever.
+                with contextlib.suppress(Exception):
+                    self.control.log_internal_error(self.name, err)
         finally:
             self.control.events.put((ENDED, self))
 
