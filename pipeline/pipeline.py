@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import os
 from collections.abc import Mapping
 from pathlib import Path
 from typing import Any
@@ -16,7 +17,7 @@ from pipeline.config.options import RunOptions, settings_from
 from pipeline.config.traits import ListenAddress, OutputFile, Seconds
 from pipeline.execution.report import RunReport
 from pipeline.execution.runner import Runner
-from pipeline.failures.deadletter import preload, replay_config, replay_path
+from pipeline.failures.deadletter import keep_replayed, preload, replay_config, replay_path
 from pipeline.monitor import Address, Monitor, MonitorSettings
 from pipeline.monitor.monitor import DEFAULT_GUI_ADDRESS
 
@@ -169,9 +170,12 @@ class Pipeline(Configurable):
     def run(self) -> RunReport:
         """Run to the end of the stream, watched by the monitor; return per-step counts and times."""
         runner: Runner | None = None
+        report: RunReport | None = None
         replayed = replay_path(self.pipeline_config)
+        kept = None
         if replayed is not None:  # before its dead-letter file, which may be the replayed one, is emptied
             preload(replayed)
+            kept = keep_replayed(replayed, self.dead_letter)
         try:
             runner = self._runner = self._new_runner()
             if self._first_signal is not None:  # it came while the run was being set up: it stops this run
@@ -179,13 +183,22 @@ class Pipeline(Configurable):
                 if self._interrupts > 1:
                     runner.abort()
             with Monitor(self.pipeline_config, runner, self.monitor_settings()) as monitor:
-                return monitor.close(runner.run())
+                report = monitor.close(runner.run())
+                return report
         finally:
             if runner is not None:
                 # What it still holds (its zygote), whatever stopped it before its run could give it back: a key
                 # the monitor cannot read, or Ctrl+C landing between two of these lines.
                 runner.discard()
                 self.failure_summary = runner.policy.summary()
+            if kept is not None:
+                # Kept only if messages were lost in flight: not processed, and not recorded as not run either.
+                if report is not None and runner is not None and report.unprocessed <= runner.policy.not_run_count:
+                    os.unlink(kept)
+                else:
+                    self.failure_summary.append(
+                        f"kept {kept}: the run stopped with messages in flight that {replayed} does not hold; "
+                        f"replay {kept} for them (what this run processed runs again)")
             self._runner = None
             self._interrupts, self._first_signal = 0, None  # a later run starts afresh, whether this one ran or not
 

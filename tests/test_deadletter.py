@@ -265,6 +265,7 @@ def test_a_replay_stopped_midway_into_its_own_file_keeps_what_it_did_not_send(tm
     left = [message for _, message in load_messages(str(path))]
     assert 20 < len(done) < count and f"dead letters: {len(left)} records written to {path}\n" in stopped.stderr
     assert sorted(done + left) == list(range(count))  # each message processed, or kept to replay: once
+    assert not Path(f"{path}.replayed").exists()  # nothing was lost in flight: no copy of the replayed file kept
     (tmp_path / "out.jsonl").unlink()
     rest = pipeline_run(stopping, f"--replay={path}", "--SignalSelf.at=-1", f"--Pipeline.mode={mode}")
     assert rest.returncode == 0, rest.stderr
@@ -413,3 +414,23 @@ def test_a_deeply_nested_line_is_not_a_record(tmp_path: Path) -> None:
     assert (result.returncode, result.stderr) == (2, f"pipeline-run: error: {path}: line 2: not a dead-letter record: "
                                                      "nested too deeply (expected a JSON object of strings, numbers "
                                                      "and a list of strings)\n")
+
+
+def test_a_replay_into_its_own_file_stopped_at_once_keeps_the_replayed_file(tmp_path: Path) -> None:
+    """Stopped at once (a step stuck past shutdown_timeout), a run keeps no record of what it had in flight: with
+    its dead letters written over the replayed file, those messages were nowhere (2,081 of 3,000)."""
+    count = 3000
+    path = dead_letters(tmp_path, *(record(number) for number in range(count)))
+    original = path.read_bytes()
+    stuck = config(tmp_path, {"class": "SignalSelf", "nb_thread": 2},
+                   SignalSelf={"at": 20, "delay": 0.0005, "block": 1})
+    stopped = pipeline_run(stuck, f"--replay={path}", f"--Pipeline.dead_letter={path}",
+                           "--Pipeline.shutdown_timeout=0.5")
+    assert stopped.returncode == 130, stopped.stderr
+    kept = Path(f"{path}.replayed")
+    assert (f"kept {kept}: the run stopped with messages in flight that {path} does not hold; replay {kept} for "
+            "them (what this run processed runs again)") in stopped.stderr.splitlines()
+    assert kept.read_bytes() == original and stat.S_IMODE(kept.stat().st_mode) == 0o600
+    done = [value for value in written(tmp_path) if value != {"finished": True}]
+    left = [message for _, message in load_messages(str(path))]
+    assert len(done) + len(left) < count  # messages were lost in flight: the kept file holds them

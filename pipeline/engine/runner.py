@@ -140,6 +140,9 @@ class ThreadedRunner:
             flusher.stopped.set()  # one whose start() was interrupted stops as soon as it runs
             if flusher.is_alive():
                 flusher.join(ABORT_GRACE_SECONDS)
+            producer = self.threads.get(self.config.producer.name)
+            if producer:  # a replay stopped before its end, its thread even left behind: what it did not send
+                self.control.policy.replay_stopped(producer[0].executor.component)
             self.control.policy.close()
             if self.addresses.ipc_dir:
                 shutil.rmtree(self.addresses.ipc_dir, ignore_errors=True)

@@ -136,7 +136,6 @@ class ProducerThread(StepThread):
             self.control.go.wait()
             if started and not self.control.stopping.is_set():
                 self.executor.produce(self.control.stopping.is_set)
-            self.control.policy.replay_stopped(self.executor.component)
             self.outlet.flush()
             self.executor.finish()
             self.outlet.end()

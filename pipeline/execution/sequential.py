@@ -138,7 +138,6 @@ class SequentialRunner:
             if all(executor.started for executor in self.executors.values()):
                 self.state = "running"
                 self._produce()
-            self.policy.replay_stopped(self.executors[self.config.producer.name].component)
             self.state = "draining"
             for step in order:
                 executor = self.executors[step.name]
@@ -151,6 +150,7 @@ class SequentialRunner:
             for signum, (handler, wrapped) in lent.items():
                 if signal.getsignal(signum) is wrapped:  # a step's code may have set one of its own
                     lent_signals.restore(signum, handler)
+            self.policy.replay_stopped(self.executors[self.config.producer.name].component)
             self.policy.close()
         return self._report()
 

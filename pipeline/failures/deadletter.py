@@ -28,6 +28,7 @@ import fcntl
 import json
 import logging
 import os
+import shutil
 import stat
 import sys
 import threading
@@ -339,6 +340,28 @@ class DeadLetterReplay(Component):
         with _preloaded_lock:
             messages = _preloaded.get(self.path)
         return NotImplemented if messages is None else len(messages)
+
+
+#: What a replay that writes its dead letters into the file it replays names the copy it keeps of that file.
+KEPT_SUFFIX = ".replayed"
+
+
+def keep_replayed(replayed: str, dead_letter: str) -> str | None:
+    """A private copy of the replayed file, made before a replay empties it to write its own dead letters there;
+    None where they go elsewhere. A run stopped at once (a second signal) keeps no record of the messages it had
+    sent and not processed: the copy is then what still holds them."""
+    try:
+        if not dead_letter or not os.path.samefile(replayed, dead_letter):
+            return None
+    except OSError:  # a dead-letter file not made yet: not the replayed one
+        return None
+    kept = replayed + KEPT_SUFFIX
+    with open(replayed, "rb") as source:
+        fd = os.open(kept, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o600)
+        with os.fdopen(fd, "wb") as copy:
+            os.fchmod(fd, 0o600)
+            shutil.copyfileobj(source, copy)
+    return kept
 
 
 def replay_path(config: PipelineConfig) -> str | None:

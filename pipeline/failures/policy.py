@@ -54,7 +54,7 @@ class FailurePolicy:
         self._writer = DeadLetterWriter(dead_letter, dead_letter_setting) if dead_letter else None
         self.listeners: list[Callable[[ErrorEvent], None]] = []  # told of every error (the monitor)
         self.halted: set[str] = set()  # steps that start no further message (on_error=stop)
-        self._closed = False  # the run ended: its dead-letter file is closed
+        self.not_run_count = 0  # messages that halted steps did not start (the report counts them as not processed)
 
     def _notify(self, step: str, worker: int, seq: int | None, what: str, error: BaseException) -> None:
         event = ErrorEvent(step, worker, seq, what + failure_line(error), traceback_text(error))
@@ -140,8 +140,9 @@ class FailurePolicy:
     def not_run(self, step: StepConfig, seq: int, message: Encoded, delivered: int = 0) -> None:
         """Record a message that a halted step did not start: a dead letter, to replay after the fix (which skips the
         ``delivered`` outputs of it that went on from a process that ran it in part and died)."""
-        if self._writer is not None:
-            with self._lock:
+        with self._lock:
+            self.not_run_count += 1
+            if self._writer is not None:
                 self._writer.write(step.name, -1, seq, NotRun(f"not run: step {step.name} had stopped"), message,
                                    delivered)
 
@@ -152,14 +153,11 @@ class FailurePolicy:
             return
         for step, message in producer.unsent():
             with self._lock:
-                if self._closed:  # a run stopped at once, given up on while its producer was busy
-                    return
                 self._writer.write(step, -1, None, NotRun("not sent: the replay stopped before it"), encode(message))
 
     def close(self) -> None:
         """The run ended: log the failures only counted so far, and close the dead-letter file."""
         with self._lock:
-            self._closed = True
             unreported = self._log.unreported()
         for step, kind, count in unreported:
             log.error("%s", count_line(step, kind, count))
