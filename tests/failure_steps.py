@@ -233,6 +233,24 @@ class SignalSelf(Component):
         return msg
 
 
+class CleansUpOnCtrlC(Component):
+    """Passes messages on; on message ``at`` it sends its own process SIGINT and, as a step that holds a resource
+    would, cleans up in ``except KeyboardInterrupt:`` (it prints CLEANED) and raises it on."""
+
+    at = Int(3, help="The message during which Ctrl+C comes.").tag(config=True)
+
+    def run(self, msg: int) -> int:
+        """Pass the message on; on ``at``, clean up after the Ctrl+C that comes meanwhile."""
+        try:
+            if msg == self.at:
+                os.kill(os.getpid(), signal.SIGINT)
+                threading.Event().wait(10)  # the signal's handler runs here
+        except KeyboardInterrupt:
+            print("CLEANED", msg, flush=True)
+            raise
+        return msg
+
+
 class Hangs(Component):
     """Passes messages on, but hangs for ever in init() (``at`` -1) or in run() on message ``at``, once it has
     created the file ``marker``."""

@@ -54,8 +54,8 @@ def refused(command: str, option: str, capsys: pytest.CaptureFixture[str]) -> st
      ("--Application.nope=1", "--Application.nope: Application has no option 'nope'"),
      ("-PipelineRun.nope=1", "-PipelineRun.nope: PipelineRun has no option 'nope'"),
      ("--StrictApplication.x=1", "--StrictApplication.x: StrictApplication has no option 'x'"),
-     ("--HasTraits.x=1", "--HasTraits: unknown class (expected one of: Application, Pipeline, PipelineRun, "
-                         "StrictApplication)"),
+     ("--HasTraits.x=1", "--HasTraits: unknown class (expected PipelineRun, Pipeline or a class of the config's "
+                         "steps)"),
      ("--Configurable.x=1", "--Configurable: unknown class"),
      ("--SingletonConfigurable.x=1", "--SingletonConfigurable: unknown class")],
 )
@@ -80,7 +80,7 @@ def test_the_other_commands_refuse_a_class_they_do_not_take(command: str, option
 def test_pipeline_worker_says_where_the_runs_settings_go(capsys) -> None:
     assert refused("pipeline-worker", "--Pipeline.heartbeat_interval=9", capsys) == (
         "--Pipeline: unknown class (a worker takes the run's and its step's settings from the run: give them to "
-        "pipeline-run; expected one of: Application, PipelineWorker, StrictApplication)")
+        "pipeline-run; expected PipelineWorker)")
 
 
 def test_a_class_option_of_its_alias_names_the_alias(capsys) -> None:

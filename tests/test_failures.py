@@ -283,6 +283,15 @@ def test_what_a_users_signal_handler_raises_leaves_the_python_api_in_every_mode(
     assert dead.read_text(encoding="utf-8") == ""  # no message failed
 
 
+def test_a_steps_own_cleanup_on_ctrl_c_runs_in_a_sequential_python_api_run(tmp_path: Path) -> None:
+    """What the run's wrapped handler raises is a KeyboardInterrupt still: a step's ``except KeyboardInterrupt:``
+    cleans up, then it leaves run() as Ctrl+C does."""
+    path = config(tmp_path, {"class": "CleansUpOnCtrlC"}, Counter={"count": 10})
+    result = subprocess.run([sys.executable, "-c", CTRL_C_FROM_PYTHON, str(path), "sequential"], cwd=REPO,
+                            env={**os.environ, "PYTHONPATH": str(REPO)}, capture_output=True, text=True, timeout=30)
+    assert result.stdout.splitlines()[:2] == ["CLEANED 3", "KeyboardInterrupt"], result.stderr
+
+
 def test_a_sequential_run_leaves_a_sigint_handler_its_steps_set_and_restores_its_own(tmp_path: Path) -> None:
     """The run sets its Ctrl+C handler for its time, and puts Python's back after, unless a step's code set one of
     its own meanwhile (it put Python's back over it)."""

@@ -195,9 +195,14 @@ class StrictApplication(Application):
         inherited = {cls.__name__ for cls in type(self).__mro__}  # traitlets' HasTraits, Configurable, ...
         if self.other_classes_later and section not in inherited:
             return
-        choices = dict.fromkeys([*own, *(cls.__name__ for cls in self.classes)]) if self.other_classes_later else own
-        hint = (f" ({self.other_classes_note}; expected one of: {', '.join(sorted(choices))})"
-                if self.other_classes_note else suggest(section, choices))
+        # What a user may name: the command's own class and the classes it lists (not the framework's bases).
+        named = list(dict.fromkeys([type(self).__name__, *(cls.__name__ for cls in self.classes)]))
+        if self.other_classes_later:
+            hint = f" (expected {', '.join(named)} or a class of the config's steps)"
+        elif self.other_classes_note:
+            hint = f" ({self.other_classes_note}; expected {', '.join(named)})"
+        else:
+            hint = suggest(section, own)
         raise ConfigError(COMMAND_LINE, f"--{section}", "unknown class" + hint)
 
     def option_forms(self, trait: str) -> str:

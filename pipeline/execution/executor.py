@@ -80,11 +80,23 @@ class Signalled(BaseException):
     """What a signal handler raised where a step's code runs in the calling thread (a sequential run from the Python
     API: Ctrl+C's KeyboardInterrupt, a SIGTERM handler's SystemExit), carried as ``error``: not the step's failure,
     ``Pipeline.run()`` raises ``error`` as the other modes do. A KeyboardInterrupt the step's code raises itself is
-    its failure."""
+    its failure. Made by ``signalled``, it is of the handler's exception's type too, so that a step's own ``except
+    KeyboardInterrupt:`` still cleans up (and raises it on)."""
 
     def __init__(self, error: BaseException) -> None:
         super().__init__(error)
         self.error = error
+
+
+def signalled(error: BaseException) -> Signalled:
+    """``error``, raised by a signal handler, as a Signalled that is of its type too (a plain Signalled for a type
+    that cannot be a base beside it)."""
+    kind = type(error)
+    try:
+        carrier = type(f"Signalled{kind.__name__}", (Signalled, kind), {})
+    except TypeError:
+        carrier = Signalled
+    return carrier(error)
 
 
 #: What the step's code raises that is not its failure: it leaves the executor.

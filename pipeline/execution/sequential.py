@@ -18,7 +18,7 @@ from typing import Any
 from pipeline.config.model import PipelineConfig
 from pipeline.config.options import RunOptions
 from pipeline.console import lent_signals
-from pipeline.execution.executor import Outcome, Outputs, Signalled, StepExecutor
+from pipeline.execution.executor import Outcome, Outputs, Signalled, StepExecutor, signalled
 from pipeline.execution.report import RunReport, StepReport, exit_status, given_up, stop_reason_of
 from pipeline.execution.status import RunStatus, StepStatus, declared_totals
 from pipeline.failures.policy import FailurePolicy
@@ -232,5 +232,5 @@ def _raising_as_signalled(handler: Callable[[int, Any], Any]) -> Callable[[int, 
         try:
             return handler(signum, frame)
         except BaseException as err:  # a KeyboardInterrupt, a SystemExit: the caller's, not the step's
-            raise Signalled(err) from None
+            raise signalled(err) from None
     return handle
