@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import os
 from collections.abc import Mapping
 from pathlib import Path
 from typing import Any
@@ -17,7 +16,7 @@ from pipeline.config.options import RunOptions, settings_from
 from pipeline.config.traits import ListenAddress, OutputFile, Seconds
 from pipeline.execution.report import RunReport
 from pipeline.execution.runner import Runner
-from pipeline.failures.deadletter import keep_replayed, preload, replay_config, replay_path
+from pipeline.failures.deadletter import preload, replay_config, replay_path, writes_over
 from pipeline.monitor import Address, Monitor, MonitorSettings
 from pipeline.monitor.monitor import DEFAULT_GUI_ADDRESS
 
@@ -159,7 +158,8 @@ class Pipeline(Configurable):
     def options(self) -> RunOptions:
         """The failure and shutdown settings of a run."""
         return settings_from(RunOptions, self, server_keys=self.server_keys,
-                             dead_letter_setting=self.pipeline_config.setting_source("Pipeline", "dead_letter"))
+                             dead_letter_setting=self.pipeline_config.setting_source("Pipeline", "dead_letter"),
+                             dead_letter_replaced=writes_over(replay_path(self.pipeline_config), self.dead_letter))
 
     def monitor_settings(self) -> MonitorSettings:
         """What the monitor publishes and shows during a run."""
@@ -172,10 +172,8 @@ class Pipeline(Configurable):
         runner: Runner | None = None
         report: RunReport | None = None
         replayed = replay_path(self.pipeline_config)
-        kept = None
-        if replayed is not None:  # before its dead-letter file, which may be the replayed one, is emptied
+        if replayed is not None:  # before the run writes its dead letters, maybe to replace the replayed file
             preload(replayed)
-            kept = keep_replayed(replayed, self.dead_letter)
         try:
             runner = self._runner = self._new_runner()
             if self._first_signal is not None:  # it came while the run was being set up: it stops this run
@@ -191,14 +189,10 @@ class Pipeline(Configurable):
                 # the monitor cannot read, or Ctrl+C landing between two of these lines.
                 runner.discard()
                 self.failure_summary = runner.policy.summary()
-            if kept is not None:
-                # Kept only if messages were lost in flight: not processed, and not recorded as not run either.
-                if report is not None and runner is not None and report.unprocessed <= runner.policy.not_run_count:
-                    os.unlink(kept)
-                else:
-                    self.failure_summary.append(
-                        f"kept {kept}: the run stopped with messages in flight that {replayed} does not hold; "
-                        f"replay {kept} for them (what this run processed runs again)")
+                # Lost in flight: messages not processed, and not recorded as not run either.
+                settled = runner.policy.settle(report is None or report.unprocessed > runner.policy.not_run_count)
+                if settled is not None:
+                    self.failure_summary.append(settled)
             self._runner = None
             self._interrupts, self._first_signal = 0, None  # a later run starts afresh, whether this one ran or not
 

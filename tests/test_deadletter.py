@@ -265,7 +265,7 @@ def test_a_replay_stopped_midway_into_its_own_file_keeps_what_it_did_not_send(tm
     left = [message for _, message in load_messages(str(path))]
     assert 20 < len(done) < count and f"dead letters: {len(left)} records written to {path}\n" in stopped.stderr
     assert sorted(done + left) == list(range(count))  # each message processed, or kept to replay: once
-    assert not Path(f"{path}.replayed").exists()  # nothing was lost in flight: no copy of the replayed file kept
+    assert not Path(f"{path}.replacing").exists()  # nothing was lost in flight: the records replaced the file
     (tmp_path / "out.jsonl").unlink()
     rest = pipeline_run(stopping, f"--replay={path}", "--SignalSelf.at=-1", f"--Pipeline.mode={mode}")
     assert rest.returncode == 0, rest.stderr
@@ -416,7 +416,7 @@ def test_a_deeply_nested_line_is_not_a_record(tmp_path: Path) -> None:
                                                      "and a list of strings)\n")
 
 
-def test_a_replay_into_its_own_file_stopped_at_once_keeps_the_replayed_file(tmp_path: Path) -> None:
+def test_a_replay_into_its_own_file_stopped_at_once_leaves_it_as_it_was(tmp_path: Path) -> None:
     """Stopped at once (a step stuck past shutdown_timeout), a run keeps no record of what it had in flight: with
     its dead letters written over the replayed file, those messages were nowhere (2,081 of 3,000)."""
     count = 3000
@@ -427,10 +427,25 @@ def test_a_replay_into_its_own_file_stopped_at_once_keeps_the_replayed_file(tmp_
     stopped = pipeline_run(stuck, f"--replay={path}", f"--Pipeline.dead_letter={path}",
                            "--Pipeline.shutdown_timeout=0.5")
     assert stopped.returncode == 130, stopped.stderr
-    kept = Path(f"{path}.replayed")
-    assert (f"kept {kept}: the run stopped with messages in flight that {path} does not hold; replay {kept} for "
-            "them (what this run processed runs again)") in stopped.stderr.splitlines()
-    assert kept.read_bytes() == original and stat.S_IMODE(kept.stat().st_mode) == 0o600
-    done = [value for value in written(tmp_path) if value != {"finished": True}]
-    left = [message for _, message in load_messages(str(path))]
-    assert len(done) + len(left) < count  # messages were lost in flight: the kept file holds them
+    assert (f"{path} is left as it was, to replay all its messages again (the run stopped with messages in flight; "
+            "the messages this run processed run again)") in stopped.stderr.splitlines()
+    assert path.read_bytes() == original and not Path(f"{path}.replacing").exists()
+    again = pipeline_run(stuck, f"--replay={path}", f"--Pipeline.dead_letter={path}", "--SignalSelf.at=-1")
+    assert again.returncode == 0 and path.read_bytes() == b"", again.stderr  # replayed whole, into its own file
+
+
+def test_a_replay_into_its_own_file_that_cannot_write_every_record_leaves_it_as_it_was(tmp_path: Path) -> None:
+    """A file size limit cut the records off: the replayed file was emptied and 40 messages were nowhere."""
+    path = dead_letters(tmp_path, *(record(number) for number in range(300)))
+    original = path.read_bytes()
+    failing = config(tmp_path, {"class": "FailEvery", "on_error": "skip"}, FailEvery={"every": 1})
+    limited = (f"import resource, runpy, sys; resource.setrlimit(resource.RLIMIT_FSIZE, ({len(original) // 4}, "
+               "resource.RLIM_INFINITY)); sys.argv[0] = 'pipeline-run'; "
+               "runpy.run_module('pipeline', run_name='__main__')")
+    result = subprocess.run([sys.executable, "-c", limited, f"--config={failing}", f"--replay={path}",
+                             f"--Pipeline.dead_letter={path}", "--no-progress"], cwd=REPO, capture_output=True,
+                            text=True, timeout=30, env={**os.environ, "PYTHONPATH": str(REPO)})
+    assert result.returncode == 1, result.stderr
+    assert (f"{path} is left as it was, to replay all its messages again (not every record was written; the messages "
+            "this run processed run again)") in result.stderr.splitlines(), result.stderr
+    assert path.read_bytes() == original and not Path(f"{path}.replacing").exists()

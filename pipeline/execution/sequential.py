@@ -75,7 +75,7 @@ class SequentialRunner:
         self.stopping = False
         self.signal: int | None = None
         self.policy = FailurePolicy(self.options.max_failures, self.options.dead_letter, self._stop,
-                                    self.options.dead_letter_setting)
+                                    self.options.dead_letter_setting, self.options.dead_letter_replaced)
         self.executors: dict[str, StepExecutor] = {}
         for name, step in config.steps.items():
             executor = self.executors[name] = StepExecutor(step, 0, self.policy)

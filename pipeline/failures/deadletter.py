@@ -28,7 +28,6 @@ import fcntl
 import json
 import logging
 import os
-import shutil
 import stat
 import sys
 import threading
@@ -62,25 +61,29 @@ class DeadLetterWriter:
     counted in ``lost`` without being written (the run's report says how many, and its exit status is 1).
     """
 
-    def __init__(self, path: str, setting: tuple[str, str] = ("", OPTION)) -> None:
+    def __init__(self, path: str, setting: tuple[str, str] = ("", OPTION), replaced: bool = False) -> None:
         """``setting``: where the path was given, as a ConfigError names it (the config file or the command line, and
-        the key)."""
+        the key). ``replaced``: ``path`` is the file the run replays, which must stay as it is until the run has
+        lost nothing (a run stopped at once keeps no record of what it had in flight): the records go to
+        ``path`` + REPLACING_SUFFIX, which ``settle`` makes the file, or removes."""
         self.path = path
+        self._replacing = path + REPLACING_SUFFIX if replaced else None
         self.records = 0  # records written so far
         self.lost = 0  # records that could not be written (after ``error``)
         self.error: str | None = None  # why the first record that could not be written was not
         self._size = 0  # the bytes of the whole records written: where a record cut short is cut off
         source, key = setting
+        opened = self._replacing or path
 
         def refused(problem: str) -> ConfigError:
-            return ConfigError(source or path, key, f"{path!r}: {problem}" if source else problem)
+            return ConfigError(source or opened, key, f"{opened!r}: {problem}" if source else problem)
 
         # Emptied only once it is known to be a regular file that no other run writes and that can be made private: a
         # device (/dev/null), a FIFO (O_NONBLOCK: opening one waits for a reader), a file of a run under way or
         # another user's file is refused as it was, its records and its mode unchanged.
         not_regular = refused("not a regular file (expected a file to write the failed messages to)")
         try:
-            fd = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_NONBLOCK, 0o600)
+            fd = os.open(opened, os.O_WRONLY | os.O_CREAT | os.O_NONBLOCK, 0o600)
         except OSError as err:
             if err.errno == errno.ENXIO:  # a FIFO without a reader
                 raise not_regular from None
@@ -141,6 +144,25 @@ class DeadLetterWriter:
         """Close the file (which lets another run write it)."""
         _open_fds.discard(self._fd)
         os.close(self._fd)
+
+    def settle(self, lost_in_flight: bool) -> str | None:
+        """Once closed: the records written beside the replayed file (``replaced``) replace it if the run lost no
+        message, in flight or unwritten; else they are dropped and it stays as it was, which a line for the run's
+        summary says (None: nothing to say)."""
+        if self._replacing is None:
+            return None
+        if not lost_in_flight and not self.lost:
+            try:
+                os.replace(self._replacing, self.path)
+                return None
+            except OSError as err:
+                problem = f"cannot put this run's dead letters in its place: {err.strerror}"
+        else:
+            problem = "the run stopped with messages in flight" if lost_in_flight else "not every record was written"
+        with contextlib.suppress(OSError):
+            os.unlink(self._replacing)
+        return (f"{self.path} is left as it was, to replay all its messages again ({problem}; the messages this run "
+                "processed run again)")
 
 
 #: The descriptors of the dead-letter files open in this process. A forked child (the zygote of worker processes,
@@ -342,26 +364,16 @@ class DeadLetterReplay(Component):
         return NotImplemented if messages is None else len(messages)
 
 
-#: What a replay that writes its dead letters into the file it replays names the copy it keeps of that file.
-KEPT_SUFFIX = ".replayed"
+#: Where a replay writes the dead letters that go to the file it replays, until the run has lost nothing in flight.
+REPLACING_SUFFIX = ".replacing"
 
 
-def keep_replayed(replayed: str, dead_letter: str) -> str | None:
-    """A private copy of the replayed file, made before a replay empties it to write its own dead letters there;
-    None where they go elsewhere. A run stopped at once (a second signal) keeps no record of the messages it had
-    sent and not processed: the copy is then what still holds them."""
+def writes_over(replayed: str | None, dead_letter: str) -> bool:
+    """Whether a run that replays ``replayed`` writes its dead letters into that very file."""
     try:
-        if not dead_letter or not os.path.samefile(replayed, dead_letter):
-            return None
+        return replayed is not None and bool(dead_letter) and os.path.samefile(replayed, dead_letter)
     except OSError:  # a dead-letter file not made yet: not the replayed one
-        return None
-    kept = replayed + KEPT_SUFFIX
-    with open(replayed, "rb") as source:
-        fd = os.open(kept, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o600)
-        with os.fdopen(fd, "wb") as copy:
-            os.fchmod(fd, 0o600)
-            shutil.copyfileobj(source, copy)
-    return kept
+        return False
 
 
 def replay_path(config: PipelineConfig) -> str | None:

@@ -41,8 +41,9 @@ class FailurePolicy:
     """Shared by every thread of a run; calls ``stop(reason)`` when the run must stop taking input."""
 
     def __init__(self, max_failures: int, dead_letter: str, stop: Callable[[str], None],
-                 dead_letter_setting: tuple[str, str] = ("", OPTION)) -> None:
-        """``dead_letter_setting``: where the dead-letter path was given, as an error opening it names it."""
+                 dead_letter_setting: tuple[str, str] = ("", OPTION), dead_letter_replaced: bool = False) -> None:
+        """``dead_letter_setting``: where the dead-letter path was given, as an error opening it names it;
+        ``dead_letter_replaced``: it is the file the run replays (DeadLetterWriter's ``replaced``)."""
         self.max_failures = max_failures
         self.stop = stop
         self.total = 0
@@ -51,7 +52,7 @@ class FailurePolicy:
         self.by_step: dict[str, Counter[str]] = {}  # failed messages per step, per exception type
         self._lock = threading.Lock()  # failures are rare: a lock here costs nothing on the hot path
         self._log = FailureLog()
-        self._writer = DeadLetterWriter(dead_letter, dead_letter_setting) if dead_letter else None
+        self._writer = DeadLetterWriter(dead_letter, dead_letter_setting, dead_letter_replaced) if dead_letter else None
         self.listeners: list[Callable[[ErrorEvent], None]] = []  # told of every error (the monitor)
         self.halted: set[str] = set()  # steps that start no further message (on_error=stop)
         self.not_run_count = 0  # messages that halted steps did not start (the report counts them as not processed)
@@ -163,6 +164,11 @@ class FailurePolicy:
             log.error("%s", count_line(step, kind, count))
         if self._writer is not None:
             self._writer.close()
+
+    def settle(self, lost_in_flight: bool) -> str | None:
+        """The run has ended, and lost messages in flight or not: its dead letters replace the file it replayed, or
+        not (DeadLetterWriter.settle); a line for its summary, if any."""
+        return self._writer.settle(lost_in_flight) if self._writer is not None else None
 
     def summary(self) -> list[str]:
         """The lines the run's report starts with: its first failure, the failed messages of each step
