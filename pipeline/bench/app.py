@@ -12,9 +12,10 @@ import select
 import signal
 import sys
 import traceback
-from collections.abc import Callable, Sequence
+from collections.abc import Callable, Iterator, Sequence
 from dataclasses import replace
 from importlib.metadata import PackageNotFoundError, version
+from types import FrameType
 from typing import Any, NoReturn
 
 import numpy as np
@@ -24,7 +25,7 @@ from pipeline.bench import analysis, memory, startup, workloads
 from pipeline.bench.plan import FULL, QUICK, Plan
 from pipeline.bench.report import Workload, as_json, table
 from pipeline.cli.application import package_version
-from pipeline.cli.launch import INTERRUPTED
+from pipeline.cli.launch import HANDLED
 from pipeline.console.end_of_output import console_script
 from pipeline.engine.worker_process import die_with_parent
 
@@ -41,6 +42,84 @@ WORKLOADS: dict[str, Callable[[Plan, workloads.Progress], Workload]] = {
     "W6": startup.startup,
     "W7": analysis.analysis,
 }
+
+#: The signals that stop the bench: Ctrl+C, SIGTERM (kill, timeout, a batch system) and SIGHUP (the terminal closed);
+#: its exit status is then 128 + the signal's number (DESIGN.md section 5).
+STOPS = set(HANDLED)
+
+
+class Stopped(KeyboardInterrupt):
+    """The bench, or a workload's process, was stopped by signal ``signum`` (one of STOPS)."""
+
+    def __init__(self, signum: int) -> None:
+        super().__init__(signum)
+        self.signum = signum
+
+
+class StopSignals:
+    """The handler of STOPS in the process that installed it: the first signal raises Stopped, later ones are ignored.
+
+    The stop is remembered, so that whatever escapes after it is taken for it: a KeyboardInterrupt raised inside a
+    lock's wait (queue.get) can break the lock, and what escapes is ``RuntimeError: release unlocked lock``. A second
+    signal (timeout(1) signals the bench, then its whole group) would interrupt the tidying up of the first. A process
+    forked from this one that still has the handler (a Pool's process before its initializer ran) ends as the signal's
+    default action ends it, quietly. A Stopped raised where Python ignores it (in a weakref callback, as garbage is
+    collected) is not printed, and the next signal raises it again (the bench's own SIGTERM to its workload's process):
+    else the process would take no stop any more.
+    """
+
+    def __init__(self) -> None:
+        self.pid: int | None = None
+        self.signum: int | None = None
+        self.holding = self.lost = False
+
+    def install(self) -> None:
+        """Handle STOPS in this process, not stopped yet."""
+        self.pid, self.signum, self.holding, self.lost = os.getpid(), None, False, False
+        for signum in STOPS:
+            signal.signal(signum, self)
+        if sys.unraisablehook is not self._unraisable:
+            self._ignored = sys.unraisablehook
+            sys.unraisablehook = self._unraisable
+
+    def _unraisable(self, unraisable: Any) -> None:
+        """``sys.unraisablehook``: a Stopped that Python ignored is lost, anything else is printed as before."""
+        if not isinstance(unraisable.exc_value, Stopped) or os.getpid() != self.pid:
+            self._ignored(unraisable)
+            return
+        self.lost = True
+
+    def __call__(self, signum: int, frame: FrameType | None) -> None:
+        """A signal of STOPS came."""
+        if os.getpid() != self.pid:
+            signal.signal(signum, signal.SIG_DFL)
+            os.kill(os.getpid(), signum)
+            return
+        if self.signum is None or self.lost:
+            self.signum, self.lost = self.signum or signum, False
+            if not self.holding:
+                raise Stopped(self.signum)
+
+    def came(self, signum: int) -> NoReturn:
+        """Stop as if signal ``signum`` had come here, unless one has (a workload's process was stopped first)."""
+        if self.signum is None:
+            self.signum = signum
+        raise Stopped(self.signum)
+
+    @contextlib.contextmanager
+    def held(self) -> Iterator[None]:
+        """Within ``with``, a stop is remembered but not raised; it is raised as the block ends."""
+        self.holding = True
+        try:
+            yield
+        finally:
+            self.holding = False
+            if self.signum is not None:
+                raise Stopped(self.signum)
+
+
+#: This process's StopSignals (the bench's, or a workload's process's once it is forked).
+STOP = StopSignals()
 
 NOISE = ("a shared 2-core machine where other jobs run at the same time: figures are noisy; compare the "
          "designs measured in one invocation (interleaved repeats), not figures of different runs")
@@ -142,25 +221,27 @@ def run_apart(key: str, plan: Plan) -> Workload:
     its worker processes slower, which cost W7's 600-event runs 15%: docs/performance.md)."""
     read, write = os.pipe()
     parent = os.getpid()
-    # Ctrl+C waits out the fork: raised inside its handlers (logging's), it would be printed and ignored.
-    signal.pthread_sigmask(signal.SIG_BLOCK, {signal.SIGINT})
+    # A stop waits out the fork: raised inside its handlers (logging's), it would be printed and ignored.
+    signal.pthread_sigmask(signal.SIG_BLOCK, STOPS)
     try:
         pid = os.fork()
+        if pid == 0:
+            STOP.install()  # the child's own: its parent's stop (SIGTERM) or the group's ends its runs tidily
     finally:
-        signal.pthread_sigmask(signal.SIG_UNBLOCK, {signal.SIGINT})
+        signal.pthread_sigmask(signal.SIG_UNBLOCK, STOPS)
     if pid == 0:  # the child: run the workload, send its result, leave without the parent's exit handlers
         os.close(read)
         code = 1
         try:
             die_with_parent(parent)  # a bench killed leaves no workload measuring on
-            signal.signal(signal.SIGTERM, signal.default_int_handler)  # its parent's stop: end as Ctrl+C, tidily
             with os.fdopen(write, "wb") as result:
                 pickle.dump(WORKLOADS[key](plan, progress), result)
             code = 0
-        except KeyboardInterrupt:  # Ctrl+C reached the whole group: the parent says so
-            code = INTERRUPTED
-        except BaseException:  # its traceback goes to stderr; the parent says which workload failed
-            traceback.print_exc()
+        except BaseException as error:
+            if STOP.signum is not None or isinstance(error, KeyboardInterrupt):  # stopped: the parent says so
+                code = 128 + (STOP.signum or signal.SIGINT)
+            else:  # its traceback goes to stderr; the parent says which workload failed
+                traceback.print_exc()
         finally:
             sys.stderr.flush()
             os._exit(code)
@@ -172,9 +253,10 @@ def run_apart(key: str, plan: Plan) -> Workload:
         _end_child(pid)
         raise
     _, status = os.waitpid(pid, 0)
-    if os.waitstatus_to_exitcode(status) == INTERRUPTED:
-        raise KeyboardInterrupt  # Ctrl+C reached the child first: the bench was interrupted, as its own would say
-    if os.waitstatus_to_exitcode(status) != 0 or not data:
+    code = os.waitstatus_to_exitcode(status)
+    if code - 128 in STOPS:
+        STOP.came(code - 128)  # the stop reached the child first: the bench was stopped, as its own would say
+    if code != 0 or not data:
         raise SystemExit(f"pipeline-bench: workload {key} failed (its traceback is above)")
     workload: Workload = pickle.loads(data)  # from our own child
     return workload
@@ -197,18 +279,23 @@ def _end_child(pid: int) -> None:
 
 @console_script
 def main(argv: Sequence[str] | None = None) -> NoReturn:
-    """The ``pipeline-bench`` console script: exit status 0, or 1 when a run's output did not check."""
+    """The ``pipeline-bench`` console script: exit status 0, 1 when a run's output did not check, 128 + the signal's
+    number when a signal of STOPS stopped it."""
     args = parser().parse_args(argv)
+    STOP.install()
     plan = QUICK if args.quick else FULL
     plan = replace(plan, repeat=args.repeat or plan.repeat, gui=args.gui)
     header = machine(plan, args.quick)
     progress(f"pipeline-bench: {header['summary']}")
-    workloads.warm_up()
     try:
+        # The warm-up runs here, in the bench's process: a stop raised in its run at any bytecode broke the run's own
+        # stop (tracebacks of asyncio's callbacks, of a generator); it comes once the run has ended.
+        with STOP.held():
+            workloads.warm_up()
         results = [run_apart(key, plan) for key in WORKLOADS if key in args.only]
-    except KeyboardInterrupt:
+    except KeyboardInterrupt as stopped:
         print("pipeline-bench: interrupted", file=sys.stderr)
-        sys.exit(INTERRUPTED)
+        sys.exit(128 + (stopped.signum if isinstance(stopped, Stopped) else signal.SIGINT))
     header["load_average_end"] = list(os.getloadavg())
     if args.json:
         print(json.dumps(as_json(header, results), indent=2))
