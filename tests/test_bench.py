@@ -186,6 +186,50 @@ def test_process_pool_delivers_every_result_in_order_and_reports_a_failure() -> 
         baselines.process_pool([1, 0], partial(divmod, 1), 1, lambda _: None, 1)
 
 
+#: A pool's processes, each in a message, made by a process that handles the signals as the bench's workload process.
+POOL_STOPPED = """
+import os, sys, threading
+from pipeline.bench.app import STOP
+from pipeline.bench.baselines import process_pool
+
+def work(message):
+    os.write(2, b"working\\n")
+    threading.Event().wait(60)
+
+STOP.install()
+try:
+    process_pool(range(2), work, 2, print, 1)
+except KeyboardInterrupt:
+    sys.exit("stopped")
+"""
+
+
+@pytest.mark.parametrize(("to", "signum"), [("process", signal.SIGTERM), ("group", signal.SIGINT)])
+def test_a_stopped_pool_ends_its_processes_without_a_traceback(to: str, signum: int) -> None:
+    # Forked, the pool's processes kept the bench's handler, which raised KeyboardInterrupt for Ctrl+C and for
+    # Pool.terminate()'s SIGTERM: "Process ForkPoolWorker-1:" and a traceback for each.
+    pool = subprocess.Popen([sys.executable, "-c", POOL_STOPPED], cwd=ROOT, stderr=subprocess.PIPE, text=True,
+                            start_new_session=True, env={**os.environ, "PYTHONPATH": str(ROOT)})
+    try:
+        assert pool.stderr is not None
+        working = 0
+        while working < 2:  # each of the pool's processes is in a message
+            line = pool.stderr.readline()
+            assert line, "the pool's processes never started their messages"
+            working += line == "working\n"
+        if to == "group":
+            os.killpg(pool.pid, signum)  # as a terminal's Ctrl+C
+        else:
+            pool.send_signal(signum)  # as the bench stops its workload's process
+        rest = pool.communicate(timeout=30)[1]
+    finally:
+        if pool.poll() is None:
+            os.killpg(pool.pid, signal.SIGKILL)
+    assert pool.returncode == 1 and rest == "stopped\n", rest
+    with pytest.raises(ProcessLookupError):  # no process of the pool is left
+        os.killpg(pool.pid, 0)
+
+
 @pytest.mark.parametrize(("count", "workers", "expected"), [(400, 1, 100), (400, 2, 50), (400, 4, 25),
                                                              (40, 4, 3), (1, 4, 1), (0, 2, 1)])
 def test_pool_chunksize_is_about_four_chunks_per_worker(count: int, workers: int, expected: int) -> None:

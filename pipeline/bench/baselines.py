@@ -17,6 +17,7 @@ import importlib.util
 import multiprocessing
 import pickle
 import queue
+import signal
 import threading
 import time
 import uuid
@@ -254,7 +255,7 @@ def process_pool(source: Iterable[Any], work: Stage, workers: int, sink: Sink, c
     start = time.perf_counter()
     # The platform's default start method, as a user's Pool has (fork on Linux before Python 3.14): spawned processes,
     # which import the step's modules anew, ran W7's 600 events at about half the rate of forked ones.
-    with multiprocessing.Pool(workers) as pool:
+    with multiprocessing.Pool(workers, initializer=pool_worker_signals) as pool:
         try:
             _drain(pool.imap(partial(apply_each, work), _chunks(source, chunksize)), sink)
         except multiprocessing.TimeoutError:
@@ -264,6 +265,17 @@ def process_pool(source: Iterable[Any], work: Stage, workers: int, sink: Sink, c
         pool.close()
         pool.join()
     return time.perf_counter() - start
+
+
+def pool_worker_signals() -> None:
+    """In a pool's process: Ctrl+C is its parent's to handle, and ``terminate()``'s SIGTERM ends it at once, as a
+    user's Pool sets it up for a clean stop.
+
+    Forked, a pool's process has its parent's handlers (the bench's workload process raises KeyboardInterrupt for
+    both): each of them printed a ``Process ForkPoolWorker-1:`` traceback when the bench was stopped.
+    """
+    signal.signal(signal.SIGINT, signal.SIG_IGN)
+    signal.signal(signal.SIGTERM, signal.SIG_DFL)
 
 
 def apply_each(work: Stage, chunk: list[Any]) -> list[Any]:
