@@ -97,6 +97,19 @@ def alive(pid: int) -> bool:
     return stat.rsplit(")", 1)[1].split()[0] != "Z"
 
 
+def live_in_group(group: int) -> list[int]:
+    """The processes of process group ``group`` that still run (zombies left for init to reap do not)."""
+    found = []
+    for stat in Path("/proc").glob("[0-9]*/stat"):
+        try:
+            fields = stat.read_text().rsplit(")", 1)[1].split()
+        except (FileNotFoundError, ProcessLookupError):
+            continue
+        if fields[0] != "Z" and int(fields[2]) == group:
+            found.append(int(stat.parent.name))
+    return found
+
+
 def report_line(stderr: str, step: str) -> str:
     """The report's line on the worker processes of ``step``: redeliveries and replacements."""
     found = [line for line in stderr.splitlines() if line.startswith(f"{step}: ") and "delivered again" in line]
