@@ -4,7 +4,8 @@ one as the process ends once the command has exited leaves its exit status as it
 Each command imports traitlets, pyzmq and its own modules before its ``main`` can handle a signal: some
 0.2 s, longer on a loaded machine. A Ctrl+C then would print a KeyboardInterrupt traceback of an import;
 here it prints the command's one line and exits 130, as a Ctrl+C while the command runs does. So this
-module, and the packages above it, import nothing but the standard library.
+module, and the packages above it, import nothing but the standard library (and the list of the signals a
+run handles, in a module that imports nothing else).
 """
 
 from __future__ import annotations
@@ -15,10 +16,10 @@ import signal
 import sys
 from typing import NoReturn
 
+from pipeline.console.lent_signals import HANDLED  # the standard library's alone, as this module's
+
 #: The exit status of a command that Ctrl+C interrupted (DESIGN.md §5).
 INTERRUPTED = 128 + signal.SIGINT
-#: The signals a command handles (pipeline.cli.signals), and ignores once its exit status is decided.
-HANDLED = (signal.SIGINT, signal.SIGTERM, signal.SIGHUP)
 
 
 def launch(module: str, command: str) -> NoReturn:

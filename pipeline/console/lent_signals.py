@@ -18,6 +18,8 @@ import signal
 import threading
 from typing import Any
 
+#: The signals that stop a run and its commands (Ctrl+C, SIGTERM, SIGHUP), whose handlers a run lends its process.
+HANDLED = (signal.SIGINT, signal.SIGTERM, signal.SIGHUP)
 #: What each signal the run handles had before it (the handler a forked child gets back).
 _before: dict[int, Any] = {}
 #: The wake-up fd the process had before the run set its own (None: the run set none).

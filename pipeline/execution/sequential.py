@@ -217,7 +217,7 @@ def _lend_handlers() -> dict[int, tuple[Callable[[int, Any], Any], Callable[[int
     """Wrap each Python handler of the signals that stop a run, so that what it raises comes as Signalled, which the
     steps' executors let through; per signal, its handler and the wrapper installed."""
     lent = {}
-    for signum in (signal.SIGINT, signal.SIGTERM, signal.SIGHUP):
+    for signum in lent_signals.HANDLED:
         handler = signal.getsignal(signum)
         if callable(handler):
             wrapped = _raising_as_signalled(handler)
