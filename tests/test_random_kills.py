@@ -133,8 +133,12 @@ def collect(doc: dict[str, Any], mode: str, kills: list[tuple[float, int]]) -> t
             threading.Event().wait(pause)  # the chaos's own schedule: kill at random moments
             live = worker_processes()
             if live:
-                killed.append(live[which % len(live)])
-                os.kill(killed[-1], signal.SIGKILL)
+                victim = live[which % len(live)]
+                try:
+                    os.kill(victim, signal.SIGKILL)
+                except ProcessLookupError:  # it ended between the listing and the kill: none was killed
+                    continue
+                killed.append(victim)
         if killed:
             wait_until_seen(pipeline, killed)
     finally:
