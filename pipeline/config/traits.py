@@ -35,11 +35,11 @@ def shown(value: Any) -> str:
         return f"an {type(value).__name__} too long to show"
 
 
-
 def names_a_class(key: str) -> bool:
     """Whether traitlets reads ``key`` of a config as a class's section, not an option: it begins with a capital
     letter and not with ``_`` (traitlets' own rule, which a class or option named otherwise cannot escape)."""
     return bool(key) and key[0].upper() == key[0] and not key.startswith("_")
+
 
 class ValueProblem(TraitError):
     """A value that a trait refuses; the message is the whole problem, fit for a one-line config error."""

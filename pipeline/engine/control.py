@@ -35,8 +35,7 @@ class RunControl:
 
     def __init__(self, options: RunOptions) -> None:
         self.options = options
-        self.policy = FailurePolicy(options.max_failures, options.dead_letter, self._stop, options.dead_letter_setting,
-                                    options.dead_letter_replaced)
+        self.policy = FailurePolicy.for_run(options, self._stop)
         self.stopping = threading.Event()  # the producer stops; what is in flight drains
         self.aborted = threading.Event()  # every thread stops as soon as it can
         self.build = threading.Event()  # every router is bound: the steps' workers may build their Components

@@ -141,9 +141,8 @@ class ThreadedRunner:
             if flusher.is_alive():
                 flusher.join(ABORT_GRACE_SECONDS)
             producer = self.threads.get(self.config.producer.name)
-            if producer:  # a replay stopped before its end, its thread even left behind: what it did not send
-                self.control.policy.replay_stopped(producer[0].executor.component)
-            self.control.policy.close()
+            # A replay stopped before its end, its thread even left behind: what it did not send is recorded.
+            self.control.policy.close(producer[0].executor.component if producer else None)
             if self.addresses.ipc_dir:
                 shutil.rmtree(self.addresses.ipc_dir, ignore_errors=True)
         return self._report()

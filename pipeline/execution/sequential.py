@@ -74,8 +74,7 @@ class SequentialRunner:
         self.options = options or RunOptions()
         self.stopping = False
         self.signal: int | None = None
-        self.policy = FailurePolicy(self.options.max_failures, self.options.dead_letter, self._stop,
-                                    self.options.dead_letter_setting, self.options.dead_letter_replaced)
+        self.policy = FailurePolicy.for_run(self.options, self._stop)
         self.executors: dict[str, StepExecutor] = {}
         for name, step in config.steps.items():
             executor = self.executors[name] = StepExecutor(step, 0, self.policy)
@@ -150,8 +149,7 @@ class SequentialRunner:
             for signum, (handler, wrapped) in lent.items():
                 if signal.getsignal(signum) is wrapped:  # a step's code may have set one of its own
                     lent_signals.restore(signum, handler)
-            self.policy.replay_stopped(self.executors[self.config.producer.name].component)
-            self.policy.close()
+            self.policy.close(self.executors[self.config.producer.name].component)
         return self._report()
 
     def _produce(self) -> None:

@@ -12,6 +12,7 @@ from dataclasses import dataclass
 
 from pipeline.component import Component
 from pipeline.config.model import StepConfig
+from pipeline.config.options import RunOptions
 from pipeline.console.end_of_output import caused_by_closed_output
 from pipeline.errors import StepFailed
 from pipeline.failures.deadletter import OPTION, DeadLetterReplay, DeadLetterWriter
@@ -147,17 +148,22 @@ class FailurePolicy:
                 self._writer.write(step.name, -1, seq, NotRun(f"not run: step {step.name} had stopped"), message,
                                    delivered)
 
-    def replay_stopped(self, producer: Component | None) -> None:
-        """The producer ``producer`` has ended: if it is a replay stopped before its end (or never started), each
-        message it did not send is written as not run, to replay again: its file may be the one this run wrote over."""
-        if not isinstance(producer, DeadLetterReplay) or self._writer is None:
-            return
-        for step, message in producer.unsent():
-            with self._lock:
-                self._writer.write(step, -1, None, NotRun("not sent: the replay stopped before it"), encode(message))
+    @classmethod
+    def for_run(cls, options: RunOptions, stop: Callable[[str], None]) -> FailurePolicy:
+        """The policy of a run with ``options`` (its failure settings and dead-letter file), stopping it by ``stop``."""
+        return cls(options.max_failures, options.dead_letter, stop, options.dead_letter_setting,
+                   options.dead_letter_replaced)
 
-    def close(self) -> None:
-        """The run ended: log the failures only counted so far, and close the dead-letter file."""
+    def close(self, producer: Component | None = None) -> None:
+        """The run ended, its producer ``producer`` (its Component, if it was built): if that is a replay stopped
+        before its end (or never started), each message it did not send is written as not run, to replay again (its
+        file may be the one this run writes over); log the failures only counted so far, and close the dead-letter
+        file."""
+        if isinstance(producer, DeadLetterReplay) and self._writer is not None:
+            for step, message in producer.unsent():
+                with self._lock:
+                    self._writer.write(step, -1, None, NotRun("not sent: the replay stopped before it"),
+                                       encode(message))
         with self._lock:
             unreported = self._log.unreported()
         for step, kind, count in unreported:
