@@ -11,7 +11,7 @@ from collections.abc import Iterator
 from types import FrameType
 from typing import Any, NoReturn
 
-from pipeline.cli.launch import HANDLED
+from pipeline.console.lent_signals import HANDLED
 
 #: The signals that stop the bench: Ctrl+C, SIGTERM (kill, timeout, a batch system) and SIGHUP (the terminal closed);
 #: its exit status is then 128 + the signal's number (DESIGN.md section 5).

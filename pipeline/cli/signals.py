@@ -24,7 +24,6 @@ from contextlib import ExitStack, suppress
 from types import TracebackType
 from typing import Any
 
-from pipeline.cli import launch
 from pipeline.console import end_of_output, lent_signals
 from pipeline.console.stderr import shared as shared_stderr
 
@@ -34,10 +33,10 @@ EXIT_GRACE_SECONDS = 3.0
 #: Seconds the watchdog gives its last note to reach stderr before it exits the process.
 NOTE_SECONDS = 0.5
 
-#: The signals handled (pipeline.cli.launch's HANDLED): SIGHUP too, a terminal closed or an ssh session dropped ends
+#: The signals handled (console.lent_signals's HANDLED): SIGHUP too, a terminal closed or an ssh session dropped ends
 #: the run as SIGTERM does, its report and its steps' finish() with it (the default action killed it at once, its
 #: buffered output lost).
-HANDLED = launch.HANDLED
+HANDLED = lent_signals.HANDLED
 #: A byte on the wakeup pipe that is no signal: it only makes the watchdog look at its deadline again.
 _WAKE = 0
 
