@@ -186,11 +186,9 @@ def test_a_fork_answered_too_late_leaves_no_worker_process(tmp_path: Path, zygot
                                                            monkeypatch: pytest.MonkeyPatch) -> None:
     """Past FORK_SECONDS the keeper starts the worker process another way: a child the zygote forks after that is
     one too many, killed when its late answer comes, and that answer breaks nothing."""
-    spec = tmp_path / "spec"
-    os.mkfifo(spec)  # the worker process waits to read it: it lives until killed
     children = Path(f"/proc/{zygote.pid}/task/{zygote.pid}/children")
     monkeypatch.setattr(zygote_module, "FORK_SECONDS", 0.0)
-    assert zygote.fork([f"--spec={spec}", "--board=-", "--slot=0", f"--parent={zygote.pid}"]) is None
+    assert zygote.fork(waiting_worker(tmp_path / "spec", zygote)) is None
     monkeypatch.undo()
     deadline = time.monotonic() + 20
     late: list[str] = []
@@ -198,6 +196,29 @@ def test_a_fork_answered_too_late_leaves_no_worker_process(tmp_path: Path, zygot
         assert time.monotonic() < deadline, f"the late child {late} still runs"
         zygote.collect(0.05)  # takes the late answer (and later the child's end)
         late = late or children.read_text().split()
+
+
+def waiting_worker(spec: Path, zygote: Zygote) -> list[str]:
+    """The argv of a worker process that waits to read its spec, a FIFO no one writes: it lives until killed."""
+    os.mkfifo(spec)
+    return [f"--spec={spec}", "--board=-", "--slot=0", f"--parent={zygote.pid}"]
+
+
+def test_a_late_answer_is_not_taken_for_the_next_request(tmp_path: Path, zygote: Zygote,
+                                                         monkeypatch: pytest.MonkeyPatch) -> None:
+    """The answer to a fork given up on (past FORK_SECONDS) may come after the next request was sent: it is the
+    late request's, killed as it comes, and the next request gets its own process."""
+    monkeypatch.setattr(zygote_module, "FORK_SECONDS", 0.0)
+    assert zygote.fork(waiting_worker(tmp_path / "late", zygote)) is None
+    monkeypatch.undo()
+    children = Path(f"/proc/{zygote.pid}/task/{zygote.pid}/children")
+    child = zygote.fork(LEAVING_WORKER)
+    assert child is not None
+    assert child.wait(20) is not None  # the process that leaves at once, not the late one that waits for ever
+    deadline = time.monotonic() + 20
+    while children.read_text().split():  # the late one is killed and reaped
+        assert time.monotonic() < deadline, f"the late child {children.read_text()} still runs"
+        zygote.collect(0.05)
 
 
 def test_the_zygote_outlives_a_sigterm_while_its_parent_lives(zygote: Zygote) -> None:

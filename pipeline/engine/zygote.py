@@ -28,8 +28,9 @@ here), as a fresh interpreter would.
 
 The parent talks to it over a private socket pair, in length-prefixed pickles (the zygote is the
 parent's own child: nothing else can reach that socket). Requests are ``("fork", argv)``, answered
-``("forked", pid)``, or ``("failed", why)`` when the fork fails; the zygote reaps its children and
-reports ``("exit", pid, returncode)`` as Popen
+``("forked", pid)``, or ``("failed", why)`` when the fork fails, in the order asked: an answer that
+comes after the parent gave up on it (FORK_SECONDS) is still its own request's, never the next one's; the
+zygote reaps its children and reports ``("exit", pid, returncode)`` as Popen
 would give it (negative: the signal). A fork request also names the files the parent removes at its end
 (the worker process's shared-memory rings, the parent's private directory). The parent says ``("leave",)``
 before it closes the socket at its end; the zygote leaves then, and its children end with it. When the
@@ -218,6 +219,7 @@ class Zygote:
         self.children: dict[int, Forked] = {}
         self.error = ""  # why the last fork failed, as the zygote said
         self._exits: dict[int, int] = {}  # exits heard before their child was known
+        self._abandoned = 0  # requests given up on (past FORK_SECONDS) whose answers are still to come, in order
 
     @property
     def pid(self) -> int:
@@ -272,9 +274,11 @@ class Zygote:
         return cls(ours, _ForkedZygote(pid))
 
     def fork(self, argv: Sequence[str], leftovers: Sequence[str | os.PathLike[str]] = ()) -> Forked | None:
-        """A new worker process running ``worker_process.main(argv)``; None if the zygote cannot make one
-        (``error`` then says why, if the zygote said). ``leftovers``: the files and directories this process
-        removes at its end, which the zygote removes if this process is killed."""
+        """A new worker process running ``worker_process.main(argv)``; None if the zygote cannot make one.
+        ``leftovers``: the files and directories this process removes at its end, which the zygote removes if this
+        process is killed. Past FORK_SECONDS the request is given up on (the keeper starts that worker process
+        another way): its answer, when it comes, is still its own (a process forked then is killed), never the next
+        request's."""
         self.error = ""
         try:
             _send(self.sock, ("fork", list(argv), [os.fspath(path) for path in leftovers]))
@@ -282,18 +286,20 @@ class Zygote:
             while (left := deadline - time.monotonic()) > 0:
                 message = self._next(left)
                 if message is None:
-                    return None
-                if message[0] == "failed":
+                    break
+                if message[0] not in ("forked", "failed") or self._abandoned:
+                    self._heard(message)  # an exit, or the answer to a request given up on before
+                elif message[0] == "failed":
                     self.error = message[1]
                     return None
-                if message[0] == "forked":
+                else:
                     child = self.children[message[1]] = Forked(self, message[1])
                     if message[1] in self._exits:
                         child.returncode = self._exits.pop(message[1])
                     return child
-                self._heard(message)
         except OSError:
             return None
+        self._abandoned += 1
         return None
 
     def collect(self, timeout: float = 0.0) -> None:
@@ -326,9 +332,11 @@ class Zygote:
                 self._exits[pid] = code
             else:
                 child.returncode = code
-        elif message[0] == "forked":
-            with contextlib.suppress(ProcessLookupError):
-                os.kill(message[1], signal.SIGKILL)
+        elif message[0] in ("forked", "failed"):
+            self._abandoned = max(0, self._abandoned - 1)
+            if message[0] == "forked":
+                with contextlib.suppress(ProcessLookupError):
+                    os.kill(message[1], signal.SIGKILL)
 
     def close(self) -> None:
         """End the zygote (its children end with it); once is enough."""
