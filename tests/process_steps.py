@@ -130,18 +130,25 @@ class TriggerThenFinish(Trigger):
 
 
 class FailsThenDies(Component):
-    """Passes messages on, but raises on message ``fails`` and then kills its process on message ``dies`` (once: the
-    marker file is the token), before the answer of the failed message left the process."""
+    """Passes messages on (after ``delay`` seconds each), but raises on message ``fails`` and kills its process on
+    message ``dies`` (once: the marker file is the token), ``pause`` seconds into its run(): by default before the
+    answer of the failed message left the process."""
 
     fails = Int(2, help="The message that raises.").tag(config=True)
     dies = Int(3, help="The message whose first run kills its process.").tag(config=True)
     marker = Unicode("", help="The file created when it kills its process.").tag(config=True)
+    delay = Float(0.0, help="Seconds of work per message.").tag(config=True)
+    pause = Float(0.0, help="Seconds message ``dies`` runs before it kills its process.").tag(config=True)
 
     def run(self, msg: int) -> int:
         """Pass the message on, or raise, or die."""
+        if self.delay:
+            time.sleep(self.delay)
         if msg == self.fails:
             raise ValueError(f"bad message {msg}")
         if msg == self.dies and claim(self.marker):
+            if self.pause:
+                time.sleep(self.pause)  # the other process runs the messages after this one meanwhile
             os.kill(os.getpid(), signal.SIGKILL)
         return msg
 

@@ -132,6 +132,23 @@ def test_a_message_that_failed_in_a_process_that_then_died_has_one_dead_letter(t
     assert sorted(written(tmp_path)) == [n for n in range(20) if n != 2]
 
 
+def test_an_ordered_step_that_stops_as_a_process_dies_sends_on_what_it_processed(tmp_path: Path) -> None:
+    """An ordered step in 2 worker processes stops on a failure (on_error stop) while the process running an earlier
+    message dies: what the other process processed after that message waited for it, and was thrown away with the
+    stopped step's queue (processed, never sent on, counted nowhere: 1-212 messages lost in 10 of 12 runs). Every
+    message is written, in order, or is in the dead letters (failed, or not run)."""
+    dead = tmp_path / "dead.jsonl"
+    path = chain(tmp_path, {"class": "FailsThenDies", "nb_process": 2, "ordered": True, "on_error": "stop"},
+                 count=400, FailsThenDies={"fails": 250, "dies": 100, "pause": 1.0, "delay": 0.002,
+                                           "marker": str(tmp_path / "died")})
+    result = run_to_end(path, *HEARTBEATS, f"--Pipeline.dead_letter={dead}")
+    assert result.returncode == 1, result.stderr
+    assert (tmp_path / "died").exists()
+    out = written(tmp_path)
+    assert out == sorted(out)
+    assert sorted(out + [message for _, message in load_messages(str(dead))]) == list(range(400))
+
+
 @pytest.mark.parametrize(("processes", "restarts"), [(1, 0), (2, 1)])
 def test_a_step_whose_every_process_dies_fails_the_run(tmp_path: Path, processes: int, restarts: int) -> None:
     """on_error=skip: the messages that kill them are not what stops the run, the lack of workers is."""

@@ -390,6 +390,26 @@ def test_a_message_that_killed_max_redeliveries_processes_fails_and_what_waited_
     assert [seq for seq, _ in released] == [1]  # 0 will never be answered: 1 goes on
 
 
+def test_a_stopped_ordered_step_sends_on_what_waited_for_the_inputs_a_dead_process_gave_back() -> None:
+    """A dead process's inputs go back to the front of the queue, before outputs already answered and held back in
+    order; the step then stops (on_error stop, max_failures, a signal) and gives its queue up: what waited for those
+    inputs goes on, in order, rather than wait for ever (processed, never sent on, counted nowhere)."""
+    made, policy, _ = state(ordered=True)
+    for slot in (0, 1):
+        made.added(slot, 1)
+        made.joined(worker(slot), 4)
+    made.take_input(packet(4))
+    (_, p0), (w1, p1) = hand_out(made)
+    assert (seqs(p0), seqs(p1)) == ([0, 1], [2, 3])
+    assert made.answered(w1, answers(2, 2)) == []  # held back behind 0 and 1
+    assert made.lost(Loss(0, "killed", [0])) == []  # 0 and 1 go back to the front of the queue
+    policy.halted.add("S")
+    assert hand_out(made) == []  # the stopped step gives its queue up
+    assert policy.skipped == [0, 1]
+    assert [seq for seq, _ in made.take_released()] == [2, 3]
+    assert made.take_released() == []  # each once
+
+
 def test_a_process_lost_after_it_was_told_to_finish_is_given_time_for_its_finished() -> None:
     made, _, _ = state()
     made.added(0, 1)
@@ -457,12 +477,13 @@ Event = tuple[str, int]
 
 @st.composite
 def events(draw: st.DrawFn) -> list[Event]:
-    """Random inputs, handing out, answers with READY, and deaths of worker processes."""
-    kinds = st.sampled_from(["input", "offer", "answer", "answer", "lose"])
+    """Random inputs, handing out, answers with READY, deaths of worker processes, and the step stopped (as
+    on_error stop or max_failures stop it: what is queued then is given up)."""
+    kinds = st.sampled_from(["input", "offer", "answer", "answer", "lose", "halt"])
     return draw(st.lists(st.tuples(kinds, st.integers(0, 5)), max_size=60))
 
 
-@settings(max_examples=150, deadline=None)
+@settings(max_examples=2000, deadline=None)
 @given(events(), st.booleans())
 def test_every_message_is_accounted_for_exactly_once_in_any_order(script: Iterable[Event], ordered: bool) -> None:
     made, policy, _ = state(ordered=ordered)
@@ -480,12 +501,19 @@ def test_every_message_is_accounted_for_exactly_once_in_any_order(script: Iterab
     add()
     sent = 0
     released: list[int] = []
+
+    def offer_all() -> None:
+        hand_out(made)
+        released.extend(seq for seq, _ in made.take_released())  # held back for inputs it gave up as it offered
+
     for kind, value in script:
         if kind == "input":
             made.take_input(packet(value + 1))
             sent += value + 1
         elif kind == "offer":
-            hand_out(made)
+            offer_all()
+        elif kind == "halt":
+            policy.halted.add("S")
         elif kind == "answer" and live:
             w = worker(live[value % len(live)])
             held = made.pool.workers.get(w)
@@ -503,7 +531,7 @@ def test_every_message_is_accounted_for_exactly_once_in_any_order(script: Iterab
     # Drain: answer everything, whatever is left.
     made.take_end(sent)
     for _ in range(sent + 2):
-        hand_out(made)
+        offer_all()
         for slot in live:
             w = worker(slot)
             held = made.pool.workers[w]
@@ -514,7 +542,8 @@ def test_every_message_is_accounted_for_exactly_once_in_any_order(script: Iterab
                 made.ready(w, 4)
     failed = [seq for seq, _ in policy.failed]
     assert made.drained() != [] or not made.pool.workers
-    assert sorted(released + failed) == list(range(sent))  # each once: answered, or failed for good
+    # Each once: answered, failed for good, or given up by a stopped step.
+    assert sorted(released + failed + policy.skipped) == list(range(sent))
     if ordered:
         assert released == sorted(released)
     assert made.counts.processed == len(released) and made.counts.failed == len(failed)

@@ -278,6 +278,8 @@ class Router(EngineThread):
                 state.handed(offer)
             else:
                 state.unreachable(offer.worker)
+        if state.released:  # held back for inputs the step gave up as it offered
+            self._emit(state.take_released())
         if state.acks:
             self._acknowledge(work)
 

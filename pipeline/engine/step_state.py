@@ -157,6 +157,9 @@ class StepState:
         self._partial: dict[int, int] = {}
         self._unacked: dict[int, bytes] = {}  # per input: the worker whose chunk waits, held back, for its MORE
         self.acks: list[bytes] = []  # workers whose chunk went on (or may wait here): the router sends them MORE
+        # Outputs an ordered step held back for inputs it then gave up with its queue (it stopped, or lost its last
+        # worker, holding inputs a dead process gave back): the router sends them on.
+        self.released: list[tuple[int, Outputs]] = []
         self._departures: list[tuple[int, str]] = []  # the first worker processes that left, and why
         self._departed = 0
         #: What the run refused of remote workers (the door's count of refused handshakes), for that line too.
@@ -370,14 +373,24 @@ class StepState:
         """Give up the queued messages: every worker's init() failed, or the step stopped after a failure.
 
         The report counts them as never processed; a stopped step's go to the dead-letter file
-        as not run, to replay after the fix. Holding them would keep the step from draining.
+        as not run, to replay after the fix. Holding them would keep the step from draining. An ordered
+        step's outputs held back for them go on without them (those a dead process gave back come before
+        outputs already answered): they were processed, and would otherwise wait for ever.
         """
-        for packet in self.queue if self.shards is None else ():  # a producer's shards are no messages
-            self.counts.received += len(packet)  # received by the step, though no worker got them
-            for seq, message in zip(range(packet.first_seq, packet.first_seq + len(packet)), packet.encoded(),
-                                    strict=True):
-                # One that ran in part in a process that died: a replay skips what of it went on.
-                self.policy.not_run(self.step, seq, message, self._partial.pop(seq, 0))
+        release: list[tuple[int, Outputs]] = []
+        for packet in self.queue:
+            numbers = range(packet.first_seq, packet.first_seq + len(packet))
+            if self.shards is None:  # a producer's shards are no messages
+                self.counts.received += len(packet)  # received by the step, though no worker got them
+                for seq, message in zip(numbers, packet.encoded(), strict=True):
+                    # One that ran in part in a process that died: a replay skips what of it went on.
+                    self.policy.not_run(self.step, seq, message, self._partial.pop(seq, 0))
+            if self.results is not None:
+                for seq in numbers:
+                    release.extend(self.results.skip(seq))
+        if release:
+            self._ack_released(release)
+            self.released.extend(release)
         self.queue.clear()
         self.queued = 0
         self.queued_bytes = 0
@@ -564,6 +577,11 @@ class StepState:
         """The workers to send MORE now (each once)."""
         acks, self.acks = self.acks, []
         return acks
+
+    def take_released(self) -> list[tuple[int, Outputs]]:
+        """The outputs to send on that no answer or loss released: those held back for inputs given up (each once)."""
+        released, self.released = self.released, []
+        return released
 
     def _shard_answers(self, shards: ShardBook, worker: bytes, answers: Sequence[Answer]) -> None:
         """A producer's worker process answers: messages of the shard it runs (chunks of it, to send on), messages
