@@ -48,12 +48,18 @@ class ExitEvery(FailEvery):
         return msg
 
 
-class ReturnsANumber(Component):
-    """Producer whose run() returns a number instead of being a generator."""
+#: What ReturnsAValue returns, by the name of its type: none is messages.
+RETURNED: dict[str, Any] = {type(value).__name__: value for value in (5, "hello", b"hello", {"a": 1, "b": 2})}
+
+
+class ReturnsAValue(Component):
+    """Producer whose run() returns one value (a number, a str, bytes, a dict) instead of being a generator."""
+
+    returns = Enum(list(RETURNED), "int", help="The type of the value it returns.").tag(config=True)
 
     def run(self) -> Any:
         """Not messages."""
-        return 5
+        return RETURNED[self.returns]
 
 
 class MakesArrays(Component):

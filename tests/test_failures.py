@@ -212,16 +212,21 @@ def test_signal_drains_and_finishes(tmp_path: Path, mode: str, signum: int, stat
 
 
 #: From the Python API: a run that Ctrl+C stops, then one that runs to its end in the same process.
+@pytest.mark.parametrize("returns", ["int", "str", "bytes", "dict"])
 @pytest.mark.parametrize("mode,workers", [("sequential", {}), ("threads", {}), ("threads", {"nb_process": 1})],
                          ids=["sequential", "threads", "processes"])
-def test_a_producer_that_is_no_generator_fails_in_one_line(tmp_path: Path, mode: str, workers: dict) -> None:
-    """Its run() returned a number: the run fails saying so, without a traceback of the engine's own frames."""
-    producer = {"name": "COUNT", "module": STEPS, "class": "ReturnsANumber", "next_steps": "STAGE", **workers}
-    result = pipeline_run(config(tmp_path, {"class": "FailEvery"}, producer), f"--Pipeline.mode={mode}")
+def test_a_producer_that_is_no_generator_fails_in_one_line(tmp_path: Path, mode: str, workers: dict,
+                                                           returns: str) -> None:
+    """Its run() returned one value: the run fails saying so, without a traceback of the engine's own frames, and
+    sends nothing (a str is not sent a character at a time, nor a dict key by key)."""
+    producer = {"name": "COUNT", "module": STEPS, "class": "ReturnsAValue", "next_steps": "STAGE", **workers}
+    path = config(tmp_path, {"class": "FailEvery"}, producer, ReturnsAValue={"returns": returns})
+    result = pipeline_run(path, f"--Pipeline.mode={mode}")
     assert result.returncode == 1, result.stderr
     assert re.search(r"COUNT: first error: run\(\)( of shard 0)?: StepFailed: run\(\) must be a generator "
-                     r"\(or return an iterable\), it returned int", result.stderr), result.stderr
+                     rf"\(or return an iterable\), it returned {returns}\b", result.stderr), result.stderr
     assert "Traceback" not in result.stderr
+    assert written(tmp_path) == [{"finished": True}]
 
 
 CTRL_C_FROM_PYTHON = """

@@ -35,7 +35,7 @@
 from __future__ import annotations
 
 import threading
-from collections.abc import Callable, Iterable
+from collections.abc import Callable, Iterable, Mapping
 from enum import IntEnum
 from time import perf_counter
 from types import GeneratorType
@@ -66,6 +66,10 @@ CHUNK_COUNT = 4096
 #: The outputs of one call of a step's code: each message, encoded (or copied, for a step of the same thread, see
 #: Sink.copies), and its target (None: every next step).
 Outputs = list[tuple[Encoded | Copied, "str | None"]]
+
+#: What a producer's run() may not return although it iterates: its characters, bytes or keys would each be a
+#: message.
+ONE_VALUE = (str, bytes, bytearray, Mapping)
 
 #: The input "sequence number" of outputs that belong to no input: those of init() and finish().
 UNORDERED = 2**64 - 1
@@ -483,6 +487,10 @@ class StepExecutor:
         def start() -> None:
             nonlocal iterator
             messages = component.run()
+            # A str, bytes or dict iterates as its characters, bytes or keys: one value, never the messages meant.
+            if isinstance(messages, ONE_VALUE):
+                raise StepFailed(f"run() must be a generator (or return an iterable), it returned "
+                                 f"{type(messages).__name__}: yield it, or return [it], to send it as one message")
             try:
                 iterator = iter(messages)
             except TypeError:  # the engine's own word (no traceback of its code): the line says it all
