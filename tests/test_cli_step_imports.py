@@ -153,6 +153,26 @@ def test_a_step_module_beside_a_config_run_from_elsewhere_says_where_modules_com
         f"are imported from the directory pipeline-run runs in, {tmp_path}: run it from ana)")
 
 
+@pytest.mark.parametrize("where", ["absolute", "above", "absolute-here"])
+def test_a_module_given_as_a_path_outside_the_run_directory_is_guessed_as_a_name(tmp_path: Path, where: str) -> None:
+    """The module as a file's path, absolute or ../: the guess was 'tmp.pytest-0.ana.mysteps' or '...mysteps', names
+    import cannot take. Now the file's own name, and where to run from when it is not here."""
+    write_files(tmp_path, {"mysteps.py": "from algorithms.basic import Printer\n"})
+    run_dir = tmp_path if where == "absolute-here" else tmp_path / "run"
+    run_dir.mkdir(exist_ok=True)
+    module = "../mysteps.py" if where == "above" else str(tmp_path / "mysteps.py")
+    printer_config(run_dir, module)
+    result = run_in(run_dir, "--config=broken.json")
+    assert result.returncode == 2, result.stderr
+    last = result.stderr.splitlines()[-1]
+    assert lines(result.stderr) == [last], result.stderr
+    if where == "absolute-here":
+        assert last.endswith("not a file's path: did you mean 'mysteps'?)"), last
+    else:
+        assert last.endswith(f"not a file's path: did you mean 'mysteps'? step modules are imported from the directory "
+                             f"pipeline-run runs in, {run_dir}: run it from {Path(module).parent})"), last
+
+
 def test_a_steps_file_named_as_an_installed_package_says_it_is_hidden(tmp_path: Path) -> None:
     """The README's steps saved as pipeline.py: "module 'pipeline' has no class" said not why."""
     write_files(tmp_path, {"pipeline.py": "from algorithms.basic import Printer\n"})

@@ -3,6 +3,7 @@ same name that hides the user's own file or folder. Light (the standard library 
 
 from __future__ import annotations
 
+import os
 import sys
 from pathlib import Path
 from typing import Any
@@ -21,9 +22,15 @@ def path_for_name(module_name: str) -> str:
     to add to its import's error; "" for a name."""
     if not (module_name.startswith(".") or module_name.endswith(".py") or "/" in module_name or "\\" in module_name):
         return ""
-    parts = module_name.removesuffix(".py").replace("\\", "/").split("/")
-    guess = ".".join(part for part in parts if part not in ("", "."))
-    return f" (expected a module's name, as import takes it, not a file's path: did you mean {guess!r}?)"
+    path = Path(module_name.removesuffix(".py").replace("\\", "/"))
+    expected = " (expected a module's name, as import takes it, not a file's path: did you mean"
+    # Step modules are imported from the working directory: a path below it is a dotted name there; one outside it
+    # (absolute, ../) is a name only where it lies. normpath, not resolve(): a link is imported by its own name.
+    parts = Path(os.path.relpath(os.path.normpath(Path.cwd() / path))).parts
+    if parts[:1] == ("..",):
+        return (f"{expected} {path.name!r}? step modules are imported from the directory pipeline-run runs in, "
+                f"{Path.cwd()}: run it from {path.parent})")
+    return f"{expected} {'.'.join(parts)!r}?)"
 
 
 def module_file(module_name: str, folder: Path) -> Path:
