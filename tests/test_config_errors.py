@@ -120,6 +120,12 @@ FILE_CASES = [
                  "comments", id="comment-ending-a-line"),
     pytest.param(replacing('{"version": 1}  # the format\n'), "",
                  "invalid JSON at line 1 column 17: Extra data (JSON has no comments", id="comment-after-the-end"),
+    pytest.param(replacing('{"version": 1,\n "Counter": {"count": 2,}}\n'), "",
+                 "invalid JSON at line 2 column 25: Expecting property name enclosed in double quotes (JSON has no "
+                 "trailing commas: remove the comma at line 2 column 24, before '}')", id="trailing-comma-in-object"),
+    pytest.param(replacing('{"version": 1,\n "Pipeline": {"stagers_conf": [{},\n ]}}\n'), "",
+                 "(JSON has no trailing commas: remove the comma at line 2 column 34, before ']')",
+                 id="trailing-comma-ending-a-line-in-a-list"),
     pytest.param(replacing('{"Pipeline": {"producer_conf": "abc'), "",  # the parser's words ended on "at"
                  "invalid JSON at line 1 column 32: Unterminated string starting there", id="unterminated-string"),
     pytest.param(stager_class("tests/config_steps.py", "ThreadNamer"), f"{STAGER}.module",

@@ -154,7 +154,23 @@ def _json_problem(error: json.JSONDecodeError) -> str:
     line = error.doc.split("\n")[error.lineno - 1]
     if error.doc[error.pos:].lstrip().startswith(_COMMENTS) or line.lstrip().startswith(_COMMENTS):
         problem += " (JSON has no comments: remove the comment, or keep the note in a key of its own)"
+    comma = _trailing_comma(error.doc, error.pos)
+    if comma is not None:
+        line = error.doc.count("\n", 0, comma) + 1
+        column = comma - error.doc.rfind("\n", 0, comma)
+        closing = error.doc[comma + 1:].lstrip()[0]
+        problem += (f" (JSON has no trailing commas: remove the comma at line {line} column {column}, "
+                    f"before {closing!r})")
     return problem
+
+
+def _trailing_comma(doc: str, pos: int) -> int | None:
+    """Where the comma is that ends an object or a list of ``doc`` before its '}' or ']', if the parser stopped at
+    one or the other (Python before 3.13 stops at the bracket, later ones at the comma); None otherwise."""
+    comma = pos if doc[pos:pos + 1] == "," else len(doc[:pos].rstrip()) - 1
+    if comma < 0 or doc[comma] != "," or not doc[comma + 1:].lstrip().startswith(("}", "]")):
+        return None
+    return comma
 
 
 class _LongInteger(Exception):
