@@ -22,6 +22,28 @@ class RunWithoutMessage(Component):
         """Nothing to take."""
 
 
+class RunNotAMethod(Component):
+    """A step whose run is a number: it failed at every message."""
+
+    run = 5
+
+
+class AsyncRun(Component):
+    """A stager whose run() is async def: each message failed as a coroutine that could not be pickled."""
+
+    async def run(self, msg: Any) -> Any:
+        """Never awaited."""
+        return msg
+
+
+class AsyncGenerator(Component):
+    """A producer whose run() is an async generator: it failed as no iterable."""
+
+    async def run(self) -> Any:
+        """Never iterated."""
+        yield 1
+
+
 class RunWithMessage(Component):
     """A producer whose run() wants a message, as a stager's: it failed at its start."""
 

@@ -393,6 +393,26 @@ FILE_CASES = [
         "run(self), a generator of its messages)",
         id="producer-run-with-message",
     ),
+    pytest.param(  # it failed at every message: 'int' object is not callable
+        stager_class(STEPS, "RunNotAMethod"),
+        f"{STAGER}.class",
+        f"{STEPS}.RunNotAMethod.run is 5 (int), not a method (expected run(self, msg))",
+        id="run-not-a-method",
+    ),
+    pytest.param(  # each message failed: cannot pickle a coroutine, and Python warned that none was awaited
+        stager_class(STEPS, "AsyncRun"),
+        f"{STAGER}.class",
+        f"{STEPS}.AsyncRun.run() is async def: steps run without an event loop, none would await it (expected "
+        "run(self, msg))",
+        id="stager-run-async",
+    ),
+    pytest.param(
+        setting(PRODUCER, {"name": "COUNT", "module": STEPS, "class": "AsyncGenerator", "next_steps": "PASS"}),
+        f"{PRODUCER}.class",
+        f"{STEPS}.AsyncGenerator.run() is async def: steps run without an event loop, none would await it (expected "
+        "run(self), a generator of its messages)",
+        id="producer-run-async-generator",
+    ),
     pytest.param(
         setting("Pipeline.stagers_conf.0.name", "COUNT"),
         f"{STAGER}.name",

@@ -233,7 +233,13 @@ def _children(node: Any) -> Iterator[Any]:
 
 def _run_call_problem(cls: type[Component], kind: str) -> str | None:
     """Why ``cls.run`` cannot be called as a step of ``kind`` calls it (a producer ``run()``, the others ``run(msg)``),
-    found before any step runs rather than as a TypeError at each message; None if it can, or cannot be told."""
+    found before any step runs rather than as a TypeError at each message (or, async, a coroutine that no one
+    awaits); None if it can, or cannot be told."""
+    expected = "run(self), a generator of its messages" if kind == "producer" else "run(self, msg)"
+    if not callable(cls.run):
+        return f"run is {cls.run!r:.40} ({_type_name(cls.run)}), not a method (expected {expected})"
+    if inspect.iscoroutinefunction(cls.run) or inspect.isasyncgenfunction(cls.run):
+        return f"run() is async def: steps run without an event loop, none would await it (expected {expected})"
     try:
         signature = inspect.signature(cls.run)
     except (TypeError, ValueError):  # no signature to read (a run() written in C): as it comes
@@ -243,7 +249,6 @@ def _run_call_problem(cls: type[Component], kind: str) -> str | None:
     try:
         signature.bind(*arguments)
     except TypeError:
-        expected = "run(self), a generator of its messages" if kind == "producer" else "run(self, msg)"
         bare = signature.replace(parameters=[parameter.replace(annotation=inspect.Parameter.empty)
                                              for parameter in signature.parameters.values()],
                                  return_annotation=inspect.Signature.empty)  # as written, without its types
