@@ -686,6 +686,19 @@ def test_command_line_error(tmp_path: Path, argv: list[str], key: str, expected:
     assert error.problem == expected
 
 
+def test_a_step_check_names_the_command_line_when_the_value_came_from_it(tmp_path: Path) -> None:
+    """--LineReader.path=poem.tx: the error named the config file, which holds a path that exists."""
+    (tmp_path / "poem.txt").write_text("one\n", encoding="utf-8")
+    path = write(tmp_path, line_reader(str(tmp_path / "poem.txt")))
+    error = config_error(path, [f"--LineReader.path={tmp_path / 'poem.tx'}"])
+    assert (error.source, error.key) == (COMMAND_LINE, "--LineReader.path")
+    assert error.problem == (f"step 'COUNT': LineReader.path {str(tmp_path / 'poem.tx')!r} does not exist (expected "
+                             "a text file to read)")
+    # The command line set another option: the file's path is still the file's fault.
+    error = config_error(write(tmp_path, line_reader("poem.tx")), ["--LineReader.skip_blank=True"])
+    assert (error.source, error.key) == (str(path), PRODUCER)
+
+
 #: Cases that run through a real pipeline-run subprocess: (change, command-line arguments).
 SUBPROCESS_CASES = [
     pytest.param(replacing(INVALID_JSON), [], id="invalid-json"),

@@ -349,7 +349,7 @@ def test_listening_without_both_keys_is_refused(launch: Launcher, given: tuple[s
     keys = {"server_key": launch.keys.server_secret, "authorized_keys": launch.keys.authorized}
     result = run_cli(f"--config={path}", f"--Pipeline.listen={launch.address}",
                      *(f"--Pipeline.{name}={keys[name]}" for name in given))
-    assert_one_line(result, 2, "Pipeline.listen", "server_key", "authorized_keys")
+    assert_one_line(result, 2, "command line: --Pipeline.listen:", "server_key", "authorized_keys")
 
 
 @pytest.mark.parametrize("bad", ["missing", "garbled", "public-only", "authorized-not-a-directory",
@@ -382,7 +382,7 @@ def test_a_listen_address_in_use_is_one_line_and_nothing_runs(launch: Launcher) 
         address = f"tcp://127.0.0.1:{taken.getsockname()[1]}"
         path = write_config(launch.directory, launch.chain())
         result = run_cli(f"--config={path}", f"--Pipeline.listen={address}", *launch.keys.run_options())
-    assert_one_line(result, 2, "Pipeline.listen", f"cannot listen on {address}", "in use")
+    assert_one_line(result, 2, "command line: --Pipeline.listen:", f"cannot listen on {address}", "in use")
     assert not launch.output.exists()  # not one message went through
 
 

@@ -11,10 +11,6 @@ from pipeline.errors import ConfigError
 if TYPE_CHECKING:
     from pipeline.config.model import PipelineConfig
 
-#: Where the settings come from, in error messages.
-_SETTINGS = "Pipeline.listen"
-
-
 def remote_keys(config: PipelineConfig, listen: str, mode: str, server_key: str, authorized: str) -> ServerKeys | None:
     """The run's key pair and the workers' keys it lets in; None without ``listen``.
 
@@ -31,11 +27,12 @@ def remote_keys(config: PipelineConfig, listen: str, mode: str, server_key: str,
                               "Pipeline.listen too, for them to join")
     if not listen:
         return None
+    settings = config.setting_source("Pipeline", "listen")  # the file's, or the command line's --Pipeline.listen
     if mode != "threads":
-        raise ConfigError(source, _SETTINGS, "remote workers join threads mode runs only (expected Pipeline.mode "
+        raise ConfigError(*settings, "remote workers join threads mode runs only (expected Pipeline.mode "
                           "'threads')")
     if not server_key or not authorized:
-        raise ConfigError(source, _SETTINGS, "listening needs Pipeline.server_key and Pipeline.authorized_keys: "
+        raise ConfigError(*settings, "listening needs Pipeline.server_key and Pipeline.authorized_keys: "
                           "every remote worker must authenticate (pipeline-keys generate makes the keys)")
     return ServerKeys(load_key_pair(server_key, "Pipeline.server_key"),
                       authorized_keys(authorized, "Pipeline.authorized_keys"))

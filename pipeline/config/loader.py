@@ -98,11 +98,11 @@ def check_steps(config: PipelineConfig) -> None:
         except (ConfigError, KeyboardInterrupt):
             raise
         except Exception as err:  # whatever the step's code or a library under it raises
-            raise ConfigError(config.source, step.key,
-                              f"step {step.name!r}: {error_text(err) or type(err).__name__}") from err
+            problem = error_text(err) or type(err).__name__
+            raise ConfigError(*config.named_setting(problem, step.key), f"step {step.name!r}: {problem}") from err
         except BaseException as err:  # a sys.exit() in check() (a library's own command-line checks): said, exit 2
-            raise ConfigError(config.source, step.key, f"step {step.name!r}: check() raised {type(err).__name__}: "
-                              f"{error_text(err)}{failure_place(err)}") from err
+            problem = f"check() raised {type(err).__name__}: {error_text(err)}{failure_place(err)}"
+            raise ConfigError(*config.named_setting(problem, step.key), f"step {step.name!r}: {problem}") from err
 
 
 #: The largest config file read: a config is a few KiB; a path such as /dev/zero must not fill the memory.

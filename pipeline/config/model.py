@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import copy
 import heapq
+import re
 from collections.abc import Mapping
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -66,6 +67,15 @@ class PipelineConfig:
         if name in self.overrides.get(section, {}):
             return self.overrides_source, option_key(self.overrides_source, f"{section}.{name}")
         return self.source, f"{section}.{name}"
+
+    def named_setting(self, problem: str, key: str) -> tuple[str, str]:
+        """Where the setting was given that ``problem`` (a step's check() error) names as ``Section.option``: the
+        overrides' (source, key) if they set it, else the config's source and ``key``."""
+        for section, options in self.overrides.items():
+            for name in options if isinstance(options, Mapping) else ():
+                if re.search(rf"\b{re.escape(f'{section}.{name}')}\b", problem):
+                    return self.setting_source(section, name)
+        return self.source, key
 
     @property
     def name(self) -> str:

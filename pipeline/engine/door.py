@@ -211,7 +211,7 @@ class Door(EngineThread):
         try:
             socket.bind(self.listen)
         except zmq.ZMQError as err:
-            raise ConfigError(self.config.source, "Pipeline.listen",
+            raise ConfigError(*self.config.setting_source("Pipeline", "listen"),
                               f"cannot listen on {self.listen}: {zmq.strerror(err.errno)}") from None
         self.monitor = sockets.monitor(socket, _HANDSHAKE_FAILED)  # refused peers never get a frame to us
 
