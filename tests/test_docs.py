@@ -346,3 +346,20 @@ def test_the_docs_link_to_each_other() -> None:
     for index in (ROOT / "README.md", ROOT / "docs" / "index.md"):
         linked = {Path(target.partition("#")[0]).name for target in relative_links(index)}
         assert pages - {"index.md"} <= linked, f"{index.name} does not link to {pages - {'index.md'} - linked}"
+
+
+# --------------------------------------------------------------------------- exit statuses
+
+def _section(doc: Path, heading: str) -> str:
+    """The text of ``doc`` under ``heading`` (a whole heading line), up to the next heading."""
+    text = doc.read_text(encoding="utf-8")
+    start = text.index(f"\n{heading}\n") + len(heading) + 2
+    end = re.search(r"^#{1,6} ", text[start:], re.MULTILINE)
+    return text[start:start + end.start()] if end else text[start:]
+
+
+def test_the_faq_names_every_exit_status_of_the_cli_table() -> None:
+    """The FAQ's list of exit statuses left out 129 (SIGHUP), which the table in cli.md gives."""
+    table = set(re.findall(r"^\| (\d+) \|", _section(ROOT / "docs" / "cli.md", "## Exit status"), re.MULTILINE))
+    faq = set(re.findall(r"\b(\d+): ", _section(ROOT / "docs" / "faq.md", "### What do the exit statuses mean?")))
+    assert table and faq == table
