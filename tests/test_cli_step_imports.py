@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import json
 import os
+import re
 import subprocess
 import sys
 from collections.abc import Iterator
@@ -20,7 +21,7 @@ import pytest
 from pipeline.config.loader import load_config
 from pipeline.engine.worker_process import LoadError, Spec, load_step
 from tests.cli_helpers import ROOT, chain_config
-from tests.remote_helpers import BIN, Launcher, lines, wait_during
+from tests.remote_helpers import BIN, STAGE, Launcher, lines, wait_during
 from tests.remote_steps import marker_pids
 
 #: Step modules whose import fails, each with the place the one line names and the failure it gives.
@@ -222,3 +223,9 @@ def test_a_remote_worker_names_the_file_and_line_its_import_failed(launch: Launc
     said = lines(worker.stderr)
     assert len(said) == 1, worker.stderr
     assert "No module named 'nosuchpkg' (site_steps.py, line 2)" in said[0]
+    # As cluster.md quotes it (it promised "pipeline-worker: error: step ...", without the process).
+    quoted = re.search(r"`(pipeline-worker: step HILLAS worker process 0: error: step HILLAS: cannot load\s+"
+                       r"mysteps\.Hillas: ModuleNotFoundError: )", (ROOT / "docs" / "cluster.md").read_text("utf-8"))
+    assert quoted is not None
+    assert said[0].startswith(" ".join(quoted.group(1).split()).replace("HILLAS", STAGE)
+                              .replace("mysteps.Hillas", "site_steps.Tagged")), said[0]
