@@ -30,6 +30,14 @@ class Counter(Component):
         return self.count
 
 
+def text_lines(path: str) -> Iterator[str]:
+    """Each line of the UTF-8 text file ``path``, without its line ending (\\n or \\r\\n); a byte order mark, which
+    some Windows editors write first, is not part of the first line."""
+    with open(path, encoding="utf-8-sig") as lines:
+        for line in lines:
+            yield line.rstrip("\r\n")
+
+
 class LineReader(Component):
     """Producer: yields each line of a text file, without its line ending."""
 
@@ -46,11 +54,9 @@ class LineReader(Component):
 
     def run(self) -> Iterator[str]:
         """Yield each line."""
-        with open(self.path, encoding="utf-8") as lines:
-            for line in lines:
-                line = line.rstrip("\r\n")
-                if line or not self.skip_blank:
-                    yield line
+        for line in text_lines(self.path):
+            if line or not self.skip_blank:
+                yield line
 
 
 class FileLines(Component):
@@ -73,9 +79,8 @@ class FileLines(Component):
     def run(self) -> Iterator[dict[str, Any]]:
         """Yield each line of this shard's files."""
         for path in self.files()[self.shard::self.n_shards]:
-            with open(path, encoding="utf-8") as lines:
-                for number, line in enumerate(lines, start=1):
-                    yield {"file": path, "line": number, "text": line.rstrip("\r\n")}
+            for number, line in enumerate(text_lines(path), start=1):
+                yield {"file": path, "line": number, "text": line}
 
 
 class PassThrough(Component):
