@@ -140,7 +140,9 @@ class Pipeline(Configurable):
     def from_config(cls, source: str | Path | Mapping[str, Any], overrides: Config | Mapping | None = None,
                     replay: str | None = None, name: str = "", *,
                     overrides_source: str = OVERRIDES_ARGUMENT) -> Pipeline:
-        """Load and validate ``source`` (a JSON file or a dict); ``overrides`` win over its values.
+        """Load and validate ``source`` (a JSON file's path or a dict); ``overrides`` win over its values.
+
+        A str of JSON text is no path: it is refused in one line (``json.loads`` it to give a dict).
 
         ``name`` names the run in the monitor (default: the file's stem; for a dict, its first and last steps).
 

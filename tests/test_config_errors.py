@@ -670,6 +670,21 @@ def test_a_byte_order_mark_before_the_json_is_read_past(tmp_path: Path) -> None:
     assert list(load_config(path).steps) == ["COUNT", "PASS", "WRITE"]
 
 
+@pytest.mark.parametrize(("source", "problem"), [
+    ("  \n" + json.dumps(chain_config()), "expected a config file path or a dict, got JSON text (give "
+     "json.loads(text), or the path of a file holding it)"),
+    (json.dumps(chain_config()).encode(), "expected a config file path or a dict, got bytes"),
+    ("x" * 5000, "cannot read the config file: File name too long"),
+], ids=["json-text", "bytes", "long-text"])
+def test_a_source_that_is_no_path_is_one_short_line(source: str | bytes, problem: str) -> None:
+    """JSON text given as the path: the error was 'cannot read the config file: No such file or directory', after
+    the whole JSON as the file's name."""
+    with pytest.raises(ConfigError) as raised:
+        Pipeline.from_config(source)  # type: ignore[arg-type]
+    assert raised.value.problem == problem
+    assert len(str(raised.value)) < len(problem) + 80, str(raised.value)
+
+
 def test_unreadable_file(tmp_path: Path) -> None:
     """A config file that does not exist."""
     path = tmp_path / "missing.json"

@@ -72,10 +72,13 @@ def load_config(
     if isinstance(source, Mapping):
         where, document = DICT_SOURCE, dict(source)
         _check_text_keys(where, document)  # JSON's keys are text already
+    elif isinstance(source, str) and source.lstrip().startswith("{"):  # read as a file's name, it echoed it all
+        raise ConfigError(shown(source), "", "expected a config file path or a dict, got JSON text (give "
+                          "json.loads(text), or the path of a file holding it)")
     elif isinstance(source, (str, Path)):
         where, document = str(source), _read_json(Path(source))
     else:
-        raise ConfigError(repr(source), "", "expected a config file path or a dict")
+        raise ConfigError(shown(source), "", f"expected a config file path or a dict, got {_type_name(source)}")
     if not isinstance(overrides, Mapping | None):
         raise ConfigError(overrides_source, "", "expected an object of sections {class: {option: value}}, got "
                           f"{type(overrides).__name__}")
@@ -109,13 +112,18 @@ def check_steps(config: PipelineConfig) -> None:
 MAX_FILE_BYTES = 16 * 1024 * 1024
 
 
+#: The longest config file name an error shows whole (PATH_MAX on Linux): longer, it is some other text, cut.
+MAX_NAME_SHOWN = 4096
+
+
 def _read_json(path: Path) -> Any:
     source = str(path)
     try:
         with path.open("rb") as file:
             data = file.read(MAX_FILE_BYTES + 1)
-    except OSError as err:
-        raise ConfigError(source, "", f"cannot read the config file: {err.strerror or err}") from None
+    except OSError as err:  # a text that is no file's name (too long, a line break) is cut: an error is one line
+        shown_source = source if len(source) <= MAX_NAME_SHOWN and "\n" not in source else shown(source)
+        raise ConfigError(shown_source, "", f"cannot read the config file: {err.strerror or err}") from None
     if len(data) > MAX_FILE_BYTES:
         raise ConfigError(source, "", f"larger than {MAX_FILE_BYTES // 2**20} MiB (expected a JSON config file)")
     try:
