@@ -125,6 +125,10 @@ def test_a_failed_step_exits_1(tmp_path: Path, mode: str) -> None:
         pytest.param(
             [f"--confg={CHAIN}"], "command line: --confg: unknown option (did you mean '--config'?)", id="typo"
         ),
+        pytest.param(  # it listed the command's own options, none of them near
+            [f"--config={CHAIN}", "--Counter-count=3"],
+            "command line: --Counter-count: unknown option (did you mean '--Counter.count'?)", id="dash-for-dot",
+        ),
         pytest.param(
             [f"--config={CHAIN}", "--fast"],
             "command line: --fast: unknown option (expected one of: --config, --debug, --graph, --help, --help-all, "

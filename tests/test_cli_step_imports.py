@@ -174,6 +174,17 @@ def test_a_module_given_as_a_path_outside_the_run_directory_is_guessed_as_a_name
                              f"pipeline-run runs in, {run_dir}: run it from {Path(module).parent})"), last
 
 
+def test_a_module_named_in_another_case_than_its_file_is_suggested(tmp_path: Path) -> None:
+    """module "MySteps" beside mysteps.py: "No module named 'MySteps'" said no more."""
+    write_files(tmp_path, {"mysteps.py": "from algorithms.basic import Printer\n"})
+    printer_config(tmp_path, "MySteps")
+    result = run_in(tmp_path, "--config=broken.json")
+    assert (result.returncode, result.stderr.splitlines()[-1]) == (2, (
+        "pipeline-run: error: broken.json: Pipeline.consumer_conf.module: cannot import module 'MySteps': "
+        "ModuleNotFoundError: No module named 'MySteps' (did you mean 'mysteps'? a module's name is its file's, case "
+        "and all)"))
+
+
 def test_a_steps_file_named_as_an_installed_package_says_it_is_hidden(tmp_path: Path) -> None:
     """The README's steps saved as pipeline.py: "module 'pipeline' has no class" said not why."""
     write_files(tmp_path, {"pipeline.py": "from algorithms.basic import Printer\n"})

@@ -137,6 +137,9 @@ FILE_CASES = [
         "the key 'consumer_conf' is given twice in one object (expected each key once: JSON would keep only the last)",
         id="repeated-key",
     ),
+    pytest.param(setting("pipeline", {"mode": "sequential"}), "pipeline",  # it listed the step classes alone
+                 "unknown section: not a step class of this pipeline (did you mean 'Pipeline'?)",
+                 id="pipeline-in-lowercase"),
     pytest.param(setting("version", 2), "version", "expected 1, got 2", id="version"),
     pytest.param(setting("version", True), "version", "expected 1, got True", id="version-true"),
     pytest.param(removing("Pipeline"), "Pipeline", "missing section (expected producer_conf", id="no-pipeline"),

@@ -27,6 +27,8 @@ DEBUG_FLAG: dict[str, tuple[dict[str, Any], str]] = {
 
 # What traitlets reads as an option name; "-5" is a value, "--Class.trait" is checked elsewhere.
 _OPTION_NAME = re.compile(r"--?[A-Za-z][\w-]*")
+# A class's option written with '-' where '.' goes ("--Squares-count"): a class's name begins with a capital.
+_DASHED_CLASS_OPTION = re.compile(r"--?(?P<section>[A-Z]\w*)-(?P<trait>[a-z][\w-]*)")
 # What traitlets reads as a class's option, "--Class.trait" (or "-Class.trait", which it takes alike).
 _CLASS_OPTION = re.compile(r"--?(?P<section>[A-Za-z_]\w*)\.(?P<trait>.+)")
 
@@ -169,6 +171,10 @@ class StrictApplication(Application):
         for arg in argv:
             name = arg.split("=", 1)[0]
             if _OPTION_NAME.fullmatch(name) and name not in known:
+                dashed = _DASHED_CLASS_OPTION.fullmatch(name)  # --Squares-count: a class option with '-' for '.'
+                if dashed is not None:
+                    meant = f"--{dashed.group('section')}.{dashed.group('trait').replace('-', '_')}"
+                    raise ConfigError(COMMAND_LINE, name, f"unknown option (did you mean {meant!r}?)")
                 raise ConfigError(COMMAND_LINE, name, "unknown option" + suggest(name, known))
             if name.startswith("--") and "." in name:
                 _check_case(name)

@@ -8,13 +8,23 @@ import sys
 from pathlib import Path
 from typing import Any
 
-from pipeline.console.humanize import error_text, failure_place
+from pipeline.console.humanize import error_text, failure_place, nearest
 
 
 def import_problem(module_name: str, error: BaseException) -> str:
     """Why importing ``module_name`` raised ``error``, in one line naming the file and line where it failed."""
     return (f"cannot import module {module_name!r}: {type(error).__name__}: {error_text(error)}{failure_place(error)}"
-            f"{hidden_folder(module_name, error) or path_for_name(module_name)}")
+            f"{hidden_folder(module_name, error) or path_for_name(module_name) or near_name(module_name, error)}")
+
+
+def near_name(module_name: str, error: BaseException) -> str:
+    """What a module not found was meant to be: a module of the working directory of a name near it (``MySteps``
+    for mysteps.py), as words to add to its import's error; "" if none."""
+    if not isinstance(error, ModuleNotFoundError) or error.name != module_name or "." in module_name:
+        return ""
+    here = [path.stem for path in Path.cwd().glob("*.py")]
+    near = nearest(module_name, here)
+    return f" (did you mean {near!r}? a module's name is its file's, case and all)" if near else ""
 
 
 def path_for_name(module_name: str) -> str:

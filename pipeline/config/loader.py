@@ -322,7 +322,8 @@ class _Validator:
             if key in ("version", "Pipeline"):
                 continue
             if key not in classes:
-                raise self.error(key, "unknown section: not a step class of this pipeline" + suggest(key, classes))
+                raise self.error(key, "unknown section: not a step class of this pipeline"
+                                 + suggest(key, [*classes, "Pipeline"]))
             if not names_a_class(key):  # traitlets takes such a key for an option: the section would set nothing
                 raise self.error(key, f"traitlets cannot configure the class {key!r}: it takes a name that does not "
                                       "begin with a capital letter for an option (expected a class whose name begins "

@@ -94,12 +94,21 @@ def abbreviated(number: int) -> str:
     return f"{whole}.{fraction:0{decimals}d}{_UNITS[power - 1]}" if decimals else f"{whole}{_UNITS[power - 1]}"
 
 
+def nearest(word: str, choices: Iterable[str]) -> str | None:
+    """The one of ``choices`` that ``word`` was most likely meant to be: the same but for case first, else the
+    closest in spelling; None if none is close."""
+    choices = sorted(choices)
+    same = [choice for choice in choices if choice.casefold() == word.casefold()]
+    near = same or difflib.get_close_matches(word, choices, n=1, cutoff=0.6)
+    return near[0] if near else None
+
+
 def suggest(word: str, choices: Iterable[str]) -> str:
     """' (did you mean X?)' for the nearest of ``choices``, else the list of valid choices."""
     choices = sorted(choices)
-    near = difflib.get_close_matches(word, choices, n=1, cutoff=0.6)
-    if near:
-        return f" (did you mean {near[0]!r}?)"
+    near = nearest(word, choices)
+    if near is not None:
+        return f" (did you mean {near!r}?)"
     return f" (expected one of: {', '.join(choices)})" if choices else ""
 
 
