@@ -164,6 +164,23 @@ def test_a_signal_ends_the_wait_for_a_remote_only_steps_first_worker(launch: Lau
     assert "did not drain" not in run.stderr
 
 
+def test_a_signal_drain_waits_for_no_remote_worker_in_place_of_a_lost_one(launch: Launcher) -> None:
+    """SIGINT once the only remote worker was lost while its step still held messages: no remote worker joins a
+    stopping run, so the step gives them up at once and the summary says it has no workers left. It waited for
+    worker_timeout, until shutdown_timeout stopped the run by force (and its summary did not say why)."""
+    run = launch.run(launch.chain(nb_thread=0), "--Pipeline.worker_timeout=600", "--Pipeline.shutdown_timeout=600")
+    worker = launch.worker(role="remote-blocking")
+    wait_during(run, lambda: marker_pids(launch.gate, "busy"), "the remote worker to be in a message")
+    worker.popen.send_signal(signal.SIGKILL)  # its worker processes end with it
+    assert worker.wait() == -signal.SIGKILL
+    wait_during(run, lambda: "remote worker node7" in run.stderr, "the run to take the worker for lost")
+    run.popen.send_signal(signal.SIGINT)
+    assert run.wait() == 130, run.stderr  # within PROCESS_SECONDS, far below both timeouts
+    assert f"step {STAGE} has no workers left" in run.stderr
+    assert "the run is stopping: none joins it" in run.stderr
+    assert "did not drain" not in run.stderr
+
+
 def test_a_step_of_remote_workers_only_that_none_joins_sends_nothing(launch: Launcher) -> None:
     """Its producer waits for the first remote worker, up to worker_timeout: then the step fails, nothing sent."""
     run = launch.run(launch.chain(nb_thread=0), "--Pipeline.worker_timeout=1")

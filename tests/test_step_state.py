@@ -601,6 +601,32 @@ def test_a_process_holds_only_the_messages_handed_to_its_threads_and_its_finish_
     assert made.holding(0, [FINISHING, 10**9]) == [FINISHING]
 
 
+def test_a_stopping_run_waits_for_no_remote_worker_to_replace_the_last_one() -> None:
+    """A run draining after a signal (or on_error stop) lets no remote worker join: a step whose last remote worker
+    left gives its queue up at once and says so; it waited for worker_timeout (60 s by default), long after
+    shutdown_timeout had stopped the run by force, whose summary then did not say the step had no workers."""
+    made, policy, clock = state()
+    made.options = RunOptions(listen="tcp://*:5570", worker_timeout=600)
+    stopping = False
+    made.stopping = lambda: stopping
+    made.added(0, 1)
+    made.joined(worker(0), 2)
+    made.take_input(packet(4))
+    hand_out(made)
+    made.lost(Loss(0, "remote worker node7: taken for dead", []))
+    wait = made.wait_alone()
+    assert wait is not None and 0 < wait <= 1.0  # it looks again soon, whatever worker_timeout says
+    assert not made.fatal
+    stopping = True
+    clock.now += 0.5
+    assert made.wait_alone() == 0.0 and made.fatal and "S" in policy.halted
+    assert made.first_error == (
+        "step S has no workers left: its worker process 0 left (remote worker node7: taken for dead), and the run is "
+        "stopping: none joins it (remote workers connect to tcp://*:5570 with pipeline-worker)")
+    hand_out(made)
+    assert policy.skipped == [0, 1, 2, 3]  # given up, to the dead letters as not run
+
+
 def test_the_last_word_of_a_step_left_without_workers_says_what_became_of_them() -> None:
     def alone(*losses: Loss) -> str:
         made, _, clock = state()

@@ -75,6 +75,7 @@ class Router(EngineThread):
         self.state = StepState(step, senders, control.options, control.policy, self._own, self.returns_results,
                                members=self.members)
         self.state.refusals = lambda: control.refused  # the door's words on whom it refused
+        self.state.stopping = control.stopping.is_set
         self.busy_workers = 0  # workers outside the run's process that hold work (the monitor reads it)
         self.outputs: NextSteps | None = None
         # Per worker thread of a local worker process: its rings (to it, from it); (None, None) for a remote one.

@@ -62,6 +62,8 @@ WARN_EVERY_SECONDS = 10.0
 FINISH_GRACE_SECONDS = 2.0
 #: How many of the reasons why worker processes left the line saying a step has no workers left names.
 DEPARTURES_NAMED = 3
+#: Seconds between two looks of a router whose step waits for a remote worker: a stopping run ends the wait.
+ALONE_LOOK_SECONDS = 0.25
 
 
 @dataclass
@@ -164,6 +166,9 @@ class StepState:
         self._departed = 0
         #: What the run refused of remote workers (the door's count of refused handshakes), for that line too.
         self.refusals: Callable[[], str] = lambda: ""
+        #: Whether the run is stopping (a signal, on_error stop): no remote worker joins it then (the door tells it to
+        #: finish), so a step left without workers waits for none.
+        self.stopping: Callable[[], bool] = lambda: False
         self._next_seq = 0
         self._ended = 0
         self._expected = 0
@@ -202,22 +207,25 @@ class StepState:
         return self.pool.busy()
 
     def wait_alone(self) -> float | None:
-        """Seconds the router may wait for a remote worker before the step fails; None: no such wait
-        (0 once the wait is over: the step has no workers left and its queue is given up)."""
+        """Seconds the router may wait for a remote worker before the step fails, looking again at least every
+        ALONE_LOOK_SECONDS; None: no such wait (0 once the wait is over: the step has no workers left and its queue
+        is given up). A stopping run waits for none: none would join it."""
         if self._alone_since is None or self.finishing:
             return None
         left = self._alone_since + self.options.worker_timeout - self.clock()
-        if left <= 0:
-            timeout = f"worker_timeout={self.options.worker_timeout:g} s"
-            if self._departures:
-                why = f"{self._departure_line()}, and no other joined within {timeout}"
+        stopping = self.stopping()
+        if left <= 0 or stopping:
+            if stopping:
+                others, nobody = "the run is stopping: none joins it", "the run is stopping: no worker joins it"
             else:
-                why = f"no worker joined within {timeout}"
+                timeout = f"worker_timeout={self.options.worker_timeout:g} s"
+                others, nobody = f"no other joined within {timeout}", f"no worker joined within {timeout}"
+            why = f"{self._departure_line()}, and {others}" if self._departures else nobody
             refused = self.refusals()
             self._no_workers_left(f"{why} (remote workers connect to {self.options.listen} with pipeline-worker"
                                   f"{'; ' + refused if refused else ''})")
             return 0.0
-        return left
+        return min(left, ALONE_LOOK_SECONDS)
 
     def _departure_line(self) -> str:
         """What became of the worker processes that left, the first few named with their reasons."""
