@@ -193,7 +193,7 @@ def check_image_queries(component: Configurable, subarray: SubarrayDescription) 
             except ExpressionError as err:
                 reason = err.__cause__ or err.__context__ or err  # ctapipe raises a NameError's "from None"
                 raise CtapipeError(
-                    f"ctapipe's ImageQualityQuery: quality_criteria {name!r}: {expression!r} fails on an image "
+                    f"ctapipe's ImageQualityQuery.quality_criteria {name!r}: {expression!r} fails on an image "
                     f"({type(reason).__name__}: {reason}): expected an expression of image (the values of the "
                     "pixels the cleaning kept), np and u") from err
 

@@ -343,7 +343,8 @@ FILE_CASES = [
     pytest.param(
         stager_class(STEPS, "NotAComponent"),
         f"{STAGER}.class",
-        f"{STEPS}.NotAComponent is not a pipeline.Component subclass",
+        f"{STEPS}.NotAComponent is not a pipeline.Component subclass (expected pipeline's Component as its base class: "
+        "from pipeline import Component)",
         id="not-a-component",
     ),
     pytest.param(  # it failed on every message, as a NotImplementedError through the engine's frames
@@ -355,6 +356,9 @@ FILE_CASES = [
     pytest.param(setting("Pipeline.zmq_ports", [6001, 6002]), "Pipeline.zmq_ports",  # it said: unknown key
                  "a key of ctapipe's flow: remove it (steps talk over inproc:// sockets, with no TCP port)",
                  id="ctapipe-flow-ports"),
+    pytest.param(setting("Pipeline.stagers_conf.0.zmq_ports", [8001]), f"{STAGER}.zmq_ports",  # it said: unknown key
+                 "a key of ctapipe's flow: remove it (steps talk over inproc:// sockets, with no TCP port)",
+                 id="ctapipe-flow-step-ports"),
     pytest.param(setting("Pipeline.mode", "multiprocessus"), "Pipeline.mode",  # it said: expected any of [...]
                  "ctapipe flow's 'multiprocessus' (expected 'threads' or 'sequential': a step's workers run in worker "
                  "processes with \"nb_process\" in the step)", id="ctapipe-flow-mode"),

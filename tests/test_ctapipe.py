@@ -219,12 +219,14 @@ def test_the_options_of_a_component_some_telescopes_use_need_values_for_those_on
                      "ctapipe's CameraCalibrator.image_extractor_type: [('id', 2, 'LocalPeakWindowSum')] gives no "
                      "value for telescopes 1, 3-4 ", id="telescope-pattern-component-name"),
         pytest.param("--ToyEventSource.trigger_probability=[('id', 1, 0.5)]",
-                     "Pipeline.producer_conf: step 'READER': ctapipe's ToyEventSource.trigger_probability: "
+                     "command line: --ToyEventSource.trigger_probability: step 'READER': ctapipe's "
+                     "ToyEventSource.trigger_probability: "
                      "[('id', 1, 0.5)] gives no value for telescopes 2-4 ", id="telescope-pattern-of-the-source"),
         # a criterion naming what ImageProcessor does not give it: each image failed (exit 1)
         pytest.param("--ImageQualityQuery.quality_criteria=[('a', 'nosuchvar > 0')]",
-                     "step 'IMAGES': ctapipe's ImageQualityQuery: quality_criteria 'a': 'nosuchvar > 0' fails on an "
-                     "image (NameError: name 'nosuchvar' is not defined): expected an expression of image",
+                     "command line: --ImageQualityQuery.quality_criteria: step 'IMAGES': ctapipe's "
+                     "ImageQualityQuery.quality_criteria 'a': 'nosuchvar > 0' fails on an image (NameError: name "
+                     "'nosuchvar' is not defined): expected an expression of image",
                      id="quality-criterion-unknown-name"),
     ],
 )

@@ -35,9 +35,11 @@ SECTIONS = ("producer_conf", "stagers_conf", "consumer_conf")
 
 #: What ctapipe's flow named the section that this format names "Pipeline".
 FLOW_SECTION = "Flow"
+#: What ctapipe's flow had steps say that this format does not: remove it.
+FLOW_PORTS = ("zmq_ports", "a key of ctapipe's flow: remove it (steps talk over inproc:// sockets, with no TCP port)")
 #: What a ctapipe flow config holds that has another form here: (its key, its value or None for any, the edit).
 FLOW_LEFTOVERS = (
-    ("zmq_ports", None, "a key of ctapipe's flow: remove it (steps talk over inproc:// sockets, with no TCP port)"),
+    (FLOW_PORTS[0], None, FLOW_PORTS[1]),
     ("mode", "multiprocessus", "ctapipe flow's 'multiprocessus' (expected 'threads' or 'sequential': a step's "
                                "workers run in worker processes with \"nb_process\" in the step)"),
 )
@@ -388,6 +390,8 @@ class _Validator:
         if not isinstance(entry, dict):
             raise self.error(key, f"expected an object describing a step, got {_type_name(entry)}")
         for name in entry:
+            if name == FLOW_PORTS[0]:  # a ctapipe flow step's, said as the edit it needs
+                raise self.error(f"{key}.{name}", FLOW_PORTS[1])
             if name not in STEP_KEYS:
                 raise self.error(f"{key}.{name}", "unknown key" + suggest(name, STEP_KEYS))
         for name in REQUIRED_STEP_KEYS:
@@ -452,7 +456,8 @@ class _Validator:
                 + hidden_file(module_name, module)
             )
         if not (isinstance(cls, type) and issubclass(cls, Component)):
-            raise self.error(f"{key}.class", f"{module_name}.{class_name} is not a pipeline.Component subclass")
+            raise self.error(f"{key}.class", f"{module_name}.{class_name} is not a pipeline.Component subclass "
+                             "(expected pipeline's Component as its base class: from pipeline import Component)")
         return cls
 
     def beside(self, module_name: str, error: BaseException) -> str:
