@@ -41,3 +41,16 @@ class Origin(Component):
     def run(self, message: Any) -> Any:
         """Pass a message on."""
         return message
+
+
+class StopsItsZygote(Component):
+    """Stager that passes messages on; its finish() stops (SIGSTOP) the zygote its process was forked from, as a
+    debugger or a frozen host would: the zygote then reports no worker process's end."""
+
+    def run(self, message: Any) -> Any:
+        """Pass a message on."""
+        return message
+
+    def finish(self) -> None:
+        """Stop the zygote (this process's parent)."""
+        os.kill(os.getppid(), signal.SIGSTOP)

@@ -150,6 +150,62 @@ def test_pipeline_run_forks_its_worker_processes(tmp_path: Path) -> None:
         assert "[S process" in run.stderr  # in the worker process's own format
 
 
+#: A run of 4 worker processes whose zygote is stopped (SIGSTOP): "at start", as soon as it is forked (it answers no
+#: fork, and the worker processes start from scratch: their step only passes messages on), or "at finish", by the
+#: step's finish() (it reports no worker process's end). Prints the exit status, what the step processed and the run's
+#: wall time.
+STOPPED_ZYGOTE = """
+import os, signal, sys
+from pipeline import Pipeline
+from pipeline.engine.zygote import Zygote
+
+when = sys.argv[1]
+if when == "at start":
+    made = Zygote.forked_from_here.__func__
+
+    def stopped(cls):
+        zygote = made(cls)
+        os.kill(zygote.pid, signal.SIGSTOP)
+        return zygote
+
+    Zygote.forked_from_here = classmethod(stopped)
+step = {"at start": ["algorithms.basic", "PassThrough"], "at finish": ["tests.start_steps", "StopsItsZygote"]}[when]
+document = {"version": 1, "Pipeline": {
+    "gui": False, "progress": False,
+    "producer_conf": {"name": "P", "module": "algorithms.basic", "class": "Counter", "next_steps": "S"},
+    "stagers_conf": [{"name": "S", "module": step[0], "class": step[1], "nb_process": 4, "next_steps": "W"}],
+    "consumer_conf": {"name": "W", "module": "algorithms.basic", "class": "PassThrough"}},
+    "Counter": {"count": 50}}
+report = Pipeline.from_config(document).run()
+print(report.exit_status, report["S"].processed, report.wall_time)
+"""
+
+
+def run_with_stopped_zygote(when: str) -> tuple[int, int, float, str]:
+    """Run STOPPED_ZYGOTE: its exit status, the messages its step processed, its wall time and its stderr."""
+    done = subprocess.run([sys.executable, "-c", STOPPED_ZYGOTE, when], cwd=REPO, capture_output=True, text=True,
+                          timeout=90, env={**os.environ, "PYTHONPATH": str(REPO)})
+    status, processed, wall_time = done.stdout.split()
+    return int(status), int(processed), float(wall_time), done.stderr
+
+
+def test_a_zygote_that_answers_no_fork_is_asked_once() -> None:
+    """A stopped zygote held up each worker process's start for FORK_SECONDS, one after another (and a drain behind
+    them): once a fork goes unanswered, the others start from scratch at once."""
+    status, processed, wall_time, stderr = run_with_stopped_zygote("at start")
+    assert (status, processed) == (0, 50), stderr
+    assert stderr.count("did not answer a fork within") == 1, stderr
+    assert wall_time < 2 * zygote_module.FORK_SECONDS, stderr  # one wait, where 4 took 4 x FORK_SECONDS
+
+
+def test_the_waits_for_unreported_ends_overlap() -> None:
+    """A zygote stopped at the end of the run reports no worker process's end: each is taken for ended after
+    UNREPORTED_EXIT_SECONDS, which counted from its own first look, so that the end waited as long per process."""
+    status, processed, wall_time, stderr = run_with_stopped_zygote("at finish")
+    assert (status, processed) == (0, 50), stderr
+    assert wall_time < 4 * zygote_module.UNREPORTED_EXIT_SECONDS, stderr  # once, where 4 waited 4 times as long
+
+
 #: The argv of a worker process that leaves at once, silently: it is told that its parent is no process (0).
 LEAVING_WORKER = ["--spec=-", "--board=-", "--slot=0", "--parent=0"]
 

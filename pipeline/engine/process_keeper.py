@@ -33,7 +33,7 @@ from pipeline.engine.addresses import proc_stat
 from pipeline.engine.board import BusyBoard
 from pipeline.engine.wire import MAX_REASON_CHARS, NOT_STARTED
 from pipeline.engine.worker_process import STEP_FAILED, Spec, last_word_path
-from pipeline.engine.zygote import Forked, Zygote
+from pipeline.engine.zygote import FORK_SECONDS, Forked, Zygote
 from pipeline.execution.status import WorkerProcessStatus
 from pipeline.failures.describe import failure_line
 
@@ -43,6 +43,8 @@ log = logging.getLogger("pipeline.engine")
 WORKER_MAIN = "import sys; from pipeline.engine.worker_process import main; main(sys.argv[1:])"
 #: Seconds to wait for a killed worker process to be gone.
 KILL_GRACE_SECONDS = 1.0
+#: Longest wait on one process before the others are looked at again, as they end.
+LOOK_SECONDS = 0.1
 
 
 @dataclass
@@ -113,6 +115,9 @@ class ProcessKeeper:
         if zygote is not None:
             child = zygote.fork([*argv, f"--parent={zygote.pid}"], [*leftovers, self.directory])
             error = zygote.error
+            if zygote.unanswered:  # stopped or stuck: each later start would wait for it as long
+                log.warning("the zygote (pid %d) did not answer a fork within %.1f s: worker processes start from "
+                            "scratch for the rest of the run", zygote.pid, FORK_SECONDS)
         if child is None:
             try:
                 child = subprocess.Popen([sys.executable, "-c", WORKER_MAIN, *argv, f"--parent={os.getpid()}"],
@@ -128,14 +133,15 @@ class ProcessKeeper:
         self._zygote_now()
 
     def _zygote_now(self) -> Zygote | None:
-        """The zygote, started on first use; None where it cannot start."""
+        """The zygote, started on first use; None where it cannot start, or once it left a fork unanswered (it still
+        reports the ends of the processes it forked)."""
         if self._zygote is None and not self._no_zygote:
             try:
                 self._zygote = Zygote.spawned(self.env)
             except OSError as err:
                 log.debug("no zygote (%s): worker processes start from scratch", err)
                 self._no_zygote = True
-        return self._zygote
+        return None if self._zygote is not None and self._zygote.unanswered else self._zygote
 
     def deaths(self) -> list[Death]:
         """The worker processes that died since the last look (they are forgotten); stopped ones are killed."""
@@ -204,11 +210,20 @@ class ProcessKeeper:
             for process in self.processes.values():
                 if ask is not None and process.child is not None and process.child.poll() is None:
                     process.child.send_signal(ask)
-            for process in self.processes.values():
-                if process.child is not None:
-                    with contextlib.suppress(subprocess.TimeoutExpired):  # asked more firmly next round
-                        process.child.wait(max(0.0, deadline - time.monotonic()))
+            self._wait_all(deadline)  # those still there are asked more firmly next round
             deadline = time.monotonic() + KILL_GRACE_SECONDS
+
+    def _wait_all(self, deadline: float) -> None:
+        """Wait until every process has ended, or ``deadline``: each is polled at each look, so that the waits of
+        those whose zygote says nothing of their end (UNREPORTED_EXIT_SECONDS each) overlap, not add up."""
+        while True:
+            running = [process.child for process in self.processes.values()
+                       if process.child is not None and process.child.poll() is None]
+            left = deadline - time.monotonic()
+            if not running or left <= 0:
+                return
+            with contextlib.suppress(subprocess.TimeoutExpired):  # the next look polls them all again
+                running[0].wait(min(left, LOOK_SECONDS))
 
     def close(self) -> None:
         """Unmap the boards (the processes are gone), and end the zygote."""

@@ -70,8 +70,11 @@ log = logging.getLogger("pipeline.engine")
 
 #: What the zygote process runs.
 ZYGOTE_MAIN = "import sys; from pipeline.engine.zygote import main; main(sys.argv[1:])"
-#: Seconds the parent waits for a fork's answer before it starts that worker from scratch instead.
-FORK_SECONDS = 10.0
+#: Seconds the parent waits for a fork's answer before it starts that worker from scratch instead, and every later one
+#: (the keeper asks that zygote no more): a zygote answers in milliseconds, a spawned one once it has imported (about a
+#: second on a loaded machine); one that is stopped (SIGSTOP) or stuck never does, and each wait holds up the supervisor
+#: (10 s per worker process outlasted a drain's shutdown_timeout).
+FORK_SECONDS = 3.0
 #: Seconds a worker process may be gone (or a zombie) without its zygote's word on how it ended before it counts as
 #: killed: a zygote that is stopped (SIGSTOP) or stuck reaps and reports nothing, and the run waited for ever.
 UNREPORTED_EXIT_SECONDS = 2.0
@@ -220,6 +223,7 @@ class Zygote:
         self.error = ""  # why the last fork failed, as the zygote said
         self._exits: dict[int, int] = {}  # exits heard before their child was known
         self._abandoned = 0  # requests given up on (past FORK_SECONDS) whose answers are still to come, in order
+        self.unanswered = False  # a fork was given up on: the keeper asks this zygote for no more
 
     @property
     def pid(self) -> int:
@@ -300,6 +304,7 @@ class Zygote:
         except OSError:
             return None
         self._abandoned += 1
+        self.unanswered = True
         return None
 
     def collect(self, timeout: float = 0.0) -> None:
