@@ -306,3 +306,4 @@ def test_the_zygote_is_waited_for_with_a_deadline_without_pidfd(monkeypatch: pyt
         with contextlib.suppress(ChildProcessError):
             os.waitpid(child.pid, 0)
 
+

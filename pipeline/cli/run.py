@@ -22,6 +22,7 @@ from pipeline.config.loader import load_config
 from pipeline.console.end_of_output import console_script
 from pipeline.console.humanize import counted
 from pipeline.console.stderr import shared as shared_stderr
+from pipeline.engine.limits import out_of_threads
 from pipeline.errors import ConfigError
 from pipeline.monitor import GRAPH_FORMATS, render_graph
 from pipeline.pipeline import Pipeline
@@ -197,7 +198,13 @@ pipeline-run --config=configs/routing.json --graph=mermaid
         # The interpreter's exit waits for the threads a step left running and runs the atexit hooks (a thread pool's,
         # multiprocessing's join of the helpers it started, the step's own): what ends within EXIT_GRACE_SECONDS ends
         # as it would, what does not is left. pipeline.cli.launch ignores signals once those hooks have run.
-        threading.Thread(target=_exit_anyway, args=(cls.name, status), name="exit-grace", daemon=True).start()
+        try:
+            threading.Thread(target=_exit_anyway, args=(cls.name, status), name="exit-grace", daemon=True).start()
+        except RuntimeError as err:
+            if not out_of_threads(err):
+                raise
+            if left_behind():  # no thread to bound the exit's wait for them: leave now, the report and stdout written
+                os._exit(status)
         sys.exit(status)
 
 

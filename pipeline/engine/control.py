@@ -15,7 +15,7 @@ import zmq
 from pipeline.config.options import RunOptions
 from pipeline.engine import sockets
 from pipeline.engine.handles import Handles
-from pipeline.engine.limits import out_of_files, out_of_files_line
+from pipeline.engine.limits import limit_line
 from pipeline.engine.outlets import Flusher
 from pipeline.errors import ConfigError
 from pipeline.failures.policy import FailurePolicy
@@ -66,8 +66,9 @@ class RunControl:
         """Log the internal error that stopped ``thread``: the first of the run with its traceback, each later one at
         DEBUG, so that hundreds of threads failing alike (out of open files) print one (the report counts them)."""
         first = next(self._internal_errors) == 0  # atomic: threads share it
-        if out_of_files(err):  # the machine's limit, not a fault of the engine: one line says what to do
-            log.log(logging.ERROR if first else logging.DEBUG, "thread %s stopped: %s", thread, out_of_files_line())
+        limit = limit_line(err)
+        if limit is not None:  # the machine's limit, not a fault of the engine: one line says what to do
+            log.log(logging.ERROR if first else logging.DEBUG, "thread %s stopped: %s", thread, limit)
             return
         log.log(logging.CRITICAL if first else logging.DEBUG, "thread %s stopped on an internal error", thread,
                 exc_info=err)

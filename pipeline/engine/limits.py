@@ -1,4 +1,5 @@
-"""The limits of a process that the engine raises for what it opens: open files, for its sockets and connections."""
+"""The limits of a process that the engine raises for what it opens (open files, for its sockets and connections), and
+the lines that tell a user which limit a run met (open files, or threads)."""
 
 from __future__ import annotations
 
@@ -35,3 +36,26 @@ def out_of_files_line() -> str:
     limit = "unlimited" if soft == resource.RLIM_INFINITY else f"{soft:,}"
     return (f"out of open files at this process's limit of {limit} (the run raises it itself up to the hard "
             f"limit, ulimit -Hn: raise that, or run fewer threads)")
+
+
+def out_of_threads(error: BaseException) -> bool:
+    """Whether ``error`` says no thread could be started (the user's limit of processes and threads, or no memory)."""
+    return isinstance(error, RuntimeError) and str(error) == "can't start new thread"
+
+
+def out_of_threads_line() -> str:
+    """What to tell a user whose run could not start a thread: the limit it met, and how to raise it."""
+    soft, _ = resource.getrlimit(resource.RLIMIT_NPROC)
+    limit = "unlimited" if soft == resource.RLIM_INFINITY else f"{soft:,}"
+    return (f"cannot start a thread at this user's limit of {limit} processes and threads (ulimit -u: raise it, "
+            f"or run fewer threads and worker processes)")
+
+
+def limit_line(error: BaseException) -> str | None:
+    """The line for a user whose run met a limit of the machine (``error``: out of open files or of threads); None
+    for any other error."""
+    if out_of_files(error):
+        return out_of_files_line()
+    if out_of_threads(error):
+        return out_of_threads_line()
+    return None

@@ -18,7 +18,7 @@ from pipeline.engine.allocator import keep_freed_memory
 from pipeline.engine.control import BOUND, ENDED, INIT_DONE, WAKE, WORKERS_JOINED, EngineThread, RunControl
 from pipeline.engine.door import MAX_REMOTE_WORKER_THREADS, Door
 from pipeline.engine.fusion import fused_after, fused_groups
-from pipeline.engine.limits import RUN_FILES_PER_PROCESS_THREAD, allow_open_files
+from pipeline.engine.limits import RUN_FILES_PER_PROCESS_THREAD, allow_open_files, out_of_threads, out_of_threads_line
 from pipeline.engine.router import Router
 from pipeline.engine.shards import shard_seed
 from pipeline.engine.step_threads import ProducerThread, StepHolder, StepThread, WorkerThread, runs_inline
@@ -79,6 +79,7 @@ class ThreadedRunner:
         self.abort_requested = False
         self.overdue = False  # the shutdown deadline passed
         self.stuck: list[str] = []
+        self.limit: str | None = None  # a limit of the machine that stopped the run (no thread could start), in words
         self.started = time.monotonic()
         self.totals = declared_totals(config)  # for the progress display's total and ETA
         # Steps fused into the worker processes of the one before them (engine.fusion): they have no router.
@@ -128,6 +129,10 @@ class ThreadedRunner:
             self._start_routers(context)
             self._start_steps(context)
             self._wait_for_end()
+        except RuntimeError as err:
+            if not out_of_threads(err):
+                raise
+            self.limit = out_of_threads_line()  # the run stops, and its report says why (exit status 1)
         finally:
             if self._shard_feed is not None:
                 self._shard_feed.close(linger=0)
@@ -270,8 +275,15 @@ class ThreadedRunner:
         asyncio_level = asyncio_log.level
         asyncio_log.setLevel(logging.CRITICAL)
         terminator = threading.Thread(target=context.term, name="context-term", daemon=True)
-        terminator.start()
-        for thread in [terminator, *self._alive()]:
+        try:
+            terminator.start()
+        except RuntimeError as err:
+            if not out_of_threads(err):
+                raise
+            # No thread to spare (the run met its limit as it started threads): terminated here, which waits for the
+            # threads in a step's code to leave it (an init(), at the start), the others stopped by the termination.
+            context.term()
+        for thread in [terminator, *self._alive()] if terminator.is_alive() else self._alive():
             thread.join(max(0.0, deadline - time.monotonic()))
         asyncio_log.setLevel(asyncio_level)
         self.stuck = [*(self._describe(t) for t in self._alive()), *processes]
@@ -403,7 +415,7 @@ class ThreadedRunner:
             reports[name] = report
         if len(crashed) > 1:
             log.critical("%d more threads stopped too (--debug shows why)", len(crashed) - 1)
-        stop_reason = self.control.policy.stop_reason
+        stop_reason = self.control.policy.stop_reason or self.limit
         if self.abort_requested:
             stop_reason = "a second signal stopped the run at once"
         elif self.stuck:

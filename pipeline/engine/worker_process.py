@@ -30,7 +30,7 @@ import threading
 import time
 from collections.abc import Callable, Mapping, Sequence
 from pathlib import Path
-from typing import Any
+from typing import Any, NoReturn
 
 import zmq
 from setproctitle import setproctitle
@@ -49,7 +49,14 @@ from pipeline.engine.board import BusyBoard, HaltedSteps
 from pipeline.engine.control import ENDED, RunControl
 from pipeline.engine.flow import PREFETCH_SECONDS_OUTSIDE
 from pipeline.engine.fusion import Chain, tally_of
-from pipeline.engine.limits import FILES_PER_WORKER_PROCESS, FILES_PER_WORKER_THREAD, allow_open_files
+from pipeline.engine.limits import (
+    FILES_PER_WORKER_PROCESS,
+    FILES_PER_WORKER_THREAD,
+    allow_open_files,
+    limit_line,
+    out_of_threads,
+    out_of_threads_line,
+)
 from pipeline.engine.outlets import Outlet, ToRouter
 from pipeline.engine.rings import Ring, make_rings
 from pipeline.engine.shards import ShardSink, read_work
@@ -388,14 +395,20 @@ def serve(spec: Spec, slot: int, board: BusyBoard, keys: ClientKeys | None, name
         allow_open_files(FILES_PER_WORKER_PROCESS + FILES_PER_WORKER_THREAD * nb_thread)
         threads = [ProcessWorkerThread(context, control, config, spec, i, slot, board, halted, keys,
                                        _make_rings(rings, slot, i)) for i in range(nb_thread)]
-        control.flusher.start()
-        for thread in threads:
-            thread.start()
-        if _wait_for(threads, control.events):
+        try:
+            control.flusher.start()
+            for thread in threads:
+                thread.start()
+        except RuntimeError as err:
+            if not out_of_threads(err):
+                raise
+            print(f"{name}: error: {out_of_threads_line()}", file=sys.stderr, flush=True)
+            _leave(out_of_threads_line(), last_word)  # the threads started wait for work that cannot come
+        crashed = _wait_for(threads, control.events)
+        if crashed is not None:
             # A thread stopped on an internal error (logged): the others may wait for work for ever, and the context
             # would wait for their sockets. The process ends now; the run gives what it held to other workers.
-            sys.stderr.flush()
-            os._exit(INTERNAL_ERROR)
+            _leave(limit_line(crashed), last_word)
         control.flusher.stopped.set()
         failure = next((line for line in (thread.failure(spec.allow_failures) for thread in threads) if line), None)
         if failure is None:
@@ -429,18 +442,29 @@ def _log_as(spec: Spec, slot: int) -> None:
                                f"{os.getpid()}]: %(message)s", datefmt="%Y-%m-%d %H:%M:%S")
 
 
-def _wait_for(threads: Sequence[WorkerThread], events: queue.Queue[tuple[str, Any]]) -> bool:
-    """Wait until every thread has ended, or one ended on an internal error (True: the others are not waited for)."""
+def _wait_for(threads: Sequence[WorkerThread], events: queue.Queue[tuple[str, Any]]) -> BaseException | None:
+    """Wait until every thread has ended, or one ended on an internal error (returned: the others are not waited
+    for)."""
     ended = 0
     while ended < len(threads):
         kind, thread = events.get()
         if kind == ENDED:
             if thread.crash is not None:
-                return True
+                return thread.crash
             ended += 1
     for thread in threads:
         thread.join()
-    return False
+    return None
+
+
+def _leave(why: str | None, last_word: Path | None) -> NoReturn:
+    """End this process now, its threads and context left as they are (its threads may wait for ever); ``why`` (a
+    limit of the machine that it met, in words), if known, goes to its last word, which the run's line on its death
+    repeats."""
+    if why is not None and last_word is not None:
+        last_word.write_text(why, encoding="utf-8")
+    sys.stderr.flush()
+    os._exit(INTERNAL_ERROR)
 
 
 def die_with_parent(parent: int, signum: int = signal.SIGKILL) -> None:
