@@ -307,3 +307,44 @@ def test_the_zygote_is_waited_for_with_a_deadline_without_pidfd(monkeypatch: pyt
             os.waitpid(child.pid, 0)
 
 
+
+#: A run of a step whose class is the script's, its zygote killed as soon as it is forked: its worker processes start
+#: from scratch.
+SCRIPT_CLASS_ZYGOTE_KILLED = """
+import os, signal
+from pipeline import Component, Pipeline
+from pipeline.engine.zygote import Zygote
+
+made = Zygote.forked_from_here.__func__
+
+
+def killed(cls):
+    zygote = made(cls)
+    os.kill(zygote.pid, signal.SIGKILL)
+    return zygote
+
+
+class Double(Component):
+    def run(self, n):
+        return 2 * n
+
+
+Zygote.forked_from_here = classmethod(killed)
+document = {"version": 1, "Pipeline": {
+    "gui": False, "progress": False,
+    "producer_conf": {"name": "P", "module": "algorithms.basic", "class": "Counter", "next_steps": "D"},
+    "stagers_conf": [{"name": "D", "module": "__main__", "class": "Double", "nb_process": 1, "next_steps": "W"}],
+    "consumer_conf": {"name": "W", "module": "algorithms.basic", "class": "PassThrough"}},
+    "Counter": {"count": 10}}
+print(Pipeline.from_config(document).run().exit_status)
+"""
+
+
+def test_a_class_of_the_script_whose_zygote_is_gone_says_why_it_cannot_load() -> None:
+    """Worker processes that start from scratch when the zygote is gone cannot load a class of the script: their
+    death said only AttributeError, as if the class were missing."""
+    done = subprocess.run([sys.executable, "-c", SCRIPT_CLASS_ZYGOTE_KILLED], cwd=REPO, capture_output=True,
+                          text=True, timeout=50, env={**os.environ, "PYTHONPATH": str(REPO)})
+    assert done.stdout.split() == ["1"], done.stderr
+    assert ("cannot load __main__.Double: AttributeError: module '__main__' has no attribute 'Double'; the class is "
+            "the running script's, which only a worker process forked from the run's zygote has") in done.stderr

@@ -349,6 +349,12 @@ def await_bye(ctl: zmq.Socket, timeout: float) -> bool:
     return False
 
 
+#: Why a worker process cannot load a class of the running script: one started from scratch (its zygote killed, or
+#: unanswering) is a fresh interpreter, whose __main__ is not the script.
+MAIN_GONE = ("; the class is the running script's, which only a worker process forked from the run's zygote has, and "
+             "that zygote is gone or does not answer")
+
+
 def load_step(spec: Spec, threads: int | None = None) -> PipelineConfig:
     """The spec's configuration with the classes of its step and fused steps imported (and ``threads`` worker
     threads if given)."""
@@ -364,7 +370,8 @@ def load_step(spec: Spec, threads: int | None = None) -> PipelineConfig:
         except BaseException as err:  # an ImportError, an AttributeError, whatever the module raises (sys.exit())
             # The file and line of the failure (issue 26.5), and an installed package hiding the user's own module,
             # as the run's loader says (a remote worker's folder is not the run's).
-            hint = hidden_folder(module, err) or hidden_file(module, sys.modules.get(module))
+            hint = hidden_folder(module, err) or hidden_file(module, sys.modules.get(module)) or (
+                MAIN_GONE if module == "__main__" else "")
             raise LoadError(f"step {name}: cannot load {module}.{class_name}: {failure_line(err)}"
                             f"{failure_place(err)}{hint}") from None
         steps[name] = dataclasses.replace(step, cls=cls, **({"nb_thread": threads} if threads is not None else {}))
