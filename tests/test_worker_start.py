@@ -17,6 +17,7 @@ from pathlib import Path
 import pytest
 
 from pipeline.engine import zygote as zygote_module
+from pipeline.engine.process_keeper import ProcessKeeper
 from pipeline.engine.zygote import Zygote
 from tests.process_helpers import REPO, run_to_end
 
@@ -275,6 +276,26 @@ def test_a_late_answer_is_not_taken_for_the_next_request(tmp_path: Path, zygote:
     while children.read_text().split():  # the late one is killed and reaped
         assert time.monotonic() < deadline, f"the late child {children.read_text()} still runs"
         zygote.collect(0.05)
+
+
+def test_a_late_fork_is_killed_at_the_keepers_next_look_with_no_other_process_left(
+        tmp_path: Path, zygote: Zygote, monkeypatch: pytest.MonkeyPatch) -> None:
+    """A fork given up on (the zygote stopped, its one worker process then replaced from scratch) answered later,
+    when no process of the zygote is left to poll: the keeper's next look takes the answer and kills that process;
+    it lived beside its replacement until the run ended, its rings in /dev/shm."""
+    monkeypatch.setattr(zygote_module, "FORK_SECONDS", 0.0)
+    assert zygote.fork(waiting_worker(tmp_path / "late", zygote)) is None
+    monkeypatch.undo()
+    keeper = ProcessKeeper(tmp_path, 1.0, zygote)
+    children = Path(f"/proc/{zygote.pid}/task/{zygote.pid}/children")
+    deadline = time.monotonic() + 20
+    while not children.read_text().split():  # the late child is forked
+        assert time.monotonic() < deadline, "the zygote forked nothing"
+        time.sleep(0.01)  # polling /proc: no event says when the zygote forked
+    while children.read_text().split():  # the keeper's looks take the late answer: the child is killed and reaped
+        assert time.monotonic() < deadline, f"the late child {children.read_text()} still runs"
+        assert keeper.deaths() == []
+        time.sleep(0.01)  # the supervisor's looks come every LOOK_SECONDS; nothing else here reads the zygote
 
 
 def test_the_zygote_outlives_a_sigterm_while_its_parent_lives(zygote: Zygote) -> None:

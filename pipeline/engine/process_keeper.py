@@ -145,6 +145,10 @@ class ProcessKeeper:
 
     def deaths(self) -> list[Death]:
         """The worker processes that died since the last look (they are forgotten); stopped ones are killed."""
+        if self._zygote is not None:
+            # What the zygote said meanwhile: a fork answered past FORK_SECONDS is killed now, not once a process it
+            # forked is polled next (with none left, it lived to the run's end beside its replacement, rings and all).
+            self._zygote.collect()
         now = time.monotonic()
         dead = []
         for process in list(self.processes.values()):
