@@ -16,6 +16,7 @@ SIGTERM or SIGINT (it runs in a session of its own: a terminal's Ctrl+C reaches 
 from __future__ import annotations
 
 import argparse
+import contextlib
 import ctypes
 import dataclasses
 import importlib
@@ -469,8 +470,10 @@ def _leave(why: str | None, last_word: Path | None) -> NoReturn:
     limit of the machine that it met, in words), if known, goes to its last word, which the run's line on its death
     repeats."""
     if why is not None and last_word is not None:
-        last_word.write_text(why, encoding="utf-8")
-    sys.stderr.flush()
+        with contextlib.suppress(OSError):  # out of open files, the file cannot be opened either: the log line said it
+            last_word.write_text(why, encoding="utf-8")
+    with contextlib.suppress(OSError):
+        sys.stderr.flush()
     os._exit(INTERNAL_ERROR)
 
 
