@@ -209,11 +209,11 @@ class StepState:
     def wait_alone(self) -> float | None:
         """Seconds the router may wait for a remote worker before the step fails, looking again at least every
         ALONE_LOOK_SECONDS; None: no such wait (0 once the wait is over: the step has no workers left and its queue
-        is given up). A stopping run waits for none: none would join it."""
+        is given up). A stopping run waits for none while the step holds messages: none would join it."""
         if self._alone_since is None or self.finishing:
             return None
         left = self._alone_since + self.options.worker_timeout - self.clock()
-        stopping = self.stopping()
+        stopping = bool(self.queue) and self.stopping()  # with nothing queued, the drain ends the wait as it finishes
         if left <= 0 or stopping:
             if stopping:
                 others, nobody = "the run is stopping: none joins it", "the run is stopping: no worker joins it"
