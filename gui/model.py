@@ -27,6 +27,7 @@ from .protocol import (
     StatusMessage,
     StepInfo,
     StepProgress,
+    clamp_rate,
 )
 
 #: Runs kept at most.
@@ -237,7 +238,8 @@ class RunModel:
             return progress.rate
         if before is None or message.elapsed <= before[0]:
             return 0.0
-        return max(0.0, (progress.processed - before[1]) / (message.elapsed - before[0]))
+        # Counts over a tiny time step (a peer's elapsed times 1e-300 apart) would make an infinite rate.
+        return clamp_rate(max(0.0, (progress.processed - before[1]) / (message.elapsed - before[0])))
 
     def _apply_finish(self, message: FinishMessage) -> None:
         self.exit_status = message.exit_status
@@ -249,7 +251,7 @@ class RunModel:
             view = self._step(counts.name)
             # A finished step's rate: its average over the run.
             view.first_error = counts.first_error
-            view.rate = counts.processed / self.elapsed if self.elapsed > 0 else 0.0
+            view.rate = clamp_rate(counts.processed / self.elapsed) if self.elapsed > 0 else 0.0
             previous = view.progress or StepProgress(counts.name, "waiting", 0, 0, 0, 0, 0, 0, 0, 0, 0.0, 0.0)
             failed = counts.first_error is not None or previous.state == "failed"
             # Its worker processes ended with the run: none is live any more, nor are the remote

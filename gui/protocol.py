@@ -7,17 +7,20 @@ Every message is bounded before the window holds it: a step list, a list of a st
 or a name (of a step, a host, a key...) longer than its cap, or an integer beyond 64 bits, makes the
 message a ProtocolError (so it is dropped, and counted); a traceback or an error line longer than its
 cap is shortened, since the rest of the message is sound. Counts a display adds up or compares (worker
-processes' threads, their seconds of silence) are clamped to what a run can send.
+processes' threads, their seconds of silence) are clamped to what a run can send, and a rate to what the
+monitor shows (:func:`clamp_rate`): a peer's 1.7e308 or 5e-324 once broke the throughput plot's scale.
 """
 
 from __future__ import annotations
 
 import json
 import math
+import sys
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 from typing import Any
 
+from pipeline.console import humanize
 from pipeline.execution.status import RUN_STATES, STEP_STATES
 from pipeline.monitor import messages
 from pipeline.monitor.messages import shorten
@@ -49,6 +52,12 @@ MAX_SILENCE = 86_400.0
 _INT_LIMIT = 2**63
 #: Digits of the longest integer within 64 bits.
 _INT_DIGITS = len(str(_INT_LIMIT))
+
+
+def clamp_rate(value: float) -> float:
+    """A rate (messages per second) as the monitor keeps it: within 0 to humanize.MAX_RATE, a subnormal one 0."""
+    # A subnormal rate is no rate a run measures, and arithmetic on it underflows to 0 (log10(0) raised).
+    return 0.0 if value < sys.float_info.min else min(value, humanize.MAX_RATE)
 
 
 class ProtocolError(ValueError):
@@ -230,7 +239,7 @@ def _status(header: Header, fields: _Fields) -> StatusMessage:
             step.name("name"), step.choice("state", STEP_STATES), step.get("queue", int),
             step.get("queue_limit", int, default=0), step.get("busy", int), step.get("workers", int),
             step.get("received", int), step.get("processed", int), step.get("emitted", int), step.get("failed", int),
-            step.get("rate", float, default=None), step.get("mean_time", float),
+            _rate(step), step.get("mean_time", float),
             processes=step.get("processes", int, default=0), redelivered=step.get("redelivered", int, default=0),
             restarts=step.get("restarts", int, default=0), total=_total(step),
             worker_processes=tuple(_worker_process(w) for w in step.items("worker_processes", MAX_WORKER_PROCESSES,
@@ -238,6 +247,12 @@ def _status(header: Header, fields: _Fields) -> StatusMessage:
         ))
     return StatusMessage(header, fields.choice("state", RUN_STATES), fields.get("elapsed", float), tuple(steps),
                          fields.get("dropped", int, default=0))
+
+
+def _rate(fields: _Fields) -> float | None:
+    """A step's rate, clamped (:func:`clamp_rate`); None if absent."""
+    rate = fields.get("rate", float, default=None)
+    return None if rate is None else clamp_rate(rate)
 
 
 def _total(fields: _Fields) -> int | None:

@@ -251,3 +251,19 @@ def test_columns_ignore_unknown_targets_and_cycles() -> None:
 )
 def test_numbers_read_at_a_glance(value: str, text: str) -> None:
     assert value == text
+
+
+@pytest.mark.parametrize(("sent", "kept"), [(5e-324, 0.0), (1e-310, 0.0), (1.7e308, humanize.MAX_RATE),
+                                            (-3.0, 0.0), (12.5, 12.5)])
+def test_a_rate_a_peer_sends_is_kept_within_what_the_monitor_shows(sent: float, kept: float) -> None:
+    """A rate of 5e-324 or 1.7e308 once broke the throughput plot on every paint."""
+    run = recorded_run([frames("status", state="running", elapsed=1.0, dropped=0, steps=[step_status("S", 1, sent)])])
+    assert run.steps["S"].rate == kept
+    assert run.history["S"].points == [(1.0, kept)]
+
+
+def test_a_rate_measured_over_a_tiny_time_step_is_clamped() -> None:
+    run = recorded_run([frames("status", state="running", elapsed=1.0, dropped=0, steps=[step_status("S", 0, None)]),
+                        frames("status", state="running", elapsed=1.0 + 1e-15, dropped=0,
+                               steps=[step_status("S", 2**62, None)])])
+    assert run.steps["S"].rate == humanize.MAX_RATE

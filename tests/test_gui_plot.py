@@ -11,7 +11,8 @@ from PySide6.QtGui import QColor, QImage
 from gui.model import History, RunModel, StepView
 from gui.plot_scale import STARTUP_SECONDS, overlap_groups, readable_top
 from gui.protocol import Header
-from gui.widgets.plot import ThroughputPlot
+from gui.widgets.plot import MAX_TICKS, ThroughputPlot
+from pipeline.console import humanize
 
 # Read when pytest-qt makes the QApplication, after collection: the tests need no display.
 os.environ.setdefault("QT_QPA_PLATFORM", "offscreen")
@@ -104,3 +105,20 @@ def test_without_a_burst_nothing_is_said_above_the_scale(plot: ThroughputPlot) -
     plot.series["WRITER"].add(1.0, 50.0)
     plot.grab()
     assert plot.peak_note == ""
+
+
+@pytest.mark.parametrize("rate", [5e-324, 1e-300, 0.0, 1.7e308, float("inf")])
+def test_any_rate_in_the_series_draws_a_bounded_axis(qtbot, rate: float) -> None:
+    """A peer's rate of 5e-324 (or 1.7e308) raised inside paintEvent on every paint, and the monitor crashed at exit."""
+    run = RunModel(Header(1, "a" * 32, "demo", "host", 1, 0.0))
+    run.steps["A"] = StepView("A")
+    run.history["A"] = History()
+    run.history["A"].add(1.0, rate)  # straight into the series: the plot holds even to what the model never keeps
+    widget = ThroughputPlot()
+    qtbot.addWidget(widget)
+    widget.resize(600, 320)
+    widget.refresh(run)
+    assert not widget.grab().isNull()  # pytest-qt fails the test on an exception inside paintEvent
+    _, y_max, y_step = widget.scale()
+    assert 0 < y_step <= y_max <= 2 * humanize.MAX_RATE
+    assert y_max / y_step <= MAX_TICKS

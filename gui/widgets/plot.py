@@ -13,6 +13,7 @@ changes twice a second: see docs/gui.md.
 from __future__ import annotations
 
 import math
+import sys
 
 from PySide6.QtCore import QPointF, QRectF, QSize, Qt
 from PySide6.QtGui import QColor, QFont, QIcon, QPainter, QPainterPath, QPaintEvent, QPen, QPixmap
@@ -31,13 +32,15 @@ DASH = 4.0
 TIME_STEPS = (1, 2, 5, 10, 15, 30, 60, 120, 300, 600, 900, 1800, 3600, 7200, 10800, 21600, 43200)
 #: Most ticks an axis draws: its steps give about five.
 MAX_TICKS = 12
+#: The lowest top of the rate axis, messages/s: one message in 100 s; slower rates lie on the axis.
+MIN_TOP = 0.01
 
 
 def nice_step(span: float, ticks: int = 4) -> float:
     """A round step (1, 2 or 5 times a power of ten) that cuts ``span`` into about ``ticks`` parts."""
-    if span <= 0:
-        return 1.0
     raw = span / ticks
+    if not (raw >= sys.float_info.min and math.isfinite(raw)):  # its power of ten would be 0, or log10 fail
+        return 1.0
     power = 10 ** math.floor(math.log10(raw))
     return next(m * power for m in (1, 2, 5, 10) if m * power >= raw)
 
@@ -86,7 +89,11 @@ class ThroughputPlot(QWidget):
         self.update()
 
     def paintEvent(self, event: QPaintEvent) -> None:
-        painter = QPainter(self)
+        # The painter ends whatever happens: one left active by an exception crashed the monitor at exit.
+        with QPainter(self) as painter:
+            self._paint(painter)
+
+    def _paint(self, painter: QPainter) -> None:
         painter.setRenderHint(QPainter.RenderHint.Antialiasing)
         frame = QRectF(self.rect()).adjusted(0.5, 0.5, -0.5, -0.5)
         painter.setPen(QPen(theme.GRID, 1))
@@ -112,7 +119,9 @@ class ThroughputPlot(QWidget):
     def scale(self) -> tuple[float, float, float]:
         """The time axis's end, the rate axis's top and its step, for the steps shown."""
         shown = [history for name, history in self.series.items() if name not in self.hidden and history.times]
-        top = readable_top([(history.times, history.rates) for history in shown])
+        # The model clamps the rates it keeps; the axis holds to the same range whatever its series hold.
+        top = min(readable_top([(history.times, history.rates) for history in shown]), humanize.MAX_RATE)
+        top = top if top >= MIN_TOP else 0.0
         x_max = max([2.0, *(history.times[-1] for history in shown)])
         y_step = nice_step(top * 1.1 or 1.0)
         return x_max, y_step * math.ceil(top * 1.1 / y_step) or y_step, y_step
