@@ -299,3 +299,39 @@ def test_redraws_stay_under_twenty_a_second_however_fast_messages_come(qtbot, wi
 
 def test_every_topic_is_in_the_recording() -> None:
     assert {message[0] for message in load_recording()} == set(TOPICS)
+
+
+#: A name as a hostile peer may send it: Qt's automatic rich text loaded such an image (one of /dev/zero ran the
+#: monitor out of memory; this one is missing, so that a regression fails the test instead of the test run).
+HTML_NAME = '<img src="/nonexistent/image.png"><b>x</b>'
+
+
+def test_every_name_a_peer_sends_is_shown_as_plain_text(window: MainWindow) -> None:
+    stream = []
+    for topic, body in load_recording():
+        document = json.loads(body)
+        document.update(run_id=HTML_NAME, pipeline=HTML_NAME, host=HTML_NAME)
+        if topic == b"status":
+            document["state"] = "running"
+            document["steps"][0]["total"] = 10**6
+            document["steps"][0]["name"] = HTML_NAME
+        if topic == b"error":
+            document["error"] = HTML_NAME
+        if topic == b"finish":
+            document["report"]["stop_reason"] = HTML_NAME
+        stream.append([topic, json.dumps(document).encode()])
+    finish = stream.pop()
+    for frames in stream:
+        window.receiver.handle(frames, None)
+    window.redraw()
+    header = window.view(HTML_NAME).header
+    assert header.progress.text().startswith(HTML_NAME)  # the producer's name, while the run goes on
+    window.receiver.handle(finish, None)
+    window.redraw()
+    labels = (header.title, header.origin, header.outcome, header.progress)
+    assert header.title.text() == HTML_NAME
+    assert all(HTML_NAME in label.text() for label in (header.origin, header.outcome))
+    assert all(label.textFormat() == Qt.TextFormat.PlainText for label in labels)
+    errors = window.view(HTML_NAME).errors.list
+    tips = [errors.item(row).toolTip() for row in range(errors.count()) if errors.item(row).toolTip()]
+    assert tips and all("&lt;img" in tip and "<img" not in tip for tip in tips)  # shown as the text it is

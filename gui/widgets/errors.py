@@ -3,6 +3,8 @@ traceback of the one selected. With no error it shrinks to its title line."""
 
 from __future__ import annotations
 
+from html import escape
+
 from PySide6.QtCore import Qt
 from PySide6.QtWidgets import QLabel, QListWidget, QListWidgetItem, QPlainTextEdit, QSplitter, QVBoxLayout, QWidget
 
@@ -81,7 +83,7 @@ class ErrorPanel(QWidget):
         item.setData(Qt.ItemDataRole.UserRole, error.traceback)
         item.setData(Qt.ItemDataRole.UserRole + 1, id(error))
         item.setForeground(theme.STATE_COLOURS["failed"])
-        item.setToolTip(error.error)
+        item.setToolTip(f"<qt>{escape(error.error)}</qt>")  # a tooltip that looks like HTML is rendered as HTML
         self.list.addItem(item)
 
     def summaries(self) -> list[str]:

@@ -51,6 +51,10 @@ class RunHeader(QWidget):
         self.bar.setFixedSize(140, 8)
         self.bar.hide()
         self.progress = QLabel()
+        # Pipeline, host, run id, stop reason and step name are what a peer says: shown as plain text, since
+        # Qt's automatic rich text loaded whatever <img src=...> a name held (/dev/zero until the memory ran out).
+        for label in (self.title, self.origin, self.badge, self.outcome, self.progress):
+            label.setTextFormat(Qt.TextFormat.PlainText)
         layout = QHBoxLayout(self)
         layout.setContentsMargins(4, 0, 4, 0)
         layout.addWidget(self.title)
