@@ -7,8 +7,9 @@ Every message is bounded before the window holds it: a step list, a list of a st
 or a name (of a step, a host, a key...) longer than its cap, or an integer beyond 64 bits, makes the
 message a ProtocolError (so it is dropped, and counted); a traceback or an error line longer than its
 cap is shortened, since the rest of the message is sound. Counts a display adds up or compares (worker
-processes' threads, their seconds of silence) are clamped to what a run can send, and a rate to what the
-monitor shows (:func:`clamp_rate`): a peer's 1.7e308 or 5e-324 once broke the throughput plot's scale.
+processes' threads, their seconds of silence) are clamped to what a run can send, a negative count is
+read as 0, and a rate is clamped to what the monitor shows (:func:`clamp_rate`): a peer's 1.7e308 or
+5e-324 once broke the throughput plot's scale.
 """
 
 from __future__ import annotations
@@ -226,7 +227,7 @@ def _graph(header: Header, fields: _Fields) -> GraphMessage:
     steps = []
     for step in fields.items("steps"):
         steps.append(StepInfo(step.name("name"), step.name("class"), step.name("module"),
-                              tuple(step.names("next_steps")), step.get("workers", int),
+                              tuple(step.names("next_steps")), step.count("workers"),
                               step.get("queue_limit", int), step.name("kind"),
                               step.name("on_error", default="stop")))
     return GraphMessage(header, tuple(steps))
@@ -236,17 +237,17 @@ def _status(header: Header, fields: _Fields) -> StatusMessage:
     steps = []
     for step in fields.items("steps"):
         steps.append(StepProgress(
-            step.name("name"), step.choice("state", STEP_STATES), step.get("queue", int),
-            step.get("queue_limit", int, default=0), step.get("busy", int), step.get("workers", int),
-            step.get("received", int), step.get("processed", int), step.get("emitted", int), step.get("failed", int),
+            step.name("name"), step.choice("state", STEP_STATES), step.count("queue"),
+            step.get("queue_limit", int, default=0), step.count("busy"), step.count("workers"),
+            step.count("received"), step.count("processed"), step.count("emitted"), step.count("failed"),
             _rate(step), step.get("mean_time", float),
-            processes=step.get("processes", int, default=0), redelivered=step.get("redelivered", int, default=0),
-            restarts=step.get("restarts", int, default=0), total=_total(step),
+            processes=step.count("processes", default=0), redelivered=step.count("redelivered", default=0),
+            restarts=step.count("restarts", default=0), total=_total(step),
             worker_processes=tuple(_worker_process(w) for w in step.items("worker_processes", MAX_WORKER_PROCESSES,
                                                                              default=()))
         ))
     return StatusMessage(header, fields.choice("state", RUN_STATES), fields.get("elapsed", float), tuple(steps),
-                         fields.get("dropped", int, default=0))
+                         fields.count("dropped", default=0))
 
 
 def _rate(fields: _Fields) -> float | None:
@@ -278,11 +279,11 @@ def _finish(header: Header, fields: _Fields) -> FinishMessage:
     steps = []
     for name, step in report.mapping("steps"):
         counts = step.section("counts")
-        steps.append(FinalCounts(name, counts.get("received", int), counts.get("processed", int),
-                                 counts.get("emitted", int), counts.get("failed", int),
+        steps.append(FinalCounts(name, counts.count("received"), counts.count("processed"),
+                                 counts.count("emitted"), counts.count("failed"),
                                  step.text("first_error", MAX_ERROR_LINE, default=None),
-                                 step.get("mean_time", float, default=0.0), step.get("redelivered", int, default=0),
-                                 step.get("restarts", int, default=0)))
+                                 step.get("mean_time", float, default=0.0), step.count("redelivered", default=0),
+                                 step.count("restarts", default=0)))
     return FinishMessage(header, fields.choice("state", ENDED_STATES), fields.get("exit_status", int),
                          report.get("wall_time", float, default=None), tuple(steps),
                          report.text("stop_reason", MAX_ERROR_LINE, default=None))
@@ -319,6 +320,11 @@ class _Fields:
         if kind is int and not -_INT_LIMIT <= value < _INT_LIMIT:
             raise ProtocolError(f"{self.path}.{key}: an integer beyond 64 bits")
         return value
+
+    def count(self, key: str, default: Any = _MISSING) -> Any:
+        """A count (of messages, workers...): an integer, a negative one read as 0 (no count a run sends)."""
+        value = self.get(key, int, default)
+        return max(0, value) if isinstance(value, int) else value
 
     def name(self, key: str, default: Any = _MISSING) -> Any:
         """A string of at most MAX_NAME characters."""

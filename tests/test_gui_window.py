@@ -335,3 +335,25 @@ def test_every_name_a_peer_sends_is_shown_as_plain_text(window: MainWindow) -> N
     errors = window.view(HTML_NAME).errors.list
     tips = [errors.item(row).toolTip() for row in range(errors.count()) if errors.item(row).toolTip()]
     assert tips and all("&lt;img" in tip and "<img" not in tip for tip in tips)  # shown as the text it is
+
+
+def test_every_count_shown_is_clamped_and_never_negative(window: MainWindow) -> None:
+    big = 2**63 - 1
+    stream = load_recording()
+    graph = next(message for message in stream if message[0] == b"graph")
+    status = json.loads(next(body for topic, body in stream if topic == b"status"))
+    status["state"] = "running"
+    status["steps"][1].update(state="running", queue=big, queue_limit=big, busy=big, workers=big, failed=-1)
+    status["steps"][2].update(state="running", queue=-5, busy=-big, workers=-big, processed=-big)
+    for frames in (graph, [b"status", json.dumps(status).encode()]):
+        window.receiver.handle(frames, None)
+    window.redraw()
+    run_id = recorded_run_id()
+    rows = {row[0]: dict(zip(COLUMNS, row, strict=True)) for row in table_rows(window, run_id)}
+    huge, second, third = humanize.count(big), status["steps"][1]["name"], status["steps"][2]["name"]
+    assert rows[second]["BUSY"] == f"{huge}/{huge}" and rows[second]["QUEUE"] == f"{huge}/{huge}"
+    assert rows[second]["WORKERS"] == f"{huge}t" and rows[second]["FAILED"] == "0"
+    assert huge == "> 999\u2009999\u2009999\u2009999\u2009999"
+    assert rows[third]["BUSY"] == "0/0" and rows[third]["QUEUE"].startswith("0") and rows[third]["DONE"] == "0"
+    box = window.view(run_id).graph.boxes[second]
+    assert box.workers_text() == f"{huge}/{huge} busy" and box.queue_text().startswith(f"{huge}/")

@@ -98,13 +98,13 @@ class StepBox(QGraphicsItem):
 
     def workers_text(self) -> str:
         """Busy and total workers: "1/2 busy"."""
-        return f"{self.busy}/{self.workers} busy"
+        return f"{humanize.count(self.busy)}/{humanize.count(self.workers)} busy"
 
     def queue_text(self) -> str:
         """Queue fill and limit: "12/64" ("12" when unbounded, "source" for the producer)."""
         if not self.has_queue:
             return "source"
-        return f"{self.queue}/{self.queue_limit}" if self.queue_limit > 0 else str(self.queue)
+        return humanize.count(self.queue) + (f"/{humanize.count(self.queue_limit)}" if self.queue_limit > 0 else "")
 
     def boundingRect(self) -> QRectF:
         return QRectF(-2, -2, BOX_WIDTH + 4, BOX_HEIGHT + 4)
@@ -168,7 +168,7 @@ class StepBox(QGraphicsItem):
                 painter.drawEllipse(QRectF(13 + i * 12, 54, 8, 8))
             # The dots say busy/total; the numbers too unless "done → out" needs the room.
             crowded = "\u2192" in self.out_text()
-            left, text = left + self.workers * 12 + 4, "" if crowded else f"{self.busy}/{self.workers}"
+            left, text = left + self.workers * 12 + 4, "" if crowded else self.workers_text().removesuffix(" busy")
         metrics = QFontMetrics(painter.font())
         room = BOX_WIDTH - 12 - left - metrics.horizontalAdvance(self.out_text()) - 8
         text, mark = self.workers_line(text, room, metrics.horizontalAdvance)

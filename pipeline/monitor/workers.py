@@ -13,6 +13,8 @@ from collections.abc import Callable, Iterable
 from dataclasses import dataclass
 from typing import Protocol
 
+from pipeline.console import humanize
+
 #: Seconds since a worker process's last heartbeat past which the displays flag it (they come every
 #: ``heartbeat_interval``, 1 s by default: two missed beats).
 LATE_SECONDS = 2.0
@@ -62,11 +64,11 @@ class WorkerMix:
 
     def __str__(self) -> str:
         """``2t``, ``2p``, ``2p+1r``, ``1t+1r``; ``0`` for a step without a worker now."""
-        parts = [f"{self.threads}t"] if self.threads else []
+        parts = [f"{humanize.count(self.threads)}t"] if self.threads else []
         if self.processes or self.in_processes:
-            parts.append(f"{self.processes}p")
+            parts.append(f"{humanize.count(self.processes)}p")
         if self.remote:
-            parts.append(f"{self.remote}r")
+            parts.append(f"{humanize.count(self.remote)}r")
         return "+".join(parts) or "0"
 
 
