@@ -3,6 +3,7 @@ KeyboardInterrupt and leaves no thread, process or socket behind, and the next r
 
 from __future__ import annotations
 
+import contextlib
 import logging
 import threading
 from pathlib import Path
@@ -23,9 +24,12 @@ WAIT = 10.0
 
 
 def children() -> set[int]:
-    """The pids of this process's children."""
-    return {int(pid) for task in Path("/proc/self/task").iterdir()
-            for pid in (task / "children").read_text().split()}
+    """The pids of this process's children (a thread that ends between the listing and the read has none)."""
+    pids: set[int] = set()
+    for task in Path("/proc/self/task").iterdir():
+        with contextlib.suppress(FileNotFoundError):
+            pids.update(int(pid) for pid in (task / "children").read_text().split())
+    return pids
 
 
 def interrupt_as_it_starts(monkeypatch: pytest.MonkeyPatch, name: str) -> None:

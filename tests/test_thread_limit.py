@@ -32,8 +32,12 @@ def start(thread):
 
 
 def left():
-    tasks = pathlib.Path("/proc/self/task").iterdir()
-    children = [pid for task in tasks for pid in (task / "children").read_text().split()]
+    children = []
+    for task in pathlib.Path("/proc/self/task").iterdir():
+        try:
+            children += (task / "children").read_text().split()
+        except FileNotFoundError:  # a thread that ended between the listing and the read
+            pass
     print("left:", glob.glob(os.path.join(tempfile.gettempdir(), f"pipeline-{os.getpid()}-*")), children, flush=True)
 
 
