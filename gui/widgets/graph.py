@@ -98,13 +98,13 @@ class StepBox(QGraphicsItem):
 
     def workers_text(self) -> str:
         """Busy and total workers: "1/2 busy"."""
-        return f"{humanize.count(self.busy)}/{humanize.count(self.workers)} busy"
+        return f"{humanize.out_of(self.busy, self.workers)} busy"
 
     def queue_text(self) -> str:
         """Queue fill and limit: "12/64" ("12" when unbounded, "source" for the producer)."""
         if not self.has_queue:
             return "source"
-        return humanize.count(self.queue) + (f"/{humanize.count(self.queue_limit)}" if self.queue_limit > 0 else "")
+        return humanize.fill(self.queue, self.queue_limit)
 
     def boundingRect(self) -> QRectF:
         return QRectF(-2, -2, BOX_WIDTH + 4, BOX_HEIGHT + 4)

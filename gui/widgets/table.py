@@ -58,15 +58,12 @@ def cells(view: StepView) -> tuple[str, ...]:
     class_name = info.class_name if info else ""
     if progress is None:
         workers_total = info.workers if info else 0
-        return (view.name, class_name, f"0/{humanize.count(workers_total)}", "", "", "0", "0", "0", "0", "0", "—")
+        return (view.name, class_name, humanize.out_of(0, workers_total), "", "", "0", "0", "0", "0", "0", "—")
     limit = progress.queue_limit or (info.queue_limit if info else 0)
-    if info is not None and info.kind == "producer":
-        queue = "—"  # the producer has no queue
-    else:
-        queue = humanize.count(progress.queue) + (f"/{humanize.count(limit)}" if limit > 0 else "")
+    producer = info is not None and info.kind == "producer"
+    queue = "—" if producer else humanize.fill(progress.queue, limit)  # the producer has no queue
     out = humanize.count(progress.emitted) if info is None or info.next_steps else "—"
-    busy = f"{humanize.count(progress.busy)}/{humanize.count(progress.workers)}"
-    return (view.name, class_name, busy, str(workers.mix(view)), queue,
+    return (view.name, class_name, humanize.out_of(progress.busy, progress.workers), str(workers.mix(view)), queue,
             humanize.count(progress.processed), out, humanize.count(progress.failed),
             humanize.count(progress.redelivered), humanize.rate(view.rate), humanize.seconds(progress.mean_time))
 

@@ -28,6 +28,16 @@ def count(value: int) -> str:
     return f"{value:,}".replace(",", "\u2009")
 
 
+def out_of(part: int, whole: int) -> str:
+    """A count out of another, each as ``count`` shows it: "1/2" (busy workers of all)."""
+    return f"{count(part)}/{count(whole)}"
+
+
+def fill(value: int, limit: int) -> str:
+    """A count out of its limit, "12/64", or the count alone where there is no limit (``limit`` 0 or less)."""
+    return out_of(value, limit) if limit > 0 else count(value)
+
+
 def counted(number: int, noun: str, plural: str = "") -> str:
     """``number`` and ``noun``, in the plural unless it is one: "1 message", "3 messages", "2 worker processes"."""
     return f"{number} {noun if number == 1 else plural or noun + 's'}"
