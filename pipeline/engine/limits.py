@@ -32,10 +32,8 @@ def out_of_files(error: BaseException) -> bool:
 
 def out_of_files_line() -> str:
     """What to tell a user whose run ran out of open files: the limit it met, and how to raise it."""
-    soft, _ = resource.getrlimit(resource.RLIMIT_NOFILE)
-    limit = "unlimited" if soft == resource.RLIM_INFINITY else f"{soft:,}"
-    return (f"out of open files at this process's limit of {limit} (the run raises it itself up to the hard "
-            f"limit, ulimit -Hn: raise that, or run fewer threads)")
+    return (f"out of open files at this process's limit of {_soft(resource.RLIMIT_NOFILE)} (the run raises it itself "
+            "up to the hard limit, ulimit -Hn: raise that, or run fewer threads)")
 
 
 def out_of_threads(error: BaseException) -> bool:
@@ -45,10 +43,8 @@ def out_of_threads(error: BaseException) -> bool:
 
 def out_of_threads_line() -> str:
     """What to tell a user whose run could not start a thread: the limit it met, and how to raise it."""
-    soft, _ = resource.getrlimit(resource.RLIMIT_NPROC)
-    limit = "unlimited" if soft == resource.RLIM_INFINITY else f"{soft:,}"
-    return (f"cannot start a thread at this user's limit of {limit} processes and threads (ulimit -u: raise it, "
-            f"or run fewer threads and worker processes)")
+    return (f"cannot start a thread at this user's limit of {_soft(resource.RLIMIT_NPROC)} processes and threads "
+            "(ulimit -u: raise it, or run fewer threads and worker processes)")
 
 
 def limit_line(error: BaseException) -> str | None:
@@ -59,3 +55,9 @@ def limit_line(error: BaseException) -> str | None:
     if out_of_threads(error):
         return out_of_threads_line()
     return None
+
+
+def _soft(limit: int) -> str:
+    """This process's soft limit of resource ``limit``, in words: "1,024", or "unlimited"."""
+    soft, _ = resource.getrlimit(limit)
+    return "unlimited" if soft == resource.RLIM_INFINITY else f"{soft:,}"

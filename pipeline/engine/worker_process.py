@@ -410,8 +410,9 @@ def serve(spec: Spec, slot: int, board: BusyBoard, keys: ClientKeys | None, name
         except RuntimeError as err:
             if not out_of_threads(err):
                 raise
-            print(f"{name}: error: {out_of_threads_line()}", file=sys.stderr, flush=True)
-            _leave(out_of_threads_line(), last_word)  # the threads started wait for work that cannot come
+            line = out_of_threads_line()
+            print(f"{name}: error: {line}", file=sys.stderr, flush=True)
+            _leave(line, last_word)  # the threads started wait for work that cannot come
         crashed = _wait_for(threads, control.events)
         if crashed is not None:
             # A thread stopped on an internal error (logged): the others may wait for work for ever, and the context
