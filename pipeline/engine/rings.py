@@ -10,10 +10,15 @@ reads (its RESULT); a ring has one writer and one reader (single producer, singl
 needs no lock.
 
 A ring is a file in ``/dev/shm`` (tmpfs), private to the user (0600), of RING_BYTES of data after a
-header of two little-endian uint64 cursors::
+header of two uint64 cursors in the host's byte order (both ends are on one host)::
 
     word 0   written: bytes ever written (the writer's cursor; every record ends at or before it)
     word 1   read:    bytes ever read (the reader's cursor; the writer reuses up to it)
+
+Each cursor is written and read whole, as one aligned 8-byte word (an item of a memoryview of the header),
+never through ``struct``: ``struct.pack_into`` writes a word in pieces, and a reader in the other process
+saw it 0 in the middle of a write (measured: 4% of reads while it was written in a loop), which made a
+record just written look unwritten and the packet it came in unreadable.
 
 A buffer's record is (position, length): ``position`` counts bytes since the ring was made, so the
 data lie at ``position % RING_BYTES``. A buffer never wraps around the end of the ring: the writer
@@ -62,7 +67,6 @@ import logging
 import mmap
 import os
 import stat
-import struct
 import weakref
 from array import array
 from collections import deque
@@ -84,7 +88,6 @@ RESERVE_STEP_BYTES = 1024 * 1024
 #: The ring files of a run start with this, then the run's process id.
 PREFIX = "pipeline-ring-"
 
-_CURSORS = struct.Struct("<QQ")
 #: The header takes a page, so that the data start aligned.
 _HEADER_BYTES = mmap.PAGESIZE
 #: A record: a buffer's position and length.
@@ -134,20 +137,23 @@ class Ring:
         #: Bytes of data held in memory, from the start (the writer's to know).
         self.reserved = RESERVE_STEP_BYTES if grows else RING_BYTES
         self.data = memoryview(self.map)[_HEADER_BYTES:]
-        self._written = self._cursors()[0] if not create else 0  # the writer's cursor, kept here too
+        self._words = memoryview(self.map)[:16].cast("Q")  # the cursors, each read and written whole
+        self._written = self._words[0] if not create else 0  # the writer's cursor, kept here too
         # The reader's buffers lent and not yet taken back by its cursor, in the order they were lent: each a
         # list [its end, given back]; the flag is set by whichever thread drops the last reference to it, the
         # deque is changed by the reading thread only.
         self._lent: deque[list] = deque()
 
-    def _cursors(self) -> tuple[int, int]:
-        return _CURSORS.unpack_from(self.map, 0)
+    def cursors(self) -> tuple[int, int]:
+        """The two cursors as the header holds them now: (written, read)."""
+        words = self._words
+        return words[0], words[1]
 
     def put(self, buffers: Sequence[Buffer]) -> bytes | None:
         """Copy ``buffers`` in; the frame of their records (position, length, uint64 each), or None when they
         do not all fit in the free space (nothing is written then)."""
         written = self._written
-        read = _CURSORS.unpack_from(self.map, 0)[1]
+        read = self._words[1]
         records = array(RECORD)
         places = []
         for buffer in buffers:
@@ -175,7 +181,7 @@ class Ring:
         for offset, view in places:
             data[offset:offset + view.nbytes] = view
         self._written = written
-        struct.pack_into("<Q", self.map, 0, written)  # after the data: the message that follows orders them
+        self._words[0] = written  # after the data: the message that follows orders them
         return records.tobytes()
 
     def _reserve(self, end: int) -> bool:
@@ -201,7 +207,7 @@ class Ring:
         self.reclaim()  # a record read already is one before the cursor: refused
         records = array(RECORD)
         records.frombytes(bytes(frame))
-        written, read = self._cursors()
+        written, read = self.cursors()
         places = []
         for i in range(0, len(records), 2):
             position, length = records[i], records[i + 1]
@@ -241,7 +247,7 @@ class Ring:
         while lent and lent[0][1]:
             end = lent.popleft()[0]
         if end is not None:
-            struct.pack_into("<Q", self.map, 8, end)
+            self._words[1] = end
 
     def close(self) -> None:
         """Unmap the ring; while buffers lent from it are still referred to, the mapping lasts until they go."""
@@ -249,6 +255,7 @@ class Ring:
             os.close(self._fd)
             self._fd = None
         self.data.release()
+        self._words.release()
         with contextlib.suppress(BufferError):  # what was lent keeps the map, which unmaps itself after them
             self.map.close()
 
