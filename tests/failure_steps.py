@@ -31,6 +31,21 @@ class FailEvery(Component):
         return msg
 
 
+class FailFirstElsewhere(Component):
+    """Raises on every message; its worker thread 0 only once the dead-letter file ``recorded`` holds a failure of
+    another worker, so that worker 0's first error is never its step's first."""
+
+    recorded = Unicode(help="The run's dead-letter file.").tag(config=True)
+
+    def run(self, msg: int) -> None:
+        """Raise, after another worker's failure if this is worker 0."""
+        if threading.current_thread().name.endswith("#0"):
+            deadline = time.monotonic() + 20
+            while not os.path.getsize(self.recorded) and time.monotonic() < deadline:
+                time.sleep(0.01)
+        raise ValueError(f"bad message {msg}")
+
+
 #: What ExitEvery may raise, by name: none is an Exception.
 NOT_EXCEPTIONS: dict[str, type[BaseException]] = {kind.__name__: kind for kind in (
     SystemExit, KeyboardInterrupt, BaseException)}

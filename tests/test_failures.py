@@ -43,6 +43,19 @@ def test_skip_policy_counts_failures_and_goes_on(tmp_path: Path, mode: str) -> N
     assert "STAGE: first error: ValueError: bad message" in result.stderr
 
 
+def test_a_step_s_first_error_is_its_first_whichever_worker_had_it(tmp_path: Path) -> None:
+    """The summary's first failure and the step's first error name the same message: the step's, not worker 0's
+    (each worker's first error merged in worker order named a later one in every run of a step of 4 threads)."""
+    letters = tmp_path / "dead.jsonl"
+    path = config(tmp_path, {"class": "FailFirstElsewhere", "nb_thread": 2, "on_error": "skip"},
+                  Counter={"count": 20}, FailFirstElsewhere={"recorded": str(letters)})
+    result = pipeline_run(path, f"--Pipeline.dead_letter={letters}")
+    assert result.returncode == 1
+    first = re.search(r"^first failure: step STAGE worker (\d+), message (\d+): ValueError", result.stderr, re.M)
+    assert first is not None and first[1] != "0"
+    assert f"STAGE: first error: ValueError: bad message {first[2]}\n" in result.stderr
+
+
 @pytest.mark.parametrize("mode", MODES)
 def test_allow_failures_exits_0(tmp_path: Path, mode: str) -> None:
     path = config(tmp_path, {"class": "FailEvery", "on_error": "skip"}, Counter={"count": 20},

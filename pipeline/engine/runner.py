@@ -387,6 +387,8 @@ class ThreadedRunner:
             status = self._step_status(name)
             report = StepReport(name, counts=status.counts, busy_time=status.busy_time, max_time=status.max_time,
                                 redelivered=status.redelivered, restarts=status.restarts)
+            if (first := self.policy.first_errors.get(name)) is not None:
+                report.add_error(first)  # the step's first, of whichever worker: those below may only make it fatal
             for worker in self._workers(name):
                 worker.executor.settle()
                 if worker.executor.first_error:

@@ -47,9 +47,9 @@ from pipeline.engine.shards import ShardBook, read_mark
 from pipeline.engine.tallies import MemberFigures, Tallies
 from pipeline.engine.wire import NOT_RUN, NOT_STARTED, UNSENDABLE, Answer, Failure, Loss, Packet, Tally, slot_of
 from pipeline.errors import WorkerDied
-from pipeline.execution.executor import FINISHING, UNORDERED, Outcome, Outputs, Policy, failure_of_run
+from pipeline.execution.executor import FINISHING, UNORDERED, Outcome, Outputs, Policy
 from pipeline.execution.report import StepCounts
-from pipeline.failures.describe import RemoteError, failure_line
+from pipeline.failures.describe import RemoteError, failure_line, failure_of_run
 from pipeline.message import Encoded
 
 log = logging.getLogger("pipeline.engine")

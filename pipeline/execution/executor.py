@@ -45,7 +45,7 @@ from pipeline.component import Component, set_share
 from pipeline.config.model import StepConfig
 from pipeline.errors import RoutingError, StepFailed
 from pipeline.execution.report import StepCounts
-from pipeline.failures.describe import failure_line
+from pipeline.failures.describe import failure_line, failure_of_run
 from pipeline.message import (
     Buffer,
     Copied,
@@ -656,11 +656,6 @@ class StepExecutor:
         # Still a failed message, whatever ended it: its dead letter lets a replay run it after the fix.
         self.policy.message_failed(self.step, self.worker, seq, error, message, delivered, fatal)
         self.sink.failed(seq, Outcome.FAILED, spent)
-
-
-def failure_of_run(line: str, fatal: bool) -> str:
-    """A failed message's error as its step's first error: a ``fatal`` one failed the step, in its run()."""
-    return f"run(): {line}" if fatal else line
 
 
 def _as_received(inband: Any, buffers: list[Buffer] | None) -> Encoded:

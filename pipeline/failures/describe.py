@@ -22,6 +22,11 @@ def failure_line(error: BaseException) -> str:
     return f"{type(error).__name__}: {error_text(error)}"
 
 
+def failure_of_run(line: str, fatal: bool) -> str:
+    """A failed message's error as its step's first error: a ``fatal`` one failed the step, in its run()."""
+    return f"run(): {line}" if fatal else line
+
+
 def error_kind(error: BaseException) -> str:
     """The name of an exception's type (for a RemoteError, of the exception raised in the worker process)."""
     if isinstance(error, RemoteError):

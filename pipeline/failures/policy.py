@@ -16,7 +16,7 @@ from pipeline.config.options import RunOptions
 from pipeline.console.end_of_output import caused_by_closed_output
 from pipeline.errors import StepFailed
 from pipeline.failures.deadletter import OPTION, DeadLetterReplay, DeadLetterWriter
-from pipeline.failures.describe import RemoteError, error_kind, failure_line, traceback_text
+from pipeline.failures.describe import RemoteError, error_kind, failure_line, failure_of_run, traceback_text
 from pipeline.failures.log import COUNT, TRACEBACK, FailureLog, count_line
 from pipeline.message import Encoded, encode
 
@@ -50,6 +50,9 @@ class FailurePolicy:
         self.total = 0
         self.stop_reason: str | None = None
         self.first_failure: str | None = None  # where and what, of the run's first failure of any kind
+        #: Each step's first error, as its report gives it: the first to reach this policy, whichever worker had it
+        #: (the workers' own first errors, merged in worker order, are not the step's first).
+        self.first_errors: dict[str, str] = {}
         self.by_step: dict[str, Counter[str]] = {}  # failed messages per step, per exception type
         self._lock = threading.Lock()  # failures are rare: a lock here costs nothing on the hot path
         self._log = FailureLog()
@@ -68,6 +71,7 @@ class FailurePolicy:
         line = f"{what}: {failure_line(error)}"
         with self._lock:
             self.first_failure = self.first_failure or f"step {step} worker {worker}, {line}"
+            self.first_errors.setdefault(step, line)
         if not caused_by_closed_output(error):  # the end of output is not worth a traceback
             # A StepFailed is the engine's own word (init() returned False): its line says it all.
             _log_failure(error, error_kind(error) != StepFailed.__name__, "step %s worker %d: %s", step, worker, line)
@@ -86,6 +90,7 @@ class FailurePolicy:
             self.by_step.setdefault(step.name, Counter())[kind] += 1
             self.first_failure = self.first_failure or f"step {step.name} worker {worker}, message {seq}: " + (
                 failure_line(error))
+            self.first_errors.setdefault(step.name, failure_of_run(failure_line(error), fatal))
             how, earlier = (COUNT, 0) if quiet else self._log.classify(step.name, kind)
             # Decide first: a halted step's other workers start nothing more from now on.
             stop = None if quiet else self._stop_reason(step, seq, error if fatal else None)
