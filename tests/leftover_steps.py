@@ -96,6 +96,23 @@ def _append(path: str, line: str) -> None:
         file.write(line + "\n")
 
 
+class LeavesWork(Component):
+    """Stager: starts a thread as a plain script does (Python's default daemon flag) that writes the message to
+    ``path`` a little after run() returned, and passes the message on."""
+
+    path = Unicode(help="The file the threads write to.").tag(config=True)
+
+    def run(self, msg: int) -> int:
+        """Start the thread and forget it."""
+
+        def later() -> None:
+            time.sleep(0.3)  # past the run's end: the interpreter's exit must wait for it
+            _append(self.path, f"{msg} daemon={threading.current_thread().daemon}")
+
+        threading.Thread(target=later).start()
+        return msg
+
+
 class LeavesThread(Component):
     """Stager: starts a thread (not a daemon) that waits for ever, named ``left-N`` for message N, and passes the
     message on."""

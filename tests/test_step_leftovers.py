@@ -63,6 +63,19 @@ def test_pipeline_run_exits_with_its_status_past_the_threads_a_step_left_running
 
 
 @pytest.mark.parametrize("mode", ["sequential", "threads"])
+def test_the_work_of_a_thread_a_step_left_running_is_not_lost_at_the_exit(tmp_path: Path, mode: str) -> None:
+    """A thread a step starts as a plain script does is no daemon, in every mode of the run's process: the exit waits
+    for it (in threads mode it took the daemon flag of the engine's thread, and died unheard with the process)."""
+    done = tmp_path / "done.txt"
+    path = config(tmp_path, {"module": STEPS, "class": "LeavesWork"}, Counter={"count": 3},
+                  LeavesWork={"path": str(done)})
+    result = pipeline_run(path, f"--Pipeline.mode={mode}")
+    assert result.returncode == 0, result.stderr
+    assert sorted(done.read_text(encoding="utf-8").splitlines()) == [f"{n} daemon=False" for n in range(3)]
+    assert result.stderr.splitlines()[-1] == "exit status 0"
+
+
+@pytest.mark.parametrize("mode", ["sequential", "threads"])
 def test_pipeline_run_exits_with_its_status_past_a_helper_process_a_step_left(tmp_path: Path, mode: str) -> None:
     """multiprocessing's atexit hook joins the helper, which runs for a minute: pipeline-run ends anyway, saying so
     (it waited until a signal, which it then ignored)."""
@@ -74,14 +87,15 @@ def test_pipeline_run_exits_with_its_status_past_a_helper_process_a_step_left(tm
         "an atexit hook)"]
 
 
-def test_the_idle_threads_of_a_steps_thread_pool_let_its_atexit_hooks_run(tmp_path: Path) -> None:
-    """A thread pool's threads (not daemons where the main thread made them: the sequential mode) end as the
+@pytest.mark.parametrize("mode", ["sequential", "threads"])
+def test_the_idle_threads_of_a_steps_thread_pool_let_its_atexit_hooks_run(tmp_path: Path, mode: str) -> None:
+    """A thread pool's threads (no daemons, in every mode) end as the
     interpreter exits: they are not threads left running, and the step's atexit hook still runs (it did not: the
     command left at once, naming them)."""
     hooked = tmp_path / "atexit.txt"
     path = config(tmp_path, {"module": STEPS, "class": "UsesAPool"}, Counter={"count": 3},
                   UsesAPool={"path": str(hooked)})
-    result = pipeline_run(path, "--Pipeline.mode=sequential")
+    result = pipeline_run(path, f"--Pipeline.mode={mode}")
     assert result.returncode == 0, result.stderr
     assert result.stderr.splitlines()[-1] == "exit status 0"
     assert hooked.read_text(encoding="utf-8") == "atexit ran\n"

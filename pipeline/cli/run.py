@@ -22,6 +22,7 @@ from pipeline.config.loader import load_config
 from pipeline.console.end_of_output import console_script
 from pipeline.console.humanize import counted
 from pipeline.console.stderr import shared as shared_stderr
+from pipeline.engine.control import EngineThread
 from pipeline.engine.limits import out_of_threads
 from pipeline.errors import ConfigError
 from pipeline.monitor import GRAPH_FORMATS, render_graph
@@ -225,10 +226,10 @@ def _exit_anyway(command: str, status: int) -> None:
 
 
 def left_behind() -> list[str]:
-    """The names of the threads, but daemons, still running beside the main one: the interpreter's exit would wait for
-    them, for ever if they never end (a step's code started them and returned without joining them)."""
+    """The names of the threads, but daemons and the engine's own, still running beside the main one: the interpreter's
+    exit would wait for them, for ever if they never end (a step's code started them and returned without joining them)."""
     return [thread.name for thread in threading.enumerate()
-            if thread is not threading.main_thread() and not thread.daemon]
+            if thread is not threading.main_thread() and not thread.daemon and not isinstance(thread, EngineThread)]
 
 
 def _section(title: str, lines: Sequence[str]) -> Iterator[str]:

@@ -92,6 +92,11 @@ class EngineThread(threading.Thread):
         self.crash: BaseException | None = None
 
     def run(self) -> None:
+        # A daemon, so that the interpreter never waits for a thread of the engine; but a thread that the step's code
+        # starts from here takes its creator's flag, and must be what it is in a plain script (or in sequential
+        # mode): waited for at the interpreter's exit, not killed with it, its work lost in silence. Changed once
+        # started, the flag no longer decides whether the interpreter waits for this thread itself.
+        self._daemonic = False
         try:
             self.work()
         except ConfigError as err:  # a setting that cannot work here: the runner raises it, no internal error
