@@ -227,7 +227,7 @@ def _exit_anyway(command: str, status: int) -> None:
 
 def left_behind() -> list[str]:
     """The names of the threads, but daemons and the engine's own, still running beside the main one: the interpreter's
-    exit would wait for them, for ever if they never end (a step's code started them and returned without joining them)."""
+    exit would wait for them, for ever if they never end (a step's code started them and did not join them)."""
     return [thread.name for thread in threading.enumerate()
             if thread is not threading.main_thread() and not thread.daemon and not isinstance(thread, EngineThread)]
 
