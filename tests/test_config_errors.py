@@ -140,6 +140,12 @@ FILE_CASES = [
     pytest.param(setting("pipeline", {"mode": "sequential"}), "pipeline",  # it listed the step classes alone
                  "unknown section: not a step class of this pipeline (did you mean 'Pipeline'?)",
                  id="pipeline-in-lowercase"),
+    pytest.param(renaming("Pipeline", "pipeline"), "pipeline",  # it said the Pipeline section was missing
+                 "unknown section: not a step class of this pipeline (did you mean 'Pipeline'?)",
+                 id="only-pipeline-in-lowercase"),
+    pytest.param(renaming("Pipeline", "Pipline"), "Pipline",
+                 "unknown section: not a step class of this pipeline (did you mean 'Pipeline'?)",
+                 id="pipeline-misspelt"),
     pytest.param(setting("version", 2), "version", "expected 1, got 2", id="version"),
     pytest.param(setting("version", True), "version", "expected 1, got True", id="version-true"),
     pytest.param(removing("Pipeline"), "Pipeline", "missing section (expected producer_conf", id="no-pipeline"),

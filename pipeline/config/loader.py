@@ -26,7 +26,7 @@ from pipeline.config.imports import hidden_file, import_problem, module_file
 from pipeline.config.model import DICT_SOURCE, PipelineConfig, StepConfig
 from pipeline.config.stepkeys import REQUIRED_STEP_KEYS, STEP_KEYS, StepKeys, role_problem, workers_problem
 from pipeline.config.traits import ValueProblem, names_a_class, shown
-from pipeline.console.humanize import error_text, failure_place, suggest
+from pipeline.console.humanize import error_text, failure_place, nearest, suggest
 from pipeline.errors import COMMAND_LINE, ConfigError, option_key
 
 log = logging.getLogger("pipeline.config")
@@ -305,6 +305,10 @@ class _Validator:
             also = "" if "Pipeline" not in document else " (this config has both: keep one)"
             raise self.error(FLOW_SECTION, f'the section of a ctapipe flow config: rename it to "Pipeline"{also}')
         if "Pipeline" not in document:
+            misnamed = nearest("Pipeline", [key for key in document if key != "version"])
+            if misnamed is not None:  # "pipeline", "Pipline": the section is there, named otherwise
+                raise self.error(misnamed, "unknown section: not a step class of this pipeline"
+                                 + suggest(misnamed, ["Pipeline"]))
             raise self.error("Pipeline", "missing section (expected producer_conf, stagers_conf, consumer_conf)")
         section = document["Pipeline"]
         if not isinstance(section, dict):
