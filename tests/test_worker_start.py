@@ -152,16 +152,16 @@ def test_pipeline_run_forks_its_worker_processes(tmp_path: Path) -> None:
 
 
 #: A run of 4 worker processes whose zygote is stopped (SIGSTOP): "at start", as soon as it is forked (it answers no
-#: fork, and the worker processes start from scratch: their step only passes messages on), or "at finish", by the
-#: step's finish() (it reports no worker process's end). Prints the exit status, what the step processed and the run's
-#: wall time.
+#: fork, and the worker processes start from scratch: their step only passes messages on, or "leaving a thread" that
+#: never ends, with a run that would wait a minute for them to end), or "at finish", by the step's finish() (it reports
+#: no worker process's end). Prints the exit status, what the step processed and the run's wall time.
 STOPPED_ZYGOTE = """
 import os, signal, sys
 from pipeline import Pipeline
 from pipeline.engine.zygote import Zygote
 
 when = sys.argv[1]
-if when == "at start":
+if when in ("at start", "leaving a thread"):
     made = Zygote.forked_from_here.__func__
 
     def stopped(cls):
@@ -170,9 +170,10 @@ if when == "at start":
         return zygote
 
     Zygote.forked_from_here = classmethod(stopped)
-step = {"at start": ["algorithms.basic", "PassThrough"], "at finish": ["tests.start_steps", "StopsItsZygote"]}[when]
+step = {"at start": ["algorithms.basic", "PassThrough"], "at finish": ["tests.start_steps", "StopsItsZygote"],
+        "leaving a thread": ["tests.leftover_steps", "LeavesThread"]}[when]
 document = {"version": 1, "Pipeline": {
-    "gui": False, "progress": False,
+    "gui": False, "progress": False, "shutdown_timeout": 60 if when == "leaving a thread" else 10,
     "producer_conf": {"name": "P", "module": "algorithms.basic", "class": "Counter", "next_steps": "S"},
     "stagers_conf": [{"name": "S", "module": step[0], "class": step[1], "nb_process": 4, "next_steps": "W"}],
     "consumer_conf": {"name": "W", "module": "algorithms.basic", "class": "PassThrough"}},
@@ -197,6 +198,13 @@ def test_a_zygote_that_answers_no_fork_is_asked_once() -> None:
     assert (status, processed) == (0, 50), stderr
     assert stderr.count("did not answer a fork within") == 1, stderr
     assert wall_time < 2 * zygote_module.FORK_SECONDS, stderr  # one wait, where 4 took 4 x FORK_SECONDS
+
+
+def test_a_worker_process_from_scratch_ends_without_waiting_for_the_threads_its_step_left() -> None:
+    """Started from scratch, it ran its interpreter's exit, which waits for every thread that is no daemon: with one its
+    step left running, the run waited its shutdown_timeout and killed it (a forked one always ended at once)."""
+    status, processed, _, stderr = run_with_stopped_zygote("leaving a thread")
+    assert (status, processed) == (0, 50), stderr
 
 
 def test_the_waits_for_unreported_ends_overlap() -> None:

@@ -522,10 +522,20 @@ def main(argv: Sequence[str] | None = None) -> None:
             if args.key else None
     except ConfigError as err:
         print(f"{name}: error: {err}", file=sys.stderr, flush=True)
-        sys.exit(CANNOT_LOAD)
+        exit_now(CANNOT_LOAD)
     board = BusyBoard(args.board, spec.config.steps[spec.step].nb_thread)
     last_word = last_word_path(Path(args.spec).parent, args.slot)
-    sys.exit(serve(spec, args.slot, board, keys, name, args.rings, last_word))
+    exit_now(serve(spec, args.slot, board, keys, name, args.rings, last_word))
+
+
+def exit_now(status: int) -> NoReturn:
+    """End the worker process with ``status`` once its output is written, without waiting for the threads its step
+    left running (they are no daemons, as in a script) and without running atexit hooks (docs/components.md): a
+    process started from scratch waited at its interpreter's exit until its run killed it."""
+    with contextlib.suppress(Exception):
+        sys.stdout.flush()
+        sys.stderr.flush()
+    os._exit(status)
 
 
 def last_word_path(directory: Path, slot: int) -> Path:

@@ -566,14 +566,10 @@ def _child(zygote_files: Sequence[int], argv: list[str]) -> NoReturn:
         numpy_random = sys.modules.get("numpy.random")
         if numpy_random is not None:  # its global generator: this worker's own stream, not a copy of the zygote's
             numpy_random.seed()
-        worker_process.main(argv)
-        code = 0
+        worker_process.main(argv)  # which leaves through worker_process.exit_now, but for its arguments' errors
     except SystemExit as err:
         code = err.code if isinstance(err.code, int) else (0 if err.code is None else 1)
     except BaseException:
         traceback.print_exc()
     finally:
-        with contextlib.suppress(Exception):
-            sys.stdout.flush()
-            sys.stderr.flush()
-        os._exit(code)
+        worker_process.exit_now(code)
