@@ -23,7 +23,7 @@ import zmq
 from pipeline.bench import analysis, memory, startup, workloads
 from pipeline.bench.plan import FULL, QUICK, Plan
 from pipeline.bench.report import Workload, as_json, table
-from pipeline.bench.stops import STOP, STOPS, Stopped
+from pipeline.bench.stops import STOP, STOPS
 from pipeline.cli.application import package_version
 from pipeline.console.end_of_output import console_script
 from pipeline.engine.worker_process import die_with_parent
@@ -208,15 +208,12 @@ def main(argv: Sequence[str] | None = None) -> NoReturn:
     plan = replace(plan, repeat=args.repeat or plan.repeat, gui=args.gui)
     header = machine(plan, args.quick)
     progress(f"pipeline-bench: {header['summary']}")
-    try:
-        # The warm-up runs here, in the bench's process: a stop raised in its run at any bytecode broke the run's own
-        # stop (tracebacks of asyncio's callbacks, of a generator); it comes once the run has ended.
-        with STOP.held():
-            workloads.warm_up()
-        results = [run_apart(key, plan) for key in WORKLOADS if key in args.only]
-    except KeyboardInterrupt as stopped:
-        print("pipeline-bench: interrupted", file=sys.stderr)
-        sys.exit(128 + (stopped.signum if isinstance(stopped, Stopped) else signal.SIGINT))
+    # The warm-up runs here, in the bench's process: a stop raised in its run at any bytecode broke the run's own
+    # stop (tracebacks of asyncio's callbacks, of a generator); it comes once the run has ended. A stop (Stopped, or
+    # Ctrl+C before STOP is installed) is one line and 128 + its signal, said by pipeline.cli.launch, wherever it comes.
+    with STOP.held():
+        workloads.warm_up()
+    results = [run_apart(key, plan) for key in WORKLOADS if key in args.only]
     header["load_average_end"] = list(os.getloadavg())
     if args.json:
         print(json.dumps(as_json(header, results), indent=2))

@@ -10,6 +10,7 @@ from traitlets import Unicode
 
 from pipeline.auth.keys import check_key_name, generate_key_pair
 from pipeline.cli.application import COMMAND_LINE, DEBUG_FLAG, StrictApplication
+from pipeline.cli.launch import launch
 from pipeline.console.end_of_output import console_script
 from pipeline.errors import ConfigError
 
@@ -64,4 +65,4 @@ def main(argv: Sequence[str] | None = None) -> NoReturn:
 
 
 if __name__ == "__main__":
-    main()
+    launch(__name__, "pipeline-keys")  # as the console script: a Ctrl+C as it starts or ends is one line

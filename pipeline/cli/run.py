@@ -4,7 +4,6 @@ from __future__ import annotations
 
 import logging
 import os
-import signal
 import sys
 import threading
 import time
@@ -16,8 +15,8 @@ from traitlets import Unicode
 from traitlets.config import Application, Config, Configurable, boolean_flag
 
 from pipeline.cli.application import COMMAND_LINE, StrictApplication, named_levels
-from pipeline.cli.launch import INTERRUPTED
-from pipeline.cli.signals import HANDLED, SignalGuard
+from pipeline.cli.launch import INTERRUPTED, exit_on_signals
+from pipeline.cli.signals import SignalGuard
 from pipeline.config.loader import load_config
 from pipeline.console.end_of_output import console_script
 from pipeline.console.humanize import counted
@@ -186,8 +185,7 @@ pipeline-run --config=configs/routing.json --graph=mermaid
         status = app.execute(argv)
         # The report is out: a signal now (ignored since the run returned) ends the process at once with its status,
         # were it waiting on a stdout or stderr that nobody reads.
-        for signum in HANDLED:
-            signal.signal(signum, lambda *_: os._exit(status))
+        exit_on_signals(status)
         if not shared_stderr().drain(STDERR_EXIT_SECONDS):
             # The writer is blocked on a stderr that nobody reads: the interpreter's own exit would wait
             # for it (or abort), so leave at once, stdout written.

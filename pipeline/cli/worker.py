@@ -21,6 +21,7 @@ from traitlets import Int, Unicode
 
 from pipeline.auth.keys import load_key_pair, load_public_key
 from pipeline.cli.application import COMMAND_LINE, DEBUG_FLAG, StrictApplication
+from pipeline.cli.launch import launch
 from pipeline.config.traits import ValueProblem, check_tcp_address
 from pipeline.console.end_of_output import console_script
 from pipeline.engine.remote_agent import Login, serve_remote
@@ -94,5 +95,5 @@ def main(argv: Sequence[str] | None = None) -> NoReturn:
 
 
 if __name__ == "__main__":
-    main()
+    launch(__name__, "pipeline-worker")  # as the console script: a Ctrl+C as it starts or ends is one line
 
