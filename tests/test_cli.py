@@ -176,6 +176,44 @@ def test_a_failed_step_exits_1(tmp_path: Path, mode: str) -> None:
             "[0, 10, 20, 30, 40, 50, 'DEBUG', 'INFO', 'WARN', 'ERROR', 'CRITICAL'], got str 'LOUD'",
             id="bad-log-level",
         ),
+        # Application's logging options (issue: each was a traceback and exit 1, or a traceback per log line).
+        pytest.param(
+            [f"--config={CHAIN}", "--Application.logging_config={'version': 2}"],
+            "command line: --Application.logging_config: Unsupported version: 2 (expected a logging.config "
+            "dictionary, version 1, e.g. {'handlers': {'file': {'class': 'logging.FileHandler', "
+            "'filename': 'run.log'}}})",
+            id="logging-config-version",
+        ),
+        pytest.param(
+            [f"--config={CHAIN}", "--Application.logging_config={'handlers': {'x': {'class': 'nope.Nope'}}}"],
+            "command line: --Application.logging_config: Unable to configure handler 'x': Cannot resolve "
+            "'nope.Nope': No module named 'nope' (expected a logging.config dictionary, version 1, e.g. "
+            "{'handlers': {'file': {'class': 'logging.FileHandler', 'filename': 'run.log'}}})",
+            id="logging-config-handler-class",
+        ),
+        pytest.param(
+            [f"--config={CHAIN}", "--Application.logging_config={'formatters': {'console': {'format': '%(nope)s'}}}"],
+            "command line: --Application.logging_config: Formatting field not found in record: 'nope' (expected a "
+            "format of a log record's fields, e.g. '%(asctime)s %(levelname)s %(name)s: %(message)s')",
+            id="logging-config-format",
+        ),
+        pytest.param(
+            [f"--config={CHAIN}", "--Application.log_format=%(nope)s"],
+            "command line: --Application.log_format: Formatting field not found in record: 'nope' (expected a "
+            "format of a log record's fields, e.g. '%(asctime)s %(levelname)s %(name)s: %(message)s')",
+            id="log-format-field",
+        ),
+        pytest.param(
+            [f"--config={CHAIN}", "--Application.log_format=%(message"],
+            "command line: --Application.log_format: Invalid format '%(message' for '%' style (expected a "
+            "format of a log record's fields, e.g. '%(asctime)s %(levelname)s %(name)s: %(message)s')",
+            id="log-format-syntax",
+        ),
+        pytest.param(  # traitlets' words named the bare trait: --show_config
+            [f"--config={CHAIN}", "--Application.show_config=maybe"],
+            "command line: --Application.show_config: expected a boolean, got str 'maybe'",
+            id="application-option-value",
+        ),
     ],
 )
 def test_usage_error_exits_2(argv: list[str], message: str) -> None:

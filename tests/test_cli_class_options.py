@@ -135,7 +135,14 @@ def test_pipeline_run_as_a_process_runs_with_valid_class_options(tmp_path: Path)
      ("pipeline.cli.keys", ["generate", "x", "--dir=.", "--PipelineKeys.nope=1"],
       "--PipelineKeys.nope: PipelineKeys has no option 'nope'"),
      ("pipeline.cli.worker", ["--Pipeline.heartbeat_interval=9"], "--Pipeline: unknown class"),
-     ("gui", ["--PipeGui.nope=1"], "--PipeGui.nope: PipeGui has no option 'nope'")],
+     ("gui", ["--PipeGui.nope=1"], "--PipeGui.nope: PipeGui has no option 'nope'"),
+     # Application's logging options, shared by every command: a traceback before, or one per log line.
+     ("pipeline.cli.keys", ["generate", "x", "--dir=.", "--Application.log_format=%(nope)s"],
+      "--Application.log_format: Formatting field not found in record: 'nope'"),
+     ("pipeline.cli.worker", ["--Application.logging_config={'version': 2}"],
+      "--Application.logging_config: Unsupported version: 2"),
+     ("gui", ["--Application.logging_config={'handlers': {'x': {'class': 'nope.Nope'}}}"],
+      "--Application.logging_config: Unable to configure handler 'x'")],
 )
 def test_the_other_commands_refuse_as_processes_and_write_nothing(tmp_path: Path, module: str, argv: list[str],
                                                                    said: str) -> None:

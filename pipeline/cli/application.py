@@ -5,6 +5,7 @@ ConfigError (exit status 2)."""
 from __future__ import annotations
 
 import logging
+import logging.config
 import re
 import sys
 from collections.abc import Iterable, Iterator, Sequence
@@ -19,6 +20,9 @@ from traitlets.traitlets import TraitError
 from pipeline.config.traits import names_a_class
 from pipeline.console.humanize import suggest
 from pipeline.errors import COMMAND_LINE, ConfigError
+
+#: A logging_config that works, for the error of one that does not: a log file beside stderr.
+_LOGGING_CONFIG_EXAMPLE = "{'handlers': {'file': {'class': 'logging.FileHandler', 'filename': 'run.log'}}}"
 
 #: The ``--debug`` flag of the commands whose debug output is their log alone.
 DEBUG_FLAG: dict[str, tuple[dict[str, Any], str]] = {
@@ -122,6 +126,27 @@ class StrictApplication(Application):
             config["root"] = {"level": self.log_level, "handlers": ["console"]}
         return config
 
+    def _configure_logging(self) -> None:
+        """traitlets' logging set-up (on each change of a logging option), the options checked first: a format or a
+        ``logging_config`` that cannot work is a ConfigError naming it (traitlets raised a traceback, or wrote one for
+        every line logged), and the logging stays as the defaults set it."""
+        console = self.get_default_logging_config()["formatters"]["console"]
+        check_log_format(self._log_formatter_cls, console, "--Application.log_format", self._log_format_default())
+        formatters = (self.logging_config or {}).get("formatters")
+        for name, formatter in formatters.items() if isinstance(formatters, dict) else ():
+            if isinstance(formatter, dict) and not {"()", "class"} & set(formatter):  # a custom class may add fields
+                # Merged over the console formatter as traitlets merges it (a new one is logging's own class).
+                merged = {**console, **formatter} if name == "console" else formatter
+                check_log_format(self._log_formatter_cls if name == "console" else logging.Formatter, merged,
+                                 "--Application.logging_config", self._log_format_default())
+        try:
+            super()._configure_logging()
+        except (ValueError, TypeError, AttributeError, ImportError) as err:
+            logging.config.dictConfig(self.get_default_logging_config())  # the defaults, with the checked formats
+            reasons = [str(err), *([str(err.__cause__)] if err.__cause__ else [])]
+            raise ConfigError(COMMAND_LINE, "--Application.logging_config", f"{': '.join(reasons)} (expected a "
+                              f"logging.config dictionary, version 1, e.g. {_LOGGING_CONFIG_EXAMPLE})") from err
+
     def emit_alias_help(self) -> Iterator[str]:
         """traitlets' help of the aliases, the log level's default by name (``Default: 'WARN'``, not 30)."""
         yield from named_levels(super().emit_alias_help())
@@ -144,12 +169,15 @@ class StrictApplication(Application):
 
     def trait_problem(self, text: str) -> tuple[str, str]:
         """traitlets' words for a bad value of this command's own option (``The 'threads' trait of a PipelineWorker
-        instance ...``), as (the option: its alias, else the trait's name; what was expected and what came)."""
+        instance ...``), as (the option: its alias, else its full name; what was expected and what came)."""
         for pattern, problem in _TRAIT_ERRORS:
             found = pattern.fullmatch(text.strip())
             if found is not None:
                 name = found.group("name")
-                option = next((alias for alias, target in self.aliases.items() if target.endswith(f".{name}")), name)
+                option = next((alias for alias, target in self.aliases.items() if target.endswith(f".{name}")), None)
+                # Without a short form, the full name (--Application.show_config), as --help-all lists it.
+                option = option or next((f"{cls.__name__}.{name}" for cls in self.option_classes().values()
+                                         if name in cls.class_own_traits()), name)
                 return f"--{option}", problem.format(**found.groupdict())
         return "", text
 
@@ -242,6 +270,20 @@ class StrictApplication(Application):
     def launch_instance(cls, argv: Sequence[str] | None = None, **kwargs: Any) -> NoReturn:
         """Run the command line ``argv`` (default: ``sys.argv``) and exit with its status."""
         sys.exit(cls.instance(**kwargs).execute(argv))
+
+
+def check_log_format(formatter_class: type[logging.Formatter], settings: dict[str, Any], option: str,
+                     example: str) -> None:
+    """Raise a ConfigError naming ``option`` unless a ``formatter_class`` of ``settings`` (its format, its datefmt)
+    formats a log line: a field that no log record has (``%(nope)s``) would fail only as each line is written."""
+    record = logging.LogRecord("pipeline", logging.WARNING, __file__, 0, "a message", None, None)
+    try:
+        formatter_class(settings.get("format"), settings.get("datefmt")).format(record)
+    except (ValueError, TypeError) as err:  # logging says a missing field as a ValueError
+        reason = str(err)
+    else:
+        return
+    raise ConfigError(COMMAND_LINE, option, f"{reason} (expected a format of a log record's fields, e.g. {example!r})")
 
 
 #: The names of the log levels, as --log-level takes them and the docs say them.
