@@ -153,6 +153,14 @@ def test_a_failed_step_exits_1(tmp_path: Path, mode: str) -> None:
         pytest.param(
             ["--config"], "command line: argument --PipelineRun.config_file: expected one argument", id="no-value"
         ),
+        pytest.param(  # --replay=$DL with DL unset re-ran the whole pipeline from its producer, exit 0
+            [f"--config={CHAIN}", "--replay="],
+            "command line: --replay: missing: the dead-letter file to replay (--replay=FILE)", id="empty-replay",
+        ),
+        pytest.param(  # --graph=$FORMAT with FORMAT unset ran the pipeline instead of printing its graph
+            [f"--config={CHAIN}", "--graph="],
+            "command line: --graph: unknown format '' (expected one of: mermaid, dot)", id="empty-graph",
+        ),
         pytest.param(  # given twice, the last one wins (issue 26.6): here a file that is not there
             [f"--config={CHAIN}", "--config=other.json"],
             "other.json: cannot read the config file: No such file or directory",

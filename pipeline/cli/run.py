@@ -59,12 +59,14 @@ pipeline-run --config=configs/routing.json --graph=mermaid
 """
 
     config_file = Unicode("", help="The pipeline's JSON config file (required).").tag(config=True)
+    # None when not given: given empty (--replay=$UNSET in a script) is an error, not a run of the whole pipeline.
     replay = Unicode(
-        "", help="A dead-letter file (--Pipeline.dead_letter) whose messages are sent again to the steps that failed."
+        None, allow_none=True,
+        help="A dead-letter file (--Pipeline.dead_letter) whose messages are sent again to the steps that failed."
     ).tag(config=True)
     graph = Unicode(
-        "", help=f"Print the pipeline's graph in this format ({' or '.join(GRAPH_FORMATS)}) and exit without "
-        "running it."
+        None, allow_none=True,
+        help=f"Print the pipeline's graph in this format ({' or '.join(GRAPH_FORMATS)}) and exit without running it."
     ).tag(config=True)
 
     classes: ClassVar[list[type[Configurable]]] = [Pipeline]
@@ -106,7 +108,9 @@ pipeline-run --config=configs/routing.json --graph=mermaid
         self.parse_strictly(argv)
         if not self.config_file:
             raise ConfigError(COMMAND_LINE, "--config", "missing: the pipeline's JSON config file (--config=FILE)")
-        if self.graph and self.graph not in GRAPH_FORMATS:
+        if self.replay == "":
+            raise ConfigError(COMMAND_LINE, "--replay", "missing: the dead-letter file to replay (--replay=FILE)")
+        if self.graph is not None and self.graph not in GRAPH_FORMATS:
             raise ConfigError(COMMAND_LINE, "--graph",
                               f"unknown format {self.graph!r} (expected one of: {', '.join(GRAPH_FORMATS)})")
 
@@ -147,11 +151,11 @@ pipeline-run --config=configs/routing.json --graph=mermaid
 
     def start(self) -> None:
         """Run the pipeline, print its summary to stderr and keep its exit status (or print its graph)."""
-        pipeline = Pipeline.from_config(self.config_file, self.step_overrides(), replay=self.replay or None,
+        pipeline = Pipeline.from_config(self.config_file, self.step_overrides(), replay=self.replay,
                                         overrides_source=COMMAND_LINE)
         if "keep_freed_memory" not in pipeline.config.get("Pipeline", {}):
             pipeline.keep_freed_memory = True  # this command owns its process (the Python API's default is off)
-        if self.graph:
+        if self.graph is not None:
             from pipeline.engine.fusion import fused_after, fused_groups  # as Pipeline.run imports the engine
 
             groups = fused_groups(pipeline.pipeline_config, pipeline.fuse and not pipeline.listen)
