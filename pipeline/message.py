@@ -17,6 +17,7 @@ from __future__ import annotations
 import copyreg
 import io
 import pickle
+import pickletools
 import sys
 import threading
 from collections.abc import Callable, Sequence
@@ -93,6 +94,41 @@ class Resume:
 
     message: Any
     delivered: int
+
+    def __reduce__(self) -> tuple[Any, tuple[int, Any]]:
+        """Pickled as ``_resumed(delivered, message)``: the count comes first, where ``resumed`` reads it."""
+        return _resumed, (self.delivered, self.message)
+
+
+def _resumed(delivered: int, message: Any) -> Resume:
+    """The Resume that ``Resume.__reduce__`` pickled."""
+    return Resume(message, delivered)
+
+
+#: Bytes of a pickle that hold a Resume's count (its protocol, frame, the global ``_resumed``, the count).
+_RESUME_HEAD_BYTES = 96
+
+
+def resumed(message: Encoded) -> int:
+    """The outputs an earlier run delivered, if ``message`` is the pickle of a Resume (0 if it is not), read from the
+    pickle's first opcodes: a run's router, which never unpickles a payload, logs the total a replay skips."""
+    head = bytes(memoryview(message.inband)[:_RESUME_HEAD_BYTES])
+    names: list[str] = []
+    try:
+        for opcode, argument, _ in pickletools.genops(head):
+            if opcode.name in ("PROTO", "FRAME", "MEMOIZE"):
+                continue
+            if opcode.name in ("SHORT_BINUNICODE", "BINUNICODE") and len(names) < 2:
+                names.append(argument)
+            elif opcode.name == "STACK_GLOBAL" and names == [__name__, _resumed.__name__]:
+                names.append("")  # the count comes next
+            elif opcode.name in ("BININT1", "BININT2", "BININT", "LONG1") and len(names) == 3:
+                return argument
+            else:
+                return 0
+    except ValueError:  # a pickle shorter than its head: no Resume's
+        pass
+    return 0
 
 
 def encode(obj: Any) -> Encoded:

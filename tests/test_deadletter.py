@@ -449,3 +449,30 @@ def test_a_replay_into_its_own_file_that_cannot_write_every_record_leaves_it_as_
     assert (f"{path} is left as it was, to replay all its messages again (not every record was written; the messages "
             "this run processed run again)") in result.stderr.splitlines(), result.stderr
     assert path.read_bytes() == original and not Path(f"{path}.replacing").exists()
+
+
+@pytest.mark.parametrize(("mode", "stage"), [("sequential", {}), ("threads", {"nb_process": 1})],
+                         ids=["sequential", "processes"])
+def test_a_failure_in_a_replay_of_a_replay_logs_every_output_a_next_replay_skips(
+        tmp_path: Path, mode: str, stage: dict[str, Any]) -> None:
+    """Input 0 makes 10,000 outputs: it fails at output 5000 (a chunk of 4096 went on), and in its replay at 9000 (4096
+    more). That line said `(4096 of its outputs had gone on: ...)`, while its record (a Resume of 4096, and "delivered":
+    4096) has the next replay skip 8192."""
+    document = {"version": 1, "Pipeline": {
+        "producer_conf": {"name": "COUNT", "module": "algorithms.basic", "class": "Counter", "next_steps": "EXPLODE"},
+        "stagers_conf": [{"name": "EXPLODE", "module": "tests.chunk_steps", "class": "Explode", "on_error": "skip",
+                          "next_steps": "TALLY", **stage}],
+        "consumer_conf": {"name": "TALLY", "module": "tests.chunk_steps", "class": "Tally"}},
+        "Counter": {"count": 1}, "Explode": {"per": 10000, "values": 1}, "Tally": {"path": str(tmp_path / "values")}}
+    path = tmp_path / "pipeline.json"
+    path.write_text(json.dumps(document), encoding="utf-8")
+    first, second = tmp_path / "first.jsonl", tmp_path / "second.jsonl"
+    failed = pipeline_run(path, f"--Pipeline.mode={mode}", f"--Pipeline.dead_letter={first}", "--Explode.fail_at=5000")
+    assert failed.returncode == 1 and "(4096 of its outputs had gone on: a replay skips them)" in failed.stderr
+    again = pipeline_run(path, f"--Pipeline.mode={mode}", f"--replay={first}", f"--Pipeline.dead_letter={second}",
+                         "--Explode.fail_at=9000")
+    assert again.returncode == 1
+    assert "(8192 of its outputs had gone on, 4096 in this run: a replay skips them)" in again.stderr, again.stderr
+    done = pipeline_run(path, f"--Pipeline.mode={mode}", f"--replay={second}")
+    assert done.returncode == 0, done.stderr
+    assert (tmp_path / "values").read_text(encoding="utf-8").split() == [str(k) for k in range(10000)]

@@ -18,7 +18,7 @@ from pipeline.errors import StepFailed
 from pipeline.failures.deadletter import OPTION, DeadLetterReplay, DeadLetterWriter
 from pipeline.failures.describe import RemoteError, error_kind, failure_line, failure_of_run, traceback_text
 from pipeline.failures.log import COUNT, TRACEBACK, FailureLog, count_line
-from pipeline.message import Encoded, encode
+from pipeline.message import Encoded, encode, resumed
 
 log = logging.getLogger("pipeline.failures")
 
@@ -99,7 +99,11 @@ class FailurePolicy:
         if earlier:
             log.error("%s", count_line(step.name, kind, earlier))
         if how != COUNT:
-            sent = f" ({delivered} of its outputs had gone on: a replay skips them)" if delivered else ""
+            # The record keeps the message as it came: a Resume of what earlier runs delivered, which adds up.
+            earlier = resumed(message) if message is not None else 0
+            sent = "" if not delivered + earlier else (
+                f" ({delivered + earlier} of its outputs had gone on"
+                f"{f', {delivered} in this run' if earlier else ''}: a replay skips them)")
             _log_failure(error, how == TRACEBACK, "step %s worker %d: run() failed on message %d: %s%s", step.name,
                          worker, seq, failure_line(error), sent)
         self._stop_now(stop)  # after the failure's own line, which says why
