@@ -51,3 +51,23 @@ class Tripwire:
 
     def __reduce__(self) -> tuple[Any, ...]:
         return tripped, (self.path, self.value)
+
+
+class Alive(int):
+    """An int message that counts its instances alive in this process (``alive``), and the most alive at once
+    (``peak``): what a replay holds unpickled."""
+
+    alive = 0
+    peak = 0
+
+    def __new__(cls, value: int) -> Alive:
+        made = super().__new__(cls, value)
+        Alive.alive += 1
+        Alive.peak = max(Alive.peak, Alive.alive)
+        return made
+
+    def __del__(self) -> None:
+        Alive.alive -= 1
+
+    def __reduce__(self) -> tuple[Any, ...]:
+        return Alive, (int(self),)

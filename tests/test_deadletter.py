@@ -6,6 +6,7 @@ from __future__ import annotations
 import base64
 import errno
 import fcntl
+import itertools
 import json
 import os
 import pickle
@@ -22,7 +23,9 @@ from pipeline import Pipeline
 from pipeline.errors import ConfigError
 from pipeline.execution.status import declared_totals
 from pipeline.failures.deadletter import (
+    KEPT_MESSAGES,
     DeadLetterWriter,
+    Replay,
     load_messages,
     load_replays,
     preload,
@@ -30,7 +33,7 @@ from pipeline.failures.deadletter import (
 )
 from pipeline.message import Resume
 from tests.failure_helpers import REPO, config, pipeline_run, report_row, written
-from tests.output_steps import Tripwire
+from tests.output_steps import Alive, Tripwire
 
 
 def record(message: Any = None, step: str = "STAGE", pickled: bytes | None = None, **fields: Any) -> str:
@@ -217,6 +220,34 @@ def test_graph_of_a_replay_loads_no_pickle_and_a_replay_loads_each_once(tmp_path
         assert replay.returncode == 0, replay.stderr
         assert marker.read_text(encoding="utf-8") == "loaded\nloaded\n"  # each message unpickled once
         assert sorted(written(tmp_path)[:-1]) == [3, 6]
+
+
+@pytest.mark.parametrize("mode", ["threads", "sequential"])
+def test_a_replay_holds_a_bounded_number_of_messages_however_long_its_file(tmp_path: Path, mode: str) -> None:
+    """A replay unpickled every message of its file before the run and held them all (400 records of 256 KiB arrays:
+    147 MB; 800: 249 MB): it keeps the first KEPT_MESSAGES, and unpickles the others again as it sends them."""
+    count = 20 * KEPT_MESSAGES
+    path = dead_letters(tmp_path, *(record(Alive(number)) for number in range(count)))
+    Alive.peak = Alive.alive
+    pipeline = Pipeline.from_config(replayable(tmp_path), {"Pipeline": {"gui": False, "progress": False,
+                                                                        "mode": mode}}, replay=str(path))
+    report = pipeline.run()
+    assert report.exit_status == 0 and report["STAGE"].processed == count, report.table()
+    assert sorted(written(tmp_path)[:-1]) == list(range(count))
+    # Besides those kept: the one being sent, and those in flight (queues hold them pickled, not alive).
+    assert Alive.peak <= KEPT_MESSAGES + 16, Alive.peak
+
+
+def test_a_file_that_changes_during_its_replay_is_refused(tmp_path: Path) -> None:
+    """The file is read again as its messages are sent: a run writing it meanwhile is one line, not other messages."""
+    path = dead_letters(tmp_path, *(record(number) for number in range(2 * KEPT_MESSAGES)))
+    replay = Replay(str(path))
+    with path.open("a", encoding="utf-8") as file:
+        file.write(record(-1) + "\n")
+    messages = replay.messages()
+    assert [message for _, message in itertools.islice(messages, KEPT_MESSAGES)] == list(range(KEPT_MESSAGES))
+    with pytest.raises(ConfigError, match="changed since the replay read it"):
+        next(messages)
 
 
 @pytest.mark.parametrize("mode", ["threads", "sequential"])

@@ -12,9 +12,10 @@ execution.executor), ``"delivered": N``: its replay drops the first N outputs th
 The file is created readable by its owner only (0600): it holds the messages themselves.
 
 ``pipeline-run --replay FILE --config x.json`` sends each message again to the step that failed.
-Reading the file for the replay's graph (``read_records``) never unpickles; the messages are
-unpickled once, by ``load_messages``, when the replay is about to run, so that a record that cannot
-be loaded (its class renamed, its module gone) is a ConfigError before any step runs.
+Reading the file for the replay's graph (``records``) never unpickles. A ``Replay`` unpickles every message when
+the replay is about to run, so that a record that cannot be loaded (its class renamed, its module gone) is a
+ConfigError before any step runs; it keeps the first (KEPT_MESSAGES, KEPT_BYTES) and reads and unpickles the others
+again as it sends them, so that it holds a bounded number of messages however long the file.
 """
 
 from __future__ import annotations
@@ -218,11 +219,22 @@ class DeadLetter:
     buffers: list[bytes]
     delivered: int = 0  # its outputs that went on before it failed (its replay skips them)
 
+    @property
+    def encoded(self) -> Encoded:
+        """Its message as it was recorded, still pickled (to record it again)."""
+        return Encoded(self.pickle, self.buffers)
+
 
 def read_records(path: str) -> list[DeadLetter]:
     """The replayable records of a dead-letter file, checked but not unpickled (records without a
     message, such as a producer's failure, are left out); a ConfigError names the file and line."""
-    records = []
+    return list(records(path))
+
+
+def records(path: str, identity: tuple[int, ...] | None = None) -> Iterator[DeadLetter]:
+    """``read_records`` a record at a time, so that one is held, not the file; with ``identity`` (``_identity`` of
+    the file when it was checked), a ConfigError if the file changed since."""
+    found = False
     blank = True  # no line but blank ones so far
     try:
         # Looked at before it is opened: /dev/zero has no end, and opening a FIFO waits for a writer.
@@ -230,25 +242,32 @@ def read_records(path: str) -> list[DeadLetter]:
             raise ConfigError(path, "", "not a regular file (expected the JSON lines that --Pipeline.dead_letter "
                                         "writes)")
         with open(path, "rb") as file:
-            # A line at a time: what is held beside the records is one line, not the whole file and its lines again.
+            if identity is not None and _identity(os.fstat(file.fileno())) != identity:
+                raise ConfigError(path, "", "changed since the replay read it (expected a dead-letter file that no "
+                                            "run writes while it is replayed)")
+            # A line at a time: what is held beside the record is one line, not the whole file and its lines again.
             for number, line in enumerate(file, 1):
                 if line.strip():
                     blank = False
                     record = _parse(path, number, line)
                     if record is not None:
-                        records.append(record)
+                        found = True
+                        yield record
     except OSError as err:
         raise ConfigError(path, "", f"cannot read the dead-letter file: {err.strerror}") from None
-    if not records:
+    if not found:
         what = "is empty" if blank else "has no record with a message"
         raise ConfigError(path, "", f"nothing to replay: the file {what} (expected the JSON lines that "
                                     "--Pipeline.dead_letter writes)")
-    return records
 
 
-def _parse(path: str, number: int, line: bytes) -> DeadLetter | None:
-    """One line as a record; None for a record without a message."""
-    where = f"line {number}"
+def _identity(status: os.stat_result) -> tuple[int, ...]:
+    """What changes when a file is replaced or written: its inode, size and time of change."""
+    return status.st_dev, status.st_ino, status.st_size, status.st_mtime_ns
+
+
+def _load_line(path: str, where: str, line: bytes) -> dict[str, Any]:
+    """One line as a JSON object; a ConfigError naming the file and ``where`` if it is none."""
     try:
         record = json.loads(line.decode("utf-8"))
     except UnicodeDecodeError:
@@ -265,6 +284,13 @@ def _parse(path: str, number: int, line: bytes) -> DeadLetter | None:
     if not isinstance(record, dict):
         raise ConfigError(path, where, f"not a dead-letter record: expected a JSON object, got "
                                        f"{type(record).__name__}")
+    return record
+
+
+def _parse(path: str, number: int, line: bytes) -> DeadLetter | None:
+    """One line as a record; None for a record without a message."""
+    where = f"line {number}"
+    record = _load_line(path, where, line)
     if "pickle" not in record:
         return None
     step = record.get("step")
@@ -300,68 +326,119 @@ def load_messages(path: str) -> list[tuple[str, Any]]:
 def load_replays(path: str) -> list[tuple[str, Any]]:
     """As ``load_messages``, but a message some of whose outputs went on before it failed comes as a Resume
     saying how many (all the runs it failed in together): what a replay sends."""
-    messages = []
-    for record in read_records(path):
+    return [(record.step, _replayed(path, record)) for record in records(path)]
+
+
+def _replayed(path: str, record: DeadLetter) -> Any:
+    """The message of ``record`` as its replay sends it (a Resume if some of its outputs went on); a ConfigError
+    names the file and line if it cannot be unpickled."""
+    try:
+        message = decode(record.pickle, record.buffers)
+    except KeyboardInterrupt:
+        raise
+    except BaseException as err:  # unpickling runs the message's own code (its module's sys.exit() too)
+        raise ConfigError(path, f"line {record.line}", f"cannot unpickle the message that failed in step "
+                                                       f"{record.step}: {failure_line(err)}") from None
+    if isinstance(message, Resume):  # failed again in a replay: what went on in each run adds up
+        return Resume(message.message, message.delivered + record.delivered)
+    return Resume(message, record.delivered) if record.delivered else message
+
+
+#: Messages that a replay keeps unpickled from its check, before the run, until it sends them; the others it unpickles
+#: again as it sends them. So a small file is unpickled once, and a replay holds a bounded number of messages at once
+#: however long its file: these, and what the engine holds in flight (faq.md, "How much memory does a run take?").
+KEPT_MESSAGES = 64
+#: Bytes of pickles (buffers included) past which a replay keeps no more messages from its check: large arrays.
+KEPT_BYTES = 16 * 1024 * 1024
+
+
+class Replay:
+    """A dead-letter file to replay: checked whole before the run (every record read and unpickled, so that one that
+    cannot be is a ConfigError before any step runs), then sent a record at a time, read again from the file."""
+
+    def __init__(self, path: str) -> None:
+        """Check every record of ``path``, keeping the first messages (KEPT_MESSAGES, KEPT_BYTES)."""
+        self.path = path
+        self.count = 0  # its messages
+        self.sent = 0  # those taken from ``messages()`` so far
+        self._kept: deque[tuple[str, Any]] = deque()  # the first messages, unpickled by the check, not sent yet
         try:
-            message = decode(record.pickle, record.buffers)
-        except KeyboardInterrupt:
-            raise
-        except BaseException as err:  # unpickling runs the message's own code (its module's sys.exit() too)
-            raise ConfigError(path, f"line {record.line}", f"cannot unpickle the message that failed in step "
-                                                           f"{record.step}: {failure_line(err)}") from None
-        if isinstance(message, Resume):  # failed again in a replay: what went on in each run adds up
-            message = Resume(message.message, message.delivered + record.delivered)
-        elif record.delivered:
-            message = Resume(message, record.delivered)
-        messages.append((record.step, message))
-    return messages
+            self._identity = _identity(os.stat(path))
+        except OSError:
+            self._identity = None  # records() says why it cannot be read
+        held = 0
+        for record in records(path):
+            message = _replayed(path, record)
+            held += len(record.pickle) + sum(len(buffer) for buffer in record.buffers)
+            if len(self._kept) == self.count and self.count < KEPT_MESSAGES and held <= KEPT_BYTES:
+                self._kept.append((record.step, message))
+            self.count += 1
+
+    def messages(self) -> Iterator[tuple[str, Any]]:
+        """Each message to send, as (step, message), in the file's order; ``sent`` counts it once taken."""
+        while self._kept:
+            self.sent += 1
+            yield self._kept.popleft()
+        for record in self.records(self.sent):
+            self.sent += 1
+            yield record.step, _replayed(self.path, record)
+
+    def records(self, start: int = 0) -> Iterator[DeadLetter]:
+        """Its records from the ``start``-th on (from 0), read again; a ConfigError if the file changed since."""
+        for index, record in enumerate(records(self.path, self._identity)):
+            if index >= start:
+                yield record
 
 
-# Messages loaded ahead of a replay's run, by path: the replay producer takes them (unpickled once).
-_preloaded: dict[str, list[tuple[str, Any]]] = {}
+# Replays checked ahead of the run, by path: the replay producer takes them (the first messages unpickled once).
+_preloaded: dict[str, Replay] = {}
 _preloaded_lock = threading.Lock()
 
 
 def preload(path: str) -> None:
-    """Unpickle the messages of ``path`` now, before the run, for the replay producer to send."""
-    messages = load_replays(path)
+    """Check the messages of ``path`` now, before the run, for the replay producer to send."""
+    replay = Replay(path)
     with _preloaded_lock:
-        _preloaded[path] = messages
+        _preloaded[path] = replay
 
 
 class DeadLetterReplay(Component):
     """Producer: sends each message of a dead-letter file again to the step where it failed.
 
-    It sends the messages that ``preload`` unpickled (``Pipeline.run()`` preloads them before any step
-    starts, and before the run's own dead-letter file, which may be the same, is emptied), or else
-    unpickles them when it starts.
+    It sends the messages of the Replay that ``preload`` checked (``Pipeline.run()`` preloads it before any step
+    starts, and before the run's own dead-letter file, which may be the same, is emptied), or else checks the file
+    when it starts.
     """
 
     path = Unicode(help="The dead-letter file to replay.").tag(config=True)
-    _unsent: deque[tuple[str, Any]] | None = None  # once run() began: the messages not sent yet, in order
+    _replay: Replay | None = None  # once run() began: the file being sent
 
     def run(self) -> Iterator[None]:
         """Send every recorded message to its step."""
-        self._unsent = deque(self._messages())
-        while self._unsent:
-            step, message = self._unsent.popleft()  # sent with this yield's outputs: a stop comes after them
-            self.send_msg(message, step)
-            yield None
+        self._replay = self._take()
+        messages = self._replay.messages()
+        try:
+            for step, message in messages:  # sent with this yield's outputs: a stop comes after them
+                self.send_msg(message, step)
+                yield None
+        finally:
+            messages.close()  # the file it reads, now
 
-    def unsent(self) -> list[tuple[str, Any]]:
-        """The messages it has not sent, as (step, message): all of them if run() never began."""
-        return list(self._messages() if self._unsent is None else self._unsent)
+    def unsent(self) -> Iterator[DeadLetter]:
+        """The records of the messages it has not sent: all of them if run() never began."""
+        replay = self._replay or self._take()
+        return replay.records(replay.sent)
 
-    def _messages(self) -> list[tuple[str, Any]]:
+    def _take(self) -> Replay:
         with _preloaded_lock:
-            messages = _preloaded.pop(self.path, None)
-        return load_replays(self.path) if messages is None else messages
+            replay = _preloaded.pop(self.path, None)
+        return Replay(self.path) if replay is None else replay
 
     def __length_hint__(self) -> int:
         """The number of messages to replay, once preloaded (the progress display's total)."""
         with _preloaded_lock:
-            messages = _preloaded.get(self.path)
-        return NotImplemented if messages is None else len(messages)
+            replay = _preloaded.get(self.path)
+        return NotImplemented if replay is None else replay.count
 
 
 #: Where a replay writes the dead letters that go to the file it replays, until the run has lost nothing in flight.
@@ -387,12 +464,12 @@ def replay_config(config: PipelineConfig, path: str) -> PipelineConfig:
 
     The producer is replaced by the replay; only the failed steps and the steps after them run.
     """
-    records = read_records(path)
-    for record in records:
+    targets: dict[str, None] = {}  # in order of first appearance
+    for record in records(path):
         if record.step not in config.steps or record.step == config.producer.name:
             raise ConfigError(path, f"line {record.line}: step", f"{record.step!r} is not a stager or consumer of "
                                                                  f"{config.source}")
-    targets = list(dict.fromkeys(record.step for record in records))  # in order of first appearance
+        targets[record.step] = None
     keep = set().union(*(reachable(config.steps, name) for name in targets))
     replay = StepConfig(
         name=config.producer.name, kind="producer", cls=DeadLetterReplay, module=DeadLetterReplay.__module__,

@@ -18,7 +18,7 @@ from pipeline.errors import StepFailed
 from pipeline.failures.deadletter import OPTION, DeadLetterReplay, DeadLetterWriter
 from pipeline.failures.describe import RemoteError, error_kind, failure_line, failure_of_run, traceback_text
 from pipeline.failures.log import COUNT, TRACEBACK, FailureLog, count_line
-from pipeline.message import Encoded, encode, resumed
+from pipeline.message import Encoded, resumed
 
 log = logging.getLogger("pipeline.failures")
 
@@ -169,10 +169,10 @@ class FailurePolicy:
         file may be the one this run writes over); log the failures only counted so far, and close the dead-letter
         file."""
         if isinstance(producer, DeadLetterReplay) and self._writer is not None:
-            for step, message in producer.unsent():
+            for record in producer.unsent():  # as recorded: still pickled, with what of it went on
                 with self._lock:
-                    self._writer.write(step, -1, None, NotRun("not sent: the replay stopped before it"),
-                                       encode(message))
+                    self._writer.write(record.step, -1, None, NotRun("not sent: the replay stopped before it"),
+                                       record.encoded, record.delivered)
         with self._lock:
             unreported = self._log.unreported()
         for step, kind, count in unreported:
