@@ -380,6 +380,22 @@ def test_a_replay_may_write_its_dead_letters_to_the_file_it_replays(tmp_path: Pa
     assert [(r.line, r.step) for r in read_records(str(dead))] == [(1, "STAGE"), (2, "STAGE")]
 
 
+@pytest.mark.parametrize("mode", ["threads", "sequential"])
+def test_a_replay_into_its_own_file_keeps_the_records_it_cannot_replay(tmp_path: Path, mode: str) -> None:
+    """A producer's value that could not be pickled leaves a record with no message: a replay rewriting that file
+    wrote only the other steps' records, and said nothing of the one it dropped, the only trace of that failure."""
+    producers = json.dumps({"step": "COUNT", "worker": 0, "seq": 2, "error": "MessageError: cannot pickle",
+                            "traceback": ""})
+    path = dead_letters(tmp_path, producers, record(1), record(2))
+    result = pipeline_run(replayable(tmp_path), f"--replay={path}", f"--Pipeline.dead_letter={path}",
+                          f"--Pipeline.mode={mode}")
+    assert result.returncode == 0, result.stderr
+    assert sorted(written(tmp_path)[:-1]) == [1, 2]
+    assert path.read_text(encoding="utf-8") == producers + "\n"
+    assert (f"dead letters: 1 record written to {path} (1 record of the replayed file kept as it was: no message to "
+            "replay)\n") in result.stderr
+
+
 def test_a_forked_child_does_not_keep_the_file_locked(tmp_path: Path) -> None:
     """The zygote of worker processes forks from the run's process: its copy of the file kept the lock, against the
     next run, for as long as it (or a worker left behind) lived."""

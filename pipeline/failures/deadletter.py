@@ -66,7 +66,8 @@ class DeadLetterWriter:
         """``setting``: where the path was given, as a ConfigError names it (the config file or the command line, and
         the key). ``replaced``: ``path`` is the file the run replays, which must stay as it is until the run has
         lost nothing (a run stopped at once keeps no record of what it had in flight): the records go to
-        ``path`` + REPLACING_SUFFIX, which ``settle`` makes the file, or removes."""
+        ``path`` + REPLACING_SUFFIX, which ``settle`` makes the file, or removes; its records with no message to
+        replay go there first, as they were."""
         self.path = path
         self._replacing = path + REPLACING_SUFFIX if replaced else None
         self.records = 0  # records written so far
@@ -103,14 +104,27 @@ class DeadLetterWriter:
             raise
         self._fd = fd
         _open_fds.add(fd)
+        self.kept = 0  # records of the replayed file with no message to replay, copied first (``replaced``)
+        if replaced:
+            self._keep_unreplayable(refused)
+
+    def _keep_unreplayable(self, refused: Callable[[str], ConfigError]) -> None:
+        """Copy the records of the replayed file that have no message to replay (a failure with no input, such as a
+        producer's value that could not be pickled) into the file that replaces it: they are the only trace of those
+        failures, which the replay cannot send again."""
+        try:
+            for line in unreplayable(self.path):
+                self._put(line)
+                self.kept += 1
+        except (OSError, ConfigError) as err:
+            self.close()
+            problem = err.strerror if isinstance(err, OSError) else str(err)
+            raise refused(f"cannot copy the records with no message to replay: {problem}") from None
 
     def write(self, step: str, worker: int, seq: int | None, error: BaseException, message: Encoded | None,
               delivered: int = 0) -> None:
         """Record one failed message (``message`` None: a failure with no input, such as a producer's), of whose
         outputs ``delivered`` went on before it failed; once a write has failed, only count it as lost."""
-        if self.error is not None:
-            self.lost += 1
-            return
         record: dict[str, Any] = {
             "step": step,
             "worker": worker,
@@ -124,7 +138,14 @@ class DeadLetterWriter:
             record["buffers"] = [_b64(buffer) for buffer in message.buffers]
         if delivered:
             record["delivered"] = delivered
-        data = memoryview((json.dumps(record) + "\n").encode("utf-8"))
+        self._put((json.dumps(record) + "\n").encode("utf-8"))
+
+    def _put(self, line: bytes) -> None:
+        """Append one whole record; once a write has failed, only count it as lost."""
+        if self.error is not None:
+            self.lost += 1
+            return
+        data = memoryview(line)
         try:
             written = 0
             while written < len(data):  # os.write may take part of it (near a file size limit)
@@ -285,6 +306,15 @@ def _load_line(path: str, where: str, line: bytes) -> dict[str, Any]:
         raise ConfigError(path, where, f"not a dead-letter record: expected a JSON object, got "
                                        f"{type(record).__name__}")
     return record
+
+
+def unreplayable(path: str) -> Iterator[bytes]:
+    """The lines of the records of a dead-letter file with no message to replay (failures with no input, such as a
+    producer's), as they are."""
+    with open(path, "rb") as file:
+        for number, line in enumerate(file, 1):
+            if line.strip() and "pickle" not in _load_line(path, f"line {number}", line):
+                yield line if line.endswith(b"\n") else line + b"\n"
 
 
 def _parse(path: str, number: int, line: bytes) -> DeadLetter | None:

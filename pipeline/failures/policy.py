@@ -14,6 +14,7 @@ from pipeline.component import Component
 from pipeline.config.model import StepConfig
 from pipeline.config.options import RunOptions
 from pipeline.console.end_of_output import caused_by_closed_output
+from pipeline.console.humanize import counted
 from pipeline.errors import StepFailed
 from pipeline.failures.deadletter import OPTION, DeadLetterReplay, DeadLetterWriter
 from pipeline.failures.describe import RemoteError, error_kind, failure_line, failure_of_run, traceback_text
@@ -199,7 +200,9 @@ class FailurePolicy:
         if writer is not None:
             count = writer.records
             lost = f"; {writer.lost} could not be written: {writer.error}" if writer.lost else ""
-            lines.append(f"dead letters: {count} record{'' if count == 1 else 's'} written to {writer.path}{lost}")
+            kept = (f" ({counted(writer.kept, 'record')} of the replayed file kept as it was: no message to replay)"
+                    if writer.kept else "")
+            lines.append(f"dead letters: {counted(count, 'record')} written to {writer.path}{kept}{lost}")
         return lines
 
     @property
