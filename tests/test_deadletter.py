@@ -396,6 +396,30 @@ def test_a_replay_into_its_own_file_keeps_the_records_it_cannot_replay(tmp_path:
             "replay)\n") in result.stderr
 
 
+def test_the_file_a_killed_replay_left_beside_its_own_is_removed_by_the_next_run(tmp_path: Path) -> None:
+    """kill -9 of a replay into its own file left FILE.replacing (0600) for good: the next run that reads or writes
+    FILE removes it once no run holds its lock, and leaves one that a replay under way writes."""
+    path = dead_letters(tmp_path, record(1))
+    stale = Path(f"{path}.replacing")
+    stale.touch(mode=0o600)
+    holding = ("import fcntl, os, sys; fd = os.open(sys.argv[1], os.O_RDONLY); fcntl.flock(fd, fcntl.LOCK_EX); "
+               "print('locked', flush=True); sys.stdin.read()")
+    with subprocess.Popen([sys.executable, "-c", holding, str(stale)], stdin=subprocess.PIPE, stdout=subprocess.PIPE,
+                          text=True) as holder:  # a replay under way, as far as its lock says
+        assert holder.stdout is not None and holder.stdout.readline() == "locked\n"
+        held = pipeline_run(replayable(tmp_path), f"--replay={path}", f"--Pipeline.dead_letter={tmp_path / 'a.jsonl'}")
+        holder.communicate("", timeout=30)
+    assert held.returncode == 0 and stale.exists(), held.stderr
+    for options in ([f"--replay={path}", f"--Pipeline.dead_letter={tmp_path / 'b.jsonl'}"],  # a replay of FILE
+                    [f"--Pipeline.dead_letter={path}"]):  # a run writing FILE
+        stale.touch(mode=0o600)
+        result = pipeline_run(replayable(tmp_path), *options)
+        assert result.returncode == 0, result.stderr
+        assert not stale.exists()
+        assert f"{stale}: removed: a replay into {path} that was killed left it (that file was left as it was)" in (
+            result.stderr)
+
+
 def test_a_forked_child_does_not_keep_the_file_locked(tmp_path: Path) -> None:
     """The zygote of worker processes forks from the run's process: its copy of the file kept the lock, against the
     next run, for as long as it (or a worker left behind) lived."""

@@ -104,6 +104,8 @@ class DeadLetterWriter:
             raise
         self._fd = fd
         _open_fds.add(fd)
+        if not replaced:  # a replay into this file reuses it
+            sweep_stale(path)
         self.kept = 0  # records of the replayed file with no message to replay, copied first (``replaced``)
         if replaced:
             self._keep_unreplayable(refused)
@@ -391,6 +393,7 @@ class Replay:
         self.path = path
         self.count = 0  # its messages
         self.sent = 0  # those taken from ``messages()`` so far
+        sweep_stale(path)
         self._kept: deque[tuple[str, Any]] = deque()  # the first messages, unpickled by the check, not sent yet
         try:
             self._identity = _identity(os.stat(path))
@@ -473,6 +476,27 @@ class DeadLetterReplay(Component):
 
 #: Where a replay writes the dead letters that go to the file it replays, until the run has lost nothing in flight.
 REPLACING_SUFFIX = ".replacing"
+
+
+def sweep_stale(path: str) -> None:
+    """Remove ``path`` + REPLACING_SUFFIX if a replay into ``path`` that was killed (kill -9: no cleanup runs) left it:
+    no run holds its lock. It held the records of a run that did not end, and ``path`` was left as it was."""
+    stale = path + REPLACING_SUFFIX
+    try:
+        fd = os.open(stale, os.O_RDONLY | os.O_NONBLOCK | os.O_NOFOLLOW)
+    except OSError:  # none, or a symbolic link: not one a replay made
+        return
+    try:
+        status = os.fstat(fd)
+        if stat.S_ISREG(status.st_mode) and status.st_uid == os.geteuid():
+            fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)  # BlockingIOError: a replay under way writes it
+            os.unlink(stale)
+            log.warning("%s: removed: a replay into %s that was killed left it (that file was left as it was)",
+                        stale, path)
+    except OSError:
+        pass  # held by a run under way, or not ours to remove: left as it is
+    finally:
+        os.close(fd)
 
 
 def writes_over(replayed: str | None, dead_letter: str) -> bool:
