@@ -188,6 +188,18 @@ class FailFrom(Component):
         return msg
 
 
+class InitAlwaysFails(Component):
+    """Every instance's init() raises: one bug, met by each worker."""
+
+    def init(self) -> None:
+        """Fail."""
+        raise RuntimeError("cannot open the calibration table")
+
+    def run(self, msg: int) -> int:
+        """Never called."""
+        return msg
+
+
 class FailingInit(Component):
     """The first instance's init() raises; the others pass messages on and mark finish() in a file."""
 

@@ -143,6 +143,20 @@ def test_a_thousand_failures_in_two_threads_are_each_logged_or_counted(tmp_path:
     assert "failed messages: STAGE 1000 ValueError" in result.stderr
 
 
+@pytest.mark.parametrize("workers", [{"nb_thread": 6}, {"nb_process": 2, "nb_thread": 3}], ids=["threads", "processes"])
+def test_an_init_that_fails_in_every_worker_reads_as_one_traceback(tmp_path: Path, workers: dict[str, int]) -> None:
+    """Each worker logged its init()'s failure with the traceback: six of them for one bug."""
+    path = config(tmp_path, {"class": "InitAlwaysFails", **workers})
+    result = pipeline_run(path)
+    assert result.returncode == 1
+    assert result.stderr.count("Traceback") == 1, result.stderr
+    lines = len(re.findall(r"step STAGE worker \d+: init\(\): RuntimeError", result.stderr))
+    more = sum(int(n) for n in re.findall(r"\.\.\. and (\d+) more init\(\) RuntimeError in STAGE", result.stderr))
+    assert 1 <= lines <= 1 + LINES_PER_WINDOW and lines + more <= 6
+    if "nb_process" not in workers:  # every thread started: each failure is logged or counted
+        assert lines + more == 6, result.stderr
+
+
 @pytest.mark.parametrize("mode", MODES)
 def test_the_failure_that_stops_a_run_is_not_buried(tmp_path: Path, mode: str) -> None:
     """on_error=stop: one traceback, and the summary still names the first failure at any log level."""

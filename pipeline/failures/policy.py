@@ -70,12 +70,19 @@ class FailurePolicy:
     def lifecycle_failed(self, step: str, worker: int, what: str, error: BaseException) -> str:
         """Log an init(), finish() or producer error (the run will exit 1); return its one-line form."""
         line = f"{what}: {failure_line(error)}"
+        quiet = caused_by_closed_output(error)  # the end of output is not worth a line
+        kind = f"{what.split(' ', 1)[0]} {error_kind(error)}"  # init(), finish() or run() (of shard N), and the type
         with self._lock:
             self.first_failure = self.first_failure or f"step {step} worker {worker}, {line}"
             self.first_errors.setdefault(step, line)
-        if not caused_by_closed_output(error):  # the end of output is not worth a traceback
+            # Every worker of a step runs its init(): one bug there fails them all, with one traceback in the log.
+            how, earlier = (COUNT, 0) if quiet else self._log.classify(step, kind)
+        if earlier:
+            log.error("%s", count_line(step, kind, earlier))
+        if how != COUNT:
             # A StepFailed is the engine's own word (init() returned False): its line says it all.
-            _log_failure(error, error_kind(error) != StepFailed.__name__, "step %s worker %d: %s", step, worker, line)
+            _log_failure(error, how == TRACEBACK and error_kind(error) != StepFailed.__name__,
+                         "step %s worker %d: %s", step, worker, line)
         self._notify(step, worker, None, f"{what}: ", error)
         return line
 
