@@ -279,9 +279,12 @@ def test_a_peer_that_holds_work_and_never_reads_it_is_taken_for_dead(launch: Lau
                   lambda: run.popen.poll() is None) as intruder:
         intruder.join(STAGE)
         heard = intruder.hoard(patience=3 * PATIENCE)
+        assert intruder.thread is not None
+        intruder.send(intruder.thread, control_frames(Kind.READY, WINDOW))  # too late: moot, and said nowhere
     assert heard < PATIENCE + 3.0, run.stderr  # dropped after about its patience (a margin for a loaded machine)
     worker = launch.worker()
     assert run.wait() == 0, run.stderr
+    assert "dropped a message" not in run.stderr  # what a lost process still sent read as a message lost
     assert worker.wait() == 0, worker.stderr
     outputs = launch.outputs()
     assert sorted(row["value"] for row in outputs) == list(range(COUNT)) and not duplicates(outputs)

@@ -65,6 +65,7 @@ from pipeline.engine.wire import (
     parse_ping,
     parse_worker_id,
     refuse_frames,
+    slot_of,
     spec_frames,
     version_mismatch,
 )
@@ -165,6 +166,9 @@ class Door(EngineThread):
         #: relayed: each thread's last message (its FINISHED) comes on a connection of its own, and may come after
         #: the process's LEFT (a run with 256 such threads failed, its late FINISHEDs dropped).
         self._departed: dict[int, tuple[RemoteWorker, float]] = {}
+        #: The key of each remote worker process lost (not ended cleanly): what its threads still send is moot, and
+        #: dropped without a warning (it read as a message lost, where the router gives what the process held again).
+        self._lost: dict[int, str] = {}
         self.roster: tuple[RemoteWorker, ...] = ()  # the live ones, for the monitor's thread
         self.dropped = 0
         self._warned = float("-inf")
@@ -298,7 +302,7 @@ class Door(EngineThread):
             else:
                 worker = self.worker_of(routing_id, key)
                 if worker is None:
-                    self.drop(f"from {key}: a worker thread of no slot of that key")
+                    self._unknown(key, slot_of(routing_id.partition(SLOT_TOKEN)[0]), "a worker thread")
                 else:
                     self._to_router(worker, routing_id, payload)
 
@@ -382,9 +386,17 @@ class Door(EngineThread):
         """The remote worker of ``slot`` if ``key`` opened it; else the message is dropped."""
         worker = self.workers.get(slot)
         if worker is None or worker.key != key:
-            self.drop(f"from {key}: {what} of no slot of that key")
+            self._unknown(key, slot, what)
             return None
         return worker
+
+    def _unknown(self, key: str, slot: int | None, what: str) -> None:
+        """Drop a message of ``key`` for ``slot``, which it holds no more (or never held): one of a worker process of
+        its that was lost is moot (a thread's last words, a heartbeat), and said at debug level only."""
+        if slot is not None and self._lost.get(slot) == key:
+            log.debug("remote workers: ignored %s of worker process %d of %s, which was lost", what, slot, key)
+        else:
+            self.drop(f"from {key}: {what} of no slot of that key")
 
     def worker_of(self, routing_id: bytes, key: str) -> RemoteWorker | None:
         """The remote worker whose thread claims ``routing_id``, if the key that sent it opened that slot and the
@@ -509,6 +521,7 @@ class Door(EngineThread):
             self._departed[worker.slot] = (worker, time.monotonic() + FINISH_GRACE_SECONDS)
         else:
             self._forget(worker)
+            self._lost[worker.slot] = worker.key
         self._publish()
         sockets.send_while(self._notices[worker.step], lost_frames(loss), self.routers[worker.step].listening)
 
