@@ -75,6 +75,8 @@ from pipeline.failures.log import COUNT, FailureLog
 
 log = logging.getLogger("pipeline.engine")
 
+#: Lost remote worker processes whose late messages the door still recognises (and drops quietly).
+MAX_LOST_KEPT = 1024
 #: Seconds between two warnings about dropped frames.
 _WARN_EVERY_SECONDS = 10.0
 #: Largest frame a remote peer may send (libzmq drops the connection of a peer that sends more).
@@ -166,8 +168,9 @@ class Door(EngineThread):
         #: relayed: each thread's last message (its FINISHED) comes on a connection of its own, and may come after
         #: the process's LEFT (a run with 256 such threads failed, its late FINISHEDs dropped).
         self._departed: dict[int, tuple[RemoteWorker, float]] = {}
-        #: The key of each remote worker process lost (not ended cleanly): what its threads still send is moot, and
-        #: dropped without a warning (it read as a message lost, where the router gives what the process held again).
+        #: Per slot: the key of a remote worker process lost (not ended cleanly), the last MAX_LOST_KEPT of them: what
+        #: its threads still send (a heartbeat, a thread's last words) is dropped without a warning: it read as a
+        #: message lost, where the router gives what the process held to other workers.
         self._lost: dict[int, str] = {}
         self.roster: tuple[RemoteWorker, ...] = ()  # the live ones, for the monitor's thread
         self.dropped = 0
@@ -522,6 +525,8 @@ class Door(EngineThread):
         else:
             self._forget(worker)
             self._lost[worker.slot] = worker.key
+            if len(self._lost) > MAX_LOST_KEPT:  # a peer that joins and dies again and again holds no more
+                del self._lost[next(iter(self._lost))]
         self._publish()
         sockets.send_while(self._notices[worker.step], lost_frames(loss), self.routers[worker.step].listening)
 
