@@ -86,6 +86,23 @@ def test_every_feature_gives_the_sequential_results(tmp_path: Path) -> None:
     assert {"init A", "finish A", sum(range(40))} <= {v for v in consumed if not isinstance(v, list)}
 
 
+@pytest.mark.parametrize("workers", [{}, {"nb_process": 1}], ids=["threads", "processes"])
+def test_a_class_the_config_names_otherwise_than_itself_runs_in_every_mode(tmp_path: Path, workers: dict) -> None:
+    """A class a function made (its own name "Times") runs as the config names it, "Twice" then "Tripled": a worker
+    process imported it by its own name, failed to, and the step lost every worker process."""
+    path = failure_config(tmp_path, {"class": "Twice", "module": PROCESS_STEPS, **workers},
+                          producer={"name": "COUNT", "module": "algorithms.basic", "class": "Counter",
+                                    "next_steps": "STAGE"}, Counter={"count": 5})
+    document = json.loads(path.read_text(encoding="utf-8"))
+    document["Pipeline"]["stagers_conf"][0]["next_steps"] = "AGAIN"
+    document["Pipeline"]["stagers_conf"].append({"name": "AGAIN", "module": PROCESS_STEPS, "class": "Tripled",
+                                                 "next_steps": "WRITER", **workers})
+    path.write_text(json.dumps(document), encoding="utf-8")
+    result = run_to_end(path, timeout=30)
+    assert result.returncode == 0, result.stderr
+    assert sorted(written(tmp_path)[:-1]) == [6 * n for n in range(5)]
+
+
 def test_two_threads_in_each_of_two_processes(tmp_path: Path) -> None:
     pids = tmp_path / "workers.txt"
     path = failure_config(tmp_path, {"class": "PassOn", "module": PROCESS_STEPS, "nb_process": 2, "nb_thread": 2},

@@ -440,6 +440,7 @@ class _Validator:
             on_error=keys.on_error,
             traits=keys.config,
             key=key,
+            attribute=keys.class_,
         )
 
     def component_class(self, key: str, module_name: str, class_name: str) -> type[Component]:

@@ -36,6 +36,9 @@ class StepConfig:
     on_error: str = "stop"
     traits: Mapping[str, Any] = field(default_factory=dict)
     key: str = ""  # where the step stands in the config file, for messages
+    #: The name the config gives its class, that of an attribute of ``module``: not always the class's own (a class a
+    #: function made, or one bound to a second name), which a worker process imports it by ("": the class's own).
+    attribute: str = ""
 
     @property
     def workers(self) -> int:
@@ -45,8 +48,13 @@ class StepConfig:
 
     @property
     def class_name(self) -> str:
-        """The step's class name, as the config names it."""
+        """The step's class's own name: its section in a config, as traitlets finds the options of a class."""
         return self.cls.__name__
+
+    @property
+    def import_name(self) -> str:
+        """The attribute of ``module`` that is the step's class, as the config names it."""
+        return self.attribute or self.cls.__name__
 
 
 @dataclass

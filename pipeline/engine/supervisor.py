@@ -49,10 +49,10 @@ def spec_for(config: PipelineConfig, name: str, work: str, control: RunControl,
     step = config.steps[name]
     steps = {each: dataclasses.replace(config.steps[each], cls=None) for each in (name, *members)}
     options = control.options
-    return Spec(dataclasses.replace(config, steps=steps), name, step.module, step.class_name, work,
+    return Spec(dataclasses.replace(config, steps=steps), name, step.module, step.import_name, work,
                 options.heartbeat_interval, options.heartbeat_liveness,
                 logging.getLogger("pipeline").getEffectiveLevel(), members,
-                {each: config.steps[each].class_name for each in members}, options.keep_freed_memory,
+                {each: config.steps[each].import_name for each in members}, options.keep_freed_memory,
                 options.allow_failures)
 
 
