@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import io
 import logging
+import sys
 from collections.abc import Iterator
 from typing import Any
 
@@ -172,3 +173,41 @@ def test_the_queue_column_keeps_its_width_from_frame_to_frame() -> None:
     assert len({frame[1] for frame in frames}) == 1, [frame[1] for frame in frames]  # every column stays put
     assert len({len(frame[3]) for frame in frames}) == 1
     assert [frame[3].split()[4] for frame in frames] == ["0/256", "7/256", "12/256", "255/256", "256/256"]
+
+
+def test_step_names_are_shown_as_they_are_never_as_markup() -> None:
+    """A step named "[/]" raised rich's MarkupError in every drawing, and "[bold red]X[link=...]" drew another name."""
+    names = ["[/]", "[bold red]RED[link=http://evil.example]click"]
+    document_ = document()
+    document_["Pipeline"]["stagers_conf"][0]["name"] = names[0]
+    document_["Pipeline"]["producer_conf"]["next_steps"] = names[0]
+    document_["Pipeline"]["stagers_conf"][0]["next_steps"] = names[1]
+    document_["Pipeline"]["consumer_conf"]["name"] = names[1]
+    config = load_config(document_)
+    run = RunStatus("running", 1.0, [StepStatus(name, state="running") for name in ["COUNT", *names]])
+    lines = render(config, run, 200)
+    assert [line.split("  ")[0] for line in lines[2:5]] == ["COUNT", *names]
+
+
+class _Broken:
+    """A drawing that raises as it is drawn."""
+
+    def __rich_console__(self, console: Console, options: Any) -> Iterator[Any]:
+        raise RuntimeError("a drawing that fails")
+
+
+def test_a_drawing_that_fails_leaves_the_terminal_and_what_follows_as_they_should_be(
+        monkeypatch: pytest.MonkeyPatch, caplog: pytest.LogCaptureFixture) -> None:
+    """A drawing that raised was drawn again as the display ended, which raised out of it: stderr stayed captured, and
+    the run's report, printed after, was lost."""
+    from pipeline.monitor import terminal
+
+    stderr = sys.stderr
+    progress = terminal.TerminalProgress(CONFIG, Console(file=io.StringIO(), width=100, force_terminal=True))
+    progress.update(status(), {}, 0.0)
+    monkeypatch.setattr(terminal, "progress_table", lambda *_: _Broken())
+    with pytest.raises(RuntimeError, match="a drawing that fails"):
+        progress.update(status(), {}, 1.0)
+    progress.close()  # raised the drawing's error again
+    assert not caplog.records
+    assert sys.stderr is stderr  # given back: what is printed next reaches the terminal

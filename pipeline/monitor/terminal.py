@@ -17,6 +17,7 @@ items, never inside one: what does not fit is counted (``+2 more``).
 
 from __future__ import annotations
 
+import logging
 import sys
 from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass
@@ -32,6 +33,8 @@ from pipeline.console.humanize import abbreviated, duration
 from pipeline.execution.status import RunStatus, StepStatus
 from pipeline.monitor.progress import queue_text, run_total
 from pipeline.monitor.workers import is_late, label, worker_mix
+
+log = logging.getLogger("pipeline.monitor")
 
 #: Seconds between two redraws.
 REDRAW_SECONDS = 0.25
@@ -57,17 +60,29 @@ class TerminalProgress:
         # stdout stays the steps' own (a Printer writes there); prints to stderr go above the table.
         self._live = Live(console=self._console, auto_refresh=False, transient=True,
                           redirect_stdout=False, redirect_stderr=True)
+        self._shown: Group | Text = Text("")  # the last drawing that worked
         self._live.start()
 
     def update(self, status: RunStatus, rates: Mapping[str, float], now: float) -> None:
-        """Redraw, at most every REDRAW_SECONDS."""
+        """Redraw, at most every REDRAW_SECONDS; a drawing that fails is raised once, and not drawn again (the
+        display keeps its last good one)."""
         if now >= self._next:
             self._next = now + REDRAW_SECONDS
-            self._live.update(progress_table(self.config, status, rates, self._console.width), refresh=True)
+            table = progress_table(self.config, status, rates, self._console.width)
+            try:
+                self._live.update(table, refresh=True)
+            except Exception:
+                self._live.update(self._shown, refresh=False)
+                raise
+            self._shown = table
 
     def close(self) -> None:
-        """Take the display off the terminal."""
-        self._live.stop()
+        """Take the display off the terminal, whatever its last drawing does: what was printed meanwhile, above the
+        table, must reach stderr, and the run's report after it (a drawing that raised lost them all)."""
+        try:
+            self._live.stop()
+        except Exception:
+            log.exception("the progress display failed as it ended")
 
 
 @dataclass(frozen=True)
@@ -148,14 +163,14 @@ def _shorten(name: str, size: int) -> str:
 def _render(config: PipelineConfig, step: StepStatus, column: str, cells: Mapping[str, str],
             name: str) -> Text | ProgressBar | str:
     if column == "STEP":
-        return name
+        return Text(name)  # as it is: a plain str is rich markup, and a step named "[/]" broke every drawing
     if column == "STATE":
         return Text(step.state, style=_STATE_STYLES.get(step.state, ""))
     if column == "FAILED":
         return Text(cells[column], style="red" if step.counts.failed else "")
     if column == "":
         return _bar(config, step)
-    return cells[column]
+    return Text(cells[column])
 
 
 def _bar(config: PipelineConfig, step: StepStatus) -> ProgressBar | str:
