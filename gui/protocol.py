@@ -33,8 +33,8 @@ GRAPH, STATUS, ERROR, FINISH = (topic.encode() for topic in messages.TOPICS)
 TOPICS = (GRAPH, STATUS, ERROR, FINISH)
 #: A run in one of these states has ended.
 ENDED_STATES = ("finished", "failed", "interrupted")
-#: Steps a run may have (in a graph, a status or a report); 50 is a big pipeline.
-MAX_STEPS = 200
+#: Steps a run may have (in a graph, a status or a report), as the run's side knows it.
+MAX_STEPS = messages.MAX_STEPS
 #: Characters in a name (of a step, class, module, pipeline, host or run id) or a state, at most.
 MAX_NAME = 200
 #: Characters of a traceback kept (its start and its end); a run sends at most 32,000.

@@ -199,11 +199,18 @@ FILE_CASES = [
         setting(f"{PRODUCER}.name", " "), f"{PRODUCER}.name", "expected a step name, got ' '", id="blank-name"
     ),
     *(
-        pytest.param(  # "A,B" reads as two next steps; a newline broke --graph=mermaid and the report's table
+        pytest.param(  # "A,B" reads as two next steps; a newline broke --graph=mermaid and the report's table; a
+            # right-to-left override turned log lines around, a zero-width space made two names look alike, a name
+            # of 201 characters hid the run from pipeline-gui, one of 1,001 could take no remote worker
             setting(f"{PRODUCER}.name", name), f"{PRODUCER}.name",
-            f"expected a step name without commas or control characters, got {name!r}", id=f"name-{label}",
+            "expected a step name of at most 200 characters, without commas, control, format or line-separator "
+            f"characters, got {shown}", id=f"name-{label}",
         )
-        for label, name in (("comma", "A,B"), ("newline", "A\nB"), ("tab", "A\tB"))
+        for label, name, shown in (
+            ("comma", "A,B", "'A,B'"), ("newline", "A\nB", "'A\\nB'"), ("tab", "A\tB", "'A\\tB'"),
+            ("line-separator", "A\u2028B", "'A\\u2028B'"), ("right-to-left", "A\u202eB", "'A\\u202eB'"),
+            ("zero-width-space", "A\u200bB", "'A\\u200bB'"),
+            ("201-characters", "N" * 201, f"'{'N' * 27}...{'N' * 28}'"))
     ),
     pytest.param(
         setting(f"{CONSUMER}.class", 3), f"{CONSUMER}.class", "expected a non-empty string, got 3", id="class-not-str"

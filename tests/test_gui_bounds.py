@@ -18,11 +18,13 @@ from PySide6.QtWidgets import QApplication, QGraphicsTextItem
 
 from gui import theme
 from gui.model import FIRST_ERRORS, LAST_ERRORS, MAX_CLOSED, MAX_POINTS, MAX_RUNS
-from gui.protocol import MAX_STEPS, MAX_TRACEBACK, parse
+from gui.protocol import MAX_NAME, MAX_STEPS, MAX_TRACEBACK, parse
 from gui.widgets.graph import MAX_ARROWS, MIN_FONT_PT, MIN_SCALE, SMALLEST_FONT_PT
 from gui.widgets.plot import MAX_TICKS, time_step
 from gui.window import REDRAW_MS, MainWindow
+from pipeline.config.traits import MAX_STEP_NAME_CHARS
 from pipeline.console import humanize
+from pipeline.engine.wire import MAX_REASON_CHARS
 from tests.gui_helpers import Sender, load_recording, with_run_id
 from tests.qt_helpers import WAIT_MS, PaintCounter, run_loop_for_ticks
 
@@ -284,3 +286,8 @@ def test_a_run_whose_elapsed_time_is_huge_draws_a_handful_of_ticks(window: MainW
 def test_the_time_axis_steps_are_round_at_any_span() -> None:
     assert [time_step(span) for span in (4, 50, 600, 200_000)] == [1, 10, 120, 43200]
     assert [time_step(span) / 43200 for span in (10**6, 10**7)] == [5, 50]
+
+
+def test_every_step_name_a_config_takes_is_one_the_monitor_and_a_remote_worker_s_hello_take() -> None:
+    """A name of 201 characters hid its run from the monitor; one of 1,001 could take no remote worker."""
+    assert MAX_STEP_NAME_CHARS <= MAX_NAME and MAX_STEP_NAME_CHARS <= MAX_REASON_CHARS

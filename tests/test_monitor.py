@@ -25,7 +25,7 @@ from pipeline.execution.report import RunReport, StepCounts, StepReport
 from pipeline.execution.sequential import SequentialRunner
 from pipeline.execution.status import RunStatus, StepStatus
 from pipeline.monitor import monitor as monitor_module
-from pipeline.monitor.messages import encode
+from pipeline.monitor.messages import MAX_STEPS, encode
 from pipeline.monitor.monitor import Monitor, MonitorSettings, Rates, make_progress
 from pipeline.monitor.progress import LogProgress, progress_line
 from pipeline.monitor.publisher import endpoint
@@ -265,6 +265,22 @@ def test_an_unreachable_address_costs_nothing() -> None:
     start = time.monotonic()
     assert pipeline.run().exit_status == 0
     assert time.monotonic() - start < monitor_module.JOIN_SECONDS  # the monitor's thread was not given up on
+
+
+def test_a_run_of_more_steps_than_the_monitor_takes_says_so(caplog: pytest.LogCaptureFixture) -> None:
+    """pipeline-gui refused every message of a run of 202 steps, and the run said nothing."""
+    stagers = [{"name": f"S{i}", "module": "algorithms.basic", "class": "PassThrough", "next_steps": f"S{i + 1}"}
+               for i in range(MAX_STEPS)]
+    stagers[-1]["next_steps"] = "W"
+    pipeline = Pipeline.from_config({"version": 1, "Pipeline": {
+        "producer_conf": {"name": "P", "module": "algorithms.basic", "class": "Counter", "next_steps": "S0"},
+        "stagers_conf": stagers, "consumer_conf": {"name": "W", "module": "algorithms.basic", "class": "PassThrough"},
+        "gui_address": f"127.0.0.1:{free_port()}", "gui_plaintext": True, "progress": False}, "Counter": {"count": 3}})
+    with caplog.at_level(logging.WARNING, logger="pipeline.monitor"):
+        assert pipeline.run().exit_status == 0
+    assert [r.getMessage() for r in caplog.records if "pipeline-gui shows" in r.getMessage()] == [
+        f"pipeline-gui shows runs of at most {MAX_STEPS} steps: this run's {MAX_STEPS + 2} are not shown there (the "
+        "progress display and the report show them)"]
 
 
 # -- settings -------------------------------------------------------------------------------

@@ -139,17 +139,28 @@ class NonEmptyString(JsonTrait, TraitType):
         return value.strip()
 
 
+#: Characters of a step's name at most: what a monitor shows (gui/protocol.py MAX_NAME, which refused every message
+#: of a run with a longer one) and what a remote worker's HELLO carries of it (a longer one could not join).
+MAX_STEP_NAME_CHARS = 200
+#: Unicode categories a step's name never holds: control characters (a newline broke the graph exports and the
+#: report's table), format characters (a right-to-left override turned the rest of a log line around, a zero-width
+#: space made two steps look alike) and line or paragraph separators (which some readers take for a newline).
+_UNSEEN_CATEGORIES = frozenset({"Cc", "Cf", "Zl", "Zp"})
+
+
 class StepName(NonEmptyString):
-    """A step's name: a non-empty string without commas (``next_steps`` splits on them) or control characters (a
-    newline broke the graph exports and the report's table)."""
+    """A step's name: a non-empty string of at most MAX_STEP_NAME_CHARS characters, without commas (``next_steps``
+    splits on them) nor characters that are not seen as themselves (_UNSEEN_CATEGORIES)."""
 
     info_text = "a step name"
 
     def validate(self, obj: Any, value: Any) -> str:
-        """The stripped name, if it holds neither a comma nor a control character."""
+        """The stripped name, if it is short enough and holds neither a comma nor an unseen character."""
         name = super().validate(obj, value)
-        if any(char == "," or unicodedata.category(char) == "Cc" for char in name):
-            raise ValueProblem(f"expected a step name without commas or control characters, got {name!r}")
+        if len(name) > MAX_STEP_NAME_CHARS or any(
+                char == "," or unicodedata.category(char) in _UNSEEN_CATEGORIES for char in name):
+            raise ValueProblem(f"expected a step name of at most {MAX_STEP_NAME_CHARS} characters, without commas, "
+                               f"control, format or line-separator characters, got {shown(name)}")
         return name
 
 

@@ -26,6 +26,9 @@ from pipeline.failures.policy import ErrorEvent
 
 #: The version every message carries in ``protocol``; it changes when a field changes meaning or goes.
 PROTOCOL_VERSION = 1
+#: Steps of a run a monitor takes, in a graph, a status or a report (pipeline-gui refuses a message of more: a run
+#: of more is not shown, which its monitor says at its start); 50 is a big pipeline.
+MAX_STEPS = 200
 #: The topics, the first frame of each message.
 GRAPH, STATUS, ERROR, FINISH = "graph", "status", "error", "finish"
 TOPICS = (GRAPH, STATUS, ERROR, FINISH)

@@ -31,6 +31,7 @@ from pipeline.monitor.messages import (
     ERROR,
     FINISH,
     GRAPH,
+    MAX_STEPS,
     STATUS,
     Envelope,
     error_body,
@@ -273,6 +274,9 @@ class Monitor:
             if named or settings.gui_address != DEFAULT_GUI_ADDRESS:
                 say_once(no_key_reason(settings.gui_server_key, settings.gui_key))
             return None
+        if len(self.config.steps) > MAX_STEPS:  # said once, where the monitor would otherwise show nothing
+            log.warning("pipeline-gui shows runs of at most %d steps: this run's %d are not shown there (the progress "
+                        "display and the report show them)", MAX_STEPS, len(self.config.steps))
         try:
             return Publisher(settings.gui_address, self.envelope, self.credentials)
         except zmq.ZMQError as err:
