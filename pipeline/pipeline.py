@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import threading
 from collections.abc import Mapping
 from pathlib import Path
 from typing import Any
@@ -127,6 +128,7 @@ class Pipeline(Configurable):
         self.pipeline_config = pipeline_config
         self.server_keys = remote_keys(pipeline_config, self.listen, self.mode, self.server_key, self.authorized_keys)
         self._runner: Runner | None = None
+        self._running = threading.Lock()  # held by a run: one at a time (two overwrote each other's runner)
         self._interrupts = 0
         self._first_signal: int | None = None  # kept for the run it stops, if it came before that run's runner
         self.failure_summary: list[str] = []  # the last run's first failure, failures by type, dead letters
@@ -170,7 +172,17 @@ class Pipeline(Configurable):
         return settings_from(MonitorSettings, self, monitor_named=bool(named))
 
     def run(self) -> RunReport:
-        """Run to the end of the stream, watched by the monitor; return per-step counts and times."""
+        """Run to the end of the stream, watched by the monitor; return per-step counts and times. From any thread;
+        a Pipeline runs once at a time (RuntimeError), another made of the same config runs beside it."""
+        if not self._running.acquire(blocking=False):
+            raise RuntimeError("this Pipeline is running already, in another thread: to run its config twice at once, "
+                               "make a second one with Pipeline.from_config()")
+        try:
+            return self._run()
+        finally:
+            self._running.release()
+
+    def _run(self) -> RunReport:
         runner: Runner | None = None
         report: RunReport | None = None
         replayed = replay_path(self.pipeline_config)

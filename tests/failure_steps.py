@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import _thread
 import os
 import signal
 import threading
@@ -252,7 +253,8 @@ class SignalSelf(Component):
     """Passes messages on, sending its own process ``signal`` on message ``at``."""
 
     at = Int(10, help="The message that triggers the signal.").tag(config=True)
-    signal = Int(2, help="The signal number (2: SIGINT, 15: SIGTERM).").tag(config=True)
+    signal = Int(2, help="The signal number (2: SIGINT, 15: SIGTERM; 0: _thread.interrupt_main(), no signal).").tag(
+        config=True)
     delay = Float(0.002, help="Seconds per message: a slow step.").tag(config=True)
     block = Int(0, help="1: after signalling, block forever in run() (a stuck step).").tag(config=True)
 
@@ -260,7 +262,10 @@ class SignalSelf(Component):
         """Pass the message on; signal and maybe block on message ``at``."""
         time.sleep(self.delay)
         if msg == self.at:
-            os.kill(os.getpid(), self.signal)
+            if self.signal:
+                os.kill(os.getpid(), self.signal)
+            else:  # as an IDE or a kernel may interrupt a program: the main thread's flag, and no signal
+                _thread.interrupt_main()
             if self.block:
                 threading.Event().wait()
         return msg

@@ -242,6 +242,29 @@ def test_a_producer_that_is_no_generator_fails_in_one_line(tmp_path: Path, mode:
     assert written(tmp_path) == [{"finished": True}]
 
 
+def test_the_signal_guard_refuses_a_thread_that_is_not_the_main_one_and_leaves_nothing_open() -> None:
+    """Python sets signal handlers in the main thread only: the guard raised its raw ValueError there, after it had
+    opened its pipe, which stayed open."""
+    from pipeline.cli.signals import SignalGuard
+
+    raised: list[BaseException] = []
+
+    def guard() -> None:
+        try:
+            with SignalGuard(object(), 1.0):
+                pass
+        except BaseException as err:  # what the thread raised, for the test to read
+            raised.append(err)
+
+    before = sorted(os.listdir("/proc/self/fd"))
+    thread = threading.Thread(target=guard)
+    thread.start()
+    thread.join(10)
+    assert [type(err) for err in raised] == [RuntimeError]
+    assert "Python delivers to the main thread only: use it in the main thread" in str(raised[0])
+    assert sorted(os.listdir("/proc/self/fd")) == before
+
+
 CTRL_C_FROM_PYTHON = """
 import sys
 from pipeline import Pipeline
@@ -256,10 +279,14 @@ print(report.exit_status, report["WRITER"].processed)
 
 
 @pytest.mark.parametrize("mode", MODES)
-def test_ctrl_c_raises_keyboard_interrupt_out_of_the_python_api_in_every_mode(tmp_path: Path, mode: str) -> None:
+@pytest.mark.parametrize("signum", [2, 0], ids=["sigint", "interrupt_main"])
+def test_ctrl_c_raises_keyboard_interrupt_out_of_the_python_api_in_every_mode(tmp_path: Path, mode: str,
+                                                                               signum: int) -> None:
     """As the FAQ says. In sequential mode the step's code runs in the calling thread, where Ctrl+C interrupts it:
-    it failed the step and the run returned a report (a KeyboardInterrupt the step raises itself still does)."""
-    path = config(tmp_path, {"class": "SignalSelf"}, Counter={"count": 100_000}, SignalSelf={"at": 20, "signal": 2})
+    it failed the step and the run returned a report (a KeyboardInterrupt the step raises itself still does). An
+    interrupt that is no signal (_thread.interrupt_main()) came out only once the whole run had gone by."""
+    path = config(tmp_path, {"class": "SignalSelf"}, Counter={"count": 100_000},
+                  SignalSelf={"at": 20, "signal": signum})
     result = subprocess.run([sys.executable, "-c", CTRL_C_FROM_PYTHON, str(path), mode], cwd=REPO,
                             env={**os.environ, "PYTHONPATH": str(REPO)}, capture_output=True, text=True, timeout=30)
     assert result.stdout.splitlines() == ["KeyboardInterrupt", "0 5"], result.stderr
@@ -435,6 +462,31 @@ def test_a_report_taken_during_the_run_names_the_busy_and_changes_nothing(tmp_pa
     [final] = reports
     assert (final.exit_status, final.stuck, final.stop_reason) == (0, [], None)
     assert final["WRITER"].processed == 10
+
+
+@pytest.mark.parametrize("mode", MODES)
+def test_a_pipeline_runs_once_at_a_time_and_another_of_its_config_beside_it(tmp_path: Path, mode: str) -> None:
+    """Run again from a second thread while it ran, it was accepted: the second run took the first's place, and an
+    interrupt() reached only the run started last."""
+    STARTED.clear()
+    GO.clear()
+    path = config(tmp_path, {"class": "WaitsForGo"}, Counter={"count": 10})
+    pipeline = Pipeline.from_config(path, {"Pipeline": {"mode": mode}})
+    reports: list[Any] = []
+    first = threading.Thread(target=lambda: reports.append(pipeline.run()))
+    first.start()
+    try:
+        assert STARTED.wait(20), "the step did not start message 3"
+        with pytest.raises(RuntimeError, match="this Pipeline is running already, in another thread"):
+            pipeline.run()
+        # Another of the same config runs meanwhile (its 3 messages come before the one its step would wait on).
+        beside = Pipeline.from_config(path, {"Pipeline": {"mode": mode}, "Counter": {"count": 3}})
+        assert beside.run()["WRITER"].processed == 3
+    finally:
+        GO.set()
+        first.join(30)
+    assert [report["WRITER"].processed for report in reports] == [10]
+    assert pipeline.run()["WRITER"].processed == 10  # and again, once the first run is over
 
 
 @pytest.mark.parametrize("mode", MODES)

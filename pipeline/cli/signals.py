@@ -50,6 +50,12 @@ class SignalGuard:
     """
 
     def __init__(self, pipeline: Any, shutdown_timeout: float, process_ends: bool = False) -> None:
+        if threading.current_thread() is not threading.main_thread():
+            # Python runs signal handlers in the main thread only, and refuses to set them elsewhere (a raw
+            # ValueError, after this guard's pipe was opened and left open).
+            raise RuntimeError("SignalGuard handles Ctrl+C, SIGTERM and SIGHUP, which Python delivers to the main "
+                               "thread only: use it in the main thread (another thread can run Pipeline.run() "
+                               "without it, and stop it with Pipeline.interrupt(signum))")
         self.pipeline = pipeline
         self.shutdown_timeout = shutdown_timeout
         self.process_ends = process_ends

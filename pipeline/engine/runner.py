@@ -33,6 +33,8 @@ log = logging.getLogger("pipeline.engine")
 
 #: Seconds an abort waits for threads once the context is terminated, before leaving them behind.
 ABORT_GRACE_SECONDS = 1.0
+#: Longest the runner waits for its threads' next event at a time: how late an interrupt that is no signal is raised.
+INTERRUPT_LOOK_SECONDS = 0.2
 
 
 #: Sockets a run may open beyond what its steps need (the monitor's, the supervisor's and the door's).
@@ -163,10 +165,15 @@ class ThreadedRunner:
         """The thread (or inline step worker) of the next event of one of ``kinds``; None once a thread crashed,
         an abort was asked for or the shutdown deadline passed."""
         while not self.crashed and not self.abort_requested:
+            left = None if self.deadline is None else max(0.0, self.deadline - time.monotonic())
             try:
-                timeout = None if self.deadline is None else max(0.0, self.deadline - time.monotonic())
-                event, thread = self.control.events.get(timeout=timeout)
+                # In turns: an interrupt that is no signal (_thread.interrupt_main(), as an IDE or a kernel may send
+                # one) is raised only once the wait ends, and a wait without end let the whole run go by first.
+                event, thread = self.control.events.get(timeout=INTERRUPT_LOOK_SECONDS if left is None
+                                                        else min(left, INTERRUPT_LOOK_SECONDS))
             except queue.Empty:
+                if left is None or left > INTERRUPT_LOOK_SECONDS:
+                    continue
                 if not self.overdue:  # said once, though the runner's later waits end here too
                     log.error("the run did not drain within shutdown_timeout=%.1f s", self.options.shutdown_timeout)
                 self.overdue = True
