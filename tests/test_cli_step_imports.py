@@ -238,5 +238,6 @@ def test_a_remote_worker_names_the_file_and_line_its_import_failed(launch: Launc
     quoted = re.search(r"`(pipeline-worker: step HILLAS worker process 0: error: step HILLAS: cannot load\s+"
                        r"mysteps\.Hillas: ModuleNotFoundError: )", (ROOT / "docs" / "cluster.md").read_text("utf-8"))
     assert quoted is not None
+    # The class as the config names it (SiteTagged), which the worker imports; its own name is Tagged.
     assert said[0].startswith(" ".join(quoted.group(1).split()).replace("HILLAS", STAGE)
-                              .replace("mysteps.Hillas", "site_steps.Tagged")), said[0]
+                              .replace("mysteps.Hillas", "site_steps.SiteTagged")), said[0]
