@@ -16,6 +16,7 @@ from pathlib import Path
 from typing import Any
 
 import pytest
+from rich.cells import cell_len
 from rich.console import Console
 
 from pipeline import ConfigError, Pipeline
@@ -430,6 +431,15 @@ def test_summary_table() -> None:
     ])
     assert [RunReport({}, status).state for status in (0, 1, 2, 130, 143)] == \
         ["finished", "failed", "failed", "interrupted", "interrupted"]
+
+
+def test_the_summary_table_lines_up_wide_characters() -> None:
+    """A step named in CJK, or with an emoji, takes two columns a character: padded by characters, its row stood
+    out of the table by as many columns."""
+    steps = {name: StepReport(name, StepCounts(5, 5, 5, 0)) for name in ("READ", "日本語", "🚀")}
+    lines = RunReport(steps, wall_time=1.0).table().splitlines()[1:5]
+    assert {cell_len(line) for line in lines} == {cell_len(lines[0])}
+    assert [cell_len(line.split("  ")[0]) for line in lines[1:]] == [4, 6, 2]
 
 
 def test_the_protocol_doc_examples_are_valid_messages() -> None:

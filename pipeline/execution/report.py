@@ -4,6 +4,8 @@ from __future__ import annotations
 
 from dataclasses import asdict, dataclass, field, replace
 
+from rich.cells import cell_len
+
 from pipeline.console.humanize import counted
 
 
@@ -25,8 +27,10 @@ class StepCounts:
 
 
 def _align(row: tuple[str, ...], widths: list[int]) -> list[str]:
-    """The first cell left-aligned, numbers right-aligned."""
-    return [cell.ljust(w) if i == 0 else cell.rjust(w) for i, (cell, w) in enumerate(zip(row, widths, strict=True))]
+    """The first cell left-aligned, numbers right-aligned, by the columns a terminal gives them (a step named in CJK
+    or with an emoji takes two a character: padded by characters, its row stood out of the table)."""
+    return [cell + " " * (w - cell_len(cell)) if i == 0 else cell.rjust(w)
+            for i, (cell, w) in enumerate(zip(row, widths, strict=True))]
 
 
 @dataclass
@@ -125,7 +129,7 @@ class RunReport:
             rows.append((step.name, str(c.received), str(c.processed), str(c.emitted), str(c.failed),
                          _milliseconds(step.mean_time) if ran else "-",
                          _milliseconds(step.max_time) if ran else "-", f"{rate:.0f}"))
-        widths = [max(len(r[i]) for r in rows) for i in range(len(rows[0]))]
+        widths = [max(cell_len(r[i]) for r in rows) for i in range(len(rows[0]))]
         lines = [f"wall time {self.wall_time:.2f} s, run {self.state}"]
         lines += ["  ".join(_align(row, widths)) for row in rows]
         lines += [f"{s.name}: first error: {s.first_error}" for s in self.steps.values() if s.first_error]
