@@ -9,6 +9,7 @@ import re
 import signal
 import subprocess
 import sys
+import threading
 import weakref
 from dataclasses import replace
 from functools import partial
@@ -16,6 +17,7 @@ from pathlib import Path
 from typing import Any
 
 import pytest
+import zmq
 from hypothesis import given
 from hypothesis import strategies as st
 
@@ -495,3 +497,16 @@ def test_a_count_below_one_is_a_usage_error(main: str, argv: list[str], capsys: 
     assert stopped.value.code == 2
     error = capsys.readouterr().err.strip().splitlines()[-1]
     assert error.endswith(f"expected an integer >= 1, got {argv[-1].split('=')[-1]!r}") and "positive" not in error
+
+
+def test_a_baseline_thread_whose_context_the_stop_terminated_ends_in_silence(monkeypatch: pytest.MonkeyPatch) -> None:
+    """Ctrl+C terminates the raw zmq baselines' context under their threads: each printed a ContextTerminated
+    traceback beside the bench's one line."""
+    raised: list[BaseException] = []
+    monkeypatch.setattr(threading, "excepthook", lambda args: raised.append(args.exc_value))
+
+    def stopped() -> None:
+        raise zmq.ContextTerminated
+
+    baselines._run([stopped, stopped], [])
+    assert raised == []

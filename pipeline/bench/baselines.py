@@ -13,6 +13,7 @@ kept only to show what the old headline compared with).
 
 from __future__ import annotations
 
+import contextlib
 import importlib.util
 import multiprocessing
 import pickle
@@ -302,12 +303,24 @@ def _drain(results: IMapIterator, sink: Sink) -> None:
                 sink(result)
 
 
+def _ending_with_the_bench(target: Callable[[], None]) -> Callable[[], None]:
+    """``target``, which ends in silence when the bench is stopped under it: a Ctrl+C terminates the context its
+    sockets belong to (ContextTerminated), which printed a thread's traceback beside the bench's one line."""
+
+    def run() -> None:
+        with contextlib.suppress(zmq.ContextTerminated):
+            target()
+
+    return run
+
+
 def _run(targets: Sequence[Callable[[], None]], errors: list[BaseException], start: float | None = None) -> float:
     """Run each target in a thread; the wall time since ``start`` (default: now) until all ended.
 
     Raise the first error of a target, or BaselineError if one is still running after TIMEOUT.
     """
-    threads = [threading.Thread(target=t, name=f"bench-{i}", daemon=True) for i, t in enumerate(targets)]
+    threads = [threading.Thread(target=_ending_with_the_bench(t), name=f"bench-{i}", daemon=True)
+               for i, t in enumerate(targets)]
     start = time.perf_counter() if start is None else start
     for thread in threads:
         thread.start()
