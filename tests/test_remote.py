@@ -25,7 +25,7 @@ import zmq
 from pipeline import Pipeline
 from pipeline.auth.curve import HANDSHAKE_SECONDS, CurveServer, ServerKeys
 from pipeline.auth.keys import authorized_keys, load_key_pair, load_public_key
-from pipeline.engine.door import Door
+from pipeline.engine.door import MAX_REMOTE_WORKER_THREADS, Door
 from pipeline.engine.wire import HEADER, WIRE_VERSION, Kind
 from pipeline.failures.deadletter import load_messages
 from tests.cli_helpers import ROOT, run_cli, write_config
@@ -112,6 +112,22 @@ def test_a_worker_whose_step_fails_exits_1_saying_why(launch: Launcher, fail_in:
     if fail_in.startswith("init"):
         assert report_row(run.stderr, PRODUCER)[:2] == [0, 0], run.stderr
         assert "internal error" not in run.stderr and "never processed" not in run.stderr
+
+
+def test_a_worker_process_past_the_runs_threads_is_refused_and_those_taken_serve_on(launch: Launcher) -> None:
+    """cluster.md: a worker process whose threads would pass the run's limit is refused, the run goes on with those it
+    has, and the refused pipeline-worker exits 2. The refusal of its fifth process ended the four taken (the run,
+    which held its messages for them, took them for dead and failed: no worker left)."""
+    threads = MAX_REMOTE_WORKER_THREADS // 4 - 46  # 210: four are taken (840), a fifth would pass 1,024
+    run = launch.run(launch.chain(nb_thread=0))
+    worker = launch.worker(f"--threads={threads}", "--processes=5")
+    assert (worker.wait(), run.wait()) == (2, 0), (worker.stderr, run.stderr)
+    [line] = lines(worker.stderr)
+    assert line == (f"pipeline-worker: error: the run refused: the run holds {4 * threads} remote worker threads, and "
+                    f"takes at most {MAX_REMOTE_WORKER_THREADS} (asked for {threads} more); the 4 worker processes it "
+                    "took serve on")
+    outputs = launch.outputs()
+    assert sorted(row["value"] for row in outputs) == list(range(20)) and not duplicates(outputs)
 
 
 def test_a_system_exit_in_a_remote_workers_run_is_a_dead_letter_and_fails_both(launch: Launcher) -> None:

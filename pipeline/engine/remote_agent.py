@@ -179,11 +179,18 @@ def serve_remote(address: str, login: Login, processes: int) -> int:
         setproctitle(f"pipeline-worker: step {spec.step}, {processes} worker process{'es' if processes > 1 else ''}")
         keeper = ProcessKeeper(directory, spec.heartbeat_interval * spec.heartbeat_liveness)
         started = _start(keeper, spec, slot, address, login)
+        refused = 0
         for _ in range(processes - 1):
             if not started:  # the next would fail alike (a process limit, no memory): one line, not one each
                 break
-            started = _start(keeper, *ask_spec(keeper_socket, login), address, login)
-        return _keep(keeper_socket, keeper, spec)
+            try:
+                started = _start(keeper, *ask_spec(keeper_socket, login), address, login)
+            except JoinError as err:  # the run takes no more (its remote threads' limit): those it took serve on
+                count = len(keeper.processes)
+                say(f"error: {err}; the {count} worker process{'es' if count > 1 else ''} it took serve on")
+                refused = err.status
+                break
+        return max(_keep(keeper_socket, keeper, spec), refused)
     except JoinError as err:
         say(f"error: {err}")
         return err.status
