@@ -73,6 +73,25 @@ def test_authorized_keys_are_the_public_key_files_of_a_directory(tmp_path: Path)
     assert keys == {auth.load_public_key(one).public: "one", auth.load_public_key(two).public: "two"}
 
 
+@pytest.mark.parametrize("open_to", ["directory", "key"])
+@pytest.mark.parametrize("mode", [0o777, 0o775, 0o757])
+def test_authorized_keys_that_others_may_write_are_refused(tmp_path: Path, open_to: str, mode: int) -> None:
+    """Any user could add their own key to a folder others may write (or write theirs into a key file), and be let in:
+    they were taken, where ssh refuses such an authorized_keys."""
+    folder = tmp_path / "authorized"
+    folder.mkdir(mode=0o755)
+    public, _ = auth.generate_key_pair(folder, "node7")
+    opened = folder if open_to == "directory" else public
+    opened.chmod(mode if open_to == "directory" else mode & 0o666)
+    with pytest.raises(ConfigError) as raised:
+        auth.authorized_keys(folder, "--authorized-keys")
+    assert str(raised.value) == (
+        f"{opened}: --authorized-keys: writable by other users (mode {stat.S_IMODE(opened.stat().st_mode):04o}): any "
+        f"of them could add a key and be let in (expected only its owner to write it: chmod go-w {opened})")
+    opened.chmod(0o755 if open_to == "directory" else 0o644)
+    assert list(auth.authorized_keys(folder).values()) == ["node7"]
+
+
 def test_the_private_directory_is_made_0700(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
     monkeypatch.setenv("XDG_CONFIG_HOME", str(tmp_path / "config"))
     assert auth.private_dir() == tmp_path / "config" / "zmq-pipeline"

@@ -115,11 +115,26 @@ def authorized_keys(directory: str | Path, option: str = "") -> dict[bytes, str]
     directory = Path(directory)
     if not directory.is_dir():
         raise ConfigError(str(directory), option, "not a directory: expected a directory of public .key files")
+    _only_its_owner_writes(directory, option)
     keys: dict[bytes, str] = {}
     for path in sorted(directory.glob(f"*{PUBLIC_SUFFIX}")):
+        _only_its_owner_writes(path, option)
         pair = load_public_key(path, option)
         keys.setdefault(pair.public, pair.name)
     return keys
+
+
+def _only_its_owner_writes(path: Path, option: str) -> None:
+    """Refuse (ConfigError) a folder of authorized keys, or a key in it, that other users may write: any of them could
+    add their own key and be let in, as ssh's StrictModes refuses such an authorized_keys."""
+    try:
+        mode = path.stat().st_mode
+    except OSError:
+        return  # what cannot be read is said by what reads it
+    if mode & (stat.S_IWGRP | stat.S_IWOTH):
+        raise ConfigError(str(path), option, f"writable by other users (mode {stat.S_IMODE(mode):04o}): any of them "
+                                             f"could add a key and be let in (expected only its owner to write it: "
+                                             f"chmod go-w {path})")
 
 
 def generate_key_pair(directory: str | Path, name: str) -> tuple[Path, Path]:
