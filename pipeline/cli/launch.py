@@ -19,6 +19,7 @@ import signal
 import sys
 from typing import NoReturn
 
+from pipeline.console.exit_status import status_of  # the standard library's alone too
 from pipeline.console.lent_signals import HANDLED  # the standard library's alone, as this module's
 
 #: The exit status of a command that Ctrl+C interrupted (DESIGN.md §5).
@@ -52,13 +53,6 @@ def exit_on_signals(status: int) -> None:
     decided, and the process may be waiting on a stdout or stderr that nobody reads, or on a thread left running."""
     for signum in HANDLED:
         signal.signal(signum, lambda *_: os._exit(status))
-
-
-def status_of(exit_: SystemExit) -> int:
-    """The exit status that ``exit_`` gives the process, as the interpreter reads its code."""
-    if exit_.code is None:
-        return 0
-    return exit_.code if isinstance(exit_.code, int) else 1
 
 
 def _ignore_signals() -> None:

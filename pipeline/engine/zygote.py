@@ -62,6 +62,7 @@ import warnings
 from collections.abc import Sequence
 from typing import Any, NoReturn
 
+from pipeline.console.exit_status import status_of
 from pipeline.engine import rings, worker_process  # the whole worker code, imported once for all its workers
 from pipeline.engine.addresses import proc_stat, process_alive, sweep_stale_dirs
 from pipeline.engine.allocator import release_freed_memory
@@ -568,7 +569,7 @@ def _child(zygote_files: Sequence[int], argv: list[str]) -> NoReturn:
             numpy_random.seed()
         worker_process.main(argv)  # which leaves through worker_process.exit_now, but for its arguments' errors
     except SystemExit as err:
-        code = err.code if isinstance(err.code, int) else (0 if err.code is None else 1)
+        code = status_of(err)
     except BaseException:
         traceback.print_exc()
     finally:
