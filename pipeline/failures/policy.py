@@ -108,10 +108,10 @@ class FailurePolicy:
             log.error("%s", count_line(step.name, kind, earlier))
         if how != COUNT:
             # The record keeps the message as it came: a Resume of what earlier runs delivered, which adds up.
-            earlier = resumed(message) if message is not None else 0
-            sent = "" if not delivered + earlier else (
-                f" ({delivered + earlier} of its outputs had gone on"
-                f"{f', {delivered} in this run' if earlier else ''}: a replay skips them)")
+            before = resumed(message) if message is not None else 0
+            sent = "" if not delivered + before else (
+                f" ({delivered + before} of its outputs had gone on"
+                f"{f', {delivered} in this run' if before else ''}: a replay skips them)")
             _log_failure(error, how == TRACEBACK, "step %s worker %d: run() failed on message %d: %s%s", step.name,
                          worker, seq, failure_line(error), sent)
         self._stop_now(stop)  # after the failure's own line, which says why
