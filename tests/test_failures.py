@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import contextlib
 import json
 import os
 import re
@@ -9,6 +10,7 @@ import signal
 import subprocess
 import sys
 import threading
+from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
@@ -441,23 +443,31 @@ def test_second_signal_stops_at_once(tmp_path: Path, listening: bool) -> None:
     assert produced == emitted, stderr
 
 
-@pytest.mark.parametrize("mode", MODES)
-def test_a_report_taken_during_the_run_names_the_busy_and_changes_nothing(tmp_path: Path, mode: str) -> None:
-    """Pipeline.report_now() from another thread, while a step waits: the busy step named as left behind in that
-    copy; the run's own report at its end is a clean one (the threaded runner kept what it had said, and failed)."""
+@contextlib.contextmanager
+def waiting_in_its_step(pipeline: Pipeline) -> Iterator[list[Any]]:
+    """Run ``pipeline`` (its STAGE a WaitsForGo) in another thread; within, its step waits on message 3, then goes on
+    to the end; what is yielded holds the run's report once it has ended."""
     STARTED.clear()
     GO.clear()
-    path = config(tmp_path, {"class": "WaitsForGo"}, Counter={"count": 10})
-    pipeline = Pipeline.from_config(path, {"Pipeline": {"mode": mode}})
     reports: list[Any] = []
     runner = threading.Thread(target=lambda: reports.append(pipeline.run()))
     runner.start()
     try:
         assert STARTED.wait(20), "the step did not start message 3"
-        peek = pipeline.report_now()
+        yield reports
     finally:
         GO.set()
         runner.join(30)
+
+
+@pytest.mark.parametrize("mode", MODES)
+def test_a_report_taken_during_the_run_names_the_busy_and_changes_nothing(tmp_path: Path, mode: str) -> None:
+    """Pipeline.report_now() from another thread, while a step waits: the busy step named as left behind in that
+    copy; the run's own report at its end is a clean one (the threaded runner kept what it had said, and failed)."""
+    path = config(tmp_path, {"class": "WaitsForGo"}, Counter={"count": 10})
+    pipeline = Pipeline.from_config(path, {"Pipeline": {"mode": mode}})
+    with waiting_in_its_step(pipeline) as reports:
+        peek = pipeline.report_now()
     assert peek is not None and peek.stuck and "STAGE" in peek.stuck[0] and "message 3" in peek.stuck[0]
     [final] = reports
     assert (final.exit_status, final.stuck, final.stop_reason) == (0, [], None)
@@ -468,23 +478,14 @@ def test_a_report_taken_during_the_run_names_the_busy_and_changes_nothing(tmp_pa
 def test_a_pipeline_runs_once_at_a_time_and_another_of_its_config_beside_it(tmp_path: Path, mode: str) -> None:
     """Run again from a second thread while it ran, it was accepted: the second run took the first's place, and an
     interrupt() reached only the run started last."""
-    STARTED.clear()
-    GO.clear()
     path = config(tmp_path, {"class": "WaitsForGo"}, Counter={"count": 10})
     pipeline = Pipeline.from_config(path, {"Pipeline": {"mode": mode}})
-    reports: list[Any] = []
-    first = threading.Thread(target=lambda: reports.append(pipeline.run()))
-    first.start()
-    try:
-        assert STARTED.wait(20), "the step did not start message 3"
+    with waiting_in_its_step(pipeline) as reports:
         with pytest.raises(RuntimeError, match="this Pipeline is running already, in another thread"):
             pipeline.run()
         # Another of the same config runs meanwhile (its 3 messages come before the one its step would wait on).
         beside = Pipeline.from_config(path, {"Pipeline": {"mode": mode}, "Counter": {"count": 3}})
         assert beside.run()["WRITER"].processed == 3
-    finally:
-        GO.set()
-        first.join(30)
     assert [report["WRITER"].processed for report in reports] == [10]
     assert pipeline.run()["WRITER"].processed == 10  # and again, once the first run is over
 
