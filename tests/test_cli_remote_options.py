@@ -8,6 +8,7 @@ Real processes on loopback, keys made with pipeline.auth.keys.
 
 from __future__ import annotations
 
+import contextlib
 import os
 import socket
 import subprocess
@@ -15,10 +16,15 @@ from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
+import zmq
 
-from pipeline.config.traits import TCP_FORM
+from pipeline.auth.curve import secure_client
+from pipeline.auth.keys import load_key_pair, load_public_key
+from pipeline.config.traits import TCP_FORM, unresolved
+from pipeline.engine import remote_agent
+from pipeline.engine.remote_agent import Login
 from tests.cli_helpers import run_cli, write_config
-from tests.remote_helpers import BIN, STAGE, Launcher, lines, servers
+from tests.remote_helpers import BIN, STAGE, Keys, Launcher, free_port, lines, servers
 
 
 @pytest.fixture
@@ -146,3 +152,66 @@ def test_a_key_path_that_is_no_key_file_says_what_it_is(launch: Launcher, option
 def test_a_bad_number_for_pipeline_worker_names_its_option(launch: Launcher, option: str, said: str) -> None:
     """traitlets' own words named a trait of a PipelineWorker instance, not the option typed."""
     one_line(worker_cli(launch, option), said)
+
+
+#: A host name under the TLD reserved never to resolve (RFC 2606).
+UNKNOWN_HOST = "nosuchhost.invalid"
+
+
+def resolver_says_unknown() -> bool:
+    """Whether this host's resolver says at once that UNKNOWN_HOST is not known (one with no name server may only say
+    that it cannot tell now)."""
+    return unresolved(UNKNOWN_HOST) is not None
+
+
+@pytest.mark.skipif(not resolver_says_unknown(), reason="this host's resolver cannot tell that a name is unknown")
+def test_a_host_that_is_not_known_is_one_line_at_once(launch: Launcher) -> None:
+    """libzmq tried such a host for the 30 s a worker waits, then 'no answer from the run'; a run listening on one
+    said 'No such device'."""
+    address = f"tcp://{UNKNOWN_HOST}:5570"
+    one_line(worker_cli(launch, f"--connect={address}"),
+             f"pipeline-worker: error: command line: --connect: the run's host '{UNKNOWN_HOST}' is not known")
+    path = write_config(launch.directory, launch.chain())
+    one_line(run_cli(f"--config={path}", f"--Pipeline.listen={address}", *launch.keys.run_options()),
+             f"pipeline-run: error: command line: --Pipeline.listen: cannot listen on {address}: '{UNKNOWN_HOST}' is "
+             "neither a network interface nor a host name that is known")
+    assert not launch.output.exists()
+
+
+def test_a_connect_to_a_zeromq_service_without_curve_says_it_is_no_run(launch: Launcher) -> None:
+    """A plain ZeroMQ socket (another service's, on a mistyped port) was taken for a run that refused our key."""
+    with zmq.Context() as context, context.socket(zmq.ROUTER) as service:
+        port = service.bind_to_random_port("tcp://127.0.0.1")
+        result = worker_cli(launch, f"--connect=tcp://127.0.0.1:{port}")
+    assert result.returncode == 1, result.stderr
+    assert lines(result.stderr) == ["pipeline-worker: error: what listens there is no run: it does not use CurveZMQ "
+                                    "(is that port the run's Pipeline.listen, and not another service's?)"]
+
+
+@pytest.mark.parametrize("listener", ["nothing", "a silent TCP server"])
+def test_a_connect_where_no_run_answers_says_what_it_found(monkeypatch: pytest.MonkeyPatch, tmp_path: Path,
+                                                          listener: str) -> None:
+    """Whether a connection was made tells a port nothing listens on from another service's port."""
+    monkeypatch.setattr(remote_agent, "HELLO_TIMEOUT_SECONDS", 1.0)
+    keys = Keys.make(tmp_path)
+    own = load_key_pair(str(keys.secret("node7")), "--key")
+    login = Login(STAGE, 1, own, load_public_key(str(keys.server_public), "--server-key"), "", "")
+    with contextlib.ExitStack() as stack:
+        if listener == "nothing":
+            port = free_port()
+        else:
+            server = stack.enter_context(socket.create_server(("127.0.0.1", 0)))  # accepts, never says a word
+            port = server.getsockname()[1]
+        context = stack.enter_context(zmq.Context())
+        client = stack.enter_context(context.socket(zmq.DEALER))
+        client.linger = 0
+        secure_client(client, own, login.server.public)
+        client.connect(f"tcp://127.0.0.1:{port}")
+        with pytest.raises(remote_agent.JoinError) as raised:
+            remote_agent.ask_spec(client, login)
+    said = str(raised.value)
+    assert said.startswith("no answer from the run within 1 s: "), said
+    if listener == "nothing":
+        assert "nothing accepted a connection at that host and port" in said
+    else:
+        assert "a connection was made, but what listens there did not answer as a run does" in said

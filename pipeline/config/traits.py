@@ -13,6 +13,7 @@ import math
 import os
 import re
 import reprlib
+import socket
 import unicodedata
 from typing import Any, NoReturn
 
@@ -269,6 +270,34 @@ def check_tcp_address(value: str, listening: bool) -> str:
         why = " (port 0 would pick a port that no worker is told)" if port in ("0", "*") else ""
         raise ValueProblem(f"{expected} with a PORT from 1 to 65535, got {shown(value)}{why}")
     return value
+
+
+def tcp_host(address: str) -> str:
+    """The HOST of a ``tcp://HOST:PORT`` that check_tcp_address accepted, an IPv6 address without its brackets."""
+    match = _TCP.fullmatch(address)
+    assert match is not None, address
+    return match["host"].strip("[]")
+
+
+def unresolved(host: str) -> str | None:
+    """Why the host name ``host`` stands for no address, in the resolver's words; None when it resolves, is an
+    address or ``*``, or when the resolver cannot tell now (a name server that does not answer: libzmq asks
+    again as it connects)."""
+    if host == "*":
+        return None
+    try:
+        ipaddress.ip_address(host)
+    except ValueError:
+        pass
+    else:
+        return None
+    try:
+        socket.getaddrinfo(host, None, type=socket.SOCK_STREAM)
+    except socket.gaierror as err:
+        return err.strerror if err.errno in (socket.EAI_NONAME, getattr(socket, "EAI_NODATA", None)) else None
+    except UnicodeError:  # a label the IDNA codec cannot encode: no resolver would take it
+        return "not a name a resolver takes"
+    return None
 
 
 class ListenAddress(Unicode):

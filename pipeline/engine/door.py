@@ -41,6 +41,7 @@ from zmq.utils.monitor import recv_monitor_message
 
 from pipeline.auth.curve import HANDSHAKE_SECONDS, CurveServer, ServerKeys
 from pipeline.config.model import PipelineConfig
+from pipeline.config.traits import tcp_host, unresolved
 from pipeline.console.humanize import counted
 from pipeline.engine import sockets
 from pipeline.engine.addresses import Addresses
@@ -218,8 +219,12 @@ class Door(EngineThread):
         try:
             socket.bind(self.listen)
         except zmq.ZMQError as err:
+            host = tcp_host(self.listen)
+            unknown = unresolved(host)  # libzmq says only "No such device" for a name it could not look up
+            why = (zmq.strerror(err.errno) if unknown is None else
+                   f"{host!r} is neither a network interface nor a host name that is known ({unknown})")
             raise ConfigError(*self.config.setting_source("Pipeline", "listen"),
-                              f"cannot listen on {self.listen}: {zmq.strerror(err.errno)}") from None
+                              f"cannot listen on {self.listen}: {why}") from None
         self.monitor = sockets.monitor(socket, _HANDSHAKE_FAILED)  # refused peers never get a frame to us
 
     def _loop(self) -> None:

@@ -50,6 +50,9 @@ from pipeline.errors import printable
 COMMAND = "pipeline-worker"
 #: Seconds a new worker waits for the run to say what to run.
 HELLO_TIMEOUT_SECONDS = 30.0
+#: Seconds a worker whose handshake failed without a reason waits for a reason on the next try before it says that
+#: authentication failed (libzmq connects again after 0.1 s, then less often).
+SURE_SECONDS = 2.0
 #: Exit status of a worker whose run is gone (no heartbeat for heartbeat_liveness beats).
 RUN_GONE = 3
 #: Exit status of a worker one of whose processes the run took for dead (its threads did not join in time, it held
@@ -92,10 +95,12 @@ def say(line: str) -> None:
     print(f"{COMMAND}: {printable(line)}", file=sys.stderr, flush=True)
 
 
-def ask_spec(socket: zmq.Socket, login: Login) -> tuple[Spec, int]:
-    """Say HELLO to the run's door; its SPEC and the slot it gives (the run proved its server key in the
-    CURVE handshake: it is trusted with what we unpickle)."""
+def ask_spec(socket: zmq.Socket, login: Login, address: str | None = None) -> tuple[Spec, int]:
+    """Say HELLO to the run's door (connecting to ``address`` first, the first time); its SPEC and the slot it gives
+    (the run proved its server key in the CURVE handshake: it is trusted with what we unpickle)."""
     monitor = sockets.monitor(socket, _HANDSHAKE_EVENTS)
+    if address is not None:  # once its monitor hears: whether a connection was made tells what a silence means
+        socket.connect(address)
     try:
         sockets.send(socket, hello_frames(login.step, login.threads, os.getpid()))
         _wait_for_answer(socket, monitor, login.own.name)
@@ -113,6 +118,8 @@ def ask_spec(socket: zmq.Socket, login: Login) -> tuple[Spec, int]:
     return dataclasses.replace(pickle.loads(spec), token=token), slot
 
 
+#: How a handshake with a ZeroMQ peer that does not use CURVE (a plain socket of another service) fails for us.
+_NOT_CURVE = zmq.PROTOCOL_ERROR_ZMTP_MECHANISM_MISMATCH
 #: How a connection that the run closed in the middle of its handshake ends for us (libzmq says EPIPE, no detail).
 _CLOSED = (zmq.EVENT_DISCONNECTED, zmq.EVENT_HANDSHAKE_FAILED_NO_DETAIL)
 
@@ -121,7 +128,9 @@ def _wait_for_answer(socket: zmq.Socket, monitor: zmq.Socket, key: str) -> None:
     """Wait up to HELLO_TIMEOUT_SECONDS for the run's answer; a JoinError if the handshake fails.
 
     The run refusing our key is an explicit failure; a run whose key is not --server-key cannot read
-    our handshake and closes the connection before it completes, which is the same failure to us. A
+    our handshake and closes the connection before it completes, which is the same failure to us. But a
+    peer that does not speak CURVE at all closes its first connection the same way, and says why only on
+    the next (libzmq connects again within a second): such a failure is judged SURE_SECONDS later. A
     connection closed before its handshake ended, but only once the run's HANDSHAKE_SECONDS were nearly
     over, was closed for its slowness (a link of a second each way), not for its key.
     """
@@ -130,25 +139,44 @@ def _wait_for_answer(socket: zmq.Socket, monitor: zmq.Socket, key: str) -> None:
     poller.register(monitor, zmq.POLLIN)
     deadline = time.monotonic() + HELLO_TIMEOUT_SECONDS
     shaken = False
-    connected = time.monotonic()
+    connected = time.monotonic()  # when the last connection was made
+    ever_connected = False
+    refused = JoinError(f"authentication failed: the run did not accept key {key!r}, or is not the holder of "
+                        f"--server-key (is {key}.key in its authorized_keys?)", 1)
+    doubted = False  # a handshake failed without saying why
     while (left := deadline - time.monotonic()) > 0:
         events = dict(poller.poll(left * 1000))
         if socket in events:
             return
-        if monitor in events:
-            event = recv_monitor_message(monitor)["event"]
-            if event == zmq.EVENT_CONNECTED:
-                connected = time.monotonic()
-            elif event == zmq.EVENT_HANDSHAKE_SUCCEEDED:
-                shaken = True
-            elif event in _CLOSED and not shaken and time.monotonic() - connected > 0.8 * HANDSHAKE_SECONDS:
-                raise JoinError(f"the run closed the connection after {time.monotonic() - connected:.1f} s, before "
-                                f"the CURVE handshake ended: it allows {HANDSHAKE_SECONDS:g} s for one (a link or a "
-                                "host this slow takes longer)", 1)
-            elif event != zmq.EVENT_DISCONNECTED or not shaken:
-                raise JoinError(f"authentication failed: the run did not accept key {key!r}, or is not the "
-                                f"holder of --server-key (is {key}.key in its authorized_keys?)", 1)
-    raise JoinError(f"no answer from the run within {HELLO_TIMEOUT_SECONDS:g} s (is it listening there?)", 1)
+        if monitor not in events:
+            continue
+        said = recv_monitor_message(monitor)
+        event = said["event"]
+        if event == zmq.EVENT_CONNECTED:
+            connected = time.monotonic()
+            ever_connected = True
+        elif event == zmq.EVENT_HANDSHAKE_SUCCEEDED:
+            shaken = True
+        elif event == zmq.EVENT_HANDSHAKE_FAILED_PROTOCOL and said["value"] == _NOT_CURVE:
+            raise JoinError("what listens there is no run: it does not use CurveZMQ (is that port the run's "
+                            "Pipeline.listen, and not another service's?)", 1)
+        elif event == zmq.EVENT_HANDSHAKE_FAILED_AUTH:
+            raise refused
+        elif event in _CLOSED and not shaken and time.monotonic() - connected > 0.8 * HANDSHAKE_SECONDS:
+            raise JoinError(f"the run closed the connection after {time.monotonic() - connected:.1f} s, before "
+                            f"the CURVE handshake ended: it allows {HANDSHAKE_SECONDS:g} s for one (a link or a "
+                            "host this slow takes longer)", 1)
+        elif (event != zmq.EVENT_DISCONNECTED or not shaken) and not doubted:
+            doubted = True
+            deadline = min(deadline, time.monotonic() + SURE_SECONDS)
+    if doubted:
+        raise refused
+    if ever_connected:
+        why = "a connection was made, but what listens there did not answer as a run does (is that port the run's " \
+              "Pipeline.listen, and not another service's?)"
+    else:
+        why = "nothing accepted a connection at that host and port (is the run started, and listening there?)"
+    raise JoinError(f"no answer from the run within {HELLO_TIMEOUT_SECONDS:g} s: {why}", 1)
 
 
 class _Signalled(Exception):
@@ -174,8 +202,7 @@ def serve_remote(address: str, login: Login, processes: int) -> int:
     keeper: ProcessKeeper | None = None
     previous = {sig: signal.signal(sig, _raise_signal) for sig in (signal.SIGINT, signal.SIGTERM, signal.SIGHUP)}
     try:
-        keeper_socket.connect(address)
-        spec, slot = ask_spec(keeper_socket, login)
+        spec, slot = ask_spec(keeper_socket, login, address)
         setproctitle(f"pipeline-worker: step {spec.step}, {processes} worker process{'es' if processes > 1 else ''}")
         keeper = ProcessKeeper(directory, spec.heartbeat_interval * spec.heartbeat_liveness)
         started = _start(keeper, spec, slot, address, login)
