@@ -326,6 +326,37 @@ class ExitsWhenBuilt(Component):
         return msg
 
 
+class DropsItsArguments(Component):
+    """Stager whose constructor takes the step's arguments but does not pass them on to Component's."""
+
+    def __init__(self, **kwargs: Any) -> None:
+        super().__init__()
+
+    def run(self, msg: int) -> int:
+        """Never called: the step cannot start."""
+        return msg
+
+
+class DropsItsConfig(Component):
+    """Stager whose constructor keeps the config argument from Component's: it would run with its defaults."""
+
+    def __init__(self, config: Any = None, **kwargs: Any) -> None:
+        super().__init__(**kwargs)
+
+    def run(self, msg: int) -> int:
+        """Never called: the step cannot start."""
+        return msg
+
+
+class ShardsDroppingTheirArguments(Numbers):
+    """Producer (shardable) whose constructor does not pass the step's arguments on to Component's."""
+
+    shardable = True
+
+    def __init__(self, **kwargs: Any) -> None:
+        super().__init__()
+
+
 class Raises(Component):
     """Stager: passes messages on, but raises SystemExit(0) or KeyboardInterrupt on message ``at``."""
 

@@ -134,3 +134,10 @@ class Tagged(Component):
                 _mark(self.gate, "busy")
                 wait_for(Path(self.gate, "never").exists, "the test to kill this worker")
         return {"value": value, "pid": os.getpid(), "keeper": keeper_of(os.getpid())}
+
+
+class TaggedDroppingItsArguments(Tagged):
+    """Stage: Tagged, whose constructor does not pass the step's arguments on to Component's."""
+
+    def __init__(self, **kwargs: Any) -> None:
+        super().__init__()

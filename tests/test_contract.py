@@ -401,6 +401,47 @@ def test_system_exit_in_a_steps_constructor_fails_its_init(mode: str, extra: dic
     assert received(tag) == []
 
 
+DROPPED = ("init(): TypeError: {cls}.__init__() did not pass {lost} on to Component.__init__(): pass **kwargs to "
+           "super().__init__()")
+
+
+@pytest.mark.parametrize("cls,lost", [("DropsItsArguments", "config, step_name, next_steps"),
+                                      ("DropsItsConfig", "config")])
+@pytest.mark.parametrize("mode,extra", [("sequential", {}), ("threads", {}), ("threads", {"nb_thread": 2}),
+                                        ("threads", {"nb_process": 1})],
+                         ids=["sequential", "threads-in-its-router", "threads", "processes"])
+def test_a_constructor_that_drops_the_steps_arguments_fails_its_init(mode: str, extra: dict, cls: str,
+                                                                     lost: str) -> None:
+    """A step whose ``__init__(self, **kwargs)`` calls ``super().__init__()`` without them ran with its class's
+    defaults, its config and command-line options ignored, exit 0: it fails its init() as a constructor that takes
+    no keyword arguments does, saying what to pass on."""
+    tag = new_tag()
+    report = run(chain(step("P", "Numbers", ["S"]), [step("S", cls, ["C"], **extra)],
+                       step("C", "Record"), Numbers={"count": 10}, Record={"tag": tag}), mode)
+    assert report.exit_status == 1, report.table()
+    assert report.steps["S"].first_error == DROPPED.format(cls=cls, lost=lost), report.table()
+    assert received(tag) == []
+
+
+@pytest.mark.parametrize("where", ["fused", "shards"])
+def test_a_constructor_that_drops_the_steps_arguments_fails_a_fused_step_or_a_shard(where: str) -> None:
+    """The same in a step fused with the one before it, and in a producer run in shards."""
+    tag = new_tag()
+    if where == "fused":
+        document = chain(step("P", "Numbers", ["S"]), [passthrough("S", ["T"], nb_process=1),
+                                                       step("T", "DropsItsArguments", ["C"], nb_process=1)],
+                         step("C", "Record"), Record={"tag": tag})
+        failed, cls = "T", "DropsItsArguments"
+    else:
+        document = chain(step("P", "ShardsDroppingTheirArguments", ["C"], nb_process=2), [], step("C", "Record"),
+                         Record={"tag": tag})
+        failed, cls = "P", "ShardsDroppingTheirArguments"
+    report = run(document)
+    assert report.exit_status == 1, report.table()
+    assert report.steps[failed].first_error == DROPPED.format(cls=cls, lost="config, step_name, next_steps")
+    assert received(tag) == []
+
+
 @pytest.mark.parametrize("where", ["init", "run", "finish"])
 @pytest.mark.parametrize("mode,extra", [("sequential", {}), ("threads", {}), ("threads", {"nb_thread": 2}),
                                         ("threads", {"nb_process": 1})],

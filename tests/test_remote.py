@@ -114,6 +114,20 @@ def test_a_worker_whose_step_fails_exits_1_saying_why(launch: Launcher, fail_in:
         assert "internal error" not in run.stderr and "never processed" not in run.stderr
 
 
+def test_a_remote_worker_whose_step_drops_its_arguments_exits_1_saying_what_to_pass(launch: Launcher) -> None:
+    """A constructor that does not pass the step's arguments on to Component's fails the remote worker's init(), as
+    in the run's own workers: it ran with its class's defaults, the config ignored."""
+    config = launch.chain(nb_thread=0)
+    config["Pipeline"]["stagers_conf"][0]["class"] = "TaggedDroppingItsArguments"
+    run = launch.run(config)
+    worker = launch.worker()
+    assert (worker.wait(), run.wait()) == (1, 1), (worker.stderr, run.stderr)
+    [line] = lines(worker.stderr)
+    assert line.endswith(f"its step's code failed: step {STAGE}: init(): TypeError: TaggedDroppingItsArguments."
+                         "__init__() did not pass config, step_name, next_steps on to Component.__init__(): pass "
+                         "**kwargs to super().__init__()"), line
+
+
 def test_a_worker_process_past_the_runs_threads_is_refused_and_those_taken_serve_on(launch: Launcher) -> None:
     """cluster.md: a worker process whose threads would pass the run's limit is refused, the run goes on with those it
     has, and the refused pipeline-worker exits 2. The refusal of its fifth process ended the four taken (the run,

@@ -126,7 +126,18 @@ class PipelineConfig:
     def make_component(self, name: str) -> Component:
         """A new instance of step ``name``'s class, configured for that step."""
         step = self.steps[name]
-        return step.cls(config=self.step_config(name), step_name=step.name, next_steps=step.next_steps)
+        config = self.step_config(name)
+        component = step.cls(config=config, step_name=step.name, next_steps=step.next_steps)
+        # A constructor that takes **kwargs but calls super().__init__() without them would run with the class's
+        # defaults, its config and command-line options silently ignored: a fault of the step's code, as a
+        # constructor taking no keyword arguments is (a TypeError when built).
+        lost = [given for given, arrived in (("config", component.config is config),
+                                             ("step_name", component.step_name == step.name),
+                                             ("next_steps", component.next_steps == step.next_steps)) if not arrived]
+        if lost:
+            raise TypeError(f"{step.cls.__qualname__}.__init__() did not pass {', '.join(lost)} on to "
+                            "Component.__init__(): pass **kwargs to super().__init__()")
+        return component
 
     def step_config(self, name: str) -> Config:
         """The config of step ``name`` and of the components it makes, its own copy. From the weakest: the file's
