@@ -34,8 +34,9 @@ class Component(LoggingConfigurable):
     set their options too. ``check()`` finds, before the run, the errors only its code can see.
     """
 
-    #: The traitlets Configurable classes this step creates with ``parent=self``: the config may
-    #: hold a section for each of them and for each configurable base class they have.
+    #: The traitlets Configurable classes this step creates with ``parent=self``, a tuple: the config may
+    #: hold a section for each of them, for each configurable base class they have, and for the classes
+    #: listed in their own ``child_classes``.
     child_classes: ClassVar[Sequence[type[Configurable]]] = ()
 
     #: A producer that yields only its share of the input in each run(), shard ``self.shard`` of

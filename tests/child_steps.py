@@ -8,7 +8,7 @@ import sys
 from pathlib import Path
 from typing import Any
 
-from traitlets import Float, Int, Unicode
+from traitlets import Float, Int, List, Unicode
 from traitlets.config import Configurable
 
 from pipeline import Component
@@ -66,6 +66,58 @@ class Process(Component):
 class SubProcess(Process):
     """Process under another name: a step whose class has a base class with a section of its own (as ctapipe's
     ProcessImages has EventInput)."""
+
+
+class Builder(Processor):
+    """A component that, as a pipeline Component may, lists the class of the child it builds in child_classes."""
+
+    child_classes = (StrictCleaner,)
+
+
+class Build(Process):
+    """Stager: Process whose child_classes lists its Processor only, the Builder listing the cleaner it builds."""
+
+    child_classes = (Builder,)
+
+    def init(self) -> None:
+        """Build the child, which builds the grandchild."""
+        self.processor = Builder(parent=self)
+
+
+class CommaLess(Clean):
+    """Clean whose one-item tuple lost its comma: the class itself."""
+
+    child_classes = (StrictCleaner)  # the comma left out on purpose
+
+
+class AnInstance(Clean):
+    """Clean listing an instance of its child's class in place of the class."""
+
+    child_classes = StrictCleaner()
+
+
+class AText(Clean):
+    """Clean listing a text beside its child's class."""
+
+    child_classes = (StrictCleaner, "x")
+
+
+class ATrait(Clean):
+    """Clean with an option named child_classes, hiding Component's attribute."""
+
+    child_classes = List(help="A list of names.").tag(config=True)
+
+
+class CommaLessBuilder(Processor):
+    """A child whose own child_classes lost its comma."""
+
+    child_classes = (StrictCleaner)  # the comma left out on purpose
+
+
+class BuildCommaLess(Process):
+    """Process whose child lists its own child without the comma."""
+
+    child_classes = (CommaLessBuilder,)
 
 
 class ReadTable(Component):

@@ -182,6 +182,37 @@ def test_a_bad_child_option_is_one_line_naming_the_class_and_the_step(
     assert not (tmp_path / "out.jsonl").exists()  # WRITE's init() never ran
 
 
+@pytest.mark.parametrize(("cls", "got"), [
+    ("CommaLess", "child_classes: expected a tuple of Configurable classes, got the class "
+                  "tests.child_steps.StrictCleaner (a tuple of one class needs its comma: (StrictCleaner,))"),
+    ("AnInstance", "child_classes: expected a tuple of Configurable classes, got a StrictCleaner object (expected "
+                   "its class, not an instance: StrictCleaner)"),
+    ("AText", "child_classes: expected a tuple of Configurable classes, got str 'x' at [1]"),
+    ("ATrait", "child_classes: expected a tuple of Configurable classes, got a trait List (child_classes is "
+               "Component's own attribute: rename the trait)"),
+], ids=["comma-less", "instance", "text", "trait"])
+def test_child_classes_that_are_no_tuple_of_classes_are_one_line(tmp_path: Path, cls: str, got: str) -> None:
+    """``child_classes = (Cleaner)`` (a one-item tuple without its comma), an instance, a text or a trait of that
+    name crashed pipeline-run with a traceback and exit 1 ('MetaHasTraits' object is not iterable): one line, exit 2."""
+    path = write_config(tmp_path, config(tmp_path, {"class": cls}))
+    result = run_cli(f"--config={path}")
+    assert (result.returncode, result.stderr) == (
+        2, f"pipeline-run: error: {path}: Pipeline.stagers_conf[0].class: {MODULE}.{cls}.{got}\n")
+
+
+def test_the_child_classes_of_a_child_are_checked_and_configurable(tmp_path: Path) -> None:
+    """A child's own child_classes are checked as the step's are, and the classes they list take their sections."""
+    path = write_config(tmp_path, config(tmp_path, {"class": "BuildCommaLess"}))
+    result = run_cli(f"--config={path}")
+    assert (result.returncode, result.stderr) == (
+        2, f"pipeline-run: error: {path}: Pipeline.stagers_conf[0].class: {MODULE}.CommaLessBuilder.child_classes: "
+           f"expected a tuple of Configurable classes, got the class {MODULE}.StrictCleaner (a tuple of one class "
+           "needs its comma: (StrictCleaner,))\n")
+    document = config(tmp_path, {"class": "Build"}, StrictCleaner={"min_neighbors": 5})
+    assert Pipeline.from_config(document).run().exit_status == 0
+    assert outputs(tmp_path) == {(5.0, 5)}
+
+
 def test_check_stops_the_run_before_anything_runs(tmp_path: Path) -> None:
     """A producer whose check() raises: exit 2, one line naming the step, and no step started."""
     document = config(tmp_path)

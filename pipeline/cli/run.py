@@ -17,7 +17,7 @@ from traitlets.config import Application, Config, Configurable, boolean_flag
 from pipeline.cli.application import COMMAND_LINE, StrictApplication, named_levels
 from pipeline.cli.launch import INTERRUPTED, exit_on_signals
 from pipeline.cli.signals import SignalGuard
-from pipeline.config.loader import load_config
+from pipeline.config.loader import child_classes, load_config
 from pipeline.console.end_of_output import console_script
 from pipeline.console.humanize import counted
 from pipeline.console.stderr import shared as shared_stderr
@@ -255,7 +255,7 @@ def config_argument(argv: Sequence[str]) -> str | None:
 def step_classes(path: str) -> list[type[Configurable]]:
     """The classes of the steps of the config at ``path`` and of their children, in config order, each once."""
     steps = load_config(path, settings=[Pipeline], check=False).steps.values()  # help needs no input file
-    return list(dict.fromkeys(cls for step in steps for cls in (step.cls, *step.cls.child_classes)))
+    return list(dict.fromkeys(cls for step in steps for cls in (step.cls, *child_classes(step.cls))))
 
 
 @console_script

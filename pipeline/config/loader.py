@@ -16,7 +16,7 @@ from collections.abc import Iterable, Iterator, Mapping
 from pathlib import Path
 from typing import Any
 
-from traitlets import Bool, Dict, Enum, Float, HasTraits, Int, List, Set, TraitError, Tuple, Union
+from traitlets import Bool, Dict, Enum, Float, HasTraits, Int, List, Set, TraitError, TraitType, Tuple, Union
 from traitlets.config import Config, Configurable
 from traitlets.config.loader import DeferredConfigList, DeferredConfigString, LazyConfigValue
 
@@ -266,6 +266,57 @@ def _run_call_problem(cls: type[Component], kind: str) -> str | None:
     return None
 
 
+def _child_classes_problem(cls: type[Configurable], name: str) -> str | None:
+    """Why the ``child_classes`` of ``cls`` (named ``name``), or of a class they list, is not a tuple of Configurable
+    classes, found before the loader walks them (a one-item tuple without its comma is the class itself, which no loop
+    takes); None if they are."""
+    seen = {cls}
+    waiting = deque([(cls, name)])
+    while waiting:
+        owner, name = waiting.popleft()
+        children = getattr(owner, "child_classes", ())
+        if not isinstance(children, tuple | list):
+            hint = f" (a tuple of one class needs its comma: ({children.__name__},))" if _configurable_class(
+                children) else ""
+            return f"{name}.child_classes: expected a tuple of Configurable classes, got {_described(children)}{hint}"
+        for i, child in enumerate(children):
+            if not _configurable_class(child):
+                return (f"{name}.child_classes: expected a tuple of Configurable classes, got {_described(child)} "
+                        f"at [{i}]")
+            if child not in seen:
+                seen.add(child)
+                waiting.append((child, f"{child.__module__}.{child.__qualname__}"))
+    return None
+
+
+def child_classes(cls: type[Configurable]) -> list[type[Configurable]]:
+    """The classes a step's objects build as children: its ``child_classes``, theirs, and so on, each once, in order
+    (as the loader checked them)."""
+    found: dict[type[Configurable], None] = {cls: None}
+    waiting = deque([cls])
+    while waiting:
+        for child in getattr(waiting.popleft(), "child_classes", ()):
+            if child not in found:
+                found[child] = None
+                waiting.append(child)
+    return list(found)[1:]
+
+
+def _configurable_class(value: Any) -> bool:
+    return isinstance(value, type) and issubclass(value, Configurable)
+
+
+def _described(value: Any) -> str:
+    """A value given where a class was expected, as an error names it."""
+    if isinstance(value, type):
+        return f"the class {value.__module__}.{value.__qualname__}"
+    if isinstance(value, TraitType):  # a trait named child_classes hides Component's attribute
+        return f"a trait {_type_name(value)} (child_classes is Component's own attribute: rename the trait)"
+    if isinstance(value, Configurable):
+        return f"a {_type_name(value)} object (expected its class, not an instance: {_type_name(value)})"
+    return f"{_type_name(value)} {shown(value)}"
+
+
 def _expected(trait: Any) -> str:
     """What a trait accepts, with its bounds (trait.info() leaves them out)."""
     limits = (("at least", getattr(trait, "min", None)), ("at most", getattr(trait, "max", None)))
@@ -417,6 +468,9 @@ class _Validator:
         called = _run_call_problem(cls, kind)
         if called is not None:
             raise self.error(f"{key}.class", f"{keys.module}.{keys.class_}.{called}")
+        children = _child_classes_problem(cls, f"{keys.module}.{keys.class_}")
+        if children is not None:
+            raise self.error(f"{key}.class", children)
         if kind == "producer" and keys.nb_process > 1 and not cls.shardable:
             raise self.error(f"{key}.nb_process", f"a producer in {keys.nb_process} worker processes runs "
                              f"{keys.nb_process} shards, each of which must read only its share of the input: "
@@ -489,7 +543,7 @@ class _Validator:
                 if isinstance(base, type) and issubclass(base, Component):
                     classes.setdefault(base.__name__, base)
         for step in steps.values():
-            for child in step.cls.child_classes:
+            for child in child_classes(step.cls):
                 for base in child.__mro__:
                     taken = classes.get(base.__name__, base) is not base  # ctapipe's Component: ours keeps the name
                     if taken or not _library_configurable(base):
