@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import functools
 import logging
 from collections.abc import Callable, Sequence
 from typing import Any, ClassVar
@@ -121,3 +122,9 @@ class Component(LoggingConfigurable):
 def set_share(component: Component, share: tuple[int, int] | None) -> None:
     """Tell a producer in shards which one its next run() yields, (shard, n_shards); None between them."""
     component._share = share
+
+
+@functools.cache
+def reserved_names() -> frozenset[str]:
+    """The names a step's trait may not take: Component's attributes and methods and those each instance gets."""
+    return frozenset(dir(Component)) | frozenset(vars(Component()))

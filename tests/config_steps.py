@@ -85,6 +85,18 @@ class CapitalOption(Component):
         return msg
 
 
+def _hiding(name: str) -> type[Component]:
+    """A stager with an option named ``name``, as an attribute of Component is."""
+    return type(f"Hides_{name}", (CapitalOption,), {
+        "__module__": __name__, "__doc__": f"A stager with an option named {name!r}, as an attribute of Component.",
+        name: Int(1, help="Anything.").tag(config=True)})
+
+
+#: The names of Component's attributes that the options of stagers Hides_NAME take.
+HIDDEN = ("log", "config", "parent", "next_steps", "step_name", "shard", "send_msg")
+globals().update({f"Hides_{name}": _hiding(name) for name in HIDDEN})
+
+
 class ThreadNamer(Component):
     """Stager: replaces each message by the name of the thread that ran it."""
 

@@ -20,6 +20,7 @@ from pipeline import ConfigError, Pipeline
 from pipeline.cli.run import COMMAND_LINE
 from pipeline.config import MAX_DEPTH, MAX_FILE_BYTES, load_config
 from tests.cli_helpers import chain_config, run_cli, write_config
+from tests.config_steps import HIDDEN
 
 #: Turns a valid config document into the one under test (a string: the file's raw text).
 Change = Callable[[dict[str, Any]], Any]
@@ -400,6 +401,16 @@ FILE_CASES = [
         "rename the trait)",
         id="option-capitalized",
     ),
+    *(
+        pytest.param(  # log, config, parent, next_steps: a TraitError at run time, exit 1; step_name: replaced
+            stager_class(STEPS, f"Hides_{name}"),
+            f"{STAGER}.class",
+            f"{STEPS}.Hides_{name}: the trait {name!r} takes the name of an attribute of pipeline.Component, which "
+            "it would hide (expected a name Component does not use: rename the trait)",
+            id=f"option-named-{name}",
+        )
+        for name in HIDDEN
+    ),
     pytest.param(  # it failed at every message, with a TypeError of the engine's call
         stager_class(STEPS, "RunWithoutMessage"),
         f"{STAGER}.class",
@@ -743,6 +754,7 @@ SUBPROCESS_CASES = [
     pytest.param(renaming("Pipeline.stagers_conf.0.nb_thread", "nb_threads"), [], id="nb-threads-typo"),
     pytest.param(stager_class("no_such_module", "PassThrough"), [], id="module-missing"),
     pytest.param(stager_class(STEPS, "NotAComponent"), [], id="not-a-component"),
+    pytest.param(stager_class(STEPS, "Hides_log"), [], id="option-named-log"),
     pytest.param(stagers(("PASS", "BACK"), ("BACK", "PASS,WRITE")), [], id="cycle"),
     pytest.param(setting("Counter", {"count": "many"}), [], id="trait-type"),
     pytest.param(lambda document: document, ["--Counter.count=abc"], id="cli-trait-type"),

@@ -20,7 +20,7 @@ from traitlets import Bool, Dict, Enum, Float, HasTraits, Int, List, Set, TraitE
 from traitlets.config import Config, Configurable
 from traitlets.config.loader import DeferredConfigList, DeferredConfigString, LazyConfigValue
 
-from pipeline.component import Component
+from pipeline.component import Component, reserved_names
 from pipeline.config.graph import check_graph, path_text
 from pipeline.config.imports import hidden_file, import_problem, module_file
 from pipeline.config.model import DICT_SOURCE, PipelineConfig, StepConfig
@@ -302,6 +302,13 @@ def child_classes(cls: type[Configurable]) -> list[type[Configurable]]:
     return list(found)[1:]
 
 
+def _hidden_attribute(cls: type[Component]) -> str | None:
+    """The first trait of ``cls`` named as an attribute of Component (its own traits aside), or None."""
+    own = Component.class_traits()
+    return next((name for name, trait in cls.class_traits().items()
+                 if name in reserved_names() and trait is not own.get(name)), None)
+
+
 def _configurable_class(value: Any) -> bool:
     return isinstance(value, type) and issubclass(value, Configurable)
 
@@ -471,6 +478,11 @@ class _Validator:
         children = _child_classes_problem(cls, f"{keys.module}.{keys.class_}")
         if children is not None:
             raise self.error(f"{key}.class", children)
+        hidden = _hidden_attribute(cls)
+        if hidden is not None:  # its value would replace Component's, or Component's would fail it: at run time
+            raise self.error(f"{key}.class", f"{keys.module}.{keys.class_}: the trait {hidden!r} takes the name of an "
+                             "attribute of pipeline.Component, which it would hide (expected a name Component does "
+                             "not use: rename the trait)")
         if kind == "producer" and keys.nb_process > 1 and not cls.shardable:
             raise self.error(f"{key}.nb_process", f"a producer in {keys.nb_process} worker processes runs "
                              f"{keys.nb_process} shards, each of which must read only its share of the input: "
