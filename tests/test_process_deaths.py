@@ -88,6 +88,7 @@ def test_a_one_worker_step_whose_process_dies_is_not_replaced_and_the_run_fails(
     assert result.returncode == 1, result.stderr
     assert "none replaces it: step WRITER runs in one worker (its class says one_worker)" in result.stderr
     assert "WRITER: first error: step WRITER has no workers left" in result.stderr
+    assert "delivered again" not in result.stderr  # what the dead process held never was: none replaced it
     never = re.search(r"^(\d+) messages? (?:was|were) sent but never processed$", result.stderr, re.MULTILINE)
     unprocessed = int(never.group(1))
     assert report_row(result.stderr, "WRITER")[1] + unprocessed == 300

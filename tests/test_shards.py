@@ -143,6 +143,29 @@ def test_a_killed_shard_process_loses_and_duplicates_nothing(tmp_path: Path) -> 
     assert "COUNT: messages per shard: 1500, 1500" in result.stderr.splitlines()
 
 
+def test_a_killed_shard_process_that_none_replaces_is_not_said_to_start_again(tmp_path: Path) -> None:
+    """A shard fused with a one_worker consumer in one worker process: once it is killed none replaces it, and the
+    report said "COUNT: 1 shard started again" all the same."""
+    marker = tmp_path / "killed"
+    document = {
+        "version": 1,
+        "Pipeline": {
+            "producer_conf": {"name": "COUNT", "module": PROCESS_STEPS, "class": "Shards", "next_steps": "WRITER",
+                              "nb_process": 1},
+            "consumer_conf": {"name": "WRITER", "module": PROCESS_STEPS, "class": "OneWorkerValues", "nb_process": 1},
+        },
+        "Shards": {"count": 100, "at": 50, "marker": str(marker)},
+        "OneWorkerValues": {"path": str(tmp_path / "values.jsonl")},
+    }
+    result = run_to_end(write_config(tmp_path, document), "--Pipeline.heartbeat_interval=0.2",
+                        "--Pipeline.heartbeat_liveness=3")
+    assert result.returncode == 1, result.stderr
+    assert pids(marker)  # it did kill its process
+    assert "none replaces it: step WRITER runs in one worker (its class says one_worker)" in result.stderr
+    assert "fused: COUNT -> WRITER (each message through all of them in one worker process)" in result.stderr
+    assert "started again" not in result.stderr and "replaced" not in result.stderr
+
+
 @pytest.mark.parametrize("mode", ["sequential", "threads"])
 def test_an_ordered_producer_in_shards_sends_shard_after_shard(tmp_path: Path, mode: str) -> None:
     # Shard 1 runs as fast as shard 0: unordered, their messages interleave (hundreds of switches)

@@ -352,8 +352,11 @@ def test_a_fused_steps_failure_does_not_count_if_its_process_dies_before_the_ans
     made.take_input(packet(1))
     hand_out(made)
     made.failed(worker(0), Failure(0, "run()", "ValueError: bad", "", member=1, message=Encoded(b"m", [])))
+    made.added(1, 1)
+    made.joined(worker(1), 4)  # the process that takes over
     made.lost(Loss(0, "killed", [0]))
     assert policy.failed == [] and made.tallies.members[0].first_error is None
+    assert [seqs(p) for _, p in hand_out(made)] == [[0]]
     assert made.redelivered == 1  # input 0 runs again, and its failure with it
 
 
@@ -361,15 +364,32 @@ def test_a_fused_steps_failure_does_not_count_if_its_process_dies_before_the_ans
 
 
 def test_what_a_dead_process_held_goes_back_to_the_front_and_only_its_running_message_is_blamed() -> None:
-    made, policy, _ = state(nb_thread=2)
-    made.joined(worker(0), 8)
-    made.joined(worker(1), 8)
+    made, policy, _ = state()
+    for slot in (0, 1):
+        made.added(slot, 1)
+        made.joined(worker(slot), 8)
     made.take_input(packet(8))
-    (_, p0), _ = hand_out(made)
+    (_, p0), (w1, p1) = hand_out(made)
     made.take_input(packet(2))
     made.lost(Loss(0, "killed", [seqs(p0)[0]]))
     assert seqs(made.queue[0]) == seqs(p0)  # the front, in order
-    assert made.redelivered == len(p0) and policy.failed == []
+    assert made.redelivered == 0 and policy.failed == []  # delivered again once handed out, not before
+    made.answered(w1, answers(seqs(p1)[0], len(p1)))
+    made.ready(w1, 8)
+    [(_, again)] = hand_out(made)
+    assert seqs(again)[:len(p0)] == seqs(p0) and made.redelivered == len(p0)
+
+
+def test_what_a_dead_process_held_is_not_counted_as_delivered_again_when_no_worker_takes_it() -> None:
+    """The report said "1 shard started again" of a shard given back by the one worker process, which none replaced
+    (engine.step_state counted it as it went back to the queue)."""
+    made, _, _ = state()
+    made.joined(worker(0), 8)
+    made.take_input(packet(4))
+    (_, p0), = hand_out(made)
+    made.lost(Loss(0, "killed", [seqs(p0)[0]]))
+    assert seqs(made.queue[0]) == seqs(p0) and hand_out(made) == []
+    assert made.redelivered == 0
 
 
 def test_a_message_that_killed_max_redeliveries_processes_fails_and_what_waited_for_it_goes_on() -> None:

@@ -117,6 +117,9 @@ class StepState:
         self.busy_time = 0.0  # run() seconds of the step's workers outside the run's process
         self.max_time = 0.0
         self.redelivered = 0  # messages handed out again after their worker process died
+        #: The inputs a dead worker gave back that are not handed out again yet: counted as redelivered only once
+        #: they are (none may ever be: no worker left to take them, or the step stopped).
+        self._given_back: set[int] = set()
         self.first_error: str | None = None  # the first error its workers outside the run reported
         self.fatal = False  # an init()/finish() error of such a worker, or every worker process lost
         self.ignored = 0  # messages from workers outside the run that did not match what they hold
@@ -355,6 +358,10 @@ class StepState:
         packet = offer.packet
         self.queued -= len(packet)
         self.queued_bytes -= packet.nbytes
+        if self._given_back:
+            again = self._given_back.intersection(range(packet.first_seq, packet.first_seq + len(packet)))
+            self.redelivered += len(again)
+            self._given_back -= again
         # A thread of this process is never handed its work again: keeping only the packet's counts
         # lets its buffers be freed as soon as that thread is done with them.
         if self.own(offer.worker):
@@ -400,6 +407,7 @@ class StepState:
             self._ack_released(release)
             self.released.extend(release)
         self.queue.clear()
+        self._given_back.clear()
         self.queued = 0
         self.queued_bytes = 0
 
@@ -990,15 +998,15 @@ class StepState:
         return kept
 
     def _requeue(self, packets: list[Packet]) -> None:
-        """Put ``packets`` back at the front of the queue, in order, counted as delivered again (a producer's
-        shards to skip what they sent on)."""
+        """Put ``packets`` back at the front of the queue, in order, to count as delivered again once handed out (a
+        producer's shards to skip what they sent on)."""
         if self.shards is not None:
             packets = [self.shards.again(packet) for packet in packets]
         for packet in reversed(packets):
             self.queue.appendleft(packet)
             self.queued += len(packet)
             self.queued_bytes += packet.nbytes
-            self.redelivered += len(packet)
+            self._given_back.update(range(packet.first_seq, packet.first_seq + len(packet)))
 
     def _number(self, worker: bytes) -> int:
         """A worker's number in the step, for logs and the monitor (in order of first sight)."""
