@@ -6,7 +6,7 @@ import threading
 from collections.abc import Iterator
 from typing import Any
 
-from traitlets import Dict, Enum, Int, List, Tuple, Unicode, Union
+from traitlets import Dict, Enum, Int, List, Set, Tuple, Unicode, Union
 
 from pipeline import Component
 
@@ -158,6 +158,10 @@ class Containers(Component):
     level = Enum([0, 1, 2], default_value=0, help="A level among numbers.").tag(config=True)
     kinds = List(Enum(["alpha", "beta"]), default_value=[], help="Names among two.").tag(config=True)
     switch = Enum([True, False, "auto"], default_value="auto", help="A flag or a word.").tag(config=True)
+    tags = List(Unicode(), default_value=[], help="Words.").tag(config=True)
+    groups = List(List(Int()), default_value=[], help="Lists of numbers.").tag(config=True)
+    names = Set(Unicode(), default_value=set(), help="Words, each once.").tag(config=True)
+    sizes = List(Int(), default_value=[1, 2], minlen=2, help="At least two numbers.").tag(config=True)
 
     def run(self, msg: Any) -> Any:
         """Pass the message on."""

@@ -553,10 +553,10 @@ FILE_CASES = [
             id=f"bool-in-{next(iter(section))}",
         )
         for section, expected in (
-            ({"ids": [True, 2]}, "expected a list, got list [True, 2]"),
+            ({"ids": [True, 2]}, "expected a list whose elements are each an int, got bool True at [0]"),
             ({"either": True}, "expected an int or a unicode string, got bool True"),
-            ({"pair": [1, False]}, "expected a tuple, got list [1, False]"),
-            ({"weights": {"a": True}}, "expected a dict, got dict {'a': True}"),
+            ({"pair": [1, False]}, "expected a tuple (2 elements) whose element [1] is an int, got bool False at [1]"),
+            ({"weights": {"a": True}}, "expected a dict whose values are each an int, got bool True at ['a']"),
             ({"level": True}, "expected any of [0, 1, 2], got bool True"),
             ({"switch": 1}, "expected any of [True, False, 'auto'], got int 1"),
         )
@@ -568,7 +568,7 @@ FILE_CASES = [
     ),
     pytest.param(  # which name of the list is wrong, and the nearest right one (ctapipe's component names too)
         lambda document: {**stager_class(STEPS, "Containers")(document), "Containers": {"kinds": ["alpha", "betta"]}},
-        "Containers.kinds", "expected a list, got list ['alpha', 'betta']: 'betta' is none of alpha, beta "
+        "Containers.kinds", "expected a list whose elements are each any of ['alpha', 'beta'], got str 'betta' at [1] "
         "(did you mean 'beta'?)", id="name-in-a-list",
     ),
     # JSON's true for a number, a number for true: traitlets took them (a count of 1, a flag set)
@@ -730,6 +730,26 @@ def test_command_line_error(tmp_path: Path, argv: list[str], key: str, expected:
     error = config_error(write(tmp_path, lambda document: document), argv)
     assert (error.source, error.key) == (COMMAND_LINE, key)
     assert error.problem == expected
+
+
+@pytest.mark.parametrize(("option", "value", "expected"), [
+    ("tags", [1, 2], "expected a list whose elements are each a unicode string, got int 1 at [0]"),
+    ("ids", [1, "a"], "expected a list whose elements are each an int, got str 'a' at [1]"),
+    ("pair", [1, "x"], "expected a tuple (2 elements) whose element [1] is an int, got str 'x' at [1]"),
+    ("weights", {"a": "x"}, "expected a dict whose values are each an int, got str 'x' at ['a']"),
+    ("groups", [[1], [2, "a"]], "expected a list whose elements are each an int, got str 'a' at [1][1]"),
+    ("names", ["a", 1], "expected a set whose elements are each a unicode string, got int 1 at [1]"),
+    ("sizes", [1], "expected a list (at least 2 elements), got list [1]"),
+])
+def test_a_container_option_names_the_element_it_refuses(tmp_path: Path, option: str, value: Any,
+                                                         expected: str) -> None:
+    """``List(Unicode())`` given [1, 2] said "expected a list, got list [1, 2]": the element refused, where it stands
+    and what it should be, from the file and from the command line alike."""
+    given = stager_class(STEPS, "Containers")
+    error = config_error(write(tmp_path, lambda document: {**given(document), "Containers": {option: value}}))
+    assert (error.key, error.problem) == (f"Containers.{option}", expected)
+    error = config_error(write(tmp_path, given), [f"--Containers.{option}={value!r}"])
+    assert (error.source, error.key, error.problem) == (COMMAND_LINE, f"--Containers.{option}", expected)
 
 
 def test_a_step_check_names_the_command_line_when_the_value_came_from_it(tmp_path: Path) -> None:

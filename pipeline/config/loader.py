@@ -12,7 +12,7 @@ import logging
 import re
 import sys
 from collections import deque
-from collections.abc import Iterable, Iterator, Mapping
+from collections.abc import Callable, Iterable, Iterator, Mapping
 from pathlib import Path
 from typing import Any
 
@@ -325,10 +325,57 @@ def _described(value: Any) -> str:
 
 
 def _expected(trait: Any) -> str:
-    """What a trait accepts, with its bounds (trait.info() leaves them out)."""
+    """What a trait accepts, with its bounds (trait.info() leaves them out), and a container's length."""
     limits = (("at least", getattr(trait, "min", None)), ("at most", getattr(trait, "max", None)))
     bounds = [f"{word} {limit}" for word, limit in limits if limit is not None and abs(limit) != float("inf")]
+    if isinstance(trait, List | Set):
+        lengths = (("at least", trait._minlen if trait._minlen > 0 else None),
+                   ("at most", trait._maxlen if trait._maxlen < sys.maxsize else None))
+        bounds += [f"{word} {length} elements" for word, length in lengths if length is not None]
+    elif isinstance(trait, Tuple) and trait._traits:
+        bounds.append(f"{len(trait._traits)} elements")
     return trait.info() + (f" ({', '.join(bounds)})" if bounds else "")
+
+
+def _element_problem(trait: Any, value: Any, where: str = "",
+                     refused: Callable[[Any, Any], bool] = lambda trait, value: not _fits(trait, value)) -> str | None:
+    """For a value of the right container type (traitlets' List, Set, Tuple or Dict, not a library's subclass) one of
+    whose elements, keys or values the trait ``refused``: ``expected a list whose elements are each an int, got str
+    'a' at [1]``, at any depth (``at [0][1]``), with the nearest choice of an enum's; None otherwise."""
+    if type(trait).__module__.split(".")[0] != "traitlets":
+        return None
+    members: list[tuple[str, Any, Any, str]] = []  # (where, trait, value, what the trait asks of it)
+    if isinstance(trait, List | Set) and isinstance(value, list | tuple | set) and trait._trait is not None:
+        index = isinstance(value, list | tuple)  # a set's elements have no place to name
+        members = [(f"[{i}]" if index else "", trait._trait, item, f"whose elements are each {_expected(trait._trait)}")
+                   for i, item in enumerate(value)]
+    elif isinstance(trait, Tuple) and isinstance(value, list | tuple) and len(value) == len(trait._traits):
+        members = [(f"[{i}]", element, item, f"whose element [{i}] is {_expected(element)}")
+                   for i, (element, item) in enumerate(zip(trait._traits, value, strict=True))]
+    elif isinstance(trait, Dict) and isinstance(value, Mapping):
+        per_key = trait._per_key_traits or {}
+        for key, item in value.items():
+            if trait._key_trait is not None:
+                members.append((f" (the key {shown(key)})", trait._key_trait, key,
+                                f"whose keys are each {_expected(trait._key_trait)}"))
+            element = per_key.get(key, trait._value_trait)
+            if element is not None:
+                whose = f"whose value {shown(key)} is" if key in per_key else "whose values are each"
+                members.append((f"[{shown(key)}]", element, item, f"{whose} {_expected(element)}"))
+    for place, element, item, asked in members:
+        if refused(element, item):
+            inner = _element_problem(element, item, where + place, refused)
+            at = f" at {where}{place}" if place.startswith("[") or where else place
+            near = _did_you_mean(item, element.values or ()) if isinstance(element, Enum) and isinstance(
+                item, str) else ""
+            return inner or f"expected {_expected(trait)} {asked}, got {_type_name(item)} {shown(item)}{at}{near}"
+    return None
+
+
+def _did_you_mean(word: str, choices: Iterable[Any]) -> str:
+    """`` (did you mean 'beta'?)`` for the nearest of the text ``choices``; "" if none is near."""
+    words = [choice for choice in choices if isinstance(choice, str)]
+    return suggest(word, words).replace(f" (expected one of: {', '.join(sorted(words))})", "")
 
 
 def _type_name(value: Any) -> str:
@@ -617,14 +664,21 @@ class _Validator:
             if value is None and trait.allow_none:
                 continue  # traitlets lets None through before validate(), which would refuse it
             if _truth_for_number(trait, value):
-                inside = "" if isinstance(trait, Bool | Int | Float) else " (a boolean for a number, or the reverse)"
-                raise ConfigError(source, f"{key}.{name}",
-                                  f"expected {_expected(trait)}, got {_type_name(value)} {shown(value)}{inside}{note}")
+                if isinstance(trait, Bool | Int | Float):
+                    problem = f"expected {_expected(trait)}, got {_type_name(value)} {shown(value)}"
+                else:  # inside a container or a union
+                    problem = (_element_problem(trait, value, refused=_truth_for_number)
+                               or f"expected {_expected(trait)}, got {_type_name(value)} {shown(value)}")
+                    problem += " (a boolean for a number, or the reverse)"
+                raise ConfigError(source, f"{key}.{name}", f"{problem}{note}")
             try:
                 trait.validate(_PROBE, value)
             except ValueProblem as err:
                 raise ConfigError(source, f"{key}.{name}", f"{err}{note}") from None
             except (TraitError, OverflowError) as err:  # OverflowError: an integer too large for a Float trait
+                inside = _element_problem(trait, value)
+                if inside is not None:  # traitlets' container said "expected a list" of a list
+                    raise ConfigError(source, f"{key}.{name}", f"{inside}{note}") from None
                 expected = _expected(trait)
                 which = _unknown_choice(err, value, expected)
                 raise ConfigError(source, f"{key}.{name}",
@@ -720,8 +774,7 @@ def _unknown_choice(error: Exception, value: Any, expected: str) -> str:
         if isinstance(word, Iterable) and not isinstance(word, str | bytes | Mapping):
             words.extend(word)  # a list, or ctapipe's TelescopePatternList of [kind, pattern, name]
         elif isinstance(word, str) and word not in choices and word not in _PATTERN_WORDS:
-            return f": {word!r} is none of {', '.join(choices)}" + suggest(word, choices).replace(
-                f" (expected one of: {', '.join(sorted(choices))})", "")
+            return f": {word!r} is none of {', '.join(choices)}" + _did_you_mean(word, choices)
     return ""
 
 
