@@ -8,6 +8,7 @@ working directory, as ``python -m`` does).
 
 from __future__ import annotations
 
+import importlib
 import json
 import os
 import re
@@ -19,6 +20,7 @@ from pathlib import Path
 import pytest
 
 from pipeline.config.loader import load_config
+from pipeline.console.humanize import failure_place
 from pipeline.engine.worker_process import LoadError, Spec, load_step
 from tests.cli_helpers import ROOT, chain_config
 from tests.remote_helpers import BIN, STAGE, Launcher, lines, wait_during
@@ -33,6 +35,9 @@ BROKEN = {
                                         "helpers/io.py": "import os\nimport nosuchpkg  # noqa: F401\n"},
                                        f"({Path('helpers', 'io.py')}, line 2)",
                                        "ModuleNotFoundError: No module named 'nosuchpkg'"),
+    "raises-in-a-library": ({"loadnp.py": 'import numpy as np\n\nTABLE = np.load("missing.npy")\n'},
+                            "(loadnp.py, line 3)", "FileNotFoundError: [Errno 2] No such file or directory: "
+                            "'missing.npy'"),  # it named numpy's own line, in site-packages
     "syntax": ({"badsyntax.py": "def f(:\n    pass\n"}, "(badsyntax.py, line 1)", "SyntaxError"),
     "exits": ({"bye.py": '"""A script more than a module."""\nimport sys\n\nsys.exit("bye from module")\n'},
               "(bye.py, line 4)", "SystemExit: bye from module"),  # it was the run's whole output, exit status 1
@@ -139,6 +144,34 @@ def test_a_worker_process_too_says_that_an_installed_package_hides_a_folder(tmp_
     assert said.startswith("step PASS: cannot load traitlets.mysteps.Printer: ModuleNotFoundError: No module named "
                            "'traitlets.mysteps' (the installed package 'traitlets', "), said
     assert said.endswith("hides the folder traitlets/ here: name the folder otherwise)"), said
+
+
+def test_a_worker_process_names_the_step_modules_line_under_a_librarys(tmp_path: Path,
+                                                                       monkeypatch: pytest.MonkeyPatch) -> None:
+    """A worker process (a remote worker's host) that fails to load its step names the module's line, not that of
+    the library the module called, as the run's own loader does."""
+    files, place, failure = BROKEN["raises-in-a-library"]
+    module = write_files(tmp_path, files)
+    monkeypatch.chdir(tmp_path)
+    monkeypatch.syspath_prepend(str(tmp_path))
+    spec = Spec(load_config(chain_config()), step="PASS", module=module, class_name="Printer", work="",
+                heartbeat_interval=1.0, heartbeat_liveness=3, log_level=20)
+    with pytest.raises(LoadError) as error:
+        load_step(spec)
+    assert str(error.value) == f"step PASS: cannot load {module}.Printer: {failure} {place}"
+
+
+def test_a_step_package_that_is_installed_names_its_own_line_under_another_packages(
+        tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    """A step module installed as a package (under site-packages too) names its own line, not that of the installed
+    library it called."""
+    installed = tmp_path / "site-packages"
+    write_files(installed, {"mysteps/__init__.py": "from otherlib import read\n\nTABLE = read()\n",
+                            "otherlib/__init__.py": "def read():\n    raise OSError('no table')\n"})
+    monkeypatch.syspath_prepend(str(installed))
+    with pytest.raises(OSError) as raised:
+        importlib.import_module("mysteps")
+    assert failure_place(raised.value) == f" ({installed / 'mysteps' / '__init__.py'}, line 3)"
 
 
 def test_a_step_module_beside_a_config_run_from_elsewhere_says_where_modules_come_from(tmp_path: Path) -> None:

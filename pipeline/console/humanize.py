@@ -138,24 +138,42 @@ def failure_place(error: BaseException) -> str:
     """`` (FILE, line N)``: where the import that raised ``error`` failed; "" when no such line is known.
 
     That is the deepest frame of the traceback outside the import machinery and, where there is one,
-    outside Python's standard library: the line of the step's module that raised (``RATE = 1/0``,
-    ``parser.parse_args()`` rather than argparse's own ``sys.exit``), or the import, maybe files further
-    down, of a module that is missing. A SyntaxError's message names its file and line already; a step
-    module that is not found at all has no such line.
+    outside Python's standard library and the installed packages: the line of the step's module that raised
+    (``RATE = 1/0``, ``T = np.load("missing.npy")`` rather than numpy's own line, ``parser.parse_args()``
+    rather than argparse's own ``sys.exit``), or the import, maybe files further down, of a module that is
+    missing. A step module installed as a package itself: the deepest line of that package, not of one it
+    calls. A SyntaxError's message names its file and line already; a step module that is not found at all
+    has no such line.
     """
     if isinstance(error, SyntaxError):
         return ""
     # The first frame is the caller's, which tried the import.
     frames = [frame for frame in traceback.extract_tb(error.__traceback__)[1:] if not _machinery(frame.filename)]
-    frames = [frame for frame in frames if not _standard_library(frame.filename)] or frames
+    beyond = [frame for frame in frames if not _standard_library(frame.filename)]
+    own = [frame for frame in beyond if _installed(frame.filename) is None]
+    if not own and beyond:  # the first installed package is the step's own: its line, not a library's it calls
+        package = _installed(beyond[0].filename)
+        own = [frame for frame in beyond if _installed(frame.filename) == package]
+    frames = own or frames
     return f" ({_shown_path(frames[-1].filename)}, line {frames[-1].lineno})" if frames else ""
+
+
+#: The folders installed packages live in.
+_INSTALLED = ("site-packages", "dist-packages")
 
 
 def _standard_library(filename: str) -> bool:
     """Whether ``filename`` is a module of Python's standard library (not an installed package beside it)."""
     path = Path(filename)
-    return (path.is_relative_to(sysconfig.get_paths()["stdlib"])
-            and not {"site-packages", "dist-packages"} & set(path.parts))
+    return path.is_relative_to(sysconfig.get_paths()["stdlib"]) and _installed(filename) is None
+
+
+def _installed(filename: str) -> Path | None:
+    """The installed package (or module) ``filename`` belongs to: its path under site-packages; None if it is no
+    installed package's."""
+    parts = Path(filename).parts
+    at = next((i for i, part in enumerate(parts) if part in _INSTALLED), None)
+    return None if at is None else Path(*parts[:at + 2])
 
 
 def _machinery(filename: str) -> bool:
