@@ -6,6 +6,7 @@ import threading
 from collections.abc import Iterator
 from typing import Any
 
+from traitlets import Any as AnyTrait
 from traitlets import Dict, Enum, Int, List, Set, Tuple, Unicode, Union
 
 from pipeline import Component
@@ -162,6 +163,8 @@ class Containers(Component):
     groups = List(List(Int()), default_value=[], help="Lists of numbers.").tag(config=True)
     names = Set(Unicode(), default_value=set(), help="Words, each once.").tag(config=True)
     sizes = List(Int(), default_value=[1, 2], minlen=2, help="At least two numbers.").tag(config=True)
+    anything = AnyTrait(None, help="Any value.").tag(config=True)
+    either_any = Union([Int(), AnyTrait()], default_value=0, help="A number, or anything else.").tag(config=True)
 
     def run(self, msg: Any) -> Any:
         """Pass the message on."""

@@ -752,6 +752,16 @@ def test_a_container_option_names_the_element_it_refuses(tmp_path: Path, option:
     assert (error.source, error.key, error.problem) == (COMMAND_LINE, f"--Containers.{option}", expected)
 
 
+@pytest.mark.parametrize("option", ["anything", "either_any"])
+@pytest.mark.parametrize("value", [3, "text", [1, "a"], {"k": 2.5}])
+def test_an_option_that_takes_anything_takes_any_value(tmp_path: Path, option: str, value: Any) -> None:
+    """A traitlets ``Any`` option (alone or in a union) crashed pipeline-run with "AttributeError: 'Any' object has
+    no attribute 'validate'"."""
+    given = stager_class(STEPS, "Containers")
+    path = write(tmp_path, lambda document: {**given(document), "Containers": {option: value}})
+    assert Pipeline.from_config(path).pipeline_config.config.Containers[option] == value
+
+
 def test_a_step_check_names_the_command_line_when_the_value_came_from_it(tmp_path: Path) -> None:
     """--LineReader.path=poem.tx: the error named the config file, which holds a path that exists."""
     (tmp_path / "poem.txt").write_text("one\n", encoding="utf-8")

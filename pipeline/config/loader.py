@@ -672,7 +672,7 @@ class _Validator:
                     problem += " (a boolean for a number, or the reverse)"
                 raise ConfigError(source, f"{key}.{name}", f"{problem}{note}")
             try:
-                trait.validate(_PROBE, value)
+                _validate(trait, value)
             except ValueProblem as err:
                 raise ConfigError(source, f"{key}.{name}", f"{err}{note}") from None
             except (TraitError, OverflowError) as err:  # OverflowError: an integer too large for a Float trait
@@ -805,7 +805,7 @@ def _truth_for_number(trait: Any, value: Any) -> bool:
 def _fits(trait: Any, value: Any) -> bool:
     """Whether ``trait`` takes ``value`` (as traitlets would, misread or not)."""
     try:
-        trait.validate(_PROBE, value)
+        _validate(trait, value)
     except (TraitError, ValueProblem, OverflowError):
         return False
     return True
@@ -813,6 +813,13 @@ def _fits(trait: Any, value: Any) -> bool:
 
 #: Container traits validate their elements against an instance; any HasTraits will do.
 _PROBE = HasTraits()
+
+
+def _validate(trait: Any, value: Any) -> None:
+    """Raise what ``trait`` says of ``value``, as traitlets would: a trait that takes anything (``Any``) has no
+    ``validate``, and traitlets then takes the value as it is."""
+    if hasattr(trait, "validate"):
+        trait.validate(_PROBE, value)
 
 
 def _library_configurable(cls: type) -> bool:
