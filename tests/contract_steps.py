@@ -18,6 +18,7 @@ from pathlib import Path
 from typing import Any, TextIO
 
 import numpy as np
+from traitlets import Any as AnyTrait
 from traitlets import Bool, Enum, Float, Int, Unicode
 
 from pipeline import Component
@@ -58,6 +59,16 @@ class NumbersWithExitingHint(Numbers):
     def __length_hint__(self) -> int:
         """Leave, as a library's command-line check may."""
         raise SystemExit("the hint says no")
+
+
+class NumbersWithHint(Numbers):
+    """Producer: Numbers whose ``__length_hint__`` returns its option ``hint``, whatever it is."""
+
+    hint = AnyTrait(None, help="What __length_hint__() returns.").tag(config=True)
+
+    def __length_hint__(self) -> Any:
+        """The option, as given."""
+        return self.hint
 
 
 class BadNumbers(Component):

@@ -473,6 +473,29 @@ def test_system_exit_in_a_producers_length_hint_costs_only_the_total(mode: str,
     assert "step P: __length_hint__() failed; no total shown" in caplog.text
 
 
+@pytest.mark.parametrize(("hint", "reason"), [
+    (None, "TypeError: __length_hint__ must be an integer, not NoneType"),
+    (-1, "ValueError: __length_hint__() should return >= 0"),
+    ("5", "TypeError: __length_hint__ must be an integer, not str"),
+    (2.5, "TypeError: __length_hint__ must be an integer, not float"),
+    (10**30, "OverflowError: Python int too large to convert to C ssize_t"),
+])
+def test_a_length_hint_that_is_no_length_is_one_warning_line(tmp_path: Path, hint: Any, reason: str) -> None:
+    """A successful run printed a whole traceback under the warning: one line says why, the traceback only with
+    --debug."""
+    out = tmp_path / "out.jsonl"
+    path = write_config(tmp_path, chain(step("P", "NumbersWithHint", ["C"]), [], step("C", "AppendLines"),
+                                        NumbersWithHint={"count": 3, "hint": hint}, AppendLines={"path": str(out)}))
+    result = pipeline_run(path, "--no-progress")
+    assert result.returncode == 0, result.stderr
+    [warning] = [line for line in result.stderr.splitlines() if "WARNING" in line]
+    assert warning.endswith(f"step P: __length_hint__() failed; no total shown ({reason})"), warning
+    assert "Traceback" not in result.stderr
+    assert len(out.read_text(encoding="utf-8").splitlines()) == 3
+    debug = pipeline_run(path, "--no-progress", "--debug")
+    assert debug.returncode == 0 and "Traceback" in debug.stderr, debug.stderr
+
+
 @pytest.mark.parametrize("mode", MODES)
 def test_system_exit_0_in_run_exits_1_from_pipeline_run(tmp_path: Path, mode: str) -> None:
     out = tmp_path / "out.jsonl"

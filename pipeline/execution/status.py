@@ -13,6 +13,7 @@ from typing import TYPE_CHECKING
 
 from pipeline.component import Component
 from pipeline.execution.report import StepFigures
+from pipeline.failures.describe import failure_line
 
 if TYPE_CHECKING:
     from pipeline.config.model import PipelineConfig
@@ -75,10 +76,18 @@ def declared_totals(config: PipelineConfig) -> dict[str, int]:
     if config.steps[producer].cls.__length_hint__ is Component.__length_hint__:
         return {}  # it does not say, and its constructor (the step's code) is not run for nothing
     try:
-        total = operator.length_hint(config.make_component(producer), -1)
+        component = config.make_component(producer)
     except KeyboardInterrupt:
         raise
-    except BaseException:  # the hook is the step's code (a SystemExit too): a bug in it costs the display its total
-        log.warning("step %s: __length_hint__() failed; no total shown", producer, exc_info=True)
+    except BaseException:  # the step's constructor: its start, which builds one too, fails and says why
+        return {}
+    try:
+        total = operator.length_hint(component, -1)
+    except KeyboardInterrupt:
+        raise
+    except BaseException as err:  # the hook is the step's code (a SystemExit too): a bug in it costs the display its
+        # total, said in one line (None, -1, a float, a text, an integer past sys.maxsize); its traceback with --debug
+        log.warning("step %s: __length_hint__() failed; no total shown (%s)", producer, failure_line(err))
+        log.debug("step %s: __length_hint__() failed", producer, exc_info=True)
         return {}
     return {producer: total} if total >= 0 else {}
