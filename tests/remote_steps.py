@@ -141,3 +141,17 @@ class TaggedDroppingItsArguments(Tagged):
 
     def __init__(self, **kwargs: Any) -> None:
         super().__init__()
+
+
+class GatedSink(Component):
+    """Consumer: takes every value; its finish() waits (bounded) for the file ``gate``, so that the run outlives the
+    steps before it for as long as the test needs."""
+
+    gate = Unicode("", help="The file finish() waits for.").tag(config=True)
+
+    def run(self, msg: Any) -> None:
+        """Take the value."""
+
+    def finish(self) -> None:
+        """Wait for the gate."""
+        wait_for(Path(self.gate).exists, f"the file {self.gate}")

@@ -385,3 +385,30 @@ def test_a_flood_of_hellos_holds_a_bounded_number_of_slots_and_says_so_in_a_few_
     assert f"remote workers: {hellos - MAX_SLOTS_PER_KEY - 4} more refused HELLOs from key intruder" in run.stderr
     assert any(re.search(r"remote workers: \d+ more worker processes taken for dead from key intruder", line)
                for line in remote), run.stderr
+
+
+def test_a_frame_after_its_steps_end_is_dropped_and_the_run_ends(launch: Launcher) -> None:
+    """An authorized peer serves its step to the end, then sends a READY once the step's router has finished while the
+    run goes on (its consumer waits): the door's send to that router waited for ever, and the run with it."""
+    config = launch.chain(nb_thread=0)
+    gate = launch.directory / "gate"
+    config["Pipeline"]["consumer_conf"] = {"name": CONSUMER, "module": "tests.remote_steps", "class": "GatedSink"}
+    del config["JsonLinesWriter"]
+    config["GatedSink"] = {"gate": str(gate)}
+    run = launch.run(config)
+    server = load_public_key(launch.keys.server_public).public
+    with Intruder(launch.address, load_key_pair(launch.keys.secret("intruder")), server, 0.2,
+                  lambda: run.popen.poll() is None) as intruder:
+        intruder.join(STAGE)
+        assert intruder.serve() == COUNT
+        thread = intruder.thread
+        assert thread is not None
+
+        def ready_dropped() -> bool:
+            """Send a READY (until one comes after the router's end) and see whether the run dropped one."""
+            intruder.send(thread, control_frames(Kind.READY, WINDOW))
+            return f"READY for step {STAGE}, which has finished" in run.stderr
+
+        wait_during(run, ready_dropped, "a READY after the step's end to be dropped")
+    gate.touch()
+    assert run.wait() == 0, run.stderr

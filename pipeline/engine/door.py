@@ -438,9 +438,13 @@ class Door(EngineThread):
                 self.drop(f"from {worker.key}: no socket for its thread: {err}")
                 return
             relay.linger = 0
+            relay.sndtimeo = sockets.NOTICE_WAIT_MS
             relay.identity = routing_id.partition(SLOT_TOKEN)[0]  # the router knows it as a worker process's thread
             relay.connect(self.addresses.work(worker.step))
-        sockets.send(relay, payload)
+        # A router that has finished reads no more: a plain send to it waited for ever, and the door with it (a
+        # peer's frame after its step's end hung the run).
+        if not sockets.send_while(relay, payload, self.routers[worker.step].listening):
+            self.drop(f"from {worker.key}: {kind.name} for step {worker.step}, which has finished")
 
     def send(self, message: list) -> bool:
         """Send to a peer without ever blocking the door: False (and dropped) if the peer is gone or does not
