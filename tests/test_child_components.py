@@ -164,6 +164,11 @@ QUALIFIED = "tests.child_steps.StrictCleaner"
         pytest.param({"Write": {"StrictCleaner": {"threshold": 2.0}}}, "Write.StrictCleaner",
                      "Write has no option 'StrictCleaner' (a section for a class its step builds: that class must be "
                      "in the step's child_classes)", id="another-steps-child"),
+        # A section it could take, with a value no section can be: not "remove it", but the top level's line.
+        pytest.param({"Clean": {"StrictCleaner": None}}, "Clean.StrictCleaner",
+                     "expected an object of trait values, got NoneType", id="nested-null"),
+        pytest.param({"Clean": {"StrictCleaner": []}}, "Clean.StrictCleaner",
+                     "expected an object of trait values, got list", id="nested-list"),
         pytest.param({"Cleanr": {}}, "Cleanr",
                      "unknown section: not a step class of this pipeline (did you mean 'Cleaner'?)",
                      id="unknown-class"),
@@ -211,6 +216,25 @@ def test_the_child_classes_of_a_child_are_checked_and_configurable(tmp_path: Pat
     document = config(tmp_path, {"class": "Build"}, StrictCleaner={"min_neighbors": 5})
     assert Pipeline.from_config(document).run().exit_status == 0
     assert outputs(tmp_path) == {(5.0, 5)}
+
+
+@pytest.mark.parametrize(
+    ("clean", "overrides", "where"),
+    [
+        pytest.param({"config": {"StrictCleaner": 5}}, None, "{path}: Pipeline.stagers_conf[0].config.StrictCleaner",
+                     id="config-key"),
+        pytest.param({}, {"Clean": {"StrictCleaner": "5"}}, "overrides: Clean.StrictCleaner", id="overrides"),
+    ],
+)
+def test_a_child_section_given_a_value_that_is_no_object_is_said_so(tmp_path: Path, clean: dict,
+                                                                     overrides: dict | None, where: str) -> None:
+    """The step's config key and Pipeline.from_config's overrides say it as a file's section does (the overrides
+    raised traitlets' own ValueError)."""
+    path = write_config(tmp_path, config(tmp_path, clean))
+    with pytest.raises(ConfigError) as raised:
+        Pipeline.from_config(path, overrides)
+    wrong = "int" if overrides is None else "str"
+    assert str(raised.value) == f"{where.format(path=path)}: expected an object of trait values, got {wrong}"
 
 
 def test_check_stops_the_run_before_anything_runs(tmp_path: Path) -> None:

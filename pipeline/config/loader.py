@@ -640,9 +640,12 @@ class _Validator:
         for name, value in values.items():
             if name not in traits:
                 nested = self.classes.get(name)
-                if nested is not None and isinstance(value, dict) and self.builds(cls, nested):
+                if nested is not None and self.builds(cls, nested):
                     # traitlets applies a class section nested in another to that class's objects
                     # whose parent is of the outer class (ctapipe's configs nest them so)
+                    if not isinstance(value, dict):  # a valid section with a wrong value: said as at the top level
+                        raise ConfigError(source, f"{key}.{name}",
+                                          f"expected an object of trait values, got {_type_name(value)}")
                     self.section(f"{key}.{name}", nested, value, source)
                     continue
                 hint = suggest(name, traits)
@@ -700,14 +703,15 @@ class _Validator:
         return settled
 
 
-def _last_wins(values: Mapping[str, Any]) -> Config:
+def _last_wins(values: Mapping[str, Any]) -> dict[str, Any]:
     """``values`` of the command line, an option given twice (``--Counter.count=5 --Counter.count=6``)
     with its last value, as in most command lines (a list or dict option too: one Python literal).
 
     traitlets collects the values of an option it does not know at parse time into a list, which a
-    trait of one value refuses; one value in that list is read as the option given once.
+    trait of one value refuses; one value in that list is read as the option given once. A dict, not a Config:
+    a Config refuses a class section's non-object value with a ValueError, which section() says as a ConfigError.
     """
-    settled = Config()
+    settled: dict[str, Any] = {}
     for name, value in values.items():
         settled[name] = type(value)(value[-1:]) if isinstance(value, DeferredConfigList) else value
     return settled
