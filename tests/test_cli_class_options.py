@@ -63,6 +63,27 @@ def test_pipeline_run_refuses_options_its_own_classes_do_not_have(option: str, s
     assert refused("pipeline-run", option, capsys).startswith(said)
 
 
+#: ctapipe flow's command line, as docs/ctapipe.md's table of edits has it here.
+FLOW_MODE_EDIT = ("(expected 'threads' or 'sequential': a step's workers run in worker processes with \"nb_process\" "
+                  "in the step)")
+
+
+@pytest.mark.parametrize(
+    ("option", "said"),
+    [("--mode=sequential", "--mode: unknown option (did you mean --Pipeline.mode?)"),  # it said '--debug'
+     ("--gui=True", "--gui: unknown option (did you mean --Pipeline.gui?)"),
+     ("--gui_address=tcp://127.0.0.1:5555", "--gui_address: unknown option (did you mean --Pipeline.gui_address?)"),
+     ("--Flow.mode=sequential", '--Flow.mode: the section of a ctapipe flow config: rename it to "Pipeline" '
+                                "(did you mean --Pipeline.mode?)"),  # it said: unknown class
+     ("--Flow.nope=1", '--Flow: the section of a ctapipe flow config: rename it to "Pipeline"'),
+     ("--Pipeline.mode=multiprocessus", f"--Pipeline.mode: ctapipe flow's 'multiprocessus' {FLOW_MODE_EDIT}"),
+     ("--Pipeline.mode=multiprocess", f"--Pipeline.mode: ctapipe flow's 'multiprocess' {FLOW_MODE_EDIT}")],
+)
+def test_pipeline_run_names_the_option_of_a_ctapipe_flow_command_line(option: str, said: str, capsys) -> None:
+    """A ctapipe flow command line ported as it was: the line names the option to write here, as a file's key is."""
+    assert refused("pipeline-run", option, capsys) == said
+
+
 @pytest.mark.parametrize("command", ["pipeline-worker", "pipeline-keys", "pipeline-gui"])
 @pytest.mark.parametrize(
     ("option", "said"),

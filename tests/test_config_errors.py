@@ -376,6 +376,9 @@ FILE_CASES = [
     pytest.param(setting("Pipeline.mode", "multiprocessus"), "Pipeline.mode",  # it said: expected any of [...]
                  "ctapipe flow's 'multiprocessus' (expected 'threads' or 'sequential': a step's workers run in worker "
                  "processes with \"nb_process\" in the step)", id="ctapipe-flow-mode"),
+    pytest.param(setting("Pipeline.mode", "multiprocess"), "Pipeline.mode",  # as ctapipe flow's docs spell it
+                 "ctapipe flow's 'multiprocess' (expected 'threads' or 'sequential': a step's workers run in worker "
+                 "processes with \"nb_process\" in the step)", id="ctapipe-flow-docs-mode"),
     pytest.param(  # a traceback of its run(), FileNotFoundError, and exit 1
         line_reader("poem.txt"),
         PRODUCER, "step 'COUNT': LineReader.path 'poem.txt' does not exist (expected a text file to read)",
@@ -909,6 +912,9 @@ def test_a_cycle_through_1200_stagers_is_one_short_line(tmp_path: Path) -> None:
     (["Counter"], "", "expected an object of sections {class: {option: value}}, got list"),  # a raw ValueError
     ({1: {}}, "", "expected text keys, as in JSON, got int 1"),  # raw TypeErrors from traitlets
     ({"Counter": {1: 2}}, "Counter", "expected text keys, as in JSON, got int 1"),
+    ({"Flow": {"mode": "sequential"}}, "Flow", 'the section of a ctapipe flow config: rename it to "Pipeline"'),
+    ({"Pipeline": {"mode": "multiprocessus"}}, "Pipeline.mode", "ctapipe flow's 'multiprocessus' (expected 'threads' "
+     'or \'sequential\': a step\'s workers run in worker processes with "nb_process" in the step)'),
 ])
 def test_overrides_of_the_python_api_are_named_as_such(overrides: Any, key: str, expected: str) -> None:
     """Pipeline.from_config's overrides: a ConfigError whose source is "overrides", not the command line, which the

@@ -17,6 +17,7 @@ from traitlets.config import Application
 from traitlets.config.loader import ArgumentError, KVArgParseConfigLoader
 from traitlets.traitlets import TraitError
 
+from pipeline.config.ctapipe_flow import FLOW_SECTION, FLOW_SECTION_EDIT
 from pipeline.config.traits import names_a_class
 from pipeline.console.humanize import suggest
 from pipeline.errors import COMMAND_LINE, ConfigError
@@ -203,7 +204,9 @@ class StrictApplication(Application):
                 if dashed is not None:
                     meant = f"--{dashed.group('section')}.{dashed.group('trait').replace('-', '_')}"
                     raise ConfigError(COMMAND_LINE, name, f"unknown option (did you mean {meant!r}?)")
-                raise ConfigError(COMMAND_LINE, name, "unknown option" + suggest(name, known))
+                forms = self.option_forms(name.lstrip("-"))  # --mode, ctapipe flow's: --Pipeline.mode here
+                hint = f" (did you mean {forms}?)" if forms else suggest(name, known)
+                raise ConfigError(COMMAND_LINE, name, "unknown option" + hint)
             if name.startswith("--") and "." in name:
                 _check_case(name)
             found = _CLASS_OPTION.fullmatch(name)
@@ -219,10 +222,12 @@ class StrictApplication(Application):
         """Reject ``option`` (``--section.trait``) unless its class is this command's own and has that option, or its
         class is read later (other_classes_later) and is none of the library classes this command derives from."""
         own = self.option_classes()
+        forms = self.option_forms(trait)
+        if section == FLOW_SECTION and forms:  # --Flow.mode, as ctapipe flow's command line named it
+            raise ConfigError(COMMAND_LINE, option, f"{FLOW_SECTION_EDIT} (did you mean {forms}?)")
         if section in own:
             traits = own[section].class_traits(config=True)
             if trait not in traits:
-                forms = self.option_forms(trait)
                 hint = f" (did you mean {forms}?)" if forms else suggest(trait, traits)
                 raise ConfigError(COMMAND_LINE, option, f"{section} has no option {trait!r}{hint}")
             return

@@ -21,6 +21,7 @@ from traitlets.config import Config, Configurable
 from traitlets.config.loader import DeferredConfigList, DeferredConfigString, LazyConfigValue
 
 from pipeline.component import Component, reserved_names
+from pipeline.config.ctapipe_flow import FLOW_PORTS, FLOW_SECTION, FLOW_SECTION_EDIT, flow_leftover
 from pipeline.config.graph import check_graph, path_text
 from pipeline.config.imports import hidden_file, import_problem, module_file
 from pipeline.config.model import DICT_SOURCE, PipelineConfig, StepConfig
@@ -32,17 +33,6 @@ from pipeline.errors import COMMAND_LINE, ConfigError, option_key
 log = logging.getLogger("pipeline.config")
 
 SECTIONS = ("producer_conf", "stagers_conf", "consumer_conf")
-
-#: What ctapipe's flow named the section that this format names "Pipeline".
-FLOW_SECTION = "Flow"
-#: What ctapipe's flow had steps say that this format does not: remove it.
-FLOW_PORTS = ("zmq_ports", "a key of ctapipe's flow: remove it (steps talk over inproc:// sockets, with no TCP port)")
-#: What a ctapipe flow config holds that has another form here: (its key, its value or None for any, the edit).
-FLOW_LEFTOVERS = (
-    (FLOW_PORTS[0], None, FLOW_PORTS[1]),
-    ("mode", "multiprocessus", "ctapipe flow's 'multiprocessus' (expected 'threads' or 'sequential': a step's "
-                               "workers run in worker processes with \"nb_process\" in the step)"),
-)
 
 #: How deeply a config may nest objects and lists. Ours nest 5 deep; traitlets merges and copies
 #: configs recursively, so a document nested near Python's recursion limit (1000) would crash it.
@@ -408,7 +398,7 @@ class _Validator:
         if FLOW_SECTION in document:
             # Every ctapipe flow config names its section "Flow": say the one edit it needs.
             also = "" if "Pipeline" not in document else " (this config has both: keep one)"
-            raise self.error(FLOW_SECTION, f'the section of a ctapipe flow config: rename it to "Pipeline"{also}')
+            raise self.error(FLOW_SECTION, f"{FLOW_SECTION_EDIT}{also}")
         if "Pipeline" not in document:
             misnamed = nearest("Pipeline", [key for key in document if key != "version"])
             if misnamed is not None:  # "pipeline", "Pipline": the section is there, named otherwise
@@ -418,9 +408,9 @@ class _Validator:
         section = document["Pipeline"]
         if not isinstance(section, dict):
             raise self.error("Pipeline", f"expected an object, got {_type_name(section)}")
-        for key, value, edit in FLOW_LEFTOVERS:  # the next edits a ctapipe flow config needs, said as such
-            if key in section and value in (None, section[key]):
-                raise self.error(f"Pipeline.{key}", edit)
+        leftover = flow_leftover(section)  # the next edit a ctapipe flow config needs, said as such
+        if leftover is not None:
+            raise self.error(f"Pipeline.{leftover[0]}", leftover[1])
         steps, linear = self.steps(section)
         check_graph(self.source, steps)
         config = Config()
@@ -695,11 +685,17 @@ class _Validator:
         source = self.overrides_source
         for section, values in overrides.items():
             written = option_key(source, section)  # as the user wrote it
+            if section == FLOW_SECTION:  # --Flow.mode: ctapipe flow's, said as in a file
+                raise ConfigError(source, written, FLOW_SECTION_EDIT)
             if section not in known:
                 raise ConfigError(source, written, "unknown class" + suggest(section, known))
             if not isinstance(values, Mapping):
                 raise ConfigError(source, written, f"expected an object of trait values, got {_type_name(values)}")
-            settled[section] = self.section(written, known[section], _last_wins(values), source=source)
+            values = _last_wins(values)
+            leftover = flow_leftover(values) if section == "Pipeline" else None  # --Pipeline.mode=multiprocessus
+            if leftover is not None:
+                raise ConfigError(source, f"{written}.{leftover[0]}", leftover[1])
+            settled[section] = self.section(written, known[section], values, source=source)
         return settled
 
 
