@@ -169,6 +169,11 @@ QUALIFIED = "tests.child_steps.StrictCleaner"
                      "expected an object of trait values, got NoneType", id="nested-null"),
         pytest.param({"Clean": {"StrictCleaner": []}}, "Clean.StrictCleaner",
                      "expected an object of trait values, got list", id="nested-list"),
+        # A class that the step module holds and Process lists, but no step of this pipeline does: it said
+        # "not a step class of this pipeline", or suggested a class of another name.
+        pytest.param({"Processor": {}}, "Processor",
+                     "unknown section: tests.child_steps.Processor is in no step's child_classes (expected the class "
+                     "in the child_classes of the step that builds it)", id="child-class-listed-by-no-step"),
         pytest.param({"Cleanr": {}}, "Cleanr",
                      "unknown section: not a step class of this pipeline (did you mean 'Cleaner'?)",
                      id="unknown-class"),
@@ -235,6 +240,16 @@ def test_a_child_section_given_a_value_that_is_no_object_is_said_so(tmp_path: Pa
         Pipeline.from_config(path, overrides)
     wrong = "int" if overrides is None else "str"
     assert str(raised.value) == f"{where.format(path=path)}: expected an object of trait values, got {wrong}"
+
+
+def test_the_command_line_names_a_child_class_that_no_step_lists(tmp_path: Path) -> None:
+    """--Processor.x on the command line gets the file's words for the class (it said: unknown class)."""
+    result = run_cli(f"--config={write_config(tmp_path, config(tmp_path))}", "--Processor.threshold=1")
+    assert (result.returncode, result.stderr) == (2, "pipeline-run: error: command line: --Processor: unknown class: "
+                                                  "tests.child_steps.Processor is in no step's child_classes "
+                                                  "(expected the class in the child_classes of the step that builds "
+                                                  "it)\n")
+    assert not (tmp_path / "out.jsonl").exists()
 
 
 def test_check_stops_the_run_before_anything_runs(tmp_path: Path) -> None:

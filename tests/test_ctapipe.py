@@ -201,6 +201,11 @@ def test_the_options_of_a_component_some_telescopes_use_need_values_for_those_on
                      "'NeighbourPeakWindowSum' is none of FullWaveformSum, ", id="component-name-per-telescope"),
         pytest.param("--CameraCalibrator.image_extractor_type=NeighbourPeakWindowSum",
                      "(did you mean 'NeighborPeakWindowSum'?)", id="component-name-nearest"),
+        # ctapipe's own class, which the steps' module loads but no step builds: it said "did you mean 'TableWriter'?"
+        pytest.param("--DataWriter.overwrite=True",
+                     "command line: --DataWriter: unknown class: ctapipe.io.datawriter.DataWriter is in no step's "
+                     "child_classes (expected the class in the child_classes of the step that builds it)",
+                     id="class-no-step-lists"),
         pytest.param("--ImageProcessor.image_cleaner_type=Tailcuts",
                      "command line: --ImageProcessor.image_cleaner_type: expected Any of ['TailcutsImageCleaner'",
                      id="bad-value"),

@@ -423,8 +423,8 @@ class _Validator:
             if key in ("version", "Pipeline"):
                 continue
             if key not in classes:
-                raise self.error(key, "unknown section: not a step class of this pipeline"
-                                 + suggest(key, [*classes, "Pipeline"]))
+                raise self.error(key, "unknown section" + (_unlisted(key) or ": not a step class of this pipeline"
+                                                           + suggest(key, [*classes, "Pipeline"])))
             if not names_a_class(key):  # traitlets takes such a key for an option: the section would set nothing
                 raise self.error(key, f"traitlets cannot configure the class {key!r}: it takes a name that does not "
                                       "begin with a capital letter for an option (expected a class whose name begins "
@@ -688,7 +688,7 @@ class _Validator:
             if section == FLOW_SECTION:  # --Flow.mode: ctapipe flow's, said as in a file
                 raise ConfigError(source, written, FLOW_SECTION_EDIT)
             if section not in known:
-                raise ConfigError(source, written, "unknown class" + suggest(section, known))
+                raise ConfigError(source, written, "unknown class" + (_unlisted(section) or suggest(section, known)))
             if not isinstance(values, Mapping):
                 raise ConfigError(source, written, f"expected an object of trait values, got {_type_name(values)}")
             values = _last_wins(values)
@@ -826,3 +826,19 @@ def _library_configurable(cls: type) -> bool:
     """Whether a base class of a child class may have a section: a Configurable that is not traitlets' own."""
     return isinstance(cls, type) and issubclass(cls, Configurable) and cls.__module__.split(".")[0] != "traitlets"
 
+
+def _unlisted(name: str) -> str:
+    """For a section named ``name`` that no step takes: the words naming a library class of that name, which a step's
+    module or a library it imports has loaded, as one that no step lists in its child_classes; "" if none is loaded.
+    A step class (pipeline's Component) is left out: its section is for a step this pipeline does not have."""
+    stack, seen = [Configurable], set()
+    while stack:
+        for sub in stack.pop().__subclasses__():
+            if sub in seen:
+                continue
+            seen.add(sub)
+            stack.append(sub)
+            if sub.__name__ == name and _library_configurable(sub) and not issubclass(sub, Component):
+                return (f": {sub.__module__}.{sub.__qualname__} is in no step's child_classes (expected the class in "
+                        "the child_classes of the step that builds it)")
+    return ""
