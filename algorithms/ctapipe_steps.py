@@ -26,6 +26,7 @@ except ModuleNotFoundError as missing:
 
 import astropy.units as u
 import numpy as np
+import tables
 from astropy.coordinates import EarthLocation
 from ctapipe.calib import CameraCalibrator, GainSelector
 from ctapipe.containers import (
@@ -62,6 +63,7 @@ from traitlets.config import Configurable
 
 from algorithms.camera import hexagonal_camera
 from pipeline import Component
+from pipeline.config.locks import in_use
 from pipeline.config.traits import OutputFile
 
 #: The toy telescopes' focal length: an MST's (ctapipe turns camera metres into sky degrees with it).
@@ -265,6 +267,7 @@ def write_parameters(writer: HDF5TableWriter, event: ArrayEventContainer) -> Non
 
 def open_writer(path: str, parent: Configurable) -> HDF5TableWriter:
     """ctapipe's HDF5TableWriter on a new file ``path``, configured through ``parent``."""
+    tables.silence_hdf5_messages()  # HDF5 printed ~90 lines of its stack on stderr for an error said in one line
     return HDF5TableWriter(path, group_name=PARAMETERS_GROUP, mode="w", add_prefix=True, parent=parent)
 
 
@@ -404,8 +407,16 @@ class WriteParameters(Component):
         "events.dl1.h5", help="The HDF5 file to write (replaced): /dl1/event/telescope/parameters/tel_NNN."
     ).tag(config=True)
 
+    def check(self) -> None:
+        """Refuse an output file that another run writes: HDF5 would empty it before it found the lock, then fail."""
+        problem = in_use(self.output_path)
+        if problem is not None:
+            raise ValueError(f"WriteParameters.output_path {self.output_path!r} is {problem} (expected an output file "
+                             "of its own for each run)")
+
     def init(self) -> None:
-        """Create the file."""
+        """Create the file, unless a run started since check() writes it."""
+        self.check()
         with ctapipe_errors("HDF5TableWriter"):
             self.writer = open_writer(self.output_path, self)
 
@@ -428,7 +439,9 @@ def plain_loop(config: Any) -> int:
         subarray = source.subarray
         calibrate = CameraCalibrator(subarray, parent=reader)
         process = ImageProcessor(subarray, parent=reader)
-        with open_writer(WriteParameters(config=config).output_path, reader) as writer:
+        writer_step = WriteParameters(config=config)
+        writer_step.check()
+        with open_writer(writer_step.output_path, reader) as writer:
             for event in source:
                 complete_toy_event(event)
                 if has_waveforms(event):

@@ -246,6 +246,40 @@ def test_a_ctapipe_error_is_one_line_before_anything_runs(option: str, expected:
     assert not (tmp_path / "out.h5").exists()
 
 
+#: A process that writes an HDF5 file as a run's writer does (HDF5 locks it) until its stdin closes.
+HDF5_HOLDER = """
+import sys, tables
+with tables.open_file(sys.argv[1], "w") as h5:
+    h5.create_array("/", "rows", list(range(1000)))
+    h5.flush()
+    print("ready", flush=True)
+    sys.stdin.read()
+"""
+
+
+@pytest.mark.timeout(RUN_SECONDS)
+def test_an_output_file_another_run_writes_is_refused_in_one_line_and_kept(tmp_path: Path) -> None:
+    """HDF5 emptied the other run's file before it found the lock, then printed ~90 lines of its stack and a
+    traceback (exit 1): now one line naming the option and the holder, exit 2, and the file as it was."""
+    pytest.importorskip("ctapipe")
+    output = tmp_path / "out.h5"
+    with subprocess.Popen([sys.executable, "-c", HDF5_HOLDER, str(output)], stdin=subprocess.PIPE,
+                          stdout=subprocess.PIPE, text=True) as holder:
+        try:
+            assert holder.stdout.readline() == "ready\n"
+            kept = output.read_bytes()
+            result = run(["-m", "pipeline", f"--config={CONFIG}", f"--WriteParameters.output_path={output}"], tmp_path)
+            assert output.read_bytes() == kept  # while it is open: its writer marks it closed on closing
+        finally:
+            holder.stdin.close()
+            assert holder.wait(timeout=RUN_SECONDS) == 0
+    assert (result.returncode, result.stderr.splitlines()[-1:]) == (2, [
+        f"pipeline-run: error: command line: --WriteParameters.output_path: step 'WRITER': "
+        f"WriteParameters.output_path {str(output)!r} is in use by another run (pid {holder.pid}) (expected an "
+        "output file of its own for each run)"]), result.stderr
+    assert "HDF5-DIAG" not in result.stderr
+
+
 @pytest.mark.timeout(RUN_SECONDS)
 def test_a_telescope_type_pattern_matching_no_telescope_stops_the_run_before_it_starts(tmp_path: Path) -> None:
     """A type pattern in the config file that matches none of the subarray's types: exit 2 and the error as the last

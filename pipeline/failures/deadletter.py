@@ -42,6 +42,7 @@ from traitlets import Unicode
 
 from pipeline.component import Component
 from pipeline.config.graph import reachable
+from pipeline.config.locks import in_use_words
 from pipeline.config.model import PipelineConfig, StepConfig
 from pipeline.errors import ConfigError
 from pipeline.failures.describe import failure_line, traceback_text
@@ -210,22 +211,9 @@ def _lock(fd: int, refused: Callable[[str], ConfigError]) -> None:
     try:
         fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
     except BlockingIOError:
-        holder = _lock_holder(os.fstat(fd))
-        raise refused(f"in use by another run{f' (pid {holder})' if holder else ''} (expected a dead-letter file "
-                      "of its own for each run)") from None
+        raise refused(f"{in_use_words(fd)} (expected a dead-letter file of its own for each run)") from None
     except OSError as err:  # a file system without locks (ENOLCK): two runs could not be told apart
         raise refused(f"cannot lock the dead-letter file: {err.strerror}") from None
-
-
-def _lock_holder(status: os.stat_result) -> int | None:
-    """The process that holds the flock of the file of ``status``, as Linux's /proc/locks says; None if unknown."""
-    inode = f"{os.major(status.st_dev):02x}:{os.minor(status.st_dev):02x}:{status.st_ino}"
-    with contextlib.suppress(OSError), open("/proc/locks", encoding="ascii") as locks:
-        for line in locks:  # "1: FLOCK  ADVISORY  WRITE 1234 08:01:5678 0 EOF"; a waiter's has "->" after "1:"
-            fields = line.split()
-            if fields[1:2] == ["FLOCK"] and fields[5:6] == [inode]:
-                return int(fields[4])
-    return None
 
 
 def _b64(buffer: Any) -> str:
