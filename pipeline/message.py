@@ -3,7 +3,9 @@
 Buffers of at least ``OUT_OF_BAND_BYTES`` (numpy arrays, bytes, bytearray, memoryview) are not
 copied into the pickle: they travel as buffers of their own (ZeroMQ frames, see engine.wire), sent
 without copying between threads. A receiver gets them **read-only**: a numpy array it receives
-has ``writeable=False``, so no step can change the data of another (copy it to change it).
+has ``writeable=False``, so no step can change the data of another (copy it to change it). numpy
+pickles its subclasses (astropy's Quantity, numpy.ma.MaskedArray) inside the pickle: a receiver
+gets a writable copy of those.
 
 A message that goes to a step of the same thread (the sequential mode; fused steps in a worker
 process, engine.fusion) need not be serialised at all: ``copy_message`` copies a message that holds

@@ -133,7 +133,8 @@ class ThenBlocks(Component):
 
 
 class Arrays(Component):
-    """Producer: yields {"i", "big", "small"} of zeros, keeping each dict in SENT[tag] to check it later."""
+    """Producer: yields {"i", "big", "small", "masked"} of zeros, keeping each dict in SENT[tag] to check it later
+    ("masked": a numpy subclass as large as "big", which travels inside the pickle)."""
 
     tag = Unicode("", help="Run tag.").tag(config=True)
     count = Int(4, help="How many messages.").tag(config=True)
@@ -143,7 +144,8 @@ class Arrays(Component):
     def run(self) -> Iterator[dict[str, Any]]:
         """Yield each message."""
         for i in range(self.count):
-            message = {"i": i, "big": np.zeros(self.big), "small": np.zeros(self.small)}
+            message = {"i": i, "big": np.zeros(self.big), "small": np.zeros(self.small),
+                       "masked": np.ma.masked_array(np.zeros(self.big))}
             SENT[self.tag].append(message)
             yield message
 
@@ -213,15 +215,16 @@ class WriteInPlace(Component):
     """Stager: adds 1 in place to the received arrays and reports what happened, per message."""
 
     def run(self, msg: dict[str, Any]) -> dict[str, Any]:
-        """Try both writes; report the big one's error and the small one's new value."""
+        """Try the writes; report the big one's error and the others' new values."""
         big_error = None
         try:
             msg["big"] += 1
         except ValueError as err:
             big_error = f"{type(err).__name__}: {err}"
         msg["small"] += 1
+        msg["masked"] += 1
         return {"i": msg["i"], "big_error": big_error, "big_seen": float(msg["big"].max()),
-                "small_seen": float(msg["small"].min())}
+                "small_seen": float(msg["small"].min()), "masked_seen": float(msg["masked"].min())}
 
 
 class ForeignSender(Component):

@@ -144,7 +144,8 @@ def test_ctrl_c_while_the_source_waits_loses_nothing(tmp_path: Path, mode: str) 
 
 @pytest.mark.parametrize("mode", MODES)
 def test_a_receiver_cannot_change_what_the_sender_holds(mode: str) -> None:
-    # Each message holds a 128 KiB array (out of band) and a 128 B one (pickled in band); the stager adds 1 to both.
+    # Each message holds a 128 KiB array (out of band), a 128 B one (pickled in band) and a 128 KiB masked array (a
+    # numpy subclass: pickled in band, as astropy's Quantity and Table columns are); the stager adds 1 to each.
     tag = new_tag()
     n = 4
     report = run(chain(step("P", "Arrays", ["W"]), [step("W", "WriteInPlace", ["C"])], step("C", "Record"),
@@ -157,8 +158,10 @@ def test_a_receiver_cannot_change_what_the_sender_holds(mode: str) -> None:
         assert "read-only" in record["big_error"]
         assert record["big_seen"] == 0.0  # the failed write changed nothing
         assert record["small_seen"] == 1.0  # a small array is the receiver's own copy: the write worked
+        assert record["masked_seen"] == 1.0  # so is a subclass, however large (components.md says so)
     for message in SENT.pop(tag):
         assert not message["big"].any() and not message["small"].any()  # the sender's arrays are unchanged
+        assert not message["masked"].any()
         assert message["big"].flags.writeable  # and still its own to change
 
 
