@@ -265,6 +265,15 @@ def write_parameters(writer: HDF5TableWriter, event: ArrayEventContainer) -> Non
         writer.write(PARAMETERS_TABLE.format(tel_id=tel_id), [index, *dl1.parameters.values()])
 
 
+def refuse_output_in_use(path: str) -> None:
+    """A ValueError naming WriteParameters.output_path if another run writes the file ``path``: HDF5 would empty it
+    before it found the file's lock, then fail."""
+    problem = in_use(path)
+    if problem is not None:
+        raise ValueError(f"WriteParameters.output_path {path!r} is {problem} (expected an output file of its own for "
+                         "each run)")
+
+
 def open_writer(path: str, parent: Configurable) -> HDF5TableWriter:
     """ctapipe's HDF5TableWriter on a new file ``path``, configured through ``parent``."""
     tables.silence_hdf5_messages()  # HDF5 printed ~90 lines of its stack on stderr for an error said in one line
@@ -373,20 +382,25 @@ class ProcessImages(EventInput):
 
     def check(self) -> None:
         """Build the components once and resolve their per-telescope options and image criteria, so
-        that a bad option stops the run before it starts."""
-        self.init()
-        subarray = self.process.subarray
-        for built in (self.calibrate, self.process):
-            check_telescope_parameters(built, subarray)
-        check_image_queries(self.process, subarray)
+        that a bad option stops the run before it starts. Not through init(): a subclass's init() runs
+        once per worker, in the run, with what it does besides and what it returns."""
+        calibrate, process = self.build()
+        for built in (calibrate, process):
+            check_telescope_parameters(built, process.subarray)
+        check_image_queries(process, process.subarray)
 
     def init(self) -> None:
         """Build ctapipe's calibrator and image processor for the input's telescopes."""
+        self.calibrate, self.process = self.build()
+
+    def build(self) -> tuple[CameraCalibrator, ImageProcessor]:
+        """ctapipe's calibrator and image processor for the input's telescopes, configured as this step."""
         subarray = self.subarray()
         with ctapipe_errors("CameraCalibrator"):
-            self.calibrate = CameraCalibrator(subarray, parent=self)
+            calibrate = CameraCalibrator(subarray, parent=self)
         with ctapipe_errors("ImageProcessor"):
-            self.process = ImageProcessor(subarray, parent=self)
+            process = ImageProcessor(subarray, parent=self)
+        return calibrate, process
 
     def run(self, event: ArrayEventContainer) -> ArrayEventContainer:
         """The event with its image parameters (and, unless keep_images, without its pixel data)."""
@@ -409,14 +423,11 @@ class WriteParameters(Component):
 
     def check(self) -> None:
         """Refuse an output file that another run writes: HDF5 would empty it before it found the lock, then fail."""
-        problem = in_use(self.output_path)
-        if problem is not None:
-            raise ValueError(f"WriteParameters.output_path {self.output_path!r} is {problem} (expected an output file "
-                             "of its own for each run)")
+        refuse_output_in_use(self.output_path)
 
     def init(self) -> None:
         """Create the file, unless a run started since check() writes it."""
-        self.check()
+        refuse_output_in_use(self.output_path)
         with ctapipe_errors("HDF5TableWriter"):
             self.writer = open_writer(self.output_path, self)
 
@@ -439,9 +450,9 @@ def plain_loop(config: Any) -> int:
         subarray = source.subarray
         calibrate = CameraCalibrator(subarray, parent=reader)
         process = ImageProcessor(subarray, parent=reader)
-        writer_step = WriteParameters(config=config)
-        writer_step.check()
-        with open_writer(writer_step.output_path, reader) as writer:
+        output_path = WriteParameters(config=config).output_path
+        refuse_output_in_use(output_path)
+        with open_writer(output_path, reader) as writer:
             for event in source:
                 complete_toy_event(event)
                 if has_waveforms(event):

@@ -157,6 +157,42 @@ def test_a_sharded_reader_built_on_read_events_reads_every_event_once_in_every_m
             assert np.array_equal(rows[column], loop_output[name][column], equal_nan=True), f"{name}.{column} differs"
 
 
+#: ProcessImages of the user's own, whose init() has a side effect (a line in inits.txt) and may say it cannot start.
+COUNTED_INIT = '''
+from algorithms.ctapipe_steps import ProcessImages
+from traitlets import Bool
+
+
+class CountedImages(ProcessImages):
+    """ProcessImages that notes each init() and returns ``start``."""
+
+    start = Bool(True).tag(config=True)
+
+    def init(self):
+        super().init()
+        with open("inits.txt", "a", encoding="utf-8") as inits:
+            inits.write("init\\n")
+        return self.start
+'''
+
+
+@pytest.mark.timeout(RUN_SECONDS)
+@pytest.mark.parametrize(("start", "status"), [(True, 0), (False, 1)])
+def test_process_images_checks_without_running_a_subclasss_init(start: bool, status: int, tmp_path: Path) -> None:
+    """check() ran the step's init() once more in the run's process: a subclass's side effects happened twice and its
+    False was ignored there. Now init() runs once per worker, and its False stops the run (exit 1)."""
+    pytest.importorskip("ctapipe")
+    (tmp_path / "counted.py").write_text(COUNTED_INIT, encoding="utf-8")
+    document = json.loads(CONFIG.read_text(encoding="utf-8"))
+    document["Pipeline"]["stagers_conf"][0].update(module="counted", **{"class": "CountedImages"}, nb_process=1)
+    config = tmp_path / "counted.json"
+    config.write_text(json.dumps(document), encoding="utf-8")
+    result = run(["-m", "pipeline", f"--config={config}", "--EventSource.max_events=10",
+                  f"--CountedImages.start={start}", "--WriteParameters.output_path=out.h5", "--no-progress"], tmp_path)
+    assert result.returncode == status, result.stderr
+    assert (tmp_path / "inits.txt").read_text(encoding="utf-8") == "init\n"
+
+
 @pytest.mark.timeout(RUN_SECONDS)
 @pytest.mark.parametrize("options", [
     pytest.param(["--ImageModifier.psf_smear_factor=[('id', 1, 0.1)]"], id="modifier-off"),
