@@ -248,6 +248,16 @@ def test_the_options_of_a_component_some_telescopes_use_need_values_for_those_on
         pytest.param("--ImageQualityQuery.quality_criteria=[('size', 'image.sum( > 0')]",
                      "Pipeline.stagers_conf[0]: step 'IMAGES': ctapipe's ImageProcessor: Error compiling expression",
                      id="refused-when-built"),
+        # a bad part of a pattern, named (it said only "expected a TelescopePatternList, got list [...]")
+        pytest.param("--TailcutsImageCleaner.picture_threshold_pe=[('type', '*', 'ten')]",
+                     "command line: --TailcutsImageCleaner.picture_threshold_pe: expected a TelescopePatternList, got "
+                     "list [('type', '*', 'ten')]: 'ten' is not a float (", id="telescope-pattern-bad-value"),
+        pytest.param("--TailcutsImageCleaner.picture_threshold_pe=[('tipe', '*', 10.0)]",
+                     "got list [('tipe', '*', 10.0)]: command must be one of: 'type', 'id' (",
+                     id="telescope-pattern-bad-command"),
+        pytest.param("--TailcutsImageCleaner.picture_threshold_pe=[3]",  # a TypeError's traceback, exit 1
+                     "command line: --TailcutsImageCleaner.picture_threshold_pe: expected a TelescopePatternList, got "
+                     "list [3] (", id="telescope-pattern-not-a-pattern"),
         # per-telescope options that leave a telescope without a value: each event failed with a KeyError (exit 1)
         pytest.param("--TailcutsImageCleaner.picture_threshold_pe=[('id', 99, 8.0)]",
                      "step 'IMAGES': ctapipe's TailcutsImageCleaner.picture_threshold_pe: [('id', 99, 8.0)] gives no "

@@ -668,12 +668,14 @@ class _Validator:
                 _validate(trait, value)
             except ValueProblem as err:
                 raise ConfigError(source, f"{key}.{name}", f"{err}{note}") from None
-            except (TraitError, OverflowError) as err:  # OverflowError: an integer too large for a Float trait
+            # OverflowError: an integer too large for a Float trait; TypeError: a library trait's validate() meeting a
+            # part of another type than it handles (ctapipe's TelescopeParameter takes len() of each pattern)
+            except (TraitError, OverflowError, TypeError) as err:
                 inside = _element_problem(trait, value)
                 if inside is not None:  # traitlets' container said "expected a list" of a list
                     raise ConfigError(source, f"{key}.{name}", f"{inside}{note}") from None
                 expected = _expected(trait)
-                which = _unknown_choice(err, value, expected)
+                which = _unknown_choice(err, value, expected) or _part_problem(err, value)
                 raise ConfigError(source, f"{key}.{name}",
                                   f"expected {expected}, got {_type_name(value)} {shown(value)}{which}{note}") from None
         return Config(values)
@@ -775,6 +777,19 @@ def _unknown_choice(error: Exception, value: Any, expected: str) -> str:
             words.extend(word)  # a list, or ctapipe's TelescopePatternList of [kind, pattern, name]
         elif isinstance(word, str) and word not in choices and word not in _PATTERN_WORDS:
             return f": {word!r} is none of {', '.join(choices)}" + _did_you_mean(word, choices)
+    return ""
+
+
+def _part_problem(error: Exception, value: Any) -> str:
+    """``: 'ten' is not a float`` for the part of ``value`` that a library trait's error names (ctapipe's
+    TelescopeParameter checks each pattern's value with a trait of its own, whose error carries that part), or
+    ``: command must be one of: 'type', 'id'`` for its sentence about a part; "" for traitlets' own sentences, about
+    the whole value (they name the trait, which the message says already)."""
+    args = error.args if isinstance(error, TraitError) else ()
+    if len(args) == 3 and isinstance(args[1], str) and args[0] is not value:
+        return f": {shown(args[0])} is not {args[1]}"
+    if len(args) == 1 and isinstance(args[0], str) and "trait" not in args[0]:
+        return f": {args[0]}"
     return ""
 
 
