@@ -88,15 +88,21 @@ class CtapipeError(Exception):
 
 
 @contextmanager
-def ctapipe_errors(class_name: str) -> Iterator[None]:
-    """Turn what building or running ctapipe's ``class_name`` raises into one line naming it."""
+def ctapipe_errors(class_name: str, setting: str = "") -> Iterator[None]:
+    """Turn what building or running ctapipe's ``class_name`` raises into one line naming it, after ``setting`` (the
+    option and value it failed on, ``EventSource.input_url 'x'``: a step's check() error naming an option is
+    attributed to the command line when the option came from there)."""
     try:
         yield
     except Exception as err:  # ctapipe raises TraitError, ValueError, OSError and its own types
         # ctapipe's traits raise TraitError(problem, expected, trait): the problem alone is the message.
         detail = err.args[0] if isinstance(err, TraitError) and len(err.args) > 1 else str(err)
-        one_line = " ".join(str(detail).split())  # some of ctapipe's messages run over several lines
-        raise CtapipeError(f"ctapipe's {class_name}: {one_line or type(err).__name__}") from err
+        lines = [line for line in str(detail).splitlines() if line.strip()]
+        while len(lines) > 1 and lines[-1].rstrip().endswith(":"):  # a heading of an empty list ("... missing
+            lines.pop()  # dependencies:" with none named) reads as a message cut short
+        one_line = " ".join(" ".join(lines).split())  # some of ctapipe's messages run over several lines
+        where = f"{setting}: " if setting else ""
+        raise CtapipeError(f"{where}ctapipe's {class_name}: {one_line or type(err).__name__}") from err
 
 
 def id_ranges(ids: Iterable[int]) -> str:
@@ -327,8 +333,18 @@ class EventInput(Component):
         url = self.url
         if not url:
             return toy_subarray(self.toy_telescopes)
-        with ctapipe_errors("SubarrayDescription"):
+        with ctapipe_errors("SubarrayDescription", self.url_setting(url)):
             return SubarrayDescription.read(url)
+
+    def url_setting(self, url: str) -> str:
+        """The option that named ``url`` and its value, as the config names it: the section of this step's class (or
+        of a base) that set ``input_url``, else ctapipe's ``EventSource.input_url``."""
+        if not self.input_url:
+            return f"EventSource.input_url {url!r}"
+        # traitlets took the value from the most derived class whose section sets it
+        named = next((cls.__name__ for cls in type(self).__mro__
+                      if cls.__name__ in self.config and "input_url" in self.config[cls.__name__]), "EventInput")
+        return f"{named}.input_url {url!r}"
 
     def open_source(self) -> EventSource:
         """ctapipe's EventSource of the input (the subclass that reads it), or its ToyEventSource."""
@@ -339,7 +355,7 @@ class EventInput(Component):
             if source.max_events is None:
                 raise CtapipeError("ctapipe's ToyEventSource: its stream has no end: set EventSource.max_events")
             return source
-        with ctapipe_errors("EventSource"):
+        with ctapipe_errors("EventSource", self.url_setting(url)):
             return EventSource(url, parent=self)
 
 

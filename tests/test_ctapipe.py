@@ -217,18 +217,25 @@ def test_the_options_of_a_component_some_telescopes_use_need_values_for_those_on
 @pytest.mark.parametrize(
     ("option", "expected"),
     [
+        # the line names the command line that gave the input (it named the config file's producer_conf)
         pytest.param("--EventInput.input_url=missing.simtel.zst",
-                     "Pipeline.producer_conf: step 'READER': ctapipe's EventSource: input_url ", id="missing-file"),
+                     "command line: --EventInput.input_url: step 'READER': EventInput.input_url 'missing.simtel.zst': "
+                     "ctapipe's EventSource: input_url ", id="missing-file"),
         pytest.param("--EventInput.input_url=notes.txt",
-                     "Pipeline.producer_conf: step 'READER': ctapipe's EventSource: Could not find compatible "
-                     "EventSource for input_url", id="unreadable-file"),
+                     "command line: --EventInput.input_url: step 'READER': EventInput.input_url 'notes.txt': "
+                     "ctapipe's EventSource: Could not find compatible EventSource for input_url",
+                     id="unreadable-file"),
+        pytest.param("--ReadEvents.input_url=notes.txt",
+                     "command line: --ReadEvents.input_url: step 'READER': ReadEvents.input_url 'notes.txt': ",
+                     id="unreadable-file-steps-section"),
         # ctapipe's own way to name the input (ctapipe-process --input): it was taken, and toy events read instead
         pytest.param("--EventSource.input_url=missing.simtel.zst",
-                     "Pipeline.producer_conf: step 'READER': ctapipe's EventSource: input_url ",
-                     id="missing-file-ctapipes-option"),
+                     "command line: --EventSource.input_url: step 'READER': EventSource.input_url "
+                     "'missing.simtel.zst': ctapipe's EventSource: input_url ", id="missing-file-ctapipes-option"),
         pytest.param("--EventSource.input_url=notes.txt",
-                     "Pipeline.producer_conf: step 'READER': ctapipe's EventSource: Could not find compatible "
-                     "EventSource for input_url", id="unreadable-file-ctapipes-option"),
+                     "command line: --EventSource.input_url: step 'READER': EventSource.input_url 'notes.txt': "
+                     "ctapipe's EventSource: Could not find compatible EventSource for input_url",
+                     id="unreadable-file-ctapipes-option"),
         pytest.param("--TailcutsImageCleaner.picture_threshold=3",
                      "command line: --TailcutsImageCleaner.picture_threshold: TailcutsImageCleaner has no option "
                      "'picture_threshold' (ctapipe.image.cleaning.TailcutsImageCleaner, of step IMAGES) "
@@ -289,6 +296,8 @@ def test_a_ctapipe_error_is_one_line_before_anything_runs(option: str, expected:
     assert result.returncode == 2
     assert result.stderr.count("\n") == 1 and result.stderr.startswith("pipeline-run: error: "), result.stderr
     assert expected in result.stderr
+    # ctapipe's heading of an empty list ("... could not be used due to missing dependencies:") read as cut short
+    assert not result.stderr.rstrip().endswith(":"), result.stderr
     assert not (tmp_path / "out.h5").exists()
 
 
