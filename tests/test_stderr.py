@@ -130,3 +130,14 @@ def test_a_signal_stops_a_run_whose_stderr_nobody_reads(tmp_path: Path, mode: st
     finally:
         process.kill()
         process.communicate()
+
+
+def test_a_text_longer_than_the_limit_is_written_whole(monkeypatch: pytest.MonkeyPatch) -> None:
+    """A run's summary quoting a step's error of a million characters went as one write past MAX_PENDING_CHARS, and
+    was dropped whole while stderr flowed: the report and its exit line were lost."""
+    stream = io.StringIO()
+    monkeypatch.setattr(sys, "stderr", stream)
+    monkeypatch.setattr(stderr_module, "MAX_PENDING_CHARS", 10)
+    writer = StderrWriter()
+    writer.write("x" * 100 + "\nexit status 1\n")
+    assert stream.getvalue() == "x" * 100 + "\nexit status 1\n" and writer.dropped == 0

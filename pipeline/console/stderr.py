@@ -6,7 +6,9 @@ signal cannot stop it either. So one thread of its own writes to stderr. A calle
 text and waits until it is written, as a direct write would: output keeps its order, with stdout
 too. If a write takes more than STALL_SECONDS, stderr is *stalled*: callers stop waiting, their
 text queues up to MAX_PENDING_CHARS and beyond that is dropped (and counted), until the reader
-catches up. ``write_nowait`` never waits, for the signal watchdog.
+catches up. A text is never dropped for its own size: one longer than MAX_PENDING_CHARS (a summary
+quoting a step's error of a million characters) is written whole once nothing waits before it.
+``write_nowait`` never waits, for the signal watchdog.
 
 The text goes to ``sys.stderr`` as it is when written (a test's capture, or rich's live display).
 """
@@ -69,7 +71,7 @@ class StderrWriter:
 
     def _enqueue(self, text: str) -> int:
         """Queue ``text`` (or drop it if too much is queued); the count ``_written`` reaches once it is out."""
-        if self._broken or self._pending_chars + len(text) > MAX_PENDING_CHARS:
+        if self._broken or (self._pending and self._pending_chars + len(text) > MAX_PENDING_CHARS):
             self.dropped += len(text)
         else:
             self._pending.append(text)
