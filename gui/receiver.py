@@ -11,18 +11,27 @@ started before the bind): only runs holding an allowed key get in, and each mess
 the key its connection proved (the frame's User-Id), never to what the message says. Each handshake
 the socket refuses (libzmq's socket monitor, read with the messages) is counted by cause
 (``gui.refusals``), so that a run whose settings do not match never goes unseen.
+
+Whatever peers send, the socket's memory stays bounded: libzmq keeps, for each connection, the messages
+queued for reading (``RECEIVE_HWM``, where its default is 1,000 per connection: a gigabyte of 1 MiB
+messages) and the one being received (``MAX_MESSAGE_SIZE`` at most). So the monitor holds at most
+``MAX_CONNECTIONS`` connections at once: a ZAP handler (in both modes) asks :class:`Connections` about each
+new one, which counts those open from the socket's events (accepted, disconnected, by file descriptor)
+and turns the others away (counted as refused: ``too many connections``; libzmq's client takes it as final). That is
+MAX_CONNECTIONS x (RECEIVE_HWM + 1) x MAX_MESSAGE_SIZE = 60 MiB at most in the socket.
 """
 
 from __future__ import annotations
 
 import logging
+import threading
 import time
 
 import zmq
 from PySide6.QtCore import QObject, QSocketNotifier, QTimer, Signal
 from zmq.utils.monitor import recv_monitor_message
 
-from pipeline.auth.curve import CurveServer, ServerKeys
+from pipeline.auth.curve import CurveServer, ServerKeys, ZapServer
 
 from .protocol import ProtocolError, parse
 from .refusals import REFUSAL_EVENTS, Refusals, cause
@@ -40,8 +49,56 @@ SAFETY_POLL_MS = 250
 MAX_MESSAGE_SIZE = 1024 * 1024
 #: Seconds between two warnings about ignored messages (the others are counted in the next one).
 WARNING_INTERVAL = 5.0
-#: Socket events (refused handshakes) read per turn of the event loop at most.
+#: Socket events (connections opened and closed, refused handshakes) read per turn of the event loop at most.
 EVENT_BATCH = 100
+#: Messages libzmq queues per connection for reading (its default, 1,000, let a peer grow the window by a GiB per
+#: connection). A run sends a few messages a second and the window reads them at once; a burst waits in the run.
+#: Not 1: with a ZAP handler, libzmq's queue of one held nothing but the connection's credentials, and stalled.
+RECEIVE_HWM = 2
+#: Connections held open at once at most (a run holds one; as many as the runs the window keeps); more are turned
+#: away until some close.
+MAX_CONNECTIONS = 20
+#: The socket's events read: connections opened and closed (counted), and refused handshakes.
+EVENTS = REFUSAL_EVENTS | zmq.EVENT_ACCEPTED | zmq.EVENT_DISCONNECTED
+
+
+class Connections:
+    """The connections open on the socket, by file descriptor, from its events; and whether one more may open.
+
+    :meth:`admit` runs in the ZAP handler's thread, the rest in the window's. A connection's ``accepted`` event
+    comes before its handshake asks :meth:`admit`, but may not be read yet: admissions since the events were
+    last read to their end count too (twice for a moment at worst, never none), so the limit always holds.
+    """
+
+    def __init__(self, limit: int) -> None:
+        self.limit = limit
+        self.lock = threading.Lock()  # held while the events are read, so that admit() sees them read or unseen
+        self._open: set[int] = set()
+        self._unseen = 0  # admissions since the events were last read to their end
+
+    @property
+    def count(self) -> int:
+        """Connections open (or admitted and not yet seen open)."""
+        return len(self._open) + self._unseen
+
+    def admit(self) -> bool:
+        """True if one more connection may open (then it is counted); False when MAX_CONNECTIONS are."""
+        with self.lock:
+            if self.count >= self.limit:
+                return False
+            self._unseen += 1
+            return True
+
+    def event(self, kind: int, fd: int) -> None:
+        """Count a connection ``accepted`` or ``disconnected`` (libzmq gives its file descriptor); under lock."""
+        if kind == zmq.EVENT_ACCEPTED:
+            self._open.add(fd)
+        elif kind == zmq.EVENT_DISCONNECTED:
+            self._open.discard(fd)
+
+    def caught_up(self) -> None:
+        """Every event was read (call under lock): the admissions are among the connections seen open."""
+        self._unseen = 0
 
 
 class Receiver(QObject):
@@ -61,15 +118,17 @@ class Receiver(QObject):
         self._unreported = 0
         self._last_warning = float("-inf")
         self.refusals = Refusals()  # connections refused, by cause
+        self.connections = Connections(MAX_CONNECTIONS)
         self._context = zmq.Context()
-        self.curve = CurveServer(self._context, keys) if keys else None
+        self.curve = CurveServer(self._context, keys, self.connections.admit) if keys else None
+        self._zap = self.curve or ZapServer(self._context, self.connections.admit)
         self._socket = self._context.socket(zmq.SUB)
-        self._events = self._socket.get_monitor_socket(REFUSAL_EVENTS)
+        self._events = self._socket.get_monitor_socket(EVENTS)
         try:
-            if self.curve is not None:
-                self.curve.secure(self._socket)
+            self._zap.secure(self._socket)
             self._socket.setsockopt(zmq.LINGER, 0)
             self._socket.setsockopt(zmq.MAXMSGSIZE, MAX_MESSAGE_SIZE)
+            self._socket.setsockopt(zmq.RCVHWM, RECEIVE_HWM)
             self._socket.setsockopt(zmq.SUBSCRIBE, b"")
             if port == 0:
                 port = self._socket.bind_to_random_port(f"tcp://{host}")
@@ -79,8 +138,7 @@ class Receiver(QObject):
             self._socket.disable_monitor()
             self._events.close(linger=0)
             self._socket.close()
-            if self.curve is not None:
-                self.curve.close()
+            self._zap.close()
             self._context.term()
             raise
         self.address = f"tcp://{host}:{port}"
@@ -101,15 +159,22 @@ class Receiver(QObject):
         return self.refusals.total
 
     def read_events(self) -> None:
-        """Count the handshakes refused since the last call (up to EVENT_BATCH; the safety timer reads on)."""
+        """Count the connections opened and closed, and the handshakes refused, since the last call (up to
+        EVENT_BATCH; the safety timer reads on)."""
         if self._events.closed:
             return
         plaintext = self.curve is None
-        for _ in range(EVENT_BATCH):
-            if not self._events.getsockopt(zmq.EVENTS) & zmq.POLLIN:
-                return
-            event = recv_monitor_message(self._events, zmq.NOBLOCK)
-            self.refusals.add(cause(int(event["event"]), int(event["value"]), plaintext))
+        with self.connections.lock:
+            for _ in range(EVENT_BATCH):
+                if not self._events.getsockopt(zmq.EVENTS) & zmq.POLLIN:
+                    self.connections.caught_up()
+                    return
+                event = recv_monitor_message(self._events, zmq.NOBLOCK)
+                kind, value = int(event["event"]), int(event["value"])
+                if kind & REFUSAL_EVENTS:
+                    self.refusals.add(cause(kind, value, plaintext))
+                else:
+                    self.connections.event(kind, value)
 
     def read(self) -> None:
         """Read and emit waiting messages, up to BATCH or BATCH_SECONDS; schedule another read if more wait."""
@@ -167,6 +232,5 @@ class Receiver(QObject):
         self._socket.disable_monitor()
         self._events.close(linger=0)
         self._socket.close()
-        if self.curve is not None:
-            self.curve.close()
+        self._zap.close()
         self._context.term()

@@ -14,6 +14,7 @@ from html import escape
 
 import zmq
 
+from pipeline.auth.curve import TRY_LATER
 from pipeline.console import humanize
 
 log = logging.getLogger("gui.receiver")
@@ -37,6 +38,8 @@ CAUSES = {
                              "monitor's public key (or, without it, the user's own is another user's)",
     "unknown key": "a run whose key this monitor does not let in: put its public .key file in the "
                    "--authorized-keys directory and restart the monitor",
+    "too many connections": "a connection beyond as many as the monitor holds at once: a run that comes once others "
+                            "closed gets in; many runs at once, or a peer opening connections",
     "other": "a handshake that failed otherwise (a peer that is not a pipeline run, or one that went away)",
 }
 
@@ -44,7 +47,8 @@ CAUSES = {
 def cause(event: int, value: int, plaintext: bool) -> str:
     """Why the monitor (a CURVE server, or ``plaintext``) refused a connection: a key of CAUSES."""
     if event == zmq.EVENT_HANDSHAKE_FAILED_AUTH:
-        return "unknown key"  # the ZAP handler said no (status 400)
+        # The ZAP handler said no: to the key (400), or for now, whatever the key (300, TRY_LATER).
+        return "too many connections" if value == int(TRY_LATER) else "unknown key"
     if event == zmq.EVENT_HANDSHAKE_FAILED_PROTOCOL:
         if value == zmq.PROTOCOL_ERROR_ZMTP_MECHANISM_MISMATCH:
             return "with keys" if plaintext else "in clear"

@@ -7,21 +7,27 @@ from __future__ import annotations
 import itertools
 import json
 import os
+import select
+import subprocess
+import sys
 import time
+from pathlib import Path
 from typing import Any
 
 import pytest
+import zmq
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 from PySide6.QtCore import QTimer
 from PySide6.QtWidgets import QApplication, QGraphicsTextItem
 
-from gui import theme
+from gui import receiver, theme
 from gui.model import FIRST_ERRORS, LAST_ERRORS, MAX_CLOSED, MAX_POINTS, MAX_RUNS
 from gui.protocol import MAX_NAME, MAX_STEPS, MAX_TRACEBACK, parse
 from gui.widgets.graph import MAX_ARROWS, MIN_FONT_PT, MIN_SCALE, SMALLEST_FONT_PT
 from gui.widgets.plot import MAX_TICKS, time_step
 from gui.window import REDRAW_MS, MainWindow
+from pipeline import auth
 from pipeline.config.traits import MAX_STEP_NAME_CHARS
 from pipeline.console import humanize
 from pipeline.engine.wire import MAX_REASON_CHARS
@@ -157,6 +163,80 @@ def test_churn_through_a_socket_keeps_the_window_responsive_and_bounded(qtbot, w
     assert longest[0] < 2.0, f"the event loop stalled for {longest[0]:.2f} s"
     assert grown < 200 * 2**20, f"the window grew by {grown / 2**20:.0f} MiB"
     assert window.receiver.ignored > 0  # the messages over a cap were dropped and counted
+
+
+# --------------------------------------------------------------------------- a flood of connections
+
+
+@pytest.mark.parametrize("mode", ["plaintext", "curve"])
+def test_a_flood_of_big_messages_from_several_connections_leaves_the_window_bounded(request, qtbot,
+                                                                                    mode: str) -> None:
+    # libzmq queued 1,000 messages per connection for reading: a GiB of 1 MiB messages each, which came faster
+    # than the window parses them.
+    window = request.getfixturevalue("window" if mode == "plaintext" else "secure_window")
+    before = _rss()
+    flood = subprocess.Popen([sys.executable, "-m", "tests.flood_peer", window.address, "3", "3",
+                              *(["curve"] if mode == "curve" else [])],
+                             stdin=subprocess.PIPE, stdout=subprocess.PIPE, text=True,
+                             cwd=Path(__file__).parent.parent)
+    grown = 0
+
+    def flooded() -> bool:
+        nonlocal grown
+        grown = max(grown, _rss() - before)
+        return bool(select.select([flood.stdout], [], [], 0)[0])
+
+    try:
+        qtbot.waitUntil(flooded, timeout=WAIT_MS)  # the window reads (and parses) all along, as it would
+        sent = int(flood.stdout.readline())
+    finally:
+        flood.kill()
+        flood.communicate(timeout=WAIT_MS / 1000)
+    assert sent > 0
+    assert window.receiver.count + window.receiver.ignored > 0  # the flood was heard
+    bound = 3 * (receiver.RECEIVE_HWM + 1) * receiver.MAX_MESSAGE_SIZE
+    assert grown < bound + 32 * 2**20, f"the window grew by {grown / 2**20:.0f} MiB for 3 connections"
+
+
+def _peer(context: zmq.Context, address: str, curve: bool) -> zmq.Socket:
+    """A run's socket to the monitor at ``address`` (with the user's own key pair if ``curve``)."""
+    socket = context.socket(zmq.PUB)
+    socket.linger = 0
+    if curve:
+        own = auth.ensure_own_key_pair()
+        auth.secure_client(socket, own, own.public)
+    socket.connect(address)
+    return socket
+
+
+@pytest.mark.parametrize("curve", [False, True], ids=["plaintext", "curve"])
+def test_connections_beyond_the_cap_are_turned_away_and_later_ones_get_in(qtbot, monkeypatch, curve: bool) -> None:
+    monkeypatch.setattr(receiver, "MAX_CONNECTIONS", 4)
+    own = auth.ensure_own_key_pair()
+    window = MainWindow("127.0.0.1", 0, auth.ServerKeys(own, {own.public: own.name}) if curve else None)
+    qtbot.addWidget(window)
+    context = zmq.Context()
+    try:
+        crowd = [_peer(context, window.address, curve) for _ in range(6)]
+        # The two beyond the four are turned away (and try again, turned away each time while the four stay).
+        qtbot.waitUntil(lambda: window.receiver.refusals.counts["too many connections"] >= 2, timeout=WAIT_MS)
+        assert "too many connections" in window.receiver.refusals.text()
+        for socket in crowd:
+            socket.close()
+        # libzmq's client takes a refusal as final: a run turned away stays away, one that comes later gets in.
+        qtbot.waitUntil(lambda: window.receiver.connections.count == 0, timeout=WAIT_MS)
+        late = _peer(context, window.address, curve)
+        probe = with_run_id(load_recording()[:1], "d" * 32)[0]
+
+        def heard() -> bool:
+            late.send_multipart(probe)
+            return window.receiver.count > 0
+
+        qtbot.waitUntil(heard, timeout=WAIT_MS)  # once the crowd left, a run gets in
+        late.close()
+    finally:
+        context.destroy(linger=0)
+        window.shutdown()
 
 
 # --------------------------------------------------------------------------- any size reads well

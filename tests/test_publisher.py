@@ -455,3 +455,12 @@ def test_with_nobody_listening_the_end_of_a_run_does_not_wait(tmp_path: Path) ->
         assert not publisher.subscribed
     finally:
         publisher.close(0)
+
+
+def test_a_run_turned_away_by_a_full_monitor_is_told_so() -> None:
+    """A monitor holding as many connections as it takes answers 'try later' (ZAP 300): not a refused key."""
+    line = credentials.refusal_reason(zmq.EVENT_HANDSHAKE_FAILED_AUTH, int(auth.curve.TRY_LATER), "tcp://desk:5565",
+                                      plaintext=False)
+    assert line == ("the run's status is not heard at tcp://desk:5565: the monitor there holds as many connections "
+                    "as it takes at once (many runs at once, or a peer flooding it): this run is not shown; a run "
+                    "started once others ended is")

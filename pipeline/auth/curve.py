@@ -21,8 +21,9 @@ from __future__ import annotations
 
 import logging
 import threading
-from collections.abc import Mapping
+from collections.abc import Callable, Mapping
 from dataclasses import dataclass
+from typing import Any
 
 import zmq
 
@@ -35,6 +36,8 @@ ZAP_DOMAIN = "zmq-pipeline"
 #: key hold all 1,024 of a run's for longer than a worker waits to join). A handshake takes a few round trips and the
 #: ZAP handler's answer: well under a second, even over a WAN (a link of 1 s each way takes more: its worker says so).
 HANDSHAKE_SECONDS = 5.0
+#: The ZAP status of a connection turned away for now, whatever its key ("try again later": libzmq's client does).
+TRY_LATER = b"300"
 
 
 def secure_client(socket: zmq.Socket, own: KeyPair, server: bytes) -> None:
@@ -44,6 +47,12 @@ def secure_client(socket: zmq.Socket, own: KeyPair, server: bytes) -> None:
     socket.curve_publickey = own.public
     socket.curve_secretkey = own.secret
     socket.curve_serverkey = server
+
+
+def _ask_handler(socket: zmq.Socket) -> None:
+    """Make ``socket`` ask the ZAP handler of its context about each connection, failing closed without one."""
+    socket.zap_domain = ZAP_DOMAIN.encode()
+    socket.setsockopt(zmq.ZAP_ENFORCE_DOMAIN, 1)
 
 
 @dataclass(frozen=True)
@@ -73,24 +82,62 @@ class _AllowList:
         return False
 
 
-class CurveServer:
-    """The ZAP handler of one context, allowing only the public keys of ``keys.allowed``.
+class ZapServer:
+    """A ZAP handler of one context, started before the sockets bind; with ``admit``, each connection it is asked
+    about must first be admitted (else it is told to try later: a bound on the connections a peer can hold open).
+
+    It lets in every connection without CURVE that ``admit`` admits. Call :meth:`secure` on the socket before
+    it binds; :meth:`close` after the sockets closed, before the context terminates.
+    """
+
+    def __init__(self, context: zmq.Context, admit: Callable[[], bool] | None = None) -> None:
+        # Imported here: it loads asyncio, which a client (a worker process) does not need.
+        from zmq.auth.thread import ThreadAuthenticator
+
+        self._handler = ThreadAuthenticator(context, log=logging.getLogger("pipeline.auth.zap"))
+        if admit is not None:
+            check = self._handler.handle_zap_message
+
+            async def admit_first(message: list[bytes]) -> None:
+                """Turn the connection away (frame 1 is the request's id) unless ``admit`` takes it in."""
+                if len(message) > 1 and not admit():
+                    self._handler._send_zap_reply(message[1], TRY_LATER, b"too many connections")  # pyzmq's reply
+                    return
+                await check(message)
+
+            self._handler.handle_zap_message = admit_first  # the handler's thread calls it for each request
+        self._configure(self._handler)
+        self._handler.start()  # returns once the handler is bound: safe to bind the sockets
+
+    def _configure(self, handler: Any) -> None:
+        """Set up ``handler`` (pyzmq's ThreadAuthenticator) before it starts: without keys, nothing to set."""
+
+    def secure(self, socket: zmq.Socket) -> None:
+        """Make ``socket`` (before it binds) ask this handler about each connection, failing closed without it."""
+        _ask_handler(socket)
+
+    def close(self) -> None:
+        """Stop the handler."""
+        self._handler.stop()
+
+
+class CurveServer(ZapServer):
+    """The ZAP handler of one context, allowing only the public keys of ``keys.allowed`` (and what ``admit`` admits).
 
     Make it on the socket's context before the socket binds, call :meth:`secure` on the socket, then
     bind; :meth:`close` it after the sockets closed, before the context terminates.
     """
 
-    def __init__(self, context: zmq.Context, keys: ServerKeys) -> None:
+    def __init__(self, context: zmq.Context, keys: ServerKeys, admit: Callable[[], bool] | None = None) -> None:
         if keys.own.secret is None:
             raise ValueError(f"a server needs a secret key; key {keys.own.name!r} has none")
         self.own = keys.own
-        # Imported here: it loads asyncio, which a client (a worker process) does not need.
-        from zmq.auth.thread import ThreadAuthenticator
-
         self._allow = _AllowList(keys.allowed)
-        self._handler = ThreadAuthenticator(context, log=logging.getLogger("pipeline.auth.zap"))
-        self._handler.configure_curve_callback(ZAP_DOMAIN, self._allow)
-        self._handler.start()  # returns once the handler is bound: safe to bind the sockets
+        super().__init__(context, admit)
+
+    def _configure(self, handler: Any) -> None:
+        """Let in only the allowed keys."""
+        handler.configure_curve_callback(ZAP_DOMAIN, self._allow)
 
     @property
     def refused(self) -> int:
@@ -111,8 +158,7 @@ class CurveServer:
         socket.curve_server = True
         socket.curve_publickey = self.own.public
         socket.curve_secretkey = self.own.secret
-        socket.zap_domain = ZAP_DOMAIN.encode()
-        socket.setsockopt(zmq.ZAP_ENFORCE_DOMAIN, 1)
+        _ask_handler(socket)
 
     def peer(self, frame: zmq.Frame) -> str | None:
         """The name of the key that sent ``frame`` (from its User-Id, set by the handshake); None if unknown."""
@@ -121,7 +167,3 @@ class CurveServer:
         except zmq.ZMQError:
             return None
         return self._allow.allowed.get(user.encode()) if isinstance(user, str) else None
-
-    def close(self) -> None:
-        """Stop the handler."""
-        self._handler.stop()

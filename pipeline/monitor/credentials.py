@@ -19,6 +19,7 @@ from dataclasses import dataclass
 import zmq
 
 from pipeline import auth
+from pipeline.auth.curve import TRY_LATER
 
 log = logging.getLogger("pipeline.monitor")
 
@@ -75,6 +76,9 @@ def refusal_reason(event: int, value: int, address: str, plaintext: bool, server
     if mismatch:
         return (f"{where}: the listener there takes no keys (pipeline-gui --plaintext, or a script): set "
                 "Pipeline.gui_plaintext=True to send in clear, or start the monitor without --plaintext")
+    if event == zmq.EVENT_HANDSHAKE_FAILED_AUTH and value == int(TRY_LATER):
+        return (f"{where}: the monitor there holds as many connections as it takes at once (many runs at once, or "
+                "a peer flooding it): this run is not shown; a run started once others ended is")
     if event == zmq.EVENT_HANDSHAKE_FAILED_AUTH:
         own = key or f"this user's own {_own_file(auth.SECRET_SUFFIX)}"
         return (f"{where}: the monitor there refused this run's key ({own}): put its public .key file in the "
