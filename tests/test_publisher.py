@@ -22,7 +22,7 @@ from pipeline import Pipeline, auth
 from pipeline.errors import ConfigError
 from pipeline.monitor import credentials
 from pipeline.monitor import monitor as monitor_module
-from pipeline.monitor.messages import Envelope
+from pipeline.monitor.messages import Envelope, decode
 from pipeline.monitor.publisher import Publisher
 from tests.cli_helpers import ROOT, chain_config, run_cli, write_config
 from tests.monitor_steps import gate
@@ -464,3 +464,75 @@ def test_a_run_turned_away_by_a_full_monitor_is_told_so() -> None:
     assert line == ("the run's status is not heard at tcp://desk:5565: the monitor there holds as many connections "
                     "as it takes at once (many runs at once, or a peer flooding it): this run is not shown; a run "
                     "started once others ended is")
+
+
+class BodyListener:
+    """A plaintext monitor that reads in a thread of its own, with small queues as the window's;
+    ``messages`` holds (topic, body) as read, ``finished`` is set by the finish."""
+
+    def __init__(self) -> None:
+        self.messages: list[tuple[str, dict]] = []
+        self.bound = threading.Event()
+        self.finished = threading.Event()
+        self.stop = threading.Event()
+        self.port = 0
+        self.thread = threading.Thread(target=self._listen, name="body-listener")
+        self.thread.start()
+        assert self.bound.wait(WAIT)
+
+    def _listen(self) -> None:
+        context = zmq.Context()
+        socket = context.socket(zmq.SUB)
+        socket.linger = 0
+        socket.rcvhwm = 2
+        socket.subscribe(b"")
+        try:
+            self.port = socket.bind_to_random_port("tcp://127.0.0.1")
+            self.bound.set()
+            while not self.stop.is_set():
+                if socket.poll(100):
+                    topic, body = decode(socket.recv_multipart())
+                    self.messages.append((topic, body))
+                    if topic == "finish":
+                        self.finished.set()
+        finally:
+            socket.close()
+            context.term()
+
+    def close(self) -> list[tuple[str, dict]]:
+        """Stop reading; what was read."""
+        self.stop.set()
+        self.thread.join(WAIT)
+        return self.messages
+
+
+def test_the_end_of_a_run_reaches_its_monitor_after_a_burst_of_errors(tmp_path: Path) -> None:
+    """A burst of errors filled the run's queue: the last status and the finish were dropped (a finished run shown
+    as running for ever; 2 runs in 4 here), and the drops never counted. Now the errors beyond the queue's room are
+    the ones dropped, counted in the last status, and the status and the finish wait (a bounded time) for room."""
+    document = {"version": 1, "Pipeline": {
+        "producer_conf": {"name": "SOURCE", "module": "algorithms.basic", "class": "Counter", "next_steps": "FAIL"},
+        "stagers_conf": [
+            {"name": "FAIL", "module": "tests.failure_steps", "class": "FailEvery", "next_steps": "A",
+             "on_error": "skip"},
+            {"name": "A", "module": "algorithms.basic", "class": "PassThrough", "next_steps": "B"},
+            {"name": "B", "module": "algorithms.basic", "class": "PassThrough", "next_steps": "SINK"}],
+        "consumer_conf": {"name": "SINK", "module": "algorithms.basic", "class": "PassThrough"}},
+        "Counter": {"count": 2000}, "FailEvery": {"every": 7}}
+    config = write_config(tmp_path, document)
+    for _ in range(3):
+        listener = BodyListener()
+        try:
+            result = run_cli(f"--config={config}", f"--Pipeline.gui_address=127.0.0.1:{listener.port}",
+                             "--Pipeline.gui_plaintext=True", "--Pipeline.allow_failures=True", "--no-progress")
+            assert result.returncode == 0, result.stderr
+            assert listener.finished.wait(WAIT), "the finish never came"
+        finally:
+            messages = listener.close()
+        topics = [topic for topic, _ in messages]
+        assert topics[-2:] == ["status", "finish"]
+        last = messages[-2][1]
+        assert last["state"] == "finished"
+        failed = sum(step["failed"] for step in last["steps"])
+        assert failed == 2000 // 7 + 1
+        assert topics.count("error") + last["dropped"] >= failed  # every error heard, or counted as dropped

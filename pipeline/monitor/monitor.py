@@ -40,7 +40,7 @@ from pipeline.monitor.messages import (
     status_body,
 )
 from pipeline.monitor.progress import LogProgress
-from pipeline.monitor.publisher import HANDSHAKE_WAIT_MS, Publisher, Refusal
+from pipeline.monitor.publisher import END_WAIT_MS, HANDSHAKE_WAIT_MS, Publisher, Refusal
 
 if TYPE_CHECKING:
     from rich.console import Console
@@ -216,8 +216,12 @@ class Monitor:
             self._states = states
 
     def _publish_errors(self, publisher: Publisher) -> None:
+        """Send the errors waiting while the queue has room; the others are dropped (counted), not tried one by one:
+        a burst must leave room for what follows (at the end, the last status and the finish)."""
         while self._errors:
-            publisher.publish(ERROR, error_body(self._errors.popleft()))
+            if not publisher.publish(ERROR, error_body(self._errors.popleft())):
+                publisher.skip(len(self._errors))
+                self._errors.clear()
 
     def _publish_end(self, publisher: Publisher, rates: Rates) -> None:
         """The graph (a short run may have ended before a GUI heard it), the errors not yet sent,
@@ -229,9 +233,9 @@ class Monitor:
             self._publish_errors(publisher)
             last = self._last or self.runner.snapshot()
             publisher.publish(STATUS, status_body(last, rates.add(last, time.monotonic()), publisher.dropped,
-                                                  self._final_state))
+                                                  self._final_state), END_WAIT_MS)
             if self._report is not None:
-                publisher.publish(FINISH, finish_body(self._report))
+                publisher.publish(FINISH, finish_body(self._report), END_WAIT_MS)
             self._say_refusals(publisher, final=True)
         except Exception:
             log.exception("the monitor failed to publish the end of the run")

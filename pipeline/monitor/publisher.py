@@ -46,8 +46,12 @@ log = logging.getLogger("pipeline.monitor")
 
 #: Messages queued for a slow subscriber before the next ones are dropped.
 SEND_HWM = 100
-#: Milliseconds the last messages may take to leave when the socket closes.
-CLOSE_LINGER_MS = 500
+#: Milliseconds the last messages may take to leave when the socket closes: a full queue (SEND_HWM) read by a
+#: monitor that parses each in a few milliseconds, then the run's last status and its finish.
+CLOSE_LINGER_MS = 2500
+#: Milliseconds the run's last status and its finish may each wait for room in a monitor's queue: the end of a
+#: run that a monitor hears is never the part dropped (the errors before it are, counted in that status).
+END_WAIT_MS = 500
 #: The longest subscription a peer may send (ours is 1 byte); a longer one drops that peer's connection.
 SUBSCRIPTION_BYTES = 256
 #: Subscriptions read per look at most, so that a peer flooding them cannot hold the monitor's thread.
@@ -140,17 +144,26 @@ class Publisher:
             self.close(0)
             raise
 
-    def publish(self, topic: str, body: Mapping[str, Any]) -> bool:
-        """Send one message now or drop it; True if ZeroMQ took it."""
+    def publish(self, topic: str, body: Mapping[str, Any], wait_ms: int = 0) -> bool:
+        """Send one message, waiting ``wait_ms`` at most for room in a subscriber's queue (0: now), or drop it;
+        True if ZeroMQ took it."""
         self._serial += 1
         frames = encode(self.envelope.message(topic, self._serial, body))
         try:
-            self._socket.send_multipart(frames, zmq.NOBLOCK)
+            if wait_ms:
+                self._socket.sndtimeo = wait_ms  # a blocking send waits for room (XPUB_NODROP), this long at most
+                self._socket.send_multipart(frames)
+            else:
+                self._socket.send_multipart(frames, zmq.NOBLOCK)
         except zmq.Again:
             self.dropped += 1
             return False
         self.sent += 1
         return True
+
+    def skip(self, count: int) -> None:
+        """Count ``count`` messages dropped without trying to send them (the queue had no room)."""
+        self.dropped += count
 
     def new_subscribers(self) -> bool:
         """True if a subscriber subscribed since the last call (read without waiting, a bounded number).
