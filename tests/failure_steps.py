@@ -32,6 +32,18 @@ class FailEvery(Component):
         return msg
 
 
+class FailsAtLength(FailEvery):
+    """FailEvery whose errors end with ``padding`` characters of 'x'."""
+
+    padding = Int(0, help="Characters of 'x' that end each error's message.").tag(config=True)
+
+    def run(self, msg: int) -> int:
+        """Pass the message on, or raise."""
+        if self.every and msg % self.every == 0:
+            raise ValueError(f"bad message {msg}" + "x" * self.padding)
+        return msg
+
+
 class FailFirstElsewhere(Component):
     """Raises on every message; its worker thread 0 only once the dead-letter file ``recorded`` holds a failure of
     another worker, so that worker 0's first error is never its step's first."""

@@ -21,6 +21,7 @@ from pipeline.engine.addresses import process_alive
 from pipeline.engine.flow import PREFETCH
 from pipeline.errors import ConfigError
 from pipeline.execution.report import never_processed
+from pipeline.failures.describe import MAX_ERROR_CHARS
 from tests.failure_helpers import REPO, STEPS, config, pipeline_run, report_row, written
 from tests.failure_steps import GO, STARTED
 from tests.process_helpers import finish_run, start_run, wait_for
@@ -176,6 +177,26 @@ def test_dead_letters_replay_to_success_once_fixed(tmp_path: Path, mode: str) ->
     assert replay.returncode == 0, replay.stderr
     assert sorted(written(tmp_path)[:-1]) == [0, 3, 6, 9, 12, 15, 18]
     assert report_row(replay.stderr, "STAGE") == [7, 7, 7, 0]
+
+
+@pytest.mark.parametrize(("mode", "workers"), [("sequential", {}), ("threads", {"nb_thread": 2}),
+                                             ("threads", {"nb_process": 1})], ids=["sequential", "threads", "process"])
+def test_an_error_of_a_million_characters_is_cut_everywhere_it_is_told(tmp_path: Path, mode: str,
+                                                                       workers: dict) -> None:
+    """A step's ValueError("x" * 1_100_000) was carried whole into every line that told it, its dead letter and a
+    worker process's FAILED: now its start and its end, to MAX_ERROR_CHARS, saying how much was cut."""
+    dead = tmp_path / "dead.jsonl"
+    path = config(tmp_path, {"class": "FailsAtLength", "on_error": "skip", **workers}, Counter={"count": 6},
+                  FailsAtLength={"every": 3, "padding": 1_100_000})
+    result = pipeline_run(path, f"--Pipeline.mode={mode}", f"--Pipeline.dead_letter={dead}", "--no-progress")
+    assert result.returncode == 1
+    assert max(len(line) for line in result.stderr.splitlines()) < MAX_ERROR_CHARS + 200, result.stderr[:2000]
+    assert "ValueError: bad message 0x" in result.stderr and "characters cut ...]" in result.stderr
+    assert report_row(result.stderr, "STAGE") == [6, 4, 4, 2]
+    for record in (json.loads(line) for line in dead.read_text(encoding="utf-8").splitlines()):
+        for text in (record["error"], record["traceback"]):
+            assert len(text) < MAX_ERROR_CHARS + 200 and "characters cut ...]" in text and text.endswith(("x", "x\n"))
+        assert record["error"].startswith("ValueError: bad message") and "Traceback" in record["traceback"]
 
 
 @pytest.mark.parametrize("mode", MODES)

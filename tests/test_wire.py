@@ -4,6 +4,7 @@ and with their buffers lent by handle (engine.handles)."""
 
 from __future__ import annotations
 
+import re
 import tracemalloc
 from array import array
 from itertools import pairwise
@@ -19,7 +20,6 @@ from pipeline.engine.wire import (
     FATAL_RUN,
     HEADER,
     INLINE_BODY_BYTES,
-    MAX_FAILURE_CHARS,
     MAX_REASON_CHARS,
     MAX_RUNNING,
     Answer,
@@ -47,6 +47,7 @@ from pipeline.engine.wire import (
     tally_frames,
 )
 from pipeline.execution.executor import UNORDERED, Outcome
+from pipeline.failures.describe import MAX_ERROR_CHARS
 from pipeline.message import OUT_OF_BAND_BYTES, Encoded
 from tests.wire_helpers import as_received, result_frames
 
@@ -335,10 +336,23 @@ def test_what_a_peer_says_in_a_frame_of_any_size_is_read_to_a_bound() -> None:
     assert (loss.running, loss.reason) == (list(range(MAX_RUNNING)), "r" * MAX_REASON_CHARS)
     step, *_ = parse_hello([HEADER.pack(Kind.HELLO, 0, 1, 0), "é".encode() * (8 << 20)])
     assert step == "é" * MAX_REASON_CHARS
-    frames = [bytes(frame) for frame in failed_frames(Failure(1, "run()", "E", "", 0, None))]
-    frames[3] = b"t" * (2 * MAX_FAILURE_CHARS)
-    assert parse_failed(frames).traceback == "t" * MAX_FAILURE_CHARS
     assert parse_ping([ping_frames(3, [7, 8])[0], ping_frames(3, [7, 8])[1]]) == [7, 8]  # as they went in
+
+
+def test_a_failures_texts_are_cut_to_max_error_chars_keeping_their_start_and_end_and_saying_so() -> None:
+    """A peer's FAILED of three 4 MB texts was kept whole, 30 of them 114 MB: the error line and the traceback are
+    read as a step's own are told (failures.describe), to MAX_ERROR_CHARS, whatever the frame's size."""
+    frames = [bytes(frame) for frame in failed_frames(Failure(UNORDERED, "init()", "", "", 0, None))]
+    frames[2] = ("E" + "\U0001F600" * 1_000_000 + "Z").encode()  # 4 MB
+    frames[3] = b"T" + b"t" * (MAX_ERROR_CHARS + 1000) + b"end"  # decoded whole, then cut
+    failure = parse_failed(frames)
+    assert failure.error.startswith("E\U0001F600") and failure.error.endswith("\U0001F600Z")
+    assert failure.traceback.startswith("Tt") and failure.traceback.endswith("tend")
+    assert re.search(r"\n\[\.\.\. 3[0-9]{6} bytes cut \.\.\.\]\n", failure.error), failure.error[:100]
+    assert "\n[... 1044 characters cut ...]\n" in failure.traceback
+    assert all(len(text) <= MAX_ERROR_CHARS + 40 for text in (failure.error, failure.traceback))
+    frames[2] = "é".encode() * MAX_ERROR_CHARS
+    assert parse_failed(frames).error == "é" * MAX_ERROR_CHARS  # as it went in
 
 
 def test_a_peers_huge_frame_is_read_without_a_copy_of_it() -> None:

@@ -134,6 +134,19 @@ def error_text(error: BaseException) -> str:
     return text
 
 
+def shorten(text: str, limit: int) -> str:
+    """``text`` if it has at most ``limit`` characters; else its start and its end, saying how much was cut."""
+    if len(text) <= limit:
+        return text
+    keep = max(0, limit - 40) // 2
+    return f"{text[:keep]}{cut_note(len(text) - 2 * keep, 'characters')}{text[len(text) - keep:]}"
+
+
+def cut_note(amount: int, unit: str) -> str:
+    """What stands between the start and the end of a text whose middle (``amount`` ``unit``) was cut."""
+    return f"\n[... {amount} {unit} cut ...]\n"
+
+
 def failure_place(error: BaseException) -> str:
     """`` (FILE, line N)``: where the import that raised ``error`` failed; "" when no such line is known.
 

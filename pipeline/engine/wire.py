@@ -51,9 +51,11 @@ from dataclasses import dataclass, field
 from enum import IntEnum
 from typing import Any, cast
 
+from pipeline.console.humanize import cut_note, shorten
 from pipeline.engine.handles import Handles
 from pipeline.engine.rings import Ring, Taken
 from pipeline.execution.executor import UNORDERED, Outcome
+from pipeline.failures.describe import MAX_ERROR_CHARS
 from pipeline.message import Buffer, Encoded
 
 
@@ -128,8 +130,6 @@ MAX_REASON_CHARS = 1000
 #: The most messages a PING, LOST or LEFT is read to say a worker process runs: one per worker thread, of which a
 #: process has at most 256 (config.stepkeys.MAX_WORKERS, engine.door.MAX_REMOTE_THREADS).
 MAX_RUNNING = 256
-#: The longest text of a FAILED (what failed, the error, its traceback) read: a long traceback, not a peer's GiB.
-MAX_FAILURE_CHARS = 1 << 20
 
 
 @dataclass
@@ -498,9 +498,25 @@ def parse_failed(frames: Sequence[Any]) -> Failure:
     """The Failure a FAILED says."""
     _, _, member, seq = HEADER.unpack_from(frames[0])
     delivered = DELIVERED.unpack_from(frames[0], HEADER.size)[0] if len(frames[0]) >= HEADER.size + 8 else 0
-    what, error, traceback = (text_of(frame, MAX_FAILURE_CHARS) for frame in frames[1:4])
+    what = text_of(frames[1])
+    error, traceback = failure_text(frames[2]), failure_text(frames[3])
     message = Encoded(bytes(frames[4]), [bytes(frame) for frame in frames[5:]]) if len(frames) > 4 else None
     return Failure(seq, what, error, traceback, member, message, delivered)
+
+
+def failure_text(frame: Any) -> str:
+    """The error line or traceback of a FAILED, to MAX_ERROR_CHARS as a step's own are (failures.describe): its
+    start and its end, saying how much was cut. Only those are decoded, whatever the frame's size (a peer's 30
+    FAILEDs of three 4 MB texts each were kept whole)."""
+    view = memoryview(frame).cast("B")
+    most = 4 * MAX_ERROR_CHARS  # the bytes of MAX_ERROR_CHARS characters at most
+    if len(view) <= most:
+        return shorten(bytes(view).decode(errors="replace"), MAX_ERROR_CHARS)
+    keep = MAX_ERROR_CHARS // 2
+    start = bytes(view[:4 * keep]).decode(errors="replace")[:keep]
+    end = bytes(view[len(view) - 4 * keep:]).decode(errors="replace")[-keep:]
+    cut = len(view) - len(start.encode()) - len(end.encode())  # about: a broken character re-encodes larger
+    return f"{start}{cut_note(max(0, cut), 'bytes')}{end}"
 
 
 #: One fused step's figures in a TALLY: received, processed, failed, emitted, busy and longest run() seconds.

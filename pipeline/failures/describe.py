@@ -4,7 +4,13 @@ from __future__ import annotations
 
 import traceback
 
-from pipeline.console.humanize import error_text
+from pipeline.console.humanize import error_text, shorten
+
+#: Characters of an error's line or traceback kept (its start and its end), wherever it was raised: a step's
+#: ValueError("x" * 1_100_000) was carried whole into its log lines, its dead letter, the monitor's error and a
+#: worker process's FAILED, and a remote peer's FAILED texts were kept at 4 MB each. 64 KiB still holds a
+#: thousand-frame traceback.
+MAX_ERROR_CHARS = 64 * 1024
 
 
 class RemoteError(Exception):
@@ -16,10 +22,10 @@ class RemoteError(Exception):
 
 
 def failure_line(error: BaseException) -> str:
-    """One line describing an exception: its type and message."""
+    """One line describing an exception: its type and message (to MAX_ERROR_CHARS)."""
     if isinstance(error, RemoteError):
-        return str(error)
-    return f"{type(error).__name__}: {error_text(error)}"
+        return str(error)  # read to MAX_ERROR_CHARS (engine.wire.parse_failed)
+    return shorten(f"{type(error).__name__}: {error_text(error)}", MAX_ERROR_CHARS)
 
 
 def failure_of_run(line: str, fatal: bool) -> str:
@@ -35,7 +41,8 @@ def error_kind(error: BaseException) -> str:
 
 
 def traceback_text(error: BaseException) -> str:
-    """The traceback of an exception, where it was raised (in a worker process for a RemoteError)."""
+    """The traceback of an exception, where it was raised (in a worker process for a RemoteError), to
+    MAX_ERROR_CHARS."""
     if isinstance(error, RemoteError):
-        return error.remote_traceback
-    return "".join(traceback.format_exception(error))
+        return error.remote_traceback  # read to MAX_ERROR_CHARS (engine.wire.parse_failed)
+    return shorten("".join(traceback.format_exception(error)), MAX_ERROR_CHARS)
