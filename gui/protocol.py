@@ -24,7 +24,6 @@ from typing import Any
 from pipeline.console import humanize
 from pipeline.execution.status import RUN_STATES, STEP_STATES
 from pipeline.monitor import messages
-from pipeline.monitor.messages import shorten
 
 #: The protocol versions this monitor reads.
 SUPPORTED_VERSIONS = frozenset({1})
@@ -336,7 +335,7 @@ class _Fields:
     def text(self, key: str, limit: int, default: Any = _MISSING) -> Any:
         """A string, shortened to ``limit`` characters (its start and its end)."""
         value = self.get(key, str, default)
-        return shorten(value, limit) if isinstance(value, str) else value
+        return humanize.shorten(value, limit) if isinstance(value, str) else value
 
     def choice(self, key: str, allowed: Sequence[str]) -> str:
         """A string among ``allowed``."""

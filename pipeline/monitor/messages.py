@@ -20,6 +20,7 @@ from pathlib import Path
 from typing import Any
 
 from pipeline.config.model import PipelineConfig
+from pipeline.console.humanize import shorten
 from pipeline.execution.report import RunReport
 from pipeline.execution.status import RunStatus
 from pipeline.failures.policy import ErrorEvent
@@ -87,14 +88,6 @@ def error_body(event: ErrorEvent) -> dict[str, Any]:
     """One error in a step's code, with its traceback."""
     return {"step": event.step, "worker": event.worker, "seq": event.seq, "error": shorten(event.error, ERROR_CHARS),
             "traceback": shorten(event.traceback, TRACEBACK_CHARS)}
-
-
-def shorten(text: str, limit: int) -> str:
-    """``text`` if it has at most ``limit`` characters; else its start and its end, saying how much was cut."""
-    if len(text) <= limit:
-        return text
-    keep = max(0, limit - 40) // 2
-    return f"{text[:keep]}\n[... {len(text) - 2 * keep} characters cut ...]\n{text[len(text) - keep:]}"
 
 
 def finish_body(report: RunReport) -> dict[str, Any]:
