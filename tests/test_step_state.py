@@ -855,3 +855,24 @@ def test_a_redelivered_input_in_turn_lets_the_waiting_chunks_go_on() -> None:
     made.lost(Loss(0, "killed", [0]))  # 0 goes back to the queue
     made.offer()
     assert made.take_acks() == [worker(1)]
+
+
+def test_init_and_finish_failures_past_two_per_worker_thread_are_ignored_and_counted() -> None:
+    """A peer's 30 FAILEDs of no input ("init() failed"), before or after its JOIN, were each logged and kept: a
+    worker thread has at most one failure before its finish() and one in it, per step it runs."""
+    made, policy, _ = state()
+    for number in range(5):  # before its JOIN
+        made.failed(worker(0), Failure(UNORDERED, "init()", f"RuntimeError: {number}", ""))
+    made.joined(worker(0), 2)
+    made.failed(worker(0), Failure(UNORDERED, "finish()", "OSError: late", ""))
+    made.failed(worker(1), Failure(UNORDERED, "init()", "RuntimeError: another thread", ""))
+    assert policy.lifecycle == ["init()", "init()", "init()"] and made.ignored == 4
+    assert made.first_error == "init(): RuntimeError: 0" and made.fatal
+
+
+def test_a_fused_steps_init_and_finish_failures_count_apart_from_its_routers_step() -> None:
+    made, policy = fused_state()
+    made.failed(worker(0), Failure(UNORDERED, "init()", "E", ""))
+    for _ in range(3):
+        made.failed(worker(0), Failure(UNORDERED, "finish()", "E", "", member=1))
+    assert policy.lifecycle == ["init()", "finish()", "finish()"] and made.ignored == 1

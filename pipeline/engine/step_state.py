@@ -23,7 +23,7 @@ from __future__ import annotations
 import dataclasses
 import logging
 import time
-from collections import deque
+from collections import Counter, deque
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from itertools import islice
@@ -62,6 +62,10 @@ WARN_EVERY_SECONDS = 10.0
 FINISH_GRACE_SECONDS = 2.0
 #: How many of the reasons why worker processes left the line saying a step has no workers left names.
 DEPARTURES_NAMED = 3
+#: init() or finish() failures (FAILED of no input) one worker thread outside the run may report for each step it
+#: runs: a step's thread fails at most once before its finish() (init(), send_msg() or a shard's generator: the
+#: step is failed then) and once in its finish(). A peer's 30 such FAILEDs were each logged and kept.
+LIFECYCLE_FAILURES = 2
 #: Seconds between two looks of a router whose step waits for a remote worker: a stopping run ends the wait.
 ALONE_LOOK_SECONDS = 0.25
 
@@ -140,6 +144,8 @@ class StepState:
         self._members_changed = False  # a worker joined or a process was lost since joined_now() looked
         self._pending: dict[int, _PendingLoss] = {}  # per slot: a loss waiting for FINISHEDs still on their way
         self._numbers: dict[bytes, int] = {}  # workers outside the run: their numbers in the step
+        # Per worker outside the run and step it runs (0: its own, N: fused step N): its init()/finish() failures.
+        self._lifecycle_failures: Counter[tuple[bytes, int]] = Counter()
         self._told_to_finish: set[bytes] = set()  # workers told to finish that have not said FINISHED
         self._finished_threads: dict[int, int] = {}  # per worker process: its threads that ran finish()
         self._slot_threads: dict[int, int] = {}  # threads of the worker processes that joined later (ADDED)
@@ -627,6 +633,8 @@ class StepState:
         number = self._number(worker)
         error = RemoteError(line, failure.traceback)
         if seq == UNORDERED:
+            if not self._lifecycle_failure(worker, failure):
+                return
             failure = self.policy.lifecycle_failed(self.step.name, number, what, error)
             self.first_error = self.first_error or failure
             self.fatal = True
@@ -672,6 +680,16 @@ class StepState:
         # before has the message run again, which fails again (one dead letter, not two; max_failures counts one).
         self._held_failures.hold(worker, seq, WHOLE, count)
 
+    def _lifecycle_failure(self, worker: bytes, failure: Failure) -> bool:
+        """Whether an init() or finish() failure of ``worker`` counts: past LIFECYCLE_FAILURES for the step it names,
+        it is ignored."""
+        key = (worker, failure.member)
+        if self._lifecycle_failures[key] >= LIFECYCLE_FAILURES:
+            self.ignore(worker, f"an init() or finish() failure beyond the {LIFECYCLE_FAILURES} a worker thread has")
+            return False
+        self._lifecycle_failures[key] += 1
+        return True
+
     def _member_failed(self, worker: bytes, failure: Failure) -> None:
         """An error of the fused step ``failure.member`` (engine.fusion): it carries its own message, since this
         router never held it; the input of this step that led to it stays in flight."""
@@ -694,6 +712,8 @@ class StepState:
                 member, figures, number, error, failure, message))
             return
         if failure.seq == UNORDERED and failure.message is None:  # not a message's (those of init()/finish())
+            if not self._lifecycle_failure(worker, failure):
+                return
             line = self.policy.lifecycle_failed(member.name, number, failure.what, error)
             figures.first_error = figures.first_error or line
             figures.fatal = True
