@@ -15,6 +15,7 @@ from hypothesis import example, given, settings
 from hypothesis import strategies as st
 
 from pipeline.engine import sockets as transport
+from pipeline.engine.flow import window_limit
 from pipeline.engine.handles import Handles
 from pipeline.engine.wire import (
     FATAL_RUN,
@@ -22,6 +23,7 @@ from pipeline.engine.wire import (
     INLINE_BODY_BYTES,
     MAX_REASON_CHARS,
     MAX_RUNNING,
+    UNORDERED_ANSWERS,
     Answer,
     Failure,
     Kind,
@@ -33,6 +35,7 @@ from pipeline.engine.wire import (
     failed_frames,
     header_of,
     lost_frames,
+    most_answers,
     packet_from_frames,
     parse_failed,
     parse_hello,
@@ -49,7 +52,7 @@ from pipeline.engine.wire import (
 from pipeline.execution.executor import UNORDERED, Outcome
 from pipeline.failures.describe import MAX_ERROR_CHARS
 from pipeline.message import OUT_OF_BAND_BYTES, Encoded
-from tests.wire_helpers import as_received, result_frames
+from tests.wire_helpers import as_received, result_frames, unordered_result
 
 #: One message as plain bytes: its in-band pickle and its out-of-band buffers.
 Plain = tuple[bytes, list[bytes]]
@@ -281,15 +284,15 @@ def test_a_failure_comes_out_of_its_frames_as_it_went_in(seq: int, what: str, er
     assert parse_failed(frames) == failure
     assert parse_failed(frames).fatal is (what == FATAL_RUN)  # its step fails and halts
     if member == 0 and message is None:  # a step's own failure, as a remote worker may send it too
-        assert check_from_worker(frames, 1) is Kind.FAILED
+        assert check_from_worker(frames, 1, 64) is Kind.FAILED
 
 
 def test_a_remote_worker_cannot_send_a_fused_steps_failure_or_tally() -> None:
     fused = [bytes(frame) for frame in failed_frames(Failure(3, "run()", "E", "", 1, Encoded(b"x", [])))]
     with pytest.raises(WireError):
-        check_from_worker(fused, 1)
+        check_from_worker(fused, 1, 64)
     with pytest.raises(WireError):
-        check_from_worker(tally_frames([(1, 1, 0, 1, 0.5, 0.5)]), 1)
+        check_from_worker(tally_frames([(1, 1, 0, 1, 0.5, 0.5)]), 1, 64)
 
 
 @given(st.lists(st.tuples(*[st.integers(0, 2**64 - 1)] * 4, *[st.floats(allow_nan=False)] * 2), max_size=5))
@@ -307,9 +310,9 @@ def test_a_tally_whose_records_do_not_match_its_count_is_refused() -> None:
 def test_a_chunk_with_outputs_passes_the_check_of_what_a_worker_sends_and_a_failure_with_outputs_does_not() -> None:
     outputs = [(Encoded(b"x", []), None)]
     partial = result_frames([Answer(3, outputs, Outcome.PARTIAL), Answer(3, outputs, Outcome.DONE)])
-    assert check_from_worker(as_received(partial), 1) is Kind.RESULT
+    assert check_from_worker(as_received(partial), 1, 64) is Kind.RESULT
     with pytest.raises(WireError, match="impossible answer"):
-        check_from_worker(as_received(result_frames([Answer(3, outputs, Outcome.FAILED)])), 1)
+        check_from_worker(as_received(result_frames([Answer(3, outputs, Outcome.FAILED)])), 1, 64)
 
 
 def test_a_chunk_says_how_many_outputs_of_its_step_it_stands_for_and_a_remote_one_cannot_lie() -> None:
@@ -319,7 +322,27 @@ def test_a_chunk_says_how_many_outputs_of_its_step_it_stands_for_and_a_remote_on
     plain = result_frames([Answer(3, outputs, Outcome.PARTIAL)])
     assert parse_result(as_received(plain))[0].made == 1
     with pytest.raises(WireError, match="impossible answer"):
-        check_from_worker(as_received(fused), 1)  # fused steps never run in a remote worker
+        check_from_worker(as_received(fused), 1, 64)  # fused steps never run in a remote worker
+
+
+def test_a_result_of_more_inputs_than_its_worker_may_hold_is_refused_on_its_count_alone() -> None:
+    """A peer's RESULT of 5,000,000 inputs (an 85 MB frame, under the 1 GiB cap) took the run from 37 MB to 2 GB,
+    input by input: a RESULT answers at most the messages its thread may hold and its init()'s and finish()'s."""
+    most = most_answers(64)
+    assert most == window_limit(64) + UNORDERED_ANSWERS
+    assert check_from_worker(unordered_result(most), 1, 64) is Kind.RESULT
+    assert most_answers(-1) == window_limit(-1) + UNORDERED_ANSWERS  # an unbounded queue: the window still is
+    bomb = unordered_result(5_000_000)
+    tracemalloc.start()
+    try:
+        with pytest.raises(WireError, match=f"a RESULT answering 5000000 inputs, more than the {most} its worker"):
+            check_from_worker(bomb, 1, 64)
+        peak = tracemalloc.get_traced_memory()[1]
+    finally:
+        tracemalloc.stop()
+    assert peak < 64 << 10, peak  # not a copy of its 85 MB table, nor an object per input
+    with pytest.raises(WireError, match="input table does not match its count"):
+        check_from_worker([unordered_result(most)[0], bomb[1]], 1, 64)
 
 
 def test_a_skip_says_which_message_and_how_many_of_its_outputs() -> None:

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+from array import array
 from collections.abc import Sequence
 from typing import Any
 
@@ -9,7 +10,8 @@ import zmq
 
 from pipeline.engine.handles import Handles
 from pipeline.engine.rings import Ring
-from pipeline.engine.wire import Answer, ResultPacket
+from pipeline.engine.wire import HEADER, INLINE, Answer, Kind, ResultPacket
+from pipeline.execution.executor import UNORDERED, Outcome
 
 
 def as_received(frames: list[Any]) -> list[zmq.Frame]:
@@ -24,3 +26,9 @@ def result_frames(answers: Sequence[Answer], handles: Handles | None = None, rin
     for answer in answers:
         result.answer(answer.seq, answer.outputs, answer.outcome, answer.seconds, answer.made)
     return result.frames(handles, ring)
+
+
+def unordered_result(inputs: int) -> list[bytes]:
+    """A RESULT of ``inputs`` answers of no input (UNORDERED), DONE, without outputs: what a peer may make huge."""
+    table = array("Q", [UNORDERED]).tobytes() * inputs + bytes(8 * inputs) + bytes([Outcome.DONE]) * inputs
+    return [HEADER.pack(Kind.RESULT, INLINE, 0, inputs), table]

@@ -422,7 +422,8 @@ class Door(EngineThread):
     def _to_router(self, worker: RemoteWorker, routing_id: bytes, payload: list[zmq.Frame]) -> None:
         """Relay what a worker thread sent to its router, once checked to be a well-formed message for it."""
         try:
-            kind = check_from_worker(payload, len(self.config.steps[worker.step].next_steps))
+            step = self.config.steps[worker.step]
+            kind = check_from_worker(payload, len(step.next_steps), step.queue_limit)
         except WireError as err:
             self.drop(f"from {worker.key}: {err}")
             return

@@ -52,6 +52,7 @@ from enum import IntEnum
 from typing import Any, cast
 
 from pipeline.console.humanize import cut_note, shorten
+from pipeline.engine.flow import window_limit
 from pipeline.engine.handles import Handles
 from pipeline.engine.rings import Ring, Taken
 from pipeline.execution.executor import UNORDERED, Outcome
@@ -715,12 +716,13 @@ _FROM_WORKER = {Kind.JOIN: 1, Kind.READY: 1, Kind.FINISHED: 1, Kind.FAILED: 4, K
 # (A remote worker runs one step, never fused ones: no TALLY, and a FAILED of its own step, member 0.)
 
 
-def check_from_worker(frames: Sequence[Any], next_steps: int) -> Kind:
+def check_from_worker(frames: Sequence[Any], next_steps: int, queue_limit: int) -> Kind:
     """The kind of a message a worker in another process sent its router, once every frame is checked to
     be what the header says (a RESULT: its lengths, buffers, targets and input table); WireError otherwise.
 
     What passes can be parsed without error and forwarded without surprise; ``next_steps`` is how many
-    next steps the worker's step has (the targets a RESULT may name).
+    next steps the worker's step has (the targets a RESULT may name), ``queue_limit`` its queue limit (which
+    bounds the inputs a RESULT may answer: ``most_answers``).
     """
     if not frames or len(frames[0]) < HEADER.size:
         raise WireError("a header frame shorter than a header")
@@ -738,14 +740,31 @@ def check_from_worker(frames: Sequence[Any], next_steps: int) -> Kind:
         if kind is Kind.FAILED and n != 0:
             raise WireError("a FAILED of a fused step, which no remote worker runs")
         return kind
-    _check_result(frames, flags, n, value, next_steps)
+    _check_result(frames, flags, n, value, next_steps, most_answers(queue_limit))
     return kind
 
 
-def _check_result(frames: Sequence[Any], flags: int, n: int, inputs: int, next_steps: int) -> None:
+#: Answers of no input (UNORDERED) in a RESULT of a remote worker's thread, beyond the inputs it holds: what its
+#: step's init() sent, and what its finish() sent (each one answer, or chunks of one, PARTIAL: one a RESULT).
+UNORDERED_ANSWERS = 2
+
+
+def most_answers(queue_limit: int) -> int:
+    """Most inputs a RESULT of a remote worker's thread answers, for a step of ``queue_limit``: the messages its
+    router lets it hold (flow.window_limit) and UNORDERED_ANSWERS. A peer's RESULT of 5,000,000 inputs (an 85 MB
+    frame) took the run from 37 MB to 2 GB, and seconds of its door's and router's time, input by input."""
+    return window_limit(queue_limit) + UNORDERED_ANSWERS
+
+
+def _check_result(frames: Sequence[Any], flags: int, n: int, inputs: int, next_steps: int, most: int) -> None:
+    # The inputs first, on the header alone: no input is looked at one by one past what the worker can answer.
+    if inputs > most:
+        raise WireError(f"a RESULT answering {inputs} inputs, more than the {most} its worker may")
+    if len(frames) < 2 or len(frames[-1]) != inputs * RESULT_INPUT_BYTES:
+        raise WireError("a RESULT whose input table does not match its count")
     header = bytes(frames[0])
     fixed = HEADER.size + 8 * n
-    if len(header) < fixed or len(frames) < 2:
+    if len(header) < fixed:
         raise WireError("a RESULT header shorter than its counts say")
     lengths, oob_counts, targets = array("I"), array("H"), array("H")
     lengths.frombytes(header[HEADER.size:HEADER.size + 4 * n])
@@ -755,7 +774,7 @@ def _check_result(frames: Sequence[Any], flags: int, n: int, inputs: int, next_s
     buffer_frames = len(frames) - (2 if flags & INLINE else 3)
     if flags & ~INLINE or sum(lengths) != body or sum(oob_counts) != buffer_frames:
         raise WireError("a RESULT whose lengths or buffer counts do not match its frames")
-    if any(target >= next_steps and target != EVERY_NEXT_STEP for target in targets):
+    if not set(targets) <= {*range(next_steps), EVERY_NEXT_STEP}:  # in C: a peer's RESULT may name millions
         raise WireError("a RESULT naming a next step its step does not have")
     answered = 0
     for seq, count, seconds, outcome in zip(*_result_table(bytes(frames[-1]), inputs), strict=True):
