@@ -21,7 +21,7 @@ from pipeline.engine.addresses import process_alive
 from pipeline.engine.flow import PREFETCH
 from pipeline.errors import ConfigError
 from pipeline.execution.report import never_processed
-from pipeline.failures.describe import MAX_ERROR_CHARS
+from pipeline.failures.describe import MAX_ERROR_CHARS, SUMMARY_ERROR_CHARS
 from tests.failure_helpers import REPO, STEPS, config, pipeline_run, report_row, written
 from tests.failure_steps import GO, STARTED
 from tests.process_helpers import finish_run, start_run, wait_for
@@ -193,6 +193,11 @@ def test_an_error_of_a_million_characters_is_cut_everywhere_it_is_told(tmp_path:
     assert max(len(line) for line in result.stderr.splitlines()) < MAX_ERROR_CHARS + 200, result.stderr[:2000]
     assert "ValueError: bad message 0x" in result.stderr and "characters cut ...]" in result.stderr
     assert report_row(result.stderr, "STAGE") == [6, 4, 4, 2]
+    # For people: the summary's lines, and each failure's own log line, quote it within SUMMARY_ERROR_CHARS.
+    quoted = [line for line in result.stderr.splitlines()
+              if line.startswith(("first failure: ", "STAGE: first error: ")) or "run() failed on message" in line]
+    assert len(quoted) >= 3 and all(len(line) < SUMMARY_ERROR_CHARS + 200 for line in quoted), quoted
+    assert all("characters cut ...]" in line for line in quoted)
     for record in (json.loads(line) for line in dead.read_text(encoding="utf-8").splitlines()):
         for text in (record["error"], record["traceback"]):
             assert len(text) < MAX_ERROR_CHARS + 200 and "characters cut ...]" in text and text.endswith(("x", "x\n"))

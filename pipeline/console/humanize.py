@@ -134,17 +134,18 @@ def error_text(error: BaseException) -> str:
     return text
 
 
-def shorten(text: str, limit: int) -> str:
-    """``text`` if it has at most ``limit`` characters; else its start and its end, saying how much was cut."""
+def shorten(text: str, limit: int, apart: str = "\n") -> str:
+    """``text`` if it has at most ``limit`` characters; else its start and its end, saying how much was cut (on a line
+    of its own, or, with ``apart`` " ", within the line)."""
     if len(text) <= limit:
         return text
     keep = max(0, limit - 40) // 2
-    return f"{text[:keep]}{cut_note(len(text) - 2 * keep, 'characters')}{text[len(text) - keep:]}"
+    return f"{text[:keep]}{cut_note(len(text) - 2 * keep, 'characters', apart)}{text[len(text) - keep:]}"
 
 
-def cut_note(amount: int, unit: str) -> str:
+def cut_note(amount: int, unit: str, apart: str = "\n") -> str:
     """What stands between the start and the end of a text whose middle (``amount`` ``unit``) was cut."""
-    return f"\n[... {amount} {unit} cut ...]\n"
+    return f"{apart}[... {amount} {unit} cut ...]{apart}"
 
 
 def failure_place(error: BaseException) -> str:

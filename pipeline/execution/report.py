@@ -7,6 +7,7 @@ from dataclasses import asdict, dataclass, field, replace
 from rich.cells import cell_len
 
 from pipeline.console.humanize import counted
+from pipeline.failures.describe import summary_error
 
 
 @dataclass
@@ -132,7 +133,8 @@ class RunReport:
         widths = [max(cell_len(r[i]) for r in rows) for i in range(len(rows[0]))]
         lines = [f"wall time {self.wall_time:.2f} s, run {self.state}"]
         lines += ["  ".join(_align(row, widths)) for row in rows]
-        lines += [f"{s.name}: first error: {s.first_error}" for s in self.steps.values() if s.first_error]
+        lines += [f"{s.name}: first error: {summary_error(s.first_error)}"
+                  for s in self.steps.values() if s.first_error]
         groups: dict[str, list[str]] = {}
         for s in self.steps.values():
             if s.fused_with:

@@ -11,6 +11,14 @@ from pipeline.console.humanize import error_text, shorten
 #: worker process's FAILED, and a remote peer's FAILED texts were kept at 4 MB each. 64 KiB still holds a
 #: thousand-frame traceback.
 MAX_ERROR_CHARS = 64 * 1024
+#: Characters of an error a run's summary quotes (its first failure, each step's first error): for people, who have
+#: the whole of it (to MAX_ERROR_CHARS) in the log line above and in the dead letters.
+SUMMARY_ERROR_CHARS = 1000
+
+
+def summary_error(line: str) -> str:
+    """An error's line as a run's summary quotes it: within SUMMARY_ERROR_CHARS, on one line."""
+    return shorten(line, SUMMARY_ERROR_CHARS, " ")
 
 
 class RemoteError(Exception):
@@ -25,7 +33,7 @@ def failure_line(error: BaseException) -> str:
     """One line describing an exception: its type and message (to MAX_ERROR_CHARS)."""
     if isinstance(error, RemoteError):
         return str(error)  # read to MAX_ERROR_CHARS (engine.wire.parse_failed)
-    return shorten(f"{type(error).__name__}: {error_text(error)}", MAX_ERROR_CHARS)
+    return shorten(f"{type(error).__name__}: {error_text(error)}", MAX_ERROR_CHARS, " ")
 
 
 def failure_of_run(line: str, fatal: bool) -> str:

@@ -17,7 +17,13 @@ from pipeline.console.end_of_output import caused_by_closed_output
 from pipeline.console.humanize import counted
 from pipeline.errors import StepFailed
 from pipeline.failures.deadletter import OPTION, DeadLetterReplay, DeadLetterWriter
-from pipeline.failures.describe import RemoteError, error_kind, failure_line, failure_of_run, traceback_text
+from pipeline.failures.describe import (
+    error_kind,
+    failure_line,
+    failure_of_run,
+    summary_error,
+    traceback_text,
+)
 from pipeline.failures.log import COUNT, TRACEBACK, FailureLog, count_line
 from pipeline.message import Encoded, resumed
 
@@ -113,7 +119,7 @@ class FailurePolicy:
                 f" ({delivered + before} of its outputs had gone on"
                 f"{f', {delivered} in this run' if before else ''}: a replay skips them)")
             _log_failure(error, how == TRACEBACK, "step %s worker %d: run() failed on message %d: %s%s", step.name,
-                         worker, seq, failure_line(error), sent)
+                         worker, seq, summary_error(failure_line(error)), sent)
         self._stop_now(stop)  # after the failure's own line, which says why
         self._notify(step.name, worker, seq, "", error)
 
@@ -198,7 +204,7 @@ class FailurePolicy:
         by exception type, and the dead letters written (and those that could not be)."""
         lines = []
         if self.first_failure:
-            lines.append(f"first failure: {self.first_failure}")
+            lines.append(f"first failure: {summary_error(self.first_failure)}")
         if self.by_step:
             lines.append("failed messages: " + "; ".join(
                 f"{step} " + ", ".join(f"{count} {kind}" for kind, count in kinds.most_common())
@@ -219,10 +225,9 @@ class FailurePolicy:
 
 
 def _log_failure(error: BaseException, with_traceback: bool, text: str, *args: object) -> None:
-    """Log ``text``, with the traceback of ``error`` if asked (a worker process's, for a RemoteError)."""
-    if not with_traceback:
-        log.error(text, *args)
-    elif isinstance(error, RemoteError):
-        log.error(text + "\n%s", *args, error.remote_traceback.rstrip())
+    """Log ``text``, with the traceback of ``error`` if asked (a worker process's, for a RemoteError), to
+    MAX_ERROR_CHARS (a step's ValueError("x" * 1_100_000) was logged whole)."""
+    if with_traceback:
+        log.error(text + "\n%s", *args, traceback_text(error).rstrip())
     else:
-        log.error(text, *args, exc_info=error)
+        log.error(text, *args)
