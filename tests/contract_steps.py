@@ -7,6 +7,7 @@ Steps of one run share state with the test through module-level dicts keyed by a
 
 from __future__ import annotations
 
+import copy
 import ctypes
 import json
 import os
@@ -20,6 +21,7 @@ from typing import Any, TextIO
 import numpy as np
 from traitlets import Any as AnyTrait
 from traitlets import Bool, Enum, Float, Int, Unicode
+from traitlets.config import Config
 
 from pipeline import Component
 
@@ -360,6 +362,22 @@ class DropsItsConfig(Component):
     def run(self, msg: int) -> int:
         """Never called: the step cannot start."""
         return msg
+
+
+class PassesACopyOfItsConfig(Component):
+    """Stager whose constructor passes on a config of its own making (a copy, with a section added) and a step name
+    of its own: its choice, not a dropped argument; it multiplies by ``factor``."""
+
+    factor = Int(1, help="What each message is multiplied by.").tag(config=True)
+
+    def __init__(self, config: Any = None, step_name: str = "", **kwargs: Any) -> None:
+        mine = copy.deepcopy(config)
+        mine.Extra = Config({"added": True})
+        super().__init__(config=mine, step_name=step_name.lower(), **kwargs)
+
+    def run(self, msg: int) -> int:
+        """The message times ``factor``."""
+        return msg * self.factor
 
 
 class ShardsDroppingTheirArguments(Numbers):

@@ -426,6 +426,19 @@ def test_a_constructor_that_drops_the_steps_arguments_fails_its_init(mode: str, 
     assert received(tag) == []
 
 
+@pytest.mark.parametrize("mode,extra", [("sequential", {}), ("threads", {"nb_process": 1})],
+                         ids=["sequential", "processes"])
+def test_a_constructor_that_passes_a_config_of_its_own_making_runs(mode: str, extra: dict) -> None:
+    """Only what Component's defaults show was dropped fails: a copy of the config, or a name of the step's own, is
+    the constructor's choice, and the step's options hold."""
+    tag = new_tag()
+    report = run(chain(step("P", "Numbers", ["S"]), [step("S", "PassesACopyOfItsConfig", ["C"], **extra)],
+                       step("C", "Record"), Numbers={"count": 4}, PassesACopyOfItsConfig={"factor": 3},
+                       Record={"tag": tag}), mode)
+    assert report.exit_status == 0, report.table()
+    assert sorted(received(tag)) == [0, 3, 6, 9]
+
+
 @pytest.mark.parametrize("where", ["fused", "shards"])
 def test_a_constructor_that_drops_the_steps_arguments_fails_a_fused_step_or_a_shard(where: str) -> None:
     """The same in a step fused with the one before it, and in a producer run in shards."""

@@ -821,7 +821,7 @@ def _fits(trait: Any, value: Any) -> bool:
     """Whether ``trait`` takes ``value`` (as traitlets would, misread or not)."""
     try:
         _validate(trait, value)
-    except (TraitError, ValueProblem, OverflowError):
+    except (TraitError, ValueProblem, OverflowError, TypeError):  # TypeError: a library trait's, as section() says
         return False
     return True
 

@@ -130,10 +130,13 @@ class PipelineConfig:
         component = step.cls(config=config, step_name=step.name, next_steps=step.next_steps)
         # A constructor that takes **kwargs but calls super().__init__() without them would run with the class's
         # defaults, its config and command-line options silently ignored: a fault of the step's code, as a
-        # constructor taking no keyword arguments is (a TypeError when built).
-        lost = [given for given, arrived in (("config", component.config is config),
-                                             ("step_name", component.step_name == step.name),
-                                             ("next_steps", component.next_steps == step.next_steps)) if not arrived]
+        # constructor taking no keyword arguments is (a TypeError when built). What it passes on changed (a config
+        # merged into another, a name of its own) is its choice: only what Component's defaults show was dropped.
+        lost = [given for given, dropped in (
+            ("config", any(section not in component.config for section in config)),
+            ("step_name", component.step_name != step.name and component.step_name == type(component).__name__),
+            ("next_steps", bool(step.next_steps) and not component.next_steps),
+        ) if dropped]
         if lost:
             raise TypeError(f"{step.cls.__qualname__}.__init__() did not pass {', '.join(lost)} on to "
                             "Component.__init__(): pass **kwargs to super().__init__()")

@@ -275,8 +275,7 @@ def check_tcp_address(value: str, listening: bool) -> str:
 def tcp_host(address: str) -> str:
     """The HOST of a ``tcp://HOST:PORT`` that check_tcp_address accepted, an IPv6 address without its brackets."""
     match = _TCP.fullmatch(address)
-    assert match is not None, address
-    return match["host"].strip("[]")
+    return match["host"].strip("[]") if match is not None else ""
 
 
 def unresolved(host: str) -> str | None:

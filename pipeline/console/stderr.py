@@ -6,8 +6,8 @@ signal cannot stop it either. So one thread of its own writes to stderr. A calle
 text and waits until it is written, as a direct write would: output keeps its order, with stdout
 too. If a write takes more than STALL_SECONDS, stderr is *stalled*: callers stop waiting, their
 text queues up to MAX_PENDING_CHARS and beyond that is dropped (and counted), until the reader
-catches up. A text is never dropped for its own size: one longer than MAX_PENDING_CHARS (a summary
-quoting a step's error of a million characters) is written whole once nothing waits before it.
+catches up. A caller that waits is never dropped while stderr flows: its text (a summary quoting a
+long error) is written whole, however long, and what is queued is bounded by the callers waiting.
 ``write_nowait`` never waits, for the signal watchdog.
 
 The text goes to ``sys.stderr`` as it is when written (a test's capture, or rich's live display).
@@ -48,8 +48,8 @@ class StderrWriter:
     def write(self, text: str) -> int:
         """Write ``text``; wait until it is written, unless stderr is stalled (then only queue it)."""
         with self._cond:
-            target = self._enqueue(text)
             waiting = not self._stalled and not self._broken
+            target = self._enqueue(text, waiting)
             if waiting and not self._cond.wait_for(lambda: self._written >= target or self._broken, STALL_SECONDS):
                 self._stalled = True
         return len(text)
@@ -57,7 +57,7 @@ class StderrWriter:
     def write_nowait(self, text: str) -> None:
         """Queue ``text`` and return at once."""
         with self._cond:
-            self._enqueue(text)
+            self._enqueue(text, False)
 
     def flush(self) -> None:
         """Nothing to do: ``write`` returns once its text is written (or stderr is stalled)."""
@@ -69,9 +69,10 @@ class StderrWriter:
             return self._cond.wait_for(lambda: self._written >= self._queued or self._broken,
                                        max(0.0, deadline - time.monotonic()))
 
-    def _enqueue(self, text: str) -> int:
-        """Queue ``text`` (or drop it if too much is queued); the count ``_written`` reaches once it is out."""
-        if self._broken or (self._pending and self._pending_chars + len(text) > MAX_PENDING_CHARS):
+    def _enqueue(self, text: str, waits: bool) -> int:
+        """Queue ``text`` (or drop it if too much is queued and its caller ``waits`` not for it); the count
+        ``_written`` reaches once it is out."""
+        if self._broken or (not waits and self._pending and self._pending_chars + len(text) > MAX_PENDING_CHARS):
             self.dropped += len(text)
         else:
             self._pending.append(text)

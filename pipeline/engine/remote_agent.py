@@ -52,7 +52,7 @@ COMMAND = "pipeline-worker"
 HELLO_TIMEOUT_SECONDS = 30.0
 #: Seconds a worker whose handshake failed without a reason waits for a reason on the next try before it says that
 #: authentication failed (libzmq connects again after 0.1 s, then less often).
-SURE_SECONDS = 2.0
+REASON_WAIT_SECONDS = 2.0
 #: Exit status of a worker whose run is gone (no heartbeat for heartbeat_liveness beats).
 RUN_GONE = 3
 #: Exit status of a worker one of whose processes the run took for dead (its threads did not join in time, it held
@@ -130,14 +130,14 @@ def _wait_for_answer(socket: zmq.Socket, monitor: zmq.Socket, key: str) -> None:
     The run refusing our key is an explicit failure; a run whose key is not --server-key cannot read
     our handshake and closes the connection before it completes, which is the same failure to us. But a
     peer that does not speak CURVE at all closes its first connection the same way, and says why only on
-    the next (libzmq connects again within a second): such a failure is judged SURE_SECONDS later. A
+    the next (libzmq connects again within a second): such a failure is judged REASON_WAIT_SECONDS later. A
     connection closed before its handshake ended, but only once the run's HANDSHAKE_SECONDS were nearly
     over, was closed for its slowness (a link of a second each way), not for its key.
     """
     poller = zmq.Poller()
     poller.register(socket, zmq.POLLIN)
     poller.register(monitor, zmq.POLLIN)
-    deadline = time.monotonic() + HELLO_TIMEOUT_SECONDS
+    waited_until = deadline = time.monotonic() + HELLO_TIMEOUT_SECONDS
     shaken = False
     connected = time.monotonic()  # when the last connection was made
     ever_connected = False
@@ -155,8 +155,8 @@ def _wait_for_answer(socket: zmq.Socket, monitor: zmq.Socket, key: str) -> None:
         if event == zmq.EVENT_CONNECTED:
             connected = time.monotonic()
             ever_connected = True
-        elif event == zmq.EVENT_HANDSHAKE_SUCCEEDED:
-            shaken = True
+        elif event == zmq.EVENT_HANDSHAKE_SUCCEEDED:  # a doubt before it is moot: the run may answer in its time
+            shaken, doubted, deadline = True, False, waited_until
         elif event == zmq.EVENT_HANDSHAKE_FAILED_PROTOCOL and said["value"] == _NOT_CURVE:
             raise JoinError("what listens there is no run: it does not use CurveZMQ (is that port the run's "
                             "Pipeline.listen, and not another service's?)", 1)
@@ -168,7 +168,7 @@ def _wait_for_answer(socket: zmq.Socket, monitor: zmq.Socket, key: str) -> None:
                             "host this slow takes longer)", 1)
         elif (event != zmq.EVENT_DISCONNECTED or not shaken) and not doubted:
             doubted = True
-            deadline = min(deadline, time.monotonic() + SURE_SECONDS)
+            deadline = min(deadline, time.monotonic() + REASON_WAIT_SECONDS)
     if doubted:
         raise refused
     if ever_connected:

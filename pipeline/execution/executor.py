@@ -551,7 +551,8 @@ class StepExecutor:
         collector.restart()
         if error is not None:
             counts.failed += 1
-            self.fail(what, error)
+            if not self.fatal:  # failed already (a send_msg() refused): told once, as a worker outside the run may
+                self.fail(what, error)
         return error is not None
 
     def _unsendable(self, error: MessageError) -> None:
