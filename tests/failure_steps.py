@@ -33,14 +33,14 @@ class FailEvery(Component):
 
 
 class FailsAtLength(FailEvery):
-    """FailEvery whose errors end with ``padding`` characters of 'x'."""
+    """FailEvery whose errors end with ``padding`` characters: lines of nine 'x'."""
 
-    padding = Int(0, help="Characters of 'x' that end each error's message.").tag(config=True)
+    padding = Int(0, help="Characters of lines of 'x' that end each error's message.").tag(config=True)
 
     def run(self, msg: int) -> int:
         """Pass the message on, or raise."""
         if self.every and msg % self.every == 0:
-            raise ValueError(f"bad message {msg}" + "x" * self.padding)
+            raise ValueError(f"bad message {msg}" + "xxxxxxxxx\n" * (self.padding // 10))
         return msg
 
 

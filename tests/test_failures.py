@@ -200,7 +200,7 @@ def test_an_error_of_a_million_characters_is_cut_everywhere_it_is_told(tmp_path:
     assert all("characters cut ...]" in line for line in quoted)
     for record in (json.loads(line) for line in dead.read_text(encoding="utf-8").splitlines()):
         for text in (record["error"], record["traceback"]):
-            assert len(text) < MAX_ERROR_CHARS + 200 and "characters cut ...]" in text and text.endswith(("x", "x\n"))
+            assert len(text) < MAX_ERROR_CHARS + 200 and "characters cut ...]" in text and text.rstrip().endswith("x")
         assert record["error"].startswith("ValueError: bad message") and "Traceback" in record["traceback"]
 
 

@@ -260,36 +260,38 @@ def _child_classes_problem(cls: type[Configurable], name: str) -> str | None:
     """Why the ``child_classes`` of ``cls`` (named ``name``), or of a class they list, is not a tuple of Configurable
     classes, found before the loader walks them (a one-item tuple without its comma is the class itself, which no loop
     takes); None if they are."""
-    seen = {cls}
-    waiting = deque([(cls, name)])
-    while waiting:
-        owner, name = waiting.popleft()
-        children = getattr(owner, "child_classes", ())
+    for owner, children in _child_lists(cls):
+        named = name if owner is cls else f"{owner.__module__}.{owner.__qualname__}"
         if not isinstance(children, tuple | list):
             hint = f" (a tuple of one class needs its comma: ({children.__name__},))" if _configurable_class(
                 children) else ""
-            return f"{name}.child_classes: expected a tuple of Configurable classes, got {_described(children)}{hint}"
+            return f"{named}.child_classes: expected a tuple of Configurable classes, got {_described(children)}{hint}"
         for i, child in enumerate(children):
             if not _configurable_class(child):
-                return (f"{name}.child_classes: expected a tuple of Configurable classes, got {_described(child)} "
+                return (f"{named}.child_classes: expected a tuple of Configurable classes, got {_described(child)} "
                         f"at [{i}]")
-            if child not in seen:
-                seen.add(child)
-                waiting.append((child, f"{child.__module__}.{child.__qualname__}"))
     return None
 
 
 def child_classes(cls: type[Configurable]) -> list[type[Configurable]]:
     """The classes a step's objects build as children: its ``child_classes``, theirs, and so on, each once, in order
     (as the loader checked them)."""
-    found: dict[type[Configurable], None] = {cls: None}
+    return [owner for owner, _ in _child_lists(cls)][1:]
+
+
+def _child_lists(cls: type[Configurable]) -> Iterator[tuple[type[Configurable], Any]]:
+    """``cls`` and each class its ``child_classes`` list (and theirs, and so on), once each in order, with what its
+    own ``child_classes`` holds (checked or not: only the Configurable classes in a list or tuple are followed)."""
+    seen = {cls}
     waiting = deque([cls])
     while waiting:
-        for child in getattr(waiting.popleft(), "child_classes", ()):
-            if child not in found:
-                found[child] = None
+        owner = waiting.popleft()
+        children = getattr(owner, "child_classes", ())
+        yield owner, children
+        for child in children if isinstance(children, tuple | list) else ():
+            if _configurable_class(child) and child not in seen:
+                seen.add(child)
                 waiting.append(child)
-    return list(found)[1:]
 
 
 def _hidden_attribute(cls: type[Component]) -> str | None:

@@ -17,8 +17,9 @@ SUMMARY_ERROR_CHARS = 1000
 
 
 def summary_error(line: str) -> str:
-    """An error's line as a run's summary quotes it: within SUMMARY_ERROR_CHARS, on one line."""
-    return shorten(line, SUMMARY_ERROR_CHARS, " ")
+    """An error's line as a run's summary quotes it: within SUMMARY_ERROR_CHARS, on one line (a message's own line
+    breaks become spaces)."""
+    return shorten(" ".join(line.splitlines()), SUMMARY_ERROR_CHARS, " ")
 
 
 class RemoteError(Exception):
