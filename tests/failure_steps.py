@@ -201,6 +201,16 @@ class FailFrom(Component):
         return msg
 
 
+class FailsWithLongText(Component):
+    """Raises on every message, with a message of ``chars`` characters (a step that puts its input in its error)."""
+
+    chars = Int(1_000_000, min=1, help="Characters of each error's message.").tag(config=True)
+
+    def run(self, msg: int) -> int:
+        """Fail, quoting a long text."""
+        raise ValueError(f"bad message {msg}: " + "x" * self.chars)
+
+
 class InitAlwaysFails(Component):
     """Every instance's init() raises: one bug, met by each worker."""
 

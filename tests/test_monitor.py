@@ -10,6 +10,7 @@ import re
 import sys
 import threading
 import time
+import tracemalloc
 import uuid
 from collections.abc import Iterator
 from pathlib import Path
@@ -25,8 +26,9 @@ from pipeline.config import DEFAULT_QUEUE_LIMIT, load_config
 from pipeline.execution.report import RunReport, StepCounts, StepReport
 from pipeline.execution.sequential import SequentialRunner
 from pipeline.execution.status import RunStatus, StepStatus
+from pipeline.failures.policy import ErrorEvent
 from pipeline.monitor import monitor as monitor_module
-from pipeline.monitor.messages import MAX_STEPS, encode
+from pipeline.monitor.messages import MAX_STEPS, TRACEBACK_CHARS, encode
 from pipeline.monitor.monitor import Monitor, MonitorSettings, Rates, make_progress
 from pipeline.monitor.progress import LogProgress, progress_line
 from pipeline.monitor.publisher import endpoint
@@ -266,6 +268,42 @@ def test_an_unreachable_address_costs_nothing() -> None:
     start = time.monotonic()
     assert pipeline.run().exit_status == 0
     assert time.monotonic() - start < monitor_module.JOIN_SECONDS  # the monitor's thread was not given up on
+
+
+def test_a_run_with_no_monitor_keeps_none_of_its_errors(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    """With no monitor key there is no publisher: 60 errors of 1 MB texts were all kept (120 MB here; 400 MB with a
+    peer's 4 MB texts) for a monitor that would never send them."""
+    monkeypatch.setenv("XDG_CONFIG_HOME", str(tmp_path))  # no key: the status stream is not published
+    count, chars = 60, 1_000_000
+    pipeline = Pipeline.from_config({"version": 1, "Pipeline": {
+        "producer_conf": {"name": "P", "module": "algorithms.basic", "class": "Counter", "next_steps": "FAIL"},
+        "consumer_conf": {"name": "FAIL", "module": "tests.failure_steps", "class": "FailsWithLongText",
+                          "on_error": "skip"},
+        "gui": True, "progress": False, "allow_failures": True},
+        "Counter": {"count": count}, "FailsWithLongText": {"chars": chars}})
+    tracemalloc.start()
+    try:
+        report = pipeline.run()
+        peak = tracemalloc.get_traced_memory()[1]
+    finally:
+        tracemalloc.stop()
+    assert report["FAIL"].failed == count
+    assert peak < count * chars  # a few errors at once in flight, not every one kept
+
+
+def test_errors_waiting_are_bounded_in_bytes_and_those_dropped_counted() -> None:
+    """Each error waits cut as it is sent, and the oldest are dropped past the bound: counted, then no more."""
+    pending = monitor_module.PendingErrors(max_bytes=1_000_000)
+    for seq in range(100):
+        pending.add(ErrorEvent("S", 0, seq, "ValueError: " + "\U0001F600" * 1_000_000, "x" * 4_000_000))
+    bodies, dropped = pending.take()
+    assert bodies and all(len(body["traceback"]) <= TRACEBACK_CHARS for body in bodies)
+    assert [body["seq"] for body in bodies] == list(range(100 - len(bodies), 100))  # the newest kept
+    assert dropped == 100 - len(bodies)
+    assert pending.take() == ([], 0)
+    pending.close()
+    pending.add(ErrorEvent("S", 0, 0, "ValueError: late", ""))
+    assert pending.take() == ([], 0)  # nothing publishes them any more
 
 
 def test_a_run_of_more_steps_than_the_monitor_takes_says_so(caplog: pytest.LogCaptureFixture) -> None:

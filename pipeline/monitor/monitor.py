@@ -4,7 +4,7 @@ It reads ``runner.snapshot()`` every POLL_SECONDS (plain attribute reads: the en
 lock for it) and publishes a ``status`` message at each change of state of the run or of a step,
 and at least every STATUS_SECONDS; the ``graph`` every ``graph_interval`` seconds and whenever a
 subscriber subscribes; each error as the failure policy reports it. Errors arrive from the worker
-threads through a listener that only appends to a deque: the monitor's thread alone sends.
+threads through a listener that only keeps them (PendingErrors): the monitor's thread alone sends.
 """
 
 from __future__ import annotations
@@ -17,7 +17,7 @@ from collections import deque
 from collections.abc import Mapping
 from dataclasses import dataclass
 from types import TracebackType
-from typing import TYPE_CHECKING
+from typing import TYPE_CHECKING, Any
 
 import zmq
 
@@ -57,8 +57,10 @@ STATUS_SECONDS = 0.5
 RATE_WINDOW_SECONDS = 2.0
 #: Seconds the monitor's thread is given to send its last messages and close once the run ended.
 JOIN_SECONDS = 5.0
-#: Errors waiting for the monitor's thread at most; past this the oldest are not published.
-MAX_PENDING_ERRORS = 1000
+#: Bytes of errors waiting for the monitor's thread at most; past this the oldest are dropped (counted). Each
+#: error is kept as sent, cut to ERROR_CHARS and TRACEBACK_CHARS (about 136 KB in memory at most): this holds a
+#: full send queue (SEND_HWM) of the largest, while a flood of a peer's 4 MB texts cannot grow the run.
+MAX_PENDING_ERROR_BYTES = 16 * 1024 * 1024
 
 
 #: Where a run reports unless told otherwise: ``pipeline-gui``'s default address.
@@ -99,6 +101,50 @@ class Rates:
         return rates
 
 
+class PendingErrors:
+    """The errors the monitor's thread has not sent yet, as error bodies, MAX_PENDING_ERROR_BYTES at most.
+
+    Told by the worker threads (``add``), read by the monitor's thread (``take``). Kept only while they may be
+    published: ``close`` (no publisher, or the run's end) drops what waits and keeps nothing more.
+    """
+
+    def __init__(self, max_bytes: int = MAX_PENDING_ERROR_BYTES) -> None:
+        self.max_bytes = max_bytes
+        self._bodies: deque[tuple[dict[str, Any], int]] = deque()  # each with its size
+        self._bytes = 0
+        self._dropped = 0  # thrown away to make room, not yet handed out by take()
+        self._open = True
+        self._lock = threading.Lock()  # worker threads add, the monitor's thread takes
+
+    def add(self, event: ErrorEvent) -> None:
+        """Keep ``event`` as the body it is sent as (its texts cut), dropping the oldest past ``max_bytes``."""
+        body = error_body(event)  # cut here, in the reporting thread: a whole 4 MB text is never kept
+        size = sys.getsizeof(body) + sum(sys.getsizeof(value) for value in body.values())
+        with self._lock:
+            if not self._open:
+                return
+            self._bodies.append((body, size))
+            self._bytes += size
+            while self._bytes > self.max_bytes:
+                self._bytes -= self._bodies.popleft()[1]
+                self._dropped += 1
+
+    def take(self) -> tuple[list[dict[str, Any]], int]:
+        """The bodies waiting, oldest first, and the number dropped since the last call."""
+        with self._lock:
+            bodies = [body for body, _ in self._bodies]
+            dropped, self._dropped, self._bytes = self._dropped, 0, 0
+            self._bodies.clear()
+        return bodies, dropped
+
+    def close(self) -> None:
+        """Drop what waits and keep nothing more: nothing will publish it."""
+        with self._lock:
+            self._open = False
+            self._bodies.clear()
+            self._bytes = 0
+
+
 class Monitor:
     """Watches one run: ``with Monitor(...) as monitor: report = monitor.close(runner.run())``.
 
@@ -118,7 +164,7 @@ class Monitor:
         if settings.gui and not settings.gui_plaintext:
             self.credentials = run_credentials(settings.gui_server_key, settings.gui_key)
         self._graph = graph_body(config)
-        self._errors: deque[ErrorEvent] = deque(maxlen=MAX_PENDING_ERRORS)
+        self._errors = PendingErrors()
         self._ended = threading.Event()
         self._report: RunReport | None = None
         self._last: RunStatus | None = None  # the run's last status, taken when it ended
@@ -133,7 +179,7 @@ class Monitor:
 
     def __enter__(self) -> Monitor:
         if self.settings.gui:
-            self.runner.policy.listeners.append(self._errors.append)
+            self.runner.policy.listeners.append(self._errors.add)
         if self.settings.gui or self.settings.progress:
             try:
                 self._thread.start()
@@ -168,6 +214,8 @@ class Monitor:
         """The monitor's thread: look at the run every POLL_SECONDS until it ends, then send the end."""
         tick = time.monotonic()
         publisher = self._open_publisher() if self.settings.gui else None
+        if publisher is None:
+            self._errors.close()  # nothing will send them: a run without a monitor keeps no error
         progress = self._open_progress(tick) if self.settings.progress else None
         rates = Rates()
         try:
@@ -183,6 +231,7 @@ class Monitor:
             finally:
                 if publisher is not None:
                     self._publish_end(publisher, rates)
+                    self._errors.close()
                     publisher.close()
 
     def _look(self, publisher: Publisher | None, progress: TerminalProgress | LogProgress | None, rates: Rates) -> None:
@@ -218,10 +267,12 @@ class Monitor:
     def _publish_errors(self, publisher: Publisher) -> None:
         """Send the errors waiting while the queue has room; the others are dropped (counted), not tried one by one:
         a burst must leave room for what follows (at the end, the last status and the finish)."""
-        while self._errors:
-            if not publisher.publish(ERROR, error_body(self._errors.popleft())):
-                publisher.skip(len(self._errors))
-                self._errors.clear()
+        bodies, dropped = self._errors.take()
+        publisher.skip(dropped)
+        for sent, body in enumerate(bodies):
+            if not publisher.publish(ERROR, body):
+                publisher.skip(len(bodies) - sent - 1)
+                break
 
     def _publish_end(self, publisher: Publisher, rates: Rates) -> None:
         """The graph (a short run may have ended before a GUI heard it), the errors not yet sent,
