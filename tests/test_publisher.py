@@ -441,6 +441,26 @@ def test_the_end_of_a_short_run_waits_for_its_monitor_to_subscribe() -> None:
     assert topics == ["finish"]
 
 
+def test_a_run_that_ends_before_its_connection_is_made_still_waits_for_its_monitor() -> None:
+    """On a busy host a short run ended while its connection to a listening monitor was still in progress: it did
+    not wait, and the monitor never showed it (3 runs in 17). Now it learns first whether the connection is made."""
+    listener = ThreadListener()
+    try:
+        publisher = Publisher(f"127.0.0.1:{listener.port}", Envelope("r" * 32, "p", "c", "h", 1), None)
+        try:
+            publisher.settle(int(WAIT * 1000))  # at once: libzmq's I/O thread has not made the connection yet
+            assert publisher.subscribed
+            publisher.publish("finish", {})
+        finally:
+            publisher.close()
+        deadline = time.monotonic() + WAIT
+        while "finish" not in listener.topics and time.monotonic() < deadline:
+            listener.thread.join(0.1)  # bounded: the listener's thread reads on meanwhile
+    finally:
+        topics = listener.close()
+    assert topics == ["finish"]
+
+
 def test_with_nobody_listening_the_end_of_a_run_does_not_wait(tmp_path: Path) -> None:
     context = zmq.Context()
     probe = context.socket(zmq.PULL)
@@ -450,9 +470,9 @@ def test_with_nobody_listening_the_end_of_a_run_does_not_wait(tmp_path: Path) ->
     publisher = Publisher(f"127.0.0.1:{port}", Envelope("r" * 32, "p", "c", "h", 1), None)
     try:
         start = time.monotonic()
-        publisher.settle(int(WAIT * 1000))
+        publisher.settle(int(WAIT * 1000))  # at once, as a run of one message: the connection is refused first
         assert time.monotonic() - start < WAIT / 4  # no connection was made: nothing to wait for
-        assert not publisher.subscribed
+        assert not publisher.subscribed and not publisher.connected
     finally:
         publisher.close(0)
 

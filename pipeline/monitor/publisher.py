@@ -68,15 +68,20 @@ RECONNECT_MAX_MS = 2000
 #: The handshake failures libzmq reports, each with its value: a ZMTP error code, an errno, or a ZAP status.
 HANDSHAKE_FAILURES = (zmq.EVENT_HANDSHAKE_FAILED_NO_DETAIL, zmq.EVENT_HANDSHAKE_FAILED_PROTOCOL,
                       zmq.EVENT_HANDSHAKE_FAILED_AUTH)
-#: The socket events read: a connection made, and how its handshake ended.
-WATCHED_EVENTS = (zmq.EVENT_CONNECTED | zmq.EVENT_HANDSHAKE_SUCCEEDED | zmq.EVENT_HANDSHAKE_FAILED_NO_DETAIL
-                  | zmq.EVENT_HANDSHAKE_FAILED_PROTOCOL | zmq.EVENT_HANDSHAKE_FAILED_AUTH)
+#: The socket events read: a connection made or refused (nobody listens: retried later), and how its handshake ended.
+WATCHED_EVENTS = (zmq.EVENT_CONNECTED | zmq.EVENT_CONNECT_RETRIED | zmq.EVENT_HANDSHAKE_SUCCEEDED
+                  | zmq.EVENT_HANDSHAKE_FAILED_NO_DETAIL | zmq.EVENT_HANDSHAKE_FAILED_PROTOCOL
+                  | zmq.EVENT_HANDSHAKE_FAILED_AUTH)
 #: Socket events read per look at most (a listener that fails every handshake makes one each reconnection).
 EVENTS_PER_LOOK = 16
 #: Milliseconds the end of a run waits at most for a listener whose connection is made to finish its
 #: handshake and subscribe, so that a short run is still heard (or says why not); no wait when no
 #: connection was made (nobody listens) or the listener subscribed already.
 HANDSHAKE_WAIT_MS = 500
+#: Milliseconds the end of a run waits at most to learn whether its first connection was made or refused: on a busy
+#: host a short run may end while its connection is still in progress (a listener on this host answers in about a
+#: millisecond; a refusal takes as long, so a run that nobody hears does not wait).
+CONNECT_WAIT_MS = 200
 
 _ADDRESS = re.compile(r"(tcp://)?(\[[0-9A-Fa-f:.]+\]|[^\s:/\[\]]+):\d{1,5}")
 
@@ -124,6 +129,7 @@ class Publisher:
         self.heard = False  # a handshake with the listener succeeded (then nothing is refused)
         self.subscribed = False  # a listener subscribed (since the connection was last dropped by us)
         self._handshaking = False  # a connection is made and its handshake has not ended yet
+        self._answered = False  # a connection was made or refused at least once (an event was read)
         self._refused: list[Refusal] = []  # read from the events, not yet handed out by refusals()
         self._endpoint = endpoint(address)
         self._context = zmq.Context()
@@ -197,13 +203,18 @@ class Publisher:
 
     def settle(self, wait_ms: int) -> None:
         """Wait ``wait_ms`` at most while a connection is made and its listener has neither subscribed nor
-        been refused: at the end of a short run, which sends its graph then whatever subscribed."""
+        been refused: at the end of a short run, which sends its graph then whatever subscribed.
+
+        A first connection still in progress is given CONNECT_WAIT_MS to be made or refused first.
+        """
         deadline = time.monotonic() + wait_ms / 1000
         poller = zmq.Poller()
         poller.register(self._socket, zmq.POLLIN)
         if self._events is not None:
             poller.register(self._events, zmq.POLLIN)
-        self._read_events()
+            self._read_events()
+            if not self._answered and self._events.poll(min(CONNECT_WAIT_MS, wait_ms)):
+                self._read_events()
         while self.connected and not self.subscribed and not self._refused:
             left = deadline - time.monotonic()
             if left <= 0 or not poller.poll(left * 1000):
@@ -219,6 +230,7 @@ class Publisher:
                 break
             event = recv_monitor_message(events)
             kind, value = int(event["event"]), int(event["value"])
+            self._answered = True
             self._handshaking = kind == zmq.EVENT_CONNECTED
             if kind == zmq.EVENT_HANDSHAKE_SUCCEEDED:
                 self.heard = True
