@@ -120,7 +120,7 @@ class Pipeline(Configurable):
         True, help="Show progress on stderr: a live table on a terminal, else a log line every progress_interval s."
     ).tag(config=True)
     progress_interval = Seconds(
-        5.0, min=0.05, help="Seconds between two progress log lines when stderr is not a terminal."
+        5.0, min=0.05, help="Seconds between two progress log lines when stderr is not a terminal (or TERM=dumb)."
     ).tag(config=True)
 
     def __init__(self, pipeline_config: PipelineConfig, **kwargs: Any) -> None:

@@ -37,6 +37,7 @@ from pipeline.monitor.terminal import TerminalProgress
 from .cli_helpers import ROOT, write_config
 from .monitor_helpers import VALIDATOR, WAIT, Subscriber, document, gated_run, has, of
 from .monitor_steps import gate
+from .pty_helpers import run_on_terminal
 from .remote_helpers import free_port
 
 MODES = ["threads", "sequential"]
@@ -404,6 +405,20 @@ def test_make_progress_follows_the_terminal(monkeypatch: pytest.MonkeyPatch) -> 
     display = make_progress(config, 5.0, 0.0)
     display.close()
     assert isinstance(display, TerminalProgress)
+
+
+def test_a_dumb_terminal_gets_the_progress_log_lines(tmp_path: Path) -> None:
+    """On TERM=dumb rich's live table draws nothing: a run on such a terminal showed no progress at all."""
+    config = write_config(tmp_path, {"version": 1, "Pipeline": {
+        "producer_conf": {"name": "COUNT", "module": "algorithms.basic", "class": "Counter", "next_steps": "SLOW"},
+        "consumer_conf": {"name": "SLOW", "module": "tests.failure_steps", "class": "FailEvery"}},
+        "Counter": {"count": 20}, "FailEvery": {"delay": 0.05}})
+    run = run_on_terminal(f"--config={config}", "--Pipeline.gui=False", "--Pipeline.progress_interval=0.2",
+                          term="dumb")
+    text = run.output.decode()
+    assert run.returncode == 0, text
+    assert "INFO pipeline.progress: " in text and "SLOW processed=" in text
+    assert "\x1b[" not in text  # no escape sequence: a dumb terminal prints them as they are
 
 
 def test_monitor_drives_the_terminal_display(monkeypatch: pytest.MonkeyPatch) -> None:

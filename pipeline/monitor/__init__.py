@@ -2,7 +2,7 @@
 
 - ``messages``: the wire format (docs/protocol.md) and its JSON Schema, ``protocol.schema.json``;
 - ``publisher``: the non-blocking socket that connects to the GUI's address;
-- ``progress``: progress log lines when stderr is not a terminal, and the choice of display;
+- ``progress``: progress log lines when stderr is not a terminal (or a dumb one), and the choice of display;
 - ``terminal``: the live terminal display (rich, imported only when stderr is a terminal);
 - ``workers``: where a step's workers run (``2p+1r``) and their heartbeats, as every display says it;
 - ``monitor``: the thread that watches a run and feeds the stream and the display;

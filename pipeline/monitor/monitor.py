@@ -341,9 +341,15 @@ class Monitor:
 
 def make_progress(config: PipelineConfig, interval: float, start: float,
                   console: Console | None = None) -> TerminalProgress | LogProgress:
-    """The terminal display if stderr is a terminal (or ``console`` is given), else log lines."""
-    if console is not None or (sys.stderr is not None and sys.stderr.isatty()):
-        from pipeline.monitor.terminal import TerminalProgress  # rich is imported only for a terminal
+    """The terminal display if stderr is a terminal that can redraw (or ``console`` is given), else log lines."""
+    if console is None and sys.stderr is not None and sys.stderr.isatty():
+        from rich.console import Console  # rich is imported only for a terminal
+
+        terminal = Console(file=sys.stderr)
+        if not terminal.is_dumb_terminal:  # rich's Live draws nothing at all on TERM=dumb: log lines say it there
+            console = terminal
+    if console is not None:
+        from pipeline.monitor.terminal import TerminalProgress
 
         return TerminalProgress(config, console)
     return LogProgress(config, interval, start)
