@@ -5,8 +5,10 @@ from __future__ import annotations
 
 import io
 import logging
+import re
 import sys
 from collections.abc import Iterator
+from pathlib import Path
 from typing import Any
 
 import jsonschema
@@ -25,6 +27,8 @@ from pipeline.execution.status import RunStatus, StepStatus, declared_totals
 from pipeline.monitor.messages import Envelope, schema, status_body
 from pipeline.monitor.progress import progress_line, run_total
 from pipeline.monitor.terminal import progress_table
+from tests.cli_helpers import write_config
+from tests.pty_helpers import run_on_terminal
 
 
 def document(producer: str = "Counter", module: str = "algorithms.basic", **sections: Any) -> dict[str, Any]:
@@ -211,3 +215,28 @@ def test_a_drawing_that_fails_leaves_the_terminal_and_what_follows_as_they_shoul
     progress.close()  # raised the drawing's error again
     assert not caplog.records
     assert sys.stderr is stderr  # given back: what is printed next reaches the terminal
+
+
+@pytest.mark.parametrize("steps", [3, 30], ids=["fits", "taller-than-the-terminal"])
+def test_the_table_leaves_nothing_on_the_terminal_but_what_was_logged_and_the_report(tmp_path: Path,
+                                                                                      steps: int) -> None:
+    """A table taller than the terminal (30 steps, 20 rows) left its title, header and rows above the summary: the
+    display's end drew it whole once more, scrolling, and its erase could not reach above the screen's top."""
+    stagers = [{"name": f"S{i}", "module": "algorithms.basic", "class": "PassThrough",
+                "next_steps": f"S{i + 1}" if i < steps - 1 else "SINK"} for i in range(steps)]
+    stagers[0].update({"module": "tests.failure_steps", "class": "FailEvery", "on_error": "skip"})
+    config = write_config(tmp_path, {"version": 1, "Pipeline": {
+        "producer_conf": {"name": "COUNT", "module": "algorithms.basic", "class": "Counter", "next_steps": "S0"},
+        "stagers_conf": stagers,
+        "consumer_conf": {"name": "SINK", "module": "tests.failure_steps", "class": "FailEvery"}},
+        "Counter": {"count": 10}, "FailEvery": {"every": 5, "delay": 0.05}})
+    run = run_on_terminal(f"--config={config}", "--Pipeline.gui=False", "--Pipeline.allow_failures=True",
+                          rows=20, columns=100)
+    assert run.returncode == 0, run.output.decode()
+    lines = run.screen(20, 100)
+    drawn = re.compile(r"(pipeline|\S+) +(waiting|starting|running|draining|finished|failed) |STEP +STATE ")
+    assert [line for line in lines if drawn.match(line)] == []  # neither its title, nor its header, nor a row
+    end = next(i for i, line in enumerate(lines) if line.startswith("wall time"))
+    assert any(" ERROR pipeline.failures: step S0 " in line for line in lines[:end])  # printed during the run: kept
+    assert [line.split()[0] for line in lines[end + 1:]] == ["STEP", "COUNT", *(s["name"] for s in stagers), "SINK",
+                                                             "S0:", "exit"]  # S0's first error, then the exit status

@@ -80,6 +80,9 @@ class TerminalProgress:
         """Take the display off the terminal, whatever its last drawing does: what was printed meanwhile, above the
         table, must reach stderr, and the run's report after it (a drawing that raised lost them all)."""
         try:
+            # stop() draws its renderable once more, whole: a table taller than the terminal scrolls, and the erase
+            # that follows cannot reach back above the screen's top. Nothing is left to draw, so nothing stays.
+            self._live.update(Text(""), refresh=False)
             self._live.stop()
         except Exception:
             log.exception("the progress display failed as it ended")
