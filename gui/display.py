@@ -1,7 +1,9 @@
-"""Is there a screen for Qt, with the system libraries its X11 plugin needs? Checked before Qt starts,
-since Qt would abort the whole process with a misleading line ("xcb-cursor0 is needed") instead.
+"""Is there a screen for Qt, with the platform plugin asked for and the system libraries its X11 plugin needs?
+Checked before Qt starts, since Qt would abort the whole process (exit 134) with a misleading line ("xcb-cursor0 is
+needed") or several instead.
 
-No Qt here: ``pipeline-gui`` reports the problem as a one-line error (exit status 2).
+No Qt application here (only where Qt's plugins lie is asked): ``pipeline-gui`` reports the problem as a one-line
+error (exit status 2).
 """
 
 from __future__ import annotations
@@ -10,6 +12,7 @@ import ctypes
 import os
 import sys
 from collections.abc import Callable, Mapping
+from pathlib import Path
 
 #: The shared libraries that Qt 6's X11 (xcb) platform plugin loads, each with its Debian/Ubuntu package.
 XCB_LIBRARIES = {
@@ -46,18 +49,45 @@ def loadable(library: str) -> bool:
     return True
 
 
+def platform_plugins() -> set[str]:
+    """The names of the platform plugins this Qt ships (``xcb``, ``wayland``, ``offscreen``...)."""
+    from PySide6.QtCore import QLibraryInfo  # Qt's core only: no application is made
+
+    folder = Path(QLibraryInfo.path(QLibraryInfo.LibraryPath.PluginsPath)) / "platforms"
+    return {path.name.split(".")[0].removeprefix("libq") for path in folder.glob("libq*.so")}
+
+
 def display_problem(env: Mapping[str, str] = os.environ, platform: str = sys.platform,
-                    load: Callable[[str], bool] = loadable) -> str:
+                    load: Callable[[str], bool] = loadable, plugins: Callable[[], set[str]] = platform_plugins) -> str:
     """One line on what keeps Qt from opening a window here and how to fix it; "" if nothing does.
 
-    Only the X11 plugin on Linux is checked: another platform chosen with QT_QPA_PLATFORM, or a
-    Wayland session, is Qt's to report.
+    On Linux: the plugins QT_QPA_PLATFORM names (Qt tries each of ``a;b`` in turn: one that can start is
+    enough) must be among those Qt ships, Wayland needs WAYLAND_DISPLAY, and X11 its display and libraries.
     """
     if not platform.startswith("linux"):
         return ""
     chosen = env.get("QT_QPA_PLATFORM", "")
-    if (chosen and not chosen.startswith("xcb")) or (not chosen and env.get("WAYLAND_DISPLAY")):
-        return ""
+    if not chosen:
+        return "" if env.get("WAYLAND_DISPLAY") else _x11_problem(env, load)
+    shipped = plugins()
+    problems = [_plugin_problem(name.split(":")[0], chosen, shipped, env, load) for name in chosen.split(";") if name]
+    return "" if "" in problems else problems[0] if problems else ""
+
+
+def _plugin_problem(name: str, chosen: str, shipped: set[str], env: Mapping[str, str],
+                    load: Callable[[str], bool]) -> str:
+    """What keeps Qt's platform plugin ``name`` from starting here; "" if nothing we know of does."""
+    if name not in shipped:
+        return (f"QT_QPA_PLATFORM={chosen}: Qt has no platform plugin {name!r} (it has {', '.join(sorted(shipped))}; "
+                f"{OFFSCREEN_HINT.removeprefix('or ')})")
+    if name.startswith("wayland") and not env.get("WAYLAND_DISPLAY"):
+        return (f"no display: QT_QPA_PLATFORM={chosen} but WAYLAND_DISPLAY is not set (start pipeline-gui in a "
+                f"Wayland session, {OFFSCREEN_HINT})")
+    return _x11_problem(env, load) if name == "xcb" else ""
+
+
+def _x11_problem(env: Mapping[str, str], load: Callable[[str], bool]) -> str:
+    """What keeps Qt's X11 plugin from starting here: no DISPLAY, or missing libraries; "" if nothing."""
     if not env.get("DISPLAY"):
         return f"no display: DISPLAY is not set (start pipeline-gui in a desktop session, {OFFSCREEN_HINT})"
     missing = [package for library, package in XCB_LIBRARIES.items() if not load(library)]

@@ -11,6 +11,7 @@ import subprocess
 import sys
 import time
 from collections.abc import Iterator
+from pathlib import Path
 
 import pytest
 import zmq
@@ -203,6 +204,34 @@ def test_without_a_display_it_says_what_is_missing_in_one_line() -> None:
     assert result.returncode == 2
     assert result.stderr == ("pipeline-gui: error: display: no display: DISPLAY is not set (start pipeline-gui in a "
                              "desktop session, or run offscreen with QT_QPA_PLATFORM=offscreen)\n")
+
+
+@pytest.mark.parametrize(("platform", "said"), [
+    ("bogus", "display: QT_QPA_PLATFORM=bogus: Qt has no platform plugin 'bogus' (it has "),
+    ("wayland", "display: no display: QT_QPA_PLATFORM=wayland but WAYLAND_DISPLAY is not set (start pipeline-gui in a "
+                "Wayland session, or run offscreen with QT_QPA_PLATFORM=offscreen)"),
+])
+def test_a_platform_qt_cannot_start_is_said_in_one_line(tmp_path: Path, platform: str, said: str) -> None:
+    """Qt aborted the whole process (exit 134) with its own lines for a plugin it lacks or a Wayland with no display."""
+    env = {k: v for k, v in os.environ.items() if k not in ("DISPLAY", "WAYLAND_DISPLAY")}
+    env.update(QT_QPA_PLATFORM=platform, XDG_CONFIG_HOME=str(tmp_path))
+    result = subprocess.run([sys.executable, "-m", "gui", "--port=0"], cwd=ROOT, env=env, capture_output=True,
+                            text=True, timeout=TIMEOUT, check=False)
+    assert result.returncode == 2, result.stderr
+    assert result.stderr.startswith(f"pipeline-gui: error: {said}") and result.stderr.count("\n") == 1
+
+
+def test_one_platform_qt_can_start_is_enough() -> None:
+    from gui.display import display_problem
+
+    shipped = {"xcb", "wayland", "offscreen"}.copy
+    assert display_problem({"QT_QPA_PLATFORM": "bogus;offscreen"}, "linux", lambda library: True, shipped) == ""
+    assert display_problem({"QT_QPA_PLATFORM": "wayland"}, "linux", lambda library: True, shipped).startswith(
+        "no display: QT_QPA_PLATFORM=wayland but WAYLAND_DISPLAY is not set")
+    assert display_problem({"QT_QPA_PLATFORM": "wayland", "WAYLAND_DISPLAY": "wayland-0"}, "linux",
+                           lambda library: True, shipped) == ""
+    assert display_problem({"QT_QPA_PLATFORM": "xcb:nograb", "DISPLAY": ":0"}, "linux", lambda library: True,
+                           shipped) == ""
 
 
 def test_missing_x11_libraries_are_named_by_their_packages() -> None:
