@@ -96,12 +96,29 @@ def test_the_table_never_cuts_a_number(width: int, processed: int, failed: int, 
         cells = [cell for cell in line.split() if not set(cell) <= BAR]
         assert len(cells) == len(header)
         name = cells[0]
-        assert name == step.name or (name.endswith("…") and step.name.startswith(name[:-1]))
+        head, cut, tail = name.partition("…")
+        assert name == step.name or (cut and step.name.startswith(head) and step.name.endswith(tail))
         figures = {"PROCESSED": step.counts.processed, "FAILED": step.counts.failed}
         for column, value in figures.items():
             if column in header:
                 assert cells[header.index(column)] in (str(value), abbreviated(value))
         assert all("…" not in cell for cell in cells[1:])
+
+
+def test_names_that_differ_at_their_end_stay_apart_on_a_narrow_terminal() -> None:
+    """At 30 columns steps named STEP_XXX...X_0 to _3 were all shown as the same ``STEP_XXXXXXXXXXXXX…``."""
+    names = [f"STEP_{'X' * 70}_{i}" for i in range(4)]
+    stagers = [{"name": name, "module": "algorithms.basic", "class": "PassThrough",
+                "next_steps": names[i + 1] if i < 3 else "W"} for i, name in enumerate(names)]
+    config = load_config({"version": 1, "Pipeline": {
+        "producer_conf": {"name": "COUNT", "module": "algorithms.basic", "class": "Counter", "next_steps": names[0]},
+        "stagers_conf": stagers, "consumer_conf": {"name": "W", "module": "algorithms.basic", "class": "PassThrough"}}})
+    steps = [StepStatus(name, state="running", queue=0, queue_limit=64, counts=StepCounts(5, 5, 5, 0))
+             for name in ["COUNT", *names, "W"]]
+    lines = render(config, RunStatus("running", 1.0, steps), 30)
+    shown = [line.split()[0] for line in lines[3:7]]
+    assert len(set(shown)) == 4 and all(name.startswith("STEP_") and "…" in name and name.endswith(f"_{i}")
+                                        for i, name in enumerate(shown))
 
 
 def test_a_wide_terminal_shows_every_figure_in_full() -> None:

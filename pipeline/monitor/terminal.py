@@ -11,7 +11,7 @@ stderr during the run go above it; stdout stays the steps'.
 
 The table fits the terminal's width without ever cutting a number (60000 must not read ``600…``):
 when it is too wide, the bar goes first, then numbers take units (``60.0k``), then the least useful
-columns go (DROP_ORDER), and last the step names are shortened. A note line is cut between its
+columns go (DROP_ORDER), and last the step names are shortened (in their middle). A note line is cut between its
 items, never inside one: what does not fit is counted (``+2 more``).
 """
 
@@ -159,8 +159,12 @@ def _width(columns: Sequence[str], rows: Sequence[_Row], short: bool, names: Seq
 
 
 def _shorten(name: str, size: int) -> str:
-    """A step name cut to ``size`` characters, its end marked (names may be cut, numbers never)."""
-    return name if len(name) <= size else name[: size - 1] + "…"
+    """A step name cut in its middle to ``size`` characters, marked (names may be cut, numbers never): its start and
+    its end stay, so that names differing only at their end (``STEP_…_0``, ``STEP_…_1``) stay apart."""
+    if len(name) <= size:
+        return name
+    tail = (size - 1) // 2
+    return name[: size - 1 - tail] + "…" + name[len(name) - tail:]
 
 
 def _render(config: PipelineConfig, step: StepStatus, column: str, cells: Mapping[str, str],
