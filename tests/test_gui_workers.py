@@ -60,11 +60,13 @@ def hillas(**extra: Any) -> dict[str, Any]:
     return status_step("HILLAS", workers=4, **{**values, **extra})
 
 
-def run_messages(*, finish: bool = False) -> list[list[bytes]]:
-    """READ (threads) -> HILLAS (2 worker processes and a remote worker) -> WRITE; finished if asked."""
+def run_messages(*, finish: bool = False, hillas_workers: int = 2) -> list[list[bytes]]:
+    """READ (threads) -> HILLAS (2 worker processes and a remote worker; its config's ``hillas_workers``) -> WRITE;
+    finished if asked."""
     graph = [{"name": name, "class": name.title(), "module": "steps", "kind": kind, "next_steps": targets,
               "workers": count, "queue_limit": 64}
-             for name, kind, targets, count in (("READ", "producer", ["HILLAS"], 1), ("HILLAS", "stager", ["WRITE"], 2),
+             for name, kind, targets, count in (("READ", "producer", ["HILLAS"], 1),
+                                                ("HILLAS", "stager", ["WRITE"], hillas_workers),
                                                 ("WRITE", "consumer", [], 1))]
     messages = [frames("graph", steps=graph),
                 frames("status", state="running", elapsed=2.0, dropped=0,
@@ -177,7 +179,8 @@ def test_the_finish_takes_the_reports_counts_and_ends_the_worker_processes() -> 
 def test_a_step_of_remote_workers_only_has_no_thread_of_the_run_after_the_finish() -> None:
     # Found from the desktop (tests/test_slurm.py): the finish ended the remote workers but kept their
     # threads in the step's count of workers, so a step served only by a SLURM job read "2t" afterwards.
-    messages = run_messages(finish=True)
+    # Then it read "0" where a step of worker processes reads "0p": now "0r".
+    messages = run_messages(finish=True, hillas_workers=0)  # nb_thread 0: remote workers only
     messages[1] = frames("status", state="running", elapsed=2.0, dropped=0, steps=[
         status_step("READ"), status_step("HILLAS", workers=2, processes=0, worker_processes=[REMOTE]),
         status_step("WRITE")])
@@ -189,7 +192,7 @@ def test_a_step_of_remote_workers_only_has_no_thread_of_the_run_after_the_finish
     runs.apply(parse(messages[-1]))
     shown = workers.mix(view)
     assert shown is not None and (shown.threads, shown.remote) == (0, 0)
-    assert workers.mix_text(view) == ""
+    assert workers.mix_text(view) == "0r"
 
 
 # -- the window ----------------------------------------------------------------------------

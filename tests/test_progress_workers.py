@@ -59,19 +59,39 @@ def render(status: RunStatus, width: int) -> list[str]:
 # -- the mix, in every display's words -------------------------------------------------------
 
 
-@pytest.mark.parametrize(("workers", "processes", "live", "text", "plain"), [
-    (2, 0, [], "2t", True),  # threads of the run
-    (4, 2, [local(0, 10, threads=2), local(1, 11, threads=2)], "2p", False),
-    (4, 2, [local(0, 10), local(1, 11), remote(2, "node7", "h")], "2p+1r", False),
-    (3, 0, [remote(0, "node7", "h")], "1t+1r", False),  # one thread of the run, a remote worker of two
-    (0, 0, [], "0", True),  # a step waiting for remote workers
-    (2, 0, [remote(0, "a", "h"), remote(1, "b", "h", threads=1)], "2r", False),  # remote only (nb_thread 0)
-    (2, 2, [], "0p", False),  # every worker process died, replacements on their way
+@pytest.mark.parametrize(("workers", "processes", "live", "remote_only", "text", "plain"), [
+    (2, 0, [], False, "2t", True),  # threads of the run
+    (4, 2, [local(0, 10, threads=2), local(1, 11, threads=2)], False, "2p", False),
+    (4, 2, [local(0, 10), local(1, 11), remote(2, "node7", "h")], False, "2p+1r", False),
+    (3, 0, [remote(0, "node7", "h")], False, "1t+1r", False),  # one thread of the run, a remote worker of two
+    (0, 0, [], False, "0", True),  # a step of threads that has none now
+    (0, 0, [], True, "0r", False),  # a step of remote workers only (nb_thread 0) waiting for one, or left by it
+    (2, 0, [remote(0, "a", "h"), remote(1, "b", "h", threads=1)], True, "2r", False),  # remote only
+    (2, 2, [], False, "0p", False),  # every worker process died, replacements on their way
 ])
-def test_where_the_workers_run(workers: int, processes: int, live: list[WorkerProcessStatus], text: str,
-                               plain: bool) -> None:
-    mix = worker_mix(workers, processes, live)
+def test_where_the_workers_run(workers: int, processes: int, live: list[WorkerProcessStatus], remote_only: bool,
+                               text: str, plain: bool) -> None:
+    mix = worker_mix(workers, processes, live, remote_only)
     assert (str(mix), mix.plain) == (text, plain)
+
+
+def test_a_step_of_remote_workers_only_left_by_them_shows_0r_as_one_of_processes_shows_0p() -> None:
+    """After its remote worker left, a remote-only step showed WORKERS ``0``, where a step of processes shows ``0p``."""
+    config = load_config({"version": 1, "Pipeline": {
+        "producer_conf": {"name": "READ", "module": "algorithms.basic", "class": "Counter", "next_steps": "HILLAS"},
+        "stagers_conf": [{"name": "HILLAS", "module": "algorithms.basic", "class": "PassThrough", "nb_thread": 0,
+                          "next_steps": "WRITE"}],
+        "consumer_conf": {"name": "WRITE", "module": "algorithms.basic", "class": "PassThrough"}}})
+    status = RunStatus("running", 4.2, [
+        StepStatus("READ", state="running", counts=StepCounts(0, 600, 600, 0)),
+        StepStatus("HILLAS", state="running", queue=5, queue_limit=64, workers=0, counts=StepCounts(600, 9, 9, 0)),
+        StepStatus("WRITE", state="running", queue=0, queue_limit=64, counts=StepCounts(9, 9, 0, 0))])
+    out = io.StringIO()
+    Console(file=out, width=140, color_system=None).print(progress_table(config, status, {}, 140))
+    lines = out.getvalue().splitlines()
+    assert "WORKERS" in lines[1].split()
+    assert lines[3].split()[:1] + lines[3].split()[-2:-1] == ["HILLAS", "0r"]
+    assert "HILLAS processed=9 failed=0 queue=5/64 busy=0/0 rate=0.0/s workers=0r" in progress_line(config, status, {})
 
 
 def test_heartbeats_labels_and_troubles() -> None:

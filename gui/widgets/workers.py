@@ -26,7 +26,8 @@ def mix(view: StepView) -> WorkerMix | None:
     progress = view.progress
     if progress is None:
         return None
-    return worker_mix(progress.workers, progress.processes, progress.worker_processes)
+    remote_only = view.info is not None and view.info.workers == 0  # the graph's workers: its config's own
+    return worker_mix(progress.workers, progress.processes, progress.worker_processes, remote_only)
 
 
 def has_processes(view: StepView) -> bool:

@@ -18,7 +18,7 @@ from dataclasses import dataclass
 from pipeline.config.model import PipelineConfig
 from pipeline.console import humanize
 from pipeline.execution.status import RunStatus, StepStatus
-from pipeline.monitor.workers import worker_mix
+from pipeline.monitor.workers import WorkerMix, worker_mix
 
 log = logging.getLogger("pipeline.progress")
 
@@ -47,15 +47,21 @@ def progress_line(config: PipelineConfig, status: RunStatus, rates: Mapping[str,
     for step in status.steps:
         c = step.counts
         parts.append(f"{step.name} processed={c.processed} failed={c.failed} queue={queue_text(config, step)} "
-                     f"busy={step.busy}/{step.workers} rate={rates.get(step.name, 0.0):.1f}/s{_workers_fields(step)}")
+                     f"busy={step.busy}/{step.workers} rate={rates.get(step.name, 0.0):.1f}/s"
+                     f"{_workers_fields(config, step)}")
     total = run_total(status, rates)
     return f"{status.state} {status.elapsed:.1f} s{f', {total}' if total else ''}: " + " | ".join(parts)
 
 
-def _workers_fields(step: StepStatus) -> str:
+def step_mix(config: PipelineConfig, step: StepStatus) -> WorkerMix:
+    """Where ``step``'s workers run now (its config says whether it has remote workers only)."""
+    return worker_mix(step.workers, step.processes, step.worker_processes, config.steps[step.name].workers == 0)
+
+
+def _workers_fields(config: PipelineConfig, step: StepStatus) -> str:
     """`` workers=2p+1r redelivered=3 restarts=1``, each only when it says something (after the fields
     that every step has, so that a reader of those finds them where it always did)."""
-    mix = worker_mix(step.workers, step.processes, step.worker_processes)
+    mix = step_mix(config, step)
     fields = [] if mix.plain else [f"workers={mix}"]
     fields += [f"{name}={value}" for name, value in (("redelivered", step.redelivered), ("restarts", step.restarts))
                if value]

@@ -31,8 +31,8 @@ from rich.text import Text
 from pipeline.config.model import PipelineConfig
 from pipeline.console.humanize import abbreviated, duration
 from pipeline.execution.status import RunStatus, StepStatus
-from pipeline.monitor.progress import queue_text, run_total
-from pipeline.monitor.workers import is_late, label, worker_mix
+from pipeline.monitor.progress import queue_text, run_total, step_mix
+from pipeline.monitor.workers import is_late, label
 
 log = logging.getLogger("pipeline.monitor")
 
@@ -102,7 +102,7 @@ def progress_table(config: PipelineConfig, status: RunStatus, rates: Mapping[str
     on worker processes."""
     rows = [_Row(step, _cells(config, step, rates, str), _cells(config, step, rates, abbreviated))
             for step in status.steps]
-    mixed = any(not worker_mix(s.workers, s.processes, s.worker_processes).plain for s in status.steps)
+    mixed = any(not step_mix(config, s).plain for s in status.steps)
     columns, short = _fit(rows, width, [c for c in COLUMNS if mixed or c != "WORKERS"])
     names = [row.step.name for row in rows]
     room = width - _width(columns, rows, short, names) + max(len(name) for name in [*names, "STEP"])
@@ -125,7 +125,7 @@ def _cells(config: PipelineConfig, step: StepStatus, rates: Mapping[str, float],
     rate = rates.get(step.name, 0.0)
     return {"STEP": step.name, "STATE": step.state, "PROCESSED": number(c.processed), "FAILED": number(c.failed),
             "QUEUE": _queue_cell(config, step, number), "": " " * BAR_WIDTH, "BUSY": f"{step.busy}/{step.workers}",
-            "WORKERS": str(worker_mix(step.workers, step.processes, step.worker_processes)),
+            "WORKERS": str(step_mix(config, step)),
             "RATE/S": f"{rate:.1f}" if rate < 1000 else number(int(rate))}
 
 

@@ -56,25 +56,29 @@ class WorkerMix:
     processes: int
     remote: int
     in_processes: bool  # the config gives the step worker processes (nb_process), even if none is alive now
+    remote_only: bool = False  # the config gives the step no worker of its own (nb_thread 0): remote ones only
 
     @property
     def plain(self) -> bool:
         """True when every worker is a thread of the run: the displays then say nothing more."""
-        return not (self.processes or self.remote or self.in_processes)
+        return not (self.processes or self.remote or self.in_processes or self.remote_only)
 
     def __str__(self) -> str:
-        """``2t``, ``2p``, ``2p+1r``, ``1t+1r``; ``0`` for a step without a worker now."""
+        """``2t``, ``2p``, ``2p+1r``, ``1t+1r``; ``0p`` or ``0r`` for a step whose processes or remote workers
+        have all gone; ``0`` for a step of threads without a worker now."""
         parts = [f"{humanize.count(self.threads)}t"] if self.threads else []
         if self.processes or self.in_processes:
             parts.append(f"{humanize.count(self.processes)}p")
-        if self.remote:
+        if self.remote or (self.remote_only and not parts):
             parts.append(f"{humanize.count(self.remote)}r")
         return "+".join(parts) or "0"
 
 
-def worker_mix(workers: int, processes: int, worker_processes: Iterable[WorkerProcessLike]) -> WorkerMix:
+def worker_mix(workers: int, processes: int, worker_processes: Iterable[WorkerProcessLike],
+               remote_only: bool = False) -> WorkerMix:
     """The mix of a step with ``workers`` worker threads in all, ``processes`` worker processes in its
-    config (nb_process) and these live worker processes (local and remote).
+    config (nb_process) and these live worker processes (local and remote); ``remote_only``: its config
+    gives it no worker of its own (``nb_thread`` 0, the graph's ``workers`` 0).
 
     A step with worker processes has no thread workers of its own; otherwise its threads are its workers
     less the remote workers' threads (the status counts those in ``workers``).
@@ -83,7 +87,7 @@ def worker_mix(workers: int, processes: int, worker_processes: Iterable[WorkerPr
     local = sum(w.kind == "process" for w in live)
     remote = [w for w in live if w.kind == "remote"]
     threads = 0 if processes > 0 else max(0, workers - sum(max(0, w.threads) for w in remote))
-    return WorkerMix(threads, local, len(remote), processes > 0)
+    return WorkerMix(threads, local, len(remote), processes > 0, remote_only)
 
 
 def is_late(silent: float) -> bool:
