@@ -7,6 +7,7 @@ import io
 import json
 import logging
 import re
+import signal
 import sys
 import threading
 import time
@@ -151,6 +152,24 @@ def test_stream_matches_the_run(subscriber: Subscriber, mode: str) -> None:
         assert error["traceback"].startswith("Traceback (most recent call last):")
         assert 'raise ValueError(f"bad message {msg}")' in error["traceback"]
         assert error["traceback"].rstrip().endswith(error["error"])
+
+
+@pytest.mark.parametrize("mode", MODES)
+def test_a_run_stopped_by_a_signal_says_why_in_its_finish(subscriber: Subscriber, mode: str) -> None:
+    """A run stopped by Ctrl+C sent its finish with stop_reason null: the monitor's header could not say why it
+    stopped early, as docs/gui.md says it does."""
+    tag = uuid.uuid4().hex
+    pipeline = Pipeline.from_config(document(tag, count=30, before=2), {"Pipeline": {
+        "mode": mode, "gui_address": subscriber.address, "gui_plaintext": True, "progress": False}})
+    run = Background(pipeline)
+    assert gate(tag)[0].wait(WAIT), "the producer did not reach its gate"
+    pipeline.interrupt(signal.SIGINT)
+    gate(tag)[1].set()
+    finish = of(subscriber.receive_until(has("finish")), "finish")[0]
+    report = run.result()
+    assert finish["exit_status"] == report.exit_status == 130
+    assert finish["report"]["stop_reason"] == report.stop_reason == "SIGINT: stopped by the user (Ctrl+C)"
+    assert "stopped: SIGINT: stopped by the user (Ctrl+C)" in report.table()
 
 
 @pytest.mark.parametrize("mode", MODES)

@@ -2,12 +2,19 @@
 
 from __future__ import annotations
 
+import signal
 from dataclasses import asdict, dataclass, field, replace
 
 from rich.cells import cell_len
 
 from pipeline.console.humanize import counted
 from pipeline.failures.describe import summary_error
+
+#: The signal that the end of output stops a run with (pipeline/cli/signals.py): it says nothing more.
+SIGPIPE = signal.SIGPIPE
+#: What sends each signal that stops a run (pipeline-run's, docs/cli.md), as the report's stop_reason says it.
+SIGNAL_CAUSES = {"SIGINT": "stopped by the user (Ctrl+C)", "SIGTERM": "terminated (kill, a batch system)",
+                 "SIGHUP": "its terminal closed"}
 
 
 @dataclass
@@ -190,10 +197,22 @@ def given_up(report: RunReport, busy: list[str]) -> RunReport:
 
 
 def stop_reason_of(steps: dict[str, StepReport], signal: int | None, stop_reason: str | None) -> str | None:
-    """Why the run stopped early; messages lost although nothing stopped the run are an internal error."""
-    if stop_reason is None and signal is None and unprocessed(steps):
+    """Why the run stopped early (a signal that stopped it says which, but for SIGPIPE: its output ended); messages
+    lost although nothing stopped the run are an internal error."""
+    if stop_reason is None and signal is not None and signal != SIGPIPE:  # the end of output stops a run quietly
+        return signal_reason(signal)
+    if stop_reason is None and unprocessed(steps):
         return f"internal error: {never_processed(unprocessed(steps))}"
     return stop_reason
+
+
+def signal_reason(number: int) -> str:
+    """``SIGINT: stopped by the user (Ctrl+C)``: the signal that stopped a run, and what sends it."""
+    try:
+        name = signal.Signals(number).name
+    except ValueError:
+        name = f"signal {number}"
+    return f"{name}: {SIGNAL_CAUSES.get(name, 'a signal stopped the run')}"
 
 
 def exit_status(steps: dict[str, StepReport], signal: int | None, stop_reason: str | None,
