@@ -14,7 +14,7 @@ from html import escape
 
 import zmq
 
-from pipeline.auth.curve import TRY_LATER
+from pipeline.auth.zap import TRY_LATER
 from pipeline.console import humanize
 
 log = logging.getLogger("gui.receiver")

@@ -26,6 +26,7 @@ from dataclasses import dataclass
 from typing import Any
 
 import zmq
+from zmq.utils import z85
 
 from pipeline.auth.keys import KeyPair
 
@@ -36,8 +37,6 @@ ZAP_DOMAIN = "zmq-pipeline"
 #: key hold all 1,024 of a run's for longer than a worker waits to join). A handshake takes a few round trips and the
 #: ZAP handler's answer: well under a second, even over a WAN (a link of 1 s each way takes more: its worker says so).
 HANDSHAKE_SECONDS = 5.0
-#: The ZAP status of a connection turned away for now, whatever its key ("try again later": libzmq's client does).
-TRY_LATER = b"300"
 
 
 def secure_client(socket: zmq.Socket, own: KeyPair, server: bytes) -> None:
@@ -74,17 +73,22 @@ class _AllowList:
 
     def callback(self, domain: str, key: bytes) -> bool:
         """True for an allowed key; counts the others, and keeps the last one (to say whom it refused)."""
-        if key in self.allowed:
+        if self.allows(key):
             return True
         with self._lock:
             self.refused += 1
             self.last_refused = key
         return False
 
+    def allows(self, key: bytes) -> bool:
+        """Whether ``key`` (z85) is allowed; nothing counted."""
+        return key in self.allowed
+
 
 class ZapServer:
-    """A ZAP handler of one context, started before the sockets bind; with ``admit``, each connection it is asked
-    about must first be admitted (else it is told to try later: a bound on the connections a peer can hold open).
+    """A ZAP handler of one context, started before the sockets bind; with ``admit``, each connection it lets in must
+    then be admitted (else it is told to try later: a bound on the connections held open), so that a connection it
+    refuses (an unknown key) never takes a place.
 
     It lets in every connection without CURVE that ``admit`` admits. Call :meth:`secure` on the socket before
     it binds; :meth:`close` after the sockets closed, before the context terminates.
@@ -92,22 +96,15 @@ class ZapServer:
 
     def __init__(self, context: zmq.Context, admit: Callable[[], bool] | None = None) -> None:
         # Imported here: it loads asyncio, which a client (a worker process) does not need.
-        from zmq.auth.thread import ThreadAuthenticator
+        from pipeline.auth.zap import AdmittingAuthenticator
 
-        self._handler = ThreadAuthenticator(context, log=logging.getLogger("pipeline.auth.zap"))
-        if admit is not None:
-            check = self._handler.handle_zap_message
-
-            async def admit_first(message: list[bytes]) -> None:
-                """Turn the connection away (frame 1 is the request's id) unless ``admit`` takes it in."""
-                if len(message) > 1 and not admit():
-                    self._handler._send_zap_reply(message[1], TRY_LATER, b"too many connections")  # pyzmq's reply
-                    return
-                await check(message)
-
-            self._handler.handle_zap_message = admit_first  # the handler's thread calls it for each request
+        self._handler = AdmittingAuthenticator(context, self._lets_in, admit, logging.getLogger("pipeline.auth.zap"))
         self._configure(self._handler)
         self._handler.start()  # returns once the handler is bound: safe to bind the sockets
+
+    def _lets_in(self, request: list[bytes]) -> bool:
+        """Whether pyzmq's handler lets in the ZAP ``request`` (before ``admit`` is asked): without keys, each one."""
+        return True
 
     def _configure(self, handler: Any) -> None:
         """Set up ``handler`` (pyzmq's ThreadAuthenticator) before it starts: without keys, nothing to set."""
@@ -138,6 +135,10 @@ class CurveServer(ZapServer):
     def _configure(self, handler: Any) -> None:
         """Let in only the allowed keys."""
         handler.configure_curve_callback(ZAP_DOMAIN, self._allow)
+
+    def _lets_in(self, request: list[bytes]) -> bool:
+        """Whether the ZAP ``request`` is a CURVE handshake that proved an allowed key (its frame 6, 32 bytes)."""
+        return len(request) == 7 and request[5] == b"CURVE" and self._allow.allows(z85.encode(request[6]))
 
     @property
     def refused(self) -> int:
