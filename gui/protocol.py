@@ -48,6 +48,8 @@ WORKER_KINDS = ("process", "remote")
 MAX_THREADS = 10_000
 #: Seconds of a worker process's silence kept (a day: the run declares it dead long before).
 MAX_SILENCE = 86_400.0
+#: The frames of every message: its topic and its JSON.
+FRAMES = 2
 #: Integers beyond 64 bits are no count or time a run sends.
 _INT_LIMIT = 2**63
 #: Digits of the longest integer within 64 bits.
@@ -189,8 +191,8 @@ Message = GraphMessage | StatusMessage | ErrorMessage | FinishMessage
 
 def parse(frames: Sequence[bytes]) -> Message:
     """The message that ``frames`` (``[topic, JSON]``) hold; a ProtocolError if they hold none."""
-    if len(frames) != 2:
-        raise ProtocolError(f"expected 2 frames (topic, JSON), got {len(frames)}")
+    if len(frames) != FRAMES:
+        raise ProtocolError(f"expected {FRAMES} frames (topic, JSON), got {len(frames)}")
     topic, body = frames
     topic = bytes(topic)
     if topic not in TOPICS:

@@ -12,13 +12,21 @@ the key its connection proved (the frame's User-Id), never to what the message s
 the socket refuses (libzmq's socket monitor, read with the messages) is counted by cause
 (``gui.refusals``), so that a run whose settings do not match never goes unseen.
 
-Whatever peers send, the socket's memory stays bounded: libzmq keeps, for each connection, the messages
-queued for reading (``RECEIVE_HWM``, where its default is 1,000 per connection: a gigabyte of 1 MiB
-messages) and the one being received (``MAX_MESSAGE_SIZE`` at most). So the monitor holds at most
-``MAX_CONNECTIONS`` connections at once: a ZAP handler (in both modes) asks :class:`Connections` about each
-new one, which counts those open from the socket's events (accepted, disconnected, by file descriptor)
-and turns the others away (counted as refused: ``too many connections``; libzmq's client takes it as final). That is
-MAX_CONNECTIONS x (RECEIVE_HWM + 1) x MAX_MESSAGE_SIZE = 60 MiB at most in the socket.
+Whatever peers send in messages of the protocol's FRAMES frames, the socket's memory stays bounded: libzmq
+keeps, for each connection, the messages queued for reading (``RECEIVE_HWM``, where its default is 1,000 per
+connection: a gigabyte of 1 MiB messages) and the one being received, each frame ``MAX_FRAME_SIZE`` at most. So the
+monitor holds at most ``MAX_CONNECTIONS`` connections at once: a ZAP handler (in both modes) asks :class:`Connections`
+about each one it lets in (in CURVE mode, after the key check: an unknown key never takes a place), which counts those
+whose handshake succeeded, from the socket's events, until disconnected, and turns the others
+away (counted as refused: ``too many connections``). libzmq tells the client nothing of it and holds the connection
+until its handshake times out: ``handshake_ivl`` (``HANDSHAKE_SECONDS``) closes it, and an idle connection that never
+starts its handshake, within seconds; the run then connects again, and gets in once a place is free. That is
+MAX_CONNECTIONS x (RECEIVE_HWM + 1) x FRAMES x MAX_FRAME_SIZE = 120 MiB at most in the socket.
+
+libzmq limits each frame's size but not a message's frames: a peer sending messages of many frames makes it queue
+more. :meth:`Receiver.read` takes a message frame by frame and drops one of more than FRAMES, so Python never holds
+more than one such frame; libzmq's queue holds what the peer sent. In CURVE mode only a run holding an allowed key
+gets that far; in plaintext, anyone who reaches the port: plaintext is for trusted networks alone.
 """
 
 from __future__ import annotations
@@ -26,14 +34,16 @@ from __future__ import annotations
 import logging
 import threading
 import time
+from collections import deque
+from collections.abc import Callable
 
 import zmq
 from PySide6.QtCore import QObject, QSocketNotifier, QTimer, Signal
 from zmq.utils.monitor import recv_monitor_message
 
-from pipeline.auth.curve import CurveServer, ServerKeys, ZapServer
+from pipeline.auth.curve import HANDSHAKE_SECONDS, CurveServer, ServerKeys, ZapServer
 
-from .protocol import ProtocolError, parse
+from .protocol import FRAMES, ProtocolError, parse
 from .refusals import REFUSAL_EVENTS, Refusals, cause
 
 log = logging.getLogger("gui.receiver")
@@ -44,9 +54,9 @@ BATCH = 200
 BATCH_SECONDS = 0.02
 #: Milliseconds between safety reads, in case an edge of the socket's FD was missed.
 SAFETY_POLL_MS = 250
-#: The largest message accepted (bytes); a larger one drops its sender's connection. A run's biggest,
-#: an error with its traceback cut to 32,000 characters, is far below.
-MAX_MESSAGE_SIZE = 1024 * 1024
+#: The largest frame accepted (bytes; libzmq's MAXMSGSIZE limits each frame, not a message); a larger one drops its
+#: sender's connection. A run's biggest, an error with its traceback cut to 32,000 characters, is far below.
+MAX_FRAME_SIZE = 1024 * 1024
 #: Seconds between two warnings about ignored messages (the others are counted in the next one).
 WARNING_INTERVAL = 5.0
 #: Socket events (connections opened and closed, refused handshakes) read per turn of the event loop at most.
@@ -58,47 +68,60 @@ RECEIVE_HWM = 2
 #: Connections held open at once at most (a run holds one; as many as the runs the window keeps); more are turned
 #: away until some close.
 MAX_CONNECTIONS = 20
-#: The socket's events read: connections opened and closed (counted), and refused handshakes.
-EVENTS = REFUSAL_EVENTS | zmq.EVENT_ACCEPTED | zmq.EVENT_DISCONNECTED
+#: The socket's events read: connections opened and closed, handshakes succeeded (counted), and refused handshakes.
+EVENTS = REFUSAL_EVENTS | zmq.EVENT_ACCEPTED | zmq.EVENT_HANDSHAKE_SUCCEEDED | zmq.EVENT_DISCONNECTED
 
 
 class Connections:
-    """The connections open on the socket, by file descriptor, from its events; and whether one more may open.
+    """The connections whose handshake succeeded, from the socket's events; and whether one more may open.
 
-    :meth:`admit` runs in the ZAP handler's thread, the rest in the window's. A connection's ``accepted`` event
-    comes before its handshake asks :meth:`admit`, but may not be read yet: admissions since the events were
-    last read to their end count too (twice for a moment at worst, never none), so the limit always holds.
+    libzmq gives a file descriptor with a connection's ``accepted`` and ``disconnected`` events but none with how its
+    handshake ended. Every accepted connection has one outcome (succeeded, or failed), and then its disconnection; so
+    the connections open less those accepted without an outcome yet are the ones counted: an idle connection that
+    never starts its handshake counts for nothing (``handshake_ivl`` closes it). :meth:`admit` runs in the ZAP
+    handler's thread, :meth:`event` in the window's; a handshake succeeds (and its event comes) after the ZAP handler
+    answers, so each admission counts too until the window reads a success, or for HANDSHAKE_SECONDS at most: by then
+    its handshake has ended.
     """
 
-    def __init__(self, limit: int) -> None:
+    def __init__(self, limit: int, clock: Callable[[], float] = time.monotonic) -> None:
         self.limit = limit
-        self.lock = threading.Lock()  # held while the events are read, so that admit() sees them read or unseen
+        self.clock = clock
+        self._lock = threading.Lock()
         self._open: set[int] = set()
-        self._unseen = 0  # admissions since the events were last read to their end
+        self._handshaking = 0  # connections accepted whose handshake has not ended yet
+        self._admitted: deque[float] = deque()  # when each admission whose success is not read yet was made
 
     @property
     def count(self) -> int:
-        """Connections open (or admitted and not yet seen open)."""
-        return len(self._open) + self._unseen
+        """Connections open past their handshake (or admitted and not yet seen to succeed)."""
+        return len(self._open) - self._handshaking + len(self._admitted)
 
     def admit(self) -> bool:
-        """True if one more connection may open (then it is counted); False when MAX_CONNECTIONS are."""
-        with self.lock:
+        """True if one more connection may open (then it is counted); False when ``limit`` are."""
+        with self._lock:
+            now = self.clock()
+            while self._admitted and now - self._admitted[0] > HANDSHAKE_SECONDS:
+                self._admitted.popleft()
             if self.count >= self.limit:
                 return False
-            self._unseen += 1
+            self._admitted.append(now)
             return True
 
-    def event(self, kind: int, fd: int) -> None:
-        """Count a connection ``accepted`` or ``disconnected`` (libzmq gives its file descriptor); under lock."""
-        if kind == zmq.EVENT_ACCEPTED:
-            self._open.add(fd)
-        elif kind == zmq.EVENT_DISCONNECTED:
-            self._open.discard(fd)
-
-    def caught_up(self) -> None:
-        """Every event was read (call under lock): the admissions are among the connections seen open."""
-        self._unseen = 0
+    def event(self, kind: int, value: int) -> None:
+        """Count a socket event: a connection accepted or disconnected (``value``: its fd), a handshake ended."""
+        with self._lock:
+            if kind == zmq.EVENT_ACCEPTED:
+                self._open.add(value)
+                self._handshaking += 1
+            elif kind == zmq.EVENT_DISCONNECTED:
+                self._open.discard(value)
+                # No more handshakes than connections, should libzmq close one without saying how it ended.
+                self._handshaking = min(self._handshaking, len(self._open))
+            else:
+                self._handshaking = max(self._handshaking - 1, 0)
+                if kind == zmq.EVENT_HANDSHAKE_SUCCEEDED and self._admitted:
+                    self._admitted.popleft()
 
 
 class Receiver(QObject):
@@ -127,7 +150,8 @@ class Receiver(QObject):
         try:
             self._zap.secure(self._socket)
             self._socket.setsockopt(zmq.LINGER, 0)
-            self._socket.setsockopt(zmq.MAXMSGSIZE, MAX_MESSAGE_SIZE)
+            self._socket.setsockopt(zmq.MAXMSGSIZE, MAX_FRAME_SIZE)
+            self._socket.handshake_ivl = int(HANDSHAKE_SECONDS * 1000)
             self._socket.setsockopt(zmq.RCVHWM, RECEIVE_HWM)
             self._socket.setsockopt(zmq.SUBSCRIBE, b"")
             if port == 0:
@@ -164,17 +188,14 @@ class Receiver(QObject):
         if self._events.closed:
             return
         plaintext = self.curve is None
-        with self.connections.lock:
-            for _ in range(EVENT_BATCH):
-                if not self._events.getsockopt(zmq.EVENTS) & zmq.POLLIN:
-                    self.connections.caught_up()
-                    return
-                event = recv_monitor_message(self._events, zmq.NOBLOCK)
-                kind, value = int(event["event"]), int(event["value"])
-                if kind & REFUSAL_EVENTS:
-                    self.refusals.add(cause(kind, value, plaintext))
-                else:
-                    self.connections.event(kind, value)
+        for _ in range(EVENT_BATCH):
+            if not self._events.getsockopt(zmq.EVENTS) & zmq.POLLIN:
+                return
+            event = recv_monitor_message(self._events, zmq.NOBLOCK)
+            kind, value = int(event["event"]), int(event["value"])
+            if kind & REFUSAL_EVENTS:
+                self.refusals.add(cause(kind, value, plaintext))
+            self.connections.event(kind, value)
 
     def read(self) -> None:
         """Read and emit waiting messages, up to BATCH or BATCH_SECONDS; schedule another read if more wait."""
@@ -185,12 +206,26 @@ class Receiver(QObject):
         for _ in range(BATCH):
             if not self._socket.getsockopt(zmq.EVENTS) & zmq.POLLIN:
                 return
-            frames = self._socket.recv_multipart(zmq.NOBLOCK, copy=False)
-            peer = self.curve.peer(frames[0]) if self.curve is not None else None
-            self.handle([frame.bytes for frame in frames], peer)
+            frames = self._receive()
+            if frames is None:
+                self.ignore(f"a message of more than {FRAMES} frames")
+            else:
+                peer = self.curve.peer(frames[0]) if self.curve is not None else None
+                self.handle([frame.bytes for frame in frames], peer)
             if time.monotonic() > deadline:
                 break
         self._more.start()
+
+    def _receive(self) -> list[zmq.Frame] | None:
+        """The next message's frames; None for one of more than FRAMES, whose frames past the first FRAMES + 1 are
+        received and let go one at a time (a message's frames all wait once its first does)."""
+        frame = self._socket.recv(zmq.NOBLOCK, copy=False)
+        frames = [frame]
+        while frame.more:
+            frame = self._socket.recv(zmq.NOBLOCK, copy=False)
+            if len(frames) <= FRAMES:
+                frames.append(frame)
+        return frames if len(frames) <= FRAMES else None
 
     def handle(self, frames: list[bytes], peer: str | None = None) -> None:
         """Emit the message in ``frames`` (sent under key ``peer``); warn about and count one that is not valid."""

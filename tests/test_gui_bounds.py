@@ -6,11 +6,16 @@ from __future__ import annotations
 
 import itertools
 import json
+import logging
 import os
 import select
+import socket
 import subprocess
 import sys
+import threading
 import time
+import tracemalloc
+import uuid
 from pathlib import Path
 from typing import Any
 
@@ -27,11 +32,14 @@ from gui.protocol import MAX_NAME, MAX_STEPS, MAX_TRACEBACK, parse
 from gui.widgets.graph import MAX_ARROWS, MIN_FONT_PT, MIN_SCALE, SMALLEST_FONT_PT
 from gui.widgets.plot import MAX_TICKS, time_step
 from gui.window import REDRAW_MS, MainWindow
-from pipeline import auth
+from pipeline import Pipeline, auth
+from pipeline.auth.curve import HANDSHAKE_SECONDS
 from pipeline.config.traits import MAX_STEP_NAME_CHARS
 from pipeline.console import humanize
 from pipeline.engine.wire import MAX_REASON_CHARS
+from pipeline.monitor import credentials
 from tests.gui_helpers import Sender, load_recording, with_run_id
+from tests.monitor_steps import gate
 from tests.qt_helpers import WAIT_MS, PaintCounter, run_loop_for_ticks
 
 os.environ.setdefault("QT_QPA_PLATFORM", "offscreen")
@@ -194,7 +202,7 @@ def test_a_flood_of_big_messages_from_several_connections_leaves_the_window_boun
         flood.communicate(timeout=WAIT_MS / 1000)
     assert sent > 0
     assert window.receiver.count + window.receiver.ignored > 0  # the flood was heard
-    bound = 3 * (receiver.RECEIVE_HWM + 1) * receiver.MAX_MESSAGE_SIZE
+    bound = 3 * (receiver.RECEIVE_HWM + 1) * receiver.MAX_FRAME_SIZE
     assert grown < bound + 32 * 2**20, f"the window grew by {grown / 2**20:.0f} MiB for 3 connections"
 
 
@@ -223,7 +231,7 @@ def test_connections_beyond_the_cap_are_turned_away_and_later_ones_get_in(qtbot,
         assert "too many connections" in window.receiver.refusals.text()
         for socket in crowd:
             socket.close()
-        # libzmq's client takes a refusal as final: a run turned away stays away, one that comes later gets in.
+        # Once the crowd closed, a run that comes gets in.
         qtbot.waitUntil(lambda: window.receiver.connections.count == 0, timeout=WAIT_MS)
         late = _peer(context, window.address, curve)
         probe = with_run_id(load_recording()[:1], "d" * 32)[0]
@@ -237,6 +245,134 @@ def test_connections_beyond_the_cap_are_turned_away_and_later_ones_get_in(qtbot,
     finally:
         context.destroy(linger=0)
         window.shutdown()
+
+
+class GatedRun:
+    """A real run in a thread, publishing to ``address`` with the user's own keys; its producer waits after its
+    first message until :meth:`finish`. ``said`` holds the monitor's warnings (from the run's threads)."""
+
+    def __init__(self, address: str) -> None:
+        self.tag = uuid.uuid4().hex
+        self.said: list[str] = []
+        self.handler = logging.Handler(logging.WARNING)
+        self.handler.emit = lambda record: self.said.append(record.getMessage())  # type: ignore[method-assign]
+        logging.getLogger("pipeline.monitor").addHandler(self.handler)
+        document = {"Pipeline": {
+            "producer_conf": {"name": "SOURCE", "module": "tests.monitor_steps", "class": "GatedCounter",
+                              "next_steps": "SINK"},
+            "consumer_conf": {"name": "SINK", "module": "algorithms.basic", "class": "PassThrough"}},
+            "GatedCounter": {"count": 3, "before": 1, "tag": self.tag}}
+        self.pipeline = Pipeline.from_config(document, {"Pipeline": {"progress": False, "gui_address": address}})
+        self.report: Any = None
+        self.thread = threading.Thread(target=self._run, name="gated-run")
+        self.thread.start()
+
+    def _run(self) -> None:
+        self.report = self.pipeline.run()
+
+    def finish(self) -> Any:
+        """Open the gate and wait for the run's end; its report."""
+        gate(self.tag)[1].set()
+        self.thread.join(WAIT_MS / 1000)
+        logging.getLogger("pipeline.monitor").removeHandler(self.handler)
+        assert not self.thread.is_alive(), "the run did not end"
+        return self.report
+
+
+def test_a_run_turned_away_by_a_full_monitor_says_so_and_gets_in_once_a_place_frees(qtbot, monkeypatch,
+                                                                                    secure_window) -> None:
+    """libzmq tells a client nothing of a ZAP 'try later': the monitor's handshake timeout closes the connection,
+    the run says why it is not heard, connects again, and is shown once another connection closed."""
+    monkeypatch.setattr(credentials, "_SAID", set())
+    window = secure_window
+    context = zmq.Context()
+    run = None
+    try:
+        squatter = _peer(context, window.address, curve=True)
+        qtbot.waitUntil(lambda: window.receiver.connections.count == 1, timeout=WAIT_MS)
+        monkeypatch.setattr(window.receiver.connections, "limit", 1)
+        run = GatedRun(window.address)
+        qtbot.waitUntil(lambda: bool(run.said), timeout=WAIT_MS)  # its handshake timed out there: it says why
+        assert run.said[0].endswith(f"; {credentials.FULL}")
+        assert window.receiver.refusals.counts["too many connections"] >= 1
+        assert not window.runs.runs
+        squatter.close()
+        qtbot.waitUntil(lambda: len(window.runs.runs) == 1, timeout=WAIT_MS)  # the run connected again, and got in
+    finally:
+        if run is not None:
+            assert run.finish().exit_status == 0
+        context.destroy(linger=0)
+
+
+def test_idle_connections_and_unknown_keys_take_no_place_at_a_curve_monitor(qtbot, monkeypatch, tmp_path,
+                                                                           secure_window) -> None:
+    """A peer without an allowed key cannot keep a run out: its connections count only once a handshake succeeds."""
+    monkeypatch.setattr(credentials, "_SAID", set())
+    window = secure_window
+    host, port = window.address.removeprefix("tcp://").split(":")
+    idle = [socket.create_connection((host, int(port)), timeout=WAIT_MS / 1000)
+            for _ in range(receiver.MAX_CONNECTIONS + 5)]
+    stranger = auth.load_key_pair(auth.generate_key_pair(tmp_path, "stranger")[1])
+    context = zmq.Context()
+    strangers: list[zmq.Socket] = []
+    run = None
+    try:
+        own = auth.ensure_own_key_pair()
+        strangers += [context.socket(zmq.PUB) for _ in range(receiver.MAX_CONNECTIONS + 5)]
+        for peer in strangers:
+            auth.secure_client(peer, stranger, own.public)
+            peer.connect(window.address)
+        qtbot.waitUntil(lambda: window.receiver.refusals.counts["unknown key"] >= receiver.MAX_CONNECTIONS,
+                        timeout=WAIT_MS)
+        start = time.monotonic()
+        run = GatedRun(window.address)
+        qtbot.waitUntil(lambda: len(window.runs.runs) == 1, timeout=WAIT_MS)
+        # Shown before the monitor's handshake timeout closed the idle connections: they never held a place.
+        assert time.monotonic() - start < HANDSHAKE_SECONDS
+        assert run.said == []
+        assert window.receiver.refusals.counts["too many connections"] == 0  # strangers are refused for their key
+    finally:
+        if run is not None:
+            assert run.finish().exit_status == 0
+        for peer in strangers:
+            peer.close(linger=0)
+        context.term()
+        for connection in idle:
+            connection.close()
+
+
+def test_an_admission_counts_until_its_handshake_is_seen_to_succeed_or_times_out() -> None:
+    now = [0.0]
+    connections = receiver.Connections(2, clock=lambda: now[0])
+    assert connections.admit() and connections.admit()
+    assert not connections.admit()  # both admitted, neither seen yet
+    for fd in (7, 8, 9):  # two admitted, one idle
+        connections.event(zmq.EVENT_ACCEPTED, fd)
+    connections.event(zmq.EVENT_HANDSHAKE_SUCCEEDED, 0)
+    assert connections.count == 2 and not connections.admit()  # one open, one admitted, the idle one nothing
+    now[0] = HANDSHAKE_SECONDS + 1  # the other admitted handshake never succeeded: closed by now
+    assert connections.admit()
+    connections.event(zmq.EVENT_DISCONNECTED, 7)
+    assert connections.count == 1
+
+
+def test_a_message_of_many_frames_is_dropped_frame_by_frame(qtbot, window: MainWindow, caplog) -> None:
+    """libzmq bounds each frame, not a message's frames: the window never takes in more than a few of them."""
+    probe = next(m for m in with_run_id(load_recording(), "e" * 32) if m[0] == b"graph")
+    frame = b"x" * (receiver.MAX_FRAME_SIZE - 16)
+    with Sender(window) as sender:
+        sender.send(qtbot, [probe])
+        tracemalloc.start()
+        try:
+            tracemalloc.reset_peak()
+            sender.send(qtbot, [[b"status", *[frame] * 40]])
+            qtbot.waitUntil(lambda: window.receiver.ignored > 0, timeout=WAIT_MS)
+            peak = tracemalloc.get_traced_memory()[1]
+        finally:
+            tracemalloc.stop()
+    assert peak < 8 * receiver.MAX_FRAME_SIZE, f"{peak / 2**20:.0f} MiB held for a message of 40 frames of 1 MiB"
+    assert window.receiver.ignored == 1
+    assert "ignored a message: a message of more than 2 frames" in caplog.text
 
 
 # --------------------------------------------------------------------------- any size reads well

@@ -19,10 +19,12 @@ from dataclasses import dataclass
 import zmq
 
 from pipeline import auth
-from pipeline.auth.curve import TRY_LATER
 
 log = logging.getLogger("pipeline.monitor")
 
+#: The end of a line about a listener that hung up: a monitor holding as many connections as it takes tells a run
+#: nothing, and closes its connection once its handshake times out (the run connects again).
+FULL = "or it is full (as many runs as it takes at once): this run is shown once one ends"
 #: Reasons already given in this process: each is said once, however many runs it has.
 _SAID: set[str] = set()
 
@@ -70,15 +72,14 @@ def refusal_reason(event: int, value: int, address: str, plaintext: bool, server
     where = f"the run's status is not heard at {address}"
     mismatch = event == zmq.EVENT_HANDSHAKE_FAILED_PROTOCOL and value == zmq.PROTOCOL_ERROR_ZMTP_MECHANISM_MISMATCH
     if plaintext and (mismatch or event == zmq.EVENT_HANDSHAKE_FAILED_NO_DETAIL):
-        # A listener that closes a plaintext handshake takes keys; libzmq may see the close before the mismatch.
-        return (f"{where}: the monitor there takes only runs that prove a key, and this run sends in clear "
+        # A listener that closes a plaintext handshake takes keys (libzmq may see the close before the mismatch), or
+        # is full: it closes the handshake once it times out.
+        line = (f"{where}: the monitor there takes only runs that prove a key, and this run sends in clear "
                 "(Pipeline.gui_plaintext=True): drop that option, or start the monitor with --plaintext")
+        return line if mismatch else f"{line}; {FULL}"
     if mismatch:
         return (f"{where}: the listener there takes no keys (pipeline-gui --plaintext, or a script): set "
                 "Pipeline.gui_plaintext=True to send in clear, or start the monitor without --plaintext")
-    if event == zmq.EVENT_HANDSHAKE_FAILED_AUTH and value == int(TRY_LATER):
-        return (f"{where}: the monitor there holds as many connections as it takes at once (many runs at once, or "
-                "a peer flooding it): this run is not shown; a run started once others ended is")
     if event == zmq.EVENT_HANDSHAKE_FAILED_AUTH:
         own = key or f"this user's own {_own_file(auth.SECRET_SUFFIX)}"
         return (f"{where}: the monitor there refused this run's key ({own}): put its public .key file in the "
@@ -86,12 +87,14 @@ def refusal_reason(event: int, value: int, address: str, plaintext: bool, server
                 "pair that it lets in")
     if event == zmq.EVENT_HANDSHAKE_FAILED_NO_DETAIL:
         # A CURVE server that cannot open the run's HELLO (sealed for another server key) hangs up; so does,
-        # at times, a listener without keys that saw the mismatch of mechanisms first.
+        # at times, a listener without keys that saw the mismatch of mechanisms first; and a full monitor, once the
+        # run's handshake times out there.
         trusted = server_key or f"this user's own {_own_file(auth.PUBLIC_SUFFIX)}"
         return (f"{where}: the listener there hung up: either it does not hold the secret of the monitor key this "
                 f"run trusts ({trusted}), being another monitor (another user's, or one started with --server-key): "
                 "set Pipeline.gui_server_key to its public .key file, and Pipeline.gui_key to a key pair that it "
-                "lets in; or it takes no keys (pipeline-gui --plaintext): set Pipeline.gui_plaintext=True")
+                "lets in; or it takes no keys (pipeline-gui --plaintext): set Pipeline.gui_plaintext=True; "
+                f"{FULL}")
     return f"{where}: the handshake failed ({_event_name(event, value)}): is a pipeline-gui listening there?"
 
 

@@ -34,7 +34,7 @@ MAX_STEPS = 200
 GRAPH, STATUS, ERROR, FINISH = "graph", "status", "error", "finish"
 TOPICS = (GRAPH, STATUS, ERROR, FINISH)
 #: Characters of a traceback sent at most (its start and its end), so that a message stays far below
-#: the monitor's size limit (gui/receiver.py MAX_MESSAGE_SIZE) whatever a message's repr holds.
+#: the monitor's size limit (gui/receiver.py MAX_FRAME_SIZE) whatever a message's repr holds.
 TRACEBACK_CHARS = 32_000
 #: Characters of an error's one line sent at most.
 ERROR_CHARS = 2_000
