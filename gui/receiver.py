@@ -12,21 +12,21 @@ the key its connection proved (the frame's User-Id), never to what the message s
 the socket refuses (libzmq's socket monitor, read with the messages) is counted by cause
 (``gui.refusals``), so that a run whose settings do not match never goes unseen.
 
-Whatever peers send in messages of the protocol's FRAMES frames, the socket's memory stays bounded: libzmq
-keeps, for each connection, the messages queued for reading (``RECEIVE_HWM``, where its default is 1,000 per
-connection: a gigabyte of 1 MiB messages) and the one being received, each frame ``MAX_FRAME_SIZE`` at most. So the
-monitor holds at most ``MAX_CONNECTIONS`` connections at once: a ZAP handler (in both modes) asks :class:`Connections`
-about each one it lets in (in CURVE mode, after the key check: an unknown key never takes a place), which counts those
-whose handshake succeeded, from the socket's events, until disconnected, and turns the others
-away (counted as refused: ``too many connections``). libzmq tells the client nothing of it and holds the connection
-until its handshake times out: ``handshake_ivl`` (``HANDSHAKE_SECONDS``) closes it, and an idle connection that never
-starts its handshake, within seconds; the run then connects again, and gets in once a place is free. That is
-MAX_CONNECTIONS x (RECEIVE_HWM + 1) x FRAMES x MAX_FRAME_SIZE = 120 MiB at most in the socket.
+Whatever peers send in messages of the protocol's FRAMES frames, the socket's memory stays bounded: libzmq keeps, for
+each connection, the messages queued for reading (``RECEIVE_HWM``, where its default is 1,000 per connection: a
+gigabyte of 1 MiB messages) and the one being received, each frame ``MAX_FRAME_SIZE`` at most. So the monitor holds at
+most ``MAX_CONNECTIONS`` connections at once: a ZAP handler (in both modes) asks :class:`Connections` about each one
+it lets in (in CURVE mode, after the key check: an unknown key never takes a place), which counts those whose
+handshake succeeded, from the socket's events, until disconnected, and turns the others away (counted as refused:
+``too many connections``). libzmq tells the client nothing of it and holds the connection until its handshake times
+out: ``handshake_ivl`` (``HANDSHAKE_SECONDS``) closes it, and an idle connection that never starts its handshake,
+within seconds; the run then connects again, and gets in once a place is free. That is MAX_CONNECTIONS x (RECEIVE_HWM
++ 1) x FRAMES x MAX_FRAME_SIZE = 120 MiB at most in the socket.
 
 libzmq limits each frame's size but not a message's frames: a peer sending messages of many frames makes it queue
 more. :meth:`Receiver.read` takes a message frame by frame and drops one of more than FRAMES, so Python never holds
-more than one such frame; libzmq's queue holds what the peer sent. In CURVE mode only a run holding an allowed key
-gets that far; in plaintext, anyone who reaches the port: plaintext is for trusted networks alone.
+more than FRAMES + 1 of its frames; libzmq's queue holds what the peer sent. In CURVE mode only a run holding an
+allowed key gets that far; in plaintext, anyone who reaches the port: plaintext is for trusted networks alone.
 """
 
 from __future__ import annotations
