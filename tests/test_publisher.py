@@ -388,34 +388,45 @@ def _rss() -> int:
 
 class ThreadListener:
     """A plaintext SUB socket owned by a thread of its own, which reads (and so subscribes) as a monitor's
-    event loop does, every tenth of a second, until stopped; ``topics`` holds what it read."""
+    event loop does, every tenth of a second, until stopped; ``received`` holds the frames of each message read,
+    ``finished`` is set by a finish. ``rcvhwm``: its queue, small as the window's (2), or libzmq's default."""
 
-    def __init__(self) -> None:
-        self.topics: list[str] = []
+    def __init__(self, rcvhwm: int = 1000) -> None:
+        self.received: list[list[bytes]] = []
+        self.rcvhwm = rcvhwm
         self.bound = threading.Event()
+        self.finished = threading.Event()
         self.stop = threading.Event()
         self.port = 0
         self.thread = threading.Thread(target=self._listen, name="listener")
         self.thread.start()
         assert self.bound.wait(WAIT)
 
+    @property
+    def topics(self) -> list[str]:
+        """The topic of each message read."""
+        return [frames[0].decode() for frames in self.received]
+
     def _listen(self) -> None:
         context = zmq.Context()
         socket = context.socket(zmq.SUB)
         socket.linger = 0
+        socket.rcvhwm = self.rcvhwm
         socket.subscribe(b"")
         try:
             self.port = socket.bind_to_random_port("tcp://127.0.0.1")
             self.bound.set()
             while not self.stop.is_set():
                 if socket.poll(100):
-                    self.topics.append(socket.recv_multipart()[0].decode())
+                    self.received.append(socket.recv_multipart())
+                    if self.received[-1][0] == b"finish":
+                        self.finished.set()
         finally:
             socket.close()
             context.term()
 
     def close(self) -> list[str]:
-        """Stop reading; what was read."""
+        """Stop reading; the topics read."""
         self.stop.set()
         self.thread.join(WAIT)
         return self.topics
@@ -481,46 +492,6 @@ def test_with_nobody_listening_the_end_of_a_run_does_not_wait(tmp_path: Path) ->
         publisher.close(0)
 
 
-class BodyListener:
-    """A plaintext monitor that reads in a thread of its own, with small queues as the window's;
-    ``messages`` holds (topic, body) as read, ``finished`` is set by the finish."""
-
-    def __init__(self) -> None:
-        self.messages: list[tuple[str, dict]] = []
-        self.bound = threading.Event()
-        self.finished = threading.Event()
-        self.stop = threading.Event()
-        self.port = 0
-        self.thread = threading.Thread(target=self._listen, name="body-listener")
-        self.thread.start()
-        assert self.bound.wait(WAIT)
-
-    def _listen(self) -> None:
-        context = zmq.Context()
-        socket = context.socket(zmq.SUB)
-        socket.linger = 0
-        socket.rcvhwm = 2
-        socket.subscribe(b"")
-        try:
-            self.port = socket.bind_to_random_port("tcp://127.0.0.1")
-            self.bound.set()
-            while not self.stop.is_set():
-                if socket.poll(100):
-                    topic, body = decode(socket.recv_multipart())
-                    self.messages.append((topic, body))
-                    if topic == "finish":
-                        self.finished.set()
-        finally:
-            socket.close()
-            context.term()
-
-    def close(self) -> list[tuple[str, dict]]:
-        """Stop reading; what was read."""
-        self.stop.set()
-        self.thread.join(WAIT)
-        return self.messages
-
-
 def test_the_end_of_a_run_reaches_its_monitor_after_a_burst_of_errors(tmp_path: Path) -> None:
     """A burst of errors filled the run's queue: the last status and the finish were dropped (a finished run shown
     as running for ever; 2 runs in 4 here), and the drops never counted. Now the errors beyond the queue's room are
@@ -536,14 +507,15 @@ def test_the_end_of_a_run_reaches_its_monitor_after_a_burst_of_errors(tmp_path: 
         "Counter": {"count": 2000}, "FailEvery": {"every": 7}}
     config = write_config(tmp_path, document)
     for _ in range(3):
-        listener = BodyListener()
+        listener = ThreadListener(rcvhwm=2)
         try:
             result = run_cli(f"--config={config}", f"--Pipeline.gui_address=127.0.0.1:{listener.port}",
                              "--Pipeline.gui_plaintext=True", "--Pipeline.allow_failures=True", "--no-progress")
             assert result.returncode == 0, result.stderr
             assert listener.finished.wait(WAIT), "the finish never came"
         finally:
-            messages = listener.close()
+            listener.close()
+        messages = [decode(frames) for frames in listener.received]
         topics = [topic for topic, _ in messages]
         assert topics[-2:] == ["status", "finish"]
         last = messages[-2][1]
