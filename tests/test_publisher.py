@@ -448,9 +448,7 @@ def test_the_end_of_a_short_run_waits_for_its_monitor_to_subscribe() -> None:
             publisher.publish("finish", {})
         finally:
             publisher.close()
-        deadline = time.monotonic() + WAIT
-        while "finish" not in listener.topics and time.monotonic() < deadline:
-            listener.thread.join(0.1)  # bounded: the listener's thread reads on meanwhile
+        listener.finished.wait(WAIT)  # bounded: the listener's thread reads on meanwhile
     finally:
         topics = listener.close()
     assert topics == ["finish"]
@@ -468,9 +466,7 @@ def test_a_run_that_ends_before_its_connection_is_made_still_waits_for_its_monit
             publisher.publish("finish", {})
         finally:
             publisher.close()
-        deadline = time.monotonic() + WAIT
-        while "finish" not in listener.topics and time.monotonic() < deadline:
-            listener.thread.join(0.1)  # bounded: the listener's thread reads on meanwhile
+        listener.finished.wait(WAIT)  # bounded: the listener's thread reads on meanwhile
     finally:
         topics = listener.close()
     assert topics == ["finish"]
