@@ -191,7 +191,8 @@ def test_the_monitor_on_the_desktop_shows_the_jobs_workers(slurm: SlurmCluster, 
     # Once the run has finished, no worker is left, and none is said to be a thread of the run.
     ended = wait_during(probe, lambda: (runs := json.loads(shown.read_text())["runs"])[0]["state"] == "FINISHED"
                         and runs[0], "the monitor to show the run finished")
-    assert ended["steps"]["HILLAS"]["workers"] == "0", ended  # was "2t": its remote threads, as if the run's
+    # "0r": a step of remote workers only, none left (it was "2t": its remote threads, as if the run's)
+    assert ended["steps"]["HILLAS"]["workers"] == "0r", ended
     probe.popen.terminate()
     assert probe.wait() == 0, probe.stderr
 
