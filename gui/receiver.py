@@ -21,7 +21,7 @@ handshake succeeded, from the socket's events, until disconnected, and turns the
 ``too many connections``). libzmq tells the client nothing of it and holds the connection until its handshake times
 out: ``handshake_ivl`` (``HANDSHAKE_SECONDS``) closes it, and an idle connection that never starts its handshake,
 within seconds; the run then connects again, and gets in once a place is free. That is MAX_CONNECTIONS x (RECEIVE_HWM
-+ 1) x FRAMES x MAX_FRAME_SIZE = 120 MiB at most in the socket.
++ 1) x FRAMES x MAX_FRAME_SIZE = 384 MiB at most in the socket (a run's messages are a few KiB: 3 MiB for 64 runs).
 
 libzmq limits each frame's size but not a message's frames: a peer sending messages of many frames makes it queue
 more. :meth:`Receiver.read` takes a message frame by frame and drops one of more than FRAMES, so Python never holds
@@ -65,9 +65,10 @@ EVENT_BATCH = 100
 #: connection). A run sends a few messages a second and the window reads them at once; a burst waits in the run.
 #: Not 1: with a ZAP handler, libzmq's queue of one held nothing but the connection's credentials, and stalled.
 RECEIVE_HWM = 2
-#: Connections held open at once at most (a run holds one; as many as the runs the window keeps); more are turned
-#: away until some close.
-MAX_CONNECTIONS = 20
+#: Connections held open at once at most (a run holds one): more than the runs the window keeps (20), since one turned
+#: away still counts until its handshake times out (the count knows no file descriptor of a handshake's end) and
+#: retries at once: with as few places as tabs, 25 runs at once kept 7 of them out while places were free.
+MAX_CONNECTIONS = 64
 #: The socket's events read: connections opened and closed, handshakes succeeded (counted), and refused handshakes.
 EVENTS = REFUSAL_EVENTS | zmq.EVENT_ACCEPTED | zmq.EVENT_HANDSHAKE_SUCCEEDED | zmq.EVENT_DISCONNECTED
 
@@ -142,6 +143,7 @@ class Receiver(QObject):
         self._last_warning = float("-inf")
         self.refusals = Refusals()  # connections refused, by cause
         self.connections = Connections(MAX_CONNECTIONS)
+        self._discarding = False  # the frames left of a message of too many frames are let go (_discard)
         self._context = zmq.Context()
         self.curve = CurveServer(self._context, keys, self.connections.admit) if keys else None
         self._zap = self.curve or ZapServer(self._context, self.connections.admit)
@@ -204,6 +206,8 @@ class Receiver(QObject):
         self.read_events()  # the events' FD is edge-triggered too: the safety timer reads them as well
         deadline = time.monotonic() + BATCH_SECONDS
         for _ in range(BATCH):
+            if self._discarding and not self._discard(deadline):
+                break  # its frames go on at the next turn: a message of millions of frames never holds the window
             if not self._socket.getsockopt(zmq.EVENTS) & zmq.POLLIN:
                 return
             frames = self._receive()
@@ -218,14 +222,25 @@ class Receiver(QObject):
 
     def _receive(self) -> list[zmq.Frame] | None:
         """The next message's frames; None for one of more than FRAMES, whose frames past the first FRAMES + 1 are
-        received and let go one at a time (a message's frames all wait once its first does)."""
+        then let go by :meth:`_discard` (a message's frames all wait once its first does)."""
         frame = self._socket.recv(zmq.NOBLOCK, copy=False)
         frames = [frame]
-        while frame.more:
+        while frame.more and len(frames) <= FRAMES:
             frame = self._socket.recv(zmq.NOBLOCK, copy=False)
-            if len(frames) <= FRAMES:
-                frames.append(frame)
-        return frames if len(frames) <= FRAMES else None
+            frames.append(frame)
+        if len(frames) <= FRAMES:
+            return frames
+        self._discarding = frame.more
+        return None
+
+    def _discard(self, deadline: float) -> bool:
+        """Let go of the frames left of a message of too many frames, one at a time, until its last (True) or
+        ``deadline`` (False: the next turn goes on; one message of 4 million frames held the window for 5 s)."""
+        while self._socket.recv(zmq.NOBLOCK, copy=False).more:  # one frame at least a turn: it ends, however short
+            if time.monotonic() > deadline:
+                return False
+        self._discarding = False
+        return True
 
     def handle(self, frames: list[bytes], peer: str | None = None) -> None:
         """Emit the message in ``frames`` (sent under key ``peer``); warn about and count one that is not valid."""

@@ -459,7 +459,7 @@ def test_second_signal_stops_at_once(tmp_path: Path, listening: bool) -> None:
         process.kill()
     stderr = "".join(seen) + rest
     assert process.returncode == 130
-    assert "a second signal stopped the run at once" in stderr
+    assert "stopped: SIGINT: stopped by the user (Ctrl+C); a second signal stopped the run at once" in stderr
     assert "still busy, left behind: step STAGE worker 0 in run() on message 5" in stderr
     assert re.search(r"messages? (was|were) sent but never processed", stderr)
     assert "Traceback" not in stderr

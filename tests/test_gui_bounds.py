@@ -375,6 +375,26 @@ def test_a_message_of_many_frames_is_dropped_frame_by_frame(qtbot, window: MainW
     assert "ignored a message: a message of more than 2 frames" in caplog.text
 
 
+def test_a_message_of_many_frames_is_let_go_a_turn_at_a_time(qtbot, window: MainWindow,
+                                                             monkeypatch: pytest.MonkeyPatch) -> None:
+    """One message of 4 million frames held the window's event loop for 5 s: its frames are let go a few
+    milliseconds a turn (one frame a turn here), the window draws between, and what came after it is read."""
+    monkeypatch.setattr(receiver, "BATCH_SECONDS", 0.0)
+    turns: list[float] = []
+    let_go = window.receiver._discard
+    monkeypatch.setattr(window.receiver, "_discard", lambda deadline: turns.append(deadline) or let_go(deadline))
+    run = with_run_id(load_recording(), "f" * 32)
+    probe = next(m for m in run if m[0] == b"graph")
+    after = next(m for m in run if m[0] == b"status")
+    with Sender(window) as sender:
+        sender.send(qtbot, [probe])
+        read = window.receiver.count
+        sender.send(qtbot, [[b"status", *[b"x"] * 300], after])
+        qtbot.waitUntil(lambda: window.receiver.count > read, timeout=WAIT_MS)
+    assert window.receiver.ignored == 1
+    assert len(turns) > 100  # a turn of the event loop between each: the window was never held
+
+
 # --------------------------------------------------------------------------- any size reads well
 
 

@@ -26,7 +26,15 @@ from pipeline.engine.supervisor import Supervisor
 from pipeline.engine.wire import Kind, control_frames
 from pipeline.engine.zygote import Zygote
 from pipeline.errors import ConfigError
-from pipeline.execution.report import RunReport, StepCounts, StepReport, exit_status, given_up, stop_reason_of
+from pipeline.execution.report import (
+    RunReport,
+    StepCounts,
+    StepReport,
+    exit_status,
+    given_up,
+    signal_reason,
+    stop_reason_of,
+)
 from pipeline.execution.status import RunStatus, StepStatus, declared_totals
 
 log = logging.getLogger("pipeline.engine")
@@ -425,8 +433,9 @@ class ThreadedRunner:
         if len(crashed) > 1:
             log.critical("%d more threads stopped too (--debug shows why)", len(crashed) - 1)
         stop_reason = self.control.policy.stop_reason or self.limit
-        if self.abort_requested:
-            stop_reason = "a second signal stopped the run at once"
+        if self.abort_requested:  # which signal: GNU timeout sends its TERM twice (to the run, then to its group)
+            stop_reason = f"{signal_reason(self.signal)}; a second signal stopped the run at once" if self.signal \
+                else "a second signal stopped the run at once"
         elif self.stuck:
             stop_reason = stop_reason or "threads left behind after shutdown_timeout"
         stop_reason = stop_reason_of(reports, self.signal, stop_reason)
