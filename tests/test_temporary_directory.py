@@ -15,6 +15,9 @@ from pipeline.cli.run import PipelineRun
 from pipeline.engine import addresses
 from tests.cli_helpers import ROOT, chain_config, read_lines, write_config
 
+#: A short directory that no host has.
+MISSING_BASE = "/nonexistent/pipeline-tests"
+
 
 def in_processes(tmp_path: Path) -> Path:
     """COUNT -> PASS (in a worker process) -> WRITE, into tmp_path/out.jsonl."""
@@ -52,11 +55,12 @@ def test_no_room_for_the_ipc_sockets_is_one_line_and_exit_2(app: PipelineRun, tm
 
         monkeypatch.setenv("TMPDIR", "/nonexistent")
         monkeypatch.setattr(tempfile, "gettempdir", none_usable)
-    monkeypatch.setattr(addresses, "SHORT_BASES", (str(tmp_path / "missing"),))
+    # A short base that is missing: one under tmp_path may be too long itself (pytest's numbered folders grow).
+    monkeypatch.setattr(addresses, "SHORT_BASES", (MISSING_BASE,))
     assert app.execute([f"--config={in_processes(tmp_path)}", "--no-progress"]) == 2
     err = capsys.readouterr().err
     refused = f"{long} is too long" if usable_tmpdir else "/nonexistent cannot be written"
     assert err == (f"pipeline-run: error: TMPDIR: no room for a private directory of ipc sockets ({refused}; "
-                   f"{tmp_path / 'missing'} cannot be written): expected a writable directory whose path is at most "
+                   f"{MISSING_BASE} cannot be written): expected a writable directory whose path is at most "
                    f"{75 - len(str(os.getpid()))} bytes long\n")  # 107, less "/pipeline-PID-", 8 random, "/", 12
     assert not (tmp_path / "out.jsonl").exists()  # before any step ran
