@@ -21,7 +21,7 @@ from traitlets.config import Config, Configurable
 from traitlets.config.loader import DeferredConfigList, DeferredConfigString, LazyConfigValue
 
 from pipeline.component import Component, reserved_names
-from pipeline.config.ctapipe_flow import FLOW_PORTS, FLOW_SECTION, FLOW_SECTION_EDIT, flow_leftover
+from pipeline.config.ctapipe_flow import FLOW_PORTS_EDIT, FLOW_PORTS_KEY, FLOW_SECTION, FLOW_SECTION_EDIT, flow_leftover
 from pipeline.config.graph import check_graph, path_text
 from pipeline.config.imports import hidden_file, import_problem, module_file
 from pipeline.config.model import DICT_SOURCE, PipelineConfig, StepConfig
@@ -366,8 +366,8 @@ def _element_problem(trait: Any, value: Any, where: str = "",
 
 def _did_you_mean(word: str, choices: Iterable[Any]) -> str:
     """`` (did you mean 'beta'?)`` for the nearest of the text ``choices``; "" if none is near."""
-    words = [choice for choice in choices if isinstance(choice, str)]
-    return suggest(word, words).replace(f" (expected one of: {', '.join(sorted(words))})", "")
+    near = nearest(word, [choice for choice in choices if isinstance(choice, str)])
+    return "" if near is None else f" (did you mean {near!r}?)"
 
 
 def _type_name(value: Any) -> str:
@@ -491,8 +491,8 @@ class _Validator:
         if not isinstance(entry, dict):
             raise self.error(key, f"expected an object describing a step, got {_type_name(entry)}")
         for name in entry:
-            if name == FLOW_PORTS[0]:  # a ctapipe flow step's, said as the edit it needs
-                raise self.error(f"{key}.{name}", FLOW_PORTS[1])
+            if name == FLOW_PORTS_KEY:  # a ctapipe flow step's, said as the edit it needs
+                raise self.error(f"{key}.{name}", FLOW_PORTS_EDIT)
             if name not in STEP_KEYS:
                 raise self.error(f"{key}.{name}", "unknown key" + suggest(name, STEP_KEYS))
         for name in REQUIRED_STEP_KEYS:

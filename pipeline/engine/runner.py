@@ -433,9 +433,10 @@ class ThreadedRunner:
         if len(crashed) > 1:
             log.critical("%d more threads stopped too (--debug shows why)", len(crashed) - 1)
         stop_reason = self.control.policy.stop_reason or self.limit
-        if self.abort_requested:  # which signal: GNU timeout sends its TERM twice (to the run, then to its group)
-            stop_reason = f"{signal_reason(self.signal)}; a second signal stopped the run at once" if self.signal \
-                else "a second signal stopped the run at once"
+        if self.abort_requested:
+            stop_reason = "a second signal stopped the run at once"
+            if self.signal:  # which signal: GNU timeout sends its TERM twice (to the run, then to its group)
+                stop_reason = f"{signal_reason(self.signal)}; {stop_reason}"
         elif self.stuck:
             stop_reason = stop_reason or "threads left behind after shutdown_timeout"
         stop_reason = stop_reason_of(reports, self.signal, stop_reason)
