@@ -6,12 +6,15 @@ files; a :class:`Launcher` kills whatever is still running when its test ends, b
 
 from __future__ import annotations
 
+import contextlib
 import os
 import socket
+import socketserver
 import subprocess
 import sys
+import threading
 from collections import Counter
-from collections.abc import Callable, Mapping, Sequence
+from collections.abc import Callable, Iterator, Mapping, Sequence
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -241,3 +244,24 @@ def duplicates(outputs: list[dict[str, int]]) -> list[int]:
 def lines(text: str) -> list[str]:
     """The non-empty lines of ``text``."""
     return [line for line in text.splitlines() if line.strip()]
+
+
+@contextlib.contextmanager
+def answering(answer: bytes) -> Iterator[int]:
+    """A TCP server on loopback that reads what each connection sends first, answers ``answer`` and closes it; its
+    port."""
+
+    class Answer(socketserver.BaseRequestHandler):
+        def handle(self) -> None:
+            self.request.recv(1024)
+            self.request.sendall(answer)
+
+    with socketserver.TCPServer(("127.0.0.1", 0), Answer) as server:
+        thread = threading.Thread(target=server.serve_forever, daemon=True)
+        thread.start()
+        try:
+            yield server.server_address[1]
+        finally:
+            server.shutdown()
+            thread.join(timeout=10)
+    assert not thread.is_alive()

@@ -24,7 +24,7 @@ from pipeline.config.traits import TCP_FORM, unresolved
 from pipeline.engine import remote_agent
 from pipeline.engine.remote_agent import Login
 from tests.cli_helpers import run_cli, write_config
-from tests.remote_helpers import BIN, STAGE, Keys, Launcher, free_port, lines, servers
+from tests.remote_helpers import BIN, STAGE, Keys, Launcher, answering, free_port, lines, servers
 
 
 @pytest.fixture
@@ -185,6 +185,39 @@ def test_a_connect_to_a_zeromq_service_without_curve_says_it_is_no_run(launch: L
         result = worker_cli(launch, f"--connect=tcp://127.0.0.1:{port}")
     assert result.returncode == 1, result.stderr
     assert lines(result.stderr) == ["pipeline-worker: error: what listens there is no run: it does not use CurveZMQ "
+                                    "(is that port the run's Pipeline.listen, and not another service's?)"]
+
+
+def test_a_service_without_curve_is_told_by_its_greeting_when_libzmq_does_not_say(
+        monkeypatch: pytest.MonkeyPatch, tmp_path: Path) -> None:
+    """Which end of the connection reports the mechanism mismatch is a race: lost (the event never seen here), the
+    worker said "authentication failed"; the greeting of what listens there tells it."""
+    monkeypatch.setattr(remote_agent, "_NOT_CURVE", -1)
+    monkeypatch.setattr(remote_agent, "REASON_WAIT_SECONDS", 0.2)
+    keys = Keys.make(tmp_path)
+    own = load_key_pair(str(keys.secret("node7")), "--key")
+    login = Login(STAGE, 1, own, load_public_key(str(keys.server_public), "--server-key"), "", "")
+    with contextlib.ExitStack() as stack:
+        context = stack.enter_context(zmq.Context())
+        service = stack.enter_context(context.socket(zmq.ROUTER))
+        service.linger = 0
+        port = service.bind_to_random_port("tcp://127.0.0.1")
+        client = stack.enter_context(context.socket(zmq.DEALER))
+        client.linger = 0
+        secure_client(client, own, login.server.public)
+        with pytest.raises(remote_agent.JoinError) as raised:
+            remote_agent.ask_spec(client, login, f"tcp://127.0.0.1:{port}")
+    assert str(raised.value) == ("what listens there is no run: it does not use CurveZMQ (is that port the run's "
+                                 "Pipeline.listen, and not another service's?)")
+    assert raised.value.status == 1
+
+
+def test_a_connect_to_a_server_of_another_protocol_says_it_is_no_run(launch: Launcher) -> None:
+    """A web server on the port: libzmq's handshake fails without a reason, which read as a refused key."""
+    with answering(b"HTTP/1.1 400 Bad Request\r\nContent-Length: 0\r\n\r\n") as port:
+        result = worker_cli(launch, f"--connect=tcp://127.0.0.1:{port}")
+    assert result.returncode == 1, result.stderr
+    assert lines(result.stderr) == ["pipeline-worker: error: what listens there is no run: it does not speak ZeroMQ "
                                     "(is that port the run's Pipeline.listen, and not another service's?)"]
 
 

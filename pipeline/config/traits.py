@@ -278,6 +278,12 @@ def tcp_host(address: str) -> str:
     return match["host"].strip("[]") if match is not None else ""
 
 
+def tcp_port(address: str) -> int:
+    """The PORT of a ``tcp://HOST:PORT`` that check_tcp_address accepted."""
+    match = _TCP.fullmatch(address)
+    return int(match["port"]) if match is not None and match["port"].isdigit() else 0
+
+
 def unresolved(host: str) -> str | None:
     """Why the host name ``host`` stands for no address, in the resolver's words; None when it resolves, is an
     address or ``*``, or when the resolver cannot tell now (a name server that does not answer: libzmq asks

@@ -28,7 +28,9 @@ from setproctitle import setproctitle
 from zmq.utils.monitor import recv_monitor_message
 
 from pipeline.auth.curve import HANDSHAKE_SECONDS, secure_client
+from pipeline.auth.greeting import NOT_ZEROMQ, mechanism_at
 from pipeline.auth.keys import KeyPair
+from pipeline.config.traits import tcp_host, tcp_port
 from pipeline.engine import sockets
 from pipeline.engine.addresses import private_dir
 from pipeline.engine.process_keeper import ProcessKeeper
@@ -103,7 +105,7 @@ def ask_spec(socket: zmq.Socket, login: Login, address: str | None = None) -> tu
         socket.connect(address)
     try:
         sockets.send(socket, hello_frames(login.step, login.threads, os.getpid()))
-        _wait_for_answer(socket, monitor, login.own.name)
+        _wait_for_answer(socket, monitor, login.own.name, address)
     finally:
         socket.disable_monitor()
         monitor.close()
@@ -120,17 +122,32 @@ def ask_spec(socket: zmq.Socket, login: Login, address: str | None = None) -> tu
 
 #: How a handshake with a ZeroMQ peer that does not use CURVE (a plain socket of another service) fails for us.
 _NOT_CURVE = zmq.PROTOCOL_ERROR_ZMTP_MECHANISM_MISMATCH
+#: What a worker connected to another service's port is told, after what that service speaks.
+_NO_RUN = "what listens there is no run: it {} (is that port the run's Pipeline.listen, and not another service's?)"
 #: How a connection that the run closed in the middle of its handshake ends for us (libzmq says EPIPE, no detail).
 _CLOSED = (zmq.EVENT_DISCONNECTED, zmq.EVENT_HANDSHAKE_FAILED_NO_DETAIL)
 
 
-def _wait_for_answer(socket: zmq.Socket, monitor: zmq.Socket, key: str) -> None:
+def _not_a_run(address: str | None) -> JoinError | None:
+    """Why what listens at ``address`` is no run, from the greeting it sends; None when it greets as a run does, or
+    cannot be asked."""
+    if address is None:
+        return None
+    mechanism = mechanism_at(tcp_host(address), tcp_port(address))
+    if mechanism is None or mechanism == "CURVE":
+        return None
+    return JoinError(_NO_RUN.format("does not speak ZeroMQ" if mechanism == NOT_ZEROMQ else "does not use CurveZMQ"),
+                     1)
+
+
+def _wait_for_answer(socket: zmq.Socket, monitor: zmq.Socket, key: str, address: str | None) -> None:
     """Wait up to HELLO_TIMEOUT_SECONDS for the run's answer; a JoinError if the handshake fails.
 
     The run refusing our key is an explicit failure; a run whose key is not --server-key cannot read
     our handshake and closes the connection before it completes, which is the same failure to us. But a
     peer that does not speak CURVE at all closes its first connection the same way, and says why only on
-    the next (libzmq connects again within a second): such a failure is judged REASON_WAIT_SECONDS later. A
+    the next (libzmq connects again within a second), or not at all when the peer noticed first: such a failure is
+    judged REASON_WAIT_SECONDS later, by the greeting of what listens at ``address`` (None: not asked). A
     connection closed before its handshake ended, but only once the run's HANDSHAKE_SECONDS were nearly
     over, was closed for its slowness (a link of a second each way), not for its key.
     """
@@ -158,8 +175,7 @@ def _wait_for_answer(socket: zmq.Socket, monitor: zmq.Socket, key: str) -> None:
         elif event == zmq.EVENT_HANDSHAKE_SUCCEEDED:  # a doubt before it is moot: the run may answer in its time
             shaken, doubted, deadline = True, False, waited_until
         elif event == zmq.EVENT_HANDSHAKE_FAILED_PROTOCOL and said["value"] == _NOT_CURVE:
-            raise JoinError("what listens there is no run: it does not use CurveZMQ (is that port the run's "
-                            "Pipeline.listen, and not another service's?)", 1)
+            raise JoinError(_NO_RUN.format("does not use CurveZMQ"), 1)
         elif event == zmq.EVENT_HANDSHAKE_FAILED_AUTH:
             raise refused
         elif event in _CLOSED and not shaken and time.monotonic() - connected > 0.8 * HANDSHAKE_SECONDS:
@@ -170,7 +186,7 @@ def _wait_for_answer(socket: zmq.Socket, monitor: zmq.Socket, key: str) -> None:
             doubted = True
             deadline = min(deadline, time.monotonic() + REASON_WAIT_SECONDS)
     if doubted:
-        raise refused
+        raise _not_a_run(address) or refused
     if ever_connected:
         why = "a connection was made, but what listens there did not answer as a run does (is that port the run's " \
               "Pipeline.listen, and not another service's?)"
