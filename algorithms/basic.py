@@ -12,6 +12,7 @@ from typing import Any, TextIO
 from traitlets import Bool, Int, Unicode
 
 from pipeline import Component
+from pipeline.config.traits import OutputFile
 
 
 class Counter(Component):
@@ -107,7 +108,12 @@ class JsonLinesWriter(Component):
 
     one_worker = True
 
-    path = Unicode("output.jsonl", help="The file to write (replaced if it exists).").tag(config=True)
+    path = OutputFile("output.jsonl", help="The file to write (replaced if it exists).").tag(config=True)
+
+    def check(self) -> None:
+        """Refuse, before the run, an empty path (OutputFile refuses a folder, or a file in a folder that is not)."""
+        if not self.path:
+            raise ValueError("JsonLinesWriter.path is empty (expected the path of a file to write)")
 
     def init(self) -> None:
         """Open the file, a line written as it comes: what was written survives a run stopped at once (cli.md)."""

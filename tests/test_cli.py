@@ -217,6 +217,24 @@ def test_a_failed_step_exits_1(tmp_path: Path, mode: str) -> None:
             "format of a log record's fields, e.g. '%(asctime)s %(levelname)s %(name)s: %(message)s')",
             id="log-format-syntax",
         ),
+        # The writer's file (a traceback of its init() and exit 1 once the run had started).
+        pytest.param(
+            [f"--config={CHAIN}", "--JsonLinesWriter.path=no-such-folder/ev.jsonl"],
+            "command line: --JsonLinesWriter.path: the folder 'no-such-folder' does not exist (expected a file in an "
+            "existing folder)",
+            id="writer-file-in-no-folder",
+        ),
+        pytest.param(
+            [f"--config={CHAIN}", "--JsonLinesWriter.path=."],
+            "command line: --JsonLinesWriter.path: '.' is a folder (expected the path of a file to write)",
+            id="writer-file-a-folder",
+        ),
+        pytest.param(
+            [f"--config={CHAIN}", "--JsonLinesWriter.path="],
+            "command line: --JsonLinesWriter.path: step 'WRITE': JsonLinesWriter.path is empty (expected the path of a "
+            "file to write)",
+            id="writer-file-empty",
+        ),
         pytest.param(  # traitlets' words named the bare trait: --show_config
             [f"--config={CHAIN}", "--Application.show_config=maybe"],
             "command line: --Application.show_config: expected a boolean, got str 'maybe'",
