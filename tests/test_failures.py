@@ -432,6 +432,19 @@ def test_a_run_whose_monitor_cannot_start_leaves_no_process_behind(tmp_path: Pat
     assert set(children.read_text().split()) == before  # not even a zombie
 
 
+def test_a_signal_that_leaves_a_stuck_step_behind_is_named(tmp_path: Path) -> None:
+    """Ctrl+C once, then a step that never returns: the stop line said "threads left behind after shutdown_timeout"
+    alone, where the sequential mode said the signal."""
+    path = config(tmp_path, {"class": "SignalSelf"}, Counter={"count": 100},
+                  SignalSelf={"at": 5, "signal": 2, "block": 1})
+    result = subprocess.run([sys.executable, "-m", "pipeline", f"--config={path}", "--Pipeline.shutdown_timeout=0.5"],
+                            cwd=REPO, env={**os.environ, "PYTHONPATH": str(REPO)}, capture_output=True, text=True,
+                            timeout=60, check=False)
+    assert result.returncode == 130, result.stderr
+    assert "stopped: SIGINT: stopped by the user (Ctrl+C); threads left behind after shutdown_timeout" in result.stderr
+    assert "Traceback" not in result.stderr
+
+
 @pytest.mark.parametrize("listening", [False, True], ids=["", "listening"])
 def test_second_signal_stops_at_once(tmp_path: Path, listening: bool) -> None:
     """Stopped at once, it names what it left behind; a run that listens for remote workers (whose ZAP handler runs

@@ -433,12 +433,13 @@ class ThreadedRunner:
         if len(crashed) > 1:
             log.critical("%d more threads stopped too (--debug shows why)", len(crashed) - 1)
         stop_reason = self.control.policy.stop_reason or self.limit
+        how = None  # how the run ended, beside what stopped it
         if self.abort_requested:
-            stop_reason = "a second signal stopped the run at once"
-            if self.signal:  # which signal: GNU timeout sends its TERM twice (to the run, then to its group)
-                stop_reason = f"{signal_reason(self.signal)}; {stop_reason}"
-        elif self.stuck:
-            stop_reason = stop_reason or "threads left behind after shutdown_timeout"
+            how = "a second signal stopped the run at once"
+        elif self.stuck and stop_reason is None:
+            how = "threads left behind after shutdown_timeout"
+        if how is not None:  # which signal first: GNU timeout sends its TERM twice (to the run, then to its group)
+            stop_reason = f"{signal_reason(self.signal)}; {how}" if self.signal else how
         stop_reason = stop_reason_of(reports, self.signal, stop_reason)
         status = exit_status(reports, self.signal, stop_reason, self.options.allow_failures,
                              self.control.policy.unrecorded)
