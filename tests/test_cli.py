@@ -151,7 +151,11 @@ def test_a_failed_step_exits_1(tmp_path: Path, mode: str) -> None:
             ["extra"], "command line: extra: unexpected argument (options are --name=value)", id="positional-not-a-file"
         ),
         pytest.param(
-            ["--config"], "command line: argument --PipelineRun.config_file: expected one argument", id="no-value"
+            ["--config"], "command line: argument --config: expected one argument", id="no-value"
+        ),
+        pytest.param(  # named by its alias too, not by the trait behind it (--Application.log_level)
+            [f"--config={CHAIN}", "--log-level"], "command line: argument --log-level: expected one argument",
+            id="no-value-of-an-alias"
         ),
         pytest.param(  # --replay=$DL with DL unset re-ran the whole pipeline from its producer, exit 0
             [f"--config={CHAIN}", "--replay="],

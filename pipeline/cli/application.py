@@ -52,8 +52,13 @@ _TRAIT_ERRORS = (
 class _Parser(KVArgParseConfigLoader.parser_class):
     """traitlets' argument parser, raising a one-line ConfigError instead of printing usage."""
 
+    #: The command's aliases (``config``, ``PipelineRun.config_file``): an error names the option as it was typed.
+    aliases: tuple[tuple[str, str], ...] = ()
+
     def error(self, message: str) -> NoReturn:
         """Report a malformed command line (such as an option without its value)."""
+        for alias, target in self.aliases:
+            message = message.replace(f"argument --{target}:", f"argument --{alias}:")
         raise ConfigError(COMMAND_LINE, "", message)
 
 
@@ -61,6 +66,12 @@ class _Loader(KVArgParseConfigLoader):
     """traitlets' command-line loader with the raising parser, where an option given twice takes its last value."""
 
     parser_class = _Parser
+
+    def _create_parser(self) -> None:
+        """traitlets' parser, told the command's aliases."""
+        super()._create_parser()
+        self.parser.aliases = tuple((alias, target) for alias, target in self.aliases.items()
+                                    if isinstance(alias, str) and isinstance(target, str))  # traitlets allows tuples
 
     def _convert_to_config(self) -> None:
         """As traitlets, after keeping only the last value of an option given more than once.
