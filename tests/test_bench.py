@@ -495,8 +495,18 @@ def test_a_count_below_one_is_a_usage_error(main: str, argv: list[str], capsys: 
     with pytest.raises(SystemExit) as stopped:
         module.main(argv)
     assert stopped.value.code == 2
-    error = capsys.readouterr().err.strip().splitlines()[-1]
-    assert error.endswith(f"expected an integer >= 1, got {argv[-1].split('=')[-1]!r}") and "positive" not in error
+    said = capsys.readouterr().err.strip().splitlines()
+    assert len(said) == 1, said  # argparse's usage came first, two lines of it
+    assert said[0].endswith(f"expected an integer >= 1, got {argv[-1].split('=')[-1]!r}") and "positive" not in said[0]
+
+
+@pytest.mark.parametrize("argv", [["--only=W9"], ["extra"], ["--nope"]])
+def test_a_bad_command_line_of_the_bench_is_one_line(argv: list[str]) -> None:
+    result = subprocess.run([sys.executable, "-m", "pipeline.bench", *argv], cwd=ROOT, capture_output=True,
+                            text=True, timeout=60, check=False, env={**os.environ, "PYTHONPATH": str(ROOT)})
+    assert result.returncode == 2
+    assert result.stderr.startswith("pipeline-bench: error: ") and result.stderr.count("\n") == 1, result.stderr
+    assert result.stdout == ""
 
 
 def test_a_baseline_thread_whose_context_the_stop_terminated_ends_in_silence(monkeypatch: pytest.MonkeyPatch) -> None:

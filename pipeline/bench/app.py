@@ -25,6 +25,7 @@ from pipeline.bench.plan import FULL, QUICK, Plan
 from pipeline.bench.report import Workload, as_json, table
 from pipeline.bench.stops import STOP, STOPS
 from pipeline.cli.application import package_version
+from pipeline.console.arguments import ArgumentParser
 from pipeline.console.end_of_output import console_script
 from pipeline.engine.worker_process import die_with_parent
 
@@ -48,7 +49,7 @@ NOISE = ("a shared 2-core machine where other jobs run at the same time: figures
 
 def parser() -> argparse.ArgumentParser:
     """The command line."""
-    cli = argparse.ArgumentParser(
+    cli = ArgumentParser(
         prog="pipeline-bench",
         description="Run the engine's workloads (W1-W7) and, in the same invocation, the same work on "
                     "baselines (plain threads with queue.Queue, raw pyzmq PUSH/PULL, multiprocessing, mpipe if "

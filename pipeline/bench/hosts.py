@@ -32,6 +32,7 @@ from pipeline.auth.keys import generate_key_pair, key_paths
 from pipeline.bench import netns
 from pipeline.bench.report import MET, Target, number
 from pipeline.bench.steps import Tally, TinyDicts, Work
+from pipeline.console.arguments import ArgumentParser
 
 #: What the second host must bring, as the issue asks: 2 hosts at least 1.8 x the rate of one.
 TARGET = 1.8
@@ -209,7 +210,7 @@ def table(result: dict[str, Any]) -> str:
 
 def parser() -> argparse.ArgumentParser:
     """The command line."""
-    cli = argparse.ArgumentParser(prog="python -m pipeline.bench.hosts", description=__doc__.split("\n\n")[0])
+    cli = ArgumentParser(prog="python -m pipeline.bench.hosts", description=__doc__.split("\n\n")[0])
     cli.add_argument("--repeat", type=int, default=5, help="pairs of runs (1 host, 2 hosts); default 5")
     cli.add_argument("--messages", type=int, default=600, help="messages per run; default 600")
     cli.add_argument("--sleep", type=float, default=0.02, help="seconds of sleep per message; default 0.02")

@@ -9,7 +9,6 @@ the run without the stream (the progress display is off in all three).
 
 from __future__ import annotations
 
-import argparse
 import statistics
 import threading
 import time
@@ -20,6 +19,7 @@ import zmq
 
 from pipeline.bench.loopback import free_port
 from pipeline.bench.workloads import tiny_config
+from pipeline.console.arguments import ArgumentParser
 from pipeline.pipeline import Pipeline
 
 OFF, UNHEARD, HEARD = "stream off", "stream on, no GUI listening", "stream on, a subscriber reading"
@@ -96,7 +96,7 @@ def measure(count: int, repeat: int) -> tuple[dict[str, list[float]], int]:
 
 def main(argv: Sequence[str] | None = None) -> None:
     """Measure and print the table."""
-    cli = argparse.ArgumentParser(prog="python -m pipeline.bench.overhead", description=__doc__.split("\n")[0])
+    cli = ArgumentParser(prog="python -m pipeline.bench.overhead", description=__doc__.split("\n")[0])
     cli.add_argument("--count", type=int, default=100_000, help="messages per run (default 100000)")
     cli.add_argument("--repeat", type=int, default=5, help="runs of each case (default 5)")
     args = cli.parse_args(argv)

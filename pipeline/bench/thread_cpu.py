@@ -10,7 +10,6 @@ a plain loop (``time.process_time()``). Run it on two checkouts, alternately, to
 
 from __future__ import annotations
 
-import argparse
 import os
 import threading
 import time
@@ -21,6 +20,7 @@ from typing import Any
 from pipeline.bench import analysis, events
 from pipeline.bench.app import positive
 from pipeline.bench.workloads import check_tally, new_tag, tiny_config
+from pipeline.console.arguments import ArgumentParser
 from pipeline.engine import ThreadedRunner
 from pipeline.pipeline import Pipeline
 
@@ -121,7 +121,7 @@ def profile(config: dict[str, Any]) -> tuple[float, dict[tuple[str, str], tuple[
 
 def main(argv: Sequence[str] | None = None) -> None:
     """Print the workload's rate and each thread's CPU microseconds per message."""
-    parser = argparse.ArgumentParser(prog="python -m pipeline.bench.thread_cpu", description=__doc__)
+    parser = ArgumentParser(prog="python -m pipeline.bench.thread_cpu", description=__doc__)
     parser.add_argument("--events", action="store_true", help="W7's camera events in 2 worker processes")
     parser.add_argument("--count", type=positive, default=None, help="messages (default 100,000; --events: 3,000)")
     args = parser.parse_args(argv)
