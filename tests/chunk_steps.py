@@ -1,5 +1,6 @@
 """Steps for tests/test_chunks.py: a stager that makes many large outputs of one input (a file's worth of events),
-and a consumer that records them, both counting the outputs alive in a *gauge* that every process can read.
+and a consumer that records them, both counting the outputs alive in a *gauge* that every process can read; and,
+for tests/test_result_bounds.py, a stager whose outputs a thread it started sends.
 
 The gauge is two files in a directory: each output made appends one byte to ``made``, each output consumed one
 byte to ``used`` (O_APPEND: writes of several processes never mix), so their sizes are counts that any process
@@ -12,6 +13,7 @@ from __future__ import annotations
 
 import os
 import signal
+import threading
 from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
@@ -134,3 +136,25 @@ class Tally(Component):
             os.close(fd)
         if self.gauge:
             bump(Path(self.gauge) / "used")
+
+
+#: Longest a HelperSends run() waits for its helper thread (reaching it is a failure: outputs are then missing).
+HELPER_SECONDS = 30.0
+
+
+class HelperSends(Component):
+    """Stager: for each input i, its run() starts a thread that send_msg()s i * per + k for each k < per, waits for
+    it and returns nothing: every output of the call comes from a thread other than the one running the step's
+    code, which no chunk cuts while the call runs."""
+
+    per = Int(20_000, help="Outputs the helper thread sends per input.").tag(config=True)
+
+    def run(self, i: int) -> None:
+        """Send the input's outputs from a helper thread."""
+        helper = threading.Thread(target=self._send, args=(i,), name=f"helper-of-{self.step_name}")
+        helper.start()
+        helper.join(HELPER_SECONDS)
+
+    def _send(self, i: int) -> None:
+        for k in range(self.per):
+            self.send_msg(i * self.per + k)

@@ -35,8 +35,9 @@ A worker that returns its outputs to its router (an ordered step's, or any in a 
 RESULTs; one whose outputs outnumber the inputs it answers (a step that fans out) holds at most B outputs beyond
 its last input's, and the worker sends at most FANOUT_CREDIT such RESULTs that its router has not yet sent on
 (the router says MORE for each): W * FANOUT_CREDIT * B more messages for such a step. The inputs it holds
-bound the outputs of its other RESULTs. An ordered step's held-back inputs count one message each: one that
-fans out holds back all their outputs, within HELD_BACK_BYTES.
+bound the outputs of its other RESULTs, and no RESULT holds more than MAX_RESULT_OUTPUTS (a chunk's worth).
+An ordered step's held-back inputs count one message each: one that fans out holds back all their outputs,
+within HELD_BACK_BYTES.
 
 A producer in N worker processes (engine.shards) holds, per shard, at most (SHARD_CREDIT + 1) * MAX_BATCH
 messages it produced that its router has not sent on: its outlet's batch, and SHARD_CREDIT batches sent to
@@ -110,6 +111,11 @@ PIPE_HWM = 1
 OUTPUT_CHUNK_BYTES = MAX_BATCH_BYTES
 #: The same in outputs, for many small ones (each costs some hundred bytes of Python objects beyond its pickle).
 OUTPUT_CHUNK_COUNT = 4096
+#: Most outputs in one RESULT: a chunk's worth. A chunk holds at most OUTPUT_CHUNK_COUNT, what other threads send
+#: during a call included (execution.executor cuts it), and a worker sends the answers it holds before one that
+#: would take them past it (engine.outlets.ToRouter): a helper thread's million send_msg() during one call went on
+#: as one RESULT of a million, gigabytes of Python objects in the run's router and the next step's queue.
+MAX_RESULT_OUTPUTS = OUTPUT_CHUNK_COUNT
 
 
 def batch_limit(queue_limit: int) -> int:

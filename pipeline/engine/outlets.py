@@ -32,6 +32,7 @@ from pipeline.engine.flow import (
     MAX_BATCH,
     MAX_BATCH_BYTES,
     MAX_DELAY_SECONDS,
+    MAX_RESULT_OUTPUTS,
     PIPE_HWM,
     SHARD_CREDIT,
     SLOW_SOURCE_SECONDS,
@@ -263,6 +264,9 @@ class ToRouter(Outlet):
     def _hold(self, seq: int, outputs: Outputs, outcome: Outcome, seconds: float, made: int | None = None) -> None:
         # Sent once it is held, never before: a TALLY sent with the RESULT counts the fused steps' work on it.
         result = self.result
+        if len(result.targets) + len(outputs) > MAX_RESULT_OUTPUTS:  # the answers held go first: a RESULT's bound
+            self.flush()
+            result = self.result
         result.answer(seq, outputs, outcome, seconds, made, self.index)
         if not self.oldest:
             self.oldest = time.monotonic()

@@ -28,8 +28,9 @@
   raise comes as ``Signalled`` and leaves ``Pipeline.run()`` as itself, as in the other modes.
 - ``send_msg()`` may be called from any thread while the step's code runs: the output belongs to
   the message in progress (outputs from threads other than the one running the code go on with that
-  thread's next chunk, or at the end). Called when no code of the step runs, it raises ``RoutingError``
-  and the step fails: an output is never refused in silence.
+  thread's next chunk, or at the end; either way cut in chunks of CHUNK_COUNT, the last one committed with
+  the call's end). Called when no code of the step runs, it raises ``RoutingError`` and the step fails: an
+  output is never refused in silence.
 """
 
 from __future__ import annotations
@@ -227,7 +228,8 @@ class Collector:
     The thread running the step's code sends without a lock; another thread (one the step started)
     may send while that code runs, and is refused once it has returned. Only the thread running the
     code releases chunks (it alone takes the list another thread appends to under the lock): what
-    other threads send goes on with its next chunk, or at the end.
+    other threads send goes on with its next chunk, or at the end, cut in chunks of at most CHUNK_COUNT
+    however much they sent (``hand_on``): no RESULT holds more (engine.flow.MAX_RESULT_OUTPUTS).
     """
 
     def __init__(self, step_name: str) -> None:
@@ -279,8 +281,15 @@ class Collector:
         if nbytes >= CHUNK_BYTES or len(pending) >= CHUNK_COUNT:
             with self._lock:
                 chunk, self.pending, self.nbytes = self.pending, [], 0
+            self.hand_on(chunk, self.release)
+
+    def hand_on(self, outputs: Outputs, partial: Callable[[int, Outputs], None]) -> None:
+        """Hand ``outputs`` of the call in progress on through ``partial``, in chunks of at most CHUNK_COUNT: other
+        threads may have sent any number since the last chunk (a helper's million made one RESULT of a million)."""
+        for start in range(0, len(outputs), CHUNK_COUNT):
+            chunk = outputs[start:start + CHUNK_COUNT]
             self.delivered += len(chunk)
-            self.release(self.seq, chunk)
+            partial(self.seq, chunk)
 
     def begin(self, seq: int = UNORDERED) -> None:
         """The step's code starts for input ``seq`` (``resume`` first if some of its outputs went on before):
@@ -394,6 +403,13 @@ class StepExecutor:
         finally:
             sink.lock.release()
 
+    def _last_chunk(self, outputs: Outputs) -> Outputs:
+        """The last CHUNK_COUNT of the ``outputs`` of a call that returned, those before handed on as chunks now (other
+        threads sent more than a chunk's worth since the last one): what the call commits is a chunk's worth at most.
+        The sink's lock is held, as ``_release`` holds it."""
+        self.collector.hand_on(outputs[:-CHUNK_COUNT], self.sink.partial)
+        return outputs[-CHUNK_COUNT:]
+
     def _lifecycle(self, what: str, code: Callable[[], Any]) -> tuple[Any, bool]:
         """Call init() or finish() with the sink unlocked; commit what it sent. (its result, whether it returned)"""
         sink = self.sink
@@ -416,6 +432,8 @@ class StepExecutor:
             self.busy_call = ""
         sink.lock.acquire()
         outputs = collector.end()
+        if len(outputs) > CHUNK_COUNT:
+            outputs = self._last_chunk(outputs)
         collector.restart()
         self._check_refused()
         sink.commit(UNORDERED, outputs)
@@ -536,6 +554,8 @@ class StepExecutor:
             if spent > self.max_time:
                 self.max_time = spent
             outputs = end()
+            if len(outputs) > CHUNK_COUNT:
+                outputs = self._last_chunk(outputs)
             if collector.refused is not None:
                 self._check_refused()
             delivered = collector.delivered  # those handed on early, as chunks
@@ -626,6 +646,8 @@ class StepExecutor:
             acquire()
             spent = perf_counter() - start
             outputs = end() if collects else []
+            if len(outputs) > CHUNK_COUNT and error is None:  # a failed call's outputs not handed on are dropped
+                outputs = self._last_chunk(outputs)
             delivered = collector.delivered
             if delivered:
                 collector.restart()
