@@ -45,7 +45,7 @@ from tests.remote_peers import (
     refused_peer,
 )
 from tests.remote_steps import marker_pids
-from tests.wire_helpers import unordered_result
+from tests.wire_helpers import empty_outputs_result, unordered_result
 
 # The tests of this file take more than 10 s in all: `pytest -m "not slow"` leaves them out.
 pytestmark = pytest.mark.slow
@@ -269,17 +269,32 @@ def test_a_result_of_more_inputs_than_a_worker_may_hold_is_dropped_with_one_line
     """A peer's RESULT of 5,000,000 answers of no input, before its JOIN, took the run from 37 MB to 2 GB over 8 s
     of its door's and router's time: the door drops it on its count, says so, and the run goes on as if it had not
     come."""
+    assert_dropped_with_one_line(launch, tmp_path, unordered_result(1_000_000),
+                                 r"a RESULT answering 1000000 inputs, more than the \d+ its worker may")
+
+
+def test_a_result_of_more_outputs_than_a_worker_sends_in_one_is_dropped_with_one_line(launch: Launcher,
+                                                                                     tmp_path: Path) -> None:
+    """A peer's RESULT of 1,000,000 empty outputs (8 bytes each in its header, far under the 1 GiB frame cap) made an
+    object per output in the router and the next step's queue: the door drops it on its count (a worker sends at
+    most a chunk's worth in one), says so, and the run goes on as if it had not come."""
+    assert_dropped_with_one_line(launch, tmp_path, empty_outputs_result(1_000_000),
+                                 r"a RESULT of 1000000 outputs, more than the \d+ a worker sends in one")
+
+
+def assert_dropped_with_one_line(launch: Launcher, tmp_path: Path, result: list[bytes], said: str) -> None:
+    """An authorized peer sends ``result`` before its JOIN, then serves the step, its only worker: the run ends as if
+    the RESULT had not come, and says once that it dropped it (``said``: a regular expression of why)."""
     run = launch.run(launch.chain(nb_thread=0), "--Pipeline.heartbeat_liveness=25")
     server = load_public_key(launch.keys.server_public).public
     with Intruder(launch.address, load_key_pair(launch.keys.secret("intruder")), server, 0.2,
                   lambda: run.popen.poll() is None) as intruder:
         intruder.join(STAGE)
         assert intruder.thread is not None
-        intruder.send(intruder.thread, unordered_result(1_000_000))  # its JOIN comes next: serve() sends it
+        intruder.send(intruder.thread, result)  # its JOIN comes next: serve() sends it
         intruder.serve()
     assert_unchanged(launch, run, {os.getpid()}, tmp_path / "no-bomb-here")
-    dropped = re.findall(r"dropped a message \(from \S+: a RESULT answering 1000000 inputs, more than the "
-                         r"\d+ its worker may\)", run.stderr)
+    dropped = re.findall(rf"dropped a message \(from \S+: {said}\)", run.stderr)
     assert len(dropped) == 1, run.stderr
 
 

@@ -1,8 +1,9 @@
 """How many outputs one RESULT holds (engine.flow.MAX_RESULT_OUTPUTS): at most a chunk's worth from an honest worker,
-whatever threads of its step send.
+whatever threads of its step send, and a remote peer's RESULT of more is refused on its header.
 
 A thread a step starts may send_msg() any number of outputs during one call: they went on at the call's end as one
-answer, and a helper's million made one RESULT of a million, for which the run made Python objects, gigabytes.
+answer, and a helper's million made one RESULT of a million. A peer could send such a RESULT too (a million empty
+outputs is an 8 MB header, far under the 1 GiB frame cap), and the run made Python objects for each, gigabytes.
 """
 
 from __future__ import annotations
@@ -10,6 +11,7 @@ from __future__ import annotations
 import itertools
 import json
 import threading
+import tracemalloc
 from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
@@ -22,13 +24,14 @@ from pipeline import Component, Pipeline
 from pipeline.config import load_config
 from pipeline.engine.flow import MAX_RESULT_OUTPUTS
 from pipeline.engine.outlets import ToRouter
-from pipeline.engine.wire import Kind, check_from_worker, parse_result
+from pipeline.engine.wire import Kind, WireError, check_from_worker, parse_result
 from pipeline.execution import executor
 from pipeline.execution.executor import CHUNK_COUNT, UNORDERED, Discard, Outputs, StepExecutor
 from pipeline.failures.policy import FailurePolicy
 from pipeline.message import Encoded, decode, encode
 from tests.remote_helpers import Launcher
 from tests.remote_steps import WAIT_SECONDS
+from tests.wire_helpers import empty_outputs_result
 
 #: Outputs a helper thread sends during one call: several chunks' worth.
 HELPER_OUTPUTS = 20_000
@@ -37,9 +40,25 @@ ADDRESSES = itertools.count()
 
 
 def test_a_result_holds_at_most_a_chunks_worth_of_outputs() -> None:
-    """A RESULT holds what a chunk holds: one number on both sides (execution sits below engine, and keeps its own
-    copy)."""
+    """The router refuses what the executor never makes: the two sides hold one number (execution sits below
+    engine, and keeps its own copy)."""
     assert MAX_RESULT_OUTPUTS == executor.CHUNK_COUNT
+
+
+def test_a_result_of_more_outputs_than_a_chunk_is_refused_on_its_header_alone() -> None:
+    """A peer's RESULT of 1,000,000 empty outputs (an 8 MB header) is refused before any object is made per
+    output; one of a chunk's worth passes."""
+    assert check_from_worker(empty_outputs_result(MAX_RESULT_OUTPUTS), 1, 64) is Kind.RESULT
+    bomb = empty_outputs_result(1_000_000)
+    tracemalloc.start()
+    try:
+        with pytest.raises(WireError, match=f"^a RESULT of 1000000 outputs, more than the {MAX_RESULT_OUTPUTS} a "
+                                            "worker sends in one$"):
+            check_from_worker(bomb, 1, 64)
+        peak = tracemalloc.get_traced_memory()[1]
+    finally:
+        tracemalloc.stop()
+    assert peak < 64 << 10, peak  # not a copy of its header, nor an object per output
 
 
 # --------------------------------------------------------------------------- the executor's chunks

@@ -10,7 +10,7 @@ import zmq
 
 from pipeline.engine.handles import Handles
 from pipeline.engine.rings import Ring
-from pipeline.engine.wire import HEADER, INLINE, Answer, Kind, ResultPacket
+from pipeline.engine.wire import EVERY_NEXT_STEP, HEADER, INLINE, Answer, Kind, ResultPacket
 from pipeline.execution.executor import UNORDERED, Outcome
 
 
@@ -32,3 +32,13 @@ def unordered_result(inputs: int) -> list[bytes]:
     """A RESULT of ``inputs`` answers of no input (UNORDERED), DONE, without outputs: what a peer may make huge."""
     table = array("Q", [UNORDERED]).tobytes() * inputs + bytes(8 * inputs) + bytes([Outcome.DONE]) * inputs
     return [HEADER.pack(Kind.RESULT, INLINE, 0, inputs), table]
+
+
+def empty_outputs_result(outputs: int) -> list[bytes]:
+    """A RESULT answering no input (UNORDERED), DONE, with ``outputs`` empty outputs for every next step: 8 bytes of
+    header each, what a peer may make huge."""
+    header = b"".join((HEADER.pack(Kind.RESULT, INLINE, outputs, 1), bytes(6 * outputs),
+                       array("H", [EVERY_NEXT_STEP]).tobytes() * outputs))
+    table = b"".join((array("Q", [UNORDERED]).tobytes(), array("I", [outputs]).tobytes(), bytes(4),
+                      bytes([Outcome.DONE])))
+    return [header, table]

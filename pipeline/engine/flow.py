@@ -114,7 +114,9 @@ OUTPUT_CHUNK_COUNT = 4096
 #: Most outputs in one RESULT: a chunk's worth. A chunk holds at most OUTPUT_CHUNK_COUNT, what other threads send
 #: during a call included (execution.executor cuts it), and a worker sends the answers it holds before one that
 #: would take them past it (engine.outlets.ToRouter): a helper thread's million send_msg() during one call went on
-#: as one RESULT of a million, gigabytes of Python objects in the run's router and the next step's queue.
+#: as one RESULT of a million, gigabytes of Python objects in the run's router and the next step's queue. So a remote
+#: worker's RESULT of more is refused on its header (wire.check_from_worker): a peer's of 100,000,000 empty outputs
+#: is an 800 MB header, under the 1 GiB frame cap.
 MAX_RESULT_OUTPUTS = OUTPUT_CHUNK_COUNT
 
 

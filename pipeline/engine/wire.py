@@ -29,7 +29,8 @@ lists them in order, as columns (``RESULT_INPUT_BYTES`` per input): their sequen
 outputs, seconds and outcomes.
 An input whose outputs outgrow a chunk (execution.executor) is answered PARTIAL first, one RESULT
 per chunk, each waiting for the router's MORE; a message sent again after a worker that handed some
-of its outputs on died comes after a SKIP saying how many.
+of its outputs on died comes after a SKIP saying how many. A RESULT holds at most MAX_RESULT_OUTPUTS
+(engine.flow) outputs, a chunk's worth, whatever the inputs it answers.
 
 A control message (END, FINISH, JOIN, READY, FINISHED) is the header alone: END's value is how
 many messages the sender sent; JOIN's and READY's value is how many messages the worker asks to
@@ -52,7 +53,7 @@ from enum import IntEnum
 from typing import Any, cast
 
 from pipeline.console.humanize import cut_note, shorten
-from pipeline.engine.flow import window_limit
+from pipeline.engine.flow import MAX_RESULT_OUTPUTS, window_limit
 from pipeline.engine.handles import Handles
 from pipeline.engine.rings import Ring, Taken
 from pipeline.execution.executor import UNORDERED, Outcome
@@ -722,7 +723,7 @@ def check_from_worker(frames: Sequence[Any], next_steps: int, queue_limit: int) 
 
     What passes can be parsed without error and forwarded without surprise; ``next_steps`` is how many
     next steps the worker's step has (the targets a RESULT may name), ``queue_limit`` its queue limit (which
-    bounds the inputs a RESULT may answer: ``most_answers``).
+    bounds the inputs a RESULT may answer: ``most_answers``); a RESULT holds at most MAX_RESULT_OUTPUTS outputs.
     """
     if not frames or len(frames[0]) < HEADER.size:
         raise WireError("a header frame shorter than a header")
@@ -757,9 +758,11 @@ def most_answers(queue_limit: int) -> int:
 
 
 def _check_result(frames: Sequence[Any], flags: int, n: int, inputs: int, next_steps: int, most: int) -> None:
-    # The inputs first, on the header alone: no input is looked at one by one past what the worker can answer.
+    # The inputs and outputs first, on the header alone: none is looked at one by one past what a worker sends.
     if inputs > most:
         raise WireError(f"a RESULT answering {inputs} inputs, more than the {most} its worker may")
+    if n > MAX_RESULT_OUTPUTS:
+        raise WireError(f"a RESULT of {n} outputs, more than the {MAX_RESULT_OUTPUTS} a worker sends in one")
     if len(frames) < 2 or len(frames[-1]) != inputs * RESULT_INPUT_BYTES:
         raise WireError("a RESULT whose input table does not match its count")
     header = bytes(frames[0])
