@@ -38,6 +38,7 @@ from pipeline.config.traits import MAX_STEP_NAME_CHARS
 from pipeline.console import humanize
 from pipeline.engine.wire import MAX_REASON_CHARS
 from pipeline.monitor import credentials
+from pipeline.monitor.publisher import HANDSHAKE_WAIT_MS
 from tests.gui_helpers import Sender, load_recording, with_run_id
 from tests.monitor_steps import gate
 from tests.qt_helpers import WAIT_MS, PaintCounter, run_loop_for_ticks
@@ -302,6 +303,25 @@ def test_a_run_turned_away_by_a_full_monitor_says_so_and_gets_in_once_a_place_fr
         if run is not None:
             assert run.finish().exit_status == 0
         context.destroy(linger=0)
+
+
+def test_a_short_run_turned_away_by_a_full_monitor_says_at_its_end_that_it_was_not_heard(qtbot, monkeypatch,
+                                                                                       secure_window) -> None:
+    """A full monitor tells a run nothing and holds its connection until its handshake times out: a run that ended
+    before then said nothing at all, and nobody saw it."""
+    monkeypatch.setattr(credentials, "_SAID", set())
+    window = secure_window
+    monkeypatch.setattr(window.receiver.connections, "limit", 0)  # full
+    run = GatedRun(window.address)
+    try:
+        qtbot.waitUntil(lambda: window.receiver.refusals.counts["too many connections"] >= 1, timeout=WAIT_MS)
+    finally:
+        start = time.monotonic()
+        report = run.finish()
+    assert report.exit_status == 0
+    assert time.monotonic() - start < 2.0  # its end waits a fraction of a second for the handshake, no more
+    assert run.said == [credentials.unanswered_reason(window.address, HANDSHAKE_WAIT_MS)]
+    assert not window.runs.runs
 
 
 def test_idle_connections_and_unknown_keys_take_no_place_at_a_curve_monitor(qtbot, monkeypatch, tmp_path,

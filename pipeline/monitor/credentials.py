@@ -98,6 +98,14 @@ def refusal_reason(event: int, value: int, address: str, plaintext: bool, server
     return f"{where}: the handshake failed ({_event_name(event, value)}): is a pipeline-gui listening there?"
 
 
+def unanswered_reason(address: str, wait_ms: int) -> str:
+    """One line: the run ended while its handshake with the listener at ``address`` went on (``wait_ms`` after)."""
+    # A full monitor tells a run nothing (TRY_LATER): a run shorter than its handshake's timeout learns it only here.
+    return (f"the run's end is not heard at {address}: the listener there had not completed the handshake when the run "
+            f"ended ({wait_ms} ms after): a pipeline-gui that is full (as many runs as it takes at once) or too busy "
+            "to answer, or a listener that is not one")
+
+
 def _own_file(suffix: str) -> str:
     """The path of the user's own key pair's public or secret file."""
     return str(auth.private_dir() / f"{auth.OWN_KEY_NAME}{suffix}")

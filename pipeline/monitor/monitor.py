@@ -26,7 +26,14 @@ from pipeline.execution.report import RunReport
 from pipeline.execution.runner import Runner
 from pipeline.execution.status import RunStatus
 from pipeline.failures.policy import ErrorEvent
-from pipeline.monitor.credentials import Credentials, no_key_reason, refusal_reason, run_credentials, say_once
+from pipeline.monitor.credentials import (
+    Credentials,
+    no_key_reason,
+    refusal_reason,
+    run_credentials,
+    say_once,
+    unanswered_reason,
+)
 from pipeline.monitor.messages import (
     ERROR,
     FINISH,
@@ -288,6 +295,9 @@ class Monitor:
             if self._report is not None:
                 publisher.publish(FINISH, finish_body(self._report), END_WAIT_MS)
             self._say_refusals(publisher, final=True)
+            if publisher.handshaking and not self._refusal_said:  # a listener that never answered: not heard either
+                self._refusal_said = True
+                say_once(unanswered_reason(self.settings.gui_address, HANDSHAKE_WAIT_MS))
         except Exception:
             log.exception("the monitor failed to publish the end of the run")
 

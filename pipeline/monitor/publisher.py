@@ -197,6 +197,11 @@ class Publisher:
         return refused
 
     @property
+    def handshaking(self) -> bool:
+        """Whether a connection to a listener was made and its handshake has not ended (as of the events read)."""
+        return self._handshaking
+
+    @property
     def connected(self) -> bool:
         """Whether a connection to a listener was made (as of the events read so far)."""
         return self._handshaking or self.heard
@@ -250,6 +255,10 @@ class Publisher:
 
     def close(self, linger_ms: int = CLOSE_LINGER_MS) -> None:
         """Close the socket, giving what is queued ``linger_ms`` to leave, and end the context."""
+        if self._handshaking:
+            # Nothing of the run's waits for a listener that never finished its handshake (a full monitor holds one
+            # until it times out), but libzmq would wait linger_ms for it: the run's exit with it.
+            linger_ms = 0
         if self._events is not None:
             self._socket.disable_monitor()
             self._events.close(linger=0)
