@@ -257,6 +257,7 @@ class ThreadedRunner:
             else:
                 inits_ok = inits_ok and isinstance(worker, StepHolder) and worker.init_ok
         if not inits_ok:
+            self.control.policy.stop_not_started()
             self.control.stopping.set()  # an init() failed: the producer does not start
         self.control.go.set()
         producer = self.config.producer

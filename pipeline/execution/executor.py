@@ -2,7 +2,8 @@
 
 - ``init()`` runs once, before the first message. Its return value is never sent (ctapipe's steps end
   ``init()`` with ``return True``); ``False``, exactly, means the step could not start: the run stops
-  before any message is processed and exits 1. What it passes to ``send_msg()`` goes on, as does what
+  before any message is processed and exits 1 (what still reaches the step, from a ``finish()``, is not run:
+  recorded as for a halted step). What it passes to ``send_msg()`` goes on, as does what
   it yields if it is a generator.
 - ``run(msg)``: a stager's returned value is its output (``None``: the message is filtered out); a
   generator's values are its outputs; ``send_msg()`` sends too. A consumer's returned values go
@@ -138,8 +139,8 @@ class Policy(Protocol):
         ...
 
     def not_run(self, step: StepConfig, seq: int, message: Encoded, delivered: int = 0) -> None:
-        """Record a message that a halted step did not start (``delivered`` of its outputs went on from a process
-        that ran it in part and died: a replay skips them)."""
+        """Record a message that a halted step (or one whose init() failed) did not start (``delivered`` of its outputs
+        went on in a process that ran it in part, then died: a replay skips them)."""
         ...
 
     def halt(self, step: str, reason: str) -> None:
@@ -594,9 +595,11 @@ class StepExecutor:
         method call and its lookups cost as much as a small message's work.
         """
         component = self.component
+        if component is None:  # its init() failed (the run stops): what still reaches it, from a finish(), is not run
+            for seq, inband, buffers in messages:
+                self._not_run(seq, inband, buffers)
+            return
         sink = self.sink
-        if component is None:
-            raise RuntimeError(f"step {self.step.name} worker {self.worker} was sent work although it did not start")
         counts = self.counts
         halted = self.policy.halted
         name = self.step.name
@@ -611,11 +614,10 @@ class StepExecutor:
         mark = self.mark
         skips = self.skips
         for seq, inband, buffers in messages:
-            counts.received += 1
             if name in halted:
-                self.policy.not_run(self.step, seq, _as_received(inband, buffers))
-                sink.failed(seq, Outcome.NOT_RUN)
+                self._not_run(seq, inband, buffers)
                 continue
+            counts.received += 1
             self.busy_seq = seq
             if mark is not None and seq != UNORDERED:
                 mark(self.worker, seq)
@@ -668,6 +670,13 @@ class StepExecutor:
                 sink.commit(seq, outputs, spent)
                 if sink.oldest:
                     sink.flush_if_due()
+
+    def _not_run(self, seq: int, inband: Any, buffers: list[Buffer] | None) -> None:
+        """Message ``seq`` came to a step that starts no message (halted, or its init() failed): received, not run,
+        recorded as such (a dead letter, to replay after the fix)."""
+        self.counts.received += 1
+        self.policy.not_run(self.step, seq, _as_received(inband, buffers))
+        self.sink.failed(seq, Outcome.NOT_RUN)
 
     def _failed(self, seq: int, error: BaseException, message: Encoded, spent: float, delivered: int) -> None:
         """Message ``seq``'s run() raised ``error`` after ``spent`` seconds: its outputs not yet handed on are

@@ -137,6 +137,8 @@ class SequentialRunner:
             if all(executor.started for executor in self.executors.values()):
                 self.state = "running"
                 self._produce()
+            else:
+                self.policy.stop_not_started()
             self.state = "draining"
             for step in order:
                 executor = self.executors[step.name]
@@ -203,11 +205,9 @@ class SequentialRunner:
                 continue
             name, message = delivery
             executor = self.executors[name]
-            if not executor.started:
-                executor.counts.received += 1  # its init() failed (the run fails): never processed
-                continue
-            self.status[name].state = "running"
-            # A message's sequence number is its arrival index at the step.
+            if executor.started:
+                self.status[name].state = "running"
+            # A message's sequence number is its arrival index at the step (one whose init() failed does not run it).
             executor.run([(executor.counts.received, message, None)])
 
 

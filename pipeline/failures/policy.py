@@ -67,6 +67,7 @@ class FailurePolicy:
         self.listeners: list[Callable[[ErrorEvent], None]] = []  # told of every error (the monitor)
         self.halted: set[str] = set()  # steps that start no further message (on_error=stop)
         self.not_run_count = 0  # messages that halted steps did not start (the report counts them as not processed)
+        self.not_started: str | None = None  # the first init() failure, as the run's stop reason says it
 
     def _notify(self, step: str, worker: int, seq: int | None, what: str, error: BaseException) -> None:
         event = ErrorEvent(step, worker, seq, what + failure_line(error), traceback_text(error))
@@ -81,6 +82,8 @@ class FailurePolicy:
         with self._lock:
             self.first_failure = self.first_failure or f"step {step} worker {worker}, {line}"
             self.first_errors.setdefault(step, line)
+            if what == "init()" and self.not_started is None:
+                self.not_started = f"step {step} could not start: {line}"
             # Every worker of a step runs its init(): one bug there fails them all, with one traceback in the log.
             how, earlier = (COUNT, 0) if quiet else self._log.classify(step, kind)
         if earlier:
@@ -162,9 +165,17 @@ class FailurePolicy:
             stop = self._claim(reason)
         self._stop_now(stop)
 
+    def stop_not_started(self) -> None:
+        """An init() failed, so the producer does not start: that init() failure is why the run stopped (unless the
+        run has a reason already); the failure's own line has told it."""
+        with self._lock:
+            if self.not_started is not None:
+                self._claim(self.not_started)
+
     def not_run(self, step: StepConfig, seq: int, message: Encoded, delivered: int = 0) -> None:
-        """Record a message that a halted step did not start: a dead letter, to replay after the fix (which skips the
-        ``delivered`` outputs of it that went on from a process that ran it in part and died)."""
+        """Record a message that a halted step (or one whose init() failed) did not start: a dead letter, to replay
+        after the fix (which skips the ``delivered`` outputs of it that went on from a process that ran it in part
+        and died)."""
         with self._lock:
             self.not_run_count += 1
             if self._writer is not None:
