@@ -300,6 +300,30 @@ def test_what_finish_sends_goes_through_the_fused_steps_after_it(tmp_path: Path)
     assert (report["R"].received, report["R"].emitted, report["C"].received) == (2, 6, 6)
 
 
+def test_a_fused_step_failing_on_what_a_finish_sent_names_no_marker_and_its_dead_letters_replay(
+        tmp_path: Path) -> None:
+    """SUM's finish() sends its sum (0: no input) to FAIL, fused after it, which fails on it and stops the run: the
+    report and the dead letters said "message 18446744073709551615" (the marker of no input) for it."""
+    document = pipeline_config(
+        step("P", "Numbers", "SUM"),
+        [step("SUM", "Summer", "FAIL", nb_process=2, config={"how": "yield"}),
+         {**step("FAIL", "FailEvery", "C", nb_process=2, on_error="stop"), "module": FAILURE_STEPS}],
+        collector(tmp_path, "C"),
+        **numbers(0), FailEvery={"every": 1})
+    dead = tmp_path / "dead.jsonl"
+    report = run(document, "threads", {"Pipeline": {"dead_letter": str(dead)}})
+    assert report.exit_status == 1
+    assert report.stop_reason == "step FAIL failed on a message that an init() or a finish() sent (on_error=stop)"
+    assert str(2**64 - 1) not in report.table() + dead.read_text(encoding="utf-8")
+    records = [json.loads(line) for line in lines(dead)]
+    assert [(r["step"], r["seq"]) for r in records] == [("FAIL", None)] * 2  # failed, or not run once it stopped
+    path = tmp_path / "pipeline.json"
+    path.write_text(json.dumps(document), encoding="utf-8")
+    replay = run_to_end(path, f"--replay={dead}", "--FailEvery.every=0")
+    assert replay.returncode == 0, replay.stderr
+    assert read(tmp_path, "C", workers=2) == [0, 0]  # each worker process's sum, once (C ran in both runs)
+
+
 def failing_chain(tmp: Path, on_error: str, count: int = 30) -> dict:
     """P -> S (Scale by 1) -> FAIL (FailEvery 5, ``on_error``) -> C, all in the same 2 worker processes."""
     return pipeline_config(

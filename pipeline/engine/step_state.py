@@ -725,13 +725,15 @@ class StepState:
 
     def _member_message_failed(self, member: StepConfig, figures: MemberFigures, number: int, error: RemoteError,
                                failure: Failure, message: Encoded) -> None:
-        """A fused step's ``message`` failed, or was not run: the run's policy logs it and writes its dead letter."""
+        """A fused step's ``message`` failed, or was not run: the run's policy logs it and writes its dead letter (one
+        that an init() or finish() sent has no number: UNORDERED is no message's)."""
+        seq = None if failure.seq == UNORDERED else failure.seq
         if failure.what == NOT_RUN:
-            self.policy.not_run(member, failure.seq, message)
+            self.policy.not_run(member, seq, message)
         else:
             figures.first_error = figures.first_error or failure_of_run(failure.error, failure.fatal)
             figures.fatal = figures.fatal or failure.fatal
-            self.policy.message_failed(member, number, failure.seq, error, message, failure.delivered, failure.fatal)
+            self.policy.message_failed(member, number, seq, error, message, failure.delivered, failure.fatal)
 
     def _unanswered(self, worker: bytes, answer: int, place: int) -> bool:
         """Whether ``worker`` still owes the answer that covers a fused step's message: its input's (one it holds

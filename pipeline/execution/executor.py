@@ -132,15 +132,16 @@ class Policy(Protocol):
         """Record an error of init(), finish() or a producer (the run fails); its one-line form."""
         ...
 
-    def message_failed(self, step: StepConfig, worker: int, seq: int, error: BaseException,
+    def message_failed(self, step: StepConfig, worker: int, seq: int | None, error: BaseException,
                        message: Encoded | None, delivered: int = 0, fatal: bool = False) -> None:
         """Record a message whose run() raised after ``delivered`` of its outputs went on; ``fatal`` (a SystemExit or
-        such, not an Exception): the step fails with it and halts."""
+        such, not an Exception): the step fails with it and halts. ``seq`` None: a message of no input, after fused
+        steps (what an init() or a finish() sent)."""
         ...
 
-    def not_run(self, step: StepConfig, seq: int, message: Encoded, delivered: int = 0) -> None:
+    def not_run(self, step: StepConfig, seq: int | None, message: Encoded, delivered: int = 0) -> None:
         """Record a message that a halted step (or one whose init() failed) did not start (``delivered`` of its outputs
-        went on in a process that ran it in part, then died: a replay skips them)."""
+        went on in a process that ran it in part, then died: a replay skips them); ``seq``: as in message_failed."""
         ...
 
     def halt(self, step: str, reason: str) -> None:

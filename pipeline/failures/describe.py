@@ -37,6 +37,12 @@ def failure_line(error: BaseException) -> str:
     return shorten(f"{type(error).__name__}: {error_text(error)}", MAX_ERROR_CHARS, " ")
 
 
+def message_words(seq: int | None) -> str:
+    """How a failure names its message: ``message 17``, its number at the step; one of no number (``seq`` None, in a
+    step fused after another: what an init() or a finish() sent, which no input led to) says so."""
+    return f"message {seq}" if seq is not None else "a message that an init() or a finish() sent"
+
+
 def failure_of_run(line: str, fatal: bool) -> str:
     """A failed message's error as its step's first error: a ``fatal`` one failed the step, in its run()."""
     return f"run(): {line}" if fatal else line

@@ -21,6 +21,7 @@ from pipeline.failures.describe import (
     error_kind,
     failure_line,
     failure_of_run,
+    message_words,
     summary_error,
     traceback_text,
 )
@@ -36,7 +37,8 @@ class ErrorEvent:
 
     step: str
     worker: int
-    seq: int | None  # the message's sequence number at the step; None for init()/finish()/a producer
+    seq: int | None  # the message's sequence number at the step; None for init()/finish()/a producer, or a message
+    # of no input (describe.message_words)
     error: str  # one line: the exception's type and message
     traceback: str
 
@@ -95,7 +97,7 @@ class FailurePolicy:
         self._notify(step, worker, None, f"{what}: ", error)
         return line
 
-    def message_failed(self, step: StepConfig, worker: int, seq: int, error: BaseException,
+    def message_failed(self, step: StepConfig, worker: int, seq: int | None, error: BaseException,
                        message: Encoded | None, delivered: int = 0, fatal: bool = False) -> None:
         """Log, count and record one failed message (``delivered`` of its outputs went on before it failed, in
         chunks: its dead letter says so, and its replay skips them); stop the run if the policy says so, or if
@@ -105,7 +107,7 @@ class FailurePolicy:
         with self._lock:
             self.total += 1
             self.by_step.setdefault(step.name, Counter())[kind] += 1
-            self.first_failure = self.first_failure or f"step {step.name} worker {worker}, message {seq}: " + (
+            self.first_failure = self.first_failure or f"step {step.name} worker {worker}, {message_words(seq)}: " + (
                 failure_line(error))
             self.first_errors.setdefault(step.name, failure_of_run(failure_line(error), fatal))
             how, earlier = (COUNT, 0) if quiet else self._log.classify(step.name, kind)
@@ -121,12 +123,12 @@ class FailurePolicy:
             sent = "" if not delivered + before else (
                 f" ({delivered + before} of its outputs had gone on"
                 f"{f', {delivered} in this run' if before else ''}: a replay skips them)")
-            _log_failure(error, how == TRACEBACK, "step %s worker %d: run() failed on message %d: %s%s", step.name,
-                         worker, seq, summary_error(failure_line(error)), sent)
+            _log_failure(error, how == TRACEBACK, "step %s worker %d: run() failed on %s: %s%s", step.name,
+                         worker, message_words(seq), summary_error(failure_line(error)), sent)
         self._stop_now(stop)  # after the failure's own line, which says why
         self._notify(step.name, worker, seq, "", error)
 
-    def _stop_reason(self, step: StepConfig, seq: int, fatal: BaseException | None = None) -> str | None:
+    def _stop_reason(self, step: StepConfig, seq: int | None, fatal: BaseException | None = None) -> str | None:
         """Why this failure stops the run, the first time one does (the caller holds the lock); a step whose run()
         raised a ``fatal`` error (not an Exception), or with on_error=stop, is halted at once, and once max_failures
         is reached every step that failed a message.
@@ -140,7 +142,7 @@ class FailurePolicy:
             return self._claim(f"step {step.name} raised {failure_line(fatal)} in run()")
         if step.on_error == "stop":
             self.halted.add(step.name)
-            return self._claim(f"step {step.name} failed on message {seq} (on_error=stop)")
+            return self._claim(f"step {step.name} failed on {message_words(seq)} (on_error=stop)")
         if self.max_failures and self.total >= self.max_failures:
             self.halted.update(self.by_step)
             return self._claim(f"max_failures={self.max_failures} reached")
@@ -172,7 +174,7 @@ class FailurePolicy:
             if self.not_started is not None:
                 self._claim(self.not_started)
 
-    def not_run(self, step: StepConfig, seq: int, message: Encoded, delivered: int = 0) -> None:
+    def not_run(self, step: StepConfig, seq: int | None, message: Encoded, delivered: int = 0) -> None:
         """Record a message that a halted step (or one whose init() failed) did not start: a dead letter, to replay
         after the fix (which skips the ``delivered`` outputs of it that went on from a process that ran it in part
         and died)."""
