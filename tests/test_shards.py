@@ -44,6 +44,18 @@ def shards_config(tmp: Path, processes: int = 2, count: int = 1000, **shards: An
     )
 
 
+@pytest.mark.parametrize("processes", [0, 2], ids=["one producer", "in shards"])
+@pytest.mark.parametrize("mode", ["sequential", "threads"])
+def test_a_producer_whose_generator_raises_says_it_stopped_the_run_in_every_mode(tmp_path: Path, mode: str,
+                                                                                  processes: int) -> None:
+    """The report's stop reason names the producer's error whether it runs alone or in shards, in every mode: only the
+    engine's shards said it (the others ended early with no stopped: line)."""
+    report = run(shards_config(tmp_path, processes, count=20, at=7, action="raise", once=False), mode)
+    assert report.exit_status == 1
+    assert report.stop_reason == "step P raised ValueError: bad number 7 in run()"
+    assert report["P"].first_error is not None and report["P"].first_error.endswith("ValueError: bad number 7")
+
+
 @pytest.mark.parametrize("processes", [1, 3])
 def test_shards_give_the_sequential_messages_and_counts(tmp_path: Path, processes: int) -> None:
     outcomes = {}

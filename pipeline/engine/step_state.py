@@ -637,9 +637,7 @@ class StepState:
                 return
             failure = self.policy.lifecycle_failed(self.step.name, number, what, error)
             self.first_error = self.first_error or failure
-            self.fatal = True
-            if what.startswith("run()"):  # the generator of a shard: the producer's other shards stop too
-                self.policy.halt(self.step.name, f"step {self.step.name} raised {line} in run()")
+            self.fatal = True  # the generator of a shard: the policy halts the producer, its other shards stop too
             return
         if what == UNSENDABLE and self.shards is not None and worker in self.pool.workers:
             # A value of a shard that could not be pickled (engine.shards.ShardSink.unsendable): it counts once the

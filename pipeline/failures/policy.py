@@ -77,7 +77,8 @@ class FailurePolicy:
             listener(event)
 
     def lifecycle_failed(self, step: str, worker: int, what: str, error: BaseException) -> str:
-        """Log an init(), finish() or producer error (the run will exit 1); return its one-line form."""
+        """Log an init(), finish() or producer error (the run will exit 1; a producer's stops it, as the stop reason
+        says); return its one-line form."""
         line = f"{what}: {failure_line(error)}"
         quiet = caused_by_closed_output(error)  # the end of output is not worth a line
         kind = f"{what.split(' ', 1)[0]} {error_kind(error)}"  # init(), finish() or run() (of shard N), and the type
@@ -94,6 +95,8 @@ class FailurePolicy:
             # A StepFailed is the engine's own word (init() returned False): its line says it all.
             _log_failure(error, how == TRACEBACK and error_kind(error) != StepFailed.__name__,
                          "step %s worker %d: %s", step, worker, line)
+        if what.startswith("run()"):  # the producer's generator (one shard's: the others stop too) sends no more
+            self.halt(step, f"step {step} raised {failure_line(error)} in run()")
         self._notify(step, worker, None, f"{what}: ", error)
         return line
 
