@@ -159,11 +159,14 @@ QUALIFIED = "tests.child_steps.StrictCleaner"
                      "its step builds: that class must be in the step's child_classes)", id="child-class-not-listed"),
         # Another step's class, whose objects never have a parent: the setting did nothing, silently.
         pytest.param({"Counter": {"Write": {"path": "elsewhere.jsonl"}}}, "Counter.Write",
-                     "Counter has no option 'Write' (a section for a class "
-                     "its step builds: that class must be in the step's child_classes)", id="another-steps-class"),
+                     "Counter has no option 'Write' (Write is the class of step WRITE: its section goes at the top "
+                     "level of the file)", id="another-steps-class"),
         pytest.param({"Write": {"StrictCleaner": {"threshold": 2.0}}}, "Write.StrictCleaner",
-                     "Write has no option 'StrictCleaner' (a section for a class its step builds: that class must be "
-                     "in the step's child_classes)", id="another-steps-child"),
+                     "Write has no option 'StrictCleaner' (StrictCleaner is a class that step CLEAN builds: its "
+                     "section goes at the top level of the file)", id="another-steps-child"),
+        pytest.param({"Write": {"min_neighbors": 3}}, "Write.min_neighbors",
+                     "Write has no option 'min_neighbors' (min_neighbors is an option of StrictCleaner, a class that "
+                     'step CLEAN builds: set it in the "StrictCleaner" section)', id="another-steps-childs-option"),
         # A section it could take, with a value no section can be: not "remove it", but the top level's line.
         pytest.param({"Clean": {"StrictCleaner": None}}, "Clean.StrictCleaner",
                      "expected an object of trait values, got NoneType", id="nested-null"),

@@ -49,7 +49,7 @@ def setting(dotted: str, value: Any) -> Change:
     return change
 
 
-def removing(dotted: str) -> Change:
+def resetting(dotted: str) -> Change:
     """Delete the key at a dotted path."""
 
     def change(document: dict[str, Any]) -> dict[str, Any]:
@@ -149,14 +149,14 @@ FILE_CASES = [
                  id="pipeline-misspelt"),
     pytest.param(setting("version", 2), "version", "expected 1, got 2", id="version"),
     pytest.param(setting("version", True), "version", "expected 1, got True", id="version-true"),
-    pytest.param(removing("Pipeline"), "Pipeline", "missing section (expected producer_conf", id="no-pipeline"),
+    pytest.param(resetting("Pipeline"), "Pipeline", "missing section (expected producer_conf", id="no-pipeline"),
     pytest.param(renaming("Pipeline", "Flow"), "Flow", 'the section of a ctapipe flow config: rename it to "Pipeline"',
                  id="flow-section"),
     pytest.param(setting("Flow", {}), "Flow", 'rename it to "Pipeline" (this config has both: keep one)',
                  id="flow-and-pipeline"),
     pytest.param(setting("Pipeline", []), "Pipeline", "expected an object, got list", id="pipeline-not-object"),
-    pytest.param(removing(PRODUCER), PRODUCER, "missing required key", id="no-producer"),
-    pytest.param(removing(CONSUMER), CONSUMER, "missing required key", id="no-consumer"),
+    pytest.param(resetting(PRODUCER), PRODUCER, "missing required key", id="no-producer"),
+    pytest.param(resetting(CONSUMER), CONSUMER, "missing required key", id="no-consumer"),
     pytest.param(
         renaming("Pipeline.stagers_conf", "stager_conf"),
         "Pipeline.stager_conf",
@@ -188,7 +188,7 @@ FILE_CASES = [
         id="nb-threads-typo",
     ),
     *(
-        pytest.param(removing(f"{section}.{key}"), f"{label}.{key}", "missing required key", id=f"no-{key}-{kind}")
+        pytest.param(resetting(f"{section}.{key}"), f"{label}.{key}", "missing required key", id=f"no-{key}-{kind}")
         for key in ("name", "class", "module")
         for kind, section, label in [
             ("producer", PRODUCER, PRODUCER),
@@ -223,7 +223,7 @@ FILE_CASES = [
         id="consumer-next-steps",
     ),
     pytest.param(
-        removing(f"{PRODUCER}.next_steps"),
+        resetting(f"{PRODUCER}.next_steps"),
         f"{PRODUCER}.next_steps",
         "the producer must send to at least one step",
         id="producer-no-next-steps",
@@ -622,6 +622,64 @@ FILE_CASES = [
     ),
 ]
 
+#: Where Counter's option ``count`` belongs, as an error put elsewhere says it.
+COUNT_HOME = ('count is an option of Counter, the class of step COUNT: set it in the "Counter" section or in the '
+              '"config" key of its step')
+#: Where a run key belongs, as an error says it.
+MODE_HOME = 'did you mean Pipeline.mode? a run key, of the "Pipeline" section'
+
+#: A key put where it does not belong (the README's newcomer's mistakes): (change, the error's key, the whole problem,
+#: which says where the key belongs instead of listing what its place takes).
+MISPLACED_CASES = [
+    pytest.param(setting(f"{PRODUCER}.count", 3), f"{PRODUCER}.count", "unknown key (count is an option of the "
+                 'step\'s class Counter: set it in the step\'s "config" key or in the "Counter" section)',
+                 id="own-option-in-step"),
+    pytest.param(setting(f"{CONSUMER}.count", 3), f"{CONSUMER}.count", f"unknown key ({COUNT_HOME})",
+                 id="other-option-in-consumer"),
+    pytest.param(setting("Pipeline.stagers_conf.0.path", "x"), f"{STAGER}.path", "unknown key (path is an option of "
+                 'JsonLinesWriter, the class of step WRITE: set it in the "JsonLinesWriter" section or in the "config" '
+                 "key of its step)", id="other-option-in-stager"),
+    pytest.param(setting("Pipeline.count", 3), "Pipeline.count", f"unknown key ({COUNT_HOME})",
+                 id="option-in-pipeline"),
+    pytest.param(setting("Pipeline.nb_thread", 2), "Pipeline.nb_thread", "unknown key (nb_thread is a key of each "
+                 "step: set it in producer_conf, each item of stagers_conf or consumer_conf)",
+                 id="step-key-in-pipeline"),
+    pytest.param(setting("Pipeline.mod", "sequential"), "Pipeline.mod", "unknown key (did you mean 'mode'?)",
+                 id="typo-in-pipeline"),
+    # A misspelt required key: its typo, not the key it misses (the check waits for the steps' classes).
+    pytest.param(renaming("Pipeline.stagers_conf.0.class", "clas"), f"{STAGER}.clas",
+                 "unknown key (did you mean 'class'?)", id="required-step-key-typo"),
+    pytest.param(renaming(PRODUCER, "producer_cof"), "Pipeline.producer_cof",
+                 "unknown key (did you mean 'producer_conf'?)", id="required-section-typo"),
+    pytest.param(setting("Pipeline.speed", 2), "Pipeline.speed", "unknown key (expected producer_conf, stagers_conf, "
+                 "consumer_conf or a run key: see the configuration reference)", id="no-such-key-in-pipeline"),
+    pytest.param(setting("mode", "sequential"), "mode", f"unknown section: not a step class of this pipeline "
+                 f"({MODE_HOME})", id="run-key-at-top-level"),
+    pytest.param(setting("stagers_conf", []), "stagers_conf", "unknown section: not a step class of this pipeline (did "
+                 'you mean Pipeline.stagers_conf? the steps go in the "Pipeline" section)', id="steps-at-top-level"),
+    pytest.param(setting("count", 3), "count", f"unknown section: not a step class of this pipeline ({COUNT_HOME})",
+                 id="option-at-top-level"),
+    pytest.param(setting(f"{PRODUCER}.mode", "sequential"), f"{PRODUCER}.mode", f"unknown key ({MODE_HOME})",
+                 id="run-key-in-step"),
+    pytest.param(setting("Counter.JsonLinesWriter", {"path": "x"}), "Counter.JsonLinesWriter", "Counter has no option "
+                 "'JsonLinesWriter' (JsonLinesWriter is the class of step WRITE: its section goes at the top level of "
+                 "the file)", id="other-steps-section-inside"),
+    pytest.param(setting("Counter.next_steps", "PASS"), "Counter.next_steps", "Counter has no option 'next_steps' "
+                 "(next_steps is a key of each step: set it in Pipeline.producer_conf)", id="step-key-in-section"),
+    pytest.param(setting("Counter.mode", "sequential"), "Counter.mode", f"Counter has no option 'mode' ({MODE_HOME})",
+                 id="run-key-in-section"),
+    pytest.param(setting("JsonLinesWriter.count", 3), "JsonLinesWriter.count",
+                 f"JsonLinesWriter has no option 'count' ({COUNT_HOME})", id="other-option-in-section"),
+    pytest.param(setting("Pipeline.stagers_conf.0.config", {"count": 3}), f"{STAGER}.config.count",
+                 f"PassThrough has no option 'count' ({COUNT_HOME})", id="other-option-in-step-config"),
+    pytest.param(setting("Pipeline.stagers_conf.0.config", {"queue_limit": 4}), f"{STAGER}.config.queue_limit",
+                 f"PassThrough has no option 'queue_limit' (queue_limit is a key of each step: set it in {STAGER})",
+                 id="step-key-in-step-config"),
+    pytest.param(setting("Pipeline.stagers_conf.0.config", {"Counter": {"count": 3}}), f"{STAGER}.config.Counter",
+                 "PassThrough has no option 'Counter' (Counter is the class of step COUNT: its section goes at the top "
+                 "level of the file)", id="other-steps-section-in-step-config"),
+]
+
 #: (command-line arguments, the error's key, what it says was expected)
 COMMAND_LINE_CASES = [
     pytest.param(
@@ -631,6 +689,14 @@ COMMAND_LINE_CASES = [
         ["--Counter.cont=3"], "--Counter.cont", "Counter has no option 'cont' (did you mean 'count'?)", id="cli-trait"
     ),
     pytest.param(["--Countr.count=3"], "--Countr", "unknown class (did you mean 'Counter'?)", id="cli-class"),
+    pytest.param(["--Counter.nb_thread=2"], "--Counter.nb_thread", "Counter has no option 'nb_thread' (nb_thread is "
+                 "a key of each step: set it in Pipeline.producer_conf, in the config file)", id="cli-step-key"),
+    pytest.param(["--Counter.path=x"], "--Counter.path", "Counter has no option 'path' (path is an option of "
+                 "JsonLinesWriter, the class of step WRITE: --JsonLinesWriter.path)", id="cli-other-steps-option"),
+    pytest.param(["--Counter.mode=sequential"], "--Counter.mode", "Counter has no option 'mode' (did you mean "
+                 '--Pipeline.mode? a run key, of the "Pipeline" section)', id="cli-run-key-in-class"),
+    pytest.param(["--Pipeline.count=3"], "--Pipeline.count", "Pipeline has no option 'count' (count is an option of "
+                 "Counter, the class of step COUNT: --Counter.count)", id="cli-option-in-pipeline"),
     pytest.param(
         ["--Pipeline.mode=fast"],
         "--Pipeline.mode",
@@ -778,10 +844,18 @@ def test_a_step_check_names_the_command_line_when_the_value_came_from_it(tmp_pat
     assert (error.source, error.key) == (str(path), PRODUCER)
 
 
+@pytest.mark.parametrize(("change", "key", "problem"), MISPLACED_CASES)
+def test_a_key_in_the_wrong_place_says_where_it_belongs(tmp_path: Path, change: Change, key: str,
+                                                        problem: str) -> None:
+    """It listed what the wrong place takes (27 run keys, 600 characters) or that a class must be a child class."""
+    error = config_error(write(tmp_path, change))
+    assert (error.key, error.problem) == (key, problem)
+
+
 #: Cases that run through a real pipeline-run subprocess: (change, command-line arguments).
 SUBPROCESS_CASES = [
     pytest.param(replacing(INVALID_JSON), [], id="invalid-json"),
-    pytest.param(removing("Pipeline"), [], id="no-pipeline"),
+    pytest.param(resetting("Pipeline"), [], id="no-pipeline"),
     pytest.param(renaming("Pipeline", "Flow"), [], id="flow-section"),
     pytest.param(setting("Pipeline.stagers_conf.0.nb_thread", 0), [], id="nb-thread-0"),
     pytest.param(renaming("Pipeline.stagers_conf.0.nb_thread", "nb_threads"), [], id="nb-threads-typo"),
@@ -800,6 +874,10 @@ SUBPROCESS_CASES = [
     pytest.param(setting("Pipeline.dead_letter", "."), [], id="dead-letter-folder"),
     pytest.param(setting("Counter", {"count": nested(200)}), [], id="nested-too-deeply"),
     pytest.param(lambda document: document, ["--Pipeline.graph_interval=inf"], id="cli-graph-interval-inf"),
+    pytest.param(setting(f"{PRODUCER}.count", 3), [], id="own-option-in-step"),
+    pytest.param(setting("Pipeline.nb_thread", 2), [], id="step-key-in-pipeline"),
+    pytest.param(setting("mode", "sequential"), [], id="run-key-at-top-level"),
+    pytest.param(lambda document: document, ["--Counter.nb_thread=2"], id="cli-step-key-in-section"),
 ]
 
 

@@ -6,7 +6,7 @@ from typing import Any
 #: Where each public name lives; imported on first use, so that a module needing only the validated
 #: steps (config.model, in a worker process) does not load the loader and its traitlets machinery.
 _NAMES = {"DEFAULT_QUEUE_LIMIT": "stepkeys", "DICT_SOURCE": "model", "MAX_DEPTH": "loader", "MAX_FILE_BYTES": "loader",
-          "SECTIONS": "loader", "PipelineConfig": "model", "StepConfig": "model", "load_config": "loader"}
+          "SECTIONS": "misplaced", "PipelineConfig": "model", "StepConfig": "model", "load_config": "loader"}
 
 __all__ = sorted(_NAMES)
 

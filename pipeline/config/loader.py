@@ -12,7 +12,7 @@ import logging
 import re
 import sys
 from collections import deque
-from collections.abc import Callable, Iterable, Iterator, Mapping
+from collections.abc import Callable, Collection, Iterable, Iterator, Mapping, Sequence
 from pathlib import Path
 from typing import Any
 
@@ -24,6 +24,7 @@ from pipeline.component import Component, reserved_names
 from pipeline.config.ctapipe_flow import FLOW_PORTS_EDIT, FLOW_PORTS_KEY, FLOW_SECTION, FLOW_SECTION_EDIT, flow_leftover
 from pipeline.config.graph import check_graph, path_text
 from pipeline.config.imports import hidden_file, import_problem, module_file
+from pipeline.config.misplaced import PIPELINE, SECTIONS, Home, belongs
 from pipeline.config.model import DICT_SOURCE, PipelineConfig, StepConfig
 from pipeline.config.stepkeys import REQUIRED_STEP_KEYS, STEP_KEYS, StepKeys, role_problem, workers_problem
 from pipeline.config.traits import ValueProblem, names_a_class, shown
@@ -31,8 +32,6 @@ from pipeline.console.humanize import error_text, failure_place, nearest, sugges
 from pipeline.errors import COMMAND_LINE, ConfigError, option_key
 
 log = logging.getLogger("pipeline.config")
-
-SECTIONS = ("producer_conf", "stagers_conf", "consumer_conf")
 
 #: How deeply a config may nest objects and lists. Ours nest 5 deep; traitlets merges and copies
 #: configs recursively, so a document nested near Python's recursion limit (1000) would crash it.
@@ -425,8 +424,9 @@ class _Validator:
             if key in ("version", "Pipeline"):
                 continue
             if key not in classes:
+                hint = self.misplaced(key, list(steps.values())) or suggest(key, [*classes, PIPELINE])
                 raise self.error(key, "unknown section" + (_unlisted(key) or ": not a step class of this pipeline"
-                                                           + suggest(key, [*classes, "Pipeline"])))
+                                                           + hint))
             if not names_a_class(key):  # traitlets takes such a key for an option: the section would set nothing
                 raise self.error(key, f"traitlets cannot configure the class {key!r}: it takes a name that does not "
                                       "begin with a capital letter for an option (expected a class whose name begins "
@@ -435,21 +435,16 @@ class _Validator:
                 raise self.error(key, f"expected an object of trait values, got {_type_name(values)}")
             config[key] = self.section(key, classes[key], values)
         for step in steps.values():
-            self.section(f"{step.key}.config", step.cls, step.traits)
+            self.section(f"{step.key}.config", step.cls, step.traits, step=step)
         overrides = self.overrides(overrides, classes)
         config.merge(overrides)
         return PipelineConfig(self.source, steps, config, overrides, linear, overrides_source=self.overrides_source)
 
     def steps(self, section: dict[str, Any]) -> tuple[dict[str, StepConfig], bool]:
         """The steps of the ``Pipeline`` section, and whether they were chained in list order."""
-        allowed = set(SECTIONS) | {
-            name for cls in self.settings.values() for name in cls.class_traits(config=True)
-        }
-        for key in section:
-            if key not in allowed:
-                raise self.error(f"Pipeline.{key}", "unknown key" + suggest(key, allowed))
         for required in ("producer_conf", "consumer_conf"):
             if required not in section:
+                self.unknown_pipeline_key(section, [])  # a misspelt "producer_conf" is the fault to name
                 raise self.error(f"Pipeline.{required}", "missing required key")
         stagers = section.get("stagers_conf", [])
         if not isinstance(stagers, list):
@@ -465,6 +460,11 @@ class _Validator:
             if step.name in steps:
                 raise self.error(f"{key}.name", f"duplicate step name {step.name!r} (also at {steps[step.name].key})")
             steps[step.name] = step
+        # Said once every step's class is imported, for a step's option may be where such a key belongs.
+        built = list(steps.values())
+        self.unknown_pipeline_key(section, built)
+        for step, (_, key, entry) in zip(built, entries, strict=True):
+            self.unknown_step_key(key, entry, built, step)
         if linear:
             return self.chain(steps), True
         producer = next(iter(steps.values()))
@@ -475,6 +475,40 @@ class _Validator:
                 "(or leave next_steps out of every step to chain the steps in list order)",
             )
         return steps, False
+
+    def unknown_pipeline_key(self, section: dict[str, Any], steps: list[StepConfig]) -> None:
+        """Refuse a key that the ``Pipeline`` section does not take, saying where it belongs among ``steps``."""
+        for name in section:
+            if name not in SECTIONS and name not in self.run_keys:
+                hint = self.misplaced(name, steps) or _run_key_hint(name, self.run_keys)
+                raise self.error(f"{PIPELINE}.{name}", "unknown key" + hint)
+
+    def unknown_step_key(self, key: str, entry: dict[str, Any], steps: list[StepConfig],
+                         step: StepConfig | None = None) -> None:
+        """Refuse a key that the step ``entry`` (at ``key``, read as ``step``) does not take, saying where it belongs
+        among ``steps``."""
+        for name in entry:
+            if name not in STEP_KEYS:
+                hint = self.misplaced(name, steps, [step] if step else []) or suggest(name, STEP_KEYS)
+                raise self.error(f"{key}.{name}", "unknown key" + hint)
+
+    @property
+    def run_keys(self) -> set[str]:
+        """The options of the framework's settings classes, which the ``Pipeline`` section takes."""
+        return {name for cls in self.settings.values() for name in cls.class_traits(config=True)}
+
+    def misplaced(self, name: str, steps: Sequence[StepConfig], here: Sequence[StepConfig] = (),
+                  source: str | None = None) -> str:
+        """Where ``name``, found in a place of ``source`` that does not take it, belongs among the run keys, the step
+        keys, ``steps`` and their classes: words for its error ("" if nowhere); ``here``: the steps of that place."""
+        owners: dict[tuple[type[Configurable], bool], list[str]] = {}
+        for step in steps:
+            owners.setdefault((step.cls, False), []).append(step.name)
+        for step in steps:
+            for child in child_classes(step.cls):
+                owners.setdefault((child, True), []).append(step.name)
+        homes = [Home(cls, tuple(names), child) for (cls, child), names in owners.items()]
+        return belongs(name, homes, self.run_keys, here, source or self.source)
 
     def chain(self, steps: dict[str, StepConfig]) -> dict[str, StepConfig]:
         """The steps linked in config order: each one's next step is the one after it."""
@@ -490,16 +524,16 @@ class _Validator:
         """One step's keys, checked by the traits of StepKeys and the rules of its kind."""
         if not isinstance(entry, dict):
             raise self.error(key, f"expected an object describing a step, got {_type_name(entry)}")
-        for name in entry:
-            if name == FLOW_PORTS_KEY:  # a ctapipe flow step's, said as the edit it needs
-                raise self.error(f"{key}.{name}", FLOW_PORTS_EDIT)
-            if name not in STEP_KEYS:
-                raise self.error(f"{key}.{name}", "unknown key" + suggest(name, STEP_KEYS))
+        if FLOW_PORTS_KEY in entry:  # a ctapipe flow step's, said as the edit it needs
+            raise self.error(f"{key}.{FLOW_PORTS_KEY}", FLOW_PORTS_EDIT)
         for name in REQUIRED_STEP_KEYS:
             if name not in entry:
+                self.unknown_step_key(key, entry, [])  # a misspelt "class" is the fault to name
                 raise self.error(f"{key}.{name}", "missing required key")
         keys = StepKeys()
         for name, value in entry.items():
+            if name not in STEP_KEYS:
+                continue  # said once every step's class is known, with where the key belongs
             try:
                 keys.set_key(name, value)
             except ValueProblem as err:
@@ -622,9 +656,11 @@ class _Validator:
         return f" ({cls.__module__}.{cls.__qualname__}, of {steps})"
 
     def section(
-        self, key: str, cls: type[Configurable], values: Mapping[str, Any], source: str | None = None
+        self, key: str, cls: type[Configurable], values: Mapping[str, Any], source: str | None = None,
+        step: StepConfig | None = None,
     ) -> Config:
-        """Check each trait value of a section against ``cls``; ``source`` names where they came from."""
+        """Check each trait value of a section against ``cls``; ``source`` names where they came from, ``step`` the
+        step whose ``config`` they are (else they are for each step of ``cls``, or that builds it)."""
         source = source or self.source
         traits = cls.class_traits(config=True)
         note = self.owner_note(cls)
@@ -641,8 +677,14 @@ class _Validator:
                     self.section(f"{key}.{name}", nested, value, source)
                     continue
                 hint = suggest(name, traits)
+                steps = list(self.built.values())
+                here = [step] if step else [s for s in steps if issubclass(s.cls, cls)
+                                            or s.name in self.owners.get(cls.__name__, ())]
+                placed = self.misplaced(name, steps, here, source)
                 if name in cls.class_traits():  # the trait is there, but not an option
                     hint = f" (its trait {name!r} is not tagged as one: declare it with .tag(config=True))"
+                elif placed:
+                    hint = placed
                 elif isinstance(value, dict) and names_a_class(name):  # a section for a class this step does not list
                     hint = (f" (a section for a class its step builds: that class must be in the step's "
                             f"child_classes){hint if 'did you mean' in hint else ''}")
@@ -701,6 +743,16 @@ class _Validator:
                 raise ConfigError(source, f"{written}.{leftover[0]}", leftover[1])
             settled[section] = self.section(written, known[section], values, source=source)
         return settled
+
+
+def _run_key_hint(name: str, run_keys: Collection[str]) -> str:
+    """For a key the ``Pipeline`` section does not take: the nearest of its keys, else what it takes, in short (its run
+    keys are too many for one line)."""
+    near = nearest(name, [*SECTIONS, *run_keys])
+    if near is not None:
+        return f" (did you mean {near!r}?)"
+    more = " or a run key: see the configuration reference" if run_keys else ""
+    return f" (expected {', '.join(SECTIONS)}{more})"
 
 
 def _last_wins(values: Mapping[str, Any]) -> dict[str, Any]:
