@@ -19,6 +19,7 @@ from pathlib import Path
 
 import pytest
 
+from pipeline import ConfigError, Pipeline
 from pipeline.config.loader import load_config
 from pipeline.console.humanize import failure_place
 from pipeline.engine.worker_process import LoadError, Spec, load_step
@@ -183,8 +184,8 @@ def test_a_step_module_beside_a_config_run_from_elsewhere_says_where_modules_com
     assert result.returncode == 2
     assert result.stderr.splitlines()[-1] == (
         "pipeline-run: error: ana/broken.json: Pipeline.consumer_conf.module: cannot import module 'mysteps': "
-        "ModuleNotFoundError: No module named 'mysteps' (there is ana/mysteps.py beside the config: step modules "
-        f"are imported from the directory pipeline-run runs in, {tmp_path}: run it from ana)")
+        "ModuleNotFoundError: No module named 'mysteps' (there is ana/mysteps.py beside the config, but step modules "
+        f"are imported from the working directory, {tmp_path}, and sys.path: run from ana, or add ana to PYTHONPATH)")
 
 
 @pytest.mark.parametrize("where", ["absolute", "above", "absolute-here"])
@@ -203,8 +204,60 @@ def test_a_module_given_as_a_path_outside_the_run_directory_is_guessed_as_a_name
     if where == "absolute-here":
         assert last.endswith("not a file's path: did you mean 'mysteps'?)"), last
     else:
-        assert last.endswith(f"not a file's path: did you mean 'mysteps'? step modules are imported from the directory "
-                             f"pipeline-run runs in, {run_dir}: run it from {Path(module).parent})"), last
+        parent = Path(module).parent
+        assert last.endswith(f"not a file's path: did you mean 'mysteps'? step modules are imported from the working "
+                             f"directory, {run_dir}, and sys.path: run from {parent}, or add {parent} to "
+                             "PYTHONPATH)"), last
+
+
+#: A script that runs broken.json from Python, as the README's run_squares.py does.
+SCRIPT = 'from pipeline import Pipeline\n\nPipeline.from_config({config!r}).run()\n'
+
+
+def run_script(directory: Path, *args: str) -> subprocess.CompletedProcess[str]:
+    """``python ARGS`` in ``directory``, with this checkout on the path (and not ``directory``)."""
+    return subprocess.run([sys.executable, *args], cwd=directory, capture_output=True, text=True, timeout=60,
+                          check=False, env={**os.environ, "PYTHONPATH": str(ROOT)})
+
+
+def test_a_script_elsewhere_says_the_working_directory_is_not_on_sys_path(tmp_path: Path) -> None:
+    """The README's run_squares.py moved into scripts/: the hint was "did you mean 'mysteps'?", the very name."""
+    write_files(tmp_path, {"mysteps.py": "from algorithms.basic import Printer\n",
+                           "scripts/run.py": SCRIPT.format(config="broken.json")})
+    printer_config(tmp_path, "mysteps")
+    result = run_script(tmp_path, "scripts/run.py")
+    assert (result.returncode, result.stderr.splitlines()[-1]) == (1, (
+        "pipeline.errors.ConfigError: broken.json: Pipeline.consumer_conf.module: cannot import module 'mysteps': "
+        f"ModuleNotFoundError: No module named 'mysteps' (mysteps.py is in the working directory, {tmp_path}, which is "
+        "not on sys.path: run the script as python -m scripts.run, or add the directory to PYTHONPATH or sys.path)"))
+    assert run_script(tmp_path, "-m", "scripts.run").returncode == 0  # the hint holds
+
+
+def test_a_script_beside_its_folder_names_no_pipeline_run(tmp_path: Path) -> None:
+    """The config as ../squares.json from scripts/: "imported from the directory pipeline-run runs in: run it from ..",
+    to someone who ran a script; running it from .. would not have found the module either."""
+    write_files(tmp_path, {"mysteps.py": "from algorithms.basic import Printer\n",
+                           "scripts/run.py": SCRIPT.format(config="../broken.json")})
+    printer_config(tmp_path, "mysteps")
+    result = run_script(tmp_path / "scripts", "run.py")
+    assert (result.returncode, result.stderr.splitlines()[-1]) == (1, (
+        "pipeline.errors.ConfigError: ../broken.json: Pipeline.consumer_conf.module: cannot import module 'mysteps': "
+        "ModuleNotFoundError: No module named 'mysteps' (there is ../mysteps.py beside the config, but .. is not on "
+        "sys.path, where step modules are imported from: add it to PYTHONPATH or sys.path)"))
+
+
+def test_from_config_says_the_working_directory_is_not_on_sys_path(tmp_path: Path,
+                                                                   monkeypatch: pytest.MonkeyPatch) -> None:
+    """In-process, as a notebook or a test calls it: Pipeline.from_config() puts nothing on sys.path."""
+    write_files(tmp_path, {"offpath_steps.py": "from algorithms.basic import Printer\n"})
+    monkeypatch.chdir(tmp_path)
+    monkeypatch.setattr(sys, "path", [entry for entry in sys.path if entry and Path(entry).resolve() != tmp_path])
+    with pytest.raises(ConfigError) as raised:
+        Pipeline.from_config(printer_config(tmp_path, "offpath_steps"))
+    assert raised.value.problem == (
+        "cannot import module 'offpath_steps': ModuleNotFoundError: No module named 'offpath_steps' (offpath_steps.py "
+        f"is in the working directory, {tmp_path}, which is not on sys.path: add the directory to PYTHONPATH or "
+        "sys.path)")
 
 
 def test_a_module_named_in_another_case_than_its_file_is_suggested(tmp_path: Path) -> None:

@@ -1,5 +1,10 @@
-"""Why a step's module or class cannot be imported, in one line: where it failed, and an installed package of the
-same name that hides the user's own file or folder. Light (the standard library only), for worker processes too."""
+"""Why a step's module or class cannot be imported, in one line: where it failed, an installed package of the
+same name that hides the user's own file or folder, and a file that is there but not on ``sys.path``. Light (the
+standard library only), for worker processes too.
+
+Step modules are imported from ``sys.path``. ``pipeline-run`` puts its working directory there, as ``python -m``
+does; a script run as ``python scripts/run.py`` has ``scripts/`` there instead, and ``Pipeline.from_config()`` adds
+nothing: so the words on where modules come from depend on ``sys.path``, not on the entry point."""
 
 from __future__ import annotations
 
@@ -13,8 +18,66 @@ from pipeline.console.humanize import error_text, failure_place, nearest
 
 def import_problem(module_name: str, error: BaseException) -> str:
     """Why importing ``module_name`` raised ``error``, in one line naming the file and line where it failed."""
-    return (f"cannot import module {module_name!r}: {type(error).__name__}: {error_text(error)}{failure_place(error)}"
-            f"{hidden_folder(module_name, error) or path_for_name(module_name) or near_name(module_name, error)}")
+    why = (hidden_folder(module_name, error) or off_path(module_name, error) or path_for_name(module_name)
+           or near_name(module_name, error))
+    failure = f"{type(error).__name__}: {error_text(error)}{failure_place(error)}"
+    return f"cannot import module {module_name!r}: {failure}{why}"
+
+
+def on_path(folder: Path) -> bool:
+    """Whether modules in ``folder`` are found by name: it is on ``sys.path`` ("" there is the working directory)."""
+    return any(Path(entry or os.curdir).resolve() == folder.resolve() for entry in sys.path)
+
+
+def not_imported_from(folder: Path) -> str:
+    """How to import the modules of ``folder``, where a module was found that its name did not reach, as words that
+    are true whatever put which directory on sys.path (pipeline-run, python -m, a script, a notebook)."""
+    if _working_directory_imported():
+        return (f"step modules are imported from the working directory, {Path.cwd()}, and sys.path: run from "
+                f"{folder}, or add {folder} to PYTHONPATH")
+    return f"{folder} is not on sys.path, where step modules are imported from: add it to PYTHONPATH or sys.path"
+
+
+def off_path(module_name: str, error: BaseException) -> str:
+    """Why a module whose file or folder is in the working directory was not found: that directory is not on sys.path
+    (a script run from elsewhere: ``python scripts/run.py`` puts scripts/ there), as words to add to its import's
+    error; "" otherwise."""
+    top = module_name.split(".", 1)[0]
+    if not isinstance(error, ModuleNotFoundError) or error.name != top or on_path(Path.cwd()):
+        return ""
+    here = module_file(top, Path.cwd())
+    if not here.is_file() and not here.with_suffix("").is_dir():
+        return ""
+    script = _script_module()
+    run = f"run the script as python -m {script}, or " if script else ""
+    return (f" ({here.name if here.is_file() else top + '/'} is in the working directory, {Path.cwd()}, which is not "
+            f"on sys.path: {run}add the directory to PYTHONPATH or sys.path)")
+
+
+def _working_directory_imported() -> bool:
+    """Whether sys.path holds the working directory as such ("" or its path: pipeline-run, python -m, a notebook), so
+    that running from another directory would import from that one; not if it is there only as the folder of the
+    script Python runs (``python run.py``), which stays on sys.path wherever it runs from."""
+    here = Path.cwd().resolve()
+    entries = [Path(entry or os.curdir).resolve() for entry in sys.path].count(here)
+    script = _script()
+    return entries - (script is not None and script.parent == here) > 0
+
+
+def _script() -> Path | None:
+    """The Python file this Python runs as its script (``python scripts/run.py``, or ``python -m scripts.run``), or
+    None (pipeline-run, whose console script is no .py file; ``python -c``; a notebook)."""
+    script = Path(sys.argv[0]) if sys.argv and sys.argv[0].endswith(".py") else None
+    return script.resolve() if script is not None and script.is_file() else None
+
+
+def _script_module() -> str | None:
+    """The module name by which ``python -m`` runs the script this Python runs (``scripts.run`` for scripts/run.py
+    below the working directory, which it then puts on sys.path); None if no such script."""
+    script, here = _script(), Path.cwd().resolve()
+    if script is None or not script.is_relative_to(here):
+        return None
+    return ".".join(script.relative_to(here).with_suffix("").parts)
 
 
 def near_name(module_name: str, error: BaseException) -> str:
@@ -22,7 +85,8 @@ def near_name(module_name: str, error: BaseException) -> str:
     for mysteps.py), as words to add to its import's error; "" if none."""
     if not isinstance(error, ModuleNotFoundError) or error.name != module_name or "." in module_name:
         return ""
-    here = [path.stem for path in Path.cwd().glob("*.py")]
+    # Its own name is no suggestion: that file is there, but not on sys.path (off_path says so)
+    here = [path.stem for path in Path.cwd().glob("*.py") if path.stem != module_name]
     near = nearest(module_name, here)
     return f" (did you mean {near!r}? a module's name is its file's, case and all)" if near else ""
 
@@ -38,8 +102,7 @@ def path_for_name(module_name: str) -> str:
     # (absolute, ../) is a name only where it lies. normpath, not resolve(): a link is imported by its own name.
     parts = Path(os.path.relpath(os.path.normpath(Path.cwd() / path))).parts
     if parts[:1] == ("..",):
-        return (f"{expected} {path.name!r}? step modules are imported from the directory pipeline-run runs in, "
-                f"{Path.cwd()}: run it from {path.parent})")
+        return f"{expected} {path.name!r}? {not_imported_from(path.parent)})"
     return f"{expected} {'.'.join(parts)!r}?)"
 
 

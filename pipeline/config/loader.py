@@ -23,7 +23,7 @@ from traitlets.config.loader import DeferredConfigList, DeferredConfigString, La
 from pipeline.component import Component, reserved_names
 from pipeline.config.ctapipe_flow import FLOW_PORTS_EDIT, FLOW_PORTS_KEY, FLOW_SECTION, FLOW_SECTION_EDIT, flow_leftover
 from pipeline.config.graph import check_graph, path_text
-from pipeline.config.imports import hidden_file, import_problem, module_file
+from pipeline.config.imports import hidden_file, import_problem, module_file, not_imported_from
 from pipeline.config.misplaced import PIPELINE, SECTIONS, Home, belongs
 from pipeline.config.model import DICT_SOURCE, PipelineConfig, StepConfig
 from pipeline.config.stepkeys import REQUIRED_STEP_KEYS, STEP_KEYS, StepKeys, role_problem, workers_problem
@@ -605,8 +605,8 @@ class _Validator:
         return cls
 
     def beside(self, module_name: str, error: BaseException) -> str:
-        """Why a step module beside the config file was not found: step modules come from the directory pipeline-run
-        runs in ("" if that is not the case)."""
+        """Why a step module beside the config file was not found: step modules come from sys.path, where the config's
+        folder is not ("" if that is not the case)."""
         if not isinstance(error, ModuleNotFoundError) or error.name != module_name.split(".", 1)[0]:
             return ""
         folder = Path(self.source).parent if self.source != DICT_SOURCE else None
@@ -615,8 +615,7 @@ class _Validator:
         there = module_file(module_name, folder)
         if not there.is_file():
             return ""
-        return (f" (there is {there} beside the config: step modules are imported from the directory pipeline-run "
-                f"runs in, {Path.cwd()}: run it from {folder})")
+        return f" (there is {there} beside the config, but {not_imported_from(folder)})"
 
     def configurable_classes(self, steps: dict[str, StepConfig]) -> dict[str, type[Configurable]]:
         """Sections the file may hold: each step class and its configurable bases, then the classes
