@@ -30,7 +30,7 @@ def test_help_all_lists_the_options_of_the_config_steps(config: list[str]) -> No
     result = run_cli("--help-all", *config)
     assert result.returncode == 0
     assert "--Counter.count=<Int>\n    How many numbers to yield.\n    Default: 10\n" in result.stdout
-    assert "--JsonLinesWriter.path=<Unicode>\n    The file to write (replaced if it exists).\n" in result.stdout
+    assert "--JsonLinesWriter.path=<OutputFile>\n    The file to write (replaced if it exists).\n" in result.stdout
     assert "--Pipeline.mode=<Enum>" in result.stdout
     assert "listed when its config is given" not in result.stdout
 
