@@ -22,10 +22,11 @@ from pipeline import Pipeline, auth
 from pipeline.errors import ConfigError
 from pipeline.monitor import credentials
 from pipeline.monitor import monitor as monitor_module
-from pipeline.monitor.messages import Envelope, decode
+from pipeline.monitor.messages import GRAPH, Envelope, decode
 from pipeline.monitor.publisher import Publisher
 from tests.cli_helpers import ROOT, chain_config, run_cli, write_config
 from tests.monitor_steps import gate
+from tests.remote_helpers import free_port
 
 #: Seconds any wait may take.
 WAIT = 20.0
@@ -519,3 +520,29 @@ def test_the_end_of_a_run_reaches_its_monitor_after_a_burst_of_errors(tmp_path: 
         failed = sum(step["failed"] for step in last["steps"])
         assert failed == 2000 // 7 + 1
         assert topics.count("error") + last["dropped"] >= failed  # every error heard, or counted as dropped
+
+
+def test_a_monitor_restarted_again_and_again_is_heard_each_time(home: Path) -> None:
+    """Each monitor started anew at the run's address subscribes once: the run counted them all as one connection's,
+    and at the fifth it warned that the peer subscribed too often and dropped the connection."""
+    port = free_port()
+    publisher = Publisher(f"127.0.0.1:{port}", Envelope("r", "p", "c", "h", 1), None)
+    try:
+        for restart in range(8):
+            with zmq.Context() as context, context.socket(zmq.SUB) as monitor:
+                monitor.linger = 0
+                monitor.subscribe(b"")
+                monitor.bind(f"tcp://127.0.0.1:{port}")
+                deadline = time.monotonic() + WAIT
+                heard: list[int] = []
+                while not heard:  # as the run's monitor does: send, then look for subscribers (a send lets libzmq
+                    # take in what the connection sent)
+                    assert time.monotonic() < deadline, f"monitor {restart} heard nothing"
+                    publisher.publish(GRAPH, {"restart": restart})
+                    publisher.new_subscribers()
+                    if monitor.poll(100):
+                        heard.append(decode(monitor.recv_multipart())[1]["restart"])
+                assert heard == [restart]
+        assert publisher.resets == 0
+    finally:
+        publisher.close(0)
