@@ -371,6 +371,27 @@ def test_a_dead_letter_file_in_use_by_another_run_is_refused_before_anything_run
     assert again.returncode == 1 and len(read_records(str(dead))) == 3, again.stderr
 
 
+@pytest.mark.parametrize("into", ["itself", "another file"])
+def test_a_file_that_a_run_still_writes_is_not_replayed(tmp_path: Path, into: str) -> None:
+    """Replayed while its run went on writing it, its records so far ran, then the file was replaced under that run
+    (into itself: the records the run wrote after were lost in silence) or refused midway (exit 1 or 2, its first
+    messages run, and run again by the next replay): now one line, exit 2, before any step runs."""
+    dead = dead_letters(tmp_path, record(2), record(4), record(5))
+    kept = dead.read_bytes()
+    writing = os.open(dead, os.O_WRONLY | os.O_APPEND)  # as the run that still writes it holds it
+    try:
+        fcntl.flock(writing, fcntl.LOCK_EX)
+        target = dead if into == "itself" else tmp_path / "again.jsonl"
+        result = pipeline_run(replayable(tmp_path), f"--replay={dead}", f"--Pipeline.dead_letter={target}",
+                              "--FailEvery.every=2")
+    finally:
+        os.close(writing)
+    assert (result.returncode, result.stderr) == (
+        2, f"pipeline-run: error: {dead}: in use by another run (pid {os.getpid()}) (expected a dead-letter file that "
+           "no run writes while it is replayed: replay it once that run has ended)\n")
+    assert dead.read_bytes() == kept and not (tmp_path / "out.jsonl").exists()
+
+
 def test_a_replay_may_write_its_dead_letters_to_the_file_it_replays(tmp_path: Path) -> None:
     """The file is read before it is locked and emptied: the messages that fail again are its new records."""
     dead = dead_letters(tmp_path, record(2), record(4), record(5))

@@ -42,7 +42,7 @@ from traitlets import Unicode
 
 from pipeline.component import Component
 from pipeline.config.graph import reachable
-from pipeline.config.locks import in_use_words
+from pipeline.config.locks import in_use, in_use_words
 from pipeline.config.model import PipelineConfig, StepConfig
 from pipeline.errors import ConfigError
 from pipeline.failures.describe import failure_line, traceback_text
@@ -382,6 +382,10 @@ class Replay:
         self.count = 0  # its messages
         self.sent = 0  # those taken from ``messages()`` so far
         sweep_stale(path)
+        writer = in_use(path)
+        if writer is not None:  # its records so far would run, then those it writes after would be lost or run twice
+            raise ConfigError(path, "", f"{writer} (expected a dead-letter file that no run writes while it is "
+                                        "replayed: replay it once that run has ended)")
         self._kept: deque[tuple[str, Any]] = deque()  # the first messages, unpickled by the check, not sent yet
         try:
             self._identity = _identity(os.stat(path))
