@@ -17,7 +17,7 @@ from pipeline.config.options import RunOptions, settings_from
 from pipeline.config.traits import ListenAddress, OutputFile, Seconds
 from pipeline.execution.report import RunReport
 from pipeline.execution.runner import Runner
-from pipeline.failures.deadletter import preload, replay_config, replay_path, writes_over
+from pipeline.failures.deadletter import preload, release, replay_config, replay_path, writes_over
 from pipeline.monitor import Address, Monitor, MonitorSettings
 from pipeline.monitor.monitor import DEFAULT_GUI_ADDRESS
 
@@ -209,6 +209,8 @@ class Pipeline(Configurable):
                     self.failure_summary.append(settled)
             self._runner = None
             self._interrupts, self._first_signal = 0, None  # a later run starts afresh, whether this one ran or not
+            if replayed is not None:  # once its own dead letters took the file's place, if they do
+                release(replayed)
 
     def _new_runner(self) -> Runner:
         """The runner of the configured mode."""

@@ -26,10 +26,12 @@ from pipeline.failures.deadletter import (
     KEPT_MESSAGES,
     DeadLetterWriter,
     Replay,
+    hold,
     load_messages,
     load_replays,
     preload,
     read_records,
+    release,
 )
 from pipeline.message import Resume
 from tests.failure_helpers import REPO, config, pipeline_run, report_row, written
@@ -392,7 +394,24 @@ def test_a_file_that_a_run_still_writes_is_not_replayed(tmp_path: Path, into: st
     assert dead.read_bytes() == kept and not (tmp_path / "out.jsonl").exists()
 
 
-def test_a_replay_may_write_its_dead_letters_to_the_file_it_replays(tmp_path: Path) -> None:
+def test_no_run_starts_to_write_a_file_under_replay_and_the_replay_lets_it_go_at_its_end(tmp_path: Path) -> None:
+    """A run given the file a replay reads (into itself: the replay's records then took its place, and the run's
+    records were lost) is refused as for a file another run writes; once the replay ended, the file is free."""
+    dead = dead_letters(tmp_path, record(2), record(4), record(5))
+    path = config(tmp_path, {"class": "FailEvery", "on_error": "skip"}, Counter={"count": 6}, FailEvery={"every": 2})
+    hold(str(dead))  # as a replay of it holds it for its run
+    try:
+        result = pipeline_run(path, f"--Pipeline.dead_letter={dead}")
+    finally:
+        release(str(dead))
+    assert (result.returncode, result.stderr) == (
+        2, f"pipeline-run: error: command line: --Pipeline.dead_letter: {str(dead)!r}: in use by another run (pid "
+           f"{os.getpid()}) (expected a dead-letter file of its own for each run)\n")
+    report = Pipeline.from_config(str(replayable(tmp_path)), {"Pipeline": {"dead_letter": str(dead)}},
+                                  replay=str(dead)).run()
+    assert report.steps["STAGE"].counts.received == 3
+    DeadLetterWriter(str(dead)).close()  # free: a writer takes it
+
     """The file is read before it is locked and emptied: the messages that fail again are its new records."""
     dead = dead_letters(tmp_path, record(2), record(4), record(5))
     result = pipeline_run(replayable(tmp_path), f"--replay={dead}", f"--Pipeline.dead_letter={dead}",

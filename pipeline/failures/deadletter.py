@@ -42,7 +42,7 @@ from traitlets import Unicode
 
 from pipeline.component import Component
 from pipeline.config.graph import reachable
-from pipeline.config.locks import in_use, in_use_words
+from pipeline.config.locks import in_use_words
 from pipeline.config.model import PipelineConfig, StepConfig
 from pipeline.errors import ConfigError
 from pipeline.failures.describe import failure_line, traceback_text
@@ -382,10 +382,6 @@ class Replay:
         self.count = 0  # its messages
         self.sent = 0  # those taken from ``messages()`` so far
         sweep_stale(path)
-        writer = in_use(path)
-        if writer is not None:  # its records so far would run, then those it writes after would be lost or run twice
-            raise ConfigError(path, "", f"{writer} (expected a dead-letter file that no run writes while it is "
-                                        "replayed: replay it once that run has ended)")
         self._kept: deque[tuple[str, Any]] = deque()  # the first messages, unpickled by the check, not sent yet
         try:
             self._identity = _identity(os.stat(path))
@@ -420,11 +416,52 @@ _preloaded: dict[str, Replay] = {}
 _preloaded_lock = threading.Lock()
 
 
+# The dead-letter files that runs of this process replay, each held by a shared flock until its run ends.
+_held: dict[str, int] = {}
+
+
 def preload(path: str) -> None:
-    """Check the messages of ``path`` now, before the run, for the replay producer to send."""
-    replay = Replay(path)
+    """Hold ``path`` for the run and check its messages now, before the run, for the replay producer to send (the run
+    ``release``s it at its end)."""
+    hold(path)
+    try:
+        replay = Replay(path)
+    except BaseException:
+        release(path)
+        raise
     with _preloaded_lock:
         _preloaded[path] = replay
+
+
+def hold(path: str) -> None:
+    """Take a shared flock on the dead-letter file ``path`` for the replay: a ConfigError if a run is writing it (its
+    records so far would run, and those it writes after be lost or run twice), and no run starts to write it (each
+    takes its file's lock alone) until ``release``. A file that cannot be opened is left to the replay to name."""
+    try:
+        fd = os.open(path, os.O_RDONLY | os.O_NONBLOCK)  # O_NONBLOCK: a FIFO would wait for a writer
+    except OSError:
+        return
+    try:
+        fcntl.flock(fd, fcntl.LOCK_SH | fcntl.LOCK_NB)
+    except BlockingIOError:
+        words = in_use_words(fd)
+        os.close(fd)
+        raise ConfigError(path, "", f"{words} (expected a dead-letter file that no run writes while it is replayed: "
+                                    "replay it once that run has ended)") from None
+    except OSError:  # a file system without locks (ENOLCK): the replay checks that the file did not change
+        os.close(fd)
+        return
+    release(path)  # held already by a run of this process that did not release it: one hold a path
+    _held[path] = fd
+    _open_fds.add(fd)
+
+
+def release(path: str) -> None:
+    """Let go of the dead-letter file ``path`` that ``hold`` took for a replay (nothing if none)."""
+    fd = _held.pop(path, None)
+    if fd is not None:
+        _open_fds.discard(fd)
+        os.close(fd)
 
 
 class DeadLetterReplay(Component):
