@@ -471,7 +471,10 @@ def _holds_large_bytes(obj: Any) -> bool:
 
 
 def _memoryview_from(buffer: Buffer, fmt: str, shape: tuple[int, ...]) -> memoryview:
-    return memoryview(buffer).cast("B").cast(fmt, shape)
+    view = memoryview(buffer)
+    if view.format == fmt and view.shape == shape:  # bytes as they came (cast refuses an empty view)
+        return view
+    return view.cast("B").cast(fmt, shape)
 
 
 def _reduce_buffer(obj: Any) -> Any:
@@ -493,6 +496,9 @@ def _check_rebuildable(view: memoryview) -> None:
         memoryview(bytes(view.itemsize)).cast("B").cast(view.format)
     except (TypeError, ValueError) as err:
         raise MessageError(f"a memoryview of format {view.format!r} cannot be rebuilt by a receiver: {err}") from None
+    if 0 in view.shape and (view.format, view.ndim) != ("B", 1):  # Python casts no view with a 0 in its shape
+        raise MessageError(f"an empty memoryview of format {view.format!r} and shape {view.shape} cannot be rebuilt "
+                           "by a receiver (an empty one of bytes, format 'B', can: memoryview(b''))")
 
 
 def _reduce_array(array: Any) -> Any:

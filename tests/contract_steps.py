@@ -282,10 +282,12 @@ class Point(ctypes.Structure):
 
 def unframeable(kind: str) -> Any:
     """A message the wire cannot carry: 70,000 out-of-band buffers (all views of one 64 KiB
-    bytearray, so no big memory), or a memoryview of C structs."""
+    bytearray, so no big memory), a memoryview of C structs, or an empty one of floats in two dimensions."""
     if kind == "buffers":
         shared = bytearray(64 * 1024)
         return [memoryview(shared) for _ in range(70_000)]
+    if kind == "empty":
+        return memoryview(np.zeros((0, 5)))
     return memoryview((Point * 4)())
 
 
@@ -293,11 +295,19 @@ class BadOutput(Component):
     """Stager: passes messages on, but returns an unframeable message (see ``unframeable``) for message ``bad_on``."""
 
     bad_on = Int(5, help="The message answered with an unframeable output.").tag(config=True)
-    kind = Enum(["buffers", "ctypes"], "buffers", help="Which unframeable output.").tag(config=True)
+    kind = Enum(["buffers", "ctypes", "empty"], "buffers", help="Which unframeable output.").tag(config=True)
 
     def run(self, msg: int) -> Any:
         """Pass the message on, or return what cannot travel."""
         return unframeable(self.kind) if msg == self.bad_on else msg
+
+
+class EmptyViews(Component):
+    """Stager: returns each message with two empty memoryviews of bytes (an empty one, and the tail of one)."""
+
+    def run(self, msg: int) -> Any:
+        """The message and its empty views."""
+        return msg, memoryview(b""), memoryview(b"abc")[3:]
 
 
 class Unprintable(Exception):

@@ -271,6 +271,7 @@ def test_send_msg_from_a_thread_after_the_step_ended_fails_the_step(mode: str) -
 @pytest.mark.parametrize("kind,why", [
     ("buffers", "has 70000 buffers of 65536 bytes or more; at most 65535 can travel"),
     ("ctypes", "cannot be rebuilt by a receiver"),
+    ("empty", "an empty memoryview of format 'd' and shape (0, 5) cannot be rebuilt by a receiver"),
 ])
 def test_a_message_the_wire_cannot_carry_fails_alone(mode: str, kind: str, why: str) -> None:
     tag = new_tag()
@@ -286,6 +287,21 @@ def test_a_message_the_wire_cannot_carry_fails_alone(mode: str, kind: str, why: 
     assert first_error.startswith("MessageError: ") and why in first_error, first_error
     assert all(s.first_error is None for name, s in report.steps.items() if name != "S")
     assert report.unprocessed == 0
+
+
+@pytest.mark.parametrize(("mode", "extra"), [("sequential", {}), ("threads", {}), ("threads", {"nb_process": 2})],
+                         ids=["sequential", "threads", "processes"])
+def test_empty_memoryviews_of_bytes_travel(mode: str, extra: dict[str, Any]) -> None:
+    """Python casts no view with a 0 in its shape: each receiver failed them, as the sender's message (run() failed on
+    message 1: TypeError: memoryview: cannot cast view with zeros in shape or strides), and their replay too."""
+    tag = new_tag()
+    report = Pipeline.from_config(chain(step("P", "Numbers", ["S"]), [step("S", "EmptyViews", ["C"], **extra)],
+                                        step("C", "Record"), Numbers={"count": 4}, Record={"tag": tag}),
+                                  {"Pipeline": {"mode": mode}}).run()
+    assert report.exit_status == 0, report.table()
+    got = sorted(received(tag), key=lambda message: message[0])
+    assert [(n, bytes(a), a.format, a.shape, bytes(b), b.shape) for n, a, b in got] == [
+        (n, b"", "B", (0,), b"", (0,)) for n in range(4)]
 
 
 @pytest.mark.parametrize(("mode", "extra", "fused"), [

@@ -32,6 +32,7 @@ def test_a_receiver_in_a_process_cannot_change_what_the_sender_holds() -> None:
 @pytest.mark.parametrize("kind,why", [
     ("buffers", "has 70000 buffers of 65536 bytes or more; at most 65535 can travel"),
     ("ctypes", "cannot be rebuilt by a receiver"),
+    ("empty", "an empty memoryview of format 'd' and shape (0, 5) cannot be rebuilt by a receiver"),
 ])
 def test_a_message_a_process_cannot_send_fails_alone(kind: str, why: str) -> None:
     tag = new_tag()
