@@ -17,7 +17,7 @@ from pipeline.config.options import RunOptions, settings_from
 from pipeline.config.traits import ListenAddress, OutputFile, Seconds
 from pipeline.execution.report import RunReport
 from pipeline.execution.runner import Runner
-from pipeline.failures.deadletter import preload, release, replay_config, replay_path, writes_over
+from pipeline.failures.deadletter import preload, release, replay_config, replay_path
 from pipeline.monitor import Address, Monitor, MonitorSettings
 from pipeline.monitor.monitor import DEFAULT_GUI_ADDRESS
 
@@ -163,7 +163,7 @@ class Pipeline(Configurable):
         """The failure and shutdown settings of a run."""
         return settings_from(RunOptions, self, server_keys=self.server_keys,
                              dead_letter_setting=self.pipeline_config.setting_source("Pipeline", "dead_letter"),
-                             dead_letter_replaced=writes_over(replay_path(self.pipeline_config), self.dead_letter))
+                             replayed=replay_path(self.pipeline_config))
 
     def monitor_settings(self) -> MonitorSettings:
         """What the monitor publishes and shows during a run."""

@@ -420,20 +420,23 @@ def test_no_run_starts_to_write_a_file_under_replay_and_the_replay_lets_it_go_at
     assert [(r.line, r.step) for r in read_records(str(dead))] == [(1, "STAGE"), (2, "STAGE")]
 
 
+@pytest.mark.parametrize("into", ["itself", "another file"])
 @pytest.mark.parametrize("mode", ["threads", "sequential"])
-def test_a_replay_into_its_own_file_keeps_the_records_it_cannot_replay(tmp_path: Path, mode: str) -> None:
+def test_a_replay_keeps_the_records_it_cannot_replay(tmp_path: Path, mode: str, into: str) -> None:
     """A producer's value that could not be pickled leaves a record with no message: a replay rewriting that file
-    wrote only the other steps' records, and said nothing of the one it dropped, the only trace of that failure."""
+    wrote only the other steps' records, and said nothing of the one it dropped, the only trace of that failure; into
+    another file, it was left out of the file that follows the failures on, in silence."""
     producers = json.dumps({"step": "COUNT", "worker": 0, "seq": 2, "error": "MessageError: cannot pickle",
                             "traceback": ""})
     path = dead_letters(tmp_path, producers, record(1), record(2))
-    result = pipeline_run(replayable(tmp_path), f"--replay={path}", f"--Pipeline.dead_letter={path}",
+    target = path if into == "itself" else tmp_path / "again.jsonl"
+    result = pipeline_run(replayable(tmp_path), f"--replay={path}", f"--Pipeline.dead_letter={target}",
                           f"--Pipeline.mode={mode}")
     assert result.returncode == 0, result.stderr
     assert sorted(written(tmp_path)[:-1]) == [1, 2]
-    assert path.read_text(encoding="utf-8") == producers + "\n"
-    assert (f"dead letters: 1 record written to {path} (1 record of the replayed file kept as it was: no message to "
-            "replay)\n") in result.stderr
+    assert target.read_text(encoding="utf-8") == producers + "\n"
+    assert (f"dead letters: 1 record written to {target} (1 record of the replayed file kept as it was: no message "
+            "to replay)\n") in result.stderr
 
 
 def test_the_file_a_killed_replay_left_beside_its_own_is_removed_by_the_next_run(tmp_path: Path) -> None:

@@ -30,7 +30,7 @@ class RunOptions:
     allow_failures: bool = False  # exit 0 despite failed messages (with on_error=skip)
     dead_letter: str = ""  # JSON-lines file for failed messages ("" : none)
     dead_letter_setting: tuple[str, str] = ("", "Pipeline.dead_letter")  # where it was given: (source, key) of errors
-    dead_letter_replaced: bool = False  # it is the file the run replays: written beside it, to replace it at the end
+    replayed: str | None = None  # the dead-letter file the run replays (its dead_letter may be that very file)
     shutdown_timeout: float = 10.0  # seconds a stopping run may take before busy threads are left behind
     keep_freed_memory: bool = False  # tune malloc so large buffers are reused (see engine.allocator)
     heartbeat_interval: float = 1.0  # seconds between heartbeats of the run and its worker processes

@@ -63,13 +63,15 @@ class DeadLetterWriter:
     counted in ``lost`` without being written (the run's report says how many, and its exit status is 1).
     """
 
-    def __init__(self, path: str, setting: tuple[str, str] = ("", OPTION), replaced: bool = False) -> None:
+    def __init__(self, path: str, setting: tuple[str, str] = ("", OPTION), replayed: str | None = None) -> None:
         """``setting``: where the path was given, as a ConfigError names it (the config file or the command line, and
-        the key). ``replaced``: ``path`` is the file the run replays, which must stay as it is until the run has
-        lost nothing (a run stopped at once keeps no record of what it had in flight): the records go to
-        ``path`` + REPLACING_SUFFIX, which ``settle`` makes the file, or removes; its records with no message to
-        replay go there first, as they were."""
+        the key). ``replayed``: the dead-letter file the run replays, whose records with no message to replay are
+        written first, as they were (the replay cannot send them, and they are the only trace of those failures).
+        If that is ``path`` itself, it must stay as it is until the run has lost nothing (a run stopped at once
+        keeps no record of what it had in flight): the records go to ``path`` + REPLACING_SUFFIX, which ``settle``
+        makes the file, or removes."""
         self.path = path
+        replaced = writes_over(replayed, path)
         self._replacing = path + REPLACING_SUFFIX if replaced else None
         self.records = 0  # records written so far
         self.lost = 0  # records that could not be written (after ``error``)
@@ -107,16 +109,16 @@ class DeadLetterWriter:
         _open_fds.add(fd)
         if not replaced:  # a replay into this file reuses it
             sweep_stale(path)
-        self.kept = 0  # records of the replayed file with no message to replay, copied first (``replaced``)
-        if replaced:
-            self._keep_unreplayable(refused)
+        self.kept = 0  # records of the replayed file with no message to replay, copied first
+        if replayed is not None:
+            self._keep_unreplayable(replayed, refused)
 
-    def _keep_unreplayable(self, refused: Callable[[str], ConfigError]) -> None:
+    def _keep_unreplayable(self, replayed: str, refused: Callable[[str], ConfigError]) -> None:
         """Copy the records of the replayed file that have no message to replay (a failure with no input, such as a
         producer's value that could not be pickled) into the file that replaces it: they are the only trace of those
         failures, which the replay cannot send again."""
         try:
-            for line in unreplayable(self.path):
+            for line in unreplayable(replayed):
                 self._put(line)
                 self.kept += 1
         except (OSError, ConfigError) as err:

@@ -51,9 +51,9 @@ class FailurePolicy:
     """Shared by every thread of a run; calls ``stop(reason)`` when the run must stop taking input."""
 
     def __init__(self, max_failures: int, dead_letter: str, stop: Callable[[str], None],
-                 dead_letter_setting: tuple[str, str] = ("", OPTION), dead_letter_replaced: bool = False) -> None:
+                 dead_letter_setting: tuple[str, str] = ("", OPTION), replayed: str | None = None) -> None:
         """``dead_letter_setting``: where the dead-letter path was given, as an error opening it names it;
-        ``dead_letter_replaced``: it is the file the run replays (DeadLetterWriter's ``replaced``)."""
+        ``replayed``: the dead-letter file the run replays (DeadLetterWriter's)."""
         self.max_failures = max_failures
         self.stop = stop
         self.total = 0
@@ -65,7 +65,7 @@ class FailurePolicy:
         self.by_step: dict[str, Counter[str]] = {}  # failed messages per step, per exception type
         self._lock = threading.Lock()  # failures are rare: a lock here costs nothing on the hot path
         self._log = FailureLog()
-        self._writer = DeadLetterWriter(dead_letter, dead_letter_setting, dead_letter_replaced) if dead_letter else None
+        self._writer = DeadLetterWriter(dead_letter, dead_letter_setting, replayed) if dead_letter else None
         self.listeners: list[Callable[[ErrorEvent], None]] = []  # told of every error (the monitor)
         self.halted: set[str] = set()  # steps that start no further message (on_error=stop)
         self.not_run_count = 0  # messages that halted steps did not start (the report counts them as not processed)
@@ -191,7 +191,7 @@ class FailurePolicy:
     def for_run(cls, options: RunOptions, stop: Callable[[str], None]) -> FailurePolicy:
         """The policy of a run with ``options`` (its failure settings and dead-letter file), stopping it by ``stop``."""
         return cls(options.max_failures, options.dead_letter, stop, options.dead_letter_setting,
-                   options.dead_letter_replaced)
+                   options.replayed)
 
     def close(self, producer: Component | None = None) -> None:
         """The run ended, its producer ``producer`` (its Component, if it was built): if that is a replay stopped
