@@ -234,6 +234,17 @@ def test_a_worker_is_held_to_the_window_limit_whatever_it_asks() -> None:
 # --------------------------------------------------------------------------- answers, READY, the end
 
 
+def test_busy_workers_are_those_outside_the_run_that_hold_work() -> None:
+    """The run's own threads count themselves in the status: counted here too, a step of one thread showed busy=2/1."""
+    own = worker(9)
+    made = StepState(step(nb_thread=1), 1, RunOptions(), Policy(), lambda w: w == own, True, Clock())
+    for w in (own, worker(0)):
+        made.joined(w, 2)
+    made.take_input(packet(4))
+    assert {w for w, _ in hand_out(made)} == {own, worker(0)}
+    assert made.busy_workers() == 1
+
+
 def test_answers_in_order_then_ready_then_drained() -> None:
     made, _, _ = state()
     made.joined(worker(0), 4)
