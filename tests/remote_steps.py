@@ -133,6 +133,8 @@ class Tagged(Component):
             if os.environ.get(ROLE) == "remote-blocking":
                 _mark(self.gate, "busy")
                 wait_for(Path(self.gate, "never").exists, "the test to kill this worker")
+            if os.environ.get(ROLE) == "remote-exit-3":  # an exit status of the step's own (the run's "is gone")
+                os._exit(3)
         return {"value": value, "pid": os.getpid(), "keeper": keeper_of(os.getpid())}
 
 

@@ -346,6 +346,63 @@ def test_kill_9_of_a_remote_workers_process_fails_that_worker_in_one_line(launch
     assert_every_value_once(launch, run)
 
 
+def test_a_worker_process_that_exits_with_a_status_of_its_own_fails_its_worker_in_one_line(launch: Launcher) -> None:
+    """The step's code's os._exit(3) was passed on as pipeline-worker's status, without a word: 3 says the run is
+    gone, and 9 is no status the docs give."""
+    run = launch.run(launch.chain(nb_thread=1, workers=2))
+    worker = launch.worker(role="remote-exit-3")
+    assert worker.wait() == 1, worker.stderr
+    said = lines(worker.stderr)
+    assert len(said) == 1, worker.stderr
+    ended = rf"pipeline-worker: step {STAGE}: worker process \d+ \(pid \d+\) ended: exit code 3"
+    assert re.fullmatch(ended, said[0]), said[0]
+    assert run.wait() == 0, run.stderr
+    assert_every_value_once(launch, run)
+
+
+def _tree(pid: int) -> list[int]:
+    """``pid`` and every process below it."""
+    children = [int(child) for task in Path(f"/proc/{pid}/task").iterdir()
+                for child in (task / "children").read_text().split()]
+    return [pid, *(grandchild for child in children for grandchild in _tree(child))]
+
+
+@pytest.mark.parametrize("first", ["keeper", "processes"])
+def test_a_worker_whose_host_stopped_for_a_while_is_taken_for_dead_not_told_the_run_is_gone(
+        launch: Launcher, first: str) -> None:
+    """Its host stopped (SIGSTOP of the whole tree) past the heartbeats' patience, then resumed: pipeline-worker
+    counted its own stop as the run's silence ("the run is gone", exit 3, while the run went on), and took its
+    processes, still stopped as it resumed first, for stopped themselves."""
+    run = launch.run(launch.chain(nb_thread=1, workers=2, hold=True))  # the run goes on until the worker has ended
+    worker = launch.worker(role="remote-blocking")
+    wait_during(run, lambda: marker_pids(launch.gate, "busy"), "the remote worker to be in a message")
+    tree = _tree(worker.pid)
+    for pid in tree:
+        os.kill(pid, signal.SIGSTOP)
+    wait_during(run, lambda: "remote worker node7" in run.stderr, "the run to take the stopped worker for dead")
+    for pid in tree if first == "keeper" else reversed(tree):
+        os.kill(pid, signal.SIGCONT)
+    assert worker.wait() == 1, worker.stderr
+    assert "the run took worker process" in worker.stderr and "the run is gone" not in worker.stderr, worker.stderr
+    launch.hold.touch()
+    assert run.wait() == 0, run.stderr
+    assert_every_value_once(launch, run)
+
+
+def test_two_signals_at_once_leave_once(launch: Launcher) -> None:
+    """The second came while the worker left (GNU timeout sends its TERM twice): a traceback, and exit 1."""
+    run = launch.run(launch.chain(nb_thread=1, workers=2))
+    worker = launch.worker(role="remote-blocking")
+    wait_during(run, lambda: marker_pids(launch.gate, "busy"), "the remote worker to be in a message")
+    worker.popen.send_signal(signal.SIGTERM)
+    worker.popen.send_signal(signal.SIGINT)
+    assert worker.wait() in (128 + signal.SIGTERM, 128 + signal.SIGINT), worker.stderr
+    assert "Traceback" not in worker.stderr
+    assert len([line for line in lines(worker.stderr) if ": leaving; " in line]) == 1, worker.stderr
+    assert run.wait() == 0, run.stderr
+    assert_every_value_once(launch, run)
+
+
 def test_a_run_that_gives_up_names_the_remote_workers_it_leaves_behind(launch: Launcher) -> None:
     """cli.md: busy workers left behind are named in the report, a worker process with its pid: remote ones too (none
     was named)."""

@@ -189,6 +189,12 @@ class ProcessKeeper:
         path.unlink(missing_ok=True)
         return said.strip()
 
+    def resumed(self, now: float) -> None:
+        """The keeper itself did not run until ``now`` (stopped with its host): a stop of its processes is timed from
+        ``now`` (they were stopped with it, and may be resumed after it)."""
+        for process in self.processes.values():
+            process.seen = now
+
     def kill(self, process: WorkerProcess, why: str) -> None:
         """SIGKILL ``process``; its death, at the next look, says ``why``."""
         process.killed_for = why

@@ -45,7 +45,7 @@ from pipeline.engine.wire import (
     ping_frames,
     version_mismatch,
 )
-from pipeline.engine.worker_process import STEP_FAILED, Spec
+from pipeline.engine.worker_process import CANNOT_LOAD, STEP_FAILED, Spec
 from pipeline.errors import printable
 
 #: The command this agent serves: its lines on stderr start with its name.
@@ -203,8 +203,18 @@ class _Signalled(Exception):
         self.signum = signum
 
 
+#: The signals that make pipeline-worker leave.
+LEAVING_SIGNALS = (signal.SIGINT, signal.SIGTERM, signal.SIGHUP)
+
+
 def _raise_signal(signum: int, frame: object) -> None:
+    for sig in LEAVING_SIGNALS:  # the first starts the leaving: another (GNU timeout sends TERM twice) broke it off
+        signal.signal(sig, _leaving)  # with a traceback and exit 1 (SIG_IGN: Python raises for one already pending)
     raise _Signalled(signum)
+
+
+def _leaving(signum: int, frame: object) -> None:
+    """A signal while pipeline-worker leaves already: nothing more to do."""
 
 
 def serve_remote(address: str, login: Login, processes: int) -> int:
@@ -216,7 +226,7 @@ def serve_remote(address: str, login: Login, processes: int) -> int:
     keeper_socket.linger = 0
     secure_client(keeper_socket, login.own, login.server.public)
     keeper: ProcessKeeper | None = None
-    previous = {sig: signal.signal(sig, _raise_signal) for sig in (signal.SIGINT, signal.SIGTERM, signal.SIGHUP)}
+    previous = {sig: signal.signal(sig, _raise_signal) for sig in LEAVING_SIGNALS}
     try:
         spec, slot = ask_spec(keeper_socket, login, address)
         setproctitle(f"pipeline-worker: step {spec.step}, {processes} worker process{'es' if processes > 1 else ''}")
@@ -271,13 +281,17 @@ def _keep(socket: zmq.Socket, keeper: ProcessKeeper, spec: Spec) -> int:
     """Heartbeats with the run until every worker process has ended (their worst exit status) or the run is gone."""
     interval = spec.heartbeat_interval
     patience = interval * spec.heartbeat_liveness
-    heard = time.monotonic()
+    heard = looked = time.monotonic()
     beat = 0.0
     worst = 0
     failed_steps = 0  # worker processes whose step's code failed: the first says how, the rest are counted
     dropped: set[int] = set()  # worker processes the run took for dead (DROPPED)
     while keeper.processes:
         now = time.monotonic()
+        if now - looked > interval:  # this process did not run (stopped with its host): neither the run's silence
+            heard = beat = now  # nor its processes' stops were theirs; each is timed afresh, and the run asked at once
+            keeper.resumed(now)
+        looked = now
         if now >= beat:
             beat = now + interval
             for process in keeper.processes.values():
@@ -298,15 +312,21 @@ def _keep(socket: zmq.Socket, keeper: ProcessKeeper, spec: Spec) -> int:
                 worst = max(worst, TAKEN_FOR_DEAD)
                 continue
             code = death.process.child.returncode if death.process.child is not None else 1
-            if code < 0:  # a signal ended it (its status would be 256 - signal): one line says so, and the worker fails
-                say(f"step {spec.step}: worker process {death.process.slot} (pid {death.process.pid}) {death.reason}")
+            process = f"worker process {death.process.slot} (pid {death.process.pid})"
             if code == STEP_FAILED:
                 failed_steps += 1
                 if failed_steps == 1:
-                    say(f"worker process {death.process.slot} (pid {death.process.pid}): {death.reason}")
-            worst = max(worst, 1 if code < 0 or code == STEP_FAILED else code)
+                    say(f"{process}: {death.reason}")
+            elif code not in (0, CANNOT_LOAD) and death.process.child is not None:  # (one not started is said)
+                # A signal, or an exit status of the step's code's own (os._exit(3)): one line says so, and the
+                # worker fails (its status passed on said 3, "the run is gone", or 9)
+                say(f"step {spec.step}: {process} {death.reason if code < 0 else 'ended: ' + death.reason}")
+            worst = max(worst, 0 if code == 0 else 2 if code == CANNOT_LOAD else 1)
             sockets.send(socket, left_frames(Loss(death.process.slot, death.reason, death.running, not death.failed)))
-        if time.monotonic() - heard > patience:
+        now = time.monotonic()
+        if now - looked > interval:  # stopped during this turn: judged in the next, afresh
+            continue
+        if now - heard > patience:
             say(f"the run is gone (no heartbeat for {patience:g} s); leaving")
             return RUN_GONE
     if failed_steps > 1:
