@@ -25,9 +25,12 @@ import zmq
 from pipeline import Pipeline
 from pipeline.auth.curve import HANDSHAKE_SECONDS, CurveServer, ServerKeys
 from pipeline.auth.keys import authorized_keys, load_key_pair, load_public_key
+from pipeline.engine import sockets
 from pipeline.engine.door import MAX_REMOTE_WORKER_THREADS, Door
-from pipeline.engine.wire import HEADER, WIRE_VERSION, Kind
+from pipeline.engine.wire import HEADER, WIRE_VERSION, Answer, Kind, control_frames, packet_from_frames, ping_frames
+from pipeline.execution.executor import Outcome
 from pipeline.failures.deadletter import load_messages
+from pipeline.message import encode
 from tests.cli_helpers import ROOT, run_cli, write_config
 from tests.engine_helpers import chain
 from tests.engine_helpers import step as engine_step
@@ -47,7 +50,9 @@ from tests.remote_helpers import (
     servers,
     wait_during,
 )
+from tests.remote_peers import WINDOW, Intruder
 from tests.remote_steps import marker_pids, markers, parent_of
+from tests.wire_helpers import result_frames
 
 # The tests of this file take more than 10 s in all: `pytest -m "not slow"` leaves them out.
 pytestmark = pytest.mark.slow
@@ -415,6 +420,43 @@ def test_a_run_that_gives_up_names_the_remote_workers_it_leaves_behind(launch: L
     assert len(left) == 1, run.stderr
     assert re.fullmatch(rf"still busy, left behind: step {STAGE} remote worker process \d+ \(pid \d+ at 127\.0\.0\.1\) "
                         r"in run\(\) on message 0", left[0]), left[0]
+
+
+def test_a_run_that_gives_up_names_only_what_a_remote_worker_still_holds(launch: Launcher) -> None:
+    """cluster.md: a forced stop's `still busy` names only messages a worker holds. A heartbeat is up to a beat old:
+    the run named the message the last one said a worker ran, which the worker had answered since and the run had
+    written (a user could replay it). Here the heartbeat names message A, the worker answers A and holds the next
+    without a word: the run names what it holds, not A."""
+    run = launch.run(launch.chain(nb_thread=0), "--Pipeline.shutdown_timeout=1",
+                     "--Pipeline.heartbeat_liveness=100")  # no heartbeat after A's: the peer is not taken for dead
+    server = load_public_key(launch.keys.server_public).public
+    with Intruder(launch.address, load_key_pair(launch.keys.secret("intruder")), server, 0.2,
+                  lambda: run.popen.poll() is None) as peer:
+        slot = peer.join(STAGE)
+        thread = peer.thread
+        assert thread is not None
+        peer.send(thread, control_frames(Kind.JOIN, WINDOW))
+        first = packet_from_frames(peer.receive(thread, "first WORK"))
+        peer.send(peer.keeper, ping_frames(slot, [first.first_seq]))
+        peer.receive(peer.keeper, "PONG")  # the door has read the heartbeat naming A
+        peer.send(thread, result_frames([Answer(seq, [(encode({"value": seq, "pid": 0}), None)], Outcome.DONE)
+                                         for seq, _, _ in first.messages()]))
+        peer.send(thread, control_frames(Kind.READY, WINDOW))
+        wait_during(run, launch.outputs, "the run to write the answered message")
+        wait_during(run, lambda: thread.poll(0), "the run to hand the peer more work")
+        run.popen.send_signal(signal.SIGTERM)
+        assert run.wait() == 143, run.stderr
+        held = []  # what the run handed the peer after A: all of it in its socket by now
+        while sockets.waiting(thread):
+            held += [seq for seq, _, _ in packet_from_frames(sockets.recv(thread)).messages()]
+    assert [row["value"] for row in launch.outputs()] == [first.first_seq]
+    left = [line for line in lines(run.stderr) if line.startswith("still busy, left behind: ")]
+    assert len(left) == 1 and held, run.stderr
+    assert held == list(range(held[0], held[0] + len(held))), held  # from one queue, in order
+    spans = f"message {held[0]}" if len(held) == 1 else f"messages {held[0]}-{held[-1]}"
+    assert re.fullmatch(rf"still busy, left behind: step {STAGE} remote worker process {slot} \([^)]* at 127\.0\.0\.1\)"
+                        rf" holding {spans}, none of them in run\(\) at its last heartbeat \([\d.]+ s before\)",
+                        left[0]), left[0]
 
 
 def test_kill_9_of_the_only_worker_then_another_joins(launch: Launcher) -> None:

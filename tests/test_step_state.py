@@ -632,6 +632,22 @@ def test_a_process_holds_only_the_messages_handed_to_its_threads_and_its_finish_
     assert made.holding(0, [FINISHING, 10**9]) == [FINISHING]
 
 
+def test_a_process_holds_no_message_it_answered_though_its_packet_is_not_done() -> None:
+    """A heartbeat up to a beat old names a message the worker answered since (its outputs went on, written): the
+    run's lines named it left behind; what the thread holds is the rest of its packet."""
+    made, _, _ = state()
+    made.added(0, 1)
+    made.joined(worker(0), 8)
+    made.take_input(packet(4))
+    [(_, handed)] = hand_out(made)
+    first = seqs(handed)
+    assert len(first) > 1  # one packet of several messages, as a busy step hands out
+    made.answered(worker(0), answers(first[0], 1))
+    assert made.holding(0, first) == first[1:]
+    assert made.unanswered(0) == [[range(first[1], first[-1] + 1)]]
+    assert made.unanswered(1) == []
+
+
 def test_a_stopping_run_waits_for_no_remote_worker_to_replace_the_last_one() -> None:
     """A run draining after a signal (or on_error stop) lets no remote worker join: a step whose last remote worker
     left gives its queue up at once and says so; it waited for worker_timeout (60 s by default), long after

@@ -355,11 +355,22 @@ class Door(EngineThread):
         return None
 
     def busy(self) -> list[str]:
-        """Its remote worker processes still in a step's code at their last heartbeat, named (the run is abandoned).
-        Read from the runner's thread: the roster is a tuple, each one's running list replaced whole."""
-        return [line for worker in self.roster
-                for line in busy_lines(f"step {worker.step} remote worker process {worker.slot} (pid {worker.pid} at "
-                                       f"{worker.address})", worker.slot, worker.running, self.routers[worker.step])]
+        """Its remote worker processes still in a step's code, named (the run is abandoned). Their heartbeats are up to
+        a beat old: of what the last one said each ran, only the messages its step still holds unanswered are named in
+        run() (one it answered since, written downstream, was named left behind); a thread that holds messages none of
+        which the heartbeat named is named holding them. Read from the runner's thread: the roster is a tuple, each
+        one's running list replaced whole."""
+        now = time.monotonic()
+        lines = []
+        for worker in self.roster:
+            router = self.routers[worker.step]
+            name = f"step {worker.step} remote worker process {worker.slot} (pid {worker.pid} at {worker.address})"
+            running = router.state.holding(worker.slot, worker.running)
+            lines += busy_lines(name, worker.slot, running, router)
+            lines += [f"{name} holding {_messages(held)}, none of them in run() at its last heartbeat "
+                      f"({now - worker.heard:.1f} s before)" for held in router.state.unanswered(worker.slot)
+                      if not any(seq in messages for messages in held for seq in running)]
+        return lines
 
     def _ping(self, key: str, keeper: bytes, slot: int, payload: list) -> None:
         worker = self._slot(key, slot, "a heartbeat")
@@ -554,3 +565,15 @@ class Door(EngineThread):
             relay.close()
         worker.relays.clear()
         self.workers.pop(worker.slot, None)
+
+
+def _messages(held: list[range]) -> str:
+    """``message 7``, ``messages 7-9, 12``: the messages of ``held`` (ranges in order), adjacent ones in one span."""
+    spans: list[list[int]] = []
+    for messages in held:
+        if spans and spans[-1][1] == messages.start:
+            spans[-1][1] = messages.stop
+        else:
+            spans.append([messages.start, messages.stop])
+    words = [str(start) if stop - start == 1 else f"{start}-{stop - 1}" for start, stop in spans]
+    return f"{'message' if sum(map(len, held)) == 1 else 'messages'} {', '.join(words)}"

@@ -926,12 +926,28 @@ class StepState:
         may name any number: one that named a message it was never given was taken for busy, and kept the run
         from ending while it held a real one without answering it.
 
-        Called from the door's thread: it reads plain values only (tuples taken at once under the GIL)."""
-        held = [(packet.first_seq, packet.first_seq + len(packet)) for worker, state in tuple(self.pool.workers.items())
-                if slot_of(worker) == slot for packet in tuple(state.in_flight)]
+        Called from the door's thread, and the runner's: it reads plain values only (tuples taken at once under the
+        GIL)."""
+        held = [messages for thread in self.unanswered(slot) for messages in thread]
         finishing = any(slot_of(worker) == slot for worker in tuple(self._told_to_finish))
-        return [seq for seq in running
-                if any(first <= seq < end for first, end in held) or (seq == FINISHING and finishing)]
+        return [seq for seq in running if any(seq in messages for messages in held) or (seq == FINISHING and finishing)]
+
+    def unanswered(self, slot: int) -> list[list[range]]:
+        """Per thread of worker process ``slot`` that holds any: the messages handed to it that it has not answered,
+        oldest first. Not the answered inputs of its oldest packet: their outputs went on already, and a heartbeat
+        that still named one named a message the run had written (and a forced stop said it was left behind).
+
+        Read from other threads as holding() is."""
+        threads = []
+        for worker, state in tuple(self.pool.workers.items()):
+            if slot_of(worker) != slot:
+                continue
+            answered = state.answered
+            held = [range(packet.first_seq + (answered if index == 0 else 0), packet.first_seq + len(packet))
+                    for index, packet in enumerate(tuple(state.in_flight))]
+            if any(held):
+                threads.append([messages for messages in held if messages])
+        return threads
 
     def stall(self, slot: int, idle_for: float, patience: float) -> float | None:
         """Seconds worker process ``slot`` has held work without progress, if it must be taken for dead: it has
