@@ -422,6 +422,33 @@ def test_a_run_that_gives_up_names_the_remote_workers_it_leaves_behind(launch: L
                         r"in run\(\) on message 0", left[0]), left[0]
 
 
+def test_a_run_that_gives_up_names_each_remote_worker_process_by_its_own_pid(launch: Launcher) -> None:
+    """cli.md: `worker process N (pid P)`. Two worker processes of one pipeline-worker were both named with the
+    pid of that pipeline-worker (the HELLO's), not their own, which `ps` shows them under."""
+    run = launch.run(launch.chain(nb_thread=0), "--Pipeline.shutdown_timeout=1")
+    worker = launch.worker("--processes=2", role="remote-blocking")
+    busy = wait_during(run, lambda: len(found := marker_pids(launch.gate, "busy")) == 2 and found,
+                       "both remote worker processes to be in a message")
+    run.popen.send_signal(signal.SIGTERM)
+    assert run.wait() == 143, run.stderr
+    left = [line for line in lines(run.stderr) if line.startswith("still busy, left behind: ")]
+    named = {int(pid) for line in left for pid in re.findall(r"remote worker process \d+ \(pid (\d+) at ", line)}
+    assert len(left) == 2 and named == busy and worker.pid not in named, (busy, worker.pid, run.stderr)
+
+
+def test_a_run_that_gives_up_names_a_remote_worker_process_in_init_by_its_pipeline_workers_pid(
+        launch: Launcher) -> None:
+    """Before its threads join, the run knows only its pipeline-worker's pid (the HELLO's): the line says whose."""
+    run = launch.run(launch.chain(nb_thread=0), "--Pipeline.shutdown_timeout=1")
+    worker = launch.worker(role="remote-slow-init")
+    wait_during(run, lambda: markers(launch.gate, "init"), "the remote worker process to be in init()")
+    run.popen.send_signal(signal.SIGTERM)
+    assert run.wait() == 143, run.stderr
+    left = [line for line in lines(run.stderr) if line.startswith("still busy, left behind: ")]
+    assert left == [f"still busy, left behind: step {STAGE} remote worker process 0 (its pipeline-worker's pid "
+                    f"{worker.pid} at 127.0.0.1) in init()"], run.stderr
+
+
 def test_a_run_that_gives_up_names_only_what_a_remote_worker_still_holds(launch: Launcher) -> None:
     """cluster.md: a forced stop's `still busy` names only messages a worker holds. A heartbeat is up to a beat old:
     the run named the message the last one said a worker ran, which the worker had answered since and the run had

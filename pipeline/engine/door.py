@@ -60,6 +60,7 @@ from pipeline.engine.wire import (
     control_frames,
     dropped_frames,
     header_of,
+    joined_pid,
     lost_frames,
     parse_hello,
     parse_lost,
@@ -135,15 +136,22 @@ class RemoteWorker:
     address: str  # where it connected from
     threads: int
     keeper: bytes  # the routing id of its keeper's socket
-    pid: int  # its process id on its host (as it says)
+    keeper_pid: int  # its pipeline-worker's process id on its host (as its HELLO says: it comes before the process)
     token: bytes  # what ends its threads' routing ids (wire.SLOT_TOKEN): no other peer knows it
     heard: float = field(default_factory=time.monotonic)
     hello: float = field(default_factory=time.monotonic)  # when it said HELLO
     running: list[int] = field(default_factory=list)  # those it holds of what it said it ran, at its last heartbeat
     idle_since: float | None = None  # since when its heartbeats say it runs no message (None: it runs one)
     halted: bool = False
+    pid: int | None = None  # its own process id on its host, as its threads' JOIN says (None until one has joined)
     #: Per worker thread, by its routing id at the door: its socket to the router.
     relays: dict[bytes, zmq.Socket] = field(default_factory=dict)
+
+    def named(self) -> str:
+        """How the run's lines name it: ``step S remote worker process N (pid P at HOST)``; before its threads have
+        said its own pid, by its pipeline-worker's (``its pipeline-worker's pid P``), never as its own."""
+        pid = f"pid {self.pid}" if self.pid else f"its pipeline-worker's pid {self.keeper_pid}"
+        return f"step {self.step} remote worker process {self.slot} ({pid} at {self.address})"
 
     def status(self, now: float) -> WorkerProcessStatus:
         """What the monitor shows of it."""
@@ -364,7 +372,7 @@ class Door(EngineThread):
         lines = []
         for worker in self.roster:
             router = self.routers[worker.step]
-            name = f"step {worker.step} remote worker process {worker.slot} (pid {worker.pid} at {worker.address})"
+            name = worker.named()
             running = router.state.holding(worker.slot, worker.running)
             lines += busy_lines(name, worker.slot, running, router)
             lines += [f"{name} holding {_messages(held)}, none of them in run() at its last heartbeat "
@@ -453,6 +461,8 @@ class Door(EngineThread):
             relay.sndtimeo = sockets.NOTICE_WAIT_MS
             relay.identity = routing_id.partition(SLOT_TOKEN)[0]  # the router knows it as a worker process's thread
             relay.connect(self.addresses.work(worker.step))
+        if kind is Kind.JOIN:
+            worker.pid = joined_pid(payload) or worker.pid
         # A router that has finished reads no more: a plain send to it waited for ever, and the door with it (a
         # peer's frame after its step's end hung the run).
         if not sockets.send_while(relay, payload, self.routers[worker.step].listening):

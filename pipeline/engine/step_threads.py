@@ -8,6 +8,8 @@ router over a socket, an inline worker is called by the router itself (engine.ro
 
 from __future__ import annotations
 
+import os
+
 import zmq
 
 from pipeline.config.model import PipelineConfig, StepConfig
@@ -19,7 +21,7 @@ from pipeline.engine.flow import FIRST_WINDOW, PREFETCH_SECONDS, Prefetch
 from pipeline.engine.handles import Handles
 from pipeline.engine.outlets import NextSteps, NoOutputs, Outlet, ToRouter
 from pipeline.engine.rings import Ring
-from pipeline.engine.wire import Kind, Packet, control_frames, header_of, packet_from_frames, parse_skip
+from pipeline.engine.wire import Kind, Packet, control_frames, header_of, join_frames, packet_from_frames, parse_skip
 from pipeline.execution.executor import Policy, StepExecutor
 
 
@@ -202,7 +204,7 @@ class WorkerThread(StepThread):
         outlet = self.outlet
         executor = self.executor
         prefetch = Prefetch(self.step.queue_limit, self.prefetch_seconds)
-        sockets.send(ctl, control_frames(Kind.JOIN, FIRST_WINDOW if started else 0))
+        sockets.send(ctl, join_frames(FIRST_WINDOW if started else 0, os.getpid()))
         outlet.flush()  # what init() sent goes on now, not with the first packet's outputs
         received = self._next(ctl)
         handles = self.handles

@@ -34,7 +34,8 @@ of its outputs on died comes after a SKIP saying how many. A RESULT holds at mos
 
 A control message (END, FINISH, JOIN, READY, FINISHED) is the header alone: END's value is how
 many messages the sender sent; JOIN's and READY's value is how many messages the worker asks to
-hold. Routers split and join packets using the header alone; they never unpickle a payload.
+hold, and JOIN's count the process id of the worker's process. Routers split and join packets
+using the header alone; they never unpickle a payload.
 
 Workers in other processes also send FAILED (a message's or init()/finish()'s error, as text:
 the run logs it, counts it and writes the dead letter), and talk to the run's worker host:
@@ -68,7 +69,7 @@ class Kind(IntEnum):
     END = 2  # sender -> step router: end of stream; value = messages sent
     WORK = 3  # router -> worker: messages to process
     FINISH = 4  # router -> worker: every message is processed, run finish() and stop
-    JOIN = 5  # worker -> router: initialised; value = messages it asks to hold (0: its init() failed)
+    JOIN = 5  # worker -> router: initialised; value = messages it asks to hold (0: its init() failed); count: its pid
     READY = 6  # worker -> router: finished its oldest packet; value = messages it asks to hold
     FINISHED = 7  # worker -> router: ran finish() and sent its end of stream
     RESULT = 8  # worker -> router: the outputs of inputs it processed, to be sent on by the router
@@ -304,8 +305,21 @@ def header_of(frame: Any) -> tuple[Kind, int]:
 
 
 def control_frames(kind: Kind, value: int = 0) -> list[bytes]:
-    """The one frame of a message without payload: END, FINISH, JOIN, READY, FINISHED, MORE or BYE."""
+    """The one frame of a message without payload: END, FINISH, READY, FINISHED, MORE or BYE (a JOIN: join_frames)."""
     return [HEADER.pack(kind, 0, 0, value)]
+
+
+def join_frames(window: int, pid: int) -> list[bytes]:
+    """A JOIN (worker -> router): the worker, of process ``pid``, is initialised and asks to hold ``window`` messages
+    (0: its init() failed). The header alone: HEADER (JOIN, count: pid, value: window). The door names a remote worker
+    process by that pid: its HELLO comes from its pipeline-worker, before the process exists. A worker that says no
+    pid (0, as a worker before this field did) keeps the layout, so WIRE_VERSION is unchanged."""
+    return [HEADER.pack(Kind.JOIN, 0, pid, window)]
+
+
+def joined_pid(frames: Sequence[Any]) -> int:
+    """The process id a JOIN says its worker runs in (0: it does not say)."""
+    return HEADER.unpack_from(frames[0])[2]
 
 
 def skip_frames(seq: int, delivered: int) -> list[bytes]:
