@@ -380,3 +380,14 @@ class SetsSigint(Component):
     def run(self, msg: int) -> int:
         """Pass the message on."""
         return msg
+
+
+class AssertsBelow(Component):
+    """Passes messages on, asserting that each is below ``limit`` (``python -O`` drops the assert)."""
+
+    limit = Int(5, help="The first message that fails the assert.").tag(config=True)
+
+    def run(self, msg: int) -> int:
+        """Pass the message on, after the assert."""
+        assert msg < self.limit, f"{msg} is not below {self.limit}"
+        return msg

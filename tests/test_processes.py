@@ -34,8 +34,8 @@ from tests.contract_helpers import received
 from tests.contract_steps import EVENTS, WAIT_SECONDS
 from tests.engine_helpers import chain as engine_chain
 from tests.engine_helpers import step as engine_step
+from tests.failure_helpers import REPO, report_row, written
 from tests.failure_helpers import config as failure_config
-from tests.failure_helpers import report_row, written
 from tests.process_helpers import assert_each_output_went_where_it_goes_once, lines, run_to_end, two_next_steps
 from tests.semantic_helpers import (
     collector,
@@ -456,3 +456,17 @@ def test_a_step_with_two_next_steps_sends_each_output_where_it_goes_once(tmp_pat
     assert report.exit_status == 0
     assert_each_output_went_where_it_goes_once(tmp_path, count, report["R"].emitted,
                                                report["A"].received + report["B"].received)
+
+
+@pytest.mark.parametrize("fork_workers", ["True", "False"])
+def test_worker_processes_run_with_the_interpreters_flags(tmp_path: Path, fork_workers: str) -> None:
+    """Under python -O a step's asserts do not run: worker processes started afresh ran without -O, and failed the
+    messages that the same run's threads, or processes forked from it, passed."""
+    path = failure_config(tmp_path, {"class": "AssertsBelow", "nb_process": 2, "on_error": "skip"},
+                                  Counter={"count": 10})
+    result = subprocess.run([sys.executable, "-O", "-m", "pipeline", f"--config={path}", "--no-progress",
+                             f"--Pipeline.fork_workers={fork_workers}"], cwd=REPO,
+                            env={**os.environ, "PYTHONPATH": str(REPO)}, capture_output=True,
+                            text=True, timeout=60, check=False)
+    assert result.returncode == 0, result.stderr
+    assert report_row(result.stderr, "STAGE") == [10, 10, 10, 0]

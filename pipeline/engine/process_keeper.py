@@ -33,7 +33,7 @@ from pipeline.engine.addresses import proc_stat
 from pipeline.engine.board import BusyBoard
 from pipeline.engine.wire import MAX_REASON_CHARS, NOT_STARTED
 from pipeline.engine.worker_process import STEP_FAILED, Spec, last_word_path
-from pipeline.engine.zygote import FORK_SECONDS, Forked, Zygote
+from pipeline.engine.zygote import FORK_SECONDS, Forked, Zygote, python_command
 from pipeline.execution.status import WorkerProcessStatus
 from pipeline.failures.describe import failure_line
 
@@ -120,7 +120,7 @@ class ProcessKeeper:
                             "scratch for the rest of the run", zygote.pid, FORK_SECONDS)
         if child is None:
             try:
-                child = subprocess.Popen([sys.executable, "-c", WORKER_MAIN, *argv, f"--parent={os.getpid()}"],
+                child = subprocess.Popen(python_command("-c", WORKER_MAIN, *argv, f"--parent={os.getpid()}"),
                                          env=self.env, stdin=subprocess.DEVNULL, start_new_session=True)
             except OSError as err:  # said once by the keeper's owner (deaths()), not once per process
                 error = failure_line(err)

@@ -214,6 +214,19 @@ class _ForkedZygote:
                 os.kill(self.pid, signal.SIGKILL)
 
 
+#: Interpreter flags a fresh process does not take from the run's process: those that change where it imports from
+#: (the run hands its sys.path over in the environment) or what the interpreter prints of itself.
+_OWN_FLAGS = ("-I", "-E", "-s", "-S", "-P", "-v", "-q")
+
+
+def python_command(*args: str) -> list[str]:
+    """A fresh interpreter running ``args``, with the run's flags that change what a step's code does (``-O`` drops its
+    asserts, ``-W`` handles its warnings, ``-X dev``): a worker process started afresh ran without them, and counted
+    failures that the same run's forked processes, or its threads, did not."""
+    flags = [flag for flag in subprocess._args_from_interpreter_flags() if flag[:2] not in _OWN_FLAGS]
+    return [sys.executable, *flags, *args]
+
+
 class Zygote:
     """The parent's side: makes the zygote, asks it for workers, hears when they end."""
 
@@ -236,8 +249,8 @@ class Zygote:
         """A zygote in a fresh interpreter, started with ``env``; an OSError if it cannot start."""
         ours, theirs = socket.socketpair()
         try:
-            popen = subprocess.Popen([sys.executable, "-c", ZYGOTE_MAIN, f"--fd={theirs.fileno()}",
-                                      f"--parent={os.getpid()}"], pass_fds=[theirs.fileno()], env=env,
+            popen = subprocess.Popen(python_command("-c", ZYGOTE_MAIN, f"--fd={theirs.fileno()}",
+                                                    f"--parent={os.getpid()}"), pass_fds=[theirs.fileno()], env=env,
                                      stdin=subprocess.DEVNULL, start_new_session=True)
         except BaseException:
             ours.close()
