@@ -131,6 +131,7 @@ class Pipeline(Configurable):
         self._running = threading.Lock()  # held by a run: one at a time (two overwrote each other's runner)
         self._interrupts = 0
         self._first_signal: int | None = None  # kept for the run it stops, if it came before that run's runner
+        self._armed = False  # a signal before the next run starts stops it (expect_signals)
         self.failure_summary: list[str] = []  # the last run's first failure, failures by type, dead letters
 
     @property
@@ -180,7 +181,16 @@ class Pipeline(Configurable):
         try:
             return self._run()
         finally:
+            # A later run starts afresh: what came after this one's end stops none (a notebook's stop button pressed
+            # late, a timer that fired after the end stopped the next run at once).
+            self._interrupts, self._first_signal, self._armed = 0, None, False
             self._running.release()
+
+    def expect_signals(self) -> None:
+        """A signal that ``interrupt`` is given from now on stops the next run even if it comes before that run starts
+        (a SignalGuard around ``run()`` arms it: a Ctrl+C between the two is not lost); otherwise a signal outside a
+        run does nothing."""
+        self._armed = True
 
     def _run(self) -> RunReport:
         runner: Runner | None = None
@@ -208,7 +218,6 @@ class Pipeline(Configurable):
                 if settled is not None:
                     self.failure_summary.append(settled)
             self._runner = None
-            self._interrupts, self._first_signal = 0, None  # a later run starts afresh, whether this one ran or not
             if replayed is not None:  # once its own dead letters took the file's place, if they do
                 release(replayed)
 
@@ -224,7 +233,10 @@ class Pipeline(Configurable):
 
     def interrupt(self, signal: int) -> None:
         """A signal arrived (from any thread): the first stops the producer and drains what is in
-        flight; the second stops at once, leaving busy threads behind."""
+        flight; the second stops at once, leaving busy threads behind. Outside a run it does nothing, unless
+        ``expect_signals`` armed it for the next run."""
+        if not self._running.locked() and not self._armed:
+            return
         self._interrupts += 1
         if self._first_signal is None:
             self._first_signal = signal

@@ -387,10 +387,11 @@ def test_a_sequential_run_leaves_a_sigint_handler_its_steps_set_and_restores_its
 @pytest.mark.parametrize("signum,status", [(2, 130), (15, 143)])
 def test_a_signal_while_the_run_is_set_up_stops_it(tmp_path: Path, mode: str, processes: int, signum: int,
                                                    status: int) -> None:
-    """A signal that comes before the run's runner exists (pipeline-run catches signals from its start) stops
-    that run all the same; a later run of the same pipeline starts afresh."""
+    """A signal that comes before the run's runner exists (pipeline-run catches signals from its start: its guard
+    arms the run) stops that run all the same; a later run of the same pipeline starts afresh."""
     path = config(tmp_path, {"class": "FailEvery", "nb_process": processes}, Counter={"count": 100_000})
     pipeline = Pipeline.from_config(path, {"Pipeline": {"mode": mode, "gui": False, "progress": False}})
+    pipeline.expect_signals()
     pipeline.interrupt(signum)
     report = pipeline.run()
     assert report.exit_status == status
@@ -402,10 +403,23 @@ def test_a_signal_while_the_run_is_set_up_stops_it(tmp_path: Path, mode: str, pr
     assert again["WRITER"].processed == 100_000
 
 
+@pytest.mark.parametrize("mode,processes", [("threads", 0), ("threads", 2), ("sequential", 0)])
+def test_an_interrupt_outside_a_run_stops_no_later_run(tmp_path: Path, mode: str, processes: int) -> None:
+    """A notebook's stop button pressed after the run ended, or a timer that fired then, stopped the next run at once
+    (exit 130, nothing processed)."""
+    path = config(tmp_path, {"class": "FailEvery", "nb_process": processes}, Counter={"count": 10})
+    pipeline = Pipeline.from_config(path, {"Pipeline": {"mode": mode, "gui": False, "progress": False}})
+    pipeline.interrupt(signal.SIGINT)
+    report = pipeline.run()
+    assert report.exit_status == 0
+    assert report["WRITER"].processed == 10
+
+
 def test_a_signal_before_a_run_that_could_not_start_leaves_the_next_run_alone(tmp_path: Path,
                                                                             monkeypatch: pytest.MonkeyPatch) -> None:
     path = config(tmp_path, {"class": "FailEvery"}, Counter={"count": 10})
     pipeline = Pipeline.from_config(path, {"Pipeline": {"gui": False, "progress": False}})
+    pipeline.expect_signals()
     pipeline.interrupt(signal.SIGINT)
 
     def no_runner() -> None:
@@ -599,6 +613,7 @@ import os, signal
 from pipeline.cli.signals import SignalGuard
 
 class Finished:
+    def expect_signals(self): pass
     def interrupt(self, signum): pass
     def busy(self): return []
 

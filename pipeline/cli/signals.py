@@ -72,6 +72,7 @@ class SignalGuard:
         self._watchdog.fork_safe = True  # type: ignore[attr-defined]  # a forked child gets its signals back (lent_signals)
 
     def __enter__(self) -> SignalGuard:
+        self.pipeline.expect_signals()  # a signal before its run starts stops that run
         os.set_blocking(self._write_fd, False)
         for sig in (*HANDLED, signal.SIGPIPE):
             self._previous[sig] = lent_signals.install(sig, lambda signum, frame: None)  # the watchdog acts
