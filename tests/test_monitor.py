@@ -35,7 +35,7 @@ from pipeline.monitor.progress import LogProgress, progress_line
 from pipeline.monitor.publisher import endpoint
 from pipeline.monitor.terminal import TerminalProgress
 
-from .cli_helpers import ROOT, write_config
+from .cli_helpers import ROOT, chain_config, write_config
 from .monitor_helpers import VALIDATOR, WAIT, Subscriber, document, gated_run, has, of
 from .monitor_steps import gate
 from .pty_helpers import run_on_terminal
@@ -424,6 +424,28 @@ def test_make_progress_follows_the_terminal(monkeypatch: pytest.MonkeyPatch) -> 
     display = make_progress(config, 5.0, 0.0)
     display.close()
     assert isinstance(display, TerminalProgress)
+
+
+def test_a_stderr_without_isatty_gets_the_progress_log_lines(monkeypatch: pytest.MonkeyPatch, tmp_path: Path,
+                                                              caplog: pytest.LogCaptureFixture) -> None:
+    """A notebook's stand-in for sys.stderr may have write() and flush() only: a traceback, and no progress shown."""
+    class Writer:
+        def __init__(self) -> None:
+            self.text = ""
+
+        def write(self, text: str) -> int:
+            self.text += text
+            return len(text)
+
+        def flush(self) -> None:
+            pass
+
+    writer = Writer()
+    monkeypatch.setattr(sys, "stderr", writer)
+    report = Pipeline.from_config(chain_config(str(tmp_path / "out.jsonl")), {"Pipeline": {"gui": False}}).run()
+    assert report.exit_status == 0
+    assert "Traceback" not in writer.text
+    assert not [record for record in caplog.records if "progress" in record.getMessage()], caplog.text
 
 
 def test_a_dumb_terminal_gets_the_progress_log_lines(tmp_path: Path) -> None:

@@ -349,10 +349,19 @@ class Monitor:
             return None
 
 
+def _is_terminal(stream: Any) -> bool:
+    """Whether ``stream`` is a terminal: a notebook's stand-in for sys.stderr may have no isatty() (a traceback and no
+    progress at all, before), be None, or be closed."""
+    try:
+        return bool(stream.isatty())
+    except (AttributeError, ValueError, OSError):
+        return False
+
+
 def make_progress(config: PipelineConfig, interval: float, start: float,
                   console: Console | None = None) -> TerminalProgress | LogProgress:
     """The terminal display if stderr is a terminal that can redraw (or ``console`` is given), else log lines."""
-    if console is None and sys.stderr is not None and sys.stderr.isatty():
+    if console is None and _is_terminal(sys.stderr):
         from rich.console import Console  # rich is imported only for a terminal
 
         terminal = Console(file=sys.stderr)
