@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import html
 import re
 import shutil
 import subprocess
@@ -62,7 +63,8 @@ def parse_dot(text: str) -> tuple[dict[str, list[str]], set[tuple[str, str]]]:
         node, edge = _DOT_NODE.fullmatch(line), _DOT_EDGE.fullmatch(line)
         assert node or edge, f"not a node or an edge: {line!r}"
         if node:
-            nodes[node.group(1)] = node.group(2).replace('\\"', '"').replace("\\\\", "\\").split("\\n")
+            label = node.group(2).replace('\\"', '"').replace("\\\\", "\\")
+            nodes[node.group(1)] = [html.unescape(part) for part in label.split("\\n")]  # as Graphviz reads it
         else:
             assert edge is not None
             links.add((edge.group(1), edge.group(2)))
@@ -102,9 +104,9 @@ def awkward_config() -> dict[str, Any]:
     """Step names with quotes, markup and backslashes; an unbounded, ordered, skipping step."""
     document = chain_config()
     document["Pipeline"]["producer_conf"].update(name='COUNT "A"', next_steps='PASS <b>#1</b> \\ x')
-    document["Pipeline"]["stagers_conf"][0].update(name='PASS <b>#1</b> \\ x', next_steps="W&W", queue_limit=-1,
+    document["Pipeline"]["stagers_conf"][0].update(name='PASS <b>#1</b> \\ x', next_steps="W&amp;W", queue_limit=-1,
                                                    ordered=True, on_error="skip")
-    document["Pipeline"]["consumer_conf"]["name"] = "W&W"
+    document["Pipeline"]["consumer_conf"]["name"] = "W&amp;W"  # Graphviz read the entity: it drew W&W
     return document
 
 
@@ -150,6 +152,15 @@ def test_the_graph_says_which_steps_run_fused(tmp_path: Path, fmt: str, args: li
     assert result.returncode == 0, result.stderr
     assert ("2 processes of 1 thread, fused after A" in result.stdout) is fused
     assert result.stdout.count("2 processes of 1 thread, queue 512") == (1 if fused else 2)
+
+
+def test_a_sharded_producer_shows_its_processes(tmp_path: Path) -> None:
+    """The steps fused after it said "3 processes of 1 thread, fused after GEN", the producer only "producer"."""
+    document = chain_config(str(tmp_path / "out.jsonl"))
+    document["Pipeline"]["producer_conf"]["nb_process"] = 3
+    result = run_cli(f"--config={write_config(tmp_path, document)}", "--graph=dot")
+    assert result.returncode == 0, result.stderr
+    assert "\\nproducer in 3 processes" in result.stdout
 
 
 @pytest.mark.parametrize(("args", "message"), [

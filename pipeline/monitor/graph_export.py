@@ -34,8 +34,8 @@ def render_graph(config: PipelineConfig, fmt: str, fused: Mapping[str, str] | No
 def settings_line(step: StepConfig, fused_after: str = "") -> str:
     """A step's settings that matter to the flow: workers, queue limit (none for a step ``fused_after`` another, which
     runs in that one's worker processes), ordered, on_error=skip."""
-    if step.kind == "producer":
-        parts = ["producer"]
+    if step.kind == "producer":  # in worker processes, one shard each (engine.shards)
+        parts = [f"producer in {_plural(step.nb_process, 'process', 'es')}" if step.nb_process else "producer"]
     else:
         workers = _plural(step.nb_thread, "worker")
         if step.nb_process:
@@ -94,8 +94,9 @@ def _mermaid_text(text: str) -> str:
 
 
 def _dot_string(text: str) -> str:
-    """A quoted DOT string (newlines as the centred line break ``\\n``)."""
-    escaped = text.replace("\\", "\\\\").replace('"', '\\"').replace("\n", "\\n")
+    """A quoted DOT string (newlines as the centred line break ``\\n``; ``&`` as ``&amp;``: Graphviz reads a label's
+    character entities, so a step named ``a&amp;b`` was drawn ``a&b``)."""
+    escaped = text.replace("\\", "\\\\").replace('"', '\\"').replace("\n", "\\n").replace("&", "&amp;")
     return f'"{escaped}"'
 
 
