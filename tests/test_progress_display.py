@@ -140,6 +140,9 @@ def test_total_and_eta() -> None:
     assert run_total(status(), {}) is not None and run_total(status(), {}).eta is None  # not moving: no ETA
     assert run_total(status(total=None), {"COUNT": 1.0}) is None
     assert run_total(status(processed=100_000), {"COUNT": 1.0}).percent == 100  # type: ignore[union-attr]
+    stopped = status()
+    stopped.steps[0].state = "finished"  # stopped short of its total (Ctrl+C): the run drains, the producer is done
+    assert str(run_total(stopped, {"COUNT": 4000.0})) == "COUNT 60000/100000 (60%)"
     assert [duration(s) for s in (8.4, 125, 11_000)] == ["8 s", "2 min 05 s", "3 h 03 min"]
 
 

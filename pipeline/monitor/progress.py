@@ -113,9 +113,10 @@ def step_total(step: str, processed: int, failed: int, total: int, rate: float) 
 
 
 def run_total(status: RunStatus, rates: Mapping[str, float]) -> Total | None:
-    """The first step of ``status`` with a declared total, and its ETA; None if no step has one."""
+    """The first step of ``status`` with a declared total, and its ETA (none once it stopped short of it: a run
+    draining after Ctrl+C said "ETA 54 h" for what its producer would never make); None if no step has one."""
     for step in status.steps:
         if step.total is not None:
-            return step_total(step.name, step.counts.processed, step.counts.failed, step.total,
-                              rates.get(step.name, 0.0))
+            rate = rates.get(step.name, 0.0) if step.state == "running" else 0.0
+            return step_total(step.name, step.counts.processed, step.counts.failed, step.total, rate)
     return None
