@@ -25,7 +25,7 @@ from pipeline.execution.report import StepCounts
 from pipeline.execution.sequential import SequentialRunner
 from pipeline.execution.status import RunStatus, StepStatus, declared_totals
 from pipeline.monitor.messages import Envelope, schema, status_body
-from pipeline.monitor.progress import progress_line, run_total
+from pipeline.monitor.progress import LINE_STEPS, progress_line, run_total
 from pipeline.monitor.terminal import progress_table
 from tests.cli_helpers import write_config
 from tests.pty_helpers import run_on_terminal
@@ -260,3 +260,20 @@ def test_the_table_leaves_nothing_on_the_terminal_but_what_was_logged_and_the_re
     assert any(" ERROR pipeline.failures: step S0 " in line for line in lines[:end])  # printed during the run: kept
     assert [line.split()[0] for line in lines[end + 1:]] == ["STEP", "COUNT", *(s["name"] for s in stagers), "SINK",
                                                              "S0:", "exit"]  # S0's first error, then the exit status
+
+
+def test_a_progress_line_of_many_steps_stays_short() -> None:
+    """A run of 200 steps wrote progress lines of 12 KB: the line gives LINE_STEPS of them, those at work first, and
+    how many more there are."""
+    steps = [StepStatus(f"S{i}", state="running", counts=StepCounts(10, 10, 10, 0), queue_limit=64, workers=1)
+             for i in range(200)]
+    steps[150].queue, steps[170].busy = 5, 1
+    document = {"version": 1, "Pipeline": {
+        "producer_conf": {"name": "S0", "module": "algorithms.basic", "class": "Counter", "next_steps": "S1"},
+        "stagers_conf": [{"name": f"S{i}", "module": "algorithms.basic", "class": "PassThrough",
+                          "next_steps": f"S{i + 1}"} for i in range(1, 199)],
+        "consumer_conf": {"name": "S199", "module": "algorithms.basic", "class": "Printer"}}}
+    line = progress_line(load_config(document), RunStatus("running", 1.0, steps), {})
+    assert len(line) < 1500, len(line)
+    assert " S150 processed=" in line and " S170 processed=" in line and line.endswith(" | +190 more steps")
+    assert line.count(" processed=") == LINE_STEPS

@@ -12,7 +12,7 @@ time left (ETA).
 from __future__ import annotations
 
 import logging
-from collections.abc import Callable, Mapping
+from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass
 
 from pipeline.config.model import PipelineConfig
@@ -40,15 +40,36 @@ class LogProgress:
         """Nothing to take down."""
 
 
+#: Steps a progress line gives at most: a run of 200 steps wrote lines of 12 KB every few seconds.
+LINE_STEPS = 10
+
+
+def line_steps(steps: Sequence[StepStatus]) -> list[StepStatus]:
+    """The LINE_STEPS steps a progress line gives, in the run's order: those at work (busy, or with a queue) first."""
+    if len(steps) <= LINE_STEPS:
+        return list(steps)
+    working = [step.name for step in steps if step.busy or step.queue]
+    shown = set(working[:LINE_STEPS])
+    for step in steps:  # then the others, in order, to fill the line
+        if len(shown) >= LINE_STEPS:
+            break
+        shown.add(step.name)
+    return [step for step in steps if step.name in shown]
+
+
 def progress_line(config: PipelineConfig, status: RunStatus, rates: Mapping[str, float]) -> str:
     """``<state> <elapsed> s[, <total>]: STEP processed=.. failed=.. queue=../.. busy=../.. rate=../s | ...``,
-    a step's figures followed by ``workers=2p+1r redelivered=.. restarts=..`` when they have something to say."""
+    a step's figures followed by ``workers=2p+1r redelivered=.. restarts=..`` when they have something to say; past
+    LINE_STEPS steps, those at work, and how many more there are."""
     parts = []
-    for step in status.steps:
+    shown = line_steps(status.steps)
+    for step in shown:
         c = step.counts
         parts.append(f"{step.name} processed={c.processed} failed={c.failed} queue={queue_text(config, step)} "
                      f"busy={step.busy}/{step.workers} rate={rates.get(step.name, 0.0):.1f}/s"
                      f"{_workers_fields(config, step)}")
+    if len(shown) < len(status.steps):
+        parts.append(f"+{len(status.steps) - len(shown)} more steps")
     total = run_total(status, rates)
     return f"{status.state} {status.elapsed:.1f} s{f', {total}' if total else ''}: " + " | ".join(parts)
 
