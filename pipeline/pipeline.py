@@ -15,6 +15,7 @@ from pipeline.config.loader import OVERRIDES_ARGUMENT, load_config
 from pipeline.config.model import PipelineConfig
 from pipeline.config.options import RunOptions, settings_from
 from pipeline.config.traits import ListenAddress, OutputFile, Seconds
+from pipeline.errors import ConfigError
 from pipeline.execution.report import RunReport
 from pipeline.execution.runner import Runner
 from pipeline.failures.deadletter import preload, release, replay_config, replay_path
@@ -157,6 +158,8 @@ class Pipeline(Configurable):
         """
         pipeline_config = load_config(source, overrides, settings=[cls], name=name, overrides_source=overrides_source)
         if replay is not None:
+            if not replay:  # as the command line's --replay= says (it was "': cannot read the dead-letter file")
+                raise ConfigError("Pipeline.from_config", "replay", "missing: the dead-letter file to replay")
             pipeline_config = replay_config(pipeline_config, replay)
         return cls(pipeline_config, config=pipeline_config.config)
 

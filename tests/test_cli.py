@@ -221,6 +221,18 @@ def test_a_failed_step_exits_1(tmp_path: Path, mode: str) -> None:
             "format of a log record's fields, e.g. '%(asctime)s %(levelname)s %(name)s: %(message)s')",
             id="log-format-syntax",
         ),
+        pytest.param(  # said twice: traitlets' words, then the trait's own
+            [f"--config={CHAIN}", "--Pipeline.gui_address=nohost"],
+            "command line: --Pipeline.gui_address: expected an address host:port or tcp://host:port (a port from 1 to "
+            "65535), got str 'nohost'",
+            id="gui-address-once",
+        ),
+        pytest.param(  # it said "did you mean --Pipeline.stagers_conf?", the very option it refused
+            [f"--config={CHAIN}", "--Pipeline.stagers_conf=[]"],
+            "command line: --Pipeline.stagers_conf: Pipeline has no option 'stagers_conf' (the steps are the config "
+            "file's: they cannot be set on the command line)",
+            id="steps-on-the-command-line",
+        ),
         # The writer's file (a traceback of its init() and exit 1 once the run had started).
         pytest.param(
             [f"--config={CHAIN}", "--JsonLinesWriter.path=no-such-folder/ev.jsonl"],

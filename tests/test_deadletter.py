@@ -590,3 +590,10 @@ def test_a_failure_in_a_replay_of_a_replay_logs_every_output_a_next_replay_skips
     done = pipeline_run(path, f"--Pipeline.mode={mode}", f"--replay={second}")
     assert done.returncode == 0, done.stderr
     assert (tmp_path / "values").read_text(encoding="utf-8").split() == [str(k) for k in range(10000)]
+
+
+def test_an_empty_replay_path_from_the_python_api_says_it_is_missing(tmp_path: Path) -> None:
+    """It said ": cannot read the dead-letter file: No such file or directory", naming nothing."""
+    with pytest.raises(ConfigError) as raised:
+        Pipeline.from_config(str(replayable(tmp_path)), replay="")
+    assert str(raised.value) == "Pipeline.from_config: replay: missing: the dead-letter file to replay"

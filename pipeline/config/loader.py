@@ -508,7 +508,7 @@ class _Validator:
             for child in child_classes(step.cls):
                 owners.setdefault((child, True), []).append(step.name)
         homes = [Home(cls, tuple(names), child) for (cls, child), names in owners.items()]
-        return belongs(name, homes, self.run_keys, here, source or self.source)
+        return belongs(name, homes, self.run_keys, here, source or self.source, source in (None, self.source))
 
     def chain(self, steps: dict[str, StepConfig]) -> dict[str, StepConfig]:
         """The steps linked in config order: each one's next step is the one after it."""

@@ -37,11 +37,12 @@ class Home:
 
 
 def belongs(name: str, homes: Sequence[Home], run_keys: Collection[str], here: Sequence[StepConfig] = (),
-            source: str = "") -> str:
+            source: str = "", in_file: bool = True) -> str:
     """`` (...)``: where ``name``, a key found where it does not belong, goes; "" if no place of this config takes it.
 
     ``here`` are the steps the place it was found in belongs to (a step's keys or ``config``, a class's section):
-    an option of their own class comes first. ``source`` is where it came from, the command line or a file.
+    an option of their own class comes first. ``source`` is where it came from, the command line or a file;
+    ``in_file``: the config file itself (not its overrides), where the steps are set.
     """
     command_line = source == COMMAND_LINE
     options = [home for home in homes if name in home.cls.class_traits(config=True)]
@@ -51,6 +52,9 @@ def belongs(name: str, homes: Sequence[Home], run_keys: Collection[str], here: S
         return (f" ({name} is an option of the step's class {cls}: set it in the step's \"config\" key or in the "
                 f"\"{cls}\" section)")
     if name in SECTIONS:
+        if not in_file:  # it was in the Pipeline section, of overrides: it cannot be anywhere there
+            how = "on the command line" if command_line else "by overrides"
+            return f" (the steps are the config file's: they cannot be set {how})"
         return f" (did you mean {option_key(source, f'{PIPELINE}.{name}')}? the steps go in the \"{PIPELINE}\" section)"
     if name in run_keys:
         return f" (did you mean {option_key(source, f'{PIPELINE}.{name}')}? a run key, of the \"{PIPELINE}\" section)"

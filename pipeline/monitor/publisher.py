@@ -35,10 +35,11 @@ from dataclasses import dataclass
 from typing import Any
 
 import zmq
-from traitlets import TraitError, Unicode
+from traitlets import Unicode
 from zmq.utils.monitor import recv_monitor_message
 
 from pipeline.auth.curve import secure_client
+from pipeline.config.traits import ValueProblem, shown
 from pipeline.monitor.credentials import Credentials
 from pipeline.monitor.messages import Envelope, encode
 
@@ -92,11 +93,12 @@ class Address(Unicode):
     info_text = "an address host:port or tcp://host:port (a port from 1 to 65535)"
 
     def validate(self, obj: Any, value: Any) -> str:
-        """The address, if it is host:port with a port from 1 to 65535 (a GUI to connect to); else a TraitError."""
+        """The address, if it is host:port with a port from 1 to 65535 (a GUI to connect to); else a ValueProblem, the
+        whole problem in one line (a TraitError's words were said after traitlets' own: the line said it twice)."""
         value = super().validate(obj, value)
         host, _, port = value.rpartition(":")
         if not _ADDRESS.fullmatch(value) or host.endswith("*") or not 1 <= int(port) <= 65535:
-            raise TraitError(f"expected {self.info_text}, got {value!r}")
+            raise ValueProblem(f"expected {self.info_text}, got {type(value).__name__} {shown(value)}")
         return value
 
 
