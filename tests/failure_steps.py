@@ -15,6 +15,10 @@ from traitlets import Bool, Enum, Float, Int, Unicode
 
 from algorithms.basic import JsonLinesWriter
 from pipeline import Component
+from tests.process_helpers import wait_for
+
+#: Seconds WaitsForFile waits for its gate at most: a test that never opens it fails, never hangs.
+GATE_SECONDS = 30.0
 
 
 class FailEvery(Component):
@@ -364,6 +368,31 @@ class WaitsForGo(Component):
             STARTED.set()
             GO.wait(self.patience)
         return msg
+
+
+class WaitsForFile(Component):
+    """Passes messages on; on message ``at`` (in init() if negative) it creates ``marker``, then waits for the file
+    ``gate`` (bounded): in a worker process too, where WaitsForGo's events do not reach."""
+
+    at = Int(3, help="The message to wait on (negative: wait in init()).").tag(config=True)
+    marker = Unicode(help="The file created once it waits.").tag(config=True)
+    gate = Unicode(help="The file it waits for.").tag(config=True)
+
+    def init(self) -> None:
+        """Wait if told to wait here."""
+        if self.at < 0:
+            self._wait()
+
+    def run(self, msg: int) -> int:
+        """Pass the message on, waiting on message ``at``."""
+        if msg == self.at:
+            self._wait()
+        return msg
+
+    def _wait(self) -> None:
+        with open(self.marker, "a", encoding="utf-8"):
+            pass
+        wait_for(lambda: os.path.exists(self.gate), GATE_SECONDS, f"the file {self.gate}")
 
 
 def step_sigint_handler(signum: int, frame: object) -> None:

@@ -527,6 +527,45 @@ def test_a_report_taken_during_the_run_names_the_busy_and_changes_nothing(tmp_pa
     assert final["WRITER"].processed == 10
 
 
+@contextlib.contextmanager
+def waiting_in_its_file_step(tmp_path: Path, mode: str, at: int) -> Iterator[tuple[Pipeline, list[Any]]]:
+    """Run a config whose STAGE is a WaitsForFile (at ``at``; ``mode`` "processes": threads, STAGE in a worker process)
+    in another thread; within, its step waits; what is yielded holds the run's report once it has ended."""
+    marker, gate = tmp_path / "waiting", tmp_path / "go"
+    stage = {"class": "WaitsForFile", **({"nb_process": 1} if mode == "processes" else {})}
+    path = config(tmp_path, stage, Counter={"count": 10},
+                  WaitsForFile={"at": at, "marker": str(marker), "gate": str(gate)})
+    pipeline = Pipeline.from_config(path, {"Pipeline": {"mode": "threads" if mode == "processes" else mode}})
+    reports: list[Any] = []
+    runner = threading.Thread(target=lambda: reports.append(pipeline.run()))
+    runner.start()
+    try:
+        wait_for(marker.exists, 20, "the step to wait")
+        yield pipeline, reports
+    finally:
+        gate.touch()
+        runner.join(30)
+
+
+@pytest.mark.parametrize(("mode", "at", "named"), [
+    ("threads", 3, r"step STAGE worker 0 in run\(\) on message 3"),
+    ("threads", -1, r"step STAGE worker 0 in init\(\)"),
+    ("sequential", 3, r"step STAGE in run\(\) on message 3"),
+    ("sequential", -1, r"step STAGE in init\(\)"),
+    ("processes", 3, r"step STAGE worker process 0 \(pid \d+\) in run\(\) on message 3"),
+    ("processes", -1, r"step STAGE worker process 0 \(pid \d+\) in init\(\)"),
+])
+def test_busy_names_the_workers_in_their_steps_code_in_every_mode(tmp_path: Path, mode: str, at: int,
+                                                                  named: str) -> None:
+    """Pipeline.busy() while STAGE waits in its code names it, as its docstring says (worker processes were never
+    named: []; a step in init() was not either, and the sequential mode did not say run())."""
+    with waiting_in_its_file_step(tmp_path, mode, at) as (pipeline, reports):
+        busy = pipeline.busy()
+    assert len(busy) == 1 and re.fullmatch(named, busy[0]), busy
+    [final] = reports
+    assert (final.exit_status, final["WRITER"].processed) == (0, 10)
+
+
 @pytest.mark.parametrize("mode", MODES)
 def test_a_pipeline_runs_once_at_a_time_and_another_of_its_config_beside_it(tmp_path: Path, mode: str) -> None:
     """Run again from a second thread while it ran, it was accepted: the second run took the first's place, and an

@@ -363,10 +363,10 @@ class Door(EngineThread):
         return None
 
     def busy(self) -> list[str]:
-        """Its remote worker processes still in a step's code, named (the run is abandoned). Their heartbeats are up to
-        a beat old: of what the last one said each ran, only the messages its step still holds unanswered are named in
-        run() (one it answered since, written downstream, was named left behind); a thread that holds messages none of
-        which the heartbeat named is named holding them. Read from the runner's thread: the roster is a tuple, each
+        """Its remote worker processes in a step's code now, named (for busy(), or an abandoned run). Their heartbeats
+        are up to a beat old: of what the last one said each ran, only the messages its step still holds unanswered are
+        named in run() (one it answered since, written downstream, was named left behind); a thread that holds messages
+        none of which the heartbeat named is named holding them. Read from any thread: the roster is a tuple, each
         one's running list replaced whole."""
         now = time.monotonic()
         lines = []

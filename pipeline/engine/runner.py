@@ -281,8 +281,7 @@ class ThreadedRunner:
     def _abort(self, context: zmq.Context) -> None:
         """Stop every thread: terminating the context ends their blocking socket calls; the worker processes still
         in a step's code are named, then killed."""
-        processes = [*(self.supervisor.busy() if self.supervisor is not None else []),
-                     *(self.door.busy() if self.door is not None else [])]
+        processes = self._busy_processes()
         self.control.abort()
         deadline = time.monotonic() + ABORT_GRACE_SECONDS
         # A run that listens has pyzmq's ZAP handler running asyncio in a thread: its callbacks raise
@@ -373,23 +372,22 @@ class ThreadedRunner:
         return status
 
     def busy(self) -> list[str]:
-        """The workers inside a step's run() now."""
-        return [self._describe(worker) for name in self.config.steps for worker in self._workers(name)
-                if worker.executor.busy_seq is not None]
+        """The workers inside a step's code now: the run's threads, then its worker processes, local and remote."""
+        threads = [self._describe(worker) for name in self.config.steps for worker in self._workers(name)
+                   if worker.executor.doing() is not None]
+        return [*threads, *self._busy_processes()]
+
+    def _busy_processes(self) -> list[str]:
+        """The worker processes (local, then remote) inside a step's code now, each busy thread named."""
+        return [*(self.supervisor.busy() if self.supervisor is not None else []),
+                *(self.door.busy() if self.door is not None else [])]
 
     @staticmethod
     def _describe(thread: EngineThread | StepHolder) -> str:
         if isinstance(thread, Router) and thread.inline is not None:
             thread = thread.inline  # a router left behind is in the step's code it runs: name the step's worker
         if isinstance(thread, StepHolder):
-            executor = thread.executor
-            if executor.busy_seq is not None:
-                where = f"in run() on message {executor.busy_seq}"
-            elif executor.busy_call:
-                where = f"in {executor.busy_call}"
-            else:
-                where = "in its step code"
-            return f"step {thread.step.name} worker {thread.index} {where}"
+            return f"step {thread.step.name} worker {thread.index} {thread.executor.doing() or 'in its step code'}"
         return f"the run's thread {thread.name}"
 
     def report_now(self) -> RunReport:

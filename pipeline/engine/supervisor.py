@@ -125,8 +125,8 @@ class Supervisor(EngineThread):
                 self.keeper.kill(process, f"held work for {held:.1f} s without running any of it")
 
     def busy(self) -> list[str]:
-        """Its worker processes still in a step's code, named (the run is abandoned: they are killed next). Read from
-        the runner's thread: the roster is a tuple, a busy board plain words, a pool's workers taken at once."""
+        """Its worker processes in a step's code now, named (for busy(), and for an abandoned run: they are killed
+        next). Read from any thread: the roster is a tuple, a busy board plain words, a pool's workers taken at once."""
         described = []
         for process in self.roster:
             router = self.routers[process.step]

@@ -412,6 +412,12 @@ class StepExecutor:
         self.collector.hand_on(outputs[:-CHUNK_COUNT], self.sink.partial)
         return outputs[-CHUNK_COUNT:]
 
+    def doing(self) -> str | None:
+        """What the step's code runs now, in words ("in run() on message 6", "in init()"); None outside it."""
+        if self.busy_seq is not None:
+            return f"in run() on message {self.busy_seq}"
+        return f"in {self.busy_call}" if self.busy_call else None
+
     def _lifecycle(self, what: str, code: Callable[[], Any]) -> tuple[Any, bool]:
         """Call init() or finish() with the sink unlocked; commit what it sent. (its result, whether it returned)"""
         sink = self.sink

@@ -105,9 +105,9 @@ class SequentialRunner:
         return RunStatus(self.state, time.monotonic() - self.started, list(self.status.values()))
 
     def busy(self) -> list[str]:
-        """The step in its run() now, if any."""
-        return [f"step {name} on message {executor.busy_seq}" for name, executor in self.executors.items()
-                if executor.busy_seq is not None]
+        """The step inside its code now (its run(), init() or finish()), if any."""
+        return [f"step {name} {doing}" for name, executor in self.executors.items()
+                if (doing := executor.doing()) is not None]
 
     def stop(self, signal: int | None = None) -> None:
         """Stop the producer after its current message; what it sent is still processed."""
