@@ -513,20 +513,6 @@ def waiting_in_its_step(pipeline: Pipeline) -> Iterator[list[Any]]:
         runner.join(30)
 
 
-@pytest.mark.parametrize("mode", MODES)
-def test_a_report_taken_during_the_run_names_the_busy_and_changes_nothing(tmp_path: Path, mode: str) -> None:
-    """Pipeline.report_now() from another thread, while a step waits: the busy step named as left behind in that
-    copy; the run's own report at its end is a clean one (the threaded runner kept what it had said, and failed)."""
-    path = config(tmp_path, {"class": "WaitsForGo"}, Counter={"count": 10})
-    pipeline = Pipeline.from_config(path, {"Pipeline": {"mode": mode}})
-    with waiting_in_its_step(pipeline) as reports:
-        peek = pipeline.report_now()
-    assert peek is not None and peek.stuck and "STAGE" in peek.stuck[0] and "message 3" in peek.stuck[0]
-    [final] = reports
-    assert (final.exit_status, final.stuck, final.stop_reason) == (0, [], None)
-    assert final["WRITER"].processed == 10
-
-
 @contextlib.contextmanager
 def waiting_in_its_file_step(tmp_path: Path, mode: str, at: int) -> Iterator[tuple[Pipeline, list[Any]]]:
     """Run a config whose STAGE is a WaitsForFile (at ``at``; ``mode`` "processes": threads, STAGE in a worker process)
@@ -564,6 +550,27 @@ def test_busy_names_the_workers_in_their_steps_code_in_every_mode(tmp_path: Path
     assert len(busy) == 1 and re.fullmatch(named, busy[0]), busy
     [final] = reports
     assert (final.exit_status, final["WRITER"].processed) == (0, 10)
+
+
+@pytest.mark.parametrize("mode", [*MODES, "processes"])
+def test_a_report_taken_during_the_run_is_a_running_ones_and_changes_nothing(tmp_path: Path, mode: str) -> None:
+    """Pipeline.report_now() from another thread, while a step waits: the report of a run that goes on, its busy
+    step named busy (it said the healthy run failed, exit 1, 'internal error: N messages were sent but never
+    processed', its busy workers 'left behind'; worker processes were not named); the run's own report at its end is
+    a clean one."""
+    with waiting_in_its_file_step(tmp_path, mode, 3) as (pipeline, reports):
+        peek = pipeline.report_now()
+    assert peek is not None
+    assert (peek.state, peek.exit_status, peek.stop_reason, peek.stuck) == ("running", 0, None, [])
+    assert len(peek.busy) == 1 and re.search(r"^step STAGE .*in run\(\) on message 3$", peek.busy[0]), peek.busy
+    table = peek.table().splitlines()
+    assert f"busy: {peek.busy[0]}" in table
+    assert peek.unprocessed >= 1 and re.fullmatch(rf"{peek.unprocessed} messages? in flight", table[-2]), table
+    assert table[-1] == "exit status so far 0" and table[0].endswith(", run still running"), table
+    assert not [line for line in table if "left behind" in line or "internal error" in line or "never" in line]
+    [final] = reports
+    assert (final.exit_status, final.state, final.stuck, final.busy, final.stop_reason) == (0, "finished", [], [], None)
+    assert final["WRITER"].processed == 10
 
 
 @pytest.mark.parametrize("mode", MODES)

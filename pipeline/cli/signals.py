@@ -26,6 +26,7 @@ from typing import Any
 
 from pipeline.console import end_of_output, lent_signals
 from pipeline.console.stderr import shared as shared_stderr
+from pipeline.execution.report import given_up
 
 #: Seconds after a second signal, or after shutdown_timeout, before the process exits anyway
 #: (the threaded runner gives up on busy threads after ABORT_GRACE_SECONDS and reports first).
@@ -147,7 +148,7 @@ class SignalGuard:
             report = self.pipeline.report_now()
         except Exception:  # a last resort: nothing may keep it from exiting
             report = None
-        table = "" if report is None else report.table() + "\n"
+        table = "" if report is None else given_up(report).table() + "\n"
         self._note(f"pipeline-run: {why}{detail}\n{table}".rstrip("\n"))
         self._stderr.drain(NOTE_SECONDS)
         os._exit(128 + (self.first_signal or signal.SIGINT))

@@ -31,7 +31,6 @@ from pipeline.execution.report import (
     StepCounts,
     StepReport,
     exit_status,
-    given_up,
     signal_reason,
     stop_reason_of,
 )
@@ -391,10 +390,10 @@ class ThreadedRunner:
         return f"the run's thread {thread.name}"
 
     def report_now(self) -> RunReport:
-        """The report as the run stands, from another thread, while this runner's own is stuck (a last resort)."""
-        return given_up(self._report(), self.stuck or self.busy())
+        """The report as the run stands, from another thread: a running run's, unless it has given up on workers."""
+        return self._report(running=not self.stuck)
 
-    def _report(self) -> RunReport:
+    def _report(self, running: bool = False) -> RunReport:
         reports: dict[str, StepReport] = {}
         crashed: set[EngineThread] = set()  # a supervisor or door serves several steps: counted once
         for name in self.config.steps:
@@ -439,11 +438,12 @@ class ThreadedRunner:
             how = "threads left behind after shutdown_timeout"
         if how is not None:  # which signal first: GNU timeout sends its TERM twice (to the run, then to its group)
             stop_reason = f"{signal_reason(self.signal)}; {how}" if self.signal else how
-        stop_reason = stop_reason_of(reports, self.signal, stop_reason)
+        stop_reason = stop_reason_of(reports, self.signal, stop_reason, running)
         status = exit_status(reports, self.signal, stop_reason, self.options.allow_failures,
                              self.control.policy.unrecorded)
         return RunReport(reports, status, stop_reason=stop_reason, stuck=self.stuck,
-                         wall_time=time.monotonic() - self.started)
+                         wall_time=time.monotonic() - self.started, running=running,
+                         busy=self.busy() if running else [])
 
 
 def _check_importable(config: PipelineConfig, why: str) -> None:

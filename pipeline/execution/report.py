@@ -102,7 +102,10 @@ class RunReport:
     exit_status: int = 0
     stop_reason: str | None = None  # why the run stopped taking input before the producer's end
     stuck: list[str] = field(default_factory=list)  # workers still busy when the run was abandoned
-    wall_time: float = 0.0  # seconds from the runner's start to the end of the run
+    wall_time: float = 0.0  # seconds from the runner's start to the end of the run (or to now, while it runs)
+    #: A report of a run that goes on (report_now()): its unprocessed messages are in flight, not lost.
+    running: bool = False
+    busy: list[str] = field(default_factory=list)  # a running run's workers in their step's code, not left behind
 
     def __getitem__(self, name: str) -> StepReport:
         """The report of step ``name`` (its counts are also its attributes: ``report["C"].received``)."""
@@ -110,12 +113,15 @@ class RunReport:
 
     @property
     def unprocessed(self) -> int:
-        """Deliveries that no step finished processing: 0 unless the run was stopped or abandoned."""
+        """Deliveries that no step finished processing: 0 unless the run was stopped or abandoned (a running run's:
+        those in flight)."""
         return unprocessed(self.steps)
 
     @property
     def state(self) -> str:
-        """How the run ended: "finished" (exit 0), "interrupted" (by a signal) or "failed"."""
+        """How the run ended: "finished" (exit 0), "interrupted" (by a signal) or "failed"; "running" if it goes on."""
+        if self.running:
+            return "running"
         if self.exit_status == 0:
             return "finished"
         return "interrupted" if self.exit_status > 128 else "failed"
@@ -124,6 +130,7 @@ class RunReport:
         """A JSON-ready form of the report."""
         return {"exit_status": self.exit_status, "state": self.state, "stop_reason": self.stop_reason,
                 "stuck": self.stuck, "unprocessed": self.unprocessed, "wall_time": self.wall_time,
+                "running": self.running, "busy": self.busy,
                 "steps": {n: {**asdict(s), "mean_time": s.mean_time} for n, s in self.steps.items()}}
 
     def table(self) -> str:
@@ -138,7 +145,7 @@ class RunReport:
                          _milliseconds(step.mean_time) if ran else "-",
                          _milliseconds(step.max_time) if ran else "-", f"{rate:.0f}"))
         widths = [max(cell_len(r[i]) for r in rows) for i in range(len(rows[0]))]
-        lines = [f"wall time {self.wall_time:.2f} s, run {self.state}"]
+        lines = [f"wall time {self.wall_time:.2f} s, run {'still running' if self.running else self.state}"]
         lines += ["  ".join(_align(row, widths)) for row in rows]
         lines += [f"{s.name}: first error: {summary_error(s.first_error)}"
                   for s in self.steps.values() if s.first_error]
@@ -154,9 +161,10 @@ class RunReport:
         if self.stop_reason:
             lines.append(f"stopped: {self.stop_reason}")
         lines += [f"still busy, left behind: {worker}" for worker in self.stuck]
+        lines += [f"busy: {worker}" for worker in self.busy]
         if self.unprocessed:
-            lines.append(never_processed(self.unprocessed))
-        lines.append(f"exit status {self.exit_status}")
+            lines.append(in_flight(self.unprocessed) if self.running else never_processed(self.unprocessed))
+        lines.append(f"exit status so far {self.exit_status}" if self.running else f"exit status {self.exit_status}")
         return "\n".join(lines)
 
 
@@ -190,18 +198,26 @@ def never_processed(count: int) -> str:
     return f"{counted(count, 'message')} {'was' if count == 1 else 'were'} sent but never processed"
 
 
-def given_up(report: RunReport, busy: list[str]) -> RunReport:
-    """``report`` of a run given up on while ``busy`` were still in their code: a copy naming them, and why it stopped
-    (the run's own report is left as it is: the run may still end by itself)."""
-    return replace(report, stuck=busy, stop_reason=report.stop_reason or "the run did not stop in time")
+def in_flight(count: int) -> str:
+    """A running run's report's line for ``count`` messages that no step has finished processing yet."""
+    return f"{counted(count, 'message')} in flight"
 
 
-def stop_reason_of(steps: dict[str, StepReport], signal: int | None, stop_reason: str | None) -> str | None:
+def given_up(report: RunReport) -> RunReport:
+    """``report`` (report_now()'s) of a run given up on while workers were still in their code: a copy naming them left
+    behind, and why it stopped (the run's own report is left as it is: the run may still end by itself)."""
+    stop_reason = report.stop_reason or "the run did not stop in time"
+    return replace(report, running=False, busy=[], stuck=report.stuck or report.busy, stop_reason=stop_reason,
+                   exit_status=report.exit_status or 1)  # as exit_status() says of a run with a stop reason
+
+
+def stop_reason_of(steps: dict[str, StepReport], signal: int | None, stop_reason: str | None,
+                   running: bool = False) -> str | None:
     """Why the run stopped early (a signal that stopped it says which, but for SIGPIPE: its output ended); messages
-    lost although nothing stopped the run are an internal error."""
+    lost although nothing stopped the run are an internal error (a ``running`` run's are in flight)."""
     if stop_reason is None and signal is not None and signal != SIGPIPE:  # the end of output stops a run quietly
         return signal_reason(signal)
-    if stop_reason is None and unprocessed(steps):
+    if stop_reason is None and not running and unprocessed(steps):
         return f"internal error: {never_processed(unprocessed(steps))}"
     return stop_reason
 

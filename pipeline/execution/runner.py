@@ -39,6 +39,6 @@ class Runner(Protocol):
         ...
 
     def report_now(self) -> RunReport:
-        """The report as the run stands, for a run given up on from another thread while its own is stuck in a
-        step's code (pipeline-run's last resort): the busy steps named as left behind."""
+        """The report as the run stands, from another thread: a running run's (its busy workers named, its messages
+        in flight not taken for lost); pipeline-run's last resort makes it a given-up one (report.given_up)."""
         ...

@@ -13,13 +13,14 @@ import signal
 import threading
 import time
 from collections.abc import Callable, Iterator
+from dataclasses import replace
 from typing import Any
 
 from pipeline.config.model import PipelineConfig
 from pipeline.config.options import RunOptions
 from pipeline.console import lent_signals
 from pipeline.execution.executor import Outcome, Outputs, Signalled, StepExecutor, signalled
-from pipeline.execution.report import RunReport, StepReport, exit_status, given_up, stop_reason_of
+from pipeline.execution.report import RunReport, StepReport, exit_status, stop_reason_of
 from pipeline.execution.status import RunStatus, StepStatus, declared_totals
 from pipeline.failures.policy import FailurePolicy
 from pipeline.message import Copied, Encoded
@@ -169,21 +170,23 @@ class SequentialRunner:
                 break
 
     def report_now(self) -> RunReport:
-        """The report as the run stands (read from another thread: this one is stuck in a step's code)."""
-        return given_up(self._report(), self.busy())
+        """The report as the run stands, from another thread (this one is in a step's code): a running run's."""
+        return self._report(running=True)
 
-    def _report(self) -> RunReport:
+    def _report(self, running: bool = False) -> RunReport:
         reports = {}
         for name, executor in self.executors.items():
             executor.settle()
-            report = reports[name] = StepReport(name, counts=executor.counts, busy_time=executor.busy_time,
+            # Copies: a report taken while the run goes on (report_now()) keeps its figures, as the other modes'.
+            report = reports[name] = StepReport(name, counts=replace(executor.counts), busy_time=executor.busy_time,
                                                 max_time=executor.max_time)
             if executor.first_error:
                 report.add_error(executor.first_error, fatal=executor.fatal)
-        reports[self.config.producer.name].shards = self.shards
-        stop_reason = stop_reason_of(reports, self.signal, self.policy.stop_reason)
+        reports[self.config.producer.name].shards = list(self.shards)
+        stop_reason = stop_reason_of(reports, self.signal, self.policy.stop_reason, running)
         status = exit_status(reports, self.signal, stop_reason, self.options.allow_failures, self.policy.unrecorded)
-        return RunReport(reports, status, stop_reason=stop_reason, wall_time=time.monotonic() - self.started)
+        return RunReport(reports, status, stop_reason=stop_reason, wall_time=time.monotonic() - self.started,
+                         running=running, busy=self.busy() if running else [])
 
     def deliveries(self, sender: str, outputs: Outputs) -> Iterator[tuple[str, Encoded | Copied]]:
         """Each (next step, message) of ``outputs``, counted as emitted when it is delivered."""
