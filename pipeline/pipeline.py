@@ -252,7 +252,8 @@ class Pipeline(Configurable):
             runner.abort()
 
     def report_now(self) -> RunReport | None:
-        """The report of the run as it stands, for a caller that gives up on it from another thread; None outside
+        """The report of the run as it stands, from another thread: a running run's (its busy workers named, its
+        messages in flight not taken for lost; ``report.given_up`` makes it that of a run given up on); None outside
         a run."""
         runner = self._runner
         return runner.report_now() if runner is not None else None
