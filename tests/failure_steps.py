@@ -166,6 +166,15 @@ class ManyFor(Component):
             yield [msg, k]
 
 
+class StuckOnFirst(Component):
+    """Consumer: on its first message, whatever it is, sends its own process SIGINT and never returns."""
+
+    def run(self, msg: Any) -> None:
+        """Stop the run, then block for ever."""
+        os.kill(os.getpid(), signal.SIGINT)
+        threading.Event().wait()
+
+
 class ReusesItsOutput(Component):
     """Stager: returns the same dict every time, refilled with the n of its input and 4 values of it (as a step that
     keeps one output object does)."""

@@ -186,11 +186,19 @@ class NextSteps(Outlet):
         """Queue each output for its next step (all of them when it names none)."""
         every = self.every
         boxes = self.boxes
-        counts = self.counts
-        for message, target in outputs:
-            for box in every if target is None else (boxes[target],):
-                box.add(message)
-                counts.emitted += 1
+        emitted = 0
+        try:
+            for message, target in outputs:
+                for box in every if target is None else (boxes[target],):
+                    emitted += 1  # before it is queued: a send that fails below it leaves it in the packet
+                    box.add(message)
+        except BaseException:
+            # A stop at once ended a send (the next step's pipe was full): those not queued yet count as the queued
+            # ones do, sent but never processed, not lost in silence.
+            emitted = self.deliveries(outputs)
+            raise
+        finally:
+            self.counts.emitted += emitted
         if outputs and not self.oldest:
             self.oldest = time.monotonic()
 
@@ -199,11 +207,22 @@ class NextSteps(Outlet):
         outputs: engine.router): the packets sent are those ``commit`` would send."""
         if not len(outputs):
             return
+        # Counted first: a stop at once that ends a send below leaves them sent but never processed, as ``commit``.
+        self.counts.emitted += len(outputs) * len(self.every)
         for box in self.every:
             box.add_packet(outputs)
-            self.counts.emitted += len(outputs)
         if not self.oldest:
             self.oldest = time.monotonic()
+
+    def deliveries(self, outputs: Outputs) -> int:
+        """The deliveries ``outputs`` make: one each, one per next step for those that name none."""
+        every = len(self.every)
+        return sum(every if target is None else 1 for _, target in outputs)
+
+    def abandon(self, outputs: Outputs) -> None:
+        """``outputs`` will never be sent (the run stopped at once with them still to send): they count as sent but
+        never processed, as those already queued do, rather than vanish from the report."""
+        self.counts.emitted += self.deliveries(outputs)
 
     def flush(self) -> None:
         """Send every pending output now."""

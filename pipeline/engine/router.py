@@ -258,8 +258,14 @@ class Router(EngineThread):
         """Send on the outputs the state released, in its order."""
         outputs = self.outputs
         if outputs is not None:
-            for seq, messages in release:
-                outputs.commit(seq, messages)
+            left = iter(release)
+            try:
+                for seq, messages in left:
+                    outputs.commit(seq, messages)
+            except BaseException:
+                for _, messages in left:  # a stop at once ended a send: the rest never goes, counted (NextSteps)
+                    outputs.abandon(messages)
+                raise
 
     def _dispatch(self, work: zmq.Socket) -> None:
         state = self.state

@@ -569,8 +569,10 @@ class StepExecutor:
             delivered = collector.delivered  # those handed on early, as chunks
             if delivered:
                 collector.restart()
+            # Made before it is sent: a stop at once in commit() counts it emitted too (engine.outlets.NextSteps),
+            # sent but never processed.
+            counts.processed += len(outputs) + delivered
             commit(0, outputs)
-            counts.processed += len(outputs) + delivered  # once sent: a hard stop in commit() leaves it unmade
             produced(spent)
             if unsendable is not None:
                 self._unsendable(unsendable)
