@@ -166,6 +166,22 @@ class ManyFor(Component):
             yield [msg, k]
 
 
+class HoldsUpFirst(Component):
+    """Stager: yields ``copies`` outputs of each message; message 0 never returns (its worker is left behind), and on
+    message ``at`` it sends its own process SIGINT (the run stops, and cannot drain)."""
+
+    at = Int(10, help="The message that sends SIGINT.").tag(config=True)
+    copies = Int(3, help="Outputs per message.").tag(config=True)
+
+    def run(self, msg: int) -> Iterator[int]:
+        """Yield this message's outputs, or block for ever on message 0."""
+        if msg == 0:
+            threading.Event().wait()
+        if msg == self.at:
+            os.kill(os.getpid(), signal.SIGINT)
+        yield from [msg] * self.copies
+
+
 class StuckOnFirst(Component):
     """Consumer: on its first message, whatever it is, sends its own process SIGINT and never returns."""
 

@@ -55,3 +55,20 @@ def test_outputs_still_to_send_at_a_stop_at_once_are_counted(tmp_path: Path, pro
     assert report_row(result.stderr, "SINK")[1:] == [0, 0, 0], result.stderr
     assert f"\n{never_processed(MANY)}\n" in result.stderr
 
+
+def test_outputs_an_ordered_step_held_back_at_a_stop_at_once_are_counted(tmp_path: Path) -> None:
+    """An ordered step's first input never returns: every later input's outputs wait for it (in its router, or on
+    their way there from its threads) when shutdown_timeout stops the run at once. They were in no count: STAGE 199
+    processed, 0 emitted, and the never-processed line short of all of them."""
+    count, copies = 200, 3
+    path = _config(tmp_path, {}, {"class": "HoldsUpFirst", "nb_thread": 2, "ordered": True},
+                   {"class": "MarkedWriter"}, Counter={"count": count},
+                   HoldsUpFirst={"at": count - 1, "copies": copies}, MarkedWriter={"path": str(tmp_path / "out.jsonl")})
+    result = pipeline_run(path, "--Pipeline.shutdown_timeout=0.5")
+    assert result.returncode == 130, result.stderr
+    assert "still busy, left behind: step STAGE worker" in result.stderr
+    _, processed, emitted, failed = report_row(result.stderr, "STAGE")
+    assert processed > 0 and failed == 0, result.stderr
+    assert emitted == copies * processed, result.stderr
+    assert report_row(result.stderr, "SINK")[1] == 0, result.stderr  # nothing goes before the first input's outputs
+    assert f"\n{never_processed(count - processed + emitted)}\n" in result.stderr

@@ -252,9 +252,14 @@ class ToRouter(Outlet):
 
     answers_router = True
 
-    def __init__(self, socket: zmq.Socket, step: StepConfig, handles: Handles | None, ring: Ring | None = None) -> None:
+    def __init__(self, socket: zmq.Socket, step: StepConfig, handles: Handles | None, ring: Ring | None = None,
+                 counts: StepCounts | None = None) -> None:
         super().__init__()
         self.socket = socket
+        #: A thread of the run's process counts its outputs as emitted once they leave for the router (which takes
+        #: them off its own count as it reads them): at a stop at once, those the router never read are counted, as
+        #: sent but never processed. A worker process's are the router's to count (None).
+        self.counts = counts
         self.handles = handles
         self.ring = ring  # a local worker process's ring to its router (engine.rings)
         self.index = {name: i for i, name in enumerate(step.next_steps)}
@@ -308,6 +313,8 @@ class ToRouter(Outlet):
         chunk = ResultPacket()
         chunk.answer(seq, outputs, Outcome.PARTIAL, 0.0, made, self.index)
         sockets.send(self.socket, chunk.frames(self.handles, self.ring))
+        if self.counts is not None:
+            self.counts.emitted += chunk.deliveries(len(self.index))
         self.unacked += 1
         self._await_more(0)
 
@@ -354,8 +361,16 @@ class ToRouter(Outlet):
                 self._await_more(self.credit - 1)
                 self.unacked += 1
             sockets.send(self.socket, result.frames(self.handles, self.ring))
+            if self.counts is not None:
+                self.counts.emitted += result.deliveries(len(self.index))
             self.result = ResultPacket()
         self.oldest = 0.0
+
+    def close(self) -> None:
+        """Count what it still holds: its thread was stopped at once before sending it (the answers of inputs it
+        processed, whose outputs are sent but never processed, not lost in silence)."""
+        if self.counts is not None:
+            self.counts.emitted += self.result.deliveries(len(self.index))
 
 
 class Flusher(threading.Thread):

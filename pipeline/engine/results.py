@@ -70,6 +70,16 @@ class Results:
         self._release_held(release)
         return release
 
+    def abandon(self) -> list[Outputs]:
+        """Give up the outputs held back (the run stopped at once, before the inputs they wait for were answered):
+        each input's, for the router to count as never sent on."""
+        abandoned = [messages for messages, _ in self.held.values()]
+        abandoned += [messages for chunks in self.parts.values() for messages, _ in chunks]
+        self.held.clear()
+        self.parts.clear()
+        self.held_bytes = 0
+        return abandoned
+
     def _release_parts(self, seq: int, release: list[tuple[int, Outputs]]) -> None:
         """Move the chunks held for input ``seq`` (now in turn) to ``release``."""
         for messages, size in self.parts.pop(seq, ()):

@@ -44,6 +44,7 @@ from pipeline.engine.wire import (
     parse_tally,
     parse_worker_id,
     plain_result,
+    result_deliveries,
     skip_frames,
     slot_of,
 )
@@ -129,6 +130,11 @@ class Router(EngineThread):
             self.state.phase = "finished"
             self.control.keepers_look.set()  # the supervisor ends its processes now, not at its next look
         finally:
+            if self.outputs is not None and self.state.results is not None:
+                # Stopped at once (a drained step holds none back): what an ordered step held back for earlier
+                # inputs counts as sent but never processed, not lost in silence.
+                for messages in self.state.results.abandon():
+                    self.outputs.abandon(messages)
             if self.inline is not None:
                 self.inline.close()
             if self.outputs is not None:
@@ -224,6 +230,8 @@ class Router(EngineThread):
                 except WireError as err:  # a worker process's ring record that cannot be (its ring is gone)
                     state.ignore(worker, f"a RESULT that cannot be read ({err})")
                     continue
+                if own and self.outputs is not None:  # its thread counted these outputs as it sent them (ToRouter)
+                    self.outputs.counts.emitted -= result_deliveries(received[1], len(self.outputs.every))
                 self._emit(state.answered(worker, answers))
             elif kind is Kind.JOIN:
                 if state.joined(worker, value):

@@ -187,7 +187,7 @@ class WorkerThread(StepThread):
     def make_outlet(self, ctl: zmq.Socket) -> Outlet:
         """Where this worker's outputs go: on to the next steps, or back to the router of an ordered step."""
         if self.step.ordered and self.step.next_steps:
-            return ToRouter(ctl, self.step, self.handles)
+            return ToRouter(ctl, self.step, self.handles, counts=self.executor.counts)
         return self.next_steps_outlet(self.context, self.addresses)
 
     def finish_steps(self) -> None:

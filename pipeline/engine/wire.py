@@ -392,6 +392,10 @@ class ResultPacket:
             add(message)
             targets.append(EVERY_NEXT_STEP if target is None else target if index is None else index[target])
 
+    def deliveries(self, next_steps: int) -> int:
+        """The deliveries its outputs make, for a step of ``next_steps`` next steps (report.StepCounts.emitted)."""
+        return deliveries(self.targets, next_steps)
+
     def frames(self, handles: Handles | None = None, ring: Ring | None = None) -> list[Buffer]:
         """Its frames (the buffers lent to ``handles`` when the router is in the same process, or put in ``ring``)."""
         table = b"".join((self.seqs.tobytes(), self.counts.tobytes(), self.seconds.tobytes(), self.outcomes))
@@ -423,6 +427,21 @@ def parse_result(frames: Sequence[Any], handles: Handles | None = None, ring: Ri
             result.append(Answer(seq, outputs[start:start + count], _OUTCOMES[outcome], seconds))
         start += count
     return result
+
+
+def deliveries(targets: array, next_steps: int) -> int:
+    """The deliveries outputs of ``targets`` make: one each, and ``next_steps`` for each sent to every next step
+    (counted in C: no output is looked at one by one)."""
+    return len(targets) + targets.count(EVERY_NEXT_STEP) * (next_steps - 1)
+
+
+def result_deliveries(header: Any, next_steps: int) -> int:
+    """The deliveries the outputs of the RESULT of header frame ``header`` make, read from its targets alone."""
+    view = memoryview(header)
+    n = HEADER.unpack_from(view)[2]
+    targets = array("H")
+    targets.frombytes(view[HEADER.size + 6 * n:HEADER.size + 8 * n])
+    return deliveries(targets, next_steps)
 
 
 #: The target of one output sent to every next step, as a RESULT's header holds it.
