@@ -424,7 +424,7 @@ _held: dict[str, int] = {}
 
 def preload(path: str) -> None:
     """Hold ``path`` for the run and check its messages now, before the run, for the replay producer to send (the run
-    ``release``s it at its end)."""
+    lets it go at its end: ``release``)."""
     hold(path)
     try:
         replay = Replay(path)
