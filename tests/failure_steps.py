@@ -17,7 +17,7 @@ from algorithms.basic import JsonLinesWriter
 from pipeline import Component
 from tests.process_helpers import wait_for
 
-#: Seconds WaitsForFile waits for its gate at most: a test that never opens it fails, never hangs.
+#: Seconds Hangs waits for its gate at most: a test that never opens it fails, never hangs.
 GATE_SECONDS = 30.0
 
 
@@ -341,12 +341,14 @@ class CleansUpOnCtrlC(Component):
 
 
 class Hangs(Component):
-    """Passes messages on, but hangs for ever in init() (``at`` -1) or in run() on message ``at``, once it has
-    created the file ``marker``."""
+    """Passes messages on, but hangs in init() (``at`` -1) or in run() on message ``at``, once it has created the file
+    ``marker``: for ever, or until the file ``gate`` exists (GATE_SECONDS at most; a worker process's too, where a
+    test's events do not reach)."""
 
     at = Int(-1, help="The message to hang on (-1: hang in init()).").tag(config=True)
     marker = Unicode("", help="The file it creates as it starts to hang.").tag(config=True)
     hold_gil = Bool(False, help="Hang in C code that never gives the GIL back, rather than waiting.").tag(config=True)
+    gate = Unicode("", help="The file whose creation ends the hang (empty: none does).").tag(config=True)
 
     def init(self) -> None:
         """Hang if told to hang here."""
@@ -364,7 +366,10 @@ class Hangs(Component):
             pass
         if self.hold_gil:
             sum(range(10**15))  # one C call over a range: hours without giving the GIL back
-        threading.Event().wait()
+        if self.gate:
+            wait_for(lambda: os.path.exists(self.gate), GATE_SECONDS, f"the file {self.gate}")
+        else:
+            threading.Event().wait()
 
 
 class MarkedWriter(JsonLinesWriter):
@@ -393,31 +398,6 @@ class WaitsForGo(Component):
             STARTED.set()
             GO.wait(self.patience)
         return msg
-
-
-class WaitsForFile(Component):
-    """Passes messages on; on message ``at`` (in init() if negative) it creates ``marker``, then waits for the file
-    ``gate`` (bounded): in a worker process too, where WaitsForGo's events do not reach."""
-
-    at = Int(3, help="The message to wait on (negative: wait in init()).").tag(config=True)
-    marker = Unicode(help="The file created once it waits.").tag(config=True)
-    gate = Unicode(help="The file it waits for.").tag(config=True)
-
-    def init(self) -> None:
-        """Wait if told to wait here."""
-        if self.at < 0:
-            self._wait()
-
-    def run(self, msg: int) -> int:
-        """Pass the message on, waiting on message ``at``."""
-        if msg == self.at:
-            self._wait()
-        return msg
-
-    def _wait(self) -> None:
-        with open(self.marker, "a", encoding="utf-8"):
-            pass
-        wait_for(lambda: os.path.exists(self.gate), GATE_SECONDS, f"the file {self.gate}")
 
 
 def step_sigint_handler(signum: int, frame: object) -> None:

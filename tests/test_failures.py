@@ -515,12 +515,12 @@ def waiting_in_its_step(pipeline: Pipeline) -> Iterator[list[Any]]:
 
 @contextlib.contextmanager
 def waiting_in_its_file_step(tmp_path: Path, mode: str, at: int) -> Iterator[tuple[Pipeline, list[Any]]]:
-    """Run a config whose STAGE is a WaitsForFile (at ``at``; ``mode`` "processes": threads, STAGE in a worker process)
-    in another thread; within, its step waits; what is yielded holds the run's report once it has ended."""
+    """Run a config whose STAGE is a Hangs with a gate (at ``at``; ``mode`` "processes": threads, STAGE in a worker
+    process) in another thread; within, its step waits; what is yielded holds the run's report once it has ended."""
     marker, gate = tmp_path / "waiting", tmp_path / "go"
-    stage = {"class": "WaitsForFile", **({"nb_process": 1} if mode == "processes" else {})}
+    stage = {"class": "Hangs", **({"nb_process": 1} if mode == "processes" else {})}
     path = config(tmp_path, stage, Counter={"count": 10},
-                  WaitsForFile={"at": at, "marker": str(marker), "gate": str(gate)})
+                  Hangs={"at": at, "marker": str(marker), "gate": str(gate)})
     pipeline = Pipeline.from_config(path, {"Pipeline": {"mode": "threads" if mode == "processes" else mode}})
     reports: list[Any] = []
     runner = threading.Thread(target=lambda: reports.append(pipeline.run()))
