@@ -747,11 +747,8 @@ class _Validator:
 def _run_key_hint(name: str, run_keys: Collection[str]) -> str:
     """For a key the ``Pipeline`` section does not take: the nearest of its keys, else what it takes, in short (its run
     keys are too many for one line)."""
-    near = nearest(name, [*SECTIONS, *run_keys])
-    if near is not None:
-        return f" (did you mean {near!r}?)"
     more = " or a run key: see the configuration reference" if run_keys else ""
-    return f" (expected {', '.join(SECTIONS)}{more})"
+    return _did_you_mean(name, [*SECTIONS, *run_keys]) or f" (expected {', '.join(SECTIONS)}{more})"
 
 
 def _last_wins(values: Mapping[str, Any]) -> dict[str, Any]:

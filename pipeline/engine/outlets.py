@@ -313,8 +313,7 @@ class ToRouter(Outlet):
         chunk = ResultPacket()
         chunk.answer(seq, outputs, Outcome.PARTIAL, 0.0, made, self.index)
         sockets.send(self.socket, chunk.frames(self.handles, self.ring))
-        if self.counts is not None:
-            self.counts.emitted += chunk.deliveries(len(self.index))
+        self._count_sent(chunk)
         self.unacked += 1
         self._await_more(0)
 
@@ -361,16 +360,19 @@ class ToRouter(Outlet):
                 self._await_more(self.credit - 1)
                 self.unacked += 1
             sockets.send(self.socket, result.frames(self.handles, self.ring))
-            if self.counts is not None:
-                self.counts.emitted += result.deliveries(len(self.index))
+            self._count_sent(result)
             self.result = ResultPacket()
         self.oldest = 0.0
 
     def close(self) -> None:
         """Count what it still holds: its thread was stopped at once before sending it (the answers of inputs it
         processed, whose outputs are sent but never processed, not lost in silence)."""
+        self._count_sent(self.result)
+
+    def _count_sent(self, packet: ResultPacket) -> None:
+        """Count the outputs of ``packet`` as emitted, for a thread of the run's process (``counts``)."""
         if self.counts is not None:
-            self.counts.emitted += self.result.deliveries(len(self.index))
+            self.counts.emitted += packet.deliveries(len(self.index))
 
 
 class Flusher(threading.Thread):

@@ -215,7 +215,7 @@ class StepState:
         """How many workers outside the run's process hold work now (the run's own threads count themselves: the
         monitor showed a consumer of one thread busy=2/1 in a run open to remote workers)."""
         own = self.own
-        return sum(1 for worker, held in self.pool.workers.items() if held.held and not own(worker))
+        return sum(1 for worker, state in self.pool.workers.items() if state.held and not own(worker))
 
     def wait_alone(self) -> float | None:
         """Seconds the router may wait for a remote worker before the step fails, looking again at least every
