@@ -188,6 +188,8 @@ def test_a_file_that_cannot_be_made_private_is_refused_and_kept(tmp_path: Path,
                                                 "digits"),  # int() raised a plain ValueError: a traceback, exit 1
     ([record(1, pickle="not base64!")], "line 1: pickle: expected base64 text"),
     ([], "nothing to replay: the file is empty"),
+    # A record pasted twice by hand would be replayed twice: no run writes a line twice.
+    ([record(1), record(2), record(1)], "line 3: the record of line 1 again (expected each failed message once"),
 ])
 def test_a_replay_that_cannot_load_its_records_exits_2_before_any_step_runs(
         tmp_path: Path, lines: list[str], message: str) -> None:
@@ -283,6 +285,22 @@ def test_a_message_some_of_whose_outputs_went_on_is_replayed_to_skip_them(tmp_pa
     path = dead_letters(tmp_path, record(7, delivered=32), record(Resume(8, 16), delivered=48), record(9))
     assert load_replays(str(path)) == [("STAGE", Resume(7, 32)), ("STAGE", Resume(8, 64)), ("STAGE", 9)]
     assert load_messages(str(path)) == [("STAGE", 7), ("STAGE", 8), ("STAGE", 9)]
+
+
+@pytest.mark.parametrize(("mode", "stage"), [("sequential", {}), ("threads", {"nb_thread": 1}),
+                                           ("threads", {"nb_process": 1})], ids=["sequential", "threads", "processes"])
+def test_a_replay_that_makes_fewer_outputs_than_went_on_says_so(tmp_path: Path, mode: str,
+                                                                 stage: dict[str, Any]) -> None:
+    """A record (edited by hand) saying that more outputs went on than its step makes again: the replay drops what it
+    makes, as delivered, and says that none went on, in every mode."""
+    path = config(tmp_path, {"class": "FailEvery", **stage}, Counter={"count": 1})
+    dead = dead_letters(tmp_path, record(7, delivered=10**30), record(8))
+    result = pipeline_run(path, f"--replay={dead}", f"--Pipeline.mode={mode}")
+    assert result.returncode == 0, result.stderr
+    assert f"step STAGE: message 0 made 1 output when it ran again, fewer than the {10**30} that had gone on " \
+           "before: none went on again" in result.stderr
+    assert "message 1 made" not in result.stderr
+    assert written(tmp_path) == [8, {"finished": True}]
 
 
 @pytest.mark.parametrize("mode", ["threads", "sequential"])

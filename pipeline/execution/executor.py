@@ -36,6 +36,7 @@
 
 from __future__ import annotations
 
+import logging
 import threading
 from collections.abc import Callable, Iterable, Mapping
 from enum import IntEnum
@@ -45,9 +46,10 @@ from typing import Any, Protocol
 
 from pipeline.component import Component, set_share
 from pipeline.config.model import StepConfig
+from pipeline.console.humanize import counted
 from pipeline.errors import RoutingError, StepFailed
 from pipeline.execution.report import StepCounts
-from pipeline.failures.describe import failure_line, failure_of_run
+from pipeline.failures.describe import failure_line, failure_of_run, message_words
 from pipeline.message import (
     Buffer,
     Copied,
@@ -59,6 +61,8 @@ from pipeline.message import (
     decode,
     encode,
 )
+
+log = logging.getLogger("pipeline.failures")
 
 #: Outputs of one call handed on as a chunk once they reach this many bytes or outputs (the values of
 #: engine.flow.OUTPUT_CHUNK_BYTES and OUTPUT_CHUNK_COUNT, which a test holds equal: execution sits below engine).
@@ -661,6 +665,8 @@ class StepExecutor:
                 outputs = self._last_chunk(outputs)
             delivered = collector.delivered
             if delivered:
+                if collector.skip and error is None:
+                    self._made_fewer(seq, delivered, collector.skip)
                 collector.restart()
             self.busy_time += spent
             if spent > self.max_time:
@@ -679,6 +685,13 @@ class StepExecutor:
                 sink.commit(seq, outputs, spent)
                 if sink.oldest:
                     sink.flush_if_due()
+
+    def _made_fewer(self, seq: int, delivered: int, missing: int) -> None:
+        """Message ``seq``, sent again after ``delivered`` of its outputs went on, made ``missing`` fewer than that:
+        say so (a hand-edited dead letter, or a step whose outputs changed), since none of them went on."""
+        log.warning("step %s: %s made %s when it ran again, fewer than the %d that had gone on before: none went on "
+                    "again (a replay drops as many as its dead letter's \"delivered\")", self.step.name,
+                    message_words(seq), counted(delivered - missing, "output"), delivered)
 
     def _not_run(self, seq: int, inband: Any, buffers: list[Buffer] | None) -> None:
         """Message ``seq`` came to a step that starts no message (halted, or its init() failed): received, not run,

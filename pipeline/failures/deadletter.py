@@ -26,6 +26,7 @@ import contextlib
 import dataclasses
 import errno
 import fcntl
+import hashlib
 import json
 import logging
 import os
@@ -249,6 +250,9 @@ def records(path: str, identity: tuple[int, ...] | None = None) -> Iterator[Dead
     the file when it was checked), a ConfigError if the file changed since."""
     found = False
     blank = True  # no line but blank ones so far
+    # A line's digest -> its number: the same record twice (a file edited by hand, or joined with itself) would be
+    # replayed twice; no run writes one line twice (each names its time).
+    seen: dict[bytes, int] = {}
     try:
         # Looked at before it is opened: /dev/zero has no end, and opening a FIFO waits for a writer.
         if not stat.S_ISREG(os.stat(path).st_mode):
@@ -262,6 +266,10 @@ def records(path: str, identity: tuple[int, ...] | None = None) -> Iterator[Dead
             for number, line in enumerate(file, 1):
                 if line.strip():
                     blank = False
+                    digest = hashlib.blake2b(line.strip(), digest_size=16).digest()
+                    if (first := seen.setdefault(digest, number)) != number:
+                        raise ConfigError(path, f"line {number}", f"the record of line {first} again (expected each "
+                                                                  "failed message once: it would be replayed twice)")
                     record = _parse(path, number, line)
                     if record is not None:
                         found = True
