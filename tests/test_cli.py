@@ -78,6 +78,20 @@ def test_override_changes_the_count(tmp_path: Path) -> None:
     assert sorted(read_lines(output)) == list(range(7))
 
 
+@pytest.mark.parametrize("count", ["7.0", "7e0"])
+def test_an_int_written_as_a_float_of_its_value_is_taken_as_in_a_file(tmp_path: Path, count: str) -> None:
+    """--Counter.count=7.0 is 7, as {"count": 7.0} is in a config file (traitlets' Int takes an integer's float); 7.5
+    is refused in both places."""
+    output = tmp_path / "out.jsonl"
+    result = run_cli(f"--config={CHAIN}", f"--Counter.count={count}", f"--JsonLinesWriter.path={output}")
+    assert result.returncode == 0, result.stderr
+    assert sorted(read_lines(output)) == list(range(7))
+    refused = run_cli(f"--config={CHAIN}", "--Counter.count=7.5", f"--JsonLinesWriter.path={output}")
+    assert refused.returncode == 2
+    assert refused.stderr == ("pipeline-run: error: command line: --Counter.count: expected an int (at least 0), got "
+                              "float 7.5\n")
+
+
 def test_sequential_mode_runs_every_step_in_the_main_thread(tmp_path: Path) -> None:
     """--Pipeline.mode=sequential reaches the Pipeline: each message is handled in the main thread."""
     document = chain_config(str(tmp_path / "out.jsonl"))

@@ -9,6 +9,7 @@ import importlib
 import inspect
 import json
 import logging
+import math
 import re
 import sys
 from collections import deque
@@ -784,9 +785,17 @@ def _check_text_keys(source: str, tree: Any) -> None:
 def _from_command_line(trait: Any, value: DeferredConfigString | DeferredConfigList) -> Any:
     """The value of a command-line option for ``trait``: a container's (list, set, tuple, dict) is one Python literal
     (``--T.ids=[1, 2]``) or one item (``--T.ids=1``), which traitlets' own conversion left a string; a scalar's is
-    read by the trait."""
+    read by the trait; an int's may be written as a float of an integer's value (``--T.count=4e9``), as in a file."""
     if not hasattr(trait, "from_string_list"):
-        return value.get_value(trait) if isinstance(value, DeferredConfigString) else value
+        if not isinstance(value, DeferredConfigString):
+            return value
+        read = value.get_value(trait)
+        if isinstance(read, str) and isinstance(trait, Int):
+            with contextlib.suppress(ValueError):
+                number = float(read)
+                if math.isfinite(number):  # the trait takes it if its value is an integer's (traitlets' Int.validate)
+                    return number
+        return read
     text = str(value) if isinstance(value, DeferredConfigString) else str(value[-1])
     if text.lstrip()[:1] in ("[", "(", "{"):
         with contextlib.suppress(ValueError, SyntaxError, TypeError, MemoryError, RecursionError):
