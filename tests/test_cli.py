@@ -90,6 +90,9 @@ def test_an_int_written_as_a_float_of_its_value_is_taken_as_in_a_file(tmp_path: 
     assert refused.returncode == 2
     assert refused.stderr == ("pipeline-run: error: command line: --Counter.count: expected an int (at least 0), got "
                               "float 7.5\n")
+    # The run's own options too (traitlets reads them itself, and left "5.0" a string)
+    run = run_cli(f"--config={CHAIN}", "--Pipeline.heartbeat_liveness=5.0", f"--JsonLinesWriter.path={output}")
+    assert run.returncode == 0, run.stderr
 
 
 def test_sequential_mode_runs_every_step_in_the_main_thread(tmp_path: Path) -> None:

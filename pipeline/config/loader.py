@@ -696,7 +696,9 @@ class _Validator:
             trait = traits[name]
             if isinstance(value, LazyConfigValue):
                 continue
-            if isinstance(value, DeferredConfigString | DeferredConfigList):
+            # traitlets leaves a command line's value as a string where it could not read it (a known class's option)
+            if isinstance(value, DeferredConfigString | DeferredConfigList) or (
+                    source == COMMAND_LINE and isinstance(value, str)):
                 value = values[name] = _from_command_line(trait, value)
             if value is None and trait.allow_none:
                 continue  # traitlets lets None through before validate(), which would refuse it
@@ -782,21 +784,21 @@ def _check_text_keys(source: str, tree: Any) -> None:
             stack.extend((f"{path}[{i}]", item) for i, item in enumerate(node))
 
 
-def _from_command_line(trait: Any, value: DeferredConfigString | DeferredConfigList) -> Any:
+def _from_command_line(trait: Any, value: DeferredConfigString | DeferredConfigList | str) -> Any:
     """The value of a command-line option for ``trait``: a container's (list, set, tuple, dict) is one Python literal
     (``--T.ids=[1, 2]``) or one item (``--T.ids=1``), which traitlets' own conversion left a string; a scalar's is
     read by the trait; an int's may be written as a float of an integer's value (``--T.count=4e9``), as in a file."""
     if not hasattr(trait, "from_string_list"):
-        if not isinstance(value, DeferredConfigString):
+        if isinstance(value, DeferredConfigList):
             return value
-        read = value.get_value(trait)
+        read = value.get_value(trait) if isinstance(value, DeferredConfigString) else value
         if isinstance(read, str) and isinstance(trait, Int):
             with contextlib.suppress(ValueError):
                 number = float(read)
                 if math.isfinite(number):  # the trait takes it if its value is an integer's (traitlets' Int.validate)
                     return number
         return read
-    text = str(value) if isinstance(value, DeferredConfigString) else str(value[-1])
+    text = str(value[-1]) if isinstance(value, DeferredConfigList) else str(value)
     if text.lstrip()[:1] in ("[", "(", "{"):
         with contextlib.suppress(ValueError, SyntaxError, TypeError, MemoryError, RecursionError):
             return ast.literal_eval(text)
