@@ -274,14 +274,16 @@ def check_tcp_address(value: str, listening: bool) -> str:
 
 def tcp_host(address: str) -> str:
     """The HOST of a ``tcp://HOST:PORT`` that check_tcp_address accepted, an IPv6 address without its brackets."""
-    match = _TCP.fullmatch(address)
-    return match["host"].strip("[]") if match is not None else ""
+    return tcp_parts(address)[0]
 
 
-def tcp_port(address: str) -> int:
-    """The PORT of a ``tcp://HOST:PORT`` that check_tcp_address accepted."""
+def tcp_parts(address: str) -> tuple[str, int]:
+    """The HOST (an IPv6 address without its brackets) and PORT of a ``tcp://HOST:PORT`` that check_tcp_address
+    accepted; ("", 0) for one it did not, and PORT 0 for ``*``."""
     match = _TCP.fullmatch(address)
-    return int(match["port"]) if match is not None and match["port"].isdigit() else 0
+    if match is None:
+        return "", 0
+    return match["host"].strip("[]"), int(match["port"]) if match["port"].isdigit() else 0
 
 
 def unresolved(host: str) -> str | None:

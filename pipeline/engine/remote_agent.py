@@ -30,7 +30,7 @@ from zmq.utils.monitor import recv_monitor_message
 from pipeline.auth.curve import HANDSHAKE_SECONDS, secure_client
 from pipeline.auth.greeting import NOT_ZEROMQ, mechanism_at
 from pipeline.auth.keys import KeyPair
-from pipeline.config.traits import tcp_host, tcp_port
+from pipeline.config.traits import tcp_parts
 from pipeline.engine import sockets
 from pipeline.engine.addresses import private_dir
 from pipeline.engine.process_keeper import ProcessKeeper
@@ -133,7 +133,7 @@ def _not_a_run(address: str | None) -> JoinError | None:
     cannot be asked."""
     if address is None:
         return None
-    mechanism = mechanism_at(tcp_host(address), tcp_port(address))
+    mechanism = mechanism_at(*tcp_parts(address))
     if mechanism is None or mechanism == "CURVE":
         return None
     return JoinError(_NO_RUN.format("does not speak ZeroMQ" if mechanism == NOT_ZEROMQ else "does not use CurveZMQ"),
