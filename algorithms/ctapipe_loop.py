@@ -4,7 +4,8 @@ loop in one process, to compare with the pipeline: same events, same components,
     python -m algorithms.ctapipe_loop configs/ctapipe_toy.json [--Class.trait=value ...]
 
 It reads the top-level class sections of the config (not the sections nested in a step's, nor a
-step's ``config`` key), writes the same HDF5 file, and prints its rate to stderr.
+step's ``config`` key), the command line's winning over the sections nested in them as in the pipeline's
+steps, writes the same HDF5 file, and prints its rate to stderr.
 """
 
 from __future__ import annotations
@@ -27,7 +28,8 @@ def main(argv: Sequence[str] | None = None) -> int:
         print("usage: python -m algorithms.ctapipe_loop CONFIG [--Class.trait=value ...]", file=sys.stderr)
         return 2
     try:
-        config = load_config(args[0], KVArgParseConfigLoader(args[1:]).load_config(), settings=[Pipeline]).config
+        overrides = KVArgParseConfigLoader(args[1:]).load_config()
+        config = load_config(args[0], overrides, settings=[Pipeline]).whole_config()
     except ConfigError as err:
         print(f"ctapipe_loop: error: {err}", file=sys.stderr)
         return 2

@@ -112,6 +112,29 @@ def test_the_example_writes_what_ctapipes_own_loop_writes(
     assert sum(len(rows) for rows in written.values()) > EVENTS  # several telescopes saw most events
 
 
+@pytest.mark.timeout(2 * RUN_SECONDS)
+def test_the_loop_takes_a_command_line_option_over_the_section_nested_in_the_file_as_the_pipeline_does(
+    tmp_path: Path, loop_output: dict[str, Any]
+) -> None:
+    """--TailcutsImageCleaner.picture_threshold_pe against the file's ImageProcessor.TailcutsImageCleaner: the loop
+    ran with the file's thresholds (traitlets lets the nested section win), the pipeline with the command line's."""
+    np = pytest.importorskip("numpy")
+    options = [f"--EventSource.max_events={EVENTS}", "--TailcutsImageCleaner.picture_threshold_pe=30",
+               "--TailcutsImageCleaner.boundary_threshold_pe=15"]
+    loop = run(["-m", "algorithms.ctapipe_loop", str(CONFIG), *options, "--WriteParameters.output_path=loop.h5"],
+               tmp_path)
+    assert loop.returncode == 0, loop.stderr
+    pipeline = run(["-m", "pipeline", f"--config={CONFIG}", *options, "--WriteParameters.output_path=pipeline.h5",
+                    "--no-progress", "--Pipeline.mode=sequential"], tmp_path)
+    assert pipeline.returncode == 0, pipeline.stderr
+    looped, written = tables(tmp_path / "loop.h5"), tables(tmp_path / "pipeline.h5")
+    assert sorted(looped) == sorted(written)
+    pixels = "morphology_n_pixels"
+    for name, rows in written.items():
+        assert np.array_equal(rows[pixels], looped[name][pixels]), name
+    assert any(not np.array_equal(rows[pixels], loop_output[name][pixels]) for name, rows in written.items())
+
+
 #: A reader of the user's own in shards, built on ReadEvents as the docs suggest: shard k of n yields every n-th event.
 SHARDED_READER = '''
 from algorithms.ctapipe_steps import ReadEvents

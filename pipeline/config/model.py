@@ -168,6 +168,15 @@ class PipelineConfig:
             for section, values in list(outer.items()):
                 if isinstance(values, Config):
                     _merge_everywhere(config, section, values, tuple(outers[weakest:]))
+        return self._command_line_wins(config)
+
+    def whole_config(self) -> Config:
+        """A copy of the file's class sections in which the command line's win over those nested in others too, as in
+        each step's (``step_config``): for the steps' classes run outside the pipeline (algorithms.ctapipe_loop)."""
+        return self._command_line_wins(copy.deepcopy(self.config))
+
+    def _command_line_wins(self, config: Config) -> Config:
+        """``config`` with each command-line section merged into every section of its class."""
         for section, values in self.overrides.items():
             _merge_everywhere(config, section, values)
         return config
