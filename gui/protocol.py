@@ -35,7 +35,7 @@ ENDED_STATES = ("finished", "failed", "interrupted")
 #: Steps a run may have (in a graph, a status or a report), as the run's side knows it.
 MAX_STEPS = messages.MAX_STEPS
 #: Characters in a name (of a step, class, module, pipeline, host or run id) or a state, at most.
-MAX_NAME = 200
+MAX_NAME = messages.MAX_NAME
 #: Characters of a traceback kept (its start and its end); a run sends at most 32,000.
 MAX_TRACEBACK = 16_000
 #: Characters of an error's line kept.

@@ -21,6 +21,7 @@ import pytest
 from rich.cells import cell_len
 from rich.console import Console
 
+from gui.protocol import parse
 from pipeline import ConfigError, Pipeline
 from pipeline.cli.run import PipelineRun
 from pipeline.config import DEFAULT_QUEUE_LIMIT, load_config
@@ -326,8 +327,14 @@ def test_errors_waiting_are_bounded_in_bytes_and_those_dropped_counted() -> None
     assert pending.take() == ([], 0)  # nothing publishes them any more
 
 
-def test_a_run_of_more_steps_than_the_monitor_takes_says_so(caplog: pytest.LogCaptureFixture) -> None:
-    """pipeline-gui refused every message of a run of 202 steps, and the run said nothing."""
+def test_a_run_of_more_steps_than_the_monitor_takes_says_so(caplog: pytest.LogCaptureFixture,
+                                                             monkeypatch: pytest.MonkeyPatch) -> None:
+    """pipeline-gui refused every message of a run of 202 steps, and the run said nothing; then it said so, and still
+    sent every message."""
+    def refuse(*args: Any) -> None:
+        raise AssertionError("a publisher was made")
+
+    monkeypatch.setattr(monitor_module, "Publisher", refuse)
     stagers = [{"name": f"S{i}", "module": "algorithms.basic", "class": "PassThrough", "next_steps": f"S{i + 1}"}
                for i in range(MAX_STEPS)]
     stagers[-1]["next_steps"] = "W"
@@ -340,6 +347,24 @@ def test_a_run_of_more_steps_than_the_monitor_takes_says_so(caplog: pytest.LogCa
     assert [r.getMessage() for r in caplog.records if "pipeline-gui shows" in r.getMessage()] == [
         f"pipeline-gui shows runs of at most {MAX_STEPS} steps: this run's {MAX_STEPS + 2} are not shown there (the "
         "progress display and the report show them)"]
+
+
+def test_a_run_whose_name_is_longer_than_the_monitor_takes_is_shown_with_its_middle_cut(
+        subscriber: Subscriber, tmp_path: Path) -> None:
+    """A config file's stem of 210 characters: pipeline-gui refused every message of its run (a name of more than 200),
+    and neither side said it to the user."""
+    tag = uuid.uuid4().hex
+    gate(tag)[1].set()
+    path = tmp_path / f"{'a' * 105}{'z' * 105}.json"
+    path.write_text(json.dumps(document(tag, count=5)), encoding="utf-8")
+    pipeline = Pipeline.from_config(str(path), {"Pipeline": {
+        "gui_address": subscriber.address, "gui_plaintext": True, "progress": False, "allow_failures": True}})
+    run = Background(pipeline)
+    messages = subscriber.receive_until(has("finish"))
+    assert run.result().exit_status == 0
+    for topic, message in messages:
+        shown = parse([topic.encode(), json.dumps(message).encode()])  # as pipeline-gui reads it
+        assert shown.header.pipeline.startswith("a" * 80) and shown.header.pipeline.endswith("z" * 80)
 
 
 # -- settings -------------------------------------------------------------------------------

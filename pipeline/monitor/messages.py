@@ -30,6 +30,9 @@ PROTOCOL_VERSION = 1
 #: Steps of a run a monitor takes, in a graph, a status or a report (pipeline-gui refuses a message of more: a run
 #: of more is not shown, which its monitor says at its start); 50 is a big pipeline.
 MAX_STEPS = 200
+#: Characters of a name (of the pipeline, its host, a step's class or module) a monitor takes (pipeline-gui refuses a
+#: message with a longer one): a longer one is sent with its middle cut. Step names are no longer (config.traits).
+MAX_NAME = 200
 #: The topics, the first frame of each message.
 GRAPH, STATUS, ERROR, FINISH = "graph", "status", "error", "finish"
 TOPICS = (GRAPH, STATUS, ERROR, FINISH)
@@ -55,7 +58,8 @@ class Envelope:
     @classmethod
     def for_run(cls, config: PipelineConfig) -> Envelope:
         """A new envelope, with a fresh run id, for a run of ``config`` in this process."""
-        return cls(uuid.uuid4().hex, config.name, config.source, socket.gethostname(), os.getpid())
+        return cls(uuid.uuid4().hex, name_field(config.name), config.source, name_field(socket.gethostname()),
+                   os.getpid())
 
     def message(self, topic: str, serial: int, body: Mapping[str, Any], now: float | None = None) -> dict[str, Any]:
         """The whole message: the envelope, the topic, its number in the run ``serial`` and ``body``."""
@@ -67,11 +71,17 @@ class Envelope:
 def graph_body(config: PipelineConfig) -> dict[str, Any]:
     """The steps of the run and where each sends its outputs."""
     return {"steps": [
-        {"name": step.name, "class": step.class_name, "module": step.module, "kind": step.kind,
+        {"name": step.name, "class": name_field(step.class_name), "module": name_field(step.module), "kind": step.kind,
          "next_steps": list(step.next_steps), "workers": step.workers, "queue_limit": step.queue_limit,
          "ordered": step.ordered, "on_error": step.on_error}
         for step in config.steps.values()
     ]}
+
+
+def name_field(name: str) -> str:
+    """``name`` as a monitor takes it: its middle cut if it is longer than MAX_NAME (a config file's stem of 210
+    characters hid its run from pipeline-gui, which refused every message of it)."""
+    return shorten(name, MAX_NAME, " ")
 
 
 def status_body(status: RunStatus, rates: Mapping[str, float], dropped: int, state: str | None = None) -> dict:

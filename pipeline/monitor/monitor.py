@@ -342,6 +342,7 @@ class Monitor:
         if len(self.config.steps) > MAX_STEPS:  # said once, where the monitor would otherwise show nothing
             log.warning("pipeline-gui shows runs of at most %d steps: this run's %d are not shown there (the progress "
                         "display and the report show them)", MAX_STEPS, len(self.config.steps))
+            return None  # what it would send, the monitor refuses
         try:
             return Publisher(settings.gui_address, self.envelope, self.credentials)
         except zmq.ZMQError as err:
