@@ -262,9 +262,8 @@ def test_the_table_leaves_nothing_on_the_terminal_but_what_was_logged_and_the_re
                                                              "S0:", "exit"]  # S0's first error, then the exit status
 
 
-def test_a_progress_line_of_many_steps_stays_short() -> None:
-    """A run of 200 steps wrote progress lines of 12 KB: the line gives LINE_STEPS of them, those at work first, and
-    how many more there are."""
+def many_steps() -> tuple[PipelineConfig, RunStatus]:
+    """A chain of 200 steps, and a status of it where S150 has a queue and S170 is busy."""
     steps = [StepStatus(f"S{i}", state="running", counts=StepCounts(10, 10, 10, 0), queue_limit=64, workers=1)
              for i in range(200)]
     steps[150].queue, steps[170].busy = 5, 1
@@ -273,7 +272,28 @@ def test_a_progress_line_of_many_steps_stays_short() -> None:
         "stagers_conf": [{"name": f"S{i}", "module": "algorithms.basic", "class": "PassThrough",
                           "next_steps": f"S{i + 1}"} for i in range(1, 199)],
         "consumer_conf": {"name": "S199", "module": "algorithms.basic", "class": "Printer"}}}
-    line = progress_line(load_config(document), RunStatus("running", 1.0, steps), {})
+    return load_config(document), RunStatus("running", 1.0, steps)
+
+
+@pytest.mark.parametrize("height", [6, 15, 40])
+def test_a_table_taller_than_the_terminal_shows_the_steps_at_work(height: int) -> None:
+    """200 steps on a terminal of 15 lines: the table showed the first 11 and '...', never the steps at work further
+    down the chain; it fits the terminal now, those at work first, and says how many more there are."""
+    config, run = many_steps()
+    out = io.StringIO()
+    Console(file=out, width=100, color_system=None).print(progress_table(config, run, {}, 100, height))
+    lines = out.getvalue().splitlines()
+    rows = [line.split()[0] for line in lines[2:-1]]
+    assert len(lines) <= height
+    assert "S150" in rows and "S170" in rows and rows == sorted(rows, key=lambda name: int(name[1:]))
+    assert lines[-1] == f"+{200 - len(rows)} more steps"
+
+
+def test_a_progress_line_of_many_steps_stays_short() -> None:
+    """A run of 200 steps wrote progress lines of 12 KB: the line gives LINE_STEPS of them, those at work first, and
+    how many more there are."""
+    config, run = many_steps()
+    line = progress_line(config, run, {})
     assert len(line) < 1500, len(line)
     assert " S150 processed=" in line and " S170 processed=" in line and line.endswith(" | +190 more steps")
     assert line.count(" processed=") == LINE_STEPS

@@ -44,14 +44,15 @@ class LogProgress:
 LINE_STEPS = 10
 
 
-def line_steps(steps: Sequence[StepStatus]) -> list[StepStatus]:
-    """The LINE_STEPS steps a progress line gives, in the run's order: those at work (busy, or with a queue) first."""
-    if len(steps) <= LINE_STEPS:
+def line_steps(steps: Sequence[StepStatus], limit: int = LINE_STEPS) -> list[StepStatus]:
+    """The ``limit`` steps a progress line (or a terminal's table) gives, in the run's order: those at work (busy, or
+    with a queue) first."""
+    if len(steps) <= limit:
         return list(steps)
     working = [step.name for step in steps if step.busy or step.queue]
-    shown = set(working[:LINE_STEPS])
+    shown = set(working[:limit])
     for step in steps:  # then the others, in order, to fill the line
-        if len(shown) >= LINE_STEPS:
+        if len(shown) >= limit:
             break
         shown.add(step.name)
     return [step for step in steps if step.name in shown]

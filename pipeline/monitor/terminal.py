@@ -31,7 +31,7 @@ from rich.text import Text
 from pipeline.config.model import PipelineConfig
 from pipeline.console.humanize import abbreviated, duration
 from pipeline.execution.status import RunStatus, StepStatus
-from pipeline.monitor.progress import queue_text, run_total, step_mix
+from pipeline.monitor.progress import line_steps, queue_text, run_total, step_mix
 from pipeline.monitor.workers import is_late, label
 
 log = logging.getLogger("pipeline.monitor")
@@ -44,6 +44,8 @@ BAR_WIDTH = 12
 COLUMNS = ("STEP", "STATE", "PROCESSED", "FAILED", "QUEUE", "", "BUSY", "WORKERS", "RATE/S")
 #: The columns a narrow terminal loses, first to last (STEP and PROCESSED always stay).
 DROP_ORDER = ("", "WORKERS", "BUSY", "STATE", "RATE/S", "QUEUE", "FAILED")
+#: Lines of the display above the steps' rows: the title and the table's header.
+HEAD_LINES = 2
 #: Spaces between two columns.
 GAP = 2
 _LEFT = {"STEP", "STATE"}
@@ -68,7 +70,7 @@ class TerminalProgress:
         display keeps its last good one)."""
         if now >= self._next:
             self._next = now + REDRAW_SECONDS
-            table = progress_table(self.config, status, rates, self._console.width)
+            table = progress_table(self.config, status, rates, self._console.width, self._console.height)
             try:
                 self._live.update(table, refresh=True)
             except Exception:
@@ -97,11 +99,17 @@ class _Row:
     short: dict[str, str]
 
 
-def progress_table(config: PipelineConfig, status: RunStatus, rates: Mapping[str, float], width: int = 100) -> Group:
-    """The terminal display, ``width`` columns wide at most: a title line, a row per step, and the notes
-    on worker processes."""
-    rows = [_Row(step, _cells(config, step, rates, str), _cells(config, step, rates, abbreviated))
-            for step in status.steps]
+def progress_table(config: PipelineConfig, status: RunStatus, rates: Mapping[str, float], width: int = 100,
+                   height: int | None = None) -> Group:
+    """The terminal display, ``width`` columns wide and ``height`` lines high at most: a title line, a row per step
+    (on a terminal too short for all, those at work first, and how many more there are), and the notes on worker
+    processes."""
+    steps = status.steps
+    notes = [note for note in (_note(s, width) for s in steps) if note is not None]
+    if height is not None and len(steps) > height - HEAD_LINES - len(notes):
+        steps = line_steps(steps, max(1, height - HEAD_LINES - 1 - len(notes)))  # 1: the line that counts the rest
+        notes = [note for note in (_note(s, width) for s in steps) if note is not None]
+    rows = [_Row(step, _cells(config, step, rates, str), _cells(config, step, rates, abbreviated)) for step in steps]
     mixed = any(not step_mix(config, s).plain for s in status.steps)
     columns, short = _fit(rows, width, [c for c in COLUMNS if mixed or c != "WORKERS"])
     names = [row.step.name for row in rows]
@@ -115,7 +123,9 @@ def progress_table(config: PipelineConfig, status: RunStatus, rates: Mapping[str
     for row, name in zip(rows, names, strict=True):
         cells = row.short if short else row.full
         table.add_row(*(_render(config, row.step, column, cells, name) for column in columns))
-    return Group(_title(config, status, rates, width), table, *filter(None, (_note(s, width) for s in status.steps)))
+    left_out = len(status.steps) - len(steps)
+    more = [Text(f"+{left_out} more steps", style="dim")] if left_out else []
+    return Group(_title(config, status, rates, width), table, *more, *notes)
 
 
 def _cells(config: PipelineConfig, step: StepStatus, rates: Mapping[str, float],
