@@ -14,6 +14,7 @@ from pipeline.config.listen import remote_keys
 from pipeline.config.loader import OVERRIDES_ARGUMENT, load_config
 from pipeline.config.model import PipelineConfig
 from pipeline.config.options import RunOptions, settings_from
+from pipeline.config.outputs import check_written_files
 from pipeline.config.traits import ListenAddress, OutputFile, Seconds
 from pipeline.errors import ConfigError
 from pipeline.execution.report import RunReport
@@ -161,7 +162,10 @@ class Pipeline(Configurable):
             if not replay:  # as the command line's --replay= says (it was "': cannot read the dead-letter file")
                 raise ConfigError("Pipeline.from_config", "replay", "missing: the dead-letter file to replay")
             pipeline_config = replay_config(pipeline_config, replay)
-        return cls(pipeline_config, config=pipeline_config.config)
+        pipeline = cls(pipeline_config, config=pipeline_config.config)
+        check_written_files(pipeline_config, pipeline.dead_letter,
+                            pipeline_config.setting_source("Pipeline", "dead_letter"), replay_path(pipeline_config))
+        return pipeline
 
     def options(self) -> RunOptions:
         """The failure and shutdown settings of a run."""

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import math
+import os
 from pathlib import Path
 from typing import Any
 
@@ -143,6 +144,34 @@ def test_output_file(tmp_path: Path) -> None:
         f"the folder {str(missing)!r} does not exist (expected a file in an existing folder)"
     )
     assert problem("output", "a\0b") == "'a\\x00b' holds a NUL character (expected the path of a file to write)"
+
+
+def test_an_output_file_that_open_would_refuse_is_refused_before_the_run(tmp_path: Path) -> None:
+    """Paths that passed the check and failed the step's init() once the run had started (a traceback, exit 1)."""
+    long_name = str(tmp_path / ("p" * 300))
+    assert problem("output", long_name).endswith(": File name too long (expected the path of a file to write)")
+    assert problem("output", "\ud800") == ("'\\ud800' holds a character that no file name can (expected the path of "
+                                          "a file to write)")
+    (tmp_path / "c.json").write_text("{}", encoding="utf-8")
+    assert problem("output", str(tmp_path / "c.json" / "x")) == (
+        f"{shown(str(tmp_path / 'c.json'))} is not a folder (expected the path of a file to write in a folder)")
+    assert problem("output", "/dev/null") == "'/dev/null' is not a regular file (expected the path of a file to write)"
+
+
+@pytest.mark.skipif(os.geteuid() == 0, reason="root may write in any folder")
+def test_an_output_file_in_a_folder_the_run_may_not_write_is_refused(tmp_path: Path) -> None:
+    folder = tmp_path / "locked"
+    folder.mkdir()
+    (folder / "old.jsonl").write_text("", encoding="utf-8")
+    (folder / "old.jsonl").chmod(0o400)
+    folder.chmod(0o500)
+    try:
+        assert problem("output", str(folder / "new.jsonl")) == (
+            f"no file may be created in the folder {shown(str(folder))} (expected the path of a file to write)")
+        assert problem("output", str(folder / "old.jsonl")) == (
+            f"{shown(str(folder / 'old.jsonl'))} may not be written (expected the path of a file to write)")
+    finally:
+        folder.chmod(0o700)
 
 
 def test_shown_values_stay_short() -> None:

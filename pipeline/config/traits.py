@@ -14,6 +14,7 @@ import os
 import re
 import reprlib
 import socket
+import stat
 import unicodedata
 from typing import Any, NoReturn
 
@@ -214,21 +215,53 @@ class Seconds(FiniteFloat):
 
 
 class OutputFile(Unicode):
-    """The path of a file to write, or "" for none: not a folder nor a device or FIFO, and in a folder that exists."""
+    """The path of a file to write, or "" for none: not a folder nor a device or FIFO, in a folder that exists, and
+    one the run may write (what open() in a step's init() would refuse once the run started, a failed step)."""
 
     def validate(self, obj: Any, value: Any) -> str:
-        """The path, if a file can be created there."""
+        """The path, if a file can be created there; looked at only, never created (a check in a worker process must
+        not race the step that writes it)."""
         path = super().validate(obj, value)
         if "\0" in path:
             raise ValueProblem(f"{shown(path)} holds a NUL character (expected the path of a file to write)")
-        if path and os.path.isdir(path):
-            raise ValueProblem(f"{shown(path)} is a folder (expected the path of a file to write)")
-        if path and os.path.exists(path) and not os.path.isfile(path):  # the file is replaced: /dev/null must not be
-            raise ValueProblem(f"{shown(path)} is not a regular file (expected the path of a file to write)")
-        folder = os.path.dirname(path)
-        if folder and not os.path.isdir(folder):
-            raise ValueProblem(f"the folder {shown(folder)} does not exist (expected a file in an existing folder)")
+        if path:
+            _check_writable(path)
         return path
+
+
+#: What an OutputFile must be, in each of its problems.
+_FILE_TO_WRITE = "expected the path of a file to write"
+
+
+def _check_writable(path: str) -> None:
+    """A ValueProblem if no file can be written at ``path``, by what the file system says of it without writing."""
+    try:
+        os.fsencode(path)
+    except UnicodeEncodeError:  # a lone surrogate ("\ud800" in JSON): no file name holds it
+        raise ValueProblem(f"{shown(path)} holds a character that no file name can ({_FILE_TO_WRITE})") from None
+    folder = os.path.dirname(path)
+    if folder and os.path.exists(folder) and not os.path.isdir(folder):
+        raise ValueProblem(f"{shown(folder)} is not a folder ({_FILE_TO_WRITE} in a folder)")
+    try:
+        mode: int | None = os.stat(path).st_mode
+    except FileNotFoundError:
+        mode = None
+    except OSError as err:  # a name too long, a folder on the way that may not be searched
+        raise ValueProblem(f"{shown(path)}: {err.strerror} ({_FILE_TO_WRITE})") from None
+    if mode is not None and stat.S_ISDIR(mode):
+        raise ValueProblem(f"{shown(path)} is a folder ({_FILE_TO_WRITE})")
+    if mode is not None and not stat.S_ISREG(mode):  # the file is replaced: /dev/null must not be
+        raise ValueProblem(f"{shown(path)} is not a regular file ({_FILE_TO_WRITE})")
+    if folder and not os.path.isdir(folder):
+        raise ValueProblem(f"the folder {shown(folder)} does not exist (expected a file in an existing folder)")
+    where = folder or "."
+    exists = mode is not None
+    if exists and not os.access(path, os.W_OK):
+        raise ValueProblem(f"{shown(path)} may not be written ({_FILE_TO_WRITE})")
+    if not exists and not os.access(where, os.W_OK | os.X_OK):
+        raise ValueProblem(f"no file may be created in the folder {shown(where)} ({_FILE_TO_WRITE})")
+    if os.statvfs(where).f_flag & os.ST_RDONLY:
+        raise ValueProblem(f"the folder {shown(where)} is on a read-only file system ({_FILE_TO_WRITE})")
 
 
 #: ``tcp://HOST:PORT``: HOST a name, an IPv4 address, ``*`` or an IPv6 address in brackets.

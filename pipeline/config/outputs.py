@@ -1,0 +1,70 @@
+"""The files a run writes, checked against one another and against the files it reads, before anything runs.
+
+Two steps of one class share its section's options: two ``JsonLinesWriter`` steps wrote one file, each replacing
+the other's lines (half the records lost, exit 0). A step's output, or the dead-letter file, that is the run's own
+config file emptied it as the run started; one that is the file a replay reads lost its records. Each is a
+ConfigError naming where the second path was set. A file is the same as another if their paths resolve to one
+(symbolic links followed) or name one file already (hard links).
+"""
+
+from __future__ import annotations
+
+import os
+from collections.abc import Iterator
+from dataclasses import dataclass
+
+from pipeline.config.model import DICT_SOURCE, PipelineConfig
+from pipeline.config.traits import OutputFile, shown
+from pipeline.errors import ConfigError
+
+
+@dataclass(frozen=True)
+class FileUse:
+    """A file the run writes or reads, and where its path was given."""
+
+    path: str
+    what: str  # how a problem names its use: "step WRITE's output", "the dead-letter file"
+    source: str  # where it was given, as a ConfigError names it
+    key: str
+
+
+def check_written_files(config: PipelineConfig, dead_letter: str, dead_letter_setting: tuple[str, str],
+                        replayed: str | None) -> None:
+    """A ConfigError if a file the run writes is written by another of its steps too, or is its config file or
+    (for a step's output) the dead-letter file that it replays; the dead-letter file may be the replayed one (its
+    records are kept, cli.md)."""
+    written = list(step_outputs(config))
+    if dead_letter:
+        written.append(FileUse(dead_letter, "the dead-letter file", *dead_letter_setting))
+    read = [FileUse(config.source, "the run's config file", config.source, "")] if config.source != DICT_SOURCE else []
+    for index, use in enumerate(written):
+        for other in written[:index] + read:
+            if _same_file(use.path, other.path):
+                raise ConfigError(use.source, use.key, f"{shown(use.path)} is also {other.what} (expected a file "
+                                                       "that nothing else of the run writes or reads)")
+        if replayed is not None and use.what != "the dead-letter file" and _same_file(use.path, replayed):
+            raise ConfigError(use.source, use.key, f"{shown(use.path)} is the dead-letter file this run replays "
+                                                   "(expected a file that nothing else of the run writes or reads)")
+
+
+def step_outputs(config: PipelineConfig) -> Iterator[FileUse]:
+    """Each file a step's OutputFile options name (the steps' classes that have none are not built)."""
+    for step in config.steps.values():
+        names = [name for name, trait in step.cls.class_traits(config=True).items() if isinstance(trait, OutputFile)]
+        if not names:
+            continue
+        component = config.make_component(step.name)
+        for name in names:
+            path = getattr(component, name)
+            if path:
+                yield FileUse(path, f"step {step.name}'s output", *config.setting_source(step.class_name, name))
+
+
+def _same_file(one: str, other: str) -> bool:
+    """Whether two paths name one file, now or once written."""
+    if os.path.realpath(one) == os.path.realpath(other):
+        return True
+    try:
+        return os.path.samefile(one, other)
+    except OSError:  # one does not exist yet: not linked to the other
+        return False
