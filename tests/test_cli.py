@@ -193,6 +193,12 @@ def test_a_failed_step_exits_1(tmp_path: Path, mode: str) -> None:
             "did you mean 'Counter'?)",
             id="class-in-lowercase",
         ),
+        pytest.param(  # it said "did you mean 'Count'?"
+            [f"--config={CHAIN}", "--Counter.count.x=3"],
+            "command line: --Counter.count.x: 'count' is not a class name: an option is the last name of an option's "
+            "path (expected --Class.option=value)",
+            id="option-with-more-after-it",
+        ),
         pytest.param(  # "values whose keys begin with an uppercase char must be Config instances"
             [f"--config={CHAIN}", "--Pipeline.Mode=sequential"],
             "command line: --Pipeline.Mode: 'Mode' is not an option name (option names begin with a lowercase letter: "

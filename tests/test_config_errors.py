@@ -132,6 +132,9 @@ FILE_CASES = [
     pytest.param(stager_class("tests/config_steps.py", "ThreadNamer"), f"{STAGER}.module",
                  "(expected a module's name, as import takes it, not a file's path: did you mean "
                  "'tests.config_steps'?)", id="module-as-a-path"),
+    pytest.param(stager_class(".basic", "PassThrough"), f"{STAGER}.module",  # it suggested '.basic' itself
+                 "(expected an absolute module name, as import takes it: a relative one has no package to be relative "
+                 "to; name its package too, such as 'package.basic')", id="relative-module"),
     pytest.param(replacing("[]"), "", "expected a JSON object at the top level, got list", id="top-level-list"),
     pytest.param(  # json kept the last: a second consumer_conf hid the first, and the error named a step
         replacing('{"version": 1, "Pipeline": {"consumer_conf": {}, "consumer_conf": {}}}'), "",
@@ -458,6 +461,14 @@ FILE_CASES = [
         f"{STAGER}.next_steps",
         "unknown step 'WRTIE' (steps: COUNT, PASS, WRITE)",
         id="unknown-next-step",
+    ),
+    pytest.param(  # 'W\u0301RITE' and 'WR\xc9TE' both show as WRITE with an accent: which is which, in code points
+        lambda document: setting("Pipeline.consumer_conf.name", "WR\u00c9TE")(
+            setting("Pipeline.stagers_conf.0.next_steps", "WRE\u0301TE")(document)),
+        f"{STAGER}.next_steps",
+        "unknown step 'WRE\u0301TE' (steps: COUNT, PASS, WR\u00c9TE): step 'WR\\xc9TE' looks the same, written with "
+        "other code points than 'WRE\\u0301TE'",
+        id="next-step-in-another-unicode-form",
     ),
     pytest.param(
         setting("Pipeline.stagers_conf.0.next_steps", "COUNT"),

@@ -91,8 +91,11 @@ def _check_case(option: str) -> None:
     """A ``--Class.trait`` (or ``--Outer.Inner.trait``) option's classes begin with a capital letter and its trait
     does not: traitlets tells the two apart by that alone."""
     *classes, trait = option[2:].split(".")
-    for name in classes:
+    for place, name in enumerate(classes):
         if not names_a_class(name):
+            if place and name[:1].islower():  # --Counter.count.x: an option, with more after it
+                raise ConfigError(COMMAND_LINE, option, f"{name!r} is not a class name: an option is the last "
+                                                        "name of an option's path (expected --Class.option=value)")
             guess = f": did you mean {name[:1].upper() + name[1:]!r}?" if name[:1].islower() else ""
             raise ConfigError(COMMAND_LINE, option, f"{name!r} is not a class name (class names begin with a "
                                                     f"capital letter{guess})")

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import unicodedata
 from collections.abc import Mapping, Sequence
 from typing import TYPE_CHECKING
 
@@ -11,6 +12,13 @@ if TYPE_CHECKING:
     from pipeline.config.model import StepConfig
 
 
+def _looks_alike(target: str, steps: Sequence[str]) -> str:
+    """For an unknown next step that one of ``steps`` looks the same as (``é`` written as one code point or two):
+    which, with their code points, since the two look the same in the error."""
+    same = [name for name in steps if unicodedata.normalize("NFC", name) == unicodedata.normalize("NFC", target)]
+    return f": step {same[0]!a} looks the same, written with other code points than {target!a}" if same else ""
+
+
 def check_graph(source: str, steps: Mapping[str, StepConfig]) -> None:
     """Raise a ConfigError for an unknown next step, a cycle or a step the producer cannot reach."""
     producer = next(iter(steps.values()))
@@ -18,7 +26,8 @@ def check_graph(source: str, steps: Mapping[str, StepConfig]) -> None:
         for target in step.next_steps:
             if target not in steps:
                 raise ConfigError(
-                    source, f"{step.key}.next_steps", f"unknown step {target!r} (steps: {', '.join(steps)})"
+                    source, f"{step.key}.next_steps",
+                    f"unknown step {target!r} (steps: {', '.join(steps)}){_looks_alike(target, steps)}"
                 )
             if target == producer.name:
                 raise ConfigError(source, f"{step.key}.next_steps", f"the producer {target!r} cannot be a next step")

@@ -94,8 +94,13 @@ def near_name(module_name: str, error: BaseException) -> str:
 def path_for_name(module_name: str) -> str:
     """What a module given as a file's path (``./mine``, ``mine.py``, ``steps/mine.py``) was meant to be, as words
     to add to its import's error; "" for a name."""
-    if not (module_name.startswith(".") or module_name.endswith(".py") or "/" in module_name or "\\" in module_name):
+    as_path = module_name.endswith(".py") or "/" in module_name or "\\" in module_name
+    if not (module_name.startswith(".") or as_path):
         return ""
+    if not as_path and module_name.lstrip("."):
+        # ".basic": a relative import, which has no package to be relative to here (it suggested itself)
+        return (" (expected an absolute module name, as import takes it: a relative one has no package to be relative "
+                f"to; name its package too, such as 'package{module_name}')")
     path = Path(module_name.removesuffix(".py").replace("\\", "/"))
     expected = " (expected a module's name, as import takes it, not a file's path: did you mean"
     # Step modules are imported from the working directory: a path below it is a dotted name there; one outside it
