@@ -1,16 +1,21 @@
 """An option given twice takes its last value, as in most command lines (issue 26.6): a step's option
 (in every mode, worker processes included), a run's ``Pipeline`` option, the command's own options,
-a dict option, and ``pipeline-worker``'s options. Real subprocesses."""
+a dict option, and ``pipeline-worker``'s options; an option given by two of its forms (an alias, its
+full name, a flag) likewise, in every command. Real subprocesses, and the commands in-process."""
 
 from __future__ import annotations
 
 import json
 import subprocess
+import sys
 from pathlib import Path
 
 import pytest
 
+from gui.app import PipeGui
 from pipeline.auth.keys import generate_key_pair
+from pipeline.cli.run import PipelineRun
+from pipeline.pipeline import Pipeline
 from tests.cli_helpers import ROOT, chain_config, run_cli, write_config
 from tests.failure_helpers import report_row
 from tests.remote_helpers import BIN
@@ -71,3 +76,74 @@ def test_a_pipeline_worker_option_given_twice_takes_the_last(tmp_path: Path) -> 
     assert result.returncode == 2
     assert result.stderr == ("pipeline-worker: error: command line: --connect: expected tcp://HOST:PORT, such as "
                              "tcp://head:5570, got 'garbage'\n")
+
+
+@pytest.mark.parametrize(("argv", "shown"), [
+    (("--no-progress", "--Pipeline.progress=True"), True),
+    (("--progress", "--Pipeline.progress=False"), False),
+    (("--Pipeline.progress=False", "--progress"), True),
+    (("--Pipeline.progress=maybe", "--no-progress"), False),
+    (("--progress", "--no-progress"), False),
+])
+def test_a_flag_and_its_option_take_the_last(app: PipelineRun, argv: tuple[str, str], shown: bool) -> None:
+    """--progress / --no-progress are short for --Pipeline.progress: one option, whichever form comes last (traitlets
+    applied the flags after every other option, whatever their order)."""
+    app.initialize([f"--config={ROOT / 'configs/chain.json'}", *argv])
+    assert Pipeline.from_config(app.config_file, app.step_overrides()).progress is shown
+
+
+def test_a_bad_option_after_its_flag_is_refused() -> None:
+    result = run_cli("--config=configs/chain.json", "--Counter.count=3", "--no-progress", "--Pipeline.progress=maybe")
+    assert result.returncode == 2
+    assert result.stderr == ("pipeline-run: error: command line: --Pipeline.progress: expected a boolean, got str "
+                             "'maybe'\n")
+
+
+@pytest.mark.parametrize(("argv", "plaintext"), [
+    (("--plaintext", "--PipeGui.plaintext=False"), False),
+    (("--PipeGui.plaintext=False", "--plaintext"), True),
+])
+def test_pipeline_gui_flag_and_its_option_take_the_last(argv: tuple[str, str], plaintext: bool) -> None:
+    app = PipeGui()
+    app.parse_strictly(argv)
+    assert app.plaintext is plaintext
+
+
+#: Each command, as a process, with words that make it refuse something once it has read its options (so that it
+#: runs nothing), and the start of what it then says.
+LATER_ERRORS = {
+    "pipeline-run": (["pipeline", "--config=configs/chain.json", "--Counter.count=many"],
+                     "--Counter.count: expected an int"),
+    "pipeline-worker": (["pipeline.cli.worker"], "--connect: missing required option"),
+    "pipeline-keys": (["pipeline.cli.keys", "generate"], "generate: expected one key NAME"),
+    "pipeline-gui": (["gui", "--host=nonexistent.invalid"], "--host: 'nonexistent.invalid' is not an address"),
+}
+#: Two forms of the log level, and what the last one makes of the command's error: shown with its traceback (at
+#: DEBUG), alone (at ERROR), or refused (NOPE is no level).
+LEVELS = [
+    (("--log-level=NOPE", "--Application.log_level=DEBUG"), "traceback"),
+    (("--Application.log_level=NOPE", "--log-level=ERROR"), "alone"),
+    (("--Application.log_level=NOPE", "--debug"), "traceback"),
+    (("--debug", "--log-level=ERROR"), "alone"),
+    (("--debug", "--Application.log_level=NOPE"), "refused"),
+    (("--Application.log_level=DEBUG", "--log-level=NOPE"), "refused"),
+]
+
+
+@pytest.mark.parametrize("command", LATER_ERRORS)
+@pytest.mark.parametrize(("argv", "outcome"), LEVELS)
+def test_an_alias_its_full_name_and_a_flag_are_one_option(command: str, argv: tuple[str, str], outcome: str) -> None:
+    """--log-level, --Application.log_level and --debug set one option in every command: the last wins, and only its
+    value is read (traitlets read the alias as --PipelineRun.log_level, which outranked --Application.log_level, and
+    applied --debug after both)."""
+    words, later = LATER_ERRORS[command]
+    result = subprocess.run([sys.executable, "-m", *words, *argv], cwd=ROOT, capture_output=True, text=True,
+                            timeout=30, check=False)
+    assert result.returncode == 2
+    *before, last = result.stderr.splitlines()
+    if outcome == "refused":
+        assert result.stderr == (f"{command}: error: command line: --log-level: expected any of [0, 10, 20, 30, 40, "
+                                 f"50, 'DEBUG', 'INFO', 'WARN', 'ERROR', 'CRITICAL'], got str 'NOPE'\n")
+    else:
+        assert last.startswith(f"{command}: error: command line: {later}")
+        assert ("Traceback (most recent call last):" in before) is (outcome == "traceback"), result.stderr

@@ -4,6 +4,7 @@ ConfigError (exit status 2)."""
 
 from __future__ import annotations
 
+import argparse
 import logging
 import logging.config
 import re
@@ -14,7 +15,7 @@ from typing import Any, ClassVar, NoReturn
 
 from traitlets import default
 from traitlets.config import Application
-from traitlets.config.loader import ArgumentError, KVArgParseConfigLoader
+from traitlets.config.loader import _DOT_REPLACEMENT, ArgumentError, KVArgParseConfigLoader
 from traitlets.traitlets import TraitError
 
 from pipeline.config.ctapipe_flow import FLOW_SECTION, FLOW_SECTION_EDIT
@@ -54,6 +55,15 @@ class _Parser(KVArgParseConfigLoader.parser_class):
 
     #: The command's aliases (``config``, ``PipelineRun.config_file``): an error names the option as it was typed.
     aliases: tuple[tuple[str, str], ...] = ()
+    #: What each option read so far sets, in the order given: its destination, or a flag's settings.
+    given: list[str | dict[str, dict[str, Any]]]
+
+    def _get_values(self, action: argparse.Action, arg_strings: list[str]) -> Any:
+        """argparse's reading of one option's value (called for each option, in the order given), noting what it
+        sets: traitlets keeps the values of each ``--Class.trait`` apart from the flags, so their order is lost."""
+        flag = getattr(action, "flag", None)
+        self.given.append(flag if isinstance(flag, dict) and not arg_strings else action.dest)
+        return super()._get_values(action, arg_strings)
 
     def error(self, message: str) -> NoReturn:
         """Report a malformed command line (such as an option without its value)."""
@@ -63,28 +73,58 @@ class _Parser(KVArgParseConfigLoader.parser_class):
 
 
 class _Loader(KVArgParseConfigLoader):
-    """traitlets' command-line loader with the raising parser, where an option given twice takes its last value."""
+    """traitlets' command-line loader with the raising parser, where an option given more than once, by any of its
+    forms, takes its last value."""
 
     parser_class = _Parser
+
+    #: The sections that name the command itself (``Application``, ``PipelineRun``): one option whichever is given.
+    own_sections: frozenset[str] = frozenset()
 
     def _create_parser(self) -> None:
         """traitlets' parser, told the command's aliases."""
         super()._create_parser()
         self.parser.aliases = tuple((alias, target) for alias, target in self.aliases.items()
                                     if isinstance(alias, str) and isinstance(target, str))  # traitlets allows tuples
+        self.parser.given = []
 
     def _convert_to_config(self) -> None:
         """As traitlets, after keeping only the last value of an option given more than once.
 
         traitlets collects every ``--Class.trait=value`` into a list and then refuses a list for a
-        trait of one value. As in most command lines, the last one wins, for a list or dict option
-        too (its value is one Python literal). The options of classes not known yet (a pipeline's
-        steps) are settled the same way by the config loader.
+        trait of one value; it applies the flags (``--no-progress``, ``--debug``) after every value,
+        and keeps ``--Application.log_level`` apart from its alias (``--log-level``, which it reads
+        as ``--PipelineRun.log_level``). As in most command lines, the last of an option's forms
+        wins, for a list or dict option too (its value is one Python literal), and only it is read:
+        a bad value given before is not an error. The options of classes not known yet (a
+        pipeline's steps) are settled the same way by the config loader.
         """
+        given = [setting for setting in self.parser.given if setting != "extra_args"]
+        last = {option: place for place, setting in enumerate(given) for option in self._options_set(setting)}
+        flag_places = [place for place, setting in enumerate(given) if isinstance(setting, dict)]
+        self.parsed_data._flags = [  # each flag's settings that no later option sets again
+            {section: kept for section, values in flag.items()
+             if (kept := {trait: value for trait, value in values.items() if last[self._option(section, trait)] == at})}
+            for at, flag in zip(flag_places, self.parsed_data._flags, strict=True)]
+        winners = {given[place] for place in last.values() if isinstance(given[place], str)}
+        for dest in given:
+            if isinstance(dest, str) and dest not in winners and hasattr(self.parsed_data, dest):
+                delattr(self.parsed_data, dest)  # set again later by another of its forms
         for dest, value in vars(self.parsed_data).items():
             if dest != "extra_args" and isinstance(value, list) and len(value) > 1:
                 setattr(self.parsed_data, dest, type(value)(value[-1:]))
         super()._convert_to_config()
+
+    def _options_set(self, setting: str | dict[str, dict[str, Any]]) -> list[tuple[str, str]]:
+        """The options that one ``setting`` sets: a flag's, or the one of a ``--Class.trait`` or an alias."""
+        if isinstance(setting, dict):
+            return [self._option(section, trait) for section, values in setting.items() for trait in values]
+        section, _, trait = setting.replace(_DOT_REPLACEMENT, ".").rpartition(".")
+        return [self._option(section, trait)]
+
+    def _option(self, section: str, trait: str) -> tuple[str, str]:
+        """One option however it is named: the command's own by its trait alone, whichever class names it."""
+        return ("" if section in self.own_sections else section, trait)
 
 
 def _check_case(option: str) -> None:
@@ -268,7 +308,9 @@ class StrictApplication(Application):
         return " or ".join(" / ".join(forms) for forms in (short, long) if forms)
 
     def _create_loader(self, argv: Any, aliases: Any, flags: Any, classes: Any) -> KVArgParseConfigLoader:
-        return _Loader(argv, aliases, flags, classes=classes, log=self.log)
+        loader = _Loader(argv, aliases, flags, classes=classes, log=self.log)
+        loader.own_sections = frozenset(self.option_classes())
+        return loader
 
     #: The exit status ``start()`` leaves (DESIGN.md §5).
     exit_status = 0
