@@ -24,9 +24,13 @@ def report_rows(stderr: str) -> list[list[str]]:
     return [line.split()[:5] for line in lines[start:]]
 
 
-@pytest.mark.parametrize("config", [[f"--config={CHAIN}"], ["--config", CHAIN]], ids=["equals", "space"])
+@pytest.mark.parametrize("config", [[f"--config={CHAIN}"], ["--config", CHAIN], [f"--PipelineRun.config_file={CHAIN}"],
+                                    ["--config=missing.json", "--PipelineRun.config_file", CHAIN],
+                                    ["--PipelineRun.config_file=missing.json", f"--config={CHAIN}"]],
+                         ids=["equals", "space", "full-name", "full-name-last", "alias-last"])
 def test_help_all_lists_the_options_of_the_config_steps(config: list[str]) -> None:
-    """--help-all with --config shows each step class's options, with their help and default."""
+    """--help-all with --config (or its full name; the last of them, as a run reads it) shows each step class's
+    options, with their help and default."""
     result = run_cli("--help-all", *config)
     assert result.returncode == 0
     assert "--Counter.count=<Int>\n    How many numbers to yield.\n    Default: 10\n" in result.stdout

@@ -242,12 +242,16 @@ def _section(title: str, lines: Sequence[str]) -> Iterator[str]:
 
 
 def config_argument(argv: Sequence[str]) -> str | None:
-    """The file that ``--config=FILE`` or ``--config FILE`` names in ``argv``, read before traitlets parses it."""
+    """The file that the last ``--config=FILE``, ``--config FILE`` or their full name (``--PipelineRun.config_file``)
+    names in ``argv``, read before traitlets parses it: the one the run would read."""
+    full = "PipelineRun.config_file"
+    forms = {f"--{full}", *(f"--{alias}" for alias, target in PipelineRun.aliases.items() if target == full)}
     found = None
     for i, arg in enumerate(argv):
-        if arg.startswith("--config="):
-            found = arg.removeprefix("--config=")
-        elif arg == "--config" and i + 1 < len(argv):
+        name, equals, value = arg.partition("=")
+        if name in forms and equals:
+            found = value
+        elif name in forms and i + 1 < len(argv):
             found = argv[i + 1]
     return found
 
