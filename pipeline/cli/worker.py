@@ -22,7 +22,7 @@ from traitlets import Int, Unicode
 from pipeline.auth.keys import load_key_pair, load_public_key
 from pipeline.cli.application import COMMAND_LINE, DEBUG_FLAG, StrictApplication
 from pipeline.cli.launch import launch
-from pipeline.config.traits import ValueProblem, check_tcp_address, tcp_host, unresolved
+from pipeline.config.traits import StepName, ValueProblem, check_tcp_address, tcp_host, unresolved
 from pipeline.console.end_of_output import console_script
 from pipeline.engine.remote_agent import Login, serve_remote
 from pipeline.engine.worker_process import line_by_line
@@ -75,11 +75,15 @@ pipeline-worker --connect=tcp://head:5570 --server-key=keys/server.key --key=key
             check_tcp_address(self.connect, listening=False)
         except ValueProblem as err:
             raise ConfigError(COMMAND_LINE, "--connect", str(err)) from None
+        try:  # a name no step of a run has (a byte that is not UTF-8) crashed the greeting that carries it
+            step = StepName().validate(self, self.step)
+        except ValueProblem as err:
+            raise ConfigError(COMMAND_LINE, "--step", str(err)) from None
         host = tcp_host(self.connect)
         why = unresolved(host)
         if why is not None:  # libzmq would try it for HELLO_TIMEOUT_SECONDS, then say no run answered
             raise ConfigError(COMMAND_LINE, "--connect", f"the run's host {host!r} is not known ({why})")
-        self.login = Login(self.step, self.threads, load_key_pair(self.key, "--key"),
+        self.login = Login(step, self.threads, load_key_pair(self.key, "--key"),
                            load_public_key(self.server_key, "--server-key"), os.path.abspath(self.key),
                            os.path.abspath(self.server_key))
 

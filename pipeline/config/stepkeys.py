@@ -48,7 +48,8 @@ class StepKeys(HasTraits):
     """The keys of one step: ``producer_conf``, each item of ``stagers_conf``, and ``consumer_conf``."""
 
     name = StepName(
-        help="The step's name, unique in the pipeline, without commas or control characters. Other steps' "
+        help="The step's name, unique in the pipeline, without commas, control characters or lone surrogates (text "
+        "UTF-8 encodes). Other steps' "
         "``next_steps``, ``send_msg(msg, \"NAME\")``, logs and the report use it."
     ).tag(required=True)
     class_ = NonEmptyString(help="The step's class: a subclass of ``pipeline.Component`` in ``module``.").tag(

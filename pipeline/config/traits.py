@@ -47,6 +47,29 @@ class ValueProblem(TraitError):
     """A value that a trait refuses; the message is the whole problem, fit for a one-line config error."""
 
 
+def unencodable(text: str, path: bool = False) -> str | None:
+    """The first character of ``text`` that cannot leave Python as bytes, or None: a lone surrogate (JSON's
+    ``"\\ud800"``), which UTF-8 cannot encode (a socket address, a wire frame, a log file). With ``path``, one that
+    no file name holds: a file name's byte that is not UTF-8 is a surrogate too (Python reads ``b'\\xff'`` as
+    ``'\\udcff'``), which the file system takes back (os.fsencode)."""
+    try:
+        os.fsencode(text) if path else text.encode("utf-8")
+    except UnicodeEncodeError as err:
+        return text[err.start]
+    return None
+
+
+def check_encodable(text: str, expected: str, path: bool = False) -> str:
+    """``text`` if it has no character that ``unencodable`` finds; else a ValueProblem "expected EXPECTED, got TEXT"
+    naming that character (it passed every check, then crashed where it left: a thread of the run, os.open)."""
+    char = unencodable(text, path)
+    if char is None:
+        return text
+    holder = "neither a file name nor UTF-8 text" if path else "no UTF-8 text"
+    raise ValueProblem(f"expected {expected}, got {shown(text)} ({char!r} is a lone surrogate, which {holder} "
+                       "can hold)")
+
+
 class JsonTrait(TraitType):
     """Mixin: a refused value raises a ValueProblem "expected INFO, got VALUE", INFO being ``info()``."""
 
@@ -129,16 +152,17 @@ class JsonObject(JsonTrait, Dict):
 
 
 class NonEmptyString(JsonTrait, TraitType):
-    """A string with more than blanks in it, without its leading and trailing blanks."""
+    """A string with more than blanks in it, without its leading and trailing blanks, that UTF-8 encodes (a step's
+    name, module and class reach sockets, frames and the monitor)."""
 
     default_value = ""
     info_text = "a non-empty string"
 
     def validate(self, obj: Any, value: Any) -> str:
-        """The stripped string, if it is not blank."""
+        """The stripped string, if it is not blank and holds no lone surrogate."""
         if not isinstance(value, str) or not value.strip():
             self.error(obj, value)
-        return value.strip()
+        return check_encodable(value.strip(), self.info())
 
 
 #: Characters of a step's name at most: what a monitor shows (gui/protocol.py MAX_NAME, which refused every message
