@@ -15,7 +15,7 @@ from traitlets import Bool, Int, Unicode
 from pipeline import auth
 from pipeline.cli.application import COMMAND_LINE, DEBUG_FLAG, StrictApplication
 from pipeline.cli.signals import HANDLED
-from pipeline.config.traits import shown
+from pipeline.config.traits import ValueProblem, check_encodable, shown
 from pipeline.console.end_of_output import console_script
 from pipeline.errors import ConfigError
 
@@ -192,6 +192,10 @@ def host_problem(host: str) -> str:
     a network interface of this host, or '*'), on a free port: the monitor's own port is bound later."""
     if not host:
         return f"empty: expected {_HOST_EXPECTED}, {_HOST_EXAMPLES}"
+    try:
+        check_encodable(host, _HOST_EXPECTED)  # a command line's byte that is not UTF-8: libzmq takes UTF-8 only
+    except ValueProblem as err:
+        return str(err)
     context = zmq.Context()
     probe = context.socket(zmq.SUB)
     probe.linger = 0

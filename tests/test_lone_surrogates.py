@@ -13,6 +13,7 @@ from typing import Any
 
 import pytest
 
+from gui.app import PipeGui
 from pipeline import ConfigError, Pipeline
 from pipeline.cli.worker import PipelineWorker
 
@@ -51,18 +52,35 @@ def refused(text: str, where: str, key: str) -> None:
 #: The keys whose text goes out as UTF-8 (a socket's address, a wire frame, the monitor): a file name's byte that is
 #: not UTF-8 is refused there too; and those that name files, which hold such bytes (not a lone surrogate of JSON).
 UTF8_KEYS = [f"{STAGER}.name", "Pipeline.producer_conf.name", "Pipeline.consumer_conf.name", f"{STAGER}.module",
-             f"{STAGER}.class"]
-PATH_KEYS: list[str] = []
+             f"{STAGER}.class", "Pipeline.gui_address"]
+PATH_KEYS = ["Pipeline.dead_letter", *(f"Pipeline.{name}" for name in KEY_FILES)]
 
 
 @pytest.mark.parametrize(("key", "text"), [*((key, LONE) for key in UTF8_KEYS + PATH_KEYS),
                                            *((key, ESCAPED_BYTE) for key in UTF8_KEYS)])
 def test_a_lone_surrogate_where_the_framework_sends_text_is_refused_naming_file_and_key(
         tmp_path: Path, key: str, text: str) -> None:
-    path = write_config(tmp_path, with_value(chain_config(str(tmp_path / "out.jsonl")), key, text))
+    value = f"{text}:5565" if key == "Pipeline.gui_address" else text
+    path = write_config(tmp_path, with_value(chain_config(str(tmp_path / "out.jsonl")), key, value))
     with pytest.raises(ConfigError) as caught:
         Pipeline.from_config(str(path))
     refused(str(caught.value), str(path), key)
+
+
+@pytest.mark.parametrize("setting", ["dead_letter", *KEY_FILES])
+def test_a_run_setting_of_the_overrides_with_a_lone_surrogate_is_refused(tmp_path: Path, setting: str) -> None:
+    with pytest.raises(ConfigError) as caught:
+        Pipeline.from_config(chain_config(str(tmp_path / "out.jsonl")), {"Pipeline": {setting: f"a{LONE}"}})
+    refused(str(caught.value), "overrides", f"Pipeline.{setting}")
+
+
+@pytest.mark.parametrize("name", [f"{LONE}.json", "a\0b.json"], ids=["lone-surrogate", "nul"])
+def test_a_config_path_that_no_file_name_holds_is_one_line(name: str) -> None:
+    """Pipeline.from_config("\\ud800.json"): opening it raised a UnicodeEncodeError (a NUL, a ValueError)."""
+    with pytest.raises(ConfigError) as caught:
+        Pipeline.from_config(name)
+    assert str(caught.value) == (f"{name!r}: cannot read the config file: no file name holds a NUL character or a lone "
+                                 "surrogate (expected a file's path)")
 
 
 #: The tester's configs: a step's name in each kind of step and way of running it, and the dead-letter file.
@@ -71,6 +89,7 @@ CLI_CASES = [
     pytest.param("Pipeline.consumer_conf.name", "sequential", (), id="consumer-sequential"),
     pytest.param(f"{STAGER}.name", "threads", (), id="stager-in-a-worker-process"),
     pytest.param(f"{STAGER}.name", "threads", ("--graph=dot",), id="graph-export"),
+    pytest.param("Pipeline.dead_letter", "threads", (), id="dead-letter"),
 ]
 
 
@@ -96,3 +115,11 @@ def test_a_worker_for_a_step_name_with_a_lone_surrogate_exits_2_in_one_line(caps
     error = capsys.readouterr().err
     assert error.count("\n") == 1
     refused(error.removeprefix("pipeline-worker: error: ").removesuffix("\n"), "command line", "--step")
+
+
+def test_a_monitor_host_with_a_lone_surrogate_exits_2_in_one_line(capsys: pytest.CaptureFixture) -> None:
+    """``pipeline-gui --host=$'\\xff'``: libzmq's bind raised a traceback."""
+    assert PipeGui().execute([f"--host={ESCAPED_BYTE}"]) == 2
+    error = capsys.readouterr().err
+    assert error.count("\n") == 1
+    refused(error.removeprefix("pipeline-gui: error: ").removesuffix("\n"), "command line", "--host")

@@ -28,7 +28,7 @@ from pipeline.config.imports import hidden_file, import_problem, module_file, no
 from pipeline.config.misplaced import PIPELINE, SECTIONS, Home, belongs
 from pipeline.config.model import DICT_SOURCE, PipelineConfig, StepConfig
 from pipeline.config.stepkeys import REQUIRED_STEP_KEYS, STEP_KEYS, StepKeys, role_problem, workers_problem
-from pipeline.config.traits import ValueProblem, names_a_class, shown
+from pipeline.config.traits import ValueProblem, check_encodable, names_a_class, shown
 from pipeline.console.humanize import error_text, failure_place, nearest, suggest
 from pipeline.errors import COMMAND_LINE, ConfigError, option_key
 
@@ -116,6 +116,9 @@ def _read_json(path: Path) -> Any:
     except OSError as err:  # a text that is no file's name (too long, a line break) is cut: an error is one line
         shown_source = source if len(source) <= MAX_NAME_SHOWN and "\n" not in source else shown(source)
         raise ConfigError(shown_source, "", f"cannot read the config file: {err.strerror or err}") from None
+    except ValueError:  # os.open's for a NUL or a lone surrogate (Pipeline.from_config's, not a command line's)
+        raise ConfigError(shown(source), "", "cannot read the config file: no file name holds a NUL character or a "
+                          "lone surrogate (expected a file's path)") from None
     if len(data) > MAX_FILE_BYTES:
         raise ConfigError(source, "", f"larger than {MAX_FILE_BYTES // 2**20} MiB (expected a JSON config file)")
     try:
@@ -711,6 +714,8 @@ class _Validator:
                     problem += " (a boolean for a number, or the reverse)"
                 raise ConfigError(source, f"{key}.{name}", f"{problem}{note}")
             try:
+                if isinstance(value, str) and cls in self.settings.values():  # the run's: paths, addresses, key files
+                    check_encodable(value, _expected(trait), path=True)  # os.open of '\ud800' raised, past the checks
                 _validate(trait, value)
             except ValueProblem as err:
                 raise ConfigError(source, f"{key}.{name}", f"{err}{note}") from None

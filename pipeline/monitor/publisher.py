@@ -39,7 +39,7 @@ from traitlets import Unicode
 from zmq.utils.monitor import recv_monitor_message
 
 from pipeline.auth.curve import secure_client
-from pipeline.config.traits import ValueProblem, shown
+from pipeline.config.traits import ValueProblem, check_encodable, shown
 from pipeline.monitor.credentials import Credentials
 from pipeline.monitor.messages import Envelope, encode
 
@@ -95,7 +95,7 @@ class Address(Unicode):
     def validate(self, obj: Any, value: Any) -> str:
         """The address, if it is host:port with a port from 1 to 65535 (a GUI to connect to); else a ValueProblem, the
         whole problem in one line (a TraitError's words were said after traitlets' own: the line said it twice)."""
-        value = super().validate(obj, value)
+        value = check_encodable(super().validate(obj, value), self.info_text)  # libzmq takes UTF-8 only
         host, _, port = value.rpartition(":")
         if not _ADDRESS.fullmatch(value) or host.endswith("*") or not 1 <= int(port) <= 65535:
             raise ValueProblem(f"expected {self.info_text}, got {type(value).__name__} {shown(value)}")
