@@ -8,6 +8,9 @@ its name reaches the graph exports and the monitor as text."""
 
 from __future__ import annotations
 
+import json
+import os
+import threading
 from pathlib import Path
 from typing import Any
 
@@ -18,6 +21,7 @@ from pipeline import ConfigError, Pipeline
 from pipeline.cli.worker import PipelineWorker
 
 from .cli_helpers import chain_config, run_cli, write_config
+from .monitor_helpers import WAIT, Subscriber, has
 
 #: A lone surrogate as JSON gives it, and one as Python reads the byte 0xff of a file's name or a command line.
 LONE, ESCAPED_BYTE = "\ud800", "\udcff"
@@ -123,3 +127,42 @@ def test_a_monitor_host_with_a_lone_surrogate_exits_2_in_one_line(capsys: pytest
     error = capsys.readouterr().err
     assert error.count("\n") == 1
     refused(error.removeprefix("pipeline-gui: error: ").removesuffix("\n"), "command line", "--host")
+
+
+def test_a_config_file_and_a_dead_letter_file_whose_names_are_not_utf8_work(tmp_path: Path) -> None:
+    """b'\\xff.json' is a file like any other: it runs, and its name is text in the graph export (written as repr
+    writes it); a dead-letter file so named on the command line is written."""
+    folder = os.fsencode(tmp_path)
+    config = Path(os.fsdecode(folder + b"/\xff.json"))
+    config.write_text(json.dumps(chain_config(str(tmp_path / "out.jsonl"))), encoding="utf-8")
+    dead_letter = os.fsdecode(folder + b"/\xfe.jsonl")
+    result = run_cli(f"--config={config}", f"--Pipeline.dead_letter={dead_letter}", "--no-progress",
+                     "--Pipeline.gui=False")
+    assert result.returncode == 0, result.stderr
+    assert len((tmp_path / "out.jsonl").read_text(encoding="utf-8").splitlines()) == 5
+    assert os.path.isfile(os.fsencode(dead_letter))
+    graph = run_cli(f"--config={config}", "--graph=dot")
+    assert graph.returncode == 0, graph.stderr
+    assert graph.stdout.startswith('digraph "\\\\udcff" {')
+
+
+def test_the_monitor_sends_a_name_that_is_not_utf8_as_text(tmp_path: Path) -> None:
+    """A run of b'\\xff\\xfe.json': its name and its config's path went out as JSON escapes of lone surrogates,
+    which pipeline-gui (Qt) showed cut at the first."""
+    subscriber = Subscriber()
+    try:
+        config = Path(os.fsdecode(os.fsencode(tmp_path) + b"/\xff\xfe.json"))
+        config.write_text(json.dumps(chain_config(str(tmp_path / "out.jsonl"))), encoding="utf-8")
+        pipeline = Pipeline.from_config(str(config), {"Pipeline": {
+            "gui_address": subscriber.address, "gui_plaintext": True, "progress": False}})
+        run = threading.Thread(target=pipeline.run, name="test-run")
+        run.start()
+        messages = subscriber.receive_until(has("finish"))
+        run.join(WAIT)
+        assert not run.is_alive()
+    finally:
+        subscriber.close()
+    for _, message in messages:
+        json.dumps(message, ensure_ascii=False).encode("utf-8")  # every string is text UTF-8 encodes
+        assert message["pipeline"] == "\\udcff\\udcfe"
+        assert message["config"] == f"{tmp_path}/\\udcff\\udcfe.json"

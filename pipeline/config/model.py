@@ -14,6 +14,7 @@ from traitlets.config import Config
 
 from pipeline.component import Component
 from pipeline.config.stepkeys import DEFAULT_QUEUE_LIMIT
+from pipeline.console.humanize import utf8_text
 from pipeline.errors import COMMAND_LINE, option_key
 
 #: The source of a config given as a dict, in messages.
@@ -87,11 +88,12 @@ class PipelineConfig:
 
     @property
     def name(self) -> str:
-        """The pipeline's name: the one given, else its config file's stem, else (a dict) its first and last steps."""
+        """The pipeline's name: the one given, else its config file's stem, else (a dict) its first and last steps; as
+        text that UTF-8 encodes (the graph exports print it, and a file's name need not be UTF-8: ``b'\\xff.json'``)."""
         if self.title:
-            return self.title
+            return utf8_text(self.title)
         if self.source != DICT_SOURCE:
-            return Path(self.source).stem
+            return utf8_text(Path(self.source).stem)
         sinks = [step.name for step in self.steps.values() if not step.next_steps]
         return f"{self.producer.name} \u2192 {', '.join(sinks)}"
 

@@ -134,6 +134,12 @@ def error_text(error: BaseException) -> str:
     return text
 
 
+def utf8_text(text: str) -> str:
+    """``text`` with each lone surrogate (a byte of a file's name that is not UTF-8, as Python reads it) written as
+    repr writes it, ``\\udcff``: text that UTF-8 encodes, for a monitor's JSON, a graph export or a log file."""
+    return text.encode("utf-8", "backslashreplace").decode("utf-8")
+
+
 def shorten(text: str, limit: int, apart: str = "\n") -> str:
     """``text`` if it has at most ``limit`` characters; else its start and its end, saying how much was cut (on a line
     of its own, or, with ``apart`` " ", within the line)."""

@@ -20,7 +20,7 @@ from pathlib import Path
 from typing import Any
 
 from pipeline.config.model import PipelineConfig
-from pipeline.console.humanize import shorten
+from pipeline.console.humanize import shorten, utf8_text
 from pipeline.execution.report import RunReport
 from pipeline.execution.status import RunStatus
 from pipeline.failures.policy import ErrorEvent
@@ -107,7 +107,7 @@ def finish_body(report: RunReport) -> dict[str, Any]:
 
 def encode(message: Mapping[str, Any]) -> list[bytes]:
     """The frames of ``message``: its topic and its JSON (NaN and infinities sent as null)."""
-    return [message["topic"].encode(), json.dumps(_finite(message), allow_nan=False,
+    return [message["topic"].encode(), json.dumps(_sendable(message), allow_nan=False,
                                                   separators=(",", ":")).encode()]
 
 
@@ -123,12 +123,16 @@ def schema() -> dict[str, Any]:
     return json.loads(SCHEMA_PATH.read_text(encoding="utf-8"))
 
 
-def _finite(value: Any) -> Any:
-    """``value`` with every NaN or infinite float replaced by None (JSON has no such numbers)."""
+def _sendable(value: Any) -> Any:
+    """``value`` with every NaN or infinite float replaced by None (JSON has no such numbers), and every lone
+    surrogate of a string written out (utf8_text): JSON would send ``\\udcff`` of a config's path or an error's
+    words as an escape that no valid text holds, which pipeline-gui showed cut there (Qt drops the rest)."""
     if isinstance(value, float):
         return value if math.isfinite(value) else None
+    if isinstance(value, str):
+        return utf8_text(value)
     if isinstance(value, Mapping):
-        return {key: _finite(item) for key, item in value.items()}
+        return {key: _sendable(item) for key, item in value.items()}
     if isinstance(value, list | tuple):
-        return [_finite(item) for item in value]
+        return [_sendable(item) for item in value]
     return value
