@@ -150,8 +150,8 @@ def test_an_output_file_that_open_would_refuse_is_refused_before_the_run(tmp_pat
     """Paths that passed the check and failed the step's init() once the run had started (a traceback, exit 1)."""
     long_name = str(tmp_path / ("p" * 300))
     assert problem("output", long_name).endswith(": File name too long (expected the path of a file to write)")
-    assert problem("output", "\ud800") == ("'\\ud800' holds a character that no file name can (expected the path of "
-                                          "a file to write)")
+    assert problem("output", "\ud800") == ("expected the path of a file to write, got '\\ud800' ('\\ud800' is a lone "
+                                          "surrogate, which neither a file name nor UTF-8 text can hold)")
     (tmp_path / "c.json").write_text("{}", encoding="utf-8")
     assert problem("output", str(tmp_path / "c.json" / "x")) == (
         f"{shown(str(tmp_path / 'c.json'))} is not a folder (expected the path of a file to write in a folder)")

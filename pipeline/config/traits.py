@@ -259,10 +259,7 @@ _FILE_TO_WRITE = "expected the path of a file to write"
 
 def _check_writable(path: str) -> None:
     """A ValueProblem if no file can be written at ``path``, by what the file system says of it without writing."""
-    try:
-        os.fsencode(path)
-    except UnicodeEncodeError:  # a lone surrogate ("\ud800" in JSON): no file name holds it
-        raise ValueProblem(f"{shown(path)} holds a character that no file name can ({_FILE_TO_WRITE})") from None
+    check_encodable(path, "the path of a file to write", path=True)  # "\ud800" in JSON: os.open raised
     folder = os.path.dirname(path)
     if folder and os.path.exists(folder) and not os.path.isdir(folder):
         raise ValueProblem(f"{shown(folder)} is not a folder ({_FILE_TO_WRITE} in a folder)")
