@@ -7,12 +7,16 @@ import shutil
 import stat
 import subprocess
 import sys
+from collections.abc import Callable
 from pathlib import Path
+from typing import Any
 
 import pytest
 import zmq.auth
 
+from pipeline.auth.keys import authorized_keys, load_key_pair, load_public_key
 from pipeline.cli.keys import PipelineKeys
+from pipeline.errors import ConfigError
 from tests.cli_helpers import ROOT
 
 
@@ -99,3 +103,16 @@ def test_the_directories_it_makes_are_private_at_every_level(tmp_path: Path) -> 
     assert result.returncode == 0, result.stderr
     for directory in ("a", "a/b", "a/b/c"):
         assert stat.S_IMODE((tmp_path / directory).stat().st_mode) == 0o700, directory
+
+
+@pytest.mark.parametrize("load", [load_key_pair, load_public_key])
+def test_a_key_file_path_too_long_for_the_system_is_one_line(tmp_path: Path, load: Callable[..., Any]) -> None:
+    """pathlib's is_file() raised for a name longer than the system takes: pipeline-worker and pipeline-gui printed a
+    traceback and exited 1."""
+    with pytest.raises(ConfigError, match=r"--key: cannot look the path up \(File name too long\)$"):
+        load(tmp_path / ("k" * 300), "--key")
+
+
+def test_a_folder_of_authorized_keys_too_long_for_the_system_is_one_line(tmp_path: Path) -> None:
+    with pytest.raises(ConfigError, match=r"--authorized-keys: cannot look the path up \(File name too long\)$"):
+        authorized_keys(tmp_path / ("k" * 300), "--authorized-keys")

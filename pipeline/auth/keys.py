@@ -73,8 +73,9 @@ def _stem(path: Path) -> str:
 
 def _load(path: str | Path, option: str) -> KeyPair:
     path = Path(path)
-    if not path.is_file():  # a folder, a device or a FIFO (reading one would wait for ever) is not "no such file"
-        what = "is a folder" if path.is_dir() else "is not a regular file" if path.exists() else "no such file"
+    mode = _mode(path, option)
+    if mode is None or not stat.S_ISREG(mode):  # a folder, a device or a FIFO (reading one would wait for ever)
+        what = "no such file" if mode is None else "is a folder" if stat.S_ISDIR(mode) else "is not a regular file"
         raise ConfigError(str(path), option, f"{what}: expected a key file made by pipeline-keys")
     try:
         public, secret = zmq.auth.load_certificate(path)
@@ -113,7 +114,8 @@ def load_key_pair(path: str | Path, option: str = "") -> KeyPair:
 def authorized_keys(directory: str | Path, option: str = "") -> dict[bytes, str]:
     """The public keys of the ``*.key`` files in ``directory``, each mapped to its file's stem."""
     directory = Path(directory)
-    if not directory.is_dir():
+    mode = _mode(directory, option)
+    if mode is None or not stat.S_ISDIR(mode):
         raise ConfigError(str(directory), option, "not a directory: expected a directory of public .key files")
     _only_its_owner_writes(directory, option)
     keys: dict[bytes, str] = {}
@@ -122,6 +124,17 @@ def authorized_keys(directory: str | Path, option: str = "") -> dict[bytes, str]
         pair = load_public_key(path, option)
         keys.setdefault(pair.public, pair.name)
     return keys
+
+
+def _mode(path: Path, option: str) -> int | None:
+    """The mode of the file ``path`` names (through links), None if there is none; a ConfigError naming ``path`` if the
+    system cannot look it up (a name too long: pathlib's is_file() raised it, a traceback of pipeline-worker)."""
+    try:
+        return path.stat().st_mode
+    except (FileNotFoundError, NotADirectoryError):
+        return None
+    except OSError as err:
+        raise ConfigError(str(path), option, f"cannot look the path up ({err.strerror or err})") from None
 
 
 def _only_its_owner_writes(path: Path, option: str) -> None:
