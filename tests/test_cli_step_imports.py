@@ -327,3 +327,16 @@ def test_a_remote_worker_names_the_file_and_line_its_import_failed(launch: Launc
     # The class as the config names it (SiteTagged), which the worker imports; its own name is Tagged.
     assert said[0].startswith(" ".join(quoted.group(1).split()).replace("HILLAS", STAGE)
                               .replace("mysteps.Hillas", "site_steps.SiteTagged")), said[0]
+
+
+def test_a_module_name_too_long_for_a_file_is_one_line(tmp_path: Path) -> None:
+    """A step module's name of 300 characters, run from elsewhere than the config's folder: pathlib's is_file() raised
+    on the file it would be (File name too long), a traceback and exit status 1."""
+    (tmp_path / "ana").mkdir()
+    printer_config(tmp_path / "ana", "m" * 300)
+    result = run_in(tmp_path, "--config=ana/broken.json")
+    assert result.returncode == 2
+    assert result.stderr.count("\n") == 1
+    assert result.stderr.startswith("pipeline-run: error: ana/broken.json: Pipeline.consumer_conf.module: cannot "
+                                    "import module 'mmm")
+    assert ": ModuleNotFoundError: No module named 'mmm" in result.stderr

@@ -4,7 +4,10 @@ standard library only), for worker processes too.
 
 Step modules are imported from ``sys.path``. ``pipeline-run`` puts its working directory there, as ``python -m``
 does; a script run as ``python scripts/run.py`` has ``scripts/`` there instead, and ``Pipeline.from_config()`` adds
-nothing: so the words on where modules come from depend on ``sys.path``, not on the entry point."""
+nothing: so the words on where modules come from depend on ``sys.path``, not on the entry point.
+
+Whether a file is there is asked of ``os.path``, not of pathlib: a module's name too long for a file's (a config's
+typo of 300 characters) is no file there, where pathlib's ``is_file()`` raises (a traceback, exit status 1)."""
 
 from __future__ import annotations
 
@@ -46,7 +49,7 @@ def off_path(module_name: str, error: BaseException) -> str:
     if not isinstance(error, ModuleNotFoundError) or error.name != top or on_path(Path.cwd()):
         return ""
     here = module_file(top, Path.cwd())
-    if not here.is_file() and not here.with_suffix("").is_dir():
+    if not os.path.isfile(here) and not os.path.isdir(here.with_suffix("")):
         return ""
     script = _script_module()
     run = f"run the script as python -m {script}, or " if script else ""
@@ -125,7 +128,7 @@ def hidden_file(module_name: str, module: Any) -> str:
     """Why a module has not the class a step names: a file of that name here that an installed package of the same
     name hides (the README's steps saved as pipeline.py); "" otherwise."""
     here = module_file(module_name, Path.cwd())
-    if module is None or not here.is_file():
+    if module is None or not os.path.isfile(here):
         return ""
     if module_name in sys.builtin_module_names:  # time, gc, itertools: built into Python, no file of their own
         return f" (Python's built-in module {module_name!r} hides the file {here.name} here: rename the file)"
@@ -142,6 +145,6 @@ def hidden_folder(module_name: str, error: BaseException) -> str:
     where = getattr(sys.modules.get(top), "__file__", None)
     if not isinstance(error, ModuleNotFoundError) or "." not in module_name or where is None:
         return ""
-    if not (Path.cwd() / top).is_dir() or Path(where).resolve().is_relative_to(Path.cwd().resolve()):
+    if not os.path.isdir(Path.cwd() / top) or Path(where).resolve().is_relative_to(Path.cwd().resolve()):
         return ""
     return _hides(top, where, f"the folder {top}/", "name the folder otherwise")

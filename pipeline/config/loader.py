@@ -10,6 +10,7 @@ import inspect
 import json
 import logging
 import math
+import os
 import re
 import sys
 from collections import deque
@@ -617,7 +618,7 @@ class _Validator:
         if folder is None or folder.resolve() == Path.cwd().resolve():
             return ""
         there = module_file(module_name, folder)
-        if not there.is_file():
+        if not os.path.isfile(there):  # not pathlib's is_file(), which raises for a name too long for the system
             return ""
         return f" (there is {there} beside the config, but {not_imported_from(folder)})"
 
