@@ -1,5 +1,7 @@
 """Exceptions that the framework raises to its users."""
 
+from pipeline.console.humanize import cut_short, shorten
+
 
 class PipelineError(Exception):
     """Base class of every error the framework raises on purpose."""
@@ -22,16 +24,24 @@ def option_key(source: str, key: str) -> str:
     return f"--{key}" if source == COMMAND_LINE else key
 
 
+#: The longest problem a ConfigError's line shows whole: the names it quotes are cut already (cut_short); this bounds
+#: whatever else a problem may carry from elsewhere (an exception's message, a list of choices).
+MAX_PROBLEM_SHOWN = 600
+
+
 class ConfigError(PipelineError):
-    """A configuration that cannot run: the message names the file, the key and what was expected, in one line of
-    printable text (its parts may come from a file name, a config key or a command line)."""
+    """A configuration that cannot run: the message names the file, the key and what was expected, in one short line
+    of printable text. Its parts may come from a file name, a config key or a command line, so each is cut in its
+    middle: the file and the key past humanize.MAX_NAME_SHOWN characters, the problem past MAX_PROBLEM_SHOWN (a
+    100,000-character key made a line of 100,000)."""
 
     def __init__(self, source: str, key: str, problem: str) -> None:
         self.source = source
         self.key = key
         self.problem = problem
-        where = f"{source}: {key}" if key else source
-        super().__init__(printable(f"{where}: {problem}"))
+        # Made printable first: a cut part stays cut, where an escape (\x1b) is up to 10 characters for one.
+        where = cut_short(printable(source)) + (f": {cut_short(printable(key))}" if key else "")
+        super().__init__(f"{where}: {shorten(printable(problem), MAX_PROBLEM_SHOWN, ' ')}")
 
 
 class RoutingError(PipelineError):

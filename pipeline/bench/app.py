@@ -27,6 +27,7 @@ from pipeline.bench.stops import STOP, STOPS
 from pipeline.cli.application import package_version
 from pipeline.console.arguments import ArgumentParser
 from pipeline.console.end_of_output import console_script
+from pipeline.console.humanize import cut_short, quoted
 from pipeline.engine.worker_process import die_with_parent
 
 #: Seconds a workload's process has to end its runs once the bench is stopped, before it is killed.
@@ -82,7 +83,7 @@ def _workload_list(text: str) -> list[str]:
     keys = [part.strip().upper() for part in text.split(",") if part.strip()]
     unknown = [k for k in keys if k not in WORKLOADS]
     if unknown or not keys:
-        raise argparse.ArgumentTypeError(f"unknown workload {', '.join(unknown) or text!r} "
+        raise argparse.ArgumentTypeError(f"unknown workload {cut_short(', '.join(unknown)) or quoted(text)} "
                                          f"(expected some of {', '.join(WORKLOADS)})")
     return keys
 

@@ -20,7 +20,7 @@ from traitlets.traitlets import TraitError
 
 from pipeline.config.ctapipe_flow import FLOW_SECTION, FLOW_SECTION_EDIT
 from pipeline.config.traits import names_a_class
-from pipeline.console.humanize import suggest
+from pipeline.console.humanize import quoted, suggest
 from pipeline.errors import COMMAND_LINE, ConfigError
 
 #: A logging_config that works, for the error of one that does not: a log file beside stderr.
@@ -134,15 +134,15 @@ def _check_case(option: str) -> None:
     for place, name in enumerate(classes):
         if not names_a_class(name):
             if place and name[:1].islower():  # --Counter.count.x: an option, with more after it
-                raise ConfigError(COMMAND_LINE, option, f"{name!r} is not a class name: an option is the last "
+                raise ConfigError(COMMAND_LINE, option, f"{quoted(name)} is not a class name: an option is the last "
                                                         "name of an option's path (expected --Class.option=value)")
-            guess = f": did you mean {name[:1].upper() + name[1:]!r}?" if name[:1].islower() else ""
-            raise ConfigError(COMMAND_LINE, option, f"{name!r} is not a class name (class names begin with a "
+            guess = f": did you mean {quoted(name[:1].upper() + name[1:])}?" if name[:1].islower() else ""
+            raise ConfigError(COMMAND_LINE, option, f"{quoted(name)} is not a class name (class names begin with a "
                                                     f"capital letter{guess})")
     if names_a_class(trait):
         guess = trait[:1].lower() + trait[1:]
-        hint = f": did you mean {guess!r}?" if not trait[1:2].isupper() else ""  # URL_count: no guess to make
-        raise ConfigError(COMMAND_LINE, option, f"{trait!r} is not an option name (option names begin with a "
+        hint = f": did you mean {quoted(guess)}?" if not trait[1:2].isupper() else ""  # URL_count: no guess to make
+        raise ConfigError(COMMAND_LINE, option, f"{quoted(trait)} is not an option name (option names begin with a "
                                                 f"lowercase letter{hint})")
 
 
@@ -257,7 +257,7 @@ class StrictApplication(Application):
                 dashed = _DASHED_CLASS_OPTION.fullmatch(name)  # --Squares-count: a class option with '-' for '.'
                 if dashed is not None:
                     meant = f"--{dashed.group('section')}.{dashed.group('trait').replace('-', '_')}"
-                    raise ConfigError(COMMAND_LINE, name, f"unknown option (did you mean {meant!r}?)")
+                    raise ConfigError(COMMAND_LINE, name, f"unknown option (did you mean {quoted(meant)}?)")
                 forms = self.option_forms(name.lstrip("-"))  # --mode, ctapipe flow's: --Pipeline.mode here
                 hint = f" (did you mean {forms}?)" if forms else suggest(name, known)
                 raise ConfigError(COMMAND_LINE, name, "unknown option" + hint)
@@ -283,7 +283,7 @@ class StrictApplication(Application):
             traits = own[section].class_traits(config=True)
             if trait not in traits:
                 hint = f" (did you mean {forms}?)" if forms else suggest(trait, traits)
-                raise ConfigError(COMMAND_LINE, option, f"{section} has no option {trait!r}{hint}")
+                raise ConfigError(COMMAND_LINE, option, f"{section} has no option {quoted(trait)}{hint}")
             return
         inherited = {cls.__name__ for cls in type(self).__mro__}  # traitlets' HasTraits, Configurable, ...
         if self.other_classes_later and section not in inherited:

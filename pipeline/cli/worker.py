@@ -24,6 +24,7 @@ from pipeline.cli.application import COMMAND_LINE, DEBUG_FLAG, StrictApplication
 from pipeline.cli.launch import launch
 from pipeline.config.traits import StepName, ValueProblem, check_tcp_address, tcp_host, unresolved
 from pipeline.console.end_of_output import console_script
+from pipeline.console.humanize import quoted
 from pipeline.engine.remote_agent import Login, serve_remote
 from pipeline.engine.worker_process import line_by_line
 from pipeline.errors import ConfigError
@@ -82,7 +83,7 @@ pipeline-worker --connect=tcp://head:5570 --server-key=keys/server.key --key=key
         host = tcp_host(self.connect)
         why = unresolved(host)
         if why is not None:  # libzmq would try it for HELLO_TIMEOUT_SECONDS, then say no run answered
-            raise ConfigError(COMMAND_LINE, "--connect", f"the run's host {host!r} is not known ({why})")
+            raise ConfigError(COMMAND_LINE, "--connect", f"the run's host {quoted(host)} is not known ({why})")
         self.login = Login(step, self.threads, load_key_pair(self.key, "--key"),
                            load_public_key(self.server_key, "--server-key"), os.path.abspath(self.key),
                            os.path.abspath(self.server_key))

@@ -6,6 +6,7 @@ import unicodedata
 from collections.abc import Mapping, Sequence
 from typing import TYPE_CHECKING
 
+from pipeline.console.humanize import listed, quoted
 from pipeline.errors import ConfigError
 
 if TYPE_CHECKING:
@@ -27,10 +28,11 @@ def check_graph(source: str, steps: Mapping[str, StepConfig]) -> None:
             if target not in steps:
                 raise ConfigError(
                     source, f"{step.key}.next_steps",
-                    f"unknown step {target!r} (steps: {', '.join(steps)}){_looks_alike(target, steps)}"
+                    f"unknown step {quoted(target)} (steps: {listed(steps)}){_looks_alike(target, steps)}"
                 )
             if target == producer.name:
-                raise ConfigError(source, f"{step.key}.next_steps", f"the producer {target!r} cannot be a next step")
+                raise ConfigError(source, f"{step.key}.next_steps",
+                                  f"the producer {quoted(target)} cannot be a next step")
     cycle = find_cycle(steps)
     if cycle:
         first = steps[cycle[0]]

@@ -16,7 +16,7 @@ import sys
 from pathlib import Path
 from typing import Any
 
-from pipeline.console.humanize import error_text, failure_place, nearest
+from pipeline.console.humanize import error_text, failure_place, nearest, quoted
 
 
 def import_problem(module_name: str, error: BaseException) -> str:
@@ -24,7 +24,7 @@ def import_problem(module_name: str, error: BaseException) -> str:
     why = (hidden_folder(module_name, error) or off_path(module_name, error) or path_for_name(module_name)
            or near_name(module_name, error))
     failure = f"{type(error).__name__}: {error_text(error)}{failure_place(error)}"
-    return f"cannot import module {module_name!r}: {failure}{why}"
+    return f"cannot import module {quoted(module_name)}: {failure}{why}"
 
 
 def on_path(folder: Path) -> bool:
@@ -91,7 +91,7 @@ def near_name(module_name: str, error: BaseException) -> str:
     # Its own name is no suggestion: that file is there, but not on sys.path (off_path says so)
     here = [path.stem for path in Path.cwd().glob("*.py") if path.stem != module_name]
     near = nearest(module_name, here)
-    return f" (did you mean {near!r}? a module's name is its file's, case and all)" if near else ""
+    return f" (did you mean {quoted(near)}? a module's name is its file's, case and all)" if near else ""
 
 
 def path_for_name(module_name: str) -> str:
@@ -110,8 +110,8 @@ def path_for_name(module_name: str) -> str:
     # (absolute, ../) is a name only where it lies. normpath, not resolve(): a link is imported by its own name.
     parts = Path(os.path.relpath(os.path.normpath(Path.cwd() / path))).parts
     if parts[:1] == ("..",):
-        return f"{expected} {path.name!r}? {not_imported_from(path.parent)})"
-    return f"{expected} {'.'.join(parts)!r}?)"
+        return f"{expected} {quoted(path.name)}? {not_imported_from(path.parent)})"
+    return f"{expected} {quoted('.'.join(parts))}?)"
 
 
 def module_file(module_name: str, folder: Path) -> Path:

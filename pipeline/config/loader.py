@@ -30,7 +30,7 @@ from pipeline.config.misplaced import PIPELINE, SECTIONS, Home, belongs
 from pipeline.config.model import DICT_SOURCE, PipelineConfig, StepConfig
 from pipeline.config.stepkeys import REQUIRED_STEP_KEYS, STEP_KEYS, StepKeys, role_problem, workers_problem
 from pipeline.config.traits import ValueProblem, check_encodable, names_a_class, shown
-from pipeline.console.humanize import error_text, failure_place, nearest, suggest
+from pipeline.console.humanize import error_text, failure_place, nearest, quoted, suggest
 from pipeline.errors import COMMAND_LINE, ConfigError, option_key
 
 log = logging.getLogger("pipeline.config")
@@ -132,8 +132,8 @@ def _read_json(path: Path) -> Any:
         # A byte order mark, which some Windows editors write, is not JSON but says nothing either.
         return json.loads(text.removeprefix("\ufeff"), parse_int=_integer, object_pairs_hook=_object)
     except _RepeatedKey as repeated:
-        raise ConfigError(source, "", f"the key {repeated.key!r} is given twice in one object (expected each key once: "
-                          "JSON would keep only the last)") from None
+        raise ConfigError(source, "", f"the key {quoted(repeated.key)} is given twice in one object (expected each key "
+                          "once: JSON would keep only the last)") from None
     except _LongInteger as long:
         invalid = json.JSONDecodeError(long.problem, text, text.find(long.digits))
     except json.JSONDecodeError as err:
@@ -371,7 +371,7 @@ def _element_problem(trait: Any, value: Any, where: str = "",
 def _did_you_mean(word: str, choices: Iterable[Any]) -> str:
     """`` (did you mean 'beta'?)`` for the nearest of the text ``choices``; "" if none is near."""
     near = nearest(word, [choice for choice in choices if isinstance(choice, str)])
-    return "" if near is None else f" (did you mean {near!r}?)"
+    return "" if near is None else f" (did you mean {quoted(near)}?)"
 
 
 def _type_name(value: Any) -> str:
@@ -433,9 +433,9 @@ class _Validator:
                 raise self.error(key, "unknown section" + (_unlisted(key) or ": not a step class of this pipeline"
                                                            + hint))
             if not names_a_class(key):  # traitlets takes such a key for an option: the section would set nothing
-                raise self.error(key, f"traitlets cannot configure the class {key!r}: it takes a name that does not "
-                                      "begin with a capital letter for an option (expected a class whose name begins "
-                                      "with a capital letter: rename the class)")
+                raise self.error(key, f"traitlets cannot configure the class {quoted(key)}: it takes a name that does "
+                                      "not begin with a capital letter for an option (expected a class whose name "
+                                      "begins with a capital letter: rename the class)")
             if not isinstance(values, dict):
                 raise self.error(key, f"expected an object of trait values, got {_type_name(values)}")
             config[key] = self.section(key, classes[key], values)
@@ -601,8 +601,8 @@ class _Validator:
                 n for n, v in vars(module).items() if isinstance(v, type) and issubclass(v, Component)
             ]
             raise self.error(
-                f"{key}.class", f"module {module_name!r} has no class {class_name!r}" + suggest(class_name, components)
-                + hidden_file(module_name, module)
+                f"{key}.class", f"module {quoted(module_name)} has no class {quoted(class_name)}"
+                + suggest(class_name, components) + hidden_file(module_name, module)
             )
         if not (isinstance(cls, type) and issubclass(cls, Component)):
             raise self.error(f"{key}.class", f"{module_name}.{class_name} is not a pipeline.Component subclass "
@@ -686,15 +686,15 @@ class _Validator:
                                             or s.name in self.owners.get(cls.__name__, ())]
                 placed = self.misplaced(name, steps, here, source)
                 if name in cls.class_traits():  # the trait is there, but not an option
-                    hint = f" (its trait {name!r} is not tagged as one: declare it with .tag(config=True))"
+                    hint = f" (its trait {quoted(name)} is not tagged as one: declare it with .tag(config=True))"
                 elif placed:
                     hint = placed
                 elif isinstance(value, dict) and names_a_class(name):  # a section for a class this step does not list
                     hint = (f" (a section for a class its step builds: that class must be in the step's "
                             f"child_classes){hint if 'did you mean' in hint else ''}")
-                raise ConfigError(source, f"{key}.{name}", f"{cls.__name__} has no option {name!r}{note}{hint}")
+                raise ConfigError(source, f"{key}.{name}", f"{cls.__name__} has no option {quoted(name)}{note}{hint}")
             if names_a_class(name):  # traitlets takes it for a class section: every init() would fail on it
-                raise ConfigError(source, f"{key}.{name}", f"traitlets cannot set the option {name!r} of "
+                raise ConfigError(source, f"{key}.{name}", f"traitlets cannot set the option {quoted(name)} of "
                                   f"{cls.__name__}: it takes a name that begins with a capital letter for a class "
                                   f"(expected an option whose name begins with a lowercase letter: rename the trait)")
             trait = traits[name]
@@ -843,7 +843,7 @@ def _unknown_choice(error: Exception, value: Any, expected: str) -> str:
         if isinstance(word, Iterable) and not isinstance(word, str | bytes | Mapping):
             words.extend(word)  # a list, or ctapipe's TelescopePatternList of [kind, pattern, name]
         elif isinstance(word, str) and word not in choices and word not in _PATTERN_WORDS:
-            return f": {word!r} is none of {', '.join(choices)}" + _did_you_mean(word, choices)
+            return f": {quoted(word)} is none of {', '.join(choices)}" + _did_you_mean(word, choices)
     return ""
 
 

@@ -20,6 +20,8 @@ from typing import Any, NoReturn
 
 from traitlets import Dict, Enum, Float, Int, TraitError, TraitType, Unicode
 
+from pipeline.console.humanize import quoted
+
 #: Longest duration, in seconds, that a seconds option takes. Thread waits overflow past about
 #: 9.2e9 s (``threading.TIMEOUT_MAX``); a million seconds (11.6 days) is beyond any use and far below that.
 MAX_SECONDS = 1e6
@@ -306,7 +308,7 @@ def check_tcp_address(value: str, listening: bool) -> str:
     match = _TCP.fullmatch(value)
     if match is None:
         if _BARE.fullmatch(value):
-            raise ValueProblem(f"{expected}, got {shown(value)} (did you mean 'tcp://{value}'?)")
+            raise ValueProblem(f"{expected}, got {shown(value)} (did you mean {quoted('tcp://' + value)}?)")
         if "://" in value and not value.startswith("tcp://"):
             raise ValueProblem(f"{expected}, got {shown(value)} (remote workers connect over TCP)")
         raise ValueProblem(f"{expected}, such as tcp://head:5570, got {shown(value)}")
@@ -315,9 +317,10 @@ def check_tcp_address(value: str, listening: bool) -> str:
         try:
             ipaddress.IPv6Address(host[1:-1])
         except ValueError:
-            raise ValueProblem(f"{expected}, got {shown(value)} ({host[1:-1]!r} is not an IPv6 address)") from None
+            address = quoted(host[1:-1])
+            raise ValueProblem(f"{expected}, got {shown(value)} ({address} is not an IPv6 address)") from None
     elif host != "*" and not _HOST.fullmatch(host):
-        raise ValueProblem(f"{expected}, got {shown(value)} ({host!r} is not a host name or address)")
+        raise ValueProblem(f"{expected}, got {shown(value)} ({quoted(host)} is not a host name or address)")
     if host == "*" and not listening:
         raise ValueProblem(f"{expected} naming the run's host, got {shown(value)} ('*' is for Pipeline.listen)")
     if not port.isdigit() or not 1 <= int(port) <= 65535:

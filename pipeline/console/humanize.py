@@ -114,12 +114,37 @@ def nearest(word: str, choices: Iterable[str]) -> str | None:
 
 
 def suggest(word: str, choices: Iterable[str]) -> str:
-    """' (did you mean X?)' for the nearest of ``choices``, else the list of valid choices."""
+    """' (did you mean X?)' for the nearest of ``choices``, else the list of valid choices (as ``listed`` shows it)."""
     choices = sorted(choices)
     near = nearest(word, choices)
     if near is not None:
-        return f" (did you mean {near!r}?)"
-    return f" (expected one of: {', '.join(choices)})" if choices else ""
+        return f" (did you mean {quoted(near)}?)"
+    return f" (expected one of: {listed(choices)})" if choices else ""
+
+
+#: The longest name (a key, an option, a file's path, a step's name) or quoted text that a line for people shows
+#: whole. A longer one, from a file or a command line, has its middle cut (its first and last 30 characters stay),
+#: so that a line quoting a few of them (a key, a name in its problem, a suggestion) stays a few hundred characters.
+MAX_NAME_SHOWN = 100
+#: The longest list of valid choices that a line for people shows whole (the run's ~30 options fit).
+MAX_CHOICES_SHOWN = 600
+
+
+def cut_short(text: str) -> str:
+    """``text`` (a name, a path) as a line for people shows it: whole if it has at most
+    MAX_NAME_SHOWN characters, else its start and its end around a note of how many characters were cut."""
+    return shorten(text, MAX_NAME_SHOWN, " ")
+
+
+def quoted(text: str) -> str:
+    """``text`` as a line for people quotes it, ``repr(text)``, its middle cut as ``cut_short`` cuts it."""
+    return repr(cut_short(text))
+
+
+def listed(choices: Iterable[str]) -> str:
+    """``choices`` joined by commas, as a line for people lists them: its middle cut beyond MAX_CHOICES_SHOWN
+    characters."""
+    return shorten(", ".join(choices), MAX_CHOICES_SHOWN, " ")
 
 
 def error_text(error: BaseException) -> str:

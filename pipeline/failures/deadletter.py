@@ -45,6 +45,8 @@ from pipeline.component import Component
 from pipeline.config.graph import reachable
 from pipeline.config.locks import in_use_words
 from pipeline.config.model import PipelineConfig, StepConfig
+from pipeline.config.traits import shown
+from pipeline.console.humanize import quoted
 from pipeline.errors import ConfigError
 from pipeline.failures.describe import failure_line, traceback_text
 from pipeline.message import Encoded, Resume, decode
@@ -82,7 +84,7 @@ class DeadLetterWriter:
         opened = self._replacing or path
 
         def refused(problem: str) -> ConfigError:
-            return ConfigError(source or opened, key, f"{opened!r}: {problem}" if source else problem)
+            return ConfigError(source or opened, key, f"{quoted(opened)}: {problem}" if source else problem)
 
         # Emptied only once it is known to be a regular file that no other run writes and that can be made private: a
         # device (/dev/null), a FIFO (O_NONBLOCK: opening one waits for a reader), a file of a run under way or
@@ -325,7 +327,7 @@ def _parse(path: str, number: int, line: bytes) -> DeadLetter | None:
         return None
     step = record.get("step")
     if not isinstance(step, str) or not step:
-        raise ConfigError(path, f"{where}: step", f"expected the name of the step that failed, got {step!r}")
+        raise ConfigError(path, f"{where}: step", f"expected the name of the step that failed, got {shown(step)}")
     buffers = record.get("buffers", [])
     if not isinstance(buffers, list):
         raise ConfigError(path, f"{where}: buffers", f"expected a list of base64 strings, got {buffers!r:.40}")
@@ -560,8 +562,8 @@ def replay_config(config: PipelineConfig, path: str) -> PipelineConfig:
     targets: dict[str, None] = {}  # in order of first appearance
     for record in records(path):
         if record.step not in config.steps or record.step == config.producer.name:
-            raise ConfigError(path, f"line {record.line}: step", f"{record.step!r} is not a stager or consumer of "
-                                                                 f"{config.source}")
+            raise ConfigError(path, f"line {record.line}: step",
+                              f"{quoted(record.step)} is not a stager or consumer of {config.source}")
         targets[record.step] = None
     keep = set().union(*(reachable(config.steps, name) for name in targets))
     replay = StepConfig(
