@@ -26,21 +26,24 @@ def option_key(source: str, key: str) -> str:
 
 #: The longest problem a ConfigError's line shows whole: the names it quotes are cut already (cut_short); this bounds
 #: whatever else a problem may carry from elsewhere (an exception's message, a list of choices).
-MAX_PROBLEM_SHOWN = 600
+MAX_PROBLEM_SHOWN = 1000
+#: The longest file name a ConfigError's line shows whole: a path is what finds the file again, so it is cut later
+#: than a name (a text of 100,000 characters given as a config file's path is some other text).
+MAX_PATH_SHOWN = 1000
 
 
 class ConfigError(PipelineError):
     """A configuration that cannot run: the message names the file, the key and what was expected, in one short line
     of printable text. Its parts may come from a file name, a config key or a command line, so each is cut in its
-    middle: the file and the key past humanize.MAX_NAME_SHOWN characters, the problem past MAX_PROBLEM_SHOWN (a
-    100,000-character key made a line of 100,000)."""
+    middle: the file past MAX_PATH_SHOWN characters, the key past humanize.MAX_QUOTED_CHARS, the problem past
+    MAX_PROBLEM_SHOWN (a 100,000-character key made a line of 100,000)."""
 
     def __init__(self, source: str, key: str, problem: str) -> None:
         self.source = source
         self.key = key
         self.problem = problem
         # Made printable first: a cut part stays cut, where an escape (\x1b) is up to 10 characters for one.
-        where = cut_short(printable(source)) + (f": {cut_short(printable(key))}" if key else "")
+        where = shorten(printable(source), MAX_PATH_SHOWN, " ") + (f": {cut_short(printable(key))}" if key else "")
         super().__init__(f"{where}: {shorten(printable(problem), MAX_PROBLEM_SHOWN, ' ')}")
 
 

@@ -20,15 +20,15 @@ from pipeline.bench.app import main as bench_main
 from pipeline.cli.keys import PipelineKeys
 from pipeline.cli.run import PipelineRun
 from pipeline.cli.worker import PipelineWorker
-from pipeline.console.humanize import MAX_NAME_SHOWN, cut_short, quoted, suggest
-from pipeline.errors import MAX_PROBLEM_SHOWN, ConfigError
+from pipeline.console.humanize import MAX_QUOTED_CHARS, cut_short, quoted, suggest
+from pipeline.errors import MAX_PATH_SHOWN, MAX_PROBLEM_SHOWN, ConfigError
 from tests.cli_helpers import ROOT, chain_config, run_cli, write_config
 
 #: A name far longer than any line: the tester's 100,000 characters.
 LONG = 100_000
-#: The longest error line allowed: "COMMAND: error: ", the file and the key (each cut to MAX_NAME_SHOWN) and the
-#: problem (its quoted names cut to MAX_NAME_SHOWN, the whole to MAX_PROBLEM_SHOWN).
-MOST = 2 * MAX_NAME_SHOWN + MAX_PROBLEM_SHOWN + 40
+#: The longest error line allowed: "COMMAND: error: ", the file (cut to MAX_PATH_SHOWN), the key (to MAX_QUOTED_CHARS)
+#: and the problem (its quoted names cut to MAX_QUOTED_CHARS, the whole to MAX_PROBLEM_SHOWN).
+MOST = MAX_PATH_SHOWN + MAX_QUOTED_CHARS + MAX_PROBLEM_SHOWN + 40
 
 
 def long_name(first: str = "k") -> str:
@@ -180,19 +180,19 @@ def test_pipeline_bench_says_a_long_name_in_a_short_line(capsys, args: Callable[
 def test_a_config_error_is_one_bounded_printable_line(source: str, key: str, problem: str) -> None:
     text = str(ConfigError(source, key, problem))
     assert text.isprintable()
-    assert len(text) <= 2 * (MAX_NAME_SHOWN + 2) + MAX_PROBLEM_SHOWN + 2
+    assert len(text) <= MAX_PATH_SHOWN + MAX_QUOTED_CHARS + MAX_PROBLEM_SHOWN + 6
 
 
-@given(st.text(max_size=MAX_NAME_SHOWN))
+@given(st.text(max_size=MAX_QUOTED_CHARS))
 def test_a_name_that_fits_is_shown_and_quoted_as_it_was(name: str) -> None:
     assert cut_short(name) == name
     assert quoted(name) == repr(name)
 
 
-@given(st.text(min_size=MAX_NAME_SHOWN + 1, max_size=5000))
+@given(st.text(min_size=MAX_QUOTED_CHARS + 1, max_size=5000))
 def test_a_longer_name_keeps_its_two_ends_and_its_length_bound(name: str) -> None:
     shown = cut_short(name)
-    assert len(shown) <= MAX_NAME_SHOWN
+    assert len(shown) <= MAX_QUOTED_CHARS
     assert shown.startswith(name[:30]) and shown.endswith(name[-30:])
     assert " characters cut ...] " in shown
 

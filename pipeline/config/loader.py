@@ -105,7 +105,7 @@ def check_steps(config: PipelineConfig) -> None:
 MAX_FILE_BYTES = 16 * 1024 * 1024
 
 
-#: The longest config file name an error shows whole (PATH_MAX on Linux): longer, it is some other text, cut.
+#: The longest config file name an error shows as a path (PATH_MAX on Linux): longer, it is some other text, cut.
 MAX_NAME_SHOWN = 4096
 
 

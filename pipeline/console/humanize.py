@@ -122,18 +122,18 @@ def suggest(word: str, choices: Iterable[str]) -> str:
     return f" (expected one of: {listed(choices)})" if choices else ""
 
 
-#: The longest name (a key, an option, a file's path, a step's name) or quoted text that a line for people shows
-#: whole. A longer one, from a file or a command line, has its middle cut (its first and last 30 characters stay),
-#: so that a line quoting a few of them (a key, a name in its problem, a suggestion) stays a few hundred characters.
-MAX_NAME_SHOWN = 100
+#: The longest name (a key, an option, a step's name) or quoted text that a line for people shows whole: a step's
+#: name may be this long (config.traits.MAX_STEP_NAME_CHARS). A longer one, from a file or a command line, has its
+#: middle cut (its two ends stay), so that a line quoting a few of them stays a few hundred characters.
+MAX_QUOTED_CHARS = 200
 #: The longest list of valid choices that a line for people shows whole (the run's ~30 options fit).
 MAX_CHOICES_SHOWN = 600
 
 
 def cut_short(text: str) -> str:
     """``text`` (a name, a path) as a line for people shows it: whole if it has at most
-    MAX_NAME_SHOWN characters, else its start and its end around a note of how many characters were cut."""
-    return shorten(text, MAX_NAME_SHOWN, " ")
+    MAX_QUOTED_CHARS characters, else its start and its end around a note of how many characters were cut."""
+    return shorten(text, MAX_QUOTED_CHARS, " ")
 
 
 def quoted(text: str) -> str:
