@@ -252,6 +252,24 @@ class InitAlwaysFails(Component):
         return msg
 
 
+class InitFailsButOnce(Component):
+    """The first instance's init() (the one that makes ``token``) starts; every other one's raises: a resource that
+    one worker holds, met by the others."""
+
+    token = Unicode("", help="A file that the first init() creates; it must not exist before the run.").tag(config=True)
+
+    def init(self) -> None:
+        """Take the token, or fail."""
+        try:
+            os.close(os.open(self.token, os.O_CREAT | os.O_EXCL | os.O_WRONLY))
+        except FileExistsError:
+            raise RuntimeError("the calibration table is held by another worker") from None
+
+    def run(self, msg: int) -> int:
+        """Pass the message on."""
+        return msg
+
+
 class FailingInit(Component):
     """The first instance's init() raises; the others pass messages on and mark finish() in a file."""
 

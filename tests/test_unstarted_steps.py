@@ -70,6 +70,23 @@ def test_what_finish_sends_to_a_step_that_could_not_start_is_written_as_not_run(
     assert "internal error" not in report.table()
 
 
+@pytest.mark.parametrize("mode", ["threads", "processes", "fused"])
+def test_an_init_that_fails_in_one_worker_of_two_stops_the_run_before_it_starts(tmp_path: Path, mode: str) -> None:
+    """One of B's two worker processes could not start: the run went on with the other and processed every message
+    (exit 1, no stop reason), where threads stopped it before the producer started, as the docs say of every mode."""
+    settings, keys, workers = MODES[mode]
+    b = {"module": "tests.failure_steps", "class": "InitFailsButOnce", "config": {"token": str(tmp_path / "token")}}
+    report: RunReport = run(summing_chain(tmp_path, b, keys, count=50, **settings), "threads")
+    assert report.exit_status == 1
+    assert report.stop_reason == ("step B could not start: init(): RuntimeError: the calibration table is held by "
+                                  "another worker")
+    assert report["P"].processed == 0  # the producer never started
+    # What A's finish() sent reached B's worker that started, or (fused) the one beside it that did not: not run
+    not_run = [r["step"] for r in records(tmp_path) if r["error"] == "NotRun: not run: step B had stopped"]
+    assert report["B"].received == workers and report["B"].processed + len(not_run) == workers
+    assert report["C"].processed == report["B"].processed
+
+
 def test_a_step_whose_remote_worker_could_not_start_says_so_and_writes_what_reached_it(tmp_path: Path) -> None:
     b, reason = REFUSALS["returns False"]
     with Launcher(tmp_path) as launch:

@@ -252,7 +252,7 @@ class ThreadedRunner:
             else:
                 local -= 1
             if isinstance(worker, Router):
-                inits_ok = inits_ok and not worker.state.no_worker
+                inits_ok = inits_ok and not worker.state.no_worker and not worker.state.start_failed
             else:
                 inits_ok = inits_ok and isinstance(worker, StepHolder) and worker.init_ok
         if not inits_ok:

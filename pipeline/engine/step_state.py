@@ -138,6 +138,7 @@ class StepState:
         tail = self.members[-1] if self.members else step
         self.results = Results(tail.next_steps, step.ordered) if returns_results else None
         self.no_worker = False  # every worker's init() failed, or every worker process is lost
+        self.start_failed = False  # the init() of one of the workers it started with failed: the run does not start
         self.finishing = False  # every worker was told to finish (no replacement, no join then)
         self.finished = 0  # workers that said FINISHED
         self.joined_reported = False
@@ -808,7 +809,9 @@ class StepState:
             return False  # a step of remote workers only waits for its first, or for worker_timeout
         self.joined_reported = True
         # A worker whose init() failed joins asking for nothing, and a live one never does.
-        self.no_worker = self.no_worker or (bool(joined) and not any(map(self.pool.window, joined)))
+        windows = [self.pool.window(worker) for worker in joined]
+        self.no_worker = self.no_worker or (bool(joined) and not any(windows))
+        self.start_failed = not all(windows)  # as a thread's failed init() stops the run, one process's does
         return True
 
     # ------------------------------------------------------------------ worker processes come and go
