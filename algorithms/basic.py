@@ -12,7 +12,7 @@ from typing import Any, TextIO
 from traitlets import Bool, Int, Unicode
 
 from pipeline import Component
-from pipeline.config.traits import OutputFile
+from pipeline.config.traits import InputFile, OutputFile
 
 
 class Counter(Component):
@@ -42,7 +42,7 @@ def text_lines(path: str) -> Iterator[str]:
 class LineReader(Component):
     """Producer: yields each line of a text file, without its line ending."""
 
-    path = Unicode(help="The file to read.").tag(config=True)
+    path = InputFile(help="The file to read.").tag(config=True)
     skip_blank = Bool(False, help="Do not yield empty lines.").tag(config=True)
 
     def check(self) -> None:

@@ -92,3 +92,20 @@ def test_an_output_that_is_the_replayed_file_is_refused(tmp_path: Path) -> None:
     replay = Pipeline.from_config(document, {"Pipeline": {"dead_letter": str(dead), "gui": False}}, replay=str(dead))
     assert replay.run().exit_status == 0
     assert read_lines(tmp_path / "out.jsonl") == [1]
+
+
+def test_an_output_that_is_a_steps_input_is_refused_and_the_input_kept(tmp_path: Path) -> None:
+    """LineReader reading the file JsonLinesWriter writes: the writer emptied it as the run started, and the reader
+    read nothing (exit 0, the data gone)."""
+    data = tmp_path / "data.txt"
+    data.write_text("a\nb\n", encoding="utf-8")
+    document = chain_config(str(data))
+    document["Pipeline"]["producer_conf"].update({"class": "LineReader"})
+    document.pop("Counter")
+    document["LineReader"] = {"path": str(data)}
+    config = write_config(tmp_path, document)
+    result = run_cli(f"--config={config}")
+    assert result.returncode == 2
+    assert result.stderr == (f"pipeline-run: error: {config}: JsonLinesWriter.path: {shown(str(data))} is also step "
+                             f"COUNT's input {EXPECTED}\n")
+    assert data.read_text(encoding="utf-8") == "a\nb\n"

@@ -2,8 +2,8 @@
 
 Two steps of one class share its section's options: two ``JsonLinesWriter`` steps wrote one file, each replacing
 the other's lines (half the records lost, exit 0). A step's output, or the dead-letter file, that is the run's own
-config file emptied it as the run started; one that is the file a replay reads lost its records. Each is a
-ConfigError naming where the second path was set. A file is the same as another if their paths resolve to one
+config file, a step's input (an InputFile option) or the file a replay reads emptied it as the run started. Each
+is a ConfigError naming where the second path was set. A file is the same as another if their paths resolve to one
 (symbolic links followed) or name one file already (hard links).
 """
 
@@ -13,8 +13,10 @@ import os
 from collections.abc import Iterator
 from dataclasses import dataclass
 
+from traitlets import Unicode
+
 from pipeline.config.model import DICT_SOURCE, PipelineConfig
-from pipeline.config.traits import OutputFile, shown
+from pipeline.config.traits import InputFile, OutputFile, shown
 from pipeline.errors import ConfigError
 
 
@@ -33,10 +35,12 @@ def check_written_files(config: PipelineConfig, dead_letter: str, dead_letter_se
     """A ConfigError if a file the run writes is written by another of its steps too, or is its config file or
     (for a step's output) the dead-letter file that it replays; the dead-letter file may be the replayed one (its
     records are kept, cli.md)."""
-    written = list(step_outputs(config))
+    written = list(step_files(config, OutputFile, "output"))
     if dead_letter:
         written.append(FileUse(dead_letter, "the dead-letter file", *dead_letter_setting))
-    read = [FileUse(config.source, "the run's config file", config.source, "")] if config.source != DICT_SOURCE else []
+    read = list(step_files(config, InputFile, "input"))
+    if config.source != DICT_SOURCE:
+        read.append(FileUse(config.source, "the run's config file", config.source, ""))
     for index, use in enumerate(written):
         for other in written[:index] + read:
             if _same_file(use.path, other.path):
@@ -47,17 +51,18 @@ def check_written_files(config: PipelineConfig, dead_letter: str, dead_letter_se
                                                    "(expected a file that nothing else of the run writes or reads)")
 
 
-def step_outputs(config: PipelineConfig) -> Iterator[FileUse]:
-    """Each file a step's OutputFile options name (the steps' classes that have none are not built)."""
+def step_files(config: PipelineConfig, kind: type[Unicode], use: str) -> Iterator[FileUse]:
+    """Each file that a step's options of trait type ``kind`` name, as its ``use`` ("output", "input"); the steps'
+    classes that have none are not built."""
     for step in config.steps.values():
-        names = [name for name, trait in step.cls.class_traits(config=True).items() if isinstance(trait, OutputFile)]
+        names = [name for name, trait in step.cls.class_traits(config=True).items() if isinstance(trait, kind)]
         if not names:
             continue
         component = config.make_component(step.name)
         for name in names:
             path = getattr(component, name)
             if path:
-                yield FileUse(path, f"step {step.name}'s output", *config.setting_source(step.class_name, name))
+                yield FileUse(path, f"step {step.name}'s {use}", *config.setting_source(step.class_name, name))
 
 
 def _same_file(one: str, other: str) -> bool:

@@ -255,6 +255,11 @@ class OutputFile(Unicode):
         return path
 
 
+class InputFile(Unicode):
+    """The path of a file a step reads: no step's output nor the dead-letter file may be it (config.outputs), which
+    would empty it as the run starts. Whether it can be read is the step's check()."""
+
+
 #: What an OutputFile must be, in each of its problems.
 _FILE_TO_WRITE = "expected the path of a file to write"
 
