@@ -58,13 +58,13 @@ from ctapipe.instrument import (
 from ctapipe.instrument.camera.geometry import PixelShape
 from ctapipe.io import EventSource, HDF5TableWriter
 from ctapipe.io.toymodel import ToyEventSource
-from traitlets import Bool, Int, TraitError, Unicode
+from traitlets import Bool, Int, TraitError
 from traitlets.config import Configurable
 
 from algorithms.camera import hexagonal_camera
 from pipeline import Component
 from pipeline.config.locks import in_use
-from pipeline.config.traits import OutputFile
+from pipeline.config.traits import InputFile, OutputFile
 
 #: The toy telescopes' focal length: an MST's (ctapipe turns camera metres into sky degrees with it).
 TOY_FOCAL_LENGTH = 16.0 * u.m
@@ -310,7 +310,7 @@ class ToySource(ToyEventSource):
 class EventInput(Component):
     """Where the events come from, for the reader and the image processing: set it once for both."""
 
-    input_url = Unicode(
+    input_url = InputFile(
         "", help="A file that one of ctapipe's EventSources reads (a sim_telarray .simtel.zst file, a ctapipe "
         "HDF5 file); empty: ctapipe's ToyEventSource, on a toy subarray."
     ).tag(config=True)
