@@ -391,12 +391,14 @@ def test_a_dead_letter_file_in_use_by_another_run_is_refused_before_anything_run
     assert again.returncode == 1 and len(read_records(str(dead))) == 3, again.stderr
 
 
+@pytest.mark.parametrize("written", ["records", "none yet"])
 @pytest.mark.parametrize("into", ["itself", "another file"])
-def test_a_file_that_a_run_still_writes_is_not_replayed(tmp_path: Path, into: str) -> None:
+def test_a_file_that_a_run_still_writes_is_not_replayed(tmp_path: Path, into: str, written: str) -> None:
     """Replayed while its run went on writing it, its records so far ran, then the file was replaced under that run
     (into itself: the records the run wrote after were lost in silence) or refused midway (exit 1 or 2, its first
-    messages run, and run again by the next replay): now one line, exit 2, before any step runs."""
-    dead = dead_letters(tmp_path, record(2), record(4), record(5))
+    messages run, and run again by the next replay): now one line, exit 2, before any step runs. One that run had
+    written nothing to yet said "nothing to replay: the file is empty"."""
+    dead = dead_letters(tmp_path, *([record(2), record(4), record(5)] if written == "records" else []))
     kept = dead.read_bytes()
     writing = os.open(dead, os.O_WRONLY | os.O_APPEND)  # as the run that still writes it holds it
     try:

@@ -449,10 +449,29 @@ def hold(path: str) -> None:
     """Take a shared flock on the dead-letter file ``path`` for the replay: a ConfigError if a run is writing it (its
     records so far would run, and those it writes after be lost or run twice), and no run starts to write it (each
     takes its file's lock alone) until ``release``. A file that cannot be opened is left to the replay to name."""
+    fd = _shared_lock(path)
+    if fd is None:
+        return
+    release(path)  # held already by a run of this process that did not release it: one hold a path
+    _held[path] = fd
+    _open_fds.add(fd)
+
+
+def check_not_written(path: str) -> None:
+    """A ConfigError if a run is writing the dead-letter file ``path`` now, said before its records are read (a file
+    that run had not written to yet said "nothing to replay: the file is empty")."""
+    fd = _shared_lock(path)
+    if fd is not None:
+        os.close(fd)
+
+
+def _shared_lock(path: str) -> int | None:
+    """An open descriptor of ``path`` holding a shared flock; None if the file cannot be opened or locked (left to the
+    replay to name: a file system without locks is checked for changes instead); a ConfigError if a run writes it."""
     try:
         fd = os.open(path, os.O_RDONLY | os.O_NONBLOCK)  # O_NONBLOCK: a FIFO would wait for a writer
     except OSError:
-        return
+        return None
     try:
         fcntl.flock(fd, fcntl.LOCK_SH | fcntl.LOCK_NB)
     except BlockingIOError:
@@ -462,10 +481,8 @@ def hold(path: str) -> None:
                                     "replay it once that run has ended)") from None
     except OSError:  # a file system without locks (ENOLCK): the replay checks that the file did not change
         os.close(fd)
-        return
-    release(path)  # held already by a run of this process that did not release it: one hold a path
-    _held[path] = fd
-    _open_fds.add(fd)
+        return None
+    return fd
 
 
 def release(path: str) -> None:
@@ -559,6 +576,7 @@ def replay_config(config: PipelineConfig, path: str) -> PipelineConfig:
 
     The producer is replaced by the replay; only the failed steps and the steps after them run.
     """
+    check_not_written(path)
     targets: dict[str, None] = {}  # in order of first appearance
     for record in records(path):
         if record.step not in config.steps or record.step == config.producer.name:
