@@ -87,7 +87,7 @@ def test_an_output_that_is_the_replayed_file_is_refused(tmp_path: Path) -> None:
     with pytest.raises(ConfigError) as raised:
         Pipeline.from_config(document, replay=str(dead))
     assert (raised.value.key, raised.value.problem) == (
-        "JsonLinesWriter.path", f"{shown(str(dead))} is the dead-letter file this run replays {EXPECTED}")
+        "JsonLinesWriter.path", f"{shown(str(dead))} is also the dead-letter file this run replays {EXPECTED}")
     document["JsonLinesWriter"]["path"] = str(tmp_path / "out.jsonl")
     replay = Pipeline.from_config(document, {"Pipeline": {"dead_letter": str(dead), "gui": False}}, replay=str(dead))
     assert replay.run().exit_status == 0

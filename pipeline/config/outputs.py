@@ -32,23 +32,20 @@ class FileUse:
 
 def check_written_files(config: PipelineConfig, dead_letter: str, dead_letter_setting: tuple[str, str],
                         replayed: str | None) -> None:
-    """A ConfigError if a file the run writes is written by another of its steps too, or is its config file or
-    (for a step's output) the dead-letter file that it replays; the dead-letter file may be the replayed one (its
-    records are kept, cli.md)."""
-    written = list(step_files(config, OutputFile, "output"))
-    if dead_letter:
-        written.append(FileUse(dead_letter, "the dead-letter file", *dead_letter_setting))
+    """A ConfigError if a file the run writes (a step's output, the dead-letter file) is written by another of its
+    steps too, or is its config file or a step's input, or (for a step's output) the dead-letter file that it
+    replays: the dead-letter file may be the replayed one (its records are kept, cli.md)."""
+    outputs = list(step_files(config, OutputFile, "output"))
+    written = outputs + ([FileUse(dead_letter, "the dead-letter file", *dead_letter_setting)] if dead_letter else [])
     read = list(step_files(config, InputFile, "input"))
     if config.source != DICT_SOURCE:
         read.append(FileUse(config.source, "the run's config file", config.source, ""))
+    replay = [FileUse(replayed, "the dead-letter file this run replays", "", "")] if replayed is not None else []
     for index, use in enumerate(written):
-        for other in written[:index] + read:
+        for other in written[:index] + read + (replay if use in outputs else []):
             if _same_file(use.path, other.path):
                 raise ConfigError(use.source, use.key, f"{shown(use.path)} is also {other.what} (expected a file "
                                                        "that nothing else of the run writes or reads)")
-        if replayed is not None and use.what != "the dead-letter file" and _same_file(use.path, replayed):
-            raise ConfigError(use.source, use.key, f"{shown(use.path)} is the dead-letter file this run replays "
-                                                   "(expected a file that nothing else of the run writes or reads)")
 
 
 def step_files(config: PipelineConfig, kind: type[Unicode], use: str) -> Iterator[FileUse]:
