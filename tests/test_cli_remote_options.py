@@ -206,7 +206,7 @@ def test_a_service_without_curve_is_told_by_its_greeting_when_libzmq_does_not_sa
         client.linger = 0
         secure_client(client, own, login.server.public)
         with pytest.raises(remote_agent.JoinError) as raised:
-            remote_agent.ask_spec(client, login, f"tcp://127.0.0.1:{port}")
+            remote_agent.ask_spec(client, login, remote_agent.Membership(), f"tcp://127.0.0.1:{port}")
     assert str(raised.value) == ("what listens there is no run: it does not use CurveZMQ (is that port the run's "
                                  "Pipeline.listen, and not another service's?)")
     assert raised.value.status == 1
@@ -241,7 +241,7 @@ def test_a_connect_where_no_run_answers_says_what_it_found(monkeypatch: pytest.M
         secure_client(client, own, login.server.public)
         client.connect(f"tcp://127.0.0.1:{port}")
         with pytest.raises(remote_agent.JoinError) as raised:
-            remote_agent.ask_spec(client, login)
+            remote_agent.ask_spec(client, login, remote_agent.Membership())
     said = str(raised.value)
     assert said.startswith("no answer from the run within 1 s: "), said
     if listener == "nothing":

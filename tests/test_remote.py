@@ -27,7 +27,18 @@ from pipeline.auth.curve import HANDSHAKE_SECONDS, CurveServer, ServerKeys
 from pipeline.auth.keys import authorized_keys, load_key_pair, load_public_key
 from pipeline.engine import sockets
 from pipeline.engine.door import MAX_REMOTE_WORKER_THREADS, Door
-from pipeline.engine.wire import HEADER, WIRE_VERSION, Answer, Kind, control_frames, packet_from_frames, ping_frames
+from pipeline.engine.wire import (
+    HEADER,
+    WIRE_VERSION,
+    Answer,
+    Kind,
+    Loss,
+    control_frames,
+    packet_from_frames,
+    parse_lost,
+    ping_frames,
+    spec_frames,
+)
 from pipeline.execution.executor import Outcome
 from pipeline.failures.deadletter import load_messages
 from pipeline.message import encode
@@ -51,7 +62,7 @@ from tests.remote_helpers import (
     wait_during,
 )
 from tests.remote_peers import WINDOW, Intruder
-from tests.remote_steps import marker_pids, markers, parent_of
+from tests.remote_steps import WAIT_SECONDS, marker_pids, markers, parent_of
 from tests.wire_helpers import result_frames
 
 # The tests of this file take more than 10 s in all: `pytest -m "not slow"` leaves them out.
@@ -335,6 +346,43 @@ def test_a_remote_worker_told_to_end_tells_its_run_at_once(launch: Launcher, sig
     assert run.wait() == 0, run.stderr
     assert_every_value_once(launch, run)
     assert "sent no heartbeat" not in run.stderr
+
+
+def test_a_remote_worker_told_to_end_while_it_starts_its_worker_process_tells_its_run_at_once(
+        launch: Launcher) -> None:
+    """SIGTERM while pipeline-worker started its first worker process (its zygote still importing): the run had given
+    that process its slot, but heard nothing of it, and waited for its missed heartbeats."""
+    run = launch.run(launch.chain(nb_thread=1, hold=True))  # the run goes on until the test has seen what it said
+    held = launch.directory / "zygote-go"
+    env = {**os.environ, "HELD_ZYGOTE": str(held),
+           "PYTHONPATH": os.pathsep.join([str(ROOT / "tests" / "held_zygote"), os.environ.get("PYTHONPATH", "")])}
+    worker = launch.worker("--processes=2", env=env)
+    wait_during(worker, Path(f"{held}.waiting").exists, "pipeline-worker to start its first worker process")
+    worker.popen.send_signal(signal.SIGTERM)
+    assert worker.wait() == 128 + signal.SIGTERM, worker.stderr
+    wait_during(run, lambda: "left on SIGTERM" in run.stderr or "sent no heartbeat" in run.stderr,
+                "the run to hear that the worker left, or to miss its heartbeats")
+    assert re.search(r"remote worker node7 \(.*\): its worker process \d+ left: pipeline-worker left on SIGTERM",
+                     run.stderr), run.stderr
+    assert "sent no heartbeat" not in run.stderr
+    launch.hold.touch()
+    assert run.wait() == 0, run.stderr
+    assert_every_value_once(launch, run)
+
+
+def test_a_remote_worker_told_to_end_while_the_run_gives_it_a_slot_tells_the_run_of_that_slot(
+        launch: Launcher) -> None:
+    """SIGTERM after the run got the worker's HELLO, before its SPEC came: the run gave a slot that it never heard of
+    again, and waited for its missed heartbeats. The worker waits for the answer, and tells of its slot at once."""
+    with run_door(launch) as door:
+        worker = launch.worker(name="asking")
+        keeper = hello_at(door)
+        worker.popen.send_signal(signal.SIGTERM)
+        door.send_multipart([keeper, *spec_frames(7, b"never unpickled: the worker leaves", b"token")])
+        assert worker.wait() == 128 + signal.SIGTERM, worker.stderr
+        assert lines(worker.stderr) == ["pipeline-worker: SIGTERM: leaving; the run gives this worker's messages to "
+                                        "others"]
+        assert left_at(door) == Loss(7, "pipeline-worker left on SIGTERM", [])
 
 
 def test_kill_9_of_a_remote_workers_process_fails_that_worker_in_one_line(launch: Launcher) -> None:
@@ -744,9 +792,9 @@ def test_a_pipeline_worker_that_cannot_start_its_processes_says_it_in_one_line(l
     assert len(said) == 1 and "remote worker node7" in said[0], run.stderr
 
 
-def test_pipeline_worker_leaves_a_run_of_another_version_before_it_reads_its_spec(launch: Launcher) -> None:
-    """A run of another zmq-pipeline (its SPEC carries another WIRE_VERSION, over a proper CURVE handshake): the
-    worker says so in one line and exits 2, without unpickling what that run sent."""
+@contextlib.contextmanager
+def run_door(launch: Launcher) -> Iterator[zmq.Socket]:
+    """The door of a run that the test plays itself: a CURVE ROUTER at the launcher's address, with the run's keys."""
     context = zmq.Context()
     server = CurveServer(context, ServerKeys(load_key_pair(launch.keys.server_secret),
                                              authorized_keys(launch.keys.authorized)))
@@ -755,20 +803,45 @@ def test_pipeline_worker_leaves_a_run_of_another_version_before_it_reads_its_spe
     try:
         server.secure(door)
         door.bind(launch.address)
+        yield door
+    finally:
+        door.close()
+        server.close()
+        context.term()
+
+
+def hello_at(door: zmq.Socket) -> bytes:
+    """The routing id of the worker whose HELLO (of this version) comes to ``door`` next."""
+    assert door.poll(PROCESS_SECONDS * 1000), "no HELLO from the worker"
+    keeper, header, *_ = door.recv_multipart()
+    assert HEADER.unpack_from(header)[:2] == (Kind.HELLO, WIRE_VERSION)
+    return keeper
+
+
+def left_at(door: zmq.Socket) -> Loss:
+    """What the LEFT that a worker sent ``door`` before it ended says (it is on its way, or there)."""
+    assert door.poll(WAIT_SECONDS * 1000), "no LEFT from the worker"
+    _, *frames = door.recv_multipart()
+    assert HEADER.unpack_from(frames[0])[0] == Kind.LEFT
+    return parse_lost(frames)
+
+
+def test_pipeline_worker_leaves_a_run_of_another_version_before_it_reads_its_spec(launch: Launcher) -> None:
+    """A run of another zmq-pipeline (its SPEC carries another WIRE_VERSION, over a proper CURVE handshake): the
+    worker says so in one line and exits 2, without unpickling what that run sent, and tells it that the slot it gave
+    is left (it waited for the slot's heartbeats)."""
+    with run_door(launch) as door:
         worker = launch.worker(name="newer")
-        assert door.poll(PROCESS_SECONDS * 1000), "no HELLO from the worker"
-        keeper, header, *_ = door.recv_multipart()
-        assert HEADER.unpack_from(header)[:2] == (Kind.HELLO, WIRE_VERSION)
+        keeper = hello_at(door)
         door.send_multipart([keeper, HEADER.pack(Kind.SPEC, WIRE_VERSION - 1, 0, 7), b"not a pickle of ours"])
         assert worker.wait() == 2, worker.stderr
         said = lines(worker.stderr)
         assert len(said) == 1, worker.stderr
         older = WIRE_VERSION - 1
         assert f"the run speaks version {older} of the engine's frames and this one {WIRE_VERSION}" in said[0]
-    finally:
-        door.close()
-        server.close()
-        context.term()
+        left = left_at(door)
+        assert left.slot == 7 and not left.running and not left.clean, left
+        assert left.reason.startswith("pipeline-worker could not join: cannot join the run: the run speaks version")
 
 
 @pytest.mark.parametrize("worker_timeout", ["1", "0"])

@@ -10,17 +10,21 @@ waiting for a heartbeat to be missed. Its heartbeats never wait for a worker pro
 
 It leaves, killing its worker processes, when the run is gone (no PONG for ``heartbeat_liveness``
 beats) or on SIGTERM / SIGINT (as ``scancel`` sends) / SIGHUP, telling the run what they held; and exits 0
-once every worker process has finished its share of the stream.
+once every worker process has finished its share of the stream. What the run holds of it (``Membership``: the
+slots it gave, a HELLO it has still to answer) is written down as it happens, so that a leave at any moment,
+while a worker process is still being asked for or started too, tells the run of each of them at once.
 """
 
 from __future__ import annotations
 
+import contextlib
 import dataclasses
 import os
 import pickle
 import signal
 import sys
 import time
+from collections.abc import Iterator
 from pathlib import Path
 
 import zmq
@@ -97,27 +101,44 @@ def say(line: str) -> None:
     print(f"{COMMAND}: {printable(line)}", file=sys.stderr, flush=True)
 
 
-def ask_spec(socket: zmq.Socket, login: Login, address: str | None = None) -> tuple[Spec, int]:
+def ask_spec(socket: zmq.Socket, login: Login, membership: Membership,
+             address: str | None = None) -> tuple[Spec, int]:
     """Say HELLO to the run's door (connecting to ``address`` first, the first time); its SPEC and the slot it gives
-    (the run proved its server key in the CURVE handshake: it is trusted with what we unpickle)."""
+    (the run proved its server key in the CURVE handshake: it is trusted with what we unpickle), written down in
+    ``membership`` as it comes."""
     monitor = sockets.monitor(socket, _HANDSHAKE_EVENTS)
     if address is not None:  # once its monitor hears: whether a connection was made tells what a silence means
         socket.connect(address)
     try:
-        sockets.send(socket, hello_frames(login.step, login.threads, os.getpid()))
-        _wait_for_answer(socket, monitor, login.own.name, address)
+        with membership.held():  # the run gives a slot for each HELLO it gets
+            sockets.send(socket, hello_frames(login.step, login.threads, os.getpid()))
+            membership.asking = True
+        _wait_for_answer(socket, monitor, login.own.name, address, membership)
+    except JoinError:
+        membership.asking = False  # the run refused the handshake, or was silent all along: no answer is coming
+        raise
     finally:
-        socket.disable_monitor()
-        monitor.close()
-    received = sockets.recv(socket)
-    kind, _ = header_of(received[0])
-    if kind is Kind.REFUSE:
+        with membership.held():  # the run answers a HELLO sent once the handshake succeeded: a leave waits for it
+            membership.connected |= _handshake_heard(monitor)
+            socket.disable_monitor()
+            monitor.close()
+    with membership.held():
+        slot, received = membership.answer(socket)
+    if slot is None:
         raise JoinError(f"the run refused: {parse_refuse(received)}", 2)
-    slot, spec, version, token = parse_spec(received)
+    _, spec, version, token = parse_spec(received)
     mismatch = version_mismatch(version, "the run")
     if mismatch is not None:  # before its Spec is unpickled: another version's classes may not read it
         raise JoinError(f"cannot join the run: {mismatch}", 2)
     return dataclasses.replace(pickle.loads(spec), token=token), slot
+
+
+def _handshake_heard(monitor: zmq.Socket) -> bool:
+    """Whether the events still waiting on ``monitor`` say that a handshake succeeded (they are read)."""
+    heard = False
+    while sockets.waiting(monitor):
+        heard |= recv_monitor_message(monitor)["event"] == zmq.EVENT_HANDSHAKE_SUCCEEDED
+    return heard
 
 
 #: How a handshake with a ZeroMQ peer that does not use CURVE (a plain socket of another service) fails for us.
@@ -140,7 +161,8 @@ def _not_a_run(address: str | None) -> JoinError | None:
                      1)
 
 
-def _wait_for_answer(socket: zmq.Socket, monitor: zmq.Socket, key: str, address: str | None) -> None:
+def _wait_for_answer(socket: zmq.Socket, monitor: zmq.Socket, key: str, address: str | None,
+                     membership: Membership) -> None:
     """Wait up to HELLO_TIMEOUT_SECONDS for the run's answer; a JoinError if the handshake fails.
 
     The run refusing our key is an explicit failure; a run whose key is not --server-key cannot read
@@ -174,6 +196,7 @@ def _wait_for_answer(socket: zmq.Socket, monitor: zmq.Socket, key: str, address:
             ever_connected = True
         elif event == zmq.EVENT_HANDSHAKE_SUCCEEDED:  # a doubt before it is moot: the run may answer in its time
             shaken, doubted, deadline = True, False, waited_until
+            membership.connected = True
         elif event == zmq.EVENT_HANDSHAKE_FAILED_PROTOCOL and said["value"] == _NOT_CURVE:
             raise JoinError(_NO_RUN.format("does not use CurveZMQ"), 1)
         elif event == zmq.EVENT_HANDSHAKE_FAILED_AUTH:
@@ -207,14 +230,56 @@ class _Signalled(Exception):
 LEAVING_SIGNALS = (signal.SIGINT, signal.SIGTERM, signal.SIGHUP)
 
 
-def _raise_signal(signum: int, frame: object) -> None:
-    for sig in LEAVING_SIGNALS:  # the first starts the leaving: another (GNU timeout sends TERM twice) broke it off
-        signal.signal(sig, _leaving)  # with a traceback and exit 1 (SIG_IGN: Python raises for one already pending)
-    raise _Signalled(signum)
-
-
 def _leaving(signum: int, frame: object) -> None:
     """A signal while pipeline-worker leaves already: nothing more to do."""
+
+
+class Membership:
+    """What the run holds of this pipeline-worker, written down as it happens so that a leave at any moment tells
+    the run of all of it (LEFT): the slots it gave whose end it has not been told, and a HELLO it got and has still to
+    answer (a slot to come). A worker process is in its slot from the SPEC on, not only once it has started: a
+    leave while it started (its keeper waiting for the zygote) left the run to wait for its missed heartbeats.
+
+    It turns LEAVING_SIGNALS into _Signalled where they land, but in held() sections, which keep these records:
+    there a signal waits for the section's end, so that no slot is ever received and not yet written down."""
+
+    def __init__(self) -> None:
+        self.slots: set[int] = set()
+        self.asking = False  # a HELLO was sent and its answer not read
+        self.connected = False  # a handshake with the run succeeded: a HELLO sent reaches it, and is answered
+        self._holding = False
+        self._pending: int | None = None
+
+    def handle(self, signum: int, frame: object) -> None:
+        """The handler of LEAVING_SIGNALS: leave (_Signalled), now or at the end of the held() section."""
+        for sig in LEAVING_SIGNALS:  # the first starts the leaving: another (GNU timeout sends TERM twice) broke it
+            signal.signal(sig, _leaving)  # off with a traceback and exit 1 (SIG_IGN: Python raises for one pending)
+        if self._holding:
+            self._pending = signum
+            return
+        raise _Signalled(signum)
+
+    @contextlib.contextmanager
+    def held(self) -> Iterator[None]:
+        """A section (that never waits) in which a leaving signal waits for the section's end."""
+        self._holding = True
+        try:
+            yield
+        finally:
+            self._holding = False
+            signum, self._pending = self._pending, None
+            if signum is not None:
+                raise _Signalled(signum)
+
+    def answer(self, socket: zmq.Socket) -> tuple[int | None, list[zmq.Frame]]:
+        """Read the run's answer to our HELLO: the slot it gave (written down), None if it refused; and its frames."""
+        received = sockets.recv(socket)
+        self.asking, self.connected = False, True
+        kind, slot = header_of(received[0])
+        if kind is not Kind.SPEC:
+            return None, received
+        self.slots.add(slot)
+        return slot, received
 
 
 def serve_remote(address: str, login: Login, processes: int) -> int:
@@ -226,9 +291,10 @@ def serve_remote(address: str, login: Login, processes: int) -> int:
     keeper_socket.linger = 0
     secure_client(keeper_socket, login.own, login.server.public)
     keeper: ProcessKeeper | None = None
-    previous = {sig: signal.signal(sig, _raise_signal) for sig in LEAVING_SIGNALS}
+    membership = Membership()
+    previous = {sig: signal.signal(sig, membership.handle) for sig in LEAVING_SIGNALS}
     try:
-        spec, slot = ask_spec(keeper_socket, login, address)
+        spec, slot = ask_spec(keeper_socket, login, membership, address)
         setproctitle(f"pipeline-worker: step {spec.step}, {processes} worker process{'es' if processes > 1 else ''}")
         keeper = ProcessKeeper(directory, spec.heartbeat_interval * spec.heartbeat_liveness)
         started = _start(keeper, spec, slot, address, login)
@@ -237,21 +303,21 @@ def serve_remote(address: str, login: Login, processes: int) -> int:
             if not started:  # the next would fail alike (a process limit, no memory): one line, not one each
                 break
             try:
-                started = _start(keeper, *ask_spec(keeper_socket, login), address, login)
+                started = _start(keeper, *ask_spec(keeper_socket, login, membership), address, login)
             except JoinError as err:  # the run takes no more (its remote threads' limit): those it took serve on
                 count = len(keeper.processes)
                 say(f"error: {err}; the {count} worker process{'es' if count > 1 else ''} it took serve on")
                 refused = err.status
                 break
-        return max(_keep(keeper_socket, keeper, spec), refused)
+        return max(_keep(keeper_socket, keeper, spec, membership), refused)
     except JoinError as err:
         say(f"error: {err}")
+        _leave(keeper_socket, keeper, membership, f"pipeline-worker could not join: {err}")
         return err.status
     except _Signalled as signalled:
         name = signal.Signals(signalled.signum).name
         say(f"{name}: leaving; the run gives this worker's messages to others")
-        if keeper is not None:
-            _leave(keeper_socket, keeper, f"pipeline-worker left on {name}")
+        _leave(keeper_socket, keeper, membership, f"pipeline-worker left on {name}")
         return 128 + signalled.signum
     finally:
         for sig, handler in previous.items():
@@ -277,7 +343,7 @@ def _start(keeper: ProcessKeeper, spec: Spec, slot: int, address: str, login: Lo
     return process.child is not None
 
 
-def _keep(socket: zmq.Socket, keeper: ProcessKeeper, spec: Spec) -> int:
+def _keep(socket: zmq.Socket, keeper: ProcessKeeper, spec: Spec, membership: Membership) -> int:
     """Heartbeats with the run until every worker process has ended (their worst exit status) or the run is gone."""
     interval = spec.heartbeat_interval
     patience = interval * spec.heartbeat_liveness
@@ -305,24 +371,28 @@ def _keep(socket: zmq.Socket, keeper: ProcessKeeper, spec: Spec) -> int:
                     keeper.halt(spec.step)
                 elif kind is Kind.DROPPED and slot in keeper.processes:  # the run has forgotten that process
                     dropped.add(slot)
+                    membership.slots.discard(slot)
                     say(f"the run took worker process {slot} for dead: {parse_refuse(frames)}; ending it")
                     keeper.kill(keeper.processes[slot], "taken for dead by the run")
-        for death in keeper.deaths():
-            if death.process.slot in dropped:  # said, and the run has nothing to hear of it
-                worst = max(worst, TAKEN_FOR_DEAD)
-                continue
-            code = death.process.child.returncode if death.process.child is not None else 1
-            process = f"worker process {death.process.slot} (pid {death.process.pid})"
-            if code == STEP_FAILED:
-                failed_steps += 1
-                if failed_steps == 1:
-                    say(f"{process}: {death.reason}")
-            elif code not in (0, CANNOT_LOAD) and death.process.child is not None:  # (one not started is said)
-                # A signal, or an exit status of the step's code's own (os._exit(3)): one line says so, and the
-                # worker fails (its status passed on said 3, "the run is gone", or 9)
-                say(f"step {spec.step}: {process} {death.reason if code < 0 else 'ended: ' + death.reason}")
-            worst = max(worst, 0 if code == 0 else 2 if code == CANNOT_LOAD else 1)
-            sockets.send(socket, left_frames(Loss(death.process.slot, death.reason, death.running, not death.failed)))
+        with membership.held():  # a death the keeper gives is told to the run, even as a signal comes
+            for death in keeper.deaths():
+                membership.slots.discard(death.process.slot)
+                if death.process.slot in dropped:  # said, and the run has nothing to hear of it
+                    worst = max(worst, TAKEN_FOR_DEAD)
+                    continue
+                code = death.process.child.returncode if death.process.child is not None else 1
+                process = f"worker process {death.process.slot} (pid {death.process.pid})"
+                if code == STEP_FAILED:
+                    failed_steps += 1
+                    if failed_steps == 1:
+                        say(f"{process}: {death.reason}")
+                elif code not in (0, CANNOT_LOAD) and death.process.child is not None:  # (one not started is said)
+                    # A signal, or an exit status of the step's code's own (os._exit(3)): one line says so, and the
+                    # worker fails (its status passed on said 3, "the run is gone", or 9)
+                    say(f"step {spec.step}: {process} {death.reason if code < 0 else 'ended: ' + death.reason}")
+                worst = max(worst, 0 if code == 0 else 2 if code == CANNOT_LOAD else 1)
+                sockets.send(socket, left_frames(Loss(death.process.slot, death.reason, death.running,
+                                                      not death.failed)))
         now = time.monotonic()
         if now - looked > interval:  # stopped during this turn: judged in the next, afresh
             continue
@@ -334,10 +404,17 @@ def _keep(socket: zmq.Socket, keeper: ProcessKeeper, spec: Spec) -> int:
     return worst
 
 
-def _leave(socket: zmq.Socket, keeper: ProcessKeeper, reason: str) -> None:
-    """Tell the run that each worker process leaves, with what it was running, then end them."""
-    for process in keeper.processes.values():
-        sockets.send(socket, left_frames(Loss(process.slot, reason, process.running())))
-    keeper.stop_all(LEAVE_SECONDS, signal.SIGTERM)
-    # The run must hear it before the socket closes.
-    socket.linger = int(LEAVE_SECONDS * 1000)
+def _leave(socket: zmq.Socket, keeper: ProcessKeeper | None, membership: Membership, reason: str) -> None:
+    """Tell the run that each worker process it gave a slot leaves, with what it was running (one it is giving a slot
+    now, or one still starting, too: it runs nothing yet), then end them."""
+    # The run gives a slot for a HELLO it got: it is told of that one too. (Before a handshake succeeded, none is
+    # coming: the HELLO is dropped as the socket closes.)
+    if membership.asking and socket.poll(LEAVE_SECONDS * 1000 if membership.connected else 0):
+        membership.answer(socket)
+    for slot in sorted(membership.slots):
+        process = keeper.processes.get(slot) if keeper is not None else None
+        sockets.send(socket, left_frames(Loss(slot, reason, process.running() if process is not None else [])))
+    if keeper is not None:
+        keeper.stop_all(LEAVE_SECONDS, signal.SIGTERM)
+    if membership.slots:  # the run must hear it before the socket closes
+        socket.linger = int(LEAVE_SECONDS * 1000)
