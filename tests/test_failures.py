@@ -151,6 +151,8 @@ def test_max_failures_stops_the_run(tmp_path: Path, mode: str, workers: dict, pa
     produced = report_row(result.stderr, "COUNT")[2]
     received, processed, _, failed = report_row(result.stderr, "STAGE")
     assert produced < 100_000 and received == produced
+    # What the producer never made is in no dead letter: the summary says it stopped short (a replay will not make it)
+    assert f"COUNT: stopped after {produced} of its 100000 messages" in result.stderr.splitlines()
     # Past the limit, only what another worker thread was running, or what a worker process held before it heard
     # (its window: PREFETCH small messages at most; some 20 to 50 here).
     assert 3 <= failed <= 3 + past, result.stderr

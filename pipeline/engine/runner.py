@@ -399,7 +399,7 @@ class ThreadedRunner:
         for name in self.config.steps:
             status = self._step_status(name)
             report = StepReport(name, counts=status.counts, busy_time=status.busy_time, max_time=status.max_time,
-                                redelivered=status.redelivered, restarts=status.restarts)
+                                redelivered=status.redelivered, restarts=status.restarts, total=status.total)
             if (first := self.policy.first_errors.get(name)) is not None:
                 report.add_error(first)  # the step's first, of whichever worker: those below may only make it fatal
             for worker in self._workers(name):

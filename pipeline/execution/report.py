@@ -67,6 +67,7 @@ class StepReport(StepFigures):
     fatal: bool = False  # init() or finish() raised, or the producer's generator did
     shards: list[int] = field(default_factory=list)  # a producer in worker processes: messages of each shard
     fused_with: str = ""  # the first step of the fused group it runs in, after that step (engine.fusion)
+    total: int | None = None  # the messages a producer declared it would make (Component.__length_hint__), if known
 
     @property
     def received(self) -> int:
@@ -158,6 +159,11 @@ class RunReport:
         lines += [f"{s.name}: messages per shard: {', '.join(map(str, s.shards))}" for s in self.steps.values()
                   if len(s.shards) > 1]
         lines += [f"{s.name}: {_worker_deaths(s)}" for s in self.steps.values() if s.redelivered or s.restarts]
+        producer = next(iter(self.steps.values()), None)
+        if self.stop_reason and producer is not None and producer.total is not None and (
+                producer.processed < producer.total and not self.running):
+            # its other messages are in no dead letter: a replay of those sends what failed or was not run, not them
+            lines.append(f"{producer.name}: stopped after {producer.processed} of its {producer.total} messages")
         if self.stop_reason:
             lines.append(f"stopped: {self.stop_reason}")
         lines += [f"still busy, left behind: {worker}" for worker in self.stuck]

@@ -179,7 +179,7 @@ class SequentialRunner:
             executor.settle()
             # Copies: a report taken while the run goes on (report_now()) keeps its figures, as the other modes'.
             report = reports[name] = StepReport(name, counts=replace(executor.counts), busy_time=executor.busy_time,
-                                                max_time=executor.max_time)
+                                                max_time=executor.max_time, total=self.status[name].total)
             if executor.first_error:
                 report.add_error(executor.first_error, fatal=executor.fatal)
         reports[self.config.producer.name].shards = list(self.shards)
