@@ -17,6 +17,7 @@ import pytest
 from pipeline import Pipeline
 from pipeline.config import load_config
 from pipeline.engine.flow import (
+    FANOUT_CREDIT,
     HELD_BACK_BYTES,
     OUTPUT_CHUNK_BYTES,
     OUTPUT_CHUNK_COUNT,
@@ -142,6 +143,27 @@ def test_a_step_whose_every_input_fans_out_stays_within_the_bound(tmp_path: Path
     step = config.steps["EXPLODE"]
     held_back = held_back_limit(step.workers, step.queue_limit) * (per - 1) if step.ordered else 0
     assert peak(tmp_path) <= bound + held_back, (peak(tmp_path), bound)
+
+
+@pytest.mark.parametrize("stage", [{"nb_process": 1, "queue_limit": Q}, {"nb_process": 2, "queue_limit": Q},
+                                   {"nb_process": 2, "queue_limit": Q, "TALLY": {"nb_process": 2}}],
+                         ids=["one-process", "two-processes", "fused"])
+def test_a_fan_out_past_a_packet_in_worker_processes_stays_within_the_bound_and_its_documented_term(
+        tmp_path: Path, stage: dict[str, Any]) -> None:
+    """Inputs of 20 outputs each before a queue_limit of 4 (packets of 2): a RESULT holds all of an input's, which
+    message_bound counts as a packet; flow.py's docstring adds W * (FANOUT_CREDIT + 1) * (F - B) (a tester saw 77
+    alive where the bound said 30). The fused consumer makes no outputs: its group's F is still 20."""
+    per = 20
+    doc = document(tmp_path, stage, inputs=60, per=per, values=16)
+    report = run(doc, "threads")
+    assert report.exit_status == 0
+    assert sorted(values(tmp_path)) == [int(i * 1e6 + k) for i in range(60) for k in range(per)]
+    config = load_config(doc)
+    step = config.steps["EXPLODE"]
+    bound = message_bound(config)
+    assert bound is not None
+    term = step.workers * (FANOUT_CREDIT + 1) * (per - batch_limit(Q))
+    assert peak(tmp_path) <= bound + term, (peak(tmp_path), bound, term)
 
 
 @pytest.mark.parametrize("mode", ["threads-ordered", "processes-ordered"])

@@ -36,6 +36,12 @@ RESULTs; one whose outputs outnumber the inputs it answers (a step that fans out
 its last input's, and the worker sends at most FANOUT_CREDIT such RESULTs that its router has not yet sent on
 (the router says MORE for each): W * FANOUT_CREDIT * B more messages for such a step. The inputs it holds
 bound the outputs of its other RESULTs, and no RESULT holds more than MAX_RESULT_OUTPUTS (a chunk's worth).
+That is for inputs that each make at most B outputs: a RESULT holds all the outputs of its last input (up to a
+chunk), so a step whose inputs each make up to F > B adds W * (FANOUT_CREDIT + 1) * (F - B), which
+message_bound cannot know (F is the step's code's); steps fused after it make their outputs in the same RESULT,
+so F is then what one input makes through the whole group (the product of their fan-outs). A queue_limit of 4
+after a step in one worker process whose inputs make 20 outputs each: 30 by message_bound, 84 with this term,
+77 alive at most, measured.
 An ordered step's held-back inputs count one message each: one that fans out holds back all their outputs,
 within HELD_BACK_BYTES.
 
