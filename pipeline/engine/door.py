@@ -373,10 +373,11 @@ class Door(EngineThread):
         for worker in self.roster:
             router = self.routers[worker.step]
             name = worker.named()
-            running = router.state.holding(worker.slot, worker.running)
+            unanswered = router.state.unanswered(worker.slot)
+            running = router.state.holding(worker.slot, worker.running, unanswered)
             lines += busy_lines(name, worker.slot, running, router)
             lines += [f"{name} holding {_messages(held)}, none of them in run() at its last heartbeat "
-                      f"({now - worker.heard:.1f} s before)" for held in router.state.unanswered(worker.slot)
+                      f"({now - worker.heard:.1f} s before)" for held in unanswered
                       if not any(seq in messages for messages in held for seq in running)]
         return lines
 

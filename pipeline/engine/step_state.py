@@ -923,15 +923,17 @@ class StepState:
                 latest = since if latest is None else max(latest, since)
         return None if latest is None else self.clock() - latest
 
-    def holding(self, slot: int, running: Sequence[int]) -> list[int]:
+    def holding(self, slot: int, running: Sequence[int], unanswered: list[list[range]] | None = None) -> list[int]:
         """Those of ``running`` (what a remote worker process's heartbeat says it runs) that worker process ``slot``
         holds: a message handed to one of its threads, or FINISHING once one was told to finish. A peer's heartbeat
         may name any number: one that named a message it was never given was taken for busy, and kept the run
-        from ending while it held a real one without answering it.
+        from ending while it held a real one without answering it. ``unanswered``: what ``unanswered(slot)`` gave
+        the caller already.
 
         Called from the door's thread, and the runner's: it reads plain values only (tuples taken at once under the
         GIL)."""
-        held = [messages for thread in self.unanswered(slot) for messages in thread]
+        unanswered = self.unanswered(slot) if unanswered is None else unanswered
+        held = [messages for thread in unanswered for messages in thread]
         finishing = any(slot_of(worker) == slot for worker in tuple(self._told_to_finish))
         return [seq for seq in running if any(seq in messages for messages in held) or (seq == FINISHING and finishing)]
 
