@@ -27,6 +27,7 @@ from pipeline.auth.curve import HANDSHAKE_SECONDS, CurveServer, ServerKeys
 from pipeline.auth.keys import authorized_keys, load_key_pair, load_public_key
 from pipeline.engine import sockets
 from pipeline.engine.door import MAX_REMOTE_WORKER_THREADS, Door
+from pipeline.engine.remote_agent import RUN_GONE
 from pipeline.engine.wire import (
     HEADER,
     WIRE_VERSION,
@@ -368,6 +369,26 @@ def test_a_remote_worker_told_to_end_while_it_starts_its_worker_process_tells_it
     launch.hold.touch()
     assert run.wait() == 0, run.stderr
     assert_every_value_once(launch, run)
+
+
+def test_a_run_killed_while_its_remote_worker_asks_for_a_second_process_is_left_within_the_heartbeats(
+        launch: Launcher) -> None:
+    """kill -9 of the run while pipeline-worker --processes=2 started its first worker process: its HELLO for the
+    second went unanswered for 30 s, then it said that nothing accepted a connection there and that the process it
+    took served on. The run that answered once is gone when silent as long as its heartbeats may be."""
+    run = launch.run(launch.chain(nb_thread=0, hold=True))
+    held = launch.directory / "zygote-go"
+    env = {**os.environ, "HELD_ZYGOTE": str(held),
+           "PYTHONPATH": os.pathsep.join([str(ROOT / "tests" / "held_zygote"), os.environ.get("PYTHONPATH", "")])}
+    worker = launch.worker("--processes=2", env=env)
+    wait_during(worker, Path(f"{held}.waiting").exists, "pipeline-worker to start its first worker process")
+    run.popen.kill()
+    run.wait()
+    held.touch()  # the first process starts; the HELLO for the second reaches no run
+    assert worker.wait() == RUN_GONE, worker.stderr
+    said = lines(worker.stderr)
+    assert said[-1].startswith("pipeline-worker: the run is gone ("), worker.stderr
+    assert "nothing accepted a connection" not in worker.stderr and "serve on" not in worker.stderr
 
 
 def test_a_remote_worker_told_to_end_while_the_run_gives_it_a_slot_tells_the_run_of_that_slot(

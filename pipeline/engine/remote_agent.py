@@ -102,10 +102,11 @@ def say(line: str) -> None:
 
 
 def ask_spec(socket: zmq.Socket, login: Login, membership: Membership,
-             address: str | None = None) -> tuple[Spec, int]:
+             address: str | None = None, patience: float | None = None) -> tuple[Spec, int]:
     """Say HELLO to the run's door (connecting to ``address`` first, the first time); its SPEC and the slot it gives
     (the run proved its server key in the CURVE handshake: it is trusted with what we unpickle), written down in
-    ``membership`` as it comes."""
+    ``membership`` as it comes. ``patience``: the run answered before, and is gone if silent this long (a JoinError
+    of status RUN_GONE)."""
     monitor = sockets.monitor(socket, _HANDSHAKE_EVENTS)
     if address is not None:  # once its monitor hears: whether a connection was made tells what a silence means
         socket.connect(address)
@@ -113,7 +114,7 @@ def ask_spec(socket: zmq.Socket, login: Login, membership: Membership,
         with membership.held():  # the run gives a slot for each HELLO it gets
             sockets.send(socket, hello_frames(login.step, login.threads, os.getpid()))
             membership.asking = True
-        _wait_for_answer(socket, monitor, login.own.name, address, membership)
+        _wait_for_answer(socket, monitor, login.own.name, address, membership, patience)
     except JoinError:
         membership.asking = False  # the run refused the handshake, or was silent all along: no answer is coming
         raise
@@ -162,8 +163,10 @@ def _not_a_run(address: str | None) -> JoinError | None:
 
 
 def _wait_for_answer(socket: zmq.Socket, monitor: zmq.Socket, key: str, address: str | None,
-                     membership: Membership) -> None:
-    """Wait up to HELLO_TIMEOUT_SECONDS for the run's answer; a JoinError if the handshake fails.
+                     membership: Membership, patience: float | None = None) -> None:
+    """Wait up to HELLO_TIMEOUT_SECONDS for the run's answer; a JoinError if the handshake fails. A run that answered
+    before (a worker process after the first) is waited for ``patience`` only, as its heartbeats are: killed while
+    pipeline-worker asked for its second process, it was waited for 30 s, then said to accept no connection.
 
     The run refusing our key is an explicit failure; a run whose key is not --server-key cannot read
     our handshake and closes the connection before it completes, which is the same failure to us. But a
@@ -176,7 +179,7 @@ def _wait_for_answer(socket: zmq.Socket, monitor: zmq.Socket, key: str, address:
     poller = zmq.Poller()
     poller.register(socket, zmq.POLLIN)
     poller.register(monitor, zmq.POLLIN)
-    waited_until = deadline = time.monotonic() + HELLO_TIMEOUT_SECONDS
+    waited_until = deadline = time.monotonic() + (HELLO_TIMEOUT_SECONDS if patience is None else patience)
     shaken = False
     connected = time.monotonic()  # when the last connection was made
     ever_connected = False
@@ -210,6 +213,8 @@ def _wait_for_answer(socket: zmq.Socket, monitor: zmq.Socket, key: str, address:
             deadline = min(deadline, time.monotonic() + REASON_WAIT_SECONDS)
     if doubted:
         raise _not_a_run(address) or refused
+    if patience is not None:
+        raise JoinError(f"the run is gone (no answer for {patience:g} s)", RUN_GONE)
     if ever_connected:
         why = "a connection was made, but what listens there did not answer as a run does (is that port the run's " \
               "Pipeline.listen, and not another service's?)"
@@ -303,8 +308,12 @@ def serve_remote(address: str, login: Login, processes: int) -> int:
             if not started:  # the next would fail alike (a process limit, no memory): one line, not one each
                 break
             try:
-                started = _start(keeper, *ask_spec(keeper_socket, login, membership), address, login)
+                started = _start(keeper, *ask_spec(keeper_socket, login, membership, patience=keeper.patience), address,
+                                 login)
             except JoinError as err:  # the run takes no more (its remote threads' limit): those it took serve on
+                if err.status == RUN_GONE:  # those it took have nothing to serve
+                    say(f"{err}; leaving")
+                    return RUN_GONE
                 count = len(keeper.processes)
                 say(f"error: {err}; the {count} worker process{'es' if count > 1 else ''} it took serve on")
                 refused = err.status
