@@ -39,7 +39,7 @@ Twice = times(2)
 
 #: What a Trigger does on its message: nothing, leave a marker only, SIGKILL its own process, block (a long run()),
 #: block in a C call that holds the GIL, or pass it on and never read its work again ("deaf": a stuck worker).
-ACTIONS = ("none", "mark", "kill", "hold", "gil", "deaf")
+ACTIONS = ("none", "mark", "kill", "exit0", "hold", "gil", "deaf")
 
 
 def stop_reading(thread: threading.Thread) -> None:
@@ -122,6 +122,8 @@ class Trigger(PidRecorder):
         if self.action != "none" and (self.at in (-1, msg) or msg in self.also) and self._acts():
             if self.action == "kill":
                 os.kill(os.getpid(), signal.SIGKILL)
+            elif self.action == "exit0":
+                os._exit(0)  # a clean status, mid-stream: a death all the same
             elif self.action == "hold":
                 threading.Event().wait(self.hold)  # a long run(): the test stops or kills the process meanwhile
             elif self.action == "gil":

@@ -767,6 +767,11 @@ class StepState:
         if not self.tallies.expect(worker, records):
             self.ignore(worker, "a TALLY of another number of fused steps")
 
+    def slot_told_to_finish(self, slot: int) -> bool:
+        """Whether worker process ``slot`` was told to finish (some of its threads ran finish(), or were told to): an
+        exit of its own before that, even with status 0, cut its stream short."""
+        return slot in self._finished_threads or any(slot_of(worker) == slot for worker in tuple(self._told_to_finish))
+
     def finished_worker(self, worker: bytes) -> bool:
         """A worker ran finish() and sent its end of stream; whether that counts (a worker says it once, when told)."""
         if worker not in self.pool.workers:

@@ -167,6 +167,10 @@ class Supervisor(EngineThread):
         router = self.routers[process.step]
         if router.state.phase == "finished":
             return
+        if not death.failed and not router.state.slot_told_to_finish(process.slot):
+            # os._exit(0) in a step's code, mid-stream: a death as any other (it was taken for a clean end, never
+            # replaced, and one such message left the step with no workers)
+            death = dataclasses.replace(death, failed=True, reason=f"{death.reason}, before it was told to finish")
         unstarted = process.child is None
         # A new instance of a one_worker step would start its output again (a writer's file, emptied by init()).
         single = next((step.name for step in (router.step, *router.members) if step.cls.one_worker), None)
