@@ -9,7 +9,9 @@ from __future__ import annotations
 
 import hashlib
 import json
+import os
 import random
+import sys
 import time
 from collections.abc import Iterator
 from typing import Any, TextIO
@@ -284,6 +286,25 @@ def view_of(msg: dict, branch: str) -> dict:
         "max": float(arr.max()),
         "size": int(arr.size),
     }
+
+
+class ForksOnOne(Component):
+    """Stager: on message 1 its run() forks a child that leaves its code by sys.exit(3) or an exception, as a script
+    would end; it sends on (message, the child's exit status) after waiting for it, and every other message alone."""
+
+    child = Enum(["exit", "raise"], "exit", help="How the forked child leaves the step's code.").tag(config=True)
+
+    def run(self, msg: int) -> Any:
+        """Pass the message on; on 1, with its child's exit status."""
+        if msg != 1:
+            return msg
+        pid = os.fork()
+        if pid == 0:
+            if self.child == "exit":
+                sys.exit(3)
+            raise ValueError("the child's own error")
+        _, status = os.waitpid(pid, 0)
+        return [msg, os.waitstatus_to_exitcode(status)]
 
 
 class PassThrough(Component):

@@ -36,8 +36,12 @@
 
 from __future__ import annotations
 
+import contextlib
 import logging
+import os
+import sys
 import threading
+import traceback
 from collections.abc import Callable, Iterable, Mapping
 from enum import IntEnum
 from time import perf_counter
@@ -325,6 +329,27 @@ class Collector:
         self.delivered = self.skip = 0
 
 
+def leave_forked_child(owner: int, error: BaseException) -> None:
+    """End this process as Python ends one whose code raised ``error``, unless it is ``owner``: a child that a step's
+    code forked (os.fork) and that called sys.exit() or raised out of that code. Caught as the step's, the child ran a
+    copy of the engine's loop on its parent's sockets for ever (a run in threads hung in the parent's waitpid(); worker
+    processes' children spun at full CPU after their run)."""
+    if os.getpid() == owner:
+        return
+    if isinstance(error, SystemExit):
+        code = error.code
+        if code is not None and not isinstance(code, int):
+            print(code, file=sys.stderr)
+        status = code if isinstance(code, int) else 0 if code is None else 1
+    else:
+        traceback.print_exception(error)
+        status = 1
+    for stream in (sys.stdout, sys.stderr):
+        with contextlib.suppress(OSError, ValueError, AttributeError):  # closed, or none at all: nothing more to lose
+            stream.flush()
+    os._exit(status)
+
+
 def _nowhere(seq: int, chunk: Outputs) -> None:
     """A Collector without an executor releases nothing early."""
     raise RuntimeError("a chunk of outputs with nowhere to go")
@@ -369,6 +394,7 @@ class StepExecutor:
         self.max_time = 0.0  # the longest single run() call
         self.first_error: str | None = None
         self.fatal = False  # the step failed (not only some of its messages)
+        self.pid = os.getpid()  # the process whose engine runs the step's code (a child it forks is not)
         #: Told the message each run() starts and ends (None): a worker process's busy board.
         self.mark: Callable[[int, int | None], None] | None = None
         #: Per message sent again after some of its outputs went on (a worker process that died): how many.
@@ -435,6 +461,7 @@ class StepExecutor:
         except NOT_THE_STEPS:
             raise
         except BaseException as err:  # a step's SystemExit fails the step, not the engine
+            leave_forked_child(self.pid, err)
             sink.lock.acquire()
             collector.end()
             collector.restart()
@@ -459,6 +486,7 @@ class StepExecutor:
         except NOT_THE_STEPS:
             raise
         except BaseException as err:  # its constructor is the step's code: a SystemExit there fails the step too
+            leave_forked_child(self.pid, err)
             self.fail("init()", err)
             return False
         component._emit = self.emitter
@@ -556,6 +584,7 @@ class StepExecutor:
             except NOT_THE_STEPS:
                 raise
             except BaseException as err:  # a step's SystemExit fails the step, not the engine
+                leave_forked_child(self.pid, err)
                 acquire()
                 collector.end()
                 error = err
@@ -657,6 +686,7 @@ class StepExecutor:
             except NOT_THE_STEPS:
                 raise
             except BaseException as err:  # a step's SystemExit fails the step, not the engine
+                leave_forked_child(self.pid, err)
                 error = err
             acquire()
             spent = perf_counter() - start
