@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import functools
 import threading
 from collections.abc import Iterator
 from typing import Any
@@ -60,6 +61,27 @@ class StaticRun(Component):
     def run(msg: Any) -> Any:
         """Pass it on."""
         return msg
+
+
+def _scaled(factor: int, msg: Any) -> Any:
+    """The message times ``factor``."""
+    return msg * factor
+
+
+class PartialRun(Component):
+    """A stager whose run is a functools.partial: no self is bound to it, as to a staticmethod."""
+
+    run = functools.partial(_scaled, 1)
+
+
+class CallableRun(Component):
+    """A stager whose run is a callable object: no self is bound to it either."""
+
+    class _Pass:
+        def __call__(self, msg: Any) -> Any:
+            return msg
+
+    run = _Pass()
 
 
 class lowercase(Component):  # the point: a class that traitlets cannot configure

@@ -767,9 +767,11 @@ def test_file_error(tmp_path: Path, change: Change, key: str, expected: str) -> 
     assert expected in error.problem
 
 
-def test_a_static_run_takes_the_message_alone(tmp_path: Path) -> None:
-    """run() as a static method has no self: the signature check of the step's role must not count one."""
-    path = write(tmp_path, stager_class(STEPS, "StaticRun"))
+@pytest.mark.parametrize("cls", ["StaticRun", "PartialRun", "CallableRun"])
+def test_a_static_run_takes_the_message_alone(tmp_path: Path, cls: str) -> None:
+    """run() as a static method, a functools.partial or a callable object has no self: the signature check of the
+    step's role must not count one (a valid partial was refused, exit 2)."""
+    path = write(tmp_path, stager_class(STEPS, cls))
     report = Pipeline.from_config(path, command_line(["--Counter.count=3", "--Pipeline.mode=sequential"])).run()
     assert report.exit_status == 0 and report["PASS"].processed == 3, report.table()
 

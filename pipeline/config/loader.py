@@ -5,6 +5,7 @@ from __future__ import annotations
 import ast
 import contextlib
 import dataclasses
+import functools
 import importlib
 import inspect
 import json
@@ -248,7 +249,10 @@ def _run_call_problem(cls: type[Component], kind: str) -> str | None:
         signature = inspect.signature(cls.run)
     except (TypeError, ValueError):  # no signature to read (a run() written in C): as it comes
         return None
-    bound = not isinstance(inspect.getattr_static(cls, "run"), staticmethod | classmethod)
+    static = inspect.getattr_static(cls, "run")
+    # Only what binds an instance takes self: a function (a lambda too) or a partialmethod; not a staticmethod, a
+    # classmethod (bound to the class), a functools.partial nor a callable object (a valid partial was refused).
+    bound = inspect.isfunction(static) or isinstance(static, functools.partialmethod)
     arguments = (None,) * (bound + (kind != "producer"))  # self, unless static or bound to the class; the message
     try:
         signature.bind(*arguments)
