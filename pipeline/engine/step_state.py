@@ -770,7 +770,12 @@ class StepState:
     def slot_told_to_finish(self, slot: int) -> bool:
         """Whether worker process ``slot`` was told to finish (some of its threads ran finish(), or were told to): an
         exit of its own before that, even with status 0, cut its stream short."""
-        return slot in self._finished_threads or any(slot_of(worker) == slot for worker in tuple(self._told_to_finish))
+        return slot in self._finished_threads or self._finishing(slot)
+
+    def _finishing(self, slot: int) -> bool:
+        """Whether a thread of worker process ``slot`` was told to finish and has not said FINISHED yet (read from any
+        thread: the set is copied at once under the GIL)."""
+        return any(slot_of(worker) == slot for worker in tuple(self._told_to_finish))
 
     def finished_worker(self, worker: bytes) -> bool:
         """A worker ran finish() and sent its end of stream; whether that counts (a worker says it once, when told)."""
@@ -939,7 +944,7 @@ class StepState:
         GIL)."""
         unanswered = self.unanswered(slot) if unanswered is None else unanswered
         held = [messages for thread in unanswered for messages in thread]
-        finishing = any(slot_of(worker) == slot for worker in tuple(self._told_to_finish))
+        finishing = self._finishing(slot)
         return [seq for seq in running if any(seq in messages for messages in held) or (seq == FINISHING and finishing)]
 
     def unanswered(self, slot: int) -> list[list[range]]:
