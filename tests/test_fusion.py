@@ -324,6 +324,22 @@ def test_a_fused_step_failing_on_what_a_finish_sent_names_no_marker_and_its_dead
     assert read(tmp_path, "C", workers=2) == [0, 0]  # each worker process's sum, once (C ran in both runs)
 
 
+def test_a_fused_step_failing_on_what_an_init_sent_counts_it_and_writes_its_dead_letter(tmp_path: Path) -> None:
+    """SEND's init() sends "init" twice in each of its worker processes, before they join; FAIL, fused after it, fails
+    on each: its failures were ignored ("a failure of fused step FAIL without its message"), but for the report's."""
+    document = pipeline_config(
+        step("P", "Numbers", "SEND"),
+        [{**step("SEND", "InitSends", "FAIL", nb_process=2, config={"many": 2}), "module": PROCESS_STEPS},
+         {**step("FAIL", "FailEvery", "C", nb_process=2, on_error="skip"), "module": FAILURE_STEPS}],
+        collector(tmp_path, "C"),
+        **numbers(3), FailEvery={"every": 1000})  # the number 0 fails, and "init" % 1000 raises
+    dead = tmp_path / "dead.jsonl"
+    report = run(document, "threads", {"Pipeline": {"dead_letter": str(dead)}})
+    assert report.exit_status == 1
+    assert report["FAIL"].failed == 5
+    assert sorted(map(str, load_messages(str(dead)))) == sorted(map(str, [("FAIL", 0)] + [("FAIL", "init")] * 4))
+
+
 def failing_chain(tmp: Path, on_error: str, count: int = 30) -> dict:
     """P -> S (Scale by 1) -> FAIL (FailEvery 5, ``on_error``) -> C, all in the same 2 worker processes."""
     return pipeline_config(

@@ -718,7 +718,8 @@ class StepState:
             line = self.policy.lifecycle_failed(member.name, number, failure.what, error)
             figures.first_error = figures.first_error or line
             figures.fatal = True
-        elif message is None or worker not in self.pool.workers:
+        elif message is None or (worker not in self.pool.workers and not self.may_join(worker)):
+            # A worker yet to join counts: what its init()s sent runs through the fused steps before it joins.
             self.ignore(worker, f"a failure of fused step {member.name} without its message, or from a worker "
                         "whose process was lost")
         else:
