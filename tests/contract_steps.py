@@ -83,14 +83,32 @@ class BadNumbers(Component):
     kill_at = Int(-1, help="The number at which the first process that makes it kills itself (-1: none).").tag(
         config=True)
     marker = Unicode("", help="The file created as it kills itself (the token: once).").tag(config=True)
+    how = Enum(["yield", "send_msg", "send_msg in a plain run()"], "yield", help="How each value goes: yielded, "
+               "passed to send_msg() (then None yielded), or passed to send_msg() by a run() that returns [].").tag(
+        config=True)
 
-    def run(self) -> Iterator[Any]:
-        """Yield each number of the shard, or the lock."""
+    def run(self) -> Iterator[Any] | list[Any]:
+        """Yield (or send) each number of the shard, or the lock."""
+        values = self.values()
+        if self.how == "send_msg in a plain run()":
+            for value in values:
+                self.send_msg(value)
+            return []
+        return self.sent(values) if self.how == "send_msg" else values
+
+    def values(self) -> Iterator[Any]:
+        """Each number of the shard, or the lock."""
         for i in range(self.shard, self.count, self.n_shards):
             if i == self.kill_at and not os.path.exists(self.marker):
                 Path(self.marker).touch()  # the token, made before the process dies
                 os.kill(os.getpid(), signal.SIGKILL)
             yield threading.Lock() if i == self.bad_on else i
+
+    def sent(self, values: Iterator[Any]) -> Iterator[None]:
+        """Pass each value to send_msg(), yielding None after each."""
+        for value in values:
+            self.send_msg(value)
+            yield None
 
 
 class ReturnsLock(Component):

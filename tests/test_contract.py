@@ -304,17 +304,20 @@ def test_empty_memoryviews_of_bytes_travel(mode: str, extra: dict[str, Any]) -> 
         (n, b"", "B", (0,), b"", (0,)) for n in range(4)]
 
 
+@pytest.mark.parametrize("how", ["yield", "send_msg", "send_msg in a plain run()"])
 @pytest.mark.parametrize(("mode", "extra", "fused"), [
     ("sequential", {}, False), ("threads", {}, False), ("threads", {"nb_process": 2}, False),
     ("threads", {"nb_process": 2}, True),
 ], ids=["sequential", "threads", "shards", "shards-fused"])
 def test_a_value_the_producer_cannot_send_fails_alone(tmp_path: Path, mode: str, extra: dict[str, Any],
-                                                      fused: bool) -> None:
-    """It failed the generator: the values after it were never made, and no dead letter said so."""
+                                                      fused: bool, how: str) -> None:
+    """It failed the generator: the values after it were never made, and no dead letter said so; passed to
+    send_msg(), it raised in the generator, which ended there. A plain run()'s sends were counted as no messages
+    produced (PROCESSED 0)."""
     tag, n, dead = new_tag(), 40, tmp_path / "dead.jsonl"
     stagers = [step("S", "PassThrough", ["C"], module="algorithms.basic", nb_process=2)] if fused else []
     document = chain(step("P", "BadNumbers", ["S" if fused else "C"], on_error="skip", **extra), stagers,
-                     step("C", "Record"), BadNumbers={"count": n, "bad_on": 5}, Record={"tag": tag})
+                     step("C", "Record"), BadNumbers={"count": n, "bad_on": 5, "how": how}, Record={"tag": tag})
     report = Pipeline.from_config(document, {"Pipeline": {"mode": mode, "dead_letter": str(dead)}}).run()
     assert report.exit_status == 1  # a message failed
     assert sorted(received(tag)) == [i for i in range(n) if i != 5]

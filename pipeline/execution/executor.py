@@ -42,7 +42,7 @@ import os
 import sys
 import threading
 import traceback
-from collections.abc import Callable, Iterable, Mapping
+from collections.abc import Callable, Iterable, Iterator, Mapping
 from enum import IntEnum
 from time import perf_counter
 from types import GeneratorType
@@ -256,6 +256,9 @@ class Collector:
         self.seq = UNORDERED  # the input whose outputs these are
         self.skip = 0  # outputs of this call still to drop: the next steps had them before (a replay)
         self.delivered = 0  # outputs of this call that went on (or were dropped as delivered before)
+        #: Where the errors of values the step's code sent that cannot be pickled go, each to fail alone (a producer's
+        #: generator goes on after them); None: raised to that code (a stager's input fails as a whole).
+        self.unsendable: list[MessageError] | None = None
         #: Hands a chunk on while the call goes on (the executor's; by default nothing is released early).
         self.release: Callable[[int, Outputs], None] = _nowhere
         self._lock = threading.Lock()
@@ -284,7 +287,13 @@ class Collector:
         if self.skip:
             self.skip -= 1  # delivered before this message was sent again: not again
             return
-        sent = self.adopt(message) if returned else self.prepare(message)
+        try:
+            sent = self.adopt(message) if returned else self.prepare(message)
+        except MessageError as err:
+            if self.unsendable is None:
+                raise
+            self.unsendable.append(err)
+            return
         pending = self.pending
         pending.append((sent, target))
         nbytes = self.nbytes = self.nbytes + sent.nbytes
@@ -364,6 +373,20 @@ def send_yielded(generator: GeneratorType, emit: Collector | None) -> None:
     for output in generator:
         if output is not None and emit is not None:
             emit.add(output)
+
+
+def _messages_of(component: Component) -> Iterator[Any]:
+    """What the producer ``component``'s run() makes: its generator, or an iterator of the iterable it returned."""
+    messages = component.run()
+    # A str, bytes or dict iterates as its characters, bytes or keys: one value, never the messages meant.
+    if isinstance(messages, ONE_VALUE):
+        raise StepFailed(f"run() must be a generator (or return an iterable), it returned "
+                         f"{type(messages).__name__}: yield it, or return [it], to send it as one message")
+    try:
+        return iter(messages)
+    except TypeError:  # the engine's own word (no traceback of its code): the line says it all
+        raise StepFailed(f"run() must be a generator (or return an iterable), it returned "
+                         f"{type(messages).__name__}") from None
 
 
 def _run_generator(result: Any, emit: Collector | None) -> None:
@@ -526,44 +549,40 @@ class StepExecutor:
         component = self.component
         if component is None:
             return False
-        if share is None:
-            return self._produce(component, stopping, "run()")
-        set_share(component, share)
+        # A value the wire cannot carry, yielded or passed to send_msg(), fails alone: the generator goes on.
+        unsendable: list[MessageError] = []
+        self.collector.unsendable = unsendable
         try:
-            return self._produce(component, stopping, f"run() of shard {share[0]}")
+            if share is None:
+                return self._produce(component, stopping, "run()", unsendable)
+            set_share(component, share)
+            try:
+                return self._produce(component, stopping, f"run() of shard {share[0]}", unsendable)
+            finally:
+                set_share(component, None)
         finally:
-            set_share(component, None)
+            self.collector.unsendable = None
 
-    def _produce(self, component: Component, stopping: Callable[[], bool], what: str) -> bool:
-        """produce() once the producer's share is set; ``what`` names the call in a failure."""
+    def _produce(self, component: Component, stopping: Callable[[], bool], what: str,
+                 unsendable: list[MessageError]) -> bool:
+        """produce() once the producer's share is set; ``what`` names the call in a failure, ``unsendable`` gets the
+        errors of the values that could not be sent (the collector's)."""
         sink = self.sink
         collector = self.collector
         counts = self.counts
         release, acquire = sink.lock.release, sink.lock.acquire
-        iterator: Any = None
 
         def start() -> None:
-            nonlocal iterator
-            messages = component.run()
-            # A str, bytes or dict iterates as its characters, bytes or keys: one value, never the messages meant.
-            if isinstance(messages, ONE_VALUE):
-                raise StepFailed(f"run() must be a generator (or return an iterable), it returned "
-                                 f"{type(messages).__name__}: yield it, or return [it], to send it as one message")
-            try:
-                iterator = iter(messages)
-            except TypeError:  # the engine's own word (no traceback of its code): the line says it all
-                raise StepFailed(f"run() must be a generator (or return an iterable), it returned "
-                                 f"{type(messages).__name__}") from None
+            """run() itself, the first step of the loop: what a run() that is no generator sends as it makes its
+            iterable is produced as what it yields, and goes as the messages of its shard."""
+            nonlocal yielded
+            yielded = _messages_of(component).__next__
 
-        _, returned = self._lifecycle(what, start)
-        if not returned:
-            counts.failed += 1
-            return True
+        yielded: Callable[[], Any] = start
         error: BaseException | None = None
-        unsendable: MessageError | None = None
         # The producer's hot path: a yield of a fast source costs about as much as all that follows it here.
-        begin, add, end, commit, produced = collector.begin, collector.add, collector.end, sink.commit, sink.produced
-        yielded = iterator.__next__
+        begin, add, end = collector.begin, collector.add, collector.end
+        commit, produced = sink.commit, sink.produced
         while not stopping():
             before = perf_counter()
             begin()
@@ -573,10 +592,7 @@ class StepExecutor:
                 if message is not None:
                     # Before the sink's lock is taken again: a message a chunk's worth hands itself on at once,
                     # and that takes the lock.
-                    try:
-                        add(message)
-                    except MessageError as err:  # a value the wire cannot carry fails alone; the generator goes on
-                        unsendable = err
+                    add(message)
             except StopIteration:
                 acquire()
                 collector.end()
@@ -607,27 +623,29 @@ class StepExecutor:
             counts.processed += len(outputs) + delivered
             commit(0, outputs)
             produced(spent)
-            if unsendable is not None:
-                self._unsendable(unsendable)
-                unsendable = None
+            if unsendable:
+                self._fail_unsendable(unsendable)
         counts.processed += collector.delivered  # chunks that went on during a call that then ended the stream
         collector.restart()
+        self._fail_unsendable(unsendable)
         if error is not None:
             counts.failed += 1
             if not self.fatal:  # failed already (a send_msg() refused): told once, as a worker outside the run may
                 self.fail(what, error)
         return error is not None
 
-    def _unsendable(self, error: MessageError) -> None:
-        """A value the producer yielded cannot be pickled: it fails as a message of its own (on_error, a dead letter
-        that says why and holds no message), numbered by its sink (the messages made before it; in a shard, its
-        place there)."""
-        number = self.sink.unsendable(self.counts.processed + self.counts.failed)
-        if number is None:
-            return
-        self.counts.failed += 1
-        self.first_error = self.first_error or failure_line(error)
-        self.policy.message_failed(self.step, self.worker, number, error, None)
+    def _fail_unsendable(self, errors: list[MessageError]) -> None:
+        """Values the producer yielded or sent cannot be pickled (``errors``, emptied): each fails as a message of its
+        own (on_error, a dead letter that says why and holds no message), numbered by its sink (the messages made
+        before it; in a shard, its place there)."""
+        for error in errors:
+            number = self.sink.unsendable(self.counts.processed + self.counts.failed)
+            if number is None:
+                continue
+            self.counts.failed += 1
+            self.first_error = self.first_error or failure_line(error)
+            self.policy.message_failed(self.step, self.worker, number, error, None)
+        errors.clear()
 
     def run(self, messages: Iterable[tuple[int, Buffer, list[Buffer]] | tuple[int, Encoded | Copied, None]]) -> None:
         """Run each message (sequence number, in-band pickle, buffers) through the step's run(); a message from a step
