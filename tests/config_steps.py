@@ -102,6 +102,7 @@ class CapitalOption(Component):
     """A stager with an option whose name begins with a capital letter."""
 
     URL_count = Int(1, help="Anything.").tag(config=True)
+    Factor = Int(1, help="Anything.").tag(config=True)
 
     def run(self, msg: Any) -> Any:
         """Pass it on."""

@@ -407,6 +407,12 @@ FILE_CASES = [
         "rename the trait)",
         id="option-capitalized",
     ),
+    pytest.param(  # the loader suggested 'Factor', which no file or command line can set either
+        lambda document: {**stager_class(STEPS, "CapitalOption")(document), "CapitalOption": {"factor": 2}},
+        "CapitalOption.factor", "CapitalOption has no option 'factor' (its option 'Factor' begins with a capital "
+        "letter, which traitlets takes for a class: no config file or command line can set it; rename the trait)",
+        id="option-capitalized-asked-in-lowercase",
+    ),
     *(
         pytest.param(  # log, config, parent, next_steps: a TraitError at run time, exit 1; step_name: replaced
             stager_class(STEPS, f"Hides_{name}"),

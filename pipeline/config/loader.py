@@ -689,8 +689,12 @@ class _Validator:
                 here = [step] if step else [s for s in steps if issubclass(s.cls, cls)
                                             or s.name in self.owners.get(cls.__name__, ())]
                 placed = self.misplaced(name, steps, here, source)
+                capital = name[:1].upper() + name[1:]
                 if name in cls.class_traits():  # the trait is there, but not an option
                     hint = f" (its trait {quoted(name)} is not tagged as one: declare it with .tag(config=True))"
+                elif capital != name and capital in traits:  # one no file or command line can set
+                    hint = (f" (its option {quoted(capital)} begins with a capital letter, which traitlets takes for "
+                            "a class: no config file or command line can set it; rename the trait)")
                 elif placed:
                     hint = placed
                 elif isinstance(value, dict) and names_a_class(name):  # a section for a class this step does not list
