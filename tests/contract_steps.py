@@ -202,6 +202,21 @@ class InitFinishSender(Component):
         yield "finish"
 
 
+class YieldsAndReturns(Component):
+    """Stager: a generator that yields each message and returns ("total", msg), which is no output; so does its
+    finish()."""
+
+    def run(self, msg: Any) -> Iterator[Any]:
+        """Yield the message, then return."""
+        yield msg
+        return ("total", msg)
+
+    def finish(self) -> Iterator[Any]:
+        """Yield "finish", then return."""
+        yield "finish"
+        return "finished"
+
+
 class SlowOne(Component):
     """Stager: passes messages on as [msg, None]; message ``slow_on`` first waits for the run's Event.
 

@@ -9,6 +9,7 @@ contract_steps.WAIT_SECONDS, so a broken promise shows as a wrong value, not a h
 from __future__ import annotations
 
 import json
+import logging
 import os
 import signal
 import subprocess
@@ -600,6 +601,20 @@ def test_thirty_runs_leave_no_threads_descriptors_or_memory(mode: str) -> None:
     assert end["threads"] == warm["threads"]
     assert end["fds"] == warm["fds"]
     assert end["rss"] - warm["rss"] < 4 << 20, f"RSS grew {(end['rss'] - warm['rss']) >> 10} KiB in 25 runs"
+
+
+@pytest.mark.parametrize("mode", MODES)
+def test_a_generators_return_value_is_not_sent_and_a_warning_says_so(mode: str, caplog: Any) -> None:
+    """It was dropped without a word."""
+    tag = new_tag()
+    report = run(chain(step("P", "Numbers", ["S"]), [step("S", "YieldsAndReturns", ["C"])], step("C", "Record"),
+                       Numbers={"count": 5}, Record={"tag": tag}), mode)
+    assert report.exit_status == 0, report.table()
+    assert sorted(map(str, received(tag))) == sorted(map(str, [*range(5), "finish"]))
+    warnings = [line for line in map(logging.LogRecord.getMessage, caplog.records)
+                if "is a generator that returned" in line]
+    assert warnings == ["step S: its run() is a generator that returned a tuple: not sent (a generator's return value "
+                        "is no output: yield it to send it); said once a worker"], warnings
 
 
 # --------------------------------------------------------------------------- 11. a ctapipe-style producer

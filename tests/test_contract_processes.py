@@ -59,3 +59,16 @@ def test_system_exit_in_a_process_fails_the_step(what: str, line: str) -> None:
     assert report.exit_status == 1
     assert report.steps["S"].fatal and line in (report.steps["S"].first_error or ""), report.table()
     received(tag)
+
+
+def test_a_generators_return_value_is_not_sent_and_a_warning_says_so(capfd: pytest.CaptureFixture[str]) -> None:
+    """It was dropped without a word; the worker process says it."""
+    tag = new_tag()
+    report = run(chain(step("P", "Numbers", ["S"]), [step("S", "YieldsAndReturns", ["C"], **IN_A_PROCESS)],
+                       step("C", "Record"), Numbers={"count": 5}, Record={"tag": tag}))
+    assert report.exit_status == 0, report.table()
+    assert sorted(map(str, received(tag))) == sorted(map(str, [*range(5), "finish"]))
+    said = [line for line in capfd.readouterr().err.splitlines() if "is a generator that returned" in line]
+    assert len(said) == 1 and said[0].endswith(
+        "step S: its run() is a generator that returned a tuple: not sent (a generator's return value is no output: "
+        "yield it to send it); said once a worker"), said

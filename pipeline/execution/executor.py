@@ -364,13 +364,18 @@ def _nowhere(seq: int, chunk: Outputs) -> None:
     raise RuntimeError("a chunk of outputs with nowhere to go")
 
 
-def send_yielded(generator: GeneratorType, emit: Collector | None) -> None:
+def send_yielded(generator: GeneratorType, emit: Collector | None) -> Any:
     """Send each value a step's generator yields (a yielded None is skipped); a value its run() returns goes through
-    ``Collector.add(..., returned=True)`` in StepExecutor.run instead.
+    ``Collector.add(..., returned=True)`` in StepExecutor.run instead. What the generator returns, which is no output.
 
     A sink (``emit`` is None) still runs its generator to the end; its values go nowhere.
     """
-    for output in generator:
+    yielded = generator.__next__
+    while True:
+        try:
+            output = yielded()
+        except StopIteration as end:  # a for loop would drop its value, which the caller tells the step's author of
+            return end.value
         if output is not None and emit is not None:
             emit.add(output)
 
@@ -389,10 +394,10 @@ def _messages_of(component: Component) -> Iterator[Any]:
                          f"{type(messages).__name__}") from None
 
 
-def _run_generator(result: Any, emit: Collector | None) -> None:
-    """What init() or finish() returned: only a generator's values are outputs (it runs to its end)."""
-    if isinstance(result, GeneratorType):
-        send_yielded(result, emit)
+def _run_generator(result: Any, emit: Collector | None) -> Any:
+    """What init() or finish() returned: only a generator's values are outputs (it runs to its end); what that
+    generator returned, or None."""
+    return send_yielded(result, emit) if isinstance(result, GeneratorType) else None
 
 
 class StepExecutor:
@@ -422,6 +427,7 @@ class StepExecutor:
         self.mark: Callable[[int, int | None], None] | None = None
         #: Per message sent again after some of its outputs went on (a worker process that died): how many.
         self.skips: dict[int, int] = {}
+        self._told_returned = False  # a generator of the step returned a value, which is no output: said once
         self.collector.release = self._release
 
     @property
@@ -480,7 +486,7 @@ class StepExecutor:
         self.busy_call = what
         try:
             result = code()
-            _run_generator(result, self.emitter)
+            self._check_returned(what, _run_generator(result, self.emitter))
         except NOT_THE_STEPS:
             raise
         except BaseException as err:  # a step's SystemExit fails the step, not the engine
@@ -698,7 +704,7 @@ class StepExecutor:
                 result = run(message)
                 if result is not None:
                     if isinstance(result, GeneratorType):
-                        send_yielded(result, emitter)
+                        self._check_returned("run()", send_yielded(result, emitter))
                     elif emitter is not None:
                         emitter.add(result, None, True)
             except NOT_THE_STEPS:
@@ -733,6 +739,15 @@ class StepExecutor:
                 sink.commit(seq, outputs, spent)
                 if sink.oldest:
                     sink.flush_if_due()
+
+    def _check_returned(self, what: str, value: Any) -> None:
+        """A generator ``what`` of the step returned ``value`` too: unless None (or the step sends nothing), say once
+        that it is no output; a ``return`` in a plain function sends, in a generator it does not."""
+        if value is None or self.emitter is None or self._told_returned:
+            return
+        self._told_returned = True
+        log.warning("step %s: its %s is a generator that returned a %s: not sent (a generator's return value is no "
+                    "output: yield it to send it); said once a worker", self.step.name, what, type(value).__name__)
 
     def _made_fewer(self, seq: int, delivered: int, missing: int) -> None:
         """Message ``seq``, sent again after ``delivered`` of its outputs went on, made ``missing`` fewer than that:
