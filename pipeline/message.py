@@ -42,6 +42,11 @@ class MessageError(TypeError):
     """A message that cannot be serialised: names its type and why."""
 
 
+class UnreadableMessage(MessageError):
+    """A message its receiver could not unpickle (its class's or a function's code that the pickle names raised, or
+    is missing there): says what the unpickling raised, which is its cause."""
+
+
 @dataclass(slots=True)
 class Encoded:
     """One serialised message: its in-band pickle and its out-of-band buffers."""

@@ -217,6 +217,29 @@ class YieldsAndReturns(Component):
         return "finished"
 
 
+def _refuse_to_unpickle(value: int) -> Any:
+    """What unpickling a Token calls: it raises."""
+    raise ValueError(f"cannot unpickle token {value}")
+
+
+class Token:
+    """An object that pickles, and whose unpickling raises."""
+
+    def __init__(self, value: int) -> None:
+        self.value = value
+
+    def __reduce__(self) -> tuple[Any, tuple[int]]:
+        return _refuse_to_unpickle, (self.value,)
+
+
+class MakesTokens(Component):
+    """Stager: a Token of each number, which no receiver can unpickle."""
+
+    def run(self, msg: int) -> Token:
+        """The number as a Token."""
+        return Token(msg)
+
+
 class SlowOne(Component):
     """Stager: passes messages on as [msg, None]; message ``slow_on`` first waits for the run's Event.
 

@@ -617,6 +617,23 @@ def test_a_generators_return_value_is_not_sent_and_a_warning_says_so(mode: str, 
                         "is no output: yield it to send it); said once a worker"], warnings
 
 
+@pytest.mark.parametrize(("mode", "extra"), [("sequential", {}), ("threads", {}), ("threads", {"nb_process": 1})],
+                         ids=["sequential", "threads", "processes"])
+def test_a_message_its_receiver_cannot_unpickle_is_said_so_not_as_its_run_failing(mode: str, extra: dict[str, Any],
+                                                                                caplog: Any) -> None:
+    """It said "step R worker 0: run() failed on message 0", though R's run() never saw it."""
+    tag = new_tag()
+    report = run(chain(step("P", "Numbers", ["T"]), [step("T", "MakesTokens", ["R"]),
+                                                   {**passthrough("R", ["C"]), "on_error": "skip", **extra}],
+                       step("C", "Record"), Numbers={"count": 3}, Record={"tag": tag}), mode)
+    assert received(tag) == []
+    assert (report["R"].received, report["R"].failed, report["C"].received) == (3, 3, 0)
+    assert report["R"].first_error == "UnreadableMessage: ValueError: cannot unpickle token 0"
+    lines = [line.splitlines()[0] for line in map(logging.LogRecord.getMessage, caplog.records)
+             if line.startswith("step R worker")]
+    assert lines[0] == "step R worker 0: could not unpickle message 0: ValueError: cannot unpickle token 0", lines
+
+
 # --------------------------------------------------------------------------- 11. a ctapipe-style producer
 
 

@@ -60,6 +60,7 @@ from pipeline.message import (
     Encoded,
     MessageError,
     Resume,
+    UnreadableMessage,
     adopt_message,
     copy_message,
     decode,
@@ -696,7 +697,10 @@ class StepExecutor:
             start = perf_counter()
             release()
             try:
-                message = decode(inband, buffers) if buffers is not None else inband.open()
+                try:
+                    message = decode(inband, buffers) if buffers is not None else inband.open()
+                except Exception as err:  # the receiver's failure, but not of its run(): said so
+                    raise UnreadableMessage(failure_line(err)) from err
                 if type(message) is Resume:
                     resumed = message.delivered
                     collector.resume(resumed)

@@ -26,7 +26,7 @@ from pipeline.failures.describe import (
     traceback_text,
 )
 from pipeline.failures.log import COUNT, TRACEBACK, FailureLog, count_line
-from pipeline.message import Encoded, resumed
+from pipeline.message import Encoded, UnreadableMessage, resumed
 
 log = logging.getLogger("pipeline.failures")
 
@@ -126,8 +126,11 @@ class FailurePolicy:
             sent = "" if not delivered + before else (
                 f" ({delivered + before} of its outputs had gone on"
                 f"{f', {delivered} in this run' if before else ''}: a replay skips them)")
-            _log_failure(error, how == TRACEBACK, "step %s worker %d: run() failed on %s: %s%s", step.name,
-                         worker, message_words(seq), summary_error(failure_line(error)), sent)
+            line = failure_line(error)
+            unread = kind == UnreadableMessage.__name__  # its cause's line follows the type's name
+            _log_failure(error, how == TRACEBACK, "step %s worker %d: %s %s: %s%s", step.name, worker,
+                         "could not unpickle" if unread else "run() failed on", message_words(seq),
+                         summary_error(line.split(": ", 1)[-1] if unread else line), sent)
         self._stop_now(stop)  # after the failure's own line, which says why
         self._notify(step.name, worker, seq, "", error)
 
