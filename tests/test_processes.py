@@ -470,3 +470,27 @@ def test_worker_processes_run_with_the_interpreters_flags(tmp_path: Path, fork_w
                             text=True, timeout=60, check=False)
     assert result.returncode == 0, result.stderr
     assert report_row(result.stderr, "STAGE") == [10, 10, 10, 0]
+
+
+@pytest.mark.parametrize("fork", [True, False], ids=["forked", "spawned"])
+def test_a_run_whose_process_ignores_sigchld_ends_and_replaces_a_killed_worker(tmp_path: Path, fork: bool) -> None:
+    """The kernel reaps the children of a process that ignores SIGCHLD (``signal(SIGCHLD, SIG_IGN)``, which an exec
+    keeps): its forked zygote's end was polled for ever, and run() never returned."""
+    out = tmp_path / "out.jsonl"
+    config = {"Pipeline": {"producer_conf": {"name": "P", "module": "algorithms.basic", "class": "Counter",
+                                             "next_steps": "S"},
+                           "stagers_conf": [{"name": "S", "module": "tests.process_steps", "class": "FailsThenDies",
+                                             "nb_process": 2, "next_steps": "W"}],
+                           "consumer_conf": {"name": "W", "module": "algorithms.basic", "class": "JsonLinesWriter"},
+                           "fork_workers": fork},
+              "Counter": {"count": 50}, "FailsThenDies": {"fails": 1000, "dies": 7, "marker": str(tmp_path / "died")},
+              "JsonLinesWriter": {"path": str(out)}}
+    path = tmp_path / "run.json"
+    path.write_text(json.dumps(config), encoding="utf-8")
+    ignoring = ("import signal, sys; signal.signal(signal.SIGCHLD, signal.SIG_IGN); "
+                "from pipeline.cli.run import main; main(sys.argv[1:])")
+    done = subprocess.run([sys.executable, "-c", ignoring, f"--config={path}", "--no-progress"], capture_output=True,
+                          text=True, timeout=60, cwd=REPO, check=False)
+    assert done.returncode == 0, done.stderr
+    assert sorted(json.loads(line) for line in lines(out)) == list(range(50))
+    assert (tmp_path / "died").exists() and "1 worker process replaced" in done.stderr, done.stderr

@@ -176,10 +176,13 @@ class _ForkedZygote:
     def poll(self) -> int | None:
         """Its exit status once it has ended (reaped here), else None."""
         if self.returncode is None:
-            with contextlib.suppress(ChildProcessError):
+            try:
                 pid, status = os.waitpid(self.pid, os.WNOHANG)
-                if pid:
-                    self.returncode = os.waitstatus_to_exitcode(status)
+            except ChildProcessError:  # reaped by the kernel: this process ignores SIGCHLD (its status is lost)
+                self.returncode = 0  # as subprocess takes such a child; polled for ever, it hung the run's end
+                return 0
+            if pid:
+                self.returncode = os.waitstatus_to_exitcode(status)
         return self.returncode
 
     def wait(self, timeout: float | None = None) -> int:
