@@ -1055,3 +1055,15 @@ def test_a_config_from_python_with_a_key_that_is_no_text_is_a_config_error() -> 
         load_config(document)
     assert (caught.value.source, caught.value.key, caught.value.problem) == (
         "<config>", "Pipeline.producer_conf", "expected text keys, as in JSON, got int 3")
+
+
+def test_a_numpy_integer_in_a_config_from_python_is_the_integer_it_holds() -> None:
+    """``"nb_thread": np.int64(2)`` was refused: "expected an integer from 0 to 256, got np.int64(2)"."""
+    np = pytest.importorskip("numpy")
+    document = chain_config()
+    document["Pipeline"]["stagers_conf"][0].update(nb_thread=np.int64(2), queue_limit=np.int32(-1))
+    step = load_config(document).steps["PASS"]
+    assert (step.nb_thread, type(step.nb_thread), step.queue_limit) == (2, int, -1)
+    document["Pipeline"]["stagers_conf"][0]["nb_thread"] = np.int64(300)
+    with pytest.raises(ConfigError, match=r"nb_thread: expected an integer from 0 to 256, got np.int64\(300\)"):
+        load_config(document)

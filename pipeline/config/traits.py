@@ -10,6 +10,8 @@ from __future__ import annotations
 
 import ipaddress
 import math
+import numbers
+import operator
 import os
 import re
 import reprlib
@@ -84,12 +86,14 @@ class JsonInt(JsonTrait, Int):
     """An integer within optional bounds; ``true``, ``false`` and floats such as ``2.0`` are not integers."""
 
     def validate(self, obj: Any, value: Any) -> int:
-        """The value, if it is an integer within the bounds."""
-        if isinstance(value, bool) or not isinstance(value, int):
+        """The value, if it is an integer within the bounds (a numpy integer, which a dict made in Python may hold,
+        as the int it is)."""
+        if isinstance(value, bool) or not isinstance(value, numbers.Integral):
             self.error(obj, value)
-        if (self.min is not None and value < self.min) or (self.max is not None and value > self.max):
+        number = operator.index(value)
+        if (self.min is not None and number < self.min) or (self.max is not None and number > self.max):
             self.error(obj, value)
-        return value
+        return number
 
     def info(self) -> str:
         """"an integer", with its bounds."""
@@ -111,8 +115,8 @@ class QueueLimit(JsonInt):
 
     def validate(self, obj: Any, value: Any) -> int:
         """The value, if it is a limit or UNBOUNDED."""
-        if type(value) is int and value == self.UNBOUNDED:
-            return value
+        if not isinstance(value, bool) and isinstance(value, numbers.Integral) and value == self.UNBOUNDED:
+            return self.UNBOUNDED
         return super().validate(obj, value)
 
     def info(self) -> str:
