@@ -12,6 +12,7 @@ from typing import Any, TextIO
 from traitlets import Bool, Int, Unicode
 
 from pipeline import Component
+from pipeline.config.locks import open_locked, refuse_in_use
 from pipeline.config.traits import InputFile, OutputFile
 
 
@@ -111,13 +112,17 @@ class JsonLinesWriter(Component):
     path = OutputFile("output.jsonl", help="The file to write (replaced if it exists).").tag(config=True)
 
     def check(self) -> None:
-        """Refuse, before the run, an empty path (OutputFile refuses a folder, or a file in a folder that is not)."""
+        """Refuse, before the run, an empty path (OutputFile refuses a folder, or a file in a folder that is not), and
+        a file that another run writes."""
         if not self.path:
             raise ValueError("JsonLinesWriter.path is empty (expected the path of a file to write)")
+        refuse_in_use(self.path, "JsonLinesWriter.path")
 
     def init(self) -> None:
-        """Open the file, a line written as it comes: what was written survives a run stopped at once (cli.md)."""
-        self._file: TextIO = open(self.path, "w", encoding="utf-8", buffering=1)  # noqa: SIM115 (closed in finish)
+        """Open the file, locked for this run (another run's, writing it too, mixed their lines), a line written as it
+        comes: what was written survives a run stopped at once (cli.md)."""
+        self._file: TextIO = open(open_locked(self.path, "JsonLinesWriter.path"), "w", encoding="utf-8",  # noqa: SIM115
+                                  buffering=1)  # closed in finish()
 
     def run(self, msg: Any) -> None:
         """Write one line."""

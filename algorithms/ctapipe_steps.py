@@ -63,9 +63,11 @@ from traitlets.config import Configurable
 
 from algorithms.camera import hexagonal_camera
 from pipeline import Component
-from pipeline.config.locks import in_use
+from pipeline.config.locks import refuse_in_use
 from pipeline.config.traits import InputFile, OutputFile
 
+#: The option of WriteParameters that names its output, as a refusal names it.
+OUTPUT_SETTING = "WriteParameters.output_path"
 #: The toy telescopes' focal length: an MST's (ctapipe turns camera metres into sky degrees with it).
 TOY_FOCAL_LENGTH = 16.0 * u.m
 #: Metres between two neighbouring toy telescopes on the ground (a square grid).
@@ -271,15 +273,6 @@ def write_parameters(writer: HDF5TableWriter, event: ArrayEventContainer) -> Non
         writer.write(PARAMETERS_TABLE.format(tel_id=tel_id), [index, *dl1.parameters.values()])
 
 
-def refuse_output_in_use(path: str) -> None:
-    """A ValueError naming WriteParameters.output_path if another run writes the file ``path``: HDF5 would empty it
-    before it found the file's lock, then fail."""
-    problem = in_use(path)
-    if problem is not None:
-        raise ValueError(f"WriteParameters.output_path {path!r} is {problem} (expected an output file of its own for "
-                         "each run)")
-
-
 def open_writer(path: str, parent: Configurable) -> HDF5TableWriter:
     """ctapipe's HDF5TableWriter on a new file ``path``, configured through ``parent``."""
     tables.silence_hdf5_messages()  # HDF5 printed ~90 lines of its stack on stderr for an error said in one line
@@ -439,11 +432,12 @@ class WriteParameters(Component):
 
     def check(self) -> None:
         """Refuse an output file that another run writes: HDF5 would empty it before it found the lock, then fail."""
-        refuse_output_in_use(self.output_path)
+        refuse_in_use(self.output_path, OUTPUT_SETTING)
 
     def init(self) -> None:
-        """Create the file, unless a run started since check() writes it."""
-        refuse_output_in_use(self.output_path)
+        """Create the file, unless a run started since check() writes it (HDF5 would empty it before it found the
+        file's lock, then fail)."""
+        refuse_in_use(self.output_path, OUTPUT_SETTING)
         with ctapipe_errors("HDF5TableWriter"):
             self.writer = open_writer(self.output_path, self)
 
@@ -467,7 +461,7 @@ def plain_loop(config: Any) -> int:
         calibrate = CameraCalibrator(subarray, parent=reader)
         process = ImageProcessor(subarray, parent=reader)
         output_path = WriteParameters(config=config).output_path
-        refuse_output_in_use(output_path)
+        refuse_in_use(output_path, OUTPUT_SETTING)
         with open_writer(output_path, reader) as writer:
             for event in source:
                 complete_toy_event(event)

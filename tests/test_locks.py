@@ -3,11 +3,19 @@ told with that process's pid, by a probe that neither creates nor truncates the 
 
 from __future__ import annotations
 
+import fcntl
+import os
+import re
 import subprocess
 import sys
 from pathlib import Path
 
+import pytest
+
+from algorithms.basic import JsonLinesWriter
 from pipeline.config.locks import in_use
+from tests.cli_helpers import chain_config, write_config
+from tests.failure_helpers import pipeline_run
 
 #: A process that holds an exclusive flock on argv[1] until its stdin closes, as HDF5 holds a file it writes.
 HOLDER = """
@@ -39,3 +47,39 @@ def test_an_absent_file_is_free_and_not_created(tmp_path: Path) -> None:
     """Nothing to say of a file that a run will create."""
     assert in_use(str(tmp_path / "new.h5")) is None
     assert list(tmp_path.iterdir()) == []
+
+
+def test_a_json_lines_output_that_another_run_writes_is_refused_before_the_run(tmp_path: Path) -> None:
+    """Two runs writing one JsonLinesWriter file at once mixed their lines, each saying it wrote them all (exit 0)."""
+    out = tmp_path / "out.jsonl"
+    out.write_text('"rows of the other run"\n', encoding="utf-8")
+    writing = os.open(out, os.O_WRONLY | os.O_APPEND)  # as the run that writes it holds it
+    try:
+        fcntl.flock(writing, fcntl.LOCK_EX)
+        result = pipeline_run(write_config(tmp_path, chain_config(str(out))), "--no-progress")
+    finally:
+        os.close(writing)
+    assert (result.returncode, result.stderr) == (
+        2, f"pipeline-run: error: {tmp_path / 'pipeline.json'}: Pipeline.consumer_conf: step 'WRITE': "
+           f"JsonLinesWriter.path {str(out)!r} is in use by another run (pid {os.getpid()}) (expected an output file "
+           "of its own for each run)\n")
+    assert out.read_text(encoding="utf-8") == '"rows of the other run"\n'
+
+
+def test_a_json_lines_writer_that_finds_its_file_taken_since_its_check_leaves_it_whole(tmp_path: Path) -> None:
+    """A run that checked its output before another took it (two made, then run at once) fails in init(), the
+    other's lines kept; once free, the file is the next run's alone."""
+    out = tmp_path / "out.jsonl"
+    first, second = (JsonLinesWriter(path=str(out)) for _ in range(2))
+    first.init()
+    first.run(1)
+    with pytest.raises(ValueError, match=re.escape(f"JsonLinesWriter.path {str(out)!r} is in use by another run (pid "
+                                                   f"{os.getpid()})")):
+        second.init()
+    first.run(2)
+    first.finish()
+    assert out.read_text(encoding="utf-8") == "1\n2\n"
+    second.init()
+    second.run(3)
+    second.finish()
+    assert out.read_text(encoding="utf-8") == "3\n"

@@ -1,6 +1,7 @@
-"""Whether another process holds the lock of a file that a run writes, and which process: the dead-letter file and
-HDF5 files take a ``flock`` (HDF5 1.10+ does, by default), so a second run on the same file is told in one line
-before it starts (HDF5 itself truncates the file before it finds the lock, then prints pages of diagnostics)."""
+"""Whether another process holds the lock of a file that a run writes, and which process: the dead-letter file,
+JsonLinesWriter's output and HDF5 files take a ``flock`` (HDF5 1.10+ does, by default), so a second run on the same
+file is told in one line before it starts (HDF5 itself truncates the file before it finds the lock, then prints pages
+of diagnostics); two runs writing one file at once mixed their lines, each saying it wrote them all."""
 
 from __future__ import annotations
 
@@ -32,6 +33,34 @@ def in_use(path: str) -> str | None:
     finally:
         os.close(fd)
     return None
+
+
+def refuse_in_use(path: str, setting: str) -> None:
+    """A ValueError naming ``setting`` (the option that gave ``path``) if another run holds the lock of the output file
+    ``path``."""
+    problem = in_use(path)
+    if problem is not None:
+        raise ValueError(_in_use_problem(path, setting, problem))
+
+
+def open_locked(path: str, setting: str) -> int:
+    """The file ``path``, opened to be written afresh (created, or emptied) once this run holds its lock: a ValueError
+    naming ``setting`` if another run holds it (its content left as it was). The lock goes with the descriptor."""
+    fd = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_CLOEXEC, 0o666)
+    try:
+        fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
+    except BlockingIOError:
+        problem = in_use_words(fd)
+        os.close(fd)
+        raise ValueError(_in_use_problem(path, setting, problem)) from None
+    except OSError:  # a file system without locks (ENOLCK): two runs cannot be told apart there
+        pass
+    os.ftruncate(fd, 0)
+    return fd
+
+
+def _in_use_problem(path: str, setting: str, problem: str) -> str:
+    return f"{setting} {path!r} is {problem} (expected an output file of its own for each run)"
 
 
 def lock_holder(status: os.stat_result) -> int | None:
