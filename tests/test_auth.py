@@ -1,10 +1,12 @@
 """pipeline.auth.keys: key files (pyzmq's format, secret 0600, never overwritten) and a CURVE server that lets
-in only the allowed keys, names each peer by the key its handshake proved, and fails closed."""
+in only the allowed keys, names each peer by the key its handshake proved, and fails closed; its ZAP handler, which
+ends with its context."""
 
 from __future__ import annotations
 
 import os
 import stat
+import threading
 import time
 from collections.abc import Iterator
 from pathlib import Path
@@ -15,6 +17,7 @@ import zmq.auth
 from zmq.utils.monitor import recv_monitor_message
 
 from pipeline import auth
+from pipeline.auth.zap import ALLOWED, FAILED, REFUSED, TRY_LATER, ZAP_ENDPOINT, ZAP_VERSION, ZapHandler, answer
 from pipeline.errors import ConfigError
 
 #: Seconds any wait on a socket may take.
@@ -257,3 +260,74 @@ def test_a_client_needs_its_secret_key(keys) -> None:
     finally:
         socket.close(0)
         context.term()
+
+
+# --------------------------------------------------------------------------- the ZAP handler
+
+def zap_request(mechanism: bytes = b"CURVE", version: bytes = ZAP_VERSION) -> list[bytes]:
+    """A ZAP request as libzmq sends it (RFC 27): version, id, domain, address, routing id, mechanism, key."""
+    return [version, b"7", auth.ZAP_DOMAIN.encode(), b"127.0.0.1", b"", mechanism, b"k" * 32]
+
+
+@pytest.mark.parametrize(("request_frames", "user", "admitted", "status"), [
+    (zap_request(), b"them", True, ALLOWED),
+    (zap_request(), None, True, REFUSED),
+    (zap_request(), b"them", False, TRY_LATER),
+    (zap_request(version=b"2.0"), b"them", True, REFUSED),
+    (zap_request()[:5], b"them", True, REFUSED),
+], ids=["let-in", "refused", "not-admitted", "other-version", "short"])
+def test_a_zap_request_is_answered_for_its_id(request_frames: list[bytes], user: bytes | None, admitted: bool,
+                                              status: bytes) -> None:
+    reply = answer(request_frames, lambda request: user, lambda: admitted)
+    assert reply[:3] == [ZAP_VERSION, b"7", status]
+    assert reply[4] == (user if status == ALLOWED else b"")
+
+
+def ask(context: zmq.Context, request: list[bytes]) -> list[bytes]:
+    """The reply of the context's ZAP handler to ``request``, asked as libzmq does (bounded)."""
+    req = context.socket(zmq.REQ)
+    req.linger = 0
+    req.rcvtimeo = int(TIMEOUT * 1000)
+    try:
+        req.connect(ZAP_ENDPOINT)
+        req.send_multipart(request)
+        return req.recv_multipart()
+    finally:
+        req.close()
+
+
+def test_a_zap_check_that_raises_is_a_refusal_and_the_handler_answers_on(caplog: pytest.LogCaptureFixture) -> None:
+    context = zmq.Context()
+    users = iter([RuntimeError("broken on purpose"), b"them"])
+
+    def identify(request: list[bytes]) -> bytes:
+        user = next(users)
+        if isinstance(user, Exception):
+            raise user
+        return user
+
+    handler = ZapHandler(context, identify, None)
+    handler.start()
+    try:
+        assert ask(context, zap_request())[2] == FAILED
+        assert ask(context, zap_request())[2:5] == [ALLOWED, b"OK", b"them"]
+    finally:
+        handler.close()
+        context.term()
+    assert not handler.is_alive()
+    assert "the ZAP handler failed to check a connection: refused" in caplog.text
+
+
+def test_the_zap_handler_ends_with_its_context_however_it_is_terminated() -> None:
+    """Its context terminated under it (a run aborted), it closes its sockets and ends: the termination returns, and
+    close() after it is harmless. (pyzmq's asyncio handler spun for ever, a traceback a turn, and the termination
+    never returned.)"""
+    context = zmq.Context()
+    handler = ZapHandler(context, lambda request: b"", None)
+    handler.start()
+    terminator = threading.Thread(target=context.term, name="test-term", daemon=True)
+    terminator.start()
+    terminator.join(TIMEOUT)
+    handler.join(TIMEOUT)
+    assert not terminator.is_alive() and not handler.is_alive()
+    handler.close()

@@ -463,8 +463,8 @@ def test_a_signal_that_leaves_a_stuck_step_behind_is_named(tmp_path: Path) -> No
 
 @pytest.mark.parametrize("listening", [False, True], ids=["", "listening"])
 def test_second_signal_stops_at_once(tmp_path: Path, listening: bool) -> None:
-    """Stopped at once, it names what it left behind; a run that listens for remote workers (whose ZAP handler runs
-    asyncio in a thread) prints no traceback either."""
+    """Stopped at once, it names what it left behind; a run that listens for remote workers (its ZAP handler a thread
+    that the context's termination ends) prints no traceback either."""
     path = config(tmp_path, {"class": "SignalSelf"}, Counter={"count": 100_000},
                   SignalSelf={"at": 5, "signal": 2, "block": 1})
     listen = []

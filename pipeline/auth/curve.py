@@ -1,11 +1,11 @@
-"""CurveZMQ authentication of sockets, on pyzmq's ``zmq.auth`` (no crypto of our own).
+"""CurveZMQ authentication of sockets: libzmq's CURVE (no crypto of our own), checked by our ZAP handler.
 
 A server socket (the side that binds and checks who connects) is made safe in three steps, each
 closing a hole that CURVE alone leaves open:
 
-1. :class:`CurveServer` starts a ZAP handler on the socket's context *before* the socket binds:
-   without one, libzmq lets any CURVE key in, and a client whose handshake ends before a late
-   handler starts gets in too.
+1. :class:`CurveServer` starts a ZAP handler (``pipeline.auth.zap``) on the socket's context *before*
+   the socket binds: without one, libzmq lets any CURVE key in, and a client whose handshake ends
+   before a late handler starts gets in too.
 2. :meth:`CurveServer.secure` sets ``ZAP_ENFORCE_DOMAIN``, so that should the handler be missing
    the handshake fails (fails closed) instead of letting everyone in.
 3. A peer's identity is the ``User-Id`` of the frames it sent: the public key that the handshake
@@ -19,16 +19,15 @@ impostor, nor in clear to a plaintext peer.
 
 from __future__ import annotations
 
-import logging
 import threading
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass
-from typing import Any
 
 import zmq
 from zmq.utils import z85
 
 from pipeline.auth.keys import KeyPair
+from pipeline.auth.zap import ZapHandler
 
 #: The ZAP domain of every server socket of the project; the handler answers for it alone.
 ZAP_DOMAIN = "zmq-pipeline"
@@ -63,7 +62,7 @@ class ServerKeys:
 
 
 class _AllowList:
-    """The ZAP handler's test of a client key (called in the handler's thread): in the allowed set?"""
+    """The ZAP handler's check of a client key (called in the handler's thread): in the allowed set?"""
 
     def __init__(self, allowed: Mapping[bytes, str]) -> None:
         self.allowed = dict(allowed)
@@ -71,7 +70,7 @@ class _AllowList:
         self.last_refused = b""  # the public key (z85) of the last client refused
         self._lock = threading.Lock()
 
-    def callback(self, domain: str, key: bytes) -> bool:
+    def check(self, key: bytes) -> bool:
         """True for an allowed key; counts the others, and keeps the last one (to say whom it refused)."""
         if self.allows(key):
             return True
@@ -95,19 +94,13 @@ class ZapServer:
     """
 
     def __init__(self, context: zmq.Context, admit: Callable[[], bool] | None = None) -> None:
-        # Imported here: it loads asyncio, which a client (a worker process) does not need.
-        from pipeline.auth.zap import AdmittingAuthenticator
-
-        self._handler = AdmittingAuthenticator(context, self._lets_in, admit, logging.getLogger("pipeline.auth.zap"))
-        self._configure(self._handler)
+        self._handler = ZapHandler(context, self._user, admit)
         self._handler.start()  # returns once the handler is bound: safe to bind the sockets
 
-    def _lets_in(self, request: list[bytes]) -> bool:
-        """Whether pyzmq's handler lets in the ZAP ``request`` (before ``admit`` is asked): without keys, each one."""
-        return True
-
-    def _configure(self, handler: Any) -> None:
-        """Set up ``handler`` (pyzmq's ThreadAuthenticator) before it starts: without keys, nothing to set."""
+    def _user(self, request: list[bytes]) -> bytes | None:
+        """The user the ZAP ``request`` is let in as (before ``admit`` is asked), None if refused: without keys, a
+        connection without CURVE (mechanism NULL), as nobody."""
+        return b"" if request[5] == b"NULL" else None
 
     def secure(self, socket: zmq.Socket) -> None:
         """Make ``socket`` (before it binds) ask this handler about each connection, failing closed without it."""
@@ -115,7 +108,7 @@ class ZapServer:
 
     def close(self) -> None:
         """Stop the handler."""
-        self._handler.stop()
+        self._handler.close()
 
 
 class CurveServer(ZapServer):
@@ -132,13 +125,15 @@ class CurveServer(ZapServer):
         self._allow = _AllowList(keys.allowed)
         super().__init__(context, admit)
 
-    def _configure(self, handler: Any) -> None:
-        """Let in only the allowed keys."""
-        handler.configure_curve_callback(ZAP_DOMAIN, self._allow)
-
-    def _lets_in(self, request: list[bytes]) -> bool:
-        """Whether the ZAP ``request`` is a CURVE handshake that proved an allowed key (its frame 6, 32 bytes)."""
-        return len(request) == 7 and request[5] == b"CURVE" and self._allow.allows(z85.encode(request[6]))
+    def _user(self, request: list[bytes]) -> bytes | None:
+        """A CURVE handshake of our ZAP domain that proved an allowed key (its frame 6, 32 bytes) is let in as that key
+        (z85: the frames' User-Id); another key is refused (and counted); any other request, as without keys."""
+        if request[5] != b"CURVE":
+            return super()._user(request)
+        if len(request) != 7 or request[2] != ZAP_DOMAIN.encode():
+            return None
+        key = z85.encode(request[6])
+        return key if self._allow.check(key) else None
 
     @property
     def refused(self) -> int:
