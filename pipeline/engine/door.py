@@ -28,6 +28,7 @@ What a peer can send is checked before anything else happens to it:
 
 from __future__ import annotations
 
+import contextlib
 import hmac
 import logging
 import pickle
@@ -204,7 +205,10 @@ class Door(EngineThread):
                 self._forget(worker)
             self._departed.clear()
             if self.monitor is not None:
-                self.socket.disable_monitor()
+                # Under a context that is terminating (the run aborted) it raises ETERM: the sockets below went
+                # unclosed, and the termination waited for them for ever, the port still bound.
+                with contextlib.suppress(zmq.ContextTerminated):
+                    self.socket.disable_monitor()
                 self.monitor.close()
             if hasattr(self, "socket"):
                 self.socket.close()

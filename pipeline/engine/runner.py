@@ -283,11 +283,6 @@ class ThreadedRunner:
         processes = self._busy_processes()
         self.control.abort()
         deadline = time.monotonic() + ABORT_GRACE_SECONDS
-        # A run that listens has pyzmq's ZAP handler running asyncio in a thread: its callbacks raise
-        # ContextTerminated under the terminated context, and asyncio would log each with a traceback.
-        asyncio_log = logging.getLogger("asyncio")
-        asyncio_level = asyncio_log.level
-        asyncio_log.setLevel(logging.CRITICAL)
         terminator = threading.Thread(target=context.term, name="context-term", daemon=True)
         try:
             terminator.start()
@@ -299,7 +294,6 @@ class ThreadedRunner:
             context.term()
         for thread in [terminator, *self._alive()] if terminator.is_alive() else self._alive():
             thread.join(max(0.0, deadline - time.monotonic()))
-        asyncio_log.setLevel(asyncio_level)
         self.stuck = [*(self._describe(t) for t in self._alive()), *processes]
         for description in self.stuck:
             log.critical("left behind, still busy: %s", description)
