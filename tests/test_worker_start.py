@@ -219,6 +219,47 @@ def test_the_waits_for_unreported_ends_overlap() -> None:
 LEAVING_WORKER = ["--spec=-", "--board=-", "--slot=0", "--parent=0"]
 
 
+def give_up_at_once(monkeypatch: pytest.MonkeyPatch) -> None:
+    """Forks are given up on at once, the zygote started or not (monkeypatch.undo() ends it)."""
+    monkeypatch.setattr(zygote_module, "FORK_SECONDS", 0.0)
+    monkeypatch.setattr(zygote_module, "ZYGOTE_START_SECONDS", 0.0)
+
+
+@contextlib.contextmanager
+def spawned_zygote(**variables: str) -> Iterator[Zygote]:
+    """A zygote in a fresh interpreter that imports this checkout, with ``variables`` in its environment (those of
+    tests/held_zygote slow its start); ended after the test (once is enough)."""
+    path = os.pathsep.join([str(REPO / "tests" / "held_zygote"), str(REPO)])
+    made = Zygote.spawned({**os.environ, **variables, "PYTHONPATH": path})
+    try:
+        yield made
+    finally:
+        made.close()
+
+
+def test_a_zygote_slow_to_start_is_waited_for(monkeypatch: pytest.MonkeyPatch) -> None:
+    """A spawned zygote's first fork waits for its start: FORK_SECONDS, counted from the request, took a zygote slow to
+    import (a site hook, a loaded host) for a stuck one, and every worker process of the run started from scratch, after
+    a warning."""
+    monkeypatch.setattr(zygote_module, "FORK_SECONDS", 0.5)
+    with spawned_zygote(SLOW_ZYGOTE="1.5") as zygote:
+        child = zygote.fork(LEAVING_WORKER)
+        assert child is not None
+        assert child.wait(20) is not None
+        assert not zygote.unanswered
+
+
+def test_a_zygote_stopped_as_it_starts_is_given_up_on_after_fork_seconds(monkeypatch: pytest.MonkeyPatch) -> None:
+    """A zygote stopped (SIGSTOP) is stuck, starting or not: its fork is given up on as soon as of a started one."""
+    monkeypatch.setattr(zygote_module, "FORK_SECONDS", 0.5)
+    with spawned_zygote(SLOW_ZYGOTE="1") as zygote:
+        os.kill(zygote.pid, signal.SIGSTOP)
+        asked = time.monotonic()
+        assert zygote.fork(LEAVING_WORKER) is None
+        assert time.monotonic() - asked < zygote_module.ZYGOTE_START_SECONDS / 10
+        assert zygote.unanswered
+
+
 @pytest.fixture
 def zygote() -> Iterator[Zygote]:
     """A zygote in a fresh interpreter that imports this checkout; ended after the test (once is enough)."""
@@ -252,7 +293,7 @@ def test_a_fork_answered_too_late_leaves_no_worker_process(tmp_path: Path, zygot
     """Past FORK_SECONDS the keeper starts the worker process another way: a child the zygote forks after that is
     one too many, killed when its late answer comes, and that answer breaks nothing."""
     children = Path(f"/proc/{zygote.pid}/task/{zygote.pid}/children")
-    monkeypatch.setattr(zygote_module, "FORK_SECONDS", 0.0)
+    give_up_at_once(monkeypatch)
     assert zygote.fork(waiting_worker(tmp_path / "spec", zygote)) is None
     monkeypatch.undo()
     deadline = time.monotonic() + 20
@@ -273,7 +314,7 @@ def test_a_late_answer_is_not_taken_for_the_next_request(tmp_path: Path, zygote:
                                                          monkeypatch: pytest.MonkeyPatch) -> None:
     """The answer to a fork given up on (past FORK_SECONDS) may come after the next request was sent: it is the
     late request's, killed as it comes, and the next request gets its own process."""
-    monkeypatch.setattr(zygote_module, "FORK_SECONDS", 0.0)
+    give_up_at_once(monkeypatch)
     assert zygote.fork(waiting_worker(tmp_path / "late", zygote)) is None
     monkeypatch.undo()
     children = Path(f"/proc/{zygote.pid}/task/{zygote.pid}/children")
@@ -291,7 +332,7 @@ def test_a_late_fork_is_killed_at_the_keepers_next_look_with_no_other_process_le
     """A fork given up on (the zygote stopped, its one worker process then replaced from scratch) answered later,
     when no process of the zygote is left to poll: the keeper's next look takes the answer and kills that process;
     it lived beside its replacement until the run ended, its rings in /dev/shm."""
-    monkeypatch.setattr(zygote_module, "FORK_SECONDS", 0.0)
+    give_up_at_once(monkeypatch)
     assert zygote.fork(waiting_worker(tmp_path / "late", zygote)) is None
     monkeypatch.undo()
     keeper = ProcessKeeper(tmp_path, 1.0, zygote)

@@ -134,6 +134,12 @@ def process_alive(pid: int) -> bool:
     return fields[0] not in ("Z", "X")
 
 
+def is_stopped(pid: int) -> bool:
+    """Whether process ``pid`` is stopped (SIGSTOP, or a debugger's stop), from /proc; False where it cannot tell."""
+    fields = proc_stat(pid)
+    return fields is not None and fields[0] in ("T", "t")
+
+
 def proc_stat(pid: int) -> list[str] | None:
     """The fields of ``/proc/PID/stat`` after the process's name: its state first (``R``, ``S``, ``T``, ``Z``...), the
     exit status it ended with last; None where there are none to read (gone, or no /proc)."""

@@ -25,15 +25,15 @@ import signal
 import subprocess
 import sys
 import time
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
 
-from pipeline.engine.addresses import proc_stat
+from pipeline.engine.addresses import is_stopped
 from pipeline.engine.board import BusyBoard
 from pipeline.engine.wire import MAX_REASON_CHARS, NOT_STARTED
 from pipeline.engine.worker_process import STEP_FAILED, Spec, last_word_path
-from pipeline.engine.zygote import FORK_SECONDS, Forked, Zygote, python_command
+from pipeline.engine.zygote import Forked, Zygote, python_command
 from pipeline.execution.status import WorkerProcessStatus
 from pipeline.failures.describe import failure_line
 
@@ -99,10 +99,12 @@ class ProcessKeeper:
         self._zygote = zygote  # given (forked from the run's process), else spawned on first use
         self._no_zygote = False  # it could not start: every worker starts from scratch
 
-    def start(self, slot: int, spec: Spec, extra: Sequence[str] = (), leftovers: Sequence[Path] = ()) -> WorkerProcess:
+    def start(self, slot: int, spec: Spec, extra: Sequence[str] = (), leftovers: Sequence[Path] = (),
+              waiting: Callable[[], None] | None = None) -> WorkerProcess:
         """Start a worker process for ``spec`` in ``slot`` (``extra``: more command-line options), forked from
         the zygote where it can be, else from scratch. ``leftovers``: its files that the owner removes at its end
-        (its rings); the zygote removes them, and the keeper's directory, if the owner is killed."""
+        (its rings); the zygote removes them, and the keeper's directory, if the owner is killed. ``waiting``: called
+        often while the zygote is waited for (its owner's heartbeats)."""
         spec_path = self.directory / f"spec-{slot}"
         board_path = self.directory / f"busy-{slot}"
         threads = spec.config.steps[spec.step].nb_thread
@@ -113,11 +115,12 @@ class ProcessKeeper:
         child: subprocess.Popen | Forked | None = None
         error = ""
         if zygote is not None:
-            child = zygote.fork([*argv, f"--parent={zygote.pid}"], [*leftovers, self.directory])
+            asked = time.monotonic()
+            child = zygote.fork([*argv, f"--parent={zygote.pid}"], [*leftovers, self.directory], waiting)
             error = zygote.error
             if zygote.unanswered:  # stopped or stuck: each later start would wait for it as long
                 log.warning("the zygote (pid %d) did not answer a fork within %.1f s: worker processes start from "
-                            "scratch for the rest of the run", zygote.pid, FORK_SECONDS)
+                            "scratch for the rest of the run", zygote.pid, time.monotonic() - asked)
         if child is None:
             try:
                 child = subprocess.Popen(python_command("-c", WORKER_MAIN, *argv, f"--parent={os.getpid()}"),
@@ -244,12 +247,6 @@ class ProcessKeeper:
         if self._zygote is not None:
             self._zygote.close()
             self._zygote = None
-
-
-def is_stopped(pid: int) -> bool:
-    """Whether process ``pid`` is stopped (SIGSTOP, or a debugger's stop), from /proc; False where it cannot tell."""
-    fields = proc_stat(pid)
-    return fields is not None and fields[0] in ("T", "t")
 
 
 def describe_exit(code: int) -> str:

@@ -29,9 +29,11 @@ here), as a fresh interpreter would.
 The parent talks to it over a private socket pair, in length-prefixed pickles (the zygote is the
 parent's own child: nothing else can reach that socket). Requests are ``("fork", argv)``, answered
 ``("forked", pid)``, or ``("failed", why)`` when the fork fails, in the order asked: an answer that
-comes after the parent gave up on it (FORK_SECONDS) is still its own request's, never the next one's; the
-zygote reaps its children and reports ``("exit", pid, returncode)`` as Popen
-would give it (negative: the signal). A fork request also names the files the parent removes at its end
+comes after the parent gave up on it (FORK_SECONDS) is still its own request's, never the next one's. The zygote says
+``("ready",)`` once it serves: until a spawned one has, a fork waits for its start (ZYGOTE_START_SECONDS), the start
+of a fresh interpreter, which a worker process started from scratch would take too. The zygote reaps its children and
+reports ``("exit", pid, returncode)`` as Popen would give it (negative: the signal). A fork request also names the
+files the parent removes at its end
 (the worker process's shared-memory rings, the parent's private directory). The parent says ``("leave",)``
 before it closes the socket at its end; the zygote leaves then, and its children end with it. When the
 socket closes without that word, or the kernel says the parent died (``PR_SET_PDEATHSIG``, SIGTERM), the
@@ -59,23 +61,28 @@ import threading
 import time
 import traceback
 import warnings
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from typing import Any, NoReturn
 
 from pipeline.console.exit_status import status_of
 from pipeline.engine import rings, worker_process  # the whole worker code, imported once for all its workers
-from pipeline.engine.addresses import proc_stat, process_alive, sweep_stale_dirs
+from pipeline.engine.addresses import is_stopped, proc_stat, process_alive, sweep_stale_dirs
 from pipeline.engine.allocator import release_freed_memory
 
 log = logging.getLogger("pipeline.engine")
 
 #: What the zygote process runs.
 ZYGOTE_MAIN = "import sys; from pipeline.engine.zygote import main; main(sys.argv[1:])"
-#: Seconds the parent waits for a fork's answer before it starts that worker from scratch instead, and every later one
-#: (the keeper asks that zygote no more): a zygote answers in milliseconds, a spawned one once it has imported (about a
-#: second on a loaded machine); one that is stopped (SIGSTOP) or stuck never does, and each wait holds up the supervisor
-#: (10 s per worker process outlasted a drain's shutdown_timeout).
+#: Seconds the parent waits for a started zygote's answer to a fork before it starts that worker from scratch instead,
+#: and every later one (the keeper asks that zygote no more): a zygote answers in milliseconds; one that is stopped
+#: (SIGSTOP) or stuck never does, and each wait holds up the supervisor (10 s per worker process outlasted a drain's
+#: shutdown_timeout).
 FORK_SECONDS = 3.0
+#: Seconds the parent waits for a spawned zygote to start (to say it is ready) before it gives its fork up as it does
+#: past FORK_SECONDS (one that is stopped meanwhile, after FORK_SECONDS): a fresh interpreter's imports (a site hook, a
+#: network file system, a loaded host) may take seconds, as long as a worker process's from scratch would, and
+#: FORK_SECONDS counted from the request took a slow but healthy zygote for a stuck one.
+ZYGOTE_START_SECONDS = 60.0
 #: Seconds a worker process may be gone (or a zombie) without its zygote's word on how it ended before it counts as
 #: killed: a zygote that is stopped (SIGSTOP) or stuck reaps and reports nothing, and the run waited for ever.
 UNREPORTED_EXIT_SECONDS = 2.0
@@ -233,9 +240,10 @@ def python_command(*args: str) -> list[str]:
 class Zygote:
     """The parent's side: makes the zygote, asks it for workers, hears when they end."""
 
-    def __init__(self, sock: socket.socket, process: subprocess.Popen | _ForkedZygote) -> None:
+    def __init__(self, sock: socket.socket, process: subprocess.Popen | _ForkedZygote, started: bool = False) -> None:
         self.sock = sock
         self.process = process
+        self.started_at = time.monotonic() if started else None  # when it said it is ready (forked: imported already)
         self.children: dict[int, Forked] = {}
         self.error = ""  # why the last fork failed, as the zygote said
         self._exits: dict[int, int] = {}  # exits heard before their child was known
@@ -292,22 +300,25 @@ class Zygote:
             ours.close()
             _forked_zygote(theirs, parent)
         theirs.close()
-        return cls(ours, _ForkedZygote(pid))
+        return cls(ours, _ForkedZygote(pid), started=True)
 
-    def fork(self, argv: Sequence[str], leftovers: Sequence[str | os.PathLike[str]] = ()) -> Forked | None:
+    def fork(self, argv: Sequence[str], leftovers: Sequence[str | os.PathLike[str]] = (),
+             waiting: Callable[[], None] | None = None) -> Forked | None:
         """A new worker process running ``worker_process.main(argv)``; None if the zygote cannot make one.
         ``leftovers``: the files and directories this process removes at its end, which the zygote removes if this
-        process is killed. Past FORK_SECONDS the request is given up on (the keeper starts that worker process
-        another way): its answer, when it comes, is still its own (a process forked then is killed), never the next
-        request's."""
+        process is killed. ``waiting`` is called every _REAP_SECONDS while the answer is awaited (a keeper's
+        heartbeats go on). Given up on (_given_up: the keeper starts that worker process another way), its answer,
+        when it comes, is still its own (a process forked then is killed), never the next request's."""
         self.error = ""
         try:
             _send(self.sock, ("fork", list(argv), [os.fspath(path) for path in leftovers]))
-            deadline = time.monotonic() + FORK_SECONDS
-            while (left := deadline - time.monotonic()) > 0:
-                message = self._next(left)
+            asked = time.monotonic()
+            while not self._given_up(asked):
+                if waiting is not None:
+                    waiting()
+                message = self._next(_REAP_SECONDS)
                 if message is None:
-                    break
+                    continue
                 if message[0] not in ("forked", "failed") or self._abandoned:
                     self._heard(message)  # an exit, or the answer to a request given up on before
                 elif message[0] == "failed":
@@ -323,6 +334,14 @@ class Zygote:
         self._abandoned += 1
         self.unanswered = True
         return None
+
+    def _given_up(self, asked: float) -> bool:
+        """Whether a fork asked at ``asked`` is given up on now: FORK_SECONDS after it was asked of a started zygote
+        (or after that one started), or of one stopped while it starts; else ZYGOTE_START_SECONDS after."""
+        now = time.monotonic()
+        if self.started_at is not None:
+            return now - max(asked, self.started_at) > FORK_SECONDS
+        return now - asked > (FORK_SECONDS if is_stopped(self.pid) else ZYGOTE_START_SECONDS)
 
     def collect(self, timeout: float = 0.0) -> None:
         """Take the exits the zygote reported (waiting up to ``timeout`` seconds for one)."""
@@ -346,8 +365,11 @@ class Zygote:
 
     def _heard(self, message: Any) -> None:
         """Take a message that answers no request: a child's exit, or the late answer to a fork given up on (past
-        FORK_SECONDS the keeper starts that worker process another way, so a child forked now is one too many)."""
-        if message[0] == "exit":
+        FORK_SECONDS the keeper starts that worker process another way, so a child forked now is one too many), or the
+        zygote's word that it started."""
+        if message[0] == "ready":
+            self.started_at = time.monotonic()
+        elif message[0] == "exit":
             _, pid, code = message
             child = self.children.get(pid)
             if child is None:
@@ -461,6 +483,9 @@ def _serve(sock: socket.socket, parent: int) -> NoReturn:
         _parent_gone(held, parent)
         os._exit(0)
     worker_process.die_with_parent(parent, signal.SIGTERM)  # once SIGTERM is handled: it wakes the loop
+    if not _told(sock, ("ready",)):
+        _parent_gone(held, parent)
+        os._exit(0)
     while _serve_once(sock, parent, (ended, wake), held):
         pass
     os._exit(0)
