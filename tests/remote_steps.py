@@ -146,8 +146,8 @@ class TaggedDroppingItsArguments(Tagged):
 
 
 class GatedSink(Component):
-    """Consumer: takes every value; its finish() waits (bounded) for the file ``gate``, so that the run outlives the
-    steps before it for as long as the test needs."""
+    """Consumer: takes every value; its finish() touches ``gate.waiting`` (the steps before it have ended), then waits
+    (bounded) for the file ``gate``, so that the run outlives the steps before it for as long as the test needs."""
 
     gate = Unicode("", help="The file finish() waits for.").tag(config=True)
 
@@ -155,5 +155,6 @@ class GatedSink(Component):
         """Take the value."""
 
     def finish(self) -> None:
-        """Wait for the gate."""
+        """Say that it waits, and wait for the gate."""
+        Path(f"{self.gate}.waiting").touch()
         wait_for(Path(self.gate).exists, f"the file {self.gate}")

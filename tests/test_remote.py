@@ -50,6 +50,7 @@ from tests.failure_helpers import report_row
 from tests.process_helpers import assert_each_output_went_where_it_goes_once, two_next_steps
 from tests.remote_helpers import (
     BIN,
+    CONSUMER,
     PROCESS_SECONDS,
     PRODUCER,
     STAGE,
@@ -355,9 +356,7 @@ def test_a_remote_worker_told_to_end_while_it_starts_its_worker_process_tells_it
     that process its slot, but heard nothing of it, and waited for its missed heartbeats."""
     run = launch.run(launch.chain(nb_thread=1, hold=True))  # the run goes on until the test has seen what it said
     held = launch.directory / "zygote-go"
-    env = {**os.environ, "HELD_ZYGOTE": str(held),
-           "PYTHONPATH": os.pathsep.join([str(ROOT / "tests" / "held_zygote"), os.environ.get("PYTHONPATH", "")])}
-    worker = launch.worker("--processes=2", env=env)
+    worker = launch.worker("--processes=2", env=slowed_zygote(HELD_ZYGOTE=str(held)))
     wait_during(worker, Path(f"{held}.waiting").exists, "pipeline-worker to start its first worker process")
     worker.popen.send_signal(signal.SIGTERM)
     assert worker.wait() == 128 + signal.SIGTERM, worker.stderr
@@ -371,6 +370,63 @@ def test_a_remote_worker_told_to_end_while_it_starts_its_worker_process_tells_it
     assert_every_value_once(launch, run)
 
 
+def slowed_zygote(**variables: str) -> dict[str, str]:
+    """The environment of a pipeline-worker whose zygote starts slowly: ``variables`` say how (tests/held_zygote)."""
+    return {**os.environ, **variables,
+            "PYTHONPATH": os.pathsep.join([str(ROOT / "tests" / "held_zygote"), os.environ.get("PYTHONPATH", "")])}
+
+
+def test_a_remote_worker_whose_processes_start_slowly_is_not_taken_for_dead(launch: Launcher) -> None:
+    """Its zygote takes 2.5 s to start, longer than the run waits for heartbeats (5 x 0.2 s): pipeline-worker sent
+    none while it waited for the zygote (nor for its first process while it asked for the second), and the run took
+    the healthy worker for dead. A slot has heartbeats from the moment it is held: worker_timeout bounds a start."""
+    run = launch.run(launch.chain(nb_thread=0))
+    worker = launch.worker("--processes=2", env=slowed_zygote(SLOW_ZYGOTE="2.5"))
+    assert worker.wait() == 0, worker.stderr
+    assert run.wait() == 0, run.stderr
+    assert "sent no heartbeat" not in run.stderr
+    assert lines(worker.stderr) == [], worker.stderr  # nor did the zygote's fork go unanswered
+    assert len(markers(launch.gate, "init")) == 2
+    assert_every_value_once(launch, run)
+
+
+def test_a_remote_worker_whose_zygote_is_stuck_serves_from_scratch_each_of_its_lines_named(launch: Launcher) -> None:
+    """Its zygote stopped as it starts: the fork is given up on after FORK_SECONDS (3 s), while the heartbeats go on,
+    and the worker process starts from scratch. The keeper's warning came bare, through logging's last resort, without
+    the name that starts each other line of pipeline-worker."""
+    run = launch.run(launch.chain(nb_thread=0))
+    held = launch.directory / "zygote-go"
+    worker = launch.worker(env=slowed_zygote(HELD_ZYGOTE=str(held)))
+    waiting = Path(f"{held}.waiting")
+    wait_during(worker, lambda: waiting.exists() and waiting.read_text(), "pipeline-worker's zygote to start")
+    os.kill(int(waiting.read_text()), signal.SIGSTOP)
+    assert worker.wait() == 0, worker.stderr
+    assert run.wait() == 0, run.stderr
+    assert "sent no heartbeat" not in run.stderr
+    said = lines(worker.stderr)
+    assert len(said) == 1 and "did not answer a fork within 3." in said[0], worker.stderr
+    assert said[0].startswith("pipeline-worker: WARNING pipeline.engine: the zygote (pid "), worker.stderr
+    assert_every_value_once(launch, run)
+
+
+def test_a_remote_worker_that_joins_once_its_step_has_ended_exits_0_in_one_line(launch: Launcher) -> None:
+    """A job of workers that starts just after its step drained (more jobs are submitted while a run goes on) was
+    refused with exit status 2, a FAILED job: it has nothing to do, which is no error."""
+    config = launch.chain(nb_thread=1)
+    gate = launch.directory / "sink-go"
+    config["Pipeline"]["consumer_conf"] = {"name": CONSUMER, "module": "tests.remote_steps", "class": "GatedSink"}
+    del config["JsonLinesWriter"]
+    config["GatedSink"] = {"gate": str(gate)}
+    run = launch.run(config)
+    wait_during(run, Path(f"{gate}.waiting").exists, "the steps before the consumer to end")
+    worker = launch.worker()
+    assert worker.wait() == 0, worker.stderr
+    assert lines(worker.stderr) == [f"pipeline-worker: nothing to join: step {STAGE} has no more work: the run is "
+                                    "ending"], worker.stderr
+    gate.touch()
+    assert run.wait() == 0, run.stderr
+
+
 def test_a_run_killed_while_its_remote_worker_asks_for_a_second_process_is_left_within_the_heartbeats(
         launch: Launcher) -> None:
     """kill -9 of the run while pipeline-worker --processes=2 started its first worker process: its HELLO for the
@@ -378,9 +434,7 @@ def test_a_run_killed_while_its_remote_worker_asks_for_a_second_process_is_left_
     took served on. The run that answered once is gone when silent as long as its heartbeats may be."""
     run = launch.run(launch.chain(nb_thread=0, hold=True))
     held = launch.directory / "zygote-go"
-    env = {**os.environ, "HELD_ZYGOTE": str(held),
-           "PYTHONPATH": os.pathsep.join([str(ROOT / "tests" / "held_zygote"), os.environ.get("PYTHONPATH", "")])}
-    worker = launch.worker("--processes=2", env=env)
+    worker = launch.worker("--processes=2", env=slowed_zygote(HELD_ZYGOTE=str(held)))
     wait_during(worker, Path(f"{held}.waiting").exists, "pipeline-worker to start its first worker process")
     run.popen.kill()
     run.wait()

@@ -17,7 +17,7 @@ import sys
 from collections.abc import Sequence
 from typing import Any, ClassVar, NoReturn
 
-from traitlets import Int, Unicode
+from traitlets import Int, Unicode, default
 
 from pipeline.auth.keys import load_key_pair, load_public_key
 from pipeline.cli.application import COMMAND_LINE, DEBUG_FLAG, StrictApplication
@@ -63,8 +63,15 @@ pipeline-worker --connect=tcp://head:5570 --server-key=keys/server.key --key=key
         "log-level": "Application.log_level",
     }
     flags: ClassVar[dict[str, tuple[dict[str, Any], str]]] = {**DEBUG_FLAG}
+    #: The engine's log lines (the keeper's, the zygote's) go to stderr as this command's: they came bare, through
+    #: logging's last resort, where each other line of pipeline-worker starts with its name.
+    package_loggers = ("pipeline",)
     # --Pipeline.heartbeat_interval or --Counter.count here would look as if it applied.
     other_classes_note = "a worker takes the run's and its step's settings from the run: give them to pipeline-run"
+
+    @default("log_format")
+    def _log_format_default(self) -> str:
+        return f"{self.name}: %(levelname)s %(name)s: %(message)s"
 
     def initialize(self, argv: Sequence[str] | None = None) -> None:
         """Read the command line; a ConfigError for a missing option or a key that cannot be read."""

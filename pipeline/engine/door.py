@@ -330,10 +330,13 @@ class Door(EngineThread):
         """A remote worker asks to join a step: a slot and the step's SPEC, or REFUSE saying why."""
         step, threads, pid, version = parse_hello(payload)
         why = version_mismatch(version, "the worker") or self._refusal(key, step, threads)
+        ending = why is None and self._ending(step)
+        if ending:
+            why = f"step {step} has no more work: the run is ending"
         if why is not None:
             self.said.say(logging.WARNING, key, "refused HELLOs", "remote worker %s (%s): refused: %s", key, address,
                           why)
-            self.send([keeper, *refuse_frames(why)])
+            self.send([keeper, *refuse_frames(why, ending)])
             return
         router = self.routers[step]
         slot = self.control.new_slot()
@@ -354,8 +357,6 @@ class Door(EngineThread):
             return f"step {step} is the producer: it runs in the run's process or its own worker processes"
         if router.step.cls.one_worker:
             return f"step {step} runs in one worker, its own: {router.step.cls.__name__} says one_worker"
-        if router.state.finishing or router.state.phase == "finished" or self.control.stopping.is_set():
-            return f"step {step} has no more work: the run is ending"
         if not 1 <= threads <= MAX_REMOTE_THREADS:
             return f"expected 1 to {MAX_REMOTE_THREADS} threads, got {threads}"
         if sum(1 for worker in self.workers.values() if worker.key == key) >= MAX_SLOTS_PER_KEY:
@@ -365,6 +366,11 @@ class Door(EngineThread):
             return (f"the run holds {held} remote worker threads, and takes at most {MAX_REMOTE_WORKER_THREADS} "
                     f"(asked for {threads} more)")
         return None
+
+    def _ending(self, step: str) -> bool:
+        """Whether ``step`` has no more work for a worker that joins now: its stream ended, or the run is stopping."""
+        router = self.routers[step]
+        return router.state.finishing or router.state.phase == "finished" or self.control.stopping.is_set()
 
     def busy(self) -> list[str]:
         """Its remote worker processes in a step's code now, named (for busy(), or an abandoned run). Their heartbeats

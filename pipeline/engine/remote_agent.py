@@ -39,6 +39,7 @@ from pipeline.engine import sockets
 from pipeline.engine.addresses import private_dir
 from pipeline.engine.process_keeper import ProcessKeeper
 from pipeline.engine.wire import (
+    REFUSED_ENDING,
     Kind,
     Loss,
     header_of,
@@ -88,6 +89,10 @@ class JoinError(Exception):
         super().__init__(line)
         self.status = status
 
+    def line(self) -> str:
+        """What pipeline-worker says of it: an error, unless its status is 0 (the run has nothing for it)."""
+        return f"error: {self}" if self.status else str(self)
+
 
 #: What a client's socket monitor reports about its handshakes with the run.
 _HANDSHAKE_EVENTS = (zmq.EVENT_HANDSHAKE_FAILED_AUTH | zmq.EVENT_HANDSHAKE_FAILED_PROTOCOL
@@ -102,19 +107,16 @@ def say(line: str) -> None:
 
 
 def ask_spec(socket: zmq.Socket, login: Login, membership: Membership,
-             address: str | None = None, patience: float | None = None) -> tuple[Spec, int]:
-    """Say HELLO to the run's door (connecting to ``address`` first, the first time); its SPEC and the slot it gives
+             address: str | None = None) -> tuple[Spec, int]:
+    """Join the run: say HELLO to its door (connecting to ``address`` first, if given); its SPEC and the slot it gives
     (the run proved its server key in the CURVE handshake: it is trusted with what we unpickle), written down in
-    ``membership`` as it comes. ``patience``: the run answered before, and is gone if silent this long (a JoinError
-    of status RUN_GONE)."""
+    ``membership`` as it comes."""
     monitor = sockets.monitor(socket, _HANDSHAKE_EVENTS)
     if address is not None:  # once its monitor hears: whether a connection was made tells what a silence means
         socket.connect(address)
     try:
-        with membership.held():  # the run gives a slot for each HELLO it gets
-            sockets.send(socket, hello_frames(login.step, login.threads, os.getpid()))
-            membership.asking = True
-        _wait_for_answer(socket, monitor, login.own.name, address, membership, patience)
+        say_hello(socket, login, membership)
+        _wait_for_answer(socket, monitor, login.own.name, address, membership)
     except JoinError:
         membership.asking = False  # the run refused the handshake, or was silent all along: no answer is coming
         raise
@@ -124,14 +126,30 @@ def ask_spec(socket: zmq.Socket, login: Login, membership: Membership,
             socket.disable_monitor()
             monitor.close()
     with membership.held():
-        slot, received = membership.answer(socket)
+        received = sockets.recv(socket)
+        slot = membership.answered(received)
+    return spec_of(slot, received), slot
+
+
+def say_hello(socket: zmq.Socket, login: Login, membership: Membership) -> None:
+    """Ask the run for a slot (HELLO), written down as asked: the run gives a slot for each HELLO it gets."""
+    with membership.held():
+        sockets.send(socket, hello_frames(login.step, login.threads, os.getpid()))
+        membership.asking = True
+
+
+def spec_of(slot: int | None, received: list[zmq.Frame]) -> Spec:
+    """The Spec of the run's answer to a HELLO, which gave ``slot`` (None: it refused); a JoinError if it refused (of
+    status 0 if the step has no more work: nothing is wrong), or speaks another version."""
     if slot is None:
+        if header_of(received[0])[1] == REFUSED_ENDING:
+            raise JoinError(f"nothing to join: {parse_refuse(received)}", 0)
         raise JoinError(f"the run refused: {parse_refuse(received)}", 2)
     _, spec, version, token = parse_spec(received)
     mismatch = version_mismatch(version, "the run")
     if mismatch is not None:  # before its Spec is unpickled: another version's classes may not read it
         raise JoinError(f"cannot join the run: {mismatch}", 2)
-    return dataclasses.replace(pickle.loads(spec), token=token), slot
+    return dataclasses.replace(pickle.loads(spec), token=token)
 
 
 def _handshake_heard(monitor: zmq.Socket) -> bool:
@@ -163,10 +181,8 @@ def _not_a_run(address: str | None) -> JoinError | None:
 
 
 def _wait_for_answer(socket: zmq.Socket, monitor: zmq.Socket, key: str, address: str | None,
-                     membership: Membership, patience: float | None = None) -> None:
-    """Wait up to HELLO_TIMEOUT_SECONDS for the run's answer; a JoinError if the handshake fails. A run that answered
-    before (a worker process after the first) is waited for ``patience`` only, as its heartbeats are: killed while
-    pipeline-worker asked for its second process, it was waited for 30 s, then said to accept no connection.
+                     membership: Membership) -> None:
+    """Wait up to HELLO_TIMEOUT_SECONDS for the run's answer; a JoinError if the handshake fails.
 
     The run refusing our key is an explicit failure; a run whose key is not --server-key cannot read
     our handshake and closes the connection before it completes, which is the same failure to us. But a
@@ -179,7 +195,7 @@ def _wait_for_answer(socket: zmq.Socket, monitor: zmq.Socket, key: str, address:
     poller = zmq.Poller()
     poller.register(socket, zmq.POLLIN)
     poller.register(monitor, zmq.POLLIN)
-    waited_until = deadline = time.monotonic() + (HELLO_TIMEOUT_SECONDS if patience is None else patience)
+    waited_until = deadline = time.monotonic() + HELLO_TIMEOUT_SECONDS
     shaken = False
     connected = time.monotonic()  # when the last connection was made
     ever_connected = False
@@ -213,8 +229,6 @@ def _wait_for_answer(socket: zmq.Socket, monitor: zmq.Socket, key: str, address:
             deadline = min(deadline, time.monotonic() + REASON_WAIT_SECONDS)
     if doubted:
         raise _not_a_run(address) or refused
-    if patience is not None:
-        raise JoinError(f"the run is gone (no answer for {patience:g} s)", RUN_GONE)
     if ever_connected:
         why = "a connection was made, but what listens there did not answer as a run does (is that port the run's " \
               "Pipeline.listen, and not another service's?)"
@@ -276,15 +290,14 @@ class Membership:
             if signum is not None:
                 raise _Signalled(signum)
 
-    def answer(self, socket: zmq.Socket) -> tuple[int | None, list[zmq.Frame]]:
-        """Read the run's answer to our HELLO: the slot it gave (written down), None if it refused; and its frames."""
-        received = sockets.recv(socket)
+    def answered(self, received: list[zmq.Frame]) -> int | None:
+        """Take the run's answer to our HELLO (SPEC or REFUSE): the slot it gave (written down), None if it refused."""
         self.asking, self.connected = False, True
         kind, slot = header_of(received[0])
         if kind is not Kind.SPEC:
-            return None, received
+            return None
         self.slots.add(slot)
-        return slot, received
+        return slot
 
 
 def serve_remote(address: str, login: Login, processes: int) -> int:
@@ -302,25 +315,9 @@ def serve_remote(address: str, login: Login, processes: int) -> int:
         spec, slot = ask_spec(keeper_socket, login, membership, address)
         setproctitle(f"pipeline-worker: step {spec.step}, {processes} worker process{'es' if processes > 1 else ''}")
         keeper = ProcessKeeper(directory, spec.heartbeat_interval * spec.heartbeat_liveness)
-        started = _start(keeper, spec, slot, address, login)
-        refused = 0
-        for _ in range(processes - 1):
-            if not started:  # the next would fail alike (a process limit, no memory): one line, not one each
-                break
-            try:
-                started = _start(keeper, *ask_spec(keeper_socket, login, membership, patience=keeper.patience), address,
-                                 login)
-            except JoinError as err:  # the run takes no more (its remote threads' limit): those it took serve on
-                if err.status == RUN_GONE:  # those it took have nothing to serve
-                    say(f"{err}; leaving")
-                    return RUN_GONE
-                count = len(keeper.processes)
-                say(f"error: {err}; the {count} worker process{'es' if count > 1 else ''} it took serve on")
-                refused = err.status
-                break
-        return max(_keep(keeper_socket, keeper, spec, membership), refused)
+        return _Keeping(keeper_socket, keeper, spec, membership, login, address).serve(slot, spec, processes)
     except JoinError as err:
-        say(f"error: {err}")
+        say(err.line())
         _leave(keeper_socket, keeper, membership, f"pipeline-worker could not join: {err}")
         return err.status
     except _Signalled as signalled:
@@ -341,85 +338,157 @@ def serve_remote(address: str, login: Login, processes: int) -> int:
         os.rmdir(directory)
 
 
-def _start(keeper: ProcessKeeper, spec: Spec, slot: int, address: str, login: Login) -> bool:
-    """Start the worker process of ``slot``: the run's step with this worker's threads, its router the door;
-    whether it could be started (if not, its death, said to the run, follows at once)."""
-    step = dataclasses.replace(spec.config.steps[spec.step], nb_thread=login.threads)
-    spec = dataclasses.replace(spec, work=address, config=dataclasses.replace(spec.config, steps={spec.step: step}))
-    process = keeper.start(slot, spec, [f"--key={login.key_file}", f"--server-key={login.server_key_file}"])
-    if process.child is None:
-        say(f"error: cannot start a worker process: {process.error}")
-    return process.child is not None
+class _Keeping:
+    """pipeline-worker once it has joined: it starts a worker process for each slot the run gives, asks for the next
+    (one HELLO at a time), and keeps them until each has ended or the run is gone. Every slot it holds has its
+    heartbeats from the moment the run gave it, while its process starts too (waiting for the zygote, or while the
+    next slot is asked for): a start longer than the run's heartbeat window took a healthy worker for dead, where
+    worker_timeout is what bounds a start."""
 
+    def __init__(self, socket: zmq.Socket, keeper: ProcessKeeper, spec: Spec, membership: Membership, login: Login,
+                 address: str) -> None:
+        self.socket = socket
+        self.keeper = keeper
+        self.step = spec.step
+        self.interval = spec.heartbeat_interval
+        self.membership = membership
+        self.login = login
+        self.address = address
+        self.heard = self.looked = time.monotonic()
+        self.beat = 0.0  # when the next PINGs are due
+        self.wanted = 0  # worker processes still to ask the run for
+        self.refused = 0  # the exit status of the run's refusal of one of them
+        self.worst = 0  # the worst exit status of those that ended
+        self.failed_steps = 0  # worker processes whose step's code failed: the first says how, the rest are counted
+        self.dropped: set[int] = set()  # worker processes the run took for dead (DROPPED)
 
-def _keep(socket: zmq.Socket, keeper: ProcessKeeper, spec: Spec, membership: Membership) -> int:
-    """Heartbeats with the run until every worker process has ended (their worst exit status) or the run is gone."""
-    interval = spec.heartbeat_interval
-    patience = interval * spec.heartbeat_liveness
-    heard = looked = time.monotonic()
-    beat = 0.0
-    worst = 0
-    failed_steps = 0  # worker processes whose step's code failed: the first says how, the rest are counted
-    dropped: set[int] = set()  # worker processes the run took for dead (DROPPED)
-    while keeper.processes:
+    def serve(self, slot: int, spec: Spec, processes: int) -> int:
+        """Start the worker process of ``slot``, then ``processes`` - 1 more, and keep them; the exit status."""
+        self.wanted = processes - 1
+        self._start(slot, spec)
+        status = self._keep()
+        if self.failed_steps > 1:
+            say(f"the step's code failed in {self.failed_steps} worker processes")
+        return max(status, self.refused)
+
+    def pulse(self) -> None:
+        """Send a PING for each slot held (with the messages its process runs), if they are due. A gap since the last
+        pulse longer than a beat is this process's own stop (its host suspended): neither the run's silence nor its
+        processes' stops were theirs, so each is timed afresh, and the run is asked at once."""
         now = time.monotonic()
-        if now - looked > interval:  # this process did not run (stopped with its host): neither the run's silence
-            heard = beat = now  # nor its processes' stops were theirs; each is timed afresh, and the run asked at once
-            keeper.resumed(now)
-        looked = now
-        if now >= beat:
-            beat = now + interval
-            for process in keeper.processes.values():
-                sockets.send(socket, ping_frames(process.slot, process.running()))
-        if socket.poll(min(interval, 0.1) * 1000):
-            while sockets.waiting(socket):
-                frames = sockets.recv(socket)
-                kind, slot = header_of(frames[0])
-                heard = time.monotonic()
-                if kind is Kind.HALT:
-                    keeper.halt(spec.step)
-                elif kind is Kind.DROPPED and slot in keeper.processes:  # the run has forgotten that process
-                    dropped.add(slot)
-                    membership.slots.discard(slot)
-                    say(f"the run took worker process {slot} for dead: {parse_refuse(frames)}; ending it")
-                    keeper.kill(keeper.processes[slot], "taken for dead by the run")
-        with membership.held():  # a death the keeper gives is told to the run, even as a signal comes
-            for death in keeper.deaths():
-                membership.slots.discard(death.process.slot)
-                if death.process.slot in dropped:  # said, and the run has nothing to hear of it
-                    worst = max(worst, TAKEN_FOR_DEAD)
+        if now - self.looked > self.interval:
+            self.heard = self.beat = now
+            self.keeper.resumed(now)
+        self.looked = now
+        if now < self.beat:
+            return
+        self.beat = now + self.interval
+        for slot in sorted(self.membership.slots):
+            process = self.keeper.processes.get(slot)
+            sockets.send(self.socket, ping_frames(slot, process.running() if process is not None else []))
+
+    def _keep(self) -> int:
+        """Heartbeats with the run until every worker process has ended (their worst exit status) or the run is gone
+        (RUN_GONE); the slots still wanted are asked for meanwhile."""
+        patience = self.keeper.patience
+        while self.keeper.processes or self.membership.asking or self.wanted:
+            self.pulse()
+            if self.wanted and not self.membership.asking:
+                say_hello(self.socket, self.login, self.membership)
+                self.wanted -= 1
+            if self.socket.poll(min(self.interval, 0.1) * 1000):
+                while sockets.waiting(self.socket):
+                    self._hear()
+            self._deaths()
+            now = time.monotonic()
+            if now - self.looked > self.interval:  # stopped during this turn: judged in the next, afresh
+                continue
+            if now - self.heard > patience:
+                say(f"the run is gone (no heartbeat for {patience:g} s); leaving")
+                return RUN_GONE
+        return self.worst
+
+    def _hear(self) -> None:
+        """Take one message of the run: PONG, HALT, DROPPED, or its answer to a HELLO (a worker process to start)."""
+        with self.membership.held():  # a slot the run gives is written down as it comes
+            frames = sockets.recv(self.socket)
+            kind, slot = header_of(frames[0])
+            answer = kind in (Kind.SPEC, Kind.REFUSE)
+            given = self.membership.answered(frames) if answer else None
+        self.heard = time.monotonic()
+        if kind is Kind.HALT:
+            self.keeper.halt(self.step)
+        elif kind is Kind.DROPPED and slot in self.keeper.processes:  # the run has forgotten that process
+            self.dropped.add(slot)
+            self.membership.slots.discard(slot)
+            say(f"the run took worker process {slot} for dead: {parse_refuse(frames)}; ending it")
+            self.keeper.kill(self.keeper.processes[slot], "taken for dead by the run")
+        elif answer:
+            self._answered(given, frames)
+
+    def _answered(self, slot: int | None, frames: list[zmq.Frame]) -> None:
+        """Start the worker process of the slot the run gave; or, refused (its remote threads' limit, its stream
+        ended), ask for no more: those it took serve on."""
+        try:
+            spec = spec_of(slot, frames)
+        except JoinError as err:
+            self.wanted = 0
+            if slot is not None:  # a slot whose process is not started: the run hears of it at once
+                self.membership.slots.discard(slot)
+                sockets.send(self.socket, left_frames(Loss(slot, f"pipeline-worker could not join: {err}", [])))
+            if err.status:  # (a step with no more work is no error: those taken end with its stream)
+                count = len(self.keeper.processes)
+                say(f"{err.line()}; the {count} worker process{'es' if count > 1 else ''} it took serve on")
+                self.refused = err.status
+            return
+        self._start(slot, spec)
+
+    def _start(self, slot: int, spec: Spec) -> None:
+        """Start the worker process of ``slot``: the run's step with this worker's threads, its router the door (the
+        heartbeats go on meanwhile). One that cannot start (its death, said to the run, follows at once) ends the
+        asking: the next would fail alike (a process limit, no memory), one line, not one each."""
+        step = dataclasses.replace(spec.config.steps[spec.step], nb_thread=self.login.threads)
+        spec = dataclasses.replace(spec, work=self.address,
+                                   config=dataclasses.replace(spec.config, steps={spec.step: step}))
+        process = self.keeper.start(slot, spec, [f"--key={self.login.key_file}",
+                                                 f"--server-key={self.login.server_key_file}"], waiting=self.pulse)
+        if process.child is None:
+            say(f"error: cannot start a worker process: {process.error}")
+            self.wanted = 0
+
+    def _deaths(self) -> None:
+        """Tell the run of each worker process that ended, and say how it ended where that is news."""
+        with self.membership.held():  # a death the keeper gives is told to the run, even as a signal comes
+            for death in self.keeper.deaths():
+                self.membership.slots.discard(death.process.slot)
+                if death.process.slot in self.dropped:  # said, and the run has nothing to hear of it
+                    self.worst = max(self.worst, TAKEN_FOR_DEAD)
                     continue
                 code = death.process.child.returncode if death.process.child is not None else 1
                 process = f"worker process {death.process.slot} (pid {death.process.pid})"
                 if code == STEP_FAILED:
-                    failed_steps += 1
-                    if failed_steps == 1:
+                    self.failed_steps += 1
+                    if self.failed_steps == 1:
                         say(f"{process}: {death.reason}")
                 elif code not in (0, CANNOT_LOAD) and death.process.child is not None:  # (one not started is said)
                     # A signal, or an exit status of the step's code's own (os._exit(3)): one line says so, and the
                     # worker fails (its status passed on said 3, "the run is gone", or 9)
-                    say(f"step {spec.step}: {process} {death.reason if code < 0 else 'ended: ' + death.reason}")
-                worst = max(worst, 0 if code == 0 else 2 if code == CANNOT_LOAD else 1)
-                sockets.send(socket, left_frames(Loss(death.process.slot, death.reason, death.running,
-                                                      not death.failed)))
-        now = time.monotonic()
-        if now - looked > interval:  # stopped during this turn: judged in the next, afresh
-            continue
-        if now - heard > patience:
-            say(f"the run is gone (no heartbeat for {patience:g} s); leaving")
-            return RUN_GONE
-    if failed_steps > 1:
-        say(f"the step's code failed in {failed_steps} worker processes")
-    return worst
+                    say(f"step {self.step}: {process} {death.reason if code < 0 else 'ended: ' + death.reason}")
+                self.worst = max(self.worst, 0 if code == 0 else 2 if code == CANNOT_LOAD else 1)
+                sockets.send(self.socket, left_frames(Loss(death.process.slot, death.reason, death.running,
+                                                           not death.failed)))
 
 
 def _leave(socket: zmq.Socket, keeper: ProcessKeeper | None, membership: Membership, reason: str) -> None:
     """Tell the run that each worker process it gave a slot leaves, with what it was running (one it is giving a slot
     now, or one still starting, too: it runs nothing yet), then end them."""
     # The run gives a slot for a HELLO it got: it is told of that one too. (Before a handshake succeeded, none is
-    # coming: the HELLO is dropped as the socket closes.)
-    if membership.asking and socket.poll(LEAVE_SECONDS * 1000 if membership.connected else 0):
-        membership.answer(socket)
+    # coming: the HELLO is dropped as the socket closes.) Its PONGs may come before that answer.
+    deadline = time.monotonic() + (LEAVE_SECONDS if membership.connected else 0)
+    while membership.asking and socket.poll(max(deadline - time.monotonic(), 0) * 1000):
+        received = sockets.recv(socket)
+        if header_of(received[0])[0] in (Kind.SPEC, Kind.REFUSE):
+            membership.answered(received)
     for slot in sorted(membership.slots):
         process = keeper.processes.get(slot) if keeper is not None else None
         sockets.send(socket, left_frames(Loss(slot, reason, process.running() if process is not None else [])))

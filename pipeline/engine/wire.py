@@ -689,9 +689,15 @@ def version_mismatch(theirs: int, who: str) -> str | None:
             "zmq-pipeline on every host")
 
 
-def refuse_frames(why: str) -> list[bytes]:
-    """A REFUSE (door -> remote worker): it cannot join, and why. HEADER (REFUSE) | why, UTF-8."""
-    return [HEADER.pack(Kind.REFUSE, 0, 0, 0), why.encode()]
+#: A REFUSE's value when the step has no more work (its stream ended, or the run is stopping): the worker has nothing
+#: to do, which is no error (a job of workers started as a run ends is no failed job).
+REFUSED_ENDING = 1
+
+
+def refuse_frames(why: str, ending: bool = False) -> list[bytes]:
+    """A REFUSE (door -> remote worker): it cannot join, and why; ``ending``: for the step has no more work.
+    HEADER (REFUSE, value: REFUSED_ENDING or 0) | why, UTF-8."""
+    return [HEADER.pack(Kind.REFUSE, 0, 0, REFUSED_ENDING if ending else 0), why.encode()]
 
 
 def parse_refuse(frames: Sequence[Any]) -> str:
