@@ -21,7 +21,7 @@ from pipeline.component import Component
 from pipeline.config import StepConfig
 from pipeline.config.options import RunOptions
 from pipeline.engine.flow import HELD_BACK_BYTES, window_limit
-from pipeline.engine.step_state import FINISH_GRACE_SECONDS, Offer, StepState
+from pipeline.engine.step_state import FINISH_GRACE_SECONDS, MOST_OWED, Offer, StepState
 from pipeline.engine.wire import FATAL_RUN, Answer, Failure, Loss, Packet, process_worker_id
 from pipeline.execution.executor import FINISHING, UNORDERED, Outcome
 from pipeline.message import Encoded
@@ -135,6 +135,8 @@ def test_at_the_end_of_the_input_what_is_left_is_shared_out_by_the_workers_windo
         windows: tuple[int, int], handed: list[tuple[int, int]]) -> None:
     made, _, _ = state(nb_thread=2)
     for number, window in enumerate(windows):
+        if not window:  # its init() failed, and it said how before its JOIN
+            made.failed(worker(number), Failure(UNORDERED, "init()", "E", ""))
         made.joined(worker(number), window)
     made.take_input(packet(40))
     made.take_end(40)
@@ -265,7 +267,7 @@ def test_what_a_worker_sends_before_it_joins_goes_on_unless_its_process_was_lost
     """init() outputs come before a JOIN (a chunk's worth waits for its MORE); a message it was never given, or
     anything from a process that was lost (its JOIN too), counts for nothing."""
     made, _, _ = state(ordered=True)
-    before = [Answer(UNORDERED, [(Encoded(b"hello", []), None)]), Answer(UNORDERED, [], Outcome.PARTIAL)]
+    before = [Answer(UNORDERED, [], Outcome.PARTIAL), Answer(UNORDERED, [(Encoded(b"hello", []), None)])]
     assert [seq for seq, _ in made.answered(worker(0), before)] == [UNORDERED, UNORDERED]
     assert made.take_acks() == [worker(0)]  # its chunk went on: MORE
     assert made.answered(worker(0), answers(0, 1)) == [] and made.ignored == 1
@@ -903,3 +905,114 @@ def test_a_fused_steps_init_and_finish_failures_count_apart_from_its_routers_ste
     for _ in range(3):
         made.failed(worker(0), Failure(UNORDERED, "finish()", "E", "", member=1))
     assert policy.lifecycle == ["init()", "finish()", "finish()"] and made.ignored == 1
+
+
+# --------------------------------------------------------------------------- workers that break the protocol
+
+
+def joined_holding(count: int) -> tuple[StepState, Policy, Clock]:
+    """A step whose one worker process (slot 0, one thread) joined and holds ``count`` messages, 0 first."""
+    made, policy, clock = state()
+    made.added(0, 1)
+    made.joined(worker(0), 8)
+    made.take_input(packet(count))
+    hand_out(made)
+    return made, policy, clock
+
+
+def assert_dropped(made: StepState, why: str, queued: int) -> None:
+    """Worker process 0 was dropped for ``why`` (its keeper is told), and what it held is back in the queue."""
+    assert why in made.broken.pop(0)
+    assert worker(0) not in made.pool.workers and made.queued == queued
+    assert made.answered(worker(0), answers(0, 1)) == [] and made.joined(worker(0), 2) is False  # moot from now on
+
+
+def init_output(outcome: Outcome = Outcome.DONE) -> list[Answer]:
+    """What an init() or finish() sent: one output of no input (UNORDERED)."""
+    return [Answer(UNORDERED, [(Encoded(b"junk", []), None)], outcome)]
+
+
+def test_outputs_of_no_input_come_only_from_init_and_finish_once_each() -> None:
+    """init()'s outputs (its chunks, then one answer) before the worker runs messages, finish()'s once it is told to
+    finish: a peer's 3,000 RESULTs of outputs of no input while it ran messages were written as the step's own."""
+    made, _, _ = joined_holding(2)
+    assert made.answered(worker(0), init_output(Outcome.PARTIAL))  # init()'s last words may follow its JOIN
+    assert made.answered(worker(0), init_output())
+    made.take_acks()
+    made.answered(worker(0), init_output())
+    assert_dropped(made, "outputs of no input after its init() ended", queued=2)
+
+    made, _, _ = joined_holding(2)
+    made.answered(worker(0), answers(0, 1))  # it runs messages: its init() is over, even one that sent nothing
+    made.answered(worker(0), init_output())
+    assert_dropped(made, "outputs of no input after its init() ended", queued=1)
+
+    made, _, _ = joined_holding(1)
+    made.answered(worker(0), answers(0, 1))
+    made.ready(worker(0), 8)
+    made.take_end(1)
+    assert made.drained() == [worker(0)]
+    made.told_to_finish(worker(0))
+    assert made.answered(worker(0), init_output()) and not made.broken  # finish()'s
+    made.answered(worker(0), init_output())
+    assert "outputs of no input after its finish() ended" in made.broken[0]
+
+
+def test_a_worker_owed_more_mores_than_it_may_be_is_dropped() -> None:
+    """A worker sends a chunk and waits for its MORE (after at most FANOUT_CREDIT RESULTs that fan out): what the
+    router reads before it answers (once all that waits is read) is never more; a peer's thousands of chunks were."""
+    made, _, _ = joined_holding(1)
+    for _ in range(MOST_OWED):
+        made.answered(worker(0), [chunk(0, 2)])
+    assert not made.broken
+    assert made.take_acks() == [worker(0)] * MOST_OWED  # answered: owed none
+    for _ in range(MOST_OWED + 1):
+        made.answered(worker(0), [chunk(0, 2)])
+    assert_dropped(made, f"{MOST_OWED + 1} RESULTs unanswered by a MORE", queued=1)
+
+
+def test_a_join_asking_for_nothing_counts_only_after_its_init_failure() -> None:
+    """JOIN 0 says that init() failed: from a worker that did not say how, it is a breach (its step started no
+    producer, and the run ended "finished" with nothing done); after its FAILED, the run fails as for any init()."""
+    made, policy, _ = state()
+    made.added(0, 1)
+    made.added(1, 1)
+    assert made.joined(worker(0), 0) is False
+    assert_dropped(made, "joined asking for no messages", queued=0)
+    made.joined(worker(1), 4)
+    assert made.joined_now() and not made.start_failed  # the honest worker's step starts
+
+    made, policy, _ = state()
+    made.added(0, 1)
+    made.failed(worker(0), Failure(UNORDERED, "init()", "RuntimeError: no", ""))
+    made.joined(worker(0), 0)
+    assert made.joined_now() and made.start_failed and made.fatal and policy.lifecycle == ["init()"]
+    assert not made.broken
+
+
+def test_a_ready_asking_for_nothing_is_a_breach() -> None:
+    """A worker that asks for no more work would hold a place in its step for ever: a step of it alone waited."""
+    made, _, _ = joined_holding(1)
+    made.answered(worker(0), answers(0, 1))
+    made.ready(worker(0), 0)
+    assert_dropped(made, "a READY asking for no messages", queued=0)
+
+
+def test_hellos_do_not_restart_the_wait_for_a_worker_a_join_ends_it() -> None:
+    """A step of remote workers fails once it has had no worker for worker_timeout, whatever HELLOs (ADDED) come and
+    go: a peer that said HELLO again as each slot was dropped kept the run waiting for ever."""
+    made, policy, clock = state()
+    made.options = RunOptions(listen="tcp://*:5570", worker_timeout=10)
+    for slot in range(4):
+        clock.now += 3
+        made.added(slot, 1)
+        made.lost(Loss(slot, "its threads never joined", []))
+    assert made.wait_alone() == 0.0 and made.fatal and "S" in policy.halted
+
+    made, policy, clock = state()
+    made.options = RunOptions(listen="tcp://*:5570", worker_timeout=10)
+    clock.now += 9
+    made.added(0, 1)
+    made.joined(worker(0), 2)
+    clock.now += 9
+    assert made.wait_alone() is None and not made.fatal

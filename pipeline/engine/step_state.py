@@ -32,6 +32,7 @@ from pipeline.component import Component
 from pipeline.config.model import StepConfig
 from pipeline.config.options import RunOptions
 from pipeline.engine.flow import (
+    FANOUT_CREDIT,
     HELD_BACK_BYTES,
     PREFETCH_BYTES,
     QUEUE_BYTES,
@@ -68,6 +69,11 @@ DEPARTURES_NAMED = 3
 LIFECYCLE_FAILURES = 2
 #: Seconds between two looks of a router whose step waits for a remote worker: a stopping run ends the wait.
 ALONE_LOOK_SECONDS = 0.25
+#: Most MOREs a worker outside the run may be owed at once: a worker sends at most FANOUT_CREDIT RESULTs that take
+#: credit and then one chunk (engine.outlets.ToRouter.partial), before it waits (a shard's, flow.SHARD_CREDIT, fewer).
+#: What the router reads it answers with MORE only once it has read all that waits: more owed than this was sent
+#: without waiting for them (a peer's 3,000 RESULTs of init() outputs froze its step's router and the door).
+MOST_OWED = FANOUT_CREDIT + 1
 
 
 @dataclass
@@ -169,6 +175,14 @@ class StepState:
         self._partial: dict[int, int] = {}
         self._unacked: dict[int, bytes] = {}  # per input: the worker whose chunk waits, held back, for its MORE
         self.acks: list[bytes] = []  # workers whose chunk went on (or may wait here): the router sends them MORE
+        self._owed: Counter[bytes] = Counter()  # per worker outside the run: the MOREs it is owed (MOST_OWED)
+        #: Per worker outside the run and call (False: init(), True: finish()): the answers of no input that ended
+        #: what that call sent (one per step it runs); a worker in this set answered an input: its init() is over.
+        self._calls_ended: Counter[tuple[bytes, bool]] = Counter()
+        self._running: set[bytes] = set()
+        #: Per worker process that broke the protocol (its messages are dropped, what it held is back in the queue):
+        #: why, until the door or the supervisor that keeps it has read it (and ends it, naming it).
+        self.broken: dict[int, str] = {}
         # Outputs an ordered step held back for inputs it then gave up with its queue (it stopped, or lost its last
         # worker, holding inputs a dead process gave back): the router sends them on.
         self.released: list[tuple[int, Outputs]] = []
@@ -430,9 +444,14 @@ class StepState:
             return False
         if not self.may_join(worker):
             return False  # its process was lost (its JOIN came after the notice): it takes no work
+        if window < 1 and not self.own(worker) and not any(key[0] == worker for key in self._lifecycle_failures):
+            # A step whose only worker did so would not start, and the run end "finished" having done nothing.
+            self._breach(worker, "it joined asking for no messages (its init() failed) without saying how it failed")
+            return False
         if self.finishing:
             return True
         self.pool.join(worker, min(window, self.window_limit))
+        self._alone_since = None
         self._members_changed = True
         return False
 
@@ -446,6 +465,9 @@ class StepState:
         """A worker finished its oldest packet and asks for ``window`` messages."""
         if worker not in self.pool.workers:
             return  # a worker whose process was lost: what it still says is moot
+        if window < 1 and not self.own(worker):  # it would hold a place in the step and never take work
+            self._breach(worker, "a READY asking for no messages")
+            return
         # A worker outside the run answers each input of its packet before its READY.
         if worker in self._progress:
             self._progress[worker] = self.clock()
@@ -478,6 +500,8 @@ class StepState:
                     chunks = True  # its chunks come before its answer, for the same input
                 else:
                     at += 1
+            if not self._in_turn(worker, answers):
+                return []
             self._progress[worker] = self.clock()
             counts = self.counts
             if self.shards is not None:
@@ -538,12 +562,63 @@ class StepState:
         if any(answer.seq != UNORDERED for answer in answers):
             self.ignore(worker, "a RESULT answering messages before it joined")
             return []
+        if not self.own(worker) and not self._in_turn(worker, answers):
+            return []
         self._take_tally(worker)
-        if self.shards is not None or any(answer.outcome is Outcome.PARTIAL for answer in answers):
-            self.acks.append(worker)
-        else:
-            self._credit_fan_out(worker, _outputs_of(answers), len(answers))
+        self.acks.extend([worker] * self._mores(answers))
         return self.results.add(answers) if self.results is not None else []
+
+    def _mores(self, answers: Sequence[Answer]) -> int:
+        """The MOREs a RESULT of ``answers`` is owed: one for a shard's, else one per chunk, else one if it fans out."""
+        if self.shards is not None:
+            return 1
+        chunks = sum(1 for answer in answers if answer.outcome is Outcome.PARTIAL)
+        return chunks or int(fans_out(_outputs_of(answers), len(answers)))
+
+    def _in_turn(self, worker: bytes, answers: Sequence[Answer]) -> bool:
+        """Whether a RESULT of ``worker``, outside the run, comes when a worker may send it: answers of no input (what
+        its init() or finish() sent, chunks then one answer per step it runs) only before it answers an input, or
+        once told to finish; and within the MOREs it may be owed. If not, it broke the protocol (``_breach``)."""
+        told = worker in self._told_to_finish
+        ended = self._calls_ended[(worker, told)]
+        for answer in answers:
+            if answer.seq != UNORDERED:
+                continue
+            if ended > len(self.members) or (worker in self._running and not told):
+                call = "finish()" if told else "init()"
+                self._breach(worker, f"outputs of no input after its {call} ended")
+                return False
+            if answer.outcome is not Outcome.PARTIAL:
+                ended += 1
+        if not self._within_credit(worker, self._mores(answers)):
+            return False
+        if ended:
+            self._calls_ended[(worker, told)] = ended
+        if any(answer.seq != UNORDERED for answer in answers):
+            self._running.add(worker)
+        return True
+
+    def _within_credit(self, worker: bytes, mores: int) -> bool:
+        """Whether ``worker`` may be owed ``mores`` more MOREs (MOST_OWED); they are counted if so, else it broke the
+        protocol."""
+        owed = self._owed[worker] + mores
+        if owed > MOST_OWED:
+            self._breach(worker, f"{owed} RESULTs unanswered by a MORE, more than the {MOST_OWED} a worker sends "
+                                 "before it waits for one")
+            return False
+        if mores:
+            self._owed[worker] = owed
+        return True
+
+    def _breach(self, worker: bytes, why: str) -> None:
+        """``worker``, outside the run, broke the protocol: its process is taken as lost at once (what it held goes
+        back to the queue, what it sends from now on is moot), and ``broken`` says why to its keeper (the door or the
+        supervisor), which ends it and names it."""
+        slot = slot_of(worker)
+        if slot is None or slot in self._lost_slots:
+            return
+        self.broken[slot] = why
+        self.released.extend(self.lost(Loss(slot, f"it broke the protocol: {why}", [])))
 
     def _credit_fan_out(self, worker: bytes, outputs: int, inputs: int) -> None:
         """A RESULT without chunks (nor a shard's) of ``inputs`` inputs and ``outputs`` outputs is read: if it fans out
@@ -564,6 +639,9 @@ class StepState:
         if seqs != self.pool.next_seqs(worker, len(seqs)):
             self.ignore(worker, "a RESULT answering messages it was not running")
             return False
+        if not self._within_credit(worker, int(fans_out(outputs, len(seqs)))):
+            return False
+        self._running.add(worker)
         self._credit_fan_out(worker, outputs, len(seqs))
         self._progress[worker] = self.clock()
         self.pool.answered_many(worker, len(seqs))
@@ -601,6 +679,12 @@ class StepState:
     def take_acks(self) -> list[bytes]:
         """The workers to send MORE now (each once)."""
         acks, self.acks = self.acks, []
+        owed = self._owed
+        for worker in acks:
+            if owed[worker] > 1:
+                owed[worker] -= 1
+            else:
+                owed.pop(worker, None)
         return acks
 
     def take_released(self) -> list[tuple[int, Outputs]]:
@@ -830,8 +914,7 @@ class StepState:
     def added(self, slot: int, threads: int) -> None:
         """Worker process ``slot`` with ``threads`` worker threads joins the step."""
         self._slot_threads[slot] = threads
-        self.expected_workers += threads
-        self._alone_since = None
+        self.expected_workers += threads  # the wait for a worker goes on until one joins: a HELLO is no worker
 
     def lost(self, loss: Loss) -> list[tuple[int, Outputs]]:
         """A worker process ended (``loss``): what its workers held goes back to the front of the queue;
@@ -844,7 +927,10 @@ class StepState:
         before its finish() is taken for cut short.
         """
         slot, reason, running = loss.slot, loss.reason, loss.running
+        if slot in self._lost_slots:
+            return []  # dropped already, for breaking the protocol: its keeper's notice comes after
         self._lost_slots.add(slot)
+        self._forget_books(slot)
         requeue: list[Packet] = []
         release: list[tuple[int, Outputs]] = []
         told: set[bytes] = set()
@@ -872,6 +958,14 @@ class StepState:
         self._members_changed = True
         return release
 
+    def _forget_books(self, slot: int) -> None:
+        """Forget what the protocol's rules keep of the workers of process ``slot``, which ended."""
+        for worker in [worker for worker in self._owed if slot_of(worker) == slot]:
+            del self._owed[worker]
+        for key in [key for key in self._calls_ended if slot_of(key[0]) == slot]:
+            del self._calls_ended[key]
+        self._running -= {worker for worker in self._running if slot_of(worker) == slot}
+
     def _settle(self, slot: int, reason: str, cut_short: bool) -> None:
         """Count worker process ``slot``'s threads that never said FINISHED out of the step; ``cut_short``: some
         of them were told to finish and did not (what their finish() would have sent is lost: the run fails).
@@ -888,8 +982,8 @@ class StepState:
             self.fatal = True
             log.error("%s", line)
         if self.expected_workers == 0 and not self.finishing:
-            if self.options.listen:
-                self._alone_since = self.clock()  # a remote worker may still come
+            if self.options.listen:  # a remote worker may still come; an earlier wait goes on (a HELLO ends none)
+                self._alone_since = self.clock() if self._alone_since is None else self._alone_since
             elif reason.startswith(NOT_STARTED):
                 self._no_workers_left(f"its worker processes could not be started ({reason[len(NOT_STARTED) + 2:]})")
             else:

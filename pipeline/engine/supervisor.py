@@ -112,10 +112,16 @@ class Supervisor(EngineThread):
 
     def _watch_stalls(self) -> None:
         """Kill a worker process that has held work for heartbeat_liveness beats without running any of it
-        (its threads no longer read their work); one inside a long run() runs a message, and is no stall."""
+        (its threads no longer read their work); one inside a long run() runs a message, and is no stall. Kill one
+        that broke the protocol too: its router has given what it held to others already."""
         now = time.monotonic()
         patience = self.keeper.patience
         for process in tuple(self.keeper.processes.values()):
+            why = self.routers[process.step].state.broken.pop(process.slot, None)
+            if why is not None and not process.killed_for:
+                log.error("step %s: worker process %d (pid %s) broke the protocol: %s: killing it", process.step,
+                          process.slot, process.pid, why)
+                self.keeper.kill(process, f"it broke the protocol: {why}")
             if process.idle_since is None or process.killed_for:
                 continue
             held = self.routers[process.step].state.stall(process.slot, now - process.idle_since, patience)
