@@ -9,6 +9,7 @@ unpickled) may ever go off.
 
 from __future__ import annotations
 
+import contextlib
 import os
 import re
 import socket
@@ -21,18 +22,22 @@ from typing import Any
 import pytest
 import zmq
 
-from pipeline.auth.keys import load_key_pair, load_public_key
-from pipeline.engine.door import HANDSHAKE_SECONDS, MAX_REMOTE_THREADS, MAX_REMOTE_WORKER_THREADS, MAX_SLOTS_PER_KEY
+from pipeline.auth.keys import KeyPair, load_key_pair, load_public_key
+from pipeline.engine.door import HANDSHAKE_SECONDS, MAX_REMOTE_THREADS, MAX_REMOTE_WORKER_THREADS, MAX_THREADS_PER_KEY
 from pipeline.engine.wire import (
     HEADER,
     WIRE_VERSION,
+    Answer,
     Kind,
     Loss,
     control_frames,
     left_frames,
+    packet_from_frames,
     ping_frames,
     process_worker_id,
 )
+from pipeline.execution.executor import UNORDERED
+from pipeline.message import decode, encode
 from tests.remote_helpers import CONSUMER, PRODUCER, STAGE, STRANGER, Launcher, Proc, duplicates, wait_during
 from tests.remote_peers import (
     JUNK_RESULTS,
@@ -45,7 +50,7 @@ from tests.remote_peers import (
     refused_peer,
 )
 from tests.remote_steps import marker_pids
-from tests.wire_helpers import empty_outputs_result, unordered_result
+from tests.wire_helpers import empty_outputs_result, result_frames, unordered_result
 
 # The tests of this file take more than 10 s in all: `pytest -m "not slow"` leaves them out.
 pytestmark = pytest.mark.slow
@@ -139,6 +144,7 @@ class Peers:
     intruder: Intruder
     accomplice: Intruder
     payload: bytes
+    node7: KeyPair  # a third authorized key
 
 
 def short_frames(peers: Peers) -> None:
@@ -192,20 +198,24 @@ def another_keys_slot(peers: Peers) -> None:
 
 
 def more_threads_than_the_run_takes(peers: Peers) -> None:
-    """Slots of the most threads each, up to the run's budget of remote worker threads: the next HELLO is refused
-    (1,024 threads ran the run out of sockets, an internal error), and the budget is free again once they left."""
-    intruder, keeper = peers.intruder, peers.intruder.keeper
-    slots = []
-    for _ in range(MAX_REMOTE_WORKER_THREADS // MAX_REMOTE_THREADS):
-        kind, slot, _ = intruder.hello(keeper, STAGE.encode(), MAX_REMOTE_THREADS)
-        assert kind is Kind.SPEC
-        slots.append(slot)
-    said = intruder.refused(keeper, STAGE.encode())
+    """Slots of the most threads each, up to a key's budget of remote worker threads (one key held them all, and
+    honest workers were refused), then up to the run's over two keys: the next HELLO is refused (1,024 threads ran the
+    run out of sockets, an internal error), and the budgets are free again once they left."""
+    slots: list[tuple[Intruder, int]] = []
+    for peer in (peers.intruder, peers.accomplice):
+        for _ in range(MAX_THREADS_PER_KEY // MAX_REMOTE_THREADS):
+            kind, slot, _ = peer.hello(peer.keeper, STAGE.encode(), MAX_REMOTE_THREADS)
+            assert kind is Kind.SPEC
+            slots.append((peer, slot))
+        said = peer.refused(peer.keeper, STAGE.encode())
+        assert f"key {peer.own.name} holds {MAX_THREADS_PER_KEY} remote worker threads, and one key may hold" in said
+    with Intruder(peers.intruder.address, peers.node7, peers.intruder.server, 0.2) as third:
+        said = third.refused(third.keeper, STAGE.encode())
     assert f"the run holds {MAX_REMOTE_WORKER_THREADS} remote worker threads, and takes at most" in said
-    for slot in slots:
-        intruder.send(keeper, left_frames(Loss(slot, "done", [], clean=True)))
-    intruder.join(STAGE)
-    intruder.serve()
+    for peer, slot in slots:
+        peer.send(peer.keeper, left_frames(Loss(slot, "done", [], clean=True)))
+    peers.intruder.join(STAGE)
+    peers.intruder.serve()
 
 
 def protocol_abuse(peers: Peers) -> None:
@@ -258,7 +268,7 @@ def test_junk_from_an_authorized_peer_changes_nothing(launch: Launcher, tmp_path
     with Intruder(launch.address, load_key_pair(launch.keys.secret("intruder")), server, 0.2, alive) as intruder, \
             Intruder(launch.address, load_key_pair(launch.keys.secret("accomplice")), server, 0.2, alive) as other:
         try:
-            CASES[case](Peers(intruder, other, bomb(marker)))
+            CASES[case](Peers(intruder, other, bomb(marker), load_key_pair(launch.keys.secret("node7"))))
         except AssertionError as err:
             raise AssertionError(f"{err}\nthe run's stderr:\n{run.stderr}") from None
     assert_unchanged(launch, run, {os.getpid()}, marker)
@@ -403,9 +413,9 @@ def test_routing_ids_taken_by_another_key_leave_a_worker_served(launch: Launcher
 
 
 def test_a_flood_of_hellos_holds_a_bounded_number_of_slots_and_says_so_in_a_few_lines(launch: Launcher) -> None:
-    """An authorized peer says HELLO 1,200 times and serves none: it holds at most MAX_SLOTS_PER_KEY slots (the rest
-    are refused), the run says so in a few lines however many, and ends well once the slots are taken for dead."""
-    hellos = MAX_SLOTS_PER_KEY + 176
+    """An authorized peer says HELLO 700 times and serves none: it holds at most MAX_THREADS_PER_KEY slots of a thread
+    (the rest are refused), the run says so in a few lines however many, and ends well once they are taken for dead."""
+    hellos = MAX_THREADS_PER_KEY + 176
     # A patience (25 beats of 0.2 s) longer than the flood: no slot is taken for dead before it ends.
     run = launch.run(launch.chain(nb_thread=1, hold=True), "--Pipeline.heartbeat_liveness=25")
     server = load_public_key(launch.keys.server_public).public
@@ -414,10 +424,10 @@ def test_a_flood_of_hellos_holds_a_bounded_number_of_slots_and_says_so_in_a_few_
         kinds = [intruder.hello(intruder.keeper, STAGE.encode())[0] for _ in range(hellos)]
     launch.hold.touch()
     assert run.wait() == 0, run.stderr
-    assert kinds.count(Kind.SPEC) == MAX_SLOTS_PER_KEY and kinds.count(Kind.REFUSE) == hellos - MAX_SLOTS_PER_KEY
+    assert kinds.count(Kind.SPEC) == MAX_THREADS_PER_KEY and kinds.count(Kind.REFUSE) == hellos - MAX_THREADS_PER_KEY
     remote = [line for line in run.stderr.splitlines() if "remote worker" in line]
     assert len(remote) <= 12, run.stderr  # the first few of each kind, then counts
-    assert f"remote workers: {hellos - MAX_SLOTS_PER_KEY - 4} more refused HELLOs from key intruder" in run.stderr
+    assert f"remote workers: {hellos - MAX_THREADS_PER_KEY - 4} more refused HELLOs from key intruder" in run.stderr
     assert any(re.search(r"remote workers: \d+ more worker processes taken for dead from key intruder", line)
                for line in remote), run.stderr
 
@@ -447,3 +457,88 @@ def test_a_frame_after_its_steps_end_is_dropped_and_the_run_ends(launch: Launche
         wait_during(run, ready_dropped, "a READY after the step's end to be dropped")
     gate.touch()
     assert run.wait() == 0, run.stderr
+
+
+# --------------------------------------------------------------------------- peers that break the protocol
+
+
+def junk_outputs(count: int) -> list[Any]:
+    """A RESULT of ``count`` outputs of no input (as an init() or a finish() sends), each a row of value -1."""
+    return result_frames([Answer(UNORDERED, [(encode({"value": -1, "pid": 0}), None)] * count)])
+
+
+def serve_with(launch: Launcher, run: Proc, misconduct: Callable[[Intruder], None]) -> Proc:
+    """An authorized peer joins TAG, then does ``misconduct``; a pipeline-worker joins too, and the run must end well
+    with every value once (none of the peer's junk), naming the peer as dropped: the worker that does it all."""
+    server = load_public_key(launch.keys.server_public).public
+    with Intruder(launch.address, load_key_pair(launch.keys.secret("intruder")), server, 0.2,
+                  lambda: run.popen.poll() is None) as intruder:
+        intruder.join(STAGE)
+        misconduct(intruder)
+        worker = launch.worker()
+        assert run.wait() == 0, run.stderr
+    assert worker.wait() == 0, worker.stderr
+    outputs = launch.outputs()
+    assert sorted(row["value"] for row in outputs) == list(range(COUNT)) and not duplicates(outputs), run.stderr
+    assert re.search(rf"step {STAGE}: remote worker intruder \(\S+\): worker process {intruder.slot} broke the "
+                     "protocol", run.stderr), run.stderr
+    return worker
+
+
+def test_a_flood_of_outputs_of_no_input_is_dropped_with_its_peer_and_honest_workers_serve_on(launch: Launcher) -> None:
+    """An authorized peer answers its first WORK, then sends 3,000 RESULTs of 100 outputs of no input each, without
+    waiting for anything: its step's router blocked sending them on, the door blocked sending to it, honest workers
+    heard no heartbeat and left (exit 3), the run hung; in a smaller run the junk was written. The peer is dropped,
+    what it held goes to the honest worker, and none of its junk is written."""
+    run = launch.run(launch.chain(nb_thread=0))
+
+    def flood(intruder: Intruder) -> None:
+        thread = intruder.thread
+        assert thread is not None
+        intruder.send(thread, control_frames(Kind.JOIN, WINDOW))
+        packet = packet_from_frames(intruder.receive(thread, "first WORK"))
+        intruder.send(thread, result_frames([Answer(seq, [(encode({"value": decode(inband, buffers), "pid": 1}),
+                                                            None)]) for seq, inband, buffers in packet.messages()]))
+        intruder.send(thread, control_frames(Kind.READY, WINDOW))
+        junk = junk_outputs(100)
+        thread.sndtimeo = 10_000  # a run that stops reading fails the test, not hangs it
+        for _ in range(3000):
+            intruder.send(thread, junk)
+
+    serve_with(launch, run, flood)
+
+
+def test_a_join_asking_for_nothing_without_a_failure_is_dropped(launch: Launcher) -> None:
+    """An authorized peer's JOIN asks for no message (as a worker whose init() failed) without its failure: the step's
+    producer never started, and the run ended "finished", exit 0, having done nothing, a pipeline-worker joined too."""
+    run = launch.run(launch.chain(nb_thread=0, hold=True))
+
+    def join_with_nothing(intruder: Intruder) -> None:
+        assert intruder.thread is not None
+        intruder.send(intruder.thread, control_frames(Kind.JOIN, 0))
+        wait_during(run, lambda: "broke the protocol" in run.stderr, "the peer to be dropped")
+        launch.hold.touch()
+
+    serve_with(launch, run, join_with_nothing)
+    assert "joined asking for no messages (its init() failed) without saying how it failed" in run.stderr
+
+
+def test_hellos_that_never_join_keep_no_step_waiting_past_worker_timeout(launch: Launcher) -> None:
+    """An authorized peer says HELLO, never joins, and says HELLO again and again: each reset the step's wait for a
+    worker, and the run waited for ever. The step fails once it has had no worker for worker_timeout, and its last
+    line counts the worker refused for another version too."""
+    run = launch.run(launch.chain(nb_thread=0), "--Pipeline.worker_timeout=1", "--Pipeline.heartbeat_liveness=25")
+    server = load_public_key(launch.keys.server_public).public
+    with Intruder(launch.address, load_key_pair(launch.keys.secret("intruder")), server, 0.2,
+                  lambda: run.popen.poll() is None) as intruder:
+        intruder.refused(intruder.keeper, STAGE.encode(), version=0)
+        deadline = time.monotonic() + 20
+        with contextlib.suppress(AssertionError):  # the run ended while it waited for an answer
+            while time.monotonic() < deadline:
+                intruder.hello(intruder.keeper, STAGE.encode())  # each a new slot: ADDED
+                time.sleep(0.1)  # a pace, not a wait: some 200 slots in all, under what a key may hold
+        assert time.monotonic() < deadline, "the run still waited for a worker as HELLOs came"
+    assert run.wait() == 1, run.stderr
+    assert f"step {STAGE} has no workers left: no worker joined within worker_timeout=1 s" in run.stderr, run.stderr
+    assert ("1 worker process refused (the first: the worker speaks version 0 of the engine's frames"
+            in run.stderr), run.stderr

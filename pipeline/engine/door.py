@@ -47,6 +47,7 @@ from pipeline.console.humanize import counted
 from pipeline.engine import sockets
 from pipeline.engine.addresses import Addresses
 from pipeline.engine.control import BOUND, EngineThread, RunControl
+from pipeline.engine.flow import window_limit
 from pipeline.engine.router import Router
 from pipeline.engine.step_state import FINISH_GRACE_SECONDS
 from pipeline.engine.supervisor import LOOK_SECONDS, busy_lines, spec_for
@@ -90,10 +91,23 @@ MAX_REMOTE_THREADS = 256
 #: (the door's relay to its router), which counts them in its sockets and open files; 4 processes of 256 threads
 #: ran it out of both.
 MAX_REMOTE_WORKER_THREADS = 1024
-#: Most worker processes (slots) one key may hold at once: as many as one pipeline-worker may start
-#: (--processes); an authorized peer that says HELLO past it is refused, so that it cannot fill the run
-#: with slots it never serves.
-MAX_SLOTS_PER_KEY = 1024
+#: Most remote worker threads one key may hold at once (in as many worker processes at most: each has one): half of
+#: the run's, so that another key always finds room. A peer that said HELLO for 4 processes of 256 threads, and again
+#: as soon as one was taken for dead, held every thread of the run, and honest workers were refused.
+MAX_THREADS_PER_KEY = MAX_REMOTE_WORKER_THREADS // 2
+#: Messages the door reads from its port in one turn of its loop before it looks at its workers and relays what
+#: their routers sent: a peer that sends without pause would keep it reading.
+READ_BATCH = 1000
+#: A remote worker thread's messages that its relay holds for a router that does not read them now (the router's own
+#: socket holds ZeroMQ's 1000 more), in messages it may hold (flow.window_limit): more than a worker ever sends
+#: before its router reads, an answer, a failure and a READY per message it holds, RESULTs waiting for their MORE,
+#: its JOIN and FINISHED. One that fills it broke the protocol, and is dropped: the door never waits for a router.
+RELAY_SLACK = 16
+
+
+def relay_hwm(queue_limit: int) -> int:
+    """The high-water mark of a remote worker thread's relay to the router of a step of ``queue_limit``."""
+    return 3 * window_limit(queue_limit) + RELAY_SLACK
 #: The failed handshakes the door hears of (its socket monitor): a key the ZAP handler refused (AUTH),
 #: and a peer without CURVE or that was given another server key (PROTOCOL, NO_DETAIL).
 _HANDSHAKE_FAILED = (zmq.EVENT_HANDSHAKE_FAILED_AUTH | zmq.EVENT_HANDSHAKE_FAILED_PROTOCOL
@@ -189,6 +203,8 @@ class Door(EngineThread):
         self.said = PeerLog()
         self.refused_keys = 0  # handshakes refused: a key not in authorized_keys
         self.failed_handshakes = 0  # handshakes failed: no CURVE, or another server key
+        self.refused_hellos = 0  # HELLOs refused (another version, a step that takes none, no room)
+        self._first_refusal = ""  # why the first of them was
         # Made in work(), in this thread: a socket belongs to the thread that made it.
         self.socket: zmq.Socket
         self.server: CurveServer
@@ -292,17 +308,26 @@ class Door(EngineThread):
                 self.said.say(logging.WARNING, _UNNAMED, "failed handshakes",
                               "remote workers: a connection failed its CURVE handshake (a peer without CURVE, or one "
                               "given another --server-key than this run's); %d in all", self.failed_handshakes)
+        self._tell_refusals()
+
+    def _tell_refusals(self) -> None:
+        """Put in words, for the step's last line, whom the door refused: handshakes, and HELLOs."""
         words = []
         if self.refused_keys:
             words.append(f"{counted(self.refused_keys, 'connection')} refused: key not in authorized_keys")
         if self.failed_handshakes:
             words.append(f"{counted(self.failed_handshakes, 'connection')} failed the CURVE handshake")
+        if self.refused_hellos:
+            words.append(f"{counted(self.refused_hellos, 'worker process', 'worker processes')} refused (the first: "
+                         f"{self._first_refusal})")
         self.control.refused = "; ".join(words)
 
     def _read(self) -> None:
         """HELLO, PING and LEFT from remote workers' own processes; anything else from a worker thread goes
         to its router."""
-        while sockets.waiting(self.socket):
+        for _ in range(READ_BATCH):
+            if not sockets.waiting(self.socket):
+                return
             received = sockets.recv(self.socket)
             key = self.server.peer(received[-1])  # the key its handshake proved, never what it claims
             if key is None or len(received) < 2:
@@ -336,6 +361,10 @@ class Door(EngineThread):
         if why is not None:
             self.said.say(logging.WARNING, key, "refused HELLOs", "remote worker %s (%s): refused: %s", key, address,
                           why)
+            if not ending:  # a worker turned away, which the last line on a step without workers counts
+                self.refused_hellos += 1
+                self._first_refusal = self._first_refusal or why
+                self._tell_refusals()
             self.send([keeper, *refuse_frames(why, ending)])
             return
         router = self.routers[step]
@@ -359,8 +388,10 @@ class Door(EngineThread):
             return f"step {step} runs in one worker, its own: {router.step.cls.__name__} says one_worker"
         if not 1 <= threads <= MAX_REMOTE_THREADS:
             return f"expected 1 to {MAX_REMOTE_THREADS} threads, got {threads}"
-        if sum(1 for worker in self.workers.values() if worker.key == key) >= MAX_SLOTS_PER_KEY:
-            return f"key {key} holds {MAX_SLOTS_PER_KEY} worker processes already, the most one key may hold"
+        own = sum(worker.threads for worker in self.workers.values() if worker.key == key)
+        if own + threads > MAX_THREADS_PER_KEY:
+            return (f"key {key} holds {own} remote worker threads, and one key may hold at most {MAX_THREADS_PER_KEY} "
+                    f"(asked for {threads} more; give each host its own key)")
         held = sum(worker.threads for worker in self.workers.values())
         if held + threads > MAX_REMOTE_WORKER_THREADS:
             return (f"the run holds {held} remote worker threads, and takes at most {MAX_REMOTE_WORKER_THREADS} "
@@ -469,15 +500,22 @@ class Door(EngineThread):
                 self.drop(f"from {worker.key}: no socket for its thread: {err}")
                 return
             relay.linger = 0
-            relay.sndtimeo = sockets.NOTICE_WAIT_MS
+            relay.sndhwm = relay_hwm(step.queue_limit)
+            relay.sndtimeo = 0  # a full relay is a peer that broke the protocol: the door never waits for a router
             relay.identity = routing_id.partition(SLOT_TOKEN)[0]  # the router knows it as a worker process's thread
             relay.connect(self.addresses.work(worker.step))
         if kind is Kind.JOIN:
             worker.pid = joined_pid(payload) or worker.pid
         # A router that has finished reads no more: a plain send to it waited for ever, and the door with it (a
         # peer's frame after its step's end hung the run).
-        if not sockets.send_while(relay, payload, self.routers[worker.step].listening):
+        if not self.routers[worker.step].listening():
             self.drop(f"from {worker.key}: {kind.name} for step {worker.step}, which has finished")
+            return
+        try:
+            sockets.send(relay, payload)
+        except zmq.Again:  # a router busy sending on held every other peer's messages while the door waited for it
+            self._break(worker, f"it sent more than its step had read while busy ({relay.sndhwm} messages and more "
+                                "waiting for it: a worker waits for its step's answers)")
 
     def send(self, message: list) -> bool:
         """Send to a peer without ever blocking the door: False (and dropped) if the peer is gone or does not
@@ -524,6 +562,10 @@ class Door(EngineThread):
                 del self._departed[departed.slot]
                 self._forget(departed)
         for worker in list(self.workers.values()):
+            why = self.routers[worker.step].state.broken.pop(worker.slot, None)
+            if why is not None:
+                self._break(worker, why)
+                continue
             if now - worker.heard > self.patience:
                 self.said.say(logging.ERROR, worker.key, "worker processes taken for dead", "step %s: remote worker "
                               "%s (%s) sent no heartbeat for %.1f s: taken for dead", worker.step, worker.key,
@@ -550,6 +592,14 @@ class Door(EngineThread):
                               "for dead", worker.step, worker.key, worker.address, worker.slot, held)
                 why = f"held work for {held:.1f} s without running any of it"
                 self._take_for_dead(worker, why, f"remote worker {worker.key} {why}", [])
+
+    def _break(self, worker: RemoteWorker, why: str) -> None:
+        """Drop ``worker``, which broke the protocol (``why``), naming it: what it held goes to other workers."""
+        self.said.say(logging.ERROR, worker.key, "worker processes dropped", "step %s: remote worker %s (%s): worker "
+                      "process %d broke the protocol: %s: dropped", worker.step, worker.key, worker.address,
+                      worker.slot, why)
+        why = f"it broke the protocol: {why}"
+        self._take_for_dead(worker, why, f"remote worker {worker.key}: {why}", [])
 
     def _take_for_dead(self, worker: RemoteWorker, why: str, reason: str, running: list[int]) -> None:
         """Take ``worker`` for dead (``reason``, for its step), and tell its pipeline-worker ``why`` (DROPPED), in case
