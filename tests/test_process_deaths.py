@@ -63,6 +63,20 @@ def test_a_killed_stager_process_loses_and_duplicates_nothing(tmp_path: Path) ->
     assert redeliveries(result.stderr, "STAGE", replaced=1) >= 1
     assert report_row(result.stderr, "STAGE") == [300, 300, 300, 0]
     assert not alive(pids(marker).pop())
+    assert "never ran in it" not in result.stderr  # it keeps nothing for a finish() to send
+
+
+def test_a_killed_process_of_a_step_with_a_finish_says_what_it_kept_is_lost(tmp_path: Path) -> None:
+    """A total that a finish() sends dies with its process, and the messages behind it are not run again (exactly
+    once): the run said nothing of it, and a sum came out wrong, exit 0."""
+    marker = tmp_path / "killed"
+    path = chain(tmp_path, {"nb_process": 2, "class": "TriggerThenFinish"},
+                 Trigger={"at": 100, "action": "kill", "marker": str(marker)})
+    result = run_to_end(path, *HEARTBEATS)
+    assert result.returncode == 0, result.stderr
+    assert re.search(r"step STAGE: worker process \d+ \(pid \d+\) died: killed by signal SIGKILL; starting another; "
+                     r"the finish\(\) of STAGE never ran in it: what it kept across the messages it had run is lost "
+                     r"\(configuration.md, worker processes\)", result.stderr), result.stderr
 
 
 def test_a_killed_consumer_process_processes_every_value_at_least_once(tmp_path: Path) -> None:

@@ -23,6 +23,7 @@ from collections.abc import Sequence
 
 import zmq
 
+from pipeline.component import Component
 from pipeline.config.model import PipelineConfig
 from pipeline.engine import sockets
 from pipeline.engine.addresses import Addresses
@@ -197,6 +198,11 @@ class Supervisor(EngineThread):
                 then = f"; none replaces it: step {single} runs in one worker (its class says one_worker)"
             else:
                 then = ""
+            # A total that a finish() sends dies with its process, and the messages behind it are not run again.
+            keeping = [step.name for step in (router.step, *router.members) if step.cls.finish is not Component.finish]
+            if keeping and not router.state.slot_told_to_finish(process.slot):
+                then += (f"; the finish() of {', '.join(keeping)} never ran in it: what it kept across the messages it "
+                         "had run is lost (configuration.md, worker processes)")
             log.error("step %s: worker process %d (pid %s) died: %s%s", process.step, process.slot, process.pid,
                       death.reason, then)
         notices = self._notices[process.step]
