@@ -26,7 +26,7 @@ from pipeline import Pipeline
 from pipeline.auth.curve import HANDSHAKE_SECONDS, CurveServer, ServerKeys
 from pipeline.auth.keys import authorized_keys, load_key_pair, load_public_key
 from pipeline.engine import sockets
-from pipeline.engine.door import MAX_REMOTE_WORKER_THREADS, Door
+from pipeline.engine.door import MAX_THREADS_PER_KEY, Door
 from pipeline.engine.remote_agent import RUN_GONE
 from pipeline.engine.wire import (
     HEADER,
@@ -146,18 +146,18 @@ def test_a_remote_worker_whose_step_drops_its_arguments_exits_1_saying_what_to_p
                          "**kwargs to super().__init__()"), line
 
 
-def test_a_worker_process_past_the_runs_threads_is_refused_and_those_taken_serve_on(launch: Launcher) -> None:
-    """cluster.md: a worker process whose threads would pass the run's limit is refused, the run goes on with those it
-    has, and the refused pipeline-worker exits 2. The refusal of its fifth process ended the four taken (the run,
+def test_a_worker_process_past_its_keys_threads_is_refused_and_those_taken_serve_on(launch: Launcher) -> None:
+    """cluster.md: a worker process whose threads would pass what one key may hold is refused, the run goes on with
+    those it has, and the refused pipeline-worker exits 2. The refusal of its last process ended those taken (the run,
     which held its messages for them, took them for dead and failed: no worker left)."""
-    threads = MAX_REMOTE_WORKER_THREADS // 4 - 46  # 210: four are taken (840), a fifth would pass 1,024
+    threads = MAX_THREADS_PER_KEY // 2 - 56  # 200: two are taken (400), a third would pass 512
     run = launch.run(launch.chain(nb_thread=0))
-    worker = launch.worker(f"--threads={threads}", "--processes=5")
+    worker = launch.worker(f"--threads={threads}", "--processes=3")
     assert (worker.wait(), run.wait()) == (2, 0), (worker.stderr, run.stderr)
     [line] = lines(worker.stderr)
-    assert line == (f"pipeline-worker: error: the run refused: the run holds {4 * threads} remote worker threads, and "
-                    f"takes at most {MAX_REMOTE_WORKER_THREADS} (asked for {threads} more); the 4 worker processes it "
-                    "took serve on")
+    assert line == (f"pipeline-worker: error: the run refused: key node7 holds {2 * threads} remote worker threads, "
+                    f"and one key may hold at most {MAX_THREADS_PER_KEY} (asked for {threads} more; give each host "
+                    "its own key); the 2 worker processes it took serve on")
     outputs = launch.outputs()
     assert sorted(row["value"] for row in outputs) == list(range(20)) and not duplicates(outputs)
 
