@@ -67,19 +67,28 @@ def test_a_json_lines_output_that_another_run_writes_is_refused_before_the_run(t
 
 
 def test_a_json_lines_writer_that_finds_its_file_taken_since_its_check_leaves_it_whole(tmp_path: Path) -> None:
-    """A run that checked its output before another took it (two made, then run at once) fails in init(), the
-    other's lines kept; once free, the file is the next run's alone."""
+    """A run that checked its output before a run of another process took it fails in init(), the other's lines kept;
+    an earlier writer of this process that was never finished (a run stopped by Ctrl+C) is taken over."""
     out = tmp_path / "out.jsonl"
-    first, second = (JsonLinesWriter(path=str(out)) for _ in range(2))
-    first.init()
-    first.run(1)
-    with pytest.raises(ValueError, match=re.escape(f"JsonLinesWriter.path {str(out)!r} is in use by another run (pid "
-                                                   f"{os.getpid()})")):
-        second.init()
-    first.run(2)
-    first.finish()
-    assert out.read_text(encoding="utf-8") == "1\n2\n"
-    second.init()
-    second.run(3)
-    second.finish()
-    assert out.read_text(encoding="utf-8") == "3\n"
+    out.write_text("rows\n", encoding="utf-8")
+    writer = JsonLinesWriter(path=str(out))
+    with subprocess.Popen([sys.executable, "-c", HOLDER, str(out)], stdin=subprocess.PIPE, stdout=subprocess.PIPE,
+                          text=True) as holder:
+        try:
+            assert holder.stdout.readline() == "ready\n"
+            with pytest.raises(ValueError, match=re.escape(f"JsonLinesWriter.path {str(out)!r} is in use by another "
+                                                           f"run (pid {holder.pid})")):
+                writer.init()
+        finally:
+            holder.stdin.close()
+            assert holder.wait(timeout=30) == 0
+    assert out.read_text(encoding="utf-8") == "rows\n"
+    stopped = JsonLinesWriter(path=str(out))
+    stopped.init()
+    stopped.run(1)  # and never finished
+    writer.check()
+    writer.init()
+    writer.run(2)
+    writer.finish()
+    stopped.finish()  # as the garbage collector closes it, in the end
+    assert out.read_text(encoding="utf-8") == "2\n"

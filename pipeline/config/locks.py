@@ -36,27 +36,39 @@ def in_use(path: str) -> str | None:
 
 
 def refuse_in_use(path: str, setting: str) -> None:
-    """A ValueError naming ``setting`` (the option that gave ``path``) if another run holds the lock of the output file
-    ``path``."""
+    """A ValueError naming ``setting`` (the option that gave ``path``) if a run of another process holds the lock of
+    the output file ``path`` (``_ours``)."""
     problem = in_use(path)
-    if problem is not None:
+    if problem is not None and not _ours(path):
         raise ValueError(_in_use_problem(path, setting, problem))
 
 
 def open_locked(path: str, setting: str) -> int:
     """The file ``path``, opened to be written afresh (created, or emptied) once this run holds its lock: a ValueError
-    naming ``setting`` if another run holds it (its content left as it was). The lock goes with the descriptor."""
+    naming ``setting`` if a run of another process holds it (its content left as it was; ``_ours``). The lock goes
+    with the descriptor."""
     fd = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_CLOEXEC, 0o666)
     try:
         fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
     except BlockingIOError:
-        problem = in_use_words(fd)
-        os.close(fd)
-        raise ValueError(_in_use_problem(path, setting, problem)) from None
+        holder = lock_holder(os.fstat(fd))
+        if holder != os.getpid():
+            problem = in_use_words(fd)
+            os.close(fd)
+            raise ValueError(_in_use_problem(path, setting, problem)) from None
     except OSError:  # a file system without locks (ENOLCK): two runs cannot be told apart there
         pass
     os.ftruncate(fd, 0)
     return fd
+
+
+def _ours(path: str) -> bool:
+    """Whether this process holds the lock of ``path``: an earlier run of it that was stopped before its writer's
+    finish() closed the file (a Ctrl+C in a notebook, whose traceback keeps the writer), which the next run of the
+    process may take over; two runs of one process at once on one file are not told apart from it."""
+    with contextlib.suppress(OSError):
+        return lock_holder(os.stat(path)) == os.getpid()
+    return False
 
 
 def _in_use_problem(path: str, setting: str, problem: str) -> str:
