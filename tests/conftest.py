@@ -15,6 +15,7 @@ import pytest
 
 if TYPE_CHECKING:
     from pipeline.cli.run import PipelineRun
+    from tests.remote_helpers import Launcher
 
 # pytest rewrites the asserts of test modules only: the helper modules' asserts explain their failures too,
 # as they did when the helpers lived in test modules (registered before any test module imports them).
@@ -34,6 +35,15 @@ def private_config_home(tmp_path_factory: pytest.TempPathFactory) -> Iterator[No
         del os.environ["XDG_CONFIG_HOME"]
     else:
         os.environ["XDG_CONFIG_HOME"] = before
+
+
+@pytest.fixture
+def launch(tmp_path: Path) -> Iterator[Launcher]:
+    """The test's processes (a run that listens, its remote workers), killed at its end if still running."""
+    from tests.remote_helpers import Launcher  # once the helpers' asserts are registered for rewriting (above)
+
+    with Launcher(tmp_path) as launcher:
+        yield launcher
 
 
 @pytest.fixture

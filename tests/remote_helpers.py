@@ -175,6 +175,14 @@ class Launcher:
                    f"--step={step}", *options]
         return self.start(name, command, cwd=cwd, env={**(os.environ if env is None else env), ROLE: role})
 
+    def gated_chain(self, nb_thread: int, gate: Path) -> dict[str, Any]:
+        """The chain with a GatedSink for consumer, whose finish() waits for the file ``gate``."""
+        config = self.chain(nb_thread=nb_thread)
+        config["Pipeline"]["consumer_conf"] = {"name": CONSUMER, "module": "tests.remote_steps", "class": "GatedSink"}
+        del config["JsonLinesWriter"]
+        config["GatedSink"] = {"gate": str(gate)}
+        return config
+
     def chain(self, nb_thread: int = 1, count: int = 20, workers: int = 0, hold: bool = False) -> dict[str, Any]:
         """NUMS (Numbers) -> TAG (Tagged, ``nb_thread`` local workers) -> WRITE (JsonLinesWriter to :attr:`output`).
 

@@ -12,7 +12,6 @@ import contextlib
 import os
 import socket
 import subprocess
-from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
@@ -25,13 +24,6 @@ from pipeline.engine import remote_agent
 from pipeline.engine.remote_agent import Login
 from tests.cli_helpers import run_cli, write_config
 from tests.remote_helpers import BIN, STAGE, Keys, Launcher, answering, free_port, lines, servers
-
-
-@pytest.fixture
-def launch(tmp_path: Path) -> Iterator[Launcher]:
-    """The test's processes, killed at its end if still running."""
-    with Launcher(tmp_path) as launcher:
-        yield launcher
 
 
 def one_line(result: subprocess.CompletedProcess[str], *expected: str) -> str:

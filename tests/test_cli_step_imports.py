@@ -14,7 +14,6 @@ import os
 import re
 import subprocess
 import sys
-from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
@@ -293,13 +292,6 @@ def test_a_steps_file_named_as_a_built_in_module_says_it_is_hidden(tmp_path: Pat
     assert (result.returncode, result.stderr.splitlines()[-1]) == (2, (
         "pipeline-run: error: broken.json: Pipeline.consumer_conf.class: module 'time' has no class 'Printer' "
         "(Python's built-in module 'time' hides the file time.py here: rename the file)"))
-
-
-@pytest.fixture
-def launch(tmp_path: Path) -> Iterator[Launcher]:
-    """The test's processes, killed at its end if still running."""
-    with Launcher(tmp_path) as launcher:
-        yield launcher
 
 
 def test_a_remote_worker_names_the_file_and_line_its_import_failed(launch: Launcher, tmp_path: Path) -> None:

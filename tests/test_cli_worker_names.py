@@ -8,7 +8,6 @@ from __future__ import annotations
 
 import os
 import signal
-from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
@@ -49,13 +48,6 @@ def test_a_runs_worker_processes_show_their_step_and_slot_and_speak_as_the_run(t
         kill_group(run)
         _, stderr = run.communicate(timeout=10)  # the pipes end once the last worker process has left
     assert "pipeline-worker" not in stderr
-
-
-@pytest.fixture
-def launch(tmp_path: Path) -> Iterator[Launcher]:
-    """The test's processes, killed at its end if still running."""
-    with Launcher(tmp_path) as launcher:
-        yield launcher
 
 
 def test_a_remote_worker_shows_its_step_and_slot(launch: Launcher) -> None:

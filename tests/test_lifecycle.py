@@ -4,7 +4,6 @@ is processed (issue 25): in every mode, with ctapipe-style steps (tests/lifecycl
 from __future__ import annotations
 
 import sys
-from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
@@ -37,13 +36,6 @@ def config(output: Path, refuse: bool, stage: dict[str, Any]) -> dict[str, Any]:
         "TrueStage": {"refuse": refuse},
         "JsonLinesWriter": {"path": str(output)},
     }
-
-
-@pytest.fixture
-def launch(tmp_path: Path) -> Iterator[Launcher]:
-    """The test's processes, killed at its end if still running."""
-    with Launcher(tmp_path) as launcher:
-        yield launcher
 
 
 def run(launch: Launcher, mode: str, refuse: bool) -> tuple[int, str, list[Any]]:

@@ -50,7 +50,6 @@ from tests.failure_helpers import report_row
 from tests.process_helpers import assert_each_output_went_where_it_goes_once, two_next_steps
 from tests.remote_helpers import (
     BIN,
-    CONSUMER,
     PROCESS_SECONDS,
     PRODUCER,
     STAGE,
@@ -74,13 +73,6 @@ pytestmark = pytest.mark.slow
 COUNT = 20
 #: What the issue allows a refused worker before it says so.
 REFUSED_WITHIN_SECONDS = 30.0
-
-
-@pytest.fixture
-def launch(tmp_path: Path) -> Iterator[Launcher]:
-    """The test's processes, killed at its end if still running."""
-    with Launcher(tmp_path) as launcher:
-        yield launcher
 
 
 def assert_every_value_once(launch: Launcher, run: Proc) -> list[dict[str, int]]:
@@ -412,12 +404,8 @@ def test_a_remote_worker_whose_zygote_is_stuck_serves_from_scratch_each_of_its_l
 def test_a_remote_worker_that_joins_once_its_step_has_ended_exits_0_in_one_line(launch: Launcher) -> None:
     """A job of workers that starts just after its step drained (more jobs are submitted while a run goes on) was
     refused with exit status 2, a FAILED job: it has nothing to do, which is no error."""
-    config = launch.chain(nb_thread=1)
     gate = launch.directory / "sink-go"
-    config["Pipeline"]["consumer_conf"] = {"name": CONSUMER, "module": "tests.remote_steps", "class": "GatedSink"}
-    del config["JsonLinesWriter"]
-    config["GatedSink"] = {"gate": str(gate)}
-    run = launch.run(config)
+    run = launch.run(launch.gated_chain(1, gate))
     wait_during(run, Path(f"{gate}.waiting").exists, "the steps before the consumer to end")
     worker = launch.worker()
     assert worker.wait() == 0, worker.stderr

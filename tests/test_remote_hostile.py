@@ -14,7 +14,7 @@ import os
 import re
 import socket
 import time
-from collections.abc import Callable, Iterator
+from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -57,13 +57,6 @@ pytestmark = pytest.mark.slow
 
 #: How many values each run sends (Launcher.chain's default).
 COUNT = 20
-
-
-@pytest.fixture
-def launch(tmp_path: Path) -> Iterator[Launcher]:
-    """The test's processes, killed at its end if still running."""
-    with Launcher(tmp_path) as launcher:
-        yield launcher
 
 
 def assert_unchanged(launch: Launcher, run: Proc, pids: set[int], marker: Path) -> None:
@@ -435,12 +428,8 @@ def test_a_flood_of_hellos_holds_a_bounded_number_of_slots_and_says_so_in_a_few_
 def test_a_frame_after_its_steps_end_is_dropped_and_the_run_ends(launch: Launcher) -> None:
     """An authorized peer serves its step to the end, then sends a READY once the step's router has finished while the
     run goes on (its consumer waits): the door's send to that router waited for ever, and the run with it."""
-    config = launch.chain(nb_thread=0)
     gate = launch.directory / "gate"
-    config["Pipeline"]["consumer_conf"] = {"name": CONSUMER, "module": "tests.remote_steps", "class": "GatedSink"}
-    del config["JsonLinesWriter"]
-    config["GatedSink"] = {"gate": str(gate)}
-    run = launch.run(config)
+    run = launch.run(launch.gated_chain(0, gate))
     server = load_public_key(launch.keys.server_public).public
     with Intruder(launch.address, load_key_pair(launch.keys.secret("intruder")), server, 0.2,
                   lambda: run.popen.poll() is None) as intruder:

@@ -15,7 +15,6 @@ import signal
 import socket
 import threading
 from collections.abc import Callable, Iterator
-from pathlib import Path
 
 import pytest
 
@@ -28,13 +27,6 @@ pytestmark = pytest.mark.slow
 
 #: The values the producer would send: far more than the run gets through before it is stopped.
 COUNT = 10_000
-
-
-@pytest.fixture
-def launch(tmp_path: Path) -> Iterator[Launcher]:
-    """The test's processes, killed at its end if still running."""
-    with Launcher(tmp_path) as launcher:
-        yield launcher
 
 
 @pytest.fixture
