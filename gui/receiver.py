@@ -6,7 +6,7 @@ receiver reads while ``zmq.EVENTS`` says POLLIN, with NOBLOCK, a bounded batch a
 BATCH messages and BATCH_SECONDS) so that a flood of messages never starves the UI; a full batch
 schedules the next one right away.
 
-Unless the monitor runs in plaintext, the socket is a CURVE server (``pipeline.auth.keys.CurveServer``,
+Unless the monitor runs in plaintext, the socket is a CURVE server (``pipeline.auth.curve.CurveServer``,
 started before the bind): only runs holding an allowed key get in, and each message is credited to
 the key its connection proved (the frame's User-Id), never to what the message says. Each handshake
 the socket refuses (libzmq's socket monitor, read with the messages) is counted by cause

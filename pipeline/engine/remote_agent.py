@@ -1,9 +1,10 @@
 """``pipeline-worker``'s own process on a remote host: it joins a run's step and keeps its worker processes.
 
-It connects to the run's door (CURVE, pinned to the run's key), asks once per worker process for a
-slot and the step's ``Spec`` (HELLO; SPEC or REFUSE), and starts each worker process
-(engine.process_keeper). Then it is their keeper towards the run: every ``heartbeat_interval`` it
-sends a PING per slot, saying which messages the process is running (read from its busy board),
+It connects to the run's door (CURVE, pinned to the run's key), asks for a slot and the step's ``Spec`` (HELLO;
+SPEC or REFUSE) and starts that worker process (engine.process_keeper); it is their keeper towards the run from the
+moment the run gives it the first slot, while it asks for the next ones and starts them too: every
+``heartbeat_interval`` it sends a PING per slot it holds, saying which messages the process is running (read from its
+busy board, none while it starts),
 and it hears the run's PONG; it relays HALT to the boards; when a process ends it tells the run
 at once (LEFT, with what it was running), so that its messages go to other workers without
 waiting for a heartbeat to be missed. Its heartbeats never wait for a worker process's GIL.
