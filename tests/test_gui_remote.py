@@ -124,7 +124,9 @@ def recipe() -> list[tuple[str, list[str]]]:
 
 def reported(qtbot: Any, window: MainWindow, key: str) -> None:
     """Wait until a run that proved ``key`` finished in ``window``, with nothing refused."""
-    qtbot.waitUntil(lambda: any(r.ended for r in window.runs.runs.values()), timeout=WAIT_MS)
+    # A status that says "finished" may come before the finish message, which holds the exit status.
+    qtbot.waitUntil(lambda: any(r.ended and r.exit_status is not None for r in window.runs.runs.values()),
+                    timeout=WAIT_MS)
     (run,) = window.runs.runs.values()
     assert (run.state, run.exit_status, run.peer) == ("finished", 0, key)
     assert window.receiver.refused == 0
