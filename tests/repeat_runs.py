@@ -3,8 +3,8 @@
 ``python -m tests.repeat_runs MODE RUNS`` (tests/test_contract.py runs it as a subprocess, so
 that its memory is measured in a process of its own). It prints the threads left after the last
 run that were not there before the first (pyzmq's garbage-collector thread, made once per
-process, aside), and the open file descriptors, threads and resident memory after the 5th run
-and after the last.
+process, aside), and the open file descriptors, threads and resident memory after the 5th run,
+half-way from it to the last, and after the last.
 """
 
 from __future__ import annotations
@@ -62,6 +62,7 @@ def main(mode: str, runs: int) -> dict[str, Any]:
     """Run the pipeline ``runs`` times in ``mode``; what was left behind."""
     before = set(threading.enumerate())
     warm: dict[str, Any] = {}
+    middle: dict[str, Any] = {}
     for i in range(1, runs + 1):
         tag = uuid.uuid4().hex
         report = Pipeline.from_config(document(tag), {"Pipeline": {"mode": mode}}).run()
@@ -71,8 +72,10 @@ def main(mode: str, runs: int) -> dict[str, Any]:
         SENT.pop(tag)
         if i == WARM_UP_RUNS:
             warm = measure()
+        if i == (WARM_UP_RUNS + runs) // 2:
+            middle = measure()
     new = [t.name for t in set(threading.enumerate()) - before if not isinstance(t, GarbageCollectorThread)]
-    return {"new_threads": new, "after_warm_up": warm, "at_end": measure()}
+    return {"new_threads": new, "after_warm_up": warm, "halfway": middle, "at_end": measure()}
 
 
 if __name__ == "__main__":

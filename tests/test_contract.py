@@ -600,7 +600,11 @@ def test_thirty_runs_leave_no_threads_descriptors_or_memory(mode: str) -> None:
     assert left["new_threads"] == []
     assert end["threads"] == warm["threads"]
     assert end["fds"] == warm["fds"]
-    assert end["rss"] - warm["rss"] < 4 << 20, f"RSS grew {(end['rss'] - warm['rss']) >> 10} KiB in 25 runs"
+    # A leak grows in both halves of the runs; malloc may take a few MiB once, in either (3-4 MiB in 25 runs failed a
+    # bound of 4 over them all, on the engine of before a change as after it).
+    halves = [left["halfway"]["rss"] - warm["rss"], end["rss"] - left["halfway"]["rss"]]
+    grew = f"RSS grew {[half >> 10 for half in halves]} KiB in the two halves of 25 runs"
+    assert min(halves) < 2 << 20 and sum(halves) < 8 << 20, grew
 
 
 @pytest.mark.parametrize("mode", MODES)
