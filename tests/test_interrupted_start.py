@@ -15,6 +15,7 @@ import zmq
 from pipeline import Pipeline
 from pipeline.config import load_config
 from pipeline.config.options import RunOptions
+from pipeline.engine import zygote
 from pipeline.engine.router import Router
 from pipeline.engine.runner import ThreadedRunner
 from tests.cli_helpers import chain_config, read_lines
@@ -78,6 +79,24 @@ def test_ctrl_c_as_a_thread_of_the_run_starts_leaves_nothing_behind(tmp_path: Pa
     report = Pipeline.from_config(config(tmp_path, processes), {"Pipeline": {"mode": mode}}).run()
     assert report.exit_status == 0
     assert sorted(read_lines(tmp_path / "out.jsonl")) == list(range(5))  # PASS has two workers
+
+
+def test_ctrl_c_while_the_zygote_has_not_answered_leaves_nothing_behind(tmp_path: Path,
+                                                                       monkeypatch: pytest.MonkeyPatch,
+                                                                       caplog: pytest.LogCaptureFixture) -> None:
+    """The supervisor waited for the zygote's answer to its first fork (seconds, under load) without looking at the
+    run's abort: the run said it left its thread behind, which then outlived run() raising KeyboardInterrupt."""
+    threads, processes_before = set(threading.enumerate()), children()
+    with monkeypatch.context() as patch, caplog.at_level(logging.WARNING, logger="pipeline"):
+        # The zygote, forked from this process with the patch, never starts serving.
+        patch.setattr(zygote, "release_freed_memory", threading.Event().wait)
+        pipeline = Pipeline.from_config(config(tmp_path, 1), {"Pipeline": {"mode": "threads"}})
+        interrupt_as_it_starts(patch, "supervisor")
+        with pytest.raises(KeyboardInterrupt):
+            pipeline.run()
+    assert [record.getMessage() for record in caplog.records] == []
+    assert [t.name for t in set(threading.enumerate()) - threads if t.is_alive()] == []
+    assert children() - processes_before == set()
 
 
 def test_a_router_whose_context_is_terminated_as_it_starts_stops_quietly(caplog: pytest.LogCaptureFixture) -> None:

@@ -30,6 +30,10 @@ ENDED = "ended"  # a thread ended (its `crash` holds the internal error that end
 WAKE = "wake"  # the runner was asked to stop or abort (from a signal handler)
 
 
+class RunAborted(Exception):
+    """The run aborted under an engine thread's wait: the thread ends quietly."""
+
+
 class RunControl:
     """Shared by every thread of one run."""
 
@@ -72,6 +76,12 @@ class RunControl:
             return
         log.log(logging.CRITICAL if first else logging.DEBUG, "thread %s stopped on an internal error", thread,
                 exc_info=err)
+
+    def raise_if_aborted(self) -> None:
+        """Raise RunAborted if the run aborted: for a wait of an engine thread outside ZeroMQ (whose calls the
+        context's termination ends)."""
+        if self.aborted.is_set():
+            raise RunAborted
 
     def abort(self) -> None:
         """Ask every thread to stop now."""

@@ -33,7 +33,7 @@ from pipeline.engine.addresses import is_stopped
 from pipeline.engine.board import BusyBoard
 from pipeline.engine.wire import MAX_REASON_CHARS, NOT_STARTED
 from pipeline.engine.worker_process import STEP_FAILED, Spec, last_word_path
-from pipeline.engine.zygote import Forked, Zygote, python_command
+from pipeline.engine.zygote import LEAVE_SECONDS, Forked, Zygote, python_command
 from pipeline.execution.status import WorkerProcessStatus
 from pipeline.failures.describe import failure_line
 
@@ -238,14 +238,14 @@ class ProcessKeeper:
             with contextlib.suppress(subprocess.TimeoutExpired):  # the next look polls them all again
                 running[0].wait(min(left, LOOK_SECONDS))
 
-    def close(self) -> None:
-        """Unmap the boards (the processes are gone), and end the zygote."""
+    def close(self, grace: float = LEAVE_SECONDS) -> None:
+        """Unmap the boards (the processes are gone), and end the zygote (killed past ``grace`` seconds)."""
         for process in self.processes.values():
             if process.board is not None:
                 process.board.close()
         self.processes.clear()
         if self._zygote is not None:
-            self._zygote.close()
+            self._zygote.close(grace)
             self._zygote = None
 
 

@@ -24,7 +24,7 @@ from pipeline.engine.shards import shard_seed
 from pipeline.engine.step_threads import ProducerThread, StepHolder, StepThread, WorkerThread, runs_inline
 from pipeline.engine.supervisor import Supervisor
 from pipeline.engine.wire import Kind, control_frames
-from pipeline.engine.zygote import Zygote
+from pipeline.engine.zygote import LEAVE_SECONDS, Zygote
 from pipeline.errors import ConfigError
 from pipeline.execution.report import (
     RunReport,
@@ -150,7 +150,7 @@ class ThreadedRunner:
             else:
                 context.term()
             if self.zygote is not None:  # the supervisor's keeper closed it, unless it never started
-                self.zygote.close()
+                self.zygote.close(0.0 if self.control.aborted.is_set() else LEAVE_SECONDS)
             flusher.stopped.set()  # one whose start() was interrupted stops as soon as it runs
             if flusher.is_alive():
                 flusher.join(ABORT_GRACE_SECONDS)

@@ -34,7 +34,7 @@ from pipeline.engine.router import Router
 from pipeline.engine.shards import read_mark
 from pipeline.engine.wire import Loss, added_frames, lost_frames, slot_of
 from pipeline.engine.worker_process import Spec
-from pipeline.engine.zygote import Zygote
+from pipeline.engine.zygote import LEAVE_SECONDS, Zygote
 from pipeline.execution.executor import FINISHING
 
 log = logging.getLogger("pipeline.engine")
@@ -88,7 +88,7 @@ class Supervisor(EngineThread):
             aborted = self.control.aborted.is_set()
             self.keeper.stop_all(0.0 if aborted else self.control.options.shutdown_timeout)
             self.roster = ()  # before their boards are unmapped: busy() reads them
-            self.keeper.close()
+            self.keeper.close(0.0 if aborted else LEAVE_SECONDS)
             remove_rings(os.getpid(), self.addresses.run_id)
             for notice in self._notices.values():
                 notice.close()
@@ -162,7 +162,10 @@ class Supervisor(EngineThread):
         run_pid, run_id = os.getpid(), self.addresses.run_id
         rings = [path for thread in range(self.config.steps[step].nb_thread)
                  for path in ring_paths(run_pid, run_id, slot, thread)]
-        self.keeper.start(slot, spec, [f"--rings={run_pid}:{run_id}"], leftovers=rings)
+        # An abort ends the wait for the zygote's answer: it may take seconds (a spawned zygote still importing), and
+        # the run's end waited for it (the supervisor outlived run() raising KeyboardInterrupt).
+        self.keeper.start(slot, spec, [f"--rings={run_pid}:{run_id}"], leftovers=rings,
+                          waiting=self.control.raise_if_aborted)
         self.roster = self.keeper.roster()
         return slot
 

@@ -73,6 +73,9 @@ log = logging.getLogger("pipeline.engine")
 
 #: What the zygote process runs.
 ZYGOTE_MAIN = "import sys; from pipeline.engine.zygote import main; main(sys.argv[1:])"
+#: Seconds a zygote told to leave is given before it is killed (an aborted run gives it none: its workers are killed
+#: already, and a zygote that still starts read the word only once started).
+LEAVE_SECONDS = 1.0
 #: Seconds the parent waits for a started zygote's answer to a fork before it starts that worker from scratch instead,
 #: and every later one (the keeper asks that zygote no more): a zygote answers in milliseconds; one that is stopped
 #: (SIGSTOP) or stuck never does, and each wait holds up the supervisor (10 s per worker process outlasted a drain's
@@ -382,15 +385,15 @@ class Zygote:
                 with contextlib.suppress(ProcessLookupError):
                     os.kill(message[1], signal.SIGKILL)
 
-    def close(self) -> None:
-        """End the zygote (its children end with it); once is enough."""
+    def close(self, grace: float = LEAVE_SECONDS) -> None:
+        """End the zygote (its children end with it), killed past ``grace`` seconds; once is enough."""
         if self.sock.fileno() == -1:  # closed before
             return
         with contextlib.suppress(OSError):  # else the zygote takes this process for killed
             _send(self.sock, ("leave",))
         self.sock.close()
         with contextlib.suppress(subprocess.TimeoutExpired):
-            self.process.wait(1.0)
+            self.process.wait(grace)
         if self.process.poll() is None:
             self.process.kill()
             self.process.wait()
