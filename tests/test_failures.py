@@ -564,9 +564,11 @@ def test_a_report_taken_during_the_run_is_a_running_ones_and_changes_nothing(tmp
         peek = pipeline.report_now()
     assert peek is not None
     assert (peek.state, peek.exit_status, peek.stop_reason, peek.stuck) == ("running", 0, None, [])
-    assert len(peek.busy) == 1 and re.search(r"^step STAGE .*in run\(\) on message 3$", peek.busy[0]), peek.busy
+    # WRITER may be in its run() at that instant too, writing a message that came before
+    [stage] = [line for line in peek.busy if not line.startswith("step WRITER ")]
+    assert re.search(r"^step STAGE .*in run\(\) on message 3$", stage), peek.busy
     table = peek.table().splitlines()
-    assert f"busy: {peek.busy[0]}" in table
+    assert f"busy: {stage}" in table
     assert peek.unprocessed >= 1 and re.fullmatch(rf"{peek.unprocessed} messages? in flight", table[-2]), table
     assert table[-1] == "exit status so far 0" and table[0].endswith(", run still running"), table
     assert not [line for line in table if "left behind" in line or "internal error" in line or "never" in line]
