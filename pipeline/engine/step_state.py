@@ -581,8 +581,10 @@ class StepState:
         once told to finish; and within the MOREs it may be owed. If not, it broke the protocol (``_breach``)."""
         told = worker in self._told_to_finish
         ended = self._calls_ended[(worker, told)]
+        of_inputs = False
         for answer in answers:
             if answer.seq != UNORDERED:
+                of_inputs = True
                 continue
             if ended > len(self.members) or (worker in self._running and not told):
                 call = "finish()" if told else "init()"
@@ -594,7 +596,7 @@ class StepState:
             return False
         if ended:
             self._calls_ended[(worker, told)] = ended
-        if any(answer.seq != UNORDERED for answer in answers):
+        if of_inputs:
             self._running.add(worker)
         return True
 
