@@ -396,6 +396,33 @@ class RaisesUnprintable(Component):
             raise Unprintable
 
 
+class MissesAFile(Component):
+    """Stager: passes messages on, but fails on message ``at``, or in init() or finish() (``where``), naming a file
+    whose name is not UTF-8, as Python reads such a name (``os.fsdecode``: a lone surrogate)."""
+
+    at = Int(3, help="The message that fails.").tag(config=True)
+    where = Enum(["init", "run", "finish"], "run", help="Which call fails.").tag(config=True)
+
+    def init(self) -> None:
+        """Fail here if told so."""
+        if self.where == "init":
+            self._missing()
+
+    def run(self, msg: int) -> int:
+        """Pass the message on, or fail."""
+        if self.where == "run" and msg == self.at:
+            self._missing()
+        return msg
+
+    def finish(self) -> None:
+        """Fail here if told so."""
+        if self.where == "finish":
+            self._missing()
+
+    def _missing(self) -> None:
+        raise FileNotFoundError("missing input file " + os.fsdecode(b"caf\xe9.txt"))
+
+
 class ExitsWhenBuilt(Component):
     """Stager whose constructor calls sys.exit (a library's own command-line check, run as it is built)."""
 

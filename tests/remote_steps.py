@@ -87,6 +87,10 @@ class Numbers(Component):
             yield value
 
 
+#: An error naming a file whose name is not UTF-8, as Python reads such a name (a lone surrogate).
+MISSING = "missing input file " + os.fsdecode(b"caf\xe9.txt")
+
+
 class Tagged(Component):
     """Stage: returns {"value", "pid", "keeper"}: the pid of the process that ran it, and of the pipeline-worker
     that keeps that process (keeper_of); marks its init() and first message.
@@ -101,7 +105,8 @@ class Tagged(Component):
     workers = Int(0, help="Workers that must each have started a message before any goes on (0: none).").tag(
         config=True)
     fail_in = Unicode("", help="Where the step's code fails: init, init-false (init() returns False), finish, run "
-                               "(on value 3), or run-exit (sys.exit on value 3); empty: nowhere.").tag(config=True)
+                               "(on value 3), run-exit (sys.exit on value 3), or init-name or run-name (naming a "
+                               "file whose name is not UTF-8); empty: nowhere.").tag(config=True)
 
     def init(self) -> bool:
         """Mark that this worker is ready."""
@@ -110,6 +115,8 @@ class Tagged(Component):
             _mark(self.gate, "init")
         if self.fail_in == "init":
             raise RuntimeError("told to fail in init()")
+        if self.fail_in == "init-name":
+            raise FileNotFoundError(MISSING)
         if os.environ.get(ROLE) == "remote-slow-init":  # longer than the run's worker_timeout in the test
             wait_for(Path(self.gate, "never").exists, "nothing", timeout=WAIT_SECONDS / 2)
         return self.fail_in != "init-false"
@@ -123,6 +130,8 @@ class Tagged(Component):
         """Tag the value with this process's id."""
         if self.fail_in == "run" and value == 3:
             raise RuntimeError("told to fail in run()")
+        if self.fail_in == "run-name" and value == 3:
+            raise FileNotFoundError(MISSING)
         if self.fail_in == "run-exit" and value == 3:
             raise SystemExit("told to exit in run()")
         if self.first and self.gate:

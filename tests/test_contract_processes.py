@@ -49,6 +49,28 @@ def test_a_message_a_process_cannot_send_fails_alone(kind: str, why: str) -> Non
     assert report.unprocessed == 0
 
 
+@pytest.mark.parametrize("where,said", [("init", "init(): "), ("run", ""), ("finish", "finish(): ")])
+@pytest.mark.parametrize("mode", ["sequential", "threads", "processes"])
+def test_a_failure_naming_a_file_whose_name_is_not_utf8_is_told_alike_in_every_mode(mode: str, where: str,
+                                                                                  said: str) -> None:
+    """A step's error quoting a name as os.fsdecode() gives it (a lone surrogate) stopped every worker process that
+    told it (an internal error: UnicodeEncodeError), the step lost its workers and the error was never said."""
+    tag = new_tag()
+    n = 10
+    extra = {"nb_process": 1} if mode == "processes" else {}
+    report = run(chain(step("P", "Numbers", ["S"]),
+                       [step("S", "MissesAFile", ["C"], on_error="skip", config={"where": where}, **extra)],
+                       step("C", "Record"), Numbers={"count": n}, Record={"tag": tag}),
+                 "threads" if mode == "processes" else mode)
+    assert report.exit_status == 1, report.table()
+    first_error = report.steps["S"].first_error or ""
+    assert first_error == f"{said}FileNotFoundError: missing input file caf\\udce9.txt", report.table()
+    assert report.unprocessed == 0 and "internal error" not in report.table()
+    if where == "run":
+        assert sorted(received(tag)) == [i for i in range(n) if i != 3]
+        assert (report["S"].processed, report["S"].failed) == (n - 1, 1)
+
+
 @pytest.mark.parametrize("what,line", [("SystemExit", "run(): SystemExit: 0"),
                                        ("KeyboardInterrupt", "run(): KeyboardInterrupt: ")])
 def test_system_exit_in_a_process_fails_the_step(what: str, line: str) -> None:

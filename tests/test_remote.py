@@ -96,6 +96,8 @@ def wait_for_local_worker(launch: Launcher, run: Proc) -> None:
     ("init-false", "init(): StepFailed: init() returned False: the step could not start"),
     ("finish", "finish(): RuntimeError: told to fail in finish()"),
     ("run", "RuntimeError: told to fail in run()"),
+    ("init-name", "init(): FileNotFoundError: missing input file caf\\udce9.txt"),
+    ("run-name", "FileNotFoundError: missing input file caf\\udce9.txt"),
     ("run-allowed", None),
 ])
 def test_a_worker_whose_step_fails_exits_1_saying_why(launch: Launcher, fail_in: str, said: str | None) -> None:

@@ -159,10 +159,16 @@ def error_text(error: BaseException) -> str:
     return text
 
 
+def utf8_bytes(text: str) -> bytes:
+    """``text`` in UTF-8, each lone surrogate (a byte of a file's name that is not UTF-8, as Python reads it) written
+    as repr writes it, ``\\udcff`` (a plain encode() raises on it)."""
+    return text.encode("utf-8", "backslashreplace")
+
+
 def utf8_text(text: str) -> str:
-    """``text`` with each lone surrogate (a byte of a file's name that is not UTF-8, as Python reads it) written as
-    repr writes it, ``\\udcff``: text that UTF-8 encodes, for a monitor's JSON, a graph export or a log file."""
-    return text.encode("utf-8", "backslashreplace").decode("utf-8")
+    """``text`` with each lone surrogate written as repr writes it (utf8_bytes): text that UTF-8 encodes, for a
+    monitor's JSON, a graph export, a log file or a failure told in every mode alike."""
+    return utf8_bytes(text).decode("utf-8")
 
 
 def shorten(text: str, limit: int, apart: str = "\n") -> str:

@@ -53,7 +53,7 @@ from dataclasses import dataclass, field
 from enum import IntEnum
 from typing import Any, cast
 
-from pipeline.console.humanize import cut_note, shorten
+from pipeline.console.humanize import cut_note, shorten, utf8_bytes
 from pipeline.engine.flow import MAX_RESULT_OUTPUTS, window_limit
 from pipeline.engine.handles import Handles
 from pipeline.engine.rings import Ring, Taken
@@ -523,7 +523,7 @@ def failed_frames(failure: Failure) -> list[Buffer]:
     header = HEADER.pack(Kind.FAILED, 0, failure.member, failure.seq)
     if failure.delivered:
         header += DELIVERED.pack(failure.delivered)
-    frames: list[Buffer] = [header, failure.what.encode(), failure.error.encode(), failure.traceback.encode()]
+    frames: list[Buffer] = [header, utf8_bytes(failure.what), utf8_bytes(failure.error), utf8_bytes(failure.traceback)]
     if failure.message is not None:
         frames += [failure.message.inband, *failure.message.buffers]
     return frames
@@ -598,7 +598,7 @@ def lost_frames(loss: Loss, kind: Kind = Kind.LOST) -> list[bytes]:
 
         HEADER (kind, count: 1 if clean, value: slot) | reason, UTF-8 | running, uint64 each
     """
-    return [HEADER.pack(kind, 0, int(loss.clean), loss.slot), loss.reason.encode(),
+    return [HEADER.pack(kind, 0, int(loss.clean), loss.slot), utf8_bytes(loss.reason),
             array("Q", loss.running).tobytes()]
 
 
@@ -656,7 +656,7 @@ def hello_frames(step: str, threads: int, pid: int) -> list[bytes]:
 
         HEADER (HELLO, flags: WIRE_VERSION, count: threads, value: its pid on its host) | step name, UTF-8
     """
-    return [HEADER.pack(Kind.HELLO, WIRE_VERSION, threads, pid), step.encode()]
+    return [HEADER.pack(Kind.HELLO, WIRE_VERSION, threads, pid), utf8_bytes(step)]
 
 
 def parse_hello(frames: Sequence[Any]) -> tuple[str, int, int, int]:
@@ -697,7 +697,7 @@ REFUSED_ENDING = 1
 def refuse_frames(why: str, ending: bool = False) -> list[bytes]:
     """A REFUSE (door -> remote worker): it cannot join, and why; ``ending``: for the step has no more work.
     HEADER (REFUSE, value: REFUSED_ENDING or 0) | why, UTF-8."""
-    return [HEADER.pack(Kind.REFUSE, 0, 0, REFUSED_ENDING if ending else 0), why.encode()]
+    return [HEADER.pack(Kind.REFUSE, 0, 0, REFUSED_ENDING if ending else 0), utf8_bytes(why)]
 
 
 def parse_refuse(frames: Sequence[Any]) -> str:
@@ -708,7 +708,7 @@ def parse_refuse(frames: Sequence[Any]) -> str:
 def dropped_frames(slot: int, why: str) -> list[bytes]:
     """A DROPPED (door -> remote worker): the run took its worker process ``slot`` for dead, and why.
     HEADER (DROPPED, value: slot) | why, UTF-8."""
-    return [HEADER.pack(Kind.DROPPED, 0, 0, slot), why.encode()]
+    return [HEADER.pack(Kind.DROPPED, 0, 0, slot), utf8_bytes(why)]
 
 
 def text_of(frame: Any, most: int = MAX_REASON_CHARS) -> str:

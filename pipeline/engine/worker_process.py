@@ -394,8 +394,7 @@ def serve(spec: Spec, slot: int, board: BusyBoard, keys: ClientKeys | None, name
             config = load_step(spec)
         except LoadError as err:  # it names the config's module and class, and what importing them raised
             print(f"{name}: error: {printable(str(err))}", file=sys.stderr, flush=True)
-            if last_word is not None:
-                last_word.write_text(str(err), encoding="utf-8")
+            _say_last_word(str(err), last_word)
             return CANNOT_LOAD
         control = RunControl(RunOptions())  # this process's own
         halted = HaltedSteps((spec.step, *spec.members), board)
@@ -422,8 +421,7 @@ def serve(spec: Spec, slot: int, board: BusyBoard, keys: ClientKeys | None, name
         failure = next((line for line in (thread.failure(spec.allow_failures) for thread in threads) if line), None)
         if failure is None:
             return 0
-        if last_word is not None:
-            last_word.write_text(failure, encoding="utf-8")
+        _say_last_word(failure, last_word)
         return STEP_FAILED
     finally:
         context.term()
@@ -470,12 +468,19 @@ def _leave(why: str | None, last_word: Path | None) -> NoReturn:
     """End this process now, its threads and context left as they are (its threads may wait for ever); ``why`` (a
     limit of the machine that it met, in words), if known, goes to its last word, which the run's line on its death
     repeats."""
-    if why is not None and last_word is not None:
-        with contextlib.suppress(OSError):  # out of open files, the file cannot be opened either: the log line said it
-            last_word.write_text(why, encoding="utf-8")
+    if why is not None:
+        _say_last_word(why, last_word)
     with contextlib.suppress(OSError):
         sys.stderr.flush()
     os._exit(INTERNAL_ERROR)
+
+
+def _say_last_word(why: str, last_word: Path | None) -> None:
+    """Write ``why`` to the last word, if this process has one (a lone surrogate, of a file's name that is not UTF-8,
+    written as repr writes it)."""
+    if last_word is not None:
+        with contextlib.suppress(OSError):  # out of open files, the file cannot be opened either: the log line said it
+            last_word.write_text(why, encoding="utf-8", errors="backslashreplace")
 
 
 def die_with_parent(parent: int, signum: int = signal.SIGKILL) -> None:

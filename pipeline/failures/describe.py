@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import traceback
 
-from pipeline.console.humanize import error_text, shorten
+from pipeline.console.humanize import error_text, shorten, utf8_text
 
 #: Characters of an error's line or traceback kept (its start and its end), wherever it was raised: a step's
 #: ValueError("x" * 1_100_000) was carried whole into its log lines, its dead letter, the monitor's error and a
@@ -31,10 +31,11 @@ class RemoteError(Exception):
 
 
 def failure_line(error: BaseException) -> str:
-    """One line describing an exception: its type and message (to MAX_ERROR_CHARS)."""
+    """One line describing an exception: its type and message (to MAX_ERROR_CHARS), each lone surrogate written as
+    repr writes it (utf8_text: a file's name that is not UTF-8 reads the same in every mode, and can be sent)."""
     if isinstance(error, RemoteError):
         return str(error)  # read to MAX_ERROR_CHARS (engine.wire.parse_failed)
-    return shorten(f"{type(error).__name__}: {error_text(error)}", MAX_ERROR_CHARS, " ")
+    return shorten(utf8_text(f"{type(error).__name__}: {error_text(error)}"), MAX_ERROR_CHARS, " ")
 
 
 def message_words(seq: int | None) -> str:
@@ -57,7 +58,7 @@ def error_kind(error: BaseException) -> str:
 
 def traceback_text(error: BaseException) -> str:
     """The traceback of an exception, where it was raised (in a worker process for a RemoteError), to
-    MAX_ERROR_CHARS."""
+    MAX_ERROR_CHARS, as failure_line writes a lone surrogate."""
     if isinstance(error, RemoteError):
         return error.remote_traceback  # read to MAX_ERROR_CHARS (engine.wire.parse_failed)
-    return shorten("".join(traceback.format_exception(error)), MAX_ERROR_CHARS)
+    return shorten(utf8_text("".join(traceback.format_exception(error))), MAX_ERROR_CHARS)
