@@ -22,6 +22,7 @@ from dataclasses import dataclass
 from typing import Any
 
 from pipeline.console import humanize
+from pipeline.errors import printable
 from pipeline.execution.status import RUN_STATES, STEP_STATES
 from pipeline.monitor import messages
 
@@ -377,4 +378,5 @@ class _Fields:
             raise ProtocolError(f"{self.path}.{key}: expected an object")
         if len(values) > MAX_STEPS or any(len(name) > MAX_NAME for name in values):
             raise ProtocolError(f"{self.path}.{key}: more than {MAX_STEPS} steps, or a name too long")
-        return [(name, _Fields(value, f"{self.path}.{key}.{name}")) for name, value in values.items()]
+        # A peer's name, in the lines that say what was wrong: as text, never a terminal's command or a line of its own
+        return [(name, _Fields(value, f"{self.path}.{key}.{printable(name)}")) for name, value in values.items()]

@@ -11,12 +11,14 @@ class PipelineError(Exception):
 COMMAND_LINE = "command line"
 
 
-def printable(text: str) -> str:
-    """``text`` with each character that is not printable (a terminal escape, a line break) written as repr writes
-    it (``\\x1b``, ``\\n``): a file name or a config key reaches the terminal as text, never as a command to it."""
+def printable(text: str, keep: str = "") -> str:
+    """``text`` with each character that is not printable (a terminal escape, a line break) and not in ``keep``
+    written as repr writes it (``\\x1b``, ``\\n``): a file name or a config key reaches the terminal as text, never
+    as a command to it."""
     if text.isprintable():
         return text
-    return "".join(char if char.isprintable() else char.encode("unicode_escape").decode("ascii") for char in text)
+    return "".join(char if char.isprintable() or char in keep else char.encode("unicode_escape").decode("ascii")
+                   for char in text)
 
 
 def option_key(source: str, key: str) -> str:

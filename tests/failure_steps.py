@@ -36,6 +36,18 @@ class FailEvery(Component):
         return msg
 
 
+class FailsQuoting(FailEvery):
+    """Raises as FailEvery does, its error quoting ``text`` (a step's data, as an error may quote it)."""
+
+    text = Unicode("", help="The error's text, before the message's.").tag(config=True)
+
+    def run(self, msg: int) -> int:
+        """Pass the message on, or raise."""
+        if self.every and msg % self.every == 0:
+            raise ValueError(f"{self.text} {msg}")
+        return msg
+
+
 class FailsAtLength(FailEvery):
     """FailEvery whose errors end with ``padding`` characters: lines of nine 'x'."""
 

@@ -46,6 +46,20 @@ def test_skip_policy_counts_failures_and_goes_on(tmp_path: Path, mode: str) -> N
     assert "STAGE: first error: ValueError: bad message" in result.stderr
 
 
+@pytest.mark.parametrize("mode", [*MODES, "processes"])
+def test_a_step_s_error_text_reaches_the_terminal_as_text(tmp_path: Path, mode: str) -> None:
+    """An error quoting a step's data with terminal escapes (clear the screen, set the title, rewrite the line)
+    reached stderr raw, in its log lines, the first failure and the step's first error: the summary was wiped off
+    the screen."""
+    stager = {"class": "FailsQuoting", "on_error": "skip", **({"nb_process": 1} if mode == "processes" else {})}
+    path = config(tmp_path, stager, Counter={"count": 4},
+                  FailsQuoting={"every": 2, "text": "bad \x1b[2J\x1b]0;X\x07\rY"})
+    result = pipeline_run(path, f"--Pipeline.mode={'threads' if mode == 'processes' else mode}")
+    assert result.returncode == 1, result.stderr
+    assert {char for char in result.stderr if not char.isprintable()} == {"\n"}, result.stderr
+    assert "STAGE: first error: ValueError: bad \\x1b[2J\\x1b]0;X\\x07 Y 0\n" in result.stderr  # \r: a line break
+
+
 def test_a_step_s_first_error_is_its_first_whichever_worker_had_it(tmp_path: Path) -> None:
     """The summary's first failure and the step's first error name the same message: the step's, not worker 0's
     (each worker's first error merged in worker order named a later one in every run of a step of 4 threads)."""

@@ -102,6 +102,15 @@ def test_a_malformed_message_is_a_protocol_error(message: list[bytes], problem: 
         parse(message)
 
 
+def test_a_peer_s_name_in_a_protocol_error_is_text() -> None:
+    """The warning on an ignored message named the step's key as the peer sent it: a terminal escape, and a line
+    break that forged a log line of its own."""
+    name = "\x1b[2J\nFAKE WARNING gui.receiver: forged"
+    with pytest.raises(ProtocolError) as raised:
+        parse(frames("finish", state="finished", exit_status=0, report={"steps": {name: 1}}))
+    assert str(raised.value).startswith("finish.report.steps.\\x1b[2J\\nFAKE WARNING gui.receiver: forged: ")
+
+
 # The model, fed the recorded run.
 
 def test_the_recorded_run_ends_with_its_final_counts_and_state() -> None:

@@ -174,6 +174,24 @@ def test_a_run_stopped_by_a_signal_says_why_in_its_finish(subscriber: Subscriber
 
 
 @pytest.mark.parametrize("mode", MODES)
+def test_an_error_of_several_lines_is_sent_on_one(subscriber: Subscriber, mode: str) -> None:
+    """protocol.md: an error's ``error`` is one line (its schema says so too); one whose message had line breaks went
+    as it was, which the schema refuses."""
+    tag = uuid.uuid4().hex
+    doc = document(tag, count=3)
+    doc["GatedCounter"]["fail"] = "the source went\naway\r\nfor good"
+    pipeline = Pipeline.from_config(doc, {"Pipeline": {"mode": mode, "gui_address": subscriber.address,
+                                                       "gui_plaintext": True, "progress": False}})
+    run = Background(pipeline)
+    subscriber.receive_until(lambda received: any(m["state"] == "running" for m in of(received, "status")))
+    gate(tag)[1].set()
+    messages = subscriber.receive_until(has("finish"))  # each checked against the schema as it came
+    assert run.result().exit_status == 1
+    errors = {e["step"]: e for e in of(messages, "error")}
+    assert errors["SOURCE"]["error"] == "run(): RuntimeError: the source went away for good"
+
+
+@pytest.mark.parametrize("mode", MODES)
 def test_a_producer_error_fails_the_run(subscriber: Subscriber, mode: str) -> None:
     """A lifecycle error (here the producer's) arrives without a message number; the run ends failed."""
     tag = uuid.uuid4().hex

@@ -21,6 +21,7 @@ from traitlets.traitlets import TraitError
 from pipeline.config.ctapipe_flow import FLOW_SECTION, FLOW_SECTION_EDIT
 from pipeline.config.traits import names_a_class
 from pipeline.console.humanize import quoted, suggest
+from pipeline.console.log_lines import ConsoleFormatter
 from pipeline.errors import COMMAND_LINE, ConfigError
 
 #: A logging_config that works, for the error of one that does not: a log file beside stderr.
@@ -148,6 +149,8 @@ def _check_case(option: str) -> None:
 
 class StrictApplication(Application):
     """An Application whose command line is checked in full (traitlets alone only warns or exits 1)."""
+
+    _log_formatter_cls = ConsoleFormatter  # a step's error text reaches the terminal as text
 
     #: The package loggers that log through the application's console handler at its log level.
     package_loggers: ClassVar[tuple[str, ...]] = ()

@@ -20,6 +20,7 @@ from pipeline.cli.signals import SignalGuard
 from pipeline.config.loader import child_classes, load_config
 from pipeline.console.end_of_output import console_script
 from pipeline.console.humanize import counted
+from pipeline.console.log_lines import terminal_text
 from pipeline.console.stderr import shared as shared_stderr
 from pipeline.engine.control import EngineThread
 from pipeline.engine.limits import out_of_threads
@@ -164,7 +165,7 @@ pipeline-run --config=configs/routing.json --graph=mermaid
         with SignalGuard(pipeline, pipeline.shutdown_timeout, process_ends=self.process_ends):
             report = pipeline.run()
         # stderr: a consumer such as Printer owns stdout.
-        shared_stderr().write("\n".join([*pipeline.failure_summary, report.table()]) + "\n")
+        shared_stderr().write(terminal_text("\n".join([*pipeline.failure_summary, report.table()])) + "\n")
         self.exit_status = report.exit_status
 
     def execute(self, argv: Sequence[str] | None = None) -> int:

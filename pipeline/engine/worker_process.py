@@ -43,6 +43,7 @@ from pipeline.config.model import PipelineConfig, StepConfig
 from pipeline.config.options import RunOptions
 from pipeline.console.end_of_output import tell_run_at_end
 from pipeline.console.humanize import failure_place
+from pipeline.console.log_lines import EscapingFormatter
 from pipeline.engine import sockets
 from pipeline.engine.addresses import Addresses
 from pipeline.engine.allocator import keep_freed_memory
@@ -443,10 +444,11 @@ def worker_name(command: str, slot: int, step: str) -> str:
 
 
 def _log_as(spec: Spec, slot: int) -> None:
-    """Log to stderr as the run does, naming the step and this process."""
-    logging.basicConfig(level=spec.log_level, stream=sys.stderr,
-                        format=f"%(asctime)s %(levelname)s %(name)s [{spec.step} process {slot}, pid "
-                               f"{os.getpid()}]: %(message)s", datefmt="%Y-%m-%d %H:%M:%S")
+    """Log to stderr as the run does (escaped), naming the step and this process."""
+    handler = logging.StreamHandler(sys.stderr)
+    handler.setFormatter(EscapingFormatter(f"%(asctime)s %(levelname)s %(name)s [{spec.step} process {slot}, pid "
+                                           f"{os.getpid()}]: %(message)s", "%Y-%m-%d %H:%M:%S"))
+    logging.basicConfig(level=spec.log_level, handlers=[handler])
 
 
 def _wait_for(threads: Sequence[WorkerThread], events: queue.Queue[tuple[str, Any]]) -> BaseException | None:

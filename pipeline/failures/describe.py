@@ -16,10 +16,10 @@ MAX_ERROR_CHARS = 64 * 1024
 SUMMARY_ERROR_CHARS = 1000
 
 
-def summary_error(line: str) -> str:
-    """An error's line as a run's summary quotes it: within SUMMARY_ERROR_CHARS, on one line (a message's own line
-    breaks become spaces)."""
-    return shorten(" ".join(line.splitlines()), SUMMARY_ERROR_CHARS, " ")
+def summary_error(line: str, limit: int = SUMMARY_ERROR_CHARS) -> str:
+    """An error's line as a run's summary (or a monitor) quotes it: within ``limit`` characters, on one line (a
+    message's own line breaks become spaces)."""
+    return shorten(" ".join(line.splitlines()), limit, " ")
 
 
 class RemoteError(Exception):

@@ -23,6 +23,7 @@ from pipeline.config.model import PipelineConfig
 from pipeline.console.humanize import shorten, utf8_text
 from pipeline.execution.report import RunReport
 from pipeline.execution.status import RunStatus
+from pipeline.failures.describe import summary_error
 from pipeline.failures.policy import ErrorEvent
 
 #: The version every message carries in ``protocol``; it changes when a field changes meaning or goes.
@@ -96,8 +97,8 @@ def status_body(status: RunStatus, rates: Mapping[str, float], dropped: int, sta
 
 def error_body(event: ErrorEvent) -> dict[str, Any]:
     """One error in a step's code, with its traceback."""
-    return {"step": event.step, "worker": event.worker, "seq": event.seq, "error": shorten(event.error, ERROR_CHARS),
-            "traceback": shorten(event.traceback, TRACEBACK_CHARS)}
+    return {"step": event.step, "worker": event.worker, "seq": event.seq,
+            "error": summary_error(event.error, ERROR_CHARS), "traceback": shorten(event.traceback, TRACEBACK_CHARS)}
 
 
 def finish_body(report: RunReport) -> dict[str, Any]:
