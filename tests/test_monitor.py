@@ -452,7 +452,8 @@ def test_terminal_progress_redraws_in_place() -> None:
     text = out.getvalue()
     assert "PROCESSED" in text and "12.5" in text and "3/8" in text and "1/2" in text
     assert " 11 " in text and " 33 " in text and " 22 " not in text
-    assert "\x1b[1A" in text  # the cursor goes back up: redrawn in place, and erased at the end
+    assert "\x1b[1;" in text and text.endswith("\x1b[J\x1b[r\x1b8")  # drawn below a scrolling region; at the end
+    # erased and the whole terminal given back
 
 
 def test_make_progress_follows_the_terminal(monkeypatch: pytest.MonkeyPatch) -> None:
@@ -530,7 +531,7 @@ def test_monitor_drives_the_terminal_display(monkeypatch: pytest.MonkeyPatch) ->
     assert drawn.is_set() and report["SINK"].processed == 4
     text = out.getvalue()
     assert all(name in text for name in ("SOURCE", "STAGE", "SINK", "PROCESSED", "RATE/S"))
-    assert text.rstrip("\x1b[?25h").endswith("\x1b[2K")  # transient: erased before the summary
+    assert text.endswith("\x1b[J\x1b[r\x1b8")  # transient: erased before the summary, the whole terminal given back
 
 
 def test_rates_over_a_recent_window() -> None:

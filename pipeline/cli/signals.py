@@ -149,6 +149,9 @@ class SignalGuard:
         except Exception:  # a last resort: nothing may keep it from exiting
             report = None
         table = "" if report is None else given_up(report).table() + "\n"
+        from pipeline.monitor.terminal import give_back_terminals  # here: rich is imported only for a terminal
+
+        give_back_terminals(NOTE_SECONDS)  # the progress table's scrolling region would outlive the process
         self._note(f"pipeline-run: {why}{detail}\n{table}".rstrip("\n"))
         self._stderr.drain(NOTE_SECONDS)
         os._exit(128 + (self.first_signal or signal.SIGINT))

@@ -10,7 +10,7 @@ catches up. A caller that waits is never dropped while stderr flows: its text (a
 long error) is written whole, however long, and what is queued is bounded by the callers waiting.
 ``write_nowait`` never waits, for the signal watchdog.
 
-The text goes to ``sys.stderr`` as it is when written (a test's capture, or rich's live display).
+The text goes to ``sys.stderr`` as it is when written (a test's capture, say).
 """
 
 from __future__ import annotations
