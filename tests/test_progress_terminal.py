@@ -173,9 +173,12 @@ def run_printing(tmp_path: Path, printer: dict[str, Any], name: str = "pipeline"
 @pytest.mark.parametrize("printer", [{}, {"nb_process": 2}], ids=["threads", "worker-processes"])
 def test_every_printed_line_survives_the_live_table(tmp_path: Path, printer: dict[str, Any]) -> None:
     """A run on a real terminal: every line a step prints, from a thread of the run or from a worker process (which
-    writes to the terminal itself), is there at the end, whole and in order, and then the report; no table is left."""
+    writes to the terminal itself), is there at the end, whole (in order from one thread), and then the report; no
+    table is left."""
     lines = run_printing(tmp_path, printer)
     end = lines.index(next(line for line in lines if line.startswith("wall time")))
     printed = [line for line in lines[:end] if line]
-    assert printed == [f"({i}, ())" for i in range(60)]
+    expected = [f"({i}, ())" for i in range(60)]
+    # Two worker processes may print two lines in either order; each line is whole, none lost or repeated.
+    assert printed == expected if not printer else sorted(printed) == sorted(expected), printed
     assert lines[end + 1].split()[:2] == ["STEP", "RECEIVED"] and lines[-1] == "exit status 0"
