@@ -93,6 +93,7 @@ def test_reading_records_never_unpickles(tmp_path: Path) -> None:
     ([record(1, pickle="@@@")], "line 1: pickle", "expected base64 text"),
     ([record(1, pickle=5)], "line 1: pickle", "expected base64 text: got int"),
     ([record(1, step="")], "line 1: step", "expected the name of the step that failed, got ''"),
+    ([json.dumps({"step": "COUNT", "error": 3})], "line 1: error", "expected the line of the error, got 3"),
     ([record(1, buffers="x")], "line 1: buffers", "expected a list of base64 strings"),
     ([record(1, delivered=-3)], "line 1: delivered", "expected a count of outputs (an integer >= 0), got -3"),
     ([record(1, delivered="5")], "line 1: delivered", "expected a count of outputs (an integer >= 0), got '5'"),
@@ -440,23 +441,51 @@ def test_no_run_starts_to_write_a_file_under_replay_and_the_replay_lets_it_go_at
     assert [(r.line, r.step) for r in read_records(str(dead))] == [(1, "STAGE"), (2, "STAGE")]
 
 
-@pytest.mark.parametrize("into", ["itself", "another file"])
+#: The record of a producer's value that could not be pickled: a failure with no message to replay.
+PRODUCERS = json.dumps({"step": "COUNT", "worker": 0, "seq": 2, "error": "MessageError: cannot pickle",
+                        "traceback": ""})
+
+
+@pytest.mark.parametrize("into", ["itself", "another file", "no file"])
 @pytest.mark.parametrize("mode", ["threads", "sequential"])
 def test_a_replay_keeps_the_records_it_cannot_replay(tmp_path: Path, mode: str, into: str) -> None:
     """A producer's value that could not be pickled leaves a record with no message: a replay rewriting that file
     wrote only the other steps' records, and said nothing of the one it dropped, the only trace of that failure; into
-    another file, it was left out of the file that follows the failures on, in silence."""
-    producers = json.dumps({"step": "COUNT", "worker": 0, "seq": 2, "error": "MessageError: cannot pickle",
-                            "traceback": ""})
-    path = dead_letters(tmp_path, producers, record(1), record(2))
+    another file, it was left out of the file that follows the failures on, in silence; without a dead-letter file it
+    vanished, exit status 0. The failure is left: the summary says so, and the exit status is 1."""
+    path = dead_letters(tmp_path, PRODUCERS, record(1), record(2))
     target = path if into == "itself" else tmp_path / "again.jsonl"
-    result = pipeline_run(replayable(tmp_path), f"--replay={path}", f"--Pipeline.dead_letter={target}",
-                          f"--Pipeline.mode={mode}")
-    assert result.returncode == 0, result.stderr
+    written_to = [] if into == "no file" else [f"--Pipeline.dead_letter={target}"]
+    result = pipeline_run(replayable(tmp_path), f"--replay={path}", *written_to, f"--Pipeline.mode={mode}")
+    assert result.returncode == 1, result.stderr
     assert sorted(written(tmp_path)[:-1]) == [1, 2]
-    assert target.read_text(encoding="utf-8") == producers + "\n"
-    assert (f"dead letters: 1 record written to {target} (1 record of the replayed file kept as it was: no message "
-            "to replay)\n") in result.stderr
+    assert (f"not replayed: 1 record with no message to send: COUNT 1 MessageError (the first, line 1 of {path}: "
+            "step COUNT: MessageError: cannot pickle)\n") in result.stderr
+    if written_to:
+        assert target.read_text(encoding="utf-8") == PRODUCERS + "\n"
+        assert (f"dead letters: 1 record written to {target} (1 record of the replayed file kept as it was: no "
+                "message to replay)\n") in result.stderr
+
+
+def test_records_a_replay_cannot_replay_are_allowed_as_failed_messages_are(tmp_path: Path) -> None:
+    """With allow_failures, the failures a replay leaves are said and allowed: exit status 0."""
+    path = dead_letters(tmp_path, PRODUCERS, record(1), PRODUCERS.replace('"seq": 2', '"seq": 3'))
+    result = pipeline_run(replayable(tmp_path), f"--replay={path}", "--Pipeline.allow_failures=True")
+    assert result.returncode == 0, result.stderr
+    assert written(tmp_path)[:-1] == [1]
+    assert "not replayed: 2 records with no message to send: COUNT 2 MessageError (the first, line 1 " in result.stderr
+
+
+@pytest.mark.parametrize("line", ['{"a": 1}', '{"step": "COUNT"}', '{"error": "ValueError: x"}'])
+def test_a_line_that_is_no_record_is_refused_before_any_step_runs(tmp_path: Path, line: str) -> None:
+    """A foreign line was taken for a record with no message: kept, or dropped in silence."""
+    path = dead_letters(tmp_path, record(1), line)
+    result = pipeline_run(replayable(tmp_path), f"--replay={path}")
+    missing = ", ".join(f"no {key}" for key in ("step", "error") if key not in json.loads(line))
+    assert (result.returncode, result.stderr) == (
+        2, f"pipeline-run: error: {path}: line 2: not a dead-letter record: {missing} (expected the fields that "
+           "every record has: the step that failed and its error)\n")
+    assert not (tmp_path / "out.jsonl").exists()
 
 
 def test_the_file_a_killed_replay_left_beside_its_own_is_removed_by_the_next_run(tmp_path: Path) -> None:

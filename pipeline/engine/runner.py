@@ -433,8 +433,9 @@ class ThreadedRunner:
         if how is not None:  # which signal first: GNU timeout sends its TERM twice (to the run, then to its group)
             stop_reason = f"{signal_reason(self.signal)}; {how}" if self.signal else how
         stop_reason = stop_reason_of(reports, self.signal, stop_reason, running)
-        status = exit_status(reports, self.signal, stop_reason, self.options.allow_failures,
-                             self.control.policy.unrecorded)
+        policy = self.control.policy
+        status = exit_status(reports, self.signal, stop_reason, self.options.allow_failures, policy.unrecorded,
+                             policy.not_replayed.count)
         return RunReport(reports, status, stop_reason=stop_reason, stuck=self.stuck,
                          wall_time=time.monotonic() - self.started, running=running,
                          busy=self.busy() if running else [])

@@ -238,13 +238,14 @@ def signal_reason(number: int) -> str:
 
 
 def exit_status(steps: dict[str, StepReport], signal: int | None, stop_reason: str | None,
-                allow_failures: bool, unrecorded: int = 0) -> int:
+                allow_failures: bool, unrecorded: int = 0, not_replayed: int = 0) -> int:
     """The exit status of a run (DESIGN.md §5): 128 + signal number if interrupted; 1 if a step
     failed (failed messages only count when ``allow_failures`` is off or the run stopped on them, or when
-    ``unrecorded`` of them could not be written to the dead-letter file: they are lost)."""
+    ``unrecorded`` of them could not be written to the dead-letter file: they are lost), or if a replay left
+    ``not_replayed`` failures of its file with no message to send (counted as failed messages)."""
     if signal is not None:
         return 128 + signal
     if any(s.fatal for s in steps.values()) or stop_reason is not None or unrecorded:
         return 1
-    failed = any(s.counts.failed for s in steps.values())
+    failed = not_replayed or any(s.counts.failed for s in steps.values())
     return 1 if failed and not allow_failures else 0

@@ -7,7 +7,9 @@ Each line is one failed message::
      "pickle": "<base64 of the protocol-5 pickle>", "buffers": ["<base64>", ...]}
 
 and, for a message whose run() failed after some of its outputs went on (in chunks, see
-execution.executor), ``"delivered": N``: its replay drops the first N outputs the step makes again.
+execution.executor), ``"delivered": N``: its replay drops the first N outputs the step makes again. A record of a
+failure with no input (a producer's value that could not be pickled) has no ``pickle``: its replay cannot send it, and
+says so (NotReplayed). Every record has its ``step`` and ``error``: a line without them is no record, refused.
 
 The file is created readable by its owner only (0600): it holds the messages themselves.
 
@@ -34,7 +36,7 @@ import stat
 import sys
 import threading
 import time
-from collections import deque
+from collections import Counter, deque
 from collections.abc import Callable, Iterator
 from dataclasses import dataclass
 from typing import Any
@@ -46,9 +48,9 @@ from pipeline.config.graph import reachable
 from pipeline.config.locks import in_use_words
 from pipeline.config.model import PipelineConfig, StepConfig
 from pipeline.config.traits import shown
-from pipeline.console.humanize import quoted
+from pipeline.console.humanize import counted, quoted
 from pipeline.errors import ConfigError
-from pipeline.failures.describe import failure_line, traceback_text
+from pipeline.failures.describe import failure_line, summary_error, traceback_text
 from pipeline.message import Encoded, Resume, decode
 
 #: The key that names the dead-letter file in ConfigErrors.
@@ -112,7 +114,7 @@ class DeadLetterWriter:
         _open_fds.add(fd)
         if not replaced:  # a replay into this file reuses it
             sweep_stale(path)
-        self.kept = 0  # records of the replayed file with no message to replay, copied first
+        self.kept = NotReplayed()  # records of the replayed file with no message to replay, copied first
         if replayed is not None:
             self._keep_unreplayable(replayed, refused)
 
@@ -121,13 +123,10 @@ class DeadLetterWriter:
         producer's value that could not be pickled) into the file that replaces it: they are the only trace of those
         failures, which the replay cannot send again."""
         try:
-            for line in unreplayable(replayed):
-                self._put(line)
-                self.kept += 1
-        except (OSError, ConfigError) as err:
+            self.kept = NotReplayed.read(replayed, self._put)
+        except ConfigError as err:
             self.close()
-            problem = err.strerror if isinstance(err, OSError) else str(err)
-            raise refused(f"cannot copy the records with no message to replay: {problem}") from None
+            raise refused(f"cannot copy the records with no message to replay: {err}") from None
 
     def write(self, step: str, worker: int, seq: int | None, error: BaseException, message: Encoded | None,
               delivered: int = 0) -> None:
@@ -310,24 +309,76 @@ def _load_line(path: str, where: str, line: bytes) -> dict[str, Any]:
     return record
 
 
-def unreplayable(path: str) -> Iterator[bytes]:
-    """The lines of the records of a dead-letter file with no message to replay (failures with no input, such as a
-    producer's), as they are."""
-    with open(path, "rb") as file:
-        for number, line in enumerate(file, 1):
-            if line.strip() and "pickle" not in _load_line(path, f"line {number}", line):
-                yield line if line.endswith(b"\n") else line + b"\n"
+#: The fields that every record has, whatever failed: a line without them is none (a foreign line such as {"a": 1} was
+#: taken for a failure with no message, kept or dropped as one).
+RECORD_FIELDS = ("step", "error")
+
+
+def _load_record(path: str, number: int, line: bytes) -> dict[str, Any]:
+    """Line ``number`` as a dead-letter record: a JSON object naming the step that failed and its error; a ConfigError
+    naming the file and the line if it is none."""
+    where = f"line {number}"
+    record = _load_line(path, where, line)
+    missing = [key for key in RECORD_FIELDS if key not in record]
+    if missing:
+        raise ConfigError(path, where, f"not a dead-letter record: no {', no '.join(missing)} (expected the fields "
+                                       "that every record has: the step that failed and its error)")
+    step = record["step"]
+    if not isinstance(step, str) or not step:
+        raise ConfigError(path, f"{where}: step", f"expected the name of the step that failed, got {shown(step)}")
+    if not isinstance(record["error"], str):
+        raise ConfigError(path, f"{where}: error", f"expected the line of the error, got {shown(record['error'])}")
+    return record
+
+
+class NotReplayed:
+    """The records of a replayed file with no message to send (failures with no input, such as a producer's value that
+    could not be pickled): failures that the replay leaves as they were, as its summary and exit status say."""
+
+    def __init__(self, path: str = "") -> None:
+        self.path = path
+        self.count = 0
+        self.by_step: dict[str, Counter[str]] = {}  # per step, per exception type
+        self.first: str | None = None  # the line and the error of the first
+
+    @classmethod
+    def read(cls, path: str, keep: Callable[[bytes], None] | None = None) -> NotReplayed:
+        """Those of the dead-letter file ``path``; ``keep`` is given each one's line, as it is."""
+        found = cls(path)
+        try:
+            with open(path, "rb") as file:
+                for number, line in enumerate(file, 1):
+                    record = _load_record(path, number, line) if line.strip() else None
+                    if record is None or "pickle" in record:
+                        continue
+                    found._add(number, record)
+                    if keep is not None:
+                        keep(line if line.endswith(b"\n") else line + b"\n")
+        except OSError as err:
+            raise ConfigError(path, "", f"cannot read the dead-letter file: {err.strerror}") from None
+        return found
+
+    def _add(self, number: int, record: dict[str, Any]) -> None:
+        """Count ``record``, of line ``number``."""
+        self.count += 1
+        self.by_step.setdefault(record["step"], Counter())[record["error"].split(":", 1)[0]] += 1
+        self.first = self.first or f"line {number} of {self.path}: step {record['step']}: {record['error']}"
+
+    def summary(self) -> str:
+        """The run's summary's line about them (once there are some)."""
+        steps = "; ".join(f"{step} " + ", ".join(f"{count} {kind}" for kind, count in kinds.most_common())
+                          for step, kinds in self.by_step.items())
+        return summary_error(f"not replayed: {counted(self.count, 'record')} with no message to send: {steps} "
+                             f"(the first, {self.first})")
 
 
 def _parse(path: str, number: int, line: bytes) -> DeadLetter | None:
     """One line as a record; None for a record without a message."""
     where = f"line {number}"
-    record = _load_line(path, where, line)
+    record = _load_record(path, number, line)
     if "pickle" not in record:
         return None
-    step = record.get("step")
-    if not isinstance(step, str) or not step:
-        raise ConfigError(path, f"{where}: step", f"expected the name of the step that failed, got {shown(step)}")
+    step = record["step"]
     buffers = record.get("buffers", [])
     if not isinstance(buffers, list):
         raise ConfigError(path, f"{where}: buffers", f"expected a list of base64 strings, got {buffers!r:.40}")

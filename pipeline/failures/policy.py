@@ -16,7 +16,7 @@ from pipeline.config.options import RunOptions
 from pipeline.console.end_of_output import caused_by_closed_output
 from pipeline.console.humanize import counted
 from pipeline.errors import StepFailed
-from pipeline.failures.deadletter import OPTION, DeadLetterReplay, DeadLetterWriter
+from pipeline.failures.deadletter import OPTION, DeadLetterReplay, DeadLetterWriter, NotReplayed
 from pipeline.failures.describe import (
     error_kind,
     failure_line,
@@ -66,6 +66,9 @@ class FailurePolicy:
         self._lock = threading.Lock()  # failures are rare: a lock here costs nothing on the hot path
         self._log = FailureLog()
         self._writer = DeadLetterWriter(dead_letter, dead_letter_setting, replayed) if dead_letter else None
+        #: The records of the replayed file with no message to send: failures this run leaves as they were.
+        self.not_replayed = self._writer.kept if self._writer is not None else (
+            NotReplayed.read(replayed) if replayed is not None else NotReplayed())
         self.listeners: list[Callable[[ErrorEvent], None]] = []  # told of every error (the monitor)
         self.halted: set[str] = set()  # steps that start no further message (on_error=stop)
         self.not_run_count = 0  # messages that halted steps did not start (the report counts them as not processed)
@@ -220,7 +223,8 @@ class FailurePolicy:
 
     def summary(self) -> list[str]:
         """The lines the run's report starts with: its first failure, the failed messages of each step
-        by exception type, and the dead letters written (and those that could not be)."""
+        by exception type, the replayed records with no message to send, and the dead letters written (and those that
+        could not be)."""
         lines = []
         if self.first_failure:
             lines.append(f"first failure: {summary_error(self.first_failure)}")
@@ -228,12 +232,14 @@ class FailurePolicy:
             lines.append("failed messages: " + "; ".join(
                 f"{step} " + ", ".join(f"{count} {kind}" for kind, count in kinds.most_common())
                 for step, kinds in self.by_step.items()))
+        if self.not_replayed.count:
+            lines.append(self.not_replayed.summary())
         writer = self._writer
         if writer is not None:
             count = writer.records
             lost = f"; {writer.lost} could not be written: {writer.error}" if writer.lost else ""
-            kept = (f" ({counted(writer.kept, 'record')} of the replayed file kept as it was: no message to replay)"
-                    if writer.kept else "")
+            kept = (f" ({counted(writer.kept.count, 'record')} of the replayed file kept as it was: no message to "
+                    "replay)" if writer.kept.count else "")
             lines.append(f"dead letters: {counted(count, 'record')} written to {writer.path}{kept}{lost}")
         return lines
 
