@@ -4,11 +4,13 @@ a count; the summary names the first failure and the counts per step (units and 
 from __future__ import annotations
 
 import json
+import logging
 import os
 import re
 import resource
 import subprocess
 import sys
+import threading
 from collections import Counter
 from pathlib import Path
 
@@ -144,17 +146,114 @@ def test_a_thousand_failures_in_two_threads_are_each_logged_or_counted(tmp_path:
 
 
 @pytest.mark.parametrize("workers", [{"nb_thread": 6}, {"nb_process": 2, "nb_thread": 3}], ids=["threads", "processes"])
-def test_an_init_that_fails_in_every_worker_reads_as_one_traceback(tmp_path: Path, workers: dict[str, int]) -> None:
-    """Each worker logged its init()'s failure with the traceback: six of them for one bug."""
-    path = config(tmp_path, {"class": "InitAlwaysFails", **workers})
+@pytest.mark.parametrize(("method", "step", "error"), [("init", "InitAlwaysFails", "RuntimeError"),
+                                                       ("finish", "FailingFinish", "OSError")])
+def test_a_lifecycle_failure_in_every_worker_reads_as_one_traceback(tmp_path: Path, workers: dict[str, int],
+                                                                    method: str, step: str, error: str) -> None:
+    """Each worker logged its init()'s failure with the traceback: six of them for one bug. The traceback goes with
+    the first line of them, which the summary names as the first failure (a line without one came first)."""
+    path = config(tmp_path, {"class": step, **workers})
     result = pipeline_run(path)
     assert result.returncode == 1
     assert result.stderr.count("Traceback") == 1, result.stderr
-    lines = len(re.findall(r"step STAGE worker \d+: init\(\): RuntimeError", result.stderr))
-    more = sum(int(n) for n in re.findall(r"\.\.\. and (\d+) more init\(\) RuntimeError in STAGE", result.stderr))
-    assert 1 <= lines <= 1 + LINES_PER_WINDOW and lines + more <= 6
-    if "nb_process" not in workers:  # every thread started: each failure is logged or counted
-        assert lines + more == 6, result.stderr
+    said = re.compile(rf"step STAGE worker (\d+): {method}\(\): {error}")
+    lines = result.stderr.splitlines()
+    first = next(i for i, line in enumerate(lines) if said.search(line))
+    assert lines[first + 1].startswith("Traceback"), result.stderr
+    assert f"first failure: step STAGE worker {said.search(lines[first])[1]}, {method}(): {error}" in result.stderr
+    more = sum(int(n) for n in re.findall(rf"\.\.\. and (\d+) more {method}\(\) {error} in STAGE", result.stderr))
+    count = sum(1 for line in lines if said.search(line))
+    assert 1 <= count <= 1 + LINES_PER_WINDOW and count + more <= 6
+    if "nb_process" not in workers or method == "finish":  # every worker started: each failure is logged or counted
+        assert count + more == 6, result.stderr
+
+
+class FirstLineHeld(logging.Filter):
+    """Holds the first failure's log line, once decided, until a second failure has either been logged (the first
+    line comes after it) or waits for the policy (it comes after the first): what two workers failing at once may
+    do, made certain."""
+
+    def __init__(self, second: threading.Thread) -> None:
+        super().__init__()
+        self.second = second
+        self.moved = threading.Event()  # the second failure was logged, or waits for the policy
+
+    def filter(self, record: logging.LogRecord) -> bool:
+        """Let the first line through once the second failure has moved on."""
+        if threading.current_thread() is self.second:
+            self.moved.set()
+        elif self.second.ident is None:  # the first line: the second failure starts now
+            self.second.start()
+            assert self.moved.wait(10), "the second failure neither logged nor waited for the policy"
+        return True
+
+
+class Contended:
+    """A lock that tells ``moved`` when a thread comes to it while another holds it."""
+
+    def __init__(self, moved: threading.Event) -> None:
+        self.lock = threading.Lock()
+        self.moved = moved
+
+    def __enter__(self) -> None:
+        if not self.lock.acquire(blocking=False):
+            self.moved.set()
+            self.lock.acquire()
+
+    def __exit__(self, *exc: object) -> None:
+        self.lock.release()
+
+
+class Lines(logging.Handler):
+    """The log lines, in the order they are written."""
+
+    def __init__(self) -> None:
+        super().__init__()
+        self.lines: list[str] = []
+
+    def emit(self, record: logging.LogRecord) -> None:
+        """Keep its text."""
+        self.lines.append(record.getMessage())
+
+
+def raised(error: Exception) -> Exception:
+    """``error``, raised and caught: with its traceback."""
+    try:
+        raise error
+    except Exception as caught:
+        return caught
+
+
+@pytest.mark.parametrize("kind", ["finish()", "run()"])
+def test_the_first_line_logged_of_a_kind_has_its_traceback_and_is_the_first_failure(kind: str) -> None:
+    """The policy decided which failure of a kind was first (the one with the traceback) under its lock, and logged
+    outside it: two workers failing at once logged 'worker 1: finish(): ...' without a traceback, then worker 0's
+    with it, and the summary named worker 0 as the first failure."""
+    policy = FailurePolicy(0, "", lambda reason: None)
+
+    def fail(worker: int) -> None:
+        error = raised(RuntimeError("finish broke" if kind == "finish()" else f"bad {worker}"))
+        if kind == "finish()":
+            policy.lifecycle_failed("BAD", worker, "finish()", error)
+        else:
+            policy.message_failed(step_config("BAD"), worker, worker, error, None)
+
+    second = threading.Thread(target=fail, args=(1,))
+    held, lines = FirstLineHeld(second), Lines()
+    policy._lock = Contended(held.moved)  # type: ignore[assignment]  # to tell when the second failure waits for it
+    logger = logging.getLogger("pipeline.failures")
+    logger.addFilter(held)
+    logger.addHandler(lines)
+    try:
+        fail(0)
+        second.join(10)
+    finally:
+        logger.removeFilter(held)
+        logger.removeHandler(lines)
+    assert not second.is_alive()
+    assert [line.startswith("step BAD worker 0: ") for line in lines.lines] == [True, False]
+    assert ["Traceback" in line for line in lines.lines] == [True, False]
+    assert policy.summary()[0].startswith("first failure: step BAD worker 0, ")
 
 
 @pytest.mark.parametrize("mode", MODES)

@@ -85,19 +85,19 @@ class FailurePolicy:
         line = f"{what}: {failure_line(error)}"
         quiet = caused_by_closed_output(error)  # the end of output is not worth a line
         kind = f"{what.split(' ', 1)[0]} {error_kind(error)}"  # init(), finish() or run() (of shard N), and the type
-        with self._lock:
+        with self._lock:  # logged under it too: the first logged of a kind is the one decided first (cli.md, Output)
             self.first_failure = self.first_failure or f"step {step} worker {worker}, {line}"
             self.first_errors.setdefault(step, line)
             if what == "init()" and self.not_started is None:
                 self.not_started = f"step {step} could not start: {line}"
             # Every worker of a step runs its init(): one bug there fails them all, with one traceback in the log.
             how, earlier = (COUNT, 0) if quiet else self._log.classify(step, kind)
-        if earlier:
-            log.error("%s", count_line(step, kind, earlier))
-        if how != COUNT:
-            # A StepFailed is the engine's own word (init() returned False): its line says it all.
-            _log_failure(error, how == TRACEBACK and error_kind(error) != StepFailed.__name__,
-                         "step %s worker %d: %s", step, worker, line)
+            if earlier:
+                log.error("%s", count_line(step, kind, earlier))
+            if how != COUNT:
+                # A StepFailed is the engine's own word (init() returned False): its line says it all.
+                _log_failure(error, how == TRACEBACK and error_kind(error) != StepFailed.__name__,
+                             "step %s worker %d: %s", step, worker, line)
         if what.startswith("run()"):  # the producer's generator (one shard's: the others stop too) sends no more
             self.halt(step, f"step {step} raised {failure_line(error)} in run()")
         self._notify(step, worker, None, f"{what}: ", error)
@@ -110,7 +110,7 @@ class FailurePolicy:
         the failure is ``fatal`` (a SystemExit or such in run(): the step fails and is halted)."""
         kind = error_kind(error)
         quiet = caused_by_closed_output(error)
-        with self._lock:
+        with self._lock:  # logged under it too: the first logged of a kind is the one decided first (cli.md, Output)
             self.total += 1
             self.by_step.setdefault(step.name, Counter())[kind] += 1
             self.first_failure = self.first_failure or f"step {step.name} worker {worker}, {message_words(seq)}: " + (
@@ -121,19 +121,10 @@ class FailurePolicy:
             stop = None if quiet else self._stop_reason(step, seq, error if fatal else None)
             if self._writer is not None:
                 self._writer.write(step.name, worker, seq, error, message, delivered)
-        if earlier:
-            log.error("%s", count_line(step.name, kind, earlier))
-        if how != COUNT:
-            # The record keeps the message as it came: a Resume of what earlier runs delivered, which adds up.
-            before = resumed(message) if message is not None else 0
-            sent = "" if not delivered + before else (
-                f" ({delivered + before} of its outputs had gone on"
-                f"{f', {delivered} in this run' if before else ''}: a replay skips them)")
-            line = failure_line(error)
-            unread = kind == UnreadableMessage.__name__  # its cause's line follows the type's name
-            _log_failure(error, how == TRACEBACK, "step %s worker %d: %s %s: %s%s", step.name, worker,
-                         "could not unpickle" if unread else "run() failed on", message_words(seq),
-                         summary_error(line.split(": ", 1)[-1] if unread else line), sent)
+            if earlier:
+                log.error("%s", count_line(step.name, kind, earlier))
+            if how != COUNT:
+                _log_message_failure(step.name, worker, seq, error, message, delivered, how == TRACEBACK)
         self._stop_now(stop)  # after the failure's own line, which says why
         self._notify(step.name, worker, seq, "", error)
 
@@ -209,10 +200,9 @@ class FailurePolicy:
                 with self._lock:
                     self._writer.write(record.step, -1, None, NotRun("not sent: the replay stopped before it"),
                                        record.encoded, record.delivered)
-        with self._lock:
-            unreported = self._log.unreported()
-        for step, kind, count in unreported:
-            log.error("%s", count_line(step, kind, count))
+        with self._lock:  # after any line of a failure that is still being logged
+            for step, kind, count in self._log.unreported():
+                log.error("%s", count_line(step, kind, count))
         if self._writer is not None:
             self._writer.close()
 
@@ -247,6 +237,21 @@ class FailurePolicy:
     def unrecorded(self) -> int:
         """The dead letters that could not be written to the dead-letter file (those messages are lost)."""
         return self._writer.lost if self._writer is not None else 0
+
+
+def _log_message_failure(step: str, worker: int, seq: int | None, error: BaseException, message: Encoded | None,
+                         delivered: int, with_traceback: bool) -> None:
+    """Log the failure of message ``seq`` of ``step`` (``delivered`` of its outputs went on, in chunks)."""
+    # The record keeps the message as it came: a Resume of what earlier runs delivered, which adds up.
+    before = resumed(message) if message is not None else 0
+    sent = "" if not delivered + before else (
+        f" ({delivered + before} of its outputs had gone on"
+        f"{f', {delivered} in this run' if before else ''}: a replay skips them)")
+    line = failure_line(error)
+    unread = error_kind(error) == UnreadableMessage.__name__  # its cause's line follows the type's name
+    _log_failure(error, with_traceback, "step %s worker %d: %s %s: %s%s", step, worker,
+                 "could not unpickle" if unread else "run() failed on", message_words(seq),
+                 summary_error(line.split(": ", 1)[-1] if unread else line), sent)
 
 
 def _log_failure(error: BaseException, with_traceback: bool, text: str, *args: object) -> None:
