@@ -19,6 +19,8 @@ from hypothesis import given
 from hypothesis import strategies as st
 
 from pipeline.config import StepConfig
+from pipeline.config.options import RunOptions
+from pipeline.engine.control import RunControl
 from pipeline.failures.log import COUNT, LINE, LINES_PER_WINDOW, TRACEBACK, WINDOW_SECONDS, FailureLog
 from pipeline.failures.policy import ErrorEvent, FailurePolicy
 from tests.failure_helpers import REPO, config, pipeline_run, report_row
@@ -170,13 +172,13 @@ def test_a_lifecycle_failure_in_every_worker_reads_as_one_traceback(tmp_path: Pa
 
 class FirstLineHeld(logging.Filter):
     """Holds the first failure's log line, once decided, until a second failure has either been logged (the first
-    line comes after it) or waits for the policy (it comes after the first): what two workers failing at once may
-    do, made certain."""
+    line comes after it) or waits for the lock it is decided under (it comes after the first): what two workers
+    failing at once may do, made certain."""
 
     def __init__(self, second: threading.Thread) -> None:
         super().__init__()
         self.second = second
-        self.moved = threading.Event()  # the second failure was logged, or waits for the policy
+        self.moved = threading.Event()  # the second failure was logged, or waits for the lock
 
     def filter(self, record: logging.LogRecord) -> bool:
         """Let the first line through once the second failure has moved on."""
@@ -184,7 +186,7 @@ class FirstLineHeld(logging.Filter):
             self.moved.set()
         elif self.second.ident is None:  # the first line: the second failure starts now
             self.second.start()
-            assert self.moved.wait(10), "the second failure neither logged nor waited for the policy"
+            assert self.moved.wait(10), "the second failure neither logged nor waited for the lock"
         return True
 
 
@@ -210,10 +212,12 @@ class Lines(logging.Handler):
     def __init__(self) -> None:
         super().__init__()
         self.lines: list[str] = []
+        self.levels: list[str] = []
 
     def emit(self, record: logging.LogRecord) -> None:
-        """Keep its text."""
+        """Keep its text and level."""
         self.lines.append(record.getMessage())
+        self.levels.append(record.levelname)
 
 
 def raised(error: Exception) -> Exception:
@@ -254,6 +258,30 @@ def test_the_first_line_logged_of_a_kind_has_its_traceback_and_is_the_first_fail
     assert [line.startswith("step BAD worker 0: ") for line in lines.lines] == [True, False]
     assert ["Traceback" in line for line in lines.lines] == [True, False]
     assert policy.summary()[0].startswith("first failure: step BAD worker 0, ")
+
+
+def test_the_first_internal_error_logged_is_the_one_in_full() -> None:
+    """The first of a run's internal errors was decided by a shared count and logged after it: at --debug, a later
+    thread's DEBUG line could come before the first's CRITICAL one."""
+    control = RunControl(RunOptions())
+    second = threading.Thread(target=control.log_internal_error, args=("T1", raised(RuntimeError("broken 1"))))
+    held, lines = FirstLineHeld(second), Lines()
+    control._internal_lock = Contended(held.moved)  # type: ignore[assignment]  # to tell when the second waits for it
+    logger = logging.getLogger("pipeline.engine")
+    level = logger.level
+    logger.setLevel(logging.DEBUG)
+    logger.addFilter(held)
+    logger.addHandler(lines)
+    try:
+        control.log_internal_error("T0", raised(RuntimeError("broken 0")))
+        second.join(10)
+    finally:
+        logger.setLevel(level)
+        logger.removeFilter(held)
+        logger.removeHandler(lines)
+    assert not second.is_alive()
+    assert lines.lines == ["thread T0 stopped on an internal error", "thread T1 stopped on an internal error"]
+    assert lines.levels == ["CRITICAL", "DEBUG"]
 
 
 @pytest.mark.parametrize("mode", MODES)

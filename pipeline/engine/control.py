@@ -54,7 +54,8 @@ class RunControl:
         #: What the door refused of remote workers so far, in words ("": nothing), for a step's last word.
         self.refused = ""
         self._slots = itertools.count()  # worker processes, the run's and remote ones, share one numbering
-        self._internal_errors = itertools.count()  # of the threads of this process: the first is logged in full
+        self._internal_errors = 0  # of the threads of this process: the first is logged in full
+        self._internal_lock = threading.Lock()  # held while one is logged: the first logged is the one in full
 
     def _stop(self, reason: str) -> None:
         """The policy stops the run: the producer stops, and the supervisor tells the worker processes of the steps
@@ -69,13 +70,15 @@ class RunControl:
     def log_internal_error(self, thread: str, err: BaseException) -> None:
         """Log the internal error that stopped ``thread``: the first of the run with its traceback, each later one at
         DEBUG, so that hundreds of threads failing alike (out of open files) print one (the report counts them)."""
-        first = next(self._internal_errors) == 0  # atomic: threads share it
-        limit = limit_line(err)
-        if limit is not None:  # the machine's limit, not a fault of the engine: one line says what to do
-            log.log(logging.ERROR if first else logging.DEBUG, "thread %s stopped: %s", thread, limit)
-            return
-        log.log(logging.CRITICAL if first else logging.DEBUG, "thread %s stopped on an internal error", thread,
-                exc_info=err)
+        with self._internal_lock:  # decided and logged at once: a later one's DEBUG line came before the first's
+            first = self._internal_errors == 0
+            self._internal_errors += 1
+            limit = limit_line(err)
+            if limit is not None:  # the machine's limit, not a fault of the engine: one line says what to do
+                log.log(logging.ERROR if first else logging.DEBUG, "thread %s stopped: %s", thread, limit)
+                return
+            log.log(logging.CRITICAL if first else logging.DEBUG, "thread %s stopped on an internal error", thread,
+                    exc_info=err)
 
     def raise_if_aborted(self) -> None:
         """Raise RunAborted if the run aborted: for a wait of an engine thread outside ZeroMQ (whose calls the
