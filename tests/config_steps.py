@@ -171,6 +171,18 @@ class Untagged(Component):
         return msg
 
 
+class Downloaded(Unicode):
+    """A path that is downloaded while it is validated if it is a URL, as ctapipe's Path trait does: the download
+    fails here (no network), with what Python's sockets raise."""
+
+    def validate(self, obj: Any, value: Any) -> str:
+        """The path, unless it is a URL (which cannot be downloaded)."""
+        path = super().validate(obj, value)
+        if "://" in path:
+            raise ConnectionError(f"cannot download {path}:\nno network")
+        return path
+
+
 class Containers(Component):
     """Stager: passes messages on; options of container and union types, whose elements traitlets would take a
     JSON boolean for (as 1) where a number goes."""
@@ -188,6 +200,8 @@ class Containers(Component):
     sizes = List(Int(), default_value=[1, 2], minlen=2, help="At least two numbers.").tag(config=True)
     anything = AnyTrait(None, help="Any value.").tag(config=True)
     either_any = Union([Int(), AnyTrait()], default_value=0, help="A number, or anything else.").tag(config=True)
+    download = Downloaded("", help="A file, downloaded if a URL names it.").tag(config=True)
+    download_or_count = Union([Int(), Downloaded()], default_value=0, help="A number, or a file.").tag(config=True)
 
     def run(self, msg: Any) -> Any:
         """Pass the message on."""

@@ -850,6 +850,23 @@ def test_an_option_that_takes_anything_takes_any_value(tmp_path: Path, option: s
     assert Pipeline.from_config(path).pipeline_config.config.Containers[option] == value
 
 
+@pytest.mark.parametrize(("option", "expected"), [
+    ("download", "a unicode string"),
+    ("download_or_count", "an int or a unicode string"),
+])
+def test_an_option_whose_trait_raises_another_error_is_one_line(tmp_path: Path, option: str, expected: str) -> None:
+    """A library trait that raises more than traitlets' errors while it validates (ctapipe's Path downloads a URL, and
+    requests raised ConnectionError): ~60 lines of traceback, exit 1. Now one line naming the option, what it expected
+    and the error, from the file and from the command line alike."""
+    url = "http://127.0.0.1:9/gamma.simtel.zst"
+    problem = f"expected {expected}, got str {url!r} (ConnectionError: cannot download {url}: no network)"
+    given = stager_class(STEPS, "Containers")
+    error = config_error(write(tmp_path, lambda document: {**given(document), "Containers": {option: url}}))
+    assert (error.key, error.problem) == (f"Containers.{option}", problem)
+    error = config_error(write(tmp_path, given), [f"--Containers.{option}={url}"])
+    assert (error.source, error.key, error.problem) == (COMMAND_LINE, f"--Containers.{option}", problem)
+
+
 def test_a_step_check_names_the_command_line_when_the_value_came_from_it(tmp_path: Path) -> None:
     """--LineReader.path=poem.tx: the error named the config file, which holds a path that exists."""
     (tmp_path / "poem.txt").write_text("one\n", encoding="utf-8")

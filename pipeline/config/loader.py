@@ -907,9 +907,18 @@ _PROBE = HasTraits()
 
 def _validate(trait: Any, value: Any) -> None:
     """Raise what ``trait`` says of ``value``, as traitlets would: a trait that takes anything (``Any``) has no
-    ``validate``, and traitlets then takes the value as it is."""
-    if hasattr(trait, "validate"):
+    ``validate``, and traitlets then takes the value as it is. Whatever else a library trait's validate() raises is
+    a ValueProblem naming it: ctapipe's Path downloads a URL, and requests' ConnectionError escaped as a traceback."""
+    if not hasattr(trait, "validate"):
+        return
+    try:
         trait.validate(_PROBE, value)
+    except (TraitError, OverflowError, TypeError):  # said by the callers, with the part of the value refused
+        raise
+    except Exception as err:  # any library's error: requests', OSError, ValueError
+        said = " ".join(error_text(err).split())  # one line, as a config error is
+        raise ValueProblem(f"expected {_expected(trait)}, got {_type_name(value)} {shown(value)} "
+                           f"({type(err).__name__}: {said})") from err
 
 
 def _library_configurable(cls: type) -> bool:
