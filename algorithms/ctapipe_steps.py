@@ -321,6 +321,11 @@ class EventInput(Component):
             configured = EventSource._find_input_url_in_config(parent=self)
         return str(configured) if configured else ""
 
+    def input_files(self) -> list[str]:
+        """The input when ctapipe's ``EventSource.input_url`` names it: no output of the run may be it (the writer
+        emptied it as the run started)."""
+        return [self.url] if self.url and not self.input_url else []
+
     def subarray(self) -> SubarrayDescription:
         """The telescopes of the input: the file's, or the toy subarray."""
         url = self.url

@@ -32,7 +32,8 @@ class Component(LoggingConfigurable):
 
     A step that builds configurable objects of its own (ctapipe's components, say) creates them
     with ``parent=self`` and lists their classes in ``child_classes``: the config file may then
-    set their options too. ``check()`` finds, before the run, the errors only its code can see.
+    set their options too. ``check()`` finds, before the run, the errors only its code can see. A file the
+    step reads is named by an ``InputFile`` option, or else by ``input_files()``: the run refuses to write it.
     """
 
     #: The traitlets Configurable classes this step creates with ``parent=self``, a tuple: the config may
@@ -100,6 +101,11 @@ class Component(LoggingConfigurable):
 
     def check(self) -> None:
         """Raise, once before the run, what init() would fail on (a missing file, a bad child option)."""
+
+    def input_files(self) -> Sequence[str]:
+        """The files this step reads that its options name otherwise than as InputFile options (a library's own
+        option, such as ctapipe's ``EventSource.input_url``): no file the run writes may be one of them."""
+        return ()
 
     def __length_hint__(self) -> int:
         """A producer's number of messages, from its options before init() (NotImplemented: unknown)."""

@@ -15,6 +15,7 @@ from typing import Any
 
 import pytest
 
+from pipeline.config.traits import shown
 from tests.cli_helpers import ROOT
 
 CONFIG = ROOT / "configs" / "ctapipe_toy.json"
@@ -259,6 +260,11 @@ def test_the_options_of_a_component_some_telescopes_use_need_values_for_those_on
                      "command line: --EventSource.input_url: step 'READER': EventSource.input_url 'notes.txt': "
                      "ctapipe's EventSource: Could not find compatible EventSource for input_url",
                      id="unreadable-file-ctapipes-option"),
+        # ctapipe's Path trait downloads a URL as it validates it: requests' ConnectionError was ~60 lines, exit 1
+        pytest.param("--EventSource.input_url=http://127.0.0.1:9/gamma.simtel.zst",
+                     "command line: --EventSource.input_url: expected a pathlib.Path or non-empty str for a directory "
+                     "or file or None, got str 'http://127.0.0.1:9/gamma.simtel.zst' (ConnectionError: ",
+                     id="input-url-not-downloaded"),
         pytest.param("--TailcutsImageCleaner.picture_threshold=3",
                      "command line: --TailcutsImageCleaner.picture_threshold: TailcutsImageCleaner has no option "
                      "'picture_threshold' (ctapipe.image.cleaning.TailcutsImageCleaner, of step IMAGES) "
@@ -322,6 +328,79 @@ def test_a_ctapipe_error_is_one_line_before_anything_runs(option: str, expected:
     # ctapipe's heading of an empty list ("... could not be used due to missing dependencies:") read as cut short
     assert not result.stderr.rstrip().endswith(":"), result.stderr
     assert not (tmp_path / "out.h5").exists()
+
+
+#: Writes a ctapipe DL1 file (DataWriter's) of the toy source's first 5 events, with their images: an input that
+#: ctapipe's HDF5EventSource reads.
+DL1_MAKER = """
+import sys
+import astropy.time, numpy as np
+from traitlets.config import Config
+from ctapipe.core import Provenance
+from ctapipe.io import DataWriter
+from ctapipe.containers import ObservationBlockContainer, SchedulingBlockContainer, TriggerContainer
+from algorithms.ctapipe_steps import ReadEvents, ImageProcessor, complete_toy_event
+reader = ReadEvents(config=Config({"EventSource": {"max_events": 5}}))
+Provenance().start_activity("dl1")
+class Source:
+    pass
+with reader.open_source() as source:
+    described = Source()  # what DataWriter reads of a source: the toy source's observation blocks fail it
+    described.subarray, described.is_simulation, described.obs_ids = source.subarray, False, [1]
+    described.scheduling_blocks = {1: SchedulingBlockContainer(sb_id=np.uint64(1))}
+    described.observation_blocks = {1: ObservationBlockContainer(obs_id=np.uint64(1), sb_id=np.uint64(1))}
+    described.simulation_config = described.atmosphere_density_profile = None
+    process = ImageProcessor(source.subarray, parent=reader)
+    with DataWriter(event_source=described, output_path=sys.argv[1], write_dl1_images=True) as writer:
+        for event in source:
+            complete_toy_event(event)
+            event.index.obs_id = 1
+            event.trigger = TriggerContainer(tels_with_trigger=list(event.dl1.tel), time=astropy.time.Time.now())
+            process(event)
+            writer(event)
+"""
+
+
+@pytest.fixture(scope="module")
+def dl1_file(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    """A ctapipe DL1 file of 5 toy events (DL1_MAKER), to read as the run's input."""
+    pytest.importorskip("ctapipe")
+    directory = tmp_path_factory.mktemp("dl1")
+    result = run(["-c", DL1_MAKER, "input.dl1.h5"], directory)
+    assert result.returncode == 0, result.stderr
+    return directory / "input.dl1.h5"
+
+
+def input_in_section(directory: Path, input_url: str) -> Path:
+    """The example as shipped (its steps in worker processes), its input named by ctapipe's EventSource section."""
+    document = json.loads(CONFIG.read_text(encoding="utf-8"))
+    document["EventSource"]["input_url"] = input_url
+    path = directory / "input.json"
+    path.write_text(json.dumps(document), encoding="utf-8")
+    return path
+
+
+@pytest.mark.timeout(RUN_SECONDS)
+@pytest.mark.parametrize("where", ["sequential", "threads", "file-section"])
+def test_an_output_that_is_the_input_ctapipes_option_names_is_refused_and_the_input_kept(
+    where: str, tmp_path: Path, dl1_file: Path
+) -> None:
+    """The input named by ctapipe's EventSource.input_url, given as the output too: the writer emptied it as the
+    run started (exit 1, two tracebacks), or in worker processes the run failed with a false "in use by another run"
+    of its own worker. Now one line naming the output's option, exit 2, and the input as it was (as EventInput.input_url
+    was)."""
+    events = tmp_path / "events.h5"
+    events.write_bytes(dl1_file.read_bytes())
+    option = f"--EventSource.input_url={events}"
+    config, options = {"sequential": (CONFIG, [option, "--Pipeline.mode=sequential"]),
+                       "threads": (threads_config(tmp_path), [option]),
+                       "file-section": (input_in_section(tmp_path, str(events)), [])}[where]
+    result = run(["-m", "pipeline", f"--config={config}", *options, f"--WriteParameters.output_path={events}",
+                  "--no-progress"], tmp_path)
+    assert (result.returncode, result.stderr.splitlines()[-1:]) == (2, [
+        f"pipeline-run: error: command line: --WriteParameters.output_path: {shown(str(events))} is also step READER's "
+        "input (expected a file that nothing else of the run writes or reads)"]), result.stderr
+    assert events.read_bytes() == dl1_file.read_bytes()
 
 
 #: A process that writes an HDF5 file as a run's writer does (HDF5 locks it) until its stdin closes.

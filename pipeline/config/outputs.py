@@ -2,8 +2,9 @@
 
 Two steps of one class share its section's options: two ``JsonLinesWriter`` steps wrote one file, each replacing
 the other's lines (half the records lost, exit 0). A step's output, or the dead-letter file, that is the run's own
-config file, a step's input (an InputFile option) or the file a replay reads emptied it as the run started. Each
-is a ConfigError naming where the second path was set. A file is the same as another if their paths resolve to one
+config file, a step's input (an InputFile option, or a file its ``input_files()`` names: ctapipe's
+``EventSource.input_url``) or the file a replay reads emptied it as the run started. Each is a ConfigError naming
+where the second path was set. A file is the same as another if their paths resolve to one
 (symbolic links followed) or name one file already (hard links).
 """
 
@@ -15,6 +16,7 @@ from dataclasses import dataclass
 
 from traitlets import Unicode
 
+from pipeline.component import Component
 from pipeline.config.model import DICT_SOURCE, PipelineConfig
 from pipeline.config.traits import InputFile, OutputFile, shown
 from pipeline.errors import ConfigError
@@ -37,7 +39,7 @@ def check_written_files(config: PipelineConfig, dead_letter: str, dead_letter_se
     replays: the dead-letter file may be the replayed one (its records are kept, cli.md)."""
     outputs = list(step_files(config, OutputFile, "output"))
     written = outputs + ([FileUse(dead_letter, "the dead-letter file", *dead_letter_setting)] if dead_letter else [])
-    read = list(step_files(config, InputFile, "input"))
+    read = [*step_files(config, InputFile, "input"), *other_inputs(config)]
     if config.source != DICT_SOURCE:
         read.append(FileUse(config.source, "the run's config file", config.source, ""))
     replay = [FileUse(replayed, "the dead-letter file this run replays", "", "")] if replayed is not None else []
@@ -60,6 +62,16 @@ def step_files(config: PipelineConfig, kind: type[Unicode], use: str) -> Iterato
             path = getattr(component, name)
             if path:
                 yield FileUse(path, f"step {step.name}'s {use}", *config.setting_source(step.class_name, name))
+
+
+def other_inputs(config: PipelineConfig) -> Iterator[FileUse]:
+    """Each file that a step's ``input_files()`` names (an input a library's option names); the steps' classes that
+    do not define it are not built."""
+    for step in config.steps.values():
+        if step.cls.input_files is not Component.input_files:
+            for path in config.make_component(step.name).input_files():
+                if path:
+                    yield FileUse(path, f"step {step.name}'s input", config.source, step.key)
 
 
 def _same_file(one: str, other: str) -> bool:
