@@ -59,7 +59,7 @@ from ctapipe.instrument.camera.geometry import PixelShape
 from ctapipe.io import EventSource, HDF5TableWriter
 from ctapipe.io.toymodel import ToyEventSource
 from traitlets import Bool, Int, TraitError
-from traitlets.config import Configurable
+from traitlets.config import Config, Configurable
 
 from algorithms.camera import hexagonal_camera
 from pipeline import Component
@@ -208,6 +208,21 @@ def check_image_queries(component: Configurable, subarray: SubarrayDescription) 
                     "pixels the cleaning kept), np and u") from err
 
 
+def unread_input_option(config: Config) -> str | None:
+    """The first ``Source.input_url`` that ``config`` sets, at any depth, for a subclass of ctapipe's EventSource
+    (``SimTelEventSource``, ``HDF5EventSource``, ``ToyEventSource``): the steps pass EventSource the input they
+    read, which wins over those sections, so such an option was ignored and toy events read instead. None if none."""
+    subclasses = {cls.__name__ for cls in classes_with_traits(EventSource)} - {EventSource.__name__}
+    pending = [config]
+    while pending:
+        for name, value in pending.pop().items():
+            if isinstance(value, Config):
+                if name in subclasses and "input_url" in value:
+                    return f"{name}.input_url"
+                pending.append(value)
+    return None
+
+
 @functools.cache
 def toy_subarray(n_telescopes: int) -> SubarrayDescription:
     """``n_telescopes`` MST-like telescopes on a square grid, each with algorithms.camera's camera."""
@@ -314,7 +329,12 @@ class EventInput(Component):
     @property
     def url(self) -> str:
         """The input: ``input_url``, or else ctapipe's own ``EventSource.input_url`` (what ``ctapipe-process --input``
-        sets), read where ctapipe's tools read it (it was taken, and toy events were read instead)."""
+        sets), read where ctapipe's tools read it (it was taken, and toy events were read instead); a CtapipeError if
+        the config sets the input of one of EventSource's subclasses, which nothing reads (``unread_input_option``)."""
+        unread = unread_input_option(self.config)
+        if unread is not None:
+            raise CtapipeError(f"{unread} is not read: the steps give ctapipe's EventSource its input themselves "
+                               "(expected EventInput.input_url or EventSource.input_url)")
         if self.input_url:
             return self.input_url
         with ctapipe_errors("EventSource"):

@@ -260,6 +260,15 @@ def test_the_options_of_a_component_some_telescopes_use_need_values_for_those_on
                      "command line: --EventSource.input_url: step 'READER': EventSource.input_url 'notes.txt': "
                      "ctapipe's EventSource: Could not find compatible EventSource for input_url",
                      id="unreadable-file-ctapipes-option"),
+        # the option of one of EventSource's subclasses, which --help-all lists: ignored, and toy events read (exit 0)
+        pytest.param("--SimTelEventSource.input_url=/nonexistent/gamma.simtel.zst",
+                     "command line: --SimTelEventSource.input_url: step 'READER': SimTelEventSource.input_url is not "
+                     "read: the steps give ctapipe's EventSource its input themselves (expected EventInput.input_url "
+                     "or EventSource.input_url)", id="input-of-a-sources-subclass"),
+        pytest.param("--HDF5EventSource.input_url=notes.txt", "--HDF5EventSource.input_url: step 'READER': "
+                     "HDF5EventSource.input_url is not read: ", id="input-of-the-hdf5-source"),
+        pytest.param("--ToyEventSource.input_url=notes.txt", "--ToyEventSource.input_url: step 'READER': "
+                     "ToyEventSource.input_url is not read: ", id="input-of-the-toy-source"),
         # ctapipe's Path trait downloads a URL as it validates it: requests' ConnectionError was ~60 lines, exit 1
         pytest.param("--EventSource.input_url=http://127.0.0.1:9/gamma.simtel.zst",
                      "command line: --EventSource.input_url: expected a pathlib.Path or non-empty str for a directory "
