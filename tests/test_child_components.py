@@ -157,6 +157,10 @@ QUALIFIED = "tests.child_steps.StrictCleaner"
         pytest.param({"Clean": {"Processor": {"threshold": 1.0}}}, "Clean.Processor",
                      "Clean has no option 'Processor' (a section for a class "
                      "its step builds: that class must be in the step's child_classes)", id="child-class-not-listed"),
+        # A misspelt class nested in a section: it said "that class must be in the step's child_classes", with no word
+        # on the name, where the same typo at the top level had "did you mean".
+        pytest.param({"Clean": {"StrictCleanr": {"threshold": 2.0}}}, "Clean.StrictCleanr",
+                     "Clean has no option 'StrictCleanr' (did you mean 'StrictCleaner'?)", id="nested-class-misspelt"),
         # Another step's class, whose objects never have a parent: the setting did nothing, silently.
         pytest.param({"Counter": {"Write": {"path": "elsewhere.jsonl"}}}, "Counter.Write",
                      "Counter has no option 'Write' (Write is the class of step WRITE: its section goes at the top "

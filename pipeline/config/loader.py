@@ -698,8 +698,11 @@ class _Validator:
                 elif placed:
                     hint = placed
                 elif isinstance(value, dict) and names_a_class(name):  # a section for a class this step does not list
-                    hint = (f" (a section for a class its step builds: that class must be in the step's "
-                            f"child_classes){hint if 'did you mean' in hint else ''}")
+                    nested_here = [other for other, nested in self.classes.items() if self.builds(cls, nested)]
+                    # a misspelt class nested here is told its name, as one at the top level is
+                    hint = _did_you_mean(name, nested_here) or (
+                        f" (a section for a class its step builds: that class must be in the step's "
+                        f"child_classes){hint if 'did you mean' in hint else ''}")
                 raise ConfigError(source, f"{key}.{name}", f"{cls.__name__} has no option {quoted(name)}{note}{hint}")
             if names_a_class(name):  # traitlets takes it for a class section: every init() would fail on it
                 raise ConfigError(source, f"{key}.{name}", f"traitlets cannot set the option {quoted(name)} of "
