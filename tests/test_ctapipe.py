@@ -136,6 +136,40 @@ def test_the_loop_takes_a_command_line_option_over_the_section_nested_in_the_fil
     assert any(not np.array_equal(rows[pixels], loop_output[name][pixels]) for name, rows in written.items())
 
 
+#: ctapipe's ImageModifier on every telescope, with noise: it draws from a generator of its own in each instance.
+MODIFIER_OPTIONS = [f"--EventSource.max_events={EVENTS}", "--ImageProcessor.apply_image_modifier=[('type', '*', True)]",
+                    "--ImageModifier.rng_seed=1", "--ImageModifier.noise_level_dim_pixels=2.0",
+                    "--ImageModifier.noise_level_bright_pixels=2.0"]
+
+
+@pytest.mark.timeout(3 * RUN_SECONDS)
+@pytest.mark.parametrize("where", ["sequential", "one-worker-process"])
+def test_with_random_numbers_drawn_one_worker_writes_what_ctapipes_own_loop_writes(
+    where: str, tmp_path: Path, loop_output: dict[str, Any]
+) -> None:
+    """docs/ctapipe.md's way to the loop's rows when ImageModifier draws noise: the stage in one worker, or the
+    sequential mode (in several workers an event's noise depends on which worker's generator drew it)."""
+    np = pytest.importorskip("numpy")
+    loop = run(["-m", "algorithms.ctapipe_loop", str(CONFIG), *MODIFIER_OPTIONS,
+                "--WriteParameters.output_path=loop.h5"], tmp_path)
+    assert loop.returncode == 0, loop.stderr
+    document = json.loads(CONFIG.read_text(encoding="utf-8"))
+    document["Pipeline"]["stagers_conf"][0]["nb_process"] = 1
+    config = tmp_path / "one.json"
+    config.write_text(json.dumps(document), encoding="utf-8")
+    mode = ["--Pipeline.mode=sequential"] if where == "sequential" else []
+    result = run(["-m", "pipeline", f"--config={config}", *MODIFIER_OPTIONS, *mode,
+                  "--WriteParameters.output_path=pipeline.h5", "--no-progress"], tmp_path)
+    assert result.returncode == 0, result.stderr
+    looped, written = tables(tmp_path / "loop.h5"), tables(tmp_path / "pipeline.h5")
+    assert sorted(written) == sorted(looped)
+    for name, rows in written.items():
+        for column in rows.dtype.names:
+            assert np.array_equal(rows[column], looped[name][column], equal_nan=True), f"{name}.{column} differs"
+    intensity = "hillas_intensity"  # the noise was drawn: the rows are not those of the loop without it
+    assert any(not np.array_equal(rows[intensity], loop_output[name][intensity]) for name, rows in written.items())
+
+
 #: A reader of the user's own in shards, built on ReadEvents as the docs suggest: shard k of n yields every n-th event.
 SHARDED_READER = '''
 from algorithms.ctapipe_steps import ReadEvents
