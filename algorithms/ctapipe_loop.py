@@ -19,6 +19,7 @@ from traitlets.config.loader import KVArgParseConfigLoader
 from algorithms.ctapipe_steps import plain_loop
 from pipeline import ConfigError, Pipeline
 from pipeline.config.loader import load_config
+from pipeline.config.outputs import check_written_files
 
 
 def main(argv: Sequence[str] | None = None) -> int:
@@ -29,7 +30,9 @@ def main(argv: Sequence[str] | None = None) -> int:
         return 2
     try:
         overrides = KVArgParseConfigLoader(args[1:]).load_config()
-        config = load_config(args[0], overrides, settings=[Pipeline]).whole_config()
+        pipeline_config = load_config(args[0], overrides, settings=[Pipeline])
+        check_written_files(pipeline_config, "", ("", ""), None)  # an output that is the input: HDF5 emptied it
+        config = pipeline_config.whole_config()
     except ConfigError as err:
         print(f"ctapipe_loop: error: {err}", file=sys.stderr)
         return 2

@@ -446,6 +446,19 @@ def test_an_output_that_is_the_input_ctapipes_option_names_is_refused_and_the_in
     assert events.read_bytes() == dl1_file.read_bytes()
 
 
+@pytest.mark.timeout(RUN_SECONDS)
+def test_ctapipes_own_loop_refuses_an_output_that_is_its_input_and_keeps_it(tmp_path: Path, dl1_file: Path) -> None:
+    """algorithms.ctapipe_loop, given its input as its output, emptied it too: now one line, exit 2."""
+    events = tmp_path / "events.h5"
+    events.write_bytes(dl1_file.read_bytes())
+    result = run(["-m", "algorithms.ctapipe_loop", str(CONFIG), f"--EventSource.input_url={events}",
+                  f"--WriteParameters.output_path={events}"], tmp_path)
+    assert (result.returncode, result.stderr.splitlines()[-1:]) == (2, [
+        f"ctapipe_loop: error: command line: --WriteParameters.output_path: {shown(str(events))} is also step "
+        "READER's input (expected a file that nothing else of the run writes or reads)"]), result.stderr
+    assert events.read_bytes() == dl1_file.read_bytes()
+
+
 #: A process that writes an HDF5 file as a run's writer does (HDF5 locks it) until its stdin closes.
 HDF5_HOLDER = """
 import sys, tables
