@@ -9,8 +9,10 @@ schedules the next one right away.
 Unless the monitor runs in plaintext, the socket is a CURVE server (``pipeline.auth.curve.CurveServer``,
 started before the bind): only runs holding an allowed key get in, and each message is credited to
 the key its connection proved (the frame's User-Id), never to what the message says. Each handshake
-the socket refuses (libzmq's socket monitor, read with the messages) is counted by cause
-(``gui.refusals``), so that a run whose settings do not match never goes unseen.
+the socket refuses is counted by cause (``gui.refusals``), so that a run whose settings do not match never goes
+unseen: libzmq's socket monitor says so, read in a thread of its own (``pipeline.auth.events``), never in the window's
+turns, since a monitor whose queue fills freezes libzmq's I/O thread (a flood of bare TCP connections left the window
+deaf for good, and its close waiting for ever).
 
 Whatever peers send in messages of the protocol's FRAMES frames, the socket's memory stays bounded: libzmq keeps, for
 each connection, the messages queued for reading (``RECEIVE_HWM``, where its default is 1,000 per connection: a
@@ -39,9 +41,9 @@ from collections.abc import Callable
 
 import zmq
 from PySide6.QtCore import QObject, QSocketNotifier, QTimer, Signal
-from zmq.utils.monitor import recv_monitor_message
 
 from pipeline.auth.curve import HANDSHAKE_SECONDS, CurveServer, ServerKeys, ZapServer
+from pipeline.auth.events import SocketEvents
 
 from .protocol import FRAMES, ProtocolError, parse
 from .refusals import REFUSAL_EVENTS, Refusals, cause
@@ -59,8 +61,6 @@ SAFETY_POLL_MS = 250
 MAX_FRAME_SIZE = 1024 * 1024
 #: Seconds between two warnings about ignored messages (the others are counted in the next one).
 WARNING_INTERVAL = 5.0
-#: Socket events (connections opened and closed, refused handshakes) read per turn of the event loop at most.
-EVENT_BATCH = 100
 #: Messages libzmq queues per connection for reading (its default, 1,000, let a peer grow the window by a GiB per
 #: connection). A run sends a few messages a second and the window reads them at once; a burst waits in the run.
 #: Not 1: with a ZAP handler, libzmq's queue of one held nothing but the connection's credentials, and stalled.
@@ -80,9 +80,9 @@ class Connections:
     handshake ended. Every accepted connection has one outcome (succeeded, or failed), and then its disconnection; so
     the connections open less those accepted without an outcome yet are the ones counted: an idle connection that
     never starts its handshake counts for nothing (``handshake_ivl`` closes it). :meth:`admit` runs in the ZAP
-    handler's thread, :meth:`event` in the window's; a handshake succeeds (and its event comes) after the ZAP handler
-    answers, so each admission counts too until the window reads a success, or for HANDSHAKE_SECONDS at most: by then
-    its handshake has ended.
+    handler's thread, :meth:`event` in the socket events' (``pipeline.auth.events``); a handshake succeeds (and its
+    event comes) after the ZAP handler answers, so each admission counts too until a success is read, or for
+    HANDSHAKE_SECONDS at most: by then its handshake has ended.
     """
 
     def __init__(self, limit: int, clock: Callable[[], float] = time.monotonic) -> None:
@@ -148,7 +148,7 @@ class Receiver(QObject):
         self.curve = CurveServer(self._context, keys, self.connections.admit) if keys else None
         self._zap = self.curve or ZapServer(self._context, self.connections.admit)
         self._socket = self._context.socket(zmq.SUB)
-        self._events = self._socket.get_monitor_socket(EVENTS)
+        self._events = SocketEvents(self._socket, EVENTS, self._event)
         try:
             self._zap.secure(self._socket)
             self._socket.setsockopt(zmq.LINGER, 0)
@@ -161,8 +161,7 @@ class Receiver(QObject):
             else:
                 self._socket.bind(f"tcp://{host}:{port}")
         except zmq.ZMQError:
-            self._socket.disable_monitor()
-            self._events.close(linger=0)
+            self._events.stop()
             self._socket.close()
             self._zap.close()
             self._context.term()
@@ -171,8 +170,6 @@ class Receiver(QObject):
         self.port = port
         self._notifier = QSocketNotifier(self._socket.getsockopt(zmq.FD), QSocketNotifier.Type.Read, self)
         self._notifier.activated.connect(self.read)
-        self._events_notifier = QSocketNotifier(self._events.getsockopt(zmq.FD), QSocketNotifier.Type.Read, self)
-        self._events_notifier.activated.connect(self.read_events)
         self._timer = QTimer(self)
         self._timer.timeout.connect(self.read)
         self._timer.start(SAFETY_POLL_MS)
@@ -184,26 +181,16 @@ class Receiver(QObject):
         """Connections refused so far, whatever the cause."""
         return self.refusals.total
 
-    def read_events(self) -> None:
-        """Count the connections opened and closed, and the handshakes refused, since the last call (up to
-        EVENT_BATCH; the safety timer reads on)."""
-        if self._events.closed:
-            return
-        plaintext = self.curve is None
-        for _ in range(EVENT_BATCH):
-            if not self._events.getsockopt(zmq.EVENTS) & zmq.POLLIN:
-                return
-            event = recv_monitor_message(self._events, zmq.NOBLOCK)
-            kind, value = int(event["event"]), int(event["value"])
-            if kind & REFUSAL_EVENTS:
-                self.refusals.add(cause(kind, value, plaintext))
-            self.connections.event(kind, value)
+    def _event(self, kind: int, value: int) -> None:
+        """Count a socket event (in the events' thread): a refused handshake by its cause, and the connections."""
+        if kind & REFUSAL_EVENTS:
+            self.refusals.add(cause(kind, value, self.curve is None))
+        self.connections.event(kind, value)
 
     def read(self) -> None:
         """Read and emit waiting messages, up to BATCH or BATCH_SECONDS; schedule another read if more wait."""
         if self._socket.closed:
             return
-        self.read_events()  # the events' FD is edge-triggered too: the safety timer reads them as well
         deadline = time.monotonic() + BATCH_SECONDS
         for _ in range(BATCH):
             if self._discarding and not self._discard(deadline):
@@ -277,10 +264,7 @@ class Receiver(QObject):
         self._more.stop()
         self._notifier.setEnabled(False)
         self._notifier.deleteLater()
-        self._events_notifier.setEnabled(False)
-        self._events_notifier.deleteLater()
-        self._socket.disable_monitor()
-        self._events.close(linger=0)
+        self._events.stop()
         self._socket.close()
         self._zap.close()
         self._context.term()

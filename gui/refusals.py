@@ -9,6 +9,7 @@ same in one line on its stderr (``pipeline.monitor.credentials.refusal_reason``)
 from __future__ import annotations
 
 import logging
+import threading
 from collections import Counter
 from html import escape
 
@@ -62,30 +63,40 @@ def cause(event: int, value: int, plaintext: bool) -> str:
 
 
 class Refusals:
-    """The connections refused so far, by cause; the first of each cause is also a warning on stderr."""
+    """The connections refused so far, by cause; the first of each cause is also a warning on stderr. Counted in the
+    socket events' thread, read in the window's: a cause counted while the window walked the counts broke its walk."""
 
     def __init__(self) -> None:
         self.counts: Counter[str] = Counter()
+        self._lock = threading.Lock()
 
     @property
     def total(self) -> int:
         """Connections refused in all."""
-        return sum(self.counts.values())
+        return sum(n for _, n in self._most_common())
 
     def add(self, reason: str) -> None:
         """Count one refusal for ``reason`` (a key of CAUSES)."""
-        if not self.counts[reason]:
+        with self._lock:
+            first = not self.counts[reason]
+            self.counts[reason] += 1
+        if first:
             log.warning("refused a connection: %s (the window counts the others)", CAUSES[reason])
-        self.counts[reason] += 1
+
+    def _most_common(self) -> list[tuple[str, int]]:
+        """Each cause seen and its count, the most frequent first."""
+        with self._lock:
+            return self.counts.most_common()
 
     def text(self) -> str:
         """``3 refused: 2 in clear, 1 unknown key`` (most frequent first); "" when none was refused."""
-        if not self.total:
+        counts = self._most_common()
+        if not counts:
             return ""
-        parts = [f"{humanize.count(n)} {reason}" for reason, n in self.counts.most_common()]
-        return f"{humanize.count(self.total)} refused: {', '.join(parts)}"
+        parts = [f"{humanize.count(n)} {reason}" for reason, n in counts]
+        return f"{humanize.count(sum(n for _, n in counts))} refused: {', '.join(parts)}"
 
     def tip(self) -> str:
         """Rich text: each cause seen, with its count, what it means and what to change."""
         return "<br>".join(f"<b>{humanize.count(n)} {escape(reason, False)}</b>: {escape(CAUSES[reason], False)}"
-                           for reason, n in self.counts.most_common())
+                           for reason, n in self._most_common())

@@ -39,6 +39,8 @@ from pipeline.console import humanize
 from pipeline.engine.wire import MAX_REASON_CHARS
 from pipeline.monitor import credentials
 from pipeline.monitor.publisher import HANDSHAKE_WAIT_MS
+from tests.bare_flood import CONNECTIONS, bare_flood
+from tests.cli_helpers import ROOT
 from tests.gui_helpers import Sender, load_recording, with_run_id
 from tests.monitor_steps import gate
 from tests.qt_helpers import WAIT_MS, PaintCounter, run_loop_for_ticks
@@ -549,3 +551,35 @@ def test_the_time_axis_steps_are_round_at_any_span() -> None:
 def test_every_step_name_a_config_takes_is_one_the_monitor_and_a_remote_worker_s_hello_take() -> None:
     """A name of 201 characters hid its run from the monitor; one of 1,001 could take no remote worker."""
     assert MAX_STEP_NAME_CHARS <= MAX_NAME and MAX_STEP_NAME_CHARS <= MAX_REASON_CHARS
+
+
+def _open_files() -> int:
+    """The file descriptors this process holds now."""
+    return len(os.listdir("/proc/self/fd"))
+
+
+def test_a_flood_of_bare_connections_leaves_runs_heard_and_the_window_closing_at_once(qtbot, tmp_path,
+                                                                                     secure_window) -> None:
+    """A peer with no key opens 2,500 bare TCP connections that send nothing, while the window is busy (its event loop
+    does not turn). Each is one event of the socket's monitor: read in the window's turns, they filled its queue and
+    libzmq's I/O thread waited for ever to hand on the next one; no run was heard, the flood's files were kept, and the
+    window's close waited for the same lock for ever (SIGTERM ignored). Here the listener takes them all, a run is
+    heard, their files are let go once they close, and the window closes at once."""
+    window = secure_window
+    before = _open_files()
+    with bare_flood(window.receiver.port) as flood:
+        assert len(flood) == CONNECTIONS, "the monitor stopped accepting connections"
+        run = subprocess.Popen([sys.executable, "-m", "pipeline", "--config=configs/chain.json", "--no-progress",
+                                f"--JsonLinesWriter.path={tmp_path / 'c.jsonl'}",
+                                f"--Pipeline.gui_address={window.address}"],
+                               cwd=ROOT, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE, text=True)
+        try:
+            qtbot.waitUntil(lambda: any(run.ended for run in window.runs.runs.values()), timeout=WAIT_MS)
+        finally:
+            _, said = run.communicate(timeout=WAIT_MS / 1000)
+        assert run.returncode == 0, said
+        assert "not heard" not in said, said
+    qtbot.waitUntil(lambda: _open_files() < before + 50, timeout=WAIT_MS)  # the flood's ends, closed by the window
+    start = time.monotonic()
+    window.shutdown()
+    assert time.monotonic() - start < 1.0

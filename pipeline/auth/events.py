@@ -1,0 +1,94 @@
+"""A listening socket's events (libzmq's socket monitor), read in a thread of their own as fast as libzmq makes them.
+
+libzmq's I/O thread hands each event of a socket to its monitor with a blocking send, holding the socket's monitor
+lock: once the monitor's queue is full (2,000 events, the two high-water marks of its PAIR pipe) it waits for a reader,
+and every connection of every socket of the context waits with it; ``disable_monitor()`` waits for that lock. A peer
+that can only open TCP connections, no key needed, makes events as fast as it opens and drops them (one accepted, one
+failed handshake, one disconnected each). Read in the owner's loop, between its other work, they filled the queue:
+pipeline-gui then heard no run, kept the flood's connections open, and waited for ever in its close (only SIGKILL
+ended it). Here a thread does nothing but read them, each handed to a callback that only counts it: the queue never
+stays full, whatever the owner is busy with, and the thread ends when the monitor stops or the context terminates.
+
+The clients' monitors (a run's status stream, pipeline-worker's join) stay in their owners' loops: their events come
+from their own connections, a few per reconnection (100 ms apart at least), far fewer than their loops read.
+"""
+
+from __future__ import annotations
+
+import itertools
+import logging
+import threading
+from collections.abc import Callable
+
+import zmq
+from zmq.utils.monitor import recv_monitor_message
+
+from pipeline.auth.zap import THREAD_SECONDS
+
+log = logging.getLogger("pipeline.auth.events")
+
+#: Numbers the monitors' addresses: each its own (pyzmq's, ``inproc://monitor.s-FD``, outlives its socket a while).
+_NUMBERS = itertools.count()
+
+#: What is told of each event, in the events' thread: its kind (a zmq.EVENT_*) and its value.
+Handle = Callable[[int, int], None]
+
+
+class SocketEvents(threading.Thread):
+    """Reads the ``events`` of ``socket`` as they come and hands each to ``handle`` (in this thread: it must only
+    count, under its own lock). Made and stopped in the socket's own thread, before its bind and before its close."""
+
+    def __init__(self, socket: zmq.Socket, events: int, handle: Handle) -> None:
+        super().__init__(name="socket-events", daemon=True)
+        self.handle = handle
+        self._socket = socket
+        self._address = f"inproc://pipeline-events-{next(_NUMBERS)}"
+        self._connected = threading.Event()
+        # MONITOR_STOPPED: disable_monitor() says so, and the thread ends once it has read what came before.
+        socket.monitor(self._address, events | zmq.EVENT_MONITOR_STOPPED)
+        self.start()
+
+    def start(self) -> None:
+        """Start the thread; return once it reads (libzmq's first event waits for its reader)."""
+        super().start()
+        if not self._connected.wait(THREAD_SECONDS):
+            raise RuntimeError(f"the reader of a socket's events did not start within {THREAD_SECONDS:g} s")
+
+    def run(self) -> None:
+        """Read and hand on events until the monitor stops or the context terminates (a clean stop)."""
+        try:
+            reader = self._socket.context.socket(zmq.PAIR)
+        except zmq.ZMQError:  # the context is being terminated: no event will come
+            self._connected.set()
+            return
+        try:
+            reader.connect(self._address)
+            self._connected.set()
+            self._read(reader)
+        except zmq.ContextTerminated:
+            pass
+        finally:
+            reader.close(linger=0)
+            self._connected.set()
+
+    def _read(self, reader: zmq.Socket) -> None:
+        """Hand on each event read from ``reader`` until MONITOR_STOPPED; a callback that fails is logged, the
+        reading goes on (a reader that stopped would freeze libzmq's I/O thread)."""
+        while True:
+            event = recv_monitor_message(reader)
+            kind = int(event["event"])
+            if kind == zmq.EVENT_MONITOR_STOPPED:
+                return
+            try:
+                self.handle(kind, int(event["value"]))
+            except Exception:
+                log.exception("counting a socket event (%d) failed; the events are read on", kind)
+
+    def stop(self) -> None:
+        """Stop the monitor and wait for the thread to end (its reading lets ``disable_monitor`` take its lock)."""
+        try:
+            self._socket.disable_monitor()
+        except zmq.ZMQError as err:  # ETERM: the context is being terminated, which ends the thread
+            if err.errno != zmq.ETERM:
+                raise
+        self.join(THREAD_SECONDS)
