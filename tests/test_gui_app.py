@@ -17,6 +17,7 @@ import pytest
 import zmq
 
 from gui.app import PipeGui, binding_problem
+from tests.bare_flood import bare_flood
 from tests.cli_helpers import ROOT
 
 # Read when pytest-qt makes the QApplication, after collection: the tests need no display.
@@ -169,6 +170,17 @@ def test_it_listens_reads_and_stops_on_ctrl_c(monitor) -> None:
 def test_it_stops_on_sigterm(monitor) -> None:
     gui = monitor("--port=0")
     gui.wait_for("waiting for a pipeline")
+    assert gui.stop(signal.SIGTERM) == 128 + signal.SIGTERM
+
+
+def test_it_stops_on_sigterm_after_a_flood_of_bare_connections(monitor) -> None:
+    """2,500 bare TCP connections that send nothing, dropped at once: the monitor's socket events, read in the
+    window's turns, filled their queue; libzmq's I/O thread waited to hand on the next, and SIGTERM's close waited
+    for it for ever (only SIGKILL ended the process)."""
+    gui = monitor("--port=0")
+    port = int(gui.wait_for(r"listening on tcp://127\.0\.0\.1:(\d+), waiting for a pipeline").group(1))
+    with bare_flood(port):
+        pass
     assert gui.stop(signal.SIGTERM) == 128 + signal.SIGTERM
 
 
