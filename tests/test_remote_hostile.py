@@ -38,6 +38,7 @@ from pipeline.engine.wire import (
 )
 from pipeline.execution.executor import UNORDERED
 from pipeline.message import decode, encode
+from tests.bare_flood import CONNECTIONS, bare_flood
 from tests.remote_helpers import CONSUMER, PRODUCER, STAGE, STRANGER, Launcher, Proc, duplicates, wait_during
 from tests.remote_peers import (
     JUNK_RESULTS,
@@ -49,7 +50,7 @@ from tests.remote_peers import (
     plaintext_junk,
     refused_peer,
 )
-from tests.remote_steps import marker_pids
+from tests.remote_steps import WAIT_SECONDS, marker_pids
 from tests.wire_helpers import empty_outputs_result, result_frames, unordered_result
 
 # The tests of this file take more than 10 s in all: `pytest -m "not slow"` leaves them out.
@@ -128,6 +129,24 @@ def test_a_flood_of_idle_connections_past_the_run_s_open_files_leaves_room_for_w
             connection.close()
     outputs = launch.outputs()
     assert sorted(row["value"] for row in outputs) == list(range(COUNT)) and not duplicates(outputs)
+
+
+def test_a_flood_of_bare_connections_leaves_the_run_serving_and_ending(launch: Launcher) -> None:
+    """A peer with no key opens 2,500 bare TCP connections, twice, and drops each flood at once: 5,000 failed
+    handshakes, more than libzmq's socket monitor queues (a queue read in the door's turns, once full, froze the I/O
+    thread of the run's context, every worker process's link with it, and the door's close waited for it for ever).
+    A worker still joins and does it all, the run ends with its status, and it says what it refused."""
+    run = launch.run(launch.chain(nb_thread=0))
+    connect_when_listening(run, launch.port).close()
+    for _ in range(2):
+        with bare_flood(launch.port) as flood:
+            assert len(flood) == CONNECTIONS, run.stderr
+    worker = launch.worker()
+    assert run.wait(WAIT_SECONDS) == 0, run.stderr
+    assert worker.wait(WAIT_SECONDS) == 0, worker.stderr
+    outputs = launch.outputs()
+    assert sorted(row["value"] for row in outputs) == list(range(COUNT)) and not duplicates(outputs)
+    assert "a connection failed its CURVE handshake" in run.stderr
 
 
 @dataclass

@@ -28,7 +28,6 @@ What a peer can send is checked before anything else happens to it:
 
 from __future__ import annotations
 
-import contextlib
 import hmac
 import logging
 import pickle
@@ -38,9 +37,9 @@ from collections.abc import Callable
 from dataclasses import dataclass, field
 
 import zmq
-from zmq.utils.monitor import recv_monitor_message
 
 from pipeline.auth.curve import HANDSHAKE_SECONDS, CurveServer, ServerKeys
+from pipeline.auth.events import SocketEvents
 from pipeline.config.model import PipelineConfig
 from pipeline.config.traits import tcp_host, unresolved
 from pipeline.console.humanize import counted
@@ -108,8 +107,9 @@ RELAY_SLACK = 16
 def relay_hwm(queue_limit: int) -> int:
     """The high-water mark of a remote worker thread's relay to the router of a step of ``queue_limit``."""
     return 3 * window_limit(queue_limit) + RELAY_SLACK
-#: The failed handshakes the door hears of (its socket monitor): a key the ZAP handler refused (AUTH),
-#: and a peer without CURVE or that was given another server key (PROTOCOL, NO_DETAIL).
+#: The failed handshakes the door hears of (its socket monitor, read in a thread of its own: a monitor's full queue
+#: froze the I/O thread of the run's context, every worker process's link with it): a key the ZAP handler refused
+#: (AUTH), and a peer without CURVE or that was given another server key (PROTOCOL, NO_DETAIL).
 _HANDSHAKE_FAILED = (zmq.EVENT_HANDSHAKE_FAILED_AUTH | zmq.EVENT_HANDSHAKE_FAILED_PROTOCOL
                      | zmq.EVENT_HANDSHAKE_FAILED_NO_DETAIL)
 #: Under what name the door's lines count the peers it cannot name (their handshake failed).
@@ -201,14 +201,15 @@ class Door(EngineThread):
         self._warned = float("-inf")
         self._notices: dict[str, zmq.Socket] = {}
         self.said = PeerLog()
-        self.refused_keys = 0  # handshakes refused: a key not in authorized_keys
-        self.failed_handshakes = 0  # handshakes failed: no CURVE, or another server key
+        self.refused_keys = 0  # handshakes refused: a key not in authorized_keys (counted in the events' thread)
+        self.failed_handshakes = 0  # handshakes failed: no CURVE, or another server key (counted there too)
+        self._said_handshakes = (0, 0)  # refused_keys and failed_handshakes when the door last said them
         self.refused_hellos = 0  # HELLOs refused (another version, a step that takes none, no room)
         self._first_refusal = ""  # why the first of them was
         # Made in work(), in this thread: a socket belongs to the thread that made it.
         self.socket: zmq.Socket
         self.server: CurveServer
-        self.monitor: zmq.Socket | None = None
+        self.events: SocketEvents | None = None
 
     def work(self) -> None:
         try:
@@ -220,12 +221,8 @@ class Door(EngineThread):
             for worker in [*self.workers.values(), *(departed for departed, _ in self._departed.values())]:
                 self._forget(worker)
             self._departed.clear()
-            if self.monitor is not None:
-                # Under a context that is terminating (the run aborted) it raises ETERM: the sockets below went
-                # unclosed, and the termination waited for them for ever, the port still bound.
-                with contextlib.suppress(zmq.ContextTerminated):
-                    self.socket.disable_monitor()
-                self.monitor.close()
+            if self.events is not None:
+                self.events.stop()
             if hasattr(self, "socket"):
                 self.socket.close()
             self.said.close()
@@ -253,7 +250,7 @@ class Door(EngineThread):
                    f"{host!r} is neither a network interface nor a host name that is known ({unknown})")
             raise ConfigError(*self.config.setting_source("Pipeline", "listen"),
                               f"cannot listen on {self.listen}: {why}") from None
-        self.monitor = sockets.monitor(socket, _HANDSHAKE_FAILED)  # refused peers never get a frame to us
+        self.events = SocketEvents(socket, _HANDSHAKE_FAILED, self._handshake_failed)  # refused peers never get a frame
 
     def _loop(self) -> None:
         look = min(self.control.options.heartbeat_interval / 2, LOOK_SECONDS)
@@ -264,11 +261,8 @@ class Door(EngineThread):
                       for thread, relay in worker.relays.items()]
             for _, _, relay in relays:
                 poller.register(relay, zmq.POLLIN)
-            if self.monitor is not None:
-                poller.register(self.monitor, zmq.POLLIN)
             events = dict(poller.poll(look * 1000))
-            if self.monitor in events:
-                self._handshakes()
+            self._handshakes()
             if self.socket in events:
                 self._read()
             for worker, thread, relay in relays:
@@ -292,22 +286,28 @@ class Door(EngineThread):
             self._warned = now
             log.warning("remote workers: dropped a message (%s); %d dropped in all", why, self.dropped)
 
+    def _handshake_failed(self, kind: int, value: int) -> None:
+        """Count a failed handshake (in the socket events' thread, its only writer)."""
+        if kind == zmq.EVENT_HANDSHAKE_FAILED_AUTH:
+            self.refused_keys += 1
+        else:
+            self.failed_handshakes += 1
+
     def _handshakes(self) -> None:
-        """Say (now and then) whom the port refused: a key not in authorized_keys, or a peer whose handshake
-        failed; the step's last word counts them too (no worker joined, but some tried)."""
-        monitor = self.monitor
-        while monitor is not None and sockets.waiting(monitor):
-            event = recv_monitor_message(monitor)["event"]
-            if event == zmq.EVENT_HANDSHAKE_FAILED_AUTH:
-                self.refused_keys += 1
-                self.said.say(logging.WARNING, _UNNAMED, "refused connections",
-                              "remote workers: refused a connection whose key is not in authorized_keys (its public "
-                              "key: %s); %d refused in all", self.server.last_refused, self.refused_keys)
-            else:
-                self.failed_handshakes += 1
-                self.said.say(logging.WARNING, _UNNAMED, "failed handshakes",
-                              "remote workers: a connection failed its CURVE handshake (a peer without CURVE, or one "
-                              "given another --server-key than this run's); %d in all", self.failed_handshakes)
+        """Say (now and then) whom the port refused since the last look: a key not in authorized_keys, or a peer whose
+        handshake failed; the step's last word counts them too (no worker joined, but some tried)."""
+        refused, failed = self.refused_keys, self.failed_handshakes
+        if (refused, failed) == self._said_handshakes:
+            return
+        if refused > self._said_handshakes[0]:
+            self.said.say(logging.WARNING, _UNNAMED, "refused connections",
+                          "remote workers: refused a connection whose key is not in authorized_keys (its public "
+                          "key: %s); %d refused in all", self.server.last_refused, refused)
+        if failed > self._said_handshakes[1]:
+            self.said.say(logging.WARNING, _UNNAMED, "failed handshakes",
+                          "remote workers: a connection failed its CURVE handshake (a peer without CURVE, or one "
+                          "given another --server-key than this run's); %d in all", failed)
+        self._said_handshakes = (refused, failed)
         self._tell_refusals()
 
     def _tell_refusals(self) -> None:
