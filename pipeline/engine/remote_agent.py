@@ -95,7 +95,9 @@ class JoinError(Exception):
         return f"error: {self}" if self.status else str(self)
 
 
-#: What a client's socket monitor reports about its handshakes with the run.
+#: What a client's socket monitor reports about its handshakes with the run: a few events per connection, one
+#: connection per reconnection (100 ms apart), each read as it comes, far from the 2,000 whose queue, once full, would
+#: freeze libzmq's I/O thread (pipeline.auth.events).
 _HANDSHAKE_EVENTS = (zmq.EVENT_HANDSHAKE_FAILED_AUTH | zmq.EVENT_HANDSHAKE_FAILED_PROTOCOL
                      | zmq.EVENT_HANDSHAKE_FAILED_NO_DETAIL | zmq.EVENT_HANDSHAKE_SUCCEEDED | zmq.EVENT_DISCONNECTED
                      | zmq.EVENT_CONNECTED)

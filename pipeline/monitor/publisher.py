@@ -73,7 +73,9 @@ HANDSHAKE_FAILURES = (zmq.EVENT_HANDSHAKE_FAILED_NO_DETAIL, zmq.EVENT_HANDSHAKE_
 WATCHED_EVENTS = (zmq.EVENT_CONNECTED | zmq.EVENT_CONNECT_RETRIED | zmq.EVENT_HANDSHAKE_SUCCEEDED
                   | zmq.EVENT_HANDSHAKE_FAILED_NO_DETAIL | zmq.EVENT_HANDSHAKE_FAILED_PROTOCOL
                   | zmq.EVENT_HANDSHAKE_FAILED_AUTH)
-#: Socket events read per look at most (a listener that fails every handshake makes one each reconnection).
+#: Socket events read per look at most (a listener that fails every handshake makes one each reconnection). A queue
+#: of 2,000 unread freezes libzmq's I/O thread: a listener that drops each connection at once made 30 a second (three
+#: a connection, one connection per libzmq's reconnect_ivl, 100 ms), and a look every 0.1 s reads 160.
 EVENTS_PER_LOOK = 16
 #: Milliseconds the end of a run waits at most for a listener whose connection is made to finish its
 #: handshake and subscribe, so that a short run is still heard (or says why not); no wait when no
