@@ -17,8 +17,10 @@ import zmq.auth
 from zmq.utils.monitor import recv_monitor_message
 
 from pipeline import auth
+from pipeline.auth.events import SocketEvents
 from pipeline.auth.zap import ALLOWED, FAILED, REFUSED, TRY_LATER, ZAP_ENDPOINT, ZAP_VERSION, ZapHandler, answer
 from pipeline.errors import ConfigError
+from tests.bare_flood import bare_flood
 
 #: Seconds any wait on a socket may take.
 TIMEOUT = 10.0
@@ -331,3 +333,49 @@ def test_the_zap_handler_ends_with_its_context_however_it_is_terminated() -> Non
     handler.join(TIMEOUT)
     assert not terminator.is_alive() and not handler.is_alive()
     handler.close()
+
+
+# --------------------------------------------------------------------------- a listening socket's events
+
+
+def test_socket_events_are_read_on_past_a_count_that_fails(caplog) -> None:
+    """A count that raises is logged and the reading goes on: a reader that stopped would leave libzmq's I/O thread
+    waiting, once 2,000 events were unread, and every connection of the context with it."""
+    context = zmq.Context()
+    accepted = threading.Semaphore(0)
+
+    def count(kind: int, value: int) -> None:
+        accepted.release()
+        raise ValueError("a bug in a count")
+
+    server = context.socket(zmq.ROUTER)
+    server.linger = 0
+    events = SocketEvents(server, zmq.EVENT_ACCEPTED, count)
+    port = server.bind_to_random_port("tcp://127.0.0.1")
+    try:
+        with bare_flood(port, count=2):
+            assert accepted.acquire(timeout=10) and accepted.acquire(timeout=10)  # the second after the first failed
+        events.stop()
+        assert not events.is_alive()
+        assert caplog.text.count("ValueError: a bug in a count") == 2
+    finally:
+        server.close()
+        context.term()
+
+
+def test_socket_events_end_with_their_context() -> None:
+    """A context terminated under the reader (a run aborted while its door owns the port) ends its thread; the owner's
+    stop and close then end the termination."""
+    context = zmq.Context()
+    server = context.socket(zmq.ROUTER)
+    events = SocketEvents(server, zmq.EVENT_ACCEPTED, lambda kind, value: None)
+    ending = threading.Thread(target=context.term)
+    ending.start()
+    events.join(10)
+    assert not events.is_alive()
+    with pytest.raises(zmq.ContextTerminated):  # the owner's next call learns it: then stopping its events raises too
+        server.recv(zmq.NOBLOCK)
+    events.stop()
+    server.close(linger=0)
+    ending.join(10)
+    assert not ending.is_alive()

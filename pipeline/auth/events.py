@@ -55,20 +55,20 @@ class SocketEvents(threading.Thread):
             raise RuntimeError(f"the reader of a socket's events did not start within {THREAD_SECONDS:g} s")
 
     def run(self) -> None:
-        """Read and hand on events until the monitor stops or the context terminates (a clean stop)."""
+        """Read and hand on events until the monitor stops or the context terminates (ETERM: a clean stop, whether
+        it comes as the reader is made or as it reads)."""
+        reader = None
         try:
             reader = self._socket.context.socket(zmq.PAIR)
-        except zmq.ZMQError:  # the context is being terminated: no event will come
-            self._connected.set()
-            return
-        try:
             reader.connect(self._address)
             self._connected.set()
             self._read(reader)
-        except zmq.ContextTerminated:
-            pass
+        except zmq.ZMQError as err:
+            if err.errno != zmq.ETERM:
+                raise
         finally:
-            reader.close(linger=0)
+            if reader is not None:
+                reader.close(linger=0)
             self._connected.set()
 
     def _read(self, reader: zmq.Socket) -> None:
