@@ -55,6 +55,24 @@ class Numbers(Component):
         yield from range(self.count)
 
 
+class SendsAfterItsLastYield(Component):
+    """Producer (shardable): yields -1, then sends the numbers 0 .. count-1 of its shard with send_msg() and yields no
+    more; raises after them if ``then_raise``."""
+
+    shardable = True
+    count = Int(5, help="How many numbers it sends.").tag(config=True)
+    then_raise = Bool(False, help="Raise RuntimeError once they are sent.").tag(config=True)
+
+    def run(self) -> Iterator[int]:
+        """Yield -1 (shard 0 only), then send each number of the shard."""
+        if self.shard == 0:
+            yield -1
+        for i in range(self.shard, self.count, self.n_shards):
+            self.send_msg(i)
+        if self.then_raise:
+            raise RuntimeError("the source broke after its sends")
+
+
 class NumbersWithExitingHint(Numbers):
     """Producer: Numbers whose ``__length_hint__`` calls sys.exit (a library's own check, run before init())."""
 

@@ -38,6 +38,24 @@ from tests.failure_helpers import REPO, pipeline_run, report_row
 MODES = ["sequential", "threads"]
 
 
+@pytest.mark.parametrize("count", [5, 5000])
+@pytest.mark.parametrize("where", [{"mode": "sequential"}, {"mode": "threads"}, {"nb_process": 1},
+                                   {"nb_process": 2}], ids=["sequential", "threads", "process", "shards"])
+@pytest.mark.parametrize("then_raise", [False, True], ids=["ends", "raises"])
+def test_what_a_producer_sends_after_its_last_yield_is_delivered(where: dict, count: int, then_raise: bool) -> None:
+    """send_msg() after the generator's last yield, as a producer routing its rows ends: those sends were dropped in
+    silence (PROCESSED 1, exit 0), in every mode; past a chunk's worth (4,096), all but the first chunk. Raising after
+    them dropped them too."""
+    tag = new_tag()
+    mode = where.get("mode", "threads")
+    source = step("P", "SendsAfterItsLastYield", ["C"], **{key: value for key, value in where.items() if key != "mode"})
+    sections = {"SendsAfterItsLastYield": {"count": count, "then_raise": then_raise}, "Record": {"tag": tag}}
+    report = run(chain(source, [], step("C", "Record"), **sections), mode)
+    assert sorted(received(tag)) == [-1, *range(count)], report.table()
+    assert (report["P"].processed, report["C"].processed) == (count + 1, count + 1), report.table()
+    assert report.exit_status == (1 if then_raise else 0), report.table()
+
+
 def passthrough(name: str, next_steps: list[str], **extra: Any) -> dict[str, Any]:
     """A stager that passes messages on unchanged."""
     return step(name, "PassThrough", next_steps, module="algorithms.basic", **extra)

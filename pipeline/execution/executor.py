@@ -590,7 +590,8 @@ class StepExecutor:
         # The producer's hot path: a yield of a fast source costs about as much as all that follows it here.
         begin, add, end = collector.begin, collector.add, collector.end
         commit, produced = sink.commit, sink.produced
-        while not stopping():
+        ended = False
+        while not ended and not stopping():
             before = perf_counter()
             begin()
             release()
@@ -601,17 +602,13 @@ class StepExecutor:
                     # and that takes the lock.
                     add(message)
             except StopIteration:
-                acquire()
-                collector.end()
-                break
+                # What it sent after its last yield goes too (send_msg() then the generator's end: it was dropped)
+                ended = True
             except NOT_THE_STEPS:
                 raise
             except BaseException as err:  # a step's SystemExit fails the step, not the engine
                 leave_forked_child(self.pid, err)
-                acquire()
-                collector.end()
-                error = err
-                break
+                error, ended = err, True  # what it sent before it raised goes, as what it yielded did
             acquire()
             spent = perf_counter() - before
             self.busy_time += spent
