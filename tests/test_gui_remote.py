@@ -139,7 +139,8 @@ def test_the_faq_recipe_runs_with_two_users_keys(qtbot, users: Users) -> None:
                                                 "pipeline-gui", "pipeline-run"]
     for host, words in steps:
         if words[0] == "mkdir":
-            users.path(host, words[1]).mkdir()
+            assert words[1:3] == ["-m", "700"], words  # whatever the user's umask: others may not add a key
+            users.path(host, words[3]).mkdir(mode=0o700)
         elif words[0] == "scp":
             users.copy(host, words[1], words[2])
         elif words[0] == "pipeline-gui":

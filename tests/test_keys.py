@@ -105,6 +105,18 @@ def test_the_directories_it_makes_are_private_at_every_level(tmp_path: Path) -> 
         assert stat.S_IMODE((tmp_path / directory).stat().st_mode) == 0o700, directory
 
 
+def test_keys_made_under_a_umask_of_002_are_taken_as_authorized_keys(tmp_path: Path) -> None:
+    """A user's default umask on Debian and Ubuntu: the public key was 0664, which pipeline-run and pipeline-gui refuse
+    in authorized_keys as writable by others (cluster.md's and gui.md's recipes failed on their first run)."""
+    result = subprocess.run(["sh", "-c", 'umask 002 && exec "$0" "$@"', *keys_cli_command(), "generate", "node7",
+                             "--dir=workers"], cwd=tmp_path, capture_output=True, text=True, timeout=30, check=False,
+                            env={"PYTHONPATH": str(ROOT), "PATH": "/usr/bin:/bin"})
+    assert result.returncode == 0, result.stderr
+    modes = {path.name: stat.S_IMODE(path.stat().st_mode) for path in (tmp_path / "workers").iterdir()}
+    assert modes == {"node7.key": 0o644, "node7.key_secret": 0o600}
+    assert len(authorized_keys(tmp_path / "workers", "--Pipeline.authorized_keys")) == 1
+
+
 @pytest.mark.parametrize("load", [load_key_pair, load_public_key])
 def test_a_key_file_path_too_long_for_the_system_is_one_line(tmp_path: Path, load: Callable[..., Any]) -> None:
     """pathlib's is_file() raised for a name longer than the system takes: pipeline-worker and pipeline-gui printed a

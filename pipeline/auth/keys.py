@@ -52,8 +52,8 @@ def check_key_name(name: str, option: str = "NAME") -> str:
     """``name`` if it can name a key file; a ConfigError otherwise."""
     if not _KEY_NAME.fullmatch(name):
         raise ConfigError(COMMAND_LINE, option,
-                          f"expected a key name of at most 128 letters, digits, '.', '_' or '-' (no '/'), got "
-                          f"{reprlib.repr(name)}")
+                          "expected a key name of at most 128 letters, digits, '.', '_' or '-' (no '/', not starting "
+                          f"with '.'), got {reprlib.repr(name)}")
     return name
 
 
@@ -175,7 +175,10 @@ def generate_key_pair(directory: str | Path, name: str) -> tuple[Path, Path]:
     try:
         try:
             made_public, made_secret = zmq.auth.create_certificates(scratch, name)
-            os.chmod(made_secret, 0o600)  # create_certificates leaves it 0644
+            os.chmod(made_secret, 0o600)  # create_certificates leaves it to the umask
+            # Under a umask of 002 (a user's default on Debian and Ubuntu) it was 0664, which the run and pipeline-gui
+            # refuse in authorized_keys as writable by others: the documented recipes failed on their first run.
+            os.chmod(made_public, 0o644)
         except OSError as err:
             raise _unwritable(public, err) from err
         _link_new(Path(made_public), public)
