@@ -56,6 +56,21 @@ def test_what_a_producer_sends_after_its_last_yield_is_delivered(where: dict, co
     assert report.exit_status == (1 if then_raise else 0), report.table()
 
 
+@pytest.mark.parametrize("where", [{"mode": "sequential"}, {"mode": "threads"}, {"nb_process": 1}],
+                         ids=["sequential", "threads", "process"])
+@pytest.mark.parametrize(("count", "then_raise"), [(0, False), (0, True), (3, False)])
+def test_a_producer_s_mean_time_is_never_above_its_max(where: dict, count: int, then_raise: bool) -> None:
+    """MAX_MS was the longest generator call and MEAN_MS its time per message: with one message (two calls, the
+    second its end) the mean was above the max, as with every replay of one record."""
+    mode = where.get("mode", "threads")
+    source = step("P", "SendsAfterItsLastYield", ["C"], **{key: value for key, value in where.items() if key != "mode"})
+    sections = {"SendsAfterItsLastYield": {"count": count, "then_raise": then_raise}}
+    report = run(chain(source, [], step("C", "Record"), **sections), mode)
+    producer = report["P"]
+    assert producer.processed + producer.failed == count + 1 + then_raise, report.table()
+    assert 0 < producer.mean_time <= producer.max_time, report.table()
+
+
 def passthrough(name: str, next_steps: list[str], **extra: Any) -> dict[str, Any]:
     """A stager that passes messages on unchanged."""
     return step(name, "PassThrough", next_steps, module="algorithms.basic", **extra)

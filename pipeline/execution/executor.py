@@ -591,6 +591,9 @@ class StepExecutor:
         begin, add, end = collector.begin, collector.add, collector.end
         commit, produced = sink.commit, sink.produced
         ended = False
+        # The time of calls that made no message (a yield of None, the generator's end) counts in the next message's,
+        # or the last one's: MAX_MS is the longest a message took to make, never below MEAN_MS (it was, with one).
+        carried = last = 0.0
         while not ended and not stopping():
             before = perf_counter()
             begin()
@@ -612,8 +615,6 @@ class StepExecutor:
             acquire()
             spent = perf_counter() - before
             self.busy_time += spent
-            if spent > self.max_time:
-                self.max_time = spent
             outputs = end()
             if len(outputs) > CHUNK_COUNT:
                 outputs = self._last_chunk(outputs)
@@ -622,15 +623,22 @@ class StepExecutor:
             delivered = collector.delivered  # those handed on early, as chunks
             if delivered:
                 collector.restart()
+            made = len(outputs) + delivered
+            if made:
+                last, carried = (carried + spent) / made, 0.0
+                if last > self.max_time:
+                    self.max_time = last
+            else:
+                carried += spent
             # Made before it is sent: a stop at once in commit() counts it emitted too (engine.outlets.NextSteps),
             # sent but never processed.
-            counts.processed += len(outputs) + delivered
+            counts.processed += made
             commit(0, outputs)
             produced(spent)
             if unsendable:
                 self._fail_unsendable(unsendable)
-        counts.processed += collector.delivered  # chunks that went on during a call that then ended the stream
-        collector.restart()
+        if last + carried > self.max_time:
+            self.max_time = last + carried
         self._fail_unsendable(unsendable)
         if error is not None:
             counts.failed += 1

@@ -48,7 +48,7 @@ class StepFigures:
     name: str
     counts: StepCounts = field(default_factory=StepCounts)
     busy_time: float = 0.0  # seconds in run() in all, all workers (the producer: in its generator)
-    max_time: float = 0.0  # the longest single run() call, seconds
+    max_time: float = 0.0  # the longest single run() call, seconds (the producer: the longest a message took to make)
     redelivered: int = 0  # messages delivered again after their worker process died
     restarts: int = 0  # worker processes started to replace dead ones
 
