@@ -34,10 +34,16 @@ class Counter(Component):
 
 def text_lines(path: str) -> Iterator[str]:
     """Each line of the UTF-8 text file ``path``, without its line ending (\\n or \\r\\n); a byte order mark, which
-    some Windows editors write first, is not part of the first line."""
-    with open(path, encoding="utf-8-sig") as lines:
-        for line in lines:
-            yield line.rstrip("\r\n")
+    some Windows editors write first, is not part of the first line. A line that is not UTF-8 is a ValueError naming
+    the file and the line (a bare UnicodeDecodeError named neither)."""
+    with open(path, "rb") as lines:
+        for number, line in enumerate(lines, start=1):
+            try:
+                text = line.decode("utf-8-sig" if number == 1 else "utf-8")
+            except UnicodeDecodeError as err:
+                raise ValueError(f"{path}: line {number} is not UTF-8 text (byte {err.start + 1} of the line: "
+                                 f"{err.reason})") from None
+            yield text.rstrip("\r\n")
 
 
 class LineReader(Component):
@@ -47,12 +53,12 @@ class LineReader(Component):
     skip_blank = Bool(False, help="Do not yield empty lines.").tag(config=True)
 
     def check(self) -> None:
-        """Refuse, before the run, a path that is no file to read (missing, a folder, unreadable)."""
-        if not os.path.isfile(self.path):
-            problem = "is a folder" if os.path.isdir(self.path) else "does not exist"
+        """Refuse, before the run, a path that is no file to read (missing, a folder, unreadable); a pipe or a
+        terminal (``/dev/stdin``) is read as a file is."""
+        problem = ("is a folder" if os.path.isdir(self.path) else "does not exist" if not os.path.exists(self.path)
+                   else "cannot be read" if not os.access(self.path, os.R_OK) else None)
+        if problem is not None:
             raise ValueError(f"LineReader.path {self.path!r} {problem} (expected a text file to read)")
-        if not os.access(self.path, os.R_OK):
-            raise ValueError(f"LineReader.path {self.path!r} cannot be read (expected a text file to read)")
 
     def run(self) -> Iterator[str]:
         """Yield each line."""
