@@ -958,6 +958,26 @@ def test_outputs_of_no_input_come_only_from_init_and_finish_once_each() -> None:
     assert "outputs of no input after its finish() ended" in made.broken[0]
 
 
+def test_a_worker_that_joins_a_step_that_is_ending_sends_its_init_s_outputs_then_its_finish_s() -> None:
+    """Told to finish as it joined (the step had drained), its init()'s last answer came after (a JOIN goes first):
+    it was taken as a second answer of its finish() and the honest worker process dropped ("broke the protocol"),
+    a SLURM job's and a run whose other step failed to start."""
+    made, _, _ = state()
+    made.added(0, 1)
+    made.joined(worker(0), 2)
+    made.take_end(0)
+    assert made.drained() == [worker(0)]
+    made.added(1, 1)
+    assert made.joined(worker(1), 2)  # told at once
+    made.told_to_finish(worker(1))
+    assert made.answered(worker(1), init_output(Outcome.PARTIAL)) is not None and not made.broken
+    made.answered(worker(1), init_output())  # init()'s
+    made.answered(worker(1), init_output())  # finish()'s
+    assert not made.broken
+    made.answered(worker(1), init_output())
+    assert "outputs of no input after its finish() ended" in made.broken[1]
+
+
 def test_a_worker_owed_more_mores_than_it_may_be_is_dropped() -> None:
     """A worker sends a chunk and waits for its MORE (after at most FANOUT_CREDIT RESULTs that fan out): what the
     router reads before it answers (once all that waits is read) is never more; a peer's thousands of chunks were."""

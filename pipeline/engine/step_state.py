@@ -176,9 +176,9 @@ class StepState:
         self._unacked: dict[int, bytes] = {}  # per input: the worker whose chunk waits, held back, for its MORE
         self.acks: list[bytes] = []  # workers whose chunk went on (or may wait here): the router sends them MORE
         self._owed: Counter[bytes] = Counter()  # per worker outside the run: the MOREs it is owed (MOST_OWED)
-        #: Per worker outside the run and call (False: init(), True: finish()): the answers of no input that ended
-        #: what that call sent (one per step it runs); a worker in this set answered an input: its init() is over.
-        self._calls_ended: Counter[tuple[bytes, bool]] = Counter()
+        #: Per worker outside the run: the answers of no input that ended what its init() and then its finish() sent
+        #: (one per step it runs, each); a worker in ``_running`` answered an input: its init() is over.
+        self._calls_ended: Counter[bytes] = Counter()
         self._running: set[bytes] = set()
         #: Per worker process that broke the protocol (its messages are dropped, what it held is back in the queue):
         #: why, until the door or the supervisor that keeps it has read it (and ends it, naming it).
@@ -580,13 +580,18 @@ class StepState:
         its init() or finish() sent, chunks then one answer per step it runs) only before it answers an input, or
         once told to finish; and within the MOREs it may be owed. If not, it broke the protocol (``_breach``)."""
         told = worker in self._told_to_finish
-        ended = self._calls_ended[(worker, told)]
+        # What its init() sent may come after it was told to finish: its JOIN goes first, and a worker that joins a
+        # step that is ending is told at once (an honest one was dropped for it). Its calls end in turn, init()'s
+        # first: told, it may have ended both.
+        calls = len(self.members) + 1
+        most = 2 * calls if told else calls
+        ended = self._calls_ended[worker]
         of_inputs = False
         for answer in answers:
             if answer.seq != UNORDERED:
                 of_inputs = True
                 continue
-            if ended > len(self.members) or (worker in self._running and not told):
+            if ended >= most or (worker in self._running and not told):
                 call = "finish()" if told else "init()"
                 self._breach(worker, f"outputs of no input after its {call} ended")
                 return False
@@ -595,10 +600,17 @@ class StepState:
         if not self._within_credit(worker, self._mores(answers)):
             return False
         if ended:
-            self._calls_ended[(worker, told)] = ended
+            self._calls_ended[worker] = ended
         if of_inputs:
-            self._running.add(worker)
+            self._runs(worker)
         return True
+
+    def _runs(self, worker: bytes) -> None:
+        """``worker``, outside the run, answered an input: its init() is over, whatever it sent (one that sent nothing
+        ended it too), and its next answers of no input are its finish()'s."""
+        if worker not in self._running:
+            self._running.add(worker)
+            self._calls_ended[worker] = len(self.members) + 1
 
     def _within_credit(self, worker: bytes, mores: int) -> bool:
         """Whether ``worker`` may be owed ``mores`` more MOREs (MOST_OWED); they are counted if so, else it broke the
@@ -643,7 +655,7 @@ class StepState:
             return False
         if not self._within_credit(worker, int(fans_out(outputs, len(seqs)))):
             return False
-        self._running.add(worker)
+        self._runs(worker)
         self._credit_fan_out(worker, outputs, len(seqs))
         self._progress[worker] = self.clock()
         self.pool.answered_many(worker, len(seqs))
@@ -964,8 +976,8 @@ class StepState:
         """Forget what the protocol's rules keep of the workers of process ``slot``, which ended."""
         for worker in [worker for worker in self._owed if slot_of(worker) == slot]:
             del self._owed[worker]
-        for key in [key for key in self._calls_ended if slot_of(key[0]) == slot]:
-            del self._calls_ended[key]
+        for worker in [worker for worker in self._calls_ended if slot_of(worker) == slot]:
+            del self._calls_ended[worker]
         self._running -= {worker for worker in self._running if slot_of(worker) == slot}
 
     def _settle(self, slot: int, reason: str, cut_short: bool) -> None:
