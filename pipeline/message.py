@@ -18,6 +18,7 @@ from __future__ import annotations
 
 import copyreg
 import io
+import mmap
 import pickle
 import pickletools
 import sys
@@ -453,7 +454,8 @@ class _Copier:
         if nbytes >= OUT_OF_BAND_BYTES:  # out of band: the sender's memory, which a step gets read-only, as from decode
             self.buffers += 1
             if not self.receiving:
-                return obj  # pickled by reference, as encode would
+                # Pickled by reference, as encode would (a view of a much larger block as a copy, as encode sends it).
+                return obj.copy() if obj.base is not None and pins_more(obj) else obj
             return _frombuffer(view.toreadonly(), obj.dtype).reshape(obj.shape)
         if not self.receiving:
             kept = obj.copy()
@@ -490,7 +492,9 @@ def _reduce_buffer(obj: Any) -> Any:
     if kind is memoryview:
         _check_rebuildable(obj)
         if obj.c_contiguous and obj.nbytes >= OUT_OF_BAND_BYTES:
-            return _memoryview_from, (pickle.PickleBuffer(obj), obj.format, obj.shape)
+            # A slice of a much larger buffer goes as a copy of its bytes, which alone a queue then holds.
+            return _memoryview_from, (bytearray(obj) if pins_more(obj) else pickle.PickleBuffer(obj), obj.format,
+                                      obj.shape)
         return _memoryview_from, (obj.tobytes(), obj.format, obj.shape)
     return NotImplemented
 
@@ -506,6 +510,22 @@ def _check_rebuildable(view: memoryview) -> None:
                            "by a receiver (an empty one of bytes, format 'B', can: memoryview(b''))")
 
 
+def pins_more(view: Any) -> bool:
+    """Whether ``view``, a large numpy array or memoryview, keeps alive more than twice its own bytes: a row of a
+    fresh 10 MiB block held the whole block in a queue whose byte cap counted the row (a reader sending one row of
+    each block it computed grew to GiBs). A file's or a ring's mapping (mmap) is no such memory: its pages are the
+    file's, or bounded by the ring."""
+    owner = view.obj if type(view) is memoryview else view
+    while (base := getattr(owner, "base", None)) is not None:  # a numpy view's chain of bases, to the memory's owner
+        owner = base
+    if owner is view or isinstance(owner, mmap.mmap):
+        return False
+    try:
+        return memoryview(owner).nbytes > 2 * view.nbytes
+    except (TypeError, ValueError):  # an owner that exports no buffer, or none of its whole memory
+        return False
+
+
 def _reduce_array(array: Any) -> Any:
     """How the picklers reduce a numpy array of numbers or dates (C-contiguous, or made so if it has gaps): to its
     bytes (out of band when large), its dtype's string and its shape, rebuilt by one call. numpy's own reduction,
@@ -515,6 +535,8 @@ def _reduce_array(array: Any) -> Any:
     registered = copyreg.dispatch_table.get(type(array))
     if registered is not None:
         return registered(array)
+    if array.base is not None and array.nbytes >= OUT_OF_BAND_BYTES and pins_more(array):
+        array = array.copy()  # its own bytes only, out of band as any array's
     dtype = array.dtype
     flags = array.flags
     if not (flags.c_contiguous or flags.f_contiguous or dtype.hasobject):

@@ -15,6 +15,7 @@ import dataclasses
 import os
 import subprocess
 import sys
+import weakref
 from typing import Any
 
 import numpy as np
@@ -316,3 +317,30 @@ def test_more_large_buffers_than_a_pickle_carries_fail_as_pickling_does() -> Non
         encode(message)
     with pytest.raises(MessageError, match="buffers of 65536 bytes or more"):
         copy_message(message)
+
+
+@pytest.mark.parametrize("send", [encode, copy_message], ids=["encode", "copy_message"])
+@pytest.mark.parametrize("view", [lambda block: block[0],
+                                  lambda block: memoryview(block.reshape(-1).view("u1"))[:8 * LARGE]],
+                         ids=["row", "memoryview"])
+def test_a_large_view_of_a_much_larger_block_does_not_keep_the_block(send: Any, view: Any) -> None:
+    """A row of a fresh 10 MiB block went by reference: the queued message kept the whole block alive while the
+    queue's byte cap counted the row (a reader sending one row per block grew to GiBs in threads and processes)."""
+    block = np.ones((160, 8192))
+    block[0] = 7.0
+    sent = view(block)
+    expected = np.asarray(sent).copy()
+    freed = weakref.ref(block)
+    message = send(sent)
+    del block, sent
+    assert freed() is None  # the message holds the row's bytes alone
+    got = message.open() if isinstance(message, Copied) else decode(message.inband, message.buffers)
+    assert np.array_equal(np.asarray(got), expected)
+
+
+def test_a_large_view_of_a_block_of_its_size_goes_by_reference() -> None:
+    """A view of its whole block (a reshape, a view of another dtype) is no copy: it holds nothing more."""
+    block = np.ones((160, 8192))
+    message = encode(block.reshape(-1))
+    [buffer] = message.buffers
+    assert np.shares_memory(np.frombuffer(buffer, np.uint8), block)
