@@ -220,14 +220,15 @@ def test_a_failed_step_exits_1(tmp_path: Path, mode: str) -> None:
             [f"--config={CHAIN}", "--Application.logging_config={'version': 2}"],
             "command line: --Application.logging_config: Unsupported version: 2 (expected a logging.config "
             "dictionary, version 1, e.g. {'handlers': {'file': {'class': 'logging.FileHandler', "
-            "'filename': 'run.log'}}})",
+            "'filename': 'run.log'}}, 'loggers': {'pipeline': {'handlers': ['console', 'file']}}})",
             id="logging-config-version",
         ),
         pytest.param(
             [f"--config={CHAIN}", "--Application.logging_config={'handlers': {'x': {'class': 'nope.Nope'}}}"],
             "command line: --Application.logging_config: Unable to configure handler 'x': Cannot resolve "
             "'nope.Nope': No module named 'nope' (expected a logging.config dictionary, version 1, e.g. "
-            "{'handlers': {'file': {'class': 'logging.FileHandler', 'filename': 'run.log'}}})",
+            "{'handlers': {'file': {'class': 'logging.FileHandler', 'filename': 'run.log'}}, 'loggers': {'pipeline': "
+            "{'handlers': ['console', 'file']}}})",
             id="logging-config-handler-class",
         ),
         pytest.param(
@@ -338,3 +339,20 @@ def test_execute_returns_the_report_status(app: PipelineRun, tmp_path: Path, cap
     assert app.execute([f"--config={path}", "--Counter.count=3", "--Pipeline.mode=sequential"]) == 0
     assert read_lines(output) == [0, 1, 2]
     assert capsys.readouterr().err.endswith("exit status 0\n")
+
+
+def test_the_logging_config_its_errors_give_as_an_example_writes_the_run_s_lines_to_a_file(tmp_path: Path) -> None:
+    """The example ({'handlers': {'file': ...}}, traitlets' own) made a file handler that no logger used: run.log
+    stayed empty while the run logged its failures on stderr."""
+    from pipeline.cli.application import _LOGGING_CONFIG_EXAMPLE
+
+    document = chain_config(str(tmp_path / "out.jsonl"))
+    document["Pipeline"]["stagers_conf"][0].update({"module": "tests.failure_steps", "class": "FailEvery",
+                                                     "on_error": "skip"})
+    document["FailEvery"] = {"every": 2}
+    example = _LOGGING_CONFIG_EXAMPLE.replace("'run.log'", repr(str(tmp_path / "run.log")))
+    result = run_cli(f"--config={write_config(tmp_path, document)}", "--no-progress",
+                     f"--Application.logging_config={example}")
+    assert result.returncode == 1, result.stderr
+    logged = (tmp_path / "run.log").read_text(encoding="utf-8")
+    assert "ValueError: bad message 0" in logged and "ValueError: bad message 0" in result.stderr

@@ -25,7 +25,10 @@ from pipeline.console.log_lines import ConsoleFormatter
 from pipeline.errors import COMMAND_LINE, ConfigError
 
 #: A logging_config that works, for the error of one that does not: a log file beside stderr.
-_LOGGING_CONFIG_EXAMPLE = "{'handlers': {'file': {'class': 'logging.FileHandler', 'filename': 'run.log'}}}"
+#: (the run's lines are those of the pipeline logger, which keeps them from the root's handlers: a file handler
+#: alone, as traitlets' own example has it, wrote nothing)
+_LOGGING_CONFIG_EXAMPLE = ("{'handlers': {'file': {'class': 'logging.FileHandler', 'filename': 'run.log'}}, "
+                           "'loggers': {'pipeline': {'handlers': ['console', 'file']}}}")
 
 #: The ``--debug`` flag of the commands whose debug output is their log alone.
 DEBUG_FLAG: dict[str, tuple[dict[str, Any], str]] = {
