@@ -3,6 +3,7 @@ when TMPDIR's path leaves no room for a socket's (107 bytes), and one line, exit
 
 from __future__ import annotations
 
+import errno
 import os
 import subprocess
 import sys
@@ -12,7 +13,8 @@ from pathlib import Path
 import pytest
 
 from pipeline.cli.run import PipelineRun
-from pipeline.engine import addresses
+from pipeline.engine import addresses, process_keeper
+from pipeline.engine.board import BusyBoard
 from tests.cli_helpers import ROOT, chain_config, read_lines, write_config
 
 #: A short directory that no host has.
@@ -64,3 +66,32 @@ def test_no_room_for_the_ipc_sockets_is_one_line_and_exit_2(app: PipelineRun, tm
                    f"{MISSING_BASE} cannot be written): expected a writable directory whose path is at most "
                    f"{75 - len(str(os.getpid()))} bytes long\n")  # 107, less "/pipeline-PID-", 8 random, "/", 12
     assert not (tmp_path / "out.jsonl").exists()  # before any step ran
+
+
+@pytest.mark.timeout(30)
+@pytest.mark.parametrize("error", [errno.ENOSPC, errno.EMFILE], ids=["full", "no-descriptor"])
+def test_no_room_for_a_worker_processs_files_is_one_line_and_exit_2(app: PipelineRun, tmp_path: Path, error: int,
+                                                                    monkeypatch: pytest.MonkeyPatch,
+                                                                    capsys: pytest.CaptureFixture) -> None:
+    """A TMPDIR with a few pages free: its first busy board failed, a CRITICAL internal error of the supervisor with a
+    traceback, a wait of shutdown_timeout for the process already started, exit 1."""
+    temporary = tmp_path / "tmp"
+    temporary.mkdir()
+    monkeypatch.setattr(tempfile, "tempdir", str(temporary))
+    real_board = process_keeper.BusyBoard
+
+    def second_refused(path: Path, threads: int, create: bool = False) -> BusyBoard:
+        if Path(path).name == "busy-1":
+            raise OSError(error, os.strerror(error))
+        return real_board(path, threads, create)
+
+    monkeypatch.setattr(process_keeper, "BusyBoard", second_refused)
+    config = chain_config(str(tmp_path / "out.jsonl"))
+    config["Pipeline"]["stagers_conf"][0]["nb_process"] = 2
+    argv = [f"--config={write_config(tmp_path, config)}", "--no-progress", "--Pipeline.shutdown_timeout=60"]
+    assert app.execute(argv) == 2
+    err = capsys.readouterr().err
+    assert err.startswith("pipeline-run: error: TMPDIR: cannot write ") and err.count("\n") == 1, err
+    assert f"/busy-1, a file of a worker process: {os.strerror(error)}: expected a temporary directory " in err
+    assert not (tmp_path / "out.jsonl").exists()  # before any step ran
+    assert list(temporary.iterdir()) == []  # the private directory is gone

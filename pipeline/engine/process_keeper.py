@@ -34,6 +34,7 @@ from pipeline.engine.board import BusyBoard
 from pipeline.engine.wire import MAX_REASON_CHARS, NOT_STARTED
 from pipeline.engine.worker_process import STEP_FAILED, Spec, last_word_path
 from pipeline.engine.zygote import LEAVE_SECONDS, Forked, Zygote, python_command
+from pipeline.errors import ConfigError
 from pipeline.execution.status import WorkerProcessStatus
 from pipeline.failures.describe import failure_line
 
@@ -98,18 +99,35 @@ class ProcessKeeper:
         self.env = {**os.environ, "PYTHONPATH": os.pathsep.join(p or os.getcwd() for p in sys.path)}
         self._zygote = zygote  # given (forked from the run's process), else spawned on first use
         self._no_zygote = False  # it could not start: every worker starts from scratch
+        self._made: dict[int, tuple[Spec, BusyBoard]] = {}  # by files(): the processes not started yet
 
-    def start(self, slot: int, spec: Spec, extra: Sequence[str] = (), leftovers: Sequence[Path] = (),
+    def _paths(self, slot: int) -> tuple[Path, Path]:
+        """The spec and the busy board of the worker process of ``slot``."""
+        return self.directory / f"spec-{slot}", self.directory / f"busy-{slot}"
+
+    def files(self, slot: int, spec: Spec) -> None:
+        """Write the spec of the worker process of ``slot`` and make its busy board, before ``start()``; a ConfigError
+        naming the file if the directory refuses it (full, over quota, no file descriptor left, not writable): a
+        setting of the host, said in one line, not a crash."""
+        spec_path, board_path = self._paths(slot)
+        path = spec_path  # the file being written, for the error
+        try:
+            spec_path.write_bytes(pickle.dumps(spec))
+            path = board_path
+            self._made[slot] = spec, BusyBoard(board_path, spec.config.steps[spec.step].nb_thread, create=True)
+        except OSError as err:
+            raise ConfigError("TMPDIR", "", f"cannot write {path}, a file of a worker process: "
+                              f"{err.strerror or err}: expected a temporary directory with room for it (free "
+                              "some, or set TMPDIR to another directory)") from None
+
+    def start(self, slot: int, extra: Sequence[str] = (), leftovers: Sequence[Path] = (),
               waiting: Callable[[], None] | None = None) -> WorkerProcess:
-        """Start a worker process for ``spec`` in ``slot`` (``extra``: more command-line options), forked from
-        the zygote where it can be, else from scratch. ``leftovers``: its files that the owner removes at its end
-        (its rings); the zygote removes them, and the keeper's directory, if the owner is killed. ``waiting``: called
-        often while the zygote is waited for (its owner's heartbeats)."""
-        spec_path = self.directory / f"spec-{slot}"
-        board_path = self.directory / f"busy-{slot}"
-        threads = spec.config.steps[spec.step].nb_thread
-        spec_path.write_bytes(pickle.dumps(spec))
-        board = BusyBoard(board_path, threads, create=True)
+        """Start the worker process of ``slot``, its files made (``files()``; ``extra``: more command-line options),
+        forked from the zygote where it can be, else from scratch. ``leftovers``: its files that the owner removes at
+        its end (its rings); the zygote removes them, and the keeper's directory, if the owner is killed. ``waiting``:
+        called often while the zygote is waited for (its owner's heartbeats)."""
+        spec_path, board_path = self._paths(slot)
+        spec, board = self._made.pop(slot)
         argv = [f"--spec={spec_path}", f"--board={board_path}", f"--slot={slot}", f"--run={os.getpid()}", *extra]
         zygote = self._zygote_now()
         child: subprocess.Popen | Forked | None = None
@@ -127,8 +145,8 @@ class ProcessKeeper:
                                          env=self.env, stdin=subprocess.DEVNULL, start_new_session=True)
             except OSError as err:  # said once by the keeper's owner (deaths()), not once per process
                 error = failure_line(err)
-        process = self.processes[slot] = WorkerProcess(slot, spec.step, threads, (spec.step, *spec.members), child,
-                                                       board, error=error if child is None else "")
+        process = self.processes[slot] = WorkerProcess(slot, spec.step, board.threads, (spec.step, *spec.members),
+                                                       child, board, error=error if child is None else "")
         return process
 
     def prepare(self) -> None:
@@ -240,9 +258,11 @@ class ProcessKeeper:
 
     def close(self, grace: float = LEAVE_SECONDS) -> None:
         """Unmap the boards (the processes are gone), and end the zygote (killed past ``grace`` seconds)."""
-        for process in self.processes.values():
-            if process.board is not None:
-                process.board.close()
+        made = [board for _, board in self._made.values()]
+        for board in [*made, *(process.board for process in self.processes.values())]:
+            if board is not None:
+                board.close()
+        self._made.clear()
         self.processes.clear()
         if self._zygote is not None:
             self._zygote.close(grace)

@@ -453,7 +453,8 @@ class _Keeping:
         step = dataclasses.replace(spec.config.steps[spec.step], nb_thread=self.login.threads)
         spec = dataclasses.replace(spec, work=self.address,
                                    config=dataclasses.replace(spec.config, steps={spec.step: step}))
-        process = self.keeper.start(slot, spec, [f"--key={self.login.key_file}",
+        self.keeper.files(slot, spec)
+        process = self.keeper.start(slot, [f"--key={self.login.key_file}",
                                                  f"--server-key={self.login.server_key_file}"], waiting=self.pulse)
         if process.child is None:
             say(f"error: cannot start a worker process: {process.error}")

@@ -79,10 +79,12 @@ class Supervisor(EngineThread):
         sweep_stale()
         try:
             self._notices = sockets.notice_senders(self.context, self.addresses, self.routers)
+            # Every first process's files before BOUND: one that finds no room (a ConfigError) is the runner's to
+            # raise, with no process started and no step run (started, the processes were waited for in vain).
+            slots = [self._files(name) for name, router in self.routers.items() for _ in range(router.step.nb_process)]
             self.control.events.put((BOUND, self))
-            for name, router in self.routers.items():
-                for _ in range(router.step.nb_process):
-                    self._start(name)
+            for name, slot in slots:
+                self._start(name, slot)
             self._loop()
         finally:
             aborted = self.control.aborted.is_set()
@@ -153,21 +155,24 @@ class Supervisor(EngineThread):
         that then failed for good (poison, after max_redeliveries deaths: it is in the dead letters)."""
         return self.restarts[step] - len(self.replaced & self.routers[step].state.forgiven)
 
-    def _start(self, step: str) -> int:
-        """Start a worker process for ``step`` in a new slot (it makes its shared-memory rings where it can); the
+    def _files(self, step: str) -> tuple[str, int]:
+        """A new slot for a worker process of ``step``, its files made (a ConfigError if they cannot be): the step, the
         slot."""
         slot = self.control.new_slot()
         members = tuple(member.name for member in self.routers[step].members)
-        spec = spec_for(self.config, step, self.addresses.outside(step), self.control, members)
+        self.keeper.files(slot, spec_for(self.config, step, self.addresses.outside(step), self.control, members))
+        return step, slot
+
+    def _start(self, step: str, slot: int) -> None:
+        """Start the worker process of ``slot`` for ``step``, its files made (it makes its shared-memory rings where
+        it can)."""
         run_pid, run_id = os.getpid(), self.addresses.run_id
         rings = [path for thread in range(self.config.steps[step].nb_thread)
                  for path in ring_paths(run_pid, run_id, slot, thread)]
         # An abort ends the wait for the zygote's answer: it may take seconds (a spawned zygote still importing), and
         # the run's end waited for it (the supervisor outlived run() raising KeyboardInterrupt).
-        self.keeper.start(slot, spec, [f"--rings={run_pid}:{run_id}"], leftovers=rings,
-                          waiting=self.control.raise_if_aborted)
+        self.keeper.start(slot, [f"--rings={run_pid}:{run_id}"], leftovers=rings, waiting=self.control.raise_if_aborted)
         self.roster = self.keeper.roster()
-        return slot
 
     def _died(self, death: Death) -> None:
         """Tell the step's router (it knows whether the process had finished); replace a failed process
@@ -212,7 +217,8 @@ class Supervisor(EngineThread):
         if replace:
             self.restarts[process.step] += 1
             self.replaced.add(process.slot)
-            slot = self._start(process.step)
+            _, slot = self._files(process.step)
+            self._start(process.step, slot)
             sockets.send_while(notices, added_frames(slot, process.threads), router.listening)
         sockets.send_while(notices, lost_frames(Loss(process.slot, death.reason, death.running, not death.failed)),
                            router.listening)
