@@ -208,9 +208,9 @@ class ThreadedRunner:
         if any(router.step.nb_process for router in self.routers.values()):
             self.supervisor = Supervisor(context, self.control, self.config, self.addresses, self.routers, self.zygote)
             self.supervisor.start()
-            if self._next_event(BOUND) is None and isinstance(self.supervisor.crash, ConfigError):
-                raise self.supervisor.crash  # no room for a worker process's files: exit 2, no step started
-            if self.supervisor.crash is not None:
+            if self._next_event(BOUND) is None:
+                if isinstance(self.supervisor.crash, ConfigError):
+                    raise self.supervisor.crash  # no room for a worker process's files: exit 2, no step started
                 return
         options = self.options
         if options.listen and options.server_keys is not None:
