@@ -71,3 +71,53 @@ def run_on_terminal(*args: str | Path, rows: int = 40, columns: int = 100, term:
             process.wait()
         os.close(master)
     return TerminalRun(bytes(output), returncode)
+
+
+class Terminal:
+    """A command on a new pseudo-terminal that is its controlling terminal (its session's, as an ssh session's
+    shell), whose other side the test closes as a dropped ssh connection does: :meth:`hang_up`."""
+
+    def __init__(self, command: list[str | Path], cwd: Path = ROOT, env: dict[str, str] | None = None,
+                 stderr: Path | None = None) -> None:
+        self.master, slave = os.openpty()
+        try:
+            with open(stderr or os.devnull, "wb") as err:
+                self.process = subprocess.Popen([str(part) for part in command], cwd=cwd, env=env, stdin=slave,
+                                                stdout=slave, stderr=err if stderr else slave, start_new_session=True,
+                                                preexec_fn=_take_terminal)
+        finally:
+            os.close(slave)
+        self.output = bytearray()
+
+    def read_until(self, marker: bytes, timeout: float = PTY_WAIT) -> None:
+        """Read what the command writes until ``marker`` is in it; an AssertionError after ``timeout`` s."""
+        deadline = time.monotonic() + timeout
+        while marker not in self.output:
+            assert time.monotonic() < deadline, f"no {marker!r} within {timeout:g} s: {bytes(self.output[-500:])!r}"
+            if select.select([self.master], [], [], 0.2)[0]:
+                self.output += os.read(self.master, 65536)
+
+    def hang_up(self) -> None:
+        """Close the terminal's other side: the kernel sends the command SIGHUP, its writes there fail with EIO."""
+        os.close(self.master)
+        self.master = -1
+
+    def wait(self, timeout: float = PTY_WAIT) -> int:
+        """The command's exit status (it is killed after ``timeout`` s)."""
+        try:
+            return self.process.wait(timeout)
+        finally:
+            self.close()
+
+    def close(self) -> None:
+        """Kill the command if it still runs, and close the terminal."""
+        if self.process.poll() is None:
+            self.process.kill()
+            self.process.wait()
+        if self.master >= 0:
+            self.hang_up()
+
+
+def _take_terminal() -> None:
+    """In the child, a session leader by now: make its stdin (the new terminal) its controlling terminal."""
+    fcntl.ioctl(0, termios.TIOCSCTTY, 0)

@@ -13,6 +13,7 @@ interpreter's start-up and these few milliseconds of imports.
 from __future__ import annotations
 
 import atexit
+import contextlib
 import importlib
 import os
 import signal
@@ -39,7 +40,8 @@ def launch(module: str, command: str) -> NoReturn:
         # KeyboardInterrupt that carries the signal (SIGTERM: 143).
         status = 128 + getattr(error, "signum", signal.SIGINT)
         exit_on_signals(status)  # a second Ctrl+C while the line is written cannot raise a traceback of it
-        sys.stderr.write(f"{command}: interrupted\n")
+        with contextlib.suppress(OSError):  # a terminal that went away (EIO) or a closed pipe: the status says it
+            sys.stderr.write(f"{command}: interrupted\n")
         sys.exit(status)
     except SystemExit as exit_:
         # The status is decided: a signal during the interpreter's exit (its atexit hooks, its wait for the threads

@@ -10,7 +10,9 @@ returned in time.
 A closed stdout (see ``end_of_output``) stops the run as a first signal would, as SIGPIPE: exit
 status 141. A worker process of the run that finds the shared stdout closed sends the run SIGPIPE,
 which the watchdog takes for the same news once it has seen that stdout is closed here too (a
-SIGPIPE from a write into some other pipe or socket is no end of output).
+SIGPIPE from a write into some other pipe or socket is no end of output). A terminal that hung up (its
+writes fail with EIO) is the end of output too, and stops the run as SIGHUP: the kernel's SIGHUP, which
+comes with it, is the same news, not a second signal.
 """
 
 from __future__ import annotations
@@ -61,6 +63,7 @@ class SignalGuard:
         self.shutdown_timeout = shutdown_timeout
         self.process_ends = process_ends
         self.first_signal: int | None = None
+        self._hangup_found = False  # a write found the terminal hung up before the kernel's SIGHUP was read
         self._deadline: float | None = None
         self._lock = threading.Lock()  # signals come from the watchdog, the end of output from any thread
         self._stderr = shared_stderr()
@@ -113,6 +116,9 @@ class SignalGuard:
     def _arrived(self, signum: int) -> None:
         """A signal: the first stops the run after what is in flight, the next stops it now."""
         with self._lock:
+            if signum == signal.SIGHUP and self._hangup_found:
+                self._hangup_found = False  # the kernel's news of the hang-up the run is already stopping for
+                return
             name = signal.Signals(signum).name
             if self.first_signal is None:
                 self.first_signal = signum
@@ -124,15 +130,19 @@ class SignalGuard:
             self.pipeline.interrupt(signum)
 
     def _output_ended(self) -> None:
-        """stdout was closed (called in the thread that found it): stop as a first SIGPIPE would."""
+        """stdout was closed, or its terminal hung up (called in the thread that found it): stop as a first SIGPIPE
+        (SIGHUP) would."""
+        signum = end_of_output.ending_signal()
         with self._lock:
             if self.first_signal is not None:
                 return  # already stopping: a closed stdout is no reason to stop at once
-            self.first_signal = signal.SIGPIPE
+            self.first_signal = signum
+            self._hangup_found = signum == signal.SIGHUP
             self._deadline = time.monotonic() + self.shutdown_timeout + EXIT_GRACE_SECONDS
-            self._note("pipeline-run: stdout was closed: stopping after what is in flight")
-            # In this thread, before the step that found it goes on: the run's exit status is 141 for sure.
-            self.pipeline.interrupt(signal.SIGPIPE)
+            what = "the terminal hung up" if signum == signal.SIGHUP else "stdout was closed"
+            self._note(f"pipeline-run: {what}: stopping after what is in flight")
+            # In this thread, before the step that found it goes on: the run's exit status is 141 (129) for sure.
+            self.pipeline.interrupt(signum)
         with suppress(OSError):  # a thread left behind may find it after the guard closed its pipe
             os.write(self._write_fd, bytes([_WAKE]))  # the watchdog takes the new deadline
 

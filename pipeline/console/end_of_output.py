@@ -1,16 +1,20 @@
-"""A closed stdout is the end of output, as Unix tools treat it: stop quietly, exit status 141.
+"""A closed stdout is the end of output, as Unix tools treat it: stop quietly, exit status 141; a terminal that went
+away (it hung up: the ssh session dropped) is too, exit status 129.
 
 A C tool that writes into a pipe whose reader has left (``pipeline-run ... | head -1``) is killed
 by SIGPIPE, silently. Python ignores SIGPIPE, so the write raises BrokenPipeError instead, and
 with no care each print prints a traceback, and the interpreter's last flush of stdout another.
 
-Here the first BrokenPipeError on a closed stdout (or stderr) ends the output: the closed stream is
-pointed at /dev/null, so later writes and the final flush succeed and write nothing, and the
-listeners are told (``pipeline-run`` then stops its run as if SIGPIPE had arrived). Every console
-script's ``main`` is wrapped in ``console_script``, which turns what is left of the error into the
-exit status 141 (128 + SIGPIPE, the status a shell shows for a tool that SIGPIPE killed).
+A terminal that hung up fails each write with EIO instead: the same news, the kernel's SIGHUP at the same time.
 
-``console_script`` also puts a ``QuietFile`` under ``sys.stdout``: the write that finds stdout closed
+Here the first BrokenPipeError on a closed stdout (or stderr), or EIO on one that hung up, ends the output: the closed
+stream is pointed at /dev/null, so later writes and the final flush succeed and write nothing, and the listeners are
+told (``pipeline-run`` then stops its run as if SIGPIPE, or SIGHUP, had arrived). Every console
+script's ``main`` is wrapped in ``console_script``, which turns what is left of the error into the
+exit status 141 (128 + SIGPIPE, the status a shell shows for a tool that SIGPIPE killed), or 129 (128 + SIGHUP) for a
+terminal that hung up.
+
+``console_script`` also puts a ``QuietFile`` under ``sys.stdout`` and ``sys.stderr``: the write that finds one closed
 ends the output there and writes nothing, as every later write does, instead of raising into a
 step's ``run()``. So a step that prints (``Printer``) does not fail on the first message after the
 reader left: a closed stdout is not a failure of any message. A run's worker processes share its
@@ -27,6 +31,7 @@ import io
 import os
 import select
 import signal
+import stat
 import sys
 import threading
 from collections.abc import Callable, Iterable, Iterator
@@ -44,13 +49,15 @@ _R = TypeVar("_R")
 _ended = threading.Event()
 _lock = threading.Lock()
 _listeners: list[Callable[[], None]] = []
+_signal = signal.SIGPIPE  # what the end of output stands for: SIGHUP if a terminal hung up
 
 
 def _forget_in_child() -> None:
     """A forked child (engine.zygote) starts as a new process: its output has not ended, nobody listens yet."""
-    global _ended, _lock
+    global _ended, _lock, _signal
     _ended = threading.Event()
     _lock = threading.Lock()
+    _signal = signal.SIGPIPE
     _listeners.clear()
 
 
@@ -58,17 +65,19 @@ os.register_at_fork(after_in_child=_forget_in_child)
 
 
 def closed_fds() -> list[int]:
-    """Which of stdout and stderr are pipes (or sockets) whose reader has gone."""
+    """Which of stdout and stderr are pipes (or sockets) whose reader has gone, or terminals that hung up."""
     poller = select.poll()
     for fd in OUTPUT_FDS:
         poller.register(fd, select.POLLOUT)
-    # A pipe without a reader polls as an error (Linux) or a hang-up (BSD, macOS); a closed fd as invalid.
+    # A pipe without a reader polls as an error (Linux) or a hang-up (BSD, macOS), a terminal that hung up as both; a
+    # closed fd as invalid.
     return [fd for fd, events in poller.poll(0) if events & (select.POLLERR | select.POLLHUP)]
 
 
 def caused_by_closed_output(error: BaseException) -> bool:
-    """Whether ``error`` is a write into a closed stdout or stderr; if so the output ends now."""
-    if not isinstance(error, BrokenPipeError):
+    """Whether ``error`` is a write into a closed stdout or stderr (or one that hung up); if so the output ends now."""
+    # A pipe whose reader has left, or a terminal that hung up.
+    if not isinstance(error, BrokenPipeError) and not (isinstance(error, OSError) and error.errno == errno.EIO):
         return False
     if _ended.is_set():
         return True  # a write that raced with the first one
@@ -96,10 +105,14 @@ def _to_devnull(fds: Iterable[int]) -> None:
 
 def end_output() -> None:
     """End the output (once): later writes to the closed streams go to /dev/null; tell the listeners."""
+    global _signal
     with _lock:
         if _ended.is_set():
             return
-        _to_devnull(closed_fds())
+        closed = closed_fds()
+        # Looked at before they become /dev/null, a character device too.
+        _signal = signal.SIGHUP if any(stat.S_ISCHR(os.fstat(fd).st_mode) for fd in closed) else signal.SIGPIPE
+        _to_devnull(closed)
         _ended.set()
         listeners = list(_listeners)
     for listener in listeners:
@@ -123,25 +136,33 @@ def ended() -> bool:
     return _ended.is_set()
 
 
+def ending_signal() -> signal.Signals:
+    """The signal the end of output stands for: SIGHUP if it was a terminal that hung up, else SIGPIPE."""
+    return signal.Signals(_signal)
+
+
+def exit_status() -> int:
+    """The exit status of a command whose output ended: 141 for a closed pipe, 129 for a terminal that hung up."""
+    return 128 + _signal
+
+
 class LostOutput(OSError):
     """A write into a stdout that takes no more (a full disk, /dev/full, EIO): told apart from the same error of any
     other file (a dead-letter file on the same full disk), which is not stdout's to report."""
 
 
 class QuietFile(io.FileIO):
-    """stdout's file: a write into it once its reader has gone ends the output and writes nothing."""
+    """stdout's (or stderr's) file: a write into it once its reader has gone ends the output and writes nothing."""
 
     def write(self, data: bytes | bytearray | memoryview) -> int:  # type: ignore[override]
         """Write ``data``; into a closed stdout, nothing (the output ends), as every later write; into one that takes
         no more, a LostOutput."""
         try:
             return super().write(data)
-        except BrokenPipeError as error:
-            if not caused_by_closed_output(error):
-                raise
-            return memoryview(data).nbytes  # what BufferedWriter must hear to drop it from its buffer
         except OSError as error:
-            if error.errno not in _LOST_OUTPUT:
+            if caused_by_closed_output(error):
+                return memoryview(data).nbytes  # what BufferedWriter must hear to drop it from its buffer
+            if error.errno not in _LOST_OUTPUT or self.fileno() != 1:  # stderr has nowhere to say it
                 raise
             lost = error
         # Raised here, out of the except clause: its context is what was being handled around the write (the SystemExit
@@ -149,23 +170,23 @@ class QuietFile(io.FileIO):
         raise LostOutput(lost.errno, lost.strerror)
 
 
-def _quiet_copy(stream: TextIO | None) -> TextIO | None:
-    """A text stream like ``stream`` on a QuietFile, if ``stream`` is the process's own stdout; else None.
+def _quiet_copy(stream: TextIO | None, fd: int = 1) -> TextIO | None:
+    """A text stream like ``stream`` on a QuietFile, if ``stream`` is the process's own stdout (or ``fd``); else None.
 
-    Only the real file descriptor 1 is wrapped: a test's captured stdout, or a stream that is
+    Only the real file descriptor ``fd`` is wrapped: a test's captured stdout, or a stream that is
     already quiet, is left as it is.
     """
     if not isinstance(stream, io.TextIOWrapper):
         return None
     buffered = not isinstance(stream.buffer, io.FileIO)  # python -u (PYTHONUNBUFFERED): no buffer layer
     raw = getattr(stream.buffer, "raw", None) if buffered else stream.buffer
-    if type(raw) is not io.FileIO or raw.fileno() != 1:
+    if type(raw) is not io.FileIO or raw.fileno() != fd:
         return None
     stream.flush()
     # Always a buffer, even for python -u: print() writes its text and its end apart, and each write into
     # QuietFile (Python code) lets another thread in between; a buffer makes a line one write. Unbuffered
     # output is then written a line at a time.
-    return io.TextIOWrapper(io.BufferedWriter(QuietFile(1, "w", closefd=False)), encoding=stream.encoding,
+    return io.TextIOWrapper(io.BufferedWriter(QuietFile(fd, "w", closefd=False)), encoding=stream.encoding,
                             errors=stream.errors, line_buffering=stream.line_buffering or not buffered,
                             write_through=stream.write_through)
 
@@ -178,29 +199,39 @@ _kept: dict[int, tuple[TextIO, TextIO]] = {}
 
 @contextmanager
 def quiet_stdout() -> Iterator[None]:
-    """Within ``with``, ``sys.stdout`` writes nothing into a closed stdout, and ends the output, instead of raising."""
-    original = sys.stdout
+    """Within ``with``, ``sys.stdout`` and ``sys.stderr`` write nothing into a closed (or hung-up) stream, and end the
+    output, instead of raising."""
+    with _quiet("stdout", 1), _quiet("stderr", 2):
+        yield
+
+
+@contextmanager
+def _quiet(name: str, fd: int) -> Iterator[None]:
+    """Within ``with``, ``sys.<name>`` (on ``fd``) is quiet."""
+    original = getattr(sys, name)
     kept = _kept.get(id(original))
-    quiet = kept[1] if kept is not None and kept[0] is original else _quiet_copy(original)
+    quiet = kept[1] if kept is not None and kept[0] is original else _quiet_copy(original, fd)
     if quiet is None:
         yield
         return
     _kept[id(original)] = (original, quiet)
-    sys.stdout = quiet
+    setattr(sys, name, quiet)
     try:
         yield
     finally:
         quiet.flush()
-        sys.stdout = original
+        setattr(sys, name, original)
 
 
 def tell_run_at_end(run: int, parent: int) -> None:
     """In a worker process that shares its run's stdout: make ``sys.stdout`` quiet for good, and send the run
     (process ``run``) SIGPIPE when the output ends here, as the kernel would send it to a C tool, while this
-    process's parent (the run, or the zygote it was forked from) is still ``parent``."""
-    quiet = _quiet_copy(sys.stdout)
-    if quiet is not None:
-        sys.stdout = quiet
+    process's parent (the run, or the zygote it was forked from) is still ``parent``. A terminal that hung up is told
+    as SIGPIPE too: the run finds which it was."""
+    for name, fd in (("stdout", 1), ("stderr", 2)):
+        quiet = _quiet_copy(getattr(sys, name), fd)
+        if quiet is not None:
+            setattr(sys, name, quiet)
 
     def tell() -> None:
         if os.getppid() == parent:  # not an unrelated process that inherited an orphan
@@ -211,8 +242,8 @@ def tell_run_at_end(run: int, parent: int) -> None:
 
 
 def console_script(main: Callable[_P, _R]) -> Callable[_P, _R]:
-    """Wrap a console script's ``main``: a closed stdout or stderr ends it quietly with EXIT_STATUS; a stdout that takes
-    no more (a LostOutput) is one line and exit status 1.
+    """Wrap a console script's ``main``: a closed stdout or stderr ends it quietly with EXIT_STATUS (129 for a terminal
+    that hung up); a stdout that takes no more (a LostOutput) is one line and exit status 1.
 
     A command whose output ended although it went on to exit 0 (``--help``, whose text was cut)
     exits with EXIT_STATUS too, as a tool that SIGPIPE killed: the reader did not get all of it.
@@ -227,23 +258,23 @@ def console_script(main: Callable[_P, _R]) -> Callable[_P, _R]:
                     result = main(*args, **kwargs)
             except SystemExit as exit_:
                 if ended() and exit_.code in (0, None):
-                    sys.exit(EXIT_STATUS)
+                    sys.exit(exit_status())
                 raise
             finally:
                 # Here, where it can be caught: at the interpreter's exit it would print a traceback.
                 if sys.stdout is not None:
                     sys.stdout.flush()
-        except BrokenPipeError as error:
-            if not caused_by_closed_output(error):
-                raise
-            sys.exit(EXIT_STATUS)
         except LostOutput as error:  # a stdout that takes no more (a full disk, /dev/full; EIO): what is left is lost
             _discard_stdout()
             before = error.__context__.code if isinstance(error.__context__, SystemExit) else 0
             print(f"{_command()}: error: cannot write to stdout: {error.strerror}", file=sys.stderr)
             sys.exit(before if isinstance(before, int) and before else 1)
+        except OSError as error:
+            if not caused_by_closed_output(error):
+                raise
+            sys.exit(exit_status())
         if ended():
-            sys.exit(EXIT_STATUS)
+            sys.exit(exit_status())
         return result
 
     return script
