@@ -50,6 +50,7 @@ def test_a_run_whose_terminal_hangs_up_while_a_step_prints_stops_as_on_sighup(tm
     assert status == HUNG_UP, text
     assert text.endswith("exit status 129\n"), text
     assert "stopped: SIGHUP" in text
+    assert re.search(r"^(SIGHUP|pipeline-run: the terminal hung up): stopping after what is in flight", text, re.M)
     assert "Traceback" not in text and "Input/output error" not in text and "failed messages" not in text
     received, processed, _, failed = report_row(text, "PRINT")
     assert failed == 0 and processed == received
