@@ -7,11 +7,12 @@ import json
 import os
 import sys
 from collections.abc import Iterator
-from typing import Any, TextIO
+from typing import Any
 
 from traitlets import Bool, Int, Unicode
 
 from pipeline import Component
+from pipeline.config.line_files import LineFile
 from pipeline.config.locks import open_locked, refuse_in_use
 from pipeline.config.traits import InputFile, OutputFile
 
@@ -127,16 +128,16 @@ class JsonLinesWriter(Component):
     def init(self) -> None:
         """Open the file, locked for this run (another run's, writing it too, mixed their lines), a line written as it
         comes: what was written survives a run stopped at once (cli.md)."""
-        self._file: TextIO = open(open_locked(self.path, "JsonLinesWriter.path"), "w", encoding="utf-8",  # noqa: SIM115
-                                  buffering=1)  # closed in finish()
+        self._lines = LineFile(open_locked(self.path, "JsonLinesWriter.path"), self.path)  # closed in finish()
 
     def run(self, msg: Any) -> None:
-        """Write one line."""
-        self._file.write(json.dumps(msg, default=_jsonable) + "\n")
+        """Write one line, whole: a file that refuses it (a full disk) keeps its lines before it, and the message
+        fails."""
+        self._lines.append((json.dumps(msg, default=_jsonable) + "\n").encode("utf-8"))
 
     def finish(self) -> None:
         """Close the file."""
-        self._file.close()
+        os.close(self._lines.fd)
 
 
 def _jsonable(value: Any) -> Any:

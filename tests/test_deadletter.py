@@ -646,3 +646,14 @@ def test_an_empty_replay_path_from_the_python_api_says_it_is_missing(tmp_path: P
     with pytest.raises(ConfigError) as raised:
         Pipeline.from_config(str(replayable(tmp_path)), replay="")
     assert str(raised.value) == "Pipeline.from_config: replay: missing: the dead-letter file to replay"
+
+
+def test_a_json_lines_writer_that_its_file_refuses_keeps_whole_lines(tmp_path: Path) -> None:
+    """On a full disk (here a file size limit) the writer left half a line at the end of its file: now each line goes
+    whole or not at all, and the messages it could not write fail, naming the file."""
+    path = config(tmp_path, {"class": "PassThrough", "module": "algorithms.basic"}, Counter={"count": 60})
+    result = limited_run(path, 100)  # lines 0..35 take 98 bytes: line 36 would end past the limit
+    assert result.returncode == 1, result.stderr
+    assert (tmp_path / "out.jsonl").read_text(encoding="utf-8") == "".join(f"{n}\n" for n in range(36))
+    assert report_row(result.stderr, "WRITER") == [60, 36, 0, 1]  # its first failure stops the step (on_error)
+    assert f"OSError: [Errno 27] File too large: '{tmp_path / 'out.jsonl'}'" in result.stderr

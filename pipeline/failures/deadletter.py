@@ -45,6 +45,7 @@ from traitlets import Unicode
 
 from pipeline.component import Component
 from pipeline.config.graph import reachable
+from pipeline.config.line_files import LineFile
 from pipeline.config.locks import in_use_words
 from pipeline.config.model import PipelineConfig, StepConfig
 from pipeline.config.traits import shown
@@ -81,7 +82,6 @@ class DeadLetterWriter:
         self.records = 0  # records written so far
         self.lost = 0  # records that could not be written (after ``error``)
         self.error: str | None = None  # why the first record that could not be written was not
-        self._size = 0  # the bytes of the whole records written: where a record cut short is cut off
         source, key = setting
         opened = self._replacing or path
 
@@ -111,6 +111,7 @@ class DeadLetterWriter:
             os.close(fd)
             raise
         self._fd = fd
+        self._lines = LineFile(fd, opened)  # a record cut short by a write the file refuses is cut off
         _open_fds.add(fd)
         if not replaced:  # a replay into this file reuses it
             sweep_stale(path)
@@ -152,21 +153,14 @@ class DeadLetterWriter:
         if self.error is not None:
             self.lost += 1
             return
-        data = memoryview(line)
         try:
-            written = 0
-            while written < len(data):  # os.write may take part of it (near a file size limit)
-                written += os.write(self._fd, data[written:])
+            self._lines.append(line)  # a replay takes a file that ends in half a record for one its run was killed in
         except OSError as err:
             self.lost += 1
             self.error = err.strerror or str(err)
-            # A replay refuses a file that ends in half a record; if even the cut fails, the error line said why.
-            with contextlib.suppress(OSError):
-                os.ftruncate(self._fd, self._size)
             log.error("%s: cannot write to the dead-letter file: %s (the failed messages from here on are counted, "
                       "not recorded)", self.path, self.error)
             return
-        self._size += len(data)
         self.records += 1
 
     def close(self) -> None:
