@@ -648,6 +648,40 @@ def test_an_empty_replay_path_from_the_python_api_says_it_is_missing(tmp_path: P
     assert str(raised.value) == "Pipeline.from_config: replay: missing: the dead-letter file to replay"
 
 
+@pytest.mark.parametrize("into", ["itself", "no file"])
+@pytest.mark.parametrize("mode", ["threads", "sequential"])
+def test_a_replay_leaves_out_the_last_record_that_a_killed_run_cut(tmp_path: Path, mode: str, into: str) -> None:
+    """A run killed (kill -9, the OOM killer) as it wrote a large record left half of it at the end of its file, and
+    the replay refused the whole file (exit 2), its whole records with it. Now they replay; the cut one is one warning
+    line, and the summary counts it as not replayed (exit 1); a replay into the file does not copy it."""
+    path = dead_letters(tmp_path, record(1), record(2))
+    with path.open("a", encoding="utf-8") as file:
+        file.write(record(3)[:60])  # as a write ended early by a fatal signal leaves it: no newline
+    written_to = [f"--Pipeline.dead_letter={path}"] if into == "itself" else []
+    result = pipeline_run(replayable(tmp_path), f"--replay={path}", *written_to, f"--Pipeline.mode={mode}")
+    assert result.returncode == 1, result.stderr
+    assert sorted(written(tmp_path)[:-1]) == [1, 2]
+    warned = [line for line in result.stderr.splitlines() if "cut" in line]
+    assert warned == [
+        f"{result.stderr.split(' WARNING ')[0]} WARNING pipeline.failures: {path}: line 3: the last record was cut "
+        "(its run was killed as it wrote it): not replayed",
+        f"not replayed: 1 record cut (its run was killed as it wrote it): line 3 of {path}"]
+    if written_to:
+        assert path.read_text(encoding="utf-8") == ""  # the replayed records ran; the cut one is not copied
+
+
+def test_a_line_cut_short_before_the_last_is_refused(tmp_path: Path) -> None:
+    """Only the last line can be a record its run was killed writing (each run writes its file afresh): one before it
+    cut short is a damaged file, refused before any step runs, its JSON error said whole (it ended on a dangling
+    "starting at")."""
+    path = dead_letters(tmp_path, record(1), record(2)[:60], record(3))
+    result = pipeline_run(replayable(tmp_path), f"--replay={path}")
+    assert (result.returncode, result.stderr) == (
+        2, f"pipeline-run: error: {path}: line 2: not a dead-letter record: invalid JSON at column 51: Unterminated "
+           "string starting there\n")
+    assert not (tmp_path / "out.jsonl").exists()
+
+
 def test_a_json_lines_writer_that_its_file_refuses_keeps_whole_lines(tmp_path: Path) -> None:
     """On a full disk (here a file size limit) the writer left half a line at the end of its file: now each line goes
     whole or not at all, and the messages it could not write fail, naming the file."""

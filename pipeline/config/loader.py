@@ -151,10 +151,16 @@ def _read_json(path: Path) -> Any:
 _COMMENTS = ("//", "/*", "#")
 
 
+def json_words(error: json.JSONDecodeError) -> str:
+    """The JSON parser's words for ``error``, finished where they end on "at" ("Unterminated string starting at"):
+    whoever says them says the place before them."""
+    return error.msg.removesuffix(" at") + (" there" if error.msg.endswith(" at") else "")
+
+
 def _json_problem(error: json.JSONDecodeError) -> str:
     """The JSON parser's words for ``error``, finished where they end on "at" (the place is said before them), and
     with a word on comments where the line holds one (JSON has none; editors' configs often do)."""
-    problem = error.msg.removesuffix(" at") + (" there" if error.msg.endswith(" at") else "")
+    problem = json_words(error)
     # The parser stops where the comment starts, or on the next line's key after a comment ending the line.
     line = error.doc.split("\n")[error.lineno - 1]
     if error.doc[error.pos:].lstrip().startswith(_COMMENTS) or line.lstrip().startswith(_COMMENTS):

@@ -437,7 +437,7 @@ class ThreadedRunner:
         stop_reason = stop_reason_of(reports, self.signal, stop_reason, running)
         policy = self.control.policy
         status = exit_status(reports, self.signal, stop_reason, self.options.allow_failures, policy.unrecorded,
-                             policy.not_replayed.count)
+                             policy.not_replayed.failed)
         return RunReport(reports, status, stop_reason=stop_reason, stuck=self.stuck,
                          wall_time=time.monotonic() - self.started, running=running,
                          busy=self.busy() if running else [])

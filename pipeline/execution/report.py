@@ -242,7 +242,8 @@ def exit_status(steps: dict[str, StepReport], signal: int | None, stop_reason: s
     """The exit status of a run (DESIGN.md §5): 128 + signal number if interrupted; 1 if a step
     failed (failed messages only count when ``allow_failures`` is off or the run stopped on them, or when
     ``unrecorded`` of them could not be written to the dead-letter file: they are lost), or if a replay left
-    ``not_replayed`` failures of its file with no message to send (counted as failed messages)."""
+    ``not_replayed`` failures of its file with no message to send, or cut by a killed run (counted as failed
+    messages)."""
     if signal is not None:
         return 128 + signal
     if any(s.fatal for s in steps.values()) or stop_reason is not None or unrecorded:

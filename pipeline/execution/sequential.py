@@ -185,7 +185,7 @@ class SequentialRunner:
         reports[self.config.producer.name].shards = list(self.shards)
         stop_reason = stop_reason_of(reports, self.signal, self.policy.stop_reason, running)
         status = exit_status(reports, self.signal, stop_reason, self.options.allow_failures, self.policy.unrecorded,
-                             self.policy.not_replayed.count)
+                             self.policy.not_replayed.failed)
         return RunReport(reports, status, stop_reason=stop_reason, wall_time=time.monotonic() - self.started,
                          running=running, busy=self.busy() if running else [])
 

@@ -9,7 +9,9 @@ Each line is one failed message::
 and, for a message whose run() failed after some of its outputs went on (in chunks, see
 execution.executor), ``"delivered": N``: its replay drops the first N outputs the step makes again. A record of a
 failure with no input (a producer's value that could not be pickled) has no ``pickle``: its replay cannot send it, and
-says so (NotReplayed). Every record has its ``step`` and ``error``: a line without them is no record, refused.
+says so (NotReplayed). Every record has its ``step`` and ``error``: a line without them is no record, refused. The
+last line, with no newline, may be half a record, whose run was killed as it wrote it (config.line_files): it is not
+replayed, and NotReplayed says so and counts it; a line cut short before it is refused.
 
 The file is created readable by its owner only (0600): it holds the messages themselves.
 
@@ -46,6 +48,7 @@ from traitlets import Unicode
 from pipeline.component import Component
 from pipeline.config.graph import reachable
 from pipeline.config.line_files import LineFile
+from pipeline.config.loader import json_words
 from pipeline.config.locks import in_use_words
 from pipeline.config.model import PipelineConfig, StepConfig
 from pipeline.config.traits import shown
@@ -265,7 +268,10 @@ def records(path: str, identity: tuple[int, ...] | None = None) -> Iterator[Dead
                     if (first := seen.setdefault(digest, number)) != number:
                         raise ConfigError(path, f"line {number}", f"the record of line {first} again (expected each "
                                                                   "failed message once: it would be replayed twice)")
-                    record = _parse(path, number, line)
+                    try:
+                        record = _parse(path, number, line)
+                    except CutRecord:  # NotReplayed.read says so and counts it, once for the run
+                        continue
                     if record is not None:
                         found = True
                         yield record
@@ -282,15 +288,28 @@ def _identity(status: os.stat_result) -> tuple[int, ...]:
     return status.st_dev, status.st_ino, status.st_size, status.st_mtime_ns
 
 
+#: What a replay says of the last line of its file when it is half a record (line_files: a write cut by a kill).
+CUT = "the last record was cut (its run was killed as it wrote it): not replayed"
+
+
+class CutRecord(ConfigError):
+    """The last line of a dead-letter file, with no newline, is half a record: not replayed, but the records before it
+    are (a line cut short before the last is a file damaged otherwise, which a replay refuses)."""
+
+
 def _load_line(path: str, where: str, line: bytes) -> dict[str, Any]:
-    """One line as a JSON object; a ConfigError naming the file and ``where`` if it is none."""
+    """One line as a JSON object; a ConfigError naming the file and ``where`` if it is none (a CutRecord if it is the
+    last line, cut short)."""
     try:
-        record = json.loads(line.decode("utf-8"))
+        # Without its newline: in the string a cut line leaves open, it was "Invalid control character".
+        record = json.loads(line.decode("utf-8").rstrip("\n"))
     except UnicodeDecodeError:
         raise ConfigError(path, where, "not a dead-letter record: not UTF-8 text") from None
     except json.JSONDecodeError as err:
+        if not line.endswith(b"\n"):  # the last line: a record cut short, as a run killed writing it leaves it
+            raise CutRecord(path, where, CUT) from None
         raise ConfigError(path, where, f"not a dead-letter record: invalid JSON at column {err.colno}: "
-                                       f"{err.msg}") from None
+                                       f"{json_words(err)}") from None
     except RecursionError:  # json.loads recurses once per level of nesting: '[' * 100000 is no record
         raise ConfigError(path, where, "not a dead-letter record: nested too deeply (expected a JSON object of "
                                        "strings, numbers and a list of strings)") from None
@@ -331,9 +350,10 @@ class NotReplayed:
 
     def __init__(self, path: str = "") -> None:
         self.path = path
-        self.count = 0
+        self.count = 0  # records with no message (each is copied as it was to the run's dead-letter file, if any)
         self.by_step: dict[str, Counter[str]] = {}  # per step, per exception type
         self.first: str | None = None  # the line and the error of the first
+        self.cut: int | None = None  # the line of the last record, if its run was killed as it wrote it (not copied)
 
     @classmethod
     def read(cls, path: str, keep: Callable[[bytes], None] | None = None) -> NotReplayed:
@@ -342,7 +362,12 @@ class NotReplayed:
         try:
             with open(path, "rb") as file:
                 for number, line in enumerate(file, 1):
-                    record = _load_record(path, number, line) if line.strip() else None
+                    try:
+                        record = _load_record(path, number, line) if line.strip() else None
+                    except CutRecord as cut:
+                        log.warning("%s", cut)
+                        found.cut = number
+                        continue
                     if record is None or "pickle" in record:
                         continue
                     found._add(number, record)
@@ -358,12 +383,20 @@ class NotReplayed:
         self.by_step.setdefault(record["step"], Counter())[record["error"].split(":", 1)[0]] += 1
         self.first = self.first or f"line {number} of {self.path}: step {record['step']}: {record['error']}"
 
+    @property
+    def failed(self) -> int:
+        """The records not replayed, the cut one too: failures that the run's exit status counts."""
+        return self.count + (self.cut is not None)
+
     def summary(self) -> str:
         """The run's summary's line about them (once there are some)."""
         steps = "; ".join(f"{step} " + ", ".join(f"{count} {kind}" for kind, count in kinds.most_common())
                           for step, kinds in self.by_step.items())
-        return summary_error(f"not replayed: {counted(self.count, 'record')} with no message to send: {steps} "
-                             f"(the first, {self.first})")
+        parts = [f"{counted(self.count, 'record')} with no message to send: {steps} (the first, {self.first})"
+                 ] if self.count else []
+        if self.cut is not None:
+            parts.append(f"1 record cut (its run was killed as it wrote it): line {self.cut} of {self.path}")
+        return summary_error("not replayed: " + "; ".join(parts))
 
 
 def _parse(path: str, number: int, line: bytes) -> DeadLetter | None:

@@ -222,7 +222,7 @@ class FailurePolicy:
             lines.append("failed messages: " + "; ".join(
                 f"{step} " + ", ".join(f"{count} {kind}" for kind, count in kinds.most_common())
                 for step, kinds in self.by_step.items()))
-        if self.not_replayed.count:
+        if self.not_replayed.failed:
             lines.append(self.not_replayed.summary())
         writer = self._writer
         if writer is not None:
