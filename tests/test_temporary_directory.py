@@ -95,3 +95,29 @@ def test_no_room_for_a_worker_processs_files_is_one_line_and_exit_2(app: Pipelin
     assert f"/busy-1, a file of a worker process: {os.strerror(error)}: expected a temporary directory " in err
     assert not (tmp_path / "out.jsonl").exists()  # before any step ran
     assert list(temporary.iterdir()) == []  # the private directory is gone
+
+
+@pytest.mark.timeout(60)
+def test_no_room_for_a_replacement_s_files_is_said_in_the_death_s_line(app: PipelineRun, tmp_path: Path,
+                                                                      monkeypatch: pytest.MonkeyPatch,
+                                                                      capsys: pytest.CaptureFixture) -> None:
+    """A worker process died, and its replacement's files found no room: an internal error of the supervisor (its
+    thread stopped, the run's report said "internal error in supervisor"). The death's line says none replaces it and
+    why; the step, left with no workers, stops the run, and what was sent is counted."""
+    real_board = process_keeper.BusyBoard
+
+    def replacement_refused(path: Path, threads: int, create: bool = False) -> BusyBoard:
+        if Path(path).name == "busy-1":
+            raise OSError(errno.ENOSPC, os.strerror(errno.ENOSPC))
+        return real_board(path, threads, create)
+
+    monkeypatch.setattr(process_keeper, "BusyBoard", replacement_refused)
+    config = chain_config(str(tmp_path / "out.jsonl"))
+    config["Pipeline"]["stagers_conf"][0].update({"module": "tests.process_steps", "class": "Trigger",
+                                                  "nb_process": 1})
+    config["Trigger"] = {"at": 2, "action": "kill", "marker": str(tmp_path / "killed")}
+    argv = [f"--config={write_config(tmp_path, config)}", "--no-progress"]
+    assert app.execute(argv) == 1
+    err = capsys.readouterr().err
+    assert "internal error" not in err, err
+    assert "died: killed by signal SIGKILL; none replaces it: TMPDIR: cannot write " in err, err

@@ -35,6 +35,7 @@ from pipeline.engine.shards import read_mark
 from pipeline.engine.wire import Loss, added_frames, lost_frames, slot_of
 from pipeline.engine.worker_process import Spec
 from pipeline.engine.zygote import LEAVE_SECONDS, Zygote
+from pipeline.errors import ConfigError
 from pipeline.execution.executor import FINISHING
 
 log = logging.getLogger("pipeline.engine")
@@ -192,6 +193,12 @@ class Supervisor(EngineThread):
         replace = (death.failed and not unstarted and not self.control.stopping.is_set()
                    and not router.state.finishing and single is None
                    and self.restarts_used(process.step) < self.control.options.max_worker_restarts)
+        no_room = ""
+        if replace:
+            try:
+                _, slot = self._files(process.step)
+            except ConfigError as err:  # a TMPDIR full now: its line says so (it was an internal error of this thread)
+                replace, no_room = False, f"; none replaces it: {err}"
         if unstarted:
             # Said once per run: a process limit or a lack of memory fails every start alike, and a line per
             # process (and per replacement, which would fail too) buried the rest (issue 24.7).
@@ -205,7 +212,7 @@ class Supervisor(EngineThread):
             elif single is not None:
                 then = f"; none replaces it: step {single} runs in one worker (its class says one_worker)"
             else:
-                then = ""
+                then = no_room
             # A total that a finish() sends dies with its process, and the messages behind it are not run again.
             keeping = [step.name for step in (router.step, *router.members) if step.cls.finish is not Component.finish]
             if keeping and not router.state.slot_told_to_finish(process.slot):
@@ -217,7 +224,6 @@ class Supervisor(EngineThread):
         if replace:
             self.restarts[process.step] += 1
             self.replaced.add(process.slot)
-            _, slot = self._files(process.step)
             self._start(process.step, slot)
             sockets.send_while(notices, added_frames(slot, process.threads), router.listening)
         sockets.send_while(notices, lost_frames(Loss(process.slot, death.reason, death.running, not death.failed)),
