@@ -956,3 +956,17 @@ def test_a_handshake_the_run_closed_for_its_slowness_is_said_so_not_a_refused_ke
     assert re.fullmatch(r"pipeline-worker: error: the run closed the connection after [0-9.]+ s, before the CURVE "
                         r"handshake ended: it allows 5 s for one \(a link or a host this slow takes longer\)\n",
                         result.stderr), result.stderr
+
+
+def test_a_worker_whose_host_has_no_room_for_its_process_s_files_says_so_and_tells_the_run(launch: Launcher) -> None:
+    """Its TMPDIR (here a file size limit of 1 KiB: the spec is larger, the line it writes smaller) refused a worker
+    process's files: a traceback and exit 1, and the run heard nothing until the heartbeats it missed. One line, exit
+    2, and the run told at once."""
+    run = launch.run(launch.chain(nb_thread=0))
+    worker = launch.worker(prefix=["prlimit", "--fsize=1024", "--"])
+    assert worker.wait() == 2, worker.stderr
+    [line] = lines(worker.stderr)
+    assert line.startswith("pipeline-worker: error: TMPDIR: cannot write ") and "File too large" in line, line
+    wait_during(run, lambda: "pipeline-worker cannot start a worker process: TMPDIR: cannot write" in run.stderr,
+                "the run to hear why the worker left")
+    assert "sent no heartbeat" not in run.stderr

@@ -52,7 +52,7 @@ from pipeline.engine.wire import (
     version_mismatch,
 )
 from pipeline.engine.worker_process import CANNOT_LOAD, STEP_FAILED, Spec
-from pipeline.errors import printable
+from pipeline.errors import ConfigError, printable
 
 #: The command this agent serves: its lines on stderr start with its name.
 COMMAND = "pipeline-worker"
@@ -323,6 +323,9 @@ def serve_remote(address: str, login: Login, processes: int) -> int:
         say(err.line())
         _leave(keeper_socket, keeper, membership, f"pipeline-worker could not join: {err}")
         return err.status
+    except ConfigError as err:  # no room for a worker process's files here: the run hears it now, not by heartbeats
+        _leave(keeper_socket, keeper, membership, f"pipeline-worker cannot start a worker process: {err}")
+        raise
     except _Signalled as signalled:
         name = signal.Signals(signalled.signum).name
         say(f"{name}: leaving; the run gives this worker's messages to others")
