@@ -356,3 +356,15 @@ def test_the_logging_config_its_errors_give_as_an_example_writes_the_run_s_lines
     assert result.returncode == 1, result.stderr
     logged = (tmp_path / "run.log").read_text(encoding="utf-8")
     assert "ValueError: bad message 0" in logged and "ValueError: bad message 0" in result.stderr
+
+
+@pytest.mark.parametrize(("argv", "said"), [
+    (["--Countr.count=5"], "command line: --Countr: unknown class (did you mean 'Counter'?)"),
+    (["--Counter.count=abc"], "command line: --Counter.count: expected an int (at least 0), got str 'abc'"),
+], ids=["unknown-class", "bad-value"])
+@pytest.mark.parametrize("show", ["show_config", "show_config_json"])
+def test_show_config_checks_the_command_line_first(argv: list[str], said: str, show: str) -> None:
+    """--Application.show_config printed what the command line set, unchecked, and exited 0 (cli.md: every command
+    checks its options before it does anything)."""
+    result = run_cli(f"--config={CHAIN}", *argv, f"--Application.{show}=True")
+    assert (result.returncode, result.stderr) == (2, f"pipeline-run: error: {said}\n")

@@ -150,6 +150,12 @@ pipeline-run --config=configs/routing.json --graph=mermaid
         own = self.option_classes()
         return Config({section: values for section, values in self.cli_config.items() if section not in own})
 
+    def start_show_config(self) -> None:
+        """``--Application.show_config``: traitlets' display of the command line's settings, once the config and the
+        command line are checked as a run checks them (an unknown class, a bad value, a missing file exited 0)."""
+        Pipeline.from_config(self.config_file, self.step_overrides(), replay=self.replay, overrides_source=COMMAND_LINE)
+        super().start_show_config()
+
     def start(self) -> None:
         """Run the pipeline, print its summary to stderr and keep its exit status (or print its graph)."""
         pipeline = Pipeline.from_config(self.config_file, self.step_overrides(), replay=self.replay,
