@@ -68,7 +68,8 @@ def test_a_producer_s_mean_time_is_never_above_its_max(where: dict, count: int, 
     report = run(chain(source, [], step("C", "Record"), **sections), mode)
     producer = report["P"]
     assert producer.processed + producer.failed == count + 1 + then_raise, report.table()
-    assert 0 < producer.mean_time <= producer.max_time, report.table()
+    # (a worker process's figures travel as 32-bit floats: equal ones may differ past their seventh digit)
+    assert 0 < producer.mean_time <= producer.max_time * (1 + 1e-6), report.table()
 
 
 def passthrough(name: str, next_steps: list[str], **extra: Any) -> dict[str, Any]:
