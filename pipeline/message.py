@@ -143,14 +143,14 @@ def encode(obj: Any) -> Encoded:
     """Pickle ``obj`` (protocol 5), moving large buffers out of band."""
     dumper = _dumper()
     try:
+        pickler = None
         try:
             inband = dumper.dump(obj)
         except TypeError:  # such as a memoryview, which only our reduction can pickle
-            inband = dumper.dump(obj, _FastPickler)
-        if len(inband) >= OUT_OF_BAND_BYTES and _holds_large_bytes(obj):
-            # The C pickler writes bytes and bytearray in-band before any hook sees them; the
-            # Python one asks reducer_override first.
-            inband = dumper.dump(obj, _BytesPickler)
+            pickler = _FastPickler
+            inband = dumper.dump(obj, pickler)
+        if len(inband) >= OUT_OF_BAND_BYTES and (wrapped := _bytes_out_of_band(obj)) is not None:
+            inband = dumper.dump(wrapped, pickler)
         buffers = dumper.take()
         dumper.busy = False  # last: a dumper left by any exception stays busy, and is never used again
     except Exception as err:
@@ -472,9 +472,40 @@ def _frombuffer(data: Any, dtype: Any) -> Any:
     return sys.modules["numpy"].frombuffer(data, dtype)
 
 
-def _holds_large_bytes(obj: Any) -> bool:
-    values = obj.values() if isinstance(obj, dict) else obj if isinstance(obj, (list, tuple)) else (obj,)
-    return any(type(v) in (bytes, bytearray) and len(v) >= OUT_OF_BAND_BYTES for v in values)
+class _OutOfBand:
+    """A large bytes or bytearray, pickled out of band by the C pickler, which writes bytes and bytearray in band
+    before any hook of its sees them (the pure-Python pickler, which asks a hook first, was ten times slower for the
+    whole message, and failed on nesting that the C one pickles)."""
+
+    __slots__ = ("data",)
+
+    def __init__(self, data: bytes | bytearray) -> None:
+        self.data = data
+
+    def __reduce__(self) -> Any:
+        return type(self.data), (pickle.PickleBuffer(self.data),)
+
+
+def _large_bytes(value: Any) -> bool:
+    return type(value) in (bytes, bytearray) and len(value) >= OUT_OF_BAND_BYTES
+
+
+def _bytes_out_of_band(obj: Any) -> Any:
+    """``obj`` with each bytes or bytearray of OUT_OF_BAND_BYTES or more at its top level (``obj`` itself, or a value
+    of a dict, list or tuple, not of a subclass's, whose type a copy would change) wrapped to go out of band; None if
+    it has none."""
+    kind = type(obj)
+    if kind is dict:
+        values = obj.values()
+    elif kind in (list, tuple):
+        values = obj
+    else:
+        return _OutOfBand(obj) if _large_bytes(obj) else None
+    if not any(_large_bytes(value) for value in values):
+        return None
+    if kind is dict:
+        return {key: _OutOfBand(value) if _large_bytes(value) else value for key, value in obj.items()}
+    return kind(_OutOfBand(value) if _large_bytes(value) else value for value in obj)
 
 
 def _memoryview_from(buffer: Buffer, fmt: str, shape: tuple[int, ...]) -> memoryview:
@@ -604,13 +635,3 @@ class _FastPickler(_Pickler):
     def reducer_override(self, obj: Any) -> Any:
         return _reduce_buffer(obj)
 
-
-class _BytesPickler(pickle._Pickler):  # type: ignore[name-defined]
-    """The pure-Python pickler, which also lets large bytes and bytearray travel out of band."""
-
-    dispatch_table = _DISPATCH
-
-    def reducer_override(self, obj: Any) -> Any:
-        if type(obj) is bytes and len(obj) >= OUT_OF_BAND_BYTES:
-            return bytes, (pickle.PickleBuffer(obj),)
-        return _reduce_buffer(obj)
