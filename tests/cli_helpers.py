@@ -51,3 +51,18 @@ def write_config(directory: Path, document: Any) -> Path:
 def read_lines(path: Path) -> list[Any]:
     """The JSON values of a JSON-lines file."""
     return [json.loads(line) for line in path.read_text(encoding="utf-8").splitlines()]
+
+
+def printer_config(tmp_path: Path, nb_thread: int, nb_process: int = 0) -> Path:
+    """COUNT (100,000 numbers) -> PRINT (Printer, to stdout), in ``nb_process`` worker processes if not 0."""
+    path = tmp_path / "print.json"
+    path.write_text(json.dumps({
+        "version": 1,
+        "Pipeline": {
+            "producer_conf": {"name": "COUNT", "module": "algorithms.basic", "class": "Counter", "next_steps": "PRINT"},
+            "consumer_conf": {"name": "PRINT", "module": "algorithms.basic", "class": "Printer",
+                              "nb_thread": nb_thread, "nb_process": nb_process},
+        },
+        "Counter": {"count": 100_000},
+    }), encoding="utf-8")
+    return path

@@ -4,7 +4,6 @@ subprocesses whose stdout's reader has left before they write)."""
 from __future__ import annotations
 
 import errno
-import json
 import os
 import subprocess
 import sys
@@ -15,6 +14,7 @@ import pytest
 
 from pipeline.console import end_of_output
 from pipeline.console.end_of_output import EXIT_STATUS, caused_by_closed_output, console_script
+from tests.cli_helpers import printer_config
 from tests.failure_helpers import report_row
 
 REPO = Path(__file__).resolve().parent.parent
@@ -39,21 +39,6 @@ def run_with_stdout_closed(*argv: str, buffered: bool = False) -> tuple[int, str
     finally:
         process.kill()
     return process.returncode, stderr
-
-
-def printer_config(tmp_path: Path, nb_thread: int, nb_process: int = 0) -> Path:
-    """COUNT (100,000 numbers) -> PRINT (Printer, to stdout), in ``nb_process`` worker processes if not 0."""
-    path = tmp_path / "print.json"
-    path.write_text(json.dumps({
-        "version": 1,
-        "Pipeline": {
-            "producer_conf": {"name": "COUNT", "module": "algorithms.basic", "class": "Counter", "next_steps": "PRINT"},
-            "consumer_conf": {"name": "PRINT", "module": "algorithms.basic", "class": "Printer",
-                              "nb_thread": nb_thread, "nb_process": nb_process},
-        },
-        "Counter": {"count": 100_000},
-    }), encoding="utf-8")
-    return path
 
 
 #: How each mode runs PRINT: (the config's nb_process, the run's mode, stdout buffered).

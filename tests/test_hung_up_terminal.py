@@ -11,12 +11,11 @@ from pathlib import Path
 
 import pytest
 
-from tests.cli_helpers import ROOT
+from tests.cli_helpers import ROOT, printer_config
 from tests.failure_helpers import report_row
 from tests.pty_helpers import Terminal
 from tests.remote_helpers import BIN, Launcher, wait_during
 from tests.remote_steps import ROLE, marker_pids
-from tests.test_end_of_output import printer_config
 
 HUNG_UP = 128 + signal.SIGHUP
 
