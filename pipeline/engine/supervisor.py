@@ -82,7 +82,8 @@ class Supervisor(EngineThread):
             self._notices = sockets.notice_senders(self.context, self.addresses, self.routers)
             # Every first process's files before BOUND: one that finds no room (a ConfigError) is the runner's to
             # raise, with no process started and no step run (started, the processes were waited for in vain).
-            slots = [self._files(name) for name, router in self.routers.items() for _ in range(router.step.nb_process)]
+            slots = [(name, self._files(name)) for name, router in self.routers.items()
+                     for _ in range(router.step.nb_process)]
             self.control.events.put((BOUND, self))
             for name, slot in slots:
                 self._start(name, slot)
@@ -156,13 +157,12 @@ class Supervisor(EngineThread):
         that then failed for good (poison, after max_redeliveries deaths: it is in the dead letters)."""
         return self.restarts[step] - len(self.replaced & self.routers[step].state.forgiven)
 
-    def _files(self, step: str) -> tuple[str, int]:
-        """A new slot for a worker process of ``step``, its files made (a ConfigError if they cannot be): the step, the
-        slot."""
+    def _files(self, step: str) -> int:
+        """A new slot for a worker process of ``step``, its files made (a ConfigError if they cannot be)."""
         slot = self.control.new_slot()
         members = tuple(member.name for member in self.routers[step].members)
         self.keeper.files(slot, spec_for(self.config, step, self.addresses.outside(step), self.control, members))
-        return step, slot
+        return slot
 
     def _start(self, step: str, slot: int) -> None:
         """Start the worker process of ``slot`` for ``step``, its files made (it makes its shared-memory rings where
@@ -196,7 +196,7 @@ class Supervisor(EngineThread):
         no_room = ""
         if replace:
             try:
-                _, slot = self._files(process.step)
+                slot = self._files(process.step)
             except ConfigError as err:  # a TMPDIR full now: its line says so (it was an internal error of this thread)
                 replace, no_room = False, f"; none replaces it: {err}"
         if unstarted:
