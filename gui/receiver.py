@@ -161,8 +161,7 @@ class Receiver(QObject):
             else:
                 self._socket.bind(f"tcp://{host}:{port}")
         except zmq.ZMQError:
-            self._events.stop()
-            self._socket.close()
+            self._events.close()
             self._zap.close()
             self._context.term()
             raise
@@ -264,7 +263,6 @@ class Receiver(QObject):
         self._more.stop()
         self._notifier.setEnabled(False)
         self._notifier.deleteLater()
-        self._events.stop()
-        self._socket.close()
+        self._events.close()  # the socket's close
         self._zap.close()
         self._context.term()

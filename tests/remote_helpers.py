@@ -137,6 +137,7 @@ class Launcher:
         self.port = free_port(host) if host in LOOPBACKS else 5570
         self.gate = directory / "gate"
         self.gate.mkdir()
+        self.sink_gate = directory / "sink-go"  # a file of its own: Tagged's gate, a folder, would open it at once
         self.output = directory / "out.jsonl"
         self.hold = directory / "go"
         self.processes: list[Proc] = []
@@ -175,12 +176,12 @@ class Launcher:
                    f"--step={step}", *options]
         return self.start(name, command, cwd=cwd, env={**(os.environ if env is None else env), ROLE: role})
 
-    def gated_chain(self, nb_thread: int, gate: Path) -> dict[str, Any]:
-        """The chain with a GatedSink for consumer, whose finish() waits for the file ``gate``."""
+    def gated_chain(self, nb_thread: int) -> dict[str, Any]:
+        """The chain with a GatedSink for consumer, whose finish() waits for the file :attr:`sink_gate`."""
         config = self.chain(nb_thread=nb_thread)
         config["Pipeline"]["consumer_conf"] = {"name": CONSUMER, "module": "tests.remote_steps", "class": "GatedSink"}
         del config["JsonLinesWriter"]
-        config["GatedSink"] = {"gate": str(gate)}
+        config["GatedSink"] = {"gate": str(self.sink_gate)}
         return config
 
     def chain(self, nb_thread: int = 1, count: int = 20, workers: int = 0, hold: bool = False) -> dict[str, Any]:

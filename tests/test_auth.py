@@ -6,6 +6,8 @@ from __future__ import annotations
 
 import os
 import stat
+import subprocess
+import sys
 import threading
 import time
 from collections.abc import Iterator
@@ -21,6 +23,7 @@ from pipeline.auth.events import SocketEvents
 from pipeline.auth.zap import ALLOWED, FAILED, REFUSED, TRY_LATER, ZAP_ENDPOINT, ZAP_VERSION, ZapHandler, answer
 from pipeline.errors import ConfigError
 from tests.bare_flood import bare_flood
+from tests.cli_helpers import ROOT
 
 #: Seconds any wait on a socket may take.
 TIMEOUT = 10.0
@@ -355,7 +358,7 @@ def test_socket_events_are_read_on_past_a_count_that_fails(caplog) -> None:
     try:
         with bare_flood(port, count=2):
             assert accepted.acquire(timeout=10) and accepted.acquire(timeout=10)  # the second after the first failed
-        events.stop()
+        events.close()
         assert not events.is_alive()
         assert caplog.text.count("ValueError: a bug in a count") == 2
     finally:
@@ -365,7 +368,7 @@ def test_socket_events_are_read_on_past_a_count_that_fails(caplog) -> None:
 
 def test_socket_events_end_with_their_context() -> None:
     """A context terminated under the reader (a run aborted while its door owns the port) ends its thread; the owner's
-    stop and close then end the termination."""
+    close then ends the termination."""
     context = zmq.Context()
     server = context.socket(zmq.ROUTER)
     events = SocketEvents(server, zmq.EVENT_ACCEPTED, lambda kind, value: None)
@@ -373,9 +376,17 @@ def test_socket_events_end_with_their_context() -> None:
     ending.start()
     events.join(10)
     assert not events.is_alive()
-    with pytest.raises(zmq.ContextTerminated):  # the owner's next call learns it: then stopping its events raises too
+    with pytest.raises(zmq.ContextTerminated):  # the owner's next call learns it
         server.recv(zmq.NOBLOCK)
-    events.stop()
-    server.close(linger=0)
+    events.close()
     ending.join(10)
     assert not ending.is_alive()
+
+
+def test_socket_events_close_while_their_queue_is_full() -> None:
+    """Closing a socket whose events' queue is full, its reader stalled: ``disable_monitor()`` waited for libzmq's
+    monitor lock holding the GIL, which the reader needed to make room; pipeline-gui never exited after a flood."""
+    result = subprocess.run([sys.executable, "-m", "tests.events_closing"], cwd=ROOT, capture_output=True, text=True,
+                            timeout=30, check=False)
+    assert result.returncode == 0, result.stderr
+    assert result.stdout.endswith("reader alive: False\n")

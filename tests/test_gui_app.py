@@ -31,7 +31,8 @@ class Monitor:
     """``python -m gui ARGS`` offscreen, with its stderr read line by line, each wait bounded."""
 
     def __init__(self, *args: str) -> None:
-        env = {**os.environ, "QT_QPA_PLATFORM": "offscreen"}
+        # faulthandler: a process that outlives its wait is sent SIGABRT, and says where each thread was.
+        env = {**os.environ, "QT_QPA_PLATFORM": "offscreen", "PYTHONFAULTHANDLER": "1"}
         self.process = subprocess.Popen([sys.executable, "-m", "gui", *args], cwd=ROOT, env=env,
                                         stdout=subprocess.DEVNULL, stderr=subprocess.PIPE)
         self.selector = selectors.DefaultSelector()
@@ -51,9 +52,15 @@ class Monitor:
         return found
 
     def stop(self, signum: int) -> int:
-        """Send ``signum`` and return the exit status."""
+        """Send ``signum`` and return the exit status; fail with where its threads were if it outlives TIMEOUT."""
         self.process.send_signal(signum)
-        return self.process.wait(TIMEOUT)
+        try:
+            return self.process.wait(TIMEOUT)
+        except subprocess.TimeoutExpired:
+            self.process.send_signal(signal.SIGABRT)
+            self.process.wait(TIMEOUT)
+            self.text += self.process.stderr.read().decode(errors="replace")
+            raise AssertionError(f"not gone {TIMEOUT:g} s after signal {signum}; its stderr:\n{self.text}") from None
 
     def close(self) -> None:
         if self.process.poll() is None:

@@ -406,8 +406,8 @@ def test_a_remote_worker_whose_zygote_is_stuck_serves_from_scratch_each_of_its_l
 def test_a_remote_worker_that_joins_once_its_step_has_ended_exits_0_in_one_line(launch: Launcher) -> None:
     """A job of workers that starts just after its step drained (more jobs are submitted while a run goes on) was
     refused with exit status 2, a FAILED job: it has nothing to do, which is no error."""
-    gate = launch.directory / "sink-go"
-    run = launch.run(launch.gated_chain(1, gate))
+    gate = launch.sink_gate
+    run = launch.run(launch.gated_chain(1))
     wait_during(run, Path(f"{gate}.waiting").exists, "the steps before the consumer to end")
     worker = launch.worker()
     assert worker.wait() == 0, worker.stderr

@@ -119,8 +119,11 @@ def test_a_flood_of_idle_connections_past_the_run_s_open_files_leaves_room_for_w
     run = launch.run(launch.chain(nb_thread=0), prefix=["sh", "-c", 'ulimit -n 256 && exec "$@"', "sh"])
     flood = [connect_when_listening(run, launch.port)]
     try:
-        flood += [socket.create_connection(("127.0.0.1", launch.port), timeout=HANDSHAKE_SECONDS + 10)
-                  for _ in range(400)]
+        for _ in range(400):
+            try:
+                flood.append(socket.create_connection(("127.0.0.1", launch.port), timeout=HANDSHAKE_SECONDS + 10))
+            except OSError as err:
+                raise AssertionError(f"connection {len(flood)}: {err}; the run's stderr:\n{run.stderr}") from None
         worker = launch.worker()
         assert run.wait() == 0, run.stderr
         assert worker.wait() == 0, worker.stderr
@@ -447,8 +450,7 @@ def test_a_flood_of_hellos_holds_a_bounded_number_of_slots_and_says_so_in_a_few_
 def test_a_frame_after_its_steps_end_is_dropped_and_the_run_ends(launch: Launcher) -> None:
     """An authorized peer serves its step to the end, then sends a READY once the step's router has finished while the
     run goes on (its consumer waits): the door's send to that router waited for ever, and the run with it."""
-    gate = launch.directory / "gate"
-    run = launch.run(launch.gated_chain(0, gate))
+    run = launch.run(launch.gated_chain(0))
     server = load_public_key(launch.keys.server_public).public
     with Intruder(launch.address, load_key_pair(launch.keys.secret("intruder")), server, 0.2,
                   lambda: run.popen.poll() is None) as intruder:
@@ -463,7 +465,7 @@ def test_a_frame_after_its_steps_end_is_dropped_and_the_run_ends(launch: Launche
             return f"READY for step {STAGE}, which has finished" in run.stderr
 
         wait_during(run, ready_dropped, "a READY after the step's end to be dropped")
-    gate.touch()
+    launch.sink_gate.touch()
     assert run.wait() == 0, run.stderr
 
 

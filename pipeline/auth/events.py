@@ -9,6 +9,11 @@ pipeline-gui then heard no run, kept the flood's connections open, and waited fo
 ended it). Here a thread does nothing but read them, each handed to a callback that only counts it: the queue never
 stays full, whatever the owner is busy with, and the thread ends when the monitor stops or the context terminates.
 
+The monitor is never stopped by hand: pyzmq's ``disable_monitor()`` waits for that lock holding the GIL, which this
+thread needs to read the event libzmq's I/O thread is handing on under the lock (pipeline-gui, closing after a flood,
+waited there for ever). :meth:`SocketEvents.close` closes the socket instead, which only hands it to libzmq's reaper
+thread; the reaper stops the monitor as it destroys the socket, and this thread, free to read, ends on MONITOR_STOPPED.
+
 The clients' monitors (a run's status stream, pipeline-worker's join) stay in their owners' loops: their events come
 from their own connections, a few per reconnection (100 ms apart at least), far fewer than their loops read.
 """
@@ -36,7 +41,7 @@ Handle = Callable[[int, int], None]
 
 class SocketEvents(threading.Thread):
     """Reads the ``events`` of ``socket`` as they come and hands each to ``handle`` (in this thread: it must only
-    count, under its own lock). Made and stopped in the socket's own thread, before its bind and before its close."""
+    count, under its own lock). Made in the socket's own thread before its bind; :meth:`close` closes the socket."""
 
     def __init__(self, socket: zmq.Socket, events: int, handle: Handle) -> None:
         super().__init__(name="socket-events", daemon=True)
@@ -44,7 +49,7 @@ class SocketEvents(threading.Thread):
         self._socket = socket
         self._address = f"inproc://pipeline-events-{next(_NUMBERS)}"
         self._connected = threading.Event()
-        # MONITOR_STOPPED: disable_monitor() says so, and the thread ends once it has read what came before.
+        # MONITOR_STOPPED: the socket's destruction says so, and the thread ends once it has read what came before.
         socket.monitor(self._address, events | zmq.EVENT_MONITOR_STOPPED)
         self.start()
 
@@ -84,11 +89,8 @@ class SocketEvents(threading.Thread):
             except Exception:
                 log.exception("counting a socket event (%d) failed; the events are read on", kind)
 
-    def stop(self) -> None:
-        """Stop the monitor and wait for the thread to end (its reading lets ``disable_monitor`` take its lock)."""
-        try:
-            self._socket.disable_monitor()
-        except zmq.ZMQError as err:  # ETERM: the context is being terminated, which ends the thread
-            if err.errno != zmq.ETERM:
-                raise
+    def close(self) -> None:
+        """Close the socket (in its own thread) and wait for the thread to end: libzmq's reaper stops the monitor as
+        it destroys the socket, or the context's termination ends the thread."""
+        self._socket.close()
         self.join(THREAD_SECONDS)

@@ -222,8 +222,8 @@ class Door(EngineThread):
                 self._forget(worker)
             self._departed.clear()
             if self.events is not None:
-                self.events.stop()
-            if hasattr(self, "socket"):
+                self.events.close()  # the socket's close
+            elif hasattr(self, "socket"):  # it could not bind
                 self.socket.close()
             self.said.close()
             if hasattr(self, "server"):
