@@ -115,10 +115,13 @@ def test_a_connection_that_never_shakes_hands_is_closed_within_handshake_seconds
 
 def test_a_flood_of_idle_connections_past_the_run_s_open_files_leaves_room_for_workers(launch: Launcher) -> None:
     """A peer with no key opens more idle connections than the run may open files (256 here, `ulimit -n`) and holds
-    them: the run closes them after HANDSHAKE_SECONDS, so a worker still joins (within its 30 s) and does it all."""
+    them: the run closes them after HANDSHAKE_SECONDS, so a worker still joins (within its 30 s) and does it all.
+    The flood starts once the run's own steps have opened their files (the writer's output): one that takes them all
+    first fails the run, which says why (docs/cluster.md)."""
     run = launch.run(launch.chain(nb_thread=0), prefix=["sh", "-c", 'ulimit -n 256 && exec "$@"', "sh"])
     flood = [connect_when_listening(run, launch.port)]
     try:
+        wait_during(run, launch.output.exists, "the run's steps to open their files")
         for _ in range(400):
             try:
                 flood.append(socket.create_connection(("127.0.0.1", launch.port), timeout=HANDSHAKE_SECONDS + 10))
