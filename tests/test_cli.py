@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import logging
 import subprocess
 import sys
 from importlib import metadata
@@ -10,6 +11,7 @@ from pathlib import Path
 import pytest
 
 from pipeline import Pipeline
+from pipeline.cli.keys import PipelineKeys
 from pipeline.cli.run import PipelineRun
 from tests.cli_helpers import ROOT, chain_config, read_lines, run_cli, write_config
 
@@ -212,7 +214,7 @@ def test_a_failed_step_exits_1(tmp_path: Path, mode: str) -> None:
         pytest.param(
             [f"--config={CHAIN}", "--log-level=LOUD"],
             "command line: --log-level: expected any of "
-            "[0, 10, 20, 30, 40, 50, 'DEBUG', 'INFO', 'WARN', 'ERROR', 'CRITICAL'], got str 'LOUD'",
+            "[0, 10, 20, 30, 40, 50, 'DEBUG', 'INFO', 'WARN', 'ERROR', 'CRITICAL', 'WARNING'], got str 'LOUD'",
             id="bad-log-level",
         ),
         # Application's logging options (issue: each was a traceback and exit 1, or a traceback per log line).
@@ -368,3 +370,12 @@ def test_show_config_checks_the_command_line_first(argv: list[str], said: str, s
     checks its options before it does anything)."""
     result = run_cli(f"--config={CHAIN}", *argv, f"--Application.{show}=True")
     assert (result.returncode, result.stderr) == (2, f"pipeline-run: error: {said}\n")
+
+
+@pytest.mark.parametrize(("given", "level"), [("WARNING", logging.WARNING), ("warning", logging.WARNING),
+                                               ("Warn", logging.WARNING), ("debug", logging.DEBUG), ("40", 40)])
+def test_the_log_level_is_taken_by_python_s_names_in_any_case(tmp_path: Path, given: str, level: int) -> None:
+    """``--log-level=WARNING``, as Python's logging names it, was refused (traitlets knows WARN alone)."""
+    app = PipelineKeys()
+    app.initialize(["generate", "node", f"--dir={tmp_path}", f"--log-level={given}"])
+    assert app.log_level == level

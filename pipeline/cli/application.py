@@ -13,7 +13,7 @@ from collections.abc import Iterable, Iterator, Sequence
 from importlib.metadata import PackageNotFoundError, version
 from typing import Any, ClassVar, NoReturn
 
-from traitlets import default
+from traitlets import Enum, default
 from traitlets.config import Application
 from traitlets.config.loader import _DOT_REPLACEMENT, ArgumentError, KVArgParseConfigLoader
 from traitlets.traitlets import TraitError
@@ -150,10 +150,31 @@ def _check_case(option: str) -> None:
                                                 f"lowercase letter{hint})")
 
 
+#: The names of the log levels, as --log-level takes them and the docs say them.
+LEVEL_NAMES = {logging.DEBUG: "DEBUG", logging.INFO: "INFO", logging.WARN: "WARN", logging.ERROR: "ERROR",
+               logging.CRITICAL: "CRITICAL"}
+
+
+class LogLevel(Enum):
+    """A log level, by number or by name in any case: traitlets' names, and Python's own WARNING (which a user of
+    logging types, and traitlets refused)."""
+
+    def __init__(self, **kwargs: Any) -> None:
+        super().__init__((0, *LEVEL_NAMES, *LEVEL_NAMES.values(), "WARNING"), **kwargs)
+
+    def validate(self, obj: Any, value: Any) -> Any:
+        """``value``, a name in capitals; a TraitError listing the levels if it is none."""
+        if isinstance(value, str) and value.upper() in self.values:
+            value = value.upper()
+        return super().validate(obj, value)
+
+
 class StrictApplication(Application):
     """An Application whose command line is checked in full (traitlets alone only warns or exits 1)."""
 
     _log_formatter_cls = ConsoleFormatter  # a step's error text reaches the terminal as text
+
+    log_level = LogLevel(default_value=logging.WARN, help="Set the log level by value or name.").tag(config=True)
 
     #: The package loggers that log through the application's console handler at its log level.
     package_loggers: ClassVar[tuple[str, ...]] = ()
@@ -353,9 +374,6 @@ def check_log_format(formatter_class: type[logging.Formatter], settings: dict[st
     raise ConfigError(COMMAND_LINE, option, f"{reason} (expected a format of a log record's fields, e.g. {example!r})")
 
 
-#: The names of the log levels, as --log-level takes them and the docs say them.
-LEVEL_NAMES = {logging.DEBUG: "DEBUG", logging.INFO: "INFO", logging.WARN: "WARN", logging.ERROR: "ERROR",
-               logging.CRITICAL: "CRITICAL"}
 #: The lines of a trait's help that show its value: traitlets writes the log level's as a number.
 _VALUE_LINE = re.compile(r"(?P<indent>\s+)(?P<what>Default|Current): (?P<level>\d+)")
 
