@@ -60,6 +60,7 @@ from ctapipe.io import EventSource, HDF5TableWriter
 from ctapipe.io.toymodel import ToyEventSource
 from traitlets import Bool, Int, TraitError
 from traitlets.config import Config, Configurable
+from traitlets.config.loader import DeferredConfig
 
 from algorithms.camera import hexagonal_camera
 from pipeline import Component
@@ -223,6 +224,13 @@ def unread_input_option(config: Config) -> str | None:
     return None
 
 
+def _all_subclasses(cls: type) -> Iterator[type]:
+    """The subclasses of ``cls`` at any depth (a user's own among them, once its module is imported)."""
+    for subclass in cls.__subclasses__():
+        yield subclass
+        yield from _all_subclasses(subclass)
+
+
 @functools.cache
 def toy_subarray(n_telescopes: int) -> SubarrayDescription:
     """``n_telescopes`` MST-like telescopes on a square grid, each with algorithms.camera's camera."""
@@ -341,6 +349,24 @@ class EventInput(Component):
             configured = EventSource._find_input_url_in_config(parent=self)
         return str(configured) if configured else ""
 
+    def check_one_input(self) -> None:
+        """A CtapipeError if the section of another step's class sets the input otherwise than this step reads it:
+        with ``--ReadEvents.toy_telescopes=6`` the reader's events had telescopes the image processing did not know,
+        and each event failed with a KeyError (an input of the reader alone: telescopes it does not know)."""
+        mine = {"input_url": self.url, "toy_telescopes": self.toy_telescopes}
+        for cls in _all_subclasses(EventInput):
+            if cls in type(self).__mro__ or cls.__name__ not in self.config:
+                continue
+            section = self.config[cls.__name__]
+            for name in mine.keys() & section.keys():
+                theirs = section[name]
+                if isinstance(theirs, DeferredConfig):  # as the command line gave it: a string
+                    theirs = theirs.get_value(self.traits()[name])
+                if theirs != mine[name] and (theirs or name != "input_url"):  # no input_url: EventSource's, as ours
+                    raise CtapipeError(f"{cls.__name__}.{name} {theirs!r} is not what {type(self).__name__} reads "
+                                       f"({mine[name]!r}): the steps read one input (expected EventInput.{name}, "
+                                       "which sets it for all of them)")
+
     def input_files(self) -> list[str]:
         """The input when ctapipe's ``EventSource.input_url`` names it: no output of the run may be it (the writer
         emptied it as the run started)."""
@@ -384,6 +410,7 @@ class ReadEvents(EventInput):
 
     def check(self) -> None:
         """Open the source once: a file it cannot read, or a bad option, stops the run before it starts."""
+        self.check_one_input()
         with self.open_source() as source:
             check_telescope_parameters(source, source.subarray)
 
@@ -418,6 +445,7 @@ class ProcessImages(EventInput):
         """Build the components once and resolve their per-telescope options and image criteria, so
         that a bad option stops the run before it starts. Not through init(): a subclass's init() runs
         once per worker, in the run, with what it does besides and what it returns."""
+        self.check_one_input()
         calibrate, process = self.build()
         for built in (calibrate, process):
             check_telescope_parameters(built, process.subarray)

@@ -303,6 +303,15 @@ def test_the_options_of_a_component_some_telescopes_use_need_values_for_those_on
                      "HDF5EventSource.input_url is not read: ", id="input-of-the-hdf5-source"),
         pytest.param("--ToyEventSource.input_url=notes.txt", "--ToyEventSource.input_url: step 'READER': "
                      "ToyEventSource.input_url is not read: ", id="input-of-the-toy-source"),
+        # the input of one step alone: the reader's events had telescopes the image processing did not know (KeyError)
+        pytest.param("--ReadEvents.toy_telescopes=6",
+                     "command line: --ReadEvents.toy_telescopes: step 'IMAGES': ReadEvents.toy_telescopes 6 is not "
+                     "what ProcessImages reads (4): the steps read one input (expected EventInput.toy_telescopes, "
+                     "which sets it for all of them)", id="input-of-one-step"),
+        pytest.param("--ProcessImages.input_url=notes.txt",
+                     "command line: --ProcessImages.input_url: step 'READER': ProcessImages.input_url 'notes.txt' is "
+                     "not what ReadEvents reads (''): the steps read one input (expected EventInput.input_url, ",
+                     id="input-url-of-one-step"),
         # ctapipe's Path trait downloads a URL as it validates it: requests' ConnectionError was ~60 lines, exit 1
         pytest.param("--EventSource.input_url=http://127.0.0.1:9/gamma.simtel.zst",
                      "command line: --EventSource.input_url: expected a pathlib.Path or non-empty str for a directory "
