@@ -857,6 +857,17 @@ def test_a_pipeline_worker_that_cannot_start_its_processes_says_it_in_one_line(l
     assert len(said) == 1 and "remote worker node7" in said[0], run.stderr
 
 
+@pytest.mark.parametrize("files", [8, 10, 11, 20])
+def test_a_pipeline_worker_out_of_open_files_says_it_in_one_line(launch: Launcher, files: int) -> None:
+    """Under `ulimit -n 10` pipeline-worker could not open its sockets: a ZMQError's traceback (exit 1); at 11 it
+    said that no run answered."""
+    worker = launch.worker(prefix=["sh", "-c", f'ulimit -n {files} && exec "$@"', "sh"])
+    assert worker.wait() == 1
+    assert lines(worker.stderr) == [f"pipeline-worker: error: out of open files: this process may open {files} "
+                                    f"(ulimit -n; its hard limit, ulimit -Hn, {files}) and needs 64 at least: raise "
+                                    "it"], worker.stderr
+
+
 @contextlib.contextmanager
 def run_door(launch: Launcher) -> Iterator[zmq.Socket]:
     """The door of a run that the test plays itself: a CURVE ROUTER at the launcher's address, with the run's keys."""

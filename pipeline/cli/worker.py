@@ -25,6 +25,7 @@ from pipeline.cli.launch import launch
 from pipeline.config.traits import StepName, ValueProblem, check_tcp_address, tcp_host, unresolved
 from pipeline.console.end_of_output import console_script
 from pipeline.console.humanize import quoted
+from pipeline.engine.limits import FILES_PER_WORKER_PROCESS, files_short_of
 from pipeline.engine.remote_agent import Login, serve_remote
 from pipeline.engine.worker_process import line_by_line
 from pipeline.errors import ConfigError
@@ -98,6 +99,12 @@ pipeline-worker --connect=tcp://head:5570 --server-key=keys/server.key --key=key
     def start(self) -> None:
         """Join the step with --processes worker processes and keep them until the run's end of stream."""
         line_by_line()
+        # Far below, its first socket failed (a traceback), or libzmq only retried and it said that no run answered.
+        short = files_short_of(FILES_PER_WORKER_PROCESS)
+        if short is not None:
+            print(f"{self.name}: error: {short}", file=sys.stderr, flush=True)
+            self.exit_status = 1
+            return
         self.exit_status = serve_remote(self.connect, self.login, self.processes)
 
 

@@ -25,6 +25,18 @@ def allow_open_files(needed: int) -> None:
                                                     hard))
 
 
+def files_short_of(needed: int) -> str | None:
+    """Raise this process's soft limit of open files towards ``needed``; the line for a user if it stays below (the
+    hard limit is lower), else None."""
+    allow_open_files(needed)
+    soft, hard = resource.getrlimit(resource.RLIMIT_NOFILE)
+    if soft == resource.RLIM_INFINITY or soft >= needed:
+        return None
+    return (f"out of open files: this process may open {soft:,} (ulimit -n; its hard limit, ulimit -Hn, "
+            f"{'unlimited' if hard == resource.RLIM_INFINITY else f'{hard:,}'}) and needs {needed:,} at least: "
+            "raise it")
+
+
 def out_of_files(error: BaseException) -> bool:
     """Whether ``error`` says this process (or the system) has no file descriptor left: a socket or file not opened."""
     return getattr(error, "errno", None) in (errno.EMFILE, errno.ENFILE)
