@@ -32,9 +32,8 @@ def files_short_of(needed: int) -> str | None:
     soft, hard = resource.getrlimit(resource.RLIMIT_NOFILE)
     if soft == resource.RLIM_INFINITY or soft >= needed:
         return None
-    return (f"out of open files: this process may open {soft:,} (ulimit -n; its hard limit, ulimit -Hn, "
-            f"{'unlimited' if hard == resource.RLIM_INFINITY else f'{hard:,}'}) and needs {needed:,} at least: "
-            "raise it")
+    return (f"out of open files: this process may open {_words(soft)} (ulimit -n; its hard limit, ulimit -Hn, "
+            f"{_words(hard)}) and needs {needed:,} at least: raise it")
 
 
 def out_of_files(error: BaseException) -> bool:
@@ -72,4 +71,9 @@ def limit_line(error: BaseException) -> str | None:
 def _soft(limit: int) -> str:
     """This process's soft limit of resource ``limit``, in words: "1,024", or "unlimited"."""
     soft, _ = resource.getrlimit(limit)
-    return "unlimited" if soft == resource.RLIM_INFINITY else f"{soft:,}"
+    return _words(soft)
+
+
+def _words(limit: int) -> str:
+    """A limit's value in words: "1,024", or "unlimited"."""
+    return "unlimited" if limit == resource.RLIM_INFINITY else f"{limit:,}"
