@@ -8,6 +8,7 @@ same message on exactly one line.
 from __future__ import annotations
 
 import json
+import os
 from collections.abc import Callable, Sequence
 from pathlib import Path
 from typing import Any
@@ -114,6 +115,16 @@ CONSUMER = "Pipeline.consumer_conf"
 #: (change, the error's key, a part of its problem that says what was expected)
 FILE_CASES = [
     pytest.param(replacing(INVALID_JSON), "", "invalid JSON at line 3 column 22: Expecting value", id="invalid-json"),
+    # traitlets' own traits of every component: told to tag them as options, which would break the component
+    pytest.param(setting("Counter", {"config": {"count": 3}}), "Counter.config", "Counter has no option 'config' "
+                 "(config is a key of each step: set it in Pipeline.producer_conf)", id="config-in-a-class-section"),
+    pytest.param(setting("Counter", {"count": 3, "log": "x"}), "Counter.log",
+                 "Counter has no option 'log' ('log' is an attribute traitlets gives every component, not an option)",
+                 id="traitlets-own-trait"),
+    # the command's own class, which --help-all lists: it was told to go into a step's child_classes
+    pytest.param(setting("PipelineRun", {"log_level": "INFO"}), "PipelineRun", "unknown section: PipelineRun is the "
+                 "command's own class (expected its options on the command line, such as --log-level=INFO: a config "
+                 "file names the pipeline's steps)", id="the-command-s-own-class"),
     pytest.param(replacing('// my pipeline\n{"version": 1}\n'), "", "invalid JSON at line 1 column 1: Expecting value "
                  "(JSON has no comments: remove the comment, or keep the note in a key of its own)", id="comment"),
     pytest.param(replacing('{"version": 1,  // the format\n "Pipeline": {}}\n'), "",
@@ -954,6 +965,7 @@ RAW_CASES = [
         "invalid JSON at line 2 column 14: an integer of 5000 digits (expected at most 4300)",
         id="5000-digits",
     ),
+    pytest.param(b"", "empty (expected a JSON config file)", id="empty"),
     pytest.param(
         b"[" * 100_000 + b"]" * 100_000,
         f"invalid JSON: nested too deeply (expected at most {MAX_DEPTH} levels)",
@@ -971,6 +983,15 @@ def test_a_file_that_is_not_json_text(tmp_path: Path, data: bytes, problem: str)
     assert (error.source, error.key, error.problem) == (str(path), "", problem)
     result = run_cli(f"--config={path}")
     assert (result.returncode, result.stderr, result.stdout) == (2, f"pipeline-run: error: {error}\n", "")
+
+
+def test_a_fifo_that_nothing_writes_to_is_empty(tmp_path: Path) -> None:
+    """A named pipe that no process writes to: opening it waited for a writer for ever, and the run with it."""
+    path = tmp_path / "pipeline.json"
+    os.mkfifo(path)
+    result = run_cli(f"--config={path}")
+    assert (result.returncode, result.stderr) == (2, f"pipeline-run: error: {path}: empty (expected a JSON config "
+                                                     "file)\n")
 
 
 def test_a_file_too_large_to_be_a_config(tmp_path: Path) -> None:

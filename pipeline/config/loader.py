@@ -20,7 +20,7 @@ from pathlib import Path
 from typing import Any
 
 from traitlets import Bool, Dict, Enum, Float, HasTraits, Int, List, Set, TraitError, TraitType, Tuple, Union
-from traitlets.config import Config, Configurable
+from traitlets.config import Application, Config, Configurable, LoggingConfigurable
 from traitlets.config.loader import DeferredConfigList, DeferredConfigString, LazyConfigValue
 
 from pipeline.component import Component, reserved_names
@@ -113,7 +113,10 @@ MAX_NAME_SHOWN = 4096
 def _read_json(path: Path) -> Any:
     source = str(path)
     try:
-        with path.open("rb") as file:
+        # O_NONBLOCK: a FIFO opened waits for a writer, for ever if none comes; open, it reads as empty without one
+        fd = os.open(path, os.O_RDONLY | os.O_NONBLOCK)
+        os.set_blocking(fd, True)  # a pipe with a writer (--config=<(...)) is read as it comes
+        with open(fd, "rb") as file:
             data = file.read(MAX_FILE_BYTES + 1)
     except OSError as err:  # a text that is no file's name (too long, a line break) is cut: an error is one line
         shown_source = source if len(source) <= MAX_NAME_SHOWN and "\n" not in source else shown(source)
@@ -123,6 +126,8 @@ def _read_json(path: Path) -> Any:
                           "lone surrogate (expected a file's path)") from None
     if len(data) > MAX_FILE_BYTES:
         raise ConfigError(source, "", f"larger than {MAX_FILE_BYTES // 2**20} MiB (expected a JSON config file)")
+    if not data:
+        raise ConfigError(source, "", "empty (expected a JSON config file)")
     try:
         text = data.decode("utf-8")
     except UnicodeDecodeError as err:
@@ -696,7 +701,10 @@ class _Validator:
                                             or s.name in self.owners.get(cls.__name__, ())]
                 placed = self.misplaced(name, steps, here, source)
                 capital = name[:1].upper() + name[1:]
-                if name in cls.class_traits():  # the trait is there, but not an option
+                if name in LoggingConfigurable.class_traits():  # config, parent, log: traitlets' own
+                    hint = placed or (f" ({quoted(name)} is an attribute traitlets gives every component, not an "
+                                      "option)")
+                elif name in cls.class_traits():  # the trait is there, but not an option
                     hint = f" (its trait {quoted(name)} is not tagged as one: declare it with .tag(config=True))"
                 elif capital != name and capital in traits:  # one no file or command line can set
                     hint = (f" (its option {quoted(capital)} begins with a capital letter, which traitlets takes for "
@@ -946,6 +954,9 @@ def _unlisted(name: str) -> str:
                 continue
             seen.add(sub)
             stack.append(sub)
+            if sub.__name__ == name and issubclass(sub, Application):  # PipelineRun: --help-all lists its options
+                return (f": {name} is the command's own class (expected its options on the command line, such as "
+                        "--log-level=INFO: a config file names the pipeline's steps)")
             if sub.__name__ == name and _library_configurable(sub) and not issubclass(sub, Component):
                 return (f": {sub.__module__}.{sub.__qualname__} is in no step's child_classes (expected the class in "
                         "the child_classes of the step that builds it)")
