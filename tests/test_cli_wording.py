@@ -8,6 +8,7 @@ import subprocess
 import sys
 
 import pytest
+from rich.cells import cell_len
 
 from pipeline.execution.report import RunReport, StepCounts, StepReport
 from tests.cli_helpers import ROOT
@@ -55,3 +56,14 @@ def test_help_all_shows_the_current_log_level_by_name() -> None:
                             text=True, timeout=30, check=False)
     block = result.stdout[result.stdout.index("--Application.log_level=<Enum>"):].split("\n--", 1)[0]
     assert "Current: 'WARN'" in block
+
+
+def test_the_summary_s_columns_line_up_whatever_the_step_names() -> None:
+    """A no-break space in a name is shown escaped (``A\\xa0B``): its column was measured before, three cells short;
+    a wide character counts two cells."""
+    steps = [StepReport("A\u00a0B", counts=StepCounts(5, 5)), StepReport("日本", counts=StepCounts(5, 5)),
+             StepReport("WRITE", counts=StepCounts(5, 5))]
+    header, *rows = RunReport({step.name: step for step in steps}).table().splitlines()[1:5]
+    assert rows[0].startswith("A\\xa0B ")
+    received_ends = {cell_len(row[:row.index(" 5") + 2]) for row in rows}  # the RECEIVED column is right-aligned
+    assert received_ends == {cell_len(header[:header.index("RECEIVED") + len("RECEIVED")])}, "\n".join(rows)

@@ -8,6 +8,7 @@ from dataclasses import asdict, dataclass, field, replace
 from rich.cells import cell_len
 
 from pipeline.console.humanize import counted
+from pipeline.console.log_lines import terminal_text
 from pipeline.failures.describe import summary_error
 
 #: The signal that the end of output stops a run with (pipeline/cli/signals.py): it says nothing more.
@@ -142,7 +143,8 @@ class RunReport:
             c = step.counts
             ran = c.processed + c.failed > 0
             rate = c.processed / self.wall_time if self.wall_time > 0 else 0.0
-            rows.append((step.name, str(c.received), str(c.processed), str(c.emitted), str(c.failed),
+            # the name as the terminal will show it (a no-break space escaped), so that its column is measured so
+            rows.append((terminal_text(step.name), str(c.received), str(c.processed), str(c.emitted), str(c.failed),
                          _milliseconds(step.mean_time) if ran else "-",
                          _milliseconds(step.max_time) if ran else "-", f"{rate:.0f}"))
         widths = [max(cell_len(r[i]) for r in rows) for i in range(len(rows[0]))]
