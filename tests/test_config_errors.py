@@ -473,6 +473,16 @@ FILE_CASES = [
         f"duplicate step name 'COUNT' (also at {PRODUCER})",
         id="duplicate-name",
     ),
+    pytest.param(  # two CAFÉ rows in the report, and pipeline-worker --step=CAFÉ joined one of them by the shell's é
+        lambda document: setting("Pipeline.consumer_conf.name", "PASSE\u0301")(
+            setting("Pipeline.stagers_conf.0.name", "PASS\u00c9")(
+                setting("Pipeline.stagers_conf.0.next_steps", "PASSE\u0301")(
+                    setting("Pipeline.producer_conf.next_steps", "PASS\u00c9")(document)))),
+        f"{CONSUMER}.name",
+        f"step name 'PASSE\\u0301' looks the same as 'PASS\\xc9' (at {STAGER}), written with other code points "
+        "(expected names that look different)",
+        id="names-that-look-the-same",
+    ),
     pytest.param(
         setting("Pipeline.stagers_conf.0.next_steps", "WRTIE"),
         f"{STAGER}.next_steps",

@@ -14,6 +14,7 @@ import math
 import os
 import re
 import sys
+import unicodedata
 from collections import deque
 from collections.abc import Callable, Collection, Iterable, Iterator, Mapping, Sequence
 from pathlib import Path
@@ -475,10 +476,15 @@ class _Validator:
         # As in the first ctapipe pipeline: without any next_steps, the steps run in list order.
         linear = not any(isinstance(entry, dict) and "next_steps" in entry for kind, _, entry in entries[:-1])
         steps: dict[str, StepConfig] = {}
+        shown_as: dict[str, StepConfig] = {}  # by their names as they are shown: é of one code point or of two alike
         for kind, key, entry in entries:
             step = self.step(kind, key, entry)
             if step.name in steps:
                 raise self.error(f"{key}.name", f"duplicate step name {step.name!r} (also at {steps[step.name].key})")
+            alike = shown_as.setdefault(unicodedata.normalize("NFC", step.name), step)
+            if alike is not step:  # the report, the monitor and pipeline-worker --step could not tell them apart
+                raise self.error(f"{key}.name", f"step name {step.name!a} looks the same as {alike.name!a} (at "
+                                 f"{alike.key}), written with other code points (expected names that look different)")
             steps[step.name] = step
         # Said once every step's class is imported, for a step's option may be where such a key belongs.
         built = list(steps.values())
