@@ -149,8 +149,14 @@ FILE_CASES = [
     pytest.param(replacing("[]"), "", "expected a JSON object at the top level, got list", id="top-level-list"),
     pytest.param(  # json kept the last: a second consumer_conf hid the first, and the error named a step
         replacing('{"version": 1, "Pipeline": {"consumer_conf": {}, "consumer_conf": {}}}'), "",
-        "the key 'consumer_conf' is given twice in one object (expected each key once: JSON would keep only the last)",
+        "the key 'consumer_conf' is given twice in the object of keys 'consumer_conf' (expected each key once: JSON "
+        "would keep only the last)",
         id="repeated-key",
+    ),
+    pytest.param(  # in a config of many steps, which of them
+        replacing('{"version": 1, "Pipeline": {"stagers_conf": [{"name": "PASS2", "nb_thread": 2, "nb_thread": 4}]}}'),
+        "", "the key 'nb_thread' is given twice in the object named 'PASS2' (expected each key once",
+        id="repeated-key-of-a-step",
     ),
     pytest.param(setting("pipeline", {"mode": "sequential"}), "pipeline",  # it listed the step classes alone
                  "unknown section: not a step class of this pipeline (did you mean 'Pipeline'?)",

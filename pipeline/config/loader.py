@@ -139,8 +139,8 @@ def _read_json(path: Path) -> Any:
         # A byte order mark, which some Windows editors write, is not JSON but says nothing either.
         return json.loads(text.removeprefix("\ufeff"), parse_int=_integer, object_pairs_hook=_object)
     except _RepeatedKey as repeated:
-        raise ConfigError(source, "", f"the key {quoted(repeated.key)} is given twice in one object (expected each key "
-                          "once: JSON would keep only the last)") from None
+        raise ConfigError(source, "", f"the key {quoted(repeated.key)} is given twice in {repeated.place} (expected "
+                          "each key once: JSON would keep only the last)") from None
     except _LongInteger as long:
         invalid = json.JSONDecodeError(long.problem, text, text.find(long.digits))
     except json.JSONDecodeError as err:
@@ -203,9 +203,19 @@ class _LongInteger(Exception):
 class _RepeatedKey(Exception):
     """A key given twice in one object of a JSON text."""
 
-    def __init__(self, key: str) -> None:
+    def __init__(self, key: str, pairs: list[tuple[str, Any]]) -> None:
         super().__init__(key)
         self.key = key
+        self.pairs = pairs
+
+    @property
+    def place(self) -> str:
+        """Which object, for its error (the parse knows no line): a step's by its name, another by its keys."""
+        name = next((value for key, value in self.pairs if key == "name" and isinstance(value, str)), None)
+        if name is not None:
+            return f"the object named {quoted(name)}"
+        keys = list(dict.fromkeys(key for key, _ in self.pairs))
+        return f"the object of keys {', '.join(map(quoted, keys[:6]))}{', ...' if len(keys) > 6 else ''}"
 
 
 def _object(pairs: list[tuple[str, Any]]) -> dict[str, Any]:
@@ -214,7 +224,7 @@ def _object(pairs: list[tuple[str, Any]]) -> dict[str, Any]:
     document: dict[str, Any] = {}
     for key, value in pairs:
         if key in document:
-            raise _RepeatedKey(key)
+            raise _RepeatedKey(key, pairs)
         document[key] = value
     return document
 
