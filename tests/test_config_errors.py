@@ -690,6 +690,12 @@ MISPLACED_CASES = [
                  id="step-key-in-pipeline"),
     pytest.param(setting("Pipeline.mod", "sequential"), "Pipeline.mod", "unknown key (did you mean 'mode'?)",
                  id="typo-in-pipeline"),
+    # spelling alone said 'gui_address' (the monitor's), and 'progress' (a bool)
+    pytest.param(setting("Pipeline.listen_address", "tcp://*:5570"), "Pipeline.listen_address",
+                 "unknown key (did you mean 'listen'?)", id="run-key-and-a-word-more"),
+    pytest.param(setting("Pipeline.processes", 2), "Pipeline.processes", "unknown key (did you mean 'nb_process'? "
+                 "nb_process is a key of each step: set it in producer_conf, each item of stagers_conf or "
+                 "consumer_conf)", id="near-a-step-key-in-pipeline"),
     # A misspelt required key: its typo, not the key it misses (the check waits for the steps' classes).
     pytest.param(renaming("Pipeline.stagers_conf.0.class", "clas"), f"{STAGER}.clas",
                  "unknown key (did you mean 'class'?)", id="required-step-key-typo"),

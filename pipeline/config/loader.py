@@ -516,7 +516,11 @@ class _Validator:
         """Refuse a key that the ``Pipeline`` section does not take, saying where it belongs among ``steps``."""
         for name in section:
             if name not in SECTIONS and name not in self.run_keys:
-                hint = self.misplaced(name, steps) or _run_key_hint(name, self.run_keys)
+                hint = self.misplaced(name, steps)
+                near = nearest(name, [*SECTIONS, *self.run_keys, *STEP_KEYS]) if not hint else None
+                if near in STEP_KEYS:  # processes: nb_process, a step's, where spelling among run keys found progress
+                    hint = f" (did you mean {quoted(near)}? {self.misplaced(near, steps).strip()[1:-1]})"
+                hint = hint or _run_key_hint(name, self.run_keys)
                 raise self.error(f"{PIPELINE}.{name}", "unknown key" + hint)
 
     def unknown_step_key(self, key: str, entry: dict[str, Any], steps: list[StepConfig],

@@ -105,11 +105,13 @@ def abbreviated(number: int) -> str:
 
 
 def nearest(word: str, choices: Iterable[str]) -> str | None:
-    """The one of ``choices`` that ``word`` was most likely meant to be: the same but for case first, else the
-    closest in spelling; None if none is close."""
+    """The one of ``choices`` that ``word`` was most likely meant to be: the same but for case first, then the longest
+    that ``word`` begins with, a word of its own (``listen_address``: ``listen``, where spelling alone found
+    ``gui_address``), else the closest in spelling; None if none is close."""
     choices = sorted(choices)
     same = [choice for choice in choices if choice.casefold() == word.casefold()]
-    near = same or difflib.get_close_matches(word, choices, n=1, cutoff=0.6)
+    stems = sorted((choice for choice in choices if word.casefold().startswith(f"{choice.casefold()}_")), key=len)
+    near = same or stems[-1:] or difflib.get_close_matches(word, choices, n=1, cutoff=0.6)
     return near[0] if near else None
 
 
