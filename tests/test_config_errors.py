@@ -747,6 +747,11 @@ COMMAND_LINE_CASES = [
                  '--Pipeline.mode? a run key, of the "Pipeline" section)', id="cli-run-key-in-class"),
     pytest.param(["--Pipeline.count=3"], "--Pipeline.count", "Pipeline has no option 'count' (count is an option of "
                  "Counter, the class of step COUNT: --Counter.count)", id="cli-option-in-pipeline"),
+    pytest.param(["--Pipeline.processes=2"], "--Pipeline.processes", "Pipeline has no option 'processes' (did you "
+                 "mean 'nb_process'? nb_process is a key of each step: set it in producer_conf, each item of "
+                 "stagers_conf or consumer_conf, in the config file)", id="cli-near-a-step-key"),
+    pytest.param(["--Pipeline.listen_address=tcp://*:5570"], "--Pipeline.listen_address", "Pipeline has no option "
+                 "'listen_address' (did you mean 'listen'?)", id="cli-run-key-and-a-word-more"),
     pytest.param(
         ["--Pipeline.mode=fast"],
         "--Pipeline.mode",

@@ -516,10 +516,7 @@ class _Validator:
         """Refuse a key that the ``Pipeline`` section does not take, saying where it belongs among ``steps``."""
         for name in section:
             if name not in SECTIONS and name not in self.run_keys:
-                hint = self.misplaced(name, steps)
-                near = nearest(name, [*SECTIONS, *self.run_keys, *STEP_KEYS]) if not hint else None
-                if near in STEP_KEYS:  # processes: nb_process, a step's, where spelling among run keys found progress
-                    hint = f" (did you mean {quoted(near)}? {self.misplaced(near, steps).strip()[1:-1]})"
+                hint = self.misplaced(name, steps) or self.near_step_key(name, steps, source=None)
                 hint = hint or _run_key_hint(name, self.run_keys)
                 raise self.error(f"{PIPELINE}.{name}", "unknown key" + hint)
 
@@ -531,6 +528,15 @@ class _Validator:
             if name not in STEP_KEYS:
                 hint = self.misplaced(name, steps, [step] if step else []) or suggest(name, STEP_KEYS)
                 raise self.error(f"{key}.{name}", "unknown key" + hint)
+
+    def near_step_key(self, name: str, steps: Sequence[StepConfig], source: str | None) -> str:
+        """For an unknown key of the run (``processes``) whose nearest among the run's keys and the steps' is a step's
+        (``nb_process``): that key and where it goes (spelling among the run's keys alone said ``progress``); "" if
+        another is nearer."""
+        near = nearest(name, [*SECTIONS, *self.run_keys, *STEP_KEYS])
+        if near not in STEP_KEYS:
+            return ""
+        return f" (did you mean {quoted(near)}? {self.misplaced(near, steps, source=source).strip()[1:-1]})"
 
     @property
     def run_keys(self) -> set[str]:
@@ -731,6 +737,8 @@ class _Validator:
                             "a class: no config file or command line can set it; rename the trait)")
                 elif placed:
                     hint = placed
+                elif cls is self.settings.get("Pipeline") and (step_key := self.near_step_key(name, steps, source)):
+                    hint = step_key
                 elif isinstance(value, dict) and names_a_class(name):  # a section for a class this step does not list
                     nested_here = [other for other, nested in self.classes.items() if self.builds(cls, nested)]
                     # a misspelt class nested here is told its name, as one at the top level is
