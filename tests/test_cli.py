@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import json
 import logging
 import subprocess
 import sys
@@ -370,6 +371,17 @@ def test_show_config_checks_the_command_line_first(argv: list[str], said: str, s
     checks its options before it does anything)."""
     result = run_cli(f"--config={CHAIN}", *argv, f"--Application.{show}=True")
     assert (result.returncode, result.stderr) == (2, f"pipeline-run: error: {said}\n")
+
+
+def test_show_config_shows_the_file_s_settings_under_the_command_line_s(tmp_path: Path) -> None:
+    """It showed the command line's alone, its values as strings: none of the file's sections."""
+    document = chain_config(str(tmp_path / "out.jsonl"))
+    result = run_cli(f"--config={write_config(tmp_path, document)}", "--Counter.count=4", "--Pipeline.mode=threads",
+                     "--Application.show_config_json=True")
+    assert result.returncode == 0, result.stderr
+    shown = json.loads(result.stdout)
+    assert shown["Counter"] == {"count": 4} and shown["Pipeline"] == {"mode": "threads"}
+    assert shown["JsonLinesWriter"] == {"path": str(tmp_path / "out.jsonl")}
 
 
 @pytest.mark.parametrize(("given", "level"), [("WARNING", logging.WARNING), ("warning", logging.WARNING),

@@ -151,9 +151,14 @@ pipeline-run --config=configs/routing.json --graph=mermaid
         return Config({section: values for section, values in self.cli_config.items() if section not in own})
 
     def start_show_config(self) -> None:
-        """``--Application.show_config``: traitlets' display of the command line's settings, once the config and the
-        command line are checked as a run checks them (an unknown class, a bad value, a missing file exited 0)."""
-        Pipeline.from_config(self.config_file, self.step_overrides(), replay=self.replay, overrides_source=COMMAND_LINE)
+        """``--Application.show_config``: traitlets' display of the settings, once the config and the command line are
+        checked as a run checks them (an unknown class, a bad value, a missing file exited 0): the config file's with
+        the command line's over them, read as the run reads them (it showed the command line's alone, as strings)."""
+        pipeline = Pipeline.from_config(self.config_file, self.step_overrides(), replay=self.replay,
+                                        overrides_source=COMMAND_LINE)
+        shown = Config(self.config)
+        shown.merge(pipeline.config)
+        self.config = shown
         super().start_show_config()
 
     def start(self) -> None:
