@@ -143,7 +143,7 @@ def test_an_alias_its_full_name_and_a_flag_are_one_option(command: str, argv: tu
     *before, last = result.stderr.splitlines()
     if outcome == "refused":
         assert result.stderr == (f"{command}: error: command line: --log-level: expected any of [0, 10, 20, 30, 40, "
-                                 f"50, 'DEBUG', 'INFO', 'WARN', 'ERROR', 'CRITICAL'], got str 'NOPE'\n")
+                                 f"50, 'DEBUG', 'INFO', 'WARN', 'ERROR', 'CRITICAL', 'WARNING'], got str 'NOPE'\n")
     else:
         assert last.startswith(f"{command}: error: command line: {later}")
         assert ("Traceback (most recent call last):" in before) is (outcome == "traceback"), result.stderr

@@ -121,6 +121,10 @@ FILE_CASES = [
     pytest.param(setting("Counter", {"count": 3, "log": "x"}), "Counter.log",
                  "Counter has no option 'log' ('log' is an attribute traitlets gives every component, not an option)",
                  id="traitlets-own-trait"),
+    # a base class's section nested in its subclass's: it was told to go into the step's child_classes
+    pytest.param(setting("Counter", {"Component": {"count": 3}}), "Counter.Component", "Counter has no option "
+                 "'Component' (Component is a base class of Counter: its section goes at the top level of the file, "
+                 "for every class built on it)", id="base-class-section-nested"),
     # the command's own class, which --help-all lists: it was told to go into a step's child_classes
     pytest.param(setting("PipelineRun", {"log_level": "INFO"}), "PipelineRun", "unknown section: PipelineRun is the "
                  "command's own class (expected its options on the command line, such as --log-level=INFO: a config "

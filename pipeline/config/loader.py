@@ -739,6 +739,10 @@ class _Validator:
                     hint = placed
                 elif cls is self.settings.get("Pipeline") and (step_key := self.near_step_key(name, steps, source)):
                     hint = step_key
+                elif isinstance(value, dict) and name in {base.__name__ for base in cls.__mro__[1:]}:
+                    where = (f"--{name}.OPTION" if source == COMMAND_LINE else "its section goes at the top level of "
+                             "the file")
+                    hint = f" ({name} is a base class of {cls.__name__}: {where}, for every class built on it)"
                 elif isinstance(value, dict) and names_a_class(name):  # a section for a class this step does not list
                     nested_here = [other for other, nested in self.classes.items() if self.builds(cls, nested)]
                     # a misspelt class nested here is told its name, as one at the top level is
