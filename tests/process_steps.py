@@ -5,13 +5,16 @@ from __future__ import annotations
 
 import ctypes
 import errno
+import glob
 import json
 import logging
 import os
 import signal
+import tempfile
 import threading
 import time
 from collections.abc import Iterator
+from pathlib import Path
 from typing import Any
 
 import numpy as np
@@ -396,3 +399,35 @@ class InitSends(Component):
     def run(self, msg: Any) -> Any:
         """Pass the message on."""
         return msg
+
+
+class KillsItsProcessOn(Component):
+    """Stager: each message that ends in ``digit`` kills its worker process, every time (a poison message)."""
+
+    digit = Int(7, help="The last digit of the messages that kill.").tag(config=True)
+
+    def run(self, msg: int) -> int:
+        """Pass the message on, or kill the process."""
+        if msg % 10 == self.digit:
+            os.kill(os.getpid(), signal.SIGKILL)
+        return msg
+
+
+class CountsSpecFiles(Component):
+    """Consumer in the run's process: the most worker-process spec files it saw in the run's private directory at
+    once, written to ``path`` by finish()."""
+
+    path = Unicode(help="Where finish() writes the count.").tag(config=True)
+
+    def init(self) -> None:
+        """Nothing seen yet."""
+        self.most = 0
+
+    def run(self, msg: int) -> None:
+        """Count the spec files now."""
+        pattern = f"{tempfile.gettempdir()}/pipeline-{os.getpid()}-*/spec-*"
+        self.most = max(self.most, len(glob.glob(pattern)))
+
+    def finish(self) -> None:
+        """Write the count."""
+        Path(self.path).write_text(str(self.most), encoding="utf-8")

@@ -281,6 +281,20 @@ def test_a_librarys_log_is_formatted_and_follows_the_log_level(tmp_path: Path, p
         assert len(warnings) == 1 and re.match(r"\d{4}-\d\d-\d\d \S+ WARNING somelib\.inner", warnings[0]), warnings
 
 
+def test_a_dead_worker_process_s_files_go_with_it(tmp_path: Path) -> None:
+    """Poison messages kill a process each, with no bound on their replacements: each dead process left its spec and
+    busy board in the run's private directory until the run's end (thousands over a night)."""
+    document = pipeline_config(
+        step("P", "Numbers", "S"),
+        [{**step("S", "KillsItsProcessOn", "C", nb_process=2, on_error="skip"), "module": PROCESS_STEPS}],
+        {**step("C", "CountsSpecFiles"), "module": PROCESS_STEPS, "config": {"path": str(tmp_path / "most")}},
+        **numbers(60),
+    )
+    report = ThreadedRunner(load_config(document), RunOptions(heartbeat_interval=0.2, allow_failures=True)).run()
+    assert report["S"].failed == 6 and report["S"].restarts >= 6, report.table()
+    assert int((tmp_path / "most").read_text(encoding="utf-8")) <= 3, report.table()  # 2 processes, 1 replacing
+
+
 def test_the_status_and_the_report_count_processes_redeliveries_and_restarts(tmp_path: Path) -> None:
     document = pipeline_config(
         step("P", "Numbers", "S"),

@@ -176,6 +176,7 @@ class ProcessKeeper:
             if process.child is None:
                 dead.append(Death(process, f"{NOT_STARTED}: {process.error or 'no reason given'}", True, []))
                 del self.processes[process.slot]
+                self._remove_files(process.slot)
                 continue
             code = process.child.poll()
             if code is None:
@@ -198,7 +199,14 @@ class ProcessKeeper:
             del self.processes[process.slot]
             if process.board is not None:
                 process.board.close()
+            self._remove_files(process.slot)
         return dead
+
+    def _remove_files(self, slot: int) -> None:
+        """Remove the spec and busy board of the dead worker process of ``slot``: a replacement has files of its own,
+        and a step whose poison messages kill a process each (no bound on their replacements) left two a death."""
+        for path in self._paths(slot):
+            path.unlink(missing_ok=True)
 
     def _last_word(self, slot: int) -> str:
         """Why worker process ``slot`` could not run, if it said so before it ended (its step would not load)."""
