@@ -13,10 +13,15 @@ if TYPE_CHECKING:
     from pipeline.config.model import StepConfig
 
 
+def as_shown(name: str) -> str:
+    """A step's name as it looks: two names equal here look the same (``é`` written as one code point or two)."""
+    return unicodedata.normalize("NFC", name)
+
+
 def _looks_alike(target: str, steps: Sequence[str]) -> str:
     """For an unknown next step that one of ``steps`` looks the same as (``é`` written as one code point or two):
     which, with their code points, since the two look the same in the error."""
-    same = [name for name in steps if unicodedata.normalize("NFC", name) == unicodedata.normalize("NFC", target)]
+    same = [name for name in steps if as_shown(name) == as_shown(target)]
     return f": step {same[0]!a} looks the same, written with other code points than {target!a}" if same else ""
 
 

@@ -14,7 +14,6 @@ import math
 import os
 import re
 import sys
-import unicodedata
 from collections import deque
 from collections.abc import Callable, Collection, Iterable, Iterator, Mapping, Sequence
 from pathlib import Path
@@ -26,7 +25,7 @@ from traitlets.config.loader import DeferredConfigList, DeferredConfigString, La
 
 from pipeline.component import Component, reserved_names
 from pipeline.config.ctapipe_flow import FLOW_PORTS_EDIT, FLOW_PORTS_KEY, FLOW_SECTION, FLOW_SECTION_EDIT, flow_leftover
-from pipeline.config.graph import check_graph, path_text
+from pipeline.config.graph import as_shown, check_graph, path_text
 from pipeline.config.imports import hidden_file, import_problem, module_file, not_imported_from
 from pipeline.config.misplaced import PIPELINE, SECTIONS, Home, belongs
 from pipeline.config.model import DICT_SOURCE, PipelineConfig, StepConfig
@@ -491,7 +490,7 @@ class _Validator:
             step = self.step(kind, key, entry)
             if step.name in steps:
                 raise self.error(f"{key}.name", f"duplicate step name {step.name!r} (also at {steps[step.name].key})")
-            alike = shown_as.setdefault(unicodedata.normalize("NFC", step.name), step)
+            alike = shown_as.setdefault(as_shown(step.name), step)
             if alike is not step:  # the report, the monitor and pipeline-worker --step could not tell them apart
                 raise self.error(f"{key}.name", f"step name {step.name!a} looks the same as {alike.name!a} (at "
                                  f"{alike.key}), written with other code points (expected names that look different)")
