@@ -14,6 +14,7 @@ import re
 import signal
 import subprocess
 import sys
+import time
 from pathlib import Path
 
 import pytest
@@ -379,6 +380,24 @@ def test_poison_messages_do_not_spend_the_restart_budget(tmp_path: Path) -> None
     assert sorted(written(tmp_path)) == [n for n in range(40) if n not in (5, 15, 25)]
     assert sorted(seq for step, seq in load_messages(str(dead))) == [5, 15, 25]
     assert redeliveries(result.stderr, "STAGE", replaced=6) >= 3
+
+
+def test_deaths_past_three_a_step_in_ten_seconds_are_counted_not_logged(tmp_path: Path) -> None:
+    """Fifteen poison messages kill 30 processes of a one-process step: a line for the first death, then at most 3 in
+    each 10 seconds, the others counted in "N more worker process deaths" lines, every death in one or the other."""
+    marker, poison = tmp_path / "deaths", list(range(3, 60, 4))
+    path = chain(tmp_path, {"nb_process": 1, "on_error": "skip"}, count=60,
+                 Trigger={"at": poison[0], "also": poison[1:], "action": "kill", "once": False, "marker": str(marker)})
+    started = time.monotonic()
+    result = run_to_end(path, *HEARTBEATS, "--Pipeline.allow_failures=True")
+    windows = 1 + int((time.monotonic() - started) // 10)
+    assert result.returncode == 0, result.stderr
+    assert len(pids(marker)) == 2 * len(poison)
+    said = len(re.findall(r"step STAGE: worker process \d+ \(pid \d+\) died: ", result.stderr))
+    counted = sum(int(n) for n in re.findall(r"step STAGE: (\d+) more worker process deaths", result.stderr))
+    assert said + counted == 2 * len(poison), result.stderr
+    assert said <= 1 + 3 * windows, result.stderr
+    assert sorted(written(tmp_path)) == [n for n in range(60) if n not in poison]
 
 
 def test_the_restart_budget_still_ends_a_step_whose_processes_die_of_no_poison(tmp_path: Path) -> None:

@@ -33,7 +33,6 @@ import logging
 import pickle
 import secrets
 import time
-from collections.abc import Callable
 from dataclasses import dataclass, field
 
 import zmq
@@ -74,7 +73,7 @@ from pipeline.engine.wire import (
 )
 from pipeline.errors import ConfigError
 from pipeline.execution.status import WorkerProcessStatus
-from pipeline.failures.log import COUNT, FailureLog
+from pipeline.failures.log import ThrottledLog
 
 log = logging.getLogger("pipeline.engine")
 
@@ -114,31 +113,6 @@ _HANDSHAKE_FAILED = (zmq.EVENT_HANDSHAKE_FAILED_AUTH | zmq.EVENT_HANDSHAKE_FAILE
                      | zmq.EVENT_HANDSHAKE_FAILED_NO_DETAIL)
 #: Under what name the door's lines count the peers it cannot name (their handshake failed).
 _UNNAMED = "(no key)"
-
-
-class PeerLog:
-    """The door's lines about its peers, per key and kind of event: the first few of each in every window of
-    time, then only counted, the count said at the end of the window or of the run (one authorized peer sending
-    20,000 HELLOs made 19,988 lines of errors; issue 24.10). The decision is the failure log's
-    (failures.log.FailureLog)."""
-
-    def __init__(self, clock: Callable[[], float] = time.monotonic) -> None:
-        self.decide = FailureLog(clock)
-        self.levels: dict[str, int] = {}  # the level of each kind's lines, for its count at the end
-
-    def say(self, level: int, key: str, kind: str, text: str, *args: object) -> None:
-        """Log ``text % args`` at ``level`` unless too many lines of ``kind`` about ``key`` came lately."""
-        self.levels[kind] = level
-        how, earlier = self.decide.classify(key, kind)
-        if earlier:
-            log.log(level, "remote workers: %d more %s from key %s", earlier, kind, key)
-        if how != COUNT:
-            log.log(level, text, *args)
-
-    def close(self) -> None:
-        """Say what was only counted."""
-        for key, kind, count in self.decide.unreported():
-            log.log(self.levels[kind], "remote workers: %d more %s from key %s", count, kind, key)
 
 
 @dataclass
@@ -200,7 +174,7 @@ class Door(EngineThread):
         self.dropped = 0
         self._warned = float("-inf")
         self._notices: dict[str, zmq.Socket] = {}
-        self.said = PeerLog()
+        self.said = ThrottledLog(log, "remote workers: %(count)d more %(kind)s from key %(key)s")
         self.refused_keys = 0  # handshakes refused: a key not in authorized_keys (counted in the events' thread)
         self.failed_handshakes = 0  # handshakes failed: no CURVE, or another server key (counted there too)
         self._said_handshakes = (0, 0)  # refused_keys and failed_handshakes when the door last said them

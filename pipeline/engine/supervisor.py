@@ -37,6 +37,7 @@ from pipeline.engine.worker_process import Spec
 from pipeline.engine.zygote import LEAVE_SECONDS, Zygote
 from pipeline.errors import ConfigError
 from pipeline.execution.executor import FINISHING
+from pipeline.failures.log import ThrottledLog
 
 log = logging.getLogger("pipeline.engine")
 
@@ -74,6 +75,9 @@ class Supervisor(EngineThread):
         self.unstarted = 0  # worker processes that could not be started (fork or exec failed)
         self.replaced: set[int] = set()  # the slots of dead worker processes that were replaced
         self._notices: dict[str, zmq.Socket] = {}
+        # A poison message kills a process a message, with no bound on replacements (they are forgiven): a few lines
+        # of deaths per step in a window, then their count.
+        self._deaths = ThrottledLog(log, "step %(key)s: %(count)d more %(kind)s")
 
     def work(self) -> None:
         self.keeper.prepare()  # a zygote to spawn imports meanwhile
@@ -96,6 +100,7 @@ class Supervisor(EngineThread):
             remove_rings(os.getpid(), self.addresses.run_id)
             for notice in self._notices.values():
                 notice.close()
+            self._deaths.close()
 
     def _loop(self) -> None:
         look = min(self.control.options.heartbeat_interval / 2, LOOK_SECONDS)
@@ -218,8 +223,9 @@ class Supervisor(EngineThread):
             if keeping and not router.state.slot_told_to_finish(process.slot):
                 then += (f"; the finish() of {', '.join(keeping)} never ran in it: what it kept across the messages it "
                          "had run is lost (configuration.md, worker processes)")
-            log.error("step %s: worker process %d (pid %s) died: %s%s", process.step, process.slot, process.pid,
-                      death.reason, then)
+            self._deaths.say(logging.ERROR, process.step, "worker process deaths",
+                             "step %s: worker process %d (pid %s) died: %s%s", process.step, process.slot, process.pid,
+                             death.reason, then)
         notices = self._notices[process.step]
         if replace:
             self.restarts[process.step] += 1
