@@ -65,6 +65,7 @@ from traitlets.config.loader import DeferredConfig
 from algorithms.camera import hexagonal_camera
 from pipeline import Component
 from pipeline.config.locks import refuse_in_use
+from pipeline.config.misplaced import subclasses
 from pipeline.config.traits import InputFile, OutputFile
 
 #: The option of WriteParameters that names its output, as a refusal names it.
@@ -224,13 +225,6 @@ def unread_input_option(config: Config) -> str | None:
     return None
 
 
-def _all_subclasses(cls: type) -> Iterator[type]:
-    """The subclasses of ``cls`` at any depth (a user's own among them, once its module is imported)."""
-    for subclass in cls.__subclasses__():
-        yield subclass
-        yield from _all_subclasses(subclass)
-
-
 @functools.cache
 def toy_subarray(n_telescopes: int) -> SubarrayDescription:
     """``n_telescopes`` MST-like telescopes on a square grid, each with algorithms.camera's camera."""
@@ -354,7 +348,7 @@ class EventInput(Component):
         with ``--ReadEvents.toy_telescopes=6`` the reader's events had telescopes the image processing did not know,
         and each event failed with a KeyError (an input of the reader alone: telescopes it does not know)."""
         mine = {"input_url": self.url, "toy_telescopes": self.toy_telescopes}
-        for cls in _all_subclasses(EventInput):
+        for cls in subclasses(EventInput):
             if cls in type(self).__mro__ or cls.__name__ not in self.config:
                 continue
             section = self.config[cls.__name__]

@@ -27,7 +27,7 @@ from pipeline.component import Component, reserved_names
 from pipeline.config.ctapipe_flow import FLOW_PORTS_EDIT, FLOW_PORTS_KEY, FLOW_SECTION, FLOW_SECTION_EDIT, flow_leftover
 from pipeline.config.graph import as_shown, check_graph, path_text
 from pipeline.config.imports import hidden_file, import_problem, module_file, not_imported_from
-from pipeline.config.misplaced import PIPELINE, SECTIONS, Home, belongs
+from pipeline.config.misplaced import PIPELINE, SECTIONS, Home, belongs, subclasses
 from pipeline.config.model import DICT_SOURCE, PipelineConfig, StepConfig
 from pipeline.config.stepkeys import REQUIRED_STEP_KEYS, STEP_KEYS, StepKeys, role_problem, workers_problem
 from pipeline.config.traits import ValueProblem, check_encodable, names_a_class, shown
@@ -535,7 +535,7 @@ class _Validator:
         near = nearest(name, [*SECTIONS, *self.run_keys, *STEP_KEYS])
         if near not in STEP_KEYS:
             return ""
-        return f" (did you mean {quoted(near)}? {self.misplaced(near, steps, source=source).strip()[1:-1]})"
+        return f" (did you mean {quoted(near)}? {self.home_of(near, steps, source=source)})"
 
     @property
     def run_keys(self) -> set[str]:
@@ -544,6 +544,13 @@ class _Validator:
 
     def misplaced(self, name: str, steps: Sequence[StepConfig], here: Sequence[StepConfig] = (),
                   source: str | None = None) -> str:
+        """`` (...)``: where ``name``, found in a place of ``source`` that does not take it, belongs (home_of), as its
+        error ends; "" if nowhere."""
+        home = self.home_of(name, steps, here, source)
+        return f" ({home})" if home else ""
+
+    def home_of(self, name: str, steps: Sequence[StepConfig], here: Sequence[StepConfig] = (),
+                source: str | None = None) -> str:
         """Where ``name``, found in a place of ``source`` that does not take it, belongs among the run keys, the step
         keys, ``steps`` and their classes: words for its error ("" if nowhere); ``here``: the steps of that place."""
         owners: dict[tuple[type[Configurable], bool], list[str]] = {}
@@ -978,17 +985,11 @@ def _unlisted(name: str) -> str:
     """For a section named ``name`` that no step takes: the words naming a library class of that name, which a step's
     module or a library it imports has loaded, as one that no step lists in its child_classes; "" if none is loaded.
     A step class (pipeline's Component) is left out: its section is for a step this pipeline does not have."""
-    stack, seen = [Configurable], set()
-    while stack:
-        for sub in stack.pop().__subclasses__():
-            if sub in seen:
-                continue
-            seen.add(sub)
-            stack.append(sub)
-            if sub.__name__ == name and issubclass(sub, Application):  # PipelineRun: --help-all lists its options
-                return (f": {name} is the command's own class (expected its options on the command line, such as "
-                        "--log-level=INFO: a config file names the pipeline's steps)")
-            if sub.__name__ == name and _library_configurable(sub) and not issubclass(sub, Component):
-                return (f": {sub.__module__}.{sub.__qualname__} is in no step's child_classes (expected the class in "
-                        "the child_classes of the step that builds it)")
+    for sub in subclasses(Configurable):
+        if sub.__name__ == name and issubclass(sub, Application):  # PipelineRun: --help-all lists its options
+            return (f": {name} is the command's own class (expected its options on the command line, such as "
+                    "--log-level=INFO: a config file names the pipeline's steps)")
+        if sub.__name__ == name and _library_configurable(sub) and not issubclass(sub, Component):
+            return (f": {sub.__module__}.{sub.__qualname__} is in no step's child_classes (expected the class in "
+                    "the child_classes of the step that builds it)")
     return ""

@@ -5,7 +5,7 @@ take the key, so that the line points there instead of listing what the wrong pl
 
 from __future__ import annotations
 
-from collections.abc import Collection, Sequence
+from collections.abc import Collection, Iterator, Sequence
 from dataclasses import dataclass
 
 from traitlets.config import Configurable
@@ -18,6 +18,18 @@ from pipeline.errors import COMMAND_LINE, option_key
 PIPELINE = "Pipeline"
 #: The keys of the ``Pipeline`` section that hold the steps.
 SECTIONS = ("producer_conf", "stagers_conf", "consumer_conf")
+
+
+def subclasses(cls: type) -> Iterator[type]:
+    """Each subclass of ``cls`` at any depth, once (one of two bases is met twice), a user's own among them once its
+    module is imported."""
+    stack, seen = [cls], set()
+    while stack:
+        for sub in stack.pop().__subclasses__():
+            if sub not in seen:
+                seen.add(sub)
+                stack.append(sub)
+                yield sub
 
 
 @dataclass(frozen=True)
@@ -38,7 +50,8 @@ class Home:
 
 def belongs(name: str, homes: Sequence[Home], run_keys: Collection[str], here: Sequence[StepConfig] = (),
             source: str = "", in_file: bool = True) -> str:
-    """`` (...)``: where ``name``, a key found where it does not belong, goes; "" if no place of this config takes it.
+    """Where ``name``, a key found where it does not belong, goes, in words for its error; "" if no place of this
+    config takes it.
 
     ``here`` are the steps the place it was found in belongs to (a step's keys or ``config``, a class's section):
     an option of their own class comes first. ``source`` is where it came from, the command line or a file;
@@ -49,29 +62,29 @@ def belongs(name: str, homes: Sequence[Home], run_keys: Collection[str], here: S
     own = [home for home in options if not home.child and set(home.steps) & {step.name for step in here}]
     if own and not command_line:  # among a step's keys: most likely the option of the class it names
         cls = own[0].cls.__name__
-        return (f" ({name} is an option of the step's class {cls}: set it in the step's \"config\" key or in the "
-                f"\"{cls}\" section)")
+        return f"{name} is an option of the step's class {cls}: set it in the step's \"config\" key or in the " \
+               f"\"{cls}\" section"
     if name in SECTIONS:
         if not in_file:  # it was in the Pipeline section, of overrides: it cannot be anywhere there
             how = "on the command line" if command_line else "by overrides"
-            return f" (the steps are the config file's: they cannot be set {how})"
-        return f" (did you mean {option_key(source, f'{PIPELINE}.{name}')}? the steps go in the \"{PIPELINE}\" section)"
+            return f"the steps are the config file's: they cannot be set {how}"
+        return f"did you mean {option_key(source, f'{PIPELINE}.{name}')}? the steps go in the \"{PIPELINE}\" section"
     if name in run_keys:
-        return f" (did you mean {option_key(source, f'{PIPELINE}.{name}')}? a run key, of the \"{PIPELINE}\" section)"
+        return f"did you mean {option_key(source, f'{PIPELINE}.{name}')}? a run key, of the \"{PIPELINE}\" section"
     if name in STEP_KEYS:
         steps = " and ".join(step.key for step in here) or "producer_conf, each item of stagers_conf or consumer_conf"
-        return f" ({name} is a key of each step: set it in {steps}{', in the config file' if command_line else ''})"
+        return f"{name} is a key of each step: set it in {steps}{', in the config file' if command_line else ''}"
     section = next((home for home in homes if home.cls.__name__ == name), None)
     if section is not None:
         where = f"--{name}.OPTION" if command_line else "its section goes at the top level of the file"
-        return f" ({name} is {section.role()}: {where})"
+        return f"{name} is {section.role()}: {where}"
     if not options:
         return ""
     who = ", and of ".join(f"{home.cls.__name__}, {home.role()}" for home in options)
     if command_line:
-        return f" ({name} is an option of {who}: {' or '.join(f'--{home.cls.__name__}.{name}' for home in options)})"
+        return f"{name} is an option of {who}: {' or '.join(f'--{home.cls.__name__}.{name}' for home in options)}"
     if len(options) > 1:
-        return f" ({name} is an option of {who}: set it in the section of the class it is for)"
+        return f"{name} is an option of {who}: set it in the section of the class it is for"
     home = options[0]
     config = "" if home.child else f" or in the \"config\" key of its step{'s' if len(home.steps) > 1 else ''}"
-    return f" ({name} is an option of {who}: set it in the \"{home.cls.__name__}\" section{config})"
+    return f"{name} is an option of {who}: set it in the \"{home.cls.__name__}\" section{config}"
