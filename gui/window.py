@@ -98,9 +98,9 @@ class MainWindow(QMainWindow):
         self.redraws = 0  # redraws that changed something (for tests of the redraw limit)
         self._tab_states: dict[str, str] = {}  # the state each tab's icon shows
         self.tabs = QTabWidget()
-        self.tabs.setTabsClosable(True)
+        # Not tabsClosable: each tab has our own close button (_open_tab), and Qt's, which setTabButton only hides,
+        # stayed alive for good, one a tab ever opened (a night of short runs grew the window without end).
         self.tabs.setDocumentMode(True)
-        self.tabs.tabCloseRequested.connect(self.close_tab)
         self.tabs.currentChanged.connect(self.redraw)
         if security is not None and key_files is None:
             key_files = KeyFiles.of()  # the user's own pair
