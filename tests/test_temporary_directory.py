@@ -121,3 +121,46 @@ def test_no_room_for_a_replacement_s_files_is_said_in_the_death_s_line(app: Pipe
     err = capsys.readouterr().err
     assert "internal error" not in err, err
     assert "died: killed by signal SIGKILL; none replaces it: TMPDIR: cannot write " in err, err
+
+
+def owned_dir(base: Path, name: str, owner: str | None) -> Path:
+    """A directory ``name`` in ``base`` with a file of the user's, and OWNER_FILE saying ``owner`` if given."""
+    made = base / name
+    made.mkdir(mode=0o700)
+    (made / "summary.txt").write_text("the user's own\n", encoding="utf-8")
+    if owner is not None:
+        (made / addresses.OWNER_FILE).write_text(owner, encoding="ascii")
+    return made
+
+
+def test_only_a_private_directory_whose_owner_has_ended_is_swept(short_tmp: Path,
+                                                                 monkeypatch: pytest.MonkeyPatch) -> None:
+    """A user's own pipeline-2024-results (the "pid" 2024 not running) was removed with its contents as the next run
+    started; a directory of another pid namespace (a container sharing /tmp) was taken for a dead run's. Now only a
+    directory the framework made, of this namespace, whose process ended (or whose pid a new process took), goes."""
+    monkeypatch.setattr(tempfile, "tempdir", str(short_tmp))
+    monkeypatch.setattr(addresses, "SHORT_BASES", ())
+    dead = subprocess.run([sys.executable, "-c", "import os; print(os.getpid())"], capture_output=True, text=True,
+                          check=True, timeout=30).stdout.strip()
+    mine = addresses.owner_line(os.getpid())
+    pid, start, namespace = mine.split()
+    kept = [owned_dir(short_tmp, "pipeline-2024-results", None),  # the user's
+            owned_dir(short_tmp, f"pipeline-{dead}-abcdefgh", None),  # named as ours, but not made by the framework
+            owned_dir(short_tmp, f"pipeline-{dead}-elsewher", f"{dead} 12 pid:[1]\n"),  # another pid namespace
+            owned_dir(short_tmp, f"pipeline-{pid}-livelive", mine)]  # a live one
+    swept = [owned_dir(short_tmp, f"pipeline-{dead}-deaddead", f"{dead} {start} {namespace}\n"),
+             owned_dir(short_tmp, f"pipeline-worker-{pid}-reusedpi", f"{pid} {int(start) - 1} {namespace}\n")]
+    assert addresses.sweep_stale_dirs() == len(swept)
+    assert [made.exists() for made in kept + swept] == [True] * len(kept) + [False] * len(swept)
+    assert (kept[0] / "summary.txt").read_text(encoding="utf-8") == "the user's own\n"
+
+
+def test_a_run_with_worker_processes_leaves_a_users_directory_of_a_like_name(tmp_path: Path, short_tmp: Path) -> None:
+    """The run sweeps as it starts: the user's pipeline-2024-results is still there, with its file, afterwards."""
+    users = owned_dir(short_tmp, "pipeline-2024-results", None)
+    result = subprocess.run([sys.executable, "-m", "pipeline", f"--config={in_processes(tmp_path)}", "--no-progress"],
+                            cwd=ROOT, capture_output=True, text=True, timeout=30,
+                            env={**os.environ, "TMPDIR": str(short_tmp), "PYTHONPATH": str(ROOT)})
+    assert result.returncode == 0, result.stderr
+    assert (users / "summary.txt").read_text(encoding="utf-8") == "the user's own\n"
+    assert [path.name for path in short_tmp.iterdir()] == [users.name]  # the run's own is gone

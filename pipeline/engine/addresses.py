@@ -32,6 +32,11 @@ SHORT_BASES = ("/tmp", "/dev/shm", "/var/tmp")
 LONGEST_ENDPOINT = 12
 #: The characters that ``tempfile.mkdtemp`` adds after a private directory's prefix.
 RANDOM_CHARS = 8
+#: The file in a private directory that says whose it is: the owner's pid, when that process started, and its pid
+#: namespace. Only a directory holding it is ever swept: a user's own ``pipeline-2024-results`` was removed with its
+#: contents when the next run started (its "pid" 2024 was not running), and a run in another pid namespace sharing
+#: /tmp (a container) took a live run's directory for a dead one's.
+OWNER_FILE = ".owner"
 
 
 @dataclass(frozen=True)
@@ -82,7 +87,9 @@ def private_dir(role: str = "") -> str:
             refused.append(f"{base} cannot be written")
         else:
             try:
-                return tempfile.mkdtemp(prefix=prefix, dir=base)
+                made = tempfile.mkdtemp(prefix=prefix, dir=base)
+                Path(made, OWNER_FILE).write_text(owner_line(os.getpid()), encoding="ascii")
+                return made
             except OSError as err:
                 refused.append(f"{base} cannot be written ({err.strerror or err})")
     raise ConfigError("TMPDIR", "", f"no room for a private directory of ipc sockets ({'; '.join(refused)}): "
@@ -99,14 +106,41 @@ def bases() -> list[str]:
     return list(dict.fromkeys([*temporary, *SHORT_BASES]))
 
 
+def owner_line(pid: int) -> str:
+    """What OWNER_FILE says of process ``pid``: "PID START NAMESPACE" (when it started, in clock ticks since boot, and
+    its pid namespace; "-" for what cannot be read)."""
+    fields = proc_stat(pid)
+    start = fields[19] if fields is not None and len(fields) > 19 else "-"
+    try:
+        namespace = os.readlink(f"/proc/{pid}/ns/pid")
+    except OSError:
+        namespace = "-"
+    return f"{pid} {start} {namespace}\n"
+
+
+def owner_gone(directory: Path) -> bool:
+    """Whether ``directory`` is a private directory of the user's whose owner has ended: its OWNER_FILE (the user's
+    own file, not a link) names a process of this pid namespace that no longer runs, or a new process under its pid.
+    One without that file, or of another namespace (whose pids this one cannot see), is not judged: False. OSError if
+    it cannot be looked at."""
+    owner = directory / OWNER_FILE
+    if not owned(directory, stat.S_ISDIR) or not owned(owner, stat.S_ISREG):
+        return False
+    said = owner.read_text(encoding="ascii", errors="replace").split()
+    if len(said) != 3 or not said[0].isdigit() or said[2] != owner_line(os.getpid()).split()[2]:
+        return False
+    pid, start = int(said[0]), said[1]
+    return owner_line(pid).split()[1] != start or not process_alive(pid)
+
+
 def sweep_stale_dirs() -> int:
     """Remove the private directories of the user's runs whose process is gone (killed with SIGKILL, it could
-    not remove its own); how many were removed. Another user's, or a live process's, are left alone."""
+    not remove its own); how many were removed. Another user's, a live process's, or one the framework did not make
+    (no OWNER_FILE) are left alone."""
     removed = 0
     for path in (path for base in bases() for path in Path(base).glob(f"{PRIVATE_PREFIX}*")):
-        pid = path.name[len(PRIVATE_PREFIX):].removeprefix("worker-").split("-", 1)[0]
         with contextlib.suppress(OSError):  # gone meanwhile, or not ours to look at
-            if pid.isdigit() and owned(path, stat.S_ISDIR) and not process_alive(int(pid)):
+            if owner_gone(path):
                 shutil.rmtree(path)
                 removed += 1
     return removed
