@@ -13,7 +13,7 @@ from traitlets import Bool, Int, Unicode
 
 from pipeline import Component
 from pipeline.config.line_files import LineFile
-from pipeline.config.locks import open_locked, refuse_in_use
+from pipeline.config.locks import open_locked
 from pipeline.config.traits import InputFile, OutputFile
 
 
@@ -116,14 +116,14 @@ class JsonLinesWriter(Component):
 
     one_worker = True
 
-    path = OutputFile("output.jsonl", help="The file to write (replaced if it exists).").tag(config=True)
+    # locked: the run claims it before any step runs (config.locks), so that of two runs on it one is refused.
+    path = OutputFile("output.jsonl", help="The file to write (replaced if it exists).").tag(config=True, locked=True)
 
     def check(self) -> None:
-        """Refuse, before the run, an empty path (OutputFile refuses a folder, or a file in a folder that is not), and
-        a file that another run writes."""
+        """Refuse, before the run, an empty path (OutputFile refuses a folder, or a file in a folder that is not); a
+        file that another run writes is refused as the run starts (its claim, config.locks)."""
         if not self.path:
             raise ValueError("JsonLinesWriter.path is empty (expected the path of a file to write)")
-        refuse_in_use(self.path, "JsonLinesWriter.path")
 
     def init(self) -> None:
         """Open the file, locked for this run (another run's, writing it too, mixed their lines), a line written as it

@@ -14,7 +14,7 @@ from pipeline.config.listen import remote_keys
 from pipeline.config.loader import OVERRIDES_ARGUMENT, load_config
 from pipeline.config.model import PipelineConfig
 from pipeline.config.options import RunOptions, settings_from
-from pipeline.config.outputs import check_written_files
+from pipeline.config.outputs import check_written_files, claim_outputs, release_outputs
 from pipeline.config.traits import ListenAddress, OutputFile, Seconds
 from pipeline.errors import ConfigError
 from pipeline.execution.report import RunReport
@@ -209,7 +209,10 @@ class Pipeline(Configurable):
         replayed = replay_path(self.pipeline_config)
         if replayed is not None:  # before the run writes its dead letters, maybe to replace the replayed file
             preload(replayed)
+        claimed: list[str] = []
         try:
+            # Before any step runs: of runs started together on one output, all but one are refused in one line.
+            claimed = claim_outputs(self.pipeline_config)
             runner = self._runner = self._new_runner()
             if self._first_signal is not None:  # it came while the run was being set up: it stops this run
                 runner.stop(self._first_signal)
@@ -229,6 +232,7 @@ class Pipeline(Configurable):
                 if settled is not None:
                     self.failure_summary.append(settled)
             self._runner = None
+            release_outputs(claimed)
             if replayed is not None:  # once its own dead letters took the file's place, if they do
                 release(replayed)
 

@@ -8,14 +8,18 @@ import os
 import re
 import subprocess
 import sys
+import threading
 from pathlib import Path
 
 import pytest
 
 from algorithms.basic import JsonLinesWriter
+from pipeline import Pipeline
 from pipeline.config.locks import in_use
-from tests.cli_helpers import chain_config, write_config
+from pipeline.errors import ConfigError
+from tests.cli_helpers import chain_config, read_lines, write_config
 from tests.failure_helpers import pipeline_run
+from tests.process_helpers import wait_for
 
 #: A process that holds an exclusive flock on argv[1] until its stdin closes, as HDF5 holds a file it writes.
 HOLDER = """
@@ -92,3 +96,86 @@ def test_a_json_lines_writer_that_finds_its_file_taken_since_its_check_leaves_it
     writer.finish()
     stopped.finish()  # as the garbage collector closes it, in the end
     assert out.read_text(encoding="utf-8") == "2\n"
+
+
+@pytest.mark.parametrize("mode", ["threads", "sequential"])
+def test_a_json_lines_output_taken_after_its_check_is_refused_in_one_line_as_the_run_starts(tmp_path: Path,
+                                                                                              mode: str) -> None:
+    """Runs started together all passed the check before any took the file: the losers failed in init() (exit 1, a
+    traceback); the run claims its output before any step runs, so a loser is refused as a config (exit 2)."""
+    out = tmp_path / "out.jsonl"
+    out.write_text('"rows of the other run"\n', encoding="utf-8")
+    pipeline = Pipeline.from_config(chain_config(str(out)), {"Pipeline": {"mode": mode}})
+    with subprocess.Popen([sys.executable, "-c", HOLDER, str(out)], stdin=subprocess.PIPE, stdout=subprocess.PIPE,
+                          text=True) as holder:
+        try:
+            assert holder.stdout.readline() == "ready\n"
+            with pytest.raises(ConfigError) as refused:
+                pipeline.run()
+        finally:
+            holder.stdin.close()
+            assert holder.wait(timeout=30) == 0
+    assert str(refused.value) == (
+        f"<config>: Pipeline.consumer_conf: step 'WRITE': JsonLinesWriter.path {str(out)!r} is in use by "
+        f"another run (pid {holder.pid}) (expected an output file of its own for each run)")
+    assert out.read_text(encoding="utf-8") == '"rows of the other run"\n'
+    assert pipeline.run().exit_status == 0  # the claim was let go with the run: the next one writes the file
+    assert sorted(read_lines(out)) == [0, 1, 2, 3, 4]
+
+
+def test_a_json_lines_writer_in_a_worker_process_writes_the_file_its_run_claimed(tmp_path: Path) -> None:
+    """The run's process holds the claim; its worker process writes the file under it, and a run after it may too."""
+    out = tmp_path / "out.jsonl"
+    config = chain_config(str(out))
+    config["Pipeline"]["consumer_conf"]["nb_process"] = 1
+    for _ in range(2):
+        assert Pipeline.from_config(config).run().exit_status == 0
+        assert sorted(read_lines(out)) == [0, 1, 2, 3, 4]
+
+
+def test_identical_runs_started_together_leave_one_writer_and_refuse_the_others_in_one_line(tmp_path: Path) -> None:
+    """Four pipeline-run of one config at once: one writes the file (held up until the others ended), each other
+    exits 2 with the one-line refusal naming it, and the file holds the winner's lines only."""
+    out, gate = tmp_path / "out.jsonl", tmp_path / "gate"
+    document = chain_config(str(out))
+    document["Pipeline"]["stagers_conf"][0].update(module="tests.failure_steps", **{"class": "Hangs"})
+    document["Hangs"] = {"at": 0, "marker": str(tmp_path / "hanging"), "gate": str(gate)}
+    config = write_config(tmp_path, document)
+    command = [sys.executable, "-m", "pipeline", f"--config={config}", "--no-progress"]
+    environment = {**os.environ, "PYTHONPATH": str(Path(__file__).parent.parent)}
+    runs = [subprocess.Popen(command, env=environment, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE, text=True)
+            for _ in range(4)]
+    try:
+        wait_for(lambda: sum(run.poll() is not None for run in runs) == 3, 45, "three runs refused")
+    finally:
+        gate.touch()  # the winner goes on
+        errors = [run.communicate(timeout=45)[1] for run in runs]
+    assert sorted(run.returncode for run in runs) == [0, 2, 2, 2]
+    winner = next(run for run in runs if run.returncode == 0)
+    refusal = (f"pipeline-run: error: {config}: Pipeline.consumer_conf: step 'WRITE': JsonLinesWriter.path "
+               f"{str(out)!r} is in use by another run (pid {winner.pid}) (expected an output file of its own for each "
+               "run)\n")
+    assert [error for run, error in zip(runs, errors, strict=True) if run is not winner] == [refusal] * 3
+    assert sorted(read_lines(out)) == [0, 1, 2, 3, 4]
+
+
+def test_a_json_lines_output_that_a_run_of_this_process_writes_is_refused_to_a_second_run(tmp_path: Path) -> None:
+    """Two Pipelines of one config run from threads of one process: the second is refused as it starts (the first's
+    file was taken over by it before, as an earlier stopped run's would be, and both wrote it)."""
+    out, gate = tmp_path / "out.jsonl", tmp_path / "gate"
+    document = chain_config(str(out))
+    document["Pipeline"]["stagers_conf"][0].update(module="tests.failure_steps", **{"class": "Hangs"})
+    document["Hangs"] = {"at": 0, "marker": str(tmp_path / "hanging"), "gate": str(gate)}
+    reports = []
+    first = threading.Thread(target=lambda: reports.append(Pipeline.from_config(document).run()))
+    first.start()
+    try:
+        wait_for((tmp_path / "hanging").exists, 30, "the first run under way")
+        with pytest.raises(ConfigError, match=re.escape(f"JsonLinesWriter.path {str(out)!r} is in use by another "
+                                                        f"run (pid {os.getpid()})")):
+            Pipeline.from_config(document).run()
+    finally:
+        gate.touch()
+        first.join(timeout=30)
+    assert [report.exit_status for report in reports] == [0]
+    assert sorted(read_lines(out)) == [0, 1, 2, 3, 4]

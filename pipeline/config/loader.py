@@ -95,11 +95,15 @@ def check_steps(config: PipelineConfig) -> None:
         except (ConfigError, KeyboardInterrupt):
             raise
         except Exception as err:  # whatever the step's code or a library under it raises
-            problem = error_text(err) or type(err).__name__
-            raise ConfigError(*config.named_setting(problem, step.key), f"step {step.name!r}: {problem}") from err
+            raise step_refused(config, step, error_text(err) or type(err).__name__) from err
         except BaseException as err:  # a sys.exit() in check() (a library's own command-line checks): said, exit 2
-            problem = f"check() raised {type(err).__name__}: {error_text(err)}{failure_place(err)}"
-            raise ConfigError(*config.named_setting(problem, step.key), f"step {step.name!r}: {problem}") from err
+            raise step_refused(config, step, f"check() raised {type(err).__name__}: {error_text(err)}"
+                                             f"{failure_place(err)}") from err
+
+
+def step_refused(config: PipelineConfig, step: StepConfig, problem: str) -> ConfigError:
+    """The ConfigError of ``step`` that cannot run for ``problem``, naming where its setting was given."""
+    return ConfigError(*config.named_setting(problem, step.key), f"step {step.name!r}: {problem}")
 
 
 #: The largest config file read: a config is a few KiB; a path such as /dev/zero must not fill the memory.

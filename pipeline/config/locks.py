@@ -1,13 +1,27 @@
 """Whether another process holds the lock of a file that a run writes, and which process: the dead-letter file,
 JsonLinesWriter's output and HDF5 files take a ``flock`` (HDF5 1.10+ does, by default), so a second run on the same
 file is told in one line before it starts (HDF5 itself truncates the file before it finds the lock, then prints pages
-of diagnostics); two runs writing one file at once mixed their lines, each saying it wrote them all."""
+of diagnostics); two runs writing one file at once mixed their lines, each saying it wrote them all.
+
+An output whose trait is tagged ``locked=True`` (JsonLinesWriter's) is *claimed* by the run's process before any
+step runs (``claim``, held until ``release``): a probe before the run and a lock taken in the step's init() let two
+runs started together both pass the probe, and the loser failed in init() (exit 1, a traceback) instead of being
+refused in one line (exit 2). The step's ``open_locked`` then shares the claim's lock (a worker process: finds it
+held by its run's process, ``serve_run``).
+"""
 
 from __future__ import annotations
 
 import contextlib
 import fcntl
 import os
+import threading
+
+#: The outputs this process claimed for runs under way: their real paths, each with the descriptor holding its lock.
+_claims: dict[str, int] = {}
+_claims_lock = threading.Lock()  # runs of several threads claim at once
+#: The process of the run this process works for, if it is a worker process of that run (serve_run).
+_run_pid: int | None = None
 
 
 def in_use_words(fd: int) -> str:
@@ -47,12 +61,15 @@ def open_locked(path: str, setting: str) -> int:
     """The file ``path``, opened to be written afresh (created, or emptied) once this run holds its lock: a ValueError
     naming ``setting`` if a run of another process holds it (its content left as it was; ``_ours``). The lock goes
     with the descriptor."""
-    fd = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_CLOEXEC, 0o666)
+    with _claims_lock:
+        claimed = _claims.get(os.path.realpath(path))
+        # The claim's own open file: its lock stays with the writer's descriptor once the run released its claim.
+        fd = os.dup(claimed) if claimed is not None else os.open(path, os.O_WRONLY | os.O_CREAT | os.O_CLOEXEC, 0o666)
     try:
         fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
     except BlockingIOError:
         holder = lock_holder(os.fstat(fd))
-        if holder != os.getpid():
+        if holder not in (os.getpid(), _run_pid):
             problem = in_use_words(fd)
             os.close(fd)
             raise ValueError(_in_use_problem(path, setting, problem)) from None
@@ -60,6 +77,55 @@ def open_locked(path: str, setting: str) -> int:
         pass
     os.ftruncate(fd, 0)
     return fd
+
+
+def claim(path: str, setting: str) -> None:
+    """Lock the output file ``path`` for a run of this process until ``release(path)``, before any step runs (created
+    if absent, its content left until the step writes it): a ValueError naming ``setting``, in the words of
+    ``open_locked``, if a run of another process holds it or a run of this process claimed it."""
+    real = os.path.realpath(path)
+    with _claims_lock:
+        if real in _claims:
+            raise ValueError(_in_use_problem(path, setting, f"in use by another run (pid {os.getpid()})"))
+        fd = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_CLOEXEC, 0o666)
+        try:
+            fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
+        except BlockingIOError:
+            if lock_holder(os.fstat(fd)) != os.getpid():  # not an earlier run of this process stopped by Ctrl+C
+                problem = in_use_words(fd)
+                os.close(fd)
+                raise ValueError(_in_use_problem(path, setting, problem)) from None
+        except OSError:  # a file system without locks (ENOLCK): two runs cannot be told apart there
+            pass
+        _claims[real] = fd
+
+
+def release(path: str) -> None:
+    """Let go of the claim of ``path`` (the lock stays with a step's descriptor still open, ``open_locked``)."""
+    with _claims_lock:
+        fd = _claims.pop(os.path.realpath(path), None)
+    if fd is not None:
+        os.close(fd)
+
+
+def serve_run(pid: int) -> None:
+    """Make this process a worker process of the run of process ``pid``: that run's claims are its own."""
+    global _run_pid
+    _run_pid = pid
+
+
+def _close_claims_in_child() -> None:
+    """A forked child (the zygote of worker processes) lets go of its copies: a lock belongs to the open file, which
+    every copy keeps open, so a child that outlived the run would keep its outputs locked against the next."""
+    global _claims_lock
+    _claims_lock = threading.Lock()  # the parent's may have been held by a thread the child has not
+    for fd in _claims.values():
+        with contextlib.suppress(OSError):
+            os.close(fd)
+    _claims.clear()
+
+
+os.register_at_fork(after_in_child=_close_claims_in_child)
 
 
 def _ours(path: str) -> bool:

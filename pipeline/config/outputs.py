@@ -13,11 +13,14 @@ from __future__ import annotations
 import os
 from collections.abc import Iterator
 from dataclasses import dataclass
+from typing import Any
 
 from traitlets import Unicode
 
 from pipeline.component import Component
-from pipeline.config.model import DICT_SOURCE, PipelineConfig
+from pipeline.config.loader import step_refused
+from pipeline.config.locks import claim, release
+from pipeline.config.model import DICT_SOURCE, PipelineConfig, StepConfig
 from pipeline.config.traits import InputFile, OutputFile, shown
 from pipeline.errors import ConfigError
 
@@ -53,15 +56,46 @@ def check_written_files(config: PipelineConfig, dead_letter: str, dead_letter_se
 def step_files(config: PipelineConfig, kind: type[Unicode], use: str) -> Iterator[FileUse]:
     """Each file that a step's options of trait type ``kind`` name, as its ``use`` ("output", "input"); the steps'
     classes that have none are not built."""
+    for step, name, path in _step_paths(config, kind):
+        yield FileUse(path, f"step {step.name}'s {use}", *config.setting_source(step.class_name, name))
+
+
+def claim_outputs(config: PipelineConfig) -> list[str]:
+    """Claim each step's output whose OutputFile trait is tagged ``locked=True`` (config.locks.claim), before any step
+    runs; the paths claimed, to ``release``. A ConfigError, in the words of a step's check(), if a run writes one:
+    the claims made before it are let go."""
+    claimed: list[str] = []
+    try:
+        for step, name, path in _step_paths(config, OutputFile, locked=True):
+            try:
+                claim(path, f"{step.class_name}.{name}")
+            except ValueError as err:
+                raise step_refused(config, step, str(err)) from None
+            claimed.append(path)
+    except BaseException:
+        release_outputs(claimed)
+        raise
+    return claimed
+
+
+def release_outputs(claimed: list[str]) -> None:
+    """Let go of the outputs ``claim_outputs`` claimed, once the run ended."""
+    for path in claimed:
+        release(path)
+
+
+def _step_paths(config: PipelineConfig, kind: type[Unicode], **metadata: Any) -> Iterator[tuple[StepConfig, str, str]]:
+    """Each step, option name and path (not empty) of its options of trait type ``kind`` (tagged with ``metadata``);
+    the steps' classes that have none are not built."""
     for step in config.steps.values():
-        names = [name for name, trait in step.cls.class_traits(config=True).items() if isinstance(trait, kind)]
+        names = [name for name, trait in step.cls.class_traits(config=True, **metadata).items()
+                 if isinstance(trait, kind)]
         if not names:
             continue
         component = config.make_component(step.name)
         for name in names:
-            path = getattr(component, name)
-            if path:
-                yield FileUse(path, f"step {step.name}'s {use}", *config.setting_source(step.class_name, name))
+            if path := getattr(component, name):
+                yield step, name, path
 
 
 def other_inputs(config: PipelineConfig) -> Iterator[FileUse]:

@@ -39,6 +39,7 @@ from setproctitle import setproctitle
 from pipeline.auth.curve import secure_client
 from pipeline.auth.keys import KeyPair, load_key_pair, load_public_key
 from pipeline.config.imports import hidden_file, hidden_folder
+from pipeline.config.locks import serve_run
 from pipeline.config.model import PipelineConfig, StepConfig
 from pipeline.config.options import RunOptions
 from pipeline.console.end_of_output import tell_run_at_end
@@ -524,6 +525,7 @@ def main(argv: Sequence[str] | None = None) -> None:
     signal.signal(signal.SIGINT, signal.SIG_DFL)  # SIGINT and SIGTERM end it, as they end a C program
     line_by_line()
     tell_run_at_end(args.run or args.parent, args.parent)  # a closed stdout ends the output: the run must stop
+    serve_run(args.run or args.parent)  # the outputs it claimed are this process's to write (config.locks)
     spec: Spec = pickle.loads(Path(args.spec).read_bytes())  # the parent's own file, in its private directory
     name = worker_name("pipeline-worker" if args.key else "pipeline-run", args.slot, spec.step)
     setproctitle(name)  # what ps and top show, instead of python3 -c ...
