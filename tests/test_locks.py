@@ -179,3 +179,21 @@ def test_a_json_lines_output_that_a_run_of_this_process_writes_is_refused_to_a_s
         first.join(timeout=30)
     assert [report.exit_status for report in reports] == [0]
     assert sorted(read_lines(out)) == [0, 1, 2, 3, 4]
+
+
+def test_a_run_refused_for_its_output_lets_its_dead_letter_file_go(tmp_path: Path) -> None:
+    """The run's dead-letter file is taken before its outputs are claimed: a run refused for its output leaves it free
+    for the next run."""
+    out, dead = tmp_path / "out.jsonl", tmp_path / "dead.jsonl"
+    overrides = {"Pipeline": {"dead_letter": str(dead)}}
+    with subprocess.Popen([sys.executable, "-c", HOLDER, str(out)], stdin=subprocess.PIPE, stdout=subprocess.PIPE,
+                          text=True) as holder:
+        try:
+            assert holder.stdout.readline() == "ready\n"
+            with pytest.raises(ConfigError, match="is in use by another run"):
+                Pipeline.from_config(chain_config(str(out)), overrides).run()
+        finally:
+            holder.stdin.close()
+            assert holder.wait(timeout=30) == 0
+    assert in_use(str(dead)) is None
+    assert Pipeline.from_config(chain_config(str(out)), overrides).run().exit_status == 0
