@@ -352,6 +352,30 @@ class SignalSelf(Component):
         return msg
 
 
+class ReplacesFile(SignalSelf):
+    """SignalSelf that first puts a file of one line in the place of ``path`` on message ``at`` (-1: in finish(),
+    without a signal), as a replay into its own file puts its records in its place while another replay reads it."""
+
+    path = Unicode(help="The file replaced.").tag(config=True)
+
+    def run(self, msg: int) -> int:
+        """Replace the file on message ``at``, then go on as SignalSelf."""
+        if msg == self.at:
+            self.replace()
+        return super().run(msg)
+
+    def finish(self) -> None:
+        """Replace the file if ``at`` is -1."""
+        if self.at == -1:
+            self.replace()
+
+    def replace(self) -> None:
+        """Put another file in the place of ``path``."""
+        with open(f"{self.path}.other", "w", encoding="utf-8") as other:
+            other.write("another replay's records\n")
+        os.replace(f"{self.path}.other", self.path)
+
+
 class CleansUpOnCtrlC(Component):
     """Passes messages on; on message ``at`` it sends its own process SIGINT and, as a step that holds a resource
     would, cleans up in ``except KeyboardInterrupt:`` (it prints CLEANED) and raises it on."""

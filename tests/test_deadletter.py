@@ -691,3 +691,38 @@ def test_a_json_lines_writer_that_its_file_refuses_keeps_whole_lines(tmp_path: P
     assert (tmp_path / "out.jsonl").read_text(encoding="utf-8") == "".join(f"{n}\n" for n in range(36))
     assert report_row(result.stderr, "WRITER") == [60, 36, 0, 1]  # its first failure stops the step (on_error)
     assert f"OSError: [Errno 27] File too large: '{tmp_path / 'out.jsonl'}'" in result.stderr
+
+
+@pytest.mark.parametrize("mode", ["threads", "sequential"])
+def test_a_replay_that_sent_every_message_ends_with_its_report_whatever_became_of_its_file(tmp_path: Path,
+                                                                                            mode: str) -> None:
+    """Another replay of the file, into itself, put its records in its place while this one ran: this one, which had
+    sent every message, read it again at its end for those it had not sent, and ended with only "changed since the
+    replay read it" (exit 2, no report)."""
+    path = dead_letters(tmp_path, *(record(number) for number in range(10)))
+    stage = config(tmp_path, {"class": "ReplacesFile", "nb_thread": 1}, ReplacesFile={"at": -1, "path": str(path),
+                                                                                       "delay": 0})
+    again = tmp_path / "again.jsonl"
+    result = pipeline_run(stage, f"--replay={path}", f"--Pipeline.dead_letter={again}", f"--Pipeline.mode={mode}")
+    assert result.returncode == 0, result.stderr
+    assert f"dead letters: 0 records written to {again}\n" in result.stderr
+    assert report_row(result.stderr, "STAGE") == [10, 10, 10, 0]
+    assert "error" not in result.stderr
+
+
+@pytest.mark.parametrize("mode", ["threads", "sequential"])
+def test_a_replay_stopped_after_its_file_was_replaced_says_so_in_its_report(tmp_path: Path, mode: str) -> None:
+    """A replay stopped midway (Ctrl+C) cannot read the messages it did not send from a file that another replay
+    replaced since: its report counts them as dead letters that could not be written, where the run ended
+    with only that file's error line."""
+    count = 5000
+    path = dead_letters(tmp_path, *(record(number) for number in range(count)))
+    stage = config(tmp_path, {"class": "ReplacesFile", "nb_thread": 1}, ReplacesFile={"at": 20, "path": str(path),
+                                                                                       "delay": 0.0005})
+    again = tmp_path / "again.jsonl"
+    result = pipeline_run(stage, f"--replay={path}", f"--Pipeline.dead_letter={again}", f"--Pipeline.mode={mode}")
+    assert result.returncode == 130, result.stderr  # interrupted: its report says so, and that messages are gone
+    processed = report_row(result.stderr, "STAGE")[1]
+    assert 20 < processed < count, result.stderr
+    assert (f"dead letters: 0 records written to {again}; {count - processed} could not be written: the messages not "
+            f"sent are gone: {path}: changed since the replay read it") in result.stderr, result.stderr

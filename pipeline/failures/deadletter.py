@@ -495,7 +495,11 @@ class Replay:
             yield record.step, _replayed(self.path, record)
 
     def records(self, start: int = 0) -> Iterator[DeadLetter]:
-        """Its records from the ``start``-th on (from 0), read again; a ConfigError if the file changed since."""
+        """Its records from the ``start``-th on (from 0), read again; a ConfigError if the file changed since. None
+        past its last: the file is not read again (another replay may have replaced it since, which failed a replay
+        that had sent every message)."""
+        if start >= self.count:
+            return
         for index, record in enumerate(records(self.path, self._identity)):
             if index >= start:
                 yield record
@@ -595,8 +599,13 @@ class DeadLetterReplay(Component):
 
     def unsent(self) -> Iterator[DeadLetter]:
         """The records of the messages it has not sent: all of them if run() never began."""
-        replay = self._replay or self._take()
-        return replay.records(replay.sent)
+        if self._replay is None:
+            self._replay = self._take()
+        return self._replay.records(self._replay.sent)
+
+    def unsent_count(self) -> int:
+        """How many messages it has not sent (once ``unsent`` or run() took its file)."""
+        return self._replay.count - self._replay.sent if self._replay is not None else 0
 
     def _take(self) -> Replay:
         with _preloaded_lock:

@@ -15,7 +15,7 @@ from pipeline.config.model import StepConfig
 from pipeline.config.options import RunOptions
 from pipeline.console.end_of_output import caused_by_closed_output
 from pipeline.console.humanize import counted
-from pipeline.errors import StepFailed
+from pipeline.errors import ConfigError, StepFailed
 from pipeline.failures.deadletter import OPTION, DeadLetterReplay, DeadLetterWriter, NotReplayed
 from pipeline.failures.describe import (
     error_kind,
@@ -196,15 +196,26 @@ class FailurePolicy:
         file may be the one this run writes over); log the failures only counted so far, and close the dead-letter
         file."""
         if isinstance(producer, DeadLetterReplay) and self._writer is not None:
-            for record in producer.unsent():  # as recorded: still pickled, with what of it went on
-                with self._lock:
-                    self._writer.write(record.step, -1, None, NotRun("not sent: the replay stopped before it"),
-                                       record.encoded, record.delivered)
+            self._record_unsent(producer, self._writer)
         with self._lock:  # after any line of a failure that is still being logged
             for step, kind, count in self._log.unreported():
                 log.error("%s", count_line(step, kind, count))
         if self._writer is not None:
             self._writer.close()
+
+    def _record_unsent(self, producer: DeadLetterReplay, writer: DeadLetterWriter) -> None:
+        """Write each message the replay did not send as not run; if its file changed since the replay read it (another
+        replay put its own records in its place), count them as dead letters that could not be written: the run ends
+        with its report (exit 1), not with that error alone."""
+        try:
+            for record in producer.unsent():  # as recorded: still pickled, with what of it went on
+                with self._lock:
+                    writer.write(record.step, -1, None, NotRun("not sent: the replay stopped before it"),
+                                 record.encoded, record.delivered)
+        except ConfigError as err:  # raised before any record: the file is checked as it is opened
+            with self._lock:
+                writer.lost += producer.unsent_count()
+                writer.error = writer.error or f"the messages not sent are gone: {err}"
 
     def settle(self, lost_in_flight: bool) -> str | None:
         """The run has ended, and lost messages in flight or not: its dead letters replace the file it replayed, or
