@@ -614,3 +614,19 @@ def test_a_flood_of_bare_connections_leaves_runs_heard_and_the_window_closing_at
     start = time.monotonic()
     window.shutdown()
     assert time.monotonic() - start < 1.0
+
+
+def test_the_guide_gives_the_caps_the_code_has() -> None:
+    """docs/gui.md said a connection was refused beyond 20 (the runs kept, MAX_RUNS) where the receiver holds 64."""
+    guide = (ROOT / "docs" / "gui.md").read_text(encoding="utf-8")
+    caps = {
+        f"a connection beyond the {receiver.MAX_CONNECTIONS} the monitor holds at once": "the refusals' table",
+        f"| connections at once | {receiver.MAX_CONNECTIONS} past their handshake (more than the {MAX_RUNS} runs":
+            "the caps' table",
+        f"Past {receiver.MAX_CONNECTIONS}, a connection is refused": "the caps' table",
+        f"| runs kept | {MAX_RUNS}: ": "the caps' table",
+        f"| a traceback shown | {MAX_TRACEBACK:,} characters": "the caps' table",
+        f"at most {receiver.BATCH} messages or {receiver.BATCH_SECONDS * 1000:g} ms at a time": "reading",
+        f"at most {1000 // REDRAW_MS} times a": "reading",
+    }
+    assert [where for text, where in caps.items() if text not in guide] == []
