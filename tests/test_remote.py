@@ -10,14 +10,17 @@ from __future__ import annotations
 
 import contextlib
 import os
+import queue
 import re
 import signal
 import socket
 import subprocess
 import threading
 import time
+from collections import defaultdict
 from collections.abc import Iterator
 from pathlib import Path
+from typing import Any
 
 import pytest
 import zmq
@@ -25,7 +28,9 @@ import zmq
 from pipeline import Pipeline
 from pipeline.auth.curve import HANDSHAKE_SECONDS, CurveServer, ServerKeys
 from pipeline.auth.keys import authorized_keys, load_key_pair, load_public_key
+from pipeline.config.options import RunOptions
 from pipeline.engine import sockets
+from pipeline.engine.control import WORKERS_JOINED, RunControl
 from pipeline.engine.door import MAX_THREADS_PER_KEY, Door
 from pipeline.engine.remote_agent import RUN_GONE
 from pipeline.engine.wire import (
@@ -687,6 +692,45 @@ def test_a_door_that_fails_fails_the_run(launch: Launcher, monkeypatch: pytest.M
     report = pipeline.run()
     assert report.exit_status == 1
     assert any("internal error in door" in (step.first_error or "") for step in report.steps.values())
+
+
+class SeenEvents(queue.Queue):
+    """A run's queue of events that tells a test which kinds were put in it."""
+
+    def __init__(self) -> None:
+        super().__init__()
+        self.seen: defaultdict[str, threading.Event] = defaultdict(threading.Event)
+
+    def put(self, item: tuple[str, Any], block: bool = True, timeout: float | None = None) -> None:
+        super().put(item, block, timeout)
+        self.seen[item[0]].set()
+
+
+@pytest.mark.timeout(30)
+def test_a_worker_process_that_joins_before_the_door_is_bound_starts_the_run(
+        launch: Launcher, monkeypatch: pytest.MonkeyPatch) -> None:
+    # The runner read the join of a step's worker process while it waited for the door's BOUND, and dropped it: the
+    # start waited for that join for ever (four runs side by side, each with a remote worker, hung now and then).
+    real_control, real_bind = RunControl.__init__, Door._bind
+
+    def control(self: RunControl, options: RunOptions) -> None:
+        real_control(self, options)
+        self.events = SeenEvents()
+
+    def bind_once_joined(door: Door) -> None:
+        real_bind(door)
+        assert door.control.events.seen[WORKERS_JOINED].wait(WAIT_SECONDS)  # BOUND comes after the join
+
+    monkeypatch.setattr(RunControl, "__init__", control)
+    monkeypatch.setattr(Door, "_bind", bind_once_joined)
+    document = launch.chain(count=20)
+    document["Pipeline"]["stagers_conf"][0]["nb_process"] = 1
+    keys = launch.keys
+    report = Pipeline.from_config(document, {"Pipeline": {
+        "listen": launch.address, "server_key": str(keys.server_secret), "authorized_keys": str(keys.authorized),
+        "progress": False, "gui": False}}).run()
+    assert report.exit_status == 0
+    assert sorted(output["value"] for output in launch.outputs()) == list(range(20))
 
 
 def test_a_step_without_local_workers_needs_listen(launch: Launcher) -> None:

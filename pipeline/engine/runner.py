@@ -7,6 +7,8 @@ import queue
 import shutil
 import threading
 import time
+from collections import deque
+from typing import Any
 
 import zmq
 
@@ -80,6 +82,9 @@ class ThreadedRunner:
         self.threads: dict[str, list[StepThread]] = {}
         self.crashed: list[EngineThread] = []
         self.ended: set[EngineThread] = set()  # threads that reported their end
+        # Events a wait for other kinds read, kept for the wait for theirs: a worker process's join came as the
+        # runner still waited for the door's BOUND, and its start then waited for that join for ever.
+        self._kept: deque[tuple[str, Any]] = deque()
         self.supervisor: Supervisor | None = None  # starts and watches the worker processes (nb_process)
         self.door: Door | None = None  # lets remote workers in (Pipeline.listen)
         self._shard_feed: zmq.Socket | None = None  # to the router of a producer in worker processes
@@ -170,8 +175,12 @@ class ThreadedRunner:
 
     def _next_event(self, *kinds: str) -> EngineThread | StepHolder | None:
         """The thread (or inline step worker) of the next event of one of ``kinds``; None once a thread crashed,
-        an abort was asked for or the shutdown deadline passed."""
+        an abort was asked for or the shutdown deadline passed. An event of another kind is kept for a later wait."""
         while not self.crashed and not self.abort_requested:
+            kept = next((each for each in self._kept if each[0] in kinds), None)
+            if kept is not None:
+                self._kept.remove(kept)
+                return kept[1]
             left = None if self.deadline is None else max(0.0, self.deadline - time.monotonic())
             try:
                 # In turns: an interrupt that is no signal (_thread.interrupt_main(), as an IDE or a kernel may send
@@ -192,6 +201,8 @@ class ThreadedRunner:
                     continue
             if event in kinds:
                 return thread
+            if event != ENDED:  # counted above: the wait for the end counts the threads that ended, not events
+                self._kept.append((event, thread))
         return None
 
     def _start_routers(self, context: zmq.Context) -> None:
