@@ -210,6 +210,7 @@ class Pipeline(Configurable):
         if replayed is not None:  # before the run writes its dead letters, maybe to replace the replayed file
             preload(replayed)
         claimed: list[str] = []
+        refused = False
         try:
             runner = self._runner = self._new_runner()
             # Before any step runs (after the dead-letter file, whose refusal creates nothing): of runs started together
@@ -226,6 +227,9 @@ class Pipeline(Configurable):
             with Monitor(self.pipeline_config, runner, self.monitor_settings()) as monitor:
                 report = monitor.close(runner.run())
                 return report
+        except ConfigError:  # raised before any step ran (a listen address that cannot be bound, no room in TMPDIR)
+            refused = True
+            raise
         finally:
             if runner is not None:
                 # What it still holds (its zygote), whatever stopped it before its run could give it back: a key
@@ -237,7 +241,7 @@ class Pipeline(Configurable):
                 if settled is not None:
                     self.failure_summary.append(settled)
             self._runner = None
-            release_outputs(claimed)
+            release_outputs(claimed, unmade=refused)  # a refused run leaves no output it created
             if replayed is not None:  # once its own dead letters took the file's place, if they do
                 release(replayed)
 

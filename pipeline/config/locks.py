@@ -17,8 +17,9 @@ import fcntl
 import os
 import threading
 
-#: The outputs this process claimed for runs under way: their real paths, each with the descriptor holding its lock.
-_claims: dict[str, int] = {}
+#: The outputs this process claimed for runs under way: their real paths, each with the descriptor holding its lock and
+#: whether the claim created the file.
+_claims: dict[str, tuple[int, bool]] = {}
 _claims_lock = threading.Lock()  # runs of several threads claim at once
 #: The process of the run this process works for, if it is a worker process of that run (serve_run).
 _run_pid: int | None = None
@@ -64,7 +65,8 @@ def open_locked(path: str, setting: str) -> int:
     with _claims_lock:
         claimed = _claims.get(os.path.realpath(path))
         # The claim's own open file: its lock stays with the writer's descriptor once the run released its claim.
-        fd = os.dup(claimed) if claimed is not None else os.open(path, os.O_WRONLY | os.O_CREAT | os.O_CLOEXEC, 0o666)
+        fd = os.dup(claimed[0]) if claimed is not None else os.open(path, os.O_WRONLY | os.O_CREAT | os.O_CLOEXEC,
+                                                                    0o666)
     try:
         fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
     except BlockingIOError:
@@ -87,7 +89,10 @@ def claim(path: str, setting: str) -> None:
     with _claims_lock:
         if real in _claims:
             raise ValueError(_in_use_problem(path, setting, f"in use by another run (pid {os.getpid()})"))
-        fd = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_CLOEXEC, 0o666)
+        try:
+            fd, created = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_EXCL | os.O_CLOEXEC, 0o666), True
+        except FileExistsError:
+            fd, created = os.open(path, os.O_WRONLY | os.O_CLOEXEC), False
         try:
             fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
         except BlockingIOError:
@@ -97,15 +102,20 @@ def claim(path: str, setting: str) -> None:
                 raise ValueError(_in_use_problem(path, setting, problem)) from None
         except OSError:  # a file system without locks (ENOLCK): two runs cannot be told apart there
             pass
-        _claims[real] = fd
+        _claims[real] = fd, created
 
 
-def release(path: str) -> None:
-    """Let go of the claim of ``path`` (the lock stays with a step's descriptor still open, ``open_locked``)."""
+def release(path: str, unmade: bool = False) -> None:
+    """Let go of the claim of ``path`` (the lock stays with a step's descriptor still open, ``open_locked``); with
+    ``unmade`` (the run was refused before any step ran), remove the file if the claim created it and it is empty."""
     with _claims_lock:
-        fd = _claims.pop(os.path.realpath(path), None)
-    if fd is not None:
-        os.close(fd)
+        fd, created = _claims.pop(os.path.realpath(path), (None, False))
+    if fd is None:
+        return
+    if unmade and created and os.fstat(fd).st_size == 0:
+        with contextlib.suppress(OSError):
+            os.unlink(path)
+    os.close(fd)
 
 
 def serve_run(pid: int) -> None:
@@ -119,7 +129,7 @@ def _close_claims_in_child() -> None:
     every copy keeps open, so a child that outlived the run would keep its outputs locked against the next."""
     global _claims_lock
     _claims_lock = threading.Lock()  # the parent's may have been held by a thread the child has not
-    for fd in _claims.values():
+    for fd, _ in _claims.values():
         with contextlib.suppress(OSError):
             os.close(fd)
     _claims.clear()

@@ -78,10 +78,11 @@ def claim_outputs(config: PipelineConfig) -> list[str]:
     return claimed
 
 
-def release_outputs(claimed: list[str]) -> None:
-    """Let go of the outputs ``claim_outputs`` claimed, once the run ended."""
+def release_outputs(claimed: list[str], unmade: bool = False) -> None:
+    """Let go of the outputs ``claim_outputs`` claimed, once the run ended; with ``unmade`` (it was refused before any
+    step ran), an empty one that the claim created goes."""
     for path in claimed:
-        release(path)
+        release(path, unmade)
 
 
 def _step_paths(config: PipelineConfig, kind: type[Unicode], **metadata: Any) -> Iterator[tuple[StepConfig, str, str]]:
