@@ -470,6 +470,23 @@ def test_make_progress_follows_the_terminal(monkeypatch: pytest.MonkeyPatch) -> 
     assert isinstance(display, TerminalProgress)
 
 
+def test_of_two_runs_of_one_process_on_a_terminal_one_draws_its_table(monkeypatch: pytest.MonkeyPatch) -> None:
+    """Two Pipeline.run()s in threads of one process drew their tables in the same last lines, over each other in
+    turns: the later run shows its progress in log lines, and a run after the first one's end draws its table."""
+    class Terminal(io.StringIO):
+        def isatty(self) -> bool:
+            return True
+
+    config = load_config(document("x"))
+    monkeypatch.setenv("TERM", "xterm")
+    monkeypatch.setattr(sys, "stderr", Terminal())
+    first, second = make_progress(config, 5.0, 0.0), make_progress(config, 5.0, 0.0)
+    first.close()
+    third = make_progress(config, 5.0, 0.0)
+    third.close()
+    assert [type(display) for display in (first, second, third)] == [TerminalProgress, LogProgress, TerminalProgress]
+
+
 def test_a_stderr_without_isatty_gets_the_progress_log_lines(monkeypatch: pytest.MonkeyPatch, tmp_path: Path,
                                                               caplog: pytest.LogCaptureFixture) -> None:
     """A notebook's stand-in for sys.stderr may have write() and flush() only: a traceback, and no progress shown."""

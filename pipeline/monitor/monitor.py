@@ -361,13 +361,18 @@ def _is_terminal(stream: Any) -> bool:
 
 def make_progress(config: PipelineConfig, interval: float, start: float,
                   console: Console | None = None) -> TerminalProgress | LogProgress:
-    """The terminal display if stderr is a terminal that can redraw (or ``console`` is given), else log lines."""
+    """The terminal display if stderr is a terminal that can redraw and no other run of this process draws its table
+    there (or ``console`` is given), else log lines."""
     if console is None and _is_terminal(sys.stderr):
         from rich.console import Console  # rich is imported only for a terminal
 
+        from pipeline.monitor.terminal import terminal_display
+
         terminal = Console(file=sys.stderr)
         if not terminal.is_dumb_terminal:  # rich's Live draws nothing at all on TERM=dumb: log lines say it there
-            console = terminal
+            display = terminal_display(config, terminal)
+            if display is not None:
+                return display
     if console is not None:
         from pipeline.monitor.terminal import TerminalProgress
 

@@ -135,6 +135,18 @@ class TerminalProgress:
 _shown: weakref.WeakSet[TerminalProgress] = weakref.WeakSet()
 
 
+#: Held while a run's display takes the terminal: of two runs of one process that start together, one draws.
+_taking = threading.Lock()
+
+
+def terminal_display(config: PipelineConfig, console: Console) -> TerminalProgress | None:
+    """A live table of ``config``'s steps on ``console``, unless a run of this process has its table on the terminal
+    already: two runs' tables, in threads of one process, took the same last lines and drew over each other in turns
+    (the later run then shows its progress in log lines)."""
+    with _taking:
+        return None if _shown else TerminalProgress(config, console)
+
+
 def give_back_terminals(wait: float) -> None:
     """Give the terminal back from every display still on it, waiting ``wait`` seconds at most for each: for a process
     that leaves without ending its run (os._exit), which would leave the terminal's scrolling region set."""
