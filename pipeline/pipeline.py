@@ -97,10 +97,6 @@ class Pipeline(Configurable):
         "imports the framework first (about 0.15 s), for a process holding what a fork must not copy, such as an "
         "initialised GPU."
     ).tag(config=True)
-    pin_workers = Bool(
-        True, help="Keep each worker process on a core of its own while the run has no more of them than cores; "
-        "one that waits for its core (another program runs there) is let go."
-    ).tag(config=True)
     gui = Bool(True, help="Publish the run's status to gui_address (a JSON stream, docs/protocol.md).").tag(
         config=True
     )

@@ -431,29 +431,3 @@ class CountsSpecFiles(Component):
     def finish(self) -> None:
         """Write the count."""
         Path(self.path).write_text(str(self.most), encoding="utf-8")
-
-
-class Cores(Component):
-    """Stager: appends "pid core,core..." to ``path`` in init() and whenever the cores its process may run on change
-    (engine.pinning), each message after ``delay`` seconds of work on its core (a sleeping process waits for none)."""
-
-    path = Unicode(help="The file of the lines.").tag(config=True)
-    delay = Float(0.002, help="Seconds of work per message.").tag(config=True)
-
-    def init(self) -> None:
-        """Say where this process runs."""
-        self.cores = self._say()
-
-    def run(self, msg: int) -> int:
-        """Work, and say where this process runs if that changed."""
-        start = time.perf_counter()
-        while time.perf_counter() - start < self.delay:
-            pass
-        if os.sched_getaffinity(0) != self.cores:
-            self.cores = self._say()
-        return msg
-
-    def _say(self) -> set[int]:
-        cores = os.sched_getaffinity(0)
-        append_line(self.path, f"{os.getpid()} {','.join(map(str, sorted(cores)))}")
-        return cores

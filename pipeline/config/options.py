@@ -42,4 +42,3 @@ class RunOptions:
     worker_timeout: float = 60.0  # seconds a step without workers waits for a remote one
     fuse: bool = True  # run consecutive steps of the same worker processes fused (engine.fusion)
     fork_workers: bool = True  # worker processes fork from a copy of the run's process (engine.zygote)
-    pin_workers: bool = True  # each worker process on a core of its own while it is (engine.pinning)

@@ -28,7 +28,6 @@ from pipeline.config.model import PipelineConfig
 from pipeline.engine import sockets
 from pipeline.engine.addresses import Addresses
 from pipeline.engine.control import BOUND, EngineThread, RunControl
-from pipeline.engine.pinning import Pinning, allowed_cores
 from pipeline.engine.process_keeper import Death, ProcessKeeper, WorkerProcess
 from pipeline.engine.rings import remove_rings, ring_paths, sweep_stale
 from pipeline.engine.router import Router
@@ -79,8 +78,6 @@ class Supervisor(EngineThread):
         # A poison message kills a process a message, with no bound on replacements (they are forgiven): a few lines
         # of deaths per step in a window, then their count.
         self._deaths = ThrottledLog(log, "step %(key)s: %(count)d more %(kind)s")
-        processes = sum(router.step.nb_process for router in self.routers.values()) if options.pin_workers else 0
-        self.pinning = Pinning(allowed_cores() if processes else frozenset(), processes)
 
     def work(self) -> None:
         self.keeper.prepare()  # a zygote to spawn imports meanwhile
@@ -116,10 +113,6 @@ class Supervisor(EngineThread):
             for death in self.keeper.deaths():
                 self._died(death)
             self._watch_stalls()
-            for slot, core, share in self.pinning.look((process.slot, process.pid) for process in self.roster):
-                step = next(process.step for process in self.roster if process.slot == slot)
-                log.info("step %s: worker process %d left core %d, where a thread of it waited for %.0f%% of the time: "
-                         "it runs on any core now (pin_workers)", step, slot, core, 100 * share)
             halted = set(self.control.policy.halted)
             if self.control.stopping.is_set():  # a producer in worker processes stops, as its thread would
                 halted.add(self.config.producer.name)
@@ -184,19 +177,13 @@ class Supervisor(EngineThread):
                  for path in ring_paths(run_pid, run_id, slot, thread)]
         # An abort ends the wait for the zygote's answer: it may take seconds (a spawned zygote still importing), and
         # the run's end waited for it (the supervisor outlived run() raising KeyboardInterrupt).
-        core = self.pinning.core_for(slot)
-        pinned = [] if core is None else [f"--cpu={core}"]
-        if core is not None:
-            log.debug("step %s: worker process %d keeps to core %d (pin_workers)", step, slot, core)
-        self.keeper.start(slot, [f"--rings={run_pid}:{run_id}", *pinned], leftovers=rings,
-                          waiting=self.control.raise_if_aborted)
+        self.keeper.start(slot, [f"--rings={run_pid}:{run_id}"], leftovers=rings, waiting=self.control.raise_if_aborted)
         self.roster = self.keeper.roster()
 
     def _died(self, death: Death) -> None:
         """Tell the step's router (it knows whether the process had finished); replace a failed process
         while the step has restarts left, announcing the replacement first."""
         process = death.process
-        self.pinning.ended(process.slot)
         remove_rings(os.getpid(), self.addresses.run_id, process.slot)  # the router keeps what it mapped
         router = self.routers[process.step]
         if router.state.phase == "finished":

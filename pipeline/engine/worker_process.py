@@ -516,11 +516,7 @@ def main(argv: Sequence[str] | None = None) -> None:
     parser.add_argument("--key", default="", help="A remote worker's secret key file.")
     parser.add_argument("--server-key", default="", help="The run's public key file (a remote worker's).")
     parser.add_argument("--rings", default="", help="Make shared-memory rings for the run run-pid:run-id.")
-    parser.add_argument("--cpu", type=int, help="The core to keep to (engine.pinning).")
     args = parser.parse_args(argv)
-    if args.cpu is not None:  # before any thread starts: each keeps the core of the thread starting it
-        with contextlib.suppress(OSError):  # a core taken from this process since (a cgroup's): it runs on any
-            os.sched_setaffinity(0, {args.cpu})
     die_with_parent(args.parent)
     signal.signal(signal.SIGINT, signal.SIG_DFL)  # SIGINT and SIGTERM end it, as they end a C program
     line_by_line()
