@@ -211,11 +211,7 @@ class Pipeline(Configurable):
             runner = self._runner = self._new_runner()
             # Before any step runs (after the dead-letter file, whose refusal creates nothing): of runs started together
             # on one output, all but one are refused in one line.
-            try:
-                claimed = claim_outputs(self.pipeline_config)
-            except ConfigError:
-                runner.policy.close()  # the runner never runs: let its dead-letter file go, as its run would
-                raise
+            claimed = claim_outputs(self.pipeline_config)
             if self._first_signal is not None:  # it came while the run was being set up: it stops this run
                 runner.stop(self._first_signal)
                 if self._interrupts > 1:

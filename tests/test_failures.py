@@ -600,8 +600,10 @@ def test_a_pipeline_runs_once_at_a_time_and_another_of_its_config_beside_it(tmp_
     with waiting_in_its_step(pipeline) as reports:
         with pytest.raises(RuntimeError, match="this Pipeline is running already, in another thread"):
             pipeline.run()
-        # Another of the same config runs meanwhile (its 3 messages come before the one its step would wait on).
-        beside = Pipeline.from_config(path, {"Pipeline": {"mode": mode}, "Counter": {"count": 3}})
+        # Another of the same config runs meanwhile (its 3 messages come before the one its step would wait on), into a
+        # file of its own: of two runs on one output, the later is refused (test_locks.py).
+        beside = Pipeline.from_config(path, {"Pipeline": {"mode": mode}, "Counter": {"count": 3},
+                                             "MarkedWriter": {"path": str(tmp_path / "beside.jsonl")}})
         assert beside.run()["WRITER"].processed == 3
     assert [report["WRITER"].processed for report in reports] == [10]
     assert pipeline.run()["WRITER"].processed == 10  # and again, once the first run is over

@@ -118,9 +118,11 @@ class ThreadedRunner:
         self.control.events.put((WAKE, None))
 
     def discard(self) -> None:
-        """End the zygote forked for the run, unless run() did (its monitor could not start, or Ctrl+C came first)."""
+        """End the zygote forked for the run, and close its failure policy (its dead-letter file), unless run() did (it
+        was refused, its monitor could not start, or Ctrl+C came first)."""
         if self.zygote is not None:
             self.zygote.close()
+        self.policy.close()
 
     def abort(self) -> None:
         """Stop now: end every blocking socket call and leave busy threads behind."""

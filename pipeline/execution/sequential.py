@@ -95,7 +95,9 @@ class SequentialRunner:
         self.stop()
 
     def discard(self) -> None:
-        """Nothing to give back: it holds nothing before it runs."""
+        """Close its failure policy (its dead-letter file), unless run() did (it was refused, its monitor could not
+        start, or Ctrl+C came first)."""
+        self.policy.close()
 
     def snapshot(self) -> RunStatus:
         """The run now (the monitor reads it from its own thread)."""

@@ -73,6 +73,7 @@ class FailurePolicy:
         self.halted: set[str] = set()  # steps that start no further message (on_error=stop)
         self.not_run_count = 0  # messages that halted steps did not start (the report counts them as not processed)
         self.not_started: str | None = None  # the first init() failure, as the run's stop reason says it
+        self.closed = False  # by the run's end, or by its runner's discard() if it never ran
 
     def _notify(self, step: str, worker: int, seq: int | None, what: str, error: BaseException) -> None:
         event = ErrorEvent(step, worker, seq, what + failure_line(error), traceback_text(error))
@@ -194,7 +195,10 @@ class FailurePolicy:
         """The run ended, its producer ``producer`` (its Component, if it was built): if that is a replay stopped
         before its end (or never started), each message it did not send is written as not run, to replay again (its
         file may be the one this run writes over); log the failures only counted so far, and close the dead-letter
-        file."""
+        file. Once: a later call does nothing."""
+        if self.closed:
+            return
+        self.closed = True
         if isinstance(producer, DeadLetterReplay) and self._writer is not None:
             self._record_unsent(producer, self._writer)
         with self._lock:  # after any line of a failure that is still being logged
