@@ -620,6 +620,17 @@ def test_a_stall_is_judged_only_on_a_process_holding_work_without_progress_while
     assert made.stall(0, idle_for=2, patience=1) == 1.5
 
 
+def test_a_process_whose_thread_joined_before_it_was_announced_counts_once_it_is() -> None:
+    """The step's workers are reported joined when one joins or a process is lost: a thread whose JOIN came before its
+    process's ADDED (the door sends ADDED first today) left the step never reported joined, and the run's start
+    waiting for it."""
+    made, _, _ = state()
+    made.joined(worker(0), 2)
+    assert not made.joined_now()  # one joined that the step does not expect yet
+    made.added(0, 1)
+    assert made.joined_now()
+
+
 def test_a_process_holds_only_the_messages_handed_to_its_threads_and_its_finish_once_told() -> None:
     made, _, _ = state()
     made.added(0, 1)

@@ -929,6 +929,7 @@ class StepState:
         """Worker process ``slot`` with ``threads`` worker threads joins the step."""
         self._slot_threads[slot] = threads
         self.expected_workers += threads  # the wait for a worker goes on until one joins: a HELLO is no worker
+        self._members_changed = True  # its threads may have joined already (what they send may come first)
 
     def lost(self, loss: Loss) -> list[tuple[int, Outputs]]:
         """A worker process ended (``loss``): what its workers held goes back to the front of the queue;
