@@ -19,7 +19,7 @@ from pipeline.config.traits import ListenAddress, OutputFile, Seconds
 from pipeline.errors import ConfigError
 from pipeline.execution.report import RunReport
 from pipeline.execution.runner import Runner
-from pipeline.failures.deadletter import preload, release, replay_config, replay_path
+from pipeline.failures.deadletter import preload, release, replay_config, replay_path, writes_over
 from pipeline.monitor import Address, Monitor, MonitorSettings
 from pipeline.monitor.monitor import DEFAULT_GUI_ADDRESS
 
@@ -204,7 +204,7 @@ class Pipeline(Configurable):
         report: RunReport | None = None
         replayed = replay_path(self.pipeline_config)
         if replayed is not None:  # before the run writes its dead letters, maybe to replace the replayed file
-            preload(replayed)
+            preload(replayed, writes_over(replayed, self.options().dead_letter))
         claimed: list[str] = []
         refused = False
         try:

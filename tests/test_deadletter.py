@@ -512,6 +512,29 @@ def test_the_file_a_killed_replay_left_beside_its_own_is_removed_by_the_next_run
             result.stderr)
 
 
+def test_a_replay_into_its_own_file_is_refused_while_another_replay_reads_that_file(tmp_path: Path) -> None:
+    """Two replays of one file, one writing its dead letters over it: the other found its file replaced under it (it
+    ended with an error line, or its unsent messages were gone). The one that rewrites the file holds it alone: started
+    while another replay reads it, it is refused in one line, exit 2, the file as it was."""
+    path = Path(dead_letters(tmp_path, record(1)))
+    before = path.read_bytes()
+    reading = ("import fcntl, os, sys; fd = os.open(sys.argv[1], os.O_RDONLY); fcntl.flock(fd, fcntl.LOCK_SH); "
+               "print('locked', flush=True); sys.stdin.read()")
+    with subprocess.Popen([sys.executable, "-c", reading, str(path)], stdin=subprocess.PIPE, stdout=subprocess.PIPE,
+                          text=True) as holder:  # a replay under way that reads the file, as far as its lock says
+        assert holder.stdout is not None and holder.stdout.readline() == "locked\n"
+        result = pipeline_run(replayable(tmp_path), f"--replay={path}", f"--Pipeline.dead_letter={path}")
+        elsewhere = f"--Pipeline.dead_letter={tmp_path / 'b.jsonl'}"
+        beside = pipeline_run(replayable(tmp_path), f"--replay={path}", elsewhere)
+        holder.communicate("", timeout=30)
+    assert result.returncode == 2, result.stderr
+    assert len(result.stderr.strip().splitlines()) == 1, result.stderr
+    assert f"in use by another run (pid {holder.pid}) (expected a dead-letter file that no other run reads or writes " \
+           "while a replay writes its dead letters over it: replay it once that run has ended)" in result.stderr
+    assert path.read_bytes() == before
+    assert beside.returncode == 0, beside.stderr  # two replays that only read it may run together
+
+
 def test_a_forked_child_does_not_keep_the_file_locked(tmp_path: Path) -> None:
     """The zygote of worker processes forks from the run's process: its copy of the file kept the lock, against the
     next run, for as long as it (or a worker left behind) lived."""

@@ -514,10 +514,10 @@ _preloaded_lock = threading.Lock()
 _held: dict[str, int] = {}
 
 
-def preload(path: str) -> None:
+def preload(path: str, rewrites: bool = False) -> None:
     """Hold ``path`` for the run and check its messages now, before the run, for the replay producer to send (the run
-    lets it go at its end: ``release``)."""
-    hold(path)
+    lets it go at its end: ``release``); ``rewrites``: the run's dead letters replace the file (``writes_over``)."""
+    hold(path, rewrites)
     try:
         replay = Replay(path)
     except BaseException:
@@ -527,11 +527,13 @@ def preload(path: str) -> None:
         _preloaded[path] = replay
 
 
-def hold(path: str) -> None:
-    """Take a shared flock on the dead-letter file ``path`` for the replay: a ConfigError if a run is writing it (its
-    records so far would run, and those it writes after be lost or run twice), and no run starts to write it (each
-    takes its file's lock alone) until ``release``. A file that cannot be opened is left to the replay to name."""
-    fd = _shared_lock(path)
+def hold(path: str, rewrites: bool = False) -> None:
+    """Take a shared flock on the dead-letter file ``path`` for the replay, or with ``rewrites`` (its dead letters will
+    replace the file) an exclusive one: a ConfigError if a run is writing it (its records so far would run, and those
+    it writes after be lost or run twice), or, rewriting, if another replay reads it (which then failed at its end, the
+    file replaced under it; or replaced it under this one); no run starts to write it (each takes its file's lock
+    alone) until ``release``. A file that cannot be opened is left to the replay to name."""
+    fd = _replay_lock(path, rewrites)
     if fd is None:
         return
     release(path)  # held already by a run of this process that did not release it: one hold a path
@@ -542,25 +544,27 @@ def hold(path: str) -> None:
 def check_not_written(path: str) -> None:
     """A ConfigError if a run is writing the dead-letter file ``path`` now, said before its records are read (a file
     that run had not written to yet said "nothing to replay: the file is empty")."""
-    fd = _shared_lock(path)
+    fd = _replay_lock(path)
     if fd is not None:
         os.close(fd)
 
 
-def _shared_lock(path: str) -> int | None:
-    """An open descriptor of ``path`` holding a shared flock; None if the file cannot be opened or locked (left to the
-    replay to name: a file system without locks is checked for changes instead); a ConfigError if a run writes it."""
+def _replay_lock(path: str, exclusive: bool = False) -> int | None:
+    """An open descriptor of ``path`` holding a shared flock (``exclusive``: an exclusive one); None if the file cannot
+    be opened or locked (left to the replay to name: a file system without locks is checked for changes instead); a
+    ConfigError if a run writes it (or, ``exclusive``, replays it)."""
     try:
         fd = os.open(path, os.O_RDONLY | os.O_NONBLOCK)  # O_NONBLOCK: a FIFO would wait for a writer
     except OSError:
         return None
     try:
-        fcntl.flock(fd, fcntl.LOCK_SH | fcntl.LOCK_NB)
+        fcntl.flock(fd, (fcntl.LOCK_EX if exclusive else fcntl.LOCK_SH) | fcntl.LOCK_NB)
     except BlockingIOError:
         words = in_use_words(fd)
         os.close(fd)
-        raise ConfigError(path, "", f"{words} (expected a dead-letter file that no run writes while it is replayed: "
-                                    "replay it once that run has ended)") from None
+        expected = ("a dead-letter file that no other run reads or writes while a replay writes its dead letters over "
+                    "it" if exclusive else "a dead-letter file that no run writes while it is replayed")
+        raise ConfigError(path, "", f"{words} (expected {expected}: replay it once that run has ended)") from None
     except OSError:  # a file system without locks (ENOLCK): the replay checks that the file did not change
         os.close(fd)
         return None
