@@ -27,7 +27,7 @@ from pipeline.component import Component, reserved_names
 from pipeline.config.ctapipe_flow import FLOW_PORTS_EDIT, FLOW_PORTS_KEY, FLOW_SECTION, FLOW_SECTION_EDIT, flow_leftover
 from pipeline.config.graph import as_shown, check_graph, path_text
 from pipeline.config.imports import hidden_file, import_problem, module_file, not_imported_from
-from pipeline.config.misplaced import PIPELINE, SECTIONS, Home, belongs, subclasses
+from pipeline.config.misplaced import PIPELINE, SECTIONS, Home, belongs, section_place, subclasses
 from pipeline.config.model import DICT_SOURCE, PipelineConfig, StepConfig
 from pipeline.config.stepkeys import REQUIRED_STEP_KEYS, STEP_KEYS, StepKeys, role_problem, workers_problem
 from pipeline.config.traits import ValueProblem, check_encodable, names_a_class, shown
@@ -750,9 +750,8 @@ class _Validator:
                 elif cls is self.settings.get("Pipeline") and (step_key := self.near_step_key(name, steps, source)):
                     hint = step_key
                 elif isinstance(value, dict) and name in {base.__name__ for base in cls.__mro__[1:]}:
-                    where = (f"--{name}.OPTION" if source == COMMAND_LINE else "its section goes at the top level of "
-                             "the file")
-                    hint = f" ({name} is a base class of {cls.__name__}: {where}, for every class built on it)"
+                    hint = (f" ({name} is a base class of {cls.__name__}: {section_place(name, source)}, for every "
+                            "class built on it)")
                 elif isinstance(value, dict) and names_a_class(name):  # a section for a class this step does not list
                     nested_here = [other for other, nested in self.classes.items() if self.builds(cls, nested)]
                     # a misspelt class nested here is told its name, as one at the top level is

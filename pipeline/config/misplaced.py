@@ -32,6 +32,11 @@ def subclasses(cls: type) -> Iterator[type]:
                 yield sub
 
 
+def section_place(name: str, source: str) -> str:
+    """Where the options of class ``name`` go, in the words of ``source`` (the command line, or a file)."""
+    return f"--{name}.OPTION" if source == COMMAND_LINE else "its section goes at the top level of the file"
+
+
 @dataclass(frozen=True)
 class Home:
     """A class that a config may have a section for, and the steps whose class it is or, for a child class
@@ -76,7 +81,7 @@ def belongs(name: str, homes: Sequence[Home], run_keys: Collection[str], here: S
         return f"{name} is a key of each step: set it in {steps}{', in the config file' if command_line else ''}"
     section = next((home for home in homes if home.cls.__name__ == name), None)
     if section is not None:
-        where = f"--{name}.OPTION" if command_line else "its section goes at the top level of the file"
+        where = section_place(name, source)
         return f"{name} is {section.role()}: {where}"
     if not options:
         return ""
