@@ -67,18 +67,23 @@ def open_locked(path: str, setting: str) -> int:
         # The claim's own open file: its lock stays with the writer's descriptor once the run released its claim.
         fd = os.dup(claimed[0]) if claimed is not None else os.open(path, os.O_WRONLY | os.O_CREAT | os.O_CLOEXEC,
                                                                     0o666)
+    _lock_for_run(fd, path, setting, (os.getpid(), _run_pid))
+    os.ftruncate(fd, 0)
+    return fd
+
+
+def _lock_for_run(fd: int, path: str, setting: str, ours: tuple[int | None, ...]) -> None:
+    """Lock ``fd``, the file ``path`` open, for this run: a ValueError naming ``setting``, ``fd`` closed, if a process
+    other than ``ours`` holds its lock."""
     try:
         fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
     except BlockingIOError:
-        holder = lock_holder(os.fstat(fd))
-        if holder not in (os.getpid(), _run_pid):
+        if lock_holder(os.fstat(fd)) not in ours:
             problem = in_use_words(fd)
             os.close(fd)
             raise ValueError(_in_use_problem(path, setting, problem)) from None
     except OSError:  # a file system without locks (ENOLCK): two runs cannot be told apart there
         pass
-    os.ftruncate(fd, 0)
-    return fd
 
 
 def claim(path: str, setting: str) -> None:
@@ -93,15 +98,7 @@ def claim(path: str, setting: str) -> None:
             fd, created = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_EXCL | os.O_CLOEXEC, 0o666), True
         except FileExistsError:
             fd, created = os.open(path, os.O_WRONLY | os.O_CLOEXEC), False
-        try:
-            fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
-        except BlockingIOError:
-            if lock_holder(os.fstat(fd)) != os.getpid():  # not an earlier run of this process stopped by Ctrl+C
-                problem = in_use_words(fd)
-                os.close(fd)
-                raise ValueError(_in_use_problem(path, setting, problem)) from None
-        except OSError:  # a file system without locks (ENOLCK): two runs cannot be told apart there
-            pass
+        _lock_for_run(fd, path, setting, (os.getpid(),))  # held by this process: an earlier run stopped by Ctrl+C
         _claims[real] = fd, created
 
 
