@@ -107,40 +107,47 @@ def bases() -> list[str]:
 
 
 def owner_line(pid: int) -> str:
-    """What OWNER_FILE says of process ``pid``: "PID START NAMESPACE" (when it started, in clock ticks since boot, and
-    its pid namespace; "-" for what cannot be read)."""
+    """What OWNER_FILE says of process ``pid``: "PID START NAMESPACE"."""
+    return f"{pid} {_start_time(pid)} {_pid_namespace(pid)}\n"
+
+
+def _start_time(pid: int) -> str:
+    """When process ``pid`` started, in clock ticks since boot ("-" where it cannot be read)."""
     fields = proc_stat(pid)
-    start = fields[19] if fields is not None and len(fields) > 19 else "-"
+    return fields[19] if fields is not None and len(fields) > 19 else "-"
+
+
+def _pid_namespace(pid: int) -> str:
+    """The pid namespace of process ``pid`` ("-" where it cannot be read)."""
     try:
-        namespace = os.readlink(f"/proc/{pid}/ns/pid")
+        return os.readlink(f"/proc/{pid}/ns/pid")
     except OSError:
-        namespace = "-"
-    return f"{pid} {start} {namespace}\n"
+        return "-"
 
 
-def owner_gone(directory: Path) -> bool:
+def owner_gone(directory: Path, namespace: str) -> bool:
     """Whether ``directory`` is a private directory of the user's whose owner has ended: its OWNER_FILE (the user's
-    own file, not a link) names a process of this pid namespace that no longer runs, or a new process under its pid.
-    One without that file, or of another namespace (whose pids this one cannot see), is not judged: False. OSError if
-    it cannot be looked at."""
+    own file, not a link) names a process of pid namespace ``namespace`` (this process's) that no longer runs, or a
+    new process under its pid. One without that file, or of another namespace (whose pids this one cannot see), is
+    not judged: False. OSError if it cannot be looked at."""
     owner = directory / OWNER_FILE
     if not owned(directory, stat.S_ISDIR) or not owned(owner, stat.S_ISREG):
         return False
     said = owner.read_text(encoding="ascii", errors="replace").split()
-    if len(said) != 3 or not said[0].isdigit() or said[2] != owner_line(os.getpid()).split()[2]:
+    if len(said) != 3 or not said[0].isdigit() or said[2] != namespace:
         return False
     pid, start = int(said[0]), said[1]
-    return owner_line(pid).split()[1] != start or not process_alive(pid)
+    return _start_time(pid) != start or not process_alive(pid)
 
 
 def sweep_stale_dirs() -> int:
     """Remove the private directories of the user's runs whose process is gone (killed with SIGKILL, it could
     not remove its own); how many were removed. Another user's, a live process's, or one the framework did not make
     (no OWNER_FILE) are left alone."""
-    removed = 0
+    removed, namespace = 0, _pid_namespace(os.getpid())
     for path in (path for base in bases() for path in Path(base).glob(f"{PRIVATE_PREFIX}*")):
         with contextlib.suppress(OSError):  # gone meanwhile, or not ours to look at
-            if owner_gone(path):
+            if owner_gone(path, namespace):
                 shutil.rmtree(path)
                 removed += 1
     return removed
