@@ -13,7 +13,7 @@ from traitlets import Bool, Int, Unicode
 
 from pipeline import Component
 from pipeline.config.line_files import LineFile
-from pipeline.config.locks import open_locked
+from pipeline.config.locks import close_lock_fd, open_locked
 from pipeline.config.traits import InputFile, OutputFile
 
 
@@ -137,7 +137,7 @@ class JsonLinesWriter(Component):
 
     def finish(self) -> None:
         """Close the file."""
-        os.close(self._lines.fd)
+        close_lock_fd(self._lines.fd)
 
 
 def _jsonable(value: Any) -> Any:

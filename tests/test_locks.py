@@ -15,8 +15,10 @@ import pytest
 
 from algorithms.basic import JsonLinesWriter
 from pipeline import Pipeline
-from pipeline.config.locks import in_use
+from pipeline.config.locks import claim, in_use, open_locked, release
 from pipeline.errors import ConfigError
+from pipeline.failures.deadletter import DeadLetterWriter, hold
+from pipeline.failures.deadletter import release as release_replay
 from tests.cli_helpers import chain_config, read_lines, write_config
 from tests.failure_helpers import pipeline_run
 from tests.process_helpers import wait_for
@@ -197,3 +199,52 @@ def test_a_run_refused_for_its_output_lets_its_dead_letter_file_go(tmp_path: Pat
             assert holder.wait(timeout=30) == 0
     assert in_use(str(dead)) is None
     assert Pipeline.from_config(chain_config(str(out)), overrides).run().exit_status == 0
+
+
+def test_a_forked_child_keeps_no_run_file_locked_and_no_other_file_closed(tmp_path: Path) -> None:
+    """A child forked while a run holds its files (the zygote of worker processes; two runs of one process) lets go of
+    its copies of every lock: an output's claim, its writer's file, the dead-letter file, a replay's hold. A file the
+    step's own code closed, whose descriptor number then went to another file, stays open in the child."""
+    claimed, written, dead, replayed = (tmp_path / name for name in ("claimed.jsonl", "out.jsonl", "dead.jsonl",
+                                                                     "replayed.jsonl"))
+    replayed.write_text("", encoding="utf-8")
+    claim(str(claimed), "JsonLinesWriter.path")
+    writer = JsonLinesWriter(path=str(written))
+    writer.init()
+    letters = DeadLetterWriter(str(dead))
+    hold(str(replayed))
+    closed_by_step = open_locked(str(tmp_path / "own.jsonl"), "Own.path")
+    os.close(closed_by_step)
+    other = os.open(tmp_path / "other.txt", os.O_WRONLY | os.O_CREAT)
+    assert other == closed_by_step  # the lowest free number
+    go, went = os.pipe()
+    started, starts = os.pipe()
+    child = os.fork()
+    if child == 0:  # the child (its fork hooks have run): waits for the parent, says whether the other file is open
+        try:
+            os.close(went)
+            os.close(started)
+            os.write(starts, b"!")
+            os.read(go, 1)
+            os.fstat(other)
+            os._exit(0)
+        except BaseException:
+            os._exit(1)
+    try:
+        os.close(go)
+        os.close(starts)
+        assert os.read(started, 1) == b"!"
+        os.close(started)
+        release(str(claimed))
+        writer.finish()
+        letters.close()
+        release_replay(str(replayed))
+        for path in (claimed, written, dead):  # each free for another run while the child lives
+            assert in_use(str(path)) is None, path
+        with open(replayed, "rb") as replay:  # free to be written over: nobody holds it, not even shared
+            fcntl.flock(replay, fcntl.LOCK_EX | fcntl.LOCK_NB)
+    finally:
+        os.close(went)
+        _, status = os.waitpid(child, 0)
+        os.close(other)
+    assert os.waitstatus_to_exitcode(status) == 0

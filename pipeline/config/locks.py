@@ -23,6 +23,24 @@ _claims: dict[str, tuple[int, bool]] = {}
 _claims_lock = threading.Lock()  # runs of several threads claim at once
 #: The process of the run this process works for, if it is a worker process of that run (serve_run).
 _run_pid: int | None = None
+#: This process's descriptors that hold a run's lock (an output's claim and its writer's copy, a dead-letter file, a
+#: replay's hold), each with its file's (device, inode): a forked child (the zygote of worker processes) closes its
+#: copies, since a lock belongs to the open file, which every copy keeps open, and a child that outlived the run would
+#: keep the file locked against the next.
+_lock_fds: dict[int, tuple[int, int]] = {}
+
+
+def keep_from_children(fd: int) -> int:
+    """Have a forked child close its copy of ``fd``, which holds a run's lock; returns ``fd``."""
+    status = os.fstat(fd)
+    _lock_fds[fd] = status.st_dev, status.st_ino
+    return fd
+
+
+def close_lock_fd(fd: int) -> None:
+    """Close ``fd``, which ``keep_from_children`` noted."""
+    _lock_fds.pop(fd, None)
+    os.close(fd)
 
 
 def in_use_words(fd: int) -> str:
@@ -69,7 +87,7 @@ def open_locked(path: str, setting: str) -> int:
                                                                     0o666)
     _lock_for_run(fd, path, setting, (os.getpid(), _run_pid))
     os.ftruncate(fd, 0)
-    return fd
+    return keep_from_children(fd)
 
 
 def _lock_for_run(fd: int, path: str, setting: str, ours: tuple[int | None, ...]) -> None:
@@ -99,7 +117,7 @@ def claim(path: str, setting: str) -> None:
         except FileExistsError:
             fd, created = os.open(path, os.O_WRONLY | os.O_CLOEXEC), False
         _lock_for_run(fd, path, setting, (os.getpid(),))  # held by this process: an earlier run stopped by Ctrl+C
-        _claims[real] = fd, created
+        _claims[real] = keep_from_children(fd), created
 
 
 def release(path: str, unmade: bool = False) -> None:
@@ -112,7 +130,7 @@ def release(path: str, unmade: bool = False) -> None:
     if unmade and created and os.fstat(fd).st_size == 0:
         with contextlib.suppress(OSError):
             os.unlink(path)
-    os.close(fd)
+    close_lock_fd(fd)
 
 
 def serve_run(pid: int) -> None:
@@ -121,18 +139,20 @@ def serve_run(pid: int) -> None:
     _run_pid = pid
 
 
-def _close_claims_in_child() -> None:
-    """A forked child (the zygote of worker processes) lets go of its copies: a lock belongs to the open file, which
-    every copy keeps open, so a child that outlived the run would keep its outputs locked against the next."""
+def _close_lock_fds_in_child() -> None:
+    """A forked child lets go of its copies of the descriptors that hold a run's lock (``_lock_fds``), claims too."""
     global _claims_lock
     _claims_lock = threading.Lock()  # the parent's may have been held by a thread the child has not
-    for fd, _ in _claims.values():
-        with contextlib.suppress(OSError):
-            os.close(fd)
     _claims.clear()
+    for fd, file in _lock_fds.items():
+        with contextlib.suppress(OSError):
+            status = os.fstat(fd)
+            if (status.st_dev, status.st_ino) == file:  # else a step closed it itself and its number went elsewhere
+                os.close(fd)
+    _lock_fds.clear()
 
 
-os.register_at_fork(after_in_child=_close_claims_in_child)
+os.register_at_fork(after_in_child=_close_lock_fds_in_child)
 
 
 def _ours(path: str) -> bool:

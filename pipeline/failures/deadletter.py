@@ -49,7 +49,7 @@ from pipeline.component import Component
 from pipeline.config.graph import reachable
 from pipeline.config.line_files import LineFile
 from pipeline.config.loader import json_words
-from pipeline.config.locks import in_use_words
+from pipeline.config.locks import close_lock_fd, in_use_words, keep_from_children
 from pipeline.config.model import PipelineConfig, StepConfig
 from pipeline.config.traits import shown
 from pipeline.console.humanize import counted, quoted
@@ -113,9 +113,8 @@ class DeadLetterWriter:
         except ConfigError:
             os.close(fd)
             raise
-        self._fd = fd
+        self._fd = keep_from_children(fd)
         self._lines = LineFile(fd, opened)  # a record cut short by a write the file refuses is cut off
-        _open_fds.add(fd)
         if not replaced:  # a replay into this file reuses it
             sweep_stale(path)
         self.kept = NotReplayed()  # records of the replayed file with no message to replay, copied first
@@ -168,8 +167,7 @@ class DeadLetterWriter:
 
     def close(self) -> None:
         """Close the file (which lets another run write it)."""
-        _open_fds.discard(self._fd)
-        os.close(self._fd)
+        close_lock_fd(self._fd)
 
     def settle(self, lost_in_flight: bool) -> str | None:
         """Once closed: the records written beside the replayed file (``replaced``) replace it if the run lost no
@@ -189,22 +187,6 @@ class DeadLetterWriter:
             os.unlink(self._replacing)
         return (f"{self.path} is left as it was, to replay all its messages again ({problem}; the messages this run "
                 "processed run again)")
-
-
-#: The descriptors of the dead-letter files open in this process. A forked child (the zygote of worker processes,
-#: engine.zygote) closes its copies: a lock belongs to the open file, which every copy keeps open, so a child that
-#: outlived the run would keep its file locked against the next.
-_open_fds: set[int] = set()
-
-
-def _close_in_child() -> None:
-    for fd in _open_fds:
-        with contextlib.suppress(OSError):
-            os.close(fd)
-    _open_fds.clear()
-
-
-os.register_at_fork(after_in_child=_close_in_child)
 
 
 def _lock(fd: int, refused: Callable[[str], ConfigError]) -> None:
@@ -537,8 +519,7 @@ def hold(path: str, rewrites: bool = False) -> None:
     if fd is None:
         return
     release(path)  # held already by a run of this process that did not release it: one hold a path
-    _held[path] = fd
-    _open_fds.add(fd)
+    _held[path] = keep_from_children(fd)
 
 
 def check_not_written(path: str) -> None:
@@ -575,8 +556,7 @@ def release(path: str) -> None:
     """Let go of the dead-letter file ``path`` that ``hold`` took for a replay (nothing if none)."""
     fd = _held.pop(path, None)
     if fd is not None:
-        _open_fds.discard(fd)
-        os.close(fd)
+        close_lock_fd(fd)
 
 
 class DeadLetterReplay(Component):
