@@ -11,6 +11,7 @@ from collections.abc import Iterator
 from typing import Any
 
 import numpy as np
+from traitlets import Any as AnyValue
 
 from pipeline import Component
 
@@ -54,3 +55,24 @@ class StopsItsZygote(Component):
     def finish(self) -> None:
         """Stop the zygote (this process's parent)."""
         os.kill(os.getppid(), signal.SIGSTOP)
+
+
+class Applies(Component):
+    """Stager or consumer that applies its option ``fn``, a callable given from Python, to each message (a consumer's
+    results kept in APPLIED)."""
+
+    fn = AnyValue(None, help="The callable applied to each message.").tag(config=True)
+
+    def run(self, msg: Any) -> Any:
+        """``fn(msg)``."""
+        done = self.fn(msg)
+        APPLIED.append(done)
+        return done
+
+
+#: What Applies made in this process.
+APPLIED: list[Any] = []
+
+
+class AppliesToo(Applies):
+    """Applies under a name of its own: a section of its own."""

@@ -418,3 +418,79 @@ def test_a_class_of_the_script_whose_zygote_is_gone_says_why_it_cannot_load() ->
     assert done.stdout.split() == ["1"], done.stderr
     assert ("cannot load __main__.Double: AttributeError: module '__main__' has no attribute 'Double'; the class is "
             "the running script's, which only a worker process forked from the run's zygote has") in done.stderr
+
+
+#: Options given from Python that a worker process cannot be given as they are: a lambda, an object of the script's own
+#: class, a step class of a module made in memory. argv: the case, then "fork" or "fresh" (fork_workers false).
+#: Prints the values the consumer got, sorted, or the ConfigError.
+UNSENDABLE = """
+import sys, types
+import tests.start_steps as steps
+from pipeline import ConfigError, Pipeline
+
+class Tenfold:
+    def __call__(self, n):
+        return 10 * n
+
+case, how = sys.argv[1:]
+stager = {"name": "S", "module": "algorithms.basic", "class": "PassThrough", "nb_process": 2, "next_steps": "C"}
+consumer = {"name": "C", "module": "tests.start_steps", "class": "Applies"}
+given = {"Counter": {"count": 5}}
+if case == "lambda of the consumer in threads":
+    given["Applies"] = {"fn": lambda n: 10 * n}
+elif case == "lambda of the stage in processes":
+    stager.update(module="tests.start_steps", **{"class": "Applies"})
+    consumer.update(module="algorithms.basic", **{"class": "PassThrough"})
+    given["Applies"] = {"fn": lambda n: 10 * n}
+elif case == "script's object for the stage in processes":
+    stager.update(module="tests.start_steps", **{"class": "Applies"}, config={"fn": Tenfold()})
+    consumer.update(module="algorithms.basic", **{"class": "PassThrough"})
+elif case == "class of a module made in memory":
+    made = types.ModuleType("made_in_memory")
+    exec("from pipeline import Component\\nclass Same(Component):\\n    def run(self, n):\\n        return n\\n",
+         made.__dict__)
+    sys.modules["made_in_memory"] = made
+    stager.update(module="made_in_memory", **{"class": "Same"})
+    consumer.update(module="algorithms.basic", **{"class": "PassThrough"})
+document = {"version": 1, "Pipeline": {
+    "gui": False, "progress": False, "fork_workers": how == "fork",
+    "producer_conf": {"name": "P", "module": "algorithms.basic", "class": "Counter", "next_steps": "S"},
+    "stagers_conf": [stager], "consumer_conf": consumer}}
+try:
+    report = Pipeline.from_config(document, given).run()
+    print(report.exit_status, report["C"].received, sorted(steps.APPLIED))
+except ConfigError as err:
+    print(err)
+"""
+
+_GIVEN = "cannot be given to the worker processes of step S: {}"
+#: How a line that says what cannot be given ends.
+_EXPECTED = ("(expected a value pickle can copy, of a class or function defined at the top of a module; or run the "
+             "step in threads)")
+
+
+@pytest.mark.parametrize(("case", "how", "said"), [
+    ("lambda of the consumer in threads", "fork", "0 5 [0, 10, 20, 30, 40]"),
+    ("lambda of the consumer in threads", "fresh", "0 5 [0, 10, 20, 30, 40]"),
+    ("lambda of the stage in processes", "fork", "overrides: Applies.fn: " + _GIVEN.format(
+        "pickle cannot copy it (PicklingError: Can't pickle <function <lambda>")),
+    ("script's object for the stage in processes", "fork", "0 5 []"),
+    ("script's object for the stage in processes", "fresh", "<config>: Pipeline.stagers_conf[0].config.fn: "
+        + _GIVEN.format("it refers to the running script (__main__), which worker processes that start afresh cannot "
+                        "import (fork_workers is false)")),
+    ("class of a module made in memory", "fork", "0 5 []"),
+    ("class of a module made in memory", "fresh", "<config>: Pipeline.stagers_conf[0]: step S: its class Same is "
+        "defined in module made_in_memory, made in memory, which worker processes that start afresh cannot import "
+        "(fork_workers is false): define it in a module, or run the step in threads"),
+])
+def test_what_a_worker_process_cannot_be_given_is_refused_before_the_run(case: str, how: str, said: str) -> None:
+    """A lambda given to a step in threads stopped a run whose other step had worker processes on an internal error
+    (the spec they are sent carried every option); given to the step in worker processes, or an object of the script's
+    class to ones that start afresh, each process died in turn with a traceback; so did a class of a module made in
+    memory. Now what goes is what the processes' steps read, and what cannot go is refused in one line naming it."""
+    done = subprocess.run([sys.executable, "-c", UNSENDABLE, case, how], cwd=REPO, capture_output=True, text=True,
+                          timeout=60, env={**os.environ, "PYTHONPATH": str(REPO)})
+    line = done.stdout.splitlines()[0]
+    assert line.startswith(said), done.stdout + done.stderr
+    assert line.endswith(_EXPECTED) or "given" not in said
+    assert "Traceback" not in done.stderr, done.stderr

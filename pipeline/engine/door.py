@@ -47,8 +47,9 @@ from pipeline.engine.addresses import Addresses
 from pipeline.engine.control import BOUND, EngineThread, RunControl
 from pipeline.engine.flow import window_limit
 from pipeline.engine.router import Router
+from pipeline.engine.specs import spec_for
 from pipeline.engine.step_state import FINISH_GRACE_SECONDS
-from pipeline.engine.supervisor import LOOK_SECONDS, busy_lines, spec_for
+from pipeline.engine.supervisor import LOOK_SECONDS, busy_lines
 from pipeline.engine.wire import (
     HEADER,
     SLOT_TOKEN,
@@ -180,6 +181,7 @@ class Door(EngineThread):
         self._said_handshakes = (0, 0)  # refused_keys and failed_handshakes when the door last said them
         self.refused_hellos = 0  # HELLOs refused (another version, a step that takes none, no room)
         self._first_refusal = ""  # why the first of them was
+        self._specs: dict[str, bytes | str] = {}  # by step: the pickled spec of its remote workers, or why none goes
         # Made in work(), in this thread: a socket belongs to the thread that made it.
         self.socket: zmq.Socket
         self.server: CurveServer
@@ -349,7 +351,7 @@ class Door(EngineThread):
         sockets.send_while(self._notices[step], added_frames(slot, threads), router.listening)
         self.said.say(logging.INFO, key, "worker processes joined", "step %s: remote worker %s (%s) joined with %d "
                       "threads, as worker process %d", step, key, address, threads, slot)
-        self.send([keeper, *spec_frames(slot, pickle.dumps(spec_for(self.config, step, "", self.control)), token)])
+        self.send([keeper, *spec_frames(slot, self._specs[step], token)])
 
     def _refusal(self, key: str, step: str, threads: int) -> str | None:
         """Why a HELLO of ``key`` for ``step`` with ``threads`` threads is refused; None if it is not."""
@@ -360,6 +362,8 @@ class Door(EngineThread):
             return f"step {step} is the producer: it runs in the run's process or its own worker processes"
         if router.step.cls.one_worker:
             return f"step {step} runs in one worker, its own: {router.step.cls.__name__} says one_worker"
+        if isinstance(spec := self._spec(step), str):
+            return spec
         if not 1 <= threads <= MAX_REMOTE_THREADS:
             return f"expected 1 to {MAX_REMOTE_THREADS} threads, got {threads}"
         own = sum(worker.threads for worker in self.workers.values() if worker.key == key)
@@ -371,6 +375,17 @@ class Door(EngineThread):
             return (f"the run holds {held} remote worker threads, and takes at most {MAX_REMOTE_WORKER_THREADS} "
                     f"(asked for {threads} more)")
         return None
+
+    def _spec(self, step: str) -> bytes | str:
+        """The pickled spec of a remote worker of ``step``, or why none can go (an option pickle cannot copy), made
+        once."""
+        if step not in self._specs:
+            try:
+                self._specs[step] = pickle.dumps(spec_for(self.config, step, "", self.control,
+                                                          afresh="they start on their own host"))
+            except ConfigError as err:
+                self._specs[step] = str(err)
+        return self._specs[step]
 
     def _ending(self, step: str) -> bool:
         """Whether ``step`` has no more work for a worker that joins now: its stream ended, or the run is stopping."""

@@ -23,6 +23,7 @@ from pipeline.engine.fusion import fused_after, fused_groups
 from pipeline.engine.limits import RUN_FILES_PER_PROCESS_THREAD, allow_open_files, out_of_threads, out_of_threads_line
 from pipeline.engine.router import Router
 from pipeline.engine.shards import shard_seed
+from pipeline.engine.specs import spec_for
 from pipeline.engine.step_threads import ProducerThread, StepHolder, StepThread, WorkerThread, runs_inline
 from pipeline.engine.supervisor import Supervisor
 from pipeline.engine.wire import Kind, control_frames
@@ -105,9 +106,17 @@ class ThreadedRunner:
         # thread (engine.zygote); where it cannot be made, the supervisor spawns a zygote.
         self.zygote = Zygote.forked_from_here() if self.options.fork_workers and any(
             step.nb_process for step in config.steps.values()) else None
-        if self.zygote is None:
-            _check_importable(config, "fork_workers is false" if not self.options.fork_workers else
-                              "the run's process runs other Python threads, or cannot fork")
+        #: Why worker processes start afresh, not forked from a copy of this process ("": they do not).
+        self.afresh = "" if self.zygote is not None else (
+            "fork_workers is false" if not self.options.fork_workers else
+            "the run's process runs other Python threads, or cannot fork")
+        try:  # what a worker process could not be given, said now rather than as each dies
+            for name, step in config.steps.items():
+                if step.nb_process:
+                    spec_for(config, name, "", self.control, afresh=self.afresh)
+        except ConfigError:
+            self.discard()  # its zygote and its dead-letter file
+            raise
 
     def stop(self, signal: int | None = None) -> None:
         """Stop the producer; drain what is in flight; give up on busy threads after shutdown_timeout."""
@@ -219,7 +228,8 @@ class ThreadedRunner:
             if self._next_event(BOUND) is None:
                 return
         if any(router.step.nb_process for router in self.routers.values()):
-            self.supervisor = Supervisor(context, self.control, self.config, self.addresses, self.routers, self.zygote)
+            self.supervisor = Supervisor(context, self.control, self.config, self.addresses, self.routers, self.zygote,
+                                         self.afresh)
             self.supervisor.start()
             if self._next_event(BOUND) is None:
                 if isinstance(self.supervisor.crash, ConfigError):
@@ -455,13 +465,3 @@ class ThreadedRunner:
                          wall_time=time.monotonic() - self.started, running=running,
                          busy=self.busy() if running else [])
 
-
-def _check_importable(config: PipelineConfig, why: str) -> None:
-    """A ConfigError if a step of worker processes, which start afresh (``why``), has its class in the running script:
-    each would fail to import it and die, one after another (a class of a notebook or script works in them only when
-    they are forked from a copy of the run's process)."""
-    for step in config.steps.values():
-        if step.nb_process and step.module == "__main__":
-            raise ConfigError(config.source, step.key, f"step {step.name}: its class {step.class_name} is defined in "
-                              f"the running script (__main__), which worker processes that start afresh cannot "
-                              f"import ({why}): define it in a module, or run the step in threads")

@@ -32,8 +32,8 @@ from pipeline.engine.process_keeper import Death, ProcessKeeper, WorkerProcess
 from pipeline.engine.rings import remove_rings, ring_paths, sweep_stale
 from pipeline.engine.router import Router
 from pipeline.engine.shards import read_mark
+from pipeline.engine.specs import spec_for
 from pipeline.engine.wire import Loss, added_frames, lost_frames, slot_of
-from pipeline.engine.worker_process import Spec
 from pipeline.engine.zygote import LEAVE_SECONDS, Zygote
 from pipeline.errors import ConfigError
 from pipeline.execution.executor import FINISHING
@@ -45,30 +45,17 @@ log = logging.getLogger("pipeline.engine")
 LOOK_SECONDS = 0.1
 
 
-def spec_for(config: PipelineConfig, name: str, work: str, control: RunControl,
-             members: tuple[str, ...] = ()) -> Spec:
-    """What a worker process of step ``name`` (and of the fused steps ``members`` after it) runs, its router
-    at ``work`` (the door's for a remote one). Classes go by name: the worker process imports them."""
-    step = config.steps[name]
-    steps = {each: dataclasses.replace(config.steps[each], cls=None) for each in (name, *members)}
-    options = control.options
-    return Spec(dataclasses.replace(config, steps=steps), name, step.module, step.import_name, work,
-                options.heartbeat_interval, options.heartbeat_liveness,
-                logging.getLogger("pipeline").getEffectiveLevel(), members,
-                {each: config.steps[each].import_name for each in members}, options.keep_freed_memory,
-                options.allow_failures)
-
-
 class Supervisor(EngineThread):
     """Starts, watches and replaces the run's worker processes; ends when the routers it serves have."""
 
     def __init__(self, context: zmq.Context, control: RunControl, config: PipelineConfig, addresses: Addresses,
-                 routers: dict[str, Router], zygote: Zygote | None = None) -> None:
+                 routers: dict[str, Router], zygote: Zygote | None = None, afresh: str = "") -> None:
         super().__init__("supervisor", control, context)
         self.config = config
         self.addresses = addresses
         self.routers = {name: router for name, router in routers.items() if router.step.nb_process}
         options = control.options
+        self.afresh = afresh  # why its worker processes start afresh, not forked from the run's ("": they are forked)
         self.keeper = ProcessKeeper(addresses.ipc_dir, options.heartbeat_interval * options.heartbeat_liveness, zygote)
         self.restarts: Counter[str] = Counter()  # per step: processes started to replace dead ones
         self.roster: tuple[WorkerProcess, ...] = ()  # the live ones, for the monitor's thread
@@ -166,7 +153,8 @@ class Supervisor(EngineThread):
         """A new slot for a worker process of ``step``, its files made (a ConfigError if they cannot be)."""
         slot = self.control.new_slot()
         members = tuple(member.name for member in self.routers[step].members)
-        self.keeper.files(slot, spec_for(self.config, step, self.addresses.outside(step), self.control, members))
+        self.keeper.files(slot, spec_for(self.config, step, self.addresses.outside(step), self.control, members,
+                                         self.afresh))
         return slot
 
     def _start(self, step: str, slot: int) -> None:
