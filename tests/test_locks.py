@@ -21,7 +21,7 @@ from pipeline.failures.deadletter import DeadLetterWriter, hold
 from pipeline.failures.deadletter import release as release_replay
 from tests.cli_helpers import chain_config, read_lines, write_config
 from tests.failure_helpers import pipeline_run
-from tests.process_helpers import wait_for
+from tests.process_helpers import REPO, wait_for
 
 #: A process that holds an exclusive flock on argv[1] until its stdin closes, as HDF5 holds a file it writes.
 HOLDER = """
@@ -208,7 +208,7 @@ def test_a_forked_child_keeps_no_run_file_locked_and_no_other_file_closed(tmp_pa
     claimed, written, dead, replayed = (tmp_path / name for name in ("claimed.jsonl", "out.jsonl", "dead.jsonl",
                                                                      "replayed.jsonl"))
     replayed.write_text("", encoding="utf-8")
-    claim(str(claimed), "JsonLinesWriter.path")
+    real = claim(str(claimed), "JsonLinesWriter.path")
     writer = JsonLinesWriter(path=str(written))
     writer.init()
     letters = DeadLetterWriter(str(dead))
@@ -235,7 +235,7 @@ def test_a_forked_child_keeps_no_run_file_locked_and_no_other_file_closed(tmp_pa
         os.close(starts)
         assert os.read(started, 1) == b"!"
         os.close(started)
-        release(str(claimed))
+        release(real)
         writer.finish()
         letters.close()
         release_replay(str(replayed))
@@ -248,3 +248,44 @@ def test_a_forked_child_keeps_no_run_file_locked_and_no_other_file_closed(tmp_pa
         _, status = os.waitpid(child, 0)
         os.close(other)
     assert os.waitstatus_to_exitcode(status) == 0
+
+
+#: A run whose stage removes the run's working directory at its first message, its output and dead-letter file given
+#: as relative paths there. argv: the mode ("threads", "sequential" or "processes"). Prints the exit status and counts.
+CWD_GONE = """
+import os, shutil, sys
+from pipeline import Component, Pipeline
+
+class RemovesTheFolder(Component):
+    def run(self, n):
+        if n == 0:
+            shutil.rmtree(os.environ["RUN_DIR"])
+        return n
+
+mode = sys.argv[1]
+stager = {"name": "S", "module": "__main__", "class": "RemovesTheFolder", "next_steps": "W"}
+if mode == "processes":
+    stager["nb_process"] = 1
+document = {"version": 1, "Pipeline": {
+    "gui": False, "progress": False, "mode": "sequential" if mode == "sequential" else "threads",
+    "dead_letter": "dead.jsonl",
+    "producer_conf": {"name": "P", "module": "algorithms.basic", "class": "Counter", "next_steps": "S"},
+    "stagers_conf": [stager],
+    "consumer_conf": {"name": "W", "module": "algorithms.basic", "class": "JsonLinesWriter"}},
+    "Counter": {"count": 50}, "JsonLinesWriter": {"path": "out.jsonl"}}
+report = Pipeline.from_config(document).run()
+print(report.exit_status, report["W"].received)
+"""
+
+
+@pytest.mark.parametrize("mode", ["threads", "sequential", "processes"])
+def test_a_run_whose_working_directory_is_removed_ends_with_its_report(tmp_path: Path, mode: str) -> None:
+    """The run's end let go of its relative output by its path, which needs the working directory: a raw traceback
+    (FileNotFoundError from os.path.realpath), no report, exit 1. The file is written to its end all the same."""
+    folder = tmp_path / "run"
+    folder.mkdir()
+    done = subprocess.run([sys.executable, "-c", CWD_GONE, mode], cwd=folder, capture_output=True, text=True,
+                          timeout=60, env={**os.environ, "PYTHONPATH": str(REPO), "RUN_DIR": str(folder)})
+    assert done.stdout.splitlines() == ["0 50"], done.stderr
+    assert "Traceback" not in done.stderr
+    assert not folder.exists()

@@ -104,10 +104,10 @@ def _lock_for_run(fd: int, path: str, setting: str, ours: tuple[int | None, ...]
         pass
 
 
-def claim(path: str, setting: str) -> None:
-    """Lock the output file ``path`` for a run of this process until ``release(path)``, before any step runs (created
-    if absent, its content left until the step writes it): a ValueError naming ``setting``, in the words of
-    ``open_locked``, if a run of another process holds it or a run of this process claimed it."""
+def claim(path: str, setting: str) -> str:
+    """Lock the output file ``path`` for a run of this process until ``release`` of the real path it returns, before
+    any step runs (created if absent, its content left until the step writes it): a ValueError naming ``setting``, in
+    the words of ``open_locked``, if a run of another process holds it or a run of this process claimed it."""
     real = os.path.realpath(path)
     with _claims_lock:
         if real in _claims:
@@ -118,18 +118,20 @@ def claim(path: str, setting: str) -> None:
             fd, created = os.open(path, os.O_WRONLY | os.O_CLOEXEC), False
         _lock_for_run(fd, path, setting, (os.getpid(),))  # held by this process: an earlier run stopped by Ctrl+C
         _claims[real] = keep_from_children(fd), created
+    return real  # a relative path is one no more once the working directory is gone
 
 
-def release(path: str, unmade: bool = False) -> None:
-    """Let go of the claim of ``path`` (the lock stays with a step's descriptor still open, ``open_locked``); with
-    ``unmade`` (the run was refused before any step ran), remove the file if the claim created it and it is empty."""
+def release(real: str, unmade: bool = False) -> None:
+    """Let go of the claim of the file whose real path ``claim`` returned (the lock stays with a step's descriptor
+    still open, ``open_locked``); with ``unmade`` (the run was refused before any step ran), remove the file if the
+    claim created it and it is empty."""
     with _claims_lock:
-        fd, created = _claims.pop(os.path.realpath(path), (None, False))
+        fd, created = _claims.pop(real, (None, False))
     if fd is None:
         return
     if unmade and created and os.fstat(fd).st_size == 0:
         with contextlib.suppress(OSError):
-            os.unlink(path)
+            os.unlink(real)
     close_lock_fd(fd)
 
 

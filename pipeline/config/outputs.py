@@ -62,16 +62,15 @@ def step_files(config: PipelineConfig, kind: type[Unicode], use: str) -> Iterato
 
 def claim_outputs(config: PipelineConfig) -> list[str]:
     """Claim each step's output whose OutputFile trait is tagged ``locked=True`` (config.locks.claim), before any step
-    runs; the paths claimed, to ``release``. A ConfigError, in the words of a step's check(), if a run writes one:
+    runs; the real paths claimed, to ``release``. A ConfigError, in the words of a step's check(), if a run writes one:
     the claims made before it are let go."""
     claimed: list[str] = []
     try:
         for step, name, path in _step_paths(config, OutputFile, locked=True):
             try:
-                claim(path, f"{step.class_name}.{name}")
+                claimed.append(claim(path, f"{step.class_name}.{name}"))
             except ValueError as err:
                 raise step_refused(config, step, str(err)) from None
-            claimed.append(path)
     except BaseException:
         release_outputs(claimed)
         raise
@@ -81,8 +80,8 @@ def claim_outputs(config: PipelineConfig) -> list[str]:
 def release_outputs(claimed: list[str], unmade: bool = False) -> None:
     """Let go of the outputs ``claim_outputs`` claimed, once the run ended; with ``unmade`` (it was refused before any
     step ran), an empty one that the claim created goes."""
-    for path in claimed:
-        release(path, unmade)
+    for real in claimed:
+        release(real, unmade)
 
 
 def _step_paths(config: PipelineConfig, kind: type[Unicode], **metadata: Any) -> Iterator[tuple[StepConfig, str, str]]:
