@@ -41,6 +41,19 @@ def test_a_run_with_worker_processes_works_under_a_long_tmpdir(tmp_path: Path) -
     assert "Traceback" not in result.stderr
 
 
+def test_a_run_with_worker_processes_works_under_a_tmpdir_whose_name_is_not_utf8(tmp_path: Path) -> None:
+    """A TMPDIR named in bytes that are not UTF-8: its sockets' endpoints, text that ZeroMQ takes in UTF-8, stopped
+    the step's router on an internal error (UnicodeEncodeError), a traceback, exit 1. Another directory serves."""
+    odd = os.path.join(os.fsencode(tmp_path), b"\xff")
+    os.mkdir(odd)
+    result = subprocess.run([sys.executable, "-m", "pipeline", f"--config={in_processes(tmp_path)}", "--no-progress"],
+                            cwd=ROOT, capture_output=True, text=True, timeout=30,
+                            env={**os.environ, "TMPDIR": os.fsdecode(odd), "PYTHONPATH": str(ROOT)})
+    assert result.returncode == 0, result.stderr
+    assert sorted(read_lines(tmp_path / "out.jsonl")) == list(range(5))
+    assert os.listdir(odd) == []
+
+
 @pytest.mark.parametrize("usable_tmpdir", [True, False], ids=["too-long", "none"])
 def test_no_room_for_the_ipc_sockets_is_one_line_and_exit_2(app: PipelineRun, tmp_path: Path,
                                                             monkeypatch: pytest.MonkeyPatch,
