@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import signal
 import threading
 from collections.abc import Mapping
 from pathlib import Path
@@ -22,6 +23,9 @@ from pipeline.execution.runner import Runner
 from pipeline.failures.deadletter import preload, release, replay_config, replay_path, writes_over
 from pipeline.monitor import Address, Monitor, MonitorSettings
 from pipeline.monitor.monitor import DEFAULT_GUI_ADDRESS
+
+#: The signals of this platform, by number (a run stopped by one exits with 128 + its number).
+_SIGNAL_NUMBERS = frozenset(signal.valid_signals())
 
 #: Most heartbeats a run or a worker process may miss before the other is taken for dead or gone: past a
 #: hundred, silence would hardly be noticed at all (1e22 was accepted), and heartbeat_interval says the
@@ -250,7 +254,10 @@ class Pipeline(Configurable):
     def interrupt(self, signal: int) -> None:
         """A signal arrived (from any thread): the first stops the producer and drains what is in
         flight; the second stops at once, leaving busy threads behind. Outside a run it does nothing, unless
-        ``expect_signals`` armed it for the next run."""
+        ``expect_signals`` armed it for the next run. A ValueError for a number that is no signal: the run's exit
+        status is 128 + that number."""
+        if not isinstance(signal, int) or signal not in _SIGNAL_NUMBERS:
+            raise ValueError(f"interrupt({signal!r}): expected the number of a signal, such as signal.SIGINT (2)")
         if not self._running.locked() and not self._armed:
             return
         self._interrupts += 1

@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import contextlib
 import logging
+import signal
 import threading
 from pathlib import Path
 from typing import Any
@@ -148,3 +149,15 @@ def test_a_router_refused_one_of_its_sockets_leaves_none_open(caplog: pytest.Log
     terminator.start()
     terminator.join(WAIT)
     assert not terminator.is_alive()
+
+
+@pytest.mark.parametrize("number", [999, 0, -5, 2.0, "2"])
+def test_interrupt_with_what_is_no_signal_is_refused(tmp_path: Path, number: Any) -> None:
+    """interrupt(999) stopped the run as "signal 999", exit status 1127 (which sys.exit() makes 103); 0 and -5 gave
+    128 and 123. A run interrupted with a real one stops as it says."""
+    pipeline = Pipeline.from_config(chain_config(str(tmp_path / "out.jsonl")))
+    pipeline.expect_signals()
+    with pytest.raises(ValueError, match=r"expected the number of a signal, such as signal\.SIGINT \(2\)"):
+        pipeline.interrupt(number)
+    pipeline.interrupt(signal.SIGTERM)
+    assert pipeline.run().exit_status == 128 + signal.SIGTERM
