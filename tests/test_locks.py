@@ -174,7 +174,7 @@ def test_a_json_lines_output_that_a_run_of_this_process_writes_is_refused_to_a_s
     try:
         wait_for((tmp_path / "hanging").exists, 30, "the first run under way")
         with pytest.raises(ConfigError, match=re.escape(f"JsonLinesWriter.path {str(out)!r} is in use by another "
-                                                        f"run (pid {os.getpid()})")):
+                                                        f"run of this process (pid {os.getpid()})")):
             Pipeline.from_config(document).run()
     finally:
         gate.touch()

@@ -111,7 +111,8 @@ def claim(path: str, setting: str) -> str:
     real = os.path.realpath(path)
     with _claims_lock:
         if real in _claims:
-            raise ValueError(_in_use_problem(path, setting, f"in use by another run (pid {os.getpid()})"))
+            problem = f"in use by another run of this process (pid {os.getpid()})"
+            raise ValueError(_in_use_problem(path, setting, problem))
         try:
             fd, created = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_EXCL | os.O_CLOEXEC, 0o666), True
         except FileExistsError:
