@@ -475,16 +475,10 @@ class WriteParameters(Component):
 
     output_path = OutputFile(
         "events.dl1.h5", help="The HDF5 file to write (replaced): /dl1/event/telescope/parameters/tel_NNN."
-    ).tag(config=True)
-
-    def check(self) -> None:
-        """Refuse an output file that another run writes: HDF5 would empty it before it found the lock, then fail."""
-        refuse_in_use(self.output_path, OUTPUT_SETTING)
+    ).tag(config=True, locked="record")  # claimed as the run starts: HDF5 empties a file before it finds its lock
 
     def init(self) -> None:
-        """Create the file, unless a run started since check() writes it (HDF5 would empty it before it found the
-        file's lock, then fail)."""
-        refuse_in_use(self.output_path, OUTPUT_SETTING)
+        """Create the file, which the run claimed before any step ran."""
         with ctapipe_errors("HDF5TableWriter"):
             self.writer = open_writer(self.output_path, self)
 

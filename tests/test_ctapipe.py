@@ -17,6 +17,7 @@ import pytest
 
 from pipeline.config.traits import shown
 from tests.cli_helpers import ROOT
+from tests.process_helpers import wait_for
 
 CONFIG = ROOT / "configs" / "ctapipe_toy.json"
 #: Events per run: enough for every telescope to have rows, few enough for a loaded CI machine.
@@ -520,3 +521,35 @@ def test_a_telescope_type_pattern_matching_no_telescope_stops_the_run_before_it_
                     "first"), result.stderr
     assert all("'LST_*' did not match any known telescope types" in line for line in before), result.stderr
     assert not (tmp_path / "out.h5").exists()
+
+
+@pytest.mark.timeout(2 * RUN_SECONDS)
+def test_runs_started_together_on_one_hdf5_output_leave_it_to_one(tmp_path: Path,
+                                                                   loop_output: dict[str, Any]) -> None:
+    """HDF5 empties a file before it finds another's lock, and each run only probed for one: of runs started together
+    on one output, each passed the probe, and losers emptied the winner's file. The run's process claims it before any
+    step runs (a record lock, which HDF5's own flock does not meet): one run writes it (its writer held before it opens
+    the file until the others ended), each other exits 2 in one line, and the file holds the winner's rows."""
+    output, gate = tmp_path / "out.h5", tmp_path / "gate"
+    document = json.loads(CONFIG.read_text(encoding="utf-8"))
+    document["Pipeline"]["consumer_conf"].update(module="tests.held_writer", **{"class": "HeldWriter"})
+    document["HeldWriter"] = {"gate": str(gate)}
+    config = tmp_path / "held.json"
+    config.write_text(json.dumps(document), encoding="utf-8")
+    command = [sys.executable, "-m", "pipeline", f"--config={config}", f"--EventSource.max_events={EVENTS}",
+               f"--WriteParameters.output_path={output}", "--no-progress"]
+    environment = {**os.environ, "PYTHONPATH": str(ROOT), "HOME": str(tmp_path)}
+    runs = [subprocess.Popen(command, cwd=tmp_path, env=environment, stdout=subprocess.DEVNULL,
+                             stderr=subprocess.PIPE, text=True) for _ in range(3)]
+    try:
+        wait_for(lambda: sum(each.poll() is not None for each in runs) == 2, RUN_SECONDS, "two runs refused")
+    finally:
+        gate.touch()  # the winner goes on
+        errors = [each.communicate(timeout=RUN_SECONDS)[1] for each in runs]
+    assert sorted(each.returncode for each in runs) == [0, 2, 2], errors
+    refusal = (f"pipeline-run: error: {config}: Pipeline.consumer_conf: step 'WRITER': HeldWriter.output_path "
+               f"{str(output)!r} is in use by another run (expected an output file of its own for each run)")
+    assert [error.splitlines()[-1:] for each, error in zip(runs, errors, strict=True) if each.returncode == 2] == [
+        [refusal]] * 2, errors
+    assert {name: len(rows) for name, rows in tables(output).items()} == {
+        name: len(rows) for name, rows in loop_output.items()}

@@ -7,7 +7,9 @@ An output whose trait is tagged ``locked=True`` (JsonLinesWriter's) is *claimed*
 step runs (``claim``, held until ``release``): a probe before the run and a lock taken in the step's init() let two
 runs started together both pass the probe, and the loser failed in init() (exit 1, a traceback) instead of being
 refused in one line (exit 2). The step's ``open_locked`` then shares the claim's lock (a worker process: finds it
-held by its run's process, ``serve_run``).
+held by its run's process, ``serve_run``). An output tagged ``locked="record"`` is one whose writer takes a flock of its
+own (WriteParameters's HDF5 file): its claim is a record lock of the open file (``F_OFD_SETLK``), which a flock does
+not meet, so that HDF5, which empties the file before it finds another's lock, opens it only once the run holds it.
 """
 
 from __future__ import annotations
@@ -15,12 +17,15 @@ from __future__ import annotations
 import contextlib
 import fcntl
 import os
+import struct
 import threading
 
 #: The outputs this process claimed for runs under way: their real paths, each with the descriptor holding its lock and
 #: whether the claim created the file.
 _claims: dict[str, tuple[int, bool]] = {}
 _claims_lock = threading.Lock()  # runs of several threads claim at once
+#: struct flock of an exclusive lock of a whole file, for fcntl.F_OFD_SETLK (l_pid 0, as it must be).
+_WHOLE_FILE = struct.pack("hhqqi4x", fcntl.F_WRLCK, os.SEEK_SET, 0, 0, 0)
 #: The process of the run this process works for, if it is a worker process of that run (serve_run).
 _run_pid: int | None = None
 #: This process's descriptors that hold a run's lock (an output's claim and its writer's copy, a dead-letter file, a
@@ -90,12 +95,18 @@ def open_locked(path: str, setting: str) -> int:
     return keep_from_children(fd)
 
 
-def _lock_for_run(fd: int, path: str, setting: str, ours: tuple[int | None, ...]) -> None:
+def _lock_for_run(fd: int, path: str, setting: str, ours: tuple[int | None, ...], record: bool = False) -> None:
     """Lock ``fd``, the file ``path`` open, for this run: a ValueError naming ``setting``, ``fd`` closed, if a process
-    other than ``ours`` holds its lock."""
+    other than ``ours`` holds its lock. With ``record`` (its writer takes a flock of its own, as HDF5 does: this
+    process's flock on another open file would refuse it), the lock is a record lock of the open file, which a flock
+    does not meet, and a flock that another process holds refuses it too."""
     try:
+        if record:
+            fcntl.fcntl(fd, fcntl.F_OFD_SETLK, _WHOLE_FILE)
         fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
-    except BlockingIOError:
+        if record:
+            fcntl.flock(fd, fcntl.LOCK_UN)  # the writer's to take
+    except (BlockingIOError, PermissionError):  # a record lock held elsewhere may say EACCES
         if lock_holder(os.fstat(fd)) not in ours:
             problem = in_use_words(fd)
             os.close(fd)
@@ -104,10 +115,11 @@ def _lock_for_run(fd: int, path: str, setting: str, ours: tuple[int | None, ...]
         pass
 
 
-def claim(path: str, setting: str) -> str:
+def claim(path: str, setting: str, record: bool = False) -> str:
     """Lock the output file ``path`` for a run of this process until ``release`` of the real path it returns, before
     any step runs (created if absent, its content left until the step writes it): a ValueError naming ``setting``, in
-    the words of ``open_locked``, if a run of another process holds it or a run of this process claimed it."""
+    the words of ``open_locked``, if a run of another process holds it or a run of this process claimed it.
+    ``record``: its writer takes a flock of its own (``_lock_for_run``)."""
     real = os.path.realpath(path)
     with _claims_lock:
         if real in _claims:
@@ -117,7 +129,7 @@ def claim(path: str, setting: str) -> str:
             fd, created = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_EXCL | os.O_CLOEXEC, 0o666), True
         except FileExistsError:
             fd, created = os.open(path, os.O_WRONLY | os.O_CLOEXEC), False
-        _lock_for_run(fd, path, setting, (os.getpid(),))  # held by this process: an earlier run stopped by Ctrl+C
+        _lock_for_run(fd, path, setting, (os.getpid(),), record)  # this process's: an earlier run stopped by Ctrl+C
         _claims[real] = keep_from_children(fd), created
     return real  # a relative path is one no more once the working directory is gone
 

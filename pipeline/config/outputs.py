@@ -61,14 +61,15 @@ def step_files(config: PipelineConfig, kind: type[Unicode], use: str) -> Iterato
 
 
 def claim_outputs(config: PipelineConfig) -> list[str]:
-    """Claim each step's output whose OutputFile trait is tagged ``locked=True`` (config.locks.claim), before any step
+    """Claim each step's output whose OutputFile trait is tagged ``locked`` (config.locks.claim), before any step
     runs; the real paths claimed, to ``release``. A ConfigError, in the words of a step's check(), if a run writes one:
     the claims made before it are let go."""
     claimed: list[str] = []
     try:
-        for step, name, path in _step_paths(config, OutputFile, locked=True):
+        for step, name, path in _step_paths(config, OutputFile, locked=lambda tag: bool(tag)):
             try:
-                claimed.append(claim(path, f"{step.class_name}.{name}"))
+                record = step.cls.class_traits()[name].metadata["locked"] == "record"
+                claimed.append(claim(path, f"{step.class_name}.{name}", record))
             except ValueError as err:
                 raise step_refused(config, step, str(err)) from None
     except BaseException:
