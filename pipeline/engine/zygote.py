@@ -407,14 +407,27 @@ _FRESH_HANDLERS = {signal.SIGINT: signal.default_int_handler, signal.SIGPIPE: si
                    signal.SIGXFSZ: signal.SIG_IGN}
 
 
+#: The packages of a Jupyter kernel, whose threads (its channels, heartbeat, history, and those that read what is
+#: written to files 1 and 2) hold locks of their own objects only, which the forked zygote never uses: it writes to
+#: streams of its own, clears every logging handler and leaves by os._exit, so their exit handlers never run. A step
+#: class of a notebook then reaches worker processes as a script's does.
+_KERNEL_PACKAGES = frozenset({"ipykernel", "IPython"})
+
+
 def _other_python_threads() -> list[threading.Thread]:
     """The Python threads but this one that could hold a lock a forked child would wait for forever: not those
     marked ``fork_safe`` (pipeline-run's stderr writer and signal watchdog, whose state a child resets at the
-    fork), nor pyzmq's garbage collector."""
+    fork), pyzmq's garbage collector, nor a Jupyter kernel's."""
     this = threading.current_thread()
     return [thread for thread in threading.enumerate()
             if thread is not this and type(thread).__module__ != _PYZMQ_GARBAGE
-            and not getattr(thread, "fork_safe", False)]
+            and not getattr(thread, "fork_safe", False) and _package_of(thread) not in _KERNEL_PACKAGES]
+
+
+def _package_of(thread: threading.Thread) -> str:
+    """The top package of the code that made ``thread``: its class's, or for a plain Thread its target's."""
+    made_by = type(thread) if type(thread) is not threading.Thread else getattr(thread, "_target", None)
+    return (getattr(made_by, "__module__", None) or "").partition(".")[0]
 
 
 def _fresh_signals() -> None:
