@@ -20,7 +20,7 @@ from typing import Any
 import pytest
 import zmq
 
-from pipeline import Component, Pipeline
+from pipeline import Component, ConfigError, Pipeline
 from pipeline.config import load_config
 from pipeline.config.options import RunOptions
 from pipeline.engine import ThreadedRunner
@@ -317,11 +317,12 @@ def test_the_status_and_the_report_count_processes_redeliveries_and_restarts(tmp
         report.table())
 
 
-def test_a_step_module_the_worker_process_cannot_import_fails_the_run(
+def test_a_step_module_the_worker_process_cannot_import_is_refused_before_the_run(
         tmp_path: Path, monkeypatch: pytest.MonkeyPatch, capfd: pytest.CaptureFixture) -> None:
     """A module that lives only in the run's memory (defined in a notebook, or loaded from a file by a plugin
     loader) cannot be imported by a fresh interpreter (``fork_workers`` false; a worker process forked from the
-    run has it): the run fails, naming the step, without hanging."""
+    run has it): each worker process died in turn with a traceback until the step had no workers left. Now the run
+    is refused before it starts, in one line naming the step."""
 
     class Double(Component):
         """Doubles each message."""
@@ -337,12 +338,13 @@ def test_a_step_module_the_worker_process_cannot_import_fails_the_run(
     document = pipeline_config(step("P", "Numbers", "S"),
                                [{**step("S", "Double", "C", nb_process=1), "module": module.__name__}],
                                collector(tmp_path, "C"), **numbers(5))
-    report = Pipeline.from_config(document, {"Pipeline": {"max_worker_restarts": 1, "heartbeat_interval": 0.2,
-                                                          "fork_workers": False}}).run()
-    assert report.exit_status == 1
-    assert "step S has no workers left" in (report.steps["S"].first_error or "")
-    assert "exit code 2" in (report.steps["S"].first_error or "")
-    assert "cannot load notebook_steps.Double" in capfd.readouterr().err
+    pipeline = Pipeline.from_config(document, {"Pipeline": {"max_worker_restarts": 1, "heartbeat_interval": 0.2,
+                                                            "fork_workers": False}})
+    with pytest.raises(ConfigError, match=r"step S: its class Double is defined in module notebook_steps, made in "
+                                          r"memory, which worker processes that start afresh cannot import "
+                                          r"\(fork_workers is false\)"):
+        pipeline.run()
+    assert "cannot load" not in capfd.readouterr().err
 
 
 @pytest.mark.parametrize("routing_id", [None, b"pX", b"p1"], ids=["zeromq-chosen", "malformed", "no-thread"])
