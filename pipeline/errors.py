@@ -49,6 +49,11 @@ class ConfigError(PipelineError):
         super().__init__(f"{where}: {shorten(printable(problem), MAX_PROBLEM_SHOWN, ' ')}")
 
 
+class LimitError(PipelineError):
+    """A limit of the machine (the hard limit of open files) below what a run needs, found before anything of it
+    started: the message names the limit, what the run needs, and how to raise it."""
+
+
 class RoutingError(PipelineError):
     """A step sent a message to a step that is not one of its next steps."""
 

@@ -24,7 +24,7 @@ from pipeline.console.log_lines import terminal_text
 from pipeline.console.stderr import shared as shared_stderr
 from pipeline.engine.control import EngineThread
 from pipeline.engine.limits import out_of_threads
-from pipeline.errors import ConfigError
+from pipeline.errors import ConfigError, LimitError
 from pipeline.monitor import GRAPH_FORMATS, render_graph
 from pipeline.pipeline import Pipeline
 
@@ -188,6 +188,9 @@ pipeline-run --config=configs/routing.json --graph=mermaid
             self.log.debug("configuration error", exc_info=True)
             shared_stderr().write(f"{self.name}: error: {err}\n")
             return 2
+        except LimitError as err:  # as a run that met the limit as it went (configuration.md)
+            shared_stderr().write(f"{self.name}: error: {err}\n")
+            return 1
         except KeyboardInterrupt:
             shared_stderr().write(f"{self.name}: interrupted\n")
             return INTERRUPTED

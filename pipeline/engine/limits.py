@@ -15,6 +15,14 @@ FILES_PER_WORKER_PROCESS = 64
 #: routers over ipc (measured: up to four), which are no sockets of its own; 4 processes of 64 threads on two steps
 #: passed the usual soft limit of 1,024 (libzmq aborted, no report).
 RUN_FILES_PER_PROCESS_THREAD = 4
+#: Open files the run's process holds whatever its steps: stdio, its ZeroMQ context's own, the zygote's pipes; the
+#: smallest runs ran within 19 to 25 (below that libzmq aborted them).
+RUN_FILES_BASE = 32
+
+
+def worker_process_files(nb_thread: int) -> int:
+    """Open files a worker process of ``nb_thread`` threads asks for (and needs, at most)."""
+    return FILES_PER_WORKER_PROCESS + FILES_PER_WORKER_THREAD * nb_thread
 
 
 def allow_open_files(needed: int) -> None:

@@ -20,7 +20,15 @@ from pipeline.engine.allocator import keep_freed_memory
 from pipeline.engine.control import BOUND, ENDED, INIT_DONE, WAKE, WORKERS_JOINED, EngineThread, RunControl
 from pipeline.engine.door import MAX_REMOTE_WORKER_THREADS, Door
 from pipeline.engine.fusion import fused_after, fused_groups
-from pipeline.engine.limits import RUN_FILES_PER_PROCESS_THREAD, allow_open_files, out_of_threads, out_of_threads_line
+from pipeline.engine.limits import (
+    RUN_FILES_BASE,
+    RUN_FILES_PER_PROCESS_THREAD,
+    allow_open_files,
+    files_short_of,
+    out_of_threads,
+    out_of_threads_line,
+    worker_process_files,
+)
 from pipeline.engine.router import Router
 from pipeline.engine.shards import shard_seed
 from pipeline.engine.specs import spec_for
@@ -28,7 +36,7 @@ from pipeline.engine.step_threads import ProducerThread, StepHolder, StepThread,
 from pipeline.engine.supervisor import Supervisor
 from pipeline.engine.wire import Kind, control_frames
 from pipeline.engine.zygote import LEAVE_SECONDS, Zygote
-from pipeline.errors import ConfigError
+from pipeline.errors import ConfigError, LimitError
 from pipeline.execution.report import (
     RunReport,
     StepCounts,
@@ -70,10 +78,28 @@ def process_threads(config: PipelineConfig) -> int:
     return sum(step.nb_process * step.nb_thread for step in config.steps.values())
 
 
+def run_files(config: PipelineConfig) -> int:
+    """Open files the run's process needs for a run of ``config``: a socket holds a file descriptor or two, and the
+    worker processes' threads' connections hold some too."""
+    return RUN_FILES_BASE + 2 * socket_count(config) + RUN_FILES_PER_PROCESS_THREAD * process_threads(config)
+
+
+def files_needed(config: PipelineConfig) -> int:
+    """Open files a run of ``config`` needs in its own process or in one of its worker processes, whichever needs more:
+    they share its hard limit."""
+    return max([run_files(config), *(worker_process_files(step.nb_thread) for step in config.steps.values()
+                                     if step.nb_process)])
+
+
 class ThreadedRunner:
     """Runs a pipeline with one router thread per step and ``nb_thread`` worker threads per step."""
 
     def __init__(self, config: PipelineConfig, options: RunOptions | None = None) -> None:
+        # Refused before anything starts: past the hard limit, libzmq aborted the run's process where a socket found no
+        # file (SIGABRT, no report), or a worker process's.
+        short = files_short_of(files_needed(config))
+        if short is not None:
+            raise LimitError(short)
         self.config = config
         self.options = options or RunOptions()
         self.addresses = Addresses()
@@ -143,11 +169,9 @@ class ThreadedRunner:
         context = zmq.Context()
         flusher = self.control.flusher
         try:  # from here on: a Ctrl+C landing in a thread's start() leaves no thread behind
-            needed = (socket_count(self.config) + SPARE_SOCKETS
-                      + (MAX_REMOTE_WORKER_THREADS if self.options.listen else 0))
-            context.max_sockets = max(context.max_sockets, needed)
-            # A socket holds a file descriptor or two; the worker processes' threads' connections hold some too.
-            allow_open_files(2 * needed + RUN_FILES_PER_PROCESS_THREAD * process_threads(self.config))
+            spare = SPARE_SOCKETS + (MAX_REMOTE_WORKER_THREADS if self.options.listen else 0)
+            context.max_sockets = max(context.max_sockets, socket_count(self.config) + spare)
+            allow_open_files(run_files(self.config) + 2 * spare)  # room for the spare sockets, which no run needs
             flusher.start()
             if self.options.listen or any(step.nb_process for step in self.config.steps.values()):
                 self.addresses = Addresses(self.addresses.run_id, private_dir())

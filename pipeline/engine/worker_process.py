@@ -53,12 +53,11 @@ from pipeline.engine.control import ENDED, RunControl
 from pipeline.engine.flow import PREFETCH_SECONDS_OUTSIDE
 from pipeline.engine.fusion import Chain, tally_of
 from pipeline.engine.limits import (
-    FILES_PER_WORKER_PROCESS,
-    FILES_PER_WORKER_THREAD,
     allow_open_files,
     limit_line,
     out_of_threads,
     out_of_threads_line,
+    worker_process_files,
 )
 from pipeline.engine.outlets import Outlet, ToRouter
 from pipeline.engine.rings import Ring, make_rings
@@ -401,7 +400,7 @@ def serve(spec: Spec, slot: int, board: BusyBoard, keys: ClientKeys | None, name
         control = RunControl(RunOptions())  # this process's own
         halted = HaltedSteps((spec.step, *spec.members), board)
         nb_thread = config.steps[spec.step].nb_thread
-        allow_open_files(FILES_PER_WORKER_PROCESS + FILES_PER_WORKER_THREAD * nb_thread)
+        allow_open_files(worker_process_files(nb_thread))
         threads = [ProcessWorkerThread(context, control, config, spec, i, slot, board, halted, keys,
                                        _make_rings(rings, slot, i)) for i in range(nb_thread)]
         try:
