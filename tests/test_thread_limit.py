@@ -7,6 +7,7 @@ from __future__ import annotations
 
 import json
 import os
+import resource
 import subprocess
 import sys
 from pathlib import Path
@@ -47,8 +48,10 @@ main(sys.argv[2:])
 """
 
 
-def run_without(tmp_path: Path, threads: str) -> subprocess.CompletedProcess[str]:
-    """pipeline-run of a chain whose stage runs in a worker process, where ``threads`` cannot start."""
+def run_without(tmp_path: Path, threads: str, address_space: int | None = None,
+                progress: bool = False) -> subprocess.CompletedProcess[str]:
+    """pipeline-run of a chain whose stage runs in a worker process, where ``threads`` cannot start (under a limit of
+    ``address_space`` bytes, ulimit -v, if given; with ``progress``, the monitor's thread shows it)."""
     config = tmp_path / "limit.json"
     config.write_text(json.dumps({"version": 1, "Pipeline": {
         "producer_conf": {"name": "P", "module": "algorithms.basic", "class": "Counter", "next_steps": "S"},
@@ -56,9 +59,12 @@ def run_without(tmp_path: Path, threads: str) -> subprocess.CompletedProcess[str
                           "next_steps": "W"}],
         "consumer_conf": {"name": "W", "module": "algorithms.basic", "class": "PassThrough"}},
         "Counter": {"count": 20}}), encoding="utf-8")
-    return subprocess.run([sys.executable, "-c", SCRIPT, threads, f"--config={config}", "--Pipeline.progress=False",
-                           "--Pipeline.max_worker_restarts=1"], cwd=REPO, capture_output=True, text=True,
-                          timeout=50, env={**os.environ, "PYTHONPATH": str(REPO), "TMPDIR": str(tmp_path)})
+    return subprocess.run([sys.executable, "-c", SCRIPT, threads, f"--config={config}",
+                           f"--Pipeline.progress={progress}", "--Pipeline.max_worker_restarts=1"], cwd=REPO,
+                          capture_output=True, text=True,
+                          timeout=50, env={**os.environ, "PYTHONPATH": str(REPO), "TMPDIR": str(tmp_path)},
+                          preexec_fn=None if address_space is None else lambda: resource.setrlimit(
+                              resource.RLIMIT_AS, (address_space, resource.RLIM_INFINITY)))
 
 
 @pytest.mark.parametrize("threads", ["flusher", "router-W,context-term", "P#0,context-term"])
@@ -71,6 +77,25 @@ def test_a_run_that_cannot_start_a_thread_says_so_in_a_line_and_cleans_up(tmp_pa
     assert "(ulimit -u: raise it, or run fewer threads and worker processes)" in done.stderr
     assert "Traceback" not in done.stderr, done.stderr
     assert done.stdout.splitlines()[-1] == "left: [] []"  # no private directory, no zygote
+
+
+def test_a_thread_outside_the_engine_that_cannot_start_is_one_line_too(tmp_path: Path) -> None:
+    """The monitor's thread (the progress display's) could not start: a traceback from Monitor.__enter__, no report."""
+    done = run_without(tmp_path, "monitor", progress=True)
+    assert done.returncode == 1, done.stderr
+    assert done.stderr.startswith("pipeline-run: error: cannot start a thread at this user's limit of "), done.stderr
+    assert "Traceback" not in done.stderr, done.stderr
+    assert done.stdout.splitlines()[-1] == "left: [] []"
+
+
+def test_under_a_limit_of_memory_the_line_names_it_too(tmp_path: Path) -> None:
+    """Under ``ulimit -v`` a thread's stack is refused first, and the line named only the user's limit of processes
+    and threads (ulimit -u)."""
+    done = run_without(tmp_path, "router-W,context-term", address_space=64 << 30)
+    assert done.returncode == 1, done.stderr
+    assert ("stopped: cannot start a thread at this process's limit of 67,108,864 KiB of address space (ulimit -v), "
+            "or this user's limit of ") in done.stderr, done.stderr
+    assert "processes and threads (ulimit -u): raise them, or run fewer threads and worker processes" in done.stderr
 
 
 def test_the_exit_without_a_thread_to_bound_it_keeps_the_runs_status(tmp_path: Path) -> None:

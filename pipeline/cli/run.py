@@ -23,7 +23,7 @@ from pipeline.console.humanize import counted
 from pipeline.console.log_lines import terminal_text
 from pipeline.console.stderr import shared as shared_stderr
 from pipeline.engine.control import EngineThread
-from pipeline.engine.limits import out_of_threads
+from pipeline.engine.limits import out_of_threads, out_of_threads_line
 from pipeline.errors import ConfigError, LimitError
 from pipeline.monitor import GRAPH_FORMATS, render_graph
 from pipeline.pipeline import Pipeline
@@ -190,6 +190,11 @@ pipeline-run --config=configs/routing.json --graph=mermaid
             return 2
         except LimitError as err:  # as a run that met the limit as it went (configuration.md)
             shared_stderr().write(f"{self.name}: error: {err}\n")
+            return 1
+        except RuntimeError as err:  # a thread outside the engine's (the monitor's, the terminal table's) not started
+            if not out_of_threads(err):
+                raise
+            shared_stderr().write(f"{self.name}: error: {out_of_threads_line()}\n")
             return 1
         except KeyboardInterrupt:
             shared_stderr().write(f"{self.name}: interrupted\n")

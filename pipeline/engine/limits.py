@@ -61,9 +61,20 @@ def out_of_threads(error: BaseException) -> bool:
 
 
 def out_of_threads_line() -> str:
-    """What to tell a user whose run could not start a thread: the limit it met, and how to raise it."""
+    """What to tell a user whose run could not start a thread: the limit it met, and how to raise it. Under a limit of
+    memory a thread's stack (8 MiB of address space) is refused first, though the line named only ulimit -u."""
+    memory = [f"{_words(soft // 1024)} KiB of {what} ({flag})" for limit, what, flag in _MEMORY_LIMITS
+              if (soft := resource.getrlimit(limit)[0]) != resource.RLIM_INFINITY]
+    if memory:
+        return (f"cannot start a thread at this process's limit of {' or '.join(memory)}, or this user's limit of "
+                f"{_soft(resource.RLIMIT_NPROC)} processes and threads (ulimit -u): raise them, or run fewer threads "
+                "and worker processes")
     return (f"cannot start a thread at this user's limit of {_soft(resource.RLIMIT_NPROC)} processes and threads "
             "(ulimit -u: raise it, or run fewer threads and worker processes)")
+
+
+#: The limits of memory that refuse a thread its stack: each with what it limits and how a shell sets it.
+_MEMORY_LIMITS = ((resource.RLIMIT_AS, "address space", "ulimit -v"), (resource.RLIMIT_DATA, "data", "ulimit -d"))
 
 
 def limit_line(error: BaseException) -> str | None:
