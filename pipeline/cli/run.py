@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import logging
 import os
+import select
 import sys
 import threading
 import time
@@ -18,6 +19,7 @@ from pipeline.cli.application import COMMAND_LINE, StrictApplication, named_leve
 from pipeline.cli.launch import INTERRUPTED, exit_on_signals
 from pipeline.cli.signals import SignalGuard
 from pipeline.config.loader import child_classes, load_config
+from pipeline.console import lent_signals
 from pipeline.console.end_of_output import console_script
 from pipeline.console.humanize import counted
 from pipeline.console.log_lines import terminal_text
@@ -36,6 +38,9 @@ STDERR_EXIT_SECONDS = 2.0
 #: atexit hooks join) before the command ends anyway, with the report's status: a thread pool's idle threads end at
 #: once, a thread that waits for ever never does.
 EXIT_GRACE_SECONDS = 2.0
+#: Seconds the exit that waited too long gives stdout to take what it holds: a thread left behind may hold stdout's
+#: lock for ever, blocked in a write that nobody reads.
+STDOUT_EXIT_SECONDS = 1.0
 #: Threads left running that the last line names (the rest are counted).
 SHOWN_THREADS = 3
 
@@ -210,41 +215,79 @@ pipeline-run --config=configs/routing.json --graph=mermaid
         # The report is out: a signal now (ignored since the run returned) ends the process at once with its status,
         # were it waiting on a stdout or stderr that nobody reads.
         exit_on_signals(status)
-        if not shared_stderr().drain(STDERR_EXIT_SECONDS):
-            # The writer is blocked on a stderr that nobody reads: the interpreter's own exit would wait
-            # for it (or abort), so leave at once, stdout written.
-            with suppress(OSError):
-                sys.stdout.flush()
-            os._exit(status)
+        drained = shared_stderr().drain(STDERR_EXIT_SECONDS)  # a bounded wait, in which a signal's handler runs
+        # Before any flush of stdout: a thread left behind blocked in a write that nobody reads holds stdout's lock,
+        # and the main thread waiting for that lock runs no signal handler; this thread ends the process all the same.
+        bounded = _bound_exit(cls.name, status)
         with suppress(OSError):
-            sys.stdout.flush()  # a stdout nobody reads blocks here, where a signal still ends the process
+            sys.stdout.flush()
+        if not drained or (not bounded and left_behind()):
+            # stderr is blocked (the interpreter's own exit would wait for it, or abort), or no thread bounds the exit's
+            # wait for the threads left running: leave now, stdout written.
+            os._exit(status)
         # The interpreter's exit waits for the threads a step left running and runs the atexit hooks (a thread pool's,
         # multiprocessing's join of the helpers it started, the step's own): what ends within EXIT_GRACE_SECONDS ends
         # as it would, what does not is left. pipeline.cli.launch ignores signals once those hooks have run.
-        try:
-            threading.Thread(target=_exit_anyway, args=(cls.name, status), name="exit-grace", daemon=True).start()
-        except RuntimeError as err:
-            if not out_of_threads(err):
-                raise
-            if left_behind():  # no thread to bound the exit's wait for them: leave now, the report and stdout written
-                os._exit(status)
         sys.exit(status)
 
 
-def _exit_anyway(command: str, status: int) -> None:
-    """End the process with ``status`` if the interpreter's exit has not ended it within EXIT_GRACE_SECONDS, saying
-    what a step left running: a thread that never ends (the exit would wait for ever), a helper process not joined."""
-    time.sleep(EXIT_GRACE_SECONDS)
+def _bound_exit(command: str, status: int) -> bool:
+    """Start the thread that ends the process with ``status`` at a signal, or EXIT_GRACE_SECONDS from now; whether it
+    started (not at the user's limit of threads)."""
+    read_fd, write_fd = os.pipe()
+    try:
+        threading.Thread(target=_exit_anyway, args=(command, status, read_fd), name="exit-grace", daemon=True).start()
+    except RuntimeError as err:
+        os.close(read_fd)
+        os.close(write_fd)
+        if not out_of_threads(err):
+            raise
+        return False
+    os.set_blocking(write_fd, False)
+    # Written by the C handler of a signal whatever the main thread waits for (exit_on_signals set the handlers).
+    lent_signals.set_wakeup_fd(write_fd, warn_on_full_buffer=False)
+    return True
+
+
+def _exit_anyway(command: str, status: int, wakeup_fd: int) -> None:
+    """End the process with ``status`` at a signal (its byte on ``wakeup_fd``), or if the interpreter's exit has not
+    ended it within EXIT_GRACE_SECONDS, saying what a step left running: a thread that never ends (the exit would wait
+    for ever), a helper process not joined, a thread that holds stdout in a write that nobody reads."""
+    deadline = time.monotonic() + EXIT_GRACE_SECONDS
+    while select.select([wakeup_fd], [], [], max(0.0, deadline - time.monotonic()))[0]:
+        if set(os.read(wakeup_fd, 64)) & set(lent_signals.HANDLED):  # not a signal a step set a handler of its own for
+            os._exit(status)
     left = left_behind()
     named = ", ".join(left[:SHOWN_THREADS]) + (f" and {len(left) - SHOWN_THREADS} more"
                                                if len(left) > SHOWN_THREADS else "")
-    what = (f"{counted(len(left), 'thread')} a step left running ({named})" if left else
-            "what a step left running (a helper process, or an atexit hook)")
-    shared_stderr().write(f"{command}: exiting without waiting for {what}\n")
+    if left:
+        what = f"{counted(len(left), 'thread')} a step left running ({named})"
+    elif any(isinstance(thread, EngineThread) for thread in threading.enumerate()):
+        what = "the workers left behind, still busy (named above)"  # one may hold stdout, in a write nobody reads
+    else:
+        what = "what a step left running (a helper process, or an atexit hook)"
+    shared_stderr().write_nowait(f"{command}: exiting without waiting for {what}\n")
     shared_stderr().drain(STDERR_EXIT_SECONDS)
-    with suppress(OSError):
-        sys.stdout.flush()
+    _flush_stdout(STDOUT_EXIT_SECONDS)
     os._exit(status)
+
+
+def _flush_stdout(timeout: float) -> None:
+    """Flush stdout, waiting at most ``timeout`` seconds: a thread left behind may hold its lock for ever."""
+    flusher = threading.Thread(target=_flush_quietly, name="stdout-flush", daemon=True)
+    try:
+        flusher.start()
+    except RuntimeError as err:
+        if not out_of_threads(err):
+            raise
+        return  # no thread to bound the wait: what stdout still holds is lost, rather than the exit
+    flusher.join(timeout)
+
+
+def _flush_quietly() -> None:
+    """Flush stdout; a stdout that takes no more is the step's failure, said already."""
+    with suppress(OSError, ValueError):
+        sys.stdout.flush()
 
 
 def left_behind() -> list[str]:
