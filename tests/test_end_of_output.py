@@ -164,6 +164,25 @@ def test_a_stdout_that_takes_no_more_is_one_line_and_exit_1(argv: list[str]) -> 
                                                      "device\n")
 
 
+@pytest.mark.parametrize("mode", MODES)
+def test_a_run_whose_stdout_takes_no_more_fails_the_message_and_says_so_at_its_end(tmp_path: Path, mode: str) -> None:
+    """The promise of docs/cli.md, in every mode: with Printer in worker processes, the failures and exit status 1
+    were there, but not the last line (the run's own stdout held nothing left to fail at its end)."""
+    nb_process, run_mode, buffered = MODES[mode]
+    env = {**os.environ, "PYTHONPATH": str(REPO)}
+    if buffered:
+        env.pop("PYTHONUNBUFFERED", None)
+    config = printer_config(tmp_path, 2, nb_process)
+    with open("/dev/full", "w", encoding="utf-8") as full:
+        result = subprocess.run([sys.executable, "-m", "pipeline", f"--config={config}", f"--Pipeline.mode={run_mode}",
+                                 "--no-progress"], cwd=REPO, stdout=full, stderr=subprocess.PIPE, text=True,
+                                timeout=60, env=env, check=False)
+    assert result.returncode == 1, result.stderr
+    assert "LostOutput: [Errno 28] No space left on device" in result.stderr
+    assert result.stderr.splitlines()[-2:] == ["exit status 1",
+                                               "pipeline: error: cannot write to stdout: No space left on device"]
+
+
 def test_a_full_disk_under_another_file_is_not_taken_for_stdout(capsys: pytest.CaptureFixture[str]) -> None:
     """Any ENOSPC out of a command (a dead-letter file's, on a full disk) was said as 'cannot write to stdout', exit 1,
     although stdout was fine: only a write into stdout is stdout's to report."""

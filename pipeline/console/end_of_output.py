@@ -19,7 +19,9 @@ ends the output there and writes nothing, as every later write does, instead of 
 step's ``run()``. So a step that prints (``Printer``) does not fail on the first message after the
 reader left: a closed stdout is not a failure of any message. A run's worker processes share its
 stdout; the one whose write finds it closed sends SIGPIPE to the run (``tell_run_at_end``), which
-then stops as if its own write had found it (``pipeline.cli.signals``).
+then stops as if its own write had found it (``pipeline.cli.signals``). A stdout that takes no more (a full disk) is
+a failure of the message whose output was lost, and ``console_script`` says it in one line at the command's end; a
+worker process notes it in the run's private directory (``tell_run_at_end``), which the run reads as it ends.
 """
 
 from __future__ import annotations
@@ -36,6 +38,7 @@ import sys
 import threading
 from collections.abc import Callable, Iterable, Iterator
 from contextlib import contextmanager
+from pathlib import Path
 from typing import ParamSpec, TextIO, TypeVar
 
 #: The exit status of a command whose output was closed: 128 + SIGPIPE.
@@ -50,14 +53,20 @@ _ended = threading.Event()
 _lock = threading.Lock()
 _listeners: list[Callable[[], None]] = []
 _signal = signal.SIGPIPE  # what the end of output stands for: SIGHUP if a terminal hung up
+#: The file, in the private directory a run shares with its worker processes, where one of them notes that stdout took
+#: no more: its writes are the run's output too, and the run says the loss at its end.
+LOST_OUTPUT_FILE = "stdout-lost"
+_lost: int | None = None  # the errno of the first write into stdout that took no more, here or in a worker process
+_lost_file: str | None = None  # in a worker process sharing its run's stdout: where to tell the run of a loss
 
 
 def _forget_in_child() -> None:
     """A forked child (engine.zygote) starts as a new process: its output has not ended, nobody listens yet."""
-    global _ended, _lock, _signal
+    global _ended, _lock, _signal, _lost, _lost_file
     _ended = threading.Event()
     _lock = threading.Lock()
     _signal = signal.SIGPIPE
+    _lost = _lost_file = None
     _listeners.clear()
 
 
@@ -146,6 +155,26 @@ def exit_status() -> int:
     return 128 + _signal
 
 
+def lose_output(code: int) -> None:
+    """Note that a write into stdout took no more (``code``, its errno): the command says so at its end (a worker
+    process tells its run)."""
+    global _lost
+    if _lost is not None:
+        return
+    _lost = code
+    if _lost_file is not None:
+        # "x": another worker process told it first; the run's directory gone: nobody is left to tell.
+        with contextlib.suppress(OSError), open(_lost_file, "x", encoding="ascii") as told:
+            told.write(str(code))
+
+
+def hear_lost_output(directory: str | os.PathLike[str]) -> None:
+    """Take the loss of stdout that a worker process of this run noted in ``directory`` (LOST_OUTPUT_FILE) for this
+    process's own."""
+    with contextlib.suppress(OSError, ValueError):  # none noted
+        lose_output(int(Path(directory, LOST_OUTPUT_FILE).read_text(encoding="ascii")))
+
+
 class LostOutput(OSError):
     """A write into a stdout that takes no more (a full disk, /dev/full, EIO): told apart from the same error of any
     other file (a dead-letter file on the same full disk), which is not stdout's to report."""
@@ -165,6 +194,7 @@ class QuietFile(io.FileIO):
             if error.errno not in _LOST_OUTPUT or self.fileno() != 1:  # stderr has nowhere to say it
                 raise
             lost = error
+            lose_output(lost.errno)
         # Raised here, out of the except clause: its context is what was being handled around the write (the SystemExit
         # whose status console_script keeps), not the OSError it stands for.
         raise LostOutput(lost.errno, lost.strerror)
@@ -223,11 +253,14 @@ def _quiet(name: str, fd: int) -> Iterator[None]:
         setattr(sys, name, original)
 
 
-def tell_run_at_end(run: int, parent: int) -> None:
+def tell_run_at_end(run: int, parent: int, directory: str | os.PathLike[str]) -> None:
     """In a worker process that shares its run's stdout: make ``sys.stdout`` quiet for good, and send the run
     (process ``run``) SIGPIPE when the output ends here, as the kernel would send it to a C tool, while this
     process's parent (the run, or the zygote it was forked from) is still ``parent``. A terminal that hung up is told
-    as SIGPIPE too: the run finds which it was."""
+    as SIGPIPE too: the run finds which it was. A stdout that takes no more is noted in the run's private
+    ``directory`` (hear_lost_output)."""
+    global _lost_file
+    _lost_file = os.path.join(directory, LOST_OUTPUT_FILE)
     for name, fd in (("stdout", 1), ("stderr", 2)):
         quiet = _quiet_copy(getattr(sys, name), fd)
         if quiet is not None:
@@ -264,6 +297,8 @@ def console_script(main: Callable[_P, _R]) -> Callable[_P, _R]:
                 # Here, where it can be caught: at the interpreter's exit it would print a traceback.
                 if sys.stdout is not None:
                     sys.stdout.flush()
+                if _lost is not None:  # a write that failed earlier, its text dropped (or in a worker process)
+                    raise LostOutput(_lost, os.strerror(_lost))
         except LostOutput as error:  # a stdout that takes no more (a full disk, /dev/full; EIO): what is left is lost
             _discard_stdout()
             before = error.__context__.code if isinstance(error.__context__, SystemExit) else 0

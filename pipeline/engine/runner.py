@@ -14,6 +14,7 @@ import zmq
 
 from pipeline.config.model import PipelineConfig
 from pipeline.config.options import RunOptions
+from pipeline.console.end_of_output import hear_lost_output
 from pipeline.engine import sockets
 from pipeline.engine.addresses import Addresses, private_dir
 from pipeline.engine.allocator import keep_freed_memory
@@ -198,6 +199,7 @@ class ThreadedRunner:
             # A replay stopped before its end, its thread even left behind: what it did not send is recorded.
             self.control.policy.close(producer[0].executor.component if producer else None)
             if self.addresses.ipc_dir:
+                hear_lost_output(self.addresses.ipc_dir)  # the worker processes' stdout is the run's
                 shutil.rmtree(self.addresses.ipc_dir, ignore_errors=True)
         return self._report()
 

@@ -519,7 +519,8 @@ def main(argv: Sequence[str] | None = None) -> None:
     die_with_parent(args.parent)
     signal.signal(signal.SIGINT, signal.SIG_DFL)  # SIGINT and SIGTERM end it, as they end a C program
     line_by_line()
-    tell_run_at_end(args.run or args.parent, args.parent)  # a closed stdout ends the output: the run must stop
+    # A closed stdout ends the output: the run must stop; one that takes no more, the run must say.
+    tell_run_at_end(args.run or args.parent, args.parent, Path(args.spec).parent)
     serve_run(args.run or args.parent)  # the outputs it claimed are this process's to write (config.locks)
     spec: Spec = pickle.loads(Path(args.spec).read_bytes())  # the parent's own file, in its private directory
     name = worker_name("pipeline-worker" if args.key else "pipeline-run", args.slot, spec.step)
