@@ -5,6 +5,7 @@ from __future__ import annotations
 import threading
 import uuid
 from collections import Counter
+from pathlib import Path
 from typing import Any, ClassVar
 
 import pytest
@@ -336,3 +337,29 @@ def test_a_chain_of_1200_stagers_runs(mode: str) -> None:
                        Source={"count": 3}, Collect={"tag": tag}), mode)
     assert report.exit_status == 0
     assert sorted(COLLECTED.pop(tag + "C")) == [(i, ()) for i in range(3)]
+
+
+def test_a_crash_that_leaves_a_busy_thread_behind_does_not_blame_shutdown_timeout(
+        monkeypatch: pytest.MonkeyPatch, tmp_path: Path) -> None:
+    """An internal error ends the run at once, leaving a thread busy in a step's code: the report said "threads left
+    behind after shutdown_timeout", though no signal came and no timeout passed."""
+    from pipeline.engine import router
+
+    def broken(self: Any, work: Any) -> None:
+        if self.step.name == "S" and (tmp_path / "hanging").exists():  # a result of one worker, the other's stuck
+            raise RuntimeError("router bug")
+        original(self, work)
+
+    original = router.Router._read_workers
+    monkeypatch.setattr(router.Router, "_read_workers", broken)
+    gate = tmp_path / "gate"
+    try:
+        report = run(chain(step("P", "Counter", ["S"], module="algorithms.basic"),
+                           [step("S", "Hangs", ["C"], module="tests.failure_steps", nb_thread=2)],
+                           step("C", "Collect"), Counter={"count": 1000}, Collect={"tag": uuid.uuid4().hex},
+                           Hangs={"at": 0, "marker": str(tmp_path / "hanging"), "gate": str(gate)}))
+    finally:
+        gate.touch()  # the thread left behind ends
+    assert report.exit_status == 1
+    assert report.stuck and report.stuck[0].startswith("step S worker")
+    assert "shutdown_timeout" not in (report.stop_reason or "")

@@ -479,8 +479,8 @@ class ThreadedRunner:
         how = None  # how the run ended, beside what stopped it
         if self.abort_requested:
             how = "a second signal stopped the run at once"
-        elif self.stuck and stop_reason is None:
-            how = "threads left behind after shutdown_timeout"
+        elif self.stuck and stop_reason is None:  # the deadline passed, or an abort (an internal error) left them
+            how = "threads left behind after shutdown_timeout" if self.overdue else "threads left behind"
         if how is not None:  # which signal first: GNU timeout sends its TERM twice (to the run, then to its group)
             stop_reason = f"{signal_reason(self.signal)}; {how}" if self.signal else how
         stop_reason = stop_reason_of(reports, self.signal, stop_reason, running)
