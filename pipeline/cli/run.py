@@ -20,7 +20,7 @@ from pipeline.cli.launch import INTERRUPTED, exit_on_signals
 from pipeline.cli.signals import SignalGuard
 from pipeline.config.loader import child_classes, load_config
 from pipeline.console import lent_signals
-from pipeline.console.end_of_output import console_script
+from pipeline.console.end_of_output import OUTPUT_EXIT_SECONDS, console_script, flush_output
 from pipeline.console.humanize import counted
 from pipeline.console.log_lines import terminal_text
 from pipeline.console.stderr import shared as shared_stderr
@@ -38,9 +38,6 @@ STDERR_EXIT_SECONDS = 2.0
 #: atexit hooks join) before the command ends anyway, with the report's status: a thread pool's idle threads end at
 #: once, a thread that waits for ever never does.
 EXIT_GRACE_SECONDS = 2.0
-#: Seconds the exit that waited too long gives stdout to take what it holds: a thread left behind may hold stdout's
-#: lock for ever, blocked in a write that nobody reads.
-STDOUT_EXIT_SECONDS = 1.0
 #: Threads left running that the last line names (the rest are counted).
 SHOWN_THREADS = 3
 
@@ -268,26 +265,8 @@ def _exit_anyway(command: str, status: int, wakeup_fd: int) -> None:
         what = "what a step left running (a helper process, or an atexit hook)"
     shared_stderr().write_nowait(f"{command}: exiting without waiting for {what}\n")
     shared_stderr().drain(STDERR_EXIT_SECONDS)
-    _flush_stdout(STDOUT_EXIT_SECONDS)
+    flush_output(OUTPUT_EXIT_SECONDS)
     os._exit(status)
-
-
-def _flush_stdout(timeout: float) -> None:
-    """Flush stdout, waiting at most ``timeout`` seconds: a thread left behind may hold its lock for ever."""
-    flusher = threading.Thread(target=_flush_quietly, name="stdout-flush", daemon=True)
-    try:
-        flusher.start()
-    except RuntimeError as err:
-        if not out_of_threads(err):
-            raise
-        return  # no thread to bound the wait: what stdout still holds is lost, rather than the exit
-    flusher.join(timeout)
-
-
-def _flush_quietly() -> None:
-    """Flush stdout; a stdout that takes no more is the step's failure, said already."""
-    with suppress(OSError, ValueError):
-        sys.stdout.flush()
 
 
 def left_behind() -> list[str]:

@@ -56,6 +56,8 @@ _signal = signal.SIGPIPE  # what the end of output stands for: SIGHUP if a termi
 #: The file, in the private directory a run shares with its worker processes, where one of them notes that stdout took
 #: no more: its writes are the run's output too, and the run says the loss at its end.
 LOST_OUTPUT_FILE = "stdout-lost"
+#: Seconds a process that leaves gives stdout and stderr to take what they hold (flush_output).
+OUTPUT_EXIT_SECONDS = 1.0
 _lost: int | None = None  # the errno of the first write into stdout that took no more, here or in a worker process
 _lost_file: str | None = None  # in a worker process sharing its run's stdout: where to tell the run of a loss
 
@@ -153,6 +155,24 @@ def ending_signal() -> signal.Signals:
 def exit_status() -> int:
     """The exit status of a command whose output ended: 141 for a closed pipe, 129 for a terminal that hung up."""
     return 128 + _signal
+
+
+def flush_output(timeout: float) -> None:
+    """Flush stdout and stderr, waiting at most ``timeout`` seconds: a thread left behind may hold a stream's lock for
+    ever, blocked in a write that nobody reads. With no thread to spare, what they hold is lost, not the exit."""
+    flusher = threading.Thread(target=_flush_quietly, name="output-flush", daemon=True)
+    try:
+        flusher.start()
+    except RuntimeError:  # no thread to spare
+        return
+    flusher.join(timeout)
+
+
+def _flush_quietly() -> None:
+    """Flush stdout and stderr; one that takes no more is a step's failure, said already."""
+    for stream in (sys.stdout, sys.stderr):
+        with contextlib.suppress(OSError, ValueError, AttributeError):  # AttributeError: None, as under pythonw
+            stream.flush()
 
 
 def lose_output(code: int) -> None:

@@ -42,7 +42,7 @@ from pipeline.config.imports import hidden_file, hidden_folder
 from pipeline.config.locks import serve_run
 from pipeline.config.model import PipelineConfig, StepConfig
 from pipeline.config.options import RunOptions
-from pipeline.console.end_of_output import tell_run_at_end
+from pipeline.console.end_of_output import OUTPUT_EXIT_SECONDS, flush_output, tell_run_at_end
 from pipeline.console.humanize import failure_place
 from pipeline.console.log_lines import EscapingFormatter
 from pipeline.engine import sockets
@@ -541,9 +541,7 @@ def exit_now(status: int) -> NoReturn:
     """End the worker process with ``status`` once its output is written, without waiting for the threads its step
     left running (they are no daemons, as in a script) and without running atexit hooks (docs/components.md): a
     process started from scratch waited at its interpreter's exit until its run killed it."""
-    with contextlib.suppress(Exception):
-        sys.stdout.flush()
-        sys.stderr.flush()
+    flush_output(OUTPUT_EXIT_SECONDS)  # a thread of the step's may hold stdout, in a write that nobody reads
     os._exit(status)
 
 
