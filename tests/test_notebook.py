@@ -60,7 +60,8 @@ def execute(client: object, code: str) -> tuple[str, list[str]]:
 @pytest.mark.timeout(240)
 def test_a_notebooks_step_class_runs_in_worker_processes(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
     monkeypatch.setenv("PYTHONPATH", str(ROOT))
-    monkeypatch.setenv("JUPYTER_RUNTIME_DIR", str(tmp_path / "runtime"))
+    monkeypatch.setenv("JUPYTER_RUNTIME_DIR", str(tmp_path / "runtime"))  # the kernel's files, and its history
+    monkeypatch.setenv("IPYTHONDIR", str(tmp_path / "ipython"))
     manager, client = jupyter_client.start_new_kernel(kernel_name="python3", cwd=str(tmp_path))
     try:
         assert execute(client, DEFINE) == ("", [])
