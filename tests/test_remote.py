@@ -1025,3 +1025,22 @@ def test_a_worker_whose_host_has_no_room_for_its_process_s_files_says_so_and_tel
     wait_during(run, lambda: "pipeline-worker cannot start a worker process: TMPDIR: cannot write" in run.stderr,
                 "the run to hear why the worker left")
     assert "sent no heartbeat" not in run.stderr
+
+
+def test_a_remote_worker_told_to_end_again_and_again_as_it_leaves_exits_with_the_first_signals_status(
+        launch: Launcher) -> None:
+    """A SLURM time limit sends SIGTERM, then another about 8 ms later: the worker put the default handlers back
+    before it closed its sockets, and the second killed it (``srun: task 0: Terminated``, not exit 143). SIGTERM every
+    millisecond while it leaves changes nothing."""
+    run = launch.run(launch.chain(nb_thread=1, workers=2))
+    worker = launch.worker(role="remote-blocking")
+    wait_during(run, lambda: marker_pids(launch.gate, "busy"), "the remote worker to be in a message")
+    worker.popen.send_signal(signal.SIGTERM)
+    deadline = time.monotonic() + 30
+    while worker.popen.poll() is None and time.monotonic() < deadline:
+        worker.popen.send_signal(signal.SIGTERM)
+        with contextlib.suppress(subprocess.TimeoutExpired):
+            worker.popen.wait(0.001)
+    assert worker.wait() == 128 + signal.SIGTERM, worker.stderr
+    assert run.wait() == 0, run.stderr
+    assert_every_value_once(launch, run)

@@ -330,6 +330,9 @@ def serve_remote(address: str, login: Login, processes: int) -> int:
         name = signal.Signals(signalled.signum).name
         say(f"{name}: leaving; the run gives this worker's messages to others")
         _leave(keeper_socket, keeper, membership, f"pipeline-worker left on {name}")
+        # The handlers stay the leave's, which take another signal for nothing, until the process exits: put back,
+        # a second SIGTERM (a SLURM time limit sends one 8 ms after the first) killed it on the way out (-15, not 143).
+        previous.clear()
         return 128 + signalled.signum
     finally:
         for sig, handler in previous.items():
