@@ -19,7 +19,7 @@ import zmq
 
 from pipeline.auth.curve import secure_client
 from pipeline.auth.keys import load_key_pair, load_public_key
-from pipeline.config.traits import TCP_FORM, unresolved
+from pipeline.config.traits import TCP_FORM, loopback_only, unresolved
 from pipeline.engine import remote_agent
 from pipeline.engine.remote_agent import Login
 from tests.cli_helpers import run_cli, write_config
@@ -240,3 +240,24 @@ def test_a_connect_where_no_run_answers_says_what_it_found(monkeypatch: pytest.M
         assert "nothing accepted a connection at that host and port" in said
     else:
         assert "a connection was made, but what listens there did not answer as a run does" in said
+
+
+@pytest.mark.parametrize(("addresses", "said"), [
+    (["127.0.1.1"], ["127.0.1.1"]),
+    (["127.0.0.1", "::1"], ["127.0.0.1", "::1"]),
+    (["127.0.0.1", "10.1.2.3"], []),  # another host may reach it by the second
+    ([], []),
+])
+def test_a_listen_name_that_only_this_host_reaches_is_told(monkeypatch: pytest.MonkeyPatch, addresses: list[str],
+                                                            said: list[str]) -> None:
+    """A login node's own name in /etc/hosts often stands for 127.0.1.1: a run listening there waited worker_timeout
+    for workers that could never reach it, and said only that none joined. The door warns as it binds."""
+    def resolve(host: str, *args: object, **kwargs: object) -> list[tuple]:
+        if not addresses:
+            raise socket.gaierror(socket.EAI_NONAME, "Name or service not known")
+        return [(socket.AF_INET, socket.SOCK_STREAM, 6, "", (address, 0)) for address in addresses]
+
+    monkeypatch.setattr(socket, "getaddrinfo", resolve)
+    assert loopback_only("login1") == said
+    for host in ("localhost", "LOCALHOST", "node.localhost", "127.0.0.1", "::1", "*"):  # meant as they are
+        assert loopback_only(host) == []

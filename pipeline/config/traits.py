@@ -373,6 +373,25 @@ def unresolved(host: str) -> str | None:
     return None
 
 
+def loopback_only(host: str) -> list[str]:
+    """The addresses of the host name ``host`` if every one is a loopback address, which only this host's processes
+    reach (as /etc/hosts often makes a login node's own name); [] for an address, ``*``, ``localhost`` (loopback by
+    its name), or a name with another address or none."""
+    if host == "*" or host.lower() == "localhost" or host.lower().endswith(".localhost"):
+        return []
+    try:
+        ipaddress.ip_address(host)
+        return []
+    except ValueError:
+        pass
+    try:
+        found = {info[4][0] for info in socket.getaddrinfo(host, None, type=socket.SOCK_STREAM)}
+    except (OSError, UnicodeError):
+        return []
+    loopback = all(ipaddress.ip_address(each.split("%")[0]).is_loopback for each in found)  # "%": an IPv6 scope
+    return sorted(found) if found and loopback else []
+
+
 class ListenAddress(Unicode):
     """Where a run listens for remote workers: ``tcp://HOST:PORT``, or "" for nowhere."""
 

@@ -40,7 +40,7 @@ import zmq
 from pipeline.auth.curve import HANDSHAKE_SECONDS, CurveServer, ServerKeys
 from pipeline.auth.events import SocketEvents
 from pipeline.config.model import PipelineConfig
-from pipeline.config.traits import tcp_host, unresolved
+from pipeline.config.traits import loopback_only, tcp_host, unresolved
 from pipeline.console.humanize import counted
 from pipeline.engine import sockets
 from pipeline.engine.addresses import Addresses
@@ -227,6 +227,11 @@ class Door(EngineThread):
             raise ConfigError(*self.config.setting_source("Pipeline", "listen"),
                               f"cannot listen on {self.listen}: {why}") from None
         self.events = SocketEvents(socket, _HANDSHAKE_FAILED, self._handshake_failed)  # refused peers never get a frame
+        host = tcp_host(self.listen)
+        if loopback := loopback_only(host):
+            log.warning("Pipeline.listen %s: %s is %s here, a loopback address that only this host reaches: workers "
+                        "on other hosts cannot connect (give the address they reach this host at; `getent hosts %s` "
+                        "on one of them says it)", self.listen, host, " and ".join(loopback), host)
 
     def _loop(self) -> None:
         look = min(self.control.options.heartbeat_interval / 2, LOOK_SECONDS)
