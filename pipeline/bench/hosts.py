@@ -30,6 +30,7 @@ from traitlets import Int, Unicode
 
 from pipeline.auth.keys import generate_key_pair, key_paths
 from pipeline.bench import netns
+from pipeline.bench.interpreter import python
 from pipeline.bench.report import MET, Target, number
 from pipeline.bench.steps import Tally, TinyDicts, Work
 from pipeline.console.arguments import ArgumentParser
@@ -128,14 +129,14 @@ class Bench:
                         encoding="utf-8")
         keys = self.directory / "keys"
         address = f"tcp://{self.network.head.address}:{PORT}"
-        run = [sys.executable, "-m", "pipeline", f"--config={path}", f"--Pipeline.listen={address}",
-               f"--Pipeline.server_key={key_paths(keys, 'server')[1]}", f"--Pipeline.authorized_keys={keys / 'hosts'}",
-               "--Pipeline.gui=False", "--no-progress"]
+        run = python("-m", "pipeline", f"--config={path}", f"--Pipeline.listen={address}",
+                     f"--Pipeline.server_key={key_paths(keys, 'server')[1]}",
+                     f"--Pipeline.authorized_keys={keys / 'hosts'}", "--Pipeline.gui=False", "--no-progress")
         worker = [str(Path(sys.executable).parent / "pipeline-worker"), f"--connect={address}",
                   f"--server-key={key_paths(keys, 'server')[0]}", f"--key={key_paths(keys / 'hosts', 'host')[1]}",
                   "--step=S", f"--threads={self.threads}"]
         commands = [self.network.head.command(run), *(host.command(worker) for host in self.network.hosts[:hosts])]
-        processes = [_start(command, run_dir / f"{i}.err") for i, command in enumerate(commands)]
+        processes = [_start(command, run_dir, f"{i}.err") for i, command in enumerate(commands)]
         try:
             for i, process in enumerate(processes):
                 status = process.wait(RUN_SECONDS)
@@ -155,9 +156,12 @@ class Bench:
         return n / (float((run_dir / "end").read_text()) - float((run_dir / "start").read_text()))
 
 
-def _start(command: list[str], err: Path) -> subprocess.Popen[bytes]:
-    with err.open("wb") as stderr:
-        return subprocess.Popen(command, stdin=subprocess.DEVNULL, stdout=subprocess.DEVNULL, stderr=stderr)
+def _start(command: list[str], directory: Path, err: str) -> subprocess.Popen[bytes]:
+    """Start ``command`` in ``directory`` (not the user's, which may hold a pipeline.py), its stderr to file ``err``
+    there."""
+    with (directory / err).open("wb") as stderr:
+        return subprocess.Popen(command, cwd=directory, stdin=subprocess.DEVNULL, stdout=subprocess.DEVNULL,
+                                stderr=stderr)
 
 
 def measure(repeat: int, messages: int, seconds: float, threads: int,

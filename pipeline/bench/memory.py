@@ -22,6 +22,7 @@ from typing import Any
 from pipeline.bench import baselines
 from pipeline.bench.arrays import Arrays
 from pipeline.bench.designs import ENGINE, QUEUE
+from pipeline.bench.interpreter import python
 from pipeline.bench.plan import Plan
 from pipeline.bench.report import Target, Workload
 from pipeline.bench.steps import PassThrough, Tally
@@ -71,8 +72,8 @@ def run_child(design: str, count: int, delay: float, queue_limit: int, gui: bool
 
 def spawn(design: str, count: int, delay: float, queue_limit: int, gui: bool = False) -> int:
     """The peak RSS in bytes of a child process running one W5 run."""
-    args = [sys.executable, "-m", "pipeline.bench.memory", design, str(count), str(delay), str(queue_limit),
-            *(["--gui"] if gui else [])]
+    args = python("-m", "pipeline.bench.memory", design, str(count), str(delay), str(queue_limit),
+                  *(["--gui"] if gui else []))
     try:
         child = subprocess.run(args, capture_output=True, text=True, timeout=300, check=False)
     except subprocess.TimeoutExpired:

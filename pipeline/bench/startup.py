@@ -4,13 +4,13 @@ from __future__ import annotations
 
 import json
 import subprocess
-import sys
 import tempfile
 import time
 from functools import partial
 from pathlib import Path
 
 from pipeline.bench.designs import ENGINE, IMPORTS, PYTHON, SEQUENTIAL
+from pipeline.bench.interpreter import python
 from pipeline.bench.plan import Plan
 from pipeline.bench.report import Target, Workload
 from pipeline.bench.workloads import Broken, Progress, chain, measure, step
@@ -42,7 +42,7 @@ def launch(args: list[str], directory: Path, output: Path) -> float:
     output.unlink(missing_ok=True)
     start = time.perf_counter()
     try:
-        child = subprocess.run([sys.executable, *args], cwd=directory, capture_output=True, text=True,
+        child = subprocess.run(python(*args), cwd=directory, capture_output=True, text=True,
                                timeout=60, check=False)
     except subprocess.TimeoutExpired:
         raise Broken(f"{' '.join(args)} did not end within 60 s") from None

@@ -31,7 +31,7 @@ from pipeline.bench.designs import (
     ZMQ_PLAIN,
     ZMQ_THROTTLED,
 )
-from pipeline.bench.loopback import remote_worker
+from pipeline.bench.loopback import LoopbackWorker, remote_worker
 from pipeline.bench.plan import Plan
 from pipeline.bench.report import BROKEN, OK, SKIPPED, Case, Row, Target, Workload, number
 from pipeline.bench.steps import RESULTS, Latency, PassThrough, Stamped, Tally, TinyDicts, Work, busy
@@ -93,16 +93,17 @@ def new_tag() -> str:
 
 
 def run_engine(document: dict[str, Any], mode: str, expected: int, gui: bool = False,
-               settings: dict[str, Any] | None = None) -> float:
-    """Run ``document`` in ``mode`` (with more Pipeline ``settings``); the seconds from run() to its return,
-    once the report checks.
+               worker: LoopbackWorker | None = None) -> float:
+    """Run ``document`` in ``mode`` (its stage served by the remote ``worker``, which it lets in and which stops it
+    if it fails); the seconds from run() to its return, once the report checks.
 
     The run publishes its status to the monitor only with ``gui`` (``pipeline-bench --gui``), so
     that a benchmark does not fill pipeline-gui with its runs nor share the CPU with it; it never
     draws its progress display, which would mix with the benchmark's own progress lines.
     """
     # keep_freed_memory: the bench owns its process, as pipeline-run does (the Python API default is off).
-    options: dict[str, Any] = {"mode": mode, "progress": False, "keep_freed_memory": True, **(settings or {})}
+    options: dict[str, Any] = {"mode": mode, "progress": False, "keep_freed_memory": True,
+                               **(worker.settings if worker else {})}
     if not gui:
         options["gui"] = False
     try:
@@ -112,6 +113,8 @@ def run_engine(document: dict[str, Any], mode: str, expected: int, gui: bool = F
         if not upcoming:
             raise
         raise baselines.Unavailable(f"the engine refuses the step key {upcoming[0]} (not built yet)") from err
+    if worker is not None:
+        worker.watch(pipeline)
     gc.collect()
     start = time.perf_counter()
     report = pipeline.run()
@@ -213,9 +216,9 @@ def tiny(plan: Plan, progress: Progress) -> Workload:
 
     def engine(design: str) -> float:
         tag = new_tag()
-        with remote_worker("S") if design == REMOTE else contextlib.nullcontext({}) as settings:
+        with remote_worker("S") if design == REMOTE else contextlib.nullcontext() as worker:
             seconds = run_engine(tiny_config(n, tag, STAGE_KEYS[design]), ENGINE_MODES[design], n, plan.gui,
-                                 settings)
+                                 worker)
         check_tally(tag, n, n * (n - 1) // 2)
         return n / seconds
 
