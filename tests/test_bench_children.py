@@ -74,3 +74,30 @@ def test_a_stop_to_the_group_as_the_warm_up_worker_starts_ends_the_bench_at_once
     assert bench.returncode == 128 + signum
     assert rest.rstrip().splitlines()[-1] == "pipeline-bench: interrupted" and "Traceback" not in rest, rest
     wait_for(lambda: not live_in_group(bench.pid), 10, "no process of the bench's session left")
+
+
+def children(pid: int) -> list[int]:
+    """The pids of the children of process ``pid``."""
+    return [int(child) for child in Path(f"/proc/{pid}/task/{pid}/children").read_text().split()]
+
+
+@pytest.mark.timeout(120)
+def test_a_workload_whose_process_is_killed_costs_only_its_own_table() -> None:
+    """A workload's process killed (as the OOM killer does) ended the bench with 'its traceback is above' and no
+    traceback, the finished workloads' tables thrown away and the workloads after it never run."""
+    bench = subprocess.Popen([BENCH, "--quick", "--only=W1,W2,W6"], cwd=ROOT, env=ENV, stdout=subprocess.PIPE,
+                             stderr=subprocess.PIPE, text=True, start_new_session=True)
+    try:
+        assert bench.stderr is not None
+        for line in bench.stderr:
+            if line.startswith("W2 large"):
+                break
+        for child in children(bench.pid):  # the bench's one child: W2's process
+            os.kill(child, signal.SIGKILL)
+        out, rest = bench.communicate(timeout=100)
+    finally:
+        kill_group(bench)
+    assert bench.returncode == 1
+    assert "pipeline-bench: workload W2 failed: its process was killed by SIGKILL\n" in rest, rest
+    assert "W1  tiny messages" in out and "W2  not measured\n    FAILED: its process was killed by SIGKILL" in out
+    assert "W6 start-up" in rest and "W6  start-up" in out

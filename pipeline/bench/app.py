@@ -180,9 +180,23 @@ def run_apart(key: str, plan: Plan) -> Workload:
     if code - 128 in STOPS:
         STOP.came(code - 128)  # the stop reached the child first: the bench was stopped, as its own would say
     if code != 0 or not data:
-        raise SystemExit(f"pipeline-bench: workload {key} failed (its traceback is above)")
+        return _failed(key, code)
     workload: Workload = pickle.loads(data)  # from our own child
     return workload
+
+
+def _failed(key: str, code: int) -> Workload:
+    """Workload ``key`` whose process ended with ``code`` before sending its result: said in one line, and a workload
+    without figures, so that the workloads before and after it still print (a SystemExit threw them all away)."""
+    if code < 0:
+        known = -code in {signum.value for signum in signal.Signals}
+        why = f"its process was killed by {signal.Signals(-code).name if known else f'signal {-code}'}"
+    elif code == 1:
+        why = "its process failed (its traceback is above)"
+    else:
+        why = f"its process died: exit code {code}"
+    progress(f"pipeline-bench: workload {key} failed: {why}")
+    return Workload(key, "not measured", failure=why)
 
 
 def _end_child(pid: int) -> None:

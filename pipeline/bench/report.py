@@ -158,6 +158,7 @@ class Workload:
     cases: list[Case] = field(default_factory=list)
     targets: list[Target] = field(default_factory=list)
     notes: list[str] = field(default_factory=list)
+    failure: str = ""  # why the workload has no figures at all (its process died), or nothing
 
     def case(self, label: str, unit: str, higher_is_better: bool, base: str = ENGINE) -> Case:
         """The case named ``label``, made on first use."""
@@ -169,8 +170,8 @@ class Workload:
 
     @property
     def verified(self) -> bool:
-        """True when no row of the workload failed its check."""
-        return all(row.status != BROKEN for case in self.cases for row in case.rows)
+        """True when the workload ran to its end and no row of it failed its check."""
+        return not self.failure and all(row.status != BROKEN for case in self.cases for row in case.rows)
 
 
 def number(value: float | None) -> str:
@@ -198,6 +199,8 @@ def table(header: dict[str, Any], workloads: list[Workload]) -> str:
     ]
     for workload in workloads:
         lines.append(f"{workload.key}  {workload.title}")
+        if workload.failure:
+            lines.append(f"    FAILED: {workload.failure}")
         rows = [("", "design", "median", "spread", "engine vs this", "")]
         for case in workload.cases:
             better = "higher" if case.higher_is_better else "lower"
@@ -229,7 +232,8 @@ def _summary(workloads: list[Workload], judged: bool) -> str:
     """The last line: the targets missed or in doubt, or why none was judged."""
     if not judged:
         return "targets: not judged: --quick sizes are too small to support a verdict (run without --quick)"
-    open_ = [f"{w.key} {t.text} ({t.verdict()})" for w in workloads for t in w.targets if t.verdict() != MET]
+    open_ = [f"{w.key} not measured ({w.failure})" for w in workloads if w.failure]
+    open_ += [f"{w.key} {t.text} ({t.verdict()})" for w in workloads for t in w.targets if t.verdict() != MET]
     return "targets: all met" if not open_ else "targets not met: " + "; ".join(open_)
 
 
@@ -273,6 +277,7 @@ def _workload_json(workload: Workload, judged: bool) -> dict[str, Any]:
     return {
         "title": workload.title,
         "verified": workload.verified,
+        "failure": workload.failure or None,
         "cases": [
             {
                 "label": case.label,
