@@ -26,6 +26,7 @@ from pipeline.bench import app, baselines, memory, overhead, startup, stops, wor
 from pipeline.bench.designs import (
     DESCRIPTIONS,
     ENGINE,
+    MPIPE,
     OPTIONAL,
     PROCESSES,
     PROCESSES_2,
@@ -40,6 +41,7 @@ from pipeline.bench.report import (
     MISSED,
     NO_FIGURE,
     NOT_JUDGED,
+    SKIPPED,
     UNCERTAIN,
     Case,
     Target,
@@ -310,6 +312,21 @@ def test_the_last_line_names_the_targets_not_met() -> None:
     assert last == f"targets not met: W9 small ({UNCERTAIN})"
 
 
+def test_a_target_whose_row_was_skipped_is_not_judged_and_says_why() -> None:
+    """Without mpipe, W1's target against it vanished and the last line said "targets: all met"."""
+    case = Case("throughput", "msg/s", higher_is_better=True)
+    case.row(MPIPE).status, case.row(MPIPE).note = SKIPPED, "not installed (pip install mpipe)"
+    target = Target("process workers >= 1.0x mpipe", case.ratios(MPIPE), 1.0, missing=case.unmeasured(MPIPE))
+    assert target.verdict() == "not judged: mpipe OrderedStage: not installed (pip install mpipe)"
+    work = Workload("W1", "title", targets=[Target("fast", [3.0], 2.0), target])
+    last = table({"summary": "s", "noise": "n", "quick": False}, [work]).splitlines()[-1]
+    assert last == ("targets: all met; not judged: W1 process workers >= 1.0x mpipe (not judged: mpipe OrderedStage: "
+                    "not installed (pip install mpipe))")
+    work.targets.append(Target("small", [1.0], 2.0))
+    last = table({"summary": "s", "noise": "n", "quick": False}, [work]).splitlines()[-1]
+    assert last.startswith(f"targets not met: W1 small ({MISSED}); W1 process workers >= 1.0x mpipe (not judged")
+
+
 @pytest.mark.parametrize(("frames", "plain", "expected"), [((100, 110), (130, 120), ZMQ_PLAIN),
                                                              ((130, 140), (120, 90), ZMQ)])
 def test_the_raw_baseline_a_target_compares_with_is_the_faster_one(frames: tuple[float, ...],
@@ -472,7 +489,11 @@ def test_ctrl_c_in_the_warm_up_stops_the_bench_in_one_line() -> None:
                              env={**os.environ, "PYTHONPATH": str(ROOT)})
     try:
         assert bench.stderr is not None
-        bench.stderr.readline()  # the machine's line: the warm-up comes next
+        # The machine's line: the warm-up comes next (a loaded machine's warning may come before it).
+        for _ in range(20):
+            line = bench.stderr.readline()
+            if not line or (line.startswith("pipeline-bench: ") and " cores " in line):
+                break
         os.killpg(bench.pid, signal.SIGINT)
         rest = bench.communicate(timeout=60)[1]
     finally:

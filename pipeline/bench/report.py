@@ -99,6 +99,14 @@ class Case:
         self.rows.append(Row(design))
         return self.rows[-1]
 
+    def unmeasured(self, *designs: str) -> str:
+        """Why a figure of ``designs`` is missing: the first of their rows skipped or broken, in its note's words; ""
+        if none is."""
+        for row in self.rows:
+            if row.design in designs and row.status != OK:
+                return f"{row.design}: {row.note}"
+        return ""
+
     def ratios(self, design: str, base: str | None = None) -> list[float]:
         """Per repeat, how many times better ``base``'s figure (the case's base by default) is than
         ``design``'s (above 1: ``base`` is better); none unless both rows have a positive figure for
@@ -126,6 +134,7 @@ class Target:
     samples: Sequence[float]
     limit: float
     at_least: bool = True
+    missing: str = ""  # why it has no samples, when a row it needs was skipped or broke (Case.unmeasured)
 
     @property
     def value(self) -> float | None:
@@ -142,7 +151,7 @@ class Target:
         if not judged:
             return NOT_JUDGED
         if not self.samples:
-            return NO_FIGURE
+            return f"not judged: {self.missing}" if self.missing else NO_FIGURE
         sides = {self.meets(value) for value in self.samples}
         if len(sides) > 1:
             return UNCERTAIN
@@ -233,8 +242,13 @@ def _summary(workloads: list[Workload], judged: bool) -> str:
     if not judged:
         return "targets: not judged: --quick sizes are too small to support a verdict (run without --quick)"
     open_ = [f"{w.key} not measured ({w.failure})" for w in workloads if w.failure]
-    open_ += [f"{w.key} {t.text} ({t.verdict()})" for w in workloads for t in w.targets if t.verdict() != MET]
-    return "targets: all met" if not open_ else "targets not met: " + "; ".join(open_)
+    open_ += [f"{w.key} {t.text} ({t.verdict()})" for w in workloads for t in w.targets
+              if t.verdict() != MET and not t.missing]
+    unjudged = [f"{w.key} {t.text} ({t.verdict()})" for w in workloads for t in w.targets
+                if t.verdict() != MET and t.missing]
+    if open_:
+        return "targets not met: " + "; ".join(open_ + unjudged)
+    return "targets: all met" + (f"; not judged: {'; '.join(unjudged)}" if unjudged else "")
 
 
 def _align(row: tuple[str, ...], widths: list[int]) -> list[str]:

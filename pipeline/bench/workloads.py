@@ -238,9 +238,8 @@ def tiny(plan: Plan, progress: Progress) -> Workload:
         Target(f"engine threads >= 1.0x {fastest_raw(case)} (the faster raw way here)",
                case.ratios(fastest_raw(case)), 1.0),
     ]
-    versus_mpipe = case.ratios(MPIPE, base=PROCESSES)
-    if versus_mpipe:  # mpipe is installed
-        work.targets.append(Target(f"{PROCESSES} >= 1.0x {MPIPE}", versus_mpipe, 1.0))
+    work.targets.append(Target(f"{PROCESSES} >= 1.0x {MPIPE}", case.ratios(MPIPE, base=PROCESSES), 1.0,
+                               missing=case.unmeasured(MPIPE, PROCESSES)))
     return work
 
 
