@@ -21,6 +21,7 @@ import numpy as np
 import zmq
 
 from pipeline.bench import analysis, memory, startup, workloads
+from pipeline.bench.arguments import positive
 from pipeline.bench.plan import FULL, QUICK, Plan
 from pipeline.bench.report import Workload, as_json, table
 from pipeline.bench.stops import STOP, STOPS
@@ -66,17 +67,6 @@ def parser() -> argparse.ArgumentParser:
                           "(default: off, so that pipeline-gui shows none of the benchmark's runs)")
     cli.add_argument("--version", action="version", version=f"pipeline-bench {package_version()}")
     return cli
-
-
-def positive(text: str) -> int:
-    """An argument that must be an integer of at least 1 (argparse's words would name this function)."""
-    try:
-        value = int(text)
-    except ValueError:
-        value = 0
-    if value < 1:
-        raise argparse.ArgumentTypeError(f"expected an integer >= 1, got {text!r}")
-    return value
 
 
 def _workload_list(text: str) -> list[str]:

@@ -30,6 +30,7 @@ from traitlets import Int, Unicode
 
 from pipeline.auth.keys import generate_key_pair, key_paths
 from pipeline.bench import netns
+from pipeline.bench.arguments import positive, seconds
 from pipeline.bench.interpreter import python
 from pipeline.bench.report import MET, Target, number
 from pipeline.bench.steps import Tally, TinyDicts, Work
@@ -215,10 +216,10 @@ def table(result: dict[str, Any]) -> str:
 def parser() -> argparse.ArgumentParser:
     """The command line."""
     cli = ArgumentParser(prog="python -m pipeline.bench.hosts", description=__doc__.split("\n\n")[0])
-    cli.add_argument("--repeat", type=int, default=5, help="pairs of runs (1 host, 2 hosts); default 5")
-    cli.add_argument("--messages", type=int, default=600, help="messages per run; default 600")
-    cli.add_argument("--sleep", type=float, default=0.02, help="seconds of sleep per message; default 0.02")
-    cli.add_argument("--threads", type=int, default=4, help="worker threads per host; default 4")
+    cli.add_argument("--repeat", type=positive, default=5, help="pairs of runs (1 host, 2 hosts); default 5")
+    cli.add_argument("--messages", type=positive, default=600, help="messages per run; default 600")
+    cli.add_argument("--sleep", type=seconds, default=0.02, help="seconds of sleep per message; default 0.02")
+    cli.add_argument("--threads", type=positive, default=4, help="worker threads per host; default 4")
     cli.add_argument("--json", action="store_true", help="print JSON instead of the table")
     return cli
 

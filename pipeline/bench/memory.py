@@ -13,13 +13,13 @@ from __future__ import annotations
 import json
 import resource
 import subprocess
-import sys
 from collections.abc import Sequence
 from functools import partial
 from pathlib import Path
 from typing import Any
 
 from pipeline.bench import baselines
+from pipeline.bench.arguments import positive, seconds
 from pipeline.bench.arrays import Arrays
 from pipeline.bench.designs import ENGINE, QUEUE
 from pipeline.bench.interpreter import python
@@ -28,6 +28,7 @@ from pipeline.bench.report import Target, Workload
 from pipeline.bench.steps import PassThrough, Tally
 from pipeline.bench.workloads import ARRAYS, Broken, Progress, chain, check_tally, measure, new_tag, run_engine, step
 from pipeline.config.loader import load_config
+from pipeline.console.arguments import ArgumentParser
 from pipeline.engine.flow import message_bound
 
 MIB = 1024 * 1024
@@ -113,10 +114,15 @@ def memory(plan: Plan, progress: Progress) -> Workload:
 
 def main(argv: Sequence[str] | None = None) -> None:
     """The child: run once and print the result as one JSON line."""
-    args = list(sys.argv[1:] if argv is None else argv)
-    gui = "--gui" in args
-    design, count, delay, queue_limit = [arg for arg in args if arg != "--gui"]
-    print(json.dumps(run_child(design, int(count), float(delay), int(queue_limit), gui)))
+    cli = ArgumentParser(prog="python -m pipeline.bench.memory",
+                         description="One run of W5 (a slow consumer) in this process: its peak memory, as JSON.")
+    cli.add_argument("design", choices=sorted(DESIGNS.values()), help="the design to run")
+    cli.add_argument("count", type=positive, help="messages")
+    cli.add_argument("delay", type=seconds, help="seconds the consumer takes per message")
+    cli.add_argument("queue_limit", type=positive, help="the stage's queue_limit")
+    cli.add_argument("--gui", action="store_true", help="publish to pipeline-gui")
+    args = cli.parse_args(argv)
+    print(json.dumps(run_child(args.design, args.count, args.delay, args.queue_limit, args.gui)))
 
 
 if __name__ == "__main__":

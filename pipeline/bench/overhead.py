@@ -17,6 +17,7 @@ from typing import Any
 
 import zmq
 
+from pipeline.bench.arguments import positive
 from pipeline.bench.loopback import free_port
 from pipeline.bench.workloads import tiny_config
 from pipeline.console.arguments import ArgumentParser
@@ -97,8 +98,8 @@ def measure(count: int, repeat: int) -> tuple[dict[str, list[float]], int]:
 def main(argv: Sequence[str] | None = None) -> None:
     """Measure and print the table."""
     cli = ArgumentParser(prog="python -m pipeline.bench.overhead", description=__doc__.split("\n")[0])
-    cli.add_argument("--count", type=int, default=100_000, help="messages per run (default 100000)")
-    cli.add_argument("--repeat", type=int, default=5, help="runs of each case (default 5)")
+    cli.add_argument("--count", type=positive, default=100_000, help="messages per run (default 100000)")
+    cli.add_argument("--repeat", type=positive, default=5, help="runs of each case (default 5)")
     args = cli.parse_args(argv)
     samples, received = measure(args.count, args.repeat)
     base = statistics.median(samples[OFF])

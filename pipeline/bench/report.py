@@ -271,7 +271,7 @@ def _figures(case: Case, row: Row) -> tuple[str, str, str, str]:
 def as_json(header: dict[str, Any], workloads: list[Workload]) -> dict[str, Any]:
     """The report as JSON-ready data: every sample, median, spread, comparison and target."""
     judged = not header["quick"]
-    verdicts = [t.verdict(judged) for w in workloads for t in w.targets]
+    verdicts = [t.verdict(judged) for w in workloads for t in w.targets if not t.missing]  # the others said why
     return {
         "machine": header,
         "legend": LEGEND.format(wide=WIDE_SPREAD),
@@ -317,7 +317,7 @@ def _workload_json(workload: Workload, judged: bool) -> dict[str, Any]:
         ],
         "targets": [
             {"text": t.text, "value": t.value, "samples": list(t.samples), "limit": t.limit,
-             "at_least": t.at_least, "verdict": t.verdict(judged)}
+             "at_least": t.at_least, "verdict": t.verdict(judged), "missing": t.missing or None}
             for t in workload.targets
         ],
         "notes": workload.notes,

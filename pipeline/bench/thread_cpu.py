@@ -18,7 +18,7 @@ from pathlib import Path
 from typing import Any
 
 from pipeline.bench import analysis, events
-from pipeline.bench.app import positive
+from pipeline.bench.arguments import positive
 from pipeline.bench.workloads import check_tally, new_tag, tiny_config
 from pipeline.console.arguments import ArgumentParser
 from pipeline.engine import ThreadedRunner
