@@ -562,3 +562,14 @@ def test_a_baseline_thread_whose_context_the_stop_terminated_ends_in_silence(mon
 
     baselines._run([stopped, stopped], [])
     assert raised == []
+
+
+def test_thread_cpu_counts_every_engine_thread_of_a_short_run(capsys: pytest.CaptureFixture[str]) -> None:
+    """A run shorter than a few samples printed only the flusher: its threads ended between two reads of their
+    clocks. Each now says its CPU as it ends."""
+    from pipeline.bench import thread_cpu
+
+    thread_cpu.main(["--count", "300"])
+    lines = capsys.readouterr().out.splitlines()
+    threads = {line.split()[0] for line in lines if line.startswith("    ")}
+    assert {"P#0", "router-S", "router-C"} <= threads, lines
