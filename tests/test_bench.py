@@ -573,3 +573,23 @@ def test_thread_cpu_counts_every_engine_thread_of_a_short_run(capsys: pytest.Cap
     lines = capsys.readouterr().out.splitlines()
     threads = {line.split()[0] for line in lines if line.startswith("    ")}
     assert {"P#0", "router-S", "router-C"} <= threads, lines
+
+
+def _out_of_memory() -> None:
+    raise MemoryError("as under ulimit -v")
+
+
+class _FailsToArrive:
+    """A message whose unpickling in the receiving thread fails outside any step's code."""
+
+    def __reduce__(self) -> tuple[Any, tuple[()]]:
+        return _out_of_memory, ()
+
+
+@pytest.mark.timeout(60)
+@pytest.mark.parametrize("copy", [False, True])
+def test_a_baseline_thread_that_dies_outside_a_step_breaks_the_row_at_once(copy: bool) -> None:
+    """Under ulimit -v a receive raised MemoryError outside the step's try: that thread died, the others waited for
+    what it would have sent, the baseline for its 600 s, and the context's term() for ever on a socket left open."""
+    with pytest.raises(baselines.BaselineError, match="MemoryError: as under ulimit -v"):
+        baselines.zmq_push_pull([1, _FailsToArrive(), 3], lambda message: message, lambda message: None, copy=copy)

@@ -13,7 +13,6 @@ kept only to show what the old headline compared with).
 
 from __future__ import annotations
 
-import contextlib
 import importlib.util
 import multiprocessing
 import pickle
@@ -38,6 +37,8 @@ _END = object()
 
 #: How long a baseline may run before it counts as hung.
 TIMEOUT = 600.0
+#: Seconds between two looks, while a baseline runs, for an error of one of its threads.
+ERROR_LOOK_SECONDS = 0.05
 
 
 class BaselineError(RuntimeError):
@@ -132,8 +133,10 @@ def zmq_push_pull(source: Iterable[Any], stage: Stage, sink: Sink, hwm: int | No
         except Exception as err:
             errors.append(err)
         finally:
-            push.send(b"")
-            push.close()
+            try:
+                push.send(b"")
+            finally:  # a socket left open would keep the context's term() waiting for ever
+                push.close()
 
     def work() -> None:
         pull, push = socket(zmq.PULL), socket(zmq.PUSH)
@@ -303,13 +306,18 @@ def _drain(results: IMapIterator, sink: Sink) -> None:
                 sink(result)
 
 
-def _ending_with_the_bench(target: Callable[[], None]) -> Callable[[], None]:
-    """``target``, which ends in silence when the bench is stopped under it: a Ctrl+C terminates the context its
-    sockets belong to (ContextTerminated), which printed a thread's traceback beside the bench's one line."""
+def _ending_with_the_bench(target: Callable[[], None], errors: list[BaseException]) -> Callable[[], None]:
+    """``target``, which ends in silence when the bench is stopped under it (a Ctrl+C terminates the context its
+    sockets belong to: ContextTerminated printed a thread's traceback beside the bench's one line), and whose error
+    outside a step's code (a MemoryError in a receive, under ``ulimit -v``) goes to ``errors``, not to stderr."""
 
     def run() -> None:
-        with contextlib.suppress(zmq.ContextTerminated):
+        try:
             target()
+        except zmq.ContextTerminated:
+            pass
+        except BaseException as err:
+            errors.append(err)
 
     return run
 
@@ -317,19 +325,21 @@ def _ending_with_the_bench(target: Callable[[], None]) -> Callable[[], None]:
 def _run(targets: Sequence[Callable[[], None]], errors: list[BaseException], start: float | None = None) -> float:
     """Run each target in a thread; the wall time since ``start`` (default: now) until all ended.
 
-    Raise the first error of a target, or BaselineError if one is still running after TIMEOUT.
+    Raise the first error of a target as soon as there is one (the others may wait for ever for what it would have
+    sent: the caller's end stops them, or leaves them, daemons), or BaselineError if one still runs after TIMEOUT.
     """
-    threads = [threading.Thread(target=_ending_with_the_bench(t), name=f"bench-{i}", daemon=True)
+    threads = [threading.Thread(target=_ending_with_the_bench(t, errors), name=f"bench-{i}", daemon=True)
                for i, t in enumerate(targets)]
     start = time.perf_counter() if start is None else start
     for thread in threads:
         thread.start()
     deadline = start + TIMEOUT
     for thread in threads:
-        thread.join(max(0.0, deadline - time.perf_counter()))
+        while thread.is_alive() and not errors and time.perf_counter() < deadline:
+            thread.join(ERROR_LOOK_SECONDS)
     elapsed = time.perf_counter() - start
-    if any(thread.is_alive() for thread in threads):
-        raise BaselineError(f"a baseline did not end within {TIMEOUT:.0f} s")
     if errors:
         raise BaselineError(f"a baseline step failed: {type(errors[0]).__name__}: {errors[0]}") from errors[0]
+    if any(thread.is_alive() for thread in threads):
+        raise BaselineError(f"a baseline did not end within {TIMEOUT:.0f} s")
     return elapsed
