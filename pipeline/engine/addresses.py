@@ -21,6 +21,7 @@ from pathlib import Path
 
 import zmq
 
+from pipeline.config.traits import unencodable
 from pipeline.errors import ConfigError
 
 #: The private directories of runs (and of pipeline-worker) start with this, then their process id and "-".
@@ -83,7 +84,7 @@ def private_dir(role: str = "") -> str:
     for base in bases():
         if len(os.fsencode(base)) > room:
             refused.append(f"{base} is too long")
-        elif not utf8(base):  # an endpoint is text, which ZeroMQ takes in UTF-8
+        elif unencodable(base) is not None:  # an endpoint is text, which ZeroMQ takes in UTF-8
             refused.append(f"{base!r} is not UTF-8")
         elif not os.access(base, os.W_OK | os.X_OK):
             refused.append(f"{base} cannot be written")
@@ -96,15 +97,6 @@ def private_dir(role: str = "") -> str:
                 refused.append(f"{base} cannot be written ({err.strerror or err})")
     raise ConfigError("TMPDIR", "", f"no room for a private directory of ipc sockets ({'; '.join(refused)}): "
                       f"expected a writable directory whose path is at most {room} bytes long")
-
-
-def utf8(path: str) -> bool:
-    """Whether ``path`` (from the file system, undecodable bytes escaped) is text that encodes in UTF-8."""
-    try:
-        path.encode("utf-8")
-    except UnicodeEncodeError:
-        return False
-    return True
 
 
 def bases() -> list[str]:
