@@ -141,6 +141,11 @@ class Target:
         """The median of the samples; None without figures."""
         return statistics.median(self.samples) if self.samples else None
 
+    @property
+    def unjudged(self) -> bool:
+        """Whether it cannot be judged: no figure, a row it needs skipped or broken (``missing`` says which)."""
+        return not self.samples and bool(self.missing)
+
     def meets(self, value: float) -> bool:
         """Whether ``value`` reaches the target."""
         return value >= self.limit if self.at_least else value <= self.limit
@@ -150,8 +155,10 @@ class Target:
         sizes cannot support a verdict (``judged`` false); NO_FIGURE without figures."""
         if not judged:
             return NOT_JUDGED
+        if self.unjudged:
+            return f"not judged: {self.missing}"
         if not self.samples:
-            return f"not judged: {self.missing}" if self.missing else NO_FIGURE
+            return NO_FIGURE
         sides = {self.meets(value) for value in self.samples}
         if len(sides) > 1:
             return UNCERTAIN
@@ -243,9 +250,8 @@ def _summary(workloads: list[Workload], judged: bool) -> str:
         return "targets: not judged: --quick sizes are too small to support a verdict (run without --quick)"
     open_ = [f"{w.key} not measured ({w.failure})" for w in workloads if w.failure]
     open_ += [f"{w.key} {t.text} ({t.verdict()})" for w in workloads for t in w.targets
-              if t.verdict() != MET and not t.missing]
-    unjudged = [f"{w.key} {t.text} ({t.verdict()})" for w in workloads for t in w.targets
-                if t.verdict() != MET and t.missing]
+              if t.verdict() != MET and not t.unjudged]
+    unjudged = [f"{w.key} {t.text} ({t.verdict()})" for w in workloads for t in w.targets if t.unjudged]
     if open_:
         return "targets not met: " + "; ".join(open_ + unjudged)
     return "targets: all met" + (f"; not judged: {'; '.join(unjudged)}" if unjudged else "")
@@ -271,7 +277,7 @@ def _figures(case: Case, row: Row) -> tuple[str, str, str, str]:
 def as_json(header: dict[str, Any], workloads: list[Workload]) -> dict[str, Any]:
     """The report as JSON-ready data: every sample, median, spread, comparison and target."""
     judged = not header["quick"]
-    verdicts = [t.verdict(judged) for w in workloads for t in w.targets if not t.missing]  # the others said why
+    verdicts = [t.verdict(judged) for w in workloads for t in w.targets if not t.unjudged]  # the others said why
     return {
         "machine": header,
         "legend": LEGEND.format(wide=WIDE_SPREAD),
